@@ -1,0 +1,1 @@
+"""Folds over the decision log: customer views, lookup index, the DuckDB analyst snapshot."""

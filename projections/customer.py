@@ -1,0 +1,447 @@
+"""The customer view: a fold over the decision log.
+
+Per profile: identifiers by type, golden record, channels, first/last seen, the cross-channel
+timeline, purchases and lifetime value, open support cases. Also the lookup index (identifier ->
+profile), the aliases of merged-away profile IDs, and the evidence ``explain`` shows.
+
+An event belongs to the profile of its strongest identifier that still links; an event none of whose
+identifiers links (only placeholders or shared devices, or only attributes) is a profile of its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+from resolver.engine import short_hash
+
+
+@dataclass(frozen=True)
+class ProjectionConfig:
+    """How the views summarize events.
+
+    Golden record survivorship: per attribute, the most recent value from a trusted channel; when no
+    trusted channel gave one, the most recent value from any channel.
+    """
+
+    untrusted_channels: tuple[str, ...] = ("social", "chat")
+    trusted_channels_by_attribute: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    purchase_types: tuple[str, ...] = ("purchase", "store_purchase", "order", "order_placed")
+    refund_types: tuple[str, ...] = ("return", "refund")
+    case_open_types: tuple[str, ...] = ("case_opened", "ticket_opened")
+    case_close_types: tuple[str, ...] = ("case_resolved", "case_closed", "ticket_closed")
+
+    def trusted(self, attribute: str, channel: str) -> bool:
+        allowed = self.trusted_channels_by_attribute.get(attribute)
+        if allowed is not None:
+            return channel in allowed
+        return channel not in self.untrusted_channels
+
+
+@dataclass
+class ProfileView:
+    id: str
+    created_at: Optional[str]
+    nodes: set[int] = field(default_factory=set)
+    events: list[int] = field(default_factory=list)
+
+
+def event_profile_id(event_id: str) -> str:
+    """The profile of an event whose identifiers link to nobody (same as the one it would found)."""
+    return "p_" + short_hash("p:" + event_id)
+
+
+class CustomerViews:
+    """The read model. ``apply_entry`` folds one decision-log entry."""
+
+    def __init__(self, config: Optional[ProjectionConfig] = None):
+        self.config = config or ProjectionConfig()
+        self.seq = 0
+        # identifiers
+        self.node_index: dict[str, int] = {}
+        self.node_keys: list[str] = []
+        self.node_profile: list[Optional[str]] = []
+        self.shared: dict[int, dict[str, Any]] = {}
+        self.links: dict[int, dict[int, str]] = {}
+        # events, column by column
+        self.ev_id: list[str] = []
+        self.ev_at: list[str] = []
+        self.ev_channel: list[str] = []
+        self.ev_type: list[str] = []
+        self.ev_nodes: list[tuple[int, ...]] = []
+        self.ev_attrs: list[Optional[dict[str, str]]] = []
+        self.ev_payload: list[Optional[dict[str, Any]]] = []
+        self.ev_profile: list[str] = []
+        self.ev_ignored: list[Optional[list[dict[str, str]]]] = []
+        self.ev_refused: dict[int, frozenset[int]] = {}  # identifiers not linked on that event
+        # profiles
+        self.profiles: dict[str, ProfileView] = {}
+        self.aliases: dict[str, str] = {}
+        self.merges: list[dict[str, Any]] = []
+        self.splits: list[dict[str, Any]] = []
+        self.rejected: list[dict[str, Any]] = []
+        self.refusals: dict[int, list[dict[str, Any]]] = {}
+        self._dirty: set[str] = set()
+
+    # ------------------------------------------------------------------------------------ folding
+    def _node(self, key: str) -> int:
+        idx = self.node_index.get(key)
+        if idx is None:
+            idx = len(self.node_keys)
+            self.node_index[key] = idx
+            self.node_keys.append(key)
+            self.node_profile.append(None)
+        return idx
+
+    def _profile(self, pid: str, created_at: Optional[str] = None) -> ProfileView:
+        prof = self.profiles.get(pid)
+        if prof is None:
+            prof = self.profiles[pid] = ProfileView(pid, created_at)
+        return prof
+
+    def apply_entries(self, entries: Iterable[tuple[int, list[dict[str, Any]]]]) -> None:
+        for seq, decisions in entries:
+            self.apply_entry(seq, decisions)
+
+    def apply_entry(self, seq: int, decisions: list[dict[str, Any]]) -> None:
+        for d in decisions:
+            t = d["type"]
+            if t == "interaction_recorded":
+                self._interaction(d)
+            elif t == "profile_created":
+                prof = self._profile(d["profile_id"], d["created_at"])
+                if prof.created_at is None:
+                    prof.created_at = d["created_at"]
+                for key in d["nodes"]:
+                    self._attach(prof, self._node(key))
+            elif t == "identifiers_attached":
+                prof = self._profile(d["profile_id"])
+                for key in d["nodes"]:
+                    self._attach(prof, self._node(key))
+            elif t == "identifiers_linked":
+                idxs = [self._node(k) for k in d["nodes"]]
+                for a in idxs:
+                    la = self.links.setdefault(a, {})
+                    for b in idxs:
+                        if b != a and b not in la:
+                            la[b] = d["event_id"]
+            elif t == "profiles_merged":
+                self._merged(d)
+            elif t == "identifier_flagged":
+                idx = self._node(d["node"])
+                self.shared[idx] = {"reason": d["reason"], "event_id": d["event_id"]}
+                for m in self.links.pop(idx, {}):
+                    lm = self.links.get(m)
+                    if lm is not None:
+                        lm.pop(idx, None)
+                pid = self.node_profile[idx]
+                if pid is not None:
+                    self.profiles[pid].nodes.discard(idx)
+                    self.node_profile[idx] = None
+                    self._dirty.add(pid)
+            elif t == "profile_split":
+                self.splits.append(d)
+                for part in d["parts"]:
+                    prof = self._profile(part["profile_id"], part["created_at"])
+                    prof.nodes = set()
+                    for key in part["nodes"]:
+                        self._attach(prof, self._node(key))
+                self._dirty.add(d["profile_id"])
+            elif t == "event_rejected":
+                self.rejected.append(d)
+            elif t == "link_refused":
+                self.refusals.setdefault(self._node(d["node"]), []).append(d)
+        if self._dirty:
+            self._reassign()
+        self.seq = seq + 1
+
+    def _attach(self, prof: ProfileView, idx: int) -> None:
+        self.node_profile[idx] = prof.id
+        prof.nodes.add(idx)
+
+    def _merged(self, d: dict[str, Any]) -> None:
+        self.merges.append(d)
+        survivor = self.profiles[d["survivor_id"]]
+        for pid in d["absorbed_ids"]:
+            prof = self.profiles.pop(pid)
+            for idx in prof.nodes:
+                self.node_profile[idx] = survivor.id
+            survivor.nodes |= prof.nodes
+            for i in prof.events:
+                self.ev_profile[i] = survivor.id
+            survivor.events.extend(prof.events)
+            self.aliases[pid] = survivor.id
+
+    def _assign(self, i: int) -> str:
+        refused = self.ev_refused.get(i, ())
+        for idx in self.ev_nodes[i]:
+            pid = self.node_profile[idx]
+            if pid is not None and idx not in refused:
+                return pid
+        return event_profile_id(self.ev_id[i])
+
+    def _interaction(self, d: dict[str, Any]) -> None:
+        i = len(self.ev_id)
+        self.ev_id.append(d["event_id"])
+        self.ev_at.append(d["occurred_at"])
+        self.ev_channel.append(d["channel"])
+        self.ev_type.append(d["event_type"])
+        self.ev_nodes.append(tuple(self._node(k) for k in d["nodes"]))
+        if d.get("refused"):
+            self.ev_refused[i] = frozenset(self._node(k) for k in d["refused"])
+        self.ev_attrs.append(d.get("attributes"))
+        self.ev_payload.append(d.get("payload"))
+        self.ev_ignored.append(d.get("ignored"))
+        pid = self._assign(i)
+        self.ev_profile.append(pid)
+        self._profile(pid, d["occurred_at"]).events.append(i)
+
+    def _reassign(self) -> None:
+        """Re-derive the events of profiles whose identifiers changed (after a flag or a split)."""
+        moved: list[int] = []
+        for pid in sorted(self._dirty):
+            prof = self.profiles.get(pid)
+            if prof is not None:
+                moved.extend(prof.events)
+                prof.events = []
+        for i in sorted(moved):
+            pid = self._assign(i)
+            self.ev_profile[i] = pid
+            self._profile(pid, self.ev_at[i]).events.append(i)
+        for pid in self._dirty:
+            prof = self.profiles.get(pid)
+            if prof is not None and not prof.nodes and not prof.events:
+                del self.profiles[pid]
+        self._dirty.clear()
+
+    # ------------------------------------------------------------------------------------ reading
+    def resolve(self, profile_id: str) -> Optional[str]:
+        """The live profile ID for any ID this engine ever gave out (aliases followed), else None."""
+        hops = 0
+        while profile_id in self.aliases and hops < 1_000_000:
+            profile_id = self.aliases[profile_id]
+            hops += 1
+        return profile_id if profile_id in self.profiles else None
+
+    def lookup_node(self, key: str) -> dict[str, Any]:
+        """``{"status": "found", "profile_id": ...}``, ``"shared"`` (with reason) or ``"unknown"``."""
+        idx = self.node_index.get(key)
+        if idx is None:
+            return {"status": "unknown"}
+        if idx in self.shared:
+            return {"status": "shared", **self.shared[idx]}
+        pid = self.node_profile[idx]
+        if pid is None:
+            return {"status": "unknown"}
+        return {"status": "found", "profile_id": pid}
+
+    def identifiers_of(self, prof: ProfileView) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for idx in sorted(prof.nodes):
+            key = self.node_keys[idx]
+            t, _, v = key.partition(":")
+            out.setdefault(t, []).append(v)
+        return out
+
+    def golden_record(self, prof: ProfileView) -> dict[str, dict[str, Any]]:
+        """Per attribute: the surviving value, when and where it was given."""
+        best: dict[str, tuple[bool, str, str, str, str]] = {}
+        cfg = self.config
+        for i in prof.events:
+            attrs = self.ev_attrs[i]
+            if not attrs:
+                continue
+            at, ch, eid = self.ev_at[i], self.ev_channel[i], self.ev_id[i]
+            for key, value in attrs.items():
+                cand = (cfg.trusted(key, ch), at, eid, value, ch)
+                cur = best.get(key)
+                if cur is None or cand[:3] > cur[:3]:
+                    best[key] = cand
+        return {
+            k: {"value": v[3], "observed_at": v[1], "channel": v[4], "event_id": v[2], "trusted": v[0]}
+            for k, v in sorted(best.items())
+        }
+
+    def summary(self, prof: ProfileView) -> dict[str, Any]:
+        """Numbers about a profile: activity, channels, lifetime value, support cases."""
+        cfg = self.config
+        channels: dict[str, int] = {}
+        ltv = 0.0
+        purchases = 0
+        cases: dict[str, dict[str, Any]] = {}
+        first = last = None
+        csat: list[int] = []
+        for i in sorted(prof.events, key=lambda j: (self.ev_at[j], self.ev_id[j])):
+            at, ch, et = self.ev_at[i], self.ev_channel[i], self.ev_type[i]
+            channels[ch] = channels.get(ch, 0) + 1
+            first = at if first is None else first
+            last = at
+            payload = self.ev_payload[i] or {}
+            amount = _number(payload.get("amount"))
+            if et in cfg.purchase_types:
+                purchases += 1
+                ltv += amount or 0.0
+            elif et in cfg.refund_types:
+                ltv -= abs(amount or 0.0)
+            case_id = payload.get("case_id")
+            if case_id is not None:
+                case = cases.setdefault(str(case_id), {"case_id": str(case_id), "status": "open",
+                                                       "opened_at": at, "channel": ch})
+                if et in cfg.case_close_types:
+                    case["status"] = "closed"
+                    case["closed_at"] = at
+                elif et in cfg.case_open_types:
+                    case["status"] = "open"
+                case["last_event_at"] = at
+                case["last_channel"] = ch
+            score = payload.get("csat")
+            if isinstance(score, (int, float)) and not isinstance(score, bool):
+                csat.append(int(score))
+        return {
+            "first_seen": first,
+            "last_seen": last,
+            "event_count": len(prof.events),
+            "channels": dict(sorted(channels.items())),
+            "purchase_count": purchases,
+            "lifetime_value": round(ltv, 2),
+            "open_cases": [c for c in cases.values() if c["status"] == "open"],
+            "closed_case_count": sum(1 for c in cases.values() if c["status"] == "closed"),
+            "csat_average": round(sum(csat) / len(csat), 2) if csat else None,
+        }
+
+    def timeline(self, prof: ProfileView, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """The profile's events across channels, newest first."""
+        order = sorted(prof.events, key=lambda j: (self.ev_at[j], self.ev_id[j]), reverse=True)
+        out = []
+        for i in order[offset:offset + limit]:
+            item: dict[str, Any] = {
+                "event_id": self.ev_id[i], "occurred_at": self.ev_at[i],
+                "channel": self.ev_channel[i], "event_type": self.ev_type[i],
+            }
+            if self.ev_payload[i]:
+                item["payload"] = self.ev_payload[i]
+            out.append(item)
+        return out
+
+    def customer(self, profile_id: str, timeline_limit: int = 20) -> Optional[dict[str, Any]]:
+        pid = self.resolve(profile_id)
+        if pid is None:
+            return None
+        prof = self.profiles[pid]
+        view: dict[str, Any] = {"profile_id": pid}
+        if pid != profile_id:
+            view["requested_id"] = profile_id
+        view["created_at"] = prof.created_at
+        view["identifiers"] = self.identifiers_of(prof)
+        view["golden_record"] = {k: v["value"] for k, v in self.golden_record(prof).items()}
+        view.update(self.summary(prof))
+        view["merged_ids"] = sorted(a for a, s in self.aliases.items() if self.resolve(s) == pid)
+        view["timeline"] = self.timeline(prof, limit=timeline_limit)
+        return view
+
+    def explain(self, profile_id: str) -> Optional[dict[str, Any]]:
+        """Why these identifiers and events are one customer: the evidence, edge by edge."""
+        pid = self.resolve(profile_id)
+        if pid is None:
+            return None
+        prof = self.profiles[pid]
+        where = {self.ev_id[i]: i for i in prof.events}
+        links = []
+        for a in sorted(prof.nodes):
+            for b, event_id in sorted(self.links.get(a, {}).items()):
+                if b > a and b in prof.nodes:
+                    link = {"a": self.node_keys[a], "b": self.node_keys[b], "event_id": event_id,
+                            "rule": "seen_together"}
+                    i = where.get(event_id)
+                    if i is not None:
+                        link.update(channel=self.ev_channel[i], event_type=self.ev_type[i],
+                                    occurred_at=self.ev_at[i])
+                    links.append(link)
+        lineage = {pid} | {a for a in self.aliases if self.resolve(a) == pid}
+        merges = [
+            {k: m[k] for k in ("survivor_id", "absorbed_ids", "event_id", "occurred_at", "via", "rule")}
+            for m in self.merges if m["survivor_id"] in lineage
+        ]
+        splits = [
+            {"profile_id": s["profile_id"], "event_id": s["event_id"], "reason": s["reason"],
+             "parts": [p["profile_id"] for p in s["parts"]]}
+            for s in self.splits if any(p["profile_id"] in lineage for p in s["parts"])
+        ]
+        ignored = []
+        for i in prof.events:
+            for idx in self.ev_nodes[i]:
+                if idx in self.shared:
+                    ignored.append({"identifier": self.node_keys[idx], "event_id": self.ev_id[i],
+                                    "why": "shared: " + self.shared[idx]["reason"]})
+            for ign in self.ev_ignored[i] or ():
+                ignored.append({"identifier": f"{ign['type']}:{ign['raw']}", "event_id": self.ev_id[i],
+                                "why": ign["reason"]})
+        for idx in sorted(prof.nodes):
+            for r in self.refusals.get(idx, ()):
+                ignored.append({"identifier": self.node_keys[idx], "event_id": r["event_id"],
+                                "why": f"not linked to {', '.join(r['others'])} on this event: {r['reason']}"})
+        identifiers = [self.node_keys[n] for n in sorted(prof.nodes)]
+        return {
+            "profile_id": pid,
+            "identifiers": identifiers,
+            "events": len(prof.events),
+            "links": links,
+            "merges": merges,
+            "splits": splits,
+            "not_linked": ignored[:200],
+            "summary": _explain_text(pid, identifiers, links, merges, len(prof.events)),
+        }
+
+    def digest(self) -> str:
+        """A hash of what the views say (event -> profile, identifier -> profile, aliases)."""
+        h = hashlib.sha256()
+        for i in range(len(self.ev_id)):
+            h.update(f"{self.ev_id[i]}={self.ev_profile[i]}\n".encode())
+        for idx, key in enumerate(self.node_keys):
+            status = "shared" if idx in self.shared else (self.node_profile[idx] or "-")
+            h.update(f"{key}={status}\n".encode())
+        for a in sorted(self.aliases):
+            h.update(f"{a}>{self.aliases[a]}\n".encode())
+        return h.hexdigest()
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "events": len(self.ev_id),
+            "profiles": len(self.profiles),
+            "identifiers": len(self.node_keys) - len(self.shared),
+            "shared_identifiers": len(self.shared),
+            "merges": len(self.merges),
+            "splits": len(self.splits),
+            "rejected": len(self.rejected),
+        }
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _explain_text(pid: str, identifiers: list[str], links: list[dict[str, Any]],
+                  merges: list[dict[str, Any]], events: int) -> list[str]:
+    lines = [f"Profile {pid}: {events} event(s), {len(identifiers)} identifier(s)."]
+    for link in links:
+        where = f" on {link['channel']} ({link['event_type']}, {link['occurred_at']})" if "channel" in link else ""
+        lines.append(f"{link['a']} and {link['b']} were given together on event {link['event_id']}{where}.")
+    for m in merges:
+        lines.append(
+            f"Event {m['event_id']} ({m['occurred_at']}) tied {', '.join(m['absorbed_ids'])} to {m['survivor_id']} "
+            f"through {', '.join(m['via'])}; {m['survivor_id']} is older and kept its ID."
+        )
+    if not identifiers:
+        lines.append("No identifier links this profile to any other event: its identifiers were "
+                     "placeholders or shared by several customers, or it had only attributes.")
+    return lines

@@ -1,0 +1,218 @@
+"""The analyst snapshot: the customer views written to one DuckDB file, atomically.
+
+The file is built under a temporary name beside the target and renamed over it only when complete,
+so a reader never sees a half-written snapshot. Tables (documented in the README):
+
+profiles, identifiers, events, merges, splits, aliases, links, rejected_events, snapshot_info.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+import duckdb
+import orjson
+
+from projections.customer import CustomerViews
+
+SNAPSHOT_SCHEMA_VERSION = 1
+
+GOLDEN_FIELDS = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city")
+
+TABLES: dict[str, dict[str, str]] = {
+    "profiles": {
+        "profile_id": "VARCHAR", "created_at": "TIMESTAMPTZ", "first_seen": "TIMESTAMPTZ",
+        "last_seen": "TIMESTAMPTZ", "event_count": "INTEGER", "channel_count": "INTEGER",
+        "channels": "VARCHAR[]", "identifier_count": "INTEGER", "emails": "VARCHAR[]", "phones": "VARCHAR[]",
+        "loyalty_ids": "VARCHAR[]", "device_ids": "VARCHAR[]", "first_name": "VARCHAR", "last_name": "VARCHAR",
+        "date_of_birth": "DATE", "address": "VARCHAR", "postcode": "VARCHAR", "city": "VARCHAR",
+        "purchase_count": "INTEGER", "lifetime_value": "DOUBLE", "open_case_count": "INTEGER",
+        "closed_case_count": "INTEGER", "csat_average": "DOUBLE", "merged_profile_count": "INTEGER",
+    },
+    "identifiers": {
+        "id_type": "VARCHAR", "id_value": "VARCHAR", "profile_id": "VARCHAR", "status": "VARCHAR",
+        "shared_reason": "VARCHAR",
+    },
+    "events": {
+        "event_id": "VARCHAR", "profile_id": "VARCHAR", "channel": "VARCHAR", "event_type": "VARCHAR",
+        "occurred_at": "TIMESTAMPTZ", "amount": "DOUBLE", "currency": "VARCHAR", "case_id": "VARCHAR",
+        "csat": "INTEGER", "identifiers": "VARCHAR[]", "attributes": "JSON", "payload": "JSON",
+    },
+    "merges": {
+        "survivor_id": "VARCHAR", "absorbed_id": "VARCHAR", "profile_id": "VARCHAR", "event_id": "VARCHAR",
+        "occurred_at": "TIMESTAMPTZ", "via": "VARCHAR[]", "rule": "VARCHAR",
+    },
+    "splits": {
+        "profile_id": "VARCHAR", "part_profile_id": "VARCHAR", "event_id": "VARCHAR", "reason": "VARCHAR",
+        "identifiers": "VARCHAR[]",
+    },
+    "aliases": {"alias_id": "VARCHAR", "profile_id": "VARCHAR"},
+    "links": {"identifier_a": "VARCHAR", "identifier_b": "VARCHAR", "profile_id": "VARCHAR", "event_id": "VARCHAR"},
+    "rejected_events": {
+        "source": "VARCHAR", "position": "BIGINT", "event_id": "VARCHAR", "reason": "VARCHAR", "raw": "VARCHAR",
+    },
+    "snapshot_info": {"key": "VARCHAR", "value": "VARCHAR"},
+}
+
+
+def _num(value: Any) -> Optional[float]:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> Optional[int]:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def profile_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
+    merged_into: dict[str, int] = {}
+    for alias in views.aliases:
+        pid = views.resolve(alias)
+        if pid is not None:
+            merged_into[pid] = merged_into.get(pid, 0) + 1
+    for pid in sorted(views.profiles):
+        prof = views.profiles[pid]
+        if not prof.events:
+            continue
+        ids = views.identifiers_of(prof)
+        golden = views.golden_record(prof)
+        summary = views.summary(prof)
+        row = {
+            "profile_id": pid, "created_at": prof.created_at, "first_seen": summary["first_seen"],
+            "last_seen": summary["last_seen"], "event_count": summary["event_count"],
+            "channel_count": len(summary["channels"]), "channels": list(summary["channels"]),
+            "identifier_count": sum(len(v) for v in ids.values()), "emails": ids.get("email", []),
+            "phones": ids.get("phone", []), "loyalty_ids": ids.get("loyalty_id", []),
+            "device_ids": ids.get("device_id", []), "purchase_count": summary["purchase_count"],
+            "lifetime_value": summary["lifetime_value"], "open_case_count": len(summary["open_cases"]),
+            "closed_case_count": summary["closed_case_count"], "csat_average": summary["csat_average"],
+            "merged_profile_count": merged_into.get(pid, 0),
+        }
+        for f in GOLDEN_FIELDS:
+            row[f] = golden[f]["value"] if f in golden else None
+        yield row
+
+
+def event_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
+    keys = views.node_keys
+    for i in range(len(views.ev_id)):
+        payload = views.ev_payload[i] or {}
+        case_id = payload.get("case_id")
+        yield {
+            "event_id": views.ev_id[i], "profile_id": views.ev_profile[i], "channel": views.ev_channel[i],
+            "event_type": views.ev_type[i], "occurred_at": views.ev_at[i], "amount": _num(payload.get("amount")),
+            "currency": payload.get("currency") if isinstance(payload.get("currency"), str) else None,
+            "case_id": None if case_id is None else str(case_id), "csat": _int(payload.get("csat")),
+            "identifiers": [keys[n] for n in views.ev_nodes[i]],
+            "attributes": views.ev_attrs[i] or {}, "payload": payload,
+        }
+
+
+def identifier_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
+    for idx, key in enumerate(views.node_keys):
+        t, _, v = key.partition(":")
+        shared = views.shared.get(idx)
+        yield {"id_type": t, "id_value": v, "profile_id": views.node_profile[idx],
+               "status": "shared" if shared else "linked", "shared_reason": shared["reason"] if shared else None}
+
+
+def merge_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
+    for m in views.merges:
+        for absorbed in m["absorbed_ids"]:
+            yield {"survivor_id": m["survivor_id"], "absorbed_id": absorbed,
+                   "profile_id": views.resolve(m["survivor_id"]), "event_id": m["event_id"],
+                   "occurred_at": m["occurred_at"], "via": m["via"], "rule": m["rule"]}
+
+
+def split_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
+    for s in views.splits:
+        for part in s["parts"]:
+            yield {"profile_id": s["profile_id"], "part_profile_id": part["profile_id"], "event_id": s["event_id"],
+                   "reason": s["reason"], "identifiers": part["nodes"]}
+
+
+def link_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
+    keys = views.node_keys
+    for a in sorted(views.links):
+        for b, event_id in sorted(views.links[a].items()):
+            if b > a:
+                yield {"identifier_a": keys[a], "identifier_b": keys[b], "profile_id": views.node_profile[a],
+                       "event_id": event_id}
+
+
+def rejected_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
+    for r in views.rejected:
+        yield {"source": r["source"]["name"], "position": r["source"]["position"], "event_id": r.get("event_id"),
+               "reason": r["reason"], "raw": r["raw"]}
+
+
+def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[str, Any]] = None,
+                   progress: Optional[Callable[[str], None]] = None) -> dict[str, int]:
+    """Writes every table to ``out`` atomically; returns the row count per table."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_db = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    work = Path(tempfile.mkdtemp(prefix=".idres-snapshot-", dir=out.parent))
+    meta = {"schema_version": SNAPSHOT_SCHEMA_VERSION, "log_seq": views.seq, **(info or {})}
+    sources: dict[str, Iterable[dict[str, Any]]] = {
+        "profiles": profile_rows(views),
+        "identifiers": identifier_rows(views),
+        "events": event_rows(views),
+        "merges": merge_rows(views),
+        "splits": split_rows(views),
+        "aliases": ({"alias_id": a, "profile_id": views.resolve(a)} for a in sorted(views.aliases)),
+        "links": link_rows(views),
+        "rejected_events": rejected_rows(views),
+        "snapshot_info": ({"key": k, "value": str(v)} for k, v in meta.items()),
+    }
+    counts: dict[str, int] = {}
+    try:
+        if tmp_db.exists():
+            tmp_db.unlink()
+        con = duckdb.connect(str(tmp_db))
+        try:
+            for table, rows in sources.items():
+                if progress is not None:
+                    progress(table)
+                path = work / f"{table}.jsonl"
+                n = 0
+                with open(path, "wb", buffering=1 << 20) as fh:
+                    dumps = orjson.dumps
+                    for row in rows:
+                        fh.write(dumps(row))
+                        fh.write(b"\n")
+                        n += 1
+                counts[table] = n
+                columns = TABLES[table]
+                cols_sql = ", ".join(f"'{c}': '{t}'" for c, t in columns.items())
+                select = ", ".join(f'"{c}"' for c in columns)
+                if n:
+                    con.execute(
+                        f"CREATE TABLE {table} AS SELECT {select} FROM read_json(?, format='newline_delimited', "
+                        f"columns={{{cols_sql}}}, maximum_object_size=134217728)", [str(path)])
+                else:
+                    con.execute(f"CREATE TABLE {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
+                path.unlink()
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp_db, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        for leftover in (tmp_db, tmp_db.with_name(tmp_db.name + ".wal")):
+            if leftover.exists():
+                leftover.unlink()
+    return counts

@@ -1,0 +1,171 @@
+"""Resolver configuration: per identifier type, how strong it is and what a single person can hold.
+
+Everything here is data, loadable from a TOML file (``idres ... --config rules.toml``)::
+
+    default_region = "GB"
+
+    [identifier_types.loyalty_id]
+    priority = 10
+    max_per_profile = 1
+    prefixes = ["LOY", "CARD"]
+
+    [identifier_types.device_id]
+    weak = true
+    blocked_values = ["kiosk-01"]
+    max_cooccurring = { email = 2, loyalty_id = 1 }
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from resolver.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class IdentifierRule:
+    """How one identifier type links.
+
+    priority: lower is stronger; it orders an event's identifiers and decides which one is blamed
+        when an event would join two people.
+    kind: normalizer to use: email, phone, loyalty, device, handle or text.
+    weak: a weak identifier (a device, a cookie) may attach anonymous activity to a known customer,
+        but never joins two profiles that each already hold a different value of a strong type.
+    max_per_profile: how many values of this type one person may hold (None: no limit).
+    max_cooccurring: data-driven guard. A value seen on events together with more than N distinct
+        values of another type (or N distinct dates of birth, key ``date_of_birth``) is taken to be
+        shared by several people and stops linking.
+    blocked_values: placeholders staff type; compared after normalization, never linked.
+    """
+
+    priority: int = 50
+    kind: str = "text"
+    weak: bool = False
+    max_per_profile: Optional[int] = None
+    max_cooccurring: dict[str, int] = field(default_factory=dict)
+    blocked_values: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+
+
+def _default_rules() -> dict[str, IdentifierRule]:
+    return {
+        "loyalty_id": IdentifierRule(
+            priority=10,
+            kind="loyalty",
+            max_per_profile=1,
+            max_cooccurring={"email": 3, "phone": 3, "date_of_birth": 1},
+            prefixes=("LOY", "LOYALTY", "CARD"),
+        ),
+        "email": IdentifierRule(
+            priority=20,
+            kind="email",
+            max_per_profile=3,
+            max_cooccurring={"loyalty_id": 1, "phone": 3, "date_of_birth": 1},
+        ),
+        "phone": IdentifierRule(
+            priority=30,
+            kind="phone",
+            max_per_profile=3,
+            max_cooccurring={"loyalty_id": 1, "email": 3, "date_of_birth": 1},
+        ),
+        "social_handle": IdentifierRule(
+            priority=40,
+            kind="handle",
+            max_per_profile=3,
+            max_cooccurring={"loyalty_id": 1, "email": 3, "date_of_birth": 1},
+        ),
+        "device_id": IdentifierRule(
+            priority=60,
+            kind="device",
+            weak=True,
+            max_cooccurring={"loyalty_id": 1, "email": 2, "phone": 2, "date_of_birth": 1},
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class ResolverConfig:
+    """All the resolver's rules. Two engines with equal configs make the same decisions."""
+
+    default_region: str = "US"
+    identifier_types: dict[str, IdentifierRule] = field(default_factory=_default_rules)
+    other_types: IdentifierRule = field(default_factory=lambda: IdentifierRule(priority=50, kind="text"))
+    # Email provider rules: remove dots in the local part for these domains, drop "+tag" everywhere.
+    dotless_email_domains: tuple[str, ...] = ("gmail.com", "googlemail.com")
+    email_domain_aliases: dict[str, str] = field(default_factory=lambda: {"googlemail.com": "gmail.com"})
+    strip_email_tags: bool = True
+    # Placeholder detection that applies to every data set.
+    placeholder_email_locals: tuple[str, ...] = (
+        "test", "none", "noemail", "no-email", "na", "n/a", "null", "unknown", "noreply", "no-reply",
+        "donotreply", "do-not-reply", "nobody", "email", "abc", "asdf", "xxx", "x",
+    )
+    placeholder_email_domains: tuple[str, ...] = (
+        "test.com", "example.com", "example.org", "example.net", "noemail.com", "none.com", "na.com",
+        "email.com", "invalid", "test", "localhost",
+    )
+    # Dates of birth written with slashes: "mdy" (03/07/1985 is March 7) or "dmy".
+    date_order: str = "mdy"
+    # Dates of birth that disagree make a hard conflict: two profiles with disjoint ones never merge.
+    dob_conflict: bool = True
+
+    def rule(self, id_type: str) -> IdentifierRule:
+        return self.identifier_types.get(id_type, self.other_types)
+
+    def fingerprint(self) -> str:
+        """A short hash of the rules, recorded with decisions so a change of rules is visible."""
+        blob = json.dumps(asdict(self), sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "ResolverConfig":
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        return cls.from_dict(data, where=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> "ResolverConfig":
+        base = cls()
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        updates: dict[str, Any] = {}
+        for key, value in data.items():
+            if key == "identifier_types":
+                rules = dict(base.identifier_types)
+                for id_type, spec in value.items():
+                    rules[id_type] = _rule_from(spec, rules.get(id_type, base.other_types), f"{where}: {id_type}")
+                updates[key] = rules
+            elif key == "other_types":
+                updates[key] = _rule_from(value, base.other_types, f"{where}: other_types")
+            elif isinstance(getattr(base, key), tuple):
+                updates[key] = tuple(value)
+            else:
+                updates[key] = value
+        config = replace(base, **updates)
+        if config.date_order not in ("mdy", "dmy"):
+            raise ConfigError(f"{where}: date_order must be 'mdy' or 'dmy', not {config.date_order!r}")
+        return config
+
+
+def _rule_from(spec: dict[str, Any], base: IdentifierRule, where: str) -> IdentifierRule:
+    known = set(IdentifierRule.__dataclass_fields__)
+    unknown = set(spec) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown rule setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    values = dict(spec)
+    for key in ("blocked_values", "prefixes"):
+        if key in values:
+            values[key] = tuple(values[key])
+    if values.get("kind", base.kind) not in ("email", "phone", "loyalty", "device", "handle", "text"):
+        raise ConfigError(f"{where}: kind must be one of email, phone, loyalty, device, handle, text")
+    return replace(base, **values)

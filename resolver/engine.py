@@ -1,0 +1,585 @@
+"""The resolver: a pure, deterministic function ``(state, event) -> decisions``.
+
+Model
+-----
+Every usable identifier is a *node*. Identifiers seen together on one event are linked by an
+evidence edge. A profile is a connected component of the active graph; its ID is stable: a merge
+keeps the older profile's ID (``created_at``, then ID), a split keeps it on the part holding the
+profile's earliest-seen identifier.
+
+Guards keep strangers apart:
+
+* placeholders (``test@test.com``, ``0000000000``, configured values) never become nodes;
+* an identifier seen with more distinct values of another type than one person could hold
+  (``max_cooccurring``: a kiosk seen with many loyalty cards, a landline with two dates of birth) is
+  flagged *shared*: its edges are revoked and its profile is recomputed, which may split it;
+* an event that would join two profiles whose union breaks a hard rule (``max_per_profile``,
+  disjoint dates of birth, or a *weak* identifier joining two known customers) does not link its
+  lowest-priority identifier that causes the conflict; that identifier is flagged shared.
+
+Event-sourcing discipline: ``decide`` emits decisions and applies each one through ``apply`` as it
+goes, and ``apply`` is the only code that changes the state. Rebuilding the state is therefore
+``apply`` over the decision log, and gives the same state as the live run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import timezone
+from typing import Any, Callable, Iterable, Optional
+
+from resolver.config import ResolverConfig
+from resolver.normalize import Normalizer
+from schemas.channel import ChannelEvent
+
+
+MAX_CULPRIT_SEARCH = 200
+
+
+def node_key(id_type: str, value: str) -> str:
+    return f"{id_type}:{value}"
+
+
+def node_type(key: str) -> str:
+    return key.split(":", 1)[0]
+
+
+def utc_iso(dt) -> str:
+    """A fixed-width UTC timestamp, so string order is time order."""
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def short_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
+@dataclass
+class Profile:
+    id: str
+    created_at: str
+    nodes: set[int] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=dict)
+    dobs: set[str] = field(default_factory=set)
+
+    def age_key(self) -> tuple[str, str]:
+        return (self.created_at, self.id)
+
+
+class ResolverState:
+    """Everything the resolver knows. Built only by ``Resolver.apply`` over decisions."""
+
+    def __init__(self) -> None:
+        self.seen_events: set[str] = set()
+        self.rejected_keys: set[str] = set()
+        self.node_index: dict[str, int] = {}
+        self.node_keys: list[str] = []
+        self.node_types: list[str] = []
+        self.node_profile: list[Optional[str]] = []
+        self.shared: set[int] = set()
+        self.adj: dict[int, dict[int, str]] = {}
+        self.node_dobs: dict[int, set[str]] = {}
+        self.refused: dict[int, set[str]] = {}  # partners a weak identifier was seen with but not linked to
+        self.profiles: dict[str, Profile] = {}
+        self.aliases: dict[str, str] = {}
+
+    def node(self, key: str) -> int:
+        idx = self.node_index.get(key)
+        if idx is None:
+            idx = len(self.node_keys)
+            self.node_index[key] = idx
+            self.node_keys.append(key)
+            self.node_types.append(node_type(key))
+            self.node_profile.append(None)
+        return idx
+
+    def resolve_alias(self, profile_id: str) -> str:
+        seen = 0
+        while profile_id in self.aliases and seen < 1_000_000:
+            profile_id = self.aliases[profile_id]
+            seen += 1
+        return profile_id
+
+
+class _Acc:
+    """The profile an event is building while its identifiers are taken in priority order."""
+
+    __slots__ = ("profiles", "new_nodes", "counts", "dobs")
+
+    def __init__(self) -> None:
+        self.profiles: list[Profile] = []
+        self.new_nodes: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.dobs: set[str] = set()
+
+    def empty(self) -> bool:
+        return not self.profiles and not self.new_nodes
+
+    def add(self, counts: dict[str, int], dobs: Iterable[str]) -> None:
+        for t, c in counts.items():
+            self.counts[t] = self.counts.get(t, 0) + c
+        self.dobs.update(dobs)
+
+
+class Resolver:
+    """Decides and applies. ``state`` may be rebuilt from a decision log with ``apply``."""
+
+    def __init__(self, config: Optional[ResolverConfig] = None, state: Optional[ResolverState] = None):
+        self.config = config or ResolverConfig()
+        self.state = state or ResolverState()
+        self.normalizer = Normalizer(self.config)
+        self._priority_cache: dict[str, int] = {}
+        self._out: list[dict[str, Any]] = []
+        self._apply: dict[str, Callable[[dict[str, Any]], None]] = {
+            "interaction_recorded": self._apply_interaction,
+            "profile_created": self._apply_created,
+            "identifiers_attached": self._apply_attached,
+            "identifiers_linked": self._apply_linked,
+            "profiles_merged": self._apply_merged,
+            "identifier_flagged": self._apply_flagged,
+            "profile_split": self._apply_split,
+            "event_rejected": self._apply_rejected,
+            "link_refused": self._apply_refused,
+        }
+
+    # ---------------------------------------------------------------------------------- deciding
+    def _emit(self, decision: dict[str, Any]) -> None:
+        self.apply(decision)
+        self._out.append(decision)
+
+    def _priority(self, id_type: str) -> int:
+        p = self._priority_cache.get(id_type)
+        if p is None:
+            p = self._priority_cache[id_type] = self.config.rule(id_type).priority
+        return p
+
+    def is_duplicate(self, event_id: str) -> bool:
+        return event_id in self.state.seen_events
+
+    def decide(self, event: ChannelEvent, source: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
+        """The decisions for one accepted raw event (empty for a re-delivered one), already applied."""
+        st = self.state
+        if event.event_id in st.seen_events:
+            return []
+        self._out = []
+        keys: list[tuple[int, str]] = []
+        ignored: list[dict[str, str]] = []
+        for id_type, raw in event.identifiers.items():
+            if raw is None:
+                continue
+            value, reason = self.normalizer.identifier(id_type, raw)
+            if value is None:
+                ignored.append({"type": id_type, "raw": str(raw), "reason": reason or "unusable"})
+            else:
+                keys.append((self._priority(id_type), node_key(id_type, value)))
+        keys.sort()
+        node_keys = list(dict.fromkeys(k for _, k in keys))
+        attributes = self.normalizer.attributes(event.attributes)
+        dob = attributes.get("date_of_birth") if self.config.dob_conflict else None
+        occurred_at = utc_iso(event.occurred_at)
+
+        refused = self._link(event.event_id, occurred_at, node_keys, dob) if node_keys else []
+
+        recorded: dict[str, Any] = {
+            "type": "interaction_recorded",
+            "event_id": event.event_id,
+            "occurred_at": occurred_at,
+            "channel": event.channel,
+            "event_type": event.event_type,
+            "nodes": node_keys,
+        }
+        if refused:
+            recorded["refused"] = refused
+        if ignored:
+            recorded["ignored"] = ignored
+        if attributes:
+            recorded["attributes"] = attributes
+        if event.payload:
+            recorded["payload"] = event.payload
+        if source is not None:
+            recorded["source"] = source
+        self._emit(recorded)
+        out, self._out = self._out, []
+        return out
+
+    def reject(self, key: str, source: dict[str, Any], reason: str, raw: str,
+               event_id: Optional[str] = None) -> list[dict[str, Any]]:
+        """The decision that keeps a bad record with its reason (empty if this record was kept before)."""
+        if key in self.state.rejected_keys:
+            return []
+        decision: dict[str, Any] = {
+            "type": "event_rejected", "key": key, "source": source, "reason": reason, "raw": raw[:65536],
+        }
+        if event_id is not None:
+            decision["event_id"] = event_id
+        self.apply(decision)
+        return [decision]
+
+    def _link(self, event_id: str, occurred_at: str, node_keys: list[str], dob: Optional[str]) -> list[str]:
+        """Links the event's identifiers; returns those that stay active but were not linked on it."""
+        st = self.state
+        cfg = self.config
+        existing = [st.node_index.get(k) for k in node_keys]
+
+        # 1. Data-driven guard: would this event show an identifier with more partners than one
+        #    person could have? Then that identifier is shared, whatever order events came in.
+        for key, idx in zip(node_keys, existing):
+            if idx is None or idx in st.shared:
+                continue
+            rule = cfg.rule(st.node_types[idx])
+            if not rule.max_cooccurring:
+                continue
+            reason = self._cooccurrence_breach(idx, node_keys, dob, rule.max_cooccurring)
+            if reason:
+                self._flag(key, event_id, reason[0], reason[1])
+
+        # 2. Link the event's identifiers strongest first; refuse the one that would join conflicting
+        #    profiles, and flag it shared.
+        acc = _Acc()
+        if dob:
+            acc.dobs.add(dob)
+        accepted: list[str] = []
+        refused: list[str] = []
+        for key in node_keys:
+            idx = st.node_index.get(key)
+            if idx is not None and idx in st.shared:
+                continue
+            pid = st.node_profile[idx] if idx is not None else None
+            if pid is not None:
+                prof = st.profiles[pid]
+                if any(p is prof for p in acc.profiles):
+                    accepted.append(key)
+                    continue
+                counts, dobs = prof.counts, prof.dobs
+            else:
+                counts, dobs = {node_type(key): 1}, st.node_dobs.get(idx, ()) if idx is not None else ()
+            if not acc.empty() or acc.dobs:
+                conflict = self._conflict(acc, counts, dobs, node_type(key))
+                if conflict and pid is not None:
+                    # The conflict may come from inside the other profile: an identifier there (a
+                    # landline, a family email) that tied two people together. Cut the weakest one.
+                    culprit = self._culprit(acc, idx, st.profiles[pid])
+                    if culprit != idx:
+                        self._flag(st.node_keys[culprit], event_id,
+                                   f"ties together customers that conflict: {conflict[0]}", conflict[1])
+                        pid = st.node_profile[idx]
+                        prof = st.profiles[pid]
+                        counts, dobs = prof.counts, prof.dobs
+                        conflict = self._conflict(acc, counts, dobs, node_type(key))
+                if conflict:
+                    if self.config.rule(node_type(key)).weak and conflict[1].get("weak"):
+                        # A device seen with a second known customer: not proof it is shared (one person
+                        # may use two emails). Do not link it here; the co-occurrence limits decide later.
+                        self._emit({"type": "link_refused", "node": key, "event_id": event_id,
+                                    "others": [k for k in node_keys if k != key], "reason": conflict[0]})
+                        refused.append(key)
+                    else:
+                        self._flag(key, event_id, conflict[0], conflict[1])
+                    continue
+            acc.add(counts, dobs)
+            if pid is not None:
+                acc.profiles.append(st.profiles[pid])
+            else:
+                acc.new_nodes.append(key)
+            accepted.append(key)
+
+        if not accepted:
+            return refused
+        new_keys = acc.new_nodes
+        if not acc.profiles:
+            pid = self._new_profile_id("p:" + event_id)
+            self._emit({"type": "profile_created", "profile_id": pid, "created_at": occurred_at,
+                        "event_id": event_id, "nodes": new_keys})
+        else:
+            ordered = sorted(acc.profiles, key=Profile.age_key)
+            survivor = ordered[0]
+            if len(ordered) > 1:
+                self._emit({
+                    "type": "profiles_merged", "survivor_id": survivor.id,
+                    "absorbed_ids": [p.id for p in ordered[1:]], "event_id": event_id,
+                    "occurred_at": occurred_at, "via": accepted, "rule": "shared_identifier",
+                })
+            if new_keys:
+                self._emit({"type": "identifiers_attached", "profile_id": survivor.id,
+                            "event_id": event_id, "nodes": new_keys})
+        if len(accepted) > 1 and self._has_new_edge(accepted):
+            self._emit({"type": "identifiers_linked", "event_id": event_id, "rule": "seen_together",
+                        "nodes": accepted})
+        return refused
+
+    def _cooccurrence_breach(self, idx: int, node_keys: list[str], dob: Optional[str],
+                             limits: dict[str, int]) -> Optional[tuple[str, dict[str, Any]]]:
+        st = self.state
+        neighbours = st.adj.get(idx, {})
+        refused = st.refused.get(idx, ())
+        for t, limit in limits.items():
+            if t == "date_of_birth":
+                if dob is None:
+                    continue
+                dobs = st.node_dobs.get(idx, set())
+                if dob not in dobs and len(dobs) + 1 > limit:
+                    seen = sorted(dobs | {dob})
+                    return (f"seen with {len(seen)} different dates of birth (limit {limit})",
+                            {"date_of_birth": seen})
+                continue
+            incoming = [k for k in node_keys if node_type(k) == t]
+            if not incoming:
+                continue
+            values = {st.node_keys[n] for n in neighbours if st.node_types[n] == t}
+            values.update(k for k in refused if node_type(k) == t)
+            if incoming[0] in values or len(values) + 1 <= limit:
+                continue
+            seen = sorted(values | {incoming[0]})
+            return (f"seen with {len(seen)} different {t} values (limit {limit})", {t: seen[:10]})
+        return None
+
+    def _conflict(self, acc: _Acc, counts: dict[str, int], dobs: Iterable[str],
+                  bridge_type: str) -> Optional[tuple[str, dict[str, Any]]]:
+        cfg = self.config
+        bridge_rule = cfg.rule(bridge_type)
+        for t, c in counts.items():
+            have = acc.counts.get(t, 0)
+            if not have:
+                continue
+            rule = cfg.rule(t)
+            if bridge_rule.weak and not rule.weak:
+                return (f"weak identifier {bridge_type} would join two customers with different {t} values",
+                        {"type": t, "weak": True})
+            if rule.max_per_profile is not None and have + c > rule.max_per_profile:
+                return (f"would give one customer {have + c} {t} values (limit {rule.max_per_profile})",
+                        {"type": t, "count": have + c})
+        dobs = set(dobs)
+        if acc.dobs and dobs and acc.dobs.isdisjoint(dobs):
+            return ("would join customers with different dates of birth",
+                    {"date_of_birth": sorted(acc.dobs | dobs)})
+        return None
+
+    def _culprit(self, acc: _Acc, idx: int, prof: Profile) -> int:
+        """The identifier to stop linking so that ``idx`` can join ``acc``: the weakest node of
+        ``prof`` whose removal leaves ``idx`` in a part compatible with ``acc``, else ``idx`` itself."""
+        st = self.state
+        if len(prof.nodes) > MAX_CULPRIT_SEARCH:
+            return idx
+        bridge_type = st.node_types[idx]
+
+        def rank(n: int) -> tuple[int, int, str]:
+            return (-self._priority(st.node_types[n]), -len(st.adj.get(n, ())), st.node_keys[n])
+
+        best = idx
+        for x in sorted(prof.nodes):
+            if x == idx or rank(x) >= rank(best):
+                continue
+            part = self._reachable(idx, prof.nodes, x)
+            counts: dict[str, int] = {}
+            dobs: set[str] = set()
+            for n in part:
+                t = st.node_types[n]
+                counts[t] = counts.get(t, 0) + 1
+                nd = st.node_dobs.get(n)
+                if nd:
+                    dobs |= nd
+            if self._conflict(acc, counts, dobs, bridge_type) is None:
+                best = x
+        return best
+
+    def _reachable(self, start: int, nodes: set[int], without: int) -> set[int]:
+        adj = self.state.adj
+        seen = {start}
+        stack = [start]
+        while stack:
+            n = stack.pop()
+            for m in adj.get(n, ()):
+                if m != without and m in nodes and m not in seen:
+                    seen.add(m)
+                    stack.append(m)
+        return seen
+
+    def _has_new_edge(self, keys: list[str]) -> bool:
+        st = self.state
+        idxs = [st.node_index[k] for k in keys]
+        for i, a in enumerate(idxs):
+            na = st.adj.get(a)
+            for b in idxs[i + 1:]:
+                if na is None or b not in na:
+                    return True
+        return False
+
+    def _flag(self, key: str, event_id: str, reason: str, evidence: dict[str, Any]) -> None:
+        st = self.state
+        idx = st.node_index.get(key)
+        pid = st.node_profile[idx] if idx is not None else None
+        self._emit({"type": "identifier_flagged", "node": key, "status": "shared", "event_id": event_id,
+                    "reason": reason, "evidence": evidence})
+        if pid is None:
+            return
+        prof = st.profiles[pid]
+        if len(prof.nodes) < 2:
+            return
+        components = self._components(prof.nodes)
+        if len(components) < 2:
+            return
+        parts = [{"profile_id": pid, "created_at": prof.created_at,
+                  "nodes": [st.node_keys[n] for n in components[0]]}]
+        for comp in components[1:]:
+            first = st.node_keys[comp[0]]
+            parts.append({"profile_id": self._new_profile_id(f"split:{event_id}:{first}"),
+                          "created_at": prof.created_at, "nodes": [st.node_keys[n] for n in comp]})
+        self._emit({"type": "profile_split", "profile_id": pid, "event_id": event_id,
+                    "reason": f"{key} is shared: {reason}", "parts": parts})
+
+    def _components(self, nodes: set[int]) -> list[list[int]]:
+        """Connected components of the active graph over ``nodes``, each sorted, in order of first node."""
+        adj = self.state.adj
+        left = set(nodes)
+        out: list[list[int]] = []
+        for start in sorted(nodes):
+            if start not in left:
+                continue
+            left.discard(start)
+            comp = [start]
+            stack = [start]
+            while stack:
+                n = stack.pop()
+                for m in adj.get(n, ()):
+                    if m in left:
+                        left.discard(m)
+                        comp.append(m)
+                        stack.append(m)
+            comp.sort()
+            out.append(comp)
+        return out
+
+    def _new_profile_id(self, seed: str) -> str:
+        st = self.state
+        pid = "p_" + short_hash(seed)
+        n = 0
+        while pid in st.profiles or pid in st.aliases:
+            n += 1
+            pid = "p_" + short_hash(f"{seed}#{n}")
+        return pid
+
+    # ---------------------------------------------------------------------------------- applying
+    def apply(self, decision: dict[str, Any]) -> None:
+        self._apply[decision["type"]](decision)
+
+    def apply_all(self, decisions: Iterable[dict[str, Any]]) -> None:
+        for d in decisions:
+            self._apply[d["type"]](d)
+
+    def _apply_interaction(self, d: dict[str, Any]) -> None:
+        st = self.state
+        st.seen_events.add(d["event_id"])
+        dob = d.get("attributes", {}).get("date_of_birth") if self.config.dob_conflict else None
+        if not dob:
+            return
+        refused = d.get("refused", ())
+        for key in d["nodes"]:
+            idx = st.node(key)
+            if idx in st.shared or key in refused:
+                continue
+            st.node_dobs.setdefault(idx, set()).add(dob)
+            pid = st.node_profile[idx]
+            if pid is not None:
+                st.profiles[pid].dobs.add(dob)
+
+    def _attach(self, prof: Profile, idx: int) -> None:
+        st = self.state
+        st.node_profile[idx] = prof.id
+        prof.nodes.add(idx)
+        t = st.node_types[idx]
+        prof.counts[t] = prof.counts.get(t, 0) + 1
+        dobs = st.node_dobs.get(idx)
+        if dobs:
+            prof.dobs.update(dobs)
+
+    def _apply_created(self, d: dict[str, Any]) -> None:
+        st = self.state
+        prof = Profile(d["profile_id"], d["created_at"])
+        st.profiles[prof.id] = prof
+        for key in d["nodes"]:
+            self._attach(prof, st.node(key))
+
+    def _apply_attached(self, d: dict[str, Any]) -> None:
+        st = self.state
+        prof = st.profiles[d["profile_id"]]
+        for key in d["nodes"]:
+            self._attach(prof, st.node(key))
+
+    def _apply_linked(self, d: dict[str, Any]) -> None:
+        st = self.state
+        idxs = [st.node(k) for k in d["nodes"]]
+        ev = d["event_id"]
+        for a in idxs:
+            na = st.adj.get(a)
+            if na is None:
+                na = st.adj[a] = {}
+            for b in idxs:
+                if b != a and b not in na:
+                    na[b] = ev
+
+    def _apply_merged(self, d: dict[str, Any]) -> None:
+        st = self.state
+        survivor = st.profiles[d["survivor_id"]]
+        for pid in d["absorbed_ids"]:
+            prof = st.profiles.pop(pid)
+            for idx in prof.nodes:
+                st.node_profile[idx] = survivor.id
+            survivor.nodes |= prof.nodes
+            for t, c in prof.counts.items():
+                survivor.counts[t] = survivor.counts.get(t, 0) + c
+            survivor.dobs |= prof.dobs
+            st.aliases[pid] = survivor.id
+
+    def _apply_flagged(self, d: dict[str, Any]) -> None:
+        st = self.state
+        idx = st.node(d["node"])
+        st.shared.add(idx)
+        st.refused.pop(idx, None)
+        for m in st.adj.pop(idx, {}):
+            nm = st.adj.get(m)
+            if nm is not None:
+                nm.pop(idx, None)
+                if not nm:
+                    del st.adj[m]
+        pid = st.node_profile[idx]
+        if pid is not None:
+            prof = st.profiles[pid]
+            prof.nodes.discard(idx)
+            t = st.node_types[idx]
+            prof.counts[t] -= 1
+            if not prof.counts[t]:
+                del prof.counts[t]
+            self._recount(prof)
+            st.node_profile[idx] = None
+
+    def _recount(self, prof: Profile) -> None:
+        st = self.state
+        counts: dict[str, int] = {}
+        dobs: set[str] = set()
+        for idx in prof.nodes:
+            t = st.node_types[idx]
+            counts[t] = counts.get(t, 0) + 1
+            nd = st.node_dobs.get(idx)
+            if nd:
+                dobs |= nd
+        prof.counts = counts
+        prof.dobs = dobs
+
+    def _apply_split(self, d: dict[str, Any]) -> None:
+        st = self.state
+        for part in d["parts"]:
+            pid = part["profile_id"]
+            prof = st.profiles.get(pid)
+            if prof is None:
+                prof = st.profiles[pid] = Profile(pid, part["created_at"])
+            prof.nodes = {st.node(k) for k in part["nodes"]}
+            for idx in prof.nodes:
+                st.node_profile[idx] = pid
+            self._recount(prof)
+
+    def _apply_refused(self, d: dict[str, Any]) -> None:
+        st = self.state
+        st.refused.setdefault(st.node(d["node"]), set()).update(d["others"])
+
+    def _apply_rejected(self, d: dict[str, Any]) -> None:
+        self.state.rejected_keys.add(d["key"])

@@ -1,0 +1,9 @@
+"""Errors the resolver raises; each carries one line a person can act on."""
+
+
+class IdresError(Exception):
+    """Base of every error idres reports as one line instead of a traceback."""
+
+
+class ConfigError(IdresError):
+    """The configuration is invalid."""

@@ -1,0 +1,189 @@
+"""Normalization of identifiers and attributes: pure functions of the value and the configuration.
+
+``normalize_identifier`` answers ``(value, None)`` for a usable value or ``(None, reason)`` for one that
+must not link: invalid (cannot be a phone number) or a placeholder (``test@test.com``, ``0000000000``).
+Phone parsing is memoized: a pure function, so the cache changes speed, never results.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from functools import lru_cache
+from typing import Optional
+
+import phonenumbers
+
+from resolver.config import IdentifierRule, ResolverConfig
+
+GENERIC_PLACEHOLDERS = frozenset(
+    {"", "null", "none", "unknown", "n/a", "na", "-", "--", "0", "undefined", "nan", "test", "x", "xxx", "?"}
+)
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_WS = re.compile(r"\s+")
+_NON_ALNUM = re.compile(r"[^0-9A-Za-z]")
+_DIGITS = re.compile(r"\D")
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
+_SLASH_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})$")
+_COMPACT_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+_SEQUENCES = ("0123456789", "1234567890", "9876543210", "0987654321")
+
+Result = tuple[Optional[str], Optional[str]]
+
+
+class Normalizer:
+    """Normalizes identifiers and attributes under one ``ResolverConfig``."""
+
+    def __init__(self, config: ResolverConfig):
+        self.config = config
+        self._dotless = frozenset(config.dotless_email_domains)
+        self._email_locals = frozenset(config.placeholder_email_locals)
+        self._email_domains = frozenset(config.placeholder_email_domains)
+        self._phone = lru_cache(maxsize=262_144)(self._phone_uncached)
+        self._blocked: dict[str, frozenset[str]] = {}
+        for id_type, rule in config.identifier_types.items():
+            self._blocked[id_type] = self._normalized_blocklist(id_type, rule)
+
+    def _normalized_blocklist(self, id_type: str, rule: IdentifierRule) -> frozenset[str]:
+        out = set()
+        for raw in rule.blocked_values:
+            value, _ = self._by_kind(rule, raw)
+            out.add(value if value is not None else raw.strip().lower())
+        return frozenset(out)
+
+    # -- identifiers -------------------------------------------------------------------------------
+    def identifier(self, id_type: str, raw: object) -> Result:
+        if raw is None:
+            return None, "empty"
+        if not isinstance(raw, str):
+            raw = str(raw)
+        rule = self.config.rule(id_type)
+        if raw.strip().lower() in GENERIC_PLACEHOLDERS:
+            return None, "placeholder value"
+        value, reason = self._by_kind(rule, raw)
+        if value is None:
+            return None, reason
+        blocked = self._blocked.get(id_type)
+        if blocked and value in blocked:
+            return None, "blocked value (configured)"
+        return value, None
+
+    def _by_kind(self, rule: IdentifierRule, raw: str) -> Result:
+        kind = rule.kind
+        if kind == "email":
+            return self.email(raw)
+        if kind == "phone":
+            return self._phone(raw)
+        if kind == "loyalty":
+            return loyalty(raw, rule.prefixes)
+        if kind == "device":
+            return device(raw)
+        if kind == "handle":
+            return handle(raw)
+        return text(raw)
+
+    def email(self, raw: str) -> Result:
+        value = raw.strip().lower()
+        if value.startswith("mailto:"):
+            value = value[7:]
+        if not _EMAIL_RE.match(value):
+            return None, "not an email address"
+        local, _, domain = value.rpartition("@")
+        domain = self.config.email_domain_aliases.get(domain, domain)
+        if self.config.strip_email_tags and "+" in local:
+            local = local.split("+", 1)[0]
+        if domain in self._dotless:
+            local = local.replace(".", "")
+        if not local:
+            return None, "not an email address"
+        if local in self._email_locals or domain in self._email_domains:
+            return None, "placeholder email"
+        return f"{local}@{domain}", None
+
+    def _phone_uncached(self, raw: str) -> Result:
+        digits = _DIGITS.sub("", raw)
+        if len(digits) < 6:
+            return None, "not a phone number"
+        tail = digits[-10:]
+        if len(set(tail)) == 1 or tail in _SEQUENCES:
+            return None, "placeholder phone"
+        try:
+            number = phonenumbers.parse(raw, self.config.default_region)
+        except phonenumbers.NumberParseException:
+            return None, "not a phone number"
+        if not phonenumbers.is_possible_number(number):
+            return None, "not a possible phone number"
+        national = str(number.national_number)
+        if len(set(national)) == 1 or national in _SEQUENCES:
+            return None, "placeholder phone"
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
+
+    # -- attributes --------------------------------------------------------------------------------
+    def attributes(self, attrs: dict[str, Optional[str]]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key, raw in attrs.items():
+            if raw is None:
+                continue
+            value = _WS.sub(" ", str(raw)).strip()
+            if not value or value.lower() in GENERIC_PLACEHOLDERS:
+                continue
+            if key in ("first_name", "last_name", "city", "middle_name"):
+                value = value.title()
+            elif key == "date_of_birth":
+                parsed = self.date(value)
+                if parsed is None:
+                    continue
+                value = parsed
+            elif key == "postcode":
+                value = value.upper()
+            out[key] = value
+        return out
+
+    def date(self, raw: str) -> Optional[str]:
+        """A date of birth as ISO ``YYYY-MM-DD``, or None when it is not a real date."""
+        raw = raw.strip()[:10] if "T" in raw else raw.strip()
+        m = _ISO_DATE.match(raw) or _COMPACT_DATE.match(raw)
+        if m:
+            y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        else:
+            m = _SLASH_DATE.match(raw)
+            if not m:
+                return None
+            a, b, y = int(m.group(1)), int(m.group(2)), int(m.group(3))
+            mo, d = (a, b) if self.config.date_order == "mdy" else (b, a)
+        try:
+            return date(y, mo, d).isoformat()
+        except ValueError:
+            return None
+
+
+def loyalty(raw: str, prefixes: tuple[str, ...]) -> Result:
+    value = _NON_ALNUM.sub("", raw).upper()
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        if value.startswith(prefix) and len(value) > len(prefix):
+            value = value[len(prefix):]
+            break
+    if not value or set(value) == {"0"}:
+        return None, "placeholder loyalty id"
+    return value, None
+
+
+def device(raw: str) -> Result:
+    value = raw.strip().lower()
+    if not value or set(_NON_ALNUM.sub("", value)) <= {"0"}:
+        return None, "placeholder device id"
+    return value, None
+
+
+def handle(raw: str) -> Result:
+    value = raw.strip().lower().lstrip("@")
+    if not value:
+        return None, "empty handle"
+    return value, None
+
+
+def text(raw: str) -> Result:
+    value = _WS.sub(" ", raw).strip().casefold()
+    if value in GENERIC_PLACEHOLDERS:
+        return None, "placeholder value"
+    return value, None

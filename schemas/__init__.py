@@ -1,0 +1,24 @@
+"""Pydantic models of the raw channel events (the input contract) and of the engine's decisions."""
+
+from schemas.channel import KNOWN_CHANNELS, SCHEMA_VERSION, ChannelEvent, RejectedInput, parse_event
+from schemas.decisions import DECISION_SCHEMA_VERSION, LogEntry, decision_adapter
+
+__all__ = [
+    "ChannelEvent",
+    "DECISION_SCHEMA_VERSION",
+    "KNOWN_CHANNELS",
+    "LogEntry",
+    "RejectedInput",
+    "SCHEMA_VERSION",
+    "decision_adapter",
+    "parse_event",
+    "export_json_schemas",
+]
+
+
+def export_json_schemas() -> dict[str, dict]:
+    """The JSON Schemas of the input contract and of a decision-log entry, by file name."""
+    return {
+        f"channel_event.v{SCHEMA_VERSION}.schema.json": ChannelEvent.model_json_schema(mode="validation"),
+        f"decision_log_entry.v{DECISION_SCHEMA_VERSION}.schema.json": LogEntry.model_json_schema(),
+    }

@@ -1,0 +1,166 @@
+"""The engine's own domain events: what the resolver decided, in the order it decided it.
+
+The decision log is the source of truth. One log entry holds the decisions taken for one raw
+record, so an entry is written whole or not at all. Every projection (customer view, lookup
+index, DuckDB snapshot) is a fold over these events.
+
+An identifier is written as a *node key* ``"type:value"`` with the normalized value, for example
+``"email:jane.doe@example.org"`` or ``"phone:+14155550134"``.
+
+The engine emits plain dicts (for speed); these models are their contract, checked by the tests
+and exported as JSON Schema for consumers of the decision log.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+DECISION_SCHEMA_VERSION = 1
+
+
+class _Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="Where the raw record came from: a file path, or topic/partition.")
+    position: int = Field(description="Line number in the file (1-based), or the Kafka offset.")
+
+
+class IgnoredIdentifier(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    raw: str
+    reason: str
+
+
+class InteractionRecorded(_Decision):
+    """A raw event was accepted. ``nodes`` are its usable identifiers, strongest first."""
+
+    type: Literal["interaction_recorded"]
+    event_id: str
+    occurred_at: str
+    channel: str
+    event_type: str
+    nodes: list[str]
+    refused: list[str] = Field(default_factory=list, description="Identifiers of ``nodes`` not linked on this event.")
+    ignored: list[IgnoredIdentifier] = Field(default_factory=list)
+    attributes: dict[str, str] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    source: Optional[Source] = None
+
+
+class ProfileCreated(_Decision):
+    type: Literal["profile_created"]
+    profile_id: str
+    created_at: str
+    event_id: str
+    nodes: list[str]
+
+
+class IdentifiersAttached(_Decision):
+    """New identifiers joined an existing profile because they were seen on one event with it."""
+
+    type: Literal["identifiers_attached"]
+    profile_id: str
+    event_id: str
+    nodes: list[str]
+
+
+class IdentifiersLinked(_Decision):
+    """Evidence edges: every pair of ``nodes`` was seen together on ``event_id``."""
+
+    type: Literal["identifiers_linked"]
+    event_id: str
+    rule: str
+    nodes: list[str]
+
+
+class ProfilesMerged(_Decision):
+    """``absorbed_ids`` now resolve to ``survivor_id`` (the oldest profile keeps its ID)."""
+
+    type: Literal["profiles_merged"]
+    survivor_id: str
+    absorbed_ids: list[str]
+    event_id: str
+    occurred_at: str
+    via: list[str] = Field(description="The identifiers on the event that tied the profiles together.")
+    rule: str
+
+
+class IdentifierFlagged(_Decision):
+    """An identifier stopped linking: a placeholder or a value shared by several people."""
+
+    type: Literal["identifier_flagged"]
+    node: str
+    status: Literal["shared"]
+    event_id: str
+    reason: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class LinkRefused(_Decision):
+    """A weak identifier (a device) was seen with a customer other than its own and was not linked
+    on this event. It counts toward the identifier's co-occurrence limits."""
+
+    type: Literal["link_refused"]
+    node: str
+    event_id: str
+    others: list[str]
+    reason: str
+
+
+class SplitPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    profile_id: str
+    created_at: str
+    nodes: list[str]
+
+
+class ProfileSplit(_Decision):
+    """A profile's identifiers no longer form one connected component; the first part keeps the ID."""
+
+    type: Literal["profile_split"]
+    profile_id: str
+    event_id: str
+    reason: str
+    parts: list[SplitPart]
+
+
+class EventRejected(_Decision):
+    type: Literal["event_rejected"]
+    key: str = Field(description="Identity of the raw record, so a re-read of the same input is a no-op.")
+    source: Source
+    reason: str
+    raw: str
+    event_id: Optional[str] = None
+
+
+Decision = Annotated[
+    Union[
+        InteractionRecorded,
+        ProfileCreated,
+        IdentifiersAttached,
+        IdentifiersLinked,
+        ProfilesMerged,
+        IdentifierFlagged,
+        LinkRefused,
+        ProfileSplit,
+        EventRejected,
+    ],
+    Field(discriminator="type"),
+]
+
+
+class LogEntry(BaseModel):
+    """One line of the decision log: everything decided for one raw record."""
+
+    model_config = ConfigDict(extra="forbid")
+    seq: int = Field(ge=0, description="Position in the log, from 0, without gaps.")
+    decisions: list[Decision]
+
+
+decision_adapter: TypeAdapter[Any] = TypeAdapter(Decision)

@@ -1,0 +1,1 @@
+"""Drivers: the embedded runner (a local durable log) and the command line."""

@@ -1,0 +1,342 @@
+"""``idres``: the command line of the embedded engine.
+
+Every command prints one clear line on error (``idres: error: ...``) and exits non-zero; set
+``IDRES_DEBUG=1`` to see a traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from resolver.config import ResolverConfig
+from resolver.errors import IdresError
+
+DEFAULT_DATA_DIR = os.environ.get("IDRES_DATA_DIR", "idres-data")
+
+
+class UsageError(IdresError):
+    pass
+
+
+def _config(args: argparse.Namespace) -> ResolverConfig:
+    path = getattr(args, "config", None) or os.environ.get("IDRES_CONFIG")
+    return ResolverConfig.from_toml(path) if path else ResolverConfig()
+
+
+def _progress_bar(total: Optional[int], desc: str, unit: str = "B"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=sys.stderr, disable=None,
+                mininterval=0.5, leave=False)
+
+
+def _engine(args: argparse.Namespace, writer: bool):
+    from streams.embedded import EmbeddedEngine
+
+    data_dir = Path(args.data_dir)
+    if not writer and not (data_dir / "log").is_dir():
+        raise UsageError(f"no idres data in {data_dir}: run `idres ingest FILE --data-dir {data_dir}` "
+                         f"or `idres demo` first")
+    return EmbeddedEngine(data_dir, _config(args), writer=writer)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+# ------------------------------------------------------------------------------------------ commands
+def cmd_ingest(args: argparse.Namespace) -> int:
+    files = [Path(f) for f in args.files]
+    for f in files:
+        if str(f) != "-" and not f.is_file():
+            raise UsageError(f"input file {f} not found")
+    with _engine(args, writer=True) as engine:
+        for f in files:
+            if str(f) == "-":
+                report = engine.ingest_stream(sys.stdin.buffer, "stdin")
+            else:
+                with _progress_bar(f.stat().st_size, f"ingest {f.name}") as bar:
+                    report = engine.ingest_file(f, progress=bar.update)
+            _print_json({"ingested": report.as_dict(), "totals": engine.views.stats()})
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from projections.snapshot import write_snapshot
+
+    with _engine(args, writer=False) as engine:
+        started = time.perf_counter()
+        counts = write_snapshot(engine.views, args.out, info={"data_dir": str(Path(args.data_dir).resolve())})
+        _print_json({"snapshot": str(args.out), "rows": counts, "seconds": round(time.perf_counter() - started, 2)})
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    with _engine(args, writer=True) as engine:
+        before = engine.views.digest()
+        with _progress_bar(len(engine.log), "replay", unit="entry") as bar:
+            n = engine.rebuild(progress=bar.update)
+        after = engine.views.digest()
+        result: dict[str, Any] = {"entries": n, "digest": after, "identical_to_live_views": before == after}
+        if args.verify:
+            with _progress_bar(len(engine.log), "verify", unit="entry") as bar:
+                problem = engine.verify_decisions(progress=bar.update)
+            result["decisions_reproduced"] = problem is None
+            if problem:
+                result["first_difference"] = problem[:2000]
+        engine.checkpoint()
+        _print_json(result)
+        if before != after or result.get("decisions_reproduced") is False:
+            print("idres: error: replay differs from the live state; see the output above", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _lookup_key(engine, spec: str) -> str:
+    if "=" not in spec:
+        raise UsageError(f"expected TYPE=VALUE (for example email=jane@example.com), got {spec!r}")
+    id_type, raw = spec.split("=", 1)
+    id_type = id_type.strip()
+    value, reason = engine.resolver.normalizer.identifier(id_type, raw)
+    if value is None:
+        raise UsageError(f"{id_type} {raw!r} cannot be looked up: {reason}")
+    return f"{id_type}:{value}"
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    with _engine(args, writer=False) as engine:
+        key = _lookup_key(engine, args.identifier)
+        found = engine.views.lookup_node(key)
+        if found["status"] == "unknown":
+            print(f"idres: no customer has {key}", file=sys.stderr)
+            return 3
+        if found["status"] == "shared":
+            _print_json({"identifier": key, "status": "shared", "reason": found["reason"],
+                         "detail": "this value is used by several customers, so it identifies none of them"})
+            return 4
+        _print_json(engine.views.customer(found["profile_id"], timeline_limit=args.timeline))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _engine(args, writer=False) as engine:
+        view = engine.views.customer(args.profile_id, timeline_limit=args.timeline)
+        if view is None:
+            print(f"idres: no profile {args.profile_id}", file=sys.stderr)
+            return 3
+        _print_json(view)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    with _engine(args, writer=False) as engine:
+        pid = args.profile_id
+        if "=" in pid:
+            found = engine.views.lookup_node(_lookup_key(engine, pid))
+            pid = found.get("profile_id", "")
+        result = engine.views.explain(pid)
+        if result is None:
+            print(f"idres: no profile {args.profile_id}", file=sys.stderr)
+            return 3
+        if args.json:
+            _print_json(result)
+        else:
+            for line in result["summary"]:
+                print(line)
+            for item in result["not_linked"]:
+                print(f"Not linked: {item['identifier']} on event {item['event_id']}: {item['why']}.")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from resolver.measures import pairwise_scores, read_truth_csv
+
+    with _engine(args, writer=False) as engine:
+        truth = read_truth_csv(args.truth)
+        predicted = dict(zip(engine.views.ev_id, engine.views.ev_profile))
+        _print_json(pairwise_scores(predicted, truth))
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from streams.synthetic import SyntheticConfig, write_dataset
+
+    config = SyntheticConfig(people=args.people, seed=args.seed)
+    with _progress_bar(None, "generate", unit="event") as bar:
+        stats = write_dataset(args.out, args.truth, config, progress=bar.update)
+    _print_json({"events_file": str(args.out), "truth_file": str(args.truth), **stats})
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from schemas import export_json_schemas
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, schema in export_json_schemas().items():
+        (out / name).write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
+        print(out / name)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from projections.snapshot import write_snapshot
+    from resolver.measures import pairwise_scores, read_truth_csv
+    from streams.embedded import EmbeddedEngine
+    from streams.synthetic import SyntheticConfig, write_dataset
+
+    root = Path(args.dir)
+    root.mkdir(parents=True, exist_ok=True)
+    events, truth_file = root / "events.jsonl", root / "truth.csv"
+    data_dir, snapshot = root / "data", root / "customers.duckdb"
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    print(f"1/4 generating {args.people} synthetic customers across 8 channels (seed {args.seed}) ...")
+    with _progress_bar(None, "generate", unit="event") as bar:
+        gen = write_dataset(events, truth_file, SyntheticConfig(people=args.people, seed=args.seed),
+                            progress=bar.update)
+    print(f"2/4 ingesting {events} ...")
+    with EmbeddedEngine(data_dir, _config(args)) as engine:
+        with _progress_bar(events.stat().st_size, "ingest") as bar:
+            report = engine.ingest_file(events, progress=bar.update)
+        print(f"3/4 writing the analyst snapshot {snapshot} ...")
+        counts = write_snapshot(engine.views, snapshot, info={"data_dir": str(data_dir.resolve())})
+        print("4/4 scoring against the generator's ground truth ...")
+        predicted = dict(zip(engine.views.ev_id, engine.views.ev_profile))
+        scores = pairwise_scores(predicted, read_truth_csv(truth_file))
+        stats = engine.views.stats()
+        sample = _sample_identifier(engine)
+    print()
+    print(f"  raw lines           {report.lines:>9,}   ({report.accepted:,} accepted, "
+          f"{report.duplicates:,} duplicates ignored, {report.rejected:,} rejected with a reason)")
+    print(f"  real people         {gen.get('people', args.people):>9,}")
+    print(f"  resolved customers  {counts['profiles']:>9,}   ({stats['merges']:,} merges, "
+          f"{stats['shared_identifiers']:,} shared/placeholder identifiers kept from linking)")
+    print(f"  pairwise precision  {scores['precision']:>9.4f}")
+    print(f"  pairwise recall     {scores['recall']:>9.4f}")
+    print(f"  pairwise F1         {scores['f1']:>9.4f}")
+    print(f"  ingest speed        {report.as_dict()['events_per_second'] or 0:>9,} events/s")
+    print()
+    print("Try next:")
+    print(f"  duckdb {snapshot} \"SELECT first_name, last_name, channel_count, lifetime_value "
+          f"FROM profiles ORDER BY lifetime_value DESC LIMIT 5\"")
+    if sample:
+        print(f"  idres lookup {sample} --data-dir {data_dir}")
+    print(f"  idres explain <profile_id> --data-dir {data_dir}")
+    return 0
+
+
+def _sample_identifier(engine) -> Optional[str]:
+    views = engine.views
+    best = None
+    for pid, prof in views.profiles.items():
+        if len(prof.nodes) >= 3 and (best is None or len(prof.events) > len(views.profiles[best].events)):
+            best = pid
+    if best is None:
+        return None
+    for idx in sorted(views.profiles[best].nodes):
+        key = views.node_keys[idx]
+        if key.startswith("email:"):
+            return key.replace(":", "=", 1)
+    return views.node_keys[min(views.profiles[best].nodes)].replace(":", "=", 1)
+
+
+# ------------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="idres", description="Event-sourced customer identity resolution.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def data_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                       help="directory of the decision log (default: $IDRES_DATA_DIR or ./idres-data)")
+        p.add_argument("--config", help="resolver rules as TOML (default: $IDRES_CONFIG or built-in rules)")
+
+    p = sub.add_parser("ingest", help="append channel events (JSON lines) to the log and resolve them")
+    p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines file(s); - for standard input")
+    data_dir(p)
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("snapshot", help="write the analyst snapshot (DuckDB file, atomically)")
+    p.add_argument("--out", required=True, help="the .duckdb file to write")
+    data_dir(p)
+    p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("replay", help="rebuild every projection from the decision log and compare")
+    p.add_argument("--verify", action="store_true", help="also re-decide every record and compare with the log")
+    data_dir(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("lookup", help="the customer behind one identifier, as JSON")
+    p.add_argument("identifier", metavar="TYPE=VALUE", help="for example phone='+1 (415) 555-0100'")
+    p.add_argument("--timeline", type=int, default=20, help="how many recent events to show (default 20)")
+    data_dir(p)
+    p.set_defaults(func=cmd_lookup)
+
+    p = sub.add_parser("show", help="a profile by ID (a merged-away ID shows its survivor)")
+    p.add_argument("profile_id")
+    p.add_argument("--timeline", type=int, default=20)
+    data_dir(p)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("explain", help="why a profile's identifiers and events are one customer")
+    p.add_argument("profile_id", metavar="PROFILE_ID", help="a profile ID, or TYPE=VALUE")
+    p.add_argument("--json", action="store_true", help="the full evidence as JSON")
+    data_dir(p)
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("evaluate", help="pairwise precision/recall/F1 against a truth CSV (event_id,person_id)")
+    p.add_argument("--truth", required=True)
+    data_dir(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("generate", help="write a synthetic multi-channel data set with ground truth")
+    p.add_argument("--people", type=int, default=500)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", required=True, help="events JSON-lines file")
+    p.add_argument("--truth", required=True, help="truth CSV file")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("schema", help="export the JSON Schemas of the input contract and the decision log")
+    p.add_argument("--out", default="schemas/json", help="directory (default schemas/json)")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("demo", help="generate a realistic data set, resolve it, snapshot it, score it")
+    p.add_argument("--people", type=int, default=600, help="synthetic people (default 600)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--dir", default="idres-demo", help="where to put the data (default ./idres-demo)")
+    p.add_argument("--config", help="resolver rules as TOML")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except IdresError as exc:
+        print(f"idres: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("idres: interrupted; everything up to the last written batch is in the log", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        print(f"idres: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if os.environ.get("IDRES_DEBUG"):
+            raise
+        print(f"idres: internal error: {type(exc).__name__}: {exc} (set IDRES_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""The embedded driver: raw JSON lines in, decisions durably logged, projections folded. No server.
+
+It drives the same ``Resolver`` and ``CustomerViews`` as the Kafka driver. Order of work per batch:
+decide (the resolver applies its own decisions in memory), append the batch to the log with fsync,
+then fold it into the views. A crash loses only the unlogged tail of the batch; re-reading the input
+is safe because a raw event whose ID is already decided is a no-op, and a rejected record is keyed
+by its source position and content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Optional
+
+from projections.customer import CustomerViews, ProjectionConfig
+from resolver.config import ResolverConfig
+from resolver.engine import Resolver, ResolverState
+from schemas.channel import RejectedInput, parse_event
+from streams.log import DecisionLog, load_checkpoint, save_checkpoint
+
+MAX_RECORD_BYTES = 1 << 20
+STATE_FORMAT = "engine-1"
+
+
+@dataclass
+class IngestReport:
+    source: str = ""
+    lines: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejected_before: int = 0
+    blank: int = 0
+    internal_errors: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["events_per_second"] = round(self.lines / self.seconds) if self.seconds > 0 else None
+        out["seconds"] = round(self.seconds, 3)
+        return out
+
+
+def record_key(source: str, position: int, raw: bytes) -> str:
+    return f"{source}:{position}:{hashlib.sha1(raw).hexdigest()[:16]}"
+
+
+class EmbeddedEngine:
+    """One data directory: its decision log, the resolver state and the customer views."""
+
+    def __init__(self, data_dir: str | Path, config: Optional[ResolverConfig] = None,
+                 projection_config: Optional[ProjectionConfig] = None, *, writer: bool = True,
+                 use_checkpoint: bool = True, batch_size: int = 2000):
+        self.data_dir = Path(data_dir)
+        self.config = config or ResolverConfig()
+        self.projection_config = projection_config or ProjectionConfig()
+        self.batch_size = batch_size
+        self.writer = writer
+        self.log = DecisionLog(self.data_dir, writer=writer)
+        self.fingerprint = f"{STATE_FORMAT}:{self.config.fingerprint()}"
+        self.folded_from_checkpoint = 0
+        self._load(use_checkpoint)
+
+    # ------------------------------------------------------------------------------------ state
+    def _fresh(self) -> None:
+        self.resolver = Resolver(self.config, ResolverState())
+        self.views = CustomerViews(self.projection_config)
+
+    def _load(self, use_checkpoint: bool, progress: Optional[Callable[[int], None]] = None) -> None:
+        loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log)) if use_checkpoint else None
+        if loaded is not None:
+            seq, (rstate, views) = loaded
+            self.resolver = Resolver(self.config, rstate)
+            views.config = self.projection_config
+            self.views = views
+            self.folded_from_checkpoint = seq
+        else:
+            self._fresh()
+            seq = 0
+        self.fold(seq, progress)
+
+    def fold(self, start: int, progress: Optional[Callable[[int], None]] = None) -> int:
+        """Applies log entries from ``start`` to the resolver state and the views."""
+        n = 0
+        apply_all = self.resolver.apply_all
+        apply_entry = self.views.apply_entry
+        for seq, decisions in self.log.read(start):
+            apply_all(decisions)
+            apply_entry(seq, decisions)
+            n += 1
+            if progress is not None and n % 10000 == 0:
+                progress(10000)
+        return n
+
+    def rebuild(self, progress: Optional[Callable[[int], None]] = None) -> int:
+        """Forgets all derived state and folds the whole log again (what ``idres replay`` does)."""
+        self._fresh()
+        return self.fold(0, progress)
+
+    def checkpoint(self) -> None:
+        if self.writer:
+            save_checkpoint(self.data_dir, len(self.log), self.fingerprint, (self.resolver.state, self.views))
+
+    def close(self) -> None:
+        self.log.close()
+
+    def __enter__(self) -> "EmbeddedEngine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------ ingest
+    def ingest_file(self, path: str | Path, progress: Optional[Callable[[int], None]] = None) -> IngestReport:
+        path = Path(path)
+        with open(path, "rb") as fh:
+            return self.ingest_stream(fh, str(path.resolve()), progress)
+
+    def ingest_stream(self, fh: BinaryIO | Iterable[bytes], source: str,
+                      progress: Optional[Callable[[int], None]] = None) -> IngestReport:
+        """Ingests JSON lines; ``progress`` is called with the bytes consumed since its last call."""
+        report = IngestReport(source=source)
+        started = time.perf_counter()
+        resolver = self.resolver
+        pending: list[list[dict[str, Any]]] = []
+        consumed = 0
+        position = 0
+        for line in fh:
+            position += 1
+            consumed += len(line)
+            raw = line.strip()
+            if not raw:
+                report.blank += 1
+                continue
+            report.lines += 1
+            src = {"name": source, "position": position}
+            try:
+                if len(raw) > MAX_RECORD_BYTES:
+                    raise RejectedInput(f"record is {len(raw)} bytes; the limit is {MAX_RECORD_BYTES}")
+                event = parse_event(raw)
+            except RejectedInput as exc:
+                decisions = resolver.reject(record_key(source, position, raw), src, exc.reason,
+                                            raw[:65536].decode("utf-8", "replace"), exc.event_id)
+                if decisions:
+                    report.rejected += 1
+                    pending.append(decisions)
+                else:
+                    report.rejected_before += 1
+            else:
+                if resolver.is_duplicate(event.event_id):
+                    report.duplicates += 1
+                    continue
+                try:
+                    decisions = resolver.decide(event, src)
+                except Exception as exc:  # a defect must not lose the rest of the input
+                    self._commit(pending)
+                    pending = []
+                    self._recover()
+                    resolver = self.resolver
+                    report.internal_errors += 1
+                    decisions = resolver.reject(
+                        record_key(source, position, raw), src,
+                        f"internal error while resolving ({type(exc).__name__}: {exc}); please report it",
+                        raw[:65536].decode("utf-8", "replace"), event.event_id)
+                else:
+                    report.accepted += 1
+                pending.append(decisions)
+            if len(pending) >= self.batch_size:
+                self._commit(pending)
+                pending = []
+                if progress is not None:
+                    progress(consumed)
+                    consumed = 0
+        self._commit(pending)
+        if progress is not None and consumed:
+            progress(consumed)
+        self.checkpoint()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _commit(self, pending: list[list[dict[str, Any]]]) -> None:
+        if not pending:
+            return
+        start = len(self.log)
+        self.log.append(pending)
+        apply_entry = self.views.apply_entry
+        for i, decisions in enumerate(pending):
+            apply_entry(start + i, decisions)
+
+    def _recover(self) -> None:
+        """After a defect mid-decision the in-memory state may be half-changed: rebuild it from the log."""
+        self._load(use_checkpoint=True)
+
+    # ------------------------------------------------------------------------------------ verify
+    def verify_decisions(self, progress: Optional[Callable[[int], None]] = None) -> Optional[str]:
+        """Re-decides every logged record with a fresh resolver and compares with the log.
+
+        Returns None when every entry is reproduced exactly, else a description of the first difference.
+        """
+        from schemas.channel import ChannelEvent
+
+        check = Resolver(self.config, ResolverState())
+        n = 0
+        for seq, decisions in self.log.read(0):
+            rec = decisions[-1]  # the record itself is always the entry's last decision
+            if rec["type"] == "event_rejected":
+                again = check.reject(rec["key"], rec["source"], rec["reason"], rec["raw"], rec.get("event_id"))
+            else:
+                identifiers = {}
+                for key in rec["nodes"]:
+                    t, _, v = key.partition(":")
+                    identifiers[t] = v
+                for ign in rec.get("ignored", ()):
+                    identifiers.setdefault(ign["type"], ign["raw"])
+                event = ChannelEvent(event_id=rec["event_id"], occurred_at=rec["occurred_at"],
+                                     channel=rec["channel"], event_type=rec["event_type"],
+                                     identifiers=identifiers, attributes=rec.get("attributes", {}),
+                                     payload=rec.get("payload", {}))
+                again = check.decide(event, rec.get("source"))
+            if again != decisions:
+                return f"entry {seq}: logged {decisions!r} but re-deciding gives {again!r}"
+            n += 1
+            if progress is not None and n % 10000 == 0:
+                progress(10000)
+        return None

@@ -1,0 +1,124 @@
+import pytest
+from hypothesis import given, strategies as st
+
+from resolver.config import ResolverConfig
+from resolver.errors import ConfigError
+from resolver.normalize import Normalizer
+
+
+@pytest.fixture(scope="module")
+def norm():
+    return Normalizer(ResolverConfig())
+
+
+@pytest.mark.parametrize("raw", [
+    "Jane.Doe@gmail.com", " janedoe@GMAIL.com ", "j.a.n.e.doe+shop@gmail.com", "JaneDoe@googlemail.com",
+    "mailto:janedoe@gmail.com",
+])
+def test_gmail_variants_are_one_address(norm, raw):
+    assert norm.identifier("email", raw) == ("janedoe@gmail.com", None)
+
+
+def test_dots_matter_outside_gmail_but_tags_do_not(norm):
+    assert norm.identifier("email", "Jane.Doe+news@Example-Corp.com") == ("jane.doe@example-corp.com", None)
+    assert norm.identifier("email", "janedoe@example-corp.com")[0] != "jane.doe@example-corp.com"
+
+
+@pytest.mark.parametrize("raw", ["test@test.com", "noemail@noemail.com", "none@none.com", "NA@na.com",
+                                 "someone@example.com", "n/a", "unknown", ""])
+def test_placeholder_emails_never_link(norm, raw):
+    value, reason = norm.identifier("email", raw)
+    assert value is None and reason
+
+
+def test_not_an_email(norm):
+    assert norm.identifier("email", "jane at home") == (None, "not an email address")
+
+
+@pytest.mark.parametrize("raw", ["+1 415-555-0134", "(415) 555-0134", "415.555.0134", "4155550134",
+                                 "1-415-555-0134", "+14155550134"])
+def test_phone_formats_become_one_e164(norm, raw):
+    assert norm.identifier("phone", raw) == ("+14155550134", None)
+
+
+def test_phone_default_region_is_configurable():
+    uk = Normalizer(ResolverConfig(default_region="GB"))
+    assert uk.identifier("phone", "020 7946 0018") == ("+442079460018", None)
+    assert uk.identifier("phone", "+1 415 555 0134") == ("+14155550134", None)
+
+
+@pytest.mark.parametrize("raw", ["0000000000", "000-000-0000", "1234567890", "9999999999", "123", "n/a", "abc"])
+def test_placeholder_and_invalid_phones_never_link(norm, raw):
+    value, reason = norm.identifier("phone", raw)
+    assert value is None and reason
+
+
+@pytest.mark.parametrize("raw", ["LOY-0012345", "loy 0012345", "0012345", "LOY0012345", " loy-001-2345 "])
+def test_loyalty_separators_and_prefixes(norm, raw):
+    assert norm.identifier("loyalty_id", raw) == ("0012345", None)
+
+
+def test_device_and_handle(norm):
+    assert norm.identifier("device_id", " ABC-123 ") == ("abc-123", None)
+    assert norm.identifier("device_id", "00000000-0000-0000-0000-000000000000")[0] is None
+    assert norm.identifier("social_handle", "@Jane_Doe") == ("jane_doe", None)
+    assert norm.identifier("member_no", "  A 17  ") == ("a 17", None)
+
+
+def test_configured_blocked_values_are_compared_normalized(tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text('[identifier_types.phone]\nblocked_values = ["(415) 555-0100"]\n'
+                    '[identifier_types.device_id]\nblocked_values = ["KIOSK-7"]\n')
+    norm = Normalizer(ResolverConfig.from_toml(path))
+    assert norm.identifier("phone", "+14155550100")[0] is None
+    assert norm.identifier("device_id", "kiosk-7")[0] is None
+    assert norm.identifier("phone", "+14155550101")[0] == "+14155550101"
+
+
+def test_config_errors_are_one_clear_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[identifier_types.phone]\nmax_per_profil = 2\n")
+    with pytest.raises(ConfigError, match="unknown rule setting"):
+        ResolverConfig.from_toml(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        ResolverConfig.from_toml(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match="date_order"):
+        ResolverConfig.from_dict({"date_order": "ymd"})
+
+
+def test_config_fingerprint_changes_with_rules():
+    a = ResolverConfig()
+    b = ResolverConfig.from_dict({"identifier_types": {"email": {"max_per_profile": 2}}})
+    assert a.fingerprint() == ResolverConfig().fingerprint()
+    assert a.fingerprint() != b.fingerprint()
+    assert b.rule("email").max_per_profile == 2 and b.rule("email").kind == "email"
+
+
+def test_attributes(norm):
+    attrs = norm.attributes({"first_name": "  jANE ", "last_name": "van  der berg", "date_of_birth": "03/07/1985",
+                             "postcode": "sw1a 1aa", "city": None, "address": "  1 Main St  "})
+    assert attrs == {"first_name": "Jane", "last_name": "Van Der Berg", "date_of_birth": "1985-03-07",
+                     "postcode": "SW1A 1AA", "address": "1 Main St"}
+    assert norm.attributes({"date_of_birth": "1985-02-30"}) == {}
+    dmy = Normalizer(ResolverConfig(date_order="dmy"))
+    assert dmy.attributes({"date_of_birth": "03/07/1985"}) == {"date_of_birth": "1985-07-03"}
+
+
+local = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._+-", min_size=1, max_size=20)
+domain = st.sampled_from(["gmail.com", "GoogleMail.com", "yahoo.com", "corp.example-mail.org"])
+
+
+@given(local, domain, st.sampled_from(["", " ", "  "]))
+def test_email_normalization_is_idempotent(loc, dom, pad):
+    norm = Normalizer(ResolverConfig())
+    value, _ = norm.identifier("email", f"{pad}{loc}@{dom}{pad}")
+    if value is not None:
+        assert norm.identifier("email", value) == (value, None)
+
+
+@given(st.integers(min_value=2012000000, max_value=9899999999))
+def test_phone_normalization_is_idempotent(n):
+    norm = Normalizer(ResolverConfig())
+    value, _ = norm.identifier("phone", str(n))
+    if value is not None:
+        assert norm.identifier("phone", value) == (value, None)

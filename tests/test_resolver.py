@@ -1,0 +1,194 @@
+"""The resolver's behaviour on the situations that break naive identity graphs."""
+
+from __future__ import annotations
+
+from resolver.config import ResolverConfig
+from resolver.engine import Resolver, ResolverState
+from schemas.decisions import LogEntry
+from tests.resolver_helpers import Run, ev
+
+
+def test_anonymous_session_joins_the_customer_who_logs_in_later():
+    run = Run().feed([
+        ev("a1", 0, device_id="dev-1"),
+        ev("a2", 1, device_id="dev-1"),
+        ev("b1", 5, channel="email", email="jane@mailbox.org"),
+        ev("a3", 10, event_type="login", device_id="dev-1", email="Jane@Mailbox.org"),
+    ])
+    assert len({run.profile_of(e) for e in ("a1", "a2", "b1", "a3")}) == 1
+    # the anonymous profile is older, so the merged customer keeps its ID
+    assert run.profile_of("b1") == run.profile_of("a1")
+    assert len(run.views.merges) == 1 and run.views.merges[0]["via"] == ["email:jane@mailbox.org", "device_id:dev-1"]
+
+
+def test_new_email_is_linked_through_the_loyalty_card():
+    run = Run().feed([
+        ev("1", 0, channel="store", loyalty_id="LOY-1", email="old@mailbox.org"),
+        ev("2", 60, channel="web", email="new@mailbox.org"),
+        ev("3", 120, channel="store", loyalty_id="loy 1", email="new@mailbox.org"),
+    ])
+    assert run.profile_of("1") == run.profile_of("2") == run.profile_of("3")
+    view = run.views.customer(run.profile_of("2"))
+    assert view["identifiers"]["email"] == ["old@mailbox.org", "new@mailbox.org"]
+
+
+def test_placeholder_values_never_chain_strangers():
+    run = Run().feed([
+        ev("1", 0, channel="store", email="test@test.com", loyalty_id="111"),
+        ev("2", 1, channel="store", email="test@test.com", loyalty_id="222"),
+        ev("3", 2, channel="call_center", phone="0000000000", loyalty_id="111"),
+        ev("4", 3, channel="call_center", phone="000-000-0000", loyalty_id="333"),
+    ])
+    assert run.profile_of("1") == run.profile_of("3")
+    assert len({run.profile_of(e) for e in ("1", "2", "4")}) == 3
+    assert run.views.lookup_node("email:test@test.com")["status"] == "unknown"
+
+
+def test_store_kiosk_is_detected_from_the_data_and_stops_linking():
+    events = [ev(f"k{i}", i, channel="store", device_id="pos-17", loyalty_id=f"{1000 + i}") for i in range(6)]
+    run = Run().feed(events)
+    assert len({run.profile_of(e.event_id) for e in events}) == 6
+    assert run.views.lookup_node("device_id:pos-17")["status"] == "shared"
+
+
+def test_kiosk_detected_late_splits_what_it_had_joined():
+    # a kiosk seen with two emails is still within the device's limits: the second email is not
+    # linked through a weak identifier, and a third shows the kiosk is shared.
+    run = Run().feed([
+        ev("1", 0, channel="store", device_id="kiosk", email="a@x.org"),
+        ev("2", 1, channel="store", device_id="kiosk"),
+        ev("3", 2, channel="store", device_id="kiosk", email="b@x.org"),
+        ev("4", 3, channel="store", device_id="kiosk", email="c@x.org"),
+    ])
+    assert run.profile_of("1") != run.profile_of("3") != run.profile_of("4")
+    assert run.views.lookup_node("device_id:kiosk")["status"] == "shared"
+
+
+def test_shared_identifier_found_late_splits_the_profile_and_keeps_the_id_on_the_oldest_part():
+    run = Run().feed([
+        ev("1", 0, channel="call_center", phone="4155550100", email="mum@x.org"),
+        ev("2", 1, channel="call_center", phone="4155550100", email="kid@x.org"),
+        ev("3", 2, channel="store", email="mum@x.org", loyalty_id="L-1"),
+        ev("4", 3, channel="store", email="kid@x.org", loyalty_id="L-2"),
+    ])
+    # events 1-3 were one profile until event 4 showed the landline ties two loyalty cards
+    assert run.profile_of("1") == run.profile_of("3")
+    assert run.profile_of("2") == run.profile_of("4")
+    assert run.profile_of("1") != run.profile_of("2")
+    assert run.views.lookup_node("phone:+14155550100")["status"] == "shared"
+    split = run.views.splits[-1]
+    assert split["parts"][0]["profile_id"] == split["profile_id"]
+    assert "email:mum@x.org" in split["parts"][0]["nodes"]
+
+
+def test_household_landline_with_different_birth_dates_does_not_merge():
+    run = Run().feed([
+        ev("1", 0, channel="call_center", phone="(415) 555-0177", email="ann@x.org",
+           attrs={"date_of_birth": "1970-01-02"}),
+        ev("2", 1, channel="call_center", email="bob@x.org", attrs={"date_of_birth": "2004-05-06"}),
+        ev("3", 2, channel="call_center", phone="415 555 0177", email="bob@x.org"),
+    ])
+    assert run.profile_of("1") != run.profile_of("2")
+    assert run.views.lookup_node("phone:+14155550177")["status"] == "shared"
+
+
+def test_family_tablet_cannot_join_two_known_customers():
+    run = Run().feed([
+        ev("1", 0, channel="app", device_id="tablet", email="mum@x.org"),
+        ev("2", 1, channel="app", device_id="tablet", email="kid@x.org"),
+        ev("3", 2, channel="app", device_id="tablet"),
+    ])
+    assert run.profile_of("1") != run.profile_of("2")
+    refused = [d for entry in run.log for d in entry if d["type"] == "link_refused"]
+    assert [(d["node"], d["others"]) for d in refused] == [("device_id:tablet", ["email:kid@x.org"])]
+    assert "weak identifier" in refused[0]["reason"]
+    # one second customer is not proof the tablet is shared: it stays with its first customer...
+    assert run.profile_of("3") == run.profile_of("1")
+    # ...until a third person logs in on it: then it is shared and links nobody
+    run.feed([ev("4", 3, channel="app", device_id="tablet", email="dad@x.org")])
+    assert run.views.lookup_node("device_id:tablet")["status"] == "shared"
+    assert len({run.profile_of(e) for e in "124"}) == 3
+
+
+def test_one_person_with_two_emails_on_one_device_joins_when_strong_evidence_arrives():
+    run = Run().feed([
+        ev("1", 0, channel="app", device_id="phone-app", email="me@home.org"),
+        ev("2", 1, channel="app", device_id="phone-app", email="me@work.org"),
+        ev("3", 2, channel="store", loyalty_id="L-9", email="me@home.org"),
+        ev("4", 3, channel="store", loyalty_id="L-9", email="me@work.org"),
+    ])
+    assert len({run.profile_of(e) for e in "1234"}) == 1
+    assert run.views.lookup_node("device_id:phone-app")["status"] == "found"
+
+
+def test_one_loyalty_card_per_customer():
+    run = Run().feed([
+        ev("1", 0, channel="store", loyalty_id="L1", email="a@x.org"),
+        ev("2", 1, channel="store", loyalty_id="L2", email="b@x.org"),
+        ev("3", 2, channel="web", email="a@x.org", phone="4155550111"),
+        ev("4", 3, channel="web", email="b@x.org", phone="4155550111"),
+    ])
+    assert run.profile_of("1") == run.profile_of("3")
+    assert run.profile_of("2") == run.profile_of("4")
+    assert run.profile_of("1") != run.profile_of("2")
+
+
+def test_merge_keeps_the_older_id_and_the_absorbed_id_still_resolves():
+    run = Run().feed([
+        ev("late", 100, email="a@x.org"),
+        ev("early", 1, phone="4155550123"),  # processed second, but happened first
+        ev("join", 200, email="a@x.org", phone="4155550123"),
+    ])
+    survivor = run.profile_of("join")
+    merge = run.views.merges[0]
+    assert merge["survivor_id"] == survivor
+    assert survivor == merge["survivor_id"] and merge["absorbed_ids"] != [survivor]
+    absorbed = merge["absorbed_ids"][0]
+    assert run.views.resolve(absorbed) == survivor
+    assert run.views.customer(absorbed)["profile_id"] == survivor
+    assert run.views.customer(absorbed)["requested_id"] == absorbed
+    created = {d["profile_id"]: d["created_at"] for e in run.log for d in e if d["type"] == "profile_created"}
+    assert created[survivor] < created[absorbed]
+
+
+def test_duplicate_event_is_a_no_op():
+    r = Resolver(ResolverConfig(), ResolverState())
+    e = ev("x", 0, email="a@x.org", phone="4155550123")
+    assert r.decide(e)
+    assert r.decide(e) == []
+    assert r.decide(ev("x", 5, email="other@x.org")) == []
+
+
+def test_attribute_only_event_is_accepted_as_its_own_profile():
+    run = Run().feed([ev("1", 0, channel="store", attrs={"first_name": "Ann", "postcode": "94107"})])
+    pid = run.profile_of("1")
+    assert run.views.customer(pid)["golden_record"] == {"first_name": "Ann", "postcode": "94107"}
+
+
+def test_every_decision_matches_the_published_schema():
+    run = Run().feed([
+        ev("1", 0, channel="call_center", phone="4155550100", email="mum@x.org", attrs={"first_name": "A"}),
+        ev("2", 1, channel="call_center", phone="4155550100", email="kid@x.org"),
+        ev("3", 2, channel="store", email="mum@x.org", loyalty_id="L-1", payload={"amount": 3.5}),
+        ev("4", 3, channel="store", email="kid@x.org", loyalty_id="L-2"),
+        ev("5", 4, channel="web", device_id="d", email="test@test.com"),
+        ev("6", 5, channel="web", device_id="d", phone="4155550100"),
+    ])
+    seen = set()
+    for seq, entry in enumerate(run.log):
+        LogEntry.model_validate({"seq": seq, "decisions": entry})
+        seen |= {d["type"] for d in entry}
+    assert {"interaction_recorded", "profile_created", "identifiers_attached", "identifiers_linked",
+            "identifier_flagged", "profile_split"} <= seen
+
+
+def test_explain_gives_the_evidence_for_each_link():
+    run = Run().feed([
+        ev("1", 0, channel="web", device_id="dev-9"),
+        ev("2", 1, channel="app", event_type="login", device_id="dev-9", email="z@x.org"),
+        ev("3", 2, channel="call_center", email="z@x.org", phone="4155550199"),
+    ])
+    out = run.views.explain(run.profile_of("3"))
+    pairs = {(link["a"], link["b"], link["event_id"]) for link in out["links"]}
+    assert pairs == {("device_id:dev-9", "email:z@x.org", "2"), ("email:z@x.org", "phone:+14155550199", "3")}
+    assert any("given together on event 3 on call_center" in line for line in out["summary"])
