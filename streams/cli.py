@@ -44,7 +44,14 @@ def _engine(args: argparse.Namespace, writer: bool):
     if not writer and not (data_dir / "log").is_dir():
         raise UsageError(f"no idres data in {data_dir}: run `idres ingest FILE --data-dir {data_dir}` "
                          f"or `idres demo` first")
-    return EmbeddedEngine(data_dir, _config(args), writer=writer)
+    return EmbeddedEngine(data_dir, _config(args), writer=writer, batch_size=_batch_size())
+
+
+def _batch_size() -> int:
+    raw = os.environ.get("IDRES_BATCH_SIZE", "2000")
+    if not raw.isdigit() or int(raw) < 1:
+        raise UsageError(f"IDRES_BATCH_SIZE must be a positive whole number, not {raw!r}")
+    return int(raw)
 
 
 def _print_json(obj: Any) -> None:
@@ -203,7 +210,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         gen = write_dataset(events, truth_file, SyntheticConfig(people=args.people, seed=args.seed),
                             progress=bar.update)
     print(f"2/4 ingesting {events} ...")
-    with EmbeddedEngine(data_dir, _config(args)) as engine:
+    with EmbeddedEngine(data_dir, _config(args), batch_size=_batch_size()) as engine:
         with _progress_bar(events.stat().st_size, "ingest") as bar:
             report = engine.ingest_file(events, progress=bar.update)
         print(f"3/4 writing the analyst snapshot {snapshot} ...")

@@ -95,8 +95,8 @@ class SyntheticConfig:
             mostly the same last name, different first names and dates of birth).
         household_same_last_name_rate (0.85): household members sharing the first member's last name.
         household_landline_rate (0.7): multi-person households with a shared landline phone.
-        landline_use_rate (0.3): call-centre and store events where a member of a household with a
-            landline gives the landline instead of their mobile.
+        landline_use_rate (0.5): call-centre, store and loyalty-enrolment events where a member of a
+            household with a landline gives the landline instead of their mobile.
         household_tablet_rate (0.5): multi-person households with a shared family tablet.
         tablet_use_rate (0.4): app sessions a member of such a household runs on the family tablet
             (logged in with their own email).
@@ -138,7 +138,7 @@ class SyntheticConfig:
     household_rate: float = 0.30
     household_same_last_name_rate: float = 0.85
     household_landline_rate: float = 0.7
-    landline_use_rate: float = 0.3
+    landline_use_rate: float = 0.5
     household_tablet_rate: float = 0.5
     tablet_use_rate: float = 0.4
     # traps
@@ -357,7 +357,7 @@ _HOUR_CUM = tuple(itertools.accumulate(
      5.5, 4.0, 2.5, 1.5]))
 
 # Relative channel weights; each person multiplies them by personal factors.
-_CHANNEL_BASE = (3.0, 2.0, 2.5, 0.8, 2.0, 1.0, 0.6, 0.5)
+_CHANNEL_BASE = (3.0, 2.0, 2.5, 1.0, 2.0, 1.0, 0.7, 0.8)
 _HOUR_TOTAL = _HOUR_CUM[-1]
 # Statistics counted per emitted event.
 _ANON = ("anonymous_events",)
@@ -417,7 +417,6 @@ class _Builder:
             for d in range(config.days + 2)
         ]
         self.serial = 0
-        rng = self.rng
         self.id_offset = self._rr(_ID_MODULUS)
         self.loyalty_offset = self._rr(_LOYALTY_MODULUS)
         self.kiosk_ids = [self._uuid() for _ in range(config.kiosks)]
@@ -614,7 +613,6 @@ class _Builder:
             local = f"{local}{self._rr(1, 99)}"
 
     def _new_handle(self, p: _Person) -> str:
-        rng = self.rng
         first, last = _letters(p.first), _letters(p.last)
         handle = (f"{first}{last}", f"{first}_{last}", f"{first[0]}{last}", f"the{first}{last[0]}")[self._rr(4)]
         while handle in self.used_handles:
@@ -793,7 +791,6 @@ class _Builder:
                 self._malformed(t, ev)
 
     def _malformed(self, t: int, ev: dict) -> None:
-        rng = self.rng
         serial = self.serial
         self.serial = serial + 1
         bad = dict(ev)
@@ -965,7 +962,7 @@ class _Builder:
         if p.enroll_pending:
             p.enroll_pending = False
             ids = {"loyalty_id": self._loyalty(p, "loyalty"), "email": self._email(p, t, "loyalty"),
-                   "phone": self._phone(p, "loyalty", False)}
+                   "phone": self._phone(p, "loyalty", True)}
             emit(t, p, "loyalty", "enroll", ids, self._full_attributes(p), {"tier": "basic"})
             return
         ids = {"loyalty_id": self._loyalty(p, "loyalty")}
@@ -1098,8 +1095,9 @@ def write_dataset(path_events, path_truth, config: Optional[SyntheticConfig] = N
     """Writes the events as JSON lines (UTF-8, one per line) and the truth as CSV ``event_id,person_id``.
 
     The truth has a header line and one row per distinct valid event id (duplicates once, malformed
-    lines not at all). ``progress``, if given, is called with the number of lines written so far
-    (every 10,000 lines and once at the end).
+    lines not at all). ``progress``, if given, is called with the number of lines written since its
+    previous call (every 10,000 lines, then once for the rest), so ``tqdm(...).update`` can be passed
+    directly; the arguments add up to ``lines``.
 
     Returns statistics: ``events`` (distinct valid events = truth rows), ``lines`` (all lines written,
     including duplicates and malformed ones), ``duplicates``, ``malformed``, ``people``,
@@ -1122,19 +1120,19 @@ def write_dataset(path_events, path_truth, config: Optional[SyntheticConfig] = N
             if len(out) >= 10_000:
                 events_fh.write(b"\n".join(out) + b"\n")
                 written += len(out)
+                if progress is not None:
+                    progress(len(out))
                 out.clear()
                 if truth:
                     truth_fh.write(b"\n".join(truth) + b"\n")
                     truth.clear()
-                if progress is not None:
-                    progress(written)
         if out:
             events_fh.write(b"\n".join(out) + b"\n")
             written += len(out)
+            if progress is not None:
+                progress(len(out))
         if truth:
             truth_fh.write(b"\n".join(truth) + b"\n")
-    if progress is not None:
-        progress(written)
     stats = dict(builder.stats)
     stats["lines"] = written
     stats["bytes"] = os.path.getsize(path_events)

@@ -189,7 +189,8 @@ def test_truth_covers_exactly_the_valid_events(dataset):
     malformed = sum(1 for _, person in dataset["lines"] if person is None)
     assert stats["malformed"] == malformed
     assert stats["lines"] == len(dataset["lines"]) == stats["events"] + stats["duplicates"] + malformed
-    assert dataset["progress"][-1] == stats["lines"]
+    assert sum(dataset["progress"]) == stats["lines"], "progress reports increments"
+    assert all(0 < step <= 10_000 for step in dataset["progress"])
 
 
 def test_duplicates_are_identical_resends(dataset):

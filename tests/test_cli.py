@@ -1,0 +1,226 @@
+"""End to end through the real command line: JSON lines in, DuckDB snapshot out, queried with duckdb."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from resolver.measures import pairwise_scores
+from streams.synthetic import SyntheticConfig, write_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def idres(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True,
+                          cwd=kw.pop("cwd", ROOT), timeout=kw.pop("timeout", 300), **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"idres {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    events, truth = root / "events.jsonl", root / "truth.csv"
+    stats = write_dataset(events, truth, SyntheticConfig(people=300, seed=3))
+    return root, events, truth, stats
+
+
+@pytest.fixture(scope="module")
+def ingested(dataset):
+    root, events, truth, stats = dataset
+    data = root / "data"
+    out = json.loads(idres("ingest", str(events), "--data-dir", str(data)).stdout)
+    snap = root / "snap.duckdb"
+    idres("snapshot", "--data-dir", str(data), "--out", str(snap))
+    return data, snap, out
+
+
+def test_ingest_accounts_for_every_line(dataset, ingested):
+    _, events, truth, stats = dataset
+    _, _, out = ingested
+    report = out["ingested"]
+    lines = sum(1 for line in events.read_bytes().splitlines() if line.strip())
+    assert report["lines"] == lines
+    assert report["accepted"] + report["duplicates"] + report["rejected"] == lines
+    with open(truth) as fh:
+        assert report["accepted"] == sum(1 for _ in csv.DictReader(fh))
+    assert report["rejected"] == stats["malformed"]
+    assert report["duplicates"] == stats["duplicates"]
+
+
+def test_snapshot_tables_agree_with_the_engine(dataset, ingested):
+    _, _, truth, _ = dataset
+    data, snap, out = ingested
+    con = duckdb.connect(str(snap), read_only=True)
+    n_events, n_profiles = con.execute("SELECT count(*), count(DISTINCT profile_id) FROM events").fetchone()
+    assert n_events == out["ingested"]["accepted"]
+    assert con.execute("SELECT count(*) FROM profiles").fetchone()[0] == n_profiles
+    assert con.execute("SELECT count(*) FROM events WHERE profile_id IS NULL").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM events e ANTI JOIN profiles p USING (profile_id)").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM rejected_events WHERE reason IS NULL OR reason = ''").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM rejected_events").fetchone()[0] == out["ingested"]["rejected"]
+    assert con.execute("SELECT sum(event_count) FROM profiles").fetchone()[0] == n_events
+    assert con.execute("SELECT count(*) FROM merges").fetchone()[0] > 0
+    assert con.execute("SELECT count(*) FROM identifiers WHERE status = 'shared'").fetchone()[0] > 0
+    # every alias points at a live profile, and merges say which identifiers did it
+    assert con.execute("SELECT count(*) FROM aliases a ANTI JOIN profiles p USING (profile_id)").fetchone()[0] == 0
+    assert con.execute("SELECT min(len(via)) FROM merges").fetchone()[0] >= 2
+    # lifetime value in profiles is the sum of its purchases in events
+    ltv = con.execute("""
+        SELECT max(abs(p.lifetime_value - coalesce(e.v, 0))) FROM profiles p LEFT JOIN (
+          SELECT profile_id, sum(CASE WHEN event_type IN ('return','refund') THEN -abs(amount) ELSE amount END) v
+          FROM events WHERE event_type IN ('purchase','store_purchase','order','order_placed','return','refund')
+          GROUP BY ALL) e USING (profile_id)""").fetchone()[0]
+    assert ltv < 0.01
+    # the snapshot's clusters are the engine's, and they are good
+    predicted = dict(con.execute("SELECT event_id, profile_id FROM events").fetchall())
+    with open(truth) as fh:
+        truth_map = {r["event_id"]: r["person_id"] for r in csv.DictReader(fh)}
+    scores = pairwise_scores(predicted, truth_map)
+    assert scores["precision"] >= 0.97 and scores["recall"] >= 0.6, scores
+    evaluated = json.loads(idres("evaluate", "--truth", str(truth), "--data-dir", str(data)).stdout)
+    assert evaluated["f1"] == pytest.approx(scores["f1"])
+
+
+def test_lookup_any_identifier_format_finds_the_same_customer(ingested):
+    data, snap, _ = ingested
+    con = duckdb.connect(str(snap), read_only=True)
+    pid, phone = con.execute("""SELECT profile_id, phones[1] FROM profiles
+                            WHERE len(phones) = 1 AND len(emails) >= 1 ORDER BY event_count DESC LIMIT 1""").fetchone()
+    digits = phone[2:]  # +1AAABBBCCCC -> AAABBBCCCC
+    pretty = f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"
+    for spelled in (phone, digits, pretty):
+        view = json.loads(idres("lookup", f"phone={spelled}", "--data-dir", str(data)).stdout)
+        assert view["profile_id"] == pid
+    email = con.execute("SELECT emails[1] FROM profiles WHERE profile_id = ?", [pid]).fetchone()[0]
+    view = json.loads(idres("lookup", f"email=  {email.upper()} ", "--data-dir", str(data)).stdout)
+    assert view["profile_id"] == pid
+    assert view["event_count"] == con.execute("SELECT count(*) FROM events WHERE profile_id = ?", [pid]).fetchone()[0]
+    assert {"identifiers", "golden_record", "channels", "timeline", "lifetime_value", "open_cases"} <= set(view)
+
+
+def test_merged_away_id_still_resolves(ingested):
+    data, snap, _ = ingested
+    con = duckdb.connect(str(snap), read_only=True)
+    alias, survivor = con.execute("SELECT alias_id, profile_id FROM aliases LIMIT 1").fetchone()
+    view = json.loads(idres("show", alias, "--data-dir", str(data)).stdout)
+    assert view["profile_id"] == survivor and view["requested_id"] == alias
+
+
+def test_explain_names_the_evidence(ingested):
+    data, snap, _ = ingested
+    con = duckdb.connect(str(snap), read_only=True)
+    pid = con.execute("SELECT profile_id FROM links GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()[0]
+    text = idres("explain", pid, "--data-dir", str(data)).stdout
+    assert f"Profile {pid}" in text and "were given together on event" in text
+    full = json.loads(idres("explain", pid, "--json", "--data-dir", str(data)).stdout)
+    assert full["links"] and all(link["event_id"] for link in full["links"])
+
+
+def test_shared_identifier_lookup_says_so(ingested):
+    data, snap, _ = ingested
+    con = duckdb.connect(str(snap), read_only=True)
+    t, v = con.execute("SELECT id_type, id_value FROM identifiers WHERE status = 'shared' LIMIT 1").fetchone()
+    proc = idres("lookup", f"{t}={v}", "--data-dir", str(data), check=False)
+    assert proc.returncode == 4
+    assert json.loads(proc.stdout)["status"] == "shared"
+
+
+def test_replay_is_identical_and_decisions_are_reproduced(ingested):
+    data, _, _ = ingested
+    out = json.loads(idres("replay", "--verify", "--data-dir", str(data)).stdout)
+    assert out["identical_to_live_views"] is True and out["decisions_reproduced"] is True
+
+
+def test_reingesting_the_same_file_changes_nothing(dataset, ingested, tmp_path):
+    _, events, _, _ = dataset
+    data, snap, _ = ingested
+    again = json.loads(idres("ingest", str(events), "--data-dir", str(data)).stdout)["ingested"]
+    assert again["accepted"] == 0 and again["rejected"] == 0
+    snap2 = tmp_path / "again.duckdb"
+    idres("snapshot", "--data-dir", str(data), "--out", str(snap2))
+    q = "SELECT event_id, profile_id FROM events ORDER BY event_id"
+    assert duckdb.connect(str(snap), read_only=True).execute(q).fetchall() == \
+        duckdb.connect(str(snap2), read_only=True).execute(q).fetchall()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["lookup", "email=a@b.org", "--data-dir", "/nonexistent/idres"], "no idres data in /nonexistent/idres"),
+    (["lookup", "emaila@b.org"], "expected TYPE=VALUE"),
+    (["lookup", "phone=12"], "cannot be looked up: not a phone number"),
+    (["ingest", "/nonexistent/events.jsonl"], "input file /nonexistent/events.jsonl not found"),
+])
+def test_errors_are_one_clear_line(ingested, args, message):
+    if "--data-dir" not in args:
+        args = [*args, "--data-dir", str(ingested[0])]
+    proc = idres(*args, check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("idres: error:") and message in lines[0], proc.stderr
+
+
+def test_schema_export(tmp_path):
+    idres("schema", "--out", str(tmp_path))
+    schema = json.loads((tmp_path / "channel_event.v1.schema.json").read_text())
+    assert {"event_id", "occurred_at", "channel", "event_type"} <= set(schema["required"])
+    assert (tmp_path / "decision_log_entry.v1.schema.json").exists()
+
+
+def test_demo_runs_and_scores(tmp_path):
+    proc = idres("demo", "--people", "150", "--dir", str(tmp_path / "demo"))
+    assert "pairwise F1" in proc.stdout
+    f1 = float(next(line.split()[-1] for line in proc.stdout.splitlines() if "pairwise F1" in line))
+    precision = float(next(line.split()[-1] for line in proc.stdout.splitlines() if "pairwise precision" in line))
+    assert precision >= 0.97 and f1 > 0.5
+    con = duckdb.connect(str(tmp_path / "demo" / "customers.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM profiles").fetchone()[0] > 0
+
+
+def test_sigkill_mid_ingest_loses_nothing_and_applies_nothing_twice(tmp_path):
+    events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
+    write_dataset(events, truth, SyntheticConfig(people=3000, seed=5))
+    clean, crashed = tmp_path / "clean", tmp_path / "crashed"
+    idres("ingest", str(events), "--data-dir", str(clean))
+
+    env = dict(os.environ, IDRES_BATCH_SIZE="200")
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "ingest", str(events), "--data-dir", str(crashed)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seg = crashed / "log" / "00000000000000000000.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not seg.exists() or seg.stat().st_size < 400_000):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = sum(1 for _ in open(seg, "rb"))
+    total = sum(1 for line in open(clean / "log" / "00000000000000000000.jsonl", "rb"))
+    assert 0 < written < total, "the kill should land mid-stream"
+
+    idres("ingest", str(events), "--data-dir", str(crashed))
+    # each raw event decided exactly once, each bad record kept exactly once
+    ids: dict[str, int] = {}
+    for line in open(seg, "rb"):
+        for d in json.loads(line)["decisions"]:
+            if d["type"] in ("interaction_recorded", "event_rejected"):
+                key = d.get("event_id") if d["type"] == "interaction_recorded" else d["key"]
+                ids[key] = ids.get(key, 0) + 1
+    assert ids and max(ids.values()) == 1
+    assert sum(1 for _ in open(seg, "rb")) == total
+    # and the result is the one an uninterrupted run gives, profile IDs included
+    snaps = []
+    for data in (clean, crashed):
+        out = tmp_path / f"{data.name}.duckdb"
+        idres("snapshot", "--data-dir", str(data), "--out", str(out))
+        snaps.append(duckdb.connect(str(out), read_only=True).execute(
+            "SELECT event_id, profile_id FROM events ORDER BY event_id").fetchall())
+    assert snaps[0] == snaps[1]

@@ -1,0 +1,138 @@
+"""The embedded decision log: durability, torn tails, ordering, single writer, checkpoints."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from streams.embedded import EmbeddedEngine
+from streams.log import DecisionLog, LogError, load_checkpoint, save_checkpoint
+
+
+def _entries(n, start=0):
+    return [[{"type": "event_rejected", "key": f"k{i}", "source": {"name": "t", "position": i},
+              "reason": "r", "raw": "x"}] for i in range(start, start + n)]
+
+
+def test_append_and_read_back_across_segments(tmp_path):
+    with DecisionLog(tmp_path, segment_entries=4) as log:
+        assert log.append(_entries(10)) == 10
+        assert log.append(_entries(3, 10)) == 13
+    assert sorted(p.name for p in (tmp_path / "log").iterdir()) == [
+        "00000000000000000000.jsonl", "00000000000000000004.jsonl", "00000000000000000008.jsonl",
+        "00000000000000000012.jsonl"]
+    log = DecisionLog(tmp_path, writer=False, segment_entries=4)
+    assert len(log) == 13
+    got = list(log.read())
+    assert [s for s, _ in got] == list(range(13))
+    assert got[7][1][0]["key"] == "k7"
+    assert [s for s, _ in log.read(5, 9)] == [5, 6, 7, 8]
+
+
+def test_torn_last_line_is_cut_off_on_open(tmp_path):
+    with DecisionLog(tmp_path) as log:
+        log.append(_entries(3))
+    seg = tmp_path / "log" / "00000000000000000000.jsonl"
+    with open(seg, "ab") as fh:
+        fh.write(b'{"seq": 3, "decisions": [{"type": "event_rej')  # a crash mid-write
+    assert len(DecisionLog(tmp_path, writer=False)) == 3  # a reader ignores the torn tail
+    with DecisionLog(tmp_path) as log:  # a writer cuts it off and goes on from there
+        assert len(log) == 3
+        log.append(_entries(1, 3))
+    assert [s for s, _ in DecisionLog(tmp_path, writer=False).read()] == [0, 1, 2, 3]
+
+
+def test_damaged_log_is_reported_not_folded(tmp_path):
+    with DecisionLog(tmp_path) as log:
+        log.append(_entries(3))
+    seg = tmp_path / "log" / "00000000000000000000.jsonl"
+    lines = seg.read_bytes().splitlines(keepends=True)
+    seg.write_bytes(lines[0] + lines[2] + lines[1])
+    with pytest.raises(LogError, match="out of order"):
+        list(DecisionLog(tmp_path, writer=False).read())
+    seg.write_bytes(lines[0] + b"garbage\n" + lines[2])
+    with pytest.raises(LogError, match="damaged"):
+        list(DecisionLog(tmp_path, writer=False).read())
+
+
+def test_only_one_writer(tmp_path):
+    with DecisionLog(tmp_path):
+        with pytest.raises(LogError, match="another idres process is writing"):
+            DecisionLog(tmp_path)
+        DecisionLog(tmp_path, writer=False)  # readers are fine
+    DecisionLog(tmp_path).close()
+
+
+def test_reading_a_directory_without_a_log_says_what_to_do(tmp_path):
+    with pytest.raises(LogError, match="run `idres ingest"):
+        DecisionLog(tmp_path / "nothing", writer=False)
+
+
+def test_checkpoint_is_only_used_when_it_fits(tmp_path):
+    save_checkpoint(tmp_path, 5, "rules-a", {"x": 1})
+    assert load_checkpoint(tmp_path, "rules-a", 10) == (5, {"x": 1})
+    assert load_checkpoint(tmp_path, "rules-b", 10) is None  # other rules
+    assert load_checkpoint(tmp_path, "rules-a", 4) is None  # ahead of the log
+    (tmp_path / "checkpoint.pickle").write_bytes(b"not a pickle")
+    assert load_checkpoint(tmp_path, "rules-a", 10) is None
+    (tmp_path / "checkpoint.pickle").write_bytes(pickle.dumps({"version": -1}))
+    assert load_checkpoint(tmp_path, "rules-a", 10) is None
+
+
+def _write(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+EVENTS = [
+    '{"event_id":"1","occurred_at":"2025-01-01T00:00:00Z","channel":"web","event_type":"login",'
+    '"identifiers":{"email":"a@mailbox.org","device_id":"d1"}}',
+    '{"event_id":"2","occurred_at":"2025-01-02T00:00:00Z","channel":"store","event_type":"store_purchase",'
+    '"identifiers":{"email":"a@mailbox.org","loyalty_id":"L1"},"payload":{"amount":10}}',
+    'not json at all',
+    '{"event_id":"3","occurred_at":"2025-01-03T00:00:00Z","channel":"web","event_type":"page_view",'
+    '"identifiers":{"device_id":"d1"}}',
+]
+
+
+def test_engine_restarts_from_checkpoint_and_log_tail(tmp_path):
+    src = _write(tmp_path / "in.jsonl", EVENTS)
+    data = tmp_path / "data"
+    with EmbeddedEngine(data) as engine:
+        report = engine.ingest_file(src)
+        assert (report.accepted, report.rejected) == (3, 1)
+        digest = engine.views.digest()
+    # the checkpoint is only a cache: without it the log alone gives the same views
+    (data / "checkpoint.pickle").unlink()
+    with EmbeddedEngine(data) as engine:
+        assert engine.folded_from_checkpoint == 0
+        assert engine.views.digest() == digest
+        again = engine.ingest_file(src)
+        assert (again.accepted, again.duplicates, again.rejected, again.rejected_before) == (0, 3, 0, 1)
+        assert len(engine.log) == 4
+    with EmbeddedEngine(data) as engine:
+        assert engine.folded_from_checkpoint == 4
+        assert engine.views.digest() == digest
+
+
+def test_a_defect_while_resolving_one_event_does_not_lose_the_others(tmp_path, monkeypatch):
+    from resolver.engine import Resolver
+
+    src = _write(tmp_path / "in.jsonl", EVENTS)
+    real = Resolver.decide
+
+    def flaky(self, event, source=None):
+        if event.event_id == "2":
+            self.state.seen_events.add("poisoned")  # leaves the state half-changed
+            raise RuntimeError("boom")
+        return real(self, event, source)
+
+    monkeypatch.setattr(Resolver, "decide", flaky)
+    with EmbeddedEngine(tmp_path / "data") as engine:
+        report = engine.ingest_file(src)
+        assert (report.accepted, report.internal_errors, report.rejected) == (2, 1, 1)
+        assert "poisoned" not in engine.resolver.state.seen_events  # rebuilt from the log
+        reasons = [r["reason"] for r in engine.views.rejected]
+        assert any("internal error while resolving (RuntimeError: boom)" in r for r in reasons)
+        assert engine.views.ev_id == ["1", "3"]
