@@ -14,6 +14,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
+import orjson
+
 from resolver.engine import short_hash
 
 
@@ -39,7 +41,7 @@ class ProjectionConfig:
         return channel not in self.untrusted_channels
 
 
-@dataclass
+@dataclass(slots=True)
 class ProfileView:
     id: str
     created_at: Optional[str]
@@ -70,8 +72,9 @@ class CustomerViews:
         self.ev_channel: list[str] = []
         self.ev_type: list[str] = []
         self.ev_nodes: list[tuple[int, ...]] = []
-        self.ev_attrs: list[Optional[dict[str, str]]] = []
-        self.ev_payload: list[Optional[dict[str, Any]]] = []
+        # attributes and payloads are kept as compact JSON bytes; decoded when read
+        self.ev_attrs: list[Optional[bytes]] = []
+        self.ev_payload: list[Optional[bytes]] = []
         self.ev_profile: list[str] = []
         self.ev_ignored: list[Optional[list[dict[str, str]]]] = []
         self.ev_refused: dict[int, frozenset[int]] = {}  # identifiers not linked on that event
@@ -190,8 +193,9 @@ class CustomerViews:
         self.ev_nodes.append(tuple(self._node(k) for k in d["nodes"]))
         if d.get("refused"):
             self.ev_refused[i] = frozenset(self._node(k) for k in d["refused"])
-        self.ev_attrs.append(d.get("attributes"))
-        self.ev_payload.append(d.get("payload"))
+        attrs, payload = d.get("attributes"), d.get("payload")
+        self.ev_attrs.append(orjson.dumps(attrs) if attrs else None)
+        self.ev_payload.append(orjson.dumps(payload) if payload else None)
         self.ev_ignored.append(d.get("ignored"))
         pid = self._assign(i)
         self.ev_profile.append(pid)
@@ -216,6 +220,14 @@ class CustomerViews:
         self._dirty.clear()
 
     # ------------------------------------------------------------------------------------ reading
+    def payload(self, i: int) -> dict[str, Any]:
+        raw = self.ev_payload[i]
+        return orjson.loads(raw) if raw else {}
+
+    def attributes(self, i: int) -> dict[str, str]:
+        raw = self.ev_attrs[i]
+        return orjson.loads(raw) if raw else {}
+
     def resolve(self, profile_id: str) -> Optional[str]:
         """The live profile ID for any ID this engine ever gave out (aliases followed), else None."""
         hops = 0
@@ -249,7 +261,7 @@ class CustomerViews:
         best: dict[str, tuple[bool, str, str, str, str]] = {}
         cfg = self.config
         for i in prof.events:
-            attrs = self.ev_attrs[i]
+            attrs = self.attributes(i)
             if not attrs:
                 continue
             at, ch, eid = self.ev_at[i], self.ev_channel[i], self.ev_id[i]
@@ -277,7 +289,7 @@ class CustomerViews:
             channels[ch] = channels.get(ch, 0) + 1
             first = at if first is None else first
             last = at
-            payload = self.ev_payload[i] or {}
+            payload = self.payload(i)
             amount = _number(payload.get("amount"))
             if et in cfg.purchase_types:
                 purchases += 1
@@ -320,7 +332,7 @@ class CustomerViews:
                 "channel": self.ev_channel[i], "event_type": self.ev_type[i],
             }
             if self.ev_payload[i]:
-                item["payload"] = self.ev_payload[i]
+                item["payload"] = self.payload(i)
             out.append(item)
         return out
 

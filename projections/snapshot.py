@@ -109,7 +109,7 @@ def profile_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
 def event_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
     keys = views.node_keys
     for i in range(len(views.ev_id)):
-        payload = views.ev_payload[i] or {}
+        payload = views.payload(i)
         case_id = payload.get("case_id")
         yield {
             "event_id": views.ev_id[i], "profile_id": views.ev_profile[i], "channel": views.ev_channel[i],
@@ -117,7 +117,7 @@ def event_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
             "currency": payload.get("currency") if isinstance(payload.get("currency"), str) else None,
             "case_id": None if case_id is None else str(case_id), "csat": _int(payload.get("csat")),
             "identifiers": [keys[n] for n in views.ev_nodes[i]],
-            "attributes": views.ev_attrs[i] or {}, "payload": payload,
+            "attributes": views.attributes(i), "payload": payload,
         }
 
 

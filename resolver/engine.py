@@ -25,6 +25,7 @@ goes, and ``apply`` is the only code that changes the state. Rebuilding the stat
 from __future__ import annotations
 
 import hashlib
+from sys import intern
 from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any, Callable, Iterable, Optional
@@ -35,6 +36,7 @@ from schemas.channel import ChannelEvent
 
 
 MAX_CULPRIT_SEARCH = 200
+NORMALIZE_CACHE_SIZE = 1_000_000
 
 
 def node_key(id_type: str, value: str) -> str:
@@ -46,15 +48,15 @@ def node_type(key: str) -> str:
 
 
 def utc_iso(dt) -> str:
-    """A fixed-width UTC timestamp, so string order is time order."""
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """A fixed-width UTC timestamp (``2025-03-07T14:03:11.000000Z``), so string order is time order."""
+    return dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def short_hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
 
-@dataclass
+@dataclass(slots=True)
 class Profile:
     id: str
     created_at: str
@@ -130,6 +132,8 @@ class Resolver:
         self.normalizer = Normalizer(self.config)
         self._priority_cache: dict[str, int] = {}
         self._out: list[dict[str, Any]] = []
+        # normalization is a pure function of (type, raw value): memoized, it changes speed, not results
+        self._norm_cache: dict[tuple[str, str], tuple[Optional[str], Optional[str]]] = {}
         self._apply: dict[str, Callable[[dict[str, Any]], None]] = {
             "interaction_recorded": self._apply_interaction,
             "profile_created": self._apply_created,
@@ -164,10 +168,16 @@ class Resolver:
         self._out = []
         keys: list[tuple[int, str]] = []
         ignored: list[dict[str, str]] = []
+        cache = self._norm_cache
         for id_type, raw in event.identifiers.items():
             if raw is None:
                 continue
-            value, reason = self.normalizer.identifier(id_type, raw)
+            hit = cache.get((id_type, raw))
+            if hit is None:
+                if len(cache) >= NORMALIZE_CACHE_SIZE:
+                    cache.clear()
+                hit = cache[(id_type, raw)] = self.normalizer.identifier(id_type, raw)
+            value, reason = hit
             if value is None:
                 ignored.append({"type": id_type, "raw": str(raw), "reason": reason or "unusable"})
             else:
@@ -184,8 +194,8 @@ class Resolver:
             "type": "interaction_recorded",
             "event_id": event.event_id,
             "occurred_at": occurred_at,
-            "channel": event.channel,
-            "event_type": event.event_type,
+            "channel": intern(event.channel),
+            "event_type": intern(event.event_type),
             "nodes": node_keys,
         }
         if refused:
@@ -220,6 +230,8 @@ class Resolver:
         st = self.state
         cfg = self.config
         existing = [st.node_index.get(k) for k in node_keys]
+        if self._nothing_new(existing, dob):
+            return []
 
         # 1. Data-driven guard: would this event show an identifier with more partners than one
         #    person could have? Then that identifier is shared, whatever order events came in.
@@ -306,6 +318,32 @@ class Resolver:
             self._emit({"type": "identifiers_linked", "event_id": event_id, "rule": "seen_together",
                         "nodes": accepted})
         return refused
+
+    def _nothing_new(self, idxs: list[Optional[int]], dob: Optional[str]) -> bool:
+        """True when the event only repeats what is known: every identifier already linked, all in one
+        profile, every pair already an edge, and its date of birth (if any) already on each of them.
+        Then the full path would decide nothing; this answers the common case cheaply."""
+        st = self.state
+        pid = None
+        for i in idxs:
+            if i is None or i in st.shared:
+                return False
+            p = st.node_profile[i]
+            if p is None or (pid is not None and p != pid):
+                return False
+            pid = p
+            if dob is not None and dob not in st.node_dobs.get(i, ()):
+                return False
+        if len(idxs) > 1:
+            adj = st.adj
+            for n, a in enumerate(idxs):
+                na = adj.get(a)
+                if na is None:
+                    return False
+                for b in idxs[n + 1:]:
+                    if b not in na:
+                        return False
+        return True
 
     def _cooccurrence_breach(self, idx: int, node_keys: list[str], dob: Optional[str],
                              limits: dict[str, int]) -> Optional[tuple[str, dict[str, Any]]]:

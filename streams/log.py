@@ -177,9 +177,15 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any) -> None:
-    blob = pickle.dumps({"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint, "state": state},
-                        protocol=pickle.HIGHEST_PROTOCOL)
-    write_atomic(Path(data_dir) / "checkpoint.pickle", blob)
+    """Streams the state to a temporary file and renames it into place (no copy of it in memory)."""
+    path = Path(data_dir) / "checkpoint.pickle"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb", buffering=1 << 20) as fh:
+        pickle.dump({"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint, "state": state}, fh,
+                    protocol=pickle.HIGHEST_PROTOCOL)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int) -> Optional[tuple[int, Any]]:
