@@ -72,9 +72,9 @@ class CustomerViews:
         self.ev_channel: list[str] = []
         self.ev_type: list[str] = []
         self.ev_nodes: list[tuple[int, ...]] = []
-        # attributes and payloads are kept as compact JSON bytes; decoded when read
-        self.ev_attrs: list[Optional[bytes]] = []
-        self.ev_payload: list[Optional[bytes]] = []
+        # attributes and payloads are kept as compact JSON text; decoded when read
+        self.ev_attrs: list[Optional[str]] = []
+        self.ev_payload: list[Optional[str]] = []
         self.ev_profile: list[str] = []
         self.ev_ignored: list[Optional[list[dict[str, str]]]] = []
         self.ev_refused: dict[int, frozenset[int]] = {}  # identifiers not linked on that event
@@ -194,8 +194,9 @@ class CustomerViews:
         if d.get("refused"):
             self.ev_refused[i] = frozenset(self._node(k) for k in d["refused"])
         attrs, payload = d.get("attributes"), d.get("payload")
-        self.ev_attrs.append(orjson.dumps(attrs) if attrs else None)
-        self.ev_payload.append(orjson.dumps(payload) if payload else None)
+        # (orjson's bytes are over-allocated; a str copy holds exactly the text)
+        self.ev_attrs.append(orjson.dumps(attrs).decode() if attrs else None)
+        self.ev_payload.append(orjson.dumps(payload).decode() if payload else None)
         self.ev_ignored.append(d.get("ignored"))
         pid = self._assign(i)
         self.ev_profile.append(pid)

@@ -36,7 +36,7 @@ from schemas.channel import ChannelEvent
 
 
 MAX_CULPRIT_SEARCH = 200
-NORMALIZE_CACHE_SIZE = 1_000_000
+NORMALIZE_CACHE_SIZE = 250_000
 
 
 def node_key(id_type: str, value: str) -> str:
@@ -44,7 +44,7 @@ def node_key(id_type: str, value: str) -> str:
 
 
 def node_type(key: str) -> str:
-    return key.split(":", 1)[0]
+    return intern(key.split(":", 1)[0])
 
 
 def utc_iso(dt) -> str:

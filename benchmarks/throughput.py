@@ -1,0 +1,105 @@
+"""End-to-end speed and memory of `idres ingest` (one process, pinned to one core), then replay and snapshot.
+
+    python benchmarks/throughput.py                 # ~1.35 million events (135,000 people)
+    python benchmarks/throughput.py --people 20000  # quicker
+    python benchmarks/throughput.py --profile 200000  # also: where the time goes, on the first N lines
+
+Prints events/s, wall time and peak resident memory of each step. The generated file is kept in
+--workdir (default: a temporary directory) so repeated runs can reuse it with --reuse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from streams.synthetic import SyntheticConfig, write_dataset  # noqa: E402
+
+
+def timed_child(args: list[str]) -> tuple[float, int, str]:
+    """Runs ``idres ARGS`` pinned to one core; returns wall seconds, peak RSS in MiB and stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+
+    def pin() -> None:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+    proc = subprocess.run([sys.executable, "-m", "streams.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          preexec_fn=pin)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"idres {' '.join(args)} failed: {proc.stderr.strip()}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, max(peak, before) // 1024, proc.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--people", type=int, default=135_000)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--workdir")
+    parser.add_argument("--reuse", action="store_true", help="reuse the events file in --workdir if present")
+    parser.add_argument("--profile", type=int, metavar="N", help="profile the ingest of the first N lines")
+    args = parser.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="idres-throughput-"))
+    work.mkdir(parents=True, exist_ok=True)
+    events, truth = work / "events.jsonl", work / "truth.csv"
+    if not (args.reuse and events.exists()):
+        print(f"generating {args.people:,} people ...", flush=True)
+        started = time.perf_counter()
+        stats = write_dataset(events, truth, SyntheticConfig(people=args.people, seed=args.seed))
+        print(f"  {stats['lines']:,} lines, {stats['bytes'] / 1e6:.0f} MB in {time.perf_counter() - started:.1f} s")
+    lines = sum(1 for _ in open(events, "rb"))
+    data = work / "data"
+    shutil.rmtree(data, ignore_errors=True)
+
+    wall, rss, out = timed_child(["ingest", str(events), "--data-dir", str(data)])
+    report = json.loads(out)["ingested"]
+    print(f"ingest    {lines:>10,} lines  {wall:8.1f} s  {lines / wall:>9,.0f} events/s  peak {rss:>6,} MiB "
+          f"(accepted {report['accepted']:,}, duplicates {report['duplicates']:,}, rejected {report['rejected']:,})")
+    (data / "checkpoint.pickle").unlink()
+    wall, rss, _ = timed_child(["replay", "--data-dir", str(data)])
+    print(f"replay    {lines:>10,} lines  {wall:8.1f} s  {lines / wall:>9,.0f} entries/s  peak {rss:>6,} MiB")
+    wall, rss, _ = timed_child(["snapshot", "--data-dir", str(data), "--out", str(work / "snapshot.duckdb")])
+    print(f"snapshot  {'':>16}  {wall:8.1f} s  {'':>19}  peak {rss:>6,} MiB")
+    print(f"log size  {sum(p.stat().st_size for p in (data / 'log').iterdir()) / 1e6:,.0f} MB; "
+          f"checkpoint {(data / 'checkpoint.pickle').stat().st_size / 1e6:,.0f} MB")
+
+    if args.profile:
+        from streams.embedded import EmbeddedEngine
+
+        head = work / "head.jsonl"
+        with open(events, "rb") as src, open(head, "wb") as dst:
+            for i, line in enumerate(src):
+                if i >= args.profile:
+                    break
+                dst.write(line)
+        shutil.rmtree(work / "profile", ignore_errors=True)
+        engine = EmbeddedEngine(work / "profile")
+        prof = cProfile.Profile()
+        prof.enable()
+        engine.ingest_file(head)
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(20)
+        print(buf.getvalue())
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
