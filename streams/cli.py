@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from resolver.config import ResolverConfig
 from resolver.errors import IdresError
 
 DEFAULT_DATA_DIR = os.environ.get("IDRES_DATA_DIR", "idres-data")
@@ -25,9 +24,10 @@ class UsageError(IdresError):
     pass
 
 
-def _config(args: argparse.Namespace) -> ResolverConfig:
-    path = getattr(args, "config", None) or os.environ.get("IDRES_CONFIG")
-    return ResolverConfig.from_toml(path) if path else ResolverConfig()
+def _settings(args: argparse.Namespace):
+    from streams.settings import load_settings
+
+    return load_settings(getattr(args, "config", None) or os.environ.get("IDRES_CONFIG"))
 
 
 def _progress_bar(total: Optional[int], desc: str, unit: str = "B"):
@@ -44,7 +44,8 @@ def _engine(args: argparse.Namespace, writer: bool):
     if not writer and not (data_dir / "log").is_dir():
         raise UsageError(f"no idres data in {data_dir}: run `idres ingest FILE --data-dir {data_dir}` "
                          f"or `idres demo` first")
-    return EmbeddedEngine(data_dir, _config(args), writer=writer, batch_size=_batch_size())
+    config, projection = _settings(args)
+    return EmbeddedEngine(data_dir, config, projection, writer=writer, batch_size=_batch_size())
 
 
 def _batch_size() -> int:
@@ -182,6 +183,31 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    import duckdb
+
+    path = Path(args.snapshot)
+    if not path.is_file():
+        raise UsageError(f"snapshot {path} not found: write one with `idres snapshot --out {path}`")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        result = con.execute(args.sql)
+    except duckdb.Error as exc:
+        raise UsageError(f"query failed: {str(exc).splitlines()[0]}") from None
+    columns = [d[0] for d in result.description or []]
+    rows = result.fetchmany(args.limit)
+    if args.json:
+        _print_json([dict(zip(columns, row)) for row in rows])
+        return 0
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from schemas import export_json_schemas
 
@@ -210,7 +236,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         gen = write_dataset(events, truth_file, SyntheticConfig(people=args.people, seed=args.seed),
                             progress=bar.update)
     print(f"2/4 ingesting {events} ...")
-    with EmbeddedEngine(data_dir, _config(args), batch_size=_batch_size()) as engine:
+    config, projection = _settings(args)
+    with EmbeddedEngine(data_dir, config, projection, batch_size=_batch_size()) as engine:
         with _progress_bar(events.stat().st_size, "ingest") as bar:
             report = engine.ingest_file(events, progress=bar.update)
         print(f"3/4 writing the analyst snapshot {snapshot} ...")
@@ -219,25 +246,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
         predicted = dict(zip(engine.views.ev_id, engine.views.ev_profile))
         scores = pairwise_scores(predicted, read_truth_csv(truth_file))
         stats = engine.views.stats()
+        known = sum(1 for p in engine.views.profiles.values() if p.events and _has_strong_identifier(engine, p))
         sample = _sample_identifier(engine)
     print()
     print(f"  raw lines           {report.lines:>9,}   ({report.accepted:,} accepted, "
           f"{report.duplicates:,} duplicates ignored, {report.rejected:,} rejected with a reason)")
     print(f"  real people         {gen.get('people', args.people):>9,}")
-    print(f"  resolved customers  {counts['profiles']:>9,}   ({stats['merges']:,} merges, "
-          f"{stats['shared_identifiers']:,} shared/placeholder identifiers kept from linking)")
+    print(f"  resolved customers  {known:>9,}   with an email, phone, loyalty card or handle "
+          f"({stats['merges']:,} merges)")
+    print(f"  anonymous profiles  {counts['profiles'] - known:>9,}   devices never logged in, or events whose only "
+          f"identifiers were shared or placeholders")
+    print(f"  shared identifiers  {stats['shared_identifiers']:>9,}   kiosks, family devices, landlines kept from "
+          f"linking strangers")
     print(f"  pairwise precision  {scores['precision']:>9.4f}")
     print(f"  pairwise recall     {scores['recall']:>9.4f}")
     print(f"  pairwise F1         {scores['f1']:>9.4f}")
     print(f"  ingest speed        {report.as_dict()['events_per_second'] or 0:>9,} events/s")
     print()
     print("Try next:")
-    print(f"  duckdb {snapshot} \"SELECT first_name, last_name, channel_count, lifetime_value "
+    print(f"  idres query {snapshot} \"SELECT first_name, last_name, channel_count, lifetime_value "
           f"FROM profiles ORDER BY lifetime_value DESC LIMIT 5\"")
     if sample:
         print(f"  idres lookup {sample} --data-dir {data_dir}")
     print(f"  idres explain <profile_id> --data-dir {data_dir}")
     return 0
+
+
+def _has_strong_identifier(engine, prof) -> bool:
+    from resolver.engine import node_type
+
+    return any(not engine.config.rule(node_type(engine.views.node_keys[n])).weak for n in prof.nodes)
 
 
 def _sample_identifier(engine) -> Optional[str]:
@@ -309,6 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="events JSON-lines file")
     p.add_argument("--truth", required=True, help="truth CSV file")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("query", help="run SQL on a snapshot and print the rows (no duckdb CLI needed)")
+    p.add_argument("snapshot", metavar="SNAPSHOT.duckdb")
+    p.add_argument("sql", metavar="SQL")
+    p.add_argument("--limit", type=int, default=100, help="rows to print at most (default 100)")
+    p.add_argument("--json", action="store_true", help="rows as JSON objects")
+    p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("schema", help="export the JSON Schemas of the input contract and the decision log")
     p.add_argument("--out", default="schemas/json", help="directory (default schemas/json)")

@@ -1,0 +1,53 @@
+"""Loads the one TOML file that configures both the resolver and the projections.
+
+Top-level keys and ``[identifier_types.*]`` tables are resolver rules (see ``resolver.config``); a
+``[projection]`` table sets how the customer views summarize events (see ``projections.customer``)::
+
+    [projection]
+    untrusted_channels = ["social", "chat"]          # golden record: values from these lose to others
+    trusted_channels_by_attribute = { date_of_birth = ["store", "call_center"] }
+    purchase_types = ["purchase", "store_purchase"]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from projections.customer import ProjectionConfig
+from resolver.config import ResolverConfig
+from resolver.errors import ConfigError
+
+
+def projection_config_from_dict(data: dict[str, Any], where: str = "[projection]") -> ProjectionConfig:
+    known = {f.name for f in fields(ProjectionConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "trusted_channels_by_attribute":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {key} must be a table of attribute = [channels]")
+            values[key] = {k: tuple(v) for k, v in value.items()}
+        else:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: {key} must be a list of names")
+            values[key] = tuple(value)
+    return replace(ProjectionConfig(), **values)
+
+
+def load_settings(path: Optional[str | Path]) -> tuple[ResolverConfig, ProjectionConfig]:
+    """Both configurations from ``path`` (built-in defaults when ``path`` is None)."""
+    if path is None:
+        return ResolverConfig(), ProjectionConfig()
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    projection = projection_config_from_dict(data.pop("projection", {}), f"{path}: [projection]")
+    return ResolverConfig.from_dict(data, where=str(path)), projection
