@@ -81,7 +81,9 @@ class CustomerViews:
         # profiles
         self.profiles: dict[str, ProfileView] = {}
         self.aliases: dict[str, str] = {}
+        self.absorbed: dict[str, list[str]] = {}  # survivor -> IDs it absorbed directly
         self.merges: list[dict[str, Any]] = []
+        self.merges_by_survivor: dict[str, list[int]] = {}
         self.splits: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
         self.refusals: dict[int, list[dict[str, Any]]] = {}
@@ -164,7 +166,9 @@ class CustomerViews:
         prof.nodes.add(idx)
 
     def _merged(self, d: dict[str, Any]) -> None:
+        self.merges_by_survivor.setdefault(d["survivor_id"], []).append(len(self.merges))
         self.merges.append(d)
+        self.absorbed.setdefault(d["survivor_id"], []).extend(d["absorbed_ids"])
         survivor = self.profiles[d["survivor_id"]]
         for pid in d["absorbed_ids"]:
             prof = self.profiles.pop(pid)
@@ -236,6 +240,17 @@ class CustomerViews:
             profile_id = self.aliases[profile_id]
             hops += 1
         return profile_id if profile_id in self.profiles else None
+
+    def lineage(self, profile_id: str) -> set[str]:
+        """The profile and every ID merged into it, directly or through other merges."""
+        out = {profile_id}
+        stack = [profile_id]
+        while stack:
+            for a in self.absorbed.get(stack.pop(), ()):
+                if a not in out:
+                    out.add(a)
+                    stack.append(a)
+        return out
 
     def lookup_node(self, key: str) -> dict[str, Any]:
         """``{"status": "found", "profile_id": ...}``, ``"shared"`` (with reason) or ``"unknown"``."""
@@ -349,7 +364,7 @@ class CustomerViews:
         view["identifiers"] = self.identifiers_of(prof)
         view["golden_record"] = {k: v["value"] for k, v in self.golden_record(prof).items()}
         view.update(self.summary(prof))
-        view["merged_ids"] = sorted(a for a, s in self.aliases.items() if self.resolve(s) == pid)
+        view["merged_ids"] = sorted(self.lineage(pid) - {pid})
         view["timeline"] = self.timeline(prof, limit=timeline_limit)
         return view
 
@@ -371,10 +386,11 @@ class CustomerViews:
                         link.update(channel=self.ev_channel[i], event_type=self.ev_type[i],
                                     occurred_at=self.ev_at[i])
                     links.append(link)
-        lineage = {pid} | {a for a in self.aliases if self.resolve(a) == pid}
+        lineage = self.lineage(pid)
         merges = [
             {k: m[k] for k in ("survivor_id", "absorbed_ids", "event_id", "occurred_at", "via", "rule")}
-            for m in self.merges if m["survivor_id"] in lineage
+            for m in sorted((self.merges[i] for p in lineage for i in self.merges_by_survivor.get(p, ())),
+                            key=lambda m: (m["occurred_at"], m["event_id"]))
         ]
         splits = [
             {"profile_id": s["profile_id"], "event_id": s["event_id"], "reason": s["reason"],

@@ -123,13 +123,7 @@ class ResolverConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "ResolverConfig":
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} not found") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-        return cls.from_dict(data, where=str(path))
+        return cls.from_dict(read_toml(path), where=str(path))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> "ResolverConfig":
@@ -155,6 +149,16 @@ class ResolverConfig:
         if config.date_order not in ("mdy", "dmy"):
             raise ConfigError(f"{where}: date_order must be 'mdy' or 'dmy', not {config.date_order!r}")
         return config
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML file as a dict, or a ConfigError that says what is wrong with it."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
 def _rule_from(spec: dict[str, Any], base: IdentifierRule, where: str) -> IdentifierRule:

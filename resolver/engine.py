@@ -134,17 +134,6 @@ class Resolver:
         self._out: list[dict[str, Any]] = []
         # normalization is a pure function of (type, raw value): memoized, it changes speed, not results
         self._norm_cache: dict[tuple[str, str], tuple[Optional[str], Optional[str]]] = {}
-        self._apply: dict[str, Callable[[dict[str, Any]], None]] = {
-            "interaction_recorded": self._apply_interaction,
-            "profile_created": self._apply_created,
-            "identifiers_attached": self._apply_attached,
-            "identifiers_linked": self._apply_linked,
-            "profiles_merged": self._apply_merged,
-            "identifier_flagged": self._apply_flagged,
-            "profile_split": self._apply_split,
-            "event_rejected": self._apply_rejected,
-            "link_refused": self._apply_refused,
-        }
 
     # ---------------------------------------------------------------------------------- deciding
     def _emit(self, decision: dict[str, Any]) -> None:
@@ -498,11 +487,13 @@ class Resolver:
 
     # ---------------------------------------------------------------------------------- applying
     def apply(self, decision: dict[str, Any]) -> None:
-        self._apply[decision["type"]](decision)
+        _APPLY[decision["type"]](self, decision)
 
     def apply_all(self, decisions: Iterable[dict[str, Any]]) -> None:
+        # (a class-level table: bound methods stored on the instance would make a reference cycle
+        # that keeps a discarded state alive while the garbage collector is paused)
         for d in decisions:
-            self._apply[d["type"]](d)
+            _APPLY[d["type"]](self, d)
 
     def _apply_interaction(self, d: dict[str, Any]) -> None:
         st = self.state
@@ -621,3 +612,16 @@ class Resolver:
 
     def _apply_rejected(self, d: dict[str, Any]) -> None:
         self.state.rejected_keys.add(d["key"])
+
+
+_APPLY: dict[str, Callable[[Resolver, dict[str, Any]], None]] = {
+    "interaction_recorded": Resolver._apply_interaction,
+    "profile_created": Resolver._apply_created,
+    "identifiers_attached": Resolver._apply_attached,
+    "identifiers_linked": Resolver._apply_linked,
+    "profiles_merged": Resolver._apply_merged,
+    "identifier_flagged": Resolver._apply_flagged,
+    "profile_split": Resolver._apply_split,
+    "event_rejected": Resolver._apply_rejected,
+    "link_refused": Resolver._apply_refused,
+}

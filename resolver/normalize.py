@@ -159,10 +159,15 @@ class Normalizer:
 
 def loyalty(raw: str, prefixes: tuple[str, ...]) -> Result:
     value = _NON_ALNUM.sub("", raw).upper()
-    for prefix in sorted(prefixes, key=len, reverse=True):
-        if value.startswith(prefix) and len(value) > len(prefix):
-            value = value[len(prefix):]
-            break
+    ordered = sorted(prefixes, key=len, reverse=True)
+    stripped = True
+    while stripped:  # until no prefix is left, so that normalizing twice changes nothing
+        stripped = False
+        for prefix in ordered:
+            if value.startswith(prefix) and len(value) > len(prefix):
+                value = value[len(prefix):]
+                stripped = True
+                break
     if not value or set(value) == {"0"}:
         return None, "placeholder loyalty id"
     return value, None

@@ -99,7 +99,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             result["decisions_reproduced"] = problem is None
             if problem:
                 result["first_difference"] = problem[:2000]
-        engine.checkpoint()
+        engine.checkpoint(force=True)
         _print_json(result)
         if before != after or result.get("decisions_reproduced") is False:
             print("idres: error: replay differs from the live state; see the output above", file=sys.stderr)

@@ -24,6 +24,7 @@ from schemas.channel import RejectedInput, parse_event
 from streams.log import DecisionLog, load_checkpoint, save_checkpoint
 
 MAX_RECORD_BYTES = 1 << 20
+CHECKPOINT_EVERY = 10_000  # log entries
 STATE_FORMAT = "engine-1"
 
 
@@ -95,6 +96,7 @@ class EmbeddedEngine:
         else:
             self._fresh()
             seq = 0
+        self.checkpoint_seq = seq
         self.fold(seq, progress)
 
     def fold(self, start: int, progress: Optional[Callable[[int], None]] = None) -> int:
@@ -116,9 +118,15 @@ class EmbeddedEngine:
         self._fresh()
         return self.fold(0, progress)
 
-    def checkpoint(self) -> None:
-        if self.writer:
-            save_checkpoint(self.data_dir, len(self.log), self.fingerprint, (self.resolver.state, self.views))
+    def checkpoint(self, force: bool = False) -> None:
+        """Caches the folded state, unless the log has grown too little since the last cache to matter
+        (folding a short tail on the next start is cheaper than rewriting the whole state)."""
+        if not self.writer:
+            return
+        if not force and len(self.log) - self.checkpoint_seq < CHECKPOINT_EVERY:
+            return
+        save_checkpoint(self.data_dir, len(self.log), self.fingerprint, (self.resolver.state, self.views))
+        self.checkpoint_seq = len(self.log)
 
     def close(self) -> None:
         self.log.close()

@@ -56,6 +56,8 @@ class DecisionLog:
             raise LogError(f"no decision log in {self.dir}: run `idres ingest FILE --data-dir {self.dir}` first")
         self._segments = sorted(int(p.stem) for p in self.log_dir.glob("*.jsonl")) if self.log_dir.is_dir() else []
         self._length = 0
+        self._tail_end = 0  # bytes of the last segment counted: the end of its last complete line
+        self._hint: Optional[tuple[int, int, int]] = None  # (seq, segment, byte offset where that entry starts)
         if self._segments:
             last = self._segments[-1]
             self._length = last + self._count_and_repair(self.log_dir / _segment_name(last), repair=writer)
@@ -70,7 +72,48 @@ class DecisionLog:
                     fh.flush()
                     os.fsync(fh.fileno())
             data = data[:end]
+        self._tail_end = end
         return data.count(b"\n")
+
+    def refresh(self) -> int:
+        """Takes in the entries another process appended since this log was opened (or last refreshed).
+
+        For a read-only log that follows a writer: re-scans the segments and counts the complete lines
+        at the end of the last one (a line still being written is left for the next call). Reads only
+        the bytes added since the last call and never truncates. Returns how many entries were added;
+        a writer's length is always current, so for a writer it returns 0. Raises ``LogError`` when
+        the log is no longer the one this object has seen (segments removed, a segment shorter).
+        """
+        if self._lock_fd is not None:
+            return 0
+        before = self._length
+        segments = sorted(int(p.stem) for p in self.log_dir.glob("*.jsonl")) if self.log_dir.is_dir() else []
+        if not segments:
+            if self._segments:
+                raise LogError(f"the decision log in {self.dir} has disappeared")
+            return 0
+        last = segments[-1]
+        known_last = self._segments[-1] if self._segments else None
+        if known_last is not None and (last < known_last or not set(self._segments) <= set(segments)):
+            raise LogError(f"the decision log in {self.dir} was replaced; restart to read the new one")
+        start = self._tail_end if last == known_last else 0
+        with open(self.log_dir / _segment_name(last), "rb") as fh:
+            if os.fstat(fh.fileno()).st_size < start:
+                raise LogError(f"the decision log in {self.dir} was truncated; restart to read it again")
+            fh.seek(start)
+            data = fh.read()
+        end = data.rfind(b"\n") + 1
+        added = data.count(b"\n", 0, end)
+        length = (before + added) if last == known_last else (last + added)
+        if length < before:
+            raise LogError(f"the decision log in {self.dir} is shorter than before; restart to read it again")
+        if known_last is not None:
+            # the next read most likely starts where the previous length ended: remember where that is
+            self._hint = (before, known_last, self._tail_end)
+        self._segments = segments
+        self._tail_end = start + end
+        self._length = length
+        return length - before
 
     def __len__(self) -> int:
         return self._length
@@ -130,6 +173,10 @@ class DecisionLog:
                 continue
             with open(self.log_dir / _segment_name(seg), "rb") as fh:
                 pos = seg
+                hint = self._hint
+                if hint is not None and hint[1] == seg and seg <= hint[0] <= start:
+                    fh.seek(hint[2])  # skip the lines before a known entry instead of reading them
+                    pos = hint[0]
                 for line in fh:
                     if pos >= end:
                         break

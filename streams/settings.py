@@ -11,13 +11,12 @@ Top-level keys and ``[identifier_types.*]`` tables are resolver rules (see ``res
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
 from projections.customer import ProjectionConfig
-from resolver.config import ResolverConfig
+from resolver.config import ResolverConfig, read_toml
 from resolver.errors import ConfigError
 
 
@@ -43,11 +42,6 @@ def load_settings(path: Optional[str | Path]) -> tuple[ResolverConfig, Projectio
     """Both configurations from ``path`` (built-in defaults when ``path`` is None)."""
     if path is None:
         return ResolverConfig(), ProjectionConfig()
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path)
     projection = projection_config_from_dict(data.pop("projection", {}), f"{path}: [projection]")
     return ResolverConfig.from_dict(data, where=str(path)), projection

@@ -224,3 +224,14 @@ def test_sigkill_mid_ingest_loses_nothing_and_applies_nothing_twice(tmp_path):
         snaps.append(duckdb.connect(str(out), read_only=True).execute(
             "SELECT event_id, profile_id FROM events ORDER BY event_id").fetchall())
     assert snaps[0] == snaps[1]
+
+
+def test_query_runs_sql_on_a_snapshot(ingested):
+    _, snap, out = ingested
+    text = idres("query", str(snap), "SELECT count(*) AS n FROM events").stdout.splitlines()
+    assert text[0].strip() == "n" and int(text[2]) == out["ingested"]["accepted"]
+    rows = json.loads(idres("query", str(snap), "SELECT channel, count(*) AS c FROM events GROUP BY 1",
+                            "--json").stdout)
+    assert sum(r["c"] for r in rows) == out["ingested"]["accepted"]
+    bad = idres("query", str(snap), "SELECT nope FROM events", check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("idres: error: query failed:")

@@ -53,7 +53,8 @@ def test_placeholder_and_invalid_phones_never_link(norm, raw):
     assert value is None and reason
 
 
-@pytest.mark.parametrize("raw", ["LOY-0012345", "loy 0012345", "0012345", "LOY0012345", " loy-001-2345 "])
+@pytest.mark.parametrize("raw", ["LOY-0012345", "loy 0012345", "0012345", "LOY0012345", " loy-001-2345 ",
+                                 "LOY-LOY-0012345", "CARD LOY 0012345"])
 def test_loyalty_separators_and_prefixes(norm, raw):
     assert norm.identifier("loyalty_id", raw) == ("0012345", None)
 
