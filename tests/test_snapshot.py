@@ -1,0 +1,44 @@
+"""The analyst snapshot is written atomically: a reader never sees a half-written file."""
+
+import duckdb
+import pytest
+
+import projections.snapshot as snapshot
+from tests.resolver_helpers import Run, ev
+
+
+def _views():
+    return Run().feed([
+        ev("1", 0, channel="web", email="a@mailbox.org", device_id="d1"),
+        ev("2", 1, channel="store", event_type="store_purchase", email="a@mailbox.org", loyalty_id="L1",
+           payload={"amount": 12.5}),
+        ev("3", 2, channel="call_center", phone="4155550100", attrs={"first_name": "Bo"}),
+    ]).views
+
+
+def test_failed_snapshot_leaves_the_previous_one_intact(tmp_path, monkeypatch):
+    out = tmp_path / "customers.duckdb"
+    counts = snapshot.write_snapshot(_views(), out)
+    assert counts["events"] == 3 and counts["profiles"] == 2
+    before = out.read_bytes()
+
+    def broken_rows(views):
+        yield {"event_id": "x"}
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(snapshot, "event_rows", broken_rows)
+    with pytest.raises(RuntimeError, match="disk full"):
+        snapshot.write_snapshot(_views(), out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["customers.duckdb"]  # no temporary files left
+    con = duckdb.connect(str(out), read_only=True)
+    assert con.execute("SELECT sum(lifetime_value) FROM profiles").fetchone()[0] == 12.5
+
+
+def test_empty_views_give_empty_tables(tmp_path):
+    out = tmp_path / "empty.duckdb"
+    counts = snapshot.write_snapshot(Run().views, out)
+    assert counts["events"] == 0
+    con = duckdb.connect(str(out), read_only=True)
+    assert con.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert {r[0] for r in con.execute("SHOW TABLES").fetchall()} == set(snapshot.TABLES)
