@@ -76,13 +76,98 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_produce(args: argparse.Namespace) -> int:
+    from streams.kafka_io import KafkaSettings, produce_lines
+
+    settings = KafkaSettings.load(bootstrap=args.bootstrap, prefix=args.topic_prefix, raw_partitions=args.partitions,
+                                  replication_factor=args.replication_factor, compression=args.compression,
+                                  linger_ms=args.linger_ms, batch_bytes=args.batch_bytes, timeout=args.timeout)
+    config, _ = _settings(args)
+    try:
+        if args.file == "-":
+            import stat
+
+            # a live pipe sends each line as it comes; a redirected file may be read ahead
+            live = not stat.S_ISREG(os.fstat(sys.stdin.fileno()).st_mode)
+            with _progress_bar(None, "produce stdin") as bar:
+                report = produce_lines(sys.stdin.buffer, settings, topic=args.topic, config=config,
+                                       progress=bar.update, **({"read_ahead": 1} if live else {}))
+        else:
+            path = Path(args.file)
+            if not path.is_file():
+                raise UsageError(f"input file {path} not found")
+            with open(path, "rb") as fh, _progress_bar(path.stat().st_size, f"produce {path.name}") as bar:
+                report = produce_lines(fh, settings, topic=args.topic, config=config, progress=bar.update)
+    except KeyboardInterrupt:
+        print("idres: interrupted: lines read so far may or may not be published; producing the file again "
+              "is safe (the stream ignores event IDs it has already decided)", file=sys.stderr)
+        return 130
+    _print_json(report.as_dict())
+    if report.failed:
+        print(f"idres: error: {report.failed:,} of {report.lines:,} lines were not published (the others were); "
+              f"first: {report.first_failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _kafka_settings(args: argparse.Namespace):
+    from streams.kafka_io import KafkaSettings
+
+    return KafkaSettings.load(bootstrap=getattr(args, "bootstrap", None), prefix=getattr(args, "topic_prefix", None))
+
+
+def _uses_kafka(args: argparse.Namespace) -> bool:
+    """Kafka when --bootstrap is given, or $IDRES_BOOTSTRAP is set and no --data-dir was given."""
+    return bool(args.bootstrap) or (bool(os.environ.get("IDRES_BOOTSTRAP", "").strip()) and args.data_dir is None)
+
+
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from projections.snapshot import write_snapshot
 
+    if _uses_kafka(args):
+        from projections.customer import CustomerViews
+        from streams.stream_app import fold_deadletter, fold_decision_log
+
+        settings = _kafka_settings(args)
+        _, projection = _settings(args)
+        started = time.perf_counter()
+        views = CustomerViews(projection)
+        offset, entries = fold_decision_log(settings, views=views)
+        rejected = fold_deadletter(settings, views)
+        counts = write_snapshot(views, args.out, info={"decision_log": settings.topics.decisions,
+                                                       "decision_log_offset": offset})
+        _print_json({"snapshot": str(args.out), "rows": counts, "log_entries": entries, "dead_letters": rejected,
+                     "seconds": round(time.perf_counter() - started, 2)})
+        return 0
+    args.data_dir = args.data_dir or DEFAULT_DATA_DIR
     with _engine(args, writer=False) as engine:
         started = time.perf_counter()
         counts = write_snapshot(engine.views, args.out, info={"data_dir": str(Path(args.data_dir).resolve())})
         _print_json({"snapshot": str(args.out), "rows": counts, "seconds": round(time.perf_counter() - started, 2)})
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.stream_app import ROLES, WorkerOptions, run_worker
+
+    roles = tuple(r.strip() for r in args.role.split(",") if r.strip())
+    if args.role == "all":
+        roles = ROLES
+    bad = [r for r in roles if r not in ROLES]
+    if not roles or bad:
+        raise UsageError(f"--role takes {', '.join(ROLES)} or all (comma-separated), not {args.role!r}")
+    config, projection = _settings(args)
+    options = WorkerOptions(roles=roles, web_host=args.web_host, web_port=args.web_port,
+                            batch_events=args.batch, session_timeout=args.session_timeout,
+                            config=config, projection=projection)
+    run_worker(_kafka_settings(args), options, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from streams.stream_app import create_stream_topics
+
+    _print_json({"topics": create_stream_topics(_kafka_settings(args))})
     return 0
 
 
@@ -219,6 +304,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from streams.api import serve
+
+    config, projection = _settings(args)
+    return serve(args.data_dir or DEFAULT_DATA_DIR, args.host, args.port, config=config, projection_config=projection,
+                 no_auth=args.no_auth)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from projections.snapshot import write_snapshot
     from resolver.measures import pairwise_scores, read_truth_csv
@@ -308,10 +401,54 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(p)
     p.set_defaults(func=cmd_ingest)
 
+    p = sub.add_parser("produce", help="publish channel events (JSON lines) to the raw Kafka topics")
+    p.add_argument("file", metavar="FILE", help="JSON-lines file; - for standard input")
+    p.add_argument("--bootstrap", metavar="HOST:PORT",
+                   help="Kafka broker(s), comma-separated (default: $IDRES_BOOTSTRAP or localhost:9092)")
+    p.add_argument("--topic", help="publish every line to this one topic (for example idres.raw) instead of "
+                                   "one raw topic per channel")
+    p.add_argument("--topic-prefix", help="prefix of the topic names (default: $IDRES_TOPIC_PREFIX or idres.)")
+    p.add_argument("--partitions", type=int,
+                   help="partitions of a topic it creates (default: $IDRES_RAW_PARTITIONS or 4)")
+    p.add_argument("--replication-factor", type=int,
+                   help="replication of a topic it creates (default: $IDRES_REPLICATION_FACTOR or the broker's)")
+    p.add_argument("--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"),
+                   help="batch compression (default: $IDRES_KAFKA_COMPRESSION or none)")
+    p.add_argument("--linger-ms", type=int, help="how long to wait to fill a batch (default 20)")
+    p.add_argument("--batch-bytes", type=int, help="batch size per partition in bytes (default 262144)")
+    p.add_argument("--timeout", type=float, help="seconds to reach the broker (default: $IDRES_KAFKA_TIMEOUT or 10)")
+    p.add_argument("--config", help="resolver rules as TOML, for the keys (default: $IDRES_CONFIG or built-in rules)")
+    p.set_defaults(func=cmd_produce)
+
+    def kafka(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka broker(s) (default: $IDRES_BOOTSTRAP)")
+        p.add_argument("--topic-prefix", help="prefix of the topic names (default: $IDRES_TOPIC_PREFIX or idres.)")
+
     p = sub.add_parser("snapshot", help="write the analyst snapshot (DuckDB file, atomically)")
     p.add_argument("--out", required=True, help="the .duckdb file to write")
     data_dir(p)
+    p.set_defaults(data_dir=None)
+    kafka(p)
     p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("worker", help="run stream job roles on Kafka (Faust): validate, resolve, project")
+    kafka(p)
+    p.add_argument("--role", default="all", help="validate, resolve, project, or all (comma-separated; default all)")
+    p.add_argument("--web-host", default=os.environ.get("IDRES_WEB_HOST", "127.0.0.1"),
+                   help="address of the worker's web endpoint with /metrics (default 127.0.0.1)")
+    p.add_argument("--web-port", type=int, default=int(os.environ.get("IDRES_WEB_PORT", "6066")))
+    p.add_argument("--batch", type=int, default=int(os.environ.get("IDRES_BATCH_EVENTS", "2000")),
+                   help="events per validate batch (default 2000)")
+    p.add_argument("--session-timeout", type=float, default=float(os.environ.get("IDRES_SESSION_TIMEOUT", "10")),
+                   help="consumer group session timeout in seconds (default 10)")
+    p.add_argument("--loglevel", default=os.environ.get("IDRES_LOGLEVEL", "info"),
+                   choices=["crit", "error", "warn", "info", "debug"])
+    p.add_argument("--config", help="resolver rules as TOML (default: $IDRES_CONFIG or built-in rules)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("topics", help="create the Kafka topics the stream jobs use (existing ones are kept)")
+    kafka(p)
+    p.set_defaults(func=cmd_topics)
 
     p = sub.add_parser("replay", help="rebuild every projection from the decision log and compare")
     p.add_argument("--verify", action="store_true", help="also re-decide every record and compare with the log")
@@ -358,6 +495,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="export the JSON Schemas of the input contract and the decision log")
     p.add_argument("--out", default="schemas/json", help="directory (default schemas/json)")
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("serve", help="the lookup API over HTTP, following the decision log as it grows")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 picks a free one)")
+    p.add_argument("--no-auth", action="store_true",
+                   help="serve without an API key even on a non-loopback address ($IDRES_API_KEY is ignored)")
+    data_dir(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="generate a realistic data set, resolve it, snapshot it, score it")
     p.add_argument("--people", type=int, default=600, help="synthetic people (default 600)")

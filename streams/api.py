@@ -1,0 +1,712 @@
+"""The lookup API: "who is this?" over HTTP, answered in milliseconds from the customer views.
+
+``idres serve`` runs this FastAPI application under uvicorn. The server is a *follower* of the
+embedded decision log: it never writes. On start it loads the checkpoint (when it is valid for these
+rules) and folds the log tail into a ``CustomerViews``; then a background thread polls the log
+(``DecisionLog.refresh``) and folds the entries that ``idres ingest``, running in another process,
+appends. Log reading and JSON parsing happen outside the views lock; entries are applied whole, a
+small batch per lock hold, and every request reads the views under the same lock, so no request
+ever sees a half-applied entry and none waits long. Requests and folding share one interpreter: the
+follower rests after each batch as long as the batch took (at most half the interpreter goes to
+folding while the log grows), and the thread switch interval is short, so that lookups keep their
+latency while ``idres ingest`` runs.
+
+Routes (one OpenAPI document at ``/openapi.json``):
+
+    GET /v1/lookup?type=phone&value=...         the customer behind an identifier
+    GET /v1/profiles/{id}                       a profile; a merged-away ID redirects to its survivor
+    GET /v1/profiles/{id}/timeline              events across channels, newest first, paged
+    GET /v1/profiles/{id}/explain               the evidence: links, merges, splits, what was not linked
+    GET /healthz, /readyz, /metrics             process up; views loaded and follower running; Prometheus
+
+Authentication: when ``IDRES_API_KEY`` is set, every ``/v1`` request needs the header ``X-API-Key``
+with that value; the health endpoints stay open.
+"""
+
+from __future__ import annotations
+
+import gc
+import hmac
+import ipaddress
+import os
+import socket
+import sys
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Callable, Optional
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from projections.customer import CustomerViews, ProjectionConfig
+from resolver.config import ResolverConfig
+from resolver.engine import node_key
+from resolver.errors import IdresError
+from resolver.normalize import Normalizer
+from streams.embedded import STATE_FORMAT, bulk_work
+from streams.log import DecisionLog, load_checkpoint
+
+API_KEY_ENV = "IDRES_API_KEY"
+API_KEY_SCHEME = "ApiKey"
+POLL_INTERVAL = 0.2  # seconds between looks at the log
+APPLY_BATCH = 50  # log entries folded per hold of the views lock
+PAUSE = 1.0  # after each batch, the follower rests this many times as long as the batch took
+MAX_TIMELINE = 500
+SWITCH_INTERVAL = 0.0002  # seconds; see serve()
+
+
+class ServeError(IdresError):
+    pass
+
+
+# ============================================================================================ follower
+class Follower:
+    """Keeps a ``CustomerViews`` up to date with a decision log another process appends to.
+
+    ``start`` runs everything in one background thread: the initial load (checkpoint, then the log
+    tail), then a poll every ``poll_interval`` seconds. ``lock`` guards ``views``: hold it while
+    reading them.
+    """
+
+    def __init__(self, data_dir: str | Path, config: Optional[ResolverConfig] = None,
+                 projection_config: Optional[ProjectionConfig] = None, *,
+                 poll_interval: float = POLL_INTERVAL, apply_batch: int = APPLY_BATCH, pause: float = PAUSE):
+        self.data_dir = Path(data_dir)
+        self.config = config or ResolverConfig()
+        self.projection_config = projection_config or ProjectionConfig()
+        self.normalizer = Normalizer(self.config)
+        self.fingerprint = f"{STATE_FORMAT}:{self.config.fingerprint()}"
+        self.poll_interval = poll_interval
+        self.apply_batch = max(1, apply_batch)
+        self.pause = pause
+        self.lock = threading.Lock()
+        self.views = CustomerViews(self.projection_config)
+        self.ready = threading.Event()
+        self.error: Optional[str] = None
+        self.log: Optional[DecisionLog] = None
+        self.log_length = 0  # entries in the log at the last look
+        self.applied = 0  # entries this process has folded (initial load included)
+        self.from_checkpoint = 0  # the seq the checkpoint covered, when one was used
+        self.polls = 0
+        self.poll_errors = 0
+        self.last_poll = 0.0
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="idres-follower", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self.log is not None:
+            self.log.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+
+    def _run(self) -> None:
+        try:
+            self.load()
+        except Exception as exc:  # reported by /readyz; the process stays up for /healthz
+            self.error = f"loading the decision log failed: {type(exc).__name__}: {exc}"
+            return
+        self.ready.set()
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.poll()
+            except Exception as exc:
+                self.poll_errors += 1
+                self.error = f"following the decision log failed: {type(exc).__name__}: {exc}"
+            else:
+                self.error = None
+
+    # -- folding -----------------------------------------------------------------------------------
+    def load(self) -> None:
+        """The views as of now: the checkpoint if usable, then the log tail. Not yet visible to readers
+        while it runs, so no lock is needed."""
+        log = DecisionLog(self.data_dir, writer=False)
+        with bulk_work():
+            loaded = load_checkpoint(self.data_dir, self.fingerprint, len(log))
+            if loaded is not None:
+                seq, state = loaded
+                views = state[1]  # (resolver state, views): serving needs only the views
+                del loaded, state
+                views.config = self.projection_config
+                self.from_checkpoint = seq
+            else:
+                views = CustomerViews(self.projection_config)
+            for seq, decisions in log.read(views.seq):
+                views.apply_entry(seq, decisions)
+                self.applied += 1
+        gc.freeze()  # what was loaded lives as long as the process: keep the collector off it
+        with self.lock:
+            self.views = views
+            self.log = log
+            self.log_length = len(log)
+
+    def poll(self) -> int:
+        """Folds what was appended since the last look; returns how many entries."""
+        log = self.log
+        if log is None:
+            return 0
+        self.polls += 1
+        self.last_poll = time.time()
+        log.refresh()
+        self.log_length = len(log)
+        views = self.views
+        if views.seq >= self.log_length:
+            return 0
+        n = 0
+        batch: list[tuple[int, list[dict[str, Any]]]] = []
+        pause = self.pause
+        with bulk_work():
+            started = time.perf_counter()
+            for entry in log.read(views.seq):
+                batch.append(entry)
+                if len(batch) >= self.apply_batch:
+                    n += self._apply(batch)
+                    batch = []
+                    if pause:
+                        # Requests share the interpreter with this thread: rest as long as the batch
+                        # took, so that a request never waits behind a long stretch of folding.
+                        time.sleep(min(0.05, (time.perf_counter() - started) * pause))
+                        started = time.perf_counter()
+            n += self._apply(batch)
+        gc.freeze()
+        return n
+
+    def _apply(self, batch: list[tuple[int, list[dict[str, Any]]]]) -> int:
+        if not batch:
+            return 0
+        views = self.views
+        with self.lock:
+            for seq, decisions in batch:
+                views.apply_entry(seq, decisions)
+        self.applied += len(batch)
+        return len(batch)
+
+    def lookup_key(self, id_type: str, raw: str) -> tuple[Optional[str], Optional[str]]:
+        """The node key an identifier is stored under, normalized exactly as ingestion does."""
+        value, reason = self.normalizer.identifier(id_type, raw)
+        if value is None:
+            return None, reason or "unusable value"
+        return node_key(id_type, value), None
+
+
+# ============================================================================================ models
+class Problem(BaseModel):
+    error: str = Field(description="A stable, machine-readable code.")
+    detail: str = Field(description="What went wrong, for a person.")
+
+
+class SharedIdentifierProblem(Problem):
+    identifier: str = Field(description="The identifier as stored (normalized), e.g. phone:+14155550100.")
+    reason: str = Field(description="Why the engine found it to be shared by several customers.")
+    event_id: Optional[str] = Field(None, description="The event on which it was found to be shared.")
+
+
+class MovedProblem(Problem):
+    profile_id: str = Field(description="The surviving profile the requested ID was merged into.")
+
+
+class ValidationProblem(Problem):
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Case(BaseModel):
+    case_id: str
+    status: str
+    opened_at: str
+    channel: str
+    last_event_at: Optional[str] = None
+    last_channel: Optional[str] = None
+    closed_at: Optional[str] = None
+
+
+class TimelineEvent(BaseModel):
+    event_id: str
+    occurred_at: str
+    channel: str
+    event_type: str
+    payload: Optional[dict[str, Any]] = None
+
+
+class CustomerView(BaseModel):
+    profile_id: str
+    requested_id: Optional[str] = Field(None, description="The ID asked for, when it was merged into this one.")
+    created_at: Optional[str] = None
+    identifiers: dict[str, list[str]] = Field(description="Normalized identifiers by type.")
+    golden_record: dict[str, str] = Field(description="Per attribute, the surviving value.")
+    first_seen: Optional[str] = None
+    last_seen: Optional[str] = None
+    event_count: int
+    channels: dict[str, int] = Field(description="Events per channel.")
+    purchase_count: int
+    lifetime_value: float
+    open_cases: list[Case]
+    closed_case_count: int
+    csat_average: Optional[float] = None
+    merged_ids: list[str] = Field(description="Profile IDs merged into this one; each still resolves here.")
+    timeline: list[TimelineEvent] = Field(description="The most recent events, newest first.")
+
+
+class MatchedIdentifier(BaseModel):
+    type: str
+    value: str = Field(description="The value as given.")
+    key: str = Field(description="The identifier as stored, normalized: TYPE:VALUE.")
+
+
+class LookupResult(CustomerView):
+    matched: MatchedIdentifier
+
+
+class TimelinePage(BaseModel):
+    profile_id: str
+    total: int = Field(description="Events of the profile in all.")
+    limit: int
+    offset: int
+    next_offset: Optional[int] = Field(None, description="The offset of the next page; null on the last one.")
+    events: list[TimelineEvent]
+
+
+class Link(BaseModel):
+    a: str
+    b: str
+    event_id: str
+    rule: str
+    channel: Optional[str] = None
+    event_type: Optional[str] = None
+    occurred_at: Optional[str] = None
+
+
+class Merge(BaseModel):
+    survivor_id: str
+    absorbed_ids: list[str]
+    event_id: str
+    occurred_at: str
+    via: list[str]
+    rule: str
+
+
+class Split(BaseModel):
+    profile_id: str
+    event_id: str
+    reason: str
+    parts: list[str]
+
+
+class NotLinked(BaseModel):
+    identifier: str
+    event_id: str
+    why: str
+
+
+class Explanation(BaseModel):
+    profile_id: str
+    identifiers: list[str]
+    events: int
+    links: list[Link]
+    merges: list[Merge]
+    splits: list[Split]
+    not_linked: list[NotLinked]
+    summary: list[str] = Field(description="The evidence in sentences.")
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="ready, loading or failing")
+    detail: Optional[str] = None
+    log_entries: int
+    applied_seq: int
+    lag_entries: int
+
+
+# ============================================================================================ metrics
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """Request counts and latency histograms by route and status, in Prometheus text format.
+
+    Updated only on the event-loop thread (the middleware), so it needs no lock."""
+
+    def __init__(self) -> None:
+        self.hist: dict[tuple[str, str, str], list[float]] = {}  # bucket counts..., +Inf count, sum
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, str(status))
+        h = self.hist.get(key)
+        if h is None:
+            h = self.hist[key] = [0.0] * (len(_BUCKETS) + 2)
+        for i, bound in enumerate(_BUCKETS):
+            if seconds <= bound:
+                h[i] += 1
+        h[-2] += 1
+        h[-1] += seconds
+
+    def render(self, follower: Follower) -> str:
+        out = [
+            "# HELP idres_http_requests_total HTTP requests answered, by method, route and status.",
+            "# TYPE idres_http_requests_total counter",
+        ]
+        for (method, route, status), h in sorted(self.hist.items()):
+            out.append(f'idres_http_requests_total{{method="{method}",route="{_esc(route)}",status="{status}"}} '
+                       f"{int(h[-2])}")
+        out += [
+            "# HELP idres_http_request_duration_seconds Time to answer HTTP requests, by method, route and status.",
+            "# TYPE idres_http_request_duration_seconds histogram",
+        ]
+        for (method, route, status), h in sorted(self.hist.items()):
+            labels = f'method="{method}",route="{_esc(route)}",status="{status}"'
+            for bound, count in zip(_BUCKETS, h):
+                out.append(f'idres_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {int(count)}')
+            out.append(f'idres_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {int(h[-2])}')
+            out.append(f"idres_http_request_duration_seconds_sum{{{labels}}} {h[-1]:.6f}")
+            out.append(f"idres_http_request_duration_seconds_count{{{labels}}} {int(h[-2])}")
+        with follower.lock:
+            stats = follower.views.stats()
+            seq = follower.views.seq
+        gauges = [
+            ("idres_log_entries_applied_total", "counter",
+             "Decision-log entries this process has folded into its views.", follower.applied),
+            ("idres_log_entries", "gauge", "Entries in the decision log at the follower's last look.",
+             follower.log_length),
+            ("idres_log_applied_seq", "gauge", "Position in the decision log the views are at.", seq),
+            ("idres_follower_lag_entries", "gauge", "Log entries written but not yet folded into the views.",
+             max(0, follower.log_length - seq)),
+            ("idres_follower_polls_total", "counter", "Looks at the decision log for new entries.", follower.polls),
+            ("idres_follower_poll_errors_total", "counter", "Failed looks at the decision log.",
+             follower.poll_errors),
+            ("idres_follower_last_poll_timestamp_seconds", "gauge", "When the follower last looked at the log.",
+             round(follower.last_poll, 3)),
+            ("idres_ready", "gauge", "1 when the views are loaded and the follower is running.",
+             int(follower.ready.is_set() and follower.running and follower.error is None)),
+            ("idres_events", "gauge", "Accepted events in the views.", stats["events"]),
+            ("idres_profiles", "gauge", "Customer profiles in the views.", stats["profiles"]),
+            ("idres_identifiers", "gauge", "Linked identifiers in the views.", stats["identifiers"]),
+            ("idres_shared_identifiers", "gauge", "Identifiers found to be shared by several customers.",
+             stats["shared_identifiers"]),
+            ("idres_merges", "gauge", "Profile merges in the views.", stats["merges"]),
+            ("idres_rejected_events", "gauge", "Rejected records in the views.", stats["rejected"]),
+        ]
+        for name, kind, help_text, value in gauges:
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
+        return "\n".join(out) + "\n"
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class MetricsMiddleware:
+    """A plain ASGI middleware (cheaper than a BaseHTTPMiddleware): times every HTTP request and
+    counts it under its route template, so that IDs in paths do not each get a series."""
+
+    def __init__(self, app: Callable, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe(scope.get("method", "GET"), path, status, time.perf_counter() - started)
+
+
+# ============================================================================================ app
+def _problem(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status)
+
+
+_PROBLEMS = {
+    401: {"model": Problem, "description": "Missing or wrong X-API-Key (only when IDRES_API_KEY is set)."},
+    422: {"model": ValidationProblem, "description": "A parameter is missing or out of bounds."},
+    503: {"model": Problem, "description": "The views are still loading."},
+}
+_PROFILE_PROBLEMS = {
+    **_PROBLEMS,
+    307: {"model": MovedProblem, "description": "The ID was merged into another profile: "
+                                                  "Location points to the survivor."},
+    404: {"model": Problem, "description": "No profile has ever had this ID."},
+}
+
+ProfileId = PathParam(min_length=1, max_length=128, description="A profile ID, current or merged away.")
+
+
+def create_app(follower: Follower, api_key: Optional[str] = None) -> FastAPI:
+    """The application; ``api_key`` (when not empty) is required in ``X-API-Key`` on every /v1 route."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        follower.start()
+        try:
+            yield
+        finally:
+            follower.stop()
+
+    app = FastAPI(
+        title="idres lookup API",
+        version="1",
+        description="Who is this? The unified customer behind any identifier, kept up to date as events "
+                    "arrive. Identifiers are normalized exactly as at ingestion.",
+        lifespan=lifespan,
+    )
+    metrics = Metrics()
+    app.state.follower = follower
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    expected = api_key.encode() if api_key else None
+
+    class _Refused(Exception):
+        def __init__(self, response: JSONResponse):
+            self.response = response
+
+    @app.exception_handler(_Refused)
+    async def _refused(request: Request, exc: _Refused) -> JSONResponse:
+        return exc.response
+
+    async def guard(request: Request) -> None:
+        # (a plain dependency, cheaper per request than fastapi.security.APIKeyHeader; the scheme is
+        # declared in the OpenAPI document below)
+        if expected is not None and not hmac.compare_digest(
+                request.headers.get("x-api-key", "").encode("utf-8", "surrogateescape"), expected):
+            raise _Refused(_problem(401, "unauthorized", "this API needs the X-API-Key header with a valid key"))
+        if not follower.ready.is_set():
+            raise _Refused(_problem(503, "not_ready", "the customer views are still loading; retry shortly"))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+        return _problem(422, "invalid_request", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return JSONResponse({"error": codes.get(exc.status_code, "http_error"), "detail": str(exc.detail)},
+                            status_code=exc.status_code, headers=exc.headers)
+
+    def moved(request: Request, requested: str, survivor: str, suffix: str) -> JSONResponse:
+        location = f"/v1/profiles/{quote(survivor, safe='')}{suffix}"
+        if request.url.query:
+            location += "?" + request.url.query
+        return JSONResponse({"error": "merged", "detail": f"profile {requested} was merged into {survivor}",
+                             "profile_id": survivor}, status_code=307, headers={"Location": location})
+
+    # -- /v1 -----------------------------------------------------------------------------------
+    v1 = {"dependencies": [Depends(guard)], "tags": ["customers"],
+          "openapi_extra": {"security": [{API_KEY_SCHEME: []}, {}]}}
+
+    @app.get("/v1/lookup", response_model=LookupResult, **v1, summary="The customer behind an identifier",
+             responses={**_PROBLEMS,
+                        400: {"model": Problem, "description": "The value cannot be an identifier of that type "
+                                                               "(malformed, or a placeholder)."},
+                        404: {"model": Problem, "description": "No customer has this identifier."},
+                        409: {"model": SharedIdentifierProblem,
+                              "description": "The identifier is shared by several customers, so it identifies "
+                                             "none of them."}})
+    async def lookup(
+        type: str = Query(min_length=1, max_length=64, description="Identifier type: email, phone, loyalty_id, "
+                                                                   "device_id, social_handle, or your own."),
+        value: str = Query(min_length=1, max_length=1024, description="The value, in any spelling ingestion "
+                                                                      "accepts."),
+        timeline: int = Query(20, ge=0, le=MAX_TIMELINE, description="How many recent events to include."),
+    ) -> Any:
+        key, reason = follower.lookup_key(type, value)
+        if key is None:
+            return _problem(400, "invalid_identifier", f"{type} {value!r} cannot be looked up: {reason}")
+        with follower.lock:
+            views = follower.views
+            found = views.lookup_node(key)
+            if found["status"] == "found":
+                view = views.customer(found["profile_id"], timeline_limit=timeline)
+            else:
+                view = None
+        if found["status"] == "shared":
+            return _problem(409, "shared_identifier",
+                            f"{key} is used by several customers, so it identifies none of them "
+                            f"({found['reason']})", identifier=key, reason=found["reason"],
+                            event_id=found.get("event_id"))
+        if view is None:
+            return _problem(404, "unknown_identifier", f"no customer has {key}")
+        view["matched"] = {"type": type, "value": value, "key": key}
+        return view
+
+    @app.get("/v1/profiles/{profile_id}", response_model=CustomerView, **v1, summary="A profile by ID",
+             responses=_PROFILE_PROBLEMS)
+    async def profile(request: Request, profile_id: str = ProfileId,
+                      timeline: int = Query(20, ge=0, le=MAX_TIMELINE,
+                                            description="How many recent events to include.")) -> Any:
+        with follower.lock:
+            views = follower.views
+            pid = views.resolve(profile_id)
+            view = views.customer(pid, timeline_limit=timeline) if pid == profile_id else None
+        if pid is None:
+            return _problem(404, "unknown_profile", f"no profile {profile_id}")
+        if pid != profile_id:
+            return moved(request, profile_id, pid, "")
+        return view
+
+    @app.get("/v1/profiles/{profile_id}/timeline", response_model=TimelinePage, **v1,
+             summary="A profile's events across channels, newest first", responses=_PROFILE_PROBLEMS)
+    async def timeline(request: Request, profile_id: str = ProfileId,
+                       limit: int = Query(50, ge=1, le=MAX_TIMELINE, description="Events per page."),
+                       offset: int = Query(0, ge=0, le=100_000_000, description="Events to skip.")) -> Any:
+        with follower.lock:
+            views = follower.views
+            pid = views.resolve(profile_id)
+            if pid is not None and pid == profile_id:
+                prof = views.profiles[pid]
+                total = len(prof.events)
+                events = views.timeline(prof, limit=limit, offset=offset)
+        if pid is None:
+            return _problem(404, "unknown_profile", f"no profile {profile_id}")
+        if pid != profile_id:
+            return moved(request, profile_id, pid, "/timeline")
+        nxt = offset + len(events)
+        return {"profile_id": pid, "total": total, "limit": limit, "offset": offset,
+                "next_offset": nxt if nxt < total else None, "events": events}
+
+    @app.get("/v1/profiles/{profile_id}/explain", response_model=Explanation, **v1,
+             summary="Why these identifiers and events are one customer", responses=_PROFILE_PROBLEMS)
+    async def explain(request: Request, profile_id: str = ProfileId) -> Any:
+        with follower.lock:
+            views = follower.views
+            pid = views.resolve(profile_id)
+            result = views.explain(pid) if pid is not None and pid == profile_id else None
+        if pid is None:
+            return _problem(404, "unknown_profile", f"no profile {profile_id}")
+        if pid != profile_id:
+            return moved(request, profile_id, pid, "/explain")
+        return result
+
+    # -- operations ------------------------------------------------------------------------------
+    @app.get("/healthz", response_model=Health, tags=["operations"], summary="The process is up")
+    async def healthz() -> Any:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Readiness, tags=["operations"],
+             summary="200 once the views are loaded and the follower is running, 503 before",
+             responses={503: {"model": Readiness, "description": "Loading, or the follower failed."}})
+    async def readyz() -> Any:
+        with follower.lock:
+            seq = follower.views.seq
+        body = {"log_entries": follower.log_length, "applied_seq": seq,
+                "lag_entries": max(0, follower.log_length - seq)}
+        if follower.ready.is_set() and follower.running and follower.error is None:
+            return {"status": "ready", **body}
+        if follower.error is not None:
+            return JSONResponse({"status": "failing", "detail": follower.error, **body}, status_code=503)
+        return JSONResponse({"status": "loading", "detail": "folding the decision log", **body}, status_code=503)
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"],
+             summary="Prometheus metrics (text exposition format)",
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(follower), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build_openapi()
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})[API_KEY_SCHEME] = {
+                "type": "apiKey", "in": "header", "name": "X-API-Key",
+                "description": "Required on /v1 when the server was started with IDRES_API_KEY set."}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+# ============================================================================================ serving
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServeError(f"cannot listen on {host}: {exc.strerror}") from None
+    family, kind, proto, _, addr = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, *,
+          config: Optional[ResolverConfig] = None, projection_config: Optional[ProjectionConfig] = None,
+          no_auth: bool = False) -> int:
+    """Runs the lookup API until interrupted (SIGINT/SIGTERM). The API key comes from IDRES_API_KEY."""
+    import uvicorn
+
+    data_dir = Path(data_dir)
+    if not 0 <= port <= 65535:
+        raise ServeError(f"--port must be within 0..65535, not {port}")
+    if not (data_dir / "log").is_dir():
+        raise ServeError(f"no idres data in {data_dir}: run `idres ingest FILE --data-dir {data_dir}` first")
+    api_key = None if no_auth else (os.environ.get(API_KEY_ENV) or None)
+    if api_key is None and not no_auth and not is_loopback(host):
+        raise ServeError(f"refusing to serve on {host} without authentication: set {API_KEY_ENV} "
+                         f"(clients then send it in X-API-Key), or pass --no-auth")
+    sock = _listen(host, port)
+    follower = Follower(data_dir, config, projection_config)
+    app = create_app(follower, api_key)
+    bound = sock.getsockname()
+    shown = f"[{bound[0]}]" if sock.family == socket.AF_INET6 else bound[0]
+    print(f"idres: serving {data_dir} on http://{shown}:{bound[1]} "
+          f"({'X-API-Key required' if api_key else 'no API key'}); /readyz answers 200 once loaded",
+          file=sys.stderr, flush=True)
+    # The follower thread parses and folds log entries while requests are served: a short switch
+    # interval hands the interpreter to a waiting request within a fraction of a millisecond
+    # (the default, 5 ms, would add up to that to every request while ingestion runs).
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                                           server_header=False))
+    server.run(sockets=[sock])
+    return 0

@@ -1,0 +1,474 @@
+"""The stream jobs on Kafka (Faust): validate, resolve, project. Same resolver and views as the embedded driver.
+
+Data flow (topic names with the default prefix ``idres.``)::
+
+    idres.raw.<channel> ──validate (scales out)──► idres.validated (1 partition) ──resolve (one owner)──►
+        │                                                                       idres.decisions (1 partition)
+        └─► idres.deadletter (bad records: original bytes, source topic/partition/offset, reason)     │
+                                                                                   project ◄──────────┘
+
+* **validate** parses and validates raw records, many partitions and workers at a time. Valid records
+  are forwarded in order, many per message (Faust costs about 80 µs per message, so batching is what lets
+  one resolve worker keep up). A bad record goes to the dead-letter topic with headers ``source_topic``,
+  ``source_partition``, ``source_offset`` and ``reason``; the stream goes on.
+* **resolve** owns the single ``validated`` partition. On start, and whenever it is (re)assigned that
+  partition, it rebuilds the resolver state by folding the decision log topic to its end. For each batch
+  it decides every event (an event whose ID is already in the state is a no-op), produces the decisions
+  (one log entry per raw event, many entries per message), waits until the broker has them, and only
+  then lets Faust acknowledge the batch, so source offsets are committed after the decisions are
+  durable. A worker killed at any moment loses nothing and applies nothing twice: what it had produced
+  is in the log it rebuilds from, and what it had not is re-delivered.
+* **project** folds the decision log into the customer views (the same ``CustomerViews`` fold), from
+  the beginning of the log on every start.
+
+Kafka transactions are not used (principle 3): idempotency does the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional
+
+import orjson
+
+from projections.customer import CustomerViews, ProjectionConfig
+from resolver.config import ResolverConfig
+from resolver.engine import Resolver, ResolverState
+from schemas.channel import KNOWN_CHANNELS, RejectedInput, parse_event
+from streams.embedded import MAX_RECORD_BYTES
+from streams.kafka_io import KafkaSettings, admin_client, ensure_topics
+
+log = logging.getLogger("idres.stream")
+
+ROLES = ("validate", "resolve", "project")
+MESSAGE_BYTES = 128 * 1024  # conventional message sizes: well under any broker's 1 MiB default
+
+
+def validated_topic(settings: KafkaSettings) -> str:
+    return f"{settings.prefix}validated"
+
+
+def stream_topics(settings: KafkaSettings, channels: Iterable[str] = KNOWN_CHANNELS) -> dict[str, int]:
+    """Every topic the stream jobs use, with its partition count."""
+    wanted = settings.deployment_topics(list(channels))
+    wanted[settings.topics.raw()] = settings.raw_partitions
+    wanted[validated_topic(settings)] = 1
+    return wanted
+
+
+def create_stream_topics(settings: KafkaSettings, channels: Iterable[str] = KNOWN_CHANNELS) -> dict[str, int]:
+    admin = admin_client(settings)
+    try:
+        wanted = stream_topics(settings, channels)
+        ensure_topics(admin, settings, wanted)
+        return wanted
+    finally:
+        admin.close()
+
+
+def chunked(items: list[Any], size_of: Callable[[Any], int], limit: int = MESSAGE_BYTES) -> Iterable[list[Any]]:
+    """Splits ``items`` in order into runs whose summed size stays under ``limit`` (at least one item each)."""
+    run: list[Any] = []
+    size = 0
+    for item in items:
+        n = size_of(item)
+        if run and size + n > limit:
+            yield run
+            run, size = [], 0
+        run.append(item)
+        size += n
+    if run:
+        yield run
+
+
+# ------------------------------------------------------------------------------------------ the log
+def read_to_end(settings: KafkaSettings, topic: str, on_message: Callable[[Any], None], start: int = 0,
+                partition: int = 0, idle_seconds: float = 3.0) -> int:
+    """Reads ``topic``/``partition`` from ``start`` to its current end; returns the next offset.
+
+    The end is the high-water mark carried by fetch responses. ListOffsets is deliberately not used:
+    some Kafka-compatible brokers answer it wrongly, and one (Tansu) loses concurrent writes after it.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
+                             group_id=None, client_id=f"{settings.client_id}-reader",
+                             auto_offset_reset="earliest",
+                             request_timeout_ms=int(max(settings.timeout, 5) * 1000) + 5000,
+                             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        position = start
+        idle_since = time.monotonic()
+        while True:
+            batches = consumer.poll(timeout_ms=200, max_records=10000)
+            for record in batches.get(tp, ()):
+                if record.offset < position:
+                    continue
+                if record.offset > position and position == start:
+                    # the log is folded from its start: a reader that skipped ahead would fold a wrong state
+                    raise RuntimeError(f"reading {topic} from offset {start} began at {record.offset}")
+                on_message(record)
+                position = record.offset + 1
+                idle_since = time.monotonic()
+            high = consumer.highwater(tp)  # known once a fetch response for the partition has arrived
+            if high is not None and position >= high:
+                return position
+            if time.monotonic() - idle_since > max(idle_seconds, settings.timeout) * 4:
+                raise RuntimeError(f"reading {topic} stalled at offset {position} (end {high})")
+    finally:
+        consumer.close()
+
+
+def decision_entries(value: bytes) -> list[list[dict[str, Any]]]:
+    return orjson.loads(value)["entries"]
+
+
+def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = None,
+                      views: Optional[CustomerViews] = None, start: int = 0, seq: int = 0) -> tuple[int, int]:
+    """Folds the decision log topic into ``resolver``'s state and/or ``views``; returns (next offset, entries)."""
+    count = seq
+
+    def apply(record: Any) -> None:
+        nonlocal count
+        for entry in decision_entries(record.value):
+            if resolver is not None:
+                resolver.apply_all(entry)
+            if views is not None:
+                views.apply_entry(count, entry)
+            count += 1
+
+    from streams.embedded import bulk_work
+
+    with bulk_work():
+        offset = read_to_end(settings, settings.topics.decisions, apply, start=start)
+    return offset, count
+
+
+def fold_deadletter(settings: KafkaSettings, views: CustomerViews) -> int:
+    """Adds the dead-letter topic's records to the views' rejected records; returns how many."""
+    found = 0
+
+    def add(record: Any) -> None:
+        nonlocal found
+        headers = {k: v.decode("utf-8", "replace") for k, v in (record.headers or [])}
+        views.rejected.append({
+            "type": "event_rejected",
+            "key": f"{headers.get('source_topic')}/{headers.get('source_partition')}:{headers.get('source_offset')}",
+            "source": {"name": f"{headers.get('source_topic')}/{headers.get('source_partition')}",
+                       "position": int(headers.get("source_offset", -1))},
+            "reason": headers.get("reason", ""),
+            "raw": (record.value or b"")[:65536].decode("utf-8", "replace"),
+        })
+        found += 1
+
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.client_id}-reader")
+    try:
+        partitions = consumer.partitions_for_topic(settings.topics.deadletter) or set()
+    finally:
+        consumer.close()
+    for p in sorted(partitions):
+        read_to_end(settings, settings.topics.deadletter, add, partition=p)
+    return found
+
+
+# ------------------------------------------------------------------------------------------ metrics
+@dataclass
+class Metrics:
+    started: float = field(default_factory=time.monotonic)
+    counters: dict[str, int] = field(default_factory=dict)
+    gauges: dict[str, float] = field(default_factory=dict)
+    positions: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def text(self, app: Any) -> str:
+        """Prometheus text format: counters, rates since start, gauges, consumer lag per partition."""
+        up = max(time.monotonic() - self.started, 1e-9)
+        out = []
+        for name in sorted(self.counters):
+            out.append(f"# TYPE idres_{name}_total counter")
+            out.append(f"idres_{name}_total {self.counters[name]}")
+            out.append(f"# TYPE idres_{name}_per_second gauge")
+            out.append(f"idres_{name}_per_second {self.counters[name] / up:.3f}")
+        for name in sorted(self.gauges):
+            out.append(f"# TYPE idres_{name} gauge")
+            out.append(f"idres_{name} {self.gauges[name]}")
+        out.append("# TYPE idres_consumer_lag gauge")
+        for (topic, partition), position in sorted(self.positions.items()):
+            high = None
+            try:
+                from faust.types import TP
+
+                high = app.consumer.highwater(TP(topic, partition))
+            except Exception:
+                pass
+            if high is not None:
+                out.append(f'idres_consumer_lag{{topic="{topic}",partition="{partition}"}} {max(high - position, 0)}')
+        return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ the app
+@dataclass
+class WorkerOptions:
+    roles: tuple[str, ...] = ROLES
+    channels: tuple[str, ...] = KNOWN_CHANNELS
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    batch_events: int = 2000
+    batch_seconds: float = 0.25
+    session_timeout: float = 10.0
+    config: ResolverConfig = field(default_factory=ResolverConfig)
+    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
+
+
+class DecisionLogError(RuntimeError):
+    """The decision log is not what this worker wrote or expects; it must stop and rebuild."""
+
+
+class StreamJobs:
+    """The state of one worker process: which roles it runs, the resolver and views it keeps."""
+
+    def __init__(self, settings: KafkaSettings, options: WorkerOptions):
+        self.settings = settings
+        self.options = options
+        self.metrics = Metrics()
+        self.resolver: Optional[Resolver] = None
+        self.views: Optional[CustomerViews] = None
+        self.views_next_offset = 0
+        self.views_seq = 0
+        self.resolver_stale = True
+        self.log_end = 0
+        self.failed: Optional[BaseException] = None
+        self.app = self._build()
+
+    def _build(self) -> Any:
+        import faust
+
+        o = self.options
+        s = self.settings
+        app = faust.App(
+            f"{s.prefix}{'-'.join(sorted(o.roles))}",
+            broker=[f"kafka://{server}" for server in s.bootstrap_servers],
+            store="memory://",
+            web_host=o.web_host,
+            web_port=o.web_port,
+            broker_session_timeout=o.session_timeout,
+            broker_heartbeat_interval=max(o.session_timeout / 5, 1.0),
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=1.0,
+            producer_acks=-1,
+            producer_max_request_size=4 << 20,
+            producer_compression_type=None if s.compression == "none" else s.compression,
+            stream_buffer_maxsize=max(4 * o.batch_events, 4096),
+            consumer_max_fetch_size=8 << 20,
+            topic_allow_declare=False,
+            topic_disable_leader=True,
+            value_serializer="raw",
+            key_serializer="raw",
+        )
+        app.on_partitions_assigned.connect(self._on_assigned)
+        jobs = self
+
+        @app.page("/metrics")
+        async def metrics(web: Any, request: Any) -> Any:
+            return web.text(jobs.metrics.text(app), content_type="text/plain; version=0.0.4")
+
+        if "validate" in o.roles:
+            raw = app.topic(*sorted({s.topics.raw(c) for c in o.channels} | {s.topics.raw_unknown, s.topics.raw()}),
+                            value_serializer="raw", key_serializer="raw")
+            self.validated = app.topic(validated_topic(s), value_serializer="raw", key_serializer="raw")
+            self.deadletter = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw")
+            app.agent(raw, name="validate")(self._fatal(self._validate))
+        if "resolve" in o.roles:
+            self.decisions = app.topic(s.topics.decisions, value_serializer="raw", key_serializer="raw")
+            if "validate" not in o.roles:
+                self.deadletter = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw")
+            app.agent(app.topic(validated_topic(s), value_serializer="raw", key_serializer="raw"),
+                      name="resolve")(self._fatal(self._resolve))
+        if "project" in o.roles:
+            app.agent(app.topic(s.topics.decisions, value_serializer="raw", key_serializer="raw"),
+                      name="project")(self._fatal(self._project))
+        return app
+
+    def _fatal(self, agent: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """Runs an agent so that an error stops the whole worker (exit code 1) instead of leaving it
+        running without that role: a supervisor restarts it, and a restart rebuilds from the log."""
+        jobs = self
+
+        async def run(stream: Any) -> None:
+            try:
+                await agent(stream)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.critical("stopping the worker: %s: %s", type(exc).__name__, exc)
+                jobs.failed = exc
+                await jobs.app.crash(exc)
+
+        run.__name__ = agent.__name__.lstrip("_")
+        return run
+
+    async def _on_assigned(self, sender: Any = None, assigned: Any = (), **kwargs: Any) -> None:
+        if any(tp.topic == validated_topic(self.settings) for tp in assigned):
+            self.resolver_stale = True  # another worker may have resolved while we did not own it
+
+    # -- validate -------------------------------------------------------------------------------
+    async def _validate(self, stream: Any) -> None:
+        m = self.metrics
+        async for events in stream.take_events(self.options.batch_events, within=self.options.batch_seconds):
+            good: list[list[Any]] = []
+            pending = []
+            for ev in events:
+                msg = ev.message
+                raw = ev.value if isinstance(ev.value, (bytes, bytearray)) else bytes(ev.value or b"")
+                m.positions[(msg.topic, msg.partition)] = msg.offset + 1
+                try:
+                    if len(raw) > MAX_RECORD_BYTES:
+                        raise RejectedInput(f"record is {len(raw)} bytes; the limit is {MAX_RECORD_BYTES}")
+                    parse_event(raw)
+                except RejectedInput as exc:
+                    pending.append(await self._dead_letter(msg, raw, exc.reason))
+                    continue
+                good.append([msg.topic, msg.partition, msg.offset, raw.decode("utf-8")])
+            m.add("validate_events", len(events))
+            m.add("validate_rejected", len(events) - len(good))
+            for run in chunked(good, lambda g: len(g[3]) + 64):
+                pending.append(await self.validated.send(value=orjson.dumps({"events": run})))
+            if pending:
+                await asyncio.gather(*pending)  # durable before Faust acknowledges this batch
+
+    async def _dead_letter(self, msg: Any, raw: bytes, reason: str) -> Any:
+        headers = [("source_topic", msg.topic.encode()), ("source_partition", str(msg.partition).encode()),
+                   ("source_offset", str(msg.offset).encode()), ("reason", reason.encode("utf-8"))]
+        return await self.deadletter.send(key=msg.key, value=raw, headers=headers)
+
+    # -- resolve --------------------------------------------------------------------------------
+    def _rebuild_resolver(self) -> None:
+        started = time.monotonic()
+        resolver = Resolver(self.options.config, ResolverState())
+        self.log_end, entries = fold_decision_log(self.settings, resolver=resolver)
+        self.resolver = resolver
+        self.resolver_stale = False
+        self.metrics.gauges["resolver_rebuild_seconds"] = round(time.monotonic() - started, 3)
+        self.metrics.gauges["resolver_entries_at_rebuild"] = entries
+        log.warning("resolver state rebuilt from %s: %d entries in %.1f s", self.settings.topics.decisions,
+                    entries, time.monotonic() - started)
+
+    async def _resolve(self, stream: Any) -> None:
+        m = self.metrics
+        loop = asyncio.get_running_loop()
+        # a validated message holds a few hundred events: a few messages per batch keep batches short
+        async for events in stream.take_events(8, within=self.options.batch_seconds):
+            if self.resolver_stale or self.resolver is None:
+                await loop.run_in_executor(None, self._rebuild_resolver)
+            resolver = self.resolver
+            entries: list[list[dict[str, Any]]] = []
+            pending = []
+            for ev in events:
+                msg = ev.message
+                m.positions[(msg.topic, msg.partition)] = msg.offset + 1
+                for topic, partition, offset, raw in orjson.loads(ev.value)["events"]:
+                    source = {"name": f"{topic}/{partition}", "position": offset}
+                    try:
+                        event = parse_event(raw)
+                    except RejectedInput as exc:  # validated upstream; only a newer schema gets here
+                        pending.append(await self._dead_letter_source(topic, partition, offset, raw, exc.reason))
+                        continue
+                    if resolver.is_duplicate(event.event_id):
+                        m.add("resolve_duplicates")
+                        continue
+                    try:
+                        decisions = resolver.decide(event, source)
+                    except Exception as exc:  # a defect: keep the record, rebuild the half-changed state
+                        log.exception("internal error on %s/%s@%s", topic, partition, offset)
+                        pending.append(await self._dead_letter_source(
+                            topic, partition, offset, raw,
+                            f"internal error while resolving ({type(exc).__name__}: {exc}); please report it"))
+                        await self._flush(entries, pending)
+                        entries, pending = [], []
+                        await loop.run_in_executor(None, self._rebuild_resolver)
+                        resolver = self.resolver
+                        continue
+                    entries.append(decisions)
+                    m.add("resolve_events")
+            m.add("decisions", sum(len(e) for e in entries))
+            await self._flush(entries, pending)
+
+    async def _flush(self, entries: list[list[dict[str, Any]]], pending: list[Any]) -> None:
+        runs = list(chunked(entries, lambda e: len(orjson.dumps(e))))
+        for run in runs:
+            pending.append(await self.decisions.send(value=orjson.dumps({"entries": run})))
+        if not pending:
+            return
+        acked = await asyncio.gather(*pending)
+        decisions_topic = self.settings.topics.decisions
+        for meta in acked:
+            if getattr(meta, "topic", None) != decisions_topic:
+                continue
+            if meta.offset != self.log_end:
+                # this worker rebuilt its state from the log up to log_end and is its only writer: any
+                # other offset means a second writer or a broker that lost or reordered writes
+                raise DecisionLogError(
+                    f"the broker acknowledged decision-log offset {meta.offset} where {self.log_end} was "
+                    f"expected: another resolve worker is writing, or the broker lost writes; stopping so "
+                    f"that a restart rebuilds from what the log really holds")
+            self.log_end += 1
+        self.metrics.add("log_entries_written", sum(len(r) for r in runs))
+
+    async def _dead_letter_source(self, topic: str, partition: int, offset: int, raw: str, reason: str) -> Any:
+        headers = [("source_topic", topic.encode()), ("source_partition", str(partition).encode()),
+                   ("source_offset", str(offset).encode()), ("reason", reason.encode("utf-8"))]
+        return await self.deadletter.send(value=raw.encode("utf-8"), headers=headers)
+
+    # -- project --------------------------------------------------------------------------------
+    def _rebuild_views(self) -> None:
+        views = CustomerViews(self.options.projection)
+        self.views_next_offset, self.views_seq = fold_decision_log(self.settings, views=views)
+        self.views = views
+
+    async def _project(self, stream: Any) -> None:
+        m = self.metrics
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(256, within=self.options.batch_seconds):
+            if self.views is None:
+                await loop.run_in_executor(None, self._rebuild_views)
+            for ev in events:
+                msg = ev.message
+                m.positions[(msg.topic, msg.partition)] = msg.offset + 1
+                if msg.offset < self.views_next_offset:
+                    continue  # already folded while rebuilding
+                entries = decision_entries(ev.value)
+                for entry in entries:
+                    self.views.apply_entry(self.views_seq, entry)
+                    self.views_seq += 1
+                self.views_next_offset = msg.offset + 1
+                m.add("project_entries", len(entries))
+            m.gauges["profiles"] = len(self.views.profiles)
+            m.gauges["events"] = len(self.views.ev_id)
+            m.gauges["log_entries_applied"] = self.views_seq
+
+
+def run_worker(settings: KafkaSettings, options: WorkerOptions, loglevel: str = "info") -> None:
+    """Creates the topics the roles need, then runs the Faust worker until it is stopped."""
+    import faust
+
+    create_stream_topics(settings, options.channels)
+    jobs = StreamJobs(settings, options)
+    worker = faust.Worker(jobs.app, loglevel=loglevel)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        if jobs.failed is not None:
+            raise SystemExit(1) from None
+        raise
+    if jobs.failed is not None:
+        raise SystemExit(1)

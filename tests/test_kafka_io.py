@@ -1,0 +1,113 @@
+"""The Kafka transport's pure parts: topic names, settings, keys and partitions (no broker needed)."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+from resolver.config import ResolverConfig
+from resolver.errors import ConfigError
+from streams.kafka_io import KafkaSettings, Router, Topics, murmur2, partition_for
+
+# kafka-python 3.0 loads its protocol schemas with a deprecated importlib.resources call
+pytestmark = pytest.mark.filterwarnings("ignore:(read|open)_text is deprecated:DeprecationWarning")
+
+
+def test_topic_names():
+    t = Topics()
+    assert (t.raw("web"), t.raw(), t.raw_unknown, t.deadletter, t.decisions) == (
+        "idres.raw.web", "idres.raw", "idres.raw.unknown", "idres.deadletter", "idres.decisions")
+    assert Topics("acme-prod.").raw("call_center") == "acme-prod.raw.call_center"
+    assert Topics("").decisions == "decisions"
+    import re
+
+    pattern = re.compile(Topics("a.b.").raw_pattern())
+    assert pattern.match("a.b.raw") and pattern.match("a.b.raw.web") and not pattern.match("axb.raw.web")
+    assert not pattern.match("a.b.decisions")
+    with pytest.raises(ConfigError, match="prefix"):
+        Topics("idres/")
+    with pytest.raises(ConfigError, match="channel"):
+        t.raw("Web")
+
+
+def test_settings_flags_over_environment_over_defaults():
+    env = {"IDRES_BOOTSTRAP": "k1:9092,k2:9092", "IDRES_TOPIC_PREFIX": "env.", "IDRES_RAW_PARTITIONS": "8",
+           "IDRES_KAFKA_COMPRESSION": "GZIP"}
+    s = KafkaSettings.load(env, prefix="flag.", raw_partitions=None)
+    assert s.bootstrap_servers == ["k1:9092", "k2:9092"]
+    assert (s.prefix, s.raw_partitions, s.compression, s.linger_ms) == ("flag.", 8, "gzip", 20)
+    assert s.origin("bootstrap") == "set by $IDRES_BOOTSTRAP" and s.where("prefix") == "--topic-prefix"
+    assert KafkaSettings.load({}).bootstrap == "localhost:9092"
+    assert KafkaSettings.load({}).deployment_topics(["web"]) == {
+        "idres.raw.web": 4, "idres.raw.unknown": 4, "idres.deadletter": 1, "idres.decisions": 1}
+    assert KafkaSettings.load({}).deployment_topics() == {"idres.raw": 4, "idres.deadletter": 1,
+                                                         "idres.decisions": 1}
+
+
+@pytest.mark.parametrize("env, flags, message", [
+    ({"IDRES_RAW_PARTITIONS": "four"}, {}, r"\$IDRES_RAW_PARTITIONS must be a whole number"),
+    ({}, {"raw_partitions": 0}, "--partitions must be at least 1"),
+    ({}, {"bootstrap": "localhost"}, "--bootstrap must be HOST:PORT"),
+    ({}, {"compression": "brotli"}, "--compression must be one of"),
+    ({}, {"replication_factor": 0}, "--replication-factor must be -1"),
+    ({"IDRES_TOPIC_PREFIX": "bad prefix"}, {}, "prefix"),
+])
+def test_settings_errors_name_their_source(env, flags, message):
+    with pytest.raises(ConfigError, match=message):
+        KafkaSettings.load(env, **flags)
+
+
+def test_murmur2_and_partitions_match_kafka_default_partitioner():
+    from kafka.partitioner.default import DefaultPartitioner, murmur2 as reference
+
+    rng = random.Random(1)
+    for n in range(64):
+        for _ in range(20):
+            data = bytes(rng.randrange(256) for _ in range(n))
+            assert murmur2(data) == reference(data)
+    # values from the Java client's own tests of Utils.murmur2 (signed there)
+    for key, signed in [(b"21", -973932308), (b"foobar", -790332482), (b"abc", 479470107),
+                        (b"a-little-bit-long-string", -985981536), (b"a-little-bit-longer-string", -1486304829)]:
+        assert murmur2(key) == signed % (1 << 32)
+
+    class Cluster:
+        def topics(self):
+            return {"t"}
+
+        def partitions_for_topic(self, topic):
+            return set(range(6))
+
+        available_partitions_for_topic = partitions_for_topic
+
+    default = DefaultPartitioner()
+    for _ in range(500):
+        key = os.urandom(rng.randrange(1, 40))
+        assert partition_for(key, 6) == default.partition("t", key, key, b"", b"", Cluster())
+
+
+def test_router_keys_by_the_strongest_normalized_identifier():
+    router = Router(ResolverConfig())
+    line = (b'{"event_id":"e1","channel":"store","identifiers":{"device_id":"D-1","phone":"(415) 555-0134",'
+            b'"email":"Jane.Doe+x@GoogleMail.com","loyalty_id":"0000"}}')
+    # the loyalty placeholder never links; email (priority 20) beats phone (30) and device (60)
+    assert router.route(line) == ("store", b"email:janedoe@gmail.com")
+    assert router.route(b'{"event_id":"e2","channel":"web","identifiers":{"device_id":"AbC"}}') == \
+        ("web", b"device_id:abc")
+    # nothing usable to match on: the event ID keeps its re-sends together
+    assert router.route(b'{"event_id":"e3","channel":"chat","identifiers":{"email":"test@test.com"},'
+                        b'"attributes":{"first_name":"Ann"}}') == ("chat", b"event_id:e3")
+    # unreadable channel or not JSON
+    assert router.route(b'{"event_id":"e4","channel":"Web!","identifiers":{"phone":"4155550134"}}') == \
+        (None, b"phone:+14155550134")
+    assert router.route(b'{"event_id":"e5","chan') == (None, None)
+    assert router.route(b"[1, 2]") == (None, None)
+    assert router.route(b'{"channel":"web","identifiers":"abc"}') == ("web", None)
+
+
+def test_router_follows_configured_priorities():
+    config = ResolverConfig.from_dict({"identifier_types": {"phone": {"priority": 5}}})
+    line = b'{"event_id":"e1","channel":"web","identifiers":{"phone":"415-555-0134","email":"a@b.org"}}'
+    assert Router(config).route(line)[1] == b"phone:+14155550134"
+    assert Router().route(line)[1] == b"email:a@b.org"

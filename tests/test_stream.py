@@ -1,0 +1,182 @@
+"""The stream jobs through real worker processes on a real Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from streams.embedded import EmbeddedEngine
+from streams.kafka_io import KafkaSettings
+from streams.stream_app import read_to_end, decision_entries
+from streams.synthetic import SyntheticConfig, write_dataset
+from tests.kafka_broker import free_port, unique_name
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def idres(*args: str, timeout: float = 300) -> str:
+    proc = subprocess.run([sys.executable, "-m", "streams.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, f"idres {' '.join(args)} exited {proc.returncode}: {proc.stderr}"
+    return proc.stdout
+
+
+class Worker:
+    """One `idres worker` process; its log goes to a file so a failure can show it."""
+
+    def __init__(self, tmp: Path, bootstrap: str, prefix: str, roles: str):
+        self.port = free_port()
+        self.log = tmp / f"worker-{roles.replace(',', '-')}-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--bootstrap", bootstrap, "--topic-prefix", prefix,
+             "--role", roles, "--web-port", str(self.port), "--session-timeout", "6", "--loglevel", "warn"],
+            cwd=ROOT, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+
+    def metrics(self) -> dict[str, float]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return {}
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#") and "{" not in line:
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+def decided(settings: KafkaSettings) -> Counter:
+    """How many times each event ID was decided, from the decision log topic."""
+    ids: Counter = Counter()
+
+    def count(record) -> None:
+        for entry in decision_entries(record.value):
+            for d in entry:
+                if d["type"] == "interaction_recorded":
+                    ids[d["event_id"]] += 1
+
+    read_to_end(settings, settings.topics.decisions, count)
+    return ids
+
+
+def wait_until(check, timeout: float, what: str, workers=()) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        for w in workers:
+            assert w.proc.poll() is None, f"worker exited with {w.proc.returncode}:\n{w.tail()}"
+        time.sleep(0.5)
+    logs = "\n".join(f"{w.metrics()}\n{w.tail()}" for w in workers)
+    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
+    stats = write_dataset(events, truth, SyntheticConfig(people=300, seed=9))
+    return events, stats
+
+
+def test_stream_jobs_resolve_like_the_embedded_engine(kafka_bootstrap, dataset, tmp_path):
+    events, stats = dataset
+    prefix = unique_name("e2e") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    # one ordered raw partition: the same order as the file, so the same profile IDs
+    idres("produce", str(events), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix,
+          "--topic", settings.topics.raw(), "--partitions", "1")
+    worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+    try:
+        # progress is read from the worker's metrics: reading the decision-log partition with fresh
+        # consumers while it is being written makes the test broker lose writes (see kafka-test-broker notes)
+        wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == stats["events"], 120,
+                   "all events decided", [worker])
+        wait_until(lambda: worker.metrics().get("idres_log_entries_applied") == stats["events"], 60,
+                   "the project role to catch up", [worker])
+        metrics = worker.metrics()
+        assert metrics["idres_validate_events_total"] == stats["lines"]
+        assert metrics["idres_validate_rejected_total"] == stats["malformed"]
+        assert metrics["idres_resolve_duplicates_total"] == stats["duplicates"]
+    finally:
+        worker.stop()
+    assert max(decided(settings).values()) == 1
+
+    snap = tmp_path / "kafka.duckdb"
+    idres("snapshot", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--out", str(snap))
+    with EmbeddedEngine(tmp_path / "embedded") as engine:
+        engine.ingest_file(events)
+        embedded = sorted(zip(engine.views.ev_id, engine.views.ev_profile))
+    con = duckdb.connect(str(snap), read_only=True)
+    assert con.execute("SELECT event_id, profile_id FROM events ORDER BY event_id").fetchall() == embedded
+    rejected = con.execute("SELECT source, position, reason, raw FROM rejected_events").fetchall()
+    assert len(rejected) == stats["malformed"] and all(r[2] for r in rejected)
+
+    # the dead-letter topic keeps the original bytes with where they came from and why
+    lines = [line.rstrip(b"\n") for line in open(events, "rb") if line.strip()]
+    dead = []
+    read_to_end(settings, settings.topics.deadletter, dead.append)
+    assert len(dead) == stats["malformed"]
+    for record in dead:
+        headers = {k: v.decode() for k, v in record.headers}
+        assert headers["source_topic"] == settings.topics.raw() and headers["reason"]
+        assert record.value == lines[int(headers["source_offset"])]
+
+
+def test_resolve_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(kafka_bootstrap, tmp_path):
+    events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
+    stats = write_dataset(events, truth, SyntheticConfig(people=4000, seed=21))
+    prefix = unique_name("crash") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    idres("produce", str(events), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix,
+          "--topic", settings.topics.raw(), "--partitions", "1")
+    validate = Worker(tmp_path, kafka_bootstrap, prefix, "validate")
+    resolve = Worker(tmp_path, kafka_bootstrap, prefix, "resolve")
+    workers = [validate, resolve]
+    try:
+        wait_until(lambda: resolve.metrics().get("idres_log_entries_written_total", 0) > 2000, 120,
+                   "the first decisions written", workers)
+        resolve.stop(signal.SIGKILL)
+        partial = sum(decided(settings).values())  # nobody writes the decision log now
+        assert 0 < partial < stats["events"], "the kill should land mid-stream"
+        killed_at = time.monotonic()
+        resolve = Worker(tmp_path, kafka_bootstrap, prefix, "resolve")
+        workers = [validate, resolve]
+        wait_until(lambda: resolve.metrics().get("idres_log_entries_written_total", 0) == stats["events"] - partial,
+                   180, "the rest of the events decided", workers)
+        recovery = time.monotonic() - killed_at
+    finally:
+        for w in workers:
+            w.stop()
+    counts = decided(settings)
+    assert len(counts) == stats["events"] and max(counts.values()) == 1, "an event was lost or decided twice"
+    print(f"recovered and finished {stats['events'] - partial} more events in {recovery:.1f} s after SIGKILL")
+
+    # and the result is the uninterrupted one, profile IDs included
+    snap = tmp_path / "after-crash.duckdb"
+    idres("snapshot", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--out", str(snap))
+    with EmbeddedEngine(tmp_path / "embedded") as engine:
+        engine.ingest_file(events)
+        embedded = sorted(zip(engine.views.ev_id, engine.views.ev_profile))
+    con = duckdb.connect(str(snap), read_only=True)
+    assert con.execute("SELECT event_id, profile_id FROM events ORDER BY event_id").fetchall() == embedded
