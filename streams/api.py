@@ -206,6 +206,69 @@ class Follower:
 
 
 # ============================================================================================ models
+class KafkaFollower(Follower):
+    """The same follower fed from the decision-log topic of a Kafka deployment instead of a data directory.
+
+    On start it folds the topic from its beginning; then one consumer (no group, no commits) stays on
+    the topic and folds each new message's entries, whole, under the lock.
+    """
+
+    def __init__(self, settings: Any, config: Optional[ResolverConfig] = None,
+                 projection_config: Optional[ProjectionConfig] = None, **kwargs: Any):
+        super().__init__(Path("."), config, projection_config, **kwargs)
+        self.settings = settings
+        self.next_offset = 0
+        self._consumer: Any = None
+
+    def load(self) -> None:
+        from streams.stream_app import fold_decision_log
+
+        views = CustomerViews(self.projection_config)
+        self.next_offset, entries = fold_decision_log(self.settings, views=views)
+        self.applied = entries
+        gc.freeze()
+        with self.lock:
+            self.views = views
+            self.log_length = views.seq
+
+    def poll(self) -> int:
+        from kafka import KafkaConsumer, TopicPartition
+
+        from streams.stream_app import decision_entries
+
+        self.polls += 1
+        self.last_poll = time.time()
+        tp = TopicPartition(self.settings.topics.decisions, 0)
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(bootstrap_servers=self.settings.bootstrap_servers, group_id=None,
+                                           enable_auto_commit=False, auto_offset_reset="earliest",
+                                           client_id=f"{self.settings.client_id}-api", max_partition_fetch_bytes=8 << 20)
+            self._consumer.assign([tp])
+            self._consumer.seek(tp, self.next_offset)
+        n = 0
+        with bulk_work():
+            for record in self._consumer.poll(timeout_ms=0, max_records=200).get(tp, ()):
+                if record.offset < self.next_offset:
+                    continue
+                entries = decision_entries(record.value)
+                views = self.views
+                with self.lock:
+                    for entry in entries:
+                        views.apply_entry(views.seq, entry)
+                self.next_offset = record.offset + 1
+                self.applied += len(entries)
+                n += len(entries)
+        high = self._consumer.highwater(tp)
+        self.log_length = self.views.seq + (max(0, high - self.next_offset) if high is not None else 0)
+        gc.freeze()
+        return n
+
+    def stop(self, timeout: float = 5.0) -> None:
+        super().stop(timeout)
+        if self._consumer is not None:
+            self._consumer.close()
+
+
 class Problem(BaseModel):
     error: str = Field(description="A stable, machine-readable code.")
     detail: str = Field(description="What went wrong, for a person.")
@@ -681,25 +744,33 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, *,
           config: Optional[ResolverConfig] = None, projection_config: Optional[ProjectionConfig] = None,
-          no_auth: bool = False) -> int:
-    """Runs the lookup API until interrupted (SIGINT/SIGTERM). The API key comes from IDRES_API_KEY."""
+          no_auth: bool = False, kafka: Any = None) -> int:
+    """Runs the lookup API until interrupted (SIGINT/SIGTERM). The API key comes from IDRES_API_KEY.
+
+    ``kafka`` (a ``KafkaSettings``) serves a Kafka deployment: the views follow its decision-log topic
+    instead of ``data_dir``."""
     import uvicorn
 
     data_dir = Path(data_dir)
     if not 0 <= port <= 65535:
         raise ServeError(f"--port must be within 0..65535, not {port}")
-    if not (data_dir / "log").is_dir():
+    if kafka is None and not (data_dir / "log").is_dir():
         raise ServeError(f"no idres data in {data_dir}: run `idres ingest FILE --data-dir {data_dir}` first")
     api_key = None if no_auth else (os.environ.get(API_KEY_ENV) or None)
     if api_key is None and not no_auth and not is_loopback(host):
         raise ServeError(f"refusing to serve on {host} without authentication: set {API_KEY_ENV} "
                          f"(clients then send it in X-API-Key), or pass --no-auth")
     sock = _listen(host, port)
-    follower = Follower(data_dir, config, projection_config)
+    if kafka is not None:
+        follower: Follower = KafkaFollower(kafka, config, projection_config)
+        source = f"{kafka.topics.decisions} at {kafka.bootstrap}"
+    else:
+        follower = Follower(data_dir, config, projection_config)
+        source = str(data_dir)
     app = create_app(follower, api_key)
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if sock.family == socket.AF_INET6 else bound[0]
-    print(f"idres: serving {data_dir} on http://{shown}:{bound[1]} "
+    print(f"idres: serving {source} on http://{shown}:{bound[1]} "
           f"({'X-API-Key required' if api_key else 'no API key'}); /readyz answers 200 once loaded",
           file=sys.stderr, flush=True)
     # The follower thread parses and folds log entries while requests are served: a short switch

@@ -308,8 +308,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from streams.api import serve
 
     config, projection = _settings(args)
+    kafka = _kafka_settings(args) if _uses_kafka(args) else None
     return serve(args.data_dir or DEFAULT_DATA_DIR, args.host, args.port, config=config, projection_config=projection,
-                 no_auth=args.no_auth)
+                 no_auth=args.no_auth, kafka=kafka)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -502,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-auth", action="store_true",
                    help="serve without an API key even on a non-loopback address ($IDRES_API_KEY is ignored)")
     data_dir(p)
+    p.set_defaults(data_dir=None)
+    kafka(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="generate a realistic data set, resolve it, snapshot it, score it")

@@ -25,7 +25,19 @@ from streams.log import DecisionLog, load_checkpoint, save_checkpoint
 
 MAX_RECORD_BYTES = 1 << 20
 CHECKPOINT_EVERY = 10_000  # log entries
-STATE_FORMAT = "engine-1"
+def _state_format() -> str:
+    """Names the shape of the pickled state: any change to the code of the objects a checkpoint holds
+    makes older checkpoints unusable, and they are then ignored (the log is folded again)."""
+    import projections.customer
+    import resolver.engine
+
+    h = hashlib.sha256()
+    for module in (resolver.engine, projections.customer):
+        h.update(Path(module.__file__).read_bytes())
+    return "engine-" + h.hexdigest()[:12]
+
+
+STATE_FORMAT = _state_format()
 
 
 @dataclass

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -131,6 +133,30 @@ def test_stream_jobs_resolve_like_the_embedded_engine(kafka_bootstrap, dataset, 
     assert con.execute("SELECT event_id, profile_id FROM events ORDER BY event_id").fetchall() == embedded
     rejected = con.execute("SELECT source, position, reason, raw FROM rejected_events").fetchall()
     assert len(rejected) == stats["malformed"] and all(r[2] for r in rejected)
+
+    # the lookup API serves a Kafka deployment from the same decision log
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", "--bootstrap", kafka_bootstrap,
+                               "--topic-prefix", prefix, "--port", str(port)], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                    return resp.status == 200
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()
+                return False
+
+        wait_until(ready, 60, "the API to load the decision log")
+        pid, email = con.execute("SELECT profile_id, emails[1] FROM profiles WHERE len(emails) > 0 "
+                                 "ORDER BY event_count DESC LIMIT 1").fetchone()
+        url = f"http://127.0.0.1:{port}/v1/lookup?type=email&value={urllib.parse.quote(email.upper())}"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            assert json.loads(resp.read())["profile_id"] == pid
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
 
     # the dead-letter topic keeps the original bytes with where they came from and why
     lines = [line.rstrip(b"\n") for line in open(events, "rb") if line.strip()]
