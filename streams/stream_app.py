@@ -44,6 +44,7 @@ from streams.kafka_io import KafkaSettings, admin_client, ensure_topics
 log = logging.getLogger("idres.stream")
 
 ROLES = ("validate", "resolve", "project")
+LOG_EVERY = 30.0  # seconds between progress lines in the worker's log
 MESSAGE_BYTES = 128 * 1024  # conventional message sizes: well under any broker's 1 MiB default
 
 
@@ -281,6 +282,13 @@ class StreamJobs:
         @app.page("/metrics")
         async def metrics(web: Any, request: Any) -> Any:
             return web.text(jobs.metrics.text(app), content_type="text/plain; version=0.0.4")
+
+        @app.timer(interval=LOG_EVERY)
+        async def log_progress() -> None:
+            counters = jobs.metrics.counters
+            if counters:
+                up = max(time.monotonic() - jobs.metrics.started, 1e-9)
+                log.warning("progress: %s", ", ".join(f"{k} {v:,} ({v / up:,.0f}/s)" for k, v in sorted(counters.items())))
 
         if "validate" in o.roles:
             raw = app.topic(*sorted({s.topics.raw(c) for c in o.channels} | {s.topics.raw_unknown, s.topics.raw()}),
