@@ -27,7 +27,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from streams.kafka_io import KafkaSettings  # noqa: E402
 from streams.synthetic import SyntheticConfig, write_dataset  # noqa: E402
 from tests.kafka_broker import free_port, kafka_broker, select_broker  # noqa: E402
 

@@ -9,23 +9,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import duckdb
 import pytest
 
 from resolver.measures import pairwise_scores
 from streams.synthetic import SyntheticConfig, write_dataset
+from tests.cli_helpers import ROOT, run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
-def idres(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True,
-                          cwd=kw.pop("cwd", ROOT), timeout=kw.pop("timeout", 300), **kw)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"idres {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-    return proc
+idres = run_cli
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -18,6 +17,7 @@ from resolver.normalize import Normalizer
 from schemas.channel import RejectedInput, parse_event
 from streams.synthetic import SyntheticConfig, write_dataset
 from tests import kafka_broker
+from tests.cli_helpers import run_cli
 from tests.kafka_broker import create_topics, free_port, unique_name
 
 # kafka-python 3.0 loads its protocol schemas with a deprecated importlib.resources call
@@ -29,8 +29,7 @@ NORMALIZER = Normalizer(CONFIG)
 
 
 def idres(*args: str, stdin: Optional[bytes] = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], input=stdin, capture_output=True,
-                          cwd=ROOT, timeout=timeout)
+    return run_cli(*args, check=False, text=False, stdin=stdin, timeout=timeout)
 
 
 def produce(*args: str, stdin: Optional[bytes] = None) -> dict:

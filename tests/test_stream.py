@@ -19,16 +19,12 @@ from streams.embedded import EmbeddedEngine
 from streams.kafka_io import KafkaSettings
 from streams.stream_app import read_to_end, decision_entries
 from streams.synthetic import SyntheticConfig, write_dataset
+from tests.cli_helpers import ROOT, run_cli
 from tests.kafka_broker import free_port, unique_name
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
-def idres(*args: str, timeout: float = 300) -> str:
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, f"idres {' '.join(args)} exited {proc.returncode}: {proc.stderr}"
-    return proc.stdout
+idres = run_cli
 
 
 class Worker:
@@ -82,6 +78,18 @@ def decided(settings: KafkaSettings) -> Counter:
     return ids
 
 
+def snapshot_matches_embedded(bootstrap: str, prefix: str, events: Path, tmp: Path):
+    """Snapshots the Kafka deployment and checks every event has the profile `idres ingest` gives it."""
+    snap = tmp / f"{prefix}duckdb"
+    idres("snapshot", "--bootstrap", bootstrap, "--topic-prefix", prefix, "--out", str(snap))
+    with EmbeddedEngine(tmp / f"embedded-{prefix}") as engine:
+        engine.ingest_file(events)
+        embedded = sorted(zip(engine.views.ev_id, engine.views.ev_profile))
+    con = duckdb.connect(str(snap), read_only=True)
+    assert con.execute("SELECT event_id, profile_id FROM events ORDER BY event_id").fetchall() == embedded
+    return con
+
+
 def wait_until(check, timeout: float, what: str, workers=()) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -124,13 +132,7 @@ def test_stream_jobs_resolve_like_the_embedded_engine(kafka_bootstrap, dataset, 
         worker.stop()
     assert max(decided(settings).values()) == 1
 
-    snap = tmp_path / "kafka.duckdb"
-    idres("snapshot", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--out", str(snap))
-    with EmbeddedEngine(tmp_path / "embedded") as engine:
-        engine.ingest_file(events)
-        embedded = sorted(zip(engine.views.ev_id, engine.views.ev_profile))
-    con = duckdb.connect(str(snap), read_only=True)
-    assert con.execute("SELECT event_id, profile_id FROM events ORDER BY event_id").fetchall() == embedded
+    con = snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
     rejected = con.execute("SELECT source, position, reason, raw FROM rejected_events").fetchall()
     assert len(rejected) == stats["malformed"] and all(r[2] for r in rejected)
 
@@ -199,10 +201,4 @@ def test_resolve_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
     print(f"recovered and finished {stats['events'] - partial} more events in {recovery:.1f} s after SIGKILL")
 
     # and the result is the uninterrupted one, profile IDs included
-    snap = tmp_path / "after-crash.duckdb"
-    idres("snapshot", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--out", str(snap))
-    with EmbeddedEngine(tmp_path / "embedded") as engine:
-        engine.ingest_file(events)
-        embedded = sorted(zip(engine.views.ev_id, engine.views.ev_profile))
-    con = duckdb.connect(str(snap), read_only=True)
-    assert con.execute("SELECT event_id, profile_id FROM events ORDER BY event_id").fetchall() == embedded
+    snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
