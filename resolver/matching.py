@@ -1,0 +1,721 @@
+"""Probabilistic matching on personal attributes: blocking, field comparisons, Fellegi-Sunter weights.
+
+Deterministic identifiers (emails, phones, loyalty cards) leave some events unlinked: a caller who gives
+only a name, a date of birth and an unknown phone; a store purchase with a name and a postcode. This
+module scores how likely two attribute records describe the same person. It is pure and deterministic:
+no clock, no unseeded randomness, no iteration over unordered sets whose order reaches a result. Only
+``load_model`` and ``save_model`` touch files; the resolver never calls them.
+
+The pieces:
+
+* ``AttributeRecord``: first name, last name, date of birth (ISO), address, postcode, city, each
+  canonicalized for matching on construction (accents folded, case folded, street abbreviations).
+* ``blocking_keys(record)``: the sorted keys under which a record is indexed, so that candidates are found
+  by key look-up instead of a scan: surname Soundex + date of birth, first-name group + date of birth,
+  surname Soundex + postcode, address + postcode. Dates in keys ignore a day/month swap.
+* ``compare(a, b)``: one agreement level per field (``FIELD_LEVELS``, best first), or ``"null"`` when a
+  side is missing.
+* ``MatchModel``: m = P(level | same person) and u = P(level | different people) per field and level;
+  ``weight(a, b)`` is the Fellegi-Sunter total ``sum(log2(m/u))`` over non-null fields, with the per-field
+  contributions that explain it. Two thresholds: ``link_threshold`` (link automatically) and
+  ``review_threshold`` (a possible match for review). ``default_model()`` ships sensible values.
+* ``estimate_u`` (u from seeded random pairs) and ``estimate_m_em`` (EM for m and the match proportion
+  over candidate pairs, u fixed).
+* ``hard_conflict(a, b)``: dates of birth that clearly differ. A fuzzy score never overrides it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+import unicodedata
+from dataclasses import dataclass, fields as dc_fields
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA, JaroWinkler
+
+from resolver.errors import ConfigError
+
+MODEL_FORMAT = "idres-match-model"
+MODEL_FORMAT_VERSION = 1
+# Bump when the meaning of a comparison level changes: a model estimated under other definitions is refused.
+COMPARISONS_VERSION = 1
+
+NULL = "null"
+FIELDS: tuple[str, ...] = ("first_name", "last_name", "date_of_birth", "postcode", "address", "city")
+# Agreement levels per field, best first (``null`` is not listed: it always weighs 0).
+FIELD_LEVELS: dict[str, tuple[str, ...]] = {
+    "first_name": ("exact", "nickname", "jw_92", "jw_80", "different"),
+    "last_name": ("exact", "jw_92", "jw_80", "different"),
+    "date_of_birth": ("exact", "swapped", "one_off", "different"),
+    "postcode": ("exact", "prefix", "different"),
+    "address": ("exact", "tsr_90", "tsr_75", "different"),
+    "city": ("exact", "jw_92", "different"),
+}
+JW_HIGH = 0.92
+JW_LOW = 0.80
+TSR_HIGH = 90.0
+TSR_LOW = 75.0
+POSTCODE_PREFIX = 3
+
+# --------------------------------------------------------------------------------------------------
+# Canonical forms
+# --------------------------------------------------------------------------------------------------
+_NON_LETTER = re.compile(r"[^a-z ]+")
+_NON_ALNUM_SPACE = re.compile(r"[^0-9a-z ]+")
+_NON_ALNUM = re.compile(r"[^0-9A-Z]+")
+_WS = re.compile(r"\s+")
+_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+
+_STREET_WORDS = {
+    "street": "st", "str": "st", "road": "rd", "avenue": "ave", "av": "ave", "lane": "ln", "drive": "dr",
+    "court": "ct", "place": "pl", "square": "sq", "crescent": "cres", "close": "cl", "terrace": "ter",
+    "gardens": "gdns", "garden": "gdn", "boulevard": "blvd", "highway": "hwy", "parkway": "pkwy",
+    "apartment": "apt", "suite": "ste", "building": "bldg", "house": "ho", "mount": "mt", "north": "n",
+    "south": "s", "east": "e", "west": "w", "saint": "st", "grove": "gr", "park": "pk",
+}
+
+
+def _fold(value: str) -> str:
+    """Accents removed, case folded, whitespace collapsed."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return _WS.sub(" ", stripped.casefold()).strip()
+
+
+def canonical_name(value: Optional[str]) -> Optional[str]:
+    """``"O'Brien-Smith"`` -> ``"obrien smith"``: letters only, hyphens become spaces."""
+    if value is None:
+        return None
+    folded = _fold(value).replace("'", "").replace("\u2019", "").replace("-", " ")
+    out = _WS.sub(" ", _NON_LETTER.sub(" ", folded)).strip()
+    return out or None
+
+
+def canonical_address(value: Optional[str]) -> Optional[str]:
+    """``"12, High Street"`` -> ``"12 high st"``: punctuation dropped, street words abbreviated."""
+    if value is None:
+        return None
+    tokens = _NON_ALNUM_SPACE.sub(" ", _fold(value).replace("'", "")).split()
+    out = " ".join(_STREET_WORDS.get(t, t) for t in tokens)
+    return out or None
+
+
+def canonical_postcode(value: Optional[str]) -> Optional[str]:
+    """``"sw1a 1aa"`` -> ``"SW1A1AA"``."""
+    if value is None:
+        return None
+    out = _NON_ALNUM.sub("", _fold(value).upper())
+    return out or None
+
+
+def canonical_date(value: Optional[str]) -> Optional[str]:
+    """An ISO date ``YYYY-MM-DD`` with a plausible month and day, else None."""
+    if value is None:
+        return None
+    m = _ISO.match(value.strip()[:10])
+    if not m or not (1 <= int(m.group(2)) <= 12 and 1 <= int(m.group(3)) <= 31):
+        return None
+    return m.group(0)
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeRecord:
+    """Personal attributes of one event or profile, canonicalized for matching on construction.
+
+    Any field may be None (unknown). Construction is idempotent: canonical values stay as they are.
+    """
+
+    first_name: Optional[str] = None
+    last_name: Optional[str] = None
+    date_of_birth: Optional[str] = None
+    address: Optional[str] = None
+    postcode: Optional[str] = None
+    city: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "first_name", canonical_name(self.first_name))
+        set_(self, "last_name", canonical_name(self.last_name))
+        set_(self, "date_of_birth", canonical_date(self.date_of_birth))
+        set_(self, "address", canonical_address(self.address))
+        set_(self, "postcode", canonical_postcode(self.postcode))
+        set_(self, "city", canonical_name(self.city))
+
+    @classmethod
+    def from_attributes(cls, attributes: Mapping[str, Any]) -> "AttributeRecord":
+        """From ``Normalizer.attributes`` output (other keys are ignored)."""
+        names = [f.name for f in dc_fields(cls)]
+        return cls(**{k: (str(attributes[k]) if attributes.get(k) is not None else None) for k in names})
+
+
+# --------------------------------------------------------------------------------------------------
+# Nicknames and phonetic keys
+# --------------------------------------------------------------------------------------------------
+# Each group: the formal name first, then its common short forms. A name may sit in several groups.
+NICKNAME_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("robert", "bob", "bobby", "rob", "robbie", "bert"),
+    ("william", "bill", "billy", "will", "willy", "liam"),
+    ("richard", "rick", "ricky", "rich", "dick"),
+    ("elizabeth", "elisabeth", "liz", "lizzie", "beth", "betty", "eliza", "libby"),
+    ("margaret", "maggie", "meg", "peggy", "marge", "greta"),
+    ("james", "jim", "jimmy", "jamie"),
+    ("john", "jon", "johnny", "jack"),
+    ("jonathan", "jon", "jonny"),
+    ("michael", "mike", "mick", "mickey", "mikey"),
+    ("katherine", "catherine", "kathryn", "kate", "katie", "kathy", "cathy", "kat"),
+    ("thomas", "tom", "tommy"),
+    ("anthony", "tony"),
+    ("christopher", "chris", "kit"),
+    ("christine", "christina", "chris", "tina"),
+    ("alexander", "alex", "sandy", "xander"),
+    ("alexandra", "alex", "sandra", "sandy", "lexi"),
+    ("edward", "ed", "eddie", "ted", "ned"),
+    ("daniel", "dan", "danny"),
+    ("david", "dave", "davy"),
+    ("joseph", "joe", "joey"),
+    ("samuel", "sam", "sammy"),
+    ("samantha", "sam", "sammy"),
+    ("benjamin", "ben", "benny"),
+    ("nicholas", "nick", "nicky"),
+    ("matthew", "matt"),
+    ("andrew", "andy", "drew"),
+    ("stephen", "steven", "steve"),
+    ("patrick", "pat", "paddy"),
+    ("patricia", "pat", "patty", "trish"),
+    ("susan", "sue", "susie"),
+    ("deborah", "debbie", "deb"),
+    ("jennifer", "jen", "jenny"),
+    ("rebecca", "becky", "becca"),
+    ("victoria", "vicky", "tori"),
+    ("charles", "charlie", "chuck"),
+    ("henry", "harry", "hank"),
+    ("peter", "pete"),
+    ("timothy", "tim"),
+    ("gregory", "greg"),
+    ("jacob", "jake"),
+    ("joshua", "josh"),
+    ("zachary", "zach", "zack"),
+    ("frederick", "fred", "freddie"),
+    ("francis", "frank"),
+    ("abigail", "abby"),
+)
+_NICK_INDEX: dict[str, tuple[int, ...]] = {}
+for _gid, _group in enumerate(NICKNAME_GROUPS):
+    for _name in _group:
+        _NICK_INDEX[_name] = _NICK_INDEX.get(_name, ()) + (_gid,)
+
+
+def nickname_equivalent(a: str, b: str) -> bool:
+    """True when two canonical first names share a nickname group (Bob / Robert)."""
+    ga = _NICK_INDEX.get(a)
+    gb = _NICK_INDEX.get(b)
+    return bool(ga and gb and set(ga).intersection(gb))
+
+
+_SOUNDEX_CODES = {
+    **dict.fromkeys("bfpv", "1"), **dict.fromkeys("cgjkqsxz", "2"), **dict.fromkeys("dt", "3"),
+    "l": "4", **dict.fromkeys("mn", "5"), "r": "6",
+}
+
+
+def soundex(name: Optional[str]) -> Optional[str]:
+    """American Soundex of a canonical name (``"smith"``, ``"smyth"`` -> ``"S530"``); spaces ignored."""
+    if not name:
+        return None
+    letters = [c for c in name if "a" <= c <= "z"]
+    if not letters:
+        return None
+    out = [letters[0].upper()]
+    last = _SOUNDEX_CODES.get(letters[0], "")
+    for c in letters[1:]:
+        code = _SOUNDEX_CODES.get(c, "")
+        if code and code != last:
+            out.append(code)
+            if len(out) == 4:
+                break
+        if c not in "hw":  # h and w do not separate equal codes; vowels do
+            last = code
+    return "".join(out).ljust(4, "0")
+
+
+def _first_name_keys(first: str) -> list[str]:
+    groups = _NICK_INDEX.get(first)
+    if groups:
+        return [NICKNAME_GROUPS[g][0] for g in groups]
+    code = soundex(first)
+    return [code] if code else []
+
+
+def _dob_key(dob: str) -> str:
+    """The date with day and month in numeric order, so a swap lands in the same block."""
+    y, m, d = dob[:4], dob[5:7], dob[8:10]
+    lo, hi = sorted((m, d))
+    return f"{y}-{lo}-{hi}"
+
+
+def blocking_keys(record: AttributeRecord) -> list[str]:
+    """Index keys of a record, sorted and unique. Two records are candidates when they share a key."""
+    keys: set[str] = set()
+    last = soundex(record.last_name)
+    dob = _dob_key(record.date_of_birth) if record.date_of_birth else None
+    if last and dob:
+        keys.add(f"ln_dob:{last}:{dob}")
+    if record.first_name and dob:
+        keys.update(f"fn_dob:{fk}:{dob}" for fk in _first_name_keys(record.first_name))
+    if last and record.postcode:
+        keys.add(f"ln_pc:{last}:{record.postcode}")
+    if record.address and record.postcode:
+        keys.add(f"addr_pc:{record.address}:{record.postcode}")
+    return sorted(keys)
+
+
+# --------------------------------------------------------------------------------------------------
+# Comparisons
+# --------------------------------------------------------------------------------------------------
+def compare_first_name(a: Optional[str], b: Optional[str]) -> str:
+    if a is None or b is None:
+        return NULL
+    if a == b:
+        return "exact"
+    if nickname_equivalent(a, b):
+        return "nickname"
+    return _jw_level(a, b)
+
+
+def compare_last_name(a: Optional[str], b: Optional[str]) -> str:
+    if a is None or b is None:
+        return NULL
+    if a == b:
+        return "exact"
+    return _jw_level(a, b)
+
+
+def _jw_level(a: str, b: str) -> str:
+    sim = JaroWinkler.similarity(a, b, score_cutoff=JW_LOW)
+    if sim >= JW_HIGH:
+        return "jw_92"
+    if sim >= JW_LOW:
+        return "jw_80"
+    return "different"
+
+
+def compare_date_of_birth(a: Optional[str], b: Optional[str]) -> str:
+    """exact; swapped (day and month exchanged); one_off (one of year, month, day differs, or one
+    digit typo or transposition); different."""
+    if a is None or b is None:
+        return NULL
+    if a == b:
+        return "exact"
+    ya, ma, da = a[:4], a[5:7], a[8:10]
+    yb, mb, db = b[:4], b[5:7], b[8:10]
+    if ya == yb and ma == db and da == mb:
+        return "swapped"
+    if (ya != yb) + (ma != mb) + (da != db) == 1 or _one_typo(a, b):
+        return "one_off"
+    return "different"
+
+
+def _one_typo(a: str, b: str) -> bool:
+    """The dates' digits are one substitution or one adjacent transposition apart."""
+    return OSA.distance(a.replace("-", ""), b.replace("-", ""), score_cutoff=1) <= 1
+
+
+def compare_postcode(a: Optional[str], b: Optional[str]) -> str:
+    if a is None or b is None:
+        return NULL
+    if a == b:
+        return "exact"
+    if len(a) >= POSTCODE_PREFIX and a[:POSTCODE_PREFIX] == b[:POSTCODE_PREFIX]:
+        return "prefix"
+    return "different"
+
+
+def compare_address(a: Optional[str], b: Optional[str]) -> str:
+    """exact; token-set ratio >= 90; >= 75; different. House numbers that disagree (neither address's
+    numbers contain the other's) make the addresses different whatever the street."""
+    if a is None or b is None:
+        return NULL
+    if a == b:
+        return "exact"
+    nums_a = {t for t in a.split() if any(c.isdigit() for c in t)}
+    nums_b = {t for t in b.split() if any(c.isdigit() for c in t)}
+    if nums_a and nums_b and not (nums_a <= nums_b or nums_b <= nums_a):
+        return "different"
+    ratio = fuzz.token_set_ratio(a, b, score_cutoff=TSR_LOW)
+    if ratio >= TSR_HIGH:
+        return "tsr_90"
+    if ratio >= TSR_LOW:
+        return "tsr_75"
+    return "different"
+
+
+def compare_city(a: Optional[str], b: Optional[str]) -> str:
+    if a is None or b is None:
+        return NULL
+    if a == b:
+        return "exact"
+    return "jw_92" if JaroWinkler.similarity(a, b) >= JW_HIGH else "different"
+
+
+def compare(a: AttributeRecord, b: AttributeRecord) -> tuple[str, ...]:
+    """The comparison vector: one agreement level per field of ``FIELDS``, in that order."""
+    return (
+        compare_first_name(a.first_name, b.first_name),
+        compare_last_name(a.last_name, b.last_name),
+        compare_date_of_birth(a.date_of_birth, b.date_of_birth),
+        compare_postcode(a.postcode, b.postcode),
+        compare_address(a.address, b.address),
+        compare_city(a.city, b.city),
+    )
+
+
+def compare_fields(a: AttributeRecord, b: AttributeRecord) -> dict[str, str]:
+    """``compare`` as a dict field -> level."""
+    return dict(zip(FIELDS, compare(a, b)))
+
+
+def hard_conflict(a: AttributeRecord, b: AttributeRecord) -> Optional[str]:
+    """Why two records cannot be one person whatever their other fields say, or None.
+
+    Dates of birth conflict when both are known, differ, are not a day/month swap and are not one typo
+    (one digit, or two adjacent digits transposed) apart.
+    """
+    da, db = a.date_of_birth, b.date_of_birth
+    if da is None or db is None or da == db:
+        return None
+    if compare_date_of_birth(da, db) == "swapped" or _one_typo(da, db):
+        return None
+    lo, hi = sorted((da, db))
+    return f"dates of birth differ: {lo} vs {hi}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------------
+Table = dict[str, dict[str, float]]
+
+_DEFAULT_M: Table = {
+    "first_name": {"exact": 0.80, "nickname": 0.05, "jw_92": 0.07, "jw_80": 0.04, "different": 0.04},
+    "last_name": {"exact": 0.85, "jw_92": 0.07, "jw_80": 0.03, "different": 0.05},
+    "date_of_birth": {"exact": 0.90, "swapped": 0.02, "one_off": 0.05, "different": 0.03},
+    "postcode": {"exact": 0.85, "prefix": 0.07, "different": 0.08},
+    "address": {"exact": 0.70, "tsr_90": 0.12, "tsr_75": 0.06, "different": 0.12},
+    "city": {"exact": 0.88, "jw_92": 0.04, "different": 0.08},
+}
+# u of address and city are taken given that the postcode agrees (about one address in twenty within a
+# postcode; the city then mostly agrees too): the fields are dependent, and unconditional u values would
+# count one agreement two or three times. Estimated u values (``estimate_u``) are unconditional.
+_DEFAULT_U: Table = {
+    "first_name": {"exact": 0.01, "nickname": 0.002, "jw_92": 0.004, "jw_80": 0.03, "different": 0.954},
+    "last_name": {"exact": 0.003, "jw_92": 0.002, "jw_80": 0.02, "different": 0.975},
+    "date_of_birth": {"exact": 0.0001, "swapped": 0.0001, "one_off": 0.005, "different": 0.9948},
+    "postcode": {"exact": 0.002, "prefix": 0.02, "different": 0.978},
+    "address": {"exact": 0.05, "tsr_90": 0.02, "tsr_75": 0.03, "different": 0.90},
+    "city": {"exact": 0.15, "jw_92": 0.01, "different": 0.84},
+}
+DEFAULT_LINK_THRESHOLD = 24.0
+DEFAULT_REVIEW_THRESHOLD = 10.0
+DEFAULT_PRIOR = 0.01
+_EPS = 1e-9
+
+
+class MatchModel:
+    """Fellegi-Sunter parameters: m and u per field and level, the match proportion among candidate pairs
+    (``prior``), and the two decision thresholds on the total log2 weight. Immutable by convention: the
+    ``with_*`` methods and the estimators return new models."""
+
+    __slots__ = ("version", "m", "u", "prior", "link_threshold", "review_threshold", "_weights", "_vector")
+
+    def __init__(self, m: Mapping[str, Mapping[str, float]], u: Mapping[str, Mapping[str, float]], *,
+                 version: str = "custom", prior: float = DEFAULT_PRIOR,
+                 link_threshold: float = DEFAULT_LINK_THRESHOLD,
+                 review_threshold: float = DEFAULT_REVIEW_THRESHOLD):
+        self.m: Table = _table(m, "m")
+        self.u: Table = _table(u, "u")
+        if not (0.0 < prior < 1.0):
+            raise ConfigError(f"match model: prior must be in (0, 1), not {prior!r}")
+        if review_threshold > link_threshold:
+            raise ConfigError("match model: review_threshold must not exceed link_threshold")
+        self.version = str(version)
+        self.prior = float(prior)
+        self.link_threshold = float(link_threshold)
+        self.review_threshold = float(review_threshold)
+        self._weights: dict[str, dict[str, float]] = {
+            f: {NULL: 0.0, **{lv: math.log2(self.m[f][lv] / self.u[f][lv]) for lv in FIELD_LEVELS[f]}}
+            for f in FIELDS
+        }
+        self._vector = tuple(self._weights[f] for f in FIELDS)
+
+    # -- scoring -----------------------------------------------------------------------------------
+    def level_weight(self, field: str, level: str) -> float:
+        """log2(m/u) of one field's level; 0 for ``null``."""
+        return self._weights[field][level]
+
+    def weight_of(self, levels: Sequence[str]) -> tuple[float, dict[str, float]]:
+        """Total and per-field log2 weights of a comparison vector (``compare`` output)."""
+        parts = {f: w[lv] for f, w, lv in zip(FIELDS, self._vector, levels)}
+        total = 0.0
+        for value in parts.values():  # fixed field order: the float sum is reproducible
+            total += value
+        return total, parts
+
+    def weight(self, a: AttributeRecord, b: AttributeRecord) -> tuple[float, dict[str, float]]:
+        """Fellegi-Sunter match weight of two records and each field's contribution."""
+        return self.weight_of(compare(a, b))
+
+    def match_probability(self, total_weight: float) -> float:
+        """P(same person | weight) for a candidate pair, from the prior match proportion."""
+        log_odds = total_weight + math.log2(self.prior / (1.0 - self.prior))
+        if log_odds >= 0:
+            return 1.0 / (1.0 + 2.0 ** -log_odds)
+        z = 2.0 ** log_odds
+        return z / (1.0 + z)
+
+    def classify(self, total_weight: float) -> str:
+        """``"link"`` at or above the link threshold, ``"review"`` at or above the review threshold,
+        else ``"non_match"``."""
+        if total_weight >= self.link_threshold:
+            return "link"
+        if total_weight >= self.review_threshold:
+            return "review"
+        return "non_match"
+
+    def is_monotone(self) -> bool:
+        """True when, in every field, a better level never weighs less than a worse one."""
+        for f in FIELDS:
+            ws = [self._weights[f][lv] for lv in FIELD_LEVELS[f]]
+            if any(ws[i] < ws[i + 1] for i in range(len(ws) - 1)):
+                return False
+        return True
+
+    # -- copies ------------------------------------------------------------------------------------
+    def with_params(self, *, m: Optional[Mapping] = None, u: Optional[Mapping] = None,
+                    prior: Optional[float] = None, version: Optional[str] = None,
+                    link_threshold: Optional[float] = None,
+                    review_threshold: Optional[float] = None) -> "MatchModel":
+        return MatchModel(
+            self.m if m is None else m, self.u if u is None else u,
+            version=self.version if version is None else version,
+            prior=self.prior if prior is None else prior,
+            link_threshold=self.link_threshold if link_threshold is None else link_threshold,
+            review_threshold=self.review_threshold if review_threshold is None else review_threshold,
+        )
+
+    # -- serialization -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "comparisons_version": COMPARISONS_VERSION,
+            "version": self.version,
+            "prior": self.prior,
+            "link_threshold": self.link_threshold,
+            "review_threshold": self.review_threshold,
+            "fields": {f: {lv: {"m": self.m[f][lv], "u": self.u[f][lv]} for lv in FIELD_LEVELS[f]}
+                       for f in FIELDS},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "match model") -> "MatchModel":
+        if not isinstance(data, Mapping) or data.get("format") != MODEL_FORMAT:
+            raise ConfigError(f"{where}: not an idres match model (format must be {MODEL_FORMAT!r})")
+        if data.get("format_version") != MODEL_FORMAT_VERSION:
+            raise ConfigError(f"{where}: format_version {data.get('format_version')!r} is not supported "
+                              f"(expected {MODEL_FORMAT_VERSION})")
+        if data.get("comparisons_version") != COMPARISONS_VERSION:
+            raise ConfigError(f"{where}: estimated for comparisons version {data.get('comparisons_version')!r},"
+                              f" this build compares with version {COMPARISONS_VERSION}; re-estimate it")
+        try:
+            spec = data["fields"]
+            m = {f: {lv: spec[f][lv]["m"] for lv in FIELD_LEVELS[f]} for f in FIELDS}
+            u = {f: {lv: spec[f][lv]["u"] for lv in FIELD_LEVELS[f]} for f in FIELDS}
+            return cls(m, u, version=data["version"], prior=float(data["prior"]),
+                       link_threshold=float(data["link_threshold"]),
+                       review_threshold=float(data["review_threshold"]))
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"{where}: missing or malformed entry {exc}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "match model") -> "MatchModel":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{where}: not valid JSON: {exc}") from None
+        return cls.from_dict(data, where)
+
+    def fingerprint(self) -> str:
+        """A short hash of the parameters, to record with decisions made under this model."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:12]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MatchModel) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
+
+    def __repr__(self) -> str:
+        return f"MatchModel(version={self.version!r}, prior={self.prior!r}, fingerprint={self.fingerprint()})"
+
+
+def _table(t: Mapping[str, Mapping[str, float]], name: str) -> Table:
+    out: Table = {}
+    for f in FIELDS:
+        if f not in t:
+            raise ConfigError(f"match model: {name} has no entry for field {f!r}")
+        row = {}
+        for lv in FIELD_LEVELS[f]:
+            value = t[f].get(lv) if isinstance(t[f], Mapping) else None
+            if not isinstance(value, (int, float)) or not (0.0 < value <= 1.0):
+                raise ConfigError(f"match model: {name}[{f}][{lv}] must be a probability in (0, 1], "
+                                  f"not {value!r}")
+            row[lv] = float(value)
+        total = sum(row.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(f"match model: {name}[{f}] sums to {total!r}, not 1")
+        extra = set(t[f]) - set(FIELD_LEVELS[f])
+        if extra:
+            raise ConfigError(f"match model: {name}[{f}] has unknown level(s) {sorted(extra)}")
+        out[f] = row
+    return out
+
+
+def default_model() -> MatchModel:
+    """The shipped parameters: to use until there is data to estimate from."""
+    return MatchModel(_DEFAULT_M, _DEFAULT_U, version="default-1")
+
+
+def load_model(path: str | Path) -> MatchModel:
+    """A model from a JSON file (for drivers and the CLI; the resolver itself reads no files)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"match model file {path} not found") from None
+    return MatchModel.from_json(text, where=str(path))
+
+
+def save_model(model: MatchModel, path: str | Path) -> None:
+    Path(path).write_text(model.to_json(), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------------
+# Estimation
+# --------------------------------------------------------------------------------------------------
+def _normalized_counts(counts: Mapping[str, float], levels: tuple[str, ...], pseudo: float) -> dict[str, float]:
+    total = sum(counts.get(lv, 0.0) for lv in levels) + pseudo * len(levels)
+    return {lv: (counts.get(lv, 0.0) + pseudo) / total for lv in levels}
+
+
+def estimate_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: int,
+               model: Optional[MatchModel] = None, pseudo_count: float = 0.5,
+               version: Optional[str] = None) -> MatchModel:
+    """u from ``pairs_sample`` random pairs of distinct records drawn with ``random.Random(seed)``:
+    random pairs are almost all of different people. Returns ``model`` (default: ``default_model()``)
+    with u replaced; a field never known on both sides of a pair keeps its old u. Each level gets
+    ``pseudo_count`` extra observations so that no u is 0."""
+    base = model if model is not None else default_model()
+    n = len(records)
+    if n < 2 or pairs_sample <= 0:
+        return base
+    rng = random.Random(seed)
+    counts: list[dict[str, float]] = [{} for _ in FIELDS]
+    for _ in range(pairs_sample):
+        i = rng.randrange(n)
+        j = rng.randrange(n - 1)
+        if j >= i:
+            j += 1
+        for k, level in enumerate(compare(records[i], records[j])):
+            if level != NULL:
+                counts[k][level] = counts[k].get(level, 0.0) + 1.0
+    u: Table = {}
+    for k, f in enumerate(FIELDS):
+        u[f] = _normalized_counts(counts[k], FIELD_LEVELS[f], pseudo_count) if counts[k] else dict(base.u[f])
+    estimated = base.with_params(u=u)
+    return estimated.with_params(version=version or f"u-{estimated.fingerprint()}")
+
+
+def estimate_m_em(candidate_pairs: Iterable[tuple[AttributeRecord, AttributeRecord]], model: MatchModel,
+                  iterations: int = 20, prior: Optional[float] = None, pseudo_count: float = 0.01,
+                  monotone: bool = True, version: Optional[str] = None) -> MatchModel:
+    """m and the match proportion by expectation-maximization over candidate pairs, u kept fixed.
+
+    Starts from ``model``'s m and ``prior`` (or the given ``prior``). Start with a prior below the
+    expected share of matches: matches are a minority of candidate pairs, and a start near 0.5 can
+    converge to the wrong cluster (pairs that merely share a postcode). Identical comparison vectors are
+    grouped in first-seen order, so the result depends only on the pairs and their order. With
+    ``monotone`` the m of each field is pooled (pool-adjacent-violators over m/u, weighted by u) so that
+    a better level never weighs less than a worse one; the pooling keeps each field's m summing to 1.
+    """
+    groups: dict[tuple[str, ...], int] = {}
+    for a, b in candidate_pairs:
+        key = compare(a, b)
+        groups[key] = groups.get(key, 0) + 1
+    if not groups:
+        return model
+    vectors = list(groups.items())
+    n_pairs = float(sum(groups.values()))
+    m: Table = {f: dict(model.m[f]) for f in FIELDS}
+    u = model.u
+    lam = model.prior if prior is None else float(prior)
+    for _ in range(max(0, iterations)):
+        # E-step: P(match | vector) per distinct vector.
+        log_m = {f: {lv: math.log(v) for lv, v in m[f].items()} for f in FIELDS}
+        log_u = {f: {lv: math.log(v) for lv, v in u[f].items()} for f in FIELDS}
+        logit_prior = math.log(lam) - math.log1p(-lam)
+        posts: list[float] = []
+        for vec, _count in vectors:
+            s = logit_prior
+            for f, lv in zip(FIELDS, vec):
+                if lv != NULL:
+                    s += log_m[f][lv] - log_u[f][lv]
+            posts.append(_sigmoid(s))
+        # M-step.
+        matched = 0.0
+        sums: list[dict[str, float]] = [{} for _ in FIELDS]
+        for (vec, count), p in zip(vectors, posts):
+            w = count * p
+            matched += w
+            for k, lv in enumerate(vec):
+                if lv != NULL:
+                    sums[k][lv] = sums[k].get(lv, 0.0) + w
+        for k, f in enumerate(FIELDS):
+            if sum(sums[k].values()) > _EPS:
+                m[f] = _normalized_counts(sums[k], FIELD_LEVELS[f], pseudo_count)
+                if monotone:
+                    m[f] = _pool_monotone(m[f], u[f], FIELD_LEVELS[f])
+        lam = min(max(matched / n_pairs, 1e-6), 1.0 - 1e-6)
+    estimated = model.with_params(m=m, prior=lam)
+    return estimated.with_params(version=version or f"em-{estimated.fingerprint()}")
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+def _pool_monotone(m: dict[str, float], u: Mapping[str, float], levels: tuple[str, ...]) -> dict[str, float]:
+    """Pool adjacent levels whose m/u ratio rises toward worse levels; a pooled block gets one ratio."""
+    blocks: list[list[Any]] = []  # [m_sum, u_sum, [levels]]
+    for lv in levels:
+        blocks.append([m[lv], u[lv], [lv]])
+        while len(blocks) >= 2 and blocks[-2][0] / blocks[-2][1] < blocks[-1][0] / blocks[-1][1]:
+            ms, us, lvs = blocks.pop()
+            blocks[-1][0] += ms
+            blocks[-1][1] += us
+            blocks[-1][2].extend(lvs)
+    out: dict[str, float] = {}
+    for ms, us, lvs in blocks:
+        for lv in lvs:
+            out[lv] = u[lv] * ms / us
+    total = sum(out.values())
+    return {lv: out[lv] / total for lv in levels}
