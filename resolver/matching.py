@@ -33,7 +33,6 @@ import random
 import re
 import unicodedata
 from dataclasses import dataclass, fields as dc_fields
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from rapidfuzz import fuzz
@@ -591,19 +590,6 @@ def _table(t: Mapping[str, Mapping[str, float]], name: str) -> Table:
 def default_model() -> MatchModel:
     """The shipped parameters: to use until there is data to estimate from."""
     return MatchModel(_DEFAULT_M, _DEFAULT_U, version="default-1")
-
-
-def load_model(path: str | Path) -> MatchModel:
-    """A model from a JSON file (for drivers and the CLI; the resolver itself reads no files)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"match model file {path} not found") from None
-    return MatchModel.from_json(text, where=str(path))
-
-
-def save_model(model: MatchModel, path: str | Path) -> None:
-    Path(path).write_text(model.to_json(), encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from projections.customer import ProjectionConfig
 from resolver.config import ResolverConfig, read_toml
 from resolver.errors import ConfigError
+
+if TYPE_CHECKING:
+    from resolver.matching import MatchModel
 
 
 def projection_config_from_dict(data: dict[str, Any], where: str = "[projection]") -> ProjectionConfig:
@@ -45,3 +48,20 @@ def load_settings(path: Optional[str | Path]) -> tuple[ResolverConfig, Projectio
     data = read_toml(path)
     projection = projection_config_from_dict(data.pop("projection", {}), f"{path}: [projection]")
     return ResolverConfig.from_dict(data, where=str(path)), projection
+
+
+def load_match_model(path: str | Path) -> "MatchModel":
+    """A probabilistic match model from its JSON file (the resolver itself reads no files)."""
+    from resolver.matching import MatchModel
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"match model file {path} not found") from None
+    return MatchModel.from_json(text, where=str(path))
+
+
+def save_match_model(model: "MatchModel", path: str | Path) -> None:
+    from streams.log import write_atomic
+
+    write_atomic(Path(path), model.to_json().encode("utf-8"))

@@ -10,8 +10,9 @@ from resolver.errors import ConfigError
 from resolver.matching import (
     FIELD_LEVELS, FIELDS, NULL, AttributeRecord, MatchModel, blocking_keys, compare, compare_address,
     compare_city, compare_date_of_birth, compare_first_name, compare_last_name, compare_postcode,
-    default_model, estimate_m_em, estimate_u, hard_conflict, load_model, save_model, soundex,
+    default_model, estimate_m_em, estimate_u, hard_conflict, soundex,
 )
+from streams.settings import load_match_model, save_match_model
 
 R = AttributeRecord
 
@@ -247,8 +248,8 @@ def test_match_probability_and_classification():
 def test_model_json_round_trip(tmp_path):
     model = default_model()
     path = tmp_path / "model.json"
-    save_model(model, path)
-    loaded = load_model(path)
+    save_match_model(model, path)
+    loaded = load_match_model(path)
     assert loaded == model and loaded.version == "default-1"
     assert loaded.fingerprint() == model.fingerprint()
     assert MatchModel.from_dict(model.to_dict()) == model
@@ -273,10 +274,10 @@ def test_bad_model_files_are_refused(mutate, message):
 
 def test_missing_or_invalid_model_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
-        load_model(tmp_path / "nope.json")
+        load_match_model(tmp_path / "nope.json")
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ConfigError, match="not valid JSON"):
-        load_model(tmp_path / "bad.json")
+        load_match_model(tmp_path / "bad.json")
 
 
 # -- estimation -------------------------------------------------------------------------------------
