@@ -25,7 +25,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from resolver.measures import pairwise_scores, read_truth_csv  # noqa: E402
+from resolver.measures import pairwise_scores
+from streams.synthetic import read_truth_csv  # noqa: E402
 from streams.embedded import EmbeddedEngine  # noqa: E402
 from streams.synthetic import SyntheticConfig, write_dataset  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Resolver configuration: per identifier type, how strong it is and what a single person can hold.
 
-Everything here is data, loadable from a TOML file (``idres ... --config rules.toml``)::
+Everything here is data; the drivers load it from a TOML file (``idres ... --config rules.toml``)::
 
     default_region = "GB"
 
@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any, Optional
 
 from resolver.errors import ConfigError
@@ -122,10 +120,6 @@ class ResolverConfig:
         return hashlib.sha256(blob).hexdigest()[:12]
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "ResolverConfig":
-        return cls.from_dict(read_toml(path), where=str(path))
-
-    @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> "ResolverConfig":
         base = cls()
         known = {f for f in cls.__dataclass_fields__}
@@ -149,16 +143,6 @@ class ResolverConfig:
         if config.date_order not in ("mdy", "dmy"):
             raise ConfigError(f"{where}: date_order must be 'mdy' or 'dmy', not {config.date_order!r}")
         return config
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """The TOML file as a dict, or a ConfigError that says what is wrong with it."""
-    try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
 def _rule_from(spec: dict[str, Any], base: IdentifierRule, where: str) -> IdentifierRule:

@@ -1,6 +1,6 @@
 """Pairwise clustering metrics: how well a predicted clustering of events matches the ground truth.
 
-Pure functions, no I/O except ``read_truth_csv``. The scores are computed from contingency counts,
+Pure functions, no I/O (ground-truth files are read by ``streams.synthetic.read_truth_csv``). The scores are computed from contingency counts,
 never by enumerating pairs, so they run in O(n) time: a cluster of ``k`` items holds ``C(k, 2)``
 pairs, and the pairs two clusterings agree on are the ``C(k, 2)`` of every non-empty intersection of
 a predicted cluster with a true cluster.
@@ -8,13 +8,10 @@ a predicted cluster with a true cluster.
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping
-from os import PathLike
-from typing import Union
 
-__all__ = ["pairwise_scores", "read_truth_csv"]
+__all__ = ["pairwise_scores"]
 
 _MISSING = object()
 
@@ -71,28 +68,3 @@ def pairwise_scores(predicted: Mapping[str, Hashable], truth: Mapping[str, Hasha
         "predicted_clusters": len(predicted_sizes) + missing,
         "true_clusters": len(true_sizes),
     }
-
-
-def read_truth_csv(path: Union[str, PathLike]) -> dict[str, str]:
-    """Reads a ground-truth CSV ``event_id,person_id`` (header line optional) into a dict.
-
-    Blank lines are skipped. An event id listed twice with the same person is kept once; listed with
-    two different persons it raises ``ValueError``.
-    """
-    truth: dict[str, str] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        for line_no, row in enumerate(reader, 1):
-            if not row:
-                continue
-            if line_no == 1 and row[0].strip().lower() == "event_id":
-                continue
-            if len(row) < 2:
-                raise ValueError(f"{path}:{line_no}: expected event_id,person_id")
-            event_id, person_id = row[0], row[1]
-            previous = truth.setdefault(event_id, person_id)
-            if previous != person_id:
-                raise ValueError(
-                    f"{path}:{line_no}: event {event_id!r} assigned to {previous!r} and {person_id!r}"
-                )
-    return truth

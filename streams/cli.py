@@ -249,7 +249,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from resolver.measures import pairwise_scores, read_truth_csv
+    from resolver.measures import pairwise_scores
+    from streams.synthetic import read_truth_csv
 
     with _engine(args, writer=False) as engine:
         truth = read_truth_csv(args.truth)
@@ -315,7 +316,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from projections.snapshot import write_snapshot
-    from resolver.measures import pairwise_scores, read_truth_csv
+    from resolver.measures import pairwise_scores
+    from streams.synthetic import read_truth_csv
     from streams.embedded import EmbeddedEngine
     from streams.synthetic import SyntheticConfig, write_dataset
 

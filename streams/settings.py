@@ -16,11 +16,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from projections.customer import ProjectionConfig
-from resolver.config import ResolverConfig, read_toml
+import tomllib
+
+from resolver.config import ResolverConfig
 from resolver.errors import ConfigError
 
 if TYPE_CHECKING:
     from resolver.matching import MatchModel
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML file as a dict, or a ConfigError that says what is wrong with it."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
 def projection_config_from_dict(data: dict[str, Any], where: str = "[projection]") -> ProjectionConfig:

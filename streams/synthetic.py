@@ -26,6 +26,8 @@ log in later, attribute-only events, malformed lines and re-sent duplicates.
 
 from __future__ import annotations
 
+import csv
+
 import itertools
 import math
 import os
@@ -1137,3 +1139,28 @@ def write_dataset(path_events, path_truth, config: Optional[SyntheticConfig] = N
     stats["lines"] = written
     stats["bytes"] = os.path.getsize(path_events)
     return stats
+
+
+def read_truth_csv(path: str | os.PathLike) -> dict[str, str]:
+    """Reads a ground-truth CSV ``event_id,person_id`` (header line optional) into a dict.
+
+    Blank lines are skipped. An event id listed twice with the same person is kept once; listed with
+    two different persons it raises ``ValueError``.
+    """
+    truth: dict[str, str] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        for line_no, row in enumerate(reader, 1):
+            if not row:
+                continue
+            if line_no == 1 and row[0].strip().lower() == "event_id":
+                continue
+            if len(row) < 2:
+                raise ValueError(f"{path}:{line_no}: expected event_id,person_id")
+            event_id, person_id = row[0], row[1]
+            previous = truth.setdefault(event_id, person_id)
+            if previous != person_id:
+                raise ValueError(
+                    f"{path}:{line_no}: event {event_id!r} assigned to {previous!r} and {person_id!r}"
+                )
+    return truth

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resolver.measures import pairwise_scores, read_truth_csv
+from resolver.measures import pairwise_scores
+from streams.synthetic import read_truth_csv
 
 
 def brute_force(predicted, truth):

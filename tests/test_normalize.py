@@ -4,6 +4,7 @@ from hypothesis import given, strategies as st
 from resolver.config import ResolverConfig
 from resolver.errors import ConfigError
 from resolver.normalize import Normalizer
+from streams.settings import load_settings
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_configured_blocked_values_are_compared_normalized(tmp_path):
     path = tmp_path / "rules.toml"
     path.write_text('[identifier_types.phone]\nblocked_values = ["(415) 555-0100"]\n'
                     '[identifier_types.device_id]\nblocked_values = ["KIOSK-7"]\n')
-    norm = Normalizer(ResolverConfig.from_toml(path))
+    norm = Normalizer(load_settings(path)[0])
     assert norm.identifier("phone", "+14155550100")[0] is None
     assert norm.identifier("device_id", "kiosk-7")[0] is None
     assert norm.identifier("phone", "+14155550101")[0] == "+14155550101"
@@ -80,9 +81,9 @@ def test_config_errors_are_one_clear_line(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[identifier_types.phone]\nmax_per_profil = 2\n")
     with pytest.raises(ConfigError, match="unknown rule setting"):
-        ResolverConfig.from_toml(bad)
+        load_settings(bad)
     with pytest.raises(ConfigError, match="not found"):
-        ResolverConfig.from_toml(tmp_path / "missing.toml")
+        load_settings(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match="date_order"):
         ResolverConfig.from_dict({"date_order": "ymd"})
 
