@@ -122,10 +122,7 @@ class ResolverConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> "ResolverConfig":
         base = cls()
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        reject_unknown(data, cls.__dataclass_fields__, where, "setting")
         updates: dict[str, Any] = {}
         for key, value in data.items():
             if key == "identifier_types":
@@ -145,11 +142,15 @@ class ResolverConfig:
         return config
 
 
-def _rule_from(spec: dict[str, Any], base: IdentifierRule, where: str) -> IdentifierRule:
-    known = set(IdentifierRule.__dataclass_fields__)
-    unknown = set(spec) - known
+def reject_unknown(data: dict[str, Any], known: Any, where: str, what: str = "setting") -> None:
+    """A ConfigError naming every key of ``data`` that is not in ``known``, and the keys that are."""
+    unknown = set(data) - set(known)
     if unknown:
-        raise ConfigError(f"{where}: unknown rule setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        raise ConfigError(f"{where}: unknown {what}(s) {sorted(unknown)}; known: {sorted(known)}")
+
+
+def _rule_from(spec: dict[str, Any], base: IdentifierRule, where: str) -> IdentifierRule:
+    reject_unknown(spec, IdentifierRule.__dataclass_fields__, where, "rule setting")
     values = dict(spec)
     for key in ("blocked_values", "prefixes"):
         if key in values:

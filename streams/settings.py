@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from projections.customer import ProjectionConfig
 import tomllib
 
-from resolver.config import ResolverConfig
+from resolver.config import ResolverConfig, reject_unknown
 from resolver.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -36,10 +36,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def projection_config_from_dict(data: dict[str, Any], where: str = "[projection]") -> ProjectionConfig:
-    known = {f.name for f in fields(ProjectionConfig)}
-    unknown = set(data) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    reject_unknown(data, [f.name for f in fields(ProjectionConfig)], where)
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key == "trusted_channels_by_attribute":
