@@ -344,7 +344,8 @@ class StreamJobs:
                         raise RejectedInput(f"record is {len(raw)} bytes; the limit is {MAX_RECORD_BYTES}")
                     parse_event(raw)
                 except RejectedInput as exc:
-                    pending.append(await self._dead_letter(msg, raw, exc.reason))
+                    pending.append(await self._dead_letter(msg.topic, msg.partition, msg.offset, raw, exc.reason,
+                                                           key=msg.key))
                     continue
                 good.append([msg.topic, msg.partition, msg.offset, raw.decode("utf-8")])
             m.add("validate_events", len(events))
@@ -354,10 +355,12 @@ class StreamJobs:
             if pending:
                 await asyncio.gather(*pending)  # durable before Faust acknowledges this batch
 
-    async def _dead_letter(self, msg: Any, raw: bytes, reason: str) -> Any:
-        headers = [("source_topic", msg.topic.encode()), ("source_partition", str(msg.partition).encode()),
-                   ("source_offset", str(msg.offset).encode()), ("reason", reason.encode("utf-8"))]
-        return await self.deadletter.send(key=msg.key, value=raw, headers=headers)
+    async def _dead_letter(self, topic: str, partition: int, offset: int, raw: bytes, reason: str,
+                           key: Optional[bytes] = None) -> Any:
+        """Keeps a rejected record's original bytes, with where it came from and why, in the dead-letter topic."""
+        headers = [("source_topic", topic.encode()), ("source_partition", str(partition).encode()),
+                   ("source_offset", str(offset).encode()), ("reason", reason.encode("utf-8"))]
+        return await self.deadletter.send(key=key, value=raw, headers=headers)
 
     # -- resolve --------------------------------------------------------------------------------
     def _rebuild_resolver(self) -> None:
@@ -389,7 +392,8 @@ class StreamJobs:
                     try:
                         event = parse_event(raw)
                     except RejectedInput as exc:  # validated upstream; only a newer schema gets here
-                        pending.append(await self._dead_letter_source(topic, partition, offset, raw, exc.reason))
+                        pending.append(await self._dead_letter(topic, partition, offset, raw.encode("utf-8"),
+                                                               exc.reason))
                         continue
                     if resolver.is_duplicate(event.event_id):
                         m.add("resolve_duplicates")
@@ -398,8 +402,8 @@ class StreamJobs:
                         decisions = resolver.decide(event, source)
                     except Exception as exc:  # a defect: keep the record, rebuild the half-changed state
                         log.exception("internal error on %s/%s@%s", topic, partition, offset)
-                        pending.append(await self._dead_letter_source(
-                            topic, partition, offset, raw,
+                        pending.append(await self._dead_letter(
+                            topic, partition, offset, raw.encode("utf-8"),
                             f"internal error while resolving ({type(exc).__name__}: {exc}); please report it"))
                         await self._flush(entries, pending)
                         entries, pending = [], []
@@ -412,9 +416,10 @@ class StreamJobs:
             await self._flush(entries, pending)
 
     async def _flush(self, entries: list[list[dict[str, Any]]], pending: list[Any]) -> None:
-        runs = list(chunked(entries, lambda e: len(orjson.dumps(e))))
+        # each entry is serialized once: measured for chunking, then joined into its message
+        runs = list(chunked([orjson.dumps(e) for e in entries], len))
         for run in runs:
-            pending.append(await self.decisions.send(value=orjson.dumps({"entries": run})))
+            pending.append(await self.decisions.send(value=b'{"entries":[' + b",".join(run) + b"]}"))
         if not pending:
             return
         acked = await asyncio.gather(*pending)
@@ -431,11 +436,6 @@ class StreamJobs:
                     f"that a restart rebuilds from what the log really holds")
             self.log_end += 1
         self.metrics.add("log_entries_written", sum(len(r) for r in runs))
-
-    async def _dead_letter_source(self, topic: str, partition: int, offset: int, raw: str, reason: str) -> Any:
-        headers = [("source_topic", topic.encode()), ("source_partition", str(partition).encode()),
-                   ("source_offset", str(offset).encode()), ("reason", reason.encode("utf-8"))]
-        return await self.deadletter.send(value=raw.encode("utf-8"), headers=headers)
 
     # -- project --------------------------------------------------------------------------------
     def _rebuild_views(self) -> None:
