@@ -16,7 +16,7 @@ from typing import Any, Iterable, Optional
 
 import orjson
 
-from resolver.engine import short_hash
+from resolver.engine import RECORD_TYPE, short_hash
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,9 @@ class CustomerViews:
         self.splits: list[dict[str, Any]] = []
         self.rejected: list[dict[str, Any]] = []
         self.refusals: dict[int, list[dict[str, Any]]] = {}
+        # probabilistic matching: links made on attribute evidence, and the review queue
+        self.fuzzy_links: dict[int, dict[int, dict[str, Any]]] = {}
+        self.reviews: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
 
     # ------------------------------------------------------------------------------------ folding
@@ -136,10 +139,11 @@ class CustomerViews:
             elif t == "identifier_flagged":
                 idx = self._node(d["node"])
                 self.shared[idx] = {"reason": d["reason"], "event_id": d["event_id"]}
-                for m in self.links.pop(idx, {}):
-                    lm = self.links.get(m)
-                    if lm is not None:
-                        lm.pop(idx, None)
+                for edges in (self.links, self.fuzzy_links):
+                    for m in edges.pop(idx, {}):
+                        lm = edges.get(m)
+                        if lm is not None:
+                            lm.pop(idx, None)
                 pid = self.node_profile[idx]
                 if pid is not None:
                     self.profiles[pid].nodes.discard(idx)
@@ -157,6 +161,16 @@ class CustomerViews:
                 self.rejected.append(d)
             elif t == "link_refused":
                 self.refusals.setdefault(self._node(d["node"]), []).append(d)
+            elif t == "probable_link":
+                a, b = self._node(d["node"]), self._node(d["other"])
+                self.fuzzy_links.setdefault(a, {})[b] = d
+                self.fuzzy_links.setdefault(b, {})[a] = d
+            elif t == "possible_match":
+                self.reviews[d["review_id"]] = {"status": "pending", "seq": seq, "match": d}
+            elif t == "review_decided":
+                review = self.reviews.get(d["review_id"])
+                if review is not None:
+                    review.update(status=d["outcome"], verdict=d)
         if self._dirty:
             self._reassign()
         self.seq = seq + 1
@@ -265,11 +279,42 @@ class CustomerViews:
         return {"status": "found", "profile_id": pid}
 
     def identifiers_of(self, prof: ProfileView) -> dict[str, list[str]]:
+        """The profile's identifiers by type (anonymous records, ``record:<event_id>``, are events of
+        the timeline, not identifiers, and are left out)."""
         out: dict[str, list[str]] = {}
         for idx in sorted(prof.nodes):
             key = self.node_keys[idx]
             t, _, v = key.partition(":")
-            out.setdefault(t, []).append(v)
+            if t != RECORD_TYPE:
+                out.setdefault(t, []).append(v)
+        return out
+
+    def review_queue(self, include_decided: bool = False) -> list[dict[str, Any]]:
+        """Possible matches waiting for a person, oldest first: both sides' current profiles, the weight
+        and each field's contribution. A pending pair whose sides have since become one customer (or one
+        side found shared) is reported with status ``moot``."""
+        out = []
+        for review_id, review in sorted(self.reviews.items(), key=lambda kv: (kv[1]["seq"], kv[0])):
+            m = review["match"]
+            status = review["status"]
+            a = self.lookup_node(m["node"])
+            b = self.lookup_node(m["other"])
+            pa, pb = a.get("profile_id"), b.get("profile_id")
+            if status == "pending" and (pa is None or pb is None or pa == pb):
+                status = "moot"
+            if status != "pending" and not include_decided:
+                continue
+            row = {"review_id": review_id, "status": status, "event_id": m["event_id"],
+                   "occurred_at": m["occurred_at"], "identifier": m["node"], "other_identifier": m["other"],
+                   "profile_id": pa, "other_profile_id": pb, "weight": m["weight"],
+                   "link_threshold": m["link_threshold"], "review_threshold": m["review_threshold"],
+                   "fields": m["fields"], "model": m["model"]}
+            verdict = review.get("verdict")
+            if verdict is not None:
+                row.update(decision=verdict["decision"], reviewer=verdict["reviewer"],
+                           decided_at=verdict["decided_at"], note=verdict.get("note"),
+                           reason=verdict.get("reason"))
+            out.append(row)
         return out
 
     def golden_record(self, prof: ProfileView) -> dict[str, dict[str, Any]]:
@@ -386,6 +431,18 @@ class CustomerViews:
                         link.update(channel=self.ev_channel[i], event_type=self.ev_type[i],
                                     occurred_at=self.ev_at[i])
                     links.append(link)
+            for b, d in sorted(self.fuzzy_links.get(a, {}).items()):
+                if b > a and b in prof.nodes:
+                    link = {"a": self.node_keys[a], "b": self.node_keys[b], "event_id": d["event_id"],
+                            "rule": d["rule"]}
+                    for k in ("weight", "link_threshold", "fields", "model", "review_id"):
+                        if d.get(k) is not None:
+                            link[k] = d[k]
+                    i = where.get(d["event_id"])
+                    if i is not None:
+                        link.update(channel=self.ev_channel[i], event_type=self.ev_type[i],
+                                    occurred_at=self.ev_at[i])
+                    links.append(link)
         lineage = self.lineage(pid)
         merges = [
             {k: m[k] for k in ("survivor_id", "absorbed_ids", "event_id", "occurred_at", "via", "rule")}
@@ -464,11 +521,20 @@ def _explain_text(pid: str, identifiers: list[str], links: list[dict[str, Any]],
     lines = [f"Profile {pid}: {events} event(s), {len(identifiers)} identifier(s)."]
     for link in links:
         where = f" on {link['channel']} ({link['event_type']}, {link['occurred_at']})" if "channel" in link else ""
-        lines.append(f"{link['a']} and {link['b']} were given together on event {link['event_id']}{where}.")
+        if link["rule"] == "probable_match":
+            fields = ", ".join(f"{f} {v['level']} {v['weight']:+.2f}" for f, v in link["fields"].items())
+            lines.append(f"{link['a']} and {link['b']} were linked on attribute evidence by event "
+                         f"{link['event_id']}{where}: match weight {link['weight']:.2f} >= "
+                         f"{link['link_threshold']:.2f} ({fields}).")
+        elif link["rule"] == "review_accepted":
+            lines.append(f"{link['a']} and {link['b']} were linked by a reviewer (review {link.get('review_id')}).")
+        else:
+            lines.append(f"{link['a']} and {link['b']} were given together on event {link['event_id']}{where}.")
     for m in merges:
+        how = {"probable_match": "on attribute evidence, matching", "review_accepted": "by a reviewer's verdict, through"}
         lines.append(
             f"Event {m['event_id']} ({m['occurred_at']}) tied {', '.join(m['absorbed_ids'])} to {m['survivor_id']} "
-            f"through {', '.join(m['via'])}; {m['survivor_id']} is older and kept its ID."
+            f"{how.get(m['rule'], 'through')} {', '.join(m['via'])}; {m['survivor_id']} is older and kept its ID."
         )
     if not identifiers:
         lines.append("No identifier links this profile to any other event: its identifiers were "

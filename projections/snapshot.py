@@ -3,7 +3,8 @@
 The file is built under a temporary name beside the target and renamed over it only when complete,
 so a reader never sees a half-written snapshot. Tables (documented in the README):
 
-profiles, identifiers, events, merges, splits, aliases, links, rejected_events, snapshot_info.
+profiles, identifiers, events, merges, splits, aliases, links, review_queue, rejected_events,
+snapshot_info.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import orjson
 
 from projections.customer import CustomerViews
 
-SNAPSHOT_SCHEMA_VERSION = 1
+SNAPSHOT_SCHEMA_VERSION = 2
 
 GOLDEN_FIELDS = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city")
 
@@ -51,7 +52,15 @@ TABLES: dict[str, dict[str, str]] = {
         "identifiers": "VARCHAR[]",
     },
     "aliases": {"alias_id": "VARCHAR", "profile_id": "VARCHAR"},
-    "links": {"identifier_a": "VARCHAR", "identifier_b": "VARCHAR", "profile_id": "VARCHAR", "event_id": "VARCHAR"},
+    "links": {"identifier_a": "VARCHAR", "identifier_b": "VARCHAR", "profile_id": "VARCHAR", "event_id": "VARCHAR",
+              "rule": "VARCHAR", "weight": "DOUBLE", "fields": "JSON"},
+    "review_queue": {
+        "review_id": "VARCHAR", "status": "VARCHAR", "event_id": "VARCHAR", "occurred_at": "TIMESTAMPTZ",
+        "identifier": "VARCHAR", "other_identifier": "VARCHAR", "profile_id": "VARCHAR",
+        "other_profile_id": "VARCHAR", "weight": "DOUBLE", "link_threshold": "DOUBLE",
+        "review_threshold": "DOUBLE", "fields": "JSON", "model": "VARCHAR", "decision": "VARCHAR",
+        "reviewer": "VARCHAR", "decided_at": "TIMESTAMPTZ", "note": "VARCHAR", "reason": "VARCHAR",
+    },
     "rejected_events": {
         "source": "VARCHAR", "position": "BIGINT", "event_id": "VARCHAR", "reason": "VARCHAR", "raw": "VARCHAR",
     },
@@ -145,12 +154,26 @@ def split_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
 
 
 def link_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
+    """Evidence edges: identifiers seen together (rule ``seen_together``), and links made on attribute
+    evidence (``probable_match``, with the weight and each field's contribution, or ``review_accepted``)."""
     keys = views.node_keys
     for a in sorted(views.links):
         for b, event_id in sorted(views.links[a].items()):
             if b > a:
                 yield {"identifier_a": keys[a], "identifier_b": keys[b], "profile_id": views.node_profile[a],
-                       "event_id": event_id}
+                       "event_id": event_id, "rule": "seen_together", "weight": None, "fields": None}
+    for a in sorted(views.fuzzy_links):
+        for b, d in sorted(views.fuzzy_links[a].items()):
+            if b > a:
+                yield {"identifier_a": keys[a], "identifier_b": keys[b], "profile_id": views.node_profile[a],
+                       "event_id": d["event_id"], "rule": d["rule"], "weight": d.get("weight"),
+                       "fields": d.get("fields") or None}
+
+
+def review_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
+    columns = TABLES["review_queue"]
+    for row in views.review_queue(include_decided=True):
+        yield {c: row.get(c) for c in columns}
 
 
 def rejected_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
@@ -175,6 +198,7 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
         "splits": split_rows(views),
         "aliases": ({"alias_id": a, "profile_id": views.resolve(a)} for a in sorted(views.aliases)),
         "links": link_rows(views),
+        "review_queue": review_rows(views),
         "rejected_events": rejected_rows(views),
         "snapshot_info": ({"key": k, "value": str(v)} for k, v in meta.items()),
     }

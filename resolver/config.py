@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
 from resolver.errors import ConfigError
+from resolver.matching import MatchModel
 
 
 @dataclass(frozen=True)
@@ -110,13 +111,27 @@ class ResolverConfig:
     date_order: str = "mdy"
     # Dates of birth that disagree make a hard conflict: two profiles with disjoint ones never merge.
     dob_conflict: bool = True
+    # Probabilistic matching on personal attributes (``resolver.matching``): an event whose attributes
+    # are new to its profile is scored against earlier records found through the blocking index.
+    fuzzy_matching: bool = True
+    # The Fellegi-Sunter parameters and thresholds; None: the shipped defaults. The drivers read it from
+    # the JSON file named by ``match_model = "model.json"`` in the TOML file.
+    match_model: Optional[MatchModel] = None
+    # At most this many records per blocking key; a key shared by more (a popular surname in a large
+    # postcode) stops taking new records, so the cost of a look-up stays bounded as the graph grows.
+    max_block_size: int = 64
+    # Records whose first names clearly differ (not a nickname, not a typo) are at most queued for
+    # review, whatever else agrees: twins share a surname, an address and a date of birth.
+    link_different_first_names: bool = False
+    # At most this many possible matches queued for review per event (the highest weights).
+    max_reviews_per_event: int = 3
 
     def rule(self, id_type: str) -> IdentifierRule:
         return self.identifier_types.get(id_type, self.other_types)
 
     def fingerprint(self) -> str:
         """A short hash of the rules, recorded with decisions so a change of rules is visible."""
-        blob = json.dumps(asdict(self), sort_keys=True, default=list).encode()
+        blob = json.dumps(asdict(self), sort_keys=True, default=_jsonable).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     @classmethod
@@ -130,6 +145,12 @@ class ResolverConfig:
                 for id_type, spec in value.items():
                     rules[id_type] = _rule_from(spec, rules.get(id_type, base.other_types), f"{where}: {id_type}")
                 updates[key] = rules
+            elif key == "match_model":
+                if isinstance(value, dict):
+                    value = MatchModel.from_dict(value, f"{where}: match_model")
+                elif value is not None and not isinstance(value, MatchModel):
+                    raise ConfigError(f"{where}: match_model must be a match model file's path or contents")
+                updates[key] = value
             elif key == "other_types":
                 updates[key] = _rule_from(value, base.other_types, f"{where}: other_types")
             elif isinstance(getattr(base, key), tuple):
@@ -137,9 +158,17 @@ class ResolverConfig:
             else:
                 updates[key] = value
         config = replace(base, **updates)
+        if not isinstance(config.max_block_size, int) or config.max_block_size < 1:
+            raise ConfigError(f"{where}: max_block_size must be a positive integer")
         if config.date_order not in ("mdy", "dmy"):
             raise ConfigError(f"{where}: date_order must be 'mdy' or 'dmy', not {config.date_order!r}")
         return config
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, MatchModel):
+        return value.to_dict()
+    return list(value)
 
 
 def reject_unknown(data: dict[str, Any], known: Any, where: str, what: str = "setting") -> None:

@@ -17,6 +17,15 @@ Guards keep strangers apart:
   disjoint dates of birth, or a *weak* identifier joining two known customers) does not link its
   lowest-priority identifier that causes the conflict; that identifier is flagged shared.
 
+Probabilistic matching (``resolver.matching``) links what identifiers cannot: an event whose attribute
+record (name, date of birth, address, postcode, city) is new to its profile is scored against earlier
+records found through a blocking index kept in the state. At or above the model's link threshold the
+profiles merge (``probable_link`` records the weight and each field's contribution); between the review
+and link thresholds a ``possible_match`` waits in the review queue for a person (``review_decided``).
+A fuzzy score never overrides a guard: ``max_per_profile`` limits and dates of birth that clearly differ
+keep the profiles apart whatever the names say. An event with no identifier but enough attributes to
+match on is given an anonymous *record* node (``record:<event_id>``) so it can found or join a profile.
+
 Event-sourcing discipline: ``decide`` emits decisions and applies each one through ``apply`` as it
 goes, and ``apply`` is the only code that changes the state. Rebuilding the state is therefore
 ``apply`` over the decision log, and gives the same state as the live run.
@@ -25,18 +34,29 @@ goes, and ``apply`` is the only code that changes the state. Rebuilding the stat
 from __future__ import annotations
 
 import hashlib
+import math
 from sys import intern
 from dataclasses import dataclass, field
 from datetime import timezone
 from typing import Any, Callable, Iterable, Optional
 
 from resolver.config import ResolverConfig
+from resolver.matching import AttributeRecord, FIELDS, MatchModel, blocking_keys, default_model, hard_conflict
+from resolver.matching import compare as compare_records
+from resolver.matching import compare_date_of_birth, _one_typo
+from resolver.errors import ReviewError
 from resolver.normalize import Normalizer
 from schemas.channel import ChannelEvent
 
 
 MAX_CULPRIT_SEARCH = 200
 NORMALIZE_CACHE_SIZE = 250_000
+RECORD_CACHE_SIZE = 250_000
+# Node type of an event that carries attributes to match on but no identifier (``record:<event_id>``).
+RECORD_TYPE = "record"
+RECORD_PRIORITY = 1000
+MAX_RECORDS_PER_NODE = 16
+MATCH_FIELDS = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city")
 
 
 def node_key(id_type: str, value: str) -> str:
@@ -50,6 +70,11 @@ def node_type(key: str) -> str:
 def utc_iso(dt) -> str:
     """A fixed-width UTC timestamp (``2025-03-07T14:03:11.000000Z``), so string order is time order."""
     return dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _dob_close(a: str, b: str) -> bool:
+    """Dates of birth that may be one person's: equal, day and month swapped, or one typo apart."""
+    return a == b or compare_date_of_birth(a, b) == "swapped" or _one_typo(a, b)
 
 
 def short_hash(text: str) -> str:
@@ -84,6 +109,13 @@ class ResolverState:
         self.refused: dict[int, set[str]] = {}  # partners a weak identifier was seen with but not linked to
         self.profiles: dict[str, Profile] = {}
         self.aliases: dict[str, str] = {}
+        # probabilistic matching
+        self.records: dict[int, list[AttributeRecord]] = {}  # node -> distinct attribute records seen on it
+        self.blocks: dict[str, list[int]] = {}  # blocking key -> nodes holding a record with that key
+        self.fuzzy: dict[int, dict[int, str]] = {}  # probable links: node -> {node: event_id}
+        self.reviews: dict[str, tuple[int, int]] = {}  # pending review id -> (node, other node)
+        self.review_pairs: set[tuple[int, int]] = set()  # pairs queued for review or decided by a person
+        self.review_rejected: set[tuple[int, int]] = set()  # pairs a person said are different customers
 
     def node(self, key: str) -> int:
         idx = self.node_index.get(key)
@@ -134,6 +166,10 @@ class Resolver:
         self._out: list[dict[str, Any]] = []
         # normalization is a pure function of (type, raw value): memoized, it changes speed, not results
         self._norm_cache: dict[tuple[str, str], tuple[Optional[str], Optional[str]]] = {}
+        self.model: MatchModel = self.config.match_model or default_model()
+        self.model_id = f"{self.model.version}/{self.model.fingerprint()}"
+        # attribute values -> (canonical record, blocking keys); also a pure function, memoized
+        self._record_cache: dict[tuple[Optional[str], ...], tuple[Optional[AttributeRecord], list[str]]] = {}
 
     # ---------------------------------------------------------------------------------- deciding
     def _emit(self, decision: dict[str, Any]) -> None:
@@ -143,7 +179,8 @@ class Resolver:
     def _priority(self, id_type: str) -> int:
         p = self._priority_cache.get(id_type)
         if p is None:
-            p = self._priority_cache[id_type] = self.config.rule(id_type).priority
+            p = RECORD_PRIORITY if id_type == RECORD_TYPE else self.config.rule(id_type).priority
+            self._priority_cache[id_type] = p
         return p
 
     def is_duplicate(self, event_id: str) -> bool:
@@ -161,6 +198,11 @@ class Resolver:
         for id_type, raw in event.identifiers.items():
             if raw is None:
                 continue
+            if id_type == RECORD_TYPE:
+                ignored.append({"type": id_type, "raw": str(raw)[:256],
+                                "reason": f"identifier type {RECORD_TYPE!r} is reserved for anonymous records; "
+                                          "send it under another name"})
+                continue
             hit = cache.get((id_type, raw))
             if hit is None:
                 if len(cache) >= NORMALIZE_CACHE_SIZE:
@@ -176,8 +218,14 @@ class Resolver:
         attributes = self.normalizer.attributes(event.attributes)
         dob = attributes.get("date_of_birth") if self.config.dob_conflict else None
         occurred_at = utc_iso(event.occurred_at)
+        record = self._record(attributes) if attributes and self.config.fuzzy_matching else None
+        if record is not None and not node_keys:
+            # no identifier, but enough attributes to match on: an anonymous record of its own
+            node_keys = [node_key(RECORD_TYPE, event.event_id)]
 
         refused = self._link(event.event_id, occurred_at, node_keys, dob) if node_keys else []
+        if record is not None:
+            self._match(event.event_id, occurred_at, node_keys, refused, record[0], record[1])
 
         recorded: dict[str, Any] = {
             "type": "interaction_recorded",
@@ -308,6 +356,184 @@ class Resolver:
                         "nodes": accepted})
         return refused
 
+    # ------------------------------------------------------------------------ probabilistic matching
+    def _record(self, attributes: dict[str, str]) -> Optional[tuple[AttributeRecord, list[str]]]:
+        """The event's attribute record and its blocking keys, or None when it has nothing to match on."""
+        values = tuple(attributes.get(f) for f in MATCH_FIELDS)
+        hit = self._record_cache.get(values)
+        if hit is None:
+            if len(self._record_cache) >= RECORD_CACHE_SIZE:
+                self._record_cache.clear()
+            rec = AttributeRecord(*values)
+            keys = blocking_keys(rec)
+            hit = self._record_cache[values] = (rec, keys) if keys else (None, [])
+        return hit if hit[0] is not None else None  # type: ignore[return-value]
+
+    def _representative(self, node_keys: list[str], refused: Iterable[str]) -> Optional[int]:
+        """The node an event's attribute record is filed under: its strongest active, linked identifier."""
+        st = self.state
+        for key in node_keys:
+            idx = st.node_index.get(key)
+            if idx is None or idx in st.shared or key in refused or st.node_profile[idx] is None:
+                continue
+            return idx
+        return None
+
+    def _match(self, event_id: str, occurred_at: str, node_keys: list[str], refused: list[str],
+               rec: AttributeRecord, keys: list[str]) -> None:
+        """Scores the event's record against earlier records in other profiles that share a blocking
+        key; links at or above the link threshold, queues possible matches for review."""
+        st = self.state
+        rep = self._representative(node_keys, refused)
+        if rep is None:
+            return
+        known = st.records.get(rep)
+        if known is not None and rec in known:
+            return  # matched when this record was first seen on this identifier
+        pid = st.node_profile[rep]
+        model = self.model
+        best: dict[str, tuple[float, int, AttributeRecord]] = {}
+        visited: set[int] = set()
+        node_profile = st.node_profile
+        shared = st.shared
+        link_anyway = self.config.link_different_first_names
+        review_cap = math.nextafter(model.link_threshold, -math.inf)
+        for key in keys:
+            for n in st.blocks.get(key, ()):
+                if n in visited:
+                    continue
+                visited.add(n)
+                p = node_profile[n]
+                if p is None or p == pid or n in shared:
+                    continue
+                for other in st.records.get(n, ()):
+                    if hard_conflict(rec, other):
+                        continue
+                    levels = compare_records(rec, other)
+                    total, _ = model.weight_of(levels)
+                    if levels[0] == "different" and not link_anyway and total >= model.link_threshold:
+                        total = review_cap  # a person decides: twins agree on everything else
+                    cur = best.get(p)
+                    if cur is None or total > cur[0]:
+                        best[p] = (total, n, other)
+        if not best:
+            return
+        ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        own = st.profiles[pid]
+        acc = _Acc()
+        acc.add(own.counts, own.dobs)
+        acc.profiles.append(own)
+        links: list[tuple[str, float, int, AttributeRecord]] = []
+        reviews: list[tuple[str, float, int, AttributeRecord]] = []
+        for p, (total, n, other) in ranked:
+            if total < model.review_threshold:
+                break
+            pair = (rep, n) if rep < n else (n, rep)
+            if pair in st.review_pairs and (total < model.link_threshold or pair in st.review_rejected):
+                continue  # already queued, or a person said these are different customers
+            target = st.profiles[p]
+            if self._fuzzy_conflict(acc, target) is not None:
+                continue  # a guard keeps them apart whatever the attributes say
+            if total >= model.link_threshold:
+                acc.add(target.counts, target.dobs)
+                acc.profiles.append(target)
+                links.append((p, total, n, other))
+            elif len(reviews) < self.config.max_reviews_per_event:
+                reviews.append((p, total, n, other))
+        rep_key = st.node_keys[rep]
+        if links:
+            for p, total, n, other in links:
+                self._emit({"type": "probable_link", "event_id": event_id, "node": rep_key,
+                            "other": st.node_keys[n], "profile_id": p, "rule": "probable_match",
+                            **self._evidence(rec, other, total)})
+            ordered = sorted(acc.profiles, key=Profile.age_key)
+            self._emit({
+                "type": "profiles_merged", "survivor_id": ordered[0].id,
+                "absorbed_ids": [q.id for q in ordered[1:]], "event_id": event_id, "occurred_at": occurred_at,
+                "via": [rep_key, *(st.node_keys[n] for _, _, n, _ in links)], "rule": "probable_match",
+            })
+        for p, total, n, other in reviews:
+            other_key = st.node_keys[n]
+            self._emit({"type": "possible_match", "review_id": "r_" + short_hash(f"{event_id}|{other_key}"),
+                        "event_id": event_id, "occurred_at": occurred_at, "node": rep_key, "other": other_key,
+                        "profile_id": node_profile[rep], "other_profile_id": node_profile[n],
+                        **self._evidence(rec, other, total)})
+
+    def _evidence(self, rec: AttributeRecord, other: AttributeRecord, total: float) -> dict[str, Any]:
+        model = self.model
+        levels = compare_records(rec, other)
+        fields = {f: {"level": lv, "weight": round(model.level_weight(f, lv), 4)}
+                  for f, lv in zip(FIELDS, levels) if lv != "null"}
+        weight, _ = model.weight_of(levels)
+        out = {"weight": round(weight, 4), "link_threshold": model.link_threshold,
+               "review_threshold": model.review_threshold, "fields": fields, "model": self.model_id}
+        if weight != total:
+            out["note"] = "first names differ: queued for review instead of linked"
+        return out
+
+    def _fuzzy_conflict(self, acc: _Acc, target: Profile) -> Optional[str]:
+        """Why two profiles may not merge on attribute evidence (a hard rule), or None."""
+        cfg = self.config
+        for t, c in target.counts.items():
+            have = acc.counts.get(t, 0)
+            if not have:
+                continue
+            rule = cfg.rule(t)
+            if rule.max_per_profile is not None and have + c > rule.max_per_profile:
+                return f"would give one customer {have + c} {t} values (limit {rule.max_per_profile})"
+        if cfg.dob_conflict and acc.dobs and target.dobs and not any(
+                _dob_close(a, b) for a in acc.dobs for b in target.dobs):
+            return "dates of birth differ: " + ", ".join(sorted(acc.dobs | target.dobs))
+        return None
+
+    def decide_review(self, review_id: str, accept: bool, reviewer: str, decided_at: str,
+                      note: Optional[str] = None) -> list[dict[str, Any]]:
+        """A person's verdict on a possible match, already applied. An accepted pair is linked unless a
+        guard forbids it now (then the outcome is ``blocked`` and says why). Raises ``ReviewError`` for
+        a review that is unknown or already decided."""
+        st = self.state
+        pair = st.reviews.get(review_id)
+        if pair is None:
+            raise ReviewError(f"no pending review {review_id!r}: it is unknown or already decided "
+                              "(list the queue with `idres review`)")
+        self._out = []
+        a, b = pair
+        pa, pb = st.node_profile[a], st.node_profile[b]
+        event_id = f"review:{review_id}"
+        verdict: dict[str, Any] = {"type": "review_decided", "review_id": review_id,
+                                   "decision": "accept" if accept else "reject", "reviewer": reviewer,
+                                   "decided_at": decided_at}
+        if note:
+            verdict["note"] = note
+        if not accept:
+            verdict["outcome"] = "rejected"
+        elif pa is None or pb is None:
+            verdict.update(outcome="blocked", reason="one side's identifier has since been found shared")
+        elif pa == pb:
+            verdict["outcome"] = "already_linked"
+        else:
+            first, second = st.profiles[pa], st.profiles[pb]
+            acc = _Acc()
+            acc.add(first.counts, first.dobs)
+            reason = self._fuzzy_conflict(acc, second)
+            if reason is not None:
+                verdict.update(outcome="blocked", reason=reason)
+            else:
+                verdict["outcome"] = "linked"
+                self._emit({"type": "probable_link", "event_id": event_id, "node": st.node_keys[a],
+                            "other": st.node_keys[b], "profile_id": pb, "rule": "review_accepted",
+                            "review_id": review_id})
+                ordered = sorted((first, second), key=Profile.age_key)
+                self._emit({"type": "profiles_merged", "survivor_id": ordered[0].id,
+                            "absorbed_ids": [ordered[1].id], "event_id": event_id, "occurred_at": decided_at,
+                            "via": [st.node_keys[a], st.node_keys[b]], "rule": "review_accepted"})
+        self._emit(verdict)
+        out, self._out = self._out, []
+        return out
+
+    def pending_reviews(self) -> list[str]:
+        return sorted(self.state.reviews)
+
     def _nothing_new(self, idxs: list[Optional[int]], dob: Optional[str]) -> bool:
         """True when the event only repeats what is known: every identifier already linked, all in one
         profile, every pair already an edge, and its date of birth (if any) already on each of them.
@@ -409,13 +635,23 @@ class Resolver:
                 best = x
         return best
 
+    def _neighbours(self, n: int) -> Iterable[int]:
+        st = self.state
+        a = st.adj.get(n)
+        f = st.fuzzy.get(n)
+        if f is None:
+            return a or ()
+        if a is None:
+            return f
+        return [*a, *f]
+
     def _reachable(self, start: int, nodes: set[int], without: int) -> set[int]:
-        adj = self.state.adj
+        neighbours = self._neighbours
         seen = {start}
         stack = [start]
         while stack:
             n = stack.pop()
-            for m in adj.get(n, ()):
+            for m in neighbours(n):
                 if m != without and m in nodes and m not in seen:
                     seen.add(m)
                     stack.append(m)
@@ -456,7 +692,7 @@ class Resolver:
 
     def _components(self, nodes: set[int]) -> list[list[int]]:
         """Connected components of the active graph over ``nodes``, each sorted, in order of first node."""
-        adj = self.state.adj
+        neighbours = self._neighbours
         left = set(nodes)
         out: list[list[int]] = []
         for start in sorted(nodes):
@@ -467,7 +703,7 @@ class Resolver:
             stack = [start]
             while stack:
                 n = stack.pop()
-                for m in adj.get(n, ()):
+                for m in neighbours(n):
                     if m in left:
                         left.discard(m)
                         comp.append(m)
@@ -498,18 +734,45 @@ class Resolver:
     def _apply_interaction(self, d: dict[str, Any]) -> None:
         st = self.state
         st.seen_events.add(d["event_id"])
-        dob = d.get("attributes", {}).get("date_of_birth") if self.config.dob_conflict else None
-        if not dob:
+        attributes = d.get("attributes")
+        if not attributes:
             return
+        dob = attributes.get("date_of_birth") if self.config.dob_conflict else None
         refused = d.get("refused", ())
-        for key in d["nodes"]:
-            idx = st.node(key)
-            if idx in st.shared or key in refused:
-                continue
-            st.node_dobs.setdefault(idx, set()).add(dob)
-            pid = st.node_profile[idx]
-            if pid is not None:
-                st.profiles[pid].dobs.add(dob)
+        if dob:
+            for key in d["nodes"]:
+                idx = st.node(key)
+                if idx in st.shared or key in refused:
+                    continue
+                st.node_dobs.setdefault(idx, set()).add(dob)
+                pid = st.node_profile[idx]
+                if pid is not None:
+                    st.profiles[pid].dobs.add(dob)
+        if self.config.fuzzy_matching:
+            record = self._record(attributes)
+            if record is not None:
+                rep = self._representative(d["nodes"], refused)
+                if rep is not None:
+                    self._index(rep, record[0], record[1])
+
+    def _index(self, node: int, rec: AttributeRecord, keys: list[str]) -> None:
+        """Files a record under ``node`` and its blocking keys (a full key takes no more nodes)."""
+        st = self.state
+        known = st.records.get(node)
+        if known is None:
+            st.records[node] = [rec]
+        elif rec in known or len(known) >= MAX_RECORDS_PER_NODE:
+            return
+        else:
+            known.append(rec)
+        cap = self.config.max_block_size
+        blocks = st.blocks
+        for key in keys:
+            block = blocks.get(key)
+            if block is None:
+                blocks[key] = [node]
+            elif len(block) < cap and node not in block:
+                block.append(node)
 
     def _attach(self, prof: Profile, idx: int) -> None:
         st = self.state
@@ -564,12 +827,13 @@ class Resolver:
         idx = st.node(d["node"])
         st.shared.add(idx)
         st.refused.pop(idx, None)
-        for m in st.adj.pop(idx, {}):
-            nm = st.adj.get(m)
-            if nm is not None:
-                nm.pop(idx, None)
-                if not nm:
-                    del st.adj[m]
+        for edges in (st.adj, st.fuzzy):
+            for m in edges.pop(idx, {}):
+                nm = edges.get(m)
+                if nm is not None:
+                    nm.pop(idx, None)
+                    if not nm:
+                        del edges[m]
         pid = st.node_profile[idx]
         if pid is not None:
             prof = st.profiles[pid]
@@ -610,6 +874,25 @@ class Resolver:
         st = self.state
         st.refused.setdefault(st.node(d["node"]), set()).update(d["others"])
 
+    def _apply_probable(self, d: dict[str, Any]) -> None:
+        st = self.state
+        a, b = st.node(d["node"]), st.node(d["other"])
+        st.fuzzy.setdefault(a, {})[b] = d["event_id"]
+        st.fuzzy.setdefault(b, {})[a] = d["event_id"]
+
+    def _apply_possible(self, d: dict[str, Any]) -> None:
+        st = self.state
+        a, b = st.node(d["node"]), st.node(d["other"])
+        st.reviews[d["review_id"]] = (a, b)
+        st.review_pairs.add((a, b) if a < b else (b, a))
+
+    def _apply_review(self, d: dict[str, Any]) -> None:
+        st = self.state
+        pair = st.reviews.pop(d["review_id"], None)
+        if pair is not None and d["outcome"] == "rejected":
+            a, b = pair
+            st.review_rejected.add((a, b) if a < b else (b, a))
+
     def _apply_rejected(self, d: dict[str, Any]) -> None:
         self.state.rejected_keys.add(d["key"])
 
@@ -624,4 +907,7 @@ _APPLY: dict[str, Callable[[Resolver, dict[str, Any]], None]] = {
     "profile_split": Resolver._apply_split,
     "event_rejected": Resolver._apply_rejected,
     "link_refused": Resolver._apply_refused,
+    "probable_link": Resolver._apply_probable,
+    "possible_match": Resolver._apply_possible,
+    "review_decided": Resolver._apply_review,
 }

@@ -7,3 +7,7 @@ class IdresError(Exception):
 
 class ConfigError(IdresError):
     """The configuration is invalid."""
+
+
+class ReviewError(IdresError):
+    """A review verdict names a possible match that is unknown or already decided."""

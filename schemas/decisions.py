@@ -113,6 +113,63 @@ class LinkRefused(_Decision):
     reason: str
 
 
+class FieldWeight(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    level: str = Field(description="Agreement level of this field, e.g. exact, jw_92, one_off, different.")
+    weight: float = Field(description="Its Fellegi-Sunter contribution, log2(m/u).")
+
+
+class ProbableLink(_Decision):
+    """Two identifiers (or anonymous records, ``record:<event_id>``) were linked on attribute evidence:
+    a match weight at or above the model's link threshold, or a person's accepted review."""
+
+    type: Literal["probable_link"]
+    event_id: str = Field(description="The event whose record matched, or ``review:<review_id>``.")
+    node: str
+    other: str
+    profile_id: str = Field(description="The profile ``other`` belonged to when the link was made.")
+    rule: Literal["probable_match", "review_accepted"]
+    weight: Optional[float] = Field(default=None, description="Total match weight (log2 odds); none for a review.")
+    link_threshold: Optional[float] = None
+    review_threshold: Optional[float] = None
+    fields: dict[str, FieldWeight] = Field(default_factory=dict, description="Each compared field's contribution.")
+    model: Optional[str] = Field(default=None, description="Match model version and fingerprint.")
+    review_id: Optional[str] = None
+
+
+class PossibleMatch(_Decision):
+    """A match weight between the review and link thresholds: queued for a person to decide."""
+
+    type: Literal["possible_match"]
+    review_id: str
+    event_id: str
+    occurred_at: str
+    node: str
+    other: str
+    profile_id: str
+    other_profile_id: str
+    weight: float
+    link_threshold: float
+    review_threshold: float
+    fields: dict[str, FieldWeight]
+    model: str
+    note: Optional[str] = Field(default=None, description="Why a weight above the link threshold was queued.")
+
+
+class ReviewDecided(_Decision):
+    """A person's verdict on a possible match. ``outcome``: linked, rejected, already_linked, or
+    blocked (accepted, but a guard forbids the merge now; ``reason`` says which)."""
+
+    type: Literal["review_decided"]
+    review_id: str
+    decision: Literal["accept", "reject"]
+    reviewer: str
+    decided_at: str
+    note: Optional[str] = None
+    outcome: Literal["linked", "rejected", "already_linked", "blocked"]
+    reason: Optional[str] = None
+
+
 class SplitPart(BaseModel):
     model_config = ConfigDict(extra="forbid")
     profile_id: str
@@ -150,6 +207,9 @@ Decision = Annotated[
         LinkRefused,
         ProfileSplit,
         EventRejected,
+        ProbableLink,
+        PossibleMatch,
+        ReviewDecided,
     ],
     Field(discriminator="type"),
 ]

@@ -248,6 +248,106 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fields_text(fields: dict[str, Any]) -> str:
+    return ", ".join(f"{f} {v['level']} {v['weight']:+.1f}" for f, v in fields.items())
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        if args.review_ids:
+            raise UsageError("`idres review` lists the queue; to decide, use "
+                             "`idres review accept|reject REVIEW_ID...`")
+        with _engine(args, writer=False) as engine:
+            rows = engine.views.review_queue(include_decided=args.all)
+        if args.json:
+            _print_json(rows)
+            return 0
+        if not rows:
+            print("The review queue is empty." if not args.all else "No possible matches were ever queued.")
+            return 0
+        for r in rows:
+            print(f"{r['review_id']}  {r['status']:<8} weight {r['weight']:.1f} "
+                  f"(review >= {r['review_threshold']:.0f}, link >= {r['link_threshold']:.0f})  "
+                  f"{r['identifier']} [{r['profile_id']}]  ~  {r['other_identifier']} [{r['other_profile_id']}]")
+            print(f"    {_fields_text(r['fields'])}")
+        pending = sum(1 for r in rows if r["status"] == "pending")
+        print(f"{pending} pending. Decide with `idres review accept|reject REVIEW_ID... --by NAME`.")
+        return 0
+    if not args.review_ids:
+        raise UsageError(f"name the review(s) to {args.action}: `idres review {args.action} REVIEW_ID...` "
+                         "(list them with `idres review`)")
+    reviewer = args.by or os.environ.get("USER") or "unknown"
+    failed = 0
+    with _engine(args, writer=True) as engine:
+        for review_id in args.review_ids:
+            try:
+                decisions = engine.review(review_id, args.action == "accept", reviewer, args.note)
+            except IdresError as exc:
+                print(f"idres: error: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            verdict = decisions[-1]
+            extra = f": {verdict['reason']}" if verdict.get("reason") else ""
+            print(f"{review_id}: {verdict['outcome']}{extra}")
+    return 2 if failed else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from resolver.matching import train_model
+    from streams.settings import save_match_model
+
+    config, _ = _settings(args)
+    records = _training_records(args.files, config)
+    if len(records) < 2:
+        raise UsageError(f"only {len(records)} distinct attribute record(s) in the input: "
+                         "training needs events with names, dates of birth or addresses")
+    print(f"idres: training on {len(records):,} distinct attribute records "
+          f"({args.pairs:,} random pairs for u, EM over blocked pairs for m)", file=sys.stderr)
+    model, report = train_model(records, seed=args.seed, pairs_sample=args.pairs,
+                                max_block_size=config.max_block_size, version=args.version)
+    save_match_model(model, args.out)
+    if args.json:
+        _print_json({"model": model.to_dict(), **report})
+    else:
+        print(f"Wrote {args.out}: model {model.version} (fingerprint {model.fingerprint()}), "
+              f"{report['candidate_pairs']:,} candidate pairs, estimated match share {model.prior:.4f}.")
+        for field in report["weights"]:
+            levels = ", ".join(f"{lv} {w:+.1f}" for lv, w in report["weights"][field].items())
+            print(f"  {field}: {levels}")
+        print(f"Use it with `match_model = \"{args.out}\"` in the TOML file given to --config.")
+    return 0
+
+
+def _training_records(files: Sequence[str], config: Any) -> list[Any]:
+    """Distinct attribute records of the valid events in ``files`` (in first-seen order)."""
+    from resolver.matching import AttributeRecord, blocking_keys
+    from resolver.normalize import Normalizer
+    from schemas.channel import RejectedInput, parse_event
+
+    normalizer = Normalizer(config)
+    seen: dict[Any, None] = {}
+    for name in files:
+        fh = sys.stdin.buffer if name == "-" else open(name, "rb")
+        try:
+            for line in fh:
+                if not line.strip():
+                    continue
+                try:
+                    event = parse_event(line)
+                except RejectedInput:
+                    continue
+                attrs = normalizer.attributes(event.attributes)
+                if not attrs:
+                    continue
+                rec = AttributeRecord.from_attributes(attrs)
+                if rec not in seen and blocking_keys(rec):
+                    seen[rec] = None
+        finally:
+            if fh is not sys.stdin.buffer:
+                fh.close()
+    return list(seen)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from resolver.measures import pairwise_scores
     from streams.synthetic import read_truth_csv
@@ -475,6 +575,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the full evidence as JSON")
     data_dir(p)
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("review", help="the review queue of possible matches; accept or reject them")
+    p.add_argument("action", nargs="?", choices=("list", "accept", "reject"), default="list")
+    p.add_argument("review_ids", nargs="*", metavar="REVIEW_ID")
+    p.add_argument("--by", help="who decides (default: $USER)")
+    p.add_argument("--note", help="why, kept with the verdict in the log")
+    p.add_argument("--all", action="store_true", help="list decided and moot reviews too")
+    p.add_argument("--json", action="store_true")
+    data_dir(p)
+    p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("train", help="estimate a probabilistic match model (u and m) from channel events")
+    p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines file(s) of channel events; - for stdin")
+    p.add_argument("--out", required=True, help="where to write the model (JSON)")
+    p.add_argument("--pairs", type=int, default=1_000_000, help="random pairs sampled to estimate u")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--version", help="a name for the model (default: derived from its parameters)")
+    p.add_argument("--json", action="store_true", help="print the model and the training report as JSON")
+    p.add_argument("--config", help="resolver rules as TOML (default: $IDRES_CONFIG or built-in rules)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="pairwise precision/recall/F1 against a truth CSV (event_id,person_id)")
     p.add_argument("--truth", required=True)

@@ -13,13 +13,14 @@ import contextlib
 import gc
 import hashlib
 import time
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Optional
 
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
-from resolver.engine import Resolver, ResolverState
+from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from schemas.channel import RejectedInput, parse_event
 from streams.log import DecisionLog, load_checkpoint, save_checkpoint
 
@@ -30,9 +31,10 @@ def _state_format() -> str:
     makes older checkpoints unusable, and they are then ignored (the log is folded again)."""
     import projections.customer
     import resolver.engine
+    import resolver.matching
 
     h = hashlib.sha256()
-    for module in (resolver.engine, projections.customer):
+    for module in (resolver.engine, resolver.matching, projections.customer):
         h.update(Path(module.__file__).read_bytes())
     return "engine-" + h.hexdigest()[:12]
 
@@ -230,6 +232,18 @@ class EmbeddedEngine:
         """After a defect mid-decision the in-memory state may be half-changed: rebuild it from the log."""
         self._load(use_checkpoint=True)
 
+    # ------------------------------------------------------------------------------------ review
+    def review(self, review_id: str, accept: bool, reviewer: str, note: Optional[str] = None,
+               decided_at: Optional[str] = None) -> list[dict[str, Any]]:
+        """Records a person's verdict on a possible match (and the link it makes) as one log entry.
+        Raises ``ReviewError`` for a review that is unknown or already decided."""
+        if decided_at is None:
+            decided_at = utc_iso(datetime.now(timezone.utc))
+        decisions = self.resolver.decide_review(review_id, accept, reviewer, decided_at, note)
+        self._commit([decisions])
+        self.checkpoint()
+        return decisions
+
     # ------------------------------------------------------------------------------------ verify
     def verify_decisions(self, progress: Optional[Callable[[int], None]] = None) -> Optional[str]:
         """Re-decides every logged record with a fresh resolver and compares with the log.
@@ -244,11 +258,15 @@ class EmbeddedEngine:
             rec = decisions[-1]  # the record itself is always the entry's last decision
             if rec["type"] == "event_rejected":
                 again = check.reject(rec["key"], rec["source"], rec["reason"], rec["raw"], rec.get("event_id"))
+            elif rec["type"] == "review_decided":
+                again = check.decide_review(rec["review_id"], rec["decision"] == "accept", rec["reviewer"],
+                                            rec["decided_at"], rec.get("note"))
             else:
                 identifiers = {}
                 for key in rec["nodes"]:
                     t, _, v = key.partition(":")
-                    identifiers[t] = v
+                    if t != RECORD_TYPE:  # anonymous records are made by the resolver, not given
+                        identifiers[t] = v
                 for ign in rec.get("ignored", ()):
                     identifiers.setdefault(ign["type"], ign["raw"])
                 event = ChannelEvent(event_id=rec["event_id"], occurred_at=rec["occurred_at"],

@@ -1,7 +1,11 @@
 """Loads the one TOML file that configures both the resolver and the projections.
 
 Top-level keys and ``[identifier_types.*]`` tables are resolver rules (see ``resolver.config``); a
-``[projection]`` table sets how the customer views summarize events (see ``projections.customer``)::
+``[projection]`` table sets how the customer views summarize events (see ``projections.customer``);
+``match_model`` names a probabilistic match model file (JSON, from ``idres train``), relative to the TOML::
+
+    fuzzy_matching = true
+    match_model = "match-model.json"
 
     [projection]
     untrusted_channels = ["social", "chat"]          # golden record: values from these lose to others
@@ -56,6 +60,10 @@ def load_settings(path: Optional[str | Path]) -> tuple[ResolverConfig, Projectio
         return ResolverConfig(), ProjectionConfig()
     data = read_toml(path)
     projection = projection_config_from_dict(data.pop("projection", {}), f"{path}: [projection]")
+    model_path = data.get("match_model")
+    if isinstance(model_path, str):
+        # relative to the TOML file, so a config directory can be moved as a whole
+        data["match_model"] = load_match_model(Path(path).parent / model_path)
     return ResolverConfig.from_dict(data, where=str(path)), projection
 
 

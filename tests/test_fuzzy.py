@@ -1,0 +1,287 @@
+"""Probabilistic matching wired into the engine: links, the review queue, guards, replay, the CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from resolver.config import ResolverConfig
+from resolver.engine import Resolver, ResolverState
+from resolver.errors import ReviewError
+from resolver.matching import default_model
+from schemas.decisions import LogEntry
+from tests.cli_helpers import run_cli
+from tests.resolver_helpers import Run, ev
+
+JANE = {"first_name": "Jane", "last_name": "Doe", "date_of_birth": "1985-03-07", "postcode": "SW1A 1AA",
+        "address": "12 High Street", "city": "London"}
+
+
+def decisions_of(run: Run, event_id: str) -> list[dict]:
+    return next(entry for entry in run.log if entry[-1].get("event_id") == event_id)
+
+
+def test_caller_with_new_phone_name_and_birth_date_joins_the_known_customer():
+    run = Run().feed([
+        ev("web1", 0, email="jane.doe@example.co.uk", attrs=JANE),
+        # the call centre: an unknown phone, a misspelt first name, the same birth date
+        ev("call1", 5, channel="call_center", phone="+44 7700 900123",
+           attrs={"first_name": "Jayne", "last_name": "Doe", "date_of_birth": "1985-03-07"}),
+    ])
+    assert run.profile_of("call1") == run.profile_of("web1")
+    link = next(d for d in decisions_of(run, "call1") if d["type"] == "probable_link")
+    assert link["rule"] == "probable_match"
+    assert link["node"] == "phone:+447700900123" and link["other"] == "email:jane.doe@example.co.uk"
+    assert link["weight"] >= link["link_threshold"]
+    assert set(link["fields"]) == {"first_name", "last_name", "date_of_birth"}
+    assert link["fields"]["first_name"]["level"] == "jw_92"
+    assert sum(f["weight"] for f in link["fields"].values()) == pytest.approx(link["weight"], abs=1e-3)
+    merge = next(d for d in decisions_of(run, "call1") if d["type"] == "profiles_merged")
+    assert merge["rule"] == "probable_match" and merge["survivor_id"] == run.profile_of("web1")
+    for seq, entry in enumerate(run.log):
+        LogEntry.model_validate({"seq": seq, "decisions": entry})
+
+
+def test_event_with_only_attributes_is_accepted_and_founds_or_joins_a_profile():
+    run = Run().feed([
+        ev("web1", 0, email="jane.doe@example.co.uk", attrs=JANE),
+        ev("store1", 3, channel="store", event_type="purchase",
+           attrs={"first_name": "JANE", "last_name": "doe", "date_of_birth": "03/07/1985", "postcode": "sw1a1aa"}),
+        ev("store2", 4, channel="store", event_type="purchase",
+           attrs={"first_name": "Omar", "last_name": "Haddad", "postcode": "E1 6AN"}),
+    ])
+    assert run.profile_of("store1") == run.profile_of("web1")
+    recorded = decisions_of(run, "store1")[-1]
+    assert recorded["nodes"] == ["record:store1"]
+    # a stranger with nothing to match against is a customer of their own, found again by later events
+    assert run.profile_of("store2") not in (run.profile_of("web1"),)
+    assert run.views.lookup_node("record:store2")["profile_id"] == run.profile_of("store2")
+    # anonymous records are not shown as identifiers of the customer
+    view = run.views.customer(run.profile_of("web1"))
+    assert "record" not in view["identifiers"]
+
+
+def test_middle_band_goes_to_review_and_a_verdict_is_an_event():
+    run = Run().feed([
+        ev("web1", 0, email="jane.doe@example.co.uk", attrs=JANE),
+        # name and postcode only: likely, not certain (a relative may share both)
+        ev("store1", 3, channel="store", event_type="purchase",
+           attrs={"first_name": "Jane", "last_name": "Doe", "postcode": "SW1A 1AA"}),
+    ])
+    assert run.profile_of("store1") != run.profile_of("web1")
+    queue = run.views.review_queue()
+    assert len(queue) == 1
+    item = queue[0]
+    assert item["status"] == "pending"
+    assert item["review_threshold"] <= item["weight"] < item["link_threshold"]
+    assert {item["profile_id"], item["other_profile_id"]} == {run.profile_of("store1"), run.profile_of("web1")}
+
+    decisions = run.resolver.decide_review(item["review_id"], True, "ana", "2025-02-01T10:00:00.000000Z", "same card")
+    run.views.apply_entry(len(run.log), decisions)
+    run.log.append(decisions)
+    assert [d["type"] for d in decisions] == ["probable_link", "profiles_merged", "review_decided"]
+    assert decisions[-1]["outcome"] == "linked" and decisions[-1]["reviewer"] == "ana"
+    assert run.profile_of("store1") == run.profile_of("web1")
+    assert run.views.review_queue() == []
+    assert run.views.review_queue(include_decided=True)[0]["status"] == "linked"
+    with pytest.raises(ReviewError, match="already decided"):
+        run.resolver.decide_review(item["review_id"], False, "ana", "2025-02-01T10:01:00.000000Z")
+
+
+def test_rejected_pair_is_neither_queued_again_nor_linked():
+    run = Run().feed([
+        ev("web1", 0, email="jane.doe@example.co.uk", attrs=JANE),
+        ev("store1", 3, channel="store", attrs={"first_name": "Jane", "last_name": "Doe", "postcode": "SW1A 1AA"}),
+    ])
+    review_id = run.views.review_queue()[0]["review_id"]
+    decisions = run.resolver.decide_review(review_id, False, "ana", "2025-02-01T10:00:00.000000Z")
+    run.views.apply_entry(len(run.log), decisions)
+    run.log.append(decisions)
+    assert decisions[-1]["outcome"] == "rejected"
+    # the same anonymous customer comes back with a fuller record under the email that was rejected
+    run.feed([ev("web2", 9, email="jane.doe@example.co.uk",
+                 attrs={"first_name": "Jane", "last_name": "Doe", "postcode": "SW1A 1AA", "city": "London",
+                        "address": "12 High St"})])
+    assert run.profile_of("store1") != run.profile_of("web1")
+    assert run.views.review_queue() == []
+
+
+@pytest.mark.parametrize("second", [
+    # two different loyalty cards where one customer may hold one: same name, birth date, address
+    {"loyalty_id": "LOY-2222", "attrs": JANE},
+    # birth dates that clearly differ (not a swap, not a typo)
+    {"email": "jd@example.org", "attrs": {**JANE, "date_of_birth": "1991-11-23"}},
+])
+def test_fuzzy_match_never_overrides_a_hard_conflict(second):
+    first = ev("s1", 0, loyalty_id="LOY-1111", attrs=JANE) if "loyalty_id" in second else \
+        ev("s1", 0, email="jane.doe@example.co.uk", attrs=JANE)
+    ids = {k: v for k, v in second.items() if k != "attrs"}
+    run = Run().feed([first, ev("s2", 5, attrs=second["attrs"], **ids)])
+    assert run.profile_of("s1") != run.profile_of("s2")
+    assert not [d for entry in run.log for d in entry if d["type"] in ("probable_link", "possible_match")]
+
+
+def test_birth_date_typo_or_swap_is_not_a_conflict():
+    run = Run().feed([
+        ev("a", 0, email="jane.doe@example.co.uk", attrs=JANE),
+        ev("b", 1, phone="+44 7700 900124", attrs={**JANE, "date_of_birth": "1985-07-03"}),  # day/month swapped
+        ev("c", 2, phone="+44 7700 900125", attrs={**JANE, "date_of_birth": "1985-03-17"}),  # one digit
+    ])
+    assert run.profile_of("a") == run.profile_of("b") == run.profile_of("c")
+
+
+def test_household_members_are_not_merged_on_surname_and_address():
+    run = Run().feed([
+        ev("a", 0, email="jane.doe@example.co.uk", attrs=JANE),
+        ev("b", 1, email="john.doe@example.co.uk",
+           attrs={**JANE, "first_name": "John", "date_of_birth": "1983-10-30"}),
+        # a twin: everything agrees but the first name
+        ev("c", 2, email="amy.doe@example.co.uk", attrs={**JANE, "first_name": "Amy"}),
+    ])
+    assert len({run.profile_of(e) for e in "abc"}) == 3
+    twin = [r for r in run.views.review_queue() if r["identifier"] == "email:amy.doe@example.co.uk"]
+    assert len(twin) == 1 and twin[0]["weight"] >= twin[0]["link_threshold"]
+    assert twin[0]["fields"]["first_name"]["level"] == "different"
+
+
+def test_explain_shows_each_field_weight_of_a_fuzzy_link():
+    run = Run().feed([
+        ev("web1", 0, email="jane.doe@example.co.uk", attrs=JANE),
+        ev("call1", 5, phone="+44 7700 900123", attrs={"first_name": "Jane", "last_name": "Doe",
+                                                        "date_of_birth": "1985-03-07"}),
+    ])
+    result = run.views.explain(run.profile_of("web1"))
+    fuzzy = [link for link in result["links"] if link["rule"] == "probable_match"]
+    assert len(fuzzy) == 1
+    assert fuzzy[0]["fields"]["date_of_birth"] == {"level": "exact",
+                                                   "weight": pytest.approx(default_model().level_weight(
+                                                       "date_of_birth", "exact"), abs=1e-3)}
+    text = "\n".join(result["summary"])
+    assert "attribute evidence" in text and "date_of_birth exact +" in text
+
+
+def test_replayed_state_equals_the_live_state():
+    events = [
+        ev("web1", 0, email="jane.doe@example.co.uk", attrs=JANE),
+        ev("call1", 5, phone="+44 7700 900123", attrs={"first_name": "Jayne", "last_name": "Doe",
+                                                        "date_of_birth": "1985-03-07"}),
+        ev("store1", 6, attrs={"first_name": "Jane", "last_name": "Doe", "postcode": "SW1A 1AA"}),
+        ev("store2", 7, attrs={"first_name": "Omar", "last_name": "Haddad", "postcode": "E1 6AN"}),
+        ev("kiosk", 8, device_id="dev-1", email="x.y@example.co.uk", attrs={"first_name": "X", "last_name": "Y",
+                                                                         "postcode": "E1 6AN"}),
+    ]
+    run = Run().feed(events)
+    replayed = Resolver(ResolverConfig(), ResolverState())
+    for entry in run.log:
+        replayed.apply_all(json.loads(json.dumps(entry)))
+    live, again = run.resolver.state, replayed.state
+    for name in ("records", "blocks", "fuzzy", "reviews", "review_pairs", "node_profile", "node_keys"):
+        assert getattr(again, name) == getattr(live, name), name
+    assert {p: sorted(v.nodes) for p, v in again.profiles.items()} == \
+        {p: sorted(v.nodes) for p, v in live.profiles.items()}
+
+
+def test_block_size_is_capped():
+    config = replace(ResolverConfig(), max_block_size=5)
+    run = Run(config).feed([
+        ev(f"s{i}", i, attrs={"first_name": f"Name{chr(97 + i)}x", "last_name": "Smith", "postcode": "E1 6AN"})
+        for i in range(12)
+    ])
+    block = run.resolver.state.blocks["ln_pc:S530:E16AN"]
+    assert len(block) == 5
+
+
+def test_matching_can_be_switched_off():
+    run = Run(replace(ResolverConfig(), fuzzy_matching=False)).feed([
+        ev("web1", 0, email="jane.doe@example.co.uk", attrs=JANE),
+        ev("store1", 3, attrs={"first_name": "Jane", "last_name": "Doe", "date_of_birth": "1985-03-07",
+                               "postcode": "SW1A 1AA"}),
+    ])
+    assert run.profile_of("store1") != run.profile_of("web1")
+    assert decisions_of(run, "store1")[-1]["nodes"] == []
+    assert run.resolver.state.blocks == {}
+
+
+def test_identifier_type_record_is_reserved():
+    run = Run().feed([ev("x", 0, record="abc", email="a.b@example.co.uk")])
+    recorded = run.log[0][-1]
+    assert recorded["nodes"] == ["email:a.b@example.co.uk"]
+    assert "reserved" in recorded["ignored"][0]["reason"]
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def _write(path: Path, events: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+def _event(event_id: str, minute: int, identifiers: dict, attributes: dict, channel: str = "web") -> dict:
+    return {"event_id": event_id, "occurred_at": f"2025-01-01T00:{minute:02d}:00Z", "channel": channel,
+            "event_type": "visit", "identifiers": identifiers, "attributes": attributes}
+
+
+def test_review_cli_lists_accepts_and_replay_reproduces_it(tmp_path):
+    data = str(tmp_path / "data")
+    events = _write(tmp_path / "e.jsonl", [
+        _event("web1", 0, {"email": "jane.doe@example.co.uk"}, JANE),
+        _event("store1", 1, {}, {"first_name": "Jane", "last_name": "Doe", "postcode": "SW1A 1AA"}, "store"),
+        _event("store2", 2, {}, {"first_name": "Jane", "last_name": "Doe", "postcode": "SW1A 1AA",
+                                 "address": "12 High St"}, "store"),
+    ])
+    run_cli("ingest", str(events), "--data-dir", data)
+    listed = json.loads(run_cli("review", "--json", "--data-dir", data).stdout)
+    assert listed and all(r["status"] == "pending" for r in listed)
+    text = run_cli("review", "--data-dir", data).stdout
+    assert listed[0]["review_id"] in text and "last_name exact" in text
+
+    first = listed[0]["review_id"]
+    out = run_cli("review", "accept", first, "--by", "ana", "--note", "checked", "--data-dir", data).stdout
+    assert f"{first}: linked" in out
+    again = run_cli("review", "accept", first, "--data-dir", data, check=False)
+    assert again.returncode == 2 and "already decided" in again.stderr and again.stderr.count("\n") == 1
+    missing = run_cli("review", "accept", "--data-dir", data, check=False)
+    assert missing.returncode == 2 and "name the review" in missing.stderr
+
+    lookup = json.loads(run_cli("lookup", "email=jane.doe@example.co.uk", "--data-dir", data).stdout)
+    explain = run_cli("explain", lookup["profile_id"], "--data-dir", data).stdout
+    assert "linked by a reviewer" in explain or "attribute evidence" in explain
+    run_cli("replay", "--verify", "--data-dir", data)
+
+    snap = str(tmp_path / "s.duckdb")
+    run_cli("snapshot", "--out", snap, "--data-dir", data)
+    con = duckdb.connect(snap, read_only=True)
+    statuses = dict(con.execute("SELECT review_id, status FROM review_queue").fetchall())
+    assert statuses[first] == "linked"
+    rules = {r[0] for r in con.execute("SELECT rule FROM links").fetchall()}
+    assert "review_accepted" in rules
+    reviewer = con.execute("SELECT reviewer, note FROM review_queue WHERE review_id = ?", [first]).fetchone()
+    assert reviewer == ("ana", "checked")
+
+
+def test_train_writes_a_model_that_the_config_uses(tmp_path):
+    people = [("Jane", "Doe", "1985-03-07", "SW1A 1AA"), ("Omar", "Haddad", "1979-12-01", "E1 6AN"),
+              ("Li", "Wei", "1990-05-05", "M1 1AE"), ("Ana", "Silva", "1966-02-14", "B1 1AA")]
+    rows = []
+    for i in range(400):
+        first, last, dob, pc = people[i % len(people)]
+        rows.append(_event(f"e{i}", i % 60, {}, {"first_name": first if i % 7 else first + "a",
+                                                  "last_name": f"{last}{i // 40}", "date_of_birth": dob,
+                                                  "postcode": pc}, "store"))
+    events = _write(tmp_path / "e.jsonl", rows)
+    model_path = tmp_path / "conf" / "model.json"
+    model_path.parent.mkdir()
+    out = run_cli("train", str(events), "--out", str(model_path), "--pairs", "5000", "--version", "shop-1").stdout
+    assert "shop-1" in out and "date_of_birth" in out
+    saved = json.loads(model_path.read_text())
+    assert saved["version"] == "shop-1" and saved["format"] == "idres-match-model"
+    (tmp_path / "conf" / "rules.toml").write_text('match_model = "model.json"\n')
+    data = str(tmp_path / "data")
+    run_cli("ingest", str(events), "--data-dir", data, "--config", str(tmp_path / "conf" / "rules.toml"))
+    log = b"".join(p.read_bytes() for p in sorted((Path(data) / "log").glob("*")))
+    assert b'"model":"shop-1/' in log.replace(b" ", b"")
+    bad = run_cli("train", str(tmp_path / "nope.jsonl"), "--out", str(model_path), check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
