@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                 # ~1.35 million events (135,000 people)
     python benchmarks/throughput.py --people 20000  # quicker
     python benchmarks/throughput.py --profile 200000  # also: where the time goes, on the first N lines
+    python benchmarks/throughput.py --matching both   # ingest with probabilistic matching off, then on
 
 Prints events/s, wall time and peak resident memory of each step. The generated file is kept in
 --workdir (default: a temporary directory) so repeated runs can reuse it with --reuse.
@@ -56,6 +57,8 @@ def main() -> None:
     parser.add_argument("--workdir")
     parser.add_argument("--reuse", action="store_true", help="reuse the events file in --workdir if present")
     parser.add_argument("--profile", type=int, metavar="N", help="profile the ingest of the first N lines")
+    parser.add_argument("--matching", choices=("on", "off", "both"), default="on",
+                        help="probabilistic matching during the ingest (both: off first, then on, and the ratio)")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="idres-throughput-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -69,14 +72,26 @@ def main() -> None:
     data = work / "data"
     shutil.rmtree(data, ignore_errors=True)
 
-    wall, rss, out = timed_child(["ingest", str(events), "--data-dir", str(data)])
-    report = json.loads(out)["ingested"]
-    print(f"ingest    {lines:>10,} lines  {wall:8.1f} s  {lines / wall:>9,.0f} events/s  peak {rss:>6,} MiB "
-          f"(accepted {report['accepted']:,}, duplicates {report['duplicates']:,}, rejected {report['rejected']:,})")
-    wall, rss, _ = timed_child(["replay", "--data-dir", str(data)])
+    off_config = work / "matching-off.toml"
+    off_config.write_text("fuzzy_matching = false\n")
+    speeds: dict[str, float] = {}
+    for mode in (("off", "on") if args.matching == "both" else (args.matching,)):
+        shutil.rmtree(data, ignore_errors=True)
+        extra = ["--config", str(off_config)] if mode == "off" else []
+        wall, rss, out = timed_child(["ingest", str(events), "--data-dir", str(data), *extra])
+        report = json.loads(out)["ingested"]
+        speeds[mode] = lines / wall
+        print(f"ingest    {lines:>10,} lines  {wall:8.1f} s  {lines / wall:>9,.0f} events/s  peak {rss:>6,} MiB "
+              f"(matching {mode}; accepted {report['accepted']:,}, duplicates {report['duplicates']:,}, "
+              f"rejected {report['rejected']:,})")
+    if len(speeds) == 2:
+        print(f"matching on keeps {speeds['on'] / speeds['off']:.0%} of the events/s of matching off")
+    replay_extra = ["--config", str(off_config)] if args.matching == "off" else []
+    wall, rss, _ = timed_child(["replay", "--data-dir", str(data), *replay_extra])
     print(f"replay    {lines:>10,} lines  {wall:8.1f} s  {'':>19}  peak {rss:>6,} MiB "
           f"(load the checkpoint, fold the whole log again, compare, write the checkpoint)")
-    wall, rss, _ = timed_child(["snapshot", "--data-dir", str(data), "--out", str(work / "snapshot.duckdb")])
+    wall, rss, _ = timed_child(["snapshot", "--data-dir", str(data), "--out", str(work / "snapshot.duckdb"),
+                                *replay_extra])
     print(f"snapshot  {'':>16}  {wall:8.1f} s  {'':>19}  peak {rss:>6,} MiB")
     print(f"log size  {sum(p.stat().st_size for p in (data / 'log').iterdir()) / 1e6:,.0f} MB; "
           f"checkpoint {(data / 'checkpoint.pickle').stat().st_size / 1e6:,.0f} MB")

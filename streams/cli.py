@@ -252,13 +252,29 @@ def _fields_text(fields: dict[str, Any]) -> str:
     return ", ".join(f"{f} {v['level']} {v['weight']:+.1f}" for f, v in fields.items())
 
 
+def _kafka_views(args: argparse.Namespace):
+    """The customer views of a Kafka deployment, folded from its decision-log topic."""
+    from projections.customer import CustomerViews
+    from streams.stream_app import fold_decision_log
+
+    _, projection = _settings(args)
+    views = CustomerViews(projection)
+    fold_decision_log(_kafka_settings(args), views=views)
+    return views
+
+
 def cmd_review(args: argparse.Namespace) -> int:
+    kafka = _uses_kafka(args)
+    args.data_dir = args.data_dir or DEFAULT_DATA_DIR
     if args.action == "list":
         if args.review_ids:
             raise UsageError("`idres review` lists the queue; to decide, use "
                              "`idres review accept|reject REVIEW_ID...`")
-        with _engine(args, writer=False) as engine:
-            rows = engine.views.review_queue(include_decided=args.all)
+        if kafka:
+            rows = _kafka_views(args).review_queue(include_decided=args.all)
+        else:
+            with _engine(args, writer=False) as engine:
+                rows = engine.views.review_queue(include_decided=args.all)
         if args.json:
             _print_json(rows)
             return 0
@@ -277,6 +293,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         raise UsageError(f"name the review(s) to {args.action}: `idres review {args.action} REVIEW_ID...` "
                          "(list them with `idres review`)")
     reviewer = args.by or os.environ.get("USER") or "unknown"
+    if kafka:
+        return _submit_reviews(args, reviewer)
     failed = 0
     with _engine(args, writer=True) as engine:
         for review_id in args.review_ids:
@@ -289,6 +307,46 @@ def cmd_review(args: argparse.Namespace) -> int:
             verdict = decisions[-1]
             extra = f": {verdict['reason']}" if verdict.get("reason") else ""
             print(f"{review_id}: {verdict['outcome']}{extra}")
+    return 2 if failed else 0
+
+
+def _submit_reviews(args: argparse.Namespace, reviewer: str) -> int:
+    """Kafka: the verdicts go to the resolve worker (the decision log's only writer) on the validated
+    topic; it records them in order with the events. Unknown or decided reviews are refused here."""
+    from datetime import datetime, timezone
+
+    import orjson
+
+    from resolver.engine import utc_iso
+    from streams.kafka_io import producer
+    from streams.stream_app import validated_topic
+
+    queue = {r["review_id"]: r for r in _kafka_views(args).review_queue(include_decided=True)}
+    verdicts, failed = [], 0
+    for review_id in args.review_ids:
+        known = queue.get(review_id)
+        if known is None or known["status"] not in ("pending", "moot"):
+            state = "unknown" if known is None else f"already decided ({known['status']})"
+            print(f"idres: error: review {review_id!r} is {state} (list the queue with `idres review`)",
+                  file=sys.stderr)
+            failed += 1
+            continue
+        verdict = {"review_id": review_id, "decision": args.action, "reviewer": reviewer,
+                   "decided_at": utc_iso(datetime.now(timezone.utc))}
+        if args.note:
+            verdict["note"] = args.note
+        verdicts.append(verdict)
+    if verdicts:
+        settings = _kafka_settings(args)
+        prod = producer(settings)
+        try:
+            prod.send(validated_topic(settings), key=b"review", value=orjson.dumps({"reviews": verdicts})).get(
+                timeout=settings.timeout)
+        finally:
+            prod.close()
+        for v in verdicts:
+            print(f"{v['review_id']}: {args.action} submitted; the resolve worker records it "
+                  f"(see `idres review --all`)")
     return 2 if failed else 0
 
 
@@ -584,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list decided and moot reviews too")
     p.add_argument("--json", action="store_true")
     data_dir(p)
+    p.set_defaults(data_dir=None)
+    kafka(p)
     p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("train", help="estimate a probabilistic match model (u and m) from channel events")

@@ -37,6 +37,7 @@ import orjson
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver, ResolverState
+from resolver.errors import ReviewError
 from schemas.channel import KNOWN_CHANNELS, RejectedInput, parse_event
 from streams.embedded import MAX_RECORD_BYTES
 from streams.kafka_io import KafkaSettings, admin_client, ensure_topics
@@ -387,7 +388,18 @@ class StreamJobs:
             for ev in events:
                 msg = ev.message
                 m.positions[(msg.topic, msg.partition)] = msg.offset + 1
-                for topic, partition, offset, raw in orjson.loads(ev.value)["events"]:
+                value = orjson.loads(ev.value)
+                for verdict in value.get("reviews", ()):
+                    # a person's verdict on a possible match (`idres review accept|reject --bootstrap`)
+                    try:
+                        entries.append(resolver.decide_review(
+                            verdict["review_id"], verdict["decision"] == "accept", verdict["reviewer"],
+                            verdict["decided_at"], verdict.get("note")))
+                        m.add("resolve_reviews")
+                    except ReviewError as exc:
+                        log.warning("review verdict not recorded: %s", exc)
+                        m.add("resolve_review_errors")
+                for topic, partition, offset, raw in value.get("events", ()):
                     source = {"name": f"{topic}/{partition}", "position": offset}
                     try:
                         event = parse_event(raw)

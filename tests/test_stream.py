@@ -202,3 +202,38 @@ def test_resolve_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
 
     # and the result is the uninterrupted one, profile IDs included
     snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
+
+
+def test_review_verdicts_reach_the_decision_log_through_the_resolve_worker(kafka_bootstrap, tmp_path):
+    prefix = unique_name("rv") + "."
+    person = {"first_name": "Jane", "last_name": "Doe", "postcode": "SW1A 1AA"}
+    lines = [
+        {"event_id": "web1", "occurred_at": "2025-01-01T00:00:00Z", "channel": "web", "event_type": "signup",
+         "identifiers": {"email": "jane.doe@example.co.uk"},
+         "attributes": {**person, "date_of_birth": "1985-03-07", "address": "12 High Street"}},
+        {"event_id": "store1", "occurred_at": "2025-01-02T00:00:00Z", "channel": "store",
+         "event_type": "purchase", "attributes": person},
+    ]
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    idres("produce", str(events), *kafka)
+    worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
+    try:
+        wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == 2, 120,
+                   "both events decided", [worker])
+        # the worker is idle now: reading the decision log cannot race its writes
+        queue = json.loads(idres("review", "--json", *kafka).stdout)
+        assert [r["status"] for r in queue] == ["pending"]
+        review_id = queue[0]["review_id"]
+        out = idres("review", "accept", review_id, "--by", "ana", *kafka).stdout
+        assert "submitted" in out
+        wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == 3, 60,
+                   "the verdict recorded", [worker])
+        assert worker.metrics().get("idres_resolve_reviews_total") == 1
+        decided_rows = json.loads(idres("review", "--all", "--json", *kafka).stdout)
+        assert [(r["review_id"], r["status"], r["reviewer"]) for r in decided_rows] == [(review_id, "linked", "ana")]
+        again = idres("review", "reject", review_id, *kafka, check=False)
+        assert again.returncode == 2 and "already decided (linked)" in again.stderr
+    finally:
+        worker.stop()
