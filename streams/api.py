@@ -344,14 +344,52 @@ class TimelinePage(BaseModel):
     events: list[TimelineEvent]
 
 
+class FieldEvidence(BaseModel):
+    level: str = Field(description="Agreement level, e.g. exact, nickname, jw_92, one_off, different.")
+    weight: float = Field(description="The field's contribution to the match weight, log2(m/u).")
+
+
 class Link(BaseModel):
     a: str
     b: str
     event_id: str
-    rule: str
+    rule: str = Field(description="seen_together, probable_match (attribute evidence) or review_accepted.")
     channel: Optional[str] = None
     event_type: Optional[str] = None
     occurred_at: Optional[str] = None
+    weight: Optional[float] = Field(default=None, description="Match weight of a probable_match link.")
+    link_threshold: Optional[float] = None
+    fields: Optional[dict[str, FieldEvidence]] = None
+    model: Optional[str] = None
+    review_id: Optional[str] = None
+
+
+class Review(BaseModel):
+    review_id: str
+    status: str = Field(description="pending, moot (since linked or shared), linked, rejected, already_linked, blocked.")
+    event_id: str
+    occurred_at: str
+    identifier: str
+    other_identifier: str
+    profile_id: Optional[str]
+    other_profile_id: Optional[str]
+    weight: float
+    link_threshold: float
+    review_threshold: float
+    fields: dict[str, FieldEvidence]
+    model: str
+    decision: Optional[str] = None
+    reviewer: Optional[str] = None
+    decided_at: Optional[str] = None
+    note: Optional[str] = None
+    reason: Optional[str] = None
+
+
+class ReviewPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    reviews: list[Review]
 
 
 class Merge(BaseModel):
@@ -673,6 +711,14 @@ def create_app(follower: Follower, api_key: Optional[str] = None) -> FastAPI:
         if pid != profile_id:
             return moved(request, profile_id, pid, "/explain")
         return result
+
+    @app.get("/v1/reviews", response_model=ReviewPage, **v1,
+             summary="Possible matches waiting for a person (decide with `idres review accept|reject`)")
+    async def reviews(all: bool = Query(False, description="include decided and moot reviews"),
+                      limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> Any:
+        with follower.lock:
+            rows = follower.views.review_queue(include_decided=all)
+        return {"total": len(rows), "limit": limit, "offset": offset, "reviews": rows[offset:offset + limit]}
 
     # -- operations ------------------------------------------------------------------------------
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="The process is up")

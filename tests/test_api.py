@@ -6,6 +6,8 @@ operation of the OpenAPI document that asserts the server never answers 5xx.
 
 from __future__ import annotations
 
+import json
+
 import math
 import os
 import re
@@ -94,9 +96,25 @@ def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("api")
     events, truth, data = root / "events.jsonl", root / "truth.csv", root / "data"
     write_dataset(events, truth, SyntheticConfig(people=300, seed=3))
+    # and a customer linked on attributes: a web sign-up, a call from a new phone, a store purchase
+    jane = {"first_name": "Jane", "last_name": "Zebedee", "postcode": "SW1A 1AA"}
+    extra = root / "jane.jsonl"
+    extra.write_text("".join(json.dumps(x) + "\n" for x in [
+        {"event_id": "jane-web", "occurred_at": "2025-06-01T00:00:00Z", "channel": "web", "event_type": "signup",
+         "identifiers": {"email": "jane.zebedee@example.co.uk"},
+         "attributes": {**jane, "date_of_birth": "1985-03-07"}},
+        {"event_id": "jane-call", "occurred_at": "2025-06-02T00:00:00Z", "channel": "call_center",
+         "event_type": "call", "identifiers": {"phone": "+44 7700 900123"},
+         "attributes": {**jane, "first_name": "Jayne", "date_of_birth": "1985-03-07"}},
+        {"event_id": "jane-store", "occurred_at": "2025-06-03T00:00:00Z", "channel": "store",
+         "event_type": "purchase", "attributes": jane},
+    ]))
     with EmbeddedEngine(data) as engine:
         engine.ingest_file(events)
+        engine.ingest_file(extra)
         views = engine.views
+        jane_profile = views.lookup_node("email:jane.zebedee@example.co.uk")["profile_id"]
+        pending_reviews = [r["review_id"] for r in views.review_queue()]
 
         def found(key: str):
             hit = views.lookup_node(key)
@@ -126,7 +144,7 @@ def dataset(tmp_path_factory):
         assert follow is not None
         stats = views.stats()
     return {"root": root, "data": data, "person": person, "alias": alias, "survivor": survivor,
-            "shared": shared, "follow": follow, "stats": stats}
+            "shared": shared, "follow": follow, "stats": stats, "jane": jane_profile, "reviews": pending_reviews}
 
 
 @pytest.fixture(scope="module")
@@ -283,6 +301,30 @@ def test_explain(client, dataset):
     for link in body["links"]:
         assert link["a"] in body["identifiers"] and link["b"] in body["identifiers"]
     assert client.get("/v1/profiles/p_nope/explain").status_code == 404
+
+
+def test_explain_gives_the_field_weights_of_a_link_made_on_attributes(client, dataset):
+    body = client.get(f"/v1/profiles/{dataset['jane']}/explain").json()
+    fuzzy = [link for link in body["links"] if link["rule"] == "probable_match"]
+    assert len(fuzzy) == 1
+    link = fuzzy[0]
+    assert {link["a"], link["b"]} == {"email:jane.zebedee@example.co.uk", "phone:+447700900123"}
+    assert link["weight"] >= link["link_threshold"]
+    assert link["fields"]["first_name"]["level"] == "jw_92"
+    assert sum(f["weight"] for f in link["fields"].values()) == pytest.approx(link["weight"], abs=1e-3)
+
+
+def test_review_queue(client, dataset):
+    body = client.get("/v1/reviews", params={"limit": 1000}).json()
+    assert [r["review_id"] for r in body["reviews"]] == dataset["reviews"] and body["total"] == len(dataset["reviews"])
+    store = [r for r in body["reviews"] if r["other_identifier"] == "record:jane-store"
+             or r["identifier"] == "record:jane-store"]
+    assert len(store) == 1 and store[0]["status"] == "pending"
+    assert store[0]["review_threshold"] <= store[0]["weight"] < store[0]["link_threshold"]
+    assert dataset["jane"] in (store[0]["profile_id"], store[0]["other_profile_id"])
+    page = client.get("/v1/reviews", params={"limit": 1, "offset": 0}).json()
+    assert len(page["reviews"]) == 1 and page["total"] == body["total"]
+    assert client.get("/v1/reviews", params={"limit": 0}).status_code == 422
 
 
 def test_unknown_route_and_method(client):
