@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterable, Optional
 from resolver.config import ResolverConfig
 from resolver.matching import AttributeRecord, FIELDS, MatchModel, blocking_keys, default_model, hard_conflict
 from resolver.matching import compare as compare_records
-from resolver.matching import compare_date_of_birth, _one_typo
+from resolver.matching import dates_compatible
 from resolver.errors import ReviewError
 from resolver.normalize import Normalizer
 from schemas.channel import ChannelEvent
@@ -70,11 +70,6 @@ def node_type(key: str) -> str:
 def utc_iso(dt) -> str:
     """A fixed-width UTC timestamp (``2025-03-07T14:03:11.000000Z``), so string order is time order."""
     return dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def _dob_close(a: str, b: str) -> bool:
-    """Dates of birth that may be one person's: equal, day and month swapped, or one typo apart."""
-    return a == b or compare_date_of_birth(a, b) == "swapped" or _one_typo(a, b)
 
 
 def short_hash(text: str) -> str:
@@ -482,7 +477,7 @@ class Resolver:
             if rule.max_per_profile is not None and have + c > rule.max_per_profile:
                 return f"would give one customer {have + c} {t} values (limit {rule.max_per_profile})"
         if cfg.dob_conflict and acc.dobs and target.dobs and not any(
-                _dob_close(a, b) for a in acc.dobs for b in target.dobs):
+                dates_compatible(a, b) for a in acc.dobs for b in target.dobs):
             return "dates of birth differ: " + ", ".join(sorted(acc.dobs | target.dobs))
         return None
 

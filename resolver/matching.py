@@ -12,7 +12,8 @@ The pieces:
   canonicalized for matching on construction (accents folded, case folded, street abbreviations).
 * ``blocking_keys(record)``: the sorted keys under which a record is indexed, so that candidates are found
   by key look-up instead of a scan: surname Soundex + date of birth, first-name group + date of birth,
-  surname Soundex + postcode, address + postcode. Dates in keys ignore a day/month swap.
+  surname Soundex + postcode, address + postcode, first-name group + surname Soundex. Dates in keys
+  ignore a day/month swap.
 * ``compare(a, b)``: one agreement level per field (``FIELD_LEVELS``, best first), or ``"null"`` when a
   side is missing.
 * ``MatchModel``: m = P(level | same person) and u = P(level | different people) per field and level;
@@ -32,6 +33,7 @@ import math
 import random
 import re
 import unicodedata
+from datetime import date as _date
 from dataclasses import dataclass, fields as dc_fields
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -43,7 +45,7 @@ from resolver.errors import ConfigError
 MODEL_FORMAT = "idres-match-model"
 MODEL_FORMAT_VERSION = 1
 # Bump when the meaning of a comparison level changes: a model estimated under other definitions is refused.
-COMPARISONS_VERSION = 1
+COMPARISONS_VERSION = 2
 
 NULL = "null"
 FIELDS: tuple[str, ...] = ("first_name", "last_name", "date_of_birth", "postcode", "address", "city")
@@ -265,10 +267,20 @@ def blocking_keys(record: AttributeRecord) -> list[str]:
     dob = _dob_key(record.date_of_birth) if record.date_of_birth else None
     if last and dob:
         keys.add(f"ln_dob:{last}:{dob}")
+    # names entered the other way round: the first name's code also stands in for the surname's
+    first_code = soundex(record.first_name) if last else None
+    if first_code and dob:
+        keys.add(f"ln_dob:{first_code}:{dob}")
+    if first_code and record.postcode:
+        keys.add(f"ln_pc:{first_code}:{record.postcode}")
     if record.first_name and dob:
         keys.update(f"fn_dob:{fk}:{dob}" for fk in _first_name_keys(record.first_name))
     if last and record.postcode:
         keys.add(f"ln_pc:{last}:{record.postcode}")
+    if last and record.first_name and (dob or record.postcode or record.address or record.city):
+        # the name alone, for records whose date or postcode is mistyped; only with something else to
+        # compare on, and capped per key like every block (a common name fills it quickly)
+        keys.update(f"fn_ln:{fk}:{last}" for fk in _first_name_keys(record.first_name))
     if record.address and record.postcode:
         keys.add(f"addr_pc:{record.address}:{record.postcode}")
     return sorted(keys)
@@ -362,11 +374,29 @@ def compare_city(a: Optional[str], b: Optional[str]) -> str:
     return "jw_92" if JaroWinkler.similarity(a, b) >= JW_HIGH else "different"
 
 
+_LEVEL_RANK = {"exact": 0, "nickname": 1, "jw_92": 2, "jw_80": 3, "different": 4, NULL: 5}
+
+
+def _names(a: AttributeRecord, b: AttributeRecord) -> tuple[str, str]:
+    """First- and last-name levels; when one side's names were entered the other way round (first name
+    in the surname field), the crossed comparison counts if it agrees better."""
+    first = compare_first_name(a.first_name, b.first_name)
+    last = compare_last_name(a.last_name, b.last_name)
+    if first == "exact" and last == "exact":
+        return first, last
+    if a.first_name and a.last_name and b.first_name and b.last_name:
+        # (symmetric in a and b: the better crossed level is credited to the first name)
+        cross = sorted((compare_last_name(a.first_name, b.last_name), compare_last_name(a.last_name, b.first_name)),
+                       key=_LEVEL_RANK.__getitem__)
+        if _LEVEL_RANK[cross[0]] + _LEVEL_RANK[cross[1]] < _LEVEL_RANK[first] + _LEVEL_RANK[last]:
+            return cross[0], cross[1]
+    return first, last
+
+
 def compare(a: AttributeRecord, b: AttributeRecord) -> tuple[str, ...]:
     """The comparison vector: one agreement level per field of ``FIELDS``, in that order."""
     return (
-        compare_first_name(a.first_name, b.first_name),
-        compare_last_name(a.last_name, b.last_name),
+        *_names(a, b),
         compare_date_of_birth(a.date_of_birth, b.date_of_birth),
         compare_postcode(a.postcode, b.postcode),
         compare_address(a.address, b.address),
@@ -382,16 +412,25 @@ def compare_fields(a: AttributeRecord, b: AttributeRecord) -> dict[str, str]:
 def hard_conflict(a: AttributeRecord, b: AttributeRecord) -> Optional[str]:
     """Why two records cannot be one person whatever their other fields say, or None.
 
-    Dates of birth conflict when both are known, differ, are not a day/month swap and are not one typo
-    (one digit, or two adjacent digits transposed) apart.
+    Dates of birth conflict when both are known and not ``dates_compatible``.
     """
     da, db = a.date_of_birth, b.date_of_birth
-    if da is None or db is None or da == db:
-        return None
-    if compare_date_of_birth(da, db) == "swapped" or _one_typo(da, db):
+    if da is None or db is None or dates_compatible(da, db):
         return None
     lo, hi = sorted((da, db))
     return f"dates of birth differ: {lo} vs {hi}"
+
+
+def dates_compatible(a: str, b: str) -> bool:
+    """Whether two ISO dates of birth may be one person's: equal, day and month swapped, one typo (one
+    digit, or two adjacent digits transposed) apart, or at most 31 days apart (a mistyped day or month
+    that crosses a month; no two siblings but twins are born that close, and twins share the date)."""
+    if a == b or compare_date_of_birth(a, b) == "swapped" or _one_typo(a, b):
+        return True
+    try:
+        return abs((_date.fromisoformat(a) - _date.fromisoformat(b)).days) <= 31
+    except ValueError:
+        return False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -630,7 +669,8 @@ def estimate_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: int,
 
 def estimate_m_em(candidate_pairs: Iterable[tuple[AttributeRecord, AttributeRecord]], model: MatchModel,
                   iterations: int = 20, prior: Optional[float] = None, pseudo_count: float = 0.01,
-                  monotone: bool = True, version: Optional[str] = None) -> MatchModel:
+                  monotone: bool = True, version: Optional[str] = None,
+                  fixed_fields: Iterable[str] = ()) -> MatchModel:
     """m and the match proportion by expectation-maximization over candidate pairs, u kept fixed.
 
     Starts from ``model``'s m and ``prior`` (or the given ``prior``). Start with a prior below the
@@ -639,10 +679,16 @@ def estimate_m_em(candidate_pairs: Iterable[tuple[AttributeRecord, AttributeReco
     grouped in first-seen order, so the result depends only on the pairs and their order. With
     ``monotone`` the m of each field is pooled (pool-adjacent-violators over m/u, weighted by u) so that
     a better level never weighs less than a worse one; the pooling keeps each field's m summing to 1.
+    ``fixed_fields`` are left out of the estimation and keep their m: the fields the candidate pairs were
+    blocked on agree by construction, so they say nothing about who matches among them (Splink's rule).
     """
+    fixed = set(fixed_fields)
+    mask = tuple(f in fixed for f in FIELDS)
     groups: dict[tuple[str, ...], int] = {}
     for a, b in candidate_pairs:
         key = compare(a, b)
+        if fixed:
+            key = tuple(NULL if skip else lv for skip, lv in zip(mask, key))
         groups[key] = groups.get(key, 0) + 1
     if not groups:
         return model
@@ -710,12 +756,26 @@ def _pool_monotone(m: dict[str, float], u: Mapping[str, float], levels: tuple[st
 # --------------------------------------------------------------------------------------------------
 # Training: u from random pairs, m by EM over blocked candidate pairs
 # --------------------------------------------------------------------------------------------------
-def candidate_pairs(records: Sequence[AttributeRecord], max_block_size: int) -> list[tuple[int, int]]:
-    """Index pairs ``(i, j)``, ``i < j``, of records sharing a blocking key, as the engine would find them:
-    a key holds at most ``max_block_size`` records (the first ones). Sorted, without repeats."""
+# Blocking rules: each key prefix and the fields its records agree on by construction.
+BLOCKING_RULES: dict[str, tuple[str, ...]] = {
+    "ln_dob": ("last_name", "date_of_birth"),
+    "fn_dob": ("first_name", "date_of_birth"),
+    "ln_pc": ("last_name", "postcode"),
+    "addr_pc": ("address", "postcode"),
+    "fn_ln": ("first_name", "last_name"),
+}
+
+
+def candidate_pairs(records: Sequence[AttributeRecord], max_block_size: int,
+                    rule: Optional[str] = None) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, of records sharing a blocking key (of ``rule`` only, if given),
+    as the engine would find them: a key holds at most ``max_block_size`` records (the first ones).
+    Sorted, without repeats."""
     blocks: dict[str, list[int]] = {}
     for i, rec in enumerate(records):
         for key in blocking_keys(rec):
+            if rule is not None and not key.startswith(rule + ":"):
+                continue
             block = blocks.setdefault(key, [])
             if len(block) < max_block_size:
                 block.append(i)
@@ -767,21 +827,72 @@ def _conditional_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: 
 
 def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample: int = 1_000_000,
                 max_block_size: int = 64, em_iterations: int = 25, start: Optional[MatchModel] = None,
-                version: Optional[str] = None) -> tuple[MatchModel, dict[str, Any]]:
-    """A model estimated from distinct attribute records, the way Splink trains one: u from seeded random
-    pairs (address and city given an agreeing postcode), then m and the match share by EM over the pairs
-    blocking finds, starting from ``start`` (default: the shipped model). Thresholds are kept."""
+                version: Optional[str] = None, link_probability: float = 0.95,
+                review_probability: float = 0.5) -> tuple[MatchModel, dict[str, Any]]:
+    """A model estimated from distinct attribute records, the way Splink trains one.
+
+    1. u from seeded random pairs (address and city among pairs in one postcode: they depend on it).
+    2. m by EM once per blocking rule over the pairs that rule finds, leaving out the fields the rule
+       blocks on; each field's m is the mean over the rules that estimated it.
+    3. The match share among all candidate pairs (EM on the prior alone), and from it the chance that two
+       random records match. The thresholds are the weights at which a pair's match probability reaches
+       ``link_probability`` and ``review_probability`` for a data set of this size. (More records make
+       any one pair less likely to match, so re-train as the customer base grows severalfold.)
+    """
     base = start if start is not None else default_model()
     model = estimate_u(records, pairs_sample, seed, base)
     model = _conditional_u(records, pairs_sample, seed, model)
-    pairs = candidate_pairs(records, max_block_size)
-    model = estimate_m_em(((records[i], records[j]) for i, j in pairs), model, iterations=em_iterations,
-                          prior=base.prior)
+    sums: dict[str, dict[str, float]] = {f: {} for f in FIELDS}
+    estimated: dict[str, int] = {f: 0 for f in FIELDS}
+    per_rule: dict[str, int] = {}
+    for rule, blocked in BLOCKING_RULES.items():
+        pairs = candidate_pairs(records, max_block_size, rule)
+        per_rule[rule] = len(pairs)
+        if len(pairs) < 10:
+            continue
+        fitted = estimate_m_em(((records[i], records[j]) for i, j in pairs), model, iterations=em_iterations,
+                               prior=base.prior, fixed_fields=blocked)
+        for f in FIELDS:
+            if f not in blocked:
+                estimated[f] += 1
+                for lv, v in fitted.m[f].items():
+                    sums[f][lv] = sums[f].get(lv, 0.0) + v
+    m = {f: ({lv: v / estimated[f] for lv, v in sums[f].items()} if estimated[f] else dict(model.m[f]))
+         for f in FIELDS}
+    model = model.with_params(m=m)
+    # the match share among all candidate pairs, m and u fixed
+    all_pairs = candidate_pairs(records, max_block_size)
+    groups: dict[tuple[str, ...], int] = {}
+    for i, j in all_pairs:
+        key = compare(records[i], records[j])
+        groups[key] = groups.get(key, 0) + 1
+    weights = [(model.weight_of(vec)[0], count) for vec, count in groups.items()]
+    lam = base.prior
+    for _ in range(100):
+        logit = math.log2(lam / (1.0 - lam))
+        new = sum(count / (1.0 + 2.0 ** -(w + logit)) for w, count in weights) / max(len(all_pairs), 1)
+        new = min(max(new, 1e-6), 1.0 - 1e-6)
+        if abs(new - lam) < 1e-9:
+            break
+        lam = new
+    n = len(records)
+    total_pairs = n * (n - 1) / 2
+    matches = lam * len(all_pairs)
+    random_share = min(max(matches / total_pairs, 1e-12), 0.5) if total_pairs else 1e-6
+    prior_logit = math.log2(random_share / (1.0 - random_share))
+    link = math.log2(link_probability / (1.0 - link_probability)) - prior_logit
+    review = min(math.log2(review_probability / (1.0 - review_probability)) - prior_logit, link)
+    model = model.with_params(prior=lam, link_threshold=round(link, 3), review_threshold=round(review, 3))
     model = model.with_params(version=version or f"trained-{model.fingerprint()}")
     report = {
-        "records": len(records),
-        "candidate_pairs": len(pairs),
+        "records": n,
+        "candidate_pairs": len(all_pairs),
+        "candidate_pairs_by_rule": per_rule,
+        "expected_matching_pairs": round(matches, 1),
+        "random_pair_match_share": random_share,
         "prior": model.prior,
+        "link_threshold": model.link_threshold,
+        "review_threshold": model.review_threshold,
         "weights": {f: {lv: round(model.level_weight(f, lv), 3) for lv in FIELD_LEVELS[f]} for f in FIELDS},
     }
     return model, report
