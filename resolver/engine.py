@@ -56,6 +56,7 @@ RECORD_CACHE_SIZE = 250_000
 RECORD_TYPE = "record"
 RECORD_PRIORITY = 1000
 MAX_RECORDS_PER_NODE = 16
+MAX_BLOCK_NODES_PER_PROFILE = 4
 MATCH_FIELDS = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city")
 
 
@@ -762,12 +763,21 @@ class Resolver:
             known.append(rec)
         cap = self.config.max_block_size
         blocks = st.blocks
+        pid = st.node_profile[node]
+        node_profile = st.node_profile
         for key in keys:
             block = blocks.get(key)
             if block is None:
                 blocks[key] = [node]
             elif len(block) < cap and node not in block:
-                block.append(node)
+                # a customer with many similar records would fill a block alone: a few of theirs suffice
+                # to find them, the room is kept for other customers
+                same = 0
+                for n in block:
+                    if node_profile[n] == pid:
+                        same += 1
+                if same < MAX_BLOCK_NODES_PER_PROFILE:
+                    block.append(node)
 
     def _attach(self, prof: Profile, idx: int) -> None:
         st = self.state

