@@ -324,19 +324,15 @@ def idres_config(records: list[dict[str, Any]]) -> Optional[ResolverConfig]:
     idres's wall time."""
     from dataclasses import replace
 
-    from resolver.matching import AttributeRecord, blocking_keys, train_model
+    from resolver.matching import distinct_records, train_model
     from resolver.normalize import Normalizer
 
     config = ResolverConfig()
-    normalizer = Normalizer(config)
-    distinct: dict[AttributeRecord, None] = {}
-    for event in records:
-        record = AttributeRecord.from_attributes(normalizer.attributes(event.get("attributes") or {}))
-        if blocking_keys(record):
-            distinct[record] = None
+    distinct = distinct_records((event.get("attributes") or {} for event in records),
+                                Normalizer(config).attributes)
     if len(distinct) < 2:
         return None
-    model, _ = train_model(list(distinct), seed=0, pairs_sample=200_000, max_block_size=config.max_block_size)
+    model, _ = train_model(distinct, seed=0, pairs_sample=200_000, max_block_size=config.max_block_size)
     return replace(config, match_model=model)
 
 

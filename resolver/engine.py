@@ -41,9 +41,10 @@ from datetime import timezone
 from typing import Any, Callable, Iterable, Optional
 
 from resolver.config import ResolverConfig
-from resolver.matching import AttributeRecord, FIELDS, MatchModel, blocking_keys, default_model, hard_conflict
+from resolver.matching import (
+    FIELDS, RECORD_FIELDS, AttributeRecord, MatchModel, blocking_keys, dates_compatible, default_model, hard_conflict,
+)
 from resolver.matching import compare as compare_records
-from resolver.matching import dates_compatible
 from resolver.errors import ReviewError
 from resolver.normalize import Normalizer
 from schemas.channel import ChannelEvent
@@ -57,7 +58,6 @@ RECORD_TYPE = "record"
 RECORD_PRIORITY = 1000
 MAX_RECORDS_PER_NODE = 16
 MAX_BLOCK_NODES_PER_PROFILE = 4
-MATCH_FIELDS = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city")
 
 
 def node_key(id_type: str, value: str) -> str:
@@ -71,6 +71,13 @@ def node_type(key: str) -> str:
 def utc_iso(dt) -> str:
     """A fixed-width UTC timestamp (``2025-03-07T14:03:11.000000Z``), so string order is time order."""
     return dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _over_limit(rule: Any, id_type: str, count: int) -> Optional[str]:
+    """Why ``count`` values of ``id_type`` are more than one customer may hold (``max_per_profile``)."""
+    if rule.max_per_profile is not None and count > rule.max_per_profile:
+        return f"would give one customer {count} {id_type} values (limit {rule.max_per_profile})"
+    return None
 
 
 def short_hash(text: str) -> str:
@@ -355,7 +362,7 @@ class Resolver:
     # ------------------------------------------------------------------------ probabilistic matching
     def _record(self, attributes: dict[str, str]) -> Optional[tuple[AttributeRecord, list[str]]]:
         """The event's attribute record and its blocking keys, or None when it has nothing to match on."""
-        values = tuple(attributes.get(f) for f in MATCH_FIELDS)
+        values = tuple(attributes.get(f) for f in RECORD_FIELDS)
         hit = self._record_cache.get(values)
         if hit is None:
             if len(self._record_cache) >= RECORD_CACHE_SIZE:
@@ -388,7 +395,7 @@ class Resolver:
             return  # matched when this record was first seen on this identifier
         pid = st.node_profile[rep]
         model = self.model
-        best: dict[str, tuple[float, int, AttributeRecord]] = {}
+        best: dict[str, tuple[float, int, tuple[str, ...]]] = {}
         visited: set[int] = set()
         node_profile = st.node_profile
         shared = st.shared
@@ -411,7 +418,7 @@ class Resolver:
                         total = review_cap  # a person decides: twins agree on everything else
                     cur = best.get(p)
                     if cur is None or total > cur[0]:
-                        best[p] = (total, n, other)
+                        best[p] = (total, n, levels)
         if not best:
             return
         ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
@@ -419,9 +426,9 @@ class Resolver:
         acc = _Acc()
         acc.add(own.counts, own.dobs)
         acc.profiles.append(own)
-        links: list[tuple[str, float, int, AttributeRecord]] = []
-        reviews: list[tuple[str, float, int, AttributeRecord]] = []
-        for p, (total, n, other) in ranked:
+        links: list[tuple[str, float, int, tuple[str, ...]]] = []
+        reviews: list[tuple[str, float, int, tuple[str, ...]]] = []
+        for p, (total, n, levels) in ranked:
             if total < model.review_threshold:
                 break
             pair = (rep, n) if rep < n else (n, rep)
@@ -433,31 +440,32 @@ class Resolver:
             if total >= model.link_threshold:
                 acc.add(target.counts, target.dobs)
                 acc.profiles.append(target)
-                links.append((p, total, n, other))
+                links.append((p, total, n, levels))
             elif len(reviews) < self.config.max_reviews_per_event:
-                reviews.append((p, total, n, other))
+                reviews.append((p, total, n, levels))
         rep_key = st.node_keys[rep]
         if links:
-            for p, total, n, other in links:
+            for p, total, n, levels in links:
                 self._emit({"type": "probable_link", "event_id": event_id, "node": rep_key,
                             "other": st.node_keys[n], "profile_id": p, "rule": "probable_match",
-                            **self._evidence(rec, other, total)})
+                            **self._evidence(levels, total)})
             ordered = sorted(acc.profiles, key=Profile.age_key)
             self._emit({
                 "type": "profiles_merged", "survivor_id": ordered[0].id,
                 "absorbed_ids": [q.id for q in ordered[1:]], "event_id": event_id, "occurred_at": occurred_at,
                 "via": [rep_key, *(st.node_keys[n] for _, _, n, _ in links)], "rule": "probable_match",
             })
-        for p, total, n, other in reviews:
+        for p, total, n, levels in reviews:
             other_key = st.node_keys[n]
             self._emit({"type": "possible_match", "review_id": "r_" + short_hash(f"{event_id}|{other_key}"),
                         "event_id": event_id, "occurred_at": occurred_at, "node": rep_key, "other": other_key,
                         "profile_id": node_profile[rep], "other_profile_id": node_profile[n],
-                        **self._evidence(rec, other, total)})
+                        **self._evidence(levels, total)})
 
-    def _evidence(self, rec: AttributeRecord, other: AttributeRecord, total: float) -> dict[str, Any]:
+    def _evidence(self, levels: tuple[str, ...], total: float) -> dict[str, Any]:
+        """What a probable link or possible match records: each field's level and weight; ``total`` is
+        the weight it was ranked by (below the true one when first names differ)."""
         model = self.model
-        levels = compare_records(rec, other)
         fields = {f: {"level": lv, "weight": round(model.level_weight(f, lv), 4)}
                   for f, lv in zip(FIELDS, levels) if lv != "null"}
         weight, _ = model.weight_of(levels)
@@ -474,9 +482,9 @@ class Resolver:
             have = acc.counts.get(t, 0)
             if not have:
                 continue
-            rule = cfg.rule(t)
-            if rule.max_per_profile is not None and have + c > rule.max_per_profile:
-                return f"would give one customer {have + c} {t} values (limit {rule.max_per_profile})"
+            breach = _over_limit(cfg.rule(t), t, have + c)
+            if breach:
+                return breach
         if cfg.dob_conflict and acc.dobs and target.dobs and not any(
                 dates_compatible(a, b) for a in acc.dobs for b in target.dobs):
             return "dates of birth differ: " + ", ".join(sorted(acc.dobs | target.dobs))
@@ -526,9 +534,6 @@ class Resolver:
         self._emit(verdict)
         out, self._out = self._out, []
         return out
-
-    def pending_reviews(self) -> list[str]:
-        return sorted(self.state.reviews)
 
     def _nothing_new(self, idxs: list[Optional[int]], dob: Optional[str]) -> bool:
         """True when the event only repeats what is known: every identifier already linked, all in one
@@ -594,9 +599,9 @@ class Resolver:
             if bridge_rule.weak and not rule.weak:
                 return (f"weak identifier {bridge_type} would join two customers with different {t} values",
                         {"type": t, "weak": True})
-            if rule.max_per_profile is not None and have + c > rule.max_per_profile:
-                return (f"would give one customer {have + c} {t} values (limit {rule.max_per_profile})",
-                        {"type": t, "count": have + c})
+            breach = _over_limit(rule, t, have + c)
+            if breach:
+                return breach, {"type": t, "count": have + c}
         dobs = set(dobs)
         if acc.dobs and dobs and acc.dobs.isdisjoint(dobs):
             return ("would join customers with different dates of birth",

@@ -35,7 +35,7 @@ import re
 import unicodedata
 from datetime import date as _date
 from dataclasses import dataclass, fields as dc_fields
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA, JaroWinkler
@@ -151,8 +151,26 @@ class AttributeRecord:
     @classmethod
     def from_attributes(cls, attributes: Mapping[str, Any]) -> "AttributeRecord":
         """From ``Normalizer.attributes`` output (other keys are ignored)."""
-        names = [f.name for f in dc_fields(cls)]
-        return cls(**{k: (str(attributes[k]) if attributes.get(k) is not None else None) for k in names})
+        return cls(**{k: (str(attributes[k]) if attributes.get(k) is not None else None) for k in RECORD_FIELDS})
+
+
+# The record's fields in constructor order (``AttributeRecord(*values)``).
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in dc_fields(AttributeRecord))
+
+
+def distinct_records(attribute_sets: Iterable[Mapping[str, Any]],
+                     normalize: Callable[[Mapping[str, Any]], Mapping[str, Any]]) -> list[AttributeRecord]:
+    """The distinct records, in first-seen order, of raw attribute sets that have something to match on
+    (a blocking key); ``normalize`` is ``Normalizer.attributes``. What a model is trained on."""
+    seen: dict[AttributeRecord, None] = {}
+    for attributes in attribute_sets:
+        normalized = normalize(attributes)
+        if not normalized:
+            continue
+        record = AttributeRecord.from_attributes(normalized)
+        if record not in seen and blocking_keys(record):
+            seen[record] = None
+    return list(seen)
 
 
 # --------------------------------------------------------------------------------------------------

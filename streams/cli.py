@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from resolver.errors import IdresError
 
@@ -125,14 +125,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from projections.snapshot import write_snapshot
 
     if _uses_kafka(args):
-        from projections.customer import CustomerViews
-        from streams.stream_app import fold_deadletter, fold_decision_log
+        from streams.stream_app import fold_deadletter
 
         settings = _kafka_settings(args)
-        _, projection = _settings(args)
         started = time.perf_counter()
-        views = CustomerViews(projection)
-        offset, entries = fold_decision_log(settings, views=views)
+        views, offset, entries = _kafka_views(args)
         rejected = fold_deadletter(settings, views)
         counts = write_snapshot(views, args.out, info={"decision_log": settings.topics.decisions,
                                                        "decision_log_offset": offset})
@@ -253,14 +250,15 @@ def _fields_text(fields: dict[str, Any]) -> str:
 
 
 def _kafka_views(args: argparse.Namespace):
-    """The customer views of a Kafka deployment, folded from its decision-log topic."""
+    """The customer views of a Kafka deployment, folded from its decision-log topic; with the topic's
+    next offset and the number of entries folded."""
     from projections.customer import CustomerViews
     from streams.stream_app import fold_decision_log
 
     _, projection = _settings(args)
     views = CustomerViews(projection)
-    fold_decision_log(_kafka_settings(args), views=views)
-    return views
+    offset, entries = fold_decision_log(_kafka_settings(args), views=views)
+    return views, offset, entries
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -271,7 +269,7 @@ def cmd_review(args: argparse.Namespace) -> int:
             raise UsageError("`idres review` lists the queue; to decide, use "
                              "`idres review accept|reject REVIEW_ID...`")
         if kafka:
-            rows = _kafka_views(args).review_queue(include_decided=args.all)
+            rows = _kafka_views(args)[0].review_queue(include_decided=args.all)
         else:
             with _engine(args, writer=False) as engine:
                 rows = engine.views.review_queue(include_decided=args.all)
@@ -321,7 +319,7 @@ def _submit_reviews(args: argparse.Namespace, reviewer: str) -> int:
     from streams.kafka_io import producer
     from streams.stream_app import validated_topic
 
-    queue = {r["review_id"]: r for r in _kafka_views(args).review_queue(include_decided=True)}
+    queue = {r["review_id"]: r for r in _kafka_views(args)[0].review_queue(include_decided=True)}
     verdicts, failed = [], 0
     for review_id in args.review_ids:
         known = queue.get(review_id)
@@ -378,32 +376,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _training_records(files: Sequence[str], config: Any) -> list[Any]:
     """Distinct attribute records of the valid events in ``files`` (in first-seen order)."""
-    from resolver.matching import AttributeRecord, blocking_keys
+    from resolver.matching import distinct_records
     from resolver.normalize import Normalizer
     from schemas.channel import RejectedInput, parse_event
 
-    normalizer = Normalizer(config)
-    seen: dict[Any, None] = {}
-    for name in files:
-        fh = sys.stdin.buffer if name == "-" else open(name, "rb")
-        try:
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    event = parse_event(line)
-                except RejectedInput:
-                    continue
-                attrs = normalizer.attributes(event.attributes)
-                if not attrs:
-                    continue
-                rec = AttributeRecord.from_attributes(attrs)
-                if rec not in seen and blocking_keys(rec):
-                    seen[rec] = None
-        finally:
-            if fh is not sys.stdin.buffer:
-                fh.close()
-    return list(seen)
+    def attribute_sets() -> Iterable[dict[str, Any]]:
+        for name in files:
+            fh = sys.stdin.buffer if name == "-" else open(name, "rb")
+            try:
+                for line in fh:
+                    if not line.strip():
+                        continue
+                    try:
+                        yield parse_event(line).attributes
+                    except RejectedInput:
+                        continue
+            finally:
+                if fh is not sys.stdin.buffer:
+                    fh.close()
+
+    return distinct_records(attribute_sets(), Normalizer(config).attributes)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
