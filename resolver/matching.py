@@ -11,9 +11,9 @@ The pieces:
 * ``AttributeRecord``: first name, last name, date of birth (ISO), address, postcode, city, each
   canonicalized for matching on construction (accents folded, case folded, street abbreviations).
 * ``blocking_keys(record)``: the sorted keys under which a record is indexed, so that candidates are found
-  by key look-up instead of a scan: surname Soundex + date of birth, first-name group + date of birth,
-  surname Soundex + postcode, address + postcode, first-name group + surname Soundex. Dates in keys
-  ignore a day/month swap.
+  by key look-up instead of a scan: pairs of fields (surname Soundex, first-name nickname group, date of
+  birth, postcode, city, address), so a typo or a gap in one field leaves others to find the record by.
+  Dates in keys ignore a day/month swap.
 * ``compare(a, b)``: one agreement level per field (``FIELD_LEVELS``, best first), or ``"null"`` when a
   side is missing.
 * ``MatchModel``: m = P(level | same person) and u = P(level | different people) per field and level;
@@ -45,7 +45,7 @@ from resolver.errors import ConfigError
 MODEL_FORMAT = "idres-match-model"
 MODEL_FORMAT_VERSION = 1
 # Bump when the meaning of a comparison level changes: a model estimated under other definitions is refused.
-COMPARISONS_VERSION = 3
+COMPARISONS_VERSION = 4
 
 NULL = "null"
 FIELDS: tuple[str, ...] = ("first_name", "last_name", "date_of_birth", "postcode", "address", "city")
@@ -98,6 +98,25 @@ def canonical_name(value: Optional[str]) -> Optional[str]:
     return out or None
 
 
+# Words that address a person rather than name them: a first name that is only a title is unknown.
+TITLES = frozenset({
+    "mr", "mrs", "ms", "miss", "mx", "mstr", "master", "dr", "doctor", "prof", "professor", "sir", "dame",
+    "lady", "lord", "rev", "revd", "reverend", "fr", "father", "sr", "sister", "madam", "madame", "mme",
+    "mlle", "capt", "captain", "col", "colonel", "major", "gen", "general", "hon", "rt",
+})
+
+
+def canonical_first_name(value: Optional[str]) -> Optional[str]:
+    """``canonical_name`` without leading titles: ``"Mrs Ann"`` -> ``"ann"``, ``"Sir"`` -> None."""
+    name = canonical_name(value)
+    if name is None:
+        return None
+    tokens = name.split()
+    while tokens and tokens[0] in TITLES:
+        tokens.pop(0)
+    return " ".join(tokens) or None
+
+
 def canonical_address(value: Optional[str]) -> Optional[str]:
     """``"12, High Street"`` -> ``"12 high st"``: punctuation dropped, street words abbreviated."""
     if value is None:
@@ -141,7 +160,7 @@ class AttributeRecord:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "first_name", canonical_name(self.first_name))
+        set_(self, "first_name", canonical_first_name(self.first_name))
         set_(self, "last_name", canonical_name(self.last_name))
         set_(self, "date_of_birth", canonical_date(self.date_of_birth))
         set_(self, "address", canonical_address(self.address))
@@ -177,7 +196,8 @@ def distinct_records(attribute_sets: Iterable[Mapping[str, Any]],
 # Nicknames and phonetic keys
 # --------------------------------------------------------------------------------------------------
 # Each group: the formal name first, then its common short forms. A name may sit in several groups.
-NICKNAME_GROUPS: tuple[tuple[str, ...], ...] = (
+# These are merged with the nicknames package's hand-curated list (English names; Apache-2.0).
+_OWN_NICKNAME_GROUPS: tuple[tuple[str, ...], ...] = (
     ("robert", "bob", "bobby", "rob", "robbie", "bert"),
     ("william", "bill", "billy", "will", "willy", "liam"),
     ("richard", "rick", "ricky", "rich", "dick"),
@@ -224,6 +244,31 @@ NICKNAME_GROUPS: tuple[tuple[str, ...], ...] = (
     ("francis", "frank"),
     ("abigail", "abby"),
 )
+
+
+def _nickname_groups() -> tuple[tuple[tuple[str, ...], ...], str]:
+    """Our groups merged with the ``nicknames`` package's ``names.csv`` (formal name -> nicknames),
+    one group per formal name, sorted; and a digest of the package data (it is part of what decisions
+    depend on, so the engine's state format includes it)."""
+    from importlib.resources import files
+
+    data = files("nicknames").joinpath("names.csv").read_bytes()
+    merged: dict[str, set[str]] = {}
+    for group in _OWN_NICKNAME_GROUPS:
+        merged.setdefault(group[0], set()).update(group[1:])
+    for line in data.decode("utf-8").splitlines()[1:]:
+        parts = line.strip().split(",")
+        if len(parts) != 3 or parts[1] != "has_nickname":
+            continue
+        formal, nick = canonical_name(parts[0]), canonical_name(parts[2])
+        if formal and nick and formal != nick:
+            merged.setdefault(formal, set()).add(nick)
+    groups = tuple((formal, *sorted(nicks - {formal})) for formal, nicks in sorted(merged.items()))
+    return groups, hashlib.sha256(data).hexdigest()[:12]
+
+
+NICKNAME_GROUPS, NICKNAMES_DIGEST = _nickname_groups()
+
 _NICK_INDEX: dict[str, tuple[int, ...]] = {}
 for _gid, _group in enumerate(NICKNAME_GROUPS):
     for _name in _group:
@@ -279,28 +324,56 @@ def _dob_key(dob: str) -> str:
 
 
 def blocking_keys(record: AttributeRecord) -> list[str]:
-    """Index keys of a record, sorted and unique. Two records are candidates when they share a key."""
+    """Index keys of a record, sorted and unique. Two records are candidates when they share a key.
+
+    Each key pairs two fields, so that a typo or a gap in any one field leaves other keys to find the
+    record by: surname + date of birth, first name + date of birth, surname + postcode, surname + city,
+    first name + postcode, first name + city, date of birth + postcode, date of birth + city, address +
+    postcode, first name + surname, and the first two letters of both names + the year of birth. Names
+    are keyed by Soundex (first names by nickname group), dates ignore a day/month swap."""
     keys: set[str] = set()
     last = soundex(record.last_name)
+    first = record.first_name
     dob = _dob_key(record.date_of_birth) if record.date_of_birth else None
-    if last and dob:
-        keys.add(f"ln_dob:{last}:{dob}")
-    # names entered the other way round: the first name's code also stands in for the surname's
-    first_code = soundex(record.first_name) if last else None
-    if first_code and dob:
-        keys.add(f"ln_dob:{first_code}:{dob}")
-    if first_code and record.postcode:
-        keys.add(f"ln_pc:{first_code}:{record.postcode}")
-    if record.first_name and dob:
-        keys.update(f"fn_dob:{fk}:{dob}" for fk in _first_name_keys(record.first_name))
-    if last and record.postcode:
-        keys.add(f"ln_pc:{last}:{record.postcode}")
-    if last and record.first_name and (dob or record.postcode or record.address or record.city):
-        # the name alone, for records whose date or postcode is mistyped; only with something else to
-        # compare on, and capped per key like every block (a common name fills it quickly)
-        keys.update(f"fn_ln:{fk}:{last}" for fk in _first_name_keys(record.first_name))
-    if record.address and record.postcode:
-        keys.add(f"addr_pc:{record.address}:{record.postcode}")
+    postcode, city = record.postcode, record.city
+    first_keys = _first_name_keys(first) if first else []
+    if last:
+        if dob:
+            keys.add(f"ln_dob:{last}:{dob}")
+        if postcode:
+            keys.add(f"ln_pc:{last}:{postcode}")
+        if city:
+            keys.add(f"ln_city:{last}:{city}")
+        # names entered the other way round: the first name's code also stands in for the surname's
+        first_code = soundex(first)
+        if first_code and first_code != last:
+            if dob:
+                keys.add(f"ln_dob:{first_code}:{dob}")
+            if postcode:
+                keys.add(f"ln_pc:{first_code}:{postcode}")
+    first_sound = soundex(first)
+    if first_sound:  # (one key each: a name in many nickname groups would make many)
+        if postcode:
+            keys.add(f"fn_pc:{first_sound}:{postcode}")
+        if city:
+            keys.add(f"fn_city:{first_sound}:{city}")
+    for fk in first_keys:
+        if dob:
+            keys.add(f"fn_dob:{fk}:{dob}")
+        if last and (dob or postcode or record.address or city):
+            # the name alone, for records whose date or postcode is mistyped; only with something else
+            # to compare on, and capped per key like every block (a common name fills it quickly)
+            keys.add(f"fn_ln:{fk}:{last}")
+    if dob:
+        if postcode:
+            keys.add(f"dob_pc:{dob}:{postcode}")
+        if city:
+            keys.add(f"dob_city:{dob}:{city}")
+    if first and record.last_name and record.date_of_birth:
+        # typos in both names, or a mistyped day or month: the names' first letters and the year
+        keys.add(f"fl2:{first[:2]}:{record.last_name[:2]}:{record.date_of_birth[:4]}")
+    if record.address and postcode:
+        keys.add(f"addr_pc:{record.address}:{postcode}")
     return sorted(keys)
 
 
@@ -781,8 +854,14 @@ BLOCKING_RULES: dict[str, tuple[str, ...]] = {
     "ln_dob": ("last_name", "date_of_birth"),
     "fn_dob": ("first_name", "date_of_birth"),
     "ln_pc": ("last_name", "postcode"),
+    "ln_city": ("last_name", "city"),
+    "fn_pc": ("first_name", "postcode"),
+    "fn_city": ("first_name", "city"),
+    "dob_pc": ("date_of_birth", "postcode"),
+    "dob_city": ("date_of_birth", "city"),
     "addr_pc": ("address", "postcode"),
     "fn_ln": ("first_name", "last_name"),
+    "fl2": ("first_name", "last_name"),
 }
 
 

@@ -36,6 +36,7 @@ def _state_format() -> str:
     h = hashlib.sha256()
     for module in (resolver.engine, resolver.matching, projections.customer):
         h.update(Path(module.__file__).read_bytes())
+    h.update(resolver.matching.NICKNAMES_DIGEST.encode())  # the nickname list the comparisons use
     return "engine-" + h.hexdigest()[:12]
 
 

@@ -54,9 +54,21 @@ def test_blocking_keys_sorted_and_tolerant():
     assert "ln_dob:S530:1985-03-07" in blocking_keys(swapped)
     assert compare(swapped, a)[:2] == ("exact", "exact")
     assert blocking_keys(R()) == []
-    assert blocking_keys(R("Ann", None, None, None, "SW1A 1AA")) == []  # a postcode alone is too broad
+    assert blocking_keys(R(None, None, None, None, "SW1A 1AA")) == []  # a postcode alone is too broad
+    # a gap or a typo in one field leaves keys on the others
+    assert blocking_keys(R("Ann", None, None, None, "SW1A 1AA")) == ["fn_pc:A500:SW1A1AA"]
+    typo = R("Bob", "Smith", "1985-03-17", "12 High Street", "SW1A 1AB", "London")
+    assert set(blocking_keys(typo)) & set(blocking_keys(R("Robert", "Smith", "1985-03-07", None, "SW1A 1AA", "London")))
     stranger = R("Mary", "Jones", "1990-01-02", "5 Low Road", "EC1A 1BB")
     assert not set(blocking_keys(stranger)) & set(ka)
+
+
+def test_titles_are_not_first_names():
+    assert R("Mrs", "Kennard").first_name is None
+    assert R("Sir George", "Chalmers").first_name == "george"
+    assert R("Dr. Ann-Marie", "Jones").first_name == "ann marie"
+    assert R("Lord", "Lord").last_name == "lord"  # a surname is kept as it is
+    assert compare(R("Mrs", "Kennard", "1850-01-04"), R("Ann", "Kennard", "1850-01-04"))[0] == NULL
 
 
 # -- agreement levels -------------------------------------------------------------------------------
@@ -66,11 +78,14 @@ def test_blocking_keys_sorted_and_tolerant():
     ("robert", "bobby", "nickname"),
     ("jon", "john", "nickname"),
     ("liz", "elizabeth", "nickname"),
-    ("jonathan", "jonathon", "jw_92"),
+    ("sarah", "sally", "nickname"),
+    ("john", "ian", "nickname"),
+    ("jonathan", "jonahtan", "jw_92"),
     ("catherine", "catherien", "jw_92"),
     ("robert", "roberta", "jw_92"),
     ("maria", "marianne", "jw_92"),
-    ("mary", "marie", "jw_80"),
+    ("mary", "marie", "nickname"),
+    ("mary", "mayra", "jw_80"),
     ("robert", "mary", "different"),
     ("robert", None, NULL),
 ])

@@ -92,6 +92,27 @@ def test_household_landline_with_different_birth_dates_does_not_merge():
     assert run.views.lookup_node("phone:+14155550177")["status"] == "shared"
 
 
+def test_a_mistyped_birth_date_is_not_another_person():
+    """A date one typo (or a day/month swap, or days) away from the known one is the same person's: the
+    email is not flagged, and the landline still joins the two records; a date years away is another's."""
+    run = Run().feed([
+        ev("1", 0, channel="call_center", phone="(415) 555-0178", email="ann@x.org",
+           attrs={"date_of_birth": "1970-01-02"}),
+        ev("2", 1, channel="web", email="ann@x.org", attrs={"date_of_birth": "1970-01-12"}),  # one digit
+        ev("3", 2, channel="store", email="ann@x.org", attrs={"date_of_birth": "1970-02-01"}),  # swapped
+        ev("4", 3, channel="call_center", phone="415 555 0178", loyalty_id="L-7",
+           attrs={"date_of_birth": "1970-01-03"}),
+    ])
+    assert run.views.lookup_node("email:ann@x.org")["status"] == "found"
+    assert len({run.profile_of(e) for e in "1234"}) == 1
+    run.feed([ev("5", 4, channel="web", email="ann@x.org", attrs={"date_of_birth": "2001-07-30"})])
+    flagged = run.views.lookup_node("email:ann@x.org")
+    assert flagged["status"] == "shared"
+    # the four dates above count as one person's: the breach names two
+    reasons = [d["reason"] for entry in run.log for d in entry if d["type"] == "identifier_flagged"]
+    assert reasons == ["seen with 2 different dates of birth (limit 1)"]
+
+
 def test_family_tablet_cannot_join_two_known_customers():
     run = Run().feed([
         ev("1", 0, channel="app", device_id="tablet", email="mum@x.org"),
