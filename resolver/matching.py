@@ -337,6 +337,9 @@ def blocking_keys(record: AttributeRecord) -> list[str]:
     dob = _dob_key(record.date_of_birth) if record.date_of_birth else None
     postcode, city = record.postcode, record.city
     first_keys = _first_name_keys(first) if first else []
+    surname = last
+    if not last and first:
+        last = soundex(first)  # one name alone may be a surname in the first-name field
     if last:
         if dob:
             keys.add(f"ln_dob:{last}:{dob}")
@@ -360,10 +363,10 @@ def blocking_keys(record: AttributeRecord) -> list[str]:
     for fk in first_keys:
         if dob:
             keys.add(f"fn_dob:{fk}:{dob}")
-        if last and (dob or postcode or record.address or city):
+        if surname and (dob or postcode or record.address or city):
             # the name alone, for records whose date or postcode is mistyped; only with something else
             # to compare on, and capped per key like every block (a common name fills it quickly)
-            keys.add(f"fn_ln:{fk}:{last}")
+            keys.add(f"fn_ln:{fk}:{surname}")
     if dob:
         if postcode:
             keys.add(f"dob_pc:{dob}:{postcode}")
@@ -483,6 +486,13 @@ def _names(a: AttributeRecord, b: AttributeRecord) -> tuple[str, str]:
                        key=_LEVEL_RANK.__getitem__)
         if _LEVEL_RANK[cross[0]] + _LEVEL_RANK[cross[1]] < _LEVEL_RANK[first] + _LEVEL_RANK[last]:
             return cross[0], cross[1]
+    elif last == NULL and first != NULL and first != "exact":
+        # one name given, in the first-name field, and it is the other record's surname
+        lone, other = (a, b) if a.last_name is None else (b, a)
+        if lone.last_name is None and other.last_name:
+            moved = compare_last_name(lone.first_name, other.last_name)
+            if _LEVEL_RANK[moved] < _LEVEL_RANK[first]:
+                return NULL, moved
     return first, last
 
 
