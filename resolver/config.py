@@ -125,6 +125,10 @@ class ResolverConfig:
     link_different_first_names: bool = False
     # At most this many possible matches queued for review per event (the highest weights).
     max_reviews_per_event: int = 3
+    # Exact agreement on a first name, surname or city weighs more when the value is rare among the
+    # records seen so far and less when it is common (Smith, London), as in Splink's term-frequency
+    # adjustments. The counts are part of the resolver state, so replay weighs identically.
+    frequency_adjustments: bool = True
 
     def rule(self, id_type: str) -> IdentifierRule:
         return self.identifier_types.get(id_type, self.other_types)

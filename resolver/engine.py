@@ -42,7 +42,8 @@ from typing import Any, Callable, Iterable, Optional
 
 from resolver.config import ResolverConfig
 from resolver.matching import (
-    FIELDS, RECORD_FIELDS, AttributeRecord, MatchModel, blocking_keys, dates_compatible, default_model, hard_conflict,
+    FIELDS, FREQUENCY_FIELDS, RECORD_FIELDS, AttributeRecord, MatchModel, blocking_keys, dates_compatible,
+    default_model, frequency_adjustment, hard_conflict,
 )
 from resolver.matching import compare as compare_records
 from resolver.errors import ReviewError
@@ -58,6 +59,7 @@ RECORD_TYPE = "record"
 RECORD_PRIORITY = 1000
 MAX_RECORDS_PER_NODE = 16
 MAX_BLOCK_NODES_PER_PROFILE = 4
+_FIELD_POS = {f: i for i, f in enumerate(FIELDS)}
 
 
 def node_key(id_type: str, value: str) -> str:
@@ -129,6 +131,8 @@ class ResolverState:
         self.reviews: dict[str, tuple[int, int]] = {}  # pending review id -> (node, other node)
         self.review_pairs: set[tuple[int, int]] = set()  # pairs queued for review or decided by a person
         self.review_rejected: set[tuple[int, int]] = set()  # pairs a person said are different customers
+        self.value_counts: dict[tuple[str, str], int] = {}  # (field, value) -> indexed records holding it
+        self.value_totals: dict[str, int] = {}  # field -> indexed records with a value for it
 
     def node(self, key: str) -> int:
         idx = self.node_index.get(key)
@@ -405,7 +409,8 @@ class Resolver:
             return  # matched when this record was first seen on this identifier
         pid = st.node_profile[rep]
         model = self.model
-        best: dict[str, tuple[float, int, tuple[str, ...]]] = {}
+        best: dict[str, tuple[float, int, tuple[str, ...], Optional[dict[str, float]]]] = {}
+        weigh_frequencies = self.config.frequency_adjustments
         visited: set[int] = set()
         node_profile = st.node_profile
         shared = st.shared
@@ -424,11 +429,15 @@ class Resolver:
                         continue
                     levels = compare_records(rec, other)
                     total, _ = model.weight_of(levels)
+                    deltas = self._frequency_deltas(rec, other, levels) if weigh_frequencies else None
+                    if deltas:
+                        for d in deltas.values():
+                            total += d
                     if levels[0] == "different" and not link_anyway and total >= model.link_threshold:
                         total = review_cap  # a person decides: twins agree on everything else
                     cur = best.get(p)
                     if cur is None or total > cur[0]:
-                        best[p] = (total, n, levels)
+                        best[p] = (total, n, levels, deltas)
         if not best:
             return
         ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
@@ -436,9 +445,9 @@ class Resolver:
         acc = _Acc()
         acc.add(own.counts, own.dobs)
         acc.profiles.append(own)
-        links: list[tuple[str, float, int, tuple[str, ...]]] = []
-        reviews: list[tuple[str, float, int, tuple[str, ...]]] = []
-        for p, (total, n, levels) in ranked:
+        links: list[tuple[str, float, int, tuple[str, ...], Optional[dict[str, float]]]] = []
+        reviews: list[tuple[str, float, int, tuple[str, ...], Optional[dict[str, float]]]] = []
+        for p, (total, n, levels, deltas) in ranked:
             if total < model.review_threshold:
                 break
             pair = (rep, n) if rep < n else (n, rep)
@@ -450,35 +459,67 @@ class Resolver:
             if total >= model.link_threshold:
                 acc.add(target.counts, target.dobs)
                 acc.profiles.append(target)
-                links.append((p, total, n, levels))
+                links.append((p, total, n, levels, deltas))
             elif len(reviews) < self.config.max_reviews_per_event:
-                reviews.append((p, total, n, levels))
+                reviews.append((p, total, n, levels, deltas))
         rep_key = st.node_keys[rep]
         if links:
-            for p, total, n, levels in links:
+            for p, total, n, levels, deltas in links:
                 self._emit({"type": "probable_link", "event_id": event_id, "node": rep_key,
                             "other": st.node_keys[n], "profile_id": p, "rule": "probable_match",
-                            **self._evidence(levels, total)})
+                            **self._evidence(levels, total, deltas)})
             ordered = sorted(acc.profiles, key=Profile.age_key)
             self._emit({
                 "type": "profiles_merged", "survivor_id": ordered[0].id,
                 "absorbed_ids": [q.id for q in ordered[1:]], "event_id": event_id, "occurred_at": occurred_at,
-                "via": [rep_key, *(st.node_keys[n] for _, _, n, _ in links)], "rule": "probable_match",
+                "via": [rep_key, *(st.node_keys[n] for _, _, n, _, _ in links)], "rule": "probable_match",
             })
-        for p, total, n, levels in reviews:
+        for p, total, n, levels, deltas in reviews:
             other_key = st.node_keys[n]
             self._emit({"type": "possible_match", "review_id": "r_" + short_hash(f"{event_id}|{other_key}"),
                         "event_id": event_id, "occurred_at": occurred_at, "node": rep_key, "other": other_key,
                         "profile_id": node_profile[rep], "other_profile_id": node_profile[n],
-                        **self._evidence(levels, total)})
+                        **self._evidence(levels, total, deltas)})
 
-    def _evidence(self, levels: tuple[str, ...], total: float) -> dict[str, Any]:
-        """What a probable link or possible match records: each field's level and weight; ``total`` is
-        the weight it was ranked by (below the true one when first names differ)."""
+    def _frequency_deltas(self, a: AttributeRecord, b: AttributeRecord,
+                          levels: tuple[str, ...]) -> Optional[dict[str, float]]:
+        """Frequency adjustments (bits per field) of the fields on which ``a`` and ``b`` agree exactly."""
+        st = self.state
+        out: Optional[dict[str, float]] = None
+        for f in FREQUENCY_FIELDS:
+            if levels[_FIELD_POS[f]] != "exact":
+                continue
+            value = getattr(a, f)
+            if value is None or value != getattr(b, f):
+                continue  # (names agreeing the other way round are not adjusted)
+            bits = frequency_adjustment(self.model, f, st.value_counts.get((f, value), 0),
+                                        st.value_totals.get(f, 0))
+            if bits:
+                if out is None:
+                    out = {}
+                out[f] = bits
+        return out
+
+    def _evidence(self, levels: tuple[str, ...], total: float,
+                  deltas: Optional[dict[str, float]] = None) -> dict[str, Any]:
+        """What a probable link or possible match records: each field's level and weight (with its
+        frequency adjustment, if any); ``total`` is the weight it was ranked by (below the true one when
+        first names differ)."""
         model = self.model
-        fields = {f: {"level": lv, "weight": round(model.level_weight(f, lv), 4)}
-                  for f, lv in zip(FIELDS, levels) if lv != "null"}
+        fields: dict[str, dict[str, Any]] = {}
+        for f, lv in zip(FIELDS, levels):
+            if lv == "null":
+                continue
+            entry: dict[str, Any] = {"level": lv, "weight": model.level_weight(f, lv)}
+            if deltas and f in deltas:
+                entry["weight"] += deltas[f]
+                entry["frequency_adjustment"] = round(deltas[f], 4)
+            entry["weight"] = round(entry["weight"], 4)
+            fields[f] = entry
         weight, _ = model.weight_of(levels)
+        if deltas:
+            for d in deltas.values():
+                weight += d
         out = {"weight": round(weight, 4), "link_threshold": model.link_threshold,
                "review_threshold": model.review_threshold, "fields": fields, "model": self.model_id}
         if weight != total:
@@ -779,6 +820,12 @@ class Resolver:
             return
         else:
             known.append(rec)
+        counts, totals = st.value_counts, st.value_totals
+        for f in FREQUENCY_FIELDS:
+            value = getattr(rec, f)
+            if value is not None:
+                counts[(f, value)] = counts.get((f, value), 0) + 1
+                totals[f] = totals.get(f, 0) + 1
         cap = self.config.max_block_size
         blocks = st.blocks
         pid = st.node_profile[node]

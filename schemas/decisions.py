@@ -116,7 +116,9 @@ class LinkRefused(_Decision):
 class FieldWeight(BaseModel):
     model_config = ConfigDict(extra="forbid")
     level: str = Field(description="Agreement level of this field, e.g. exact, jw_92, one_off, different.")
-    weight: float = Field(description="Its Fellegi-Sunter contribution, log2(m/u).")
+    weight: float = Field(description="Its Fellegi-Sunter contribution, log2(m/u), frequency adjustment included.")
+    frequency_adjustment: Optional[float] = Field(
+        None, description="Bits added for an exact agreement on a rare value (negative: a common one).")
 
 
 class ProbableLink(_Decision):

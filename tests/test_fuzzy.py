@@ -285,3 +285,42 @@ def test_train_writes_a_model_that_the_config_uses(tmp_path):
     assert b'"model":"shop-1/' in log.replace(b" ", b"")
     bad = run_cli("train", str(tmp_path / "nope.jsonl"), "--out", str(model_path), check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def _crowd(n: int) -> list:
+    """n customers called Smith in London, each with their own first name and email."""
+    return [ev(f"crowd{i}", 0, email=f"c{i}@x.org",
+               attrs={"first_name": f"Name{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}{chr(97 + i // 676)}",
+                      "last_name": "Smith", "city": "London"}) for i in range(n)]
+
+
+@pytest.mark.parametrize("adjust", [True, False])
+def test_a_rare_name_is_stronger_evidence_than_a_common_one(adjust):
+    names_and_city = default_model().weight_of(("exact", "exact", "null", "null", "null", "exact"))[0]
+    model = default_model().with_params(link_threshold=names_and_city + 0.5, review_threshold=names_and_city - 9)
+    run = Run(replace(ResolverConfig(), match_model=model, frequency_adjustments=adjust)).feed(_crowd(3000))
+    run.feed([
+        ev("q1", 1, email="zq@x.org", attrs={"first_name": "Zebedee", "last_name": "Quark", "city": "London"}),
+        ev("q2", 2, email="zebedee@y.org", attrs={"first_name": "Zebedee", "last_name": "Quark", "city": "London"}),
+        ev("s1", 3, email="js@x.org", attrs={"first_name": "John", "last_name": "Smith", "city": "London"}),
+        ev("s2", 4, email="john@y.org", attrs={"first_name": "John", "last_name": "Smith", "city": "London"}),
+    ])
+    assert run.profile_of("s1") != run.profile_of("s2")  # one more John Smith in London: a person decides
+    smith = next(d for d in decisions_of(run, "s2") if d["type"] == "possible_match")
+    if not adjust:
+        # the same evidence either way: both pairs wait for a person
+        assert run.profile_of("q1") != run.profile_of("q2")
+        assert "frequency_adjustment" not in smith["fields"]["last_name"]
+        return
+    assert run.profile_of("q1") == run.profile_of("q2")
+    quark = next(d for d in decisions_of(run, "q2") if d["type"] == "probable_link")
+    assert quark["fields"]["last_name"]["frequency_adjustment"] > 0
+    assert quark["fields"]["city"]["frequency_adjustment"] < 0  # London is common
+    assert smith["fields"]["last_name"]["frequency_adjustment"] < 0
+    assert smith["weight"] < quark["weight"]
+    assert sum(f["weight"] for f in quark["fields"].values()) == pytest.approx(quark["weight"], abs=1e-3)
+    # replay rebuilds the counts: the same log decides the same again
+    replayed = Resolver(run.resolver.config, ResolverState())
+    for entry in run.log:
+        replayed.apply_all(entry)
+    assert replayed.state.value_counts == run.resolver.state.value_counts

@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from resolver.errors import ConfigError
 from resolver.matching import (
+    MAX_FREQUENCY_ADJUSTMENT, frequency_adjustment,
     FIELD_LEVELS, FIELDS, NULL, AttributeRecord, MatchModel, blocking_keys, compare, compare_address,
     compare_city, compare_date_of_birth, compare_first_name, compare_last_name, compare_postcode,
     default_model, estimate_m_em, estimate_u, hard_conflict, soundex,
@@ -436,3 +437,14 @@ def test_weight_call_is_fast():
         model.weight(a, b)
     per_call = (time.perf_counter() - start) / 2000
     assert per_call < 200e-6  # generous: about 3 µs on a laptop
+
+
+def test_frequency_adjustment_weighs_rare_values_up_and_common_ones_down():
+    model = default_model()
+    assert frequency_adjustment(model, "last_name", 0, 0) == 0.0  # nothing known yet: no adjustment
+    rare = frequency_adjustment(model, "last_name", 1, 50_000)
+    common = frequency_adjustment(model, "last_name", 2_000, 50_000)
+    assert 0 < rare <= MAX_FREQUENCY_ADJUSTMENT and -MAX_FREQUENCY_ADJUSTMENT <= common < 0
+    shares = [frequency_adjustment(model, "first_name", c, 10_000) for c in (1, 10, 100, 1_000, 10_000)]
+    assert shares == sorted(shares, reverse=True)
+    assert frequency_adjustment(model, "last_name", 10**6, 10**6) == -MAX_FREQUENCY_ADJUSTMENT  # bounded
