@@ -73,7 +73,11 @@ ALL_SETS = ("febrl1", "febrl3", "fake_1000", "historical_50k", "synthetic")
 
 ATTRIBUTES = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city")
 IDENTIFIERS = ("email", "phone", "loyalty_id", "device_id", "social_handle")
-SYSTEMS = ("idres", "splink", "recordlinkage")
+SYSTEMS = ("idres", "idres-unguarded", "splink", "recordlinkage")
+# What idres-unguarded turns off: the guards that keep twins (same surname, date of birth and address,
+# different first names) and parent and child (same name and address, dates of birth years apart) apart.
+# The peers have no such guards; the labelled sets count those pairs as one person.
+UNGUARDED = {"dob_conflict": False, "link_different_first_names": True}
 MATCH_PROBABILITY = 0.95  # Splink clusters the pairs scored at or above this
 SPLINK_LOG_LEVEL = logging.ERROR  # --verbose: logging.WARNING (untrained levels and the like)
 
@@ -318,16 +322,16 @@ def blocking_keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
 # --------------------------------------------------------------------------------------------------
 
 
-def idres_config(records: list[dict[str, Any]]) -> Optional[ResolverConfig]:
-    """The configuration idres runs with on one data set: the built-in rules with a match model trained
-    on the set's own events (what `idres train` does), as the peers train theirs. Its time counts in
-    idres's wall time."""
+def idres_config(records: list[dict[str, Any]], **rules: Any) -> Optional[ResolverConfig]:
+    """The configuration idres runs with on one data set: the built-in rules (changed by ``rules``) with
+    a match model trained on the set's own events (what `idres train` does), as the peers train theirs.
+    Its time counts in idres's wall time."""
     from dataclasses import replace
 
     from resolver.matching import distinct_records, train_model
     from resolver.normalize import Normalizer
 
-    config = ResolverConfig()
+    config = replace(ResolverConfig(), **rules)
     distinct = distinct_records((event.get("attributes") or {} for event in records),
                                 Normalizer(config).attributes)
     if len(distinct) < 2:
@@ -336,8 +340,8 @@ def idres_config(records: list[dict[str, Any]]) -> Optional[ResolverConfig]:
     return replace(config, match_model=model)
 
 
-def idres_clusters(ds: DataSet, workdir: Path) -> Clusters:
-    config = idres_config(ds.events)
+def idres_clusters(ds: DataSet, workdir: Path, **rules: Any) -> Clusters:
+    config = idres_config(ds.events, **rules)
     data_dir = Path(tempfile.mkdtemp(prefix=f"idres-{ds.name}-", dir=workdir))
     kwargs = {} if config is None else {"config": config}
     with EmbeddedEngine(data_dir, **kwargs) as engine:
@@ -522,6 +526,7 @@ def recordlinkage_clusters(ds: DataSet, workdir: Path) -> Clusters:
 
 RUNNERS: dict[str, Callable[[DataSet, Path], Clusters]] = {
     "idres": idres_clusters,
+    "idres-unguarded": lambda ds, workdir: idres_clusters(ds, workdir, **UNGUARDED),
     "splink": splink_clusters,
     "recordlinkage": recordlinkage_clusters,
 }

@@ -109,7 +109,9 @@ class ResolverConfig:
     )
     # Dates of birth written with slashes: "mdy" (03/07/1985 is March 7) or "dmy".
     date_order: str = "mdy"
-    # Dates of birth that disagree make a hard conflict: two profiles with disjoint ones never merge.
+    # Dates of birth that clearly differ (not a typo, a day/month swap or days apart) make a hard
+    # conflict: two profiles whose dates all differ so never merge, on identifiers or on attributes.
+    # Off: dates of birth are only evidence (a weight) for the matcher.
     dob_conflict: bool = True
     # Probabilistic matching on personal attributes (``resolver.matching``): an event whose attributes
     # are new to its profile is scored against earlier records found through the blocking index.

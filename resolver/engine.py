@@ -411,6 +411,7 @@ class Resolver:
         model = self.model
         best: dict[str, tuple[float, int, tuple[str, ...], Optional[dict[str, float]]]] = {}
         weigh_frequencies = self.config.frequency_adjustments
+        dob_guard = self.config.dob_conflict
         visited: set[int] = set()
         node_profile = st.node_profile
         shared = st.shared
@@ -425,7 +426,7 @@ class Resolver:
                 if p is None or p == pid or n in shared:
                     continue
                 for other in st.records.get(n, ()):
-                    if hard_conflict(rec, other):
+                    if dob_guard and hard_conflict(rec, other):
                         continue
                     levels = compare_records(rec, other)
                     total, _ = model.weight_of(levels)
@@ -492,8 +493,9 @@ class Resolver:
             value = getattr(a, f)
             if value is None or value != getattr(b, f):
                 continue  # (names agreeing the other way round are not adjusted)
-            bits = frequency_adjustment(self.model, f, st.value_counts.get((f, value), 0),
-                                        st.value_totals.get(f, 0))
+            # how common the value is among records other than the one it was found in
+            bits = frequency_adjustment(self.model, f, st.value_counts.get((f, value), 1) - 1,
+                                        st.value_totals.get(f, 1) - 1)
             if bits:
                 if out is None:
                     out = {}

@@ -125,6 +125,15 @@ def test_fuzzy_match_never_overrides_a_hard_conflict(second):
     assert not [d for entry in run.log for d in entry if d["type"] in ("probable_link", "possible_match")]
 
 
+def test_without_the_birth_date_guard_a_different_date_is_only_evidence():
+    events = [ev("s1", 0, email="jane.doe@example.co.uk", attrs=JANE),
+              ev("s2", 5, email="jd@example.org", attrs={**JANE, "date_of_birth": "1991-11-23"})]
+    run = Run(replace(ResolverConfig(), dob_conflict=False)).feed(events)
+    assert run.profile_of("s1") == run.profile_of("s2")  # everything else agrees
+    link = next(d for d in decisions_of(run, "s2") if d["type"] == "probable_link")
+    assert link["fields"]["date_of_birth"]["level"] == "different" and link["fields"]["date_of_birth"]["weight"] < 0
+
+
 def test_birth_date_typo_or_swap_is_not_a_conflict():
     run = Run().feed([
         ev("a", 0, email="jane.doe@example.co.uk", attrs=JANE),
