@@ -329,7 +329,8 @@ def blocking_keys(record: AttributeRecord) -> list[str]:
     Each key pairs two fields, so that a typo or a gap in any one field leaves other keys to find the
     record by: surname + date of birth, first name + date of birth, surname + postcode, surname + city,
     first name + postcode, first name + city, date of birth + postcode, date of birth + city, address +
-    postcode, first name + surname, and the first two letters of both names + the year of birth. Names
+    postcode, first name + surname, and the first letters of both names (three, or two with the year
+    of birth). Names
     are keyed by Soundex (first names by nickname group), dates ignore a day/month swap."""
     keys: set[str] = set()
     last = soundex(record.last_name)
@@ -372,9 +373,12 @@ def blocking_keys(record: AttributeRecord) -> list[str]:
             keys.add(f"dob_pc:{dob}:{postcode}")
         if city:
             keys.add(f"dob_city:{dob}:{city}")
-    if first and record.last_name and record.date_of_birth:
-        # typos in both names, or a mistyped day or month: the names' first letters and the year
-        keys.add(f"fl2:{first[:2]}:{record.last_name[:2]}:{record.date_of_birth[:4]}")
+    if first and record.last_name:
+        # typos late in both names: their first letters (with the year of birth, for a mistyped day or
+        # month; without it, for a record without a date or with a mistyped one)
+        if record.date_of_birth:
+            keys.add(f"fl2:{first[:2]}:{record.last_name[:2]}:{record.date_of_birth[:4]}")
+        keys.add(f"fl3:{first[:3]}:{record.last_name[:3]}")
     if record.address and postcode:
         keys.add(f"addr_pc:{record.address}:{postcode}")
     return sorted(keys)
@@ -895,6 +899,7 @@ BLOCKING_RULES: dict[str, tuple[str, ...]] = {
     "addr_pc": ("address", "postcode"),
     "fn_ln": ("first_name", "last_name"),
     "fl2": ("first_name", "last_name"),
+    "fl3": ("first_name", "last_name"),
 }
 
 
