@@ -330,8 +330,8 @@ def blocking_keys(record: AttributeRecord) -> list[str]:
     record by: surname + date of birth, first name + date of birth, surname + postcode, surname + city,
     first name + postcode, first name + city, date of birth + postcode, date of birth + city, address +
     postcode, first name + surname, and the first letters of both names (three, or two with the year
-    of birth). Names
-    are keyed by Soundex (first names by nickname group), dates ignore a day/month swap."""
+    of birth). Names are keyed by Soundex (first names also by nickname group), dates ignore a day/month
+    swap."""
     keys: set[str] = set()
     last = soundex(record.last_name)
     first = record.first_name
