@@ -54,7 +54,7 @@ FIELD_LEVELS: dict[str, tuple[str, ...]] = {
     "first_name": ("exact", "nickname", "jw_92", "jw_80", "different"),
     "last_name": ("exact", "jw_92", "jw_80", "different"),
     "date_of_birth": ("exact", "swapped", "one_off", "different"),
-    "postcode": ("exact", "prefix", "different"),
+    "postcode": ("exact", "typo", "prefix", "different"),
     "address": ("exact", "tsr_90", "tsr_75", "different"),
     "city": ("exact", "jw_92", "different"),
 }
@@ -438,10 +438,14 @@ def _one_typo(a: str, b: str) -> bool:
 
 
 def compare_postcode(a: Optional[str], b: Optional[str]) -> str:
+    """exact; typo (one character wrong, missing, extra, or two adjacent ones swapped: 4570 / 4507);
+    prefix (the first three characters agree); different."""
     if a is None or b is None:
         return NULL
     if a == b:
         return "exact"
+    if min(len(a), len(b)) >= 4 and OSA.distance(a, b, score_cutoff=1) <= 1:
+        return "typo"
     if len(a) >= POSTCODE_PREFIX and a[:POSTCODE_PREFIX] == b[:POSTCODE_PREFIX]:
         return "prefix"
     return "different"
@@ -572,7 +576,7 @@ _DEFAULT_M: Table = {
     "first_name": {"exact": 0.80, "nickname": 0.05, "jw_92": 0.07, "jw_80": 0.04, "different": 0.04},
     "last_name": {"exact": 0.85, "jw_92": 0.07, "jw_80": 0.03, "different": 0.05},
     "date_of_birth": {"exact": 0.90, "swapped": 0.02, "one_off": 0.05, "different": 0.03},
-    "postcode": {"exact": 0.85, "prefix": 0.07, "different": 0.08},
+    "postcode": {"exact": 0.82, "typo": 0.04, "prefix": 0.06, "different": 0.08},
     "address": {"exact": 0.70, "tsr_90": 0.12, "tsr_75": 0.06, "different": 0.12},
     "city": {"exact": 0.88, "jw_92": 0.04, "different": 0.08},
 }
@@ -583,7 +587,7 @@ _DEFAULT_U: Table = {
     "first_name": {"exact": 0.01, "nickname": 0.002, "jw_92": 0.004, "jw_80": 0.03, "different": 0.954},
     "last_name": {"exact": 0.003, "jw_92": 0.002, "jw_80": 0.02, "different": 0.975},
     "date_of_birth": {"exact": 0.0001, "swapped": 0.0001, "one_off": 0.005, "different": 0.9948},
-    "postcode": {"exact": 0.002, "prefix": 0.02, "different": 0.978},
+    "postcode": {"exact": 0.002, "typo": 0.002, "prefix": 0.02, "different": 0.976},
     "address": {"exact": 0.05, "tsr_90": 0.02, "tsr_75": 0.03, "different": 0.90},
     "city": {"exact": 0.15, "jw_92": 0.01, "different": 0.84},
 }

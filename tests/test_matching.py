@@ -134,7 +134,8 @@ def test_same_day_and_month_is_exact_not_swapped():
 
 @pytest.mark.parametrize("a,b,level", [
     ("SW1A 1AA", "sw1a1aa", "exact"), ("SW1A 1AA", "SW1P 3BU", "prefix"), ("SW1A 1AA", "EC1A 1BB", "different"),
-    ("10001", "10003", "prefix"), ("AB", "AB1", "different"), (None, "10001", NULL),
+    ("10001", "10003", "typo"), ("4570", "4507", "typo"), ("10001", "10093", "prefix"), ("AB", "AB1", "different"),
+    (None, "10001", NULL),
 ])
 def test_postcode_levels(a, b, level):
     assert compare_postcode(R(postcode=a).postcode, R(postcode=b).postcode) == level
