@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterable, Optional
 from resolver.config import ResolverConfig
 from resolver.matching import (
     FIELDS, FREQUENCY_FIELDS, RECORD_FIELDS, AttributeRecord, MatchModel, blocking_keys, dates_compatible,
-    default_model, frequency_adjustment, hard_conflict,
+    POSTCODE_AGREES, default_model, frequency_adjustment, hard_conflict,
 )
 from resolver.matching import compare as compare_records
 from resolver.errors import ReviewError
@@ -487,6 +487,7 @@ class Resolver:
         """Frequency adjustments (bits per field) of the fields on which ``a`` and ``b`` agree exactly."""
         st = self.state
         out: Optional[dict[str, float]] = None
+        postcode_agrees = levels[_FIELD_POS["postcode"]] in POSTCODE_AGREES
         for f in FREQUENCY_FIELDS:
             if levels[_FIELD_POS[f]] != "exact":
                 continue
@@ -495,7 +496,7 @@ class Resolver:
                 continue  # (names agreeing the other way round are not adjusted)
             # how common the value is among records other than the one it was found in
             bits = frequency_adjustment(self.model, f, st.value_counts.get((f, value), 1) - 1,
-                                        st.value_totals.get(f, 1) - 1)
+                                        st.value_totals.get(f, 1) - 1, postcode_agrees)
             if bits:
                 if out is None:
                     out = {}
@@ -508,17 +509,17 @@ class Resolver:
         frequency adjustment, if any); ``total`` is the weight it was ranked by (below the true one when
         first names differ)."""
         model = self.model
+        weight, parts = model.weight_of(levels)
         fields: dict[str, dict[str, Any]] = {}
         for f, lv in zip(FIELDS, levels):
             if lv == "null":
                 continue
-            entry: dict[str, Any] = {"level": lv, "weight": model.level_weight(f, lv)}
+            entry: dict[str, Any] = {"level": lv, "weight": parts[f]}
             if deltas and f in deltas:
                 entry["weight"] += deltas[f]
                 entry["frequency_adjustment"] = round(deltas[f], 4)
             entry["weight"] = round(entry["weight"], 4)
             fields[f] = entry
-        weight, _ = model.weight_of(levels)
         if deltas:
             for d in deltas.values():
                 weight += d

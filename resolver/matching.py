@@ -49,11 +49,20 @@ COMPARISONS_VERSION = 4
 
 NULL = "null"
 FIELDS: tuple[str, ...] = ("first_name", "last_name", "date_of_birth", "postcode", "address", "city")
+_FIELD_INDEX = {f: i for i, f in enumerate(FIELDS)}
+_POSTCODE_INDEX = _FIELD_INDEX["postcode"]
+# Fields that mostly agree because the postcode does (a postcode lies in one town): their u is kept twice,
+# given the postcodes agree (exact or a typo: ``MatchModel.u``) and given they do not or one is unknown
+# (``MatchModel.u_apart``), so that an agreeing postcode is not counted twice, and an agreeing town still
+# counts when the postcode is missing or mistyped. (The address's u is always taken given an agreeing
+# postcode: an address agreeing where the postcode does not must not weigh more than all three agreeing.)
+DEPENDENT_FIELDS: tuple[str, ...] = ("city",)
+POSTCODE_AGREES: frozenset[str] = frozenset({"exact", "typo"})
 # Agreement levels per field, best first (``null`` is not listed: it always weighs 0).
 FIELD_LEVELS: dict[str, tuple[str, ...]] = {
     "first_name": ("exact", "nickname", "jw_92", "jw_80", "different"),
     "last_name": ("exact", "jw_92", "jw_80", "different"),
-    "date_of_birth": ("exact", "swapped", "one_off", "different"),
+    "date_of_birth": ("exact", "swapped", "one_off", "year", "different"),
     "postcode": ("exact", "typo", "prefix", "different"),
     "address": ("exact", "tsr_90", "tsr_75", "different"),
     "city": ("exact", "jw_92", "different"),
@@ -418,7 +427,8 @@ def _jw_level(a: str, b: str) -> str:
 
 def compare_date_of_birth(a: Optional[str], b: Optional[str]) -> str:
     """exact; swapped (day and month exchanged); one_off (one of year, month, day differs, or one
-    digit typo or transposition); different."""
+    digit typo or transposition); year (the same year, one date a 1 January that stands for "only the
+    year is known", as many systems record it); different."""
     if a is None or b is None:
         return NULL
     if a == b:
@@ -429,7 +439,12 @@ def compare_date_of_birth(a: Optional[str], b: Optional[str]) -> str:
         return "swapped"
     if (ya != yb) + (ma != mb) + (da != db) == 1 or _one_typo(a, b):
         return "one_off"
+    if ya == yb and (a[5:] == _YEAR_ONLY or b[5:] == _YEAR_ONLY):
+        return "year"
     return "different"
+
+
+_YEAR_ONLY = "01-01"  # month and day of a date of which only the year is known
 
 
 def _one_typo(a: str, b: str) -> bool:
@@ -534,9 +549,10 @@ def hard_conflict(a: AttributeRecord, b: AttributeRecord) -> Optional[str]:
 
 def dates_compatible(a: str, b: str) -> bool:
     """Whether two ISO dates of birth may be one person's: equal, day and month swapped, one typo (one
-    digit, or two adjacent digits transposed) apart, or at most 31 days apart (a mistyped day or month
+    digit, or two adjacent digits transposed) apart, one of them 1 January of the other's year (only the
+    year known), or at most 31 days apart (a mistyped day or month
     that crosses a month; no two siblings but twins are born that close, and twins share the date)."""
-    if a == b or compare_date_of_birth(a, b) == "swapped" or _one_typo(a, b):
+    if a == b or compare_date_of_birth(a, b) in ("swapped", "year") or _one_typo(a, b):
         return True
     try:
         return abs((_date.fromisoformat(a) - _date.fromisoformat(b)).days) <= 31
@@ -555,13 +571,20 @@ FREQUENCY_PSEUDO_RECORDS = 1000.0
 MAX_FREQUENCY_ADJUSTMENT = 6.0
 
 
-def frequency_adjustment(model: "MatchModel", field: str, count: int, total: int) -> float:
+def frequency_adjustment(model: "MatchModel", field: str, count: int, total: int,
+                         postcode_agrees: bool = False) -> float:
     """The bits to add to an exact agreement on a value that ``count`` of ``total`` known records hold:
     ``log2(u / u_value)``, where u is the model's chance that two random records agree exactly on the
     field and ``u_value`` the value's share among known records, smoothed towards u by
     ``FREQUENCY_PSEUDO_RECORDS`` and bounded by ``MAX_FREQUENCY_ADJUSTMENT`` (Splink's term-frequency
-    adjustment, from counts the resolver keeps as records arrive)."""
-    u = model.u[field]["exact"]
+    adjustment, from counts the resolver keeps as records arrive). A town agreeing where the postcodes
+    agree is implied by them: no adjustment then."""
+    if field in DEPENDENT_FIELDS:
+        if postcode_agrees:
+            return 0.0
+        u = model.u_apart[field]["exact"]
+    else:
+        u = model.u[field]["exact"]
     u_value = (count + FREQUENCY_PSEUDO_RECORDS * u) / (total + FREQUENCY_PSEUDO_RECORDS)
     bits = math.log2(u / u_value)
     return max(-MAX_FREQUENCY_ADJUSTMENT, min(MAX_FREQUENCY_ADJUSTMENT, bits))
@@ -575,21 +598,25 @@ Table = dict[str, dict[str, float]]
 _DEFAULT_M: Table = {
     "first_name": {"exact": 0.80, "nickname": 0.05, "jw_92": 0.07, "jw_80": 0.04, "different": 0.04},
     "last_name": {"exact": 0.85, "jw_92": 0.07, "jw_80": 0.03, "different": 0.05},
-    "date_of_birth": {"exact": 0.90, "swapped": 0.02, "one_off": 0.05, "different": 0.03},
+    "date_of_birth": {"exact": 0.89, "swapped": 0.02, "one_off": 0.05, "year": 0.01, "different": 0.03},
     "postcode": {"exact": 0.82, "typo": 0.04, "prefix": 0.06, "different": 0.08},
     "address": {"exact": 0.70, "tsr_90": 0.12, "tsr_75": 0.06, "different": 0.12},
     "city": {"exact": 0.88, "jw_92": 0.04, "different": 0.08},
 }
 # u of address and city are taken given that the postcode agrees (about one address in twenty within a
 # postcode; the city then mostly agrees too): the fields are dependent, and unconditional u values would
-# count one agreement two or three times. Estimated u values (``estimate_u``) are unconditional.
+# count one agreement two or three times. (``train_model`` measures them among pairs in one postcode.)
 _DEFAULT_U: Table = {
     "first_name": {"exact": 0.01, "nickname": 0.002, "jw_92": 0.004, "jw_80": 0.03, "different": 0.954},
     "last_name": {"exact": 0.003, "jw_92": 0.002, "jw_80": 0.02, "different": 0.975},
-    "date_of_birth": {"exact": 0.0001, "swapped": 0.0001, "one_off": 0.005, "different": 0.9948},
+    "date_of_birth": {"exact": 0.0001, "swapped": 0.0001, "one_off": 0.005, "year": 0.001, "different": 0.9938},
     "postcode": {"exact": 0.002, "typo": 0.002, "prefix": 0.02, "different": 0.976},
     "address": {"exact": 0.05, "tsr_90": 0.02, "tsr_75": 0.03, "different": 0.90},
     "city": {"exact": 0.15, "jw_92": 0.01, "different": 0.84},
+}
+# u of the city among pairs whose postcodes do not agree (or are unknown): as for any two records.
+_DEFAULT_U_APART: Table = {
+    "city": {"exact": 0.02, "jw_92": 0.003, "different": 0.977},
 }
 DEFAULT_LINK_THRESHOLD = 24.0
 DEFAULT_REVIEW_THRESHOLD = 10.0
@@ -602,14 +629,18 @@ class MatchModel:
     (``prior``), and the two decision thresholds on the total log2 weight. Immutable by convention: the
     ``with_*`` methods and the estimators return new models."""
 
-    __slots__ = ("version", "m", "u", "prior", "link_threshold", "review_threshold", "_weights", "_vector")
+    __slots__ = ("version", "m", "u", "u_apart", "prior", "link_threshold", "review_threshold", "_weights",
+                 "_vector", "_vector_apart")
 
     def __init__(self, m: Mapping[str, Mapping[str, float]], u: Mapping[str, Mapping[str, float]], *,
+                 u_apart: Optional[Mapping[str, Mapping[str, float]]] = None,
                  version: str = "custom", prior: float = DEFAULT_PRIOR,
                  link_threshold: float = DEFAULT_LINK_THRESHOLD,
                  review_threshold: float = DEFAULT_REVIEW_THRESHOLD):
         self.m: Table = _table(m, "m")
         self.u: Table = _table(u, "u")
+        # (without u_apart, the fields weigh the same whatever the postcode does)
+        self.u_apart: Table = _table(u_apart if u_apart is not None else self.u, "u_apart", DEPENDENT_FIELDS)
         if not (0.0 < prior < 1.0):
             raise ConfigError(f"match model: prior must be in (0, 1), not {prior!r}")
         if review_threshold > link_threshold:
@@ -623,15 +654,22 @@ class MatchModel:
             for f in FIELDS
         }
         self._vector = tuple(self._weights[f] for f in FIELDS)
+        self._vector_apart = tuple(
+            {NULL: 0.0, **{lv: math.log2(self.m[f][lv] / self.u_apart[f][lv]) for lv in FIELD_LEVELS[f]}}
+            if f in DEPENDENT_FIELDS else self._weights[f] for f in FIELDS)
 
     # -- scoring -----------------------------------------------------------------------------------
-    def level_weight(self, field: str, level: str) -> float:
-        """log2(m/u) of one field's level; 0 for ``null``."""
-        return self._weights[field][level]
+    def level_weight(self, field: str, level: str, postcode_agrees: bool = True) -> float:
+        """log2(m/u) of one field's level; 0 for ``null``. The city weighs more when the postcodes do not
+        agree (``postcode_agrees`` False): then its agreement is not implied by the postcode's."""
+        if postcode_agrees or field not in DEPENDENT_FIELDS:
+            return self._weights[field][level]
+        return self._vector_apart[_FIELD_INDEX[field]][level]
 
     def weight_of(self, levels: Sequence[str]) -> tuple[float, dict[str, float]]:
         """Total and per-field log2 weights of a comparison vector (``compare`` output)."""
-        parts = {f: w[lv] for f, w, lv in zip(FIELDS, self._vector, levels)}
+        vector = self._vector if levels[_POSTCODE_INDEX] in POSTCODE_AGREES else self._vector_apart
+        parts = {f: w[lv] for f, w, lv in zip(FIELDS, vector, levels)}
         total = 0.0
         for value in parts.values():  # fixed field order: the float sum is reproducible
             total += value
@@ -660,19 +698,22 @@ class MatchModel:
 
     def is_monotone(self) -> bool:
         """True when, in every field, a better level never weighs less than a worse one."""
-        for f in FIELDS:
-            ws = [self._weights[f][lv] for lv in FIELD_LEVELS[f]]
-            if any(ws[i] < ws[i + 1] for i in range(len(ws) - 1)):
-                return False
+        for vector in (self._vector, self._vector_apart):
+            for f, w in zip(FIELDS, vector):
+                ws = [w[lv] for lv in FIELD_LEVELS[f]]
+                if any(ws[i] < ws[i + 1] for i in range(len(ws) - 1)):
+                    return False
         return True
 
     # -- copies ------------------------------------------------------------------------------------
     def with_params(self, *, m: Optional[Mapping] = None, u: Optional[Mapping] = None,
+                    u_apart: Optional[Mapping] = None,
                     prior: Optional[float] = None, version: Optional[str] = None,
                     link_threshold: Optional[float] = None,
                     review_threshold: Optional[float] = None) -> "MatchModel":
         return MatchModel(
             self.m if m is None else m, self.u if u is None else u,
+            u_apart=self.u_apart if u_apart is None else u_apart,
             version=self.version if version is None else version,
             prior=self.prior if prior is None else prior,
             link_threshold=self.link_threshold if link_threshold is None else link_threshold,
@@ -689,7 +730,9 @@ class MatchModel:
             "prior": self.prior,
             "link_threshold": self.link_threshold,
             "review_threshold": self.review_threshold,
-            "fields": {f: {lv: {"m": self.m[f][lv], "u": self.u[f][lv]} for lv in FIELD_LEVELS[f]}
+            "fields": {f: {lv: {"m": self.m[f][lv], "u": self.u[f][lv],
+                                **({"u_apart": self.u_apart[f][lv]} if f in DEPENDENT_FIELDS else {})}
+                           for lv in FIELD_LEVELS[f]}
                        for f in FIELDS},
         }
 
@@ -707,7 +750,8 @@ class MatchModel:
             spec = data["fields"]
             m = {f: {lv: spec[f][lv]["m"] for lv in FIELD_LEVELS[f]} for f in FIELDS}
             u = {f: {lv: spec[f][lv]["u"] for lv in FIELD_LEVELS[f]} for f in FIELDS}
-            return cls(m, u, version=data["version"], prior=float(data["prior"]),
+            u_apart = {f: {lv: spec[f][lv]["u_apart"] for lv in FIELD_LEVELS[f]} for f in DEPENDENT_FIELDS}
+            return cls(m, u, u_apart=u_apart, version=data["version"], prior=float(data["prior"]),
                        link_threshold=float(data["link_threshold"]),
                        review_threshold=float(data["review_threshold"]))
         except (KeyError, TypeError) as exc:
@@ -738,9 +782,9 @@ class MatchModel:
         return f"MatchModel(version={self.version!r}, prior={self.prior!r}, fingerprint={self.fingerprint()})"
 
 
-def _table(t: Mapping[str, Mapping[str, float]], name: str) -> Table:
+def _table(t: Mapping[str, Mapping[str, float]], name: str, fields: Sequence[str] = FIELDS) -> Table:
     out: Table = {}
-    for f in FIELDS:
+    for f in fields:
         if f not in t:
             raise ConfigError(f"match model: {name} has no entry for field {f!r}")
         row = {}
@@ -762,7 +806,7 @@ def _table(t: Mapping[str, Mapping[str, float]], name: str) -> Table:
 
 def default_model() -> MatchModel:
     """The shipped parameters: to use until there is data to estimate from."""
-    return MatchModel(_DEFAULT_M, _DEFAULT_U, version="default-1")
+    return MatchModel(_DEFAULT_M, _DEFAULT_U, u_apart=_DEFAULT_U_APART, version="default-2")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -779,25 +823,36 @@ def estimate_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: int,
     """u from ``pairs_sample`` random pairs of distinct records drawn with ``random.Random(seed)``:
     random pairs are almost all of different people. Returns ``model`` (default: ``default_model()``)
     with u replaced; a field never known on both sides of a pair keeps its old u. Each level gets
-    ``pseudo_count`` extra observations so that no u is 0."""
+    ``pseudo_count`` extra observations so that no u is 0. The city: ``u_apart``, from the pairs whose
+    postcodes do not agree (its u given an agreeing postcode needs pairs within one postcode, which random
+    pairs seldom are: ``train_model`` samples those, as for the address)."""
     base = model if model is not None else default_model()
     n = len(records)
     if n < 2 or pairs_sample <= 0:
         return base
     rng = random.Random(seed)
     counts: list[dict[str, float]] = [{} for _ in FIELDS]
+    dependent = tuple(f in DEPENDENT_FIELDS for f in FIELDS)
     for _ in range(pairs_sample):
         i = rng.randrange(n)
         j = rng.randrange(n - 1)
         if j >= i:
             j += 1
-        for k, level in enumerate(compare(records[i], records[j])):
-            if level != NULL:
+        levels = compare(records[i], records[j])
+        apart = levels[_POSTCODE_INDEX] not in POSTCODE_AGREES
+        for k, level in enumerate(levels):
+            if level != NULL and (apart or not dependent[k]):
                 counts[k][level] = counts[k].get(level, 0.0) + 1.0
     u: Table = {}
+    u_apart: Table = {}
     for k, f in enumerate(FIELDS):
-        u[f] = _normalized_counts(counts[k], FIELD_LEVELS[f], pseudo_count) if counts[k] else dict(base.u[f])
-    estimated = base.with_params(u=u)
+        if dependent[k]:
+            u[f] = dict(base.u[f])
+            u_apart[f] = (_normalized_counts(counts[k], FIELD_LEVELS[f], pseudo_count) if counts[k]
+                          else dict(base.u_apart[f]))
+        else:
+            u[f] = _normalized_counts(counts[k], FIELD_LEVELS[f], pseudo_count) if counts[k] else dict(base.u[f])
+    estimated = base.with_params(u=u, u_apart=u_apart)
     return estimated.with_params(version=version or f"u-{estimated.fingerprint()}")
 
 
@@ -818,30 +873,35 @@ def estimate_m_em(candidate_pairs: Iterable[tuple[AttributeRecord, AttributeReco
     """
     fixed = set(fixed_fields)
     mask = tuple(f in fixed for f in FIELDS)
-    groups: dict[tuple[str, ...], int] = {}
+    # a vector and whether its postcodes agree (which u the address and city are weighed with)
+    groups: dict[tuple[tuple[str, ...], bool], int] = {}
     for a, b in candidate_pairs:
         key = compare(a, b)
+        apart = key[_POSTCODE_INDEX] not in POSTCODE_AGREES
         if fixed:
             key = tuple(NULL if skip else lv for skip, lv in zip(mask, key))
-        groups[key] = groups.get(key, 0) + 1
+        groups[(key, apart)] = groups.get((key, apart), 0) + 1
     if not groups:
         return model
-    vectors = list(groups.items())
+    vectors = [(vec, count) for (vec, _), count in groups.items()]
+    contexts = [apart for vec, apart in groups]
     n_pairs = float(sum(groups.values()))
     m: Table = {f: dict(model.m[f]) for f in FIELDS}
     u = model.u
+    log_u = {f: {lv: math.log(v) for lv, v in u[f].items()} for f in FIELDS}
+    log_u_apart = {**log_u, **{f: {lv: math.log(v) for lv, v in model.u_apart[f].items()} for f in DEPENDENT_FIELDS}}
     lam = model.prior if prior is None else float(prior)
     for _ in range(max(0, iterations)):
         # E-step: P(match | vector) per distinct vector.
         log_m = {f: {lv: math.log(v) for lv, v in m[f].items()} for f in FIELDS}
-        log_u = {f: {lv: math.log(v) for lv, v in u[f].items()} for f in FIELDS}
         logit_prior = math.log(lam) - math.log1p(-lam)
         posts: list[float] = []
-        for vec, _count in vectors:
+        for (vec, _count), apart in zip(vectors, contexts):
+            lu = log_u_apart if apart else log_u
             s = logit_prior
             for f, lv in zip(FIELDS, vec):
                 if lv != NULL:
-                    s += log_m[f][lv] - log_u[f][lv]
+                    s += log_m[f][lv] - lu[f][lv]
             posts.append(_sigmoid(s))
         # M-step.
         matched = 0.0
@@ -1035,5 +1095,7 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
         "link_threshold": model.link_threshold,
         "review_threshold": model.review_threshold,
         "weights": {f: {lv: round(model.level_weight(f, lv), 3) for lv in FIELD_LEVELS[f]} for f in FIELDS},
+        "weights_postcode_apart": {f: {lv: round(model.level_weight(f, lv, postcode_agrees=False), 3)
+                                       for lv in FIELD_LEVELS[f]} for f in DEPENDENT_FIELDS},
     }
     return model, report

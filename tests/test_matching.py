@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from resolver.errors import ConfigError
 from resolver.matching import (
-    MAX_FREQUENCY_ADJUSTMENT, frequency_adjustment,
+    POSTCODE_AGREES,    MAX_FREQUENCY_ADJUSTMENT, frequency_adjustment,
     FIELD_LEVELS, FIELDS, NULL, AttributeRecord, MatchModel, blocking_keys, compare, compare_address,
     compare_city, compare_date_of_birth, compare_first_name, compare_last_name, compare_postcode,
     default_model, estimate_m_em, estimate_u, hard_conflict, soundex,
@@ -211,7 +211,7 @@ def test_weight_is_symmetric_and_sums_its_parts(a, b):
     for f, level in zip(FIELDS, compare(a, b)):
         if level == NULL:
             assert parts[f] == 0.0
-        assert parts[f] == model.level_weight(f, level)
+        assert parts[f] == model.level_weight(f, level, compare(a, b)[3] in POSTCODE_AGREES)
 
 
 @settings(max_examples=300, deadline=None)
@@ -227,6 +227,8 @@ def test_null_fields_contribute_nothing(a, b, field):
     assert parts[field] == 0.0
     if field in ("first_name", "last_name"):
         return  # the two names are compared as a pair (either way round): blanking one changes the other
+    if field == "postcode":
+        return  # the city weighs more when the postcodes are not known to agree
     full_total, full_parts = model.weight(a, b)
     assert math.isclose(total, full_total - full_parts[field])
 
@@ -289,7 +291,8 @@ def test_model_json_round_trip(tmp_path):
     path = tmp_path / "model.json"
     save_match_model(model, path)
     loaded = load_match_model(path)
-    assert loaded == model and loaded.version == "default-1"
+    assert loaded == model and loaded.version == "default-2"
+    assert loaded.weight(R("bob", "lee", city="Leeds"), R("robert", "lee", city="Leeds"))[1]["city"] > 0
     assert loaded.fingerprint() == model.fingerprint()
     assert MatchModel.from_dict(model.to_dict()) == model
     assert loaded.weight(R("bob", "lee"), R("robert", "lee")) == model.weight(R("bob", "lee"), R("robert", "lee"))
@@ -449,3 +452,15 @@ def test_frequency_adjustment_weighs_rare_values_up_and_common_ones_down():
     shares = [frequency_adjustment(model, "first_name", c, 10_000) for c in (1, 10, 100, 1_000, 10_000)]
     assert shares == sorted(shares, reverse=True)
     assert frequency_adjustment(model, "last_name", 10**6, 10**6) == -MAX_FREQUENCY_ADJUSTMENT  # bounded
+
+
+def test_a_town_weighs_more_when_the_postcodes_do_not_imply_it():
+    model = default_model()
+    a = R("Ann", "Lee", None, None, "LS1 1AA", "Leeds")
+    same_postcode = model.weight(a, a)
+    no_postcode = model.weight(a, R("Ann", "Lee", None, None, None, "Leeds"))
+    other_postcode = model.weight(a, R("Ann", "Lee", None, None, "LS9 9ZZ", "Leeds"))
+    assert no_postcode[1]["city"] == other_postcode[1]["city"] > same_postcode[1]["city"] > 0
+    # agreeing on the postcode as well never weighs less than the town alone
+    assert same_postcode[0] > no_postcode[0] > other_postcode[0]
+    assert model.is_monotone()
