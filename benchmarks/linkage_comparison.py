@@ -3,6 +3,7 @@
     python benchmarks/linkage_comparison.py                                # all five sets
     python benchmarks/linkage_comparison.py --sets febrl1 fake_1000        # some of them
     python benchmarks/linkage_comparison.py --sets synthetic --people 2000 --seed 7
+    python benchmarks/linkage_comparison.py --systems idres idres-unguarded    # idres only
 
 What it measures: for every data set, three systems cluster the same records and each clustering is
 scored with ``resolver.measures.pairwise_scores`` against the ground truth (pairwise precision,
@@ -13,6 +14,8 @@ clusters, and includes any data cleaning and model training each system does.
 The systems:
 - idres: this repository's engine, in-process (``streams.embedded.EmbeddedEngine``), each record
   ingested as one channel event.
+- idres-unguarded: the same with the two attribute guards off (``dob_conflict = false``,
+  ``link_different_first_names = true``), which the peers do not have: what the matcher does alone.
 - Splink (DuckDB backend): the model of Splink's own tutorials, configured once for every set from
   the columns it has (``splink_settings``): blocking rules, the comparison library, u by random
   sampling, m by expectation maximisation over two training blocking rules, then connected
@@ -35,6 +38,9 @@ place in an event (FEBRL's soc_sec_id and state, historical_50k's gender and occ
 out for everyone. The DataFrame systems get the raw values and clean them the same generic way
 (``standardise``: case, punctuation, whitespace, phone digits, ISO dates) inside their timed run;
 idres normalizes values itself.
+
+A second table gives, per set, the best any system keeping the date-of-birth guard could do: the share
+of true pairs whose records' dates of birth clearly differ, and the recall and F1 left without them.
 
 Splink and recordlinkage are optional: a system that is not installed is skipped with a one-line
 reason and the others still run.
@@ -552,8 +558,32 @@ def version(dist: str) -> str:
         return "not installed"
 
 
+def guard_ceiling(ds: DataSet) -> dict[str, float]:
+    """What the date-of-birth guard allows at best: the true pairs whose two records carry dates of birth
+    that clearly differ (``resolver.matching.hard_conflict``) can never be linked directly; the recall
+    and F1 (at precision 1) a system keeping that guard can reach, counting every other pair as found."""
+    from itertools import combinations
+
+    from resolver.matching import AttributeRecord, hard_conflict
+    from resolver.normalize import Normalizer
+
+    normalize = Normalizer(ResolverConfig()).attributes
+    members: dict[Hashable, list[AttributeRecord]] = {}
+    for event in ds.events:
+        if event["event_id"] in ds.truth:
+            record = AttributeRecord.from_attributes(normalize(event.get("attributes") or {}))
+            members.setdefault(ds.truth[event["event_id"]], []).append(record)
+    pairs = refused = 0
+    for records in members.values():
+        for a, b in combinations(records, 2):
+            pairs += 1
+            refused += hard_conflict(a, b) is not None
+    recall = (pairs - refused) / pairs if pairs else 1.0
+    return {"pairs": pairs, "refused": refused, "recall": recall, "f1": 2 * recall / (1 + recall)}
+
+
 def run_set(ds: DataSet, systems: list[str], workdir: Path) -> dict[str, Any]:
-    row: dict[str, Any] = {"set": ds.name, "records": len(ds.truth)}
+    row: dict[str, Any] = {"set": ds.name, "records": len(ds.truth), "ceiling": guard_ceiling(ds)}
     for system in systems:
         log(f"[{ds.name}] {system} ...")
         started = time.perf_counter()
@@ -632,6 +662,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             rows.append(run_set(ds, systems, workdir))
 
     print(table(rows, systems))
+    print()
+    print("What the date-of-birth guard allows at best (true pairs whose dates of birth clearly differ can "
+          "never be linked directly):")
+    print("| set | true pairs | with dates of birth that clearly differ | recall ceiling | F1 ceiling |")
+    print("|---|---:|---:|---:|---:|")
+    for row in rows:
+        c = row["ceiling"]
+        print(f"| {row['set']} | {c['pairs']:,} | {c['refused']:,} ({c['refused'] / max(c['pairs'], 1):.1%}) | "
+              f"{c['recall']:.3f} | {c['f1']:.3f} |")
     print()
     print(f"Pairwise precision (P), recall (R), F1 over all records; s = wall seconds from prepared input to "
           f"clusters, training included. Splink clusters at match probability >= {MATCH_PROBABILITY}.")
