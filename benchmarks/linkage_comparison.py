@@ -5,7 +5,7 @@
     python benchmarks/linkage_comparison.py --sets synthetic --people 2000 --seed 7
     python benchmarks/linkage_comparison.py --systems idres idres-unguarded    # idres only
 
-What it measures: for every data set, three systems cluster the same records and each clustering is
+What it measures: for every data set, each system clusters the same records and each clustering is
 scored with ``resolver.measures.pairwise_scores`` against the ground truth (pairwise precision,
 recall, F1 over all records; a record a system leaves unlinked is a singleton). Wall time runs from
 the prepared input (the JSON-lines events file for idres, a pandas DataFrame for the others) to the
