@@ -516,13 +516,21 @@ def _number(value: Any) -> Optional[float]:
     return None
 
 
+def _field_text(field: str, v: dict[str, Any]) -> str:
+    text = f"{field} {v['level']} {v['weight']:+.2f}"
+    adjustment = v.get("frequency_adjustment")
+    if adjustment:
+        text += f" ({'rare' if adjustment > 0 else 'common'} value {adjustment:+.2f})"
+    return text
+
+
 def _explain_text(pid: str, identifiers: list[str], links: list[dict[str, Any]],
                   merges: list[dict[str, Any]], events: int) -> list[str]:
     lines = [f"Profile {pid}: {events} event(s), {len(identifiers)} identifier(s)."]
     for link in links:
         where = f" on {link['channel']} ({link['event_type']}, {link['occurred_at']})" if "channel" in link else ""
         if link["rule"] == "probable_match":
-            fields = ", ".join(f"{f} {v['level']} {v['weight']:+.2f}" for f, v in link["fields"].items())
+            fields = ", ".join(_field_text(f, v) for f, v in link["fields"].items())
             lines.append(f"{link['a']} and {link['b']} were linked on attribute evidence by event "
                          f"{link['event_id']}{where}: match weight {link['weight']:.2f} >= "
                          f"{link['link_threshold']:.2f} ({fields}).")

@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from resolver.config import ResolverConfig
 from resolver.matching import (
-    FIELDS, FREQUENCY_FIELDS, RECORD_FIELDS, AttributeRecord, MatchModel, blocking_keys, dates_compatible,
+    FIELD_INDEX, FIELDS, FREQUENCY_FIELDS, RECORD_FIELDS, AttributeRecord, MatchModel, blocking_keys, dates_compatible,
     POSTCODE_AGREES, default_model, frequency_adjustment, hard_conflict,
 )
 from resolver.matching import compare as compare_records
@@ -59,7 +59,6 @@ RECORD_TYPE = "record"
 RECORD_PRIORITY = 1000
 MAX_RECORDS_PER_NODE = 16
 MAX_BLOCK_NODES_PER_PROFILE = 4
-_FIELD_POS = {f: i for i, f in enumerate(FIELDS)}
 
 
 def node_key(id_type: str, value: str) -> str:
@@ -487,9 +486,9 @@ class Resolver:
         """Frequency adjustments (bits per field) of the fields on which ``a`` and ``b`` agree exactly."""
         st = self.state
         out: Optional[dict[str, float]] = None
-        postcode_agrees = levels[_FIELD_POS["postcode"]] in POSTCODE_AGREES
+        postcode_agrees = levels[FIELD_INDEX["postcode"]] in POSTCODE_AGREES
         for f in FREQUENCY_FIELDS:
-            if levels[_FIELD_POS[f]] != "exact":
+            if levels[FIELD_INDEX[f]] != "exact":
                 continue
             value = getattr(a, f)
             if value is None or value != getattr(b, f):

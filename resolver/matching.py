@@ -49,8 +49,8 @@ COMPARISONS_VERSION = 4
 
 NULL = "null"
 FIELDS: tuple[str, ...] = ("first_name", "last_name", "date_of_birth", "postcode", "address", "city")
-_FIELD_INDEX = {f: i for i, f in enumerate(FIELDS)}
-_POSTCODE_INDEX = _FIELD_INDEX["postcode"]
+FIELD_INDEX: dict[str, int] = {f: i for i, f in enumerate(FIELDS)}  # position in a comparison vector
+_POSTCODE_INDEX = FIELD_INDEX["postcode"]
 # Fields that mostly agree because the postcode does (a postcode lies in one town): their u is kept twice,
 # given the postcodes agree (exact or a typo: ``MatchModel.u``) and given they do not or one is unknown
 # (``MatchModel.u_apart``), so that an agreeing postcode is not counted twice, and an agreeing town still
@@ -664,7 +664,7 @@ class MatchModel:
         agree (``postcode_agrees`` False): then its agreement is not implied by the postcode's."""
         if postcode_agrees or field not in DEPENDENT_FIELDS:
             return self._weights[field][level]
-        return self._vector_apart[_FIELD_INDEX[field]][level]
+        return self._vector_apart[FIELD_INDEX[field]][level]
 
     def weight_of(self, levels: Sequence[str]) -> tuple[float, dict[str, float]]:
         """Total and per-field log2 weights of a comparison vector (``compare`` output)."""

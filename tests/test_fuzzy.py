@@ -329,6 +329,8 @@ def test_a_rare_name_is_stronger_evidence_than_a_common_one(adjust):
     assert quark["fields"]["last_name"]["frequency_adjustment"] > 0
     assert quark["fields"]["city"]["frequency_adjustment"] < 0  # London is common
     assert sum(f["weight"] for f in quark["fields"].values()) == pytest.approx(quark["weight"], abs=1e-3)
+    text = "\n".join(run.views.explain(run.profile_of("q1"))["summary"])
+    assert "last_name exact" in text and "(rare value +" in text and "(common value -" in text
     assert [d["type"] for d in smith] == ["possible_match"]  # one more John Smith in London: a person decides
     assert smith[0]["fields"]["last_name"]["frequency_adjustment"] < 0
     assert smith[0]["weight"] < quark["weight"]
