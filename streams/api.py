@@ -346,7 +346,10 @@ class TimelinePage(BaseModel):
 
 class FieldEvidence(BaseModel):
     level: str = Field(description="Agreement level, e.g. exact, nickname, jw_92, one_off, different.")
-    weight: float = Field(description="The field's contribution to the match weight, log2(m/u).")
+    weight: float = Field(description="The field's contribution to the match weight, log2(m/u), frequency "
+                                      "adjustment included.")
+    frequency_adjustment: Optional[float] = Field(
+        None, description="Bits added for an exact agreement on a rare value (negative: a common one, as Smith).")
 
 
 class Link(BaseModel):
