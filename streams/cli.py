@@ -370,6 +370,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         for field in report["weights"]:
             levels = ", ".join(f"{lv} {w:+.1f}" for lv, w in report["weights"][field].items())
             print(f"  {field}: {levels}")
+        for field, weights in report["weights_postcode_apart"].items():
+            levels = ", ".join(f"{lv} {w:+.1f}" for lv, w in weights.items())
+            print(f"  {field}, where the postcodes do not agree: {levels}")
         print(f"Use it with `match_model = \"{args.out}\"` in the TOML file given to --config.")
     return 0
 

@@ -284,7 +284,7 @@ def test_train_writes_a_model_that_the_config_uses(tmp_path):
     model_path = tmp_path / "conf" / "model.json"
     model_path.parent.mkdir()
     out = run_cli("train", str(events), "--out", str(model_path), "--pairs", "5000", "--version", "shop-1").stdout
-    assert "shop-1" in out and "date_of_birth" in out
+    assert "shop-1" in out and "date_of_birth" in out and "city, where the postcodes do not agree" in out
     saved = json.loads(model_path.read_text())
     assert saved["version"] == "shop-1" and saved["format"] == "idres-match-model"
     (tmp_path / "conf" / "rules.toml").write_text('match_model = "model.json"\n')
