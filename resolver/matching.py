@@ -62,7 +62,7 @@ POSTCODE_AGREES: frozenset[str] = frozenset({"exact", "typo"})
 FIELD_LEVELS: dict[str, tuple[str, ...]] = {
     "first_name": ("exact", "nickname", "jw_92", "jw_80", "different"),
     "last_name": ("exact", "jw_92", "jw_80", "different"),
-    "date_of_birth": ("exact", "swapped", "one_off", "year", "different"),
+    "date_of_birth": ("exact", "swapped", "one_off", "year", "month", "decade", "different"),
     "postcode": ("exact", "typo", "prefix", "different"),
     "address": ("exact", "tsr_90", "tsr_75", "different"),
     "city": ("exact", "jw_92", "different"),
@@ -428,7 +428,8 @@ def _jw_level(a: str, b: str) -> str:
 def compare_date_of_birth(a: Optional[str], b: Optional[str]) -> str:
     """exact; swapped (day and month exchanged); one_off (one of year, month, day differs, or one
     digit typo or transposition); year (the same year, one date a 1 January that stands for "only the
-    year is known", as many systems record it); different."""
+    year is known", as many systems record it); month (at most 31 days apart); decade (at most ten years
+    apart); different."""
     if a is None or b is None:
         return NULL
     if a == b:
@@ -441,7 +442,13 @@ def compare_date_of_birth(a: Optional[str], b: Optional[str]) -> str:
         return "one_off"
     if ya == yb and (a[5:] == _YEAR_ONLY or b[5:] == _YEAR_ONLY):
         return "year"
-    return "different"
+    try:
+        days = abs((_date.fromisoformat(a) - _date.fromisoformat(b)).days)
+    except ValueError:  # (a 31 February: canonical dates check ranges only)
+        return "different"
+    if days <= 31:
+        return "month"
+    return "decade" if days <= 3653 else "different"
 
 
 _YEAR_ONLY = "01-01"  # month and day of a date of which only the year is known
@@ -552,9 +559,9 @@ def dates_compatible(a: str, b: str) -> bool:
     digit, or two adjacent digits transposed) apart, one of them 1 January of the other's year (only the
     year known), or at most 31 days apart (a mistyped day or month
     that crosses a month; no two siblings but twins are born that close, and twins share the date)."""
-    if a == b or compare_date_of_birth(a, b) in ("swapped", "year") or _one_typo(a, b):
+    if a == b or _one_typo(a, b) or compare_date_of_birth(a, b) in ("swapped", "year", "month"):
         return True
-    try:
+    try:  # (one_off: a day or month mistyped across a month's end)
         return abs((_date.fromisoformat(a) - _date.fromisoformat(b)).days) <= 31
     except ValueError:
         return False
@@ -598,7 +605,8 @@ Table = dict[str, dict[str, float]]
 _DEFAULT_M: Table = {
     "first_name": {"exact": 0.80, "nickname": 0.05, "jw_92": 0.07, "jw_80": 0.04, "different": 0.04},
     "last_name": {"exact": 0.85, "jw_92": 0.07, "jw_80": 0.03, "different": 0.05},
-    "date_of_birth": {"exact": 0.89, "swapped": 0.02, "one_off": 0.05, "year": 0.01, "different": 0.03},
+    "date_of_birth": {"exact": 0.89, "swapped": 0.02, "one_off": 0.05, "year": 0.01, "month": 0.005,
+                      "decade": 0.01, "different": 0.015},
     "postcode": {"exact": 0.82, "typo": 0.04, "prefix": 0.06, "different": 0.08},
     "address": {"exact": 0.70, "tsr_90": 0.12, "tsr_75": 0.06, "different": 0.12},
     "city": {"exact": 0.88, "jw_92": 0.04, "different": 0.08},
@@ -609,7 +617,8 @@ _DEFAULT_M: Table = {
 _DEFAULT_U: Table = {
     "first_name": {"exact": 0.01, "nickname": 0.002, "jw_92": 0.004, "jw_80": 0.03, "different": 0.954},
     "last_name": {"exact": 0.003, "jw_92": 0.002, "jw_80": 0.02, "different": 0.975},
-    "date_of_birth": {"exact": 0.0001, "swapped": 0.0001, "one_off": 0.005, "year": 0.001, "different": 0.9938},
+    "date_of_birth": {"exact": 0.0001, "swapped": 0.0001, "one_off": 0.005, "year": 0.001, "month": 0.002,
+                      "decade": 0.12, "different": 0.8718},
     "postcode": {"exact": 0.002, "typo": 0.002, "prefix": 0.02, "different": 0.976},
     "address": {"exact": 0.05, "tsr_90": 0.02, "tsr_75": 0.03, "different": 0.90},
     "city": {"exact": 0.15, "jw_92": 0.01, "different": 0.84},
@@ -697,12 +706,12 @@ class MatchModel:
         return "non_match"
 
     def is_monotone(self) -> bool:
-        """True when, in every field, a better level never weighs less than a worse one."""
-        for vector in (self._vector, self._vector_apart):
-            for f, w in zip(FIELDS, vector):
-                ws = [w[lv] for lv in FIELD_LEVELS[f]]
-                if any(ws[i] < ws[i + 1] for i in range(len(ws) - 1)):
-                    return False
+        """True when, in every field, a better level never weighs less than a worse one (the town: where
+        the postcodes do not agree; where they agree its weights are near zero)."""
+        for f, w in zip(FIELDS, self._vector_apart):
+            ws = [w[lv] for lv in FIELD_LEVELS[f]]
+            if any(ws[i] < ws[i + 1] - 1e-9 for i in range(len(ws) - 1)):  # (pooled levels tie, to rounding)
+                return False
         return True
 
     # -- copies ------------------------------------------------------------------------------------
@@ -916,7 +925,9 @@ def estimate_m_em(candidate_pairs: Iterable[tuple[AttributeRecord, AttributeReco
             if sum(sums[k].values()) > _EPS:
                 m[f] = _normalized_counts(sums[k], FIELD_LEVELS[f], pseudo_count)
                 if monotone:
-                    m[f] = _pool_monotone(m[f], u[f], FIELD_LEVELS[f])
+                    # (the town by its u where the postcodes do not agree: where they do, it adds little)
+                    m[f] = _pool_monotone(m[f], model.u_apart[f] if f in DEPENDENT_FIELDS else u[f],
+                                          FIELD_LEVELS[f])
         lam = min(max(matched / n_pairs, 1e-6), 1.0 - 1e-6)
     estimated = model.with_params(m=m, prior=lam)
     return estimated.with_params(version=version or f"em-{estimated.fingerprint()}")

@@ -131,7 +131,7 @@ def test_without_the_birth_date_guard_a_different_date_is_only_evidence():
     run = Run(replace(ResolverConfig(), dob_conflict=False)).feed(events)
     assert run.profile_of("s1") == run.profile_of("s2")  # everything else agrees
     link = next(d for d in decisions_of(run, "s2") if d["type"] == "probable_link")
-    assert link["fields"]["date_of_birth"]["level"] == "different" and link["fields"]["date_of_birth"]["weight"] < 0
+    assert link["fields"]["date_of_birth"]["level"] == "decade" and link["fields"]["date_of_birth"]["weight"] < 0
 
 
 def test_birth_date_typo_or_swap_is_not_a_conflict():

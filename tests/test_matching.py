@@ -119,8 +119,10 @@ def test_last_name_levels(a, b, level):
     ("1985-03-07", "1958-03-07", "one_off"),   # transposed digits
     ("1985-03-07", "1985-03-17", "one_off"),   # one digit
     ("1985-03-07", "1985-03-28", "one_off"),   # one component
-    ("1985-03-07", "1990-11-23", "different"),
-    ("1985-03-07", "1985-11-23", "different"),
+    ("1985-03-07", "1985-04-02", "month"),     # 26 days
+    ("1985-03-07", "1990-11-23", "decade"),
+    ("1985-03-07", "1985-11-23", "decade"),
+    ("1985-03-07", "2001-11-23", "different"),
     ("1985-03-07", None, NULL),
 ])
 def test_date_of_birth_levels(a, b, level):
