@@ -342,14 +342,13 @@ def blocking_keys(record: AttributeRecord) -> list[str]:
     of birth). Names are keyed by Soundex (first names also by nickname group), dates ignore a day/month
     swap."""
     keys: set[str] = set()
-    last = soundex(record.last_name)
     first = record.first_name
+    surname = soundex(record.last_name)
+    first_sound = soundex(first)
+    last = surname or first_sound  # one name alone may be a surname in the first-name field
     dob = _dob_key(record.date_of_birth) if record.date_of_birth else None
     postcode, city = record.postcode, record.city
     first_keys = _first_name_keys(first) if first else []
-    surname = last
-    if not last and first:
-        last = soundex(first)  # one name alone may be a surname in the first-name field
     if last:
         if dob:
             keys.add(f"ln_dob:{last}:{dob}")
@@ -358,13 +357,11 @@ def blocking_keys(record: AttributeRecord) -> list[str]:
         if city:
             keys.add(f"ln_city:{last}:{city}")
         # names entered the other way round: the first name's code also stands in for the surname's
-        first_code = soundex(first)
-        if first_code and first_code != last:
+        if first_sound and first_sound != last:
             if dob:
-                keys.add(f"ln_dob:{first_code}:{dob}")
+                keys.add(f"ln_dob:{first_sound}:{dob}")
             if postcode:
-                keys.add(f"ln_pc:{first_code}:{postcode}")
-    first_sound = soundex(first)
+                keys.add(f"ln_pc:{first_sound}:{postcode}")
     if first_sound:  # (one key each: a name in many nickname groups would make many)
         if postcode:
             keys.add(f"fn_pc:{first_sound}:{postcode}")
@@ -557,11 +554,16 @@ def hard_conflict(a: AttributeRecord, b: AttributeRecord) -> Optional[str]:
 def dates_compatible(a: str, b: str) -> bool:
     """Whether two ISO dates of birth may be one person's: equal, day and month swapped, one typo (one
     digit, or two adjacent digits transposed) apart, one of them 1 January of the other's year (only the
-    year known), or at most 31 days apart (a mistyped day or month
-    that crosses a month; no two siblings but twins are born that close, and twins share the date)."""
-    if a == b or _one_typo(a, b) or compare_date_of_birth(a, b) in ("swapped", "year", "month"):
+    year known), or at most 31 days apart (a mistyped day or month that crosses a month; no two siblings
+    but twins are born that close, and twins share the date)."""
+    level = compare_date_of_birth(a, b)  # (it parses the dates only when it must: at most once)
+    if level in ("exact", "swapped", "year", "month"):
         return True
-    try:  # (one_off: a day or month mistyped across a month's end)
+    if level != "one_off":
+        return False  # more than 31 days apart, or not a real date
+    if _one_typo(a, b):
+        return True
+    try:  # one field differs: a day or month mistyped, within a month or not
         return abs((_date.fromisoformat(a) - _date.fromisoformat(b)).days) <= 31
     except ValueError:
         return False
