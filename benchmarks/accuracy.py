@@ -21,14 +21,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import orjson
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from resolver.measures import pairwise_scores
-from streams.synthetic import read_truth_csv  # noqa: E402
 from streams.embedded import EmbeddedEngine  # noqa: E402
-from streams.synthetic import SyntheticConfig, write_dataset  # noqa: E402
+from streams.synthetic import SyntheticConfig, read_truth_csv, read_truth_events, write_dataset  # noqa: E402
 
 
 class UnionFind:
@@ -75,18 +72,9 @@ def run(people: int, seed: int, workdir: Path) -> list[tuple[str, dict, float]]:
     rows.append(("idres (normalization + guards)", pairwise_scores(predicted, truth), time.perf_counter() - started))
 
     raw_events = []
-    seen = set()
-    with open(events_file, "rb") as fh:
-        for line in fh:
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(obj, dict) or obj.get("event_id") not in truth or obj["event_id"] in seen:
-                continue
-            seen.add(obj["event_id"])
-            ids = obj.get("identifiers") or {}
-            raw_events.append((obj["event_id"], [f"{t}:{v}" for t, v in ids.items() if isinstance(v, str)]))
+    for obj in read_truth_events(events_file, truth):
+        ids = obj.get("identifiers") or {}
+        raw_events.append((obj["event_id"], [f"{t}:{v}" for t, v in ids.items() if isinstance(v, str)]))
     started = time.perf_counter()
     rows.append(("union-find, raw strings", pairwise_scores(union_find_clusters(raw_events), truth),
                  time.perf_counter() - started))

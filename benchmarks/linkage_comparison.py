@@ -72,7 +72,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from resolver.config import ResolverConfig  # noqa: E402
 from resolver.measures import pairwise_scores  # noqa: E402
 from streams.embedded import EmbeddedEngine  # noqa: E402
-from streams.synthetic import SyntheticConfig, read_truth_csv, write_dataset  # noqa: E402
+from streams.synthetic import SyntheticConfig, read_truth_csv, read_truth_events, write_dataset  # noqa: E402
 
 SPLINK_DATA = Path(os.environ.get("IDRES_SPLINK_DATA", Path(__file__).resolve().parents[2] / "shared/datasets/splink"))
 ALL_SETS = ("febrl1", "febrl3", "fake_1000", "historical_50k", "synthetic")
@@ -202,28 +202,19 @@ def load_synthetic(workdir: Path, people: int, seed: int) -> DataSet:
     events_path, truth_path = workdir / "synthetic.jsonl", workdir / "synthetic-truth.csv"
     write_dataset(events_path, truth_path, SyntheticConfig(people=people, seed=seed))
     truth = read_truth_csv(truth_path)
-    rows, events, seen = [], [], set()
-    with open(events_path, "rb") as fh:
-        for line in fh:
-            try:
-                event = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            event_id = event.get("event_id") if isinstance(event, dict) else None
-            if event_id not in truth or event_id in seen:  # malformed or re-sent
-                continue
-            seen.add(event_id)
-            events.append(event)
-            row = {"record_id": event_id}
-            for group, names in (("identifiers", IDENTIFIERS), ("attributes", ATTRIBUTES)):
-                values = event.get(group) or {}
-                for col in names:
-                    value = values.get(col)
-                    row[col] = value if isinstance(value, str) and value.strip() else None
-            rows.append(row)
+    rows, events = [], []
+    for event in read_truth_events(events_path, truth):  # (malformed and re-sent lines skipped)
+        events.append(event)
+        row = {"record_id": event["event_id"]}
+        for group, names in (("identifiers", IDENTIFIERS), ("attributes", ATTRIBUTES)):
+            values = event.get(group) or {}
+            for col in names:
+                value = values.get(col)
+                row[col] = value if isinstance(value, str) and value.strip() else None
+        rows.append(row)
     records = pd.DataFrame(rows, columns=["record_id", *IDENTIFIERS, *ATTRIBUTES])
     records = records.astype(object).where(records.notna(), None)
-    return DataSet("synthetic", records, {e: truth[e] for e in seen}, events_path, events)
+    return DataSet("synthetic", records, {e["event_id"]: truth[e["event_id"]] for e in events}, events_path, events)
 
 
 def load(name: str, workdir: Path, people: int, seed: int) -> DataSet:

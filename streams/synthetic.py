@@ -1164,3 +1164,20 @@ def read_truth_csv(path: str | os.PathLike) -> dict[str, str]:
                     f"{path}:{line_no}: event {event_id!r} assigned to {previous!r} and {person_id!r}"
                 )
     return truth
+
+
+def read_truth_events(path: str | os.PathLike, truth: dict[str, str]) -> Iterator[dict]:
+    """The generated events that the ground truth lists, each once, in file order: malformed lines and
+    re-sent duplicates (the generator writes both on purpose) are skipped."""
+    seen: set[str] = set()
+    with open(path, "rb") as fh:
+        for line in fh:
+            try:
+                event = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            event_id = event.get("event_id") if isinstance(event, dict) else None
+            if event_id not in truth or event_id in seen:
+                continue
+            seen.add(event_id)
+            yield event

@@ -19,6 +19,8 @@ from streams.synthetic import (
     PLACEHOLDER_PHONES,
     SyntheticConfig,
     generate_lines,
+    read_truth_csv,
+    read_truth_events,
     write_dataset,
 )
 
@@ -191,6 +193,16 @@ def test_truth_covers_exactly_the_valid_events(dataset):
     assert stats["lines"] == len(dataset["lines"]) == stats["events"] + stats["duplicates"] + malformed
     assert sum(dataset["progress"]) == stats["lines"], "progress reports increments"
     assert all(0 < step <= 10_000 for step in dataset["progress"])
+
+
+def test_read_truth_events_gives_each_listed_event_once_in_file_order(dataset):
+    truth = read_truth_csv(dataset["truth_path"])
+    events = list(read_truth_events(dataset["events_path"], truth))
+    ids = [e["event_id"] for e in events]
+    assert len(ids) == len(set(ids)) == len(truth)  # re-sent copies and malformed lines skipped
+    first_seen = list(dict.fromkeys(e["event_id"] for e, _ in dataset["valid"]))
+    assert ids == first_seen
+    assert len(list(read_truth_events(dataset["events_path"], {ids[0]: "p"}))) == 1
 
 
 def test_duplicates_are_identical_resends(dataset):
