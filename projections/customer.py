@@ -497,7 +497,9 @@ class CustomerViews:
             "profiles": len(self.profiles),
             "identifiers": len(self.node_keys) - len(self.shared),
             "shared_identifiers": len(self.shared),
-            "merges": len(self.merges),
+            # profiles merged into another: a merge decision that joins three profiles counts two, as the
+            # snapshot's merges table has a row per absorbed profile
+            "merges": sum(len(m["absorbed_ids"]) for m in self.merges),
             "splits": len(self.splits),
             "rejected": len(self.rejected),
         }

@@ -19,8 +19,9 @@ import duckdb
 import orjson
 
 from projections.customer import CustomerViews
+from resolver.errors import IdresError
 
-SNAPSHOT_SCHEMA_VERSION = 2
+SNAPSHOT_SCHEMA_VERSION = 3  # 3: rejected_events.reason is a category, its message in detail
 
 GOLDEN_FIELDS = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city")
 
@@ -63,6 +64,7 @@ TABLES: dict[str, dict[str, str]] = {
     },
     "rejected_events": {
         "source": "VARCHAR", "position": "BIGINT", "event_id": "VARCHAR", "reason": "VARCHAR", "raw": "VARCHAR",
+        "detail": "VARCHAR",
     },
     "snapshot_info": {"key": "VARCHAR", "value": "VARCHAR"},
 }
@@ -177,15 +179,27 @@ def review_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
 
 
 def rejected_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
+    """``reason`` is the category (``GROUP BY reason`` gives a few rows), ``detail`` the message; a record
+    kept before rejections had a category (its reason was the message) gets one derived from it."""
+    from schemas.channel import reason_category
+
     for r in views.rejected:
+        reason = r["reason"]
+        detail = r.get("detail")
+        if detail is None:
+            detail, reason = reason, reason_category(reason)
         yield {"source": r["source"]["name"], "position": r["source"]["position"], "event_id": r.get("event_id"),
-               "reason": r["reason"], "raw": r["raw"]}
+               "reason": reason, "raw": r["raw"], "detail": detail}
 
 
 def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[str, Any]] = None,
                    progress: Optional[Callable[[str], None]] = None) -> dict[str, int]:
     """Writes every table to ``out`` atomically; returns the row count per table."""
     out = Path(out)
+    if out.is_dir():
+        raise IdresError(f"snapshot output {out} is a directory: give a file path, e.g. {out / 'customers.duckdb'}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise IdresError(f"cannot write the snapshot {out}: {out.parent} is a file, not a directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_db = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     work = Path(tempfile.mkdtemp(prefix=".idres-snapshot-", dir=out.parent))

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 from resolver.errors import ConfigError
 from resolver.matching import MatchModel
@@ -142,33 +143,32 @@ class ResolverConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> "ResolverConfig":
+        """The config from a TOML file's (or any) dict, every value type-checked: a wrong one is a
+        ConfigError naming ``where``, the key's full path, the value and what is expected."""
         base = cls()
+        check_table(data, "", where, "a table of settings")
         reject_unknown(data, cls.__dataclass_fields__, where, "setting")
         updates: dict[str, Any] = {}
         for key, value in data.items():
             if key == "identifier_types":
+                check_table(value, key, where, "a table of identifier types, such as [identifier_types.email]")
                 rules = dict(base.identifier_types)
                 for id_type, spec in value.items():
-                    rules[id_type] = _rule_from(spec, rules.get(id_type, base.other_types), f"{where}: {id_type}")
+                    rules[id_type] = _rule_from(spec, rules.get(id_type, base.other_types), where,
+                                                config_path(key, id_type))
                 updates[key] = rules
+            elif key == "other_types":
+                updates[key] = _rule_from(value, base.other_types, where, key)
             elif key == "match_model":
                 if isinstance(value, dict):
                     value = MatchModel.from_dict(value, f"{where}: match_model")
                 elif value is not None and not isinstance(value, MatchModel):
-                    raise ConfigError(f"{where}: match_model must be a match model file's path or contents")
+                    config_error(where, key, value, 'the path of a match model file (from `idres train`), '
+                                                    'such as "model.json"')
                 updates[key] = value
-            elif key == "other_types":
-                updates[key] = _rule_from(value, base.other_types, f"{where}: other_types")
-            elif isinstance(getattr(base, key), tuple):
-                updates[key] = tuple(value)
             else:
-                updates[key] = value
-        config = replace(base, **updates)
-        if not isinstance(config.max_block_size, int) or config.max_block_size < 1:
-            raise ConfigError(f"{where}: max_block_size must be a positive integer")
-        if config.date_order not in ("mdy", "dmy"):
-            raise ConfigError(f"{where}: date_order must be 'mdy' or 'dmy', not {config.date_order!r}")
-        return config
+                updates[key] = _SETTINGS[key](value, key, where)
+        return replace(base, **updates)
 
 
 def _jsonable(value: Any) -> Any:
@@ -184,12 +184,155 @@ def reject_unknown(data: dict[str, Any], known: Any, where: str, what: str = "se
         raise ConfigError(f"{where}: unknown {what}(s) {sorted(unknown)}; known: {sorted(known)}")
 
 
-def _rule_from(spec: dict[str, Any], base: IdentifierRule, where: str) -> IdentifierRule:
-    reject_unknown(spec, IdentifierRule.__dataclass_fields__, where, "rule setting")
-    values = dict(spec)
-    for key in ("blocked_values", "prefixes"):
-        if key in values:
-            values[key] = tuple(values[key])
-    if values.get("kind", base.kind) not in ("email", "phone", "loyalty", "device", "handle", "text"):
-        raise ConfigError(f"{where}: kind must be one of email, phone, loyalty, device, handle, text")
-    return replace(base, **values)
+def _rule_from(spec: Any, base: IdentifierRule, where: str, path: str) -> IdentifierRule:
+    check_table(spec, path, where, f"a table of rule settings, such as [{path}] with priority = 10")
+    reject_unknown(spec, IdentifierRule.__dataclass_fields__, f"{where}: {path}", "rule setting")
+    return replace(base, **{key: _RULE[key](value, config_path(path, key), where) for key, value in spec.items()})
+
+
+# ------------------------------------------------------------------------------------------ validation
+# A check takes (value, its key's full path, where) and returns the value as the runtime types want it,
+# or raises the ConfigError of ``config_error``.
+Check = Callable[[Any, str, str], Any]
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def config_path(parent: str, *keys: str) -> str:
+    """``identifier_types.loyalty_id.max_per_profile``: the path ``parent`` and then ``keys`` as TOML
+    writes them (quoted when not bare)."""
+    return ".".join([parent, *(_key(k) for k in keys)])
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml(key)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value as TOML spells it, on one line, cut at ``limit`` characters."""
+    text = _toml(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in json.dumps(value, ensure_ascii=False))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{_key(str(k))} = {_toml(v)}" for k, v in value.items()) + " }"
+    if value is None:
+        return "(nothing)"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if hasattr(value, "isoformat"):  # a TOML date or time
+        return value.isoformat()
+    return _toml(str(value))
+
+
+def config_error(where: str, path: str, value: Any, expected: str) -> NoReturn:
+    raise ConfigError(f"{where}: {path or 'the file'} = {shown(value)}: expected {expected}")
+
+
+def check_table(value: Any, path: str, where: str, expected: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        config_error(where, path, value, expected)
+    return value
+
+
+def whole_number(minimum: Optional[int] = None, note: str = "", optional: bool = False) -> Check:
+    """A whole number (TOML ``true`` is not 1, ``3.0`` is not 3) of at least ``minimum``."""
+    expected = ("a whole number" + (f" >= {minimum}" if minimum is not None else "") + (f" {note}" if note else ""))
+
+    def check(value: Any, path: str, where: str) -> Optional[int]:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+            config_error(where, path, value, expected)
+        return value
+
+    return check
+
+
+def boolean(value: Any, path: str, where: str) -> bool:
+    if not isinstance(value, bool):
+        config_error(where, path, value, "true or false")
+    return value
+
+
+def one_of(*choices: str) -> Check:
+    def check(value: Any, path: str, where: str) -> str:
+        if not isinstance(value, str) or value not in choices:
+            config_error(where, path, value, "one of " + ", ".join(json.dumps(c) for c in choices))
+        return value
+
+    return check
+
+
+def strings(example: str) -> Check:
+    """A list of strings, as a tuple."""
+    def check(value: Any, path: str, where: str) -> tuple[str, ...]:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            config_error(where, path, value, f"a list of strings, such as {example}")
+        return tuple(value)
+
+    return check
+
+
+def table_of(item: Check, expected: str) -> Check:
+    """A table of name = value, each value checked by ``item`` (its path: the table's path and its key)."""
+    def check(value: Any, path: str, where: str) -> dict[str, Any]:
+        check_table(value, path, where, expected)
+        return {k: item(v, config_path(path, k), where) for k, v in value.items()}
+
+    return check
+
+
+def _text(value: Any, path: str, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        config_error(where, path, value, "a non-empty string")
+    return value
+
+
+def _region(value: Any, path: str, where: str) -> str:
+    import phonenumbers
+
+    if not isinstance(value, str) or value not in phonenumbers.SUPPORTED_REGIONS:
+        hint = (f' (upper case: "{value.upper()}")' if isinstance(value, str)
+                and value.upper() in phonenumbers.SUPPORTED_REGIONS else "")
+        config_error(where, path, value, f'a two-letter region code, such as "US" or "GB"{hint}')
+    return value
+
+
+KINDS = ("email", "phone", "loyalty", "device", "handle", "text")
+
+_RULE: dict[str, Check] = {
+    "priority": whole_number(note="(lower is stronger), such as 10"),
+    "kind": one_of(*KINDS),
+    "weak": boolean,
+    "max_per_profile": whole_number(1, "(or leave it out for no limit)", optional=True),
+    "max_cooccurring": table_of(whole_number(1), "a table of identifier type (or date_of_birth) = whole number "
+                                                 ">= 1, such as { email = 2, date_of_birth = 1 }"),
+    "blocked_values": strings('["kiosk-01"]'),
+    "prefixes": strings('["LOY", "CARD"]'),
+}
+
+# every top-level setting but identifier_types, other_types and match_model (checked in from_dict)
+_SETTINGS: dict[str, Check] = {
+    "default_region": _region,
+    "dotless_email_domains": strings('["gmail.com"]'),
+    "email_domain_aliases": table_of(_text, 'a table of domain = domain, such as { "googlemail.com" = "gmail.com" }'),
+    "strip_email_tags": boolean,
+    "placeholder_email_locals": strings('["test", "noemail"]'),
+    "placeholder_email_domains": strings('["example.com"]'),
+    "date_order": one_of("mdy", "dmy"),
+    "dob_conflict": boolean,
+    "fuzzy_matching": boolean,
+    "max_block_size": whole_number(1),
+    "link_different_first_names": boolean,
+    "max_reviews_per_event": whole_number(0),
+    "frequency_adjustments": boolean,
+}

@@ -266,13 +266,16 @@ class Resolver:
         return out
 
     def reject(self, key: str, source: dict[str, Any], reason: str, raw: str,
-               event_id: Optional[str] = None) -> list[dict[str, Any]]:
-        """The decision that keeps a bad record with its reason (empty if this record was kept before)."""
+               event_id: Optional[str] = None, detail: Optional[str] = None) -> list[dict[str, Any]]:
+        """The decision that keeps a bad record with its reason (a category that groups like records)
+        and its detail (empty if this record was kept before)."""
         if key in self.state.rejected_keys:
             return []
         decision: dict[str, Any] = {
             "type": "event_rejected", "key": key, "source": source, "reason": reason, "raw": raw[:65536],
         }
+        if detail is not None:
+            decision["detail"] = detail
         if event_id is not None:
             decision["event_id"] = event_id
         self.apply(decision)

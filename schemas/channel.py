@@ -59,28 +59,78 @@ class ChannelEvent(BaseModel):
 
 
 class RejectedInput(Exception):
-    """A raw record that cannot be accepted; ``reason`` is one line a person can act on."""
+    """A raw record that cannot be accepted.
 
-    def __init__(self, reason: str, event_id: Optional[str] = None):
-        super().__init__(reason)
+    ``reason`` is its category, a short stable phrase that groups like records (``not valid JSON``,
+    ``missing occurred_at``, ``occurred_at is not a date-time``, ...); ``detail`` is the one line a
+    person acts on, with the position of a JSON syntax error or the value the validator refused.
+    """
+
+    def __init__(self, reason: str, event_id: Optional[str] = None, *, detail: Optional[str] = None):
+        super().__init__(detail or reason)
         self.reason = reason
+        self.detail = detail or reason
         self.event_id = event_id
 
 
-def _first_error(exc: ValidationError) -> str:
+NOT_JSON = "not valid JSON"
+NOT_AN_OBJECT = "not a JSON object"
+TOO_LARGE = "record too large"
+NOTHING_TO_MATCH = "nothing to match on"
+INTERNAL_ERROR = "internal error"
+BAD_DATE = "occurred_at is not a date-time"
+
+
+def _category(loc: tuple[Any, ...], error_type: str) -> str:
+    """The grouping key of a validation error: one per field and kind, never per value or position."""
+    if not loc:
+        return NOT_AN_OBJECT if error_type == "model_type" else "invalid event"
+    field = str(loc[0])
+    if error_type == "missing":
+        return f"missing {field}"
+    if field == "occurred_at":
+        return BAD_DATE
+    return f"invalid {field}"
+
+
+def reason_category(reason: str) -> str:
+    """The category of a reason written before rejections had one (their ``reason`` was the detail);
+    a category is returned unchanged."""
+    if reason.startswith(NOT_JSON):
+        return NOT_JSON
+    if reason.startswith("record is ") and "the limit is" in reason:
+        return TOO_LARGE
+    if reason.startswith(NOTHING_TO_MATCH):
+        return NOTHING_TO_MATCH
+    if reason.startswith("internal error while resolving"):
+        return INTERNAL_ERROR
+    where, sep, msg = reason.partition(": ")
+    if sep and where and " " not in where:
+        if where == "event":
+            return NOT_AN_OBJECT if msg.startswith("Input should be an object") else "invalid event"
+        return _category(tuple(where.split(".")), "missing" if msg == "Field required" else "")
+    return reason
+
+
+def _first_error(exc: ValidationError) -> tuple[str, str]:
     err = exc.errors(include_url=False)[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "event"
-    return f"{where}: {err.get('msg', 'invalid')}"
+    loc = tuple(err.get("loc", ()))
+    where = ".".join(str(p) for p in loc) or "event"
+    return _category(loc, err.get("type", "")), f"{where}: {err.get('msg', 'invalid')}"
 
 
-def parse_event(raw: bytes | str) -> ChannelEvent:
-    """Parses and validates one JSON line; raises RejectedInput with a one-line reason."""
+def parse_event(raw: bytes | str, max_bytes: Optional[int] = None) -> ChannelEvent:
+    """Parses and validates one JSON line; raises RejectedInput with a reason category and a one-line
+    detail. A record longer than ``max_bytes`` is rejected without being parsed."""
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise RejectedInput(TOO_LARGE, detail=f"record is {len(raw)} bytes; the limit is {max_bytes}")
     try:
         event = ChannelEvent.model_validate_json(raw)
     except ValidationError as exc:
         event_id = None
         if exc.errors()[0].get("type") == "json_invalid":
-            raise RejectedInput("not valid JSON: " + str(exc.errors()[0].get("msg", "")).strip()) from None
+            msg = str(exc.errors()[0].get("msg", "")).strip().removeprefix("Invalid JSON:").strip()
+            raise RejectedInput(NOT_JSON, detail=f"{NOT_JSON}: {msg}") from None
         try:
             import orjson
 
@@ -89,9 +139,11 @@ def parse_event(raw: bytes | str) -> ChannelEvent:
                 event_id = obj["event_id"]
         except Exception:
             pass
-        raise RejectedInput(_first_error(exc), event_id) from None
+        category, detail = _first_error(exc)
+        raise RejectedInput(category, event_id, detail=detail) from None
     has_identifier = any(v is not None and str(v).strip() for v in event.identifiers.values())
     has_attribute = any(v is not None and str(v).strip() for v in event.attributes.values())
     if not has_identifier and not has_attribute:
-        raise RejectedInput("nothing to match on: no identifier and no attribute", event.event_id)
+        raise RejectedInput(NOTHING_TO_MATCH, event.event_id,
+                            detail=f"{NOTHING_TO_MATCH}: no identifier and no attribute")
     return event

@@ -27,7 +27,8 @@ class _Decision(BaseModel):
 class Source(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="Where the raw record came from: a file path, or topic/partition.")
-    position: int = Field(description="Line number in the file (1-based), or the Kafka offset.")
+    position: int = Field(description="Line number in the file (1-based; of the decompressed text for a gzip "
+                                      "file, a UTF-8 BOM not counted), or the Kafka offset.")
 
 
 class IgnoredIdentifier(BaseModel):
@@ -193,9 +194,13 @@ class EventRejected(_Decision):
     type: Literal["event_rejected"]
     key: str = Field(description="Identity of the raw record, so a re-read of the same input is a no-op.")
     source: Source
-    reason: str
+    reason: str = Field(description="The category, a short phrase that groups like records (``not valid JSON``, "
+                                    "``missing occurred_at``, ...). Entries written before ``detail`` existed "
+                                    "hold the detailed message here.")
     raw: str
     event_id: Optional[str] = None
+    detail: Optional[str] = Field(default=None, description="The one-line message: the JSON decoder's error with "
+                                                            "its position, the field and what was wrong with it.")
 
 
 Decision = Annotated[

@@ -505,7 +505,8 @@ class Metrics:
             ("idres_identifiers", "gauge", "Linked identifiers in the views.", stats["identifiers"]),
             ("idres_shared_identifiers", "gauge", "Identifiers found to be shared by several customers.",
              stats["shared_identifiers"]),
-            ("idres_merges", "gauge", "Profile merges in the views.", stats["merges"]),
+            ("idres_merges", "gauge", "Profiles merged into another (one per row of the snapshot's merges table).",
+             stats["merges"]),
             ("idres_rejected_events", "gauge", "Rejected records in the views.", stats["rejected"]),
         ]
         for name, kind, help_text, value in gauges:

@@ -17,7 +17,11 @@ from typing import Any, Iterable, Optional, Sequence
 
 from resolver.errors import IdresError
 
-DEFAULT_DATA_DIR = os.environ.get("IDRES_DATA_DIR", "idres-data")
+DEFAULT_DATA_DIR = Path("idres-data")
+DEMO_DIR = Path("idres-demo")
+DEMO_MARKER = ".idres-demo"  # written by `idres demo` into its --dir: the data there is the demo's own
+DEMO_FILES = ("events.jsonl", "truth.csv", "data", "customers.duckdb")
+LOGLEVELS = ("crit", "error", "warn", "info", "debug")
 
 
 class UsageError(IdresError):
@@ -37,11 +41,31 @@ def _progress_bar(total: Optional[int], desc: str, unit: str = "B"):
                 mininterval=0.5, leave=False)
 
 
-def _engine(args: argparse.Namespace, writer: bool):
+def _has_log(data_dir: Path) -> bool:
+    return (data_dir / "log").is_dir()
+
+
+def _default_data_dir(existing: bool) -> Path:
+    """$IDRES_DATA_DIR, else ./idres-data; for a command that reads existing data, the demo's data
+    (./idres-demo/data) when ./idres-data holds none, so every command works right after `idres demo`."""
+    env = os.environ.get("IDRES_DATA_DIR", "").strip()
+    if env:
+        return Path(env)
+    demo = DEMO_DIR / "data"
+    if existing and not _has_log(DEFAULT_DATA_DIR) and _has_log(demo) and (DEMO_DIR / DEMO_MARKER).is_file():
+        return demo
+    return DEFAULT_DATA_DIR
+
+
+def _engine(args: argparse.Namespace, writer: bool, create: bool = False):
+    """The embedded engine over ``--data-dir`` (or the default); only ``create`` starts a new data directory."""
     from streams.embedded import EmbeddedEngine
 
-    data_dir = Path(args.data_dir)
-    if not writer and not (data_dir / "log").is_dir():
+    data_dir = Path(args.data_dir) if args.data_dir else _default_data_dir(existing=not create)
+    args.data_dir = str(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UsageError(f"--data-dir {data_dir} is a file, not a directory: give the directory of a decision log")
+    if not create and not _has_log(data_dir):
         raise UsageError(f"no idres data in {data_dir}: run `idres ingest FILE --data-dir {data_dir}` "
                          f"or `idres demo` first")
     config, projection = _settings(args)
@@ -49,10 +73,9 @@ def _engine(args: argparse.Namespace, writer: bool):
 
 
 def _batch_size() -> int:
-    raw = os.environ.get("IDRES_BATCH_SIZE", "2000")
-    if not raw.isdigit() or int(raw) < 1:
-        raise UsageError(f"IDRES_BATCH_SIZE must be a positive whole number, not {raw!r}")
-    return int(raw)
+    from streams.env import env_int
+
+    return env_int("IDRES_BATCH_SIZE", 2000, minimum=1)
 
 
 def _print_json(obj: Any) -> None:
@@ -61,18 +84,24 @@ def _print_json(obj: Any) -> None:
 
 # ------------------------------------------------------------------------------------------ commands
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from streams.inputs import check_input
+
     files = [Path(f) for f in args.files]
-    for f in files:
-        if str(f) != "-" and not f.is_file():
-            raise UsageError(f"input file {f} not found")
-    with _engine(args, writer=True) as engine:
+    for f in files:  # every file's shape is checked before any is ingested
+        check_input(f)
+    with _engine(args, writer=True, create=True) as engine:
         for f in files:
             if str(f) == "-":
                 report = engine.ingest_stream(sys.stdin.buffer, "stdin")
             else:
-                with _progress_bar(f.stat().st_size, f"ingest {f.name}") as bar:
+                with _progress_bar(f.stat().st_size if f.is_file() else None, f"ingest {f.name}") as bar:
                     report = engine.ingest_file(f, progress=bar.update)
             _print_json({"ingested": report.as_dict(), "totals": engine.views.stats()})
+            summary = report.rejection_summary()
+            if summary:
+                print(f"idres: {summary}", file=sys.stderr)
+            if report.input_error:
+                raise UsageError(report.input_error)
     return 0
 
 
@@ -93,9 +122,10 @@ def cmd_produce(args: argparse.Namespace) -> int:
                 report = produce_lines(sys.stdin.buffer, settings, topic=args.topic, config=config,
                                        progress=bar.update, **({"read_ahead": 1} if live else {}))
         else:
+            from streams.inputs import check_input
+
             path = Path(args.file)
-            if not path.is_file():
-                raise UsageError(f"input file {path} not found")
+            check_input(path)
             with open(path, "rb") as fh, _progress_bar(path.stat().st_size, f"produce {path.name}") as bar:
                 report = produce_lines(fh, settings, topic=args.topic, config=config, progress=bar.update)
     except KeyboardInterrupt:
@@ -136,7 +166,6 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         _print_json({"snapshot": str(args.out), "rows": counts, "log_entries": entries, "dead_letters": rejected,
                      "seconds": round(time.perf_counter() - started, 2)})
         return 0
-    args.data_dir = args.data_dir or DEFAULT_DATA_DIR
     with _engine(args, writer=False) as engine:
         started = time.perf_counter()
         counts = write_snapshot(engine.views, args.out, info={"data_dir": str(Path(args.data_dir).resolve())})
@@ -153,11 +182,52 @@ def cmd_worker(args: argparse.Namespace) -> int:
     bad = [r for r in roles if r not in ROLES]
     if not roles or bad:
         raise UsageError(f"--role takes {', '.join(ROLES)} or all (comma-separated), not {args.role!r}")
+    _worker_env_defaults(args)
     config, projection = _settings(args)
     options = WorkerOptions(roles=roles, web_host=args.web_host, web_port=args.web_port,
+                            data_dir=Path(args.data_dir) if args.data_dir else _default_data_dir(existing=False),
                             batch_events=args.batch, session_timeout=args.session_timeout,
                             config=config, projection=projection)
     run_worker(_kafka_settings(args), options, loglevel=args.loglevel)
+    return 0
+
+
+def _worker_env_defaults(args: argparse.Namespace) -> None:
+    """The worker's flags that were not given, from their environment variables (read here, not when the
+    command line is parsed, so a malformed one stops only the worker, with one line)."""
+    from streams.env import env_choice, env_float, env_int
+
+    if args.web_port is None:
+        args.web_port = env_int("IDRES_WEB_PORT", 6066, minimum=0, maximum=65535, expected="a port number 0-65535")
+    elif not 0 <= args.web_port <= 65535:
+        raise UsageError(f"--web-port {args.web_port}: expected a port number 0-65535")
+    if args.batch is None:
+        args.batch = env_int("IDRES_BATCH_EVENTS", 2000, minimum=1)
+    elif args.batch < 1:
+        raise UsageError(f"--batch {args.batch}: expected a whole number >= 1")
+    if args.session_timeout is None:
+        args.session_timeout = env_float("IDRES_SESSION_TIMEOUT", 10.0, positive=True,
+                                         expected="a number of seconds > 0")
+    elif not 0 < args.session_timeout < float("inf"):
+        raise UsageError(f"--session-timeout {args.session_timeout}: expected a number of seconds > 0")
+    if args.loglevel is None:
+        args.loglevel = env_choice("IDRES_LOGLEVEL", "info", LOGLEVELS)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """`idres config check [FILE]`: loads the file as every command would and says whether it is valid."""
+    from resolver.matching import default_model
+    from streams.settings import load_settings
+
+    path = args.file or os.environ.get("IDRES_CONFIG") or None
+    config, _ = load_settings(path)
+    model = (config.match_model or default_model()).version
+    summary = (f"{len(config.identifier_types)} identifier types, "
+               f"fuzzy matching {'on' if config.fuzzy_matching else 'off'}, model {model}")
+    if path is None:
+        print(f"no FILE given and $IDRES_CONFIG is not set: the built-in rules are in use ({summary})")
+    else:
+        print(f"{path}: valid ({summary})")
     return 0
 
 
@@ -190,10 +260,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _lookup_key(engine, spec: str) -> str:
+    from resolver.engine import RECORD_TYPE
+
     if "=" not in spec:
         raise UsageError(f"expected TYPE=VALUE (for example email=jane@example.com), got {spec!r}")
     id_type, raw = spec.split("=", 1)
     id_type = id_type.strip()
+    if not raw.strip():
+        raise UsageError(f"{spec!r} has no value after '=': write TYPE=VALUE, for example email=jane@example.com")
+    configured = engine.config.identifier_types
+    if id_type not in configured:
+        seen = {key.partition(":")[0] for key in engine.views.node_keys}
+        if id_type not in seen:
+            known = sorted((set(configured) | seen) - {RECORD_TYPE})
+            raise UsageError(f"unknown identifier type {id_type!r}: known types are {', '.join(known)}")
     value, reason = engine.resolver.normalizer.identifier(id_type, raw)
     if value is None:
         raise UsageError(f"{id_type} {raw!r} cannot be looked up: {reason}")
@@ -229,8 +309,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
     with _engine(args, writer=False) as engine:
         pid = args.profile_id
         if "=" in pid:
-            found = engine.views.lookup_node(_lookup_key(engine, pid))
-            pid = found.get("profile_id", "")
+            key = _lookup_key(engine, pid)
+            found = engine.views.lookup_node(key)
+            if found["status"] == "unknown":
+                print(f"idres: no customer has {key}", file=sys.stderr)
+                return 3
+            if found["status"] == "shared":
+                print(f"{key} is shared: {found['reason']}. It identifies none of the customers who used it, so it "
+                      f"links nobody and has no profile of its own; each event that carried it stays with the "
+                      f"customer its other identifiers name.")
+                return 4
+            pid = found["profile_id"]
         result = engine.views.explain(pid)
         if result is None:
             print(f"idres: no profile {args.profile_id}", file=sys.stderr)
@@ -263,7 +352,6 @@ def _kafka_views(args: argparse.Namespace):
 
 def cmd_review(args: argparse.Namespace) -> int:
     kafka = _uses_kafka(args)
-    args.data_dir = args.data_dir or DEFAULT_DATA_DIR
     if args.action == "list":
         if args.review_ids:
             raise UsageError("`idres review` lists the queue; to decide, use "
@@ -382,11 +470,14 @@ def _training_records(files: Sequence[str], config: Any) -> list[Any]:
     from resolver.matching import distinct_records
     from resolver.normalize import Normalizer
     from schemas.channel import RejectedInput, parse_event
+    from streams.inputs import check_input, open_input
+
+    for name in files:  # every file's shape is checked before any is read
+        check_input(name)
 
     def attribute_sets() -> Iterable[dict[str, Any]]:
         for name in files:
-            fh = sys.stdin.buffer if name == "-" else open(name, "rb")
-            try:
+            with open_input(name) as fh:
                 for line in fh:
                     if not line.strip():
                         continue
@@ -394,27 +485,33 @@ def _training_records(files: Sequence[str], config: Any) -> list[Any]:
                         yield parse_event(line).attributes
                     except RejectedInput:
                         continue
-            finally:
-                if fh is not sys.stdin.buffer:
-                    fh.close()
+                if fh.error:
+                    raise UsageError(f"{fh.error}; give a complete copy of the file")
 
     return distinct_records(attribute_sets(), Normalizer(config).attributes)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from resolver.measures import pairwise_scores
-    from streams.synthetic import read_truth_csv
+    from streams.inputs import read_truth_file, truth_overlap
 
+    truth = read_truth_file(args.truth)  # its shape first: quicker than loading the engine
     with _engine(args, writer=False) as engine:
-        truth = read_truth_csv(args.truth)
         predicted = dict(zip(engine.views.ev_id, engine.views.ev_profile))
-        _print_json(pairwise_scores(predicted, truth))
+        # only the events in both are scored; a truth file sharing too few with the log is refused
+        common, counts, warning = truth_overlap(predicted, truth, args.truth, args.data_dir)
+        if warning:
+            print(f"idres: warning: {warning}", file=sys.stderr)
+        scores = pairwise_scores({e: predicted[e] for e in common}, {e: truth[e] for e in common})
+        _print_json({**scores, **counts})
     return 0
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from streams.synthetic import SyntheticConfig, write_dataset
 
+    if args.people < 1:
+        raise UsageError(f"--people {args.people}: give at least 1 person")
     config = SyntheticConfig(people=args.people, seed=args.seed)
     with _progress_bar(None, "generate", unit="event") as bar:
         stats = write_dataset(args.out, args.truth, config, progress=bar.update)
@@ -426,33 +523,85 @@ def cmd_query(args: argparse.Namespace) -> int:
     import duckdb
 
     path = Path(args.snapshot)
+    sql = args.sql.strip().rstrip(";").strip()
+    if not sql:
+        raise UsageError("the SQL is empty: give a statement, e.g. \"SELECT * FROM profiles LIMIT 5\" "
+                         "(\"SHOW TABLES\" lists the tables)")
+    if args.limit < 0:
+        raise UsageError(f"--limit {args.limit}: give a number of rows, or 0 for all of them")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory: give a snapshot file written by `idres snapshot --out FILE.duckdb`")
     if not path.is_file():
         raise UsageError(f"snapshot {path} not found: write one with `idres snapshot --out {path}`")
-    con = duckdb.connect(str(path), read_only=True)
     try:
-        result = con.execute(args.sql)
-    except duckdb.Error as exc:
-        raise UsageError(f"query failed: {str(exc).splitlines()[0]}") from None
-    columns = [d[0] for d in result.description or []]
-    rows = result.fetchmany(args.limit)
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        raise UsageError(f"{path} is not a DuckDB snapshot: write one with `idres snapshot --out FILE.duckdb`, "
+                         "or query another file") from None
+    with con:
+        try:
+            if args.out:
+                return _query_to_file(con, sql, Path(args.out))
+            result = con.execute(sql)
+            columns = [d[0] for d in result.description or []]
+            rows = result.fetchmany(args.limit + 1) if args.limit else result.fetchall()
+        except duckdb.Error as exc:
+            raise UsageError(f"query failed: {str(exc).splitlines()[0]}") from None
+    more = bool(args.limit) and len(rows) > args.limit
+    rows = rows[:args.limit] if more else rows
     if args.json:
         _print_json([dict(zip(columns, row)) for row in rows])
-        return 0
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+    elif args.csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+        print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+        print("  ".join("-" * w for w in widths))
+        for r in cells:
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+    if more:
+        sys.stdout.flush()
+        print(f"idres: showing the first {args.limit:,} rows; there are more: --limit 0 prints them all, "
+              f"--out FILE.csv or FILE.parquet writes them all", file=sys.stderr)
+    return 0
+
+
+def _query_to_file(con, sql: str, out: Path) -> int:
+    """Every row of ``sql`` into a CSV or Parquet file (by its suffix), written under a temporary name
+    and renamed, so a reader never sees half a file."""
+    formats = {".csv": "write_csv", ".parquet": "write_parquet"}
+    if out.suffix.lower() not in formats:
+        raise UsageError(f"--out {out}: give a file ending in .csv or .parquet")
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a directory: give a file ending in .csv or .parquet")
+    relation = con.sql(sql)
+    if relation is None:
+        raise UsageError("that statement returns no rows to write: --out takes a query (SELECT ...)")
+    tmp = out.with_name(f".{out.name}.tmp")
+    getattr(relation, formats[out.suffix.lower()])(str(tmp))
+    os.replace(tmp, out)
+    rows = con.execute(f"SELECT count(*) FROM '{str(out).replace(chr(39), chr(39) * 2)}'").fetchone()[0]
+    print(f"wrote {rows:,} rows to {out}")
     return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
     from schemas import export_json_schemas
 
+    schemas = export_json_schemas()
+    if args.out is None:
+        _print_json(schemas)
+        return 0
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file: give a directory to write the schema files into")
     out.mkdir(parents=True, exist_ok=True)
-    for name, schema in export_json_schemas().items():
+    for name, schema in schemas.items():
         (out / name).write_text(json.dumps(schema, indent=2) + "\n", encoding="utf-8")
         print(out / name)
     return 0
@@ -463,7 +612,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config, projection = _settings(args)
     kafka = _kafka_settings(args) if _uses_kafka(args) else None
-    return serve(args.data_dir or DEFAULT_DATA_DIR, args.host, args.port, config=config, projection_config=projection,
+    return serve(str(args.data_dir or _default_data_dir(existing=True)), args.host, args.port, config=config, projection_config=projection,
                  no_auth=args.no_auth, kafka=kafka)
 
 
@@ -474,8 +623,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from streams.embedded import EmbeddedEngine
     from streams.synthetic import SyntheticConfig, write_dataset
 
+    if args.people < 1:
+        raise UsageError(f"--people {args.people}: the demo needs at least 1 person (the default is 600)")
     root = Path(args.dir)
-    root.mkdir(parents=True, exist_ok=True)
+    _claim_demo_dir(root)
     events, truth_file = root / "events.jsonl", root / "truth.csv"
     data_dir, snapshot = root / "data", root / "customers.duckdb"
     if data_dir.exists():
@@ -513,12 +664,41 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  ingest speed        {report.as_dict()['events_per_second'] or 0:>9,} events/s")
     print()
     print("Try next:")
-    print(f"  idres query {snapshot} \"SELECT first_name, last_name, channel_count, lifetime_value "
-          f"FROM profiles ORDER BY lifetime_value DESC LIMIT 5\"")
-    if sample:
-        print(f"  idres lookup {sample} --data-dir {data_dir}")
-    print(f"  idres explain <profile_id> --data-dir {data_dir}")
+    for line in _try_next(snapshot, data_dir, sample):
+        print(f"  {line}")
     return 0
+
+
+def _claim_demo_dir(root: Path) -> None:
+    """Makes ``root`` the demo's directory. Files of the demo's names that the demo did not write are never
+    replaced without asking: on a terminal it asks, elsewhere it stops with one line."""
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--dir {root} is a file: give a directory for the demo's data (default ./idres-demo)")
+    theirs = [name for name in DEMO_FILES if (root / name).exists()]
+    if theirs and not (root / DEMO_MARKER).is_file():
+        listed = ", ".join(theirs)
+        if not sys.stdin.isatty():
+            raise UsageError(f"{root} already holds {listed}, which idres demo did not write: give another --dir "
+                             f"(the demo replaces those), or move them away")
+        answer = input(f"{root} holds {listed}, which idres demo did not write. Replace them? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise UsageError(f"left {root} as it was: give another --dir")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / DEMO_MARKER).write_text("written by idres demo: its events, truth, data and snapshot here are "
+                                    "replaced by the next `idres demo` run\n", encoding="utf-8")
+
+
+def _try_next(snapshot: Path, data_dir: Path, sample: Optional[tuple[str, str]]) -> list[str]:
+    """Commands that work as printed (pasted into a POSIX shell) on the demo's data."""
+    import shlex
+
+    flag = "" if _default_data_dir(existing=True) == data_dir else f" --data-dir {shlex.quote(str(data_dir))}"
+    lines = [f"idres query {shlex.quote(str(snapshot))} \"SELECT first_name, last_name, channel_count, lifetime_value "
+             f"FROM profiles ORDER BY lifetime_value DESC LIMIT 5\""]
+    if sample:
+        identifier, profile_id = sample
+        lines += [f"idres lookup {shlex.quote(identifier)}{flag}", f"idres explain {shlex.quote(profile_id)}{flag}"]
+    return lines
 
 
 def _has_strong_identifier(engine, prof) -> bool:
@@ -527,7 +707,9 @@ def _has_strong_identifier(engine, prof) -> bool:
     return any(not engine.config.rule(node_type(engine.views.node_keys[n])).weak for n in prof.nodes)
 
 
-def _sample_identifier(engine) -> Optional[str]:
+def _sample_identifier(engine) -> Optional[tuple[str, str]]:
+    """``TYPE=VALUE`` of the customer with the most events among those with three identifiers or more
+    (an email if it has one), and that customer's profile ID."""
     views = engine.views
     best = None
     for pid, prof in views.profiles.items():
@@ -535,21 +717,29 @@ def _sample_identifier(engine) -> Optional[str]:
             best = pid
     if best is None:
         return None
-    for idx in sorted(views.profiles[best].nodes):
-        key = views.node_keys[idx]
-        if key.startswith("email:"):
-            return key.replace(":", "=", 1)
-    return views.node_keys[min(views.profiles[best].nodes)].replace(":", "=", 1)
+    keys = [views.node_keys[idx] for idx in sorted(views.profiles[best].nodes)]
+    key = next((k for k in keys if k.startswith("email:")), keys[0])
+    return key.replace(":", "=", 1), best
 
 
 # ------------------------------------------------------------------------------------------ parser
+class _Parser(argparse.ArgumentParser):
+    """argparse with the house's one-line errors (its own print the usage, then ``idres CMD: error: ...``)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        where = "" if self.prog == "idres" else f"{self.prog.removeprefix('idres ')}: "
+        print(f"idres: error: {where}{message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="idres", description="Event-sourced customer identity resolution.")
+    parser = _Parser(prog="idres", description="Event-sourced customer identity resolution.")
+    parser.add_argument("--version", action="version", version=f"idres {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def data_dir(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
-                       help="directory of the decision log (default: $IDRES_DATA_DIR or ./idres-data)")
+        p.add_argument("--data-dir", help="directory of the decision log (default: $IDRES_DATA_DIR, else ./idres-data, "
+                                          "else the demo's ./idres-demo/data)")
         p.add_argument("--config", help="resolver rules as TOML (default: $IDRES_CONFIG or built-in rules)")
 
     p = sub.add_parser("ingest", help="append channel events (JSON lines) to the log and resolve them")
@@ -583,24 +773,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("snapshot", help="write the analyst snapshot (DuckDB file, atomically)")
     p.add_argument("--out", required=True, help="the .duckdb file to write")
     data_dir(p)
-    p.set_defaults(data_dir=None)
     kafka(p)
     p.set_defaults(func=cmd_snapshot)
 
     p = sub.add_parser("worker", help="run stream job roles on Kafka (Faust): validate, resolve, project")
     kafka(p)
     p.add_argument("--role", default="all", help="validate, resolve, project, or all (comma-separated; default all)")
+    p.add_argument("--data-dir", help="the worker's local directory; its state is in Kafka, this holds the stream "
+                                      "library's files (default: $IDRES_DATA_DIR or ./idres-data)")
     p.add_argument("--web-host", default=os.environ.get("IDRES_WEB_HOST", "127.0.0.1"),
                    help="address of the worker's web endpoint with /metrics (default 127.0.0.1)")
-    p.add_argument("--web-port", type=int, default=int(os.environ.get("IDRES_WEB_PORT", "6066")))
-    p.add_argument("--batch", type=int, default=int(os.environ.get("IDRES_BATCH_EVENTS", "2000")),
-                   help="events per validate batch (default 2000)")
-    p.add_argument("--session-timeout", type=float, default=float(os.environ.get("IDRES_SESSION_TIMEOUT", "10")),
-                   help="consumer group session timeout in seconds (default 10)")
-    p.add_argument("--loglevel", default=os.environ.get("IDRES_LOGLEVEL", "info"),
-                   choices=["crit", "error", "warn", "info", "debug"])
+    p.add_argument("--web-port", type=int, help="port of that endpoint (default: $IDRES_WEB_PORT or 6066)")
+    p.add_argument("--batch", type=int, help="events per validate batch (default: $IDRES_BATCH_EVENTS or 2000)")
+    p.add_argument("--session-timeout", type=float,
+                   help="consumer group session timeout in seconds (default: $IDRES_SESSION_TIMEOUT or 10)")
+    p.add_argument("--loglevel", choices=LOGLEVELS, help="(default: $IDRES_LOGLEVEL or info)")
     p.add_argument("--config", help="resolver rules as TOML (default: $IDRES_CONFIG or built-in rules)")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("config", help="check a configuration file (resolver and projection rules)")
+    p.add_argument("action", choices=("check",), help="check: load the file as every command would")
+    p.add_argument("file", nargs="?", metavar="FILE", help="the TOML file (default: $IDRES_CONFIG)")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("topics", help="create the Kafka topics the stream jobs use (existing ones are kept)")
     kafka(p)
@@ -637,7 +831,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list decided and moot reviews too")
     p.add_argument("--json", action="store_true")
     data_dir(p)
-    p.set_defaults(data_dir=None)
     kafka(p)
     p.set_defaults(func=cmd_review)
 
@@ -666,12 +859,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("query", help="run SQL on a snapshot and print the rows (no duckdb CLI needed)")
     p.add_argument("snapshot", metavar="SNAPSHOT.duckdb")
     p.add_argument("sql", metavar="SQL")
-    p.add_argument("--limit", type=int, default=100, help="rows to print at most (default 100)")
-    p.add_argument("--json", action="store_true", help="rows as JSON objects")
+    p.add_argument("--limit", type=int, default=100, help="rows to print at most (default 100; 0 for all)")
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument("--json", action="store_true", help="rows as JSON objects")
+    shape.add_argument("--csv", action="store_true", help="rows as CSV with a header line")
+    shape.add_argument("--out", metavar="FILE", help="write every row to FILE.csv or FILE.parquet instead")
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("schema", help="export the JSON Schemas of the input contract and the decision log")
-    p.add_argument("--out", default="schemas/json", help="directory (default schemas/json)")
+    p.add_argument("--out", metavar="DIR", help="write one file per schema into DIR (default: print them all as one "
+                                                "JSON object keyed by file name)")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("serve", help="the lookup API over HTTP, following the decision log as it grows")
@@ -680,7 +877,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-auth", action="store_true",
                    help="serve without an API key even on a non-loopback address ($IDRES_API_KEY is ignored)")
     data_dir(p)
-    p.set_defaults(data_dir=None)
     kafka(p)
     p.set_defaults(func=cmd_serve)
 
@@ -693,11 +889,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("idres")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed: python3 -m pip install -e .)"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`idres query ... | head`): stop quietly like any Unix tool, with the exit status
+        # a shell gives a program ended by SIGPIPE; stdout goes to /dev/null so the exit flush cannot fail
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except IdresError as exc:
         print(f"idres: error: {exc}", file=sys.stderr)
         return 2

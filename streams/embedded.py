@@ -14,14 +14,15 @@ import gc
 import hashlib
 import time
 from datetime import datetime, timezone
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Optional
 
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
-from schemas.channel import RejectedInput, parse_event
+from schemas.channel import INTERNAL_ERROR, RejectedInput, parse_event
+from streams.inputs import InputStream, as_input, open_input
 from streams.log import DecisionLog, load_checkpoint, save_checkpoint
 
 MAX_RECORD_BYTES = 1 << 20
@@ -54,12 +55,33 @@ class IngestReport:
     blank: int = 0
     internal_errors: int = 0
     seconds: float = 0.0
+    # reason category -> lines of this input rejected for it (new, kept before and internal errors alike)
+    rejected_reasons: dict[str, int] = field(default_factory=dict)
+    # set when the input could not be read to its end (gzip data cut short): the lines before were ingested
+    input_error: Optional[str] = None
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["rejected_reasons"] = dict(sorted(self.rejected_reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+        if self.input_error is None:
+            del out["input_error"]
         out["events_per_second"] = round(self.lines / self.seconds) if self.seconds > 0 else None
         out["seconds"] = round(self.seconds, 3)
         return out
+
+    def rejection_summary(self, top: int = 5) -> Optional[str]:
+        """One line for a person: how many lines were rejected and the commonest reasons (None if none)."""
+        total = sum(self.rejected_reasons.values())
+        if not total:
+            return None
+        ranked = sorted(self.rejected_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        parts = [f"{n:,} {reason}" for reason, n in ranked[:top]]
+        if len(ranked) > top:
+            rest = sum(n for _, n in ranked[top:])
+            parts.append(f"{rest:,} for {len(ranked) - top} other reasons")
+        before = f" ({self.rejected_before:,} of them kept on an earlier run)" if self.rejected_before else ""
+        return (f"{total:,} line{'s' if total != 1 else ''} rejected{before}: {', '.join(parts)}; "
+                f"see the rejected_events table of the snapshot (`idres snapshot`)")
 
 
 @contextlib.contextmanager
@@ -154,14 +176,21 @@ class EmbeddedEngine:
 
     # ------------------------------------------------------------------------------------ ingest
     def ingest_file(self, path: str | Path, progress: Optional[Callable[[int], None]] = None) -> IngestReport:
-        path = Path(path)
-        with open(path, "rb") as fh, bulk_work():
-            return self.ingest_stream(fh, str(path.resolve()), progress)
+        """Ingests a JSON-lines file, gzip-compressed or not (see ``streams.inputs``); raises
+        ``InputError`` for a file of another shape before reading any of it."""
+        with open_input(path) as fh, bulk_work():
+            return self.ingest_stream(fh, str(Path(path).resolve()), progress)
 
     def ingest_stream(self, fh: BinaryIO | Iterable[bytes], source: str,
                       progress: Optional[Callable[[int], None]] = None) -> IngestReport:
-        """Ingests JSON lines; ``progress`` is called with the bytes consumed since its last call."""
+        """Ingests JSON lines; ``progress`` is called with the bytes consumed since its last call (of the
+        file itself: compressed bytes for gzip). A binary file object is opened with the shape checks of
+        ``streams.inputs`` first. Positions are line numbers of the (decompressed) text."""
+        fh = as_input(fh, source)
+        measure = fh.consumed if isinstance(fh, InputStream) and fh.consumed() is not None else None
+        measured = measure() if measure is not None else 0
         report = IngestReport(source=source)
+        reasons = report.rejected_reasons
         started = time.perf_counter()
         resolver = self.resolver
         pending: list[list[dict[str, Any]]] = []
@@ -177,12 +206,11 @@ class EmbeddedEngine:
             report.lines += 1
             src = {"name": source, "position": position}
             try:
-                if len(raw) > MAX_RECORD_BYTES:
-                    raise RejectedInput(f"record is {len(raw)} bytes; the limit is {MAX_RECORD_BYTES}")
-                event = parse_event(raw)
+                event = parse_event(raw, MAX_RECORD_BYTES)
             except RejectedInput as exc:
+                reasons[exc.reason] = reasons.get(exc.reason, 0) + 1
                 decisions = resolver.reject(record_key(source, position, raw), src, exc.reason,
-                                            raw[:65536].decode("utf-8", "replace"), exc.event_id)
+                                            raw[:65536].decode("utf-8", "replace"), exc.event_id, exc.detail)
                 if decisions:
                     report.rejected += 1
                     pending.append(decisions)
@@ -200,22 +228,32 @@ class EmbeddedEngine:
                     self._recover()
                     resolver = self.resolver
                     report.internal_errors += 1
+                    reasons[INTERNAL_ERROR] = reasons.get(INTERNAL_ERROR, 0) + 1
                     decisions = resolver.reject(
-                        record_key(source, position, raw), src,
-                        f"internal error while resolving ({type(exc).__name__}: {exc}); please report it",
-                        raw[:65536].decode("utf-8", "replace"), event.event_id)
+                        record_key(source, position, raw), src, INTERNAL_ERROR,
+                        raw[:65536].decode("utf-8", "replace"), event.event_id,
+                        f"internal error while resolving ({type(exc).__name__}: {exc}); please report it")
                 else:
                     report.accepted += 1
-                pending.append(decisions)
+                if decisions:  # empty: the same defect on the same record, kept on an earlier run
+                    pending.append(decisions)
             if len(pending) >= self.batch_size:
                 self._commit(pending)
                 pending = []
                 if progress is not None:
+                    if measure is not None:
+                        consumed, measured = measure() - measured, measure()
                     progress(consumed)
                     consumed = 0
         self._commit(pending)
-        if progress is not None and consumed:
-            progress(consumed)
+        if progress is not None:
+            if measure is not None:
+                consumed = measure() - measured
+            if consumed:
+                progress(consumed)
+        if isinstance(fh, InputStream) and fh.error:
+            report.input_error = (f"{fh.error}; the lines before it were ingested: ingest a complete copy "
+                                  f"of the file (what is already in the log is recognized)")
         self.checkpoint()
         report.seconds = time.perf_counter() - started
         return report
@@ -258,7 +296,8 @@ class EmbeddedEngine:
         for seq, decisions in self.log.read(0):
             rec = decisions[-1]  # the record itself is always the entry's last decision
             if rec["type"] == "event_rejected":
-                again = check.reject(rec["key"], rec["source"], rec["reason"], rec["raw"], rec.get("event_id"))
+                again = check.reject(rec["key"], rec["source"], rec["reason"], rec["raw"], rec.get("event_id"),
+                                     rec.get("detail"))
             elif rec["type"] == "review_decided":
                 again = check.decide_review(rec["review_id"], rec["decision"] == "accept", rec["reviewer"],
                                             rec["decided_at"], rec.get("note"))

@@ -46,6 +46,7 @@ decision-log topic with more than one partition is an error.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -219,7 +220,7 @@ class KafkaSettings:
             raise ConfigError(f"{self.where('compression')} must be one of "
                               f"{', '.join(COMPRESSIONS)}, not {self.compression!r}")
         if self.timeout <= 0:
-            raise ConfigError(f"{self.where('timeout')} must be a positive number of seconds")
+            raise ConfigError(f"{self.where('timeout')} must be a positive number of seconds, not {self.timeout:g}")
 
     def deployment_topics(self, channels: Optional[Iterable[str]] = None) -> dict[str, int]:
         """Topic -> partitions of a deployment: a raw topic per channel (plus ``raw.unknown``), or the
@@ -243,10 +244,13 @@ def _convert(raw: Any, origin: str, kind: type, lower: bool) -> Any:
     if isinstance(raw, kind) and not isinstance(raw, bool):
         return raw
     try:
-        return kind(raw)
+        value = kind(raw)
     except (TypeError, ValueError):
-        what = "a whole number" if kind is int else "a number"
+        value = None
+    if value is None or (kind is float and not math.isfinite(value)):
+        what = "a whole number" if kind is int else "a finite number"
         raise ConfigError(f"{origin} must be {what}, not {raw!r}") from None
+    return value
 
 
 def _host_port(server: str) -> Optional[tuple[str, int]]:
@@ -294,7 +298,7 @@ def check_codec(settings: KafkaSettings) -> None:
                           f"{package} package: pip install {package}")
 
 
-def _client_error(settings: KafkaSettings, exc: Exception, doing: str) -> KafkaIOError:
+def client_error(settings: KafkaSettings, exc: Exception, doing: str) -> KafkaIOError:
     from kafka import errors as kerrors
 
     if isinstance(exc, kerrors.KafkaTimeoutError):
@@ -316,7 +320,7 @@ def admin_client(settings: KafkaSettings):
         return KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.client_id}-admin",
                                 bootstrap_timeout_ms=ms, request_timeout_ms=max(ms, 5000))
     except KafkaError as exc:
-        raise _client_error(settings, exc, "connecting to the broker") from None
+        raise client_error(settings, exc, "connecting to the broker") from None
 
 
 def ensure_topics(admin, settings: KafkaSettings, wanted: Mapping[str, int],
@@ -351,7 +355,7 @@ def ensure_topics(admin, settings: KafkaSettings, wanted: Mapping[str, int],
             admin.wait_for_topics(created, timeout_ms=ms)
         described = admin.describe_topics(list(wanted))
     except KafkaError as exc:
-        raise _client_error(settings, exc, "creating topics") from None
+        raise client_error(settings, exc, "creating topics") from None
     counts = {t["name"]: len(t.get("partitions") or ()) for t in described if t.get("error_code", 0) == 0}
     out: dict[str, dict[str, Any]] = {}
     for name, n in wanted.items():
@@ -394,7 +398,7 @@ def producer(settings: KafkaSettings, **overrides: Any):
     try:
         prod = KafkaProducer(**config)
     except KafkaError as exc:
-        raise _client_error(settings, exc, "connecting to the broker") from None
+        raise client_error(settings, exc, "connecting to the broker") from None
     # kafka-python 3.0.12 does not hand allow_auto_create_topics to its metadata object, so a send to a
     # missing topic would still auto-create it (with the broker's default partition count)
     meta = getattr(prod, "_metadata", None)
@@ -522,11 +526,19 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
 
     ``progress`` is called with the input bytes consumed since its previous call. Lines the broker
     did not take are counted in ``failed`` (with the first reason), never silently dropped.
+
+    A binary file object (an open file, ``sys.stdin.buffer``) is read as ``idres ingest`` reads it:
+    gzip decompressed, a UTF-8 BOM skipped, a JSON array and other shapes refused (``streams.inputs``).
     """
     from kafka.errors import KafkaError, KafkaTimeoutError
 
+    from streams.inputs import InputError, InputStream, as_input
+
     if topic is not None:
         check_topic_name(topic, "--topic")
+    lines = as_input(lines)
+    measure = lines.consumed if isinstance(lines, InputStream) and lines.consumed() is not None else None
+    measured = measure() if measure is not None else 0
     read_ahead = max(1, read_ahead)
     check_codec(settings)
     topics = settings.topics
@@ -564,7 +576,7 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
             try:
                 send(name, value, key=key, partition=partition).add_errback(failed, lineno, name, len(value))
             except KafkaTimeoutError as exc:  # no metadata for the topic within max_block_ms
-                raise _client_error(settings, exc, f"publishing to {name}") from None
+                raise client_error(settings, exc, f"publishing to {name}") from None
             except KafkaError as exc:  # e.g. a record larger than the producer's max_request_size
                 failed(lineno, name, len(value), exc)
         chunk.clear()
@@ -595,16 +607,24 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
             if len(chunk) >= read_ahead:
                 publish(chunk, new)
             if progress is not None and lineno % 2000 == 0:
+                if measure is not None:
+                    consumed, measured = measure() - measured, measure()
                 progress(consumed)
                 consumed = 0
         publish(chunk, new)
         try:
             prod.flush(timeout=None)
         except KafkaError as exc:
-            raise _client_error(settings, exc, "waiting for the broker to acknowledge") from None
+            raise client_error(settings, exc, "waiting for the broker to acknowledge") from None
         report.seconds = time.perf_counter() - started
-        if progress is not None and consumed:
-            progress(consumed)
+        if progress is not None:
+            if measure is not None:
+                consumed = measure() - measured
+            if consumed:
+                progress(consumed)
+        if isinstance(lines, InputStream) and lines.error:
+            raise InputError(f"{lines.error}; the lines before it were published: produce a complete copy "
+                             f"of the file (the stream ignores event IDs it has already decided)")
     finally:
         prod.close(timeout=5)
         admin.close()

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from projections.customer import ProjectionConfig
 import tomllib
 
-from resolver.config import ResolverConfig, reject_unknown
+from resolver.config import (Check, ResolverConfig, check_table, config_error, config_path, reject_unknown,
+                             shown, strings, table_of)
 from resolver.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -35,35 +36,52 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text: save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-def projection_config_from_dict(data: dict[str, Any], where: str = "[projection]") -> ProjectionConfig:
-    reject_unknown(data, [f.name for f in fields(ProjectionConfig)], where)
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == "trusted_channels_by_attribute":
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: {key} must be a table of attribute = [channels]")
-            values[key] = {k: tuple(v) for k, v in value.items()}
-        else:
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{where}: {key} must be a list of names")
-            values[key] = tuple(value)
-    return replace(ProjectionConfig(), **values)
+_CHANNELS = strings('["social", "chat"]')
+_EVENT_TYPES = strings('["purchase", "order"]')
+_PROJECTION: dict[str, Check] = {
+    "untrusted_channels": _CHANNELS,
+    "trusted_channels_by_attribute": table_of(_CHANNELS, "a table of attribute = [channels], such as "
+                                                         '{ date_of_birth = ["store", "call_center"] }'),
+    "purchase_types": _EVENT_TYPES,
+    "refund_types": _EVENT_TYPES,
+    "case_open_types": _EVENT_TYPES,
+    "case_close_types": _EVENT_TYPES,
+}
+
+
+def projection_config_from_dict(data: Any, where: str = "config") -> ProjectionConfig:
+    """The ``[projection]`` table of the file ``where``, every value type-checked."""
+    check_table(data, "projection", where, "a table of projection settings ([projection])")
+    reject_unknown(data, [f.name for f in fields(ProjectionConfig)], f"{where}: [projection]")
+    return replace(ProjectionConfig(), **{key: _PROJECTION[key](value, config_path("projection", key), where)
+                                          for key, value in data.items()})
 
 
 def load_settings(path: Optional[str | Path]) -> tuple[ResolverConfig, ProjectionConfig]:
-    """Both configurations from ``path`` (built-in defaults when ``path`` is None)."""
+    """Both configurations from ``path`` (built-in defaults when ``path`` is None); a value of the wrong
+    type is a ConfigError naming the file, the key, the value and what is expected."""
     if path is None:
         return ResolverConfig(), ProjectionConfig()
     data = read_toml(path)
-    projection = projection_config_from_dict(data.pop("projection", {}), f"{path}: [projection]")
+    projection = projection_config_from_dict(data.pop("projection", {}), str(path))
     model_path = data.get("match_model")
     if isinstance(model_path, str):
+        if not model_path.strip():
+            config_error(str(path), "match_model", model_path, 'the path of a match model file (from '
+                                                               '`idres train`), such as "model.json"')
         # relative to the TOML file, so a config directory can be moved as a whole
-        data["match_model"] = load_match_model(Path(path).parent / model_path)
+        try:
+            data["match_model"] = load_match_model(Path(path).parent / model_path)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: match_model = {shown(model_path)}: {exc}") from None
     return ResolverConfig.from_dict(data, where=str(path)), projection
 
 
@@ -74,7 +92,12 @@ def load_match_model(path: str | Path) -> "MatchModel":
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"match model file {path} not found") from None
+        raise ConfigError(f"match model file {path} not found: write one with `idres train FILE --out {path}`, "
+                          f"or fix the path") from None
+    except OSError as exc:
+        raise ConfigError(f"match model file {path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"match model file {path} is not UTF-8 text") from None
     return MatchModel.from_json(text, where=str(path))
 
 

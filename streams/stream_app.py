@@ -10,7 +10,8 @@ Data flow (topic names with the default prefix ``idres.``)::
 * **validate** parses and validates raw records, many partitions and workers at a time. Valid records
   are forwarded in order, many per message (Faust costs about 80 µs per message, so batching is what lets
   one resolve worker keep up). A bad record goes to the dead-letter topic with headers ``source_topic``,
-  ``source_partition``, ``source_offset`` and ``reason``; the stream goes on.
+  ``source_partition``, ``source_offset``, ``reason`` (the category, as in the embedded log) and
+  ``detail`` (the message); the stream goes on.
 * **resolve** owns the single ``validated`` partition. On start, and whenever it is (re)assigned that
   partition, it rebuilds the resolver state by folding the decision log topic to its end. For each batch
   it decides every event (an event whose ID is already in the state is a no-op), produces the decisions
@@ -30,6 +31,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import orjson
@@ -38,9 +40,10 @@ from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver, ResolverState
 from resolver.errors import ReviewError
-from schemas.channel import KNOWN_CHANNELS, RejectedInput, parse_event
+from schemas.channel import INTERNAL_ERROR, KNOWN_CHANNELS, RejectedInput, parse_event
 from streams.embedded import MAX_RECORD_BYTES
-from streams.kafka_io import KafkaSettings, admin_client, ensure_topics
+from streams.kafka_io import (KafkaIOError, KafkaSettings, admin_client, check_reachable, client_error,
+                              ensure_topics)
 
 log = logging.getLogger("idres.stream")
 
@@ -87,6 +90,20 @@ def chunked(items: list[Any], size_of: Callable[[Any], int], limit: int = MESSAG
 
 
 # ------------------------------------------------------------------------------------------ the log
+def reader(settings: KafkaSettings, **config: Any):
+    """A kafka-python consumer for folding topics; an unreachable broker is one line within a second or
+    so (as for the producer), not a timeout after half a minute."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    check_reachable(settings)
+    try:
+        return KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.client_id}-reader",
+                             **config)
+    except KafkaError as exc:
+        raise client_error(settings, exc, "connecting to the broker") from None
+
+
 def read_to_end(settings: KafkaSettings, topic: str, on_message: Callable[[Any], None], start: int = 0,
                 partition: int = 0, idle_seconds: float = 3.0) -> int:
     """Reads ``topic``/``partition`` from ``start`` to its current end; returns the next offset.
@@ -94,14 +111,12 @@ def read_to_end(settings: KafkaSettings, topic: str, on_message: Callable[[Any],
     The end is the high-water mark carried by fetch responses. ListOffsets is deliberately not used:
     some Kafka-compatible brokers answer it wrongly, and one (Tansu) loses concurrent writes after it.
     """
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
     tp = TopicPartition(topic, partition)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False,
-                             group_id=None, client_id=f"{settings.client_id}-reader",
-                             auto_offset_reset="earliest",
-                             request_timeout_ms=int(max(settings.timeout, 5) * 1000) + 5000,
-                             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+    consumer = reader(settings, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
+                      request_timeout_ms=int(max(settings.timeout, 5) * 1000) + 5000,
+                      max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
     try:
         consumer.assign([tp])
         consumer.seek(tp, start)
@@ -122,7 +137,9 @@ def read_to_end(settings: KafkaSettings, topic: str, on_message: Callable[[Any],
             if high is not None and position >= high:
                 return position
             if time.monotonic() - idle_since > max(idle_seconds, settings.timeout) * 4:
-                raise RuntimeError(f"reading {topic} stalled at offset {position} (end {high})")
+                raise KafkaIOError(f"reading {topic} from {settings.bootstrap} stalled at offset {position} "
+                                   f"(end {high}): check that the topic exists (`idres topics` creates it, "
+                                   f"--topic-prefix names it) and that the broker is healthy")
     finally:
         consumer.close()
 
@@ -166,12 +183,11 @@ def fold_deadletter(settings: KafkaSettings, views: CustomerViews) -> int:
                        "position": int(headers.get("source_offset", -1))},
             "reason": headers.get("reason", ""),
             "raw": (record.value or b"")[:65536].decode("utf-8", "replace"),
+            **({"detail": headers["detail"]} if "detail" in headers else {}),
         })
         found += 1
 
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.client_id}-reader")
+    consumer = reader(settings)
     try:
         partitions = consumer.partitions_for_topic(settings.topics.deadletter) or set()
     finally:
@@ -228,6 +244,7 @@ class WorkerOptions:
     batch_events: int = 2000
     batch_seconds: float = 0.25
     session_timeout: float = 10.0
+    data_dir: Optional[Path] = None  # the worker's local directory (Faust's, under faust/); its state is in Kafka
     config: ResolverConfig = field(default_factory=ResolverConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
 
@@ -257,10 +274,15 @@ class StreamJobs:
 
         o = self.options
         s = self.settings
+        if o.data_dir is not None:
+            (Path(o.data_dir) / "faust").mkdir(parents=True, exist_ok=True)
         app = faust.App(
             f"{s.prefix}{'-'.join(sorted(o.roles))}",
             broker=[f"kafka://{server}" for server in s.bootstrap_servers],
             store="memory://",
+            # Faust makes a directory per app even with in-memory tables: under the worker's data dir,
+            # never in whatever directory the worker was started from
+            **({"datadir": str(Path(o.data_dir) / "faust" / "{conf.name}")} if o.data_dir is not None else {}),
             web_host=o.web_host,
             web_port=o.web_port,
             broker_session_timeout=o.session_timeout,
@@ -341,12 +363,10 @@ class StreamJobs:
                 raw = ev.value if isinstance(ev.value, (bytes, bytearray)) else bytes(ev.value or b"")
                 m.positions[(msg.topic, msg.partition)] = msg.offset + 1
                 try:
-                    if len(raw) > MAX_RECORD_BYTES:
-                        raise RejectedInput(f"record is {len(raw)} bytes; the limit is {MAX_RECORD_BYTES}")
-                    parse_event(raw)
+                    parse_event(raw, MAX_RECORD_BYTES)
                 except RejectedInput as exc:
                     pending.append(await self._dead_letter(msg.topic, msg.partition, msg.offset, raw, exc.reason,
-                                                           key=msg.key))
+                                                           key=msg.key, detail=exc.detail))
                     continue
                 good.append([msg.topic, msg.partition, msg.offset, raw.decode("utf-8")])
             m.add("validate_events", len(events))
@@ -357,10 +377,13 @@ class StreamJobs:
                 await asyncio.gather(*pending)  # durable before Faust acknowledges this batch
 
     async def _dead_letter(self, topic: str, partition: int, offset: int, raw: bytes, reason: str,
-                           key: Optional[bytes] = None) -> Any:
-        """Keeps a rejected record's original bytes, with where it came from and why, in the dead-letter topic."""
+                           key: Optional[bytes] = None, detail: Optional[str] = None) -> Any:
+        """Keeps a rejected record's original bytes, with where it came from and why (``reason``: the
+        category, as in the embedded log's ``event_rejected``; ``detail``: the message), in the dead-letter topic."""
         headers = [("source_topic", topic.encode()), ("source_partition", str(partition).encode()),
                    ("source_offset", str(offset).encode()), ("reason", reason.encode("utf-8"))]
+        if detail is not None:
+            headers.append(("detail", detail.encode("utf-8")))
         return await self.deadletter.send(key=key, value=raw, headers=headers)
 
     # -- resolve --------------------------------------------------------------------------------
@@ -405,7 +428,7 @@ class StreamJobs:
                         event = parse_event(raw)
                     except RejectedInput as exc:  # validated upstream; only a newer schema gets here
                         pending.append(await self._dead_letter(topic, partition, offset, raw.encode("utf-8"),
-                                                               exc.reason))
+                                                               exc.reason, detail=exc.detail))
                         continue
                     if resolver.is_duplicate(event.event_id):
                         m.add("resolve_duplicates")
@@ -415,8 +438,8 @@ class StreamJobs:
                     except Exception as exc:  # a defect: keep the record, rebuild the half-changed state
                         log.exception("internal error on %s/%s@%s", topic, partition, offset)
                         pending.append(await self._dead_letter(
-                            topic, partition, offset, raw.encode("utf-8"),
-                            f"internal error while resolving ({type(exc).__name__}: {exc}); please report it"))
+                            topic, partition, offset, raw.encode("utf-8"), INTERNAL_ERROR,
+                            detail=f"internal error while resolving ({type(exc).__name__}: {exc}); please report it"))
                         await self._flush(entries, pending)
                         entries, pending = [], []
                         await loop.run_in_executor(None, self._rebuild_resolver)

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str, check: bool = True, text: bool = True, stdin: Optional[bytes | str] = None,
-            timeout: float = 300) -> subprocess.CompletedProcess:
-    """`idres ARGS` from the project root; with ``check``, a non-zero exit fails the test with its stderr."""
+            timeout: float = 300, env: Optional[Mapping[str, Optional[str]]] = None,
+            cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
+    """`idres ARGS` from the project root; with ``check``, a non-zero exit fails the test with its stderr.
+
+    ``env``: variables set (merged into this process's environment) for the command; None as a value unsets one.
+    ``cwd``: run it in another directory (the project stays importable), as a user would from their own.
+    """
+    environ = None
+    if cwd is not None:
+        env = {"PYTHONPATH": str(ROOT), **(env or {})}
+    if env is not None:
+        environ = dict(os.environ)
+        for name, value in env.items():
+            if value is None:
+                environ.pop(name, None)
+            else:
+                environ[name] = value
     proc = subprocess.run([sys.executable, "-m", "streams.cli", *args], input=stdin, capture_output=True,
-                          text=text, cwd=ROOT, timeout=timeout)
+                          text=text, cwd=cwd or ROOT, timeout=timeout, env=environ)
     if check and proc.returncode != 0:
         raise AssertionError(f"idres {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc

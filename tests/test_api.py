@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
 import httpx
 import orjson
 import pytest
@@ -29,6 +30,7 @@ from resolver.normalize import Normalizer
 from streams.embedded import EmbeddedEngine
 from streams.log import DecisionLog, LogError
 from streams.synthetic import SyntheticConfig, write_dataset
+from tests.cli_helpers import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-key-5d1e0a"
@@ -378,6 +380,13 @@ def test_metrics_are_prometheus_text(client, dataset):
     assert value("idres_follower_lag_entries") == 0
     assert value("idres_log_entries_applied_total") == value("idres_log_entries") > 0
     assert value("idres_ready") == 1
+    # one merge count everywhere: the API's gauge is the snapshot's merges table (a row per absorbed profile)
+    snap = dataset["root"] / "metrics-check.duckdb"
+    run_cli("snapshot", "--data-dir", str(dataset["data"]), "--out", str(snap))
+    with duckdb.connect(str(snap), read_only=True) as con:
+        rows, decisions = con.execute("SELECT count(*), count(DISTINCT event_id) FROM merges").fetchone()
+    assert rows > decisions  # some merge joined three profiles or more, so the two ways of counting differ
+    assert value("idres_merges") == rows == dataset["stats"]["merges"]
 
 
 # ------------------------------------------------------------------------------------------ auth

@@ -40,7 +40,7 @@ def test_bad_settings_are_one_clear_line(tmp_path):
     with pytest.raises(ConfigError, match=r"\[projection\]: unknown setting"):
         load_settings(path)
     path.write_text("[projection]\npurchase_types = \"purchase\"\n")
-    with pytest.raises(ConfigError, match="must be a list"):
+    with pytest.raises(ConfigError, match=r"projection.purchase_types = \"purchase\": expected a list of strings"):
         load_settings(path)
     path.write_text("this is = not toml =")
     with pytest.raises(ConfigError, match="not valid TOML"):

@@ -35,7 +35,8 @@ class Worker:
         self.log = tmp / f"worker-{roles.replace(',', '-')}-{self.port}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--bootstrap", bootstrap, "--topic-prefix", prefix,
-             "--role", roles, "--web-port", str(self.port), "--session-timeout", "6", "--loglevel", "warn"],
+             "--role", roles, "--web-port", str(self.port), "--session-timeout", "6", "--loglevel", "warn",
+             "--data-dir", str(tmp / "worker-data")],
             cwd=ROOT, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
 
     def metrics(self) -> dict[str, float]:
@@ -131,6 +132,9 @@ def test_stream_jobs_resolve_like_the_embedded_engine(kafka_bootstrap, dataset, 
     finally:
         worker.stop()
     assert max(decided(settings).values()) == 1
+    # the stream library's directory is under the worker's --data-dir, not where the worker was started
+    assert [d.name for d in (tmp_path / "worker-data" / "faust").iterdir()] == [f"{prefix}project-resolve-validate"]
+    assert not list(ROOT.glob(f"{prefix}*"))
 
     con = snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
     rejected = con.execute("SELECT source, position, reason, raw FROM rejected_events").fetchall()
