@@ -22,7 +22,7 @@ from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from schemas.channel import INTERNAL_ERROR, RejectedInput, parse_event
-from streams.inputs import InputStream, as_input, open_input
+from streams.inputs import InputStream, ProgressMeter, as_input, open_input
 from streams.log import DecisionLog, load_checkpoint, save_checkpoint
 
 MAX_RECORD_BYTES = 1 << 20
@@ -187,18 +187,16 @@ class EmbeddedEngine:
         file itself: compressed bytes for gzip). A binary file object is opened with the shape checks of
         ``streams.inputs`` first. Positions are line numbers of the (decompressed) text."""
         fh = as_input(fh, source)
-        measure = fh.consumed if isinstance(fh, InputStream) and fh.consumed() is not None else None
-        measured = measure() if measure is not None else 0
+        meter = ProgressMeter(fh, progress)
         report = IngestReport(source=source)
         reasons = report.rejected_reasons
         started = time.perf_counter()
         resolver = self.resolver
         pending: list[list[dict[str, Any]]] = []
-        consumed = 0
         position = 0
         for line in fh:
             position += 1
-            consumed += len(line)
+            meter.add(len(line))
             raw = line.strip()
             if not raw:
                 report.blank += 1
@@ -240,17 +238,9 @@ class EmbeddedEngine:
             if len(pending) >= self.batch_size:
                 self._commit(pending)
                 pending = []
-                if progress is not None:
-                    if measure is not None:
-                        consumed, measured = measure() - measured, measure()
-                    progress(consumed)
-                    consumed = 0
+                meter.report()
         self._commit(pending)
-        if progress is not None:
-            if measure is not None:
-                consumed = measure() - measured
-            if consumed:
-                progress(consumed)
+        meter.report()
         if isinstance(fh, InputStream) and fh.error:
             report.input_error = (f"{fh.error}; the lines before it were ingested: ingest a complete copy "
                                   f"of the file (what is already in the log is recognized)")

@@ -132,6 +132,7 @@ class InputStream:
         self.bom = False
         self.error: Optional[str] = None
         self._cut: Optional[Exception] = None  # a gzip error met while reading the head
+        self._origin: Optional[int] = None  # where the file stood when opened here (None: not seekable)
         self._base = fh
         self._close = close
         try:
@@ -146,6 +147,7 @@ class InputStream:
             start = fh.tell() if seekable else 0
         except (AttributeError, OSError, ValueError):
             seekable = False
+        self._origin = start if seekable else None
         head, _ = _read_head(fh, lambda h: len(h) >= 6 and _has_first_line(h))
         if seekable:
             fh.seek(start)
@@ -198,8 +200,11 @@ class InputStream:
                              f"per line): convert it, e.g. {jq('.')} > {out}")
 
     def consumed(self) -> Optional[int]:
+        """Bytes of the file read since it was opened here (the shape check's look ahead included)."""
+        if self._origin is None:
+            return None
         try:
-            return self._base.tell()
+            return self._base.tell() - self._origin
         except (AttributeError, OSError, ValueError):
             return None
 
@@ -254,6 +259,34 @@ def check_input(name: str | os.PathLike, **kwargs: Any) -> None:
     path = check_path(name, kwargs.get("what", "a JSON-lines file"))
     if path.is_file():
         open_input(path, **kwargs).close()
+
+
+class ProgressMeter:
+    """Tells a progress callback how many bytes of the input were consumed since it was last told: the
+    bytes of the file itself where the input can say (compressed bytes of a gzip file), else the bytes
+    of the lines counted with ``add``."""
+
+    def __init__(self, lines: Any, callback: Optional[Callable[[int], None]]):
+        self.callback = callback
+        measure = getattr(lines, "consumed", None) if isinstance(lines, InputStream) else None
+        self._measure = measure if measure is not None and measure() is not None else None
+        self._last = 0
+        self._counted = 0
+
+    def add(self, n: int) -> None:
+        self._counted += n
+
+    def report(self) -> None:
+        if self.callback is None:
+            return
+        if self._measure is not None:
+            now = self._measure()
+            n, self._last = now - self._last, now
+        else:
+            n = self._counted
+        self._counted = 0
+        if n:
+            self.callback(n)
 
 
 def as_input(lines: Any, name: Any = None) -> Any:

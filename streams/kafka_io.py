@@ -532,13 +532,12 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
     """
     from kafka.errors import KafkaError, KafkaTimeoutError
 
-    from streams.inputs import InputError, InputStream, as_input
+    from streams.inputs import InputError, InputStream, ProgressMeter, as_input
 
     if topic is not None:
         check_topic_name(topic, "--topic")
     lines = as_input(lines)
-    measure = lines.consumed if isinstance(lines, InputStream) and lines.consumed() is not None else None
-    measured = measure() if measure is not None else 0
+    meter = ProgressMeter(lines, progress)
     read_ahead = max(1, read_ahead)
     check_codec(settings)
     topics = settings.topics
@@ -582,7 +581,6 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
         chunk.clear()
 
     started = time.perf_counter()
-    consumed = 0
     lineno = 0
     chunk: list[tuple[int, bytes, str, Optional[bytes]]] = []
     new: set[str] = set()
@@ -590,7 +588,7 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
         route = router.route
         for line in lines:
             lineno += 1
-            consumed += len(line)
+            meter.add(len(line))
             value = line[:-1] if line.endswith(b"\n") else line
             if value.endswith(b"\r"):
                 value = value[:-1]
@@ -606,22 +604,15 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
             chunk.append((lineno, value, name, key))
             if len(chunk) >= read_ahead:
                 publish(chunk, new)
-            if progress is not None and lineno % 2000 == 0:
-                if measure is not None:
-                    consumed, measured = measure() - measured, measure()
-                progress(consumed)
-                consumed = 0
+            if lineno % 2000 == 0:
+                meter.report()
         publish(chunk, new)
         try:
             prod.flush(timeout=None)
         except KafkaError as exc:
             raise client_error(settings, exc, "waiting for the broker to acknowledge") from None
         report.seconds = time.perf_counter() - started
-        if progress is not None:
-            if measure is not None:
-                consumed = measure() - measured
-            if consumed:
-                progress(consumed)
+        meter.report()
         if isinstance(lines, InputStream) and lines.error:
             raise InputError(f"{lines.error}; the lines before it were published: produce a complete copy "
                              f"of the file (the stream ignores event IDs it has already decided)")

@@ -385,7 +385,7 @@ def test_evaluate_refuses_another_data_sets_truth(dataset, tmp_path):
     other_events, other_truth = tmp_path / "other.jsonl", tmp_path / "other.csv"
     write_dataset(other_events, other_truth, SyntheticConfig(people=150, seed=12))
     one_error_line(idres("evaluate", "--truth", str(other_truth), "--data-dir", str(plain), check=False),
-                   f"none of the", f"events in {other_truth} is in the log of {plain}",
+                   "none of the", f"events in {other_truth} is in the log of {plain}",
                    "give the truth file of the events you ingested")
 
     # a little overlap, by chance or a mix-up: under half of each side in common is refused too
@@ -482,3 +482,22 @@ def test_dead_letters_carry_the_same_reason_categories(kafka_bootstrap, tmp_path
         grouped = dict(con.execute("SELECT reason, count(*) FROM rejected_events GROUP BY reason").fetchall())
         details = con.execute("SELECT count(*) FROM rejected_events WHERE detail LIKE 'not valid JSON: %'").fetchone()
     assert grouped == embedded["rejected_reasons"] and details[0] == 3
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_progress_adds_up_to_the_file_size(tmp_path, compress):
+    """The progress bar's total is the file's size (compressed bytes for gzip): what it is told, in all,
+    must be exactly that, the shape check's look ahead included."""
+    from streams.embedded import EmbeddedEngine
+
+    events = tmp_path / "events.jsonl"
+    write_dataset(events, tmp_path / "truth.csv", SyntheticConfig(people=120, seed=5))
+    if compress:
+        gz = tmp_path / "events.jsonl.gz"
+        gz.write_bytes(gzip.compress(events.read_bytes()))
+        events = gz
+    told: list[int] = []
+    with EmbeddedEngine(tmp_path / "data", batch_size=100) as engine:
+        engine.ingest_file(events, progress=told.append)
+    assert len(told) > 1 and all(n > 0 for n in told)
+    assert sum(told) == events.stat().st_size
