@@ -765,8 +765,9 @@ class MatchModel:
             return cls(m, u, u_apart=u_apart, version=data["version"], prior=float(data["prior"]),
                        link_threshold=float(data["link_threshold"]),
                        review_threshold=float(data["review_threshold"]))
-        except (KeyError, TypeError) as exc:
-            raise ConfigError(f"{where}: missing or malformed entry {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: missing or malformed entry ({type(exc).__name__}: {exc}); "
+                              f"write the model again with `idres train`") from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=2) + "\n"

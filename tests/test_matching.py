@@ -308,6 +308,8 @@ def test_model_json_round_trip(tmp_path):
     (lambda d: d["fields"]["postcode"]["exact"].update(u=0.5), "sums to"),
     (lambda d: d["fields"].pop("city"), "city"),
     (lambda d: d.update(review_threshold=99.0), "review_threshold"),
+    (lambda d: d.update(prior="often"), "malformed entry .*ValueError"),
+    (lambda d: d["fields"]["city"]["exact"].update(m="high"), "malformed entry|probability"),
 ])
 def test_bad_model_files_are_refused(mutate, message):
     data = default_model().to_dict()
