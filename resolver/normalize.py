@@ -27,6 +27,7 @@ _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 _SLASH_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})$")
 _COMPACT_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 _SEQUENCES = ("0123456789", "1234567890", "9876543210", "0987654321")
+_LETTERS_THEN_DIGITS = re.compile(r"^[A-Z]{1,6}(\d{4,})$")  # LY69905496: a programme's prefix, then the number
 
 Result = tuple[Optional[str], Optional[str]]
 
@@ -107,12 +108,19 @@ class Normalizer:
         tail = digits[-10:]
         if len(set(tail)) == 1 or tail in _SEQUENCES:
             return None, "placeholder phone"
-        try:
-            number = phonenumbers.parse(raw, self.config.default_region)
-        except phonenumbers.NumberParseException:
-            return None, "not a phone number"
-        if not phonenumbers.is_possible_number(number):
-            return None, "not a possible phone number"
+        number = _parse_phone(raw, self.config.default_region)
+        if number is None or not phonenumbers.is_possible_number(number):
+            # written in international form without the +: 00 (the international prefix of most of the
+            # world, whatever the default region's is), or the country code alone when that makes a
+            # valid number (a possible one is not enough: any digits are possible somewhere)
+            alternative = _parse_phone("+" + digits[2:], None) if digits.startswith("00") else None
+            if alternative is not None and phonenumbers.is_possible_number(alternative):
+                number = alternative
+            else:
+                bare = None if raw.lstrip().startswith("+") else _parse_phone("+" + digits, None)
+                if bare is None or not phonenumbers.is_valid_number(bare):
+                    return None, "not a phone number" if number is None else "not a possible phone number"
+                number = bare
         national = str(number.national_number)
         if len(set(national)) == 1 or national in _SEQUENCES:
             return None, "placeholder phone"
@@ -157,7 +165,18 @@ class Normalizer:
             return None
 
 
+def _parse_phone(raw: str, region: Optional[str]) -> Optional[phonenumbers.PhoneNumber]:
+    try:
+        return phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
 def loyalty(raw: str, prefixes: tuple[str, ...]) -> Result:
+    """A card number as its digits: separators, case, the configured prefixes, any other short letter
+    prefix before the digits (a programme prints its cards ``LY-6990-5496``, its tills keep ``69905496``)
+    and leading zeros (lost by spreadsheets) are formatting, and a formatting difference must never make
+    one card look like two. A value with letters inside its digits is kept as it is (upper case)."""
     value = _NON_ALNUM.sub("", raw).upper()
     ordered = sorted(prefixes, key=len, reverse=True)
     stripped = True
@@ -168,7 +187,12 @@ def loyalty(raw: str, prefixes: tuple[str, ...]) -> Result:
                 value = value[len(prefix):]
                 stripped = True
                 break
-    if not value or set(value) == {"0"}:
+    m = _LETTERS_THEN_DIGITS.match(value)
+    if m:
+        value = m.group(1)
+    if value.isdigit():
+        value = value.lstrip("0")
+    if not value:
         return None, "placeholder loyalty id"
     return value, None
 

@@ -55,9 +55,44 @@ def test_placeholder_and_invalid_phones_never_link(norm, raw):
 
 
 @pytest.mark.parametrize("raw", ["LOY-0012345", "loy 0012345", "0012345", "LOY0012345", " loy-001-2345 ",
-                                 "LOY-LOY-0012345", "CARD LOY 0012345"])
+                                 "LOY-LOY-0012345", "CARD LOY 0012345", "12345", "LY-001-2345", "gc12345"])
 def test_loyalty_separators_and_prefixes(norm, raw):
-    assert norm.identifier("loyalty_id", raw) == ("0012345", None)
+    assert norm.identifier("loyalty_id", raw) == ("12345", None)
+
+
+@pytest.mark.parametrize("raw", ["LY-6990-5496", "ly69905496", "6990 5496", "LY69905496", "Ly 6990.5496"])
+def test_a_programme_prefix_nobody_configured_is_formatting(norm, raw):
+    """The cards of a programme the configuration does not know, as its till, its web form and its
+    staff write them: one card, never two (two would make one customer 'hold two loyalty cards')."""
+    assert norm.identifier("loyalty_id", raw) == ("69905496", None)
+
+
+def test_letters_inside_a_card_number_are_kept(norm):
+    assert norm.identifier("loyalty_id", "a1b2-c3") == ("A1B2C3", None)
+    assert norm.identifier("loyalty_id", "AB12") == ("AB12", None)  # too short to be a prefix and a number
+    assert norm.identifier("loyalty_id", "LOY-0000")[0] is None
+
+
+@given(st.integers(min_value=1000, max_value=10**12), st.sampled_from(["", "LY", "ly-", "GC ", "Card", "LOY-"]),
+       st.sampled_from(["", "0", "00"]), st.sampled_from(["", " ", "-", "."]))
+def test_any_spelling_of_one_card_number_is_one_value(number, prefix, zeros, sep):
+    norm = Normalizer(ResolverConfig())
+    digits = str(number)
+    spelled = prefix + zeros + sep.join([digits[:4], digits[4:]] if len(digits) > 4 else [digits])
+    assert norm.identifier("loyalty_id", spelled) == (digits, None)
+    assert norm.identifier("loyalty_id", digits) == (digits, None)
+
+
+@pytest.mark.parametrize("raw", ["+44 20 7946 0018", "0044 20 7946 0018", "0044 (0) 20 7946 0018", "44 20 7946 0018",
+                                 "+44 (0)20 7946 0018", "+442079460018", "011 44 20 7946 0018"])
+def test_foreign_numbers_in_international_form(norm, raw):
+    assert norm.identifier("phone", raw) == ("+442079460018", None)
+
+
+@pytest.mark.parametrize("raw", ["+44 1632 960123", "0044 1632 960123", "+44 (0) 1632 960 123"])
+def test_numbers_possible_but_not_valid_are_one_value_in_every_format(norm, raw):
+    """01632 960xxx is the UK's range for drama: possible, never assigned. Still one number."""
+    assert norm.identifier("phone", raw) == ("+441632960123", None)
 
 
 def test_device_and_handle(norm):

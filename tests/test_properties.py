@@ -16,7 +16,7 @@ def _value(id_type: str, n: int) -> str:
     return {
         "email": f"person{n}@mailbox.org",
         "phone": f"+1415555{n:04d}",
-        "loyalty_id": f"L{n:05d}",
+        "loyalty_id": f"L{n + 1:05d}",  # (L00000 is all zeros: a placeholder card)
         "device_id": f"device-{n}",
     }[id_type]
 
