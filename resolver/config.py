@@ -38,7 +38,8 @@ class IdentifierRule:
         but never joins two profiles that each already hold a different value of a strong type.
     max_per_profile: how many values of this type one person may hold (None: no limit).
     max_cooccurring: data-driven guard. A value seen on events together with more than N distinct
-        values of another type (or N distinct dates of birth, key ``date_of_birth``) is taken to be
+        values of another type (or N distinct dates of birth or first names, keys ``date_of_birth`` and
+        ``first_name``) is taken to be
         shared by several people and stops linking.
     blocked_values: placeholders staff type; compared after normalization, never linked.
     """
@@ -58,32 +59,32 @@ def _default_rules() -> dict[str, IdentifierRule]:
             priority=10,
             kind="loyalty",
             max_per_profile=1,
-            max_cooccurring={"email": 3, "phone": 3, "date_of_birth": 1},
+            max_cooccurring={"email": 3, "phone": 3, "date_of_birth": 1, "first_name": 1},
             prefixes=("LOY", "LOYALTY", "CARD"),
         ),
         "email": IdentifierRule(
             priority=20,
             kind="email",
             max_per_profile=3,
-            max_cooccurring={"loyalty_id": 1, "phone": 3, "date_of_birth": 1},
+            max_cooccurring={"loyalty_id": 1, "phone": 3, "date_of_birth": 1, "first_name": 1},
         ),
         "phone": IdentifierRule(
             priority=30,
             kind="phone",
             max_per_profile=3,
-            max_cooccurring={"loyalty_id": 1, "email": 3, "date_of_birth": 1},
+            max_cooccurring={"loyalty_id": 1, "email": 3, "date_of_birth": 1, "first_name": 1},
         ),
         "social_handle": IdentifierRule(
             priority=40,
             kind="handle",
             max_per_profile=3,
-            max_cooccurring={"loyalty_id": 1, "email": 3, "date_of_birth": 1},
+            max_cooccurring={"loyalty_id": 1, "email": 3, "date_of_birth": 1, "first_name": 1},
         ),
         "device_id": IdentifierRule(
             priority=60,
             kind="device",
             weak=True,
-            max_cooccurring={"loyalty_id": 1, "email": 2, "phone": 2, "date_of_birth": 1},
+            max_cooccurring={"loyalty_id": 1, "email": 2, "phone": 2, "date_of_birth": 1, "first_name": 1},
         ),
     }
 
@@ -114,6 +115,11 @@ class ResolverConfig:
     # conflict: two profiles whose dates all differ so never merge, on identifiers or on attributes.
     # Off: dates of birth are only evidence (a weight) for the matcher.
     dob_conflict: bool = True
+    # First names that clearly differ (not a variant, nickname, short form, typo or alike in sound, nor
+    # the names entered the other way round) are two people too: an identifier seen with two such names
+    # is shared (a family mailbox, a household landline: ``max_cooccurring`` key ``first_name``), and no
+    # identifier joins two profiles whose names all differ so. Off: names are only evidence for the matcher.
+    name_conflict: bool = True
     # Probabilistic matching on personal attributes (``resolver.matching``): an event whose attributes
     # are new to its profile is scored against earlier records found through the blocking index.
     fuzzy_matching: bool = True
@@ -314,7 +320,7 @@ _RULE: dict[str, Check] = {
     "kind": one_of(*KINDS),
     "weak": boolean,
     "max_per_profile": whole_number(1, "(or leave it out for no limit)", optional=True),
-    "max_cooccurring": table_of(whole_number(1), "a table of identifier type (or date_of_birth) = whole number "
+    "max_cooccurring": table_of(whole_number(1), "a table of identifier type (or date_of_birth, first_name) = whole number "
                                                  ">= 1, such as { email = 2, date_of_birth = 1 }"),
     "blocked_values": strings('["kiosk-01"]'),
     "prefixes": strings('["LOY", "CARD"]'),
@@ -330,6 +336,7 @@ _SETTINGS: dict[str, Check] = {
     "placeholder_email_domains": strings('["example.com"]'),
     "date_order": one_of("mdy", "dmy"),
     "dob_conflict": boolean,
+    "name_conflict": boolean,
     "fuzzy_matching": boolean,
     "max_block_size": whole_number(1),
     "link_different_first_names": boolean,

@@ -11,11 +11,12 @@ Guards keep strangers apart:
 
 * placeholders (``test@test.com``, ``0000000000``, configured values) never become nodes;
 * an identifier seen with more distinct values of another type than one person could hold
-  (``max_cooccurring``: a kiosk seen with many loyalty cards, a landline with two dates of birth) is
-  flagged *shared*: its edges are revoked and its profile is recomputed, which may split it;
+  (``max_cooccurring``: a kiosk seen with many loyalty cards, a landline with two dates of birth, a
+  family mailbox with two first names that are no variants of each other) is flagged *shared*: its
+  edges are revoked and its profile is recomputed, which may split it (``resolver.traits``);
 * an event that would join two profiles whose union breaks a hard rule (``max_per_profile``,
-  disjoint dates of birth, or a *weak* identifier joining two known customers) does not link its
-  lowest-priority identifier that causes the conflict; that identifier is flagged shared.
+  disjoint dates of birth or first names, or a *weak* identifier joining two known customers) does not
+  link its lowest-priority identifier that causes the conflict; that identifier is flagged shared.
 
 Probabilistic matching (``resolver.matching``) links what identifiers cannot: an event whose attribute
 record (name, date of birth, address, postcode, city) is new to its profile is scored against earlier
@@ -41,8 +42,9 @@ from datetime import timezone
 from typing import Any, Callable, Iterable, Optional
 
 from resolver.config import ResolverConfig
+from resolver import traits as person
 from resolver.matching import (
-    FIELD_INDEX, FIELDS, FREQUENCY_FIELDS, RECORD_FIELDS, AttributeRecord, MatchModel, blocking_keys, dates_compatible,
+    FIELD_INDEX, FIELDS, FREQUENCY_FIELDS, RECORD_FIELDS, AttributeRecord, MatchModel, blocking_keys,
     POSTCODE_AGREES, default_model, frequency_adjustment, hard_conflict,
 )
 from resolver.matching import compare as compare_records
@@ -59,6 +61,7 @@ RECORD_TYPE = "record"
 RECORD_PRIORITY = 1000
 MAX_RECORDS_PER_NODE = 16
 MAX_BLOCK_NODES_PER_PROFILE = 4
+MAX_TRAITS_PER_NODE = 32  # dates of birth and names kept per identifier (the guards act long before)
 
 
 def node_key(id_type: str, value: str) -> str:
@@ -81,16 +84,6 @@ def _over_limit(rule: Any, id_type: str, count: int) -> Optional[str]:
     return None
 
 
-def _distinct_dates(dates: list[str]) -> int:
-    """How many people's dates of birth a sorted list holds: dates compatible with an earlier counted
-    one (a typo, a day/month swap, days apart) are not another person's."""
-    counted: list[str] = []
-    for d in dates:
-        if not any(dates_compatible(d, c) for c in counted):
-            counted.append(d)
-    return len(counted)
-
-
 def short_hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
 
@@ -101,7 +94,7 @@ class Profile:
     created_at: str
     nodes: set[int] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
-    dobs: set[str] = field(default_factory=set)
+    traits: set[str] = field(default_factory=set)  # dates of birth and names seen on its identifiers
 
     def age_key(self) -> tuple[str, str]:
         return (self.created_at, self.id)
@@ -119,7 +112,8 @@ class ResolverState:
         self.node_profile: list[Optional[str]] = []
         self.shared: set[int] = set()
         self.adj: dict[int, dict[int, str]] = {}
-        self.node_dobs: dict[int, set[str]] = {}
+        # dates of birth and names seen with the identifier, and on how many of its events
+        self.node_traits: dict[int, dict[str, int]] = {}
         self.refused: dict[int, set[str]] = {}  # partners a weak identifier was seen with but not linked to
         self.profiles: dict[str, Profile] = {}
         self.aliases: dict[str, str] = {}
@@ -154,21 +148,22 @@ class ResolverState:
 class _Acc:
     """The profile an event is building while its identifiers are taken in priority order."""
 
-    __slots__ = ("profiles", "new_nodes", "counts", "dobs")
+    __slots__ = ("profiles", "new_nodes", "counts", "traits", "own")
 
-    def __init__(self) -> None:
+    def __init__(self, own: Iterable[str] = ()) -> None:
         self.profiles: list[Profile] = []
         self.new_nodes: list[str] = []
         self.counts: dict[str, int] = {}
-        self.dobs: set[str] = set()
+        self.traits: set[str] = set()  # of the profiles and identifiers taken so far
+        self.own: frozenset[str] = frozenset(own)  # of the event itself
 
     def empty(self) -> bool:
         return not self.profiles and not self.new_nodes
 
-    def add(self, counts: dict[str, int], dobs: Iterable[str]) -> None:
+    def add(self, counts: dict[str, int], traits: Iterable[str]) -> None:
         for t, c in counts.items():
             self.counts[t] = self.counts.get(t, 0) + c
-        self.dobs.update(dobs)
+        self.traits.update(traits)
 
 
 class Resolver:
@@ -232,14 +227,14 @@ class Resolver:
         keys.sort()
         node_keys = list(dict.fromkeys(k for _, k in keys))
         attributes = self.normalizer.attributes(event.attributes)
-        dob = attributes.get("date_of_birth") if self.config.dob_conflict else None
+        traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict)
         occurred_at = utc_iso(event.occurred_at)
         record = self._record(attributes) if attributes and self.config.fuzzy_matching else None
         if record is not None and not node_keys:
             # no identifier, but enough attributes to match on: an anonymous record of its own
             node_keys = [node_key(RECORD_TYPE, event.event_id)]
 
-        refused = self._link(event.event_id, occurred_at, node_keys, dob) if node_keys else []
+        refused = self._link(event.event_id, occurred_at, node_keys, traits) if node_keys else []
         if record is not None:
             self._match(event.event_id, occurred_at, node_keys, refused, record[0], record[1])
 
@@ -281,12 +276,12 @@ class Resolver:
         self.apply(decision)
         return [decision]
 
-    def _link(self, event_id: str, occurred_at: str, node_keys: list[str], dob: Optional[str]) -> list[str]:
+    def _link(self, event_id: str, occurred_at: str, node_keys: list[str], traits: tuple[str, ...]) -> list[str]:
         """Links the event's identifiers; returns those that stay active but were not linked on it."""
         st = self.state
         cfg = self.config
         existing = [st.node_index.get(k) for k in node_keys]
-        if self._nothing_new(existing, dob):
+        if self._nothing_new(existing, traits):
             return []
 
         # 1. Data-driven guard: would this event show an identifier with more partners than one
@@ -297,15 +292,13 @@ class Resolver:
             rule = cfg.rule(st.node_types[idx])
             if not rule.max_cooccurring:
                 continue
-            reason = self._cooccurrence_breach(idx, node_keys, dob, rule.max_cooccurring)
+            reason = self._cooccurrence_breach(idx, node_keys, traits, rule.max_cooccurring)
             if reason:
                 self._flag(key, event_id, reason[0], reason[1])
 
         # 2. Link the event's identifiers strongest first; refuse the one that would join conflicting
         #    profiles, and flag it shared.
-        acc = _Acc()
-        if dob:
-            acc.dobs.add(dob)
+        acc = _Acc(traits)
         accepted: list[str] = []
         refused: list[str] = []
         for key in node_keys:
@@ -318,11 +311,11 @@ class Resolver:
                 if any(p is prof for p in acc.profiles):
                     accepted.append(key)
                     continue
-                counts, dobs = prof.counts, prof.dobs
+                counts, known = prof.counts, prof.traits
             else:
-                counts, dobs = {node_type(key): 1}, st.node_dobs.get(idx, ()) if idx is not None else ()
-            if not acc.empty() or acc.dobs:
-                conflict = self._conflict(acc, counts, dobs, node_type(key))
+                counts, known = {node_type(key): 1}, st.node_traits.get(idx, ()) if idx is not None else ()
+            if not acc.empty() or acc.own:
+                conflict = self._conflict(acc, counts, known, node_type(key))
                 if conflict and pid is not None:
                     # The conflict may come from inside the other profile: an identifier there (a
                     # landline, a family email) that tied two people together. Cut the weakest one.
@@ -332,19 +325,22 @@ class Resolver:
                                    f"ties together customers that conflict: {conflict[0]}", conflict[1])
                         pid = st.node_profile[idx]
                         prof = st.profiles[pid]
-                        counts, dobs = prof.counts, prof.dobs
-                        conflict = self._conflict(acc, counts, dobs, node_type(key))
+                        counts, known = prof.counts, prof.traits
+                        conflict = self._conflict(acc, counts, known, node_type(key))
                 if conflict:
-                    if self.config.rule(node_type(key)).weak and conflict[1].get("weak"):
+                    if (self.config.rule(node_type(key)).weak and conflict[1].get("weak")) or (
+                            person.FIRST_NAME in conflict[1]):
                         # A device seen with a second known customer: not proof it is shared (one person
-                        # may use two emails). Do not link it here; the co-occurrence limits decide later.
+                        # may use two emails). Nor is an event that brings identifiers of two differently
+                        # named people together (a card lent at a till): which of them is shared only
+                        # their own history can tell. Do not link it here; the co-occurrence limits decide.
                         self._emit({"type": "link_refused", "node": key, "event_id": event_id,
                                     "others": [k for k in node_keys if k != key], "reason": conflict[0]})
                         refused.append(key)
                     else:
                         self._flag(key, event_id, conflict[0], conflict[1])
                     continue
-            acc.add(counts, dobs)
+            acc.add(counts, known)
             if pid is not None:
                 acc.profiles.append(st.profiles[pid])
             else:
@@ -446,7 +442,7 @@ class Resolver:
         ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
         own = st.profiles[pid]
         acc = _Acc()
-        acc.add(own.counts, own.dobs)
+        acc.add(own.counts, own.traits)
         acc.profiles.append(own)
         links: list[tuple[str, float, int, tuple[str, ...], Optional[dict[str, float]]]] = []
         reviews: list[tuple[str, float, int, tuple[str, ...], Optional[dict[str, float]]]] = []
@@ -460,7 +456,7 @@ class Resolver:
             if self._fuzzy_conflict(acc, target) is not None:
                 continue  # a guard keeps them apart whatever the attributes say
             if total >= model.link_threshold:
-                acc.add(target.counts, target.dobs)
+                acc.add(target.counts, target.traits)
                 acc.profiles.append(target)
                 links.append((p, total, n, levels, deltas))
             elif len(reviews) < self.config.max_reviews_per_event:
@@ -541,9 +537,10 @@ class Resolver:
             breach = _over_limit(cfg.rule(t), t, have + c)
             if breach:
                 return breach
-        if cfg.dob_conflict and acc.dobs and target.dobs and not any(
-                dates_compatible(a, b) for a in acc.dobs for b in target.dobs):
-            return "dates of birth differ: " + ", ".join(sorted(acc.dobs | target.dobs))
+        # (dates of birth only: first names that differ are for the matcher to weigh, and at most queue a
+        # pair for review, since twins agree on everything else)
+        if cfg.dob_conflict and person.conflict(acc.traits, target.traits, (person.DOB,)):
+            return "dates of birth differ: " + ", ".join(person.shown(acc.traits | target.traits, person.DOB))
         return None
 
     def decide_review(self, review_id: str, accept: bool, reviewer: str, decided_at: str,
@@ -574,7 +571,7 @@ class Resolver:
         else:
             first, second = st.profiles[pa], st.profiles[pb]
             acc = _Acc()
-            acc.add(first.counts, first.dobs)
+            acc.add(first.counts, first.traits)
             reason = self._fuzzy_conflict(acc, second)
             if reason is not None:
                 verdict.update(outcome="blocked", reason=reason)
@@ -591,9 +588,9 @@ class Resolver:
         out, self._out = self._out, []
         return out
 
-    def _nothing_new(self, idxs: list[Optional[int]], dob: Optional[str]) -> bool:
+    def _nothing_new(self, idxs: list[Optional[int]], traits: tuple[str, ...]) -> bool:
         """True when the event only repeats what is known: every identifier already linked, all in one
-        profile, every pair already an edge, and its date of birth (if any) already on each of them.
+        profile, every pair already an edge, and its date of birth and name (if any) already on each.
         Then the full path would decide nothing; this answers the common case cheaply."""
         st = self.state
         pid = None
@@ -604,8 +601,11 @@ class Resolver:
             if p is None or (pid is not None and p != pid):
                 return False
             pid = p
-            if dob is not None and dob not in st.node_dobs.get(i, ()):
-                return False
+            if traits:
+                known = st.node_traits.get(i, {})
+                for t in traits:
+                    if known.get(t, 0) < person.SUPPORT[person.FIRST_NAME]:
+                        return False  # new, or it may yet make the identifier a second person's
         if len(idxs) > 1:
             adj = st.adj
             for n, a in enumerate(idxs):
@@ -617,23 +617,22 @@ class Resolver:
                         return False
         return True
 
-    def _cooccurrence_breach(self, idx: int, node_keys: list[str], dob: Optional[str],
+    def _cooccurrence_breach(self, idx: int, node_keys: list[str], traits: tuple[str, ...],
                              limits: dict[str, int]) -> Optional[tuple[str, dict[str, Any]]]:
         st = self.state
         neighbours = st.adj.get(idx, {})
         refused = st.refused.get(idx, ())
         for t, limit in limits.items():
-            if t == "date_of_birth":
-                if dob is None:
+            if t in person.KINDS:
+                incoming = person.carry(traits, t)
+                if not incoming:
                     continue
-                dobs = st.node_dobs.get(idx, ())
-                if dob in dobs or any(dates_compatible(dob, d) for d in dobs):
-                    continue  # the same date, or a typo of one: not another person's
-                seen = sorted({*dobs, dob})
-                distinct = _distinct_dates(seen)
+                seen = dict(st.node_traits.get(idx, {}))
+                seen[incoming[0]] = seen.get(incoming[0], 0) + 1
+                distinct = person.distinct(seen, t)
                 if distinct > limit:
-                    return (f"seen with {distinct} different dates of birth (limit {limit})",
-                            {"date_of_birth": seen})
+                    return (f"seen with {distinct} different {person.WHAT[t]} (limit {limit})",
+                            {t: person.shown(seen, t)})
                 continue
             incoming = [k for k in node_keys if node_type(k) == t]
             if not incoming:
@@ -646,7 +645,7 @@ class Resolver:
             return (f"seen with {len(seen)} different {t} values (limit {limit})", {t: seen[:10]})
         return None
 
-    def _conflict(self, acc: _Acc, counts: dict[str, int], dobs: Iterable[str],
+    def _conflict(self, acc: _Acc, counts: dict[str, int], known: Iterable[str],
                   bridge_type: str) -> Optional[tuple[str, dict[str, Any]]]:
         cfg = self.config
         bridge_rule = cfg.rule(bridge_type)
@@ -661,10 +660,18 @@ class Resolver:
             breach = _over_limit(rule, t, have + c)
             if breach:
                 return breach, {"type": t, "count": have + c}
-        dobs = set(dobs)
-        if acc.dobs and dobs and not any(dates_compatible(a, b) for a in acc.dobs for b in dobs):
-            return ("would join customers with different dates of birth",
-                    {"date_of_birth": sorted(acc.dobs | dobs)})
+        known = set(known)
+        # Dates of birth: the event's own date counts too (a call on a landline known with another date
+        # of birth shows the landline is shared). First names only where the event joins identifiers
+        # already known with other names: a name on one event may be a gift's recipient's, which the
+        # co-occurrence limits weigh.
+        mine = acc.traits | acc.own
+        which = person.conflict(mine, known, (person.DOB,))
+        if which is None and not acc.empty():
+            which = person.conflict(acc.traits, known, (person.FIRST_NAME,))
+        if which is not None:
+            return (f"would join customers with different {person.WHAT[which]}",
+                    {which: person.shown(mine | known, which)})
         return None
 
     def _culprit(self, acc: _Acc, idx: int, prof: Profile) -> int:
@@ -684,14 +691,14 @@ class Resolver:
                 continue
             part = self._reachable(idx, prof.nodes, x)
             counts: dict[str, int] = {}
-            dobs: set[str] = set()
+            known: set[str] = set()
             for n in part:
                 t = st.node_types[n]
                 counts[t] = counts.get(t, 0) + 1
-                nd = st.node_dobs.get(n)
-                if nd:
-                    dobs |= nd
-            if self._conflict(acc, counts, dobs, bridge_type) is None:
+                nt = st.node_traits.get(n)
+                if nt:
+                    known.update(nt)
+            if self._conflict(acc, counts, known, bridge_type) is None:
                 best = x
         return best
 
@@ -797,17 +804,23 @@ class Resolver:
         attributes = d.get("attributes")
         if not attributes:
             return
-        dob = attributes.get("date_of_birth") if self.config.dob_conflict else None
+        traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict)
         refused = d.get("refused", ())
-        if dob:
+        if traits:
             for key in d["nodes"]:
                 idx = st.node(key)
                 if idx in st.shared or key in refused:
                     continue
-                st.node_dobs.setdefault(idx, set()).add(dob)
-                pid = st.node_profile[idx]
-                if pid is not None:
-                    st.profiles[pid].dobs.add(dob)
+                known = st.node_traits.setdefault(idx, {})
+                for t in traits:
+                    n = known.get(t)
+                    if n is not None:
+                        known[t] = n + 1
+                    elif len(known) < MAX_TRAITS_PER_NODE:
+                        known[t] = 1
+                        pid = st.node_profile[idx]
+                        if pid is not None:
+                            st.profiles[pid].traits.add(t)
         if self.config.fuzzy_matching:
             record = self._record(attributes)
             if record is not None:
@@ -855,9 +868,9 @@ class Resolver:
         prof.nodes.add(idx)
         t = st.node_types[idx]
         prof.counts[t] = prof.counts.get(t, 0) + 1
-        dobs = st.node_dobs.get(idx)
-        if dobs:
-            prof.dobs.update(dobs)
+        known = st.node_traits.get(idx)
+        if known:
+            prof.traits.update(known)
 
     def _apply_created(self, d: dict[str, Any]) -> None:
         st = self.state
@@ -894,7 +907,7 @@ class Resolver:
             survivor.nodes |= prof.nodes
             for t, c in prof.counts.items():
                 survivor.counts[t] = survivor.counts.get(t, 0) + c
-            survivor.dobs |= prof.dobs
+            survivor.traits |= prof.traits
             st.aliases[pid] = survivor.id
 
     def _apply_flagged(self, d: dict[str, Any]) -> None:
@@ -923,15 +936,15 @@ class Resolver:
     def _recount(self, prof: Profile) -> None:
         st = self.state
         counts: dict[str, int] = {}
-        dobs: set[str] = set()
+        known: set[str] = set()
         for idx in prof.nodes:
             t = st.node_types[idx]
             counts[t] = counts.get(t, 0) + 1
-            nd = st.node_dobs.get(idx)
-            if nd:
-                dobs |= nd
+            nt = st.node_traits.get(idx)
+            if nt:
+                known.update(nt)
         prof.counts = counts
-        prof.dobs = dobs
+        prof.traits = known
 
     def _apply_split(self, d: dict[str, Any]) -> None:
         st = self.state

@@ -34,6 +34,7 @@ import random
 import re
 import unicodedata
 from datetime import date as _date
+from functools import lru_cache
 from dataclasses import dataclass, fields as dc_fields
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
@@ -549,6 +550,43 @@ def hard_conflict(a: AttributeRecord, b: AttributeRecord) -> Optional[str]:
         return None
     lo, hi = sorted((da, db))
     return f"dates of birth differ: {lo} vs {hi}"
+
+
+# Letters that begin names which sound alike (Catherine / Kathryn, Sean / Shaun): Soundex keeps the first
+# letter, so these are compared as one.
+_SAME_SOUND_INITIAL = {"k": "c", "q": "c", "z": "s", "y": "i", "g": "j", "p": "f", "w": "v"}
+
+
+def _sound(name: str) -> Optional[str]:
+    code = soundex(name)
+    if code is None:
+        return None
+    first = code[0].lower()
+    return _SAME_SOUND_INITIAL.get(first, first) + code[1:]
+
+
+@lru_cache(maxsize=131_072)
+def first_names_compatible(first_a: str, last_a: Optional[str], first_b: str, last_b: Optional[str]) -> bool:
+    """Whether two people named so may be one person: their first names are equal, variants or
+    nicknames of each other, a short form, an initial that fits, a typo, or alike in sound (names taken down by ear:
+    Siobhan / Shivaun, Steven / Stephen); or the names were entered the other way round, or a lone name
+    in the first-name field is the other's surname. Canonical names (``canonical_first_name``)."""
+    if compare_first_name(first_a, first_b) != "different":
+        return True
+    short, long_ = sorted((first_a, first_b), key=len)
+    if len(short) >= 3 and long_.startswith(short):
+        return True  # a short form: Alex / Alejandro, Chris / Christopher
+    sound = _sound(first_a)
+    if sound is not None and sound == _sound(first_b):
+        return True
+    if last_a and last_b:
+        return (compare_last_name(first_a, last_b) != "different"
+                and compare_last_name(last_a, first_b) != "different")
+    if last_a is None and last_b:
+        return compare_last_name(first_a, last_b) != "different"
+    if last_b is None and last_a:
+        return compare_last_name(first_b, last_a) != "different"
+    return False
 
 
 def dates_compatible(a: str, b: str) -> bool:

@@ -24,8 +24,28 @@ _WS = re.compile(r"\s+")
 _NON_ALNUM = re.compile(r"[^0-9A-Za-z]")
 _DIGITS = re.compile(r"\D")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
-_SLASH_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})$")
+_SLASH_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})$")
 _COMPACT_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+_YEAR = re.compile(r"^(1[89]\d{2}|20\d{2})$")
+_DAY_MONTH_NAME = re.compile(r"^(\d{1,2})(?:st|nd|rd|th)?[ \-/.]*([^\W\d_]+)\.?,?[ \-/.]*(\d{4})$")
+_MONTH_NAME_DAY = re.compile(r"^([^\W\d_]+)\.?[ \-/.]*(\d{1,2})(?:st|nd|rd|th)?,?[ \-/.]*(\d{4})$")
+# Month names and their usual abbreviations: English, French, German, Spanish, Italian, Dutch,
+# Portuguese (the first letters are enough where they are unambiguous).
+_MONTHS = {name: i for i, names in enumerate((
+    "january jan janvier janv januar janner jänner enero ene gennaio gen januari janeiro",
+    "february feb feb. fevrier février fevr févr februar febrero febbraio februari fevereiro fev",
+    "march mar mars marz märz maerz marzo maart marco março",
+    "april apr avril avr abril aprile",
+    "may mai mayo maggio mei maio",
+    "june jun juin juni junio giugno junho",
+    "july jul juillet juil juli julio luglio lug julho",
+    "august aug aout août agosto ago augustus",
+    "september sep sept septembre septiembre settembre set setembro",
+    "october oct octobre oktober okt octubre ottobre ott outubro out",
+    "november nov novembre noviembre novembro",
+    "december dec decembre décembre dezember dez diciembre dic dicembre december dezembro",
+), start=1) for name in names.split()}
+TWO_DIGIT_YEAR_PIVOT = 30  # 05/03/29 is 2029, 05/03/30 is 1930: a fixed rule, never the clock
 _SEQUENCES = ("0123456789", "1234567890", "9876543210", "0987654321")
 _LETTERS_THEN_DIGITS = re.compile(r"^[A-Z]{1,6}(\d{4,})$")  # LY69905496: a programme's prefix, then the number
 
@@ -149,20 +169,49 @@ class Normalizer:
 
     def date(self, raw: str) -> Optional[str]:
         """A date of birth as ISO ``YYYY-MM-DD``, or None when it is not a real date."""
-        raw = raw.strip()[:10] if "T" in raw else raw.strip()
+        raw = raw.strip()[:10] if "T" in raw[:11] else raw.strip()
         m = _ISO_DATE.match(raw) or _COMPACT_DATE.match(raw)
         if m:
-            y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
-        else:
-            m = _SLASH_DATE.match(raw)
-            if not m:
-                return None
-            a, b, y = int(m.group(1)), int(m.group(2)), int(m.group(3))
-            mo, d = (a, b) if self.config.date_order == "mdy" else (b, a)
-        try:
-            return date(y, mo, d).isoformat()
-        except ValueError:
-            return None
+            return _iso(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        m = _SLASH_DATE.match(raw)
+        if m:
+            a, b, y = int(m.group(1)), int(m.group(2)), _full_year(m.group(3))
+            month_first = self.config.date_order == "mdy" and "." not in raw  # 07.03.1985: day first, always
+            first, second = ((a, b), (b, a)) if month_first else ((b, a), (a, b))
+            # in the configured order (dots: day first, as wherever they are written); a date that
+            # cannot be read so (31/10/1960 in a month-first configuration) is in the other order:
+            # formats mix, and a lost date helps nobody
+            return _iso(y, *first) or _iso(y, *second)
+        m = _YEAR.match(raw)
+        if m:
+            return _iso(int(raw), 1, 1)  # only the year known: 1 January, as the matcher reads it
+        m = _DAY_MONTH_NAME.match(raw)
+        if m:
+            month = _month(m.group(2))
+            return _iso(int(m.group(3)), month, int(m.group(1))) if month else None
+        m = _MONTH_NAME_DAY.match(raw)
+        if m:
+            month = _month(m.group(1))
+            return _iso(int(m.group(3)), month, int(m.group(2))) if month else None
+        return None
+
+
+def _iso(year: int, month: int, day: int) -> Optional[str]:
+    try:
+        return date(year, month, day).isoformat()
+    except ValueError:
+        return None
+
+
+def _full_year(digits: str) -> int:
+    if len(digits) == 4:
+        return int(digits)
+    yy = int(digits)
+    return (2000 if yy < TWO_DIGIT_YEAR_PIVOT else 1900) + yy
+
+
+def _month(name: str) -> Optional[int]:
+    return _MONTHS.get(name.lower())
 
 
 def _parse_phone(raw: str, region: Optional[str]) -> Optional[phonenumbers.PhoneNumber]:

@@ -141,6 +141,20 @@ def test_attributes(norm):
     assert dmy.attributes({"date_of_birth": "03/07/1985"}) == {"date_of_birth": "1985-07-03"}
 
 
+@pytest.mark.parametrize("raw,iso", [
+    ("31/10/1960", "1960-10-31"),  # cannot be month first: day first
+    ("31/10/60", "1960-10-31"), ("05/03/29", "2029-05-03"),  # two-digit years: a fixed pivot, never the clock
+    ("07.03.1985", "1985-03-07"),  # dots: day first
+    ("31 Oct 1960", "1960-10-31"), ("31 October 1960", "1960-10-31"), ("7th March 1985", "1985-03-07"),
+    ("Oct 7, 1985", "1985-10-07"), ("October 7th 1985", "1985-10-07"), ("7 mars 1985", "1985-03-07"),
+    ("3. März 1985", "1985-03-03"), ("12-dic-1990", "1990-12-12"),
+    ("1985", "1985-01-01"),  # only the year known: 1 January, as the matcher reads it
+    ("13/13/1985", None), ("31 Foo 1960", None), ("2/30/1985", None), ("1700", None),
+])
+def test_dates_of_birth_in_the_formats_people_write(norm, raw, iso):
+    assert norm.date(raw) == iso
+
+
 local = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789._+-", min_size=1, max_size=20)
 domain = st.sampled_from(["gmail.com", "GoogleMail.com", "yahoo.com", "corp.example-mail.org"])
 

@@ -91,7 +91,7 @@ def test_guards_hold_whatever_the_input(events):
         for t, n in types.items():
             limit = config.rule(t).max_per_profile
             assert limit is None or n <= limit, (prof.id, t, n)
-        assert len(prof.dobs) <= 1
+        assert len({t.split("|")[0] for t in prof.traits} - {""}) <= 1  # one person's date of birth
         if prof.nodes:  # one connected component of evidence edges
             assert len(run.resolver._components(prof.nodes)) == 1
     # every event sits in exactly one profile of the views
@@ -102,8 +102,9 @@ def _state_summary(state: ResolverState):
     return (
         {k: state.node_profile[i] for k, i in state.node_index.items()},
         {state.node_keys[i] for i in state.shared},
-        {pid: ({state.node_keys[i] for i in p.nodes}, p.created_at, frozenset(p.dobs), dict(p.counts))
+        {pid: ({state.node_keys[i] for i in p.nodes}, p.created_at, frozenset(p.traits), dict(p.counts))
          for pid, p in state.profiles.items()},
+        {state.node_keys[i]: dict(t) for i, t in state.node_traits.items()},
         dict(state.aliases),
         {state.node_keys[a]: {state.node_keys[b]: e for b, e in nb.items()} for a, nb in state.adj.items()},
         set(state.seen_events),

@@ -1,0 +1,122 @@
+"""Person traits: an identifier used by people who are clearly different (first names that are no
+variants of each other, dates of birth that clearly differ) is a household's or a shop's, and never
+merges them; one person's variants never split her."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from resolver import traits as person
+from resolver.config import ResolverConfig
+from tests.resolver_helpers import Run, ev
+
+
+def trait(first=None, last=None, dob=None) -> str:
+    (t,) = person.event_traits({"first_name": first, "last_name": last, "date_of_birth": dob}, True, True)
+    return t
+
+
+@pytest.mark.parametrize("a,b", [
+    (("Katherine", "Smith"), ("Kate", "Smith")), (("Steven",), ("Stephen",)), (("Siobhan",), ("Shivaun",)),
+    (("Catherine",), ("Kathryn",)), (("Alexander",), ("Alex",)), (("Jon",), ("John",)), (("J",), ("John",)),
+    (("Smith", "John"), ("John", "Smith")),  # entered the other way round
+    (("Chen",), ("Tony", "Chen")),  # a lone surname in the first-name field
+    (("Mrs Ann",), ("Ann",)),
+])
+def test_one_persons_spellings_are_compatible(a, b):
+    assert person.compatible(trait(*a), trait(*b), person.FIRST_NAME)
+    assert person.distinct({trait(*a): 3, trait(*b): 3}, person.FIRST_NAME) == 1
+
+
+@pytest.mark.parametrize("a,b", [(("Ana",), ("Luis",)), (("Maria", "Garcia"), ("Sofia", "Garcia")),
+                                 (("Priya",), ("Rahul",))])
+def test_clearly_different_first_names_are_two_people(a, b):
+    assert not person.compatible(trait(*a), trait(*b), person.FIRST_NAME)
+    assert person.conflict([trait(*a)], [trait(*b)]) == person.FIRST_NAME
+
+
+def test_a_shared_birthday_keeps_a_used_and_a_legal_name_together():
+    """Hao goes by Tony: with the same date of birth the names do not make two people (twins would not
+    be told apart either, as before); with different dates they are two whatever the names."""
+    assert person.compatible(trait("Tony", "Chen", "1960-10-31"), trait("Hao", None, "1960-10-31"),
+                             person.FIRST_NAME)
+    assert not person.compatible(trait("Tony", "Chen", "1960-10-31"), trait("Tony", "Chen", "1990-01-05"),
+                                 person.DOB)
+
+
+def test_a_person_counts_once_named_twice_or_about_as_often_as_the_others():
+    owner, gift = trait("Shreya", "Patel"), trait("Arun", "Verma")
+    assert person.distinct({owner: 5, gift: 1}, person.FIRST_NAME) == 1  # one order for someone else
+    assert person.distinct({owner: 5, gift: 2}, person.FIRST_NAME) == 2
+    assert person.distinct({owner: 1, gift: 1}, person.FIRST_NAME) == 2  # a landline: each called once
+    assert person.distinct({trait(dob="1970-01-02"): 9, trait(dob="2004-05-06"): 1}, person.DOB) == 2
+
+
+names = st.sampled_from(["ann", "anne", "annie", "bob", "robert", "rob", "luis", "lewis", "kate", "katherine",
+                         "maria", "mario", "sofia", "sophie", "j", "smith"])
+traits_st = st.builds(lambda f, l, d: f"{d}|{f}|{l}", names, st.sampled_from(["", "smith", "garcia"]),
+                      st.sampled_from(["", "1970-01-02", "1970-02-01", "1985-06-07", "2001-12-30"]))
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(traits_st, st.integers(min_value=1, max_value=5), max_size=6),
+       st.sampled_from(person.KINDS))
+def test_people_counted_are_bounded_and_symmetric(counts, which):
+    n = person.distinct(counts, which)
+    assert 0 <= n <= len(person.carry(counts, which))
+    for a in counts:
+        for b in counts:
+            assert person.compatible(a, b, which) == person.compatible(b, a, which)
+        assert person.compatible(a, a, which)
+
+
+def test_a_family_mailbox_is_found_shared_and_does_not_merge_the_family():
+    run = Run().feed([
+        ev("1", 0, channel="web", event_type="signup", email="thegarcias@mail.es", phone="+34 612 345 678",
+           attrs={"first_name": "Ana", "last_name": "Garcia"}),
+        ev("2", 1, channel="call_center", email="thegarcias@mail.es", loyalty_id="LY-1111-2222",
+           attrs={"first_name": "Luis", "last_name": "Garcia"}),
+        ev("3", 2, channel="store", email="thegarcias@mail.es", loyalty_id="ly11112222",
+           attrs={"first_name": "Luis", "last_name": "Garcia"}),
+    ])
+    status = run.views.lookup_node("email:thegarcias@mail.es")
+    assert status["status"] == "shared" and "2 different first names" in status["reason"]
+    assert run.profile_of("1") != run.profile_of("2")
+    assert run.profile_of("2") == run.profile_of("3")  # Luis's card, in two spellings, is one card
+
+
+def test_one_persons_variants_and_one_gift_order_keep_her_email():
+    """Four events name Kate in four spellings; one order names its recipient: her email stays hers."""
+    run = Run().feed([
+        ev("0", 0, email="kate@x.org", channel="call_center", attrs={"first_name": "Cathy", "last_name": "Moore"}),
+        ev("1", 0, email="kate@x.org", attrs={"first_name": "Katherine", "last_name": "Moore"}),
+        ev("2", 1, email="kate@x.org", attrs={"first_name": "Kate"}),
+        ev("3", 2, email="kate@x.org", phone="+44 20 7946 0018", attrs={"first_name": "Katie", "last_name": "Moore"}),
+        ev("4", 3, email="kate@x.org", event_type="purchase", attrs={"first_name": "Tom", "last_name": "Hill"}),
+        ev("5", 4, phone="0044 20 7946 0018", attrs={"first_name": "Moore", "last_name": "Katherine"}),
+    ])
+    assert run.views.lookup_node("email:kate@x.org")["status"] == "found"
+    assert len({run.profile_of(e) for e in "012345"}) == 1
+
+
+def test_an_event_that_brings_two_people_together_is_refused_not_blamed_on_the_later_identifier():
+    """A lent loyalty card at a till with Sarah's email: the card's holder is someone else, so the
+    card is not linked on that event; Sarah's email stays hers (it is not found shared)."""
+    run = Run().feed([
+        ev("1", 0, email="sarah@x.org", attrs={"first_name": "Sarah", "last_name": "Bailey"}),
+        ev("2", 1, loyalty_id="LY-5555-0001", attrs={"first_name": "Margaret", "last_name": "Okafor"}),
+        ev("3", 2, channel="store", loyalty_id="LY55550001", email="sarah@x.org"),
+    ])
+    assert run.views.lookup_node("email:sarah@x.org")["status"] == "found"
+    assert run.profile_of("1") != run.profile_of("2")
+    refused = [d for entry in run.log for d in entry if d["type"] == "link_refused"]
+    assert [d["node"] for d in refused] == ["email:sarah@x.org"] and "first names" in refused[0]["reason"]
+
+
+def test_name_conflict_off_leaves_names_to_the_matcher():
+    events = [ev("1", 0, email="fam@x.org", attrs={"first_name": "Ana"}),
+              ev("2", 1, email="fam@x.org", attrs={"first_name": "Luis"})]
+    run = Run(ResolverConfig(name_conflict=False)).feed(events)
+    assert run.views.lookup_node("email:fam@x.org")["status"] == "found"
+    assert run.profile_of("1") == run.profile_of("2")
