@@ -78,6 +78,10 @@ class CustomerViews:
         self.ev_profile: list[str] = []
         self.ev_ignored: list[Optional[list[dict[str, str]]]] = []
         self.ev_refused: dict[int, frozenset[int]] = {}  # identifiers not linked on that event
+        # events with only shared identifiers, attributed by session: event -> the customer's identifier
+        self.ev_via: dict[int, int] = {}
+        self.ev_attribution: dict[int, dict[str, Any]] = {}  # and the decision that said so
+        self.ev_index: dict[str, int] = {}  # event ID -> position
         # profiles
         self.profiles: dict[str, ProfileView] = {}
         self.aliases: dict[str, str] = {}
@@ -159,6 +163,14 @@ class CustomerViews:
                 self._dirty.add(d["profile_id"])
             elif t == "event_rejected":
                 self.rejected.append(d)
+            elif t == "events_attributed":
+                via = self._node(d["node"])
+                for event_id in d["events"]:
+                    i = self.ev_index.get(event_id)
+                    if i is not None:
+                        self.ev_via[i] = via
+                        self.ev_attribution[i] = d
+                        self._dirty.add(self.ev_profile[i])
             elif t == "link_refused":
                 self.refusals.setdefault(self._node(d["node"]), []).append(d)
             elif t == "probable_link":
@@ -200,10 +212,14 @@ class CustomerViews:
             pid = self.node_profile[idx]
             if pid is not None and idx not in refused:
                 return pid
+        via = self.ev_via.get(i)
+        if via is not None and self.node_profile[via] is not None:
+            return self.node_profile[via]
         return event_profile_id(self.ev_id[i])
 
     def _interaction(self, d: dict[str, Any]) -> None:
         i = len(self.ev_id)
+        self.ev_index[d["event_id"]] = i
         self.ev_id.append(d["event_id"])
         self.ev_at.append(d["occurred_at"])
         self.ev_channel.append(d["channel"])
@@ -211,6 +227,10 @@ class CustomerViews:
         self.ev_nodes.append(tuple(self._node(k) for k in d["nodes"]))
         if d.get("refused"):
             self.ev_refused[i] = frozenset(self._node(k) for k in d["refused"])
+        attributed = d.get("attributed")
+        if attributed:
+            self.ev_via[i] = self._node(attributed["node"])
+            self.ev_attribution[i] = attributed
         attrs, payload = d.get("attributes"), d.get("payload")
         # (orjson's bytes are over-allocated; a str copy holds exactly the text)
         self.ev_attrs.append(orjson.dumps(attrs).decode() if attrs else None)
@@ -223,19 +243,27 @@ class CustomerViews:
     def _reassign(self) -> None:
         """Re-derive the events of profiles whose identifiers changed (after a flag or a split)."""
         moved: list[int] = []
+        before: dict[int, str] = {}
         for pid in sorted(self._dirty):
             prof = self.profiles.get(pid)
             if prof is not None:
                 moved.extend(prof.events)
+                before.update((i, pid) for i in prof.events)
                 prof.events = []
+        went: dict[str, set[str]] = {}
         for i in sorted(moved):
             pid = self._assign(i)
             self.ev_profile[i] = pid
             self._profile(pid, self.ev_at[i]).events.append(i)
+            went.setdefault(before[i], set()).add(pid)
         for pid in self._dirty:
             prof = self.profiles.get(pid)
             if prof is not None and not prof.nodes and not prof.events:
                 del self.profiles[pid]
+                if len(went.get(pid, ())) == 1:
+                    # an anonymous event's profile whose event now belongs to a customer: its ID still
+                    # leads there, as a merged-away ID does
+                    self.aliases[pid] = next(iter(went[pid]))
         self._dirty.clear()
 
     # ------------------------------------------------------------------------------------ reading
@@ -468,6 +496,18 @@ class CustomerViews:
                 ignored.append({"identifier": self.node_keys[idx], "event_id": r["event_id"],
                                 "why": f"not linked to {', '.join(r['others'])} on this event: {r['reason']}"})
         identifiers = [self.node_keys[n] for n in sorted(prof.nodes)]
+        attributed = []
+        for i in sorted(prof.events):
+            a = self.ev_attribution.get(i)
+            if a is not None:
+                attributed.append({"event_id": self.ev_id[i], "via": a["via"], "node": a["node"], "rule": a["rule"],
+                                   **({"claimed_by": a["event_id"]} if a.get("type") == "events_attributed" else {})})
+        summary = _explain_text(pid, identifiers, links, merges, len(prof.events))
+        summary += [f"Event {a['event_id']} carried only {a['via']}, which several customers use; it is this "
+                    f"customer's: " + (f"event {a['claimed_by']} signed in with {a['node']} on it within 30 minutes "
+                                       f"after." if "claimed_by" in a else
+                                       f"{a['node']} was signed in on it within 30 minutes before.")
+                    for a in attributed[:50]]
         return {
             "profile_id": pid,
             "identifiers": identifiers,
@@ -476,7 +516,8 @@ class CustomerViews:
             "merges": merges,
             "splits": splits,
             "not_linked": ignored[:200],
-            "summary": _explain_text(pid, identifiers, links, merges, len(prof.events)),
+            "attributed": attributed[:200],
+            "summary": summary,
         }
 
     def digest(self) -> str:

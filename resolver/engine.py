@@ -42,6 +42,7 @@ from datetime import timezone
 from typing import Any, Callable, Iterable, Optional
 
 from resolver.config import ResolverConfig
+from resolver import sessions
 from resolver import traits as person
 from resolver.matching import (
     FIELD_INDEX, FIELDS, FREQUENCY_FIELDS, RECORD_FIELDS, AttributeRecord, MatchModel, blocking_keys,
@@ -126,6 +127,9 @@ class ResolverState:
         self.review_rejected: set[tuple[int, int]] = set()  # pairs a person said are different customers
         self.value_counts: dict[tuple[str, str], int] = {}  # (field, value) -> indexed records holding it
         self.value_totals: dict[str, int] = {}  # field -> indexed records with a value for it
+        # anonymous activity on shared identifiers (``resolver.sessions``)
+        self.session_last: dict[int, tuple[str, str]] = {}  # shared node -> (time, identifier) of its last identified use
+        self.session_pending: dict[int, list[tuple[str, str]]] = {}  # shared node -> [(time, event)] unattributed
 
     def node(self, key: str) -> int:
         idx = self.node_index.get(key)
@@ -230,13 +234,14 @@ class Resolver:
         traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict)
         occurred_at = utc_iso(event.occurred_at)
         record = self._record(attributes) if attributes and self.config.fuzzy_matching else None
-        if record is not None and not node_keys:
-            # no identifier, but enough attributes to match on: an anonymous record of its own
-            node_keys = [node_key(RECORD_TYPE, event.event_id)]
+        if record is not None and not any(st.node_index.get(k) not in st.shared for k in node_keys):
+            # no identifier, or only shared ones, but enough attributes to match on: an anonymous record
+            node_keys = [*node_keys, node_key(RECORD_TYPE, event.event_id)]
 
         refused = self._link(event.event_id, occurred_at, node_keys, traits) if node_keys else []
         if record is not None:
             self._match(event.event_id, occurred_at, node_keys, refused, record[0], record[1])
+        attributed = self._sessions(event.event_id, occurred_at, node_keys, refused)
 
         recorded: dict[str, Any] = {
             "type": "interaction_recorded",
@@ -248,6 +253,8 @@ class Resolver:
         }
         if refused:
             recorded["refused"] = refused
+        if attributed:
+            recorded["attributed"] = attributed
         if ignored:
             recorded["ignored"] = ignored
         if attributes:
@@ -370,6 +377,36 @@ class Resolver:
             self._emit({"type": "identifiers_linked", "event_id": event_id, "rule": "seen_together",
                         "nodes": accepted})
         return refused
+
+    def _sessions(self, event_id: str, occurred_at: str, node_keys: list[str],
+                  refused: list[str]) -> Optional[dict[str, Any]]:
+        """Session attribution on the event's shared identifiers (``resolver.sessions``): an anonymous
+        event's attribution, or None; an identified event claims the anonymous ones waiting."""
+        st = self.state
+        shared = self._shared_of(node_keys)
+        if not shared:
+            return None
+        anchor = self._representative(node_keys, refused)
+        if anchor is None:
+            found = sessions.attribution(st.session_last, shared, occurred_at, st.node_keys)
+            if found is not None:
+                idx = st.node_index.get(found["node"])
+                if idx is not None and idx not in st.shared and st.node_profile[idx] is not None:
+                    return found
+            return None
+        for via, events in sessions.claims(st.session_pending, shared, occurred_at, st.node_keys):
+            self._emit({"type": "events_attributed", "event_id": event_id, "node": st.node_keys[anchor],
+                        "via": via, "rule": sessions.RULE, "events": events})
+        return None
+
+    def _shared_of(self, node_keys: Iterable[str]) -> list[int]:
+        st = self.state
+        out = []
+        for k in node_keys:
+            idx = st.node_index.get(k)
+            if idx is not None and idx in st.shared:
+                out.append(idx)
+        return out
 
     # ------------------------------------------------------------------------ probabilistic matching
     def _record(self, attributes: dict[str, str]) -> Optional[tuple[AttributeRecord, list[str]]]:
@@ -801,6 +838,13 @@ class Resolver:
     def _apply_interaction(self, d: dict[str, Any]) -> None:
         st = self.state
         st.seen_events.add(d["event_id"])
+        shared = self._shared_of(d["nodes"])
+        if shared:
+            anchor = self._representative(d["nodes"], d.get("refused", ()))
+            if anchor is not None:
+                sessions.fold_identified(st.session_last, shared, d["occurred_at"], st.node_keys[anchor])
+            elif "attributed" not in d:
+                sessions.fold_waiting(st.session_pending, shared, st.node_keys, d["occurred_at"], d["event_id"])
         attributes = d.get("attributes")
         if not attributes:
             return
@@ -981,6 +1025,10 @@ class Resolver:
             a, b = pair
             st.review_rejected.add((a, b) if a < b else (b, a))
 
+    def _apply_attributed(self, d: dict[str, Any]) -> None:
+        st = self.state
+        sessions.fold_claimed(st.session_pending, st.node(d["via"]), d["events"])
+
     def _apply_rejected(self, d: dict[str, Any]) -> None:
         self.state.rejected_keys.add(d["key"])
 
@@ -998,4 +1046,5 @@ _APPLY: dict[str, Callable[[Resolver, dict[str, Any]], None]] = {
     "probable_link": Resolver._apply_probable,
     "possible_match": Resolver._apply_possible,
     "review_decided": Resolver._apply_review,
+    "events_attributed": Resolver._apply_attributed,
 }

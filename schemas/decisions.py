@@ -38,6 +38,17 @@ class IgnoredIdentifier(BaseModel):
     reason: str
 
 
+class Attribution(BaseModel):
+    """Why an event that carries only shared identifiers belongs to a customer."""
+
+    model_config = ConfigDict(extra="forbid")
+    node: str = Field(description="The customer's identifier: the event goes where this identifier's profile is.")
+    via: str = Field(description="The shared identifier the event and that customer's identified event used.")
+    rule: Literal["same_session"] = Field(description="same_session: within 30 minutes of an identified event "
+                                                      "on the shared identifier.")
+    seconds: int = Field(ge=0, description="Seconds from that identified event to this one.")
+
+
 class InteractionRecorded(_Decision):
     """A raw event was accepted. ``nodes`` are its usable identifiers, strongest first."""
 
@@ -48,6 +59,7 @@ class InteractionRecorded(_Decision):
     event_type: str
     nodes: list[str]
     refused: list[str] = Field(default_factory=list, description="Identifiers of ``nodes`` not linked on this event.")
+    attributed: Optional[Attribution] = None
     ignored: list[IgnoredIdentifier] = Field(default_factory=list)
     attributes: dict[str, str] = Field(default_factory=dict)
     payload: dict[str, Any] = Field(default_factory=dict)
@@ -112,6 +124,18 @@ class LinkRefused(_Decision):
     event_id: str
     others: list[str]
     reason: str
+
+
+class EventsAttributed(_Decision):
+    """Anonymous events on a shared identifier, waiting, claimed by the identified event that followed
+    them within a session: they belong to that event's customer."""
+
+    type: Literal["events_attributed"]
+    event_id: str = Field(description="The identified event that claims them.")
+    node: str = Field(description="Its customer's identifier.")
+    via: str = Field(description="The shared identifier both used.")
+    rule: Literal["same_session"]
+    events: list[str]
 
 
 class FieldWeight(BaseModel):
@@ -217,6 +241,7 @@ Decision = Annotated[
         ProbableLink,
         PossibleMatch,
         ReviewDecided,
+        EventsAttributed,
     ],
     Field(discriminator="type"),
 ]

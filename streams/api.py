@@ -417,6 +417,14 @@ class NotLinked(BaseModel):
     why: str
 
 
+class Attributed(BaseModel):
+    event_id: str = Field(description="An event that carried only shared identifiers.")
+    via: str = Field(description="The shared identifier it carried.")
+    node: str = Field(description="The customer's identifier it is attributed through.")
+    rule: str = Field(description="same_session: within 30 minutes of this customer's identified event on it.")
+    claimed_by: Optional[str] = Field(None, description="The identified event that followed and claimed it.")
+
+
 class Explanation(BaseModel):
     profile_id: str
     identifiers: list[str]
@@ -425,6 +433,9 @@ class Explanation(BaseModel):
     merges: list[Merge]
     splits: list[Split]
     not_linked: list[NotLinked]
+    attributed: list[Attributed] = Field(default_factory=list,
+                                         description="Events that carried only shared identifiers, and why they "
+                                                     "are this customer's.")
     summary: list[str] = Field(description="The evidence in sentences.")
 
 

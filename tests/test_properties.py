@@ -105,6 +105,8 @@ def _state_summary(state: ResolverState):
         {pid: ({state.node_keys[i] for i in p.nodes}, p.created_at, frozenset(p.traits), dict(p.counts))
          for pid, p in state.profiles.items()},
         {state.node_keys[i]: dict(t) for i, t in state.node_traits.items()},
+        {state.node_keys[i]: u for i, u in state.session_last.items()},
+        {state.node_keys[i]: list(w) for i, w in state.session_pending.items()},
         dict(state.aliases),
         {state.node_keys[a]: {state.node_keys[b]: e for b, e in nb.items()} for a, nb in state.adj.items()},
         set(state.seen_events),

@@ -1,0 +1,101 @@
+"""Anonymous activity on shared identifiers, attributed by session.
+
+A shared identifier (a family tablet, a store kiosk, a household landline) identifies nobody, so an
+event that carries nothing else would be a profile of its own: eight page views, eight profiles. But a
+person who signs in on the family tablet and then browses, or browses and then signs in, is the one
+browsing. So an anonymous event on a shared identifier is attributed to the customer of the *identified*
+event on that identifier closest to it within ``SESSION_SECONDS`` (by ``occurred_at``):
+
+- an identified event came first: the anonymous event is attributed when it is decided
+  (``interaction_recorded.attributed``);
+- the anonymous event came first: it waits (at most ``MAX_PENDING`` per identifier, on the first of its
+  shared identifiers), and the identified event on it that follows within the session claims it
+  (``events_attributed``).
+
+Outside a session the event stays a profile of its own: at a kiosk strangers follow one another, and
+no rule can say whose the page view between two sign-ins an hour apart was. The attribution names the
+customer's identifier, not the profile, so it follows later merges and splits.
+
+The state is two maps kept in ``ResolverState`` and changed only by the fold (``fold_*``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable, Optional
+
+SESSION_SECONDS = 30 * 60  # the customary web session: 30 minutes
+MAX_PENDING = 32  # anonymous events waiting per shared identifier (the oldest are dropped)
+RULE = "same_session"
+
+
+def _at(iso: str) -> datetime:
+    return datetime.fromisoformat(iso[:-1] if iso.endswith("Z") else iso)
+
+
+def gap_seconds(earlier: str, later: str) -> float:
+    """Seconds from ``earlier`` to ``later`` (the engine's fixed-width UTC timestamps)."""
+    return (_at(later) - _at(earlier)).total_seconds()
+
+
+def attribution(last: dict[int, tuple[str, str]], shared: Iterable[int], occurred_at: str,
+                keys: list[str]) -> Optional[dict[str, Any]]:
+    """For an anonymous event at ``occurred_at`` on the ``shared`` identifiers: the identified use of one
+    of them that preceded it within a session (the closest; then the identifier's key), or None."""
+    best: Optional[tuple[float, str, str]] = None
+    for idx in shared:
+        use = last.get(idx)
+        if use is None:
+            continue
+        gap = gap_seconds(use[0], occurred_at)
+        if 0 <= gap <= SESSION_SECONDS:
+            candidate = (gap, keys[idx], use[1])
+            if best is None or candidate < best:
+                best = candidate
+    if best is None:
+        return None
+    gap, via, node = best
+    return {"node": node, "via": via, "rule": RULE, "seconds": int(gap)}
+
+
+def claims(pending: dict[int, list[tuple[str, str]]], shared: Iterable[int], occurred_at: str,
+           keys: list[str]) -> list[tuple[str, list[str]]]:
+    """For an identified event at ``occurred_at`` on the ``shared`` identifiers: per identifier (its key),
+    the waiting anonymous events it claims (at most a session earlier, and not later)."""
+    out = []
+    for idx in sorted(shared, key=keys.__getitem__):
+        waiting = pending.get(idx)
+        if not waiting:
+            continue
+        mine = [e for at, e in waiting if 0 <= gap_seconds(at, occurred_at) <= SESSION_SECONDS]
+        if mine:
+            out.append((keys[idx], mine))
+    return out
+
+
+def fold_identified(last: dict[int, tuple[str, str]], shared: Iterable[int], occurred_at: str, anchor: str) -> None:
+    """An identified event (its strongest linked identifier ``anchor``) used the ``shared`` identifiers."""
+    for idx in shared:
+        use = last.get(idx)
+        if use is None or use[0] <= occurred_at:
+            last[idx] = (occurred_at, anchor)
+
+
+def fold_waiting(pending: dict[int, list[tuple[str, str]]], shared: list[int], keys: list[str], occurred_at: str,
+                 event_id: str) -> None:
+    """An anonymous event on the ``shared`` identifiers was left unattributed: it waits for a claim, on
+    the first of them (by key; an event rarely carries two shared identifiers)."""
+    waiting = pending.setdefault(min(shared, key=keys.__getitem__), [])
+    waiting.append((occurred_at, event_id))
+    if len(waiting) > MAX_PENDING:
+        del waiting[0]
+
+
+def fold_claimed(pending: dict[int, list[tuple[str, str]]], via: int, events: Iterable[str]) -> None:
+    """Claimed events wait no longer."""
+    claimed = set(events)
+    waiting = [w for w in pending.get(via, ()) if w[1] not in claimed]
+    if waiting:
+        pending[via] = waiting
+    else:
+        pending.pop(via, None)

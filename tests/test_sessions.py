@@ -1,0 +1,92 @@
+"""Anonymous activity on a shared identifier belongs to the customer who used it in the same session;
+outside a session it stays apart, and no rule chains strangers at a kiosk."""
+
+from __future__ import annotations
+
+from schemas.decisions import LogEntry
+from tests.resolver_helpers import Run, ev
+
+
+def family_tablet() -> list:
+    """A tablet two people sign in on: it is shared (seen with two people's emails and names)."""
+    return [
+        ev("mum-1", 0, channel="app", event_type="login", device_id="tablet-7", email="mum@x.org",
+           attrs={"first_name": "Ruth"}),
+        ev("kid-1", 60, channel="app", event_type="login", device_id="tablet-7", email="kid@x.org",
+           attrs={"first_name": "Leo"}),
+        ev("kid-2", 120, channel="app", event_type="login", device_id="tablet-7", email="kid@x.org",
+           attrs={"first_name": "Leo"}),
+    ]
+
+
+def test_browsing_after_a_sign_in_belongs_to_who_signed_in():
+    run = Run().feed(family_tablet() + [
+        ev("mum-2", 600, channel="app", event_type="login", device_id="tablet-7", email="mum@x.org"),
+        ev("view-1", 610, channel="app", event_type="page_view", device_id="tablet-7"),
+        ev("view-2", 625, channel="app", event_type="page_view", device_id="tablet-7"),
+    ])
+    assert run.views.lookup_node("device_id:tablet-7")["status"] == "shared"
+    assert run.profile_of("view-1") == run.profile_of("view-2") == run.profile_of("mum-1")
+    recorded = [d for entry in run.log for d in entry
+                if d["type"] == "interaction_recorded" and d["event_id"] == "view-2"][0]
+    assert recorded["attributed"] == {"node": "email:mum@x.org", "via": "device_id:tablet-7",
+                                      "rule": "same_session", "seconds": 25 * 60}
+    for seq, entry in enumerate(run.log):
+        LogEntry.model_validate({"seq": seq, "decisions": entry})
+
+
+def test_browsing_before_a_sign_in_is_claimed_by_it():
+    run = Run().feed(family_tablet() + [
+        ev("view-1", 1000, channel="app", event_type="page_view", device_id="tablet-7"),
+        ev("view-2", 1010, channel="app", event_type="page_view", device_id="tablet-7"),
+    ])
+    alone = run.profile_of("view-1")
+    assert alone not in (run.profile_of("mum-1"), run.profile_of("kid-1"))
+    run.feed([ev("kid-3", 1020, channel="app", event_type="login", device_id="tablet-7", email="kid@x.org")])
+    assert run.profile_of("view-1") == run.profile_of("view-2") == run.profile_of("kid-1")
+    claims = [d for entry in run.log for d in entry if d["type"] == "events_attributed"]
+    assert [(c["event_id"], c["node"], c["events"]) for c in claims] == [("kid-3", "email:kid@x.org",
+                                                                          ["view-1", "view-2"])]
+    assert run.views.resolve(alone) == run.profile_of("kid-1")  # the anonymous profile's ID still leads there
+
+
+def test_outside_a_session_anonymous_events_stay_apart():
+    run = Run().feed(family_tablet() + [
+        ev("view-1", 600, channel="app", event_type="page_view", device_id="tablet-7"),  # 8 hours after
+        ev("kid-3", 700, channel="app", event_type="login", device_id="tablet-7", email="kid@x.org"),  # 100 min
+    ])
+    assert run.profile_of("view-1") not in (run.profile_of("mum-1"), run.profile_of("kid-1"))
+    assert not [d for entry in run.log for d in entry if d["type"] == "events_attributed"]
+
+
+def test_an_anonymous_event_with_a_name_on_a_shared_identifier_is_matched_on_its_attributes():
+    """A call from a household landline (shared) by someone who gives her name and date of birth is
+    not a profile of its own: its record is matched like any other."""
+    attrs = {"first_name": "Ruth", "last_name": "Okafor", "date_of_birth": "1971-04-09", "postcode": "LS18 6SS",
+             "address": "4 Mill Lane", "city": "Leeds"}
+    run = Run().feed([
+        ev("1", 0, channel="web", event_type="signup", email="ruth@x.org", attrs=attrs),
+        ev("2", 10, channel="call_center", phone="+44 113 496 0000", email="ruth@x.org",
+           attrs={"first_name": "Ruth", "date_of_birth": "1971-04-09"}),
+        ev("3", 20, channel="call_center", phone="+44 113 496 0000", email="sam@x.org",
+           attrs={"first_name": "Sam", "date_of_birth": "2003-01-30"}),
+        ev("4", 9000, channel="call_center", phone="0044 113 496 0000",
+           attrs={**attrs, "first_name": "Ruthie"}),
+    ])
+    assert run.views.lookup_node("phone:+441134960000")["status"] == "shared"
+    assert run.profile_of("4") == run.profile_of("1")
+
+
+def test_explain_says_why_an_anonymous_event_is_the_customers():
+    run = Run().feed(family_tablet() + [
+        ev("view-1", 1000, channel="app", event_type="page_view", device_id="tablet-7"),
+        ev("kid-3", 1010, channel="app", event_type="login", device_id="tablet-7", email="kid@x.org"),
+        ev("view-2", 1015, channel="app", event_type="page_view", device_id="tablet-7"),
+    ])
+    explained = run.views.explain(run.profile_of("kid-1"))
+    assert explained["attributed"] == [
+        {"event_id": "view-1", "via": "device_id:tablet-7", "node": "email:kid@x.org", "rule": "same_session",
+         "claimed_by": "kid-3"},
+        {"event_id": "view-2", "via": "device_id:tablet-7", "node": "email:kid@x.org", "rule": "same_session"},
+    ]
+    assert any("view-1 carried only device_id:tablet-7" in line and "kid-3" in line for line in explained["summary"])
