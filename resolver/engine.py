@@ -664,7 +664,10 @@ class Resolver:
                 incoming = person.carry(traits, t)
                 if not incoming:
                     continue
-                seen = dict(st.node_traits.get(idx, {}))
+                known = st.node_traits.get(idx, {})
+                if known.get(incoming[0], 0) >= person.SUPPORT[t]:
+                    continue  # a person already counted, named again: no one new
+                seen = dict(known)
                 seen[incoming[0]] = seen.get(incoming[0], 0) + 1
                 distinct = person.distinct(seen, t)
                 if distinct > limit:

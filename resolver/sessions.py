@@ -21,7 +21,7 @@ The state is two maps kept in ``ResolverState`` and changed only by the fold (``
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Optional
 
 SESSION_SECONDS = 30 * 60  # the customary web session: 30 minutes
@@ -38,24 +38,30 @@ def gap_seconds(earlier: str, later: str) -> float:
     return (_at(later) - _at(earlier)).total_seconds()
 
 
+def session_start(occurred_at: str) -> str:
+    """The earliest time in the same session as ``occurred_at``, in the same fixed-width form (so that
+    comparing the strings compares the times)."""
+    return (_at(occurred_at) - timedelta(seconds=SESSION_SECONDS)).isoformat(timespec="microseconds") + "Z"
+
+
 def attribution(last: dict[int, tuple[str, str]], shared: Iterable[int], occurred_at: str,
                 keys: list[str]) -> Optional[dict[str, Any]]:
     """For an anonymous event at ``occurred_at`` on the ``shared`` identifiers: the identified use of one
     of them that preceded it within a session (the closest; then the identifier's key), or None."""
-    best: Optional[tuple[float, str, str]] = None
+    best: Optional[tuple[str, str, str]] = None  # (time of the use, with its order negated by the key, ...)
+    start = None
     for idx in shared:
         use = last.get(idx)
-        if use is None:
+        if use is None or use[0] > occurred_at:
             continue
-        gap = gap_seconds(use[0], occurred_at)
-        if 0 <= gap <= SESSION_SECONDS:
-            candidate = (gap, keys[idx], use[1])
-            if best is None or candidate < best:
-                best = candidate
+        if start is None:
+            start = session_start(occurred_at)
+        if use[0] >= start and (best is None or use[0] > best[0] or (use[0] == best[0] and keys[idx] < best[1])):
+            best = (use[0], keys[idx], use[1])
     if best is None:
         return None
-    gap, via, node = best
-    return {"node": node, "via": via, "rule": RULE, "seconds": int(gap)}
+    at, via, node = best
+    return {"node": node, "via": via, "rule": RULE, "seconds": int(gap_seconds(at, occurred_at))}
 
 
 def claims(pending: dict[int, list[tuple[str, str]]], shared: Iterable[int], occurred_at: str,
@@ -63,11 +69,14 @@ def claims(pending: dict[int, list[tuple[str, str]]], shared: Iterable[int], occ
     """For an identified event at ``occurred_at`` on the ``shared`` identifiers: per identifier (its key),
     the waiting anonymous events it claims (at most a session earlier, and not later)."""
     out = []
+    start = None
     for idx in sorted(shared, key=keys.__getitem__):
         waiting = pending.get(idx)
         if not waiting:
             continue
-        mine = [e for at, e in waiting if 0 <= gap_seconds(at, occurred_at) <= SESSION_SECONDS]
+        if start is None:
+            start = session_start(occurred_at)
+        mine = [e for at, e in waiting if start <= at <= occurred_at]
         if mine:
             out.append((keys[idx], mine))
     return out

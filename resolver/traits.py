@@ -23,7 +23,8 @@ profile would join them.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from resolver.matching import canonical_first_name, canonical_name, dates_compatible, first_names_compatible
 
@@ -40,11 +41,19 @@ MINORITY = 3  # fewer events than SUPPORT count when the person named most has a
 def event_traits(attributes: Mapping[str, Any], dates: bool, names: bool) -> tuple[str, ...]:
     """The trait of an event's normalized attributes (``Normalizer.attributes``), with its date of
     birth when ``dates`` and its names when ``names``; empty when that leaves nothing to tell by."""
-    dob = (attributes.get("date_of_birth") or "") if dates else ""
-    first = (canonical_first_name(attributes.get("first_name")) or "") if names else ""
+    dob = attributes.get("date_of_birth") if dates else None
+    first = attributes.get("first_name") if names else None
     if not dob and not first:
         return ()
-    last = (canonical_name(attributes.get("last_name")) or "") if first else ""
+    return _trait(dob or "", first, attributes.get("last_name") if first else None)
+
+
+@lru_cache(maxsize=65_536)
+def _trait(dob: str, first: Optional[str], last: Optional[str]) -> tuple[str, ...]:
+    first = canonical_first_name(first) or ""
+    if not dob and not first:
+        return ()
+    last = (canonical_name(last) or "") if first else ""
     return (f"{dob}|{first}|{last}",)
 
 
