@@ -81,7 +81,7 @@ class CustomerViews:
         # events with only shared identifiers, attributed by session: event -> the customer's identifier
         self.ev_via: dict[int, int] = {}
         self.ev_attribution: dict[int, dict[str, Any]] = {}  # and the decision that said so
-        self.ev_index: dict[str, int] = {}  # event ID -> position
+        self.ev_waiting: dict[str, int] = {}  # event ID -> position, of events in a profile of their own
         # profiles
         self.profiles: dict[str, ProfileView] = {}
         self.aliases: dict[str, str] = {}
@@ -110,6 +110,8 @@ class CustomerViews:
         prof = self.profiles.get(pid)
         if prof is None:
             prof = self.profiles[pid] = ProfileView(pid, created_at)
+            # (an anonymous event's profile again, its customer's identifier since found shared)
+            self.aliases.pop(pid, None)
         return prof
 
     def apply_entries(self, entries: Iterable[tuple[int, list[dict[str, Any]]]]) -> None:
@@ -166,7 +168,7 @@ class CustomerViews:
             elif t == "events_attributed":
                 via = self._node(d["node"])
                 for event_id in d["events"]:
-                    i = self.ev_index.get(event_id)
+                    i = self.ev_waiting.pop(event_id, None)
                     if i is not None:
                         self.ev_via[i] = via
                         self.ev_attribution[i] = d
@@ -219,7 +221,6 @@ class CustomerViews:
 
     def _interaction(self, d: dict[str, Any]) -> None:
         i = len(self.ev_id)
-        self.ev_index[d["event_id"]] = i
         self.ev_id.append(d["event_id"])
         self.ev_at.append(d["occurred_at"])
         self.ev_channel.append(d["channel"])
@@ -239,6 +240,8 @@ class CustomerViews:
         pid = self._assign(i)
         self.ev_profile.append(pid)
         self._profile(pid, d["occurred_at"]).events.append(i)
+        if not attributed and pid == event_profile_id(d["event_id"]):
+            self.ev_waiting[d["event_id"]] = i  # an identified event may claim it (``events_attributed``)
 
     def _reassign(self) -> None:
         """Re-derive the events of profiles whose identifiers changed (after a flag or a split)."""
@@ -260,7 +263,8 @@ class CustomerViews:
             prof = self.profiles.get(pid)
             if prof is not None and not prof.nodes and not prof.events:
                 del self.profiles[pid]
-                if len(went.get(pid, ())) == 1:
+                if len(went.get(pid, ())) == 1 and any(pid == event_profile_id(self.ev_id[i]) for i in moved
+                                                       if before[i] == pid):
                     # an anonymous event's profile whose event now belongs to a customer: its ID still
                     # leads there, as a merged-away ID does
                     self.aliases[pid] = next(iter(went[pid]))

@@ -868,6 +868,11 @@ class Resolver:
                         pid = st.node_profile[idx]
                         if pid is not None:
                             st.profiles[pid].traits.add(t)
+                    else:  # full: the event still names someone; credit the spelling of them held first
+                        same = next((k for k in sorted(known) if all(person.compatible(t, k, w) for w in person.KINDS)),
+                                    None)
+                        if same is not None:
+                            known[same] += 1
         if self.config.fuzzy_matching:
             record = self._record(attributes)
             if record is not None:

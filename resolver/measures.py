@@ -1,6 +1,6 @@
 """Pairwise clustering metrics: how well a predicted clustering of events matches the ground truth.
 
-Pure functions, no I/O (ground-truth files are read by ``streams.synthetic.read_truth_csv``). The scores are computed from contingency counts,
+Pure functions, no I/O (ground-truth files are read by ``streams.inputs.read_truth_file``). The scores are computed from contingency counts,
 never by enumerating pairs, so they run in O(n) time: a cluster of ``k`` items holds ``C(k, 2)``
 pairs, and the pairs two clusterings agree on are the ``C(k, 2)`` of every non-empty intersection of
 a predicted cluster with a true cluster.

@@ -169,7 +169,9 @@ class Normalizer:
 
     def date(self, raw: str) -> Optional[str]:
         """A date of birth as ISO ``YYYY-MM-DD``, or None when it is not a real date."""
-        raw = raw.strip()[:10] if "T" in raw[:11] else raw.strip()
+        raw = raw.strip()
+        if len(raw) > 10 and raw[10] in "Tt " and _ISO_DATE.match(raw[:10]):
+            raw = raw[:10]  # an ISO date-time: its date
         m = _ISO_DATE.match(raw) or _COMPACT_DATE.match(raw)
         if m:
             return _iso(int(m.group(1)), int(m.group(2)), int(m.group(3)))

@@ -41,14 +41,17 @@ def gap_seconds(earlier: str, later: str) -> float:
 def session_start(occurred_at: str) -> str:
     """The earliest time in the same session as ``occurred_at``, in the same fixed-width form (so that
     comparing the strings compares the times)."""
-    return (_at(occurred_at) - timedelta(seconds=SESSION_SECONDS)).isoformat(timespec="microseconds") + "Z"
+    try:
+        return (_at(occurred_at) - timedelta(seconds=SESSION_SECONDS)).isoformat(timespec="microseconds") + "Z"
+    except OverflowError:  # within a session of the year 1
+        return ""
 
 
 def attribution(last: dict[int, tuple[str, str]], shared: Iterable[int], occurred_at: str,
                 keys: list[str]) -> Optional[dict[str, Any]]:
     """For an anonymous event at ``occurred_at`` on the ``shared`` identifiers: the identified use of one
     of them that preceded it within a session (the closest; then the identifier's key), or None."""
-    best: Optional[tuple[str, str, str]] = None  # (time of the use, with its order negated by the key, ...)
+    best: Optional[tuple[str, str, str]] = None  # (time of the use, shared identifier, customer's identifier)
     start = None
     for idx in shared:
         use = last.get(idx)

@@ -315,9 +315,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 print(f"idres: no customer has {key}", file=sys.stderr)
                 return 3
             if found["status"] == "shared":
-                print(f"{key} is shared: {found['reason']}. It identifies none of the customers who used it, so it "
-                      f"links nobody and has no profile of its own; each event that carried it stays with the "
-                      f"customer its other identifiers name.")
+                if args.json:
+                    _print_json({"identifier": key, "status": "shared", "reason": found["reason"]})
+                else:
+                    print(f"{key} is shared: {found['reason']}. It identifies none of the customers who used it, "
+                          f"so it links nobody and has no profile of its own; an event that carried it belongs to "
+                          f"the customer its other identifiers name, or its attributes match, or who signed in on "
+                          f"it in the same session (`idres explain` of that customer says which).")
                 return 4
             pid = found["profile_id"]
         result = engine.views.explain(pid)
@@ -583,8 +587,11 @@ def _query_to_file(con, sql: str, out: Path) -> int:
     if relation is None:
         raise UsageError("that statement returns no rows to write: --out takes a query (SELECT ...)")
     tmp = out.with_name(f".{out.name}.tmp")
-    getattr(relation, formats[out.suffix.lower()])(str(tmp))
-    os.replace(tmp, out)
+    try:
+        getattr(relation, formats[out.suffix.lower()])(str(tmp))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     rows = con.execute(f"SELECT count(*) FROM '{str(out).replace(chr(39), chr(39) * 2)}'").fetchone()[0]
     print(f"wrote {rows:,} rows to {out}")
     return 0
@@ -680,7 +687,10 @@ def _claim_demo_dir(root: Path) -> None:
         if not sys.stdin.isatty():
             raise UsageError(f"{root} already holds {listed}, which idres demo did not write: give another --dir "
                              f"(the demo replaces those), or move them away")
-        answer = input(f"{root} holds {listed}, which idres demo did not write. Replace them? [y/N] ")
+        try:
+            answer = input(f"{root} holds {listed}, which idres demo did not write. Replace them? [y/N] ")
+        except EOFError:
+            answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             raise UsageError(f"left {root} as it was: give another --dir")
     root.mkdir(parents=True, exist_ok=True)

@@ -33,12 +33,12 @@ def _state_format() -> str:
     import projections.customer
     import resolver.engine
     import resolver.matching
-    import resolver.normalize
+    import resolver.sessions
+    import resolver.traits
 
     h = hashlib.sha256()
-    # normalize too: the state is keyed by normalized identifiers, so a new canonical form (a card's
-    # prefix dropped) makes older checkpoints' keys another spelling of the same values
-    for module in (resolver.engine, resolver.matching, resolver.normalize, projections.customer):
+    # every module whose code the fold runs (or whose objects the state holds)
+    for module in (resolver.engine, resolver.matching, resolver.traits, resolver.sessions, projections.customer):
         h.update(Path(module.__file__).read_bytes())
     h.update(resolver.matching.NICKNAMES_DIGEST.encode())  # the nickname list the comparisons use
     return "engine-" + h.hexdigest()[:12]

@@ -26,8 +26,6 @@ log in later, attribute-only events, malformed lines and re-sent duplicates.
 
 from __future__ import annotations
 
-import csv
-
 import itertools
 import math
 import os
@@ -1142,28 +1140,11 @@ def write_dataset(path_events, path_truth, config: Optional[SyntheticConfig] = N
 
 
 def read_truth_csv(path: str | os.PathLike) -> dict[str, str]:
-    """Reads a ground-truth CSV ``event_id,person_id`` (header line optional) into a dict.
+    """A ground-truth CSV (header ``event_id,person_id``) as event ID -> person ID: ``read_truth_file``,
+    the one reader of truth files (``idres evaluate``, the demo, the benchmarks)."""
+    from streams.inputs import read_truth_file
 
-    Blank lines are skipped. An event id listed twice with the same person is kept once; listed with
-    two different persons it raises ``ValueError``.
-    """
-    truth: dict[str, str] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        for line_no, row in enumerate(reader, 1):
-            if not row:
-                continue
-            if line_no == 1 and row[0].strip().lower() == "event_id":
-                continue
-            if len(row) < 2:
-                raise ValueError(f"{path}:{line_no}: expected event_id,person_id")
-            event_id, person_id = row[0], row[1]
-            previous = truth.setdefault(event_id, person_id)
-            if previous != person_id:
-                raise ValueError(
-                    f"{path}:{line_no}: event {event_id!r} assigned to {previous!r} and {person_id!r}"
-                )
-    return truth
+    return read_truth_file(path)
 
 
 def read_truth_events(path: str | os.PathLike, truth: dict[str, str]) -> Iterator[dict]:

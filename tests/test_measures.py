@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resolver.measures import pairwise_scores
+from resolver.errors import IdresError
 from streams.synthetic import read_truth_csv
 
 
@@ -166,11 +167,12 @@ def test_read_truth_csv(tmp_path):
     assert read_truth_csv(path) == {"evt-1": "p1", "evt-2": "p1", "evt-3": "p2"}
     headerless = tmp_path / "plain.csv"
     headerless.write_text("evt-9,p9\n", encoding="utf-8")
-    assert read_truth_csv(headerless) == {"evt-9": "p9"}
+    with pytest.raises(IdresError, match="header"):  # one reader for every truth file: the header names the columns
+        read_truth_csv(headerless)
 
 
 def test_read_truth_csv_conflict(tmp_path):
     path = tmp_path / "truth.csv"
     path.write_text("event_id,person_id\nevt-1,p1\nevt-1,p2\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="evt-1"):
+    with pytest.raises(IdresError, match="evt-1"):
         read_truth_csv(path)

@@ -202,6 +202,8 @@ def test_explain_of_a_shared_identifier_says_it_is_shared(demo):
     proc = run_cli("explain", shared, check=False, cwd=cwd)
     assert proc.returncode == 4
     assert "is shared" in proc.stdout and "links nobody" in proc.stdout
+    as_json = run_cli("explain", shared, "--json", check=False, cwd=cwd)
+    assert as_json.returncode == 4 and json.loads(as_json.stdout)["status"] == "shared"
     assert run_cli("lookup", shared, check=False, cwd=cwd).returncode == 4
 
 

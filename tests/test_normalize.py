@@ -149,6 +149,7 @@ def test_attributes(norm):
     ("Oct 7, 1985", "1985-10-07"), ("October 7th 1985", "1985-10-07"), ("7 mars 1985", "1985-03-07"),
     ("3. März 1985", "1985-03-03"), ("12-dic-1990", "1990-12-12"),
     ("1985", "1985-01-01"),  # only the year known: 1 January, as the matcher reads it
+    ("07 OCT 1985", "1985-10-07"), ("AUGUST 7, 1985", "1985-08-07"), ("1985-03-07T10:00:00Z", "1985-03-07"),
     ("13/13/1985", None), ("31 Foo 1960", None), ("2/30/1985", None), ("1700", None),
 ])
 def test_dates_of_birth_in_the_formats_people_write(norm, raw, iso):

@@ -90,3 +90,29 @@ def test_explain_says_why_an_anonymous_event_is_the_customers():
         {"event_id": "view-2", "via": "device_id:tablet-7", "node": "email:kid@x.org", "rule": "same_session"},
     ]
     assert any("view-1 carried only device_id:tablet-7" in line and "kid-3" in line for line in explained["summary"])
+
+
+def test_a_claimed_event_goes_back_to_its_own_profile_when_its_customers_identifier_is_found_shared():
+    """The anonymous profile's ID led to the customer while the event was theirs; once the customer's
+    identifier is shared, the event is on its own again and the ID names it, not a dead alias."""
+    from projections.customer import event_profile_id
+
+    run = Run().feed(family_tablet() + [
+        ev("view-1", 1000, channel="app", event_type="page_view", device_id="tablet-7"),
+        ev("kid-3", 1010, channel="app", event_type="login", device_id="tablet-7", email="kid@x.org"),
+    ])
+    own = event_profile_id("view-1")
+    assert run.profile_of("view-1") == run.profile_of("kid-3") == run.views.resolve(own) != own
+    run.feed([ev("kid-4", 1020, email="kid@x.org", attrs={"first_name": "Ruth", "last_name": "Hill"}),
+              ev("kid-5", 1030, email="kid@x.org", attrs={"first_name": "Ruth", "last_name": "Hill"})])
+    assert run.views.lookup_node("email:kid@x.org")["status"] == "shared"
+    assert run.profile_of("view-1") == own and run.views.resolve(own) == own
+    assert run.views.customer(own) is not None
+
+
+def test_a_session_at_the_start_of_time_is_not_an_error():
+    from resolver import sessions
+
+    assert sessions.session_start("0001-01-01T00:10:00.000000Z") == ""
+    assert sessions.attribution({0: ("0001-01-01T00:00:00.000000Z", "email:a@x.org")}, [0],
+                                "0001-01-01T00:10:00.000000Z", ["device_id:d"])["seconds"] == 600
