@@ -19,9 +19,10 @@ import duckdb
 import orjson
 
 from projections.customer import CustomerViews
+from projections.households import household_rows
 from resolver.errors import IdresError
 
-SNAPSHOT_SCHEMA_VERSION = 3  # 3: rejected_events.reason is a category, its message in detail
+SNAPSHOT_SCHEMA_VERSION = 4  # 3: rejected_events.reason is a category, its message in detail; 4: households
 
 GOLDEN_FIELDS = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city")
 
@@ -53,6 +54,7 @@ TABLES: dict[str, dict[str, str]] = {
         "identifiers": "VARCHAR[]",
     },
     "aliases": {"alias_id": "VARCHAR", "profile_id": "VARCHAR"},
+    "households": {"household_id": "VARCHAR", "profile_id": "VARCHAR", "members": "INTEGER", "via": "VARCHAR[]"},
     "links": {"identifier_a": "VARCHAR", "identifier_b": "VARCHAR", "profile_id": "VARCHAR", "event_id": "VARCHAR",
               "rule": "VARCHAR", "weight": "DOUBLE", "fields": "JSON"},
     "review_queue": {
@@ -211,6 +213,7 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
         "merges": merge_rows(views),
         "splits": split_rows(views),
         "aliases": ({"alias_id": a, "profile_id": views.resolve(a)} for a in sorted(views.aliases)),
+        "households": household_rows(views),
         "links": link_rows(views),
         "review_queue": review_rows(views),
         "rejected_events": rejected_rows(views),

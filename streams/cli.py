@@ -291,18 +291,31 @@ def cmd_lookup(args: argparse.Namespace) -> int:
             _print_json({"identifier": key, "status": "shared", "reason": found["reason"],
                          "detail": "this value is used by several customers, so it identifies none of them"})
             return 4
-        _print_json(engine.views.customer(found["profile_id"], timeline_limit=args.timeline))
+        _print_json(_with_household(engine.views, engine.views.customer(found["profile_id"],
+                                                                        timeline_limit=args.timeline)))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     with _engine(args, writer=False) as engine:
-        view = engine.views.customer(args.profile_id, timeline_limit=args.timeline)
+        view = _with_household(engine.views, engine.views.customer(args.profile_id, timeline_limit=args.timeline))
         if view is None:
             print(f"idres: no profile {args.profile_id}", file=sys.stderr)
             return 3
         _print_json(view)
     return 0
+
+
+def _with_household(views, view: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The customer view with the household the customer belongs to (``projections.households``)."""
+    from projections.households import households
+
+    if view is not None:
+        house = households(views).get(view["profile_id"])
+        view["household"] = None if house is None else {
+            "household_id": house["household_id"], "others": [m for m in house["members"] if m != view["profile_id"]],
+            "via": house["via"]}
+    return view
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

@@ -66,6 +66,9 @@ def test_every_readme_command_after_the_demo_works_as_printed(demo):
         proc = _idres_line(line, cwd)  # check=True: a non-zero exit fails with its stderr
         assert proc.stdout.strip(), line
         assert "idres: error" not in proc.stderr
+        if line.startswith(("idres lookup", "idres show")):
+            view = json.loads(proc.stdout)
+            assert "household" in view and view["identifiers"]
 
 
 def test_without_data_dir_commands_say_where_to_find_data(tmp_path):

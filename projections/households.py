@@ -1,0 +1,108 @@
+"""Households: customers who share a home, as a relationship between profiles instead of a merge.
+
+The resolver keeps a family mailbox, a household landline or a shared tablet from merging the people who
+use it (it is *shared*: ``resolver.traits``). This projection records who they are. Two customer profiles
+are in one household when
+
+- they used one shared identifier that at most ``MAX_MEMBERS`` customers used (more: a shop's kiosk or a
+  lent card, a public place, not a home). A device counts only when it was found shared because people
+  with different names or dates of birth used it (a family tablet): a till or a kiosk is used by a few
+  customers a day too; or
+- their golden records give the same address and postcode.
+
+A household is a connected group of such profiles, of at most ``MAX_MEMBERS`` (the closest ties, those
+of fewer customers, are taken first; a tie that would make a bigger group is left out); its ID is named
+by the smallest identifier or address that ties it, so it stays the same as its members' profiles merge or new members join. Everything here is
+computed from the customer views on demand (``households(views)``), so it never disagrees with them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from resolver.matching import canonical_address, canonical_postcode
+
+if TYPE_CHECKING:
+    from projections.customer import CustomerViews
+
+MAX_MEMBERS = 8
+HOME_REASONS = ("different first names", "different dates of birth")  # why a device may be a family's
+
+
+def _weak_types() -> frozenset[str]:
+    from resolver.config import ResolverConfig
+
+    return frozenset(t for t, rule in ResolverConfig().identifier_types.items() if rule.weak)
+
+
+def _hid(tie: str) -> str:
+    return "h_" + hashlib.blake2b(tie.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def households(views: "CustomerViews", weak_types: frozenset[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Profile ID -> ``{"household_id", "members": [profile IDs], "via": [what ties them]}`` for every
+    customer in a household of two or more. ``weak_types``: the device-like identifier types (default:
+    those of the built-in rules)."""
+    weak = _weak_types() if weak_types is None else weak_types
+    customers = {pid for pid, prof in views.profiles.items() if prof.nodes and prof.events}
+    homely = {idx for idx, flag in views.shared.items()
+              if views.node_keys[idx].partition(":")[0] not in weak or any(r in flag["reason"] for r in HOME_REASONS)}
+    ties: dict[str, set[str]] = {}  # what ties -> the customers it ties
+    for i, nodes in enumerate(views.ev_nodes):
+        pid = views.ev_profile[i]
+        if pid not in customers:
+            continue
+        for idx in nodes:
+            if idx in homely:
+                ties.setdefault(views.node_keys[idx], set()).add(pid)
+    for pid in sorted(customers):
+        golden = views.golden_record(views.profiles[pid])
+        address = canonical_address(golden.get("address", {}).get("value"))
+        postcode = canonical_postcode(golden.get("postcode", {}).get("value"))
+        if address and postcode:
+            ties.setdefault(f"address:{address}|{postcode}", set()).add(pid)
+
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    size: dict[str, int] = {}
+    used: dict[str, list[str]] = {}
+    for tie in sorted(ties, key=lambda t: (len(ties[t]), t)):  # the closest ties first
+        members = sorted(ties[tie])
+        if not 2 <= len(members) <= MAX_MEMBERS:
+            continue
+        roots = sorted({find(m) for m in members})
+        if sum(size.get(r, 1) for r in roots) > MAX_MEMBERS:
+            continue  # it would chain homes into something no home is
+        for r in roots[1:]:
+            parent[r] = roots[0]
+        size[roots[0]] = sum(size.get(r, 1) for r in roots)
+        used.setdefault(members[0], []).append(tie)
+    groups: dict[str, list[str]] = {}
+    for pid in parent:
+        groups.setdefault(find(pid), []).append(pid)
+    out: dict[str, dict[str, Any]] = {}
+    for root, members in groups.items():
+        members.sort()
+        if len(members) < 2:
+            continue
+        via = sorted(t for m in members for t in used.get(m, ()))
+        house = {"household_id": _hid(via[0]), "members": members, "via": via}
+        for m in members:
+            out[m] = house
+    return out
+
+
+def household_rows(views: "CustomerViews") -> list[dict[str, Any]]:
+    """The snapshot's ``households`` table: one row per member."""
+    rows = []
+    for pid, house in sorted(households(views).items()):
+        rows.append({"household_id": house["household_id"], "profile_id": pid,
+                     "members": len(house["members"]), "via": house["via"]})
+    return sorted(rows, key=lambda r: (r["household_id"], r["profile_id"]))
