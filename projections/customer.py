@@ -17,6 +17,7 @@ from typing import Any, Iterable, Optional
 import orjson
 
 from resolver.engine import RECORD_TYPE, short_hash
+from resolver.sessions import SESSION_SECONDS
 
 
 @dataclass(frozen=True)
@@ -507,10 +508,11 @@ class CustomerViews:
                 attributed.append({"event_id": self.ev_id[i], "via": a["via"], "node": a["node"], "rule": a["rule"],
                                    **({"claimed_by": a["event_id"]} if a.get("type") == "events_attributed" else {})})
         summary = _explain_text(pid, identifiers, links, merges, len(prof.events))
+        session = f"{SESSION_SECONDS // 60} minutes"
         summary += [f"Event {a['event_id']} carried only {a['via']}, which several customers use; it is this "
-                    f"customer's: " + (f"event {a['claimed_by']} signed in with {a['node']} on it within 30 minutes "
+                    f"customer's: " + (f"event {a['claimed_by']} signed in with {a['node']} on it within {session} "
                                        f"after." if "claimed_by" in a else
-                                       f"{a['node']} was signed in on it within 30 minutes before.")
+                                       f"{a['node']} was signed in on it within {session} before.")
                     for a in attributed[:50]]
         return {
             "profile_id": pid,

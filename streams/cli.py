@@ -28,10 +28,15 @@ class UsageError(IdresError):
     pass
 
 
+def _config_path(args: argparse.Namespace) -> Optional[str]:
+    """``--config``, else ``$IDRES_CONFIG``, else None (the built-in rules)."""
+    return getattr(args, "config", None) or os.environ.get("IDRES_CONFIG") or None
+
+
 def _settings(args: argparse.Namespace):
     from streams.settings import load_settings
 
-    return load_settings(getattr(args, "config", None) or os.environ.get("IDRES_CONFIG"))
+    return load_settings(_config_path(args))
 
 
 def _progress_bar(total: Optional[int], desc: str, unit: str = "B"):
@@ -57,11 +62,16 @@ def _default_data_dir(existing: bool) -> Path:
     return DEFAULT_DATA_DIR
 
 
+def _data_dir(args: argparse.Namespace, existing: bool) -> Path:
+    """``--data-dir``, else the default (``_default_data_dir``)."""
+    return Path(args.data_dir) if args.data_dir else _default_data_dir(existing)
+
+
 def _engine(args: argparse.Namespace, writer: bool, create: bool = False):
     """The embedded engine over ``--data-dir`` (or the default); only ``create`` starts a new data directory."""
     from streams.embedded import EmbeddedEngine
 
-    data_dir = Path(args.data_dir) if args.data_dir else _default_data_dir(existing=not create)
+    data_dir = _data_dir(args, existing=not create)
     args.data_dir = str(data_dir)
     if data_dir.exists() and not data_dir.is_dir():
         raise UsageError(f"--data-dir {data_dir} is a file, not a directory: give the directory of a decision log")
@@ -185,7 +195,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _worker_env_defaults(args)
     config, projection = _settings(args)
     options = WorkerOptions(roles=roles, web_host=args.web_host, web_port=args.web_port,
-                            data_dir=Path(args.data_dir) if args.data_dir else _default_data_dir(existing=False),
+                            data_dir=_data_dir(args, existing=False),
                             batch_events=args.batch, session_timeout=args.session_timeout,
                             config=config, projection=projection)
     run_worker(_kafka_settings(args), options, loglevel=args.loglevel)
@@ -219,7 +229,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     from resolver.matching import default_model
     from streams.settings import load_settings
 
-    path = args.file or os.environ.get("IDRES_CONFIG") or None
+    path = args.file or _config_path(args)
     config, _ = load_settings(path)
     model = (config.match_model or default_model()).version
     summary = (f"{len(config.identifier_types)} identifier types, "
@@ -632,7 +642,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config, projection = _settings(args)
     kafka = _kafka_settings(args) if _uses_kafka(args) else None
-    return serve(str(args.data_dir or _default_data_dir(existing=True)), args.host, args.port, config=config, projection_config=projection,
+    return serve(str(_data_dir(args, existing=True)), args.host, args.port, config=config, projection_config=projection,
                  no_auth=args.no_auth, kafka=kafka)
 
 
