@@ -34,8 +34,11 @@ def one_error_line(proc: subprocess.CompletedProcess, *parts: str) -> str:
 
 
 def log_entries(data) -> list[dict]:
+    """The complete entries of the log; a kill can leave the last line half written, which recovery drops."""
     seg = data.joinpath(*SEGMENT)
-    return [json.loads(line) for line in open(seg, "rb")] if seg.exists() else []
+    if not seg.exists():
+        return []
+    return [json.loads(line) for line in seg.read_bytes().splitlines(keepends=True) if line.endswith(b"\n")]
 
 
 def decided(data) -> dict[str, int]:
