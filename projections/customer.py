@@ -16,7 +16,7 @@ from typing import Any, Iterable, Optional
 
 import orjson
 
-from resolver.engine import RECORD_TYPE, short_hash
+from resolver.ids import RECORD_TYPE, short_hash
 from resolver.sessions import SESSION_SECONDS
 
 

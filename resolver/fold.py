@@ -1,0 +1,255 @@
+"""The fold: ``apply(decision)`` is the only code that changes the resolver's state.
+
+Deciding applies each decision as it emits it, and rebuilding is the fold over the decision log, so
+the two give the same state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from resolver import graph, sessions
+from resolver import traits as person
+from resolver.config import ResolverConfig
+from resolver.matching import FREQUENCY_FIELDS, AttributeRecord
+from resolver.records import RecordMaker
+from resolver.state import MAX_BLOCK_NODES_PER_PROFILE, MAX_RECORDS_PER_NODE, MAX_TRAITS_PER_NODE, Profile, \
+    ResolverState
+
+
+class Fold:
+    def __init__(self, config: ResolverConfig, state: ResolverState, records: RecordMaker) -> None:
+        self.config = config
+        self.state = state
+        self.records = records
+
+    def apply(self, decision: dict[str, Any]) -> None:
+        _APPLY[decision["type"]](self, decision)
+
+    def apply_all(self, decisions: Iterable[dict[str, Any]]) -> None:
+        # (a class-level table: bound methods stored on the instance would make a reference cycle
+        # that keeps a discarded state alive while the garbage collector is paused)
+        for d in decisions:
+            _APPLY[d["type"]](self, d)
+
+    # ------------------------------------------------------------------------------ interactions
+    def _interaction(self, d: dict[str, Any]) -> None:
+        st = self.state
+        st.seen_events.add(d["event_id"])
+        shared = graph.shared_of(st, d["nodes"])
+        if shared:
+            anchor = graph.representative(st, d["nodes"], d.get("refused", ()))
+            if anchor is not None:
+                sessions.fold_identified(st.session_last, shared, d["occurred_at"], st.node_keys[anchor])
+            elif "attributed" not in d:
+                sessions.fold_waiting(st.session_pending, shared, st.node_keys, d["occurred_at"], d["event_id"])
+        attributes = d.get("attributes")
+        if not attributes:
+            return
+        traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict)
+        refused = d.get("refused", ())
+        if traits:
+            for key in d["nodes"]:
+                idx = st.node(key)
+                if idx in st.shared or key in refused:
+                    continue
+                known = st.node_traits.setdefault(idx, {})
+                for t in traits:
+                    n = known.get(t)
+                    if n is not None:
+                        known[t] = n + 1
+                    elif len(known) < MAX_TRAITS_PER_NODE:
+                        known[t] = 1
+                        pid = st.node_profile[idx]
+                        if pid is not None:
+                            st.profiles[pid].traits.add(t)
+                    else:  # full: the event still names someone; credit the spelling of them held first
+                        same = next((k for k in sorted(known) if all(person.compatible(t, k, w) for w in person.KINDS)),
+                                    None)
+                        if same is not None:
+                            known[same] += 1
+        if self.config.fuzzy_matching:
+            record = self.records(attributes)
+            if record is not None:
+                rep = graph.representative(st, d["nodes"], refused)
+                if rep is not None:
+                    self._index(rep, record[0], record[1])
+
+    def _index(self, node: int, rec: AttributeRecord, keys: list[str]) -> None:
+        """Files a record under ``node`` and its blocking keys (a full key takes no more nodes)."""
+        st = self.state
+        known = st.records.get(node)
+        if known is None:
+            st.records[node] = [rec]
+        elif rec in known or len(known) >= MAX_RECORDS_PER_NODE:
+            return
+        else:
+            known.append(rec)
+        counts, totals = st.value_counts, st.value_totals
+        for f in FREQUENCY_FIELDS:
+            value = getattr(rec, f)
+            if value is not None:
+                counts[(f, value)] = counts.get((f, value), 0) + 1
+                totals[f] = totals.get(f, 0) + 1
+        cap = self.config.max_block_size
+        blocks = st.blocks
+        pid = st.node_profile[node]
+        node_profile = st.node_profile
+        for key in keys:
+            block = blocks.get(key)
+            if block is None:
+                blocks[key] = [node]
+            elif len(block) < cap and node not in block:
+                # a customer with many similar records would fill a block alone: a few of theirs suffice
+                # to find them, the room is kept for other customers
+                same = 0
+                for n in block:
+                    if node_profile[n] == pid:
+                        same += 1
+                if same < MAX_BLOCK_NODES_PER_PROFILE:
+                    block.append(node)
+
+    # ---------------------------------------------------------------------------------- profiles
+    def _attach(self, prof: Profile, idx: int) -> None:
+        st = self.state
+        st.node_profile[idx] = prof.id
+        prof.nodes.add(idx)
+        t = st.node_types[idx]
+        prof.counts[t] = prof.counts.get(t, 0) + 1
+        known = st.node_traits.get(idx)
+        if known:
+            prof.traits.update(known)
+
+    def _created(self, d: dict[str, Any]) -> None:
+        st = self.state
+        prof = Profile(d["profile_id"], d["created_at"])
+        st.profiles[prof.id] = prof
+        for key in d["nodes"]:
+            self._attach(prof, st.node(key))
+
+    def _attached(self, d: dict[str, Any]) -> None:
+        st = self.state
+        prof = st.profiles[d["profile_id"]]
+        for key in d["nodes"]:
+            self._attach(prof, st.node(key))
+
+    def _linked(self, d: dict[str, Any]) -> None:
+        st = self.state
+        idxs = [st.node(k) for k in d["nodes"]]
+        ev = d["event_id"]
+        for a in idxs:
+            na = st.adj.get(a)
+            if na is None:
+                na = st.adj[a] = {}
+            for b in idxs:
+                if b != a and b not in na:
+                    na[b] = ev
+
+    def _merged(self, d: dict[str, Any]) -> None:
+        st = self.state
+        survivor = st.profiles[d["survivor_id"]]
+        for pid in d["absorbed_ids"]:
+            prof = st.profiles.pop(pid)
+            for idx in prof.nodes:
+                st.node_profile[idx] = survivor.id
+            survivor.nodes |= prof.nodes
+            for t, c in prof.counts.items():
+                survivor.counts[t] = survivor.counts.get(t, 0) + c
+            survivor.traits |= prof.traits
+            st.aliases[pid] = survivor.id
+
+    def _flagged(self, d: dict[str, Any]) -> None:
+        st = self.state
+        idx = st.node(d["node"])
+        st.shared.add(idx)
+        st.refused.pop(idx, None)
+        for edges in (st.adj, st.fuzzy):
+            for m in edges.pop(idx, {}):
+                nm = edges.get(m)
+                if nm is not None:
+                    nm.pop(idx, None)
+                    if not nm:
+                        del edges[m]
+        pid = st.node_profile[idx]
+        if pid is not None:
+            prof = st.profiles[pid]
+            prof.nodes.discard(idx)
+            t = st.node_types[idx]
+            prof.counts[t] -= 1
+            if not prof.counts[t]:
+                del prof.counts[t]
+            self._recount(prof)
+            st.node_profile[idx] = None
+
+    def _recount(self, prof: Profile) -> None:
+        st = self.state
+        counts: dict[str, int] = {}
+        known: set[str] = set()
+        for idx in prof.nodes:
+            t = st.node_types[idx]
+            counts[t] = counts.get(t, 0) + 1
+            nt = st.node_traits.get(idx)
+            if nt:
+                known.update(nt)
+        prof.counts = counts
+        prof.traits = known
+
+    def _split(self, d: dict[str, Any]) -> None:
+        st = self.state
+        for part in d["parts"]:
+            pid = part["profile_id"]
+            prof = st.profiles.get(pid)
+            if prof is None:
+                prof = st.profiles[pid] = Profile(pid, part["created_at"])
+            prof.nodes = {st.node(k) for k in part["nodes"]}
+            for idx in prof.nodes:
+                st.node_profile[idx] = pid
+            self._recount(prof)
+
+    # ------------------------------------------------------------------------- links and reviews
+    def _refused(self, d: dict[str, Any]) -> None:
+        st = self.state
+        st.refused.setdefault(st.node(d["node"]), set()).update(d["others"])
+
+    def _probable(self, d: dict[str, Any]) -> None:
+        st = self.state
+        a, b = st.node(d["node"]), st.node(d["other"])
+        st.fuzzy.setdefault(a, {})[b] = d["event_id"]
+        st.fuzzy.setdefault(b, {})[a] = d["event_id"]
+
+    def _possible(self, d: dict[str, Any]) -> None:
+        st = self.state
+        a, b = st.node(d["node"]), st.node(d["other"])
+        st.reviews[d["review_id"]] = (a, b)
+        st.review_pairs.add((a, b) if a < b else (b, a))
+
+    def _review(self, d: dict[str, Any]) -> None:
+        st = self.state
+        pair = st.reviews.pop(d["review_id"], None)
+        if pair is not None and d["outcome"] == "rejected":
+            a, b = pair
+            st.review_rejected.add((a, b) if a < b else (b, a))
+
+    def _attributed(self, d: dict[str, Any]) -> None:
+        st = self.state
+        sessions.fold_claimed(st.session_pending, st.node(d["via"]), d["events"])
+
+    def _rejected(self, d: dict[str, Any]) -> None:
+        self.state.rejected_keys.add(d["key"])
+
+
+_APPLY: dict[str, Callable[[Fold, dict[str, Any]], None]] = {
+    "interaction_recorded": Fold._interaction,
+    "profile_created": Fold._created,
+    "identifiers_attached": Fold._attached,
+    "identifiers_linked": Fold._linked,
+    "profiles_merged": Fold._merged,
+    "identifier_flagged": Fold._flagged,
+    "profile_split": Fold._split,
+    "event_rejected": Fold._rejected,
+    "link_refused": Fold._refused,
+    "probable_link": Fold._probable,
+    "possible_match": Fold._possible,
+    "review_decided": Fold._review,
+    "events_attributed": Fold._attributed,
+}

@@ -1,0 +1,159 @@
+"""Probabilistic links: an event's attribute record scored against earlier records of other profiles.
+
+Candidates come from the blocking index kept in the state; each pair is compared field by field and
+weighed by the match model (``resolver.matching``), with term-frequency adjustments for common values.
+At or above the link threshold the profiles merge (``probable_link`` records the weight and each
+field's contribution); between the review and link thresholds a ``possible_match`` waits for a person.
+A fuzzy score never overrides a guard (``guards.fuzzy_conflict``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+from resolver import graph
+from resolver.context import Context
+from resolver.guards import Acc, fuzzy_conflict
+from resolver.ids import short_hash
+from resolver.matching import FIELD_INDEX, FIELDS, FREQUENCY_FIELDS, POSTCODE_AGREES, AttributeRecord, \
+    frequency_adjustment, hard_conflict
+from resolver.matching import compare as compare_records
+from resolver.state import Profile
+
+
+def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], refused: list[str],
+          rec: AttributeRecord, keys: list[str]) -> None:
+    """Scores the event's record against earlier records in other profiles that share a blocking
+    key; links at or above the link threshold, queues possible matches for review."""
+    st = ctx.state
+    cfg = ctx.config
+    rep = graph.representative(st, node_keys, refused)
+    if rep is None:
+        return
+    known = st.records.get(rep)
+    if known is not None and rec in known:
+        return  # matched when this record was first seen on this identifier
+    pid = st.node_profile[rep]
+    model = ctx.model
+    best: dict[str, tuple[float, int, tuple[str, ...], Optional[dict[str, float]]]] = {}
+    weigh_frequencies = cfg.frequency_adjustments
+    dob_guard = cfg.dob_conflict
+    visited: set[int] = set()
+    node_profile = st.node_profile
+    shared = st.shared
+    link_anyway = cfg.link_different_first_names
+    review_cap = math.nextafter(model.link_threshold, -math.inf)
+    for key in keys:
+        for n in st.blocks.get(key, ()):
+            if n in visited:
+                continue
+            visited.add(n)
+            p = node_profile[n]
+            if p is None or p == pid or n in shared:
+                continue
+            for other in st.records.get(n, ()):
+                if dob_guard and hard_conflict(rec, other):
+                    continue
+                levels = compare_records(rec, other)
+                total, _ = model.weight_of(levels)
+                deltas = frequency_deltas(ctx, rec, other, levels) if weigh_frequencies else None
+                if deltas:
+                    for d in deltas.values():
+                        total += d
+                if levels[0] == "different" and not link_anyway and total >= model.link_threshold:
+                    total = review_cap  # a person decides: twins agree on everything else
+                cur = best.get(p)
+                if cur is None or total > cur[0]:
+                    best[p] = (total, n, levels, deltas)
+    if not best:
+        return
+    ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    own = st.profiles[pid]
+    acc = Acc()
+    acc.add(own.counts, own.traits)
+    acc.profiles.append(own)
+    links: list[tuple[str, float, int, tuple[str, ...], Optional[dict[str, float]]]] = []
+    reviews: list[tuple[str, float, int, tuple[str, ...], Optional[dict[str, float]]]] = []
+    for p, (total, n, levels, deltas) in ranked:
+        if total < model.review_threshold:
+            break
+        pair = (rep, n) if rep < n else (n, rep)
+        if pair in st.review_pairs and (total < model.link_threshold or pair in st.review_rejected):
+            continue  # already queued, or a person said these are different customers
+        target = st.profiles[p]
+        if fuzzy_conflict(cfg, acc, target) is not None:
+            continue  # a guard keeps them apart whatever the attributes say
+        if total >= model.link_threshold:
+            acc.add(target.counts, target.traits)
+            acc.profiles.append(target)
+            links.append((p, total, n, levels, deltas))
+        elif len(reviews) < cfg.max_reviews_per_event:
+            reviews.append((p, total, n, levels, deltas))
+    rep_key = st.node_keys[rep]
+    if links:
+        for p, total, n, levels, deltas in links:
+            ctx.emit({"type": "probable_link", "event_id": event_id, "node": rep_key,
+                      "other": st.node_keys[n], "profile_id": p, "rule": "probable_match",
+                      **evidence(ctx, levels, total, deltas)})
+        ordered = sorted(acc.profiles, key=Profile.age_key)
+        ctx.emit({
+            "type": "profiles_merged", "survivor_id": ordered[0].id,
+            "absorbed_ids": [q.id for q in ordered[1:]], "event_id": event_id, "occurred_at": occurred_at,
+            "via": [rep_key, *(st.node_keys[n] for _, _, n, _, _ in links)], "rule": "probable_match",
+        })
+    for p, total, n, levels, deltas in reviews:
+        other_key = st.node_keys[n]
+        ctx.emit({"type": "possible_match", "review_id": "r_" + short_hash(f"{event_id}|{other_key}"),
+                  "event_id": event_id, "occurred_at": occurred_at, "node": rep_key, "other": other_key,
+                  "profile_id": node_profile[rep], "other_profile_id": node_profile[n],
+                  **evidence(ctx, levels, total, deltas)})
+
+
+def frequency_deltas(ctx: Context, a: AttributeRecord, b: AttributeRecord,
+                     levels: tuple[str, ...]) -> Optional[dict[str, float]]:
+    """Frequency adjustments (bits per field) of the fields on which ``a`` and ``b`` agree exactly."""
+    st = ctx.state
+    out: Optional[dict[str, float]] = None
+    postcode_agrees = levels[FIELD_INDEX["postcode"]] in POSTCODE_AGREES
+    for f in FREQUENCY_FIELDS:
+        if levels[FIELD_INDEX[f]] != "exact":
+            continue
+        value = getattr(a, f)
+        if value is None or value != getattr(b, f):
+            continue  # (names agreeing the other way round are not adjusted)
+        # how common the value is among records other than the one it was found in
+        bits = frequency_adjustment(ctx.model, f, st.value_counts.get((f, value), 1) - 1,
+                                    st.value_totals.get(f, 1) - 1, postcode_agrees)
+        if bits:
+            if out is None:
+                out = {}
+            out[f] = bits
+    return out
+
+
+def evidence(ctx: Context, levels: tuple[str, ...], total: float,
+             deltas: Optional[dict[str, float]] = None) -> dict[str, Any]:
+    """What a probable link or possible match records: each field's level and weight (with its
+    frequency adjustment, if any); ``total`` is the weight it was ranked by (below the true one when
+    first names differ)."""
+    model = ctx.model
+    weight, parts = model.weight_of(levels)
+    fields: dict[str, dict[str, Any]] = {}
+    for f, lv in zip(FIELDS, levels):
+        if lv == "null":
+            continue
+        entry: dict[str, Any] = {"level": lv, "weight": parts[f]}
+        if deltas and f in deltas:
+            entry["weight"] += deltas[f]
+            entry["frequency_adjustment"] = round(deltas[f], 4)
+        entry["weight"] = round(entry["weight"], 4)
+        fields[f] = entry
+    if deltas:
+        for d in deltas.values():
+            weight += d
+    out = {"weight": round(weight, 4), "link_threshold": model.link_threshold,
+           "review_threshold": model.review_threshold, "fields": fields, "model": ctx.model_id}
+    if weight != total:
+        out["note"] = "first names differ: queued for review instead of linked"
+    return out

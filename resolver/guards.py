@@ -1,0 +1,188 @@
+"""Guards: what keeps strangers apart. Pure reads of the state that say why a link would be wrong.
+
+* ``cooccurrence_breach``: an identifier seen with more distinct values of another type, or more
+  distinct people (dates of birth, first names), than one person could have is shared;
+* ``conflict``: joining a profile would break ``max_per_profile``, join different dates of birth or
+  first names, or let a weak identifier join two known customers;
+* ``culprit``: the identifier inside a profile that tied two conflicting people together;
+* ``fuzzy_conflict``: the hard rules a probabilistic link may not break.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+from resolver import graph
+from resolver import traits as person
+from resolver.config import ResolverConfig
+from resolver.context import Context
+from resolver.ids import node_type
+from resolver.state import Profile, ResolverState
+
+MAX_CULPRIT_SEARCH = 200
+
+
+class Acc:
+    """The profile an event is building while its identifiers are taken in priority order."""
+
+    __slots__ = ("profiles", "new_nodes", "counts", "traits", "own")
+
+    def __init__(self, own: Iterable[str] = ()) -> None:
+        self.profiles: list[Profile] = []
+        self.new_nodes: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.traits: set[str] = set()  # of the profiles and identifiers taken so far
+        self.own: frozenset[str] = frozenset(own)  # of the event itself
+
+    def empty(self) -> bool:
+        return not self.profiles and not self.new_nodes
+
+    def add(self, counts: dict[str, int], traits: Iterable[str]) -> None:
+        for t, c in counts.items():
+            self.counts[t] = self.counts.get(t, 0) + c
+        self.traits.update(traits)
+
+
+def over_limit(rule: Any, id_type: str, count: int) -> Optional[str]:
+    """Why ``count`` values of ``id_type`` are more than one customer may hold (``max_per_profile``)."""
+    if rule.max_per_profile is not None and count > rule.max_per_profile:
+        return f"would give one customer {count} {id_type} values (limit {rule.max_per_profile})"
+    return None
+
+
+def nothing_new(st: ResolverState, idxs: list[Optional[int]], traits: tuple[str, ...]) -> bool:
+    """True when the event only repeats what is known: every identifier already linked, all in one
+    profile, every pair already an edge, and its date of birth and name (if any) already on each.
+    Then the full path would decide nothing; this answers the common case cheaply."""
+    pid = None
+    for i in idxs:
+        if i is None or i in st.shared:
+            return False
+        p = st.node_profile[i]
+        if p is None or (pid is not None and p != pid):
+            return False
+        pid = p
+        if traits:
+            known = st.node_traits.get(i, {})
+            for t in traits:
+                if known.get(t, 0) < person.SUPPORT[person.FIRST_NAME]:
+                    return False  # new, or it may yet make the identifier a second person's
+    if len(idxs) > 1:
+        adj = st.adj
+        for n, a in enumerate(idxs):
+            na = adj.get(a)
+            if na is None:
+                return False
+            for b in idxs[n + 1:]:
+                if b not in na:
+                    return False
+    return True
+
+
+def cooccurrence_breach(st: ResolverState, idx: int, node_keys: list[str], traits: tuple[str, ...],
+                        limits: dict[str, int]) -> Optional[tuple[str, dict[str, Any]]]:
+    """Why the event would show identifier ``idx`` with more partners than one person has, or None."""
+    neighbours = st.adj.get(idx, {})
+    refused = st.refused.get(idx, ())
+    for t, limit in limits.items():
+        if t in person.KINDS:
+            incoming = person.carry(traits, t)
+            if not incoming:
+                continue
+            known = st.node_traits.get(idx, {})
+            if known.get(incoming[0], 0) >= person.SUPPORT[t]:
+                continue  # a person already counted, named again: no one new
+            seen = dict(known)
+            seen[incoming[0]] = seen.get(incoming[0], 0) + 1
+            distinct = person.distinct(seen, t)
+            if distinct > limit:
+                return (f"seen with {distinct} different {person.WHAT[t]} (limit {limit})",
+                        {t: person.shown(seen, t)})
+            continue
+        incoming = [k for k in node_keys if node_type(k) == t]
+        if not incoming:
+            continue
+        values = {st.node_keys[n] for n in neighbours if st.node_types[n] == t}
+        values.update(k for k in refused if node_type(k) == t)
+        if incoming[0] in values or len(values) + 1 <= limit:
+            continue
+        seen = sorted(values | {incoming[0]})
+        return (f"seen with {len(seen)} different {t} values (limit {limit})", {t: seen[:10]})
+    return None
+
+
+def conflict(cfg: ResolverConfig, acc: Acc, counts: dict[str, int], known: Iterable[str],
+             bridge_type: str) -> Optional[tuple[str, dict[str, Any]]]:
+    """Why adding identifiers with ``counts`` and people ``known`` to ``acc`` through an identifier of
+    ``bridge_type`` would join customers that conflict, with the evidence; None if it would not."""
+    bridge_rule = cfg.rule(bridge_type)
+    for t, c in counts.items():
+        have = acc.counts.get(t, 0)
+        if not have:
+            continue
+        rule = cfg.rule(t)
+        if bridge_rule.weak and not rule.weak:
+            return (f"weak identifier {bridge_type} would join two customers with different {t} values",
+                    {"type": t, "weak": True})
+        breach = over_limit(rule, t, have + c)
+        if breach:
+            return breach, {"type": t, "count": have + c}
+    known = set(known)
+    # Dates of birth: the event's own date counts too (a call on a landline known with another date
+    # of birth shows the landline is shared). First names only where the event joins identifiers
+    # already known with other names: a name on one event may be a gift's recipient's, which the
+    # co-occurrence limits weigh.
+    mine = acc.traits | acc.own
+    which = person.conflict(mine, known, (person.DOB,))
+    if which is None and not acc.empty():
+        which = person.conflict(acc.traits, known, (person.FIRST_NAME,))
+    if which is not None:
+        return (f"would join customers with different {person.WHAT[which]}",
+                {which: person.shown(mine | known, which)})
+    return None
+
+
+def culprit(ctx: Context, acc: Acc, idx: int, prof: Profile) -> int:
+    """The identifier to stop linking so that ``idx`` can join ``acc``: the weakest node of
+    ``prof`` whose removal leaves ``idx`` in a part compatible with ``acc``, else ``idx`` itself."""
+    st = ctx.state
+    if len(prof.nodes) > MAX_CULPRIT_SEARCH:
+        return idx
+    bridge_type = st.node_types[idx]
+    priority = ctx.priority
+
+    def rank(n: int) -> tuple[int, int, str]:
+        return (-priority(st.node_types[n]), -len(st.adj.get(n, ())), st.node_keys[n])
+
+    best = idx
+    for x in sorted(prof.nodes):
+        if x == idx or rank(x) >= rank(best):
+            continue
+        part = graph.reachable(st, idx, prof.nodes, x)
+        counts: dict[str, int] = {}
+        known: set[str] = set()
+        for n in part:
+            t = st.node_types[n]
+            counts[t] = counts.get(t, 0) + 1
+            nt = st.node_traits.get(n)
+            if nt:
+                known.update(nt)
+        if conflict(ctx.config, acc, counts, known, bridge_type) is None:
+            best = x
+    return best
+
+
+def fuzzy_conflict(cfg: ResolverConfig, acc: Acc, target: Profile) -> Optional[str]:
+    """Why two profiles may not merge on attribute evidence (a hard rule), or None."""
+    for t, c in target.counts.items():
+        have = acc.counts.get(t, 0)
+        if not have:
+            continue
+        breach = over_limit(cfg.rule(t), t, have + c)
+        if breach:
+            return breach
+    # (dates of birth only: first names that differ are for the matcher to weigh, and at most queue a
+    # pair for review, since twins agree on everything else)
+    if cfg.dob_conflict and person.conflict(acc.traits, target.traits, (person.DOB,)):
+        return "dates of birth differ: " + ", ".join(person.shown(acc.traits | target.traits, person.DOB))
+    return None

@@ -1,0 +1,29 @@
+"""Names: identifier node keys, profile IDs and the engine's timestamps. Imports nothing of the resolver."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timezone
+from sys import intern
+
+# Node type of an event that carries attributes to match on but no identifier (``record:<event_id>``).
+RECORD_TYPE = "record"
+RECORD_PRIORITY = 1000  # taken after every identifier type
+
+
+def node_key(id_type: str, value: str) -> str:
+    """An identifier as a node of the identity graph: ``"type:normalized value"``."""
+    return f"{id_type}:{value}"
+
+
+def node_type(key: str) -> str:
+    return intern(key.split(":", 1)[0])
+
+
+def utc_iso(dt) -> str:
+    """A fixed-width UTC timestamp (``2025-03-07T14:03:11.000000Z``), so string order is time order."""
+    return dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def short_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()

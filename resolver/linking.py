@@ -1,0 +1,162 @@
+"""Deterministic linking: the decisions one event's identifiers lead to.
+
+Identifiers seen together on an event are linked, strongest first (``priority``). Before that, an
+identifier the event would show with more partners than one person has is flagged shared (its edges
+are revoked and its profile re-split). An identifier that would join conflicting profiles is refused:
+a weak one (a device) or one that would join differently named people is not linked on this event
+(``link_refused``); any other is flagged shared, after looking inside the other profile for the
+identifier that really tied two people together (``guards.culprit``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from resolver import graph, sessions
+from resolver import traits as person
+from resolver.context import Context
+from resolver.guards import Acc, conflict, cooccurrence_breach, culprit, nothing_new
+from resolver.ids import node_type
+from resolver.state import Profile
+
+
+def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], traits: tuple[str, ...]) -> list[str]:
+    """Links the event's identifiers; returns those that stay active but were not linked on it."""
+    st = ctx.state
+    cfg = ctx.config
+    existing = [st.node_index.get(k) for k in node_keys]
+    if nothing_new(st, existing, traits):
+        return []
+
+    # 1. Data-driven guard: would this event show an identifier with more partners than one
+    #    person could have? Then that identifier is shared, whatever order events came in.
+    for key, idx in zip(node_keys, existing):
+        if idx is None or idx in st.shared:
+            continue
+        rule = cfg.rule(st.node_types[idx])
+        if not rule.max_cooccurring:
+            continue
+        reason = cooccurrence_breach(st, idx, node_keys, traits, rule.max_cooccurring)
+        if reason:
+            flag(ctx, key, event_id, reason[0], reason[1])
+
+    # 2. Link the event's identifiers strongest first; refuse the one that would join conflicting
+    #    profiles, and flag it shared.
+    acc = Acc(traits)
+    accepted: list[str] = []
+    refused: list[str] = []
+    for key in node_keys:
+        idx = st.node_index.get(key)
+        if idx is not None and idx in st.shared:
+            continue
+        pid = st.node_profile[idx] if idx is not None else None
+        if pid is not None:
+            prof = st.profiles[pid]
+            if any(p is prof for p in acc.profiles):
+                accepted.append(key)
+                continue
+            counts, known = prof.counts, prof.traits
+        else:
+            counts, known = {node_type(key): 1}, st.node_traits.get(idx, ()) if idx is not None else ()
+        if not acc.empty() or acc.own:
+            found = conflict(cfg, acc, counts, known, node_type(key))
+            if found and pid is not None:
+                # The conflict may come from inside the other profile: an identifier there (a
+                # landline, a family email) that tied two people together. Cut the weakest one.
+                guilty = culprit(ctx, acc, idx, st.profiles[pid])
+                if guilty != idx:
+                    flag(ctx, st.node_keys[guilty], event_id,
+                         f"ties together customers that conflict: {found[0]}", found[1])
+                    pid = st.node_profile[idx]
+                    prof = st.profiles[pid]
+                    counts, known = prof.counts, prof.traits
+                    found = conflict(cfg, acc, counts, known, node_type(key))
+            if found:
+                if (cfg.rule(node_type(key)).weak and found[1].get("weak")) or person.FIRST_NAME in found[1]:
+                    # A device seen with a second known customer: not proof it is shared (one person
+                    # may use two emails). Nor is an event that brings identifiers of two differently
+                    # named people together (a card lent at a till): which of them is shared only
+                    # their own history can tell. Do not link it here; the co-occurrence limits decide.
+                    ctx.emit({"type": "link_refused", "node": key, "event_id": event_id,
+                              "others": [k for k in node_keys if k != key], "reason": found[0]})
+                    refused.append(key)
+                else:
+                    flag(ctx, key, event_id, found[0], found[1])
+                continue
+        acc.add(counts, known)
+        if pid is not None:
+            acc.profiles.append(st.profiles[pid])
+        else:
+            acc.new_nodes.append(key)
+        accepted.append(key)
+
+    if not accepted:
+        return refused
+    new_keys = acc.new_nodes
+    if not acc.profiles:
+        pid = graph.new_profile_id(st, "p:" + event_id)
+        ctx.emit({"type": "profile_created", "profile_id": pid, "created_at": occurred_at,
+                  "event_id": event_id, "nodes": new_keys})
+    else:
+        ordered = sorted(acc.profiles, key=Profile.age_key)
+        survivor = ordered[0]
+        if len(ordered) > 1:
+            ctx.emit({
+                "type": "profiles_merged", "survivor_id": survivor.id,
+                "absorbed_ids": [p.id for p in ordered[1:]], "event_id": event_id,
+                "occurred_at": occurred_at, "via": accepted, "rule": "shared_identifier",
+            })
+        if new_keys:
+            ctx.emit({"type": "identifiers_attached", "profile_id": survivor.id,
+                      "event_id": event_id, "nodes": new_keys})
+    if len(accepted) > 1 and graph.has_new_edge(st, accepted):
+        ctx.emit({"type": "identifiers_linked", "event_id": event_id, "rule": "seen_together",
+                  "nodes": accepted})
+    return refused
+
+
+def flag(ctx: Context, key: str, event_id: str, reason: str, evidence: dict[str, Any]) -> None:
+    """Flags an identifier shared (its edges are revoked) and re-splits the profile it held together."""
+    st = ctx.state
+    idx = st.node_index.get(key)
+    pid = st.node_profile[idx] if idx is not None else None
+    ctx.emit({"type": "identifier_flagged", "node": key, "status": "shared", "event_id": event_id,
+              "reason": reason, "evidence": evidence})
+    if pid is None:
+        return
+    prof = st.profiles[pid]
+    if len(prof.nodes) < 2:
+        return
+    components = graph.components(st, prof.nodes)
+    if len(components) < 2:
+        return
+    parts = [{"profile_id": pid, "created_at": prof.created_at,
+              "nodes": [st.node_keys[n] for n in components[0]]}]
+    for comp in components[1:]:
+        first = st.node_keys[comp[0]]
+        parts.append({"profile_id": graph.new_profile_id(st, f"split:{event_id}:{first}"),
+                      "created_at": prof.created_at, "nodes": [st.node_keys[n] for n in comp]})
+    ctx.emit({"type": "profile_split", "profile_id": pid, "event_id": event_id,
+              "reason": f"{key} is shared: {reason}", "parts": parts})
+
+
+def attribute_sessions(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str],
+                       refused: list[str]) -> Optional[dict[str, Any]]:
+    """Session attribution on the event's shared identifiers (``resolver.sessions``): an anonymous
+    event's attribution, or None; an identified event claims the anonymous ones waiting."""
+    st = ctx.state
+    shared = graph.shared_of(st, node_keys)
+    if not shared:
+        return None
+    anchor = graph.representative(st, node_keys, refused)
+    if anchor is None:
+        found = sessions.attribution(st.session_last, shared, occurred_at, st.node_keys)
+        if found is not None:
+            idx = st.node_index.get(found["node"])
+            if idx is not None and idx not in st.shared and st.node_profile[idx] is not None:
+                return found
+        return None
+    for via, events in sessions.claims(st.session_pending, shared, occurred_at, st.node_keys):
+        ctx.emit({"type": "events_attributed", "event_id": event_id, "node": st.node_keys[anchor],
+                  "via": via, "rule": sessions.RULE, "events": events})
+    return None

@@ -1,0 +1,76 @@
+"""The resolver's state: the identity graph, profiles, aliases and the matching indexes.
+
+Only the fold (``resolver.fold``) changes it; everything else reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from resolver.ids import node_type
+from resolver.matching import AttributeRecord
+
+MAX_RECORDS_PER_NODE = 16
+MAX_BLOCK_NODES_PER_PROFILE = 4
+MAX_TRAITS_PER_NODE = 32  # dates of birth and names kept per identifier (the guards act long before)
+
+
+@dataclass(slots=True)
+class Profile:
+    id: str
+    created_at: str
+    nodes: set[int] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=dict)
+    traits: set[str] = field(default_factory=set)  # dates of birth and names seen on its identifiers
+
+    def age_key(self) -> tuple[str, str]:
+        return (self.created_at, self.id)
+
+
+class ResolverState:
+    """Everything the resolver knows. Built only by the fold over decisions."""
+
+    def __init__(self) -> None:
+        self.seen_events: set[str] = set()
+        self.rejected_keys: set[str] = set()
+        self.node_index: dict[str, int] = {}
+        self.node_keys: list[str] = []
+        self.node_types: list[str] = []
+        self.node_profile: list[Optional[str]] = []
+        self.shared: set[int] = set()
+        self.adj: dict[int, dict[int, str]] = {}
+        # dates of birth and names seen with the identifier, and on how many of its events
+        self.node_traits: dict[int, dict[str, int]] = {}
+        self.refused: dict[int, set[str]] = {}  # partners a weak identifier was seen with but not linked to
+        self.profiles: dict[str, Profile] = {}
+        self.aliases: dict[str, str] = {}
+        # probabilistic matching
+        self.records: dict[int, list[AttributeRecord]] = {}  # node -> distinct attribute records seen on it
+        self.blocks: dict[str, list[int]] = {}  # blocking key -> nodes holding a record with that key
+        self.fuzzy: dict[int, dict[int, str]] = {}  # probable links: node -> {node: event_id}
+        self.reviews: dict[str, tuple[int, int]] = {}  # pending review id -> (node, other node)
+        self.review_pairs: set[tuple[int, int]] = set()  # pairs queued for review or decided by a person
+        self.review_rejected: set[tuple[int, int]] = set()  # pairs a person said are different customers
+        self.value_counts: dict[tuple[str, str], int] = {}  # (field, value) -> indexed records holding it
+        self.value_totals: dict[str, int] = {}  # field -> indexed records with a value for it
+        # anonymous activity on shared identifiers (``resolver.sessions``)
+        self.session_last: dict[int, tuple[str, str]] = {}  # shared node -> (time, identifier) of its last identified use
+        self.session_pending: dict[int, list[tuple[str, str]]] = {}  # shared node -> [(time, event)] unattributed
+
+    def node(self, key: str) -> int:
+        idx = self.node_index.get(key)
+        if idx is None:
+            idx = len(self.node_keys)
+            self.node_index[key] = idx
+            self.node_keys.append(key)
+            self.node_types.append(node_type(key))
+            self.node_profile.append(None)
+        return idx
+
+    def resolve_alias(self, profile_id: str) -> str:
+        seen = 0
+        while profile_id in self.aliases and seen < 1_000_000:
+            profile_id = self.aliases[profile_id]
+            seen += 1
+        return profile_id
