@@ -1,0 +1,125 @@
+"""Blocking: the keys under which a record is indexed, so that candidates are found by key look-up
+instead of a scan, and the candidate pairs those keys make.
+
+Keys pair two fields (surname Soundex, first-name nickname group, date of birth, postcode, city,
+address), so a typo or a gap in one field leaves others to find the record by. Dates in keys ignore a
+day/month swap. ``BLOCKING_RULES`` names each key prefix and the fields its records agree on.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from resolver.matching.canonical import AttributeRecord
+from resolver.matching.names import NICKNAME_GROUPS, _NICK_INDEX, soundex
+
+
+def _first_name_keys(first: str) -> list[str]:
+    groups = _NICK_INDEX.get(first)
+    if groups:
+        return [NICKNAME_GROUPS[g][0] for g in groups]
+    code = soundex(first)
+    return [code] if code else []
+
+
+def _dob_key(dob: str) -> str:
+    """The date with day and month in numeric order, so a swap lands in the same block."""
+    y, m, d = dob[:4], dob[5:7], dob[8:10]
+    lo, hi = sorted((m, d))
+    return f"{y}-{lo}-{hi}"
+
+
+def blocking_keys(record: AttributeRecord) -> list[str]:
+    """Index keys of a record, sorted and unique. Two records are candidates when they share a key.
+
+    Each key pairs two fields, so that a typo or a gap in any one field leaves other keys to find the
+    record by: surname + date of birth, first name + date of birth, surname + postcode, surname + city,
+    first name + postcode, first name + city, date of birth + postcode, date of birth + city, address +
+    postcode, first name + surname, and the first letters of both names (three, or two with the year
+    of birth). Names are keyed by Soundex (first names also by nickname group), dates ignore a day/month
+    swap."""
+    keys: set[str] = set()
+    first = record.first_name
+    surname = soundex(record.last_name)
+    first_sound = soundex(first)
+    last = surname or first_sound  # one name alone may be a surname in the first-name field
+    dob = _dob_key(record.date_of_birth) if record.date_of_birth else None
+    postcode, city = record.postcode, record.city
+    first_keys = _first_name_keys(first) if first else []
+    if last:
+        if dob:
+            keys.add(f"ln_dob:{last}:{dob}")
+        if postcode:
+            keys.add(f"ln_pc:{last}:{postcode}")
+        if city:
+            keys.add(f"ln_city:{last}:{city}")
+        # names entered the other way round: the first name's code also stands in for the surname's
+        if first_sound and first_sound != last:
+            if dob:
+                keys.add(f"ln_dob:{first_sound}:{dob}")
+            if postcode:
+                keys.add(f"ln_pc:{first_sound}:{postcode}")
+    if first_sound:  # (one key each: a name in many nickname groups would make many)
+        if postcode:
+            keys.add(f"fn_pc:{first_sound}:{postcode}")
+        if city:
+            keys.add(f"fn_city:{first_sound}:{city}")
+    for fk in first_keys:
+        if dob:
+            keys.add(f"fn_dob:{fk}:{dob}")
+        if surname and (dob or postcode or record.address or city):
+            # the name alone, for records whose date or postcode is mistyped; only with something else
+            # to compare on, and capped per key like every block (a common name fills it quickly)
+            keys.add(f"fn_ln:{fk}:{surname}")
+    if dob:
+        if postcode:
+            keys.add(f"dob_pc:{dob}:{postcode}")
+        if city:
+            keys.add(f"dob_city:{dob}:{city}")
+    if first and record.last_name:
+        # typos late in both names: their first letters (with the year of birth, for a mistyped day or
+        # month; without it, for a record without a date or with a mistyped one)
+        if record.date_of_birth:
+            keys.add(f"fl2:{first[:2]}:{record.last_name[:2]}:{record.date_of_birth[:4]}")
+        keys.add(f"fl3:{first[:3]}:{record.last_name[:3]}")
+    if record.address and postcode:
+        keys.add(f"addr_pc:{record.address}:{postcode}")
+    return sorted(keys)
+
+
+# Blocking rules: each key prefix and the fields its records agree on by construction.
+BLOCKING_RULES: dict[str, tuple[str, ...]] = {
+    "ln_dob": ("last_name", "date_of_birth"),
+    "fn_dob": ("first_name", "date_of_birth"),
+    "ln_pc": ("last_name", "postcode"),
+    "ln_city": ("last_name", "city"),
+    "fn_pc": ("first_name", "postcode"),
+    "fn_city": ("first_name", "city"),
+    "dob_pc": ("date_of_birth", "postcode"),
+    "dob_city": ("date_of_birth", "city"),
+    "addr_pc": ("address", "postcode"),
+    "fn_ln": ("first_name", "last_name"),
+    "fl2": ("first_name", "last_name"),
+    "fl3": ("first_name", "last_name"),
+}
+
+
+def candidate_pairs(records: Sequence[AttributeRecord], max_block_size: int,
+                    rule: Optional[str] = None) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)``, ``i < j``, of records sharing a blocking key (of ``rule`` only, if given),
+    as the engine would find them: a key holds at most ``max_block_size`` records (the first ones).
+    Sorted, without repeats."""
+    blocks: dict[str, list[int]] = {}
+    for i, rec in enumerate(records):
+        for key in blocking_keys(rec):
+            if rule is not None and not key.startswith(rule + ":"):
+                continue
+            block = blocks.setdefault(key, [])
+            if len(block) < max_block_size:
+                block.append(i)
+    pairs: set[tuple[int, int]] = set()
+    for block in blocks.values():
+        for x in range(len(block)):
+            for y in range(x + 1, len(block)):
+                pairs.add((block[x], block[y]))
+    return sorted(pairs)

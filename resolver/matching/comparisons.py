@@ -1,0 +1,183 @@
+"""Comparisons: one agreement level per field of two attribute records.
+
+``compare(a, b)`` is the comparison vector: one level per field of ``FIELDS`` (``FIELD_LEVELS``, best
+first), or ``"null"`` when a side is missing.
+"""
+
+from __future__ import annotations
+
+from datetime import date as _date
+from typing import Optional
+
+from rapidfuzz import fuzz
+from rapidfuzz.distance import OSA, JaroWinkler
+
+from resolver.matching.canonical import AttributeRecord
+from resolver.matching.names import nickname_equivalent
+
+# Bump when the meaning of a comparison level changes: a model estimated under other definitions is refused.
+COMPARISONS_VERSION = 4
+
+NULL = "null"
+FIELDS: tuple[str, ...] = ("first_name", "last_name", "date_of_birth", "postcode", "address", "city")
+FIELD_INDEX: dict[str, int] = {f: i for i, f in enumerate(FIELDS)}  # position in a comparison vector
+# Agreement levels per field, best first (``null`` is not listed: it always weighs 0).
+FIELD_LEVELS: dict[str, tuple[str, ...]] = {
+    "first_name": ("exact", "nickname", "jw_92", "jw_80", "different"),
+    "last_name": ("exact", "jw_92", "jw_80", "different"),
+    "date_of_birth": ("exact", "swapped", "one_off", "year", "month", "decade", "different"),
+    "postcode": ("exact", "typo", "prefix", "different"),
+    "address": ("exact", "tsr_90", "tsr_75", "different"),
+    "city": ("exact", "jw_92", "different"),
+}
+JW_HIGH = 0.92
+JW_LOW = 0.80
+TSR_HIGH = 90.0
+TSR_LOW = 75.0
+POSTCODE_PREFIX = 3
+
+
+def compare_first_name(a: Optional[str], b: Optional[str]) -> str:
+    if a is None or b is None:
+        return NULL
+    if a == b:
+        return "exact"
+    if nickname_equivalent(a, b):
+        return "nickname"
+    if (len(a) == 1 or len(b) == 1) and a[0] == b[0]:
+        return "jw_80"  # an initial that fits: weak agreement, never a clear difference
+    return _jw_level(a, b)
+
+
+def compare_last_name(a: Optional[str], b: Optional[str]) -> str:
+    if a is None or b is None:
+        return NULL
+    if a == b:
+        return "exact"
+    return _jw_level(a, b)
+
+
+def _jw_level(a: str, b: str) -> str:
+    sim = JaroWinkler.similarity(a, b, score_cutoff=JW_LOW)
+    if sim >= JW_HIGH:
+        return "jw_92"
+    if sim >= JW_LOW:
+        return "jw_80"
+    return "different"
+
+
+def compare_date_of_birth(a: Optional[str], b: Optional[str]) -> str:
+    """exact; swapped (day and month exchanged); one_off (one of year, month, day differs, or one
+    digit typo or transposition); year (the same year, one date a 1 January that stands for "only the
+    year is known", as many systems record it); month (at most 31 days apart); decade (at most ten years
+    apart); different."""
+    if a is None or b is None:
+        return NULL
+    if a == b:
+        return "exact"
+    ya, ma, da = a[:4], a[5:7], a[8:10]
+    yb, mb, db = b[:4], b[5:7], b[8:10]
+    if ya == yb and ma == db and da == mb:
+        return "swapped"
+    if (ya != yb) + (ma != mb) + (da != db) == 1 or _one_typo(a, b):
+        return "one_off"
+    if ya == yb and (a[5:] == _YEAR_ONLY or b[5:] == _YEAR_ONLY):
+        return "year"
+    try:
+        days = abs((_date.fromisoformat(a) - _date.fromisoformat(b)).days)
+    except ValueError:  # (a 31 February: canonical dates check ranges only)
+        return "different"
+    if days <= 31:
+        return "month"
+    return "decade" if days <= 3653 else "different"
+
+
+_YEAR_ONLY = "01-01"  # month and day of a date of which only the year is known
+
+
+def _one_typo(a: str, b: str) -> bool:
+    """The dates' digits are one substitution or one adjacent transposition apart."""
+    return OSA.distance(a.replace("-", ""), b.replace("-", ""), score_cutoff=1) <= 1
+
+
+def compare_postcode(a: Optional[str], b: Optional[str]) -> str:
+    """exact; typo (one character wrong, missing, extra, or two adjacent ones swapped: 4570 / 4507);
+    prefix (the first three characters agree); different."""
+    if a is None or b is None:
+        return NULL
+    if a == b:
+        return "exact"
+    if min(len(a), len(b)) >= 4 and OSA.distance(a, b, score_cutoff=1) <= 1:
+        return "typo"
+    if len(a) >= POSTCODE_PREFIX and a[:POSTCODE_PREFIX] == b[:POSTCODE_PREFIX]:
+        return "prefix"
+    return "different"
+
+
+def compare_address(a: Optional[str], b: Optional[str]) -> str:
+    """exact; token-set ratio >= 90; >= 75; different. House numbers that disagree (neither address's
+    numbers contain the other's) make the addresses different whatever the street."""
+    if a is None or b is None:
+        return NULL
+    if a == b:
+        return "exact"
+    nums_a = {t for t in a.split() if any(c.isdigit() for c in t)}
+    nums_b = {t for t in b.split() if any(c.isdigit() for c in t)}
+    if nums_a and nums_b and not (nums_a <= nums_b or nums_b <= nums_a):
+        return "different"
+    ratio = fuzz.token_set_ratio(a, b, score_cutoff=TSR_LOW)
+    if ratio >= TSR_HIGH:
+        return "tsr_90"
+    if ratio >= TSR_LOW:
+        return "tsr_75"
+    return "different"
+
+
+def compare_city(a: Optional[str], b: Optional[str]) -> str:
+    if a is None or b is None:
+        return NULL
+    if a == b:
+        return "exact"
+    return "jw_92" if JaroWinkler.similarity(a, b) >= JW_HIGH else "different"
+
+
+_LEVEL_RANK = {"exact": 0, "nickname": 1, "jw_92": 2, "jw_80": 3, "different": 4, NULL: 5}
+
+
+def _names(a: AttributeRecord, b: AttributeRecord) -> tuple[str, str]:
+    """First- and last-name levels; when one side's names were entered the other way round (first name
+    in the surname field), the crossed comparison counts if it agrees better."""
+    first = compare_first_name(a.first_name, b.first_name)
+    last = compare_last_name(a.last_name, b.last_name)
+    if first == "exact" and last == "exact":
+        return first, last
+    if a.first_name and a.last_name and b.first_name and b.last_name:
+        # (symmetric in a and b: the better crossed level is credited to the first name)
+        cross = sorted((compare_last_name(a.first_name, b.last_name), compare_last_name(a.last_name, b.first_name)),
+                       key=_LEVEL_RANK.__getitem__)
+        if _LEVEL_RANK[cross[0]] + _LEVEL_RANK[cross[1]] < _LEVEL_RANK[first] + _LEVEL_RANK[last]:
+            return cross[0], cross[1]
+    elif last == NULL and first != NULL and first != "exact":
+        # one name given, in the first-name field, and it is the other record's surname
+        lone, other = (a, b) if a.last_name is None else (b, a)
+        if lone.last_name is None and other.last_name:
+            moved = compare_last_name(lone.first_name, other.last_name)
+            if _LEVEL_RANK[moved] < _LEVEL_RANK[first]:
+                return NULL, moved
+    return first, last
+
+
+def compare(a: AttributeRecord, b: AttributeRecord) -> tuple[str, ...]:
+    """The comparison vector: one agreement level per field of ``FIELDS``, in that order."""
+    return (
+        *_names(a, b),
+        compare_date_of_birth(a.date_of_birth, b.date_of_birth),
+        compare_postcode(a.postcode, b.postcode),
+        compare_address(a.address, b.address),
+        compare_city(a.city, b.city),
+    )
+
+
+def compare_fields(a: AttributeRecord, b: AttributeRecord) -> dict[str, str]:
+    """``compare`` as a dict field -> level."""
+    return dict(zip(FIELDS, compare(a, b)))

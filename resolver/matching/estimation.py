@@ -1,0 +1,151 @@
+"""Estimation: u from seeded random pairs (``estimate_u``), m and the match proportion by EM over
+candidate pairs with u fixed (``estimate_m_em``)."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+from resolver.matching.canonical import AttributeRecord
+from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL, compare
+from resolver.matching.model import (
+    DEPENDENT_FIELDS, POSTCODE_AGREES, _EPS, _POSTCODE_INDEX, MatchModel, Table, default_model,
+)
+
+
+def _normalized_counts(counts: Mapping[str, float], levels: tuple[str, ...], pseudo: float) -> dict[str, float]:
+    total = sum(counts.get(lv, 0.0) for lv in levels) + pseudo * len(levels)
+    return {lv: (counts.get(lv, 0.0) + pseudo) / total for lv in levels}
+
+
+def estimate_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: int,
+               model: Optional[MatchModel] = None, pseudo_count: float = 0.5,
+               version: Optional[str] = None) -> MatchModel:
+    """u from ``pairs_sample`` random pairs of distinct records drawn with ``random.Random(seed)``:
+    random pairs are almost all of different people. Returns ``model`` (default: ``default_model()``)
+    with u replaced; a field never known on both sides of a pair keeps its old u. Each level gets
+    ``pseudo_count`` extra observations so that no u is 0. The city: ``u_apart``, from the pairs whose
+    postcodes do not agree (its u given an agreeing postcode needs pairs within one postcode, which random
+    pairs seldom are: ``train_model`` samples those, as for the address)."""
+    base = model if model is not None else default_model()
+    n = len(records)
+    if n < 2 or pairs_sample <= 0:
+        return base
+    rng = random.Random(seed)
+    counts: list[dict[str, float]] = [{} for _ in FIELDS]
+    dependent = tuple(f in DEPENDENT_FIELDS for f in FIELDS)
+    for _ in range(pairs_sample):
+        i = rng.randrange(n)
+        j = rng.randrange(n - 1)
+        if j >= i:
+            j += 1
+        levels = compare(records[i], records[j])
+        apart = levels[_POSTCODE_INDEX] not in POSTCODE_AGREES
+        for k, level in enumerate(levels):
+            if level != NULL and (apart or not dependent[k]):
+                counts[k][level] = counts[k].get(level, 0.0) + 1.0
+    u: Table = {}
+    u_apart: Table = {}
+    for k, f in enumerate(FIELDS):
+        if dependent[k]:
+            u[f] = dict(base.u[f])
+            u_apart[f] = (_normalized_counts(counts[k], FIELD_LEVELS[f], pseudo_count) if counts[k]
+                          else dict(base.u_apart[f]))
+        else:
+            u[f] = _normalized_counts(counts[k], FIELD_LEVELS[f], pseudo_count) if counts[k] else dict(base.u[f])
+    estimated = base.with_params(u=u, u_apart=u_apart)
+    return estimated.with_params(version=version or f"u-{estimated.fingerprint()}")
+
+
+def estimate_m_em(candidate_pairs: Iterable[tuple[AttributeRecord, AttributeRecord]], model: MatchModel,
+                  iterations: int = 20, prior: Optional[float] = None, pseudo_count: float = 0.01,
+                  monotone: bool = True, version: Optional[str] = None,
+                  fixed_fields: Iterable[str] = ()) -> MatchModel:
+    """m and the match proportion by expectation-maximization over candidate pairs, u kept fixed.
+
+    Starts from ``model``'s m and ``prior`` (or the given ``prior``). Start with a prior below the
+    expected share of matches: matches are a minority of candidate pairs, and a start near 0.5 can
+    converge to the wrong cluster (pairs that merely share a postcode). Identical comparison vectors are
+    grouped in first-seen order, so the result depends only on the pairs and their order. With
+    ``monotone`` the m of each field is pooled (pool-adjacent-violators over m/u, weighted by u) so that
+    a better level never weighs less than a worse one; the pooling keeps each field's m summing to 1.
+    ``fixed_fields`` are left out of the estimation and keep their m: the fields the candidate pairs were
+    blocked on agree by construction, so they say nothing about who matches among them (Splink's rule).
+    """
+    fixed = set(fixed_fields)
+    mask = tuple(f in fixed for f in FIELDS)
+    # a vector and whether its postcodes agree (which u the address and city are weighed with)
+    groups: dict[tuple[tuple[str, ...], bool], int] = {}
+    for a, b in candidate_pairs:
+        key = compare(a, b)
+        apart = key[_POSTCODE_INDEX] not in POSTCODE_AGREES
+        if fixed:
+            key = tuple(NULL if skip else lv for skip, lv in zip(mask, key))
+        groups[(key, apart)] = groups.get((key, apart), 0) + 1
+    if not groups:
+        return model
+    vectors = [(vec, count) for (vec, _), count in groups.items()]
+    contexts = [apart for vec, apart in groups]
+    n_pairs = float(sum(groups.values()))
+    m: Table = {f: dict(model.m[f]) for f in FIELDS}
+    u = model.u
+    log_u = {f: {lv: math.log(v) for lv, v in u[f].items()} for f in FIELDS}
+    log_u_apart = {**log_u, **{f: {lv: math.log(v) for lv, v in model.u_apart[f].items()} for f in DEPENDENT_FIELDS}}
+    lam = model.prior if prior is None else float(prior)
+    for _ in range(max(0, iterations)):
+        # E-step: P(match | vector) per distinct vector.
+        log_m = {f: {lv: math.log(v) for lv, v in m[f].items()} for f in FIELDS}
+        logit_prior = math.log(lam) - math.log1p(-lam)
+        posts: list[float] = []
+        for (vec, _count), apart in zip(vectors, contexts):
+            lu = log_u_apart if apart else log_u
+            s = logit_prior
+            for f, lv in zip(FIELDS, vec):
+                if lv != NULL:
+                    s += log_m[f][lv] - lu[f][lv]
+            posts.append(_sigmoid(s))
+        # M-step.
+        matched = 0.0
+        sums: list[dict[str, float]] = [{} for _ in FIELDS]
+        for (vec, count), p in zip(vectors, posts):
+            w = count * p
+            matched += w
+            for k, lv in enumerate(vec):
+                if lv != NULL:
+                    sums[k][lv] = sums[k].get(lv, 0.0) + w
+        for k, f in enumerate(FIELDS):
+            if sum(sums[k].values()) > _EPS:
+                m[f] = _normalized_counts(sums[k], FIELD_LEVELS[f], pseudo_count)
+                if monotone:
+                    # (the town by its u where the postcodes do not agree: where they do, it adds little)
+                    m[f] = _pool_monotone(m[f], model.u_apart[f] if f in DEPENDENT_FIELDS else u[f],
+                                          FIELD_LEVELS[f])
+        lam = min(max(matched / n_pairs, 1e-6), 1.0 - 1e-6)
+    estimated = model.with_params(m=m, prior=lam)
+    return estimated.with_params(version=version or f"em-{estimated.fingerprint()}")
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+def _pool_monotone(m: dict[str, float], u: Mapping[str, float], levels: tuple[str, ...]) -> dict[str, float]:
+    """Pool adjacent levels whose m/u ratio rises toward worse levels; a pooled block gets one ratio."""
+    blocks: list[list[Any]] = []  # [m_sum, u_sum, [levels]]
+    for lv in levels:
+        blocks.append([m[lv], u[lv], [lv]])
+        while len(blocks) >= 2 and blocks[-2][0] / blocks[-2][1] < blocks[-1][0] / blocks[-1][1]:
+            ms, us, lvs = blocks.pop()
+            blocks[-1][0] += ms
+            blocks[-1][1] += us
+            blocks[-1][2].extend(lvs)
+    out: dict[str, float] = {}
+    for ms, us, lvs in blocks:
+        for lv in lvs:
+            out[lv] = u[lv] * ms / us
+    total = sum(out.values())
+    return {lv: out[lv] / total for lv in levels}
