@@ -55,6 +55,12 @@ def event_profile_id(event_id: str) -> str:
     return "p_" + short_hash("p:" + event_id)
 
 
+def anonymous_profile_id(event_id: str) -> str:
+    """The profile of such an event when the one it founded lives on as a customer's (its identifier was
+    later found shared, and a split left the profile's ID to the customer's identifiers)."""
+    return "p_" + short_hash("anonymous:" + event_id)
+
+
 class CustomerViews:
     """The read model. ``apply_entry`` folds one decision-log entry."""
 
@@ -218,7 +224,20 @@ class CustomerViews:
         via = self.ev_via.get(i)
         if via is not None and self.node_profile[via] is not None:
             return self.node_profile[via]
-        return event_profile_id(self.ev_id[i])
+        return self._own_profile_id(i)
+
+    def _own_profile_id(self, i: int) -> str:
+        """The profile of event ``i`` when no identifier of it links to anyone: the one it founded,
+        unless that profile now holds other identifiers (a customer's, not this event's)."""
+        pid = event_profile_id(self.ev_id[i])
+        prof = self.profiles.get(pid)
+        if prof is not None and prof.nodes:
+            return anonymous_profile_id(self.ev_id[i])
+        return pid
+
+    def _is_own(self, i: int, pid: str) -> bool:
+        e = self.ev_id[i]
+        return pid == event_profile_id(e) or pid == anonymous_profile_id(e)
 
     def _interaction(self, d: dict[str, Any]) -> None:
         i = len(self.ev_id)
@@ -241,7 +260,7 @@ class CustomerViews:
         pid = self._assign(i)
         self.ev_profile.append(pid)
         self._profile(pid, d["occurred_at"]).events.append(i)
-        if not attributed and pid == event_profile_id(d["event_id"]):
+        if not attributed and self._is_own(i, pid):
             self.ev_waiting[d["event_id"]] = i  # an identified event may claim it (``events_attributed``)
 
     def _reassign(self) -> None:
@@ -264,7 +283,7 @@ class CustomerViews:
             prof = self.profiles.get(pid)
             if prof is not None and not prof.nodes and not prof.events:
                 del self.profiles[pid]
-                if len(went.get(pid, ())) == 1 and any(pid == event_profile_id(self.ev_id[i]) for i in moved
+                if len(went.get(pid, ())) == 1 and any(self._is_own(i, pid) for i in moved
                                                        if before[i] == pid):
                     # an anonymous event's profile whose event now belongs to a customer: its ID still
                     # leads there, as a merged-away ID does

@@ -116,3 +116,20 @@ def test_a_session_at_the_start_of_time_is_not_an_error():
     assert sessions.session_start("0001-01-01T00:10:00.000000Z") == ""
     assert sessions.attribution({0: ("0001-01-01T00:00:00.000000Z", "email:a@x.org")}, [0],
                                 "0001-01-01T00:10:00.000000Z", ["device_id:d"])["seconds"] == 600
+
+
+def test_an_anonymous_event_never_lands_in_the_customer_who_inherited_the_profile_it_founded():
+    """A till purchase founds a profile on the till's device; a customer's email joins it; the till is
+    then found shared. The profile's ID stays with the customer's email, and the purchase is on its own."""
+    day = 86_400
+    run = Run().feed([
+        ev("till-0", 0, channel="store", event_type="purchase", device_id="pos-1"),
+        ev("a-1", 2 * day, channel="store", event_type="purchase", device_id="pos-1", email="a@x.org"),
+        ev("b-1", 4 * day, channel="store", event_type="purchase", device_id="pos-1", email="b@x.org"),
+        ev("c-1", 6 * day, channel="store", event_type="purchase", device_id="pos-1", email="c@x.org"),
+    ])
+    assert run.views.lookup_node("device_id:pos-1")["status"] == "shared"
+    customer_a = run.views.lookup_node("email:a@x.org")["profile_id"]
+    assert run.profile_of("a-1") == customer_a
+    assert run.profile_of("till-0") not in {customer_a, run.profile_of("b-1"), run.profile_of("c-1")}
+    assert run.views.customer(run.profile_of("till-0"))["event_count"] == 1
