@@ -19,7 +19,7 @@ computed from the customer views on demand (``households(views)``), so it never 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from resolver.matching import canonical_address, canonical_postcode
 
@@ -97,6 +97,17 @@ def households(views: "CustomerViews", weak_types: frozenset[str] | None = None)
         for m in members:
             out[m] = house
     return out
+
+
+def household_of(houses: dict[str, dict[str, Any]], profile_id: str) -> Optional[dict[str, Any]]:
+    """The household of one customer as ``idres lookup``/``show`` and the API give it:
+    ``{"household_id", "others": [the other members' profile IDs], "via": [what ties them]}``, or None.
+    ``houses``: what ``households`` returned."""
+    house = houses.get(profile_id)
+    if house is None:
+        return None
+    return {"household_id": house["household_id"], "others": [m for m in house["members"] if m != profile_id],
+            "via": list(house["via"])}
 
 
 def household_rows(views: "CustomerViews") -> list[dict[str, Any]]:

@@ -58,7 +58,8 @@ def _default_rules() -> dict[str, IdentifierRule]:
         "loyalty_id": IdentifierRule(
             priority=10,
             kind="loyalty",
-            max_per_profile=1,
+            # a card is lost or replaced: one customer may hold two over time (a third is a household's)
+            max_per_profile=2,
             max_cooccurring={"email": 3, "phone": 3, "date_of_birth": 1, "first_name": 1},
             prefixes=("LOY", "LOYALTY", "CARD"),
         ),
@@ -66,13 +67,13 @@ def _default_rules() -> dict[str, IdentifierRule]:
             priority=20,
             kind="email",
             max_per_profile=3,
-            max_cooccurring={"loyalty_id": 1, "phone": 3, "date_of_birth": 1, "first_name": 1},
+            max_cooccurring={"loyalty_id": 2, "phone": 3, "date_of_birth": 1, "first_name": 1},
         ),
         "phone": IdentifierRule(
             priority=30,
             kind="phone",
             max_per_profile=3,
-            max_cooccurring={"loyalty_id": 1, "email": 3, "date_of_birth": 1, "first_name": 1},
+            max_cooccurring={"loyalty_id": 2, "email": 3, "date_of_birth": 1, "first_name": 1},
         ),
         "social_handle": IdentifierRule(
             priority=40,

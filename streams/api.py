@@ -11,6 +11,15 @@ follower rests after each batch as long as the batch took (at most half the inte
 folding while the log grows), and the thread switch interval is short, so that lookups keep their
 latency while ``idres ingest`` runs.
 
+Households (``projections.households``: customers who share a home) take a pass over every event to
+compute, so no request computes them. The follower thread recomputes the map after it folds new
+entries, at most once every ``HOUSEHOLDS_INTERVAL`` seconds (counted from the end of the previous
+computation, the one at start-up included; entries that come after a longer quiet spell are reflected
+at once), without holding the views lock (it is the views' only writer, so they stand still meanwhile),
+and swaps the new map in as one reference. ``/v1/lookup`` and ``/v1/profiles/{id}`` read the last
+map: their ``household`` lags the rest of the answer by at most about ``HOUSEHOLDS_INTERVAL`` seconds
+plus one computation and one poll, and ``household_as_of`` says so while it does.
+
 Routes (one OpenAPI document at ``/openapi.json``):
 
     GET /v1/lookup?type=phone&value=...         the customer behind an identifier
@@ -45,8 +54,9 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.customer import CustomerViews, ProjectionConfig
+from projections.households import household_of, households
 from resolver.config import ResolverConfig
-from resolver.engine import node_key
+from resolver.ids import node_key
 from resolver.errors import IdresError
 from resolver.normalize import Normalizer
 from streams.embedded import STATE_FORMAT, bulk_work
@@ -59,6 +69,12 @@ APPLY_BATCH = 50  # log entries folded per hold of the views lock
 PAUSE = 1.0  # after each batch, the follower rests this many times as long as the batch took
 MAX_TIMELINE = 500
 SWITCH_INTERVAL = 0.0002  # seconds; see serve()
+# Households are recomputed (a pass over every event: ~0.1 s per 50,000 events) after new log entries
+# are folded, at most once per this many seconds counted from the end of the previous computation (so
+# while entries keep arriving, at most computation/(computation + this) of the follower's time goes to
+# them); entries after a longer quiet spell are reflected at once. Bound on how far `household` lags
+# the profile beside it: this, plus one computation, plus one poll.
+HOUSEHOLDS_INTERVAL = 5.0
 
 
 class ServeError(IdresError):
@@ -71,12 +87,14 @@ class Follower:
 
     ``start`` runs everything in one background thread: the initial load (checkpoint, then the log
     tail), then a poll every ``poll_interval`` seconds. ``lock`` guards ``views``: hold it while
-    reading them.
+    reading them. ``households`` is ``(log position, households map)`` as last computed by that thread
+    (``refresh_households``); it is replaced whole, never changed, so read it once and use the pair.
     """
 
     def __init__(self, data_dir: str | Path, config: Optional[ResolverConfig] = None,
                  projection_config: Optional[ProjectionConfig] = None, *,
-                 poll_interval: float = POLL_INTERVAL, apply_batch: int = APPLY_BATCH, pause: float = PAUSE):
+                 poll_interval: float = POLL_INTERVAL, apply_batch: int = APPLY_BATCH, pause: float = PAUSE,
+                 households_interval: float = HOUSEHOLDS_INTERVAL):
         self.data_dir = Path(data_dir)
         self.config = config or ResolverConfig()
         self.projection_config = projection_config or ProjectionConfig()
@@ -96,6 +114,12 @@ class Follower:
         self.polls = 0
         self.poll_errors = 0
         self.last_poll = 0.0
+        self.households_interval = households_interval
+        self.households: tuple[int, dict[str, dict[str, Any]]] = (0, {})  # (views.seq it was computed at, map)
+        self.households_computed = 0
+        self.households_seconds = 0.0  # the last computation took
+        self._households_done = float("-inf")  # time.monotonic() when the last computation ended
+        self._weak_types = frozenset(t for t, rule in self.config.identifier_types.items() if rule.weak)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -119,6 +143,7 @@ class Follower:
     def _run(self) -> None:
         try:
             self.load()
+            self.refresh_households(force=True)
         except Exception as exc:  # reported by /readyz; the process stays up for /healthz
             self.error = f"loading the decision log failed: {type(exc).__name__}: {exc}"
             return
@@ -126,6 +151,7 @@ class Follower:
         while not self._stop.wait(self.poll_interval):
             try:
                 self.poll()
+                self.refresh_households()
             except Exception as exc:
                 self.poll_errors += 1
                 self.error = f"following the decision log failed: {type(exc).__name__}: {exc}"
@@ -178,6 +204,7 @@ class Follower:
                 if len(batch) >= self.apply_batch:
                     n += self._apply(batch)
                     batch = []
+                    self.refresh_households()  # when due: the bound holds through a long catch-up too
                     if pause:
                         # Requests share the interpreter with this thread: rest as long as the batch
                         # took, so that a request never waits behind a long stretch of folding.
@@ -196,6 +223,27 @@ class Follower:
                 views.apply_entry(seq, decisions)
         self.applied += len(batch)
         return len(batch)
+
+    def refresh_households(self, force: bool = False) -> bool:
+        """Recomputes the households when the views moved on since the last computation and (unless
+        ``force``) ``households_interval`` seconds have passed since it ended; True when it did.
+
+        Called only from the follower thread, the views' only writer: they stand still while it runs,
+        so no lock is taken, and requests keep reading the previous map until the new one is swapped in."""
+        views = self.views
+        seq = views.seq
+        if seq == self.households[0]:
+            return False
+        if not force and time.monotonic() - self._households_done < self.households_interval:
+            return False
+        started = time.perf_counter()
+        with bulk_work():
+            houses = households(views, self._weak_types)
+        self.households = (seq, houses)  # one reference: a request takes the pair whole
+        self.households_seconds = time.perf_counter() - started
+        self.households_computed += 1
+        self._households_done = time.monotonic()
+        return True
 
     def lookup_key(self, id_type: str, raw: str) -> tuple[Optional[str], Optional[str]]:
         """The node key an identifier is stored under, normalized exactly as ingestion does."""
@@ -306,6 +354,16 @@ class TimelineEvent(BaseModel):
     payload: Optional[dict[str, Any]] = None
 
 
+class Household(BaseModel):
+    household_id: str = Field(description="The household's ID, named by what ties it: it stays the same as its "
+                                          "members' profiles merge or new members join.")
+    others: list[str] = Field(description="The other members' profile IDs (a household has 2 to 8 customers). "
+                                          "An ID merged away since still resolves to its survivor.")
+    via: list[str] = Field(description="What ties them: shared identifiers as stored (TYPE:VALUE: a family "
+                                       "mailbox, a landline, a family tablet), or address:ADDRESS|POSTCODE when "
+                                       "their golden records give the same address and postcode.")
+
+
 class CustomerView(BaseModel):
     profile_id: str
     requested_id: Optional[str] = Field(None, description="The ID asked for, when it was merged into this one.")
@@ -322,6 +380,16 @@ class CustomerView(BaseModel):
     closed_case_count: int
     csat_average: Optional[float] = None
     merged_ids: list[str] = Field(description="Profile IDs merged into this one; each still resolves here.")
+    household: Optional[Household] = Field(
+        None, description="The customers this one shares a home with: a relationship between profiles, not a "
+                          "merge (as `idres lookup` gives it). null: in no household. Computed in the background, "
+                          "see household_as_of.")
+    household_as_of: Optional[int] = Field(
+        None, description="null when `household` is as current as the rest of this answer. Otherwise the decision-"
+                          f"log position (entries folded, as /readyz applied_seq) it was computed at: the server "
+                          f"recomputes households at most every {HOUSEHOLDS_INTERVAL:g} seconds while new entries "
+                          "keep arriving, so for that long `household` may miss the newest events (a profile "
+                          "newer than the computation shows null).")
     timeline: list[TimelineEvent] = Field(description="The most recent events, newest first.")
 
 
@@ -509,6 +577,12 @@ class Metrics:
              follower.poll_errors),
             ("idres_follower_last_poll_timestamp_seconds", "gauge", "When the follower last looked at the log.",
              round(follower.last_poll, 3)),
+            ("idres_households_seq", "gauge", "Position in the decision log the households were last computed at.",
+             follower.households[0]),
+            ("idres_households_computed_total", "counter", "Computations of the households.",
+             follower.households_computed),
+            ("idres_households_compute_seconds", "gauge", "How long the last computation of the households took.",
+             round(follower.households_seconds, 6)),
             ("idres_ready", "gauge", "1 when the views are loaded and the follower is running.",
              int(follower.ready.is_set() and follower.running and follower.error is None)),
             ("idres_events", "gauge", "Accepted events in the views.", stats["events"]),
@@ -559,6 +633,15 @@ class MetricsMiddleware:
 
 
 # ============================================================================================ app
+def _with_household(view: dict[str, Any], seq: int, computed: tuple[int, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Adds ``household`` and ``household_as_of`` to a customer view read at log position ``seq``, from
+    ``computed``, the follower's ``households`` pair as it was read (once) for this request."""
+    as_of, houses = computed
+    view["household"] = household_of(houses, view["profile_id"])
+    view["household_as_of"] = None if as_of == seq else as_of
+    return view
+
+
 def _problem(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status)
 
@@ -667,6 +750,8 @@ def create_app(follower: Follower, api_key: Optional[str] = None) -> FastAPI:
             found = views.lookup_node(key)
             if found["status"] == "found":
                 view = views.customer(found["profile_id"], timeline_limit=timeline)
+                if view is not None:  # (read under the lock: the households are never newer than the view)
+                    _with_household(view, views.seq, follower.households)
             else:
                 view = None
         if found["status"] == "shared":
@@ -688,6 +773,8 @@ def create_app(follower: Follower, api_key: Optional[str] = None) -> FastAPI:
             views = follower.views
             pid = views.resolve(profile_id)
             view = views.customer(pid, timeline_limit=timeline) if pid == profile_id else None
+            if view is not None:
+                _with_household(view, views.seq, follower.households)
         if pid is None:
             return _problem(404, "unknown_profile", f"no profile {profile_id}")
         if pid != profile_id:

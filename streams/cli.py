@@ -270,7 +270,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _lookup_key(engine, spec: str) -> str:
-    from resolver.engine import RECORD_TYPE
+    from resolver.ids import RECORD_TYPE
 
     if "=" not in spec:
         raise UsageError(f"expected TYPE=VALUE (for example email=jane@example.com), got {spec!r}")
@@ -318,13 +318,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _with_household(views, view: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
     """The customer view with the household the customer belongs to (``projections.households``)."""
-    from projections.households import households
+    from projections.households import household_of, households
 
     if view is not None:
-        house = households(views).get(view["profile_id"])
-        view["household"] = None if house is None else {
-            "household_id": house["household_id"], "others": [m for m in house["members"] if m != view["profile_id"]],
-            "via": house["via"]}
+        view["household"] = household_of(households(views), view["profile_id"])
     return view
 
 
@@ -430,7 +427,7 @@ def _submit_reviews(args: argparse.Namespace, reviewer: str) -> int:
 
     import orjson
 
-    from resolver.engine import utc_iso
+    from resolver.ids import utc_iso
     from streams.kafka_io import producer
     from streams.stream_app import validated_topic
 
@@ -735,7 +732,7 @@ def _try_next(snapshot: Path, data_dir: Path, sample: Optional[tuple[str, str]])
 
 
 def _has_strong_identifier(engine, prof) -> bool:
-    from resolver.engine import node_type
+    from resolver.ids import node_type
 
     return any(not engine.config.rule(node_type(engine.views.node_keys[n])).weak for n in prof.nodes)
 

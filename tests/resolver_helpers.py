@@ -13,6 +13,18 @@ from schemas.channel import ChannelEvent
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 
+def one_card() -> ResolverConfig:
+    """The built-in rules for a business whose customers hold one loyalty card each."""
+    from dataclasses import replace
+
+    config = ResolverConfig()
+    rules = dict(config.identifier_types)
+    rules["loyalty_id"] = replace(rules["loyalty_id"], max_per_profile=1)
+    for t in ("email", "phone"):
+        rules[t] = replace(rules[t], max_cooccurring={**rules[t].max_cooccurring, "loyalty_id": 1})
+    return replace(config, identifier_types=rules)
+
+
 def ev(event_id: str, minute: int = 0, channel: str = "web", event_type: str = "visit",
        attrs: Optional[dict[str, str]] = None, payload: Optional[dict[str, Any]] = None, **ids: str) -> ChannelEvent:
     return ChannelEvent(event_id=event_id, occurred_at=T0 + timedelta(minutes=minute), channel=channel,

@@ -15,7 +15,7 @@ from resolver.errors import ReviewError
 from resolver.matching import default_model
 from schemas.decisions import LogEntry
 from tests.cli_helpers import run_cli
-from tests.resolver_helpers import Run, ev
+from tests.resolver_helpers import Run, ev, one_card
 
 JANE = {"first_name": "Jane", "last_name": "Doe", "date_of_birth": "1985-03-07", "postcode": "SW1A 1AA",
         "address": "12 High Street", "city": "London"}
@@ -111,7 +111,7 @@ def test_rejected_pair_is_neither_queued_again_nor_linked():
 
 
 @pytest.mark.parametrize("second", [
-    # two different loyalty cards where one customer may hold one: same name, birth date, address
+    # two different loyalty cards where one customer may hold one (``one_card``): same name, birth date, address
     {"loyalty_id": "LOY-2222", "attrs": JANE},
     # birth dates that clearly differ (not a swap, not a typo)
     {"email": "jd@example.org", "attrs": {**JANE, "date_of_birth": "1991-11-23"}},
@@ -120,7 +120,7 @@ def test_fuzzy_match_never_overrides_a_hard_conflict(second):
     first = ev("s1", 0, loyalty_id="LOY-1111", attrs=JANE) if "loyalty_id" in second else \
         ev("s1", 0, email="jane.doe@example.co.uk", attrs=JANE)
     ids = {k: v for k, v in second.items() if k != "attrs"}
-    run = Run().feed([first, ev("s2", 5, attrs=second["attrs"], **ids)])
+    run = Run(one_card()).feed([first, ev("s2", 5, attrs=second["attrs"], **ids)])
     assert run.profile_of("s1") != run.profile_of("s2")
     assert not [d for entry in run.log for d in entry if d["type"] in ("probable_link", "possible_match")]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver, ResolverState
 from schemas.decisions import LogEntry
-from tests.resolver_helpers import Run, ev
+from tests.resolver_helpers import Run, ev, one_card
 
 
 def test_anonymous_session_joins_the_customer_who_logs_in_later():
@@ -65,7 +65,7 @@ def test_kiosk_detected_late_splits_what_it_had_joined():
 
 
 def test_shared_identifier_found_late_splits_the_profile_and_keeps_the_id_on_the_oldest_part():
-    run = Run().feed([
+    run = Run(one_card()).feed([
         ev("1", 0, channel="call_center", phone="4155550100", email="mum@x.org"),
         ev("2", 1, channel="call_center", phone="4155550100", email="kid@x.org"),
         ev("3", 2, channel="store", email="mum@x.org", loyalty_id="L-1"),
@@ -143,7 +143,7 @@ def test_one_person_with_two_emails_on_one_device_joins_when_strong_evidence_arr
 
 
 def test_one_loyalty_card_per_customer():
-    run = Run().feed([
+    run = Run(one_card()).feed([
         ev("1", 0, channel="store", loyalty_id="L1", email="a@x.org"),
         ev("2", 1, channel="store", loyalty_id="L2", email="b@x.org"),
         ev("3", 2, channel="web", email="a@x.org", phone="4155550111"),
@@ -152,6 +152,26 @@ def test_one_loyalty_card_per_customer():
     assert run.profile_of("1") == run.profile_of("3")
     assert run.profile_of("2") == run.profile_of("4")
     assert run.profile_of("1") != run.profile_of("2")
+
+
+def test_by_default_a_customer_may_replace_a_lost_card_but_three_cards_are_a_household():
+    replaced = Run().feed([
+        ev("1", 0, channel="store", loyalty_id="L1", email="a@x.org"),
+        ev("2", 60, channel="store", loyalty_id="L2", email="a@x.org"),
+        ev("3", 120, channel="store", loyalty_id="L2", phone="4155550111"),
+    ])
+    assert replaced.profile_of("1") == replaced.profile_of("2") == replaced.profile_of("3")
+    family = Run().feed([
+        ev("1", 0, channel="store", loyalty_id="L1", email="a@x.org"),
+        ev("2", 1, channel="store", loyalty_id="L2", email="b@x.org"),
+        ev("3", 2, channel="store", loyalty_id="L3", email="c@x.org"),
+        ev("4", 3, channel="web", email="a@x.org", phone="4155550111"),
+        ev("5", 4, channel="web", email="b@x.org", phone="4155550111"),
+        ev("6", 5, channel="web", email="c@x.org", phone="4155550111"),
+    ])
+    cards = {family.profile_of(e) for e in ("1", "2", "3")}
+    assert len(cards) >= 2  # the landline never makes one customer of three cards
+    assert family.views.lookup_node("phone:+14155550111")["status"] == "shared"
 
 
 def test_merge_keeps_the_older_id_and_the_absorbed_id_still_resolves():
@@ -187,7 +207,7 @@ def test_attribute_only_event_is_accepted_as_its_own_profile():
 
 
 def test_every_decision_matches_the_published_schema():
-    run = Run().feed([
+    run = Run(one_card()).feed([
         ev("1", 0, channel="call_center", phone="4155550100", email="mum@x.org", attrs={"first_name": "A"}),
         ev("2", 1, channel="call_center", phone="4155550100", email="kid@x.org"),
         ev("3", 2, channel="store", email="mum@x.org", loyalty_id="L-1", payload={"amount": 3.5}),

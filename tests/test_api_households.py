@@ -1,0 +1,249 @@
+"""Households in the lookup API: the same ``household`` as ``idres lookup`` gives, read from a map the
+follower recomputes in its own thread (at most once per ``HOUSEHOLDS_INTERVAL`` while entries keep
+arriving), never computed per request.
+
+The data go through the real ingest (``idres ingest`` in another process), and the households are known
+by construction: Tom and Susan Smith (different first names and dates of birth, each with an identifier
+of their own) share the family mailbox thesmithfamily@fastmail.com, so it is found shared and ties them;
+Ola Nordmann shares nothing with anyone. (Not @example.com: that domain is a placeholder and never links.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from streams.api import HOUSEHOLDS_INTERVAL, POLL_INTERVAL, Follower, create_app
+from streams.embedded import EmbeddedEngine
+from tests.cli_helpers import run_cli
+from tests.test_api import start_server
+
+FAMILY_MAILBOX = "email:thesmithfamily@fastmail.com"
+TOM_PHONE = "+447700900201"
+SUSAN_LOYALTY = "LY-5555-0001"
+OLA_PHONE = "+4741234567"
+NORDMANN_MAILBOX = "email:nordmannfamily@fastmail.com"
+KARI_PHONE = "+4798765432"
+
+
+def event(event_id: str, day: int, identifiers: dict, first: str, last: str, dob: str, **extra) -> dict:
+    return {"event_id": event_id, "occurred_at": f"2025-03-{day:02d}T09:00:00Z", "channel": extra.pop("channel", "web"),
+            "event_type": extra.pop("event_type", "signup"), "identifiers": identifiers,
+            "attributes": {"first_name": first, "last_name": last, "date_of_birth": dob}, **extra}
+
+
+SMITHS_AND_OLA = [
+    event("tom-1", 1, {"email": "thesmithfamily@fastmail.com", "phone": "+44 7700 900201"}, "Tom", "Smith",
+          "1971-04-12"),
+    event("susan-1", 2, {"email": "TheSmithFamily@fastmail.com", "loyalty_id": SUSAN_LOYALTY}, "Susan", "Smith",
+          "1974-09-30", channel="store", event_type="purchase", payload={"amount": 25.5}),
+    event("ola-1", 3, {"email": "ola.nordmann@fastmail.com", "phone": "+47 412 34 567"}, "Ola", "Nordmann",
+          "1990-01-01"),
+]
+
+# Ola gives the family mailbox, then Kari (another first name and date of birth) uses it too: a household
+NORDMANNS = [
+    event("ola-2", 10, {"email": "nordmannfamily@fastmail.com", "phone": "+47 412 34 567"}, "Ola", "Nordmann",
+          "1990-01-01", event_type="login"),
+    event("kari-1", 11, {"email": "nordmannfamily@fastmail.com", "phone": "+47 987 65 432"}, "Kari", "Nordmann",
+          "1992-06-15"),
+]
+
+
+def write_events(path: Path, events: list[dict]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    return path
+
+
+def cli_lookup(data: Path, spec: str) -> dict:
+    return orjson.loads(run_cli("lookup", spec, "--data-dir", str(data)).stdout)
+
+
+@pytest.fixture(scope="module")
+def smiths(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("households")
+    data = root / "data"
+    run_cli("ingest", str(write_events(root / "smiths.jsonl", SMITHS_AND_OLA)), "--data-dir", str(data))
+    return data
+
+
+@pytest.fixture(scope="module")
+def client(smiths):
+    server = start_server(smiths)
+    try:
+        with httpx.Client(base_url=server.base, timeout=10.0) as c:
+            yield c
+    finally:
+        server.stop()
+
+
+class InProcess:
+    """The application called in this process, with no lifespan (so no follower thread of its own)."""
+
+    def __init__(self, app) -> None:
+        self.transport = httpx.ASGITransport(app=app)
+
+    def get(self, path: str, params: dict | None = None) -> httpx.Response:
+        async def call() -> httpx.Response:
+            async with httpx.AsyncClient(transport=self.transport, base_url="http://idres") as c:
+                resp = await c.get(path, params=params)
+                await resp.aread()
+                return resp
+
+        return asyncio.run(call())
+
+
+def lookup(c: httpx.Client | InProcess, id_type: str, value: str) -> dict:
+    resp = c.get("/v1/lookup", params={"type": id_type, "value": value})
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_a_family_mailbox_is_a_household_in_the_api_as_in_the_cli(client, smiths):
+    tom = lookup(client, "phone", "+44 7700 900201")
+    susan = lookup(client, "loyalty_id", SUSAN_LOYALTY)
+    assert tom["profile_id"] != susan["profile_id"]  # related, not merged
+    assert tom["household"] == {"household_id": tom["household"]["household_id"], "others": [susan["profile_id"]],
+                                "via": [FAMILY_MAILBOX]}
+    assert tom["household"]["household_id"].startswith("h_")
+    assert tom["household_as_of"] is None  # nothing arrived since: as current as the profile
+    by_id = client.get(f"/v1/profiles/{susan['profile_id']}").json()
+    assert by_id["household"] == {"household_id": tom["household"]["household_id"], "others": [tom["profile_id"]],
+                                  "via": [FAMILY_MAILBOX]}
+    assert by_id["household_as_of"] is None
+    # the mailbox itself identifies nobody
+    assert client.get("/v1/lookup", params={"type": "email", "value": "thesmithfamily@fastmail.com"}).status_code == 409
+    # one shape, one answer: `idres lookup` and `idres show` say the same
+    assert cli_lookup(smiths, f"phone={TOM_PHONE}")["household"] == tom["household"]
+    shown = orjson.loads(run_cli("show", susan["profile_id"], "--data-dir", str(smiths)).stdout)
+    assert shown["household"] == by_id["household"]
+
+
+def test_a_customer_in_no_household_gets_null(client, smiths):
+    ola = lookup(client, "phone", OLA_PHONE)
+    assert ola["household"] is None and ola["household_as_of"] is None
+    assert client.get(f"/v1/profiles/{ola['profile_id']}").json()["household"] is None
+    assert cli_lookup(smiths, f"phone={OLA_PHONE}")["household"] is None
+
+
+def test_the_openapi_document_describes_the_household():
+    schema = create_app(Follower(Path("."))).openapi()["components"]["schemas"]
+    for model in ("CustomerView", "LookupResult"):
+        props = schema[model]["properties"]
+        assert {"$ref": "#/components/schemas/Household"} in props["household"]["anyOf"]
+        assert props["household"]["description"] and props["household_as_of"]["description"]
+    assert set(schema["Household"]["required"]) == {"household_id", "others", "via"}
+
+
+def test_a_household_made_by_new_events_shows_within_the_bound(smiths, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(smiths, data, ignore=shutil.ignore_patterns("LOCK"))
+    server = start_server(data)
+    try:
+        with httpx.Client(base_url=server.base, timeout=10.0) as c:
+            ola = lookup(c, "phone", OLA_PHONE)
+            assert ola["household"] is None
+            run_cli("ingest", str(write_events(tmp_path / "nordmanns.jsonl", NORDMANNS)), "--data-dir", str(data))
+            written = time.monotonic()
+            bound = HOUSEHOLDS_INTERVAL + POLL_INTERVAL + 1.0  # + one computation (a few ms here) and slack
+            deadline = written + bound + 10.0  # wait longer than the bound, to report by how much it was missed
+            while True:
+                ola = lookup(c, "phone", OLA_PHONE)
+                if ola["household"] is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            took = time.monotonic() - written
+            assert ola["household"] is not None, "the household never showed"
+            assert took <= bound, f"the household showed after {took:.1f} s, not within {bound:.1f} s"
+            kari = lookup(c, "phone", KARI_PHONE)
+            assert ola["household"]["others"] == [kari["profile_id"]]
+            assert ola["household"]["via"] == [NORDMANN_MAILBOX]
+            assert ola["event_count"] == 2
+    finally:
+        server.stop()
+    assert cli_lookup(data, f"phone={OLA_PHONE}")["household"] == ola["household"]
+
+
+def test_a_stale_household_says_as_of_when(smiths, tmp_path):
+    """In process, without the follower's thread: the steps it takes, one at a time."""
+    data = tmp_path / "data"
+    shutil.copytree(smiths, data, ignore=shutil.ignore_patterns("LOCK"))
+    follower = Follower(data, households_interval=3600)
+    follower.load()
+    assert follower.refresh_households(force=True)
+    before = follower.views.seq
+    assert follower.households[0] == before and not follower.refresh_households(force=True)  # nothing new
+    follower.ready.set()
+    c = InProcess(create_app(follower))
+    try:
+        run_cli("ingest", str(write_events(tmp_path / "nordmanns.jsonl", NORDMANNS)), "--data-dir", str(data))
+        assert follower.poll() >= 1
+        now = follower.views.seq
+        assert not follower.refresh_households()  # the last computation is recent: not yet
+        ola = lookup(c, "phone", OLA_PHONE)
+        assert ola["event_count"] == 2  # the profile is current...
+        assert ola["household"] is None and ola["household_as_of"] == before  # ...its household is not, and says so
+        kari = lookup(c, "phone", KARI_PHONE)  # newer than the households
+        assert kari["household"] is None and kari["household_as_of"] == before
+        follower.households_interval = 0.0
+        assert follower.refresh_households()
+        assert follower.households[0] == now > before
+        ola, kari = lookup(c, "phone", OLA_PHONE), lookup(c, "phone", KARI_PHONE)
+        assert ola["household"]["others"] == [kari["profile_id"]] and ola["household_as_of"] is None
+        assert kari["household"]["others"] == [ola["profile_id"]] and kari["household_as_of"] is None
+        metrics = c.get("/metrics").text
+        assert f"idres_households_seq {now}\n" in metrics and "idres_households_computed_total 2\n" in metrics
+    finally:
+        follower.stop()
+
+
+def test_while_entries_keep_arriving_households_are_recomputed_at_most_once_per_interval(smiths, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(smiths, data, ignore=shutil.ignore_patterns("LOCK"))
+    interval = 0.5
+    follower = Follower(data, poll_interval=0.02, households_interval=interval)
+    follower.start()
+    try:
+        assert follower.ready.wait(30) and follower.error is None
+        first = follower.households_computed
+        assert first == 1 and follower.households[0] == follower.views.seq
+        shown_after = None
+        with EmbeddedEngine(data) as writer:  # another process in production
+            started = time.monotonic()
+            i = 0
+            while time.monotonic() - started < 3.0:  # an event every 20 ms or so, for 3 seconds
+                i += 1
+                filler = {"event_id": f"walk-in-{i}", "occurred_at": "2025-03-20T09:00:00Z", "channel": "web",
+                          "event_type": "login", "identifiers": {"email": f"walk.in.{i}@fastmail.com"}}
+                writer.ingest_stream([orjson.dumps(filler) + b"\n"], f"filler-{i}")
+                if i == 10:
+                    made = time.monotonic()
+                    writer.ingest_stream([orjson.dumps(e) + b"\n" for e in NORDMANNS], "nordmanns")
+                    kari_seq = len(writer.log)
+                if i > 10 and shown_after is None and follower.households[0] >= kari_seq:
+                    shown_after = time.monotonic() - made
+                time.sleep(0.02)
+            elapsed = time.monotonic() - started
+            appended = len(writer.log)
+        computed = follower.households_computed - first
+        assert i >= 30, "the writer was too slow to keep entries arriving"
+        # at most once per interval (each computation starts at least `interval` after the previous ended)
+        assert 1 <= computed <= elapsed / interval + 1, (computed, elapsed)
+        assert computed < i / 4  # far fewer computations than entries: the bound, not each poll, decides
+        assert shown_after is not None and shown_after <= interval + 1.5, shown_after
+        deadline = time.monotonic() + 10
+        while follower.households[0] < appended and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert follower.households[0] == follower.views.seq == appended  # and once quiet, it catches up
+        houses = follower.households[1]
+        ola = follower.views.lookup_node(f"phone:{OLA_PHONE}")["profile_id"]
+        kari = follower.views.lookup_node(f"phone:{KARI_PHONE}")["profile_id"]
+        assert houses[ola]["members"] == sorted([ola, kari]) and houses[ola]["via"] == [NORDMANN_MAILBOX]
+    finally:
+        follower.stop()
