@@ -121,6 +121,11 @@ class ResolverConfig:
     # is shared (a family mailbox, a household landline: ``max_cooccurring`` key ``first_name``), and no
     # identifier joins two profiles whose names all differ so. Off: names are only evidence for the matcher.
     name_conflict: bool = True
+    # Event types whose names may be someone else's: an order delivered to its recipient (a present). Their
+    # date of birth and names count as another person on the identifier only when named so twice, make no
+    # conflict between profiles, and their attribute record is not matched as the identifier holder's when
+    # its first name is not the holder's (``resolver.traits``).
+    delivery_event_types: tuple[str, ...] = ("purchase", "order", "order_placed")
     # Probabilistic matching on personal attributes (``resolver.matching``): an event whose attributes
     # are new to its profile is scored against earlier records found through the blocking index.
     fuzzy_matching: bool = True
@@ -338,6 +343,7 @@ _SETTINGS: dict[str, Check] = {
     "date_order": one_of("mdy", "dmy"),
     "dob_conflict": boolean,
     "name_conflict": boolean,
+    "delivery_event_types": strings('["purchase", "order"]'),
     "fuzzy_matching": boolean,
     "max_block_size": whole_number(1),
     "link_different_first_names": boolean,

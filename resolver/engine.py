@@ -118,7 +118,8 @@ class Resolver:
         keys.sort()
         node_keys = list(dict.fromkeys(k for _, k in keys))
         attributes = self.normalizer.attributes(event.attributes)
-        traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict)
+        hearsay = event.event_type in self.config.delivery_event_types
+        traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict, hearsay)
         occurred_at = utc_iso(event.occurred_at)
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
         if record is not None and not any(st.node_index.get(k) not in st.shared for k in node_keys):
@@ -127,7 +128,8 @@ class Resolver:
 
         refused = linking.link(ctx, event.event_id, occurred_at, node_keys, traits) if node_keys else []
         if record is not None:
-            fuzzy.match(ctx, event.event_id, occurred_at, node_keys, refused, record[0], record[1])
+            fuzzy.match(ctx, event.event_id, occurred_at, node_keys, refused, record[0], record[1],
+                        traits[0] if hearsay and traits else None)
         attributed = linking.attribute_sessions(ctx, event.event_id, occurred_at, node_keys, refused)
 
         recorded: dict[str, Any] = {

@@ -46,7 +46,8 @@ class Fold:
         attributes = d.get("attributes")
         if not attributes:
             return
-        traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict)
+        hearsay = d["event_type"] in self.config.delivery_event_types
+        traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict, hearsay)
         refused = d.get("refused", ())
         if traits:
             for key in d["nodes"]:
@@ -72,7 +73,8 @@ class Fold:
             record = self.records(attributes)
             if record is not None:
                 rep = graph.representative(st, d["nodes"], refused)
-                if rep is not None:
+                if rep is not None and not (hearsay and traits and person.names_someone_else(
+                        traits[0], st.profiles[st.node_profile[rep]].traits)):
                     self._index(rep, record[0], record[1])
 
     def _index(self, node: int, rec: AttributeRecord, keys: list[str]) -> None:

@@ -19,6 +19,12 @@ name them ``SUPPORT`` times, or about as often as anyone else (a third as often 
 one order with a gift's recipient's name on it does not make a mailbox a family's, but a landline on
 which each of two people called once is theirs. A link that would bring traits of two people into one
 profile would join them.
+
+A name on an order may be its recipient's (a present sent to someone else), so an event of a *delivery*
+type (``ResolverConfig.delivery_event_types``) gives a *hearsay* trait, marked by a leading ``~``: it
+counts as another person using the identifier only once named ``HEARSAY_SUPPORT`` times (never as a
+minority), it makes no conflict between profiles, and it does not say who the identifier's holder is
+(``names_someone_else``).
 """
 
 from __future__ import annotations
@@ -36,16 +42,32 @@ WHAT = {DOB: "dates of birth", FIRST_NAME: "first names"}
 # else's, a name on an order may be the recipient's.
 SUPPORT = {DOB: 1, FIRST_NAME: 2}
 MINORITY = 3  # fewer events than SUPPORT count when the person named most has at most this many times as many
+HEARSAY = "~"  # marks the trait of a delivery event
+HEARSAY_SUPPORT = 2  # delivery events that name a person before they count as one of the identifier's users
 
 
-def event_traits(attributes: Mapping[str, Any], dates: bool, names: bool) -> tuple[str, ...]:
+def event_traits(attributes: Mapping[str, Any], dates: bool, names: bool, hearsay: bool = False) -> tuple[str, ...]:
     """The trait of an event's normalized attributes (``Normalizer.attributes``), with its date of
-    birth when ``dates`` and its names when ``names``; empty when that leaves nothing to tell by."""
+    birth when ``dates`` and its names when ``names``; empty when that leaves nothing to tell by.
+    ``hearsay``: the event is of a delivery type (its names may be a recipient's)."""
     dob = attributes.get("date_of_birth") if dates else None
     first = attributes.get("first_name") if names else None
     if not dob and not first:
         return ()
-    return _trait(dob or "", first, attributes.get("last_name") if first else None)
+    found = _trait(dob or "", first, attributes.get("last_name") if first else None)
+    return (HEARSAY + found[0],) if hearsay and found else found
+
+
+def direct(traits: Iterable[str]) -> list[str]:
+    """The traits that are not hearsay."""
+    return [t for t in traits if t[0] != HEARSAY]
+
+
+def names_someone_else(trait: str, holder: Iterable[str]) -> bool:
+    """Whether an event's trait names someone other than the person the ``holder`` traits (an
+    identifier's or a profile's, hearsay left out) describe."""
+    plain = trait[1:] if trait[0] == HEARSAY else trait
+    return conflict([plain], holder, (FIRST_NAME,)) is not None
 
 
 @lru_cache(maxsize=65_536)
@@ -58,7 +80,7 @@ def _trait(dob: str, first: Optional[str], last: Optional[str]) -> tuple[str, ..
 
 
 def _parts(trait: str) -> tuple[str, str, str]:
-    dob, first, last = trait.split("|")
+    dob, first, last = (trait[1:] if trait[0] == HEARSAY else trait).split("|")
     return dob, first, last
 
 
@@ -91,8 +113,9 @@ def compatible(a: str, b: str, which: str) -> bool:
 
 def conflict(a: Iterable[str], b: Iterable[str], kinds: Iterable[str] = KINDS) -> str | None:
     """The first of ``kinds`` by which the two sets are two people: both hold traits that carry it and
-    no trait of one may be the same person as any of the other. None when they may be one."""
-    a, b = list(a), list(b)
+    no trait of one may be the same person as any of the other. None when they may be one. Hearsay
+    traits are left out."""
+    a, b = direct(a), direct(b)
     if not a or not b:
         return None
     for which in kinds:
@@ -106,18 +129,21 @@ def distinct(counts: Mapping[str, int], which: str) -> int:
     """How many people the traits of an identifier's events describe, judged by ``which``: ``counts``
     holds how many events gave each trait. Taken in sorted order, a trait that may be the same person as
     one already counted is that person's; a person counts once named ``SUPPORT[which]`` times, or a
-    ``MINORITY``-th as often as the person named most."""
-    people: list[list[Any]] = []  # [first trait, events]
-    for t in sorted(carry(counts, which)):
+    ``MINORITY``-th as often as the person named most; a person named only by hearsay, once named
+    ``HEARSAY_SUPPORT`` times."""
+    people: list[list[Any]] = []  # [first trait, events, named other than by hearsay]
+    for t in sorted(carry(counts, which), key=lambda t: (t[0] == HEARSAY, t)):
         for p in people:
             if compatible(t, p[0], which):
                 p[1] += counts[t]
+                p[2] = p[2] or t[0] != HEARSAY
                 break
         else:
-            people.append([t, counts[t]])
+            people.append([t, counts[t], t[0] != HEARSAY])
     need = SUPPORT[which]
-    top = max((n for _, n in people), default=0)
-    return sum(1 for _, n in people if n >= need or n * MINORITY >= top)
+    top = max((n for _, n, _ in people), default=0)
+    return sum(1 for _, n, plain in people
+               if ((n >= need or n * MINORITY >= top) if plain else n >= max(need, HEARSAY_SUPPORT)))
 
 
 def shown(traits: Iterable[str], which: str) -> list[str]:

@@ -120,3 +120,44 @@ def test_name_conflict_off_leaves_names_to_the_matcher():
     run = Run(ResolverConfig(name_conflict=False)).feed(events)
     assert run.views.lookup_node("email:fam@x.org")["status"] == "found"
     assert run.profile_of("1") == run.profile_of("2")
+
+
+def test_a_name_on_an_order_counts_only_once_named_twice():
+    owner = trait("Shreya", "Patel")
+    (gift,) = person.event_traits({"first_name": "Arun", "last_name": "Verma"}, True, True, hearsay=True)
+    assert person.distinct({owner: 1, gift: 1}, person.FIRST_NAME) == 1  # a call would have made two
+    assert person.distinct({owner: 1, gift: 2}, person.FIRST_NAME) == 2
+    assert person.conflict([gift], [owner]) is None  # an order's name never keeps profiles apart
+    assert person.names_someone_else(gift, [owner]) and not person.names_someone_else(gift, [trait("Arun")])
+
+
+JONATHAN = {"first_name": "Jonathan", "last_name": "Williams", "address": "4 Mill Lane", "postcode": "LS6 2AB",
+            "city": "Leeds"}
+
+
+def test_a_present_for_someone_else_neither_splits_nor_links_the_buyer():
+    """Katherine, named once, sends Jonathan a present: her email stays hers, and the order's record
+    (his name and address) does not link her to Jonathan's own profile."""
+    run = Run().feed([
+        ev("j1", 0, channel="store", loyalty_id="LY-7777-0001", attrs=JONATHAN),
+        ev("j2", 5, channel="store", loyalty_id="LY-7777-0001", attrs=JONATHAN),
+        ev("k1", 10, channel="web", event_type="signup", email="kjackson@mail.co.uk",
+           attrs={"first_name": "Katherine", "last_name": "Jackson"}),
+        ev("k2", 20, channel="web", event_type="purchase", email="kjackson@mail.co.uk", attrs=JONATHAN),
+        ev("k3", 30, channel="call_center", email="kjackson@mail.co.uk", phone="+44 113 496 0000",
+           attrs={"first_name": "Kate", "last_name": "Jackson"}),
+    ])
+    assert run.views.lookup_node("email:kjackson@mail.co.uk")["status"] == "found"
+    assert run.profile_of("k1") == run.profile_of("k2") == run.profile_of("k3")
+    assert run.profile_of("k2") != run.profile_of("j1")
+    assert not [d for entry in run.log for d in entry if d["type"] in ("probable_link", "possible_match")]
+
+
+def test_the_same_present_as_a_call_would_be_a_second_person():
+    """The rule is the event's type: the same two names on a call centre contact make the email shared."""
+    run = Run().feed([
+        ev("k1", 10, channel="web", event_type="signup", email="kjackson@mail.co.uk",
+           attrs={"first_name": "Katherine", "last_name": "Jackson"}),
+        ev("k2", 20, channel="call_center", event_type="call", email="kjackson@mail.co.uk", attrs=JONATHAN),
+    ])
+    assert run.views.lookup_node("email:kjackson@mail.co.uk")["status"] == "shared"
