@@ -89,6 +89,7 @@ class CustomerViews:
         self.ev_via: dict[int, int] = {}
         self.ev_attribution: dict[int, dict[str, Any]] = {}  # and the decision that said so
         self.ev_waiting: dict[str, int] = {}  # event ID -> position, of events in a profile of their own
+        self._claims: dict[str, tuple[int, dict[str, Any]]] = {}  # within one entry: event ID -> attribution
         # profiles
         self.profiles: dict[str, ProfileView] = {}
         self.aliases: dict[str, str] = {}
@@ -180,6 +181,8 @@ class CustomerViews:
                         self.ev_via[i] = via
                         self.ev_attribution[i] = d
                         self._dirty.add(self.ev_profile[i])
+                    else:  # an event of the profile an identifier found shared just left: re-derived below
+                        self._claims[event_id] = (via, d)
             elif t == "link_refused":
                 self.refusals.setdefault(self._node(d["node"]), []).append(d)
             elif t == "probable_link":
@@ -194,6 +197,7 @@ class CustomerViews:
                     review.update(status=d["outcome"], verdict=d)
         if self._dirty:
             self._reassign()
+        self._claims.clear()
         self.seq = seq + 1
 
     def _attach(self, prof: ProfileView, idx: int) -> None:
@@ -274,11 +278,17 @@ class CustomerViews:
                 before.update((i, pid) for i in prof.events)
                 prof.events = []
         went: dict[str, set[str]] = {}
+        claims = self._claims
         for i in sorted(moved):
+            claim = claims.get(self.ev_id[i]) if claims else None
+            if claim is not None:
+                self.ev_via[i], self.ev_attribution[i] = claim
             pid = self._assign(i)
             self.ev_profile[i] = pid
             self._profile(pid, self.ev_at[i]).events.append(i)
             went.setdefault(before[i], set()).add(pid)
+            if i not in self.ev_attribution and self._is_own(i, pid):
+                self.ev_waiting[self.ev_id[i]] = i  # on its own now: a later identified use may claim it
         for pid in self._dirty:
             prof = self.profiles.get(pid)
             if prof is not None and not prof.nodes and not prof.events:

@@ -22,6 +22,7 @@ class Fold:
         self.config = config
         self.state = state
         self.records = records
+        self._weak: dict[str, bool] = {}  # identifier type -> whether its rule is weak (memoized)
 
     def apply(self, decision: dict[str, Any]) -> None:
         _APPLY[decision["type"]](self, decision)
@@ -36,13 +37,16 @@ class Fold:
     def _interaction(self, d: dict[str, Any]) -> None:
         st = self.state
         st.seen_events.add(d["event_id"])
-        shared = graph.shared_of(st, d["nodes"])
+        nodes = d["nodes"]
+        anchor = graph.representative(st, nodes, d.get("refused", ())) if nodes else None
+        shared = graph.shared_of(st, nodes)
         if shared:
-            anchor = graph.representative(st, d["nodes"], d.get("refused", ()))
             if anchor is not None:
                 sessions.fold_identified(st.session_last, shared, d["occurred_at"], st.node_keys[anchor])
             elif "attributed" not in d:
                 sessions.fold_waiting(st.session_pending, shared, st.node_keys, d["occurred_at"], d["event_id"])
+        if anchor is not None:
+            self._weak_use(d, anchor)
         attributes = d.get("attributes")
         if not attributes:
             return
@@ -76,6 +80,29 @@ class Fold:
                 if rep is not None and not (hearsay and traits and person.names_someone_else(
                         traits[0], st.profiles[st.node_profile[rep]].traits)):
                     self._index(rep, record[0], record[1])
+
+    def _is_weak(self, id_type: str) -> bool:
+        weak = self._weak.get(id_type)
+        if weak is None:
+            weak = self._weak[id_type] = self.config.rule(id_type).weak
+        return weak
+
+    def _weak_use(self, d: dict[str, Any], anchor: int) -> None:
+        """Remembers the event on its weak identifiers (``sessions.fold_weak``): an anonymous event when
+        a weak identifier is the strongest it has, else an identified use of each weak one."""
+        st = self.state
+        types = st.node_types
+        if self._is_weak(types[anchor]):
+            sessions.fold_weak(st.weak_anon, anchor, d["occurred_at"], d["event_id"])
+            return
+        refused = d.get("refused", ())
+        who = None
+        for key in d["nodes"]:
+            idx = st.node_index[key]
+            if idx != anchor and self._is_weak(types[idx]) and idx not in st.shared and key not in refused:
+                if who is None:
+                    who = st.node_keys[anchor]
+                sessions.fold_weak(st.weak_uses, idx, d["occurred_at"], who)
 
     def _index(self, node: int, rec: AttributeRecord, keys: list[str]) -> None:
         """Files a record under ``node`` and its blocking keys (a full key takes no more nodes)."""
@@ -172,6 +199,7 @@ class Fold:
                     nm.pop(idx, None)
                     if not nm:
                         del edges[m]
+        sessions.fold_flagged(st, idx)
         pid = st.node_profile[idx]
         if pid is not None:
             prof = st.profiles[pid]

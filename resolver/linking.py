@@ -120,10 +120,23 @@ def flag(ctx: Context, key: str, event_id: str, reason: str, evidence: dict[str,
     st = ctx.state
     idx = st.node_index.get(key)
     pid = st.node_profile[idx] if idx is not None else None
+    anonymous = st.weak_anon.get(idx) if idx is not None else None
+    sessions_of = sessions.reattribution(anonymous, st.weak_uses.get(idx, ())) if anonymous else []
     ctx.emit({"type": "identifier_flagged", "node": key, "status": "shared", "event_id": event_id,
               "reason": reason, "evidence": evidence})
-    if pid is None:
-        return
+    if pid is not None:
+        _resplit(ctx, pid, key, event_id, reason)
+    for anchor, events in sessions_of:
+        # the anonymous events of a weak identifier now found shared go to the customer who used it
+        # within a session of each, if that customer's identifier still stands
+        a = st.node_index[anchor]
+        if a not in st.shared and st.node_profile[a] is not None:
+            ctx.emit({"type": "events_attributed", "event_id": event_id, "node": anchor, "via": key,
+                      "rule": sessions.RULE, "events": events})
+
+
+def _resplit(ctx: Context, pid: str, key: str, event_id: str, reason: str) -> None:
+    st = ctx.state
     prof = st.profiles[pid]
     if len(prof.nodes) < 2:
         return

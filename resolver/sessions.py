@@ -12,11 +12,17 @@ event on that identifier closest to it within ``SESSION_SECONDS`` (by ``occurred
   shared identifiers), and the identified event on it that follows within the session claims it
   (``events_attributed``).
 
+An identifier found shared later (a family tablet that looked like one person's until a second person
+signed in on it) had anonymous events that went to the profile it was linked to. When it is flagged, each
+of its latest anonymous events (``MAX_PENDING``) is attributed to the identified use of it closest in time
+within a session, before or after (``reattribution``: an ``events_attributed`` decision of the flag's
+event); the others wait, as above.
+
 Outside a session the event stays a profile of its own: at a kiosk strangers follow one another, and
 no rule can say whose the page view between two sign-ins an hour apart was. The attribution names the
 customer's identifier, not the profile, so it follows later merges and splits.
 
-The state is two maps kept in ``ResolverState`` and changed only by the fold (``fold_*``).
+The state is four maps kept in ``ResolverState`` and changed only by the fold (``fold_*``).
 """
 
 from __future__ import annotations
@@ -111,3 +117,44 @@ def fold_claimed(pending: dict[int, list[tuple[str, str]]], via: int, events: It
         pending[via] = waiting
     else:
         pending.pop(via, None)
+
+
+def reattribution(anonymous: Iterable[tuple[str, str]], uses: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """For an identifier just found shared: its anonymous events ``(time, event)`` grouped by the
+    customer's identifier of the identified use ``(time, identifier)`` closest to each within a session
+    (the earlier use, then the smaller identifier, on a tie), in order of identifier."""
+    uses = sorted(uses)
+    out: dict[str, list[str]] = {}
+    for at, event_id in sorted(anonymous):
+        best: Optional[tuple[float, str, str]] = None
+        for used_at, node in uses:
+            gap = abs(gap_seconds(used_at, at))
+            if gap <= SESSION_SECONDS and (best is None or (gap, used_at, node) < best):
+                best = (gap, used_at, node)
+        if best is not None:
+            out.setdefault(best[2], []).append(event_id)
+    return sorted(out.items())
+
+
+def fold_weak(history: dict[int, list[tuple[str, str]]], idx: int, occurred_at: str, what: str) -> None:
+    """Keeps the latest ``MAX_PENDING`` anonymous events or identified uses of a weak identifier."""
+    kept = history.get(idx)
+    if kept is None:
+        history[idx] = [(occurred_at, what)]
+        return
+    kept.append((occurred_at, what))
+    if len(kept) > MAX_PENDING:
+        del kept[0]
+
+
+def fold_flagged(st: Any, idx: int) -> None:
+    """A weak identifier found shared: its anonymous events wait for a claim, its last use opens a session."""
+    waiting = st.weak_anon.pop(idx, None)
+    uses = st.weak_uses.pop(idx, None)
+    if waiting:
+        merged = sorted(st.session_pending.get(idx, []) + waiting)[-MAX_PENDING:]
+        st.session_pending[idx] = merged
+    if uses:
+        last = max(uses)
+        if idx not in st.session_last or st.session_last[idx][0] <= last[0]:
+            st.session_last[idx] = last

@@ -57,6 +57,10 @@ class ResolverState:
         # anonymous activity on shared identifiers (``resolver.sessions``)
         self.session_last: dict[int, tuple[str, str]] = {}  # shared node -> (time, identifier) of its last identified use
         self.session_pending: dict[int, list[tuple[str, str]]] = {}  # shared node -> [(time, event)] unattributed
+        # a weak identifier not (yet) shared: its latest anonymous events and identified uses, so that the
+        # anonymous ones can be attributed by session if it is found shared
+        self.weak_anon: dict[int, list[tuple[str, str]]] = {}  # node -> [(time, event)]
+        self.weak_uses: dict[int, list[tuple[str, str]]] = {}  # node -> [(time, customer's identifier)]
 
     def node(self, key: str) -> int:
         idx = self.node_index.get(key)

@@ -3,6 +3,9 @@ outside a session it stays apart, and no rule chains strangers at a kiosk."""
 
 from __future__ import annotations
 
+from projections.customer import CustomerViews
+from resolver.config import ResolverConfig
+from resolver.engine import Resolver, ResolverState
 from schemas.decisions import LogEntry
 from tests.resolver_helpers import Run, ev
 
@@ -133,3 +136,37 @@ def test_an_anonymous_event_never_lands_in_the_customer_who_inherited_the_profil
     assert run.profile_of("a-1") == customer_a
     assert run.profile_of("till-0") not in {customer_a, run.profile_of("b-1"), run.profile_of("c-1")}
     assert run.views.customer(run.profile_of("till-0"))["event_count"] == 1
+
+
+def test_when_a_device_is_found_shared_its_earlier_browsing_goes_to_who_signed_in_around_it():
+    """Ana's tablet looked like hers until Luis signed in on it days later. Her browsing right after her
+    sign-in stays hers, browsing hours away from any sign-in stands alone, Luis's browsing is his; and
+    the log folded again gives the same customers."""
+    day = 24 * 60
+    run = Run().feed([
+        ev("ana-1", 0, channel="app", event_type="login", device_id="tab-1", email="ana@x.org",
+           attrs={"first_name": "Ana"}),
+        ev("view-1", 5, channel="app", event_type="page_view", device_id="tab-1"),
+        ev("view-2", 200, channel="app", event_type="page_view", device_id="tab-1"),
+        ev("luis-1", 3 * day, channel="app", event_type="login", device_id="tab-1", email="luis@x.org",
+           attrs={"first_name": "Luis"}),
+        ev("view-3", 3 * day + 5, channel="app", event_type="page_view", device_id="tab-1"),
+    ])
+    assert run.views.lookup_node("device_id:tab-1")["status"] == "shared"
+    ana, luis = run.profile_of("ana-1"), run.profile_of("luis-1")
+    assert ana != luis
+    assert run.profile_of("view-1") == ana
+    assert run.profile_of("view-2") not in {ana, luis}
+    assert run.profile_of("view-3") == luis
+    claimed = [d for entry in run.log for d in entry if d["type"] == "events_attributed"]
+    assert claimed == [{"type": "events_attributed", "event_id": "luis-1", "node": "email:ana@x.org",
+                        "via": "device_id:tab-1", "rule": "same_session", "events": ["view-1"]}]
+    for seq, entry in enumerate(run.log):
+        LogEntry.model_validate({"seq": seq, "decisions": entry})
+    replayed = CustomerViews()
+    for seq, entry in enumerate(run.log):
+        replayed.apply_entry(seq, entry)
+    assert replayed.ev_profile == run.views.ev_profile
+    again = Resolver(ResolverConfig(), ResolverState())
+    again.apply_all(d for entry in run.log for d in entry)
+    assert again.state.session_pending == run.resolver.state.session_pending
