@@ -507,7 +507,8 @@ class CustomerViews:
                     links.append(link)
         lineage = self.lineage(pid)
         merges = [
-            {k: m[k] for k in ("survivor_id", "absorbed_ids", "event_id", "occurred_at", "via", "rule")}
+            {k: m[k] for k in ("survivor_id", "absorbed_ids", "event_id", "occurred_at", "via", "rule", "evidence")
+             if k in m}
             for m in sorted((self.merges[i] for p in lineage for i in self.merges_by_survivor.get(p, ())),
                             key=lambda m: (m["occurred_at"], m["event_id"]))
         ]
@@ -618,9 +619,13 @@ def _explain_text(pid: str, identifiers: list[str], links: list[dict[str, Any]],
             lines.append(f"{link['a']} and {link['b']} were given together on event {link['event_id']}{where}.")
     for m in merges:
         how = {"probable_match": "on attribute evidence, matching", "review_accepted": "by a reviewer's verdict, through"}
+        why = ""
+        if m["rule"] == "weak_identifier_and_person" and m.get("evidence"):
+            why = (f" ({', '.join(m['evidence']['weak'])} alone would not have: both sides name "
+                   f"{', '.join(m['evidence']['person'])})")
         lines.append(
             f"Event {m['event_id']} ({m['occurred_at']}) tied {', '.join(m['absorbed_ids'])} to {m['survivor_id']} "
-            f"{how.get(m['rule'], 'through')} {', '.join(m['via'])}; {m['survivor_id']} is older and kept its ID."
+            f"{how.get(m['rule'], 'through')} {', '.join(m['via'])}{why}; {m['survivor_id']} is older and kept its ID."
         )
     if not identifiers:
         lines.append("No identifier links this profile to any other event: its identifiers were "

@@ -112,16 +112,18 @@ def cooccurrence_breach(st: ResolverState, idx: int, node_keys: list[str], trait
 
 
 def conflict(cfg: ResolverConfig, acc: Acc, counts: dict[str, int], known: Iterable[str],
-             bridge_type: str) -> Optional[tuple[str, dict[str, Any]]]:
+             bridge_type: str, person_agrees: bool = False) -> Optional[tuple[str, dict[str, Any]]]:
     """Why adding identifiers with ``counts`` and people ``known`` to ``acc`` through an identifier of
-    ``bridge_type`` would join customers that conflict, with the evidence; None if it would not."""
+    ``bridge_type`` would join customers that conflict, with the evidence; None if it would not.
+    ``person_agrees``: the two sides name one person (``traits.same_person``), so a weak identifier
+    may join them."""
     bridge_rule = cfg.rule(bridge_type)
     for t, c in counts.items():
         have = acc.counts.get(t, 0)
         if not have:
             continue
         rule = cfg.rule(t)
-        if bridge_rule.weak and not rule.weak:
+        if bridge_rule.weak and not rule.weak and not person_agrees:
             return (f"weak identifier {bridge_type} would join two customers with different {t} values",
                     {"type": t, "weak": True})
         breach = over_limit(rule, t, have + c)

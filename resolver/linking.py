@@ -45,6 +45,7 @@ def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], tr
     acc = Acc(traits)
     accepted: list[str] = []
     refused: list[str] = []
+    carried: dict[str, str] = {}  # weak identifier -> the person both sides name, which let it join
     for key in node_keys:
         idx = st.node_index.get(key)
         if idx is not None and idx in st.shared:
@@ -71,6 +72,13 @@ def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], tr
                     prof = st.profiles[pid]
                     counts, known = prof.counts, prof.traits
                     found = conflict(cfg, acc, counts, known, node_type(key))
+            if found and found[1].get("weak") and cfg.rule(node_type(key)).weak:
+                # Evidence adds up: a device alone does not join two known customers, a device and the
+                # same person named on both sides (full name, or first name and date of birth) does.
+                who = person.same_person(acc.traits | acc.own, known)
+                if who is not None and conflict(cfg, acc, counts, known, node_type(key), person_agrees=True) is None:
+                    found = None
+                    carried[key] = who
             if found:
                 if (cfg.rule(node_type(key)).weak and found[1].get("weak")) or person.FIRST_NAME in found[1]:
                     # A device seen with a second known customer: not proof it is shared (one person
@@ -101,11 +109,15 @@ def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], tr
         ordered = sorted(acc.profiles, key=Profile.age_key)
         survivor = ordered[0]
         if len(ordered) > 1:
-            ctx.emit({
+            merged: dict[str, Any] = {
                 "type": "profiles_merged", "survivor_id": survivor.id,
                 "absorbed_ids": [p.id for p in ordered[1:]], "event_id": event_id,
                 "occurred_at": occurred_at, "via": accepted, "rule": "shared_identifier",
-            })
+            }
+            if carried:
+                merged["rule"] = "weak_identifier_and_person"
+                merged["evidence"] = {"weak": sorted(carried), "person": sorted(set(carried.values()))}
+            ctx.emit(merged)
         if new_keys:
             ctx.emit({"type": "identifiers_attached", "profile_id": survivor.id,
                       "event_id": event_id, "nodes": new_keys})

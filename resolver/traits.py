@@ -153,3 +153,19 @@ def shown(traits: Iterable[str], which: str) -> list[str]:
         dob, first, last = _parts(t)
         out.add(dob if which == DOB else " ".join(p for p in (first, last) if p))
     return sorted(out)
+
+
+def same_person(a: Iterable[str], b: Iterable[str]) -> Optional[str]:
+    """The person both sets name with more than a first name (compatible first names and the same
+    surname, or the same date of birth), as a person reads it; None if there is none. Hearsay is left out."""
+    for x in sorted(direct(a)):
+        dx, fx, lx = _parts(x)
+        if not fx:
+            continue
+        for y in sorted(direct(b)):
+            dy, fy, ly = _parts(y)
+            if not fy or not ((lx and lx == ly) or (dx and dx == dy)):
+                continue
+            if first_names_compatible(fx, lx or None, fy, ly or None) and not _dates_differ(x, y):
+                return " ".join(p for p in (fx, lx, dx if dx == dy else "") if p)
+    return None

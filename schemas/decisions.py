@@ -101,7 +101,11 @@ class ProfilesMerged(_Decision):
     event_id: str
     occurred_at: str
     via: list[str] = Field(description="The identifiers on the event that tied the profiles together.")
-    rule: str
+    rule: str = Field(description="shared_identifier, weak_identifier_and_person (a device, with the same "
+                                  "person named on both sides), probable_match or review_accepted.")
+    evidence: Optional[dict[str, list[str]]] = Field(
+        default=None, description="weak_identifier_and_person: the weak identifiers (`weak`) and the person "
+                                  "both sides name (`person`) that together carried the merge.")
 
 
 class IdentifierFlagged(_Decision):

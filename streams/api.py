@@ -470,6 +470,8 @@ class Merge(BaseModel):
     occurred_at: str
     via: list[str]
     rule: str
+    evidence: Optional[dict[str, list[str]]] = Field(
+        None, description="weak_identifier_and_person: the weak identifiers and the person both sides name.")
 
 
 class Split(BaseModel):

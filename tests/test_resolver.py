@@ -233,3 +233,31 @@ def test_explain_gives_the_evidence_for_each_link():
     pairs = {(link["a"], link["b"], link["event_id"]) for link in out["links"]}
     assert pairs == {("device_id:dev-9", "email:z@x.org", "2"), ("email:z@x.org", "phone:+14155550199", "3")}
     assert any("given together on event 3 on call_center" in line for line in out["summary"])
+
+
+def test_a_device_and_the_same_person_on_both_sides_join_two_customers_a_device_alone_does_not():
+    """Evidence adds up: Anjali's phone app (her gmail) and her hotmail signed in on the same device
+    join when both name Anjali Patel; a device and a first name alone, or another person, do not."""
+    def run_with(second_name: dict) -> Run:
+        return Run().feed([
+            ev("1", 0, channel="app", event_type="login", device_id="dev-9", email="apatel@gmail.com",
+               attrs={"first_name": "Anjali", "last_name": "Patel"}),
+            ev("2", 60, channel="web", event_type="signup", email="anjali.patel80@hotmail.com", attrs=second_name),
+            ev("3", 120, channel="app", event_type="login", device_id="dev-9", email="anjali.patel80@hotmail.com"),
+        ])
+
+    same = run_with({"first_name": "Anjali", "last_name": "Patel"})
+    assert same.profile_of("1") == same.profile_of("2") == same.profile_of("3")
+    (merge,) = same.views.merges
+    assert merge["rule"] == "weak_identifier_and_person"
+    assert merge["evidence"] == {"weak": ["device_id:dev-9"], "person": ["anjali patel"]}
+    for seq, entry in enumerate(same.log):
+        LogEntry.model_validate({"seq": seq, "decisions": entry})
+
+    for other in ({"first_name": "Anjali"}, {"first_name": "Ravi", "last_name": "Patel"}, {}):
+        apart = run_with(other)
+        assert apart.profile_of("1") != apart.profile_of("2"), other
+        assert [d["type"] for entry in apart.log for d in entry if d["type"] == "link_refused"] == ["link_refused"]
+    explained = same.views.explain(same.profile_of("1"))
+    assert any("device_id:dev-9 alone would not have: both sides name anjali patel" in line
+               for line in explained["summary"])
