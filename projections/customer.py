@@ -220,14 +220,14 @@ class CustomerViews:
             self.aliases[pid] = survivor.id
 
     def _assign(self, i: int) -> str:
+        via = self.ev_via.get(i)  # attributed by session: to that customer, whatever its device's profile
+        if via is not None and self.node_profile[via] is not None:
+            return self.node_profile[via]
         refused = self.ev_refused.get(i, ())
         for idx in self.ev_nodes[i]:
             pid = self.node_profile[idx]
             if pid is not None and idx not in refused:
                 return pid
-        via = self.ev_via.get(i)
-        if via is not None and self.node_profile[via] is not None:
-            return self.node_profile[via]
         return self._own_profile_id(i)
 
     def _own_profile_id(self, i: int) -> str:

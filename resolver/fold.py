@@ -95,11 +95,10 @@ class Fold:
         if self._is_weak(types[anchor]):
             sessions.fold_weak(st.weak_anon, anchor, d["occurred_at"], d["event_id"])
             return
-        refused = d.get("refused", ())
         who = None
-        for key in d["nodes"]:
+        for key in d["nodes"]:  # (a refused one too: another customer's use of it)
             idx = st.node_index[key]
-            if idx != anchor and self._is_weak(types[idx]) and idx not in st.shared and key not in refused:
+            if idx != anchor and self._is_weak(types[idx]) and idx not in st.shared:
                 if who is None:
                     who = st.node_keys[anchor]
                 sessions.fold_weak(st.weak_uses, idx, d["occurred_at"], who)

@@ -172,7 +172,7 @@ def attribute_sessions(ctx: Context, event_id: str, occurred_at: str, node_keys:
     st = ctx.state
     shared = graph.shared_of(st, node_keys)
     if not shared:
-        return None
+        return _other_customer(ctx, node_keys, occurred_at)
     anchor = graph.representative(st, node_keys, refused)
     if anchor is None:
         found = sessions.attribution(st.session_last, shared, occurred_at, st.node_keys)
@@ -185,3 +185,26 @@ def attribute_sessions(ctx: Context, event_id: str, occurred_at: str, node_keys:
         ctx.emit({"type": "events_attributed", "event_id": event_id, "node": st.node_keys[anchor],
                   "via": via, "rule": sessions.RULE, "events": events})
     return None
+
+
+def _other_customer(ctx: Context, node_keys: list[str], occurred_at: str) -> Optional[dict[str, Any]]:
+    """An anonymous event on a device that a second customer was seen using (``link_refused``) but that
+    is not (yet) found shared: it is the customer's who signed in on it within a session before, if that
+    is another customer than the device's own; None otherwise (it stays with the device's profile)."""
+    st = ctx.state
+    anchor = graph.representative(st, node_keys, ())
+    if anchor is None or anchor not in st.refused or anchor not in st.weak_uses:
+        return None
+    for key in node_keys:  # every other identifier of the event is shared or not linked
+        idx = st.node_index.get(key)
+        if idx is not None and idx != anchor and idx not in st.shared and st.node_profile[idx] is not None:
+            return None
+    found = sessions.latest_use(st.weak_uses[anchor], occurred_at)
+    if found is None:
+        return None
+    at, customer = found
+    idx = st.node_index.get(customer)
+    if idx is None or idx in st.shared or st.node_profile[idx] in (None, st.node_profile[anchor]):
+        return None
+    return {"node": customer, "via": st.node_keys[anchor], "rule": sessions.RULE,
+            "seconds": int(sessions.gap_seconds(at, occurred_at))}

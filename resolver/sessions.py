@@ -158,3 +158,14 @@ def fold_flagged(st: Any, idx: int) -> None:
         last = max(uses)
         if idx not in st.session_last or st.session_last[idx][0] <= last[0]:
             st.session_last[idx] = last
+
+
+def latest_use(uses: Iterable[tuple[str, str]], occurred_at: str) -> Optional[tuple[str, str]]:
+    """The identified use ``(time, identifier)`` closest before ``occurred_at`` within a session, or None
+    (on a tie in time, the smaller identifier)."""
+    start = session_start(occurred_at)
+    best: Optional[tuple[str, str]] = None
+    for at, node in uses:
+        if start <= at <= occurred_at and (best is None or at > best[0] or (at == best[0] and node < best[1])):
+            best = (at, node)
+    return best
