@@ -90,6 +90,7 @@ class CustomerViews:
         self.ev_attribution: dict[int, dict[str, Any]] = {}  # and the decision that said so
         self.ev_waiting: dict[str, int] = {}  # event ID -> position, of events in a profile of their own
         self._claims: dict[str, tuple[int, dict[str, Any]]] = {}  # within one entry: event ID -> attribution
+        self.learned_regions: list[str] = []  # countries of national phone numbers (``resolver.formats``)
         # profiles
         self.profiles: dict[str, ProfileView] = {}
         self.aliases: dict[str, str] = {}
@@ -195,6 +196,8 @@ class CustomerViews:
                 review = self.reviews.get(d["review_id"])
                 if review is not None:
                     review.update(status=d["outcome"], verdict=d)
+            elif t == "phone_region_learned":
+                self.learned_regions.append(d["region"])
         if self._dirty:
             self._reassign()
         self._claims.clear()

@@ -43,6 +43,7 @@ This module is the façade. The components, each importing only those above it i
 ``linking``        deterministic links, shared flags and re-splits for one event; sessions
 ``fuzzy``          probabilistic links and possible matches (scored by ``resolver.matching``)
 ``review``         a person's verdict on a possible match
+``formats``        formats learned from the data (the countries of national phone numbers)
 =================  ===========================================================================
 """
 
@@ -51,7 +52,7 @@ from __future__ import annotations
 from sys import intern
 from typing import Any, Iterable, Optional
 
-from resolver import fuzzy, linking, review
+from resolver import formats, fuzzy, linking, review
 from resolver import traits as person
 from resolver.config import ResolverConfig
 from resolver.context import Context
@@ -83,9 +84,22 @@ class Resolver:
         self._fold = Fold(self.config, self.state, self._records)
         self._ctx = Context(self.config, self.state, self.model, self._fold, self._records)
         self.model_id = self._ctx.model_id
+        self._regions = 0  # learned phone regions the normalizer reads with (``resolver.formats``)
 
     def is_duplicate(self, event_id: str) -> bool:
         return event_id in self.state.seen_events
+
+    def _sync_formats(self) -> None:
+        learned = self.state.learned_regions
+        if len(learned) != self._regions:
+            self.normalizer.learn_regions(tuple(learned))
+            self._norm_cache.clear()
+            self._regions = len(learned)
+
+    def normalize_identifier(self, id_type: str, raw: object) -> tuple[Optional[str], Optional[str]]:
+        """An identifier normalized as the next event's would be (with the formats learned so far)."""
+        self._sync_formats()
+        return self.normalizer.identifier(id_type, raw)
 
     def decide(self, event: ChannelEvent, source: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
         """The decisions for one accepted raw event (empty for a re-delivered one), already applied."""
@@ -94,6 +108,7 @@ class Resolver:
             return []
         ctx = self._ctx
         ctx.take()
+        self._sync_formats()
         keys: list[tuple[int, str]] = []
         ignored: list[dict[str, str]] = []
         cache = self._norm_cache
@@ -153,7 +168,21 @@ class Resolver:
         if source is not None:
             recorded["source"] = source
         ctx.emit(recorded)
+        self._learn(event.event_id, node_keys)
         return ctx.take()
+
+    def _learn(self, event_id: str, node_keys: list[str]) -> None:
+        """Learns a country whose numbers this event's phone numbers show to be common (``resolver.formats``)."""
+        st = self.state
+        for key in node_keys:
+            id_type, _, value = key.partition(":")
+            if value[:1] != "+" or self.config.rule(id_type).kind != "phone":
+                continue
+            region = formats.region_of(value)
+            evidence = formats.learnable(st, region, self.config.default_region)
+            if evidence is not None:
+                self._ctx.emit({"type": "phone_region_learned", "event_id": event_id, "region": region,
+                                **evidence})
 
     def reject(self, key: str, source: dict[str, Any], reason: str, raw: str,
                event_id: Optional[str] = None, detail: Optional[str] = None) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from resolver import graph, sessions
+from resolver import formats, graph, sessions
 from resolver import traits as person
 from resolver.config import ResolverConfig
 from resolver.matching import FREQUENCY_FIELDS, AttributeRecord
@@ -23,6 +23,7 @@ class Fold:
         self.state = state
         self.records = records
         self._weak: dict[str, bool] = {}  # identifier type -> whether its rule is weak (memoized)
+        self._phone: dict[str, bool] = {}  # identifier type -> whether it holds phone numbers (memoized)
 
     def apply(self, decision: dict[str, Any]) -> None:
         _APPLY[decision["type"]](self, decision)
@@ -47,6 +48,9 @@ class Fold:
                 sessions.fold_waiting(st.session_pending, shared, st.node_keys, d["occurred_at"], d["event_id"])
         if anchor is not None:
             self._weak_use(d, anchor)
+        for key in nodes:
+            if self._is_phone(key):
+                formats.fold_number(st, st.node_index[key], key.partition(":")[2])
         attributes = d.get("attributes")
         if not attributes:
             return
@@ -80,6 +84,13 @@ class Fold:
                 if rep is not None and not (hearsay and traits and person.names_someone_else(
                         traits[0], st.profiles[st.node_profile[rep]].traits)):
                     self._index(rep, record[0], record[1])
+
+    def _is_phone(self, key: str) -> bool:
+        id_type = key.partition(":")[0]
+        phone = self._phone.get(id_type)
+        if phone is None:
+            phone = self._phone[id_type] = self.config.rule(id_type).kind == "phone"
+        return phone
 
     def _is_weak(self, id_type: str) -> bool:
         weak = self._weak.get(id_type)
@@ -266,6 +277,9 @@ class Fold:
     def _rejected(self, d: dict[str, Any]) -> None:
         self.state.rejected_keys.add(d["key"])
 
+    def _learned(self, d: dict[str, Any]) -> None:
+        self.state.learned_regions.append(d["region"])
+
 
 _APPLY: dict[str, Callable[[Fold, dict[str, Any]], None]] = {
     "interaction_recorded": Fold._interaction,
@@ -281,4 +295,5 @@ _APPLY: dict[str, Callable[[Fold, dict[str, Any]], None]] = {
     "possible_match": Fold._possible,
     "review_decided": Fold._review,
     "events_attributed": Fold._attributed,
+    "phone_region_learned": Fold._learned,
 }

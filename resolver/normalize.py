@@ -61,9 +61,24 @@ class Normalizer:
         self._email_locals = frozenset(config.placeholder_email_locals)
         self._email_domains = frozenset(config.placeholder_email_domains)
         self._phone = lru_cache(maxsize=262_144)(self._phone_uncached)
+        self.learned_regions: tuple[str, ...] = ()  # (``resolver.formats``)
         self._blocked: dict[str, frozenset[str]] = {}
         for id_type, rule in config.identifier_types.items():
             self._blocked[id_type] = self._normalized_blocklist(id_type, rule)
+
+    def learn_regions(self, regions: tuple[str, ...]) -> None:
+        """Countries whose national numbers are read as theirs when they cannot be the default region's
+        (``resolver.formats``; learned from the data, in the decision log)."""
+        if regions != self.learned_regions:
+            self.learned_regions = regions
+            self._phone.cache_clear()
+
+    def _learned(self, raw: str) -> Optional[phonenumbers.PhoneNumber]:
+        for region in self.learned_regions:
+            number = _parse_phone(raw, region)
+            if number is not None and phonenumbers.is_valid_number(number):
+                return number
+        return None
 
     def _normalized_blocklist(self, id_type: str, rule: IdentifierRule) -> frozenset[str]:
         out = set()
@@ -138,9 +153,17 @@ class Normalizer:
                 number = alternative
             else:
                 bare = None if raw.lstrip().startswith("+") else _parse_phone("+" + digits, None)
-                if bare is None or not phonenumbers.is_valid_number(bare):
-                    return None, "not a phone number" if number is None else "not a possible phone number"
-                number = bare
+                if bare is not None and phonenumbers.is_valid_number(bare):
+                    number = bare
+                else:
+                    learned = self._learned(raw) if self.learned_regions and not raw.lstrip().startswith("+") else None
+                    if learned is None:
+                        return None, "not a phone number" if number is None else "not a possible phone number"
+                    number = learned
+        elif (self.learned_regions and digits[0] == "0" and not raw.lstrip().startswith("+")
+              and not phonenumbers.is_valid_number(number)):
+            # a trunk 0 the default region does not use: a learned country's national form
+            number = self._learned(raw) or number
         national = str(number.national_number)
         if len(set(national)) == 1 or national in _SEQUENCES:
             return None, "placeholder phone"

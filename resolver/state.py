@@ -61,6 +61,11 @@ class ResolverState:
         # anonymous ones can be attributed by session if it is found shared
         self.weak_anon: dict[int, list[tuple[str, str]]] = {}  # node -> [(time, event)]
         self.weak_uses: dict[int, list[tuple[str, str]]] = {}  # node -> [(time, customer's identifier)]
+        # formats learned from the data (``resolver.formats``)
+        self.phone_counted: set[int] = set()  # phone nodes counted
+        self.phone_total = 0
+        self.phone_regions: dict[str, int] = {}  # region -> distinct phone numbers of its country code
+        self.learned_regions: list[str] = []  # in the order learned
 
     def node(self, key: str) -> int:
         idx = self.node_index.get(key)

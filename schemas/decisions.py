@@ -142,6 +142,17 @@ class EventsAttributed(_Decision):
     events: list[str]
 
 
+class PhoneRegionLearned(_Decision):
+    """A country whose phone numbers are common in the data: from now on a national number that cannot be
+    the default region's but is a valid number of this country is read as its (``resolver.formats``)."""
+
+    type: Literal["phone_region_learned"]
+    event_id: str = Field(description="The event whose number made the country common enough.")
+    region: str = Field(description="ISO 3166 region code of the country (GB).")
+    numbers: int = Field(description="Distinct phone numbers of the country seen so far.")
+    share: float = Field(description="Their share of all distinct phone numbers seen so far.")
+
+
 class FieldWeight(BaseModel):
     model_config = ConfigDict(extra="forbid")
     level: str = Field(description="Agreement level of this field, e.g. exact, jw_92, one_off, different.")
@@ -246,6 +257,7 @@ Decision = Annotated[
         PossibleMatch,
         ReviewDecided,
         EventsAttributed,
+        PhoneRegionLearned,
     ],
     Field(discriminator="type"),
 ]

@@ -247,6 +247,7 @@ class Follower:
 
     def lookup_key(self, id_type: str, raw: str) -> tuple[Optional[str], Optional[str]]:
         """The node key an identifier is stored under, normalized exactly as ingestion does."""
+        self.normalizer.learn_regions(tuple(self.views.learned_regions))
         value, reason = self.normalizer.identifier(id_type, raw)
         if value is None:
             return None, reason or "unusable value"

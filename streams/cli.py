@@ -284,7 +284,7 @@ def _lookup_key(engine, spec: str) -> str:
         if id_type not in seen:
             known = sorted((set(configured) | seen) - {RECORD_TYPE})
             raise UsageError(f"unknown identifier type {id_type!r}: known types are {', '.join(known)}")
-    value, reason = engine.resolver.normalizer.identifier(id_type, raw)
+    value, reason = engine.resolver.normalize_identifier(id_type, raw)
     if value is None:
         raise UsageError(f"{id_type} {raw!r} cannot be looked up: {reason}")
     return f"{id_type}:{value}"

@@ -1,0 +1,72 @@
+"""Formats learned from the data: a country whose numbers are common is learned once, in the log, and
+its national numbers are read as its from then on; replay learns it at the same point."""
+
+from __future__ import annotations
+
+from hypothesis import given, strategies as st
+
+from projections.customer import CustomerViews
+from resolver import formats
+from resolver.config import ResolverConfig
+from resolver.engine import Resolver, ResolverState
+from schemas.decisions import LogEntry
+from tests.resolver_helpers import Run, ev
+
+UK_MOBILES = [f"+44 7700 9{n:05d}" for n in range(0, 60_000, 2_000)]  # 30 distinct numbers
+
+
+def uk_customers(count: int) -> list:
+    return [ev(f"uk-{i}", i, channel="call_center", phone=UK_MOBILES[i], email=f"c{i}@mail.co.uk")
+            for i in range(count)]
+
+
+def test_a_national_number_of_a_learned_country_joins_its_international_form():
+    run = Run().feed([ev("jane-1", 0, phone="+44 7887 899111", email="jane@mail.co.uk"),
+                      ev("jane-0", 1, channel="store", phone="07887 899111", loyalty_id="LY-5555-0001")])
+    ignored = [d for e in run.log for d in e if d["type"] == "interaction_recorded" and d["event_id"] == "jane-0"][0]
+    assert ignored["ignored"][0]["raw"] == "07887 899111"  # before: not a US number, not read
+    assert run.profile_of("jane-1") != run.profile_of("jane-0")
+
+    run.feed(uk_customers(formats.LEARN_MIN))
+    learned = [d for e in run.log for d in e if d["type"] == "phone_region_learned"]
+    assert [(d["region"], d["numbers"]) for d in learned] == [("GB", formats.LEARN_MIN)]
+    run.feed([ev("jane-2", 100, channel="store", phone="07887 899111", loyalty_id="LY-5555-0001")])
+    assert run.profile_of("jane-2") == run.profile_of("jane-1") == run.profile_of("jane-0")
+    assert run.resolver.normalize_identifier("phone", "07887 899111") == ("+447887899111", None)
+    assert run.resolver.normalize_identifier("phone", "(415) 555-0134") == ("+14155550134", None)  # default first
+
+    for seq, entry in enumerate(run.log):
+        LogEntry.model_validate({"seq": seq, "decisions": entry})
+    again = Resolver(ResolverConfig(), ResolverState())
+    again.apply_all(d for entry in run.log for d in entry)
+    assert again.state.learned_regions == ["GB"]
+    assert again.normalize_identifier("phone", "07887 899111") == ("+447887899111", None)
+    views = CustomerViews()
+    for seq, entry in enumerate(run.log):
+        views.apply_entry(seq, entry)
+    assert views.learned_regions == ["GB"]
+
+
+def test_a_country_is_not_learned_from_a_few_numbers():
+    run = Run().feed(uk_customers(formats.LEARN_MIN - 1))
+    assert not [d for e in run.log for d in e if d["type"] == "phone_region_learned"]
+    assert run.resolver.normalize_identifier("phone", "07887 899111")[0] is None
+
+
+def test_the_default_region_and_a_learned_one_never_disagree_on_international_numbers():
+    run = Run().feed(uk_customers(formats.LEARN_MIN))
+    fresh = Resolver(ResolverConfig(), ResolverState())
+
+    @given(st.sampled_from(["+1", "+44", "+34", "+49", "001", "0044"]), st.integers(200_000_000, 999_999_999))
+    def check(prefix, n):
+        raw = f"{prefix} {n}"
+        assert run.resolver.normalize_identifier("phone", raw) == fresh.normalize_identifier("phone", raw)
+
+    check()
+
+
+def test_region_of_a_number():
+    assert formats.region_of("+447887899111") == "GB"
+    assert formats.region_of("+14155550134") == "US"
+    assert formats.region_of("+353868326554") == "IE"
+    assert formats.region_of("07887899111") is None
