@@ -37,6 +37,9 @@ class IdentifierRule:
     weak: a weak identifier (a device, a cookie) may attach anonymous activity to a known customer,
         but never joins two profiles that each already hold a different value of a strong type.
     max_per_profile: how many values of this type one person may hold (None: no limit).
+    successive: values of this type used one after the other (a lost loyalty card and the one that
+        replaced it: the first's last use before the second's first use) count once toward
+        ``max_per_profile``: it limits the values in use at the same time.
     max_cooccurring: data-driven guard. A value seen on events together with more than N distinct
         values of another type (or N distinct dates of birth or first names, keys ``date_of_birth`` and
         ``first_name``) is taken to be
@@ -48,6 +51,7 @@ class IdentifierRule:
     kind: str = "text"
     weak: bool = False
     max_per_profile: Optional[int] = None
+    successive: bool = False
     max_cooccurring: dict[str, int] = field(default_factory=dict)
     blocked_values: tuple[str, ...] = ()
     prefixes: tuple[str, ...] = ()
@@ -58,8 +62,8 @@ def _default_rules() -> dict[str, IdentifierRule]:
         "loyalty_id": IdentifierRule(
             priority=10,
             kind="loyalty",
-            # a card is lost or replaced: one customer may hold two over time (a third is a household's)
-            max_per_profile=2,
+            max_per_profile=1,
+            successive=True,  # a lost card and its replacement are one customer's
             max_cooccurring={"email": 3, "phone": 3, "date_of_birth": 1, "first_name": 1},
             prefixes=("LOY", "LOYALTY", "CARD"),
         ),
@@ -326,6 +330,7 @@ _RULE: dict[str, Check] = {
     "kind": one_of(*KINDS),
     "weak": boolean,
     "max_per_profile": whole_number(1, "(or leave it out for no limit)", optional=True),
+    "successive": boolean,
     "max_cooccurring": table_of(whole_number(1), "a table of identifier type (or date_of_birth, first_name) = whole number "
                                                  ">= 1, such as { email = 2, date_of_birth = 1 }"),
     "blocked_values": strings('["kiosk-01"]'),

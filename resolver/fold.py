@@ -24,6 +24,7 @@ class Fold:
         self.records = records
         self._weak: dict[str, bool] = {}  # identifier type -> whether its rule is weak (memoized)
         self._phone: dict[str, bool] = {}  # identifier type -> whether it holds phone numbers (memoized)
+        self._successive: dict[str, bool] = {}  # identifier type -> whether its rule is successive
 
     def apply(self, decision: dict[str, Any]) -> None:
         _APPLY[decision["type"]](self, decision)
@@ -51,6 +52,14 @@ class Fold:
         for key in nodes:
             if self._is_phone(key):
                 formats.fold_number(st, st.node_index[key], key.partition(":")[2])
+            if self._is_successive(key):
+                idx = st.node_index[key]
+                at = d["occurred_at"]
+                span = st.node_span.get(idx)
+                if span is None:
+                    st.node_span[idx] = (at, at)
+                elif at < span[0] or at > span[1]:
+                    st.node_span[idx] = (min(at, span[0]), max(at, span[1]))
         attributes = d.get("attributes")
         if not attributes:
             return
@@ -84,6 +93,13 @@ class Fold:
                 if rep is not None and not (hearsay and traits and person.names_someone_else(
                         traits[0], st.profiles[st.node_profile[rep]].traits)):
                     self._index(rep, record[0], record[1])
+
+    def _is_successive(self, key: str) -> bool:
+        id_type = key.partition(":")[0]
+        successive = self._successive.get(id_type)
+        if successive is None:
+            successive = self._successive[id_type] = self.config.rule(id_type).successive
+        return successive
 
     def _is_phone(self, key: str) -> bool:
         id_type = key.partition(":")[0]

@@ -74,7 +74,7 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
         return
     ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
     own = st.profiles[pid]
-    acc = Acc()
+    acc = Acc(st, now=occurred_at)
     acc.add(own.counts, own.traits)
     acc.profiles.append(own)
     links: list[tuple[str, float, int, tuple[str, ...], Optional[dict[str, float]]]] = []

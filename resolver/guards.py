@@ -25,14 +25,16 @@ MAX_CULPRIT_SEARCH = 200
 class Acc:
     """The profile an event is building while its identifiers are taken in priority order."""
 
-    __slots__ = ("profiles", "new_nodes", "counts", "traits", "own")
+    __slots__ = ("profiles", "new_nodes", "counts", "traits", "own", "state", "now")
 
-    def __init__(self, own: Iterable[str] = ()) -> None:
+    def __init__(self, state: ResolverState, own: Iterable[str] = (), now: Optional[str] = None) -> None:
         self.profiles: list[Profile] = []
         self.new_nodes: list[str] = []
         self.counts: dict[str, int] = {}
         self.traits: set[str] = set()  # of the profiles and identifiers taken so far
         self.own: frozenset[str] = frozenset(own)  # of the event itself
+        self.state = state
+        self.now = now  # when the event happened (None: a reviewer's verdict)
 
     def empty(self) -> bool:
         return not self.profiles and not self.new_nodes
@@ -48,6 +50,49 @@ def over_limit(rule: Any, id_type: str, count: int) -> Optional[str]:
     if rule.max_per_profile is not None and count > rule.max_per_profile:
         return f"would give one customer {count} {id_type} values (limit {rule.max_per_profile})"
     return None
+
+
+def limit_breach(acc: Acc, rule: Any, id_type: str, count: int, side: Iterable[Optional[int]]) -> Optional[str]:
+    """Why joining ``acc`` and the nodes ``side`` (None: an identifier new on this event) would give one
+    customer more values of ``id_type`` than ``max_per_profile``; for a ``successive`` type, more in
+    use at the same time."""
+    breach = over_limit(rule, id_type, count)
+    if breach is None or not rule.successive:
+        return breach
+    n = at_once(acc, id_type, side)
+    if n <= rule.max_per_profile:
+        return None  # one after the other: a lost card and its replacement
+    return f"would give one customer {n} {id_type} values in use at the same time (limit {rule.max_per_profile})"
+
+
+def at_once(acc: Acc, id_type: str, side: Iterable[Optional[int]]) -> int:
+    """The most values of ``id_type`` of ``acc`` and ``side`` in use at one time (their first to last use)."""
+    st = acc.state
+    spans: list[tuple[str, str]] = []
+
+    def add(idx: Optional[int]) -> None:
+        span = st.node_span.get(idx) if idx is not None else None
+        if span is None and acc.now is not None:
+            span = (acc.now, acc.now)
+        if span is not None:
+            spans.append(span)
+
+    for prof in acc.profiles:
+        for n in prof.nodes:
+            if st.node_types[n] == id_type:
+                add(n)
+    for key in acc.new_nodes:
+        if node_type(key) == id_type:
+            add(st.node_index.get(key))
+    for n in side:
+        if n is None or st.node_types[n] == id_type:
+            add(n)
+    edges = sorted([(a, 0) for a, _ in spans] + [(b, 1) for _, b in spans])  # a start before an end at one time
+    most = live = 0
+    for _, end in edges:
+        live += -1 if end else 1
+        most = max(most, live)
+    return most
 
 
 def nothing_new(st: ResolverState, idxs: list[Optional[int]], traits: tuple[str, ...]) -> bool:
@@ -112,11 +157,12 @@ def cooccurrence_breach(st: ResolverState, idx: int, node_keys: list[str], trait
 
 
 def conflict(cfg: ResolverConfig, acc: Acc, counts: dict[str, int], known: Iterable[str],
-             bridge_type: str, person_agrees: bool = False) -> Optional[tuple[str, dict[str, Any]]]:
+             bridge_type: str, person_agrees: bool = False,
+             side: Iterable[Optional[int]] = ()) -> Optional[tuple[str, dict[str, Any]]]:
     """Why adding identifiers with ``counts`` and people ``known`` to ``acc`` through an identifier of
     ``bridge_type`` would join customers that conflict, with the evidence; None if it would not.
     ``person_agrees``: the two sides name one person (``traits.same_person``), so a weak identifier
-    may join them."""
+    may join them. ``side``: the nodes ``counts`` counts (None: an identifier new on this event)."""
     bridge_rule = cfg.rule(bridge_type)
     for t, c in counts.items():
         have = acc.counts.get(t, 0)
@@ -126,7 +172,7 @@ def conflict(cfg: ResolverConfig, acc: Acc, counts: dict[str, int], known: Itera
         if bridge_rule.weak and not rule.weak and not person_agrees:
             return (f"weak identifier {bridge_type} would join two customers with different {t} values",
                     {"type": t, "weak": True})
-        breach = over_limit(rule, t, have + c)
+        breach = limit_breach(acc, rule, t, have + c, side)
         if breach:
             return breach, {"type": t, "count": have + c}
     known = set(known)
@@ -169,7 +215,7 @@ def culprit(ctx: Context, acc: Acc, idx: int, prof: Profile) -> int:
             nt = st.node_traits.get(n)
             if nt:
                 known.update(nt)
-        if conflict(ctx.config, acc, counts, known, bridge_type) is None:
+        if conflict(ctx.config, acc, counts, known, bridge_type, side=part) is None:
             best = x
     return best
 
@@ -180,7 +226,7 @@ def fuzzy_conflict(cfg: ResolverConfig, acc: Acc, target: Profile) -> Optional[s
         have = acc.counts.get(t, 0)
         if not have:
             continue
-        breach = over_limit(cfg.rule(t), t, have + c)
+        breach = limit_breach(acc, cfg.rule(t), t, have + c, target.nodes)
         if breach:
             return breach
     # (dates of birth only: first names that differ are for the matcher to weigh, and at most queue a

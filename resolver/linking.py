@@ -42,7 +42,7 @@ def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], tr
 
     # 2. Link the event's identifiers strongest first; refuse the one that would join conflicting
     #    profiles, and flag it shared.
-    acc = Acc(traits)
+    acc = Acc(st, traits, occurred_at)
     accepted: list[str] = []
     refused: list[str] = []
     carried: dict[str, str] = {}  # weak identifier -> the person both sides name, which let it join
@@ -56,11 +56,12 @@ def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], tr
             if any(p is prof for p in acc.profiles):
                 accepted.append(key)
                 continue
-            counts, known = prof.counts, prof.traits
+            counts, known, side = prof.counts, prof.traits, prof.nodes
         else:
             counts, known = {node_type(key): 1}, st.node_traits.get(idx, ()) if idx is not None else ()
+            side = (idx,)
         if not acc.empty() or acc.own:
-            found = conflict(cfg, acc, counts, known, node_type(key))
+            found = conflict(cfg, acc, counts, known, node_type(key), side=side)
             if found and pid is not None:
                 # The conflict may come from inside the other profile: an identifier there (a
                 # landline, a family email) that tied two people together. Cut the weakest one.
@@ -70,13 +71,14 @@ def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], tr
                          f"ties together customers that conflict: {found[0]}", found[1])
                     pid = st.node_profile[idx]
                     prof = st.profiles[pid]
-                    counts, known = prof.counts, prof.traits
-                    found = conflict(cfg, acc, counts, known, node_type(key))
+                    counts, known, side = prof.counts, prof.traits, prof.nodes
+                    found = conflict(cfg, acc, counts, known, node_type(key), side=side)
             if found and found[1].get("weak") and cfg.rule(node_type(key)).weak:
                 # Evidence adds up: a device alone does not join two known customers, a device and the
                 # same person named on both sides (full name, or first name and date of birth) does.
                 who = person.same_person(acc.traits | acc.own, known)
-                if who is not None and conflict(cfg, acc, counts, known, node_type(key), person_agrees=True) is None:
+                if who is not None and conflict(cfg, acc, counts, known, node_type(key), person_agrees=True,
+                                                side=side) is None:
                     found = None
                     carried[key] = who
             if found:

@@ -36,8 +36,9 @@ def decide_review(ctx: Context, review_id: str, accept: bool, reviewer: str, dec
         verdict["outcome"] = "already_linked"
     else:
         first, second = st.profiles[pa], st.profiles[pb]
-        acc = Acc()
+        acc = Acc(st)
         acc.add(first.counts, first.traits)
+        acc.profiles.append(first)
         reason = fuzzy_conflict(ctx.config, acc, second)
         if reason is not None:
             verdict.update(outcome="blocked", reason=reason)

@@ -61,6 +61,8 @@ class ResolverState:
         # anonymous ones can be attributed by session if it is found shared
         self.weak_anon: dict[int, list[tuple[str, str]]] = {}  # node -> [(time, event)]
         self.weak_uses: dict[int, list[tuple[str, str]]] = {}  # node -> [(time, customer's identifier)]
+        # first and last use of identifiers of a ``successive`` type (loyalty cards)
+        self.node_span: dict[int, tuple[str, str]] = {}
         # formats learned from the data (``resolver.formats``)
         self.phone_counted: set[int] = set()  # phone nodes counted
         self.phone_total = 0

@@ -14,12 +14,13 @@ T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
 
 def one_card() -> ResolverConfig:
-    """The built-in rules for a business whose customers hold one loyalty card each."""
+    """The built-in rules for a business whose customers hold one loyalty card each, ever (no card
+    replaces a lost one: ``successive`` off)."""
     from dataclasses import replace
 
     config = ResolverConfig()
     rules = dict(config.identifier_types)
-    rules["loyalty_id"] = replace(rules["loyalty_id"], max_per_profile=1)
+    rules["loyalty_id"] = replace(rules["loyalty_id"], max_per_profile=1, successive=False)
     for t in ("email", "phone"):
         rules[t] = replace(rules[t], max_cooccurring={**rules[t].max_cooccurring, "loyalty_id": 1})
     return replace(config, identifier_types=rules)

@@ -104,7 +104,7 @@ def test_a_full_valid_config_loads_as_the_runtime_types(tmp_path):
     assert config.match_model.version == "mine-1"
     assert config.placeholder_email_domains == ("example.com",)
     loyalty = config.rule("loyalty_id")
-    assert loyalty == IdentifierRule(priority=10, kind="loyalty", weak=False, max_per_profile=1,
+    assert loyalty == IdentifierRule(priority=10, kind="loyalty", weak=False, max_per_profile=1, successive=False,
                                      max_cooccurring={"email": 3, "date_of_birth": 1},
                                      blocked_values=("LOY-0000",), prefixes=("LOY", "CARD"))
     assert config.rule("member_no").priority == 15 and config.rule("member_no").max_per_profile is None
@@ -133,6 +133,7 @@ priority = 10
 kind = "loyalty"
 weak = false
 max_per_profile = 1
+successive = false
 max_cooccurring = { email = 3, date_of_birth = 1 }
 blocked_values = ["LOY-0000"]
 prefixes = ["LOY", "CARD"]

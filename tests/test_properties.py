@@ -8,7 +8,7 @@ from projections.customer import CustomerViews
 from resolver import graph
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver, ResolverState
-from tests.resolver_helpers import Run, ev
+from tests.resolver_helpers import Run, ev, one_card
 
 ID_TYPES = ("email", "phone", "loyalty_id", "device_id")
 
@@ -80,7 +80,7 @@ def messy_events(draw):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messy_events())
 def test_guards_hold_whatever_the_input(events):
-    run = Run().feed(events)
+    run = Run(one_card()).feed(events)  # strict limits: a replaced card's are checked when it joins
     state = run.resolver.state
     config = run.resolver.config
     for prof in state.profiles.values():

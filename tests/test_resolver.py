@@ -159,24 +159,28 @@ def test_one_loyalty_card_per_customer():
     assert run.profile_of("1") != run.profile_of("2")
 
 
-def test_by_default_a_customer_may_replace_a_lost_card_but_three_cards_are_a_household():
+def test_a_card_that_replaced_a_lost_one_is_the_same_customers_two_cards_in_use_at_once_are_two():
+    day = 24 * 60
     replaced = Run().feed([
         ev("1", 0, channel="store", loyalty_id="L1", email="a@x.org"),
-        ev("2", 60, channel="store", loyalty_id="L2", email="a@x.org"),
-        ev("3", 120, channel="store", loyalty_id="L2", phone="4155550111"),
+        ev("2", 10 * day, channel="store", loyalty_id="L1", phone="4155550111"),
+        ev("3", 40 * day, channel="store", loyalty_id="L2", phone="4155550111"),  # the card was lost
+        ev("4", 50 * day, channel="store", loyalty_id="L2", email="a@x.org"),
     ])
-    assert replaced.profile_of("1") == replaced.profile_of("2") == replaced.profile_of("3")
-    family = Run().feed([
+    assert len({replaced.profile_of(e) for e in "1234"}) == 1
+    assert not replaced.views.shared
+
+    household = Run().feed([
         ev("1", 0, channel="store", loyalty_id="L1", email="a@x.org"),
-        ev("2", 1, channel="store", loyalty_id="L2", email="b@x.org"),
-        ev("3", 2, channel="store", loyalty_id="L3", email="c@x.org"),
-        ev("4", 3, channel="web", email="a@x.org", phone="4155550111"),
-        ev("5", 4, channel="web", email="b@x.org", phone="4155550111"),
-        ev("6", 5, channel="web", email="c@x.org", phone="4155550111"),
+        ev("2", 1 * day, channel="store", loyalty_id="L2", email="b@x.org"),
+        ev("3", 2 * day, channel="store", loyalty_id="L1", email="a@x.org"),
+        ev("4", 3 * day, channel="store", loyalty_id="L2", email="b@x.org"),
+        ev("5", 4 * day, channel="web", email="a@x.org", phone="4155550111"),
+        ev("6", 5 * day, channel="web", email="b@x.org", phone="4155550111"),  # their landline
     ])
-    cards = {family.profile_of(e) for e in ("1", "2", "3")}
-    assert len(cards) >= 2  # the landline never makes one customer of three cards
-    assert family.views.lookup_node("phone:+14155550111")["status"] == "shared"
+    assert household.profile_of("1") != household.profile_of("2")  # both cards in use the same days
+    refusal = household.views.lookup_node("phone:+14155550111")
+    assert refusal["status"] == "shared" and "in use at the same time" in refusal["reason"]
 
 
 def test_merge_keeps_the_older_id_and_the_absorbed_id_still_resolves():
