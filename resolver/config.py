@@ -130,6 +130,14 @@ class ResolverConfig:
     # conflict between profiles, and their attribute record is not matched as the identifier holder's when
     # its first name is not the holder's (``resolver.traits``).
     delivery_event_types: tuple[str, ...] = ("purchase", "order", "order_placed")
+    # ...except on channels where the customer is there in person, and for an order that gives a date of
+    # birth (from the buyer's account: a present's recipient's is not asked for).
+    in_person_channels: tuple[str, ...] = ("store",)
+
+    def hearsay(self, channel: str, event_type: str, attributes: dict[str, str]) -> bool:
+        """Whether an event's names may be someone else's than its identifiers' holder's (``resolver.traits``)."""
+        return (event_type in self.delivery_event_types and channel not in self.in_person_channels
+                and not attributes.get("date_of_birth"))
     # Probabilistic matching on personal attributes (``resolver.matching``): an event whose attributes
     # are new to its profile is scored against earlier records found through the blocking index.
     fuzzy_matching: bool = True
@@ -349,6 +357,7 @@ _SETTINGS: dict[str, Check] = {
     "dob_conflict": boolean,
     "name_conflict": boolean,
     "delivery_event_types": strings('["purchase", "order"]'),
+    "in_person_channels": strings('["store"]'),
     "fuzzy_matching": boolean,
     "max_block_size": whole_number(1),
     "link_different_first_names": boolean,

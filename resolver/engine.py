@@ -133,7 +133,7 @@ class Resolver:
         keys.sort()
         node_keys = list(dict.fromkeys(k for _, k in keys))
         attributes = self.normalizer.attributes(event.attributes)
-        hearsay = event.event_type in self.config.delivery_event_types
+        hearsay = self.config.hearsay(event.channel, event.event_type, attributes)
         traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict, hearsay)
         occurred_at = utc_iso(event.occurred_at)
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None

@@ -63,7 +63,7 @@ class Fold:
         attributes = d.get("attributes")
         if not attributes:
             return
-        hearsay = d["event_type"] in self.config.delivery_event_types
+        hearsay = self.config.hearsay(d["channel"], d["event_type"], attributes)
         traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict, hearsay)
         refused = d.get("refused", ())
         if traits:

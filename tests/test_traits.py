@@ -161,3 +161,14 @@ def test_the_same_present_as_a_call_would_be_a_second_person():
         ev("k2", 20, channel="call_center", event_type="call", email="kjackson@mail.co.uk", attrs=JONATHAN),
     ])
     assert run.views.lookup_node("email:kjackson@mail.co.uk")["status"] == "shared"
+
+
+@pytest.mark.parametrize("channel,extra", [("store", {}), ("web", {"date_of_birth": "1988-02-03"})])
+def test_an_order_in_person_or_with_a_date_of_birth_names_the_buyer(channel, extra):
+    """At a till the buyer is there, and a date of birth comes from the buyer's account: not hearsay."""
+    run = Run().feed([
+        ev("k1", 10, channel="web", event_type="signup", email="kjackson@mail.co.uk",
+           attrs={"first_name": "Katherine", "last_name": "Jackson", "date_of_birth": "1980-05-06"}),
+        ev("k2", 20, channel=channel, event_type="purchase", email="kjackson@mail.co.uk", attrs={**JONATHAN, **extra}),
+    ])
+    assert run.views.lookup_node("email:kjackson@mail.co.uk")["status"] == "shared"
