@@ -543,7 +543,9 @@ class CustomerViews:
         summary = _explain_text(pid, identifiers, links, merges, len(prof.events))
         session = f"{SESSION_SECONDS // 60} minutes"
         summary += [f"Event {a['event_id']} carried only {a['via']}, which several customers use; it is this "
-                    f"customer's: " + (f"event {a['claimed_by']} signed in with {a['node']} on it within {session} "
+                    f"customer's: " + (f"it names this customer, the only one of its users ({a['node']}) it names."
+                                       if a["rule"] == "same_name" else
+                                       f"event {a['claimed_by']} signed in with {a['node']} on it within {session} "
                                        f"after." if "claimed_by" in a else
                                        f"{a['node']} was signed in on it within {session} before.")
                     for a in attributed[:50]]

@@ -137,15 +137,20 @@ class Resolver:
         traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict, hearsay)
         occurred_at = utc_iso(event.occurred_at)
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
-        if record is not None and not any(st.node_index.get(k) not in st.shared for k in node_keys):
-            # no identifier, or only shared ones, but enough attributes to match on: an anonymous record
-            node_keys = [*node_keys, node_key(RECORD_TYPE, event.event_id)]
-
-        refused = linking.link(ctx, event.event_id, occurred_at, node_keys, traits) if node_keys else []
-        if record is not None:
-            fuzzy.match(ctx, event.event_id, occurred_at, node_keys, refused, record[0], record[1],
-                        traits[0] if hearsay and traits else None)
-        attributed = linking.attribute_sessions(ctx, event.event_id, occurred_at, node_keys, refused)
+        only_shared = bool(node_keys) and not any(st.node_index.get(k) not in st.shared for k in node_keys)
+        # only shared identifiers, naming one of the customers who used them: that customer's
+        attributed = linking.attribute_by_name(ctx, node_keys, traits[0]) if only_shared and traits else None
+        if attributed is not None:
+            refused: list[str] = []
+        else:
+            if record is not None and (only_shared or not node_keys):
+                # no identifier, or only shared ones, but enough attributes to match on: an anonymous record
+                node_keys = [*node_keys, node_key(RECORD_TYPE, event.event_id)]
+            refused = linking.link(ctx, event.event_id, occurred_at, node_keys, traits) if node_keys else []
+            if record is not None:
+                fuzzy.match(ctx, event.event_id, occurred_at, node_keys, refused, record[0], record[1],
+                            traits[0] if hearsay and traits else None)
+            attributed = linking.attribute_sessions(ctx, event.event_id, occurred_at, node_keys, refused)
 
         recorded: dict[str, Any] = {
             "type": "interaction_recorded",

@@ -17,6 +17,9 @@ from resolver.state import MAX_BLOCK_NODES_PER_PROFILE, MAX_RECORDS_PER_NODE, MA
     ResolverState
 
 
+MAX_SHARED_USERS = 16  # identifiers of customers kept per shared identifier
+
+
 class Fold:
     def __init__(self, config: ResolverConfig, state: ResolverState, records: RecordMaker) -> None:
         self.config = config
@@ -45,6 +48,10 @@ class Fold:
         if shared:
             if anchor is not None:
                 sessions.fold_identified(st.session_last, shared, d["occurred_at"], st.node_keys[anchor])
+                for s in shared:
+                    users = st.shared_users.setdefault(s, [])
+                    if len(users) < MAX_SHARED_USERS and st.node_keys[anchor] not in users:
+                        users.append(st.node_keys[anchor])
             elif "attributed" not in d:
                 sessions.fold_waiting(st.session_pending, shared, st.node_keys, d["occurred_at"], d["event_id"])
         if anchor is not None:
@@ -218,6 +225,8 @@ class Fold:
         idx = st.node(d["node"])
         st.shared.add(idx)
         st.refused.pop(idx, None)
+        # who used it so far: the identifiers it was seen with (an event naming one of them may be theirs)
+        st.shared_users[idx] = sorted(st.node_keys[m] for m in st.adj.get(idx, ()))[:MAX_SHARED_USERS]
         for edges in (st.adj, st.fuzzy):
             for m in edges.pop(idx, {}):
                 nm = edges.get(m)

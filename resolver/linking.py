@@ -210,3 +210,28 @@ def _other_customer(ctx: Context, node_keys: list[str], occurred_at: str) -> Opt
         return None
     return {"node": customer, "via": st.node_keys[anchor], "rule": sessions.RULE,
             "seconds": int(sessions.gap_seconds(at, occurred_at))}
+
+
+def attribute_by_name(ctx: Context, node_keys: list[str], trait: str) -> Optional[dict[str, Any]]:
+    """An event that carries only shared identifiers and names a person: the customer among those who
+    used one of its shared identifiers (a family mailbox's members) whom it names, when exactly one is
+    (first names compatible, dates of birth not different); None otherwise."""
+    if trait[0] == person.HEARSAY or not person.carry([trait], person.FIRST_NAME):
+        return None
+    st = ctx.state
+    found: dict[str, tuple[str, str]] = {}  # profile -> (customer's identifier, shared identifier)
+    for key in node_keys:
+        idx = st.node_index.get(key)
+        if idx is None or idx not in st.shared:
+            return None  # (only for events that nothing else identifies)
+        for user in st.shared_users.get(idx, ()):
+            u = st.node_index.get(user)
+            if u is None or u in st.shared or st.node_profile[u] is None:
+                continue
+            pid = st.node_profile[u]
+            if pid not in found and person.names(trait, st.profiles[pid].traits):
+                found[pid] = (user, key)
+    if len(found) != 1:
+        return None
+    user, via = next(iter(found.values()))
+    return {"node": user, "via": via, "rule": "same_name"}

@@ -61,6 +61,8 @@ class ResolverState:
         # anonymous ones can be attributed by session if it is found shared
         self.weak_anon: dict[int, list[tuple[str, str]]] = {}  # node -> [(time, event)]
         self.weak_uses: dict[int, list[tuple[str, str]]] = {}  # node -> [(time, customer's identifier)]
+        # shared node -> identifiers of the customers who used it (``linking.attribute_by_name``)
+        self.shared_users: dict[int, list[str]] = {}
         # first and last use of identifiers of a ``successive`` type (loyalty cards)
         self.node_span: dict[int, tuple[str, str]] = {}
         # formats learned from the data (``resolver.formats``)

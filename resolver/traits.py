@@ -169,3 +169,19 @@ def same_person(a: Iterable[str], b: Iterable[str]) -> Optional[str]:
             if first_names_compatible(fx, lx or None, fy, ly or None) and not _dates_differ(x, y):
                 return " ".join(p for p in (fx, lx, dx if dx == dy else "") if p)
     return None
+
+
+def names(trait: str, holder: Iterable[str]) -> bool:
+    """Whether ``trait`` names the person the ``holder`` traits describe: a first name compatible with
+    one of theirs (not merely unknown), and no date of birth that differs from all of theirs."""
+    plain = trait[1:] if trait[0] == HEARSAY else trait
+    holder = direct(holder)
+    first = _parts(plain)[1]
+    if not first or conflict([plain], holder, (DOB,)) is not None:
+        return False
+    _, f, l = _parts(plain)
+    for t in holder:
+        _, fo, lo = _parts(t)
+        if fo and first_names_compatible(f, l or None, fo, lo or None):
+            return True
+    return False

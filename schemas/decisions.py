@@ -44,9 +44,11 @@ class Attribution(BaseModel):
     model_config = ConfigDict(extra="forbid")
     node: str = Field(description="The customer's identifier: the event goes where this identifier's profile is.")
     via: str = Field(description="The shared identifier the event and that customer's identified event used.")
-    rule: Literal["same_session"] = Field(description="same_session: within 30 minutes of an identified event "
-                                                      "on the shared identifier.")
-    seconds: int = Field(ge=0, description="Seconds from that identified event to this one.")
+    rule: Literal["same_session", "same_name"] = Field(
+        description="same_session: within 30 minutes of an identified event on the shared identifier; same_name: "
+                    "the event names that customer, the only one of the shared identifier's users it names.")
+    seconds: Optional[int] = Field(None, ge=0, description="same_session: seconds from that identified event to "
+                                                           "this one.")
 
 
 class InteractionRecorded(_Decision):

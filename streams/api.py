@@ -492,7 +492,8 @@ class Attributed(BaseModel):
     event_id: str = Field(description="An event that carried only shared identifiers.")
     via: str = Field(description="The shared identifier it carried.")
     node: str = Field(description="The customer's identifier it is attributed through.")
-    rule: str = Field(description="same_session: within 30 minutes of this customer's identified event on it.")
+    rule: str = Field(description="same_session: within 30 minutes of this customer's identified event on it; "
+                                  "same_name: it names this customer, the only one of its users it names.")
     claimed_by: Optional[str] = Field(None, description="The identified event that followed and claimed it.")
 
 

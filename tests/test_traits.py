@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from resolver import traits as person
 from resolver.config import ResolverConfig
+from schemas.decisions import LogEntry
 from tests.resolver_helpers import Run, ev
 
 
@@ -172,3 +173,29 @@ def test_an_order_in_person_or_with_a_date_of_birth_names_the_buyer(channel, ext
         ev("k2", 20, channel=channel, event_type="purchase", email="kjackson@mail.co.uk", attrs={**JONATHAN, **extra}),
     ])
     assert run.views.lookup_node("email:kjackson@mail.co.uk")["status"] == "shared"
+
+
+def test_an_event_on_a_family_mailbox_that_names_one_of_the_family_is_theirs():
+    """After the Garcias' mailbox is found shared, an email naming Luis goes to Luis; one naming nobody
+    of theirs, or a name two of them could have, stays apart."""
+    run = Run().feed([
+        ev("1", 0, channel="web", event_type="signup", email="thegarcias@mail.es", phone="+34 612 345 678",
+           attrs={"first_name": "Ana", "last_name": "Garcia"}),
+        ev("2", 1, channel="call_center", email="thegarcias@mail.es", loyalty_id="LY-1111-2222",
+           attrs={"first_name": "Luis", "last_name": "Garcia"}),
+        ev("3", 2, channel="store", email="thegarcias@mail.es", loyalty_id="ly11112222",
+           attrs={"first_name": "Luis", "last_name": "Garcia"}),
+        ev("4", 3000, channel="email", event_type="message", email="thegarcias@mail.es",
+           attrs={"first_name": "Luis"}),
+        ev("5", 3001, channel="email", event_type="message", email="thegarcias@mail.es",
+           attrs={"first_name": "Marta"}),
+    ])
+    assert run.views.lookup_node("email:thegarcias@mail.es")["status"] == "shared"
+    assert run.profile_of("4") == run.profile_of("2") != run.profile_of("1")
+    assert run.profile_of("5") not in {run.profile_of("1"), run.profile_of("2")}
+    (named,) = [d for e in run.log for d in e if d.get("attributed", {}).get("rule") == "same_name"]
+    assert named["event_id"] == "4" and named["attributed"]["node"] == "loyalty_id:11112222"
+    explained = run.views.explain(run.profile_of("4"))
+    assert any("it names this customer" in line for line in explained["summary"])
+    for seq, entry in enumerate(run.log):
+        LogEntry.model_validate({"seq": seq, "decisions": entry})
