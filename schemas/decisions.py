@@ -17,7 +17,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-DECISION_SCHEMA_VERSION = 1
+# 2: each log entry carries ``v``; phone_region_learned; attribution rule same_name; merge evidence
+DECISION_SCHEMA_VERSION = 2
 
 
 class _Decision(BaseModel):
@@ -270,6 +271,8 @@ class LogEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     seq: int = Field(ge=0, description="Position in the log, from 0, without gaps.")
+    v: int = Field(1, ge=1, le=DECISION_SCHEMA_VERSION,
+                   description="The decision schema version the entry was written in (1 when absent).")
     decisions: list[Decision]
 
 

@@ -2,14 +2,16 @@
 
 Layout of ``DATA_DIR``::
 
-    log/00000000000000000000.jsonl   one entry per line: {"seq": N, "decisions": [...]}
+    log/00000000000000000000.jsonl   one entry per line: {"seq": N, "v": 2, "decisions": [...]}
     log/00000000000001000000.jsonl   a new segment every ``segment_entries`` entries
     checkpoint.pickle                a cache of the folded state at some seq (never the truth)
     LOCK                             held by the one process that writes
 
 Durability: ``append`` writes whole lines, flushes and fsyncs before returning. A crash can leave a
 torn last line; opening the log cuts it off (that entry was never acknowledged). Every entry carries
-its ``seq``, checked on read, so a damaged log is reported instead of folded wrongly.
+its ``seq``, checked on read, so a damaged log is reported instead of folded wrongly, and the version
+of the decision schema it was written in (``v``; 1 when absent): a newer version than this code reads is
+refused with an error, never folded as if it were known.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any, Iterator, Optional
 import orjson
 
 from resolver.errors import IdresError
+from schemas.decisions import DECISION_SCHEMA_VERSION
 
 SEGMENT_ENTRIES = 1_000_000
 CHECKPOINT_VERSION = 1
@@ -131,7 +134,8 @@ class DecisionLog:
                 self._write(out)
                 out = []
                 self._open_segment(seq)
-            out.append(orjson.dumps({"seq": seq, "decisions": decisions}, option=orjson.OPT_APPEND_NEWLINE))
+            out.append(orjson.dumps({"seq": seq, "v": DECISION_SCHEMA_VERSION, "decisions": decisions},
+                                    option=orjson.OPT_APPEND_NEWLINE))
             seq += 1
         self._write(out)
         self._fh.flush()
@@ -190,6 +194,7 @@ class DecisionLog:
                         if entry.get("seq") != expected:
                             raise LogError(f"decision log out of order in {fh.name}: found entry "
                                            f"{entry.get('seq')} where {expected} belongs")
+                        check_version(entry.get("v", 1), f"entry {expected} of {fh.name}")
                         yield expected, entry["decisions"]
                         expected += 1
                     pos += 1
@@ -212,6 +217,13 @@ class DecisionLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_version(version: Any, where: str) -> None:
+    """Refuses decisions written in a decision schema this code does not know."""
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= DECISION_SCHEMA_VERSION:
+        raise LogError(f"decision log {where} is in decision schema version {version!r}, and this idres reads "
+                       f"versions 1 to {DECISION_SCHEMA_VERSION}: upgrade idres to read this log")
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from resolver.measures import pairwise_scores
+from schemas.decisions import DECISION_SCHEMA_VERSION
 from streams.synthetic import SyntheticConfig, write_dataset
 from tests.cli_helpers import ROOT, run_cli
 
@@ -168,7 +169,7 @@ def test_schema_export(tmp_path):
     idres("schema", "--out", str(tmp_path))
     schema = json.loads((tmp_path / "channel_event.v1.schema.json").read_text())
     assert {"event_id", "occurred_at", "channel", "event_type"} <= set(schema["required"])
-    assert (tmp_path / "decision_log_entry.v1.schema.json").exists()
+    assert (tmp_path / f"decision_log_entry.v{DECISION_SCHEMA_VERSION}.schema.json").exists()
 
 
 def test_demo_runs_and_scores(tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 
+import orjson
+
 import pytest
 
 from streams.embedded import EmbeddedEngine
@@ -143,3 +145,24 @@ def test_a_defect_while_resolving_one_event_does_not_lose_the_others(tmp_path, m
         assert any(reason == "internal error" and "internal error while resolving (RuntimeError: boom)" in detail
                    for reason, detail in rejected)
         assert engine.views.ev_id == ["1", "3"]
+
+
+def test_each_entry_carries_its_decision_schema_version_and_a_newer_one_is_refused(tmp_path):
+    from schemas.decisions import DECISION_SCHEMA_VERSION
+    from streams.log import DecisionLog, LogError
+
+    with DecisionLog(tmp_path) as log:
+        log.append([[{"type": "event_rejected", "key": "k1", "source": {"name": "f", "position": 1},
+                      "reason": "not valid JSON", "raw": "{"}]])
+    seg = next((tmp_path / "log").glob("*.jsonl"))
+    entry = orjson.loads(seg.read_bytes().splitlines()[0])
+    assert entry["v"] == DECISION_SCHEMA_VERSION >= 2
+    old = dict(entry, seq=1)
+    del old["v"]  # written before entries carried a version: version 1, still read
+    newer = dict(entry, seq=2, v=DECISION_SCHEMA_VERSION + 1)
+    seg.write_bytes(seg.read_bytes() + orjson.dumps(old) + b"\n" + orjson.dumps(newer) + b"\n")
+    with DecisionLog(tmp_path, writer=False) as log:
+        read = log.read()
+        assert [seq for seq, _ in (next(read), next(read))] == [0, 1]
+        with pytest.raises(LogError, match=f"decision schema version {DECISION_SCHEMA_VERSION + 1}.*upgrade idres"):
+            next(read)
