@@ -52,7 +52,7 @@ from __future__ import annotations
 from sys import intern
 from typing import Any, Iterable, Optional
 
-from resolver import formats, fuzzy, linking, review
+from resolver import decisions, formats, fuzzy, linking, review
 from resolver import traits as person
 from resolver.config import ResolverConfig
 from resolver.context import Context
@@ -152,7 +152,7 @@ class Resolver:
                             traits[0] if hearsay and traits else None)
             attributed = linking.attribute_sessions(ctx, event.event_id, occurred_at, node_keys, refused)
 
-        recorded: dict[str, Any] = {
+        recorded: decisions.InteractionRecorded = {
             "type": "interaction_recorded",
             "event_id": event.event_id,
             "occurred_at": occurred_at,
@@ -186,8 +186,7 @@ class Resolver:
             region = formats.region_of(value)
             evidence = formats.learnable(st, region, self.config.default_region)
             if evidence is not None:
-                self._ctx.emit({"type": "phone_region_learned", "event_id": event_id, "region": region,
-                                **evidence})
+                self._ctx.emit(decisions.phone_region_learned(event_id, region, **evidence))
 
     def reject(self, key: str, source: dict[str, Any], reason: str, raw: str,
                event_id: Optional[str] = None, detail: Optional[str] = None) -> list[dict[str, Any]]:
@@ -195,13 +194,7 @@ class Resolver:
         and its detail (empty if this record was kept before)."""
         if key in self.state.rejected_keys:
             return []
-        decision: dict[str, Any] = {
-            "type": "event_rejected", "key": key, "source": source, "reason": reason, "raw": raw[:65536],
-        }
-        if detail is not None:
-            decision["detail"] = detail
-        if event_id is not None:
-            decision["event_id"] = event_id
+        decision = decisions.event_rejected(key, source, reason, raw[:65536], event_id, detail)
         self.apply(decision)
         return [decision]
 

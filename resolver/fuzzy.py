@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from resolver import graph
+from resolver import decisions, graph
 from resolver import traits as person
 from resolver.context import Context
 from resolver.guards import Acc, fuzzy_conflict
@@ -97,21 +97,17 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
     rep_key = st.node_keys[rep]
     if links:
         for p, total, n, levels, deltas in links:
-            ctx.emit({"type": "probable_link", "event_id": event_id, "node": rep_key,
-                      "other": st.node_keys[n], "profile_id": p, "rule": "probable_match",
-                      **evidence(ctx, levels, total, deltas)})
+            ctx.emit(decisions.probable_link(event_id, rep_key, st.node_keys[n], p, "probable_match",
+                                             **evidence(ctx, levels, total, deltas)))
         ordered = sorted(acc.profiles, key=Profile.age_key)
-        ctx.emit({
-            "type": "profiles_merged", "survivor_id": ordered[0].id,
-            "absorbed_ids": [q.id for q in ordered[1:]], "event_id": event_id, "occurred_at": occurred_at,
-            "via": [rep_key, *(st.node_keys[n] for _, _, n, _, _ in links)], "rule": "probable_match",
-        })
+        ctx.emit(decisions.profiles_merged(
+            ordered[0].id, [q.id for q in ordered[1:]], event_id, occurred_at,
+            [rep_key, *(st.node_keys[n] for _, _, n, _, _ in links)], "probable_match"))
     for p, total, n, levels, deltas in reviews:
         other_key = st.node_keys[n]
-        ctx.emit({"type": "possible_match", "review_id": "r_" + short_hash(f"{event_id}|{other_key}"),
-                  "event_id": event_id, "occurred_at": occurred_at, "node": rep_key, "other": other_key,
-                  "profile_id": node_profile[rep], "other_profile_id": node_profile[n],
-                  **evidence(ctx, levels, total, deltas)})
+        ctx.emit(decisions.possible_match("r_" + short_hash(f"{event_id}|{other_key}"), event_id, occurred_at,
+                                          rep_key, other_key, node_profile[rep], node_profile[n],
+                                          **evidence(ctx, levels, total, deltas)))
 
 
 def frequency_deltas(ctx: Context, a: AttributeRecord, b: AttributeRecord,

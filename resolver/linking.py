@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from resolver import graph, sessions
+from resolver import decisions, graph, sessions
 from resolver import traits as person
 from resolver.context import Context
 from resolver.guards import Acc, conflict, cooccurrence_breach, culprit, nothing_new
@@ -87,8 +87,7 @@ def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], tr
                     # may use two emails). Nor is an event that brings identifiers of two differently
                     # named people together (a card lent at a till): which of them is shared only
                     # their own history can tell. Do not link it here; the co-occurrence limits decide.
-                    ctx.emit({"type": "link_refused", "node": key, "event_id": event_id,
-                              "others": [k for k in node_keys if k != key], "reason": found[0]})
+                    ctx.emit(decisions.link_refused(key, event_id, [k for k in node_keys if k != key], found[0]))
                     refused.append(key)
                 else:
                     flag(ctx, key, event_id, found[0], found[1])
@@ -105,27 +104,23 @@ def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], tr
     new_keys = acc.new_nodes
     if not acc.profiles:
         pid = graph.new_profile_id(st, "p:" + event_id)
-        ctx.emit({"type": "profile_created", "profile_id": pid, "created_at": occurred_at,
-                  "event_id": event_id, "nodes": new_keys})
+        ctx.emit(decisions.profile_created(pid, occurred_at, event_id, new_keys))
     else:
         ordered = sorted(acc.profiles, key=Profile.age_key)
         survivor = ordered[0]
         if len(ordered) > 1:
-            merged: dict[str, Any] = {
-                "type": "profiles_merged", "survivor_id": survivor.id,
-                "absorbed_ids": [p.id for p in ordered[1:]], "event_id": event_id,
-                "occurred_at": occurred_at, "via": accepted, "rule": "shared_identifier",
-            }
+            absorbed = [p.id for p in ordered[1:]]
             if carried:
-                merged["rule"] = "weak_identifier_and_person"
-                merged["evidence"] = {"weak": sorted(carried), "person": sorted(set(carried.values()))}
-            ctx.emit(merged)
+                ctx.emit(decisions.profiles_merged(
+                    survivor.id, absorbed, event_id, occurred_at, accepted, "weak_identifier_and_person",
+                    {"weak": sorted(carried), "person": sorted(set(carried.values()))}))
+            else:
+                ctx.emit(decisions.profiles_merged(survivor.id, absorbed, event_id, occurred_at, accepted,
+                                                   "shared_identifier"))
         if new_keys:
-            ctx.emit({"type": "identifiers_attached", "profile_id": survivor.id,
-                      "event_id": event_id, "nodes": new_keys})
+            ctx.emit(decisions.identifiers_attached(survivor.id, event_id, new_keys))
     if len(accepted) > 1 and graph.has_new_edge(st, accepted):
-        ctx.emit({"type": "identifiers_linked", "event_id": event_id, "rule": "seen_together",
-                  "nodes": accepted})
+        ctx.emit(decisions.identifiers_linked(event_id, accepted))
     return refused
 
 
@@ -136,8 +131,7 @@ def flag(ctx: Context, key: str, event_id: str, reason: str, evidence: dict[str,
     pid = st.node_profile[idx] if idx is not None else None
     anonymous = st.weak_anon.get(idx) if idx is not None else None
     sessions_of = sessions.reattribution(anonymous, st.weak_uses.get(idx, ())) if anonymous else []
-    ctx.emit({"type": "identifier_flagged", "node": key, "status": "shared", "event_id": event_id,
-              "reason": reason, "evidence": evidence})
+    ctx.emit(decisions.identifier_flagged(key, event_id, reason, evidence))
     if pid is not None:
         _resplit(ctx, pid, key, event_id, reason)
     for anchor, events in sessions_of:
@@ -145,8 +139,7 @@ def flag(ctx: Context, key: str, event_id: str, reason: str, evidence: dict[str,
         # within a session of each, if that customer's identifier still stands
         a = st.node_index[anchor]
         if a not in st.shared and st.node_profile[a] is not None:
-            ctx.emit({"type": "events_attributed", "event_id": event_id, "node": anchor, "via": key,
-                      "rule": sessions.RULE, "events": events})
+            ctx.emit(decisions.events_attributed(event_id, anchor, key, events))
 
 
 def _resplit(ctx: Context, pid: str, key: str, event_id: str, reason: str) -> None:
@@ -157,14 +150,13 @@ def _resplit(ctx: Context, pid: str, key: str, event_id: str, reason: str) -> No
     components = graph.components(st, prof.nodes)
     if len(components) < 2:
         return
-    parts = [{"profile_id": pid, "created_at": prof.created_at,
-              "nodes": [st.node_keys[n] for n in components[0]]}]
+    parts: list[decisions.SplitPart] = [{"profile_id": pid, "created_at": prof.created_at,
+                                         "nodes": [st.node_keys[n] for n in components[0]]}]
     for comp in components[1:]:
         first = st.node_keys[comp[0]]
         parts.append({"profile_id": graph.new_profile_id(st, f"split:{event_id}:{first}"),
                       "created_at": prof.created_at, "nodes": [st.node_keys[n] for n in comp]})
-    ctx.emit({"type": "profile_split", "profile_id": pid, "event_id": event_id,
-              "reason": f"{key} is shared: {reason}", "parts": parts})
+    ctx.emit(decisions.profile_split(pid, event_id, f"{key} is shared: {reason}", parts))
 
 
 def attribute_sessions(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str],
@@ -184,8 +176,7 @@ def attribute_sessions(ctx: Context, event_id: str, occurred_at: str, node_keys:
                 return found
         return None
     for via, events in sessions.claims(st.session_pending, shared, occurred_at, st.node_keys):
-        ctx.emit({"type": "events_attributed", "event_id": event_id, "node": st.node_keys[anchor],
-                  "via": via, "rule": sessions.RULE, "events": events})
+        ctx.emit(decisions.events_attributed(event_id, st.node_keys[anchor], via, events))
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from resolver import decisions
 from resolver.context import Context
 from resolver.errors import ReviewError
 from resolver.guards import Acc, fuzzy_conflict
@@ -23,7 +24,7 @@ def decide_review(ctx: Context, review_id: str, accept: bool, reviewer: str, dec
     a, b = pair
     pa, pb = st.node_profile[a], st.node_profile[b]
     event_id = f"review:{review_id}"
-    verdict: dict[str, Any] = {"type": "review_decided", "review_id": review_id,
+    verdict: decisions.ReviewDecided = {"type": "review_decided", "review_id": review_id,
                                "decision": "accept" if accept else "reject", "reviewer": reviewer,
                                "decided_at": decided_at}
     if note:
@@ -44,11 +45,9 @@ def decide_review(ctx: Context, review_id: str, accept: bool, reviewer: str, dec
             verdict.update(outcome="blocked", reason=reason)
         else:
             verdict["outcome"] = "linked"
-            ctx.emit({"type": "probable_link", "event_id": event_id, "node": st.node_keys[a],
-                      "other": st.node_keys[b], "profile_id": pb, "rule": "review_accepted",
-                      "review_id": review_id})
+            ctx.emit(decisions.probable_link(event_id, st.node_keys[a], st.node_keys[b], pb, "review_accepted",
+                                             review_id=review_id))
             ordered = sorted((first, second), key=Profile.age_key)
-            ctx.emit({"type": "profiles_merged", "survivor_id": ordered[0].id,
-                      "absorbed_ids": [ordered[1].id], "event_id": event_id, "occurred_at": decided_at,
-                      "via": [st.node_keys[a], st.node_keys[b]], "rule": "review_accepted"})
+            ctx.emit(decisions.profiles_merged(ordered[0].id, [ordered[1].id], event_id, decided_at,
+                                               [st.node_keys[a], st.node_keys[b]], "review_accepted"))
     ctx.emit(verdict)
