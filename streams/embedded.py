@@ -21,25 +21,30 @@ from typing import Any, BinaryIO, Callable, Iterable, Optional
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
-from schemas.channel import INTERNAL_ERROR, RejectedInput, parse_event
 from streams.inputs import InputStream, ProgressMeter, as_input, open_input
 from streams.log import DecisionLog, load_checkpoint, save_checkpoint
+from streams.pipeline import MAX_RECORD_BYTES  # noqa: F401  (its home was here: kept importable)
+from streams.pipeline import ACCEPTED, BLANK, DUPLICATE, INTERNAL, REJECTED, RecordPipeline
 
-MAX_RECORD_BYTES = 1 << 20
 CHECKPOINT_EVERY = 10_000  # log entries
+
+
 def _state_format() -> str:
     """Names the shape of the pickled state: any change to the code of the objects a checkpoint holds
     makes older checkpoints unusable, and they are then ignored (the log is folded again)."""
     import projections.customer
-    import resolver.engine
+    import resolver
     import resolver.matching
-    import resolver.sessions
-    import resolver.traits
 
     h = hashlib.sha256()
-    # every module whose code the fold runs (or whose objects the state holds)
-    for module in (resolver.engine, resolver.matching, resolver.traits, resolver.sessions, projections.customer):
-        h.update(Path(module.__file__).read_bytes())
+    # every module whose code the fold runs (or whose objects the state holds): every *.py file of the
+    # resolver package, subpackages included, sorted by relative path, each hashed with that path (a class
+    # that moves to another module pickles under another name), then the customer views
+    root = Path(resolver.__file__).parent
+    for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        h.update(path.read_bytes())
+    h.update(Path(projections.customer.__file__).read_bytes())
     h.update(resolver.matching.NICKNAMES_DIGEST.encode())  # the nickname list the comparisons use
     return "engine-" + h.hexdigest()[:12]
 
@@ -194,50 +199,44 @@ class EmbeddedEngine:
         report = IngestReport(source=source)
         reasons = report.rejected_reasons
         started = time.perf_counter()
-        resolver = self.resolver
+        pipeline = RecordPipeline(self.resolver)
         pending: list[list[dict[str, Any]]] = []
         position = 0
         for line in fh:
             position += 1
             meter.add(len(line))
             raw = line.strip()
-            if not raw:
+            src = {"name": source, "position": position}
+            outcome = pipeline.process(raw, src)
+            kind = outcome.kind
+            if kind == BLANK:
                 report.blank += 1
                 continue
             report.lines += 1
-            src = {"name": source, "position": position}
-            try:
-                event = parse_event(raw, MAX_RECORD_BYTES)
-            except RejectedInput as exc:
-                reasons[exc.reason] = reasons.get(exc.reason, 0) + 1
-                decisions = resolver.reject(record_key(source, position, raw), src, exc.reason,
-                                            raw[:65536].decode("utf-8", "replace"), exc.event_id, exc.detail)
-                if decisions:
-                    report.rejected += 1
-                    pending.append(decisions)
-                else:
-                    report.rejected_before += 1
-            else:
-                if resolver.is_duplicate(event.event_id):
-                    report.duplicates += 1
-                    continue
-                try:
-                    decisions = resolver.decide(event, src)
-                except Exception as exc:  # a defect must not lose the rest of the input
+            if kind == ACCEPTED:
+                report.accepted += 1
+                pending.append(outcome.decisions)
+            elif kind == DUPLICATE:
+                report.duplicates += 1
+                continue
+            else:  # REJECTED or INTERNAL: kept, as an event_rejected decision, with its reason
+                if kind == INTERNAL:
+                    # the state may be half-changed: log what is pending, then rebuild it from the log
                     self._commit(pending)
                     pending = []
                     self._recover()
-                    resolver = self.resolver
+                    pipeline.resolver = self.resolver
                     report.internal_errors += 1
-                    reasons[INTERNAL_ERROR] = reasons.get(INTERNAL_ERROR, 0) + 1
-                    decisions = resolver.reject(
-                        record_key(source, position, raw), src, INTERNAL_ERROR,
-                        raw[:65536].decode("utf-8", "replace"), event.event_id,
-                        f"internal error while resolving ({type(exc).__name__}: {exc}); please report it")
-                else:
-                    report.accepted += 1
-                if decisions:  # empty: the same defect on the same record, kept on an earlier run
+                reasons[outcome.reason] = reasons.get(outcome.reason, 0) + 1
+                decisions = self.resolver.reject(record_key(source, position, raw), src, outcome.reason,
+                                                 raw[:65536].decode("utf-8", "replace"), outcome.event_id,
+                                                 outcome.detail)
+                if decisions:  # empty: this record was kept on an earlier run (for a defect: the same one)
                     pending.append(decisions)
+                    if kind == REJECTED:
+                        report.rejected += 1
+                elif kind == REJECTED:
+                    report.rejected_before += 1
             if len(pending) >= self.batch_size:
                 self._commit(pending)
                 pending = []

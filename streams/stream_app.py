@@ -40,10 +40,10 @@ from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver, ResolverState
 from resolver.errors import ReviewError
-from schemas.channel import INTERNAL_ERROR, KNOWN_CHANNELS, RejectedInput, parse_event
-from streams.embedded import MAX_RECORD_BYTES
+from schemas.channel import KNOWN_CHANNELS
 from streams.kafka_io import (KafkaIOError, KafkaSettings, admin_client, check_reachable, client_error,
                               ensure_topics)
+from streams.pipeline import ACCEPTED, DUPLICATE, INTERNAL, VALID, RecordPipeline
 
 log = logging.getLogger("idres.stream")
 
@@ -355,6 +355,7 @@ class StreamJobs:
     # -- validate -------------------------------------------------------------------------------
     async def _validate(self, stream: Any) -> None:
         m = self.metrics
+        check = RecordPipeline(skip_blank=False).check  # a message is a record, even an empty one
         async for events in stream.take_events(self.options.batch_events, within=self.options.batch_seconds):
             good: list[list[Any]] = []
             pending = []
@@ -362,11 +363,10 @@ class StreamJobs:
                 msg = ev.message
                 raw = ev.value if isinstance(ev.value, (bytes, bytearray)) else bytes(ev.value or b"")
                 m.positions[(msg.topic, msg.partition)] = msg.offset + 1
-                try:
-                    parse_event(raw, MAX_RECORD_BYTES)
-                except RejectedInput as exc:
-                    pending.append(await self._dead_letter(msg.topic, msg.partition, msg.offset, raw, exc.reason,
-                                                           key=msg.key, detail=exc.detail))
+                outcome = check(raw)
+                if outcome.kind != VALID:
+                    pending.append(await self._dead_letter(msg.topic, msg.partition, msg.offset, raw,
+                                                           outcome.reason, key=msg.key, detail=outcome.detail))
                     continue
                 good.append([msg.topic, msg.partition, msg.offset, raw.decode("utf-8")])
             m.add("validate_events", len(events))
@@ -405,7 +405,7 @@ class StreamJobs:
         async for events in stream.take_events(8, within=self.options.batch_seconds):
             if self.resolver_stale or self.resolver is None:
                 await loop.run_in_executor(None, self._rebuild_resolver)
-            resolver = self.resolver
+            pipeline = RecordPipeline(self.resolver, skip_blank=False)
             entries: list[list[dict[str, Any]]] = []
             pending = []
             for ev in events:
@@ -415,7 +415,7 @@ class StreamJobs:
                 for verdict in value.get("reviews", ()):
                     # a person's verdict on a possible match (`idres review accept|reject --bootstrap`)
                     try:
-                        entries.append(resolver.decide_review(
+                        entries.append(self.resolver.decide_review(
                             verdict["review_id"], verdict["decision"] == "accept", verdict["reviewer"],
                             verdict["decided_at"], verdict.get("note")))
                         m.add("resolve_reviews")
@@ -423,30 +423,25 @@ class StreamJobs:
                         log.warning("review verdict not recorded: %s", exc)
                         m.add("resolve_review_errors")
                 for topic, partition, offset, raw in value.get("events", ()):
-                    source = {"name": f"{topic}/{partition}", "position": offset}
-                    try:
-                        event = parse_event(raw)
-                    except RejectedInput as exc:  # validated upstream; only a newer schema gets here
-                        pending.append(await self._dead_letter(topic, partition, offset, raw.encode("utf-8"),
-                                                               exc.reason, detail=exc.detail))
-                        continue
-                    if resolver.is_duplicate(event.event_id):
+                    raw = raw.encode("utf-8")  # the original bytes (the validate role checked they are UTF-8)
+                    outcome = pipeline.process(raw, {"name": f"{topic}/{partition}", "position": offset})
+                    if outcome.kind == ACCEPTED:
+                        entries.append(outcome.decisions)
+                        m.add("resolve_events")
+                    elif outcome.kind == DUPLICATE:
                         m.add("resolve_duplicates")
-                        continue
-                    try:
-                        decisions = resolver.decide(event, source)
-                    except Exception as exc:  # a defect: keep the record, rebuild the half-changed state
-                        log.exception("internal error on %s/%s@%s", topic, partition, offset)
-                        pending.append(await self._dead_letter(
-                            topic, partition, offset, raw.encode("utf-8"), INTERNAL_ERROR,
-                            detail=f"internal error while resolving ({type(exc).__name__}: {exc}); please report it"))
-                        await self._flush(entries, pending)
-                        entries, pending = [], []
-                        await loop.run_in_executor(None, self._rebuild_resolver)
-                        resolver = self.resolver
-                        continue
-                    entries.append(decisions)
-                    m.add("resolve_events")
+                    else:  # to the dead-letter topic: rejected (validated upstream, so only a newer schema gets
+                        # here) or an internal error
+                        if outcome.kind == INTERNAL:
+                            log.error("internal error on %s/%s@%s", topic, partition, offset, exc_info=outcome.error)
+                        pending.append(await self._dead_letter(topic, partition, offset, raw, outcome.reason,
+                                                               detail=outcome.detail))
+                        if outcome.kind == INTERNAL:
+                            # a defect: the state may be half-changed; make what is done durable, rebuild
+                            await self._flush(entries, pending)
+                            entries, pending = [], []
+                            await loop.run_in_executor(None, self._rebuild_resolver)
+                            pipeline.resolver = self.resolver
             m.add("decisions", sum(len(e) for e in entries))
             await self._flush(entries, pending)
 
