@@ -41,8 +41,10 @@ from resolver.config import ResolverConfig
 from resolver.engine import Resolver, ResolverState
 from resolver.errors import ReviewError
 from schemas.channel import KNOWN_CHANNELS
+from schemas.decisions import DECISION_SCHEMA_VERSION
 from streams.kafka_io import (KafkaIOError, KafkaSettings, admin_client, check_reachable, client_error,
                               ensure_topics)
+from streams.log import check_version
 from streams.pipeline import ACCEPTED, DUPLICATE, INTERNAL, VALID, RecordPipeline
 
 log = logging.getLogger("idres.stream")
@@ -50,6 +52,7 @@ log = logging.getLogger("idres.stream")
 ROLES = ("validate", "resolve", "project")
 LOG_EVERY = 30.0  # seconds between progress lines in the worker's log
 MESSAGE_BYTES = 128 * 1024  # conventional message sizes: well under any broker's 1 MiB default
+ENTRIES_HEAD = b'{"v":%d,"entries":[' % DECISION_SCHEMA_VERSION  # a decision-log message, up to its entries
 
 
 def validated_topic(settings: KafkaSettings) -> str:
@@ -145,7 +148,11 @@ def read_to_end(settings: KafkaSettings, topic: str, on_message: Callable[[Any],
 
 
 def decision_entries(value: bytes) -> list[list[dict[str, Any]]]:
-    return orjson.loads(value)["entries"]
+    """The entries of one decision-log message, ``{"v": version, "entries": [...]}`` (v 1 when absent);
+    a message in a decision schema newer than this code reads is refused (``streams.log.check_version``)."""
+    message = orjson.loads(value)
+    check_version(message.get("v", 1), "message")
+    return message["entries"]
 
 
 def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = None,
@@ -449,7 +456,7 @@ class StreamJobs:
         # each entry is serialized once: measured for chunking, then joined into its message
         runs = list(chunked([orjson.dumps(e) for e in entries], len))
         for run in runs:
-            pending.append(await self.decisions.send(value=b'{"entries":[' + b",".join(run) + b"]}"))
+            pending.append(await self.decisions.send(value=ENTRIES_HEAD + b",".join(run) + b"]}"))
         if not pending:
             return
         acked = await asyncio.gather(*pending)
