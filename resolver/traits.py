@@ -84,9 +84,24 @@ def _parts(trait: str) -> tuple[str, str, str]:
     return dob, first, last
 
 
+GENERATION_YEARS = 12  # dates of birth this far apart are never one person's, whatever the names say
+
+
 def _dates_differ(a: str, b: str) -> bool:
-    da, db = _parts(a)[0], _parts(b)[0]
-    return bool(da and db) and not dates_compatible(da, db)
+    """Two people by their dates of birth: both known and not compatible, unless the full names agree
+    (first names compatible, the same surname) and the dates are less than a generation apart: then one
+    of them is mistyped (a strong sign against, outweighed by the name on identifiers they share); a
+    parent and a child of the same name stay two."""
+    da, fa, la = _parts(a)
+    db, fb, lb = _parts(b)
+    if not (da and db) or dates_compatible(da, db):
+        return False
+    if la and la == lb and fa and fb and first_names_compatible(fa, la, fb, lb):
+        try:
+            return abs(int(da[:4]) - int(db[:4])) >= GENERATION_YEARS
+        except ValueError:
+            return True
+    return True
 
 
 def _names_differ(a: str, b: str) -> bool:

@@ -199,3 +199,21 @@ def test_an_event_on_a_family_mailbox_that_names_one_of_the_family_is_theirs():
     assert any("it names this customer" in line for line in explained["summary"])
     for seq, entry in enumerate(run.log):
         LogEntry.model_validate({"seq": seq, "decisions": entry})
+
+
+def test_a_mistyped_date_of_birth_is_outweighed_by_the_full_name_a_generation_is_not():
+    """Jane Doe's email with two dates of birth three years apart stays hers (one is mistyped); the
+    Smiths' landline, John Smith and John Smith born 30 years apart, is a father's and a son's."""
+    jane = Run().feed([
+        ev("1", 0, email="jane@x.org", attrs={"first_name": "Jane", "last_name": "Doe", "date_of_birth": "1985-03-07"}),
+        ev("2", 9, email="jane@x.org", phone="+44 20 7946 0018",
+           attrs={"first_name": "Jane", "last_name": "Doe", "date_of_birth": "1988-11-02"}),
+    ])
+    assert jane.views.lookup_node("email:jane@x.org")["status"] == "found"
+    assert jane.profile_of("1") == jane.profile_of("2")
+    smiths = Run().feed([
+        ev("1", 0, phone="+44 20 7946 0019", attrs={"first_name": "John", "last_name": "Smith", "date_of_birth": "1960-03-07"}),
+        ev("2", 9, phone="+44 20 7946 0019", attrs={"first_name": "John", "last_name": "Smith", "date_of_birth": "1990-11-02"}),
+    ])
+    assert smiths.views.lookup_node("phone:+442079460019")["status"] == "shared"
+    assert person.distinct({trait("Jane", "Doe", "1985-03-07"): 1, trait("Jane", "Roe", "1988-11-02"): 1}, person.DOB) == 2
