@@ -97,7 +97,7 @@ class Fold:
             record = self.records(attributes)
             if record is not None:
                 rep = graph.representative(st, d["nodes"], refused)
-                if rep is not None and not (hearsay and traits and person.names_someone_else(
+                if rep is not None and not (hearsay and traits and not person.names(
                         traits[0], st.profiles[st.node_profile[rep]].traits)):
                     self._index(rep, record[0], record[1])
 

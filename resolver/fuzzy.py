@@ -27,14 +27,14 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
           rec: AttributeRecord, keys: list[str], hearsay: Optional[str] = None) -> None:
     """Scores the event's record against earlier records in other profiles that share a blocking
     key; links at or above the link threshold, queues possible matches for review. ``hearsay``: the
-    trait of a delivery event, whose record is not matched when it names someone else than the holder."""
+    trait of a delivery event, whose record is matched only when it names the holder."""
     st = ctx.state
     cfg = ctx.config
     rep = graph.representative(st, node_keys, refused)
     if rep is None:
         return
-    if hearsay is not None and person.names_someone_else(hearsay, st.profiles[st.node_profile[rep]].traits):
-        return  # an order for someone else: their record is not the customer's
+    if hearsay is not None and not person.names(hearsay, st.profiles[st.node_profile[rep]].traits):
+        return  # an order for someone else, or for whom the holder's own name does not tell: not matched
     known = st.records.get(rep)
     if known is not None and rec in known:
         return  # matched when this record was first seen on this identifier

@@ -121,8 +121,9 @@ def carry(traits: Iterable[str], which: str) -> list[str]:
     return [t for t in traits if _parts(t)[i]]
 
 
+@lru_cache(maxsize=262_144)
 def compatible(a: str, b: str, which: str) -> bool:
-    """Whether two traits may be one person's, judged by ``which``."""
+    """Whether two traits may be one person's, judged by ``which`` (pure: memoized)."""
     return a == b or not _DIFFER[which](a, b)
 
 
@@ -143,18 +144,29 @@ def conflict(a: Iterable[str], b: Iterable[str], kinds: Iterable[str] = KINDS) -
 def distinct(counts: Mapping[str, int], which: str) -> int:
     """How many people the traits of an identifier's events describe, judged by ``which``: ``counts``
     holds how many events gave each trait. Taken in sorted order, a trait that may be the same person as
-    one already counted is that person's; a person counts once named ``SUPPORT[which]`` times, or a
+    any trait of one already counted is that person's (one that fits two joins them, a bare initial
+    excepted); a person counts once named ``SUPPORT[which]`` times, or a
     ``MINORITY``-th as often as the person named most; a person named only by hearsay, once named
     ``HEARSAY_SUPPORT`` times."""
-    people: list[list[Any]] = []  # [first trait, events, named other than by hearsay]
+    people: list[list[Any]] = []  # [traits, events, named other than by hearsay]
     for t in sorted(carry(counts, which), key=lambda t: (t[0] == HEARSAY, t)):
-        for p in people:
-            if compatible(t, p[0], which):
-                p[1] += counts[t]
-                p[2] = p[2] or t[0] != HEARSAY
-                break
-        else:
-            people.append([t, counts[t], t[0] != HEARSAY])
+        # the person of any of their spellings ("camille", "camille rousseau", "rousseau"); a spelling
+        # that fits several people joins them, unless it is a bare initial (J fits John and James)
+        fits = [p for p in people if any(compatible(t, u, which) for u in p[0])]
+        if not fits:
+            people.append([[t], counts[t], t[0] != HEARSAY])
+            continue
+        if len(fits) > 1 and which == FIRST_NAME and len(_parts(t)[1]) <= 1:
+            fits = fits[:1]
+        first = fits[0]
+        for p in fits[1:]:
+            first[0].extend(p[0])
+            first[1] += p[1]
+            first[2] = first[2] or p[2]
+            people.remove(p)
+        first[0].append(t)
+        first[1] += counts[t]
+        first[2] = first[2] or t[0] != HEARSAY
     need = SUPPORT[which]
     top = max((n for _, n, _ in people), default=0)
     return sum(1 for _, n, plain in people

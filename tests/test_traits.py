@@ -217,3 +217,22 @@ def test_a_mistyped_date_of_birth_is_outweighed_by_the_full_name_a_generation_is
     ])
     assert smiths.views.lookup_node("phone:+442079460019")["status"] == "shared"
     assert person.distinct({trait("Jane", "Doe", "1985-03-07"): 1, trait("Jane", "Roe", "1988-11-02"): 1}, person.DOB) == 2
+
+
+def test_a_person_is_every_spelling_of_them_not_only_the_first():
+    spellings = {trait("Camille"): 2, trait("Camille", "Rousseau"): 2, trait("Rousseau"): 2}
+    assert person.distinct(spellings, person.FIRST_NAME) == 1  # "Rousseau" is Camille Rousseau's surname
+    assert person.distinct({trait("John"): 2, trait("James"): 2, trait("J"): 2}, person.FIRST_NAME) == 2
+
+
+def test_an_order_is_matched_on_attributes_only_when_it_names_the_holder():
+    """Maria's email never named her; her order for Katherine does not link Maria to Katherine."""
+    katherine = {"first_name": "Katherine", "last_name": "Lopez", "address": "9 Calle Mayor", "postcode": "28013",
+                 "city": "Madrid"}
+    run = Run().feed([
+        ev("k1", 0, channel="store", loyalty_id="LY-2222-0001", attrs=katherine),
+        ev("k2", 5, channel="store", loyalty_id="LY-2222-0001", attrs=katherine),
+        ev("m1", 10, channel="email", event_type="open", email="maria.g@mail.es"),
+        ev("m2", 20, channel="web", event_type="purchase", email="maria.g@mail.es", attrs=katherine),
+    ])
+    assert run.profile_of("m1") == run.profile_of("m2") != run.profile_of("k1")
