@@ -152,8 +152,34 @@ def cooccurrence_breach(st: ResolverState, idx: int, node_keys: list[str], trait
         if incoming[0] in values or len(values) + 1 <= limit:
             continue
         seen = sorted(values | {incoming[0]})
+        if _owners(st, seen, incoming[0], traits) <= limit:
+            continue  # several values of one person's (her two emails, named the same on both)
         return (f"seen with {len(seen)} different {t} values (limit {limit})", {t: seen[:10]})
     return None
+
+
+def _owners(st: ResolverState, keys: list[str], incoming: str, traits: tuple[str, ...]) -> int:
+    """How many people hold ``keys``: values in one profile, or in profiles that name the same person
+    with more than a first name (``traits.same_person``), are one person's. ``traits``: the event's,
+    for ``incoming`` when it is new."""
+    groups: list[tuple[set[Optional[str]], set[str]]] = []  # (profiles, people named)
+    for key in keys:
+        idx = st.node_index.get(key)
+        pid = st.node_profile[idx] if idx is not None else None
+        if pid is not None:
+            named: set[str] = st.profiles[pid].traits
+        elif idx is not None and idx in st.node_traits:
+            named = set(st.node_traits[idx])
+        else:
+            named = set(traits) if key == incoming else set()
+        for profiles, people in groups:
+            if (pid is not None and pid in profiles) or (named and person.same_person(named, people)):
+                profiles.add(pid)
+                people.update(named)
+                break
+        else:
+            groups.append(({pid}, set(named)))
+    return len(groups)
 
 
 def conflict(cfg: ResolverConfig, acc: Acc, counts: dict[str, int], known: Iterable[str],

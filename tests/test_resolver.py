@@ -270,3 +270,16 @@ def test_a_device_and_the_same_person_on_both_sides_join_two_customers_a_device_
     explained = same.views.explain(same.profile_of("1"))
     assert any("device_id:dev-9 alone would not have: both sides name anjali patel" in line
                for line in explained["summary"])
+
+
+def test_a_device_seen_with_three_emails_of_one_named_person_is_not_a_shared_device():
+    def run_with(names: list[str]) -> Run:
+        return Run().feed([
+            ev(f"{i}", i * 60, channel="app", event_type="login", device_id="phone-1", email=f"{n.lower()}{i}@x.org",
+               attrs={"first_name": n, "last_name": "Lima"})
+            for i, n in enumerate(names)])
+
+    one = run_with(["Ana", "Ana", "Ana"])
+    assert one.views.lookup_node("device_id:phone-1")["status"] == "found"
+    three = run_with(["Ana", "Rui", "Eva"])
+    assert three.views.lookup_node("device_id:phone-1")["status"] == "shared"
