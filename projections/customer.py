@@ -243,6 +243,10 @@ class CustomerViews:
         return pid
 
     def _is_own(self, i: int, pid: str) -> bool:
+        """Whether ``pid`` is event ``i``'s profile of its own (no identifier of it links to anyone)."""
+        prof = self.profiles.get(pid)
+        if prof is not None and prof.nodes:
+            return False  # a customer's (cheap: most events are)
         e = self.ev_id[i]
         return pid == event_profile_id(e) or pid == anonymous_profile_id(e)
 
