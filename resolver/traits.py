@@ -173,6 +173,23 @@ def distinct(counts: Mapping[str, int], which: str) -> int:
                if ((n >= need or n * MINORITY >= top) if plain else n >= max(need, HEARSAY_SUPPORT)))
 
 
+def generation_apart(a: Iterable[str], b: Iterable[str]) -> bool:
+    """Whether the dates of birth of the two sets are all a generation apart (a parent and a child):
+    both have some, and none of one is less than ``GENERATION_YEARS`` from one of the other."""
+    da = [_parts(t)[0] for t in carry(direct(a), DOB)]
+    db = [_parts(t)[0] for t in carry(direct(b), DOB)]
+    if not da or not db:
+        return False
+    for x in da:
+        for y in db:
+            try:
+                if abs(int(x[:4]) - int(y[:4])) < GENERATION_YEARS:
+                    return False
+            except ValueError:
+                continue
+    return True
+
+
 def shown(traits: Iterable[str], which: str) -> list[str]:
     """The values of ``which`` in the traits, as a person reads them (``1985-03-07``, ``tony chen``)."""
     out = set()
