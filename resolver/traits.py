@@ -33,6 +33,7 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from resolver.matching import canonical_first_name, canonical_name, dates_compatible, first_names_compatible
+from resolver.matching.compatibility import generation_apart
 
 DOB = "date_of_birth"  # the kinds, named as the attributes they come from (and the max_cooccurring keys)
 FIRST_NAME = "first_name"
@@ -84,9 +85,6 @@ def _parts(trait: str) -> tuple[str, str, str]:
     return dob, first, last
 
 
-GENERATION_YEARS = 12  # dates of birth this far apart are never one person's, whatever the names say
-
-
 def _dates_differ(a: str, b: str) -> bool:
     """Two people by their dates of birth: both known and not compatible, unless the full names agree
     (first names compatible, the same surname) and the dates are less than a generation apart: then one
@@ -97,10 +95,7 @@ def _dates_differ(a: str, b: str) -> bool:
     if not (da and db) or dates_compatible(da, db):
         return False
     if la and la == lb and fa and fb and first_names_compatible(fa, la, fb, lb):
-        try:
-            return abs(int(da[:4]) - int(db[:4])) >= GENERATION_YEARS
-        except ValueError:
-            return True
+        return generation_apart(da, db)
     return True
 
 
@@ -171,23 +166,6 @@ def distinct(counts: Mapping[str, int], which: str) -> int:
     top = max((n for _, n, _ in people), default=0)
     return sum(1 for _, n, plain in people
                if ((n >= need or n * MINORITY >= top) if plain else n >= max(need, HEARSAY_SUPPORT)))
-
-
-def generation_apart(a: Iterable[str], b: Iterable[str]) -> bool:
-    """Whether the dates of birth of the two sets are all a generation apart (a parent and a child):
-    both have some, and none of one is less than ``GENERATION_YEARS`` from one of the other."""
-    da = [_parts(t)[0] for t in carry(direct(a), DOB)]
-    db = [_parts(t)[0] for t in carry(direct(b), DOB)]
-    if not da or not db:
-        return False
-    for x in da:
-        for y in db:
-            try:
-                if abs(int(x[:4]) - int(y[:4])) < GENERATION_YEARS:
-                    return False
-            except ValueError:
-                continue
-    return True
 
 
 def shown(traits: Iterable[str], which: str) -> list[str]:
