@@ -72,15 +72,20 @@ def test_people_counted_are_bounded_and_symmetric(counts, which):
         assert person.compatible(a, a, which)
 
 
-def test_a_family_mailbox_is_found_shared_and_does_not_merge_the_family():
-    run = Run().feed([
+def the_garcias() -> list:
+    """Ana and Luis Garcia share a mailbox; Luis's loyalty card comes in two spellings."""
+    return [
         ev("1", 0, channel="web", event_type="signup", email="thegarcias@mail.es", phone="+34 612 345 678",
            attrs={"first_name": "Ana", "last_name": "Garcia"}),
         ev("2", 1, channel="call_center", email="thegarcias@mail.es", loyalty_id="LY-1111-2222",
            attrs={"first_name": "Luis", "last_name": "Garcia"}),
         ev("3", 2, channel="store", email="thegarcias@mail.es", loyalty_id="ly11112222",
            attrs={"first_name": "Luis", "last_name": "Garcia"}),
-    ])
+    ]
+
+
+def test_a_family_mailbox_is_found_shared_and_does_not_merge_the_family():
+    run = Run().feed(the_garcias())
     status = run.views.lookup_node("email:thegarcias@mail.es")
     assert status["status"] == "shared" and "2 different first names" in status["reason"]
     assert run.profile_of("1") != run.profile_of("2")
@@ -179,12 +184,7 @@ def test_an_event_on_a_family_mailbox_that_names_one_of_the_family_is_theirs():
     """After the Garcias' mailbox is found shared, an email naming Luis goes to Luis; one naming nobody
     of theirs, or a name two of them could have, stays apart."""
     run = Run().feed([
-        ev("1", 0, channel="web", event_type="signup", email="thegarcias@mail.es", phone="+34 612 345 678",
-           attrs={"first_name": "Ana", "last_name": "Garcia"}),
-        ev("2", 1, channel="call_center", email="thegarcias@mail.es", loyalty_id="LY-1111-2222",
-           attrs={"first_name": "Luis", "last_name": "Garcia"}),
-        ev("3", 2, channel="store", email="thegarcias@mail.es", loyalty_id="ly11112222",
-           attrs={"first_name": "Luis", "last_name": "Garcia"}),
+        *the_garcias(),
         ev("4", 3000, channel="email", event_type="message", email="thegarcias@mail.es",
            attrs={"first_name": "Luis"}),
         ev("5", 3001, channel="email", event_type="message", email="thegarcias@mail.es",
