@@ -117,21 +117,29 @@ def carry(traits: Iterable[str], which: str) -> list[str]:
 
 
 @lru_cache(maxsize=262_144)
-def compatible(a: str, b: str, which: str) -> bool:
-    """Whether two traits may be one person's, judged by ``which`` (pure: memoized)."""
-    return a == b or not _DIFFER[which](a, b)
+def compatible(a: str, b: str, which: str, strict_dates: bool = False) -> bool:
+    """Whether two traits may be one person's, judged by ``which`` (pure: memoized); with
+    ``strict_dates``, dates of birth by the dates alone (``matching.dates_compatible``: no names vouching
+    for a mistyped date, as the matcher's veto judges them)."""
+    if a == b:
+        return True
+    if strict_dates and which == DOB:
+        da, db = _parts(a)[0], _parts(b)[0]
+        return not (da and db) or dates_compatible(da, db)
+    return not _DIFFER[which](a, b)
 
 
-def conflict(a: Iterable[str], b: Iterable[str], kinds: Iterable[str] = KINDS) -> str | None:
+def conflict(a: Iterable[str], b: Iterable[str], kinds: Iterable[str] = KINDS,
+             strict_dates: bool = False) -> str | None:
     """The first of ``kinds`` by which the two sets are two people: both hold traits that carry it and
     no trait of one may be the same person as any of the other. None when they may be one. Hearsay
-    traits are left out."""
+    traits are left out. ``strict_dates``: see ``compatible``."""
     a, b = direct(a), direct(b)
     if not a or not b:
         return None
     for which in kinds:
         xa, xb = carry(a, which), carry(b, which)
-        if xa and xb and not any(compatible(x, y, which) for x in xa for y in xb):
+        if xa and xb and not any(compatible(x, y, which, strict_dates) for x in xa for y in xb):
             return which
     return None
 

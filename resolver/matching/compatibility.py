@@ -21,16 +21,13 @@ GENERATION_YEARS = 12  # dates of birth this far apart are two people's, whateve
 def hard_conflict(a: AttributeRecord, b: AttributeRecord) -> Optional[str]:
     """Why two records cannot be one person whatever their other fields say, or None.
 
-    Dates of birth that are not ``dates_compatible`` conflict, unless the full names agree (first names
-    compatible, the same surname) and the dates are less than a generation apart (``GENERATION_YEARS``):
-    then one date is mistyped, strong evidence against (the model's weight of a different date) that
-    enough agreement elsewhere outweighs. A parent and a child of one name, a generation apart, conflict.
+    Dates of birth conflict when both are known and not ``dates_compatible``, whatever the names: on
+    attribute evidence alone a date years out is another person's (namesakes in one town, a cousin named
+    after the same grandparent). Only the identifier guards let the full names vouch for a mistyped date
+    less than a generation apart (``resolver.traits``): there the shared identifier is the evidence.
     """
     da, db = a.date_of_birth, b.date_of_birth
     if da is None or db is None or dates_compatible(da, db):
-        return None
-    if (not generation_apart(da, db) and a.last_name and a.last_name == b.last_name and a.first_name
-            and b.first_name and first_names_compatible(a.first_name, a.last_name, b.first_name, b.last_name)):
         return None
     lo, hi = sorted((da, db))
     return f"dates of birth differ: {lo} vs {hi}"
