@@ -14,8 +14,9 @@ clusters, and includes any data cleaning and model training each system does.
 
 The systems:
 - idres: this repository's engine, in-process (``streams.embedded.EmbeddedEngine``), each record
-  ingested as one channel event.
-- idres-unguarded: the same with the two attribute guards off (``dob_conflict = false``,
+  ingested as one channel event, with a match model trained on the set first (what `idres train` does).
+- idres-default: idres out of the box: the shipped match model, no training step.
+- idres-unguarded: the same as idres with the two attribute guards off (``dob_conflict = false``,
   ``link_different_first_names = true``), which the peers do not have: what the matcher does alone.
 - Splink (DuckDB backend): the model of Splink's own tutorials, configured once for every set from
   the columns it has (``splink_settings``): blocking rules, the comparison library, u by random
@@ -109,7 +110,7 @@ ALL_SETS = ("febrl1", "febrl3", "fake_1000", "historical_50k", "synthetic", "rld
 
 ATTRIBUTES = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city", "middle_name")
 IDENTIFIERS = ("email", "phone", "loyalty_id", "device_id", "social_handle", "ssn")
-SYSTEMS = ("idres", "idres-unguarded", "splink", "recordlinkage")
+SYSTEMS = ("idres", "idres-default", "idres-unguarded", "splink", "recordlinkage")
 # What idres-unguarded turns off: the guards that keep twins (same surname, date of birth and address,
 # different first names) and parent and child (same name and address, dates of birth years apart) apart.
 # The peers have no such guards; the labelled sets count those pairs as one person.
@@ -513,11 +514,12 @@ def blocking_keys(df: pd.DataFrame) -> list[tuple[str, ...]]:
 
 
 def idres_config(records: list[dict[str, Any]],
-                 identifier_types: Optional[dict[str, IdentifierRule]] = None, **rules: Any) -> ResolverConfig:
+                 identifier_types: Optional[dict[str, IdentifierRule]] = None, train: bool = True,
+                 **rules: Any) -> ResolverConfig:
     """The configuration idres runs with on one data set: the built-in rules (changed by ``rules``, and
     with the set's own ``identifier_types`` added, such as a national ID) with a match model trained on
-    the set's own events (what `idres train` does), as the peers train theirs. Its time counts in idres's
-    wall time."""
+    the set's own events (what `idres train` does), as the peers train theirs; ``train=False``: the shipped
+    match model, out of the box. Its time counts in idres's wall time."""
     from dataclasses import replace
 
     from resolver.matching import distinct_records, train_model
@@ -526,6 +528,8 @@ def idres_config(records: list[dict[str, Any]],
     config = replace(ResolverConfig(), **rules)
     if identifier_types:
         config = replace(config, identifier_types={**config.identifier_types, **identifier_types})
+    if not train:
+        return config
     distinct = distinct_records((event.get("attributes") or {} for event in records),
                                 Normalizer(config).attributes)
     if len(distinct) < 2:
@@ -534,8 +538,8 @@ def idres_config(records: list[dict[str, Any]],
     return replace(config, match_model=model)
 
 
-def idres_clusters(ds: DataSet, workdir: Path, **rules: Any) -> Clusters:
-    config = idres_config(ds.events, ds.identifier_types, **rules)
+def idres_clusters(ds: DataSet, workdir: Path, train: bool = True, **rules: Any) -> Clusters:
+    config = idres_config(ds.events, ds.identifier_types, train, **rules)
     data_dir = Path(tempfile.mkdtemp(prefix=f"idres-{ds.name}-", dir=workdir))
     with EmbeddedEngine(data_dir, config=config) as engine:
         engine.ingest_file(ds.events_path)
@@ -728,6 +732,7 @@ def recordlinkage_clusters(ds: DataSet, workdir: Path) -> Clusters:
 
 RUNNERS: dict[str, Callable[[DataSet, Path], Clusters]] = {
     "idres": idres_clusters,
+    "idres-default": lambda ds, workdir: idres_clusters(ds, workdir, train=False),
     "idres-unguarded": lambda ds, workdir: idres_clusters(ds, workdir, **UNGUARDED),
     "splink": splink_clusters,
     "recordlinkage": recordlinkage_clusters,
