@@ -127,7 +127,8 @@ class Fold:
         st = self.state
         types = st.node_types
         if self._is_weak(types[anchor]):
-            sessions.fold_weak(st.weak_anon, anchor, d["occurred_at"], d["event_id"])
+            if "attributed" not in d:  # (an attributed one is a customer's already)
+                sessions.fold_weak(st.weak_anon, anchor, d["occurred_at"], d["event_id"])
             return
         who = None
         for key in d["nodes"]:  # (a refused one too: another customer's use of it)

@@ -25,9 +25,10 @@ MAX_CULPRIT_SEARCH = 200
 class Acc:
     """The profile an event is building while its identifiers are taken in priority order."""
 
-    __slots__ = ("profiles", "new_nodes", "counts", "traits", "own", "state", "now")
+    __slots__ = ("profiles", "new_nodes", "counts", "traits", "own", "state", "now", "used")
 
-    def __init__(self, state: ResolverState, own: Iterable[str] = (), now: Optional[str] = None) -> None:
+    def __init__(self, state: ResolverState, own: Iterable[str] = (), now: Optional[str] = None,
+                 used: Iterable[int] = ()) -> None:
         self.profiles: list[Profile] = []
         self.new_nodes: list[str] = []
         self.counts: dict[str, int] = {}
@@ -35,6 +36,7 @@ class Acc:
         self.own: frozenset[str] = frozenset(own)  # of the event itself
         self.state = state
         self.now = now  # when the event happened (None: a reviewer's verdict)
+        self.used: frozenset[int] = frozenset(used)  # the known identifiers the event itself carries
 
     def empty(self) -> bool:
         return not self.profiles and not self.new_nodes
@@ -72,8 +74,11 @@ def at_once(acc: Acc, id_type: str, side: Iterable[Optional[int]]) -> int:
 
     def add(idx: Optional[int]) -> None:
         span = st.node_span.get(idx) if idx is not None else None
-        if span is None and acc.now is not None:
-            span = (acc.now, acc.now)
+        if acc.now is not None:
+            if span is None:
+                span = (acc.now, acc.now)
+            elif idx in acc.used:  # used on this event too: its span reaches now
+                span = (min(span[0], acc.now), max(span[1], acc.now))
         if span is not None:
             spans.append(span)
 

@@ -42,7 +42,7 @@ def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], tr
 
     # 2. Link the event's identifiers strongest first; refuse the one that would join conflicting
     #    profiles, and flag it shared.
-    acc = Acc(st, traits, occurred_at)
+    acc = Acc(st, traits, occurred_at, (i for i in existing if i is not None))
     accepted: list[str] = []
     refused: list[str] = []
     carried: dict[str, str] = {}  # weak identifier -> the person both sides name, which let it join

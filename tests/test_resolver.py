@@ -283,3 +283,18 @@ def test_a_device_seen_with_three_emails_of_one_named_person_is_not_a_shared_dev
     assert one.views.lookup_node("device_id:phone-1")["status"] == "found"
     three = run_with(["Ana", "Rui", "Eva"])
     assert three.views.lookup_node("device_id:phone-1")["status"] == "shared"
+
+
+def test_a_cards_use_on_the_joining_event_counts_in_its_span_whatever_came_first():
+    """Card L1 used again on day 60, when L2 (days 40-50) has replaced it: both are in use then, so the
+    phone that would join them is shared, whether or not L1's day-60 use came on an earlier event."""
+    day = 24 * 60
+    head = [ev("1", 0, channel="store", loyalty_id="L1", email="a@x.org"),
+            ev("2", 40 * day, channel="store", loyalty_id="L2", phone="4155550111"),
+            ev("3", 50 * day, channel="store", loyalty_id="L2", phone="4155550111")]
+    direct = Run().feed([*head, ev("4", 60 * day, channel="store", loyalty_id="L1", phone="4155550111")])
+    earlier = Run().feed([*head, ev("4a", 60 * day, channel="store", loyalty_id="L1"),
+                          ev("4", 60 * day + 1, channel="store", loyalty_id="L1", phone="4155550111")])
+    for run in (direct, earlier):
+        assert run.profile_of("1") != run.profile_of("2")
+        assert run.views.lookup_node("phone:+14155550111")["status"] == "shared"

@@ -170,3 +170,18 @@ def test_when_a_device_is_found_shared_its_earlier_browsing_goes_to_who_signed_i
     again = Resolver(ResolverConfig(), ResolverState())
     again.apply_all(d for entry in run.log for d in entry)
     assert again.state.session_pending == run.resolver.state.session_pending
+
+
+def test_an_event_attributed_by_session_is_not_handed_out_again_when_its_device_is_found_shared():
+    run = Run().feed([
+        ev("a1", 0, channel="app", event_type="login", device_id="tab-2", email="a@x.org"),
+        ev("b1", 60, channel="app", event_type="login", device_id="tab-2", email="b@x.org"),
+        ev("anon", 70, channel="app", event_type="page_view", device_id="tab-2"),
+        ev("a2", 71, channel="app", event_type="login", device_id="tab-2", email="a@x.org"),
+        ev("c1", 75, channel="app", event_type="login", device_id="tab-2", email="c@x.org"),
+    ])
+    assert run.views.lookup_node("device_id:tab-2")["status"] == "shared"
+    assert run.profile_of("anon") == run.profile_of("b1")
+    said = [d["attributed"]["node"] for e in run.log for d in e if d.get("event_id") == "anon" and "attributed" in d]
+    said += [d["node"] for e in run.log for d in e if d["type"] == "events_attributed" and "anon" in d["events"]]
+    assert said == ["email:b@x.org"]  # one attribution, never a second one that contradicts it
