@@ -96,7 +96,7 @@ class Fold:
         if self.config.fuzzy_matching:
             record = self.records(attributes)
             if record is not None:
-                rep = graph.representative(st, d["nodes"], refused)
+                rep = anchor  # (the node the record is filed under: the event's representative)
                 if rep is not None and not (hearsay and traits and not person.names(
                         traits[0], st.profiles[st.node_profile[rep]].traits)):
                     self._index(rep, record[0], record[1])

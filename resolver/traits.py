@@ -24,7 +24,7 @@ A name on an order may be its recipient's (a present sent to someone else), so a
 type (``ResolverConfig.delivery_event_types``) gives a *hearsay* trait, marked by a leading ``~``: it
 counts as another person using the identifier only once named ``HEARSAY_SUPPORT`` times (never as a
 minority), it makes no conflict between profiles, and it does not say who the identifier's holder is
-(``names_someone_else``).
+(``names``).
 """
 
 from __future__ import annotations
@@ -62,13 +62,6 @@ def event_traits(attributes: Mapping[str, Any], dates: bool, names: bool, hearsa
 def direct(traits: Iterable[str]) -> list[str]:
     """The traits that are not hearsay."""
     return [t for t in traits if t[0] != HEARSAY]
-
-
-def names_someone_else(trait: str, holder: Iterable[str]) -> bool:
-    """Whether an event's trait names someone other than the person the ``holder`` traits (an
-    identifier's or a profile's, hearsay left out) describe."""
-    plain = trait[1:] if trait[0] == HEARSAY else trait
-    return conflict([plain], holder, (FIRST_NAME,)) is not None
 
 
 @lru_cache(maxsize=65_536)

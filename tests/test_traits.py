@@ -134,7 +134,7 @@ def test_a_name_on_an_order_counts_only_once_named_twice():
     assert person.distinct({owner: 1, gift: 1}, person.FIRST_NAME) == 1  # a call would have made two
     assert person.distinct({owner: 1, gift: 2}, person.FIRST_NAME) == 2
     assert person.conflict([gift], [owner]) is None  # an order's name never keeps profiles apart
-    assert person.names_someone_else(gift, [owner]) and not person.names_someone_else(gift, [trait("Arun")])
+    assert not person.names(gift, [owner]) and person.names(gift, [trait("Arun")])
 
 
 JONATHAN = {"first_name": "Jonathan", "last_name": "Williams", "address": "4 Mill Lane", "postcode": "LS6 2AB",
