@@ -109,6 +109,7 @@ class Resolver:
         ctx = self._ctx
         ctx.take()
         self._sync_formats()
+        phones = st.phone_total
         keys: list[tuple[int, str]] = []
         ignored: list[dict[str, str]] = []
         cache = self._norm_cache
@@ -173,7 +174,8 @@ class Resolver:
         if source is not None:
             recorded["source"] = source
         ctx.emit(recorded)
-        self._learn(event.event_id, node_keys)
+        if st.phone_total != phones:  # a new number may make its country common enough
+            self._learn(event.event_id, node_keys)
         return ctx.take()
 
     def _learn(self, event_id: str, node_keys: list[str]) -> None:
