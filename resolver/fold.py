@@ -25,9 +25,6 @@ class Fold:
         self.config = config
         self.state = state
         self.records = records
-        self._weak: dict[str, bool] = {}  # identifier type -> whether its rule is weak (memoized)
-        self._phone: dict[str, bool] = {}  # identifier type -> whether it holds phone numbers (memoized)
-        self._successive: dict[str, bool] = {}  # identifier type -> whether its rule is successive
 
     def apply(self, decision: dict[str, Any]) -> None:
         _APPLY[decision["type"]](self, decision)
@@ -56,11 +53,13 @@ class Fold:
                 sessions.fold_waiting(st.session_pending, shared, st.node_keys, d["occurred_at"], d["event_id"])
         if anchor is not None:
             self._weak_use(d, anchor)
+        rule = self.config.rule
         for key in nodes:
-            if self._is_phone(key):
-                formats.fold_number(st, st.node_index[key], key.partition(":")[2])
-            if self._is_successive(key):
-                idx = st.node_index[key]
+            idx = st.node_index[key]
+            kind = rule(st.node_types[idx])
+            if kind.kind == "phone":
+                formats.fold_number(st, idx, key.partition(":")[2])
+            if kind.successive:
                 at = d["occurred_at"]
                 span = st.node_span.get(idx)
                 if span is None:
@@ -101,39 +100,20 @@ class Fold:
                         traits[0], st.profiles[st.node_profile[rep]].traits)):
                     self._index(rep, record[0], record[1])
 
-    def _is_successive(self, key: str) -> bool:
-        id_type = key.partition(":")[0]
-        successive = self._successive.get(id_type)
-        if successive is None:
-            successive = self._successive[id_type] = self.config.rule(id_type).successive
-        return successive
-
-    def _is_phone(self, key: str) -> bool:
-        id_type = key.partition(":")[0]
-        phone = self._phone.get(id_type)
-        if phone is None:
-            phone = self._phone[id_type] = self.config.rule(id_type).kind == "phone"
-        return phone
-
-    def _is_weak(self, id_type: str) -> bool:
-        weak = self._weak.get(id_type)
-        if weak is None:
-            weak = self._weak[id_type] = self.config.rule(id_type).weak
-        return weak
-
     def _weak_use(self, d: dict[str, Any], anchor: int) -> None:
         """Remembers the event on its weak identifiers (``sessions.fold_weak``): an anonymous event when
         a weak identifier is the strongest it has, else an identified use of each weak one."""
         st = self.state
         types = st.node_types
-        if self._is_weak(types[anchor]):
+        rule = self.config.rule
+        if rule(types[anchor]).weak:
             if "attributed" not in d:  # (an attributed one is a customer's already)
                 sessions.fold_weak(st.weak_anon, anchor, d["occurred_at"], d["event_id"])
             return
         who = None
         for key in d["nodes"]:  # (a refused one too: another customer's use of it)
             idx = st.node_index[key]
-            if idx != anchor and self._is_weak(types[idx]) and idx not in st.shared:
+            if idx != anchor and rule(types[idx]).weak and idx not in st.shared:
                 if who is None:
                     who = st.node_keys[anchor]
                 sessions.fold_weak(st.weak_uses, idx, d["occurred_at"], who)
