@@ -263,6 +263,6 @@ def fuzzy_conflict(cfg: ResolverConfig, acc: Acc, target: Profile) -> Optional[s
     # (dates of birth only: first names that differ are for the matcher to weigh, and at most queue a
     # pair for review, since twins agree on everything else; and by the dates alone, as ``hard_conflict``:
     # on attribute evidence the names do not vouch for a date years out, namesakes share them)
-    if cfg.dob_conflict and person.conflict(acc.traits, target.traits, (person.DOB,), strict_dates=True):
+    if cfg.dob_conflict and person.conflict(acc.traits, target.traits, (person.DATES_ALONE,)):
         return "dates of birth differ: " + ", ".join(person.shown(acc.traits | target.traits, person.DOB))
     return None

@@ -39,6 +39,8 @@ DOB = "date_of_birth"  # the kinds, named as the attributes they come from (and 
 FIRST_NAME = "first_name"
 KINDS = (DOB, FIRST_NAME)
 WHAT = {DOB: "dates of birth", FIRST_NAME: "first names"}
+# Dates of birth judged by the dates alone, no names vouching for a mistyped one: the matcher's veto
+DATES_ALONE = "dates_alone"
 # Events that surely name a person as one of an identifier's users: a date of birth is rarely anyone
 # else's, a name on an order may be the recipient's.
 SUPPORT = {DOB: 1, FIRST_NAME: 2}
@@ -83,13 +85,19 @@ def _dates_differ(a: str, b: str) -> bool:
     (first names compatible, the same surname) and the dates are less than a generation apart: then one
     of them is mistyped (a strong sign against, outweighed by the name on identifiers they share); a
     parent and a child of the same name stay two."""
+    if not _dates_apart(a, b):
+        return False
     da, fa, la = _parts(a)
     db, fb, lb = _parts(b)
-    if not (da and db) or dates_compatible(da, db):
-        return False
     if la and la == lb and fa and fb and first_names_compatible(fa, la, fb, lb):
         return generation_apart(da, db)
     return True
+
+
+def _dates_apart(a: str, b: str) -> bool:
+    """Both dates of birth known and not ``dates_compatible``."""
+    da, db = _parts(a)[0], _parts(b)[0]
+    return bool(da and db) and not dates_compatible(da, db)
 
 
 def _names_differ(a: str, b: str) -> bool:
@@ -100,39 +108,32 @@ def _names_differ(a: str, b: str) -> bool:
     return not (da and db and dates_compatible(da, db))
 
 
-_DIFFER: dict[str, Callable[[str, str], bool]] = {DOB: _dates_differ, FIRST_NAME: _names_differ}
+_DIFFER: dict[str, Callable[[str, str], bool]] = {DOB: _dates_differ, FIRST_NAME: _names_differ,
+                                                  DATES_ALONE: _dates_apart}
 
 
 def carry(traits: Iterable[str], which: str) -> list[str]:
     """The traits that carry ``which`` (a date of birth, a first name)."""
-    i = 0 if which == DOB else 1
+    i = 1 if which == FIRST_NAME else 0
     return [t for t in traits if _parts(t)[i]]
 
 
 @lru_cache(maxsize=262_144)
-def compatible(a: str, b: str, which: str, strict_dates: bool = False) -> bool:
-    """Whether two traits may be one person's, judged by ``which`` (pure: memoized); with
-    ``strict_dates``, dates of birth by the dates alone (``matching.dates_compatible``: no names vouching
-    for a mistyped date, as the matcher's veto judges them)."""
-    if a == b:
-        return True
-    if strict_dates and which == DOB:
-        da, db = _parts(a)[0], _parts(b)[0]
-        return not (da and db) or dates_compatible(da, db)
-    return not _DIFFER[which](a, b)
+def compatible(a: str, b: str, which: str) -> bool:
+    """Whether two traits may be one person's, judged by ``which`` (pure: memoized)."""
+    return a == b or not _DIFFER[which](a, b)
 
 
-def conflict(a: Iterable[str], b: Iterable[str], kinds: Iterable[str] = KINDS,
-             strict_dates: bool = False) -> str | None:
+def conflict(a: Iterable[str], b: Iterable[str], kinds: Iterable[str] = KINDS) -> str | None:
     """The first of ``kinds`` by which the two sets are two people: both hold traits that carry it and
     no trait of one may be the same person as any of the other. None when they may be one. Hearsay
-    traits are left out. ``strict_dates``: see ``compatible``."""
+    traits are left out."""
     a, b = direct(a), direct(b)
     if not a or not b:
         return None
     for which in kinds:
         xa, xb = carry(a, which), carry(b, which)
-        if xa and xb and not any(compatible(x, y, which, strict_dates) for x in xa for y in xb):
+        if xa and xb and not any(compatible(x, y, which) for x in xa for y in xb):
             return which
     return None
 
