@@ -75,13 +75,20 @@ def shared_of(st: ResolverState, node_keys: Iterable[str]) -> list[int]:
     return out
 
 
+def linked(st: ResolverState, key: str) -> Optional[int]:
+    """The node of an identifier that stands: known, not shared, in a profile; else None."""
+    idx = st.node_index.get(key)
+    if idx is None or idx in st.shared or st.node_profile[idx] is None:
+        return None
+    return idx
+
+
 def representative(st: ResolverState, node_keys: list[str], refused: Iterable[str]) -> Optional[int]:
     """The node an event's attribute record is filed under: its strongest active, linked identifier."""
     for key in node_keys:
-        idx = st.node_index.get(key)
-        if idx is None or idx in st.shared or key in refused or st.node_profile[idx] is None:
-            continue
-        return idx
+        idx = linked(st, key)
+        if idx is not None and key not in refused:
+            return idx
     return None
 
 

@@ -137,8 +137,7 @@ def flag(ctx: Context, key: str, event_id: str, reason: str, evidence: dict[str,
     for anchor, events in sessions_of:
         # the anonymous events of a weak identifier now found shared go to the customer who used it
         # within a session of each, if that customer's identifier still stands
-        a = st.node_index[anchor]
-        if a not in st.shared and st.node_profile[a] is not None:
+        if graph.linked(st, anchor) is not None:
             ctx.emit(decisions.events_attributed(event_id, anchor, key, events))
 
 
@@ -170,10 +169,8 @@ def attribute_sessions(ctx: Context, event_id: str, occurred_at: str, node_keys:
     anchor = graph.representative(st, node_keys, refused)
     if anchor is None:
         found = sessions.attribution(st.session_last, shared, occurred_at, st.node_keys)
-        if found is not None:
-            idx = st.node_index.get(found["node"])
-            if idx is not None and idx not in st.shared and st.node_profile[idx] is not None:
-                return found
+        if found is not None and graph.linked(st, found["node"]) is not None:
+            return found
         return None
     for via, events in sessions.claims(st.session_pending, shared, occurred_at, st.node_keys):
         ctx.emit(decisions.events_attributed(event_id, st.node_keys[anchor], via, events))
@@ -189,15 +186,15 @@ def _other_customer(ctx: Context, node_keys: list[str], occurred_at: str) -> Opt
     if anchor is None or anchor not in st.refused or anchor not in st.weak_uses:
         return None
     for key in node_keys:  # every other identifier of the event is shared or not linked
-        idx = st.node_index.get(key)
-        if idx is not None and idx != anchor and idx not in st.shared and st.node_profile[idx] is not None:
+        idx = graph.linked(st, key)
+        if idx is not None and idx != anchor:
             return None
     found = sessions.latest_use(st.weak_uses[anchor], occurred_at)
     if found is None:
         return None
     at, customer = found
-    idx = st.node_index.get(customer)
-    if idx is None or idx in st.shared or st.node_profile[idx] in (None, st.node_profile[anchor]):
+    idx = graph.linked(st, customer)
+    if idx is None or st.node_profile[idx] == st.node_profile[anchor]:
         return None
     return {"node": customer, "via": st.node_keys[anchor], "rule": sessions.RULE,
             "seconds": int(sessions.gap_seconds(at, occurred_at))}
@@ -216,8 +213,8 @@ def attribute_by_name(ctx: Context, node_keys: list[str], trait: str) -> Optiona
         if idx is None or idx not in st.shared:
             return None  # (only for events that nothing else identifies)
         for user in st.shared_users.get(idx, ()):
-            u = st.node_index.get(user)
-            if u is None or u in st.shared or st.node_profile[u] is None:
+            u = graph.linked(st, user)
+            if u is None:
                 continue
             pid = st.node_profile[u]
             if pid not in found and person.names(trait, st.profiles[pid].traits):
