@@ -15,7 +15,8 @@ clusters, and includes any data cleaning and model training each system does.
 The systems:
 - idres: this repository's engine, in-process (``streams.embedded.EmbeddedEngine``), each record
   ingested as one channel event, with a match model trained on the set first (what `idres train` does).
-- idres-default: idres out of the box: the shipped match model, no training step.
+- idres-default: idres out of the box, no training step: the shipped match model, which the engine
+  re-estimates from the records as they arrive (``resolver.calibration``).
 - idres-unguarded: the same as idres with the two attribute guards off (``dob_conflict = false``,
   ``link_different_first_names = true``), which the peers do not have: what the matcher does alone.
 - Splink (DuckDB backend): the model of Splink's own tutorials, configured once for every set from

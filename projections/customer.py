@@ -91,6 +91,7 @@ class CustomerViews:
         self.ev_waiting: dict[str, int] = {}  # event ID -> position, of events in a profile of their own
         self._claims: dict[str, tuple[int, dict[str, Any]]] = {}  # within one entry: event ID -> attribution
         self.learned_regions: list[str] = []  # countries of national phone numbers (``resolver.formats``)
+        self.models: list[dict[str, Any]] = []  # match models estimated from the data, without their parameters
         # profiles
         self.profiles: dict[str, ProfileView] = {}
         self.aliases: dict[str, str] = {}
@@ -190,6 +191,15 @@ class CustomerViews:
                 a, b = self._node(d["node"]), self._node(d["other"])
                 self.fuzzy_links.setdefault(a, {})[b] = d
                 self.fuzzy_links.setdefault(b, {})[a] = d
+                if d["rule"] == "model_rescored":  # the re-estimated model links a pair waiting for review
+                    review = self.reviews.get(d["review_id"])
+                    if review is not None:
+                        review.update(status="linked", verdict={
+                            "decision": "accept", "reviewer": f"model {d['model']}", "decided_at": None,
+                            "note": f"weight {d['weight']:.2f} >= {d['link_threshold']:.2f} under the "
+                                    f"re-estimated model"})
+            elif t == "model_estimated":
+                self.models.append({k: v for k, v in d.items() if k != "model"})
             elif t == "possible_match":
                 self.reviews[d["review_id"]] = {"status": "pending", "seq": seq, "match": d}
             elif t == "review_decided":
@@ -617,17 +627,20 @@ def _explain_text(pid: str, identifiers: list[str], links: list[dict[str, Any]],
     lines = [f"Profile {pid}: {events} event(s), {len(identifiers)} identifier(s)."]
     for link in links:
         where = f" on {link['channel']} ({link['event_type']}, {link['occurred_at']})" if "channel" in link else ""
-        if link["rule"] == "probable_match":
+        if link["rule"] in ("probable_match", "model_rescored"):
             fields = ", ".join(_field_text(f, v) for f, v in link["fields"].items())
-            lines.append(f"{link['a']} and {link['b']} were linked on attribute evidence by event "
+            how = ("on attribute evidence" if link["rule"] == "probable_match" else
+                   "when the match model was re-estimated, before event")
+            lines.append(f"{link['a']} and {link['b']} were linked {how} by event "
                          f"{link['event_id']}{where}: match weight {link['weight']:.2f} >= "
-                         f"{link['link_threshold']:.2f} ({fields}).")
+                         f"{link['link_threshold']:.2f} under model {link.get('model')} ({fields}).")
         elif link["rule"] == "review_accepted":
             lines.append(f"{link['a']} and {link['b']} were linked by a reviewer (review {link.get('review_id')}).")
         else:
             lines.append(f"{link['a']} and {link['b']} were given together on event {link['event_id']}{where}.")
     for m in merges:
-        how = {"probable_match": "on attribute evidence, matching", "review_accepted": "by a reviewer's verdict, through"}
+        how = {"probable_match": "on attribute evidence, matching", "review_accepted": "by a reviewer's verdict, through",
+               "model_rescored": "on attribute evidence re-scored under a re-estimated model, matching"}
         why = ""
         if m["rule"] == "weak_identifier_and_person" and m.get("evidence"):
             why = (f" ({', '.join(m['evidence']['weak'])} alone would not have: both sides name "

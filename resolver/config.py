@@ -144,6 +144,10 @@ class ResolverConfig:
     # The Fellegi-Sunter parameters and thresholds; None: the shipped defaults. The drivers read it from
     # the JSON file named by ``match_model = "model.json"`` in the TOML file.
     match_model: Optional[MatchModel] = None
+    # Without a fixed ``match_model``, the engine re-estimates its model from the records it has seen
+    # (``resolver.calibration``): at 256 attribute records, then each time their number doubles. Off: the
+    # shipped defaults throughout.
+    self_calibration: bool = True
     # At most this many records per blocking key; a key shared by more (a popular surname in a large
     # postcode) stops taking new records, so the cost of a look-up stays bounded as the graph grows.
     max_block_size: int = 64
@@ -359,6 +363,7 @@ _SETTINGS: dict[str, Check] = {
     "delivery_event_types": strings('["purchase", "order"]'),
     "in_person_channels": strings('["store"]'),
     "fuzzy_matching": boolean,
+    "self_calibration": boolean,
     "max_block_size": whole_number(1),
     "link_different_first_names": boolean,
     "max_reviews_per_event": whole_number(0),

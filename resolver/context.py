@@ -3,7 +3,7 @@ every decision goes through (applied by the fold at once, so the next step sees 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from resolver.config import ResolverConfig
 from resolver.fold import Fold
@@ -14,18 +14,37 @@ from resolver.state import ResolverState
 
 
 class Context:
-    __slots__ = ("config", "state", "model", "model_id", "fold", "records", "out", "_priority")
+    __slots__ = ("config", "state", "base_model", "calibrating", "fold", "records", "out", "_priority",
+                 "_named", "_model_id")
 
     def __init__(self, config: ResolverConfig, state: ResolverState, model: MatchModel, fold: Fold,
                  records: RecordMaker) -> None:
         self.config = config
         self.state = state
-        self.model = model
-        self.model_id = f"{model.version}/{model.fingerprint()}"
+        self.base_model = model  # the configured (or shipped) model
+        # whether the model is re-estimated from the data (``resolver.calibration``)
+        self.calibrating = config.match_model is None and config.self_calibration and config.fuzzy_matching
+        self._named: Optional[MatchModel] = None
+        self._model_id = ""
         self.fold = fold
         self.records = records
         self.out: list[dict[str, Any]] = []
         self._priority: dict[str, int] = {}
+
+    @property
+    def model(self) -> MatchModel:
+        """The model events are scored under: the last one estimated from the data, else the configured one."""
+        estimated = self.state.model
+        return self.base_model if estimated is None or not self.calibrating else estimated
+
+    @property
+    def model_id(self) -> str:
+        """The model's version and fingerprint, as decisions name it."""
+        model = self.model
+        if model is not self._named:
+            self._named = model
+            self._model_id = f"{model.version}/{model.fingerprint()}"
+        return self._model_id
 
     def emit(self, decision: dict[str, Any]) -> None:
         self.fold.apply(decision)

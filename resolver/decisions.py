@@ -99,13 +99,27 @@ class PhoneRegionLearned(TypedDict):
     share: float
 
 
+class ModelEstimated(TypedDict):
+    type: Literal["model_estimated"]
+    event_id: str
+    filed: int
+    records: int
+    sample: int
+    candidate_pairs: int
+    expected_matching_pairs: float
+    previous: str
+    model_id: str
+    model: dict[str, Any]
+    note: NotRequired[str]
+
+
 class ProbableLink(TypedDict):
     type: Literal["probable_link"]
     event_id: str
     node: str
     other: str
     profile_id: str
-    rule: Literal["probable_match", "review_accepted"]
+    rule: Literal["probable_match", "review_accepted", "model_rescored"]
     weight: NotRequired[float]
     link_threshold: NotRequired[float]
     review_threshold: NotRequired[float]
@@ -167,12 +181,12 @@ class EventRejected(TypedDict):
 
 
 Decision = (InteractionRecorded | ProfileCreated | IdentifiersAttached | IdentifiersLinked | ProfilesMerged
-            | IdentifierFlagged | LinkRefused | EventsAttributed | PhoneRegionLearned | ProbableLink
+            | IdentifierFlagged | LinkRefused | EventsAttributed | PhoneRegionLearned | ModelEstimated | ProbableLink
             | PossibleMatch | ReviewDecided | ProfileSplit | EventRejected)
 
 ALL: tuple[type, ...] = (InteractionRecorded, ProfileCreated, IdentifiersAttached, IdentifiersLinked, ProfilesMerged,
-                         IdentifierFlagged, LinkRefused, EventsAttributed, PhoneRegionLearned, ProbableLink,
-                         PossibleMatch, ReviewDecided, ProfileSplit, EventRejected)
+                         IdentifierFlagged, LinkRefused, EventsAttributed, PhoneRegionLearned, ModelEstimated,
+                         ProbableLink, PossibleMatch, ReviewDecided, ProfileSplit, EventRejected)
 
 
 # --------------------------------------------------------------------------------------- constructors
@@ -215,6 +229,18 @@ def events_attributed(event_id: str, node: str, via: str, events: list[str]) -> 
 def phone_region_learned(event_id: str, region: str, numbers: int, share: float) -> PhoneRegionLearned:
     return {"type": "phone_region_learned", "event_id": event_id, "region": region, "numbers": numbers,
             "share": share}
+
+
+def model_estimated(event_id: str, filed: int, records: int, sample: int, candidate_pairs: int,
+                    expected_matching_pairs: float, previous: str, model_id: str, model: dict[str, Any],
+                    note: Optional[str] = None) -> ModelEstimated:
+    out: ModelEstimated = {"type": "model_estimated", "event_id": event_id, "filed": filed, "records": records,
+                           "sample": sample, "candidate_pairs": candidate_pairs,
+                           "expected_matching_pairs": expected_matching_pairs, "previous": previous,
+                           "model_id": model_id, "model": model}
+    if note:
+        out["note"] = note
+    return out
 
 
 def profile_split(profile_id: str, event_id: str, reason: str, parts: list[SplitPart]) -> ProfileSplit:

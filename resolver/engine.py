@@ -23,6 +23,8 @@ record (name, date of birth, address, postcode, city) is new to its profile is s
 records found through a blocking index kept in the state. At or above the model's link threshold the
 profiles merge (``probable_link`` records the weight and each field's contribution); between the review
 and link thresholds a ``possible_match`` waits in the review queue for a person (``review_decided``).
+Unless the configuration fixes a model, the model is re-estimated from the records seen as their number
+doubles (``resolver.calibration``), each estimate a decision that replay adopts.
 A fuzzy score never overrides a guard: ``max_per_profile`` limits and dates of birth that clearly differ
 keep the profiles apart whatever the names say. An event with no identifier but enough attributes to
 match on is given an anonymous *record* node (``record:<event_id>``) so it can found or join a profile.
@@ -43,6 +45,7 @@ This module is the façade. The components, each importing only those above it i
 ``linking``        deterministic links, shared flags and re-splits for one event; sessions
 ``fuzzy``          probabilistic links and possible matches (scored by ``resolver.matching``)
 ``review``         a person's verdict on a possible match
+``calibration``    the match model re-estimated from the records seen (``model_estimated``)
 ``formats``        formats learned from the data (the countries of national phone numbers)
 =================  ===========================================================================
 """
@@ -52,7 +55,7 @@ from __future__ import annotations
 from sys import intern
 from typing import Any, Iterable, Optional
 
-from resolver import decisions, formats, fuzzy, linking, review
+from resolver import calibration, decisions, formats, fuzzy, linking, review
 from resolver import traits as person
 from resolver.config import ResolverConfig
 from resolver.context import Context
@@ -79,12 +82,20 @@ class Resolver:
         self.normalizer = Normalizer(self.config)
         # normalization is a pure function of (type, raw value): memoized, it changes speed, not results
         self._norm_cache: dict[tuple[str, str], tuple[Optional[str], Optional[str]]] = {}
-        self.model: MatchModel = self.config.match_model or default_model()
         self._records = RecordMaker()
         self._fold = Fold(self.config, self.state, self._records)
-        self._ctx = Context(self.config, self.state, self.model, self._fold, self._records)
-        self.model_id = self._ctx.model_id
+        self._ctx = Context(self.config, self.state, self.config.match_model or default_model(), self._fold,
+                            self._records)
         self._regions = 0  # learned phone regions the normalizer reads with (``resolver.formats``)
+
+    @property
+    def model(self) -> MatchModel:
+        """The match model the next event is scored under (``resolver.calibration``)."""
+        return self._ctx.model
+
+    @property
+    def model_id(self) -> str:
+        return self._ctx.model_id
 
     def is_duplicate(self, event_id: str) -> bool:
         return event_id in self.state.seen_events
@@ -109,6 +120,9 @@ class Resolver:
         ctx = self._ctx
         ctx.take()
         self._sync_formats()
+        occurred_at = utc_iso(event.occurred_at)
+        if calibration.due(ctx):
+            calibration.calibrate(ctx, event.event_id, occurred_at)
         phones = st.phone_total
         keys: list[tuple[int, str]] = []
         ignored: list[dict[str, str]] = []
@@ -136,7 +150,6 @@ class Resolver:
         attributes = self.normalizer.attributes(event.attributes)
         hearsay = self.config.hearsay(event.channel, event.event_type, attributes)
         traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict, hearsay)
-        occurred_at = utc_iso(event.occurred_at)
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
         only_shared = bool(node_keys) and not any(st.node_index.get(k) not in st.shared for k in node_keys)
         # only shared identifiers, naming one of the customers who used them: that customer's

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 from resolver import formats, graph, sessions
 from resolver import traits as person
 from resolver.config import ResolverConfig
-from resolver.matching import FREQUENCY_FIELDS, AttributeRecord
+from resolver.matching import FREQUENCY_FIELDS, AttributeRecord, MatchModel
 from resolver.records import RecordMaker
 from resolver.state import MAX_BLOCK_NODES_PER_PROFILE, MAX_RECORDS_PER_NODE, MAX_TRAITS_PER_NODE, Profile, \
     ResolverState
@@ -128,6 +128,7 @@ class Fold:
             return
         else:
             known.append(rec)
+        st.records_filed += 1
         counts, totals = st.value_counts, st.value_totals
         for f in FREQUENCY_FIELDS:
             value = getattr(rec, f)
@@ -262,6 +263,13 @@ class Fold:
         a, b = st.node(d["node"]), st.node(d["other"])
         st.fuzzy.setdefault(a, {})[b] = d["event_id"]
         st.fuzzy.setdefault(b, {})[a] = d["event_id"]
+        if d["rule"] == "model_rescored":  # a possible match the re-estimated model links: no longer pending
+            st.reviews.pop(d["review_id"], None)
+
+    def _estimated(self, d: dict[str, Any]) -> None:
+        st = self.state
+        st.model = MatchModel.from_dict(d["model"], "model_estimated decision")
+        st.next_calibration = 2 * d["filed"]
 
     def _possible(self, d: dict[str, Any]) -> None:
         st = self.state
@@ -302,4 +310,5 @@ _APPLY: dict[str, Callable[[Fold, dict[str, Any]], None]] = {
     "review_decided": Fold._review,
     "events_attributed": Fold._attributed,
     "phone_region_learned": Fold._learned,
+    "model_estimated": Fold._estimated,
 }

@@ -18,7 +18,7 @@ from resolver.context import Context
 from resolver.guards import Acc, fuzzy_conflict
 from resolver.ids import short_hash
 from resolver.matching import FIELD_INDEX, FIELDS, FREQUENCY_FIELDS, POSTCODE_AGREES, AttributeRecord, \
-    frequency_adjustment, hard_conflict
+    MatchModel, frequency_adjustment, hard_conflict
 from resolver.matching import compare as compare_records
 from resolver.state import Profile
 
@@ -41,12 +41,10 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
     pid = st.node_profile[rep]
     model = ctx.model
     best: dict[str, tuple[float, int, tuple[str, ...], Optional[dict[str, float]]]] = {}
-    weigh_frequencies = cfg.frequency_adjustments
     dob_guard = cfg.dob_conflict
     visited: set[int] = set()
     node_profile = st.node_profile
     shared = st.shared
-    link_anyway = cfg.link_different_first_names
     review_cap = math.nextafter(model.link_threshold, -math.inf)
     for key in keys:
         for n in st.blocks.get(key, ()):
@@ -59,14 +57,7 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
             for other in st.records.get(n, ()):
                 if dob_guard and hard_conflict(rec, other):
                     continue
-                levels = compare_records(rec, other)
-                total, _ = model.weight_of(levels)
-                deltas = frequency_deltas(ctx, rec, other, levels) if weigh_frequencies else None
-                if deltas:
-                    for d in deltas.values():
-                        total += d
-                if levels[0] == "different" and not link_anyway and total >= model.link_threshold:
-                    total = review_cap  # a person decides: twins agree on everything else
+                total, levels, deltas = score(ctx, model, rec, other, review_cap)
                 cur = best.get(p)
                 if cur is None or total > cur[0]:
                     best[p] = (total, n, levels, deltas)
@@ -108,6 +99,76 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
         ctx.emit(decisions.possible_match("r_" + short_hash(f"{event_id}|{other_key}"), event_id, occurred_at,
                                           rep_key, other_key, node_profile[rep], node_profile[n],
                                           **evidence(ctx, levels, total, deltas)))
+
+
+def score(ctx: Context, model: MatchModel, rec: AttributeRecord, other: AttributeRecord,
+          review_cap: float) -> tuple[float, tuple[str, ...], Optional[dict[str, float]]]:
+    """The weight two records are ranked by (frequency adjustments included; ``review_cap``, just under
+    the link threshold, when first names differ and that needs a person), their levels and adjustments."""
+    levels = compare_records(rec, other)
+    total, _ = model.weight_of(levels)
+    deltas = frequency_deltas(ctx, rec, other, levels) if ctx.config.frequency_adjustments else None
+    if deltas:
+        for d in deltas.values():
+            total += d
+    if total >= model.link_threshold and not ctx.config.link_different_first_names and not names_one_person(levels):
+        total = review_cap  # a person decides: twins, or a household, agree on everything else
+    return total, levels, deltas
+
+
+_FIRST = FIELD_INDEX["first_name"]
+_DOB = FIELD_INDEX["date_of_birth"]
+# levels at which a first name or a date of birth is the same person's (typos and variants included)
+_SAME_FIRST = frozenset({"exact", "nickname", "jw_92", "jw_80"})
+_SAME_DOB = frozenset({"exact", "swapped", "one_off", "year", "month"})
+
+
+def names_one_person(levels: tuple[str, ...]) -> bool:
+    """Whether two records agree on something only one member of a household has: the first name (or
+    both are missing and the dates of birth agree). Surname, address, postcode and town are a household's:
+    agreeing on those alone, or with first names that differ, is for a person to judge."""
+    first = levels[_FIRST]
+    if first == "null":
+        return levels[_DOB] in _SAME_DOB
+    return first in _SAME_FIRST
+
+
+def rescore(ctx: Context, event_id: str, occurred_at: str) -> None:
+    """Scores each pending possible match again under the current model (just re-estimated: see
+    ``resolver.calibration``) and links the pairs that now reach the link threshold, unless a guard
+    forbids it now, as ``model_rescored`` links that close their review."""
+    st = ctx.state
+    cfg = ctx.config
+    model = ctx.model
+    review_cap = math.nextafter(model.link_threshold, -math.inf)
+    node_profile = st.node_profile
+    for review_id, (a, b) in list(st.reviews.items()):
+        pa, pb = node_profile[a], node_profile[b]
+        if pa is None or pb is None or pa == pb:
+            continue  # one side found shared, or already one customer: the review is moot
+        best: Optional[tuple[float, tuple[str, ...], Optional[dict[str, float]]]] = None
+        for rec in st.records.get(a, ()):
+            for other in st.records.get(b, ()):
+                if cfg.dob_conflict and hard_conflict(rec, other):
+                    continue
+                scored = score(ctx, model, rec, other, review_cap)
+                if best is None or scored[0] > best[0]:
+                    best = scored
+        if best is None or best[0] < model.link_threshold:
+            continue
+        first, second = st.profiles[pa], st.profiles[pb]
+        acc = Acc(st, now=occurred_at)
+        acc.add(first.counts, first.traits)
+        acc.profiles.append(first)
+        if fuzzy_conflict(cfg, acc, second) is not None:
+            continue
+        total, levels, deltas = best
+        key_a, key_b = st.node_keys[a], st.node_keys[b]
+        ctx.emit(decisions.probable_link(event_id, key_a, key_b, pb, "model_rescored", review_id=review_id,
+                                         **evidence(ctx, levels, total, deltas)))
+        ordered = sorted((first, second), key=Profile.age_key)
+        ctx.emit(decisions.profiles_merged(ordered[0].id, [ordered[1].id], event_id, occurred_at, [key_a, key_b],
+                                           "model_rescored"))
 
 
 def frequency_deltas(ctx: Context, a: AttributeRecord, b: AttributeRecord,
@@ -155,5 +216,7 @@ def evidence(ctx: Context, levels: tuple[str, ...], total: float,
     out = {"weight": round(weight, 4), "link_threshold": model.link_threshold,
            "review_threshold": model.review_threshold, "fields": fields, "model": ctx.model_id}
     if weight != total:
-        out["note"] = "first names differ: queued for review instead of linked"
+        out["note"] = ("first names differ: queued for review instead of linked" if levels[_FIRST] == "different"
+                       else "nothing but a household's fields agree (surname, address, postcode, town): queued "
+                            "for review instead of linked")
     return out

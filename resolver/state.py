@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from resolver.ids import node_type
-from resolver.matching import AttributeRecord
+from resolver.matching import AttributeRecord, MatchModel
+
+CALIBRATION_FIRST = 256  # attribute records filed before the first re-estimation of the match model
 
 MAX_RECORDS_PER_NODE = 16
 MAX_BLOCK_NODES_PER_PROFILE = 4
@@ -54,6 +56,11 @@ class ResolverState:
         self.review_rejected: set[tuple[int, int]] = set()  # pairs a person said are different customers
         self.value_counts: dict[tuple[str, str], int] = {}  # (field, value) -> indexed records holding it
         self.value_totals: dict[str, int] = {}  # field -> indexed records with a value for it
+        # self-calibration (``resolver.calibration``): the model estimated last, records filed so far, and
+        # the count at which the model is next re-estimated
+        self.model: Optional[MatchModel] = None
+        self.records_filed = 0
+        self.next_calibration = CALIBRATION_FIRST
         # anonymous activity on shared identifiers (``resolver.sessions``)
         self.session_last: dict[int, tuple[str, str]] = {}  # shared node -> (time, identifier) of its last identified use
         self.session_pending: dict[int, list[tuple[str, str]]] = {}  # shared node -> [(time, event)] unattributed

@@ -18,7 +18,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 # 2: each log entry carries ``v``; phone_region_learned; attribution rule same_name; merge evidence
-DECISION_SCHEMA_VERSION = 2
+# 3: model_estimated; probable_link rule model_rescored
+DECISION_SCHEMA_VERSION = 3
 
 
 class _Decision(BaseModel):
@@ -156,6 +157,23 @@ class PhoneRegionLearned(_Decision):
     share: float = Field(description="Their share of all distinct phone numbers seen so far.")
 
 
+class ModelEstimated(_Decision):
+    """The match model re-estimated from the attribute records seen so far (``resolver.calibration``):
+    every later match is scored under it, and replay adopts it at the same point without estimating."""
+
+    type: Literal["model_estimated"]
+    event_id: str = Field(description="The event before whose matching the model was re-estimated.")
+    filed: int = Field(ge=0, description="Attribute records filed so far (the next estimate is at twice this).")
+    records: int = Field(ge=0, description="Distinct attribute records the estimate was made from.")
+    sample: int = Field(ge=0, description="Of those, how many were read (a seeded sample above 32,768).")
+    candidate_pairs: int = Field(ge=0, description="Blocked pairs m and the match share were estimated over.")
+    expected_matching_pairs: float = Field(description="How many of those the model expects to match.")
+    previous: str = Field(description="The model scored under until now (version/fingerprint).")
+    model_id: str = Field(description="The new model's version/fingerprint, as later decisions name it.")
+    model: dict[str, Any] = Field(description="The whole model, in the format of `idres train`'s model file.")
+    note: Optional[str] = Field(default=None, description="Why the previous model was kept, if it was.")
+
+
 class FieldWeight(BaseModel):
     model_config = ConfigDict(extra="forbid")
     level: str = Field(description="Agreement level of this field, e.g. exact, jw_92, one_off, different.")
@@ -173,7 +191,9 @@ class ProbableLink(_Decision):
     node: str
     other: str
     profile_id: str = Field(description="The profile ``other`` belonged to when the link was made.")
-    rule: Literal["probable_match", "review_accepted"]
+    rule: Literal["probable_match", "review_accepted", "model_rescored"] = Field(
+        description="probable_match: scored at the event; review_accepted: a person's verdict; model_rescored: a "
+                    "possible match the re-estimated model links (``review_id`` names it).")
     weight: Optional[float] = Field(default=None, description="Total match weight (log2 odds); none for a review.")
     link_threshold: Optional[float] = None
     review_threshold: Optional[float] = None
@@ -261,6 +281,7 @@ Decision = Annotated[
         ReviewDecided,
         EventsAttributed,
         PhoneRegionLearned,
+        ModelEstimated,
     ],
     Field(discriminator="type"),
 ]

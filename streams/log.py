@@ -2,7 +2,7 @@
 
 Layout of ``DATA_DIR``::
 
-    log/00000000000000000000.jsonl   one entry per line: {"seq": N, "v": 2, "decisions": [...]}
+    log/00000000000000000000.jsonl   one entry per line: {"seq": N, "v": 3, "decisions": [...]}
     log/00000000000001000000.jsonl   a new segment every ``segment_entries`` entries
     checkpoint.pickle                a cache of the folded state at some seq (never the truth)
     LOCK                             held by the one process that writes

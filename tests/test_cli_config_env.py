@@ -18,7 +18,8 @@ BAD_WORKER_ENV = {"IDRES_WEB_PORT": "abc", "IDRES_BATCH_EVENTS": "many", "IDRES_
 def test_config_check_valid_file(tmp_path):
     (tmp_path / "rules.toml").write_text('default_region = "GB"\n[identifier_types.member_no]\npriority = 15\n')
     proc = run_cli("config", "check", str(tmp_path / "rules.toml"))
-    assert proc.stdout == f"{tmp_path / 'rules.toml'}: valid (6 identifier types, fuzzy matching on, model default-2)\n"
+    assert proc.stdout == (f"{tmp_path / 'rules.toml'}: valid (6 identifier types, fuzzy matching on, "
+                           "model default-2, re-estimated from the data)\n")
 
 
 def test_config_check_names_the_trained_model_and_fuzzy_matching_off(tmp_path):

@@ -73,12 +73,19 @@ def estimate_m_em(candidate_pairs: Iterable[tuple[AttributeRecord, AttributeReco
     ``fixed_fields`` are left out of the estimation and keep their m: the fields the candidate pairs were
     blocked on agree by construction, so they say nothing about who matches among them (Splink's rule).
     """
+    return estimate_m_em_levels((compare(a, b) for a, b in candidate_pairs), model, iterations, prior,
+                                pseudo_count, monotone, version, fixed_fields)
+
+
+def estimate_m_em_levels(compared: Iterable[tuple[str, ...]], model: MatchModel, iterations: int = 20,
+                         prior: Optional[float] = None, pseudo_count: float = 0.01, monotone: bool = True,
+                         version: Optional[str] = None, fixed_fields: Iterable[str] = ()) -> MatchModel:
+    """``estimate_m_em`` over the comparison vectors (``compare`` output) of the candidate pairs."""
     fixed = set(fixed_fields)
     mask = tuple(f in fixed for f in FIELDS)
     # a vector and whether its postcodes agree (which u the address and city are weighed with)
     groups: dict[tuple[tuple[str, ...], bool], int] = {}
-    for a, b in candidate_pairs:
-        key = compare(a, b)
+    for key in compared:
         apart = key[_POSTCODE_INDEX] not in POSTCODE_AGREES
         if fixed:
             key = tuple(NULL if skip else lv for skip, lv in zip(mask, key))

@@ -10,10 +10,10 @@ import math
 import random
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-from resolver.matching.blocking import BLOCKING_RULES, blocking_keys, candidate_pairs
+from resolver.matching.blocking import BLOCKING_RULES, blocking_keys, candidate_pairs_by_rule
 from resolver.matching.canonical import AttributeRecord
 from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL, compare, compare_address, compare_city
-from resolver.matching.estimation import _normalized_counts, estimate_m_em, estimate_u
+from resolver.matching.estimation import _normalized_counts, estimate_m_em_levels, estimate_u
 from resolver.matching.model import DEPENDENT_FIELDS, MatchModel, default_model
 
 
@@ -73,7 +73,7 @@ def _conditional_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: 
 def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample: int = 1_000_000,
                 max_block_size: int = 64, em_iterations: int = 25, start: Optional[MatchModel] = None,
                 version: Optional[str] = None, link_probability: float = 0.95,
-                review_probability: float = 0.5) -> tuple[MatchModel, dict[str, Any]]:
+                review_probability: float = 0.5, max_pairs: Optional[int] = None) -> tuple[MatchModel, dict[str, Any]]:
     """A model estimated from distinct attribute records, the way Splink trains one.
 
     1. u from seeded random pairs (address and city among pairs in one postcode: they depend on it).
@@ -83,6 +83,9 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
        random records match. The thresholds are the weights at which a pair's match probability reaches
        ``link_probability`` and ``review_probability`` for a data set of this size. (More records make
        any one pair less likely to match, so re-train as the customer base grows severalfold.)
+
+    ``max_pairs``: the candidate pairs read per rule (and for the match share) at most, a seeded sample
+    of them when there are more (a town everyone shares makes many).
     """
     base = start if start is not None else default_model()
     model = estimate_u(records, pairs_sample, seed, base)
@@ -90,13 +93,30 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
     sums: dict[str, dict[str, float]] = {f: {} for f in FIELDS}
     estimated: dict[str, int] = {f: 0 for f in FIELDS}
     per_rule: dict[str, int] = {}
+    keys = [blocking_keys(r) for r in records]
+    compared: dict[tuple[int, int], tuple[str, ...]] = {}  # each pair compared once, whatever rules find it
+
+    def vectors(pairs: list[tuple[int, int]]) -> Iterable[tuple[str, ...]]:
+        for pair in pairs:
+            levels = compared.get(pair)
+            if levels is None:
+                levels = compared[pair] = compare(records[pair[0]], records[pair[1]])
+            yield levels
+
+    rng = random.Random(seed + 2)
+
+    def at_most(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return sorted(rng.sample(pairs, max_pairs)) if max_pairs is not None and len(pairs) > max_pairs else pairs
+
+    by_rule = candidate_pairs_by_rule(records, max_block_size, keys)
     for rule, blocked in BLOCKING_RULES.items():
-        pairs = candidate_pairs(records, max_block_size, rule)
+        pairs = by_rule[rule]
         per_rule[rule] = len(pairs)
+        pairs = at_most(pairs)
         if len(pairs) < 10:
             continue
-        fitted = estimate_m_em(((records[i], records[j]) for i, j in pairs), model, iterations=em_iterations,
-                               prior=base.prior, fixed_fields=blocked)
+        fitted = estimate_m_em_levels(vectors(pairs), model, iterations=em_iterations, prior=base.prior,
+                                      fixed_fields=blocked)
         for f in FIELDS:
             if f not in blocked:
                 estimated[f] += 1
@@ -106,16 +126,16 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
          for f in FIELDS}
     model = model.with_params(m=m)
     # the match share among all candidate pairs, m and u fixed
-    all_pairs = candidate_pairs(records, max_block_size)
+    all_pairs = sorted(set().union(*by_rule.values()))
     groups: dict[tuple[str, ...], int] = {}
-    for i, j in all_pairs:
-        key = compare(records[i], records[j])
+    read = at_most(all_pairs)
+    for key in vectors(read):
         groups[key] = groups.get(key, 0) + 1
     weights = [(model.weight_of(vec)[0], count) for vec, count in groups.items()]
     lam = base.prior
     for _ in range(100):
         logit = math.log2(lam / (1.0 - lam))
-        new = sum(count / (1.0 + 2.0 ** -(w + logit)) for w, count in weights) / max(len(all_pairs), 1)
+        new = sum(count / (1.0 + 2.0 ** -(w + logit)) for w, count in weights) / max(len(read), 1)
         new = min(max(new, 1e-6), 1.0 - 1e-6)
         if abs(new - lam) < 1e-9:
             break
