@@ -34,8 +34,9 @@ from resolver.context import Context
 from resolver.matching import AttributeRecord, MatchModel, train_model
 
 CALIBRATION_SAMPLE = 32_768  # records one re-estimation reads at most
-CALIBRATION_PAIRS = 100_000  # random pairs u is estimated from; candidate pairs read per blocking rule
+CALIBRATION_PAIRS = 50_000  # random pairs u is estimated from
 PAIRS_PER_RECORD = 20  # ...at most this many per record
+CANDIDATE_PAIRS = 100_000  # candidate pairs read per blocking rule (a seeded sample of them above it)
 MIN_CANDIDATE_PAIRS = 100  # fewer blocked pairs than this say too little: the model is kept
 
 
@@ -62,7 +63,7 @@ def estimate(ctx: Context, records: list[AttributeRecord]) -> tuple[MatchModel, 
     pairs = min(CALIBRATION_PAIRS, PAIRS_PER_RECORD * len(sample))
     model, report = train_model(sample, seed=n, pairs_sample=pairs,
                                 max_block_size=ctx.config.max_block_size, start=ctx.base_model,
-                                max_pairs=CALIBRATION_PAIRS,
+                                max_pairs=CANDIDATE_PAIRS,
                                 version=f"self-calibrated-{n}")
     return model, report, len(sample)
 
