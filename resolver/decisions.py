@@ -24,6 +24,7 @@ class InteractionRecorded(TypedDict):
     channel: str
     event_type: str
     nodes: list[str]
+    digest: NotRequired[int]
     refused: NotRequired[list[str]]
     attributed: NotRequired[Attribution]
     ignored: NotRequired[list[dict[str, str]]]

@@ -60,7 +60,7 @@ from resolver import traits as person
 from resolver.config import ResolverConfig
 from resolver.context import Context
 from resolver.fold import Fold
-from resolver.ids import RECORD_TYPE, node_key, node_type, short_hash, utc_iso
+from resolver.ids import RECORD_TYPE, event_digest, node_key, node_type, short_hash, utc_iso
 from resolver.matching import MatchModel, default_model
 from resolver.normalize import Normalizer
 from resolver.records import RecordMaker
@@ -99,6 +99,15 @@ class Resolver:
 
     def is_duplicate(self, event_id: str) -> bool:
         return event_id in self.state.seen_events
+
+    def conflicting(self, event: ChannelEvent) -> Optional[str]:
+        """Why an event whose ID was decided before is not that event re-sent (its content differs), or
+        None (a re-delivery, or an ID not seen)."""
+        known = self.state.seen_events.get(event.event_id)
+        if known is None or known < 0 or known == event_digest(event):
+            return None
+        return (f"event_id {event.event_id[:80]!r} was already used by an event that says something else (time, "
+                "channel, type, identifiers, attributes or payload differ); give each event its own ID")
 
     def _sync_formats(self) -> None:
         learned = self.state.learned_regions
@@ -173,6 +182,7 @@ class Resolver:
             "channel": intern(event.channel),
             "event_type": intern(event.event_type),
             "nodes": node_keys,
+            "digest": event_digest(event),
         }
         if refused:
             recorded["refused"] = refused
@@ -202,6 +212,12 @@ class Resolver:
             evidence = formats.learnable(st, region, self.config.default_region)
             if evidence is not None:
                 self._ctx.emit(decisions.phone_region_learned(event_id, region, **evidence))
+
+    def changed(self) -> bool:
+        """Whether the last ``decide`` (or ``decide_review``) changed the state before it returned or
+        raised: when one raises without having changed it, the state is as it was, and need not be
+        rebuilt."""
+        return bool(self._ctx.out)
 
     def reject(self, key: str, source: dict[str, Any], reason: str, raw: str,
                event_id: Optional[str] = None, detail: Optional[str] = None) -> list[dict[str, Any]]:

@@ -38,7 +38,7 @@ class Fold:
     # ------------------------------------------------------------------------------ interactions
     def _interaction(self, d: dict[str, Any]) -> None:
         st = self.state
-        st.seen_events.add(d["event_id"])
+        st.seen_events[d["event_id"]] = d.get("digest", -1)
         nodes = d["nodes"]
         anchor = graph.representative(st, nodes, d.get("refused", ())) if nodes else None
         shared = graph.shared_of(st, nodes)

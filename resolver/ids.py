@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import zlib
 from datetime import timezone
 from sys import intern
+
+import orjson
 
 # Node type of an event that carries attributes to match on but no identifier (``record:<event_id>``).
 RECORD_TYPE = "record"
@@ -23,6 +26,15 @@ def node_type(key: str) -> str:
 def utc_iso(dt) -> str:
     """A fixed-width UTC timestamp (``2025-03-07T14:03:11.000000Z``), so string order is time order."""
     return dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def event_digest(event) -> int:
+    """A 32-bit checksum of what an event says (its time as an instant, channel, type, identifiers,
+    attributes and payload): the same event re-sent has the same one, another event under its ID most
+    likely not."""
+    return zlib.crc32(orjson.dumps([utc_iso(event.occurred_at), event.channel, event.event_type,
+                                    event.identifiers, event.attributes, event.payload],
+                                   option=orjson.OPT_SORT_KEYS))
 
 
 def short_hash(text: str) -> str:

@@ -34,7 +34,7 @@ class ResolverState:
     """Everything the resolver knows. Built only by the fold over decisions."""
 
     def __init__(self) -> None:
-        self.seen_events: set[str] = set()
+        self.seen_events: dict[str, int] = {}  # event ID -> digest of its content (-1: not logged)
         self.rejected_keys: set[str] = set()
         self.node_index: dict[str, int] = {}
         self.node_keys: list[str] = []

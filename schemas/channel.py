@@ -6,6 +6,8 @@ Schema (``idres schema --out DIR``).
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Optional
 
@@ -14,6 +16,29 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 SCHEMA_VERSION = 1
 
 Key = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MAX_IDENTIFIERS = 64  # identifiers per event (more is no customer's, and costs every later step)
+MAX_ATTRIBUTES = 64
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1  # what the decision log (JSON, 64-bit integers) stores
+
+
+def _unstorable(value: Any, path: str = "") -> Optional[str]:
+    """Where a payload holds a number the decision log cannot store faithfully, and why; else None."""
+    stack = [(value, path)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, f"{at}.{k}" if at else str(k)) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{at}[{i}]") for i, v in enumerate(item))
+        elif isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        elif isinstance(item, int):
+            if not _INT_MIN <= item <= _INT_MAX:
+                return f"{at} is an integer beyond 64 bits ({str(item)[:40]}); send it as a string"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"{at} is {item!r}, not a finite number; leave it out or send it as a string"
+    return None
 
 KNOWN_CHANNELS = ("web", "app", "email", "call_center", "store", "loyalty", "chat", "social")
 
@@ -33,21 +58,25 @@ class ChannelEvent(BaseModel):
     )
     event_type: str = Field(min_length=1, max_length=128)
     identifiers: dict[Key, Optional[str]] = Field(
-        default_factory=dict,
-        description="Identifier type -> raw value: email, phone, loyalty_id, device_id, social_handle, ...",
+        default_factory=dict, max_length=MAX_IDENTIFIERS,
+        description="Identifier type -> raw value: email, phone, loyalty_id, device_id, social_handle, ... "
+                    f"(at most {MAX_IDENTIFIERS})",
     )
     attributes: dict[Key, Optional[str]] = Field(
-        default_factory=dict,
-        description="first_name, last_name, date_of_birth, address, postcode, city, ...",
+        default_factory=dict, max_length=MAX_ATTRIBUTES,
+        description=f"first_name, last_name, date_of_birth, address, postcode, city, ... (at most {MAX_ATTRIBUTES})",
     )
-    payload: dict[str, Any] = Field(default_factory=dict, description="amount, currency, case_id, csat, ...")
+    payload: dict[str, Any] = Field(default_factory=dict,
+                                    description="amount, currency, case_id, csat, ...: any JSON whose numbers are "
+                                                "finite and whose integers fit in 64 bits")
     schema_version: int = Field(default=SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION)
 
     @field_validator("occurred_at", mode="before")
     @classmethod
     def _iso_text(cls, value: Any) -> Any:
-        if not isinstance(value, (str, datetime)):
-            raise ValueError("must be an ISO-8601 date-time string, e.g. 2025-03-07T14:03:11+00:00")
+        if not isinstance(value, (str, datetime)) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+            raise ValueError("must be an ISO-8601 date-time string, e.g. 2025-03-07T14:03:11+00:00 (not a number "
+                             "of seconds)")
         return value
 
     @field_validator("occurred_at")
@@ -55,6 +84,18 @@ class ChannelEvent(BaseModel):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
+        try:
+            value.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValueError("is out of range once converted to UTC (years 1 to 9999)") from None
+        return value
+
+    @field_validator("payload")
+    @classmethod
+    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        where = _unstorable(value)
+        if where is not None:
+            raise ValueError(where)
         return value
 
 
@@ -79,6 +120,7 @@ TOO_LARGE = "record too large"
 NOTHING_TO_MATCH = "nothing to match on"
 INTERNAL_ERROR = "internal error"
 BAD_DATE = "occurred_at is not a date-time"
+CONFLICTING_DUPLICATE = "event_id already used by another event"
 
 
 def _category(loc: tuple[Any, ...], error_type: str) -> str:
@@ -116,7 +158,8 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
     err = exc.errors(include_url=False)[0]
     loc = tuple(err.get("loc", ()))
     where = ".".join(str(p) for p in loc) or "event"
-    return _category(loc, err.get("type", "")), f"{where}: {err.get('msg', 'invalid')}"
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    return _category(loc, err.get("type", "")), f"{where}: {msg}"
 
 
 def parse_event(raw: bytes | str, max_bytes: Optional[int] = None) -> ChannelEvent:

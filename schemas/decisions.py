@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 # 2: each log entry carries ``v``; phone_region_learned; attribution rule same_name; merge evidence
-# 3: model_estimated; probable_link rule model_rescored
+# 3: model_estimated; probable_link rule model_rescored; interaction_recorded digest
 DECISION_SCHEMA_VERSION = 3
 
 
@@ -62,6 +62,9 @@ class InteractionRecorded(_Decision):
     channel: str
     event_type: str
     nodes: list[str]
+    digest: Optional[int] = Field(default=None, ge=0, description=(
+        "CRC-32 of what the event says (time, channel, type, identifiers, attributes, payload): a later event "
+        "under the same ID with another digest is rejected as a conflicting duplicate."))
     refused: list[str] = Field(default_factory=list, description="Identifiers of ``nodes`` not linked on this event.")
     attributed: Optional[Attribution] = None
     ignored: list[IgnoredIdentifier] = Field(default_factory=list)

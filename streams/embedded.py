@@ -105,8 +105,10 @@ def bulk_work():
             gc.enable()
 
 
-def record_key(source: str, position: int, raw: bytes) -> str:
-    return f"{source}:{position}:{hashlib.sha1(raw).hexdigest()[:16]}"
+def record_key(position: int, raw: bytes) -> str:
+    """A rejected record's identity: its line and its bytes, not the file's name (a renamed copy of a
+    file is the same input)."""
+    return f"{position}:{hashlib.sha1(raw).hexdigest()[:16]}"
 
 
 class EmbeddedEngine:
@@ -221,14 +223,15 @@ class EmbeddedEngine:
                 continue
             else:  # REJECTED or INTERNAL: kept, as an event_rejected decision, with its reason
                 if kind == INTERNAL:
-                    # the state may be half-changed: log what is pending, then rebuild it from the log
-                    self._commit(pending)
-                    pending = []
-                    self._recover()
-                    pipeline.resolver = self.resolver
                     report.internal_errors += 1
+                    if outcome.state_changed:
+                        # the state may be half-changed: log what is pending, then rebuild it from the log
+                        self._commit(pending)
+                        pending = []
+                        self._recover()
+                        pipeline.resolver = self.resolver
                 reasons[outcome.reason] = reasons.get(outcome.reason, 0) + 1
-                decisions = self.resolver.reject(record_key(source, position, raw), src, outcome.reason,
+                decisions = self.resolver.reject(record_key(position, raw), src, outcome.reason,
                                                  raw[:65536].decode("utf-8", "replace"), outcome.event_id,
                                                  outcome.detail)
                 if decisions:  # empty: this record was kept on an earlier run (for a defect: the same one)

@@ -7,11 +7,13 @@ happened to it, in this order of checks:
 2. **rejected**: larger than the size limit, not JSON, or not a valid channel event; with the reason
    (the category, as ``schemas.channel`` names it), the detail a person acts on, and the event ID when
    one could be read;
-3. **duplicate**: an event whose ID the resolver has already decided (a no-op);
+3. **duplicate**: an event whose ID the resolver has already decided, saying the same (a no-op); one
+   that says something else under a used ID is **rejected** (``CONFLICTING_DUPLICATE``);
 4. **accepted**: the resolver's decisions for it, already applied to its state, to be logged as one entry;
 5. **internal_error**: the resolver failed on a valid event (a defect). The record is to be kept with
-   the reason ``INTERNAL_ERROR`` and a message asking for a report, and the resolver's state may be
-   half-changed: the driver must rebuild it from its log before the next record.
+   the reason ``INTERNAL_ERROR`` and a message asking for a report. When ``state_changed``, the
+   resolver's state may be half-changed: the driver must rebuild it from its log before the next record
+   (a failure before the first decision leaves it as it was).
 
 The pipeline is pure: no file, network, Kafka or clock access, no logging. What a driver does with an
 outcome is its own business: the embedded driver logs a rejection as an ``event_rejected`` decision,
@@ -23,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
-from schemas.channel import INTERNAL_ERROR, ChannelEvent, RejectedInput, parse_event
+from schemas.channel import CONFLICTING_DUPLICATE, INTERNAL_ERROR, ChannelEvent, RejectedInput, parse_event
 
 if TYPE_CHECKING:
     from resolver.engine import Resolver
@@ -55,6 +57,7 @@ class Outcome:
     event: Optional[ChannelEvent] = None  # valid, duplicate, accepted, internal_error
     decisions: list[dict[str, Any]] = field(default_factory=list)  # accepted: the log entry
     error: Optional[BaseException] = None  # internal_error: what the resolver raised
+    state_changed: bool = False  # internal_error: whether the resolver's state may be half-changed
 
     @property
     def kept(self) -> bool:
@@ -100,6 +103,12 @@ class RecordPipeline:
         if resolver is None:
             raise RuntimeError("RecordPipeline.process needs a resolver")
         if resolver.is_duplicate(event.event_id):
+            conflict = resolver.conflicting(event)
+            if conflict is not None:  # not a re-delivery: another event under a used ID
+                outcome.kind = REJECTED
+                outcome.reason = CONFLICTING_DUPLICATE
+                outcome.detail = conflict
+                return outcome
             outcome.kind = DUPLICATE
             return outcome
         try:
@@ -109,6 +118,7 @@ class RecordPipeline:
             outcome.reason = INTERNAL_ERROR
             outcome.detail = internal_error_detail(exc)
             outcome.error = exc
+            outcome.state_changed = resolver.changed()
             return outcome
         # (no decisions: the resolver found the event decided after all; nothing to log)
         outcome.kind = ACCEPTED if decisions else DUPLICATE

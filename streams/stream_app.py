@@ -443,7 +443,7 @@ class StreamJobs:
                             log.error("internal error on %s/%s@%s", topic, partition, offset, exc_info=outcome.error)
                         pending.append(await self._dead_letter(topic, partition, offset, raw, outcome.reason,
                                                                detail=outcome.detail))
-                        if outcome.kind == INTERNAL:
+                        if outcome.kind == INTERNAL and outcome.state_changed:
                             # a defect: the state may be half-changed; make what is done durable, rebuild
                             await self._flush(entries, pending)
                             entries, pending = [], []

@@ -132,19 +132,44 @@ def test_a_defect_while_resolving_one_event_does_not_lose_the_others(tmp_path, m
 
     def flaky(self, event, source=None):
         if event.event_id == "2":
-            self.state.seen_events.add("poisoned")  # leaves the state half-changed
+            self._ctx.take()
+            self._ctx.emit({"type": "event_rejected", "key": "poisoned", "source": {"name": "x", "position": 1},
+                            "reason": "x", "raw": "x"})  # applied, never logged: the state is half-changed
             raise RuntimeError("boom")
         return real(self, event, source)
 
     monkeypatch.setattr(Resolver, "decide", flaky)
+    recovered = []
+    monkeypatch.setattr(EmbeddedEngine, "_recover", lambda self, real=EmbeddedEngine._recover: (
+        recovered.append(1), real(self)))
     with EmbeddedEngine(tmp_path / "data") as engine:
         report = engine.ingest_file(src)
         assert (report.accepted, report.internal_errors, report.rejected) == (2, 1, 1)
-        assert "poisoned" not in engine.resolver.state.seen_events  # rebuilt from the log
+        assert recovered and "poisoned" not in engine.resolver.state.rejected_keys  # rebuilt from the log
         rejected = [(r["reason"], r.get("detail", "")) for r in engine.views.rejected]
         assert any(reason == "internal error" and "internal error while resolving (RuntimeError: boom)" in detail
                    for reason, detail in rejected)
         assert engine.views.ev_id == ["1", "3"]
+
+
+def test_a_defect_before_any_decision_costs_no_rebuild(tmp_path, monkeypatch):
+    from resolver.engine import Resolver
+
+    src = _write(tmp_path / "in.jsonl", EVENTS)
+    real = Resolver.decide
+
+    def flaky(self, event, source=None):
+        if event.event_id == "2":
+            raise RuntimeError("boom")  # before anything was decided: the state is as it was
+        return real(self, event, source)
+
+    monkeypatch.setattr(Resolver, "decide", flaky)
+    monkeypatch.setattr(EmbeddedEngine, "_recover", lambda self: pytest.fail("the state was rebuilt"))
+    with EmbeddedEngine(tmp_path / "data") as engine:
+        report = engine.ingest_file(src)
+        assert (report.accepted, report.internal_errors) == (2, 1)
+        assert engine.views.ev_id == ["1", "3"]
+        assert [r["reason"] for r in engine.views.rejected] == ["internal error", "not valid JSON"]
 
 
 def test_each_entry_carries_its_decision_schema_version_and_a_newer_one_is_refused(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from projections.customer import CustomerViews
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver, ResolverState
+from schemas.channel import CONFLICTING_DUPLICATE
 from streams.pipeline import ACCEPTED, BLANK, DUPLICATE, INTERNAL, REJECTED, VALID, RecordPipeline
 from tests.cli_helpers import ROOT
 
@@ -47,6 +48,12 @@ class Broken:
 
     def is_duplicate(self, event_id):
         return event_id in self.seen
+
+    def conflicting(self, event):
+        return None
+
+    def changed(self):
+        return True
 
     def decide(self, event, source=None):
         self.calls += 1
@@ -140,10 +147,30 @@ def test_an_event_id_already_decided_is_a_duplicate_and_changes_nothing():
     pipeline = RecordPipeline(resolver)
     assert pipeline.process(record("e1"), SOURCE).kind == ACCEPTED
     before = pickle.dumps(resolver.state)
-    # a re-sent event: same ID, other content; it is not decided again
-    again = pipeline.process(record("e1", identifiers={"email": "someone.else@mailbox.org"}), SOURCE)
-    assert again.kind == DUPLICATE and not again.kept
-    assert again.event_id == "e1" and again.decisions == []
+    # the same event re-sent (its time written in another offset is the same instant): not decided again
+    body = json.loads(record("e1"))
+    body["occurred_at"] = body["occurred_at"].replace("Z", "+00:00")
+    for raw in (record("e1"), json.dumps(body).encode()):
+        again = pipeline.process(raw, SOURCE)
+        assert again.kind == DUPLICATE and not again.kept
+        assert again.event_id == "e1" and again.decisions == []
+    assert pickle.dumps(resolver.state) == before
+
+
+@pytest.mark.parametrize("change", [
+    {"identifiers": {"email": "someone.else@mailbox.org"}},
+    {"payload": {"amount": 12.5}},
+    {"event_type": "purchase"},
+])
+def test_another_event_under_a_used_id_is_rejected_with_its_reason_and_changes_nothing(change):
+    resolver = fresh()
+    pipeline = RecordPipeline(resolver)
+    assert pipeline.process(record("e1"), SOURCE).kind == ACCEPTED
+    before = pickle.dumps(resolver.state)
+    other = pipeline.process(record("e1", **change), SOURCE)
+    assert other.kind == REJECTED and other.kept
+    assert other.reason == CONFLICTING_DUPLICATE and other.event_id == "e1"
+    assert "'e1' was already used by an event that says something else" in other.detail
     assert pickle.dumps(resolver.state) == before
 
 

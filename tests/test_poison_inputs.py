@@ -1,0 +1,143 @@
+"""A corpus of malformed records mixed into good events: nothing stops the engine, every good event is
+resolved, every bad line is kept with its reason, and reading the same input again (or a renamed copy
+of it) changes nothing."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+
+import pytest
+
+from streams.embedded import EmbeddedEngine
+
+GOOD = {"event_id": "g", "occurred_at": "2025-03-07T14:03:11Z", "channel": "web", "event_type": "visit",
+        "identifiers": {"email": "ana@mailbox.org"}, "attributes": {"first_name": "Ana"}}
+
+
+_numbers = itertools.count()
+
+
+def good(i: int) -> bytes:
+    return json.dumps({**GOOD, "event_id": f"good-{i}", "identifiers": {"email": f"c{i % 7}@mailbox.org"}}).encode()
+
+
+def bad(**fields) -> bytes:
+    """A record like a good one with ``fields`` changed (a value of ... removes the field)."""
+    body = {**GOOD, "event_id": f"bad-{next(_numbers)}"}
+    for k, v in fields.items():
+        if v is ...:
+            body.pop(k)
+        else:
+            body[k] = v
+    return json.dumps(body).encode()
+
+
+def raw_payload(text: str) -> bytes:
+    """A record whose payload's ``amount`` is the JSON text ``text`` as written (NaN, 1e999, ...)."""
+    return (json.dumps({**GOOD, "event_id": f"raw-{text}"})[:-1] + f', "payload": {{"amount": {text}}}}}').encode()
+
+
+# (kind, line, the reason category it is kept with)
+CORPUS: list[tuple[str, bytes, str]] = [
+    ("truncated object", b'{"event_id": "x", "occurred_at": ', "not valid JSON"),
+    ("bare word", b"nul", "not valid JSON"),
+    ("unclosed array", b"[1, 2", "not valid JSON"),
+    ("trailing garbage", b'{"event_id": "x"} x', "not valid JSON"),
+    ("invalid UTF-8", b'{"event_id": "\xff\xfe"}', "not valid JSON"),
+    ("lone surrogate escape", b'{"event_id": "\\ud800"}', "not valid JSON"),
+    ("control character in a string", b'{"event_id": "a\x01b"}', "not valid JSON"),
+    ("NaN as an event_id", b'{"event_id": NaN}', "invalid event_id"),
+    ("array", b"[]", "not a JSON object"),
+    ("string", b'"text"', "not a JSON object"),
+    ("number", b"42", "not a JSON object"),
+    ("null", b"null", "not a JSON object"),
+    ("boolean", b"true", "not a JSON object"),
+    ("no event_id", bad(event_id=...), "missing event_id"),
+    ("no occurred_at", bad(occurred_at=...), "missing occurred_at"),
+    ("no channel", bad(channel=...), "missing channel"),
+    ("no event_type", bad(event_type=...), "missing event_type"),
+    ("event_id a number", bad(event_id=7), "invalid event_id"),
+    ("event_id empty", bad(event_id=""), "invalid event_id"),
+    ("event_id too long", bad(event_id="x" * 300), "invalid event_id"),
+    ("occurred_at a number", bad(occurred_at=1741356191), "occurred_at is not a date-time"),
+    ("occurred_at seconds as text", bad(occurred_at="1741356191"), "occurred_at is not a date-time"),
+    ("occurred_at a word", bad(occurred_at="yesterday"), "occurred_at is not a date-time"),
+    ("occurred_at beyond year 9999 in UTC", bad(occurred_at="9999-12-31T23:00:00-05:00"),
+     "occurred_at is not a date-time"),
+    ("occurred_at before year 1 in UTC", bad(occurred_at="0001-01-01T00:00:00+05:00"), "occurred_at is not a date-time"),
+    ("occurred_at month 13", bad(occurred_at="2025-13-01T00:00:00Z"), "occurred_at is not a date-time"),
+    ("channel in capitals", bad(channel="Web"), "invalid channel"),
+    ("channel with a space", bad(channel="call centre"), "invalid channel"),
+    ("channel empty", bad(channel=""), "invalid channel"),
+    ("event_type empty", bad(event_type=""), "invalid event_type"),
+    ("identifiers a list", bad(identifiers=["ana@mailbox.org"]), "invalid identifiers"),
+    ("identifier value a number", bad(identifiers={"phone": 4155550134}), "invalid identifiers"),
+    ("identifier value an object", bad(identifiers={"email": {"v": "a@b.org"}}), "invalid identifiers"),
+    ("identifier type empty", bad(identifiers={"": "a@b.org"}), "invalid identifiers"),
+    ("identifier type too long", bad(identifiers={"t" * 65: "a@b.org"}), "invalid identifiers"),
+    ("10,000 identifiers", bad(identifiers={f"t{i}": f"v{i}" for i in range(10_000)}), "invalid identifiers"),
+    ("attributes a string", bad(attributes="Ana"), "invalid attributes"),
+    ("100 attributes", bad(attributes={f"a{i}": "x" for i in range(100)}), "invalid attributes"),
+    ("payload a list", bad(payload=[1, 2]), "invalid payload"),
+    ("payload NaN", raw_payload("NaN"), "invalid payload"),
+    ("payload Infinity", raw_payload("Infinity"), "invalid payload"),
+    ("payload -Infinity", raw_payload("-Infinity"), "invalid payload"),
+    ("payload 1e999", raw_payload("1e999"), "invalid payload"),
+    ("payload integer of 2**64", bad(payload={"order_no": 2 ** 64}), "invalid payload"),
+    ("payload integer below -2**63", bad(payload={"order_no": -(2 ** 63) - 1}), "invalid payload"),
+    ("payload big integer nested", bad(payload={"lines": [{"sku": 10 ** 30}]}), "invalid payload"),
+    ("newer schema version", bad(schema_version=2), "invalid schema_version"),
+    ("schema version a word", bad(schema_version="one"), "invalid schema_version"),
+    ("nothing to match on", bad(identifiers={}, attributes={}), "nothing to match on"),
+    ("identifiers all empty", bad(identifiers={"email": None, "phone": " "}, attributes={}), "nothing to match on"),
+    ("record over 1 MiB", bad(payload={"note": "x" * (1 << 20)}), "record too large"),
+    ("another event under a used ID", json.dumps({**json.loads(good(0)), "event_type": "purchase"}).encode(),
+     "event_id already used by another event"),
+]
+
+
+@pytest.fixture()
+def corpus_file(tmp_path):
+    lines = []
+    for i, (_, line, _) in enumerate(CORPUS):
+        lines.append(good(i))
+        lines.append(line)
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_the_corpus_has_fifty_kinds_of_bad_record():
+    assert len({kind for kind, _, _ in CORPUS}) == len(CORPUS) >= 50
+
+
+def test_every_good_event_is_resolved_and_every_bad_line_kept_with_its_reason(corpus_file, tmp_path):
+    with EmbeddedEngine(tmp_path / "data") as engine:
+        report = engine.ingest_file(corpus_file)
+        assert report.accepted == len(CORPUS) and report.internal_errors == 0
+        assert report.rejected == len(CORPUS)
+        assert engine.views.ev_id == [f"good-{i}" for i in range(len(CORPUS))]
+        kept = engine.views.rejected
+        positions = [r["source"]["position"] for r in kept]
+        assert positions == [2 * (i + 1) for i in range(len(CORPUS))]  # every bad line, in order
+        for (kind, _, reason), r in zip(CORPUS, kept):
+            assert r["reason"] == reason, kind
+            assert r.get("detail"), kind
+        assert sum(report.rejected_reasons.values()) == len(CORPUS)
+
+
+def test_reading_the_same_input_again_or_a_renamed_copy_changes_nothing(corpus_file, tmp_path):
+    data = tmp_path / "data"
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(corpus_file)
+        entries = len(engine.log)
+    renamed = tmp_path / "renamed.jsonl"
+    shutil.copy(corpus_file, renamed)
+    for path in (corpus_file, renamed):
+        with EmbeddedEngine(data) as engine:
+            report = engine.ingest_file(path)
+            assert (report.accepted, report.rejected, report.rejected_before) == (0, 0, len(CORPUS))
+            assert report.duplicates == len(CORPUS)
+            assert len(engine.log) == entries and len(engine.views.rejected) == len(CORPUS)
