@@ -10,6 +10,7 @@ snapshot_info.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +21,7 @@ import orjson
 
 from projections.customer import CustomerViews
 from projections.households import household_rows
+from projections.storage import file_mode, private_file, remove_debris
 from resolver.errors import IdresError
 
 SNAPSHOT_SCHEMA_VERSION = 4  # 3: rejected_events.reason is a category, its message in detail; 4: households
@@ -203,8 +205,12 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
     if out.parent.exists() and not out.parent.is_dir():
         raise IdresError(f"cannot write the snapshot {out}: {out.parent} is a file, not a directory")
     out.parent.mkdir(parents=True, exist_ok=True)
+    # what killed snapshot runs left next to this one (their writers are gone): temporary databases,
+    # their write-ahead logs, and directories of plain-text rows
+    remove_debris(out.parent, re.compile(rf"\.{re.escape(out.name)}\.(?P<pid>\d+)\.tmp(\.wal)?"))
+    remove_debris(out.parent, re.compile(r"\.idres-snapshot-((?P<pid>\d+)-)?.+"))
     tmp_db = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    work = Path(tempfile.mkdtemp(prefix=".idres-snapshot-", dir=out.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".idres-snapshot-{os.getpid()}-", dir=out.parent))
     meta = {"schema_version": SNAPSHOT_SCHEMA_VERSION, "log_seq": views.seq, **(info or {})}
     sources: dict[str, Iterable[dict[str, Any]]] = {
         "profiles": profile_rows(views),
@@ -224,13 +230,14 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
         if tmp_db.exists():
             tmp_db.unlink()
         con = duckdb.connect(str(tmp_db))
+        os.chmod(tmp_db, file_mode())  # (it holds personal data: created empty, made private at once)
         try:
             for table, rows in sources.items():
                 if progress is not None:
                     progress(table)
                 path = work / f"{table}.jsonl"
                 n = 0
-                with open(path, "wb", buffering=1 << 20) as fh:
+                with private_file(path, "wb", buffering=1 << 20) as fh:
                     dumps = orjson.dumps
                     for row in rows:
                         fh.write(dumps(row))

@@ -47,8 +47,8 @@ class Context:
         return self._model_id
 
     def emit(self, decision: dict[str, Any]) -> None:
-        self.out.append(decision)  # (first: a failure while applying it leaves ``out`` saying so)
         self.fold.apply(decision)
+        self.out.append(decision)
 
     def take(self) -> list[dict[str, Any]]:
         """The decisions emitted since the last call."""

@@ -60,7 +60,7 @@ from resolver import traits as person
 from resolver.config import ResolverConfig
 from resolver.context import Context
 from resolver.fold import Fold
-from resolver.ids import RECORD_TYPE, event_digest, node_key, node_type, short_hash, utc_iso
+from resolver.ids import RECORD_TYPE, content_digest, node_key, node_type, short_hash, utc_iso
 from resolver.matching import MatchModel, default_model
 from resolver.normalize import Normalizer
 from resolver.records import RecordMaker
@@ -104,7 +104,12 @@ class Resolver:
         """Why an event whose ID was decided before is not that event re-sent (its content differs), or
         None (a re-delivery, or an ID not seen)."""
         known = self.state.seen_events.get(event.event_id)
-        if known is None or known < 0 or known == event_digest(event):
+        if known is None or known < 0:
+            return None
+        self._sync_formats()
+        node_keys, _, attributes = self._normalize(event)
+        if known == content_digest(utc_iso(event.occurred_at), event.channel, event.event_type, node_keys,
+                                   attributes, event.payload):
             return None
         return (f"event_id {event.event_id[:80]!r} was already used by an event that says something else (time, "
                 "channel, type, identifiers, attributes or payload differ); give each event its own ID")
@@ -121,21 +126,13 @@ class Resolver:
         self._sync_formats()
         return self.normalizer.identifier(id_type, raw)
 
-    def decide(self, event: ChannelEvent, source: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
-        """The decisions for one accepted raw event (empty for a re-delivered one), already applied."""
-        st = self.state
-        if event.event_id in st.seen_events:
-            return []
-        ctx = self._ctx
-        ctx.take()
-        self._sync_formats()
-        occurred_at = utc_iso(event.occurred_at)
-        if calibration.due(ctx):
-            calibration.calibrate(ctx, event.event_id, occurred_at)
-        phones = st.phone_total
+    def _normalize(self, event: ChannelEvent) -> tuple[list[str], list[dict[str, str]], dict[str, str]]:
+        """An event's usable identifiers as node keys (strongest first), the ones it cannot use with
+        why, and its normalized attributes (with the formats learned so far)."""
         keys: list[tuple[int, str]] = []
         ignored: list[dict[str, str]] = []
         cache = self._norm_cache
+        priority = self._ctx.priority
         for id_type, raw in event.identifiers.items():
             if raw is None:
                 continue
@@ -153,10 +150,24 @@ class Resolver:
             if value is None:
                 ignored.append({"type": id_type, "raw": str(raw), "reason": reason or "unusable"})
             else:
-                keys.append((ctx.priority(id_type), node_key(id_type, value)))
+                keys.append((priority(id_type), node_key(id_type, value)))
         keys.sort()
-        node_keys = list(dict.fromkeys(k for _, k in keys))
-        attributes = self.normalizer.attributes(event.attributes)
+        return list(dict.fromkeys(k for _, k in keys)), ignored, self.normalizer.attributes(event.attributes)
+
+    def decide(self, event: ChannelEvent, source: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
+        """The decisions for one accepted raw event (empty for a re-delivered one), already applied."""
+        st = self.state
+        if event.event_id in st.seen_events:
+            return []
+        ctx = self._ctx
+        ctx.take()
+        self._sync_formats()
+        occurred_at = utc_iso(event.occurred_at)
+        if calibration.due(ctx):
+            calibration.calibrate(ctx, event.event_id, occurred_at)
+        phones = st.phone_total
+        node_keys, ignored, attributes = self._normalize(event)
+        digest = content_digest(occurred_at, event.channel, event.event_type, node_keys, attributes, event.payload)
         hearsay = self.config.hearsay(event.channel, event.event_type, attributes)
         traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict, hearsay)
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
@@ -182,7 +193,7 @@ class Resolver:
             "channel": intern(event.channel),
             "event_type": intern(event.event_type),
             "nodes": node_keys,
-            "digest": event_digest(event),
+            "digest": digest,
         }
         if refused:
             recorded["refused"] = refused
@@ -213,11 +224,14 @@ class Resolver:
             if evidence is not None:
                 self._ctx.emit(decisions.phone_region_learned(event_id, region, **evidence))
 
-    def changed(self) -> bool:
-        """Whether the last ``decide`` (or ``decide_review``) changed the state before it returned or
-        raised: when one raises without having changed it, the state is as it was, and need not be
-        rebuilt."""
-        return bool(self._ctx.out)
+    def mark(self) -> int:
+        """A mark to ask ``changed_since`` about: whether any decision was applied to the state after it."""
+        return self._fold.applied
+
+    def changed_since(self, mark: int) -> bool:
+        """Whether the state changed (or began to) since ``mark``: a ``decide`` that raised without having
+        changed it leaves the state as it was, and it need not be rebuilt."""
+        return self._fold.applied != mark
 
     def reject(self, key: str, source: dict[str, Any], reason: str, raw: str,
                event_id: Optional[str] = None, detail: Optional[str] = None) -> list[dict[str, Any]]:

@@ -25,11 +25,14 @@ class Fold:
         self.config = config
         self.state = state
         self.records = records
+        self.applied = 0  # calls that changed (or began to change) the state: a driver's test for "changed"
 
     def apply(self, decision: dict[str, Any]) -> None:
+        self.applied += 1
         _APPLY[decision["type"]](self, decision)
 
     def apply_all(self, decisions: Iterable[dict[str, Any]]) -> None:
+        self.applied += 1
         # (a class-level table: bound methods stored on the instance would make a reference cycle
         # that keeps a discarded state alive while the garbage collector is paused)
         for d in decisions:

@@ -63,8 +63,8 @@ class InteractionRecorded(_Decision):
     event_type: str
     nodes: list[str]
     digest: Optional[int] = Field(default=None, ge=0, description=(
-        "CRC-32 of what the event says (time, channel, type, identifiers, attributes, payload): a later event "
-        "under the same ID with another digest is rejected as a conflicting duplicate."))
+        "CRC-32 of what the event says, normalized (UTC time, channel, type, usable identifiers, attributes, "
+        "payload): a later event under the same ID with another digest is rejected as a conflicting duplicate."))
     refused: list[str] = Field(default_factory=list, description="Identifiers of ``nodes`` not linked on this event.")
     attributed: Optional[Attribution] = None
     ignored: list[IgnoredIdentifier] = Field(default_factory=list)
@@ -298,6 +298,9 @@ class LogEntry(BaseModel):
     v: int = Field(1, ge=1, le=DECISION_SCHEMA_VERSION,
                    description="The decision schema version the entry was written in (1 when absent).")
     decisions: list[Decision]
+    crc: Optional[str] = Field(default=None, pattern="^[0-9a-f]{8}$", description=(
+        "CRC-32C, in hex, of the line's bytes before ``,\"crc\":`` (every entry from version 3 on): a reader "
+        "refuses an entry whose bytes do not match it."))
 
 
 decision_adapter: TypeAdapter[Any] = TypeAdapter(Decision)

@@ -263,10 +263,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
             result["decisions_reproduced"] = problem is None
             if problem:
                 result["first_difference"] = problem[:2000]
-        engine.checkpoint(force=True)
+        failed = before != after or result.get("decisions_reproduced") is False
+        if not failed:  # (a replay that disagrees never replaces the cached state)
+            engine.checkpoint(force=True)
         _print_json(result)
-        if before != after or result.get("decisions_reproduced") is False:
-            print("idres: error: replay differs from the live state; see the output above", file=sys.stderr)
+        if failed:
+            print("idres: error: replay differs from the live state; see the output above (the checkpoint was "
+                  "left as it was)", file=sys.stderr)
             return 1
     return 0
 

@@ -75,3 +75,4 @@ def env_choice(name: str, default: str, choices: Sequence[str], *,
     if raw.lower() not in choices:
         raise env_error(name, raw, "one of " + ", ".join(choices))
     return raw.lower()
+

@@ -2,14 +2,19 @@
 
 Layout of ``DATA_DIR``::
 
-    log/00000000000000000000.jsonl   one entry per line: {"seq": N, "v": 3, "decisions": [...]}
+    log/00000000000000000000.jsonl   one entry per line: {"seq": N, "v": 3, "decisions": [...], "crc": "..."}
     log/00000000000001000000.jsonl   a new segment every ``segment_entries`` entries
-    checkpoint.pickle                a cache of the folded state at some seq (never the truth)
-    LOCK                             held by the one process that writes
+    checkpoint.pickle                a cache of the folded state at some seq (never the truth), with a checksum
+    LOCK                             the number of entries written (a log found shorter has lost entries)
+
+One process writes at a time: it holds an exclusive ``flock`` on the data directory itself (deleting a
+file cannot let a second writer in). Files are created with ``IDRES_FILE_MODE`` (default 600: the owner
+only; they hold personal data), and temporary files of killed writers are removed by the next one.
 
 Durability: ``append`` writes whole lines, flushes and fsyncs before returning. A crash can leave a
 torn last line; opening the log cuts it off (that entry was never acknowledged). Every entry carries
-its ``seq``, checked on read, so a damaged log is reported instead of folded wrongly, and the version
+its ``seq`` and a checksum of its bytes (``crc``, CRC-32C), both checked by every read, so a damaged
+log is reported instead of folded wrongly, and the version
 of the decision schema it was written in (``v``; 1 when absent): a newer version than this code reads is
 refused with an error, never folded as if it were known.
 """
@@ -17,18 +22,23 @@ refused with an error, never folded as if it were known.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import orjson
+from crc32c import crc32c
 
+from projections.storage import file_mode, private_file, remove_debris
 from resolver.errors import IdresError
 from schemas.decisions import DECISION_SCHEMA_VERSION
 
 SEGMENT_ENTRIES = 1_000_000
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: a checksum trailer
+
 
 
 class LogError(IdresError):
@@ -46,17 +56,21 @@ class DecisionLog:
         self.segment_entries = segment_entries
         self._lock_fd: Optional[int] = None
         self._fh = None
+        self._record_fd: Optional[int] = None
         if writer:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+            # the lock is on the directory itself: deleting a file cannot let a second writer in
+            self._lock_fd = os.open(self.dir, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             try:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(self._lock_fd)
                 self._lock_fd = None
                 raise LogError(f"another idres process is writing to {self.dir}; wait for it to finish") from None
+            remove_debris(self.dir, _DEBRIS)
         elif not self.log_dir.is_dir():
             raise LogError(f"no decision log in {self.dir}: run `idres ingest FILE --data-dir {self.dir}` first")
+        recorded = self._recorded()  # (read before the log is counted: the writer records after appending)
         self._segments = sorted(int(p.stem) for p in self.log_dir.glob("*.jsonl")) if self.log_dir.is_dir() else []
         self._length = 0
         self._tail_end = 0  # bytes of the last segment counted: the end of its last complete line
@@ -64,6 +78,31 @@ class DecisionLog:
         if self._segments:
             last = self._segments[-1]
             self._length = last + self._count_and_repair(self.log_dir / _segment_name(last), repair=writer)
+        if recorded > self._length:
+            if self._lock_fd is not None:
+                self.close()
+            raise LogError(f"the decision log in {self.dir} has {self._length:,} entries but {recorded:,} were written "
+                           f"to it (as {self.dir / 'LOCK'} records): entries are missing{RESTORE}")
+        if writer:
+            self._record_fd = os.open(self.dir / "LOCK", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                                      file_mode())
+            self._record()
+
+    def _recorded(self) -> int:
+        """How many entries the log's writers have recorded writing (0 when not recorded)."""
+        try:
+            text = (self.dir / "LOCK").read_bytes()[:64].decode("ascii", "replace")
+        except OSError:
+            return 0
+        field = text.split()
+        return int(field[0]) if field and field[0].isdigit() else 0
+
+    def _record(self) -> None:
+        """Records the log's length next to it, after the entries are durable: a log later found shorter
+        has lost entries."""
+        data = b"%d entries in the decision log (written by idres, read to detect a log cut short)\n" % self._length
+        os.pwrite(self._record_fd, data, 0)
+        os.ftruncate(self._record_fd, len(data))
 
     def _count_and_repair(self, path: Path, repair: bool) -> int:
         data = path.read_bytes()
@@ -134,13 +173,13 @@ class DecisionLog:
                 self._write(out)
                 out = []
                 self._open_segment(seq)
-            out.append(orjson.dumps({"seq": seq, "v": DECISION_SCHEMA_VERSION, "decisions": decisions},
-                                    option=orjson.OPT_APPEND_NEWLINE))
+            out.append(seal(orjson.dumps({"seq": seq, "v": DECISION_SCHEMA_VERSION, "decisions": decisions})))
             seq += 1
         self._write(out)
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._length = seq
+        self._record()
         return seq
 
     def _open_segment(self, seq: int) -> None:
@@ -153,7 +192,10 @@ class DecisionLog:
             self._fh.close()
         path = self.log_dir / _segment_name(start)
         new = not path.exists()
-        self._fh = open(path, "ab", buffering=1 << 20)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), file_mode())
+        if new:
+            os.fchmod(fd, file_mode())
+        self._fh = os.fdopen(fd, "ab", buffering=1 << 20)
         self._fh_start = start
         if new:
             if start not in self._segments:
@@ -190,11 +232,15 @@ class DecisionLog:
                         try:
                             entry = orjson.loads(line)
                         except orjson.JSONDecodeError:
-                            raise LogError(f"decision log entry {pos} in {fh.name} is damaged") from None
+                            raise LogError(f"decision log entry {pos} in {fh.name} is damaged "
+                                           f"(not JSON){RESTORE}") from None
+                        check_version(entry.get("v", 1), f"entry {expected} of {fh.name}")
+                        if not intact(line, entry):
+                            raise LogError(f"decision log entry {pos} in {fh.name} is damaged (its bytes do not "
+                                           f"match its checksum){RESTORE}")
                         if entry.get("seq") != expected:
                             raise LogError(f"decision log out of order in {fh.name}: found entry "
                                            f"{entry.get('seq')} where {expected} belongs")
-                        check_version(entry.get("v", 1), f"entry {expected} of {fh.name}")
                         yield expected, entry["decisions"]
                         expected += 1
                     pos += 1
@@ -207,6 +253,9 @@ class DecisionLog:
             os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
+        if self._record_fd is not None:
+            os.close(self._record_fd)
+            self._record_fd = None
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
@@ -219,6 +268,28 @@ class DecisionLog:
         self.close()
 
 
+RESTORE = ": restore the data directory from a backup, or re-ingest the input into a new one"
+# temporary files of killed runs: ``.checkpoint.pickle.<pid>.tmp`` and the like
+_DEBRIS = re.compile(r"\..+\.(?P<pid>\d+)\.tmp")
+_CRC_HEAD = b',"crc":"'
+_CRC_TAIL = len(_CRC_HEAD) + 8 + 3  # ,"crc":"xxxxxxxx"}\n
+
+
+def seal(body: bytes) -> bytes:
+    """A log line: the entry's JSON object with its checksum (CRC-32C of the bytes before it) added last."""
+    head = body[:-1]
+    return head + _CRC_HEAD + b"%08x" % crc32c(head) + b'"}\n'
+
+
+def intact(line: bytes, entry: dict[str, Any]) -> bool:
+    """Whether a log line's bytes match its checksum. Entries written before version 3 carry none."""
+    crc = entry.get("crc")
+    if crc is None:
+        return entry.get("v", 1) < 3
+    return (line[-_CRC_TAIL:-_CRC_TAIL + len(_CRC_HEAD)] == _CRC_HEAD
+            and line[-_CRC_TAIL + len(_CRC_HEAD):-3] == b"%08x" % crc32c(line[:-_CRC_TAIL]))
+
+
 def check_version(version: Any, where: str) -> None:
     """Refuses decisions written in a decision schema this code does not know."""
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= DECISION_SCHEMA_VERSION:
@@ -228,36 +299,110 @@ def check_version(version: Any, where: str) -> None:
 
 def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    with private_file(tmp, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
+# What a checkpoint may name: the classes of the resolver state and the customer views. Unpickling
+# anything else (a function, a class of another module) is refused: a checkpoint file written by anyone
+# but idres runs no code.
+CHECKPOINT_CLASSES = frozenset({
+    ("resolver.state", "ResolverState"), ("resolver.state", "Profile"),
+    ("resolver.matching.canonical", "AttributeRecord"), ("resolver.matching.model", "MatchModel"),
+    ("projections.customer", "CustomerViews"), ("projections.customer", "ProfileView"),
+    ("projections.customer", "ProjectionConfig"),
+})
+_TRAILER = b"IDRESCRC"  # then 8 hex digits: CRC-32C of every byte before the trailer
+_log = logging.getLogger("idres.storage")
+
+
+class _Checked(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in CHECKPOINT_CLASSES:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which no idres checkpoint holds")
+        return super().find_class(module, name)
+
+
+class _Summing:
+    """A file wrapper that keeps the CRC-32C of what is written through it."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.crc = 0
+
+    def write(self, data: bytes) -> int:
+        self.crc = crc32c(data, self.crc)
+        return self.fh.write(data)
+
+
 def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any) -> None:
-    """Streams the state to a temporary file and renames it into place (no copy of it in memory)."""
+    """Streams the state to a temporary file with a checksum trailer and renames it into place (no copy
+    of it in memory)."""
     path = Path(data_dir) / "checkpoint.pickle"
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb", buffering=1 << 20) as fh:
-        pickle.dump({"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint, "state": state}, fh,
+    with private_file(tmp, "wb", buffering=1 << 20) as fh:
+        summing = _Summing(fh)
+        pickle.dump({"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint, "state": state}, summing,
                     protocol=pickle.HIGHEST_PROTOCOL)
+        fh.write(_TRAILER + b"%08x" % summing.crc)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
 def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int) -> Optional[tuple[int, Any]]:
-    """The cached state if it is usable (same format and rules, not ahead of the log), else None."""
+    """The cached state if it is usable (intact, same format and rules), else None, saying why when it
+    is damaged. Raises ``LogError`` when it was taken at a later entry than the log has: the log lost
+    entries."""
     path = Path(data_dir) / "checkpoint.pickle"
     try:
-        with open(path, "rb") as fh:
-            blob = pickle.load(fh)
+        fh = open(path, "rb")
     except FileNotFoundError:
         return None
-    except Exception:
+    with fh:
+        problem = _damage(fh)
+        if problem is None:
+            fh.seek(0)
+            try:
+                blob = _Checked(fh).load()
+            except Exception as exc:
+                problem = f"it cannot be read ({type(exc).__name__}: {exc})"
+    if problem is not None:
+        _log.warning("idres: warning: %s is not used: %s; the state is rebuilt from the log", path, problem)
         return None
-    if (not isinstance(blob, dict) or blob.get("version") != CHECKPOINT_VERSION
-            or blob.get("fingerprint") != fingerprint or not 0 <= blob.get("seq", -1) <= max_seq):
+    if not isinstance(blob, dict) or blob.get("version") != CHECKPOINT_VERSION or blob.get("fingerprint") != fingerprint:
+        return None  # another format or other rules: rebuilt from the log
+    seq = blob.get("seq", -1)
+    if not isinstance(seq, int) or seq < 0:
         return None
-    return blob["seq"], blob["state"]
+    if seq > max_seq:
+        raise LogError(f"the decision log in {Path(data_dir)} has {max_seq:,} entries but the checkpoint was taken "
+                       f"at entry {seq:,}: entries are missing from the log{RESTORE} (or delete checkpoint.pickle "
+                       "to accept the shorter log)")
+    return seq, blob["state"]
+
+
+def _damage(fh: Any) -> Optional[str]:
+    """Why a checkpoint file's bytes are not what was written, or None."""
+    size = os.fstat(fh.fileno()).st_size
+    tail = len(_TRAILER) + 8
+    if size < tail:
+        return "it is too short to be a checkpoint"
+    fh.seek(size - tail)
+    trailer = fh.read(tail)
+    if trailer[:len(_TRAILER)] != _TRAILER:
+        return "it has no checksum (written by another version, or cut short)"
+    fh.seek(0)
+    crc, left = 0, size - tail
+    while left:
+        chunk = fh.read(min(left, 1 << 20))
+        if not chunk:
+            return "it is shorter than when it was read"
+        crc = crc32c(chunk, crc)
+        left -= len(chunk)
+    if b"%08x" % crc != trailer[len(_TRAILER):]:
+        return "its bytes do not match its checksum (damaged)"
+    return None

@@ -111,6 +111,7 @@ class RecordPipeline:
                 return outcome
             outcome.kind = DUPLICATE
             return outcome
+        mark = resolver.mark()
         try:
             decisions = resolver.decide(event, source)
         except Exception as exc:  # a defect must not lose the record, nor the rest of the input
@@ -118,7 +119,7 @@ class RecordPipeline:
             outcome.reason = INTERNAL_ERROR
             outcome.detail = internal_error_detail(exc)
             outcome.error = exc
-            outcome.state_changed = resolver.changed()
+            outcome.state_changed = resolver.changed_since(mark)
             return outcome
         # (no decisions: the resolver found the event decided after all; nothing to log)
         outcome.kind = ACCEPTED if decisions else DUPLICATE

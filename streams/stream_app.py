@@ -439,6 +439,7 @@ class StreamJobs:
                         m.add("resolve_duplicates")
                     else:  # to the dead-letter topic: rejected (validated upstream, so only a newer schema gets
                         # here) or an internal error
+                        m.add("resolve_rejected")
                         if outcome.kind == INTERNAL:
                             log.error("internal error on %s/%s@%s", topic, partition, offset, exc_info=outcome.error)
                         pending.append(await self._dead_letter(topic, partition, offset, raw, outcome.reason,

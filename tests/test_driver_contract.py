@@ -99,9 +99,10 @@ def _kafka(tmp: Path, events: Path, bootstrap: str) -> Result:
 
     def done() -> bool:
         m = worker.metrics()
-        resolved = m.get("idres_resolve_events_total", 0) + m.get("idres_resolve_duplicates_total", 0)
-        # every valid record was either resolved or ignored, and what was resolved is in the log
-        return resolved >= 6 and m.get("idres_log_entries_written_total") == m.get("idres_resolve_events_total")
+        resolved = (m.get("idres_resolve_events_total", 0) + m.get("idres_resolve_duplicates_total", 0)
+                    + m.get("idres_resolve_rejected_total", 0))
+        # every valid record was resolved, ignored or dead-lettered, and what was resolved is in the log
+        return resolved >= 7 and m.get("idres_log_entries_written_total") == m.get("idres_resolve_events_total")
 
     try:
         wait_until(done, 120, "the worker to resolve the records", [worker])
@@ -133,15 +134,18 @@ def test_good_records_are_resolved_each_once(result):
 
 def test_bad_records_are_kept_with_their_reason_and_original_text(result):
     reasons = [(reason, raw) for reason, raw, _ in result.kept]
-    assert reasons == [("not valid JSON", NOT_JSON), ("internal error", P1), ("missing occurred_at", NO_DATE)]
+    assert reasons == [("not valid JSON", NOT_JSON), ("event_id already used by another event", A1_RESENT),
+                       ("internal error", P1), ("missing occurred_at", NO_DATE)]
     assert all(detail for _, _, detail in result.kept)
     assert "dora.nodate@mailbox.org" not in result.emails
 
 
-def test_a_resent_event_id_is_ignored_whatever_it_carries(result):
-    assert result.duplicates == 2  # a1 re-sent with other content, and a1 again after the defect
+def test_a_resent_event_is_ignored_and_another_under_its_id_kept_with_its_reason(result):
+    assert result.duplicates == 1  # a1 sent again as it was, after the defect
     assert result.decided["a1"] == 1
-    assert "imposter.a1@mailbox.org" not in result.emails
+    assert "imposter.a1@mailbox.org" not in result.emails  # a1's ID with other content: kept, not resolved
+    detail = next(d for reason, raw, d in result.kept if raw == A1_RESENT)
+    assert "'a1' was already used by an event that says something else" in detail
 
 
 def test_a_record_the_resolver_fails_on_is_kept_and_the_state_rebuilt(result):

@@ -75,7 +75,8 @@ def test_checkpoint_is_only_used_when_it_fits(tmp_path):
     save_checkpoint(tmp_path, 5, "rules-a", {"x": 1})
     assert load_checkpoint(tmp_path, "rules-a", 10) == (5, {"x": 1})
     assert load_checkpoint(tmp_path, "rules-b", 10) is None  # other rules
-    assert load_checkpoint(tmp_path, "rules-a", 4) is None  # ahead of the log
+    with pytest.raises(LogError, match="has 4 entries but the checkpoint was taken at entry 5"):
+        load_checkpoint(tmp_path, "rules-a", 4)  # ahead of the log: the log lost entries
     (tmp_path / "checkpoint.pickle").write_bytes(b"not a pickle")
     assert load_checkpoint(tmp_path, "rules-a", 10) is None
     (tmp_path / "checkpoint.pickle").write_bytes(pickle.dumps({"version": -1}))
@@ -183,7 +184,7 @@ def test_each_entry_carries_its_decision_schema_version_and_a_newer_one_is_refus
     entry = orjson.loads(seg.read_bytes().splitlines()[0])
     assert entry["v"] == DECISION_SCHEMA_VERSION >= 2
     old = dict(entry, seq=1)
-    del old["v"]  # written before entries carried a version: version 1, still read
+    del old["v"], old["crc"]  # written before entries carried a version (or a checksum): version 1, still read
     newer = dict(entry, seq=2, v=DECISION_SCHEMA_VERSION + 1)
     seg.write_bytes(seg.read_bytes() + orjson.dumps(old) + b"\n" + orjson.dumps(newer) + b"\n")
     with DecisionLog(tmp_path, writer=False) as log:

@@ -52,7 +52,10 @@ class Broken:
     def conflicting(self, event):
         return None
 
-    def changed(self):
+    def mark(self):
+        return 0
+
+    def changed_since(self, mark):
         return True
 
     def decide(self, event, source=None):
@@ -224,3 +227,19 @@ def test_the_pipeline_touches_no_transport():
             "or m in ('streams.embedded', 'streams.stream_app', 'streams.log', 'streams.kafka_io', 'streams.inputs')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("applied", [False, True])
+def test_a_defect_says_whether_it_changed_the_state(applied, monkeypatch):
+    resolver = fresh()
+    real = Resolver.decide
+
+    def failing(self, event, source=None):
+        if applied:
+            real(self, event, source)  # the decisions applied, then a failure
+        raise RuntimeError("defect")
+
+    monkeypatch.setattr(Resolver, "decide", failing)
+    outcome = RecordPipeline(resolver).process(record("e1"), SOURCE)
+    assert outcome.kind == INTERNAL and outcome.state_changed is applied
+    assert resolver.is_duplicate("e1") is applied

@@ -1,0 +1,82 @@
+"""Files in a data directory: created owner-only (they hold personal data), and the temporary files of
+killed runs cleaned up by the next one."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from resolver.errors import ConfigError
+
+_OCTAL = re.compile(r"(0o|0)?([0-7]{3})")
+DEBRIS_MIN_AGE = 3600.0  # seconds: a temporary file whose writer cannot be told is removed when this old
+
+
+def file_mode(environ: Optional[Mapping[str, str]] = None) -> int:
+    """``$IDRES_FILE_MODE``: the permissions of the files idres creates in a data directory and of its
+    snapshots, an octal mode such as 640; by default 600, the owner only."""
+    raw = (os.environ if environ is None else environ).get("IDRES_FILE_MODE", "").strip().lower()
+    if not raw:
+        return 0o600
+    m = _OCTAL.fullmatch(raw)
+    mode = int(m.group(2), 8) if m else 0
+    if not m or mode & 0o600 != 0o600:
+        raise ConfigError(f"IDRES_FILE_MODE={raw!r}: expected an octal file mode that lets the owner read and "
+                          "write, such as 600 or 640")
+    return mode & 0o666
+
+
+def private_file(path: Path, mode: str = "wb", buffering: int = -1) -> Any:
+    """Opens a new file (truncating an old one) with the permissions of ``file_mode``, whatever the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    perms = file_mode()
+    fd = os.open(path, flags, perms)
+    os.fchmod(fd, perms)
+    return os.fdopen(fd, mode, buffering)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_debris(directory: Path, pattern: re.Pattern[str]) -> list[str]:
+    """Removes the entries of ``directory`` whose names match ``pattern`` and were left by a process that
+    is gone: the pattern's group ``pid`` names the writer; an entry without one is removed when older than
+    ``DEBRIS_MIN_AGE``. Returns the names removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        m = pattern.fullmatch(entry.name)
+        if m is None:
+            continue
+        pid = m.groupdict().get("pid")
+        try:
+            if pid is not None and pid.isdigit():
+                if _alive(int(pid)):
+                    continue
+            elif now - entry.stat(follow_symlinks=False).st_mtime < DEBRIS_MIN_AGE:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+            removed.append(entry.name)
+        except OSError:
+            continue
+    return removed

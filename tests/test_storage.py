@@ -1,0 +1,191 @@
+"""Storage that cannot lie: every log entry checked on every read, a log cut short detected, a checkpoint
+that runs no code and is never read damaged, one writer whatever is deleted, private files, and no debris
+of killed runs."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import stat
+
+import orjson
+import pytest
+
+from streams.embedded import EmbeddedEngine
+from streams.log import DecisionLog, LogError, load_checkpoint, save_checkpoint, seal
+from tests.cli_helpers import run_cli
+
+EVENTS = [
+    {"event_id": f"e{i}", "occurred_at": f"2025-01-{1 + i % 28:02d}T10:00:00Z", "channel": "web", "event_type": "visit",
+     "identifiers": {"email": f"customer{i % 5}@mailbox.org", "device_id": f"d{i}"},
+     "attributes": {"first_name": "Ana"}}
+    for i in range(40)
+]
+
+
+@pytest.fixture()
+def data(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n".join(orjson.dumps(e) for e in EVENTS) + b"\n")
+    with EmbeddedEngine(tmp_path / "data") as engine:
+        engine.ingest_file(src)
+        engine.checkpoint(force=True)
+    return tmp_path / "data"
+
+
+def segment(data):
+    return next((data / "log").glob("*.jsonl"))
+
+
+def one_error(proc, *parts):
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and lines and lines[-1].startswith("idres: error:"), proc.stderr
+    for part in parts:
+        assert part in lines[-1], lines[-1]
+
+
+# ------------------------------------------------------------------------------------------ the log
+def test_one_changed_letter_in_the_log_is_found_by_every_reader(data, tmp_path):
+    seg = segment(data)
+    text = seg.read_bytes()
+    assert b"customer3@mailbox.org" in text
+    seg.write_bytes(text.replace(b"customer3@mailbox.org", b"customer3@mailbox.orc", 1))
+    (data / "checkpoint.pickle").unlink()  # (with it, a reader reads only the tail)
+    for command in (["snapshot", "--out", str(tmp_path / "s.duckdb")], ["replay"], ["lookup", "email=a@b.org"]):
+        proc = run_cli(*command, "--data-dir", str(data), check=False)
+        one_error(proc, "is damaged (its bytes do not match its checksum)", "restore the data directory")
+    with pytest.raises(LogError, match="damaged"):
+        EmbeddedEngine(data).close()
+
+
+def test_a_failing_replay_leaves_the_good_checkpoint(data):
+    # an edit that keeps each line's checksum right (what the checksum cannot see): replay disagrees
+    seg = segment(data)
+    lines = seg.read_bytes().splitlines(keepends=True)
+    i = next(n for n, line in enumerate(lines) if b"customer3@mailbox.org" in line)
+    entry = orjson.loads(lines[i])
+    del entry["crc"]
+    body = orjson.dumps(entry).replace(b"customer3@mailbox.org", b"customer3@mailbox.orc")
+    lines[i] = seal(body)
+    seg.write_bytes(b"".join(lines))
+    before = (data / "checkpoint.pickle").read_bytes()
+    for _ in range(2):  # a second replay fails too: the checkpoint was not replaced by the first
+        proc = run_cli("replay", "--data-dir", str(data), check=False)
+        assert proc.returncode == 1 and "the checkpoint was left as it was" in proc.stderr
+        assert (data / "checkpoint.pickle").read_bytes() == before
+
+
+@pytest.mark.parametrize("cut", ["last entries", "whole segment"])
+def test_a_log_shorter_than_what_was_written_is_an_error(data, tmp_path, cut):
+    seg = segment(data)
+    if cut == "last entries":
+        seg.write_bytes(b"".join(seg.read_bytes().splitlines(keepends=True)[:-10]))
+    else:
+        seg.unlink()
+    for command in (["snapshot", "--out", str(tmp_path / "s.duckdb")], ["ingest", "-"]):
+        proc = run_cli(*command, "--data-dir", str(data), check=False, stdin="")
+        one_error(proc, "entries are missing")
+    # without the checkpoint, the count the writer recorded still says so
+    (data / "checkpoint.pickle").unlink()
+    proc = run_cli("snapshot", "--out", str(tmp_path / "s.duckdb"), "--data-dir", str(data), check=False)
+    one_error(proc, "were written to it", "entries are missing")
+
+
+# ------------------------------------------------------------------------------------------ the checkpoint
+class Payload:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_the_log_rebuilds_the_state(data, tmp_path, caplog):
+    marker = tmp_path / "ran"
+    with EmbeddedEngine(data) as engine:
+        fingerprint, length, digest = engine.fingerprint, len(engine.log), engine.views.digest()
+    save_checkpoint(data, length, fingerprint, Payload(marker))  # (a well-formed file, checksum and all)
+    assert load_checkpoint(data, fingerprint, length) is None
+    assert not marker.exists()
+    assert "names posix.system" in caplog.text or "names os.system" in caplog.text
+    with EmbeddedEngine(data) as engine:
+        assert engine.folded_from_checkpoint == 0 and engine.views.digest() == digest
+    assert not marker.exists()
+
+
+def test_a_damaged_checkpoint_is_never_read(data):
+    with EmbeddedEngine(data) as engine:
+        digest, length = engine.views.digest(), len(engine.log)
+    path = data / "checkpoint.pickle"
+    blob = bytearray(path.read_bytes())
+    at = blob.find(b"customer3@mailbox.org")
+    assert at > 0
+    blob[at] = ord("C")  # one letter, in a pickled string: still a valid pickle
+    path.write_bytes(bytes(blob))
+    with EmbeddedEngine(data) as engine:
+        assert engine.folded_from_checkpoint == 0  # rebuilt from the log
+        assert engine.views.digest() == digest and len(engine.log) == length
+    proc = run_cli("lookup", "email=customer3@mailbox.org", "--data-dir", str(data), check=False)
+    assert "checkpoint.pickle is not used: its bytes do not match its checksum" in proc.stderr
+
+
+def test_every_class_of_a_real_checkpoint_is_allowed(data):
+    with EmbeddedEngine(data) as engine:
+        assert engine.folded_from_checkpoint == len(engine.log) > 0
+
+
+# ------------------------------------------------------------------------------------------ one writer
+def test_deleting_the_lock_file_does_not_let_a_second_writer_in(data):
+    with DecisionLog(data):
+        (data / "LOCK").unlink()
+        with pytest.raises(LogError, match="another idres process is writing"):
+            DecisionLog(data)
+
+
+# ------------------------------------------------------------------------------------------ files
+@pytest.mark.parametrize("mode", [None, "640"])
+def test_files_holding_personal_data_are_private(tmp_path, monkeypatch, mode):
+    if mode is not None:
+        monkeypatch.setenv("IDRES_FILE_MODE", mode)
+    old = os.umask(0o022)
+    try:
+        src = tmp_path / "in.jsonl"
+        src.write_bytes(b"\n".join(orjson.dumps(e) for e in EVENTS) + b"\n")
+        with EmbeddedEngine(tmp_path / "data") as engine:
+            engine.ingest_file(src)
+            engine.checkpoint(force=True)
+        from projections.snapshot import write_snapshot
+
+        with EmbeddedEngine(tmp_path / "data", writer=False) as engine:
+            write_snapshot(engine.views, tmp_path / "customers.duckdb")
+    finally:
+        os.umask(old)
+    expected = 0o600 if mode is None else 0o640
+    data = tmp_path / "data"
+    for path in (segment(data), data / "checkpoint.pickle", data / "LOCK", tmp_path / "customers.duckdb"):
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
+
+
+def test_a_file_mode_that_locks_the_owner_out_is_refused(data, tmp_path):
+    proc = run_cli("snapshot", "--out", str(tmp_path / "s.duckdb"), "--data-dir", str(data), check=False,
+                   env={"IDRES_FILE_MODE": "444"})
+    one_error(proc, "IDRES_FILE_MODE='444'", "such as 600 or 640")
+
+
+def test_debris_of_killed_runs_is_removed_by_the_next(data, tmp_path):
+    dead = 2 ** 22 + 12345  # above the kernel's pid limit here: no such process
+    leftovers = [data / f".checkpoint.pickle.{dead}.tmp", tmp_path / f".customers.duckdb.{dead}.tmp",
+                 tmp_path / f".customers.duckdb.{dead}.tmp.wal"]
+    for path in leftovers:
+        path.write_bytes(b"customer rows")
+    rows = tmp_path / f".idres-snapshot-{dead}-abc"
+    rows.mkdir()
+    (rows / "profiles.jsonl").write_text('{"email": "customer3@mailbox.org"}\n')
+    mine = data / f".checkpoint.pickle.{os.getpid()}.tmp"  # a live writer's: kept
+    mine.write_bytes(b"in progress")
+    with EmbeddedEngine(data):
+        pass
+    assert not leftovers[0].exists() and mine.exists()
+    run_cli("snapshot", "--out", str(tmp_path / "customers.duckdb"), "--data-dir", str(data))
+    assert not any(p.exists() for p in leftovers) and not rows.exists()
+    assert (tmp_path / "customers.duckdb").exists()
