@@ -60,7 +60,7 @@ from resolver.ids import node_key
 from resolver.errors import IdresError
 from resolver.normalize import Normalizer
 from streams.embedded import STATE_FORMAT, bulk_work
-from streams.log import DecisionLog, load_checkpoint
+from streams.log import DecisionLog, LogError, load_checkpoint
 
 API_KEY_ENV = "IDRES_API_KEY"
 API_KEY_SCHEME = "ApiKey"
@@ -107,6 +107,7 @@ class Follower:
         self.views = CustomerViews(self.projection_config)
         self.ready = threading.Event()
         self.error: Optional[str] = None
+        self.gone: Optional[str] = None  # why the views are no longer answered from (their source is gone)
         self.log: Optional[DecisionLog] = None
         self.log_length = 0  # entries in the log at the last look
         self.applied = 0  # entries this process has folded (initial load included)
@@ -152,6 +153,12 @@ class Follower:
             try:
                 self.poll()
                 self.refresh_households()
+            except LogError as exc:
+                # the log is gone, replaced, cut short or damaged: what the views hold is no longer its
+                # account, so nothing is answered from them any more
+                self.poll_errors += 1
+                self.error = self.gone = f"the decision log can no longer be followed: {exc}"
+                return
             except Exception as exc:
                 self.poll_errors += 1
                 self.error = f"following the decision log failed: {type(exc).__name__}: {exc}"
@@ -653,7 +660,8 @@ def _problem(status: int, error: str, detail: str, **extra: Any) -> JSONResponse
 _PROBLEMS = {
     401: {"model": Problem, "description": "Missing or wrong X-API-Key (only when IDRES_API_KEY is set)."},
     422: {"model": ValidationProblem, "description": "A parameter is missing or out of bounds."},
-    503: {"model": Problem, "description": "The views are still loading."},
+    503: {"model": Problem, "description": "The views are still loading, or their source (the decision log) is "
+                                           "gone, replaced, cut short or damaged (error source_gone)."},
 }
 _PROFILE_PROBLEMS = {
     **_PROBLEMS,
@@ -706,6 +714,9 @@ def create_app(follower: Follower, api_key: Optional[str] = None) -> FastAPI:
             raise _Refused(_problem(401, "unauthorized", "this API needs the X-API-Key header with a valid key"))
         if not follower.ready.is_set():
             raise _Refused(_problem(503, "not_ready", "the customer views are still loading; retry shortly"))
+        if follower.gone is not None:
+            raise _Refused(_problem(503, "source_gone", f"{follower.gone}; restart `idres serve` on a data "
+                                                        "directory that holds a decision log"))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -894,6 +905,70 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+# Slow and idle clients: a request must arrive whole (headers and body) within REQUEST_TIMEOUT seconds of
+# the connection opening or of the previous response; an idle keep-alive connection is closed after
+# KEEP_ALIVE_TIMEOUT; at most MAX_CONNECTIONS are open at once (a connection beyond it is closed at once,
+# and requests beyond it are answered 503), so a crowd of slow clients cannot use up the file descriptors.
+REQUEST_TIMEOUT_ENV, MAX_CONNECTIONS_ENV = "IDRES_API_REQUEST_TIMEOUT", "IDRES_API_MAX_CONNECTIONS"
+KEEP_ALIVE_TIMEOUT = 5
+
+
+def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
+    """uvicorn's httptools protocol with a deadline for each request to arrive, and a connection limit."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class Guarded(HttpToolsProtocol):
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._deadline = None
+            if len(self.connections) > max_connections:
+                transport.close()  # (connection_lost takes it out of the server's set)
+                return
+            self._arm()
+
+        def _arm(self) -> None:
+            self._deadline = self.loop.call_later(request_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def on_message_complete(self) -> None:
+            self._disarm()  # the request is in: answering it has no deadline here
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request on this connection has the same time to arrive
+
+        def connection_lost(self, exc: Optional[Exception]) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return Guarded
+
+
+def _raise_open_file_limit() -> None:
+    """Lets the server hold as many connections as the system allows this process (the soft limit up to
+    the hard one)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, 65536),
+                                                        hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, *,
           config: Optional[ResolverConfig] = None, projection_config: Optional[ProjectionConfig] = None,
           no_auth: bool = False, kafka: Any = None) -> int:
@@ -908,6 +983,10 @@ def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, *,
         raise ServeError(f"--port must be within 0..65535, not {port}")
     if kafka is None and not (data_dir / "log").is_dir():
         raise ServeError(f"no idres data in {data_dir}: run `idres ingest FILE --data-dir {data_dir}` first")
+    from streams.env import env_float, env_int
+
+    request_timeout = env_float(REQUEST_TIMEOUT_ENV, 10.0, positive=True)
+    max_connections = env_int(MAX_CONNECTIONS_ENV, 512, minimum=1)
     api_key = None if no_auth else (os.environ.get(API_KEY_ENV) or None)
     if api_key is None and not no_auth and not is_loopback(host):
         raise ServeError(f"refusing to serve on {host} without authentication: set {API_KEY_ENV} "
@@ -929,7 +1008,10 @@ def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, *,
     # interval hands the interpreter to a waiting request within a fraction of a millisecond
     # (the default, 5 ms, would add up to that to every request while ingestion runs).
     sys.setswitchinterval(SWITCH_INTERVAL)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                           server_header=False))
+    _raise_open_file_limit()
+    server = uvicorn.Server(uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", server_header=False,
+        http=_guarded_protocol(request_timeout, max_connections), limit_concurrency=max_connections,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT))
     server.run(sockets=[sock])
     return 0

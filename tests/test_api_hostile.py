@@ -1,0 +1,123 @@
+"""The lookup API against slow and crowding clients, and a data directory deleted under it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.cli_helpers import ROOT, run_cli
+from tests.test_api import free_port
+
+
+@pytest.fixture()
+def data(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({
+        "event_id": f"e{i}", "occurred_at": "2025-01-01T10:00:00Z", "channel": "web", "event_type": "visit",
+        "identifiers": {"email": f"c{i}@mailbox.org"}}) + "\n" for i in range(20)))
+    run_cli("ingest", str(src), "--data-dir", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+class Serve:
+    def __init__(self, data, **env):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "serve", "--port", str(self.port), "--data-dir", str(data)],
+            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.proc.stderr.read()
+            try:
+                if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("not ready")
+
+    def lookup(self, timeout=5.0):
+        return httpx.get(self.base + "/v1/lookup", params={"type": "email", "value": "c3@mailbox.org"},
+                         timeout=timeout)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.proc.stderr.close()
+
+
+def _slow_clients(port: int, n: int) -> list[socket.socket]:
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /v1/lookup?type=email&value=c3%40mailbox.org HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        socks.append(s)
+    return socks
+
+
+def _closed_by_server(s: socket.socket, within: float) -> bool:
+    s.settimeout(within)
+    try:
+        while True:
+            data = s.recv(4096)
+            if not data:
+                return True
+    except (socket.timeout, TimeoutError):
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_a_request_that_never_finishes_arriving_is_cut_off_and_others_are_served(data):
+    server = Serve(data, IDRES_API_REQUEST_TIMEOUT="1")
+    try:
+        slow = _slow_clients(server.port, 30)
+        for s in slow:  # one byte a second keeps none of them alive beyond the deadline
+            s.sendall(b"X")
+        assert server.lookup().status_code == 200  # while they hang on
+        started = time.monotonic()
+        assert all(_closed_by_server(s, 5) for s in slow)
+        assert time.monotonic() - started < 4
+        assert server.lookup().status_code == 200
+    finally:
+        server.stop()
+
+
+def test_connections_beyond_the_limit_are_refused_and_the_server_stays_up(data):
+    server = Serve(data, IDRES_API_REQUEST_TIMEOUT="2", IDRES_API_MAX_CONNECTIONS="8")
+    try:
+        crowd = _slow_clients(server.port, 40)
+        closed = sum(_closed_by_server(s, 0.5) for s in crowd[8:])
+        assert closed == len(crowd) - 8  # each beyond the limit is closed at once
+        time.sleep(2.5)  # the eight within it run out of time
+        assert server.lookup().status_code == 200
+        assert server.proc.poll() is None
+    finally:
+        server.stop()
+
+
+def test_a_data_directory_deleted_under_the_server_is_no_longer_answered_from(data):
+    server = Serve(data)
+    try:
+        assert server.lookup().status_code == 200
+        shutil.rmtree(data)
+        deadline = time.monotonic() + 10
+        while server.lookup().status_code == 200:
+            assert time.monotonic() < deadline, "still answering from a deleted data directory"
+            time.sleep(0.1)
+        answer = server.lookup()
+        assert answer.status_code == 503
+        assert answer.json()["error"] == "source_gone" and "has disappeared" in answer.json()["detail"]
+        ready = httpx.get(server.base + "/readyz", timeout=5)
+        assert ready.status_code == 503 and "can no longer be followed" in ready.json()["detail"]
+    finally:
+        server.stop()
