@@ -1,11 +1,12 @@
 """Pydantic models of the raw channel events (the input contract) and of the engine's decisions."""
 
 from schemas.channel import KNOWN_CHANNELS, SCHEMA_VERSION, ChannelEvent, RejectedInput, parse_event
-from schemas.decisions import DECISION_SCHEMA_VERSION, LogEntry, decision_adapter
+from schemas.decisions import DECISION_SCHEMA_VERSION, DecisionLogMessage, LogEntry, decision_adapter
 
 __all__ = [
     "ChannelEvent",
     "DECISION_SCHEMA_VERSION",
+    "DecisionLogMessage",
     "KNOWN_CHANNELS",
     "LogEntry",
     "RejectedInput",
@@ -17,8 +18,10 @@ __all__ = [
 
 
 def export_json_schemas() -> dict[str, dict]:
-    """The JSON Schemas of the input contract and of a decision-log entry, by file name."""
+    """The JSON Schemas of the input contract, of a decision-log entry (a line of an embedded data
+    directory's log) and of a decision-log message (on a Kafka deployment's decisions topic), by file name."""
     return {
         f"channel_event.v{SCHEMA_VERSION}.schema.json": ChannelEvent.model_json_schema(mode="validation"),
         f"decision_log_entry.v{DECISION_SCHEMA_VERSION}.schema.json": LogEntry.model_json_schema(),
+        f"decision_log_message.v{DECISION_SCHEMA_VERSION}.schema.json": DecisionLogMessage.model_json_schema(),
     }

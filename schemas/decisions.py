@@ -303,4 +303,16 @@ class LogEntry(BaseModel):
         "refuses an entry whose bytes do not match it."))
 
 
+class DecisionLogMessage(BaseModel):
+    """One message on the decision-log topic of a Kafka deployment (``PREFIXdecisions``, one partition): a
+    run of consecutive log entries, in log order, without their ``seq``: an entry's position in the log is
+    the number of entries in the messages before it plus its index here. Messages carry no key."""
+
+    model_config = ConfigDict(extra="forbid")
+    v: int = Field(1, ge=1, le=DECISION_SCHEMA_VERSION,
+                   description="The decision schema version its entries were written in (1 when absent).")
+    entries: list[list[Decision]] = Field(
+        description="Log entries: each is the decisions taken for one raw record (or one review verdict).")
+
+
 decision_adapter: TypeAdapter[Any] = TypeAdapter(Decision)

@@ -184,6 +184,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.env import env_float
     from streams.stream_app import ROLES, WorkerOptions, run_worker
 
     roles = tuple(r.strip() for r in args.role.split(",") if r.strip())
@@ -197,6 +198,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     options = WorkerOptions(roles=roles, web_host=args.web_host, web_port=args.web_port,
                             data_dir=_data_dir(args, existing=False),
                             batch_events=args.batch, session_timeout=args.session_timeout,
+                            raw_topic_check=env_float("IDRES_RAW_TOPIC_CHECK", 10.0, positive=True,
+                                                      expected="a number of seconds > 0"),
                             config=config, projection=projection)
     run_worker(_kafka_settings(args), options, loglevel=args.loglevel)
     return 0

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
@@ -75,6 +76,23 @@ def create_stream_topics(settings: KafkaSettings, channels: Iterable[str] = KNOW
         return wanted
     finally:
         admin.close()
+
+
+def raw_topics(settings: KafkaSettings) -> set[str]:
+    """Every raw topic of this deployment on the broker now: the channel topics, ``raw`` and ``raw.unknown``,
+    and any ``raw.<channel>`` a producer created for a channel of its own."""
+    pattern = re.compile(settings.topics.raw_pattern())
+    admin = admin_client(settings)
+    try:
+        return {t for t in admin.list_topics() if pattern.match(t)}
+    except Exception as exc:  # (a broker that cannot list topics now is asked again at the next check)
+        raise client_error(settings, exc, "listing topics") from None
+    finally:
+        admin.close()
+
+
+class NewRawTopic(RuntimeError):
+    """A raw topic appeared that this worker does not consume: it stops, and its restart subscribes it."""
 
 
 def chunked(items: list[Any], size_of: Callable[[Any], int], limit: int = MESSAGE_BYTES) -> Iterable[list[Any]]:
@@ -252,6 +270,8 @@ class WorkerOptions:
     batch_seconds: float = 0.25
     session_timeout: float = 10.0
     data_dir: Optional[Path] = None  # the worker's local directory (Faust's, under faust/); its state is in Kafka
+    raw_topics: tuple[str, ...] = ()  # raw topics found on the broker at start, besides the channels'
+    raw_topic_check: float = 10.0  # seconds between looks for raw topics created since
     config: ResolverConfig = field(default_factory=ResolverConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
 
@@ -321,8 +341,28 @@ class StreamJobs:
                 log.warning("progress: %s", ", ".join(f"{k} {v:,} ({v / up:,.0f}/s)" for k, v in sorted(counters.items())))
 
         if "validate" in o.roles:
-            raw = app.topic(*sorted({s.topics.raw(c) for c in o.channels} | {s.topics.raw_unknown, s.topics.raw()}),
-                            value_serializer="raw", key_serializer="raw")
+            # every raw topic: the configured channels' and every one found on the broker at start (a channel
+            # of a producer's own); one created later stops the worker, whose restart subscribes it
+            self.raw_subscribed = frozenset({s.topics.raw(c) for c in o.channels} | {s.topics.raw_unknown, s.topics.raw()}
+                                            | set(o.raw_topics))
+            raw = app.topic(*sorted(self.raw_subscribed), value_serializer="raw", key_serializer="raw")
+
+            @app.timer(interval=o.raw_topic_check)
+            async def watch_raw_topics() -> None:
+                try:
+                    found = await asyncio.get_running_loop().run_in_executor(None, raw_topics, s)
+                except Exception as exc:
+                    log.warning("could not list the raw topics: %s", exc)
+                    return
+                new = sorted(found - jobs.raw_subscribed)
+                if new:
+                    exc = NewRawTopic(f"new raw topic(s) {', '.join(new)}: this worker does not consume them yet; "
+                                      "stopping so that its restart subscribes them (nothing on them is lost: "
+                                      "they are read from their beginning)")
+                    log.critical("stopping the worker: %s", exc)
+                    jobs.failed = exc
+                    await app.crash(exc)
+
             self.validated = app.topic(validated_topic(s), value_serializer="raw", key_serializer="raw")
             self.deadletter = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw")
             app.agent(raw, name="validate")(self._fatal(self._validate))
@@ -508,6 +548,8 @@ def run_worker(settings: KafkaSettings, options: WorkerOptions, loglevel: str = 
     import faust
 
     create_stream_topics(settings, options.channels)
+    if "validate" in options.roles:
+        options = replace(options, raw_topics=tuple(sorted(raw_topics(settings))))
     jobs = StreamJobs(settings, options)
     worker = faust.Worker(jobs.app, loglevel=loglevel)
     try:

@@ -1,0 +1,127 @@
+"""The stream jobs fed by a data engineer's own producer: no message keys, every compression codec Kafka
+users use, channels of their own, including a raw topic created while the worker runs."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from schemas.decisions import DECISION_SCHEMA_VERSION, DecisionLogMessage
+from streams.kafka_io import KafkaSettings, admin_client, ensure_topics
+from streams.stream_app import create_stream_topics
+from tests.cli_helpers import run_cli
+from tests.kafka_broker import unique_name
+from tests.test_stream import Worker, wait_until
+
+CODECS = ("gzip", "snappy", "lz4", "zstd")
+
+
+def _event(n: int, channel: str) -> bytes:
+    return json.dumps({"event_id": f"{channel}-{n}", "occurred_at": "2025-03-01T10:00:00Z", "channel": channel,
+                       "event_type": "visit", "identifiers": {"email": f"c{n}@mailbox.org"}}).encode()
+
+
+def _send(bootstrap: str, topic: str, values: list[bytes], codec: str) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type=codec, acks="all", linger_ms=20)
+    try:
+        for value in values:
+            producer.send(topic, value=value)  # (no key: as many producers send)
+        producer.flush(30)
+    finally:
+        producer.close()
+
+
+def test_a_foreign_producer_s_records_in_any_codec_and_on_any_raw_topic_are_all_resolved(kafka_bootstrap, tmp_path,
+                                                                                        monkeypatch):
+    prefix = unique_name("foreign") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    create_stream_topics(settings)
+    admin = admin_client(settings)
+    try:
+        ensure_topics(admin, settings, {settings.topics.raw("pos"): 2})  # a channel of the producer's own
+    finally:
+        admin.close()
+    sent = []
+    for i, codec in enumerate(CODECS):
+        batch = [_event(10 * i + n, "web") for n in range(5)]
+        _send(kafka_bootstrap, settings.topics.raw("web"), batch, codec)
+        sent += batch
+    pos = [_event(n, "pos") for n in range(5)]
+    _send(kafka_bootstrap, settings.topics.raw("pos"), pos, "lz4")
+    sent += pos
+
+    monkeypatch.setenv("IDRES_RAW_TOPIC_CHECK", "1")
+    worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
+    try:
+        wait_until(lambda: worker.metrics().get("idres_resolve_events_total", 0) >= len(sent), 120,
+                   "the worker to resolve every record", [worker])
+        # a raw topic created while the worker runs is not left unread: the worker says so and stops...
+        admin = admin_client(settings)
+        try:
+            ensure_topics(admin, settings, {settings.topics.raw("kiosk"): 1})
+        finally:
+            admin.close()
+        kiosk = [_event(n, "kiosk") for n in range(3)]
+        _send(kafka_bootstrap, settings.topics.raw("kiosk"), kiosk, "zstd")
+        sent += kiosk
+        wait_until(lambda: worker.proc.poll() is not None, 60, "the worker to stop for the new raw topic", [worker])
+        assert worker.proc.returncode == 1
+        assert f"new raw topic(s) {settings.topics.raw('kiosk')}" in worker.log.read_text(errors="replace")
+    finally:
+        worker.stop()
+    # ...and its restart reads it from the beginning
+    again = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
+    try:
+        wait_until(lambda: again.metrics().get("idres_resolve_events_total", 0) >= len(kiosk), 120,
+                   "the restarted worker to resolve the new topic's records", [again])
+    finally:
+        again.stop()
+    snap = tmp_path / "kafka.duckdb"
+    run_cli("snapshot", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--out", str(snap))
+    with duckdb.connect(str(snap), read_only=True) as con:
+        events = {e for (e,) in con.execute("SELECT event_id FROM events").fetchall()}
+        rejected = con.execute("SELECT count(*) FROM rejected_events").fetchone()[0]
+    assert events == {json.loads(v)["event_id"] for v in sent} and rejected == 0
+    # the decision-log topic, read by a plain consumer, is what `idres schema` publishes
+    messages = _read_all(kafka_bootstrap, settings.topics.decisions)
+    recorded = set()
+    for key, value in messages:
+        assert key is None
+        message = DecisionLogMessage.model_validate_json(value)
+        assert message.v == DECISION_SCHEMA_VERSION
+        recorded |= {d.event_id for entry in message.entries for d in entry if d.type == "interaction_recorded"}
+    assert recorded == events
+    run_cli("schema", "--out", str(tmp_path / "schemas"))
+    published = json.loads((tmp_path / "schemas" / f"decision_log_message.v{DECISION_SCHEMA_VERSION}.schema.json")
+                           .read_text())
+    assert set(published["properties"]) == {"v", "entries"} and published["additionalProperties"] is False
+
+
+def _read_all(bootstrap: str, topic: str) -> list[tuple]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        end = consumer.end_offsets([tp])[tp]
+        out = []
+        for record in consumer:
+            out.append((record.key, record.value))
+            if record.offset + 1 >= end:
+                break
+        return out
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_idres_produce_writes_each_codec(kafka_bootstrap, tmp_path, codec):
+    prefix = unique_name(f"codec-{codec}") + "."
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n".join(_event(n, "web") for n in range(3)) + b"\n")
+    proc = run_cli("produce", str(src), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix,
+                   "--compression", codec, check=False)
+    assert proc.returncode == 0, proc.stderr
