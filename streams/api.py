@@ -109,7 +109,8 @@ class Follower:
         self.error: Optional[str] = None
         self.gone: Optional[str] = None  # why the views are no longer answered from (their source is gone)
         self.log: Optional[DecisionLog] = None
-        self.log_length = 0  # entries in the log at the last look
+        self.log_length = 0  # entries in the log at the last look (Kafka: an estimate, see KafkaFollower.poll)
+        self.lag_messages = 0  # Kafka: decision-log messages not yet folded
         self.applied = 0  # entries this process has folded (initial load included)
         self.from_checkpoint = 0  # the seq the checkpoint covered, when one was used
         self.polls = 0
@@ -314,8 +315,20 @@ class KafkaFollower(Follower):
                 self.next_offset = record.offset + 1
                 self.applied += len(entries)
                 n += len(entries)
-        high = self._consumer.highwater(tp)
-        self.log_length = self.views.seq + (max(0, high - self.next_offset) if high is not None else 0)
+        # how far behind, in messages: the topic's end, from the last fetch's high-water mark and from asking
+        # the broker (a fetch's mark is known only once a fetch returned); in entries at the entries per
+        # message read so far
+        # (the larger of the two: each is right where the other may lag, before a fetch returned or after)
+        ends = [self._consumer.highwater(tp)]
+        try:
+            ends.append(self._consumer.end_offsets([tp])[tp])
+        except Exception:
+            pass
+        end = max((e for e in ends if e is not None), default=None)
+        behind = max(0, end - self.next_offset) if end is not None else 0
+        self.lag_messages = behind
+        per_message = self.applied / self.next_offset if self.next_offset else 1.0
+        self.log_length = self.views.seq + round(behind * max(per_message, 1.0))
         gc.freeze()
         return n
 
@@ -581,8 +594,11 @@ class Metrics:
             ("idres_log_entries", "gauge", "Entries in the decision log at the follower's last look.",
              follower.log_length),
             ("idres_log_applied_seq", "gauge", "Position in the decision log the views are at.", seq),
-            ("idres_follower_lag_entries", "gauge", "Log entries written but not yet folded into the views.",
+            ("idres_follower_lag_entries", "gauge", "Log entries written but not yet folded into the views (from "
+             "Kafka: the messages behind times the entries per message read so far).",
              max(0, follower.log_length - seq)),
+            ("idres_follower_lag_messages", "gauge", "From Kafka: decision-log messages not yet folded (0 for a data "
+             "directory).", follower.lag_messages),
             ("idres_follower_polls_total", "counter", "Looks at the decision log for new entries.", follower.polls),
             ("idres_follower_poll_errors_total", "counter", "Failed looks at the decision log.",
              follower.poll_errors),

@@ -10,8 +10,8 @@ Data flow (topic names with the default prefix ``idres.``)::
 * **validate** parses and validates raw records, many partitions and workers at a time. Valid records
   are forwarded in order, many per message (Faust costs about 80 µs per message, so batching is what lets
   one resolve worker keep up). A bad record goes to the dead-letter topic with headers ``source_topic``,
-  ``source_partition``, ``source_offset``, ``reason`` (the category, as in the embedded log) and
-  ``detail`` (the message); the stream goes on.
+  ``source_partition``, ``source_offset``, ``reason`` (the category, as in the embedded log),
+  ``detail`` (the message) and ``event_id`` (when one could be read); the stream goes on.
 * **resolve** owns the single ``validated`` partition. On start, and whenever it is (re)assigned that
   partition, it rebuilds the resolver state by folding the decision log topic to its end. For each batch
   it decides every event (an event whose ID is already in the state is a no-op), produces the decisions
@@ -209,6 +209,7 @@ def fold_deadletter(settings: KafkaSettings, views: CustomerViews) -> int:
             "reason": headers.get("reason", ""),
             "raw": (record.value or b"")[:65536].decode("utf-8", "replace"),
             **({"detail": headers["detail"]} if "detail" in headers else {}),
+            **({"event_id": headers["event_id"]} if "event_id" in headers else {}),
         })
         found += 1
 
@@ -413,7 +414,8 @@ class StreamJobs:
                 outcome = check(raw)
                 if outcome.kind != VALID:
                     pending.append(await self._dead_letter(msg.topic, msg.partition, msg.offset, raw,
-                                                           outcome.reason, key=msg.key, detail=outcome.detail))
+                                                           outcome.reason, key=msg.key, detail=outcome.detail,
+                                                           event_id=outcome.event_id))
                     continue
                 good.append([msg.topic, msg.partition, msg.offset, raw.decode("utf-8")])
             m.add("validate_events", len(events))
@@ -424,11 +426,14 @@ class StreamJobs:
                 await asyncio.gather(*pending)  # durable before Faust acknowledges this batch
 
     async def _dead_letter(self, topic: str, partition: int, offset: int, raw: bytes, reason: str,
-                           key: Optional[bytes] = None, detail: Optional[str] = None) -> Any:
+                           key: Optional[bytes] = None, detail: Optional[str] = None,
+                           event_id: Optional[str] = None) -> Any:
         """Keeps a rejected record's original bytes, with where it came from and why (``reason``: the
         category, as in the embedded log's ``event_rejected``; ``detail``: the message), in the dead-letter topic."""
         headers = [("source_topic", topic.encode()), ("source_partition", str(partition).encode()),
                    ("source_offset", str(offset).encode()), ("reason", reason.encode("utf-8"))]
+        if event_id is not None:
+            headers.append(("event_id", event_id.encode("utf-8")))
         if detail is not None:
             headers.append(("detail", detail.encode("utf-8")))
         return await self.deadletter.send(key=key, value=raw, headers=headers)
@@ -483,7 +488,7 @@ class StreamJobs:
                         if outcome.kind == INTERNAL:
                             log.error("internal error on %s/%s@%s", topic, partition, offset, exc_info=outcome.error)
                         pending.append(await self._dead_letter(topic, partition, offset, raw, outcome.reason,
-                                                               detail=outcome.detail))
+                                                               detail=outcome.detail, event_id=outcome.event_id))
                         if outcome.kind == INTERNAL and outcome.state_changed:
                             # a defect: the state may be half-changed; make what is done durable, rebuild
                             await self._flush(entries, pending)

@@ -16,6 +16,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import duckdb
 import pytest
@@ -55,14 +56,16 @@ class Result:
     kept: list[tuple[str, str, str]]  # rejected records in input order: (reason, raw, detail)
     emails: set[str]  # every email identifier in the profiles
     duplicates: int
+    kept_ids: list[Optional[str]]  # the event ID of each rejected record, in input order
 
 
 def _read_snapshot(snap: Path, duplicates: int) -> Result:
     with duckdb.connect(str(snap), read_only=True) as con:
         events = con.execute("SELECT event_id, profile_id FROM events").fetchall()
         kept = con.execute("SELECT reason, raw, detail FROM rejected_events ORDER BY position").fetchall()
+        kept_ids = [e for (e,) in con.execute("SELECT event_id FROM rejected_events ORDER BY position").fetchall()]
         emails = {v for (v,) in con.execute("SELECT id_value FROM identifiers WHERE id_type = 'email'").fetchall()}
-    return Result(dict(events), Counter(e for e, _ in events), kept, emails, duplicates)
+    return Result(dict(events), Counter(e for e, _ in events), kept, emails, duplicates, kept_ids)
 
 
 def _embedded(tmp: Path, events: Path) -> Result:
@@ -137,6 +140,7 @@ def test_bad_records_are_kept_with_their_reason_and_original_text(result):
     assert reasons == [("not valid JSON", NOT_JSON), ("event_id already used by another event", A1_RESENT),
                        ("internal error", P1), ("missing occurred_at", NO_DATE)]
     assert all(detail for _, _, detail in result.kept)
+    assert result.kept_ids == [None, "a1", "p1", "no-date"]  # the event's ID, wherever one could be read
     assert "dora.nodate@mailbox.org" not in result.emails
 
 

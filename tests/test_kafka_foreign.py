@@ -4,6 +4,7 @@ users use, channels of their own, including a raw topic created while the worker
 from __future__ import annotations
 
 import json
+import time
 
 import duckdb
 import pytest
@@ -125,3 +126,43 @@ def test_idres_produce_writes_each_codec(kafka_bootstrap, tmp_path, codec):
     proc = run_cli("produce", str(src), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix,
                    "--compression", codec, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_kafka_follower_s_lag_counts_what_it_has_not_folded(kafka_bootstrap):
+    from streams.api import KafkaFollower
+
+    prefix = unique_name("lag") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    create_stream_topics(settings)
+
+    def message(first: int, n: int) -> bytes:  # n entries, one event each
+        return json.dumps({"v": DECISION_SCHEMA_VERSION, "entries": [[{
+            "type": "interaction_recorded", "event_id": f"e{first + i}", "occurred_at": "2025-03-01T10:00:00.000000Z",
+            "channel": "web", "event_type": "visit", "nodes": []}] for i in range(n)]}).encode()
+
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=5)
+    try:
+        for k in range(10):
+            producer.send(settings.topics.decisions, value=message(5 * k, 5), partition=0)
+        producer.flush(30)
+        follower = KafkaFollower(settings)
+        follower.load()
+        assert follower.views.seq == 50 and follower.log_length == 50
+        for k in range(10, 510):
+            producer.send(settings.topics.decisions, value=message(5 * k, 5), partition=0)
+        producer.flush(30)
+    finally:
+        producer.close()
+    try:
+        folded = 0
+        for _ in range(100):  # (the first looks only start fetching; a look folds at most 200 messages)
+            folded = follower.poll()
+            if folded:
+                break
+            time.sleep(0.05)
+        assert 0 < folded <= 1000
+        behind = 510 - follower.next_offset
+        assert behind > 0 and follower.lag_messages == behind
+        assert follower.log_length - follower.views.seq == 5 * behind  # 5 entries in every message so far
+    finally:
+        follower.stop()
