@@ -189,3 +189,38 @@ def test_debris_of_killed_runs_is_removed_by_the_next(data, tmp_path):
     run_cli("snapshot", "--out", str(tmp_path / "customers.duckdb"), "--data-dir", str(data))
     assert not any(p.exists() for p in leftovers) and not rows.exists()
     assert (tmp_path / "customers.duckdb").exists()
+
+
+def test_a_snapshot_killed_midway_leaves_the_last_one_whole_and_the_next_one_right(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import duckdb
+
+    from streams.synthetic import SyntheticConfig, write_dataset
+    from tests.cli_helpers import ROOT
+
+    events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
+    write_dataset(events, truth, SyntheticConfig(people=400, seed=5))
+    data, out = tmp_path / "data", tmp_path / "snap" / "customers.duckdb"
+    run_cli("ingest", str(events), "--data-dir", str(data))
+    run_cli("snapshot", "--data-dir", str(data), "--out", str(out))
+
+    def counts() -> dict:
+        with duckdb.connect(str(out), read_only=True) as con:
+            return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                    for t in ("profiles", "events", "identifiers", "rejected_events")}
+
+    before = counts()
+    for delay in (0.6, 0.9, 1.2):
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "snapshot", "--data-dir", str(data), "--out",
+                                 str(out)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert counts() == before  # the file in place is always a whole snapshot
+    run_cli("snapshot", "--data-dir", str(data), "--out", str(out))
+    assert counts() == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["customers.duckdb"]  # no debris left
