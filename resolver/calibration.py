@@ -74,9 +74,13 @@ def calibrate(ctx: Context, event_id: str, occurred_at: str) -> Optional[MatchMo
     st = ctx.state
     records = distinct(ctx)
     previous = ctx.model_id
-    model, report, read = estimate(ctx, records)
     note = None
-    if report["candidate_pairs"] < MIN_CANDIDATE_PAIRS:
+    try:
+        model, report, read = estimate(ctx, records)
+    except Exception as exc:  # (a defect in estimating must not stop every later event: the model is kept)
+        model, report, read = ctx.model, {"candidate_pairs": 0, "expected_matching_pairs": 0.0}, 0
+        note = f"the estimate failed ({type(exc).__name__}: {exc}): the model is kept"
+    if note is None and report["candidate_pairs"] < MIN_CANDIDATE_PAIRS:
         model = ctx.model
         note = f"{report['candidate_pairs']} candidate pairs are too few to estimate from: the model is kept"
     ctx.emit(decisions.model_estimated(event_id, st.records_filed, len(records), read,

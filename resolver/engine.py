@@ -60,7 +60,7 @@ from resolver import traits as person
 from resolver.config import ResolverConfig
 from resolver.context import Context
 from resolver.fold import Fold
-from resolver.ids import RECORD_TYPE, content_digest, node_key, node_type, short_hash, utc_iso
+from resolver.ids import RECORD_TYPE, event_digest, node_key, node_type, short_hash, utc_iso
 from resolver.matching import MatchModel, default_model
 from resolver.normalize import Normalizer
 from resolver.records import RecordMaker
@@ -104,12 +104,7 @@ class Resolver:
         """Why an event whose ID was decided before is not that event re-sent (its content differs), or
         None (a re-delivery, or an ID not seen)."""
         known = self.state.seen_events.get(event.event_id)
-        if known is None or known < 0:
-            return None
-        self._sync_formats()
-        node_keys, _, attributes = self._normalize(event)
-        if known == content_digest(utc_iso(event.occurred_at), event.channel, event.event_type, node_keys,
-                                   attributes, event.payload):
+        if known is None or known < 0 or known == event_digest(event):
             return None
         return (f"event_id {event.event_id[:80]!r} was already used by an event that says something else (time, "
                 "channel, type, identifiers, attributes or payload differ); give each event its own ID")
@@ -154,8 +149,11 @@ class Resolver:
         keys.sort()
         return list(dict.fromkeys(k for _, k in keys)), ignored, self.normalizer.attributes(event.attributes)
 
-    def decide(self, event: ChannelEvent, source: Optional[dict[str, Any]] = None) -> list[dict[str, Any]]:
-        """The decisions for one accepted raw event (empty for a re-delivered one), already applied."""
+    def decide(self, event: ChannelEvent, source: Optional[dict[str, Any]] = None,
+               digest: Optional[int] = None) -> list[dict[str, Any]]:
+        """The decisions for one accepted raw event (empty for a re-delivered one), already applied.
+        ``digest``: the raw event's ``event_digest`` when ``event`` is not the raw event itself (re-decided
+        from the log, which keeps the digest but not the raw values)."""
         st = self.state
         if event.event_id in st.seen_events:
             return []
@@ -167,7 +165,6 @@ class Resolver:
             calibration.calibrate(ctx, event.event_id, occurred_at)
         phones = st.phone_total
         node_keys, ignored, attributes = self._normalize(event)
-        digest = content_digest(occurred_at, event.channel, event.event_type, node_keys, attributes, event.payload)
         hearsay = self.config.hearsay(event.channel, event.event_type, attributes)
         traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict, hearsay)
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
@@ -193,7 +190,7 @@ class Resolver:
             "channel": intern(event.channel),
             "event_type": intern(event.event_type),
             "nodes": node_keys,
-            "digest": digest,
+            "digest": event_digest(event) if digest is None else digest,
         }
         if refused:
             recorded["refused"] = refused

@@ -271,7 +271,7 @@ class Fold:
 
     def _estimated(self, d: dict[str, Any]) -> None:
         st = self.state
-        st.model = MatchModel.from_dict(d["model"], "model_estimated decision")
+        st.model = MatchModel.from_dict(d["model"], "model_estimated decision", check_comparisons=False)
         st.next_calibration = 2 * d["filed"]
 
     def _possible(self, d: dict[str, Any]) -> None:

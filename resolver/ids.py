@@ -28,13 +28,12 @@ def utc_iso(dt) -> str:
     return dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def content_digest(occurred_at: str, channel: str, event_type: str, node_keys: list[str],
-                   attributes: dict[str, str], payload: dict) -> int:
-    """A 32-bit checksum of what an event says, normalized (its time as a UTC instant, channel, type,
-    usable identifiers, attributes and payload): the same event re-sent has the same one, whatever the
-    formatting; another event under its ID most likely not. (Reproduced from the log by re-deciding.)"""
-    return zlib.crc32(orjson.dumps([occurred_at, channel, event_type, sorted(node_keys), attributes, payload],
-                                   option=orjson.OPT_SORT_KEYS))
+def event_digest(event) -> int:
+    """A 32-bit checksum of what a raw event says (its time as a UTC instant, channel, type, identifiers,
+    attributes and payload as sent, key order aside): the same event re-sent has the same one, another
+    event under its ID most likely not. The log keeps it, not the raw values it was computed from."""
+    return zlib.crc32(orjson.dumps([utc_iso(event.occurred_at), event.channel, event.event_type, event.identifiers,
+                                    event.attributes, event.payload], option=orjson.OPT_SORT_KEYS))
 
 
 def short_hash(text: str) -> str:

@@ -63,8 +63,8 @@ class InteractionRecorded(_Decision):
     event_type: str
     nodes: list[str]
     digest: Optional[int] = Field(default=None, ge=0, description=(
-        "CRC-32 of what the event says, normalized (UTC time, channel, type, usable identifiers, attributes, "
-        "payload): a later event under the same ID with another digest is rejected as a conflicting duplicate."))
+        "CRC-32 of what the raw event says (UTC time, channel, type, identifiers, attributes and payload as sent): "
+        "a later event under the same ID with another digest is rejected as a conflicting duplicate."))
     refused: list[str] = Field(default_factory=list, description="Identifiers of ``nodes`` not linked on this event.")
     attributed: Optional[Attribution] = None
     ignored: list[IgnoredIdentifier] = Field(default_factory=list)

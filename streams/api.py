@@ -59,6 +59,7 @@ from resolver.config import ResolverConfig
 from resolver.ids import node_key
 from resolver.errors import IdresError
 from resolver.normalize import Normalizer
+from resolver.state import ResolverState
 from streams.embedded import STATE_FORMAT, bulk_work
 from streams.log import DecisionLog, LogError, load_checkpoint
 
@@ -172,7 +173,8 @@ class Follower:
         while it runs, so no lock is needed."""
         log = DecisionLog(self.data_dir, writer=False)
         with bulk_work():
-            loaded = load_checkpoint(self.data_dir, self.fingerprint, len(log))
+            loaded = load_checkpoint(self.data_dir, self.fingerprint, len(log), recount=lambda: (log.refresh(), len(log))[1],
+                                     state_types=(ResolverState, CustomerViews))
             if loaded is not None:
                 seq, state = loaded
                 views = state[1]  # (resolver state, views): serving needs only the views
@@ -943,6 +945,7 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
             self._arm()
 
         def _arm(self) -> None:
+            self._disarm()
             self._deadline = self.loop.call_later(request_timeout, self._too_slow)
 
         def _disarm(self) -> None:
@@ -960,8 +963,9 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
             super().on_message_complete()
 
         def on_response_complete(self) -> None:
+            waiting = bool(self.pipeline)  # a request already in, started next: no deadline for it
             super().on_response_complete()
-            if not self.transport.is_closing():
+            if not self.transport.is_closing() and not waiting:
                 self._arm()  # the next request on this connection has the same time to arrive
 
         def connection_lost(self, exc: Optional[Exception]) -> None:
@@ -1027,7 +1031,8 @@ def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, *,
     _raise_open_file_limit()
     server = uvicorn.Server(uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="on", server_header=False,
-        http=_guarded_protocol(request_timeout, max_connections), limit_concurrency=max_connections,
+        # (uvicorn answers 503 once its open connections, this one included, reach limit_concurrency)
+        http=_guarded_protocol(request_timeout, max_connections), limit_concurrency=max_connections + 1,
         timeout_keep_alive=KEEP_ALIVE_TIMEOUT))
     server.run(sockets=[sock])
     return 0

@@ -4,7 +4,7 @@ It drives the same ``Resolver`` and ``CustomerViews`` as the Kafka driver. Order
 decide (the resolver applies its own decisions in memory), append the batch to the log with fsync,
 then fold it into the views. A crash loses only the unlogged tail of the batch; re-reading the input
 is safe because a raw event whose ID is already decided is a no-op, and a rejected record is keyed
-by its source position and content.
+by its input (a file by its first 64 KiB, not its name), its line and its content.
 """
 
 from __future__ import annotations
@@ -105,10 +105,16 @@ def bulk_work():
             gc.enable()
 
 
-def record_key(position: int, raw: bytes) -> str:
-    """A rejected record's identity: its line and its bytes, not the file's name (a renamed copy of a
-    file is the same input)."""
-    return f"{position}:{hashlib.sha1(raw).hexdigest()[:16]}"
+def record_key(input_id: str, position: int, raw: bytes) -> str:
+    """A rejected record's identity: its input's, its line and its bytes."""
+    return f"{input_id}:{position}:{hashlib.sha1(raw).hexdigest()[:16]}"
+
+
+def input_identity(path: str | Path) -> str:
+    """What identifies an input file whatever its name: a hash of its first 64 KiB (a renamed or moved copy
+    is the same input, and so is the file grown by appending; files whose beginnings differ are not)."""
+    with open(path, "rb") as fh:
+        return "sha1-64k:" + hashlib.sha1(fh.read(1 << 16)).hexdigest()[:16]
 
 
 class EmbeddedEngine:
@@ -125,7 +131,11 @@ class EmbeddedEngine:
         self.log = DecisionLog(self.data_dir, writer=writer)
         self.fingerprint = f"{STATE_FORMAT}:{self.config.fingerprint()}"
         self.folded_from_checkpoint = 0
-        self._load(use_checkpoint)
+        try:
+            self._load(use_checkpoint)
+        except BaseException:
+            self.log.close()
+            raise
 
     # ------------------------------------------------------------------------------------ state
     def _fresh(self) -> None:
@@ -133,7 +143,8 @@ class EmbeddedEngine:
         self.views = CustomerViews(self.projection_config)
 
     def _load(self, use_checkpoint: bool, progress: Optional[Callable[[int], None]] = None) -> None:
-        loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log)) if use_checkpoint else None
+        loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=(ResolverState, CustomerViews),
+                                 recount=None if self.writer else self._recount) if use_checkpoint else None
         if loaded is not None:
             seq, (rstate, views) = loaded
             self.resolver = Resolver(self.config, rstate)
@@ -145,6 +156,10 @@ class EmbeddedEngine:
             seq = 0
         self.checkpoint_seq = seq
         self.fold(seq, progress)
+
+    def _recount(self) -> int:
+        self.log.refresh()
+        return len(self.log)
 
     def fold(self, start: int, progress: Optional[Callable[[int], None]] = None) -> int:
         """Applies log entries from ``start`` to the resolver state and the views."""
@@ -188,14 +203,17 @@ class EmbeddedEngine:
     def ingest_file(self, path: str | Path, progress: Optional[Callable[[int], None]] = None) -> IngestReport:
         """Ingests a JSON-lines file, gzip-compressed or not (see ``streams.inputs``); raises
         ``InputError`` for a file of another shape before reading any of it."""
+        identity = input_identity(path) if Path(path).is_file() else None
         with open_input(path) as fh, bulk_work():
-            return self.ingest_stream(fh, str(Path(path).resolve()), progress)
+            return self.ingest_stream(fh, str(Path(path).resolve()), progress, input_id=identity)
 
     def ingest_stream(self, fh: BinaryIO | Iterable[bytes], source: str,
-                      progress: Optional[Callable[[int], None]] = None) -> IngestReport:
+                      progress: Optional[Callable[[int], None]] = None,
+                      input_id: Optional[str] = None) -> IngestReport:
         """Ingests JSON lines; ``progress`` is called with the bytes consumed since its last call (of the
         file itself: compressed bytes for gzip). A binary file object is opened with the shape checks of
-        ``streams.inputs`` first. Positions are line numbers of the (decompressed) text."""
+        ``streams.inputs`` first. Positions are line numbers of the (decompressed) text. ``input_id``: what
+        identifies the input in the keys of its rejected records (default: ``source``)."""
         fh = as_input(fh, source)
         meter = ProgressMeter(fh, progress)
         report = IngestReport(source=source)
@@ -231,7 +249,7 @@ class EmbeddedEngine:
                         self._recover()
                         pipeline.resolver = self.resolver
                 reasons[outcome.reason] = reasons.get(outcome.reason, 0) + 1
-                decisions = self.resolver.reject(record_key(position, raw), src, outcome.reason,
+                decisions = self.resolver.reject(record_key(input_id or source, position, raw), src, outcome.reason,
                                                  raw[:65536].decode("utf-8", "replace"), outcome.event_id,
                                                  outcome.detail)
                 if decisions:  # empty: this record was kept on an earlier run (for a defect: the same one)
@@ -308,7 +326,7 @@ class EmbeddedEngine:
                                      channel=rec["channel"], event_type=rec["event_type"],
                                      identifiers=identifiers, attributes=rec.get("attributes", {}),
                                      payload=rec.get("payload", {}))
-                again = check.decide(event, rec.get("source"))
+                again = check.decide(event, rec.get("source"), rec.get("digest"))
             if again != decisions:
                 return f"entry {seq}: logged {decisions!r} but re-deciding gives {again!r}"
             n += 1

@@ -27,7 +27,7 @@ import os
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import orjson
 from crc32c import crc32c
@@ -67,9 +67,17 @@ class DecisionLog:
                 os.close(self._lock_fd)
                 self._lock_fd = None
                 raise LogError(f"another idres process is writing to {self.dir}; wait for it to finish") from None
-            remove_debris(self.dir, _DEBRIS)
         elif not self.log_dir.is_dir():
             raise LogError(f"no decision log in {self.dir}: run `idres ingest FILE --data-dir {self.dir}` first")
+        try:
+            self._open(writer)
+        except BaseException:
+            self.close()  # (never keep the lock of a log that could not be opened)
+            raise
+
+    def _open(self, writer: bool) -> None:
+        if writer:
+            remove_debris(self.dir, _DEBRIS)
         recorded = self._recorded()  # (read before the log is counted: the writer records after appending)
         self._segments = sorted(int(p.stem) for p in self.log_dir.glob("*.jsonl")) if self.log_dir.is_dir() else []
         self._length = 0
@@ -79,8 +87,6 @@ class DecisionLog:
             last = self._segments[-1]
             self._length = last + self._count_and_repair(self.log_dir / _segment_name(last), repair=writer)
         if recorded > self._length:
-            if self._lock_fd is not None:
-                self.close()
             raise LogError(f"the decision log in {self.dir} has {self._length:,} entries but {recorded:,} were written "
                            f"to it (as {self.dir / 'LOCK'} records): entries are missing{RESTORE}")
         if writer:
@@ -232,12 +238,14 @@ class DecisionLog:
                         try:
                             entry = orjson.loads(line)
                         except orjson.JSONDecodeError:
+                            entry = None
+                        if not isinstance(entry, dict):
                             raise LogError(f"decision log entry {pos} in {fh.name} is damaged "
-                                           f"(not JSON){RESTORE}") from None
-                        check_version(entry.get("v", 1), f"entry {expected} of {fh.name}")
+                                           f"(not a JSON object){RESTORE}")
                         if not intact(line, entry):
                             raise LogError(f"decision log entry {pos} in {fh.name} is damaged (its bytes do not "
                                            f"match its checksum){RESTORE}")
+                        check_version(entry.get("v", 1), f"entry {expected} of {fh.name}")
                         if entry.get("seq") != expected:
                             raise LogError(f"decision log out of order in {fh.name}: found entry "
                                            f"{entry.get('seq')} where {expected} belongs")
@@ -248,18 +256,22 @@ class DecisionLog:
             raise LogError(f"decision log ends at entry {expected}, expected {end}: a segment is missing")
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-            self._fh = None
-        if self._record_fd is not None:
-            os.close(self._record_fd)
-            self._record_fd = None
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        try:
+            if self._fh is not None:
+                fh, self._fh = self._fh, None
+                try:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                finally:
+                    fh.close()
+        finally:
+            if self._record_fd is not None:
+                os.close(self._record_fd)
+                self._record_fd = None
+            if self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     def __enter__(self) -> "DecisionLog":
         return self
@@ -285,7 +297,8 @@ def intact(line: bytes, entry: dict[str, Any]) -> bool:
     """Whether a log line's bytes match its checksum. Entries written before version 3 carry none."""
     crc = entry.get("crc")
     if crc is None:
-        return entry.get("v", 1) < 3
+        version = entry.get("v", 1)
+        return isinstance(version, int) and version < 3
     return (line[-_CRC_TAIL:-_CRC_TAIL + len(_CRC_HEAD)] == _CRC_HEAD
             and line[-_CRC_TAIL + len(_CRC_HEAD):-3] == b"%08x" % crc32c(line[:-_CRC_TAIL]))
 
@@ -353,10 +366,14 @@ def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any) -> N
     os.replace(tmp, path)
 
 
-def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int) -> Optional[tuple[int, Any]]:
+def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int, *,
+                    recount: Optional[Callable[[], int]] = None,
+                    state_types: Optional[tuple[type, ...]] = None) -> Optional[tuple[int, Any]]:
     """The cached state if it is usable (intact, same format and rules), else None, saying why when it
     is damaged. Raises ``LogError`` when it was taken at a later entry than the log has: the log lost
-    entries."""
+    entries. ``recount``: for a reader, the log's length counted again (a writer may have appended and
+    saved the checkpoint since the log was opened). ``state_types``: the state must be a tuple of
+    instances of these, in order."""
     path = Path(data_dir) / "checkpoint.pickle"
     try:
         fh = open(path, "rb")
@@ -366,10 +383,14 @@ def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int) -> Optional[
         problem = _damage(fh)
         if problem is None:
             fh.seek(0)
+            before = {cls: dict(cls.__dict__) for cls in _allowed_classes()}
             try:
                 blob = _Checked(fh).load()
             except Exception as exc:
                 problem = f"it cannot be read ({type(exc).__name__}: {exc})"
+            changed = _restore_classes(before)
+            if changed:
+                problem = f"it changes the class(es) {', '.join(changed)} (it was not written by idres)"
     if problem is not None:
         _log.warning("idres: warning: %s is not used: %s; the state is rebuilt from the log", path, problem)
         return None
@@ -378,11 +399,45 @@ def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int) -> Optional[
     seq = blob.get("seq", -1)
     if not isinstance(seq, int) or seq < 0:
         return None
+    state = blob.get("state")
+    if state_types is not None and not (isinstance(state, tuple) and len(state) == len(state_types) and all(
+            isinstance(part, kind) for part, kind in zip(state, state_types))):
+        _log.warning("idres: warning: %s is not used: it does not hold the state of this version; the state is "
+                     "rebuilt from the log", path)
+        return None
+    if seq > max_seq and recount is not None:
+        max_seq = recount()
     if seq > max_seq:
         raise LogError(f"the decision log in {Path(data_dir)} has {max_seq:,} entries but the checkpoint was taken "
                        f"at entry {seq:,}: entries are missing from the log{RESTORE} (or delete checkpoint.pickle "
                        "to accept the shorter log)")
     return seq, blob["state"]
+
+
+def _allowed_classes() -> list[type]:
+    import importlib
+
+    return [getattr(importlib.import_module(module), name) for module, name in sorted(CHECKPOINT_CLASSES)]
+
+
+def _restore_classes(before: dict[type, dict[str, Any]]) -> list[str]:
+    """Puts back any attribute of an allowed class that unpickling changed (pickle's BUILD can set
+    attributes on a class object); returns the names of the classes that were changed."""
+    changed = []
+    for cls, attrs in before.items():
+        now = dict(cls.__dict__)
+        if now == attrs:
+            continue
+        changed.append(f"{cls.__module__}.{cls.__qualname__}")
+        for key in now.keys() - attrs.keys():
+            delattr(cls, key)
+        for key, value in attrs.items():
+            if key not in ("__dict__", "__weakref__", "__doc__") and now.get(key) is not value:
+                try:
+                    setattr(cls, key, value)
+                except (AttributeError, TypeError):
+                    pass
+    return changed
 
 
 def _damage(fh: Any) -> Optional[str]:

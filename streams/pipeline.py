@@ -102,17 +102,17 @@ class RecordPipeline:
         resolver = self.resolver
         if resolver is None:
             raise RuntimeError("RecordPipeline.process needs a resolver")
-        if resolver.is_duplicate(event.event_id):
-            conflict = resolver.conflicting(event)
-            if conflict is not None:  # not a re-delivery: another event under a used ID
-                outcome.kind = REJECTED
-                outcome.reason = CONFLICTING_DUPLICATE
-                outcome.detail = conflict
-                return outcome
-            outcome.kind = DUPLICATE
-            return outcome
         mark = resolver.mark()
         try:
+            if resolver.is_duplicate(event.event_id):
+                conflict = resolver.conflicting(event)
+                if conflict is not None:  # not a re-delivery: another event under a used ID
+                    outcome.kind = REJECTED
+                    outcome.reason = CONFLICTING_DUPLICATE
+                    outcome.detail = conflict
+                    return outcome
+                outcome.kind = DUPLICATE
+                return outcome
             decisions = resolver.decide(event, source)
         except Exception as exc:  # a defect must not lose the record, nor the rest of the input
             outcome.kind = INTERNAL

@@ -121,3 +121,11 @@ def test_a_data_directory_deleted_under_the_server_is_no_longer_answered_from(da
         assert ready.status_code == 503 and "can no longer be followed" in ready.json()["detail"]
     finally:
         server.stop()
+
+
+def test_a_limit_of_one_connection_still_serves_that_one(data):
+    server = Serve(data, IDRES_API_MAX_CONNECTIONS="1")
+    try:
+        assert server.lookup().status_code == 200
+    finally:
+        server.stop()

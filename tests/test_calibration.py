@@ -175,3 +175,19 @@ def test_a_household_s_fields_alone_never_link():
     assert run.profile_of("a") != run.profile_of("b")
     queued = next(d for entry in run.log for d in entry if d["type"] == "possible_match")
     assert queued["weight"] >= queued["link_threshold"] and "household" in queued["note"]
+
+
+def test_an_estimate_that_fails_keeps_the_model_and_the_engine_going(monkeypatch):
+    import resolver.calibration as calibration
+
+    def broken(*args, **kwargs):
+        raise ValueError("no estimate")
+
+    monkeypatch.setattr(calibration, "train_model", broken)
+    events, _ = population(200, seed=5)
+    run = Run().feed(events)
+    models = estimated(run)
+    assert models and all("the estimate failed (ValueError: no estimate): the model is kept" in m["note"]
+                          for m in models)
+    assert run.resolver.model == default_model()
+    assert len(run.views.ev_id) == len(events)  # every event decided

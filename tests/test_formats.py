@@ -70,3 +70,12 @@ def test_region_of_a_number():
     assert formats.region_of("+14155550134") == "US"
     assert formats.region_of("+353868326554") == "IE"
     assert formats.region_of("07887899111") is None
+
+
+def test_an_event_re_sent_after_a_country_was_learned_is_still_the_same_event():
+    from streams.pipeline import DUPLICATE, RecordPipeline
+
+    run = Run().feed([ev("jane-0", 0, channel="store", phone="07887 899111", loyalty_id="LY-5555-0001")])
+    run.feed(uk_customers(formats.LEARN_MIN))  # GB learned: the number now reads differently
+    raw = ev("jane-0", 0, channel="store", phone="07887 899111", loyalty_id="LY-5555-0001").model_dump_json()
+    assert RecordPipeline(run.resolver).process(raw.encode()).kind == DUPLICATE

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from streams.embedded import EmbeddedEngine
-from streams.log import DecisionLog, LogError, load_checkpoint, save_checkpoint
+from streams.log import DecisionLog, LogError, load_checkpoint, save_checkpoint, seal
 
 
 def _entries(n, start=0):
@@ -186,7 +186,8 @@ def test_each_entry_carries_its_decision_schema_version_and_a_newer_one_is_refus
     old = dict(entry, seq=1)
     del old["v"], old["crc"]  # written before entries carried a version (or a checksum): version 1, still read
     newer = dict(entry, seq=2, v=DECISION_SCHEMA_VERSION + 1)
-    seg.write_bytes(seg.read_bytes() + orjson.dumps(old) + b"\n" + orjson.dumps(newer) + b"\n")
+    del newer["crc"]
+    seg.write_bytes(seg.read_bytes() + orjson.dumps(old) + b"\n" + seal(orjson.dumps(newer)))
     with DecisionLog(tmp_path, writer=False) as log:
         read = log.read()
         assert [seq for seq, _ in (next(read), next(read))] == [0, 1]

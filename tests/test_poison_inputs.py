@@ -141,3 +141,16 @@ def test_reading_the_same_input_again_or_a_renamed_copy_changes_nothing(corpus_f
             assert (report.accepted, report.rejected, report.rejected_before) == (0, 0, len(CORPUS))
             assert report.duplicates == len(CORPUS)
             assert len(engine.log) == entries and len(engine.views.rejected) == len(CORPUS)
+
+
+def test_the_same_bad_line_in_two_different_files_is_kept_for_each(tmp_path):
+    header = b"event_id,occurred_at,channel"  # a CSV header line at the top of every daily file: not JSON
+    days = []
+    for day in (1, 2):
+        path = tmp_path / f"day{day}.jsonl"
+        path.write_bytes(header + b"\n" + good(day) + b"\n")
+        days.append(path)
+    with EmbeddedEngine(tmp_path / "data") as engine:
+        reports = [engine.ingest_file(path) for path in days]
+        assert [(r.accepted, r.rejected) for r in reports] == [(1, 1), (1, 1)]
+        assert [r["source"]["name"] for r in engine.views.rejected] == [str(p.resolve()) for p in days]

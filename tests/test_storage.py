@@ -224,3 +224,52 @@ def test_a_snapshot_killed_midway_leaves_the_last_one_whole_and_the_next_one_rig
     run_cli("snapshot", "--data-dir", str(data), "--out", str(out))
     assert counts() == before
     assert sorted(p.name for p in out.parent.iterdir()) == ["customers.duckdb"]  # no debris left
+
+
+def test_a_log_that_cannot_be_opened_keeps_no_lock(data, monkeypatch):
+    from resolver.errors import ConfigError
+
+    monkeypatch.setenv("IDRES_FILE_MODE", "444")
+    with pytest.raises(ConfigError):
+        DecisionLog(data)
+    monkeypatch.delenv("IDRES_FILE_MODE")
+    with DecisionLog(data):  # (in the same process: the failed open released its lock)
+        pass
+
+
+def test_a_reader_opened_before_a_writer_checkpointed_loads_the_newer_checkpoint(data):
+    from projections.customer import CustomerViews
+    from resolver.state import ResolverState
+
+    reader = DecisionLog(data, writer=False)
+    seen = len(reader)
+    with EmbeddedEngine(data) as engine:
+        engine.log.append([[{"type": "event_rejected", "key": f"k{i}", "source": {"name": "x", "position": i},
+                             "reason": "x", "raw": "x"}] for i in range(5)])
+        engine.fold(seen)
+        engine.checkpoint(force=True)
+    with EmbeddedEngine(data, writer=False) as engine:
+        fingerprint = engine.fingerprint
+    loaded = load_checkpoint(data, fingerprint, seen, recount=lambda: (reader.refresh(), len(reader))[1],
+                             state_types=(ResolverState, CustomerViews))
+    assert loaded is not None and loaded[0] == seen + 5
+    reader.close()
+
+
+def test_a_checkpoint_that_changes_a_class_while_loading_is_refused_and_the_class_restored(data, caplog):
+    from resolver.state import ResolverState
+
+    with EmbeddedEngine(data) as engine:
+        fingerprint, length, digest = engine.fingerprint, len(engine.log), engine.views.digest()
+    original = ResolverState.__init__
+    # a pickle that sets ResolverState.__init__ to None through BUILD's slot state on the class object
+    evil = (b"\x80\x04" + b"cresolver.state\nResolverState\n" + b"N}\x8c\x08__init__Ns\x86b" + b"0"
+            + pickle.dumps({"version": 2, "seq": length, "fingerprint": fingerprint, "state": None},
+                           protocol=4)[2:])
+    import crc32c
+
+    (data / "checkpoint.pickle").write_bytes(evil + b"IDRESCRC" + b"%08x" % crc32c.crc32c(evil))
+    assert load_checkpoint(data, fingerprint, length) is None
+    assert ResolverState.__init__ is original and "changes the class(es) resolver.state.ResolverState" in caplog.text
+    with EmbeddedEngine(data) as engine:
+        assert engine.views.digest() == digest

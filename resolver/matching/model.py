@@ -175,13 +175,16 @@ class MatchModel:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "match model") -> "MatchModel":
+    def from_dict(cls, data: Mapping[str, Any], where: str = "match model",
+                  check_comparisons: bool = True) -> "MatchModel":
+        """A model from ``to_dict`` output. ``check_comparisons``: refuse one estimated under other
+        comparison definitions (a model file to use); off when folding a model the log recorded."""
         if not isinstance(data, Mapping) or data.get("format") != MODEL_FORMAT:
             raise ConfigError(f"{where}: not an idres match model (format must be {MODEL_FORMAT!r})")
         if data.get("format_version") != MODEL_FORMAT_VERSION:
             raise ConfigError(f"{where}: format_version {data.get('format_version')!r} is not supported "
                               f"(expected {MODEL_FORMAT_VERSION})")
-        if data.get("comparisons_version") != COMPARISONS_VERSION:
+        if check_comparisons and data.get("comparisons_version") != COMPARISONS_VERSION:
             raise ConfigError(f"{where}: estimated for comparisons version {data.get('comparisons_version')!r},"
                               f" this build compares with version {COMPARISONS_VERSION}; re-estimate it")
         try:
