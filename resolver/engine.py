@@ -190,7 +190,7 @@ class Resolver:
             "channel": intern(event.channel),
             "event_type": intern(event.event_type),
             "nodes": node_keys,
-            "digest": event_digest(event) if digest is None else digest,
+            "digest": event_digest(event, occurred_at) if digest is None else digest,
         }
         if refused:
             recorded["refused"] = refused

@@ -28,11 +28,11 @@ def utc_iso(dt) -> str:
     return dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def event_digest(event) -> int:
+def event_digest(event, occurred_at: str | None = None) -> int:
     """A 32-bit checksum of what a raw event says (its time as a UTC instant, channel, type, identifiers,
     attributes and payload as sent, key order aside): the same event re-sent has the same one, another
     event under its ID most likely not. The log keeps it, not the raw values it was computed from."""
-    return zlib.crc32(orjson.dumps([utc_iso(event.occurred_at), event.channel, event.event_type, event.identifiers,
+    return zlib.crc32(orjson.dumps([occurred_at or utc_iso(event.occurred_at), event.channel, event.event_type, event.identifiers,
                                     event.attributes, event.payload], option=orjson.OPT_SORT_KEYS))
 
 

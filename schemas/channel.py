@@ -22,23 +22,33 @@ _NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1  # what the decision log (JSON, 64-bit integers) stores
 
 
-def _unstorable(value: Any, path: str = "") -> Optional[str]:
+def _unstorable(value: Any) -> Optional[str]:
     """Where a payload holds a number the decision log cannot store faithfully, and why; else None."""
-    stack = [(value, path)]
+    # (every value is looked at, but a path is spelt out only for the one found wrong)
+    stack: list[tuple[Any, tuple]] = [(value, ())]
     while stack:
-        item, at = stack.pop()
-        if isinstance(item, dict):
-            stack.extend((v, f"{at}.{k}" if at else str(k)) for k, v in item.items())
-        elif isinstance(item, list):
-            stack.extend((v, f"{at}[{i}]") for i, v in enumerate(item))
-        elif isinstance(item, bool) or item is None or isinstance(item, str):
+        item, where = stack.pop()
+        kind = type(item)
+        if kind is str or kind is bool or item is None:
             continue
-        elif isinstance(item, int):
+        if kind is dict:
+            stack.extend((v, (where, k)) for k, v in item.items())
+        elif kind is list:
+            stack.extend((v, (where, i)) for i, v in enumerate(item))
+        elif kind is int:
             if not _INT_MIN <= item <= _INT_MAX:
-                return f"{at} is an integer beyond 64 bits ({str(item)[:40]}); send it as a string"
-        elif isinstance(item, float) and not math.isfinite(item):
-            return f"{at} is {item!r}, not a finite number; leave it out or send it as a string"
+                return f"{_path(where)} is an integer beyond 64 bits ({str(item)[:40]}); send it as a string"
+        elif kind is float and not math.isfinite(item):
+            return f"{_path(where)} is {item!r}, not a finite number; leave it out or send it as a string"
     return None
+
+
+def _path(where: tuple) -> str:
+    parts: list[str] = []
+    while where:
+        where, key = where
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    return "".join(reversed(parts)).lstrip(".")
 
 KNOWN_CHANNELS = ("web", "app", "email", "call_center", "store", "loyalty", "chat", "social")
 
