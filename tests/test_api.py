@@ -46,10 +46,10 @@ def free_port() -> int:
 class Server:
     """`idres serve` in a child process; ``stop`` terminates it, then kills it if it lingers."""
 
-    def __init__(self, data_dir: Path, api_key: str | None = None):
+    def __init__(self, data_dir: Path, api_key: str | None = None, extra_env: dict[str, str] | None = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k != "IDRES_API_KEY"}
+        env = {k: v for k, v in os.environ.items() if k != "IDRES_API_KEY"} | (extra_env or {})
         if api_key:
             env["IDRES_API_KEY"] = api_key
         self.proc = subprocess.Popen(
@@ -81,8 +81,8 @@ class Server:
             self.proc.stderr.close()
 
 
-def start_server(data_dir: Path, api_key: str | None = None) -> Server:
-    server = Server(data_dir, api_key)
+def start_server(data_dir: Path, api_key: str | None = None, extra_env: dict[str, str] | None = None) -> Server:
+    server = Server(data_dir, api_key, extra_env)
     try:
         server.wait_ready()
     except BaseException:

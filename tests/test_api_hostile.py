@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
-from tests.cli_helpers import ROOT, run_cli
-from tests.test_api import free_port
+from tests.cli_helpers import run_cli
+from tests.test_api import Server, start_server
 
 
 @pytest.fixture()
@@ -27,32 +24,11 @@ def data(tmp_path):
     return tmp_path / "data"
 
 
-class Serve:
-    def __init__(self, data, **env):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "serve", "--port", str(self.port), "--data-dir", str(data)],
-            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.proc.stderr.read()
-            try:
-                if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("not ready")
-
-    def lookup(self, timeout=5.0):
-        return httpx.get(self.base + "/v1/lookup", params={"type": "email", "value": "c3@mailbox.org"},
-                         timeout=timeout)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.proc.stderr.close()
+def serve(data, **env) -> Server:
+    server = start_server(data, extra_env=env)
+    server.lookup = lambda timeout=5.0: httpx.get(server.base + "/v1/lookup",
+                                                  params={"type": "email", "value": "c3@mailbox.org"}, timeout=timeout)
+    return server
 
 
 def _slow_clients(port: int, n: int) -> list[socket.socket]:
@@ -78,7 +54,7 @@ def _closed_by_server(s: socket.socket, within: float) -> bool:
 
 
 def test_a_request_that_never_finishes_arriving_is_cut_off_and_others_are_served(data):
-    server = Serve(data, IDRES_API_REQUEST_TIMEOUT="1")
+    server = serve(data, IDRES_API_REQUEST_TIMEOUT="1")
     try:
         slow = _slow_clients(server.port, 30)
         for s in slow:  # one byte a second keeps none of them alive beyond the deadline
@@ -93,7 +69,7 @@ def test_a_request_that_never_finishes_arriving_is_cut_off_and_others_are_served
 
 
 def test_connections_beyond_the_limit_are_refused_and_the_server_stays_up(data):
-    server = Serve(data, IDRES_API_REQUEST_TIMEOUT="2", IDRES_API_MAX_CONNECTIONS="8")
+    server = serve(data, IDRES_API_REQUEST_TIMEOUT="2", IDRES_API_MAX_CONNECTIONS="8")
     try:
         crowd = _slow_clients(server.port, 40)
         closed = sum(_closed_by_server(s, 0.5) for s in crowd[8:])
@@ -106,7 +82,7 @@ def test_connections_beyond_the_limit_are_refused_and_the_server_stays_up(data):
 
 
 def test_a_data_directory_deleted_under_the_server_is_no_longer_answered_from(data):
-    server = Serve(data)
+    server = serve(data)
     try:
         assert server.lookup().status_code == 200
         shutil.rmtree(data)
@@ -124,7 +100,7 @@ def test_a_data_directory_deleted_under_the_server_is_no_longer_answered_from(da
 
 
 def test_a_limit_of_one_connection_still_serves_that_one(data):
-    server = Serve(data, IDRES_API_MAX_CONNECTIONS="1")
+    server = serve(data, IDRES_API_MAX_CONNECTIONS="1")
     try:
         assert server.lookup().status_code == 200
     finally:
