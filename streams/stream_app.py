@@ -181,10 +181,17 @@ def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = No
     def apply(record: Any) -> None:
         nonlocal count
         for entry in decision_entries(record.value):
-            if resolver is not None:
-                resolver.apply_all(entry)
-            if views is not None:
-                views.apply_entry(count, entry)
+            try:
+                if resolver is not None:
+                    resolver.apply_all(entry)
+                if views is not None:
+                    views.apply_entry(count, entry)
+            except Exception as exc:
+                raise DecisionLogError(
+                    f"the decision-log topic {settings.topics.decisions} cannot be folded at entry {count:,} (message "
+                    f"offset {record.offset}): {type(exc).__name__}: {exc}. Its entries do not follow from the ones "
+                    "before them: the broker lost or reordered messages it had acknowledged. Restore the topic from "
+                    "a backup, or re-produce the raw input into a new deployment (another --topic-prefix)") from None
             count += 1
 
     from streams.embedded import bulk_work

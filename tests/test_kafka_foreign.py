@@ -166,3 +166,24 @@ def test_the_kafka_follower_s_lag_counts_what_it_has_not_folded(kafka_bootstrap)
         assert follower.log_length - follower.views.seq == 5 * behind  # 5 entries in every message so far
     finally:
         follower.stop()
+
+
+def test_a_decision_log_topic_with_entries_missing_is_refused_with_what_to_do(kafka_bootstrap):
+    from resolver.engine import Resolver, ResolverState
+    from streams.stream_app import DecisionLogError, fold_decision_log
+
+    prefix = unique_name("gap") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    create_stream_topics(settings)
+    # a merge of profiles whose creation is not in the topic (the messages before it were lost)
+    orphan = {"type": "profiles_merged", "survivor_id": "p_a", "absorbed_ids": ["p_b"], "event_id": "e9",
+              "occurred_at": "2025-03-01T10:00:00.000000Z", "via": ["email:a@b.org"], "rule": "shared_identifier"}
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    try:
+        producer.send(settings.topics.decisions, value=json.dumps({"v": DECISION_SCHEMA_VERSION,
+                                                                   "entries": [[orphan]]}).encode(), partition=0)
+        producer.flush(30)
+    finally:
+        producer.close()
+    with pytest.raises(DecisionLogError, match="cannot be folded at entry 0 .*lost or reordered messages"):
+        fold_decision_log(settings, resolver=Resolver(state=ResolverState()))
