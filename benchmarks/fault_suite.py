@@ -15,6 +15,8 @@ Probes:
 - tamper: one changed byte in a log entry, a log cut short, a damaged checkpoint, a checkpoint that would
   run code: each must be detected (an error, or the checkpoint refused and the state rebuilt).
 
+The stream jobs' probes (broker restarts, worker kills) need a broker and are in benchmarks/kafka_faults.py.
+
 "lost": events (or lines) missing against the reference; "duplicated": applied more than once; "crashes":
 a run that ended in anything but success or the kill; "detected": tampering found (tamper probe) or a
 verification that failed (other probes; must be 0).
