@@ -156,19 +156,30 @@ def rescore(ctx: Context, event_id: str, occurred_at: str) -> None:
                     best = scored
         if best is None or best[0] < model.link_threshold:
             continue
-        first, second = st.profiles[pa], st.profiles[pb]
-        acc = Acc(st, now=occurred_at)
-        acc.add(first.counts, first.traits)
-        acc.profiles.append(first)
-        if fuzzy_conflict(cfg, acc, second) is not None:
-            continue
         total, levels, deltas = best
-        key_a, key_b = st.node_keys[a], st.node_keys[b]
-        ctx.emit(decisions.probable_link(event_id, key_a, key_b, pb, "model_rescored", review_id=review_id,
-                                         **evidence(ctx, levels, total, deltas)))
-        ordered = sorted((first, second), key=Profile.age_key)
-        ctx.emit(decisions.profiles_merged(ordered[0].id, [ordered[1].id], event_id, occurred_at, [key_a, key_b],
-                                           "model_rescored"))
+        join(ctx, event_id, occurred_at, a, b, "model_rescored", occurred_at, review_id=review_id,
+             **evidence(ctx, levels, total, deltas))
+
+
+def join(ctx: Context, event_id: str, at: str, a: int, b: int, rule: str, now: Optional[str] = None,
+         **link: Any) -> Optional[str]:
+    """Links the profiles of nodes ``a`` and ``b`` (a pair scored again, or one a person accepted) unless a
+    guard forbids it now: emits the ``probable_link`` (with ``link``: its evidence or review) and the merge,
+    and returns None; else returns the guard's reason and emits nothing. ``now``: when the linking event
+    happened (None for a person's verdict)."""
+    st = ctx.state
+    first, second = st.profiles[st.node_profile[a]], st.profiles[st.node_profile[b]]
+    acc = Acc(st, now=now)
+    acc.add(first.counts, first.traits)
+    acc.profiles.append(first)
+    reason = fuzzy_conflict(ctx.config, acc, second)
+    if reason is not None:
+        return reason
+    key_a, key_b = st.node_keys[a], st.node_keys[b]
+    ctx.emit(decisions.probable_link(event_id, key_a, key_b, second.id, rule, **link))
+    ordered = sorted((first, second), key=Profile.age_key)
+    ctx.emit(decisions.profiles_merged(ordered[0].id, [ordered[1].id], event_id, at, [key_a, key_b], rule))
+    return None
 
 
 def frequency_deltas(ctx: Context, a: AttributeRecord, b: AttributeRecord,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 from resolver import decisions
 from resolver.context import Context
 from resolver.errors import ReviewError
-from resolver.guards import Acc, fuzzy_conflict
-from resolver.state import Profile
+from resolver.fuzzy import join
 
 
 def decide_review(ctx: Context, review_id: str, accept: bool, reviewer: str, decided_at: str,
@@ -36,18 +35,9 @@ def decide_review(ctx: Context, review_id: str, accept: bool, reviewer: str, dec
     elif pa == pb:
         verdict["outcome"] = "already_linked"
     else:
-        first, second = st.profiles[pa], st.profiles[pb]
-        acc = Acc(st)
-        acc.add(first.counts, first.traits)
-        acc.profiles.append(first)
-        reason = fuzzy_conflict(ctx.config, acc, second)
+        reason = join(ctx, event_id, decided_at, a, b, "review_accepted", review_id=review_id)
         if reason is not None:
             verdict.update(outcome="blocked", reason=reason)
         else:
             verdict["outcome"] = "linked"
-            ctx.emit(decisions.probable_link(event_id, st.node_keys[a], st.node_keys[b], pb, "review_accepted",
-                                             review_id=review_id))
-            ordered = sorted((first, second), key=Profile.age_key)
-            ctx.emit(decisions.profiles_merged(ordered[0].id, [ordered[1].id], event_id, decided_at,
-                                               [st.node_keys[a], st.node_keys[b]], "review_accepted"))
     ctx.emit(verdict)
