@@ -28,7 +28,7 @@ The modules, one stage each; each imports only those listed above it:
 
 * ``canonical``: canonical forms of names, addresses, postcodes and dates; ``AttributeRecord``.
 * ``names``: the nickname groups and their data digest (``NICKNAMES_DIGEST``); Soundex.
-* ``blocking``: ``blocking_keys``, ``BLOCKING_RULES`` and ``candidate_pairs``.
+* ``blocking``: ``blocking_keys``, ``BLOCKING_RULES`` and ``candidate_pairs_by_rule``.
 * ``comparisons``: the fields, their agreement levels and ``compare``.
 * ``compatibility``: ``hard_conflict``, ``first_names_compatible``, ``dates_compatible``.
 * ``model``: ``MatchModel`` (m/u, weights, thresholds, scoring, model files) and ``default_model``.
@@ -46,7 +46,7 @@ from resolver.matching.canonical import (
     canonical_name, canonical_postcode,
 )
 from resolver.matching.names import NICKNAME_GROUPS, NICKNAMES_DIGEST, nickname_equivalent, soundex
-from resolver.matching.blocking import BLOCKING_RULES, blocking_keys, candidate_pairs
+from resolver.matching.blocking import BLOCKING_RULES, blocking_keys, candidate_pairs_by_rule
 from resolver.matching.comparisons import (
     COMPARISONS_VERSION, FIELD_INDEX, FIELD_LEVELS, FIELDS, JW_HIGH, JW_LOW, NULL, POSTCODE_PREFIX, TSR_HIGH,
     TSR_LOW, compare, compare_address, compare_city, compare_date_of_birth, compare_fields, compare_first_name,
@@ -70,7 +70,7 @@ __all__ = [
     # names
     "NICKNAME_GROUPS", "NICKNAMES_DIGEST", "nickname_equivalent", "soundex",
     # blocking
-    "BLOCKING_RULES", "blocking_keys", "candidate_pairs",
+    "BLOCKING_RULES", "blocking_keys", "candidate_pairs_by_rule",
     # comparisons
     "COMPARISONS_VERSION", "FIELD_INDEX", "FIELD_LEVELS", "FIELDS", "JW_HIGH", "JW_LOW", "NULL", "POSTCODE_PREFIX",
     "TSR_HIGH", "TSR_LOW", "compare", "compare_address", "compare_city", "compare_date_of_birth", "compare_fields",

@@ -104,31 +104,11 @@ BLOCKING_RULES: dict[str, tuple[str, ...]] = {
 }
 
 
-def candidate_pairs(records: Sequence[AttributeRecord], max_block_size: int,
-                    rule: Optional[str] = None,
-                    keys: Optional[Sequence[list[str]]] = None) -> list[tuple[int, int]]:
-    """Index pairs ``(i, j)``, ``i < j``, of records sharing a blocking key (of ``rule`` only, if given),
-    as the engine would find them: a key holds at most ``max_block_size`` records (the first ones).
-    Sorted, without repeats. ``keys``: each record's ``blocking_keys``, if already known."""
-    blocks: dict[str, list[int]] = {}
-    for i, rec in enumerate(records):
-        for key in (keys[i] if keys is not None else blocking_keys(rec)):
-            if rule is not None and not key.startswith(rule + ":"):
-                continue
-            block = blocks.setdefault(key, [])
-            if len(block) < max_block_size:
-                block.append(i)
-    pairs: set[tuple[int, int]] = set()
-    for block in blocks.values():
-        for x in range(len(block)):
-            for y in range(x + 1, len(block)):
-                pairs.add((block[x], block[y]))
-    return sorted(pairs)
-
-
 def candidate_pairs_by_rule(records: Sequence[AttributeRecord], max_block_size: int,
                             keys: Optional[Sequence[list[str]]] = None) -> dict[str, list[tuple[int, int]]]:
-    """``candidate_pairs`` of every rule of ``BLOCKING_RULES`` at once (one pass over the records)."""
+    """Per rule of ``BLOCKING_RULES``, the index pairs ``(i, j)``, ``i < j``, of records sharing a key of that
+    rule, as the engine would find them: a key holds at most ``max_block_size`` records (the first ones).
+    Sorted, without repeats. ``keys``: each record's ``blocking_keys``, if already known."""
     blocks: dict[str, list[int]] = {}
     for i, rec in enumerate(records):
         for key in (keys[i] if keys is not None else blocking_keys(rec)):
