@@ -25,10 +25,11 @@ def data(tmp_path):
 
 
 def serve(data, **env) -> Server:
-    server = start_server(data, extra_env=env)
-    server.lookup = lambda timeout=5.0: httpx.get(server.base + "/v1/lookup",
-                                                  params={"type": "email", "value": "c3@mailbox.org"}, timeout=timeout)
-    return server
+    return start_server(data, extra_env=env)
+
+
+def lookup(server: Server) -> httpx.Response:
+    return httpx.get(server.base + "/v1/lookup", params={"type": "email", "value": "c3@mailbox.org"}, timeout=5.0)
 
 
 def _slow_clients(port: int, n: int) -> list[socket.socket]:
@@ -59,11 +60,11 @@ def test_a_request_that_never_finishes_arriving_is_cut_off_and_others_are_served
         slow = _slow_clients(server.port, 30)
         for s in slow:  # one byte a second keeps none of them alive beyond the deadline
             s.sendall(b"X")
-        assert server.lookup().status_code == 200  # while they hang on
+        assert lookup(server).status_code == 200  # while they hang on
         started = time.monotonic()
         assert all(_closed_by_server(s, 5) for s in slow)
         assert time.monotonic() - started < 4
-        assert server.lookup().status_code == 200
+        assert lookup(server).status_code == 200
     finally:
         server.stop()
 
@@ -75,7 +76,7 @@ def test_connections_beyond_the_limit_are_refused_and_the_server_stays_up(data):
         closed = sum(_closed_by_server(s, 0.5) for s in crowd[8:])
         assert closed == len(crowd) - 8  # each beyond the limit is closed at once
         time.sleep(2.5)  # the eight within it run out of time
-        assert server.lookup().status_code == 200
+        assert lookup(server).status_code == 200
         assert server.proc.poll() is None
     finally:
         server.stop()
@@ -84,13 +85,13 @@ def test_connections_beyond_the_limit_are_refused_and_the_server_stays_up(data):
 def test_a_data_directory_deleted_under_the_server_is_no_longer_answered_from(data):
     server = serve(data)
     try:
-        assert server.lookup().status_code == 200
+        assert lookup(server).status_code == 200
         shutil.rmtree(data)
         deadline = time.monotonic() + 10
-        while server.lookup().status_code == 200:
+        while lookup(server).status_code == 200:
             assert time.monotonic() < deadline, "still answering from a deleted data directory"
             time.sleep(0.1)
-        answer = server.lookup()
+        answer = lookup(server)
         assert answer.status_code == 503
         assert answer.json()["error"] == "source_gone" and "has disappeared" in answer.json()["detail"]
         ready = httpx.get(server.base + "/readyz", timeout=5)
@@ -102,6 +103,6 @@ def test_a_data_directory_deleted_under_the_server_is_no_longer_answered_from(da
 def test_a_limit_of_one_connection_still_serves_that_one(data):
     server = serve(data, IDRES_API_MAX_CONNECTIONS="1")
     try:
-        assert server.lookup().status_code == 200
+        assert lookup(server).status_code == 200
     finally:
         server.stop()

@@ -23,7 +23,7 @@ import pytest
 
 from streams.kafka_io import KafkaSettings
 from tests.cli_helpers import ROOT, run_cli
-from tests.kafka_broker import free_port, unique_name
+from tests.kafka_broker import unique_name
 from tests.test_stream import Worker, wait_until
 
 DEFECT_ON = "p1"  # the resolver fails on this event the first time it decides it
@@ -82,14 +82,8 @@ def _embedded(tmp: Path, events: Path) -> Result:
 class DefectiveWorker(Worker):
     """An `idres worker` whose resolver has the planted defect."""
 
-    def __init__(self, tmp: Path, bootstrap: str, prefix: str, roles: str):
-        self.port = free_port()
-        self.log = tmp / f"worker-{roles.replace(',', '-')}-{self.port}.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.faulty_idres", "worker", "--bootstrap", bootstrap, "--topic-prefix", prefix,
-             "--role", roles, "--web-port", str(self.port), "--session-timeout", "6", "--loglevel", "warn",
-             "--data-dir", str(tmp / "worker-data")],
-            cwd=ROOT, env=ENV, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+    module = "tests.faulty_idres"
+    env = ENV
 
 
 def _kafka(tmp: Path, events: Path, bootstrap: str) -> Result:

@@ -30,14 +30,17 @@ idres = run_cli
 class Worker:
     """One `idres worker` process; its log goes to a file so a failure can show it."""
 
+    module = "streams.cli"  # what `python -m` runs
+    env = None  # its environment (None: this process's)
+
     def __init__(self, tmp: Path, bootstrap: str, prefix: str, roles: str):
         self.port = free_port()
         self.log = tmp / f"worker-{roles.replace(',', '-')}-{self.port}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--bootstrap", bootstrap, "--topic-prefix", prefix,
+            [sys.executable, "-m", self.module, "worker", "--bootstrap", bootstrap, "--topic-prefix", prefix,
              "--role", roles, "--web-port", str(self.port), "--session-timeout", "6", "--loglevel", "warn",
              "--data-dir", str(tmp / "worker-data")],
-            cwd=ROOT, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+            cwd=ROOT, env=self.env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
 
     def metrics(self) -> dict[str, float]:
         try:
