@@ -131,6 +131,7 @@ NOTHING_TO_MATCH = "nothing to match on"
 INTERNAL_ERROR = "internal error"
 BAD_DATE = "occurred_at is not a date-time"
 CONFLICTING_DUPLICATE = "event_id already used by another event"
+UNDECODABLE_BATCH = "undecodable record batch"  # (Kafka) a compressed batch no record of which can be read
 
 
 def _category(loc: tuple[Any, ...], error_type: str) -> str:

@@ -41,7 +41,8 @@ from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver, ResolverState
 from resolver.errors import ReviewError
-from schemas.channel import KNOWN_CHANNELS
+from schemas.channel import KNOWN_CHANNELS, UNDECODABLE_BATCH
+from streams import kafka_batches
 from schemas.decisions import DECISION_SCHEMA_VERSION
 from streams.kafka_io import (KafkaIOError, KafkaSettings, admin_client, check_reachable, client_error,
                               ensure_topics)
@@ -118,6 +119,8 @@ def reader(settings: KafkaSettings, **config: Any):
     from kafka.errors import KafkaError
 
     check_reachable(settings)
+    ms = int(settings.timeout * 1000)  # (a listener that never answers: the configured wait, not half a minute)
+    config = {"bootstrap_timeout_ms": ms, **config}
     try:
         return KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.client_id}-reader",
                              **config)
@@ -214,7 +217,9 @@ def fold_deadletter(settings: KafkaSettings, views: CustomerViews) -> int:
             "source": {"name": f"{headers.get('source_topic')}/{headers.get('source_partition')}",
                        "position": int(headers.get("source_offset", -1))},
             "reason": headers.get("reason", ""),
-            "raw": (record.value or b"")[:65536].decode("utf-8", "replace"),
+            "raw": (f"(a record batch of {len(record.value or b''):,} bytes, kept in {settings.topics.deadletter})"
+                    if headers.get("reason") == UNDECODABLE_BATCH else
+                    (record.value or b"")[:65536].decode("utf-8", "replace")),
             **({"detail": headers["detail"]} if "detail" in headers else {}),
             **({"event_id": headers["event_id"]} if "event_id" in headers else {}),
         })
@@ -336,6 +341,11 @@ class StreamJobs:
         )
         app.on_partitions_assigned.connect(self._on_assigned)
         jobs = self
+        # a raw topic's batch that cannot be decoded is skipped and dead-lettered; one on the engine's own
+        # topics stops the worker (streams/kafka_batches.py)
+        raw_pattern = re.compile(s.topics.raw_pattern())
+        kafka_batches.install(lambda topic: bool(raw_pattern.match(topic)))
+        self.batch_letters: set[Any] = set()  # dead letters of skipped batches not yet acknowledged
 
         @app.page("/metrics")
         async def metrics(web: Any, request: Any) -> Any:
@@ -370,6 +380,10 @@ class StreamJobs:
                     log.critical("stopping the worker: %s", exc)
                     jobs.failed = exc
                     await app.crash(exc)
+
+            @app.timer(interval=1.0)
+            async def dead_letter_skipped_batches() -> None:  # (while no record arrives after them)
+                await jobs._dead_letter_batches()
 
             self.validated = app.topic(validated_topic(s), value_serializer="raw", key_serializer="raw")
             self.deadletter = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw")
@@ -429,12 +443,31 @@ class StreamJobs:
             m.add("validate_rejected", len(events) - len(good))
             for run in chunked(good, lambda g: len(g[3]) + 64):
                 pending.append(await self.validated.send(value=orjson.dumps({"events": run})))
+            # the dead letters of batches skipped before these records: Faust commits a skipped batch's
+            # offsets with the records after it, so its dead letter is durable first
+            pending += await self._dead_letter_batches(wait=False)
             if pending:
                 await asyncio.gather(*pending)  # durable before Faust acknowledges this batch
 
+    async def _dead_letter_batches(self, wait: bool = True) -> list[Any]:
+        """Sends a dead letter for each undecodable batch the consumer skipped; returns every such dead
+        letter not yet acknowledged (awaited here unless ``wait`` is false)."""
+        for b in kafka_batches.take():
+            self.metrics.add("validate_undecodable_batches")
+            self.metrics.add("validate_undecodable_offsets", b.next_offset - b.first_offset)
+            future = await self._dead_letter(b.topic, b.partition, b.first_offset, b.raw, UNDECODABLE_BATCH,
+                                             detail=f"offsets {b.first_offset}..{b.next_offset - 1}: {b.reason}",
+                                             extra=[("source_offset_end", str(b.next_offset - 1).encode())])
+            self.batch_letters.add(future)
+            future.add_done_callback(self.batch_letters.discard)
+        pending = list(self.batch_letters)
+        if wait and pending:
+            await asyncio.gather(*pending)
+        return pending
+
     async def _dead_letter(self, topic: str, partition: int, offset: int, raw: bytes, reason: str,
                            key: Optional[bytes] = None, detail: Optional[str] = None,
-                           event_id: Optional[str] = None) -> Any:
+                           event_id: Optional[str] = None, extra: Iterable[tuple[str, bytes]] = ()) -> Any:
         """Keeps a rejected record's original bytes, with where it came from and why (``reason``: the
         category, as in the embedded log's ``event_rejected``; ``detail``: the message), in the dead-letter topic."""
         headers = [("source_topic", topic.encode()), ("source_partition", str(partition).encode()),
@@ -443,6 +476,7 @@ class StreamJobs:
             headers.append(("event_id", event_id.encode("utf-8")))
         if detail is not None:
             headers.append(("detail", detail.encode("utf-8")))
+        headers += extra
         return await self.deadletter.send(key=key, value=raw, headers=headers)
 
     # -- resolve --------------------------------------------------------------------------------
@@ -567,8 +601,8 @@ def run_worker(settings: KafkaSettings, options: WorkerOptions, loglevel: str = 
     try:
         worker.execute_from_commandline()
     except SystemExit:
-        if jobs.failed is not None:
+        if jobs.failed is not None or kafka_batches.fatal is not None:
             raise SystemExit(1) from None
         raise
-    if jobs.failed is not None:
+    if jobs.failed is not None or kafka_batches.fatal is not None:
         raise SystemExit(1)

@@ -25,11 +25,11 @@ def _event(n: int, channel: str) -> bytes:
                        "event_type": "visit", "identifiers": {"email": f"c{n}@mailbox.org"}}).encode()
 
 
-def _send(bootstrap: str, topic: str, values: list[bytes], codec: str) -> None:
+def _send(bootstrap: str, topic: str, values: list[bytes], codec: str, partition: int | None = None) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type=codec, acks="all", linger_ms=20)
     try:
         for value in values:
-            producer.send(topic, value=value)  # (no key: as many producers send)
+            producer.send(topic, value=value, partition=partition)  # (no key: as many producers send)
         producer.flush(30)
     finally:
         producer.close()
@@ -187,3 +187,77 @@ def test_a_decision_log_topic_with_entries_missing_is_refused_with_what_to_do(ka
         producer.close()
     with pytest.raises(DecisionLogError, match="cannot be folded at entry 0 .*lost or reordered messages"):
         fold_decision_log(settings, resolver=Resolver(state=ResolverState()))
+
+
+def _send_undecodable(monkeypatch, bootstrap: str, topic: str, values: list[bytes], codec: str) -> None:
+    """Sends one batch flagged as ``codec`` whose payload no decoder can read (its checksum is right: the
+    producer computed it over the damaged bytes). The values must be longer than the damaged payload, or
+    the producer sends them uncompressed."""
+    import kafka.record.default_records as records
+
+    with monkeypatch.context() as m:
+        m.setattr(records, f"{codec}_encode", lambda data: b"\x04\x22\x4d\x18 these bytes are not " + codec.encode())
+        _send(bootstrap, topic, values, codec, partition=0)
+
+
+def test_an_undecodable_batch_on_a_raw_topic_is_dead_lettered_and_the_worker_goes_on(kafka_bootstrap, tmp_path,
+                                                                                   monkeypatch):
+    prefix = unique_name("undecodable") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    create_stream_topics(settings)
+    web, email = settings.topics.raw("web"), settings.topics.raw("email")
+    good = [_event(n, "web") for n in range(3)]
+    _send(kafka_bootstrap, web, good[:2], "lz4", partition=0)
+    _send_undecodable(monkeypatch, kafka_bootstrap, web, [_event(n, "web") for n in range(10, 14)], "lz4")
+    _send(kafka_bootstrap, web, good[2:], "lz4", partition=0)  # a good batch after the damaged one
+    # the last batch of its partition: nothing after it is ever read
+    _send_undecodable(monkeypatch, kafka_bootstrap, email, [_event(n, "email") for n in range(2)], "zstd")
+
+    worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
+    try:
+        wait_until(lambda: (worker.metrics().get("idres_resolve_events_total", 0) >= len(good)
+                            and worker.metrics().get("idres_validate_undecodable_batches_total", 0) >= 2), 120,
+                   "the worker to resolve the good records and skip the damaged batches", [worker])
+        assert worker.metrics()["idres_validate_undecodable_offsets_total"] == 6
+        assert worker.proc.poll() is None  # still running
+    finally:
+        worker.stop()
+    letters = sorted(_dead_letter_headers(kafka_bootstrap, settings.topics.deadletter), key=lambda h: h["source_topic"])
+    assert [(h["source_topic"], h["source_offset"], h["source_offset_end"], h["reason"]) for h in letters] == [
+        (email, "0", "1", "undecodable record batch"), (web, "2", "5", "undecodable record batch")]
+    snap = tmp_path / "kafka.duckdb"
+    run_cli("snapshot", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--out", str(snap))
+    with duckdb.connect(str(snap), read_only=True) as con:
+        events = {e for (e,) in con.execute("SELECT event_id FROM events").fetchall()}
+        rejected = con.execute("SELECT reason, detail FROM rejected_events ORDER BY detail").fetchall()
+    assert events == {json.loads(v)["event_id"] for v in good}
+    assert [r for r, _ in rejected] == ["undecodable record batch"] * 2
+    assert rejected[0][1].startswith("offsets 0..1: ") and rejected[1][1].startswith("offsets 2..5: ")
+
+
+def _dead_letter_headers(bootstrap: str, topic: str) -> list[dict[str, str]]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest", consumer_timeout_ms=3000)
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        return [{k: v.decode() for k, v in record.headers} for record in consumer]
+    finally:
+        consumer.close()
+
+
+def test_an_undecodable_batch_on_the_engine_s_own_topic_stops_the_worker_with_one_line(kafka_bootstrap, tmp_path,
+                                                                                     monkeypatch):
+    prefix = unique_name("damaged") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    create_stream_topics(settings)
+    from streams.stream_app import validated_topic
+
+    _send_undecodable(monkeypatch, kafka_bootstrap, validated_topic(settings), [b'{"events": [], "note": "%s"}' % (b"x" * 400)], "lz4")
+    worker = Worker(tmp_path, kafka_bootstrap, prefix, "resolve")
+    try:
+        wait_until(lambda: worker.proc.poll() is not None, 90, "the worker to stop", [worker])
+    finally:
+        worker.stop()
+    assert worker.proc.returncode != 0
+    assert (f"the record batch at {validated_topic(settings)}/0 offsets 0..0 cannot be decoded"
+            in worker.log.read_text(errors="replace"))
