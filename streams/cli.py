@@ -294,7 +294,10 @@ def _lookup_key(engine, spec: str) -> str:
             raise UsageError(f"unknown identifier type {id_type!r}: known types are {', '.join(known)}")
     value, reason = engine.resolver.normalize_identifier(id_type, raw)
     if value is None:
-        raise UsageError(f"{id_type} {raw!r} cannot be looked up: {reason}")
+        raise UsageError(f"{id_type} {raw!r} cannot be looked up: {reason}"
+                         + (" (a value that identifies nobody, so no customer is found by it): look up another "
+                            "of the customer's identifiers" if "placeholder" in reason else
+                            ": give the value as the channel would send it"))
     return f"{id_type}:{value}"
 
 
@@ -578,7 +581,9 @@ def cmd_query(args: argparse.Namespace) -> int:
             columns = [d[0] for d in result.description or []]
             rows = result.fetchmany(args.limit + 1) if args.limit else result.fetchall()
         except duckdb.Error as exc:
-            raise UsageError(f"query failed: {str(exc).splitlines()[0]}") from None
+            hint = ("SHOW TABLES lists the tables, DESCRIBE name a table's columns" if isinstance(
+                exc, (duckdb.CatalogException, duckdb.BinderException)) else "correct the SQL and run it again")
+            raise UsageError(f"query failed: {str(exc).splitlines()[0]}: {hint}") from None
     more = bool(args.limit) and len(rows) > args.limit
     rows = rows[:args.limit] if more else rows
     if args.json:
@@ -660,6 +665,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.people < 1:
         raise UsageError(f"--people {args.people}: the demo needs at least 1 person (the default is 600)")
+    config, projection = _settings(args)  # (a wrong configuration stops the demo before it writes anything)
     root = Path(args.dir)
     _claim_demo_dir(root)
     events, truth_file = root / "events.jsonl", root / "truth.csv"
@@ -671,7 +677,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         gen = write_dataset(events, truth_file, SyntheticConfig(people=args.people, seed=args.seed),
                             progress=bar.update)
     print(f"2/4 ingesting {events} ...")
-    config, projection = _settings(args)
     with EmbeddedEngine(data_dir, config, projection, batch_size=_batch_size()) as engine:
         with _progress_bar(events.stat().st_size, "ingest") as bar:
             report = engine.ingest_file(events, progress=bar.update)
@@ -697,6 +702,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  pairwise recall     {scores['recall']:>9.4f}")
     print(f"  pairwise F1         {scores['f1']:>9.4f}")
     print(f"  ingest speed        {report.as_dict()['events_per_second'] or 0:>9,} events/s")
+    _mark_demo_dir(root, {name: _demo_fingerprint(root / name) for name in DEMO_FILES if (root / name).exists()})
     print()
     print("Try next:")
     for line in _try_next(snapshot, data_dir, sample):
@@ -705,25 +711,57 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _claim_demo_dir(root: Path) -> None:
-    """Makes ``root`` the demo's directory. Files of the demo's names that the demo did not write are never
-    replaced without asking: on a terminal it asks, elsewhere it stops with one line."""
+    """Makes ``root`` the demo's directory. Files of the demo's names that the demo did not write, or that
+    changed since it wrote them (an ingest into its data, a file added there, an edited truth file), are
+    never replaced without asking: on a terminal it asks, elsewhere it stops with one line."""
     if root.exists() and not root.is_dir():
         raise UsageError(f"--dir {root} is a file: give a directory for the demo's data (default ./idres-demo)")
-    theirs = [name for name in DEMO_FILES if (root / name).exists()]
-    if theirs and not (root / DEMO_MARKER).is_file():
+    written = _demo_written(root)
+    theirs = [name for name in DEMO_FILES if (root / name).exists()
+              and (written is None or written.get(name) != _demo_fingerprint(root / name))]
+    if theirs:
         listed = ", ".join(theirs)
+        what = ("which idres demo did not write" if written is None else
+                "which changed since idres demo wrote them" if all(n in written for n in theirs) else
+                "which idres demo did not write, or which changed since it wrote them")
         if not sys.stdin.isatty():
-            raise UsageError(f"{root} already holds {listed}, which idres demo did not write: give another --dir "
+            raise UsageError(f"{root} already holds {listed}, {what}: give another --dir "
                              f"(the demo replaces those), or move them away")
         try:
-            answer = input(f"{root} holds {listed}, which idres demo did not write. Replace them? [y/N] ")
+            answer = input(f"{root} holds {listed}, {what}. Replace them? [y/N] ")
         except EOFError:
             answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             raise UsageError(f"left {root} as it was: give another --dir")
     root.mkdir(parents=True, exist_ok=True)
-    (root / DEMO_MARKER).write_text("written by idres demo: its events, truth, data and snapshot here are "
-                                    "replaced by the next `idres demo` run\n", encoding="utf-8")
+    _mark_demo_dir(root, {})  # (an interrupted run leaves files the next run asks about)
+
+
+def _demo_fingerprint(path: Path) -> Any:
+    """What tells a file (size, modification time) or a directory (every file's path and size) apart from
+    what the demo wrote; reading the demo's data changes none of it."""
+    if path.is_dir():
+        return sorted([str(p.relative_to(path)), p.stat().st_size] for p in path.rglob("*")
+                      if p.is_file() and p.name != "LOCK")
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _demo_written(root: Path) -> Optional[dict[str, Any]]:
+    """The fingerprints of what the demo wrote in ``root`` (None when it is not the demo's directory)."""
+    try:
+        marker = json.loads((root / DEMO_MARKER).read_text(encoding="utf-8"))
+        return dict(marker["written"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _mark_demo_dir(root: Path, written: dict[str, Any]) -> None:
+    text = json.dumps({"note": "written by idres demo: its events, truth, data and snapshot here are replaced by "
+                               "the next `idres demo` run, unless they changed since", "written": written})
+    tmp = root / f"{DEMO_MARKER}.tmp"
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, root / DEMO_MARKER)
 
 
 def _try_next(snapshot: Path, data_dir: Path, sample: Optional[tuple[str, str]]) -> list[str]:

@@ -35,9 +35,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     try:
         return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
+        raise ConfigError(f"config file {path} not found: give the path of a TOML file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory: give the path of a TOML file") from None
     except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc}): check its permissions, "
+                          f"or give another file") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text: save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:

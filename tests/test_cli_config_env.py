@@ -43,7 +43,7 @@ def test_config_check_wrong_type_is_one_error_line_and_exit_2(tmp_path):
 def test_config_check_missing_file(tmp_path):
     proc = run_cli("config", "check", str(tmp_path / "nope.toml"), check=False)
     assert proc.returncode == 2
-    assert proc.stderr == f"idres: error: config file {tmp_path / 'nope.toml'} not found\n"
+    assert proc.stderr == f"idres: error: config file {tmp_path / 'nope.toml'} not found: give the path of a TOML file\n"
 
 
 def test_config_check_without_file_checks_idres_config_or_says_built_in(tmp_path):

@@ -92,6 +92,13 @@ def test_ingest_never_writes_into_the_demo_data(demo, tmp_path):
                    check=False).returncode == 3
 
 
+def test_a_wrong_configuration_stops_the_demo_before_it_writes_anything(tmp_path):
+    (tmp_path / "bad.toml").write_text('[identifier_types.email]\nmax_per_profile = "three"\n')
+    err = _one_error_line(run_cli("demo", "--dir", "d", "--config", "bad.toml", check=False, cwd=tmp_path))
+    assert 'max_per_profile = "three"' in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
 def test_demo_never_replaces_files_it_did_not_write(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -103,8 +110,25 @@ def test_demo_never_replaces_files_it_did_not_write(tmp_path):
     # its own directory it replaces, run after run
     run_cli("demo", "--people", "3", "--dir", "d", cwd=tmp_path)
     first = (tmp_path / "d" / "events.jsonl").read_bytes()
+    run_cli("lookup", "email=nobody@example.org", "--data-dir", "d/data", cwd=tmp_path, check=False)  # (a read)
     run_cli("demo", "--people", "4", "--dir", "d", cwd=tmp_path)
     assert (tmp_path / "d" / "events.jsonl").read_bytes() != first
+    # ...but not once someone else's data is in it: events ingested into its data, a file of theirs there,
+    # an edited truth file
+    mine_event = tmp_path / "mine.jsonl"
+    mine_event.write_text('{"event_id": "m1", "occurred_at": "2025-03-01T10:00:00Z", "channel": "web", '
+                          '"event_type": "visit", "identifiers": {"email": "me@mine.org"}}\n')
+    changes = [("data", lambda d: run_cli("ingest", str(mine_event), "--data-dir", f"{d}/data", cwd=tmp_path)),
+               ("data", lambda d: (tmp_path / d / "data" / "notes.txt").write_text("mine")),
+               ("truth.csv", lambda d: (tmp_path / d / "truth.csv").write_text("event_id,person_id\n"))]
+    for n, (name, change) in enumerate(changes):
+        d = f"d{n}"
+        run_cli("demo", "--people", "3", "--dir", d, cwd=tmp_path)
+        change(d)
+        before = {p: p.stat().st_size for p in (tmp_path / d).rglob("*") if p.is_file()}
+        err = _one_error_line(run_cli("demo", "--people", "3", "--dir", d, check=False, cwd=tmp_path))
+        assert f"holds {name}, which changed since idres demo wrote them" in err, err
+        assert {p: p.stat().st_size for p in (tmp_path / d).rglob("*") if p.is_file()} == before
 
 
 # ------------------------------------------------------------------------------------------ pipes
@@ -181,6 +205,10 @@ def test_misleading_inputs_get_one_line_that_says_what_to_do(demo, tmp_path):
         (["lookup", "--data-dir", str(tmp_path / "notes.txt"), "email=a@b.c"], "is a file, not a directory"),
         (["lookpu", "email=a@b.c"], "invalid choice"),
         (["demo", "--people", "many"], "invalid int value"),
+        (["query", "idres-demo/customers.duckdb", "SELECT * FROM nosuch"], "SHOW TABLES lists the tables"),
+        (["config", "check", str(tmp_path)], "is a directory: give the path of a TOML file"),
+        (["lookup", "email=x@y.z"], "placeholder email (a value that identifies nobody"),
+        (["lookup", "phone=12"], "not a phone number: give the value as the channel would send it"),
     ]
     for args, expected in cases:
         err = _one_error_line(run_cli(*args, check=False, cwd=cwd))
@@ -194,6 +222,22 @@ def test_an_unreachable_broker_is_one_line_at_once(tmp_path, command):
     err = _one_error_line(run_cli(*command, "--bootstrap", f"127.0.0.1:{_free_port()}", check=False, cwd=tmp_path))
     assert time.monotonic() - started < 10
     assert "cannot reach a Kafka broker" in err and "connection refused" in err
+
+
+@pytest.mark.parametrize("command", [["snapshot", "--out", "k.duckdb"], ["review"], ["topics"]])
+def test_a_listener_that_never_answers_is_one_line_within_the_configured_wait(tmp_path, command, monkeypatch):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)  # accepts connections (the kernel does), never answers a request
+    try:
+        monkeypatch.setenv("IDRES_KAFKA_TIMEOUT", "2")
+        started = time.monotonic()
+        err = _one_error_line(run_cli(*command, "--bootstrap", f"127.0.0.1:{listener.getsockname()[1]}",
+                                      check=False, cwd=tmp_path))
+        assert time.monotonic() - started < 12
+        assert "timed out" in err and "2 s" in err and "no Kafka broker answered" in err
+    finally:
+        listener.close()
 
 
 def test_explain_of_a_shared_identifier_says_it_is_shared(demo):
