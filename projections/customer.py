@@ -99,6 +99,7 @@ class CustomerViews:
         self.merges: list[dict[str, Any]] = []
         self.merges_by_survivor: dict[str, list[int]] = {}
         self.splits: list[dict[str, Any]] = []
+        self.renames: list[dict[str, Any]] = []  # profile_renamed decisions: a cluster named by its earliest event
         self.rejected: list[dict[str, Any]] = []
         self.refusals: dict[int, list[dict[str, Any]]] = {}
         # probabilistic matching: links made on attribute evidence, and the review queue
@@ -173,6 +174,8 @@ class CustomerViews:
                     for key in part["nodes"]:
                         self._attach(prof, self._node(key))
                 self._dirty.add(d["profile_id"])
+            elif t == "profile_renamed":
+                self._renamed(d)
             elif t == "event_rejected":
                 self.rejected.append(d)
             elif t == "events_attributed":
@@ -231,6 +234,31 @@ class CustomerViews:
                 self.ev_profile[i] = survivor.id
             survivor.events.extend(prof.events)
             self.aliases[pid] = survivor.id
+
+    def _renamed(self, d: dict[str, Any]) -> None:
+        old, new = d["profile_id"], d["new_profile_id"]
+        self.renames.append(d)
+        prof = self.profiles.pop(old)
+        held = self.profiles.pop(new, None)  # (an event's profile of its own under that name: now the cluster's)
+        prof.id = new
+        self.profiles[new] = prof
+        if held is not None:
+            prof.events.extend(held.events)
+            self._dirty.add(new)
+        for idx in prof.nodes:
+            self.node_profile[idx] = new
+        for i in prof.events:
+            self.ev_profile[i] = new
+        for table in (self.absorbed, self.merges_by_survivor):
+            moved = table.pop(old, None)
+            if moved:
+                table.setdefault(new, []).extend(moved)
+        self.absorbed.setdefault(new, []).append(old)  # (its lineage: the IDs it was known by)
+        if old in self._dirty:
+            self._dirty.discard(old)
+            self._dirty.add(new)
+        self.aliases.pop(new, None)
+        self.aliases[old] = new
 
     def _assign(self, i: int) -> str:
         via = self.ev_via.get(i)  # attributed by session: to that customer, whatever its device's profile

@@ -171,6 +171,13 @@ class ProfileSplit(TypedDict):
     parts: list[SplitPart]
 
 
+class ProfileRenamed(TypedDict):
+    type: Literal["profile_renamed"]
+    profile_id: str
+    new_profile_id: str
+    event_id: str
+
+
 class EventRejected(TypedDict):
     type: Literal["event_rejected"]
     key: str
@@ -183,11 +190,11 @@ class EventRejected(TypedDict):
 
 Decision = (InteractionRecorded | ProfileCreated | IdentifiersAttached | IdentifiersLinked | ProfilesMerged
             | IdentifierFlagged | LinkRefused | EventsAttributed | PhoneRegionLearned | ModelEstimated | ProbableLink
-            | PossibleMatch | ReviewDecided | ProfileSplit | EventRejected)
+            | PossibleMatch | ReviewDecided | ProfileSplit | ProfileRenamed | EventRejected)
 
 ALL: tuple[type, ...] = (InteractionRecorded, ProfileCreated, IdentifiersAttached, IdentifiersLinked, ProfilesMerged,
                          IdentifierFlagged, LinkRefused, EventsAttributed, PhoneRegionLearned, ModelEstimated,
-                         ProbableLink, PossibleMatch, ReviewDecided, ProfileSplit, EventRejected)
+                         ProbableLink, PossibleMatch, ReviewDecided, ProfileSplit, ProfileRenamed, EventRejected)
 
 
 # --------------------------------------------------------------------------------------- constructors
@@ -247,6 +254,11 @@ def model_estimated(event_id: str, filed: int, records: int, sample: int, candid
 def profile_split(profile_id: str, event_id: str, reason: str, parts: list[SplitPart]) -> ProfileSplit:
     return {"type": "profile_split", "profile_id": profile_id, "event_id": event_id, "reason": reason,
             "parts": parts}
+
+
+def profile_renamed(profile_id: str, new_profile_id: str, event_id: str) -> ProfileRenamed:
+    return {"type": "profile_renamed", "profile_id": profile_id, "new_profile_id": new_profile_id,
+            "event_id": event_id}
 
 
 def probable_link(event_id: str, node: str, other: str, profile_id: str, rule: str,

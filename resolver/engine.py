@@ -55,7 +55,7 @@ from __future__ import annotations
 from sys import intern
 from typing import Any, Iterable, Optional
 
-from resolver import calibration, decisions, formats, fuzzy, linking, review
+from resolver import calibration, decisions, formats, fuzzy, linking, naming, review
 from resolver import traits as person
 from resolver.config import ResolverConfig
 from resolver.context import Context
@@ -207,6 +207,7 @@ class Resolver:
         ctx.emit(recorded)
         if st.phone_total != phones:  # a new number may make its country common enough
             self._learn(event.event_id, node_keys)
+        naming.settle(ctx, event.event_id, ctx.out)  # each profile touched named by its earliest event
         return ctx.take()
 
     def _learn(self, event_id: str, node_keys: list[str]) -> None:
@@ -247,6 +248,7 @@ class Resolver:
         ctx = self._ctx
         ctx.take()
         review.decide_review(ctx, review_id, accept, reviewer, decided_at, note)
+        naming.settle(ctx, review_id, ctx.out)
         return ctx.take()
 
     def apply(self, decision: dict[str, Any]) -> None:

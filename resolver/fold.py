@@ -43,6 +43,18 @@ class Fold:
         st = self.state
         st.seen_events[d["event_id"]] = d.get("digest", -1)
         nodes = d["nodes"]
+        if nodes:
+            first = st.node_first
+            at, eid = d["occurred_at"], d["event_id"]
+            not_here = d.get("refused", ())
+            index = st.node_index
+            for rank, key in enumerate(sorted(nodes) if len(nodes) > 1 else nodes):
+                if key in not_here:
+                    continue
+                idx = index[key]
+                f = first.get(idx)
+                if f is None or (at, eid, rank) < f:
+                    first[idx] = (at, eid, rank)
         anchor = graph.representative(st, nodes, d.get("refused", ())) if nodes else None
         shared = graph.shared_of(st, nodes)
         if shared:
@@ -171,6 +183,7 @@ class Fold:
         st = self.state
         prof = Profile(d["profile_id"], d["created_at"])
         st.profiles[prof.id] = prof
+        st.aliases.pop(prof.id, None)  # (a name an absorbed profile left, taken back by a cluster of its own)
         for key in d["nodes"]:
             self._attach(prof, st.node(key))
 
@@ -251,10 +264,22 @@ class Fold:
             prof = st.profiles.get(pid)
             if prof is None:
                 prof = st.profiles[pid] = Profile(pid, part["created_at"])
+                st.aliases.pop(pid, None)
             prof.nodes = {st.node(k) for k in part["nodes"]}
             for idx in prof.nodes:
                 st.node_profile[idx] = pid
             self._recount(prof)
+
+    def _renamed(self, d: dict[str, Any]) -> None:
+        st = self.state
+        old, new = d["profile_id"], d["new_profile_id"]
+        prof = st.profiles.pop(old)
+        prof.id = new
+        st.profiles[new] = prof
+        for idx in prof.nodes:
+            st.node_profile[idx] = new
+        st.aliases.pop(new, None)
+        st.aliases[old] = new
 
     # ------------------------------------------------------------------------- links and reviews
     def _refused(self, d: dict[str, Any]) -> None:
@@ -306,6 +331,7 @@ _APPLY: dict[str, Callable[[Fold, dict[str, Any]], None]] = {
     "profiles_merged": Fold._merged,
     "identifier_flagged": Fold._flagged,
     "profile_split": Fold._split,
+    "profile_renamed": Fold._renamed,
     "event_rejected": Fold._rejected,
     "link_refused": Fold._refused,
     "probable_link": Fold._probable,

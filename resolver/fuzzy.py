@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from resolver import decisions, graph
+from resolver import decisions, graph, naming
 from resolver import traits as person
 from resolver.context import Context
 from resolver.guards import Acc, fuzzy_conflict
@@ -20,7 +20,6 @@ from resolver.ids import short_hash
 from resolver.matching import FIELD_INDEX, FIELDS, FREQUENCY_FIELDS, POSTCODE_AGREES, AttributeRecord, \
     MatchModel, frequency_adjustment, hard_conflict
 from resolver.matching import compare as compare_records
-from resolver.state import Profile
 
 
 def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], refused: list[str],
@@ -90,7 +89,7 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
         for p, total, n, levels, deltas in links:
             ctx.emit(decisions.probable_link(event_id, rep_key, st.node_keys[n], p, "probable_match",
                                              **evidence(ctx, levels, total, deltas)))
-        ordered = sorted(acc.profiles, key=Profile.age_key)
+        ordered = sorted(acc.profiles, key=lambda q: naming.order_key(st, q))
         ctx.emit(decisions.profiles_merged(
             ordered[0].id, [q.id for q in ordered[1:]], event_id, occurred_at,
             [rep_key, *(st.node_keys[n] for _, _, n, _, _ in links)], "probable_match"))
@@ -177,7 +176,7 @@ def join(ctx: Context, event_id: str, at: str, a: int, b: int, rule: str, now: O
         return reason
     key_a, key_b = st.node_keys[a], st.node_keys[b]
     ctx.emit(decisions.probable_link(event_id, key_a, key_b, second.id, rule, **link))
-    ordered = sorted((first, second), key=Profile.age_key)
+    ordered = sorted((first, second), key=lambda q: naming.order_key(st, q))
     ctx.emit(decisions.profiles_merged(ordered[0].id, [ordered[1].id], event_id, at, [key_a, key_b], rule))
     return None
 

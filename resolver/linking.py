@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from resolver import decisions, graph, sessions
+from resolver import decisions, graph, naming, sessions
 from resolver import traits as person
 from resolver.context import Context
 from resolver.guards import Acc, conflict, cooccurrence_breach, culprit, nothing_new
 from resolver.ids import node_type
-from resolver.state import Profile
 
 
 def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], traits: tuple[str, ...]) -> list[str]:
@@ -103,10 +102,14 @@ def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], tr
         return refused
     new_keys = acc.new_nodes
     if not acc.profiles:
-        pid = graph.new_profile_id(st, "p:" + event_id)
+        # named by its earliest event: this one, and the first of its identifiers among the event's
+        first = (occurred_at, event_id, sorted(node_keys).index(min(new_keys)))
+        pid = naming.name_of(first)
+        if not naming.free(st, pid):
+            pid = graph.new_profile_id(st, naming.seed(first))
         ctx.emit(decisions.profile_created(pid, occurred_at, event_id, new_keys))
     else:
-        ordered = sorted(acc.profiles, key=Profile.age_key)
+        ordered = sorted(acc.profiles, key=lambda p: naming.order_key(st, p))
         survivor = ordered[0]
         if len(ordered) > 1:
             absorbed = [p.id for p in ordered[1:]]
@@ -149,12 +152,19 @@ def _resplit(ctx: Context, pid: str, key: str, event_id: str, reason: str) -> No
     components = graph.components(st, prof.nodes)
     if len(components) < 2:
         return
+    # the part holding the profile's earliest event keeps its ID; every other part is named by its own
+    components.sort(key=lambda comp: (naming.first_of(st, comp) or ("\uffff", "", 0), comp[0]))
     parts: list[decisions.SplitPart] = [{"profile_id": pid, "created_at": prof.created_at,
                                          "nodes": [st.node_keys[n] for n in components[0]]}]
+    taken = {pid}
     for comp in components[1:]:
-        first = st.node_keys[comp[0]]
-        parts.append({"profile_id": graph.new_profile_id(st, f"split:{event_id}:{first}"),
-                      "created_at": prof.created_at, "nodes": [st.node_keys[n] for n in comp]})
+        first = naming.first_of(st, comp)
+        name = naming.name_of(first) if first is not None else None
+        if name is None or not naming.free(st, name) or name in taken:
+            name = graph.new_profile_id(st, f"split:{event_id}:{st.node_keys[comp[0]]}")
+        taken.add(name)
+        parts.append({"profile_id": name, "created_at": first[0] if first is not None else prof.created_at,
+                      "nodes": [st.node_keys[n] for n in comp]})
     ctx.emit(decisions.profile_split(pid, event_id, f"{key} is shared: {reason}", parts))
 
 

@@ -47,6 +47,9 @@ class ResolverState:
         self.refused: dict[int, set[str]] = {}  # partners a weak identifier was seen with but not linked to
         self.profiles: dict[str, Profile] = {}
         self.aliases: dict[str, str] = {}
+        # node -> (time, event ID, rank among the event's identifiers) of the earliest event that used it:
+        # what a profile is named by (``resolver.naming``)
+        self.node_first: dict[int, tuple[str, str, int]] = {}
         # probabilistic matching
         self.records: dict[int, list[AttributeRecord]] = {}  # node -> distinct attribute records seen on it
         self.blocks: dict[str, list[int]] = {}  # blocking key -> nodes holding a record with that key

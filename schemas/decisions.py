@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 # 2: each log entry carries ``v``; phone_region_learned; attribution rule same_name; merge evidence
 # 3: model_estimated; probable_link rule model_rescored; interaction_recorded digest
-DECISION_SCHEMA_VERSION = 3
+# 4: profile_renamed; profiles named by their earliest event (merge survivor and split parts so named)
+DECISION_SCHEMA_VERSION = 4
 
 
 class _Decision(BaseModel):
@@ -100,7 +101,7 @@ class IdentifiersLinked(_Decision):
 
 
 class ProfilesMerged(_Decision):
-    """``absorbed_ids`` now resolve to ``survivor_id`` (the oldest profile keeps its ID)."""
+    """``absorbed_ids`` now resolve to ``survivor_id`` (the profile with the earliest event keeps its ID)."""
 
     type: Literal["profiles_merged"]
     survivor_id: str
@@ -246,13 +247,26 @@ class SplitPart(BaseModel):
 
 
 class ProfileSplit(_Decision):
-    """A profile's identifiers no longer form one connected component; the first part keeps the ID."""
+    """A profile's identifiers no longer form one connected component. The part holding the profile's
+    earliest event keeps the ID (and is renamed after, if that is not its name); every other part is
+    named by its own earliest event."""
 
     type: Literal["profile_split"]
     profile_id: str
     event_id: str
     reason: str
     parts: list[SplitPart]
+
+
+class ProfileRenamed(_Decision):
+    """A cluster's name follows its earliest event: an older event that joins it, or a split or merge that
+    changes which event is earliest, renames it. ``profile_id`` resolves to ``new_profile_id`` from now
+    on (an alias), and a name an absorbed profile left behind is taken back by its cluster."""
+
+    type: Literal["profile_renamed"]
+    profile_id: str
+    new_profile_id: str
+    event_id: str = Field(description="The event whose decisions changed the cluster's earliest event.")
 
 
 class EventRejected(_Decision):
@@ -278,6 +292,7 @@ Decision = Annotated[
         IdentifierFlagged,
         LinkRefused,
         ProfileSplit,
+        ProfileRenamed,
         EventRejected,
         ProbableLink,
         PossibleMatch,

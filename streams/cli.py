@@ -425,7 +425,7 @@ def cmd_review(args: argparse.Namespace) -> int:
                 print(f"idres: error: {exc}", file=sys.stderr)
                 failed += 1
                 continue
-            verdict = decisions[-1]
+            verdict = next(d for d in reversed(decisions) if d["type"] == "review_decided")
             extra = f": {verdict['reason']}" if verdict.get("reason") else ""
             print(f"{review_id}: {verdict['outcome']}{extra}")
     return 2 if failed else 0

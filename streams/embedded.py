@@ -307,7 +307,9 @@ class EmbeddedEngine:
         check = Resolver(self.config, ResolverState())
         n = 0
         for seq, decisions in self.log.read(0):
-            rec = decisions[-1]  # the record itself is always the entry's last decision
+            # the record itself: the entry's last decision of these types (a rename or a learned format may follow)
+            rec = next(d for d in reversed(decisions)
+                       if d["type"] in ("interaction_recorded", "event_rejected", "review_decided"))
             if rec["type"] == "event_rejected":
                 again = check.reject(rec["key"], rec["source"], rec["reason"], rec["raw"], rec.get("event_id"),
                                      rec.get("detail"))

@@ -61,6 +61,28 @@ def test_clean_data_clusters_do_not_depend_on_arrival_order(events, rnd):
     rnd.shuffle(shuffled)
     a, b = Run().feed(events), Run().feed(shuffled)
     assert a.partition() == b.partition() == _components(events)
+    # and the same names: a cluster is named by its earliest event, whatever arrived first
+    by_time = Run().feed(sorted(events, key=lambda e: (e.occurred_at, e.event_id)))
+    assert a.profile_ids() == b.profile_ids() == by_time.profile_ids()
+    # every name given on the way still leads to the profile of the event it was given for
+    for entry in b.log:
+        for d in entry:
+            if d["type"] == "profile_created":
+                assert b.views.resolve(d["profile_id"]) == b.profile_of(d["event_id"])
+
+
+def test_a_late_older_event_renames_its_cluster_and_the_old_id_still_leads_there():
+    later = [ev("e2", 10, email="jo@mailbox.org"), ev("e3", 20, email="jo@mailbox.org", phone="+14155550100")]
+    run = Run().feed(later)
+    before = run.profile_of("e2")
+    # an older event, on the phone only, arrives last
+    run.feed([ev("e1", 1, phone="+14155550100")])
+    after = run.profile_of("e1")
+    assert after != before and {run.profile_of(e) for e in ("e1", "e2", "e3")} == {after}
+    assert after == Run().feed([ev("e1", 1, phone="+14155550100"), *later]).profile_of("e1")
+    renamed = [d for d in run.log[-1] if d["type"] == "profile_renamed"]
+    assert [(d["profile_id"], d["new_profile_id"]) for d in renamed] == [(before, after)]
+    assert run.views.resolve(before) == after and run.resolver.state.resolve_alias(before) == after
 
 
 @st.composite
