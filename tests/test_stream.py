@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -244,3 +245,37 @@ def test_review_verdicts_reach_the_decision_log_through_the_resolve_worker(kafka
         assert again.returncode == 2 and "already decided (linked)" in again.stderr
     finally:
         worker.stop()
+
+
+def test_events_spread_over_many_raw_partitions_get_the_profiles_and_ids_of_idres_ingest(kafka_bootstrap, tmp_path):
+    """Arrival order differs from the file's across channel topics and their partitions: where no guard or
+    match acts, the clusters and their IDs (named by their earliest events) are still those of `idres ingest`."""
+    rng = random.Random(5)
+    channels = ("web", "app", "email", "call_center", "store", "loyalty", "chat", "social")
+    lines = []
+    for n in range(400):
+        person = rng.randrange(80)
+        own = {"email": f"person{person}@mailbox.org", "phone": f"+1415555{person:04d}",
+               "loyalty_id": f"L{person + 1:05d}", "device_id": f"device-{person}"}
+        ids = dict(rng.sample(sorted(own.items()), rng.randint(1, 3)))
+        lines.append(json.dumps({"event_id": f"ev-{n}", "channel": rng.choice(channels), "event_type": "visit",
+                                 "occurred_at": f"2025-03-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:"
+                                                f"{rng.randint(0, 59):02d}:00Z", "identifiers": ids}))
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(lines) + "\n")
+    prefix = unique_name("spread") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    idres("produce", str(events), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)  # a topic per channel
+    worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+    try:
+        wait_until(lambda: worker.metrics().get("idres_log_entries_applied") == len(lines), 120,
+                   "all events decided and projected", [worker])
+    finally:
+        worker.stop()
+    order: list[str] = []
+    read_to_end(settings, settings.topics.decisions, lambda record: order.extend(
+        d["event_id"] for entry in decision_entries(record.value) for d in entry if d["type"] == "interaction_recorded"))
+    assert sorted(order) == sorted(f"ev-{n}" for n in range(len(lines))) and order != [f"ev-{n}" for n in range(len(lines))]
+    con = snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
+    # (the file's order is not time order either: clusters were renamed on the way, in both)
+    assert con.execute("SELECT count(*) FROM aliases").fetchone()[0] > 0
