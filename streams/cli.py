@@ -100,6 +100,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     for f in files:  # every file's shape is checked before any is ingested
         check_input(f)
     with _engine(args, writer=True, create=True) as engine:
+        engine.order = "file" if args.file_order else "time"
         for f in files:
             if str(f) == "-":
                 report = engine.ingest_stream(sys.stdin.buffer, "stdin")
@@ -137,7 +138,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
             path = Path(args.file)
             check_input(path)
             with open(path, "rb") as fh, _progress_bar(path.stat().st_size, f"produce {path.name}") as bar:
-                report = produce_lines(fh, settings, topic=args.topic, config=config, progress=bar.update)
+                report = produce_lines(fh, settings, topic=args.topic, config=config, progress=bar.update,
+                                       time_order=not args.file_order)
     except KeyboardInterrupt:
         print("idres: interrupted: lines read so far may or may not be published; producing the file again "
               "is safe (the stream ignores event IDs it has already decided)", file=sys.stderr)
@@ -200,6 +202,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
                             batch_events=args.batch, session_timeout=args.session_timeout,
                             raw_topic_check=env_float("IDRES_RAW_TOPIC_CHECK", 10.0, positive=True,
                                                       expected="a number of seconds > 0"),
+                            reorder_wait=env_float("IDRES_REORDER_WAIT", 2.0, minimum=0.0,
+                                                   expected="a number of seconds >= 0"),
                             config=config, projection=projection)
     run_worker(_kafka_settings(args), options, loglevel=args.loglevel)
     return 0
@@ -820,6 +824,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="append channel events (JSON lines) to the log and resolve them")
     p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines file(s); - for standard input")
+    p.add_argument("--file-order", action="store_true",
+                   help="decide each file's events in the order it lists them, not in event-time order (the "
+                        "default: the same events give the same customers whatever order a file lists them in)")
     data_dir(p)
     p.set_defaults(func=cmd_ingest)
 
@@ -836,6 +843,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replication of a topic it creates (default: $IDRES_REPLICATION_FACTOR or the broker's)")
     p.add_argument("--compression", choices=("none", "gzip", "snappy", "lz4", "zstd"),
                    help="batch compression (default: $IDRES_KAFKA_COMPRESSION or none)")
+    p.add_argument("--file-order", action="store_true",
+                   help="publish a file's lines in the order it lists them, not in event-time order (the default "
+                        "for a file: the resolve role then decides them as `idres ingest` does; standard input is "
+                        "always sent as it comes)")
     p.add_argument("--linger-ms", type=int, help="how long to wait to fill a batch (default 20)")
     p.add_argument("--batch-bytes", type=int, help="batch size per partition in bytes (default 262144)")
     p.add_argument("--timeout", type=float, help="seconds to reach the broker (default: $IDRES_KAFKA_TIMEOUT or 10)")

@@ -23,6 +23,7 @@ from resolver.config import ResolverConfig
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.inputs import InputStream, ProgressMeter, as_input, open_input
 from streams.log import DecisionLog, load_checkpoint, save_checkpoint
+from streams.ordering import DecidedShare, ReadOnce, time_ordered
 from streams.pipeline import MAX_RECORD_BYTES  # noqa: F401  (its home was here: kept importable)
 from streams.pipeline import ACCEPTED, BLANK, DUPLICATE, INTERNAL, REJECTED, RecordPipeline
 
@@ -117,12 +118,18 @@ def input_identity(path: str | Path) -> str:
         return "sha1-64k:" + hashlib.sha1(fh.read(1 << 16)).hexdigest()[:16]
 
 
+ORDERS = ("time", "file")  # decide an input's records in event-time order, or in the order it lists them
+
+
 class EmbeddedEngine:
     """One data directory: its decision log, the resolver state and the customer views."""
 
     def __init__(self, data_dir: str | Path, config: Optional[ResolverConfig] = None,
                  projection_config: Optional[ProjectionConfig] = None, *, writer: bool = True,
-                 use_checkpoint: bool = True, batch_size: int = 2000):
+                 use_checkpoint: bool = True, batch_size: int = 2000, order: str = "time"):
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+        self.order = order  # the order an input's records are decided in (``streams.ordering``)
         self.data_dir = Path(data_dir)
         self.config = config or ResolverConfig()
         self.projection_config = projection_config or ProjectionConfig()
@@ -215,15 +222,22 @@ class EmbeddedEngine:
         ``streams.inputs`` first. Positions are line numbers of the (decompressed) text. ``input_id``: what
         identifies the input in the keys of its rejected records (default: ``source``)."""
         fh = as_input(fh, source)
-        meter = ProgressMeter(fh, progress)
         report = IngestReport(source=source)
         reasons = report.rejected_reasons
         started = time.perf_counter()
         pipeline = RecordPipeline(self.resolver)
         pending: list[list[dict[str, Any]]] = []
-        position = 0
-        for line in fh:
-            position += 1
+        if self.order == "time":
+            # every record first, then decided in event-time order: the same records give the same
+            # customers whatever order the input lists them in
+            read = ReadOnce(fh, progress)
+            records: Iterable[tuple[int, bytes]] = time_ordered(read, spool_dir=self.data_dir,
+                                                                 max_bytes=pipeline.max_bytes)
+            meter: Any = DecidedShare(read)
+        else:
+            records = enumerate(fh, 1)
+            meter = ProgressMeter(fh, progress)
+        for position, line in records:
             meter.add(len(line))
             raw = line.strip()
             src = {"name": source, "position": position}
@@ -263,7 +277,11 @@ class EmbeddedEngine:
                 pending = []
                 meter.report()
         self._commit(pending)
-        meter.report()
+        if self.order == "time":
+            meter.report(final=True)
+            report.blank = read.blank
+        else:
+            meter.report()
         if isinstance(fh, InputStream) and fh.error:
             report.input_error = (f"{fh.error}; the lines before it were ingested: ingest a complete copy "
                                   f"of the file (what is already in the log is recognized)")

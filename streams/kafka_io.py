@@ -515,7 +515,7 @@ class ProduceReport:
 
 def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Optional[str] = None,
                   config: Optional[ResolverConfig] = None, read_ahead: int = READ_AHEAD_LINES,
-                  progress: Optional[Callable[[int], None]] = None) -> ProduceReport:
+                  progress: Optional[Callable[[int], None]] = None, time_order: bool = False) -> ProduceReport:
     """Publishes every non-blank line, its bytes unchanged (less the line break), to the raw topic of
     its channel (``topic`` to send all to one topic), keyed by ``Router``. Missing topics are created
     with ``settings.raw_partitions`` partitions first. Waits until every message is acknowledged.
@@ -529,6 +529,10 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
 
     A binary file object (an open file, ``sys.stdin.buffer``) is read as ``idres ingest`` reads it:
     gzip decompressed, a UTF-8 BOM skipped, a JSON array and other shapes refused (``streams.inputs``).
+
+    ``time_order``: the whole input is read first and its lines published in event-time order
+    (``streams.ordering``), so that every partition holds its events in time order and the resolve role's
+    watermark can decide them as ``idres ingest`` does.
     """
     from kafka.errors import KafkaError, KafkaTimeoutError
 
@@ -537,7 +541,15 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
     if topic is not None:
         check_topic_name(topic, "--topic")
     lines = as_input(lines)
-    meter = ProgressMeter(lines, progress)
+    if time_order:
+        from streams.ordering import DecidedShare, ReadOnce, time_ordered
+
+        read = ReadOnce(lines, progress)
+        numbered: Iterable[tuple[int, bytes]] = time_ordered(read)
+        meter: Any = DecidedShare(read)
+    else:
+        numbered = enumerate(lines, 1)
+        meter = ProgressMeter(lines, progress)
     read_ahead = max(1, read_ahead)
     check_codec(settings)
     topics = settings.topics
@@ -581,13 +593,13 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
         chunk.clear()
 
     started = time.perf_counter()
-    lineno = 0
+    count = 0
     chunk: list[tuple[int, bytes, str, Optional[bytes]]] = []
     new: set[str] = set()
     try:
         route = router.route
-        for line in lines:
-            lineno += 1
+        for lineno, line in numbered:
+            count += 1
             meter.add(len(line))
             value = line[:-1] if line.endswith(b"\n") else line
             if value.endswith(b"\r"):
@@ -604,7 +616,7 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
             chunk.append((lineno, value, name, key))
             if len(chunk) >= read_ahead:
                 publish(chunk, new)
-            if lineno % 2000 == 0:
+            if count % 2000 == 0:
                 meter.report()
         publish(chunk, new)
         try:
@@ -612,14 +624,16 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
         except KafkaError as exc:
             raise client_error(settings, exc, "waiting for the broker to acknowledge") from None
         report.seconds = time.perf_counter() - started
-        meter.report()
+        meter.report(**({"final": True} if time_order else {}))
         if isinstance(lines, InputStream) and lines.error:
             raise InputError(f"{lines.error}; the lines before it were published: produce a complete copy "
                              f"of the file (the stream ignores event IDs it has already decided)")
     finally:
         prod.close(timeout=5)
         admin.close()
-    report.lines = lineno - report.blank_lines
+    report.lines = count - report.blank_lines  # (non-blank lines)
+    if time_order:
+        report.blank_lines = read.blank
     for lineno, name, size, _ in failures:
         sent[name][0] -= 1
         sent[name][1] -= size

@@ -47,6 +47,7 @@ from schemas.decisions import DECISION_SCHEMA_VERSION
 from streams.kafka_io import (KafkaIOError, KafkaSettings, admin_client, check_reachable, client_error,
                               ensure_topics)
 from streams.log import check_version
+from streams.ordering import ReorderBuffer, order_key
 from streams.pipeline import ACCEPTED, DUPLICATE, INTERNAL, VALID, RecordPipeline
 
 log = logging.getLogger("idres.stream")
@@ -90,6 +91,16 @@ def raw_topics(settings: KafkaSettings) -> set[str]:
         raise client_error(settings, exc, "listing topics") from None
     finally:
         admin.close()
+
+
+def raw_partitions(settings: KafkaSettings) -> set[tuple[str, int]]:
+    """``(topic, partition)`` of every raw topic's partitions on the broker now."""
+    consumer = reader(settings)
+    try:
+        return {(topic, p) for topic in sorted(raw_topics(settings))
+                for p in sorted(consumer.partitions_for_topic(topic) or ())}
+    finally:
+        consumer.close()
 
 
 class NewRawTopic(RuntimeError):
@@ -285,6 +296,9 @@ class WorkerOptions:
     data_dir: Optional[Path] = None  # the worker's local directory (Faust's, under faust/); its state is in Kafka
     raw_topics: tuple[str, ...] = ()  # raw topics found on the broker at start, besides the channels'
     raw_topic_check: float = 10.0  # seconds between looks for raw topics created since
+    # seconds the resolve role holds an event for earlier ones from other raw partitions (0: decide each
+    # on arrival); see ``streams.ordering.ReorderBuffer``
+    reorder_wait: float = 2.0
     config: ResolverConfig = field(default_factory=ResolverConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
 
@@ -340,6 +354,7 @@ class StreamJobs:
             key_serializer="raw",
         )
         app.on_partitions_assigned.connect(self._on_assigned)
+        app.on_partitions_revoked.connect(self._on_revoked)
         jobs = self
         # a raw topic's batch that cannot be decoded is skipped and dead-lettered; one on the engine's own
         # topics stops the worker (streams/kafka_batches.py)
@@ -389,6 +404,16 @@ class StreamJobs:
             self.deadletter = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw")
             app.agent(raw, name="validate")(self._fatal(self._validate))
         if "resolve" in o.roles:
+            self.reorder = ReorderBuffer(o.reorder_wait)
+            self.held: dict[Any, int] = {}  # a validated message -> its events still held in the reorder buffer
+            self.deciding = asyncio.Lock()
+
+            @app.timer(interval=max(min(o.reorder_wait / 4, 0.25), 0.02))
+            async def release_held_events() -> None:  # (while no message arrives to release them)
+                if len(jobs.reorder) and jobs.resolver is not None:
+                    async with jobs.deciding:
+                        await jobs._decide([], [])
+
             self.decisions = app.topic(s.topics.decisions, value_serializer="raw", key_serializer="raw")
             if "validate" not in o.roles:
                 self.deadletter = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw")
@@ -420,6 +445,13 @@ class StreamJobs:
     async def _on_assigned(self, sender: Any = None, assigned: Any = (), **kwargs: Any) -> None:
         if any(tp.topic == validated_topic(self.settings) for tp in assigned):
             self.resolver_stale = True  # another worker may have resolved while we did not own it
+
+    async def _on_revoked(self, sender: Any = None, revoked: Any = (), **kwargs: Any) -> None:
+        if "resolve" in self.options.roles and any(tp.topic == validated_topic(self.settings) for tp in revoked):
+            # the events held for reordering are another worker's now: their messages were not acknowledged,
+            # so it reads them again
+            self.reorder.drain()
+            self.held.clear()
 
     # -- validate -------------------------------------------------------------------------------
     async def _validate(self, stream: Any) -> None:
@@ -486,6 +518,11 @@ class StreamJobs:
         self.log_end, entries = fold_decision_log(self.settings, resolver=resolver)
         self.resolver = resolver
         self.resolver_stale = False
+        try:  # the raw partitions the reorder buffer waits for until each has sent, or stayed silent
+            self.expected_sources = raw_partitions(self.settings)
+        except Exception as exc:  # (not knowing them only makes the first events less sure to be in order)
+            log.warning("could not list the raw partitions: %s", exc)
+            self.expected_sources = set()
         self.metrics.gauges["resolver_rebuild_seconds"] = round(time.monotonic() - started, 3)
         self.metrics.gauges["resolver_entries_at_rebuild"] = entries
         log.warning("resolver state rebuilt from %s: %d entries in %.1f s", self.settings.topics.decisions,
@@ -494,50 +531,98 @@ class StreamJobs:
     async def _resolve(self, stream: Any) -> None:
         m = self.metrics
         loop = asyncio.get_running_loop()
-        # a validated message holds a few hundred events: a few messages per batch keep batches short
-        async for events in stream.take_events(8, within=self.options.batch_seconds):
-            if self.resolver_stale or self.resolver is None:
-                await loop.run_in_executor(None, self._rebuild_resolver)
-            pipeline = RecordPipeline(self.resolver, skip_blank=False)
-            entries: list[list[dict[str, Any]]] = []
-            pending = []
-            for ev in events:
-                msg = ev.message
-                m.positions[(msg.topic, msg.partition)] = msg.offset + 1
-                value = orjson.loads(ev.value)
-                for verdict in value.get("reviews", ()):
-                    # a person's verdict on a possible match (`idres review accept|reject --bootstrap`)
-                    try:
-                        entries.append(self.resolver.decide_review(
-                            verdict["review_id"], verdict["decision"] == "accept", verdict["reviewer"],
-                            verdict["decided_at"], verdict.get("note")))
-                        m.add("resolve_reviews")
-                    except ReviewError as exc:
-                        log.warning("review verdict not recorded: %s", exc)
-                        m.add("resolve_review_errors")
-                for topic, partition, offset, raw in value.get("events", ()):
-                    raw = raw.encode("utf-8")  # the original bytes (the validate role checked they are UTF-8)
-                    outcome = pipeline.process(raw, {"name": f"{topic}/{partition}", "position": offset})
-                    if outcome.kind == ACCEPTED:
-                        entries.append(outcome.decisions)
-                        m.add("resolve_events")
-                    elif outcome.kind == DUPLICATE:
-                        m.add("resolve_duplicates")
-                    else:  # to the dead-letter topic: rejected (validated upstream, so only a newer schema gets
-                        # here) or an internal error
-                        m.add("resolve_rejected")
-                        if outcome.kind == INTERNAL:
-                            log.error("internal error on %s/%s@%s", topic, partition, offset, exc_info=outcome.error)
-                        pending.append(await self._dead_letter(topic, partition, offset, raw, outcome.reason,
-                                                               detail=outcome.detail, event_id=outcome.event_id))
-                        if outcome.kind == INTERNAL and outcome.state_changed:
-                            # a defect: the state may be half-changed; make what is done durable, rebuild
-                            await self._flush(entries, pending)
-                            entries, pending = [], []
-                            await loop.run_in_executor(None, self._rebuild_resolver)
-                            pipeline.resolver = self.resolver
-            m.add("decisions", sum(len(e) for e in entries))
-            await self._flush(entries, pending)
+        # a validated message holds a few hundred events: a few messages per batch keep batches short. Its
+        # events go through the reorder buffer, so that events of several raw partitions are decided in
+        # event-time order; the message is acknowledged once every event of it is decided and logged
+        async for events in stream.noack_take(8, within=self.options.batch_seconds):
+            async with self.deciding:
+                entries: list[list[dict[str, Any]]] = []
+                done: list[Any] = []  # messages with nothing held
+                now = loop.time()
+                for ev in events:
+                    msg = ev.message
+                    m.positions[(msg.topic, msg.partition)] = msg.offset + 1
+                    value = orjson.loads(ev.value)
+                    if value.get("reviews"):
+                        entries += await self._reviews(value["reviews"])
+                    held = 0
+                    for topic, partition, offset, raw in value.get("events", ()):
+                        raw = raw.encode("utf-8")  # the original bytes (the validate role checked they are UTF-8)
+                        self.reorder.add(order_key(raw), (topic, partition), (topic, partition, offset, raw, ev), now)
+                        held += 1
+                    if held:
+                        self.held[ev] = self.held.get(ev, 0) + held
+                    else:
+                        done.append(ev)
+                await self._decide(entries, done)
+
+    async def _reviews(self, verdicts: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """A person's verdicts on possible matches (`idres review accept|reject --bootstrap`): decided at once,
+        in the order given (an explicit ordering by a person)."""
+        await self._ensure_resolver()
+        out = []
+        for verdict in verdicts:
+            try:
+                out.append(self.resolver.decide_review(
+                    verdict["review_id"], verdict["decision"] == "accept", verdict["reviewer"],
+                    verdict["decided_at"], verdict.get("note")))
+                self.metrics.add("resolve_reviews")
+            except ReviewError as exc:
+                log.warning("review verdict not recorded: %s", exc)
+                self.metrics.add("resolve_review_errors")
+        return out
+
+    async def _ensure_resolver(self) -> None:
+        """Rebuilds the resolver from the decision log when it may be stale (at start, after a rebalance)."""
+        if self.resolver_stale or self.resolver is None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, self._rebuild_resolver)
+            self.reorder.expect(self.expected_sources, loop.time())
+
+    async def _decide(self, entries: list[list[dict[str, Any]]], done: list[Any]) -> None:
+        """Decides the events the reorder buffer releases now, logs them (with ``entries``), then
+        acknowledges the messages (``done`` and those whose last held event this was). Runs under
+        ``self.deciding``."""
+        m = self.metrics
+        loop = asyncio.get_running_loop()
+        await self._ensure_resolver()
+        released = self.reorder.release(loop.time())
+        pipeline = RecordPipeline(self.resolver, skip_blank=False)
+        pending = []
+        for topic, partition, offset, raw, ev in released:
+            outcome = pipeline.process(raw, {"name": f"{topic}/{partition}", "position": offset})
+            if outcome.kind == ACCEPTED:
+                entries.append(outcome.decisions)
+                m.add("resolve_events")
+            elif outcome.kind == DUPLICATE:
+                m.add("resolve_duplicates")
+            else:  # to the dead-letter topic: rejected (validated upstream, so only a newer schema gets
+                # here) or an internal error
+                m.add("resolve_rejected")
+                if outcome.kind == INTERNAL:
+                    log.error("internal error on %s/%s@%s", topic, partition, offset, exc_info=outcome.error)
+                pending.append(await self._dead_letter(topic, partition, offset, raw, outcome.reason,
+                                                       detail=outcome.detail, event_id=outcome.event_id))
+                if outcome.kind == INTERNAL and outcome.state_changed:
+                    # a defect: the state may be half-changed: make what is done durable, rebuild
+                    await self._flush(entries, pending)
+                    entries, pending = [], []
+                    await loop.run_in_executor(None, self._rebuild_resolver)
+                    pipeline.resolver = self.resolver
+        m.add("decisions", sum(len(e) for e in entries))
+        m.gauges["reorder_held_events"] = len(self.reorder)
+        await self._flush(entries, pending)
+        for *_, ev in released:
+            left = self.held.get(ev)
+            if left is None:
+                continue  # (held before a rebalance took its partition away)
+            if left > 1:
+                self.held[ev] = left - 1
+            else:
+                del self.held[ev]
+                done.append(ev)
+        for ev in done:
+            ev.ack()
 
     async def _flush(self, entries: list[list[dict[str, Any]]], pending: list[Any]) -> None:
         # each entry is serialized once: measured for chunking, then joined into its message

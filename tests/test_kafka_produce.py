@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from datetime import datetime, timezone
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Optional
@@ -122,8 +123,19 @@ def consume_all(bootstrap: str, topics: list[str], expected: int, timeout: float
     return records
 
 
-def check_order_and_partitions(records, lines_by_group: dict) -> None:
-    """Each (topic, key) group is on exactly one partition, its values in file order."""
+def _when(line: bytes):
+    """A line's occurred_at as an aware datetime (None when it has none that reads)."""
+    try:
+        at = json.loads(line)["occurred_at"]
+        when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def check_order_and_partitions(records, lines_by_group: dict, time_order: bool = False) -> None:
+    """Each (topic, key) group is on exactly one partition, its values in file order (``time_order``: the
+    same values, in the order of their occurred_at)."""
     seen: dict = defaultdict(list)
     partitions: dict = defaultdict(set)
     for r in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
@@ -135,8 +147,17 @@ def check_order_and_partitions(records, lines_by_group: dict) -> None:
     assert set(seen) == set(keyed)
     spread = {group: parts for group, parts in partitions.items() if len(parts) != 1}
     assert not spread, f"keys on more than one partition: {list(spread)[:5]}"
-    misordered = [group for group, values in keyed.items() if seen[group] != values]
-    assert not misordered, f"keys whose events are out of file order: {misordered[:5]}"
+    if time_order:
+        def in_time_order(values: list) -> bool:
+            times = [t for t in map(_when, values) if t is not None]
+            return all(a <= b for a, b in zip(times, times[1:]))
+
+        misordered = [group for group, values in keyed.items()
+                      if sorted(seen[group]) != sorted(values) or not in_time_order(seen[group])]
+        assert not misordered, f"keys whose events are out of time order: {misordered[:5]}"
+    else:
+        misordered = [group for group, values in keyed.items() if seen[group] != values]
+        assert not misordered, f"keys whose events are out of file order: {misordered[:5]}"
     assert sum(len(v) for v in keyed.values()) > 1000
     assert any(len(v) >= 5 for v in keyed.values())  # the test means something: customers repeat
 
@@ -164,7 +185,7 @@ def test_produce_per_channel_topics(kafka_bootstrap, dataset):
     groups: dict = defaultdict(list)
     for line in lines:
         groups[(f"{prefix}raw.{channel_of(line)}", expected_key(line))].append(line)
-    check_order_and_partitions(records, groups)
+    check_order_and_partitions(records, groups, time_order=True)  # (a file is published in event-time order)
 
     # malformed lines are published too; those that are not JSON objects go keyless to raw.unknown
     malformed = [line for line in lines if is_malformed(line)]

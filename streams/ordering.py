@@ -1,0 +1,247 @@
+"""The order records are decided in: event time, whatever order they were read in.
+
+The resolver decides one event at a time, and what a guard or the matcher decides can depend on what
+came before. So that the same events give the same customers whatever order they arrive in, the
+drivers decide them in one canonical order, a function of the records alone:
+
+- ``idres ingest`` (``time_ordered``) reads its input once, noting each record's ``order_key`` and
+  where its line is (in a private temporary file, deleted when the run ends or the process dies),
+  then decides the records in key order: memory is a few dozen bytes per record, not the records;
+- the Kafka resolve role holds records in a reorder buffer released by watermark (``streams.stream_app``).
+
+``order_key`` sorts by ``occurred_at`` (as a UTC instant), then by a checksum of the event ID, then
+of the record's bytes, so ties are broken by content, never by arrival. A record whose time cannot be
+read this quickly (it will most likely be rejected) sorts first. Only the order of deciding changes:
+every record is still decided, rejected or recognized as a duplicate exactly as before.
+"""
+
+from __future__ import annotations
+
+import mmap
+import tempfile
+import zlib
+from array import array
+from collections import deque
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+import orjson
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+_TIME_BIAS = 1 << 62  # (microseconds before 1970 stay positive)
+UNKNOWN_TIME = -_TIME_BIAS  # what ``event_micros`` says of a record whose time cannot be read
+
+
+def event_micros(obj: object) -> int:
+    """``occurred_at`` of a parsed record as microseconds since 1970 (UTC), or UNKNOWN_TIME."""
+    if not isinstance(obj, dict):
+        return UNKNOWN_TIME
+    at = obj.get("occurred_at")
+    if not isinstance(at, str) or len(at) > 64:
+        return UNKNOWN_TIME
+    try:
+        when = datetime.fromisoformat(at[:-1] + "+00:00" if at.endswith(("Z", "z")) else at)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return (when - EPOCH) // _MICROSECOND
+    except (ValueError, OverflowError):
+        return UNKNOWN_TIME
+
+
+def order_key(raw: bytes, obj: object = None) -> int:
+    """The position of a record (its stripped bytes; ``obj``: the record already parsed) in the
+    canonical order: time, then event ID, then content, packed into one integer."""
+    if obj is None:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            obj = None
+    micros = event_micros(obj)
+    eid = obj.get("event_id") if isinstance(obj, dict) else None
+    id_sum = zlib.crc32(eid.encode("utf-8", "replace")) if isinstance(eid, str) else 0
+    return ((micros + _TIME_BIAS) << 64) | (id_sum << 32) | zlib.crc32(raw)
+
+
+def key_micros(key: int) -> int:
+    """The event time (microseconds since 1970, or UNKNOWN_TIME) an ``order_key`` sorts by."""
+    return (key >> 64) - _TIME_BIAS
+
+
+def time_ordered(lines: Iterable[bytes], spool_dir: Optional[Path] = None,
+                 max_bytes: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line)`` of every non-blank line, in ``order_key`` order. The lines are read once
+    into an anonymous temporary file (under ``spool_dir``) and read back from it; what stays in memory
+    per line is its key and where it is. A line longer than ``max_bytes`` is not parsed for its key (the
+    pipeline rejects it)."""
+    keys: list[int] = []
+    offsets, lengths, numbers = array("q"), array("q"), array("q")  # where each line is
+    with tempfile.TemporaryFile(dir=spool_dir, prefix=".idres-order-") as spool:
+        offset = 0
+        for number, line in enumerate(lines, 1):
+            raw = line.strip()
+            if not raw:
+                continue
+            keys.append(order_key(raw) if len(raw) <= max_bytes else zlib.crc32(raw))
+            spool.write(raw)
+            offsets.append(offset)
+            lengths.append(len(raw))
+            numbers.append(number)
+            offset += len(raw)
+        spool.flush()
+        if not keys:
+            return
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        del keys
+        with mmap.mmap(spool.fileno(), 0, access=mmap.ACCESS_READ) as mapped:  # (no system call per line)
+            for i in order:
+                start = offsets[i]
+                yield numbers[i], mapped[start:start + lengths[i]]
+
+
+
+
+class ReadOnce:
+    """The lines of an input as ``time_ordered`` reads them: counts blank lines and the bytes of text, and
+    tells ``progress`` a fifth of the file's bytes as they are read (the rest as records are decided)."""
+
+    SHARE = 0.2
+
+    def __init__(self, lines: Any, progress: Optional[Callable[[int], None]]):
+        self.lines = lines
+        self.progress = progress
+        self.blank = 0
+        self.text_bytes = 0
+        self.told = 0  # bytes told to ``progress`` so far, by both passes
+
+    def __iter__(self):
+        step = 0
+        for line in self.lines:
+            self.text_bytes += len(line)
+            if not line.strip():
+                self.blank += 1
+            step += 1
+            if step == 4096:
+                step = 0
+                self._tell(int(self.file_bytes() * self.SHARE))
+            yield line
+
+    def _tell(self, upto: int) -> None:
+        if self.progress is not None and upto > self.told:
+            self.progress(upto - self.told)
+            self.told = upto
+
+    def file_bytes(self) -> int:
+        """Bytes of the file itself read (compressed bytes of a gzip file), where the input can say."""
+        consumed = self.lines.consumed() if hasattr(self.lines, "consumed") else None
+        return consumed if consumed is not None else self.text_bytes
+
+
+class DecidedShare:
+    """Progress while records are decided in another order than read: each record's share of the file
+    (``add`` the length of each record decided, ``report`` now and then, ``report(final=True)`` at the end)."""
+
+    def __init__(self, read: ReadOnce):
+        self.read = read
+        self.start: Optional[float] = None
+        self.scale = 0.0
+        self.counted = 0.0
+
+    def add(self, n: int) -> None:
+        if self.start is None:  # (the whole input has been read once the first record is decided)
+            total = self.read.file_bytes()
+            self.read._tell(int(total * ReadOnce.SHARE))
+            self.start = self.read.told
+            self.scale = (total - self.start) / max(self.read.text_bytes, 1)
+        self.counted += (n + 1) * self.scale  # (the line break was stripped)
+
+    def report(self, final: bool = False) -> None:
+        total = self.read.file_bytes()
+        if final:
+            self.read._tell(total)
+        elif self.start is not None:
+            self.read._tell(min(int(self.start + self.counted), total))
+
+
+class ReorderBuffer:
+    """Holds records from several sources (raw topic partitions) and releases them in ``order_key`` order,
+    by watermark: a record is released once every source heard from in the last ``wait`` seconds has sent
+    one at least as late (each source is read in its own order, so none of them can still send an
+    earlier one), or once it has waited ``wait`` seconds, or when more than ``max_items`` are held.
+    Records that arrive behind the watermark are released at once (decided late, as they come).
+
+    Pure: the caller says what time it is (``now``, seconds on any monotonic clock).
+    """
+
+    def __init__(self, wait: float, max_items: int = 100_000):
+        import heapq
+
+        self.wait = wait
+        self.max_items = max_items
+        self._heap: list[tuple[int, int, Any]] = []
+        self._push, self._pop = heapq.heappush, heapq.heappop
+        self._seq = 0
+        self._arrivals: "deque[tuple[float, int, int]]" = deque()  # (arrival, key, seq), in arrival order
+        self._latest: dict[Any, int] = {}  # source -> latest event time it sent
+        self._heard: dict[Any, float] = {}  # source -> when it last sent
+        self._gone: set[int] = set()  # items released before their arrival mark left ``_arrivals``
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def expect(self, sources: Iterable[Any], now: float) -> None:
+        """Sources that may send (the raw partitions): until each has sent something, or stayed silent for
+        ``wait`` seconds, nothing later than what it could still send is released."""
+        for source in sources:
+            if source not in self._heard:
+                self._heard[source] = now
+                self._latest[source] = UNKNOWN_TIME - 1
+
+    def add(self, key: int, source: Any, item: Any, now: float) -> None:
+        micros = key_micros(key)
+        if micros > self._latest.get(source, UNKNOWN_TIME - 1):
+            self._latest[source] = micros
+        self._heard[source] = now
+        self._seq += 1
+        self._push(self._heap, (key, self._seq, item))
+        self._arrivals.append((now, key, self._seq))
+
+    def watermark(self, now: float) -> Optional[int]:
+        """The event time up to which every active source has sent (None: no source is active)."""
+        latest = self._latest
+        active = [latest[s] for s, at in self._heard.items() if now - at < self.wait]
+        return min(active) if active else None
+
+    def release(self, now: float) -> list[Any]:
+        """The items that may be decided now, in key order."""
+        heap = self._heap
+        if not heap:
+            return []
+        # everything up to the latest key among those held ``wait`` seconds
+        upto = -1
+        arrivals, gone = self._arrivals, self._gone
+        timed: set[int] = set()
+        while arrivals and now - arrivals[0][0] >= self.wait:
+            _, key, seq = arrivals.popleft()
+            if seq in gone:  # (released already)
+                gone.discard(seq)
+                continue
+            timed.add(seq)
+            upto = max(upto, key)
+        mark = self.watermark(now)
+        out = []
+        while heap and (heap[0][0] <= upto or mark is None or key_micros(heap[0][0]) <= mark
+                        or len(heap) > self.max_items):
+            _, seq, item = self._pop(heap)
+            if seq not in timed:
+                gone.add(seq)
+            out.append(item)
+        return out
+
+    def drain(self) -> list[Any]:
+        """Every item held, in key order."""
+        out = [self._pop(self._heap)[2] for _ in range(len(self._heap))]
+        self._arrivals.clear()
+        self._gone.clear()
+        return out

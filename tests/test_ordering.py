@@ -1,0 +1,170 @@
+"""Deciding in event-time order: the same events give the same customers whatever order they come in."""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from streams.embedded import EmbeddedEngine
+from streams.ordering import ReorderBuffer, key_micros, order_key, time_ordered
+from tests.cli_helpers import run_cli
+
+
+def _line(event_id: str, at: str, **ids: str) -> bytes:
+    return json.dumps({"event_id": event_id, "occurred_at": at, "channel": "web", "event_type": "visit",
+                       "identifiers": ids}).encode()
+
+
+def test_the_order_is_the_instant_whatever_the_offset_then_content():
+    lines = [_line("c", "2025-03-01T11:30:00+01:00", email="a@b.org"),  # 10:30 UTC
+             _line("a", "2025-03-01T10:45:00Z", email="a@b.org"),
+             _line("b", "2025-03-01T10:00:00", email="a@b.org"),  # no zone: UTC
+             b"not json"]
+    ordered = sorted(lines, key=order_key)
+    assert ordered == [b"not json", lines[2], lines[0], lines[1]]
+    assert key_micros(order_key(lines[1])) - key_micros(order_key(lines[0])) == 15 * 60 * 1_000_000
+    # same instant and event ID, different content: the content decides, not the arrival
+    twins = [_line("t", "2025-03-01T10:00:00Z", email="x@b.org"), _line("t", "2025-03-01T10:00:00Z", email="y@b.org")]
+    assert sorted(twins, key=order_key) == sorted(twins[::-1], key=order_key)
+
+
+def test_time_ordered_gives_every_line_once_with_its_line_number(tmp_path):
+    lines = [_line(f"e{n}", f"2025-03-{28 - n:02d}T10:00:00Z", email=f"p{n}@b.org") + b"\n" for n in range(20)]
+    given_lines = lines[:5] + [b"\n", b"   \n"] + lines[5:]
+    out = list(time_ordered(iter(given_lines), spool_dir=tmp_path))
+    assert [raw for _, raw in out] == [line.strip() for line in lines[::-1]]
+    assert all(given_lines[number - 1].strip() == raw for number, raw in out)
+    assert list(tmp_path.iterdir()) == []  # (the spool is anonymous)
+
+
+@st.composite
+def _sources(draw):
+    """Up to four sources, each sending increasing times; and an interleaving of them."""
+    sources = []
+    for s in range(draw(st.integers(min_value=1, max_value=4))):
+        times = sorted(draw(st.lists(st.integers(min_value=0, max_value=50), max_size=15)))
+        sources.append([(t, f"s{s}-{i}") for i, t in enumerate(times)])
+    picks = draw(st.lists(st.integers(min_value=0, max_value=len(sources) - 1), min_size=sum(map(len, sources)),
+                          max_size=sum(map(len, sources))))
+    return sources, picks
+
+
+@settings(max_examples=200, deadline=None)
+@given(_sources(), st.randoms(use_true_random=False))
+def test_the_reorder_buffer_releases_time_ordered_sources_in_time_order(data, rnd):
+    sources, picks = data
+    buffer = ReorderBuffer(wait=10.0)
+    buffer.expect(range(len(sources)), now=0.0)
+    cursors = [0] * len(sources)
+    released = []
+    now = 0.0
+    for pick in picks:  # an arbitrary interleaving, fast enough that no source goes idle
+        pending = [s for s in range(len(sources)) if cursors[s] < len(sources[s])]
+        if not pending:
+            break
+        s = pick if pick in pending else pending[0]
+        t, name = sources[s][cursors[s]]
+        cursors[s] += 1
+        buffer.add(order_key(_line(name, f"2025-03-01T10:{t:02d}:00Z")), s, (t, name), now)
+        now += rnd.random() * 0.5
+        if rnd.random() < 0.3:
+            released += buffer.release(now)
+    for s, source in enumerate(sources):
+        for t, name in source[cursors[s]:]:
+            buffer.add(order_key(_line(name, f"2025-03-01T10:{t:02d}:00Z")), s, (t, name), now)
+    released += buffer.release(now + 100)  # every source silent for longer than the wait: all released
+    assert len(buffer) == 0
+    times = [t for t, _ in released]
+    assert times == sorted(times) and sorted(released) == sorted(e for source in sources for e in source)
+
+
+def test_an_event_is_held_at_most_the_wait():
+    def key(event_id: str, at: str) -> int:
+        return order_key(_line(event_id, f"2025-03-01T{at}:00Z"))
+
+    buffer = ReorderBuffer(wait=2.0)
+    buffer.expect(["fast", "slow", "never"], now=0.0)
+    buffer.add(key("a", "10:00"), "fast", "a", now=0.0)
+    buffer.add(key("b", "09:00"), "slow", "b", now=0.1)
+    buffer.add(key("c", "10:05"), "fast", "c", now=0.2)
+    assert buffer.release(now=0.5) == []  # a source has sent nothing yet: it may still send earlier ones
+    buffer.add(key("d", "09:30"), "slow", "d", now=1.0)
+    assert buffer.release(now=1.5) == []
+    # two seconds on: the silent source is no longer waited for, and "a" has waited long enough
+    assert buffer.release(now=2.05) == ["b", "d", "a"]
+    assert buffer.release(now=2.1) == []  # "c" is later than what the slow source sent last
+    assert buffer.release(now=2.25) == ["c"]  # ...but not held longer than the wait
+    buffer.add(key("e", "10:10"), "fast", "e", now=3.0)
+    assert buffer.release(now=3.1) == ["e"]  # the slow source is silent too now: only the fast one counts
+
+
+# -------------------------------------------------------------------------- the embedded driver
+def _messy_lines(rnd: random.Random, n: int) -> list[bytes]:
+    """Identifiers from small pools (strangers collide: shared devices, family mailboxes), dates of birth
+    and first names that conflict, so that the guards act."""
+    out = []
+    for i in range(n):
+        ids = {}
+        for id_type, pool in (("email", 4), ("phone", 4), ("loyalty_id", 3), ("device_id", 3)):
+            if rnd.random() < 0.45:
+                k = rnd.randrange(pool)
+                ids[id_type] = {"email": f"p{k}@mailbox.org", "phone": f"+1415555{k:04d}",
+                                "loyalty_id": f"L{k + 1:05d}", "device_id": f"device-{k}"}[id_type]
+        if not ids:
+            ids["device_id"] = f"device-{rnd.randrange(3)}"
+        attrs = {}
+        if rnd.random() < 0.5:
+            attrs["date_of_birth"] = rnd.choice(["1980-01-01", "1990-02-02", "2000-03-03"])
+        if rnd.random() < 0.5:
+            attrs["first_name"] = rnd.choice(["Ann", "Bob", "Cy"])
+        out.append(json.dumps({"event_id": f"e{i}", "occurred_at": f"2025-03-{1 + i % 28:02d}T{i % 24:02d}:00:00Z",
+                               "channel": "web", "event_type": "visit", "identifiers": ids,
+                               "attributes": attrs}).encode() + b"\n")
+    return out
+
+
+def _resolve(lines: list[bytes], work: Path) -> tuple[dict[str, str], int]:
+    path = work / "in.jsonl"
+    path.write_bytes(b"".join(lines))
+    with EmbeddedEngine(work / "data") as engine:
+        engine.ingest_file(path)
+        guards = sum(1 for _, entry in engine.log.read(0) for d in entry
+                     if d["type"] in ("identifier_flagged", "link_refused", "profile_split"))
+        return dict(zip(engine.views.ev_id, engine.views.ev_profile)), guards
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(min_value=0, max_value=10_000), st.randoms(use_true_random=False))
+def test_ingest_gives_the_same_customers_and_ids_for_any_order_of_a_file(seed, rnd):
+    lines = _messy_lines(random.Random(seed), 60)
+    shuffled = list(lines)
+    rnd.shuffle(shuffled)
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        first, guards = _resolve(lines, Path(a))
+        again, _ = _resolve(shuffled, Path(b))
+    assert first == again
+
+
+def test_the_guards_act_on_such_corpora(tmp_path):
+    _, guards = _resolve(_messy_lines(random.Random(0), 60), tmp_path)
+    assert guards >= 5
+
+
+def test_ingest_in_file_order_is_still_there_and_differs_where_order_matters(tmp_path):
+    """`--file-order` decides as the file lists the events: the resolver's own dependence on order shows."""
+    lines = _messy_lines(random.Random(3), 200)
+    (tmp_path / "fwd.jsonl").write_bytes(b"".join(lines))
+    (tmp_path / "rev.jsonl").write_bytes(b"".join(lines[::-1]))
+    got = {}
+    for name in ("fwd", "rev"):
+        for flags in ((), ("--file-order",)):
+            data = tmp_path / f"data-{name}-{len(flags)}"
+            run_cli("ingest", str(tmp_path / f"{name}.jsonl"), "--data-dir", str(data), *flags)
+            with EmbeddedEngine(data, writer=False) as engine:
+                got[(name, bool(flags))] = dict(zip(engine.views.ev_id, engine.views.ev_profile))
+    assert got[("fwd", False)] == got[("rev", False)]
+    assert got[("fwd", True)] != got[("rev", True)]
