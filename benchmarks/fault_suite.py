@@ -67,11 +67,11 @@ def log_counts(data: Path) -> tuple[collections.Counter, collections.Counter, st
     rejected: collections.Counter = collections.Counter()
     with EmbeddedEngine(data, writer=False, use_checkpoint=False) as engine:
         for _, decisions in engine.log.read(0):
-            last = decisions[-1]
-            if last["type"] == "interaction_recorded":
-                events[last["event_id"]] += 1
-            elif last["type"] == "event_rejected":
-                rejected[last["key"]] += 1
+            for d in decisions:  # (the record, and what it led to: a rename may follow it)
+                if d["type"] == "interaction_recorded":
+                    events[d["event_id"]] += 1
+                elif d["type"] == "event_rejected":
+                    rejected[d["key"]] += 1
         digest = engine.views.digest()
     return events, rejected, digest
 

@@ -71,9 +71,9 @@ def logged_events(settings: KafkaSettings) -> collections.Counter:
 
     def add(record) -> None:
         for entry in decision_entries(record.value):
-            last = entry[-1]
-            if last["type"] == "interaction_recorded":
-                seen[last["event_id"]] += 1
+            for d in entry:  # (the record, and what it led to: a rename may follow it)
+                if d["type"] == "interaction_recorded":
+                    seen[d["event_id"]] += 1
 
     read_to_end(settings, settings.topics.decisions, add)
     return seen
