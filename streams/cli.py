@@ -101,16 +101,26 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         check_input(f)
     with _engine(args, writer=True, create=True) as engine:
         engine.order = "file" if args.file_order else "time"
-        for f in files:
-            if str(f) == "-":
-                report = engine.ingest_stream(sys.stdin.buffer, "stdin")
-            else:
-                with _progress_bar(f.stat().st_size if f.is_file() else None, f"ingest {f.name}") as bar:
-                    report = engine.ingest_file(f, progress=bar.update)
+        if engine.order == "time" and "-" not in args.files and len(files) > 1:
+            # the files together, as one set of events in event-time order (a backfill in daily files)
+            sizes = [f.stat().st_size if f.is_file() else None for f in files]
+            total = None if None in sizes else sum(sizes)
+            with _progress_bar(total, f"ingest {len(files)} files") as bar:
+                reports = engine.ingest_files(files, progress=bar.update)
+        else:
+            reports = []
+            for f in files:
+                if str(f) == "-":
+                    reports.append(engine.ingest_stream(sys.stdin.buffer, "stdin"))
+                else:
+                    with _progress_bar(f.stat().st_size if f.is_file() else None, f"ingest {f.name}") as bar:
+                        reports.append(engine.ingest_file(f, progress=bar.update))
+        for report in reports:
             _print_json({"ingested": report.as_dict(), "totals": engine.views.stats()})
             summary = report.rejection_summary()
             if summary:
                 print(f"idres: {summary}", file=sys.stderr)
+        for report in reports:
             if report.input_error:
                 raise UsageError(report.input_error)
     return 0
@@ -825,8 +835,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="append channel events (JSON lines) to the log and resolve them")
     p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines file(s); - for standard input")
     p.add_argument("--file-order", action="store_true",
-                   help="decide each file's events in the order it lists them, not in event-time order (the "
-                        "default: the same events give the same customers whatever order a file lists them in)")
+                   help="decide the events in the order the files list them, not in event-time order (the "
+                        "default: the files' events are decided together, so the same events give the same "
+                        "customers whatever order or file they come in)")
     data_dir(p)
     p.set_defaults(func=cmd_ingest)
 

@@ -23,7 +23,7 @@ from resolver.config import ResolverConfig
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.inputs import InputStream, ProgressMeter, as_input, open_input
 from streams.log import DecisionLog, load_checkpoint, save_checkpoint
-from streams.ordering import DecidedShare, ReadOnce, time_ordered
+from streams.ordering import DecidedShare, ReadOnce, time_ordered_inputs
 from streams.pipeline import MAX_RECORD_BYTES  # noqa: F401  (its home was here: kept importable)
 from streams.pipeline import ACCEPTED, BLANK, DUPLICATE, INTERNAL, REJECTED, RecordPipeline
 
@@ -210,9 +210,18 @@ class EmbeddedEngine:
     def ingest_file(self, path: str | Path, progress: Optional[Callable[[int], None]] = None) -> IngestReport:
         """Ingests a JSON-lines file, gzip-compressed or not (see ``streams.inputs``); raises
         ``InputError`` for a file of another shape before reading any of it."""
-        identity = input_identity(path) if Path(path).is_file() else None
-        with open_input(path) as fh, bulk_work():
-            return self.ingest_stream(fh, str(Path(path).resolve()), progress, input_id=identity)
+        return self.ingest_files([path], progress)[0]
+
+    def ingest_files(self, paths: Iterable[str | Path],
+                     progress: Optional[Callable[[int], None]] = None) -> list[IngestReport]:
+        """Ingests several files together: in event-time order, their events are decided as one set (a
+        backfill split into daily files gives what one file would). One report per file."""
+        with contextlib.ExitStack() as stack, bulk_work():
+            inputs = []
+            for path in paths:
+                identity = input_identity(path) if Path(path).is_file() else None
+                inputs.append((stack.enter_context(open_input(path)), str(Path(path).resolve()), identity))
+            return self._ingest(inputs, progress)
 
     def ingest_stream(self, fh: BinaryIO | Iterable[bytes], source: str,
                       progress: Optional[Callable[[int], None]] = None,
@@ -221,24 +230,29 @@ class EmbeddedEngine:
         file itself: compressed bytes for gzip). A binary file object is opened with the shape checks of
         ``streams.inputs`` first. Positions are line numbers of the (decompressed) text. ``input_id``: what
         identifies the input in the keys of its rejected records (default: ``source``)."""
-        fh = as_input(fh, source)
-        report = IngestReport(source=source)
-        reasons = report.rejected_reasons
+        return self._ingest([(as_input(fh, source), source, input_id)], progress)[0]
+
+    def _ingest(self, inputs: list[tuple[Any, str, Optional[str]]],
+                progress: Optional[Callable[[int], None]]) -> list[IngestReport]:
+        """``inputs``: (lines, source name, input identity) each."""
+        reports = [IngestReport(source=source) for _, source, _ in inputs]
         started = time.perf_counter()
         pipeline = RecordPipeline(self.resolver)
         pending: list[list[dict[str, Any]]] = []
         if self.order == "time":
             # every record first, then decided in event-time order: the same records give the same
-            # customers whatever order the input lists them in
-            read = ReadOnce(fh, progress)
-            records: Iterable[tuple[int, bytes]] = time_ordered(read, spool_dir=self.data_dir,
-                                                                 max_bytes=pipeline.max_bytes)
-            meter: Any = DecidedShare(read)
+            # customers whatever order the inputs list them in
+            reads = [ReadOnce(fh, progress) for fh, _, _ in inputs]
+            records: Iterable[tuple[int, int, bytes]] = time_ordered_inputs(
+                list(enumerate(reads)), spool_dir=self.data_dir, max_bytes=pipeline.max_bytes)
+            meters: list[Any] = [DecidedShare(read) for read in reads]
         else:
-            records = enumerate(fh, 1)
-            meter = ProgressMeter(fh, progress)
-        for position, line in records:
-            meter.add(len(line))
+            records = ((i, n, line) for i, (fh, _, _) in enumerate(inputs) for n, line in enumerate(fh, 1))
+            meters = [ProgressMeter(fh, progress) for fh, _, _ in inputs]
+        for i, position, line in records:
+            meters[i].add(len(line))
+            report = reports[i]
+            source, input_id = inputs[i][1], inputs[i][2]
             raw = line.strip()
             src = {"name": source, "position": position}
             outcome = pipeline.process(raw, src)
@@ -262,6 +276,7 @@ class EmbeddedEngine:
                         pending = []
                         self._recover()
                         pipeline.resolver = self.resolver
+                reasons = report.rejected_reasons
                 reasons[outcome.reason] = reasons.get(outcome.reason, 0) + 1
                 decisions = self.resolver.reject(record_key(input_id or source, position, raw), src, outcome.reason,
                                                  raw[:65536].decode("utf-8", "replace"), outcome.event_id,
@@ -275,19 +290,22 @@ class EmbeddedEngine:
             if len(pending) >= self.batch_size:
                 self._commit(pending)
                 pending = []
-                meter.report()
+                for meter in meters:
+                    meter.report()
         self._commit(pending)
-        if self.order == "time":
-            meter.report(final=True)
-            report.blank = read.blank
-        else:
-            meter.report()
-        if isinstance(fh, InputStream) and fh.error:
-            report.input_error = (f"{fh.error}; the lines before it were ingested: ingest a complete copy "
-                                  f"of the file (what is already in the log is recognized)")
+        for n, (meter, report, (fh, _, _)) in enumerate(zip(meters, reports, inputs)):
+            if self.order == "time":
+                meter.report(final=True)
+                report.blank = reads[n].blank
+            else:
+                meter.report()
+            if isinstance(fh, InputStream) and fh.error:
+                report.input_error = (f"{fh.error}; the lines before it were ingested: ingest a complete copy "
+                                      f"of the file (what is already in the log is recognized)")
         self.checkpoint()
-        report.seconds = time.perf_counter() - started
-        return report
+        for report in reports:  # (inputs decided together share the run's time)
+            report.seconds = time.perf_counter() - started
+        return reports
 
     def _commit(self, pending: list[list[dict[str, Any]]]) -> None:
         if not pending:

@@ -4,7 +4,7 @@ The resolver decides one event at a time, and what a guard or the matcher decide
 came before. So that the same events give the same customers whatever order they arrive in, the
 drivers decide them in one canonical order, a function of the records alone:
 
-- ``idres ingest`` (``time_ordered``) reads its input once, noting each record's ``order_key`` and
+- ``idres ingest`` (``time_ordered_inputs``) reads its inputs once, noting each record's ``order_key`` and
   where its line is (in a private temporary file, deleted when the run ends or the process dies),
   then decides the records in key order: memory is a few dozen bytes per record, not the records;
 - the Kafka resolve role holds records in a reorder buffer released by watermark (``streams.stream_app``).
@@ -71,24 +71,35 @@ def key_micros(key: int) -> int:
 
 def time_ordered(lines: Iterable[bytes], spool_dir: Optional[Path] = None,
                  max_bytes: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
-    """``(line number, line)`` of every non-blank line, in ``order_key`` order. The lines are read once
-    into an anonymous temporary file (under ``spool_dir``) and read back from it; what stays in memory
-    per line is its key and where it is. A line longer than ``max_bytes`` is not parsed for its key (the
-    pipeline rejects it)."""
+    """``(line number, line)`` of every non-blank line, in ``order_key`` order (see ``time_ordered_inputs``)."""
+    for _, number, raw in time_ordered_inputs([(None, lines)], spool_dir, max_bytes):
+        yield number, raw
+
+
+def time_ordered_inputs(inputs: Iterable[tuple[Any, Iterable[bytes]]], spool_dir: Optional[Path] = None,
+                        max_bytes: int = 1 << 20) -> Iterator[tuple[Any, int, bytes]]:
+    """``(tag, line number, line)`` of every non-blank line of every input (``(tag, lines)``), all inputs
+    together in ``order_key`` order. The lines are read once into an anonymous temporary file (under
+    ``spool_dir``) and read back from it; what stays in memory per line is its key and where it is. A
+    line longer than ``max_bytes`` is not parsed for its key (the pipeline rejects it)."""
     keys: list[int] = []
-    offsets, lengths, numbers = array("q"), array("q"), array("q")  # where each line is
+    offsets, lengths, numbers, sources = array("q"), array("q"), array("q"), array("l")  # where each line is
+    tags: list[Any] = []
     with tempfile.TemporaryFile(dir=spool_dir, prefix=".idres-order-") as spool:
         offset = 0
-        for number, line in enumerate(lines, 1):
-            raw = line.strip()
-            if not raw:
-                continue
-            keys.append(order_key(raw) if len(raw) <= max_bytes else zlib.crc32(raw))
-            spool.write(raw)
-            offsets.append(offset)
-            lengths.append(len(raw))
-            numbers.append(number)
-            offset += len(raw)
+        for source, (tag, lines) in enumerate(inputs):
+            tags.append(tag)
+            for number, line in enumerate(lines, 1):
+                raw = line.strip()
+                if not raw:
+                    continue
+                keys.append(order_key(raw) if len(raw) <= max_bytes else zlib.crc32(raw))
+                spool.write(raw)
+                offsets.append(offset)
+                lengths.append(len(raw))
+                numbers.append(number)
+                sources.append(source)
+                offset += len(raw)
         spool.flush()
         if not keys:
             return
@@ -97,9 +108,7 @@ def time_ordered(lines: Iterable[bytes], spool_dir: Optional[Path] = None,
         with mmap.mmap(spool.fileno(), 0, access=mmap.ACCESS_READ) as mapped:  # (no system call per line)
             for i in order:
                 start = offsets[i]
-                yield numbers[i], mapped[start:start + lengths[i]]
-
-
+                yield tags[sources[i]], numbers[i], mapped[start:start + lengths[i]]
 
 
 class ReadOnce:

@@ -168,3 +168,23 @@ def test_ingest_in_file_order_is_still_there_and_differs_where_order_matters(tmp
                 got[(name, bool(flags))] = dict(zip(engine.views.ev_id, engine.views.ev_profile))
     assert got[("fwd", False)] == got[("rev", False)]
     assert got[("fwd", True)] != got[("rev", True)]
+
+
+def test_files_ingested_together_are_one_set_of_events(tmp_path):
+    """A backfill in several files, in any order of the files: what one file of all the events gives."""
+    lines = _messy_lines(random.Random(11), 150)
+    rnd = random.Random(2)
+    rnd.shuffle(lines)
+    parts = [lines[:50], lines[50:100], lines[100:]]
+    for n, part in enumerate(parts):
+        (tmp_path / f"day{n}.jsonl").write_bytes(b"".join(part))
+    (tmp_path / "all.jsonl").write_bytes(b"".join(lines))
+    got = []
+    for name, files in (("one", ["all.jsonl"]), ("fwd", ["day0.jsonl", "day1.jsonl", "day2.jsonl"]),
+                        ("rev", ["day2.jsonl", "day1.jsonl", "day0.jsonl"])):
+        out = run_cli("ingest", *files, "--data-dir", name, cwd=tmp_path).stdout
+        reports = [json.loads(chunk) for chunk in out.replace("}\n{", "}\n\x00{").split("\x00")]
+        assert sum(r["ingested"]["accepted"] for r in reports) == len(lines)
+        with EmbeddedEngine(tmp_path / name, writer=False) as engine:
+            got.append(dict(zip(engine.views.ev_id, engine.views.ev_profile)))
+    assert got[0] == got[1] == got[2]
