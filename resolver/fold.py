@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from resolver import formats, graph, sessions
+from resolver import formats, graph, naming, sessions
 from resolver import traits as person
 from resolver.config import ResolverConfig
 from resolver.matching import FREQUENCY_FIELDS, AttributeRecord, MatchModel
@@ -48,13 +48,21 @@ class Fold:
             at, eid = d["occurred_at"], d["event_id"]
             not_here = d.get("refused", ())
             index = st.node_index
+            node_profile, profiles = st.node_profile, st.profiles
             for rank, key in enumerate(sorted(nodes) if len(nodes) > 1 else nodes):
                 if key in not_here:
                     continue
                 idx = index[key]
                 f = first.get(idx)
+                if f is not None and at > f[0]:
+                    continue  # (most events: not the earliest use)
                 if f is None or (at, eid, rank) < f:
-                    first[idx] = (at, eid, rank)
+                    f = first[idx] = (at, eid, rank)
+                    pid = node_profile[idx]
+                    if pid is not None:
+                        prof = profiles[pid]
+                        if prof.first is None or f < prof.first:
+                            prof.first = f
         anchor = graph.representative(st, nodes, d.get("refused", ())) if nodes else None
         shared = graph.shared_of(st, nodes)
         if shared:
@@ -173,6 +181,9 @@ class Fold:
         st = self.state
         st.node_profile[idx] = prof.id
         prof.nodes.add(idx)
+        f = st.node_first.get(idx)
+        if f is not None and (prof.first is None or f < prof.first):
+            prof.first = f
         t = st.node_types[idx]
         prof.counts[t] = prof.counts.get(t, 0) + 1
         known = st.node_traits.get(idx)
@@ -216,6 +227,8 @@ class Fold:
             for t, c in prof.counts.items():
                 survivor.counts[t] = survivor.counts.get(t, 0) + c
             survivor.traits |= prof.traits
+            if prof.first is not None and (survivor.first is None or prof.first < survivor.first):
+                survivor.first = prof.first
             st.aliases[pid] = survivor.id
 
     def _flagged(self, d: dict[str, Any]) -> None:
@@ -243,6 +256,8 @@ class Fold:
                 del prof.counts[t]
             self._recount(prof)
             st.node_profile[idx] = None
+            if prof.first is not None and st.node_first.get(idx) == prof.first:
+                prof.first = naming.first_of(st, prof.nodes)
 
     def _recount(self, prof: Profile) -> None:
         st = self.state
@@ -269,12 +284,14 @@ class Fold:
             for idx in prof.nodes:
                 st.node_profile[idx] = pid
             self._recount(prof)
+            prof.first = naming.first_of(st, prof.nodes)
 
     def _renamed(self, d: dict[str, Any]) -> None:
         st = self.state
         old, new = d["profile_id"], d["new_profile_id"]
         prof = st.profiles.pop(old)
         prof.id = new
+        prof.named = prof.first  # (a rename gives the name of the earliest event)
         st.profiles[new] = prof
         for idx in prof.nodes:
             st.node_profile[idx] = new

@@ -30,7 +30,7 @@ def name_of(first: First) -> str:
     return "p_" + short_hash(seed(first))
 
 
-def first_of(st: ResolverState, nodes: Iterable[int]) -> Optional[First]:
+def first_of(st: "ResolverState", nodes: Iterable[int]) -> Optional[First]:
     """The earliest first use among ``nodes`` (None when none was used by an event yet)."""
     get = st.node_first.get
     best = None
@@ -78,6 +78,12 @@ def settle(ctx: Any, event_id: str, emitted: list[dict[str, Any]]) -> None:
         prof = st.profiles.get(pid)
         if prof is None or not prof.nodes:
             continue
-        name = canonical(st, prof.nodes)
-        if name is not None and name != pid and free(st, name):
+        first = prof.first  # (kept by the fold)
+        if first is None or first == prof.named:
+            continue  # its earliest event has not changed since its name was checked
+        name = name_of(first)
+        if name == pid:
+            prof.named = first  # (a cache of a fact of the state: a replay without it finds the same)
+        elif free(st, name):
             ctx.emit(decisions.profile_renamed(pid, name, event_id))
+        # (a name another profile holds: checked again whenever this profile is touched)

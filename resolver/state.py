@@ -25,6 +25,10 @@ class Profile:
     nodes: set[int] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
     traits: set[str] = field(default_factory=set)  # dates of birth and names seen on its identifiers
+    # the earliest first use among its identifiers (``resolver.naming``), and the one its ID was last
+    # checked against
+    first: Optional[tuple[str, str, int]] = None
+    named: Optional[tuple[str, str, int]] = None
 
     def age_key(self) -> tuple[str, str]:
         return (self.created_at, self.id)

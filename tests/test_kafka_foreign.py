@@ -35,11 +35,17 @@ def _send(bootstrap: str, topic: str, values: list[bytes], codec: str, partition
         producer.close()
 
 
+def _deployment(bootstrap: str, label: str) -> tuple[str, KafkaSettings]:
+    """A fresh topic prefix, and the stream topics under it."""
+    prefix = unique_name(label) + "."
+    settings = KafkaSettings.load(bootstrap=bootstrap, prefix=prefix)
+    create_stream_topics(settings)
+    return prefix, settings
+
+
 def test_a_foreign_producer_s_records_in_any_codec_and_on_any_raw_topic_are_all_resolved(kafka_bootstrap, tmp_path,
                                                                                         monkeypatch):
-    prefix = unique_name("foreign") + "."
-    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
-    create_stream_topics(settings)
+    prefix, settings = _deployment(kafka_bootstrap, "foreign")
     admin = admin_client(settings)
     try:
         ensure_topics(admin, settings, {settings.topics.raw("pos"): 2})  # a channel of the producer's own
@@ -131,9 +137,7 @@ def test_idres_produce_writes_each_codec(kafka_bootstrap, tmp_path, codec):
 def test_the_kafka_follower_s_lag_counts_what_it_has_not_folded(kafka_bootstrap):
     from streams.api import KafkaFollower
 
-    prefix = unique_name("lag") + "."
-    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
-    create_stream_topics(settings)
+    _, settings = _deployment(kafka_bootstrap, "lag")
 
     def message(first: int, n: int) -> bytes:  # n entries, one event each
         return json.dumps({"v": DECISION_SCHEMA_VERSION, "entries": [[{
@@ -172,9 +176,7 @@ def test_a_decision_log_topic_with_entries_missing_is_refused_with_what_to_do(ka
     from resolver.engine import Resolver, ResolverState
     from streams.stream_app import DecisionLogError, fold_decision_log
 
-    prefix = unique_name("gap") + "."
-    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
-    create_stream_topics(settings)
+    _, settings = _deployment(kafka_bootstrap, "gap")
     # a merge of profiles whose creation is not in the topic (the messages before it were lost)
     orphan = {"type": "profiles_merged", "survivor_id": "p_a", "absorbed_ids": ["p_b"], "event_id": "e9",
               "occurred_at": "2025-03-01T10:00:00.000000Z", "via": ["email:a@b.org"], "rule": "shared_identifier"}
@@ -202,9 +204,7 @@ def _send_undecodable(monkeypatch, bootstrap: str, topic: str, values: list[byte
 
 def test_an_undecodable_batch_on_a_raw_topic_is_dead_lettered_and_the_worker_goes_on(kafka_bootstrap, tmp_path,
                                                                                    monkeypatch):
-    prefix = unique_name("undecodable") + "."
-    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
-    create_stream_topics(settings)
+    prefix, settings = _deployment(kafka_bootstrap, "undecodable")
     web, email = settings.topics.raw("web"), settings.topics.raw("email")
     good = [_event(n, "web") for n in range(3)]
     _send(kafka_bootstrap, web, good[:2], "lz4", partition=0)
@@ -247,9 +247,7 @@ def _dead_letter_headers(bootstrap: str, topic: str) -> list[dict[str, str]]:
 
 def test_an_undecodable_batch_on_the_engine_s_own_topic_stops_the_worker_with_one_line(kafka_bootstrap, tmp_path,
                                                                                      monkeypatch):
-    prefix = unique_name("damaged") + "."
-    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
-    create_stream_topics(settings)
+    prefix, settings = _deployment(kafka_bootstrap, "damaged")
     from streams.stream_app import validated_topic
 
     _send_undecodable(monkeypatch, kafka_bootstrap, validated_topic(settings), [b'{"events": [], "note": "%s"}' % (b"x" * 400)], "lz4")
