@@ -117,9 +117,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                         reports.append(engine.ingest_file(f, progress=bar.update))
         for report in reports:
             _print_json({"ingested": report.as_dict(), "totals": engine.views.stats()})
-            summary = report.rejection_summary()
-            if summary:
-                print(f"idres: {summary}", file=sys.stderr)
+            for summary in (report.rejection_summary(), report.late_summary()):
+                if summary:
+                    print(f"idres: {summary}", file=sys.stderr)
         for report in reports:
             if report.input_error:
                 raise UsageError(report.input_error)

@@ -63,6 +63,9 @@ class IngestReport:
     rejected_before: int = 0
     blank: int = 0
     internal_errors: int = 0
+    # accepted events older than an event decided before them (in an earlier run, or listed before them
+    # with --file-order): decided on what was known then, not in time order (README: sequence neutrality)
+    late: int = 0
     seconds: float = 0.0
     # reason category -> lines of this input rejected for it (new, kept before and internal errors alike)
     rejected_reasons: dict[str, int] = field(default_factory=dict)
@@ -77,6 +80,14 @@ class IngestReport:
         out["events_per_second"] = round(self.lines / self.seconds) if self.seconds > 0 else None
         out["seconds"] = round(self.seconds, 3)
         return out
+
+    def late_summary(self) -> Optional[str]:
+        """One line for a person when some events came later than newer ones (None if none did)."""
+        if not self.late:
+            return None
+        return (f"{self.late:,} event{'s' if self.late != 1 else ''} older than events decided before "
+                f"{'them' if self.late != 1 else 'it'}: decided as they came, not in time order; to decide a "
+                f"history in time order, ingest all of it in one command")
 
     def rejection_summary(self, top: int = 5) -> Optional[str]:
         """One line for a person: how many lines were rejected and the commonest reasons (None if none)."""
@@ -104,6 +115,14 @@ def bulk_work():
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _occurred_at(decisions: list[dict[str, Any]]) -> str:
+    """The time of the event an entry records (fixed-width UTC, so string order is time order)."""
+    for d in decisions:
+        if d["type"] == "interaction_recorded":
+            return d["occurred_at"]
+    return ""
 
 
 def record_key(input_id: str, position: int, raw: bytes) -> str:
@@ -239,6 +258,7 @@ class EmbeddedEngine:
         started = time.perf_counter()
         pipeline = RecordPipeline(self.resolver)
         pending: list[list[dict[str, Any]]] = []
+        latest = max(self.views.ev_at, default="")  # the newest event decided so far (a fixed-width UTC time)
         if self.order == "time":
             # every record first, then decided in event-time order: the same records give the same
             # customers whatever order the inputs list them in
@@ -264,6 +284,11 @@ class EmbeddedEngine:
             if kind == ACCEPTED:
                 report.accepted += 1
                 pending.append(outcome.decisions)
+                at = _occurred_at(outcome.decisions)
+                if at < latest:
+                    report.late += 1
+                else:
+                    latest = at
             elif kind == DUPLICATE:
                 report.duplicates += 1
                 continue

@@ -405,6 +405,7 @@ class StreamJobs:
             app.agent(raw, name="validate")(self._fatal(self._validate))
         if "resolve" in o.roles:
             self.reorder = ReorderBuffer(o.reorder_wait)
+            self.decided_until = 0  # the order key of the latest event released by the reorder buffer
             self.held: dict[Any, int] = {}  # a validated message -> its events still held in the reorder buffer
             self.deciding = asyncio.Lock()
 
@@ -548,7 +549,8 @@ class StreamJobs:
                     held = 0
                     for topic, partition, offset, raw in value.get("events", ()):
                         raw = raw.encode("utf-8")  # the original bytes (the validate role checked they are UTF-8)
-                        self.reorder.add(order_key(raw), (topic, partition), (topic, partition, offset, raw, ev), now)
+                        key = order_key(raw)
+                        self.reorder.add(key, (topic, partition), (key, topic, partition, offset, raw, ev), now)
                         held += 1
                     if held:
                         self.held[ev] = self.held.get(ev, 0) + held
@@ -589,7 +591,11 @@ class StreamJobs:
         released = self.reorder.release(loop.time())
         pipeline = RecordPipeline(self.resolver, skip_blank=False)
         pending = []
-        for topic, partition, offset, raw, ev in released:
+        for key, topic, partition, offset, raw, ev in released:
+            if key < self.decided_until:
+                m.add("resolve_late_events")  # older than an event decided before it (README: sequence neutrality)
+            else:
+                self.decided_until = key
             outcome = pipeline.process(raw, {"name": f"{topic}/{partition}", "position": offset})
             if outcome.kind == ACCEPTED:
                 entries.append(outcome.decisions)

@@ -188,3 +188,18 @@ def test_files_ingested_together_are_one_set_of_events(tmp_path):
         with EmbeddedEngine(tmp_path / name, writer=False) as engine:
             got.append(dict(zip(engine.views.ev_id, engine.views.ev_profile)))
     assert got[0] == got[1] == got[2]
+
+
+def test_events_older_than_those_already_decided_are_counted_and_said(tmp_path):
+    newer = [_line(f"n{i}", f"2025-03-10T10:{i:02d}:00Z", email=f"p{i}@mailbox.org") + b"\n" for i in range(5)]
+    older = [_line(f"o{i}", f"2025-03-01T10:{i:02d}:00Z", email=f"p{i}@mailbox.org") + b"\n" for i in range(3)]
+    (tmp_path / "newer.jsonl").write_bytes(b"".join(newer))
+    (tmp_path / "older.jsonl").write_bytes(b"".join(older))
+    first = run_cli("ingest", "newer.jsonl", "--data-dir", "d", cwd=tmp_path)
+    assert json.loads(first.stdout)["ingested"]["late"] == 0 and "older than" not in first.stderr
+    second = run_cli("ingest", "older.jsonl", "--data-dir", "d", cwd=tmp_path)
+    assert json.loads(second.stdout)["ingested"]["late"] == 3
+    assert "3 events older than events decided before them" in second.stderr
+    together = run_cli("ingest", "newer.jsonl", "older.jsonl", "--data-dir", "t", cwd=tmp_path).stdout
+    reports = [json.loads(chunk) for chunk in together.replace("}\n{", "}\n\x00{").split("\x00")]
+    assert [r["ingested"]["late"] for r in reports] == [0, 0]
