@@ -197,6 +197,15 @@ ALL: tuple[type, ...] = (InteractionRecorded, ProfileCreated, IdentifiersAttache
                          ProbableLink, PossibleMatch, ReviewDecided, ProfileSplit, ProfileRenamed, EventRejected)
 
 
+RECORD_TYPES = ("interaction_recorded", "event_rejected", "review_decided")
+
+
+def record_of(entry: list[dict[str, Any]]) -> dict[str, Any]:
+    """The decision of a log entry that records its input (an event, a rejected record or a person's
+    verdict); what it led to comes before it, and a rename or a learned format may follow it."""
+    return next(d for d in reversed(entry) if d["type"] in RECORD_TYPES)
+
+
 # --------------------------------------------------------------------------------------- constructors
 def profile_created(profile_id: str, created_at: str, event_id: str, nodes: list[str]) -> ProfileCreated:
     return {"type": "profile_created", "profile_id": profile_id, "created_at": created_at, "event_id": event_id,

@@ -89,7 +89,7 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
         for p, total, n, levels, deltas in links:
             ctx.emit(decisions.probable_link(event_id, rep_key, st.node_keys[n], p, "probable_match",
                                              **evidence(ctx, levels, total, deltas)))
-        ordered = sorted(acc.profiles, key=lambda q: naming.order_key(st, q))
+        ordered = sorted(acc.profiles, key=naming.order_key)
         ctx.emit(decisions.profiles_merged(
             ordered[0].id, [q.id for q in ordered[1:]], event_id, occurred_at,
             [rep_key, *(st.node_keys[n] for _, _, n, _, _ in links)], "probable_match"))
@@ -176,7 +176,7 @@ def join(ctx: Context, event_id: str, at: str, a: int, b: int, rule: str, now: O
         return reason
     key_a, key_b = st.node_keys[a], st.node_keys[b]
     ctx.emit(decisions.probable_link(event_id, key_a, key_b, second.id, rule, **link))
-    ordered = sorted((first, second), key=lambda q: naming.order_key(st, q))
+    ordered = sorted((first, second), key=naming.order_key)
     ctx.emit(decisions.profiles_merged(ordered[0].id, [ordered[1].id], event_id, at, [key_a, key_b], rule))
     return None
 

@@ -109,7 +109,7 @@ def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], tr
             pid = graph.new_profile_id(st, naming.seed(first))
         ctx.emit(decisions.profile_created(pid, occurred_at, event_id, new_keys))
     else:
-        ordered = sorted(acc.profiles, key=lambda p: naming.order_key(st, p))
+        ordered = sorted(acc.profiles, key=naming.order_key)
         survivor = ordered[0]
         if len(ordered) > 1:
             absorbed = [p.id for p in ordered[1:]]

@@ -41,20 +41,16 @@ def first_of(st: "ResolverState", nodes: Iterable[int]) -> Optional[First]:
     return best
 
 
-def order_key(st: ResolverState, prof: Profile) -> tuple:
-    """Orders profiles by their earliest event (then ID): the first of them is a merge's survivor."""
-    first = first_of(st, prof.nodes)
+def order_key(prof: Profile) -> tuple:
+    """Orders profiles by their earliest event (``Profile.first``, kept by the fold), then ID: the first of
+    them is a merge's survivor."""
+    first = prof.first
     return (0, first, prof.id) if first is not None else (1, (prof.created_at, "", 0), prof.id)
 
 
-def free(st: ResolverState, name: str, holder: Optional[str] = None) -> bool:
-    """Whether a profile may take ``name``: no other live profile holds it (an alias may be taken back)."""
-    return name not in st.profiles or name == holder
-
-
-def canonical(st: ResolverState, nodes: Iterable[int]) -> Optional[str]:
-    first = first_of(st, nodes)
-    return None if first is None else name_of(first)
+def free(st: ResolverState, name: str) -> bool:
+    """Whether a profile may take ``name``: no live profile holds it (an alias may be taken back)."""
+    return name not in st.profiles
 
 
 def settle(ctx: Any, event_id: str, emitted: list[dict[str, Any]]) -> None:

@@ -30,9 +30,6 @@ class Profile:
     first: Optional[tuple[str, str, int]] = None
     named: Optional[tuple[str, str, int]] = None
 
-    def age_key(self) -> tuple[str, str]:
-        return (self.created_at, self.id)
-
 
 class ResolverState:
     """Everything the resolver knows. Built only by the fold over decisions."""

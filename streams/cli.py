@@ -430,6 +430,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     reviewer = args.by or os.environ.get("USER") or "unknown"
     if kafka:
         return _submit_reviews(args, reviewer)
+    from resolver.decisions import record_of
+
     failed = 0
     with _engine(args, writer=True) as engine:
         for review_id in args.review_ids:
@@ -439,7 +441,7 @@ def cmd_review(args: argparse.Namespace) -> int:
                 print(f"idres: error: {exc}", file=sys.stderr)
                 failed += 1
                 continue
-            verdict = next(d for d in reversed(decisions) if d["type"] == "review_decided")
+            verdict = record_of(decisions)
             extra = f": {verdict['reason']}" if verdict.get("reason") else ""
             print(f"{review_id}: {verdict['outcome']}{extra}")
     return 2 if failed else 0
@@ -771,11 +773,11 @@ def _demo_written(root: Path) -> Optional[dict[str, Any]]:
 
 
 def _mark_demo_dir(root: Path, written: dict[str, Any]) -> None:
+    from streams.log import write_atomic
+
     text = json.dumps({"note": "written by idres demo: its events, truth, data and snapshot here are replaced by "
                                "the next `idres demo` run, unless they changed since", "written": written})
-    tmp = root / f"{DEMO_MARKER}.tmp"
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, root / DEMO_MARKER)
+    write_atomic(root / DEMO_MARKER, (text + "\n").encode("utf-8"))
 
 
 def _try_next(snapshot: Path, data_dir: Path, sample: Optional[tuple[str, str]]) -> list[str]:

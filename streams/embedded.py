@@ -20,10 +20,11 @@ from typing import Any, BinaryIO, Callable, Iterable, Optional
 
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
+from resolver.decisions import record_of
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
-from streams.inputs import InputStream, ProgressMeter, as_input, open_input
+from streams.inputs import InputStream, as_input, open_input
 from streams.log import DecisionLog, load_checkpoint, save_checkpoint
-from streams.ordering import DecidedShare, ReadOnce, time_ordered_inputs
+from streams.ordering import read_in_order
 from streams.pipeline import MAX_RECORD_BYTES  # noqa: F401  (its home was here: kept importable)
 from streams.pipeline import ACCEPTED, BLANK, DUPLICATE, INTERNAL, REJECTED, RecordPipeline
 
@@ -115,14 +116,6 @@ def bulk_work():
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _occurred_at(decisions: list[dict[str, Any]]) -> str:
-    """The time of the event an entry records (fixed-width UTC, so string order is time order)."""
-    for d in decisions:
-        if d["type"] == "interaction_recorded":
-            return d["occurred_at"]
-    return ""
 
 
 def record_key(input_id: str, position: int, raw: bytes) -> str:
@@ -259,16 +252,10 @@ class EmbeddedEngine:
         pipeline = RecordPipeline(self.resolver)
         pending: list[list[dict[str, Any]]] = []
         latest = max(self.views.ev_at, default="")  # the newest event decided so far (a fixed-width UTC time)
-        if self.order == "time":
-            # every record first, then decided in event-time order: the same records give the same
-            # customers whatever order the inputs list them in
-            reads = [ReadOnce(fh, progress) for fh, _, _ in inputs]
-            records: Iterable[tuple[int, int, bytes]] = time_ordered_inputs(
-                list(enumerate(reads)), spool_dir=self.data_dir, max_bytes=pipeline.max_bytes)
-            meters: list[Any] = [DecidedShare(read) for read in reads]
-        else:
-            records = ((i, n, line) for i, (fh, _, _) in enumerate(inputs) for n, line in enumerate(fh, 1))
-            meters = [ProgressMeter(fh, progress) for fh, _, _ in inputs]
+        # in time order, every record is read first, then decided in event-time order: the same records give
+        # the same customers whatever order the inputs list them in
+        records, meters = read_in_order([fh for fh, _, _ in inputs], progress, self.order == "time",
+                                        spool_dir=self.data_dir, max_bytes=pipeline.max_bytes)
         for i, position, line in records:
             meters[i].add(len(line))
             report = reports[i]
@@ -284,7 +271,7 @@ class EmbeddedEngine:
             if kind == ACCEPTED:
                 report.accepted += 1
                 pending.append(outcome.decisions)
-                at = _occurred_at(outcome.decisions)
+                at = record_of(outcome.decisions)["occurred_at"]  # (fixed-width UTC: string order is time order)
                 if at < latest:
                     report.late += 1
                 else:
@@ -318,12 +305,10 @@ class EmbeddedEngine:
                 for meter in meters:
                     meter.report()
         self._commit(pending)
-        for n, (meter, report, (fh, _, _)) in enumerate(zip(meters, reports, inputs)):
+        for meter, report, (fh, _, _) in zip(meters, reports, inputs):
+            meter.report(final=True)
             if self.order == "time":
-                meter.report(final=True)
-                report.blank = reads[n].blank
-            else:
-                meter.report()
+                report.blank = meter.read.blank  # (the lines left out; in file order, counted as they came)
             if isinstance(fh, InputStream) and fh.error:
                 report.input_error = (f"{fh.error}; the lines before it were ingested: ingest a complete copy "
                                       f"of the file (what is already in the log is recognized)")
@@ -368,9 +353,7 @@ class EmbeddedEngine:
         check = Resolver(self.config, ResolverState())
         n = 0
         for seq, decisions in self.log.read(0):
-            # the record itself: the entry's last decision of these types (a rename or a learned format may follow)
-            rec = next(d for d in reversed(decisions)
-                       if d["type"] in ("interaction_recorded", "event_rejected", "review_decided"))
+            rec = record_of(decisions)
             if rec["type"] == "event_rejected":
                 again = check.reject(rec["key"], rec["source"], rec["reason"], rec["raw"], rec.get("event_id"),
                                      rec.get("detail"))

@@ -276,7 +276,8 @@ class ProgressMeter:
     def add(self, n: int) -> None:
         self._counted += n
 
-    def report(self) -> None:
+    def report(self, final: bool = False) -> None:
+        """Tells the callback the bytes consumed since it was last told (``final``: at the end, the same)."""
         if self.callback is None:
             return
         if self._measure is not None:

@@ -144,7 +144,7 @@ class _CheckedRecords:
         return self.tp.topic if self.tp is not None else "?"
 
     def _undecodable(self, batch: Any, reason: str, raw: bytes) -> Any:
-        topic, partition = (self.tp.topic, self.tp.partition) if self.tp is not None else ("?", -1)
+        topic, partition = self._topic(), (self.tp.partition if self.tp is not None else -1)
         first, nxt = batch.base_offset, batch.next_offset
         where = f"{topic}/{partition} offsets {first}..{nxt - 1}"
         if not _skippable(topic):

@@ -536,20 +536,14 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
     """
     from kafka.errors import KafkaError, KafkaTimeoutError
 
-    from streams.inputs import InputError, InputStream, ProgressMeter, as_input
+    from streams.inputs import InputError, InputStream, as_input
 
     if topic is not None:
         check_topic_name(topic, "--topic")
     lines = as_input(lines)
-    if time_order:
-        from streams.ordering import DecidedShare, ReadOnce, time_ordered
+    from streams.ordering import read_in_order
 
-        read = ReadOnce(lines, progress)
-        numbered: Iterable[tuple[int, bytes]] = time_ordered(read)
-        meter: Any = DecidedShare(read)
-    else:
-        numbered = enumerate(lines, 1)
-        meter = ProgressMeter(lines, progress)
+    numbered, (meter,) = read_in_order([lines], progress, time_order)
     read_ahead = max(1, read_ahead)
     check_codec(settings)
     topics = settings.topics
@@ -598,7 +592,7 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
     new: set[str] = set()
     try:
         route = router.route
-        for lineno, line in numbered:
+        for _, lineno, line in numbered:
             count += 1
             meter.add(len(line))
             value = line[:-1] if line.endswith(b"\n") else line
@@ -624,7 +618,7 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
         except KafkaError as exc:
             raise client_error(settings, exc, "waiting for the broker to acknowledge") from None
         report.seconds = time.perf_counter() - started
-        meter.report(**({"final": True} if time_order else {}))
+        meter.report(final=True)
         if isinstance(lines, InputStream) and lines.error:
             raise InputError(f"{lines.error}; the lines before it were published: produce a complete copy "
                              f"of the file (the stream ignores event IDs it has already decided)")
@@ -633,7 +627,7 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
         admin.close()
     report.lines = count - report.blank_lines  # (non-blank lines)
     if time_order:
-        report.blank_lines = read.blank
+        report.blank_lines = meter.read.blank
     for lineno, name, size, _ in failures:
         sent[name][0] -= 1
         sent[name][1] -= size

@@ -17,6 +17,7 @@ every record is still decided, rejected or recognized as a duplicate exactly as 
 
 from __future__ import annotations
 
+import heapq
 import mmap
 import tempfile
 import zlib
@@ -24,9 +25,11 @@ from array import array
 from collections import deque
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import orjson
+
+from streams.inputs import ProgressMeter
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
@@ -50,14 +53,13 @@ def event_micros(obj: object) -> int:
         return UNKNOWN_TIME
 
 
-def order_key(raw: bytes, obj: object = None) -> int:
-    """The position of a record (its stripped bytes; ``obj``: the record already parsed) in the
-    canonical order: time, then event ID, then content, packed into one integer."""
-    if obj is None:
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            obj = None
+def order_key(raw: bytes) -> int:
+    """The position of a record (its stripped bytes) in the canonical order: time, then event ID, then
+    content, packed into one integer."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        obj = None
     micros = event_micros(obj)
     eid = obj.get("event_id") if isinstance(obj, dict) else None
     id_sum = zlib.crc32(eid.encode("utf-8", "replace")) if isinstance(eid, str) else 0
@@ -109,6 +111,20 @@ def time_ordered_inputs(inputs: Iterable[tuple[Any, Iterable[bytes]]], spool_dir
             for i in order:
                 start = offsets[i]
                 yield tags[sources[i]], numbers[i], mapped[start:start + lengths[i]]
+
+
+def read_in_order(inputs: Sequence[Any], progress: Optional[Callable[[int], None]], time_order: bool,
+                  spool_dir: Optional[Path] = None, max_bytes: int = 1 << 20) -> tuple[Iterator[tuple[int, int, bytes]], list[Any]]:
+    """The lines of ``inputs`` as ``(input index, line number, line)``: all of them in ``order_key`` order
+    (``time_order``), or each input's in its own order, one input after the other. And a progress meter per
+    input, told the length of each line taken (``add``), now and then (``report``) and at the end
+    (``report(final=True)``); in time order its ``read.blank`` counts the blank lines left out."""
+    if time_order:
+        reads = [ReadOnce(lines, progress) for lines in inputs]
+        return (time_ordered_inputs(list(enumerate(reads)), spool_dir, max_bytes),
+                [DecidedShare(read) for read in reads])
+    return (((i, n, line) for i, lines in enumerate(inputs) for n, line in enumerate(lines, 1)),
+            [ProgressMeter(lines, progress) for lines in inputs])
 
 
 class ReadOnce:
@@ -184,12 +200,9 @@ class ReorderBuffer:
     """
 
     def __init__(self, wait: float, max_items: int = 100_000):
-        import heapq
-
         self.wait = wait
         self.max_items = max_items
         self._heap: list[tuple[int, int, Any]] = []
-        self._push, self._pop = heapq.heappush, heapq.heappop
         self._seq = 0
         self._arrivals: "deque[tuple[float, int, int]]" = deque()  # (arrival, key, seq), in arrival order
         self._latest: dict[Any, int] = {}  # source -> latest event time it sent
@@ -213,7 +226,7 @@ class ReorderBuffer:
             self._latest[source] = micros
         self._heard[source] = now
         self._seq += 1
-        self._push(self._heap, (key, self._seq, item))
+        heapq.heappush(self._heap, (key, self._seq, item))
         self._arrivals.append((now, key, self._seq))
 
     def watermark(self, now: float) -> Optional[int]:
@@ -242,7 +255,7 @@ class ReorderBuffer:
         out = []
         while heap and (heap[0][0] <= upto or mark is None or key_micros(heap[0][0]) <= mark
                         or len(heap) > self.max_items):
-            _, seq, item = self._pop(heap)
+            _, seq, item = heapq.heappop(heap)
             if seq not in timed:
                 gone.add(seq)
             out.append(item)
@@ -250,7 +263,7 @@ class ReorderBuffer:
 
     def drain(self) -> list[Any]:
         """Every item held, in key order."""
-        out = [self._pop(self._heap)[2] for _ in range(len(self._heap))]
+        out = [heapq.heappop(self._heap)[2] for _ in range(len(self._heap))]
         self._arrivals.clear()
         self._gone.clear()
         return out

@@ -519,11 +519,6 @@ class StreamJobs:
         self.log_end, entries = fold_decision_log(self.settings, resolver=resolver)
         self.resolver = resolver
         self.resolver_stale = False
-        try:  # the raw partitions the reorder buffer waits for until each has sent, or stayed silent
-            self.expected_sources = raw_partitions(self.settings)
-        except Exception as exc:  # (not knowing them only makes the first events less sure to be in order)
-            log.warning("could not list the raw partitions: %s", exc)
-            self.expected_sources = set()
         self.metrics.gauges["resolver_rebuild_seconds"] = round(time.monotonic() - started, 3)
         self.metrics.gauges["resolver_entries_at_rebuild"] = entries
         log.warning("resolver state rebuilt from %s: %d entries in %.1f s", self.settings.topics.decisions,
@@ -579,7 +574,12 @@ class StreamJobs:
         if self.resolver_stale or self.resolver is None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self._rebuild_resolver)
-            self.reorder.expect(self.expected_sources, loop.time())
+            try:  # the raw partitions the reorder buffer waits for until each has sent, or stayed silent
+                sources = await loop.run_in_executor(None, raw_partitions, self.settings)
+            except Exception as exc:  # (not knowing them only makes the first events less sure to be in order)
+                log.warning("could not list the raw partitions: %s", exc)
+                sources = set()
+            self.reorder.expect(sources, loop.time())
 
     async def _decide(self, entries: list[list[dict[str, Any]]], done: list[Any]) -> None:
         """Decides the events the reorder buffer releases now, logs them (with ``entries``), then

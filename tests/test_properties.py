@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from projections.customer import CustomerViews
-from resolver import graph
+from resolver import graph, naming
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver, ResolverState
 from tests.resolver_helpers import Run, ev, one_card
@@ -117,6 +117,8 @@ def test_guards_hold_whatever_the_input(events):
         assert len({t.split("|")[0] for t in prof.traits} - {""}) <= 1  # one person's date of birth
         if prof.nodes:  # one connected component of evidence edges
             assert len(graph.components(run.resolver.state, prof.nodes)) == 1
+        # the earliest first use the fold keeps is that of its identifiers now (merges choose by it)
+        assert prof.first == naming.first_of(state, prof.nodes), prof.id
     # every event sits in exactly one profile of the views
     assert sorted(i for p in run.views.profiles.values() for i in p.events) == list(range(len(events)))
 
