@@ -7,8 +7,8 @@ engine re-estimates its model the way ``idres train`` does (``resolver.matching.
 seeded random pairs, m by EM over blocked pairs, thresholds from the match share), from the distinct
 attribute records in its state:
 
-* first when ``CALIBRATION_FIRST`` records have been filed, then each time their number has doubled, so
-  the work stays proportional to the records seen (at most ``CALIBRATION_SAMPLE`` records, a sample
+* at the start of an epoch (``resolver.epochs``) once ``CALIBRATION_FIRST`` records have been filed, then
+  each time their number has doubled, so the work stays proportional to the records seen (at most ``CALIBRATION_SAMPLE`` records, a sample
   seeded by their number, are read each time);
 * always starting from the shipped model, so an estimate depends on the records alone, not on the
   estimates before it;
@@ -41,17 +41,22 @@ MIN_CANDIDATE_PAIRS = 100  # fewer blocked pairs than this say too little: the m
 
 
 def due(ctx: Context) -> bool:
-    """Whether the model is to be re-estimated before the next event is decided."""
+    """Whether the model is to be re-estimated at the start of this epoch (``resolver.epochs``)."""
     return (ctx.calibrating and ctx.state.records_filed >= ctx.state.next_calibration)
 
 
 def distinct(ctx: Context) -> list[AttributeRecord]:
-    """The distinct attribute records in the state, in the order they were first filed."""
-    seen: dict[AttributeRecord, None] = {}
+    """The distinct attribute records in the state, sorted (so that the sample does not depend on the
+    order in which the state was built)."""
+    seen: set[AttributeRecord] = set()
     for known in ctx.state.records.values():
-        for rec in known:
-            seen[rec] = None
-    return list(seen)
+        seen.update(known)
+    return sorted(seen, key=_order)
+
+
+def _order(rec: AttributeRecord) -> tuple[tuple[bool, str], ...]:
+    return tuple((v is not None, v or "") for v in (rec.first_name, rec.last_name, rec.date_of_birth,
+                                                   rec.address, rec.postcode, rec.city))
 
 
 def estimate(ctx: Context, records: list[AttributeRecord]) -> tuple[MatchModel, dict, int]:

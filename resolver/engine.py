@@ -55,7 +55,7 @@ from __future__ import annotations
 from sys import intern
 from typing import Any, Iterable, Optional
 
-from resolver import calibration, decisions, formats, fuzzy, linking, naming, review
+from resolver import calibration, decisions, epochs, footprint, formats, fuzzy, linking, naming, review
 from resolver import traits as person
 from resolver.config import ResolverConfig
 from resolver.context import Context
@@ -100,10 +100,12 @@ class Resolver:
     def is_duplicate(self, event_id: str) -> bool:
         return event_id in self.state.seen_events
 
-    def conflicting(self, event: ChannelEvent) -> Optional[str]:
+    def conflicting(self, event: ChannelEvent, known: Optional[int] = None) -> Optional[str]:
         """Why an event whose ID was decided before is not that event re-sent (its content differs), or
-        None (a re-delivery, or an ID not seen)."""
-        known = self.state.seen_events.get(event.event_id)
+        None (a re-delivery, or an ID not seen). ``known``: the digest of the event decided under that ID,
+        when it is not in the state yet (an event earlier in a window being decided on shards)."""
+        if known is None:
+            known = self.state.seen_events.get(event.event_id)
         if known is None or known < 0 or known == event_digest(event):
             return None
         return (f"event_id {event.event_id[:80]!r} was already used by an event that says something else (time, "
@@ -150,20 +152,27 @@ class Resolver:
         return list(dict.fromkeys(k for _, k in keys)), ignored, self.normalizer.attributes(event.attributes)
 
     def decide(self, event: ChannelEvent, source: Optional[dict[str, Any]] = None,
-               digest: Optional[int] = None) -> list[dict[str, Any]]:
+               digest: Optional[int] = None, position: Optional[int] = None) -> list[dict[str, Any]]:
         """The decisions for one accepted raw event (empty for a re-delivered one), already applied.
         ``digest``: the raw event's ``event_digest`` when ``event`` is not the raw event itself (re-decided
-        from the log, which keeps the digest but not the raw values)."""
+        from the log, which keeps the digest but not the raw values). ``position``: the number of events
+        decided before it, given only when this state holds some of those events' decisions but not all
+        (a shard deciding its chain of a window: ``streams.shards``); the epoch's start has then been
+        begun already (``begin_epoch``), and its decisions are not among the ones returned."""
         st = self.state
         if event.event_id in st.seen_events:
             return []
         ctx = self._ctx
         ctx.take()
-        self._sync_formats()
         occurred_at = utc_iso(event.occurred_at)
-        if calibration.due(ctx):
-            calibration.calibrate(ctx, event.event_id, occurred_at)
-        phones = st.phone_total
+        if position is None:
+            position = len(st.seen_events)
+            self._fold.enter(position)
+            if epochs.starts(position):
+                self._begin_epoch(event.event_id, occurred_at)
+        else:
+            self._fold.enter(position)
+        self._sync_formats()
         node_keys, ignored, attributes = self._normalize(event)
         hearsay = self.config.hearsay(event.channel, event.event_type, attributes)
         traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict, hearsay)
@@ -205,22 +214,39 @@ class Resolver:
         if source is not None:
             recorded["source"] = source
         ctx.emit(recorded)
-        if st.phone_total != phones:  # a new number may make its country common enough
-            self._learn(event.event_id, node_keys)
         naming.settle(ctx, event.event_id, ctx.out)  # each profile touched named by its earliest event
         return ctx.take()
 
-    def _learn(self, event_id: str, node_keys: list[str]) -> None:
-        """Learns a country whose numbers this event's phone numbers show to be common (``resolver.formats``)."""
+    def begin_epoch(self, position: int, event: ChannelEvent) -> list[dict[str, Any]]:
+        """For a window of events decided on shards (``streams.shards``): the decisions of the epoch's start
+        (empty unless ``position``, the number of events decided before ``event``, starts an epoch),
+        already applied. Deciding ``event`` alone would have begun with them."""
+        ctx = self._ctx
+        ctx.take()
+        self._fold.enter(position)
+        if epochs.starts(position):
+            self._begin_epoch(event.event_id, utc_iso(event.occurred_at))
+        return ctx.take()
+
+    def footprint(self, event: ChannelEvent) -> set[str]:
+        """What deciding ``event`` next may read or change (``resolver.footprint``)."""
+        self._sync_formats()
+        node_keys, _, attributes = self._normalize(event)
+        record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
+        return footprint.items(self.state, event.event_id, node_keys, record[1] if record is not None else ())
+
+    def _begin_epoch(self, event_id: str, occurred_at: str) -> None:
+        """What is learned from all events at the start of an epoch (``resolver.epochs``), attributed to
+        its first event: the countries whose numbers have become common (``resolver.formats``), then the
+        match model, if it is due to be re-estimated (``resolver.calibration``)."""
         st = self.state
-        for key in node_keys:
-            id_type, _, value = key.partition(":")
-            if value[:1] != "+" or self.config.rule(id_type).kind != "phone":
-                continue
-            region = formats.region_of(value)
+        for region in sorted(st.phone_regions):
             evidence = formats.learnable(st, region, self.config.default_region)
             if evidence is not None:
                 self._ctx.emit(decisions.phone_region_learned(event_id, region, **evidence))
+        if calibration.due(self._ctx):
+            calibration.calibrate(self._ctx, event_id, occurred_at)
+        naming.settle(self._ctx, event_id, list(self._ctx.out))  # (profiles a re-scored review merged)
 
     def mark(self) -> int:
         """A mark to ask ``changed_since`` about: whether any decision was applied to the state after it."""

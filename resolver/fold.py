@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from resolver import formats, graph, naming, sessions
+from resolver import epochs, formats, graph, naming, sessions
 from resolver import traits as person
 from resolver.config import ResolverConfig
 from resolver.matching import FREQUENCY_FIELDS, AttributeRecord, MatchModel
@@ -38,9 +38,21 @@ class Fold:
         for d in decisions:
             _APPLY[d["type"]](self, d)
 
+    def enter(self, position: int) -> None:
+        """The event at ``position`` (events decided before it) is next: at the start of a new epoch, term
+        frequencies are read as they stand now (``resolver.epochs``)."""
+        st = self.state
+        start = epochs.epoch_of(position)
+        if start != st.tf_epoch:
+            st.tf_epoch = start
+            st.tf_before.clear()
+            st.tf_totals_before.clear()
+
     # ------------------------------------------------------------------------------ interactions
     def _interaction(self, d: dict[str, Any]) -> None:
         st = self.state
+        if d["event_id"] not in st.seen_events:
+            self.enter(len(st.seen_events))
         st.seen_events[d["event_id"]] = d.get("digest", -1)
         nodes = d["nodes"]
         if nodes:
@@ -153,11 +165,19 @@ class Fold:
             known.append(rec)
         st.records_filed += 1
         counts, totals = st.value_counts, st.value_totals
+        before, totals_before = st.tf_before, st.tf_totals_before
         for f in FREQUENCY_FIELDS:
             value = getattr(rec, f)
             if value is not None:
-                counts[(f, value)] = counts.get((f, value), 0) + 1
-                totals[f] = totals.get(f, 0) + 1
+                key = (f, value)
+                c = counts.get(key, 0)
+                if key not in before:
+                    before[key] = c
+                counts[key] = c + 1
+                t = totals.get(f, 0)
+                if f not in totals_before:
+                    totals_before[f] = t
+                totals[f] = t + 1
         cap = self.config.max_block_size
         blocks = st.blocks
         pid = st.node_profile[node]

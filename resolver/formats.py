@@ -4,8 +4,8 @@ A phone number written in national form (``07887 899111``) is read in the config
 ``default_region``. A business whose customers live in several countries sees most of them in
 international form too (``+44 7887 899111``), so the data says which other countries matter: once a
 country holds at least ``LEARN_MIN`` distinct numbers and ``LEARN_SHARE`` of all numbers seen, it is
-*learned* (a ``phone_region_learned`` decision, so replay learns it at the same point), and from then
-on a national number that cannot be the default region's but is a valid number of a learned country
+*learned* at the start of the next epoch (``resolver.epochs``: a ``phone_region_learned`` decision, so
+replay learns it at the same point), and from then on a national number that cannot be the default region's but is a valid number of a learned country
 is read as that country's (learned countries are tried in the order they were learned).
 
 Numbers decided before a country was learned are not re-read.

@@ -141,7 +141,7 @@ def rescore(ctx: Context, event_id: str, occurred_at: str) -> None:
     model = ctx.model
     review_cap = math.nextafter(model.link_threshold, -math.inf)
     node_profile = st.node_profile
-    for review_id, (a, b) in list(st.reviews.items()):
+    for review_id, (a, b) in sorted(st.reviews.items()):
         pa, pb = node_profile[a], node_profile[b]
         if pa is None or pb is None or pa == pb:
             continue  # one side found shared, or already one customer: the review is moot
@@ -193,9 +193,15 @@ def frequency_deltas(ctx: Context, a: AttributeRecord, b: AttributeRecord,
         value = getattr(a, f)
         if value is None or value != getattr(b, f):
             continue  # (names agreeing the other way round are not adjusted)
-        # how common the value is among records other than the one it was found in
-        bits = frequency_adjustment(ctx.model, f, st.value_counts.get((f, value), 1) - 1,
-                                    st.value_totals.get(f, 1) - 1, postcode_agrees)
+        # how common the value is among records other than the one it was found in, as counted at the
+        # start of the epoch (``resolver.epochs``)
+        count = st.tf_before.get((f, value))
+        if count is None:
+            count = st.value_counts.get((f, value), 0)
+        total = st.tf_totals_before.get(f)
+        if total is None:
+            total = st.value_totals.get(f, 0)
+        bits = frequency_adjustment(ctx.model, f, max(count - 1, 0), max(total - 1, 0), postcode_agrees)
         if bits:
             if out is None:
                 out = {}

@@ -33,10 +33,12 @@ def reachable(st: ResolverState, start: int, nodes: set[int], without: int) -> s
 
 
 def components(st: ResolverState, nodes: set[int]) -> list[list[int]]:
-    """Connected components of the active graph over ``nodes``, each sorted, in order of first node."""
+    """Connected components of the active graph over ``nodes``, each sorted by identifier, in order of
+    first identifier (not by node number: that depends on the order the state was built in)."""
     left = set(nodes)
     out: list[list[int]] = []
-    for start in sorted(nodes):
+    by_key = st.node_keys.__getitem__
+    for start in sorted(nodes, key=by_key):
         if start not in left:
             continue
         left.discard(start)
@@ -49,7 +51,7 @@ def components(st: ResolverState, nodes: set[int]) -> list[list[int]]:
                     left.discard(m)
                     comp.append(m)
                     stack.append(m)
-        comp.sort()
+        comp.sort(key=by_key)
         out.append(comp)
     return out
 

@@ -195,7 +195,8 @@ def conflict(cfg: ResolverConfig, acc: Acc, counts: dict[str, int], known: Itera
     ``person_agrees``: the two sides name one person (``traits.same_person``), so a weak identifier
     may join them. ``side``: the nodes ``counts`` counts (None: an identifier new on this event)."""
     bridge_rule = cfg.rule(bridge_type)
-    for t, c in counts.items():
+    for t in sorted(counts):  # (by type: the reason does not depend on the order the profile was built in)
+        c = counts[t]
         have = acc.counts.get(t, 0)
         if not have:
             continue
@@ -253,7 +254,8 @@ def culprit(ctx: Context, acc: Acc, idx: int, prof: Profile) -> int:
 
 def fuzzy_conflict(cfg: ResolverConfig, acc: Acc, target: Profile) -> Optional[str]:
     """Why two profiles may not merge on attribute evidence (a hard rule), or None."""
-    for t, c in target.counts.items():
+    for t in sorted(target.counts):
+        c = target.counts[t]
         have = acc.counts.get(t, 0)
         if not have:
             continue

@@ -153,7 +153,7 @@ def _resplit(ctx: Context, pid: str, key: str, event_id: str, reason: str) -> No
     if len(components) < 2:
         return
     # the part holding the profile's earliest event keeps its ID; every other part is named by its own
-    components.sort(key=lambda comp: (naming.first_of(st, comp) or ("\uffff", "", 0), comp[0]))
+    components.sort(key=lambda comp: (naming.first_of(st, comp) or ("\uffff", "", 0), st.node_keys[comp[0]]))
     parts: list[decisions.SplitPart] = [{"profile_id": pid, "created_at": prof.created_at,
                                          "nodes": [st.node_keys[n] for n in components[0]]}]
     taken = {pid}

@@ -60,6 +60,11 @@ class ResolverState:
         self.review_rejected: set[tuple[int, int]] = set()  # pairs a person said are different customers
         self.value_counts: dict[tuple[str, str], int] = {}  # (field, value) -> indexed records holding it
         self.value_totals: dict[str, int] = {}  # field -> indexed records with a value for it
+        # the counts above as they stood at the start of the current epoch (``resolver.epochs``), for the
+        # values and fields counted since: what deciding reads
+        self.tf_epoch = -1
+        self.tf_before: dict[tuple[str, str], int] = {}
+        self.tf_totals_before: dict[str, int] = {}
         # self-calibration (``resolver.calibration``): the model estimated last, records filed so far, and
         # the count at which the model is next re-estimated
         self.model: Optional[MatchModel] = None

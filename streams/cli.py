@@ -82,6 +82,16 @@ def _engine(args: argparse.Namespace, writer: bool, create: bool = False):
     return EmbeddedEngine(data_dir, config, projection, writer=writer, batch_size=_batch_size())
 
 
+def _shard_count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 64:
+        raise argparse.ArgumentTypeError(f"expected a whole number of shards from 1 to 64, not {text!r}")
+    return n
+
+
 def _batch_size() -> int:
     from streams.env import env_int
 
@@ -101,6 +111,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         check_input(f)
     with _engine(args, writer=True, create=True) as engine:
         engine.order = "file" if args.file_order else "time"
+        engine.shards = args.shards
         if engine.order == "time" and "-" not in args.files and len(files) > 1:
             # the files together, as one set of events in event-time order (a backfill in daily files)
             sizes = [f.stat().st_size if f.is_file() else None for f in files]
@@ -840,6 +851,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decide the events in the order the files list them, not in event-time order (the "
                         "default: the files' events are decided together, so the same events give the same "
                         "customers whatever order or file they come in)")
+    p.add_argument("--shards", type=_shard_count, default=1, metavar="N",
+                   help="decide on N worker processes at once, each with a copy of the state (N times the "
+                        "memory); the log is the one deciding in order writes (default 1: in this process)")
     data_dir(p)
     p.set_defaults(func=cmd_ingest)
 

@@ -138,9 +138,11 @@ class EmbeddedEngine:
 
     def __init__(self, data_dir: str | Path, config: Optional[ResolverConfig] = None,
                  projection_config: Optional[ProjectionConfig] = None, *, writer: bool = True,
-                 use_checkpoint: bool = True, batch_size: int = 2000, order: str = "time"):
+                 use_checkpoint: bool = True, batch_size: int = 2000, order: str = "time", shards: int = 1):
         if order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+        # worker processes deciding at once (``streams.shard_pool``), with the result of deciding in order
+        self.shards = max(1, shards)
         self.order = order  # the order an input's records are decided in (``streams.ordering``)
         self.data_dir = Path(data_dir)
         self.config = config or ResolverConfig()
@@ -150,6 +152,7 @@ class EmbeddedEngine:
         self.log = DecisionLog(self.data_dir, writer=writer)
         self.fingerprint = f"{STATE_FORMAT}:{self.config.fingerprint()}"
         self.folded_from_checkpoint = 0
+        self.shard_stats: Optional[dict[str, Any]] = None  # the last ingest on shards: what its time went to
         try:
             self._load(use_checkpoint)
         except BaseException:
@@ -249,62 +252,37 @@ class EmbeddedEngine:
         """``inputs``: (lines, source name, input identity) each."""
         reports = [IngestReport(source=source) for _, source, _ in inputs]
         started = time.perf_counter()
-        pipeline = RecordPipeline(self.resolver)
-        pending: list[list[dict[str, Any]]] = []
-        latest = max(self.views.ev_at, default="")  # the newest event decided so far (a fixed-width UTC time)
+        run = _Run(self, inputs, reports)
         # in time order, every record is read first, then decided in event-time order: the same records give
         # the same customers whatever order the inputs list them in
         records, meters = read_in_order([fh for fh, _, _ in inputs], progress, self.order == "time",
-                                        spool_dir=self.data_dir, max_bytes=pipeline.max_bytes)
-        for i, position, line in records:
-            meters[i].add(len(line))
-            report = reports[i]
-            source, input_id = inputs[i][1], inputs[i][2]
-            raw = line.strip()
-            src = {"name": source, "position": position}
-            outcome = pipeline.process(raw, src)
-            kind = outcome.kind
-            if kind == BLANK:
-                report.blank += 1
-                continue
-            report.lines += 1
-            if kind == ACCEPTED:
-                report.accepted += 1
-                pending.append(outcome.decisions)
-                at = record_of(outcome.decisions)["occurred_at"]  # (fixed-width UTC: string order is time order)
-                if at < latest:
-                    report.late += 1
+                                        spool_dir=self.data_dir, max_bytes=run.pipeline.max_bytes)
+        sharded = _Sharded(run, self.shards) if self.shards > 1 else None
+        try:
+            for i, position, line in records:
+                meters[i].add(len(line))
+                if sharded is not None:
+                    sharded.take(i, position, line)
+                    if sharded.failed:  # (a defect on a shard: the rest is decided here, in order)
+                        for record in sharded.give_back():
+                            run.one(*record)
+                        sharded = None
                 else:
-                    latest = at
-            elif kind == DUPLICATE:
-                report.duplicates += 1
-                continue
-            else:  # REJECTED or INTERNAL: kept, as an event_rejected decision, with its reason
-                if kind == INTERNAL:
-                    report.internal_errors += 1
-                    if outcome.state_changed:
-                        # the state may be half-changed: log what is pending, then rebuild it from the log
-                        self._commit(pending)
-                        pending = []
-                        self._recover()
-                        pipeline.resolver = self.resolver
-                reasons = report.rejected_reasons
-                reasons[outcome.reason] = reasons.get(outcome.reason, 0) + 1
-                decisions = self.resolver.reject(record_key(input_id or source, position, raw), src, outcome.reason,
-                                                 raw[:65536].decode("utf-8", "replace"), outcome.event_id,
-                                                 outcome.detail)
-                if decisions:  # empty: this record was kept on an earlier run (for a defect: the same one)
-                    pending.append(decisions)
-                    if kind == REJECTED:
-                        report.rejected += 1
-                elif kind == REJECTED:
-                    report.rejected_before += 1
-            if len(pending) >= self.batch_size:
-                self._commit(pending)
-                pending = []
-                for meter in meters:
-                    meter.report()
-        self._commit(pending)
+                    run.one(i, position, line)
+                if len(run.pending) >= self.batch_size:
+                    run.commit()
+                    for meter in meters:
+                        meter.report()
+            if sharded is not None:
+                sharded.flush()
+                if sharded.failed:
+                    for record in sharded.give_back():
+                        run.one(*record)
+                    sharded = None
+        finally:
+            if sharded is not None:
+                sharded.close()
+        run.commit()
         for meter, report, (fh, _, _) in zip(meters, reports, inputs):
             meter.report(final=True)
             if self.order == "time":
@@ -379,3 +357,195 @@ class EmbeddedEngine:
             if progress is not None and n % 10000 == 0:
                 progress(10000)
         return None
+
+
+class _Run:
+    """One ingest run's bookkeeping: its reports, the entries not yet logged, the newest event decided."""
+
+    def __init__(self, engine: EmbeddedEngine, inputs: list[tuple[Any, str, Optional[str]]],
+                 reports: list[IngestReport]):
+        self.engine = engine
+        self.inputs = inputs
+        self.reports = reports
+        self.pipeline = RecordPipeline(engine.resolver)
+        self.pending: list[list[dict[str, Any]]] = []
+        self.latest = max(engine.views.ev_at, default="")  # the newest event decided so far (fixed-width UTC)
+
+    def source(self, i: int, position: int) -> dict[str, Any]:
+        return {"name": self.inputs[i][1], "position": position}
+
+    def one(self, i: int, position: int, line: bytes) -> None:
+        """Decides one record here, in order."""
+        report = self.reports[i]
+        raw = line.strip()
+        src = self.source(i, position)
+        outcome = self.pipeline.process(raw, src)
+        kind = outcome.kind
+        if kind == BLANK:
+            report.blank += 1
+            return
+        report.lines += 1
+        if kind == ACCEPTED:
+            self.accepted(report, outcome.decisions)
+        elif kind == DUPLICATE:
+            report.duplicates += 1
+        else:  # REJECTED or INTERNAL: kept, as an event_rejected decision, with its reason
+            if kind == INTERNAL:
+                report.internal_errors += 1
+                if outcome.state_changed:
+                    # the state may be half-changed: log what is pending, then rebuild it from the log
+                    self.commit()
+                    self.engine._recover()
+                    self.pipeline.resolver = self.engine.resolver
+            decisions = self.keep(report, outcome, i, position, raw)
+            if decisions:
+                self.pending.append(decisions)
+
+    def accepted(self, report: IngestReport, decisions: list[dict[str, Any]]) -> None:
+        report.accepted += 1
+        self.pending.append(decisions)
+        at = record_of(decisions)["occurred_at"]  # (fixed-width UTC: string order is time order)
+        if at < self.latest:
+            report.late += 1
+        else:
+            self.latest = at
+
+    def keep(self, report: IngestReport, outcome: Any, i: int, position: int, raw: bytes) -> list[dict[str, Any]]:
+        """The decisions that keep a rejected record (empty if it was kept on an earlier run)."""
+        reasons = report.rejected_reasons
+        reasons[outcome.reason] = reasons.get(outcome.reason, 0) + 1
+        source, input_id = self.inputs[i][1], self.inputs[i][2]
+        decisions = self.engine.resolver.reject(record_key(input_id or source, position, raw),
+                                                self.source(i, position), outcome.reason,
+                                                raw[:65536].decode("utf-8", "replace"), outcome.event_id,
+                                                outcome.detail)
+        if decisions:
+            if outcome.kind == REJECTED:
+                report.rejected += 1
+        elif outcome.kind == REJECTED:
+            report.rejected_before += 1
+        return decisions
+
+    def commit(self) -> None:
+        self.engine._commit(self.pending)
+        self.pending = []
+
+
+class _Sharded:
+    """An ingest run's records decided on worker processes, window by window (``streams.shards``): the
+    entries are the ones deciding them here in order would log."""
+
+    def __init__(self, run: _Run, shards: int):
+        from streams.shard_pool import ShardPool
+        from streams.shards import Planner
+
+        self.run = run
+        self.planner = Planner(run.engine.resolver)
+        self.pool: Optional[Any] = ShardPool(run.engine.resolver, shards)
+        self.window: list[tuple[Any, dict[str, Any], bytes]] = []  # accepted events waiting: (event, source, raw)
+        self.slots: list[tuple[IngestReport, Optional[list[dict[str, Any]]]]] = []  # in input order
+        self.ids: dict[str, int] = {}  # event ID -> digest, of the events waiting
+        self.held: list[tuple[int, int, bytes]] = []  # the records taken since the last window was logged
+        self.saved = [dict(vars(r)) for r in run.reports]
+        self.failed = False
+        # windows decided, their events, and the sum of their longest chains (the critical path)
+        self.windows = self.events = self.longest = 0
+
+    def take(self, i: int, position: int, line: bytes) -> None:
+        from resolver.ids import event_digest
+        from schemas.channel import CONFLICTING_DUPLICATE
+        from streams.pipeline import VALID
+
+        run = self.run
+        report = run.reports[i]
+        raw = line.strip()
+        self.held.append((i, position, line))
+        outcome = run.pipeline.check(raw)
+        if outcome.kind == BLANK:
+            report.blank += 1
+            return
+        report.lines += 1
+        if outcome.kind == VALID:
+            event = outcome.event
+            resolver = run.engine.resolver
+            eid = event.event_id
+            if resolver.is_duplicate(eid):
+                conflict = resolver.conflicting(event)
+            elif eid in self.ids:
+                conflict = resolver.conflicting(event, self.ids[eid])
+            else:
+                self.ids[eid] = event_digest(event)
+                self.window.append((event, run.source(i, position), raw))
+                self.slots.append((report, None))
+                if len(self.window) >= self.planner.room():
+                    self.flush()
+                return
+            if conflict is None:
+                report.duplicates += 1
+                return
+            outcome.kind, outcome.reason, outcome.detail = REJECTED, CONFLICTING_DUPLICATE, conflict
+        decisions = run.keep(report, outcome, i, position, raw)
+        if decisions:
+            self.slots.append((report, decisions))
+        if not self.window:
+            self.flush()
+
+    def flush(self) -> None:
+        """Decides the events waiting on the shards and puts every entry taken in the run's pending."""
+        from streams.shards import assign
+
+        run = self.run
+        pool = self.pool
+        resolver = run.engine.resolver
+        decided: dict[int, list[dict[str, Any]]] = {}
+        owner: list[int] = []
+        begun: list[dict[str, Any]] = []
+        if self.window:
+            window = self.planner.plan([(event, src) for event, src, _ in self.window])
+            begun = window.begun
+            self.windows += 1
+            self.events += len(self.window)
+            self.longest += max(map(len, window.chains))
+            decided, owner, failed = pool.decide(window, [raw for _, _, raw in self.window],
+                                                 assign(window.chains, pool.n))
+            if failed is not None:
+                self._fail()
+                return
+        k = 0
+        for report, entry in self.slots:
+            if entry is None:
+                mine = decided[k]
+                resolver.apply_all(mine)
+                pool.catch_up(mine, owner[k])
+                run.accepted(report, begun + mine if k == 0 else mine)
+                k += 1
+            else:
+                run.pending.append(entry)
+                pool.catch_up(entry)
+        self.window, self.slots, self.ids, self.held = [], [], {}, []
+        self.saved = [dict(vars(r)) for r in run.reports]
+
+    def _fail(self) -> None:
+        """A shard failed (a defect): nothing of the window is kept; the state is rebuilt from the log and
+        the records taken since the last window are given back, to be decided in order."""
+        self.failed = True
+        self.close()
+        run = self.run
+        run.commit()
+        run.engine._recover()
+        run.pipeline.resolver = run.engine.resolver
+        for report, saved in zip(run.reports, self.saved):
+            vars(report).update(saved)
+
+    def give_back(self) -> list[tuple[int, int, bytes]]:
+        held, self.held = self.held, []
+        return held
+
+    def close(self) -> None:
+        if self.pool is not None:
+            pool = self.pool
+            self.run.engine.shard_stats = {"windows": self.windows, "events": self.events,
+                                           "longest_chains": self.longest, "waited": pool.waited,
+                                           "catching_up": list(pool.catching_up), "deciding": list(pool.deciding)}
+            pool.close()
+            self.pool = None

@@ -20,8 +20,8 @@ _real_decide = Resolver.decide
 _failed: set[str] = set()
 
 
-def _decide(self, event, source=None):
-    decisions = _real_decide(self, event, source)
+def _decide(self, event, source=None, *args, **kwargs):
+    decisions = _real_decide(self, event, source, *args, **kwargs)
     if event.event_id == DEFECT_ON and event.event_id not in _failed:
         _failed.add(event.event_id)
         raise RuntimeError("planted defect")

@@ -1,7 +1,8 @@
 """The contract both drivers keep: the same behavioural checks against the embedded engine (`idres ingest`)
 and the Kafka stream jobs (`idres produce` + `idres worker`), each observed through its snapshot.
 
-One input exercises the per-record pipeline: good records (two of them one customer), a record that is
+The embedded engine runs twice: deciding in its own process, and on two worker processes
+(`idres ingest --shards 2`). One input exercises the per-record pipeline: good records (two of them one customer), a record that is
 not JSON, one that is not a valid event, re-sent event IDs, and a record the resolver fails on (a defect
 planted by ``tests.faulty_idres``) that is sent again later. The Kafka run needs a broker (see the
 ``kafka_bootstrap`` fixture) and is skipped without one.
@@ -68,10 +69,10 @@ def _read_snapshot(snap: Path, duplicates: int) -> Result:
     return Result(dict(events), Counter(e for e, _ in events), kept, emails, duplicates, kept_ids)
 
 
-def _embedded(tmp: Path, events: Path) -> Result:
+def _embedded(tmp: Path, events: Path, *flags: str) -> Result:
     data = tmp / "data"
-    proc = subprocess.run([sys.executable, "-m", "tests.faulty_idres", "ingest", str(events), "--data-dir", str(data)],
-                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "tests.faulty_idres", "ingest", str(events), "--data-dir", str(data),
+                           *flags], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)["ingested"]
     snap = tmp / "embedded.duckdb"
@@ -111,13 +112,15 @@ def _kafka(tmp: Path, events: Path, bootstrap: str) -> Result:
     return _read_snapshot(snap, duplicates)
 
 
-@pytest.fixture(scope="module", params=["embedded", "kafka"])
+@pytest.fixture(scope="module", params=["embedded", "embedded-shards", "kafka"])
 def result(request, tmp_path_factory) -> Result:
     tmp = tmp_path_factory.mktemp(f"contract-{request.param}")
     events = tmp / "events.jsonl"
     events.write_text("".join(line + "\n" for line in LINES))
     if request.param == "embedded":
         return _embedded(tmp, events)
+    if request.param == "embedded-shards":  # (worker processes; the defect is met on one of them)
+        return _embedded(tmp, events, "--shards", "2")
     return _kafka(tmp, events, request.getfixturevalue("kafka_bootstrap"))
 
 

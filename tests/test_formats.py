@@ -1,12 +1,13 @@
-"""Formats learned from the data: a country whose numbers are common is learned once, in the log, and
-its national numbers are read as its from then on; replay learns it at the same point."""
+"""Formats learned from the data: a country whose numbers are common is learned once, at the start of the
+next epoch, in the log, and its national numbers are read as its from then on; replay learns it at the
+same point."""
 
 from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
 from projections.customer import CustomerViews
-from resolver import formats
+from resolver import epochs, formats
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver, ResolverState
 from schemas.decisions import LogEntry
@@ -20,6 +21,13 @@ def uk_customers(count: int) -> list:
             for i in range(count)]
 
 
+def to_next_epoch(run: Run) -> Run:
+    """Feeds unrelated events until the next event fed is the first of an epoch."""
+    decided = len(run.resolver.state.seen_events)
+    end = epochs.end_of(decided)
+    return run.feed(ev(f"filler-{i}", 200 + i, email=f"filler{i}@mail.com") for i in range(decided, end))
+
+
 def test_a_national_number_of_a_learned_country_joins_its_international_form():
     run = Run().feed([ev("jane-1", 0, phone="+44 7887 899111", email="jane@mail.co.uk"),
                       ev("jane-0", 1, channel="store", phone="07887 899111", loyalty_id="LY-5555-0001")])
@@ -28,9 +36,11 @@ def test_a_national_number_of_a_learned_country_joins_its_international_form():
     assert run.profile_of("jane-1") != run.profile_of("jane-0")
 
     run.feed(uk_customers(formats.LEARN_MIN))
+    assert not [d for e in run.log for d in e if d["type"] == "phone_region_learned"]  # not before the epoch ends
+    to_next_epoch(run)
+    run.feed([ev("jane-2", 1000, channel="store", phone="07887 899111", loyalty_id="LY-5555-0001")])
     learned = [d for e in run.log for d in e if d["type"] == "phone_region_learned"]
-    assert [(d["region"], d["numbers"]) for d in learned] == [("GB", formats.LEARN_MIN)]
-    run.feed([ev("jane-2", 100, channel="store", phone="07887 899111", loyalty_id="LY-5555-0001")])
+    assert [(d["region"], d["numbers"], d["event_id"]) for d in learned] == [("GB", formats.LEARN_MIN + 1, "jane-2")]  # (jane's own too)
     assert run.profile_of("jane-2") == run.profile_of("jane-1") == run.profile_of("jane-0")
     assert run.resolver.normalize_identifier("phone", "07887 899111") == ("+447887899111", None)
     assert run.resolver.normalize_identifier("phone", "(415) 555-0134") == ("+14155550134", None)  # default first
@@ -48,13 +58,15 @@ def test_a_national_number_of_a_learned_country_joins_its_international_form():
 
 
 def test_a_country_is_not_learned_from_a_few_numbers():
-    run = Run().feed(uk_customers(formats.LEARN_MIN - 1))
+    run = to_next_epoch(Run().feed(uk_customers(formats.LEARN_MIN - 1)))
+    run.feed([ev("jane-2", 1000, channel="store", phone="07887 899111", loyalty_id="LY-5555-0001")])
     assert not [d for e in run.log for d in e if d["type"] == "phone_region_learned"]
     assert run.resolver.normalize_identifier("phone", "07887 899111")[0] is None
 
 
 def test_the_default_region_and_a_learned_one_never_disagree_on_international_numbers():
-    run = Run().feed(uk_customers(formats.LEARN_MIN))
+    run = to_next_epoch(Run().feed(uk_customers(formats.LEARN_MIN))).feed([ev("next", 1000, email="n@mail.com")])
+    assert run.resolver.state.learned_regions == ["GB"]
     fresh = Resolver(ResolverConfig(), ResolverState())
 
     @given(st.sampled_from(["+1", "+44", "+34", "+49", "001", "0044"]), st.integers(200_000_000, 999_999_999))
@@ -76,6 +88,7 @@ def test_an_event_re_sent_after_a_country_was_learned_is_still_the_same_event():
     from streams.pipeline import DUPLICATE, RecordPipeline
 
     run = Run().feed([ev("jane-0", 0, channel="store", phone="07887 899111", loyalty_id="LY-5555-0001")])
-    run.feed(uk_customers(formats.LEARN_MIN))  # GB learned: the number now reads differently
+    to_next_epoch(run.feed(uk_customers(formats.LEARN_MIN))).feed([ev("next", 1000, email="n@mail.com")])
+    assert run.resolver.state.learned_regions == ["GB"]  # the number now reads differently
     raw = ev("jane-0", 0, channel="store", phone="07887 899111", loyalty_id="LY-5555-0001").model_dump_json()
     assert RecordPipeline(run.resolver).process(raw.encode()).kind == DUPLICATE

@@ -308,7 +308,8 @@ def _crowd(n: int) -> list:
 def test_a_rare_name_is_stronger_evidence_than_a_common_one(adjust):
     names_and_city = default_model().weight_of(("exact", "exact", "null", "null", "null", "exact"))[0]
     model = default_model().with_params(link_threshold=names_and_city + 0.5, review_threshold=names_and_city - 9)
-    run = Run(replace(ResolverConfig(), match_model=model, frequency_adjustments=adjust)).feed(_crowd(3000))
+    # (3,072 events fill whole epochs: the pairs below are scored with frequencies counted over all of them)
+    run = Run(replace(ResolverConfig(), match_model=model, frequency_adjustments=adjust)).feed(_crowd(3072))
     run.feed([
         ev("q1", 1, email="zq@x.org", attrs={"first_name": "Zebedee", "last_name": "Quark", "city": "London"}),
         ev("q2", 2, email="zebedee@y.org", attrs={"first_name": "Zebedee", "last_name": "Quark", "city": "London"}),

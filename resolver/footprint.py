@@ -1,0 +1,93 @@
+"""Footprints: what deciding an event may read or change, and which events of a window are independent.
+
+Deciding an event reads and changes the state of its identifiers, of the profiles they belong to, of the
+blocking keys of its attribute record and of the profiles of the records filed under them, and of the
+identifiers its shared or weak identifiers remember (the customers who used them). Everything else it
+reads is a statistic over all events, read as it stood at the start of the epoch (``resolver.epochs``).
+
+An event's *footprint* names all of that, as the state stands before the window of events it belongs to
+is decided: ``e:`` its ID, ``k:`` identifiers, ``b:`` blocking keys, ``p:`` profiles. Two events whose
+footprints share nothing are independent: deciding either first gives both the same decisions, because
+neither reads anything the other changes (an event can reach a profile only through an identifier or a
+blocking key in its footprint, and a profile another event creates or changes is one that event named).
+Events that share an item, directly or through other events of the window, form a *chain*, decided in
+order. The chains of a window can be decided at once, each on its own copy of the state, and the result
+is the one of deciding every event in order (``streams.shards``).
+
+A footprint may name more than the event turns out to touch: that only joins chains that could have run
+apart. It must never name less; the property tests decide corpora both ways and compare the logs.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from resolver.state import ResolverState
+
+
+def items(st: ResolverState, event_id: str, node_keys: Iterable[str], blocks: Iterable[str]) -> set[str]:
+    """The footprint of an event with these identifier keys and blocking keys, against ``st``."""
+    out = {"e:" + event_id}
+    index, node_profile, node_keys_of = st.node_index, st.node_profile, st.node_keys
+
+    def reach(key: str) -> Optional[int]:
+        out.add("k:" + key)
+        idx = index.get(key)
+        if idx is not None:
+            pid = node_profile[idx]
+            if pid is not None:
+                out.add("p:" + pid)
+        return idx
+
+    for key in node_keys:
+        idx = reach(key)
+        if idx is None:
+            continue
+        # the customers a shared or weak identifier remembers, and the partners a weak one was refused
+        for user in st.shared_users.get(idx, ()):
+            reach(user)
+        last = st.session_last.get(idx)
+        if last is not None:
+            reach(last[1])
+        for _, user in st.weak_uses.get(idx, ()):
+            reach(user)
+        for partner in st.refused.get(idx, ()):
+            reach(partner)
+    blocks_of = st.blocks
+    for key in blocks:
+        out.add("b:" + key)
+        for n in blocks_of.get(key, ()):
+            pid = node_profile[n]
+            if pid is not None:
+                out.add("p:" + pid)
+            else:
+                out.add("k:" + node_keys_of[n])
+    return out
+
+
+def chains(footprints: list[set[str]]) -> list[list[int]]:
+    """The events of a window (their footprints, in the order they are decided) grouped into chains of
+    events that share a footprint item, directly or through others; each chain in order, the chains in
+    order of their first event."""
+    parent = list(range(len(footprints)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[str, int] = {}
+    for i, fp in enumerate(footprints):
+        for item in fp:
+            j = owner.get(item)
+            if j is None:
+                owner[item] = i
+            else:
+                a, b = root(j), root(i)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(footprints)):
+        groups.setdefault(root(i), []).append(i)
+    return sorted(groups.values(), key=lambda g: g[0])

@@ -1,0 +1,178 @@
+"""Deciding on shards: any number of shards, any window size, any assignment of chains to shards, gives
+the log of deciding every event in order: the same decisions in the same order."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from resolver import epochs, footprint
+from resolver.config import ResolverConfig
+from resolver.engine import Resolver
+from schemas.channel import ChannelEvent
+from streams.shards import LocalShards, assign
+
+FIRST = ["Ann", "Anne", "Bob", "Robert", "Cy", "Dana", "Eve"]
+LAST = ["Smith", "Smyth", "Jones", "Quark", "Lee"]
+DOB = ["1980-01-01", "1980-01-10", "1990-02-02", "2000-03-03"]
+POSTCODE = ["SW1A 1AA", "M1 1AE", "LS1 4AP"]
+
+
+def corpus(rnd: random.Random, n: int, people: int = 30) -> list[ChannelEvent]:
+    """Events on which every guard and the matcher act: people with their own identifiers, who share
+    devices (a kiosk, a family tablet) and sometimes a family mailbox, type a placeholder, write their
+    names with variants and typos and their dates of birth either way round, and send records with no
+    identifier at all."""
+    persons = []
+    for p in range(people):
+        persons.append({"email": f"p{p}@mailbox.org" if p % 7 else f"family{p // 14}@mailbox.org",
+                        "phone": f"+1415555{p:04d}", "loyalty_id": f"L{p + 1:05d}",
+                        "first_name": FIRST[p % len(FIRST)], "last_name": LAST[p // 3 % len(LAST)],
+                        "date_of_birth": DOB[p % len(DOB)] if p % 5 else DOB[(p + 1) % len(DOB)],
+                        "postcode": POSTCODE[p % len(POSTCODE)]})
+    out = []
+    for i in range(n):
+        who = persons[rnd.randrange(people)]
+        ids: dict[str, str] = {}
+        for id_type in ("email", "phone", "loyalty_id"):
+            if rnd.random() < 0.45:
+                ids[id_type] = who[id_type] if rnd.random() > 0.03 else "test@test.com"
+        if rnd.random() < 0.3:
+            ids["device_id"] = f"device-{rnd.randrange(4)}"
+        attrs: dict[str, str] = {}
+        if rnd.random() < 0.6:
+            attrs["first_name"] = who["first_name"] if rnd.random() > 0.1 else rnd.choice(FIRST)
+            attrs["last_name"] = who["last_name"] if rnd.random() > 0.1 else who["last_name"][:-1] + "e"
+            if rnd.random() < 0.6:
+                attrs["date_of_birth"] = who["date_of_birth"]
+            if rnd.random() < 0.5:
+                attrs["postcode"] = who["postcode"]
+        if not ids and not attrs:
+            ids["device_id"] = f"device-{rnd.randrange(4)}"
+        out.append(ChannelEvent(event_id=f"e{i}", occurred_at=f"2025-03-{1 + i // 40 % 28:02d}T{i % 24:02d}:"
+                                f"{i % 60:02d}:00Z", channel=rnd.choice(["web", "store", "call_center"]),
+                                event_type="visit", identifiers=ids, attributes=attrs))
+    return out
+
+
+def in_order(events: list[ChannelEvent], config: ResolverConfig) -> list[list[dict]]:
+    resolver = Resolver(config)
+    return [d for d in (resolver.decide(e) for e in events) if d]
+
+
+def _random_assigner(rnd: random.Random):
+    def assigner(chains, shards):
+        out = [[] for _ in range(shards)]
+        for c in range(len(chains)):
+            out[rnd.randrange(shards)].append(c)
+        for picks in out:
+            rnd.shuffle(picks)  # (a shard may decide its chains in any order)
+        return out
+    return assigner
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(40, 220), st.integers(1, 4), st.integers(1, 300),
+       st.randoms(use_true_random=False))
+def test_any_shards_windows_and_assignment_give_the_log_of_deciding_in_order(seed, n, shards, window, rnd):
+    events = corpus(random.Random(seed), n)
+    config = ResolverConfig()
+    expected = in_order(events, config)
+    got = LocalShards(lambda: Resolver(config), shards, window, _random_assigner(rnd)).decide(
+        [(e, None) for e in events])
+    assert got == expected
+
+
+def test_the_corpus_makes_every_guard_and_the_matcher_act_and_spans_epochs():
+    events = corpus(random.Random(1), 1500, people=120)
+    log = in_order(events, ResolverConfig())
+    kinds = {d["type"] for entry in log for d in entry}
+    assert {"identifier_flagged", "link_refused", "profile_split", "probable_link", "possible_match",
+            "profiles_merged", "model_estimated", "profile_renamed"} <= kinds
+    assert len(log) > 2 * epochs.FIRST_EPOCH * 4  # (epochs of 64, 128, 256 events and more)
+    got = LocalShards(lambda: Resolver(ResolverConfig()), 3, 200).decide([(e, None) for e in events])
+    assert got == log
+
+
+def test_independent_events_make_separate_chains_and_shared_ones_one():
+    resolver = Resolver(ResolverConfig())
+    a = ChannelEvent(event_id="a", occurred_at="2025-03-01T10:00:00Z", channel="web", event_type="visit",
+                     identifiers={"email": "ann@x.org"})
+    b = ChannelEvent(event_id="b", occurred_at="2025-03-01T10:01:00Z", channel="web", event_type="visit",
+                     identifiers={"email": "bob@x.org"})
+    c = ChannelEvent(event_id="c", occurred_at="2025-03-01T10:02:00Z", channel="web", event_type="visit",
+                     identifiers={"email": "ann@x.org", "phone": "+14155550100"})
+    d = ChannelEvent(event_id="d", occurred_at="2025-03-01T10:03:00Z", channel="web", event_type="visit",
+                     identifiers={"phone": "+14155550100"}, attributes={"first_name": "Ann", "last_name": "Lee"})
+    resolver.decide(a)
+    resolver.decide(b)
+    prints = [resolver.footprint(e) for e in (c, d)]
+    assert "p:" + resolver.state.node_profile[resolver.state.node_index["email:ann@x.org"]] in prints[0]
+    assert footprint.chains([resolver.footprint(b.model_copy(update={"event_id": "b2"})), *prints]) == [[0], [1, 2]]
+
+
+def test_chains_go_to_the_least_loaded_shard_longest_first():
+    assert assign([[0, 1, 2], [3], [4, 5]], 2) == [[0], [1, 2]]
+    assert assign([[0], [1]], 3) == [[0], [1], []]
+
+
+# ---------------------------------------------------------------------------- worker processes
+def _messy_file(path, n: int) -> None:
+    """A file of ``n`` events and what a real feed also holds: blank lines, text that is not JSON, invalid
+    events, events sent twice (near each other and far apart), an event ID reused for other content."""
+    events = corpus(random.Random(5), n, people=60)
+    lines = [e.model_dump_json() for e in events]
+    rnd = random.Random(6)
+    out = []
+    for i, line in enumerate(lines):
+        out.append(line)
+        roll = rnd.random()
+        if roll < 0.03:
+            out.append(line)  # sent again at once
+        elif roll < 0.05:
+            out.append(lines[rnd.randrange(i + 1)])  # sent again later
+        elif roll < 0.06:
+            other = events[rnd.randrange(i + 1)].model_copy(update={"channel": "chat"})
+            out.append(other.model_dump_json())  # an ID reused
+        elif roll < 0.07:
+            out.append('{"event_id": "x", "channel": "web"')
+        elif roll < 0.08:
+            out.append('{"event_id": "no-time-%d", "channel": "web", "event_type": "visit"}' % i)
+        elif roll < 0.09:
+            out.append("")
+    path.write_text("\n".join(out) + "\n")
+
+
+def test_ingest_on_worker_processes_writes_the_log_and_report_of_ingest_in_one(tmp_path):
+    from streams.embedded import EmbeddedEngine
+
+    _messy_file(tmp_path / "in.jsonl", 2600)
+    logs, reports = [], []
+    for shards in (1, 2, 3):
+        with EmbeddedEngine(tmp_path / f"d{shards}", shards=shards) as engine:
+            report = engine.ingest_file(tmp_path / "in.jsonl").as_dict()
+            for key in ("seconds", "events_per_second"):
+                report.pop(key)
+            reports.append(report)
+            logs.append([entry for _, entry in engine.log.read(0)])
+    assert reports[0]["rejected"] > 20 and reports[0]["duplicates"] > 50 and reports[0]["accepted"] == 2600
+    assert any(d["type"] == "model_estimated" for entry in logs[0] for d in entry)
+    assert reports[1] == reports[0] and reports[2] == reports[0]
+    assert logs[1] == logs[0] and logs[2] == logs[0]
+
+
+def test_ingest_shards_on_the_command_line(tmp_path):
+    from tests.cli_helpers import run_cli
+
+    _messy_file(tmp_path / "in.jsonl", 300)
+    one = run_cli("ingest", "in.jsonl", "--data-dir", "one", cwd=tmp_path).stdout
+    two = run_cli("ingest", "in.jsonl", "--data-dir", "two", "--shards", "2", cwd=tmp_path).stdout
+    strip = lambda text: {k: v for k, v in __import__("json").loads(text)["ingested"].items()  # noqa: E731
+                          if k not in ("seconds", "events_per_second")}
+    assert strip(one) == strip(two)
+    assert (tmp_path / "one" / "log").exists()
+    seg = lambda d: b"".join(p.read_bytes() for p in sorted((tmp_path / d / "log").glob("*.jsonl")))  # noqa: E731
+    assert seg("one") == seg("two")
+    bad = run_cli("ingest", "in.jsonl", "--data-dir", "three", "--shards", "0", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("idres: error:")
