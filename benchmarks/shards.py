@@ -9,10 +9,10 @@ logging, the views), peak memory of the driver and of the largest worker, and wh
 byte the one of N = 1.
 
 The model takes the costs per event measured in the largest run: the driver's serial work (m), a worker's
-catching up on one event another shard decided (f), deciding one event (d), and the critical path of the
+catching up on one event another shard decided (f), validating, footprinting and deciding one event (d), and the critical path of the
 windows (the longest chain of each window, L events in all). With the driver working while the shards do
-(not yet the case), N shards take max(m, f (1 - 1/N) + d / N, d L / events) per event; as run now, the
-driver waits for them, m + max(f (1 - 1/N) + d / N, d L / events). Every decision is sent to N - 1 shards.
+(as it does while the shards validate), N shards take max(m, f (1 - 1/N) + d / N, d L / events) per event;
+with none of it overlapped, m + max(f (1 - 1/N) + d / N, d L / events). Every decision is sent to N - 1 shards.
 """
 
 from __future__ import annotations
@@ -82,12 +82,12 @@ def main() -> int:
     stats, events = r["stats"], r["accepted"]
     m = (r["seconds"] - stats["waited"]) / events
     f = max(stats["catching_up"]) / (events * (1 - 1 / n))
-    d = sum(stats["deciding"]) / events
+    d = sum(stats["working"]) / events
     critical = stats["longest_chains"] / events
     print(f"\nCosts per event, from the {n}-shard run: driver {m * 1e6:.0f} us, catching up {f * 1e6:.0f} us, "
-          f"deciding {d * 1e6:.0f} us; {stats['windows']:,} windows, longest chains {critical:.1%} of the events")
+          f"validating and deciding {d * 1e6:.0f} us; {stats['windows']:,} windows, longest chains {critical:.1%} of the events")
     single = base["seconds"] / events
-    print("\n| shards | modelled events/s, driver overlapped | as run now | x one shard (overlapped) | "
+    print("\n| shards | modelled events/s, driver overlapped | none overlapped | x one shard (overlapped) | "
           "decisions sent per decision |")
     print("|---:|---:|---:|---:|---:|")
     for k in [int(x) for x in args.model.split(",")]:

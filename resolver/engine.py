@@ -73,6 +73,12 @@ __all__ = ["RECORD_TYPE", "Profile", "Resolver", "ResolverState", "node_key", "n
 NORMALIZE_CACHE_SIZE = 250_000
 
 
+def conflict_detail(event_id: str) -> str:
+    """Why a record is rejected whose event ID was used by another event."""
+    return (f"event_id {event_id[:80]!r} was already used by an event that says something else (time, "
+            "channel, type, identifiers, attributes or payload differ); give each event its own ID")
+
+
 class Resolver:
     """Decides and applies. ``state`` may be rebuilt from a decision log with ``apply``."""
 
@@ -100,16 +106,13 @@ class Resolver:
     def is_duplicate(self, event_id: str) -> bool:
         return event_id in self.state.seen_events
 
-    def conflicting(self, event: ChannelEvent, known: Optional[int] = None) -> Optional[str]:
+    def conflicting(self, event: ChannelEvent) -> Optional[str]:
         """Why an event whose ID was decided before is not that event re-sent (its content differs), or
-        None (a re-delivery, or an ID not seen). ``known``: the digest of the event decided under that ID,
-        when it is not in the state yet (an event earlier in a window being decided on shards)."""
-        if known is None:
-            known = self.state.seen_events.get(event.event_id)
+        None (a re-delivery, or an ID not seen)."""
+        known = self.state.seen_events.get(event.event_id)
         if known is None or known < 0 or known == event_digest(event):
             return None
-        return (f"event_id {event.event_id[:80]!r} was already used by an event that says something else (time, "
-                "channel, type, identifiers, attributes or payload differ); give each event its own ID")
+        return conflict_detail(event.event_id)
 
     def _sync_formats(self) -> None:
         learned = self.state.learned_regions

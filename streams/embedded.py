@@ -274,7 +274,7 @@ class EmbeddedEngine:
                     for meter in meters:
                         meter.report()
             if sharded is not None:
-                sharded.flush()
+                sharded.finish()
                 if sharded.failed:
                     for record in sharded.give_back():
                         run.one(*record)
@@ -437,96 +437,121 @@ class _Sharded:
 
     def __init__(self, run: _Run, shards: int):
         from streams.shard_pool import ShardPool
-        from streams.shards import Planner
 
         self.run = run
-        self.planner = Planner(run.engine.resolver)
-        self.pool: Optional[Any] = ShardPool(run.engine.resolver, shards)
-        self.window: list[tuple[Any, dict[str, Any], bytes]] = []  # accepted events waiting: (event, source, raw)
-        self.slots: list[tuple[IngestReport, Optional[list[dict[str, Any]]]]] = []  # in input order
-        self.ids: dict[str, int] = {}  # event ID -> digest, of the events waiting
-        self.held: list[tuple[int, int, bytes]] = []  # the records taken since the last window was logged
+        resolver = run.engine.resolver
+        self.pool: Optional[Any] = ShardPool(resolver, shards, run.pipeline.max_bytes)
+        self.position = len(resolver.state.seen_events)  # events decided, the last window's included
+        self.batch: list[tuple[int, int, bytes]] = []  # the window's records (not blank): (input, line, raw)
+        self.held: list[tuple[int, int, bytes]] = []  # every record taken since the last window was logged
+        self.unapplied: list[list[dict[str, Any]]] = []  # the last window's decisions, for this state
         self.saved = [dict(vars(r)) for r in run.reports]
         self.failed = False
         # windows decided, their events, and the sum of their longest chains (the critical path)
         self.windows = self.events = self.longest = 0
 
-    def take(self, i: int, position: int, line: bytes) -> None:
-        from resolver.ids import event_digest
-        from schemas.channel import CONFLICTING_DUPLICATE
-        from streams.pipeline import VALID
+    def room(self) -> int:
+        from resolver.epochs import EPOCH_EVENTS, end_of
 
-        run = self.run
-        report = run.reports[i]
-        raw = line.strip()
+        return min(EPOCH_EVENTS, end_of(self.position) - self.position)
+
+    def take(self, i: int, position: int, line: bytes) -> None:
         self.held.append((i, position, line))
-        outcome = run.pipeline.check(raw)
-        if outcome.kind == BLANK:
-            report.blank += 1
+        raw = line.strip()
+        if not raw:
+            self.run.reports[i].blank += 1
             return
-        report.lines += 1
-        if outcome.kind == VALID:
-            event = outcome.event
-            resolver = run.engine.resolver
-            eid = event.event_id
-            if resolver.is_duplicate(eid):
-                conflict = resolver.conflicting(event)
-            elif eid in self.ids:
-                conflict = resolver.conflicting(event, self.ids[eid])
-            else:
-                self.ids[eid] = event_digest(event)
-                self.window.append((event, run.source(i, position), raw))
-                self.slots.append((report, None))
-                if len(self.window) >= self.planner.room():
-                    self.flush()
-                return
-            if conflict is None:
-                report.duplicates += 1
-                return
-            outcome.kind, outcome.reason, outcome.detail = REJECTED, CONFLICTING_DUPLICATE, conflict
-        decisions = run.keep(report, outcome, i, position, raw)
-        if decisions:
-            self.slots.append((report, decisions))
-        if not self.window:
+        self.batch.append((i, position, raw))
+        if len(self.batch) >= self.room():
             self.flush()
 
-    def flush(self) -> None:
-        """Decides the events waiting on the shards and puts every entry taken in the run's pending."""
-        from streams.shards import assign
+    def _apply(self) -> None:
+        """Applies the last window's decisions to this process's state (while the workers work)."""
+        apply_all = self.run.engine.resolver.apply_all
+        for decisions in self.unapplied:
+            apply_all(decisions)
+        self.unapplied = []
 
-        run = self.run
-        pool = self.pool
+    def flush(self) -> None:
+        """Decides the window's records on the workers and puts its entries in the run's pending."""
+        from resolver import epochs
+        from streams.pipeline import Outcome
+        from streams.shards import assign, first_new_event, plan
+
+        if not self.batch:
+            return
+        run, pool, batch = self.run, self.pool, self.batch
         resolver = run.engine.resolver
-        decided: dict[int, list[dict[str, Any]]] = {}
-        owner: list[int] = []
+        n = pool.n
+        position = self.position
         begun: list[dict[str, Any]] = []
-        if self.window:
-            window = self.planner.plan([(event, src) for event, src, _ in self.window])
-            begun = window.begun
-            self.windows += 1
-            self.events += len(self.window)
-            self.longest += max(map(len, window.chains))
-            decided, owner, failed = pool.decide(window, [raw for _, _, raw in self.window],
-                                                 assign(window.chains, pool.n))
-            if failed is not None:
+        if epochs.starts(position):  # the epoch's decisions, on this state brought up to date
+            self._apply()
+            first = first_new_event(resolver, [raw for _, _, raw in batch])
+            if first is not None:
+                begun = resolver.begin_epoch(position, first)
+        pool.ask_verdicts(begun, [[(b, batch[b][2]) for b in range(s, len(batch), n)] for s in range(n)])
+        self._apply()
+        verdicts, error = pool.verdicts()
+        if error is not None:
+            self._fail()
+            return
+        slots, chains = plan(verdicts, len(batch), resolver.state.seen_events.get)
+        events = [slot for slot in slots if slot.kind == "event"]
+        decided: dict[int, list[dict[str, Any]]] = {}
+        owner = [-1] * len(events)
+        if events:
+            picks = assign(chains, n)
+            work = []
+            for s in range(n):
+                mine = []
+                for c in picks[s]:
+                    chain = []
+                    for k in chains[c]:
+                        owner[k] = s
+                        i, line, raw = batch[events[k].index]
+                        chain.append((k, events[k].index, raw, run.source(i, line)))
+                    mine.append(chain)
+                work.append(mine)
+            pool.ask_decide(position, work)
+            decided, error = pool.results()
+            if error is not None:
                 self._fail()
                 return
-        k = 0
-        for report, entry in self.slots:
-            if entry is None:
-                mine = decided[k]
-                resolver.apply_all(mine)
-                pool.catch_up(mine, owner[k])
-                run.accepted(report, begun + mine if k == 0 else mine)
-                k += 1
-            else:
-                run.pending.append(entry)
-                pool.catch_up(entry)
-        self.window, self.slots, self.ids, self.held = [], [], {}, []
+            self.windows += 1
+            self.events += len(events)
+            self.longest += max(map(len, chains))
+        for slot in slots:
+            i, line, raw = batch[slot.index]
+            report = run.reports[i]
+            report.lines += 1
+            if slot.kind == "event":
+                mine = decided[slot.event]
+                pool.catch_up(mine, owner[slot.event])
+                self.unapplied.append(mine)
+                run.accepted(report, begun + mine if slot.event == 0 else mine)
+            elif slot.kind == "duplicate":
+                report.duplicates += 1
+            elif slot.kind == "rejected":
+                kept = run.keep(report, Outcome(REJECTED, slot.reason, slot.detail, slot.event_id), i, line, raw)
+                if kept:
+                    run.pending.append(kept)
+                    pool.catch_up(kept)
+        if not events and begun:  # (the epoch's decisions belong to an event: there was none after all)
+            raise RuntimeError("an epoch was begun for a window without events")
+        self.position += len(events)
+        self.batch, self.held = [], []
         self.saved = [dict(vars(r)) for r in run.reports]
 
+    def finish(self) -> None:
+        """After the last window: this process's state brought up to date, the workers stopped."""
+        self.flush()
+        if not self.failed:
+            self._apply()
+        self.close()
+
     def _fail(self) -> None:
-        """A shard failed (a defect): nothing of the window is kept; the state is rebuilt from the log and
+        """A worker failed (a defect): nothing of the window is kept; the state is rebuilt from the log and
         the records taken since the last window are given back, to be decided in order."""
         self.failed = True
         self.close()
@@ -534,6 +559,7 @@ class _Sharded:
         run.commit()
         run.engine._recover()
         run.pipeline.resolver = run.engine.resolver
+        self.unapplied = []
         for report, saved in zip(run.reports, self.saved):
             vars(report).update(saved)
 
@@ -546,6 +572,6 @@ class _Sharded:
             pool = self.pool
             self.run.engine.shard_stats = {"windows": self.windows, "events": self.events,
                                            "longest_chains": self.longest, "waited": pool.waited,
-                                           "catching_up": list(pool.catching_up), "deciding": list(pool.deciding)}
+                                           "catching_up": list(pool.catching_up), "working": list(pool.working)}
             pool.close()
             self.pool = None

@@ -1,112 +1,159 @@
 """Deciding on several shards at once, with the result of deciding every event in order.
 
-The events are cut into *windows*: consecutive accepted events within one epoch (``resolver.epochs``). A
-*planner*, holding the state as it stands before the window, begins the epoch if the window starts one,
-computes each event's footprint and groups the window's events into chains (``resolver.footprint``). Each
-chain goes to one shard, a copy of the state that decides the chain's events in order, each at its
-position in the window. The window's entries are then put together in the order of its events, the
-epoch's decisions first, and every copy of the state applies the entries it did not decide itself. The
-log is the one deciding the events one after the other would write: same decisions, same order.
+The records are taken in *windows*: consecutive records whose accepted events lie within one epoch
+(``resolver.epochs``). Each shard holds a copy of the state as it stands before the window. A window goes
+in two rounds:
 
-This module holds that logic without any transport: ``Planner`` (the coordinator's side) and ``Shard``
-(a copy of the state). ``LocalShards`` runs shards in this process (tests, and the reference);
-``streams.shard_pool`` runs them in worker processes; the Kafka jobs run them as resolve shards.
+1. **footprints**: each shard validates a share of the window's records and says, for each valid one, its
+   event ID, digest and footprint (``resolver.footprint``). The coordinator keeps the events not decided
+   before nor repeated, gives them their positions, and groups them into *chains* of events whose
+   footprints share something, directly or through others;
+2. **decisions**: each chain goes to one shard, which decides the chain's events in order, each at its
+   position.
+
+The coordinator puts the window's entries together in the order of its records (a window that starts an
+epoch begins with the epoch's decisions, which the coordinator makes first, on its own copy), and every
+shard applies the entries it did not decide before the next window. The log is the one deciding every
+record in order would write: same decisions, same order.
+
+This module holds that logic without any transport: ``ShardWorker`` (a shard's side), ``plan`` and
+``Assembly`` (the coordinator's), and ``LocalShards``, which runs them in this process (tests, and the
+reference). ``streams.shard_pool`` runs shards as worker processes (``idres ingest --shards N``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
-from resolver import epochs, footprint
-from resolver.engine import Resolver
-from schemas.channel import ChannelEvent
+from resolver import footprint
+from resolver.engine import Resolver, conflict_detail
+from resolver.ids import event_digest
+from schemas.channel import CONFLICTING_DUPLICATE, ChannelEvent
+from streams.pipeline import BLANK, VALID, RecordPipeline
 
 Entry = list[dict[str, Any]]
 
 
 @dataclass(slots=True)
-class Window:
-    """A planned window: its first event's position, its events (with their sources), the decisions
-    that begin its epoch, and its chains (indexes into ``events``)."""
+class Verdict:
+    """A shard's word on one record of a window: valid (its event ID, digest and footprint) or not (the
+    rejection's reason, detail and the event ID if one could be read); blank records are not sent."""
 
-    position: int
-    events: list[tuple[ChannelEvent, Optional[dict[str, Any]]]]
-    begun: Entry
-    chains: list[list[int]]
+    valid: bool
+    event_id: Optional[str] = None
+    digest: int = 0
+    footprint: frozenset[str] = frozenset()
+    reason: Optional[str] = None
+    detail: Optional[str] = None
 
 
 @dataclass(slots=True)
 class ShardResult:
-    """What a shard decided: each event's decisions by index; or the index it failed on, and why."""
+    """What a shard decided: each event's decisions by index in the window; or the index it failed on."""
 
     decided: dict[int, Entry] = field(default_factory=dict)
     failed: Optional[int] = None
     error: Optional[BaseException] = None
-    # seconds spent catching up on what others decided, and deciding (for benchmarks)
+    # seconds spent catching up on what others decided, and validating and deciding (for benchmarks)
     catching_up: float = 0.0
     deciding: float = 0.0
 
 
-class Planner:
-    """The coordinator's copy of the state: cuts windows, plans them, and applies what was decided."""
+class ShardWorker:
+    """A shard: a copy of the state. ``catch_up`` applies what was decided elsewhere; ``verdicts`` and
+    ``decide`` are the two rounds of a window."""
 
-    def __init__(self, resolver: Resolver, max_window: int = epochs.EPOCH_EVENTS):
+    def __init__(self, resolver: Resolver, max_bytes: Optional[int] = None):
         self.resolver = resolver
-        self.max_window = max(1, max_window)
-
-    @property
-    def position(self) -> int:
-        """Events decided so far: the position of the next one."""
-        return len(self.resolver.state.seen_events)
-
-    def room(self) -> int:
-        """How many events the next window may hold (it ends with its epoch)."""
-        p = self.position
-        return min(self.max_window, epochs.end_of(p) - p)
-
-    def plan(self, events: list[tuple[ChannelEvent, Optional[dict[str, Any]]]]) -> Window:
-        """Plans a window of at most ``room()`` events, none of them decided before nor repeated."""
-        if not events or len(events) > self.room():
-            raise ValueError("a window holds 1 to room() events")
-        position = self.position
-        begun = self.resolver.begin_epoch(position, events[0][0])
-        prints = [self.resolver.footprint(event) for event, _ in events]
-        return Window(position, events, begun, footprint.chains(prints))
-
-    def entries(self, window: Window, results: dict[int, Entry]) -> list[Entry]:
-        """The window's log entries, in the order of its events (the epoch's decisions first), applied to
-        the planner's state."""
-        out: list[Entry] = []
-        for i in range(len(window.events)):
-            decided = results[i]
-            self.resolver.apply_all(decided)
-            out.append(window.begun + decided if i == 0 else decided)
-        return out
-
-
-class Shard:
-    """A copy of the state that decides chains. ``catch_up`` applies the entries decided elsewhere."""
-
-    def __init__(self, resolver: Resolver):
-        self.resolver = resolver
+        self.pipeline = RecordPipeline(resolver) if max_bytes is None else RecordPipeline(resolver, max_bytes=max_bytes)
+        self._parsed: dict[int, ChannelEvent] = {}
 
     def catch_up(self, decisions: Entry) -> None:
         self.resolver.apply_all(decisions)
 
-    def decide(self, window: Window, chains: list[list[int]]) -> ShardResult:
-        """Decides ``chains`` of ``window`` (whose epoch's decisions this copy has applied)."""
+    def verdicts(self, items: list[tuple[int, bytes]]) -> list[tuple[int, Verdict]]:
+        """Validates records (by their index in the window) and gives the footprints of the valid ones."""
+        out = []
+        self._parsed = {}
+        check = self.pipeline.check
+        resolver = self.resolver
+        for b, raw in items:
+            outcome = check(raw)
+            if outcome.kind == VALID:
+                event = outcome.event
+                self._parsed[b] = event
+                out.append((b, Verdict(True, event.event_id, event_digest(event),
+                                       frozenset(resolver.footprint(event)))))
+            elif outcome.kind != BLANK:
+                out.append((b, Verdict(False, outcome.event_id, reason=outcome.reason, detail=outcome.detail)))
+        return out
+
+    def decide(self, position: int, chains: list[list[tuple[int, int, bytes, Optional[dict[str, Any]]]]]) -> ShardResult:
+        """Decides chains of ``(index among the window's events, index among its records, raw record,
+        source)``, each event at ``position`` plus its index."""
         result = ShardResult()
         resolver = self.resolver
-        for chain in chains:
-            for i in chain:
-                event, source = window.events[i]
-                try:
-                    result.decided[i] = resolver.decide(event, source, position=window.position + i)
-                except Exception as exc:  # (a defect: the coordinator decides the window again, in order)
-                    result.failed, result.error = i, exc
-                    return result
+        parsed = self._parsed
+        try:
+            for chain in chains:
+                for k, b, raw, source in chain:
+                    result.failed = k
+                    event = parsed.get(b)
+                    if event is None:
+                        event = self.pipeline.check(raw).event
+                    result.decided[k] = resolver.decide(event, source, position=position + k)
+            result.failed = None
+        except Exception as exc:  # (a defect: the coordinator decides the window again, in order)
+            result.error = exc
+        self._parsed = {}
         return result
+
+
+@dataclass(slots=True)
+class Slot:
+    """One record of a window, in input order, as the coordinator sees it after the first round."""
+
+    index: int  # among the window's records
+    kind: str  # "event" (accepted, decided on a shard), "duplicate", "rejected" or "blank"
+    event_id: Optional[str] = None
+    reason: Optional[str] = None
+    detail: Optional[str] = None
+    event: int = -1  # "event": index among the window's events
+
+
+def plan(verdicts: dict[int, Verdict], records: int,
+         known: Callable[[str], Optional[int]]) -> tuple[list[Slot], list[list[int]]]:
+    """The coordinator's first step: each record's slot, in order, and the chains of the window's events.
+
+    ``verdicts``: by record index (blank records have none); ``known(event_id)``: the digest of an event
+    decided before under that ID (-1: unknown), or None."""
+    slots: list[Slot] = []
+    window: dict[str, int] = {}  # event ID -> digest, of the window's events
+    prints: list[frozenset[str]] = []
+    for b in range(records):
+        v = verdicts.get(b)
+        if v is None:
+            slots.append(Slot(b, "blank"))
+            continue
+        if not v.valid:
+            slots.append(Slot(b, "rejected", v.event_id, v.reason, v.detail))
+            continue
+        eid = v.event_id
+        assert eid is not None
+        before = window.get(eid)
+        if before is None:
+            before = known(eid)
+        if before is None:
+            window[eid] = v.digest
+            slots.append(Slot(b, "event", eid, event=len(prints)))
+            prints.append(v.footprint)
+            continue
+        if before < 0 or before == v.digest:  # (a re-delivery)
+            slots.append(Slot(b, "duplicate", eid))
+        else:
+            slots.append(Slot(b, "rejected", eid, CONFLICTING_DUPLICATE, conflict_detail(eid)))
+    return slots, footprint.chains([set(p) for p in prints])
 
 
 def assign(chains: list[list[int]], shards: int) -> list[list[int]]:
@@ -124,34 +171,76 @@ def assign(chains: list[list[int]], shards: int) -> list[list[int]]:
 
 
 class LocalShards:
-    """Shards in this process: the planner and ``n`` copies of the state, each built by ``make``."""
+    """The coordinator and ``n`` shards in this process, each built by ``make`` (a fresh ``Resolver``):
+    ``decide(records)`` gives the log entries of deciding the raw records in order (rejections included,
+    with ``reject_key(index)`` as their key), window by window of at most ``max_window`` records."""
 
-    def __init__(self, make: Any, n: int, max_window: int = epochs.EPOCH_EVENTS, assigner: Any = assign):
-        self.planner = Planner(make(), max_window)
-        self.shards = [Shard(make()) for _ in range(n)]
+    def __init__(self, make: Any, n: int, max_window: int = 1024, assigner: Any = assign):
+        self.coordinator = make()
+        self.shards = [ShardWorker(make()) for _ in range(n)]
         self._behind: list[Entry] = [[] for _ in range(n)]
         self._assign = assigner
+        self.max_window = max_window
 
-    def decide(self, events: list[tuple[ChannelEvent, Optional[dict[str, Any]]]]) -> list[Entry]:
-        """Decides events (accepted: valid, not decided before, not repeated) window by window; returns
-        the log entries in order."""
+    def decide(self, records: list[bytes]) -> list[Entry]:
+        from resolver import epochs
+
+        resolver = self.coordinator
+        st = resolver.state
+        n = len(self.shards)
         out: list[Entry] = []
         i = 0
-        while i < len(events):
-            take = events[i:i + self.planner.room()]
-            i += len(take)
-            window = self.planner.plan(take)
-            picks = self._assign(window.chains, len(self.shards))
-            results: dict[int, Entry] = {}
+        while i < len(records):
+            position = len(st.seen_events)
+            take = records[i:i + min(self.max_window, epochs.end_of(position) - position)]
+            begun: Entry = []
+            if epochs.starts(position):  # the epoch's decisions, attributed to its first event
+                first = first_new_event(resolver, take)
+                if first is not None:
+                    begun = resolver.begin_epoch(position, first)
+            verdicts: dict[int, Verdict] = {}
             for s, shard in enumerate(self.shards):
-                shard.catch_up(self._behind[s] + window.begun)
+                shard.catch_up(self._behind[s] + begun)
                 self._behind[s] = []
-                got = shard.decide(window, [window.chains[c] for c in picks[s]])
-                if got.failed is not None:
+                verdicts.update(shard.verdicts([(b, take[b]) for b in range(s, len(take), n)]))
+            slots, chains = plan(verdicts, len(take), st.seen_events.get)
+            events = [slot for slot in slots if slot.kind == "event"]
+            decided: dict[int, Entry] = {}
+            owner = [-1] * len(events)
+            for s, picks in enumerate(self._assign(chains, n)):
+                work = [[(k, events[k].index, take[events[k].index], None) for k in chains[c]] for c in picks]
+                for c in picks:
+                    for k in chains[c]:
+                        owner[k] = s
+                got = self.shards[s].decide(position, work)
+                if got.error is not None:
                     raise RuntimeError(f"shard {s} failed") from got.error
-                results.update(got.decided)
-            for s in range(len(self.shards)):
-                mine = {j for c in picks[s] for j in window.chains[c]}
-                self._behind[s].extend(d for j in range(len(take)) if j not in mine for d in results[j])
-            out.extend(self.planner.entries(window, results))
+                decided.update(got.decided)
+            for slot in slots:
+                if slot.kind == "event":
+                    mine = decided[slot.event]
+                    resolver.apply_all(mine)
+                    for s in range(n):
+                        if s != owner[slot.event]:
+                            self._behind[s].extend(mine)
+                    out.append(begun + mine if slot.event == 0 else mine)
+                elif slot.kind == "rejected":
+                    entry = resolver.reject(f"record:{i + slot.index}", {}, slot.reason or "", "",
+                                            slot.event_id, slot.detail)
+                    if entry:
+                        out.append(entry)
+                        for s in range(n):
+                            self._behind[s].extend(entry)
+            i += len(take)
         return out
+
+
+def first_new_event(resolver: Resolver, records: list[bytes]) -> Optional[ChannelEvent]:
+    """The first valid record among ``records`` whose event was not decided before (what a window that
+    starts an epoch attributes the epoch's decisions to)."""
+    check = RecordPipeline(resolver).check
+    for raw in records:
+        outcome = check(raw)
+        if outcome.kind == VALID and not resolver.is_duplicate(outcome.event.event_id):
+            return outcome.event
+    return None

@@ -61,6 +61,47 @@ def in_order(events: list[ChannelEvent], config: ResolverConfig) -> list[list[di
     return [d for d in (resolver.decide(e) for e in events) if d]
 
 
+def in_order_raw(records: list[bytes], config: ResolverConfig) -> list[list[dict]]:
+    """What deciding raw records one after the other logs (rejections keyed as ``LocalShards`` keys them)."""
+    from streams.pipeline import ACCEPTED, BLANK, DUPLICATE, RecordPipeline
+
+    resolver = Resolver(config)
+    pipeline = RecordPipeline(resolver)
+    out = []
+    for i, raw in enumerate(records):
+        outcome = pipeline.process(raw)
+        if outcome.kind == ACCEPTED:
+            out.append(outcome.decisions)
+        elif outcome.kind not in (BLANK, DUPLICATE):
+            entry = resolver.reject(f"record:{i}", {}, outcome.reason, "", outcome.event_id, outcome.detail)
+            if entry:
+                out.append(entry)
+    return out
+
+
+def with_noise(events: list[ChannelEvent], rnd: random.Random) -> list[bytes]:
+    """The events as raw records, with what a feed also holds: blank lines, text that is not JSON, invalid
+    events, events sent twice (at once and later), an event ID reused for other content."""
+    lines = [e.model_dump_json().encode() for e in events]
+    out = []
+    for i, line in enumerate(lines):
+        out.append(line)
+        roll = rnd.random()
+        if roll < 0.03:
+            out.append(line)
+        elif roll < 0.05:
+            out.append(lines[rnd.randrange(i + 1)])
+        elif roll < 0.06:
+            out.append(events[rnd.randrange(i + 1)].model_copy(update={"channel": "chat"}).model_dump_json().encode())
+        elif roll < 0.07:
+            out.append(b'{"event_id": "x", "channel": "web"')
+        elif roll < 0.08:
+            out.append(b'{"event_id": "no-time-%d", "channel": "web", "event_type": "visit"}' % i)
+        elif roll < 0.09:
+            out.append(b"")
+    return out
+
+
 def _random_assigner(rnd: random.Random):
     def assigner(chains, shards):
         out = [[] for _ in range(shards)]
@@ -76,11 +117,10 @@ def _random_assigner(rnd: random.Random):
 @given(st.integers(0, 10_000), st.integers(40, 220), st.integers(1, 4), st.integers(1, 300),
        st.randoms(use_true_random=False))
 def test_any_shards_windows_and_assignment_give_the_log_of_deciding_in_order(seed, n, shards, window, rnd):
-    events = corpus(random.Random(seed), n)
+    records = with_noise(corpus(random.Random(seed), n), random.Random(seed))
     config = ResolverConfig()
-    expected = in_order(events, config)
-    got = LocalShards(lambda: Resolver(config), shards, window, _random_assigner(rnd)).decide(
-        [(e, None) for e in events])
+    expected = in_order_raw(records, config)
+    got = LocalShards(lambda: Resolver(config), shards, window, _random_assigner(rnd)).decide(records)
     assert got == expected
 
 
@@ -91,7 +131,8 @@ def test_the_corpus_makes_every_guard_and_the_matcher_act_and_spans_epochs():
     assert {"identifier_flagged", "link_refused", "profile_split", "probable_link", "possible_match",
             "profiles_merged", "model_estimated", "profile_renamed"} <= kinds
     assert len(log) > 2 * epochs.FIRST_EPOCH * 4  # (epochs of 64, 128, 256 events and more)
-    got = LocalShards(lambda: Resolver(ResolverConfig()), 3, 200).decide([(e, None) for e in events])
+    got = LocalShards(lambda: Resolver(ResolverConfig()), 3, 200).decide(
+        [e.model_dump_json().encode() for e in events])
     assert got == log
 
 
@@ -119,29 +160,7 @@ def test_chains_go_to_the_least_loaded_shard_longest_first():
 
 # ---------------------------------------------------------------------------- worker processes
 def _messy_file(path, n: int) -> None:
-    """A file of ``n`` events and what a real feed also holds: blank lines, text that is not JSON, invalid
-    events, events sent twice (near each other and far apart), an event ID reused for other content."""
-    events = corpus(random.Random(5), n, people=60)
-    lines = [e.model_dump_json() for e in events]
-    rnd = random.Random(6)
-    out = []
-    for i, line in enumerate(lines):
-        out.append(line)
-        roll = rnd.random()
-        if roll < 0.03:
-            out.append(line)  # sent again at once
-        elif roll < 0.05:
-            out.append(lines[rnd.randrange(i + 1)])  # sent again later
-        elif roll < 0.06:
-            other = events[rnd.randrange(i + 1)].model_copy(update={"channel": "chat"})
-            out.append(other.model_dump_json())  # an ID reused
-        elif roll < 0.07:
-            out.append('{"event_id": "x", "channel": "web"')
-        elif roll < 0.08:
-            out.append('{"event_id": "no-time-%d", "channel": "web", "event_type": "visit"}' % i)
-        elif roll < 0.09:
-            out.append("")
-    path.write_text("\n".join(out) + "\n")
+    path.write_bytes(b"\n".join(with_noise(corpus(random.Random(5), n, people=60), random.Random(6))) + b"\n")
 
 
 def test_ingest_on_worker_processes_writes_the_log_and_report_of_ingest_in_one(tmp_path):
