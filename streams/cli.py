@@ -176,7 +176,8 @@ def cmd_produce(args: argparse.Namespace) -> int:
 def _kafka_settings(args: argparse.Namespace):
     from streams.kafka_io import KafkaSettings
 
-    return KafkaSettings.load(bootstrap=getattr(args, "bootstrap", None), prefix=getattr(args, "topic_prefix", None))
+    return KafkaSettings.load(bootstrap=getattr(args, "bootstrap", None), prefix=getattr(args, "topic_prefix", None),
+                              resolve_partitions=getattr(args, "resolve_partitions", None))
 
 
 def _uses_kafka(args: argparse.Namespace) -> bool:
@@ -890,6 +891,12 @@ def build_parser() -> argparse.ArgumentParser:
     kafka(p)
     p.set_defaults(func=cmd_snapshot)
 
+    def resolve_partitions(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--resolve-partitions", type=int, metavar="N",
+                       help="resolve shards: the resolve workers share N partitions of the shard tasks topic, "
+                            "and decide at once what deciding in order would (default: "
+                            "$IDRES_RESOLVE_PARTITIONS or 1; the same N for topics and every worker)")
+
     p = sub.add_parser("worker", help="run stream job roles on Kafka (Faust): validate, resolve, project")
     kafka(p)
     p.add_argument("--role", default="all", help="validate, resolve, project, or all (comma-separated; default all)")
@@ -903,6 +910,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="consumer group session timeout in seconds (default: $IDRES_SESSION_TIMEOUT or 10)")
     p.add_argument("--loglevel", choices=LOGLEVELS, help="(default: $IDRES_LOGLEVEL or info)")
     p.add_argument("--config", help="resolver rules as TOML (default: $IDRES_CONFIG or built-in rules)")
+    resolve_partitions(p)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("config", help="check a configuration file (resolver and projection rules)")
@@ -912,6 +920,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("topics", help="create the Kafka topics the stream jobs use (existing ones are kept)")
     kafka(p)
+    resolve_partitions(p)
     p.set_defaults(func=cmd_topics)
 
     p = sub.add_parser("replay", help="rebuild every projection from the decision log and compare")

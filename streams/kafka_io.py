@@ -38,6 +38,7 @@ environment variable             flag                      what                 
 ``IDRES_KAFKA_LINGER_MS``        ``--linger-ms``           how long a batch may wait to fill     20
 ``IDRES_KAFKA_BATCH_BYTES``      ``--batch-bytes``         batch size per partition              262144
 ``IDRES_KAFKA_TIMEOUT``          ``--timeout``             seconds to reach the broker           10
+``IDRES_RESOLVE_PARTITIONS``     ``--resolve-partitions``  resolve shards (topics and worker)    1
 ===============================  ========================  ====================================  ==================
 
 Existing topics are never altered: a raw topic that already exists keeps its partition count; a
@@ -82,6 +83,7 @@ ENV = {
     "linger_ms": "IDRES_KAFKA_LINGER_MS",
     "batch_bytes": "IDRES_KAFKA_BATCH_BYTES",
     "timeout": "IDRES_KAFKA_TIMEOUT",
+    "resolve_partitions": "IDRES_RESOLVE_PARTITIONS",
 }
 FLAGS: dict[str, Optional[str]] = {
     "bootstrap": "--bootstrap",
@@ -93,6 +95,7 @@ FLAGS: dict[str, Optional[str]] = {
     "linger_ms": "--linger-ms",
     "batch_bytes": "--batch-bytes",
     "timeout": "--timeout",
+    "resolve_partitions": "--resolve-partitions",
 }
 
 
@@ -156,6 +159,7 @@ class KafkaSettings:
     linger_ms: int = 20
     batch_bytes: int = 256 * 1024
     timeout: float = 10.0
+    resolve_partitions: int = 1  # resolve shards (``streams.kafka_shards``)
     client_id: str = "idres"
     # where each value came from ("--flag", "$IDRES_...", absent: the default), for error messages
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -209,6 +213,9 @@ class KafkaSettings:
         if not self.bootstrap_servers or not all(_host_port(s) for s in self.bootstrap_servers):
             raise ConfigError(f"{self.where('bootstrap')} must be HOST:PORT[,HOST:PORT...], not {self.bootstrap!r}")
         Topics(self.prefix)
+        if not 1 <= self.resolve_partitions <= 256:
+            raise ConfigError(f"{self.where('resolve_partitions')} must be a whole number of resolve shards from 1 "
+                              f"to 256, not {self.resolve_partitions}")
         for name in ("raw_partitions", "deadletter_partitions", "linger_ms", "batch_bytes"):
             low = 0 if name == "linger_ms" else 1
             if getattr(self, name) < low:

@@ -67,6 +67,11 @@ def stream_topics(settings: KafkaSettings, channels: Iterable[str] = KNOWN_CHANN
     wanted = settings.deployment_topics(list(channels))
     wanted[settings.topics.raw()] = settings.raw_partitions
     wanted[validated_topic(settings)] = 1
+    if settings.resolve_partitions > 1:  # (streams.kafka_shards)
+        from streams.kafka_shards import replies_topic, tasks_topic
+
+        wanted[tasks_topic(settings)] = settings.resolve_partitions
+        wanted[replies_topic(settings)] = 1
     return wanted
 
 
@@ -74,7 +79,10 @@ def create_stream_topics(settings: KafkaSettings, channels: Iterable[str] = KNOW
     admin = admin_client(settings)
     try:
         wanted = stream_topics(settings, channels)
-        ensure_topics(admin, settings, wanted)
+        from streams.kafka_shards import tasks_topic
+
+        # (the shards a worker sends to are the partitions the tasks topic has: they must agree)
+        ensure_topics(admin, settings, wanted, exact=[tasks_topic(settings)] if settings.resolve_partitions > 1 else [])
         return wanted
     finally:
         admin.close()
@@ -416,6 +424,16 @@ class StreamJobs:
                         await jobs._decide([], [])
 
             self.decisions = app.topic(s.topics.decisions, value_serializer="raw", key_serializer="raw")
+            if s.resolve_partitions > 1:  # resolve shards (streams.kafka_shards)
+                from streams.kafka_shards import ShardReplica, replies_topic, tasks_topic
+
+                self.shard_replica = ShardReplica(s, o.config)
+                self.shard_tasks = app.topic(tasks_topic(s), value_serializer="raw", key_serializer="raw")
+                self.shard_replies = app.topic(replies_topic(s), value_serializer="raw", key_serializer="raw")
+                self.session = ""  # the coordinator's, named anew whenever it rebuilds its state
+                self.window_no = 0
+                self.replies: Any = None
+                app.agent(self.shard_tasks, name="shard")(self._fatal(self._shard))
             if "validate" not in o.roles:
                 self.deadletter = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw")
             app.agent(app.topic(validated_topic(s), value_serializer="raw", key_serializer="raw"),
@@ -574,6 +592,14 @@ class StreamJobs:
         if self.resolver_stale or self.resolver is None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self._rebuild_resolver)
+            if self.settings.resolve_partitions > 1:
+                import uuid
+
+                from streams.kafka_shards import Replies
+
+                self.session = uuid.uuid4().hex  # (replies to an earlier session of this worker are ignored)
+                if self.replies is None:
+                    self.replies = await loop.run_in_executor(None, Replies, self.settings)
             try:  # the raw partitions the reorder buffer waits for until each has sent, or stayed silent
                 sources = await loop.run_in_executor(None, raw_partitions, self.settings)
             except Exception as exc:  # (not knowing them only makes the first events less sure to be in order)
@@ -589,13 +615,43 @@ class StreamJobs:
         loop = asyncio.get_running_loop()
         await self._ensure_resolver()
         released = self.reorder.release(loop.time())
-        pipeline = RecordPipeline(self.resolver, skip_blank=False)
-        pending = []
-        for key, topic, partition, offset, raw, ev in released:
+        for key, *_ in released:
             if key < self.decided_until:
                 m.add("resolve_late_events")  # older than an event decided before it (README: sequence neutrality)
             else:
                 self.decided_until = key
+        pending: list[Any] = []
+        if self.settings.resolve_partitions > 1 and released and not self.app.rebalancing:
+            entries, pending, undecided = await self._decide_on_shards(released, entries, pending)
+            if undecided:  # (interrupted by a rebalance: decided here, in order, as the shards would have)
+                entries, pending = await self._decide_in_order(undecided, entries, pending)
+        else:
+            # one partition; or a rebalance, which waits for the messages in hand to be acknowledged while the
+            # shards cannot answer: decided here, in order, with the same result
+            entries, pending = await self._decide_in_order(released, entries, pending)
+        m.add("decisions", sum(len(e) for e in entries))
+        m.gauges["reorder_held_events"] = len(self.reorder)
+        await self._flush(entries, pending)
+        for *_, ev in released:
+            left = self.held.get(ev)
+            if left is None:
+                continue  # (held before a rebalance took its partition away)
+            if left > 1:
+                self.held[ev] = left - 1
+            else:
+                del self.held[ev]
+                done.append(ev)
+        for ev in done:
+            ev.ack()
+
+    async def _decide_in_order(self, released: list[Any], entries: list[list[dict[str, Any]]],
+                               pending: list[Any]) -> tuple[list[list[dict[str, Any]]], list[Any]]:
+        """Decides released events one after the other here; their entries are added to ``entries``, their
+        dead letters' acknowledgements to ``pending``."""
+        m = self.metrics
+        loop = asyncio.get_running_loop()
+        pipeline = RecordPipeline(self.resolver, skip_blank=False)
+        for key, topic, partition, offset, raw, ev in released:
             outcome = pipeline.process(raw, {"name": f"{topic}/{partition}", "position": offset})
             if outcome.kind == ACCEPTED:
                 entries.append(outcome.decisions)
@@ -615,20 +671,122 @@ class StreamJobs:
                     entries, pending = [], []
                     await loop.run_in_executor(None, self._rebuild_resolver)
                     pipeline.resolver = self.resolver
-        m.add("decisions", sum(len(e) for e in entries))
-        m.gauges["reorder_held_events"] = len(self.reorder)
-        await self._flush(entries, pending)
-        for *_, ev in released:
-            left = self.held.get(ev)
-            if left is None:
-                continue  # (held before a rebalance took its partition away)
-            if left > 1:
-                self.held[ev] = left - 1
-            else:
-                del self.held[ev]
-                done.append(ev)
-        for ev in done:
-            ev.ack()
+        return entries, pending
+
+    async def _decide_on_shards(self, released: list[Any], entries: list[list[dict[str, Any]]],
+                                pending: list[Any]) -> tuple[list[list[dict[str, Any]]], list[Any], list[Any]]:
+        """Decides released events on the resolve shards, window by window (``streams.kafka_shards``): the
+        entries are the ones deciding them here in order gives. Also returns the events not decided, from the
+        window a rebalance interrupted on (the state is then rebuilt before the next window)."""
+        from resolver import epochs
+        from streams.kafka_shards import Interrupted
+        from streams.shards import first_new_event
+
+        m = self.metrics
+        loop = asyncio.get_running_loop()
+        i = 0
+        while i < len(released):
+            resolver = self.resolver
+            position = len(resolver.state.seen_events)
+            take = released[i:i + min(epochs.EPOCH_EVENTS, epochs.end_of(position) - position)]
+            i += len(take)
+            await self._flush(entries, pending)  # (a window starts where the log ends)
+            entries, pending = [], []
+            raws = [item[4] for item in take]
+            begun: list[dict[str, Any]] = []
+            if epochs.starts(position):
+                first = first_new_event(resolver, raws)
+                if first is not None:
+                    begun = resolver.begin_epoch(position, first)
+            window = self.window_no
+            self.window_no += 1
+            try:
+                decided, slots, failed = await self._window(take, raws, position, begun, window)
+            except Interrupted as exc:
+                log.warning("resolve shards interrupted (%s): %d events are decided here, in order", exc,
+                            len(released) - i + len(take))
+                if begun:  # (the state holds the epoch's decisions of a window not logged)
+                    await loop.run_in_executor(None, self._rebuild_resolver)
+                return entries, pending, released[i - len(take):]
+            if failed is not None:  # a defect on a shard: this window is decided here, in order
+                log.error("a resolve shard failed (%s): window %d is decided in order by the coordinator",
+                          failed, window)
+                m.add("resolve_shard_failures")
+                await loop.run_in_executor(None, self._rebuild_resolver)  # (without the epoch's decisions)
+                entries, pending = await self._decide_in_order(take, entries, pending)
+                continue
+            for slot in slots:
+                _, topic, partition, offset, raw, _ = take[slot.index]
+                if slot.kind == "event":
+                    mine = decided[slot.event]
+                    resolver.apply_all(mine)
+                    entries.append(begun + mine if slot.event == 0 else mine)
+                    m.add("resolve_events")
+                elif slot.kind == "duplicate":
+                    m.add("resolve_duplicates")
+                else:
+                    m.add("resolve_rejected")
+                    pending.append(await self._dead_letter(topic, partition, offset, raw, slot.reason or "",
+                                                           detail=slot.detail, event_id=slot.event_id))
+        return entries, pending, []
+
+    async def _window(self, take: list[Any], raws: list[bytes], position: int, begun: list[dict[str, Any]],
+                      window: int) -> tuple[dict[int, list[dict[str, Any]]], list[Any], Optional[str]]:
+        """The two rounds of one window on the shards: the decisions by event, the slots, and the error a
+        shard reported (None)."""
+        from streams.kafka_shards import verdict_of
+        from streams.shards import assign, plan
+
+        loop = asyncio.get_running_loop()
+        n = self.settings.resolve_partitions
+        base = {"session": self.session, "window": window, "offset": self.log_end}
+        await self._send_tasks([{**base, "round": 1, "shard": s, "begun": begun,
+                                 "items": [[b, raws[b].decode("utf-8")] for b in range(s, len(take), n)]}
+                                for s in range(n)])
+        replies = await loop.run_in_executor(None, self._collect, window, 1)
+        failed = next((r["error"] for r in replies.values() if r["error"]), None)
+        if failed is not None:
+            return {}, [], failed
+        verdicts = dict(verdict_of(row) for r in replies.values() for row in r["verdicts"])
+        slots, chains = plan(verdicts, len(take), self.resolver.state.seen_events.get)
+        events = [slot for slot in slots if slot.kind == "event"]
+        if not events:
+            return {}, slots, None
+        tasks = []
+        for s, picks in enumerate(assign(chains, n)):
+            work = []
+            for c in picks:
+                chain = []
+                for k in chains[c]:
+                    _, topic, partition, offset, raw, _ = take[events[k].index]
+                    chain.append([k, events[k].index, raw.decode("utf-8"),
+                                  {"name": f"{topic}/{partition}", "position": offset}])
+                work.append(chain)
+            tasks.append({**base, "round": 2, "shard": s, "position": position, "chains": work})
+        await self._send_tasks(tasks)
+        replies = await loop.run_in_executor(None, self._collect, window, 2)
+        failed = next((r["error"] for r in replies.values() if r["error"]), None)
+        decided = {k: entry for r in replies.values() for k, entry in r.get("decided") or ()}
+        return decided, slots, failed
+
+    async def _send_tasks(self, tasks: list[dict[str, Any]]) -> None:
+        sent = [await self.shard_tasks.send(value=orjson.dumps(task), partition=task["shard"]) for task in tasks]
+        await asyncio.gather(*sent)
+
+    def _collect(self, window: int, round_: int) -> dict[int, dict[str, Any]]:
+        return self.replies.collect(self.session, window, round_, self.settings.resolve_partitions, timeout=30.0,
+                                    stopped=lambda: self.failed is not None or bool(self.app.rebalancing))
+
+    async def _shard(self, stream: Any) -> None:
+        """A resolve shard's tasks (``streams.kafka_shards``): answered on this worker's copy of the state."""
+        loop = asyncio.get_running_loop()
+        async for ev in stream.events():
+            task = orjson.loads(ev.value)
+            reply = await loop.run_in_executor(None, self.shard_replica.handle, task)
+            await (await self.shard_replies.send(value=orjson.dumps(reply)))
+            self.metrics.add("shard_tasks")
+            if reply["error"]:
+                self.metrics.add("shard_errors")
 
     async def _flush(self, entries: list[list[dict[str, Any]]], pending: list[Any]) -> None:
         # each entry is serialized once: measured for chunking, then joined into its message

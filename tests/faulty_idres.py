@@ -5,7 +5,8 @@
 runs ``idres ARGS`` in which the resolver's decision on that event fails the first time it is asked
 for it, after changing the resolver's state (the real decision is applied, then it raises): a driver
 must keep the record with its reason and rebuild the state, or the state keeps an event no log holds.
-Later decisions on the same event succeed.
+Later decisions on the same event succeed, except on a resolve shard (``decide`` at a given position),
+where it fails every time: the driver then decides the event in order itself, which fails the first time.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ _real_decide = Resolver.decide
 _failed: set[str] = set()
 
 
-def _decide(self, event, source=None, *args, **kwargs):
-    decisions = _real_decide(self, event, source, *args, **kwargs)
-    if event.event_id == DEFECT_ON and event.event_id not in _failed:
-        _failed.add(event.event_id)
-        raise RuntimeError("planted defect")
+def _decide(self, event, source=None, digest=None, position=None):
+    decisions = _real_decide(self, event, source, digest, position)
+    if event.event_id == DEFECT_ON:
+        if position is not None:  # on a shard: every time (the driver then decides the event in order)
+            raise RuntimeError("planted defect")
+        if event.event_id not in _failed:
+            _failed.add(event.event_id)
+            raise RuntimeError("planted defect")
     return decisions
 
 

@@ -1,0 +1,98 @@
+"""Resolve shards on a real Kafka-protocol broker: any number of resolve workers sharing N shard partitions
+give the profiles and IDs of `idres ingest`, also when one of them is killed mid-stream."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from streams.embedded import EmbeddedEngine
+from streams.kafka_io import KafkaSettings
+from streams.synthetic import SyntheticConfig, write_dataset
+from tests.cli_helpers import ROOT
+from tests.kafka_broker import free_port, unique_name
+from tests.test_stream import Worker, decided, idres, snapshot_matches_embedded, wait_until
+
+
+class ShardWorker(Worker):
+    """An `idres worker --role all --resolve-partitions N`."""
+
+    def __init__(self, tmp: Path, bootstrap: str, prefix: str, shards: int, name: str):
+        self.port = free_port()
+        self.log = tmp / f"worker-{name}-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--bootstrap", bootstrap, "--topic-prefix", prefix,
+             "--role", "all", "--resolve-partitions", str(shards), "--web-port", str(self.port),
+             "--session-timeout", "6", "--loglevel", "warn", "--data-dir", str(tmp / f"data-{name}")],
+            cwd=ROOT, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+
+
+def _events(tmp: Path, seed: int) -> tuple[Path, int]:
+    """A data set where the guards and the matcher act, its lines shuffled; and how many events it holds."""
+    generated = tmp / "generated.jsonl"
+    write_dataset(generated, tmp / "truth.csv", SyntheticConfig(people=250, seed=seed))
+    lines = [line for line in generated.read_bytes().splitlines(keepends=True) if line.strip()]
+    random.Random(seed).shuffle(lines)
+    events = tmp / "events.jsonl"
+    events.write_bytes(b"".join(lines))
+    with EmbeddedEngine(tmp / "count") as engine:
+        return events, engine.ingest_file(events).accepted
+
+
+def _total(workers, name: str) -> float:
+    return sum(w.metrics().get(name, 0) for w in workers)
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+def test_several_workers_sharing_resolve_shards_give_the_profiles_and_ids_of_idres_ingest(
+        kafka_bootstrap, tmp_path, shards):
+    events, accepted = _events(tmp_path, 21)
+    prefix = unique_name(f"shards{shards}") + "."
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    idres("topics", *kafka, "--resolve-partitions", str(shards))
+    idres("produce", str(events), *kafka)  # a topic per channel, 4 partitions each
+    workers = [ShardWorker(tmp_path, kafka_bootstrap, prefix, shards, f"w{i}") for i in range(shards)]
+    try:
+        wait_until(lambda: _total(workers, "idres_log_entries_applied") == accepted, 240,
+                   "all events decided on the shards and projected", workers)
+        answered = [w.metrics().get("idres_shard_tasks_total", 0) for w in workers]
+    finally:
+        for w in workers:
+            w.stop()
+    assert sum(1 for n in answered if n) >= 2, f"the shard tasks went to one worker only: {answered}"
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    assert set(decided(settings).values()) == {1}
+    snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
+
+
+def test_a_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(kafka_bootstrap, tmp_path):
+    events, accepted = _events(tmp_path, 23)
+    prefix = unique_name("shardkill") + "."
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    idres("topics", *kafka, "--resolve-partitions", "2")
+    idres("produce", str(events), *kafka)
+    workers = [ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, f"k{i}") for i in range(2)]
+    try:
+        # kill the worker that answers shard tasks but does not coordinate, once some windows are logged
+        wait_until(lambda: _total(workers, "idres_log_entries_written_total") > accepted // 4, 180,
+                   "a quarter of the events decided", workers)
+        victim = next((w for w in workers if not w.metrics().get("idres_log_entries_written_total")
+                       and w.metrics().get("idres_shard_tasks_total")), workers[-1])
+        victim.stop(signal.SIGKILL)
+        workers.remove(victim)
+        workers.append(ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, "k-again"))
+        wait_until(lambda: _total(workers, "idres_log_entries_applied") >= accepted, 240,
+                   "all events decided after the kill", workers)
+    finally:
+        for w in workers:
+            w.stop()
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    counts = decided(settings)
+    assert len(counts) == accepted and set(counts.values()) == {1}, Counter(counts.values())
+    snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
