@@ -2,14 +2,19 @@
 
     python benchmarks/kafka_shards.py [--people 3000] [--shards 1,2,3] [--bootstrap HOST:PORT]
 
-For each N: fresh topics (`idres topics --resolve-partitions N`), the same events produced to per-channel
-raw topics (4 partitions each), then N workers running every role with `--resolve-partitions N` (one
-worker for N = 1). Printed: the steady rate (first decision-log entry to the last), the wall time from the
-workers' start, and whether every event got the profile `idres ingest` gives it. Then, with 2 shards, the
+For each N: fresh topics (`idres topics --resolve-partitions N`), the same events produced (below), then N
+workers running every role with `--resolve-partitions N` (one worker for N = 1). Printed: the steady rate
+(events over the time from the first decision-log message to the last, by the broker's timestamps), the wall
+time from the workers' start to the last event projected, the events decided out of time order, and
+whether every event got the profile `idres ingest` gives it. Then, with 2 shards, the
 worker that answers shard tasks without coordinating is killed with SIGKILL once a third of the events are
 logged and started again: printed are the seconds the log did not grow, and the check again.
 
-On a machine with few cores the workers, the broker and the coordinator share them: say so with the figures.
+The events go to one raw topic of one partition, in event-time order (`idres produce --topic PREFIXraw
+--partitions 1`): with several raw partitions, validate workers starved of CPU on a small machine can make
+events later than the reorder buffer waits for, and those are decided out of time order (counted as late,
+and printed). On a machine with few cores the workers, the broker and the coordinator share them: say so
+with the figures.
 """
 
 from __future__ import annotations
@@ -26,14 +31,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.stream_throughput import metric, produce  # noqa: E402
+from benchmarks.stream_throughput import metric  # noqa: E402
 from streams.synthetic import SyntheticConfig, write_dataset  # noqa: E402
 from tests.kafka_broker import free_port, kafka_broker, select_broker  # noqa: E402
 
 
 def start(bootstrap: str, prefix: str, shards: int, log: Path, name: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--bootstrap", bootstrap,
+    # (tests.tansu_worker: the test broker answers a fetch only when its wait is over; see there)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.tansu_worker", "worker", "--bootstrap", bootstrap,
                              "--topic-prefix", prefix, "--role", "all", "--resolve-partitions", str(shards),
                              "--web-port", str(port), "--session-timeout", "6", "--loglevel", "warn",
                              "--data-dir", str(log.parent / f"data-{prefix}{name}")],
@@ -43,6 +49,12 @@ def start(bootstrap: str, prefix: str, shards: int, log: Path, name: str) -> tup
 
 def total(ports: list[int], name: str) -> float:
     return sum(metric(p, name) for p in ports)
+
+
+def produce_one(bootstrap: str, prefix: str, events: Path) -> None:
+    subprocess.run([sys.executable, "-m", "streams.cli", "produce", str(events), "--bootstrap", bootstrap,
+                    "--topic-prefix", prefix, "--topic", f"{prefix}raw", "--partitions", "1"],
+                   cwd=ROOT, check=True, capture_output=True)
 
 
 def same_as_ingest(bootstrap: str, prefix: str, events: Path, work: Path) -> bool:
@@ -60,6 +72,18 @@ def same_as_ingest(bootstrap: str, prefix: str, events: Path, work: Path) -> boo
     with duckdb.connect(str(snap), read_only=True) as con:
         return con.execute("SELECT event_id, profile_id FROM events ORDER BY event_id").fetchall() == \
             same_as_ingest.embedded
+
+
+def log_span(bootstrap: str, prefix: str) -> float:
+    """Seconds from the first decision-log message to the last, by the broker's record timestamps (the
+    workers' /metrics may not answer while they compute)."""
+    from streams.kafka_io import KafkaSettings
+    from streams.stream_app import read_to_end
+
+    stamps: list[int] = []
+    settings = KafkaSettings.load(bootstrap=bootstrap, prefix=prefix)
+    read_to_end(settings, settings.topics.decisions, lambda record: stamps.append(record.timestamp))
+    return (max(stamps) - min(stamps)) / 1000 if stamps else float("nan")
 
 
 def topics(bootstrap: str, prefix: str, shards: int) -> None:
@@ -82,38 +106,35 @@ def main() -> int:
     log = work / "workers.log"
     choice = select_broker({"KAFKA_BOOTSTRAP": args.bootstrap} if args.bootstrap else {})
     with kafka_broker(work, choice) as bootstrap:
-        print("| resolve partitions | workers | steady events/s | wall s | same profiles and IDs as `idres ingest` |")
-        print("|---:|---:|---:|---:|---|")
+        print("| resolve partitions | workers | steady events/s | wall s | late events | same profiles and IDs as "
+              "`idres ingest` |")
+        print("|---:|---:|---:|---:|---:|---|")
         for shards in [int(s) for s in args.shards.split(",")]:
             prefix = f"s{shards}."
             topics(bootstrap, prefix, shards)
-            produce(bootstrap, prefix, events)
+            produce_one(bootstrap, prefix, events)
             started = time.perf_counter()
             workers = [start(bootstrap, prefix, shards, log, f"w{i}") for i in range(shards)]
             ports = [p for _, p in workers]
-            first = None
             while True:
-                written = total(ports, "idres_log_entries_written_total")
-                now = time.perf_counter()
-                if written and first is None:
-                    first = now
                 if total(ports, "idres_log_entries_applied") >= n:
                     break
                 if any(proc.poll() is not None for proc, _ in workers):
                     raise SystemExit(f"a worker exited; see {log}")
                 time.sleep(0.2)
             last = time.perf_counter()
+            late = total(ports, "idres_resolve_late_events_total")
             for proc, _ in workers:
                 proc.send_signal(signal.SIGTERM)
             for proc, _ in workers:
                 proc.wait()
             same = same_as_ingest(bootstrap, prefix, events, work)
-            print(f"| {shards} | {len(workers)} | {n / max(last - first, 1e-9):,.0f} | {last - started:.1f} | "
-                  f"{'yes' if same else 'NO'} |", flush=True)
+            print(f"| {shards} | {len(workers)} | {n / log_span(bootstrap, prefix):,.0f} | {last - started:.1f} | "
+                  f"{late:,.0f} | {'yes' if same else 'NO'} |", flush=True)
 
         prefix = "kill."
         topics(bootstrap, prefix, 2)
-        produce(bootstrap, prefix, events)
+        produce_one(bootstrap, prefix, events)
         workers = [start(bootstrap, prefix, 2, log, f"k{i}") for i in range(2)]
         ports = [p for _, p in workers]
         while total(ports, "idres_log_entries_written_total") < n / 3:

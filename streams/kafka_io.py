@@ -17,6 +17,9 @@ topic               default name           partitions                 holds
 ``Pdecisions``      ``idres.decisions``    1, always                  the decision log: one ordered partition
 ==================  =====================  =========================  =================================================
 
+With more than one resolve shard (``resolve_partitions``), ``Pshard.tasks`` (that many partitions) and
+``Pshard.replies`` (1) carry the shards' work (``streams.kafka_shards``).
+
 Keys: raw events whose strongest identifier (the lowest rule ``priority`` among the identifiers that
 normalize to a usable value) is the same get the same key, ``TYPE:VALUE`` as the resolver writes it
 (``email:janedoe@gmail.com``), so they land in file order on one partition of their topic. The raw

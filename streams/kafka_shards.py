@@ -93,8 +93,7 @@ class ShardReplica:
             tp = TopicPartition(self.settings.topics.decisions, 0)
             if self._consumer is None:
                 self._consumer = reader(self.settings, enable_auto_commit=False, group_id=None,
-                                        auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20,
-                                        fetch_max_wait_ms=20)
+                                        auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20)
                 self._consumer.assign([tp])
             self._consumer.seek(tp, self.position)
             stalled = time.monotonic() + max(self.settings.timeout, 5) * 4
@@ -187,8 +186,7 @@ class Replies:
 
         self.settings = settings
         self.tp = TopicPartition(replies_topic(settings), 0)
-        self.consumer = reader(settings, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
-                               fetch_max_wait_ms=20)
+        self.consumer = reader(settings, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
         self.consumer.assign([self.tp])
         # from the topic's end, as a fetch response tells it (not ListOffsets: see ``read_to_end``)
         self.consumer.seek(self.tp, 0)

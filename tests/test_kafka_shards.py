@@ -21,13 +21,14 @@ from tests.test_stream import Worker, decided, idres, snapshot_matches_embedded,
 
 
 class ShardWorker(Worker):
-    """An `idres worker --role all --resolve-partitions N`."""
+    """An `idres worker --role all --resolve-partitions N` (with the short fetch waits of
+    ``tests.tansu_worker``: each window goes through the broker four times)."""
 
     def __init__(self, tmp: Path, bootstrap: str, prefix: str, shards: int, name: str):
         self.port = free_port()
         self.log = tmp / f"worker-{name}-{self.port}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--bootstrap", bootstrap, "--topic-prefix", prefix,
+            [sys.executable, "-m", "tests.tansu_worker", "worker", "--bootstrap", bootstrap, "--topic-prefix", prefix,
              "--role", "all", "--resolve-partitions", str(shards), "--web-port", str(self.port),
              "--session-timeout", "6", "--loglevel", "warn", "--data-dir", str(tmp / f"data-{name}")],
             cwd=ROOT, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)

@@ -1,0 +1,43 @@
+"""`idres` for tests on the Tansu broker, with short fetch waits.
+
+    python -m tests.tansu_worker ARGS...   # runs `idres ARGS`
+
+Tansu answers a fetch only when its wait (``fetch_max_wait_ms``) is over, even when records arrived
+meanwhile; Apache Kafka answers as soon as there is data. Faust fixes the wait of its consumers at 1,500 ms
+(``faust/transport/drivers/aiokafka.py``), so on Tansu each hop through a topic a worker consumes costs up
+to 1.5 s, and the resolve shards' two rounds per window cost seconds. This caps every consumer's wait at
+``IDRES_TEST_FETCH_WAIT_MS`` (50) in the process, which changes nothing on Apache Kafka.
+
+Reproduction (tests/kafka_broker.py starts Tansu): a kafka-python consumer assigned to a topic, polling,
+while another thread produces one record every 0.3 s: the median time from send to receipt is 453 ms with
+``fetch_max_wait_ms=1500`` and 5 ms with 100.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+WAIT_MS = int(os.environ.get("IDRES_TEST_FETCH_WAIT_MS", "50"))
+
+
+def _cap() -> None:
+    import aiokafka
+    import kafka
+
+    real = aiokafka.AIOKafkaConsumer.__init__
+
+    def init(self, *topics, **config):
+        config["fetch_max_wait_ms"] = min(config.get("fetch_max_wait_ms", 500), WAIT_MS)
+        real(self, *topics, **config)
+
+    aiokafka.AIOKafkaConsumer.__init__ = init
+    kafka.KafkaConsumer.DEFAULT_CONFIG["fetch_max_wait_ms"] = WAIT_MS
+
+
+_cap()
+
+if __name__ == "__main__":
+    from streams.cli import main
+
+    sys.exit(main())
