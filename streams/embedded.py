@@ -514,6 +514,7 @@ class _Sharded:
                     mine.append(chain)
                 work.append(mine)
             pool.ask_decide(position, work)
+            run.commit()  # (the windows before this one: logged and folded into the views while they decide)
             decided, error = pool.results()
             if error is not None:
                 self._fail()
