@@ -97,3 +97,48 @@ def test_a_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
     counts = decided(settings)
     assert len(counts) == accepted and set(counts.values()) == {1}, Counter(counts.values())
     snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
+
+
+def test_a_review_verdict_reaches_the_shards_copies_before_the_next_events(kafka_bootstrap, tmp_path):
+    """The coordinator decides a person's verdict and logs it; the shards read it from the log before they
+    decide the events that follow, which then join the profile the verdict made."""
+    import json
+
+    prefix = unique_name("shardreview") + "."
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    person = {"first_name": "Jane", "last_name": "Doe", "postcode": "SW1A 1AA"}
+
+    def send(*events: dict) -> None:
+        path = tmp_path / "events.jsonl"
+        path.write_text("".join(json.dumps(e) + "\n" for e in events))
+        idres("produce", str(path), *kafka)
+
+    idres("topics", *kafka, "--resolve-partitions", "2")
+    send({"event_id": "web1", "occurred_at": "2025-01-01T00:00:00Z", "channel": "web", "event_type": "signup",
+          "identifiers": {"email": "jane.doe@example.co.uk"},
+          "attributes": {**person, "date_of_birth": "1985-03-07", "address": "12 High Street"}},
+         {"event_id": "store1", "occurred_at": "2025-01-02T00:00:00Z", "channel": "store",
+          "event_type": "purchase", "identifiers": {"loyalty_id": "LY-1234-5678"}, "attributes": person})
+    worker = ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, "r")
+    try:
+        wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == 2, 120,
+                   "both events decided", [worker])
+        queue = json.loads(idres("review", "--json", *kafka).stdout)
+        assert [r["status"] for r in queue] == ["pending"]
+        idres("review", "accept", queue[0]["review_id"], "--by", "ana", *kafka)
+        wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == 3, 60,
+                   "the verdict recorded", [worker])
+        send({"event_id": "app1", "occurred_at": "2025-01-03T00:00:00Z", "channel": "app", "event_type": "login",
+              "identifiers": {"loyalty_id": "LY-1234-5678", "device_id": "phone-77"}})
+        wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == 4, 60,
+                   "the next event decided", [worker])
+        assert worker.metrics().get("idres_shard_tasks_total", 0) >= 4  # (both windows went to the shards)
+    finally:
+        worker.stop()
+    snap = tmp_path / "review.duckdb"
+    idres("snapshot", *kafka, "--out", str(snap))
+    import duckdb
+
+    with duckdb.connect(str(snap), read_only=True) as con:
+        profiles = dict(con.execute("SELECT event_id, profile_id FROM events").fetchall())
+    assert profiles["web1"] == profiles["store1"] == profiles["app1"]
