@@ -46,6 +46,15 @@ def test_settings_flags_over_environment_over_defaults():
                                                          "idres.decisions": 1}
 
 
+def test_resolve_shards_add_their_two_topics():
+    from streams.stream_app import stream_topics
+
+    one = stream_topics(KafkaSettings.load({}), ["web"])
+    three = stream_topics(KafkaSettings.load({"IDRES_RESOLVE_PARTITIONS": "3"}), ["web"])
+    assert set(three) - set(one) == {"idres.shard.tasks", "idres.shard.replies"}
+    assert (three["idres.shard.tasks"], three["idres.shard.replies"]) == (3, 1)
+
+
 @pytest.mark.parametrize("env, flags, message", [
     ({"IDRES_RAW_PARTITIONS": "four"}, {}, r"\$IDRES_RAW_PARTITIONS must be a whole number"),
     ({}, {"raw_partitions": 0}, "--partitions must be at least 1"),
@@ -53,6 +62,8 @@ def test_settings_flags_over_environment_over_defaults():
     ({}, {"compression": "brotli"}, "--compression must be one of"),
     ({}, {"replication_factor": 0}, "--replication-factor must be -1"),
     ({"IDRES_TOPIC_PREFIX": "bad prefix"}, {}, "prefix"),
+    ({"IDRES_RESOLVE_PARTITIONS": "0"}, {}, r"\$IDRES_RESOLVE_PARTITIONS must be a whole number of resolve shards"),
+    ({}, {"resolve_partitions": 300}, "--resolve-partitions must be a whole number of resolve shards from 1 to 256"),
 ])
 def test_settings_errors_name_their_source(env, flags, message):
     with pytest.raises(ConfigError, match=message):
