@@ -169,10 +169,7 @@ class Resolver:
         ctx.take()
         occurred_at = utc_iso(event.occurred_at)
         if position is None:
-            position = len(st.seen_events)
-            self._fold.enter(position)
-            if epochs.starts(position):
-                self._begin_epoch(event.event_id, occurred_at)
+            self._enter(len(st.seen_events), event.event_id, occurred_at)
         else:
             self._fold.enter(position)
         self._sync_formats()
@@ -226,9 +223,7 @@ class Resolver:
         already applied. Deciding ``event`` alone would have begun with them."""
         ctx = self._ctx
         ctx.take()
-        self._fold.enter(position)
-        if epochs.starts(position):
-            self._begin_epoch(event.event_id, utc_iso(event.occurred_at))
+        self._enter(position, event.event_id, utc_iso(event.occurred_at))
         return ctx.take()
 
     def footprint(self, event: ChannelEvent) -> set[str]:
@@ -238,10 +233,14 @@ class Resolver:
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
         return footprint.items(self.state, event.event_id, node_keys, record[1] if record is not None else ())
 
-    def _begin_epoch(self, event_id: str, occurred_at: str) -> None:
-        """What is learned from all events at the start of an epoch (``resolver.epochs``), attributed to
-        its first event: the countries whose numbers have become common (``resolver.formats``), then the
-        match model, if it is due to be re-estimated (``resolver.calibration``)."""
+    def _enter(self, position: int, event_id: str, occurred_at: str) -> None:
+        """The event at ``position`` is next; if it starts an epoch (``resolver.epochs``), what is learned
+        from all events then, attributed to it: the countries whose numbers have become common
+        (``resolver.formats``), then the match model, if it is due to be re-estimated
+        (``resolver.calibration``)."""
+        self._fold.enter(position)
+        if not epochs.starts(position):
+            return
         st = self.state
         for region in sorted(st.phone_regions):
             evidence = formats.learnable(st, region, self.config.default_region)

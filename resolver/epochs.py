@@ -36,6 +36,11 @@ def starts(position: int) -> bool:
     return epoch_of(position) == position
 
 
+def room(position: int, most: int = EPOCH_EVENTS) -> int:
+    """How many events from ``position`` on a window may hold: at most ``most``, and none past its epoch."""
+    return min(most, end_of(position) - position)
+
+
 def end_of(position: int) -> int:
     """The position of the first event of the next epoch."""
     start = epoch_of(position)

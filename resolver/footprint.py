@@ -20,7 +20,7 @@ apart. It must never name less; the property tests decide corpora both ways and 
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 from resolver.state import ResolverState
 
@@ -65,7 +65,7 @@ def items(st: ResolverState, event_id: str, node_keys: Iterable[str], blocks: It
     return out
 
 
-def chains(footprints: list[set[str]]) -> list[list[int]]:
+def chains(footprints: Sequence[Iterable[str]]) -> list[list[int]]:
     """The events of a window (their footprints, in the order they are decided) grouped into chains of
     events that share a footprint item, directly or through others; each chain in order, the chains in
     order of their first event."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Optional
 
 from projections.customer import CustomerViews, ProjectionConfig
+from resolver import epochs
 from resolver.config import ResolverConfig
 from resolver.decisions import record_of
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
@@ -450,11 +451,6 @@ class _Sharded:
         # windows decided, their events, and the sum of their longest chains (the critical path)
         self.windows = self.events = self.longest = 0
 
-    def room(self) -> int:
-        from resolver.epochs import EPOCH_EVENTS, end_of
-
-        return min(EPOCH_EVENTS, end_of(self.position) - self.position)
-
     def take(self, i: int, position: int, line: bytes) -> None:
         self.held.append((i, position, line))
         raw = line.strip()
@@ -462,7 +458,7 @@ class _Sharded:
             self.run.reports[i].blank += 1
             return
         self.batch.append((i, position, raw))
-        if len(self.batch) >= self.room():
+        if len(self.batch) >= epochs.room(self.position):
             self.flush()
 
     def _apply(self) -> None:
@@ -474,9 +470,8 @@ class _Sharded:
 
     def flush(self) -> None:
         """Decides the window's records on the workers and puts its entries in the run's pending."""
-        from resolver import epochs
         from streams.pipeline import Outcome
-        from streams.shards import assign, first_new_event, plan
+        from streams.shards import assign, begin, entry_of, plan, work_of
 
         if not self.batch:
             return
@@ -484,12 +479,9 @@ class _Sharded:
         resolver = run.engine.resolver
         n = pool.n
         position = self.position
-        begun: list[dict[str, Any]] = []
-        if epochs.starts(position):  # the epoch's decisions, on this state brought up to date
-            self._apply()
-            first = first_new_event(resolver, [raw for _, _, raw in batch])
-            if first is not None:
-                begun = resolver.begin_epoch(position, first)
+        if epochs.starts(position):
+            self._apply()  # (the epoch's decisions are made on this state, brought up to date)
+        begun = begin(resolver, position, [raw for _, _, raw in batch])
         pool.ask_verdicts(begun, [[(b, batch[b][2]) for b in range(s, len(batch), n)] for s in range(n)])
         self._apply()
         verdicts, error = pool.verdicts()
@@ -499,20 +491,13 @@ class _Sharded:
         slots, chains = plan(verdicts, len(batch), resolver.state.seen_events.get)
         events = [slot for slot in slots if slot.kind == "event"]
         decided: dict[int, list[dict[str, Any]]] = {}
-        owner = [-1] * len(events)
+        owner: list[int] = []
         if events:
-            picks = assign(chains, n)
-            work = []
-            for s in range(n):
-                mine = []
-                for c in picks[s]:
-                    chain = []
-                    for k in chains[c]:
-                        owner[k] = s
-                        i, line, raw = batch[events[k].index]
-                        chain.append((k, events[k].index, raw, run.source(i, line)))
-                    mine.append(chain)
-                work.append(mine)
+            def item(k: int) -> tuple[int, int, bytes, dict[str, Any]]:
+                i, line, raw = batch[events[k].index]
+                return k, events[k].index, raw, run.source(i, line)
+
+            work, owner = work_of(chains, assign(chains, n), item)
             pool.ask_decide(position, work)
             run.commit()  # (the windows before this one: logged and folded into the views while they decide)
             decided, error = pool.results()
@@ -530,7 +515,7 @@ class _Sharded:
                 mine = decided[slot.event]
                 pool.catch_up(mine, owner[slot.event])
                 self.unapplied.append(mine)
-                run.accepted(report, begun + mine if slot.event == 0 else mine)
+                run.accepted(report, entry_of(slot, decided, begun))
             elif slot.kind == "duplicate":
                 report.duplicates += 1
             elif slot.kind == "rejected":

@@ -83,17 +83,21 @@ class ShardPool:
             behind, self._behind[s] = self._behind[s] + begun, []
             self._conns[s].send(("verdicts", behind, shares[s]))
 
+    def _receive(self) -> list[Any]:
+        """Every worker's reply, in the order of the workers (the time waited for them is counted)."""
+        started = time.perf_counter()
+        replies = [conn.recv() for conn in self._conns]
+        self.waited += time.perf_counter() - started
+        return replies
+
     def verdicts(self) -> tuple[dict[int, Verdict], Optional[BaseException]]:
         out: dict[int, Verdict] = {}
         error: Optional[BaseException] = None
-        started = time.perf_counter()
-        for s in range(self.n):
-            got, exc, catching_up, working = self._conns[s].recv()
+        for s, (got, exc, catching_up, working) in enumerate(self._receive()):
             self.catching_up[s] += catching_up
             self.working[s] += working
             out.update(got)
             error = error or exc
-        self.waited += time.perf_counter() - started
         return out, error
 
     def ask_decide(self, position: int, work: list[list[Any]]) -> None:
@@ -103,13 +107,11 @@ class ShardPool:
     def results(self) -> tuple[dict[int, Entry], Optional[BaseException]]:
         decided: dict[int, Entry] = {}
         error: Optional[BaseException] = None
-        started = time.perf_counter()
-        for s in range(self.n):
-            result: ShardResult = self._conns[s].recv()
+        result: ShardResult
+        for s, result in enumerate(self._receive()):
             self.working[s] += result.deciding
             decided.update(result.decided)
             error = error or result.error
-        self.waited += time.perf_counter() - started
         return decided, error
 
     def close(self) -> None:

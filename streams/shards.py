@@ -16,9 +16,9 @@ epoch begins with the epoch's decisions, which the coordinator makes first, on i
 shard applies the entries it did not decide before the next window. The log is the one deciding every
 record in order would write: same decisions, same order.
 
-This module holds that logic without any transport: ``ShardWorker`` (a shard's side), ``plan`` and
-``Assembly`` (the coordinator's), and ``LocalShards``, which runs them in this process (tests, and the
-reference). ``streams.shard_pool`` runs shards as worker processes (``idres ingest --shards N``).
+This module holds that logic without any transport: ``ShardWorker`` (a shard's side); ``begin``, ``plan``,
+``assign``, ``work_of`` and ``entry_of`` (the coordinator's steps); and ``LocalShards``, which runs them in
+this process (tests, and the reference). ``streams.shard_pool`` runs shards as worker processes (``idres ingest --shards N``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from resolver import footprint
 from resolver.engine import Resolver, conflict_detail
 from resolver.ids import event_digest
 from schemas.channel import CONFLICTING_DUPLICATE, ChannelEvent
-from streams.pipeline import BLANK, VALID, RecordPipeline
+from streams.pipeline import BLANK, MAX_RECORD_BYTES, VALID, RecordPipeline
 
 Entry = list[dict[str, Any]]
 
@@ -50,23 +50,20 @@ class Verdict:
 
 @dataclass(slots=True)
 class ShardResult:
-    """What a shard decided: each event's decisions by index in the window; or the index it failed on."""
+    """What a shard decided: each event's decisions by index in the window, up to the defect it met, if any."""
 
     decided: dict[int, Entry] = field(default_factory=dict)
-    failed: Optional[int] = None
     error: Optional[BaseException] = None
-    # seconds spent catching up on what others decided, and validating and deciding (for benchmarks)
-    catching_up: float = 0.0
-    deciding: float = 0.0
+    deciding: float = 0.0  # seconds spent deciding (for benchmarks)
 
 
 class ShardWorker:
     """A shard: a copy of the state. ``catch_up`` applies what was decided elsewhere; ``verdicts`` and
     ``decide`` are the two rounds of a window."""
 
-    def __init__(self, resolver: Resolver, max_bytes: Optional[int] = None):
+    def __init__(self, resolver: Resolver, max_bytes: int = MAX_RECORD_BYTES):
         self.resolver = resolver
-        self.pipeline = RecordPipeline(resolver) if max_bytes is None else RecordPipeline(resolver, max_bytes=max_bytes)
+        self.pipeline = RecordPipeline(resolver, max_bytes=max_bytes)
         self._parsed: dict[int, ChannelEvent] = {}
 
     def catch_up(self, decisions: Entry) -> None:
@@ -98,12 +95,10 @@ class ShardWorker:
         try:
             for chain in chains:
                 for k, b, raw, source in chain:
-                    result.failed = k
                     event = parsed.get(b)
                     if event is None:
                         event = self.pipeline.check(raw).event
                     result.decided[k] = resolver.decide(event, source, position=position + k)
-            result.failed = None
         except Exception as exc:  # (a defect: the coordinator decides the window again, in order)
             result.error = exc
         self._parsed = {}
@@ -153,7 +148,7 @@ def plan(verdicts: dict[int, Verdict], records: int,
             slots.append(Slot(b, "duplicate", eid))
         else:
             slots.append(Slot(b, "rejected", eid, CONFLICTING_DUPLICATE, conflict_detail(eid)))
-    return slots, footprint.chains([set(p) for p in prints])
+    return slots, footprint.chains(prints)
 
 
 def assign(chains: list[list[int]], shards: int) -> list[list[int]]:
@@ -170,10 +165,41 @@ def assign(chains: list[list[int]], shards: int) -> list[list[int]]:
     return out
 
 
+def work_of(chains: list[list[int]], picks: list[list[int]],
+            item: Callable[[int], Any]) -> tuple[list[list[list[Any]]], list[int]]:
+    """What each shard is sent to decide (``picks[s]``: its chains, from ``assign``): its chains, each as
+    ``item(k)`` of its events; and the shard that decides each event."""
+    owner = [-1] * sum(map(len, chains))
+    work = []
+    for s, mine in enumerate(picks):
+        for c in mine:
+            for k in chains[c]:
+                owner[k] = s
+        work.append([[item(k) for k in chains[c]] for c in mine])
+    return work, owner
+
+
+def begin(resolver: Resolver, position: int, records: list[bytes]) -> Entry:
+    """The decisions that begin the epoch a window at ``position`` starts (none unless it starts one),
+    made on the coordinator's state: attributed to the window's first new event."""
+    from resolver import epochs
+
+    if not epochs.starts(position):
+        return []
+    first = first_new_event(resolver, records)
+    return resolver.begin_epoch(position, first) if first is not None else []
+
+
+def entry_of(slot: Slot, decided: dict[int, Entry], begun: Entry) -> Entry:
+    """An event's log entry: what its shard decided, after the epoch's decisions for the window's first."""
+    mine = decided[slot.event]
+    return begun + mine if slot.event == 0 else mine
+
+
 class LocalShards:
     """The coordinator and ``n`` shards in this process, each built by ``make`` (a fresh ``Resolver``):
     ``decide(records)`` gives the log entries of deciding the raw records in order (rejections included,
-    with ``reject_key(index)`` as their key), window by window of at most ``max_window`` records."""
+    keyed ``record:<index>``), window by window of at most ``max_window`` records."""
 
     def __init__(self, make: Any, n: int, max_window: int = 1024, assigner: Any = assign):
         self.coordinator = make()
@@ -192,12 +218,8 @@ class LocalShards:
         i = 0
         while i < len(records):
             position = len(st.seen_events)
-            take = records[i:i + min(self.max_window, epochs.end_of(position) - position)]
-            begun: Entry = []
-            if epochs.starts(position):  # the epoch's decisions, attributed to its first event
-                first = first_new_event(resolver, take)
-                if first is not None:
-                    begun = resolver.begin_epoch(position, first)
+            take = records[i:i + epochs.room(position, self.max_window)]
+            begun = begin(resolver, position, take)
             verdicts: dict[int, Verdict] = {}
             for s, shard in enumerate(self.shards):
                 shard.catch_up(self._behind[s] + begun)
@@ -206,13 +228,10 @@ class LocalShards:
             slots, chains = plan(verdicts, len(take), st.seen_events.get)
             events = [slot for slot in slots if slot.kind == "event"]
             decided: dict[int, Entry] = {}
-            owner = [-1] * len(events)
-            for s, picks in enumerate(self._assign(chains, n)):
-                work = [[(k, events[k].index, take[events[k].index], None) for k in chains[c]] for c in picks]
-                for c in picks:
-                    for k in chains[c]:
-                        owner[k] = s
-                got = self.shards[s].decide(position, work)
+            work, owner = work_of(chains, self._assign(chains, n),
+                                  lambda k: (k, events[k].index, take[events[k].index], None))
+            for s, chains_of_s in enumerate(work):
+                got = self.shards[s].decide(position, chains_of_s)
                 if got.error is not None:
                     raise RuntimeError(f"shard {s} failed") from got.error
                 decided.update(got.decided)
@@ -223,7 +242,7 @@ class LocalShards:
                     for s in range(n):
                         if s != owner[slot.event]:
                             self._behind[s].extend(mine)
-                    out.append(begun + mine if slot.event == 0 else mine)
+                    out.append(entry_of(slot, decided, begun))
                 elif slot.kind == "rejected":
                     entry = resolver.reject(f"record:{i + slot.index}", {}, slot.reason or "", "",
                                             slot.event_id, slot.detail)

@@ -680,7 +680,7 @@ class StreamJobs:
         window a rebalance interrupted on (the state is then rebuilt before the next window)."""
         from resolver import epochs
         from streams.kafka_shards import Interrupted
-        from streams.shards import first_new_event
+        from streams.shards import begin, entry_of
 
         m = self.metrics
         loop = asyncio.get_running_loop()
@@ -688,16 +688,12 @@ class StreamJobs:
         while i < len(released):
             resolver = self.resolver
             position = len(resolver.state.seen_events)
-            take = released[i:i + min(epochs.EPOCH_EVENTS, epochs.end_of(position) - position)]
+            take = released[i:i + epochs.room(position)]
             i += len(take)
             await self._flush(entries, pending)  # (a window starts where the log ends)
             entries, pending = [], []
             raws = [item[4] for item in take]
-            begun: list[dict[str, Any]] = []
-            if epochs.starts(position):
-                first = first_new_event(resolver, raws)
-                if first is not None:
-                    begun = resolver.begin_epoch(position, first)
+            begun = begin(resolver, position, raws)
             window = self.window_no
             self.window_no += 1
             try:
@@ -718,9 +714,8 @@ class StreamJobs:
             for slot in slots:
                 _, topic, partition, offset, raw, _ = take[slot.index]
                 if slot.kind == "event":
-                    mine = decided[slot.event]
-                    resolver.apply_all(mine)
-                    entries.append(begun + mine if slot.event == 0 else mine)
+                    resolver.apply_all(decided[slot.event])
+                    entries.append(entry_of(slot, decided, begun))
                     m.add("resolve_events")
                 elif slot.kind == "duplicate":
                     m.add("resolve_duplicates")
@@ -735,7 +730,7 @@ class StreamJobs:
         """The two rounds of one window on the shards: the decisions by event, the slots, and the error a
         shard reported (None)."""
         from streams.kafka_shards import verdict_of
-        from streams.shards import assign, plan
+        from streams.shards import assign, plan, work_of
 
         loop = asyncio.get_running_loop()
         n = self.settings.resolve_partitions
@@ -752,18 +747,13 @@ class StreamJobs:
         events = [slot for slot in slots if slot.kind == "event"]
         if not events:
             return {}, slots, None
-        tasks = []
-        for s, picks in enumerate(assign(chains, n)):
-            work = []
-            for c in picks:
-                chain = []
-                for k in chains[c]:
-                    _, topic, partition, offset, raw, _ = take[events[k].index]
-                    chain.append([k, events[k].index, raw.decode("utf-8"),
-                                  {"name": f"{topic}/{partition}", "position": offset}])
-                work.append(chain)
-            tasks.append({**base, "round": 2, "shard": s, "position": position, "chains": work})
-        await self._send_tasks(tasks)
+        def item(k: int) -> list[Any]:
+            _, topic, partition, offset, raw, _ = take[events[k].index]
+            return [k, events[k].index, raw.decode("utf-8"), {"name": f"{topic}/{partition}", "position": offset}]
+
+        work, _ = work_of(chains, assign(chains, n), item)
+        await self._send_tasks([{**base, "round": 2, "shard": s, "position": position, "chains": chains_of_s}
+                                for s, chains_of_s in enumerate(work)])
         replies = await loop.run_in_executor(None, self._collect, window, 2)
         failed = next((r["error"] for r in replies.values() if r["error"]), None)
         decided = {k: entry for r in replies.values() for k, entry in r.get("decided") or ()}
