@@ -176,6 +176,11 @@ class Interrupted(RuntimeError):
     (which waits for the coordinator's work in hand: it must give it back, or no shard is reassigned)."""
 
 
+class Overdue(Interrupted):
+    """A shard did not answer within the shard wait (a worker alive in the group but stuck, or far behind):
+    the coordinator decides the window itself, in order, and gives the shards a rest of as long."""
+
+
 class Replies:
     """The coordinator's reader of the replies topic (blocking: run it in an executor)."""
 
@@ -198,11 +203,12 @@ class Replies:
                                    f"--resolve-partitions N` creates it)")
         self.consumer.seek(self.tp, self.consumer.highwater(self.tp))
 
-    def collect(self, session: str, window: int, round_: int, shards: int, timeout: float,
+    def collect(self, session: str, window: int, round_: int, shards: int, wait: float,
                 stopped: Callable[[], bool]) -> dict[int, dict[str, Any]]:
-        """The replies of every shard to this round of this window (the first of each shard's)."""
+        """The replies of every shard to this round of this window (the first of each shard's); raises
+        ``Interrupted`` when ``stopped()`` says so, ``Overdue`` when a shard has not answered in ``wait`` s."""
         got: dict[int, dict[str, Any]] = {}
-        warn_at = time.monotonic() + timeout
+        deadline = time.monotonic() + wait
         while len(got) < shards:
             if stopped():
                 raise Interrupted(f"window {window}, round {round_}")
@@ -210,14 +216,9 @@ class Replies:
                 reply = orjson.loads(record.value)
                 if (reply.get("session"), reply.get("window"), reply.get("round")) == (session, window, round_):
                     got.setdefault(reply["shard"], reply)
-            if time.monotonic() > warn_at:
+            if len(got) < shards and time.monotonic() > deadline:
                 missing = sorted(set(range(shards)) - set(got))
-                import logging
-
-                logging.getLogger("idres.stream").warning(
-                    "waiting for resolve shard(s) %s (window %d, round %d): is a resolve worker running for "
-                    "them?", missing, window, round_)
-                warn_at = time.monotonic() + timeout
+                raise Overdue(f"window {window}, round {round_}: shard(s) {missing} did not answer in {wait:g} s")
         return got
 
     def close(self) -> None:

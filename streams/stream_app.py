@@ -307,6 +307,9 @@ class WorkerOptions:
     # seconds the resolve role holds an event for earlier ones from other raw partitions (0: decide each
     # on arrival); see ``streams.ordering.ReorderBuffer``
     reorder_wait: float = 2.0
+    # seconds the coordinator waits for a resolve shard's reply before deciding the window itself, in order
+    # (and deciding in order for as long again before it asks the shards anew); see ``streams.kafka_shards``
+    shard_wait: float = 30.0
     config: ResolverConfig = field(default_factory=ResolverConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
 
@@ -432,6 +435,7 @@ class StreamJobs:
                 self.shard_replies = app.topic(replies_topic(s), value_serializer="raw", key_serializer="raw")
                 self.session = ""  # the coordinator's, named anew whenever it rebuilds its state
                 self.window_no = 0
+                self.shards_rest_until = 0.0  # (loop time) after a shard did not answer in time
                 self.replies: Any = None
                 app.agent(self.shard_tasks, name="shard")(self._fatal(self._shard))
             if "validate" not in o.roles:
@@ -621,7 +625,8 @@ class StreamJobs:
             else:
                 self.decided_until = key
         pending: list[Any] = []
-        if self.settings.resolve_partitions > 1 and released and not self.app.rebalancing:
+        if (self.settings.resolve_partitions > 1 and released and not self.app.rebalancing
+                and loop.time() >= self.shards_rest_until):
             entries, pending, undecided = await self._decide_on_shards(released, entries, pending)
             if undecided:  # (interrupted by a rebalance: decided here, in order, as the shards would have)
                 entries, pending = await self._decide_in_order(undecided, entries, pending)
@@ -679,7 +684,7 @@ class StreamJobs:
         entries are the ones deciding them here in order gives. Also returns the events not decided, from the
         window a rebalance interrupted on (the state is then rebuilt before the next window)."""
         from resolver import epochs
-        from streams.kafka_shards import Interrupted
+        from streams.kafka_shards import Interrupted, Overdue
         from streams.shards import begin, entry_of
 
         m = self.metrics
@@ -701,6 +706,9 @@ class StreamJobs:
             except Interrupted as exc:
                 log.warning("resolve shards interrupted (%s): %d events are decided here, in order", exc,
                             len(released) - i + len(take))
+                if isinstance(exc, Overdue):
+                    m.add("resolve_shard_timeouts")
+                    self.shards_rest_until = loop.time() + self.options.shard_wait
                 if begun:  # (the state holds the epoch's decisions of a window not logged)
                     await loop.run_in_executor(None, self._rebuild_resolver)
                 return entries, pending, released[i - len(take):]
@@ -764,7 +772,8 @@ class StreamJobs:
         await asyncio.gather(*sent)
 
     def _collect(self, window: int, round_: int) -> dict[int, dict[str, Any]]:
-        return self.replies.collect(self.session, window, round_, self.settings.resolve_partitions, timeout=30.0,
+        return self.replies.collect(self.session, window, round_, self.settings.resolve_partitions,
+                                    wait=self.options.shard_wait,
                                     stopped=lambda: self.failed is not None or bool(self.app.rebalancing))
 
     async def _shard(self, stream: Any) -> None:

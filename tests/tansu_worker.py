@@ -8,6 +8,9 @@ meanwhile; Apache Kafka answers as soon as there is data. Faust fixes the wait o
 to 1.5 s, and the resolve shards' two rounds per window cost seconds. This caps every consumer's wait at
 ``IDRES_TEST_FETCH_WAIT_MS`` (50) in the process, which changes nothing on Apache Kafka.
 
+With ``IDRES_TEST_SHARD_HANG=S``, this worker answers each task of resolve shard S only after
+``IDRES_TEST_SHARD_HANG_S`` seconds (6): a worker alive in its group but stuck.
+
 Reproduction (tests/kafka_broker.py starts Tansu): a kafka-python consumer assigned to a topic, polling,
 while another thread produces one record every 0.3 s: the median time from send to receipt is 453 ms with
 ``fetch_max_wait_ms=1500`` and 5 ms with 100.
@@ -35,7 +38,25 @@ def _cap() -> None:
     kafka.KafkaConsumer.DEFAULT_CONFIG["fetch_max_wait_ms"] = WAIT_MS
 
 
+def _hang(shard: int) -> None:
+    import time
+
+    from streams.kafka_shards import ShardReplica
+
+    real = ShardReplica.handle
+    pause = float(os.environ.get("IDRES_TEST_SHARD_HANG_S", "6"))
+
+    def handle(self, task):
+        if task.get("shard") == shard:
+            time.sleep(pause)
+        return real(self, task)
+
+    ShardReplica.handle = handle
+
+
 _cap()
+if os.environ.get("IDRES_TEST_SHARD_HANG"):
+    _hang(int(os.environ["IDRES_TEST_SHARD_HANG"]))
 
 if __name__ == "__main__":
     from streams.cli import main

@@ -3,6 +3,7 @@ give the profiles and IDs of `idres ingest`, also when one of them is killed mid
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -24,14 +25,16 @@ class ShardWorker(Worker):
     """An `idres worker --role all --resolve-partitions N` (with the short fetch waits of
     ``tests.tansu_worker``: each window goes through the broker four times)."""
 
-    def __init__(self, tmp: Path, bootstrap: str, prefix: str, shards: int, name: str):
+    def __init__(self, tmp: Path, bootstrap: str, prefix: str, shards: int, name: str,
+                 env: dict[str, str] | None = None):
         self.port = free_port()
         self.log = tmp / f"worker-{name}-{self.port}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.tansu_worker", "worker", "--bootstrap", bootstrap, "--topic-prefix", prefix,
              "--role", "all", "--resolve-partitions", str(shards), "--web-port", str(self.port),
              "--session-timeout", "6", "--loglevel", "warn", "--data-dir", str(tmp / f"data-{name}")],
-            cwd=ROOT, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+            cwd=ROOT, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
+            env={**os.environ, **env} if env else None)
 
 
 def _events(tmp: Path, seed: int) -> tuple[Path, int]:
@@ -96,6 +99,29 @@ def test_a_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
     settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
     counts = decided(settings)
     assert len(counts) == accepted and set(counts.values()) == {1}, Counter(counts.values())
+    snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
+
+
+def test_a_shard_that_stops_answering_makes_the_coordinator_decide_in_order(kafka_bootstrap, tmp_path):
+    """A worker alive in the group whose shard 1 answers only after 6 s, with a shard wait of 2 s: the
+    coordinator stops waiting, decides those windows itself, and the result is still the one of ingest."""
+    events, accepted = _events(tmp_path, 29)
+    prefix = unique_name("shardhang") + "."
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    idres("topics", *kafka, "--resolve-partitions", "2")
+    idres("produce", str(events), *kafka)
+    env = {"IDRES_SHARD_WAIT": "2", "IDRES_TEST_SHARD_HANG": "1"}
+    workers = [ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, f"h{i}", env) for i in range(2)]
+    try:
+        wait_until(lambda: _total(workers, "idres_log_entries_applied") == accepted, 240,
+                   "all events decided", workers)
+        timeouts = _total(workers, "idres_resolve_shard_timeouts_total")
+    finally:
+        for w in workers:
+            w.stop()
+    assert timeouts >= 1
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    assert set(decided(settings).values()) == {1}
     snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
 
 
