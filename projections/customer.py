@@ -105,6 +105,10 @@ class CustomerViews:
         # probabilistic matching: links made on attribute evidence, and the review queue
         self.fuzzy_links: dict[int, dict[int, dict[str, Any]]] = {}
         self.reviews: dict[str, dict[str, Any]] = {}
+        # connection bans (``resolver.bans``): ban ID -> ban_id, kind (unmerge, review), sides, by,
+        # decided_at, note, and lifted (the lift decision) once lifted
+        self.bans: dict[str, dict[str, Any]] = {}
+        self.node_bans: dict[int, set[str]] = {}
         self._dirty: set[str] = set()
 
     # ------------------------------------------------------------------------------------ folding
@@ -209,12 +213,44 @@ class CustomerViews:
                 review = self.reviews.get(d["review_id"])
                 if review is not None:
                     review.update(status=d["outcome"], verdict=d)
+                    if d["outcome"] == "rejected":
+                        self._ban(d["review_id"], "review", [review["match"]["node"]], [review["match"]["other"]], d)
+            elif t == "connection_banned":
+                self._ban(d["ban_id"], "unmerge", d["nodes"], d["others"], d)
+                ones, others = {self._node(k) for k in d["nodes"]}, {self._node(k) for k in d["others"]}
+                for edges in (self.links, self.fuzzy_links):
+                    for a in ones:
+                        for b in [b for b in edges.get(a, ()) if b in others]:
+                            edges[a].pop(b, None)
+                            edges.get(b, {}).pop(a, None)
+            elif t == "ban_lifted":
+                ban = self.bans.get(d["ban_id"])
+                if ban is not None:
+                    ban["lifted"] = {k: d[k] for k in ("by", "decided_at", "note") if k in d}
             elif t == "phone_region_learned":
                 self.learned_regions.append(d["region"])
         if self._dirty:
             self._reassign()
         self._claims.clear()
         self.seq = seq + 1
+
+    def _ban(self, ban: str, kind: str, one: list[str], two: list[str], d: dict[str, Any]) -> None:
+        by = d.get("by") or d.get("reviewer")
+        self.bans[ban] = {"ban_id": ban, "kind": kind, "sides": [sorted(one), sorted(two)], "by": by,
+                          "decided_at": d["decided_at"], "note": d.get("note")}
+        for key in (*one, *two):
+            self.node_bans.setdefault(self._node(key), set()).add(ban)
+
+    def bans_of(self, profile_id: Optional[str] = None, lifted: bool = False) -> list[dict[str, Any]]:
+        """The connection bans (in force, or all with ``lifted``), of one profile's identifiers or of all,
+        by when they were decided."""
+        if profile_id is None:
+            found = list(self.bans.values())
+        else:
+            pid = self.resolve(profile_id)
+            ids = {b for n in (self.profiles[pid].nodes if pid is not None else ()) for b in self.node_bans.get(n, ())}
+            found = [self.bans[b] for b in ids]
+        return sorted((b for b in found if lifted or "lifted" not in b), key=lambda b: (b["decided_at"], b["ban_id"]))
 
     def _attach(self, prof: ProfileView, idx: int) -> None:
         self.node_profile[idx] = prof.id
@@ -600,6 +636,7 @@ class CustomerViews:
             "splits": splits,
             "not_linked": ignored[:200],
             "attributed": attributed[:200],
+            "bans": self.bans_of(pid),
             "summary": summary,
         }
 

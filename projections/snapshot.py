@@ -3,7 +3,7 @@
 The file is built under a temporary name beside the target and renamed over it only when complete,
 so a reader never sees a half-written snapshot. Tables (documented in the README):
 
-profiles, identifiers, events, merges, splits, aliases, links, review_queue, rejected_events,
+profiles, identifiers, events, merges, splits, aliases, links, review_queue, bans, rejected_events,
 snapshot_info.
 """
 
@@ -24,7 +24,8 @@ from projections.households import household_rows
 from projections.storage import file_mode, private_file, remove_debris
 from resolver.errors import IdresError
 
-SNAPSHOT_SCHEMA_VERSION = 4  # 3: rejected_events.reason is a category, its message in detail; 4: households
+SNAPSHOT_SCHEMA_VERSION = 5  # 3: rejected_events.reason is a category, its message in detail; 4: households;
+# 5: bans
 
 GOLDEN_FIELDS = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city")
 
@@ -65,6 +66,10 @@ TABLES: dict[str, dict[str, str]] = {
         "other_profile_id": "VARCHAR", "weight": "DOUBLE", "link_threshold": "DOUBLE",
         "review_threshold": "DOUBLE", "fields": "JSON", "model": "VARCHAR", "decision": "VARCHAR",
         "reviewer": "VARCHAR", "decided_at": "TIMESTAMPTZ", "note": "VARCHAR", "reason": "VARCHAR",
+    },
+    "bans": {
+        "ban_id": "VARCHAR", "kind": "VARCHAR", "side_a": "VARCHAR[]", "side_b": "VARCHAR[]",
+        "decided_by": "VARCHAR", "decided_at": "TIMESTAMPTZ", "note": "VARCHAR", "lifted_by": "VARCHAR", "lifted_at": "TIMESTAMPTZ",
     },
     "rejected_events": {
         "source": "VARCHAR", "position": "BIGINT", "event_id": "VARCHAR", "reason": "VARCHAR", "raw": "VARCHAR",
@@ -182,6 +187,14 @@ def review_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
         yield {c: row.get(c) for c in columns}
 
 
+def ban_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
+    for b in views.bans_of(lifted=True):
+        lifted = b.get("lifted") or {}
+        yield {"ban_id": b["ban_id"], "kind": b["kind"], "side_a": b["sides"][0], "side_b": b["sides"][1],
+               "decided_by": b["by"], "decided_at": b["decided_at"], "note": b.get("note"),
+               "lifted_by": lifted.get("by"), "lifted_at": lifted.get("decided_at")}
+
+
 def rejected_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
     """``reason`` is the category (``GROUP BY reason`` gives a few rows), ``detail`` the message; a record
     kept before rejections had a category (its reason was the message) gets one derived from it."""
@@ -222,6 +235,7 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
         "households": household_rows(views),
         "links": link_rows(views),
         "review_queue": review_rows(views),
+        "bans": ban_rows(views),
         "rejected_events": rejected_rows(views),
         "snapshot_info": ({"key": k, "value": str(v)} for k, v in meta.items()),
     }

@@ -178,6 +178,25 @@ class ProfileRenamed(TypedDict):
     event_id: str
 
 
+class ConnectionBanned(TypedDict):
+    type: Literal["connection_banned"]
+    ban_id: str
+    profile_id: str
+    nodes: list[str]
+    others: list[str]
+    by: str
+    decided_at: str
+    note: NotRequired[str]
+
+
+class BanLifted(TypedDict):
+    type: Literal["ban_lifted"]
+    ban_id: str
+    by: str
+    decided_at: str
+    note: NotRequired[str]
+
+
 class EventRejected(TypedDict):
     type: Literal["event_rejected"]
     key: str
@@ -190,14 +209,16 @@ class EventRejected(TypedDict):
 
 Decision = (InteractionRecorded | ProfileCreated | IdentifiersAttached | IdentifiersLinked | ProfilesMerged
             | IdentifierFlagged | LinkRefused | EventsAttributed | PhoneRegionLearned | ModelEstimated | ProbableLink
-            | PossibleMatch | ReviewDecided | ProfileSplit | ProfileRenamed | EventRejected)
+            | PossibleMatch | ReviewDecided | ProfileSplit | ProfileRenamed | ConnectionBanned | BanLifted
+            | EventRejected)
 
 ALL: tuple[type, ...] = (InteractionRecorded, ProfileCreated, IdentifiersAttached, IdentifiersLinked, ProfilesMerged,
                          IdentifierFlagged, LinkRefused, EventsAttributed, PhoneRegionLearned, ModelEstimated,
-                         ProbableLink, PossibleMatch, ReviewDecided, ProfileSplit, ProfileRenamed, EventRejected)
+                         ProbableLink, PossibleMatch, ReviewDecided, ProfileSplit, ProfileRenamed, ConnectionBanned,
+                         BanLifted, EventRejected)
 
 
-RECORD_TYPES = ("interaction_recorded", "event_rejected", "review_decided")
+RECORD_TYPES = ("interaction_recorded", "event_rejected", "review_decided", "connection_banned", "ban_lifted")
 
 
 def record_of(entry: list[dict[str, Any]]) -> dict[str, Any]:
@@ -263,6 +284,22 @@ def model_estimated(event_id: str, filed: int, records: int, sample: int, candid
 def profile_split(profile_id: str, event_id: str, reason: str, parts: list[SplitPart]) -> ProfileSplit:
     return {"type": "profile_split", "profile_id": profile_id, "event_id": event_id, "reason": reason,
             "parts": parts}
+
+
+def connection_banned(ban_id: str, profile_id: str, nodes: list[str], others: list[str], by: str,
+                      decided_at: str, note: Optional[str] = None) -> ConnectionBanned:
+    out: ConnectionBanned = {"type": "connection_banned", "ban_id": ban_id, "profile_id": profile_id, "nodes": nodes,
+                             "others": others, "by": by, "decided_at": decided_at}
+    if note:
+        out["note"] = note
+    return out
+
+
+def ban_lifted(ban_id: str, by: str, decided_at: str, note: Optional[str] = None) -> BanLifted:
+    out: BanLifted = {"type": "ban_lifted", "ban_id": ban_id, "by": by, "decided_at": decided_at}
+    if note:
+        out["note"] = note
+    return out
 
 
 def profile_renamed(profile_id: str, new_profile_id: str, event_id: str) -> ProfileRenamed:

@@ -45,6 +45,8 @@ This module is the façade. The components, each importing only those above it i
 ``linking``        deterministic links, shared flags and re-splits for one event; sessions
 ``fuzzy``          probabilistic links and possible matches (scored by ``resolver.matching``)
 ``review``         a person's verdict on a possible match
+``bans``           connection bans: identifiers a person said are different customers kept apart
+``unmerge``        a person's unmerge (a split and a ban), and the lift of a ban
 ``calibration``    the match model re-estimated from the records seen (``model_estimated``)
 ``formats``        formats learned from the data (the countries of national phone numbers)
 =================  ===========================================================================
@@ -55,10 +57,11 @@ from __future__ import annotations
 from sys import intern
 from typing import Any, Iterable, Optional
 
-from resolver import calibration, decisions, epochs, footprint, formats, fuzzy, linking, naming, review
+from resolver import calibration, decisions, epochs, footprint, formats, fuzzy, linking, naming, review, unmerge
 from resolver import traits as person
 from resolver.config import ResolverConfig
 from resolver.context import Context
+from resolver.errors import CommandError
 from resolver.fold import Fold
 from resolver.ids import RECORD_TYPE, event_digest, node_key, node_type, short_hash, utc_iso
 from resolver.matching import MatchModel, default_model
@@ -277,6 +280,30 @@ class Resolver:
         ctx.take()
         review.decide_review(ctx, review_id, accept, reviewer, decided_at, note)
         naming.settle(ctx, review_id, ctx.out)
+        return ctx.take()
+
+    def unmerge(self, profile_id: str, identifiers: list[tuple[str, str]], by: str, decided_at: str,
+                note: Optional[str] = None) -> list[dict[str, Any]]:
+        """A person's unmerge of ``identifiers`` (type, value: normalized as an event's would be) from a
+        profile, already applied (``resolver.unmerge``). Raises ``CommandError`` for an identifier that
+        cannot be used or is not in the profile, or a profile that is unknown."""
+        keys = []
+        for id_type, raw in identifiers:
+            value, why = self.normalize_identifier(id_type, raw)
+            if value is None:
+                raise CommandError(f"{id_type}={raw}: {why or 'not a usable value'}")
+            keys.append(node_key(id_type, value))
+        ctx = self._ctx
+        ctx.take()
+        unmerge.unmerge(ctx, profile_id, keys, by, decided_at, note)
+        naming.settle(ctx, profile_id, ctx.out)
+        return ctx.take()
+
+    def lift_ban(self, ban_id: str, by: str, decided_at: str, note: Optional[str] = None) -> list[dict[str, Any]]:
+        """A person's lift of a connection ban, already applied. Raises ``CommandError`` for a ban not in force."""
+        ctx = self._ctx
+        ctx.take()
+        unmerge.lift(ctx, ban_id, by, decided_at, note)
         return ctx.take()
 
     def apply(self, decision: dict[str, Any]) -> None:

@@ -11,3 +11,7 @@ class ConfigError(IdresError):
 
 class ReviewError(IdresError):
     """A review verdict names a possible match that is unknown or already decided."""
+
+
+class CommandError(IdresError):
+    """A person's command (an unmerge, a lift) names something that is not there."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-from resolver import epochs, formats, graph, naming, sessions
+from resolver import bans, epochs, formats, graph, naming, sessions
 from resolver import traits as person
 from resolver.config import ResolverConfig
 from resolver.matching import FREQUENCY_FIELDS, AttributeRecord, MatchModel
@@ -348,6 +348,14 @@ class Fold:
         if pair is not None and d["outcome"] == "rejected":
             a, b = pair
             st.review_rejected.add((a, b) if a < b else (b, a))
+            bans.add(st, d["review_id"], (a,), (b,), d["reviewer"])  # (``resolver.bans``)
+
+    def _banned(self, d: dict[str, Any]) -> None:
+        st = self.state
+        bans.add(st, d["ban_id"], [st.node(k) for k in d["nodes"]], [st.node(k) for k in d["others"]], d["by"])
+
+    def _lifted(self, d: dict[str, Any]) -> None:
+        bans.lift(self.state, d["ban_id"])
 
     def _attributed(self, d: dict[str, Any]) -> None:
         st = self.state
@@ -374,6 +382,8 @@ _APPLY: dict[str, Callable[[Fold, dict[str, Any]], None]] = {
     "probable_link": Fold._probable,
     "possible_match": Fold._possible,
     "review_decided": Fold._review,
+    "connection_banned": Fold._banned,
+    "ban_lifted": Fold._lifted,
     "events_attributed": Fold._attributed,
     "phone_region_learned": Fold._learned,
     "model_estimated": Fold._estimated,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
-from resolver import decisions, graph, naming
+from resolver import bans, decisions, graph, naming
 from resolver import traits as person
 from resolver.context import Context
 from resolver.guards import Acc, fuzzy_conflict
@@ -78,6 +78,8 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
         target = st.profiles[p]
         if fuzzy_conflict(cfg, acc, target) is not None:
             continue  # a guard keeps them apart whatever the attributes say
+        if st.ban_sides and bans.breach(st, acc.profiles, (target,)) is not None:
+            continue  # so does a person (``resolver.bans``)
         if total >= model.link_threshold:
             acc.add(target.counts, target.traits)
             acc.profiles.append(target)
@@ -171,7 +173,7 @@ def join(ctx: Context, event_id: str, at: str, a: int, b: int, rule: str, now: O
     acc = Acc(st, now=now)
     acc.add(first.counts, first.traits)
     acc.profiles.append(first)
-    reason = fuzzy_conflict(ctx.config, acc, second)
+    reason = fuzzy_conflict(ctx.config, acc, second) or bans.breach(st, (first,), (second,))
     if reason is not None:
         return reason
     key_a, key_b = st.node_keys[a], st.node_keys[b]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from resolver import decisions, graph, naming, sessions
+from resolver import bans, decisions, graph, naming, sessions
 from resolver import traits as person
 from resolver.context import Context
 from resolver.guards import Acc, conflict, cooccurrence_breach, culprit, nothing_new
@@ -90,6 +90,14 @@ def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], tr
                     refused.append(key)
                 else:
                     flag(ctx, key, event_id, found[0], found[1])
+                continue
+        if st.ban_sides and not acc.empty():
+            # a person said the two sides are different customers (``resolver.bans``): not on this event
+            why = bans.breach(st, acc.profiles, [st.profiles[pid]] if pid is not None else [],
+                              [st.node_index.get(k) for k in acc.new_nodes], [] if pid is not None else [idx])
+            if why is not None:
+                ctx.emit(decisions.link_refused(key, event_id, [k for k in node_keys if k != key], why))
+                refused.append(key)
                 continue
         acc.add(counts, known)
         if pid is not None:

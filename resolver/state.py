@@ -58,6 +58,10 @@ class ResolverState:
         self.reviews: dict[str, tuple[int, int]] = {}  # pending review id -> (node, other node)
         self.review_pairs: set[tuple[int, int]] = set()  # pairs queued for review or decided by a person
         self.review_rejected: set[tuple[int, int]] = set()  # pairs a person said are different customers
+        # connection bans (``resolver.bans``): ban ID -> (first side, second side, who decided it), and
+        # identifier -> {ban ID: its side, 1 or 2}
+        self.bans: dict[str, tuple[frozenset[int], frozenset[int], str]] = {}
+        self.ban_sides: dict[int, dict[str, int]] = {}
         self.value_counts: dict[tuple[str, str], int] = {}  # (field, value) -> indexed records holding it
         self.value_totals: dict[str, int] = {}  # field -> indexed records with a value for it
         # the counts above as they stood at the start of the current epoch (``resolver.epochs``), for the

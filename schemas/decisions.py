@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 # 2: each log entry carries ``v``; phone_region_learned; attribution rule same_name; merge evidence
 # 3: model_estimated; probable_link rule model_rescored; interaction_recorded digest
 # 4: profile_renamed; profiles named by their earliest event (merge survivor and split parts so named)
-DECISION_SCHEMA_VERSION = 4
+# 5: connection_banned, ban_lifted (unmerges and connection bans); a rejected review bans its pair
+DECISION_SCHEMA_VERSION = 5
 
 
 class _Decision(BaseModel):
@@ -269,6 +270,33 @@ class ProfileRenamed(_Decision):
     event_id: str = Field(description="The event whose decisions changed the cluster's earliest event.")
 
 
+class ConnectionBanned(_Decision):
+    """A person's unmerge (``idres unmerge``): the identifiers ``nodes`` left profile ``profile_id``, and a
+    connection ban (a cannot-link constraint) between them and ``others`` (the rest of the profile then)
+    holds for every later event, link, merge and split until it is lifted. The ban follows the identifiers,
+    not the profile IDs. The profile's split, decided with it, comes before it in the entry."""
+
+    type: Literal["connection_banned"]
+    ban_id: str
+    profile_id: str
+    nodes: list[str] = Field(description="The identifiers named: one side of the ban.")
+    others: list[str] = Field(description="The rest of the profile when it was decided: the other side.")
+    by: str = Field(description="Who decided it.")
+    decided_at: str
+    note: Optional[str] = None
+
+
+class BanLifted(_Decision):
+    """A person lifted a connection ban (``idres unmerge --lift``): what it kept apart may be joined again by
+    later evidence (nothing is joined by the lift itself)."""
+
+    type: Literal["ban_lifted"]
+    ban_id: str
+    by: str
+    decided_at: str
+    note: Optional[str] = None
+
+
 class EventRejected(_Decision):
     type: Literal["event_rejected"]
     key: str = Field(description="Identity of the raw record, so a re-read of the same input is a no-op.")
@@ -293,6 +321,8 @@ Decision = Annotated[
         LinkRefused,
         ProfileSplit,
         ProfileRenamed,
+        ConnectionBanned,
+        BanLifted,
         EventRejected,
         ProbableLink,
         PossibleMatch,

@@ -44,7 +44,7 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
@@ -519,6 +519,16 @@ class Attributed(BaseModel):
     claimed_by: Optional[str] = Field(None, description="The identified event that followed and claimed it.")
 
 
+class Ban(BaseModel):
+    ban_id: str
+    kind: Literal["unmerge", "review"] = Field(description="An unmerge, or a rejected review (its pair).")
+    sides: list[list[str]] = Field(description="The two sides: no profile may hold an identifier of each.")
+    by: str
+    decided_at: str
+    note: Optional[str] = None
+    lifted: Optional[dict[str, Any]] = Field(default=None, description="Who lifted it, when, why (if lifted).")
+
+
 class Explanation(BaseModel):
     profile_id: str
     identifiers: list[str]
@@ -530,6 +540,7 @@ class Explanation(BaseModel):
     attributed: list[Attributed] = Field(default_factory=list,
                                          description="Events that carried only shared identifiers, and why they "
                                                      "are this customer's.")
+    bans: list[Ban] = Field(default_factory=list, description="Connection bans in force on its identifiers.")
     summary: list[str] = Field(description="The evidence in sentences.")
 
 

@@ -501,6 +501,125 @@ def _submit_reviews(args: argparse.Namespace, reviewer: str) -> int:
     return 2 if failed else 0
 
 
+def cmd_unmerge(args: argparse.Namespace) -> int:
+    """Unmerge identifiers from a profile (a split and a connection ban), lift a ban, or list the bans."""
+    kafka = _uses_kafka(args)
+    if args.list:
+        if args.lift or args.profile_id:
+            raise UsageError("`idres unmerge --list` takes no profile or ban")
+        if kafka:
+            bans = _kafka_views(args)[0].bans_of(lifted=args.all)
+        else:
+            with _engine(args, writer=False) as engine:
+                bans = engine.views.bans_of(lifted=args.all)
+        if args.json:
+            _print_json(bans)
+            return 0
+        for b in bans:
+            lifted = f"  lifted by {b['lifted']['by']}" if "lifted" in b else ""
+            note = f"  ({b['note']})" if b.get("note") else ""
+            print(f"{b['ban_id']}  {b['kind']:<7} by {b['by']} at {b['decided_at']}{lifted}{note}\n"
+                  f"    {', '.join(b['sides'][0])}  !=  {', '.join(b['sides'][1][:8])}"
+                  + (f" and {len(b['sides'][1]) - 8} more" if len(b['sides'][1]) > 8 else ""))
+        print(f"{len(bans)} connection ban(s){'' if args.all else ' in force'}. Lift one with "
+              f"`idres unmerge --lift BAN_ID --by NAME`.")
+        return 0
+    by = args.by or os.environ.get("USER") or "unknown"
+    if args.lift:
+        if args.profile_id or args.identifiers:
+            raise UsageError("`idres unmerge --lift BAN_ID` takes no profile or identifiers")
+        command = {"command": "lift", "ban_id": args.lift}
+    else:
+        if not args.profile_id or not args.identifiers:
+            raise UsageError("name the profile and the identifiers that leave it: `idres unmerge PROFILE_ID "
+                             "TYPE=VALUE [TYPE=VALUE ...] --by NAME` (see `idres show PROFILE_ID`)")
+        pairs = []
+        for spec in args.identifiers:
+            id_type, eq, raw = spec.partition("=")
+            if not eq or not id_type.strip() or not raw.strip():
+                raise UsageError(f"expected TYPE=VALUE (for example email=jane@example.com), got {spec!r}")
+            pairs.append([id_type.strip(), raw])
+        command = {"command": "unmerge", "profile_id": args.profile_id, "identifiers": pairs}
+    command["by"] = by
+    if args.note:
+        command["note"] = args.note
+    if kafka:
+        _check_command(args, command)
+        return _submit_commands(args, [command])
+    from resolver.errors import IdresError
+
+    with _engine(args, writer=True) as engine:
+        try:
+            if command["command"] == "lift":
+                engine.lift_ban(command["ban_id"], by, args.note)
+                print(f"{command['ban_id']}: lifted")
+                return 0
+            decisions = engine.unmerge(args.profile_id, [tuple(p) for p in command["identifiers"]], by, args.note)
+        except IdresError as exc:
+            print(f"idres: error: {exc}", file=sys.stderr)
+            return 2
+    ban = decisions[-1] if decisions[-1]["type"] == "connection_banned" else \
+        next(d for d in decisions if d["type"] == "connection_banned")
+    split = next(d for d in decisions if d["type"] == "profile_split")
+    renames = {d["profile_id"]: d["new_profile_id"] for d in decisions if d["type"] == "profile_renamed"}
+    for part in split["parts"]:
+        print(f"{renames.get(part['profile_id'], part['profile_id'])}: {', '.join(part['nodes'])}")
+    print(f"{ban['ban_id']}: {', '.join(ban['nodes'])} and the rest of the profile are kept apart from now on "
+          f"(lift with `idres unmerge --lift {ban['ban_id']} --by NAME`)")
+    return 0
+
+
+def _check_command(args: argparse.Namespace, command: dict[str, Any]) -> None:
+    """Kafka: refuses here what the resolve worker would refuse, as the views of the decision log stand."""
+    from resolver.ids import node_key
+    from resolver.normalize import Normalizer
+
+    views = _kafka_views(args)[0]
+    if command["command"] == "lift":
+        if not any(b["ban_id"] == command["ban_id"] for b in views.bans_of()):
+            raise UsageError(f"no connection ban {command['ban_id']!r} in force (list them with `idres unmerge --list`)")
+        return
+    pid = views.resolve(command["profile_id"])
+    if pid is None:
+        raise UsageError(f"no profile {command['profile_id']!r} in the decision log")
+    config, _ = _settings(args)
+    normalizer = Normalizer(config)
+    normalizer.learn_regions(tuple(views.learned_regions))
+    for id_type, raw in command["identifiers"]:
+        value, why = normalizer.identifier(id_type, raw)
+        if value is None:
+            raise UsageError(f"{id_type}={raw}: {why or 'not a usable value'}")
+        found = views.lookup_node(node_key(id_type, value))
+        if found.get("profile_id") != pid:
+            raise UsageError(f"{node_key(id_type, value)} is not an identifier of profile {pid} "
+                             f"(see `idres explain {pid} --bootstrap ...`)")
+
+
+def _submit_commands(args: argparse.Namespace, commands: list[dict[str, Any]]) -> int:
+    """Kafka: a person's commands go to the resolve worker (the decision log's only writer) on the validated
+    topic; it decides them in order with the events, and logs a refused one as a warning."""
+    from datetime import datetime, timezone
+
+    import orjson
+
+    from resolver.ids import utc_iso
+    from streams.kafka_io import producer
+    from streams.stream_app import validated_topic
+
+    settings = _kafka_settings(args)
+    at = utc_iso(datetime.now(timezone.utc))
+    prod = producer(settings)
+    try:
+        prod.send(validated_topic(settings), key=b"command",
+                  value=orjson.dumps({"commands": [{**c, "decided_at": at} for c in commands]})).get(
+            timeout=settings.timeout)
+    finally:
+        prod.close()
+    for c in commands:
+        print(f"{c['command']} submitted; the resolve worker records it (see `idres unmerge --list`)")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from resolver.matching import train_model
     from streams.settings import save_match_model
@@ -958,6 +1077,20 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(p)
     kafka(p)
     p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("unmerge", help="part identifiers from a profile and keep them apart (a connection ban); "
+                                       "lift or list bans")
+    p.add_argument("profile_id", nargs="?", metavar="PROFILE_ID")
+    p.add_argument("identifiers", nargs="*", metavar="TYPE=VALUE", help="the identifiers that leave the profile")
+    p.add_argument("--by", help="who decides (default: $USER)")
+    p.add_argument("--note", help="why, kept with the decision in the log")
+    p.add_argument("--lift", metavar="BAN_ID", help="lift a connection ban instead")
+    p.add_argument("--list", action="store_true", help="list the connection bans in force")
+    p.add_argument("--all", action="store_true", help="with --list: lifted bans too")
+    p.add_argument("--json", action="store_true")
+    data_dir(p)
+    kafka(p)
+    p.set_defaults(func=cmd_unmerge)
 
     p = sub.add_parser("train", help="estimate a probabilistic match model (u and m) from channel events")
     p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines file(s) of channel events; - for stdin")

@@ -321,6 +321,31 @@ class EmbeddedEngine:
         self.checkpoint()
         return decisions
 
+    def unmerge(self, profile_id: str, identifiers: list[tuple[str, str]], by: str, note: Optional[str] = None,
+                decided_at: Optional[str] = None) -> list[dict[str, Any]]:
+        """A person's unmerge (``resolver.unmerge``) as one log entry. Raises ``CommandError`` for a profile
+        or identifier that is not there."""
+        at = decided_at or utc_iso(datetime.now(timezone.utc))
+        return self._command(lambda: self.resolver.unmerge(profile_id, identifiers, by, at, note))
+
+    def lift_ban(self, ban_id: str, by: str, note: Optional[str] = None,
+                 decided_at: Optional[str] = None) -> list[dict[str, Any]]:
+        """A person's lift of a connection ban as one log entry. Raises ``CommandError`` for a ban not in force."""
+        at = decided_at or utc_iso(datetime.now(timezone.utc))
+        return self._command(lambda: self.resolver.lift_ban(ban_id, by, at, note))
+
+    def _command(self, decide: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        mark = self.resolver.mark()
+        try:
+            decisions = decide()
+        except Exception:
+            if self.resolver.changed_since(mark):
+                self._recover()
+            raise
+        self._commit([decisions])
+        self.checkpoint()
+        return decisions
+
     # ------------------------------------------------------------------------------------ verify
     def verify_decisions(self, progress: Optional[Callable[[int], None]] = None) -> Optional[str]:
         """Re-decides every logged record with a fresh resolver and compares with the log.
@@ -339,6 +364,11 @@ class EmbeddedEngine:
             elif rec["type"] == "review_decided":
                 again = check.decide_review(rec["review_id"], rec["decision"] == "accept", rec["reviewer"],
                                             rec["decided_at"], rec.get("note"))
+            elif rec["type"] == "connection_banned":
+                again = check.unmerge(rec["profile_id"], [tuple(k.split(":", 1)) for k in rec["nodes"]],
+                                      rec["by"], rec["decided_at"], rec.get("note"))
+            elif rec["type"] == "ban_lifted":
+                again = check.lift_ban(rec["ban_id"], rec["by"], rec["decided_at"], rec.get("note"))
             else:
                 identifiers = {}
                 for key in rec["nodes"]:

@@ -37,8 +37,8 @@ from resolver.errors import IdresError
 from schemas.decisions import DECISION_SCHEMA_VERSION
 
 SEGMENT_ENTRIES = 1_000_000
-CHECKPOINT_VERSION = 4  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
-# 4: term frequencies as they stood at the epoch's start
+CHECKPOINT_VERSION = 5  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
+# 4: term frequencies as they stood at the epoch's start; 5: connection bans
 
 
 

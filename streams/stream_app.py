@@ -563,6 +563,8 @@ class StreamJobs:
                     value = orjson.loads(ev.value)
                     if value.get("reviews"):
                         entries += await self._reviews(value["reviews"])
+                    if value.get("commands"):
+                        entries += await self._commands(value["commands"])
                     held = 0
                     for topic, partition, offset, raw in value.get("events", ()):
                         raw = raw.encode("utf-8")  # the original bytes (the validate role checked they are UTF-8)
@@ -589,6 +591,28 @@ class StreamJobs:
             except ReviewError as exc:
                 log.warning("review verdict not recorded: %s", exc)
                 self.metrics.add("resolve_review_errors")
+        return out
+
+    async def _commands(self, commands: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        """A person's unmerges and lifts (`idres unmerge --bootstrap`): decided at once, in the order given."""
+        from resolver.errors import IdresError
+
+        await self._ensure_resolver()
+        out = []
+        for c in commands:
+            try:
+                if c.get("command") == "unmerge":
+                    out.append(self.resolver.unmerge(c["profile_id"], [tuple(p) for p in c["identifiers"]], c["by"],
+                                                     c["decided_at"], c.get("note")))
+                elif c.get("command") == "lift":
+                    out.append(self.resolver.lift_ban(c["ban_id"], c["by"], c["decided_at"], c.get("note")))
+                else:
+                    raise IdresError(f"unknown command {c.get('command')!r}")
+                self.metrics.add("resolve_commands")
+            except (IdresError, KeyError, TypeError, ValueError) as exc:
+                # (the state is unchanged: a command checks everything before it decides)
+                log.warning("command not recorded: %s: %s", c.get("command"), exc)
+                self.metrics.add("resolve_command_errors")
         return out
 
     async def _ensure_resolver(self) -> None:
