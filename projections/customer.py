@@ -460,6 +460,36 @@ class CustomerViews:
             out.append(row)
         return out
 
+    def review_detail(self, review_id: str) -> Optional[dict[str, Any]]:
+        """A review with its two sides side by side: for each, the identifier, its profile now (or that it
+        is shared), the attribute record the match weighed (the reviewed event's, and the latest one seen
+        with the other identifier), and the profile's golden record and identifiers."""
+        review = self.reviews.get(review_id)
+        if review is None:
+            return None
+        row = next(r for r in self.review_queue(include_decided=True) if r["review_id"] == review_id)
+        sides = []
+        for key, pid, event_id in ((row["identifier"], row["profile_id"], row["event_id"]),
+                                   (row["other_identifier"], row["other_profile_id"], None)):
+            idx = self.node_index.get(key)
+            side: dict[str, Any] = {"identifier": key, "profile_id": pid, "status": "shared" if idx in self.shared
+                                    else "linked" if pid is not None else "unknown"}
+            holders = [i for i in self.profiles[pid].events if idx in self.ev_nodes[i]] if pid is not None else []
+            if event_id is not None:
+                holders = [i for i in holders if self.ev_id[i] == event_id] or holders
+            with_attrs = [i for i in holders if self.ev_attrs[i]]
+            if with_attrs:
+                i = max(with_attrs, key=lambda i: (self.ev_at[i], self.ev_id[i]))
+                side.update(event_id=self.ev_id[i], channel=self.ev_channel[i], occurred_at=self.ev_at[i],
+                            record=self.attributes(i))
+            if pid is not None:
+                prof = self.profiles[pid]
+                side["golden_record"] = {k: v["value"] for k, v in self.golden_record(prof).items()}
+                side["identifiers"] = sorted(self.node_keys[n] for n in prof.nodes)[:50]
+                side["events"] = len(prof.events)
+            sides.append(side)
+        return {**row, "sides": sides}
+
     def golden_record(self, prof: ProfileView) -> dict[str, dict[str, Any]]:
         """Per attribute: the surviving value, when and where it was given."""
         best: dict[str, tuple[bool, str, str, str, str]] = {}

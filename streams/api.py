@@ -34,6 +34,7 @@ with that value; the health endpoints stay open.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hmac
 import ipaddress
@@ -50,7 +51,7 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.customer import CustomerViews, ProjectionConfig
@@ -64,6 +65,7 @@ from streams.embedded import STATE_FORMAT, bulk_work
 from streams.log import DecisionLog, LogError, load_checkpoint
 
 API_KEY_ENV = "IDRES_API_KEY"
+WRITE_KEYS_ENV = "IDRES_API_WRITE_KEYS"  # name:key,name:key: who may decide reviews and unmerges over HTTP
 API_KEY_SCHEME = "ApiKey"
 POLL_INTERVAL = 0.2  # seconds between looks at the log
 APPLY_BATCH = 50  # log entries folded per hold of the views lock
@@ -479,6 +481,79 @@ class Review(BaseModel):
     reason: Optional[str] = None
 
 
+class Ban(BaseModel):
+    ban_id: str
+    kind: Literal["unmerge", "review"] = Field(description="An unmerge, or a rejected review (its pair).")
+    sides: list[list[str]] = Field(description="The two sides: no profile may hold an identifier of each.")
+    by: str
+    decided_at: str
+    note: Optional[str] = None
+    lifted: Optional[dict[str, Any]] = Field(default=None, description="Who lifted it, when, why (if lifted).")
+
+
+class ReviewSide(BaseModel):
+    identifier: str
+    profile_id: Optional[str] = Field(description="Its profile now (None when the identifier was since found shared).")
+    status: Literal["linked", "shared", "unknown"]
+    event_id: Optional[str] = Field(None, description="The event whose attribute record is shown.")
+    channel: Optional[str] = None
+    occurred_at: Optional[str] = None
+    record: dict[str, Any] = Field(default_factory=dict, description="The attributes the match weighed.")
+    golden_record: dict[str, Any] = Field(default_factory=dict, description="The profile's best values.")
+    identifiers: list[str] = Field(default_factory=list, description="The profile's identifiers (50 at most).")
+    events: int = 0
+
+
+class ReviewDetail(Review):
+    sides: list[ReviewSide] = Field(description="The two sides, side by side: the reviewed event's and the other's.")
+
+
+class ReviewVerdict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["accept", "reject"]
+    note: Optional[str] = Field(None, max_length=2000)
+
+
+class BulkVerdict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["accept", "reject"]
+    min_weight: float = Field(description="Decide every pending review weighing at least this.")
+    max_weight: Optional[float] = Field(None, description="... and at most this.")
+    note: Optional[str] = Field(None, max_length=2000)
+    limit: int = Field(1000, ge=1, le=10000, description="Decide at most this many (oldest first).")
+
+
+class IdentifierRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str = Field(min_length=1, max_length=64)
+    value: str = Field(min_length=1, max_length=512)
+
+
+class UnmergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    identifiers: list[IdentifierRef] = Field(min_length=1, max_length=200,
+                                             description="The identifiers that leave the profile.")
+    note: Optional[str] = Field(None, max_length=2000)
+
+
+class LiftRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: Optional[str] = Field(None, max_length=2000)
+
+
+class CommandResult(BaseModel):
+    status: Literal["recorded", "submitted"] = Field(
+        description="recorded: in the decision log now (embedded); submitted: sent to the resolve worker (Kafka).")
+    by: str = Field(description="Who decided: the name the write key belongs to.")
+    decisions: list[dict[str, Any]] = Field(default_factory=list, description="What was recorded (embedded).")
+    detail: Optional[str] = None
+
+
+class BanPage(BaseModel):
+    total: int
+    bans: list[Ban]
+
+
 class ReviewPage(BaseModel):
     total: int
     limit: int
@@ -517,16 +592,6 @@ class Attributed(BaseModel):
     rule: str = Field(description="same_session: within 30 minutes of this customer's identified event on it; "
                                   "same_name: it names this customer, the only one of its users it names.")
     claimed_by: Optional[str] = Field(None, description="The identified event that followed and claimed it.")
-
-
-class Ban(BaseModel):
-    ban_id: str
-    kind: Literal["unmerge", "review"] = Field(description="An unmerge, or a rejected review (its pair).")
-    sides: list[list[str]] = Field(description="The two sides: no profile may hold an identifier of each.")
-    by: str
-    decided_at: str
-    note: Optional[str] = None
-    lifted: Optional[dict[str, Any]] = Field(default=None, description="Who lifted it, when, why (if lifted).")
 
 
 class Explanation(BaseModel):
@@ -702,8 +767,25 @@ _PROFILE_PROBLEMS = {
 ProfileId = PathParam(min_length=1, max_length=128, description="A profile ID, current or merged away.")
 
 
-def create_app(follower: Follower, api_key: Optional[str] = None) -> FastAPI:
-    """The application; ``api_key`` (when not empty) is required in ``X-API-Key`` on every /v1 route."""
+def write_keys(spec: Optional[str]) -> dict[str, str]:
+    """``name:key,name:key`` as {key: name}. Raises ``ServeError`` for a malformed one."""
+    out: dict[str, str] = {}
+    for item in (spec or "").split(","):
+        if not item.strip():
+            continue
+        name, sep, key = item.strip().partition(":")
+        if not sep or not name.strip() or len(key) < 8:
+            raise ServeError(f"{WRITE_KEYS_ENV}: expected name:key pairs separated by commas, keys of at least "
+                             f"8 characters (for example ana:Zk3...,bo:9fQ...), not {item.strip()[:20]!r}")
+        out[key] = name.strip()
+    return out
+
+
+def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optional[dict[str, str]] = None,
+               commands: Any = None) -> FastAPI:
+    """The application; ``api_key`` (when not empty) is required in ``X-API-Key`` on every /v1 route.
+    ``writers`` ({key: name}) may decide reviews and unmerges through ``commands`` (``streams.commands``),
+    each decision in the writer's name; without them the API takes no commands."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -735,11 +817,22 @@ def create_app(follower: Follower, api_key: Optional[str] = None) -> FastAPI:
     async def _refused(request: Request, exc: _Refused) -> JSONResponse:
         return exc.response
 
+    writer_keys = [(k.encode(), name) for k, name in (writers or {}).items()]
+
+    def writer_of(request: Request) -> Optional[str]:
+        given = request.headers.get("x-api-key", "").encode("utf-8", "surrogateescape")
+        found = None
+        for key, name in writer_keys:  # (every key compared: the time taken does not tell which matched)
+            if hmac.compare_digest(given, key):
+                found = name
+        return found
+
     async def guard(request: Request) -> None:
         # (a plain dependency, cheaper per request than fastapi.security.APIKeyHeader; the scheme is
         # declared in the OpenAPI document below)
         if expected is not None and not hmac.compare_digest(
-                request.headers.get("x-api-key", "").encode("utf-8", "surrogateescape"), expected):
+                request.headers.get("x-api-key", "").encode("utf-8", "surrogateescape"), expected) \
+                and writer_of(request) is None:
             raise _Refused(_problem(401, "unauthorized", "this API needs the X-API-Key header with a valid key"))
         if not follower.ready.is_set():
             raise _Refused(_problem(503, "not_ready", "the customer views are still loading; retry shortly"))
@@ -865,6 +958,83 @@ def create_app(follower: Follower, api_key: Optional[str] = None) -> FastAPI:
         with follower.lock:
             rows = follower.views.review_queue(include_decided=all)
         return {"total": len(rows), "limit": limit, "offset": offset, "reviews": rows[offset:offset + limit]}
+
+    @app.get("/v1/reviews/{review_id}", response_model=ReviewDetail, **v1,
+             summary="One review, its two records side by side", responses=_PROBLEMS)
+    async def review_detail(review_id: str = PathParam(min_length=1, max_length=64)) -> Any:
+        with follower.lock:
+            found = follower.views.review_detail(review_id)
+        if found is None:
+            return _problem(404, "unknown_review", f"no review {review_id}")
+        return found
+
+    @app.get("/v1/bans", response_model=BanPage, **v1, summary="Connection bans (unmerges and rejected reviews)")
+    async def list_bans(all: bool = Query(False, description="include lifted bans")) -> Any:
+        with follower.lock:
+            found = follower.views.bans_of(lifted=all)
+        return {"total": len(found), "bans": found}
+
+    # -- commands: a person's decisions (each needs a write key: it is recorded in its owner's name) --------
+    async def decide(request: Request, items: list[dict[str, Any]]) -> JSONResponse:
+        by = writer_of(request)
+        if by is None:
+            if not writer_keys:
+                return _problem(403, "read_only", f"this API takes no decisions: start `idres serve` with "
+                                                  f"{WRITE_KEYS_ENV}=name:key,... and send a write key")
+            return _problem(401, "unauthorized", "deciding needs the X-API-Key header with a write key")
+        from streams.commands import CommandRefused
+
+        with follower.lock:
+            views = follower.views
+            try:
+                from streams.commands import check
+                for item in items:
+                    check(item, views, follower.config)
+            except CommandRefused as exc:
+                return _problem(exc.status, exc.code, exc.detail)
+        loop = asyncio.get_running_loop()
+        out: dict[str, Any] = {"by": by, "decisions": []}
+        for item in items:
+            try:
+                result = await loop.run_in_executor(None, commands.run, {**item, "by": by})
+            except CommandRefused as exc:
+                return _problem(exc.status, exc.code, exc.detail, done=len(out["decisions"]))
+            out["status"] = result["status"]
+            out["decisions"].extend(result.get("decisions", ()))
+            out["detail"] = result.get("detail")
+        return JSONResponse(out, status_code=commands.accepted_status)
+
+    writes = {"dependencies": [Depends(guard)], "tags": ["decisions"], "response_model": CommandResult,
+              "status_code": 200, "responses": {**_PROBLEMS, 202: {"model": CommandResult, "description":
+                                                "Kafka: sent to the resolve worker, which records it in order."},
+                                                403: {"model": Problem, "description": "The API takes no decisions."},
+                                                404: {"model": Problem}, 409: {"model": Problem}}}
+
+    @app.post("/v1/reviews/{review_id}", summary="Accept or reject a possible match", **writes)
+    async def review_verdict(request: Request, body: ReviewVerdict,
+                             review_id: str = PathParam(min_length=1, max_length=64)) -> Any:
+        return await decide(request, [{"command": "review", "review_id": review_id, "decision": body.decision,
+                                       **({"note": body.note} if body.note else {})}])
+
+    @app.post("/v1/reviews", summary="Decide every pending review within a weight range (oldest first)", **writes)
+    async def review_bulk(request: Request, body: BulkVerdict) -> Any:
+        with follower.lock:
+            rows = [r for r in follower.views.review_queue() if r["weight"] >= body.min_weight
+                    and (body.max_weight is None or r["weight"] <= body.max_weight)][:body.limit]
+        return await decide(request, [{"command": "review", "review_id": r["review_id"], "decision": body.decision,
+                                       **({"note": body.note} if body.note else {})} for r in rows])
+
+    @app.post("/v1/profiles/{profile_id}/unmerge", summary="Part identifiers from a profile and keep them apart",
+              **writes)
+    async def unmerge(request: Request, body: UnmergeRequest, profile_id: str = ProfileId) -> Any:
+        return await decide(request, [{"command": "unmerge", "profile_id": profile_id,
+                                       "identifiers": [[i.type, i.value] for i in body.identifiers],
+                                       **({"note": body.note} if body.note else {})}])
+
+    @app.post("/v1/bans/{ban_id}/lift", summary="Lift a connection ban", **writes)
+    async def lift(request: Request, body: LiftRequest, ban_id: str = PathParam(min_length=1, max_length=64)) -> Any:
+        return await decide(request, [{"command": "lift", "ban_id": ban_id,
+                                       **({"note": body.note} if body.note else {})}])
 
     # -- operations ------------------------------------------------------------------------------
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="The process is up")
@@ -1029,11 +1199,22 @@ def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, *,
     else:
         follower = Follower(data_dir, config, projection_config)
         source = str(data_dir)
-    app = create_app(follower, api_key)
+    writers = write_keys(os.environ.get(WRITE_KEYS_ENV))
+    if kafka is not None:
+        from streams.commands import KafkaCommands
+
+        commands: Any = KafkaCommands(kafka, config)
+    else:
+        from streams.commands import EmbeddedCommands
+
+        commands = EmbeddedCommands(data_dir, config, projection_config)
+    app = create_app(follower, api_key, writers, commands)
     bound = sock.getsockname()
     shown = f"[{bound[0]}]" if sock.family == socket.AF_INET6 else bound[0]
     print(f"idres: serving {source} on http://{shown}:{bound[1]} "
-          f"({'X-API-Key required' if api_key else 'no API key'}); /readyz answers 200 once loaded",
+          f"({'X-API-Key required' if api_key else 'no API key'}"
+          f"{f'; decisions by {len(writers)} write key(s)' if writers else '; read-only'}); /readyz answers 200 "
+          f"once loaded",
           file=sys.stderr, flush=True)
     # The follower thread parses and folds log entries while requests are served: a short switch
     # interval hands the interpreter to a waiting request within a fraction of a millisecond

@@ -7,6 +7,7 @@ Every command prints one clear line on error (``idres: error: ...``) and exits n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -413,34 +414,76 @@ def _kafka_views(args: argparse.Namespace):
     return views, offset, entries
 
 
+def _review_views(args: argparse.Namespace):
+    """The views to read the review queue from (Kafka's decision-log topic, or the data directory)."""
+    if _uses_kafka(args):
+        return contextlib.nullcontext(_kafka_views(args)[0])
+    return contextlib.closing(_engine(args, writer=False))
+
+
+def _profile_text(pid: Optional[str]) -> str:
+    return f"[{pid}]" if pid is not None else "[shared: in no profile]"
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     kafka = _uses_kafka(args)
+    if args.limit is None:
+        args.limit = 0 if args.json else 20
+    if args.limit < 0 or args.offset < 0:
+        raise UsageError("--limit and --offset take a whole number >= 0")
     if args.action == "list":
         if args.review_ids:
-            raise UsageError("`idres review` lists the queue; to decide, use "
-                             "`idres review accept|reject REVIEW_ID...`")
-        if kafka:
-            rows = _kafka_views(args)[0].review_queue(include_decided=args.all)
-        else:
-            with _engine(args, writer=False) as engine:
-                rows = engine.views.review_queue(include_decided=args.all)
+            raise UsageError("`idres review` lists the queue; to see one, `idres review show REVIEW_ID`; to "
+                             "decide, `idres review accept|reject REVIEW_ID...`")
+        with _review_views(args) as source:
+            rows = getattr(source, "views", source).review_queue(include_decided=args.all)
         if args.json:
-            _print_json(rows)
+            _print_json(rows[args.offset:args.offset + args.limit] if args.limit else rows[args.offset:])
             return 0
         if not rows:
             print("The review queue is empty." if not args.all else "No possible matches were ever queued.")
             return 0
-        for r in rows:
+        page = rows[args.offset:args.offset + args.limit] if args.limit else rows[args.offset:]
+        for r in page:
             print(f"{r['review_id']}  {r['status']:<8} weight {r['weight']:.1f} "
                   f"(review >= {r['review_threshold']:.0f}, link >= {r['link_threshold']:.0f})  "
-                  f"{r['identifier']} [{r['profile_id']}]  ~  {r['other_identifier']} [{r['other_profile_id']}]")
+                  f"{r['identifier']} {_profile_text(r['profile_id'])}  ~  {r['other_identifier']} "
+                  f"{_profile_text(r['other_profile_id'])}")
             print(f"    {_fields_text(r['fields'])}")
         pending = sum(1 for r in rows if r["status"] == "pending")
-        print(f"{pending} pending. Decide with `idres review accept|reject REVIEW_ID... --by NAME`.")
+        shown = f"{args.offset + 1:,}-{args.offset + len(page):,} of {len(rows):,}" if page else \
+            f"none of {len(rows):,} from --offset {args.offset}"
+        more = f"; next page: --offset {args.offset + len(page)}" if args.offset + len(page) < len(rows) else ""
+        print(f"Showing {shown}{more}. {pending:,} pending. See one side by side with `idres review show "
+              f"REVIEW_ID`; decide with `idres review accept|reject REVIEW_ID... --by NAME` (or --min-weight W).")
         return 0
+    if args.action == "show":
+        if len(args.review_ids) != 1:
+            raise UsageError("name one review: `idres review show REVIEW_ID` (list them with `idres review`)")
+        with _review_views(args) as source:
+            detail = getattr(source, "views", source).review_detail(args.review_ids[0])
+        if detail is None:
+            raise UsageError(f"no review {args.review_ids[0]!r} (list them with `idres review --all`)")
+        if args.json:
+            _print_json(detail)
+        else:
+            print(_review_table(detail))
+        return 0
+    if args.min_weight is not None:
+        if args.review_ids:
+            raise UsageError("give review IDs or --min-weight, not both")
+        with _review_views(args) as source:
+            args.review_ids = [r["review_id"] for r in getattr(source, "views", source).review_queue()
+                               if r["weight"] >= args.min_weight
+                               and (args.max_weight is None or r["weight"] <= args.max_weight)]
+        if not args.review_ids:
+            print(f"No pending review weighs {args.min_weight:g} or more"
+                  + (f" and {args.max_weight:g} or less." if args.max_weight is not None else "."))
+            return 0
+        print(f"{args.action}ing {len(args.review_ids):,} pending review(s) ...", file=sys.stderr)
     if not args.review_ids:
         raise UsageError(f"name the review(s) to {args.action}: `idres review {args.action} REVIEW_ID...` "
-                         "(list them with `idres review`)")
+                         "or `--min-weight W` (list them with `idres review`)")
     reviewer = args.by or os.environ.get("USER") or "unknown"
     if kafka:
         return _submit_reviews(args, reviewer)
@@ -459,6 +502,31 @@ def cmd_review(args: argparse.Namespace) -> int:
             extra = f": {verdict['reason']}" if verdict.get("reason") else ""
             print(f"{review_id}: {verdict['outcome']}{extra}")
     return 2 if failed else 0
+
+
+def _review_table(detail: dict[str, Any]) -> str:
+    """A review's two sides side by side, field by field, with the match's level and weight for each."""
+    a, b = detail["sides"]
+    fields = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city")
+    rows = [("", "this side", "other side", "match"),
+            ("identifier", a["identifier"], b["identifier"], ""),
+            ("profile", a["profile_id"] or "(shared)", b["profile_id"] or "(shared)", ""),
+            ("seen", f"{a.get('channel', '')} {a.get('occurred_at', '')[:10]}".strip(),
+             f"{b.get('channel', '')} {b.get('occurred_at', '')[:10]}".strip(), "")]
+    for f in fields:
+        va = a.get("record", {}).get(f) or a.get("golden_record", {}).get(f) or ""
+        vb = b.get("record", {}).get(f) or b.get("golden_record", {}).get(f) or ""
+        ev = detail["fields"].get(f)
+        rows.append((f, str(va), str(vb), f"{ev['level']} {ev['weight']:+.1f}" if ev else ""))
+    rows.append(("events", str(a.get("events", "")), str(b.get("events", "")), ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [f"{detail['review_id']}  {detail['status']}  weight {detail['weight']:.1f} (review >= "
+             f"{detail['review_threshold']:.0f}, link >= {detail['link_threshold']:.0f}), event {detail['event_id']}"]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    if detail.get("reviewer"):
+        lines.append(f"decided: {detail['decision']} by {detail['reviewer']} at {detail['decided_at']}"
+                     + (f" ({detail['note']})" if detail.get("note") else ""))
+    return "\n".join(lines)
 
 
 def _submit_reviews(args: argparse.Namespace, reviewer: str) -> int:
@@ -571,28 +639,13 @@ def cmd_unmerge(args: argparse.Namespace) -> int:
 
 def _check_command(args: argparse.Namespace, command: dict[str, Any]) -> None:
     """Kafka: refuses here what the resolve worker would refuse, as the views of the decision log stand."""
-    from resolver.ids import node_key
-    from resolver.normalize import Normalizer
+    from streams.commands import CommandRefused, check
 
-    views = _kafka_views(args)[0]
-    if command["command"] == "lift":
-        if not any(b["ban_id"] == command["ban_id"] for b in views.bans_of()):
-            raise UsageError(f"no connection ban {command['ban_id']!r} in force (list them with `idres unmerge --list`)")
-        return
-    pid = views.resolve(command["profile_id"])
-    if pid is None:
-        raise UsageError(f"no profile {command['profile_id']!r} in the decision log")
     config, _ = _settings(args)
-    normalizer = Normalizer(config)
-    normalizer.learn_regions(tuple(views.learned_regions))
-    for id_type, raw in command["identifiers"]:
-        value, why = normalizer.identifier(id_type, raw)
-        if value is None:
-            raise UsageError(f"{id_type}={raw}: {why or 'not a usable value'}")
-        found = views.lookup_node(node_key(id_type, value))
-        if found.get("profile_id") != pid:
-            raise UsageError(f"{node_key(id_type, value)} is not an identifier of profile {pid} "
-                             f"(see `idres explain {pid} --bootstrap ...`)")
+    try:
+        check(command, _kafka_views(args)[0], config)
+    except CommandRefused as exc:
+        raise UsageError(exc.detail) from None
 
 
 def _submit_commands(args: argparse.Namespace, commands: list[dict[str, Any]]) -> int:
@@ -1067,9 +1120,14 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(p)
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("review", help="the review queue of possible matches; accept or reject them")
-    p.add_argument("action", nargs="?", choices=("list", "accept", "reject"), default="list")
+    p = sub.add_parser("review", help="the review queue of possible matches; show one side by side; accept or "
+                                      "reject them")
+    p.add_argument("action", nargs="?", choices=("list", "show", "accept", "reject"), default="list")
     p.add_argument("review_ids", nargs="*", metavar="REVIEW_ID")
+    p.add_argument("--limit", type=int, help="reviews listed per page (default 20, with --json all; 0 for all)")
+    p.add_argument("--offset", type=int, default=0, help="reviews skipped before the page (default 0)")
+    p.add_argument("--min-weight", type=float, help="accept|reject: every pending review weighing at least this")
+    p.add_argument("--max-weight", type=float, help="with --min-weight: ... and at most this")
     p.add_argument("--by", help="who decides (default: $USER)")
     p.add_argument("--note", help="why, kept with the verdict in the log")
     p.add_argument("--all", action="store_true", help="list decided and moot reviews too")

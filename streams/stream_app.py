@@ -594,7 +594,8 @@ class StreamJobs:
         return out
 
     async def _commands(self, commands: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-        """A person's unmerges and lifts (`idres unmerge --bootstrap`): decided at once, in the order given."""
+        """A person's unmerges, lifts and review verdicts (`idres unmerge --bootstrap`, the API's decisions):
+        decided at once, in the order given."""
         from resolver.errors import IdresError
 
         await self._ensure_resolver()
@@ -604,6 +605,9 @@ class StreamJobs:
                 if c.get("command") == "unmerge":
                     out.append(self.resolver.unmerge(c["profile_id"], [tuple(p) for p in c["identifiers"]], c["by"],
                                                      c["decided_at"], c.get("note")))
+                elif c.get("command") == "review":  # (from the API; the CLI sends "reviews")
+                    out.append(self.resolver.decide_review(c["review_id"], c["decision"] == "accept", c["by"],
+                                                           c["decided_at"], c.get("note")))
                 elif c.get("command") == "lift":
                     out.append(self.resolver.lift_ban(c["ban_id"], c["by"], c["decided_at"], c.get("note")))
                 else:

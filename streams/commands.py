@@ -1,0 +1,141 @@
+"""A person's commands from the API: review verdicts, unmerges and lifts of connection bans.
+
+A command is a dict: ``{"command": "review", "review_id", "decision": "accept"|"reject"}``,
+``{"command": "unmerge", "profile_id", "identifiers": [[type, value], ...]}`` or ``{"command": "lift",
+"ban_id"}``, each with ``by`` (who decides) and optionally ``note``. The embedded driver applies it to the
+data directory as one log entry (taking the writer's lock for that moment); on Kafka it goes to the
+resolve worker on the validated topic (the decision log's only writer), which decides it in order with the
+events: the same message `idres review|unmerge --bootstrap` sends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+from projections.customer import CustomerViews, ProjectionConfig
+from resolver.config import ResolverConfig
+from resolver.errors import CommandError, IdresError, ReviewError
+from resolver.ids import node_key, utc_iso
+from resolver.normalize import Normalizer
+
+KINDS = ("review", "unmerge", "lift")
+
+
+class CommandRefused(Exception):
+    """A command that cannot be applied: its HTTP status, an error code and one line saying why."""
+
+    def __init__(self, status: int, code: str, detail: str):
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+def check(command: dict[str, Any], views: CustomerViews, config: ResolverConfig) -> None:
+    """Refuses (``CommandRefused``) what the resolver would refuse, as ``views`` stand: an unknown or decided
+    review, an unknown profile, an identifier not in it, a ban not in force."""
+    kind = command.get("command")
+    if kind == "review":
+        review = views.reviews.get(command["review_id"])
+        if review is None:
+            raise CommandRefused(404, "unknown_review", f"no review {command['review_id']!r}")
+        if review["status"] not in ("pending", "moot"):
+            raise CommandRefused(409, "already_decided",
+                                 f"review {command['review_id']} is already decided ({review['status']})")
+    elif kind == "lift":
+        if not any(b["ban_id"] == command["ban_id"] for b in views.bans_of()):
+            raise CommandRefused(404, "unknown_ban", f"no connection ban {command['ban_id']!r} in force")
+    elif kind == "unmerge":
+        pid = views.resolve(command["profile_id"])
+        if pid is None:
+            raise CommandRefused(404, "unknown_profile", f"no profile {command['profile_id']}")
+        normalizer = Normalizer(config)
+        normalizer.learn_regions(tuple(views.learned_regions))
+        keys = set()
+        for id_type, raw in command["identifiers"]:
+            value, why = normalizer.identifier(id_type, raw)
+            if value is None:
+                raise CommandRefused(422, "unusable_identifier", f"{id_type}={raw}: {why or 'not a usable value'}")
+            key = node_key(id_type, value)
+            if views.lookup_node(key).get("profile_id") != pid:
+                raise CommandRefused(422, "not_in_profile", f"{key} is not an identifier of profile {pid}")
+            keys.add(key)
+        if len(keys) >= len(views.profiles[pid].nodes):
+            raise CommandRefused(422, "whole_profile", f"name some but not all of the identifiers of profile {pid}")
+    else:
+        raise CommandRefused(422, "unknown_command", f"unknown command {kind!r}: expected one of {', '.join(KINDS)}")
+
+
+class EmbeddedCommands:
+    """Applies commands to a data directory, each as one log entry."""
+
+    accepted_status = 200
+
+    def __init__(self, data_dir: str | Path, config: Optional[ResolverConfig] = None,
+                 projection: Optional[ProjectionConfig] = None):
+        self.data_dir = Path(data_dir)
+        self.config = config or ResolverConfig()
+        self.projection = projection
+
+    def run(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Blocking (run it in a thread): the decisions recorded. Raises ``CommandRefused``."""
+        from streams.embedded import EmbeddedEngine
+        from streams.log import LogError
+
+        at = utc_iso(datetime.now(timezone.utc))
+        try:
+            with EmbeddedEngine(self.data_dir, self.config, self.projection, writer=True) as engine:
+                kind = command["command"]
+                if kind == "review":
+                    decisions = engine.review(command["review_id"], command["decision"] == "accept", command["by"],
+                                              command.get("note"), decided_at=at)
+                elif kind == "unmerge":
+                    decisions = engine.unmerge(command["profile_id"], [tuple(p) for p in command["identifiers"]],
+                                               command["by"], command.get("note"), decided_at=at)
+                elif kind == "lift":
+                    decisions = engine.lift_ban(command["ban_id"], command["by"], command.get("note"), decided_at=at)
+                else:
+                    raise CommandRefused(422, "unknown_command", f"unknown command {kind!r}")
+        except LogError as exc:
+            if "another idres process is writing" in str(exc):
+                raise CommandRefused(409, "busy", f"{exc}; retry when it is done") from None
+            raise CommandRefused(503, "source_gone", str(exc)) from None
+        except ReviewError as exc:
+            raise CommandRefused(409, "review_refused", str(exc)) from None
+        except CommandError as exc:
+            raise CommandRefused(422, "command_refused", str(exc)) from None
+        except IdresError as exc:
+            raise CommandRefused(503, "error", str(exc)) from None
+        return {"status": "recorded", "decisions": decisions}
+
+
+class KafkaCommands:
+    """Sends commands to the resolve worker of a Kafka deployment (checked first against the views)."""
+
+    accepted_status = 202
+
+    def __init__(self, settings: Any, config: Optional[ResolverConfig] = None):
+        self.settings = settings
+        self.config = config or ResolverConfig()
+        self._producer: Any = None
+
+    def run(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Blocking (run it in a thread): sends a command ``check`` has passed. Raises ``CommandRefused``."""
+        import orjson
+
+        from streams.kafka_io import producer
+        from streams.stream_app import validated_topic
+
+        message = {**command, "decided_at": utc_iso(datetime.now(timezone.utc))}
+        if self._producer is None:
+            self._producer = producer(self.settings)
+        try:
+            self._producer.send(validated_topic(self.settings), key=b"command",
+                                value=orjson.dumps({"commands": [message]})).get(timeout=self.settings.timeout)
+        except Exception as exc:
+            raise CommandRefused(503, "broker_unavailable", f"could not send the command: {exc}") from None
+        return {"status": "submitted", "detail": "the resolve worker records it in order with the events"}
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close()
