@@ -35,6 +35,7 @@ with that value; the health endpoints stay open.
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import hmac
 import ipaddress
@@ -45,7 +46,7 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Iterable, Iterator, Literal, Optional
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
@@ -54,6 +55,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from projections.changelog import changes_of
 from projections.customer import CustomerViews, ProjectionConfig
 from projections.households import household_of, households
 from resolver.config import ResolverConfig
@@ -68,6 +70,7 @@ API_KEY_ENV = "IDRES_API_KEY"
 WRITE_KEYS_ENV = "IDRES_API_WRITE_KEYS"  # name:key,name:key: who may decide reviews and unmerges over HTTP
 API_KEY_SCHEME = "ApiKey"
 POLL_INTERVAL = 0.2  # seconds between looks at the log
+RECENT_ENTRIES = 20_000  # log entries whose changes the server holds for /v1/changes (older: read from the log)
 APPLY_BATCH = 50  # log entries folded per hold of the views lock
 PAUSE = 1.0  # after each batch, the follower rests this many times as long as the batch took
 MAX_TIMELINE = 500
@@ -127,6 +130,8 @@ class Follower:
         self._weak_types = frozenset(t for t, rule in self.config.identifier_types.items() if rule.weak)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        # the changes (``projections.changelog``) of the entries folded lately: (seq, changes), oldest first
+        self.recent: collections.deque[tuple[int, list[dict[str, Any]]]] = collections.deque(maxlen=RECENT_ENTRIES)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -233,8 +238,39 @@ class Follower:
         with self.lock:
             for seq, decisions in batch:
                 views.apply_entry(seq, decisions)
+                self.recent.append((seq, changes_of(seq, decisions)))
         self.applied += len(batch)
         return len(batch)
+
+    def changes(self, start: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The changes of the entries from ``start`` on that the views hold (whole entries, ``limit`` changes or
+        a little more), and the position to ask from next. Raises ``LookupError`` for a position this follower
+        cannot give (``source`` says where to read instead)."""
+        with self.lock:
+            end = self.views.seq
+            recent = list(self.recent) if self.recent and self.recent[0][0] <= start else None
+        out: list[dict[str, Any]] = []
+        nxt = start
+        if start >= end:
+            return out, start
+        if recent is not None:
+            entries: Iterable[tuple[int, list[dict[str, Any]]]] = (e for e in recent if e[0] >= start)
+        else:
+            entries = self._older_changes(start, end)
+        for seq, changes in entries:
+            if seq >= end or len(out) >= limit:
+                break
+            out.extend(changes)
+            nxt = seq + 1
+        return out, nxt
+
+    def _older_changes(self, start: int, end: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        log = DecisionLog(self.data_dir, writer=False)
+        try:
+            for seq, decisions in log.read(start, end):
+                yield seq, changes_of(seq, decisions)
+        finally:
+            log.close()
 
     def refresh_households(self, force: bool = False) -> bool:
         """Recomputes the households when the views moved on since the last computation and (unless
@@ -285,7 +321,9 @@ class KafkaFollower(Follower):
         from streams.stream_app import fold_decision_log
 
         views = CustomerViews(self.projection_config)
-        self.next_offset, entries = fold_decision_log(self.settings, views=views)
+        recent = self.recent
+        self.next_offset, entries = fold_decision_log(
+            self.settings, views=views, on_entry=lambda seq, entry: recent.append((seq, changes_of(seq, entry))))
         self.applied = entries
         gc.freeze()
         with self.lock:
@@ -315,6 +353,7 @@ class KafkaFollower(Follower):
                 views = self.views
                 with self.lock:
                     for entry in entries:
+                        self.recent.append((views.seq, changes_of(views.seq, entry)))
                         views.apply_entry(views.seq, entry)
                 self.next_offset = record.offset + 1
                 self.applied += len(entries)
@@ -340,6 +379,10 @@ class KafkaFollower(Follower):
         super().stop(timeout)
         if self._consumer is not None:
             self._consumer.close()
+
+    def _older_changes(self, start: int, end: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        raise LookupError(f"changes before log position {self.recent[0][0] if self.recent else end} are no longer "
+                          f"held by this server: read the topic {self.settings.topics.changes} from its start")
 
 
 class Problem(BaseModel):
@@ -547,6 +590,11 @@ class CommandResult(BaseModel):
     by: str = Field(description="Who decided: the name the write key belongs to.")
     decisions: list[dict[str, Any]] = Field(default_factory=list, description="What was recorded (embedded).")
     detail: Optional[str] = None
+
+
+class ChangePage(BaseModel):
+    changes: list[dict[str, Any]] = Field(description="Changes in order (see the changelog in the README).")
+    next: int = Field(description="The log position to ask from next (``from``).")
 
 
 class BanPage(BaseModel):
@@ -973,6 +1021,26 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
         with follower.lock:
             found = follower.views.bans_of(lifted=all)
         return {"total": len(found), "bans": found}
+
+    @app.get("/v1/changes", response_model=ChangePage, **v1,
+             summary="The identity changelog from a log position on (long-poll with wait)",
+             responses={**_PROBLEMS, 410: {"model": Problem, "description": "Kafka: changes this old are no longer "
+                                                                             "held; read the changes topic."}})
+    async def changes(start: int = Query(0, ge=0, alias="from", description="the log position to start from "
+                                                                            "(the last response's next)"),
+                      limit: int = Query(1000, ge=1, le=10000, description="changes at most (whole log entries)"),
+                      wait: float = Query(0, ge=0, le=60, description="seconds to wait for a change when there "
+                                                                      "is none yet")) -> Any:
+        deadline = time.monotonic() + wait
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                found, nxt = await loop.run_in_executor(None, follower.changes, start, limit)
+            except LookupError as exc:
+                return _problem(410, "gone", str(exc))
+            if found or nxt > start or time.monotonic() >= deadline:
+                return {"changes": found, "next": nxt}
+            await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
     # -- commands: a person's decisions (each needs a write key: it is recorded in its owner's name) --------
     async def decide(request: Request, items: list[dict[str, Any]]) -> JSONResponse:

@@ -673,6 +673,75 @@ def _submit_commands(args: argparse.Namespace, commands: list[dict[str, Any]]) -
     return 0
 
 
+def cmd_changes(args: argparse.Namespace) -> int:
+    """The identity changelog (``projections.changelog``) as JSON lines, from a log position on; with
+    ``--follow``, waiting for more until interrupted."""
+    import orjson
+
+    from projections.changelog import changes_of
+
+    if args.from_seq < 0:
+        raise UsageError(f"--from {args.from_seq}: expected a log position >= 0")
+    out = sys.stdout.buffer
+    try:
+        if _uses_kafka(args):
+            return _changes_from_kafka(args, out)
+        from streams.log import DecisionLog
+
+        data_dir = _data_dir(args, existing=True)
+        if not _has_log(data_dir):
+            raise UsageError(f"no idres data in {data_dir}: run `idres ingest FILE --data-dir {data_dir}` first")
+        log = DecisionLog(data_dir, writer=False)
+        try:
+            seq = args.from_seq
+            while True:
+                for s_, entry in log.read(seq):
+                    for c in changes_of(s_, entry):
+                        out.write(orjson.dumps(c) + b"\n")
+                    seq = s_ + 1
+                out.flush()
+                if not args.follow:
+                    return 0
+                time.sleep(0.2)
+                log.refresh()
+        finally:
+            log.close()
+    except KeyboardInterrupt:  # (how --follow ends)
+        return 0
+
+
+def _changes_from_kafka(args: argparse.Namespace, out: Any) -> int:
+    """The changes topic from ``--from`` on (the project role publishes it); ``--follow`` keeps reading."""
+    import orjson
+    from kafka import TopicPartition
+
+    from streams.stream_app import reader
+
+    settings = _kafka_settings(args)
+    tp = TopicPartition(settings.topics.changes, 0)
+    consumer = reader(settings, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, 0)
+        idle = time.monotonic()
+        while True:
+            records = consumer.poll(timeout_ms=200, max_records=5000).get(tp, ())
+            for record in records:
+                if orjson.loads(record.value)["seq"] >= args.from_seq:
+                    out.write(record.value + b"\n")
+            if records:
+                out.flush()
+                idle = time.monotonic()
+            high = consumer.highwater(tp)
+            if not args.follow and high is not None and consumer.position(tp) >= high:
+                return 0
+            if not args.follow and time.monotonic() - idle > max(settings.timeout, 5) * 4:
+                raise UsageError(f"could not read {tp.topic} from {settings.bootstrap}: check that the topic exists "
+                                 f"(`idres topics` creates it) and that a worker with the project role runs")
+    finally:
+        consumer.close()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from resolver.matching import train_model
     from streams.settings import save_match_model
@@ -1149,6 +1218,14 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(p)
     kafka(p)
     p.set_defaults(func=cmd_unmerge)
+
+    p = sub.add_parser("changes", help="the identity changelog for downstream services, as JSON lines")
+    p.add_argument("--from", dest="from_seq", type=int, default=0, metavar="SEQ",
+                   help="the log position to start from (a change's seq; default 0, the beginning)")
+    p.add_argument("--follow", action="store_true", help="keep waiting for new changes (until interrupted)")
+    data_dir(p)
+    kafka(p)
+    p.set_defaults(func=cmd_changes)
 
     p = sub.add_parser("train", help="estimate a probabilistic match model (u and m) from channel events")
     p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines file(s) of channel events; - for stdin")

@@ -15,6 +15,7 @@ topic               default name           partitions                 holds
 ``Praw``            ``idres.raw``          raw_partitions (4)         all channels in one topic (``--topic idres.raw``)
 ``Pdeadletter``     ``idres.deadletter``   deadletter_partitions (1)  what the validate role rejects, with reasons
 ``Pdecisions``      ``idres.decisions``    1, always                  the decision log: one ordered partition
+``Pchanges``        ``idres.changes``      1, always                  the identity changelog (``projections.changelog``)
 ==================  =====================  =========================  =================================================
 
 With more than one resolve shard (``resolve_partitions``), ``Pshard.tasks`` (that many partitions) and
@@ -145,6 +146,10 @@ class Topics:
     def decisions(self) -> str:
         return f"{self.prefix}decisions"
 
+    @property
+    def changes(self) -> str:
+        return f"{self.prefix}changes"
+
     def raw_pattern(self) -> str:
         """A regular expression matching every raw topic of this prefix (for pattern subscriptions)."""
         return "^" + re.escape(self.prefix) + r"raw(\.[a-z][a-z0-9_]*)?$"
@@ -234,7 +239,8 @@ class KafkaSettings:
 
     def deployment_topics(self, channels: Optional[Iterable[str]] = None) -> dict[str, int]:
         """Topic -> partitions of a deployment: a raw topic per channel (plus ``raw.unknown``), or the
-        single ``raw`` topic when ``channels`` is None; the dead-letter topic; the decision log (1)."""
+        single ``raw`` topic when ``channels`` is None; the dead-letter topic; the decision log (1); the
+        changelog (1)."""
         topics = self.topics
         wanted: dict[str, int] = {}
         if channels is None:
@@ -244,6 +250,7 @@ class KafkaSettings:
                 wanted[topics.raw(channel)] = self.raw_partitions
         wanted[topics.deadletter] = self.deadletter_partitions
         wanted[topics.decisions] = 1
+        wanted[topics.changes] = 1
         return wanted
 
 

@@ -45,7 +45,7 @@ from schemas.channel import KNOWN_CHANNELS, UNDECODABLE_BATCH
 from streams import kafka_batches
 from schemas.decisions import DECISION_SCHEMA_VERSION
 from streams.kafka_io import (KafkaIOError, KafkaSettings, admin_client, check_reachable, client_error,
-                              ensure_topics)
+                              ensure_topics, producer)
 from streams.log import check_version
 from streams.ordering import ReorderBuffer, order_key
 from streams.pipeline import ACCEPTED, DUPLICATE, INTERNAL, VALID, RecordPipeline
@@ -196,8 +196,10 @@ def decision_entries(value: bytes) -> list[list[dict[str, Any]]]:
 
 
 def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = None,
-                      views: Optional[CustomerViews] = None, start: int = 0, seq: int = 0) -> tuple[int, int]:
-    """Folds the decision log topic into ``resolver``'s state and/or ``views``; returns (next offset, entries)."""
+                      views: Optional[CustomerViews] = None, start: int = 0, seq: int = 0,
+                      on_entry: Optional[Callable[[int, list[dict[str, Any]]], None]] = None) -> tuple[int, int]:
+    """Folds the decision log topic into ``resolver``'s state and/or ``views`` (and gives each entry with its
+    position to ``on_entry``); returns (next offset, entries)."""
     count = seq
 
     def apply(record: Any) -> None:
@@ -208,6 +210,8 @@ def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = No
                     resolver.apply_all(entry)
                 if views is not None:
                     views.apply_entry(count, entry)
+                if on_entry is not None:
+                    on_entry(count, entry)
             except Exception as exc:
                 raise DecisionLogError(
                     f"the decision-log topic {settings.topics.decisions} cannot be folded at entry {count:,} (message "
@@ -221,6 +225,36 @@ def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = No
     with bulk_work():
         offset = read_to_end(settings, settings.topics.decisions, apply, start=start)
     return offset, count
+
+
+def last_record(settings: KafkaSettings, topic: str, partition: int = 0) -> Optional[Any]:
+    """The last record of ``topic``/``partition`` (None when it is empty), found from the high-water mark a
+    fetch response carries (not ListOffsets: see ``read_to_end``)."""
+    from kafka import TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    consumer = reader(settings, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, 0)
+        deadline = time.monotonic() + max(settings.timeout, 5) * 4
+        high = None
+        while high is None:
+            consumer.poll(timeout_ms=200, max_records=1)
+            high = consumer.highwater(tp)
+            if high is None and time.monotonic() > deadline:
+                raise KafkaIOError(f"could not read {topic} from {settings.bootstrap}: check that the topic exists "
+                                   f"(`idres topics` creates it)")
+        if high == 0:
+            return None
+        consumer.seek(tp, high - 1)
+        while time.monotonic() < deadline:
+            for record in consumer.poll(timeout_ms=200, max_records=10).get(tp, ()):
+                if record.offset == high - 1:
+                    return record
+        raise KafkaIOError(f"could not read the last record of {topic} (offset {high - 1})")
+    finally:
+        consumer.close()
 
 
 def fold_deadletter(settings: KafkaSettings, views: CustomerViews) -> int:
@@ -443,6 +477,8 @@ class StreamJobs:
             app.agent(app.topic(validated_topic(s), value_serializer="raw", key_serializer="raw"),
                       name="resolve")(self._fatal(self._resolve))
         if "project" in o.roles:
+            self.changes = app.topic(s.topics.changes, value_serializer="raw", key_serializer="raw")
+            self.changes_next = 0  # the log position whose changes are published next (read at each rebuild)
             app.agent(app.topic(s.topics.decisions, value_serializer="raw", key_serializer="raw"),
                       name="project")(self._fatal(self._project))
         return app
@@ -839,13 +875,53 @@ class StreamJobs:
 
     # -- project --------------------------------------------------------------------------------
     def _rebuild_views(self) -> None:
+        """The views folded from the decision log; and the changelog (``projections.changelog``) brought up to
+        it: the changes of the entries after the last one on the changes topic are published first."""
+        from projections.changelog import changes_of
+
+        last = last_record(self.settings, self.settings.topics.changes)
+        self.changes_next = orjson.loads(last.value)["seq"] + 1 if last is not None else 0
         views = CustomerViews(self.options.projection)
-        self.views_next_offset, self.views_seq = fold_decision_log(self.settings, views=views)
+        late: list[dict[str, Any]] = []
+        prod = None
+
+        def publish(seq: int, entry: list[dict[str, Any]]) -> None:
+            nonlocal prod
+            if seq < self.changes_next:
+                return
+            late.extend(changes_of(seq, entry))
+            if len(late) >= 10_000:
+                prod = self._publish_changes_now(late, prod)
+
+        try:
+            self.views_next_offset, self.views_seq = fold_decision_log(self.settings, views=views, on_entry=publish)
+            if late:
+                prod = self._publish_changes_now(late, prod)
+        finally:
+            if prod is not None:
+                prod.close()
+        self.changes_next = max(self.changes_next, self.views_seq)
         self.views = views
 
+    def _publish_changes_now(self, changes: list[dict[str, Any]], prod: Any) -> Any:
+        """Publishes ``changes`` (and empties the list), waiting for the broker; returns the producer."""
+        from projections.changelog import key_of
+
+        if prod is None:
+            prod = producer(self.settings)
+        for c in changes:
+            prod.send(self.settings.topics.changes, key=key_of(c), value=orjson.dumps(c), partition=0)
+        prod.flush(timeout=max(self.settings.timeout, 5) * 4)
+        self.metrics.add("changes_published", len(changes))
+        changes.clear()
+        return prod
+
     async def _project(self, stream: Any) -> None:
+        from projections.changelog import changes_of, key_of
+
         m = self.metrics
         loop = asyncio.get_running_loop()
+        changes: list[dict[str, Any]] = []
         async for events in stream.take_events(256, within=self.options.batch_seconds):
             if self.views is None:
                 await loop.run_in_executor(None, self._rebuild_views)
@@ -857,9 +933,17 @@ class StreamJobs:
                 entries = decision_entries(ev.value)
                 for entry in entries:
                     self.views.apply_entry(self.views_seq, entry)
+                    if self.views_seq >= self.changes_next:
+                        changes.extend(changes_of(self.views_seq, entry))
                     self.views_seq += 1
                 self.views_next_offset = msg.offset + 1
                 m.add("project_entries", len(entries))
+            if changes:  # (published, and acknowledged, before the decision-log offsets are committed)
+                sent = [await self.changes.send(key=key_of(c), value=orjson.dumps(c), partition=0) for c in changes]
+                await asyncio.gather(*sent)
+                m.add("changes_published", len(changes))
+                changes = []
+            self.changes_next = max(self.changes_next, self.views_seq)
             m.gauges["profiles"] = len(self.views.profiles)
             m.gauges["events"] = len(self.views.ev_id)
             m.gauges["log_entries_applied"] = self.views_seq

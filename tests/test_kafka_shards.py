@@ -18,7 +18,7 @@ from streams.kafka_io import KafkaSettings
 from streams.synthetic import SyntheticConfig, write_dataset
 from tests.cli_helpers import ROOT
 from tests.kafka_broker import free_port, unique_name
-from tests.test_stream import Worker, decided, idres, snapshot_matches_embedded, wait_until
+from tests.test_stream import Worker, changelog_matches, decided, idres, snapshot_matches_embedded, wait_until
 
 
 class ShardWorker(Worker):
@@ -99,7 +99,9 @@ def test_a_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
     settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
     counts = decided(settings)
     assert len(counts) == accepted and set(counts.values()) == {1}, Counter(counts.values())
-    snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
+    con = snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
+    # the changelog the project role published, across the kill, once each and complete
+    assert changelog_matches(kafka_bootstrap, prefix, con) > 0
 
 
 def test_a_shard_that_stops_answering_makes_the_coordinator_decide_in_order(kafka_bootstrap, tmp_path):

@@ -95,6 +95,23 @@ def snapshot_matches_embedded(bootstrap: str, prefix: str, events: Path, tmp: Pa
     return con
 
 
+def changelog_matches(bootstrap: str, prefix: str, con) -> int:
+    """The changes topic, applied in order to an empty table, gives the snapshot's identifier -> profile
+    mapping, with each change once; returns how many changes."""
+    from projections.changelog import Table
+
+    out = idres("changes", "--bootstrap", bootstrap, "--topic-prefix", prefix).stdout
+    changes = [json.loads(line) for line in out.splitlines() if line.strip()]
+    order = [(c["seq"], c["n"]) for c in changes]
+    assert order == sorted(set(order)), "changes repeated or out of order"
+    table = Table()
+    table.apply(changes)
+    expected = dict(con.execute("SELECT id_type || ':' || id_value, profile_id FROM identifiers "
+                                "WHERE status = 'linked' AND profile_id IS NOT NULL").fetchall())
+    assert table.owner == expected
+    return len(changes)
+
+
 def wait_until(check, timeout: float, what: str, workers=()) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -141,6 +158,7 @@ def test_stream_jobs_resolve_like_the_embedded_engine(kafka_bootstrap, dataset, 
     assert not list(ROOT.glob(f"{prefix}*"))
 
     con = snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
+    assert changelog_matches(kafka_bootstrap, prefix, con) > 0
     rejected = con.execute("SELECT source, position, reason, raw FROM rejected_events").fetchall()
     assert len(rejected) == stats["malformed"] and all(r[2] for r in rejected)
 
