@@ -742,6 +742,75 @@ def _changes_from_kafka(args: argparse.Namespace, out: Any) -> int:
         consumer.close()
 
 
+def cmd_whatif(args: argparse.Namespace) -> int:
+    """Decides the log's inputs again under other rules in a scratch directory and reports what changes."""
+    from streams.settings import load_settings
+    from streams.whatif import compare, replay, report_text
+
+    new_config, projection = _settings(args)  # (--config: the new rules)
+    if args.model:
+        from dataclasses import replace
+
+        from resolver.matching import MatchModel
+
+        try:
+            model = MatchModel.from_dict(json.loads(Path(args.model).read_text()), f"--model {args.model}")
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--model {args.model}: {exc}") from None
+        new_config = replace(new_config, match_model=model)
+    live_config, _ = load_settings(os.environ.get("IDRES_CONFIG") or None)
+    truth = None
+    if args.truth:
+        from streams.synthetic import read_truth_csv
+
+        truth = read_truth_csv(Path(args.truth))
+    scratch = Path(args.scratch)
+    from streams.whatif import MARKER
+
+    if scratch.exists() and not (scratch / MARKER).is_file():
+        raise UsageError(f"{scratch} exists and is not a what-if scratch directory: give --scratch a new directory "
+                         f"(it is replaced on every run)")
+    if _uses_kafka(args):
+        from streams.stream_app import decision_entries, read_to_end
+
+        settings = _kafka_settings(args)
+        live = _kafka_views(args)[0]
+        entries: list[tuple[int, list[dict[str, Any]]]] = []
+        read_to_end(settings, settings.topics.decisions,
+                    lambda record: entries.extend((len(entries) + i, e) for i, e in
+                                                  enumerate(decision_entries(record.value))))
+        source: Any = contextlib.nullcontext()
+        total = len(entries)
+    else:
+        from streams.embedded import EmbeddedEngine
+
+        data_dir = _data_dir(args, existing=True)
+        if not _has_log(data_dir):
+            raise UsageError(f"no idres data in {data_dir}: run `idres ingest FILE --data-dir {data_dir}` first")
+        if scratch.resolve() == data_dir.resolve():
+            raise UsageError("--scratch must not be the data directory")
+        source = EmbeddedEngine(data_dir, live_config, projection, writer=False, batch_size=_batch_size())
+    with source as engine:
+        if engine is not None:
+            live = engine.views
+            entries = engine.log.read(0)  # type: ignore[assignment]
+            total = len(engine.log)
+        print(f"idres: deciding {total:,} log entries again under the new rules into {scratch} ...", file=sys.stderr)
+        with _progress_bar(total, "what-if", unit="entry") as bar:
+            new, counts = replay(entries, scratch, new_config, projection, progress=bar.update)
+        try:
+            result = compare(live, new.views, truth, sample=args.sample)
+        finally:
+            new.close()
+    result["replay"] = counts
+    result["scratch"] = str(scratch)
+    if args.json:
+        _print_json(result)
+    else:
+        print(report_text(result))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from resolver.matching import train_model
     from streams.settings import save_match_model
@@ -1226,6 +1295,18 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(p)
     kafka(p)
     p.set_defaults(func=cmd_changes)
+
+    p = sub.add_parser("whatif", help="replay the log's inputs under new rules in a scratch directory and "
+                                      "report what would change (the live data is not touched)")
+    p.add_argument("--model", help="a match model (JSON, from `idres train`) to use with them")
+    p.add_argument("--truth", help="a truth CSV (event_id,person_id): precision/recall of both")
+    p.add_argument("--scratch", default="idres-whatif", help="where the new rules' data directory is written "
+                                                              "(replaced on every run; default ./idres-whatif)")
+    p.add_argument("--sample", type=int, default=5, help="changed profiles shown side by side (default 5)")
+    p.add_argument("--json", action="store_true")
+    data_dir(p)  # (its --config: the new rules; the live ones are $IDRES_CONFIG's)
+    kafka(p)
+    p.set_defaults(func=cmd_whatif)
 
     p = sub.add_parser("train", help="estimate a probabilistic match model (u and m) from channel events")
     p.add_argument("files", nargs="+", metavar="FILE", help="JSON-lines file(s) of channel events; - for stdin")

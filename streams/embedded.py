@@ -296,7 +296,8 @@ class EmbeddedEngine:
             report.seconds = time.perf_counter() - started
         return reports
 
-    def _commit(self, pending: list[list[dict[str, Any]]]) -> None:
+    def commit(self, pending: list[list[dict[str, Any]]]) -> None:
+        """Logs entries the resolver already decided (and applied), and folds them into the views."""
         if not pending:
             return
         start = len(self.log)
@@ -317,7 +318,7 @@ class EmbeddedEngine:
         if decided_at is None:
             decided_at = utc_iso(datetime.now(timezone.utc))
         decisions = self.resolver.decide_review(review_id, accept, reviewer, decided_at, note)
-        self._commit([decisions])
+        self.commit([decisions])
         self.checkpoint()
         return decisions
 
@@ -342,7 +343,7 @@ class EmbeddedEngine:
             if self.resolver.changed_since(mark):
                 self._recover()
             raise
-        self._commit([decisions])
+        self.commit([decisions])
         self.checkpoint()
         return decisions
 
@@ -352,42 +353,48 @@ class EmbeddedEngine:
 
         Returns None when every entry is reproduced exactly, else a description of the first difference.
         """
-        from schemas.channel import ChannelEvent
-
         check = Resolver(self.config, ResolverState())
         n = 0
         for seq, decisions in self.log.read(0):
-            rec = record_of(decisions)
-            if rec["type"] == "event_rejected":
-                again = check.reject(rec["key"], rec["source"], rec["reason"], rec["raw"], rec.get("event_id"),
-                                     rec.get("detail"))
-            elif rec["type"] == "review_decided":
-                again = check.decide_review(rec["review_id"], rec["decision"] == "accept", rec["reviewer"],
-                                            rec["decided_at"], rec.get("note"))
-            elif rec["type"] == "connection_banned":
-                again = check.unmerge(rec["profile_id"], [tuple(k.split(":", 1)) for k in rec["nodes"]],
-                                      rec["by"], rec["decided_at"], rec.get("note"))
-            elif rec["type"] == "ban_lifted":
-                again = check.lift_ban(rec["ban_id"], rec["by"], rec["decided_at"], rec.get("note"))
-            else:
-                identifiers = {}
-                for key in rec["nodes"]:
-                    t, _, v = key.partition(":")
-                    if t != RECORD_TYPE:  # anonymous records are made by the resolver, not given
-                        identifiers[t] = v
-                for ign in rec.get("ignored", ()):
-                    identifiers.setdefault(ign["type"], ign["raw"])
-                event = ChannelEvent(event_id=rec["event_id"], occurred_at=rec["occurred_at"],
-                                     channel=rec["channel"], event_type=rec["event_type"],
-                                     identifiers=identifiers, attributes=rec.get("attributes", {}),
-                                     payload=rec.get("payload", {}))
-                again = check.decide(event, rec.get("source"), rec.get("digest"))
+            again = redo(check, record_of(decisions))
             if again != decisions:
                 return f"entry {seq}: logged {decisions!r} but re-deciding gives {again!r}"
             n += 1
             if progress is not None and n % 10000 == 0:
                 progress(10000)
         return None
+
+
+def redo(resolver: Resolver, rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Decides again, with ``resolver``, the input a log entry records (``record_of``): an event (from its
+    normalized identifiers, and the raw values of those it could not use), a rejected record, a review
+    verdict, an unmerge or a lift; returns the decisions. Raises ``IdresError`` for a person's command that
+    does not apply to this resolver's state."""
+    from schemas.channel import ChannelEvent
+
+    t = rec["type"]
+    if t == "event_rejected":
+        return resolver.reject(rec["key"], rec["source"], rec["reason"], rec["raw"], rec.get("event_id"),
+                               rec.get("detail"))
+    if t == "review_decided":
+        return resolver.decide_review(rec["review_id"], rec["decision"] == "accept", rec["reviewer"],
+                                      rec["decided_at"], rec.get("note"))
+    if t == "connection_banned":
+        return resolver.unmerge(rec["profile_id"], [tuple(k.split(":", 1)) for k in rec["nodes"]], rec["by"],
+                                rec["decided_at"], rec.get("note"))
+    if t == "ban_lifted":
+        return resolver.lift_ban(rec["ban_id"], rec["by"], rec["decided_at"], rec.get("note"))
+    identifiers = {}
+    for key in rec["nodes"]:
+        id_type, _, v = key.partition(":")
+        if id_type != RECORD_TYPE:  # anonymous records are made by the resolver, not given
+            identifiers[id_type] = v
+    for ign in rec.get("ignored", ()):
+        identifiers.setdefault(ign["type"], ign["raw"])
+    event = ChannelEvent(event_id=rec["event_id"], occurred_at=rec["occurred_at"], channel=rec["channel"],
+                         event_type=rec["event_type"], identifiers=identifiers, attributes=rec.get("attributes", {}),
+                         payload=rec.get("payload", {}))
+    return resolver.decide(event, rec.get("source"), rec.get("digest"))
 
 
 class _Run:
@@ -458,7 +465,7 @@ class _Run:
         return decisions
 
     def commit(self) -> None:
-        self.engine._commit(self.pending)
+        self.engine.commit(self.pending)
         self.pending = []
 
 

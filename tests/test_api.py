@@ -525,6 +525,8 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @settings(max_examples=50, deadline=None, database=None,
           suppress_health_check=list(HealthCheck))
 def test_fuzz_every_operation_never_answers_5xx(case, server):
+    if case.path == "/v1/changes" and isinstance(case.query, dict) and isinstance(case.query.get("wait"), (int, float)):
+        case.query["wait"] = min(case.query["wait"], 0.5)  # (a long poll with nothing new waits that long)
     response = case.call(base_url=server.base, timeout=10)
     assert response.status_code < 500, (response.status_code, response.text[:500])
     if response.status_code in (400, 401, 404, 409, 422):

@@ -281,6 +281,9 @@ def test_on_kafka_an_unmerge_goes_through_the_resolve_worker_and_gives_what_the_
         assert bad.returncode == 2 and "is not an identifier of profile" in bad.stderr
     finally:
         worker.stop()
+    # what-if on the Kafka log, under the same rules: the same customers, the unmerge applied again
+    same = json.loads(idres("whatif", *kafka, "--scratch", str(tmp_path / "whatif"), "--json").stdout)
+    assert (same["links_added"], same["links_removed"], same["replay"]["commands_skipped"]) == (0, 0, 0)
     snap = tmp_path / "kafka.duckdb"
     idres("snapshot", *kafka, "--out", str(snap))
     with duckdb.connect(str(snap), read_only=True) as con:
