@@ -60,8 +60,8 @@ def main() -> int:
     print(f"{report.accepted:,} events resolved ({report.seconds:.1f} s, {report.accepted / report.seconds:,.0f} "
           f"events/s on one shard); {len(merges):,} merge decisions; clusters by identifiers: largest "
           f"{', '.join(map(str, largest))}; {sum(c for s, c in sizes.items() if s > 50):,} over 50 identifiers")
-    print(f"\n| shards | events spanning >1 shard | messages per event | busiest shard's work (fair share) "
-          f"| modelled rate (x one shard) |")
+    print("\n| shards | events spanning >1 shard | messages per event | busiest shard's work (fair share) "
+          "| modelled rate (x one shard) |")
     print("|---:|---:|---:|---:|---:|")
     for n in counts:
         spanning = 0

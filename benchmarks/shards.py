@@ -18,9 +18,7 @@ with none of it overlapped, m + max(f (1 - 1/N) + d / N, d L / events). Every de
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import resource
 import subprocess
 import sys
 import tempfile

@@ -305,7 +305,7 @@ def test_records_kept_before_reasons_had_categories_are_grouped_in_the_snapshot(
            ("record is 2000000 bytes; the limit is 1048576", "record too large"),
            ("internal error while resolving (KeyError: 'x'); please report it", "internal error")]
     with EmbeddedEngine(data) as engine:
-        engine._commit([[{"type": "event_rejected", "key": f"k{i}", "source": {"name": "old.jsonl", "position": i},
+        engine.commit([[{"type": "event_rejected", "key": f"k{i}", "source": {"name": "old.jsonl", "position": i},
                           "reason": reason, "raw": "x"}] for i, (reason, _) in enumerate(old, 1)])
         assert engine.verify_decisions() is None
     snap = tmp_path / "s.duckdb"

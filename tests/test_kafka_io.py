@@ -41,9 +41,9 @@ def test_settings_flags_over_environment_over_defaults():
     assert s.origin("bootstrap") == "set by $IDRES_BOOTSTRAP" and s.where("prefix") == "--topic-prefix"
     assert KafkaSettings.load({}).bootstrap == "localhost:9092"
     assert KafkaSettings.load({}).deployment_topics(["web"]) == {
-        "idres.raw.web": 4, "idres.raw.unknown": 4, "idres.deadletter": 1, "idres.decisions": 1}
+        "idres.raw.web": 4, "idres.raw.unknown": 4, "idres.deadletter": 1, "idres.decisions": 1, "idres.changes": 1}
     assert KafkaSettings.load({}).deployment_topics() == {"idres.raw": 4, "idres.deadletter": 1,
-                                                         "idres.decisions": 1}
+                                                         "idres.decisions": 1, "idres.changes": 1}
 
 
 def test_resolve_shards_add_their_two_topics():
