@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import os
 import subprocess
 import sys
 import time
@@ -263,6 +264,36 @@ def test_review_verdicts_reach_the_decision_log_through_the_resolve_worker(kafka
         assert [(r["review_id"], r["status"], r["reviewer"]) for r in decided_rows] == [(review_id, "linked", "ana")]
         again = idres("review", "reject", review_id, *kafka, check=False)
         assert again.returncode == 2 and "already decided (linked)" in again.stderr
+        # over HTTP: an unmerge with a write key goes to the resolve worker (202) and is recorded in its name
+        port = free_port()
+        env = {**os.environ, "IDRES_API_WRITE_KEYS": "bo:bo-key-7a1c9e2f"}
+        env.pop("IDRES_API_KEY", None)
+        server = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", *kafka, "--port", str(port)],
+                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            base = f"http://127.0.0.1:{port}"
+
+            def ready() -> bool:
+                try:
+                    with urllib.request.urlopen(f"{base}/readyz", timeout=2) as resp:
+                        return resp.status == 200
+                except OSError:
+                    return False
+
+            wait_until(ready, 60, "the API to load the decision log")
+            pid = decided_rows[0]["profile_id"]
+            body = json.dumps({"identifiers": [{"type": "email", "value": "jane.doe@example.co.uk"}]}).encode()
+            request = urllib.request.Request(f"{base}/v1/profiles/{pid}/unmerge", data=body, method="POST",
+                                             headers={"Content-Type": "application/json", "X-API-Key": "bo-key-7a1c9e2f"})
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                assert resp.status == 202 and json.loads(resp.read())["status"] == "submitted"
+            wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == 4, 60,
+                       "the unmerge recorded", [worker])
+            bans = json.loads(idres("unmerge", "--list", "--json", *kafka).stdout)
+            assert [(b["by"], b["sides"][0]) for b in bans] == [("bo", ["email:jane.doe@example.co.uk"])]
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
     finally:
         worker.stop()
 
