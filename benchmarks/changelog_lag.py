@@ -50,6 +50,15 @@ def created(line: bytes) -> list[str]:
     return c["identifiers"] if c["type"] == "profile_created" else []
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:  # (a server finishing a long poll)
+        proc.kill()
+        proc.wait()
+
+
 def figures(name: str, lags: list[float]) -> None:
     lags = sorted(lags)
     p95 = lags[min(len(lags) - 1, int(round(0.95 * (len(lags) - 1))))]
@@ -107,7 +116,12 @@ def embedded(work: Path, people: int, samples: int) -> None:
                 time.sleep(0.1)
             nxt = start
             while not stop.is_set():
-                page = client.get("/v1/changes", params={"from": nxt, "wait": 30}).json()
+                try:
+                    page = client.get("/v1/changes", params={"from": nxt, "wait": 30}).json()
+                except httpx.HTTPError:
+                    if stop.is_set():
+                        return  # (the server was stopped)
+                    raise
                 now = time.perf_counter()
                 for c in page["changes"]:
                     if c["type"] == "profile_created":
@@ -131,10 +145,8 @@ def embedded(work: Path, people: int, samples: int) -> None:
                 time.sleep(0.2)
     finally:
         stop.set()
-        follow.terminate()
-        serve.terminate()
-        follow.wait(10)
-        serve.wait(10)
+        for proc in (follow, serve):
+            stop_process(proc)
     print(f"embedded data directory: {people} generated customers, {start:,} log entries before the samples")
     figures("follow", lags_follow)
     figures("api", lags_api)
@@ -176,10 +188,8 @@ def kafka(work: Path, people: int, samples: int, bootstrap_arg: str | None) -> N
                 time.sleep(0.2)
         finally:
             prod.close()
-            follow.terminate()
-            worker.terminate()
-            follow.wait(10)
-            worker.wait(30)
+            for proc in (follow, worker):
+                stop_process(proc)
         print(f"kafka ({choice.kind}): one worker with every role, {people} generated customers before the samples, "
               f"IDRES_REORDER_WAIT=0.2")
         figures("kafka", lags)
