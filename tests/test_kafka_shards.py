@@ -37,10 +37,10 @@ class ShardWorker(Worker):
             env={**os.environ, **env} if env else None)
 
 
-def _events(tmp: Path, seed: int) -> tuple[Path, int]:
+def _events(tmp: Path, seed: int, people: int = 250) -> tuple[Path, int]:
     """A data set where the guards and the matcher act, its lines shuffled; and how many events it holds."""
     generated = tmp / "generated.jsonl"
-    write_dataset(generated, tmp / "truth.csv", SyntheticConfig(people=250, seed=seed))
+    write_dataset(generated, tmp / "truth.csv", SyntheticConfig(people=people, seed=seed))
     lines = [line for line in generated.read_bytes().splitlines(keepends=True) if line.strip()]
     random.Random(seed).shuffle(lines)
     events = tmp / "events.jsonl"
@@ -107,7 +107,7 @@ def test_a_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
 def test_a_shard_that_stops_answering_makes_the_coordinator_decide_in_order(kafka_bootstrap, tmp_path):
     """A worker alive in the group whose shard 1 answers only after 6 s, with a shard wait of 2 s: the
     coordinator stops waiting, decides those windows itself, and the result is still the one of ingest."""
-    events, accepted = _events(tmp_path, 29)
+    events, accepted = _events(tmp_path, 29, people=120)
     prefix = unique_name("shardhang") + "."
     kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
     idres("topics", *kafka, "--resolve-partitions", "2")

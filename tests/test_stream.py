@@ -202,7 +202,7 @@ def test_stream_jobs_resolve_like_the_embedded_engine(kafka_bootstrap, dataset, 
 
 def test_resolve_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(kafka_bootstrap, tmp_path):
     events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
-    stats = write_dataset(events, truth, SyntheticConfig(people=4000, seed=21))
+    stats = write_dataset(events, truth, SyntheticConfig(people=2000, seed=21))
     prefix = unique_name("crash") + "."
     settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
     idres("produce", str(events), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix,
