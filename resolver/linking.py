@@ -160,19 +160,7 @@ def _resplit(ctx: Context, pid: str, key: str, event_id: str, reason: str) -> No
     components = graph.components(st, prof.nodes)
     if len(components) < 2:
         return
-    # the part holding the profile's earliest event keeps its ID; every other part is named by its own
-    components.sort(key=lambda comp: (naming.first_of(st, comp) or ("\uffff", "", 0), st.node_keys[comp[0]]))
-    parts: list[decisions.SplitPart] = [{"profile_id": pid, "created_at": prof.created_at,
-                                         "nodes": [st.node_keys[n] for n in components[0]]}]
-    taken = {pid}
-    for comp in components[1:]:
-        first = naming.first_of(st, comp)
-        name = naming.name_of(first) if first is not None else None
-        if name is None or not naming.free(st, name) or name in taken:
-            name = graph.new_profile_id(st, f"split:{event_id}:{st.node_keys[comp[0]]}")
-        taken.add(name)
-        parts.append({"profile_id": name, "created_at": first[0] if first is not None else prof.created_at,
-                      "nodes": [st.node_keys[n] for n in comp]})
+    parts = naming.parts(st, prof, components, f"split:{event_id}")
     ctx.emit(decisions.profile_split(pid, event_id, f"{key} is shared: {reason}", parts))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Optional
 
 from resolver import decisions
+from resolver.graph import new_profile_id
 from resolver.ids import short_hash
 from resolver.state import Profile, ResolverState
 
@@ -83,3 +84,22 @@ def settle(ctx: Any, event_id: str, emitted: list[dict[str, Any]]) -> None:
         elif free(st, name):
             ctx.emit(decisions.profile_renamed(pid, name, event_id))
         # (a name another profile holds: checked again whenever this profile is touched)
+
+
+def parts(st: ResolverState, prof: Profile, components: list[list[int]], seed: str) -> list[decisions.SplitPart]:
+    """The parts a split leaves of ``prof``, named: the part holding the profile's earliest event keeps its ID;
+    every other part is named by its own earliest event (taking back a name it left when absorbed), else by
+    ``seed`` and its first identifier. Also sorts ``components`` into that order."""
+    components.sort(key=lambda comp: (first_of(st, comp) or ("\uffff", "", 0), st.node_keys[comp[0]]))
+    out: list[decisions.SplitPart] = [{"profile_id": prof.id, "created_at": prof.created_at,
+                                  "nodes": [st.node_keys[n] for n in components[0]]}]
+    taken = {prof.id}
+    for comp in components[1:]:
+        first = first_of(st, comp)
+        name = name_of(first) if first is not None else None
+        if name is None or not free(st, name) or name in taken:
+            name = new_profile_id(st, f"{seed}:{st.node_keys[comp[0]]}")
+        taken.add(name)
+        out.append({"profile_id": name, "created_at": first[0] if first is not None else prof.created_at,
+                    "nodes": [st.node_keys[n] for n in comp]})
+    return out

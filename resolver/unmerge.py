@@ -40,19 +40,7 @@ def unmerge(ctx: Context, profile_id: str, keys: list[str], by: str, decided_at:
     rest_keys = sorted(st.node_keys[n] for n in rest)
     # the parts, as the graph will be once the ban has cut the links between the sides
     parts = [*graph.components(st, named), *graph.components(st, rest)]
-    # the part holding the profile's earliest event keeps its ID; every other part is named by its own
-    parts.sort(key=lambda comp: (naming.first_of(st, comp) or ("\uffff", "", 0), st.node_keys[comp[0]]))
-    out: list[decisions.SplitPart] = [{"profile_id": pid, "created_at": prof.created_at,
-                                       "nodes": [st.node_keys[n] for n in parts[0]]}]
-    taken = {pid}
-    for comp in parts[1:]:
-        first = naming.first_of(st, comp)
-        name = naming.name_of(first) if first is not None else None
-        if name is None or not naming.free(st, name) or name in taken:
-            name = graph.new_profile_id(st, f"unmerge:{ban}:{st.node_keys[comp[0]]}")
-        taken.add(name)
-        out.append({"profile_id": name, "created_at": first[0] if first is not None else prof.created_at,
-                    "nodes": [st.node_keys[n] for n in comp]})
+    out = naming.parts(st, prof, parts, f"unmerge:{ban}")
     ctx.emit(decisions.profile_split(pid, ban, f"unmerged by {by}", out))
     ctx.emit(decisions.connection_banned(ban, pid, side_keys, rest_keys, by, decided_at, note))
 

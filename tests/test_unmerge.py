@@ -40,15 +40,20 @@ def replayed(run: Run) -> Resolver:
     return again
 
 
-def test_a_rejected_review_pair_is_not_merged_by_a_later_event_carrying_both_identifiers():
+def reviewed() -> tuple[Run, dict]:
+    """Jane's email, and a caller with a name and postcode like hers (likely, not certain): one review."""
     run = Run().feed([
         ev("web1", 0, email="jane.doe@example.co.uk", attrs=JANE),
-        # a caller with a name and postcode like Jane's: likely, not certain
         ev("call1", 3, channel="call_center", phone="+44 7700 900123",
            attrs={"first_name": "Jane", "last_name": "Doe", "postcode": "SW1A 1AA"}),
     ])
     [item] = run.views.review_queue()
     assert {item["identifier"], item["other_identifier"]} == {EMAIL, PHONE}
+    return run, item
+
+
+def test_a_rejected_review_pair_is_not_merged_by_a_later_event_carrying_both_identifiers():
+    run, item = reviewed()
     command(run, run.resolver.decide_review(item["review_id"], False, "ana", AT, "different people"))
     # one event carrying both identifiers: a person said they are different customers, so it does not join them
     run.feed([ev("app1", 9, channel="app", email="jane.doe@example.co.uk", phone="+44 7700 900123")])
@@ -116,12 +121,7 @@ def test_an_unmerged_profile_gets_back_the_id_it_had_before_it_was_absorbed():
 
 
 def test_an_accepted_review_is_undone_by_unmerging_and_not_matched_again():
-    run = Run().feed([
-        ev("web1", 0, email="jane.doe@example.co.uk", attrs=JANE),
-        ev("call1", 3, channel="call_center", phone="+44 7700 900123",
-           attrs={"first_name": "Jane", "last_name": "Doe", "postcode": "SW1A 1AA"}),
-    ])
-    [item] = run.views.review_queue()
+    run, item = reviewed()
     command(run, run.resolver.decide_review(item["review_id"], True, "ana", AT))
     pid = profile_of_key(run, EMAIL)
     assert profile_of_key(run, PHONE) == pid
