@@ -7,9 +7,9 @@ identifier of one side and one of the other, whatever later event, probable link
 merge would join them, and whichever profiles they have grown into, until a person lifts it. A join that
 would is refused (``link_refused`` on an event, a verdict ``blocked``, a probable link not made).
 
-A profile that already holds both sides (a review rejected after its pair was linked by other evidence)
-does not breach the ban by growing: the ban bars bringing the sides together, and applies again once a
-split has parted them.
+A profile that already holds both sides does not breach the ban by growing: the ban bars bringing the
+sides together (a review rejected after its pair was linked by other evidence records no ban: its outcome
+is ``already_linked``, and an unmerge separates them).
 """
 
 from __future__ import annotations

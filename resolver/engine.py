@@ -289,6 +289,9 @@ class Resolver:
         cannot be used or is not in the profile, or a profile that is unknown."""
         keys = []
         for id_type, raw in identifiers:
+            if id_type == RECORD_TYPE:  # an anonymous event's record: named by its event ID, as given
+                keys.append(node_key(id_type, str(raw)))
+                continue
             value, why = self.normalize_identifier(id_type, raw)
             if value is None:
                 raise CommandError(f"{id_type}={raw}: {why or 'not a usable value'}")

@@ -355,7 +355,12 @@ class Fold:
         bans.add(st, d["ban_id"], [st.node(k) for k in d["nodes"]], [st.node(k) for k in d["others"]], d["by"])
 
     def _lifted(self, d: dict[str, Any]) -> None:
-        bans.lift(self.state, d["ban_id"])
+        st = self.state
+        one, two, _ = st.bans[d["ban_id"]]
+        if len(one) == len(two) == 1:  # a rejected review's pair: the matcher may link it again
+            a, b = min(*one, *two), max(*one, *two)
+            st.review_rejected.discard((a, b))
+        bans.lift(st, d["ban_id"])
 
     def _attributed(self, d: dict[str, Any]) -> None:
         st = self.state

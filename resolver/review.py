@@ -29,7 +29,12 @@ def decide_review(ctx: Context, review_id: str, accept: bool, reviewer: str, dec
     if note:
         verdict["note"] = note
     if not accept:
-        verdict["outcome"] = "rejected"
+        if pa is not None and pa == pb:
+            # one customer by other evidence since the pair was queued: a ban could not hold them apart
+            verdict.update(outcome="already_linked", reason=f"they are one profile ({pa}) by other evidence "
+                                                             f"now: `idres unmerge` separates them")
+        else:
+            verdict["outcome"] = "rejected"
     elif pa is None or pb is None:
         verdict.update(outcome="blocked", reason="one side's identifier has since been found shared")
     elif pa == pb:

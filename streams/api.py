@@ -38,6 +38,7 @@ import asyncio
 import collections
 import gc
 import hmac
+import itertools
 import ipaddress
 import os
 import socket
@@ -246,17 +247,22 @@ class Follower:
         """The changes of the entries from ``start`` on that the views hold (whole entries, ``limit`` changes or
         a little more), and the position to ask from next. Raises ``LookupError`` for a position this follower
         cannot give (``source`` says where to read instead)."""
-        with self.lock:
-            end = self.views.seq
-            recent = list(self.recent) if self.recent and self.recent[0][0] <= start else None
         out: list[dict[str, Any]] = []
         nxt = start
-        if start >= end:
-            return out, start
-        if recent is not None:
-            entries: Iterable[tuple[int, list[dict[str, Any]]]] = (e for e in recent if e[0] >= start)
-        else:
-            entries = self._older_changes(start, end)
+        with self.lock:
+            end = self.views.seq
+            if start >= end:
+                return out, start
+            recent = self.recent
+            held = bool(recent) and recent[0][0] <= start
+            if held:  # (entries are held in order, one per position: the first wanted is at start - first)
+                taken, n = [], 0
+                for entry in itertools.islice(recent, start - recent[0][0], None):
+                    if n >= limit:
+                        break
+                    taken.append(entry)
+                    n += len(entry[1])
+        entries: Iterable[tuple[int, list[dict[str, Any]]]] = taken if held else self._older_changes(start, end)
         for seq, changes in entries:
             if seq >= end or len(out) >= limit:
                 break
@@ -1061,15 +1067,14 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
             except CommandRefused as exc:
                 return _problem(exc.status, exc.code, exc.detail)
         loop = asyncio.get_running_loop()
-        out: dict[str, Any] = {"by": by, "decisions": []}
-        for item in items:
+        status = "recorded" if commands.accepted_status == 200 else "submitted"
+        out: dict[str, Any] = {"status": status, "by": by, "decisions": []}
+        if items:
             try:
-                result = await loop.run_in_executor(None, commands.run, {**item, "by": by})
+                result = await loop.run_in_executor(None, commands.run, [{**item, "by": by} for item in items])
             except CommandRefused as exc:
-                return _problem(exc.status, exc.code, exc.detail, done=len(out["decisions"]))
-            out["status"] = result["status"]
-            out["decisions"].extend(result.get("decisions", ()))
-            out["detail"] = result.get("detail")
+                return _problem(exc.status, exc.code, exc.detail, done=exc.done)
+            out.update(decisions=result.get("decisions", []), detail=result.get("detail"))
         return JSONResponse(out, status_code=commands.accepted_status)
 
     writes = {"dependencies": [Depends(guard)], "tags": ["decisions"], "response_model": CommandResult,

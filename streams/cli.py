@@ -787,8 +787,9 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         data_dir = _data_dir(args, existing=True)
         if not _has_log(data_dir):
             raise UsageError(f"no idres data in {data_dir}: run `idres ingest FILE --data-dir {data_dir}` first")
-        if scratch.resolve() == data_dir.resolve():
-            raise UsageError("--scratch must not be the data directory")
+        inside = lambda a, b: a == b or b in a.parents  # noqa: E731  (a is b or inside it)
+        if inside(scratch.resolve(), data_dir.resolve()) or inside(data_dir.resolve(), scratch.resolve()):
+            raise UsageError(f"--scratch {scratch} must be outside the data directory {data_dir} and not hold it")
         source = EmbeddedEngine(data_dir, live_config, projection, writer=False, batch_size=_batch_size())
     with source as engine:
         if engine is not None:

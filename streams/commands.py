@@ -10,6 +10,7 @@ events: the same message `idres review|unmerge --bootstrap` sends.
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -17,7 +18,7 @@ from typing import Any, Optional
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
 from resolver.errors import CommandError, IdresError, ReviewError
-from resolver.ids import node_key, utc_iso
+from resolver.ids import RECORD_TYPE, node_key, utc_iso
 from resolver.normalize import Normalizer
 
 KINDS = ("review", "unmerge", "lift")
@@ -26,9 +27,9 @@ KINDS = ("review", "unmerge", "lift")
 class CommandRefused(Exception):
     """A command that cannot be applied: its HTTP status, an error code and one line saying why."""
 
-    def __init__(self, status: int, code: str, detail: str):
+    def __init__(self, status: int, code: str, detail: str, done: int = 0):
         super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+        self.status, self.code, self.detail, self.done = status, code, detail, done
 
 
 def check(command: dict[str, Any], views: CustomerViews, config: ResolverConfig) -> None:
@@ -53,7 +54,10 @@ def check(command: dict[str, Any], views: CustomerViews, config: ResolverConfig)
         normalizer.learn_regions(tuple(views.learned_regions))
         keys = set()
         for id_type, raw in command["identifiers"]:
-            value, why = normalizer.identifier(id_type, raw)
+            if id_type == RECORD_TYPE:  # an anonymous event's record: named by its event ID, as given
+                value, why = str(raw), None
+            else:
+                value, why = normalizer.identifier(id_type, raw)
             if value is None:
                 raise CommandRefused(422, "unusable_identifier", f"{id_type}={raw}: {why or 'not a usable value'}")
             key = node_key(id_type, value)
@@ -77,36 +81,45 @@ class EmbeddedCommands:
         self.config = config or ResolverConfig()
         self.projection = projection
 
-    def run(self, command: dict[str, Any]) -> dict[str, Any]:
-        """Blocking (run it in a thread): the decisions recorded. Raises ``CommandRefused``."""
+    def run(self, commands: list[dict[str, Any]]) -> dict[str, Any]:
+        """Blocking (run it in a thread): applies the commands in order, each as one log entry, with the
+        writer's lock held once for all; returns the decisions recorded. Raises ``CommandRefused`` (its
+        ``done``: how many commands were recorded before the one refused)."""
         from streams.embedded import EmbeddedEngine
         from streams.log import LogError
 
         at = utc_iso(datetime.now(timezone.utc))
+        recorded: list[dict[str, Any]] = []
+        done = 0
         try:
             with EmbeddedEngine(self.data_dir, self.config, self.projection, writer=True) as engine:
-                kind = command["command"]
-                if kind == "review":
-                    decisions = engine.review(command["review_id"], command["decision"] == "accept", command["by"],
-                                              command.get("note"), decided_at=at)
-                elif kind == "unmerge":
-                    decisions = engine.unmerge(command["profile_id"], [tuple(p) for p in command["identifiers"]],
-                                               command["by"], command.get("note"), decided_at=at)
-                elif kind == "lift":
-                    decisions = engine.lift_ban(command["ban_id"], command["by"], command.get("note"), decided_at=at)
-                else:
-                    raise CommandRefused(422, "unknown_command", f"unknown command {kind!r}")
+                for command in commands:
+                    recorded.extend(self._one(engine, command, at))
+                    done += 1
         except LogError as exc:
             if "another idres process is writing" in str(exc):
-                raise CommandRefused(409, "busy", f"{exc}; retry when it is done") from None
-            raise CommandRefused(503, "source_gone", str(exc)) from None
+                raise CommandRefused(409, "busy", f"{exc}; retry when it is done", done) from None
+            raise CommandRefused(503, "source_gone", str(exc), done) from None
         except ReviewError as exc:
-            raise CommandRefused(409, "review_refused", str(exc)) from None
+            raise CommandRefused(409, "review_refused", str(exc), done) from None
         except CommandError as exc:
-            raise CommandRefused(422, "command_refused", str(exc)) from None
+            raise CommandRefused(422, "command_refused", str(exc), done) from None
         except IdresError as exc:
-            raise CommandRefused(503, "error", str(exc)) from None
-        return {"status": "recorded", "decisions": decisions}
+            raise CommandRefused(503, "error", str(exc), done) from None
+        return {"status": "recorded", "decisions": recorded}
+
+    @staticmethod
+    def _one(engine: Any, command: dict[str, Any], at: str) -> list[dict[str, Any]]:
+        kind = command["command"]
+        if kind == "review":
+            return engine.review(command["review_id"], command["decision"] == "accept", command["by"],
+                                 command.get("note"), decided_at=at)
+        if kind == "unmerge":
+            return engine.unmerge(command["profile_id"], [tuple(p) for p in command["identifiers"]], command["by"],
+                                  command.get("note"), decided_at=at)
+        if kind == "lift":
+            return engine.lift_ban(command["ban_id"], command["by"], command.get("note"), decided_at=at)
+        raise CommandError(f"unknown command {kind!r}")
 
 
 class KafkaCommands:
@@ -118,23 +131,27 @@ class KafkaCommands:
         self.settings = settings
         self.config = config or ResolverConfig()
         self._producer: Any = None
+        self._lock = threading.Lock()
 
-    def run(self, command: dict[str, Any]) -> dict[str, Any]:
-        """Blocking (run it in a thread): sends a command ``check`` has passed. Raises ``CommandRefused``."""
+    def run(self, commands: list[dict[str, Any]]) -> dict[str, Any]:
+        """Blocking (run it in a thread): sends commands ``check`` has passed, in one message (the resolve
+        worker decides them in order). Raises ``CommandRefused``."""
         import orjson
 
         from streams.kafka_io import producer
         from streams.stream_app import validated_topic
 
-        message = {**command, "decided_at": utc_iso(datetime.now(timezone.utc))}
-        if self._producer is None:
-            self._producer = producer(self.settings)
+        at = utc_iso(datetime.now(timezone.utc))
+        message = {"commands": [{**c, "decided_at": at} for c in commands]}
         try:
-            self._producer.send(validated_topic(self.settings), key=b"command",
-                                value=orjson.dumps({"commands": [message]})).get(timeout=self.settings.timeout)
+            with self._lock:
+                if self._producer is None:
+                    self._producer = producer(self.settings)
+                self._producer.send(validated_topic(self.settings), key=b"command",
+                                    value=orjson.dumps(message)).get(timeout=self.settings.timeout)
         except Exception as exc:
-            raise CommandRefused(503, "broker_unavailable", f"could not send the command: {exc}") from None
-        return {"status": "submitted", "detail": "the resolve worker records it in order with the events"}
+            raise CommandRefused(503, "broker_unavailable", f"could not send the command(s): {exc}") from None
+        return {"status": "submitted", "detail": "the resolve worker records them in order with the events"}
 
     def close(self) -> None:
         if self._producer is not None:

@@ -361,6 +361,7 @@ class StreamJobs:
         self.metrics = Metrics()
         self.resolver: Optional[Resolver] = None
         self.views: Optional[CustomerViews] = None
+        self.views_stale = False  # (the project role's views, to be folded again before the next batch)
         self.views_next_offset = 0
         self.views_seq = 0
         self.resolver_stale = True
@@ -504,6 +505,10 @@ class StreamJobs:
     async def _on_assigned(self, sender: Any = None, assigned: Any = (), **kwargs: Any) -> None:
         if any(tp.topic == validated_topic(self.settings) for tp in assigned):
             self.resolver_stale = True  # another worker may have resolved while we did not own it
+        if "project" in self.options.roles and any(tp.topic == self.settings.topics.decisions for tp in assigned):
+            # another worker may have projected (and published changes) while we did not own it: the views
+            # are folded again and the changelog resumed from its end, before the next batch
+            self.views_stale = True
 
     async def _on_revoked(self, sender: Any = None, revoked: Any = (), **kwargs: Any) -> None:
         if "resolve" in self.options.roles and any(tp.topic == validated_topic(self.settings) for tp in revoked):
@@ -880,7 +885,11 @@ class StreamJobs:
         from projections.changelog import changes_of
 
         last = last_record(self.settings, self.settings.topics.changes)
-        self.changes_next = orjson.loads(last.value)["seq"] + 1 if last is not None else 0
+        done = (-1, -1)
+        if last is not None:  # (an entry's changes are several messages: a crash may have cut it short)
+            change = orjson.loads(last.value)
+            done = (change["seq"], change["n"])
+        self.changes_next = done[0] if done[0] >= 0 else 0
         views = CustomerViews(self.options.projection)
         late: list[dict[str, Any]] = []
         prod = None
@@ -889,7 +898,7 @@ class StreamJobs:
             nonlocal prod
             if seq < self.changes_next:
                 return
-            late.extend(changes_of(seq, entry))
+            late.extend(c for c in changes_of(seq, entry) if (c["seq"], c["n"]) > done)
             if len(late) >= 10_000:
                 prod = self._publish_changes_now(late, prod)
 
@@ -923,7 +932,8 @@ class StreamJobs:
         loop = asyncio.get_running_loop()
         changes: list[dict[str, Any]] = []
         async for events in stream.take_events(256, within=self.options.batch_seconds):
-            if self.views is None:
+            if self.views is None or self.views_stale:
+                self.views_stale = False
                 await loop.run_in_executor(None, self._rebuild_views)
             for ev in events:
                 msg = ev.message

@@ -58,7 +58,7 @@ def replay(entries: Iterable[tuple[int, list[dict[str, Any]]]], scratch: Path, c
             counts["entries"] += 1
             rec = record_of(entry)
             try:
-                decisions = redo(engine.resolver, rec)
+                decisions = redo(engine.resolver, _where_now(engine.resolver, rec))
             except IdresError:
                 if rec["type"] not in COMMANDS:
                     raise
@@ -78,6 +78,17 @@ def replay(entries: Iterable[tuple[int, list[dict[str, Any]]]], scratch: Path, c
         engine.close()
         raise
     return engine, dict(counts)
+
+
+def _where_now(resolver: Any, rec: dict[str, Any]) -> dict[str, Any]:
+    """An unmerge names the profile its identifiers were in; under other rules that is the profile the first
+    of them is in now (if any)."""
+    if rec["type"] != "connection_banned":
+        return rec
+    st = resolver.state
+    idx = st.node_index.get(rec["nodes"][0])
+    pid = st.node_profile[idx] if idx is not None else None
+    return {**rec, "profile_id": pid} if pid is not None else rec
 
 
 def _clusters(views: CustomerViews) -> dict[str, str]:

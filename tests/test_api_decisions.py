@@ -154,3 +154,19 @@ def test_without_write_keys_the_api_takes_no_decisions(tmp_path):
         assert resp.status_code == 403 and "IDRES_API_WRITE_KEYS" in resp.json()["detail"]
     finally:
         srv.stop()
+
+
+def test_bulk_verdicts_that_match_nothing_answer_an_empty_result(served):
+    client, _, _ = served
+    resp = client.post("/v1/reviews", json={"decision": "accept", "min_weight": 1000}, headers={"X-API-Key": ANA_KEY})
+    assert resp.status_code == 200 and resp.json()["status"] == "recorded" and resp.json()["decisions"] == []
+
+
+def test_on_kafka_a_broker_that_cannot_be_reached_is_a_503_not_a_crash():
+    from streams.commands import CommandRefused, KafkaCommands
+    from streams.kafka_io import KafkaSettings
+
+    commands = KafkaCommands(KafkaSettings.load({}, bootstrap="127.0.0.1:1", timeout=2))
+    with pytest.raises(CommandRefused) as refused:
+        commands.run([{"command": "lift", "ban_id": "b_x", "by": "ana"}])
+    assert refused.value.status == 503

@@ -288,3 +288,29 @@ def test_on_kafka_an_unmerge_goes_through_the_resolve_worker_and_gives_what_the_
     idres("snapshot", *kafka, "--out", str(snap))
     with duckdb.connect(str(snap), read_only=True) as con:
         assert con.execute("SELECT event_id, profile_id FROM events ORDER BY event_id").fetchall() == expected
+
+
+def test_an_anonymous_record_is_unmerged_by_its_event_id_as_given():
+    run = Run().feed([ev("web1", 0, email="jane.doe@example.co.uk", attrs=JANE),
+                      ev("Call-7", 5, channel="call_center", attrs=JANE)])
+    pid = profile_of_key(run, EMAIL)
+    assert profile_of_key(run, "record:Call-7") == pid
+    command(run, run.resolver.unmerge(pid, [("record", "Call-7")], "ana", AT))
+    assert profile_of_key(run, "record:Call-7") != pid
+
+
+def test_rejecting_a_pair_linked_since_by_other_evidence_says_so_and_bans_nothing():
+    run, item = reviewed()
+    run.feed([ev("app1", 9, channel="app", email="jane.doe@example.co.uk", phone="+44 7700 900123")])
+    out = command(run, run.resolver.decide_review(item["review_id"], False, "ana", AT))
+    assert out[-1]["outcome"] == "already_linked" and "idres unmerge" in out[-1]["reason"]
+    assert run.resolver.state.bans == {} and run.views.bans_of() == []
+
+
+def test_lifting_a_rejected_reviews_ban_lets_the_matcher_link_the_pair_again():
+    run, item = reviewed()
+    command(run, run.resolver.decide_review(item["review_id"], False, "ana", AT))
+    command(run, run.resolver.lift_ban(item["review_id"], "bo", AT))
+    run.feed([ev("call2", 30, channel="call_center", phone="+44 7700 900123", attrs=JANE)])
+    assert profile_of_key(run, PHONE) == profile_of_key(run, EMAIL)
+    assert replayed(run).state.node_profile == run.resolver.state.node_profile

@@ -91,3 +91,16 @@ def test_compare_counts_pairs_from_the_table_of_profiles():
                       ev("3", 2, email="d@mailbox.org", loyalty_id="C1"), ev("4", 3, email="d@mailbox.org")])
     out = compare(live.views, new.views)
     assert (out["links_added"], out["links_removed"], out["profiles_split"], out["profiles_joined"]) == (1, 2, 1, 1)
+
+
+def test_a_scratch_directory_holding_the_data_directory_is_refused(tmp_path):
+    data = tmp_path / "outer" / "data"
+    events = tmp_path / "e.jsonl"
+    events.write_text(json.dumps({"event_id": "e1", "occurred_at": "2025-01-01T00:00:00Z", "channel": "web",
+                                  "event_type": "visit", "identifiers": {"email": "a.b@mailbox.org"}}) + "\n")
+    run_cli("ingest", str(events), "--data-dir", str(data))
+    (tmp_path / "outer" / ".idres-whatif").write_text("")  # (as if an earlier what-if had been written there)
+    for scratch in (tmp_path / "outer", data / "whatif"):
+        proc = run_cli("whatif", "--data-dir", str(data), "--scratch", str(scratch), check=False)
+        assert proc.returncode == 2 and "outside the data directory" in proc.stderr
+    assert (data / "log").is_dir()
