@@ -39,6 +39,7 @@ environment variable             flag                      what                 
 ``IDRES_DEADLETTER_PARTITIONS``                            partitions of the dead-letter topic   1
 ``IDRES_REPLICATION_FACTOR``     ``--replication-factor``  replication of the topics it creates  -1 (broker's)
 ``IDRES_KAFKA_COMPRESSION``      ``--compression``         none, gzip, snappy, lz4 or zstd       none
+``IDRES_TRANSIT_RETENTION_HOURS``                           hours raw/validated/dead-letter keep  168
 ``IDRES_KAFKA_LINGER_MS``        ``--linger-ms``           how long a batch may wait to fill     20
 ``IDRES_KAFKA_BATCH_BYTES``      ``--batch-bytes``         batch size per partition              262144
 ``IDRES_KAFKA_TIMEOUT``          ``--timeout``             seconds to reach the broker           10
@@ -88,6 +89,7 @@ ENV = {
     "batch_bytes": "IDRES_KAFKA_BATCH_BYTES",
     "timeout": "IDRES_KAFKA_TIMEOUT",
     "resolve_partitions": "IDRES_RESOLVE_PARTITIONS",
+    "transit_retention_hours": "IDRES_TRANSIT_RETENTION_HOURS",
 }
 FLAGS: dict[str, Optional[str]] = {
     "bootstrap": "--bootstrap",
@@ -100,6 +102,7 @@ FLAGS: dict[str, Optional[str]] = {
     "batch_bytes": "--batch-bytes",
     "timeout": "--timeout",
     "resolve_partitions": "--resolve-partitions",
+    "transit_retention_hours": None,  # environment only
 }
 
 
@@ -168,6 +171,9 @@ class KafkaSettings:
     batch_bytes: int = 256 * 1024
     timeout: float = 10.0
     resolve_partitions: int = 1  # resolve shards (``streams.kafka_shards``)
+    # hours the topics events only pass through (raw, validated, dead letters, shard tasks) keep them, set on
+    # the topics idres creates (0: the broker's default); the decision log and the changelog are kept forever
+    transit_retention_hours: float = 168.0
     client_id: str = "idres"
     # where each value came from ("--flag", "$IDRES_...", absent: the default), for error messages
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -228,6 +234,9 @@ class KafkaSettings:
             low = 0 if name == "linger_ms" else 1
             if getattr(self, name) < low:
                 raise ConfigError(f"{self.where(name)} must be at least {low}, not {getattr(self, name)}")
+        if not 0 <= self.transit_retention_hours < 1e7:
+            raise ConfigError(f"{self.where('transit_retention_hours')} must be a number of hours >= 0 (0: the "
+                              f"broker's default), not {self.transit_retention_hours}")
         if self.replication_factor == 0 or self.replication_factor < -1:
             raise ConfigError(f"{self.where('replication_factor')} must be -1 (the broker's default) or at "
                               f"least 1, not {self.replication_factor}")
@@ -340,6 +349,18 @@ def admin_client(settings: KafkaSettings):
         raise client_error(settings, exc, "connecting to the broker") from None
 
 
+def topic_configs(settings: KafkaSettings, name: str) -> dict[str, str]:
+    """The configuration a topic is created with. The decision log (the source of truth) and the changelog
+    are kept forever, whatever the broker's default retention; the topics events only pass through keep them
+    ``transit_retention_hours`` (so personal data in them, an erased customer's too, is gone after that)."""
+    topics = settings.topics
+    if name in (topics.decisions, topics.changes):
+        return {"retention.ms": "-1", "retention.bytes": "-1"}
+    if settings.transit_retention_hours > 0:
+        return {"retention.ms": str(int(settings.transit_retention_hours * 3_600_000))}
+    return {}
+
+
 def ensure_topics(admin, settings: KafkaSettings, wanted: Mapping[str, int],
                   exact: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
     """Creates the missing topics of ``wanted`` (topic -> partitions) and waits until they are usable.
@@ -353,7 +374,8 @@ def ensure_topics(admin, settings: KafkaSettings, wanted: Mapping[str, int],
     for name in wanted:
         check_topic_name(name)
     ms = int(settings.timeout * 1000)
-    spec = {name: {"num_partitions": n, "replication_factor": settings.replication_factor}
+    spec = {name: {"num_partitions": n, "replication_factor": settings.replication_factor,
+                   **({"configs": c} if (c := topic_configs(settings, name)) else {})}
             for name, n in wanted.items()}
     try:
         response = admin.create_topics(spec, timeout_ms=ms, raise_errors=False)

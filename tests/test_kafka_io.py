@@ -122,3 +122,44 @@ def test_router_follows_configured_priorities():
     line = b'{"event_id":"e1","channel":"web","identifiers":{"phone":"415-555-0134","email":"a@b.org"}}'
     assert Router(config).route(line)[1] == b"phone:+14155550134"
     assert Router().route(line)[1] == b"email:a@b.org"
+
+
+class _RecordingAdmin:
+    """Takes ``create_topics`` requests as a broker would (every topic created) and keeps them."""
+
+    def __init__(self):
+        self.requests: dict = {}
+
+    def create_topics(self, spec, timeout_ms=None, raise_errors=True):
+        self.requests.update(spec)
+        return {"topics": [{"name": name, "error_code": 0} for name in spec]}
+
+    def wait_for_topics(self, names, timeout_ms=None):
+        pass
+
+    def describe_topics(self, names):
+        return [{"name": n, "error_code": 0, "partitions": [0] * self.requests[n]["num_partitions"]} for n in names]
+
+
+def test_the_decision_log_is_kept_forever_and_transit_topics_for_the_stated_hours():
+    """Whatever the broker's default retention (7 days on Apache Kafka), the decision log and the changelog
+    are created to be kept forever; raw, validated and dead-letter topics keep events for
+    IDRES_TRANSIT_RETENTION_HOURS (so an erased customer's raw events are gone after that). (Tansu accepts
+    these configs but answers DescribeConfigs with none, so they are checked here on the request.)"""
+    from streams.kafka_io import ensure_topics
+    from streams.stream_app import stream_topics
+
+    for env, transit in (({}, str(168 * 3_600_000)), ({"IDRES_TRANSIT_RETENTION_HOURS": "24"}, str(24 * 3_600_000)),
+                         ({"IDRES_TRANSIT_RETENTION_HOURS": "0"}, None)):
+        settings = KafkaSettings.load(env)
+        admin = _RecordingAdmin()
+        ensure_topics(admin, settings, stream_topics(settings, ["web"]))
+        configs = {name: spec.get("configs", {}) for name, spec in admin.requests.items()}
+        t = settings.topics
+        for kept in (t.decisions, t.changes):
+            assert configs.pop(kept) == {"retention.ms": "-1", "retention.bytes": "-1"}
+        assert {t.raw("web"), t.raw(), t.deadletter, "idres.validated"} <= set(configs)
+        for name, config in configs.items():
+            assert config.get("retention.ms") == transit, name
+    with pytest.raises(ConfigError, match="IDRES_TRANSIT_RETENTION_HOURS"):
+        KafkaSettings.load({"IDRES_TRANSIT_RETENTION_HOURS": "-1"})
