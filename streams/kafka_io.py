@@ -16,6 +16,7 @@ topic               default name           partitions                 holds
 ``Pdeadletter``     ``idres.deadletter``   deadletter_partitions (1)  what the validate role rejects, with reasons
 ``Pdecisions``      ``idres.decisions``    1, always                  the decision log: one ordered partition
 ``Pchanges``        ``idres.changes``      1, always                  the identity changelog (``projections.changelog``)
+``Phouseholds``     ``idres.households``   1, compacted               each customer's household now, keyed by profile ID
 ==================  =====================  =========================  =================================================
 
 With more than one resolve shard (``resolve_partitions``), ``Pshard.tasks`` (that many partitions) and
@@ -153,6 +154,10 @@ class Topics:
     def changes(self) -> str:
         return f"{self.prefix}changes"
 
+    @property
+    def households(self) -> str:
+        return f"{self.prefix}households"
+
     def raw_pattern(self) -> str:
         """A regular expression matching every raw topic of this prefix (for pattern subscriptions)."""
         return "^" + re.escape(self.prefix) + r"raw(\.[a-z][a-z0-9_]*)?$"
@@ -249,7 +254,7 @@ class KafkaSettings:
     def deployment_topics(self, channels: Optional[Iterable[str]] = None) -> dict[str, int]:
         """Topic -> partitions of a deployment: a raw topic per channel (plus ``raw.unknown``), or the
         single ``raw`` topic when ``channels`` is None; the dead-letter topic; the decision log (1); the
-        changelog (1)."""
+        changelog (1); the households table (1)."""
         topics = self.topics
         wanted: dict[str, int] = {}
         if channels is None:
@@ -260,6 +265,7 @@ class KafkaSettings:
         wanted[topics.deadletter] = self.deadletter_partitions
         wanted[topics.decisions] = 1
         wanted[topics.changes] = 1
+        wanted[topics.households] = 1
         return wanted
 
 
@@ -356,6 +362,8 @@ def topic_configs(settings: KafkaSettings, name: str) -> dict[str, str]:
     topics = settings.topics
     if name in (topics.decisions, topics.changes):
         return {"retention.ms": "-1", "retention.bytes": "-1"}
+    if name == topics.households:  # (a table: the latest value of each key is kept)
+        return {"cleanup.policy": "compact"}
     if settings.transit_retention_hours > 0:
         return {"retention.ms": str(int(settings.transit_retention_hours * 3_600_000))}
     return {}

@@ -54,6 +54,7 @@ log = logging.getLogger("idres.stream")
 
 ROLES = ("validate", "resolve", "project")
 LOG_EVERY = 30.0  # seconds between progress lines in the worker's log
+HOUSEHOLDS_EVERY = 5.0  # seconds between looks at the households (project role): published when changed
 MESSAGE_BYTES = 128 * 1024  # conventional message sizes: well under any broker's 1 MiB default
 ENTRIES_HEAD = b'{"v":%d,"entries":[' % DECISION_SCHEMA_VERSION  # a decision-log message, up to its entries
 
@@ -479,6 +480,19 @@ class StreamJobs:
                       name="resolve")(self._fatal(self._resolve))
         if "project" in o.roles:
             self.changes = app.topic(s.topics.changes, value_serializer="raw", key_serializer="raw")
+            self.households_topic = app.topic(s.topics.households, value_serializer="raw", key_serializer="raw")
+            # what the households topic holds: profile -> its household (None: not read since the views were
+            # folded), and the log position it is as of
+            self.households_published: Optional[dict[str, tuple[Any, ...]]] = None
+            self.households_seq = -1
+            self.projecting = asyncio.Lock()  # (one batch of the project role, or one publication of households)
+
+            @app.timer(interval=HOUSEHOLDS_EVERY)
+            async def publish_households() -> None:
+                if jobs.views is not None and not jobs.views_stale:
+                    async with jobs.projecting:
+                        await jobs._publish_households()
+
             self.changes_next = 0  # the log position whose changes are published next (read at each rebuild)
             app.agent(app.topic(s.topics.decisions, value_serializer="raw", key_serializer="raw"),
                       name="project")(self._fatal(self._project))
@@ -925,38 +939,93 @@ class StreamJobs:
         changes.clear()
         return prod
 
+    async def _publish_households(self) -> None:
+        """Publishes to the households topic (compacted, keyed by profile ID) each customer whose household
+        changed since the last publication: ``{"v": 1, "profile_id", "household_id", "others", "via",
+        "as_of"}``, or a tombstone for a customer no longer in a household (or no longer a profile)."""
+        from projections.households import household_of, households
+
+        views = self.views
+        if views is None or views.seq == self.households_seq:
+            return
+        loop = asyncio.get_running_loop()
+        if self.households_published is None:
+            self.households_published = await loop.run_in_executor(None, self._read_households)
+        weak = frozenset(t for t, rule in self.options.config.identifier_types.items() if rule.weak)
+        houses = await loop.run_in_executor(None, households, views, weak)
+        published = self.households_published
+        sent = []
+        for pid in sorted(set(published) | set(houses)):
+            house = household_of(houses, pid)
+            now = (house["household_id"], tuple(house["others"]), tuple(house["via"])) if house else None
+            if published.get(pid) == now:
+                continue
+            value = None if house is None else orjson.dumps({"v": 1, "profile_id": pid, **house, "as_of": views.seq})
+            sent.append(await self.households_topic.send(key=pid.encode(), value=value, partition=0))
+            if now is None:
+                published.pop(pid, None)
+            else:
+                published[pid] = now
+        if sent:
+            await asyncio.gather(*sent)
+            self.metrics.add("households_published", len(sent))
+        self.households_seq = views.seq
+        self.metrics.gauges["households_as_of"] = views.seq
+
+    def _read_households(self) -> dict[str, tuple[Any, ...]]:
+        table: dict[str, tuple[Any, ...]] = {}
+
+        def take(record: Any) -> None:
+            pid = record.key.decode()
+            if not record.value:  # (a tombstone)
+                table.pop(pid, None)
+            else:
+                h = orjson.loads(record.value)
+                table[pid] = (h["household_id"], tuple(h["others"]), tuple(h["via"]))
+
+        read_to_end(self.settings, self.settings.topics.households, take)
+        return table
+
     async def _project(self, stream: Any) -> None:
+        changes: list[dict[str, Any]] = []
+        async for events in stream.take_events(256, within=self.options.batch_seconds):
+            async with self.projecting:
+                changes = await self._project_batch(events, changes)
+
+    async def _project_batch(self, events: list[Any], changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Folds a batch of decision-log messages into the views, and publishes their changes (acknowledged
+        before the batch's offsets are committed); returns the changes not yet published (none)."""
         from projections.changelog import changes_of, key_of
 
         m = self.metrics
         loop = asyncio.get_running_loop()
-        changes: list[dict[str, Any]] = []
-        async for events in stream.take_events(256, within=self.options.batch_seconds):
-            if self.views is None or self.views_stale:
-                self.views_stale = False
-                await loop.run_in_executor(None, self._rebuild_views)
-            for ev in events:
-                msg = ev.message
-                m.positions[(msg.topic, msg.partition)] = msg.offset + 1
-                if msg.offset < self.views_next_offset:
-                    continue  # already folded while rebuilding
-                entries = decision_entries(ev.value)
-                for entry in entries:
-                    self.views.apply_entry(self.views_seq, entry)
-                    if self.views_seq >= self.changes_next:
-                        changes.extend(changes_of(self.views_seq, entry))
-                    self.views_seq += 1
-                self.views_next_offset = msg.offset + 1
-                m.add("project_entries", len(entries))
-            if changes:  # (published, and acknowledged, before the decision-log offsets are committed)
-                sent = [await self.changes.send(key=key_of(c), value=orjson.dumps(c), partition=0) for c in changes]
-                await asyncio.gather(*sent)
-                m.add("changes_published", len(changes))
-                changes = []
-            self.changes_next = max(self.changes_next, self.views_seq)
-            m.gauges["profiles"] = len(self.views.profiles)
-            m.gauges["events"] = len(self.views.ev_id)
-            m.gauges["log_entries_applied"] = self.views_seq
+        if self.views is None or self.views_stale:
+            self.views_stale = False
+            self.households_published = None  # (read again: another worker may have published meanwhile)
+            await loop.run_in_executor(None, self._rebuild_views)
+        for ev in events:
+            msg = ev.message
+            m.positions[(msg.topic, msg.partition)] = msg.offset + 1
+            if msg.offset < self.views_next_offset:
+                continue  # already folded while rebuilding
+            entries = decision_entries(ev.value)
+            for entry in entries:
+                self.views.apply_entry(self.views_seq, entry)
+                if self.views_seq >= self.changes_next:
+                    changes.extend(changes_of(self.views_seq, entry))
+                self.views_seq += 1
+            self.views_next_offset = msg.offset + 1
+            m.add("project_entries", len(entries))
+        if changes:
+            sent = [await self.changes.send(key=key_of(c), value=orjson.dumps(c), partition=0) for c in changes]
+            await asyncio.gather(*sent)
+            m.add("changes_published", len(changes))
+            changes = []
+        self.changes_next = max(self.changes_next, self.views_seq)
+        m.gauges["profiles"] = len(self.views.profiles)
+        m.gauges["events"] = len(self.views.ev_id)
+        m.gauges["log_entries_applied"] = self.views_seq
+        return changes
 
 
 def run_worker(settings: KafkaSettings, options: WorkerOptions, loglevel: str = "info") -> None:

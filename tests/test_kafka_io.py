@@ -41,9 +41,11 @@ def test_settings_flags_over_environment_over_defaults():
     assert s.origin("bootstrap") == "set by $IDRES_BOOTSTRAP" and s.where("prefix") == "--topic-prefix"
     assert KafkaSettings.load({}).bootstrap == "localhost:9092"
     assert KafkaSettings.load({}).deployment_topics(["web"]) == {
-        "idres.raw.web": 4, "idres.raw.unknown": 4, "idres.deadletter": 1, "idres.decisions": 1, "idres.changes": 1}
+        "idres.raw.web": 4, "idres.raw.unknown": 4, "idres.deadletter": 1, "idres.decisions": 1, "idres.changes": 1,
+        "idres.households": 1}
     assert KafkaSettings.load({}).deployment_topics() == {"idres.raw": 4, "idres.deadletter": 1,
-                                                         "idres.decisions": 1, "idres.changes": 1}
+                                                         "idres.decisions": 1, "idres.changes": 1,
+                                                         "idres.households": 1}
 
 
 def test_resolve_shards_add_their_two_topics():
@@ -158,6 +160,7 @@ def test_the_decision_log_is_kept_forever_and_transit_topics_for_the_stated_hour
         t = settings.topics
         for kept in (t.decisions, t.changes):
             assert configs.pop(kept) == {"retention.ms": "-1", "retention.bytes": "-1"}
+        assert configs.pop(t.households) == {"cleanup.policy": "compact"}
         assert {t.raw("web"), t.raw(), t.deadletter, "idres.validated"} <= set(configs)
         for name, config in configs.items():
             assert config.get("retention.ms") == transit, name

@@ -147,6 +147,8 @@ def test_stream_jobs_resolve_like_the_embedded_engine(kafka_bootstrap, dataset, 
                    "all events decided", [worker])
         wait_until(lambda: worker.metrics().get("idres_log_entries_applied") == stats["events"], 60,
                    "the project role to catch up", [worker])
+        wait_until(lambda: worker.metrics().get("idres_households_as_of") == stats["events"], 30,
+                   "the households published", [worker])
         metrics = worker.metrics()
         assert metrics["idres_validate_events_total"] == stats["lines"]
         assert metrics["idres_validate_rejected_total"] == stats["malformed"]
@@ -160,6 +162,18 @@ def test_stream_jobs_resolve_like_the_embedded_engine(kafka_bootstrap, dataset, 
 
     con = snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
     assert changelog_matches(kafka_bootstrap, prefix, con) > 0
+    # the households topic (compacted, keyed by profile): the snapshot's households, latest value per key
+    table: dict = {}
+
+    def take(record) -> None:
+        if record.value:
+            table[record.key.decode()] = json.loads(record.value)["household_id"]
+        else:
+            table.pop(record.key.decode(), None)
+
+    read_to_end(settings, settings.topics.households, take)
+    households = dict(con.execute("SELECT profile_id, household_id FROM households").fetchall())
+    assert households and table == households
     rejected = con.execute("SELECT source, position, reason, raw FROM rejected_events").fetchall()
     assert len(rejected) == stats["malformed"] and all(r[2] for r in rejected)
 
@@ -202,7 +216,7 @@ def test_stream_jobs_resolve_like_the_embedded_engine(kafka_bootstrap, dataset, 
 
 def test_resolve_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(kafka_bootstrap, tmp_path):
     events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
-    stats = write_dataset(events, truth, SyntheticConfig(people=2000, seed=21))
+    stats = write_dataset(events, truth, SyntheticConfig(people=4000, seed=21))
     prefix = unique_name("crash") + "."
     settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
     idres("produce", str(events), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix,
