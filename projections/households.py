@@ -30,10 +30,13 @@ MAX_MEMBERS = 8
 HOME_REASONS = ("different first names", "different dates of birth")  # why a device may be a family's
 
 
-def _weak_types() -> frozenset[str]:
-    from resolver.config import ResolverConfig
+def device_types(config: Any = None) -> frozenset[str]:
+    """The device-like identifier types of ``config`` (a ``ResolverConfig``; default: the built-in rules)."""
+    if config is None:
+        from resolver.config import ResolverConfig
 
-    return frozenset(t for t, rule in ResolverConfig().identifier_types.items() if rule.weak)
+        config = ResolverConfig()
+    return frozenset(t for t, rule in config.identifier_types.items() if rule.weak)
 
 
 def _hid(tie: str) -> str:
@@ -44,7 +47,7 @@ def households(views: "CustomerViews", weak_types: frozenset[str] | None = None)
     """Profile ID -> ``{"household_id", "members": [profile IDs], "via": [what ties them]}`` for every
     customer in a household of two or more. ``weak_types``: the device-like identifier types (default:
     those of the built-in rules)."""
-    weak = _weak_types() if weak_types is None else weak_types
+    weak = device_types() if weak_types is None else weak_types
     customers = {pid for pid, prof in views.profiles.items() if prof.nodes and prof.events}
     homely = {idx for idx, flag in views.shared.items()
               if views.node_keys[idx].partition(":")[0] not in weak or any(r in flag["reason"] for r in HOME_REASONS)}

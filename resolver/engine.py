@@ -287,15 +287,13 @@ class Resolver:
         """A person's unmerge of ``identifiers`` (type, value: normalized as an event's would be) from a
         profile, already applied (``resolver.unmerge``). Raises ``CommandError`` for an identifier that
         cannot be used or is not in the profile, or a profile that is unknown."""
+        self._sync_formats()
         keys = []
         for id_type, raw in identifiers:
-            if id_type == RECORD_TYPE:  # an anonymous event's record: named by its event ID, as given
-                keys.append(node_key(id_type, str(raw)))
-                continue
-            value, why = self.normalize_identifier(id_type, raw)
-            if value is None:
-                raise CommandError(f"{id_type}={raw}: {why or 'not a usable value'}")
-            keys.append(node_key(id_type, value))
+            key, why = self.normalizer.node_key(id_type, raw)
+            if key is None:
+                raise CommandError(f"{id_type}={raw}: {why}")
+            keys.append(key)
         ctx = self._ctx
         ctx.take()
         unmerge.unmerge(ctx, profile_id, keys, by, decided_at, note)

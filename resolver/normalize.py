@@ -15,6 +15,7 @@ from typing import Optional
 import phonenumbers
 
 from resolver.config import IdentifierRule, ResolverConfig
+from resolver.ids import RECORD_TYPE, node_key
 
 GENERIC_PLACEHOLDERS = frozenset(
     {"", "null", "none", "unknown", "n/a", "na", "-", "--", "0", "undefined", "nan", "test", "x", "xxx", "?"}
@@ -88,6 +89,14 @@ class Normalizer:
         return frozenset(out)
 
     # -- identifiers -------------------------------------------------------------------------------
+    def node_key(self, id_type: str, raw: object) -> Result:
+        """A person's ``TYPE=VALUE`` as the node key events give that identifier, or None and why; an
+        anonymous event's record is named by its event ID, as given (``record=EVENT_ID``)."""
+        if id_type == RECORD_TYPE:
+            return node_key(id_type, str(raw)), None
+        value, why = self.identifier(id_type, raw)
+        return (node_key(id_type, value), None) if value is not None else (None, why or "not a usable value")
+
     def identifier(self, id_type: str, raw: object) -> Result:
         if raw is None:
             return None, "empty"

@@ -58,7 +58,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.changelog import changes_of
 from projections.customer import CustomerViews, ProjectionConfig
-from projections.households import household_of, households
+from projections.households import device_types, household_of, households
 from resolver.config import ResolverConfig
 from resolver.ids import node_key
 from resolver.errors import IdresError
@@ -128,7 +128,7 @@ class Follower:
         self.households_computed = 0
         self.households_seconds = 0.0  # the last computation took
         self._households_done = float("-inf")  # time.monotonic() when the last computation ended
-        self._weak_types = frozenset(t for t, rule in self.config.identifier_types.items() if rule.weak)
+        self._weak_types = device_types(self.config)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         # the changes (``projections.changelog``) of the entries folded lately: (seq, changes), oldest first
@@ -1056,14 +1056,12 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
                 return _problem(403, "read_only", f"this API takes no decisions: start `idres serve` with "
                                                   f"{WRITE_KEYS_ENV}=name:key,... and send a write key")
             return _problem(401, "unauthorized", "deciding needs the X-API-Key header with a write key")
-        from streams.commands import CommandRefused
+        from streams.commands import CommandRefused, check
 
-        with follower.lock:
-            views = follower.views
+        with follower.lock:  # (refused here without the writer's lock: the command checks again when it runs)
             try:
-                from streams.commands import check
                 for item in items:
-                    check(item, views, follower.config)
+                    check(item, follower.views, follower.config)
             except CommandRefused as exc:
                 return _problem(exc.status, exc.code, exc.detail)
         loop = asyncio.get_running_loop()

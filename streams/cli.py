@@ -414,11 +414,14 @@ def _kafka_views(args: argparse.Namespace):
     return views, offset, entries
 
 
-def _review_views(args: argparse.Namespace):
-    """The views to read the review queue from (Kafka's decision-log topic, or the data directory)."""
+@contextlib.contextmanager
+def _read_views(args: argparse.Namespace):
+    """The customer views, to read: folded from Kafka's decision-log topic, or the data directory's."""
     if _uses_kafka(args):
-        return contextlib.nullcontext(_kafka_views(args)[0])
-    return contextlib.closing(_engine(args, writer=False))
+        yield _kafka_views(args)[0]
+    else:
+        with _engine(args, writer=False) as engine:
+            yield engine.views
 
 
 def _profile_text(pid: Optional[str]) -> str:
@@ -435,8 +438,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         if args.review_ids:
             raise UsageError("`idres review` lists the queue; to see one, `idres review show REVIEW_ID`; to "
                              "decide, `idres review accept|reject REVIEW_ID...`")
-        with _review_views(args) as source:
-            rows = getattr(source, "views", source).review_queue(include_decided=args.all)
+        with _read_views(args) as views:
+            rows = views.review_queue(include_decided=args.all)
         if args.json:
             _print_json(rows[args.offset:args.offset + args.limit] if args.limit else rows[args.offset:])
             return 0
@@ -460,8 +463,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.action == "show":
         if len(args.review_ids) != 1:
             raise UsageError("name one review: `idres review show REVIEW_ID` (list them with `idres review`)")
-        with _review_views(args) as source:
-            detail = getattr(source, "views", source).review_detail(args.review_ids[0])
+        with _read_views(args) as views:
+            detail = views.review_detail(args.review_ids[0])
         if detail is None:
             raise UsageError(f"no review {args.review_ids[0]!r} (list them with `idres review --all`)")
         if args.json:
@@ -472,8 +475,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.min_weight is not None:
         if args.review_ids:
             raise UsageError("give review IDs or --min-weight, not both")
-        with _review_views(args) as source:
-            args.review_ids = [r["review_id"] for r in getattr(source, "views", source).review_queue()
+        with _read_views(args) as views:
+            args.review_ids = [r["review_id"] for r in views.review_queue()
                                if r["weight"] >= args.min_weight
                                and (args.max_weight is None or r["weight"] <= args.max_weight)]
         if not args.review_ids:
@@ -506,14 +509,15 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def _review_table(detail: dict[str, Any]) -> str:
     """A review's two sides side by side, field by field, with the match's level and weight for each."""
+    from projections.snapshot import GOLDEN_FIELDS
+
     a, b = detail["sides"]
-    fields = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city")
     rows = [("", "this side", "other side", "match"),
             ("identifier", a["identifier"], b["identifier"], ""),
             ("profile", a["profile_id"] or "(shared)", b["profile_id"] or "(shared)", ""),
             ("seen", f"{a.get('channel', '')} {a.get('occurred_at', '')[:10]}".strip(),
              f"{b.get('channel', '')} {b.get('occurred_at', '')[:10]}".strip(), "")]
-    for f in fields:
+    for f in GOLDEN_FIELDS:
         va = a.get("record", {}).get(f) or a.get("golden_record", {}).get(f) or ""
         vb = b.get("record", {}).get(f) or b.get("golden_record", {}).get(f) or ""
         ev = detail["fields"].get(f)
@@ -575,11 +579,8 @@ def cmd_unmerge(args: argparse.Namespace) -> int:
     if args.list:
         if args.lift or args.profile_id:
             raise UsageError("`idres unmerge --list` takes no profile or ban")
-        if kafka:
-            bans = _kafka_views(args)[0].bans_of(lifted=args.all)
-        else:
-            with _engine(args, writer=False) as engine:
-                bans = engine.views.bans_of(lifted=args.all)
+        with _read_views(args) as views:
+            bans = views.bans_of(lifted=args.all)
         if args.json:
             _print_json(bans)
             return 0
@@ -618,14 +619,13 @@ def cmd_unmerge(args: argparse.Namespace) -> int:
 
     with _engine(args, writer=True) as engine:
         try:
-            if command["command"] == "lift":
-                engine.lift_ban(command["ban_id"], by, args.note)
-                print(f"{command['ban_id']}: lifted")
-                return 0
-            decisions = engine.unmerge(args.profile_id, [tuple(p) for p in command["identifiers"]], by, args.note)
+            decisions = engine.command(command)
         except IdresError as exc:
             print(f"idres: error: {exc}", file=sys.stderr)
             return 2
+    if command["command"] == "lift":
+        print(f"{command['ban_id']}: lifted")
+        return 0
     ban = decisions[-1] if decisions[-1]["type"] == "connection_banned" else \
         next(d for d in decisions if d["type"] == "connection_banned")
     split = next(d for d in decisions if d["type"] == "profile_split")
@@ -651,23 +651,15 @@ def _check_command(args: argparse.Namespace, command: dict[str, Any]) -> None:
 def _submit_commands(args: argparse.Namespace, commands: list[dict[str, Any]]) -> int:
     """Kafka: a person's commands go to the resolve worker (the decision log's only writer) on the validated
     topic; it decides them in order with the events, and logs a refused one as a warning."""
-    from datetime import datetime, timezone
+    from streams.commands import CommandRefused, KafkaCommands
 
-    import orjson
-
-    from resolver.ids import utc_iso
-    from streams.kafka_io import producer
-    from streams.stream_app import validated_topic
-
-    settings = _kafka_settings(args)
-    at = utc_iso(datetime.now(timezone.utc))
-    prod = producer(settings)
+    sender = KafkaCommands(_kafka_settings(args))
     try:
-        prod.send(validated_topic(settings), key=b"command",
-                  value=orjson.dumps({"commands": [{**c, "decided_at": at} for c in commands]})).get(
-            timeout=settings.timeout)
+        sender.run(commands)
+    except CommandRefused as exc:
+        raise UsageError(exc.detail) from None
     finally:
-        prod.close()
+        sender.close()
     for c in commands:
         print(f"{c['command']} submitted; the resolve worker records it (see `idres unmerge --list`)")
     return 0

@@ -18,7 +18,7 @@ from typing import Any, Optional
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
 from resolver.errors import CommandError, IdresError, ReviewError
-from resolver.ids import RECORD_TYPE, node_key, utc_iso
+from resolver.ids import utc_iso
 from resolver.normalize import Normalizer
 
 KINDS = ("review", "unmerge", "lift")
@@ -30,6 +30,35 @@ class CommandRefused(Exception):
     def __init__(self, status: int, code: str, detail: str, done: int = 0):
         super().__init__(detail)
         self.status, self.code, self.detail, self.done = status, code, detail, done
+
+
+def decide(resolver: Any, command: dict[str, Any]) -> list[dict[str, Any]]:
+    """The decisions of one command (with its ``decided_at``), already applied to ``resolver``'s state.
+    Raises ``ReviewError`` or ``CommandError`` for one that does not apply (the state unchanged)."""
+    kind, by, at, note = command.get("command"), command["by"], command["decided_at"], command.get("note")
+    if kind == "review":
+        return resolver.decide_review(command["review_id"], command["decision"] == "accept", by, at, note)
+    if kind == "unmerge":
+        return resolver.unmerge(command["profile_id"], [tuple(p) for p in command["identifiers"]], by, at, note)
+    if kind == "lift":
+        return resolver.lift_ban(command["ban_id"], by, at, note)
+    raise CommandError(f"unknown command {kind!r}: expected one of {', '.join(KINDS)}")
+
+
+def command_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The command a person's decision in the log records (``review_decided``, ``connection_banned``,
+    ``ban_lifted``): deciding it again gives that log entry."""
+    t = record["type"]
+    base = {"decided_at": record["decided_at"], "note": record.get("note")}
+    if t == "review_decided":
+        return {"command": "review", "review_id": record["review_id"], "decision": record["decision"],
+                "by": record["reviewer"], **base}
+    if t == "connection_banned":
+        return {"command": "unmerge", "profile_id": record["profile_id"],
+                "identifiers": [k.split(":", 1) for k in record["nodes"]], "by": record["by"], **base}
+    if t == "ban_lifted":
+        return {"command": "lift", "ban_id": record["ban_id"], "by": record["by"], **base}
+    raise ValueError(f"{t} does not record a person's command")
 
 
 def check(command: dict[str, Any], views: CustomerViews, config: ResolverConfig) -> None:
@@ -54,13 +83,9 @@ def check(command: dict[str, Any], views: CustomerViews, config: ResolverConfig)
         normalizer.learn_regions(tuple(views.learned_regions))
         keys = set()
         for id_type, raw in command["identifiers"]:
-            if id_type == RECORD_TYPE:  # an anonymous event's record: named by its event ID, as given
-                value, why = str(raw), None
-            else:
-                value, why = normalizer.identifier(id_type, raw)
-            if value is None:
-                raise CommandRefused(422, "unusable_identifier", f"{id_type}={raw}: {why or 'not a usable value'}")
-            key = node_key(id_type, value)
+            key, why = normalizer.node_key(id_type, raw)
+            if key is None:
+                raise CommandRefused(422, "unusable_identifier", f"{id_type}={raw}: {why}")
             if views.lookup_node(key).get("profile_id") != pid:
                 raise CommandRefused(422, "not_in_profile", f"{key} is not an identifier of profile {pid}")
             keys.add(key)
@@ -94,7 +119,7 @@ class EmbeddedCommands:
         try:
             with EmbeddedEngine(self.data_dir, self.config, self.projection, writer=True) as engine:
                 for command in commands:
-                    recorded.extend(self._one(engine, command, at))
+                    recorded.extend(engine.command({**command, "decided_at": at}))
                     done += 1
         except LogError as exc:
             if "another idres process is writing" in str(exc):
@@ -107,19 +132,6 @@ class EmbeddedCommands:
         except IdresError as exc:
             raise CommandRefused(503, "error", str(exc), done) from None
         return {"status": "recorded", "decisions": recorded}
-
-    @staticmethod
-    def _one(engine: Any, command: dict[str, Any], at: str) -> list[dict[str, Any]]:
-        kind = command["command"]
-        if kind == "review":
-            return engine.review(command["review_id"], command["decision"] == "accept", command["by"],
-                                 command.get("note"), decided_at=at)
-        if kind == "unmerge":
-            return engine.unmerge(command["profile_id"], [tuple(p) for p in command["identifiers"]], command["by"],
-                                  command.get("note"), decided_at=at)
-        if kind == "lift":
-            return engine.lift_ban(command["ban_id"], command["by"], command.get("note"), decided_at=at)
-        raise CommandError(f"unknown command {kind!r}")
 
 
 class KafkaCommands:

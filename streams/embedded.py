@@ -23,6 +23,7 @@ from resolver import epochs
 from resolver.config import ResolverConfig
 from resolver.decisions import record_of
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
+from streams.commands import command_of, decide
 from streams.inputs import InputStream, as_input, open_input
 from streams.log import DecisionLog, load_checkpoint, save_checkpoint
 from streams.ordering import read_in_order
@@ -310,35 +311,15 @@ class EmbeddedEngine:
         """After a defect mid-decision the in-memory state may be half-changed: rebuild it from the log."""
         self._load(use_checkpoint=True)
 
-    # ------------------------------------------------------------------------------------ review
-    def review(self, review_id: str, accept: bool, reviewer: str, note: Optional[str] = None,
-               decided_at: Optional[str] = None) -> list[dict[str, Any]]:
-        """Records a person's verdict on a possible match (and the link it makes) as one log entry.
-        Raises ``ReviewError`` for a review that is unknown or already decided."""
-        if decided_at is None:
-            decided_at = utc_iso(datetime.now(timezone.utc))
-        decisions = self.resolver.decide_review(review_id, accept, reviewer, decided_at, note)
-        self.commit([decisions])
-        self.checkpoint()
-        return decisions
-
-    def unmerge(self, profile_id: str, identifiers: list[tuple[str, str]], by: str, note: Optional[str] = None,
-                decided_at: Optional[str] = None) -> list[dict[str, Any]]:
-        """A person's unmerge (``resolver.unmerge``) as one log entry. Raises ``CommandError`` for a profile
-        or identifier that is not there."""
-        at = decided_at or utc_iso(datetime.now(timezone.utc))
-        return self._command(lambda: self.resolver.unmerge(profile_id, identifiers, by, at, note))
-
-    def lift_ban(self, ban_id: str, by: str, note: Optional[str] = None,
-                 decided_at: Optional[str] = None) -> list[dict[str, Any]]:
-        """A person's lift of a connection ban as one log entry. Raises ``CommandError`` for a ban not in force."""
-        at = decided_at or utc_iso(datetime.now(timezone.utc))
-        return self._command(lambda: self.resolver.lift_ban(ban_id, by, at, note))
-
-    def _command(self, decide: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    # ------------------------------------------------------------------------------------ a person's commands
+    def command(self, command: dict[str, Any]) -> list[dict[str, Any]]:
+        """A person's command (``streams.commands``: a review verdict, an unmerge, a lift; decided now unless
+        it gives ``decided_at``) as one log entry. Raises ``ReviewError`` or ``CommandError`` for one that
+        does not apply."""
+        command = {**command, "decided_at": command.get("decided_at") or utc_iso(datetime.now(timezone.utc))}
         mark = self.resolver.mark()
         try:
-            decisions = decide()
+            decisions = decide(self.resolver, command)
         except Exception:
             if self.resolver.changed_since(mark):
                 self._recover()
@@ -346,6 +327,25 @@ class EmbeddedEngine:
         self.commit([decisions])
         self.checkpoint()
         return decisions
+
+    def review(self, review_id: str, accept: bool, reviewer: str, note: Optional[str] = None,
+               decided_at: Optional[str] = None) -> list[dict[str, Any]]:
+        """Records a person's verdict on a possible match (and the link it makes) as one log entry.
+        Raises ``ReviewError`` for a review that is unknown or already decided."""
+        return self.command({"command": "review", "review_id": review_id, "decision": "accept" if accept else "reject",
+                             "by": reviewer, "note": note, "decided_at": decided_at})
+
+    def unmerge(self, profile_id: str, identifiers: list[tuple[str, str]], by: str, note: Optional[str] = None,
+                decided_at: Optional[str] = None) -> list[dict[str, Any]]:
+        """A person's unmerge (``resolver.unmerge``) as one log entry. Raises ``CommandError`` for a profile
+        or identifier that is not there."""
+        return self.command({"command": "unmerge", "profile_id": profile_id, "identifiers": identifiers, "by": by,
+                             "note": note, "decided_at": decided_at})
+
+    def lift_ban(self, ban_id: str, by: str, note: Optional[str] = None,
+                 decided_at: Optional[str] = None) -> list[dict[str, Any]]:
+        """A person's lift of a connection ban as one log entry. Raises ``CommandError`` for a ban not in force."""
+        return self.command({"command": "lift", "ban_id": ban_id, "by": by, "note": note, "decided_at": decided_at})
 
     # ------------------------------------------------------------------------------------ verify
     def verify_decisions(self, progress: Optional[Callable[[int], None]] = None) -> Optional[str]:
@@ -376,14 +376,8 @@ def redo(resolver: Resolver, rec: dict[str, Any]) -> list[dict[str, Any]]:
     if t == "event_rejected":
         return resolver.reject(rec["key"], rec["source"], rec["reason"], rec["raw"], rec.get("event_id"),
                                rec.get("detail"))
-    if t == "review_decided":
-        return resolver.decide_review(rec["review_id"], rec["decision"] == "accept", rec["reviewer"],
-                                      rec["decided_at"], rec.get("note"))
-    if t == "connection_banned":
-        return resolver.unmerge(rec["profile_id"], [tuple(k.split(":", 1)) for k in rec["nodes"]], rec["by"],
-                                rec["decided_at"], rec.get("note"))
-    if t == "ban_lifted":
-        return resolver.lift_ban(rec["ban_id"], rec["by"], rec["decided_at"], rec.get("note"))
+    if t in ("review_decided", "connection_banned", "ban_lifted"):
+        return decide(resolver, command_of(rec))
     identifiers = {}
     for key in rec["nodes"]:
         id_type, _, v = key.partition(":")

@@ -187,21 +187,16 @@ class Replies:
     def __init__(self, settings: KafkaSettings):
         from kafka import TopicPartition
 
-        from streams.stream_app import reader
+        from streams.stream_app import high_water, reader
 
         self.settings = settings
         self.tp = TopicPartition(replies_topic(settings), 0)
         self.consumer = reader(settings, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
         self.consumer.assign([self.tp])
-        # from the topic's end, as a fetch response tells it (not ListOffsets: see ``read_to_end``)
-        self.consumer.seek(self.tp, 0)
-        deadline = time.monotonic() + max(settings.timeout, 5)
-        while self.consumer.highwater(self.tp) is None:
-            self.consumer.poll(timeout_ms=100, max_records=1)
-            if time.monotonic() > deadline:
-                raise KafkaIOError(f"could not read {self.tp.topic}: check that it exists (`idres topics "
-                                   f"--resolve-partitions N` creates it)")
-        self.consumer.seek(self.tp, self.consumer.highwater(self.tp))
+        # from the topic's end
+        self.consumer.seek(self.tp, high_water(self.consumer, self.tp, max(settings.timeout, 5),
+                                               ": check that it exists (`idres topics --resolve-partitions N` "
+                                               "creates it)"))
 
     def collect(self, session: str, window: int, round_: int, shards: int, wait: float,
                 stopped: Callable[[], bool]) -> dict[int, dict[str, Any]]:

@@ -228,24 +228,31 @@ def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = No
     return offset, count
 
 
+def high_water(consumer: Any, tp: Any, wait: float, unreadable: str) -> int:
+    """The end of an assigned partition, from the high-water mark a fetch response carries (not ListOffsets:
+    see ``read_to_end``); the consumer is left somewhere in the partition. Raises ``KafkaIOError`` (``could
+    not read TOPIC`` and ``unreadable``) when none came within ``wait`` seconds."""
+    consumer.seek(tp, 0)
+    deadline = time.monotonic() + wait
+    while (high := consumer.highwater(tp)) is None:
+        consumer.poll(timeout_ms=100, max_records=1)
+        if time.monotonic() > deadline:
+            raise KafkaIOError(f"could not read {tp.topic}{unreadable}")
+    return high
+
+
 def last_record(settings: KafkaSettings, topic: str, partition: int = 0) -> Optional[Any]:
-    """The last record of ``topic``/``partition`` (None when it is empty), found from the high-water mark a
-    fetch response carries (not ListOffsets: see ``read_to_end``)."""
+    """The last record of ``topic``/``partition`` (None when it is empty)."""
     from kafka import TopicPartition
 
     tp = TopicPartition(topic, partition)
     consumer = reader(settings, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
     try:
         consumer.assign([tp])
-        consumer.seek(tp, 0)
-        deadline = time.monotonic() + max(settings.timeout, 5) * 4
-        high = None
-        while high is None:
-            consumer.poll(timeout_ms=200, max_records=1)
-            high = consumer.highwater(tp)
-            if high is None and time.monotonic() > deadline:
-                raise KafkaIOError(f"could not read {topic} from {settings.bootstrap}: check that the topic exists "
-                                   f"(`idres topics` creates it)")
+        wait = max(settings.timeout, 5) * 4
+        deadline = time.monotonic() + wait
+        high = high_water(consumer, tp, wait, f" from {settings.bootstrap}: check that the topic exists (`idres "
+                                               f"topics` creates it)")
         if high == 0:
             return None
         consumer.seek(tp, high - 1)
@@ -635,13 +642,12 @@ class StreamJobs:
     async def _reviews(self, verdicts: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """A person's verdicts on possible matches (`idres review accept|reject --bootstrap`): decided at once,
         in the order given (an explicit ordering by a person)."""
+        from streams.commands import decide
         await self._ensure_resolver()
         out = []
         for verdict in verdicts:
             try:
-                out.append(self.resolver.decide_review(
-                    verdict["review_id"], verdict["decision"] == "accept", verdict["reviewer"],
-                    verdict["decided_at"], verdict.get("note")))
+                out.append(decide(self.resolver, {**verdict, "command": "review", "by": verdict["reviewer"]}))
                 self.metrics.add("resolve_reviews")
             except ReviewError as exc:
                 log.warning("review verdict not recorded: %s", exc)
@@ -650,23 +656,15 @@ class StreamJobs:
 
     async def _commands(self, commands: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """A person's unmerges, lifts and review verdicts (`idres unmerge --bootstrap`, the API's decisions):
-        decided at once, in the order given."""
+        decided at once, in the order given (``streams.commands``)."""
         from resolver.errors import IdresError
+        from streams.commands import decide
 
         await self._ensure_resolver()
         out = []
         for c in commands:
             try:
-                if c.get("command") == "unmerge":
-                    out.append(self.resolver.unmerge(c["profile_id"], [tuple(p) for p in c["identifiers"]], c["by"],
-                                                     c["decided_at"], c.get("note")))
-                elif c.get("command") == "review":  # (from the API; the CLI sends "reviews")
-                    out.append(self.resolver.decide_review(c["review_id"], c["decision"] == "accept", c["by"],
-                                                           c["decided_at"], c.get("note")))
-                elif c.get("command") == "lift":
-                    out.append(self.resolver.lift_ban(c["ban_id"], c["by"], c["decided_at"], c.get("note")))
-                else:
-                    raise IdresError(f"unknown command {c.get('command')!r}")
+                out.append(decide(self.resolver, c))
                 self.metrics.add("resolve_commands")
             except (IdresError, KeyError, TypeError, ValueError) as exc:
                 # (the state is unchanged: a command checks everything before it decides)
@@ -943,7 +941,7 @@ class StreamJobs:
         """Publishes to the households topic (compacted, keyed by profile ID) each customer whose household
         changed since the last publication: ``{"v": 1, "profile_id", "household_id", "others", "via",
         "as_of"}``, or a tombstone for a customer no longer in a household (or no longer a profile)."""
-        from projections.households import household_of, households
+        from projections.households import device_types, household_of, households
 
         views = self.views
         if views is None or views.seq == self.households_seq:
@@ -951,8 +949,7 @@ class StreamJobs:
         loop = asyncio.get_running_loop()
         if self.households_published is None:
             self.households_published = await loop.run_in_executor(None, self._read_households)
-        weak = frozenset(t for t, rule in self.options.config.identifier_types.items() if rule.weak)
-        houses = await loop.run_in_executor(None, households, views, weak)
+        houses = await loop.run_in_executor(None, households, views, device_types(self.options.config))
         published = self.households_published
         sent = []
         for pid in sorted(set(published) | set(houses)):
