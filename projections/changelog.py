@@ -21,6 +21,10 @@ when the event happened (``occurred_at``) or when a person decided (``decided_at
 ``unmerged``             ``identifiers`` left ``profile_id`` by a person's decision (the ``profile_split``
                          before it in the same entry says where they are now); ``ban_id``, ``by``, ``note``
 ``ban_lifted``           ``ban_id``, ``by``: a person lifted a connection ban (``profile_id`` is null)
+``erased``               ``erasure_id``, ``by``: a person erased the customer ``profile_id``: forget every
+                         identifier it holds and everything you keep about it (``profile_id`` null: an
+                         identifier in no profile was erased; earlier changes naming it now read
+                         ``type:erased~KEY``)
 =======================  ==================================================================================
 
 Applying the changes in order to an empty table ``identifier -> profile`` gives the snapshot's
@@ -36,7 +40,7 @@ from resolver.decisions import RECORD_TYPES
 
 CHANGELOG_VERSION = 1
 TYPES = ("profile_created", "identifiers_added", "profiles_merged", "identifier_shared", "profile_split",
-         "profile_renamed", "unmerged", "ban_lifted")
+         "profile_renamed", "unmerged", "ban_lifted", "erased")
 
 
 def _at(entry: list[dict[str, Any]]) -> Optional[str]:
@@ -78,12 +82,16 @@ def changes_of(seq: int, entry: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 note=d.get("note"))
         elif t == "ban_lifted":
             add("ban_lifted", None, ban_id=d["ban_id"], by=d["by"])
+        elif t == "customer_erased":
+            for pid in d["profile_ids"] or [None]:
+                add("erased", pid, erasure_id=d["erasure_id"], by=d["by"])
     return out
 
 
 def key_of(change: dict[str, Any]) -> bytes:
     """The Kafka message key: the profile ID (the identifier for a change that names no profile)."""
-    return (change.get("profile_id") or change.get("identifier") or change.get("ban_id") or "").encode()
+    return (change.get("profile_id") or change.get("identifier") or change.get("ban_id") or change.get("erasure_id")
+            or "").encode()
 
 
 class Table:
@@ -119,3 +127,6 @@ class Table:
                 for key, pid in owner.items():
                     if pid == c["profile_id"]:
                         owner[key] = c["new_profile_id"]
+            elif t == "erased" and c["profile_id"] is not None:
+                for key in [k for k, pid in owner.items() if pid == c["profile_id"]]:
+                    del owner[key]

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Optional
 
 import orjson
 
-from resolver.ids import RECORD_TYPE, short_hash
+from resolver.ids import ERASED, RECORD_TYPE, short_hash
 from resolver.sessions import SESSION_SECONDS
 
 
@@ -82,7 +82,7 @@ class CustomerViews:
         # attributes and payloads are kept as compact JSON text; decoded when read
         self.ev_attrs: list[Optional[str]] = []
         self.ev_payload: list[Optional[str]] = []
-        self.ev_profile: list[str] = []
+        self.ev_profile: list[Optional[str]] = []  # (None: an erased customer's)
         self.ev_ignored: list[Optional[list[dict[str, str]]]] = []
         self.ev_refused: dict[int, frozenset[int]] = {}  # identifiers not linked on that event
         # events with only shared identifiers, attributed by session: event -> the customer's identifier
@@ -109,6 +109,7 @@ class CustomerViews:
         # decided_at, note, and lifted (the lift decision) once lifted
         self.bans: dict[str, dict[str, Any]] = {}
         self.node_bans: dict[int, set[str]] = {}
+        self.erasures: list[dict[str, Any]] = []  # customer_erased decisions, without what they name
         self._dirty: set[str] = set()
 
     # ------------------------------------------------------------------------------------ folding
@@ -229,10 +230,72 @@ class CustomerViews:
                     ban["lifted"] = {k: d[k] for k in ("by", "decided_at", "note") if k in d}
             elif t == "phone_region_learned":
                 self.learned_regions.append(d["region"])
+            elif t == "customer_erased":
+                self._erased(d, seq)
         if self._dirty:
             self._reassign()
         self._claims.clear()
         self.seq = seq + 1
+
+    def _erased(self, d: dict[str, Any], seq: int) -> None:
+        """A customer erased: their identifiers, profiles and aliases go; their events stay counted, in no
+        profile and without contents (``events`` are theirs, by ID)."""
+        # (pending: read while its keys were still there, so not yet shredded)
+        self.erasures.append({**{k: d[k] for k in ("erasure_id", "profile_ids", "by", "decided_at")}, "seq": seq,
+                              "pending": not all(k.partition(":")[2].startswith(ERASED) for k in d["nodes"])})
+        gone = set()
+        for key in d["nodes"]:
+            idx = self.node_index.pop(key, None)
+            if idx is None:
+                continue
+            gone.add(idx)
+            self.node_profile[idx] = None
+            self.shared.pop(idx, None)
+            self.refusals.pop(idx, None)
+            for edges in (self.links, self.fuzzy_links):
+                for m in edges.pop(idx, {}):
+                    edges.get(m, {}).pop(idx, None)
+            for ban in self.node_bans.pop(idx, ()):
+                b = self.bans.get(ban)
+                if b is not None:
+                    b["sides"] = [[k for k in side if k not in d["nodes"]] for side in b["sides"]]
+                    if not all(b["sides"]):
+                        del self.bans[ban]
+        erased = set(d["events"])
+        where = {e: i for i, e in enumerate(self.ev_id) if e in erased} if erased else {}
+        for pid in d["profile_ids"]:
+            live = self.resolve(pid)
+            prof = self.profiles.pop(live, None) if live is not None else None
+            if prof is None:
+                continue
+            for idx in prof.nodes:
+                self.node_profile[idx] = None
+            for i in prof.events:
+                where.setdefault(self.ev_id[i], i)
+            for alias in [a for a in self.aliases if self.resolve(a) is None]:
+                del self.aliases[alias]
+            self.absorbed.pop(live, None)
+        for event_id, i in where.items():
+            pid = self.ev_profile[i]
+            own = self.profiles.get(pid) if pid is not None else None
+            if own is not None:
+                own.events = [j for j in own.events if j != i]
+                if not own.events and not own.nodes:
+                    del self.profiles[pid]
+            self.ev_profile[i] = None  # type: ignore[call-overload]
+            self.ev_attrs[i] = self.ev_payload[i] = None
+            self.ev_ignored[i] = None
+            self.ev_waiting.pop(event_id, None)
+        for review_id in [r for r, v in self.reviews.items()
+                          if self.node_index.get(v["match"]["node"]) is None
+                          or self.node_index.get(v["match"]["other"]) is None]:
+            del self.reviews[review_id]
+        shredded = set(d["rejected"])
+        for r in self.rejected:
+            if r["key"] in shredded:
+                r["raw"] = ""
+                r.pop("detail", None)
+                r["erased"] = True
 
     def _ban(self, ban: str, kind: str, one: list[str], two: list[str], d: dict[str, Any]) -> None:
         by = d.get("by") or d.get("reviewer")

@@ -143,6 +143,8 @@ def event_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
 
 def identifier_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
     for idx, key in enumerate(views.node_keys):
+        if key not in views.node_index:
+            continue  # (erased)
         t, _, v = key.partition(":")
         shared = views.shared.get(idx)
         yield {"id_type": t, "id_value": v, "profile_id": views.node_profile[idx],

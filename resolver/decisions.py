@@ -31,6 +31,8 @@ class InteractionRecorded(TypedDict):
     attributes: NotRequired[dict[str, str]]
     payload: NotRequired[dict[str, Any]]
     source: NotRequired[dict[str, Any]]
+    erased: NotRequired[bool]
+    sealed: NotRequired[str]
 
 
 class ProfileCreated(TypedDict):
@@ -197,6 +199,18 @@ class BanLifted(TypedDict):
     note: NotRequired[str]
 
 
+class CustomerErased(TypedDict):
+    type: Literal["customer_erased"]
+    erasure_id: str
+    profile_ids: list[str]
+    nodes: list[str]
+    events: list[str]
+    rejected: list[str]
+    by: str
+    decided_at: str
+    reason: NotRequired[str]
+
+
 class EventRejected(TypedDict):
     type: Literal["event_rejected"]
     key: str
@@ -205,20 +219,23 @@ class EventRejected(TypedDict):
     raw: str
     detail: NotRequired[str]
     event_id: NotRequired[str]
+    erased: NotRequired[bool]
+    sealed: NotRequired[str]
 
 
 Decision = (InteractionRecorded | ProfileCreated | IdentifiersAttached | IdentifiersLinked | ProfilesMerged
             | IdentifierFlagged | LinkRefused | EventsAttributed | PhoneRegionLearned | ModelEstimated | ProbableLink
             | PossibleMatch | ReviewDecided | ProfileSplit | ProfileRenamed | ConnectionBanned | BanLifted
-            | EventRejected)
+            | EventRejected | CustomerErased)
 
 ALL: tuple[type, ...] = (InteractionRecorded, ProfileCreated, IdentifiersAttached, IdentifiersLinked, ProfilesMerged,
                          IdentifierFlagged, LinkRefused, EventsAttributed, PhoneRegionLearned, ModelEstimated,
                          ProbableLink, PossibleMatch, ReviewDecided, ProfileSplit, ProfileRenamed, ConnectionBanned,
-                         BanLifted, EventRejected)
+                         BanLifted, EventRejected, CustomerErased)
 
 
-RECORD_TYPES = ("interaction_recorded", "event_rejected", "review_decided", "connection_banned", "ban_lifted")
+RECORD_TYPES = ("interaction_recorded", "event_rejected", "review_decided", "connection_banned", "ban_lifted",
+                "customer_erased")
 
 
 def record_of(entry: list[dict[str, Any]]) -> dict[str, Any]:
@@ -292,6 +309,15 @@ def connection_banned(ban_id: str, profile_id: str, nodes: list[str], others: li
                              "others": others, "by": by, "decided_at": decided_at}
     if note:
         out["note"] = note
+    return out
+
+
+def customer_erased(erasure_id: str, profile_ids: list[str], nodes: list[str], events: list[str],
+                    rejected: list[str], by: str, decided_at: str, reason: Optional[str] = None) -> CustomerErased:
+    out: CustomerErased = {"type": "customer_erased", "erasure_id": erasure_id, "profile_ids": profile_ids,
+                           "nodes": nodes, "events": events, "rejected": rejected, "by": by, "decided_at": decided_at}
+    if reason:
+        out["reason"] = reason
     return out
 
 

@@ -47,6 +47,7 @@ This module is the façade. The components, each importing only those above it i
 ``review``         a person's verdict on a possible match
 ``bans``           connection bans: identifiers a person said are different customers kept apart
 ``unmerge``        a person's unmerge (a split and a ban), and the lift of a ban
+``erasure``        a person's erasure of a customer (the right to be forgotten)
 ``calibration``    the match model re-estimated from the records seen (``model_estimated``)
 ``formats``        formats learned from the data (the countries of national phone numbers)
 =================  ===========================================================================
@@ -57,7 +58,7 @@ from __future__ import annotations
 from sys import intern
 from typing import Any, Iterable, Optional
 
-from resolver import calibration, decisions, epochs, footprint, formats, fuzzy, linking, naming, review, unmerge
+from resolver import calibration, decisions, epochs, erasure, footprint, formats, fuzzy, linking, naming, review, unmerge
 from resolver import traits as person
 from resolver.config import ResolverConfig
 from resolver.context import Context
@@ -298,6 +299,32 @@ class Resolver:
         ctx.take()
         unmerge.unmerge(ctx, profile_id, keys, by, decided_at, note)
         naming.settle(ctx, profile_id, ctx.out)
+        return ctx.take()
+
+    def erasure_keys(self, identifiers: list[tuple[str, str]]) -> list[str]:
+        """The node keys of identifiers (type, value) named for an erasure. Raises ``CommandError`` for one
+        that cannot be used."""
+        self._sync_formats()
+        keys = []
+        for id_type, raw in identifiers:
+            key, why = self.normalizer.node_key(id_type, raw)
+            if key is None:
+                raise CommandError(f"{id_type}={raw}: {why}")
+            keys.append(key)
+        return keys
+
+    def erasure_scope(self, keys: list[str]) -> tuple[list[str], list[str]]:
+        """The profiles and identifiers (node keys) erasing ``keys`` removes (``resolver.erasure``)."""
+        return erasure.scope(self._ctx, keys)
+
+    def erase(self, identifiers: list[tuple[str, str]], events: list[str], rejected: list[str], by: str,
+              decided_at: str, reason: Optional[str] = None) -> list[dict[str, Any]]:
+        """A person's erasure of the customers holding ``identifiers``, already applied (``resolver.erasure``).
+        Raises ``CommandError`` when none of them is known."""
+        keys = self.erasure_keys(identifiers)
+        ctx = self._ctx
+        ctx.take()
+        erasure.erase(ctx, keys, events, rejected, by, decided_at, reason)
         return ctx.take()
 
     def lift_ban(self, ban_id: str, by: str, decided_at: str, note: Optional[str] = None) -> list[dict[str, Any]]:

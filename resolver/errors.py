@@ -15,3 +15,7 @@ class ReviewError(IdresError):
 
 class CommandError(IdresError):
     """A person's command (an unmerge, a lift) names something that is not there."""
+
+
+class NothingToErase(CommandError):
+    """An erasure names identifiers no customer holds."""

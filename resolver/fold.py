@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable
 from resolver import bans, epochs, formats, graph, naming, sessions
 from resolver import traits as person
 from resolver.config import ResolverConfig
+from resolver.ids import ERASED
 from resolver.matching import FREQUENCY_FIELDS, AttributeRecord, MatchModel
 from resolver.records import RecordMaker
 from resolver.state import MAX_BLOCK_NODES_PER_PROFILE, MAX_RECORDS_PER_NODE, MAX_TRAITS_PER_NODE, Profile, \
@@ -92,7 +93,7 @@ class Fold:
         for key in nodes:
             idx = st.node_index[key]
             kind = rule(st.node_types[idx])
-            if kind.kind == "phone":
+            if kind.kind == "phone" and not key.partition(":")[2].startswith(ERASED):
                 formats.fold_number(st, idx, key.partition(":")[2])
             if kind.successive:
                 at = d["occurred_at"]
@@ -366,6 +367,59 @@ class Fold:
         st = self.state
         sessions.fold_claimed(st.session_pending, st.node(d["via"]), d["events"])
 
+    def _erased(self, d: dict[str, Any]) -> None:
+        """The customer's identifiers leave every structure of the state; the profiles and their aliases go.
+        (The events stay known by ID, so a re-delivered one changes nothing.)"""
+        st = self.state
+        gone: set[int] = set()
+        for key in d["nodes"]:
+            idx = st.node_index.pop(key, None)
+            if idx is not None:
+                gone.add(idx)
+                st.node_keys[idx] = st.node_types[idx] + ":erased~"
+        for idx in gone:
+            for edges in (st.adj, st.fuzzy):
+                for m in edges.pop(idx, {}):
+                    nm = edges.get(m)
+                    if nm is not None:
+                        nm.pop(idx, None)
+                        if not nm:
+                            del edges[m]
+            for table in (st.node_traits, st.refused, st.records, st.node_first, st.node_span, st.weak_anon,
+                          st.weak_uses, st.shared_users, st.session_last, st.session_pending):
+                table.pop(idx, None)
+            st.shared.discard(idx)
+            st.phone_counted.discard(idx)
+            for ban in list(st.ban_sides.pop(idx, {})):
+                one, two, by = st.bans[ban]
+                one, two = one - gone, two - gone
+                if one and two:
+                    st.bans[ban] = (one, two, by)
+                else:
+                    bans.lift(st, ban)
+            pid = st.node_profile[idx]
+            if pid is not None:
+                st.profiles[pid].nodes.discard(idx)
+                st.node_profile[idx] = None
+        if gone:
+            for key in [k for k, block in st.blocks.items() if any(n in gone for n in block)]:
+                kept = [n for n in st.blocks[key] if n not in gone]
+                if kept:
+                    st.blocks[key] = kept
+                else:
+                    del st.blocks[key]
+            for review, (a, b) in list(st.reviews.items()):
+                if a in gone or b in gone:
+                    del st.reviews[review]
+            st.review_pairs = {p for p in st.review_pairs if p[0] not in gone and p[1] not in gone}
+            st.review_rejected = {p for p in st.review_rejected if p[0] not in gone and p[1] not in gone}
+        erased = {pid for pid in d["profile_ids"] if pid in st.profiles and not st.profiles[pid].nodes}
+        for pid in erased:
+            del st.profiles[pid]
+        if erased:
+            for alias in [a for a in st.aliases if st.resolve_alias(a) in erased]:
+                del st.aliases[alias]
+
     def _rejected(self, d: dict[str, Any]) -> None:
         self.state.rejected_keys.add(d["key"])
 
@@ -392,4 +446,5 @@ _APPLY: dict[str, Callable[[Fold, dict[str, Any]], None]] = {
     "events_attributed": Fold._attributed,
     "phone_region_learned": Fold._learned,
     "model_estimated": Fold._estimated,
+    "customer_erased": Fold._erased,
 }

@@ -146,8 +146,7 @@ def cooccurrence_breach(st: ResolverState, idx: int, node_keys: list[str], trait
             seen[incoming[0]] = seen.get(incoming[0], 0) + 1
             distinct = person.distinct(seen, t)
             if distinct > limit:
-                return (f"seen with {distinct} different {person.WHAT[t]} (limit {limit})",
-                        {t: person.shown(seen, t)})
+                return (f"seen with {distinct} different {person.WHAT[t]} (limit {limit})", {t: distinct})
             continue
         incoming = [k for k in node_keys if node_type(k) == t]
         if not incoming:
@@ -218,7 +217,7 @@ def conflict(cfg: ResolverConfig, acc: Acc, counts: dict[str, int], known: Itera
         which = person.conflict(acc.traits, known, (person.FIRST_NAME,))
     if which is not None:
         return (f"would join customers with different {person.WHAT[which]}",
-                {which: person.shown(mine | known, which)})
+                {which: len(person.shown(mine | known, which))})
     return None
 
 
@@ -266,5 +265,5 @@ def fuzzy_conflict(cfg: ResolverConfig, acc: Acc, target: Profile) -> Optional[s
     # pair for review, since twins agree on everything else; and by the dates alone, as ``hard_conflict``:
     # on attribute evidence the names do not vouch for a date years out, namesakes share them)
     if cfg.dob_conflict and person.conflict(acc.traits, target.traits, (person.DATES_ALONE,)):
-        return "dates of birth differ: " + ", ".join(person.shown(acc.traits | target.traits, person.DOB))
+        return f"dates of birth differ ({len(person.shown(acc.traits | target.traits, person.DOB))} different)"
     return None

@@ -12,6 +12,8 @@ import orjson
 # Node type of an event that carries attributes to match on but no identifier (``record:<event_id>``).
 RECORD_TYPE = "record"
 RECORD_PRIORITY = 1000  # taken after every identifier type
+# An identifier whose key was shredded by an erasure reads back as ``type:erased~KID`` (``streams.sealing``).
+ERASED = "erased~"
 
 
 def node_key(id_type: str, value: str) -> str:

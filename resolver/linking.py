@@ -161,7 +161,7 @@ def _resplit(ctx: Context, pid: str, key: str, event_id: str, reason: str) -> No
     if len(components) < 2:
         return
     parts = naming.parts(st, prof, components, f"split:{event_id}")
-    ctx.emit(decisions.profile_split(pid, event_id, f"{key} is shared: {reason}", parts))
+    ctx.emit(decisions.profile_split(pid, event_id, f"a {node_type(key)} identifier is shared: {reason}", parts))
 
 
 def attribute_sessions(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str],

@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 # 3: model_estimated; probable_link rule model_rescored; interaction_recorded digest
 # 4: profile_renamed; profiles named by their earliest event (merge survivor and split parts so named)
 # 5: connection_banned, ban_lifted (unmerges and connection bans); a rejected review bans its pair
-DECISION_SCHEMA_VERSION = 5
+# 6: customer_erased; entries sealed (``k``); evidence and reasons name no dates of birth or names
+DECISION_SCHEMA_VERSION = 6
 
 
 class _Decision(BaseModel):
@@ -73,6 +74,11 @@ class InteractionRecorded(_Decision):
     attributes: dict[str, str] = Field(default_factory=dict)
     payload: dict[str, Any] = Field(default_factory=dict)
     source: Optional[Source] = None
+    erased: Optional[bool] = Field(default=None, description=(
+        "The event's content (attributes, payload, identifiers it could not use) was erased: its key is shredded."))
+    sealed: Optional[str] = Field(default=None, description=(
+        "In the files and topic only: ``attributes``, ``payload`` and ``ignored`` encrypted under the event's key "
+        "(idres reads them back in their place)."))
 
 
 class ProfileCreated(_Decision):
@@ -308,6 +314,27 @@ class EventRejected(_Decision):
     event_id: Optional[str] = None
     detail: Optional[str] = Field(default=None, description="The one-line message: the JSON decoder's error with "
                                                             "its position, the field and what was wrong with it.")
+    erased: Optional[bool] = Field(default=None, description="The record's text was erased (``raw`` is empty).")
+    sealed: Optional[str] = Field(default=None, description=(
+        "In the files and topic only: ``raw`` and ``detail`` encrypted under the record's key (``raw`` is written "
+        "empty; idres reads them back in their place)."))
+
+
+class CustomerErased(_Decision):
+    """A person's erasure (``idres erase``): the customers holding the identifiers named are forgotten. Their
+    identifiers (``nodes``, read back as ``type:erased~KEY`` once their keys are shredded) leave the graph,
+    their profiles and aliases are gone, and the contents of their events and of the rejected records that
+    named them can no longer be read. Event IDs stay known, so a re-delivered event changes nothing."""
+
+    type: Literal["customer_erased"]
+    erasure_id: str
+    profile_ids: list[str] = Field(description="The profiles erased (none when the identifier was in no profile).")
+    nodes: list[str] = Field(description="Every identifier erased.")
+    events: list[str] = Field(description="The events whose contents were shredded.")
+    rejected: list[str] = Field(description="The keys of the rejected records whose text was shredded.")
+    by: str = Field(description="Who decided it.")
+    decided_at: str
+    reason: Optional[str] = None
 
 
 Decision = Annotated[
@@ -330,6 +357,7 @@ Decision = Annotated[
         EventsAttributed,
         PhoneRegionLearned,
         ModelEstimated,
+        CustomerErased,
     ],
     Field(discriminator="type"),
 ]
@@ -342,6 +370,9 @@ class LogEntry(BaseModel):
     seq: int = Field(ge=0, description="Position in the log, from 0, without gaps.")
     v: int = Field(1, ge=1, le=DECISION_SCHEMA_VERSION,
                    description="The decision schema version the entry was written in (1 when absent).")
+    k: Optional[int] = Field(default=None, description=(
+        "1: written sealed (identifiers and contents encrypted under keys per data subject; idres reads them "
+        "back as the decisions described here)."))
     decisions: list[Decision]
     crc: Optional[str] = Field(default=None, pattern="^[0-9a-f]{8}$", description=(
         "CRC-32C, in hex, of the line's bytes before ``,\"crc\":`` (every entry from version 3 on): a reader "

@@ -66,6 +66,7 @@ from resolver.normalize import Normalizer
 from resolver.state import ResolverState
 from streams.embedded import STATE_FORMAT, bulk_work
 from streams.log import DecisionLog, LogError, load_checkpoint
+from streams.sealing import is_erased
 
 API_KEY_ENV = "IDRES_API_KEY"
 WRITE_KEYS_ENV = "IDRES_API_WRITE_KEYS"  # name:key,name:key: who may decide reviews and unmerges over HTTP
@@ -176,13 +177,15 @@ class Follower:
                 self.error = None
 
     # -- folding -----------------------------------------------------------------------------------
-    def load(self) -> None:
-        """The views as of now: the checkpoint if usable, then the log tail. Not yet visible to readers
-        while it runs, so no lock is needed."""
+    def load(self, after: int = -1) -> None:
+        """The views as of now: the checkpoint if usable (taken after entry ``after``: an erasure), then the
+        log tail. Not yet visible to readers while it runs, so no lock is needed."""
         log = DecisionLog(self.data_dir, writer=False)
         with bulk_work():
             loaded = load_checkpoint(self.data_dir, self.fingerprint, len(log), recount=lambda: (log.refresh(), len(log))[1],
                                      state_types=(ResolverState, CustomerViews))
+            if loaded is not None and loaded[0] <= after:
+                loaded = None
             if loaded is not None:
                 seq, state = loaded
                 views = state[1]  # (resolver state, views): serving needs only the views
@@ -196,9 +199,13 @@ class Follower:
                 self.applied += 1
         gc.freeze()  # what was loaded lives as long as the process: keep the collector off it
         with self.lock:
+            old, self.log = self.log, log
             self.views = views
-            self.log = log
             self.log_length = len(log)
+            if after >= 0:
+                self.recent.clear()  # (changes read before the erasure name what it erased)
+        if old is not None:
+            old.close()
 
     def poll(self) -> int:
         """Folds what was appended since the last look; returns how many entries."""
@@ -218,6 +225,15 @@ class Follower:
         with bulk_work():
             started = time.perf_counter()
             for entry in log.read(views.seq):
+                if entry[1] and entry[1][-1]["type"] == "customer_erased":
+                    # an erasure: once its keys are shredded, everything is read again without what it erased
+                    n += self._apply(batch)
+                    if not all(is_erased(k) for k in entry[1][-1]["nodes"]):
+                        log.sealer.forget()  # (not yet shredded: look again on the next poll)
+                        return n
+                    self.load(after=entry[0])
+                    self.refresh_households(force=True)
+                    return n + 1
                 batch.append(entry)
                 if len(batch) >= self.apply_batch:
                     n += self._apply(batch)
@@ -583,6 +599,14 @@ class UnmergeRequest(BaseModel):
     identifiers: list[IdentifierRef] = Field(min_length=1, max_length=200,
                                              description="The identifiers that leave the profile.")
     note: Optional[str] = Field(None, max_length=2000)
+
+
+class ErasureRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    identifiers: list[IdentifierRef] = Field(min_length=1, max_length=20, description=(
+        "Identifiers of the customer: every profile holding one is erased whole (an identifier in no profile, "
+        "alone)."))
+    reason: Optional[str] = Field(None, max_length=2000, description="Why (a request's reference; no personal data).")
 
 
 class LiftRequest(BaseModel):
@@ -1101,6 +1125,12 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
         return await decide(request, [{"command": "unmerge", "profile_id": profile_id,
                                        "identifiers": [[i.type, i.value] for i in body.identifiers],
                                        **({"note": body.note} if body.note else {})}])
+
+    @app.post("/v1/erasures", summary="Erase the customer behind an identifier (the right to be forgotten)",
+              **writes)
+    async def erase(request: Request, body: ErasureRequest) -> Any:
+        return await decide(request, [{"command": "erase", "identifiers": [[i.type, i.value] for i in body.identifiers],
+                                       **({"note": body.reason} if body.reason else {})}])
 
     @app.post("/v1/bans/{ban_id}/lift", summary="Lift a connection ban", **writes)
     async def lift(request: Request, body: LiftRequest, ban_id: str = PathParam(min_length=1, max_length=64)) -> Any:

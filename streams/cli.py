@@ -293,6 +293,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
             with _progress_bar(len(engine.log), "verify", unit="entry") as bar:
                 problem = engine.verify_decisions(progress=bar.update)
             result["decisions_reproduced"] = problem is None
+            if problem is None and engine.verified < len(engine.log):
+                result["taken_as_recorded"] = len(engine.log) - engine.verified - engine.after_erasure
+                result["decided_otherwise_after_erasure"] = engine.after_erasure
+                result["note"] = ("entries that hold erased data are taken as recorded, and an entry decided on "
+                                  "what was erased since may be decided otherwise now")
             if problem:
                 result["first_difference"] = problem[:2000]
         failed = before != after or result.get("decisions_reproduced") is False
@@ -634,6 +639,40 @@ def cmd_unmerge(args: argparse.Namespace) -> int:
         print(f"{renames.get(part['profile_id'], part['profile_id'])}: {', '.join(part['nodes'])}")
     print(f"{ban['ban_id']}: {', '.join(ban['nodes'])} and the rest of the profile are kept apart from now on "
           f"(lift with `idres unmerge --lift {ban['ban_id']} --by NAME`)")
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    """Erase the customer behind an identifier (the right to be forgotten)."""
+    if _uses_kafka(args):
+        raise UsageError("erasure on Kafka is not available in this version: erase in the embedded data directory "
+                         "(--data-dir), or keep personal data on Kafka under the retention the README states")
+    pairs = []
+    for spec in args.identifiers:
+        id_type, eq, raw = spec.partition("=")
+        if not eq or not id_type.strip() or not raw.strip():
+            raise UsageError(f"expected TYPE=VALUE (for example email=jane@example.com), got {spec!r}")
+        pairs.append((id_type.strip(), raw))
+    by = args.by or os.environ.get("USER") or "unknown"
+    from resolver.errors import IdresError
+
+    with _engine(args, writer=True) as engine:
+        try:
+            decisions = engine.erase(pairs, by, args.reason)
+        except IdresError as exc:
+            print(f"idres: error: {exc}", file=sys.stderr)
+            return 2
+    erased = next(d for d in decisions if d["type"] == "customer_erased")
+    if args.json:
+        _print_json({k: erased[k] for k in ("erasure_id", "profile_ids", "by", "decided_at")}
+                    | {"identifiers": len(erased["nodes"]), "events": len(erased["events"]),
+                       "rejected": len(erased["rejected"])})
+        return 0
+    who = ", ".join(erased["profile_ids"]) or "an identifier in no profile"
+    print(f"{erased['erasure_id']}: erased {who}: {len(erased['nodes'])} identifier(s), the contents of "
+          f"{len(erased['events'])} event(s) and {len(erased['rejected'])} rejected record(s); their keys are "
+          f"shredded and the data directory rebuilt without them. Snapshots written before now still hold them: "
+          f"write them again (`idres snapshot`) and delete the old ones.")
     return 0
 
 
@@ -1280,6 +1319,16 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir(p)
     kafka(p)
     p.set_defaults(func=cmd_unmerge)
+
+    p = sub.add_parser("erase", help="erase the customer behind an identifier (the right to be forgotten)")
+    p.add_argument("identifiers", nargs="+", metavar="TYPE=VALUE",
+                   help="an identifier of the customer (the whole profile holding it is erased)")
+    p.add_argument("--by", help="who decides (default: $USER)")
+    p.add_argument("--reason", help="why (a request's reference; kept in the log as written: no personal data)")
+    p.add_argument("--json", action="store_true")
+    data_dir(p)
+    kafka(p)
+    p.set_defaults(func=cmd_erase)
 
     p = sub.add_parser("changes", help="the identity changelog for downstream services, as JSON lines")
     p.add_argument("--from", dest="from_seq", type=int, default=0, metavar="SEQ",

@@ -1,8 +1,8 @@
-"""A person's commands from the API: review verdicts, unmerges and lifts of connection bans.
+"""A person's commands from the API: review verdicts, unmerges, lifts of connection bans and erasures.
 
 A command is a dict: ``{"command": "review", "review_id", "decision": "accept"|"reject"}``,
 ``{"command": "unmerge", "profile_id", "identifiers": [[type, value], ...]}`` or ``{"command": "lift",
-"ban_id"}``, each with ``by`` (who decides) and optionally ``note``. The embedded driver applies it to the
+"ban_id"}`` or ``{"command": "erase", "identifiers": [[type, value], ...]}``, each with ``by`` (who decides) and optionally ``note``. The embedded driver applies it to the
 data directory as one log entry (taking the writer's lock for that moment); on Kafka it goes to the
 resolve worker on the validated topic (the decision log's only writer), which decides it in order with the
 events: the same message `idres review|unmerge --bootstrap` sends.
@@ -17,11 +17,11 @@ from typing import Any, Optional
 
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
-from resolver.errors import CommandError, IdresError, ReviewError
+from resolver.errors import CommandError, IdresError, NothingToErase, ReviewError
 from resolver.ids import utc_iso
 from resolver.normalize import Normalizer
 
-KINDS = ("review", "unmerge", "lift")
+KINDS = ("review", "unmerge", "lift", "erase")
 
 
 class CommandRefused(Exception):
@@ -42,6 +42,9 @@ def decide(resolver: Any, command: dict[str, Any]) -> list[dict[str, Any]]:
         return resolver.unmerge(command["profile_id"], [tuple(p) for p in command["identifiers"]], by, at, note)
     if kind == "lift":
         return resolver.lift_ban(command["ban_id"], by, at, note)
+    if kind == "erase":
+        return resolver.erase([tuple(p) for p in command["identifiers"]], command.get("events", []),
+                              command.get("rejected", []), by, at, note)
     raise CommandError(f"unknown command {kind!r}: expected one of {', '.join(KINDS)}")
 
 
@@ -58,6 +61,10 @@ def command_of(record: dict[str, Any]) -> dict[str, Any]:
                 "identifiers": [k.split(":", 1) for k in record["nodes"]], "by": record["by"], **base}
     if t == "ban_lifted":
         return {"command": "lift", "ban_id": record["ban_id"], "by": record["by"], **base}
+    if t == "customer_erased":
+        return {"command": "erase", "identifiers": [k.split(":", 1) for k in record["nodes"]],
+                "events": record["events"], "rejected": record["rejected"], "by": record["by"],
+                "decided_at": record["decided_at"], "note": record.get("reason")}
     raise ValueError(f"{t} does not record a person's command")
 
 
@@ -91,6 +98,18 @@ def check(command: dict[str, Any], views: CustomerViews, config: ResolverConfig)
             keys.add(key)
         if len(keys) >= len(views.profiles[pid].nodes):
             raise CommandRefused(422, "whole_profile", f"name some but not all of the identifiers of profile {pid}")
+    elif kind == "erase":
+        normalizer = Normalizer(config)
+        normalizer.learn_regions(tuple(views.learned_regions))
+        for id_type, raw in command["identifiers"]:
+            key, why = normalizer.node_key(id_type, raw)
+            if key is None:
+                raise CommandRefused(422, "unusable_identifier", f"{id_type}={raw}: {why}")
+            if key in views.node_index:
+                break
+        else:
+            raise CommandRefused(404, "unknown_identifier", "no customer holds the identifier(s) named: nothing to "
+                                                            "erase")
     else:
         raise CommandRefused(422, "unknown_command", f"unknown command {kind!r}: expected one of {', '.join(KINDS)}")
 
@@ -127,6 +146,8 @@ class EmbeddedCommands:
             raise CommandRefused(503, "source_gone", str(exc), done) from None
         except ReviewError as exc:
             raise CommandRefused(409, "review_refused", str(exc), done) from None
+        except NothingToErase as exc:
+            raise CommandRefused(404, "unknown_identifier", str(exc), done) from None
         except CommandError as exc:
             raise CommandRefused(422, "command_refused", str(exc), done) from None
         except IdresError as exc:

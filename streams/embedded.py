@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Optional
 
+import orjson
+
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver import epochs
 from resolver.config import ResolverConfig
@@ -26,6 +28,7 @@ from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.commands import command_of, decide
 from streams.inputs import InputStream, as_input, open_input
 from streams.log import DecisionLog, load_checkpoint, save_checkpoint
+from streams.sealing import event_subject, is_erased, node_subject, rejected_subject
 from streams.ordering import read_in_order
 from streams.pipeline import MAX_RECORD_BYTES  # noqa: F401  (its home was here: kept importable)
 from streams.pipeline import ACCEPTED, BLANK, DUPLICATE, INTERNAL, REJECTED, RecordPipeline
@@ -157,6 +160,8 @@ class EmbeddedEngine:
         self.shard_stats: Optional[dict[str, Any]] = None  # the last ingest on shards: what its time went to
         try:
             self._load(use_checkpoint)
+            if writer:
+                self._finish_erasures()
         except BaseException:
             self.log.close()
             raise
@@ -313,9 +318,12 @@ class EmbeddedEngine:
 
     # ------------------------------------------------------------------------------------ a person's commands
     def command(self, command: dict[str, Any]) -> list[dict[str, Any]]:
-        """A person's command (``streams.commands``: a review verdict, an unmerge, a lift; decided now unless
-        it gives ``decided_at``) as one log entry. Raises ``ReviewError`` or ``CommandError`` for one that
-        does not apply."""
+        """A person's command (``streams.commands``: a review verdict, an unmerge, a lift, an erasure; decided
+        now unless it gives ``decided_at``) as one log entry. Raises ``ReviewError`` or ``CommandError`` for one
+        that does not apply."""
+        if command.get("command") == "erase" and "events" not in command:
+            return self.erase([tuple(p) for p in command["identifiers"]], command["by"], command.get("note"),
+                              command.get("decided_at"))
         command = {**command, "decided_at": command.get("decided_at") or utc_iso(datetime.now(timezone.utc))}
         mark = self.resolver.mark()
         try:
@@ -347,22 +355,136 @@ class EmbeddedEngine:
         """A person's lift of a connection ban as one log entry. Raises ``CommandError`` for a ban not in force."""
         return self.command({"command": "lift", "ban_id": ban_id, "by": by, "note": note, "decided_at": decided_at})
 
+    def erase(self, identifiers: list[tuple[str, str]], by: str, reason: Optional[str] = None,
+              decided_at: Optional[str] = None) -> list[dict[str, Any]]:
+        """A person's erasure (``resolver.erasure``) as one log entry, then the keys of what it erased are
+        shredded (``streams.sealing``) and the state, the views and the checkpoint are rebuilt from the log,
+        so no file of the data directory holds the customer's personal data in readable form. Raises
+        ``CommandError`` when no customer holds the identifiers."""
+        keys = self.resolver.erasure_keys(identifiers)
+        profiles, nodes = self.resolver.erasure_scope(keys)
+        events, rejected = erased_contents(self.views, self.resolver, profiles, nodes)
+        decided = self.command({"command": "erase", "identifiers": [k.split(":", 1) for k in keys], "by": by,
+                                "note": reason, "events": events, "rejected": rejected, "decided_at": decided_at})
+        erased = next(d for d in decided if d["type"] == "customer_erased")
+        self.shred(erased)
+        seq = len(self.log) - 1
+        return next(entry for _, entry in self.log.read(seq))  # (as it reads now: the identifiers erased)
+
+    def shred(self, erased: dict[str, Any]) -> None:
+        """Shreds the keys of what an erasure names, and rebuilds everything derived from the log."""
+        self.log.shred([*map(node_subject, erased["nodes"]), *map(event_subject, erased["events"]),
+                        *map(rejected_subject, erased["rejected"])])
+        self.rebuild()
+        save_checkpoint(self.data_dir, len(self.log), self.fingerprint, (self.resolver.state, self.views))
+        self.checkpoint_seq = len(self.log)
+
+    def _finish_erasures(self) -> None:
+        """An erasure logged whose keys were not all shredded (the writer stopped in between): shred them now."""
+        pending = [e["seq"] for e in self.views.erasures if e.get("pending")]
+        for seq in pending:
+            entry = next(entry for _, entry in self.log.read(seq, seq + 1))
+            erased = next(d for d in entry if d["type"] == "customer_erased")
+            self.log.shred([*map(node_subject, erased["nodes"]), *map(event_subject, erased["events"]),
+                            *map(rejected_subject, erased["rejected"])])
+        if pending:
+            self.rebuild()
+            save_checkpoint(self.data_dir, len(self.log), self.fingerprint, (self.resolver.state, self.views))
+            self.checkpoint_seq = len(self.log)
+
     # ------------------------------------------------------------------------------------ verify
     def verify_decisions(self, progress: Optional[Callable[[int], None]] = None) -> Optional[str]:
         """Re-decides every logged record with a fresh resolver and compares with the log.
 
         Returns None when every entry is reproduced exactly, else a description of the first difference.
+        An erasure makes what it erased unreadable: entries that hold erased data are taken as recorded, and
+        an entry decided on what was erased since (a guard that counted the erased customer's date of birth)
+        may now be decided otherwise; after the first erased entry such a difference is counted
+        (``self.after_erasure``), not failed, and the check goes on from the log's state.
         """
         check = Resolver(self.config, ResolverState())
         n = 0
+        self.verified = 0
+        self.after_erasure = 0
+        erased = False
         for seq, decisions in self.log.read(0):
-            again = redo(check, record_of(decisions))
-            if again != decisions:
-                return f"entry {seq}: logged {decisions!r} but re-deciding gives {again!r}"
+            if holds_erased(decisions):
+                erased = True
+                check.apply_all(decisions)
+            else:
+                again = redo(check, record_of(decisions))
+                if again == decisions:
+                    self.verified += 1
+                elif not erased:
+                    return f"entry {seq}: logged {decisions!r} but re-deciding gives {again!r}"
+                else:
+                    self.after_erasure += 1
+                    check = Resolver(self.config, ResolverState())
+                    for _, logged in self.log.read(0, seq + 1):
+                        check.apply_all(logged)
             n += 1
             if progress is not None and n % 10000 == 0:
                 progress(10000)
         return None
+
+
+def holds_erased(decisions: list[dict[str, Any]]) -> bool:
+    """Whether a log entry's input is (wholly) what an erasure made unreadable: an event whose contents were
+    erased or whose identifiers all were, a rejected record's text, or the erasure itself."""
+    rec = record_of(decisions)
+    if rec.get("erased") or rec["type"] == "customer_erased":
+        return True
+    nodes = rec.get("nodes")
+    return bool(nodes) and all(is_erased(k) for k in nodes)
+
+
+def erased_contents(views: CustomerViews, resolver: Resolver, profiles: list[str],
+                    nodes: list[str]) -> tuple[list[str], list[str]]:
+    """What of the customers an erasure removes the views hold: the IDs of their events, and the keys of the
+    rejected records that name them (by an erased event's ID, an identifier that reads as an erased one, or
+    an erased identifier's value anywhere in the text)."""
+    events: set[str] = set()
+    for pid in profiles:
+        live = views.resolve(pid)
+        if live is not None:
+            events.update(views.ev_id[i] for i in views.profiles[live].events)
+    erased = set(nodes)
+    gone = {views.node_index[k] for k in nodes if k in views.node_index}
+    if gone:  # (events that carried only erased identifiers and ones in no profile: a shared mailbox's)
+        node_profile = views.node_profile
+        for i, held in enumerate(views.ev_nodes):
+            if held and not gone.isdisjoint(held) and all(n in gone or node_profile[n] is None for n in held):
+                events.add(views.ev_id[i])
+    values = [k.partition(":")[2].casefold() for k in nodes]
+    values = [v for v in values if len(v) >= 4]
+    rejected = []
+    for d in views.rejected:
+        if d.get("event_id") in events:
+            rejected.append(d["key"])
+            continue
+        raw = d.get("raw") or ""
+        text = raw.casefold()
+        if any(v in text for v in values) or _names(raw, resolver) & erased:
+            rejected.append(d["key"])
+    return sorted(events), rejected
+
+
+def _names(raw: str, resolver: Resolver) -> set[str]:
+    """The node keys of the identifiers a rejected record's text gives, as far as it can be read."""
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return set()
+    ids = record.get("identifiers") if isinstance(record, dict) else None
+    if not isinstance(ids, dict):
+        return set()
+    out = set()
+    for id_type, value in ids.items():
+        if isinstance(id_type, str) and isinstance(value, (str, int)):
+            key, _ = resolver.normalizer.node_key(id_type, str(value))
+            if key is not None:
+                out.add(key)
+    return out
 
 
 def redo(resolver: Resolver, rec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -376,7 +498,7 @@ def redo(resolver: Resolver, rec: dict[str, Any]) -> list[dict[str, Any]]:
     if t == "event_rejected":
         return resolver.reject(rec["key"], rec["source"], rec["reason"], rec["raw"], rec.get("event_id"),
                                rec.get("detail"))
-    if t in ("review_decided", "connection_banned", "ban_lifted"):
+    if t in ("review_decided", "connection_banned", "ban_lifted", "customer_erased"):
         return decide(resolver, command_of(rec))
     identifiers = {}
     for key in rec["nodes"]:

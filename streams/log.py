@@ -5,6 +5,7 @@ Layout of ``DATA_DIR``::
     log/00000000000000000000.jsonl   one entry per line: {"seq": N, "v": 3, "decisions": [...], "crc": "..."}
     log/00000000000001000000.jsonl   a new segment every ``segment_entries`` entries
     checkpoint.pickle                a cache of the folded state at some seq (never the truth), with a checksum
+    keys.sqlite                      the keys personal data in the log is sealed under (``streams.keys``)
     LOCK                             the number of entries written (a log found shorter has lost entries)
 
 One process writes at a time: it holds an exclusive ``flock`` on the data directory itself (deleting a
@@ -17,6 +18,9 @@ its ``seq`` and a checksum of its bytes (``crc``, CRC-32C), both checked by ever
 log is reported instead of folded wrongly, and the version
 of the decision schema it was written in (``v``; 1 when absent): a newer version than this code reads is
 refused with an error, never folded as if it were known.
+
+Personal data is sealed when written and unsealed when read (``streams.sealing``): an entry written sealed
+carries ``"k": 1``. Erasure shreds keys (``shred``); what was sealed under them reads as erased from then on.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from crc32c import crc32c
 from projections.storage import file_mode, private_file, remove_debris
 from resolver.errors import IdresError
 from schemas.decisions import DECISION_SCHEMA_VERSION
+from streams.keys import SqliteKeyStore
+from streams.sealing import SealError, Sealer
 
 SEGMENT_ENTRIES = 1_000_000
 CHECKPOINT_VERSION = 5  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
@@ -58,6 +64,7 @@ class DecisionLog:
         self._lock_fd: Optional[int] = None
         self._fh = None
         self._record_fd: Optional[int] = None
+        self.keys: Optional[SqliteKeyStore] = None
         if writer:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             # the lock is on the directory itself: deleting a file cannot let a second writer in
@@ -72,6 +79,7 @@ class DecisionLog:
             raise LogError(f"no decision log in {self.dir}: run `idres ingest FILE --data-dir {self.dir}` first")
         try:
             self._open(writer)
+            self._open_keys(writer)
         except BaseException:
             self.close()  # (never keep the lock of a log that could not be opened)
             raise
@@ -94,6 +102,33 @@ class DecisionLog:
             self._record_fd = os.open(self.dir / "LOCK", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
                                       file_mode())
             self._record()
+
+    def _open_keys(self, writer: bool) -> None:
+        had = (self.dir / SqliteKeyStore.FILE).exists()
+        if not had and self._length and self._sealed_tail():
+            raise LogError(f"the key store {self.dir / SqliteKeyStore.FILE} is missing, and the decision log in "
+                           f"{self.dir} is sealed under its keys{RESTORE}")
+        self.keys = SqliteKeyStore(self.dir, writer=writer)
+        self.sealer = Sealer(self.keys)
+
+    def _sealed_tail(self) -> bool:
+        """Whether the log's last entry was written sealed."""
+        path = self.log_dir / _segment_name(self._segments[-1])
+        with open(path, "rb") as fh:
+            start = max(0, self._tail_end - 65536)
+            fh.seek(start)
+            tail = fh.read(self._tail_end - start)
+        last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+        return last.startswith(b'{"seq":') and b',"k":1,' in last[:64]
+
+    def shred(self, subjects: list[str]) -> int:
+        """Deletes the keys of these subjects (``streams.sealing``: node, event and rejected-record subjects),
+        durably; what was sealed under them reads as erased from now on. Returns how many keys there were."""
+        if self._lock_fd is None or self.keys is None:
+            raise LogError("this log was opened read-only")
+        gone = self.keys.shred(subjects)
+        self.sealer.forget()
+        return gone
 
     def _recorded(self) -> int:
         """How many entries the log's writers have recorded writing (0 when not recorded)."""
@@ -173,14 +208,16 @@ class DecisionLog:
             raise LogError("this log was opened read-only")
         if not batches:
             return self._length
+        sealed = [self.sealer.seal_entry(decisions) for decisions in batches]
+        self.sealer.flush()  # (the keys are durable before anything sealed under them is)
         out = []
         seq = self._length
-        for decisions in batches:
+        for decisions in sealed:
             if seq % self.segment_entries == 0 or self._fh is None:
                 self._write(out)
                 out = []
                 self._open_segment(seq)
-            out.append(seal(orjson.dumps({"seq": seq, "v": DECISION_SCHEMA_VERSION, "decisions": decisions})))
+            out.append(seal(orjson.dumps({"seq": seq, "v": DECISION_SCHEMA_VERSION, "k": 1, "decisions": decisions})))
             seq += 1
         self._write(out)
         self._fh.flush()
@@ -219,8 +256,20 @@ class DecisionLog:
 
     def read(self, start: int = 0, end: Optional[int] = None) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         """Entries ``(seq, decisions)`` from ``start`` up to the length at call time."""
-        end = self._length if end is None else min(end, self._length)
         expected = start
+        chunk: list[tuple[int, str, bytes]] = []
+        for item in self._lines(start, end):
+            chunk.append(item)
+            if len(chunk) >= READ_CHUNK:
+                yield from self._entries(chunk, expected)
+                expected += len(chunk)
+                chunk = []
+        yield from self._entries(chunk, expected)
+
+    def _lines(self, start: int, end: Optional[int]) -> Iterator[tuple[int, str, bytes]]:
+        """``(position, file name, line)`` of the entries from ``start``, complete lines only."""
+        end = self._length if end is None else min(end, self._length)
+        got = start
         for seg in self._segments:
             if seg + self.segment_entries <= start or seg >= end:
                 continue
@@ -236,25 +285,39 @@ class DecisionLog:
                     if pos >= start:
                         if not line.endswith(b"\n"):
                             return
-                        try:
-                            entry = orjson.loads(line)
-                        except orjson.JSONDecodeError:
-                            entry = None
-                        if not isinstance(entry, dict):
-                            raise LogError(f"decision log entry {pos} in {fh.name} is damaged "
-                                           f"(not a JSON object){RESTORE}")
-                        if not intact(line, entry):
-                            raise LogError(f"decision log entry {pos} in {fh.name} is damaged (its bytes do not "
-                                           f"match its checksum){RESTORE}")
-                        check_version(entry.get("v", 1), f"entry {expected} of {fh.name}")
-                        if entry.get("seq") != expected:
-                            raise LogError(f"decision log out of order in {fh.name}: found entry "
-                                           f"{entry.get('seq')} where {expected} belongs")
-                        yield expected, entry["decisions"]
-                        expected += 1
+                        yield pos, fh.name, line
+                        got += 1
                     pos += 1
-        if expected < end:
-            raise LogError(f"decision log ends at entry {expected}, expected {end}: a segment is missing")
+        if got < end:
+            raise LogError(f"decision log ends at entry {got}, expected {end}: a segment is missing")
+
+    def _entries(self, chunk: list[tuple[int, str, bytes]], expected: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        if not chunk:
+            return
+        if self.keys is not None:  # (the keys of a chunk's sealed values, fetched together)
+            self.keys.prefetch(kid.decode() for _, _, line in chunk for kid in _KID.findall(line))
+        for pos, name, line in chunk:
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                entry = None
+            if not isinstance(entry, dict):
+                raise LogError(f"decision log entry {pos} in {name} is damaged (not a JSON object){RESTORE}")
+            if not intact(line, entry):
+                raise LogError(f"decision log entry {pos} in {name} is damaged (its bytes do not "
+                               f"match its checksum){RESTORE}")
+            check_version(entry.get("v", 1), f"entry {expected} of {name}")
+            if entry.get("seq") != expected:
+                raise LogError(f"decision log out of order in {name}: found entry "
+                               f"{entry.get('seq')} where {expected} belongs")
+            if entry.get("k"):
+                try:
+                    yield expected, self.sealer.unseal_entry(entry["decisions"])
+                except SealError as exc:
+                    raise LogError(f"decision log entry {pos} in {name} is damaged ({exc}){RESTORE}") from None
+            else:
+                yield expected, entry["decisions"]
+            expected += 1
 
     def close(self) -> None:
         try:
@@ -269,6 +332,9 @@ class DecisionLog:
             if self._record_fd is not None:
                 os.close(self._record_fd)
                 self._record_fd = None
+            if self.keys is not None:
+                self.keys.close()
+                self.keys = None
             if self._lock_fd is not None:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
                 os.close(self._lock_fd)
@@ -284,6 +350,9 @@ class DecisionLog:
 RESTORE = ": restore the data directory from a backup, or re-ingest the input into a new one"
 # temporary files of killed runs: ``.checkpoint.pickle.<pid>.tmp`` and the like
 _DEBRIS = re.compile(r"\..+\.(?P<pid>\d+)\.tmp")
+READ_CHUNK = 256  # entries read ahead, so the keys they are sealed under are fetched together
+# key IDs in a sealed line: identifiers (``type:~KID.…``) and contents (``~KID.…``)
+_KID = re.compile(rb'~([A-Za-z0-9_-]{12})\.')
 _CRC_HEAD = b',"crc":"'
 _CRC_TAIL = len(_CRC_HEAD) + 8 + 3  # ,"crc":"xxxxxxxx"}\n
 

@@ -30,7 +30,8 @@ from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
 from resolver.decisions import record_of
 from resolver.errors import IdresError
-from streams.embedded import EmbeddedEngine, redo
+from streams.embedded import EmbeddedEngine, holds_erased, redo
+from streams.sealing import is_erased
 
 MARKER = ".idres-whatif"  # a scratch directory this command made (and may replace)
 COMMANDS = ("review_decided", "connection_banned", "ban_lifted")
@@ -51,12 +52,17 @@ def replay(entries: Iterable[tuple[int, list[dict[str, Any]]]], scratch: Path, c
     (scratch / MARKER).write_text("a what-if replay: `idres explain ... --data-dir` this directory; replaced by the "
                                   "next `idres whatif --scratch` here\n")
     engine = EmbeddedEngine(scratch, config, projection)
-    counts = Counter(entries=0, decided=0, commands_skipped=0, rejected_records=0)
+    counts = Counter(entries=0, decided=0, commands_skipped=0, rejected_records=0, erased=0)
     batch: list[list[dict[str, Any]]] = []
     try:
         for _, entry in entries:
             counts["entries"] += 1
+            if holds_erased(entry):  # (what an erasure made unreadable is not decided again)
+                counts["erased"] += 1
+                continue
             rec = record_of(entry)
+            if any(is_erased(k) for k in rec.get("nodes", ())):  # (another customer's identifier was erased)
+                rec = {**rec, "nodes": [k for k in rec["nodes"] if not is_erased(k)]}
             try:
                 decisions = redo(engine.resolver, _where_now(engine.resolver, rec))
             except IdresError:
@@ -94,7 +100,7 @@ def _where_now(resolver: Any, rec: dict[str, Any]) -> dict[str, Any]:
 def _clusters(views: CustomerViews) -> dict[str, str]:
     """Event -> profile: every accepted event has one (an event with only attributes too, which only the
     matcher links, and an event whose identifiers are all shared)."""
-    return dict(zip(views.ev_id, views.ev_profile))
+    return {e: p for e, p in zip(views.ev_id, views.ev_profile) if p is not None}  # (None: erased)
 
 
 def _pairs(sizes: Iterable[int]) -> int:

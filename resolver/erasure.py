@@ -1,0 +1,52 @@
+"""A person's erasure of a customer (the right to be forgotten).
+
+``idres erase TYPE=VALUE`` names an identifier; the customer behind it is the profile holding it, and all
+of that profile is erased: its identifiers leave the graph (their edges, probable links, records, traits,
+pending reviews and places in connection bans go with them) and the profile and its aliases are gone, so a
+lookup of any of them finds nothing. An identifier in no profile (one found shared: a family mailbox, a
+kiosk) is erased alone, and what it tied together falls apart (the household it made). The decision names
+the events and rejected records whose contents the driver shreds with the identifiers' keys
+(``streams.sealing``); the events stay known by ID, so a re-delivered one is still recognized and does not
+bring the customer back. Erasures are explicit orderings by a person, decided where they are given.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from resolver import decisions
+from resolver.context import Context
+from resolver.errors import NothingToErase
+from resolver.ids import short_hash
+
+
+def scope(ctx: Context, keys: list[str]) -> tuple[list[str], list[str]]:
+    """The profiles and the identifiers an erasure of ``keys`` (node keys) removes. Raises ``NothingToErase``
+    when none of them is known."""
+    st = ctx.state
+    profiles: set[str] = set()
+    nodes: set[int] = set()
+    for key in keys:
+        idx = st.node_index.get(key)
+        if idx is None:
+            continue
+        pid = st.node_profile[idx]
+        if pid is not None:
+            profiles.add(pid)
+            nodes |= st.profiles[pid].nodes
+        else:
+            nodes.add(idx)
+    if not nodes:
+        raise NothingToErase(f"no customer holds {', '.join(keys)}: nothing to erase (look it up with "
+                           "`idres lookup TYPE=VALUE`)")
+    return sorted(profiles), sorted(st.node_keys[n] for n in nodes)
+
+
+def erase(ctx: Context, keys: list[str], events: Iterable[str], rejected: Iterable[str], by: str, decided_at: str,
+          reason: Optional[str] = None) -> None:
+    """Emits the erasure of the customers holding ``keys``; ``events`` and ``rejected`` (record keys): what
+    of theirs the driver found in its views, to be shredded with them."""
+    profiles, nodes = scope(ctx, keys)
+    erasure = "x_" + short_hash(f"{'|'.join(nodes)}|{decided_at}")
+    ctx.emit(decisions.customer_erased(erasure, profiles, nodes, sorted(set(events)), sorted(set(rejected)), by,
+                                       decided_at, reason))

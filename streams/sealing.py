@@ -1,0 +1,337 @@
+"""Personal data in the decision log, sealed under keys per data subject (crypto-shredding).
+
+What the resolver decides is plain; what is *written* is sealed here, at the boundary of the log (the
+embedded log's files, the decision-log topic), and unsealed when read back:
+
+* every identifier (node key ``type:value``) is written ``type:~KID.CIPHERTEXT``: its value encrypted under
+  the key of that identifier (AES-256-GCM; one key per identifier, so one plaintext per key);
+* an event's content (attributes, payload, the identifiers it could not use), a rejected record's text and
+  the person a merge was carried by are written as one ``sealed`` field: ``~KID.NONCE+CIPHERTEXT`` under the
+  key of that event (or rejected record).
+
+Erasure deletes keys (``streams.keys``). Read back, an identifier whose key is gone is the placeholder
+``type:erased~KID`` (the same one everywhere it appears, so the graph keeps its shape until the ``erased``
+decision removes it), and a decision whose content key is gone comes back without that content and with
+``"erased": true``. Types, times, channels, event IDs, profile IDs, rules and weights stay readable: they say
+nothing about a person once the identifiers and contents cannot be read.
+
+An entry written sealed says so (``"k": 1`` beside its ``seq``); entries without it are read as written.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+from typing import Any, Callable, Optional
+
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from resolver.errors import IdresError
+from resolver.ids import ERASED
+from streams.keys import KeyStore
+
+ZERO_NONCE = bytes(12)  # a node key is the only plaintext its key ever seals: a fixed nonce is safe
+CACHE = 200_000
+
+
+def event_subject(event_id: str) -> str:
+    return "e:" + event_id
+
+
+def rejected_subject(key: str) -> str:
+    return "r:" + key
+
+
+def node_subject(node_key: str) -> str:
+    return "n:" + node_key
+
+
+def _b64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return binascii.a2b_base64(text)
+
+
+def erased_node(node_type: str, kid: str) -> str:
+    """What an identifier whose key was shredded reads as."""
+    return f"{node_type}:{ERASED}{kid}"
+
+
+def is_erased(node_key: str) -> bool:
+    return node_key.partition(":")[2].startswith(ERASED)
+
+
+class Sealer:
+    """Seals decisions for writing and unseals them when read, with keys from ``keys``."""
+
+    def __init__(self, keys: KeyStore):
+        self.keys = keys
+        self._tokens: dict[str, str] = {}  # node key -> token
+        self._nodes: dict[str, str] = {}  # token -> node key
+        self._seal: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "interaction_recorded": self._seal_interaction,
+            "profile_created": self._seal_nodes, "identifiers_attached": self._seal_nodes,
+            "identifiers_linked": self._seal_nodes,
+            "profiles_merged": self._seal_merged,
+            "identifier_flagged": self._seal_flagged,
+            "link_refused": self._seal_refused,
+            "events_attributed": self._seal_attributed,
+            "probable_link": self._seal_pair, "possible_match": self._seal_pair,
+            "profile_split": self._seal_split,
+            "connection_banned": self._seal_banned,
+            "event_rejected": self._seal_rejected,
+            "customer_erased": self._seal_nodes,
+        }
+        self._unseal: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "interaction_recorded": self._unseal_interaction,
+            "profile_created": self._unseal_nodes, "identifiers_attached": self._unseal_nodes,
+            "identifiers_linked": self._unseal_nodes,
+            "profiles_merged": self._unseal_merged,
+            "identifier_flagged": self._unseal_flagged,
+            "link_refused": self._unseal_refused,
+            "events_attributed": self._unseal_attributed,
+            "probable_link": self._unseal_pair, "possible_match": self._unseal_pair,
+            "profile_split": self._unseal_split,
+            "connection_banned": self._unseal_banned,
+            "event_rejected": self._unseal_rejected,
+            "customer_erased": self._unseal_nodes,
+        }
+
+    # ------------------------------------------------------------------------------------ entries
+    def seal_entry(self, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The decisions as written: copies, with identifiers and contents sealed."""
+        table = self._seal
+        return [table[d["type"]](d) if d["type"] in table else d for d in decisions]
+
+    def unseal_entry(self, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Decisions as read back (changed in place and returned)."""
+        table = self._unseal
+        return [table[d["type"]](d) if d["type"] in table else d for d in decisions]
+
+    def flush(self) -> None:
+        self.keys.flush()
+
+    def forget(self) -> None:
+        """Drops every key and token held in memory (after an erasure)."""
+        self._tokens.clear()
+        self._nodes.clear()
+        forget = getattr(self.keys, "forget", None)
+        if forget is not None:
+            forget()
+
+    # ------------------------------------------------------------------------------------ primitives
+    def _cipher(self, kid: str, key: bytes) -> AESGCM:
+        # (not kept: most keys seal one event, and an identifier's token is kept instead)
+        return AESGCM(key)
+
+    def _cipher_of(self, kid: str) -> Optional[AESGCM]:
+        key = self.keys.key(kid)
+        return AESGCM(key) if key is not None else None
+
+    def node(self, node_key: str) -> str:
+        """A node key as written."""
+        token = self._tokens.get(node_key)
+        if token is None:
+            t, _, value = node_key.partition(":")
+            kid, key = self.keys.key_of(node_subject(node_key))
+            ct = self._cipher(kid, key).encrypt(ZERO_NONCE, value.encode("utf-8", "surrogatepass"), t.encode())
+            token = f"{t}:~{kid}.{_b64(ct)}"
+            if len(self._tokens) >= CACHE:
+                self._tokens.clear()
+                self._nodes.clear()
+            self._tokens[node_key] = token
+            self._nodes[token] = node_key
+        return token
+
+    def read_node(self, token: str) -> str:
+        """A node key as read back (a placeholder once its key is shredded)."""
+        plain = self._nodes.get(token)
+        if plain is not None:
+            return plain
+        t, _, rest = token.partition(":")
+        if not rest.startswith("~"):
+            return token
+        kid, _, ct = rest[1:].partition(".")
+        cipher = self._cipher_of(kid)
+        if cipher is None:
+            return erased_node(t, kid)  # (not cached: it reads so only while the key stays shredded)
+        try:
+            plain = t + ":" + cipher.decrypt(ZERO_NONCE, _unb64(ct), t.encode()).decode("utf-8", "surrogatepass")
+        except (InvalidTag, ValueError):
+            raise SealError(f"an identifier in the decision log does not match its key ({t}:~{kid})") from None
+        if len(self._nodes) >= CACHE:
+            self._nodes.clear()
+        self._nodes[token] = plain
+        return plain
+
+    def _nodes_of(self, keys: list[str]) -> list[str]:
+        node = self.node
+        return [node(k) for k in keys]
+
+    def _read_nodes(self, keys: list[str]) -> list[str]:
+        read = self.read_node
+        return [read(k) for k in keys]
+
+    def content(self, subject: str, fields: dict[str, Any], new: bool = False) -> str:
+        kid, key = self.keys.key_of(subject, new=new)
+        nonce = os.urandom(12)
+        return f"~{kid}.{_b64(nonce + self._cipher(kid, key).encrypt(nonce, orjson.dumps(fields), None))}"
+
+    def read_content(self, sealed: str) -> Optional[dict[str, Any]]:
+        """The fields sealed, or None once their key is shredded."""
+        kid, _, blob = sealed[1:].partition(".")
+        cipher = self._cipher_of(kid)
+        if cipher is None:
+            return None
+        try:
+            data = _unb64(blob)
+            return orjson.loads(cipher.decrypt(data[:12], data[12:], None))
+        except (InvalidTag, ValueError):
+            raise SealError(f"a sealed content in the decision log does not match its key ({kid})") from None
+
+    # ------------------------------------------------------------------------------------ by decision type
+    def _seal_nodes(self, d: dict[str, Any]) -> dict[str, Any]:
+        return {**d, "nodes": self._nodes_of(d["nodes"])}
+
+    def _unseal_nodes(self, d: dict[str, Any]) -> dict[str, Any]:
+        d["nodes"] = self._read_nodes(d["nodes"])
+        return d
+
+    def _seal_interaction(self, d: dict[str, Any]) -> dict[str, Any]:
+        out = {**d, "nodes": self._nodes_of(d["nodes"])}
+        if "refused" in d:
+            out["refused"] = self._nodes_of(d["refused"])
+        if "attributed" in d:
+            a = d["attributed"]
+            out["attributed"] = {**a, "node": self.node(a["node"]), "via": self.node(a["via"])}
+        fields = {k: out.pop(k) for k in ("attributes", "payload", "ignored") if k in out}
+        if fields:
+            out["sealed"] = self.content(event_subject(d["event_id"]), fields, new=True)
+        return out
+
+    def _unseal_interaction(self, d: dict[str, Any]) -> dict[str, Any]:
+        d["nodes"] = self._read_nodes(d["nodes"])
+        if "refused" in d:
+            d["refused"] = self._read_nodes(d["refused"])
+        if "attributed" in d:
+            a = d["attributed"]
+            a["node"] = self.read_node(a["node"])
+            a["via"] = self.read_node(a["via"])
+        sealed = d.pop("sealed", None)
+        if sealed is not None:
+            fields = self.read_content(sealed)
+            if fields is None:
+                d["erased"] = True
+            else:
+                d.update(fields)
+        return d
+
+    def _seal_merged(self, d: dict[str, Any]) -> dict[str, Any]:
+        out = {**d, "via": self._nodes_of(d["via"])}
+        ev = d.get("evidence")
+        if ev:
+            ev = {**ev}
+            if "weak" in ev:
+                ev["weak"] = self._nodes_of(ev["weak"])
+            if "person" in ev:
+                ev["person"] = [self.content(event_subject(d["event_id"]), {"person": ev["person"]}, new=True)]
+            out["evidence"] = ev
+        return out
+
+    def _unseal_merged(self, d: dict[str, Any]) -> dict[str, Any]:
+        d["via"] = self._read_nodes(d["via"])
+        ev = d.get("evidence")
+        if ev:
+            if "weak" in ev:
+                ev["weak"] = self._read_nodes(ev["weak"])
+            if "person" in ev:
+                fields = self.read_content(ev["person"][0])
+                ev["person"] = fields["person"] if fields is not None else []
+        return d
+
+    def _seal_flagged(self, d: dict[str, Any]) -> dict[str, Any]:
+        out = {**d, "node": self.node(d["node"])}
+        ev = d.get("evidence")
+        if ev:
+            out["evidence"] = {k: (self._nodes_of(v) if _node_list(k, v) else v) for k, v in ev.items()}
+        return out
+
+    def _unseal_flagged(self, d: dict[str, Any]) -> dict[str, Any]:
+        d["node"] = self.read_node(d["node"])
+        ev = d.get("evidence")
+        if ev:
+            for k, v in ev.items():
+                if _node_list(k, v):
+                    ev[k] = self._read_nodes(v)
+        return d
+
+    def _seal_refused(self, d: dict[str, Any]) -> dict[str, Any]:
+        return {**d, "node": self.node(d["node"]), "others": self._nodes_of(d["others"])}
+
+    def _unseal_refused(self, d: dict[str, Any]) -> dict[str, Any]:
+        d["node"] = self.read_node(d["node"])
+        d["others"] = self._read_nodes(d["others"])
+        return d
+
+    def _seal_attributed(self, d: dict[str, Any]) -> dict[str, Any]:
+        return {**d, "node": self.node(d["node"]), "via": self.node(d["via"])}
+
+    def _unseal_attributed(self, d: dict[str, Any]) -> dict[str, Any]:
+        d["node"] = self.read_node(d["node"])
+        d["via"] = self.read_node(d["via"])
+        return d
+
+    def _seal_pair(self, d: dict[str, Any]) -> dict[str, Any]:
+        return {**d, "node": self.node(d["node"]), "other": self.node(d["other"])}
+
+    def _unseal_pair(self, d: dict[str, Any]) -> dict[str, Any]:
+        d["node"] = self.read_node(d["node"])
+        d["other"] = self.read_node(d["other"])
+        return d
+
+    def _seal_split(self, d: dict[str, Any]) -> dict[str, Any]:
+        return {**d, "parts": [{**p, "nodes": self._nodes_of(p["nodes"])} for p in d["parts"]]}
+
+    def _unseal_split(self, d: dict[str, Any]) -> dict[str, Any]:
+        for p in d["parts"]:
+            p["nodes"] = self._read_nodes(p["nodes"])
+        return d
+
+    def _seal_banned(self, d: dict[str, Any]) -> dict[str, Any]:
+        return {**d, "nodes": self._nodes_of(d["nodes"]), "others": self._nodes_of(d["others"])}
+
+    def _unseal_banned(self, d: dict[str, Any]) -> dict[str, Any]:
+        d["nodes"] = self._read_nodes(d["nodes"])
+        d["others"] = self._read_nodes(d["others"])
+        return d
+
+    def _seal_rejected(self, d: dict[str, Any]) -> dict[str, Any]:
+        out = dict(d)
+        fields = {k: out.pop(k) for k in ("raw", "detail") if k in out}
+        out["raw"] = ""
+        out["sealed"] = self.content(rejected_subject(d["key"]), fields, new=True)
+        return out
+
+    def _unseal_rejected(self, d: dict[str, Any]) -> dict[str, Any]:
+        sealed = d.pop("sealed", None)
+        if sealed is not None:
+            fields = self.read_content(sealed)
+            if fields is None:
+                d["erased"] = True
+            else:
+                d.update(fields)
+        return d
+
+
+def _node_list(key: str, value: Any) -> bool:
+    """Whether a flag's evidence item lists identifiers (``{"phone": ["phone:+44…", …]}``)."""
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(v, str) and v.startswith(key + ":") for v in value)
+
+
+class SealError(IdresError):
+    pass

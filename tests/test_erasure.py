@@ -1,0 +1,271 @@
+"""Erasure (the right to be forgotten) by crypto-shredding: after `idres erase`, no file the engine wrote, no
+snapshot written after it and no API answer holds the customer's personal data in readable form; what the
+erased identifiers tied together falls apart; replay still succeeds and agrees with the live state."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+
+from projections.changelog import Table, changes_of
+from projections.households import households
+from streams.embedded import EmbeddedEngine
+from streams.log import DecisionLog, LogError
+
+ZEB = {"first_name": "Zebulon", "last_name": "Quixtable", "date_of_birth": "1911-11-11",
+       "address": "17 Marigold Terrace", "postcode": "ZZ9 9ZZ", "city": "Wexcombe"}
+# every way the erased customer's data could be written (raw and normalized), matched case-insensitively
+SECRETS = ["zebulon", "quixtable", "zq.mail@quixmail.co.uk", "7700900461", "7700 900461", "lq-99173", "99173", "dev-zq-5521",
+           "1911-11-11", "marigold", "zz9 9zz", "wexcombe", "blue kettle"]
+
+
+def _event(eid: str, day: int, ids: dict, attrs: dict | None = None, channel: str = "web", payload=None,
+           hour: int = 9) -> dict:
+    out = {"event_id": eid, "occurred_at": f"2025-05-{day:02d}T{hour:02d}:00:00Z", "channel": channel,
+           "event_type": "visit", "identifiers": ids, "attributes": attrs or {}}
+    if payload:
+        out["payload"] = payload
+    return out
+
+
+EVENTS = [
+    _event("zeb-1", 1, {"email": "ZQ.Mail@quixmail.co.uk", "device_id": "dev-zq-5521"}, ZEB),
+    _event("zeb-2", 2, {"phone": "+44 7700 900461", "loyalty_id": "LQ-99173"}, ZEB, "store"),
+    _event("zeb-3", 3, {"phone": "+44 7700 900461", "email": "zq.mail@quixmail.co.uk"},
+           {"first_name": "Zebulon", "last_name": "Quixtable"}, "call_center",
+           {"note": "Zebulon rang about the blue kettle", "case_id": "c-1"}),
+    _event("zeb-4", 4, {"device_id": "dev-zq-5521"}, None, "app", {"screen": "basket"}),
+    _event("ann-1", 1, {"email": "ann.other@mailbox.org", "phone": "+44 7700 900111"},
+           {"first_name": "Ann", "last_name": "Other", "date_of_birth": "1980-02-02"}),
+    _event("ann-2", 5, {"email": "ann.other@mailbox.org", "loyalty_id": "LQ-11111"}, None, "store"),
+    # a family mailbox two people use, each with a phone of their own: found shared, a household of two
+    _event("mia-1", 6, {"email": "family.home@fastmail.com", "phone": "+44 7700 900221"},
+           {"first_name": "Mia", "last_name": "Family", "date_of_birth": "1990-01-01"}),
+    _event("mia-2", 7, {"email": "family.home@fastmail.com", "phone": "+44 7700 900221"},
+           {"first_name": "Mia", "last_name": "Family", "date_of_birth": "1990-01-01"}),
+    _event("leo-1", 8, {"email": "family.home@fastmail.com", "phone": "+44 7700 900331"},
+           {"first_name": "Leo", "last_name": "Family", "date_of_birth": "1988-08-08"}),
+    _event("leo-2", 9, {"email": "family.home@fastmail.com", "phone": "+44 7700 900331"},
+           {"first_name": "Leo", "last_name": "Family", "date_of_birth": "1988-08-08"}),
+]
+# a record that cannot be read, naming the erased customer
+BROKEN = '{"event_id": "zeb-bad", "identifiers": {"email": "zq.mail@quixmail.co.uk"}, "attributes": {"first_name": "Zeb'
+
+
+def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, timeout=120)
+    if check and done.returncode != 0:
+        raise AssertionError(f"idres {' '.join(args)} failed ({done.returncode}): {done.stderr}")
+    return done
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def _found(root: Path, secrets: list[str]) -> dict[str, list[str]]:
+    """Which secrets appear in which files under ``root`` (bytes, case-insensitively)."""
+    out: dict[str, list[str]] = {}
+    for path in _files(root):
+        data = path.read_bytes().lower()
+        for s in secrets:
+            if s.lower().encode() in data:
+                out.setdefault(str(path.relative_to(root)), []).append(s)
+    return out
+
+
+def _snapshot_text(path: Path) -> str:
+    """Every value of every table of a DuckDB snapshot, as text."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        parts = []
+        for (table,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall():
+            for row in con.execute(f'SELECT * FROM "{table}"').fetchall():
+                parts.append(json.dumps(row, default=str))
+        return "\n".join(parts).lower()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def ingested(tmp_path):
+    events, data = tmp_path / "events.jsonl", tmp_path / "data"
+    events.write_text("".join(json.dumps(e) + "\n" for e in EVENTS) + BROKEN + "\n")
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(events)
+        engine.checkpoint(force=True)  # (a cache of the state: it holds the customer in readable form)
+        views = engine.views
+        zeb = views.lookup_node("email:zq.mail@quixmail.co.uk")
+        ann = views.lookup_node("email:ann.other@mailbox.org")
+        assert zeb["status"] == "found" and ann["status"] == "found"
+        assert len(views.profiles[zeb["profile_id"]].events) == 4  # the app event through the device too
+        assert len(views.rejected) == 1
+    return tmp_path, events, data, zeb["profile_id"], ann["profile_id"]
+
+
+def test_personal_data_is_sealed_in_the_log(ingested):
+    _, _, data, _, _ = ingested
+    # before any erasure, the files hold the values only under their keys: nothing readable in the log
+    assert not _found(data / "log", SECRETS)
+    with DecisionLog(data, writer=False) as log:
+        first = next(entry for _, entry in log.read(0))
+    assert first  # (read back through the keys)
+
+
+def test_erase_leaves_no_personal_data_in_any_file(ingested, tmp_path):
+    root, events, data, zeb, ann = ingested
+    before = _found(data, SECRETS)
+    assert before, "the checkpoint holds the customer before the erasure (else this test proves nothing)"
+    out = _cli("erase", "phone=+44 7700 900461", "--by", "dpo", "--reason", "request 2025-117", "--json",
+               "--data-dir", str(data))
+    erased = json.loads(out.stdout)
+    assert erased["profile_ids"] == [zeb] and erased["identifiers"] == 4 and erased["events"] == 4
+    assert erased["rejected"] == 1
+    assert _found(data, SECRETS) == {}
+    assert not [p for p in _files(data) if p.name.endswith(".tmp")]
+    # a snapshot written after it holds none of it either, and Ann is untouched
+    snap = tmp_path / "after.duckdb"
+    _cli("snapshot", "--out", str(snap), "--data-dir", str(data))
+    text = _snapshot_text(snap)
+    assert [s for s in SECRETS if s in text] == []
+    assert "ann.other@mailbox.org" in text
+    for spec in ("email=zq.mail@quixmail.co.uk", "phone=+44 7700 900461", "loyalty_id=LQ-99173",
+                 "device_id=dev-zq-5521"):
+        assert _cli("lookup", spec, "--data-dir", str(data), check=False).returncode == 3
+    found = json.loads(_cli("lookup", "email=ann.other@mailbox.org", "--data-dir", str(data)).stdout)
+    assert found["profile_id"] == ann
+    assert _cli("show", zeb, "--data-dir", str(data), check=False).returncode != 0
+    # the changelog says so, and names no erased value
+    changes = _cli("changes", "--data-dir", str(data)).stdout
+    assert [s for s in SECRETS if s in changes.lower()] == []
+    assert any(json.loads(line)["type"] == "erased" and json.loads(line)["profile_id"] == zeb
+               for line in changes.splitlines())
+
+
+def test_replay_after_erasure_agrees_and_a_redelivery_brings_nothing_back(ingested):
+    _, events, data, zeb, ann = ingested
+    with EmbeddedEngine(data) as engine:
+        engine.erase([("email", "zq.mail@quixmail.co.uk")], "dpo")
+        live = engine.views.digest()
+        assert engine.views.resolve(zeb) is None
+    replay = json.loads(_cli("replay", "--verify", "--data-dir", str(data)).stdout)
+    assert replay["identical_to_live_views"] and replay["decisions_reproduced"]
+    with EmbeddedEngine(data, use_checkpoint=False, writer=False) as fresh:
+        assert fresh.views.digest() == live
+        assert fresh.resolver.state.profiles.keys() == EmbeddedEngine(data, writer=False).resolver.state.profiles.keys()
+        # the changelog applied to an empty table gives the snapshot's identifiers, erasure included
+        table = Table()
+        for seq, entry in fresh.log.read(0):
+            table.apply(changes_of(seq, entry))
+        linked = {k: p for k, p in ((fresh.views.node_keys[i], fresh.views.node_profile[i])
+                                    for i in fresh.views.node_index.values()) if p is not None}
+        assert table.owner == linked
+    # the same file again: its events are known by ID, so the customer does not come back
+    with EmbeddedEngine(data) as engine:
+        report = engine.ingest_file(events)
+        assert report.accepted == 0
+        assert engine.views.lookup_node("email:zq.mail@quixmail.co.uk")["status"] == "unknown"
+        assert engine.views.resolve(ann) == ann
+    assert _found(data, SECRETS) == {}
+
+
+def test_erasing_a_shared_mailbox_takes_the_household_apart(ingested):
+    _, _, data, _, _ = ingested
+    with EmbeddedEngine(data) as engine:
+        views = engine.views
+        mia = views.lookup_node("phone:+447700900221")["profile_id"]
+        leo = views.lookup_node("phone:+447700900331")["profile_id"]
+        assert views.lookup_node("email:family.home@fastmail.com")["status"] == "shared"
+        before = households(views)
+        assert before[mia]["household_id"] == before[leo]["household_id"]
+        engine.erase([("email", "family.home@fastmail.com")], "dpo")
+        views = engine.views
+        after = households(views)
+        assert mia not in after and leo not in after
+        # the two customers stay, without the mailbox
+        assert views.resolve(mia) == mia and views.resolve(leo) == leo
+        assert views.lookup_node("email:family.home@fastmail.com")["status"] == "unknown"
+    assert _found(data, ["family.home"]) == {}
+
+
+def test_an_erasure_cut_short_is_finished_when_the_directory_is_next_opened(ingested, monkeypatch):
+    _, _, data, zeb, _ = ingested
+
+    def crash(self, erased):
+        raise KeyboardInterrupt("killed after logging the erasure, before shredding")
+
+    monkeypatch.setattr(EmbeddedEngine, "shred", crash)
+    with pytest.raises(KeyboardInterrupt):
+        with EmbeddedEngine(data) as engine:
+            engine.erase([("email", "zq.mail@quixmail.co.uk")], "dpo")
+    monkeypatch.undo()
+    assert _found(data / "log", SECRETS) == {}  # (sealed, but its keys are still there)
+    with EmbeddedEngine(data) as engine:  # the writer finishes it
+        assert engine.views.resolve(zeb) is None
+    assert _found(data, SECRETS) == {}
+
+
+def test_a_missing_key_store_is_an_error_not_an_erasure(ingested):
+    _, _, data, _, _ = ingested
+    os.remove(data / "keys.sqlite")
+    with pytest.raises(LogError, match="key store .* is missing"):
+        EmbeddedEngine(data)
+    with pytest.raises(LogError, match="key store .* is missing"):
+        DecisionLog(data, writer=False)
+
+
+def test_unknown_identifier_is_refused(ingested):
+    _, _, data, _, _ = ingested
+    done = _cli("erase", "email=someone.else@quixmail.co.uk", "--by", "dpo", "--data-dir", str(data), check=False)
+    assert done.returncode == 2 and done.stderr.startswith("idres: error: no customer holds email:someone.else@quixmail.co.uk")
+
+
+def test_erase_over_http_with_a_write_key(ingested):
+    from tests.test_api import start_server
+
+    _, _, data, zeb, ann = ingested
+    srv = start_server(data, "read-key", {"IDRES_API_WRITE_KEYS": "dpo:dpo-key-4821"})
+    try:
+        with httpx.Client(base_url=srv.base, timeout=30.0, headers={"X-API-Key": "read-key"}) as client:
+            assert client.get("/v1/lookup", params={"type": "email", "value": "zq.mail@quixmail.co.uk"}).status_code == 200
+            body = {"identifiers": [{"type": "loyalty_id", "value": "LQ-99173"}], "reason": "request 2025-118"}
+            assert client.post("/v1/erasures", json=body).status_code == 401
+            r = client.post("/v1/erasures", json=body, headers={"X-API-Key": "dpo-key-4821"})
+            assert r.status_code == 200, r.text
+            assert [s for s in SECRETS if s in r.text.lower()] == []
+            assert r.json()["decisions"][0]["profile_ids"] == [zeb]
+            r = client.post("/v1/erasures", json=body, headers={"X-API-Key": "dpo-key-4821"})
+            assert r.status_code == 404
+            import time
+
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                got = client.get("/v1/lookup", params={"type": "email", "value": "zq.mail@quixmail.co.uk"})
+                if got.status_code == 404:
+                    break
+                time.sleep(0.1)
+            assert got.status_code == 404
+            assert [s for s in SECRETS if s in got.text.lower()] in ([], ["zq.mail@quixmail.co.uk"])  # (as asked)
+            changes = client.get("/v1/changes", params={"from": 0, "limit": 1000}).text.lower()
+            assert "ann.other@mailbox.org" in changes and [s for s in SECRETS if s in changes] == []
+            assert client.get(f"/v1/profiles/{ann}").status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_whatif_after_an_erasure_leaves_the_erased_out(ingested, tmp_path):
+    _, _, data, _, _ = ingested
+    with EmbeddedEngine(data) as engine:
+        engine.erase([("email", "zq.mail@quixmail.co.uk")], "dpo")
+    out = json.loads(_cli("whatif", "--data-dir", str(data), "--scratch", str(tmp_path / "s"), "--json").stdout)
+    assert (out["links_added"], out["links_removed"], out["profiles_split"], out["profiles_joined"]) == (0, 0, 0, 0)
+    # the four events, the rejected record and the erasure itself are not decided again
+    assert out["replay"]["erased"] == 6 and out["replay"]["commands_skipped"] == 0
+    assert _found(tmp_path / "s", SECRETS) == {}
