@@ -41,6 +41,7 @@ environment variable             flag                      what                 
 ``IDRES_REPLICATION_FACTOR``     ``--replication-factor``  replication of the topics it creates  -1 (broker's)
 ``IDRES_KAFKA_COMPRESSION``      ``--compression``         none, gzip, snappy, lz4 or zstd       none
 ``IDRES_TRANSIT_RETENTION_HOURS``                           hours raw/validated/dead-letter keep  168
+``IDRES_CHANGES_RETENTION_HOURS``                           hours idres.changes keeps changes     0 (forever)
 ``IDRES_KAFKA_LINGER_MS``        ``--linger-ms``           how long a batch may wait to fill     20
 ``IDRES_KAFKA_BATCH_BYTES``      ``--batch-bytes``         batch size per partition              262144
 ``IDRES_KAFKA_TIMEOUT``          ``--timeout``             seconds to reach the broker           10
@@ -91,6 +92,7 @@ ENV = {
     "timeout": "IDRES_KAFKA_TIMEOUT",
     "resolve_partitions": "IDRES_RESOLVE_PARTITIONS",
     "transit_retention_hours": "IDRES_TRANSIT_RETENTION_HOURS",
+    "changes_retention_hours": "IDRES_CHANGES_RETENTION_HOURS",
 }
 FLAGS: dict[str, Optional[str]] = {
     "bootstrap": "--bootstrap",
@@ -104,6 +106,7 @@ FLAGS: dict[str, Optional[str]] = {
     "timeout": "--timeout",
     "resolve_partitions": "--resolve-partitions",
     "transit_retention_hours": None,  # environment only
+    "changes_retention_hours": None,  # environment only
 }
 
 
@@ -179,6 +182,9 @@ class KafkaSettings:
     # hours the topics events only pass through (raw, validated, dead letters, shard tasks) keep them, set on
     # the topics idres creates (0: the broker's default); the decision log and the changelog are kept forever
     transit_retention_hours: float = 168.0
+    # hours the changelog topic keeps changes (0: forever); the changes name identifiers, so this is how long
+    # an erased customer's identifiers can outlive an erasure there
+    changes_retention_hours: float = 0.0
     client_id: str = "idres"
     # where each value came from ("--flag", "$IDRES_...", absent: the default), for error messages
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -239,6 +245,9 @@ class KafkaSettings:
             low = 0 if name == "linger_ms" else 1
             if getattr(self, name) < low:
                 raise ConfigError(f"{self.where(name)} must be at least {low}, not {getattr(self, name)}")
+        if not 0 <= self.changes_retention_hours < 1e7:
+            raise ConfigError(f"{self.where('changes_retention_hours')} must be a number of hours >= 0 (0: forever), "
+                              f"not {self.changes_retention_hours}")
         if not 0 <= self.transit_retention_hours < 1e7:
             raise ConfigError(f"{self.where('transit_retention_hours')} must be a number of hours >= 0 (0: the "
                               f"broker's default), not {self.transit_retention_hours}")
@@ -360,10 +369,15 @@ def topic_configs(settings: KafkaSettings, name: str) -> dict[str, str]:
     are kept forever, whatever the broker's default retention; the topics events only pass through keep them
     ``transit_retention_hours`` (so personal data in them, an erased customer's too, is gone after that)."""
     topics = settings.topics
-    if name in (topics.decisions, topics.changes):
+    if name == topics.decisions or (name == topics.changes and not settings.changes_retention_hours):
         return {"retention.ms": "-1", "retention.bytes": "-1"}
-    if name == topics.households:  # (a table: the latest value of each key is kept)
-        return {"cleanup.policy": "compact"}
+    if name == topics.changes:
+        return {"retention.ms": str(int(settings.changes_retention_hours * 3_600_000)), "retention.bytes": "-1"}
+    if name == topics.households:
+        # a table: the latest value of each key is kept, and a customer's replaced or deleted (tombstoned)
+        # value is compacted away within a week (a segment rolls daily; tombstones kept a day for readers)
+        return {"cleanup.policy": "compact", "max.compaction.lag.ms": str(7 * 86_400_000),
+                "segment.ms": str(86_400_000), "delete.retention.ms": str(86_400_000)}
     if settings.transit_retention_hours > 0:
         return {"retention.ms": str(int(settings.transit_retention_hours * 3_600_000))}
     return {}

@@ -13,11 +13,14 @@ from pathlib import Path
 import duckdb
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from projections.changelog import Table, changes_of
 from projections.households import households
 from streams.embedded import EmbeddedEngine
 from streams.log import DecisionLog, LogError
+from tests.test_lifecycle_properties import PEOPLE, POOL
 
 ZEB = {"first_name": "Zebulon", "last_name": "Quixtable", "date_of_birth": "1911-11-11",
        "address": "17 Marigold Terrace", "postcode": "ZZ9 9ZZ", "city": "Wexcombe"}
@@ -269,3 +272,62 @@ def test_whatif_after_an_erasure_leaves_the_erased_out(ingested, tmp_path):
     # the four events, the rejected record and the erasure itself are not decided again
     assert out["replay"]["erased"] == 6 and out["replay"]["commands_skipped"] == 0
     assert _found(tmp_path / "s", SECRETS) == {}
+
+
+# ------------------------------------------------------------------------------------------ for any customer
+_EVENTS_ST = st.lists(st.tuples(st.lists(st.sampled_from(POOL), min_size=1, max_size=3, unique=True),
+                                 st.one_of(st.none(), st.sampled_from(PEOPLE)), st.integers(-3, 5)),
+                       min_size=3, max_size=40)
+
+
+@settings(max_examples=80, deadline=None)
+@given(events=_EVENTS_ST, pick=st.integers(0, 10_000))
+def test_for_any_customer_the_rebuilt_state_is_the_live_one_without_them(events, pick):
+    import orjson
+
+    from projections.customer import CustomerViews
+    from resolver.config import ResolverConfig
+    from resolver.engine import Resolver, ResolverState
+    from streams.embedded import erased_contents
+    from streams.keys import MemoryKeyStore
+    from streams.sealing import Sealer, event_subject, node_subject, rejected_subject
+    from tests.resolver_helpers import Run, ev
+
+    run = Run()
+    minute = 0
+    for i, (ids, person, dt) in enumerate(events):
+        minute += dt
+        run.feed([ev(f"e{i}", minute, attrs=person, **dict(ids))])
+    state = run.resolver.state
+    known = sorted(state.node_index)
+    target = known[pick % len(known)]
+    sealer = Sealer(MemoryKeyStore())
+    written = [orjson.dumps(sealer.seal_entry(entry)) for entry in run.log]
+    profiles, nodes = run.resolver.erasure_scope([target])
+    found_events, rejected = erased_contents(run.views, run.resolver, profiles, nodes)
+    decided = run.resolver.erase([tuple(target.split(":", 1))], found_events, rejected, "dpo", "2026-01-01T00:00:00Z")
+    run.views.apply_entry(len(run.log), decided)
+    written.append(orjson.dumps(sealer.seal_entry(decided)))
+    sealer.keys.shred([*map(node_subject, nodes), *map(event_subject, found_events),
+                       *map(rejected_subject, rejected)])
+    sealer.forget()
+    # read back: no erased identifier anywhere, and the fold gives the live state without the customer
+    log = [sealer.unseal_entry(orjson.loads(line)) for line in written]
+    text = orjson.dumps(log).decode()
+    for key in nodes:
+        assert f'"{key}"' not in text
+    fresh, views = Resolver(ResolverConfig(), ResolverState()), CustomerViews()
+    for seq, entry in enumerate(log):
+        fresh.apply_all(entry)
+        views.apply_entry(seq, entry)
+    live, again = run.resolver.state, fresh.state
+    assert {pid: sorted(live.node_keys[n] for n in p.nodes) for pid, p in live.profiles.items()} == \
+        {pid: sorted(again.node_keys[n] for n in p.nodes) for pid, p in again.profiles.items()}
+    assert not set(profiles) & set(again.profiles) and not set(nodes) & set(again.node_index)
+    mapping = lambda v: {v.node_keys[i]: v.node_profile[i] for i in v.node_index.values()}  # noqa: E731
+    assert mapping(views) == mapping(run.views)
+    table = Table()
+    for seq, entry in enumerate(log):
+        table.apply(changes_of(seq, entry))
+    assert table.owner == {k: p for k, p in mapping(views).items() if p is not None
+                           and views.node_index[k] not in views.shared}

@@ -160,9 +160,20 @@ def test_the_decision_log_is_kept_forever_and_transit_topics_for_the_stated_hour
         t = settings.topics
         for kept in (t.decisions, t.changes):
             assert configs.pop(kept) == {"retention.ms": "-1", "retention.bytes": "-1"}
-        assert configs.pop(t.households) == {"cleanup.policy": "compact"}
+        households = configs.pop(t.households)
+        assert households["cleanup.policy"] == "compact"
+        assert int(households["max.compaction.lag.ms"]) == 7 * 24 * 3_600_000  # (a tombstoned customer: a week)
         assert {t.raw("web"), t.raw(), t.deadletter, "idres.validated"} <= set(configs)
         for name, config in configs.items():
             assert config.get("retention.ms") == transit, name
     with pytest.raises(ConfigError, match="IDRES_TRANSIT_RETENTION_HOURS"):
         KafkaSettings.load({"IDRES_TRANSIT_RETENTION_HOURS": "-1"})
+    # the changelog names identifiers: a deployment that erases customers bounds how long it keeps them
+    settings = KafkaSettings.load({"IDRES_CHANGES_RETENTION_HOURS": "720"})
+    admin = _RecordingAdmin()
+    ensure_topics(admin, settings, stream_topics(settings, ["web"]))
+    assert admin.requests[settings.topics.changes]["configs"] == {"retention.ms": str(720 * 3_600_000),
+                                                                  "retention.bytes": "-1"}
+    assert admin.requests[settings.topics.decisions]["configs"] == {"retention.ms": "-1", "retention.bytes": "-1"}
+    with pytest.raises(ConfigError, match="IDRES_CHANGES_RETENTION_HOURS"):
+        KafkaSettings.load({"IDRES_CHANGES_RETENTION_HOURS": "-5"})
