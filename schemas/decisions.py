@@ -387,6 +387,9 @@ class DecisionLogMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     v: int = Field(1, ge=1, le=DECISION_SCHEMA_VERSION,
                    description="The decision schema version its entries were written in (1 when absent).")
+    k: Optional[int] = Field(default=None, description=(
+        "1: written sealed (identifiers and contents encrypted under keys per data subject, the keys in the "
+        "compacted topic PREFIXkeys; idres reads them back as the decisions described here)."))
     entries: list[list[Decision]] = Field(
         description="Log entries: each is the decisions taken for one raw record (or one review verdict).")
 

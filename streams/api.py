@@ -344,12 +344,14 @@ class KafkaFollower(Follower):
 
         views = CustomerViews(self.projection_config)
         recent = self.recent
+        held: collections.deque = collections.deque(maxlen=recent.maxlen)
         self.next_offset, entries = fold_decision_log(
-            self.settings, views=views, on_entry=lambda seq, entry: recent.append((seq, changes_of(seq, entry))))
+            self.settings, views=views, on_entry=lambda seq, entry: held.append((seq, changes_of(seq, entry))))
         self.applied = entries
         gc.freeze()
         with self.lock:
             self.views = views
+            self.recent = held
             self.log_length = views.seq
 
     def poll(self) -> int:
@@ -371,7 +373,16 @@ class KafkaFollower(Follower):
             for record in self._consumer.poll(timeout_ms=0, max_records=200).get(tp, ()):
                 if record.offset < self.next_offset:
                     continue
-                entries = decision_entries(record.value)
+                entries = decision_entries(record.value, self.settings)
+                if any(e and e[-1]["type"] == "customer_erased" for e in entries):
+                    # an erasure: everything is read again once its keys are shredded, without what it erased
+                    from streams.stream_app import wait_shredded
+
+                    wait_shredded(self.settings, record.value)
+                    self.recent.clear()
+                    self.load()
+                    self._consumer.seek(tp, self.next_offset)
+                    return n + len(entries)
                 views = self.views
                 with self.lock:
                     for entry in entries:
@@ -1080,7 +1091,7 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
                 return _problem(403, "read_only", f"this API takes no decisions: start `idres serve` with "
                                                   f"{WRITE_KEYS_ENV}=name:key,... and send a write key")
             return _problem(401, "unauthorized", "deciding needs the X-API-Key header with a write key")
-        from streams.commands import CommandRefused, check
+        from streams.commands import CommandRefused, check, scoped_erasure
 
         with follower.lock:  # (refused here without the writer's lock: the command checks again when it runs)
             try:
@@ -1088,6 +1099,9 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
                     check(item, follower.views, follower.config)
             except CommandRefused as exc:
                 return _problem(exc.status, exc.code, exc.detail)
+            # an erasure names what the views hold of the customer (a Kafka resolve worker has no views)
+            items = [scoped_erasure(item, follower.views, follower.config) if item["command"] == "erase" else item
+                     for item in items]
         loop = asyncio.get_running_loop()
         status = "recorded" if commands.accepted_status == 200 else "submitted"
         out: dict[str, Any] = {"status": status, "by": by, "decisions": []}

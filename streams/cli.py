@@ -644,9 +644,6 @@ def cmd_unmerge(args: argparse.Namespace) -> int:
 
 def cmd_erase(args: argparse.Namespace) -> int:
     """Erase the customer behind an identifier (the right to be forgotten)."""
-    if _uses_kafka(args):
-        raise UsageError("erasure on Kafka is not available in this version: erase in the embedded data directory "
-                         "(--data-dir), or keep personal data on Kafka under the retention the README states")
     pairs = []
     for spec in args.identifiers:
         id_type, eq, raw = spec.partition("=")
@@ -654,6 +651,22 @@ def cmd_erase(args: argparse.Namespace) -> int:
             raise UsageError(f"expected TYPE=VALUE (for example email=jane@example.com), got {spec!r}")
         pairs.append((id_type.strip(), raw))
     by = args.by or os.environ.get("USER") or "unknown"
+    if _uses_kafka(args):
+        from streams.commands import CommandRefused, check, scoped_erasure
+
+        config, _ = _settings(args)
+        command = {"command": "erase", "identifiers": [list(p) for p in pairs], "by": by,
+                   **({"note": args.reason} if args.reason else {})}
+        views = _kafka_views(args)[0]
+        try:
+            check(command, views, config)
+        except CommandRefused as exc:
+            raise UsageError(exc.detail) from None
+        command = scoped_erasure(command, views, config)
+        _submit_commands(args, [command])
+        print(f"the resolve worker logs it, then shreds the keys of {len(command['events'])} event(s) and their "
+              f"customer's identifiers; see `idres changes --bootstrap ...` for the erased change")
+        return 0
     from resolver.errors import IdresError
 
     with _engine(args, writer=True) as engine:
@@ -700,7 +713,8 @@ def _submit_commands(args: argparse.Namespace, commands: list[dict[str, Any]]) -
     finally:
         sender.close()
     for c in commands:
-        print(f"{c['command']} submitted; the resolve worker records it (see `idres unmerge --list`)")
+        print(f"{c['command']} submitted; the resolve worker records it"
+              + (" (see `idres unmerge --list`)" if c["command"] in ("unmerge", "lift") else ""))
     return 0
 
 
@@ -809,7 +823,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         entries: list[tuple[int, list[dict[str, Any]]]] = []
         read_to_end(settings, settings.topics.decisions,
                     lambda record: entries.extend((len(entries) + i, e) for i, e in
-                                                  enumerate(decision_entries(record.value))))
+                                                  enumerate(decision_entries(record.value, settings))))
         source: Any = contextlib.nullcontext()
         total = len(entries)
     else:

@@ -114,6 +114,30 @@ def check(command: dict[str, Any], views: CustomerViews, config: ResolverConfig)
         raise CommandRefused(422, "unknown_command", f"unknown command {kind!r}: expected one of {', '.join(KINDS)}")
 
 
+def scoped_erasure(command: dict[str, Any], views: CustomerViews, config: ResolverConfig) -> dict[str, Any]:
+    """An erase command with what the views hold of the customers it erases (``events``, ``rejected``): the
+    resolve worker of a Kafka deployment has no views, so the command names them (``check`` passed it)."""
+    from streams.embedded import erased_contents
+
+    normalizer = Normalizer(config)
+    normalizer.learn_regions(tuple(views.learned_regions))
+    profiles: set[str] = set()
+    nodes: set[str] = set()
+    for id_type, raw in command["identifiers"]:
+        key, _ = normalizer.node_key(id_type, raw)
+        idx = views.node_index.get(key) if key is not None else None
+        if idx is None:
+            continue
+        pid = views.node_profile[idx]
+        if pid is not None:
+            profiles.add(pid)
+            nodes.update(views.node_keys[n] for n in views.profiles[pid].nodes)
+        else:
+            nodes.add(key)
+    events, rejected = erased_contents(views, normalizer, sorted(profiles), sorted(nodes))
+    return {**command, "events": events, "rejected": rejected}
+
+
 class EmbeddedCommands:
     """Applies commands to a data directory, each as one log entry."""
 

@@ -321,7 +321,7 @@ class EmbeddedEngine:
         """A person's command (``streams.commands``: a review verdict, an unmerge, a lift, an erasure; decided
         now unless it gives ``decided_at``) as one log entry. Raises ``ReviewError`` or ``CommandError`` for one
         that does not apply."""
-        if command.get("command") == "erase" and "events" not in command:
+        if command.get("command") == "erase" and not command.get("_scoped"):
             return self.erase([tuple(p) for p in command["identifiers"]], command["by"], command.get("note"),
                               command.get("decided_at"))
         command = {**command, "decided_at": command.get("decided_at") or utc_iso(datetime.now(timezone.utc))}
@@ -363,9 +363,10 @@ class EmbeddedEngine:
         ``CommandError`` when no customer holds the identifiers."""
         keys = self.resolver.erasure_keys(identifiers)
         profiles, nodes = self.resolver.erasure_scope(keys)
-        events, rejected = erased_contents(self.views, self.resolver, profiles, nodes)
+        events, rejected = erased_contents(self.views, self.resolver.normalizer, profiles, nodes)
         decided = self.command({"command": "erase", "identifiers": [k.split(":", 1) for k in keys], "by": by,
-                                "note": reason, "events": events, "rejected": rejected, "decided_at": decided_at})
+                                "note": reason, "events": events, "rejected": rejected, "decided_at": decided_at,
+                                "_scoped": True})
         erased = next(d for d in decided if d["type"] == "customer_erased")
         self.shred(erased)
         seq = len(self.log) - 1
@@ -438,7 +439,7 @@ def holds_erased(decisions: list[dict[str, Any]]) -> bool:
     return bool(nodes) and all(is_erased(k) for k in nodes)
 
 
-def erased_contents(views: CustomerViews, resolver: Resolver, profiles: list[str],
+def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
                     nodes: list[str]) -> tuple[list[str], list[str]]:
     """What of the customers an erasure removes the views hold: the IDs of their events, and the keys of the
     rejected records that name them (by an erased event's ID, an identifier that reads as an erased one, or
@@ -464,12 +465,12 @@ def erased_contents(views: CustomerViews, resolver: Resolver, profiles: list[str
             continue
         raw = d.get("raw") or ""
         text = raw.casefold()
-        if any(v in text for v in values) or _names(raw, resolver) & erased:
+        if any(v in text for v in values) or _names(raw, normalizer) & erased:
             rejected.append(d["key"])
     return sorted(events), rejected
 
 
-def _names(raw: str, resolver: Resolver) -> set[str]:
+def _names(raw: str, normalizer: Any) -> set[str]:
     """The node keys of the identifiers a rejected record's text gives, as far as it can be read."""
     try:
         record = orjson.loads(raw)
@@ -481,7 +482,7 @@ def _names(raw: str, resolver: Resolver) -> set[str]:
     out = set()
     for id_type, value in ids.items():
         if isinstance(id_type, str) and isinstance(value, (str, int)):
-            key, _ = resolver.normalizer.node_key(id_type, str(value))
+            key, _ = normalizer.node_key(id_type, str(value))
             if key is not None:
                 out.add(key)
     return out

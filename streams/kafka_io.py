@@ -161,6 +161,11 @@ class Topics:
     def households(self) -> str:
         return f"{self.prefix}households"
 
+    @property
+    def keys(self) -> str:
+        """The keys personal data in the decision log is sealed under (``streams.kafka_keys``)."""
+        return f"{self.prefix}keys"
+
     def raw_pattern(self) -> str:
         """A regular expression matching every raw topic of this prefix (for pattern subscriptions)."""
         return "^" + re.escape(self.prefix) + r"raw(\.[a-z][a-z0-9_]*)?$"
@@ -263,7 +268,7 @@ class KafkaSettings:
     def deployment_topics(self, channels: Optional[Iterable[str]] = None) -> dict[str, int]:
         """Topic -> partitions of a deployment: a raw topic per channel (plus ``raw.unknown``), or the
         single ``raw`` topic when ``channels`` is None; the dead-letter topic; the decision log (1); the
-        changelog (1); the households table (1)."""
+        changelog (1); the households table (1); the keys (1)."""
         topics = self.topics
         wanted: dict[str, int] = {}
         if channels is None:
@@ -275,6 +280,7 @@ class KafkaSettings:
         wanted[topics.decisions] = 1
         wanted[topics.changes] = 1
         wanted[topics.households] = 1
+        wanted[topics.keys] = 1
         return wanted
 
 
@@ -373,6 +379,10 @@ def topic_configs(settings: KafkaSettings, name: str) -> dict[str, str]:
         return {"retention.ms": "-1", "retention.bytes": "-1"}
     if name == topics.changes:
         return {"retention.ms": str(int(settings.changes_retention_hours * 3_600_000)), "retention.bytes": "-1"}
+    if name == topics.keys:
+        from streams.kafka_keys import keys_topic_configs
+
+        return keys_topic_configs()
     if name == topics.households:
         # a table: the latest value of each key is kept, and a customer's replaced or deleted (tombstoned)
         # value is compacted away within a week (a segment rolls daily; tombstones kept a day for readers)

@@ -102,7 +102,7 @@ class ShardReplica:
                 for record in batches.get(tp, ()):
                     if record.offset != self.position:
                         continue
-                    for entry in decision_entries(record.value):
+                    for entry in decision_entries(record.value, self.settings):
                         self._apply(entry)
                     self.position = record.offset + 1
                     stalled = time.monotonic() + max(self.settings.timeout, 5) * 4

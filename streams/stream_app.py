@@ -56,7 +56,8 @@ ROLES = ("validate", "resolve", "project")
 LOG_EVERY = 30.0  # seconds between progress lines in the worker's log
 HOUSEHOLDS_EVERY = 5.0  # seconds between looks at the households (project role): published when changed
 MESSAGE_BYTES = 128 * 1024  # conventional message sizes: well under any broker's 1 MiB default
-ENTRIES_HEAD = b'{"v":%d,"entries":[' % DECISION_SCHEMA_VERSION  # a decision-log message, up to its entries
+# a decision-log message, up to its entries (sealed: ``streams.sealing``, keys in ``streams.kafka_keys``)
+ENTRIES_HEAD = b'{"v":%d,"k":1,"entries":[' % DECISION_SCHEMA_VERSION
 
 
 def validated_topic(settings: KafkaSettings) -> str:
@@ -188,12 +189,39 @@ def read_to_end(settings: KafkaSettings, topic: str, on_message: Callable[[Any],
         consumer.close()
 
 
-def decision_entries(value: bytes) -> list[list[dict[str, Any]]]:
-    """The entries of one decision-log message, ``{"v": version, "entries": [...]}`` (v 1 when absent);
-    a message in a decision schema newer than this code reads is refused (``streams.log.check_version``)."""
+def decision_entries(value: bytes, settings: KafkaSettings) -> list[list[dict[str, Any]]]:
+    """The entries of one decision-log message, ``{"v": version, "entries": [...]}`` (v 1 when absent), read
+    through the deployment's keys when sealed (``"k": 1``); a message in a decision schema newer than this code
+    reads is refused (``streams.log.check_version``)."""
     message = orjson.loads(value)
     check_version(message.get("v", 1), "message")
-    return message["entries"]
+    if not message.get("k"):
+        return message["entries"]
+    from streams.kafka_keys import sealer_for
+    from streams.log import _KID
+
+    sealer = sealer_for(settings)
+    sealer.keys.prefetch(kid.decode() for kid in _KID.findall(value))
+    return [sealer.unseal_entry(entry) for entry in message["entries"]]
+
+
+def wait_shredded(settings: KafkaSettings, value: bytes, wait: float = 120.0) -> bool:
+    """Waits until the erasures in a decision-log message read as erased (the resolve worker shreds their keys
+    once the message is acknowledged); False if they still did not after ``wait`` seconds."""
+    from streams.kafka_keys import sealer_for
+    from streams.sealing import is_erased
+
+    sealer = sealer_for(settings)
+    deadline = time.monotonic() + wait
+    while True:
+        sealer.forget()
+        entries = decision_entries(value, settings)
+        if all(is_erased(k) for e in entries for d in e if d["type"] == "customer_erased" for k in d["nodes"]):
+            return True
+        if time.monotonic() > deadline:
+            log.warning("the keys of an erasure were not shredded within %.0f s", wait)
+            return False
+        time.sleep(0.2)
 
 
 def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = None,
@@ -205,7 +233,7 @@ def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = No
 
     def apply(record: Any) -> None:
         nonlocal count
-        for entry in decision_entries(record.value):
+        for entry in decision_entries(record.value, settings):
             try:
                 if resolver is not None:
                     resolver.apply_all(entry)
@@ -718,6 +746,8 @@ class StreamJobs:
         m.add("decisions", sum(len(e) for e in entries))
         m.gauges["reorder_held_events"] = len(self.reorder)
         await self._flush(entries, pending)
+        if self.resolver_stale:  # (an erasure: nothing it erased is kept in memory longer than this)
+            await self._ensure_resolver()
         for *_, ev in released:
             left = self.held.get(ev)
             if left is None:
@@ -869,7 +899,15 @@ class StreamJobs:
                 self.metrics.add("shard_errors")
 
     async def _flush(self, entries: list[list[dict[str, Any]]], pending: list[Any]) -> None:
-        # each entry is serialized once: measured for chunking, then joined into its message
+        # each entry is sealed and serialized once: measured for chunking, then joined into its message; the keys
+        # it was sealed under are acknowledged by the broker before it is sent
+        erasures = [d for e in entries for d in e if d["type"] == "customer_erased"]
+        if entries:
+            from streams.kafka_keys import sealer_for
+
+            sealer = sealer_for(self.settings, writer=True)
+            entries = [sealer.seal_entry(e) for e in entries]
+            await asyncio.get_running_loop().run_in_executor(None, sealer.flush)
         runs = list(chunked([orjson.dumps(e) for e in entries], len))
         for run in runs:
             pending.append(await self.decisions.send(value=ENTRIES_HEAD + b",".join(run) + b"]}"))
@@ -889,6 +927,24 @@ class StreamJobs:
                     f"that a restart rebuilds from what the log really holds")
             self.log_end += 1
         self.metrics.add("log_entries_written", sum(len(r) for r in runs))
+        if erasures:
+            await self._shred(erasures)
+
+    async def _shred(self, erasures: list[dict[str, Any]]) -> None:
+        """After erasures are logged: their keys are shredded (tombstones in the keys topic, acknowledged), and
+        the state, which still holds what they erased, is rebuilt from the log before the next batch."""
+        from streams.kafka_keys import sealer_for
+        from streams.sealing import event_subject, node_subject, rejected_subject
+
+        sealer = sealer_for(self.settings, writer=True)
+        subjects = [s for d in erasures for s in (*map(node_subject, d["nodes"]), *map(event_subject, d["events"]),
+                                                  *map(rejected_subject, d["rejected"]))]
+        loop = asyncio.get_running_loop()
+        gone = await loop.run_in_executor(None, sealer.keys.shred, subjects)
+        await loop.run_in_executor(None, sealer.forget)
+        self.resolver_stale = True
+        self.metrics.add("erasures", len(erasures))
+        log.warning("%d erasure(s) logged: %d keys shredded; the resolver state is rebuilt", len(erasures), gone)
 
     # -- project --------------------------------------------------------------------------------
     def _rebuild_views(self) -> None:
@@ -1000,12 +1056,15 @@ class StreamJobs:
             self.views_stale = False
             self.households_published = None  # (read again: another worker may have published meanwhile)
             await loop.run_in_executor(None, self._rebuild_views)
+        erased: Optional[bytes] = None
         for ev in events:
             msg = ev.message
             m.positions[(msg.topic, msg.partition)] = msg.offset + 1
             if msg.offset < self.views_next_offset:
                 continue  # already folded while rebuilding
-            entries = decision_entries(ev.value)
+            entries = decision_entries(ev.value, self.settings)
+            if any(e and e[-1]["type"] == "customer_erased" for e in entries):
+                erased = ev.value
             for entry in entries:
                 self.views.apply_entry(self.views_seq, entry)
                 if self.views_seq >= self.changes_next:
@@ -1019,6 +1078,10 @@ class StreamJobs:
             m.add("changes_published", len(changes))
             changes = []
         self.changes_next = max(self.changes_next, self.views_seq)
+        if erased is not None:  # the views hold what it erased: folded again once its keys are shredded
+            await loop.run_in_executor(None, wait_shredded, self.settings, erased)
+            await loop.run_in_executor(None, self._rebuild_views)
+            self.households_published = None
         m.gauges["profiles"] = len(self.views.profiles)
         m.gauges["events"] = len(self.views.ev_id)
         m.gauges["log_entries_applied"] = self.views_seq

@@ -304,7 +304,7 @@ def test_for_any_customer_the_rebuilt_state_is_the_live_one_without_them(events,
     sealer = Sealer(MemoryKeyStore())
     written = [orjson.dumps(sealer.seal_entry(entry)) for entry in run.log]
     profiles, nodes = run.resolver.erasure_scope([target])
-    found_events, rejected = erased_contents(run.views, run.resolver, profiles, nodes)
+    found_events, rejected = erased_contents(run.views, run.resolver.normalizer, profiles, nodes)
     decided = run.resolver.erase([tuple(target.split(":", 1))], found_events, rejected, "dpo", "2026-01-01T00:00:00Z")
     run.views.apply_entry(len(run.log), decided)
     written.append(orjson.dumps(sealer.seal_entry(decided)))
@@ -331,3 +331,85 @@ def test_for_any_customer_the_rebuilt_state_is_the_live_one_without_them(events,
         table.apply(changes_of(seq, entry))
     assert table.owner == {k: p for k, p in mapping(views).items() if p is not None
                            and views.node_index[k] not in views.shared}
+
+
+# ------------------------------------------------------------------------------------------ on Kafka
+def test_erase_on_kafka_shreds_the_keys_and_every_reader_forgets(kafka_bootstrap, tmp_path):
+    from tests.kafka_broker import unique_name
+    from tests.test_stream import Worker, wait_until
+
+    prefix = unique_name("erase") + "."
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in EVENTS))
+    _cli("produce", str(events), *kafka)
+    worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+    try:
+        wait_until(lambda: worker.metrics().get("idres_log_entries_applied") == len(EVENTS), 180,
+                   "every event decided and projected", [worker])
+        raw = _topic_bytes(kafka_bootstrap, prefix + "decisions").lower()
+        assert [s for s in SECRETS if s.encode() in raw] == []  # (sealed on the topic from the start)
+        before = tmp_path / "before.duckdb"
+        _cli("snapshot", "--out", str(before), *kafka)
+        assert "zq.mail@quixmail.co.uk" in _snapshot_text(before)  # (readable through the keys)
+        api = _serve(kafka)
+        try:
+            lookup = f"{api[1]}/v1/lookup?type=email&value=zq.mail@quixmail.co.uk"
+            assert httpx.get(lookup).status_code == 200
+            out = _cli("erase", "phone=+44 7700 900461", "--by", "dpo", "--reason", "request 2025-119", *kafka)
+            assert "submitted" in out.stdout
+            wait_until(lambda: worker.metrics().get("idres_erasures_total") == 1
+                       and worker.metrics().get("idres_log_entries_applied") == len(EVENTS) + 1, 120,
+                       "the erasure logged, its keys shredded and projected", [worker])
+            wait_until(lambda: httpx.get(lookup).status_code == 404, 60, "the API to forget the customer")
+            ann = httpx.get(f"{api[1]}/v1/lookup?type=email&value=ann.other@mailbox.org")
+            assert ann.status_code == 200 and [s for s in SECRETS if s in ann.text.lower()] == []
+        finally:
+            api[0].terminate()
+            api[0].wait(timeout=20)
+        after = tmp_path / "after.duckdb"
+        _cli("snapshot", "--out", str(after), *kafka)  # (a new reader of the decision log)
+        text = _snapshot_text(after)
+        assert [s for s in SECRETS if s in text] == [] and "ann.other@mailbox.org" in text
+        changes = [json.loads(line) for line in _cli("changes", *kafka).stdout.splitlines()]
+        assert [c["type"] for c in changes if c["type"] == "erased"] == ["erased"]
+        # the worker, restarted, rebuilds from the log without the customer, and decides on
+        worker.stop()
+        worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+        more = tmp_path / "more.jsonl"
+        more.write_text(json.dumps(_event("ann-3", 20, {"email": "ann.other@mailbox.org"}, None, "app")) + "\n")
+        _cli("produce", str(more), *kafka)
+        wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == 1, 120,
+                   "a new event decided after the restart", [worker])
+    finally:
+        worker.stop()
+
+
+def _serve(kafka: tuple[str, ...]):
+    from tests.cli_helpers import ROOT
+    from tests.kafka_broker import free_port
+    from tests.test_stream import wait_until
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "IDRES_API_KEY"}
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", *kafka, "--port", str(port)], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{base}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, 60, "the API to load the decision log")
+    return proc, base
+
+
+def _topic_bytes(bootstrap: str, topic: str) -> bytes:
+    from streams.kafka_io import KafkaSettings
+    from streams.stream_app import read_to_end
+
+    out: list[bytes] = []
+    read_to_end(KafkaSettings.load({"IDRES_BOOTSTRAP": bootstrap}), topic, lambda r: out.append(r.value or b""))
+    return b"\n".join(out)

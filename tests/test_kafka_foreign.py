@@ -104,7 +104,7 @@ def test_a_foreign_producer_s_records_in_any_codec_and_on_any_raw_topic_are_all_
     run_cli("schema", "--out", str(tmp_path / "schemas"))
     published = json.loads((tmp_path / "schemas" / f"decision_log_message.v{DECISION_SCHEMA_VERSION}.schema.json")
                            .read_text())
-    assert set(published["properties"]) == {"v", "entries"} and published["additionalProperties"] is False
+    assert set(published["properties"]) == {"v", "k", "entries"} and published["additionalProperties"] is False
 
 
 def _read_all(bootstrap: str, topic: str) -> list[tuple]:

@@ -42,10 +42,10 @@ def test_settings_flags_over_environment_over_defaults():
     assert KafkaSettings.load({}).bootstrap == "localhost:9092"
     assert KafkaSettings.load({}).deployment_topics(["web"]) == {
         "idres.raw.web": 4, "idres.raw.unknown": 4, "idres.deadletter": 1, "idres.decisions": 1, "idres.changes": 1,
-        "idres.households": 1}
+        "idres.households": 1, "idres.keys": 1}
     assert KafkaSettings.load({}).deployment_topics() == {"idres.raw": 4, "idres.deadletter": 1,
                                                          "idres.decisions": 1, "idres.changes": 1,
-                                                         "idres.households": 1}
+                                                         "idres.households": 1, "idres.keys": 1}
 
 
 def test_resolve_shards_add_their_two_topics():
@@ -160,6 +160,8 @@ def test_the_decision_log_is_kept_forever_and_transit_topics_for_the_stated_hour
         t = settings.topics
         for kept in (t.decisions, t.changes):
             assert configs.pop(kept) == {"retention.ms": "-1", "retention.bytes": "-1"}
+        keys = configs.pop(t.keys)  # (the keys the decision log is sealed under: a shredded one gone within a day)
+        assert keys["cleanup.policy"] == "compact" and int(keys["max.compaction.lag.ms"]) == 24 * 3_600_000
         households = configs.pop(t.households)
         assert households["cleanup.policy"] == "compact"
         assert int(households["max.compaction.lag.ms"]) == 7 * 24 * 3_600_000  # (a tombstoned customer: a week)

@@ -253,7 +253,8 @@ def test_deployment_topics(kafka_bootstrap):
                     f"{p}deadletter": {"partitions": 1, "created": True},
                     f"{p}decisions": {"partitions": 1, "created": True},
                     f"{p}changes": {"partitions": 1, "created": True},
-                    f"{p}households": {"partitions": 1, "created": True}}
+                    f"{p}households": {"partitions": 1, "created": True},
+                    f"{p}keys": {"partitions": 1, "created": True}}
     again = create_deployment_topics(settings, ["web", "store"])
     assert all(not v["created"] for v in again.values())
     # a decision log on several partitions would lose the one global order: refused

@@ -197,11 +197,14 @@ def test_each_entry_carries_its_decision_schema_version_and_a_newer_one_is_refus
 
 def test_a_kafka_decision_log_message_carries_the_version_too():
     from schemas.decisions import DECISION_SCHEMA_VERSION
+    from streams.kafka_io import KafkaSettings
     from streams.stream_app import ENTRIES_HEAD, decision_entries
 
+    settings = KafkaSettings.load({})
     entry = [{"type": "event_rejected", "key": "k", "source": {"name": "t/0", "position": 3}, "reason": "r", "raw": "x"}]
     written = ENTRIES_HEAD + orjson.dumps(entry) + b"]}"
-    assert orjson.loads(written)["v"] == DECISION_SCHEMA_VERSION and decision_entries(written) == [entry]
-    assert decision_entries(orjson.dumps({"entries": [entry]})) == [entry]  # before messages carried it
+    assert orjson.loads(written)["v"] == DECISION_SCHEMA_VERSION and orjson.loads(written)["k"] == 1
+    assert decision_entries(written, settings) == [entry]
+    assert decision_entries(orjson.dumps({"entries": [entry]}), settings) == [entry]  # before messages carried it
     with pytest.raises(LogError, match="upgrade idres"):
-        decision_entries(orjson.dumps({"v": DECISION_SCHEMA_VERSION + 1, "entries": [entry]}))
+        decision_entries(orjson.dumps({"v": DECISION_SCHEMA_VERSION + 1, "entries": [entry]}), settings)

@@ -75,7 +75,7 @@ def decided(settings: KafkaSettings) -> Counter:
     ids: Counter = Counter()
 
     def count(record) -> None:
-        for entry in decision_entries(record.value):
+        for entry in decision_entries(record.value, settings):
             for d in entry:
                 if d["type"] == "interaction_recorded":
                     ids[d["event_id"]] += 1
@@ -335,6 +335,6 @@ def test_events_spread_over_many_raw_partitions_get_the_profiles_and_ids_of_idre
         worker.stop()
     kinds: Counter = Counter()
     read_to_end(settings, settings.topics.decisions, lambda record: kinds.update(
-        d["type"] for entry in decision_entries(record.value) for d in entry))
+        d["type"] for entry in decision_entries(record.value, settings) for d in entry))
     assert kinds["identifier_flagged"] > 0 and kinds["link_refused"] > 0 and kinds["profile_split"] > 0
     snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
