@@ -288,22 +288,16 @@ class Resolver:
         """A person's unmerge of ``identifiers`` (type, value: normalized as an event's would be) from a
         profile, already applied (``resolver.unmerge``). Raises ``CommandError`` for an identifier that
         cannot be used or is not in the profile, or a profile that is unknown."""
-        self._sync_formats()
-        keys = []
-        for id_type, raw in identifiers:
-            key, why = self.normalizer.node_key(id_type, raw)
-            if key is None:
-                raise CommandError(f"{id_type}={raw}: {why}")
-            keys.append(key)
+        keys = self.node_keys(identifiers)
         ctx = self._ctx
         ctx.take()
         unmerge.unmerge(ctx, profile_id, keys, by, decided_at, note)
         naming.settle(ctx, profile_id, ctx.out)
         return ctx.take()
 
-    def erasure_keys(self, identifiers: list[tuple[str, str]]) -> list[str]:
-        """The node keys of identifiers (type, value) named for an erasure. Raises ``CommandError`` for one
-        that cannot be used."""
+    def node_keys(self, identifiers: list[tuple[str, str]]) -> list[str]:
+        """The node keys of identifiers (type, value) a person names, normalized as an event's would be. Raises
+        ``CommandError`` for one that cannot be used."""
         self._sync_formats()
         keys = []
         for id_type, raw in identifiers:
@@ -321,7 +315,7 @@ class Resolver:
               decided_at: str, reason: Optional[str] = None) -> list[dict[str, Any]]:
         """A person's erasure of the customers holding ``identifiers``, already applied (``resolver.erasure``).
         Raises ``CommandError`` when none of them is known."""
-        keys = self.erasure_keys(identifiers)
+        keys = self.node_keys(identifiers)
         ctx = self._ctx
         ctx.take()
         erasure.erase(ctx, keys, events, rejected, by, decided_at, reason)

@@ -259,13 +259,7 @@ class Fold:
         st.refused.pop(idx, None)
         # who used it so far: the identifiers it was seen with (an event naming one of them may be theirs)
         st.shared_users[idx] = sorted(st.node_keys[m] for m in st.adj.get(idx, ()))[:MAX_SHARED_USERS]
-        for edges in (st.adj, st.fuzzy):
-            for m in edges.pop(idx, {}):
-                nm = edges.get(m)
-                if nm is not None:
-                    nm.pop(idx, None)
-                    if not nm:
-                        del edges[m]
+        self._cut(idx)
         sessions.fold_flagged(st, idx)
         pid = st.node_profile[idx]
         if pid is not None:
@@ -279,6 +273,17 @@ class Fold:
             st.node_profile[idx] = None
             if prof.first is not None and st.node_first.get(idx) == prof.first:
                 prof.first = naming.first_of(st, prof.nodes)
+
+    def _cut(self, idx: int) -> None:
+        """Removes every identifier edge and probable link of ``idx``."""
+        st = self.state
+        for edges in (st.adj, st.fuzzy):
+            for m in edges.pop(idx, {}):
+                nm = edges.get(m)
+                if nm is not None:
+                    nm.pop(idx, None)
+                    if not nm:
+                        del edges[m]
 
     def _recount(self, prof: Profile) -> None:
         st = self.state
@@ -378,13 +383,7 @@ class Fold:
                 gone.add(idx)
                 st.node_keys[idx] = st.node_types[idx] + ":erased~"
         for idx in gone:
-            for edges in (st.adj, st.fuzzy):
-                for m in edges.pop(idx, {}):
-                    nm = edges.get(m)
-                    if nm is not None:
-                        nm.pop(idx, None)
-                        if not nm:
-                            del edges[m]
+            self._cut(idx)
             for table in (st.node_traits, st.refused, st.records, st.node_first, st.node_span, st.weak_anon,
                           st.weak_uses, st.shared_users, st.session_last, st.session_pending):
                 table.pop(idx, None)

@@ -361,7 +361,7 @@ class EmbeddedEngine:
         shredded (``streams.sealing``) and the state, the views and the checkpoint are rebuilt from the log,
         so no file of the data directory holds the customer's personal data in readable form. Raises
         ``CommandError`` when no customer holds the identifiers."""
-        keys = self.resolver.erasure_keys(identifiers)
+        keys = self.resolver.node_keys(identifiers)
         profiles, nodes = self.resolver.erasure_scope(keys)
         events, rejected = erased_contents(self.views, self.resolver.normalizer, profiles, nodes)
         decided = self.command({"command": "erase", "identifiers": [k.split(":", 1) for k in keys], "by": by,

@@ -65,6 +65,16 @@ def is_erased(node_key: str) -> bool:
     return node_key.partition(":")[2].startswith(ERASED)
 
 
+# decisions whose only personal data are identifiers: (single fields, lists)
+NODE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "profile_created": ((), ("nodes",)), "identifiers_attached": ((), ("nodes",)),
+    "identifiers_linked": ((), ("nodes",)), "customer_erased": ((), ("nodes",)),
+    "link_refused": (("node",), ("others",)), "events_attributed": (("node", "via"), ()),
+    "probable_link": (("node", "other"), ()), "possible_match": (("node", "other"), ()),
+    "connection_banned": ((), ("nodes", "others")),
+}
+
+
 class Sealer:
     """Seals decisions for writing and unseals them when read, with keys from ``keys``."""
 
@@ -73,32 +83,16 @@ class Sealer:
         self._tokens: dict[str, str] = {}  # node key -> token
         self._nodes: dict[str, str] = {}  # token -> node key
         self._seal: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "interaction_recorded": self._seal_interaction,
-            "profile_created": self._seal_nodes, "identifiers_attached": self._seal_nodes,
-            "identifiers_linked": self._seal_nodes,
-            "profiles_merged": self._seal_merged,
-            "identifier_flagged": self._seal_flagged,
-            "link_refused": self._seal_refused,
-            "events_attributed": self._seal_attributed,
-            "probable_link": self._seal_pair, "possible_match": self._seal_pair,
-            "profile_split": self._seal_split,
-            "connection_banned": self._seal_banned,
+            "interaction_recorded": self._seal_interaction, "profiles_merged": self._seal_merged,
+            "identifier_flagged": self._seal_flagged, "profile_split": self._seal_split,
             "event_rejected": self._seal_rejected,
-            "customer_erased": self._seal_nodes,
+            **{t: self._sealer_of(*fields) for t, fields in NODE_FIELDS.items()},
         }
         self._unseal: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "interaction_recorded": self._unseal_interaction,
-            "profile_created": self._unseal_nodes, "identifiers_attached": self._unseal_nodes,
-            "identifiers_linked": self._unseal_nodes,
-            "profiles_merged": self._unseal_merged,
-            "identifier_flagged": self._unseal_flagged,
-            "link_refused": self._unseal_refused,
-            "events_attributed": self._unseal_attributed,
-            "probable_link": self._unseal_pair, "possible_match": self._unseal_pair,
-            "profile_split": self._unseal_split,
-            "connection_banned": self._unseal_banned,
+            "interaction_recorded": self._unseal_interaction, "profiles_merged": self._unseal_merged,
+            "identifier_flagged": self._unseal_flagged, "profile_split": self._unseal_split,
             "event_rejected": self._unseal_rejected,
-            "customer_erased": self._unseal_nodes,
+            **{t: self._unsealer_of(*fields) for t, fields in NODE_FIELDS.items()},
         }
 
     # ------------------------------------------------------------------------------------ entries
@@ -194,12 +188,31 @@ class Sealer:
             raise SealError(f"a sealed content in the decision log does not match its key ({kid})") from None
 
     # ------------------------------------------------------------------------------------ by decision type
-    def _seal_nodes(self, d: dict[str, Any]) -> dict[str, Any]:
-        return {**d, "nodes": self._nodes_of(d["nodes"])}
+    def _sealer_of(self, one: tuple[str, ...], many: tuple[str, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """Seals the identifier fields ``one`` and the lists of identifiers ``many`` of a decision."""
+        node, nodes_of = self.node, self._nodes_of
 
-    def _unseal_nodes(self, d: dict[str, Any]) -> dict[str, Any]:
-        d["nodes"] = self._read_nodes(d["nodes"])
-        return d
+        def seal(d: dict[str, Any]) -> dict[str, Any]:
+            out = dict(d)
+            for f in one:
+                out[f] = node(d[f])
+            for f in many:
+                out[f] = nodes_of(d[f])
+            return out
+
+        return seal
+
+    def _unsealer_of(self, one: tuple[str, ...], many: tuple[str, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        read, read_nodes = self.read_node, self._read_nodes
+
+        def unseal(d: dict[str, Any]) -> dict[str, Any]:
+            for f in one:
+                d[f] = read(d[f])
+            for f in many:
+                d[f] = read_nodes(d[f])
+            return d
+
+        return unseal
 
     def _seal_interaction(self, d: dict[str, Any]) -> dict[str, Any]:
         out = {**d, "nodes": self._nodes_of(d["nodes"])}
@@ -269,44 +282,12 @@ class Sealer:
                     ev[k] = self._read_nodes(v)
         return d
 
-    def _seal_refused(self, d: dict[str, Any]) -> dict[str, Any]:
-        return {**d, "node": self.node(d["node"]), "others": self._nodes_of(d["others"])}
-
-    def _unseal_refused(self, d: dict[str, Any]) -> dict[str, Any]:
-        d["node"] = self.read_node(d["node"])
-        d["others"] = self._read_nodes(d["others"])
-        return d
-
-    def _seal_attributed(self, d: dict[str, Any]) -> dict[str, Any]:
-        return {**d, "node": self.node(d["node"]), "via": self.node(d["via"])}
-
-    def _unseal_attributed(self, d: dict[str, Any]) -> dict[str, Any]:
-        d["node"] = self.read_node(d["node"])
-        d["via"] = self.read_node(d["via"])
-        return d
-
-    def _seal_pair(self, d: dict[str, Any]) -> dict[str, Any]:
-        return {**d, "node": self.node(d["node"]), "other": self.node(d["other"])}
-
-    def _unseal_pair(self, d: dict[str, Any]) -> dict[str, Any]:
-        d["node"] = self.read_node(d["node"])
-        d["other"] = self.read_node(d["other"])
-        return d
-
     def _seal_split(self, d: dict[str, Any]) -> dict[str, Any]:
         return {**d, "parts": [{**p, "nodes": self._nodes_of(p["nodes"])} for p in d["parts"]]}
 
     def _unseal_split(self, d: dict[str, Any]) -> dict[str, Any]:
         for p in d["parts"]:
             p["nodes"] = self._read_nodes(p["nodes"])
-        return d
-
-    def _seal_banned(self, d: dict[str, Any]) -> dict[str, Any]:
-        return {**d, "nodes": self._nodes_of(d["nodes"]), "others": self._nodes_of(d["others"])}
-
-    def _unseal_banned(self, d: dict[str, Any]) -> dict[str, Any]:
-        d["nodes"] = self._read_nodes(d["nodes"])
-        d["others"] = self._read_nodes(d["others"])
         return d
 
     def _seal_rejected(self, d: dict[str, Any]) -> dict[str, Any]:
