@@ -234,14 +234,7 @@ class Sealer:
             a = d["attributed"]
             a["node"] = self.read_node(a["node"])
             a["via"] = self.read_node(a["via"])
-        sealed = d.pop("sealed", None)
-        if sealed is not None:
-            fields = self.read_content(sealed)
-            if fields is None:
-                d["erased"] = True
-            else:
-                d.update(fields)
-        return d
+        return self._open(d)
 
     def _seal_merged(self, d: dict[str, Any]) -> dict[str, Any]:
         out = {**d, "via": self._nodes_of(d["via"])}
@@ -298,6 +291,10 @@ class Sealer:
         return out
 
     def _unseal_rejected(self, d: dict[str, Any]) -> dict[str, Any]:
+        return self._open(d)
+
+    def _open(self, d: dict[str, Any]) -> dict[str, Any]:
+        """A decision's sealed content put back in its place (``"erased": true`` once its key is shredded)."""
         sealed = d.pop("sealed", None)
         if sealed is not None:
             fields = self.read_content(sealed)
