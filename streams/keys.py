@@ -156,11 +156,16 @@ class SqliteKeyStore:
         if hit is not None:
             return hit
         try:
-            row = self._db.execute("SELECT key FROM keys WHERE id=?", (int(kid, 16),)).fetchone()
+            n = int(kid, 16)
         except ValueError:
             return None
+        row = self._db.execute("SELECT key FROM keys WHERE id=?", (n,)).fetchone()
         if row is None:
-            return None
+            top = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='keys'").fetchone()
+            if n >= self._next and (top is None or n > top[0]):
+                raise KeyStoreError(f"key {kid} was never in the key store {self.path}: the store is older than "
+                                    "the decision log (restore both from the same backup)")
+            return None  # (shredded)
         key = bytes(row[0])
         self._by_kid[kid] = key
         if len(self._by_kid) > CACHE:

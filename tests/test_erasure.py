@@ -445,3 +445,22 @@ def test_every_decision_type_reads_back_as_decided_and_is_written_without_identi
             for value in (d.get("attributes") or {}).values():
                 if len(value) > 3:
                     assert value.encode() not in w
+
+
+def test_a_key_store_older_than_the_log_is_an_error_not_an_erasure(tmp_path):
+    import shutil
+
+    from streams.keys import KeyStoreError
+
+    first, more, data = tmp_path / "first.jsonl", tmp_path / "more.jsonl", tmp_path / "data"
+    first.write_text("".join(json.dumps(e) + "\n" for e in EVENTS[:4]))
+    more.write_text("".join(json.dumps(e) + "\n" for e in EVENTS[4:]))
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(first)
+    shutil.copy(data / "keys.sqlite", tmp_path / "old-keys.sqlite")
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(more)
+    shutil.copy(tmp_path / "old-keys.sqlite", data / "keys.sqlite")  # (a backup of the store, not of the log)
+    with pytest.raises(KeyStoreError, match="older than the decision log"):
+        with DecisionLog(data, writer=False) as log:
+            list(log.read(0))
