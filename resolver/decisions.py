@@ -244,6 +244,11 @@ def record_of(entry: list[dict[str, Any]]) -> dict[str, Any]:
     return next(d for d in reversed(entry) if d["type"] in RECORD_TYPES)
 
 
+def erasure_of(entry: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The ``customer_erased`` decision of a log entry, or None (an erasure is its entry's only decision)."""
+    return entry[-1] if entry and entry[-1]["type"] == "customer_erased" else None
+
+
 # --------------------------------------------------------------------------------------- constructors
 def profile_created(profile_id: str, created_at: str, event_id: str, nodes: list[str]) -> ProfileCreated:
     return {"type": "profile_created", "profile_id": profile_id, "created_at": created_at, "event_id": event_id,

@@ -66,6 +66,7 @@ from resolver.normalize import Normalizer
 from resolver.state import ResolverState
 from streams.embedded import STATE_FORMAT, bulk_work
 from streams.log import DecisionLog, LogError, load_checkpoint
+from resolver.decisions import erasure_of
 from streams.sealing import is_erased
 
 API_KEY_ENV = "IDRES_API_KEY"
@@ -225,10 +226,11 @@ class Follower:
         with bulk_work():
             started = time.perf_counter()
             for entry in log.read(views.seq):
-                if entry[1] and entry[1][-1]["type"] == "customer_erased":
+                erased = erasure_of(entry[1])
+                if erased is not None:
                     # an erasure: once its keys are shredded, everything is read again without what it erased
                     n += self._apply(batch)
-                    if not all(is_erased(k) for k in entry[1][-1]["nodes"]):
+                    if not all(is_erased(k) for k in erased["nodes"]):
                         log.sealer.forget()  # (not yet shredded: look again on the next poll)
                         return n
                     self.load(after=entry[0])
@@ -374,7 +376,7 @@ class KafkaFollower(Follower):
                 if record.offset < self.next_offset:
                     continue
                 entries = decision_entries(record.value, self.settings)
-                if any(e and e[-1]["type"] == "customer_erased" for e in entries):
+                if any(map(erasure_of, entries)):
                     # an erasure: everything is read again once its keys are shredded, without what it erased
                     from streams.stream_app import wait_shredded
 

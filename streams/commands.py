@@ -68,6 +68,13 @@ def command_of(record: dict[str, Any]) -> dict[str, Any]:
     raise ValueError(f"{t} does not record a person's command")
 
 
+def views_normalizer(views: CustomerViews, config: ResolverConfig) -> Normalizer:
+    """Identifiers normalized as the events the views fold were (with the phone formats learned so far)."""
+    normalizer = Normalizer(config)
+    normalizer.learn_regions(tuple(views.learned_regions))
+    return normalizer
+
+
 def check(command: dict[str, Any], views: CustomerViews, config: ResolverConfig) -> None:
     """Refuses (``CommandRefused``) what the resolver would refuse, as ``views`` stand: an unknown or decided
     review, an unknown profile, an identifier not in it, a ban not in force."""
@@ -86,8 +93,7 @@ def check(command: dict[str, Any], views: CustomerViews, config: ResolverConfig)
         pid = views.resolve(command["profile_id"])
         if pid is None:
             raise CommandRefused(404, "unknown_profile", f"no profile {command['profile_id']}")
-        normalizer = Normalizer(config)
-        normalizer.learn_regions(tuple(views.learned_regions))
+        normalizer = views_normalizer(views, config)
         keys = set()
         for id_type, raw in command["identifiers"]:
             key, why = normalizer.node_key(id_type, raw)
@@ -99,8 +105,7 @@ def check(command: dict[str, Any], views: CustomerViews, config: ResolverConfig)
         if len(keys) >= len(views.profiles[pid].nodes):
             raise CommandRefused(422, "whole_profile", f"name some but not all of the identifiers of profile {pid}")
     elif kind == "erase":
-        normalizer = Normalizer(config)
-        normalizer.learn_regions(tuple(views.learned_regions))
+        normalizer = views_normalizer(views, config)
         for id_type, raw in command["identifiers"]:
             key, why = normalizer.node_key(id_type, raw)
             if key is None:
@@ -119,8 +124,7 @@ def scoped_erasure(command: dict[str, Any], views: CustomerViews, config: Resolv
     resolve worker of a Kafka deployment has no views, so the command names them (``check`` passed it)."""
     from streams.embedded import erased_contents
 
-    normalizer = Normalizer(config)
-    normalizer.learn_regions(tuple(views.learned_regions))
+    normalizer = views_normalizer(views, config)
     profiles: set[str] = set()
     nodes: set[str] = set()
     for id_type, raw in command["identifiers"]:

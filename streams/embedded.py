@@ -23,12 +23,12 @@ import orjson
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver import epochs
 from resolver.config import ResolverConfig
-from resolver.decisions import record_of
+from resolver.decisions import erasure_of, record_of
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.commands import command_of, decide
 from streams.inputs import InputStream, as_input, open_input
 from streams.log import DecisionLog, load_checkpoint, save_checkpoint
-from streams.sealing import event_subject, is_erased, node_subject, rejected_subject
+from streams.sealing import erasure_subjects, is_erased
 from streams.ordering import read_in_order
 from streams.pipeline import MAX_RECORD_BYTES  # noqa: F401  (its home was here: kept importable)
 from streams.pipeline import ACCEPTED, BLANK, DUPLICATE, INTERNAL, REJECTED, RecordPipeline
@@ -367,31 +367,23 @@ class EmbeddedEngine:
         decided = self.command({"command": "erase", "identifiers": [k.split(":", 1) for k in keys], "by": by,
                                 "note": reason, "events": events, "rejected": rejected, "decided_at": decided_at,
                                 "_scoped": True})
-        erased = next(d for d in decided if d["type"] == "customer_erased")
-        self.shred(erased)
+        self.shred(erasure_of(decided))
         seq = len(self.log) - 1
         return next(entry for _, entry in self.log.read(seq))  # (as it reads now: the identifiers erased)
 
-    def shred(self, erased: dict[str, Any]) -> None:
-        """Shreds the keys of what an erasure names, and rebuilds everything derived from the log."""
-        self.log.shred([*map(node_subject, erased["nodes"]), *map(event_subject, erased["events"]),
-                        *map(rejected_subject, erased["rejected"])])
+    def shred(self, *erased: dict[str, Any]) -> None:
+        """Shreds the keys of what erasures name, and rebuilds everything derived from the log (the checkpoint
+        too: the one before held them readable)."""
+        self.log.shred([s for d in erased for s in erasure_subjects(d)])
         self.rebuild()
-        save_checkpoint(self.data_dir, len(self.log), self.fingerprint, (self.resolver.state, self.views))
-        self.checkpoint_seq = len(self.log)
+        self.checkpoint(force=True)
 
     def _finish_erasures(self) -> None:
         """An erasure logged whose keys were not all shredded (the writer stopped in between): shred them now."""
-        pending = [e["seq"] for e in self.views.erasures if e.get("pending")]
-        for seq in pending:
-            entry = next(entry for _, entry in self.log.read(seq, seq + 1))
-            erased = next(d for d in entry if d["type"] == "customer_erased")
-            self.log.shred([*map(node_subject, erased["nodes"]), *map(event_subject, erased["events"]),
-                            *map(rejected_subject, erased["rejected"])])
+        pending = [erasure_of(next(entry for _, entry in self.log.read(e["seq"], e["seq"] + 1)))
+                   for e in self.views.erasures if e.get("pending")]
         if pending:
-            self.rebuild()
-            save_checkpoint(self.data_dir, len(self.log), self.fingerprint, (self.resolver.state, self.views))
-            self.checkpoint_seq = len(self.log)
+            self.shred(*pending)
 
     # ------------------------------------------------------------------------------------ verify
     def verify_decisions(self, progress: Optional[Callable[[int], None]] = None) -> Optional[str]:

@@ -295,7 +295,7 @@ class DecisionLog:
         if not chunk:
             return
         if self.keys is not None:  # (the keys of a chunk's sealed values, fetched together)
-            self.keys.prefetch(kid.decode() for _, _, line in chunk for kid in _KID.findall(line))
+            self.sealer.prefetch(b"".join(line for _, _, line in chunk))
         for pos, name, line in chunk:
             try:
                 entry = orjson.loads(line)
@@ -351,8 +351,6 @@ RESTORE = ": restore the data directory from a backup, or re-ingest the input in
 # temporary files of killed runs: ``.checkpoint.pickle.<pid>.tmp`` and the like
 _DEBRIS = re.compile(r"\..+\.(?P<pid>\d+)\.tmp")
 READ_CHUNK = 256  # entries read ahead, so the keys they are sealed under are fetched together
-# key IDs in a sealed line: identifiers (``type:~KID.…``) and contents (``~KID.…``)
-_KID = re.compile(rb'~([A-Za-z0-9_-]{12})\.')
 _CRC_HEAD = b',"crc":"'
 _CRC_TAIL = len(_CRC_HEAD) + 8 + 3  # ,"crc":"xxxxxxxx"}\n
 

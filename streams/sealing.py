@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import binascii
 import os
+import re
 from typing import Any, Callable, Optional
 
 import orjson
@@ -36,6 +37,10 @@ ZERO_NONCE = bytes(12)  # a node key is the only plaintext its key ever seals: a
 CACHE = 200_000
 
 
+# key IDs in sealed bytes: identifiers (``type:~KID.…``) and contents (``~KID.…``)
+KID = re.compile(rb'~([A-Za-z0-9_-]{12})\.')
+
+
 def event_subject(event_id: str) -> str:
     return "e:" + event_id
 
@@ -46,6 +51,12 @@ def rejected_subject(key: str) -> str:
 
 def node_subject(node_key: str) -> str:
     return "n:" + node_key
+
+
+def erasure_subjects(erased: dict[str, Any]) -> list[str]:
+    """The subjects whose keys a ``customer_erased`` decision shreds: its identifiers, events and rejected records."""
+    return [*map(node_subject, erased["nodes"]), *map(event_subject, erased["events"]),
+            *map(rejected_subject, erased["rejected"])]
 
 
 def _b64(data: bytes) -> str:
@@ -105,6 +116,13 @@ class Sealer:
         """Decisions as read back (changed in place and returned)."""
         table = self._unseal
         return [table[d["type"]](d) if d["type"] in table else d for d in decisions]
+
+    def prefetch(self, written: bytes) -> None:
+        """Fetches at once the keys of every sealed value in ``written`` (log lines, a topic message), where the
+        store can (``prefetch``): a reader about to unseal many entries."""
+        prefetch = getattr(self.keys, "prefetch", None)
+        if prefetch is not None:
+            prefetch(kid.decode() for kid in KID.findall(written))
 
     def flush(self) -> None:
         self.keys.flush()

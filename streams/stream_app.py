@@ -39,6 +39,7 @@ import orjson
 
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
+from resolver.decisions import erasure_of
 from resolver.engine import Resolver, ResolverState
 from resolver.errors import ReviewError
 from schemas.channel import KNOWN_CHANNELS, UNDECODABLE_BATCH
@@ -198,10 +199,9 @@ def decision_entries(value: bytes, settings: KafkaSettings) -> list[list[dict[st
     if not message.get("k"):
         return message["entries"]
     from streams.kafka_keys import sealer_for
-    from streams.log import _KID
 
     sealer = sealer_for(settings)
-    sealer.keys.prefetch(kid.decode() for kid in _KID.findall(value))
+    sealer.prefetch(value)
     return [sealer.unseal_entry(entry) for entry in message["entries"]]
 
 
@@ -216,7 +216,7 @@ def wait_shredded(settings: KafkaSettings, value: bytes, wait: float = 120.0) ->
     while True:
         sealer.forget()
         entries = decision_entries(value, settings)
-        if all(is_erased(k) for e in entries for d in e if d["type"] == "customer_erased" for k in d["nodes"]):
+        if all(is_erased(k) for e in entries if (d := erasure_of(e)) for k in d["nodes"]):
             return True
         if time.monotonic() > deadline:
             log.warning("the keys of an erasure were not shredded within %.0f s", wait)
@@ -901,7 +901,7 @@ class StreamJobs:
     async def _flush(self, entries: list[list[dict[str, Any]]], pending: list[Any]) -> None:
         # each entry is sealed and serialized once: measured for chunking, then joined into its message; the keys
         # it was sealed under are acknowledged by the broker before it is sent
-        erasures = [d for e in entries for d in e if d["type"] == "customer_erased"]
+        erasures = [d for e in entries if (d := erasure_of(e))]
         if entries:
             from streams.kafka_keys import sealer_for
 
@@ -934,11 +934,10 @@ class StreamJobs:
         """After erasures are logged: their keys are shredded (tombstones in the keys topic, acknowledged), and
         the state, which still holds what they erased, is rebuilt from the log before the next batch."""
         from streams.kafka_keys import sealer_for
-        from streams.sealing import event_subject, node_subject, rejected_subject
+        from streams.sealing import erasure_subjects
 
         sealer = sealer_for(self.settings, writer=True)
-        subjects = [s for d in erasures for s in (*map(node_subject, d["nodes"]), *map(event_subject, d["events"]),
-                                                  *map(rejected_subject, d["rejected"]))]
+        subjects = [s for d in erasures for s in erasure_subjects(d)]
         loop = asyncio.get_running_loop()
         gone = await loop.run_in_executor(None, sealer.keys.shred, subjects)
         await loop.run_in_executor(None, sealer.forget)
@@ -1063,7 +1062,7 @@ class StreamJobs:
             if msg.offset < self.views_next_offset:
                 continue  # already folded while rebuilding
             entries = decision_entries(ev.value, self.settings)
-            if any(e and e[-1]["type"] == "customer_erased" for e in entries):
+            if any(map(erasure_of, entries)):
                 erased = ev.value
             for entry in entries:
                 self.views.apply_entry(self.views_seq, entry)

@@ -290,7 +290,7 @@ def test_for_any_customer_the_rebuilt_state_is_the_live_one_without_them(events,
     from resolver.engine import Resolver, ResolverState
     from streams.embedded import erased_contents
     from streams.keys import MemoryKeyStore
-    from streams.sealing import Sealer, event_subject, node_subject, rejected_subject
+    from streams.sealing import Sealer, erasure_subjects
     from tests.resolver_helpers import Run, ev
 
     run = Run()
@@ -308,8 +308,7 @@ def test_for_any_customer_the_rebuilt_state_is_the_live_one_without_them(events,
     decided = run.resolver.erase([tuple(target.split(":", 1))], found_events, rejected, "dpo", "2026-01-01T00:00:00Z")
     run.views.apply_entry(len(run.log), decided)
     written.append(orjson.dumps(sealer.seal_entry(decided)))
-    sealer.keys.shred([*map(node_subject, nodes), *map(event_subject, found_events),
-                       *map(rejected_subject, rejected)])
+    sealer.keys.shred(erasure_subjects(decided[-1]))
     sealer.forget()
     # read back: no erased identifier anywhere, and the fold gives the live state without the customer
     log = [sealer.unseal_entry(orjson.loads(line)) for line in written]
