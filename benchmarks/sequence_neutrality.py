@@ -5,6 +5,7 @@ other) and the share of events given the same profile ID.
     python benchmarks/sequence_neutrality.py EVENTS.jsonl [--orders 2] [--seed 1] [--config rules.toml]
     python benchmarks/crm_corpus.py --people 2000 --seed 7 --out /tmp/e7.jsonl --truth /tmp/t7.csv
     python benchmarks/sequence_neutrality.py /tmp/e7.jsonl --orders 3
+    python benchmarks/sequence_neutrality.py /tmp/e7.jsonl --commands 4   # each order in 4 ingest commands
 
 Orders: ``shuffled`` (a seeded random permutation), ``reversed``, and ``by time`` (sorted by occurred_at,
 then event ID: the canonical order). Prints one table row per order.
@@ -29,13 +30,17 @@ from streams.embedded import EmbeddedEngine  # noqa: E402
 from streams.settings import load_settings  # noqa: E402
 
 
-def resolve(lines: list[bytes], work: Path, name: str, config, projection, order: str) -> tuple[dict[str, str], float]:
-    path = work / f"{name}.jsonl"
-    path.write_bytes(b"".join(lines))
+def resolve(lines: list[bytes], work: Path, name: str, config, projection, order: str,
+            commands: int = 1) -> tuple[dict[str, str], float]:
+    """The lines ingested by ``commands`` ingest commands one after the other (the k-th takes every
+    ``commands``-th line from the k-th on)."""
     started = time.perf_counter()
-    with EmbeddedEngine(work / name, config, projection, order=order) as engine:
-        engine.ingest_file(path)
-        out = dict(zip(engine.views.ev_id, engine.views.ev_profile))
+    for k in range(commands):
+        path = work / f"{name}-{k}.jsonl"
+        path.write_bytes(b"".join(lines[k::commands]))
+        with EmbeddedEngine(work / name, config, projection, order=order) as engine:
+            engine.ingest_file(path)
+            out = dict(zip(engine.views.ev_id, engine.views.ev_profile))
     return out, time.perf_counter() - started
 
 
@@ -58,6 +63,9 @@ def main() -> int:
     ap.add_argument("--orders", type=int, default=2, help="random permutations to try (default 2)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--config", default=None)
+    ap.add_argument("--commands", type=int, default=1,
+                    help="ingest each order in this many commands, one after the other (late events: events older "
+                         "than ones an earlier command decided)")
     ap.add_argument("--order", choices=("time", "file"), default="time",
                     help="how ingest orders a file's events: time (the default, as `idres ingest`) or file (as "
                          "`idres ingest --file-order`: the resolver's own sensitivity to order)")
@@ -77,14 +85,16 @@ def main() -> int:
         base, seconds = resolve(lines, work, "file-order", config, projection, args.order)
         print(f"{len(lines):,} lines, {len(base):,} events resolved from the file as given in {seconds:.1f} s "
               f"(ingest order: {args.order})")
-        print("| order | pairwise F1 against the file's order | precision | recall | same profile ID |")
-        print("|---|---:|---:|---:|---:|")
+        print(f"| order ({args.commands} command{'s' if args.commands != 1 else ''}) | pairwise F1 against the "
+              f"file's order | precision | recall | same profile ID | seconds |")
+        print("|---|---:|---:|---:|---:|---:|")
         for name, order in orders:
-            other, _ = resolve(order, work, name.replace(" ", "-").replace("#", ""), config, projection, args.order)
+            other, took = resolve(order, work, name.replace(" ", "-").replace("#", ""), config, projection, args.order,
+                                  args.commands)
             scores = pairwise_scores(other, base)
             same = sum(1 for e, p in base.items() if other.get(e) == p) / max(len(base), 1)
-            print(f"| {name} | {scores['f1']:.4f} | {scores['precision']:.4f} | {scores['recall']:.4f} | {same:.1%} |",
-                  flush=True)
+            print(f"| {name} | {scores['f1']:.4f} | {scores['precision']:.4f} | {scores['recall']:.4f} | {same:.1%} "
+                  f"| {took:.1f} |", flush=True)
     return 0
 
 

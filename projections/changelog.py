@@ -25,6 +25,14 @@ when the event happened (``occurred_at``) or when a person decided (``decided_at
                          identifier it holds and everything you keep about it (``profile_id`` null: an
                          identifier in no profile was erased; earlier changes naming it now read
                          ``type:erased~KEY``)
+``restating``            ``identifiers``, ``owners``: late events (``resolver.restate``): the log is decided
+                         again from an earlier place; each identifier belongs to the profile at the same
+                         place in ``owners`` (null: to none) again, as before the changes it supersedes;
+                         the changes that follow re-tell them; ``restate_id``
+``restated``             ``aliases``: ``[old, new]`` profile IDs no longer live and the profile each resolves
+                         to now; ``restate_id``
+``restate_abandoned``    ``identifiers``, ``owners``: a restatement cut short: each identifier belongs to
+                         that profile (null: to none); another restatement follows
 =======================  ==================================================================================
 
 Applying the changes in order to an empty table ``identifier -> profile`` gives the snapshot's
@@ -40,7 +48,7 @@ from resolver.decisions import RECORD_TYPES
 
 CHANGELOG_VERSION = 1
 TYPES = ("profile_created", "identifiers_added", "profiles_merged", "identifier_shared", "profile_split",
-         "profile_renamed", "unmerged", "ban_lifted", "erased")
+         "profile_renamed", "unmerged", "ban_lifted", "erased", "restating", "restated", "restate_abandoned")
 
 
 def _at(entry: list[dict[str, Any]]) -> Optional[str]:
@@ -85,13 +93,19 @@ def changes_of(seq: int, entry: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif t == "customer_erased":
             for pid in d["profile_ids"] or [None]:
                 add("erased", pid, erasure_id=d["erasure_id"], by=d["by"])
+        elif t == "log_restate_begun":
+            add("restating", None, restate_id=d["restate_id"], identifiers=d["nodes"], owners=d["owners"])
+        elif t == "log_restated":
+            add("restated", None, restate_id=d["restate_id"], aliases=d["aliases"])
+        elif t == "log_restate_abandoned":
+            add("restate_abandoned", None, restate_id=d["restate_id"], identifiers=d["nodes"], owners=d["owners"])
     return out
 
 
 def key_of(change: dict[str, Any]) -> bytes:
     """The Kafka message key: the profile ID (the identifier for a change that names no profile)."""
     return (change.get("profile_id") or change.get("identifier") or change.get("ban_id") or change.get("erasure_id")
-            or "").encode()
+            or change.get("restate_id") or "").encode()
 
 
 class Table:
@@ -127,6 +141,12 @@ class Table:
                 for key, pid in owner.items():
                     if pid == c["profile_id"]:
                         owner[key] = c["new_profile_id"]
+            elif t in ("restating", "restate_abandoned"):
+                for key, pid in zip(c["identifiers"], c["owners"]):
+                    if pid is None:
+                        owner.pop(key, None)
+                    else:
+                        owner[key] = pid
             elif t == "erased" and c["profile_id"] is not None:
                 for key in [k for k, pid in owner.items() if pid == c["profile_id"]]:
                     del owner[key]

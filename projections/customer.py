@@ -10,6 +10,7 @@ identifiers links (only placeholders or shared devices, or only attributes) is a
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
@@ -17,6 +18,7 @@ from typing import Any, Iterable, Optional
 import orjson
 
 from resolver.ids import ERASED, RECORD_TYPE, short_hash
+from resolver.restate import BARRIER_TYPES, event_key
 from resolver.sessions import SESSION_SECONDS
 
 
@@ -110,6 +112,11 @@ class CustomerViews:
         self.bans: dict[str, dict[str, Any]] = {}
         self.node_bans: dict[int, set[str]] = {}
         self.erasures: list[dict[str, Any]] = []  # customer_erased decisions, without what they name
+        self.restatements: list[dict[str, Any]] = []  # log_restated decisions (late events: ``resolver.restate``)
+        # the log entry of each event: event i is entry i + _seq_off[k] for the last _seq_from[k] <= i
+        self._seq_from: list[int] = []
+        self._seq_off: list[int] = []
+        self.barrier = -1  # the entry of the last person's command (a restatement starts after it)
         self._dirty: set[str] = set()
 
     # ------------------------------------------------------------------------------------ folding
@@ -138,6 +145,10 @@ class CustomerViews:
         for d in decisions:
             t = d["type"]
             if t == "interaction_recorded":
+                off = seq - len(self.ev_id)
+                if not self._seq_off or self._seq_off[-1] != off:
+                    self._seq_from.append(len(self.ev_id))
+                    self._seq_off.append(off)
                 self._interaction(d)
             elif t == "profile_created":
                 prof = self._profile(d["profile_id"], d["created_at"])
@@ -232,10 +243,38 @@ class CustomerViews:
                 self.learned_regions.append(d["region"])
             elif t == "customer_erased":
                 self._erased(d, seq)
+            elif t == "log_restated":
+                self.restatements.append({k: v for k, v in d.items() if k != "aliases"} | {"seq": seq})
+                for old, new in d["aliases"]:
+                    if self.resolve(old) is None:
+                        self.aliases[old] = new
+            if t in BARRIER_TYPES:
+                self.barrier = seq
         if self._dirty:
             self._reassign()
         self._claims.clear()
         self.seq = seq + 1
+
+    def entry_of_event(self, i: int) -> int:
+        """The log entry of event ``i``."""
+        k = bisect.bisect_right(self._seq_from, i) - 1
+        return i + self._seq_off[k]
+
+    def restate_from(self, key: tuple[str, int, str]) -> Optional[int]:
+        """The first log entry a restatement for a late event of canonical key ``key`` (``resolver.restate``)
+        decides again: the entry of the earliest event after it in canonical order, after the last person's
+        command. None when there is none."""
+        at, ids = self.ev_at, self.ev_id
+        first = None
+        for i in range(len(at) - 1, -1, -1):
+            if at[i] < key[0]:
+                continue
+            seq = self.entry_of_event(i)
+            if seq <= self.barrier:
+                break
+            if event_key(at[i], ids[i]) > key:
+                first = seq
+        return first
 
     def _erased(self, d: dict[str, Any], seq: int) -> None:
         """A customer erased: their identifiers, profiles and aliases go; their events stay counted, in no

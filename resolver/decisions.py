@@ -28,6 +28,7 @@ class InteractionRecorded(TypedDict):
     refused: NotRequired[list[str]]
     attributed: NotRequired[Attribution]
     ignored: NotRequired[list[dict[str, str]]]
+    read: NotRequired[list[dict[str, str]]]
     attributes: NotRequired[dict[str, str]]
     payload: NotRequired[dict[str, Any]]
     source: NotRequired[dict[str, Any]]
@@ -211,6 +212,37 @@ class CustomerErased(TypedDict):
     reason: NotRequired[str]
 
 
+class LogRestateBegun(TypedDict):
+    type: Literal["log_restate_begun"]
+    restate_id: str
+    from_seq: int
+    late_events: int
+    nodes: list[str]
+    owners: list[Optional[str]]
+    decided_at: str
+
+
+class LogRestated(TypedDict):
+    type: Literal["log_restated"]
+    restate_id: str
+    from_seq: int
+    begun_seq: int
+    entries: int
+    superseded: int
+    late_events: int
+    aliases: list[list[str]]
+    decided_at: str
+
+
+class LogRestateAbandoned(TypedDict):
+    type: Literal["log_restate_abandoned"]
+    restate_id: str
+    begun_seq: int
+    nodes: list[str]
+    owners: list[Optional[str]]
+    decided_at: str
+
+
 class EventRejected(TypedDict):
     type: Literal["event_rejected"]
     key: str
@@ -231,11 +263,11 @@ Decision = (InteractionRecorded | ProfileCreated | IdentifiersAttached | Identif
 ALL: tuple[type, ...] = (InteractionRecorded, ProfileCreated, IdentifiersAttached, IdentifiersLinked, ProfilesMerged,
                          IdentifierFlagged, LinkRefused, EventsAttributed, PhoneRegionLearned, ModelEstimated,
                          ProbableLink, PossibleMatch, ReviewDecided, ProfileSplit, ProfileRenamed, ConnectionBanned,
-                         BanLifted, EventRejected, CustomerErased)
+                         BanLifted, EventRejected, CustomerErased, LogRestateBegun, LogRestated, LogRestateAbandoned)
 
 
 RECORD_TYPES = ("interaction_recorded", "event_rejected", "review_decided", "connection_banned", "ban_lifted",
-                "customer_erased")
+                "customer_erased", "log_restate_begun", "log_restated", "log_restate_abandoned")
 
 
 def record_of(entry: list[dict[str, Any]]) -> dict[str, Any]:
@@ -331,6 +363,25 @@ def ban_lifted(ban_id: str, by: str, decided_at: str, note: Optional[str] = None
     if note:
         out["note"] = note
     return out
+
+
+def log_restate_begun(restate_id: str, from_seq: int, late_events: int, nodes: list[str],
+                      owners: list[Optional[str]], decided_at: str) -> LogRestateBegun:
+    return {"type": "log_restate_begun", "restate_id": restate_id, "from_seq": from_seq, "late_events": late_events,
+            "nodes": nodes, "owners": owners, "decided_at": decided_at}
+
+
+def log_restated(restate_id: str, from_seq: int, begun_seq: int, entries: int, superseded: int, late_events: int,
+                 aliases: list[list[str]], decided_at: str) -> LogRestated:
+    return {"type": "log_restated", "restate_id": restate_id, "from_seq": from_seq, "begun_seq": begun_seq,
+            "entries": entries, "superseded": superseded, "late_events": late_events, "aliases": aliases,
+            "decided_at": decided_at}
+
+
+def log_restate_abandoned(restate_id: str, begun_seq: int, nodes: list[str], owners: list[Optional[str]],
+                          decided_at: str) -> LogRestateAbandoned:
+    return {"type": "log_restate_abandoned", "restate_id": restate_id, "begun_seq": begun_seq, "nodes": nodes,
+            "owners": owners, "decided_at": decided_at}
 
 
 def profile_renamed(profile_id: str, new_profile_id: str, event_id: str) -> ProfileRenamed:

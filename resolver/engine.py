@@ -130,11 +130,14 @@ class Resolver:
         self._sync_formats()
         return self.normalizer.identifier(id_type, raw)
 
-    def _normalize(self, event: ChannelEvent) -> tuple[list[str], list[dict[str, str]], dict[str, str]]:
+    def _normalize(self, event: ChannelEvent) -> tuple[list[str], list[dict[str, str]], dict[str, str],
+                                                        list[dict[str, str]]]:
         """An event's usable identifiers as node keys (strongest first), the ones it cannot use with
-        why, and its normalized attributes (with the formats learned so far)."""
+        why, its normalized attributes (with the formats learned so far), and the identifiers a learned
+        format may read otherwise (their raw values: ``Normalizer.reads_by_learned``)."""
         keys: list[tuple[int, str]] = []
         ignored: list[dict[str, str]] = []
+        read: list[dict[str, str]] = []  # identifiers read through a learned format, as written
         cache = self._norm_cache
         priority = self._ctx.priority
         for id_type, raw in event.identifiers.items():
@@ -149,14 +152,17 @@ class Resolver:
             if hit is None:
                 if len(cache) >= NORMALIZE_CACHE_SIZE:
                     cache.clear()
-                hit = cache[(id_type, raw)] = self.normalizer.identifier(id_type, raw)
-            value, reason = hit
+                hit = cache[(id_type, raw)] = (*self.normalizer.identifier(id_type, raw),
+                                               self.normalizer.reads_by_learned(id_type, raw))
+            value, reason, learned = hit
             if value is None:
                 ignored.append({"type": id_type, "raw": str(raw), "reason": reason or "unusable"})
             else:
                 keys.append((priority(id_type), node_key(id_type, value)))
+                if learned:
+                    read.append({"type": id_type, "raw": str(raw)})
         keys.sort()
-        return list(dict.fromkeys(k for _, k in keys)), ignored, self.normalizer.attributes(event.attributes)
+        return list(dict.fromkeys(k for _, k in keys)), ignored, self.normalizer.attributes(event.attributes), read
 
     def decide(self, event: ChannelEvent, source: Optional[dict[str, Any]] = None,
                digest: Optional[int] = None, position: Optional[int] = None) -> list[dict[str, Any]]:
@@ -177,7 +183,7 @@ class Resolver:
         else:
             self._fold.enter(position)
         self._sync_formats()
-        node_keys, ignored, attributes = self._normalize(event)
+        node_keys, ignored, attributes, read = self._normalize(event)
         hearsay = self.config.hearsay(event.channel, event.event_type, attributes)
         traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict, hearsay)
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
@@ -211,6 +217,8 @@ class Resolver:
             recorded["attributed"] = attributed
         if ignored:
             recorded["ignored"] = ignored
+        if read:
+            recorded["read"] = read
         if attributes:
             recorded["attributes"] = attributes
         if event.payload:
@@ -233,7 +241,7 @@ class Resolver:
     def footprint(self, event: ChannelEvent) -> set[str]:
         """What deciding ``event`` next may read or change (``resolver.footprint``)."""
         self._sync_formats()
-        node_keys, _, attributes = self._normalize(event)
+        node_keys, _, attributes, _ = self._normalize(event)
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
         return footprint.items(self.state, event.event_id, node_keys, record[1] if record is not None else ())
 

@@ -422,6 +422,17 @@ class Fold:
     def _rejected(self, d: dict[str, Any]) -> None:
         self.state.rejected_keys.add(d["key"])
 
+    def _restated(self, d: dict[str, Any]) -> None:
+        """A restatement's end (``resolver.restate``): profile IDs no longer live resolve to their identifiers'
+        profile now. (Its begun and abandoned markers change nothing: readers skip them.)"""
+        st = self.state
+        for old, new in d["aliases"]:
+            if old not in st.profiles:
+                st.aliases[old] = new
+
+    def _marker(self, d: dict[str, Any]) -> None:
+        pass
+
     def _learned(self, d: dict[str, Any]) -> None:
         self.state.learned_regions.append(d["region"])
 
@@ -446,4 +457,7 @@ _APPLY: dict[str, Callable[[Fold, dict[str, Any]], None]] = {
     "phone_region_learned": Fold._learned,
     "model_estimated": Fold._estimated,
     "customer_erased": Fold._erased,
+    "log_restated": Fold._restated,
+    "log_restate_begun": Fold._marker,
+    "log_restate_abandoned": Fold._marker,
 }

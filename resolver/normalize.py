@@ -74,8 +74,18 @@ class Normalizer:
             self.learned_regions = regions
             self._phone.cache_clear()
 
-    def _learned(self, raw: str) -> Optional[phonenumbers.PhoneNumber]:
-        for region in self.learned_regions:
+    def reads_by_learned(self, id_type: str, raw: object) -> bool:
+        """Whether ``identifier(id_type, raw)`` may read ``raw`` otherwise with other formats learned
+        (``resolver.formats``): a phone number not written in international form. A decision keeps such a
+        value as written, for the identifier to be read again as it was written, with the formats known at
+        its place (``resolver.restate``)."""
+        if not isinstance(raw, str) or self.config.rule(id_type).kind != "phone":
+            return False
+        value = raw.strip()
+        return not (value.startswith("+") and self._phone(raw)[0] == "+" + _DIGITS.sub("", value))
+
+    def _learned(self, raw: str, regions: tuple[str, ...]) -> Optional[phonenumbers.PhoneNumber]:
+        for region in regions:
             number = _parse_phone(raw, region)
             if number is not None and phonenumbers.is_valid_number(number):
                 return number
@@ -146,6 +156,9 @@ class Normalizer:
         return f"{local}@{domain}", None
 
     def _phone_uncached(self, raw: str) -> Result:
+        return self._phone_read(raw, self.learned_regions)
+
+    def _phone_read(self, raw: str, regions: tuple[str, ...]) -> Result:
         digits = _DIGITS.sub("", raw)
         if len(digits) < 6:
             return None, "not a phone number"
@@ -165,14 +178,14 @@ class Normalizer:
                 if bare is not None and phonenumbers.is_valid_number(bare):
                     number = bare
                 else:
-                    learned = self._learned(raw) if self.learned_regions and not raw.lstrip().startswith("+") else None
+                    learned = self._learned(raw, regions) if regions and not raw.lstrip().startswith("+") else None
                     if learned is None:
                         return None, "not a phone number" if number is None else "not a possible phone number"
                     number = learned
-        elif (self.learned_regions and digits[0] == "0" and not raw.lstrip().startswith("+")
+        elif (regions and digits[0] == "0" and not raw.lstrip().startswith("+")
               and not phonenumbers.is_valid_number(number)):
             # a trunk 0 the default region does not use: a learned country's national form
-            number = self._learned(raw) or number
+            number = self._learned(raw, regions) or number
         national = str(number.national_number)
         if len(set(national)) == 1 or national in _SEQUENCES:
             return None, "placeholder phone"

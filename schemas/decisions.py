@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 # 4: profile_renamed; profiles named by their earliest event (merge survivor and split parts so named)
 # 5: connection_banned, ban_lifted (unmerges and connection bans); a rejected review bans its pair
 # 6: customer_erased; entries sealed (``k``); evidence and reasons name no dates of birth or names
-DECISION_SCHEMA_VERSION = 6
+# 7: log_restate_begun, log_restated, log_restate_abandoned (late events: the log restated from their place)
+DECISION_SCHEMA_VERSION = 7
 
 
 class _Decision(BaseModel):
@@ -56,6 +57,12 @@ class Attribution(BaseModel):
                                                            "this one.")
 
 
+class ReadIdentifier(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    raw: str
+
+
 class InteractionRecorded(_Decision):
     """A raw event was accepted. ``nodes`` are its usable identifiers, strongest first."""
 
@@ -71,13 +78,16 @@ class InteractionRecorded(_Decision):
     refused: list[str] = Field(default_factory=list, description="Identifiers of ``nodes`` not linked on this event.")
     attributed: Optional[Attribution] = None
     ignored: list[IgnoredIdentifier] = Field(default_factory=list)
+    read: list[ReadIdentifier] = Field(default_factory=list, description=(
+        "Identifiers a format learned from the data may read otherwise (phone numbers not written in international "
+        "form), as written: deciding the event again (a restatement) reads them with the formats known at its place."))
     attributes: dict[str, str] = Field(default_factory=dict)
     payload: dict[str, Any] = Field(default_factory=dict)
     source: Optional[Source] = None
     erased: Optional[bool] = Field(default=None, description=(
         "The event's content (attributes, payload, identifiers it could not use) was erased: its key is shredded."))
     sealed: Optional[str] = Field(default=None, description=(
-        "In the files and topic only: ``attributes``, ``payload`` and ``ignored`` encrypted under the event's key "
+        "In the files and topic only: ``attributes``, ``payload``, ``ignored`` and ``read`` encrypted under the event's key "
         "(idres reads them back in their place)."))
 
 
@@ -337,6 +347,51 @@ class CustomerErased(_Decision):
     reason: Optional[str] = None
 
 
+class LogRestateBegun(_Decision):
+    """Late events (``resolver.restate``): the entries from ``from_seq`` on (after the last person's command)
+    are decided again, in canonical order, in the entries after this one, until ``log_restated``. For a
+    changelog consumer: each identifier ``nodes[i]`` belonged to ``owners[i]`` (null: to no profile, or not
+    yet known) before the entries now superseded; apply it to undo what they said."""
+
+    type: Literal["log_restate_begun"]
+    restate_id: str
+    from_seq: int = Field(ge=0, description="The first entry decided again.")
+    late_events: int = Field(ge=0, description="Events among them that came after later ones were decided.")
+    nodes: list[str]
+    owners: list[Optional[str]]
+    decided_at: str
+
+
+class LogRestated(_Decision):
+    """The restatement begun at entry ``begun_seq`` is complete: entries ``from_seq`` to ``begun_seq`` are
+    superseded (every reader of the log skips them) by the ``entries`` entries between the two markers. The
+    profile IDs of ``aliases`` (``[old, new]``) were live and are not: each resolves to the profile holding
+    its identifiers now."""
+
+    type: Literal["log_restated"]
+    restate_id: str
+    from_seq: int = Field(ge=0)
+    begun_seq: int = Field(ge=0)
+    entries: int = Field(ge=0, description="Entries decided again (the superseded ones and the late ones).")
+    superseded: int = Field(ge=0, description="Entries superseded (from ``from_seq`` up to the begun marker).")
+    late_events: int = Field(ge=0)
+    aliases: list[list[str]]
+    decided_at: str
+
+
+class LogRestateAbandoned(_Decision):
+    """A restatement cut short (the writer stopped before ``log_restated``): every reader skips the entries from
+    its begun marker to here; the writer starts it again. For a changelog consumer: each identifier
+    ``nodes[i]`` belongs to ``owners[i]`` (null: to no profile)."""
+
+    type: Literal["log_restate_abandoned"]
+    restate_id: str
+    begun_seq: int = Field(ge=0)
+    nodes: list[str]
+    owners: list[Optional[str]]
+    decided_at: str
+
+
 Decision = Annotated[
     Union[
         InteractionRecorded,
@@ -358,6 +413,9 @@ Decision = Annotated[
         PhoneRegionLearned,
         ModelEstimated,
         CustomerErased,
+        LogRestateBegun,
+        LogRestated,
+        LogRestateAbandoned,
     ],
     Field(discriminator="type"),
 ]

@@ -122,6 +122,7 @@ class Follower:
         self.lag_messages = 0  # Kafka: decision-log messages not yet folded
         self.applied = 0  # entries this process has folded (initial load included)
         self.from_checkpoint = 0  # the seq the checkpoint covered, when one was used
+        self.read_seq = 0  # the log's entries read so far, as written (their changes held, or in the log)
         self.polls = 0
         self.poll_errors = 0
         self.last_poll = 0.0
@@ -178,14 +179,16 @@ class Follower:
                 self.error = None
 
     # -- folding -----------------------------------------------------------------------------------
-    def load(self, after: int = -1) -> None:
+    def load(self, after: int = -1, restated: bool = False) -> None:
         """The views as of now: the checkpoint if usable (taken after entry ``after``: an erasure), then the
-        log tail. Not yet visible to readers while it runs, so no lock is needed."""
+        log tail. Not yet visible to readers while it runs, so no lock is needed. ``restated``: the log was
+        restated (``resolver.restate``) while it was being followed: the changes already held stay, and the
+        log is read on from where it was."""
         log = DecisionLog(self.data_dir, writer=False)
         with bulk_work():
             loaded = load_checkpoint(self.data_dir, self.fingerprint, len(log), recount=lambda: (log.refresh(), len(log))[1],
                                      state_types=(ResolverState, CustomerViews))
-            if loaded is not None and loaded[0] <= after:
+            if loaded is not None and (loaded[0] <= after or log.restated_since(loaded[0])):
                 loaded = None
             if loaded is not None:
                 seq, state = loaded
@@ -205,6 +208,8 @@ class Follower:
             self.log_length = len(log)
             if after >= 0:
                 self.recent.clear()  # (changes read before the erasure name what it erased)
+            if not restated:
+                self.read_seq = len(log)
         if old is not None:
             old.close()
 
@@ -217,17 +222,17 @@ class Follower:
         self.last_poll = time.time()
         log.refresh()
         self.log_length = len(log)
-        views = self.views
-        if views.seq >= self.log_length:
+        if self.read_seq >= self.log_length:
             return 0
         n = 0
         batch: list[tuple[int, list[dict[str, Any]]]] = []
         pause = self.pause
         with bulk_work():
             started = time.perf_counter()
-            for entry in log.read(views.seq):
+            # every entry as written, for the changelog; folded into the views as the log reads now
+            for entry in log.read(self.read_seq, raw=True):
                 erased = erasure_of(entry[1])
-                if erased is not None:
+                if erased is not None and entry[0] >= self.views.seq:
                     # an erasure: once its keys are shredded, everything is read again without what it erased
                     n += self._apply(batch)
                     if not all(is_erased(k) for k in erased["nodes"]):
@@ -237,6 +242,13 @@ class Follower:
                     self.refresh_households(force=True)
                     return n + 1
                 batch.append(entry)
+                if entry[1] and entry[1][0]["type"] == "log_restated":
+                    # a restatement completed: the views are read again as the log reads now (and the log on
+                    # from here, on the next poll)
+                    n += self._apply(batch)
+                    self.load(restated=True)
+                    self.refresh_households()
+                    return n
                 if len(batch) >= self.apply_batch:
                     n += self._apply(batch)
                     batch = []
@@ -251,13 +263,18 @@ class Follower:
         return n
 
     def _apply(self, batch: list[tuple[int, list[dict[str, Any]]]]) -> int:
+        """Holds the changes of ``batch`` (entries as written) and folds those the log reads now and the views
+        do not hold yet."""
         if not batch:
             return 0
         views = self.views
+        skipped = self.log.skipped if self.log is not None else (lambda seq: False)
         with self.lock:
             for seq, decisions in batch:
-                views.apply_entry(seq, decisions)
+                if seq >= views.seq and not skipped(seq):
+                    views.apply_entry(seq, decisions)
                 self.recent.append((seq, changes_of(seq, decisions)))
+            self.read_seq = batch[-1][0] + 1
         self.applied += len(batch)
         return len(batch)
 
@@ -268,7 +285,7 @@ class Follower:
         out: list[dict[str, Any]] = []
         nxt = start
         with self.lock:
-            end = self.views.seq
+            end = self.read_end()
             if start >= end:
                 return out, start
             recent = self.recent
@@ -288,10 +305,14 @@ class Follower:
             nxt = seq + 1
         return out, nxt
 
+    def read_end(self) -> int:
+        """The log position up to which the changes are known (held, or in the log)."""
+        return self.read_seq
+
     def _older_changes(self, start: int, end: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         log = DecisionLog(self.data_dir, writer=False)
         try:
-            for seq, decisions in log.read(start, end):
+            for seq, decisions in log.read(start, end, raw=True):
                 yield seq, changes_of(seq, decisions)
         finally:
             log.close()
@@ -414,6 +435,9 @@ class KafkaFollower(Follower):
         super().stop(timeout)
         if self._consumer is not None:
             self._consumer.close()
+
+    def read_end(self) -> int:
+        return self.views.seq
 
     def _older_changes(self, start: int, end: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         raise LookupError(f"changes before log position {self.recent[0][0] if self.recent else end} are no longer "

@@ -740,7 +740,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
         try:
             seq = args.from_seq
             while True:
-                for s_, entry in log.read(seq):
+                for s_, entry in log.read(seq, raw=True):  # (every entry as written: a restatement's too)
                     for c in changes_of(s_, entry):
                         out.write(orjson.dumps(c) + b"\n")
                     seq = s_ + 1

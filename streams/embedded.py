@@ -21,13 +21,13 @@ from typing import Any, BinaryIO, Callable, Iterable, Optional
 import orjson
 
 from projections.customer import CustomerViews, ProjectionConfig
-from resolver import epochs
+from resolver import epochs, restate
 from resolver.config import ResolverConfig
 from resolver.decisions import erasure_of, record_of
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.commands import command_of, decide
 from streams.inputs import InputStream, as_input, open_input
-from streams.log import DecisionLog, load_checkpoint, save_checkpoint
+from streams.log import CHECKPOINTS, DecisionLog, load_checkpoint, save_checkpoint
 from streams.sealing import erasure_subjects, is_erased
 from streams.ordering import read_in_order
 from streams.pipeline import MAX_RECORD_BYTES  # noqa: F401  (its home was here: kept importable)
@@ -72,6 +72,8 @@ class IngestReport:
     # accepted events older than an event decided before them (in an earlier run, or listed before them
     # with --file-order): decided on what was known then, not in time order (README: sequence neutrality)
     late: int = 0
+    # of which, decided again in time order with what came after them (the log restated from their place)
+    restated: int = 0
     seconds: float = 0.0
     # reason category -> lines of this input rejected for it (new, kept before and internal errors alike)
     rejected_reasons: dict[str, int] = field(default_factory=dict)
@@ -91,9 +93,13 @@ class IngestReport:
         """One line for a person when some events came later than newer ones (None if none did)."""
         if not self.late:
             return None
-        return (f"{self.late:,} event{'s' if self.late != 1 else ''} older than events decided before "
-                f"{'them' if self.late != 1 else 'it'}: decided as they came, not in time order; to decide a "
-                f"history in time order, ingest all of it in one command")
+        many = self.late != 1
+        if self.restated:
+            return (f"{self.late:,} event{'s' if many else ''} older than events decided before {'them' if many else 'it'}: "
+                    f"the log was decided again from the earliest of them, in time order (the same customers as "
+                    f"if they had come in time)")
+        return (f"{self.late:,} event{'s' if many else ''} older than events decided before "
+                f"{'them' if many else 'it'}: decided as they came, not in time order (--order file)")
 
     def rejection_summary(self, top: int = 5) -> Optional[str]:
         """One line for a person: how many lines were rejected and the commonest reasons (None if none)."""
@@ -161,6 +167,7 @@ class EmbeddedEngine:
         try:
             self._load(use_checkpoint)
             if writer:
+                self._finish_restatements()
                 self._finish_erasures()
         except BaseException:
             self.log.close()
@@ -174,6 +181,8 @@ class EmbeddedEngine:
     def _load(self, use_checkpoint: bool, progress: Optional[Callable[[int], None]] = None) -> None:
         loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=(ResolverState, CustomerViews),
                                  recount=None if self.writer else self._recount) if use_checkpoint else None
+        if loaded is not None and self.log.restated_since(loaded[0]):
+            loaded = None  # (it holds entries a restatement since superseded)
         if loaded is not None:
             seq, (rstate, views) = loaded
             self.resolver = Resolver(self.config, rstate)
@@ -190,13 +199,13 @@ class EmbeddedEngine:
         self.log.refresh()
         return len(self.log)
 
-    def fold(self, start: int, progress: Optional[Callable[[int], None]] = None) -> int:
-        """Applies log entries from ``start`` to the resolver state and the views."""
+    def fold(self, start: int, progress: Optional[Callable[[int], None]] = None, end: Optional[int] = None) -> int:
+        """Applies log entries from ``start`` (up to ``end``) to the resolver state and the views."""
         n = 0
         apply_all = self.resolver.apply_all
         apply_entry = self.views.apply_entry
         with bulk_work():
-            for seq, decisions in self.log.read(start):
+            for seq, decisions in self.log.read(start, end):
                 apply_all(decisions)
                 apply_entry(seq, decisions)
                 n += 1
@@ -209,14 +218,16 @@ class EmbeddedEngine:
         self._fresh()
         return self.fold(0, progress)
 
-    def checkpoint(self, force: bool = False) -> None:
+    def checkpoint(self, force: bool = False, previous: str = "keep") -> None:
         """Caches the folded state, unless the log has grown too little since the last cache to matter
         (folding a short tail on the next start is cheaper than rewriting the whole state)."""
         if not self.writer:
             return
         if not force and len(self.log) - self.checkpoint_seq < CHECKPOINT_EVERY:
             return
-        save_checkpoint(self.data_dir, len(self.log), self.fingerprint, (self.resolver.state, self.views))
+        if previous == "keep" and self.log.restated_since(self.checkpoint_seq):
+            previous = "leave"  # (the one replaced holds entries a restatement superseded)
+        save_checkpoint(self.data_dir, len(self.log), self.fingerprint, (self.resolver.state, self.views), previous)
         self.checkpoint_seq = len(self.log)
 
     def close(self) -> None:
@@ -290,6 +301,12 @@ class EmbeddedEngine:
             if sharded is not None:
                 sharded.close()
         run.commit()
+        if run.earliest_late is not None and self.order == "time":
+            # events older than ones decided before (an earlier run's): the log is decided again from their place
+            late = sum(r.late for r in reports)
+            self.restate(run.earliest_late, late)
+            for report in reports:
+                report.restated = late
         for meter, report, (fh, _, _) in zip(meters, reports, inputs):
             meter.report(final=True)
             if self.order == "time":
@@ -376,7 +393,82 @@ class EmbeddedEngine:
         too: the one before held them readable)."""
         self.log.shred([s for d in erased for s in erasure_subjects(d)])
         self.rebuild()
-        self.checkpoint(force=True)
+        self.checkpoint(force=True, previous="remove")  # (the ones before held what was erased readable)
+
+    # ------------------------------------------------------------------------------------ late events
+    def restate(self, key: tuple[str, int, str], late_events: int,
+                progress: Optional[Callable[[int], None]] = None) -> Optional[dict[str, Any]]:
+        """Late events were decided (``key``: the canonical key of the earliest): decide the log again from
+        the place of the earliest (``resolver.restate``). Returns the ``log_restated`` decision (None when
+        nothing after it was decided)."""
+        start = self.views.restate_from(key)
+        return None if start is None else self._restate(start, late_events, progress)
+
+    def _restate(self, start: int, late_events: int, progress: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
+        from streams.restating import Restatement
+
+        work = Restatement(start, late_events, spool_dir=self.data_dir)
+        try:
+            work.take(entry for _, entry in self.log.read(start))
+            work.note(self.resolver.state)
+            self.resolver = self.views = None  # type: ignore[assignment]  (one state in memory at a time)
+            self._rewind(start, progress)
+            now = utc_iso(datetime.now(timezone.utc))
+            begun = work.begun(self.resolver.state, len(self.log), now)
+            self.log.append([[begun]])
+            resolver = self.resolver
+            pending: list[list[dict[str, Any]]] = []
+            for decisions in work.decide(lambda rec: redo(resolver, rec)):
+                pending.append(decisions)
+                if len(pending) >= self.batch_size:
+                    self.commit(pending)
+                    if progress is not None:
+                        progress(len(pending))
+                    pending = []
+            done = work.done(resolver.state, now)
+            resolver.apply(done)
+            pending.append([done])
+            self.commit(pending)
+        finally:
+            work.close()
+        # the checkpoint stays true if it is from before the restatement's first entry; else a new one
+        self.checkpoint(force=self.log.restated_since(self.checkpoint_seq))
+        return done
+
+    def _rewind(self, seq: int, progress: Optional[Callable[[int], None]] = None) -> None:
+        """The resolver state and the views as the log's entries before ``seq`` make them: from the latest
+        checkpoint taken at or before ``seq`` that no restatement made untrue, else from the start."""
+        loaded = None
+        for name in CHECKPOINTS:
+            loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log),
+                                     state_types=(ResolverState, CustomerViews), name=name)
+            if loaded is not None and loaded[0] <= seq and not self.log.restated_since(loaded[0]):
+                break
+            loaded = None
+        if loaded is not None:
+            at, (rstate, views) = loaded
+            self.resolver = Resolver(self.config, rstate)
+            views.config = self.projection_config
+            self.views = views
+        else:
+            self._fresh()
+            at = 0
+        self.fold(at, progress, end=seq)
+
+    def _finish_restatements(self) -> None:
+        """A restatement begun and not completed (the writer stopped in between): close it, and restate again."""
+        from streams.restating import abandoned
+
+        markers = self.log.restatements()
+        ended = {m["restate_id"] for m in markers.values() if m["type"] != "log_restate_begun"}
+        open_ = [(at, m) for at, m in sorted(markers.items()) if m["type"] == "log_restate_begun"
+                 and m["restate_id"] not in ended]
+        for at, m in open_:
+            begun = next(entry for _, entry in self.log.read(at, at + 1, raw=True))[0]
+            closing = abandoned(self.resolver.state, begun, at, (e for _, e in self.log.read(at + 1, raw=True)),
+                                utc_iso(datetime.now(timezone.utc)))
+            self.log.append([[closing]])
+            self._restate(begun["from_seq"], begun["late_events"])
 
     def _finish_erasures(self) -> None:
         """An erasure logged whose keys were not all shredded (the writer stopped in between): shred them now."""
@@ -488,6 +580,9 @@ def redo(resolver: Resolver, rec: dict[str, Any]) -> list[dict[str, Any]]:
     from schemas.channel import ChannelEvent
 
     t = rec["type"]
+    if t == "log_restated":  # (an end of a restatement: as recorded)
+        resolver.apply(rec)
+        return [rec]
     if t == "event_rejected":
         return resolver.reject(rec["key"], rec["source"], rec["reason"], rec["raw"], rec.get("event_id"),
                                rec.get("detail"))
@@ -500,10 +595,21 @@ def redo(resolver: Resolver, rec: dict[str, Any]) -> list[dict[str, Any]]:
             identifiers[id_type] = v
     for ign in rec.get("ignored", ()):
         identifiers.setdefault(ign["type"], ign["raw"])
+    for written in rec.get("read", ()):  # (read through a learned format: read again as written)
+        identifiers[written["type"]] = written["raw"]
     event = ChannelEvent(event_id=rec["event_id"], occurred_at=rec["occurred_at"], channel=rec["channel"],
                          event_type=rec["event_type"], identifiers=identifiers, attributes=rec.get("attributes", {}),
                          payload=rec.get("payload", {}))
     return resolver.decide(event, rec.get("source"), rec.get("digest"))
+
+
+def latest_key(views: CustomerViews) -> restate.Key:
+    """The canonical key of the newest event the views hold (``restate.BEFORE_ALL`` when none)."""
+    at = max(views.ev_at, default=None)
+    if at is None:
+        return restate.BEFORE_ALL
+    return max(restate.event_key(at, views.ev_id[i]) for i in range(len(views.ev_at) - 1, -1, -1)
+               if views.ev_at[i] == at)
 
 
 class _Run:
@@ -516,7 +622,8 @@ class _Run:
         self.reports = reports
         self.pipeline = RecordPipeline(engine.resolver)
         self.pending: list[list[dict[str, Any]]] = []
-        self.latest = max(engine.views.ev_at, default="")  # the newest event decided so far (fixed-width UTC)
+        self.latest = latest_key(engine.views)  # the canonical key of the newest event decided so far
+        self.earliest_late: Optional[restate.Key] = None  # of the events decided after a later one
 
     def source(self, i: int, position: int) -> dict[str, Any]:
         return {"name": self.inputs[i][1], "position": position}
@@ -551,11 +658,14 @@ class _Run:
     def accepted(self, report: IngestReport, decisions: list[dict[str, Any]]) -> None:
         report.accepted += 1
         self.pending.append(decisions)
-        at = record_of(decisions)["occurred_at"]  # (fixed-width UTC: string order is time order)
-        if at < self.latest:
+        rec = record_of(decisions)
+        key = restate.event_key(rec["occurred_at"], rec["event_id"])
+        if key < self.latest:
             report.late += 1
+            if self.earliest_late is None or key < self.earliest_late:
+                self.earliest_late = key
         else:
-            self.latest = at
+            self.latest = key
 
     def keep(self, report: IngestReport, outcome: Any, i: int, position: int, raw: bytes) -> list[dict[str, Any]]:
         """The decisions that keep a rejected record (empty if it was kept on an earlier run)."""

@@ -5,6 +5,7 @@ Layout of ``DATA_DIR``::
     log/00000000000000000000.jsonl   one entry per line: {"seq": N, "v": 3, "decisions": [...], "crc": "..."}
     log/00000000000001000000.jsonl   a new segment every ``segment_entries`` entries
     checkpoint.pickle                a cache of the folded state at some seq (never the truth), with a checksum
+    checkpoint.prev.pickle           the one before it (where a restatement of late events starts from)
     keys.sqlite                      the keys personal data in the log is sealed under (``streams.keys``)
     LOCK                             the number of entries written (a log found shorter has lost entries)
 
@@ -38,6 +39,7 @@ from crc32c import crc32c
 
 from projections.storage import file_mode, private_file, remove_debris
 from resolver.errors import IdresError
+from resolver.restate import MARKER_TYPES
 from schemas.decisions import DECISION_SCHEMA_VERSION
 from streams.keys import SqliteKeyStore
 from streams.sealing import SealError, Sealer
@@ -92,9 +94,13 @@ class DecisionLog:
         self._length = 0
         self._tail_end = 0  # bytes of the last segment counted: the end of its last complete line
         self._hint: Optional[tuple[int, int, int]] = None  # (seq, segment, byte offset where that entry starts)
+        self._markers: dict[int, dict[str, Any]] = {}  # seq -> a restatement's marker (``resolver.restate``)
+        self._skips: list[tuple[int, int]] = []
         if self._segments:
             last = self._segments[-1]
             self._length = last + self._count_and_repair(self.log_dir / _segment_name(last), repair=writer)
+            for seg in self._segments[:-1]:
+                self._scan_markers((self.log_dir / _segment_name(seg)).read_bytes())
         if recorded > self._length:
             raise LogError(f"the decision log in {self.dir} has {self._length:,} entries but {recorded:,} were written "
                            f"to it (as {self.dir / 'LOCK'} records): entries are missing{RESTORE}")
@@ -157,7 +163,35 @@ class DecisionLog:
                     os.fsync(fh.fileno())
             data = data[:end]
         self._tail_end = end
+        self._scan_markers(data)
         return data.count(b"\n")
+
+    def _scan_markers(self, data: bytes) -> None:
+        """Notes the restatement markers among complete log lines ``data`` (a byte search: they are rare)."""
+        at = data.find(_MARKER)
+        while at >= 0:
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            if end < 0:
+                break
+            try:
+                entry = orjson.loads(data[start:end])
+                first = entry["decisions"][0]
+                if first["type"] in MARKER_TYPES:
+                    self._markers[entry["seq"]] = _marker_fields(first)
+            except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+                pass  # (a damaged line: reading it says so)
+            at = data.find(_MARKER, end)
+        self._skips = skipped(self._markers)
+
+    def restatements(self) -> dict[int, dict[str, Any]]:
+        """The restatement markers in the log: seq -> its type, ``restate_id``, ``from_seq`` / ``begun_seq``."""
+        return dict(self._markers)
+
+    def restated_since(self, seq: int) -> bool:
+        """Whether a restatement completed at or after ``seq`` supersedes entries before it (a state folded up
+        to ``seq`` holds entries no longer read)."""
+        return any(m["type"] == "log_restated" and at >= seq and m["from_seq"] < seq for at, m in self._markers.items())
 
     def refresh(self) -> int:
         """Takes in the entries another process appended since this log was opened (or last refreshed).
@@ -188,6 +222,7 @@ class DecisionLog:
             data = fh.read()
         end = data.rfind(b"\n") + 1
         added = data.count(b"\n", 0, end)
+        self._scan_markers(data[:end])
         length = (before + added) if last == known_last else (last + added)
         if length < before:
             raise LogError(f"the decision log in {self.dir} is shorter than before; restart to read it again")
@@ -211,7 +246,7 @@ class DecisionLog:
         sealed = [self.sealer.seal_entry(decisions) for decisions in batches]
         self.sealer.flush()  # (the keys are durable before anything sealed under them is)
         out = []
-        seq = self._length
+        first = seq = self._length
         for decisions in sealed:
             if seq % self.segment_entries == 0 or self._fh is None:
                 self._write(out)
@@ -224,6 +259,11 @@ class DecisionLog:
         os.fsync(self._fh.fileno())
         self._length = seq
         self._record()
+        marked = [(first + i, d[0]) for i, d in enumerate(batches) if d and d[0]["type"] in MARKER_TYPES]
+        if marked:
+            for at, d in marked:
+                self._markers[at] = _marker_fields(d)
+            self._skips = skipped(self._markers)
         return seq
 
     def _open_segment(self, seq: int) -> None:
@@ -254,8 +294,35 @@ class DecisionLog:
         if lines and self._fh is not None:
             self._fh.write(b"".join(lines))
 
-    def read(self, start: int = 0, end: Optional[int] = None) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-        """Entries ``(seq, decisions)`` from ``start`` up to the length at call time."""
+    def read(self, start: int = 0, end: Optional[int] = None, *,
+             raw: bool = False) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """Entries ``(seq, decisions)`` from ``start`` up to the length at call time: the log as it reads now,
+        without what a restatement superseded or has not yet completed (``resolver.restate``), unless ``raw``
+        (every entry, as written: what the changelog is made of)."""
+        if raw or not self._skips:
+            return self._read(start, end)
+        return self._effective(start, end)
+
+    def skipped(self, seq: int) -> bool:
+        """Whether entry ``seq`` is one a reader skips (``read``): superseded, or of a restatement not complete."""
+        for a, b in self._skips:
+            if a <= seq < b:
+                return True
+            if a > seq:
+                break
+        return False
+
+    def _effective(self, start: int, end: Optional[int]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        skips = self._skips
+        i = 0
+        for seq, decisions in self._read(start, end):
+            while i < len(skips) and skips[i][1] <= seq:
+                i += 1
+            if i < len(skips) and skips[i][0] <= seq:
+                continue
+            yield seq, decisions
+
+    def _read(self, start: int, end: Optional[int]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         expected = start
         chunk: list[tuple[int, str, bytes]] = []
         for item in self._lines(start, end):
@@ -347,6 +414,35 @@ class DecisionLog:
         self.close()
 
 
+def skipped(markers: dict[int, dict[str, Any]]) -> list[tuple[int, int]]:
+    """The ranges ``[start, end)`` of entries a reader skips, from the restatement markers (``resolver.restate``):
+    a completed one's superseded entries and its begun marker, an abandoned one's entries and markers, and
+    everything from the begun marker of one in progress."""
+    begun: dict[str, tuple[int, int]] = {}
+    ranges = []
+    for seq in sorted(markers):
+        m = markers[seq]
+        if m["type"] == "log_restate_begun":
+            begun[m["restate_id"]] = (seq, m["from_seq"])
+        elif m["restate_id"] in begun:
+            at, start = begun.pop(m["restate_id"])
+            ranges.append((start, at + 1) if m["type"] == "log_restated" else (at, seq + 1))
+    ranges.extend((at, 1 << 62) for at, _ in begun.values())
+    ranges.sort()
+    merged: list[tuple[int, int]] = []
+    for a, b in ranges:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _marker_fields(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: d[k] for k in ("type", "restate_id", "from_seq", "begun_seq") if k in d}
+
+
+_MARKER = b'"type":"log_restate'
 RESTORE = ": restore the data directory from a backup, or re-ingest the input into a new one"
 # temporary files of killed runs: ``.checkpoint.pickle.<pid>.tmp`` and the like
 _DEBRIS = re.compile(r"\..+\.(?P<pid>\d+)\.tmp")
@@ -419,10 +515,16 @@ class _Summing:
         return self.fh.write(data)
 
 
-def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any) -> None:
+CHECKPOINTS = ("checkpoint.pickle", "checkpoint.prev.pickle")  # the latest, and the one before it
+
+
+def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, previous: str = "keep") -> None:
     """Streams the state to a temporary file with a checksum trailer and renames it into place (no copy
-    of it in memory)."""
-    path = Path(data_dir) / "checkpoint.pickle"
+    of it in memory). ``previous``: ``keep`` the one it replaces as the previous (a restatement,
+    ``resolver.restate``, starts from the latest checkpoint older than its first entry), ``leave`` the previous
+    as it is (the one replaced is no longer true), or ``remove`` it (it holds what an erasure erased)."""
+    path = Path(data_dir) / CHECKPOINTS[0]
+    before = path.with_name(CHECKPOINTS[1])
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with private_file(tmp, "wb", buffering=1 << 20) as fh:
         summing = _Summing(fh)
@@ -431,18 +533,22 @@ def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any) -> N
         fh.write(_TRAILER + b"%08x" % summing.crc)
         fh.flush()
         os.fsync(fh.fileno())
+    if previous == "keep" and path.exists():
+        os.replace(path, before)
+    elif previous == "remove":
+        before.unlink(missing_ok=True)
     os.replace(tmp, path)
 
 
 def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int, *,
                     recount: Optional[Callable[[], int]] = None,
-                    state_types: Optional[tuple[type, ...]] = None) -> Optional[tuple[int, Any]]:
+                    state_types: Optional[tuple[type, ...]] = None, name: str = CHECKPOINTS[0]) -> Optional[tuple[int, Any]]:
     """The cached state if it is usable (intact, same format and rules), else None, saying why when it
     is damaged. Raises ``LogError`` when it was taken at a later entry than the log has: the log lost
     entries. ``recount``: for a reader, the log's length counted again (a writer may have appended and
     saved the checkpoint since the log was opened). ``state_types``: the state must be a tuple of
-    instances of these, in order."""
-    path = Path(data_dir) / "checkpoint.pickle"
+    instances of these, in order. ``name``: which of ``CHECKPOINTS``."""
+    path = Path(data_dir) / name
     try:
         fh = open(path, "rb")
     except FileNotFoundError:

@@ -83,6 +83,7 @@ NODE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "link_refused": (("node",), ("others",)), "events_attributed": (("node", "via"), ()),
     "probable_link": (("node", "other"), ()), "possible_match": (("node", "other"), ()),
     "connection_banned": ((), ("nodes", "others")),
+    "log_restate_begun": ((), ("nodes",)), "log_restate_abandoned": ((), ("nodes",)),
 }
 
 
@@ -239,7 +240,7 @@ class Sealer:
         if "attributed" in d:
             a = d["attributed"]
             out["attributed"] = {**a, "node": self.node(a["node"]), "via": self.node(a["via"])}
-        fields = {k: out.pop(k) for k in ("attributes", "payload", "ignored") if k in out}
+        fields = {k: out.pop(k) for k in ("attributes", "payload", "ignored", "read") if k in out}
         if fields:
             out["sealed"] = self.content(event_subject(d["event_id"]), fields, new=True)
         return out

@@ -102,13 +102,13 @@ def dataset(tmp_path_factory):
     jane = {"first_name": "Jane", "last_name": "Zebedee", "postcode": "SW1A 1AA"}
     extra = root / "jane.jsonl"
     extra.write_text("".join(json.dumps(x) + "\n" for x in [
-        {"event_id": "jane-web", "occurred_at": "2025-06-01T00:00:00Z", "channel": "web", "event_type": "signup",
+        {"event_id": "jane-web", "occurred_at": "2031-06-01T00:00:00Z", "channel": "web", "event_type": "signup",
          "identifiers": {"email": "jane.zebedee@example.co.uk"},
          "attributes": {**jane, "date_of_birth": "1985-03-07"}},
-        {"event_id": "jane-call", "occurred_at": "2025-06-02T00:00:00Z", "channel": "call_center",
+        {"event_id": "jane-call", "occurred_at": "2031-06-02T00:00:00Z", "channel": "call_center",
          "event_type": "call", "identifiers": {"phone": "+44 7700 900123"},
          "attributes": {**jane, "first_name": "Jayne", "date_of_birth": "1985-03-07"}},
-        {"event_id": "jane-store", "occurred_at": "2025-06-03T00:00:00Z", "channel": "store",
+        {"event_id": "jane-store", "occurred_at": "2031-06-03T00:00:00Z", "channel": "store",
          "event_type": "purchase", "attributes": jane},
     ]))
     with EmbeddedEngine(data) as engine:

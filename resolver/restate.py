@@ -1,0 +1,145 @@
+"""Late events: the decisions after an event's place in the canonical order, decided again with it.
+
+Events are decided in one canonical order, a function of the events alone (``order``): by ``occurred_at``,
+then a checksum of the event ID, then the ID. An event that comes after later ones were decided (a file
+of older history ingested after newer events, a stream's straggler) is decided at once on what is known,
+and then the log is *restated* from its place: the decisions of every entry after it (up to the last
+person's command, an explicit ordering kept where it was given) are decided again, in canonical order,
+on the state as it stood before them. The resulting decisions are the ones the whole set of events in
+canonical order gives, so the clusters and their IDs are those of any other order.
+
+A restatement is three kinds of decision, each an entry of its own in the log:
+
+- ``log_restate_begun``: from which entry on the log is decided again, and, for each identifier the
+  superseded entries touched whose profile was then another, the profile it had before them (``nodes``
+  and ``owners``: a changelog consumer applies it to undo what the superseded entries told it);
+- the entries decided again, in canonical order, as any entries;
+- ``log_restated``: the restatement is complete. The entries from ``from_seq`` up to the begun marker are
+  superseded (readers skip them), and the entries after the marker take their place. ``aliases``: profile
+  IDs that were live and are no longer, each resolvable to the profile that holds its identifiers now.
+
+A restatement cut short (the process stopped before ``log_restated``) is closed by the next writer with
+``log_restate_abandoned`` (its entries are skipped; ``nodes`` / ``owners`` undo what they told a
+changelog consumer) and started again.
+
+This module holds what is pure: the canonical key of a logged entry, what entries touch, the owners of
+identifiers, and the aliases a restatement leaves. The driver reads and writes the log
+(``streams.restating``).
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, Iterable, Optional
+
+from resolver.ids import short_hash
+from resolver.state import ResolverState
+
+# a person's commands: explicit orderings, never decided again by a restatement (it starts after them)
+BARRIER_TYPES = frozenset(("review_decided", "connection_banned", "ban_lifted", "customer_erased"))
+MARKER_TYPES = frozenset(("log_restate_begun", "log_restated", "log_restate_abandoned"))
+
+Key = tuple[str, int, str]
+BEFORE_ALL: Key = ("", -1, "")  # the key of a record with no time (a rejected record): before every event
+
+
+def event_key(occurred_at: str, event_id: str) -> Key:
+    """The canonical position of an event: its time (the engine's fixed-width UTC text, whose string order
+    is time order), a checksum of its ID (ties broken by content, never by arrival), then the ID."""
+    return (occurred_at, zlib.crc32(event_id.encode("utf-8", "replace")), event_id)
+
+
+def key_of(record: dict[str, Any]) -> Key:
+    """The canonical position of a logged entry's record (``decisions.record_of``)."""
+    if record["type"] == "interaction_recorded":
+        return event_key(record["occurred_at"], record["event_id"])
+    return BEFORE_ALL
+
+
+def restate_id(from_seq: int, begun_seq: int) -> str:
+    return "r_" + short_hash(f"{from_seq}:{begun_seq}")
+
+
+def touched(entries: Iterable[list[dict[str, Any]]]) -> tuple[set[str], set[str]]:
+    """The node keys and the profile IDs that ``entries``' decisions name."""
+    nodes: set[str] = set()
+    profiles: set[str] = set()
+    for entry in entries:
+        for d in entry:
+            for f in ("node", "other", "via"):
+                v = d.get(f)
+                if isinstance(v, str):
+                    nodes.add(v)
+            for f in ("nodes", "others"):
+                v = d.get(f)
+                if isinstance(v, list):
+                    nodes.update(x for x in v if isinstance(x, str))
+            for part in d.get("parts", ()):
+                nodes.update(part["nodes"])
+                profiles.add(part["profile_id"])
+            for f in ("profile_id", "survivor_id", "new_profile_id"):
+                v = d.get(f)
+                if isinstance(v, str):
+                    profiles.add(v)
+            for v in d.get("absorbed_ids", ()):
+                profiles.add(v)
+            for pair in d.get("aliases", ()):
+                profiles.update(pair)
+    return nodes, profiles
+
+
+def scope(st: ResolverState, nodes: set[str], profiles: set[str]) -> set[str]:
+    """``nodes`` and every identifier of the live profiles ``profiles`` resolve to in ``st``."""
+    out = set(nodes)
+    keys = st.node_keys
+    for pid in profiles:
+        prof = st.profiles.get(st.resolve_alias(pid))
+        if prof is not None:
+            out.update(keys[n] for n in prof.nodes)
+    return out
+
+
+def owners(st: ResolverState, nodes: Iterable[str]) -> dict[str, Optional[str]]:
+    """The profile holding each of ``nodes`` in ``st`` (None: unknown, or in no profile)."""
+    index, holder = st.node_index, st.node_profile
+    out: dict[str, Optional[str]] = {}
+    for key in nodes:
+        idx = index.get(key)
+        out[key] = holder[idx] if idx is not None else None
+    return out
+
+
+def changed(before: dict[str, Optional[str]], after: dict[str, Optional[str]]) -> tuple[list[str], list[Optional[str]]]:
+    """The nodes whose owner differs from ``before`` to ``after`` (over ``before``'s nodes), sorted, with
+    their owners in ``after``: the ``nodes`` and ``owners`` of a marker."""
+    keys = sorted(k for k, pid in before.items() if after.get(k) != pid)
+    return keys, [after.get(k) for k in keys]
+
+
+def first_nodes(st: ResolverState, profiles: Iterable[str]) -> dict[str, list[str]]:
+    """The identifiers, sorted, of each of ``profiles`` live in ``st``: what ``aliases`` needs of the state
+    before a restatement (so that it need not be kept)."""
+    keys = st.node_keys
+    out = {}
+    for pid in profiles:
+        prof = st.profiles.get(pid)
+        if prof is not None:
+            out[pid] = sorted(keys[n] for n in prof.nodes)
+    return out
+
+
+def aliases(before: dict[str, list[str]], new: ResolverState) -> list[list[str]]:
+    """``[old ID, new ID]`` for each profile of ``before`` (``first_nodes`` of the state before a restatement)
+    that is neither live nor an alias in ``new``: the profile of ``new`` holding the first of its identifiers
+    that one holds."""
+    out = []
+    for pid in sorted(before):
+        if pid in new.profiles or pid in new.aliases:
+            continue
+        for key in before[pid]:
+            idx = new.node_index.get(key)
+            home = new.node_profile[idx] if idx is not None else None
+            if home is not None:
+                out.append([pid, home])
+                break
+    return out
