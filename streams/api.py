@@ -360,22 +360,27 @@ class KafkaFollower(Follower):
         super().__init__(Path("."), config, projection_config, **kwargs)
         self.settings = settings
         self.next_offset = 0
+        self.restating = False  # inside a restatement of the log: its entries are folded once it completes
         self._consumer: Any = None
 
     def load(self) -> None:
-        from streams.stream_app import fold_decision_log
+        from streams.stream_app import LogScan, fold_decision_log
 
         views = CustomerViews(self.projection_config)
         recent = self.recent
         held: collections.deque = collections.deque(maxlen=recent.maxlen)
+        scan = LogScan(self.settings)
         self.next_offset, entries = fold_decision_log(
-            self.settings, views=views, on_entry=lambda seq, entry: held.append((seq, changes_of(seq, entry))))
+            self.settings, views=views, on_entry=lambda seq, entry: held.append((seq, changes_of(seq, entry))),
+            scan=scan)
         self.applied = entries
         gc.freeze()
         with self.lock:
             self.views = views
             self.recent = held
-            self.log_length = views.seq
+            self.read_seq = entries
+            self.restating = bool(scan.open_restatements())
+            self.log_length = entries
 
     def poll(self) -> int:
         from kafka import KafkaConsumer, TopicPartition
@@ -407,11 +412,24 @@ class KafkaFollower(Follower):
                     self._consumer.seek(tp, self.next_offset)
                     return n + len(entries)
                 views = self.views
+                restated = False
                 with self.lock:
                     for entry in entries:
-                        self.recent.append((views.seq, changes_of(views.seq, entry)))
-                        views.apply_entry(views.seq, entry)
+                        seq = self.read_seq
+                        self.recent.append((seq, changes_of(seq, entry)))
+                        kind = entry[0]["type"] if entry else None
+                        if kind == "log_restate_begun":
+                            self.restating = True  # (what follows is folded once the restatement completes)
+                        elif kind in ("log_restated", "log_restate_abandoned"):
+                            self.restating, restated = False, True
+                        elif not self.restating:
+                            views.apply_entry(seq, entry)
+                        self.read_seq = seq + 1
                 self.next_offset = record.offset + 1
+                if restated:  # (the views are folded again as the log reads now)
+                    self.load()
+                    self._consumer.seek(tp, self.next_offset)
+                    return n + len(entries)
                 self.applied += len(entries)
                 n += len(entries)
         # how far behind, in messages: the topic's end, from the last fetch's high-water mark and from asking
@@ -427,7 +445,7 @@ class KafkaFollower(Follower):
         behind = max(0, end - self.next_offset) if end is not None else 0
         self.lag_messages = behind
         per_message = self.applied / self.next_offset if self.next_offset else 1.0
-        self.log_length = self.views.seq + round(behind * max(per_message, 1.0))
+        self.log_length = self.read_seq + round(behind * max(per_message, 1.0))
         gc.freeze()
         return n
 
@@ -437,7 +455,7 @@ class KafkaFollower(Follower):
             self._consumer.close()
 
     def read_end(self) -> int:
-        return self.views.seq
+        return self.read_seq
 
     def _older_changes(self, start: int, end: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         raise LookupError(f"changes before log position {self.recent[0][0] if self.recent else end} are no longer "

@@ -29,6 +29,7 @@ import orjson
 from resolver.config import ResolverConfig
 from resolver.decisions import record_of
 from resolver.engine import Resolver
+from resolver.restate import MARKER_TYPES
 from resolver.state import ResolverState
 from streams.kafka_io import KafkaIOError, KafkaSettings
 from streams.shards import ShardWorker, Verdict
@@ -69,6 +70,7 @@ class ShardReplica:
         self.begun: list[dict[str, Any]] = []  # applied, not yet read back from the log
         self.own: dict[str, list[dict[str, Any]]] = {}  # event ID -> the entry decided here, not yet read back
         self.rebuilds = 0
+        self.restated = False
 
     def _rebuild(self) -> None:
         from streams.stream_app import fold_decision_log
@@ -108,6 +110,12 @@ class ShardReplica:
                     stalled = time.monotonic() + max(self.settings.timeout, 5) * 4
                 if time.monotonic() > stalled:
                     raise KafkaIOError(f"reading {tp.topic} stalled at offset {self.position} (wanted {offset})")
+        if self.restated:  # the log was restated (``resolver.restate``): the copy is folded as it reads now
+            self.restated = False
+            self._rebuild()
+            if self.position < offset:
+                self._read_to(offset)
+            return
         if (self.begun or self.own) and offset > self.ledger_offset:
             # the log went on past the window without what this copy decided for it: it was decided anew
             self._rebuild()
@@ -116,6 +124,9 @@ class ShardReplica:
 
     def _apply(self, entry: list[dict[str, Any]]) -> None:
         assert self.resolver is not None
+        if entry and entry[0]["type"] in MARKER_TYPES:
+            self.restated = True  # (a restatement: this copy is rebuilt once the offset is reached)
+            return
         if self.begun and entry[:len(self.begun)] == self.begun:
             entry = entry[len(self.begun):]
             self.begun = []

@@ -54,7 +54,6 @@ class Restatement:
             self.offsets.append(self.size)
             self.spool.write(blob)
             self.size += len(blob)
-        self.spool.flush()
 
     def note(self, st: ResolverState) -> None:
         """What the entries touch and who held it in ``st``, the state they were decided on (which the caller
@@ -79,6 +78,7 @@ class Restatement:
         """The records of the entries, in canonical order."""
         if not self.keys:
             return
+        self.spool.flush()
         order = sorted(range(len(self.keys)), key=self.keys.__getitem__)
         ends = self.offsets[1:] + array("q", [self.size])
         with mmap.mmap(self.spool.fileno(), 0, access=mmap.ACCESS_READ) as mapped:

@@ -31,6 +31,7 @@ import asyncio
 import logging
 import re
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -40,7 +41,7 @@ import orjson
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
 from resolver.decisions import erasure_of
-from resolver.engine import Resolver, ResolverState
+from resolver.engine import Resolver, ResolverState, utc_iso
 from resolver.errors import ReviewError
 from schemas.channel import KNOWN_CHANNELS, UNDECODABLE_BATCH
 from streams import kafka_batches
@@ -224,20 +225,91 @@ def wait_shredded(settings: KafkaSettings, value: bytes, wait: float = 120.0) ->
         time.sleep(0.2)
 
 
+class LogScan:
+    """What one pass over the decision-log topic finds without folding it (no key is read): the restatement
+    markers (``resolver.restate``) with their positions, the entries a reader skips, the entries, the last
+    person's command, the canonical key of the newest event, and the first entry after the last person's
+    command holding an event later than ``after`` (where a restatement for a late event of that key starts)."""
+
+    def __init__(self, settings: KafkaSettings, after: Optional[Any] = None):
+        from resolver.decisions import RECORD_TYPES
+        from resolver.restate import BARRIER_TYPES, MARKER_TYPES, event_key
+        from streams.log import skipped
+
+        self.markers: dict[int, dict[str, Any]] = {}
+        self.entries = 0
+        self.barrier = -1
+        later: list[int] = []  # entries after the last person's command holding an event later than ``after``
+        self.newest: Optional[Any] = None
+
+        def take(record: Any) -> None:
+            message = orjson.loads(record.value)
+            check_version(message.get("v", 1), "message")
+            for entry in message["entries"]:
+                seq = self.entries
+                self.entries += 1
+                if not entry:
+                    continue
+                first = entry[0]
+                if first["type"] in MARKER_TYPES:
+                    self.markers[seq] = {k: first[k] for k in ("type", "restate_id", "from_seq", "begun_seq")
+                                         if k in first}
+                    continue
+                rec = next((d for d in reversed(entry) if d["type"] in RECORD_TYPES), None)
+                if rec is None:
+                    continue
+                if rec["type"] in BARRIER_TYPES:
+                    self.barrier = seq
+                    later.clear()
+                elif rec["type"] == "interaction_recorded":
+                    key = event_key(rec["occurred_at"], rec["event_id"])
+                    # (every event an entry skipped holds is held by one read too: the newest of all is the one)
+                    if self.newest is None or key > self.newest:
+                        self.newest = key
+                    if after is not None and key > after:
+                        later.append(seq)
+
+        read_to_end(settings, settings.topics.decisions, take)
+        self.skips = skipped(self.markers)
+        self.start = next((seq for seq in later if not self._skipped(seq)), None)
+
+    def _skipped(self, seq: int) -> bool:
+        return any(a <= seq < b for a, b in self.skips)
+
+    def open_restatements(self) -> list[int]:
+        """The positions of begun markers without an end (a worker stopped in between)."""
+        ended = {m["restate_id"] for m in self.markers.values() if m["type"] != "log_restate_begun"}
+        return [seq for seq, m in sorted(self.markers.items())
+                if m["type"] == "log_restate_begun" and m["restate_id"] not in ended]
+
+
 def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = None,
                       views: Optional[CustomerViews] = None, start: int = 0, seq: int = 0,
-                      on_entry: Optional[Callable[[int, list[dict[str, Any]]], None]] = None) -> tuple[int, int]:
-    """Folds the decision log topic into ``resolver``'s state and/or ``views`` (and gives each entry with its
-    position to ``on_entry``); returns (next offset, entries)."""
+                      on_entry: Optional[Callable[[int, list[dict[str, Any]]], None]] = None,
+                      end: Optional[int] = None, rest: Optional[Callable[[list[dict[str, Any]]], None]] = None,
+                      scan: Optional[LogScan] = None) -> tuple[int, int]:
+    """Folds the decision log topic into ``resolver``'s state and/or ``views`` as it reads now: without the
+    entries a restatement (``resolver.restate``) supersedes or has not completed (from the start of the topic,
+    ``LogScan`` finds them first). Gives every entry, as written, with its position to ``on_entry`` (the
+    changelog is made of them all). With ``end``, the entries from there on are not folded but given to
+    ``rest``. Returns (next offset, entries)."""
     count = seq
+    if scan is None and start == 0:
+        scan = LogScan(settings)
+    skips = scan.skips if scan is not None else []
 
     def apply(record: Any) -> None:
         nonlocal count
         for entry in decision_entries(record.value, settings):
             try:
-                if resolver is not None:
+                live = not any(a <= count < b for a, b in skips)
+                if live and end is not None and count >= end:
+                    live = False
+                    if rest is not None:
+                        rest(entry)
+                if live and resolver is not None:
                     resolver.apply_all(entry)
-                if views is not None:
+                if live and views is not None:
                     views.apply_entry(count, entry)
                 if on_entry is not None:
                     on_entry(count, entry)
@@ -380,6 +452,9 @@ class WorkerOptions:
     # seconds the coordinator waits for a resolve shard's reply before deciding the window itself, in order
     # (and deciding in order for as long again before it asks the shards anew); see ``streams.kafka_shards``
     shard_wait: float = 30.0
+    # seconds after the first late event (one older than an event decided before it) the resolve role restates
+    # the log from the earliest one's place (``resolver.restate``): late events meanwhile are decided as they come
+    restate_wait: float = 10.0
     config: ResolverConfig = field(default_factory=ResolverConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
 
@@ -398,6 +473,7 @@ class StreamJobs:
         self.resolver: Optional[Resolver] = None
         self.views: Optional[CustomerViews] = None
         self.views_stale = False  # (the project role's views, to be folded again before the next batch)
+        self.restating = False  # (the project role: inside a restatement of the log, its entries not yet folded)
         self.views_next_offset = 0
         self.views_seq = 0
         self.resolver_stale = True
@@ -487,13 +563,21 @@ class StreamJobs:
             app.agent(raw, name="validate")(self._fatal(self._validate))
         if "resolve" in o.roles:
             self.reorder = ReorderBuffer(o.reorder_wait)
-            self.decided_until = 0  # the order key of the latest event released by the reorder buffer
+            # late events (older than one decided before them): the earliest's canonical key, since when, how many
+            self.earliest_late: Optional[Any] = None
+            self.late_since = 0.0
+            self.late_events = 0
+            self.open_restatements: list[int] = []
+            self.owns_log = False  # this worker holds the validated partition: it writes the decision log
             self.held: dict[Any, int] = {}  # a validated message -> its events still held in the reorder buffer
             self.deciding = asyncio.Lock()
 
             @app.timer(interval=max(min(o.reorder_wait / 4, 0.25), 0.02))
             async def release_held_events() -> None:  # (while no message arrives to release them)
-                if len(jobs.reorder) and jobs.resolver is not None:
+                if jobs.owns_log and jobs.resolver is None and not app.rebalancing:
+                    async with jobs.deciding:  # (at start: a restatement a stopped worker left is finished)
+                        await jobs._ensure_resolver()
+                if (len(jobs.reorder) or jobs.restate_due(asyncio.get_running_loop().time())) and jobs.resolver is not None:
                     async with jobs.deciding:
                         await jobs._decide([], [])
 
@@ -554,6 +638,7 @@ class StreamJobs:
     async def _on_assigned(self, sender: Any = None, assigned: Any = (), **kwargs: Any) -> None:
         if any(tp.topic == validated_topic(self.settings) for tp in assigned):
             self.resolver_stale = True  # another worker may have resolved while we did not own it
+            self.owns_log = True
         if "project" in self.options.roles and any(tp.topic == self.settings.topics.decisions for tp in assigned):
             # another worker may have projected (and published changes) while we did not own it: the views
             # are folded again and the changelog resumed from its end, before the next batch
@@ -565,6 +650,7 @@ class StreamJobs:
             # so it reads them again
             self.reorder.drain()
             self.held.clear()
+            self.owns_log = False
 
     # -- validate -------------------------------------------------------------------------------
     async def _validate(self, stream: Any) -> None:
@@ -626,11 +712,16 @@ class StreamJobs:
 
     # -- resolve --------------------------------------------------------------------------------
     def _rebuild_resolver(self) -> None:
+        from resolver.restate import BEFORE_ALL
+
         started = time.monotonic()
         resolver = Resolver(self.options.config, ResolverState())
-        self.log_end, entries = fold_decision_log(self.settings, resolver=resolver)
+        scan = LogScan(self.settings)
+        self.log_end, entries = fold_decision_log(self.settings, resolver=resolver, scan=scan)
         self.resolver = resolver
         self.resolver_stale = False
+        self.latest_key = scan.newest or BEFORE_ALL  # the canonical key of the newest event decided
+        self.open_restatements = scan.open_restatements()
         self.metrics.gauges["resolver_rebuild_seconds"] = round(time.monotonic() - started, 3)
         self.metrics.gauges["resolver_entries_at_rebuild"] = entries
         log.warning("resolver state rebuilt from %s: %d entries in %.1f s", self.settings.topics.decisions,
@@ -705,6 +796,8 @@ class StreamJobs:
         if self.resolver_stale or self.resolver is None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, self._rebuild_resolver)
+            for begun_seq in self.open_restatements:  # (a worker stopped in the middle of one)
+                await self._restate_again(begun_seq)
             if self.settings.resolve_partitions > 1:
                 import uuid
 
@@ -728,11 +821,6 @@ class StreamJobs:
         loop = asyncio.get_running_loop()
         await self._ensure_resolver()
         released = self.reorder.release(loop.time())
-        for key, *_ in released:
-            if key < self.decided_until:
-                m.add("resolve_late_events")  # older than an event decided before it (README: sequence neutrality)
-            else:
-                self.decided_until = key
         pending: list[Any] = []
         if (self.settings.resolve_partitions > 1 and released and not self.app.rebalancing
                 and loop.time() >= self.shards_rest_until):
@@ -745,9 +833,12 @@ class StreamJobs:
             entries, pending = await self._decide_in_order(released, entries, pending)
         m.add("decisions", sum(len(e) for e in entries))
         m.gauges["reorder_held_events"] = len(self.reorder)
+        self._note_late(entries)
         await self._flush(entries, pending)
         if self.resolver_stale:  # (an erasure: nothing it erased is kept in memory longer than this)
             await self._ensure_resolver()
+        if self.restate_due(loop.time()):
+            await self._restate()
         for *_, ev in released:
             left = self.held.get(ev)
             if left is None:
@@ -759,6 +850,99 @@ class StreamJobs:
                 done.append(ev)
         for ev in done:
             ev.ack()
+
+    # -- late events: the log restated (``resolver.restate``) -------------------------------------
+    def _note_late(self, entries: list[list[dict[str, Any]]]) -> None:
+        """Notes the events of ``entries`` older than one decided before them (README: sequence neutrality)."""
+        from resolver.decisions import record_of
+        from resolver.restate import event_key
+
+        for entry in entries:
+            rec = record_of(entry)
+            if rec["type"] != "interaction_recorded":
+                continue
+            key = event_key(rec["occurred_at"], rec["event_id"])
+            if key >= self.latest_key:
+                self.latest_key = key
+                continue
+            self.metrics.add("resolve_late_events")
+            if self.earliest_late is None:
+                self.late_since = asyncio.get_running_loop().time()
+            if self.earliest_late is None or key < self.earliest_late:
+                self.earliest_late = key
+            self.late_events += 1
+
+    def restate_due(self, now: float) -> bool:
+        return self.earliest_late is not None and now >= self.late_since + self.options.restate_wait
+
+    async def _restate(self) -> None:
+        """Decides the log again from the place of the earliest late event noted (in canonical order, with
+        every entry after it up to the last person's command), as ``idres ingest`` does."""
+        key, late = self.earliest_late, self.late_events
+        self.earliest_late, self.late_events = None, 0
+        scan = await asyncio.get_running_loop().run_in_executor(None, LogScan, self.settings, key)
+        if scan.start is not None:
+            await self._restate_from(scan, scan.start, late)
+
+    async def _restate_again(self, begun_seq: int) -> None:
+        """A restatement begun and not completed: closed (``log_restate_abandoned``), then done again."""
+        from streams.restating import abandoned
+
+        loop = asyncio.get_running_loop()
+        found: list[list[dict[str, Any]]] = []
+
+        def read() -> None:
+            def take(record: Any) -> None:
+                for entry in decision_entries(record.value, self.settings):
+                    if take.seq >= begun_seq:
+                        found.append(entry)
+                    take.seq += 1
+            take.seq = 0  # type: ignore[attr-defined]
+            read_to_end(self.settings, self.settings.topics.decisions, take)
+
+        await loop.run_in_executor(None, read)
+        begun = found[0][0]
+        closing = abandoned(self.resolver.state, begun, begun_seq, found[1:], utc_iso(datetime.now(timezone.utc)))
+        await self._flush([[closing]], [])
+        scan = await loop.run_in_executor(None, LogScan, self.settings)
+        await self._restate_from(scan, begun["from_seq"], begun["late_events"])
+
+    async def _restate_from(self, scan: LogScan, start: int, late: int) -> None:
+        from streams.embedded import redo
+        from streams.restating import Restatement
+
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        work = Restatement(start, late)
+        try:
+            rewound = Resolver(self.options.config, ResolverState())
+            old = self.resolver
+
+            def read() -> None:
+                # the state before ``start``, and the entries from there on (the log as it reads now)
+                fold_decision_log(self.settings, resolver=rewound, end=start, rest=lambda e: work.take([e]), scan=scan)
+                work.note(old.state)
+
+            await loop.run_in_executor(None, read)
+            self.resolver = rewound
+            old = None  # (the state before: dropped)
+            now = utc_iso(datetime.now(timezone.utc))
+            await self._flush([[work.begun(rewound.state, scan.entries, now)]], [])
+            chunk: list[list[dict[str, Any]]] = []
+            for decisions in work.decide(lambda rec: redo(rewound, rec)):
+                chunk.append(decisions)
+                if len(chunk) >= self.options.batch_events:
+                    await self._flush(chunk, [])
+                    chunk = []
+            done = work.done(rewound.state, now)
+            rewound.apply(done)
+            chunk.append([done])
+            await self._flush(chunk, [])
+        finally:
+            work.close()
+        self.metrics.add("restatements")
+        log.warning("late events: the decision log restated from entry %d (%d entries decided again in %.1f s)",
+                    start, work.entries, time.monotonic() - started)
 
     async def _decide_in_order(self, released: list[Any], entries: list[list[dict[str, Any]]],
                                pending: list[Any]) -> tuple[list[list[dict[str, Any]]], list[Any]]:
@@ -970,7 +1154,9 @@ class StreamJobs:
                 prod = self._publish_changes_now(late, prod)
 
         try:
-            self.views_next_offset, self.views_seq = fold_decision_log(self.settings, views=views, on_entry=publish)
+            scan = LogScan(self.settings)
+            self.views_next_offset, self.views_seq = fold_decision_log(self.settings, views=views, on_entry=publish,
+                                                                       scan=scan)
             if late:
                 prod = self._publish_changes_now(late, prod)
         finally:
@@ -978,6 +1164,7 @@ class StreamJobs:
                 prod.close()
         self.changes_next = max(self.changes_next, self.views_seq)
         self.views = views
+        self.restating = bool(scan.open_restatements())
 
     def _publish_changes_now(self, changes: list[dict[str, Any]], prod: Any) -> Any:
         """Publishes ``changes`` (and empties the list), waiting for the broker; returns the producer."""
@@ -1056,6 +1243,7 @@ class StreamJobs:
             self.households_published = None  # (read again: another worker may have published meanwhile)
             await loop.run_in_executor(None, self._rebuild_views)
         erased: Optional[bytes] = None
+        restated = False
         for ev in events:
             msg = ev.message
             m.positions[(msg.topic, msg.partition)] = msg.offset + 1
@@ -1065,7 +1253,13 @@ class StreamJobs:
             if any(map(erasure_of, entries)):
                 erased = ev.value
             for entry in entries:
-                self.views.apply_entry(self.views_seq, entry)
+                kind = entry[0]["type"] if entry else None
+                if kind == "log_restate_begun":
+                    self.restating = True  # (the entries that follow are folded once it completes)
+                elif kind in ("log_restated", "log_restate_abandoned"):
+                    self.restating, restated = False, True
+                elif not self.restating:
+                    self.views.apply_entry(self.views_seq, entry)
                 if self.views_seq >= self.changes_next:
                     changes.extend(changes_of(self.views_seq, entry))
                 self.views_seq += 1
@@ -1079,6 +1273,7 @@ class StreamJobs:
         self.changes_next = max(self.changes_next, self.views_seq)
         if erased is not None:  # the views hold what it erased: folded again once its keys are shredded
             await loop.run_in_executor(None, wait_shredded, self.settings, erased)
+        if erased is not None or restated:  # (a restatement: the views are folded as the log reads now)
             await loop.run_in_executor(None, self._rebuild_views)
             self.households_published = None
         m.gauges["profiles"] = len(self.views.profiles)

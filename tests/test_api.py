@@ -446,7 +446,7 @@ def test_the_server_follows_ingestion_in_another_process(dataset, tmp_path):
             before = c.get(f"/v1/profiles/{follow['profile_id']}").json()["event_count"]
             events = tmp_path / "more.jsonl"
             events.write_bytes(orjson.dumps({
-                "event_id": "evt-follow-0001", "occurred_at": "2026-02-01T10:00:00+00:00", "channel": "web",
+                "event_id": "evt-follow-0001", "occurred_at": "2032-02-01T10:00:00+00:00", "channel": "web",
                 "event_type": "login", "identifiers": {"email": new_email, "phone": digits}}) + b"\n")
             with EmbeddedEngine(data) as engine:  # the writer: another process in production
                 report = engine.ingest_file(events)

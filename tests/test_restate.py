@@ -205,3 +205,102 @@ def test_a_person_s_command_is_not_decided_again(tmp_path):
         starts = [m["from_seq"] for m in log.restatements().values() if m["type"] == "log_restated"]
         assert starts and min(starts) > barrier
         assert not log.skipped(barrier)
+
+
+# ------------------------------------------------------------------------------------------------ Kafka
+def test_late_events_through_kafka_restate_the_log_like_idres_ingest(kafka_bootstrap, tmp_path):
+    """The newer half of a history through the stream jobs, then the older half (later than the reorder
+    buffer waits): the resolve role restates the log, and the deployment gives the profiles and IDs of `idres
+    ingest` of the whole file; the changelog, applied in order, gives the snapshot's mapping."""
+    import os
+
+    from streams.kafka_io import KafkaSettings
+    from streams.ordering import order_key
+    from streams.stream_app import LogScan
+    from streams.synthetic import SyntheticConfig, write_dataset
+    from tests.cli_helpers import run_cli
+    from tests.kafka_broker import unique_name
+    from tests.test_stream import Worker, changelog_matches, snapshot_matches_embedded, wait_until
+
+    generated = tmp_path / "generated.jsonl"
+    write_dataset(generated, tmp_path / "truth.csv", SyntheticConfig(people=150, seed=21))
+    lines = sorted((line for line in generated.read_bytes().splitlines(keepends=True) if line.strip()),
+                   key=lambda line: order_key(line.strip()))  # (the canonical order)
+    half = len(lines) // 2
+    (tmp_path / "newer.jsonl").write_bytes(b"".join(lines[half:]))
+    (tmp_path / "older.jsonl").write_bytes(b"".join(lines[:half]))
+    (tmp_path / "all.jsonl").write_bytes(b"".join(lines))
+    prefix = unique_name("late") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+
+    class Quick(Worker):
+        env = {**os.environ, "IDRES_RESTATE_WAIT": "0.5", "IDRES_REORDER_WAIT": "0.2"}
+
+    def entries_applied(worker) -> bool:
+        return worker.metrics().get("idres_log_entries_applied") == LogScan(settings).entries
+
+    run_cli("produce", str(tmp_path / "newer.jsonl"), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    worker = Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+    try:
+        wait_until(lambda: worker.metrics().get("idres_log_entries_applied", 0) > 0 and entries_applied(worker),
+                   180, "the newer half decided", [worker])
+        run_cli("produce", str(tmp_path / "older.jsonl"), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+        wait_until(lambda: worker.metrics().get("idres_restatements_total", 0) >= 1 and entries_applied(worker),
+                   180, "the older half decided and the log restated", [worker])
+        assert worker.metrics()["idres_resolve_late_events_total"] > 0
+    finally:
+        worker.stop()
+    con = snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "all.jsonl", tmp_path)
+    changelog_matches(kafka_bootstrap, prefix, con)
+
+
+
+def test_a_restatement_a_resolve_worker_left_unfinished_is_closed_and_done_again(kafka_bootstrap, tmp_path):
+    """A worker that stopped between a restatement's begun marker and its end: the next one closes it
+    (``log_restate_abandoned``) and restates again; the profiles are those of `idres ingest`."""
+    import os
+
+    import orjson
+
+    from resolver import decisions
+    from resolver.restate import restate_id
+    from streams.kafka_io import KafkaSettings, producer
+    from streams.stream_app import LogScan
+    from streams.synthetic import SyntheticConfig, write_dataset
+    from tests.cli_helpers import run_cli
+    from tests.kafka_broker import unique_name
+    from tests.test_stream import Worker, snapshot_matches_embedded, wait_until
+
+    events = tmp_path / "events.jsonl"
+    write_dataset(events, tmp_path / "truth.csv", SyntheticConfig(people=60, seed=4))
+    prefix = unique_name("unfinished") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+
+    class Quick(Worker):
+        env = {**os.environ, "IDRES_REORDER_WAIT": "0.2"}
+
+    run_cli("produce", str(events), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    worker = Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+    try:
+        wait_until(lambda: worker.metrics().get("idres_log_entries_applied", 0) > 0
+                   and worker.metrics().get("idres_log_entries_applied") == LogScan(settings).entries,
+                   180, "the events decided", [worker])
+    finally:
+        worker.stop()
+    scan = LogScan(settings)
+    start = scan.entries // 2
+    begun = decisions.log_restate_begun(restate_id(start, scan.entries), start, 0, [], [], "2030-01-01T00:00:00Z")
+    prod = producer(settings)
+    prod.send(settings.topics.decisions, value=orjson.dumps({"v": 7, "entries": [[begun]]}), partition=0)
+    prod.flush()
+    prod.close()
+    worker = Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+    try:
+        wait_until(lambda: worker.metrics().get("idres_restatements_total", 0) >= 1
+                   and worker.metrics().get("idres_log_entries_applied") == LogScan(settings).entries,
+                   180, "the restatement closed and done again", [worker])
+    finally:
+        worker.stop()
+    assert [m["type"] for _, m in sorted(LogScan(settings).markers.items())] == [
+        "log_restate_begun", "log_restate_abandoned", "log_restate_begun", "log_restated"]
+    snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)

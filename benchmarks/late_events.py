@@ -1,0 +1,81 @@
+"""What late events cost: the log restated from their place (README: late events), measured with the embedded
+driver on one file of events.
+
+    python benchmarks/late_events.py EVENTS.jsonl [--stragglers 100] [--seed 1]
+
+Three runs, each checked against the first (the share of events given the same profile ID):
+
+- ``one command``: the whole file by one `idres ingest` (the reference);
+- ``backfill``: the newer half of the history first, then the older half (history loaded after going live):
+  the second command restates everything after the oldest event;
+- ``stragglers``: all but ``--stragglers`` events chosen at random, then those (late arrivals of a day's
+  file): the second command restates from the earliest straggler's place.
+
+Prints, for each, the seconds of each command, the entries restated and the peak memory of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from streams.embedded import EmbeddedEngine  # noqa: E402
+from streams.ordering import order_key  # noqa: E402
+
+
+def run(work: Path, name: str, parts: list[list[bytes]]) -> tuple[dict[str, str], list[float], int]:
+    seconds = []
+    restated = 0
+    for k, lines in enumerate(parts):
+        path = work / f"{name}-{k}.jsonl"
+        path.write_bytes(b"".join(lines))
+        started = time.perf_counter()
+        with EmbeddedEngine(work / name) as engine:
+            engine.ingest_file(path)
+            seconds.append(time.perf_counter() - started)
+            restated = sum(r["entries"] for r in engine.views.restatements)
+            out = dict(zip(engine.views.ev_id, engine.views.ev_profile))
+    return out, seconds, restated
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("events")
+    ap.add_argument("--stragglers", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    lines = [ln + b"\n" for ln in Path(args.events).read_bytes().splitlines() if ln.strip()]
+    by_time = sorted(lines, key=lambda ln: order_key(ln.strip()))
+    half = len(by_time) // 2
+    rng = random.Random(args.seed)
+    late = set(rng.sample(range(len(lines)), min(args.stragglers, len(lines))))
+    runs = [("one command", [lines]),
+            ("backfill: newer half, then older half", [by_time[half:], by_time[:half]]),
+            (f"stragglers: all but {len(late)}, then those", [[ln for i, ln in enumerate(lines) if i not in late],
+                                                            [lines[i] for i in sorted(late)]])]
+    print(f"{len(lines):,} lines ({args.events})")
+    print("| run | seconds per command | entries restated | same profile ID as one command |")
+    print("|---|---|---:|---:|")
+    with tempfile.TemporaryDirectory(prefix="idres-late-") as tmp:
+        reference = None
+        for n, (name, parts) in enumerate(runs):
+            got, seconds, restated = run(Path(tmp), f"run{n}", parts)
+            if reference is None:
+                reference = got
+            same = sum(1 for e, p in reference.items() if got.get(e) == p) / max(len(reference), 1)
+            print(f"| {name} | {' + '.join(f'{s:.1f}' for s in seconds)} | {restated:,} | {same:.2%} |", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory of the process: {peak:,.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
