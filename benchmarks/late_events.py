@@ -1,15 +1,15 @@
 """What late events cost: the log restated from their place (README: late events), measured with the embedded
 driver on one file of events.
 
-    python benchmarks/late_events.py EVENTS.jsonl [--stragglers 100] [--seed 1]
+    python benchmarks/late_events.py EVENTS.jsonl [--stragglers 100] [--recent 0.05] [--seed 1]
 
 Three runs, each checked against the first (the share of events given the same profile ID):
 
 - ``one command``: the whole file by one `idres ingest` (the reference);
 - ``backfill``: the newer half of the history first, then the older half (history loaded after going live):
   the second command restates everything after the oldest event;
-- ``stragglers``: all but ``--stragglers`` events chosen at random, then those (late arrivals of a day's
-  file): the second command restates from the earliest straggler's place.
+- ``stragglers``: all but ``--stragglers`` events chosen at random among the newest ``--recent`` share of
+  the history, then those (late arrivals): the second command restates from the earliest straggler's place.
 
 Prints, for each, the seconds of each command, the entries restated and the peak memory of the process.
 """
@@ -50,17 +50,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("events")
     ap.add_argument("--stragglers", type=int, default=100)
+    ap.add_argument("--recent", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     lines = [ln + b"\n" for ln in Path(args.events).read_bytes().splitlines() if ln.strip()]
     by_time = sorted(lines, key=lambda ln: order_key(ln.strip()))
     half = len(by_time) // 2
     rng = random.Random(args.seed)
-    late = set(rng.sample(range(len(lines)), min(args.stragglers, len(lines))))
+    recent = range(int(len(by_time) * (1 - args.recent)), len(by_time))
+    late = set(rng.sample(recent, min(args.stragglers, len(recent))))
     runs = [("one command", [lines]),
             ("backfill: newer half, then older half", [by_time[half:], by_time[:half]]),
-            (f"stragglers: all but {len(late)}, then those", [[ln for i, ln in enumerate(lines) if i not in late],
-                                                            [lines[i] for i in sorted(late)]])]
+            (f"stragglers: all but {len(late)} of the newest {args.recent:.0%}, then those",
+             [[ln for i, ln in enumerate(by_time) if i not in late], [by_time[i] for i in sorted(late)]])]
     print(f"{len(lines):,} lines ({args.events})")
     print("| run | seconds per command | entries restated | same profile ID as one command |")
     print("|---|---|---:|---:|")

@@ -463,3 +463,26 @@ def test_a_key_store_older_than_the_log_is_an_error_not_an_erasure(tmp_path):
     with pytest.raises(KeyStoreError, match="older than the decision log"):
         with DecisionLog(data, writer=False) as log:
             list(log.read(0))
+
+
+def test_an_erasure_after_a_restatement_leaves_nothing_readable(tmp_path):
+    """The entries a restatement superseded hold the customer too (sealed under the same keys), and so does
+    the checkpoint kept from before it: an erasure leaves none of it readable."""
+    by_day = sorted(EVENTS, key=lambda e: e["occurred_at"])
+    newer, older = by_day[len(by_day) // 2:], by_day[:len(by_day) // 2]
+    data = tmp_path / "data"
+    for name, part in (("newer", newer), ("older", older)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(e) + "\n" for e in part))
+        with EmbeddedEngine(data) as engine:
+            engine.ingest_file(tmp_path / f"{name}.jsonl")
+            engine.checkpoint(force=True)  # (two checkpoints: the latest and the one before it)
+    with DecisionLog(data, writer=False) as log:
+        assert any(m["type"] == "log_restated" for m in log.restatements().values())
+    assert (data / "checkpoint.prev.pickle").exists() and _found(data, SECRETS)
+    with EmbeddedEngine(data) as engine:
+        engine.erase([("email", "zq.mail@quixmail.co.uk")], "dpo", "art. 17")
+        assert engine.views.lookup_node("email:zq.mail@quixmail.co.uk")["status"] != "found"
+    assert _found(data, SECRETS) == {}
+    with EmbeddedEngine(data, writer=False, use_checkpoint=False) as engine:
+        assert engine.verify_decisions() is None  # (the log as it reads now, erased entries taken as recorded)
+        assert not any(e.startswith("zeb-") and p is not None for e, p in zip(engine.views.ev_id, engine.views.ev_profile))
