@@ -25,14 +25,14 @@ when the event happened (``occurred_at``) or when a person decided (``decided_at
                          identifier it holds and everything you keep about it (``profile_id`` null: an
                          identifier in no profile was erased; earlier changes naming it now read
                          ``type:erased~KEY``)
-``restating``            ``identifiers``, ``owners``: late events (``resolver.restate``): the log is decided
-                         again from an earlier place; each identifier belongs to the profile at the same
-                         place in ``owners`` (null: to none) again, as before the changes it supersedes;
-                         the changes that follow re-tell them; ``restate_id``
-``restated``             ``aliases``: ``[old, new]`` profile IDs no longer live and the profile each resolves
-                         to now; ``restate_id``
-``restate_abandoned``    ``identifiers``, ``owners``: a restatement cut short: each identifier belongs to
-                         that profile (null: to none); another restatement follows
+``restating``            late events (``resolver.restate``): the log is decided again from an earlier place;
+                         ``identifiers``, ``owners``: each identifier belongs to the profile at the same place
+                         in ``owners`` (null: to none), as before the changes the restatement supersedes (the
+                         changes that follow re-tell them) or, before ``restate_abandoned``, as without it;
+                         ``aliases``: ``[old, new]``, profile IDs no longer live and the profile each resolves
+                         to now; ``restate_id``. Several may follow one another (each of bounded size)
+``restated``             ``restate_id``: the restatement is complete
+``restate_abandoned``    ``restate_id``: a restatement cut short; another follows
 =======================  ==================================================================================
 
 Applying the changes in order to an empty table ``identifier -> profile`` gives the snapshot's
@@ -93,12 +93,13 @@ def changes_of(seq: int, entry: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif t == "customer_erased":
             for pid in d["profile_ids"] or [None]:
                 add("erased", pid, erasure_id=d["erasure_id"], by=d["by"])
-        elif t == "log_restate_begun":
-            add("restating", None, restate_id=d["restate_id"], identifiers=d["nodes"], owners=d["owners"])
+        elif t == "log_restate_part":
+            add("restating", None, restate_id=d["restate_id"], identifiers=d["nodes"], owners=d["owners"],
+                aliases=d["aliases"])
         elif t == "log_restated":
-            add("restated", None, restate_id=d["restate_id"], aliases=d["aliases"])
+            add("restated", None, restate_id=d["restate_id"])
         elif t == "log_restate_abandoned":
-            add("restate_abandoned", None, restate_id=d["restate_id"], identifiers=d["nodes"], owners=d["owners"])
+            add("restate_abandoned", None, restate_id=d["restate_id"])
     return out
 
 
@@ -141,7 +142,7 @@ class Table:
                 for key, pid in owner.items():
                     if pid == c["profile_id"]:
                         owner[key] = c["new_profile_id"]
-            elif t in ("restating", "restate_abandoned"):
+            elif t == "restating":
                 for key, pid in zip(c["identifiers"], c["owners"]):
                     if pid is None:
                         owner.pop(key, None)

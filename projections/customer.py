@@ -244,7 +244,8 @@ class CustomerViews:
             elif t == "customer_erased":
                 self._erased(d, seq)
             elif t == "log_restated":
-                self.restatements.append({k: v for k, v in d.items() if k != "aliases"} | {"seq": seq})
+                self.restatements.append({**d, "seq": seq})
+            elif t == "log_restate_part":
                 for old, new in d["aliases"]:
                     if self.resolve(old) is None:
                         self.aliases[old] = new

@@ -217,9 +217,15 @@ class LogRestateBegun(TypedDict):
     restate_id: str
     from_seq: int
     late_events: int
+    decided_at: str
+
+
+class LogRestatePart(TypedDict):
+    type: Literal["log_restate_part"]
+    restate_id: str
     nodes: list[str]
     owners: list[Optional[str]]
-    decided_at: str
+    aliases: list[list[str]]
 
 
 class LogRestated(TypedDict):
@@ -230,7 +236,6 @@ class LogRestated(TypedDict):
     entries: int
     superseded: int
     late_events: int
-    aliases: list[list[str]]
     decided_at: str
 
 
@@ -238,8 +243,6 @@ class LogRestateAbandoned(TypedDict):
     type: Literal["log_restate_abandoned"]
     restate_id: str
     begun_seq: int
-    nodes: list[str]
-    owners: list[Optional[str]]
     decided_at: str
 
 
@@ -263,11 +266,12 @@ Decision = (InteractionRecorded | ProfileCreated | IdentifiersAttached | Identif
 ALL: tuple[type, ...] = (InteractionRecorded, ProfileCreated, IdentifiersAttached, IdentifiersLinked, ProfilesMerged,
                          IdentifierFlagged, LinkRefused, EventsAttributed, PhoneRegionLearned, ModelEstimated,
                          ProbableLink, PossibleMatch, ReviewDecided, ProfileSplit, ProfileRenamed, ConnectionBanned,
-                         BanLifted, EventRejected, CustomerErased, LogRestateBegun, LogRestated, LogRestateAbandoned)
+                         BanLifted, EventRejected, CustomerErased, LogRestateBegun, LogRestatePart, LogRestated,
+                         LogRestateAbandoned)
 
 
 RECORD_TYPES = ("interaction_recorded", "event_rejected", "review_decided", "connection_banned", "ban_lifted",
-                "customer_erased", "log_restate_begun", "log_restated", "log_restate_abandoned")
+                "customer_erased", "log_restate_begun", "log_restate_part", "log_restated", "log_restate_abandoned")
 
 
 def record_of(entry: list[dict[str, Any]]) -> dict[str, Any]:
@@ -365,23 +369,25 @@ def ban_lifted(ban_id: str, by: str, decided_at: str, note: Optional[str] = None
     return out
 
 
-def log_restate_begun(restate_id: str, from_seq: int, late_events: int, nodes: list[str],
-                      owners: list[Optional[str]], decided_at: str) -> LogRestateBegun:
+def log_restate_begun(restate_id: str, from_seq: int, late_events: int, decided_at: str) -> LogRestateBegun:
     return {"type": "log_restate_begun", "restate_id": restate_id, "from_seq": from_seq, "late_events": late_events,
-            "nodes": nodes, "owners": owners, "decided_at": decided_at}
-
-
-def log_restated(restate_id: str, from_seq: int, begun_seq: int, entries: int, superseded: int, late_events: int,
-                 aliases: list[list[str]], decided_at: str) -> LogRestated:
-    return {"type": "log_restated", "restate_id": restate_id, "from_seq": from_seq, "begun_seq": begun_seq,
-            "entries": entries, "superseded": superseded, "late_events": late_events, "aliases": aliases,
             "decided_at": decided_at}
 
 
-def log_restate_abandoned(restate_id: str, begun_seq: int, nodes: list[str], owners: list[Optional[str]],
-                          decided_at: str) -> LogRestateAbandoned:
-    return {"type": "log_restate_abandoned", "restate_id": restate_id, "begun_seq": begun_seq, "nodes": nodes,
-            "owners": owners, "decided_at": decided_at}
+def log_restate_part(restate_id: str, nodes: list[str], owners: list[Optional[str]],
+                     aliases: list[list[str]]) -> LogRestatePart:
+    return {"type": "log_restate_part", "restate_id": restate_id, "nodes": nodes, "owners": owners, "aliases": aliases}
+
+
+def log_restated(restate_id: str, from_seq: int, begun_seq: int, entries: int, superseded: int, late_events: int,
+                 decided_at: str) -> LogRestated:
+    return {"type": "log_restated", "restate_id": restate_id, "from_seq": from_seq, "begun_seq": begun_seq,
+            "entries": entries, "superseded": superseded, "late_events": late_events, "decided_at": decided_at}
+
+
+def log_restate_abandoned(restate_id: str, begun_seq: int, decided_at: str) -> LogRestateAbandoned:
+    return {"type": "log_restate_abandoned", "restate_id": restate_id, "begun_seq": begun_seq,
+            "decided_at": decided_at}
 
 
 def profile_renamed(profile_id: str, new_profile_id: str, event_id: str) -> ProfileRenamed:

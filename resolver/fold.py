@@ -422,9 +422,9 @@ class Fold:
     def _rejected(self, d: dict[str, Any]) -> None:
         self.state.rejected_keys.add(d["key"])
 
-    def _restated(self, d: dict[str, Any]) -> None:
-        """A restatement's end (``resolver.restate``): profile IDs no longer live resolve to their identifiers'
-        profile now. (Its begun and abandoned markers change nothing: readers skip them.)"""
+    def _restate_part(self, d: dict[str, Any]) -> None:
+        """A restatement's part (``resolver.restate``): profile IDs no longer live resolve to their identifiers'
+        profile now. (Its markers change nothing: readers skip what they supersede.)"""
         st = self.state
         for old, new in d["aliases"]:
             if old not in st.profiles:
@@ -457,7 +457,8 @@ _APPLY: dict[str, Callable[[Fold, dict[str, Any]], None]] = {
     "phone_region_learned": Fold._learned,
     "model_estimated": Fold._estimated,
     "customer_erased": Fold._erased,
-    "log_restated": Fold._restated,
+    "log_restate_part": Fold._restate_part,
+    "log_restated": Fold._marker,
     "log_restate_begun": Fold._marker,
     "log_restate_abandoned": Fold._marker,
 }

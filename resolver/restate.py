@@ -8,19 +8,22 @@ person's command, an explicit ordering kept where it was given) are decided agai
 on the state as it stood before them. The resulting decisions are the ones the whole set of events in
 canonical order gives, so the clusters and their IDs are those of any other order.
 
-A restatement is three kinds of decision, each an entry of its own in the log:
+A restatement is written as entries of their own in the log, each of bounded size:
 
-- ``log_restate_begun``: from which entry on the log is decided again, and, for each identifier the
-  superseded entries touched whose profile was then another, the profile it had before them (``nodes``
-  and ``owners``: a changelog consumer applies it to undo what the superseded entries told it);
+- ``log_restate_begun``: from which entry on the log is decided again;
+- ``log_restate_part`` entries: for each identifier the superseded entries touched whose profile was then
+  another, the profile it had before them (``nodes`` and ``owners``: a changelog consumer applies them to
+  undo what the superseded entries told it);
 - the entries decided again, in canonical order, as any entries;
+- ``log_restate_part`` entries with ``aliases``: profile IDs that were live and are no longer, each
+  resolvable to the profile that holds its identifiers now;
 - ``log_restated``: the restatement is complete. The entries from ``from_seq`` up to the begun marker are
-  superseded (readers skip them), and the entries after the marker take their place. ``aliases``: profile
-  IDs that were live and are no longer, each resolvable to the profile that holds its identifiers now.
+  superseded (readers skip them), and the entries after the marker take their place.
 
-A restatement cut short (the process stopped before ``log_restated``) is closed by the next writer with
-``log_restate_abandoned`` (its entries are skipped; ``nodes`` / ``owners`` undo what they told a
-changelog consumer) and started again.
+A restatement cut short (the process stopped before ``log_restated``) is closed by the next writer: parts
+giving, for every identifier it named, the profile that holds it without it (for a changelog consumer),
+then ``log_restate_abandoned`` (readers skip everything from its begun marker to there); then it is done
+again.
 
 This module holds what is pure: the canonical key of a logged entry, what entries touch, the owners of
 identifiers, and the aliases a restatement leaves. The driver reads and writes the log
@@ -38,6 +41,9 @@ from resolver.state import ResolverState
 # a person's commands: explicit orderings, never decided again by a restatement (it starts after them)
 BARRIER_TYPES = frozenset(("review_decided", "connection_banned", "ban_lifted", "customer_erased"))
 MARKER_TYPES = frozenset(("log_restate_begun", "log_restated", "log_restate_abandoned"))
+PART = "log_restate_part"
+RESTATE_TYPES = MARKER_TYPES | {PART}  # what a restatement writes besides the entries it decides again
+PART_ITEMS = 1000  # identifiers or aliases per part: an entry of bounded size
 
 Key = tuple[str, int, str]
 BEFORE_ALL: Key = ("", -1, "")  # the key of a record with no time (a rejected record): before every event
@@ -54,6 +60,19 @@ def key_of(record: dict[str, Any]) -> Key:
     if record["type"] == "interaction_recorded":
         return event_key(record["occurred_at"], record["event_id"])
     return BEFORE_ALL
+
+
+def parts(restate_id: str, nodes: list[str], owners: list[Optional[str]],
+          aliases: Optional[list[list[str]]] = None) -> list[dict[str, Any]]:
+    """``log_restate_part`` decisions saying ``nodes`` / ``owners`` and ``aliases``, ``PART_ITEMS`` at a time."""
+    from resolver import decisions
+
+    out = [decisions.log_restate_part(restate_id, nodes[i:i + PART_ITEMS], owners[i:i + PART_ITEMS], [])
+           for i in range(0, len(nodes), PART_ITEMS)]
+    aliases = aliases or []
+    out += [decisions.log_restate_part(restate_id, [], [], aliases[i:i + PART_ITEMS])
+            for i in range(0, len(aliases), PART_ITEMS)]
+    return out
 
 
 def restate_id(from_seq: int, begun_seq: int) -> str:

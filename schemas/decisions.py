@@ -349,24 +349,34 @@ class CustomerErased(_Decision):
 
 class LogRestateBegun(_Decision):
     """Late events (``resolver.restate``): the entries from ``from_seq`` on (after the last person's command)
-    are decided again, in canonical order, in the entries after this one, until ``log_restated``. For a
-    changelog consumer: each identifier ``nodes[i]`` belonged to ``owners[i]`` (null: to no profile, or not
-    yet known) before the entries now superseded; apply it to undo what they said."""
+    are decided again, in canonical order, in the entries after this one, until ``log_restated``. The first of
+    those are ``log_restate_part`` entries: what a changelog consumer undoes."""
 
     type: Literal["log_restate_begun"]
     restate_id: str
     from_seq: int = Field(ge=0, description="The first entry decided again.")
     late_events: int = Field(ge=0, description="Events among them that came after later ones were decided.")
+    decided_at: str
+
+
+class LogRestatePart(_Decision):
+    """What a restatement says in bulk, a part at a time (an entry of bounded size). Each identifier
+    ``nodes[i]`` belongs to ``owners[i]`` (null: to no profile, or not yet known): after a begun marker, as it
+    did before the entries now superseded (a changelog consumer applies it to undo what they said); before an
+    abandoned marker, as the log reads without the restatement. ``aliases`` (``[old, new]``, before the end
+    marker): profile IDs that were live and are not, each resolving to the profile holding its identifiers."""
+
+    type: Literal["log_restate_part"]
+    restate_id: str
     nodes: list[str]
     owners: list[Optional[str]]
-    decided_at: str
+    aliases: list[list[str]]
 
 
 class LogRestated(_Decision):
     """The restatement begun at entry ``begun_seq`` is complete: entries ``from_seq`` to ``begun_seq`` are
-    superseded (every reader of the log skips them) by the ``entries`` entries between the two markers. The
-    profile IDs of ``aliases`` (``[old, new]``) were live and are not: each resolves to the profile holding
-    its identifiers now."""
+    superseded (every reader of the log skips them) by the ``entries`` entries decided again between the two
+    markers."""
 
     type: Literal["log_restated"]
     restate_id: str
@@ -375,20 +385,16 @@ class LogRestated(_Decision):
     entries: int = Field(ge=0, description="Entries decided again (the superseded ones and the late ones).")
     superseded: int = Field(ge=0, description="Entries superseded (from ``from_seq`` up to the begun marker).")
     late_events: int = Field(ge=0)
-    aliases: list[list[str]]
     decided_at: str
 
 
 class LogRestateAbandoned(_Decision):
     """A restatement cut short (the writer stopped before ``log_restated``): every reader skips the entries from
-    its begun marker to here; the writer starts it again. For a changelog consumer: each identifier
-    ``nodes[i]`` belongs to ``owners[i]`` (null: to no profile)."""
+    its begun marker to here; the writer starts it again."""
 
     type: Literal["log_restate_abandoned"]
     restate_id: str
     begun_seq: int = Field(ge=0)
-    nodes: list[str]
-    owners: list[Optional[str]]
     decided_at: str
 
 
@@ -414,6 +420,7 @@ Decision = Annotated[
         ModelEstimated,
         CustomerErased,
         LogRestateBegun,
+        LogRestatePart,
         LogRestated,
         LogRestateAbandoned,
     ],

@@ -22,6 +22,7 @@ import orjson
 
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver import epochs, restate
+from resolver.restate import RESTATE_TYPES
 from resolver.config import ResolverConfig
 from resolver.decisions import erasure_of, record_of
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
@@ -414,8 +415,7 @@ class EmbeddedEngine:
             self.resolver = self.views = None  # type: ignore[assignment]  (one state in memory at a time)
             self._rewind(start, progress)
             now = utc_iso(datetime.now(timezone.utc))
-            begun = work.begun(self.resolver.state, len(self.log), now)
-            self.log.append([[begun]])
+            self.log.append([[d] for d in work.begun(self.resolver.state, len(self.log), now)])
             resolver = self.resolver
             pending: list[list[dict[str, Any]]] = []
             for decisions in work.decide(lambda rec: redo(resolver, rec)):
@@ -426,9 +426,10 @@ class EmbeddedEngine:
                         progress(len(pending))
                     pending = []
             done = work.done(resolver.state, now)
-            resolver.apply(done)
-            pending.append([done])
+            resolver.apply_all(done)
+            pending.extend([d] for d in done)
             self.commit(pending)
+            done = done[-1]
         finally:
             work.close()
         # the checkpoint stays true if it is from before the restatement's first entry; else a new one
@@ -465,9 +466,9 @@ class EmbeddedEngine:
                  and m["restate_id"] not in ended]
         for at, m in open_:
             begun = next(entry for _, entry in self.log.read(at, at + 1, raw=True))[0]
-            closing = abandoned(self.resolver.state, begun, at, (e for _, e in self.log.read(at + 1, raw=True)),
+            closing = abandoned(self.resolver.state, begun, at, (e for _, e in self.log.read(at, raw=True)),
                                 utc_iso(datetime.now(timezone.utc)))
-            self.log.append([[closing]])
+            self.log.append([[d] for d in closing])
             self._restate(begun["from_seq"], begun["late_events"])
 
     def _finish_erasures(self) -> None:
@@ -580,7 +581,7 @@ def redo(resolver: Resolver, rec: dict[str, Any]) -> list[dict[str, Any]]:
     from schemas.channel import ChannelEvent
 
     t = rec["type"]
-    if t == "log_restated":  # (an end of a restatement: as recorded)
+    if t in RESTATE_TYPES:  # (a restatement's own entry: as recorded)
         resolver.apply(rec)
         return [rec]
     if t == "event_rejected":

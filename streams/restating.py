@@ -46,9 +46,9 @@ class Restatement:
             nodes, profiles = restate.touched([entry])
             self.nodes |= nodes
             self.profiles |= profiles
-            if rec["type"] in restate.MARKER_TYPES:
+            if rec["type"] in restate.RESTATE_TYPES:
                 self.aliases.extend(rec.get("aliases", ()))
-                continue  # (an earlier restatement's end: its aliases are carried over, not decided again)
+                continue  # (an earlier restatement's own entries: its aliases are carried over, not decided again)
             blob = orjson.dumps(rec)
             self.keys.append(restate.key_of(rec))
             self.offsets.append(self.size)
@@ -67,12 +67,14 @@ class Restatement:
         self.homes = {p: homes[st.resolve_alias(p)] for p in self.profiles | held if st.resolve_alias(p) in homes}
         self.nodes = set()
 
-    def begun(self, rewound: ResolverState, begun_seq: int, decided_at: str) -> dict[str, Any]:
-        """The begun marker, for entry ``begun_seq``, given the state before the entries (``rewound``)."""
+    def begun(self, rewound: ResolverState, begun_seq: int, decided_at: str) -> list[dict[str, Any]]:
+        """The begun marker, for entry ``begun_seq``, and the parts after it (one entry each), given the state
+        before the entries (``rewound``)."""
         self.begun_seq = begun_seq
         self.id = restate.restate_id(self.start, begun_seq)
         nodes, owners = restate.changed(self.before, restate.owners(rewound, self.before))
-        return decisions.log_restate_begun(self.id, self.start, self.late_events, nodes, owners, decided_at)
+        return [decisions.log_restate_begun(self.id, self.start, self.late_events, decided_at),
+                *restate.parts(self.id, nodes, owners)]
 
     def records(self) -> Iterator[dict[str, Any]]:
         """The records of the entries, in canonical order."""
@@ -94,22 +96,24 @@ class Restatement:
     def entries(self) -> int:
         return len(self.keys)
 
-    def done(self, new: ResolverState, decided_at: str) -> dict[str, Any]:
-        """The end marker, given the state after the entries decided again."""
+    def done(self, new: ResolverState, decided_at: str) -> list[dict[str, Any]]:
+        """The parts naming the aliases and the end marker (one entry each), given the state after the entries
+        decided again."""
         aliases = restate.aliases(self.homes, new)
-        return decisions.log_restated(self.id, self.start, self.begun_seq, self.entries, self.superseded,
-                                      self.late_events, aliases, decided_at)
+        return [*restate.parts(self.id, [], [], aliases),
+                decisions.log_restated(self.id, self.start, self.begun_seq, self.entries, self.superseded,
+                                       self.late_events, decided_at)]
 
     def close(self) -> None:
         self.spool.close()
 
 
 def abandoned(st: ResolverState, begun: dict[str, Any], begun_seq: int, entries: Iterable[list[dict[str, Any]]],
-              decided_at: str) -> dict[str, Any]:
-    """The marker that closes a restatement cut short: for every identifier its begun marker and its entries
-    named, the profile that holds it in ``st`` (the log as it reads without them)."""
+              decided_at: str) -> list[dict[str, Any]]:
+    """What closes a restatement cut short (one entry each): parts giving, for every identifier its entries
+    named, the profile that holds it in ``st`` (the log as it reads without them), then the abandoned marker."""
     nodes, _ = restate.touched(entries)
-    nodes.update(begun["nodes"])
     keys = sorted(nodes)
     held = restate.owners(st, keys)
-    return decisions.log_restate_abandoned(begun["restate_id"], begun_seq, keys, [held[k] for k in keys], decided_at)
+    return [*restate.parts(begun["restate_id"], keys, [held[k] for k in keys]),
+            decisions.log_restate_abandoned(begun["restate_id"], begun_seq, decided_at)]

@@ -83,7 +83,7 @@ NODE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "link_refused": (("node",), ("others",)), "events_attributed": (("node", "via"), ()),
     "probable_link": (("node", "other"), ()), "possible_match": (("node", "other"), ()),
     "connection_banned": ((), ("nodes", "others")),
-    "log_restate_begun": ((), ("nodes",)), "log_restate_abandoned": ((), ("nodes",)),
+    "log_restate_part": ((), ("nodes",)),
 }
 
 

@@ -567,6 +567,7 @@ class StreamJobs:
             self.earliest_late: Optional[Any] = None
             self.late_since = 0.0
             self.late_events = 0
+            self.next_restate = 0.0  # (loop time) the earliest the next restatement may start
             self.open_restatements: list[int] = []
             self.owns_log = False  # this worker holds the validated partition: it writes the decision log
             self.held: dict[Any, int] = {}  # a validated message -> its events still held in the reorder buffer
@@ -871,15 +872,20 @@ class StreamJobs:
             if self.earliest_late is None or key < self.earliest_late:
                 self.earliest_late = key
             self.late_events += 1
+            self.metrics.gauges["late_events_pending"] = self.late_events
 
     def restate_due(self, now: float) -> bool:
-        return self.earliest_late is not None and now >= self.late_since + self.options.restate_wait
+        """Late events wait ``restate_wait`` seconds, and at least twice as long as the last restatement took
+        after its end (restating takes at most a third of the time, however often events come late)."""
+        return self.earliest_late is not None and now >= max(self.late_since + self.options.restate_wait,
+                                                               self.next_restate)
 
     async def _restate(self) -> None:
         """Decides the log again from the place of the earliest late event noted (in canonical order, with
         every entry after it up to the last person's command), as ``idres ingest`` does."""
         key, late = self.earliest_late, self.late_events
         self.earliest_late, self.late_events = None, 0
+        self.metrics.gauges["late_events_pending"] = 0
         scan = await asyncio.get_running_loop().run_in_executor(None, LogScan, self.settings, key)
         if scan.start is not None:
             await self._restate_from(scan, scan.start, late)
@@ -902,8 +908,8 @@ class StreamJobs:
 
         await loop.run_in_executor(None, read)
         begun = found[0][0]
-        closing = abandoned(self.resolver.state, begun, begun_seq, found[1:], utc_iso(datetime.now(timezone.utc)))
-        await self._flush([[closing]], [])
+        closing = abandoned(self.resolver.state, begun, begun_seq, found, utc_iso(datetime.now(timezone.utc)))
+        await self._flush([[d] for d in closing], [])
         scan = await loop.run_in_executor(None, LogScan, self.settings)
         await self._restate_from(scan, begun["from_seq"], begun["late_events"])
 
@@ -927,7 +933,7 @@ class StreamJobs:
             self.resolver = rewound
             old = None  # (the state before: dropped)
             now = utc_iso(datetime.now(timezone.utc))
-            await self._flush([[work.begun(rewound.state, scan.entries, now)]], [])
+            await self._flush([[d] for d in work.begun(rewound.state, scan.entries, now)], [])
             chunk: list[list[dict[str, Any]]] = []
             for decisions in work.decide(lambda rec: redo(rewound, rec)):
                 chunk.append(decisions)
@@ -935,12 +941,15 @@ class StreamJobs:
                     await self._flush(chunk, [])
                     chunk = []
             done = work.done(rewound.state, now)
-            rewound.apply(done)
-            chunk.append([done])
+            rewound.apply_all(done)
+            chunk.extend([d] for d in done)
             await self._flush(chunk, [])
         finally:
             work.close()
+        took = time.monotonic() - started
+        self.next_restate = loop.time() + 2 * took
         self.metrics.add("restatements")
+        self.metrics.gauges["restatement_seconds"] = round(took, 3)
         log.warning("late events: the decision log restated from entry %d (%d entries decided again in %.1f s)",
                     start, work.entries, time.monotonic() - started)
 

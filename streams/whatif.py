@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Optional
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
 from resolver.decisions import record_of
-from resolver.restate import MARKER_TYPES
+from resolver.restate import RESTATE_TYPES
 from resolver.errors import IdresError
 from streams.embedded import EmbeddedEngine, holds_erased, redo
 from streams.sealing import is_erased
@@ -62,7 +62,7 @@ def replay(entries: Iterable[tuple[int, list[dict[str, Any]]]], scratch: Path, c
                 counts["erased"] += 1
                 continue
             rec = record_of(entry)
-            if rec["type"] in MARKER_TYPES:  # (a restatement's end: the what-if log is decided in one order)
+            if rec["type"] in RESTATE_TYPES:  # (a restatement's own: the what-if log is decided in one order)
                 continue
             if any(is_erased(k) for k in rec.get("nodes", ())):  # (another customer's identifier was erased)
                 rec = {**rec, "nodes": [k for k in rec["nodes"] if not is_erased(k)]}

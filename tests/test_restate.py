@@ -110,7 +110,8 @@ def test_ids_handed_out_before_a_restatement_still_find_their_customer(tmp_path)
         views = engine.views
         assert dict(zip(views.ev_id, views.ev_profile)) == one
         assert [r["late_events"] for r in views.restatements] == [len(older)]
-        aliases = dict(engine.log.read(len(engine.log) - 1))[len(engine.log) - 1][0]["aliases"]
+        aliases = [pair for _, entry in engine.log.read(0) for d in entry if d["type"] == "log_restate_part"
+                   for pair in d["aliases"]]
         for pid in handed_out:
             assert views.resolve(pid) is not None, pid  # every ID handed out still finds a customer
         aliases = [(old, new) for old, new in aliases if old in handed_out]
@@ -289,7 +290,7 @@ def test_a_restatement_a_resolve_worker_left_unfinished_is_closed_and_done_again
         worker.stop()
     scan = LogScan(settings)
     start = scan.entries // 2
-    begun = decisions.log_restate_begun(restate_id(start, scan.entries), start, 0, [], [], "2030-01-01T00:00:00Z")
+    begun = decisions.log_restate_begun(restate_id(start, scan.entries), start, 0, "2030-01-01T00:00:00Z")
     prod = producer(settings)
     prod.send(settings.topics.decisions, value=orjson.dumps({"v": 7, "entries": [[begun]]}), partition=0)
     prod.flush()
@@ -304,3 +305,15 @@ def test_a_restatement_a_resolve_worker_left_unfinished_is_closed_and_done_again
     assert [m["type"] for _, m in sorted(LogScan(settings).markers.items())] == [
         "log_restate_begun", "log_restate_abandoned", "log_restate_begun", "log_restated"]
     snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
+
+
+def test_a_restatement_is_written_in_entries_of_bounded_size():
+    from resolver import restate
+
+    nodes = [f"email:p{i}@mailbox.org" for i in range(2500)]
+    owners = [f"p_{i % 7}" if i % 3 else None for i in range(2500)]
+    aliases = [[f"p_old{i}", f"p_{i % 7}"] for i in range(1200)]
+    parts = restate.parts("r_1", nodes, owners, aliases)
+    assert all(len(p["nodes"]) + len(p["aliases"]) <= restate.PART_ITEMS for p in parts)
+    assert [n for p in parts for n in p["nodes"]] == nodes and [o for p in parts for o in p["owners"]] == owners
+    assert [a for p in parts for a in p["aliases"]] == aliases
