@@ -18,26 +18,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.kafka_broker import free_port, kafka_broker, select_broker  # noqa: E402
-
-
-def gauges(port: int) -> dict[str, float]:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3).read().decode()
-    except OSError:
-        return {}
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#") and "{" not in line:
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
+from tests.kafka_broker import free_port, kafka_broker, select_broker, worker_metrics  # noqa: E402
 
 
 def main() -> int:
@@ -73,7 +59,7 @@ def main() -> int:
                 last, quiet = -1.0, 0
                 while quiet < 6:  # (the log has not grown for 30 s and no late event waits to be restated)
                     time.sleep(5)
-                    g = gauges(port)
+                    g = worker_metrics(port)
                     n = g.get("idres_log_entries_written_total", 0.0) if not g.get("idres_late_events_pending") else -2
                     quiet = quiet + 1 if n == last and n > 0 else 0
                     last = n

@@ -109,6 +109,23 @@ def select_broker(environ: Optional[Mapping[str, str]] = None) -> BrokerChoice:
 
 
 # ------------------------------------------------------------------------------------------ Tansu
+def worker_metrics(port: int) -> dict[str, float]:
+    """The unlabelled samples of an `idres worker`'s /metrics on ``port`` (empty while it does not answer)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -22,7 +22,7 @@ from streams.kafka_io import KafkaSettings
 from streams.stream_app import read_to_end, decision_entries
 from streams.synthetic import SyntheticConfig, write_dataset
 from tests.cli_helpers import ROOT, run_cli
-from tests.kafka_broker import free_port, unique_name
+from tests.kafka_broker import free_port, unique_name, worker_metrics
 
 
 
@@ -45,17 +45,7 @@ class Worker:
             cwd=ROOT, env=self.env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
 
     def metrics(self) -> dict[str, float]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as resp:
-                text = resp.read().decode()
-        except OSError:
-            return {}
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#") and "{" not in line:
-                name, value = line.rsplit(" ", 1)
-                out[name] = float(value)
-        return out
+        return worker_metrics(self.port)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
