@@ -28,7 +28,7 @@ from resolver.decisions import erasure_of, record_of
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.commands import command_of, decide
 from streams.inputs import InputStream, as_input, open_input
-from streams.log import CHECKPOINTS, DecisionLog, load_checkpoint, save_checkpoint
+from streams.log import CHECKPOINTS, DecisionLog, load_checkpoint, open_restatements, save_checkpoint
 from streams.sealing import erasure_subjects, is_erased
 from streams.ordering import read_in_order
 from streams.pipeline import MAX_RECORD_BYTES  # noqa: F401  (its home was here: kept importable)
@@ -460,11 +460,7 @@ class EmbeddedEngine:
         """A restatement begun and not completed (the writer stopped in between): close it, and restate again."""
         from streams.restating import abandoned
 
-        markers = self.log.restatements()
-        ended = {m["restate_id"] for m in markers.values() if m["type"] != "log_restate_begun"}
-        open_ = [(at, m) for at, m in sorted(markers.items()) if m["type"] == "log_restate_begun"
-                 and m["restate_id"] not in ended]
-        for at, m in open_:
+        for at in open_restatements(self.log.restatements()):
             begun = next(entry for _, entry in self.log.read(at, at + 1, raw=True))[0]
             closing = abandoned(self.resolver.state, begun, at, (e for _, e in self.log.read(at, raw=True)),
                                 utc_iso(datetime.now(timezone.utc)))

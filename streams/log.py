@@ -178,7 +178,7 @@ class DecisionLog:
                 entry = orjson.loads(data[start:end])
                 first = entry["decisions"][0]
                 if first["type"] in MARKER_TYPES:
-                    self._markers[entry["seq"]] = _marker_fields(first)
+                    self._markers[entry["seq"]] = marker_fields(first)
             except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
                 pass  # (a damaged line: reading it says so)
             at = data.find(_MARKER, end)
@@ -262,7 +262,7 @@ class DecisionLog:
         marked = [(first + i, d[0]) for i, d in enumerate(batches) if d and d[0]["type"] in MARKER_TYPES]
         if marked:
             for at, d in marked:
-                self._markers[at] = _marker_fields(d)
+                self._markers[at] = marker_fields(d)
             self._skips = skipped(self._markers)
         return seq
 
@@ -305,12 +305,7 @@ class DecisionLog:
 
     def skipped(self, seq: int) -> bool:
         """Whether entry ``seq`` is one a reader skips (``read``): superseded, or of a restatement not complete."""
-        for a, b in self._skips:
-            if a <= seq < b:
-                return True
-            if a > seq:
-                break
-        return False
+        return in_ranges(self._skips, seq)
 
     def _effective(self, start: int, end: Optional[int]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
         skips = self._skips
@@ -438,7 +433,24 @@ def skipped(markers: dict[int, dict[str, Any]]) -> list[tuple[int, int]]:
     return merged
 
 
-def _marker_fields(d: dict[str, Any]) -> dict[str, Any]:
+def in_ranges(ranges: list[tuple[int, int]], seq: int) -> bool:
+    """Whether ``seq`` is in one of ``ranges`` (``skipped``'s: sorted, disjoint)."""
+    for a, b in ranges:
+        if a <= seq < b:
+            return True
+        if a > seq:
+            break
+    return False
+
+
+def open_restatements(markers: dict[int, dict[str, Any]]) -> list[int]:
+    """The positions of begun markers without an end (a writer stopped in between), in log order."""
+    ended = {m["restate_id"] for m in markers.values() if m["type"] != "log_restate_begun"}
+    return [seq for seq, m in sorted(markers.items()) if m["type"] == "log_restate_begun" and m["restate_id"] not in ended]
+
+
+def marker_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """What readers keep of a restatement marker to know what they skip."""
     return {k: d[k] for k in ("type", "restate_id", "from_seq", "begun_seq") if k in d}
 
 

@@ -48,7 +48,7 @@ from streams import kafka_batches
 from schemas.decisions import DECISION_SCHEMA_VERSION
 from streams.kafka_io import (KafkaIOError, KafkaSettings, admin_client, check_reachable, client_error,
                               ensure_topics, producer)
-from streams.log import check_version
+from streams.log import check_version, in_ranges, marker_fields, open_restatements, skipped
 from streams.ordering import ReorderBuffer, order_key
 from streams.pipeline import ACCEPTED, DUPLICATE, INTERNAL, VALID, RecordPipeline
 
@@ -234,7 +234,6 @@ class LogScan:
     def __init__(self, settings: KafkaSettings, after: Optional[Any] = None):
         from resolver.decisions import RECORD_TYPES
         from resolver.restate import BARRIER_TYPES, MARKER_TYPES, event_key
-        from streams.log import skipped
 
         self.markers: dict[int, dict[str, Any]] = {}
         self.entries = 0
@@ -252,8 +251,7 @@ class LogScan:
                     continue
                 first = entry[0]
                 if first["type"] in MARKER_TYPES:
-                    self.markers[seq] = {k: first[k] for k in ("type", "restate_id", "from_seq", "begun_seq")
-                                         if k in first}
+                    self.markers[seq] = marker_fields(first)
                     continue
                 rec = next((d for d in reversed(entry) if d["type"] in RECORD_TYPES), None)
                 if rec is None:
@@ -271,16 +269,11 @@ class LogScan:
 
         read_to_end(settings, settings.topics.decisions, take)
         self.skips = skipped(self.markers)
-        self.start = next((seq for seq in later if not self._skipped(seq)), None)
-
-    def _skipped(self, seq: int) -> bool:
-        return any(a <= seq < b for a, b in self.skips)
+        self.start = next((seq for seq in later if not in_ranges(self.skips, seq)), None)
 
     def open_restatements(self) -> list[int]:
         """The positions of begun markers without an end (a worker stopped in between)."""
-        ended = {m["restate_id"] for m in self.markers.values() if m["type"] != "log_restate_begun"}
-        return [seq for seq, m in sorted(self.markers.items())
-                if m["type"] == "log_restate_begun" and m["restate_id"] not in ended]
+        return open_restatements(self.markers)
 
 
 def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = None,
@@ -302,7 +295,7 @@ def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = No
         nonlocal count
         for entry in decision_entries(record.value, settings):
             try:
-                live = not any(a <= count < b for a, b in skips)
+                live = not in_ranges(skips, count)
                 if live and end is not None and count >= end:
                     live = False
                     if rest is not None:
