@@ -21,6 +21,8 @@ from resolver.ids import ERASED, RECORD_TYPE, short_hash
 from resolver.restate import BARRIER_TYPES, event_key
 from resolver.sessions import SESSION_SECONDS
 
+MAX_SEEN_SCAN = 5_000  # a contact's profile events looked at for what it shows (the newest folded, past that)
+
 
 @dataclass(frozen=True)
 class ProjectionConfig:
@@ -36,6 +38,19 @@ class ProjectionConfig:
     refund_types: tuple[str, ...] = ("return", "refund")
     case_open_types: tuple[str, ...] = ("case_opened", "ticket_opened")
     case_close_types: tuple[str, ...] = ("case_resolved", "case_closed", "ticket_closed")
+    # channels where a person serves the customer: at each contact on one, the views note what of the
+    # customer's other channels the profile showed at that moment (``contact_seen``; the snapshot's
+    # ``contact_recognition`` and the promise figures of ``projections.metrics``)
+    assisted_channels: tuple[str, ...] = ("call_center", "chat", "store", "social")
+    # the snapshot's metric views (``projections.metrics``): read when a snapshot is written, not by the fold
+    report_currency: Optional[str] = None  # None: the currency of most purchases
+    exchange_rates: dict[str, float] = field(default_factory=dict)  # currency -> report currency per unit
+    contact_costs: dict[str, float] = field(default_factory=dict)  # channel -> cost of a contact (report currency)
+    programme_cost: Optional[float] = None  # what the omnichannel programme cost over the snapshot's span
+    churn_days: int = 90  # a customer inactive this many days (as of the snapshot) has churned
+    at_risk_gap_ratio: float = 3.0  # ... is at risk when inactive this many times their own usual gap
+    at_risk_probability: float = 0.3  # ... or when the purchase model's probability alive is below this
+    stale_case_days: int = 7  # an open case older than this is on the proactive list
 
     def trusted(self, attribute: str, channel: str) -> bool:
         allowed = self.trusted_channels_by_attribute.get(attribute)
@@ -117,6 +132,10 @@ class CustomerViews:
         self._seq_from: list[int] = []
         self._seq_off: list[int] = []
         self.barrier = -1  # the entry of the last person's command (a restatement starts after it)
+        # contacts on an assisted channel: event -> the latest earlier event of each other channel its profile
+        # held once the contact's entry was folded (what a person serving the customer could see)
+        self.contact_seen: dict[int, tuple[int, ...]] = {}
+        self._contacts: list[int] = []  # assisted contacts of the entry being folded
         self._dirty: set[str] = set()
 
     # ------------------------------------------------------------------------------------ folding
@@ -254,7 +273,34 @@ class CustomerViews:
         if self._dirty:
             self._reassign()
         self._claims.clear()
+        if self._contacts:
+            for i in self._contacts:
+                self._recognise(i)
+            self._contacts.clear()
         self.seq = seq + 1
+
+    def _recognise(self, i: int) -> None:
+        """Notes what contact ``i``'s profile shows of the customer's other channels: per other channel, the
+        latest event before the contact (by time, then event ID)."""
+        pid = self.ev_profile[i]
+        prof = self.profiles.get(pid) if pid is not None else None
+        if prof is None:
+            return
+        ev_at, ev_channel, ev_id = self.ev_at, self.ev_channel, self.ev_id
+        at, channel, eid = ev_at[i], ev_channel[i], ev_id[i]
+        latest: dict[str, int] = {}
+        events = prof.events
+        for j in events if len(events) <= MAX_SEEN_SCAN else events[-MAX_SEEN_SCAN:]:
+            c = ev_channel[j]
+            if c == channel:
+                continue
+            a = ev_at[j]
+            if a > at or (a == at and ev_id[j] >= eid):
+                continue
+            k = latest.get(c)
+            if k is None or a > ev_at[k] or (a == ev_at[k] and ev_id[j] > ev_id[k]):
+                latest[c] = j
+        self.contact_seen[i] = tuple(sorted(latest.values())) if latest else ()
 
     def entry_of_event(self, i: int) -> int:
         """The log entry of event ``i``."""
@@ -326,6 +372,7 @@ class CustomerViews:
             self.ev_attrs[i] = self.ev_payload[i] = None
             self.ev_ignored[i] = None
             self.ev_waiting.pop(event_id, None)
+            self.contact_seen.pop(i, None)
         for review_id in [r for r, v in self.reviews.items()
                           if self.node_index.get(v["match"]["node"]) is None
                           or self.node_index.get(v["match"]["other"]) is None]:
@@ -445,6 +492,8 @@ class CustomerViews:
         self.ev_attrs.append(orjson.dumps(attrs).decode() if attrs else None)
         self.ev_payload.append(orjson.dumps(payload).decode() if payload else None)
         self.ev_ignored.append(d.get("ignored"))
+        if d["channel"] in self.config.assisted_channels:
+            self._contacts.append(i)
         pid = self._assign(i)
         self.ev_profile.append(pid)
         self._profile(pid, d["occurred_at"]).events.append(i)

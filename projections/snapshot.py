@@ -3,8 +3,9 @@
 The file is built under a temporary name beside the target and renamed over it only when complete,
 so a reader never sees a half-written snapshot. Tables (documented in the README):
 
-profiles, identifiers, events, merges, splits, aliases, links, review_queue, bans, rejected_events,
-snapshot_info.
+profiles, identifiers, events, merges, splits, aliases, households, links, review_queue, bans,
+rejected_events, contact_recognition, snapshot_info; then the metric views over them
+(``projections.metrics``).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import orjson
 
 from projections.customer import CustomerViews
 from projections.households import household_rows
+from projections.metrics import promise, write_metrics
 from projections.storage import file_mode, private_file, remove_debris
 from resolver.errors import IdresError
 
-SNAPSHOT_SCHEMA_VERSION = 5  # 3: rejected_events.reason is a category, its message in detail; 4: households;
-# 5: bans
+SNAPSHOT_SCHEMA_VERSION = 6  # 3: rejected_events.reason is a category, its message in detail; 4: households;
+# 5: bans; 6: contact_recognition and the metric views
 
 GOLDEN_FIELDS = ("first_name", "last_name", "date_of_birth", "address", "postcode", "city")
 
@@ -75,6 +77,7 @@ TABLES: dict[str, dict[str, str]] = {
         "source": "VARCHAR", "position": "BIGINT", "event_id": "VARCHAR", "reason": "VARCHAR", "raw": "VARCHAR",
         "detail": "VARCHAR",
     },
+    "contact_recognition": promise.COLUMNS,
     "snapshot_info": {"key": "VARCHAR", "value": "VARCHAR"},
 }
 
@@ -212,8 +215,9 @@ def rejected_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
 
 
 def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[str, Any]] = None,
-                   progress: Optional[Callable[[str], None]] = None) -> dict[str, int]:
-    """Writes every table to ``out`` atomically; returns the row count per table."""
+                   progress: Optional[Callable[[str], None]] = None, predict: bool = True) -> dict[str, int]:
+    """Writes every table and the metric views to ``out`` atomically; returns the row count per table.
+    ``predict``: fit the purchase models for the predicted customer value (when their library is installed)."""
     out = Path(out)
     if out.is_dir():
         raise IdresError(f"snapshot output {out} is a directory: give a file path, e.g. {out / 'customers.duckdb'}")
@@ -239,6 +243,7 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
         "review_queue": review_rows(views),
         "bans": ban_rows(views),
         "rejected_events": rejected_rows(views),
+        "contact_recognition": promise.recognition_rows(views),
         "snapshot_info": ({"key": k, "value": str(v)} for k, v in meta.items()),
     }
     counts: dict[str, int] = {}
@@ -270,6 +275,7 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
                 else:
                     con.execute(f"CREATE TABLE {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
                 path.unlink()
+            write_metrics(con, views, progress, predict=predict)
             con.execute("CHECKPOINT")
         finally:
             con.close()

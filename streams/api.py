@@ -64,7 +64,7 @@ from resolver.ids import node_key
 from resolver.errors import IdresError
 from resolver.normalize import Normalizer
 from resolver.state import ResolverState
-from streams.embedded import STATE_FORMAT, bulk_work
+from streams.embedded import bulk_work, state_fingerprint
 from streams.log import DecisionLog, LogError, load_checkpoint
 from resolver.decisions import erasure_of
 from streams.sealing import is_erased
@@ -108,7 +108,7 @@ class Follower:
         self.config = config or ResolverConfig()
         self.projection_config = projection_config or ProjectionConfig()
         self.normalizer = Normalizer(self.config)
-        self.fingerprint = f"{STATE_FORMAT}:{self.config.fingerprint()}"
+        self.fingerprint = state_fingerprint(self.config, self.projection_config)
         self.poll_interval = poll_interval
         self.apply_batch = max(1, apply_batch)
         self.pause = pause

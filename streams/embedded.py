@@ -60,6 +60,12 @@ def _state_format() -> str:
 STATE_FORMAT = _state_format()
 
 
+def state_fingerprint(config: ResolverConfig, projection: ProjectionConfig) -> str:
+    """What a checkpoint's state depends on besides the log: the code, the resolver's configuration and the
+    channels on which the views note what a contact's profile showed."""
+    return f"{STATE_FORMAT}:{config.fingerprint()}:{','.join(projection.assisted_channels)}"
+
+
 @dataclass
 class IngestReport:
     source: str = ""
@@ -162,7 +168,7 @@ class EmbeddedEngine:
         self.batch_size = batch_size
         self.writer = writer
         self.log = DecisionLog(self.data_dir, writer=writer)
-        self.fingerprint = f"{STATE_FORMAT}:{self.config.fingerprint()}"
+        self.fingerprint = state_fingerprint(self.config, self.projection_config)
         self.folded_from_checkpoint = 0
         self.shard_stats: Optional[dict[str, Any]] = None  # the last ingest on shards: what its time went to
         try:

@@ -11,6 +11,15 @@ Top-level keys and ``[identifier_types.*]`` tables are resolver rules (see ``res
     untrusted_channels = ["social", "chat"]          # golden record: values from these lose to others
     trusted_channels_by_attribute = { date_of_birth = ["store", "call_center"] }
     purchase_types = ["purchase", "store_purchase"]
+    assisted_channels = ["call_center", "chat", "store", "social"]   # where a person serves the customer
+    report_currency = "USD"                           # metric views: money in this currency ...
+    exchange_rates = { EUR = 1.08, GBP = 1.27 }       # ... converted at these rates (others are left out)
+    contact_costs = { call_center = 6.5, chat = 2.0 } # cost of one contact per channel, for cost to serve
+    programme_cost = 250000                           # the omnichannel programme's cost, for its return
+    churn_days = 90                                   # inactive this long (as of the snapshot): churned
+    at_risk_gap_ratio = 3.0                           # inactive this many times one's own usual gap: at risk
+    at_risk_probability = 0.3                         # or a modelled probability alive below this
+    stale_case_days = 7                               # open cases older than this are listed
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from projections.customer import ProjectionConfig
 import tomllib
 
 from resolver.config import (Check, ResolverConfig, check_table, config_error, config_path, reject_unknown,
-                             shown, strings, table_of)
+                             shown, strings, table_of, whole_number)
 from resolver.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -48,6 +57,28 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 _CHANNELS = strings('["social", "chat"]')
+
+
+def _amount(minimum: float, above: bool, optional: bool = False) -> Check:
+    """A number (TOML ``true`` is not 1) above (or at least) ``minimum``."""
+    expected = f"a number {'>' if above else '>='} {minimum:g}"
+
+    def check(value: Any, path: str, where: str) -> Optional[float]:
+        if value is None and optional:
+            return None
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or value != value
+                or (value <= minimum if above else value < minimum) or value == float("inf")):
+            config_error(where, path, value, expected)
+        return float(value)
+
+    return check
+
+
+def _currency(value: Any, path: str, where: str) -> str:
+    if not isinstance(value, str) or len(value) != 3 or not value.isalpha() or not value.isupper():
+        config_error(where, path, value, 'a three-letter currency code, such as "USD" or "EUR"')
+    return value
+
 _EVENT_TYPES = strings('["purchase", "order"]')
 _PROJECTION: dict[str, Check] = {
     "untrusted_channels": _CHANNELS,
@@ -57,6 +88,15 @@ _PROJECTION: dict[str, Check] = {
     "refund_types": _EVENT_TYPES,
     "case_open_types": _EVENT_TYPES,
     "case_close_types": _EVENT_TYPES,
+    "assisted_channels": strings('["call_center", "chat", "store", "social"]'),
+    "report_currency": _currency,
+    "exchange_rates": table_of(_amount(0, True), "a table of currency = rate, such as { EUR = 1.08 }"),
+    "contact_costs": table_of(_amount(0, False), "a table of channel = cost, such as { call_center = 6.5 }"),
+    "programme_cost": _amount(0, False, optional=True),
+    "churn_days": whole_number(1),
+    "at_risk_gap_ratio": _amount(0, True),
+    "at_risk_probability": _amount(0, False),
+    "stale_case_days": whole_number(0),
 }
 
 

@@ -1,0 +1,68 @@
+"""The metric views of the analyst snapshot: what omnichannel CRM teams measure, as DuckDB views over the
+snapshot's tables, one concept per module:
+
+- ``value``: customer value (RFM, historical and predicted lifetime value; ``predict`` fits the models);
+- ``churn``: status as of the snapshot, churn by cohort, survival;
+- ``service``: cases, resolution time, CSAT, first-contact resolution;
+- ``promise``: whether a person serving the customer could see their other channels, at that moment;
+- ``channels``: channel mix, channel-to-channel moves, journeys;
+- ``crosschannel``: cross- against single-channel customers, cost to serve, the programme's return;
+- ``lists``: households' value and the proactive lists;
+- ``quality``: how the identity resolution stands.
+
+``settings`` writes what they read besides the customer tables. Every view has a comment (``duckdb_views()``
+shows it); ``VIEWS`` lists them in the order they are created."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from projections.metrics import channels, churn, crosschannel, lists, promise, quality, service, value
+from projections.metrics.settings import report_currency, write_settings
+from projections.metrics.view import View
+
+if TYPE_CHECKING:
+    from projections.customer import CustomerViews
+
+VIEWS: list[View] = [*value.VIEWS, *churn.VIEWS, *service.VIEWS, *promise.VIEWS, *channels.VIEWS,
+                     *crosschannel.VIEWS, *lists.VIEWS, *quality.VIEWS]
+
+# the tables written beside the views: what they read besides the customer tables, and what they say
+TABLES = ("metric_settings", "event_kinds", "currency_rates", "contact_costs", "assisted_channels",
+          "customer_value_predicted", "metric_notes")
+PREDICTED = {"profile_id": "VARCHAR", "probability_alive": "DOUBLE", "expected_purchases_90d": "DOUBLE",
+             "predicted_clv_12m": "DOUBLE"}
+
+
+def write_metrics(con: Any, views: "CustomerViews", progress: Optional[Callable[[str], None]] = None,
+                  predict: bool = True) -> dict[str, Any]:
+    """Creates the settings tables, the metric views and the predicted customer value (``predict``: when the
+    models' library is installed) in the open snapshot ``con``, whose customer tables are written; returns
+    notes on what could not be computed."""
+    from projections.metrics import predict as predicting
+
+    currency = report_currency(views)
+    write_settings(con, views, currency)
+    con.execute(f"CREATE TABLE customer_value_predicted ({', '.join(f'{c} {t}' for c, t in PREDICTED.items())})")
+    con.execute("CREATE TABLE metric_notes (topic VARCHAR, note VARCHAR)")
+    for view in VIEWS:
+        view.create(con)
+    notes: dict[str, Any] = {}
+    if currency is None:
+        notes["currency"] = "no purchase names a currency and report_currency is not set: amounts are taken as they are"
+    unconverted = con.execute("SELECT count(*), string_agg(DISTINCT currency, ', ' ORDER BY currency) FROM event_facts "
+                              "WHERE unconverted AND kind IN ('purchase', 'refund')").fetchone()
+    if unconverted[0]:
+        notes["currency"] = (f"{unconverted[0]} purchases and refunds in {unconverted[1]} are left out of revenue: "
+                             f"set exchange_rates in [projection] to convert them to {currency}")
+    if predict:
+        if progress is not None:
+            progress("customer_value_predicted")
+        note = predicting.predict_into(con, views.config)
+        if note:
+            notes["predicted_value"] = note
+    else:
+        notes["predicted_value"] = "not computed (--no-predict)"
+    if notes:
+        con.executemany("INSERT INTO metric_notes VALUES (?, ?)", sorted(notes.items()))
+    return notes

@@ -1,0 +1,57 @@
+"""Customer value: per profile, purchases, revenue net of refunds, recency, frequency, tenure, average order
+value and the historical lifetime value, in the report currency; the predicted figures (probability alive,
+expected purchases, lifetime value over the next year) come from ``projections.metrics.predict`` when its
+library is installed, and are empty otherwise (``metric_notes`` says why)."""
+
+from projections.metrics.view import View
+
+EVENT_FACTS = View("event_facts", "One row per event of a customer (erased ones left out): its kind (purchase, refund, "
+                   "case_open, case_close or NULL), its time in UTC (ts), and its amount in the report currency "
+                   "(value; NULL when its currency has no rate: unconverted).", """
+SELECT e.event_id, e.profile_id, e.channel, e.event_type, k.kind,
+       timezone('UTC', e.occurred_at) AS ts, e.amount, coalesce(e.currency, s.report_currency) AS currency,
+       CASE WHEN k.kind = 'refund' THEN abs(e.amount) * r.rate ELSE e.amount * r.rate END AS value,
+       e.amount IS NOT NULL AND r.rate IS NULL AS unconverted,
+       e.case_id, e.csat
+FROM events e CROSS JOIN metric_settings s
+LEFT JOIN event_kinds k ON k.event_type = e.event_type
+LEFT JOIN currency_rates r ON r.currency = coalesce(e.currency, s.report_currency)
+WHERE e.profile_id IS NOT NULL""")
+
+CUSTOMER_VALUE = View("customer_value", "One row per profile: purchases and refunds, revenue (gross, refunded, net; "
+                      "lifetime_value is the net revenue, never below 0, refunds_exceed_purchases says when refunds "
+                      "of purchases outside the data made it so), recency, frequency and T in days as the BG/NBD "
+                      "model counts them, tenure, average order value, and the predicted figures when a model ran.", """
+WITH f AS (
+  SELECT profile_id,
+         count(*) FILTER (WHERE kind = 'purchase') AS purchases,
+         count(*) FILTER (WHERE kind = 'refund') AS refunds,
+         count(value) FILTER (WHERE kind = 'purchase') AS valued_purchases,
+         coalesce(sum(value) FILTER (WHERE kind = 'purchase'), 0) AS gross_revenue,
+         coalesce(sum(value) FILTER (WHERE kind = 'refund'), 0) AS refunded,
+         count(*) FILTER (WHERE kind IN ('purchase', 'refund') AND unconverted) AS unconverted_amounts,
+         min(ts) FILTER (WHERE kind = 'purchase') AS first_purchase,
+         max(ts) FILTER (WHERE kind = 'purchase') AS last_purchase,
+         count(DISTINCT CAST(ts AS DATE)) FILTER (WHERE kind = 'purchase') AS purchase_days,
+         min(ts) AS first_seen, max(ts) AS last_seen, count(*) AS events,
+         count(DISTINCT channel) AS channels
+  FROM event_facts GROUP BY profile_id)
+SELECT f.profile_id, p.identifier_count > 0 AS identified, f.events, f.channels, f.purchases, f.refunds,
+       s.report_currency AS currency,
+       round(f.gross_revenue, 2) AS gross_revenue, round(f.refunded, 2) AS refunded,
+       round(f.gross_revenue - f.refunded, 2) AS net_revenue,
+       round(greatest(f.gross_revenue - f.refunded, 0), 2) AS lifetime_value,
+       f.refunded > f.gross_revenue AS refunds_exceed_purchases, f.unconverted_amounts,
+       f.first_seen, f.last_seen, f.first_purchase, f.last_purchase,
+       date_diff('day', f.first_seen, s.as_of) AS tenure_days,
+       date_diff('day', f.last_purchase, s.as_of) AS days_since_purchase,
+       greatest(f.purchase_days - 1, 0) AS frequency,
+       date_diff('day', f.first_purchase, f.last_purchase) AS recency,
+       date_diff('day', f.first_purchase, s.as_of) AS t,
+       CASE WHEN f.valued_purchases > 0 THEN round(f.gross_revenue / f.valued_purchases, 2) END AS average_order_value,
+       m.probability_alive, m.expected_purchases_90d, m.predicted_clv_12m
+FROM f CROSS JOIN metric_settings s
+JOIN profiles p ON p.profile_id = f.profile_id
+LEFT JOIN customer_value_predicted m ON m.profile_id = f.profile_id""")
+
+VIEWS = [EVENT_FACTS, CUSTOMER_VALUE]

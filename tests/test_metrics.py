@@ -1,0 +1,293 @@
+"""The snapshot's metric views (``projections.metrics``), checked against data whose answers are known: small
+stories told event by event, and a generated world whose plan says what every figure must be."""
+
+from __future__ import annotations
+
+import random
+import statistics
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import duckdb
+import pytest
+
+from projections.customer import ProjectionConfig
+from projections.metrics import VIEWS
+from projections.snapshot import write_snapshot
+from tests.resolver_helpers import Run, ev
+
+GBP_PER_EUR = 0.85
+
+
+def snapshot_of(run: Run, tmp_path, **config: Any) -> duckdb.DuckDBPyConnection:
+    out = tmp_path / "s.duckdb"
+    run.views.config = replace(run.views.config, **config)
+    write_snapshot(run.views, out)
+    return duckdb.connect(str(out), read_only=True)
+
+
+def configured_run(**config: Any) -> Run:
+    run = Run()
+    run.views.config = replace(ProjectionConfig(), **config)
+    return run
+
+
+def rows(con, sql: str) -> list[dict[str, Any]]:
+    cur = con.execute(sql)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+# ------------------------------------------------------------------------------------ stories
+def test_the_promise_is_measured_at_the_moment_of_each_contact(tmp_path):
+    """Ann chats and logs in with her email, then phones from a number nobody knows yet: the agent cannot see
+    her history. An app order then ties the number to her email; when she phones again, the agent sees her
+    chat, her web visit and her order."""
+    phone = "+44 7700 900123"
+    run = configured_run().feed([
+        ev("chat-1", 0, channel="chat", event_type="chat_message", email="ann@mailbox.co.uk"),
+        ev("web-1", 10, channel="web", event_type="login", email="ann@mailbox.co.uk", device_id="dev-ann"),
+        ev("call-1", 20, channel="call_center", event_type="case_opened", phone=phone, payload={"case_id": "C1"}),
+        ev("app-1", 30, channel="app", event_type="purchase", email="ann@mailbox.co.uk", phone=phone,
+           payload={"amount": 20, "currency": "GBP"}),
+        ev("call-2", 40, channel="call_center", event_type="case_resolved", phone=phone,
+           payload={"case_id": "C1", "csat": 4}),
+        ev("shop-1", 50, channel="store", event_type="store_purchase", loyalty_id="LY-77",
+           payload={"amount": 5, "currency": "GBP"}),
+    ])
+    assert len({run.profile_of(e) for e in ("chat-1", "web-1", "call-1", "app-1", "call-2")}) == 1
+    with snapshot_of(run, tmp_path) as con:
+        outcome = {r["event_id"]: (r["outcome"], r["channels_before"], r["channels_shown"])
+                   for r in rows(con, "SELECT * FROM promise_contacts")}
+        assert outcome == {
+            "chat-1": ("no history", 0, 0),  # her first contact
+            "call-1": ("not recognised", 2, 0),  # the number was nobody's yet: chat and web unseen
+            "call-2": ("recognised", 3, 3),  # chat, web and app, each its latest event
+            "shop-1": ("no history", 0, 0),  # another customer, on one channel
+        }
+        call = rows(con, "SELECT * FROM promise_by_channel WHERE channel = 'call_center'")[0]
+        assert (call["contacts"], call["with_history"], call["recognised"], call["not_recognised"]) == (2, 2, 1, 1)
+        assert call["recognised_rate"] == 0.5
+        case = rows(con, "SELECT * FROM cases")[0]
+        assert (case["case_id"], case["resolved"], case["resolution_hours"], case["contacts"], case["csat"],
+                case["first_contact_resolution"]) == ("C1", True, round(20 / 60, 2), 1, 4, True)
+
+
+def test_refunds_never_make_value_negative_silently_and_other_currencies_are_converted(tmp_path):
+    run = configured_run().feed([
+        ev("b1", 0, channel="store", event_type="store_purchase", loyalty_id="LY-1",
+           payload={"amount": 50, "currency": "GBP"}),
+        ev("b2", 60, channel="store", event_type="refund", loyalty_id="LY-1", payload={"amount": 80, "currency": "GBP"}),
+        ev("c1", 0, channel="web", event_type="purchase", email="c@mailbox.co.uk", payload={"amount": 100, "currency": "EUR"}),
+        ev("c2", 90, channel="web", event_type="purchase", email="c@mailbox.co.uk", payload={"amount": 10, "currency": "SEK"}),
+    ])
+    with snapshot_of(run, tmp_path, report_currency="GBP", exchange_rates={"EUR": GBP_PER_EUR}) as con:
+        value = {r["profile_id"]: r for r in rows(con, "SELECT * FROM customer_value")}
+        b, c = value[run.profile_of("b1")], value[run.profile_of("c1")]
+        assert (b["net_revenue"], b["lifetime_value"], b["refunds_exceed_purchases"]) == (-30.0, 0.0, True)
+        assert (c["gross_revenue"], c["purchases"], c["unconverted_amounts"], c["currency"]) == (85.0, 2, 1, "GBP")
+        assert c["average_order_value"] == 85.0  # of the purchases it could convert
+        notes = dict(con.execute("SELECT topic, note FROM metric_notes").fetchall())
+        assert "SEK" in notes["currency"] and "exchange_rates" in notes["currency"]
+
+
+def test_every_view_answers_on_an_empty_snapshot_and_says_what_it_is(tmp_path):
+    with snapshot_of(Run(), tmp_path) as con:
+        comments = dict(con.execute("SELECT view_name, comment FROM duckdb_views() WHERE NOT internal").fetchall())
+        for view in VIEWS:
+            assert comments[view.name], view.name
+            con.execute(f"SELECT * FROM {view.name}").fetchall()
+        assert rows(con, "SELECT status FROM programme_return")[0]["status"].startswith("no costs configured")
+
+
+# ------------------------------------------------------------------------------------ a generated world
+T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+CHANNELS = ["web", "app", "email", "store", "call_center", "chat"]
+
+
+@dataclass
+class Customer:
+    n: int
+    events: list[tuple[datetime, str, str, dict[str, Any]]] = field(default_factory=list)
+    revenue: float = 0.0
+    refunded: float = 0.0
+    purchases: int = 0
+    cases: list[dict[str, Any]] = field(default_factory=list)
+
+
+def world(seed: int, people: int = 80) -> list[Customer]:
+    """Customers whose every event carries their own email (so each is one profile), on a few channels, who
+    buy (in GBP or EUR), sometimes get a refund, and open support cases that are resolved or not."""
+    r = random.Random(seed)
+    out = []
+    for n in range(people):
+        c = Customer(n)
+        channels = r.sample(CHANNELS, r.randint(1, 4))
+        start = r.randint(0, 300)
+        for _ in range(r.randint(1, 12)):
+            at = T0 + timedelta(days=start + r.randint(0, 400), minutes=r.randint(0, 1439))
+            channel = r.choice(channels)
+            if channel in ("web", "app", "store") and r.random() < 0.6:
+                amount, currency = round(r.uniform(5, 200), 2), r.choice(["GBP", "EUR"])
+                c.events.append((at, channel, "purchase", {"amount": amount, "currency": currency}))
+                value = amount * (GBP_PER_EUR if currency == "EUR" else 1.0)
+                c.purchases += 1
+                c.revenue += value
+                if r.random() < 0.2:
+                    c.events.append((at + timedelta(days=3), channel, "refund", {"amount": amount, "currency": currency}))
+                    c.refunded += value
+            elif channel in ("call_center", "chat") and r.random() < 0.7:
+                case = {"case_id": f"K{n}-{len(c.cases)}", "channel": channel, "opened": at,
+                        "hours": r.randint(1, 200) if r.random() < 0.8 else None,
+                        "csat": r.randint(1, 5) if r.random() < 0.6 else None}
+                c.cases.append(case)
+                c.events.append((at, channel, "case_opened", {"case_id": case["case_id"]}))
+                if case["hours"] is not None:
+                    payload = {"case_id": case["case_id"]} | ({"csat": case["csat"]} if case["csat"] else {})
+                    c.events.append((at + timedelta(hours=case["hours"]), channel, "case_resolved", payload))
+                else:
+                    case["csat"] = None
+            else:
+                c.events.append((at, channel, "visit", {}))
+        out.append(c)
+    return out
+
+
+def feed(customers: list[Customer]) -> Run:
+    events = []
+    for c in customers:
+        for k, (at, channel, etype, payload) in enumerate(c.events):
+            events.append((at, f"w{c.n}-{k}", channel, etype, payload, c.n))
+    run = configured_run()
+    run.feed(ev(eid, int((at - T0).total_seconds() // 60), channel=channel, event_type=etype, payload=payload,
+                email=f"person{n}@mailbox.co.uk") for at, eid, channel, etype, payload, n in sorted(events))
+    return run
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    customers = world(seed=20261202)
+    run = feed(customers)
+    out = tmp_path_factory.mktemp("metrics") / "s.duckdb"
+    run.views.config = replace(run.views.config, report_currency="GBP", exchange_rates={"EUR": GBP_PER_EUR},
+                               contact_costs={"call_center": 5.0, "chat": 1.5}, programme_cost=1000.0)
+    write_snapshot(run.views, out)
+    with duckdb.connect(str(out), read_only=True) as con:
+        yield customers, run, con
+
+
+def test_customer_value_matches_the_plan(generated):
+    customers, run, con = generated
+    value = {r["profile_id"]: r for r in rows(con, "SELECT * FROM customer_value")}
+    assert len(value) == len(customers)
+    for c in customers:
+        v = value[run.profile_of(f"w{c.n}-0")]
+        assert v["purchases"] == c.purchases
+        assert v["gross_revenue"] == pytest.approx(c.revenue, abs=0.011)
+        assert v["net_revenue"] == pytest.approx(c.revenue - c.refunded, abs=0.011)
+        assert v["channels"] == len({e[1] for e in c.events})
+
+
+def test_service_figures_match_the_plan(generated):
+    customers, _, con = generated
+    cases = [case for c in customers for case in c.cases]
+    got = {r["case_id"]: r for r in rows(con, "SELECT * FROM cases")}
+    assert set(got) == {case["case_id"] for case in cases}
+    for case in cases:
+        g = got[case["case_id"]]
+        assert (g["resolved"], g["csat"], g["channel"]) == (case["hours"] is not None, case["csat"], case["channel"])
+        assert g["resolution_hours"] == case["hours"]
+    by_channel = {r["channel"]: r for r in rows(con, "SELECT * FROM service_by_channel")}
+    for channel in ("call_center", "chat"):
+        mine = [case for case in cases if case["channel"] == channel]
+        hours = [case["hours"] for case in mine if case["hours"] is not None]
+        scores = [case["csat"] for case in mine if case["csat"] is not None]
+        b = by_channel[channel]
+        assert (b["cases"], b["resolved"]) == (len(mine), len(hours))
+        assert b["avg_resolution_hours"] == pytest.approx(statistics.mean(hours), abs=0.006)
+        assert b["median_resolution_hours"] == pytest.approx(statistics.median(hours), abs=0.006)
+        assert b["avg_csat"] == pytest.approx(statistics.mean(scores), abs=0.006)
+
+
+def _churn_plan(customers: list[Customer], churn_days: int = 90, ratio: float = 3.0) -> dict[int, str]:
+    as_of = max(e[0] for c in customers for e in c.events).date()
+    status = {}
+    for c in customers:
+        days = sorted({e[0].date() for e in c.events})
+        inactive = (as_of - days[-1]).days
+        gaps = [(b - a).days for a, b in zip(days, days[1:])]
+        if inactive >= churn_days:
+            status[c.n] = "churned"
+        elif gaps and inactive > ratio * statistics.median(gaps):
+            status[c.n] = "at_risk"
+        else:
+            status[c.n] = "active"
+    return status
+
+
+def test_churn_status_cohorts_and_survival_match_the_plan(generated):
+    customers, run, con = generated
+    plan = _churn_plan(customers)
+    got = {r["profile_id"]: r["status"] for r in rows(con, "SELECT * FROM churn_risk")}
+    assert {run.profile_of(f"w{c.n}-0"): plan[c.n] for c in customers} == got
+    # Kaplan-Meier, written out: at each tenure where someone churned, the share surviving it
+    as_of = max(e[0] for c in customers for e in c.events).date()
+    spans = []
+    for c in customers:
+        days = sorted({e[0].date() for e in c.events})
+        spans.append(((days[-1] if plan[c.n] == "churned" else as_of) - days[0]).days)
+    churned = [s for s, c in zip(spans, customers) if plan[c.n] == "churned"]
+    surviving, expected = 1.0, {}
+    for t in sorted(set(churned)):
+        at_risk = sum(1 for s in spans if s >= t)
+        surviving *= 1 - churned.count(t) / at_risk
+        expected[t] = surviving
+    curve = {r["days"]: r["surviving"] for r in rows(con, "SELECT * FROM survival")}
+    assert curve.keys() == expected.keys()
+    for t, s in expected.items():
+        assert curve[t] == pytest.approx(s, abs=1e-6)
+    cohorts = {r["cohort_month"].date(): (r["customers"], r["churned"]) for r in rows(con, "SELECT * FROM churn_cohorts")}
+    want: dict[Any, list[int]] = {}
+    for c in customers:
+        first = min(e[0] for e in c.events).date().replace(day=1)
+        w = want.setdefault(first, [0, 0])
+        w[0] += 1
+        w[1] += plan[c.n] == "churned"
+    assert cohorts == {k: tuple(v) for k, v in want.items()}
+
+
+def test_channels_journeys_and_segments_match_the_plan(generated):
+    customers, run, con = generated
+    usage = {r["channels"]: r["customers"] for r in rows(con, "SELECT * FROM channel_usage")}
+    want: dict[int, int] = {}
+    for c in customers:
+        k = len({e[1] for e in c.events})
+        want[k] = want.get(k, 0) + 1
+    assert usage == want
+    # journeys: each customer's channels in time order, repeats on one channel counted once
+    paths: dict[str, int] = {}
+    moves: dict[tuple[str, str], int] = {}
+    for c in customers:
+        ordered = [e[1] for e in sorted(c.events, key=lambda e: (e[0], f"w{c.n}-{c.events.index(e)}"))]
+        runs = [ch for k, ch in enumerate(ordered) if k == 0 or ordered[k - 1] != ch]
+        path = " > ".join(runs[:5])
+        paths[path] = paths.get(path, 0) + 1
+        for a, b in zip(runs, runs[1:]):
+            moves[(a, b)] = moves.get((a, b), 0) + 1
+    assert {r["journey"]: r["customers"] for r in rows(con, "SELECT * FROM journeys")} == paths
+    assert {(r["from_channel"], r["to_channel"]): r["transitions"]
+            for r in rows(con, "SELECT * FROM channel_transitions")} == moves
+    assert all(a != b for a, b in moves)
+    segments = {r["segment"]: r for r in rows(con, "SELECT * FROM segment_comparison")}
+    cross = [c for c in customers if len({e[1] for e in c.events}) >= 2]
+    assert segments["cross-channel"]["customers"] == len(cross)
+    assert segments["single-channel"]["customers"] == len(customers) - len(cross)
+    costs = {"call_center": 5.0, "chat": 1.5}
+    spent = sum(costs.get(e[1], 0.0) for c in customers for e in c.events)
+    ret = rows(con, "SELECT * FROM programme_return")[0]
+    assert ret["status"] == "ok" and ret["contact_costs"] == pytest.approx(spent)
+    cross_value = statistics.mean(max(c.revenue - c.refunded, 0) for c in cross)
+    single_value = statistics.mean(max(c.revenue - c.refunded, 0) for c in customers if c not in cross)
+    assert ret["value_beyond_single_channel"] == pytest.approx((cross_value - single_value) * len(cross), abs=0.01 * len(cross))
+    assert ret["value_over_cost"] == pytest.approx(ret["value_beyond_single_channel"] / 1000.0, abs=1e-4)
