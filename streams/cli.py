@@ -186,9 +186,16 @@ def _uses_kafka(args: argparse.Namespace) -> bool:
     return bool(args.bootstrap) or (bool(os.environ.get("IDRES_BOOTSTRAP", "").strip()) and args.data_dir is None)
 
 
-def cmd_snapshot(args: argparse.Namespace) -> int:
+def _snapshot_step(step: str) -> None:
+    if sys.stderr.isatty():
+        print(f"idres: snapshot: {step} ...", file=sys.stderr, flush=True)
+
+
+def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """The snapshot of --data-dir or of the Kafka deployment, written to ``out``; what the command prints."""
     from projections.snapshot import write_snapshot
 
+    predict = not getattr(args, "no_predict", False)
     if _uses_kafka(args):
         from streams.stream_app import fold_deadletter
 
@@ -196,15 +203,50 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         views, offset, entries = _kafka_views(args)
         rejected = fold_deadletter(settings, views)
-        counts = write_snapshot(views, args.out, info={"decision_log": settings.topics.decisions,
-                                                       "decision_log_offset": offset})
-        _print_json({"snapshot": str(args.out), "rows": counts, "log_entries": entries, "dead_letters": rejected,
-                     "seconds": round(time.perf_counter() - started, 2)})
-        return 0
+        counts = write_snapshot(views, out, info={"decision_log": settings.topics.decisions,
+                                                  "decision_log_offset": offset}, progress=_snapshot_step,
+                                predict=predict)
+        return {"snapshot": str(out), "rows": counts, "log_entries": entries, "dead_letters": rejected,
+                "seconds": round(time.perf_counter() - started, 2)}
     with _engine(args, writer=False) as engine:
         started = time.perf_counter()
-        counts = write_snapshot(engine.views, args.out, info={"data_dir": str(Path(args.data_dir).resolve())})
-        _print_json({"snapshot": str(args.out), "rows": counts, "seconds": round(time.perf_counter() - started, 2)})
+        counts = write_snapshot(engine.views, out, info={"data_dir": str(Path(args.data_dir).resolve())},
+                                progress=_snapshot_step, predict=predict)
+        return {"snapshot": str(out), "rows": counts, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    _print_json(_write_snapshot(args, Path(args.out)))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from projections.report import write_report
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--out {out}: give a file ending in .html, e.g. report.html")
+    started = time.perf_counter()
+
+    def step(name: str) -> None:
+        print(f"idres: report: {name} ...", file=sys.stderr, flush=True)
+
+    if args.snapshot:
+        if args.data_dir or args.bootstrap:
+            raise UsageError("give a snapshot file or --data-dir or --bootstrap, not both")
+        write_report(args.snapshot, out, progress=step)
+        source = {"snapshot": str(args.snapshot)}
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".idres-report-", dir=out.parent) as tmp:
+            step("writing a snapshot")
+            source = _write_snapshot(args, Path(tmp) / "snapshot.duckdb")
+            write_report(source["snapshot"], out, progress=step)
+        source = {k: v for k, v in source.items() if k not in ("snapshot", "seconds")}
+    _print_json({"report": str(out), "bytes": out.stat().st_size, **source,
+                 "seconds": round(time.perf_counter() - started, 2)})
     return 0
 
 
@@ -961,10 +1003,13 @@ def cmd_query(args: argparse.Namespace) -> int:
     except duckdb.Error:
         raise UsageError(f"{path} is not a DuckDB snapshot: write one with `idres snapshot --out FILE.duckdb`, "
                          "or query another file") from None
+    fmt = args.format or ("json" if args.json else "csv" if args.csv else None)
+    if fmt == "parquet" and not args.out:
+        raise UsageError("--format parquet writes a file: add --out FILE.parquet")
     with con:
         try:
             if args.out:
-                return _query_to_file(con, sql, Path(args.out))
+                return _query_to_file(con, sql, Path(args.out), fmt)
             result = con.execute(sql)
             columns = [d[0] for d in result.description or []]
             rows = result.fetchmany(args.limit + 1) if args.limit else result.fetchall()
@@ -974,9 +1019,9 @@ def cmd_query(args: argparse.Namespace) -> int:
             raise UsageError(f"query failed: {str(exc).splitlines()[0]}: {hint}") from None
     more = bool(args.limit) and len(rows) > args.limit
     rows = rows[:args.limit] if more else rows
-    if args.json:
+    if fmt == "json":
         _print_json([dict(zip(columns, row)) for row in rows])
-    elif args.csv:
+    elif fmt == "csv":
         import csv
 
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -996,25 +1041,32 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
-def _query_to_file(con, sql: str, out: Path) -> int:
-    """Every row of ``sql`` into a CSV or Parquet file (by its suffix), written under a temporary name
-    and renamed, so a reader never sees half a file."""
-    formats = {".csv": "write_csv", ".parquet": "write_parquet"}
-    if out.suffix.lower() not in formats:
-        raise UsageError(f"--out {out}: give a file ending in .csv or .parquet")
+QUERY_FORMATS = ("csv", "parquet", "json")
+
+
+def _query_to_file(con, sql: str, out: Path, fmt: Optional[str] = None) -> int:
+    """Every row of ``sql`` into a CSV, Parquet or JSON file (``fmt``, else by the file's suffix; JSON: one
+    array of objects), written under a temporary name and renamed, so a reader never sees half a file."""
+    suffix = out.suffix.lower().lstrip(".")
+    fmt = fmt or suffix
+    if fmt not in QUERY_FORMATS:
+        raise UsageError(f"--out {out}: give a file ending in .csv, .parquet or .json, or say which with --format")
     if out.is_dir():
-        raise UsageError(f"--out {out} is a directory: give a file ending in .csv or .parquet")
+        raise UsageError(f"--out {out} is a directory: give a file ending in .{fmt}")
     relation = con.sql(sql)
     if relation is None:
         raise UsageError("that statement returns no rows to write: --out takes a query (SELECT ...)")
     tmp = out.with_name(f".{out.name}.tmp")
     try:
-        getattr(relation, formats[out.suffix.lower()])(str(tmp))
+        if fmt == "json":
+            con.execute(f"COPY ({sql}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' (FORMAT json, ARRAY true)")
+        else:
+            getattr(relation, f"write_{fmt}")(str(tmp))
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    rows = con.execute(f"SELECT count(*) FROM '{str(out).replace(chr(39), chr(39) * 2)}'").fetchone()[0]
-    print(f"wrote {rows:,} rows to {out}")
+    rows = len(relation)
+    print(f"wrote {rows:,} rows to {out} ({fmt})")
     return 0
 
 
@@ -1247,6 +1299,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("snapshot", help="write the analyst snapshot (DuckDB file, atomically)")
     p.add_argument("--out", required=True, help="the .duckdb file to write")
+    p.add_argument("--no-predict", action="store_true",
+                   help="skip the purchase models (the predicted customer value) even where installed")
     data_dir(p)
     kafka(p)
     p.set_defaults(func=cmd_snapshot)
@@ -1393,10 +1447,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql", metavar="SQL")
     p.add_argument("--limit", type=int, default=100, help="rows to print at most (default 100; 0 for all)")
     shape = p.add_mutually_exclusive_group()
-    shape.add_argument("--json", action="store_true", help="rows as JSON objects")
-    shape.add_argument("--csv", action="store_true", help="rows as CSV with a header line")
-    shape.add_argument("--out", metavar="FILE", help="write every row to FILE.csv or FILE.parquet instead")
+    shape.add_argument("--json", action="store_true", help="rows as JSON objects (as --format json)")
+    shape.add_argument("--csv", action="store_true", help="rows as CSV with a header line (as --format csv)")
+    shape.add_argument("--format", choices=QUERY_FORMATS,
+                       help="csv, parquet or json: how rows are printed, or written with --out (default: a table "
+                            "printed, or the format of --out's suffix)")
+    p.add_argument("--out", metavar="FILE", help="write every row to FILE (.csv, .parquet or .json) instead")
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("report", help="write the analyst report: one HTML file of plots and tables, no network needed")
+    p.add_argument("snapshot", nargs="?", metavar="SNAPSHOT.duckdb",
+                   help="a snapshot from `idres snapshot` (default: write one from --data-dir or --bootstrap)")
+    p.add_argument("--out", required=True, help="the .html file to write")
+    p.add_argument("--no-predict", action="store_true",
+                   help="skip the purchase models (predicted customer value) when writing a snapshot")
+    data_dir(p)
+    kafka(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("schema", help="export the JSON Schemas of the input contract and the decision log")
     p.add_argument("--out", metavar="DIR", help="write one file per schema into DIR (default: print them all as one "

@@ -291,3 +291,43 @@ def test_channels_journeys_and_segments_match_the_plan(generated):
     single_value = statistics.mean(max(c.revenue - c.refunded, 0) for c in customers if c not in cross)
     assert ret["value_beyond_single_channel"] == pytest.approx((cross_value - single_value) * len(cross), abs=0.01 * len(cross))
     assert ret["value_over_cost"] == pytest.approx(ret["value_beyond_single_channel"] / 1000.0, abs=1e-4)
+
+
+# ------------------------------------------------------------------------------------ predicted value
+def test_the_purchase_models_tell_steady_buyers_from_lapsed_ones(tmp_path):
+    """Buyers who kept buying every week or so, buyers who bought weekly for two months a year ago and
+    stopped, and buyers who bought daily for two months and went quiet 80 days ago (not yet churned by the
+    90-day rule): BG/NBD must find the first alive and the others most likely gone."""
+    pytest.importorskip("pymc_marketing", reason="the clv extra is not installed: pip install 'idres[clv]'")
+    r = random.Random(11)
+    events = []
+    as_of = 400
+    for n in range(25):
+        day = r.randint(0, 6)
+        while day <= as_of - 3:
+            events.append(("steady", n, day))
+            day += r.randint(6, 10)
+        for k in range(8):
+            events.append(("lapsed", n, r.randint(0, 4) + 7 * k))
+        for k in range(60):
+            events.append(("quiet", n, as_of - 140 + k))
+    events.append(("steady", 0, as_of))
+    run = configured_run().feed(
+        ev(f"{group}-{n}-{k}", day * 1440 + 600, channel="web", event_type="purchase", email=f"{group}{n}@mailbox.co.uk",
+           payload={"amount": round(r.uniform(10, 90), 2), "currency": "GBP"})
+        for k, (group, n, day) in enumerate(sorted(events, key=lambda e: (e[2], e[0], e[1]))))
+    with snapshot_of(run, tmp_path) as con:
+        assert con.execute("SELECT count(*) FROM metric_notes WHERE topic = 'predicted_value'").fetchone()[0] == 0
+        got = rows(con, "SELECT split_part(p.emails[1], '@', 1) AS who, v.* FROM customer_value v "
+                        "JOIN profiles p USING (profile_id)")
+        by = {g: [x for x in got if x["who"].rstrip("0123456789") == g] for g in ("steady", "lapsed", "quiet")}
+        mean = lambda g, k: statistics.mean(x[k] for x in by[g])  # noqa: E731
+        assert mean("steady", "probability_alive") > 0.9
+        assert mean("lapsed", "probability_alive") < 0.2 and mean("quiet", "probability_alive") < 0.2
+        assert mean("steady", "expected_purchases_90d") > 5 > mean("lapsed", "expected_purchases_90d")
+        assert mean("steady", "predicted_clv_12m") > 10 * mean("lapsed", "predicted_clv_12m")
+        status = {x["who"]: (x["status"], x["why"]) for x in rows(
+            con, "SELECT split_part(p.emails[1], '@', 1) AS who, r.* FROM churn_risk r JOIN profiles p USING (profile_id)")}
+        assert all(status[f"quiet{n}"][0] == "at_risk" and status[f"quiet{n}"][1].startswith("probability alive")
+                   for n in range(25))
+        assert all(status[f"lapsed{n}"][0] == "churned" for n in range(25))

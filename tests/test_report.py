@@ -1,0 +1,89 @@
+"""`idres report`: one HTML file, readable with no network, whose figures are the snapshot's; checked in a real
+headless browser where one is installed."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from projections.report import write_report
+from projections.snapshot import write_snapshot
+from tests import browser
+from tests.test_metrics import GBP_PER_EUR, feed, world
+
+needs_browser = pytest.mark.skipif(browser.chromium() is None,
+                                   reason="no Chromium here: `apt-get install chromium` (Debian) runs this test")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    customers = world(seed=7, people=120)
+    run = feed(customers)
+    run.views.config = replace(run.views.config, report_currency="GBP", exchange_rates={"EUR": GBP_PER_EUR})
+    root = tmp_path_factory.mktemp("report")
+    write_snapshot(run.views, root / "s.duckdb", predict=False)
+    steps: list[str] = []
+    out = write_report(root / "s.duckdb", root / "report.html", progress=steps.append)
+    return customers, out, steps
+
+
+def test_the_report_needs_no_network_and_shows_the_snapshot_s_figures(report):
+    customers, out, steps = report
+    text = out.read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]+src=", text), "a script loaded from elsewhere"
+    assert not re.search(r"<link[^>]+href=\"?https?:", text)
+    assert text.count("plotly.js v") == 1  # the library once, not once per plot
+    assert steps[0] == "summary" and len(steps) >= 8  # progress, step by step
+    # the summary's cards: identified customers and the share of them on two or more channels, as planned
+    multi = sum(1 for c in customers if len({e[1] for e in c.events}) >= 2)
+    assert f'<div class="v">{len(customers):,}</div><div class="k">identified customers' in text
+    assert f'<div class="v">{multi / len(customers):.1%}</div><div class="k">use two or more channels' in text
+    revenue = sum(c.revenue - c.refunded for c in customers)
+    cell = re.search(r'<div class="v">([\d,.-]+)</div><div class="k">revenue, net of refunds', text).group(1)
+    assert float(cell.replace(",", "")) == pytest.approx(revenue, abs=0.05)
+    assert oct(out.stat().st_mode & 0o777) == oct(0o600)  # it names customers: private, as the snapshot
+
+
+@needs_browser
+def test_the_report_opens_in_a_browser_with_no_errors_and_draws_every_plot(report):
+    _, out, _ = report
+    page = browser.load_page(out)
+    assert page["errors"] == [] and page["requests"] == []
+    assert page["plots"] >= 10 and page["drawn"]
+    assert browser.colours(page["png"], limit=64) >= 64  # not a blank page
+
+
+@needs_browser
+def test_the_browser_check_sees_errors_and_blank_pages(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text("<body><script>console.error('bad')</script><script>throw new Error('boom')</script></body>")
+    page = browser.load_page(bad)
+    assert page["errors"] == ["console.error: bad", "exception: Error: boom"]
+    assert browser.colours(page["png"]) == 1
+
+
+def test_idres_report_writes_a_snapshot_of_a_data_dir_first(tmp_path):
+    events = tmp_path / "events.jsonl"
+    lines = [{"event_id": f"e{i}", "occurred_at": f"2025-01-0{1 + i % 9}T10:00:00Z", "channel": ch,
+              "event_type": et, "identifiers": {"email": "ann.lee@mailbox.co.uk"},
+              "payload": {"amount": 10 + i, "currency": "GBP"} if et == "purchase" else {}}
+             for i, (ch, et) in enumerate([("web", "purchase"), ("chat", "chat_message"), ("store", "purchase")])]
+    events.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    cli = [sys.executable, "-m", "streams.cli"]
+    subprocess.run(cli + ["ingest", str(events), "--data-dir", str(tmp_path / "data")], check=True, capture_output=True)
+    done = subprocess.run(cli + ["report", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "r.html"),
+                                 "--no-predict"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["rows"]["events"] == 3 and Path(printed["report"]).is_file()
+    assert "idres: report: summary" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "events.jsonl", "r.html"]  # no snapshot left
+    bad = subprocess.run(cli + ["report", str(tmp_path / "nope.duckdb"), "--out", str(tmp_path / "x.html")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and bad.stderr.startswith("idres: error: snapshot") and "idres snapshot" in bad.stderr
