@@ -215,9 +215,12 @@ def rejected_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
 
 
 def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[str, Any]] = None,
-                   progress: Optional[Callable[[str], None]] = None, predict: bool = True) -> dict[str, int]:
+                   progress: Optional[Callable[[str], None]] = None, predict: Optional[bool] = None) -> dict[str, int]:
     """Writes every table and the metric views to ``out`` atomically; returns the row count per table.
-    ``predict``: fit the purchase models for the predicted customer value (when their library is installed)."""
+    ``predict``: fit the purchase models for the predicted customer value (when their library is installed);
+    by default unless ``$IDRES_PREDICT`` is 0."""
+    if predict is None:
+        predict = os.environ.get("IDRES_PREDICT", "1").strip().lower() not in ("0", "false", "no", "off")
     out = Path(out)
     if out.is_dir():
         raise IdresError(f"snapshot output {out} is a directory: give a file path, e.g. {out / 'customers.duckdb'}")

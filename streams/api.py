@@ -72,6 +72,23 @@ from streams.sealing import is_erased
 API_KEY_ENV = "IDRES_API_KEY"
 WRITE_KEYS_ENV = "IDRES_API_WRITE_KEYS"  # name:key,name:key: who may decide reviews and unmerges over HTTP
 API_KEY_SCHEME = "ApiKey"
+DOCS_ASSETS = "/docs/assets"
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the swagger-ui-bundle package, so the page loads with no internet."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Any:
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title}: docs",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
 POLL_INTERVAL = 0.2  # seconds between looks at the log
 RECENT_ENTRIES = 20_000  # log entries whose changes the server holds for /v1/changes (older: read from the log)
 APPLY_BATCH = 50  # log entries folded per hold of the views lock
@@ -934,7 +951,10 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
         description="Who is this? The unified customer behind any identifier, kept up to date as events "
                     "arrive. Identifiers are normalized exactly as at ingestion.",
         lifespan=lifespan,
+        docs_url=None,  # (served below from files installed with idres: no CDN, no network)
+        redoc_url=None,
     )
+    _offline_docs(app)
     metrics = Metrics()
     app.state.follower = follower
     app.state.metrics = metrics

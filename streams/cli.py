@@ -195,7 +195,7 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """The snapshot of --data-dir or of the Kafka deployment, written to ``out``; what the command prints."""
     from projections.snapshot import write_snapshot
 
-    predict = not getattr(args, "no_predict", False)
+    predict = False if getattr(args, "no_predict", False) else None  # (else as $IDRES_PREDICT says)
     if _uses_kafka(args):
         from streams.stream_app import fold_deadletter
 
@@ -1210,7 +1210,8 @@ def _try_next(snapshot: Path, data_dir: Path, sample: Optional[tuple[str, str]])
 
     flag = "" if _default_data_dir(existing=True) == data_dir else f" --data-dir {shlex.quote(str(data_dir))}"
     lines = [f"idres query {shlex.quote(str(snapshot))} \"SELECT first_name, last_name, channel_count, lifetime_value "
-             f"FROM profiles ORDER BY lifetime_value DESC LIMIT 5\""]
+             f"FROM profiles ORDER BY lifetime_value DESC LIMIT 5\"",
+             f"idres report {shlex.quote(str(snapshot))} --out report.html"]
     if sample:
         identifier, profile_id = sample
         lines += [f"idres lookup {shlex.quote(identifier)}{flag}", f"idres explain {shlex.quote(profile_id)}{flag}"]

@@ -1,6 +1,11 @@
 """Shared fixtures."""
 
+import os
+
 import pytest
+
+# snapshots in tests skip the purchase models (seconds each); the tests of the predicted value ask for them
+os.environ.setdefault("IDRES_PREDICT", "0")
 
 from tests.kafka_broker import kafka_broker, select_broker
 

@@ -172,6 +172,20 @@ def test_health_and_readiness(client, dataset):
     assert body["applied_seq"] == body["log_entries"] > 0
 
 
+def test_the_docs_page_loads_everything_from_the_api_itself(client):
+    """/docs works with no internet: Swagger UI's script and style come from the API, not from a CDN."""
+    import re
+
+    page = client.get("/docs")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(u.startswith("/") and not u.startswith("//") for u in sources), sources
+    for url in sources:
+        got = client.get(url)
+        assert got.status_code == 200 and len(got.content) > 100, url
+    assert "/openapi.json" in page.text and client.get("/redoc").status_code == 404
+
+
 # ------------------------------------------------------------------------------------------ lookups
 def _us_spellings(e164: str) -> list[str]:
     d = e164[2:]  # +1AAABBBCCCC

@@ -20,10 +20,10 @@ from tests.resolver_helpers import Run, ev
 GBP_PER_EUR = 0.85
 
 
-def snapshot_of(run: Run, tmp_path, **config: Any) -> duckdb.DuckDBPyConnection:
+def snapshot_of(run: Run, tmp_path, predict: bool = False, **config: Any) -> duckdb.DuckDBPyConnection:
     out = tmp_path / "s.duckdb"
     run.views.config = replace(run.views.config, **config)
-    write_snapshot(run.views, out)
+    write_snapshot(run.views, out, predict=predict)
     return duckdb.connect(str(out), read_only=True)
 
 
@@ -316,7 +316,7 @@ def test_the_purchase_models_tell_steady_buyers_from_lapsed_ones(tmp_path):
         ev(f"{group}-{n}-{k}", day * 1440 + 600, channel="web", event_type="purchase", email=f"{group}{n}@mailbox.co.uk",
            payload={"amount": round(r.uniform(10, 90), 2), "currency": "GBP"})
         for k, (group, n, day) in enumerate(sorted(events, key=lambda e: (e[2], e[0], e[1]))))
-    with snapshot_of(run, tmp_path) as con:
+    with snapshot_of(run, tmp_path, predict=True) as con:
         assert con.execute("SELECT count(*) FROM metric_notes WHERE topic = 'predicted_value'").fetchone()[0] == 0
         got = rows(con, "SELECT split_part(p.emails[1], '@', 1) AS who, v.* FROM customer_value v "
                         "JOIN profiles p USING (profile_id)")

@@ -53,8 +53,8 @@ def demo(tmp_path_factory):
 def test_the_demo_suggests_commands_the_readme_shows(demo):
     _, out = demo
     suggested = [line.strip() for line in out.split("Try next:", 1)[1].splitlines() if line.strip()]
-    assert len(suggested) == 3
-    assert _after_demo_commands()[:3] == suggested
+    assert len(suggested) == 4
+    assert _after_demo_commands()[:4] == suggested
     merges = int(re.search(r"\(([\d,]+) merges\)", out).group(1).replace(",", ""))
     with duckdb.connect(str(demo[0] / "idres-demo" / "customers.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM merges").fetchone()[0] == merges
@@ -150,7 +150,7 @@ def test_output_into_a_closed_pipe_ends_quietly(demo, shape):
 
 def test_explain_and_review_into_a_closed_pipe(demo):
     cwd, _ = demo
-    explain, _, review = _after_demo_commands()[2:5]
+    explain, _, review = _after_demo_commands()[3:6]
     for line in (explain + " --json", review + " --all"):
         proc = subprocess.run(["bash", "-c", f"set -o pipefail; PYTHONPATH={shlex.quote(str(ROOT))} "
                                f"{shlex.quote(sys.executable)} -m streams.cli {line.split(' ', 1)[1]} | head -c 1"],
@@ -192,7 +192,7 @@ def test_misleading_inputs_get_one_line_that_says_what_to_do(demo, tmp_path):
         (["query", str(tmp_path / "notes.txt"), "SELECT 1"], "is not a DuckDB snapshot"),
         (["query", str(tmp_path), "SELECT 1"], "is a directory"),
         (["query", "idres-demo/customers.duckdb", "  ; "], "the SQL is empty"),
-        (["query", "idres-demo/customers.duckdb", "SELECT 1", "--out", str(tmp_path / "x.txt")], ".csv or .parquet"),
+        (["query", "idres-demo/customers.duckdb", "SELECT 1", "--out", str(tmp_path / "x.txt")], ".csv, .parquet or .json"),
         (["demo", "--people", "0"], "at least 1 person"),
         (["generate", "--people", "0", "--out", "e.jsonl", "--truth", "t.csv"], "at least 1 person"),
         (["schema", "--out", str(tmp_path / "existing.json")], "is a file"),

@@ -62,7 +62,7 @@ def write_metrics(con: Any, views: "CustomerViews", progress: Optional[Callable[
         if note:
             notes["predicted_value"] = note
     else:
-        notes["predicted_value"] = "not computed (--no-predict)"
+        notes["predicted_value"] = "not computed (--no-predict, or IDRES_PREDICT=0)"
     if notes:
         con.executemany("INSERT INTO metric_notes VALUES (?, ?)", sorted(notes.items()))
     return notes
