@@ -63,7 +63,8 @@ def table_html(rows: list[dict[str, Any]], columns: Optional[list[str]] = None, 
         for c in columns:
             v = r.get(c)
             cls = ' class="n"' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
-            cells.append(f"<td{cls}>{html.escape(_fmt(v))}</td>")
+            shown = f"{v:.1%}" if cls and c.endswith(("share", "rate")) else _fmt(v)
+            cells.append(f"<td{cls}>{html.escape(shown)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 

@@ -88,6 +88,9 @@ def test_refunds_never_make_value_negative_silently_and_other_currencies_are_con
         assert (b["net_revenue"], b["lifetime_value"], b["refunds_exceed_purchases"]) == (-30.0, 0.0, True)
         assert (c["gross_revenue"], c["purchases"], c["unconverted_amounts"], c["currency"]) == (85.0, 2, 1, "GBP")
         assert c["average_order_value"] == 85.0  # of the purchases it could convert
+        # the profiles table says the same: one lifetime value in the whole snapshot
+        assert dict(con.execute("SELECT profile_id, lifetime_value FROM profiles").fetchall()) == {
+            run.profile_of("b1"): 0.0, run.profile_of("c1"): 85.0}
         notes = dict(con.execute("SELECT topic, note FROM metric_notes").fetchall())
         assert "SEK" in notes["currency"] and "exchange_rates" in notes["currency"]
 

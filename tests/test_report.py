@@ -87,3 +87,12 @@ def test_idres_report_writes_a_snapshot_of_a_data_dir_first(tmp_path):
     bad = subprocess.run(cli + ["report", str(tmp_path / "nope.duckdb"), "--out", str(tmp_path / "x.html")],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and bad.stderr.startswith("idres: error: snapshot") and "idres snapshot" in bad.stderr
+
+
+def test_a_report_of_an_empty_snapshot_says_there_is_nothing_rather_than_failing(tmp_path):
+    from tests.resolver_helpers import Run
+
+    write_snapshot(Run().views, tmp_path / "s.duckdb", predict=False)
+    text = write_report(tmp_path / "s.duckdb", tmp_path / "r.html").read_text(encoding="utf-8")
+    assert '<div class="v">0</div><div class="k">identified customers' in text
+    assert '<div class="v">n/a</div><div class="k">use two or more channels' in text

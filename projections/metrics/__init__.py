@@ -47,6 +47,10 @@ def write_metrics(con: Any, views: "CustomerViews", progress: Optional[Callable[
     con.execute("CREATE TABLE metric_notes (topic VARCHAR, note VARCHAR)")
     for view in VIEWS:
         view.create(con)
+    # one lifetime value in the whole snapshot: the profiles table's is customer_value's (report currency,
+    # refunds never below 0), not the sum of amounts as sent the API shows
+    con.execute("UPDATE profiles SET lifetime_value = v.lifetime_value FROM customer_value v "
+                "WHERE profiles.profile_id = v.profile_id")
     notes: dict[str, Any] = {}
     if currency is None:
         notes["currency"] = "no purchase names a currency and report_currency is not set: amounts are taken as they are"

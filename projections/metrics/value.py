@@ -7,15 +7,18 @@ from projections.metrics.view import View
 
 EVENT_FACTS = View("event_facts", "One row per event of a customer (erased ones left out): its kind (purchase, refund, "
                    "case_open, case_close or NULL), its time in UTC (ts), and its amount in the report currency "
-                   "(value; NULL when its currency has no rate: unconverted).", """
+                   "(value; NULL when its currency has no rate: unconverted; as sent when no event names a "
+                   "currency).", """
 SELECT e.event_id, e.profile_id, e.channel, e.event_type, k.kind,
        timezone('UTC', e.occurred_at) AS ts, e.amount, coalesce(e.currency, s.report_currency) AS currency,
-       CASE WHEN k.kind = 'refund' THEN abs(e.amount) * r.rate ELSE e.amount * r.rate END AS value,
-       e.amount IS NOT NULL AND r.rate IS NULL AS unconverted,
+       CASE WHEN k.kind = 'refund' THEN abs(e.amount) ELSE e.amount END * rate.rate AS value,
+       e.amount IS NOT NULL AND rate.rate IS NULL AS unconverted,
        e.case_id, e.csat
 FROM events e CROSS JOIN metric_settings s
 LEFT JOIN event_kinds k ON k.event_type = e.event_type
 LEFT JOIN currency_rates r ON r.currency = coalesce(e.currency, s.report_currency)
+CROSS JOIN LATERAL (SELECT coalesce(r.rate, CASE WHEN e.currency IS NULL AND s.report_currency IS NULL THEN 1.0 END)
+                    AS rate) rate
 WHERE e.profile_id IS NOT NULL""")
 
 CUSTOMER_VALUE = View("customer_value", "One row per profile: purchases and refunds, revenue (gross, refunded, net; "
