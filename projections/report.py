@@ -312,6 +312,13 @@ class Report:
             fig.add_trace(go.Bar(x=[r["segment"] for r in seg], y=[r[key] for r in seg], showlegend=False,
                                  marker_color=PALETTE[:len(seg)]), 1, k)
         self.figure(fig, 340)
+        by = {r["segment"]: r for r in seg}
+        cross, single = by.get("cross-channel"), by.get("single-channel")
+        if cross and single and cross["purchases_per_buyer_year"] and single["purchases_per_buyer_year"]:
+            ratio = cross["purchases_per_buyer_year"] / single["purchases_per_buyer_year"] - 1
+            self.add(f'<p class="lead">Here, cross-channel buyers buy {abs(ratio):.0%} '
+                     f'{"more" if ratio >= 0 else "less"} often a year than single-channel buyers (industry studies '
+                     "report about 48% more often).</p>")
         self.add(table_html(seg))
         self.add("<h3>return on the omnichannel programme</h3>" + table_html(self.rows("SELECT * FROM programme_return")))
 

@@ -286,6 +286,11 @@ def test_channels_journeys_and_segments_match_the_plan(generated):
     cross = [c for c in customers if len({e[1] for e in c.events}) >= 2]
     assert segments["cross-channel"]["customers"] == len(cross)
     assert segments["single-channel"]["customers"] == len(customers) - len(cross)
+    as_of = max(e[0] for c in customers for e in c.events).date()
+    buyers = [c for c in cross if c.purchases]
+    years = sum(max((as_of - min(e[0] for e in c.events).date()).days, 1) for c in buyers) / 365
+    assert segments["cross-channel"]["purchases_per_buyer_year"] == pytest.approx(
+        sum(c.purchases for c in buyers) / years, abs=0.0006)
     costs = {"call_center": 5.0, "chat": 1.5}
     spent = sum(costs.get(e[1], 0.0) for c in customers for e in c.events)
     ret = rows(con, "SELECT * FROM programme_return")[0]

@@ -15,13 +15,14 @@ FROM customer_value v JOIN event_facts f USING (profile_id) LEFT JOIN contact_co
 WHERE v.identified GROUP BY v.profile_id""")
 
 SEGMENT_COMPARISON = View("segment_comparison", "Two rows, cross-channel (two or more channels) and single-channel "
-                          "identified customers: customers, buyers, purchases per buyer and per buyer-year, average "
+                          "identified customers: customers, buyers, purchases per buyer and per buyer-year (all their "
+                          "purchases over all their years since first seen), average "
                           "order value, average lifetime value, churn rate, and average cost to serve.", """
 SELECT CASE WHEN v.channels >= 2 THEN 'cross-channel' ELSE 'single-channel' END AS segment,
        count(*) AS customers, count(*) FILTER (WHERE v.purchases > 0) AS buyers,
        round(avg(v.purchases) FILTER (WHERE v.purchases > 0), 3) AS purchases_per_buyer,
-       round(avg(v.purchases * 365.0 / greatest(v.tenure_days, 1)) FILTER (WHERE v.purchases > 0), 3)
-           AS purchases_per_buyer_year,
+       round(sum(v.purchases) FILTER (WHERE v.purchases > 0) * 365.0
+             / nullif(sum(greatest(v.tenure_days, 1)) FILTER (WHERE v.purchases > 0), 0), 3) AS purchases_per_buyer_year,
        round(sum(v.gross_revenue) / nullif(sum(v.purchases) FILTER (WHERE v.purchases > 0), 0), 2)
            AS average_order_value,
        round(avg(v.lifetime_value), 2) AS avg_lifetime_value,
