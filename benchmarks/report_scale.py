@@ -5,7 +5,8 @@ memory.
     python benchmarks/report_scale.py EVENTS.jsonl [--work DIR] [--config rules.toml]
     python benchmarks/report_scale.py --people 100000 --seed 7 [--work DIR]   # about 1 M events
 
-With ``--people`` the events come from ``benchmarks/crm_corpus.py`` (written to the work directory). The
+With ``--people`` the events come from `idres generate` (the demo's generator, which streams; written to the
+work directory). The
 purchase models run only where the clv extra is installed; their first fit on a machine compiles code, so
 the snapshot with them runs twice and both times are printed.
 """
@@ -63,9 +64,8 @@ def main() -> int:
         if events is None:
             events = str(work / "events.jsonl")
             print(f"... generating {args.people:,} people", file=sys.stderr, flush=True)
-            subprocess.run([sys.executable, str(ROOT / "benchmarks" / "crm_corpus.py"), "--people", str(args.people),
-                            "--seed", str(args.seed), "--out", events, "--truth", str(work / "truth.csv")],
-                           check=True, capture_output=True)
+            step(["generate", "--people", str(args.people), "--seed", str(args.seed), "--out", events,
+                  "--truth", str(work / "truth.csv")])
         config = ["--config", args.config] if args.config else []
         data, snap = str(work / "data"), str(work / "customers.duckdb")
         rows = []

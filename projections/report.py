@@ -69,6 +69,20 @@ def table_html(rows: list[dict[str, Any]], columns: Optional[list[str]] = None, 
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def side_by_side(rows: list[dict[str, Any]], category: str, *panels: tuple[str, list[tuple[str, str]]]) -> Any:
+    """Bar charts next to each other over the same categories: each panel a title and its (legend, column)
+    bars; a panel of one bar has no legend entry."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[title for title, _ in panels])
+    names = [r[category] for r in rows]
+    for k, (_, bars) in enumerate(panels, 1):
+        for legend, column in bars:
+            fig.add_trace(go.Bar(name=legend, x=names, y=[r[column] for r in rows], showlegend=len(bars) > 1), 1, k)
+    return fig
+
+
 class Report:
     """Reads a snapshot and writes the report: ``Report(con).write(out)``."""
 
@@ -161,16 +175,11 @@ class Report:
 
     def _channels(self) -> None:
         import plotly.graph_objects as go
-        from plotly.subplots import make_subplots
 
         self.section("Channel mix", "Events, customers and revenue per channel, and how many channels customers use.")
         rows = self.rows("SELECT * FROM channel_summary")
-        fig = make_subplots(rows=1, cols=2, subplot_titles=("events and customers", "revenue"))
-        names = [r["channel"] for r in rows]
-        fig.add_trace(go.Bar(name="events", x=names, y=[r["events"] for r in rows]), 1, 1)
-        fig.add_trace(go.Bar(name="customers", x=names, y=[r["customers"] for r in rows]), 1, 1)
-        fig.add_trace(go.Bar(name="revenue", x=names, y=[r["revenue"] for r in rows], showlegend=False), 1, 2)
-        self.figure(fig)
+        self.figure(side_by_side(rows, "channel", ("events and customers", [("events", "events"), ("customers", "customers")]),
+                                 ("revenue", [("revenue", "revenue")])))
         usage = self.rows("SELECT * FROM channel_usage")
         fig = go.Figure(go.Bar(x=[str(r["channels"]) for r in usage], y=[r["customers"] for r in usage],
                                marker_color=[PALETTE[1] if r["multi_channel"] else PALETTE[0] for r in usage]))
@@ -252,12 +261,9 @@ class Report:
         self.section("Service", "Support cases: resolution time, CSAT and first-contact resolution by the channel a "
                                 "case was opened on.")
         by = self.rows("SELECT * FROM service_by_channel")
-        fig = make_subplots(rows=1, cols=2, subplot_titles=("resolution hours (average, median)", "average CSAT"))
-        names = [r["channel"] for r in by]
-        fig.add_trace(go.Bar(name="average", x=names, y=[r["avg_resolution_hours"] for r in by]), 1, 1)
-        fig.add_trace(go.Bar(name="median", x=names, y=[r["median_resolution_hours"] for r in by]), 1, 1)
-        fig.add_trace(go.Bar(name="CSAT", x=names, y=[r["avg_csat"] for r in by], showlegend=False), 1, 2)
-        self.figure(fig, 360)
+        self.figure(side_by_side(by, "channel", ("resolution hours (average, median)",
+                                                 [("average", "avg_resolution_hours"), ("median", "median_resolution_hours")]),
+                                 ("average CSAT", [("CSAT", "avg_csat")])), 360)
         monthly = self.rows("SELECT month, sum(cases) AS cases, round(sum(avg_resolution_hours * resolved) / "
                             "nullif(sum(resolved), 0), 2) AS avg_resolution_hours, round(sum(avg_csat * csat_responses) / "
                             "nullif(sum(csat_responses), 0), 2) AS avg_csat FROM service_by_channel_month GROUP BY month "

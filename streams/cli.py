@@ -1298,12 +1298,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka broker(s) (default: $IDRES_BOOTSTRAP)")
         p.add_argument("--topic-prefix", help="prefix of the topic names (default: $IDRES_TOPIC_PREFIX or idres.)")
 
+    def snapshot_source(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--no-predict", action="store_true",
+                       help="skip the purchase models (the predicted customer value) even where installed")
+        data_dir(p)
+        kafka(p)
+
     p = sub.add_parser("snapshot", help="write the analyst snapshot (DuckDB file, atomically)")
     p.add_argument("--out", required=True, help="the .duckdb file to write")
-    p.add_argument("--no-predict", action="store_true",
-                   help="skip the purchase models (the predicted customer value) even where installed")
-    data_dir(p)
-    kafka(p)
+    snapshot_source(p)
     p.set_defaults(func=cmd_snapshot)
 
     def resolve_partitions(p: argparse.ArgumentParser) -> None:
@@ -1460,10 +1463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("snapshot", nargs="?", metavar="SNAPSHOT.duckdb",
                    help="a snapshot from `idres snapshot` (default: write one from --data-dir or --bootstrap)")
     p.add_argument("--out", required=True, help="the .html file to write")
-    p.add_argument("--no-predict", action="store_true",
-                   help="skip the purchase models (predicted customer value) when writing a snapshot")
-    data_dir(p)
-    kafka(p)
+    snapshot_source(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("schema", help="export the JSON Schemas of the input contract and the decision log")
