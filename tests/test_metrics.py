@@ -74,6 +74,30 @@ def test_the_promise_is_measured_at_the_moment_of_each_contact(tmp_path):
                 case["first_contact_resolution"]) == ("C1", True, round(20 / 60, 2), 1, 4, True)
 
 
+def test_a_customer_who_comes_back_elsewhere_while_a_case_is_open_is_listed(tmp_path):
+    run = configured_run().feed([
+        ev("open", 0, channel="call_center", event_type="case_opened", email="bo@mailbox.co.uk",
+           payload={"case_id": "C7"}),
+        ev("buy", 10, channel="store", event_type="store_purchase", email="bo@mailbox.co.uk",
+           payload={"amount": 5, "currency": "GBP"}),  # a purchase is not chasing the case
+        ev("chase", 20, channel="chat", event_type="chat_message", email="bo@mailbox.co.uk"),
+        ev("chase-again", 25, channel="chat", event_type="chat_message", email="bo@mailbox.co.uk",
+           payload={"case_id": "C7"}),
+        ev("done", 30, channel="call_center", event_type="case_resolved", email="bo@mailbox.co.uk",
+           payload={"case_id": "C7", "csat": 2}),
+        ev("after", 40, channel="chat", event_type="chat_message", email="bo@mailbox.co.uk"),
+    ])
+    with snapshot_of(run, tmp_path) as con:
+        listed = [r["event_id"] for r in rows(con, "SELECT * FROM recontacted_while_open")]
+        assert listed == ["chase", "chase-again"]
+        repeat = rows(con, "SELECT * FROM repeat_contacts")
+        assert [(r["case_id"], r["contacts_while_open"], r["channels_while_open"]) for r in repeat] == [
+            ("C7", 2, ["call_center", "chat"])]
+        case = rows(con, "SELECT * FROM cases")[0]
+        assert (case["contacts"], case["first_contact_resolution"], case["channels"]) == (
+            2, False, ["call_center", "chat"])
+
+
 def test_refunds_never_make_value_negative_silently_and_other_currencies_are_converted(tmp_path):
     run = configured_run().feed([
         ev("b1", 0, channel="store", event_type="store_purchase", loyalty_id="LY-1",

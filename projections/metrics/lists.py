@@ -28,13 +28,14 @@ WHERE NOT c.resolved AND date_diff('day', c.opened_at, s.as_of) > s.stale_case_d
 ORDER BY c.opened_at, c.case_id""")
 
 RECONTACTED_WHILE_OPEN = View("recontacted_while_open", "One row per contact on an assisted channel other than the "
-                              "case's own, by the case's customer, while the case was open: who came back elsewhere "
-                              "before their case was closed.", """
+                              "case's own (not a purchase or refund), by the case's customer, while the case was open: "
+                              "who came back elsewhere before their case was closed.", """
 SELECT c.case_id, c.profile_id, c.channel AS case_channel, c.opened_at, c.resolved_at,
        f.event_id, f.channel, f.event_type, f.ts
 FROM cases c JOIN event_facts f ON f.profile_id = c.profile_id
 JOIN assisted_channels a ON a.channel = f.channel
 WHERE f.channel <> c.channel AND f.ts > c.opened_at AND (c.resolved_at IS NULL OR f.ts < c.resolved_at)
+  AND coalesce(f.kind, '') NOT IN ('purchase', 'refund')
 ORDER BY c.opened_at, c.case_id, f.ts, f.event_id""")
 
 VIEWS = [HOUSEHOLD_VALUE, VALUABLE_AT_RISK, STALE_OPEN_CASES, RECONTACTED_WHILE_OPEN]
