@@ -90,6 +90,8 @@ def _offline_docs(app: FastAPI) -> None:
                                    swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
                                    swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
 POLL_INTERVAL = 0.2  # seconds between looks at the log
+FOLLOW_WAIT_MS = 200  # on Kafka: how long a look waits for the next message of the decision-log topic
+FOLLOW_REST = 0.01  # on Kafka: seconds between looks (each waits for a message itself)
 RECENT_ENTRIES = 20_000  # log entries whose changes the server holds for /v1/changes (older: read from the log)
 APPLY_BATCH = 50  # log entries folded per hold of the views lock
 PAUSE = 1.0  # after each batch, the follower rests this many times as long as the batch took
@@ -374,6 +376,9 @@ class KafkaFollower(Follower):
 
     def __init__(self, settings: Any, config: Optional[ResolverConfig] = None,
                  projection_config: Optional[ProjectionConfig] = None, **kwargs: Any):
+        # the consumer's poll waits for the next message itself (FOLLOW_WAIT_MS), so the loop barely rests:
+        # a message is folded as it arrives, not at the next look
+        kwargs.setdefault("poll_interval", FOLLOW_REST)
         super().__init__(Path("."), config, projection_config, **kwargs)
         self.settings = settings
         self.next_offset = 0
@@ -415,7 +420,7 @@ class KafkaFollower(Follower):
             self._consumer.seek(tp, self.next_offset)
         n = 0
         with bulk_work():
-            for record in self._consumer.poll(timeout_ms=0, max_records=200).get(tp, ()):
+            for record in self._consumer.poll(timeout_ms=FOLLOW_WAIT_MS, max_records=200).get(tp, ()):
                 if record.offset < self.next_offset:
                     continue
                 entries = decision_entries(record.value, self.settings)

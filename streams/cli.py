@@ -265,6 +265,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     options = WorkerOptions(roles=roles, web_host=args.web_host, web_port=args.web_port,
                             data_dir=_data_dir(args, existing=False),
                             batch_events=args.batch, session_timeout=args.session_timeout,
+                            batch_seconds=env_float("IDRES_BATCH_SECONDS", 0.05, positive=True,
+                                                    expected="a number of seconds > 0"),
                             raw_topic_check=env_float("IDRES_RAW_TOPIC_CHECK", 10.0, positive=True,
                                                       expected="a number of seconds > 0"),
                             reorder_wait=env_float("IDRES_REORDER_WAIT", 2.0, minimum=0.0,

@@ -434,7 +434,9 @@ class WorkerOptions:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     batch_events: int = 2000
-    batch_seconds: float = 0.25
+    # seconds a role waits to fill a batch (validate, resolve, project): a backlog fills batches by count, so
+    # this bounds what an event waits when traffic is light (freshness: README, "Freshness through Kafka")
+    batch_seconds: float = 0.05
     session_timeout: float = 10.0
     data_dir: Optional[Path] = None  # the worker's local directory (Faust's, under faust/); its state is in Kafka
     raw_topics: tuple[str, ...] = ()  # raw topics found on the broker at start, besides the channels'
