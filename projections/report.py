@@ -52,6 +52,10 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _share(value: Optional[float]) -> str:
+    return f"{value:.1%}" if value is not None else "n/a"
+
+
 def table_html(rows: list[dict[str, Any]], columns: Optional[list[str]] = None, empty: str = "none") -> str:
     if not rows:
         return f'<p class="note">({html.escape(empty)})</p>'
@@ -156,14 +160,16 @@ class Report:
         customers = q("SELECT count(*) FROM customer_value WHERE identified")
         multi = q("SELECT sum(customers) FILTER (WHERE multi_channel) / nullif(sum(customers), 0) FROM channel_usage")
         recognised = q("SELECT sum(recognised) / nullif(sum(with_history), 0) FROM promise_by_channel")
+        currency = q("SELECT report_currency FROM metric_settings")
         cards = [
             ("identified customers", _fmt(customers)),
-            ("use two or more channels", f"{multi:.1%}" if multi is not None else "n/a"),
-            ("revenue, net of refunds", _fmt(q("SELECT round(sum(net_revenue), 2) FROM customer_value"))),
-            ("assisted contacts recognised", f"{recognised:.1%}" if recognised is not None else "n/a"),
+            ("use two or more channels", _share(multi)),
+            (f"revenue, net of refunds{f' ({currency})' if currency else ''}",
+             _fmt(q("SELECT round(sum(net_revenue), 2) FROM customer_value"))),
+            ("assisted contacts recognised", _share(recognised)),
             ("median resolution (hours)", _fmt(q("SELECT round(median(resolution_hours), 1) FROM cases"))),
             ("average CSAT", _fmt(q("SELECT round(avg(csat), 2) FROM cases"))),
-            ("churned (share)", _fmt(q("SELECT round(avg((status = 'churned')::INT), 3) FROM churn_risk"))),
+            ("churned", _share(q("SELECT avg((status = 'churned')::INT) FROM churn_risk"))),
             ("valuable customers at risk", _fmt(q("SELECT count(*) FROM valuable_at_risk"))),
         ]
         self.add('<div class="cards">' + "".join(

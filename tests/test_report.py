@@ -45,7 +45,7 @@ def test_the_report_needs_no_network_and_shows_the_snapshot_s_figures(report):
     assert f'<div class="v">{len(customers):,}</div><div class="k">identified customers' in text
     assert f'<div class="v">{multi / len(customers):.1%}</div><div class="k">use two or more channels' in text
     revenue = sum(c.revenue - c.refunded for c in customers)
-    cell = re.search(r'<div class="v">([\d,.-]+)</div><div class="k">revenue, net of refunds', text).group(1)
+    cell = re.search(r'<div class="v">([\d,.-]+)</div><div class="k">revenue, net of refunds \(GBP\)', text).group(1)
     assert float(cell.replace(",", "")) == pytest.approx(revenue, abs=0.05)
     assert oct(out.stat().st_mode & 0o777) == oct(0o600)  # it names customers: private, as the snapshot
 
