@@ -40,6 +40,7 @@ import httpx  # noqa: E402
 
 from streams.kafka_io import Router  # noqa: E402
 from streams.synthetic import SyntheticConfig, write_dataset  # noqa: E402
+from tests.cli_helpers import stop_process  # noqa: E402
 from tests.kafka_broker import free_port, kafka_broker, select_broker, worker_metrics  # noqa: E402
 
 PROBE = re.compile(rb"fresh-probe-\d+")
@@ -80,16 +81,6 @@ def broker_pid() -> int:
             except OSError:
                 pass
     return 0
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def main() -> None:
@@ -289,7 +280,7 @@ def main() -> None:
             prod.close()
             for p in (serve, worker):
                 if p is not None:
-                    stop(p)
+                    stop_process(p, 15)
         done = [marks[e] for e in samples if {"ack", "validated", "decided", "lookup"} <= marks[e].keys()]
         print(f"broker {choice.kind}; {mod}; env {extra_env or '{}'}; load {args.rate:g} events/s "
               f"(~{load_sent[0]:,} scheduled); {len(samples)} probes, {len(done)} complete")

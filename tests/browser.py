@@ -16,6 +16,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Optional
 
+from tests.cli_helpers import stop_process
+
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
          "--mute-audio", "--remote-debugging-port=0"]
@@ -113,12 +115,7 @@ def load_page(path: Path, width: int = 1280, height: int = 2400, timeout: float 
                 ws.close()
             except Exception:
                 pass
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         shutil.rmtree(profile, ignore_errors=True)
 
 

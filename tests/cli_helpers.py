@@ -34,3 +34,14 @@ def run_cli(*args: str, check: bool = True, text: bool = True, stdin: Optional[b
     if check and proc.returncode != 0:
         raise AssertionError(f"idres {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Stops a child: SIGTERM, then SIGKILL if it has not ended within ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
