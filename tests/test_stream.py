@@ -152,6 +152,11 @@ def test_stream_jobs_resolve_like_the_embedded_engine(kafka_bootstrap, dataset, 
 
     con = snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
     assert changelog_matches(kafka_bootstrap, prefix, con) > 0
+    # the analyst's report straight from the deployment: a snapshot of the topic, then its figures
+    report = tmp_path / "report.html"
+    idres("report", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--out", str(report), "--no-predict")
+    customers = con.execute("SELECT count(*) FROM customer_value WHERE identified").fetchone()[0]
+    assert f'<div class="v">{customers:,}</div><div class="k">identified customers' in report.read_text()
     # the households topic (compacted, keyed by profile): the snapshot's households, latest value per key
     table: dict = {}
 
