@@ -5,46 +5,30 @@ memory.
     python benchmarks/report_scale.py EVENTS.jsonl [--work DIR] [--config rules.toml]
     python benchmarks/report_scale.py --people 100000 --seed 7 [--work DIR]   # about 1 M events
 
-With ``--people`` the events come from `idres generate` (the demo's generator, which streams; written to the
-work directory). The
-purchase models run only where the clv extra is installed; their first fit on a machine compiles code, so
-the snapshot with them runs twice and both times are printed.
+Times are wall seconds of each process, start-up included. With ``--people`` the events come from `idres
+generate` (the demo's generator, which streams; written to the work directory). The purchase models run only
+where the clv extra is installed; their first fit on a machine compiles code, so the snapshot with them runs
+twice and both times are printed.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-_CHILD = """
-import json, resource, sys, time
-sys.path.insert(0, {root!r})
-from streams.cli import main
-started = time.perf_counter()
-try:
-    code = main({argv!r})
-except SystemExit as exc:
-    code = exc.code
-print("@@" + json.dumps({{"code": code, "seconds": time.perf_counter() - started,
-                         "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
-"""
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.throughput import timed_child  # noqa: E402
 
 
-def step(argv: list[str], env: dict[str, str] | None = None) -> dict:
-    import os
-
-    done = subprocess.run([sys.executable, "-c", _CHILD.format(root=str(ROOT), argv=argv)], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})})
-    found = [line for line in done.stdout.splitlines() if line.startswith("@@")]
-    if done.returncode or not found or json.loads(found[-1][2:])["code"]:
-        sys.exit(f"idres {' '.join(argv)} failed:\n{done.stderr[-2000:]}")
-    return json.loads(found[-1][2:])
+def step(argv: list[str]) -> dict:
+    """``idres ARGV`` in a fresh process, on every core: its wall seconds (start-up included) and peak memory."""
+    seconds, peak, _ = timed_child(argv, pinned=False)
+    return {"seconds": seconds, "peak_mib": peak}
 
 
 def main() -> int:

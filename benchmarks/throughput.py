@@ -30,10 +30,12 @@ sys.path.insert(0, str(ROOT))
 from streams.synthetic import SyntheticConfig, write_dataset  # noqa: E402
 
 
-def timed_child(args: list[str]) -> tuple[float, int, str]:
-    """Runs ``idres ARGS`` pinned to one core; returns wall seconds, its own peak RSS in MiB, and stdout."""
+def timed_child(args: list[str], pinned: bool = True) -> tuple[float, int, str]:
+    """Runs ``idres ARGS`` (``pinned``: to one core); returns wall seconds, its own peak RSS in MiB, and
+    stdout."""
     def pin() -> None:
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        if pinned:
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:

@@ -6,12 +6,11 @@ lists): it is written with the snapshot's permissions."""
 from __future__ import annotations
 
 import html
-import os
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from projections.storage import private_file
+from projections.storage import write_atomic
 from resolver.errors import IdresError
 
 PLOT_CONFIG = {"displaylogo": False, "showSendToCloud": False, "responsive": True}
@@ -143,15 +142,7 @@ class Report:
         if out.is_dir():
             raise IdresError(f"report output {out} is a directory: give a file path, e.g. {out / 'report.html'}")
         out.parent.mkdir(parents=True, exist_ok=True)
-        text = self.build()
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        try:
-            with private_file(tmp, "w", buffering=1 << 20) as fh:
-                fh.write(text)
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        write_atomic(out, self.build().encode("utf-8"))
         return out
 
     # ------------------------------------------------------------------------------------ sections

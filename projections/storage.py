@@ -39,6 +39,21 @@ def private_file(path: Path, mode: str = "wb", buffering: int = -1) -> Any:
     return os.fdopen(fd, mode, buffering)
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """``data`` as the file ``path``, private (``private_file``), written under a temporary name, synced, then
+    renamed over it: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with private_file(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True

@@ -1059,15 +1059,12 @@ def _query_to_file(con, sql: str, out: Path, fmt: Optional[str] = None) -> int:
     if relation is None:
         raise UsageError("that statement returns no rows to write: --out takes a query (SELECT ...)")
     tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        if fmt == "json":
-            con.execute(f"COPY ({sql}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' (FORMAT json, ARRAY true)")
-        else:
-            getattr(relation, f"write_{fmt}")(str(tmp))
+    options = {"csv": "FORMAT csv, HEADER", "parquet": "FORMAT parquet", "json": "FORMAT json, ARRAY true"}[fmt]
+    try:  # (COPY says how many rows it wrote: the query runs once)
+        rows = con.execute(f"COPY ({sql}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' ({options})").fetchone()[0]
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    rows = len(relation)
     print(f"wrote {rows:,} rows to {out} ({fmt})")
     return 0
 
@@ -1199,7 +1196,7 @@ def _demo_written(root: Path) -> Optional[dict[str, Any]]:
 
 
 def _mark_demo_dir(root: Path, written: dict[str, Any]) -> None:
-    from streams.log import write_atomic
+    from projections.storage import write_atomic
 
     text = json.dumps({"note": "written by idres demo: its events, truth, data and snapshot here are replaced by "
                                "the next `idres demo` run, unless they changed since", "written": written})

@@ -486,15 +486,6 @@ def check_version(version: Any, where: str) -> None:
                        f"versions 1 to {DECISION_SCHEMA_VERSION}: upgrade idres to read this log")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with private_file(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 # What a checkpoint may name: the classes of the resolver state and the customer views. Unpickling
 # anything else (a function, a class of another module) is refused: a checkpoint file written by anyone
 # but idres runs no code.

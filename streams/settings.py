@@ -145,6 +145,6 @@ def load_match_model(path: str | Path) -> "MatchModel":
 
 
 def save_match_model(model: "MatchModel", path: str | Path) -> None:
-    from streams.log import write_atomic
+    from projections.storage import write_atomic
 
     write_atomic(Path(path), model.to_json().encode("utf-8"))

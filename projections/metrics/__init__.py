@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from projections.metrics import channels, churn, crosschannel, lists, promise, quality, service, value
-from projections.metrics.settings import report_currency, write_settings
+from projections.metrics.settings import write_settings
 from projections.metrics.view import View
 
 if TYPE_CHECKING:
@@ -41,8 +41,7 @@ def write_metrics(con: Any, views: "CustomerViews", progress: Optional[Callable[
     notes on what could not be computed."""
     from projections.metrics import predict as predicting
 
-    currency = report_currency(views)
-    write_settings(con, views, currency)
+    currency = write_settings(con, views)
     con.execute(f"CREATE TABLE customer_value_predicted ({', '.join(f'{c} {t}' for c, t in PREDICTED.items())})")
     con.execute("CREATE TABLE metric_notes (topic VARCHAR, note VARCHAR)")
     for view in VIEWS:
@@ -62,7 +61,7 @@ def write_metrics(con: Any, views: "CustomerViews", progress: Optional[Callable[
     if predict:
         if progress is not None:
             progress("customer_value_predicted")
-        note = predicting.predict_into(con, views.config)
+        note = predicting.predict_into(con)
         if note:
             notes["predicted_value"] = note
     else:

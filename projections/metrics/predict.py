@@ -79,7 +79,7 @@ def fit(rfm: Any) -> tuple[Optional[Any], Optional[str]]:
     return out, note
 
 
-def predict_into(con: Any, config: Any) -> Optional[str]:
+def predict_into(con: Any) -> Optional[str]:
     """Fills ``customer_value_predicted`` in the snapshot ``con``; returns a note on what is missing, if anything."""
     why = available()
     if why is not None:

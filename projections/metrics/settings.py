@@ -8,43 +8,25 @@ figures whenever the snapshot is written, and a historical data set is measured 
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
     from projections.customer import CustomerViews, ProjectionConfig
 
-KINDS = ("purchase", "refund", "case_open", "case_close")
-
-
-def report_currency(views: "CustomerViews") -> Optional[str]:
-    """The configured report currency, else the currency of most purchases (None: no purchase names one)."""
-    cfg = views.config
-    if cfg.report_currency:
-        return cfg.report_currency
-    counts: Counter[str] = Counter()
-    money = set(cfg.purchase_types)
-    for i, et in enumerate(views.ev_type):
-        if et in money and views.ev_profile[i] is not None:
-            currency = views.payload(i).get("currency")
-            if isinstance(currency, str):
-                counts[currency] += 1
-    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0] if counts else None
+CURRENCY_SQL = """
+SELECT e.currency FROM events e JOIN event_kinds k ON k.event_type = e.event_type
+WHERE k.kind = 'purchase' AND e.profile_id IS NOT NULL AND e.currency IS NOT NULL
+GROUP BY e.currency ORDER BY count(*) DESC, e.currency LIMIT 1"""
 
 
 def as_of(views: "CustomerViews") -> Optional[str]:
     return max(views.ev_at) if views.ev_at else None
 
 
-def write_settings(con: Any, views: "CustomerViews", currency: Optional[str]) -> None:
+def write_settings(con: Any, views: "CustomerViews") -> Optional[str]:
+    """Writes the settings tables into the snapshot ``con``, whose events table is written; returns the report
+    currency: the configured one, else the currency of most purchases (None: no purchase names one)."""
     cfg: ProjectionConfig = views.config
-    con.execute("CREATE TABLE metric_settings (as_of TIMESTAMP, report_currency VARCHAR, churn_days INTEGER, "
-                "at_risk_gap_ratio DOUBLE, at_risk_probability DOUBLE, stale_case_days INTEGER, "
-                "programme_cost DOUBLE)")
-    at = as_of(views)
-    con.execute("INSERT INTO metric_settings VALUES (CAST(? AS TIMESTAMPTZ) AT TIME ZONE 'UTC', ?, ?, ?, ?, ?, ?)",
-                [at, currency, cfg.churn_days, cfg.at_risk_gap_ratio, cfg.at_risk_probability, cfg.stale_case_days,
-                 cfg.programme_cost])
     con.execute("CREATE TABLE event_kinds (event_type VARCHAR PRIMARY KEY, kind VARCHAR)")
     kinds: dict[str, str] = {}
     for kind, types in (("case_close", cfg.case_close_types), ("case_open", cfg.case_open_types),
@@ -53,6 +35,17 @@ def write_settings(con: Any, views: "CustomerViews", currency: Optional[str]) ->
             kinds[t] = kind  # (a type named twice: the first of purchase, refund, case_open, case_close)
     if kinds:
         con.executemany("INSERT INTO event_kinds VALUES (?, ?)", sorted(kinds.items()))
+    currency = cfg.report_currency
+    if not currency:
+        found = con.execute(CURRENCY_SQL).fetchone()
+        currency = found[0] if found else None
+    con.execute("CREATE TABLE metric_settings (as_of TIMESTAMP, report_currency VARCHAR, churn_days INTEGER, "
+                "at_risk_gap_ratio DOUBLE, at_risk_probability DOUBLE, stale_case_days INTEGER, "
+                "programme_cost DOUBLE)")
+    at = as_of(views)
+    con.execute("INSERT INTO metric_settings VALUES (CAST(? AS TIMESTAMPTZ) AT TIME ZONE 'UTC', ?, ?, ?, ?, ?, ?)",
+                [at, currency, cfg.churn_days, cfg.at_risk_gap_ratio, cfg.at_risk_probability, cfg.stale_case_days,
+                 cfg.programme_cost])
     con.execute("CREATE TABLE currency_rates (currency VARCHAR PRIMARY KEY, rate DOUBLE)")
     rates = dict(cfg.exchange_rates)
     if currency is not None:
@@ -65,3 +58,4 @@ def write_settings(con: Any, views: "CustomerViews", currency: Optional[str]) ->
     con.execute("CREATE TABLE assisted_channels (channel VARCHAR PRIMARY KEY)")
     if cfg.assisted_channels:
         con.executemany("INSERT INTO assisted_channels VALUES (?)", [(c,) for c in sorted(set(cfg.assisted_channels))])
+    return currency
