@@ -15,7 +15,7 @@ from resolver.state import ResolverState
 
 class Context:
     __slots__ = ("config", "state", "base_model", "calibrating", "fold", "records", "out", "_priority",
-                 "_named", "_model_id")
+                 "_named", "_model_id", "_tf", "_tf_stamp")
 
     def __init__(self, config: ResolverConfig, state: ResolverState, model: MatchModel, fold: Fold,
                  records: RecordMaker) -> None:
@@ -30,6 +30,10 @@ class Context:
         self.records = records
         self.out: list[dict[str, Any]] = []
         self._priority: dict[str, int] = {}
+        # frequency adjustments by (field, value, postcode agrees), for one state, epoch and model: they
+        # read the counts as they stood at the start of the epoch, so they do not change within it
+        self._tf: dict[tuple[str, str, bool], float] = {}
+        self._tf_stamp: Optional[tuple[Any, int, Any]] = None
 
     @property
     def model(self) -> MatchModel:
@@ -45,6 +49,16 @@ class Context:
             self._named = model
             self._model_id = f"{model.version}/{model.fingerprint()}"
         return self._model_id
+
+    def frequency_cache(self) -> dict[tuple[str, str, bool], float]:
+        """The frequency adjustments computed so far in this epoch under this model (``resolver.fuzzy``)."""
+        st = self.state
+        stamp = (st, st.tf_epoch, self.model)
+        old = self._tf_stamp
+        if old is None or old[0] is not st or old[1] != stamp[1] or old[2] is not stamp[2]:
+            self._tf = {}
+            self._tf_stamp = stamp
+        return self._tf
 
     def emit(self, decision: dict[str, Any]) -> None:
         self.fold.apply(decision)

@@ -19,6 +19,7 @@ from resolver.guards import Acc, fuzzy_conflict
 from resolver.ids import short_hash
 from resolver.matching import FIELD_INDEX, FIELDS, FREQUENCY_FIELDS, POSTCODE_AGREES, AttributeRecord, \
     MatchModel, frequency_adjustment, hard_conflict
+from resolver.matching.compatibility import dates_compatible
 from resolver.matching import compare as compare_records
 
 
@@ -41,6 +42,7 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
     model = ctx.model
     best: dict[str, tuple[float, int, tuple[str, ...], Optional[dict[str, float]]]] = {}
     dob_guard = cfg.dob_conflict
+    rec_dob = rec.date_of_birth
     visited: set[int] = set()
     node_profile = st.node_profile
     shared = st.shared
@@ -54,8 +56,11 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
             if p is None or p == pid or n in shared:
                 continue
             for other in st.records.get(n, ()):
-                if dob_guard and hard_conflict(rec, other):
-                    continue
+                if dob_guard:  # (``hard_conflict``, its cheap cases first)
+                    dob = other.date_of_birth
+                    if dob is not None and rec_dob is not None and dob != rec_dob and \
+                            not dates_compatible(rec_dob, dob):
+                        continue
                 total, levels, deltas = score(ctx, model, rec, other, review_cap)
                 cur = best.get(p)
                 if cur is None or total > cur[0]:
@@ -107,7 +112,7 @@ def score(ctx: Context, model: MatchModel, rec: AttributeRecord, other: Attribut
     """The weight two records are ranked by (frequency adjustments included; ``review_cap``, just under
     the link threshold, when first names differ and that needs a person), their levels and adjustments."""
     levels = compare_records(rec, other)
-    total, _ = model.weight_of(levels)
+    total = model.total_of(levels)
     deltas = frequency_deltas(ctx, rec, other, levels) if ctx.config.frequency_adjustments else None
     if deltas:
         for d in deltas.values():
@@ -186,29 +191,44 @@ def join(ctx: Context, event_id: str, at: str, a: int, b: int, rule: str, now: O
 def frequency_deltas(ctx: Context, a: AttributeRecord, b: AttributeRecord,
                      levels: tuple[str, ...]) -> Optional[dict[str, float]]:
     """Frequency adjustments (bits per field) of the fields on which ``a`` and ``b`` agree exactly."""
-    st = ctx.state
     out: Optional[dict[str, float]] = None
-    postcode_agrees = levels[FIELD_INDEX["postcode"]] in POSTCODE_AGREES
-    for f in FREQUENCY_FIELDS:
-        if levels[FIELD_INDEX[f]] != "exact":
+    cache: Optional[dict[tuple[str, str, bool], float]] = None
+    postcode_agrees = levels[_POSTCODE] in POSTCODE_AGREES
+    for f, i in _FREQUENCY_INDEX:
+        if levels[i] != "exact":
             continue
         value = getattr(a, f)
         if value is None or value != getattr(b, f):
             continue  # (names agreeing the other way round are not adjusted)
-        # how common the value is among records other than the one it was found in, as counted at the
-        # start of the epoch (``resolver.epochs``)
-        count = st.tf_before.get((f, value))
-        if count is None:
-            count = st.value_counts.get((f, value), 0)
-        total = st.tf_totals_before.get(f)
-        if total is None:
-            total = st.value_totals.get(f, 0)
-        bits = frequency_adjustment(ctx.model, f, max(count - 1, 0), max(total - 1, 0), postcode_agrees)
+        if cache is None:
+            cache = ctx.frequency_cache()
+        key = (f, value, postcode_agrees)
+        bits = cache.get(key)
+        if bits is None:
+            bits = cache[key] = value_adjustment(ctx, f, value, postcode_agrees)
         if bits:
             if out is None:
                 out = {}
             out[f] = bits
     return out
+
+
+_POSTCODE = FIELD_INDEX["postcode"]
+_FREQUENCY_INDEX = tuple((f, FIELD_INDEX[f]) for f in FREQUENCY_FIELDS)
+
+
+def value_adjustment(ctx: Context, f: str, value: str, postcode_agrees: bool) -> float:
+    """The frequency adjustment of an exact agreement on ``value`` in field ``f``: how common the value is
+    among records other than the one it was found in, as counted at the start of the epoch
+    (``resolver.epochs``)."""
+    st = ctx.state
+    count = st.tf_before.get((f, value))
+    if count is None:
+        count = st.value_counts.get((f, value), 0)
+    total = st.tf_totals_before.get(f)
+    if total is None:
+        total = st.value_totals.get(f, 0)
+    return frequency_adjustment(ctx.model, f, max(count - 1, 0), max(total - 1, 0), postcode_agrees)
 
 
 def evidence(ctx: Context, levels: tuple[str, ...], total: float,

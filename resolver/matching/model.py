@@ -113,6 +113,14 @@ class MatchModel:
             total += value
         return total, parts
 
+    def total_of(self, levels: Sequence[str]) -> float:
+        """``weight_of(levels)[0]`` without the per-field parts: the same sum, in the same order."""
+        vector = self._vector if levels[_POSTCODE_INDEX] in POSTCODE_AGREES else self._vector_apart
+        total = 0.0
+        for w, lv in zip(vector, levels):
+            total += w[lv]
+        return total
+
     def weight(self, a: AttributeRecord, b: AttributeRecord) -> tuple[float, dict[str, float]]:
         """Fellegi-Sunter match weight of two records and each field's contribution."""
         return self.weight_of(compare(a, b))
