@@ -19,7 +19,7 @@ computed from the customer views on demand (``households(views)``), so it never 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from resolver.matching import canonical_address, canonical_postcode
 
@@ -43,23 +43,32 @@ def _hid(tie: str) -> str:
     return "h_" + hashlib.blake2b(tie.encode("utf-8"), digest_size=8).hexdigest()
 
 
-def households(views: "CustomerViews", weak_types: frozenset[str] | None = None) -> dict[str, dict[str, Any]]:
+PACE_EVERY = 256  # steps of the computation between two calls of ``pace``
+
+
+def households(views: "CustomerViews", weak_types: frozenset[str] | None = None,
+               pace: Optional[Callable[[], None]] = None) -> dict[str, dict[str, Any]]:
     """Profile ID -> ``{"household_id", "members": [profile IDs], "via": [what ties them]}`` for every
     customer in a household of two or more. ``weak_types``: the device-like identifier types (default:
-    those of the built-in rules)."""
+    those of the built-in rules). ``pace``: called every ``PACE_EVERY`` steps (the lookup API rests there,
+    so that requests sharing the interpreter do not wait behind the whole computation)."""
     weak = device_types() if weak_types is None else weak_types
     customers = {pid for pid, prof in views.profiles.items() if prof.nodes and prof.events}
     homely = {idx for idx, flag in views.shared.items()
               if views.node_keys[idx].partition(":")[0] not in weak or any(r in flag["reason"] for r in HOME_REASONS)}
     ties: dict[str, set[str]] = {}  # what ties -> the customers it ties
     for i, nodes in enumerate(views.ev_nodes):
+        if pace is not None and not i % PACE_EVERY:
+            pace()
         pid = views.ev_profile[i]
         if pid not in customers:
             continue
         for idx in nodes:
             if idx in homely:
                 ties.setdefault(views.node_keys[idx], set()).add(pid)
-    for pid in sorted(customers):
+    for i, pid in enumerate(customers):  # (any order: each tie's members are a set; the ties are sorted below)
+        if pace is not None and not i % PACE_EVERY:
+            pace()
         golden = views.golden_record(views.profiles[pid])
         address = canonical_address(golden.get("address", {}).get("value"))
         postcode = canonical_postcode(golden.get("postcode", {}).get("value"))
@@ -76,10 +85,12 @@ def households(views: "CustomerViews", weak_types: frozenset[str] | None = None)
 
     size: dict[str, int] = {}
     used: dict[str, list[str]] = {}
-    for tie in sorted(ties, key=lambda t: (len(ties[t]), t)):  # the closest ties first
+    # the closest ties first; those of one customer, or of more than a home holds, tie nobody (left out
+    # before sorting: most addresses are one customer's, and a long sort would hold up the lookup API)
+    useful = [(len(held), t) for t, held in ties.items() if 2 <= len(held) <= MAX_MEMBERS]
+    useful.sort()
+    for _, tie in useful:
         members = sorted(ties[tie])
-        if not 2 <= len(members) <= MAX_MEMBERS:
-            continue
         roots = sorted({find(m) for m in members})
         if sum(size.get(r, 1) for r in roots) > MAX_MEMBERS:
             continue  # it would chain homes into something no home is

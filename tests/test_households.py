@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import duckdb
 
-from projections.households import MAX_MEMBERS, households
+from projections.households import MAX_MEMBERS, PACE_EVERY, households
 from projections.snapshot import write_snapshot
 from tests.resolver_helpers import Run, ev
 
@@ -50,3 +50,24 @@ def test_the_households_table_of_the_snapshot(tmp_path):
     assert [r[1] for r in rows] == sorted([run.profile_of("ana-1"), run.profile_of("luis-1")])
     assert {r[0] for r in rows} == {households(run.views)[rows[0][1]]["household_id"]}
     assert all(r[2] == 2 and r[3] == ["email:thegarcias@mail.es"] for r in rows)
+
+
+def test_a_paced_computation_finds_the_same_households_and_lets_others_in_often():
+    """The lookup API computes households in slices (``pace`` called between them): the result is the
+    unpaced one, and no slice is longer than ``PACE_EVERY`` steps."""
+    from schemas.channel import ChannelEvent
+    from streams.synthetic import SyntheticConfig, generate_lines
+
+    events = []
+    for line, person in generate_lines(SyntheticConfig(people=400, seed=2)):
+        if person is not None:
+            try:
+                events.append(ChannelEvent.model_validate_json(line))
+            except ValueError:
+                pass  # (a malformed line of the generator's)
+    run = Run().feed(events)
+    calls = []
+    paced = households(run.views, pace=lambda: calls.append(1))
+    assert paced == households(run.views) and paced  # (the generated people have households)
+    steps = len(run.views.ev_nodes) + sum(1 for p in run.views.profiles.values() if p.nodes and p.events)
+    assert len(calls) >= steps // PACE_EVERY
