@@ -271,6 +271,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
                                                       expected="a number of seconds > 0"),
                             reorder_wait=env_float("IDRES_REORDER_WAIT", 2.0, minimum=0.0,
                                                    expected="a number of seconds >= 0"),
+                            reorder_grace=env_float("IDRES_REORDER_GRACE", 0.25, minimum=0.0,
+                                                    expected="a number of seconds >= 0"),
                             shard_wait=env_float("IDRES_SHARD_WAIT", 30.0, positive=True,
                                                  expected="a number of seconds > 0"),
                             restate_wait=env_float("IDRES_RESTATE_WAIT", 10.0, minimum=0.0,

@@ -196,12 +196,21 @@ class ReorderBuffer:
     earlier one), or once it has waited ``wait`` seconds, or when more than ``max_items`` are held.
     Records that arrive behind the watermark are released at once (decided late, as they come).
 
-    Pure: the caller says what time it is (``now``, seconds on any monotonic clock).
+    A source said to be *caught up* (``caught_up``: its reader had read everything it held) can only send
+    what is written to it from now on: with ``grace`` given, it holds back nothing older than ``grace``
+    seconds before the wall clock (``wall``), whatever it sent last. Live traffic, whose events are written
+    as they happen, is then released ``grace`` after it happened instead of when a quiet source speaks or
+    ``wait`` has passed; a source with a backlog (history being loaded) still holds back by what it sent.
+
+    Pure: the caller says what time it is (``now``, seconds on any monotonic clock; ``wall``, microseconds
+    since 1970, the clock of event times).
     """
 
-    def __init__(self, wait: float, max_items: int = 100_000):
+    def __init__(self, wait: float, max_items: int = 100_000, grace: Optional[float] = None):
         self.wait = wait
         self.max_items = max_items
+        self.grace = None if grace is None else int(grace * 1_000_000)  # microseconds
+        self._caught_up: set[Any] = set()
         self._heap: list[tuple[int, int, Any]] = []
         self._seq = 0
         self._arrivals: "deque[tuple[float, int, int]]" = deque()  # (arrival, key, seq), in arrival order
@@ -220,7 +229,13 @@ class ReorderBuffer:
                 self._heard[source] = now
                 self._latest[source] = UNKNOWN_TIME - 1
 
+    def caught_up(self, sources: Iterable[Any]) -> None:
+        """Sources whose reader had read everything they held, as of their last records added."""
+        self._caught_up.update(sources)
+
     def add(self, key: int, source: Any, item: Any, now: float) -> None:
+        """A record from ``source`` (which is no longer known to be caught up: ``caught_up`` says so again)."""
+        self._caught_up.discard(source)
         micros = key_micros(key)
         if micros > self._latest.get(source, UNKNOWN_TIME - 1):
             self._latest[source] = micros
@@ -229,13 +244,22 @@ class ReorderBuffer:
         heapq.heappush(self._heap, (key, self._seq, item))
         self._arrivals.append((now, key, self._seq))
 
-    def watermark(self, now: float) -> Optional[int]:
+    def watermark(self, now: float, wall: Optional[int] = None) -> Optional[int]:
         """The event time up to which every active source has sent (None: no source is active)."""
         latest = self._latest
-        active = [latest[s] for s, at in self._heard.items() if now - at < self.wait]
-        return min(active) if active else None
+        floor = wall - self.grace if wall is not None and self.grace is not None else None
+        caught_up = self._caught_up
+        mark: Optional[int] = None
+        for s, at in self._heard.items():
+            if now - at < self.wait:
+                upto = latest[s]
+                if floor is not None and upto < floor and s in caught_up:
+                    upto = floor
+                if mark is None or upto < mark:
+                    mark = upto
+        return mark
 
-    def release(self, now: float) -> list[Any]:
+    def release(self, now: float, wall: Optional[int] = None) -> list[Any]:
         """The items that may be decided now, in key order."""
         heap = self._heap
         if not heap:
@@ -251,7 +275,7 @@ class ReorderBuffer:
                 continue
             timed.add(seq)
             upto = max(upto, key)
-        mark = self.watermark(now)
+        mark = self.watermark(now, wall)
         out = []
         while heap and (heap[0][0] <= upto or mark is None or key_micros(heap[0][0]) <= mark
                         or len(heap) > self.max_items):
@@ -264,6 +288,7 @@ class ReorderBuffer:
     def drain(self) -> list[Any]:
         """Every item held, in key order."""
         out = [heapq.heappop(self._heap)[2] for _ in range(len(self._heap))]
+        self._caught_up.clear()
         self._arrivals.clear()
         self._gone.clear()
         return out

@@ -444,6 +444,9 @@ class WorkerOptions:
     # seconds the resolve role holds an event for earlier ones from other raw partitions (0: decide each
     # on arrival); see ``streams.ordering.ReorderBuffer``
     reorder_wait: float = 2.0
+    # seconds after it happened that an event from a raw partition read to its end is no longer waited for
+    # (None: such partitions are waited for as the others); see ``streams.ordering.ReorderBuffer``
+    reorder_grace: Optional[float] = 0.25
     # seconds the coordinator waits for a resolve shard's reply before deciding the window itself, in order
     # (and deciding in order for as long again before it asks the shards anew); see ``streams.kafka_shards``
     shard_wait: float = 30.0
@@ -557,7 +560,7 @@ class StreamJobs:
             self.deadletter = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw")
             app.agent(raw, name="validate")(self._fatal(self._validate))
         if "resolve" in o.roles:
-            self.reorder = ReorderBuffer(o.reorder_wait)
+            self.reorder = ReorderBuffer(o.reorder_wait, grace=o.reorder_grace)
             # late events (older than one decided before them): the earliest's canonical key, since when, how many
             self.earliest_late: Optional[Any] = None
             self.late_since = 0.0
@@ -568,7 +571,7 @@ class StreamJobs:
             self.held: dict[Any, int] = {}  # a validated message -> its events still held in the reorder buffer
             self.deciding = asyncio.Lock()
 
-            @app.timer(interval=max(min(o.reorder_wait / 4, 0.25), 0.02))
+            @app.timer(interval=max(min(o.reorder_wait / 4, (o.reorder_grace or 1.0) / 5, 0.25), 0.02))
             async def release_held_events() -> None:  # (while no message arrives to release them)
                 if jobs.owns_log and jobs.resolver is None and not app.rebalancing:
                     async with jobs.deciding:  # (at start: a restatement a stopped worker left is finished)
@@ -655,10 +658,11 @@ class StreamJobs:
         async for events in stream.take_events(self.options.batch_events, within=self.options.batch_seconds):
             good: list[list[Any]] = []
             pending = []
+            ends: dict[tuple[str, int], int] = {}  # raw partition -> the offset after its last record here
             for ev in events:
                 msg = ev.message
                 raw = ev.value if isinstance(ev.value, (bytes, bytearray)) else bytes(ev.value or b"")
-                m.positions[(msg.topic, msg.partition)] = msg.offset + 1
+                m.positions[(msg.topic, msg.partition)] = ends[(msg.topic, msg.partition)] = msg.offset + 1
                 outcome = check(raw)
                 if outcome.kind != VALID:
                     pending.append(await self._dead_letter(msg.topic, msg.partition, msg.offset, raw,
@@ -668,13 +672,34 @@ class StreamJobs:
                 good.append([msg.topic, msg.partition, msg.offset, raw.decode("utf-8")])
             m.add("validate_events", len(events))
             m.add("validate_rejected", len(events) - len(good))
-            for run in chunked(good, lambda g: len(g[3]) + 64):
-                pending.append(await self.validated.send(value=orjson.dumps({"events": run})))
+            runs = list(chunked(good, lambda g: len(g[3]) + 64))
+            for i, run in enumerate(runs):
+                value: dict[str, Any] = {"events": run}
+                if i == len(runs) - 1:
+                    # the raw partitions read to their end (the broker held nothing after these records when
+                    # they were fetched): the resolve role need not wait for older events from them
+                    value["caught_up"] = self._read_to_end(ends)
+                pending.append(await self.validated.send(value=orjson.dumps(value)))
             # the dead letters of batches skipped before these records: Faust commits a skipped batch's
             # offsets with the records after it, so its dead letter is durable first
             pending += await self._dead_letter_batches(wait=False)
             if pending:
                 await asyncio.gather(*pending)  # durable before Faust acknowledges this batch
+
+    def _read_to_end(self, ends: dict[tuple[str, int], int]) -> list[list[Any]]:
+        """The raw partitions of ``ends`` (partition -> the offset after the last record read) whose high
+        watermark, as the last fetch told it, is no further."""
+        from faust.types import TP
+
+        out: list[list[Any]] = []
+        for (topic, partition), end in sorted(ends.items()):
+            try:
+                high = self.app.consumer.highwater(TP(topic, partition))
+            except Exception:  # (not known yet)
+                high = None
+            if high is not None and end >= high:
+                out.append([topic, partition])
+        return out
 
     async def _dead_letter_batches(self, wait: bool = True) -> list[Any]:
         """Sends a dead letter for each undecodable batch the consumer skipped; returns every such dead
@@ -748,6 +773,8 @@ class StreamJobs:
                         key = order_key(raw)
                         self.reorder.add(key, (topic, partition), (key, topic, partition, offset, raw, ev), now)
                         held += 1
+                    if value.get("caught_up"):
+                        self.reorder.caught_up((topic, partition) for topic, partition in value["caught_up"])
                     if held:
                         self.held[ev] = self.held.get(ev, 0) + held
                     else:
@@ -816,7 +843,7 @@ class StreamJobs:
         m = self.metrics
         loop = asyncio.get_running_loop()
         await self._ensure_resolver()
-        released = self.reorder.release(loop.time())
+        released = self.reorder.release(loop.time(), wall=time.time_ns() // 1000)
         pending: list[Any] = []
         if (self.settings.resolve_partitions > 1 and released and not self.app.rebalancing
                 and loop.time() >= self.shards_rest_until):

@@ -102,6 +102,40 @@ def test_an_event_is_held_at_most_the_wait():
     assert buffer.release(now=3.1) == ["e"]  # the slow source is silent too now: only the fast one counts
 
 
+def test_a_source_read_to_its_end_holds_back_nothing_older_than_the_grace():
+    def at(event_id: str, second: float) -> int:
+        return order_key(_line(event_id, f"2025-03-01T10:00:{second:06.3f}Z"))
+
+    def wall(second: float) -> int:  # the wall clock, as microseconds since 1970
+        return key_micros(at("clock", second))
+
+    buffer = ReorderBuffer(wait=2.0, grace=0.25)
+    buffer.expect(["a", "b"], now=0.0)
+    buffer.add(at("a1", 1.0), "a", "a1", now=1.0)
+    buffer.add(at("b1", 1.5), "b", "b1", now=1.5)
+    buffer.caught_up(["a", "b"])
+    # "a" last sent 1.0 s, but it was read to its end: it can send nothing older than the wall clock less
+    # the grace; "b1" is released once the wall clock is 0.25 s past it
+    assert buffer.release(now=1.6, wall=wall(1.6)) == ["a1"]
+    assert buffer.release(now=1.7, wall=wall(1.7)) == []
+    assert buffer.release(now=1.76, wall=wall(1.76)) == ["b1"]
+    # a source with a backlog (a record added and not said to be read to its end) holds back by what it sent
+    buffer.add(at("b2", 1.8), "b", "b2", now=1.8)
+    buffer.add(at("a2", 1.9), "a", "a2", now=1.9)
+    buffer.caught_up(["a"])
+    assert buffer.release(now=2.5, wall=wall(2.5)) == ["b2"]  # (b2 is the older: "b" holds back a2 only)
+    assert buffer.release(now=2.6, wall=wall(2.6)) == []
+    buffer.add(at("b3", 2.0), "b", "b3", now=2.7)
+    assert buffer.release(now=2.7, wall=wall(2.7)) == ["a2", "b3"]  # "b" has sent as late as b3 now
+    # without a grace (or a wall clock) being read to the end changes nothing
+    plain = ReorderBuffer(wait=2.0)
+    plain.expect(["a", "b"], now=0.0)
+    plain.add(at("a1", 1.0), "a", "a1", now=1.0)
+    plain.add(at("b1", 1.5), "b", "b1", now=1.5)
+    plain.caught_up(["a", "b"])
+    assert plain.release(now=1.6, wall=wall(9.0)) == ["a1"] and plain.release(now=1.9, wall=wall(9.0)) == []
+
+
 # -------------------------------------------------------------------------- the embedded driver
 def _messy_lines(rnd: random.Random, n: int) -> list[bytes]:
     """Identifiers from small pools (strangers collide: shared devices, family mailboxes), dates of birth
