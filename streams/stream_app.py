@@ -105,6 +105,9 @@ def raw_topics(settings: KafkaSettings) -> set[str]:
         admin.close()
 
 
+CAUGHT_UP_EVERY = 0.5  # seconds between the validate role's reports of the quiet raw partitions it has read
+
+
 def raw_partitions(settings: KafkaSettings) -> set[tuple[str, int]]:
     """``(topic, partition)`` of every raw topic's partitions on the broker now."""
     consumer = reader(settings)
@@ -556,6 +559,13 @@ class StreamJobs:
             async def dead_letter_skipped_batches() -> None:  # (while no record arrives after them)
                 await jobs._dead_letter_batches()
 
+            @app.timer(interval=CAUGHT_UP_EVERY)
+            async def report_caught_up() -> None:  # (the partitions that send nothing: see _idle_read_to_end)
+                if not app.rebalancing:
+                    caught = await jobs._idle_read_to_end()
+                    if caught:
+                        await jobs.validated.send(value=orjson.dumps({"caught_up": caught}))
+
             self.validated = app.topic(validated_topic(s), value_serializer="raw", key_serializer="raw")
             self.deadletter = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw")
             app.agent(raw, name="validate")(self._fatal(self._validate))
@@ -699,6 +709,28 @@ class StreamJobs:
                 high = None
             if high is not None and end >= high:
                 out.append([topic, partition])
+        return out
+
+    async def _idle_read_to_end(self) -> list[list[Any]]:
+        """The raw partitions this worker validates that it has read to their end and that send nothing
+        (or nothing since it started and hold nothing): reported now and then, so that the resolve role does
+        not wait ``reorder_wait`` for a quiet partition before it decides what others send."""
+        consumer = self.app.consumer
+        done = self.metrics.positions
+        out: list[list[Any]] = []
+        for tp in sorted(consumer.assignment()):
+            if tp.topic not in self.raw_subscribed:
+                continue
+            try:
+                high = consumer.highwater(tp)
+                position = await consumer.position(tp)
+            except Exception:  # (not known yet)
+                continue
+            if high is None or position is None or position < high:
+                continue
+            read = done.get((tp.topic, tp.partition))
+            if (read is not None and read >= high) or high == 0:  # (what was fetched was validated too)
+                out.append([tp.topic, tp.partition])
         return out
 
     async def _dead_letter_batches(self, wait: bool = True) -> list[Any]:

@@ -333,3 +333,40 @@ def test_events_spread_over_many_raw_partitions_get_the_profiles_and_ids_of_idre
         d["type"] for entry in decision_entries(record.value, settings) for d in entry))
     assert kinds["identifier_flagged"] > 0 and kinds["link_refused"] > 0 and kinds["profile_split"] > 0
     snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
+
+
+def test_live_events_are_not_held_for_quiet_partitions(kafka_bootstrap, tmp_path):
+    """With a long reorder wait (60 s), live events (happening now) on one raw partition are decided within
+    seconds: the validate role says which raw partitions it has read to their end, quiet ones included, and
+    those hold back nothing older than the grace. An event with an old time on a partition with a backlog
+    would still wait."""
+    from datetime import datetime, timezone
+
+    from kafka import KafkaProducer
+
+    prefix = unique_name("live") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    idres("topics", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    Worker.env = {**os.environ, "IDRES_REORDER_WAIT": "60"}
+    try:
+        worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+    finally:
+        Worker.env = None
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    try:
+        started = time.monotonic()
+        for i in range(3):
+            now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+            event = {"event_id": f"live-{i}", "occurred_at": now, "channel": "web", "event_type": "signup",
+                     "identifiers": {"email": f"live{i}@example.org"}}
+            producer.send(settings.topics.raw("web"), json.dumps(event).encode(), partition=i % 2).get(timeout=10)
+            # the first while the worker starts (every raw partition is waited for until it is known quiet);
+            # each other in seconds, where the other partition, which sent an older event lately, would hold
+            # it for the reorder wait
+            wait_until(lambda: worker.metrics().get("idres_log_entries_applied", 0) == i + 1,
+                       45 if i == 0 else 10, f"live event {i} decided, not held for the reorder wait", [worker])
+        assert time.monotonic() - started < 55
+    finally:
+        producer.close()
+        worker.stop()
+    assert sorted(decided(settings)) == ["live-0", "live-1", "live-2"]
