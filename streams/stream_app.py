@@ -940,9 +940,10 @@ class StreamJobs:
         key, late = self.earliest_late, self.late_events
         self.earliest_late, self.late_events = None, 0
         self.metrics.gauges["late_events_pending"] = 0
+        scanned = time.monotonic()
         scan = await asyncio.get_running_loop().run_in_executor(None, LogScan, self.settings, key)
         if scan.start is not None:
-            await self._restate_from(scan, scan.start, late)
+            await self._restate_from(scan, scan.start, late, scanning=time.monotonic() - scanned)
 
     async def _restate_again(self, begun_seq: int) -> None:
         """A restatement begun and not completed: closed (``log_restate_abandoned``), then done again."""
@@ -967,7 +968,7 @@ class StreamJobs:
         scan = await loop.run_in_executor(None, LogScan, self.settings)
         await self._restate_from(scan, begun["from_seq"], begun["late_events"])
 
-    async def _restate_from(self, scan: LogScan, start: int, late: int) -> None:
+    async def _restate_from(self, scan: LogScan, start: int, late: int, scanning: float = 0.0) -> None:
         from streams.embedded import redo
         from streams.restating import Restatement
 
@@ -984,6 +985,7 @@ class StreamJobs:
                 work.note(old.state)
 
             await loop.run_in_executor(None, read)
+            rebuilding = time.monotonic() - started
             self.resolver = rewound
             old = None  # (the state before: dropped)
             now = utc_iso(datetime.now(timezone.utc))
@@ -1004,8 +1006,9 @@ class StreamJobs:
         self.next_restate = loop.time() + 2 * took
         self.metrics.add("restatements")
         self.metrics.gauges["restatement_seconds"] = round(took, 3)
-        log.warning("late events: the decision log restated from entry %d (%d entries decided again in %.1f s)",
-                    start, work.entries, time.monotonic() - started)
+        log.warning("late events: the decision log restated from entry %d (%d entries decided again in %.1f s: "
+                    "%.1f s reading the log for where to start, %.1f s rebuilding the state before it)",
+                    start, work.entries, time.monotonic() - started + scanning, scanning, rebuilding)
 
     async def _decide_in_order(self, released: list[Any], entries: list[list[dict[str, Any]]],
                                pending: list[Any]) -> tuple[list[list[dict[str, Any]]], list[Any]]:
