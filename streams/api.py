@@ -921,14 +921,28 @@ class _FastLookup:
 
     def __init__(self, app: FastAPI, route: Any, answer: Callable[[str, str, int], Any],
                  expected: Optional[bytes], follower: "Follower"):
-        from pydantic import TypeAdapter
+        import inspect
+
+        from fastapi.routing import serialize_response
 
         self.route = route
+        self.dump_json = "dump_json" in inspect.signature(serialize_response).parameters
         self.answer = answer
         self.expected = expected
         self.follower = follower
-        self.model = TypeAdapter(LookupResult)
         self.answered = 0  # requests answered here (the rest went to the route)
+
+    async def serialized(self, view: dict[str, Any]) -> Any:
+        """The response the route makes of a view: through its response model, with the framework's own
+        serializer (which writes the JSON itself where the framework version does, numbers as it writes them)."""
+        from fastapi.routing import serialize_response
+        from starlette.responses import Response
+
+        field = self.route.response_field
+        if self.dump_json:
+            content = await serialize_response(field=field, response_content=view, dump_json=True)
+            return Response(content=content, media_type="application/json")
+        return JSONResponse(await serialize_response(field=field, response_content=view))
 
     def arguments(self, scope: dict) -> Optional[tuple[str, str, int]]:
         """``(type, value, timeline)`` when the request is one this path answers, else None."""
@@ -942,8 +956,9 @@ class _FastLookup:
         if self.expected is not None:
             given = b""
             for name, header in scope.get("headers", ()):
-                if name == b"x-api-key":
-                    given = header
+                if name == b"x-api-key":  # (the first, read as the route's guard reads it)
+                    given = header.decode("latin-1").encode("utf-8", "surrogateescape")
+                    break
             if not hmac.compare_digest(given, self.expected):
                 return None  # (a writer's key, or none that fits: the route's guard says which)
         try:  # (as the framework reads the query string)
@@ -966,8 +981,7 @@ class _FastLookup:
         self.answered += 1
         answer = self.answer(*args)
         if not isinstance(answer, JSONResponse):  # (the view, through the response model as the route does)
-            model = self.model
-            answer = JSONResponse(model.dump_python(model.validate_python(answer), mode="json"))
+            answer = await self.serialized(answer)
         scope["route"] = self.route  # (counted under the route's template, as the route would be)
         await answer(scope, receive, send)
 

@@ -514,6 +514,8 @@ class StreamJobs:
         )
         app.on_partitions_assigned.connect(self._on_assigned)
         app.on_partitions_revoked.connect(self._on_revoked)
+        # the validate role: raw partition -> the offset after its last record in the validated topic
+        self.validated_upto: dict[tuple[str, int], int] = {}
         jobs = self
         # a raw topic's batch that cannot be decoded is skipped and dead-lettered; one on the engine's own
         # topics stops the worker (streams/kafka_batches.py)
@@ -561,10 +563,12 @@ class StreamJobs:
 
             @app.timer(interval=CAUGHT_UP_EVERY)
             async def report_caught_up() -> None:  # (the partitions that send nothing: see _idle_read_to_end)
-                if not app.rebalancing:
-                    caught = await jobs._idle_read_to_end()
+                try:
+                    caught = [] if app.rebalancing else jobs._idle_read_to_end()
                     if caught:
                         await jobs.validated.send(value=orjson.dumps({"caught_up": caught}))
+                except Exception as exc:  # (only a report: the next one comes in half a second)
+                    log.warning("could not report the raw partitions read to their end: %s", exc)
 
             self.validated = app.topic(validated_topic(s), value_serializer="raw", key_serializer="raw")
             self.deadletter = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw")
@@ -581,7 +585,8 @@ class StreamJobs:
             self.held: dict[Any, int] = {}  # a validated message -> its events still held in the reorder buffer
             self.deciding = asyncio.Lock()
 
-            @app.timer(interval=max(min(o.reorder_wait / 4, (o.reorder_grace or 1.0) / 5, 0.25), 0.02))
+            @app.timer(interval=max(min(o.reorder_wait / 4, 1.0 if o.reorder_grace is None else o.reorder_grace / 5,
+                                        0.25), 0.02))
             async def release_held_events() -> None:  # (while no message arrives to release them)
                 if jobs.owns_log and jobs.resolver is None and not app.rebalancing:
                     async with jobs.deciding:  # (at start: a restatement a stopped worker left is finished)
@@ -654,6 +659,8 @@ class StreamJobs:
             self.views_stale = True
 
     async def _on_revoked(self, sender: Any = None, revoked: Any = (), **kwargs: Any) -> None:
+        for tp in revoked:  # (another worker validates them now: this one no longer says how far they are read)
+            self.validated_upto.pop((tp.topic, tp.partition), None)
         if "resolve" in self.options.roles and any(tp.topic == validated_topic(self.settings) for tp in revoked):
             # the events held for reordering are another worker's now: their messages were not acknowledged,
             # so it reads them again
@@ -695,6 +702,7 @@ class StreamJobs:
             pending += await self._dead_letter_batches(wait=False)
             if pending:
                 await asyncio.gather(*pending)  # durable before Faust acknowledges this batch
+            self.validated_upto.update(ends)  # (sent: the partitions' quiet reports may follow them now)
 
     def _read_to_end(self, ends: dict[tuple[str, int], int]) -> list[list[Any]]:
         """The raw partitions of ``ends`` (partition -> the offset after the last record read) whose high
@@ -711,25 +719,26 @@ class StreamJobs:
                 out.append([topic, partition])
         return out
 
-    async def _idle_read_to_end(self) -> list[list[Any]]:
-        """The raw partitions this worker validates that it has read to their end and that send nothing
-        (or nothing since it started and hold nothing): reported now and then, so that the resolve role does
-        not wait ``reorder_wait`` for a quiet partition before it decides what others send."""
+    def _idle_read_to_end(self) -> list[list[Any]]:
+        """The raw partitions this worker validates whose records, up to the end the broker last told, are
+        all in the validated topic (or that hold none): reported now and then, so that the resolve role does
+        not wait ``reorder_wait`` for a quiet partition before it decides what others send. (A partition
+        that holds records and has sent nothing since the worker started is not known to be read to its end:
+        it is waited for, at most ``reorder_wait``, until it sends.)"""
         consumer = self.app.consumer
-        done = self.metrics.positions
+        done = self.validated_upto
         out: list[list[Any]] = []
         for tp in sorted(consumer.assignment()):
             if tp.topic not in self.raw_subscribed:
                 continue
             try:
                 high = consumer.highwater(tp)
-                position = await consumer.position(tp)
             except Exception:  # (not known yet)
                 continue
-            if high is None or position is None or position < high:
+            if high is None:
                 continue
             read = done.get((tp.topic, tp.partition))
-            if (read is not None and read >= high) or high == 0:  # (what was fetched was validated too)
+            if (read is not None and read >= high) or high == 0:
                 out.append([tp.topic, tp.partition])
         return out
 
