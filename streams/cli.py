@@ -251,7 +251,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.env import env_float
+    from streams.env import env_float, env_int
     from streams.stream_app import ROLES, WorkerOptions, run_worker
 
     roles = tuple(r.strip() for r in args.role.split(",") if r.strip())
@@ -277,6 +277,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
                                                  expected="a number of seconds > 0"),
                             restate_wait=env_float("IDRES_RESTATE_WAIT", 10.0, minimum=0.0,
                                                    expected="a number of seconds >= 0"),
+                            rewind_every=env_int("IDRES_REWIND_EVERY", 20_000, minimum=0,
+                                                 expected="a number of log entries >= 0"),
                             config=config, projection=projection)
     run_worker(_kafka_settings(args), options, loglevel=args.loglevel)
     return 0

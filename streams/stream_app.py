@@ -40,7 +40,8 @@ import orjson
 
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
-from resolver.decisions import erasure_of
+from resolver.decisions import RECORD_TYPES, erasure_of
+from resolver.restate import BARRIER_TYPES, MARKER_TYPES, event_key
 from resolver.engine import Resolver, ResolverState, utc_iso
 from resolver.errors import ReviewError
 from schemas.channel import KNOWN_CHANNELS, UNDECODABLE_BATCH
@@ -228,49 +229,86 @@ def wait_shredded(settings: KafkaSettings, value: bytes, wait: float = 120.0) ->
         time.sleep(0.2)
 
 
+class ScanState:
+    """What a pass over the decision log has found up to an entry, without folding it: the restatement
+    markers with their positions, the entries, the last person's command, and the canonical key of the
+    newest event. ``take`` goes on with the next entry (as written, sealed or not: nothing sealed is read)."""
+
+    def __init__(self) -> None:
+        self.markers: dict[int, dict[str, Any]] = {}
+        self.entries = 0
+        self.barrier = -1
+        self.newest: Optional[Any] = None
+
+    def copy(self) -> "ScanState":
+        out = ScanState()
+        out.markers, out.entries, out.barrier, out.newest = dict(self.markers), self.entries, self.barrier, self.newest
+        return out
+
+    def take(self, entry: list[dict[str, Any]]) -> Optional[Any]:
+        """Notes the next entry; returns the canonical key of its event, if it records one (None else)."""
+        seq = self.entries
+        self.entries += 1
+        if not entry:
+            return None
+        first = entry[0]
+        if first["type"] in MARKER_TYPES:
+            self.markers[seq] = marker_fields(first)
+            return None
+        rec = next((d for d in reversed(entry) if d["type"] in RECORD_TYPES), None)
+        if rec is None:
+            return None
+        if rec["type"] in BARRIER_TYPES:
+            self.barrier = seq
+            return None
+        if rec["type"] == "interaction_recorded":
+            key = event_key(rec["occurred_at"], rec["event_id"])
+            # (every event an entry skipped holds is held by one read too: the newest of all is the one)
+            if self.newest is None or key > self.newest:
+                self.newest = key
+            return key
+        return None
+
+
+@dataclass
+class RewindPoint:
+    """The resolver state as the decision log's first ``scan.entries`` entries make it (pickled), the offset of
+    the message that holds the next one, and what a pass over the log had found up to there: where a
+    restatement that starts at or after it rebuilds its state from, instead of from the start of the log."""
+
+    offset: int
+    scan: ScanState
+    state: bytes
+
+
 class LogScan:
     """What one pass over the decision-log topic finds without folding it (no key is read): the restatement
     markers (``resolver.restate``) with their positions, the entries a reader skips, the entries, the last
     person's command, the canonical key of the newest event, and the first entry after the last person's
-    command holding an event later than ``after`` (where a restatement for a late event of that key starts)."""
+    command holding an event later than ``after`` (where a restatement for a late event of that key starts).
 
-    def __init__(self, settings: KafkaSettings, after: Optional[Any] = None):
-        from resolver.decisions import RECORD_TYPES
-        from resolver.restate import BARRIER_TYPES, MARKER_TYPES, event_key
+    ``resume``: the pass goes on from a rewind point instead of the start of the topic; valid for an ``after``
+    no earlier than the newest event before the point (no entry before it is then later than ``after``)."""
 
-        self.markers: dict[int, dict[str, Any]] = {}
-        self.entries = 0
-        self.barrier = -1
+    def __init__(self, settings: KafkaSettings, after: Optional[Any] = None, resume: Optional[RewindPoint] = None):
+        state = resume.scan.copy() if resume is not None else ScanState()
         later: list[int] = []  # entries after the last person's command holding an event later than ``after``
-        self.newest: Optional[Any] = None
 
         def take(record: Any) -> None:
             message = orjson.loads(record.value)
             check_version(message.get("v", 1), "message")
             for entry in message["entries"]:
-                seq = self.entries
-                self.entries += 1
-                if not entry:
-                    continue
-                first = entry[0]
-                if first["type"] in MARKER_TYPES:
-                    self.markers[seq] = marker_fields(first)
-                    continue
-                rec = next((d for d in reversed(entry) if d["type"] in RECORD_TYPES), None)
-                if rec is None:
-                    continue
-                if rec["type"] in BARRIER_TYPES:
-                    self.barrier = seq
+                seq = state.entries
+                barrier = state.barrier
+                key = state.take(entry)
+                if state.barrier != barrier:
                     later.clear()
-                elif rec["type"] == "interaction_recorded":
-                    key = event_key(rec["occurred_at"], rec["event_id"])
-                    # (every event an entry skipped holds is held by one read too: the newest of all is the one)
-                    if self.newest is None or key > self.newest:
-                        self.newest = key
-                    if after is not None and key > after:
-                        later.append(seq)
+                elif key is not None and after is not None and key > after:
+                    later.append(seq)
 
-        read_to_end(settings, settings.topics.decisions, take)
+        read_to_end(settings, settings.topics.decisions, take, start=resume.offset if resume is not None else 0)
+        self.state = state
+        self.markers, self.entries, self.barrier, self.newest = state.markers, state.entries, state.barrier, state.newest
         self.skips = skipped(self.markers)
         self.start = next((seq for seq in later if not in_ranges(self.skips, seq)), None)
 
@@ -456,6 +494,9 @@ class WorkerOptions:
     # seconds after the first late event (one older than an event decided before it) the resolve role restates
     # the log from the earliest one's place (``resolver.restate``): late events meanwhile are decided as they come
     restate_wait: float = 10.0
+    # entries between the resolver states kept in memory for restatements to rebuild from (and at least a
+    # quarter of the log's entries; 0: none kept, a restatement folds the log from its start)
+    rewind_every: int = 20_000
     config: ResolverConfig = field(default_factory=ResolverConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
 
@@ -479,6 +520,10 @@ class StreamJobs:
         self.views_seq = 0
         self.resolver_stale = True
         self.log_end = 0
+        # the resolve role: what a pass over the log would find (kept as entries are written), and the states
+        # a restatement rebuilds from (``RewindPoint``), the newest last
+        self.scan_state = ScanState()
+        self.rewind_points: list[RewindPoint] = []
         self.failed: Optional[BaseException] = None
         self.app = self._build()
 
@@ -782,6 +827,8 @@ class StreamJobs:
         self.log_end, entries = fold_decision_log(self.settings, resolver=resolver, scan=scan)
         self.resolver = resolver
         self.resolver_stale = False
+        self.scan_state = scan.state  # (kept up to date as entries are written)
+        self.rewind_points = []
         self.latest_key = scan.newest or BEFORE_ALL  # the canonical key of the newest event decided
         self.open_restatements = scan.open_restatements()
         self.metrics.gauges["resolver_rebuild_seconds"] = round(time.monotonic() - started, 3)
@@ -903,6 +950,7 @@ class StreamJobs:
             await self._ensure_resolver()
         if self.restate_due(loop.time()):
             await self._restate()
+        self._rewind_point()
         for *_, ev in released:
             left = self.held.get(ev)
             if left is None:
@@ -943,16 +991,41 @@ class StreamJobs:
         return self.earliest_late is not None and now >= max(self.late_since + self.options.restate_wait,
                                                                self.next_restate)
 
+    def _rewind_point(self) -> None:
+        """Keeps the resolver state as the log now makes it (pickled), when ``rewind_every`` entries (and a
+        quarter of the log) were written since the last one was kept and no late event waits (its
+        restatement would start before it): the last two are kept."""
+        every = self.options.rewind_every
+        if not every or self.resolver is None or self.resolver_stale or self.earliest_late is not None:
+            return
+        points = self.rewind_points
+        last = points[-1].scan.entries if points else 0
+        if self.scan_state.entries - last < max(every, last // 4):
+            return
+        import pickle
+
+        started = time.monotonic()
+        point = RewindPoint(self.log_end, self.scan_state.copy(),
+                            pickle.dumps(self.resolver.state, protocol=pickle.HIGHEST_PROTOCOL))
+        self.rewind_points = (points + [point])[-2:]
+        self.metrics.gauges["rewind_point_entries"] = point.scan.entries
+        self.metrics.gauges["rewind_point_bytes"] = sum(len(p.state) for p in self.rewind_points)
+        self.metrics.gauges["rewind_point_seconds"] = round(time.monotonic() - started, 3)
+
     async def _restate(self) -> None:
         """Decides the log again from the place of the earliest late event noted (in canonical order, with
-        every entry after it up to the last person's command), as ``idres ingest`` does."""
+        every entry after it up to the last person's command), as ``idres ingest`` does: from the newest
+        rewind point before that place, else from the start of the log."""
         key, late = self.earliest_late, self.late_events
         self.earliest_late, self.late_events = None, 0
         self.metrics.gauges["late_events_pending"] = 0
+        # a point no entry before which holds a later event than the late one: the restatement starts after it
+        point = next((p for p in reversed(self.rewind_points) if p.scan.newest is None or key >= p.scan.newest),
+                     None)
         scanned = time.monotonic()
-        scan = await asyncio.get_running_loop().run_in_executor(None, LogScan, self.settings, key)
+        scan = await asyncio.get_running_loop().run_in_executor(None, LogScan, self.settings, key, point)
         if scan.start is not None:
-            await self._restate_from(scan, scan.start, late, scanning=time.monotonic() - scanned)
+            await self._restate_from(scan, scan.start, late, scanning=time.monotonic() - scanned, point=point)
 
     async def _restate_again(self, begun_seq: int) -> None:
         """A restatement begun and not completed: closed (``log_restate_abandoned``), then done again."""
@@ -977,23 +1050,35 @@ class StreamJobs:
         scan = await loop.run_in_executor(None, LogScan, self.settings)
         await self._restate_from(scan, begun["from_seq"], begun["late_events"])
 
-    async def _restate_from(self, scan: LogScan, start: int, late: int, scanning: float = 0.0) -> None:
+    async def _restate_from(self, scan: LogScan, start: int, late: int, scanning: float = 0.0,
+                            point: Optional[RewindPoint] = None) -> None:
         from streams.embedded import redo
         from streams.restating import Restatement
 
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         work = Restatement(start, late)
+        # the states kept from after ``start`` hold entries the restatement supersedes
+        self.rewind_points = [p for p in self.rewind_points if p.scan.entries <= start]
         try:
-            rewound = Resolver(self.options.config, ResolverState())
             old = self.resolver
 
-            def read() -> None:
+            def read() -> Resolver:
                 # the state before ``start``, and the entries from there on (the log as it reads now)
-                fold_decision_log(self.settings, resolver=rewound, end=start, rest=lambda e: work.take([e]), scan=scan)
-                work.note(old.state)
+                if point is None:
+                    rewound = Resolver(self.options.config, ResolverState())
+                    fold_decision_log(self.settings, resolver=rewound, end=start, rest=lambda e: work.take([e]),
+                                      scan=scan)
+                else:
+                    import pickle
 
-            await loop.run_in_executor(None, read)
+                    rewound = Resolver(self.options.config, pickle.loads(point.state))
+                    fold_decision_log(self.settings, resolver=rewound, start=point.offset, seq=point.scan.entries,
+                                      end=start, rest=lambda e: work.take([e]), scan=scan)
+                work.note(old.state)
+                return rewound
+
+            rewound = await loop.run_in_executor(None, read)
             rebuilding = time.monotonic() - started
             self.resolver = rewound
             old = None  # (the state before: dropped)
@@ -1015,9 +1100,11 @@ class StreamJobs:
         self.next_restate = loop.time() + 2 * took
         self.metrics.add("restatements")
         self.metrics.gauges["restatement_seconds"] = round(took, 3)
+        self.metrics.gauges["restatement_rebuilt_from"] = point.scan.entries if point is not None else 0
         log.warning("late events: the decision log restated from entry %d (%d entries decided again in %.1f s: "
-                    "%.1f s reading the log for where to start, %.1f s rebuilding the state before it)",
-                    start, work.entries, time.monotonic() - started + scanning, scanning, rebuilding)
+                    "%.1f s reading the log for where to start, %.1f s rebuilding the state before it from entry %d)",
+                    start, work.entries, time.monotonic() - started + scanning, scanning, rebuilding,
+                    point.scan.entries if point is not None else 0)
 
     async def _decide_in_order(self, released: list[Any], entries: list[list[dict[str, Any]]],
                                pending: list[Any]) -> tuple[list[list[dict[str, Any]]], list[Any]]:
@@ -1161,8 +1248,13 @@ class StreamJobs:
         # each entry is sealed and serialized once: measured for chunking, then joined into its message; the keys
         # it was sealed under are acknowledged by the broker before it is sent
         erasures = [d for e in entries if (d := erasure_of(e))]
+        if erasures:
+            self.rewind_points = []  # (they hold what is erased)
         if entries:
             from streams.kafka_keys import sealer_for
+
+            for e in entries:
+                self.scan_state.take(e)
 
             sealer = sealer_for(self.settings, writer=True)
             entries = [sealer.seal_entry(e) for e in entries]

@@ -317,3 +317,61 @@ def test_a_restatement_is_written_in_entries_of_bounded_size():
     assert all(len(p["nodes"]) + len(p["aliases"]) <= restate.PART_ITEMS for p in parts)
     assert [n for p in parts for n in p["nodes"]] == nodes and [o for p in parts for o in p["owners"]] == owners
     assert [a for p in parts for a in p["aliases"]] == aliases
+
+
+def test_a_restatement_through_kafka_rebuilds_from_a_kept_state_like_idres_ingest(kafka_bootstrap, tmp_path):
+    """A few events come late, older than the last ones decided but newer than most: the resolve role
+    restates the log from their place, rebuilding the state before it from a state it kept (not from the
+    start of the log), and the deployment gives the profiles and IDs of `idres ingest` of the whole file."""
+    import os
+
+    from streams.kafka_io import KafkaSettings
+    from streams.ordering import order_key
+    from streams.stream_app import LogScan
+    from streams.synthetic import SyntheticConfig, write_dataset
+    from tests.cli_helpers import run_cli
+    from tests.kafka_broker import unique_name
+    from tests.test_stream import Worker, changelog_matches, snapshot_matches_embedded, wait_until
+
+    generated = tmp_path / "generated.jsonl"
+    write_dataset(generated, tmp_path / "truth.csv", SyntheticConfig(people=150, seed=23))
+    lines = sorted((line for line in generated.read_bytes().splitlines(keepends=True) if line.strip()),
+                   key=lambda line: order_key(line.strip()))  # (the canonical order)
+    tail = range(len(lines) - len(lines) // 40, len(lines) - 5)  # (the last 2.5 %, but the very last five)
+    late = set(list(tail)[::4])
+    first = [x for i, x in enumerate(lines) if i not in late]
+    (tmp_path / "first.jsonl").write_bytes(b"".join(first[:len(first) * 3 // 4]))
+    (tmp_path / "second.jsonl").write_bytes(b"".join(first[len(first) * 3 // 4:]))
+    (tmp_path / "late.jsonl").write_bytes(b"".join(lines[i] for i in sorted(late)))
+    (tmp_path / "all.jsonl").write_bytes(b"".join(lines))
+    prefix = unique_name("rewind") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+
+    class Quick(Worker):
+        env = {**os.environ, "IDRES_RESTATE_WAIT": "0.5", "IDRES_REORDER_WAIT": "0.2", "IDRES_REWIND_EVERY": "200"}
+
+    def entries_applied(worker) -> bool:
+        return worker.metrics().get("idres_log_entries_applied") == LogScan(settings).entries
+
+    # (one raw partition: the first part is decided in order, and the late events are late by their time only)
+    produce = ["--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--topic", settings.topics.raw(),
+               "--partitions", "1"]
+    run_cli("produce", str(tmp_path / "first.jsonl"), *produce)
+    worker = Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+    try:
+        wait_until(lambda: worker.metrics().get("idres_log_entries_applied", 0) > 0 and entries_applied(worker),
+                   180, "the first part decided", [worker])
+        kept = worker.metrics().get("idres_rewind_point_entries", 0)
+        assert kept > 0, "the resolve role keeps a state to rebuild from"
+        run_cli("produce", str(tmp_path / "second.jsonl"), *produce)  # (later than the late events, all of it)
+        wait_until(lambda: worker.metrics().get("idres_rewind_point_entries", 0) > kept and entries_applied(worker),
+                   180, "the second part decided", [worker])
+        run_cli("produce", str(tmp_path / "late.jsonl"), *produce)
+        wait_until(lambda: worker.metrics().get("idres_restatements_total", 0) >= 1 and entries_applied(worker),
+                   180, "the late events decided and the log restated", [worker])
+        rebuilt_from = worker.metrics()["idres_restatement_rebuilt_from"]
+        assert 0 < rebuilt_from <= kept  # (from a kept state, not from the start of the log)
+    finally:
+        worker.stop()
+    con = snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "all.jsonl", tmp_path)
+    changelog_matches(kafka_bootstrap, prefix, con)
