@@ -270,6 +270,58 @@ class ScanState:
         return None
 
 
+class _Sink:
+    """Where a pickle is written a frame at a time, by Python code: the interpreter can switch threads between
+    two frames, so that pickling a large state in the background does not stop the worker's other work."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: Any) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+
+def pickled(obj: Any) -> bytes:
+    import pickle
+
+    sink = _Sink()
+    pickle.Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return b"".join(sink.parts)
+
+
+class _Source:
+    """A pickle read a frame at a time by Python code (see ``_Sink``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.view = memoryview(data)
+        self.at = 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self.view) if n < 0 else min(len(self.view), self.at + n)
+        out = bytes(self.view[self.at:end])
+        self.at = end
+        return out
+
+    def readinto(self, buf: Any) -> int:
+        n = min(len(buf), len(self.view) - self.at)
+        buf[:n] = self.view[self.at:self.at + n]
+        self.at += n
+        return n
+
+    def readline(self) -> bytes:
+        end = self.at
+        while end < len(self.view) and self.view[end] != 10:
+            end += 1
+        return self.read(end + 1 - self.at)
+
+
+def unpickled(data: bytes) -> Any:
+    import pickle
+
+    return pickle.Unpickler(_Source(data)).load()
+
+
 @dataclass
 class RewindPoint:
     """The resolver state as the decision log's first ``scan.entries`` entries make it (pickled), the offset of
@@ -524,6 +576,7 @@ class StreamJobs:
         # a restatement rebuilds from (``RewindPoint``), the newest last
         self.scan_state = ScanState()
         self.rewind_points: list[RewindPoint] = []
+        self.rebuilt_at = 0  # entries in the log when the state was last rebuilt from it
         self.failed: Optional[BaseException] = None
         self.app = self._build()
 
@@ -636,7 +689,8 @@ class StreamJobs:
                 if jobs.owns_log and jobs.resolver is None and not app.rebalancing:
                     async with jobs.deciding:  # (at start: a restatement a stopped worker left is finished)
                         await jobs._ensure_resolver()
-                if (len(jobs.reorder) or jobs.restate_due(asyncio.get_running_loop().time())) and jobs.resolver is not None:
+                if (len(jobs.reorder) or (jobs.owns_log and jobs.restate_due(asyncio.get_running_loop().time()))) \
+                        and jobs.resolver is not None:
                     async with jobs.deciding:
                         await jobs._decide([], [])
 
@@ -825,10 +879,16 @@ class StreamJobs:
         resolver = Resolver(self.options.config, ResolverState())
         scan = LogScan(self.settings)
         self.log_end, entries = fold_decision_log(self.settings, resolver=resolver, scan=scan)
+        if entries != scan.entries:
+            raise DecisionLogError(
+                f"the decision-log topic {self.settings.topics.decisions} held {scan.entries:,} entries, then "
+                f"{entries:,}: another resolve worker is writing; stopping so that a restart rebuilds from what "
+                "the log really holds")
         self.resolver = resolver
         self.resolver_stale = False
         self.scan_state = scan.state  # (kept up to date as entries are written)
         self.rewind_points = []
+        self.rebuilt_at = entries
         self.latest_key = scan.newest or BEFORE_ALL  # the canonical key of the newest event decided
         self.open_restatements = scan.open_restatements()
         self.metrics.gauges["resolver_rebuild_seconds"] = round(time.monotonic() - started, 3)
@@ -950,7 +1010,7 @@ class StreamJobs:
             await self._ensure_resolver()
         if self.restate_due(loop.time()):
             await self._restate()
-        self._rewind_point()
+        await self._rewind_point()
         for *_, ev in released:
             left = self.held.get(ev)
             if left is None:
@@ -991,7 +1051,7 @@ class StreamJobs:
         return self.earliest_late is not None and now >= max(self.late_since + self.options.restate_wait,
                                                                self.next_restate)
 
-    def _rewind_point(self) -> None:
+    async def _rewind_point(self) -> None:
         """Keeps the resolver state as the log now makes it (pickled), when ``rewind_every`` entries (and a
         quarter of the log) were written since the last one was kept and no late event waits (its
         restatement would start before it): the last two are kept."""
@@ -999,14 +1059,14 @@ class StreamJobs:
         if not every or self.resolver is None or self.resolver_stale or self.earliest_late is not None:
             return
         points = self.rewind_points
-        last = points[-1].scan.entries if points else 0
+        # (after a rebuild, the first is kept as far from it as from a kept one: not at once, whole)
+        last = points[-1].scan.entries if points else self.rebuilt_at
         if self.scan_state.entries - last < max(every, last // 4):
             return
-        import pickle
-
         started = time.monotonic()
+        loop = asyncio.get_running_loop()
         point = RewindPoint(self.log_end, self.scan_state.copy(),
-                            pickle.dumps(self.resolver.state, protocol=pickle.HIGHEST_PROTOCOL))
+                            await loop.run_in_executor(None, pickled, self.resolver.state))
         self.rewind_points = (points + [point])[-2:]
         self.metrics.gauges["rewind_point_entries"] = point.scan.entries
         self.metrics.gauges["rewind_point_bytes"] = sum(len(p.state) for p in self.rewind_points)
@@ -1024,6 +1084,11 @@ class StreamJobs:
                      None)
         scanned = time.monotonic()
         scan = await asyncio.get_running_loop().run_in_executor(None, LogScan, self.settings, key, point)
+        if point is not None and scan.entries != self.scan_state.entries:  # (the log is not what was written)
+            log.warning("the decision log holds %d entries where %d were written: reading it from its start",
+                        scan.entries, self.scan_state.entries)
+            point, self.rewind_points = None, []
+            scan = await asyncio.get_running_loop().run_in_executor(None, LogScan, self.settings, key)
         if scan.start is not None:
             await self._restate_from(scan, scan.start, late, scanning=time.monotonic() - scanned, point=point)
 
@@ -1070,9 +1135,7 @@ class StreamJobs:
                     fold_decision_log(self.settings, resolver=rewound, end=start, rest=lambda e: work.take([e]),
                                       scan=scan)
                 else:
-                    import pickle
-
-                    rewound = Resolver(self.options.config, pickle.loads(point.state))
+                    rewound = Resolver(self.options.config, unpickled(point.state))
                     fold_decision_log(self.settings, resolver=rewound, start=point.offset, seq=point.scan.entries,
                                       end=start, rest=lambda e: work.take([e]), scan=scan)
                 work.note(old.state)
