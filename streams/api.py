@@ -112,19 +112,18 @@ class ServeError(IdresError):
 
 
 class _Pacer:
-    """Called often during a long computation in the follower thread: once it has worked a slice of
-    ``SLICE`` seconds, it rests ``ratio`` times as long, so that requests sharing the interpreter are
-    answered meanwhile instead of waiting behind the whole computation."""
+    """Called often during a long stretch of work in the follower thread: once it has worked ``slice``
+    seconds since it last rested, it rests ``ratio`` times as long (50 ms at most), so that requests sharing
+    the interpreter are answered meanwhile instead of waiting behind the whole stretch."""
 
-    SLICE = 0.002
-
-    def __init__(self, ratio: float):
+    def __init__(self, ratio: float, slice: float = 0.002):
         self.ratio = ratio
+        self.slice = slice
         self.since = time.perf_counter()
 
     def __call__(self) -> None:
         worked = time.perf_counter() - self.since
-        if worked >= self.SLICE:
+        if worked >= self.slice:
             time.sleep(min(0.05, worked * self.ratio))
             self.since = time.perf_counter()
 
@@ -265,9 +264,10 @@ class Follower:
             return 0
         n = 0
         batch: list[tuple[int, list[dict[str, Any]]]] = []
-        pause = self.pause
         with bulk_work():
-            started = time.perf_counter()
+            # Requests share the interpreter with this thread: after each batch it rests as long as the batch
+            # took, so that a request never waits behind a long stretch of folding
+            rest = _Pacer(self.pause, slice=0.0) if self.pause else None
             # every entry as written, for the changelog; folded into the views as the log reads now
             for entry in log.read(self.read_seq, raw=True):
                 erased = erasure_of(entry[1])
@@ -292,11 +292,8 @@ class Follower:
                     n += self._apply(batch)
                     batch = []
                     self.refresh_households()  # when due: the bound holds through a long catch-up too
-                    if pause:
-                        # Requests share the interpreter with this thread: rest as long as the batch
-                        # took, so that a request never waits behind a long stretch of folding.
-                        time.sleep(min(0.05, (time.perf_counter() - started) * pause))
-                        started = time.perf_counter()
+                    if rest is not None:
+                        rest()
             n += self._apply(batch)
         gc.freeze()
         return n
@@ -919,8 +916,8 @@ class _FastLookup:
     status), and passes every other one on to the route: parameters it would refuse or that are given
     twice, a missing or wrong key, a server not ready."""
 
-    def __init__(self, app: FastAPI, route: Any, answer: Callable[[str, str, int], Any],
-                 expected: Optional[bytes], follower: "Follower"):
+    def __init__(self, route: Any, answer: Callable[[str, str, int], Any], expected: Optional[bytes],
+                 follower: "Follower"):
         import inspect
 
         from fastapi.routing import serialize_response
@@ -1171,7 +1168,7 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
 
     lookup_route = next(r for r in app.routes if getattr(r, "path", None) == "/v1/lookup")
     if fast_lookup:
-        fast = _FastLookup(app, lookup_route, lookup_answer, expected, follower)
+        fast = _FastLookup(lookup_route, lookup_answer, expected, follower)
         app.add_middleware(_FastLookupMiddleware, fast=fast)  # (inside the metrics: added before them)
         app.state.fast_lookup = fast
 

@@ -803,20 +803,22 @@ class StreamJobs:
                 await asyncio.gather(*pending)  # durable before Faust acknowledges this batch
             self.validated_upto.update(ends)  # (sent: the partitions' quiet reports may follow them now)
 
-    def _read_to_end(self, ends: dict[tuple[str, int], int]) -> list[list[Any]]:
-        """The raw partitions of ``ends`` (partition -> the offset after the last record read) whose high
-        watermark, as the last fetch told it, is no further."""
+    def _at_end(self, topic: str, partition: int, end: Optional[int]) -> bool:
+        """Whether a raw partition read up to ``end`` (the offset after its last record read; None: none
+        since the worker started) is read to its end: the high watermark the last fetch told is no further,
+        or the partition holds nothing."""
         from faust.types import TP
 
-        out: list[list[Any]] = []
-        for (topic, partition), end in sorted(ends.items()):
-            try:
-                high = self.app.consumer.highwater(TP(topic, partition))
-            except Exception:  # (not known yet)
-                high = None
-            if high is not None and end >= high:
-                out.append([topic, partition])
-        return out
+        try:
+            high = self.app.consumer.highwater(TP(topic, partition))
+        except Exception:  # (not known yet)
+            return False
+        return high is not None and (high == 0 or (end is not None and end >= high))
+
+    def _read_to_end(self, ends: dict[tuple[str, int], int]) -> list[list[Any]]:
+        """The raw partitions of ``ends`` (partition -> the offset after the last record read) read to their end."""
+        return [[topic, partition] for (topic, partition), end in sorted(ends.items())
+                if self._at_end(topic, partition, end)]
 
     def _idle_read_to_end(self) -> list[list[Any]]:
         """The raw partitions this worker validates whose records, up to the end the broker last told, are
@@ -824,22 +826,9 @@ class StreamJobs:
         not wait ``reorder_wait`` for a quiet partition before it decides what others send. (A partition
         that holds records and has sent nothing since the worker started is not known to be read to its end:
         it is waited for, at most ``reorder_wait``, until it sends.)"""
-        consumer = self.app.consumer
-        done = self.validated_upto
-        out: list[list[Any]] = []
-        for tp in sorted(consumer.assignment()):
-            if tp.topic not in self.raw_subscribed:
-                continue
-            try:
-                high = consumer.highwater(tp)
-            except Exception:  # (not known yet)
-                continue
-            if high is None:
-                continue
-            read = done.get((tp.topic, tp.partition))
-            if (read is not None and read >= high) or high == 0:
-                out.append([tp.topic, tp.partition])
-        return out
+        return [[tp.topic, tp.partition] for tp in sorted(self.app.consumer.assignment())
+                if tp.topic in self.raw_subscribed
+                and self._at_end(tp.topic, tp.partition, self.validated_upto.get((tp.topic, tp.partition)))]
 
     async def _dead_letter_batches(self, wait: bool = True) -> list[Any]:
         """Sends a dead letter for each undecodable batch the consumer skipped; returns every such dead
@@ -1123,21 +1112,19 @@ class StreamJobs:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         work = Restatement(start, late)
+        rebuilt_from = point.scan.entries if point is not None else 0  # (the entry the state is rebuilt from)
         # the states kept from after ``start`` hold entries the restatement supersedes
         self.rewind_points = [p for p in self.rewind_points if p.scan.entries <= start]
         try:
             old = self.resolver
 
             def read() -> Resolver:
-                # the state before ``start``, and the entries from there on (the log as it reads now)
-                if point is None:
-                    rewound = Resolver(self.options.config, ResolverState())
-                    fold_decision_log(self.settings, resolver=rewound, end=start, rest=lambda e: work.take([e]),
-                                      scan=scan)
-                else:
-                    rewound = Resolver(self.options.config, unpickled(point.state))
-                    fold_decision_log(self.settings, resolver=rewound, start=point.offset, seq=point.scan.entries,
-                                      end=start, rest=lambda e: work.take([e]), scan=scan)
+                # the state before ``start`` (from the kept one, else from the start of the log), and the entries
+                # from there on (the log as it reads now)
+                state, offset = (unpickled(point.state), point.offset) if point is not None else (ResolverState(), 0)
+                rewound = Resolver(self.options.config, state)
+                fold_decision_log(self.settings, resolver=rewound, start=offset, seq=rebuilt_from, end=start,
+                                  rest=lambda e: work.take([e]), scan=scan)
                 work.note(old.state)
                 return rewound
 
@@ -1163,11 +1150,10 @@ class StreamJobs:
         self.next_restate = loop.time() + 2 * took
         self.metrics.add("restatements")
         self.metrics.gauges["restatement_seconds"] = round(took, 3)
-        self.metrics.gauges["restatement_rebuilt_from"] = point.scan.entries if point is not None else 0
+        self.metrics.gauges["restatement_rebuilt_from"] = rebuilt_from
         log.warning("late events: the decision log restated from entry %d (%d entries decided again in %.1f s: "
                     "%.1f s reading the log for where to start, %.1f s rebuilding the state before it from entry %d)",
-                    start, work.entries, time.monotonic() - started + scanning, scanning, rebuilding,
-                    point.scan.entries if point is not None else 0)
+                    start, work.entries, time.monotonic() - started + scanning, scanning, rebuilding, rebuilt_from)
 
     async def _decide_in_order(self, released: list[Any], entries: list[list[dict[str, Any]]],
                                pending: list[Any]) -> tuple[list[list[dict[str, Any]]], list[Any]]:
