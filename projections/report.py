@@ -94,6 +94,7 @@ class Report:
         self.progress = progress or (lambda step: None)
         self.parts: list[str] = []
         self.figures = 0
+        self.settings = self.rows("SELECT * FROM metric_settings")[0]  # (one row: as_of, report_currency, ...)
 
     # ------------------------------------------------------------------------------------ reading
     def rows(self, sql: str) -> list[dict[str, Any]]:
@@ -128,7 +129,7 @@ class Report:
         for name, step in steps:
             self.progress(name)
             step()
-        settings = self.rows("SELECT * FROM metric_settings")[0]
+        settings = self.settings
         as_of = _fmt(settings["as_of"])
         return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -151,7 +152,7 @@ class Report:
         customers = q("SELECT count(*) FROM customer_value WHERE identified")
         multi = q("SELECT sum(customers) FILTER (WHERE multi_channel) / nullif(sum(customers), 0) FROM channel_usage")
         recognised = q("SELECT sum(recognised) / nullif(sum(with_history), 0) FROM promise_by_channel")
-        currency = q("SELECT report_currency FROM metric_settings")
+        currency = self.settings["report_currency"]
         cards = [
             ("identified customers", _fmt(customers)),
             ("use two or more channels", _share(multi)),
@@ -213,7 +214,7 @@ class Report:
     def _value(self) -> None:
         import plotly.graph_objects as go
 
-        currency = self.one("SELECT report_currency FROM metric_settings") or ""
+        currency = self.settings["report_currency"] or ""
         self.section("Customer value", f"Lifetime value so far (net revenue, never below 0) of buyers, in {currency}; "
                                        "predicted figures where the purchase models ran.")
         values = [r[0] for r in self.con.execute(

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from projections.report import write_report
 from projections.snapshot import write_snapshot
 from tests import browser
+from tests.cli_helpers import run_cli
 from tests.test_metrics import GBP_PER_EUR, feed, world
 
 needs_browser = pytest.mark.skipif(browser.chromium() is None,
@@ -75,17 +74,15 @@ def test_idres_report_writes_a_snapshot_of_a_data_dir_first(tmp_path):
               "payload": {"amount": 10 + i, "currency": "GBP"} if et == "purchase" else {}}
              for i, (ch, et) in enumerate([("web", "purchase"), ("chat", "chat_message"), ("store", "purchase")])]
     events.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    cli = [sys.executable, "-m", "streams.cli"]
-    subprocess.run(cli + ["ingest", str(events), "--data-dir", str(tmp_path / "data")], check=True, capture_output=True)
-    done = subprocess.run(cli + ["report", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "r.html"),
-                                 "--no-predict"], capture_output=True, text=True)
+    run_cli("ingest", str(events), "--data-dir", str(tmp_path / "data"))
+    done = run_cli("report", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "r.html"), "--no-predict",
+                   check=False)
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
     assert printed["rows"]["events"] == 3 and Path(printed["report"]).is_file()
     assert "idres: report: summary" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "events.jsonl", "r.html"]  # no snapshot left
-    bad = subprocess.run(cli + ["report", str(tmp_path / "nope.duckdb"), "--out", str(tmp_path / "x.html")],
-                         capture_output=True, text=True)
+    bad = run_cli("report", str(tmp_path / "nope.duckdb"), "--out", str(tmp_path / "x.html"), check=False)
     assert bad.returncode != 0 and bad.stderr.startswith("idres: error: snapshot") and "idres snapshot" in bad.stderr
 
 

@@ -32,7 +32,7 @@ WITH ordered AS (
 runs AS (
   SELECT profile_id, channel, ts, previous,
          row_number() OVER (PARTITION BY profile_id ORDER BY ts, event_id) AS step
-  FROM ordered WHERE previous IS NULL OR previous <> channel)"""
+  FROM ordered WHERE previous IS NULL OR previous <> channel)"""  # (step: 1, 2, ... over the runs kept)
 
 CHANNEL_TRANSITIONS = View("channel_transitions", "One row per move from one channel to a different one (a "
                            "customer's next event on another channel): how often, by how many customers, and the "
@@ -50,17 +50,15 @@ JOURNEYS = View("journeys", f"One row per journey: the first {JOURNEY_STEPS} cha
                 _RUNS + f""",
 paths AS (
   SELECT profile_id, string_agg(channel, ' > ' ORDER BY step) AS journey, count(*) AS steps
-  FROM (SELECT *, row_number() OVER (PARTITION BY profile_id ORDER BY step) AS k FROM runs)
-  WHERE k <= {JOURNEY_STEPS} GROUP BY profile_id)
+  FROM runs WHERE step <= {JOURNEY_STEPS} GROUP BY profile_id)
 SELECT journey, steps, count(*) AS customers, round(count(*) / sum(count(*)) OVER (), 4) AS share
 FROM paths GROUP BY journey, steps ORDER BY customers DESC, journey""")
 
 JOURNEY_STEPS_VIEW = View("journey_steps", f"One row per step of the journeys (up to step {JOURNEY_STEPS}) and pair "
                           "of channels: customers whose journey went from one to the other at that step (the links "
-                          "of a Sankey diagram; step 1 goes from the first channel to the second).", _RUNS + f""",
-k AS (SELECT *, row_number() OVER (PARTITION BY profile_id ORDER BY step) AS k FROM runs)
-SELECT k - 1 AS step, previous AS from_channel, channel AS to_channel, count(*) AS customers
-FROM k WHERE k BETWEEN 2 AND {JOURNEY_STEPS}
+                          "of a Sankey diagram; step 1 goes from the first channel to the second).", _RUNS + f"""
+SELECT step - 1 AS step, previous AS from_channel, channel AS to_channel, count(*) AS customers
+FROM runs WHERE step BETWEEN 2 AND {JOURNEY_STEPS}
 GROUP BY ALL ORDER BY step, customers DESC, from_channel, to_channel""")
 
 VIEWS = [CHANNEL_SUMMARY, CHANNEL_USAGE, CHANNEL_TRANSITIONS, JOURNEYS, JOURNEY_STEPS_VIEW]

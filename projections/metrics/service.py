@@ -28,25 +28,22 @@ SELECT case_id, profile_id, profiles, channel, opened_at, resolved_at,
        resolved_at IS NOT NULL AND contacts <= 1 AS first_contact_resolution
 FROM c""")
 
+# the figures of a group of cases (the two views below)
+_FIGURES = """count(*) AS cases, count(*) FILTER (WHERE resolved) AS resolved,
+       round(avg(resolution_hours), 2) AS avg_resolution_hours,
+       round(median(resolution_hours), 2) AS median_resolution_hours,
+       round(avg(csat), 2) AS avg_csat, count(csat) AS csat_responses,
+       round(count(*) FILTER (WHERE first_contact_resolution) / nullif(count(*) FILTER (WHERE resolved), 0), 4)
+           AS first_contact_resolution_rate"""
+
 SERVICE_BY_CHANNEL_MONTH = View("service_by_channel_month", "One row per channel a case was opened on and month "
                                 "it was opened: cases, resolved, average and median resolution hours, average "
-                                "CSAT, and the first-contact resolution rate (of resolved cases).", """
-SELECT channel, date_trunc('month', opened_at) AS month, count(*) AS cases,
-       count(*) FILTER (WHERE resolved) AS resolved,
-       round(avg(resolution_hours), 2) AS avg_resolution_hours,
-       round(median(resolution_hours), 2) AS median_resolution_hours,
-       round(avg(csat), 2) AS avg_csat, count(csat) AS csat_responses,
-       round(count(*) FILTER (WHERE first_contact_resolution) / nullif(count(*) FILTER (WHERE resolved), 0), 4)
-           AS first_contact_resolution_rate
+                                "CSAT, and the first-contact resolution rate (of resolved cases).", f"""
+SELECT channel, date_trunc('month', opened_at) AS month, {_FIGURES}
 FROM cases GROUP BY ALL ORDER BY month, channel""")
 
-SERVICE_BY_CHANNEL = View("service_by_channel", "The same figures as service_by_channel_month, over all months.", """
-SELECT channel, count(*) AS cases, count(*) FILTER (WHERE resolved) AS resolved,
-       round(avg(resolution_hours), 2) AS avg_resolution_hours,
-       round(median(resolution_hours), 2) AS median_resolution_hours,
-       round(avg(csat), 2) AS avg_csat, count(csat) AS csat_responses,
-       round(count(*) FILTER (WHERE first_contact_resolution) / nullif(count(*) FILTER (WHERE resolved), 0), 4)
-           AS first_contact_resolution_rate
+SERVICE_BY_CHANNEL = View("service_by_channel", "The same figures as service_by_channel_month, over all months.", f"""
+SELECT channel, {_FIGURES}
 FROM cases GROUP BY ALL ORDER BY cases DESC, channel""")
 
 VIEWS = [CASES, SERVICE_BY_CHANNEL_MONTH, SERVICE_BY_CHANNEL]
