@@ -217,11 +217,11 @@ def test_late_events_through_kafka_restate_the_log_like_idres_ingest(kafka_boots
 
     from streams.kafka_io import KafkaSettings
     from streams.ordering import order_key
-    from streams.stream_app import LogScan
     from streams.synthetic import SyntheticConfig, write_dataset
     from tests.cli_helpers import run_cli
     from tests.kafka_broker import unique_name
-    from tests.test_stream import Worker, changelog_matches, snapshot_matches_embedded, wait_until
+    from tests.test_stream import (Worker, accepted_events, all_decided, changelog_matches,
+                                   snapshot_matches_embedded, wait_until)
 
     generated = tmp_path / "generated.jsonl"
     write_dataset(generated, tmp_path / "truth.csv", SyntheticConfig(people=150, seed=21))
@@ -237,16 +237,15 @@ def test_late_events_through_kafka_restate_the_log_like_idres_ingest(kafka_boots
     class Quick(Worker):
         env = {**os.environ, "IDRES_RESTATE_WAIT": "0.5", "IDRES_REORDER_WAIT": "0.2"}
 
-    def entries_applied(worker) -> bool:
-        return worker.metrics().get("idres_log_entries_applied") == LogScan(settings).entries
-
+    newer, every = accepted_events(tmp_path / "newer.jsonl", tmp_path), accepted_events(tmp_path / "all.jsonl", tmp_path)
     run_cli("produce", str(tmp_path / "newer.jsonl"), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
     worker = Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
     try:
-        wait_until(lambda: worker.metrics().get("idres_log_entries_applied", 0) > 0 and entries_applied(worker),
-                   180, "the newer half decided", [worker])
+        wait_until(lambda: all_decided(worker, settings, newer), 180, "the newer half decided", [worker])
         run_cli("produce", str(tmp_path / "older.jsonl"), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
-        wait_until(lambda: worker.metrics().get("idres_restatements_total", 0) >= 1 and entries_applied(worker),
+        # (the older half may come in more than one wave of late events, each restating the log: wait for all)
+        wait_until(lambda: worker.metrics().get("idres_restatements_total", 0) >= 1
+                   and all_decided(worker, settings, every),
                    180, "the older half decided and the log restated", [worker])
         assert worker.metrics()["idres_resolve_late_events_total"] > 0
     finally:
@@ -270,7 +269,7 @@ def test_a_restatement_a_resolve_worker_left_unfinished_is_closed_and_done_again
     from streams.synthetic import SyntheticConfig, write_dataset
     from tests.cli_helpers import run_cli
     from tests.kafka_broker import unique_name
-    from tests.test_stream import Worker, snapshot_matches_embedded, wait_until
+    from tests.test_stream import Worker, accepted_events, all_decided, snapshot_matches_embedded, wait_until
 
     events = tmp_path / "events.jsonl"
     write_dataset(events, tmp_path / "truth.csv", SyntheticConfig(people=60, seed=4))
@@ -280,12 +279,11 @@ def test_a_restatement_a_resolve_worker_left_unfinished_is_closed_and_done_again
     class Quick(Worker):
         env = {**os.environ, "IDRES_REORDER_WAIT": "0.2"}
 
+    every = accepted_events(events, tmp_path)
     run_cli("produce", str(events), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
     worker = Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
     try:
-        wait_until(lambda: worker.metrics().get("idres_log_entries_applied", 0) > 0
-                   and worker.metrics().get("idres_log_entries_applied") == LogScan(settings).entries,
-                   180, "the events decided", [worker])
+        wait_until(lambda: all_decided(worker, settings, every), 180, "the events decided", [worker])
     finally:
         worker.stop()
     scan = LogScan(settings)
@@ -298,8 +296,7 @@ def test_a_restatement_a_resolve_worker_left_unfinished_is_closed_and_done_again
     worker = Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
     try:
         wait_until(lambda: worker.metrics().get("idres_restatements_total", 0) >= 1
-                   and worker.metrics().get("idres_log_entries_applied") == LogScan(settings).entries,
-                   180, "the restatement closed and done again", [worker])
+                   and all_decided(worker, settings, every), 180, "the restatement closed and done again", [worker])
     finally:
         worker.stop()
     assert [m["type"] for _, m in sorted(LogScan(settings).markers.items())] == [
@@ -327,11 +324,11 @@ def test_a_restatement_through_kafka_rebuilds_from_a_kept_state_like_idres_inges
 
     from streams.kafka_io import KafkaSettings
     from streams.ordering import order_key
-    from streams.stream_app import LogScan
     from streams.synthetic import SyntheticConfig, write_dataset
     from tests.cli_helpers import run_cli
     from tests.kafka_broker import unique_name
-    from tests.test_stream import Worker, changelog_matches, snapshot_matches_embedded, wait_until
+    from tests.test_stream import (Worker, accepted_events, all_decided, changelog_matches,
+                                   snapshot_matches_embedded, wait_until)
 
     generated = tmp_path / "generated.jsonl"
     write_dataset(generated, tmp_path / "truth.csv", SyntheticConfig(people=150, seed=23))
@@ -350,8 +347,8 @@ def test_a_restatement_through_kafka_rebuilds_from_a_kept_state_like_idres_inges
     class Quick(Worker):
         env = {**os.environ, "IDRES_RESTATE_WAIT": "0.5", "IDRES_REORDER_WAIT": "0.2", "IDRES_REWIND_EVERY": "200"}
 
-    def entries_applied(worker) -> bool:
-        return worker.metrics().get("idres_log_entries_applied") == LogScan(settings).entries
+    (tmp_path / "first-two.jsonl").write_bytes(b"".join(first))
+    counts = {part: accepted_events(tmp_path / f"{part}.jsonl", tmp_path) for part in ("first", "first-two", "all")}
 
     # (one raw partition: the first part is decided in order, and the late events are late by their time only)
     produce = ["--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--topic", settings.topics.raw(),
@@ -359,16 +356,16 @@ def test_a_restatement_through_kafka_rebuilds_from_a_kept_state_like_idres_inges
     run_cli("produce", str(tmp_path / "first.jsonl"), *produce)
     worker = Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
     try:
-        wait_until(lambda: worker.metrics().get("idres_log_entries_applied", 0) > 0 and entries_applied(worker),
-                   180, "the first part decided", [worker])
+        wait_until(lambda: all_decided(worker, settings, counts["first"]), 180, "the first part decided", [worker])
         kept = worker.metrics().get("idres_rewind_point_entries", 0)
         assert kept > 0, "the resolve role keeps a state to rebuild from"
         run_cli("produce", str(tmp_path / "second.jsonl"), *produce)  # (later than the late events, all of it)
-        wait_until(lambda: worker.metrics().get("idres_rewind_point_entries", 0) > kept and entries_applied(worker),
-                   180, "the second part decided", [worker])
+        wait_until(lambda: worker.metrics().get("idres_rewind_point_entries", 0) > kept
+                   and all_decided(worker, settings, counts["first-two"]), 180, "the second part decided", [worker])
         run_cli("produce", str(tmp_path / "late.jsonl"), *produce)
-        wait_until(lambda: worker.metrics().get("idres_restatements_total", 0) >= 1 and entries_applied(worker),
-                   180, "the late events decided and the log restated", [worker])
+        wait_until(lambda: worker.metrics().get("idres_restatements_total", 0) >= 1
+                   and all_decided(worker, settings, counts["all"]), 180, "the late events decided and the log restated",
+                   [worker])
         rebuilt_from = worker.metrics()["idres_restatement_rebuilt_from"]
         assert 0 < rebuilt_from <= kept  # (from a kept state, not from the start of the log)
     finally:

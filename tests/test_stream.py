@@ -74,6 +74,23 @@ def decided(settings: KafkaSettings) -> Counter:
     return ids
 
 
+def accepted_events(events: Path, tmp: Path) -> int:
+    """How many of the file's events `idres ingest` accepts."""
+    with EmbeddedEngine(tmp / f"count-{events.stem}") as engine:
+        return engine.ingest_file(events).accepted
+
+
+def all_decided(worker: "Worker", settings: KafkaSettings, accepted: int) -> bool:
+    """The worker (validate, resolve and project roles) has decided and projected ``accepted`` events, holds
+    none back (reorder buffer, late events waiting for a restatement), and has applied every log entry."""
+    from streams.stream_app import LogScan
+
+    m = worker.metrics()
+    return (m.get("idres_events") == accepted and not m.get("idres_late_events_pending")
+            and not m.get("idres_reorder_held_events")
+            and m.get("idres_log_entries_applied") == LogScan(settings).entries)
+
+
 def snapshot_matches_embedded(bootstrap: str, prefix: str, events: Path, tmp: Path):
     """Snapshots the Kafka deployment and checks every event has the profile `idres ingest` gives it."""
     snap = tmp / f"{prefix}duckdb"
