@@ -65,8 +65,7 @@ from resolver.config import ResolverConfig
 from resolver.ids import node_key
 from resolver.errors import IdresError
 from resolver.normalize import Normalizer
-from resolver.state import ResolverState
-from streams.embedded import bulk_work, state_fingerprint
+from streams.embedded import STATE_TYPES, bulk_work, state_fingerprint
 from streams.log import DecisionLog, LogError, load_checkpoint
 from resolver.decisions import erasure_of
 from streams.sealing import is_erased
@@ -225,12 +224,12 @@ class Follower:
         log = DecisionLog(self.data_dir, writer=False)
         with bulk_work():
             loaded = load_checkpoint(self.data_dir, self.fingerprint, len(log), recount=lambda: (log.refresh(), len(log))[1],
-                                     state_types=(ResolverState, CustomerViews))
+                                     state_types=STATE_TYPES, parts=1)  # (serving needs only the views)
             if loaded is not None and (loaded[0] <= after or log.restated_since(loaded[0])):
                 loaded = None
             if loaded is not None:
                 seq, state = loaded
-                views = state[1]  # (resolver state, views): serving needs only the views
+                views = state[0]
                 del loaded, state
                 views.config = self.projection_config
                 self.from_checkpoint = seq

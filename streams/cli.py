@@ -68,8 +68,9 @@ def _data_dir(args: argparse.Namespace, existing: bool) -> Path:
     return Path(args.data_dir) if args.data_dir else _default_data_dir(existing)
 
 
-def _engine(args: argparse.Namespace, writer: bool, create: bool = False):
-    """The embedded engine over ``--data-dir`` (or the default); only ``create`` starts a new data directory."""
+def _engine(args: argparse.Namespace, writer: bool, create: bool = False, **options: Any):
+    """The embedded engine over ``--data-dir`` (or the default); only ``create`` starts a new data directory.
+    ``options``: more of ``EmbeddedEngine``'s (``load``, ``progress``)."""
     from streams.embedded import EmbeddedEngine
 
     data_dir = _data_dir(args, existing=not create)
@@ -80,7 +81,7 @@ def _engine(args: argparse.Namespace, writer: bool, create: bool = False):
         raise UsageError(f"no idres data in {data_dir}: run `idres ingest FILE --data-dir {data_dir}` "
                          f"or `idres demo` first")
     config, projection = _settings(args)
-    return EmbeddedEngine(data_dir, config, projection, writer=writer, batch_size=_batch_size())
+    return EmbeddedEngine(data_dir, config, projection, writer=writer, batch_size=_batch_size(), **options)
 
 
 def _shard_count(text: str) -> int:
@@ -208,7 +209,7 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                                 predict=predict)
         return {"snapshot": str(out), "rows": counts, "log_entries": entries, "dead_letters": rejected,
                 "seconds": round(time.perf_counter() - started, 2)}
-    with _engine(args, writer=False) as engine:
+    with _engine(args, writer=False, load="views") as engine:
         started = time.perf_counter()
         counts = write_snapshot(engine.views, out, info={"data_dir": str(Path(args.data_dir).resolve())},
                                 progress=_snapshot_step, predict=predict)
@@ -333,12 +334,15 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    with _engine(args, writer=True) as engine:
-        before = engine.views.digest()
-        with _progress_bar(len(engine.log), "replay", unit="entry") as bar:
-            n = engine.rebuild(progress=bar.update)
-        after = engine.views.digest()
-        result: dict[str, Any] = {"entries": n, "digest": after, "identical_to_live_views": before == after}
+    from streams.log import DecisionLog
+
+    with _progress_bar(DecisionLog.recorded_length(_data_dir(args, existing=True)) or None, "replay",
+                       unit="entry") as bar:
+        engine = _engine(args, writer=True, load="rebuild", progress=bar.update)
+    with engine:
+        replayed = engine.replayed
+        result: dict[str, Any] = {"entries": replayed["entries"], "digest": engine.views.digest(),
+                                  "identical_to_live_views": replayed["identical"]}
         if args.verify:
             with _progress_bar(len(engine.log), "verify", unit="entry") as bar:
                 problem = engine.verify_decisions(progress=bar.update)
@@ -350,8 +354,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
                                   "what was erased since may be decided otherwise now")
             if problem:
                 result["first_difference"] = problem[:2000]
-        failed = before != after or result.get("decisions_reproduced") is False
-        if not failed:  # (a replay that disagrees never replaces the cached state)
+        failed = not replayed["identical"] or result.get("decisions_reproduced") is False
+        # (a replay that disagrees never replaces the cached state; one that agrees with a checkpoint of the
+        # whole log would write the same state again)
+        if not failed and not (replayed["checkpoint_current"] and engine.checkpoint_seq == len(engine.log)):
             engine.checkpoint(force=True)
         _print_json(result)
         if failed:

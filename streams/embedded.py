@@ -28,7 +28,7 @@ from resolver.decisions import erasure_of, record_of
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.commands import command_of, decide
 from streams.inputs import InputStream, as_input, open_input
-from streams.log import CHECKPOINTS, DecisionLog, load_checkpoint, open_restatements, save_checkpoint
+from streams.log import CHECKPOINTS, DecisionLog, checkpoint_header, load_checkpoint, open_restatements, save_checkpoint
 from streams.sealing import erasure_subjects, is_erased
 from streams.ordering import read_in_order
 from streams.pipeline import MAX_RECORD_BYTES  # noqa: F401  (its home was here: kept importable)
@@ -149,6 +149,10 @@ def input_identity(path: str | Path) -> str:
 
 
 ORDERS = ("time", "file")  # decide an input's records in event-time order, or in the order it lists them
+# how an engine comes by its state: the checkpoint and the log after it; only the views (a reader that
+# serves or snapshots them: no resolver state); or folding the whole log again (``idres replay``)
+LOADS = ("checkpoint", "views", "rebuild")
+STATE_TYPES = (CustomerViews, ResolverState)  # the checkpoint's parts, in order: the views first
 
 
 class EmbeddedEngine:
@@ -156,9 +160,14 @@ class EmbeddedEngine:
 
     def __init__(self, data_dir: str | Path, config: Optional[ResolverConfig] = None,
                  projection_config: Optional[ProjectionConfig] = None, *, writer: bool = True,
-                 use_checkpoint: bool = True, batch_size: int = 2000, order: str = "time", shards: int = 1):
+                 use_checkpoint: bool = True, batch_size: int = 2000, order: str = "time", shards: int = 1,
+                 load: str = "checkpoint", progress: Optional[Callable[[int], None]] = None):
+        """``load``: one of ``LOADS``; ``views`` only for a reader (``resolver`` is then None); ``rebuild``
+        sets ``replayed`` (``rebuild``). ``progress``: called with entries folded as the state is made."""
         if order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+        if load not in LOADS or (load == "views" and writer):
+            raise ValueError(f"load must be one of {', '.join(LOADS)} (views only for a reader), not {load!r}")
         # worker processes deciding at once (``streams.shard_pool``), with the result of deciding in order
         self.shards = max(1, shards)
         self.order = order  # the order an input's records are decided in (``streams.ordering``)
@@ -171,8 +180,12 @@ class EmbeddedEngine:
         self.fingerprint = state_fingerprint(self.config, self.projection_config)
         self.folded_from_checkpoint = 0
         self.shard_stats: Optional[dict[str, Any]] = None  # the last ingest on shards: what its time went to
+        self.replayed: Optional[dict[str, Any]] = None
         try:
-            self._load(use_checkpoint)
+            if load == "rebuild":
+                self.replayed = self._replay(progress)
+            else:
+                self._load(use_checkpoint, progress, views_only=load == "views")
             if writer:
                 self._finish_restatements()
                 self._finish_erasures()
@@ -185,19 +198,24 @@ class EmbeddedEngine:
         self.resolver = Resolver(self.config, ResolverState())
         self.views = CustomerViews(self.projection_config)
 
-    def _load(self, use_checkpoint: bool, progress: Optional[Callable[[int], None]] = None) -> None:
-        loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=(ResolverState, CustomerViews),
-                                 recount=None if self.writer else self._recount) if use_checkpoint else None
+    def _load(self, use_checkpoint: bool, progress: Optional[Callable[[int], None]] = None,
+              views_only: bool = False) -> None:
+        loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
+                                 recount=None if self.writer else self._recount,
+                                 parts=1 if views_only else None) if use_checkpoint else None
         if loaded is not None and self.log.restated_since(loaded[0]):
             loaded = None  # (it holds entries a restatement since superseded)
         if loaded is not None:
-            seq, (rstate, views) = loaded
-            self.resolver = Resolver(self.config, rstate)
+            seq, state = loaded
+            views = state[0]
+            self.resolver = None if views_only else Resolver(self.config, state[1])  # type: ignore[assignment]
             views.config = self.projection_config
             self.views = views
             self.folded_from_checkpoint = seq
         else:
             self._fresh()
+            if views_only:
+                self.resolver = None  # type: ignore[assignment]
             seq = 0
         self.checkpoint_seq = seq
         self.fold(seq, progress)
@@ -207,13 +225,15 @@ class EmbeddedEngine:
         return len(self.log)
 
     def fold(self, start: int, progress: Optional[Callable[[int], None]] = None, end: Optional[int] = None) -> int:
-        """Applies log entries from ``start`` (up to ``end``) to the resolver state and the views."""
+        """Applies log entries from ``start`` (up to ``end``) to the resolver state (unless only the views were
+        loaded) and the views."""
         n = 0
-        apply_all = self.resolver.apply_all
+        apply_all = self.resolver.apply_all if self.resolver is not None else None
         apply_entry = self.views.apply_entry
         with bulk_work():
             for seq, decisions in self.log.read(start, end):
-                apply_all(decisions)
+                if apply_all is not None:
+                    apply_all(decisions)
                 apply_entry(seq, decisions)
                 n += 1
                 if progress is not None and n % 10000 == 0:
@@ -221,9 +241,30 @@ class EmbeddedEngine:
         return n
 
     def rebuild(self, progress: Optional[Callable[[int], None]] = None) -> int:
-        """Forgets all derived state and folds the whole log again (what ``idres replay`` does)."""
+        """Forgets all derived state and folds the whole log again."""
         self._fresh()
         return self.fold(0, progress)
+
+    def _replay(self, progress: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
+        """Folds the whole log into a fresh state (what ``idres replay`` does, on opening), comparing the
+        views, where the checkpoint was taken, with the checkpoint's (by the digest it was saved with: the
+        checkpoint's state is not read). Gives ``entries`` folded, ``identical`` (True without a usable
+        checkpoint: the live views are then folded from the log too) and ``checkpoint_current`` (a usable
+        checkpoint of the whole log, which the rebuilt state would only repeat)."""
+        header = checkpoint_header(self.data_dir, self.fingerprint)
+        at = header["seq"] if header is not None else None
+        if at is not None and (at > len(self.log) or self.log.restated_since(at)
+                               or not isinstance(header["info"].get("views_digest"), str)):
+            at = None  # (not the live state's start: the live state is folded from the log as this is)
+        self._fresh()
+        n = 0
+        identical = True
+        if at is not None:
+            n += self.fold(0, progress, end=at)
+            identical = self.views.digest() == header["info"]["views_digest"]
+        n += self.fold(at or 0, progress)
+        self.checkpoint_seq = at or 0
+        return {"entries": n, "identical": identical, "checkpoint_current": at is not None and at == len(self.log)}
 
     def checkpoint(self, force: bool = False, previous: str = "keep") -> None:
         """Caches the folded state, unless the log has grown too little since the last cache to matter
@@ -234,7 +275,8 @@ class EmbeddedEngine:
             return
         if previous == "keep" and self.log.restated_since(self.checkpoint_seq):
             previous = "leave"  # (the one replaced holds entries a restatement superseded)
-        save_checkpoint(self.data_dir, len(self.log), self.fingerprint, (self.resolver.state, self.views), previous)
+        save_checkpoint(self.data_dir, len(self.log), self.fingerprint, (self.views, self.resolver.state), previous,
+                        info={"views_digest": self.views.digest()})
         self.checkpoint_seq = len(self.log)
 
     def close(self) -> None:
@@ -447,13 +489,13 @@ class EmbeddedEngine:
         checkpoint taken at or before ``seq`` that no restatement made untrue, else from the start."""
         loaded = None
         for name in CHECKPOINTS:
-            loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log),
-                                     state_types=(ResolverState, CustomerViews), name=name)
+            loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
+                                     name=name)
             if loaded is not None and loaded[0] <= seq and not self.log.restated_since(loaded[0]):
                 break
             loaded = None
         if loaded is not None:
-            at, (rstate, views) = loaded
+            at, (views, rstate) = loaded
             self.resolver = Resolver(self.config, rstate)
             views.config = self.projection_config
             self.views = views

@@ -45,8 +45,9 @@ from streams.keys import SqliteKeyStore
 from streams.sealing import SealError, Sealer
 
 SEGMENT_ENTRIES = 1_000_000
-CHECKPOINT_VERSION = 5  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
-# 4: term frequencies as they stood at the epoch's start; 5: connection bans
+CHECKPOINT_VERSION = 6  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
+# 4: term frequencies as they stood at the epoch's start; 5: connection bans; 6: a header, then each part of
+# the state on its own (a reader stops after the parts it needs)
 
 
 
@@ -138,8 +139,14 @@ class DecisionLog:
 
     def _recorded(self) -> int:
         """How many entries the log's writers have recorded writing (0 when not recorded)."""
+        return self.recorded_length(self.dir)
+
+    @staticmethod
+    def recorded_length(data_dir: Path) -> int:
+        """How many entries the writers of the log in ``data_dir`` have recorded writing, without opening it
+        (0 when not recorded): enough for a progress bar."""
         try:
-            text = (self.dir / "LOCK").read_bytes()[:64].decode("ascii", "replace")
+            text = (Path(data_dir) / "LOCK").read_bytes()[:64].decode("ascii", "replace")
         except OSError:
             return 0
         field = text.split()
@@ -521,18 +528,27 @@ class _Summing:
 CHECKPOINTS = ("checkpoint.pickle", "checkpoint.prev.pickle")  # the latest, and the one before it
 
 
-def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, previous: str = "keep") -> None:
+def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, previous: str = "keep",
+                    info: Optional[dict[str, Any]] = None) -> None:
     """Streams the state to a temporary file with a checksum trailer and renames it into place (no copy
     of it in memory). ``previous``: ``keep`` the one it replaces as the previous (a restatement,
     ``resolver.restate``, starts from the latest checkpoint older than its first entry), ``leave`` the previous
-    as it is (the one replaced is no longer true), or ``remove`` it (it holds what an erasure erased)."""
+    as it is (the one replaced is no longer true), or ``remove`` it (it holds what an erasure erased).
+
+    The file holds a header (format, entry, rules and ``info``), then the state: a tuple part by part, in
+    order, through one pickler (what the parts share is written once), so that a reader can stop after the
+    parts it needs (``load_checkpoint(parts=...)``)."""
     path = Path(data_dir) / CHECKPOINTS[0]
     before = path.with_name(CHECKPOINTS[1])
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    parts = state if isinstance(state, tuple) else (state,)
     with private_file(tmp, "wb", buffering=1 << 20) as fh:
         summing = _Summing(fh)
-        pickle.dump({"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint, "state": state}, summing,
-                    protocol=pickle.HIGHEST_PROTOCOL)
+        pickler = pickle.Pickler(summing, protocol=pickle.HIGHEST_PROTOCOL)
+        pickler.dump({"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint,
+                      "parts": len(parts) if isinstance(state, tuple) else None, "info": dict(info or {})})
+        for part in parts:
+            pickler.dump(part)
         fh.write(_TRAILER + b"%08x" % summing.crc)
         fh.flush()
         os.fsync(fh.fileno())
@@ -545,24 +561,65 @@ def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, prev
 
 def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int, *,
                     recount: Optional[Callable[[], int]] = None,
-                    state_types: Optional[tuple[type, ...]] = None, name: str = CHECKPOINTS[0]) -> Optional[tuple[int, Any]]:
+                    state_types: Optional[tuple[type, ...]] = None, name: str = CHECKPOINTS[0],
+                    parts: Optional[int] = None) -> Optional[tuple[int, Any]]:
     """The cached state if it is usable (intact, same format and rules), else None, saying why when it
     is damaged. Raises ``LogError`` when it was taken at a later entry than the log has: the log lost
     entries. ``recount``: for a reader, the log's length counted again (a writer may have appended and
     saved the checkpoint since the log was opened). ``state_types``: the state must be a tuple of
-    instances of these, in order. ``name``: which of ``CHECKPOINTS``."""
-    path = Path(data_dir) / name
+    instances of these, in order. ``name``: which of ``CHECKPOINTS``. ``parts``: of a tuple, only the first
+    ``parts`` are read (the rest is not unpickled; the tuple given back is that long); 0 reads only the header
+    (``checkpoint_header``)."""
+    loaded = _read_checkpoint(Path(data_dir) / name, fingerprint, parts)
+    if loaded is None:
+        return None
+    header, state = loaded
+    if state_types is not None and not (isinstance(state, tuple) and header["parts"] == len(state_types) and all(
+            isinstance(part, kind) for part, kind in zip(state, state_types))):
+        _log.warning("idres: warning: %s is not used: it does not hold the state of this version; the state is "
+                     "rebuilt from the log", Path(data_dir) / name)
+        return None
+    seq = header["seq"]
+    if seq > max_seq and recount is not None:
+        max_seq = recount()
+    if seq > max_seq:
+        raise LogError(f"the decision log in {Path(data_dir)} has {max_seq:,} entries but the checkpoint was taken "
+                       f"at entry {seq:,}: entries are missing from the log{RESTORE} (or delete checkpoint.pickle "
+                       "to accept the shorter log)")
+    return seq, state
+
+
+def checkpoint_header(data_dir: Path, fingerprint: str, name: str = CHECKPOINTS[0]) -> Optional[dict[str, Any]]:
+    """The header of a usable checkpoint (``seq``, ``info``, ...) without reading its state, else None; the
+    whole file's checksum is checked all the same."""
+    loaded = _read_checkpoint(Path(data_dir) / name, fingerprint, 0)
+    return None if loaded is None else loaded[0]
+
+
+def _read_checkpoint(path: Path, fingerprint: str, parts: Optional[int]) -> Optional[tuple[dict[str, Any], Any]]:
+    """(header, state) of an intact checkpoint of this format and these rules, else None (saying why when
+    it is damaged); ``parts`` as ``load_checkpoint`` says."""
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
         return None
+    header: Any = None
+    state: Any = None
     with fh:
         problem = _damage(fh)
         if problem is None:
             fh.seek(0)
             before = {cls: dict(cls.__dict__) for cls in _allowed_classes()}
             try:
-                blob = _Checked(fh).load()
+                unpickler = _Checked(fh)
+                header = unpickler.load()
+                if _usable(header, fingerprint):
+                    stored = header["parts"]
+                    if stored is None:
+                        state = unpickler.load() if parts != 0 else None
+                    else:
+                        wanted = stored if parts is None else min(parts, stored)
+                        state = tuple(unpickler.load() for _ in range(wanted))
             except Exception as exc:
                 problem = f"it cannot be read ({type(exc).__name__}: {exc})"
             changed = _restore_classes(before)
@@ -571,24 +628,18 @@ def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int, *,
     if problem is not None:
         _log.warning("idres: warning: %s is not used: %s; the state is rebuilt from the log", path, problem)
         return None
-    if not isinstance(blob, dict) or blob.get("version") != CHECKPOINT_VERSION or blob.get("fingerprint") != fingerprint:
+    if not _usable(header, fingerprint):
         return None  # another format or other rules: rebuilt from the log
-    seq = blob.get("seq", -1)
-    if not isinstance(seq, int) or seq < 0:
-        return None
-    state = blob.get("state")
-    if state_types is not None and not (isinstance(state, tuple) and len(state) == len(state_types) and all(
-            isinstance(part, kind) for part, kind in zip(state, state_types))):
-        _log.warning("idres: warning: %s is not used: it does not hold the state of this version; the state is "
-                     "rebuilt from the log", path)
-        return None
-    if seq > max_seq and recount is not None:
-        max_seq = recount()
-    if seq > max_seq:
-        raise LogError(f"the decision log in {Path(data_dir)} has {max_seq:,} entries but the checkpoint was taken "
-                       f"at entry {seq:,}: entries are missing from the log{RESTORE} (or delete checkpoint.pickle "
-                       "to accept the shorter log)")
-    return seq, blob["state"]
+    return header, state
+
+
+def _usable(header: Any, fingerprint: str) -> bool:
+    """A checkpoint header of this format and these rules, well formed."""
+    if not isinstance(header, dict) or header.get("version") != CHECKPOINT_VERSION:
+        return False
+    seq, parts = header.get("seq"), header.get("parts")
+    return (header.get("fingerprint") == fingerprint and isinstance(seq, int) and seq >= 0
+            and (parts is None or isinstance(parts, int) and parts >= 0) and isinstance(header.get("info"), dict))
 
 
 def _allowed_classes() -> list[type]:

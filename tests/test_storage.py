@@ -11,7 +11,7 @@ import stat
 import orjson
 import pytest
 
-from streams.embedded import EmbeddedEngine
+from streams.embedded import STATE_TYPES, EmbeddedEngine
 from streams.log import DecisionLog, LogError, load_checkpoint, save_checkpoint, seal
 from tests.cli_helpers import run_cli
 
@@ -239,8 +239,6 @@ def test_a_log_that_cannot_be_opened_keeps_no_lock(data, monkeypatch):
 
 
 def test_a_reader_opened_before_a_writer_checkpointed_loads_the_newer_checkpoint(data):
-    from projections.customer import CustomerViews
-    from resolver.state import ResolverState
 
     reader = DecisionLog(data, writer=False)
     seen = len(reader)
@@ -252,7 +250,7 @@ def test_a_reader_opened_before_a_writer_checkpointed_loads_the_newer_checkpoint
     with EmbeddedEngine(data, writer=False) as engine:
         fingerprint = engine.fingerprint
     loaded = load_checkpoint(data, fingerprint, seen, recount=lambda: (reader.refresh(), len(reader))[1],
-                             state_types=(ResolverState, CustomerViews))
+                             state_types=STATE_TYPES)
     assert loaded is not None and loaded[0] == seen + 5
     reader.close()
 

@@ -1,0 +1,101 @@
+"""The checkpoint in parts: readers that need only the views read only them, and `idres replay` compares the
+state it folds with the checkpoint's by the digest the checkpoint was saved with, not by reading it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from streams.embedded import EmbeddedEngine
+from streams.log import CHECKPOINTS, checkpoint_header, load_checkpoint, save_checkpoint
+from streams.synthetic import SyntheticConfig, write_dataset
+from tests.cli_helpers import run_cli
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> tuple[Path, Path]:
+    events = tmp_path / "events.jsonl"
+    write_dataset(events, tmp_path / "truth.csv", SyntheticConfig(people=80, seed=3))
+    lines = events.read_bytes().splitlines(keepends=True)
+    (tmp_path / "first.jsonl").write_bytes(b"".join(lines[: len(lines) * 2 // 3]))
+    (tmp_path / "rest.jsonl").write_bytes(b"".join(lines[len(lines) * 2 // 3:]))
+    data = tmp_path / "data"
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(tmp_path / "first.jsonl")
+        engine.checkpoint(force=True)
+    return data, tmp_path / "rest.jsonl"
+
+
+class Refused:
+    """No idres checkpoint holds it: unpickling it is refused."""
+
+
+def test_a_reader_stops_after_the_parts_it_needs(tmp_path):
+    save_checkpoint(tmp_path, 3, "rules", ({"views": 1}, Refused()))
+    assert load_checkpoint(tmp_path, "rules", 10, parts=1) == (3, ({"views": 1},))  # (the second is never read)
+    assert load_checkpoint(tmp_path, "rules", 10) is None  # (reading it all meets the refused part)
+    header = checkpoint_header(tmp_path, "rules")
+    assert header is not None and header["seq"] == 3 and header["parts"] == 2
+    assert checkpoint_header(tmp_path, "other rules") is None
+
+
+def test_parts_share_what_they_hold(tmp_path):
+    shared = ["a value both parts hold"]
+    save_checkpoint(tmp_path, 1, "rules", ({"a": shared}, {"b": shared}))
+    _, (first, second) = load_checkpoint(tmp_path, "rules", 1)
+    assert first["a"] is second["b"]
+
+
+def test_the_views_alone_are_the_views_of_the_whole_state(data):
+    data_dir, rest = data
+    with EmbeddedEngine(data_dir, writer=False) as whole, EmbeddedEngine(data_dir, writer=False, load="views") as views:
+        assert views.resolver is None and views.folded_from_checkpoint == whole.folded_from_checkpoint > 0
+        assert views.views.digest() == whole.views.digest()
+    with EmbeddedEngine(data_dir) as engine:  # (more entries after the checkpoint: folded into the views only)
+        engine.ingest_file(rest)
+        live = engine.views.digest()
+    with EmbeddedEngine(data_dir, writer=False, load="views") as views:
+        assert views.views.digest() == live and views.checkpoint_seq < len(views.log)
+    with pytest.raises(ValueError):
+        EmbeddedEngine(data_dir, load="views")  # (a writer decides: it needs the resolver's state)
+
+
+def _replay(data_dir: Path) -> tuple[int, dict]:
+    proc = run_cli("replay", "--data-dir", str(data_dir), check=False)
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_replay_leaves_a_checkpoint_of_the_whole_log_as_it_is_and_writes_one_that_was_behind(data):
+    data_dir, rest = data
+    path = data_dir / CHECKPOINTS[0]
+    before = path.stat()
+    code, out = _replay(data_dir)
+    assert code == 0 and out["identical_to_live_views"] is True
+    after = path.stat()  # (not written again: it would hold the same state)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    with EmbeddedEngine(data_dir) as engine:
+        engine.ingest_file(rest)
+        length, live = len(engine.log), engine.views.digest()
+        seq = checkpoint_header(data_dir, engine.fingerprint)["seq"]
+    assert seq < length  # (too few entries for the ingest to checkpoint again)
+    code, out = _replay(data_dir)
+    assert code == 0 and out["identical_to_live_views"] is True and out["digest"] == live
+    with EmbeddedEngine(data_dir, writer=False) as engine:
+        assert checkpoint_header(data_dir, engine.fingerprint)["seq"] == length == engine.folded_from_checkpoint
+
+
+def test_replay_that_disagrees_with_the_checkpoint_fails_and_leaves_it(data):
+    """A checkpoint whose views are not what the log folds into (saved by a defect, say): replay says so,
+    exits 1, and keeps the checkpoint for inspection."""
+    data_dir, _ = data
+    with EmbeddedEngine(data_dir) as engine:
+        engine.views.ev_profile[0] = "p_not_what_the_log_says"
+        engine.checkpoint(force=True)
+    path = data_dir / CHECKPOINTS[0]
+    before, mtime = path.read_bytes(), os.stat(path).st_mtime_ns
+    code, out = _replay(data_dir)
+    assert code == 1 and out["identical_to_live_views"] is False
+    assert path.read_bytes() == before and os.stat(path).st_mtime_ns == mtime
