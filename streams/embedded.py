@@ -250,13 +250,17 @@ class EmbeddedEngine:
         views, where the checkpoint was taken, with the checkpoint's (by the digest it was saved with: the
         checkpoint's state is not read). Gives ``entries`` folded, ``identical`` (True without a usable
         checkpoint: the live views are then folded from the log too) and ``checkpoint_current`` (a usable
-        checkpoint of the whole log, which the rebuilt state would only repeat)."""
+        checkpoint of the whole log, which the rebuilt state would only repeat: then only the views are folded,
+        as nothing would read the resolver's state, and ``resolver`` is None)."""
         header = checkpoint_header(self.data_dir, self.fingerprint)
         at = header["seq"] if header is not None else None
         if at is not None and (at > len(self.log) or self.log.restated_since(at)
                                or not isinstance(header["info"].get("views_digest"), str)):
             at = None  # (not the live state's start: the live state is folded from the log as this is)
+        current = at is not None and at == len(self.log) and not open_restatements(self.log.restatements())
         self._fresh()
+        if current:
+            self.resolver = None  # type: ignore[assignment]
         n = 0
         identical = True
         if at is not None:
@@ -264,7 +268,7 @@ class EmbeddedEngine:
             identical = self.views.digest() == header["info"]["views_digest"]
         n += self.fold(at or 0, progress)
         self.checkpoint_seq = at or 0
-        return {"entries": n, "identical": identical, "checkpoint_current": at is not None and at == len(self.log)}
+        return {"entries": n, "identical": identical, "checkpoint_current": current}
 
     def checkpoint(self, force: bool = False, previous: str = "keep") -> None:
         """Caches the folded state, unless the log has grown too little since the last cache to matter
