@@ -642,16 +642,22 @@ class CustomerViews:
             sides.append(side)
         return {**row, "sides": sides}
 
-    def golden_record(self, prof: ProfileView) -> dict[str, dict[str, Any]]:
-        """Per attribute: the surviving value, when and where it was given."""
+    def golden_record(self, prof: ProfileView, only: Optional[frozenset[str]] = None) -> dict[str, dict[str, Any]]:
+        """Per attribute: the surviving value, when and where it was given. ``only``: of these attributes."""
         best: dict[str, tuple[bool, str, str, str, str]] = {}
         cfg = self.config
+        ev_attrs, loads = self.ev_attrs, orjson.loads
         for i in prof.events:
-            attrs = self.attributes(i)
+            raw = ev_attrs[i]
+            if not raw:
+                continue
+            attrs = loads(raw)
             if not attrs:
                 continue
             at, ch, eid = self.ev_at[i], self.ev_channel[i], self.ev_id[i]
             for key, value in attrs.items():
+                if only is not None and key not in only:
+                    continue
                 cand = (cfg.trusted(key, ch), at, eid, value, ch)
                 cur = best.get(key)
                 if cur is None or cand[:3] > cur[:3]:
@@ -664,32 +670,43 @@ class CustomerViews:
     def summary(self, prof: ProfileView) -> dict[str, Any]:
         """Numbers about a profile: activity, channels, lifetime value, support cases."""
         cfg = self.config
+        purchase_types, refund_types = cfg.purchase_types, cfg.refund_types
+        close_types, open_types = cfg.case_close_types, cfg.case_open_types
+        ev_at, ev_channel, ev_type, ev_payload, ev_id = self.ev_at, self.ev_channel, self.ev_type, self.ev_payload, self.ev_id
+        loads = orjson.loads
         channels: dict[str, int] = {}
         ltv = 0.0
         purchases = 0
         cases: dict[str, dict[str, Any]] = {}
         first = last = None
         csat: list[int] = []
-        for i in sorted(prof.events, key=lambda j: (self.ev_at[j], self.ev_id[j])):
-            at, ch, et = self.ev_at[i], self.ev_channel[i], self.ev_type[i]
+        events = prof.events
+        order = sorted(events, key=lambda j: (ev_at[j], ev_id[j])) if len(events) > 1 else events
+        for i in order:
+            at, ch, et = ev_at[i], ev_channel[i], ev_type[i]
             channels[ch] = channels.get(ch, 0) + 1
-            first = at if first is None else first
+            if first is None:
+                first = at
             last = at
-            payload = self.payload(i)
-            amount = _number(payload.get("amount"))
-            if et in cfg.purchase_types:
+            raw = ev_payload[i]
+            if not raw:  # (no payload: no amount, case or score; a purchase counts, worth nothing)
+                if et in purchase_types:
+                    purchases += 1
+                continue
+            payload = loads(raw)
+            if et in purchase_types:
                 purchases += 1
-                ltv += amount or 0.0
-            elif et in cfg.refund_types:
-                ltv -= abs(amount or 0.0)
+                ltv += _number(payload.get("amount")) or 0.0
+            elif et in refund_types:
+                ltv -= abs(_number(payload.get("amount")) or 0.0)
             case_id = payload.get("case_id")
             if case_id is not None:
                 case = cases.setdefault(str(case_id), {"case_id": str(case_id), "status": "open",
                                                        "opened_at": at, "channel": ch})
-                if et in cfg.case_close_types:
+                if et in close_types:
                     case["status"] = "closed"
                     case["closed_at"] = at
-                elif et in cfg.case_open_types:
+                elif et in open_types:
                     case["status"] = "open"
                 case["last_event_at"] = at
                 case["last_channel"] = ch
@@ -699,7 +716,7 @@ class CustomerViews:
         return {
             "first_seen": first,
             "last_seen": last,
-            "event_count": len(prof.events),
+            "event_count": len(events),
             "channels": dict(sorted(channels.items())),
             "purchase_count": purchases,
             "lifetime_value": round(ltv, 2),

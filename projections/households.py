@@ -43,6 +43,7 @@ def _hid(tie: str) -> str:
     return "h_" + hashlib.blake2b(tie.encode("utf-8"), digest_size=8).hexdigest()
 
 
+_HOME_FIELDS = frozenset({"address", "postcode"})  # what of the golden record ties a home
 PACE_EVERY = 256  # steps of the computation between two calls of ``pace``
 
 
@@ -57,19 +58,22 @@ def households(views: "CustomerViews", weak_types: frozenset[str] | None = None,
     homely = {idx for idx, flag in views.shared.items()
               if views.node_keys[idx].partition(":")[0] not in weak or any(r in flag["reason"] for r in HOME_REASONS)}
     ties: dict[str, set[str]] = {}  # what ties -> the customers it ties
+    ev_profile, node_keys, apart = views.ev_profile, views.node_keys, homely.isdisjoint
     for i, nodes in enumerate(views.ev_nodes):
         if pace is not None and not i % PACE_EVERY:
             pace()
-        pid = views.ev_profile[i]
+        if apart(nodes):  # (most events: nothing that ties a home)
+            continue
+        pid = ev_profile[i]
         if pid not in customers:
             continue
         for idx in nodes:
             if idx in homely:
-                ties.setdefault(views.node_keys[idx], set()).add(pid)
+                ties.setdefault(node_keys[idx], set()).add(pid)
     for i, pid in enumerate(customers):  # (any order: each tie's members are a set; the ties are sorted below)
         if pace is not None and not i % PACE_EVERY:
             pace()
-        golden = views.golden_record(views.profiles[pid])
+        golden = views.golden_record(views.profiles[pid], only=_HOME_FIELDS)
         address = canonical_address(golden.get("address", {}).get("value"))
         postcode = canonical_postcode(golden.get("postcode", {}).get("value"))
         if address and postcode:

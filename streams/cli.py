@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from resolver.errors import IdresError
 
@@ -196,6 +196,15 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """The snapshot of --data-dir or of the Kafka deployment, written to ``out``; what the command prints."""
     from projections.snapshot import write_snapshot
 
+    from streams.embedded import bulk_work
+
+    # (the collector paused throughout: the views are millions of objects it would scan again and again as
+    # the rows are made, and nothing the snapshot makes forms cycles)
+    with bulk_work():
+        return _snapshot_of(args, out, write_snapshot)
+
+
+def _snapshot_of(args: argparse.Namespace, out: Path, write_snapshot: Callable[..., dict[str, int]]) -> dict[str, Any]:
     predict = False if getattr(args, "no_predict", False) else None  # (else as $IDRES_PREDICT says)
     if _uses_kafka(args):
         from streams.stream_app import fold_deadletter

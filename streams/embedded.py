@@ -200,9 +200,12 @@ class EmbeddedEngine:
 
     def _load(self, use_checkpoint: bool, progress: Optional[Callable[[int], None]] = None,
               views_only: bool = False) -> None:
-        loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
-                                 recount=None if self.writer else self._recount,
-                                 parts=1 if views_only else None) if use_checkpoint else None
+        loaded = None
+        if use_checkpoint:
+            with bulk_work():  # (millions of objects: the collector would scan them over and over)
+                loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
+                                         recount=None if self.writer else self._recount,
+                                         parts=1 if views_only else None)
         if loaded is not None and self.log.restated_since(loaded[0]):
             loaded = None  # (it holds entries a restatement since superseded)
         if loaded is not None:
@@ -493,8 +496,9 @@ class EmbeddedEngine:
         checkpoint taken at or before ``seq`` that no restatement made untrue, else from the start."""
         loaded = None
         for name in CHECKPOINTS:
-            loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
-                                     name=name)
+            with bulk_work():
+                loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
+                                         name=name)
             if loaded is not None and loaded[0] <= seq and not self.log.restated_since(loaded[0]):
                 break
             loaded = None

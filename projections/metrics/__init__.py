@@ -48,8 +48,12 @@ def write_metrics(con: Any, views: "CustomerViews", progress: Optional[Callable[
         view.create(con)
     # one lifetime value in the whole snapshot: the profiles table's is customer_value's (report currency,
     # refunds never below 0), not the sum of amounts as sent the API shows
-    con.execute("UPDATE profiles SET lifetime_value = v.lifetime_value FROM customer_value v "
+    # (the view's figures held in a temporary table first: an UPDATE joined to the view itself takes three
+    # times as long)
+    con.execute("CREATE TEMP TABLE customer_value_now AS SELECT profile_id, lifetime_value FROM customer_value")
+    con.execute("UPDATE profiles SET lifetime_value = v.lifetime_value FROM customer_value_now v "
                 "WHERE profiles.profile_id = v.profile_id")
+    con.execute("DROP TABLE customer_value_now")
     notes: dict[str, Any] = {}
     if currency is None:
         notes["currency"] = "no purchase names a currency and report_currency is not set: amounts are taken as they are"

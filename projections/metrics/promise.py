@@ -32,9 +32,10 @@ def recognition_rows(views: "CustomerViews") -> Iterable[dict[str, Any]]:
     if not seen:
         return
     ev_at, ev_id, ev_channel, ev_profile = views.ev_at, views.ev_id, views.ev_channel, views.ev_profile
+    apart = seen.keys().isdisjoint
     for pid in sorted(views.profiles):
         prof = views.profiles[pid]
-        if not any(i in seen for i in prof.events):
+        if apart(prof.events):  # (no contact on an assisted channel)
             continue
         latest: dict[str, int] = {}  # channel -> the customer's latest event there so far
         for j in sorted(prof.events, key=lambda k: (ev_at[k], ev_id[k])):
