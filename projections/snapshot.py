@@ -131,16 +131,22 @@ def profile_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
 
 def event_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
     keys = views.node_keys
-    for i in range(len(views.ev_id)):
-        payload = views.payload(i)
+    loads = orjson.loads
+    ev_payload, ev_attrs, ev_nodes = views.ev_payload, views.ev_attrs, views.ev_nodes
+    ev_id, ev_profile, ev_channel, ev_type, ev_at = views.ev_id, views.ev_profile, views.ev_channel, views.ev_type, views.ev_at
+    for i in range(len(ev_id)):
+        raw = ev_payload[i]
+        payload = loads(raw) if raw else {}
         case_id = payload.get("case_id")
+        currency = payload.get("currency")
+        raw = ev_attrs[i]
         yield {
-            "event_id": views.ev_id[i], "profile_id": views.ev_profile[i], "channel": views.ev_channel[i],
-            "event_type": views.ev_type[i], "occurred_at": views.ev_at[i], "amount": _num(payload.get("amount")),
-            "currency": payload.get("currency") if isinstance(payload.get("currency"), str) else None,
+            "event_id": ev_id[i], "profile_id": ev_profile[i], "channel": ev_channel[i],
+            "event_type": ev_type[i], "occurred_at": ev_at[i], "amount": _num(payload.get("amount")),
+            "currency": currency if isinstance(currency, str) else None,
             "case_id": None if case_id is None else str(case_id), "csat": _int(payload.get("csat")),
-            "identifiers": [keys[n] for n in views.ev_nodes[i]],
-            "attributes": views.attributes(i), "payload": payload,
+            "identifiers": [keys[n] for n in ev_nodes[i]],
+            "attributes": loads(raw) if raw else {}, "payload": payload,
         }
 
 
@@ -262,10 +268,9 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
                 path = work / f"{table}.jsonl"
                 n = 0
                 with private_file(path, "wb", buffering=1 << 20) as fh:
-                    dumps = orjson.dumps
+                    dumps, write, newline = orjson.dumps, fh.write, orjson.OPT_APPEND_NEWLINE
                     for row in rows:
-                        fh.write(dumps(row))
-                        fh.write(b"\n")
+                        write(dumps(row, option=newline))
                         n += 1
                 counts[table] = n
                 columns = TABLES[table]
