@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from resolver.errors import IdresError
 
@@ -194,17 +194,10 @@ def _snapshot_step(step: str) -> None:
 
 def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """The snapshot of --data-dir or of the Kafka deployment, written to ``out``; what the command prints."""
+    import gc
+
     from projections.snapshot import write_snapshot
 
-    from streams.embedded import bulk_work
-
-    # (the collector paused throughout: the views are millions of objects it would scan again and again as
-    # the rows are made, and nothing the snapshot makes forms cycles)
-    with bulk_work():
-        return _snapshot_of(args, out, write_snapshot)
-
-
-def _snapshot_of(args: argparse.Namespace, out: Path, write_snapshot: Callable[..., dict[str, int]]) -> dict[str, Any]:
     predict = False if getattr(args, "no_predict", False) else None  # (else as $IDRES_PREDICT says)
     if _uses_kafka(args):
         from streams.stream_app import fold_deadletter
@@ -213,6 +206,7 @@ def _snapshot_of(args: argparse.Namespace, out: Path, write_snapshot: Callable[.
         started = time.perf_counter()
         views, offset, entries = _kafka_views(args)
         rejected = fold_deadletter(settings, views)
+        gc.freeze()  # (as below)
         counts = write_snapshot(views, out, info={"decision_log": settings.topics.decisions,
                                                   "decision_log_offset": offset}, progress=_snapshot_step,
                                 predict=predict)
@@ -220,6 +214,9 @@ def _snapshot_of(args: argparse.Namespace, out: Path, write_snapshot: Callable[.
                 "seconds": round(time.perf_counter() - started, 2)}
     with _engine(args, writer=False, load="views") as engine:
         started = time.perf_counter()
+        # (the views, millions of objects, kept out of the collector's sight: it would scan them again and
+        # again as the rows are made; they form no cycles, and live until the command ends)
+        gc.freeze()
         counts = write_snapshot(engine.views, out, info={"data_dir": str(Path(args.data_dir).resolve())},
                                 progress=_snapshot_step, predict=predict)
         return {"snapshot": str(out), "rows": counts, "seconds": round(time.perf_counter() - started, 2)}
@@ -363,7 +360,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
                                   "what was erased since may be decided otherwise now")
             if problem:
                 result["first_difference"] = problem[:2000]
-        failed = not replayed["identical"] or result.get("decisions_reproduced") is False
+            # (the views the checkpoint holds, read back: what serve and snapshot load)
+            result["checkpoint_as_saved"] = engine.checkpoint_as_saved()
+        failed = (not replayed["identical"] or result.get("decisions_reproduced") is False
+                  or result.get("checkpoint_as_saved") is False)
         # (a replay that disagrees never replaces the cached state; one that agrees with a checkpoint of the
         # whole log would write the same state again)
         if not failed and not (replayed["checkpoint_current"] and engine.checkpoint_seq == len(engine.log)):

@@ -28,7 +28,8 @@ from resolver.decisions import erasure_of, record_of
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.commands import command_of, decide
 from streams.inputs import InputStream, as_input, open_input
-from streams.log import CHECKPOINTS, DecisionLog, checkpoint_header, load_checkpoint, open_restatements, save_checkpoint
+from streams.log import (CHECKPOINTS, DecisionLog, checkpoint_ahead, checkpoint_header, load_checkpoint, open_restatements,
+                         save_checkpoint)
 from streams.sealing import erasure_subjects, is_erased
 from streams.ordering import read_in_order
 from streams.pipeline import MAX_RECORD_BYTES  # noqa: F401  (its home was here: kept importable)
@@ -257,8 +258,9 @@ class EmbeddedEngine:
         as nothing would read the resolver's state, and ``resolver`` is None)."""
         header = checkpoint_header(self.data_dir, self.fingerprint)
         at = header["seq"] if header is not None else None
-        if at is not None and (at > len(self.log) or self.log.restated_since(at)
-                               or not isinstance(header["info"].get("views_digest"), str)):
+        if at is not None and at > len(self.log):
+            raise checkpoint_ahead(self.data_dir, len(self.log), at)  # (as opening the state would say)
+        if at is not None and (self.log.restated_since(at) or not isinstance(header["info"].get("views_digest"), str)):
             at = None  # (not the live state's start: the live state is folded from the log as this is)
         current = at is not None and at == len(self.log) and not open_restatements(self.log.restatements())
         self._fresh()
@@ -272,6 +274,16 @@ class EmbeddedEngine:
         n += self.fold(at or 0, progress)
         self.checkpoint_seq = at or 0
         return {"entries": n, "identical": identical, "checkpoint_current": current}
+
+    def checkpoint_as_saved(self) -> Optional[bool]:
+        """Whether the views the checkpoint holds, read back, have the digest it was saved with (what
+        ``idres replay`` compares the log's views with, without reading them); None without a usable one."""
+        header = checkpoint_header(self.data_dir, self.fingerprint)
+        if header is None or not isinstance(header["info"].get("views_digest"), str):
+            return None
+        with bulk_work():
+            loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES, parts=1)
+        return None if loaded is None else loaded[1][0].digest() == header["info"]["views_digest"]
 
     def checkpoint(self, force: bool = False, previous: str = "keep") -> None:
         """Caches the folded state, unless the log has grown too little since the last cache to matter

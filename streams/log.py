@@ -583,10 +583,16 @@ def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int, *,
     if seq > max_seq and recount is not None:
         max_seq = recount()
     if seq > max_seq:
-        raise LogError(f"the decision log in {Path(data_dir)} has {max_seq:,} entries but the checkpoint was taken "
-                       f"at entry {seq:,}: entries are missing from the log{RESTORE} (or delete checkpoint.pickle "
-                       "to accept the shorter log)")
+        raise checkpoint_ahead(data_dir, max_seq, seq)
     return seq, state
+
+
+def checkpoint_ahead(data_dir: Path, length: int, seq: int) -> LogError:
+    """The error of a log of ``length`` entries with a checkpoint taken at a later entry ``seq``: the log
+    lost entries."""
+    return LogError(f"the decision log in {Path(data_dir)} has {length:,} entries but the checkpoint was taken "
+                    f"at entry {seq:,}: entries are missing from the log{RESTORE} (or delete checkpoint.pickle "
+                    "to accept the shorter log)")
 
 
 def checkpoint_header(data_dir: Path, fingerprint: str, name: str = CHECKPOINTS[0]) -> Optional[dict[str, Any]]:

@@ -99,3 +99,24 @@ def test_replay_that_disagrees_with_the_checkpoint_fails_and_leaves_it(data):
     code, out = _replay(data_dir)
     assert code == 1 and out["identical_to_live_views"] is False
     assert path.read_bytes() == before and os.stat(path).st_mtime_ns == mtime
+
+
+def test_replay_verify_reads_the_checkpoint_s_views_back(data):
+    """`replay --verify` also reads the checkpoint's views and checks them against the digest it was saved
+    with (plain replay compares the log's views with that digest only)."""
+    data_dir, _ = data
+    code, out = _replay_verify(data_dir)
+    assert code == 0 and out["checkpoint_as_saved"] is True and out["identical_to_live_views"] is True
+    with EmbeddedEngine(data_dir) as engine:  # views that are not what the digest beside them says
+        seq, fingerprint, digest = len(engine.log), engine.fingerprint, engine.views.digest()
+        engine.views.ev_profile[0] = "p_not_what_the_log_says"
+        save_checkpoint(data_dir, seq, fingerprint, (engine.views, engine.resolver.state),
+                        info={"views_digest": digest})
+    code, out = _replay_verify(data_dir)
+    assert out["identical_to_live_views"] is True  # (the log's views have the digest)
+    assert code == 1 and out["checkpoint_as_saved"] is False
+
+
+def _replay_verify(data_dir: Path) -> tuple[int, dict]:
+    proc = run_cli("replay", "--verify", "--data-dir", str(data_dir), check=False)
+    return proc.returncode, json.loads(proc.stdout)
