@@ -218,7 +218,7 @@ class Report:
         self.section("Customer value", f"Lifetime value so far (net revenue, never below 0) of buyers, in {currency}; "
                                        "predicted figures where the purchase models ran.")
         values = [r[0] for r in self.con.execute(
-            "SELECT lifetime_value FROM customer_value WHERE purchases > 0").fetchall()]
+            "SELECT lifetime_value FROM customer_value WHERE purchases > 0 ORDER BY lifetime_value").fetchall()]
         fig = go.Figure(go.Histogram(x=values, nbinsx=40))
         fig.update_layout(title="lifetime value of buyers", xaxis_title=currency, yaxis_title="customers")
         self.figure(fig, 340)
