@@ -688,14 +688,14 @@ class CustomerViews:
             if first is None:
                 first = at
             last = at
+            purchase = et in purchase_types
+            if purchase:
+                purchases += 1
             raw = ev_payload[i]
-            if not raw:  # (no payload: no amount, case or score; a purchase counts, worth nothing)
-                if et in purchase_types:
-                    purchases += 1
+            if not raw:  # (no payload: no amount, case or score)
                 continue
             payload = loads(raw)
-            if et in purchase_types:
-                purchases += 1
+            if purchase:
                 ltv += _number(payload.get("amount")) or 0.0
             elif et in refund_types:
                 ltv -= abs(_number(payload.get("amount")) or 0.0)

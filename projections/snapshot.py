@@ -131,22 +131,19 @@ def profile_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
 
 def event_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
     keys = views.node_keys
-    loads = orjson.loads
-    ev_payload, ev_attrs, ev_nodes = views.ev_payload, views.ev_attrs, views.ev_nodes
+    payload_of, attributes_of, ev_nodes = views.payload, views.attributes, views.ev_nodes
     ev_id, ev_profile, ev_channel, ev_type, ev_at = views.ev_id, views.ev_profile, views.ev_channel, views.ev_type, views.ev_at
     for i in range(len(ev_id)):
-        raw = ev_payload[i]
-        payload = loads(raw) if raw else {}
+        payload = payload_of(i)
         case_id = payload.get("case_id")
         currency = payload.get("currency")
-        raw = ev_attrs[i]
         yield {
             "event_id": ev_id[i], "profile_id": ev_profile[i], "channel": ev_channel[i],
             "event_type": ev_type[i], "occurred_at": ev_at[i], "amount": _num(payload.get("amount")),
             "currency": currency if isinstance(currency, str) else None,
             "case_id": None if case_id is None else str(case_id), "csat": _int(payload.get("csat")),
             "identifiers": [keys[n] for n in ev_nodes[i]],
-            "attributes": loads(raw) if raw else {}, "payload": payload,
+            "attributes": attributes_of(i), "payload": payload,
         }
 
 

@@ -50,11 +50,11 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Optional
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -922,6 +922,7 @@ class _FastLookup:
         from fastapi.routing import serialize_response
 
         self.route = route
+        self.serialize = serialize_response
         self.dump_json = "dump_json" in inspect.signature(serialize_response).parameters
         self.answer = answer
         self.expected = expected
@@ -931,19 +932,14 @@ class _FastLookup:
     async def serialized(self, view: dict[str, Any]) -> Any:
         """The response the route makes of a view: through its response model, with the framework's own
         serializer (which writes the JSON itself where the framework version does, numbers as it writes them)."""
-        from fastapi.routing import serialize_response
-        from starlette.responses import Response
-
         field = self.route.response_field
         if self.dump_json:
-            content = await serialize_response(field=field, response_content=view, dump_json=True)
+            content = await self.serialize(field=field, response_content=view, dump_json=True)
             return Response(content=content, media_type="application/json")
-        return JSONResponse(await serialize_response(field=field, response_content=view))
+        return JSONResponse(await self.serialize(field=field, response_content=view))
 
     def arguments(self, scope: dict) -> Optional[tuple[str, str, int]]:
         """``(type, value, timeline)`` when the request is one this path answers, else None."""
-        from urllib.parse import parse_qsl
-
         if scope.get("method") != "GET" or scope.get("path") != "/v1/lookup":
             return None
         follower = self.follower

@@ -366,7 +366,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                   or result.get("checkpoint_as_saved") is False)
         # (a replay that disagrees never replaces the cached state; one that agrees with a checkpoint of the
         # whole log would write the same state again)
-        if not failed and not (replayed["checkpoint_current"] and engine.checkpoint_seq == len(engine.log)):
+        if not failed and not replayed["checkpoint_current"]:
             engine.checkpoint(force=True)
         _print_json(result)
         if failed:

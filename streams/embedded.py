@@ -164,7 +164,7 @@ class EmbeddedEngine:
                  use_checkpoint: bool = True, batch_size: int = 2000, order: str = "time", shards: int = 1,
                  load: str = "checkpoint", progress: Optional[Callable[[int], None]] = None):
         """``load``: one of ``LOADS``; ``views`` only for a reader (``resolver`` is then None); ``rebuild``
-        sets ``replayed`` (``rebuild``). ``progress``: called with entries folded as the state is made."""
+        sets ``replayed`` (``_replay``). ``progress``: called with entries folded as the state is made."""
         if order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
         if load not in LOADS or (load == "views" and writer):
@@ -256,11 +256,11 @@ class EmbeddedEngine:
         checkpoint: the live views are then folded from the log too) and ``checkpoint_current`` (a usable
         checkpoint of the whole log, which the rebuilt state would only repeat: then only the views are folded,
         as nothing would read the resolver's state, and ``resolver`` is None)."""
-        header = checkpoint_header(self.data_dir, self.fingerprint)
-        at = header["seq"] if header is not None else None
+        saved = self._saved_digest()
+        at, digest = saved if saved is not None else (None, None)
         if at is not None and at > len(self.log):
             raise checkpoint_ahead(self.data_dir, len(self.log), at)  # (as opening the state would say)
-        if at is not None and (self.log.restated_since(at) or not isinstance(header["info"].get("views_digest"), str)):
+        if at is not None and self.log.restated_since(at):
             at = None  # (not the live state's start: the live state is folded from the log as this is)
         current = at is not None and at == len(self.log) and not open_restatements(self.log.restatements())
         self._fresh()
@@ -270,7 +270,7 @@ class EmbeddedEngine:
         identical = True
         if at is not None:
             n += self.fold(0, progress, end=at)
-            identical = self.views.digest() == header["info"]["views_digest"]
+            identical = self.views.digest() == digest
         n += self.fold(at or 0, progress)
         self.checkpoint_seq = at or 0
         return {"entries": n, "identical": identical, "checkpoint_current": current}
@@ -278,12 +278,19 @@ class EmbeddedEngine:
     def checkpoint_as_saved(self) -> Optional[bool]:
         """Whether the views the checkpoint holds, read back, have the digest it was saved with (what
         ``idres replay`` compares the log's views with, without reading them); None without a usable one."""
-        header = checkpoint_header(self.data_dir, self.fingerprint)
-        if header is None or not isinstance(header["info"].get("views_digest"), str):
+        saved = self._saved_digest()
+        if saved is None:
             return None
         with bulk_work():
             loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES, parts=1)
-        return None if loaded is None else loaded[1][0].digest() == header["info"]["views_digest"]
+        return None if loaded is None else loaded[1][0].digest() == saved[1]
+
+    def _saved_digest(self) -> Optional[tuple[int, str]]:
+        """The entry a usable checkpoint was taken at and the digest of the views it was saved with (read from
+        its header alone), or None."""
+        header = checkpoint_header(self.data_dir, self.fingerprint)
+        digest = header["info"].get("views_digest") if header is not None else None
+        return (header["seq"], digest) if isinstance(digest, str) else None
 
     def checkpoint(self, force: bool = False, previous: str = "keep") -> None:
         """Caches the folded state, unless the log has grown too little since the last cache to matter
