@@ -27,7 +27,7 @@ be scored under a model estimated from other records until the next re-estimatio
 from __future__ import annotations
 
 import random
-from typing import Optional
+from typing import Iterable, Optional
 
 from resolver import decisions, fuzzy
 from resolver.context import Context
@@ -48,8 +48,13 @@ def due(ctx: Context) -> bool:
 def distinct(ctx: Context) -> list[AttributeRecord]:
     """The distinct attribute records in the state, sorted (so that the sample does not depend on the
     order in which the state was built)."""
+    return distinct_of(ctx.state.records.values())
+
+
+def distinct_of(held: Iterable[Iterable[AttributeRecord]]) -> list[AttributeRecord]:
+    """The distinct records of ``held`` (records of identifiers), sorted as ``distinct`` sorts them."""
     seen: set[AttributeRecord] = set()
-    for known in ctx.state.records.values():
+    for known in held:
         seen.update(known)
     return sorted(seen, key=_order)
 
@@ -73,11 +78,14 @@ def estimate(ctx: Context, records: list[AttributeRecord]) -> tuple[MatchModel, 
     return model, report, len(sample)
 
 
-def calibrate(ctx: Context, event_id: str, occurred_at: str) -> Optional[MatchModel]:
+def calibrate(ctx: Context, event_id: str, occurred_at: str,
+              records: Optional[list[AttributeRecord]] = None) -> Optional[MatchModel]:
     """Re-estimates the model (``model_estimated``) and scores the pending possible matches again under
-    it (``fuzzy.rescore``). Returns the new model, or None when there is nothing to estimate from."""
+    it (``fuzzy.rescore``). Returns the new model, or None when there is nothing to estimate from.
+    ``records``: ``distinct`` of the whole state, when ``ctx``'s state is a slice of it."""
     st = ctx.state
-    records = distinct(ctx)
+    if records is None:
+        records = distinct(ctx)
     previous = ctx.model_id
     note = None
     try:

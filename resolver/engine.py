@@ -65,7 +65,7 @@ from resolver.context import Context
 from resolver.errors import CommandError
 from resolver.fold import Fold
 from resolver.ids import RECORD_TYPE, event_digest, node_key, node_type, short_hash, utc_iso
-from resolver.matching import MatchModel, default_model
+from resolver.matching import FREQUENCY_FIELDS, AttributeRecord, MatchModel, default_model
 from resolver.normalize import Normalizer
 from resolver.records import RecordMaker
 from resolver.state import Profile, ResolverState
@@ -97,6 +97,13 @@ class Resolver:
         self._ctx = Context(self.config, self.state, self.config.match_model or default_model(), self._fold,
                             self._records)
         self._regions = 0  # learned phone regions the normalizer reads with (``resolver.formats``)
+
+    def use(self, state: ResolverState) -> None:
+        """Decides on ``state`` from now on (a slice of the state: ``resolver.slices``), keeping what it has
+        worked out from the configuration (normalized values, records, the model's tables)."""
+        self.state = state
+        self._fold.state = state
+        self._ctx.state = state
 
     @property
     def model(self) -> MatchModel:
@@ -229,23 +236,42 @@ class Resolver:
         naming.settle(ctx, event.event_id, ctx.out)  # each profile touched named by its earliest event
         return ctx.take()
 
-    def begin_epoch(self, position: int, event: ChannelEvent) -> list[dict[str, Any]]:
+    def begin_epoch(self, position: int, event: ChannelEvent,
+                    records: Optional[list[AttributeRecord]] = None) -> list[dict[str, Any]]:
         """For a window of events decided on shards (``streams.shards``): the decisions of the epoch's start
         (empty unless ``position``, the number of events decided before ``event``, starts an epoch),
-        already applied. Deciding ``event`` alone would have begun with them."""
+        already applied. Deciding ``event`` alone would have begun with them. ``records``: the distinct
+        attribute records of the whole state, sorted (``calibration.distinct``), when this state is a slice
+        of it (``resolver.slices``) holding the pending reviews."""
         ctx = self._ctx
         ctx.take()
-        self._enter(position, event.event_id, utc_iso(event.occurred_at))
+        self._enter(position, event.event_id, utc_iso(event.occurred_at), records)
         return ctx.take()
 
     def footprint(self, event: ChannelEvent) -> set[str]:
         """What deciding ``event`` next may read or change (``resolver.footprint``)."""
+        return self.reads(event)[0]
+
+    def reads(self, event: ChannelEvent) -> tuple[set[str], list[tuple[str, str]]]:
+        """``event``'s footprint, and the ``(field, value)`` pairs of its attribute record whose counts
+        deciding it may read: what a slice for it holds (``resolver.slices``)."""
+        node_keys, blocks, values = self.keys_of(event)
+        return footprint.items(self.state, event.event_id, node_keys, blocks), values
+
+    def keys_of(self, event: ChannelEvent) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+        """``event``'s identifiers as node keys, the blocking keys of its attribute record, and the
+        ``(field, value)`` pairs of the record whose counts deciding it may read (with the formats learned
+        so far; nothing else of the state is read)."""
         self._sync_formats()
         node_keys, _, attributes, _ = self._normalize(event)
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
-        return footprint.items(self.state, event.event_id, node_keys, record[1] if record is not None else ())
+        if record is None:
+            return node_keys, [], []
+        rec = record[0]
+        return node_keys, record[1], [(f, v) for f in FREQUENCY_FIELDS if (v := getattr(rec, f)) is not None]
 
-    def _enter(self, position: int, event_id: str, occurred_at: str) -> None:
+    def _enter(self, position: int, event_id: str, occurred_at: str,
+               records: Optional[list[AttributeRecord]] = None) -> None:
         """The event at ``position`` is next; if it starts an epoch (``resolver.epochs``), what is learned
         from all events then, attributed to it: the countries whose numbers have become common
         (``resolver.formats``), then the match model, if it is due to be re-estimated
@@ -259,7 +285,7 @@ class Resolver:
             if evidence is not None:
                 self._ctx.emit(decisions.phone_region_learned(event_id, region, **evidence))
         if calibration.due(self._ctx):
-            calibration.calibrate(self._ctx, event_id, occurred_at)
+            calibration.calibrate(self._ctx, event_id, occurred_at, records)
         naming.settle(self._ctx, event_id, list(self._ctx.out))  # (profiles a re-scored review merged)
 
     def mark(self) -> int:

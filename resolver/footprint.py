@@ -20,8 +20,9 @@ apart. It must never name less; the property tests decide corpora both ways and 
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
+from resolver.partition import NodePart
 from resolver.state import ResolverState
 
 
@@ -62,6 +63,43 @@ def items(st: ResolverState, event_id: str, node_keys: Iterable[str], blocks: It
                 out.add("p:" + pid)
             else:
                 out.add("k:" + node_keys_of[n])
+    return out
+
+
+def items_of_parts(event_id: str, node_keys: Iterable[str], blocks: Iterable[str],
+                   node: Callable[[str], Optional[NodePart]],
+                   block: Callable[[str], Optional[list[str]]]) -> set[str]:
+    """``items``, read from parts of the state (``resolver.partition``): ``node(key)`` and ``block(key)`` give
+    what the state holds of an identifier and a blocking key, or None."""
+    out = {"e:" + event_id}
+
+    def reach(key: str) -> Optional[NodePart]:
+        out.add("k:" + key)
+        part = node(key)
+        if part is not None and part.profile is not None:
+            out.add("p:" + part.profile)
+        return part
+
+    for key in node_keys:
+        part = reach(key)
+        if part is None:
+            continue
+        for user in part.shared_users or ():
+            reach(user)
+        if part.session_last is not None:
+            reach(part.session_last[1])
+        for _, user in part.weak_uses or ():
+            reach(user)
+        for partner in part.refused or ():
+            reach(partner)
+    for key in blocks:
+        out.add("b:" + key)
+        for k in block(key) or ():
+            part = node(k)
+            if part is not None and part.profile is not None:
+                out.add("p:" + part.profile)
+            else:
+                out.add("k:" + k)
     return out
 
 

@@ -36,6 +36,8 @@ class ResolverState:
 
     def __init__(self) -> None:
         self.seen_events: dict[str, int] = {}  # event ID -> digest of its content (-1: not logged)
+        # events decided before the ones in ``seen_events`` (a slice's: ``resolver.slices``; else 0)
+        self.events_before = 0
         self.rejected_keys: set[str] = set()
         self.node_index: dict[str, int] = {}
         self.node_keys: list[str] = []

@@ -1,0 +1,113 @@
+"""Deciding on shards that each own part of the state by key (``streams.key_shards``): whether the log is the one
+of deciding in order, what crosses between shards per event, and how the work would spread over N shards.
+
+    python benchmarks/key_shards.py EVENTS.jsonl [--lines 100000] [--shards 1,2,4,16,64]
+
+The records are taken in event-time order (as ``idres ingest`` takes them) and decided in order by one
+resolver, then by N shards in this process, what crosses from one shard to another pickled and read back as
+a message would be. Each window's work is timed in three parts: the coordinator's alone (planning the chains,
+putting the entries in order, the start of an epoch), the work any shard can take a share of (validating,
+normalizing, looking up footprints at the owners), and each shard's own (collecting its slice, deciding on
+it, sending the changes; applying the changes it owns). With N shards on N cores a window takes the
+coordinator's part, plus the shared part over N, plus the busiest shard's part; the run's sum of that,
+against the same sum for one shard, is the modelled speed-up. Round trips between processes are not in it
+(each window needs four: footprints, slices, changes, the next window's footprints); nor is the log.
+
+Printed per N: the log the same as in order (yes/no), parts read from and written to other shards per event,
+kilobytes sent per event, the share of windows decided in order on the whole state, each part's
+microseconds per event, modelled events/s and x one shard, and the busiest shard's share of the shards' work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from resolver.config import ResolverConfig  # noqa: E402
+from resolver.engine import Resolver  # noqa: E402
+from streams.key_shards import LocalKeyShards  # noqa: E402
+from streams.ordering import time_ordered  # noqa: E402
+from streams.pipeline import ACCEPTED, BLANK, DUPLICATE, RecordPipeline  # noqa: E402
+
+
+def digest(entries: list) -> str:
+    h = hashlib.sha256()
+    for entry in entries:
+        h.update(json.dumps(entry, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def in_order(records: list[bytes], config: ResolverConfig) -> tuple[list, float]:
+    resolver = Resolver(config)
+    pipeline = RecordPipeline(resolver)
+    out = []
+    started = time.perf_counter()
+    for i, raw in enumerate(records):
+        outcome = pipeline.process(raw)
+        if outcome.kind == ACCEPTED:
+            out.append(outcome.decisions)
+        elif outcome.kind not in (BLANK, DUPLICATE):
+            entry = resolver.reject(f"record:{i}", {}, outcome.reason, "", outcome.event_id, outcome.detail)
+            if entry:
+                out.append(entry)
+    return out, time.perf_counter() - started
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("events")
+    ap.add_argument("--lines", type=int, default=100_000, help="the first this many lines of the file")
+    ap.add_argument("--shards", default="1,2,4,16,64")
+    ap.add_argument("--window", type=int, default=1024)
+    args = ap.parse_args()
+    lines = []
+    with open(args.events, "rb") as fh:
+        for i, line in enumerate(fh):
+            if i >= args.lines:
+                break
+            lines.append(line)
+    records = [raw for _, raw in time_ordered(lines)]
+    config = ResolverConfig()
+    gc.disable()  # (as idres ingest and the workers run: nothing the resolver builds forms cycles)
+    expected, seconds = in_order(records, config)
+    want = digest(expected)
+    events = sum(1 for entry in expected if any(d["type"] == "interaction_recorded" for d in entry))
+    print(f"{len(records):,} records, {events:,} events; in order, one resolver: {seconds:.1f} s "
+          f"({events / seconds:,.0f} events/s)")
+    print("| shards | same log | parts read elsewhere / event | parts written elsewhere / event | KB sent / event "
+          "| windows in order | us/event: coordinator / shared / shards | model events/s | x one shard "
+          "| busiest shard |")
+    print("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|")
+    base = None
+    for n in [int(x) for x in args.shards.split(",")]:
+        gc.collect()
+        shards = LocalKeyShards(config, n, args.window, transport=True)
+        got = shards.decide(records)
+        st = shards.stats
+        ev = max(st["events"], 1)
+        windows = st["windows"]
+        alone = sum(w[0] for w in windows)
+        shared = sum(w[1] for w in windows)
+        own = sum(sum(w[2]) for w in windows)
+        busiest = sum(max(w[2]) for w in windows)
+        modelled = alone + shared / n + busiest
+        if base is None and n == 1:
+            base = modelled
+        speed = f"{base / modelled:.2f}" if base else ""
+        share = busiest / own if own else 0.0
+        print(f"| {n} | {'yes' if digest(got) == want else 'NO'} | {st['remote_reads'] / ev:.2f} | "
+              f"{st['remote_writes'] / ev:.2f} | {st['bytes'] / ev / 1024:.2f} | "
+              f"{st['in_order_windows']} of {len(windows)} | {alone / ev * 1e6:.0f} / {shared / ev * 1e6:.0f} / "
+              f"{own / ev * 1e6:.0f} | {ev / modelled:,.0f} | {speed} | {share:.1%} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

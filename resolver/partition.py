@@ -1,0 +1,363 @@
+"""The state as parts keyed by name: what a shard owns, a slice built from parts, and what deciding changed.
+
+The resolver's state numbers identifiers in the order it met them; parts name them by key instead, so they
+can be owned by different shards and put together in any combination:
+
+* ``NodePart``: all the state holds of one identifier (its profile, edges, traits, records, sessions, ...),
+  its neighbours named by key;
+* ``ProfilePart``: one profile (its identifiers by key);
+* aliases (an absorbed or renamed profile's ID -> the ID it went to), blocks (blocking key -> the
+  identifiers filed under it, in filing order) and value counts ((field, value) -> how many records hold
+  it, and how many did at the start of the epoch);
+* ``Shared``: what every event reads, whoever decides it: statistics over all events as they stood at the
+  start of the epoch, the match model, the learned formats, the calibration counters, the bans.
+
+``assemble`` builds a ``Slice``: a ``ResolverState`` holding the given parts (the *core*: identifiers with
+all their state; the *edge*: identifiers the core points to, by key and profile only), on which a chain of
+events is decided as on the whole state (``resolver.slices``). ``Slice.changes`` then gives what deciding
+changed, as parts again: every core and new identifier, the profiles live now and the ones gone, aliases
+set and removed, blocks, and the value counts and statistics as increments (other chains of the same
+window add to the same counts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+from resolver.ids import node_type
+from resolver.matching import FREQUENCY_FIELDS, AttributeRecord, MatchModel
+from resolver.state import Profile, ResolverState
+
+Pair = tuple[str, str]  # two identifiers' keys, in key order
+
+
+class ScopedNames(dict):
+    """A slice's profiles or aliases: a dict that remembers the keys it was asked for and never held."""
+
+    __slots__ = ("asked", "held")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.asked: set[str] = set()
+        self.held: set[str] = set(self)
+
+    def __contains__(self, key: object) -> bool:
+        if dict.__contains__(self, key):
+            return True
+        if key not in self.held:
+            self.asked.add(key)  # type: ignore[arg-type]
+        return False
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        if key not in self.held:
+            self.asked.add(key)
+        return default
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.held.add(key)
+        dict.__setitem__(self, key, value)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self.held.add(key)
+        return dict.setdefault(self, key, default)
+
+    def __reduce__(self) -> Any:  # (pickled as a plain dict: the record of questions stays local)
+        return (dict, (dict(self),))
+
+
+@dataclass(slots=True)
+class NodePart:
+    key: str
+    profile: Optional[str] = None
+    shared: bool = False
+    adj: Optional[dict[str, str]] = None  # neighbour's key -> the event that linked them
+    fuzzy: Optional[dict[str, str]] = None  # probable links, likewise
+    traits: Optional[dict[str, int]] = None
+    refused: Optional[set[str]] = None
+    first: Optional[tuple[str, str, int]] = None
+    records: Optional[list[AttributeRecord]] = None
+    session_last: Optional[tuple[str, str]] = None
+    session_pending: Optional[list[tuple[str, str]]] = None
+    weak_anon: Optional[list[tuple[str, str]]] = None
+    weak_uses: Optional[list[tuple[str, str]]] = None
+    shared_users: Optional[list[str]] = None
+    span: Optional[tuple[str, str]] = None
+    phone_counted: bool = False
+    ban_sides: Optional[dict[str, int]] = None
+    reviews: Optional[dict[str, Pair]] = None  # pending reviews it is one side of: review ID -> the pair
+    review_pairs: Optional[set[Pair]] = None  # pairs it is in that were queued for review or decided
+    review_rejected: Optional[set[Pair]] = None  # ...that a person said are different customers
+
+
+@dataclass(slots=True)
+class ProfilePart:
+    id: str
+    created_at: str
+    nodes: frozenset[str]
+    counts: dict[str, int]
+    traits: frozenset[str]
+    first: Optional[tuple[str, str, int]] = None
+    named: Optional[tuple[str, str, int]] = None
+
+
+@dataclass(slots=True)
+class Shared:
+    """What deciding any event reads besides its footprint."""
+
+    tf_epoch: int = -1
+    value_totals: dict[str, int] = field(default_factory=dict)
+    tf_totals_before: dict[str, int] = field(default_factory=dict)
+    model: Optional[MatchModel] = None
+    records_filed: int = 0
+    next_calibration: int = 0
+    phone_total: int = 0
+    phone_regions: dict[str, int] = field(default_factory=dict)
+    learned_regions: list[str] = field(default_factory=list)
+    bans: dict[str, tuple[frozenset[str], frozenset[str], str]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Changes:
+    """What deciding on a slice changed, as parts."""
+
+    nodes: list[NodePart]
+    profiles: list[ProfilePart]
+    gone_profiles: list[str]
+    aliases: dict[str, str]
+    gone_aliases: list[str]
+    blocks: dict[str, list[str]]
+    values: dict[tuple[str, str], int]  # increments
+    totals: dict[str, int]  # increments of the records with a value for each field
+    records_filed: int
+    phone_total: int
+    phone_regions: dict[str, int]  # increments
+
+
+def _pair(a: str, b: str) -> Pair:
+    return (a, b) if a < b else (b, a)
+
+
+def node_part(st: ResolverState, n: int) -> NodePart:
+    """Everything ``st`` holds of identifier ``n``."""
+    keys = st.node_keys
+    key = keys[n]
+    part = NodePart(key, st.node_profile[n], n in st.shared)
+    a = st.adj.get(n)
+    if a is not None:
+        part.adj = {keys[m]: ev for m, ev in a.items()}
+    f = st.fuzzy.get(n)
+    if f is not None:
+        part.fuzzy = {keys[m]: ev for m, ev in f.items()}
+    v: Any = st.node_traits.get(n)
+    if v is not None:
+        part.traits = dict(v)
+    v = st.refused.get(n)
+    if v is not None:
+        part.refused = set(v)
+    part.first = st.node_first.get(n)
+    v = st.records.get(n)
+    if v is not None:
+        part.records = list(v)
+    part.session_last = st.session_last.get(n)
+    v = st.session_pending.get(n)
+    if v is not None:
+        part.session_pending = list(v)
+    v = st.weak_anon.get(n)
+    if v is not None:
+        part.weak_anon = list(v)
+    v = st.weak_uses.get(n)
+    if v is not None:
+        part.weak_uses = list(v)
+    v = st.shared_users.get(n)
+    if v is not None:
+        part.shared_users = list(v)
+    part.span = st.node_span.get(n)
+    part.phone_counted = n in st.phone_counted
+    v = st.ban_sides.get(n)
+    if v is not None:
+        part.ban_sides = dict(v)
+    return part
+
+
+def review_parts(st: ResolverState, nodes: set[int], parts: dict[int, NodePart]) -> None:
+    """Puts the reviews of ``st`` that ``nodes`` are a side of into their ``parts``."""
+    keys = st.node_keys
+    for review, (a, b) in st.reviews.items():
+        for n in (a, b):
+            if n in nodes:
+                p = parts[n]
+                if p.reviews is None:
+                    p.reviews = {}
+                p.reviews[review] = (keys[a], keys[b])
+    for source, attr in ((st.review_pairs, "review_pairs"), (st.review_rejected, "review_rejected")):
+        for a, b in source:
+            for n in (a, b):
+                if n in nodes:
+                    p = parts[n]
+                    held = getattr(p, attr)
+                    if held is None:
+                        held = set()
+                        setattr(p, attr, held)
+                    held.add(_pair(keys[a], keys[b]))
+
+
+def profile_part(st: ResolverState, prof: Profile) -> ProfilePart:
+    keys = st.node_keys
+    return ProfilePart(prof.id, prof.created_at, frozenset(keys[n] for n in prof.nodes), dict(prof.counts),
+                       frozenset(prof.traits), prof.first, prof.named)
+
+
+def shared_of(st: ResolverState, bans: Optional[Iterable[str]] = None) -> Shared:
+    """The statistics and model of ``st`` (with its bans, or only the ``bans`` named)."""
+    keys = st.node_keys
+    chosen = st.bans if bans is None else {b: st.bans[b] for b in bans}
+    return Shared(st.tf_epoch, dict(st.value_totals), dict(st.tf_totals_before), st.model, st.records_filed,
+                  st.next_calibration, st.phone_total, dict(st.phone_regions), list(st.learned_regions),
+                  {b: (frozenset(keys[n] for n in one), frozenset(keys[n] for n in two), by)
+                   for b, (one, two, by) in chosen.items()})
+
+
+def neighbours_of(part: NodePart) -> Iterable[str]:
+    """The identifiers ``part`` points to (what a slice holding it holds at least as an edge)."""
+    if part.adj:
+        yield from part.adj
+    if part.fuzzy:
+        yield from part.fuzzy
+    for held in (part.review_pairs, part.review_rejected):
+        if held:
+            for a, b in held:
+                yield a
+                yield b
+    if part.reviews:
+        for a, b in part.reviews.values():
+            yield a
+            yield b
+
+
+def wanted_values(parts: Iterable[NodePart]) -> set[tuple[str, str]]:
+    """The ``(field, value)`` pairs of the records ``parts`` hold (whose counts deciding may read)."""
+    out: set[tuple[str, str]] = set()
+    for p in parts:
+        for rec in p.records or ():
+            for f in FREQUENCY_FIELDS:
+                v = getattr(rec, f)
+                if v is not None:
+                    out.add((f, v))
+    return out
+
+
+class Slice:
+    """A ``ResolverState`` built from parts (``state``), and what deciding on it changed (``changes``)."""
+
+    def __init__(self, core: Iterable[NodePart], edge: dict[str, Optional[str]], profiles: Iterable[ProfilePart],
+                 aliases: dict[str, str], blocks: dict[str, list[str]],
+                 values: dict[tuple[str, str], tuple[int, Optional[int]]], shared: Shared, position: int):
+        core = sorted(core, key=lambda p: p.key)
+        inside = {p.key for p in core}
+        edge_keys = sorted(k for k in edge if k not in inside)
+        st = self.state = ResolverState()
+        keys = [p.key for p in core] + edge_keys
+        st.node_keys = keys
+        st.node_types = [node_type(k) for k in keys]
+        st.node_index = index = {k: i for i, k in enumerate(keys)}
+        st.node_profile = [p.profile for p in core] + [edge[k] for k in edge_keys]
+        self.core = len(core)
+        self.size = len(keys)
+        for i, p in enumerate(core):
+            if p.shared:
+                st.shared.add(i)
+            if p.adj is not None:
+                st.adj[i] = {index[k]: ev for k, ev in p.adj.items()}
+            if p.fuzzy is not None:
+                st.fuzzy[i] = {index[k]: ev for k, ev in p.fuzzy.items()}
+            if p.traits is not None:
+                st.node_traits[i] = dict(p.traits)
+            if p.refused is not None:
+                st.refused[i] = set(p.refused)
+            if p.first is not None:
+                st.node_first[i] = p.first
+            if p.records is not None:
+                st.records[i] = list(p.records)
+            if p.session_last is not None:
+                st.session_last[i] = p.session_last
+            if p.session_pending is not None:
+                st.session_pending[i] = list(p.session_pending)
+            if p.weak_anon is not None:
+                st.weak_anon[i] = list(p.weak_anon)
+            if p.weak_uses is not None:
+                st.weak_uses[i] = list(p.weak_uses)
+            if p.shared_users is not None:
+                st.shared_users[i] = list(p.shared_users)
+            if p.span is not None:
+                st.node_span[i] = p.span
+            if p.phone_counted:
+                st.phone_counted.add(i)
+            if p.ban_sides is not None:
+                st.ban_sides[i] = dict(p.ban_sides)
+            if p.reviews:
+                for review, (a, b) in p.reviews.items():
+                    st.reviews[review] = (index[a], index[b])
+            for held, into in ((p.review_pairs, st.review_pairs), (p.review_rejected, st.review_rejected)):
+                if held:
+                    for a, b in held:
+                        x, y = index[a], index[b]
+                        into.add((x, y) if x < y else (y, x))
+        st.bans = {b: (frozenset(index[k] for k in one), frozenset(index[k] for k in two), by)
+                   for b, (one, two, by) in shared.bans.items()
+                   if all(k in index for k in one) and all(k in index for k in two)}
+        st.blocks = {b: [index[k] for k in nodes] for b, nodes in blocks.items()}
+        st.profiles = ScopedNames({p.id: Profile(p.id, p.created_at, {index[k] for k in p.nodes}, dict(p.counts),
+                                                 set(p.traits), p.first, p.named) for p in profiles})
+        st.aliases = ScopedNames(aliases)
+        for key, (count, before) in values.items():
+            if count:
+                st.value_counts[key] = count
+            if before is not None:
+                st.tf_before[key] = before
+        st.value_totals = dict(shared.value_totals)
+        st.tf_totals_before = dict(shared.tf_totals_before)
+        st.tf_epoch = shared.tf_epoch
+        st.model = shared.model
+        st.records_filed = shared.records_filed
+        st.next_calibration = shared.next_calibration
+        st.phone_total = shared.phone_total
+        st.phone_regions = dict(shared.phone_regions)
+        st.learned_regions = list(shared.learned_regions)
+        st.events_before = position
+        self._profiles = set(st.profiles)
+        self._aliases = dict(aliases)
+        self._values = {key: count for key, (count, _) in values.items()}
+        self._totals = dict(shared.value_totals)
+        self._filed = shared.records_filed
+        self._phones = shared.phone_total
+        self._regions = dict(shared.phone_regions)
+
+    def asked(self) -> tuple[set[str], set[str]]:
+        """Profile IDs and alias names deciding asked about that the slice did not hold."""
+        st = self.state
+        return (st.profiles.asked if isinstance(st.profiles, ScopedNames) else set(),
+                st.aliases.asked if isinstance(st.aliases, ScopedNames) else set())
+
+    def changes(self) -> Changes:
+        st = self.state
+        mine = range(self.core) if len(st.node_keys) == self.size else \
+            [*range(self.core), *range(self.size, len(st.node_keys))]
+        parts = {n: node_part(st, n) for n in mine}
+        review_parts(st, set(parts), parts)
+        live = set(st.profiles)
+        aliases = {a: t for a, t in st.aliases.items() if self._aliases.get(a) != t}
+        gone_aliases = sorted((set(self._aliases) - set(st.aliases)) | (live - self._profiles))
+        values = {}
+        for key, count in st.value_counts.items():
+            d = count - self._values.get(key, 0)
+            if d:
+                values[key] = d
+        totals = {f: t - self._totals.get(f, 0) for f, t in st.value_totals.items() if t != self._totals.get(f, 0)}
+        regions = {r: c - self._regions.get(r, 0) for r, c in st.phone_regions.items() if c != self._regions.get(r, 0)}
+        return Changes(list(parts.values()), [profile_part(st, st.profiles[p]) for p in sorted(live)],
+                       sorted(self._profiles - live), aliases, gone_aliases,
+                       {b: [st.node_keys[n] for n in nodes] for b, nodes in st.blocks.items()}, values, totals,
+                       st.records_filed - self._filed, st.phone_total - self._phones, regions)

@@ -1,0 +1,332 @@
+"""Deciding on shards that each own part of the state, with the result of deciding every event in order.
+
+``streams.shards`` gives every shard a whole copy of the state and has every copy apply every decision. Here
+no process holds the whole state: every identifier, profile (and alias), blocking key and attribute value
+is owned by one shard (``resolver.owner``), and a shard holds only what it owns. A window of records goes:
+
+1. **footprints**: each valid event's identifiers and blocking keys are looked up at their owners (and the
+   identifiers they lead to: a shared identifier's customers, a blocking key's identifiers), which gives
+   its footprint (``resolver.footprint.items_of_parts``); the coordinator groups the events into chains;
+2. **slices**: each chain goes to one shard, which collects the parts its footprint names from their owners
+   (the profiles and all their identifiers, the blocks, the counts of the values its records hold),
+   builds the slice (``resolver.partition``) and decides the chain's events in order on it;
+3. **changes**: each shard sends what deciding changed to the owners (value counts and statistics as
+   increments), and the coordinator logs the window's entries in the order of its records.
+
+A slice that asked whether a profile ID was free, and the ID's owner holds it, means a chain may have decided
+otherwise than in order (rare: the name of an absorbed profile taken back); the window is then decided in
+order on the whole state. So is the start of an epoch that re-estimates the match model, which reads all
+records and every pending review. What the coordinator keeps is the event IDs decided (duplicates), the
+rejected records and the statistics every event reads (``resolver.partition.Shared``).
+
+This module holds that logic without transport, in one process (``LocalKeyShards``): the reference the tests
+compare with deciding in order, and what ``benchmarks/key_shards.py`` measures (parts read and written at
+other shards per event, each shard's work).
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from typing import Any, Iterable, Optional
+
+from resolver import epochs, footprint
+from resolver.calibration import distinct_of
+from resolver.config import ResolverConfig
+from resolver.engine import Resolver
+from resolver.ids import event_digest
+from resolver.owner import PartStore, owner_of, route, value_name
+from resolver.partition import NodePart, ProfilePart, Slice, neighbours_of, shared_of, wanted_values
+from resolver.state import ResolverState
+from schemas.channel import ChannelEvent
+from streams.pipeline import BLANK, VALID, RecordPipeline
+from streams.shards import Entry, Verdict, assign, entry_of, plan
+
+
+class LocalKeyShards:
+    """``n`` shards owning the state by key, and their coordinator, in this process: ``decide(records)`` gives
+    the log entries of deciding the raw records in order (rejections keyed ``record:<index>``)."""
+
+    def __init__(self, config: ResolverConfig, n: int, max_window: int = 1024, assigner: Any = assign,
+                 transport: bool = False):
+        self.config = config
+        self.n = n
+        self.max_window = max_window
+        self.stores = [PartStore(s, n) for s in range(n)]
+        self.shared = shared_of(ResolverState())
+        self.seen: dict[str, int] = {}  # event ID -> digest, of the events decided
+        # validates and normalizes records, and keeps the rejected ones' keys: it holds no identifier
+        self.reader = Resolver(config, state=ResolverState())
+        self.pipeline = RecordPipeline(self.reader)
+        self._assign = assigner
+        self._deciders = [Resolver(config) for _ in range(n)]  # (each shard's, moved from slice to slice)
+        self.calibrating = config.match_model is None and config.self_calibration and config.fuzzy_matching
+        # ``transport``: what crosses from one shard to another is pickled and read back, as a message would be
+        # (for benchmarks: its cost is counted in the work of the shards that send and receive it)
+        self.transport = transport
+        # what crosses between shards (parts read from and written to another shard than the deciding one; the
+        # coordinator's lookups count as remote), the bytes of it, how often a window was decided in order on
+        # the whole state; and per window the seconds of work: the coordinator's alone (planning, logging),
+        # the work any shard may take a share of (validating, normalizing, footprint lookups), each shard's
+        self.stats: dict[str, Any] = {"events": 0, "chains": 0, "reads": 0, "remote_reads": 0, "writes": 0,
+                                      "remote_writes": 0, "bytes": 0, "in_order_windows": 0, "calibrations": 0,
+                                      "windows": []}
+        self._work = [0.0] * n
+        self._epoch = -1
+
+    # ------------------------------------------------------------------------------ reads at owners
+    def _carry(self, got: Any) -> Any:
+        """``got`` as another shard receives it."""
+        data = pickle.dumps(got, pickle.HIGHEST_PROTOCOL)
+        self.stats["bytes"] += len(data)
+        return pickle.loads(data)
+
+    def _read(self, kind: str, name: str, at: int, what: str) -> Any:
+        s = owner_of(kind, value_name(name) if kind == "v" else name, self.n)
+        store = self.stores[s]
+        got = store.value(name, self._epoch) if kind == "v" else getattr(store, what).get(name)
+        self.stats["reads"] += 1
+        if s != at:
+            self.stats["remote_reads"] += 1
+            if self.transport and got is not None:
+                if at < 0 and kind == "k":  # (a footprint lookup: what footprints read of the identifier)
+                    self._carry((got.profile, got.shared_users, got.session_last, got.weak_uses, got.refused))
+                else:
+                    got = self._carry(got)
+        return got
+
+    def _node(self, key: str, at: int = -1) -> Optional[NodePart]:
+        return self._read("k", key, at, "nodes")
+
+    def _block(self, key: str, at: int = -1) -> Optional[list[str]]:
+        return self._read("b", key, at, "blocks")
+
+    def _profile(self, pid: str, at: int) -> Optional[ProfilePart]:
+        return self._read("p", pid, at, "profiles")
+
+    # ------------------------------------------------------------------------------ the coordinator
+    def decide(self, records: list[bytes]) -> list[Entry]:
+        out: list[Entry] = []
+        i = 0
+        while i < len(records):
+            position = len(self.seen)
+            take = records[i:i + epochs.room(position, self.max_window)]
+            started = time.perf_counter()
+            self._work = [0.0] * self.n
+            epoch = self._epoch = epochs.epoch_of(position)
+            if epoch != self.shared.tf_epoch:
+                self.shared.tf_epoch = epoch
+                self.shared.tf_totals_before = {}
+            begun = self._begin(position, take, epoch)
+            applied = sum(self._work)  # (the owners applying what the epoch's start changed)
+            shared_work = time.perf_counter()
+            verdicts: dict[int, Verdict] = {}
+            parsed: dict[int, tuple[ChannelEvent, list[tuple[str, str]]]] = {}
+            for b, raw in enumerate(take):
+                outcome = self.pipeline.check(raw)
+                if outcome.kind == VALID:
+                    event = outcome.event
+                    node_keys, blocks, values = self.reader.keys_of(event)
+                    items = footprint.items_of_parts(event.event_id, node_keys, blocks, self._node, self._block)
+                    verdicts[b] = Verdict(True, event.event_id, event_digest(event), frozenset(items))
+                    parsed[b] = (event, values)
+                elif outcome.kind != BLANK:
+                    verdicts[b] = Verdict(False, outcome.event_id, reason=outcome.reason, detail=outcome.detail)
+            shared_work = time.perf_counter() - shared_work
+            slots, chains = plan(verdicts, len(take), self.seen.get)
+            events = [slot for slot in slots if slot.kind == "event"]
+            work = [(parsed[slot.index][0], parsed[slot.index][1], verdicts[slot.index].footprint) for slot in events]
+            on_shards = time.perf_counter()
+            decided = self._on_slices(position, epoch, chains, work)
+            if decided is None:
+                self.stats["in_order_windows"] += 1
+                decided = self._in_order(position, epoch, [w[0] for w in work])
+            on_shards = time.perf_counter() - on_shards
+            self.stats["events"] += len(events)
+            self.stats["chains"] += len(chains)
+            for slot in slots:
+                if slot.kind == "event":
+                    for d in decided[slot.event]:
+                        if d["type"] == "interaction_recorded":
+                            self.seen[d["event_id"]] = d.get("digest", -1)
+                    out.append(entry_of(slot, decided, begun))
+                elif slot.kind == "rejected":
+                    entry = self.reader.reject(f"record:{i + slot.index}", {}, slot.reason or "", "",
+                                               slot.event_id, slot.detail)
+                    if entry:
+                        out.append(entry)
+            total = time.perf_counter() - started
+            self.stats["windows"].append((total - shared_work - on_shards - applied, shared_work, list(self._work)))
+            i += len(take)
+        return out
+
+    def _begin(self, position: int, records: list[bytes], epoch: int) -> Entry:
+        """The decisions that begin the epoch a window at ``position`` starts (none unless it starts one):
+        on the whole state when the match model is due to be re-estimated, else on the statistics alone."""
+        if not epochs.starts(position):
+            return []
+        first = None
+        for raw in records:
+            outcome = self.pipeline.check(raw)
+            if outcome.kind == VALID and outcome.event.event_id not in self.seen:
+                first = outcome.event
+                break
+        if first is None:
+            return []
+        records = None
+        if self.calibrating and self.shared.records_filed >= self.shared.next_calibration:
+            # the match model is re-estimated from every distinct record (each shard sends its own), and
+            # the pending reviews are scored again: on a slice of their identifiers and profiles
+            self.stats["calibrations"] += 1
+            held = []
+            for store in self.stores:
+                mine = distinct_of(p.records for p in store.nodes.values() if p.records)
+                held.append(self._carry(mine) if self.transport else mine)
+            records = distinct_of(held)
+            reviewing = {"k:" + key for store in self.stores for key in store.reviewing}
+            part = self._gather(-1, reviewing, (), position, epoch)
+        else:
+            part = Slice([], {}, [], {}, {}, {}, self.shared, position)
+        begun = Resolver(self.config, state=part.state).begin_epoch(position, first, records)
+        self._commit([(-1, part)], epoch)
+        st = part.state
+        self.shared.model = st.model
+        self.shared.next_calibration = st.next_calibration
+        self.shared.learned_regions = list(st.learned_regions)
+        self.reader.state.learned_regions = list(st.learned_regions)
+        return begun
+
+    def _on_slices(self, position: int, epoch: int, chains: list[list[int]],
+                   work: list[tuple[ChannelEvent, list[tuple[str, str]], frozenset[str]]]) -> Optional[dict[int, Entry]]:
+        """Each shard decides the chains ``assign`` gives it, in order, on one slice of their footprints; None
+        when a slice asked about a profile ID it did not hold and its owner does (nothing is changed then)."""
+        decided: dict[int, Entry] = {}
+        done: list[tuple[int, Slice]] = []
+        for s, mine in enumerate(self._assign(chains, self.n)):
+            if not mine:
+                continue
+            started = time.perf_counter()
+            events = [k for c in mine for k in chains[c]]
+            part = self._gather(s, set().union(*(work[k][2] for k in events)),
+                                [v for k in events for v in work[k][1]], position, epoch)
+            resolver = self._deciders[s]
+            resolver.use(part.state)
+            for k in events:
+                decided[k] = resolver.decide(work[k][0], position=position + k)
+            taken = self._taken(s, part)
+            self._work[s] += time.perf_counter() - started
+            if taken:
+                return None
+            done.append((s, part))
+        self._commit(done, epoch)
+        return decided
+
+    def _in_order(self, position: int, epoch: int, events: list[ChannelEvent]) -> dict[int, Entry]:
+        whole = self._whole(position, epoch)
+        resolver = Resolver(self.config, state=whole.state)
+        decided = {k: resolver.decide(event, position=position + k) for k, event in enumerate(events)}
+        self._commit([(-1, whole)], epoch)
+        return decided
+
+    # ------------------------------------------------------------------------------ a shard's work
+    def _gather(self, s: int, items: set[str], values: Iterable[tuple[str, str]], position: int,
+                epoch: int) -> Slice:
+        """The slice shard ``s`` builds for a chain with these footprint ``items`` and record ``values``."""
+        core: dict[str, NodePart] = {}
+        names: list[str] = []
+        blocks: dict[str, list[str]] = {}
+        for item in items:
+            kind, _, name = item.partition(":")
+            if kind == "k":
+                got = self._node(name, s)
+                if got is not None:
+                    core[name] = got
+            elif kind == "p":
+                names.append(name)
+            elif kind == "b":
+                filed = self._block(name, s)
+                if filed is not None:
+                    blocks[name] = filed
+                    for k in filed:
+                        if k not in core:
+                            core[k] = self._need(k, s)
+        profiles: dict[str, ProfilePart] = {}
+        for pid in names:
+            prof = self._profile(pid, s)
+            if prof is not None:
+                profiles[pid] = prof
+        for got in list(core.values()):  # (a block's identifier brings its profile)
+            pid = got.profile
+            if pid is not None and pid not in profiles:
+                prof = self._profile(pid, s)
+                assert prof is not None, f"identifier {got.key} names profile {pid}, which its owner does not hold"
+                profiles[pid] = prof
+        for prof in profiles.values():
+            for k in prof.nodes:
+                if k not in core:
+                    core[k] = self._need(k, s)
+        edge: dict[str, Optional[str]] = {}
+        pointed = [k for got in core.values() for k in neighbours_of(got)]
+        bans = {ban for got in core.values() if got.ban_sides for ban in got.ban_sides}
+        pointed += [k for ban in bans for side in self.shared.bans[ban][:2] for k in side]
+        for k in pointed:
+            if k not in core and k not in edge:
+                edge[k] = self._need(k, s).profile
+        aliases = {}
+        for pid in profiles:
+            target = self._read("p", pid, s, "aliases")
+            if target is not None:
+                aliases[pid] = target
+        wanted = set(values) | wanted_values(core.values())
+        counts = {key: self._read("v", key, s, "values") for key in wanted}
+        return Slice(core.values(), edge, profiles.values(), aliases, blocks, counts, self.shared, position)
+
+    def _need(self, key: str, at: int) -> NodePart:
+        got = self._node(key, at)
+        assert got is not None, f"identifier {key} is named by the state but its owner does not hold it"
+        return got
+
+    def _taken(self, s: int, part: Slice) -> bool:
+        """Whether a profile ID the slice asked about and did not hold is held at its owner."""
+        profiles, aliases = part.asked()
+        return any(self._read("p", pid, s, "profiles") is not None for pid in profiles) or \
+            any(self._read("p", name, s, "aliases") is not None for name in aliases)
+
+    def _whole(self, position: int, epoch: int) -> Slice:
+        """The whole state as one slice (every part of every shard)."""
+        nodes = [p for store in self.stores for p in store.nodes.values()]
+        values = {key: store.value(key, epoch) for store in self.stores for key in store.values}
+        return Slice(nodes, {}, [p for store in self.stores for p in store.profiles.values()],
+                     {a: t for store in self.stores for a, t in store.aliases.items()},
+                     {b: nodes for store in self.stores for b, nodes in store.blocks.items()}, values,
+                     self.shared, position)
+
+    def _commit(self, done: list[tuple[int, Slice]], epoch: int) -> None:
+        """Each slice's changes sent to their owners (from shard ``s``; -1: the coordinator), and the
+        statistics' increments to the coordinator."""
+        shared = self.shared
+        for s, part in done:
+            started = time.perf_counter()
+            changes = part.changes()
+            routed = route(changes, self.n)
+            if s >= 0:
+                self._work[s] += time.perf_counter() - started
+            for owner, mine in routed.items():
+                started = time.perf_counter()
+                writes = len(mine.nodes) + len(mine.profiles) + len(mine.blocks) + len(mine.values)
+                self.stats["writes"] += writes
+                if owner != s:
+                    self.stats["remote_writes"] += writes
+                    if self.transport:
+                        mine = self._carry(mine)
+                self.stores[owner].apply(mine, epoch)
+                self._work[owner] += time.perf_counter() - started
+            for f, d in changes.totals.items():
+                t = shared.value_totals.get(f, 0)
+                if f not in shared.tf_totals_before:
+                    shared.tf_totals_before[f] = t
+                shared.value_totals[f] = t + d
+            shared.records_filed += changes.records_filed
+            shared.phone_total += changes.phone_total
+            for region, d in changes.phone_regions.items():
+                shared.phone_regions[region] = shared.phone_regions.get(region, 0) + d

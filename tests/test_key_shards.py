@@ -1,0 +1,69 @@
+"""Deciding on shards that each own part of the state by key (``streams.key_shards``): any number of shards,
+window size and assignment of chains to shards gives the log of deciding every record in order, and no shard
+holds another's part."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from resolver.config import ResolverConfig
+from resolver.owner import owner_of, value_name
+from streams.key_shards import LocalKeyShards
+from tests.test_shards import _random_assigner, corpus, in_order_raw, with_noise
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(40, 260), st.integers(1, 5), st.integers(1, 300),
+       st.integers(8, 120), st.randoms(use_true_random=False))
+def test_any_shards_windows_and_assignment_give_the_log_of_deciding_in_order(seed, n, shards, window, people,
+                                                                              rnd):
+    records = with_noise(corpus(random.Random(seed), n, people=people), random.Random(seed))
+    config = ResolverConfig()
+    got = LocalKeyShards(config, shards, window, _random_assigner(rnd)).decide(records)
+    assert got == in_order_raw(records, config)
+
+
+def test_a_long_corpus_where_every_guard_acts_on_three_shards():
+    records = with_noise(corpus(random.Random(7), 1800, people=140), random.Random(8))
+    config = ResolverConfig()
+    expected = in_order_raw(records, config)
+    kinds = {d["type"] for entry in expected for d in entry}
+    assert {"identifier_flagged", "link_refused", "profile_split", "probable_link", "possible_match",
+            "profiles_merged", "model_estimated", "profile_renamed", "event_rejected"} <= kinds
+    shards = LocalKeyShards(config, 3, 128)
+    assert shards.decide(records) == expected
+    # each shard holds only what it owns, and between them everything
+    for store in shards.stores:
+        assert all(owner_of("k", key, 3) == store.shard for key in store.nodes)
+        assert all(owner_of("p", pid, 3) == store.shard for pid in store.profiles)
+        assert all(owner_of("b", key, 3) == store.shard for key in store.blocks)
+        assert all(owner_of("v", value_name(key), 3) == store.shard for key in store.values)
+    held = [len(store.nodes) for store in shards.stores]
+    assert min(held) > 0.2 * sum(held)
+    assert shards.stats["in_order_windows"] == 0 and shards.stats["remote_writes"] > 0
+
+
+def test_more_records_later_continue_where_the_shards_left_off():
+    records = with_noise(corpus(random.Random(11), 600, people=50), random.Random(12))
+    config = ResolverConfig()
+    shards = LocalKeyShards(config, 2, 64)
+    got = shards.decide(records[:250]) + shards.decide(records[250:])
+    expected = in_order_raw(records, config)
+    # (the rejections are keyed by their index in each call)
+    strip = lambda log: [[{k: v for k, v in d.items() if k != "key"} for d in e] for e in log]  # noqa: E731
+    assert strip(got) == strip(expected)
+
+
+def test_pending_reviews_scored_again_at_a_re_estimation_on_shards():
+    from tests.test_calibration import population
+
+    events, _ = population(400, seed=3)
+    records = [e.model_dump_json().encode() for e in events]
+    config = ResolverConfig()
+    expected = in_order_raw(records, config)
+    assert any(d.get("rule") == "model_rescored" for entry in expected for d in entry)
+    shards = LocalKeyShards(config, 3, 100, transport=True)
+    assert shards.decide(records) == expected
+    assert shards.stats["calibrations"] == 2
