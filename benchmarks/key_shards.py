@@ -82,8 +82,8 @@ def main() -> int:
     print(f"{len(records):,} records, {events:,} events; in order, one resolver: {seconds:.1f} s "
           f"({events / seconds:,.0f} events/s)")
     print("| shards | same log | parts read elsewhere / event | parts written elsewhere / event | KB sent / event "
-          "| windows in order | us/event: coordinator / shared / shards | model events/s | x one shard "
-          "| busiest shard |")
+          "| windows in order | us/event: coordinator (re-estimating) / shared / shards "
+          "| model events/s | x one shard | busiest shard |")
     print("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|")
     base = None
     for n in [int(x) for x in args.shards.split(",")]:
@@ -97,6 +97,7 @@ def main() -> int:
         shared = sum(w[1] for w in windows)
         own = sum(sum(w[2]) for w in windows)
         busiest = sum(max(w[2]) for w in windows)
+        calibrating = st["calibration_seconds"]
         modelled = alone + shared / n + busiest
         if base is None and n == 1:
             base = modelled
@@ -104,7 +105,7 @@ def main() -> int:
         share = busiest / own if own else 0.0
         print(f"| {n} | {'yes' if digest(got) == want else 'NO'} | {st['remote_reads'] / ev:.2f} | "
               f"{st['remote_writes'] / ev:.2f} | {st['bytes'] / ev / 1024:.2f} | "
-              f"{st['in_order_windows']} of {len(windows)} | {alone / ev * 1e6:.0f} / {shared / ev * 1e6:.0f} / "
+              f"{st['in_order_windows']} of {len(windows)} | {alone / ev * 1e6:.0f} ({calibrating / ev * 1e6:.0f}) / {shared / ev * 1e6:.0f} / "
               f"{own / ev * 1e6:.0f} | {ev / modelled:,.0f} | {speed} | {share:.1%} |", flush=True)
     return 0
 

@@ -256,6 +256,11 @@ class Slice:
                  aliases: dict[str, str], blocks: dict[str, list[str]],
                  values: dict[tuple[str, str], tuple[int, Optional[int]]], shared: Shared, position: int):
         core = sorted(core, key=lambda p: p.key)
+        profiles = list(profiles)
+        # (what was given, to send back only what changed)
+        self._given = core
+        self._given_profiles = {p.id: p for p in profiles}
+        self._given_blocks = blocks
         inside = {p.key for p in core}
         edge_keys = sorted(k for k in edge if k not in inside)
         st = self.state = ResolverState()
@@ -342,12 +347,27 @@ class Slice:
                 st.aliases.asked if isinstance(st.aliases, ScopedNames) else set())
 
     def changes(self) -> Changes:
+        """What deciding on the slice changed: the identifiers, profiles and blocks that differ from what it
+        was given (and the new ones), the profiles and aliases gone, the counts' increments."""
         st = self.state
         mine = range(self.core) if len(st.node_keys) == self.size else \
             [*range(self.core), *range(self.size, len(st.node_keys))]
         parts = {n: node_part(st, n) for n in mine}
         review_parts(st, set(parts), parts)
+        given = self._given
+        nodes = [p for n, p in parts.items() if n >= self.core or p != given[n]]
         live = set(st.profiles)
+        profiles = []
+        for pid in sorted(live):
+            prof = profile_part(st, st.profiles[pid])
+            if prof != self._given_profiles.get(pid):
+                profiles.append(prof)
+        blocks = {}
+        keys = st.node_keys
+        for b, filed in st.blocks.items():
+            now = [keys[n] for n in filed]
+            if now != self._given_blocks.get(b):
+                blocks[b] = now
         aliases = {a: t for a, t in st.aliases.items() if self._aliases.get(a) != t}
         gone_aliases = sorted((set(self._aliases) - set(st.aliases)) | (live - self._profiles))
         values = {}
@@ -357,7 +377,5 @@ class Slice:
                 values[key] = d
         totals = {f: t - self._totals.get(f, 0) for f, t in st.value_totals.items() if t != self._totals.get(f, 0)}
         regions = {r: c - self._regions.get(r, 0) for r, c in st.phone_regions.items() if c != self._regions.get(r, 0)}
-        return Changes(list(parts.values()), [profile_part(st, st.profiles[p]) for p in sorted(live)],
-                       sorted(self._profiles - live), aliases, gone_aliases,
-                       {b: [st.node_keys[n] for n in nodes] for b, nodes in st.blocks.items()}, values, totals,
-                       st.records_filed - self._filed, st.phone_total - self._phones, regions)
+        return Changes(nodes, profiles, sorted(self._profiles - live), aliases, gone_aliases, blocks, values,
+                       totals, st.records_filed - self._filed, st.phone_total - self._phones, regions)

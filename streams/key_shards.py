@@ -40,14 +40,14 @@ from resolver.partition import NodePart, ProfilePart, Slice, neighbours_of, shar
 from resolver.state import ResolverState
 from schemas.channel import ChannelEvent
 from streams.pipeline import BLANK, VALID, RecordPipeline
-from streams.shards import Entry, Verdict, assign, entry_of, plan
+from streams.shards import Entry, Verdict, entry_of, plan
 
 
 class LocalKeyShards:
     """``n`` shards owning the state by key, and their coordinator, in this process: ``decide(records)`` gives
     the log entries of deciding the raw records in order (rejections keyed ``record:<index>``)."""
 
-    def __init__(self, config: ResolverConfig, n: int, max_window: int = 1024, assigner: Any = assign,
+    def __init__(self, config: ResolverConfig, n: int, max_window: int = 1024, assigner: Any = None,
                  transport: bool = False):
         self.config = config
         self.n = n
@@ -70,6 +70,7 @@ class LocalKeyShards:
         # the work any shard may take a share of (validating, normalizing, footprint lookups), each shard's
         self.stats: dict[str, Any] = {"events": 0, "chains": 0, "reads": 0, "remote_reads": 0, "writes": 0,
                                       "remote_writes": 0, "bytes": 0, "in_order_windows": 0, "calibrations": 0,
+                                      "calibration_seconds": 0.0,
                                       "windows": []}
         self._work = [0.0] * n
         self._epoch = -1
@@ -110,20 +111,36 @@ class LocalKeyShards:
         i = 0
         while i < len(records):
             position = len(self.seen)
-            take = records[i:i + epochs.room(position, self.max_window)]
             started = time.perf_counter()
+            # the window: records up to the end of the epoch, counted in new events (validated here: it is
+            # work any shard may take a share of)
+            room, j = epochs.room(position, self.max_window), i
+            outcomes: list[Any] = []
+            new: set[str] = set()
+            first: Optional[ChannelEvent] = None
+            while j < len(records) and len(new) < room and j - i < 4 * self.max_window:
+                outcome = self.pipeline.check(records[j])
+                outcomes.append(outcome)
+                if outcome.kind == VALID:
+                    eid = outcome.event.event_id
+                    if eid not in self.seen and eid not in new:
+                        new.add(eid)
+                        if first is None:
+                            first = outcome.event
+                j += 1
+            take = records[i:j]
+            validating = time.perf_counter() - started
             self._work = [0.0] * self.n
             epoch = self._epoch = epochs.epoch_of(position)
             if epoch != self.shared.tf_epoch:
                 self.shared.tf_epoch = epoch
                 self.shared.tf_totals_before = {}
-            begun = self._begin(position, take, epoch)
+            begun = self._begin(position, first, epoch)
             applied = sum(self._work)  # (the owners applying what the epoch's start changed)
             shared_work = time.perf_counter()
             verdicts: dict[int, Verdict] = {}
             parsed: dict[int, tuple[ChannelEvent, list[tuple[str, str]]]] = {}
-            for b, raw in enumerate(take):
-                outcome = self.pipeline.check(raw)
+            for b, outcome in enumerate(outcomes):
                 if outcome.kind == VALID:
                     event = outcome.event
                     node_keys, blocks, values = self.reader.keys_of(event)
@@ -132,7 +149,7 @@ class LocalKeyShards:
                     parsed[b] = (event, values)
                 elif outcome.kind != BLANK:
                     verdicts[b] = Verdict(False, outcome.event_id, reason=outcome.reason, detail=outcome.detail)
-            shared_work = time.perf_counter() - shared_work
+            shared_work = time.perf_counter() - shared_work + validating
             slots, chains = plan(verdicts, len(take), self.seen.get)
             events = [slot for slot in slots if slot.kind == "event"]
             work = [(parsed[slot.index][0], parsed[slot.index][1], verdicts[slot.index].footprint) for slot in events]
@@ -160,24 +177,19 @@ class LocalKeyShards:
             i += len(take)
         return out
 
-    def _begin(self, position: int, records: list[bytes], epoch: int) -> Entry:
-        """The decisions that begin the epoch a window at ``position`` starts (none unless it starts one):
-        on the whole state when the match model is due to be re-estimated, else on the statistics alone."""
-        if not epochs.starts(position):
-            return []
-        first = None
-        for raw in records:
-            outcome = self.pipeline.check(raw)
-            if outcome.kind == VALID and outcome.event.event_id not in self.seen:
-                first = outcome.event
-                break
-        if first is None:
+    def _begin(self, position: int, first: Optional[ChannelEvent], epoch: int) -> Entry:
+        """The decisions that begin the epoch a window at ``position`` starts (none unless it starts one),
+        attributed to ``first``, the window's first new event: when the match model is due to be
+        re-estimated, from every distinct record and on a slice of the pending reviews; else on the
+        statistics alone."""
+        if not epochs.starts(position) or first is None:
             return []
         records = None
         if self.calibrating and self.shared.records_filed >= self.shared.next_calibration:
             # the match model is re-estimated from every distinct record (each shard sends its own), and
             # the pending reviews are scored again: on a slice of their identifiers and profiles
             self.stats["calibrations"] += 1
+            calibrating = time.perf_counter()
             held = []
             for store in self.stores:
                 mine = distinct_of(p.records for p in store.nodes.values() if p.records)
@@ -188,6 +200,8 @@ class LocalKeyShards:
         else:
             part = Slice([], {}, [], {}, {}, {}, self.shared, position)
         begun = Resolver(self.config, state=part.state).begin_epoch(position, first, records)
+        if records is not None:
+            self.stats["calibration_seconds"] += time.perf_counter() - calibrating
         self._commit([(-1, part)], epoch)
         st = part.state
         self.shared.model = st.model
@@ -202,7 +216,11 @@ class LocalKeyShards:
         when a slice asked about a profile ID it did not hold and its owner does (nothing is changed then)."""
         decided: dict[int, Entry] = {}
         done: list[tuple[int, Slice]] = []
-        for s, mine in enumerate(self._assign(chains, self.n)):
+        if self._assign is None:  # (by the size of their footprints: what a shard collects grows with it)
+            picks = assign_weighted(chains, [len(set().union(*(work[k][2] for k in c))) for c in chains], self.n)
+        else:
+            picks = self._assign(chains, self.n)
+        for s, mine in enumerate(picks):
             if not mine:
                 continue
             started = time.perf_counter()
@@ -330,3 +348,17 @@ class LocalKeyShards:
             shared.phone_total += changes.phone_total
             for region, d in changes.phone_regions.items():
                 shared.phone_regions[region] = shared.phone_regions.get(region, 0) + d
+
+
+def assign_weighted(chains: list[list[int]], weights: list[int], shards: int) -> list[list[int]]:
+    """Which chains each shard decides: the heaviest first, each to the shard with the least weight so far
+    (ties to the lowest shard); each shard's chains in order."""
+    load = [0] * shards
+    out: list[list[int]] = [[] for _ in range(shards)]
+    for c in sorted(range(len(chains)), key=lambda c: (-weights[c], c)):
+        s = min(range(shards), key=lambda k: (load[k], k))
+        out[s].append(c)
+        load[s] += weights[c]
+    for picks in out:
+        picks.sort()
+    return out
