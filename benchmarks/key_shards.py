@@ -34,7 +34,7 @@ from resolver.config import ResolverConfig  # noqa: E402
 from resolver.engine import Resolver  # noqa: E402
 from streams.key_shards import LocalKeyShards  # noqa: E402
 from streams.ordering import time_ordered  # noqa: E402
-from streams.pipeline import ACCEPTED, BLANK, DUPLICATE, RecordPipeline  # noqa: E402
+from streams.shards import in_order as decide_in_order  # noqa: E402
 
 
 def digest(entries: list) -> str:
@@ -45,18 +45,8 @@ def digest(entries: list) -> str:
 
 
 def in_order(records: list[bytes], config: ResolverConfig) -> tuple[list, float]:
-    resolver = Resolver(config)
-    pipeline = RecordPipeline(resolver)
-    out = []
     started = time.perf_counter()
-    for i, raw in enumerate(records):
-        outcome = pipeline.process(raw)
-        if outcome.kind == ACCEPTED:
-            out.append(outcome.decisions)
-        elif outcome.kind not in (BLANK, DUPLICATE):
-            entry = resolver.reject(f"record:{i}", {}, outcome.reason, "", outcome.event_id, outcome.detail)
-            if entry:
-                out.append(entry)
+    out = decide_in_order(records, Resolver(config))
     return out, time.perf_counter() - started
 
 

@@ -140,45 +140,29 @@ def _pair(a: str, b: str) -> Pair:
     return (a, b) if a < b else (b, a)
 
 
+# what the state holds per identifier besides its edges, as (``ResolverState`` field, ``NodePart`` field, how
+# a value is copied: None when it is not changed in place)
+_PER_NODE: tuple[tuple[str, str, Any], ...] = (
+    ("node_traits", "traits", dict), ("refused", "refused", set), ("node_first", "first", None),
+    ("records", "records", list), ("session_last", "session_last", None), ("session_pending", "session_pending", list),
+    ("weak_anon", "weak_anon", list), ("weak_uses", "weak_uses", list), ("shared_users", "shared_users", list),
+    ("node_span", "span", None), ("ban_sides", "ban_sides", dict))
+
+
 def node_part(st: ResolverState, n: int) -> NodePart:
     """Everything ``st`` holds of identifier ``n``."""
     keys = st.node_keys
-    key = keys[n]
-    part = NodePart(key, st.node_profile[n], n in st.shared)
+    part = NodePart(keys[n], st.node_profile[n], n in st.shared, phone_counted=n in st.phone_counted)
     a = st.adj.get(n)
     if a is not None:
         part.adj = {keys[m]: ev for m, ev in a.items()}
     f = st.fuzzy.get(n)
     if f is not None:
         part.fuzzy = {keys[m]: ev for m, ev in f.items()}
-    v: Any = st.node_traits.get(n)
-    if v is not None:
-        part.traits = dict(v)
-    v = st.refused.get(n)
-    if v is not None:
-        part.refused = set(v)
-    part.first = st.node_first.get(n)
-    v = st.records.get(n)
-    if v is not None:
-        part.records = list(v)
-    part.session_last = st.session_last.get(n)
-    v = st.session_pending.get(n)
-    if v is not None:
-        part.session_pending = list(v)
-    v = st.weak_anon.get(n)
-    if v is not None:
-        part.weak_anon = list(v)
-    v = st.weak_uses.get(n)
-    if v is not None:
-        part.weak_uses = list(v)
-    v = st.shared_users.get(n)
-    if v is not None:
-        part.shared_users = list(v)
-    part.span = st.node_span.get(n)
-    part.phone_counted = n in st.phone_counted
-    v = st.ban_sides.get(n)
-    if v is not None:
-        part.ban_sides = dict(v)
+    for field_, attr, copy in _PER_NODE:
+        v = getattr(st, field_).get(n)
+        if v is not None:
+            setattr(part, attr, v if copy is None else copy(v))
     return part
 
 
@@ -271,6 +255,7 @@ class Slice:
         st.node_profile = [p.profile for p in core] + [edge[k] for k in edge_keys]
         self.core = len(core)
         self.size = len(keys)
+        per_node = [(getattr(st, field_), attr, copy) for field_, attr, copy in _PER_NODE]
         for i, p in enumerate(core):
             if p.shared:
                 st.shared.add(i)
@@ -278,30 +263,12 @@ class Slice:
                 st.adj[i] = {index[k]: ev for k, ev in p.adj.items()}
             if p.fuzzy is not None:
                 st.fuzzy[i] = {index[k]: ev for k, ev in p.fuzzy.items()}
-            if p.traits is not None:
-                st.node_traits[i] = dict(p.traits)
-            if p.refused is not None:
-                st.refused[i] = set(p.refused)
-            if p.first is not None:
-                st.node_first[i] = p.first
-            if p.records is not None:
-                st.records[i] = list(p.records)
-            if p.session_last is not None:
-                st.session_last[i] = p.session_last
-            if p.session_pending is not None:
-                st.session_pending[i] = list(p.session_pending)
-            if p.weak_anon is not None:
-                st.weak_anon[i] = list(p.weak_anon)
-            if p.weak_uses is not None:
-                st.weak_uses[i] = list(p.weak_uses)
-            if p.shared_users is not None:
-                st.shared_users[i] = list(p.shared_users)
-            if p.span is not None:
-                st.node_span[i] = p.span
+            for field_, attr, copy in per_node:
+                v = getattr(p, attr)
+                if v is not None:
+                    field_[i] = v if copy is None else copy(v)
             if p.phone_counted:
                 st.phone_counted.add(i)
-            if p.ban_sides is not None:
-                st.ban_sides[i] = dict(p.ban_sides)
             if p.reviews:
                 for review, (a, b) in p.reviews.items():
                     st.reviews[review] = (index[a], index[b])

@@ -263,3 +263,23 @@ def first_new_event(resolver: Resolver, records: list[bytes]) -> Optional[Channe
         if outcome.kind == VALID and not resolver.is_duplicate(outcome.event.event_id):
             return outcome.event
     return None
+
+
+def in_order(records: list[bytes], resolver: Resolver) -> list[Entry]:
+    """The reference every way of deciding on shards is held to: the log entries of deciding the raw
+    records one after the other on ``resolver`` (rejections keyed ``record:<index>``, as ``LocalShards``
+    keys them)."""
+    from streams.pipeline import ACCEPTED, DUPLICATE
+
+    pipeline = RecordPipeline(resolver)
+    out = []
+    for i, raw in enumerate(records):
+        outcome = pipeline.process(raw)
+        if outcome.kind == ACCEPTED:
+            out.append(outcome.decisions)
+        elif outcome.kind not in (BLANK, DUPLICATE):
+            entry = resolver.reject(f"record:{i}", {}, outcome.reason, "", outcome.event_id, outcome.detail)
+            if entry:
+                out.append(entry)
+    return out
+

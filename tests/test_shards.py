@@ -11,7 +11,7 @@ from resolver import epochs, footprint
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver
 from schemas.channel import ChannelEvent
-from streams.shards import LocalShards, assign
+from streams.shards import LocalShards, assign, in_order as in_order_records
 
 FIRST = ["Ann", "Anne", "Bob", "Robert", "Cy", "Dana", "Eve"]
 LAST = ["Smith", "Smyth", "Jones", "Quark", "Lee"]
@@ -63,20 +63,7 @@ def in_order(events: list[ChannelEvent], config: ResolverConfig) -> list[list[di
 
 def in_order_raw(records: list[bytes], config: ResolverConfig) -> list[list[dict]]:
     """What deciding raw records one after the other logs (rejections keyed as ``LocalShards`` keys them)."""
-    from streams.pipeline import ACCEPTED, BLANK, DUPLICATE, RecordPipeline
-
-    resolver = Resolver(config)
-    pipeline = RecordPipeline(resolver)
-    out = []
-    for i, raw in enumerate(records):
-        outcome = pipeline.process(raw)
-        if outcome.kind == ACCEPTED:
-            out.append(outcome.decisions)
-        elif outcome.kind not in (BLANK, DUPLICATE):
-            entry = resolver.reject(f"record:{i}", {}, outcome.reason, "", outcome.event_id, outcome.detail)
-            if entry:
-                out.append(entry)
-    return out
+    return in_order_records(records, Resolver(config))
 
 
 def with_noise(events: list[ChannelEvent], rnd: random.Random) -> list[bytes]:
