@@ -8,14 +8,16 @@ resolver, then by N shards in this process, what crosses from one shard to anoth
 a message would be. Each window's work is timed in three parts: the coordinator's alone (planning the chains,
 putting the entries in order, the start of an epoch), the work any shard can take a share of (validating,
 normalizing, looking up footprints at the owners), and each shard's own (collecting its slice, deciding on
-it, sending the changes; applying the changes it owns). With N shards on N cores a window takes the
+it, sending the changes; applying the changes it owns; pickling what it sends). With N shards on N cores a window takes the
 coordinator's part, plus the shared part over N, plus the busiest shard's part; the run's sum of that,
 against the same sum for one shard, is the modelled speed-up. Round trips between processes are not in it
 (each window needs four: footprints, slices, changes, the next window's footprints); nor is the log.
 
 Printed per N: the log the same as in order (yes/no), parts read from and written to other shards per event,
 kilobytes sent per event, the share of windows decided in order on the whole state, each part's
-microseconds per event, modelled events/s and x one shard, and the busiest shard's share of the shards' work.
+microseconds per event, modelled events/s and x one shard, the busiest shard's share of the shards' work, and
+the heaviest chain's share of its window (in footprint items; the mean over the windows): no number of shards
+takes a window faster than its heaviest chain.
 """
 
 from __future__ import annotations
@@ -73,8 +75,8 @@ def main() -> int:
           f"({events / seconds:,.0f} events/s)")
     print("| shards | same log | parts read elsewhere / event | parts written elsewhere / event | KB sent / event "
           "| windows in order | us/event: coordinator (re-estimating) / shared / shards "
-          "| model events/s | x one shard | busiest shard |")
-    print("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|")
+          "| model events/s | x one shard | busiest shard | heaviest chain |")
+    print("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     base = None
     for n in [int(x) for x in args.shards.split(",")]:
         gc.collect()
@@ -93,10 +95,11 @@ def main() -> int:
             base = modelled
         speed = f"{base / modelled:.2f}" if base else ""
         share = busiest / own if own else 0.0
+        heaviest = sum(st["heaviest"]) / len(st["heaviest"]) if st["heaviest"] else 0.0
         print(f"| {n} | {'yes' if digest(got) == want else 'NO'} | {st['remote_reads'] / ev:.2f} | "
               f"{st['remote_writes'] / ev:.2f} | {st['bytes'] / ev / 1024:.2f} | "
               f"{st['in_order_windows']} of {len(windows)} | {alone / ev * 1e6:.0f} ({calibrating / ev * 1e6:.0f}) / {shared / ev * 1e6:.0f} / "
-              f"{own / ev * 1e6:.0f} | {ev / modelled:,.0f} | {speed} | {share:.1%} |", flush=True)
+              f"{own / ev * 1e6:.0f} | {ev / modelled:,.0f} | {speed} | {share:.1%} | {heaviest:.1%} |", flush=True)
     return 0
 
 

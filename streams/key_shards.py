@@ -70,15 +70,22 @@ class LocalKeyShards:
         # the work any shard may take a share of (validating, normalizing, footprint lookups), each shard's
         self.stats: dict[str, Any] = {"events": 0, "chains": 0, "reads": 0, "remote_reads": 0, "writes": 0,
                                       "remote_writes": 0, "bytes": 0, "in_order_windows": 0, "calibrations": 0,
-                                      "calibration_seconds": 0.0,
+                                      "calibration_seconds": 0.0, "heaviest": [],
                                       "windows": []}
         self._work = [0.0] * n
+        self._lent = 0.0  # seconds of a timed stretch spent by other shards (pickling what they send)
         self._epoch = -1
 
     # ------------------------------------------------------------------------------ reads at owners
-    def _carry(self, got: Any) -> Any:
-        """``got`` as another shard receives it."""
+    def _carry(self, got: Any, sender: int) -> Any:
+        """``got`` as another shard receives it from shard ``sender`` (who is charged the pickling; the one
+        waiting for it, the reading back)."""
+        started = time.perf_counter()
         data = pickle.dumps(got, pickle.HIGHEST_PROTOCOL)
+        if sender >= 0:
+            spent = time.perf_counter() - started
+            self._work[sender] += spent
+            self._lent += spent
         self.stats["bytes"] += len(data)
         return pickle.loads(data)
 
@@ -91,9 +98,9 @@ class LocalKeyShards:
             self.stats["remote_reads"] += 1
             if self.transport and got is not None:
                 if at < 0 and kind == "k":  # (a footprint lookup: what footprints read of the identifier)
-                    self._carry((got.profile, got.shared_users, got.session_last, got.weak_uses, got.refused))
+                    self._carry((got.profile, got.shared_users, got.session_last, got.weak_uses, got.refused), s)
                 else:
-                    got = self._carry(got)
+                    got = self._carry(got, s)
         return got
 
     def _node(self, key: str, at: int = -1) -> Optional[NodePart]:
@@ -137,7 +144,7 @@ class LocalKeyShards:
                 self.shared.tf_totals_before = {}
             begun = self._begin(position, first, epoch)
             applied = sum(self._work)  # (the owners applying what the epoch's start changed)
-            shared_work = time.perf_counter()
+            shared_work, lent = time.perf_counter(), self._lent
             verdicts: dict[int, Verdict] = {}
             parsed: dict[int, tuple[ChannelEvent, list[tuple[str, str]]]] = {}
             for b, outcome in enumerate(outcomes):
@@ -149,7 +156,7 @@ class LocalKeyShards:
                     parsed[b] = (event, values)
                 elif outcome.kind != BLANK:
                     verdicts[b] = Verdict(False, outcome.event_id, reason=outcome.reason, detail=outcome.detail)
-            shared_work = time.perf_counter() - shared_work + validating
+            shared_work = time.perf_counter() - shared_work - (self._lent - lent) + validating
             slots, chains = plan(verdicts, len(take), self.seen.get)
             events = [slot for slot in slots if slot.kind == "event"]
             work = [(parsed[slot.index][0], parsed[slot.index][1], verdicts[slot.index].footprint) for slot in events]
@@ -193,7 +200,7 @@ class LocalKeyShards:
             held = []
             for store in self.stores:
                 mine = distinct_of(p.records for p in store.nodes.values() if p.records)
-                held.append(self._carry(mine) if self.transport else mine)
+                held.append(self._carry(mine, store.shard) if self.transport else mine)
             records = distinct_of(held)
             reviewing = {"k:" + key for store in self.stores for key in store.reviewing}
             part = self._gather(-1, reviewing, (), position, epoch)
@@ -217,13 +224,16 @@ class LocalKeyShards:
         decided: dict[int, Entry] = {}
         done: list[tuple[int, Slice]] = []
         if self._assign is None:  # (by the size of their footprints: what a shard collects grows with it)
-            picks = assign_weighted(chains, [len(set().union(*(work[k][2] for k in c))) for c in chains], self.n)
+            weights = [len(set().union(*(work[k][2] for k in c))) for c in chains]
+            picks = assign_weighted(chains, weights, self.n)
+            if weights:
+                self.stats["heaviest"].append(max(weights) / sum(weights))
         else:
             picks = self._assign(chains, self.n)
         for s, mine in enumerate(picks):
             if not mine:
                 continue
-            started = time.perf_counter()
+            started, lent = time.perf_counter(), self._lent
             events = [k for c in mine for k in chains[c]]
             part = self._gather(s, set().union(*(work[k][2] for k in events)),
                                 [v for k in events for v in work[k][1]], position, epoch)
@@ -232,7 +242,7 @@ class LocalKeyShards:
             for k in events:
                 decided[k] = resolver.decide(work[k][0], position=position + k)
             taken = self._taken(s, part)
-            self._work[s] += time.perf_counter() - started
+            self._work[s] += time.perf_counter() - started - (self._lent - lent)
             if taken:
                 return None
             done.append((s, part))
@@ -330,15 +340,15 @@ class LocalKeyShards:
             if s >= 0:
                 self._work[s] += time.perf_counter() - started
             for owner, mine in routed.items():
-                started = time.perf_counter()
+                started, lent = time.perf_counter(), self._lent
                 writes = len(mine.nodes) + len(mine.profiles) + len(mine.blocks) + len(mine.values)
                 self.stats["writes"] += writes
                 if owner != s:
                     self.stats["remote_writes"] += writes
                     if self.transport:
-                        mine = self._carry(mine)
+                        mine = self._carry(mine, s)
                 self.stores[owner].apply(mine, epoch)
-                self._work[owner] += time.perf_counter() - started
+                self._work[owner] += time.perf_counter() - started - (self._lent - lent)
             for f, d in changes.totals.items():
                 t = shared.value_totals.get(f, 0)
                 if f not in shared.tf_totals_before:
