@@ -26,6 +26,7 @@ other shards per event, each shard's work).
 
 from __future__ import annotations
 
+import heapq
 import pickle
 import time
 from typing import Any, Iterable, Optional
@@ -60,6 +61,7 @@ class LocalKeyShards:
         self.pipeline = RecordPipeline(self.reader)
         self._assign = assigner
         self._deciders = [Resolver(config) for _ in range(n)]  # (each shard's, moved from slice to slice)
+        self._beginner = Resolver(config)  # (the coordinator's, for the start of epochs)
         self.calibrating = config.match_model is None and config.self_calibration and config.fuzzy_matching
         # ``transport``: what crosses from one shard to another is pickled and read back, as a message would be
         # (for benchmarks: its cost is counted in the work of the shards that send and receive it)
@@ -206,7 +208,8 @@ class LocalKeyShards:
             part = self._gather(-1, reviewing, (), position, epoch)
         else:
             part = Slice([], {}, [], {}, {}, {}, self.shared, position)
-        begun = Resolver(self.config, state=part.state).begin_epoch(position, first, records)
+        self._beginner.use(part.state)
+        begun = self._beginner.begin_epoch(position, first, records)
         if records is not None:
             self.stats["calibration_seconds"] += time.perf_counter() - calibrating
         self._commit([(-1, part)], epoch)
@@ -363,12 +366,12 @@ class LocalKeyShards:
 def assign_weighted(chains: list[list[int]], weights: list[int], shards: int) -> list[list[int]]:
     """Which chains each shard decides: the heaviest first, each to the shard with the least weight so far
     (ties to the lowest shard); each shard's chains in order."""
-    load = [0] * shards
+    load = [(0, s) for s in range(shards)]  # (a heap of (weight so far, shard))
     out: list[list[int]] = [[] for _ in range(shards)]
     for c in sorted(range(len(chains)), key=lambda c: (-weights[c], c)):
-        s = min(range(shards), key=lambda k: (load[k], k))
+        w, s = heapq.heappop(load)
         out[s].append(c)
-        load[s] += weights[c]
+        heapq.heappush(load, (w + weights[c], s))
     for picks in out:
         picks.sort()
     return out
