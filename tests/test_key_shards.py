@@ -67,3 +67,18 @@ def test_pending_reviews_scored_again_at_a_re_estimation_on_shards():
     shards = LocalKeyShards(config, 3, 100, transport=True)
     assert shards.decide(records) == expected
     assert shards.stats["calibrations"] == 2
+
+
+def test_a_window_whose_slice_asked_about_a_name_held_elsewhere_is_decided_in_order_on_the_whole_state():
+    records = with_noise(corpus(random.Random(21), 900, people=70), random.Random(22))
+    config = ResolverConfig()
+    shards = LocalKeyShards(config, 3, 64)
+    asked = []
+
+    def taken(s, part):  # (as if every fourth slice had asked about a profile ID another shard holds)
+        asked.append(s)
+        return len(asked) % 4 == 0
+
+    shards._taken = taken
+    assert shards.decide(records) == in_order_raw(records, config)
+    assert shards.stats["in_order_windows"] >= 3
