@@ -16,7 +16,7 @@ against the same sum for one shard, is the modelled speed-up. Round trips betwee
 Printed per N: the log the same as in order (yes/no), parts read from and written to other shards per event,
 kilobytes sent per event, the share of windows decided in order on the whole state, each part's
 microseconds per event, modelled events/s and x one shard, the busiest shard's share of the shards' work, and
-the heaviest chain's share of its window (in footprint items; the mean over the windows): no number of shards
+the heaviest chain's share of its window (in footprint items, each event's counted; the mean over the windows): no number of shards
 takes a window faster than its heaviest chain.
 """
 

@@ -107,7 +107,29 @@ def chains(footprints: Sequence[Iterable[str]]) -> list[list[int]]:
     """The events of a window (their footprints, in the order they are decided) grouped into chains of
     events that share a footprint item, directly or through others; each chain in order, the chains in
     order of their first event."""
-    parent = list(range(len(footprints)))
+    return chains_of(len(footprints), links(enumerate(footprints)))
+
+
+def links(footprints: Iterable[tuple[int, Iterable[str]]]) -> list[tuple[int, int]]:
+    """For ``(event, footprint)`` pairs in event order, the pairs of events that share an item: each event
+    with the first one naming the item. Items may be taken in any grouping (by the shard owning them, say):
+    ``chains_of`` over the union of every group's pairs is the same."""
+    first: dict[str, int] = {}
+    out = []
+    for i, fp in footprints:
+        for item in fp:
+            j = first.get(item)
+            if j is None:
+                first[item] = i
+            elif j != i:
+                out.append((j, i))
+    return out
+
+
+def chains_of(events: int, pairs: Iterable[tuple[int, int]]) -> list[list[int]]:
+    """``events`` events grouped into the chains the ``pairs`` of linked events make; each chain in order,
+    the chains in order of their first event."""
+    parent = list(range(events))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -115,17 +137,11 @@ def chains(footprints: Sequence[Iterable[str]]) -> list[list[int]]:
             i = parent[i]
         return i
 
-    owner: dict[str, int] = {}
-    for i, fp in enumerate(footprints):
-        for item in fp:
-            j = owner.get(item)
-            if j is None:
-                owner[item] = i
-            else:
-                a, b = root(j), root(i)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
+    for j, i in pairs:
+        a, b = root(j), root(i)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
     groups: dict[int, list[int]] = {}
-    for i in range(len(footprints)):
+    for i in range(events):
         groups.setdefault(root(i), []).append(i)
     return sorted(groups.values(), key=lambda g: g[0])

@@ -16,7 +16,8 @@ from resolver.partition import Changes, NodePart, ProfilePart
 
 def owner_of(kind: str, name: str, n: int) -> int:
     """The shard, of ``n``, owning ``name`` of this ``kind`` (``k`` identifier, ``p`` profile ID or alias,
-    ``b`` blocking key, ``v`` attribute value as ``field=value``): a hash every process computes alike."""
+    ``b`` blocking key, ``v`` attribute value as ``field=value``, ``e`` event ID): a hash every process computes
+    alike."""
     if n == 1:
         return 0
     return zlib.crc32(f"{kind}:{name}".encode()) % n
@@ -37,6 +38,7 @@ class PartStore:
         # (field, value) -> [records holding it, how many did at the start of epoch ``epoch``, ``epoch``]
         self.values: dict[tuple[str, str], list[int]] = {}
         self.reviewing: set[str] = set()  # identifiers that are a side of a pending review
+        self.seen: dict[str, int] = {}  # event ID -> the digest of the event decided under it (-1: not logged)
 
     def value(self, key: tuple[str, str], epoch: int) -> tuple[int, Optional[int]]:
         """How many records hold the value, and how many did at the start of ``epoch`` if that changed

@@ -41,7 +41,7 @@ from resolver.partition import NodePart, ProfilePart, Slice, neighbours_of, shar
 from resolver.state import ResolverState
 from schemas.channel import ChannelEvent
 from streams.pipeline import BLANK, VALID, RecordPipeline
-from streams.shards import Entry, Verdict, entry_of, plan
+from streams.shards import Entry, Verdict, entry_of, slots_of
 
 
 class LocalKeyShards:
@@ -55,7 +55,7 @@ class LocalKeyShards:
         self.max_window = max_window
         self.stores = [PartStore(s, n) for s in range(n)]
         self.shared = shared_of(ResolverState())
-        self.seen: dict[str, int] = {}  # event ID -> digest, of the events decided
+        self.decided = 0  # events decided (each event ID's digest is kept by the ID's owner)
         # validates and normalizes records, and keeps the rejected ones' keys: it holds no identifier
         self.reader = Resolver(config, state=ResolverState())
         self.pipeline = RecordPipeline(self.reader)
@@ -115,16 +115,21 @@ class LocalKeyShards:
         return self._read("p", pid, at, "profiles")
 
     # ------------------------------------------------------------------------------ the coordinator
+    def _known(self, event_id: str) -> Optional[int]:
+        """The digest of the event decided under ``event_id`` (-1: not logged), at the ID's owner, or None."""
+        return self.stores[owner_of("e", event_id, self.n)].seen.get(event_id)
+
     def decide(self, records: list[bytes]) -> list[Entry]:
         out: list[Entry] = []
         i = 0
         while i < len(records):
-            position = len(self.seen)
+            position = self.decided
             started = time.perf_counter()
-            # the window: records up to the end of the epoch, counted in new events (validated here: it is
-            # work any shard may take a share of)
+            # the window: records up to the end of the epoch, counted in new events (validated here, and
+            # their event IDs looked up at their owners: work any shard may take a share of)
             room, j = epochs.room(position, self.max_window), i
             outcomes: list[Any] = []
+            known: dict[str, Optional[int]] = {}
             new: set[str] = set()
             first: Optional[ChannelEvent] = None
             while j < len(records) and len(new) < room and j - i < 4 * self.max_window:
@@ -132,7 +137,9 @@ class LocalKeyShards:
                 outcomes.append(outcome)
                 if outcome.kind == VALID:
                     eid = outcome.event.event_id
-                    if eid not in self.seen and eid not in new:
+                    if eid not in known:
+                        known[eid] = self._known(eid)
+                    if known[eid] is None and eid not in new:
                         new.add(eid)
                         if first is None:
                             first = outcome.event
@@ -159,9 +166,15 @@ class LocalKeyShards:
                 elif outcome.kind != BLANK:
                     verdicts[b] = Verdict(False, outcome.event_id, reason=outcome.reason, detail=outcome.detail)
             shared_work = time.perf_counter() - shared_work - (self._lent - lent) + validating
-            slots, chains = plan(verdicts, len(take), self.seen.get)
+            slots, prints = slots_of(verdicts, len(take), known.get)
+            # the pairs of events sharing an item, found by the items' owners (each one its own items; here
+            # all at once: the same pairs), then joined into chains
+            linking = time.perf_counter()
+            pairs = footprint.links(enumerate(prints))
+            shared_work += time.perf_counter() - linking
+            chains = footprint.chains_of(len(prints), pairs)
             events = [slot for slot in slots if slot.kind == "event"]
-            work = [(parsed[slot.index][0], parsed[slot.index][1], verdicts[slot.index].footprint) for slot in events]
+            work = [(parsed[slot.index][0], parsed[slot.index][1], prints[slot.event]) for slot in events]
             on_shards = time.perf_counter()
             decided = self._on_slices(position, epoch, chains, work)
             if decided is None:
@@ -172,15 +185,22 @@ class LocalKeyShards:
             self.stats["chains"] += len(chains)
             for slot in slots:
                 if slot.kind == "event":
-                    for d in decided[slot.event]:
-                        if d["type"] == "interaction_recorded":
-                            self.seen[d["event_id"]] = d.get("digest", -1)
                     out.append(entry_of(slot, decided, begun))
                 elif slot.kind == "rejected":
                     entry = self.reader.reject(f"record:{i + slot.index}", {}, slot.reason or "", "",
                                                slot.event_id, slot.detail)
                     if entry:
                         out.append(entry)
+            # each event ID's digest to its owner (its own share for each)
+            recording = time.perf_counter()
+            for slot in events:
+                for d in decided[slot.event]:
+                    if d["type"] == "interaction_recorded":
+                        eid = d["event_id"]
+                        self.stores[owner_of("e", eid, self.n)].seen[eid] = d.get("digest", -1)
+            self.decided += len(events)
+            recording = time.perf_counter() - recording
+            shared_work += recording
             total = time.perf_counter() - started
             self.stats["windows"].append((total - shared_work - on_shards - applied, shared_work, list(self._work)))
             i += len(take)
@@ -227,7 +247,7 @@ class LocalKeyShards:
         decided: dict[int, Entry] = {}
         done: list[tuple[int, Slice]] = []
         if self._assign is None:  # (by the size of their footprints: what a shard collects grows with it)
-            weights = [len(set().union(*(work[k][2] for k in c))) for c in chains]
+            weights = [sum(len(work[k][2]) for k in c) for c in chains]
             picks = assign_weighted(chains, weights, self.n)
             if weights:
                 self.stats["heaviest"].append(max(weights) / sum(weights))

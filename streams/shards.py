@@ -123,6 +123,13 @@ def plan(verdicts: dict[int, Verdict], records: int,
 
     ``verdicts``: by record index (blank records have none); ``known(event_id)``: the digest of an event
     decided before under that ID (-1: unknown), or None."""
+    slots, prints = slots_of(verdicts, records, known)
+    return slots, footprint.chains(prints)
+
+
+def slots_of(verdicts: dict[int, Verdict], records: int,
+             known: Callable[[str], Optional[int]]) -> tuple[list[Slot], list[frozenset[str]]]:
+    """``plan``'s slots, and the footprints of the window's events (by their index among its events)."""
     slots: list[Slot] = []
     window: dict[str, int] = {}  # event ID -> digest, of the window's events
     prints: list[frozenset[str]] = []
@@ -148,7 +155,7 @@ def plan(verdicts: dict[int, Verdict], records: int,
             slots.append(Slot(b, "duplicate", eid))
         else:
             slots.append(Slot(b, "rejected", eid, CONFLICTING_DUPLICATE, conflict_detail(eid)))
-    return slots, footprint.chains(prints)
+    return slots, prints
 
 
 def assign(chains: list[list[int]], shards: int) -> list[list[int]]:
