@@ -1,8 +1,10 @@
 """Footprints: what deciding an event may read or change, and which events of a window are independent.
 
 Deciding an event reads and changes the state of its identifiers, of the profiles they belong to, of the
-blocking keys of its attribute record and of the profiles of the records filed under them, and of the
-identifiers its shared or weak identifiers remember (the customers who used them). Everything else it
+blocking keys of its attribute record and of the profiles of the records filed under them, of the
+identifiers its shared or weak identifiers remember (the customers who used them), and of those the weak
+identifiers of its profiles remember while anonymous events wait on them (linking may find one of those
+tied two people together and hand its anonymous events to the customers who used it: ``linking.flag``). Everything else it
 reads is a statistic over all events, read as it stood at the start of the epoch (``resolver.epochs``).
 
 An event's *footprint* names all of that, as the state stands before the window of events it belongs to
@@ -22,8 +24,9 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Optional, Sequence
 
-from resolver.partition import NodePart
-from resolver.state import ResolverState
+from resolver.guards import MAX_CULPRIT_SEARCH
+from resolver.partition import NodePart, ProfilePart
+from resolver.state import Profile, ResolverState
 
 
 def items(st: ResolverState, event_id: str, node_keys: Iterable[str], blocks: Iterable[str]) -> set[str]:
@@ -54,6 +57,12 @@ def items(st: ResolverState, event_id: str, node_keys: Iterable[str], blocks: It
             reach(user)
         for partner in st.refused.get(idx, ()):
             reach(partner)
+        # a weak identifier of its profile that linking finds tied two people together is flagged, and
+        # its anonymous events go to the customers who used it (``linking.flag``)
+        pid = node_profile[idx]
+        if pid is not None:
+            for user in waiting_users(st, st.profiles[pid]):
+                reach(user)
     blocks_of = st.blocks
     for key in blocks:
         out.add("b:" + key)
@@ -66,11 +75,21 @@ def items(st: ResolverState, event_id: str, node_keys: Iterable[str], blocks: It
     return out
 
 
+def waiting_users(st: ResolverState, prof: Profile) -> list[str]:
+    """The customers who used a weak identifier of ``prof`` with anonymous events waiting on it, if linking
+    may flag one of its identifiers (``guards.culprit``: a profile of at most ``MAX_CULPRIT_SEARCH``)."""
+    if len(prof.nodes) > MAX_CULPRIT_SEARCH or not st.weak_anon:
+        return []
+    waiting, uses = st.weak_anon, st.weak_uses
+    return sorted({user for n in prof.nodes if n in waiting for _, user in uses.get(n, ())})
+
+
 def items_of_parts(event_id: str, node_keys: Iterable[str], blocks: Iterable[str],
                    node: Callable[[str], Optional[NodePart]],
-                   block: Callable[[str], Optional[list[str]]]) -> set[str]:
-    """``items``, read from parts of the state (``resolver.partition``): ``node(key)`` and ``block(key)`` give
-    what the state holds of an identifier and a blocking key, or None."""
+                   block: Callable[[str], Optional[list[str]]],
+                   profile: Callable[[str], Optional[ProfilePart]]) -> set[str]:
+    """``items``, read from parts of the state (``resolver.partition``): ``node(key)``, ``block(key)`` and
+    ``profile(id)`` give what the state holds of an identifier, a blocking key and a profile, or None."""
     out = {"e:" + event_id}
 
     def reach(key: str) -> Optional[NodePart]:
@@ -92,6 +111,10 @@ def items_of_parts(event_id: str, node_keys: Iterable[str], blocks: Iterable[str
             reach(user)
         for partner in part.refused or ():
             reach(partner)
+        if part.profile is not None:
+            prof = profile(part.profile)
+            for user in prof.waiting if prof is not None else ():
+                reach(user)
     for key in blocks:
         out.add("b:" + key)
         for k in block(key) or ():

@@ -101,6 +101,9 @@ class ProfilePart:
     traits: frozenset[str]
     first: Optional[tuple[str, str, int]] = None
     named: Optional[tuple[str, str, int]] = None
+    # what footprints read of it: the customers who used its weak identifiers with anonymous events waiting
+    # (``resolver.footprint.waiting_users``)
+    waiting: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -190,8 +193,10 @@ def review_parts(st: ResolverState, nodes: set[int], parts: dict[int, NodePart])
 
 def profile_part(st: ResolverState, prof: Profile) -> ProfilePart:
     keys = st.node_keys
+    from resolver.footprint import waiting_users
+
     return ProfilePart(prof.id, prof.created_at, frozenset(keys[n] for n in prof.nodes), dict(prof.counts),
-                       frozenset(prof.traits), prof.first, prof.named)
+                       frozenset(prof.traits), prof.first, prof.named, tuple(waiting_users(st, prof)))
 
 
 def shared_of(st: ResolverState, bans: Optional[Iterable[str]] = None) -> Shared:

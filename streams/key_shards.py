@@ -19,6 +19,9 @@ order on the whole state. So is the start of an epoch that re-estimates the matc
 records and every pending review. What the coordinator keeps is the event IDs decided (duplicates), the
 rejected records and the statistics every event reads (``resolver.partition.Shared``).
 
+Only events are decided here: a person's review verdicts, unmerges and erasures, connection bans and
+restatements are not (they read and change the state far from any one footprint).
+
 This module holds that logic without transport, in one process (``LocalKeyShards``): the reference the tests
 compare with deciding in order, and what ``benchmarks/key_shards.py`` measures (parts read and written at
 other shards per event, each shard's work).
@@ -114,6 +117,16 @@ class LocalKeyShards:
     def _profile(self, pid: str, at: int) -> Optional[ProfilePart]:
         return self._read("p", pid, at, "profiles")
 
+    def _profile_brief(self, pid: str) -> Optional[ProfilePart]:
+        """A profile, for a footprint lookup (what crosses is only what footprints read of it)."""
+        s = owner_of("p", pid, self.n)
+        got = self.stores[s].profiles.get(pid)
+        self.stats["reads"] += 1
+        self.stats["remote_reads"] += 1
+        if self.transport and got is not None:
+            self._carry(got.waiting, s)
+        return got
+
     # ------------------------------------------------------------------------------ the coordinator
     def _known(self, event_id: str) -> Optional[int]:
         """The digest of the event decided under ``event_id`` (-1: not logged), at the ID's owner, or None."""
@@ -160,7 +173,8 @@ class LocalKeyShards:
                 if outcome.kind == VALID:
                     event = outcome.event
                     node_keys, blocks, values = self.reader.keys_of(event)
-                    items = footprint.items_of_parts(event.event_id, node_keys, blocks, self._node, self._block)
+                    items = footprint.items_of_parts(event.event_id, node_keys, blocks, self._node, self._block,
+                                                     self._profile_brief)
                     verdicts[b] = Verdict(True, event.event_id, event_digest(event), frozenset(items))
                     parsed[b] = (event, values)
                 elif outcome.kind != BLANK:
@@ -230,6 +244,11 @@ class LocalKeyShards:
             part = Slice([], {}, [], {}, {}, {}, self.shared, position)
         self._beginner.use(part.state)
         begun = self._beginner.begin_epoch(position, first, records)
+        if records is not None and self._taken(-1, part):  # (as a window's: then on the whole state)
+            self.stats["in_order_windows"] += 1
+            part = self._whole(position, epoch)
+            self._beginner.use(part.state)
+            begun = self._beginner.begin_epoch(position, first, records)
         if records is not None:
             self.stats["calibration_seconds"] += time.perf_counter() - calibrating
         self._commit([(-1, part)], epoch)

@@ -9,8 +9,11 @@ import random
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from resolver.config import ResolverConfig
+from resolver.engine import Resolver
+from schemas.channel import ChannelEvent
 from resolver.owner import owner_of, value_name
 from streams.key_shards import LocalKeyShards
+from streams.shards import LocalShards
 from tests.test_shards import _random_assigner, corpus, in_order_raw, with_noise
 
 
@@ -82,3 +85,43 @@ def test_a_window_whose_slice_asked_about_a_name_held_elsewhere_is_decided_in_or
     shards._taken = taken
     assert shards.decide(records) == in_order_raw(records, config)
     assert shards.stats["in_order_windows"] >= 3
+
+
+def test_a_device_flagged_inside_another_profile_hands_its_anonymous_events_to_who_used_it_on_every_driver():
+    # e6 links Zoe's phone into Ann's profile through the device, and the device is flagged as what tied two
+    # people together: its anonymous event e2 goes to Bob, who used it within a session, though neither his
+    # e-mail nor his profile is among e6's identifiers
+    def visit(eid: str, at: str, attrs: dict | None = None, **ids: str) -> ChannelEvent:
+        return ChannelEvent(event_id=eid, occurred_at=f"2025-03-01T{at}Z", channel="web", event_type="visit",
+                            identifiers=ids, attributes=attrs or {})
+
+    events = [
+        visit("e0", "09:00:00", {"first_name": "Bob", "last_name": "Ames"}, email="bob@x.org"),
+        visit("e1", "10:00:00", {"first_name": "Ann", "last_name": "Ames", "date_of_birth": "1980-01-01"},
+              email="ann@x.org", device_id="dev-1"),
+        visit("e2", "10:01:30", device_id="dev-1"),
+        visit("e3", "10:02:00", email="bob@x.org", device_id="dev-1"),
+        visit("e5", "10:10:00", phone="+14155550100", device_id="dev-1"),
+        visit("e6", "10:20:00", {"first_name": "Zoe", "last_name": "Ames", "date_of_birth": "1995-06-06"},
+              email="zoe@x.org", phone="+14155550100"),
+    ]
+    records = [e.model_dump_json().encode() for e in events]
+    config = ResolverConfig()
+    expected = in_order_raw(records, config)
+    assert {"type": "events_attributed", "node": "email:bob@x.org", "events": ["e2"]}.items() <= \
+        next(d for d in expected[-1] if d["type"] == "events_attributed").items()
+    for window in (1, 2, 1024):
+        assert LocalKeyShards(config, 2, window).decide(records) == expected
+        assert LocalShards(lambda: Resolver(config), 2, window).decide(records) == expected
+
+
+def test_a_re_estimation_whose_slice_asked_about_a_name_held_elsewhere_is_made_on_the_whole_state():
+    from tests.test_calibration import population
+
+    events, _ = population(400, seed=3)
+    records = [e.model_dump_json().encode() for e in events]
+    config = ResolverConfig()
+    shards = LocalKeyShards(config, 3, 100)
+    shards._taken = lambda s, part: s < 0  # (as if every re-estimation's slice had asked about one)
+    assert shards.decide(records) == in_order_raw(records, config)
+    assert shards.stats["in_order_windows"] == shards.stats["calibrations"] == 2
