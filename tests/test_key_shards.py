@@ -125,3 +125,41 @@ def test_a_re_estimation_whose_slice_asked_about_a_name_held_elsewhere_is_made_o
     shards._taken = lambda s, part: s < 0  # (as if every re-estimation's slice had asked about one)
     assert shards.decide(records) == in_order_raw(records, config)
     assert shards.stats["in_order_windows"] == shards.stats["calibrations"] == 2
+
+
+def _whole_parts(st) -> tuple[dict, dict, dict, dict, dict]:
+    """The state decided in order, as the parts its owners would hold."""
+    from resolver.partition import node_part, profile_part, review_parts
+
+    parts = {i: node_part(st, i) for i in range(len(st.node_keys))}
+    review_parts(st, set(parts), parts)
+    return ({p.key: p for p in parts.values()}, {pid: profile_part(st, p) for pid, p in st.profiles.items()},
+            dict(st.aliases), {b: [st.node_keys[n] for n in filed] for b, filed in st.blocks.items()},
+            {key: (c, st.tf_before.get(key)) for key, c in st.value_counts.items()})
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(40, 400), st.integers(1, 4), st.integers(1, 300), st.integers(8, 120))
+def test_the_owners_hold_between_them_the_state_deciding_in_order_builds(seed, n, shards, window, people):
+    from streams.shards import in_order
+
+    records = with_noise(corpus(random.Random(seed), n, people=people), random.Random(seed))
+    config = ResolverConfig()
+    whole = Resolver(config)
+    in_order(records, whole)
+    keyed = LocalKeyShards(config, shards, window)
+    keyed.decide(records)
+    held: tuple[dict, dict, dict, dict, dict] = ({}, {}, {}, {}, {})
+    epoch = whole.state.tf_epoch
+    for store in keyed.stores:
+        for into, mine in zip(held, (store.nodes, store.profiles, store.aliases, store.blocks)):
+            assert not set(into) & set(mine)  # (each part at one owner)
+            into.update(mine)
+        held[4].update({key: store.value(key, epoch) for key in store.values})
+    assert held == _whole_parts(whole.state)
+    st_, shared = whole.state, keyed.shared
+    assert (shared.value_totals, shared.tf_totals_before, shared.records_filed, shared.next_calibration,
+            shared.phone_total, shared.phone_regions, shared.learned_regions, shared.model) == \
+        (st_.value_totals, st_.tf_totals_before, st_.records_filed, st_.next_calibration, st_.phone_total,
+         st_.phone_regions, st_.learned_regions, st_.model)
+    assert {eid: d for store in keyed.stores for eid, d in store.seen.items()} == st_.seen_events
