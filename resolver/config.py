@@ -164,6 +164,12 @@ class ResolverConfig:
     def rule(self, id_type: str) -> IdentifierRule:
         return self.identifier_types.get(id_type, self.other_types)
 
+    @property
+    def calibrating(self) -> bool:
+        """Whether the match model is re-estimated from the data (``resolver.calibration``): no model fixed,
+        self-calibration on, and matching on."""
+        return self.match_model is None and self.self_calibration and self.fuzzy_matching
+
     def fingerprint(self) -> str:
         """A short hash of the rules, recorded with decisions so a change of rules is visible."""
         blob = json.dumps(asdict(self), sort_keys=True, default=_jsonable).encode()

@@ -23,7 +23,7 @@ class Context:
         self.state = state
         self.base_model = model  # the configured (or shipped) model
         # whether the model is re-estimated from the data (``resolver.calibration``)
-        self.calibrating = config.match_model is None and config.self_calibration and config.fuzzy_matching
+        self.calibrating = config.calibrating
         self._named: Optional[MatchModel] = None
         self._model_id = ""
         self.fold = fold

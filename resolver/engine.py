@@ -65,7 +65,7 @@ from resolver.context import Context
 from resolver.errors import CommandError
 from resolver.fold import Fold
 from resolver.ids import RECORD_TYPE, event_digest, node_key, node_type, short_hash, utc_iso
-from resolver.matching import FREQUENCY_FIELDS, AttributeRecord, MatchModel, default_model
+from resolver.matching import AttributeRecord, MatchModel, default_model, frequency_values
 from resolver.normalize import Normalizer
 from resolver.records import RecordMaker
 from resolver.state import Profile, ResolverState
@@ -267,8 +267,7 @@ class Resolver:
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
         if record is None:
             return node_keys, [], []
-        rec = record[0]
-        return node_keys, record[1], [(f, v) for f in FREQUENCY_FIELDS if (v := getattr(rec, f)) is not None]
+        return node_keys, record[1], frequency_values(record[0])
 
     def _enter(self, position: int, event_id: str, occurred_at: str,
                records: Optional[list[AttributeRecord]] = None) -> None:

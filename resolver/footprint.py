@@ -31,48 +31,62 @@ from resolver.state import Profile, ResolverState
 
 def items(st: ResolverState, event_id: str, node_keys: Iterable[str], blocks: Iterable[str]) -> set[str]:
     """The footprint of an event with these identifier keys and blocking keys, against ``st``."""
-    out = {"e:" + event_id}
-    index, node_profile, node_keys_of = st.node_index, st.node_profile, st.node_keys
+    index, node_keys_of = st.node_index, st.node_keys
 
-    def reach(key: str) -> Optional[int]:
-        out.add("k:" + key)
+    def node(key: str) -> Optional[_NodeView]:
         idx = index.get(key)
-        if idx is not None:
-            pid = node_profile[idx]
-            if pid is not None:
-                out.add("p:" + pid)
-        return idx
+        return _NodeView(st, idx) if idx is not None else None
 
-    for key in node_keys:
-        idx = reach(key)
-        if idx is None:
-            continue
-        # the customers a shared or weak identifier remembers, and the partners a weak one was refused
-        for user in st.shared_users.get(idx, ()):
-            reach(user)
-        last = st.session_last.get(idx)
-        if last is not None:
-            reach(last[1])
-        for _, user in st.weak_uses.get(idx, ()):
-            reach(user)
-        for partner in st.refused.get(idx, ()):
-            reach(partner)
-        # a weak identifier of its profile that linking finds tied two people together is flagged, and
-        # its anonymous events go to the customers who used it (``linking.flag``)
-        pid = node_profile[idx]
-        if pid is not None:
-            for user in waiting_users(st, st.profiles[pid]):
-                reach(user)
-    blocks_of = st.blocks
-    for key in blocks:
-        out.add("b:" + key)
-        for n in blocks_of.get(key, ()):
-            pid = node_profile[n]
-            if pid is not None:
-                out.add("p:" + pid)
-            else:
-                out.add("k:" + node_keys_of[n])
-    return out
+    def block(key: str) -> Optional[list[str]]:
+        filed = st.blocks.get(key)
+        return [node_keys_of[n] for n in filed] if filed is not None else None
+
+    def profile(pid: str) -> _ProfileView:
+        return _ProfileView(st, pid)
+
+    return items_of_parts(event_id, node_keys, blocks, node, block, profile)  # type: ignore[arg-type]
+
+
+class _NodeView:
+    """What a footprint reads of an identifier of a whole state, as ``NodePart`` names it."""
+
+    __slots__ = ("st", "idx")
+
+    def __init__(self, st: ResolverState, idx: int) -> None:
+        self.st, self.idx = st, idx
+
+    @property
+    def profile(self) -> Optional[str]:
+        return self.st.node_profile[self.idx]
+
+    @property
+    def shared_users(self) -> Optional[list[str]]:
+        return self.st.shared_users.get(self.idx)
+
+    @property
+    def session_last(self) -> Optional[tuple[str, str]]:
+        return self.st.session_last.get(self.idx)
+
+    @property
+    def weak_uses(self) -> Optional[list[tuple[str, str]]]:
+        return self.st.weak_uses.get(self.idx)
+
+    @property
+    def refused(self) -> Optional[set[str]]:
+        return self.st.refused.get(self.idx)
+
+
+class _ProfileView:
+    """What a footprint reads of a profile of a whole state, as ``ProfilePart`` names it."""
+
+    __slots__ = ("st", "pid")
+
+    def __init__(self, st: ResolverState, pid: str) -> None:
+        self.st, self.pid = st, pid
+
+    @property
+    def waiting(self) -> list[str]:
+        return waiting_users(self.st, self.st.profiles[self.pid])
 
 
 def waiting_users(st: ResolverState, prof: Profile) -> list[str]:

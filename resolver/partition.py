@@ -12,9 +12,10 @@ can be owned by different shards and put together in any combination:
 * ``Shared``: what every event reads, whoever decides it: statistics over all events as they stood at the
   start of the epoch, the match model, the learned formats, the calibration counters, the bans.
 
-``assemble`` builds a ``Slice``: a ``ResolverState`` holding the given parts (the *core*: identifiers with
-all their state; the *edge*: identifiers the core points to, by key and profile only), on which a chain of
-events is decided as on the whole state (``resolver.slices``). ``Slice.changes`` then gives what deciding
+``collect`` reads the parts a chain of events needs from a ``Source`` (the whole state, or the shards owning
+them) into a ``Slice``: a ``ResolverState`` holding them (the *core*: identifiers with all their state; the
+*edge*: identifiers the core points to, by key and profile only), on which the chain is decided as on the
+whole state (``resolver.slices``). ``Slice.changes`` then gives what deciding
 changed, as parts again: every core and new identifier, the profiles live now and the ones gone, aliases
 set and removed, blocks, and the value counts and statistics as increments (other chains of the same
 window add to the same counts).
@@ -23,10 +24,10 @@ window add to the same counts).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Protocol
 
 from resolver.ids import node_type
-from resolver.matching import FREQUENCY_FIELDS, AttributeRecord, MatchModel
+from resolver.matching import AttributeRecord, MatchModel, frequency_values
 from resolver.state import Profile, ResolverState
 
 Pair = tuple[str, str]  # two identifiers' keys, in key order
@@ -199,14 +200,13 @@ def profile_part(st: ResolverState, prof: Profile) -> ProfilePart:
                        frozenset(prof.traits), prof.first, prof.named, tuple(waiting_users(st, prof)))
 
 
-def shared_of(st: ResolverState, bans: Optional[Iterable[str]] = None) -> Shared:
-    """The statistics and model of ``st`` (with its bans, or only the ``bans`` named)."""
+def shared_of(st: ResolverState) -> Shared:
+    """The statistics, model and bans of ``st``."""
     keys = st.node_keys
-    chosen = st.bans if bans is None else {b: st.bans[b] for b in bans}
     return Shared(st.tf_epoch, dict(st.value_totals), dict(st.tf_totals_before), st.model, st.records_filed,
                   st.next_calibration, st.phone_total, dict(st.phone_regions), list(st.learned_regions),
                   {b: (frozenset(keys[n] for n in one), frozenset(keys[n] for n in two), by)
-                   for b, (one, two, by) in chosen.items()})
+                   for b, (one, two, by) in st.bans.items()})
 
 
 def neighbours_of(part: NodePart) -> Iterable[str]:
@@ -228,14 +228,84 @@ def neighbours_of(part: NodePart) -> Iterable[str]:
 
 def wanted_values(parts: Iterable[NodePart]) -> set[tuple[str, str]]:
     """The ``(field, value)`` pairs of the records ``parts`` hold (whose counts deciding may read)."""
-    out: set[tuple[str, str]] = set()
-    for p in parts:
-        for rec in p.records or ():
-            for f in FREQUENCY_FIELDS:
-                v = getattr(rec, f)
-                if v is not None:
-                    out.add((f, v))
-    return out
+    return {pair for p in parts for rec in p.records or () for pair in frequency_values(rec)}
+
+
+class Source(Protocol):
+    """Where a slice's parts are read from: the whole state (``resolver.slices``), or the shards owning
+    them (``streams.key_shards``)."""
+
+    def node(self, key: str) -> Optional[NodePart]: ...  # (with its reviews)
+
+    def profile(self, pid: str) -> Optional[ProfilePart]: ...
+
+    def block(self, key: str) -> Optional[list[str]]: ...
+
+    def alias(self, pid: str) -> Optional[str]: ...
+
+    def value(self, key: tuple[str, str]) -> tuple[int, Optional[int]]: ...  # (count, count at the epoch's start)
+
+
+def collect(source: Source, items: Iterable[str], values: Iterable[tuple[str, str]], shared: Shared,
+            position: int) -> "Slice":
+    """The slice deciding events with these footprint ``items`` and record ``values`` reads, read from
+    ``source``: the identifiers the items name, those filed under their blocking keys, the profiles of all
+    of them whole (every identifier of each), the identifiers those point to as the edge, the aliases of
+    the profiles, and the counts of the values the events' and the identifiers' records hold."""
+
+    def need(key: str) -> NodePart:
+        got = source.node(key)
+        assert got is not None, f"identifier {key} is named by the state but its owner does not hold it"
+        return got
+
+    core: dict[str, NodePart] = {}
+    names: list[str] = []
+    blocks: dict[str, list[str]] = {}
+    for item in items:
+        kind, _, name = item.partition(":")
+        if kind == "k":
+            got = source.node(name)
+            if got is not None:
+                core[name] = got
+        elif kind == "p":
+            names.append(name)
+        elif kind == "b":
+            filed = source.block(name)
+            if filed is not None:
+                blocks[name] = filed
+                for k in filed:
+                    if k not in core:
+                        core[k] = need(k)
+    profiles: dict[str, ProfilePart] = {}
+    for pid in names:
+        prof = source.profile(pid)
+        if prof is not None:
+            profiles[pid] = prof
+    for got in list(core.values()):  # (a block's identifier brings its profile)
+        pid = got.profile
+        if pid is not None and pid not in profiles:
+            prof = source.profile(pid)
+            assert prof is not None, f"identifier {got.key} names profile {pid}, which its owner does not hold"
+            profiles[pid] = prof
+    for prof in profiles.values():
+        for k in prof.nodes:
+            if k not in core:
+                core[k] = need(k)
+    edge: dict[str, Optional[str]] = {}
+    pointed = [k for got in core.values() for k in neighbours_of(got)]
+    bans = {ban for got in core.values() if got.ban_sides for ban in got.ban_sides}
+    pointed += [k for ban in bans for side in shared.bans[ban][:2] for k in side]
+    for k in pointed:
+        if k not in core and k not in edge:
+            edge[k] = need(k).profile
+    aliases = {}
+    for pid in profiles:
+        target = source.alias(pid)
+        if target is not None:
+            aliases[pid] = target
+    wanted = set(values) | wanted_values(core.values())
+    counts = {key: source.value(key) for key in wanted}
+    return Slice(core.values(), edge, profiles.values(), aliases, blocks, counts, shared, position)
 
 
 class Slice:
@@ -289,6 +359,7 @@ class Slice:
         st.profiles = ScopedNames({p.id: Profile(p.id, p.created_at, {index[k] for k in p.nodes}, dict(p.counts),
                                                  set(p.traits), p.first, p.named) for p in profiles})
         st.aliases = ScopedNames(aliases)
+        self._names = (st.profiles, st.aliases)
         for key, (count, before) in values.items():
             if count:
                 st.value_counts[key] = count
@@ -314,9 +385,7 @@ class Slice:
 
     def asked(self) -> tuple[set[str], set[str]]:
         """Profile IDs and alias names deciding asked about that the slice did not hold."""
-        st = self.state
-        return (st.profiles.asked if isinstance(st.profiles, ScopedNames) else set(),
-                st.aliases.asked if isinstance(st.aliases, ScopedNames) else set())
+        return self._names[0].asked, self._names[1].asked
 
     def changes(self) -> Changes:
         """What deciding on the slice changed: the identifiers, profiles and blocks that differ from what it
@@ -342,12 +411,17 @@ class Slice:
                 blocks[b] = now
         aliases = {a: t for a, t in st.aliases.items() if self._aliases.get(a) != t}
         gone_aliases = sorted((set(self._aliases) - set(st.aliases)) | (live - self._profiles))
-        values = {}
-        for key, count in st.value_counts.items():
-            d = count - self._values.get(key, 0)
-            if d:
-                values[key] = d
-        totals = {f: t - self._totals.get(f, 0) for f, t in st.value_totals.items() if t != self._totals.get(f, 0)}
-        regions = {r: c - self._regions.get(r, 0) for r, c in st.phone_regions.items() if c != self._regions.get(r, 0)}
-        return Changes(nodes, profiles, sorted(self._profiles - live), aliases, gone_aliases, blocks, values,
-                       totals, st.records_filed - self._filed, st.phone_total - self._phones, regions)
+        return Changes(nodes, profiles, sorted(self._profiles - live), aliases, gone_aliases, blocks,
+                       _increments(st.value_counts, self._values), _increments(st.value_totals, self._totals),
+                       st.records_filed - self._filed, st.phone_total - self._phones,
+                       _increments(st.phone_regions, self._regions))
+
+
+def _increments(now: dict[Any, int], was: dict[Any, int]) -> dict[Any, int]:
+    """What each count of ``now`` gained since ``was`` (the counts that changed)."""
+    out = {}
+    for key, count in now.items():
+        d = count - was.get(key, 0)
+        if d:
+            out[key] = d
+    return out

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from resolver.partition import ScopedNames, Slice, neighbours_of, node_part, profile_part, review_parts, \
-    shared_of, wanted_values
-from resolver.state import Profile, ResolverState
+from resolver.partition import NodePart, ProfilePart, ScopedNames, Slice, collect, node_part, profile_part, \
+    review_parts, shared_of
+from resolver.state import ResolverState
 
 
 def extract(st: ResolverState, items: Iterable[str], values: Iterable[tuple[str, str]] = (),
@@ -44,57 +44,47 @@ def extract(st: ResolverState, items: Iterable[str], values: Iterable[tuple[str,
 def extract_slice(st: ResolverState, items: Iterable[str], values: Iterable[tuple[str, str]] = (),
                   position: Optional[int] = None) -> Slice:
     """``extract``, as a ``Slice`` (which also says what deciding on it changed)."""
-    items = list(items)
-    node_index, node_profile, profiles = st.node_index, st.node_profile, st.profiles
-    core: set[int] = set()
-    names: list[str] = []
-    blocks: dict[str, list[str]] = {}
-    keys = st.node_keys
-    for item in items:
-        kind, _, name = item.partition(":")
-        if kind == "k":
-            idx = node_index.get(name)
-            if idx is not None:
-                core.add(idx)
-                pid = node_profile[idx]
-                if pid is not None:
-                    names.append(pid)
-        elif kind == "p":
-            names.append(name)
-        elif kind == "b":
-            filed = st.blocks.get(name)
-            if filed is not None:
-                core.update(filed)
-                blocks[name] = [keys[n] for n in filed]
-    held: dict[str, Profile] = {}
-    for pid in names:
-        prof = profiles.get(pid)
-        if prof is not None and pid not in held:
-            held[pid] = prof
-            core.update(prof.nodes)
-    for n in list(core):  # (a block's identifier brings its profile)
-        pid = node_profile[n]
-        if pid is not None and pid not in held:
-            held[pid] = profiles[pid]
-            core.update(held[pid].nodes)
-    parts = {n: node_part(st, n) for n in core}
-    if st.reviews or st.review_pairs or st.review_rejected:
-        review_parts(st, core, parts)
-    bans = sorted({ban for p in parts.values() if p.ban_sides for ban in p.ban_sides})
-    shared = shared_of(st, bans)
-    edge: dict[str, Optional[str]] = {}
-    inside = {keys[n] for n in core}
-    pointed = [k for p in parts.values() for k in neighbours_of(p)]
-    pointed += [k for one, two, _ in shared.bans.values() for k in (*one, *two)]
-    for k in pointed:
-        if k not in inside and k not in edge:
-            edge[k] = node_profile[node_index[k]]
-    wanted = set(values) | wanted_values(parts.values())
-    counts, before = st.value_counts, st.tf_before
-    return Slice(parts.values(), edge, [profile_part(st, p) for p in held.values()],
-                 {pid: st.aliases[pid] for pid in held if pid in st.aliases}, blocks,
-                 {key: (counts.get(key, 0), before.get(key)) for key in wanted}, shared,
-                 len(st.seen_events) if position is None else position)
+    return collect(_Whole(st), items, values, shared_of(st), len(st.seen_events) if position is None else position)
+
+
+class _Whole:
+    """A whole state as the source of a slice's parts (``partition.Source``)."""
+
+    def __init__(self, st: ResolverState) -> None:
+        self.st = st
+        self._reviews: Optional[dict[int, NodePart]] = None  # (each reviewed identifier's reviews, once)
+
+    def node(self, key: str) -> Optional[NodePart]:
+        st = self.st
+        idx = st.node_index.get(key)
+        if idx is None:
+            return None
+        part = node_part(st, idx)
+        if st.reviews or st.review_pairs or st.review_rejected:
+            if self._reviews is None:
+                sides = {n for pairs in (st.reviews.values(), st.review_pairs, st.review_rejected)
+                         for pair in pairs for n in pair}
+                self._reviews = {n: NodePart(st.node_keys[n]) for n in sides}
+                review_parts(st, sides, self._reviews)
+            held = self._reviews.get(idx)
+            if held is not None:
+                part.reviews, part.review_pairs, part.review_rejected = \
+                    held.reviews, held.review_pairs, held.review_rejected
+        return part
+
+    def profile(self, pid: str) -> Optional[ProfilePart]:
+        prof = self.st.profiles.get(pid)
+        return profile_part(self.st, prof) if prof is not None else None
+
+    def block(self, key: str) -> Optional[list[str]]:
+        filed = self.st.blocks.get(key)
+        return [self.st.node_keys[n] for n in filed] if filed is not None else None
+
+    def alias(self, pid: str) -> Optional[str]:
+        return self.st.aliases.get(pid)
+
+    def value(self, key: tuple[str, str]) -> tuple[int, Optional[int]]:
+        return self.st.value_counts.get(key, 0), self.st.tf_before.get(key)
 
 
 def unknown_names(part: ResolverState, whole: ResolverState) -> list[str]:

@@ -321,7 +321,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     path = args.file or _config_path(args)
     config, _ = load_settings(path)
     model = (config.match_model or default_model()).version
-    if config.match_model is None and config.self_calibration and config.fuzzy_matching:
+    if config.calibrating:
         model += ", re-estimated from the data"
     summary = (f"{len(config.identifier_types)} identifier types, "
                f"fuzzy matching {'on' if config.fuzzy_matching else 'off'}, model {model}")

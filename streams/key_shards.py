@@ -40,7 +40,7 @@ from resolver.config import ResolverConfig
 from resolver.engine import Resolver
 from resolver.ids import event_digest
 from resolver.owner import PartStore, owner_of, route, value_name
-from resolver.partition import NodePart, ProfilePart, Slice, neighbours_of, shared_of, wanted_values
+from resolver.partition import NodePart, ProfilePart, Slice, collect, shared_of
 from resolver.state import ResolverState
 from schemas.channel import ChannelEvent
 from streams.pipeline import BLANK, VALID, RecordPipeline
@@ -64,8 +64,7 @@ class LocalKeyShards:
         self.pipeline = RecordPipeline(self.reader)
         self._assign = assigner
         self._deciders = [Resolver(config) for _ in range(n)]  # (each shard's, moved from slice to slice)
-        self._beginner = Resolver(config)  # (the coordinator's, for the start of epochs)
-        self.calibrating = config.match_model is None and config.self_calibration and config.fuzzy_matching
+        self._coordinating = Resolver(config)  # (the coordinator's: the start of epochs, windows on the whole state)
         # ``transport``: what crosses from one shard to another is pickled and read back, as a message would be
         # (for benchmarks: its cost is counted in the work of the shards that send and receive it)
         self.transport = transport
@@ -94,7 +93,9 @@ class LocalKeyShards:
         self.stats["bytes"] += len(data)
         return pickle.loads(data)
 
-    def _read(self, kind: str, name: str, at: int, what: str) -> Any:
+    def _read(self, kind: str, name: str, at: int, what: str, brief: Any = None) -> Any:
+        """What the owner of ``name`` holds under ``what``, read from shard ``at`` (-1: the coordinator);
+        ``brief``: what of it crosses, when not all of it does."""
         s = owner_of(kind, value_name(name) if kind == "v" else name, self.n)
         store = self.stores[s]
         got = store.value(name, self._epoch) if kind == "v" else getattr(store, what).get(name)
@@ -102,30 +103,22 @@ class LocalKeyShards:
         if s != at:
             self.stats["remote_reads"] += 1
             if self.transport and got is not None:
-                if at < 0 and kind == "k":  # (a footprint lookup: what footprints read of the identifier)
-                    self._carry((got.profile, got.shared_users, got.session_last, got.weak_uses, got.refused), s)
+                if brief is not None:
+                    self._carry(brief(got), s)
                 else:
                     got = self._carry(got, s)
         return got
 
-    def _node(self, key: str, at: int = -1) -> Optional[NodePart]:
-        return self._read("k", key, at, "nodes")
+    # (footprint lookups: what crosses is only what footprints read)
+    def _lookup_node(self, key: str) -> Optional[NodePart]:
+        return self._read("k", key, -1, "nodes",
+                          lambda p: (p.profile, p.shared_users, p.session_last, p.weak_uses, p.refused))
 
-    def _block(self, key: str, at: int = -1) -> Optional[list[str]]:
-        return self._read("b", key, at, "blocks")
+    def _lookup_block(self, key: str) -> Optional[list[str]]:
+        return self._read("b", key, -1, "blocks")
 
-    def _profile(self, pid: str, at: int) -> Optional[ProfilePart]:
-        return self._read("p", pid, at, "profiles")
-
-    def _profile_brief(self, pid: str) -> Optional[ProfilePart]:
-        """A profile, for a footprint lookup (what crosses is only what footprints read of it)."""
-        s = owner_of("p", pid, self.n)
-        got = self.stores[s].profiles.get(pid)
-        self.stats["reads"] += 1
-        self.stats["remote_reads"] += 1
-        if self.transport and got is not None:
-            self._carry(got.waiting, s)
-        return got
+    def _lookup_profile(self, pid: str) -> Optional[ProfilePart]:
+        return self._read("p", pid, -1, "profiles", lambda p: p.waiting)
 
     # ------------------------------------------------------------------------------ the coordinator
     def _known(self, event_id: str) -> Optional[int]:
@@ -173,8 +166,8 @@ class LocalKeyShards:
                 if outcome.kind == VALID:
                     event = outcome.event
                     node_keys, blocks, values = self.reader.keys_of(event)
-                    items = footprint.items_of_parts(event.event_id, node_keys, blocks, self._node, self._block,
-                                                     self._profile_brief)
+                    items = footprint.items_of_parts(event.event_id, node_keys, blocks, self._lookup_node,
+                                                     self._lookup_block, self._lookup_profile)
                     verdicts[b] = Verdict(True, event.event_id, event_digest(event), frozenset(items))
                     parsed[b] = (event, values)
                 elif outcome.kind != BLANK:
@@ -228,7 +221,7 @@ class LocalKeyShards:
         if not epochs.starts(position) or first is None:
             return []
         records = None
-        if self.calibrating and self.shared.records_filed >= self.shared.next_calibration:
+        if self.config.calibrating and self.shared.records_filed >= self.shared.next_calibration:
             # the match model is re-estimated from every distinct record (each shard sends its own), and
             # the pending reviews are scored again: on a slice of their identifiers and profiles
             self.stats["calibrations"] += 1
@@ -239,16 +232,16 @@ class LocalKeyShards:
                 held.append(self._carry(mine, store.shard) if self.transport else mine)
             records = distinct_of(held)
             reviewing = {"k:" + key for store in self.stores for key in store.reviewing}
-            part = self._gather(-1, reviewing, (), position, epoch)
+            part = self._gather(-1, reviewing, (), position)
         else:
             part = Slice([], {}, [], {}, {}, {}, self.shared, position)
-        self._beginner.use(part.state)
-        begun = self._beginner.begin_epoch(position, first, records)
+        self._coordinating.use(part.state)
+        begun = self._coordinating.begin_epoch(position, first, records)
         if records is not None and self._taken(-1, part):  # (as a window's: then on the whole state)
             self.stats["in_order_windows"] += 1
             part = self._whole(position, epoch)
-            self._beginner.use(part.state)
-            begun = self._beginner.begin_epoch(position, first, records)
+            self._coordinating.use(part.state)
+            begun = self._coordinating.begin_epoch(position, first, records)
         if records is not None:
             self.stats["calibration_seconds"] += time.perf_counter() - calibrating
         self._commit([(-1, part)], epoch)
@@ -278,7 +271,7 @@ class LocalKeyShards:
             started, lent = time.perf_counter(), self._lent
             events = [k for c in mine for k in chains[c]]
             part = self._gather(s, set().union(*(work[k][2] for k in events)),
-                                [v for k in events for v in work[k][1]], position, epoch)
+                                [v for k in events for v in work[k][1]], position)
             resolver = self._deciders[s]
             resolver.use(part.state)
             for k in events:
@@ -293,68 +286,17 @@ class LocalKeyShards:
 
     def _in_order(self, position: int, epoch: int, events: list[ChannelEvent]) -> dict[int, Entry]:
         whole = self._whole(position, epoch)
-        resolver = Resolver(self.config, state=whole.state)
+        resolver = self._coordinating
+        resolver.use(whole.state)
         decided = {k: resolver.decide(event, position=position + k) for k, event in enumerate(events)}
         self._commit([(-1, whole)], epoch)
         return decided
 
     # ------------------------------------------------------------------------------ a shard's work
-    def _gather(self, s: int, items: set[str], values: Iterable[tuple[str, str]], position: int,
-                epoch: int) -> Slice:
-        """The slice shard ``s`` builds for a chain with these footprint ``items`` and record ``values``."""
-        core: dict[str, NodePart] = {}
-        names: list[str] = []
-        blocks: dict[str, list[str]] = {}
-        for item in items:
-            kind, _, name = item.partition(":")
-            if kind == "k":
-                got = self._node(name, s)
-                if got is not None:
-                    core[name] = got
-            elif kind == "p":
-                names.append(name)
-            elif kind == "b":
-                filed = self._block(name, s)
-                if filed is not None:
-                    blocks[name] = filed
-                    for k in filed:
-                        if k not in core:
-                            core[k] = self._need(k, s)
-        profiles: dict[str, ProfilePart] = {}
-        for pid in names:
-            prof = self._profile(pid, s)
-            if prof is not None:
-                profiles[pid] = prof
-        for got in list(core.values()):  # (a block's identifier brings its profile)
-            pid = got.profile
-            if pid is not None and pid not in profiles:
-                prof = self._profile(pid, s)
-                assert prof is not None, f"identifier {got.key} names profile {pid}, which its owner does not hold"
-                profiles[pid] = prof
-        for prof in profiles.values():
-            for k in prof.nodes:
-                if k not in core:
-                    core[k] = self._need(k, s)
-        edge: dict[str, Optional[str]] = {}
-        pointed = [k for got in core.values() for k in neighbours_of(got)]
-        bans = {ban for got in core.values() if got.ban_sides for ban in got.ban_sides}
-        pointed += [k for ban in bans for side in self.shared.bans[ban][:2] for k in side]
-        for k in pointed:
-            if k not in core and k not in edge:
-                edge[k] = self._need(k, s).profile
-        aliases = {}
-        for pid in profiles:
-            target = self._read("p", pid, s, "aliases")
-            if target is not None:
-                aliases[pid] = target
-        wanted = set(values) | wanted_values(core.values())
-        counts = {key: self._read("v", key, s, "values") for key in wanted}
-        return Slice(core.values(), edge, profiles.values(), aliases, blocks, counts, self.shared, position)
-
-    def _need(self, key: str, at: int) -> NodePart:
-        got = self._node(key, at)
-        assert got is not None, f"identifier {key} is named by the state but its owner does not hold it"
-        return got
+    def _gather(self, s: int, items: set[str], values: Iterable[tuple[str, str]], position: int) -> Slice:
+        """The slice shard ``s`` builds for a chain with these footprint ``items`` and record ``values``, from
+        the parts' owners (-1: the coordinator)."""
+        return collect(_AtOwners(self, s), items, values, self.shared, position)
 
     def _taken(self, s: int, part: Slice) -> bool:
         """Whether a profile ID the slice asked about and did not hold is held at its owner."""
@@ -414,3 +356,25 @@ def assign_weighted(chains: list[list[int]], weights: list[int], shards: int) ->
     for picks in out:
         picks.sort()
     return out
+
+
+class _AtOwners:
+    """The shards owning the parts, read from shard ``at`` (``partition.Source``)."""
+
+    def __init__(self, shards: LocalKeyShards, at: int) -> None:
+        self.shards, self.at = shards, at
+
+    def node(self, key: str) -> Optional[NodePart]:
+        return self.shards._read("k", key, self.at, "nodes")
+
+    def profile(self, pid: str) -> Optional[ProfilePart]:
+        return self.shards._read("p", pid, self.at, "profiles")
+
+    def block(self, key: str) -> Optional[list[str]]:
+        return self.shards._read("b", key, self.at, "blocks")
+
+    def alias(self, pid: str) -> Optional[str]:
+        return self.shards._read("p", pid, self.at, "aliases")
+
+    def value(self, key: tuple[str, str]) -> tuple[int, Optional[int]]:
+        return self.shards._read("v", key, self.at, "values")

@@ -58,7 +58,7 @@ from resolver.matching.model import (
     MODEL_FORMAT_VERSION, POSTCODE_AGREES, MatchModel, Table, default_model,
 )
 from resolver.matching.frequency import (
-    FREQUENCY_FIELDS, FREQUENCY_PSEUDO_RECORDS, MAX_FREQUENCY_ADJUSTMENT, frequency_adjustment,
+    FREQUENCY_FIELDS, FREQUENCY_PSEUDO_RECORDS, MAX_FREQUENCY_ADJUSTMENT, frequency_adjustment, frequency_values,
 )
 from resolver.matching.estimation import estimate_m_em, estimate_u
 from resolver.matching.training import distinct_records, train_model
@@ -82,6 +82,7 @@ __all__ = [
     "MODEL_FORMAT_VERSION", "POSTCODE_AGREES", "MatchModel", "Table", "default_model",
     # frequency
     "FREQUENCY_FIELDS", "FREQUENCY_PSEUDO_RECORDS", "MAX_FREQUENCY_ADJUSTMENT", "frequency_adjustment",
+    "frequency_values",
     # estimation
     "estimate_m_em", "estimate_u",
     # training

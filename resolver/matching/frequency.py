@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from resolver.matching.model import DEPENDENT_FIELDS, MatchModel
 
@@ -12,6 +13,11 @@ FREQUENCY_FIELDS: tuple[str, ...] = ("first_name", "last_name", "city")
 FREQUENCY_PSEUDO_RECORDS = 1000.0
 # The largest adjustment either way, in bits (a value seen once is not proof of identity).
 MAX_FREQUENCY_ADJUSTMENT = 6.0
+
+
+def frequency_values(record: Any) -> list[tuple[str, str]]:
+    """The ``(field, value)`` pairs of an attribute record whose counts frequency adjustments read."""
+    return [(f, v) for f in FREQUENCY_FIELDS if (v := getattr(record, f)) is not None]
 
 
 def frequency_adjustment(model: "MatchModel", field: str, count: int, total: int,
