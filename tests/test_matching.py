@@ -9,10 +9,11 @@ from hypothesis import given, settings, strategies as st
 from resolver.errors import ConfigError
 from resolver.matching import (
     POSTCODE_AGREES,    MAX_FREQUENCY_ADJUSTMENT, frequency_adjustment,
-    FIELD_LEVELS, FIELDS, NULL, AttributeRecord, MatchModel, blocking_keys, compare, compare_address,
+    BLOCKING_RULES, FIELD_LEVELS, FIELDS, NULL, AttributeRecord, MatchModel, blocking_keys, compare, compare_address,
     compare_city, compare_date_of_birth, compare_first_name, compare_last_name, compare_postcode,
-    default_model, estimate_m_em, estimate_u, hard_conflict, soundex,
+    candidate_pairs_by_rule, default_model, estimate_m_em, estimate_u, hard_conflict, soundex,
 )
+from resolver.matching.blocking import candidate_codes_by_rule
 from streams.settings import load_match_model, save_match_model
 
 R = AttributeRecord
@@ -192,6 +193,27 @@ addresses = st.sampled_from(["12 high st", "14 high st", "flat 3 12 high st", "1
 postcodes = st.sampled_from(["SW1A1AA", "SW1P3BU", "EC1A1BB", None])
 cities = st.sampled_from(["london", "londn", "leeds", None])
 records = st.builds(R, names, surnames, dobs, addresses, postcodes, cities)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(records, max_size=24), st.integers(2, 5))
+def test_candidate_pairs_are_the_pairs_sharing_a_key_within_the_block_cap(recs, cap):
+    # the definition, pair by pair: (i, j), i < j, is a candidate of a rule when both records hold one key of
+    # that rule and each is among the first ``cap`` records that hold it
+    holders: dict[str, list[int]] = {}
+    for i, rec in enumerate(recs):
+        for key in blocking_keys(rec):
+            holders.setdefault(key, []).append(i)
+    want = {rule: set() for rule in BLOCKING_RULES}
+    for i in range(len(recs)):
+        for j in range(i + 1, len(recs)):
+            for key in set(blocking_keys(recs[i])) & set(blocking_keys(recs[j])):
+                if i in holders[key][:cap] and j in holders[key][:cap]:
+                    want[key.split(":")[0]].add((i, j))
+    got = candidate_pairs_by_rule(recs, cap)
+    assert got == {rule: sorted(pairs) for rule, pairs in want.items()}
+    n = len(recs)
+    assert candidate_codes_by_rule(recs, cap) == {rule: [i * n + j for i, j in pairs] for rule, pairs in got.items()}
 
 
 def test_default_model_is_monotone_and_signed():

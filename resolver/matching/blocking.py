@@ -8,6 +8,7 @@ day/month swap. ``BLOCKING_RULES`` names each key prefix and the fields its reco
 
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Optional, Sequence
 
 from resolver.matching.canonical import AttributeRecord
@@ -109,18 +110,26 @@ def candidate_pairs_by_rule(records: Sequence[AttributeRecord], max_block_size: 
     """Per rule of ``BLOCKING_RULES``, the index pairs ``(i, j)``, ``i < j``, of records sharing a key of that
     rule, as the engine would find them: a key holds at most ``max_block_size`` records (the first ones).
     Sorted, without repeats. ``keys``: each record's ``blocking_keys``, if already known."""
+    n = len(records)
+    return {rule: [divmod(code, n) for code in codes]
+            for rule, codes in candidate_codes_by_rule(records, max_block_size, keys).items()}
+
+
+def candidate_codes_by_rule(records: Sequence[AttributeRecord], max_block_size: int,
+                            keys: Optional[Sequence[list[str]]] = None) -> dict[str, list[int]]:
+    """``candidate_pairs_by_rule`` with each pair ``(i, j)`` as the number ``i * len(records) + j`` (sorted
+    as the pairs are: a set and a sort of numbers cost a fraction of those of tuples)."""
+    n = len(records)
     blocks: dict[str, list[int]] = {}
     for i, rec in enumerate(records):
         for key in (keys[i] if keys is not None else blocking_keys(rec)):
             block = blocks.setdefault(key, [])
             if len(block) < max_block_size:
                 block.append(i)
-    found: dict[str, set[tuple[int, int]]] = {rule: set() for rule in BLOCKING_RULES}
+    found: dict[str, set[int]] = {rule: set() for rule in BLOCKING_RULES}
     for key, block in blocks.items():
         if len(block) < 2:
             continue
-        pairs = found[key.partition(":")[0]]
-        for x in range(len(block)):
-            for y in range(x + 1, len(block)):
-                pairs.add((block[x], block[y]))
-    return {rule: sorted(pairs) for rule, pairs in found.items()}
+        # (a block's records are in index order: each pair comes as (i, j) with i < j)
+        found[key.partition(":")[0]].update([x * n + y for x, y in combinations(block, 2)])
+    return {rule: sorted(codes) for rule, codes in found.items()}

@@ -153,22 +153,24 @@ _LEVEL_RANK = {"exact": 0, "nickname": 1, "jw_92": 2, "jw_80": 3, "different": 4
 def _names(a: AttributeRecord, b: AttributeRecord) -> tuple[str, str]:
     """First- and last-name levels; when one side's names were entered the other way round (first name
     in the surname field), the crossed comparison counts if it agrees better."""
-    first = compare_first_name(a.first_name, b.first_name)
-    last = compare_last_name(a.last_name, b.last_name)
+    fa, la, fb, lb = a.first_name, a.last_name, b.first_name, b.last_name
+    first = compare_first_name(fa, fb)
+    last = compare_last_name(la, lb)
     if first == "exact" and last == "exact":
         return first, last
-    if a.first_name and a.last_name and b.first_name and b.last_name:
+    rank = _LEVEL_RANK
+    if fa and la and fb and lb:
         # (symmetric in a and b: the better crossed level is credited to the first name)
-        cross = sorted((compare_last_name(a.first_name, b.last_name), compare_last_name(a.last_name, b.first_name)),
-                       key=_LEVEL_RANK.__getitem__)
-        if _LEVEL_RANK[cross[0]] + _LEVEL_RANK[cross[1]] < _LEVEL_RANK[first] + _LEVEL_RANK[last]:
-            return cross[0], cross[1]
+        one, two = compare_last_name(fa, lb), compare_last_name(la, fb)
+        r1, r2 = rank[one], rank[two]
+        if r1 + r2 < rank[first] + rank[last]:
+            return (one, two) if r1 <= r2 else (two, one)
     elif last == NULL and first != NULL and first != "exact":
         # one name given, in the first-name field, and it is the other record's surname
-        lone, other = (a, b) if a.last_name is None else (b, a)
+        lone, other = (a, b) if la is None else (b, a)
         if lone.last_name is None and other.last_name:
             moved = compare_last_name(lone.first_name, other.last_name)
-            if _LEVEL_RANK[moved] < _LEVEL_RANK[first]:
+            if rank[moved] < rank[first]:
                 return NULL, moved
     return first, last
 

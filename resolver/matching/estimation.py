@@ -85,11 +85,13 @@ def estimate_m_em_levels(compared: Iterable[tuple[str, ...]], model: MatchModel,
     mask = tuple(f in fixed for f in FIELDS)
     # a vector and whether its postcodes agree (which u the address and city are weighed with)
     groups: dict[tuple[tuple[str, ...], bool], int] = {}
+    masked: dict[tuple[str, ...], tuple[tuple[str, ...], bool]] = {}  # (few distinct vectors: each masked once)
     for key in compared:
-        apart = key[_POSTCODE_INDEX] not in POSTCODE_AGREES
-        if fixed:
-            key = tuple(NULL if skip else lv for skip, lv in zip(mask, key))
-        groups[(key, apart)] = groups.get((key, apart), 0) + 1
+        group = masked.get(key)
+        if group is None:
+            apart = key[_POSTCODE_INDEX] not in POSTCODE_AGREES
+            group = masked[key] = (tuple(NULL if skip else lv for skip, lv in zip(mask, key)) if fixed else key, apart)
+        groups[group] = groups.get(group, 0) + 1
     if not groups:
         return model
     vectors = [(vec, count) for (vec, _), count in groups.items()]

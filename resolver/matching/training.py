@@ -10,7 +10,7 @@ import math
 import random
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-from resolver.matching.blocking import BLOCKING_RULES, blocking_keys, candidate_pairs_by_rule
+from resolver.matching.blocking import BLOCKING_RULES, blocking_keys, candidate_codes_by_rule
 from resolver.matching.canonical import AttributeRecord
 from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL, compare, compare_address, compare_city
 from resolver.matching.estimation import _normalized_counts, estimate_m_em_levels, estimate_u
@@ -94,21 +94,24 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
     estimated: dict[str, int] = {f: 0 for f in FIELDS}
     per_rule: dict[str, int] = {}
     keys = [blocking_keys(r) for r in records]
-    compared: dict[tuple[int, int], tuple[str, ...]] = {}  # each pair compared once, whatever rules find it
+    # (a pair (i, j) as the number i * n + j: see ``candidate_codes_by_rule``)
+    compared: dict[int, tuple[str, ...]] = {}  # each pair compared once, whatever rules find it
+    n = len(records)
 
-    def vectors(pairs: list[tuple[int, int]]) -> Iterable[tuple[str, ...]]:
+    def vectors(pairs: list[int]) -> Iterable[tuple[str, ...]]:
         for pair in pairs:
             levels = compared.get(pair)
             if levels is None:
-                levels = compared[pair] = compare(records[pair[0]], records[pair[1]])
+                i, j = divmod(pair, n)
+                levels = compared[pair] = compare(records[i], records[j])
             yield levels
 
     rng = random.Random(seed + 2)
 
-    def at_most(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    def at_most(pairs: list[int]) -> list[int]:
         return sorted(rng.sample(pairs, max_pairs)) if max_pairs is not None and len(pairs) > max_pairs else pairs
 
-    by_rule = candidate_pairs_by_rule(records, max_block_size, keys)
+    by_rule = candidate_codes_by_rule(records, max_block_size, keys)
     for rule, blocked in BLOCKING_RULES.items():
         pairs = by_rule[rule]
         per_rule[rule] = len(pairs)
@@ -140,7 +143,6 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
         if abs(new - lam) < 1e-9:
             break
         lam = new
-    n = len(records)
     total_pairs = n * (n - 1) / 2
     matches = lam * len(all_pairs)
     random_share = min(max(matches / total_pairs, 1e-12), 0.5) if total_pairs else 1e-6
