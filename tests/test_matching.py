@@ -5,6 +5,7 @@ import random
 
 import pytest
 from hypothesis import given, settings, strategies as st
+from rapidfuzz.distance import OSA
 
 from resolver.errors import ConfigError
 from resolver.matching import (
@@ -14,6 +15,7 @@ from resolver.matching import (
     candidate_pairs_by_rule, default_model, estimate_m_em, estimate_u, hard_conflict, soundex,
 )
 from resolver.matching.blocking import candidate_codes_by_rule
+from resolver.matching.canonical import canonical_date
 from streams.settings import load_match_model, save_match_model
 
 R = AttributeRecord
@@ -129,6 +131,27 @@ def test_last_name_levels(a, b, level):
 def test_date_of_birth_levels(a, b, level):
     assert compare_date_of_birth(a, b) == level
     assert compare_date_of_birth(b, a) == level
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dates(), st.dates(), st.sampled_from([None, "swap", "digit"]))
+def test_dates_one_typo_apart_differ_in_at_most_two_parts(a, b, typo):
+    # (compare_date_of_birth looks for a typo only where year, month and day do not all differ)
+    x = a.isoformat()
+    y = b.isoformat()
+    digits = list(x.replace("-", ""))
+    if typo == "swap":  # a typo made on purpose: two adjacent digits exchanged, or one digit changed
+        k = b.day % 7
+        digits[k], digits[k + 1] = digits[k + 1], digits[k]
+    elif typo == "digit":
+        digits[b.day % 8] = str((int(digits[b.day % 8]) + 1) % 10)
+    if typo:
+        y = f"{''.join(digits[:4])}-{''.join(digits[4:6])}-{''.join(digits[6:])}"
+    parts = (x[:4] != y[:4]) + (x[5:7] != y[5:7]) + (x[8:] != y[8:])
+    one_typo = OSA.distance(x.replace("-", ""), y.replace("-", "")) <= 1
+    assert not (one_typo and parts == 3)
+    if typo and x != y and canonical_date(y):
+        assert compare_date_of_birth(x, y) in ("one_off", "swapped")
 
 
 def test_same_day_and_month_is_exact_not_swapped():

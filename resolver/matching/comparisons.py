@@ -80,7 +80,10 @@ def compare_date_of_birth(a: Optional[str], b: Optional[str]) -> str:
     yb, mb, db = b[:4], b[5:7], b[8:10]
     if ya == yb and ma == db and da == mb:
         return "swapped"
-    if (ya != yb) + (ma != mb) + (da != db) == 1 or _one_typo(a, b):
+    differ = (ya != yb) + (ma != mb) + (da != db)
+    # (one typo changes at most two adjacent digits, so at most two of year, month and day: with all three
+    # differing in two dates of the canonical form, ``AttributeRecord``'s, the digits are not one typo apart)
+    if differ == 1 or ((differ < 3 or len(a) != 10 or len(b) != 10) and _one_typo(a, b)):
         return "one_off"
     if ya == yb and (a[5:] == _YEAR_ONLY or b[5:] == _YEAR_ONLY):
         return "year"
