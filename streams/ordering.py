@@ -18,6 +18,7 @@ every record is still decided, rejected or recognized as a duplicate exactly as 
 from __future__ import annotations
 
 import heapq
+import math
 import mmap
 import tempfile
 import zlib
@@ -35,6 +36,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
 _TIME_BIAS = 1 << 62  # (microseconds before 1970 stay positive)
 UNKNOWN_TIME = -_TIME_BIAS  # what ``event_micros`` says of a record whose time cannot be read
+BACKLOG_WAIT = 30.0  # seconds a source with a backlog is waited for while silent, at least (``ReorderBuffer``)
 
 
 def event_micros(obj: object) -> int:
@@ -202,15 +204,26 @@ class ReorderBuffer:
     as they happen, is then released ``grace`` after it happened instead of when a quiet source speaks or
     ``wait`` has passed; a source with a backlog (history being loaded) still holds back by what it sent.
 
+    A source said to be *behind* (``behind``: its reader had records left to read) holds more: while one is,
+    nothing is released for having waited ``wait``, and it is waited for while it has been heard from in the
+    last ``backlog_wait`` seconds (unless given, ten times ``wait`` and at least ``BACKLOG_WAIT``), silent or
+    not. When the readers fall behind the traffic (a worker short of CPU), each source's records come late
+    and unevenly; releasing by waiting time then would make the older ones still to come late events, and
+    each late event a restatement of the log, work that puts the readers further behind. The records wait
+    instead, as a backlog does (at most ``max_items`` of them).
+
     Pure: the caller says what time it is (``now``, seconds on any monotonic clock; ``wall``, microseconds
     since 1970, the clock of event times).
     """
 
-    def __init__(self, wait: float, max_items: int = 100_000, grace: Optional[float] = None):
+    def __init__(self, wait: float, max_items: int = 100_000, grace: Optional[float] = None,
+                 backlog_wait: Optional[float] = None):
         self.wait = wait
         self.max_items = max_items
         self.grace = None if grace is None else int(grace * 1_000_000)  # microseconds
+        self.backlog_wait = max(10 * wait, BACKLOG_WAIT) if backlog_wait is None else max(backlog_wait, wait)
         self._caught_up: set[Any] = set()
+        self._behind: set[Any] = set()
         self._heap: list[tuple[int, int, Any]] = []
         self._seq = 0
         self._arrivals: "deque[tuple[float, int, int]]" = deque()  # (arrival, key, seq), in arrival order
@@ -231,7 +244,20 @@ class ReorderBuffer:
 
     def caught_up(self, sources: Iterable[Any]) -> None:
         """Sources whose reader had read everything they held, as of their last records added."""
-        self._caught_up.update(sources)
+        for source in sources:
+            self._caught_up.add(source)
+            self._behind.discard(source)
+
+    def behind(self, sources: Iterable[Any]) -> None:
+        """Sources whose reader had more records to read after their last ones added (until ``caught_up``)."""
+        for source in sources:
+            self._behind.add(source)
+            self._caught_up.discard(source)
+
+    def _backlogged(self, now: float) -> bool:
+        """Whether a source behind has been heard from in the last ``backlog_wait`` seconds."""
+        heard = self._heard
+        return any(now - heard.get(s, -math.inf) < self.backlog_wait for s in self._behind)
 
     def add(self, key: int, source: Any, item: Any, now: float) -> None:
         """A record from ``source`` (which is no longer known to be caught up: ``caught_up`` says so again)."""
@@ -248,10 +274,10 @@ class ReorderBuffer:
         """The event time up to which every active source has sent (None: no source is active)."""
         latest = self._latest
         floor = wall - self.grace if wall is not None and self.grace is not None else None
-        caught_up = self._caught_up
+        caught_up, behind = self._caught_up, self._behind
         mark: Optional[int] = None
         for s, at in self._heard.items():
-            if now - at < self.wait:
+            if now - at < (self.backlog_wait if s in behind else self.wait):
                 upto = latest[s]
                 if floor is not None and upto < floor and s in caught_up:
                     upto = floor
@@ -268,7 +294,7 @@ class ReorderBuffer:
         upto = -1
         arrivals, gone = self._arrivals, self._gone
         timed: set[int] = set()
-        while arrivals and now - arrivals[0][0] >= self.wait:
+        while arrivals and now - arrivals[0][0] >= self.wait and not (self._behind and self._backlogged(now)):
             _, key, seq = arrivals.popleft()
             if seq in gone:  # (released already)
                 gone.discard(seq)
@@ -289,6 +315,7 @@ class ReorderBuffer:
         """Every item held, in key order."""
         out = [heapq.heappop(self._heap)[2] for _ in range(len(self._heap))]
         self._caught_up.clear()
+        self._behind.clear()
         self._arrivals.clear()
         self._gone.clear()
         return out

@@ -663,8 +663,9 @@ class StreamJobs:
             async def report_caught_up() -> None:  # (the partitions that send nothing: see _idle_read_to_end)
                 try:
                     caught = [] if app.rebalancing else jobs._idle_read_to_end()
-                    if caught:
-                        await jobs.validated.send(value=orjson.dumps({"caught_up": caught}))
+                    behind = [] if app.rebalancing else await jobs._idle_behind()
+                    if caught or behind:
+                        await jobs.validated.send(value=orjson.dumps({"caught_up": caught, "behind": behind}))
                 except Exception as exc:  # (only a report: the next one comes in half a second)
                     log.warning("could not report the raw partitions read to their end: %s", exc)
 
@@ -793,8 +794,11 @@ class StreamJobs:
                 value: dict[str, Any] = {"events": run}
                 if i == len(runs) - 1:
                     # the raw partitions read to their end (the broker held nothing after these records when
-                    # they were fetched): the resolve role need not wait for older events from them
+                    # they were fetched): the resolve role need not wait for older events from them; and those
+                    # with records left to read, which it waits for however long their next records take
                     value["caught_up"] = self._read_to_end(ends)
+                    value["behind"] = [[topic, partition] for (topic, partition) in sorted(ends)
+                                       if [topic, partition] not in value["caught_up"]]
                 pending.append(await self.validated.send(value=orjson.dumps(value)))
             # the dead letters of batches skipped before these records: Faust commits a skipped batch's
             # offsets with the records after it, so its dead letter is durable first
@@ -829,6 +833,25 @@ class StreamJobs:
         return [[tp.topic, tp.partition] for tp in sorted(self.app.consumer.assignment())
                 if tp.topic in self.raw_subscribed
                 and self._at_end(tp.topic, tp.partition, self.validated_upto.get((tp.topic, tp.partition)))]
+
+    async def _idle_behind(self) -> list[list[Any]]:
+        """The raw partitions this worker validates that hold records it has not read yet (at start, those
+        with a backlog: the resolve role waits for them, however long their first records take to come)."""
+        consumer = self.app.consumer
+        out = []
+        for tp in sorted(consumer.assignment()):
+            if tp.topic not in self.raw_subscribed:
+                continue
+            try:
+                high = consumer.highwater(tp)
+                upto = self.validated_upto.get((tp.topic, tp.partition))
+                if upto is None and high:
+                    upto = await asyncio.wait_for(consumer.position(tp), 1.0)
+            except Exception:  # (not known yet: said at the next report)
+                continue
+            if high and upto is not None and upto < high:
+                out.append([tp.topic, tp.partition])
+        return out
 
     async def _dead_letter_batches(self, wait: bool = True) -> list[Any]:
         """Sends a dead letter for each undecodable batch the consumer skipped; returns every such dead
@@ -912,6 +935,8 @@ class StreamJobs:
                         held += 1
                     if value.get("caught_up"):
                         self.reorder.caught_up((topic, partition) for topic, partition in value["caught_up"])
+                    if value.get("behind"):
+                        self.reorder.behind((topic, partition) for topic, partition in value["behind"])
                     if held:
                         self.held[ev] = self.held.get(ev, 0) + held
                     else:

@@ -136,6 +136,36 @@ def test_a_source_read_to_its_end_holds_back_nothing_older_than_the_grace():
     assert plain.release(now=1.6, wall=wall(9.0)) == ["a1"] and plain.release(now=1.9, wall=wall(9.0)) == []
 
 
+def test_a_source_behind_is_waited_for_and_nothing_is_released_for_its_waiting_time():
+    def key(event_id: str, at: str) -> int:
+        return order_key(_line(event_id, f"2025-03-01T{at}:00Z"))
+
+    buffer = ReorderBuffer(wait=2.0, backlog_wait=20.0)
+    buffer.expect(["fast", "slow"], now=0.0)
+    buffer.add(key("s1", "09:00"), "slow", "s1", now=0.0)
+    buffer.add(key("f1", "10:00"), "fast", "f1", now=0.1)
+    buffer.behind(["slow"])  # its reader had records left: older ones than f1 may still come from it
+    assert buffer.release(now=0.5) == ["s1"]
+    # long past the wait, with "slow" silent all along: f1 is still held, and so is all that "fast" sends
+    buffer.add(key("f2", "10:01"), "fast", "f2", now=8.0)
+    assert buffer.release(now=15.0) == []
+    buffer.add(key("s2", "09:30"), "slow", "s2", now=15.5)  # (held back by a reader short of time: not late)
+    assert buffer.release(now=15.6) == ["s2"]
+    buffer.add(key("f3", "10:05"), "fast", "f3", now=15.9)
+    buffer.caught_up(["slow"])  # its reader has read all it held: the wait is the usual one again
+    assert buffer.release(now=16.1) == ["f1", "f2"]  # (waited 2 s; "slow" has sent nothing as late)
+    assert buffer.release(now=17.4) == []
+    assert buffer.release(now=17.95) == ["f3"]
+    # a source behind and silent for longer than the backlog's wait is no longer waited for
+    again = ReorderBuffer(wait=2.0, backlog_wait=20.0)
+    again.expect(["fast", "slow"], now=0.0)
+    again.add(key("s1", "09:00"), "slow", "s1", now=0.0)
+    again.behind(["slow"])
+    again.add(key("f1", "10:00"), "fast", "f1", now=1.0)
+    assert again.release(now=19.9) == ["s1"]
+    assert again.release(now=20.1) == ["f1"]
+
+
 # -------------------------------------------------------------------------- the embedded driver
 def _messy_lines(rnd: random.Random, n: int) -> list[bytes]:
     """Identifiers from small pools (strangers collide: shared devices, family mailboxes), dates of birth
