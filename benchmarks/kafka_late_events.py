@@ -64,7 +64,8 @@ def main() -> int:
                     quiet = quiet + 1 if n == last and n > 0 else 0
                     last = n
                     print(f"  {time.monotonic() - started:.0f} s: {g.get('idres_log_entries_written_total', 0):,.0f} "
-                          f"entries, {g.get('idres_restatements_total', 0):.0f} restatements", flush=True)
+                          f"entries, {g.get('idres_restatements_total', 0):.0f} restatements, "
+                          f"{g.get('idres_raw_partitions_behind', 0):.0f} raw partitions behind", flush=True)
             finally:
                 worker.terminate()
                 worker.wait(30)

@@ -254,6 +254,10 @@ class ReorderBuffer:
             self._behind.add(source)
             self._caught_up.discard(source)
 
+    def behind_count(self) -> int:
+        """How many sources are behind now."""
+        return len(self._behind)
+
     def _backlogged(self, now: float) -> bool:
         """Whether a source behind has been heard from in the last ``backlog_wait`` seconds."""
         heard = self._heard

@@ -1018,6 +1018,7 @@ class StreamJobs:
             entries, pending = await self._decide_in_order(released, entries, pending)
         m.add("decisions", sum(len(e) for e in entries))
         m.gauges["reorder_held_events"] = len(self.reorder)
+        m.gauges["raw_partitions_behind"] = self.reorder.behind_count()
         self._note_late(entries)
         await self._flush(entries, pending)
         if self.resolver_stale:  # (an erasure: nothing it erased is kept in memory longer than this)

@@ -145,6 +145,7 @@ def test_a_source_behind_is_waited_for_and_nothing_is_released_for_its_waiting_t
     buffer.add(key("s1", "09:00"), "slow", "s1", now=0.0)
     buffer.add(key("f1", "10:00"), "fast", "f1", now=0.1)
     buffer.behind(["slow"])  # its reader had records left: older ones than f1 may still come from it
+    assert buffer.behind_count() == 1
     assert buffer.release(now=0.5) == ["s1"]
     # long past the wait, with "slow" silent all along: f1 is still held, and so is all that "fast" sends
     buffer.add(key("f2", "10:01"), "fast", "f2", now=8.0)
@@ -153,6 +154,7 @@ def test_a_source_behind_is_waited_for_and_nothing_is_released_for_its_waiting_t
     assert buffer.release(now=15.6) == ["s2"]
     buffer.add(key("f3", "10:05"), "fast", "f3", now=15.9)
     buffer.caught_up(["slow"])  # its reader has read all it held: the wait is the usual one again
+    assert buffer.behind_count() == 0
     assert buffer.release(now=16.1) == ["f1", "f2"]  # (waited 2 s; "slow" has sent nothing as late)
     assert buffer.release(now=17.4) == []
     assert buffer.release(now=17.95) == ["f3"]
