@@ -37,6 +37,7 @@ _MICROSECOND = timedelta(microseconds=1)
 _TIME_BIAS = 1 << 62  # (microseconds before 1970 stay positive)
 UNKNOWN_TIME = -_TIME_BIAS  # what ``event_micros`` says of a record whose time cannot be read
 BACKLOG_WAIT = 30.0  # seconds a source with a backlog is waited for while silent, at least (``ReorderBuffer``)
+DELAY_WINDOW = 10.0  # seconds over which the longest delay of records reaching a ``ReorderBuffer`` is taken
 
 
 def event_micros(obj: object) -> int:
@@ -204,6 +205,13 @@ class ReorderBuffer:
     as they happen, is then released ``grace`` after it happened instead of when a quiet source speaks or
     ``wait`` has passed; a source with a backlog (history being loaded) still holds back by what it sent.
 
+    The grace covers the time from an event happening to its record reaching this buffer. When records take
+    longer (a worker short of CPU), a source said to be caught up could still send records older than the
+    wall clock less the grace, late events each; so the callers say how long records took to come
+    (``delayed``: from written to the source to added here), and a source caught up holds back nothing
+    older than the longest such delay seen in the last ``DELAY_WINDOW`` seconds, where that is more than
+    the grace.
+
     A source said to be *behind* (``behind``: its reader had records left to read) holds more: while one is,
     nothing is released for having waited ``wait``, and it is waited for while it has been heard from in the
     last ``backlog_wait`` seconds (unless given, ten times ``wait`` and at least ``BACKLOG_WAIT``), silent or
@@ -230,6 +238,7 @@ class ReorderBuffer:
         self._latest: dict[Any, int] = {}  # source -> latest event time it sent
         self._heard: dict[Any, float] = {}  # source -> when it last sent
         self._gone: set[int] = set()  # items released before their arrival mark left ``_arrivals``
+        self._delays: "deque[tuple[float, int]]" = deque()  # (when, microseconds), longest first: see ``delay``
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -254,6 +263,22 @@ class ReorderBuffer:
             self._behind.add(source)
             self._caught_up.discard(source)
 
+    def delayed(self, seconds: float, now: float) -> None:
+        """Records just added took ``seconds`` (the longest of them) from being written to their source to
+        being added here."""
+        micros = int(seconds * 1_000_000)
+        delays = self._delays
+        while delays and delays[-1][1] <= micros:  # (a later, longer delay outlasts it: not needed)
+            delays.pop()
+        delays.append((now, micros))
+
+    def delay(self, now: float) -> int:
+        """The longest delay said in the last ``DELAY_WINDOW`` seconds, in microseconds (0: none)."""
+        delays = self._delays
+        while delays and now - delays[0][0] > DELAY_WINDOW:
+            delays.popleft()
+        return delays[0][1] if delays else 0
+
     def behind_count(self) -> int:
         """How many sources are behind now."""
         return len(self._behind)
@@ -277,7 +302,7 @@ class ReorderBuffer:
     def watermark(self, now: float, wall: Optional[int] = None) -> Optional[int]:
         """The event time up to which every active source has sent (None: no source is active)."""
         latest = self._latest
-        floor = wall - self.grace if wall is not None and self.grace is not None else None
+        floor = wall - max(self.grace, self.delay(now)) if wall is not None and self.grace is not None else None
         caught_up, behind = self._caught_up, self._behind
         mark: Optional[int] = None
         for s, at in self._heard.items():

@@ -614,6 +614,7 @@ class StreamJobs:
         app.on_partitions_revoked.connect(self._on_revoked)
         # the validate role: raw partition -> the offset after its last record in the validated topic
         self.validated_upto: dict[tuple[str, int], int] = {}
+        self.read_to_end: set[tuple[str, int]] = set()  # raw partitions last said to be read to their end
         jobs = self
         # a raw topic's batch that cannot be decoded is skipped and dead-lettered; one on the engine's own
         # topics stops the worker (streams/kafka_batches.py)
@@ -664,6 +665,7 @@ class StreamJobs:
                 try:
                     caught = [] if app.rebalancing else jobs._idle_read_to_end()
                     behind = [] if app.rebalancing else await jobs._idle_behind()
+                    jobs.read_to_end.update((t, p) for t, p in caught)
                     if caught or behind:
                         await jobs.validated.send(value=orjson.dumps({"caught_up": caught, "behind": behind}))
                 except Exception as exc:  # (only a report: the next one comes in half a second)
@@ -761,6 +763,7 @@ class StreamJobs:
     async def _on_revoked(self, sender: Any = None, revoked: Any = (), **kwargs: Any) -> None:
         for tp in revoked:  # (another worker validates them now: this one no longer says how far they are read)
             self.validated_upto.pop((tp.topic, tp.partition), None)
+            self.read_to_end.discard((tp.topic, tp.partition))
         if "resolve" in self.options.roles and any(tp.topic == validated_topic(self.settings) for tp in revoked):
             # the events held for reordering are another worker's now: their messages were not acknowledged,
             # so it reads them again
@@ -776,8 +779,15 @@ class StreamJobs:
             good: list[list[Any]] = []
             pending = []
             ends: dict[tuple[str, int], int] = {}  # raw partition -> the offset after its last record here
+            # when the earliest of these records written to a partition read to its end was written (its Kafka
+            # timestamp): live traffic, whose delay the resolve role allows for (a backlog's does not count)
+            written: Optional[float] = None
+            live = self.read_to_end
             for ev in events:
                 msg = ev.message
+                if msg.timestamp and (written is None or msg.timestamp < written) and \
+                        (msg.topic, msg.partition) in live:
+                    written = msg.timestamp
                 raw = ev.value if isinstance(ev.value, (bytes, bytearray)) else bytes(ev.value or b"")
                 m.positions[(msg.topic, msg.partition)] = ends[(msg.topic, msg.partition)] = msg.offset + 1
                 outcome = check(raw)
@@ -792,6 +802,8 @@ class StreamJobs:
             runs = list(chunked(good, lambda g: len(g[3]) + 64))
             for i, run in enumerate(runs):
                 value: dict[str, Any] = {"events": run}
+                if written is not None:
+                    value["written"] = written  # (the resolve role learns from it how long records take to come)
                 if i == len(runs) - 1:
                     # the raw partitions read to their end (the broker held nothing after these records when
                     # they were fetched): the resolve role need not wait for older events from them; and those
@@ -799,6 +811,8 @@ class StreamJobs:
                     value["caught_up"] = self._read_to_end(ends)
                     value["behind"] = [[topic, partition] for (topic, partition) in sorted(ends)
                                        if [topic, partition] not in value["caught_up"]]
+                    self.read_to_end.update((t, p) for t, p in value["caught_up"])
+                    self.read_to_end.difference_update((t, p) for t, p in value["behind"])
                 pending.append(await self.validated.send(value=orjson.dumps(value)))
             # the dead letters of batches skipped before these records: Faust commits a skipped batch's
             # offsets with the records after it, so its dead letter is durable first
@@ -937,6 +951,8 @@ class StreamJobs:
                         self.reorder.caught_up((topic, partition) for topic, partition in value["caught_up"])
                     if value.get("behind"):
                         self.reorder.behind((topic, partition) for topic, partition in value["behind"])
+                    if held and isinstance(value.get("written"), (int, float)):
+                        self.reorder.delayed(time.time() - value["written"], now)
                     if held:
                         self.held[ev] = self.held.get(ev, 0) + held
                     else:

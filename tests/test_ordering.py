@@ -168,6 +168,36 @@ def test_a_source_behind_is_waited_for_and_nothing_is_released_for_its_waiting_t
     assert again.release(now=20.1) == ["f1"]
 
 
+def test_a_source_read_to_its_end_holds_back_what_records_take_to_come_when_that_is_longer_than_the_grace():
+    def at(event_id: str, second: float) -> int:
+        return order_key(_line(event_id, f"2025-03-01T10:00:{second:06.3f}Z"))
+
+    def wall(second: float) -> int:
+        return key_micros(at("clock", second))
+
+    buffer = ReorderBuffer(wait=5.0, grace=0.25)
+    buffer.expect(["a", "b"], now=0.0)
+    buffer.add(at("a1", 1.0), "a", "a1", now=1.0)
+    buffer.add(at("b1", 1.1), "b", "b1", now=1.1)
+    buffer.caught_up(["a", "b"])
+    buffer.delayed(0.1, now=1.1)  # (shorter than the grace: changes nothing)
+    assert buffer.release(now=1.4, wall=wall(1.4)) == ["a1", "b1"]
+    # records now take 1.5 s to come: "a", read to its end, may still send one that happened 1.5 s ago
+    buffer.add(at("b2", 2.0), "b", "b2", now=3.0)
+    buffer.caught_up(["b"])
+    buffer.delayed(1.5, now=3.0)
+    assert buffer.delay(now=3.0) == 1_500_000
+    assert buffer.release(now=3.1, wall=wall(3.1)) == []  # (the grace alone would let b2 through: 2.0 < 2.85)
+    buffer.add(at("a2", 2.05), "a", "a2", now=3.15)  # ...and it does: a2 is not late
+    buffer.caught_up(["a"])
+    assert buffer.release(now=3.2, wall=wall(3.2)) == ["b2"]
+    assert buffer.release(now=3.6, wall=wall(3.6)) == ["a2"]  # ("b" holds back nothing older than 2.1 now)
+    # the longest delay of the last DELAY_WINDOW seconds counts, then the grace again
+    buffer.delayed(0.2, now=4.0)
+    assert buffer.delay(now=12.0) == 1_500_000 and buffer.delay(now=13.5) == 200_000
+    assert buffer.delay(now=14.5) == 0
+
+
 # -------------------------------------------------------------------------- the embedded driver
 def _messy_lines(rnd: random.Random, n: int) -> list[bytes]:
     """Identifiers from small pools (strangers collide: shared devices, family mailboxes), dates of birth
