@@ -1540,15 +1540,25 @@ class StreamJobs:
         return changes
 
 
-def run_worker(settings: KafkaSettings, options: WorkerOptions, loglevel: str = "info") -> None:
-    """Creates the topics the roles need, then runs the Faust worker until it is stopped."""
+def faust_worker(app: Any, loglevel: str) -> Any:
+    """The Faust worker that runs ``app``, logging at ``loglevel``."""
     import faust
 
+    worker = faust.Worker(app, loglevel=loglevel)
+    # no start-up spinner: at a level of WARN or above Faust's sets the root logger to DEBUG for the process's
+    # life (faust/worker.py, _setup_spinner_handler), so that every debug call of the Kafka clients builds a
+    # log record no handler writes (about 3% of a worker's time at 1,000 events/s)
+    worker.spinner = None
+    return worker
+
+
+def run_worker(settings: KafkaSettings, options: WorkerOptions, loglevel: str = "info") -> None:
+    """Creates the topics the roles need, then runs the Faust worker until it is stopped."""
     create_stream_topics(settings, options.channels)
     if "validate" in options.roles:
         options = replace(options, raw_topics=tuple(sorted(raw_topics(settings))))
     jobs = StreamJobs(settings, options)
-    worker = faust.Worker(jobs.app, loglevel=loglevel)
+    worker = faust_worker(jobs.app, loglevel)
     try:
         worker.execute_from_commandline()
     except SystemExit:

@@ -387,3 +387,14 @@ def test_live_events_are_not_held_for_quiet_partitions(kafka_bootstrap, tmp_path
         producer.close()
         worker.stop()
     assert sorted(decided(settings)) == ["live-0", "live-1", "live-2"]
+
+
+def test_a_worker_logging_at_warn_builds_no_debug_records():
+    # (in a process of its own: Faust's logging set-up replaces the root logger's handlers)
+    code = ("import faust, logging, sys\n"
+            "from streams.stream_app import faust_worker\n"
+            "worker = faust_worker(faust.App('t', broker='kafka://127.0.0.1:9'), 'warn')\n"
+            "worker._setup_logging()\n"
+            "sys.__stderr__.write(f'{logging.getLogger().level} {logging.getLogger(\"aiokafka\").isEnabledFor(10)}\\n')\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stderr.strip().splitlines()[-1] == "30 False", out.stderr
