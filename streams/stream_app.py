@@ -852,20 +852,25 @@ class StreamJobs:
         """The raw partitions this worker validates that hold records it has not read yet (at start, those
         with a backlog: the resolve role waits for them, however long their first records take to come)."""
         consumer = self.app.consumer
-        out = []
+        known: dict[Any, tuple[int, Optional[int]]] = {}  # partition -> (high watermark, read up to)
         for tp in sorted(consumer.assignment()):
-            if tp.topic not in self.raw_subscribed:
-                continue
-            try:
-                high = consumer.highwater(tp)
-                upto = self.validated_upto.get((tp.topic, tp.partition))
-                if upto is None and high:
-                    upto = await asyncio.wait_for(consumer.position(tp), 1.0)
-            except Exception:  # (not known yet: said at the next report)
-                continue
-            if high and upto is not None and upto < high:
-                out.append([tp.topic, tp.partition])
-        return out
+            if tp.topic in self.raw_subscribed:
+                try:
+                    high = consumer.highwater(tp)
+                except Exception:  # (not known yet: said at the next report)
+                    continue
+                if high:
+                    known[tp] = (high, self.validated_upto.get((tp.topic, tp.partition)))
+        unread = [tp for tp, (_, upto) in known.items() if upto is None]  # (nothing read since the start)
+        if unread:
+            try:  # where the consumer reads them from (all at once, and not for long: a report is only a report)
+                at = await asyncio.wait_for(asyncio.gather(*(consumer.position(tp) for tp in unread),
+                                                           return_exceptions=True), 1.0)
+            except asyncio.TimeoutError:
+                at = [None] * len(unread)
+            for tp, position in zip(unread, at):
+                known[tp] = (known[tp][0], position if isinstance(position, int) else None)
+        return [[tp.topic, tp.partition] for tp, (high, upto) in known.items() if upto is not None and upto < high]
 
     async def _dead_letter_batches(self, wait: bool = True) -> list[Any]:
         """Sends a dead letter for each undecodable batch the consumer skipped; returns every such dead
