@@ -1,9 +1,10 @@
 """Late events through Kafka: a history produced to a topic per channel (several partitions each) while a
-worker decides it. Under a backlog the partitions are read at different speeds, the reorder buffer's wait lets
-events through before older ones of slower partitions, and the resolve role restates the log (README: late
-events). Prints the entries the decision-log topic grew to, the restatements, whether every event has the
-profile ID `idres ingest` gives it, and what reading the topic from its start costs (the pass that finds the
-restatements, then the fold).
+worker decides it. Under a backlog the partitions are read at different speeds; an event let through before
+older ones of a slower partition makes them late events, and the resolve role restates the log (README: late
+events), unless the partitions with records left to read are waited for. Prints every 5 s the entries written,
+the restatements and the raw partitions the worker has said are behind; then the entries the decision-log
+topic grew to, the restatements, whether every event has the profile ID `idres ingest` gives it, and what
+reading the topic from its start costs (the pass that finds the restatements, then the fold).
 
     python benchmarks/kafka_late_events.py EVENTS.jsonl [--reorder-wait 0.2]
 
