@@ -102,18 +102,30 @@ def test_an_event_is_held_at_most_the_wait():
     assert buffer.release(now=3.1) == ["e"]  # the slow source is silent too now: only the fast one counts
 
 
-def test_a_source_read_to_its_end_holds_back_nothing_older_than_the_grace():
-    def at(event_id: str, second: float) -> int:
-        return order_key(_line(event_id, f"2025-03-01T10:00:{second:06.3f}Z"))
+def _at(event_id: str, second: float) -> int:
+    """The order key of an event at ``second`` past 10:00 (1 March 2025)."""
+    return order_key(_line(event_id, f"2025-03-01T10:00:{second:06.3f}Z"))
 
-    def wall(second: float) -> int:  # the wall clock, as microseconds since 1970
-        return key_micros(at("clock", second))
 
-    buffer = ReorderBuffer(wait=2.0, grace=0.25)
+def _wall(second: float) -> int:
+    """The wall clock at ``second`` past 10:00, as microseconds since 1970."""
+    return key_micros(_at("clock", second))
+
+
+def _read_to_their_end(wait: float, b1: float) -> ReorderBuffer:
+    """A buffer (grace 0.25 s) of sources "a" and "b", read to their end once they sent a1 (at 1.0 s) and b1
+    (at ``b1``)."""
+    buffer = ReorderBuffer(wait=wait, grace=0.25)
     buffer.expect(["a", "b"], now=0.0)
-    buffer.add(at("a1", 1.0), "a", "a1", now=1.0)
-    buffer.add(at("b1", 1.5), "b", "b1", now=1.5)
+    buffer.add(_at("a1", 1.0), "a", "a1", now=1.0)
+    buffer.add(_at("b1", b1), "b", "b1", now=b1)
     buffer.caught_up(["a", "b"])
+    return buffer
+
+
+def test_a_source_read_to_its_end_holds_back_nothing_older_than_the_grace():
+    at, wall = _at, _wall
+    buffer = _read_to_their_end(2.0, 1.5)
     # "a" last sent 1.0 s, but it was read to its end: it can send nothing older than the wall clock less
     # the grace; "b1" is released once the wall clock is 0.25 s past it
     assert buffer.release(now=1.6, wall=wall(1.6)) == ["a1"]
@@ -169,17 +181,8 @@ def test_a_source_behind_is_waited_for_and_nothing_is_released_for_its_waiting_t
 
 
 def test_a_source_read_to_its_end_holds_back_what_records_take_to_come_when_that_is_longer_than_the_grace():
-    def at(event_id: str, second: float) -> int:
-        return order_key(_line(event_id, f"2025-03-01T10:00:{second:06.3f}Z"))
-
-    def wall(second: float) -> int:
-        return key_micros(at("clock", second))
-
-    buffer = ReorderBuffer(wait=5.0, grace=0.25)
-    buffer.expect(["a", "b"], now=0.0)
-    buffer.add(at("a1", 1.0), "a", "a1", now=1.0)
-    buffer.add(at("b1", 1.1), "b", "b1", now=1.1)
-    buffer.caught_up(["a", "b"])
+    at, wall = _at, _wall
+    buffer = _read_to_their_end(5.0, 1.1)
     buffer.delayed(0.1, now=1.1)  # (shorter than the grace: changes nothing)
     assert buffer.release(now=1.4, wall=wall(1.4)) == ["a1", "b1"]
     # records now take 1.5 s to come: "a", read to its end, may still send one that happened 1.5 s ago
