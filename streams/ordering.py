@@ -323,7 +323,8 @@ class ReorderBuffer:
         upto = -1
         arrivals, gone = self._arrivals, self._gone
         timed: set[int] = set()
-        while arrivals and now - arrivals[0][0] >= self.wait and not (self._behind and self._backlogged(now)):
+        timing = not (self._behind and self._backlogged(now))  # (nothing is released for waiting while one is)
+        while timing and arrivals and now - arrivals[0][0] >= self.wait:
             _, key, seq = arrivals.popleft()
             if seq in gone:  # (released already)
                 gone.discard(seq)

@@ -661,10 +661,9 @@ class StreamJobs:
                 await jobs._dead_letter_batches()
 
             @app.timer(interval=CAUGHT_UP_EVERY)
-            async def report_caught_up() -> None:  # (the partitions that send nothing: see _idle_read_to_end)
+            async def report_caught_up() -> None:  # (the partitions that send nothing: see _idle_said)
                 try:
-                    caught = [] if app.rebalancing else jobs._idle_read_to_end()
-                    behind = [] if app.rebalancing else await jobs._idle_behind()
+                    caught, behind = ([], []) if app.rebalancing else await jobs._idle_said()
                     jobs.read_to_end.update((t, p) for t, p in caught)
                     if caught or behind:
                         await jobs.validated.send(value=orjson.dumps({"caught_up": caught, "behind": behind}))
@@ -808,9 +807,7 @@ class StreamJobs:
                     # the raw partitions read to their end (the broker held nothing after these records when
                     # they were fetched): the resolve role need not wait for older events from them; and those
                     # with records left to read, which it waits for however long their next records take
-                    value["caught_up"] = self._read_to_end(ends)
-                    value["behind"] = [[topic, partition] for (topic, partition) in sorted(ends)
-                                       if [topic, partition] not in value["caught_up"]]
+                    value["caught_up"], value["behind"] = self._ends_said(ends)
                     self.read_to_end.update((t, p) for t, p in value["caught_up"])
                     self.read_to_end.difference_update((t, p) for t, p in value["behind"])
                 pending.append(await self.validated.send(value=orjson.dumps(value)))
@@ -833,44 +830,52 @@ class StreamJobs:
             return False
         return high is not None and (high == 0 or (end is not None and end >= high))
 
-    def _read_to_end(self, ends: dict[tuple[str, int], int]) -> list[list[Any]]:
-        """The raw partitions of ``ends`` (partition -> the offset after the last record read) read to their end."""
-        return [[topic, partition] for (topic, partition), end in sorted(ends.items())
-                if self._at_end(topic, partition, end)]
+    def _ends_said(self, ends: dict[tuple[str, int], int]) -> tuple[list[list[Any]], list[list[Any]]]:
+        """The raw partitions of ``ends`` (partition -> the offset after the last record read) read to their
+        end, and the others (with records left to read, or not known to have none)."""
+        caught: list[list[Any]] = []
+        behind: list[list[Any]] = []
+        for (topic, partition), end in sorted(ends.items()):
+            (caught if self._at_end(topic, partition, end) else behind).append([topic, partition])
+        return caught, behind
 
-    def _idle_read_to_end(self) -> list[list[Any]]:
-        """The raw partitions this worker validates whose records, up to the end the broker last told, are
-        all in the validated topic (or that hold none): reported now and then, so that the resolve role does
-        not wait ``reorder_wait`` for a quiet partition before it decides what others send. (A partition
-        that holds records and has sent nothing since the worker started is not known to be read to its end:
-        it is waited for, at most ``reorder_wait``, until it sends.)"""
-        return [[tp.topic, tp.partition] for tp in sorted(self.app.consumer.assignment())
-                if tp.topic in self.raw_subscribed
-                and self._at_end(tp.topic, tp.partition, self.validated_upto.get((tp.topic, tp.partition)))]
+    async def _idle_said(self) -> tuple[list[list[Any]], list[list[Any]]]:
+        """The raw partitions this worker validates, as reported now and then (reports of partitions that may
+        send nothing for long):
 
-    async def _idle_behind(self) -> list[list[Any]]:
-        """The raw partitions this worker validates that hold records it has not read yet (at start, those
-        with a backlog: the resolve role waits for them, however long their first records take to come)."""
+        - those whose records, up to the end the broker last told, are all in the validated topic (or that hold
+          none), so that the resolve role does not wait ``reorder_wait`` for a quiet partition before it decides
+          what others send. (A partition that holds records and has sent nothing since the worker started is
+          not known to be read to its end.)
+        - those that hold records not read yet (at start, those with a backlog: the resolve role waits for
+          them, however long their first records take to come)."""
         consumer = self.app.consumer
-        known: dict[Any, tuple[int, Optional[int]]] = {}  # partition -> (high watermark, read up to)
+        caught: list[list[Any]] = []
+        behind: list[list[Any]] = []
+        unread: list[tuple[Any, int]] = []  # (partition, high watermark) of those read nothing from since the start
         for tp in sorted(consumer.assignment()):
-            if tp.topic in self.raw_subscribed:
-                try:
-                    high = consumer.highwater(tp)
-                except Exception:  # (not known yet: said at the next report)
-                    continue
-                if high:
-                    known[tp] = (high, self.validated_upto.get((tp.topic, tp.partition)))
-        unread = [tp for tp, (_, upto) in known.items() if upto is None]  # (nothing read since the start)
+            if tp.topic not in self.raw_subscribed:
+                continue
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # (not known yet: said at the next report)
+                continue
+            upto = self.validated_upto.get((tp.topic, tp.partition))
+            if high is not None and (high == 0 or (upto is not None and upto >= high)):
+                caught.append([tp.topic, tp.partition])
+            elif high and upto is None:
+                unread.append((tp, high))
+            elif high and upto is not None:
+                behind.append([tp.topic, tp.partition])
         if unread:
             try:  # where the consumer reads them from (all at once, and not for long: a report is only a report)
-                at = await asyncio.wait_for(asyncio.gather(*(consumer.position(tp) for tp in unread),
+                at = await asyncio.wait_for(asyncio.gather(*(consumer.position(tp) for tp, _ in unread),
                                                            return_exceptions=True), 1.0)
             except asyncio.TimeoutError:
                 at = [None] * len(unread)
-            for tp, position in zip(unread, at):
-                known[tp] = (known[tp][0], position if isinstance(position, int) else None)
-        return [[tp.topic, tp.partition] for tp, (high, upto) in known.items() if upto is not None and upto < high]
+            behind += [[tp.topic, tp.partition] for (tp, high), position in zip(unread, at)
+                       if isinstance(position, int) and position < high]
+        return caught, sorted(behind)
 
     async def _dead_letter_batches(self, wait: bool = True) -> list[Any]:
         """Sends a dead letter for each undecodable batch the consumer skipped; returns every such dead
