@@ -196,7 +196,7 @@ class Resolver:
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
         only_shared = bool(node_keys) and not any(st.node_index.get(k) not in st.shared for k in node_keys)
         # only shared identifiers, naming one of the customers who used them: that customer's
-        attributed = linking.attribute_by_name(ctx, node_keys, traits[0]) if only_shared and traits else None
+        attributed = linking.attribute_by_name(ctx, node_keys, traits) if only_shared else None
         if attributed is not None:
             refused: list[str] = []
         else:
@@ -255,19 +255,26 @@ class Resolver:
     def reads(self, event: ChannelEvent) -> tuple[set[str], list[tuple[str, str]]]:
         """``event``'s footprint, and the ``(field, value)`` pairs of its attribute record whose counts
         deciding it may read: what a slice for it holds (``resolver.slices``)."""
-        node_keys, blocks, values = self.keys_of(event)
-        return footprint.items(self.state, event.event_id, node_keys, blocks), values
+        node_keys, blocks, values, names = self.keys_of(event)
+        return footprint.items(self.state, event.event_id, node_keys, blocks, names), values
 
-    def keys_of(self, event: ChannelEvent) -> tuple[list[str], list[str], list[tuple[str, str]]]:
-        """``event``'s identifiers as node keys, the blocking keys of its attribute record, and the
+    def keys_of(self, event: ChannelEvent) -> tuple[list[str], list[str], list[tuple[str, str]], bool]:
+        """``event``'s identifiers as node keys, the blocking keys of its attribute record, the
         ``(field, value)`` pairs of the record whose counts deciding it may read (with the formats learned
-        so far; nothing else of the state is read)."""
+        so far; nothing else of the state is read), and whether it names a person by whom an event on
+        shared identifiers only is attributed (``linking.attribute_by_name``: it then reads the customers
+        those identifiers remember)."""
         self._sync_formats()
         node_keys, _, attributes, _ = self._normalize(event)
+        names = False
+        if attributes:
+            hearsay = self.config.hearsay(event.channel, event.event_type, attributes)
+            traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict, hearsay)
+            names = linking.names_a_person(traits)
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
         if record is None:
-            return node_keys, [], []
-        return node_keys, record[1], frequency_values(record[0])
+            return node_keys, [], [], names
+        return node_keys, record[1], frequency_values(record[0]), names
 
     def _enter(self, position: int, event_id: str, occurred_at: str,
                records: Optional[list[AttributeRecord]] = None) -> None:

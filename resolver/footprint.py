@@ -2,7 +2,10 @@
 
 Deciding an event reads and changes the state of its identifiers, of the profiles they belong to, of the
 blocking keys of its attribute record and of the profiles of the records filed under them, of the
-identifiers its shared or weak identifiers remember (the customers who used them), and of those the weak
+identifiers its weak identifiers remember (the customers who used them) and, if it names a person, those
+its shared identifiers remember (it may be one of theirs: ``linking.attribute_by_name``; an event that
+names nobody reads none of them, which keeps the events of a shop terminal's or a family mailbox's many
+customers from joining up through it), and of those the weak
 identifiers of its profiles remember while anonymous events wait on them (linking may find one of those
 tied two people together and hand its anonymous events to the customers who used it: ``linking.flag``). Everything else it
 reads is a statistic over all events, read as it stood at the start of the epoch (``resolver.epochs``).
@@ -29,8 +32,10 @@ from resolver.partition import NodePart, ProfilePart
 from resolver.state import Profile, ResolverState
 
 
-def items(st: ResolverState, event_id: str, node_keys: Iterable[str], blocks: Iterable[str]) -> set[str]:
-    """The footprint of an event with these identifier keys and blocking keys, against ``st``."""
+def items(st: ResolverState, event_id: str, node_keys: Iterable[str], blocks: Iterable[str],
+          names: bool = True) -> set[str]:
+    """The footprint of an event with these identifier keys and blocking keys, against ``st``; ``names``:
+    whether it names a person (``linking.names_a_person``)."""
     index, node_keys_of = st.node_index, st.node_keys
 
     def node(key: str) -> Optional[_NodeView]:
@@ -44,7 +49,7 @@ def items(st: ResolverState, event_id: str, node_keys: Iterable[str], blocks: It
     def profile(pid: str) -> _ProfileView:
         return _ProfileView(st, pid)
 
-    return items_of_parts(event_id, node_keys, blocks, node, block, profile)  # type: ignore[arg-type]
+    return items_of_parts(event_id, node_keys, blocks, node, block, profile, names)  # type: ignore[arg-type]
 
 
 class _NodeView:
@@ -101,9 +106,10 @@ def waiting_users(st: ResolverState, prof: Profile) -> list[str]:
 def items_of_parts(event_id: str, node_keys: Iterable[str], blocks: Iterable[str],
                    node: Callable[[str], Optional[NodePart]],
                    block: Callable[[str], Optional[list[str]]],
-                   profile: Callable[[str], Optional[ProfilePart]]) -> set[str]:
+                   profile: Callable[[str], Optional[ProfilePart]], names: bool = True) -> set[str]:
     """``items``, read from parts of the state (``resolver.partition``): ``node(key)``, ``block(key)`` and
-    ``profile(id)`` give what the state holds of an identifier, a blocking key and a profile, or None."""
+    ``profile(id)`` give what the state holds of an identifier, a blocking key and a profile, or None;
+    ``names``: whether the event names a person."""
     out = {"e:" + event_id}
 
     def reach(key: str) -> Optional[NodePart]:
@@ -117,7 +123,7 @@ def items_of_parts(event_id: str, node_keys: Iterable[str], blocks: Iterable[str
         part = reach(key)
         if part is None:
             continue
-        for user in part.shared_users or ():
+        for user in (part.shared_users or ()) if names else ():
             reach(user)
         if part.session_last is not None:
             reach(part.session_last[1])

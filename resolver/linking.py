@@ -206,12 +206,20 @@ def _other_customer(ctx: Context, node_keys: list[str], occurred_at: str) -> Opt
             "seconds": int(sessions.gap_seconds(at, occurred_at))}
 
 
-def attribute_by_name(ctx: Context, node_keys: list[str], trait: str) -> Optional[dict[str, Any]]:
-    """An event that carries only shared identifiers and names a person: the customer among those who
-    used one of its shared identifiers (a family mailbox's members) whom it names, when exactly one is
-    (first names compatible, dates of birth not different); None otherwise."""
-    if trait[0] == person.HEARSAY or not person.carry([trait], person.FIRST_NAME):
+def names_a_person(traits: tuple[str, ...]) -> bool:
+    """Whether an event with these traits (``traits.event_traits``) names a person by whom
+    ``attribute_by_name`` may attribute it: a first name, not on a delivery. Nothing else of an event
+    makes it read the customers its shared identifiers remember (``resolver.footprint``)."""
+    return bool(traits) and traits[0][0] != person.HEARSAY and bool(person.carry(traits[:1], person.FIRST_NAME))
+
+
+def attribute_by_name(ctx: Context, node_keys: list[str], traits: tuple[str, ...]) -> Optional[dict[str, Any]]:
+    """An event that carries only shared identifiers and names a person (``names_a_person``): the customer
+    among those who used one of its shared identifiers (a family mailbox's members) whom it names, when
+    exactly one is (first names compatible, dates of birth not different); None otherwise."""
+    if not names_a_person(traits):
         return None
+    trait = traits[0]
     st = ctx.state
     found: dict[str, tuple[str, str]] = {}  # profile -> (customer's identifier, shared identifier)
     for key in node_keys:

@@ -165,9 +165,9 @@ class LocalKeyShards:
             for b, outcome in enumerate(outcomes):
                 if outcome.kind == VALID:
                     event = outcome.event
-                    node_keys, blocks, values = self.reader.keys_of(event)
+                    node_keys, blocks, values, names = self.reader.keys_of(event)
                     items = footprint.items_of_parts(event.event_id, node_keys, blocks, self._lookup_node,
-                                                     self._lookup_block, self._lookup_profile)
+                                                     self._lookup_block, self._lookup_profile, names)
                     verdicts[b] = Verdict(True, event.event_id, event_digest(event), frozenset(items))
                     parsed[b] = (event, values)
                 elif outcome.kind != BLANK:

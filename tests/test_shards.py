@@ -187,3 +187,32 @@ def test_ingest_shards_on_the_command_line(tmp_path):
     assert entries("one") == entries("two")
     bad = run_cli("ingest", "in.jsonl", "--data-dir", "three", "--shards", "0", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("idres: error:")
+
+
+def test_an_event_on_a_shared_identifier_reads_its_customers_only_if_it_names_a_person():
+    resolver = Resolver(ResolverConfig())
+    for event in corpus(random.Random(1), 1500, people=120):
+        resolver.decide(event)
+    st = resolver.state
+    shared = [st.node_keys[i] for i in sorted(st.shared) if st.shared_users.get(i)
+              and st.node_keys[i].startswith("email:")]
+    assert shared, "the corpus flags a family mailbox that customers used"
+    key = shared[0]
+    users = {"k:" + u for u in st.shared_users[st.node_index[key]]}
+    mailbox = key.partition(":")[2]
+
+    def on_mailbox(event_id: str, event_type: str = "visit", **attributes: str) -> ChannelEvent:
+        return ChannelEvent(event_id=event_id, occurred_at="2025-04-01T10:00:00Z", channel="email",
+                            event_type=event_type, identifiers={"email": mailbox}, attributes=attributes)
+
+    anonymous = resolver.footprint(on_mailbox("x1"))
+    named = resolver.footprint(on_mailbox("x2", first_name="Ann", last_name="Lee"))
+    # (an anonymous event may be the session's of the customer who used the mailbox last: it reads that one)
+    last = st.session_last.get(st.node_index[key])
+    session = {"k:" + last[1]} if last else set()
+    assert len(users - session) >= 2
+    assert "k:" + key in anonymous and users & anonymous <= session
+    assert users <= named
+    # a date of birth alone, or a name on a delivery (maybe the recipient's), attributes nothing by name
+    assert users & resolver.footprint(on_mailbox("x3", date_of_birth="1980-01-01")) <= session
+    assert users & resolver.footprint(on_mailbox("x4", "order", first_name="Ann", last_name="Lee")) <= session
