@@ -23,7 +23,8 @@ window add to the same counts).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any, Iterable, Optional, Protocol
 
 from resolver.ids import node_type
@@ -105,6 +106,21 @@ class ProfilePart:
     # what footprints read of it: the customers who used its weak identifiers with anonymous events waiting
     # (``resolver.footprint.waiting_users``)
     waiting: tuple[str, ...] = ()
+
+
+def _as_tuple(cls: type) -> None:
+    """Pickles ``cls`` (a slots dataclass) as its fields in a tuple: a part crosses between shards in less
+    than half the time the default (a dict of its slots, built in Python) takes."""
+    values = attrgetter(*(f.name for f in fields(cls)))
+
+    def __reduce__(self: Any) -> Any:
+        return cls, values(self)
+
+    cls.__reduce__ = __reduce__  # type: ignore[method-assign]
+
+
+_as_tuple(NodePart)
+_as_tuple(ProfilePart)
 
 
 @dataclass(slots=True)

@@ -66,6 +66,7 @@ class LocalKeyShards:
         self._deciders = [Resolver(config) for _ in range(n)]  # (each shard's, moved from slice to slice)
         self._coordinating = Resolver(config)  # (the coordinator's: the start of epochs, windows on the whole state)
         # ``transport``: what crosses from one shard to another is pickled and read back, as a message would be
+        # (the parts of a window's reads one message from each owner to each reader)
         # (for benchmarks: its cost is counted in the work of the shards that send and receive it)
         self.transport = transport
         # what crosses between shards (parts read from and written to another shard than the deciding one; the
@@ -78,6 +79,8 @@ class LocalKeyShards:
                                       "windows": []}
         self._work = [0.0] * n
         self._lent = 0.0  # seconds of a timed stretch spent by other shards (pickling what they send)
+        # parts read at another shard, not yet sent: (owner, reader) -> the parts (one message each, ``_send``)
+        self._outbox: dict[tuple[int, int], list[Any]] = {}
         self._epoch = -1
 
     # ------------------------------------------------------------------------------ reads at owners
@@ -93,9 +96,17 @@ class LocalKeyShards:
         self.stats["bytes"] += len(data)
         return pickle.loads(data)
 
+    def _send(self) -> None:
+        """The parts read at other shards since the last send, carried as one message from each owner to
+        each reader (as a transport sends each round of a window's reads: ``_carry``)."""
+        for (owner, _), parts in self._outbox.items():
+            self._carry(parts, owner)
+        self._outbox = {}
+
     def _read(self, kind: str, name: str, at: int, what: str, brief: Any = None) -> Any:
         """What the owner of ``name`` holds under ``what``, read from shard ``at`` (-1: the coordinator);
-        ``brief``: what of it crosses, when not all of it does."""
+        ``brief``: what of it crosses, when not all of it does (carried by the next ``_send``: the reader
+        works on the owner's part meanwhile, which nothing changes before it is sent)."""
         s = owner_of(kind, value_name(name) if kind == "v" else name, self.n)
         store = self.stores[s]
         got = store.value(name, self._epoch) if kind == "v" else getattr(store, what).get(name)
@@ -103,10 +114,7 @@ class LocalKeyShards:
         if s != at:
             self.stats["remote_reads"] += 1
             if self.transport and got is not None:
-                if brief is not None:
-                    self._carry(brief(got), s)
-                else:
-                    got = self._carry(got, s)
+                self._outbox.setdefault((s, at), []).append(brief(got) if brief is not None else got)
         return got
 
     # (footprint lookups: what crosses is only what footprints read)
@@ -172,6 +180,7 @@ class LocalKeyShards:
                     parsed[b] = (event, values)
                 elif outcome.kind != BLANK:
                     verdicts[b] = Verdict(False, outcome.event_id, reason=outcome.reason, detail=outcome.detail)
+            self._send()
             shared_work = time.perf_counter() - shared_work - (self._lent - lent) + validating
             slots, prints = slots_of(verdicts, len(take), known.get)
             # the pairs of events sharing an item, found by the items' owners (each one its own items; here
@@ -227,8 +236,10 @@ class LocalKeyShards:
             self.stats["calibrations"] += 1
             calibrating = time.perf_counter()
             held = []
-            for store in self.stores:
+            for store in self.stores:  # (each shard finds its own distinct records)
+                started = time.perf_counter()
                 mine = distinct_of(p.records for p in store.nodes.values() if p.records)
+                self._work[store.shard] += time.perf_counter() - started
                 held.append(self._carry(mine, store.shard) if self.transport else mine)
             records = distinct_of(held)
             reviewing = {"k:" + key for store in self.stores for key in store.reviewing}
@@ -296,13 +307,17 @@ class LocalKeyShards:
     def _gather(self, s: int, items: set[str], values: Iterable[tuple[str, str]], position: int) -> Slice:
         """The slice shard ``s`` builds for a chain with these footprint ``items`` and record ``values``, from
         the parts' owners (-1: the coordinator)."""
-        return collect(_AtOwners(self, s), items, values, self.shared, position)
+        part = collect(_AtOwners(self, s), items, values, self.shared, position)
+        self._send()
+        return part
 
     def _taken(self, s: int, part: Slice) -> bool:
         """Whether a profile ID the slice asked about and did not hold is held at its owner."""
         profiles, aliases = part.asked()
-        return any(self._read("p", pid, s, "profiles") is not None for pid in profiles) or \
+        taken = any(self._read("p", pid, s, "profiles") is not None for pid in profiles) or \
             any(self._read("p", name, s, "aliases") is not None for name in aliases)
+        self._send()
+        return taken
 
     def _whole(self, position: int, epoch: int) -> Slice:
         """The whole state as one slice (every part of every shard)."""

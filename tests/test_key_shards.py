@@ -4,6 +4,8 @@ holds another's part."""
 
 from __future__ import annotations
 
+import copy
+import pickle
 import random
 
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -46,6 +48,11 @@ def test_a_long_corpus_where_every_guard_acts_on_three_shards():
     held = [len(store.nodes) for store in shards.stores]
     assert min(held) > 0.2 * sum(held)
     assert shards.stats["in_order_windows"] == 0 and shards.stats["remote_writes"] > 0
+    # every part crosses to another shard whole (pickled as its fields: ``partition._as_tuple``)
+    parts = [p for store in shards.stores for p in (*store.nodes.values(), *store.profiles.values())]
+    assert {type(p).__name__ for p in parts} == {"NodePart", "ProfilePart"}
+    assert pickle.loads(pickle.dumps(parts, pickle.HIGHEST_PROTOCOL)) == parts
+    assert [copy.copy(p) for p in parts] == parts
 
 
 def test_more_records_later_continue_where_the_shards_left_off():
