@@ -1,7 +1,7 @@
 """Deciding on shards that each own part of the state by key (``streams.key_shards``): whether the log is the one
 of deciding in order, what crosses between shards per event, and how the work would spread over N shards.
 
-    python benchmarks/key_shards.py EVENTS.jsonl [--lines 100000] [--shards 1,2,4,16,64]
+    python benchmarks/key_shards.py EVENTS.jsonl [--lines 100000] [--shards 1,2,4,16,64] [--repeat 3]
 
 The records are taken in event-time order (as ``idres ingest`` takes them) and decided in order by one
 resolver, then by N shards in this process, what crosses from one shard to another pickled and read back as
@@ -58,6 +58,9 @@ def main() -> int:
     ap.add_argument("--lines", type=int, default=100_000, help="the first this many lines of the file")
     ap.add_argument("--shards", default="1,2,4,16,64")
     ap.add_argument("--window", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="decide on N shards this many times and report the run with the least modelled time "
+                         "(this machine's speed varies from one run to the next)")
     args = ap.parse_args()
     lines = []
     with open(args.events, "rb") as fh:
@@ -79,9 +82,18 @@ def main() -> int:
     print("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     base = None
     for n in [int(x) for x in args.shards.split(",")]:
-        gc.collect()
-        shards = LocalKeyShards(config, n, args.window, transport=True)
-        got = shards.decide(records)
+        best = None
+        for _ in range(max(args.repeat, 1)):
+            gc.collect()
+            shards = LocalKeyShards(config, n, args.window, transport=True)
+            got = shards.decide(records)
+            windows = shards.stats["windows"]
+            run = (sum(w[0] for w in windows) + sum(w[1] for w in windows) / n + sum(max(w[2]) for w in windows),
+                   shards, got)
+            if best is None or run[0] < best[0]:
+                best = run
+            del shards, got, run
+        modelled, shards, got = best
         st = shards.stats
         ev = max(st["events"], 1)
         windows = st["windows"]
@@ -90,7 +102,6 @@ def main() -> int:
         own = sum(sum(w[2]) for w in windows)
         busiest = sum(max(w[2]) for w in windows)
         calibrating = st["calibration_seconds"]
-        modelled = alone + shared / n + busiest
         if base is None and n == 1:
             base = modelled
         speed = f"{base / modelled:.2f}" if base else ""
