@@ -10,7 +10,6 @@ by its input (a file by its first 64 KiB, not its name), its line and its conten
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import time
 from datetime import datetime, timezone
@@ -28,8 +27,8 @@ from resolver.decisions import erasure_of, record_of
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.commands import command_of, decide
 from streams.inputs import InputStream, as_input, open_input
-from streams.log import (CHECKPOINTS, DecisionLog, checkpoint_ahead, checkpoint_header, load_checkpoint, open_restatements,
-                         save_checkpoint)
+from streams.log import (CHECKPOINTS, DecisionLog, bulk_work, checkpoint_ahead, checkpoint_header,  # noqa: F401
+                         load_checkpoint, open_restatements, save_checkpoint)
 from streams.sealing import erasure_subjects, is_erased
 from streams.ordering import read_in_order
 from streams.pipeline import MAX_RECORD_BYTES  # noqa: F401  (its home was here: kept importable)
@@ -122,19 +121,6 @@ class IngestReport:
         before = f" ({self.rejected_before:,} of them kept on an earlier run)" if self.rejected_before else ""
         return (f"{total:,} line{'s' if total != 1 else ''} rejected{before}: {', '.join(parts)}; "
                 f"see the rejected_events table of the snapshot (`idres snapshot`)")
-
-
-@contextlib.contextmanager
-def bulk_work():
-    """Pauses the cyclic garbage collector: folding builds millions of long-lived containers, and
-    Python would otherwise rescan them over and over. Nothing the engine builds forms cycles."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def record_key(input_id: str, position: int, raw: bytes) -> str:

@@ -285,8 +285,11 @@ class _Sink:
 def pickled(obj: Any) -> bytes:
     import pickle
 
+    from streams.log import bulk_work
+
     sink = _Sink()
-    pickle.Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    with bulk_work():  # (as ``save_checkpoint`` pickles)
+        pickle.Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
     return b"".join(sink.parts)
 
 
@@ -319,7 +322,10 @@ class _Source:
 def unpickled(data: bytes) -> Any:
     import pickle
 
-    return pickle.Unpickler(_Source(data)).load()
+    from streams.log import bulk_work
+
+    with bulk_work():  # (millions of objects made at once: the collector would rescan them as they come)
+        return pickle.Unpickler(_Source(data)).load()
 
 
 @dataclass

@@ -208,3 +208,31 @@ def test_a_kafka_decision_log_message_carries_the_version_too():
     assert decision_entries(orjson.dumps({"entries": [entry]}), settings) == [entry]  # before messages carried it
     with pytest.raises(LogError, match="upgrade idres"):
         decision_entries(orjson.dumps({"v": DECISION_SCHEMA_VERSION + 1, "entries": [entry]}), settings)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_collector_does_not_run_while_a_checkpoint_is_pickled_and_is_left_as_it_was(tmp_path, enabled):
+    import gc
+
+    from resolver.state import Profile
+
+    # (a slots dataclass pickles through a tuple of its slots made for it, which the pickler keeps alive)
+    state = [Profile(f"p{n}", "2025-01-01T00:00:00+00:00", {n}) for n in range(50_000)]
+    collections = []
+
+    def note(phase, info):
+        if phase == "start":
+            collections.append(info["generation"])
+
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    gc.callbacks.append(note)
+    try:
+        save_checkpoint(tmp_path, 0, "f", (state,))
+        after = gc.isenabled()
+    finally:
+        gc.callbacks.remove(note)
+        (gc.enable if was else gc.disable)()
+    # (at most the one young collection the allocations made meanwhile start once it runs again)
+    assert len(collections) <= 1 and after is enabled
+    assert load_checkpoint(tmp_path, "f", 0)[1] == (state,)
