@@ -191,8 +191,7 @@ class Resolver:
             self._fold.enter(position)
         self._sync_formats()
         node_keys, ignored, attributes, read = self._normalize(event)
-        hearsay = self.config.hearsay(event.channel, event.event_type, attributes)
-        traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict, hearsay)
+        hearsay, traits = self._traits(event, attributes)
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
         only_shared = bool(node_keys) and not any(st.node_index.get(k) not in st.shared for k in node_keys)
         # only shared identifiers, naming one of the customers who used them: that customer's
@@ -266,15 +265,18 @@ class Resolver:
         those identifiers remember)."""
         self._sync_formats()
         node_keys, _, attributes, _ = self._normalize(event)
-        names = False
-        if attributes:
-            hearsay = self.config.hearsay(event.channel, event.event_type, attributes)
-            traits = person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict, hearsay)
-            names = linking.names_a_person(traits)
+        names = bool(attributes) and linking.names_a_person(self._traits(event, attributes)[1])
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
         if record is None:
             return node_keys, [], [], names
         return node_keys, record[1], frequency_values(record[0]), names
+
+    def _traits(self, event: ChannelEvent, attributes: dict[str, str]) -> tuple[bool, tuple[str, ...]]:
+        """Whether the event's names may be someone else's (``ResolverConfig.hearsay``), and its traits
+        (``traits.event_traits``): from the event and the configuration alone, as deciding it and its
+        footprint (``keys_of``) both need them."""
+        hearsay = self.config.hearsay(event.channel, event.event_type, attributes)
+        return hearsay, person.event_traits(attributes, self.config.dob_conflict, self.config.name_conflict, hearsay)
 
     def _enter(self, position: int, event_id: str, occurred_at: str,
                records: Optional[list[AttributeRecord]] = None) -> None:

@@ -33,6 +33,7 @@ import logging
 import os
 import pickle
 import re
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -530,18 +531,31 @@ class _Summing:
 CHECKPOINTS = ("checkpoint.pickle", "checkpoint.prev.pickle")  # the latest, and the one before it
 
 
+_bulk = threading.Lock()
+_bulk_depth = 0  # blocks of bulk work under way, in any thread
+_bulk_collecting = False  # whether the collector ran before the first of them
+
+
 @contextlib.contextmanager
 def bulk_work() -> Iterator[None]:
     """Pauses the cyclic garbage collector: folding builds millions of long-lived containers, and
     Python would otherwise rescan them over and over (and pickling them keeps every object the pickler
-    makes alive until it is done). Nothing the engine builds forms cycles."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    makes alive until it is done). Nothing the engine builds forms cycles. Blocks may nest and overlap in
+    several threads (a server's follower and its commands, a worker's executor): the collector runs again,
+    if it ran before, when the last of them ends."""
+    global _bulk_depth, _bulk_collecting
+    with _bulk:
+        if _bulk_depth == 0:
+            _bulk_collecting = gc.isenabled()
+            gc.disable()
+        _bulk_depth += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _bulk:
+            _bulk_depth -= 1
+            if _bulk_depth == 0 and _bulk_collecting:
+                gc.enable()
 
 
 def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, previous: str = "keep",
@@ -564,11 +578,13 @@ def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, prev
     with bulk_work(), private_file(tmp, "wb", buffering=1 << 20) as fh:
         summing = _Summing(fh)
         pickler = pickle.Pickler(summing, protocol=pickle.HIGHEST_PROTOCOL)
-        pickler.dump({"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint,
-                      "parts": len(parts) if isinstance(state, tuple) else None, "info": dict(info or {})})
-        for part in parts:
-            pickler.dump(part)
-        del pickler
+        try:
+            pickler.dump({"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint,
+                          "parts": len(parts) if isinstance(state, tuple) else None, "info": dict(info or {})})
+            for part in parts:
+                pickler.dump(part)
+        finally:
+            del pickler  # (its memo holds millions of objects: not kept by a traceback)
         fh.write(_TRAILER + b"%08x" % summing.crc)
         fh.flush()
         os.fsync(fh.fileno())

@@ -226,6 +226,7 @@ def test_the_collector_does_not_run_while_a_checkpoint_is_pickled_and_is_left_as
 
     was = gc.isenabled()
     (gc.enable if enabled else gc.disable)()
+    gc.collect()  # (none due when it starts)
     gc.callbacks.append(note)
     try:
         save_checkpoint(tmp_path, 0, "f", (state,))
@@ -236,3 +237,42 @@ def test_the_collector_does_not_run_while_a_checkpoint_is_pickled_and_is_left_as
     # (at most the one young collection the allocations made meanwhile start once it runs again)
     assert len(collections) <= 1 and after is enabled
     assert load_checkpoint(tmp_path, "f", 0)[1] == (state,)
+
+
+def test_bulk_work_in_threads_at_once_leaves_the_collector_as_it_found_it():
+    import gc
+    import sys
+    import threading
+    import time
+
+    from streams.log import bulk_work
+
+    was, interval = gc.isenabled(), sys.getswitchinterval()
+    gc.enable()
+    sys.setswitchinterval(1e-6)  # (threads switch between any two steps)
+    try:
+        def work() -> None:
+            for _ in range(2000):
+                with bulk_work():
+                    time.sleep(0)  # (lets another thread in)
+                    assert not gc.isenabled()  # (never switched on inside another thread's block)
+                    with bulk_work():
+                        time.sleep(0)
+
+        errors = []
+
+        def run() -> None:
+            try:
+                work()
+            except AssertionError as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors and gc.isenabled()
+    finally:
+        sys.setswitchinterval(interval)
+        (gc.enable if was else gc.disable)()
