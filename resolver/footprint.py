@@ -123,8 +123,9 @@ def items_of_parts(event_id: str, node_keys: Iterable[str], blocks: Iterable[str
         part = reach(key)
         if part is None:
             continue
-        for user in (part.shared_users or ()) if names else ():
-            reach(user)
+        if names:
+            for user in part.shared_users or ():
+                reach(user)
         if part.session_last is not None:
             reach(part.session_last[1])
         for _, user in part.weak_uses or ():

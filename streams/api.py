@@ -65,8 +65,8 @@ from resolver.config import ResolverConfig
 from resolver.ids import node_key
 from resolver.errors import IdresError
 from resolver.normalize import Normalizer
-from streams.embedded import STATE_TYPES, bulk_work, state_fingerprint
-from streams.log import DecisionLog, LogError, load_checkpoint
+from streams.embedded import STATE_TYPES, state_fingerprint
+from streams.log import DecisionLog, LogError, bulk_work, load_checkpoint
 from resolver.decisions import erasure_of
 from streams.sealing import is_erased
 

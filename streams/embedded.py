@@ -27,7 +27,7 @@ from resolver.decisions import erasure_of, record_of
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.commands import command_of, decide
 from streams.inputs import InputStream, as_input, open_input
-from streams.log import (CHECKPOINTS, DecisionLog, bulk_work, checkpoint_ahead, checkpoint_header,  # noqa: F401
+from streams.log import (CHECKPOINTS, DecisionLog, bulk_work, checkpoint_ahead, checkpoint_header,
                          load_checkpoint, open_restatements, save_checkpoint)
 from streams.sealing import erasure_subjects, is_erased
 from streams.ordering import read_in_order

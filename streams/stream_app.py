@@ -49,7 +49,7 @@ from streams import kafka_batches
 from schemas.decisions import DECISION_SCHEMA_VERSION
 from streams.kafka_io import (KafkaIOError, KafkaSettings, admin_client, check_reachable, client_error,
                               ensure_topics, producer)
-from streams.log import check_version, in_ranges, marker_fields, open_restatements, skipped
+from streams.log import bulk_work, check_version, in_ranges, marker_fields, open_restatements, skipped
 from streams.ordering import ReorderBuffer, order_key
 from streams.pipeline import ACCEPTED, DUPLICATE, INTERNAL, VALID, RecordPipeline
 
@@ -285,8 +285,6 @@ class _Sink:
 def pickled(obj: Any) -> bytes:
     import pickle
 
-    from streams.log import bulk_work
-
     sink = _Sink()
     with bulk_work():  # (as ``save_checkpoint`` pickles)
         pickle.Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
@@ -321,8 +319,6 @@ class _Source:
 
 def unpickled(data: bytes) -> Any:
     import pickle
-
-    from streams.log import bulk_work
 
     with bulk_work():  # (millions of objects made at once: the collector would rescan them as they come)
         return pickle.Unpickler(_Source(data)).load()
@@ -412,8 +408,6 @@ def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = No
                     "before them: the broker lost or reordered messages it had acknowledged. Restore the topic from "
                     "a backup, or re-produce the raw input into a new deployment (another --topic-prefix)") from None
             count += 1
-
-    from streams.embedded import bulk_work
 
     with bulk_work():
         offset = read_to_end(settings, settings.topics.decisions, apply, start=start)
@@ -830,11 +824,14 @@ class StreamJobs:
         or the partition holds nothing."""
         from faust.types import TP
 
+        return _reached(self._highwater(TP(topic, partition)), end)
+
+    def _highwater(self, tp: Any) -> Optional[int]:
+        """The high watermark of a raw partition the last fetch told (None: not known yet)."""
         try:
-            high = self.app.consumer.highwater(TP(topic, partition))
-        except Exception:  # (not known yet)
-            return False
-        return high is not None and (high == 0 or (end is not None and end >= high))
+            return self.app.consumer.highwater(tp)
+        except Exception:
+            return None
 
     def _ends_said(self, ends: dict[tuple[str, int], int]) -> tuple[list[list[Any]], list[list[Any]]]:
         """The raw partitions of ``ends`` (partition -> the offset after the last record read) read to their
@@ -862,12 +859,9 @@ class StreamJobs:
         for tp in sorted(consumer.assignment()):
             if tp.topic not in self.raw_subscribed:
                 continue
-            try:
-                high = consumer.highwater(tp)
-            except Exception:  # (not known yet: said at the next report)
-                continue
+            high = self._highwater(tp)  # (None: not known yet, said at the next report)
             upto = self.validated_upto.get((tp.topic, tp.partition))
-            if high is not None and (high == 0 or (upto is not None and upto >= high)):
+            if _reached(high, upto):
                 caught.append([tp.topic, tp.partition])
             elif high and upto is None:
                 unread.append((tp, high))
@@ -1554,6 +1548,13 @@ class StreamJobs:
         m.gauges["events"] = len(self.views.ev_id)
         m.gauges["log_entries_applied"] = self.views_seq
         return changes
+
+
+def _reached(high: Optional[int], end: Optional[int]) -> bool:
+    """Whether a raw partition read up to ``end`` (the offset after its last record read; None: none since the
+    worker started) is read to its end, by its high watermark ``high`` (None: not known): no further, or the
+    partition holds nothing."""
+    return high is not None and (high == 0 or (end is not None and end >= high))
 
 
 def faust_worker(app: Any, loglevel: str) -> Any:
