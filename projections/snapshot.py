@@ -11,9 +11,11 @@ rejected_events, contact_recognition, snapshot_info; then the metric views over 
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
@@ -259,27 +261,33 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
         con = duckdb.connect(str(tmp_db))
         os.chmod(tmp_db, file_mode())  # (it holds personal data: created empty, made private at once)
         try:
-            for table, rows in sources.items():
-                if progress is not None:
-                    progress(table)
-                path = work / f"{table}.jsonl"
-                n = 0
-                with private_file(path, "wb", buffering=1 << 20) as fh:
-                    dumps, write, newline = orjson.dumps, fh.write, orjson.OPT_APPEND_NEWLINE
-                    for row in rows:
-                        write(dumps(row, option=newline))
-                        n += 1
-                counts[table] = n
-                columns = TABLES[table]
-                cols_sql = ", ".join(f"'{c}': '{t}'" for c, t in columns.items())
-                select = ", ".join(f'"{c}"' for c in columns)
-                if n:
-                    con.execute(
-                        f"CREATE TABLE {table} AS SELECT {select} FROM read_json(?, format='newline_delimited', "
-                        f"columns={{{cols_sql}}}, maximum_object_size=134217728)", [str(path)])
-                else:
-                    con.execute(f"CREATE TABLE {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
-                path.unlink()
+            loader = _Loader(con)
+            try:
+                for table, rows in sources.items():
+                    if progress is not None:
+                        progress(table)
+                    path = work / f"{table}.jsonl"
+                    n = 0
+                    with private_file(path, "wb", buffering=1 << 20) as fh:
+                        dumps, write, newline = orjson.dumps, fh.write, orjson.OPT_APPEND_NEWLINE
+                        for row in rows:
+                            write(dumps(row, option=newline))
+                            n += 1
+                    counts[table] = n
+                    columns = TABLES[table]
+                    cols_sql = ", ".join(f"'{c}': '{t}'" for c, t in columns.items())
+                    select = ", ".join(f'"{c}"' for c in columns)
+                    if n:
+                        loader.load(
+                            f"CREATE TABLE {table} AS SELECT {select} FROM read_json(?, format='newline_delimited', "
+                            f"columns={{{cols_sql}}}, maximum_object_size=134217728)", path)
+                    else:
+                        path.unlink()
+                        loader.load(f"CREATE TABLE {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
+            except BaseException:
+                loader.close(quiet=True)  # (the error that stopped making rows is the one to report)
+                raise
+            loader.close()
             write_metrics(con, views, progress, predict=predict)
             con.execute("CHECKPOINT")
         finally:
@@ -291,3 +299,45 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
             if leftover.exists():
                 leftover.unlink()
     return counts
+
+
+class _Loader:
+    """Runs the statements that load the tables' row files, in order, on a thread of its own, while the next
+    table's rows are made: DuckDB works without the interpreter's lock, so on two cores the two overlap.
+    ``close`` waits for them and raises the first error (after which nothing more is run); each file is
+    removed once read (or not)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self._jobs: queue.Queue = queue.Queue(maxsize=2)  # (at most two tables' files wait on disk)
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="idres-snapshot-load", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            sql, path = job
+            try:
+                if self._error is None:
+                    self._con.execute(sql, [str(path)] if path is not None else None)
+            except BaseException as exc:  # (raised by ``close``, in the thread that writes the snapshot)
+                self._error = exc
+            finally:
+                if path is not None:
+                    path.unlink(missing_ok=True)
+
+    def load(self, sql: str, path: Optional[Path] = None) -> None:
+        """Runs ``sql`` (with ``path``, its one parameter) after the statements before it."""
+        if self._error is not None:
+            raise self._error
+        self._jobs.put((sql, path))
+
+    def close(self, quiet: bool = False) -> None:
+        """Waits for the statements given; raises the first one's error unless ``quiet``."""
+        self._jobs.put(None)
+        self._thread.join()
+        if self._error is not None and not quiet:
+            raise self._error

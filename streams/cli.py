@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 from resolver.errors import IdresError
 
@@ -84,6 +84,23 @@ def _engine(args: argparse.Namespace, writer: bool, create: bool = False, **opti
     return EmbeddedEngine(data_dir, config, projection, writer=writer, batch_size=_batch_size(), **options)
 
 
+@contextlib.contextmanager
+def _keeping() -> Iterator[None]:
+    """For a command that builds a state kept until it ends (ingest, replay, the views a snapshot reads):
+    the garbage collector paused while it is built, and what was built put out of the collector's sight
+    (``gc.freeze``) before it runs again. Otherwise its first collection scans every object built: 1.35 s
+    after 300,000 events. Nothing the engine builds forms cycles."""
+    import gc
+
+    from streams.log import bulk_work
+
+    with bulk_work():
+        try:
+            yield
+        finally:
+            gc.freeze()
+
+
 def _shard_count(text: str) -> int:
     try:
         n = int(text)
@@ -111,7 +128,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     files = [Path(f) for f in args.files]
     for f in files:  # every file's shape is checked before any is ingested
         check_input(f)
-    with _engine(args, writer=True, create=True) as engine:
+    with _keeping(), _engine(args, writer=True, create=True) as engine:
         engine.order = "file" if args.file_order else "time"
         engine.shards = args.shards
         if engine.order == "time" and "-" not in args.files and len(files) > 1:
@@ -194,8 +211,6 @@ def _snapshot_step(step: str) -> None:
 
 def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """The snapshot of --data-dir or of the Kafka deployment, written to ``out``; what the command prints."""
-    import gc
-
     from projections.snapshot import write_snapshot
 
     predict = False if getattr(args, "no_predict", False) else None  # (else as $IDRES_PREDICT says)
@@ -204,19 +219,20 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
         settings = _kafka_settings(args)
         started = time.perf_counter()
-        views, offset, entries = _kafka_views(args)
-        rejected = fold_deadletter(settings, views)
-        gc.freeze()  # (as below)
+        with _keeping():  # (as below)
+            views, offset, entries = _kafka_views(args)
+            rejected = fold_deadletter(settings, views)
         counts = write_snapshot(views, out, info={"decision_log": settings.topics.decisions,
                                                   "decision_log_offset": offset}, progress=_snapshot_step,
                                 predict=predict)
         return {"snapshot": str(out), "rows": counts, "log_entries": entries, "dead_letters": rejected,
                 "seconds": round(time.perf_counter() - started, 2)}
-    with _engine(args, writer=False, load="views") as engine:
+    # (the views, millions of objects, kept out of the collector's sight: it would scan them again and again as
+    # the rows are made; they form no cycles, and live until the command ends)
+    with _keeping():
+        engine = _engine(args, writer=False, load="views")
+    with engine:
         started = time.perf_counter()
-        # (the views, millions of objects, kept out of the collector's sight: it would scan them again and
-        # again as the rows are made; they form no cycles, and live until the command ends)
-        gc.freeze()
         counts = write_snapshot(engine.views, out, info={"data_dir": str(Path(args.data_dir).resolve())},
                                 progress=_snapshot_step, predict=predict)
         return {"snapshot": str(out), "rows": counts, "seconds": round(time.perf_counter() - started, 2)}
@@ -344,7 +360,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     with _progress_bar(DecisionLog.recorded_length(_data_dir(args, existing=True)) or None, "replay",
                        unit="entry") as bar:
-        engine = _engine(args, writer=True, load="rebuild", progress=bar.update)
+        with _keeping():
+            engine = _engine(args, writer=True, load="rebuild", progress=bar.update)
     with engine:
         replayed = engine.replayed
         result: dict[str, Any] = {"entries": replayed["entries"], "digest": engine.views.digest(),

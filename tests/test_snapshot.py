@@ -35,6 +35,24 @@ def test_failed_snapshot_leaves_the_previous_one_intact(tmp_path, monkeypatch):
     assert con.execute("SELECT sum(lifetime_value) FROM profiles").fetchone()[0] == 12.5
 
 
+@pytest.mark.parametrize("table", ["profiles", "snapshot_info"])  # (the first table and the last)
+def test_a_table_duckdb_cannot_load_fails_the_snapshot_and_leaves_the_previous_one_intact(tmp_path, monkeypatch,
+                                                                                          table):
+    # (tables are loaded on a thread of their own while the next table's rows are made: its error must
+    # still stop the snapshot, name the problem, and leave nothing behind)
+    out = tmp_path / "customers.duckdb"
+    snapshot.write_snapshot(_views(), out, info={"note": "words"})
+    before = out.read_bytes()
+    if table == "profiles":
+        monkeypatch.setattr(snapshot, "profile_rows", lambda views: [{"profile_id": "p", "created_at": "never"}])
+    else:  # (its values as numbers: the log's position is one, the note is not)
+        monkeypatch.setitem(snapshot.TABLES, "snapshot_info", {"key": "VARCHAR", "value": "BIGINT"})
+    with pytest.raises(duckdb.Error, match="never" if table == "profiles" else "words"):
+        snapshot.write_snapshot(_views(), out, info={"note": "words"})
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["customers.duckdb"]  # no temporary files left
+
+
 def test_empty_views_give_empty_tables(tmp_path):
     out = tmp_path / "empty.duckdb"
     counts = snapshot.write_snapshot(Run().views, out)
