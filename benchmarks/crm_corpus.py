@@ -930,7 +930,7 @@ class World:
                     while ex == "555" or ex[1:] == "11":
                         ex = digits(r, 3, "23456789")
                     return Phone("US", "landline", (area, ex, digits(r, 4)))
-            return self._unique_phone(make)
+            return self._unique_phone(make, (lambda: self.landline(city)) if test else None)
         area, n = city.land
 
         def make():
@@ -940,7 +940,7 @@ class World:
             if test and c == "GB":
                 return Phone("GB", "landline", ("1632", "960" + digits(r, 3)), True)
             return self._group(c, "landline", area, digits(r, n, "23456789"), False)
-        return self._unique_phone(make)
+        return self._unique_phone(make, (lambda: self.landline(city)) if test else None)
 
     @staticmethod
     def _group(c: str, kind: str, area: str, local: str, test: bool) -> Phone:
@@ -996,9 +996,11 @@ class World:
                 n = "8" + r.choice("35679") + digits(r, 7)
                 return Phone("IE", "mobile", (n[:2], n[2:5], n[5:]))
             raise ValueError(country)
-        return self._unique_phone(make)
+        return self._unique_phone(make, (lambda: self.mobile(country)) if test else None)
 
-    def _unique_phone(self, make) -> Phone:
+    def _unique_phone(self, make, instead=None) -> Phone:
+        """A number ``make`` gives that nobody has yet; ``instead`` gives one when 1,000 tries found none (a
+        range reserved for tests holds only 100 to 10,000 numbers: a large corpus uses them up)."""
         for _ in range(1000):
             ph = make()
             key = "tel:" + ph.e164()
@@ -1007,6 +1009,8 @@ class World:
                 if ph.test:
                     self.trait("phones_in_test_ranges")
                 return ph
+        if instead is not None:
+            return instead()
         raise RuntimeError("phone space exhausted")
 
     # -- people --------------------------------------------------------------------------------------------

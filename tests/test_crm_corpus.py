@@ -492,3 +492,16 @@ def test_small_and_odd_sizes(tmp_path):
     with pytest.raises(ValueError):
         crm_corpus.write_corpus(tmp_path / "x", tmp_path / "y", people=0)
     assert date(2023, 1, 1)  # keep the import honest
+
+
+def test_a_phone_range_for_tests_used_up_gives_real_numbers_instead():
+    # (the GB mobile range for drama has 1,000 numbers: a corpus of 25,000 people used to stop there)
+    world = crm_corpus.World(people=1, seed=3)
+    phones = [world.mobile("GB", test=True) for _ in range(1100)]
+    assert len({p.e164() for p in phones}) == 1100
+    assert sum(p.test for p in phones) == 1000
+    assert all(p.e164().startswith("+447700900") for p in phones if p.test)
+    assert not any(p.e164().startswith("+447700900") for p in phones if not p.test)
+    city = world.city("US")  # (100 numbers for drama per area code)
+    us = [world.landline(city, test=True) for _ in range(100 * len(city.land) + 10)]
+    assert len({p.e164() for p in us}) == len(us) and any(not p.test for p in us)
