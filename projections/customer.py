@@ -719,7 +719,7 @@ class CustomerViews:
             "event_count": len(events),
             "channels": dict(sorted(channels.items())),
             "purchase_count": purchases,
-            "lifetime_value": round(ltv, 2),
+            "lifetime_value": round(ltv, 2) or 0.0,  # (not -0.0: refunds that undo purchases to the cent)
             "open_cases": [c for c in cases.values() if c["status"] == "open"],
             "closed_case_count": sum(1 for c in cases.values() if c["status"] == "closed"),
             "csat_average": round(sum(csat) / len(csat), 2) if csat else None,

@@ -63,3 +63,18 @@ def test_empty_views_give_empty_tables(tmp_path):
 
     assert {r[0] for r in con.execute("SHOW TABLES").fetchall()} == (
         set(snapshot.TABLES) | set(metrics.TABLES) | {v.name for v in metrics.VIEWS})
+
+
+def test_refunds_that_undo_the_purchases_leave_a_lifetime_value_of_zero_not_minus_zero(tmp_path):
+    # (0.3 - 0.1 - 0.2 is -2.8e-17 in floating point, which rounds to -0.0: an analyst would see "-0.0")
+    views = Run().feed([
+        ev("1", 0, channel="store", event_type="purchase", email="a@mailbox.org", payload={"amount": 0.3}),
+        ev("2", 1, channel="store", event_type="refund", email="a@mailbox.org", payload={"amount": 0.1}),
+        ev("3", 2, channel="store", event_type="refund", email="a@mailbox.org", payload={"amount": 0.2}),
+    ]).views
+    (prof,) = [p for p in views.profiles.values() if p.events]
+    assert str(views.summary(prof)["lifetime_value"]) == "0.0"
+    out = tmp_path / "customers.duckdb"
+    snapshot.write_snapshot(views, out)
+    (value,) = duckdb.connect(str(out), read_only=True).execute("SELECT lifetime_value FROM profiles").fetchone()
+    assert str(value) == "0.0"
