@@ -128,7 +128,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     files = [Path(f) for f in args.files]
     for f in files:  # every file's shape is checked before any is ingested
         check_input(f)
-    with _keeping(), _engine(args, writer=True, create=True) as engine:
+    # (standard input may be a pipe that lives for days: the collector keeps running for it)
+    keeping = contextlib.nullcontext() if "-" in args.files else _keeping()
+    with keeping, _engine(args, writer=True, create=True) as engine:
         engine.order = "file" if args.file_order else "time"
         engine.shards = args.shards
         if engine.order == "time" and "-" not in args.files and len(files) > 1:
