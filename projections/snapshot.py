@@ -309,7 +309,9 @@ class _Loader:
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
-        self._jobs: queue.Queue = queue.Queue(maxsize=2)  # (at most two tables' files wait on disk)
+        # (unbounded: the rows of the tables after the events, the longest to load, are made meanwhile, and their
+        # files wait on disk; 2.5 s sooner at 1.35 million events than with at most two waiting)
+        self._jobs: queue.Queue = queue.Queue()
         self._error: Optional[BaseException] = None
         self._thread = threading.Thread(target=self._run, name="idres-snapshot-load", daemon=True)
         self._thread.start()
