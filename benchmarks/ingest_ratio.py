@@ -87,7 +87,7 @@ def main() -> int:
     for source in args.events:
         work = Path(tempfile.mkdtemp(prefix="idres-ratio-"))
         try:
-            path = source
+            path = str(Path(source).resolve())
             if args.lines:
                 path = str(work / "events.jsonl")
                 with open(source, "rb") as fh, open(path, "wb") as out:

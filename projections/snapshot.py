@@ -304,8 +304,9 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
 class _Loader:
     """Runs the statements that load the tables' row files, in order, on a thread of its own, while the next
     table's rows are made: DuckDB works without the interpreter's lock, so on two cores the two overlap.
-    ``close`` waits for them and raises the first error (after which nothing more is run); each file is
-    removed once read (or not)."""
+    ``close`` waits for them and raises the first error (after which nothing more is run); ``close(quiet=True)``
+    (the snapshot failed elsewhere) stops the statement under way and runs no more. Each file is removed once
+    read, or not."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
@@ -313,23 +314,39 @@ class _Loader:
         # files wait on disk; 2.5 s sooner at 1.35 million events than with at most two waiting)
         self._jobs: queue.Queue = queue.Queue()
         self._error: Optional[BaseException] = None
+        self._stopping = False
+        # (waited on instead of the thread's join: a join that Ctrl-C interrupted may return at once after)
+        self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="idres-snapshot-load", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._take()
+        finally:
+            self._done.set()
+
+    def _take(self) -> None:
         while True:
             job = self._jobs.get()
             if job is None:
                 return
             sql, path = job
             try:
-                if self._error is None:
+                if self._error is None and not self._stopping:
                     self._con.execute(sql, [str(path)] if path is not None else None)
             except BaseException as exc:  # (raised by ``close``, in the thread that writes the snapshot)
-                self._error = exc
+                self._failed(exc)
             finally:
                 if path is not None:
-                    path.unlink(missing_ok=True)
+                    try:
+                        path.unlink(missing_ok=True)
+                    except OSError as exc:
+                        self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
 
     def load(self, sql: str, path: Optional[Path] = None) -> None:
         """Runs ``sql`` (with ``path``, its one parameter) after the statements before it."""
@@ -338,8 +355,23 @@ class _Loader:
         self._jobs.put((sql, path))
 
     def close(self, quiet: bool = False) -> None:
-        """Waits for the statements given; raises the first one's error unless ``quiet``."""
+        """Waits for the statements given; raises the first one's error unless ``quiet``, which stops them
+        instead. Interrupted while it waits (Ctrl-C), it stops them too before the interruption goes on: the
+        connection is not to be closed under a statement."""
         self._jobs.put(None)
-        self._thread.join()
+        if quiet:
+            self._stop()
+        try:
+            self._done.wait()
+        except BaseException:
+            self._stop()
+            raise
+        self._thread.join()  # (it has ended its work: this returns at once)
         if self._error is not None and not quiet:
             raise self._error
+
+    def _stop(self) -> None:
+        self._stopping = True
+        self._con.interrupt()  # (the statement under way, if any, ends with an error, which is not raised then)
+        self._done.wait()
+        self._thread.join()

@@ -1,5 +1,8 @@
 """The analyst snapshot is written atomically: a reader never sees a half-written file."""
 
+import threading
+import time
+
 import duckdb
 import pytest
 
@@ -29,6 +32,7 @@ def test_failed_snapshot_leaves_the_previous_one_intact(tmp_path, monkeypatch):
     monkeypatch.setattr(snapshot, "event_rows", broken_rows)
     with pytest.raises(RuntimeError, match="disk full"):
         snapshot.write_snapshot(_views(), out)
+    assert not [t for t in threading.enumerate() if t.name == "idres-snapshot-load"]  # (the loader was stopped)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["customers.duckdb"]  # no temporary files left
     con = duckdb.connect(str(out), read_only=True)
@@ -76,5 +80,28 @@ def test_refunds_that_undo_the_purchases_leave_a_lifetime_value_of_zero_not_minu
     assert str(views.summary(prof)["lifetime_value"]) == "0.0"
     out = tmp_path / "customers.duckdb"
     snapshot.write_snapshot(views, out)
-    (value,) = duckdb.connect(str(out), read_only=True).execute("SELECT lifetime_value FROM profiles").fetchone()
-    assert str(value) == "0.0"
+    con = duckdb.connect(str(out), read_only=True)
+    assert [str(v) for v in con.execute("SELECT lifetime_value FROM profiles").fetchone()] == ["0.0"]
+    assert [str(v) for v in con.execute("SELECT net_revenue, lifetime_value FROM customer_value").fetchone()] == [
+        "0.0", "0.0"]
+
+
+def test_the_loader_stopped_after_a_failure_elsewhere_ends_the_load_under_way_and_runs_no_more(tmp_path):
+    # (the snapshot failed while making rows, or Ctrl-C: the tables queued are not loaded into a database
+    # about to be thrown away, and the connection is not closed under a statement)
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    rows = tmp_path / "later.jsonl"
+    rows.write_text('{"x": 1}\n')
+    loader = snapshot._Loader(con)
+    # (about a minute here: a loader that waited for it fails the test below, rather than hanging the suite)
+    loader.load("CREATE TABLE slow AS SELECT count(*) AS n FROM range(30000000000) t(i) WHERE i % 7 = 3")
+    loader.load("CREATE TABLE later AS SELECT * FROM read_json(?)", rows)
+    time.sleep(0.3)
+    started = time.perf_counter()
+    loader.close(quiet=True)
+    assert time.perf_counter() - started < 5
+    assert not [t for t in threading.enumerate() if t.name == "idres-snapshot-load"]
+    assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()[0] == 0
+    assert not rows.exists()
+    con.close()

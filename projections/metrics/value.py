@@ -42,7 +42,7 @@ WITH f AS (
 SELECT f.profile_id, p.identifier_count > 0 AS identified, f.events, f.channels, f.purchases, f.refunds,
        s.report_currency AS currency,
        round(f.gross_revenue, 2) AS gross_revenue, round(f.refunded, 2) AS refunded,
-       round(f.gross_revenue - f.refunded, 2) AS net_revenue,
+       round(f.gross_revenue - f.refunded, 2) + 0.0 AS net_revenue,  -- (+ 0.0: -0.0 when refunds undo purchases)
        round(greatest(f.gross_revenue - f.refunded, 0), 2) AS lifetime_value,
        f.refunded > f.gross_revenue AS refunds_exceed_purchases, f.unconverted_amounts,
        f.first_seen, f.last_seen, f.first_purchase, f.last_purchase,
