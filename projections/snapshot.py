@@ -94,12 +94,15 @@ def _num(value: Any) -> Optional[float]:
 
 
 def _int(value: Any) -> Optional[int]:
+    """The value as an INTEGER column holds it, else None (a score of 3e9 is no score: it must not fail the
+    snapshot's load)."""
     if isinstance(value, bool) or value is None:
         return None
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if -2**31 <= number < 2**31 else None
 
 
 def profile_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
@@ -131,21 +134,34 @@ def profile_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
         yield row
 
 
+_PAYLOAD_COLUMNS = ('"amount"', '"currency"', '"case_id"', '"csat"')
+
+
 def event_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
+    """The views keep an event's attributes and payload as the JSON text orjson wrote; the rows carry that text
+    as it is (``orjson.Fragment``), and a payload is read only when it holds the key of a column of its own
+    (orjson writes a key as it is, so a text without the key's text has no such key)."""
     keys = views.node_keys
-    payload_of, attributes_of, ev_nodes = views.payload, views.attributes, views.ev_nodes
+    ev_nodes, ev_attrs, ev_payload = views.ev_nodes, views.ev_attrs, views.ev_payload
     ev_id, ev_profile, ev_channel, ev_type, ev_at = views.ev_id, views.ev_profile, views.ev_channel, views.ev_type, views.ev_at
+    loads, fragment = orjson.loads, orjson.Fragment
+    empty: dict[str, Any] = {}
     for i in range(len(ev_id)):
-        payload = payload_of(i)
-        case_id = payload.get("case_id")
-        currency = payload.get("currency")
+        raw = ev_payload[i]
+        if raw and any(k in raw for k in _PAYLOAD_COLUMNS):
+            payload = loads(raw)
+            case_id, currency = payload.get("case_id"), payload.get("currency")
+            amount, csat = _num(payload.get("amount")), _int(payload.get("csat"))
+        else:
+            case_id = currency = amount = csat = None
+        attrs = ev_attrs[i]
         yield {
             "event_id": ev_id[i], "profile_id": ev_profile[i], "channel": ev_channel[i],
-            "event_type": ev_type[i], "occurred_at": ev_at[i], "amount": _num(payload.get("amount")),
+            "event_type": ev_type[i], "occurred_at": ev_at[i], "amount": amount,
             "currency": currency if isinstance(currency, str) else None,
-            "case_id": None if case_id is None else str(case_id), "csat": _int(payload.get("csat")),
+            "case_id": None if case_id is None else str(case_id), "csat": csat,
             "identifiers": [keys[n] for n in ev_nodes[i]],
-            "attributes": attributes_of(i), "payload": payload,
+            "attributes": fragment(attrs) if attrs else empty, "payload": fragment(raw) if raw else empty,
         }
 
 

@@ -276,3 +276,19 @@ def test_bulk_work_in_threads_at_once_leaves_the_collector_as_it_found_it():
     finally:
         sys.setswitchinterval(interval)
         (gc.enable if was else gc.disable)()
+
+
+def test_restatement_markers_are_found_in_every_segment_on_open(tmp_path):
+    # (segments before the last are searched where they lie, mapped, not read into memory: the markers in
+    # them, and only the markers, are found again by a new reader)
+    begun = {"type": "log_restate_begun", "restate_id": "r1", "from_seq": 1}
+    done = {"type": "log_restated", "restate_id": "r1", "from_seq": 1, "begun_seq": 2}
+    lookalike = [{"type": "event_rejected", "key": "k", "source": {"name": "t", "position": 0}, "reason": "r",
+                  "raw": '{"type":"log_restate_begun","restate_id":"no"}'}]
+    with DecisionLog(tmp_path, segment_entries=4) as log:
+        log.append(_entries(2) + [[begun]] + [lookalike] + _entries(1, 4) + [[done]] + _entries(4, 6))
+        assert len(log) == 10
+    reader = DecisionLog(tmp_path, writer=False, segment_entries=4)
+    assert len(reader._segments) == 3
+    assert reader.restatements() == {2: begun, 5: done}
+    assert reader.restated_since(2) and not reader.restated_since(1)

@@ -1,10 +1,13 @@
 """The analyst snapshot is written atomically: a reader never sees a half-written file."""
 
+import json
 import threading
 import time
 
 import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import projections.snapshot as snapshot
 from tests.resolver_helpers import Run, ev
@@ -105,3 +108,57 @@ def test_the_loader_stopped_after_a_failure_elsewhere_ends_the_load_under_way_an
     assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()[0] == 0
     assert not rows.exists()
     con.close()
+
+
+_TEXT = st.text(st.sampled_from('abc"\\ :,{}amountcurrencycase_idcsat'), max_size=12)
+_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False,
+                                                                                   width=64), _TEXT)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.dictionaries(st.one_of(st.sampled_from(["amount", "currency", "case_id", "csat"]), _TEXT), _VALUE,
+                               max_size=5),
+       attrs=st.sampled_from([{}, {"first_name": "Bo"}, {"first_name": 'say "amount"'}]))
+def test_an_events_row_gives_its_payload_as_sent_and_the_columns_read_from_it(tmp_path, payload, attrs):
+    # (the rows carry the payload's text as the views keep it, and read a payload only when its text holds
+    # a column's key: any payload, keys and values made of those texts among them, gives what it holds)
+    out = tmp_path / "s.duckdb"
+    views = Run().feed([ev("1", 0, email="a@mailbox.org", payload=payload, attrs=attrs)]).views
+    snapshot.write_snapshot(views, out, predict=False)
+    con = duckdb.connect(str(out), read_only=True)
+    row = con.execute("SELECT amount, currency, case_id, csat, CAST(payload AS VARCHAR), "
+                      "CAST(attributes AS VARCHAR) FROM events").fetchone()
+    con.close()
+    kept = views.payload(0)  # (the payload as the views keep it: the event's, after validation)
+    assert json.loads(row[4]) == kept and json.loads(row[5]) == views.attributes(0)
+    amount = kept.get("amount")
+    number = amount if isinstance(amount, (int, float)) and not isinstance(amount, bool) else None
+    if isinstance(amount, str):
+        try:
+            number = float(amount)
+        except ValueError:
+            number = None
+    assert row[0] == (None if number is None else float(number))
+    assert row[1] == (kept["currency"] if isinstance(kept.get("currency"), str) else None)
+    assert row[2] == (None if kept.get("case_id") is None else str(kept["case_id"]))
+    csat = kept.get("csat")
+    assert row[3] == (None if isinstance(csat, bool) else _int_or_none(csat))  # (true is not a score of 1)
+
+
+def _int_or_none(value):  # (csat is an INTEGER column: a number outside it is no score)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if abs(number) < 2**31 - 1 else None
+
+
+def test_a_score_beyond_the_csat_column_is_no_score_and_does_not_fail_the_snapshot(tmp_path):
+    # (csat is an INTEGER column: one record's 3e9 made DuckDB refuse the whole events table)
+    out = tmp_path / "s.duckdb"
+    views = Run().feed([ev("1", 0, email="a@mailbox.org", payload={"csat": 3_000_000_000}),
+                        ev("2", 1, email="a@mailbox.org", payload={"csat": 4})]).views
+    counts = snapshot.write_snapshot(views, out, predict=False)
+    con = duckdb.connect(str(out), read_only=True)
+    assert counts["events"] == 2
+    assert con.execute("SELECT event_id, csat FROM events ORDER BY event_id").fetchall() == [("1", None), ("2", 4)]
