@@ -363,3 +363,46 @@ def test_the_purchase_models_tell_steady_buyers_from_lapsed_ones(tmp_path):
         assert all(status[f"quiet{n}"][0] == "at_risk" and status[f"quiet{n}"][1].startswith("probability alive")
                    for n in range(25))
         assert all(status[f"lapsed{n}"][0] == "churned" for n in range(25))
+
+
+def test_customer_value_does_not_depend_on_the_order_of_the_rows(tmp_path):
+    # (floating-point sums depend on their order: 0.1 + 0.2 + 0.3 is 0.6000000000000001, 0.3 + 0.2 + 0.1 is
+    # 0.6; DuckDB sums rows in whatever order its threads take them, so a sum landing on half a cent rounded
+    # either way from one snapshot to the next. The same events, their table written in reverse, must give
+    # the same figures.)
+    import shutil
+
+    import duckdb
+
+    from projections.snapshot import write_snapshot
+    from tests.resolver_helpers import Run, ev
+
+    views = Run().feed([
+        ev("1", 0, channel="web", event_type="purchase", email="a@mailbox.org", payload={"amount": 0.1}),
+        ev("2", 1, channel="web", event_type="purchase", email="a@mailbox.org", payload={"amount": 0.2}),
+        ev("3", 2, channel="web", event_type="purchase", email="a@mailbox.org", payload={"amount": 0.3}),
+        ev("4", 3, channel="web", event_type="refund", email="a@mailbox.org",
+           payload={"amount": 0.6000000000000001}),
+        ev("5", 4, channel="web", event_type="purchase", email="b@mailbox.org", payload={"amount": 0.005}),
+        ev("6", 5, channel="web", event_type="purchase", email="b@mailbox.org", payload={"amount": 0.01}),
+    ]).views
+    out = tmp_path / "s.duckdb"
+    write_snapshot(views, out, predict=False)
+    from projections import metrics
+
+    query = ("SELECT profile_id, gross_revenue, refunded, net_revenue, refunds_exceed_purchases, average_order_value "
+             "FROM customer_value ORDER BY profile_id")
+    figures, every_view = [], []
+    for order in ("ASC", "DESC"):
+        copy = tmp_path / f"{order}.duckdb"
+        shutil.copy(out, copy)
+        con = duckdb.connect(str(copy))
+        con.execute("SET threads = 1")  # (one thread reads the table's rows in the order they were written)
+        con.execute(f"CREATE OR REPLACE TABLE events AS SELECT * FROM events ORDER BY occurred_at {order}")
+        figures.append(con.execute(query).fetchall())
+        every_view.append({v.name: con.execute(f"SELECT * FROM {v.name} ORDER BY ALL").fetchall()
+                           for v in metrics.VIEWS})
+        con.close()
+    assert len(figures[0]) == 2
+    assert figures[0] == figures[1]
+    assert every_view[0] == every_view[1]

@@ -11,7 +11,7 @@ CHANNEL_SUMMARY = View("channel_summary", "One row per channel: events, customer
 WITH e AS (
   SELECT channel, count(*) AS events, count(DISTINCT profile_id) AS customers,
          count(*) FILTER (WHERE kind = 'purchase') AS purchases,
-         round(coalesce(sum(value) FILTER (WHERE kind = 'purchase'), 0), 2) AS revenue
+         round(coalesce(sum(value ORDER BY ts, event_id) FILTER (WHERE kind = 'purchase'), 0), 2) AS revenue
   FROM event_facts GROUP BY channel),
 c AS (SELECT channel, count(*) AS cases, round(avg(csat), 2) AS avg_csat FROM cases GROUP BY channel)
 SELECT e.channel, e.events, e.customers, round(e.events / sum(e.events) OVER (), 4) AS event_share,

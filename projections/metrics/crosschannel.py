@@ -10,7 +10,8 @@ from projections.metrics.view import View
 COST_TO_SERVE = View("cost_to_serve", "One row per identified profile: its contacts on channels with a configured "
                      "cost, and their total cost (NULL when no contact cost is configured).", """
 SELECT v.profile_id, count(k.cost) AS costed_contacts,
-       CASE WHEN (SELECT count(*) FROM contact_costs) > 0 THEN round(coalesce(sum(k.cost), 0), 2) END AS cost_to_serve
+       CASE WHEN (SELECT count(*) FROM contact_costs) > 0 THEN round(coalesce(sum(k.cost ORDER BY k.cost), 0), 2) END
+           AS cost_to_serve  -- (summed smallest first: in whatever order the rows come, the same total)
 FROM customer_value v JOIN event_facts f USING (profile_id) LEFT JOIN contact_costs k ON k.channel = f.channel
 WHERE v.identified GROUP BY v.profile_id""")
 
@@ -23,12 +24,12 @@ SELECT CASE WHEN v.channels >= 2 THEN 'cross-channel' ELSE 'single-channel' END 
        round(avg(v.purchases) FILTER (WHERE v.purchases > 0), 3) AS purchases_per_buyer,
        round(sum(v.purchases) FILTER (WHERE v.purchases > 0) * 365.0
              / nullif(sum(greatest(v.tenure_days, 1)) FILTER (WHERE v.purchases > 0), 0), 3) AS purchases_per_buyer_year,
-       round(sum(v.gross_revenue) / nullif(sum(v.purchases) FILTER (WHERE v.purchases > 0), 0), 2)
+       round(sum(v.gross_revenue ORDER BY v.profile_id) / nullif(sum(v.purchases) FILTER (WHERE v.purchases > 0), 0), 2)
            AS average_order_value,
-       round(avg(v.lifetime_value), 2) AS avg_lifetime_value,
-       round(avg(v.lifetime_value) FILTER (WHERE v.purchases > 0), 2) AS avg_lifetime_value_per_buyer,
+       round(avg(v.lifetime_value ORDER BY v.profile_id), 2) AS avg_lifetime_value,
+       round(avg(v.lifetime_value ORDER BY v.profile_id) FILTER (WHERE v.purchases > 0), 2) AS avg_lifetime_value_per_buyer,
        round(count(*) FILTER (WHERE r.status = 'churned') / count(*), 4) AS churn_rate,
-       round(avg(c.cost_to_serve), 2) AS avg_cost_to_serve
+       round(avg(c.cost_to_serve ORDER BY v.profile_id), 2) AS avg_cost_to_serve
 FROM customer_value v JOIN churn_risk r USING (profile_id) JOIN cost_to_serve c USING (profile_id)
 WHERE v.identified GROUP BY 1 ORDER BY 1""")
 
@@ -42,7 +43,7 @@ figures AS (
   SELECT (SELECT customers FROM x) AS cross_channel_customers,
          (SELECT avg_lifetime_value FROM x) AS cross_channel_avg_value,
          (SELECT avg_lifetime_value FROM o) AS single_channel_avg_value,
-         (SELECT round(sum(cost_to_serve), 2) FROM cost_to_serve) AS contact_costs,
+         (SELECT round(sum(cost_to_serve ORDER BY profile_id), 2) FROM cost_to_serve) AS contact_costs,
          (SELECT programme_cost FROM metric_settings) AS programme_cost),
 base AS (
   SELECT cross_channel_customers, cross_channel_avg_value, single_channel_avg_value,

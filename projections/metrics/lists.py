@@ -6,7 +6,7 @@ from projections.metrics.view import View
 HOUSEHOLD_VALUE = View("household_value", "One row per household: its members (profiles), their purchases and combined "
                        "lifetime value, and the household's latest activity.", """
 SELECT h.household_id, count(*) AS members, list(h.profile_id ORDER BY h.profile_id) AS profile_ids,
-       any_value(h.via) AS via, sum(v.purchases) AS purchases, round(sum(v.lifetime_value), 2) AS lifetime_value,
+       any_value(h.via) AS via, sum(v.purchases) AS purchases, round(sum(v.lifetime_value ORDER BY v.profile_id), 2) AS lifetime_value,
        max(v.last_seen) AS last_seen
 FROM households h JOIN customer_value v USING (profile_id)
 GROUP BY h.household_id ORDER BY lifetime_value DESC, h.household_id""")

@@ -23,13 +23,13 @@ MIN_BUYERS = 20  # fewer buyers (or repeat buyers, for spend) than this: no mode
 
 RFM_SQL = """
 WITH d AS (
-  SELECT profile_id, CAST(ts AS DATE) AS day, sum(value) AS spent
+  SELECT profile_id, CAST(ts AS DATE) AS day, sum(value ORDER BY ts, event_id) AS spent
   FROM event_facts WHERE kind = 'purchase' AND value IS NOT NULL GROUP BY profile_id, day),
 r AS (SELECT *, row_number() OVER (PARTITION BY profile_id ORDER BY day) AS k FROM d)
 SELECT profile_id AS customer_id, count(*) - 1 AS frequency,
        date_diff('day', min(day), max(day)) AS recency,
        date_diff('day', min(day), (SELECT CAST(as_of AS DATE) FROM metric_settings)) AS "T",
-       coalesce(avg(spent) FILTER (WHERE k > 1), 0) AS monetary_value
+       coalesce(avg(spent ORDER BY k) FILTER (WHERE k > 1), 0) AS monetary_value
 FROM r GROUP BY profile_id HAVING "T" > 0 ORDER BY profile_id"""
 
 

@@ -30,7 +30,7 @@ FROM c""")
 
 # the figures of a group of cases (the two views below)
 _FIGURES = """count(*) AS cases, count(*) FILTER (WHERE resolved) AS resolved,
-       round(avg(resolution_hours), 2) AS avg_resolution_hours,
+       round(avg(resolution_hours ORDER BY case_id), 2) AS avg_resolution_hours,
        round(median(resolution_hours), 2) AS median_resolution_hours,
        round(avg(csat), 2) AS avg_csat, count(csat) AS csat_responses,
        round(count(*) FILTER (WHERE first_contact_resolution) / nullif(count(*) FILTER (WHERE resolved), 0), 4)

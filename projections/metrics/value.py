@@ -30,8 +30,10 @@ WITH f AS (
          count(*) FILTER (WHERE kind = 'purchase') AS purchases,
          count(*) FILTER (WHERE kind = 'refund') AS refunds,
          count(value) FILTER (WHERE kind = 'purchase') AS valued_purchases,
-         coalesce(sum(value) FILTER (WHERE kind = 'purchase'), 0) AS gross_revenue,
-         coalesce(sum(value) FILTER (WHERE kind = 'refund'), 0) AS refunded,
+         -- (summed in time order: in the order the rows come, a sum of cents can land either side of a half
+         -- cent from one run to the next, and round either way)
+         coalesce(sum(value ORDER BY ts, event_id) FILTER (WHERE kind = 'purchase'), 0) AS gross_revenue,
+         coalesce(sum(value ORDER BY ts, event_id) FILTER (WHERE kind = 'refund'), 0) AS refunded,
          count(*) FILTER (WHERE kind IN ('purchase', 'refund') AND unconverted) AS unconverted_amounts,
          min(ts) FILTER (WHERE kind = 'purchase') AS first_purchase,
          max(ts) FILTER (WHERE kind = 'purchase') AS last_purchase,
