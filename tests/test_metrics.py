@@ -374,6 +374,7 @@ def test_customer_value_does_not_depend_on_the_order_of_the_rows(tmp_path):
 
     import duckdb
 
+    from projections import metrics
     from projections.snapshot import write_snapshot
     from tests.resolver_helpers import Run, ev
 
@@ -388,8 +389,6 @@ def test_customer_value_does_not_depend_on_the_order_of_the_rows(tmp_path):
     ]).views
     out = tmp_path / "s.duckdb"
     write_snapshot(views, out, predict=False)
-    from projections import metrics
-
     query = ("SELECT profile_id, gross_revenue, refunded, net_revenue, refunds_exceed_purchases, average_order_value "
              "FROM customer_value ORDER BY profile_id")
     figures, every_view = [], []

@@ -150,7 +150,7 @@ def _int_or_none(value):  # (csat is an INTEGER column: a number outside it is n
         number = int(value)
     except (TypeError, ValueError):
         return None
-    return number if abs(number) < 2**31 - 1 else None
+    return number if -2**31 <= number <= 2**31 - 1 else None
 
 
 def test_a_score_beyond_the_csat_column_is_no_score_and_does_not_fail_the_snapshot(tmp_path):
