@@ -3,8 +3,9 @@
     python benchmarks/kafka_freshness.py                          # idle: probes only
     python benchmarks/kafka_freshness.py --rate 2000 --duration 30  # probes while 2,000 events/s flow
 
-One worker running every role and `idres serve --bootstrap` (both through tests/tansu_worker.py, so on
-Tansu each consumer's fetch wait is capped as the tests do), after ``--people`` generated customers.
+One worker running every role (or the workers ``--worker`` lists, each by its roles: ``--worker validate
+--worker validate --worker resolve,project``) and `idres serve --bootstrap` (all through tests/tansu_worker.py,
+so on Tansu each consumer's fetch wait is capped as the tests do), after ``--people`` generated customers.
 Probes (a new customer's signup, ``occurred_at`` now) are produced one at a time to a raw channel topic;
 background load (generated events with ``occurred_at`` rewritten to now, keyed as `idres produce` keys them)
 at ``--rate`` events/s. Per probe, four instants (wall clock):
@@ -93,7 +94,12 @@ def main() -> None:
     ap.add_argument("--plain", action="store_true", help="run worker and serve without tests/tansu_worker.py")
     ap.add_argument("--bootstrap", help="an existing broker instead of Tansu")
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for worker and serve (repeatable)")
+    ap.add_argument("--worker", action="append", default=[], metavar="ROLES",
+                    help="a worker with these roles (repeatable; default: one worker, all roles)")
     args = ap.parse_args()
+    roles = args.worker or ["all"]
+    if not any(set(r.split(",")) & {"all", "resolve"} for r in roles):
+        raise SystemExit("one --worker must have the resolve role (or all)")
     extra_env = dict(e.split("=", 1) for e in args.env)
     mod = "streams.cli" if args.plain else "tests.tansu_worker"
     work = Path(tempfile.mkdtemp(prefix="idres-fresh-"))
@@ -129,11 +135,17 @@ def main() -> None:
                     head, tail = raw.split(b"@@")
                     load_lines.append((f"{prefix}raw.{channel}", key, head, tail))
         env = {**os.environ, **extra_env}
-        wport, aport = free_port(), free_port()
-        wlog = open(work / "worker.log", "ab")
-        worker = subprocess.Popen([sys.executable, "-m", mod, "worker", *kargs, "--role", "all", "--web-port",
-                                   str(wport), "--session-timeout", "6", "--loglevel", "warn", "--data-dir",
-                                   str(work / "worker")], cwd=ROOT, env=env, stdout=wlog, stderr=subprocess.STDOUT)
+        aport = free_port()
+        workers: list[tuple[subprocess.Popen, int]] = []
+        for k, r in enumerate(roles):
+            port = free_port()
+            wlog = open(work / f"worker{k}.log", "ab")
+            workers.append((subprocess.Popen(
+                [sys.executable, "-m", mod, "worker", *kargs, "--role", r, "--web-port", str(port),
+                 "--session-timeout", "6", "--loglevel", "warn", "--data-dir", str(work / f"worker{k}")],
+                cwd=ROOT, env=env, stdout=wlog, stderr=subprocess.STDOUT), port))
+        # (the worker that writes the decision log: its metrics say when the backlog is decided)
+        worker, wport = next(w for w, r in zip(workers, roles) if set(r.split(",")) & {"all", "resolve"})
         serve = None
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -199,8 +211,8 @@ def main() -> None:
             # late events, and the log restated), then the API loaded
             deadline, last, since = time.time() + 600, -1.0, time.time()
             while time.time() < deadline:
-                if worker.poll() is not None:
-                    raise SystemExit(f"worker exited: see {work / 'worker.log'}")
+                if any(w.poll() is not None for w, _ in workers):
+                    raise SystemExit(f"a worker exited: see {work}/worker*.log")
                 written = worker_metrics(wport).get("idres_log_entries_written_total", 0.0)
                 if written != last:
                     last, since = written, time.time()
@@ -210,8 +222,8 @@ def main() -> None:
             warm = probe(0)
             deadline = time.time() + 600
             while "decided" not in marks[warm] and time.time() < deadline:
-                if worker.poll() is not None:
-                    raise SystemExit(f"worker exited: see {work / 'worker.log'}")
+                if any(w.poll() is not None for w, _ in workers):
+                    raise SystemExit(f"a worker exited: see {work}/worker*.log")
                 time.sleep(0.2)
             serve = subprocess.Popen([sys.executable, "-m", mod, "serve", *kargs, "--port", str(aport)], cwd=ROOT,
                                      env={k: v for k, v in env.items() if k != "IDRES_API_KEY"},
@@ -251,7 +263,8 @@ def main() -> None:
                 loader.start()
                 load_started = time.time()
                 time.sleep(5)  # (the load settles)
-            pids = {"worker": worker.pid, "serve": serve.pid, "broker": broker_pid(), "bench": os.getpid(),
+            pids = {**{f"worker {k} ({r})": w.pid for k, ((w, _), r) in enumerate(zip(workers, roles))},
+                    "serve": serve.pid, "broker": broker_pid(), "bench": os.getpid(),
                     "load": loader.pid if loader else 0}
             cpu0 = {k: cpu_seconds(p) for k, p in pids.items()}
             t_start = time.time()
@@ -278,11 +291,11 @@ def main() -> None:
                 loader.kill()
                 loader.join()
             prod.close()
-            for p in (serve, worker):
+            for p in (serve, *(w for w, _ in workers)):
                 if p is not None:
                     stop_process(p, 15)
         done = [marks[e] for e in samples if {"ack", "validated", "decided", "lookup"} <= marks[e].keys()]
-        print(f"broker {choice.kind}; {mod}; env {extra_env or '{}'}; load {args.rate:g} events/s "
+        print(f"broker {choice.kind}; {mod}; workers {roles}; env {extra_env or '{}'}; load {args.rate:g} events/s "
               f"(~{load_sent[0]:,} scheduled); {len(samples)} probes, {len(done)} complete")
         print(row("ack -> validated", [m["validated"] - m["ack"] for m in done]))
         print(row("validated -> decided", [m["decided"] - m["validated"] for m in done]))
@@ -290,7 +303,8 @@ def main() -> None:
         print(row("ack -> lookup", [m["lookup"] - m["ack"] for m in done]))
         print(row("(seen) ack -> validated", [m["validated_seen"] - m["ack"] for m in done]))
         print(row("(seen) ack -> decided", [m["decided_seen"] - m["ack"] for m in done]))
-        keys = ("idres_reorder_held_events", "idres_decisions_total", "idres_log_entries_written_total")
+        keys = ("idres_reorder_held_events", "idres_raw_partitions_behind", "idres_decisions_total",
+                "idres_log_entries_written_total", "idres_resolve_late_events_total", "idres_restatements_total")
         print("worker:", {k: metrics.get(k) for k in keys})
         print("cores busy while probing:", {k: round(v, 2) for k, v in cpu.items()})
         with open(work / "probes.csv", "w") as f:
