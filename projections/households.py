@@ -19,11 +19,9 @@ computed from the customer views on demand (``households(views)``), so it never 
 from __future__ import annotations
 
 import hashlib
-from itertools import compress
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-import orjson
-
+from projections.customer import PACE_EVERY  # (steps of the computation between two calls of ``pace``)
 from resolver.matching import canonical_address, canonical_postcode
 
 if TYPE_CHECKING:
@@ -47,7 +45,6 @@ def _hid(tie: str) -> str:
 
 
 _HOME_FIELDS = ("address", "postcode")  # what of the golden record ties a home
-PACE_EVERY = 256  # steps of the computation between two calls of ``pace``
 
 
 def households(views: "CustomerViews", weak_types: frozenset[str] | None = None,
@@ -73,9 +70,9 @@ def households(views: "CustomerViews", weak_types: frozenset[str] | None = None,
         for idx in nodes:
             if idx in homely:
                 ties.setdefault(node_keys[idx], set()).add(pid)
-    homes = _homes(views, customers, pace)
-    for pid, (address, postcode) in homes.items():  # (any order: each tie's members are a set; ties sorted below)
-        address, postcode = canonical_address(address), canonical_postcode(postcode)
+    # (any order: each tie's members are a set; the ties are sorted below)
+    for pid, home in views.golden_values(_HOME_FIELDS, customers, pace).items():
+        address, postcode = canonical_address(home.get("address")), canonical_postcode(home.get("postcode"))
         if address and postcode:
             ties.setdefault(f"address:{address}|{postcode}", set()).add(pid)
 
@@ -115,39 +112,6 @@ def households(views: "CustomerViews", weak_types: frozenset[str] | None = None,
         for m in members:
             out[m] = house
     return out
-
-
-def _homes(views: "CustomerViews", customers: set[str],
-           pace: Optional[Callable[[], None]] = None) -> dict[str, tuple[Any, Any]]:
-    """Customer -> the address and postcode of their golden record (``CustomerViews.golden_record``), for
-    those whose events gave both. Read from the events whose attributes name an address or a postcode, each
-    credited to the profile it belongs to (``ev_profile``, which the views keep to their profiles' events),
-    instead of from every event of every customer: few events carry attributes."""
-    trusted = views.config.trusted
-    ev_attrs, ev_profile, ev_at, ev_channel, ev_id = views.ev_attrs, views.ev_profile, views.ev_at, views.ev_channel, views.ev_id
-    loads = orjson.loads
-    best: dict[tuple[str, str], tuple[bool, str, str, Any]] = {}  # (customer, field) -> the value that survives
-    # (the events with attributes, picked without a loop in Python; orjson writes a key as it is, so attributes
-    # whose text lacks both keys' text have neither)
-    for n, i in enumerate(compress(range(len(ev_attrs)), ev_attrs)):
-        if pace is not None and not n % PACE_EVERY:
-            pace()
-        raw = ev_attrs[i]
-        if '"address"' not in raw and '"postcode"' not in raw:
-            continue
-        pid = ev_profile[i]
-        if pid not in customers:
-            continue
-        attrs = loads(raw)
-        for key in _HOME_FIELDS:
-            if key in attrs:
-                ch = ev_channel[i]
-                cand = (trusted(key, ch), ev_at[i], ev_id[i], attrs[key])
-                cur = best.get((pid, key))
-                if cur is None or cand[:3] > cur[:3]:  # (as ``golden_record`` chooses: an event ID is unique)
-                    best[(pid, key)] = cand
-    return {pid: (cand[3], best[(pid, "postcode")][3]) for (pid, key), cand in best.items()
-            if key == "address" and (pid, "postcode") in best}
 
 
 def household_of(houses: dict[str, dict[str, Any]], profile_id: str) -> Optional[dict[str, Any]]:

@@ -16,13 +16,14 @@ import re
 import shutil
 import tempfile
 import threading
+from itertools import compress
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import duckdb
 import orjson
 
-from projections.customer import CustomerViews
+from projections.customer import ACCOUNT_KEYS, CustomerViews
 from projections.households import household_rows
 from projections.metrics import promise, write_metrics
 from projections.storage import file_mode, private_file, remove_debris
@@ -105,32 +106,75 @@ def _int(value: Any) -> Optional[int]:
     return number if -2**31 <= number < 2**31 else None
 
 
+# the profiles' columns made in Python (``profile_rows``); the others are counted over the events table in DuckDB
+# (``PROFILES_SQL``): what every event of a profile counts for, which a loop in Python would pay for per event
+PROFILE_BASE: dict[str, str] = {c: t for c, t in TABLES["profiles"].items() if c not in (
+    "first_seen", "last_seen", "event_count", "channel_count", "channels", "purchase_count")}
+
+
+def profiles_sql(views: CustomerViews) -> str:
+    """The statement that makes the ``profiles`` table from ``_profile_base`` (``profile_rows``) and the events
+    table: first and last seen (the ISO texts the views order by are of one width, so their least and greatest
+    are the earliest and latest instants), events, channels and purchases, as ``CustomerViews.summary`` counts
+    them."""
+    kinds = ", ".join("'" + t.replace("'", "''") + "'" for t in views.config.purchase_types) or "NULL"
+    counted = {
+        "first_seen": "e.first_seen", "last_seen": "e.last_seen", "event_count": "e.event_count",
+        "channel_count": "e.channel_count", "channels": "e.channels", "purchase_count": "e.purchase_count",
+    }
+    select = ", ".join(counted.get(c, f"b.{c}") for c in TABLES["profiles"])
+    return f"""CREATE TABLE profiles AS SELECT {select} FROM _profile_base b LEFT JOIN (
+SELECT profile_id, min(occurred_at) AS first_seen, max(occurred_at) AS last_seen, count(*)::INTEGER AS event_count,
+       count(DISTINCT channel)::INTEGER AS channel_count, list(DISTINCT channel ORDER BY channel) AS channels,
+       (count(*) FILTER (WHERE event_type IN ({kinds})))::INTEGER AS purchase_count
+FROM events WHERE profile_id IS NOT NULL GROUP BY profile_id) e ON e.profile_id = b.profile_id
+ORDER BY b.profile_id"""
+
+
 def profile_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
+    """Each profile's columns of ``PROFILE_BASE``, as the customer's answer gives them (``golden_record``,
+    ``summary``): its lifetime value, cases and scores read from its events whose payloads may hold them
+    (``ACCOUNT_KEYS``), found in one pass over the events, and its golden record from those with attributes."""
     merged_into: dict[str, int] = {}
     for alias in views.aliases:
         pid = views.resolve(alias)
         if pid is not None:
             merged_into[pid] = merged_into.get(pid, 0) + 1
+    ev_payload, ev_profile, ev_at, ev_id = views.ev_payload, views.ev_profile, views.ev_at, views.ev_id
+    amount, case_id, csat = ACCOUNT_KEYS
+    rich: dict[str, list[int]] = {}
+    for i in compress(range(len(ev_payload)), ev_payload):  # (the events with a payload)
+        raw = ev_payload[i]
+        if amount in raw or case_id in raw or csat in raw:
+            pid = ev_profile[i]
+            if pid is not None:
+                rich.setdefault(pid, []).append(i)
+    golden = views.golden_values(GOLDEN_FIELDS)
+    none: dict[str, Any] = {}
     for pid in sorted(views.profiles):
         prof = views.profiles[pid]
         if not prof.events:
             continue
         ids = views.identifiers_of(prof)
-        golden = views.golden_record(prof)
-        summary = views.summary(prof)
+        mine = rich.get(pid)
+        if mine is None:  # (most profiles: nothing bought, no case, no score)
+            ltv, cases, scores = 0.0, none, ()
+        else:
+            if len(mine) > 1:
+                mine.sort(key=lambda j: (ev_at[j], ev_id[j]))
+            ltv, cases, scores = views.account(mine)
+        closed = sum(1 for c in cases.values() if c["status"] == "closed")
         row = {
-            "profile_id": pid, "created_at": prof.created_at, "first_seen": summary["first_seen"],
-            "last_seen": summary["last_seen"], "event_count": summary["event_count"],
-            "channel_count": len(summary["channels"]), "channels": list(summary["channels"]),
+            "profile_id": pid, "created_at": prof.created_at,
             "identifier_count": sum(len(v) for v in ids.values()), "emails": ids.get("email", []),
             "phones": ids.get("phone", []), "loyalty_ids": ids.get("loyalty_id", []),
-            "device_ids": ids.get("device_id", []), "purchase_count": summary["purchase_count"],
-            "lifetime_value": summary["lifetime_value"], "open_case_count": len(summary["open_cases"]),
-            "closed_case_count": summary["closed_case_count"], "csat_average": summary["csat_average"],
+            "device_ids": ids.get("device_id", []), "lifetime_value": ltv, "open_case_count": len(cases) - closed,
+            "closed_case_count": closed, "csat_average": round(sum(scores) / len(scores), 2) if scores else None,
             "merged_profile_count": merged_into.get(pid, 0),
         }
+        values = golden.get(pid, none)
         for f in GOLDEN_FIELDS:
-            row[f] = golden[f]["value"] if f in golden else None
+            row[f] = values.get(f)
         yield row
 
 
@@ -290,16 +334,20 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
                             write(dumps(row, option=newline))
                             n += 1
                     counts[table] = n
-                    columns = TABLES[table]
+                    # (the profiles' rows are the columns made in Python: the rest are counted once the events are in)
+                    name, columns = ("_profile_base", PROFILE_BASE) if table == "profiles" else (table, TABLES[table])
                     cols_sql = ", ".join(f"'{c}': '{t}'" for c, t in columns.items())
                     select = ", ".join(f'"{c}"' for c in columns)
                     if n:
                         loader.load(
-                            f"CREATE TABLE {table} AS SELECT {select} FROM read_json(?, format='newline_delimited', "
+                            f"CREATE TABLE {name} AS SELECT {select} FROM read_json(?, format='newline_delimited', "
                             f"columns={{{cols_sql}}}, maximum_object_size=134217728)", path)
                     else:
                         path.unlink()
-                        loader.load(f"CREATE TABLE {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
+                        loader.load(f"CREATE TABLE {name} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
+                    if table == "events":
+                        loader.load(profiles_sql(views))
+                        loader.load("DROP TABLE _profile_base")
             except BaseException:
                 loader.close(quiet=True)  # (the error that stopped making rows is the one to report)
                 raise

@@ -162,3 +162,53 @@ def test_a_score_beyond_the_csat_column_is_no_score_and_does_not_fail_the_snapsh
     con = duckdb.connect(str(out), read_only=True)
     assert counts["events"] == 2
     assert con.execute("SELECT event_id, csat FROM events ORDER BY event_id").fetchall() == [("1", None), ("2", 4)]
+
+
+def test_each_profiles_row_is_the_customer_s_answer_after_merges_splits_and_an_erasure(tmp_path):
+    """The profiles table counts events, channels, first and last seen and purchases over the events table,
+    and reads value, cases, scores and the golden record from the events that hold them: every row is what
+    the customer's answer (``summary``, ``golden_record``, ``identifiers_of``) says, on generated customers
+    who merge, split, buy, refund, open and close cases, and after one of them is erased."""
+    from streams.embedded import EmbeddedEngine
+    from streams.synthetic import SyntheticConfig, write_dataset
+
+    events = tmp_path / "events.jsonl"
+    write_dataset(events, tmp_path / "truth.csv", SyntheticConfig(people=300, seed=9))
+    with EmbeddedEngine(tmp_path / "data") as engine:
+        engine.ingest_file(events)
+        views = engine.views
+        victim = next(p for p in sorted(views.profiles) if views.identifiers_of(views.profiles[p]).get("email"))
+        engine.erase([("email", views.identifiers_of(views.profiles[victim])["email"][0])], "dpo")
+        views = engine.views
+        out = tmp_path / "s.duckdb"
+        counts = snapshot.write_snapshot(views, out, predict=False)
+    expected = {}
+    for pid, prof in views.profiles.items():
+        if not prof.events:
+            continue
+        s, g, ids = views.summary(prof), views.golden_record(prof), views.identifiers_of(prof)
+        expected[pid] = {
+            "first_seen": s["first_seen"], "last_seen": s["last_seen"], "event_count": s["event_count"],
+            "channels": list(s["channels"]), "channel_count": len(s["channels"]), "purchase_count": s["purchase_count"],
+            "open_case_count": len(s["open_cases"]),  # (lifetime_value: customer_value's, in the report currency)
+            "closed_case_count": s["closed_case_count"], "csat_average": s["csat_average"],
+            "emails": ids.get("email", []), "phones": ids.get("phone", []), "loyalty_ids": ids.get("loyalty_id", []),
+            "device_ids": ids.get("device_id", []), "identifier_count": sum(len(v) for v in ids.values()),
+            **{f: (g[f]["value"] if f in g else None) for f in snapshot.GOLDEN_FIELDS}}
+    assert victim not in expected and counts["profiles"] == len(expected)
+    con = duckdb.connect(str(out), read_only=True)
+    cur = con.execute("SELECT *, strftime(first_seen AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS f, "
+                      "strftime(last_seen AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS l, "
+                      "strftime(date_of_birth, '%Y-%m-%d') AS dob FROM profiles")
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    assert [r["profile_id"] for r in rows] == sorted(expected)  # (in profile order, as before)
+    kinds = {"cases": 0, "purchases": 0, "several channels": 0}
+    for r in rows:
+        want = expected[r["profile_id"]]
+        got = {**{k: r[k] for k in want}, "first_seen": r["f"], "last_seen": r["l"], "date_of_birth": r["dob"]}
+        assert got == want, r["profile_id"]
+        kinds["cases"] += bool(r["open_case_count"] or r["closed_case_count"])
+        kinds["purchases"] += bool(r["purchase_count"])
+        kinds["several channels"] += r["channel_count"] > 1
+    assert all(n >= 10 for n in kinds.values()), kinds  # (the generated customers do all of it)
