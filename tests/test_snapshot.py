@@ -212,3 +212,21 @@ def test_each_profiles_row_is_the_customer_s_answer_after_merges_splits_and_an_e
         kinds["purchases"] += bool(r["purchase_count"])
         kinds["several channels"] += r["channel_count"] > 1
     assert all(n >= 10 for n in kinds.values()), kinds  # (the generated customers do all of it)
+
+
+def test_views_folded_from_the_log_share_one_string_per_channel_and_event_type(tmp_path):
+    """Folded from the log read back (a replay, the lookup API, the Kafka project role), each event's channel
+    and type are one shared string per value, as when the views are folded while ingesting: a copy per event
+    cost about 100 MB per million events."""
+    from streams.embedded import EmbeddedEngine
+    from streams.synthetic import SyntheticConfig, write_dataset
+
+    events = tmp_path / "events.jsonl"
+    write_dataset(events, tmp_path / "truth.csv", SyntheticConfig(people=100, seed=4))
+    with EmbeddedEngine(tmp_path / "data") as engine:
+        engine.ingest_file(events)
+    with EmbeddedEngine(tmp_path / "data", use_checkpoint=False, writer=False) as engine:
+        views = engine.views
+        assert len(views.ev_channel) > 500
+        for column in (views.ev_channel, views.ev_type):
+            assert len({id(v) for v in column}) == len(set(column)) < 20
