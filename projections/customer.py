@@ -704,7 +704,12 @@ class CustomerViews:
                     cur = mine.get(key)
                     if cur is None or cand[:3] > cur[:3]:  # (as ``golden_record``: an event ID is unique)
                         mine[key] = cand
-        return {pid: {k: v[3] for k, v in mine.items()} for pid, mine in best.items()}
+        out: dict[str, dict[str, Any]] = {}
+        for n, (pid, mine) in enumerate(best.items()):
+            if pace is not None and not n % PACE_EVERY:
+                pace()
+            out[pid] = {k: v[3] for k, v in mine.items()}
+        return out
 
     def summary(self, prof: ProfileView) -> dict[str, Any]:
         """Numbers about a profile: activity, channels, lifetime value, support cases."""

@@ -71,7 +71,9 @@ def households(views: "CustomerViews", weak_types: frozenset[str] | None = None,
             if idx in homely:
                 ties.setdefault(node_keys[idx], set()).add(pid)
     # (any order: each tie's members are a set; the ties are sorted below)
-    for pid, home in views.golden_values(_HOME_FIELDS, customers, pace).items():
+    for n, (pid, home) in enumerate(views.golden_values(_HOME_FIELDS, customers, pace).items()):
+        if pace is not None and not n % PACE_EVERY:
+            pace()
         address, postcode = canonical_address(home.get("address")), canonical_postcode(home.get("postcode"))
         if address and postcode:
             ties.setdefault(f"address:{address}|{postcode}", set()).add(pid)

@@ -134,3 +134,27 @@ def test_the_address_a_household_is_tied_by_is_the_trusted_one_as_in_the_golden_
     customers = {ana, bo}
     assert _golden_pairs(run.views, customers) == {ana: ("1 High St", "AB1 2CD"), bo: ("2 Mill Ln", "ZZ9 9ZZ")}
     assert _golden_pairs(run.views, customers) == _golden_homes(run.views)
+
+
+def test_households_rest_at_least_every_pace_every_customers_while_reading_addresses(monkeypatch):
+    """The lookup API rests at each ``pace``: no stretch between two may canonicalize more than
+    ``PACE_EVERY`` customers' addresses."""
+    import projections.households as module
+
+    events = [ev(f"c{i}", i, channel="store", email=f"c{i}@x.org",
+                 attrs={"first_name": f"N{i}", "address": f"{i // 2} High St", "postcode": f"AB{i // 2} 1CD"})
+              for i in range(3 * PACE_EVERY + 7)]
+    run = Run().feed(events)
+    unpaced = households(run.views)
+    stretch, longest = [0], [0]
+    real = module.canonical_address
+
+    def counted(value):
+        stretch[0] += 1
+        longest[0] = max(longest[0], stretch[0])
+        return real(value)
+
+    monkeypatch.setattr(module, "canonical_address", counted)
+    houses = households(run.views, pace=lambda: stretch.__setitem__(0, 0))
+    assert houses == unpaced and houses  # (pacing changes nothing; two customers at each address make homes)
+    assert 0 < longest[0] <= PACE_EVERY

@@ -197,6 +197,11 @@ def test_each_profiles_row_is_the_customer_s_answer_after_merges_splits_and_an_e
             **{f: (g[f]["value"] if f in g else None) for f in snapshot.GOLDEN_FIELDS}}
     assert victim not in expected and counts["profiles"] == len(expected)
     con = duckdb.connect(str(out), read_only=True)
+    declared = duckdb.connect()  # (the column types the profiles table is documented with)
+    declared.execute(f"CREATE TABLE profiles ({', '.join(f'{c} {t}' for c, t in snapshot.TABLES['profiles'].items())})")
+    types = "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'profiles' " \
+            "ORDER BY ordinal_position"
+    assert con.execute(types).fetchall() == declared.execute(types).fetchall()
     cur = con.execute("SELECT *, strftime(first_seen AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS f, "
                       "strftime(last_seen AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS l, "
                       "strftime(date_of_birth, '%Y-%m-%d') AS dob FROM profiles")
