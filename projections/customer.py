@@ -733,7 +733,7 @@ class CustomerViews:
             raw = ev_payload[i]
             if raw and (amount in raw or case_id in raw or csat in raw):
                 rich.append(i)
-        ltv, cases, scores = self.account(rich)
+        ltv, cases, csat_average = self.account(rich)
         return {
             "first_seen": first,
             "last_seen": last,
@@ -743,12 +743,12 @@ class CustomerViews:
             "lifetime_value": ltv,
             "open_cases": [c for c in cases.values() if c["status"] == "open"],
             "closed_case_count": sum(1 for c in cases.values() if c["status"] == "closed"),
-            "csat_average": round(sum(scores) / len(scores), 2) if scores else None,
+            "csat_average": csat_average,
         }
 
-    def account(self, rich: Iterable[int]) -> tuple[float, dict[str, dict[str, Any]], list[int]]:
-        """A profile's lifetime value (rounded to the cent), support cases (by case ID) and satisfaction scores,
-        from its events whose payloads may hold an amount, a case or a score (``ACCOUNT_KEYS``), in time order."""
+    def account(self, rich: Iterable[int]) -> tuple[float, dict[str, dict[str, Any]], Optional[float]]:
+        """A profile's lifetime value (rounded to the cent), support cases (by case ID) and average satisfaction
+        score (None: no score), from its events whose payloads may hold an amount, a case or a score (``ACCOUNT_KEYS``), in time order."""
         cfg = self.config
         purchase_types, refund_types = cfg.purchase_types, cfg.refund_types
         close_types, open_types = cfg.case_close_types, cfg.case_open_types
@@ -778,7 +778,8 @@ class CustomerViews:
             score = payload.get("csat")
             if isinstance(score, (int, float)) and not isinstance(score, bool):
                 csat.append(int(score))
-        return round(ltv, 2) or 0.0, cases, csat  # (not -0.0: refunds that undo purchases to the cent)
+        # (not -0.0: refunds that undo purchases to the cent)
+        return round(ltv, 2) or 0.0, cases, round(sum(csat) / len(csat), 2) if csat else None
 
     def timeline(self, prof: ProfileView, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         """The profile's events across channels, newest first."""

@@ -107,7 +107,7 @@ def _int(value: Any) -> Optional[int]:
 
 
 # the profiles' columns made in Python (``profile_rows``); the others are counted over the events table in DuckDB
-# (``PROFILES_SQL``): what every event of a profile counts for, which a loop in Python would pay for per event
+# (``profiles_sql``): what every event of a profile counts for, which a loop in Python would pay for per event
 PROFILE_BASE: dict[str, str] = {c: t for c, t in TABLES["profiles"].items() if c not in (
     "first_seen", "last_seen", "event_count", "channel_count", "channels", "purchase_count")}
 
@@ -158,18 +158,18 @@ def profile_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
         ids = views.identifiers_of(prof)
         mine = rich.get(pid)
         if mine is None:  # (most profiles: nothing bought, no case, no score)
-            ltv, cases, scores = 0.0, none, ()
+            ltv, cases, csat_average = 0.0, none, None
         else:
             if len(mine) > 1:
                 mine.sort(key=lambda j: (ev_at[j], ev_id[j]))
-            ltv, cases, scores = views.account(mine)
+            ltv, cases, csat_average = views.account(mine)
         closed = sum(1 for c in cases.values() if c["status"] == "closed")
         row = {
             "profile_id": pid, "created_at": prof.created_at,
             "identifier_count": sum(len(v) for v in ids.values()), "emails": ids.get("email", []),
             "phones": ids.get("phone", []), "loyalty_ids": ids.get("loyalty_id", []),
             "device_ids": ids.get("device_id", []), "lifetime_value": ltv, "open_case_count": len(cases) - closed,
-            "closed_case_count": closed, "csat_average": round(sum(scores) / len(scores), 2) if scores else None,
+            "closed_case_count": closed, "csat_average": csat_average,
             "merged_profile_count": merged_into.get(pid, 0),
         }
         values = golden.get(pid, none)
@@ -178,7 +178,7 @@ def profile_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
         yield row
 
 
-_PAYLOAD_COLUMNS = ('"amount"', '"currency"', '"case_id"', '"csat"')
+_PAYLOAD_COLUMNS = (*ACCOUNT_KEYS, '"currency"')  # (the payload keys the events' columns are read from)
 
 
 def event_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
