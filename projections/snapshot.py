@@ -18,7 +18,7 @@ import tempfile
 import threading
 from itertools import compress
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import duckdb
 import orjson
@@ -181,31 +181,71 @@ def profile_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
 _PAYLOAD_COLUMNS = (*ACCOUNT_KEYS, '"currency"')  # (the payload keys the events' columns are read from)
 
 
-def event_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
-    """The views keep an event's attributes and payload as the JSON text orjson wrote; the rows carry that text
-    as it is (``orjson.Fragment``), and a payload is read only when it holds the key of a column of its own
-    (orjson writes a key as it is, so a text without the key's text has no such key)."""
+EVENT_CHUNK = 4096  # events per line of the events table's file (a column's values as one JSON list each)
+# a line of columns longer than this is written as two (halving its rows, as often as it takes), which bounds what
+# DuckDB's reader holds for one (its ``maximum_object_size``, here twice this)
+COLUMNS_LINE_BYTES = 16 << 20
+
+
+def _lines(part: dict[str, list[Any]], limit: int) -> Iterator[bytes]:
+    """``part`` (a dict of column -> list of values, the lists as long) as JSON lines of at most ``limit`` bytes
+    each, but for a line of one row; the rows in order."""
+    line = orjson.dumps(part, option=orjson.OPT_APPEND_NEWLINE)
+    rows = len(next(iter(part.values())))
+    if len(line) <= limit or rows <= 1:
+        yield line
+        return
+    half = rows // 2
+    yield from _lines({c: v[:half] for c, v in part.items()}, limit)
+    yield from _lines({c: v[half:] for c, v in part.items()}, limit)
+
+
+class Columns:
+    """A table's rows given a column at a time: each chunk is a dict of column -> list of values (every list
+    as long), written as one line and unnested by DuckDB, so the values are serialized by orjson a list at a
+    time instead of a dict per row."""
+
+    def __init__(self, chunks: Iterable[dict[str, list[Any]]]) -> None:
+        self.chunks = chunks
+
+
+def event_columns(views: CustomerViews) -> Columns:
+    return Columns(_event_chunks(views, EVENT_CHUNK))
+
+
+def _event_chunks(views: CustomerViews, chunk: int) -> Iterable[dict[str, list[Any]]]:
+    """The events' columns, ``chunk`` events at a time. The views keep an event's attributes and payload as the
+    JSON text orjson wrote; the columns carry that text as it is (``orjson.Fragment``), and a payload is read
+    only when it holds the key of a column of its own (orjson writes a key as it is, so a text without the
+    key's text has no such key)."""
     keys = views.node_keys
     ev_nodes, ev_attrs, ev_payload = views.ev_nodes, views.ev_attrs, views.ev_payload
-    ev_id, ev_profile, ev_channel, ev_type, ev_at = views.ev_id, views.ev_profile, views.ev_channel, views.ev_type, views.ev_at
     loads, fragment = orjson.loads, orjson.Fragment
+    amount_key, case_key, csat_key, currency_key = _PAYLOAD_COLUMNS
     empty: dict[str, Any] = {}
-    for i in range(len(ev_id)):
-        raw = ev_payload[i]
-        if raw and any(k in raw for k in _PAYLOAD_COLUMNS):
-            payload = loads(raw)
-            case_id, currency = payload.get("case_id"), payload.get("currency")
-            amount, csat = _num(payload.get("amount")), _int(payload.get("csat"))
-        else:
-            case_id = currency = amount = csat = None
-        attrs = ev_attrs[i]
+    for start in range(0, len(views.ev_id), chunk):
+        end = min(start + chunk, len(views.ev_id))
+        n = end - start
+        amounts: list[Any] = [None] * n
+        currencies: list[Any] = [None] * n
+        cases: list[Any] = [None] * n
+        scores: list[Any] = [None] * n
+        payloads = ev_payload[start:end]
+        for k in compress(range(n), payloads):  # (the events with a payload)
+            raw = payloads[k]
+            if amount_key in raw or case_key in raw or csat_key in raw or currency_key in raw:
+                payload = loads(raw)
+                case_id, currency = payload.get("case_id"), payload.get("currency")
+                amounts[k], scores[k] = _num(payload.get("amount")), _int(payload.get("csat"))
+                currencies[k] = currency if isinstance(currency, str) else None
+                cases[k] = None if case_id is None else str(case_id)
         yield {
-            "event_id": ev_id[i], "profile_id": ev_profile[i], "channel": ev_channel[i],
-            "event_type": ev_type[i], "occurred_at": ev_at[i], "amount": amount,
-            "currency": currency if isinstance(currency, str) else None,
-            "case_id": None if case_id is None else str(case_id), "csat": csat,
-            "identifiers": [keys[n] for n in ev_nodes[i]],
-            "attributes": fragment(attrs) if attrs else empty, "payload": fragment(raw) if raw else empty,
+            "event_id": views.ev_id[start:end], "profile_id": views.ev_profile[start:end],
+            "channel": views.ev_channel[start:end], "event_type": views.ev_type[start:end],
+            "occurred_at": views.ev_at[start:end], "amount": amounts, "currency": currencies, "case_id": cases,
+            "csat": scores, "identifiers": [[keys[j] for j in nodes] for nodes in ev_nodes[start:end]],
+            "attributes": [fragment(a) if a else empty for a in ev_attrs[start:end]],
+            "payload": [fragment(raw) if raw else empty for raw in payloads],
         }
 
 
@@ -299,10 +339,11 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
     tmp_db = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     work = Path(tempfile.mkdtemp(prefix=f".idres-snapshot-{os.getpid()}-", dir=out.parent))
     meta = {"schema_version": SNAPSHOT_SCHEMA_VERSION, "log_seq": views.seq, **(info or {})}
-    sources: dict[str, Iterable[dict[str, Any]]] = {
+    # (the events first: the profiles are finished in DuckDB over them while the rows of the tables after are made)
+    sources: dict[str, Iterable[dict[str, Any]] | Columns] = {
+        "events": event_columns(views),
         "profiles": profile_rows(views),
         "identifiers": identifier_rows(views),
-        "events": event_rows(views),
         "merges": merge_rows(views),
         "splits": split_rows(views),
         "aliases": ({"alias_id": a, "profile_id": views.resolve(a)} for a in sorted(views.aliases)),
@@ -311,7 +352,7 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
         "review_queue": review_rows(views),
         "bans": ban_rows(views),
         "rejected_events": rejected_rows(views),
-        "contact_recognition": promise.recognition_rows(views),
+        "contact_recognition": Columns(promise.recognition_columns(views)),
         "snapshot_info": ({"key": k, "value": str(v)} for k, v in meta.items()),
     }
     counts: dict[str, int] = {}
@@ -328,24 +369,36 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
                         progress(table)
                     path = work / f"{table}.jsonl"
                     n = 0
+                    by_column = isinstance(rows, Columns)
                     with private_file(path, "wb", buffering=1 << 20) as fh:
                         dumps, write, newline = orjson.dumps, fh.write, orjson.OPT_APPEND_NEWLINE
-                        for row in rows:
-                            write(dumps(row, option=newline))
-                            n += 1
+                        if by_column:
+                            for part in rows.chunks:
+                                for line in _lines(part, COLUMNS_LINE_BYTES):
+                                    write(line)
+                                n += len(next(iter(part.values())))
+                        else:
+                            for row in rows:
+                                write(dumps(row, option=newline))
+                                n += 1
                     counts[table] = n
-                    # (the profiles' rows are the columns made in Python: the rest are counted once the events are in)
-                    name, columns = ("_profile_base", PROFILE_BASE) if table == "profiles" else (table, TABLES[table])
-                    cols_sql = ", ".join(f"'{c}': '{t}'" for c, t in columns.items())
-                    select = ", ".join(f'"{c}"' for c in columns)
+                    name, columns = _STAGED.get(table, (table, TABLES[table]))
+                    if by_column:  # (a line's lists, unnested side by side: the rows in their order)
+                        cols_sql = ", ".join(f"'{c}': '{t}[]'" for c, t in columns.items())
+                        select = ", ".join(f'UNNEST("{c}") AS "{c}"' for c in columns)
+                        object_size = 2 * COLUMNS_LINE_BYTES
+                    else:
+                        cols_sql = ", ".join(f"'{c}': '{t}'" for c, t in columns.items())
+                        select = ", ".join(f'"{c}"' for c in columns)
+                        object_size = 134217728
                     if n:
                         loader.load(
                             f"CREATE TABLE {name} AS SELECT {select} FROM read_json(?, format='newline_delimited', "
-                            f"columns={{{cols_sql}}}, maximum_object_size=134217728)", path)
+                            f"columns={{{cols_sql}}}, maximum_object_size={object_size})", path)
                     else:
                         path.unlink()
                         loader.load(f"CREATE TABLE {name} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
-                    if table == "events":
+                    if table == "profiles":
                         loader.load(profiles_sql(views))
                         loader.load("DROP TABLE _profile_base")
             except BaseException:
@@ -363,6 +416,11 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
             if leftover.exists():
                 leftover.unlink()
     return counts
+
+
+# tables loaded under another name with the columns made in Python, and made from them in DuckDB: the profiles
+# (``profiles_sql``, once the events are in)
+_STAGED: dict[str, tuple[str, dict[str, str]]] = {"profiles": ("_profile_base", PROFILE_BASE)}
 
 
 class _Loader:

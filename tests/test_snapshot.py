@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+from types import SimpleNamespace
 
 import duckdb
 import pytest
@@ -28,11 +29,13 @@ def test_failed_snapshot_leaves_the_previous_one_intact(tmp_path, monkeypatch):
     assert counts["events"] == 3 and counts["profiles"] == 2
     before = out.read_bytes()
 
-    def broken_rows(views):
-        yield {"event_id": "x"}
-        raise RuntimeError("disk full")
+    def broken_columns(views):
+        def chunks():
+            yield {"event_id": ["x"]}
+            raise RuntimeError("disk full")
+        return snapshot.Columns(chunks())
 
-    monkeypatch.setattr(snapshot, "event_rows", broken_rows)
+    monkeypatch.setattr(snapshot, "event_columns", broken_columns)
     with pytest.raises(RuntimeError, match="disk full"):
         snapshot.write_snapshot(_views(), out)
     assert not [t for t in threading.enumerate() if t.name == "idres-snapshot-load"]  # (the loader was stopped)
@@ -235,3 +238,169 @@ def test_views_folded_from_the_log_share_one_string_per_channel_and_event_type(t
         assert len(views.ev_channel) > 500
         for column in (views.ev_channel, views.ev_type):
             assert len({id(v) for v in column}) == len(set(column)) < 20
+
+
+@settings(max_examples=50, deadline=None)
+@given(sizes=st.lists(st.integers(0, 40), min_size=1, max_size=30), limit=st.integers(1, 400))
+def test_a_chunk_of_columns_is_written_in_lines_within_the_limit_with_every_row_once_in_order(sizes, limit):
+    # (what DuckDB's reader holds for a line is bounded: a longer line is split, down to one row if need be)
+    part = {"event_id": [str(i) for i in range(len(sizes))], "text": ["é" * n for n in sizes],
+            "ids": [["a" * (n % 7)] * (n % 3) for n in sizes]}
+    lines = list(snapshot._lines(part, limit))
+    got = {c: [] for c in part}
+    for line in lines:
+        assert line.endswith(b"\n")
+        decoded = json.loads(line)
+        assert len(line) <= limit or len(decoded["event_id"]) == 1
+        for c in part:
+            got[c] += decoded[c]
+    assert got == part
+
+
+def test_events_split_over_many_lines_load_as_one_table_in_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(snapshot, "EVENT_CHUNK", 3)
+    monkeypatch.setattr(snapshot, "COLUMNS_LINE_BYTES", 700)  # (the long payloads take a line each)
+    events = [ev(str(i), i, email=f"c{i % 4}@mailbox.org", attrs={"first_name": "Bo"} if i % 5 == 0 else None,
+                 payload={"note": "x" * (i * 7 % 50), "amount": i}) for i in range(23)]
+    views = Run().feed(events).views
+    out = tmp_path / "s.duckdb"
+    written = []
+    lines = snapshot._lines
+    monkeypatch.setattr(snapshot, "_lines", lambda part, limit: written.append(list(lines(part, limit))) or written[-1])
+    assert snapshot.write_snapshot(views, out, predict=False)["events"] == 23
+    assert sum(len(part) for part in written) > 23 // 3 + 1  # (some chunks of three were split)
+    con = duckdb.connect(str(out), read_only=True)
+    rows = con.execute("SELECT event_id, profile_id, amount, identifiers, CAST(payload AS VARCHAR), "
+                       "CAST(attributes AS VARCHAR) FROM events").fetchall()
+    con.close()
+    assert [r[0] for r in rows] == views.ev_id  # (in the views' order, as one table)
+    for i, (event_id, profile_id, amount, identifiers, payload, attributes) in enumerate(rows):
+        assert profile_id == views.ev_profile[i] and amount == float(event_id)
+        assert identifiers == [views.node_keys[n] for n in views.ev_nodes[i]]
+        assert json.loads(payload) == views.payload(i) and json.loads(attributes) == views.attributes(i)
+
+
+def _recognition_expected(views):
+    """contact_recognition as its definition reads, from the views: per contact on an assisted channel (on its
+    customer's profile today), each other channel the customer used before it (the latest such event, by time
+    then event ID) or that the profile showed at that moment; ordered by profile, contact and channel."""
+    by_profile = {}
+    for k, pid in enumerate(views.ev_profile):
+        if pid is not None:
+            by_profile.setdefault(pid, []).append(k)
+    place = lambda k: (views.ev_at[k], views.ev_id[k])  # noqa: E731
+    rows = []
+    for j, shown_of in views.contact_seen.items():
+        pid = views.ev_profile[j]
+        if pid is None:
+            continue
+        channel = views.ev_channel[j]
+        history = {}
+        for k in by_profile[pid]:
+            c = views.ev_channel[k]
+            if c != channel and place(k) < place(j) and (c not in history or place(k) > place(history[c])):
+                history[c] = k
+        shown = {views.ev_channel[k]: k for k in shown_of}
+        head = (pid, place(j), views.ev_id[j], channel, views.ev_at[j])
+        others = sorted((set(history) | set(shown)) - {channel})
+        if not others:
+            rows.append((*head, None, None, None, None, None, False))
+        for c in others:
+            h, s = history.get(c), shown.get(c)
+            shown_pid = views.ev_profile[s] if s is not None else None
+            rows.append((*head, c, views.ev_id[h] if h is not None else None, views.ev_id[s] if s is not None else None,
+                         shown_pid, (h == s) if h is not None else None, s is not None and shown_pid != pid))
+    rows.sort(key=lambda r: (r[0], r[1], r[5] is not None, r[5] or ""))
+    return [(r[2], r[0], r[3], r[4], *r[5:]) for r in rows]
+
+
+def _recognition_rows(out):
+    con = duckdb.connect(str(out), read_only=True)
+    got = con.execute("SELECT event_id, profile_id, channel, "
+                      "strftime(occurred_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ'), other_channel, "
+                      "history_event_id, shown_event_id, shown_profile_id, recognised, stranger_shown "
+                      "FROM contact_recognition").fetchall()
+    con.close()
+    return got
+
+
+def test_contact_recognition_rows_are_what_each_contact_s_profile_showed_of_the_customer_s_history(tmp_path):
+    """Every row is what the definition says, in order, on generated customers who merge, split and use several channels, after one of them is erased
+    (the profile showed events that no longer belong to anyone), and for events at the same instant (ordered by
+    event ID)."""
+    from streams.embedded import EmbeddedEngine
+    from streams.synthetic import SyntheticConfig, write_dataset
+
+    events = tmp_path / "events.jsonl"
+    write_dataset(events, tmp_path / "truth.csv", SyntheticConfig(people=300, seed=5))
+    with EmbeddedEngine(tmp_path / "data") as engine:
+        engine.ingest_file(events)
+        views = engine.views
+        erased = next(p for p in sorted(views.profiles) if views.identifiers_of(views.profiles[p]).get("email")
+                      and any(j in views.contact_seen for j in views.profiles[p].events))
+        engine.erase([("email", views.identifiers_of(views.profiles[erased])["email"][0])], "dpo")
+        views = engine.views
+        out = tmp_path / "s.duckdb"
+        counts = snapshot.write_snapshot(views, out, predict=False)
+        expected = _recognition_expected(views)
+    got = _recognition_rows(out)
+    assert got == expected and counts["contact_recognition"] == len(expected)
+    outcomes = {"recognised": sum(r[8] is True for r in got), "not": sum(r[8] is False for r in got),
+                "no history": sum(r[4] is None for r in got), "stranger": sum(r[9] for r in got)}
+    assert all(n >= 5 for n in outcomes.values()), outcomes  # (the generated customers give every outcome)
+
+    same = Run().feed([  # (at one instant: the earlier event ID is the earlier event)
+        ev("b", 0, channel="web", email="t@mailbox.org"), ev("a", 0, channel="app", email="t@mailbox.org"),
+        ev("c", 0, channel="call_center", email="t@mailbox.org"), ev("d", 1, channel="chat", email="t@mailbox.org"),
+        ev("0", 1, channel="chat", email="u@mailbox.org")]).views
+    out = tmp_path / "same.duckdb"
+    snapshot.write_snapshot(same, out, predict=False)
+    got = _recognition_rows(out)
+    assert got == _recognition_expected(same)
+    assert [(r[0], r[4], r[5]) for r in got if r[0] == "c"] == [("c", "app", "a"), ("c", "web", "b")]
+
+
+class _Noted:
+    """What contact_recognition reads of the views: events (ID, profile today, channel, time), each profile's
+    events, and the contacts noted (event -> the events its profile showed, at most one per other channel)."""
+
+    def __init__(self, events, seen):
+        self.ev_id = [e[0] for e in events]
+        self.ev_profile = [e[1] for e in events]
+        self.ev_channel = [e[2] for e in events]
+        self.ev_at = [e[3] for e in events]
+        self.contact_seen = seen
+        self.profiles = {}
+        for k in reversed(range(len(events))):  # (a profile's events in no particular order)
+            if events[k][1] is not None:
+                self.profiles.setdefault(events[k][1], SimpleNamespace(events=[])).events.append(k)
+
+
+@st.composite
+def _noted(draw):
+    n = draw(st.integers(1, 14))
+    ids = draw(st.lists(st.text("abcxyz", min_size=1, max_size=3), min_size=n, max_size=n, unique=True))
+    events = [(ids[k], draw(st.sampled_from([None, "p1", "p2", "p3"])), draw(st.sampled_from(["web", "app", "chat", "store"])),
+               f"2024-01-01T00:00:0{draw(st.integers(0, 3))}.000000Z") for k in range(n)]
+    seen = {}
+    for j in draw(st.lists(st.integers(0, n - 1), unique=True)):
+        shown = {}
+        for k in draw(st.lists(st.integers(0, n - 1), unique=True)):
+            if events[k][2] != events[j][2]:
+                shown[events[k][2]] = k  # (at most one per other channel, as the views note them)
+        seen[j] = tuple(sorted(shown.values()))
+    return _Noted(events, seen)
+
+
+@settings(max_examples=60, deadline=None)
+@given(noted=_noted(), chunk=st.integers(1, 5))
+def test_contact_recognition_gives_the_definition_for_any_contacts(noted, chunk):
+    # (any events, instants shared, events of no profile (erased), contacts shown events of other customers or of
+    # nobody, the rows made a few at a time: the columns give the rows the definition gives, in order)
+    from projections.metrics import promise
+
+    got = []
+    for part in promise.recognition_columns(noted, chunk):
+        assert list(part) == list(promise.COLUMNS) and len({len(v) for v in part.values()}) == 1
+        got += zip(*part.values())
+    assert got == _recognition_expected(noted)

@@ -27,12 +27,19 @@ COLUMNS = {
 }
 
 
-def recognition_rows(views: "CustomerViews") -> Iterable[dict[str, Any]]:
+def recognition_columns(views: "CustomerViews", chunk: int = 4096) -> Iterable[dict[str, list[Any]]]:
+    """The rows of ``contact_recognition`` (``COLUMNS``), a column at a time, about ``chunk`` rows at a time
+    (``snapshot.Columns``): per profile (in ID order), its contacts in order (by time, then event ID), and each
+    contact's other channels in order."""
     seen = views.contact_seen
     if not seen:
         return
     ev_at, ev_id, ev_channel, ev_profile = views.ev_at, views.ev_id, views.ev_channel, views.ev_profile
     apart = seen.keys().isdisjoint
+    out: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+    (event_ids, profile_ids, channels, times, other_channels, history_ids, shown_ids, shown_profiles, recognised,
+     stranger) = (out[c].append for c in COLUMNS)
+    rows = 0
     for pid in sorted(views.profiles):
         prof = views.profiles[pid]
         if apart(prof.events):  # (no contact on an assisted channel)
@@ -40,24 +47,34 @@ def recognition_rows(views: "CustomerViews") -> Iterable[dict[str, Any]]:
         latest: dict[str, int] = {}  # channel -> the customer's latest event there so far
         for j in sorted(prof.events, key=lambda k: (ev_at[k], ev_id[k])):
             shown_of = seen.get(j)
+            channel = ev_channel[j]
             if shown_of is not None:
-                channel = ev_channel[j]
                 shown = {ev_channel[k]: k for k in shown_of}
-                base = {"event_id": ev_id[j], "profile_id": pid, "channel": channel, "occurred_at": ev_at[j]}
-                others = sorted((set(latest) | set(shown)) - {channel})
-                if not others:
-                    yield {**base, "other_channel": None, "history_event_id": None, "shown_event_id": None,
-                           "shown_profile_id": None, "recognised": None, "stranger_shown": False}
-                for c in others:
+                others = sorted((latest.keys() | shown.keys()) - {channel})
+                eid, at = ev_id[j], ev_at[j]
+                for c in others or (None,):
+                    event_ids(eid)
+                    profile_ids(pid)
+                    channels(channel)
+                    times(at)
+                    other_channels(c)
                     h, s = latest.get(c), shown.get(c)
                     shown_pid = ev_profile[s] if s is not None else None
-                    yield {**base, "other_channel": c,
-                           "history_event_id": ev_id[h] if h is not None else None,
-                           "shown_event_id": ev_id[s] if s is not None else None,
-                           "shown_profile_id": shown_pid,
-                           "recognised": (h == s) if h is not None else None,
-                           "stranger_shown": s is not None and shown_pid != pid}
-            latest[ev_channel[j]] = j
+                    history_ids(ev_id[h] if h is not None else None)
+                    shown_ids(ev_id[s] if s is not None else None)
+                    shown_profiles(shown_pid)
+                    recognised((h == s) if h is not None else None)
+                    stranger(s is not None and shown_pid != pid)
+                rows += len(others) or 1
+            latest[channel] = j
+        if rows >= chunk:
+            yield out
+            out = {c: [] for c in COLUMNS}
+            (event_ids, profile_ids, channels, times, other_channels, history_ids, shown_ids, shown_profiles,
+             recognised, stranger) = (out[c].append for c in COLUMNS)
+            rows = 0
+    if rows:
+        yield out
 
 
 PROMISE_CONTACTS = View("promise_contacts", "One row per contact on an assisted channel: how many other channels "
