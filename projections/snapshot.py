@@ -182,6 +182,7 @@ _PAYLOAD_COLUMNS = (*ACCOUNT_KEYS, '"currency"')  # (the payload keys the events
 
 
 EVENT_CHUNK = 4096  # events per line of the events table's file (a column's values as one JSON list each)
+CHUNK_TEXT = 4 << 20  # ...fewer when their attributes' and payloads' texts hold more characters than this
 # a line of columns longer than this is written as two (halving its rows, as often as it takes), which bounds what
 # DuckDB's reader holds for one (its ``maximum_object_size``, here twice this)
 COLUMNS_LINE_BYTES = 16 << 20
@@ -195,9 +196,26 @@ def _lines(part: dict[str, list[Any]], limit: int) -> Iterator[bytes]:
     if len(line) <= limit or rows <= 1:
         yield line
         return
+    del line  # (not held while the halves are written)
     half = rows // 2
     yield from _lines({c: v[:half] for c, v in part.items()}, limit)
     yield from _lines({c: v[half:] for c, v in part.items()}, limit)
+
+
+def _spans(views: CustomerViews, chunk: int, limit: int) -> Iterator[tuple[int, int]]:
+    """The events in spans of at most ``chunk``, halved while their attributes and payloads hold more than ``limit``
+    characters between them (down to one event): large records make short lines, not one line to split later."""
+    ev_attrs, ev_payload = views.ev_attrs, views.ev_payload
+    for start in range(0, len(ev_attrs), chunk):
+        todo = [(start, min(start + chunk, len(ev_attrs)))]
+        while todo:
+            a, b = todo.pop()
+            text = sum(map(len, filter(None, ev_attrs[a:b]))) + sum(map(len, filter(None, ev_payload[a:b])))
+            if text > limit and b - a > 1:
+                middle = (a + b) // 2
+                todo += [(middle, b), (a, middle)]  # (the first half next)
+            else:
+                yield a, b
 
 
 class Columns:
@@ -223,8 +241,7 @@ def _event_chunks(views: CustomerViews, chunk: int) -> Iterable[dict[str, list[A
     loads, fragment = orjson.loads, orjson.Fragment
     amount_key, case_key, csat_key, currency_key = _PAYLOAD_COLUMNS
     empty: dict[str, Any] = {}
-    for start in range(0, len(views.ev_id), chunk):
-        end = min(start + chunk, len(views.ev_id))
+    for start, end in _spans(views, chunk, CHUNK_TEXT):
         n = end - start
         amounts: list[Any] = [None] * n
         currencies: list[Any] = [None] * n

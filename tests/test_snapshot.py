@@ -257,9 +257,28 @@ def test_a_chunk_of_columns_is_written_in_lines_within_the_limit_with_every_row_
     assert got == part
 
 
-def test_events_split_over_many_lines_load_as_one_table_in_order(tmp_path, monkeypatch):
+@settings(max_examples=50, deadline=None)
+@given(sizes=st.lists(st.integers(0, 40), max_size=30), chunk=st.integers(1, 6), limit=st.integers(1, 60))
+def test_event_spans_cover_every_event_once_in_order_within_the_limits(sizes, chunk, limit):
+    # (events are cut into spans of at most ``chunk``, with no more attribute and payload text than the limit unless
+    # the span is one event: a chunk of large records is not serialized whole and split afterwards)
+    class Views:
+        ev_attrs = ["a" * n if n % 3 else None for n in sizes]
+        ev_payload = ["p" * (n // 2) or None for n in sizes]
+
+    spans = list(snapshot._spans(Views, chunk, limit))
+    assert [i for a, b in spans for i in range(a, b)] == list(range(len(sizes)))
+    for a, b in spans:
+        text = sum(len(t) for t in Views.ev_attrs[a:b] + Views.ev_payload[a:b] if t)
+        assert 1 <= b - a <= chunk and (text <= limit or b - a == 1)
+
+
+@pytest.mark.parametrize("cut", ["by text before", "by bytes after"])
+def test_events_split_over_many_lines_load_as_one_table_in_order(tmp_path, monkeypatch, cut):
     monkeypatch.setattr(snapshot, "EVENT_CHUNK", 3)
-    monkeypatch.setattr(snapshot, "COLUMNS_LINE_BYTES", 700)  # (the long payloads take a line each)
+    # (the long payloads take a line each: cut by their text before a line is made, or the line halved after)
+    monkeypatch.setattr(snapshot, "COLUMNS_LINE_BYTES", 700 if cut == "by bytes after" else 10**9)
+    monkeypatch.setattr(snapshot, "CHUNK_TEXT", 40 if cut == "by text before" else 10**9)
     events = [ev(str(i), i, email=f"c{i % 4}@mailbox.org", attrs={"first_name": "Bo"} if i % 5 == 0 else None,
                  payload={"note": "x" * (i * 7 % 50), "amount": i}) for i in range(23)]
     views = Run().feed(events).views
