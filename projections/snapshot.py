@@ -192,7 +192,7 @@ def _lines(part: dict[str, list[Any]], limit: int) -> Iterator[bytes]:
     """``part`` (a dict of column -> list of values, the lists as long) as JSON lines of at most ``limit`` bytes
     each, but for a line of one row; the rows in order."""
     line = orjson.dumps(part, option=orjson.OPT_APPEND_NEWLINE)
-    rows = len(next(iter(part.values())))
+    rows = _length(part)
     if len(line) <= limit or rows <= 1:
         yield line
         return
@@ -200,6 +200,11 @@ def _lines(part: dict[str, list[Any]], limit: int) -> Iterator[bytes]:
     half = rows // 2
     yield from _lines({c: v[:half] for c, v in part.items()}, limit)
     yield from _lines({c: v[half:] for c, v in part.items()}, limit)
+
+
+def _length(part: dict[str, list[Any]]) -> int:
+    """The rows of a chunk of columns (its lists are as long)."""
+    return len(next(iter(part.values())))
 
 
 def _spans(views: CustomerViews, chunk: int, limit: int) -> Iterator[tuple[int, int]]:
@@ -393,13 +398,14 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
                             for part in rows.chunks:
                                 for line in _lines(part, COLUMNS_LINE_BYTES):
                                     write(line)
-                                n += len(next(iter(part.values())))
+                                n += _length(part)
                         else:
                             for row in rows:
                                 write(dumps(row, option=newline))
                                 n += 1
                     counts[table] = n
-                    name, columns = _STAGED.get(table, (table, TABLES[table]))
+                    # (the profiles' rows are the columns made in Python: the rest are counted once the events are in)
+                    name, columns = ("_profile_base", PROFILE_BASE) if table == "profiles" else (table, TABLES[table])
                     if by_column:  # (a line's lists, unnested side by side: the rows in their order)
                         cols_sql = ", ".join(f"'{c}': '{t}[]'" for c, t in columns.items())
                         select = ", ".join(f'UNNEST("{c}") AS "{c}"' for c in columns)
@@ -433,11 +439,6 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
             if leftover.exists():
                 leftover.unlink()
     return counts
-
-
-# tables loaded under another name with the columns made in Python, and made from them in DuckDB: the profiles
-# (``profiles_sql``, once the events are in)
-_STAGED: dict[str, tuple[str, dict[str, str]]] = {"profiles": ("_profile_base", PROFILE_BASE)}
 
 
 class _Loader:

@@ -37,14 +37,14 @@ def recognition_columns(views: "CustomerViews", chunk: int = 4096) -> Iterable[d
     ev_at, ev_id, ev_channel, ev_profile = views.ev_at, views.ev_id, views.ev_channel, views.ev_profile
     apart = seen.keys().isdisjoint
     out: dict[str, list[Any]] = {c: [] for c in COLUMNS}
-    (event_ids, profile_ids, channels, times, other_channels, history_ids, shown_ids, shown_profiles, recognised,
-     stranger) = (out[c].append for c in COLUMNS)
     rows = 0
     for pid in sorted(views.profiles):
         prof = views.profiles[pid]
         if apart(prof.events):  # (no contact on an assisted channel)
             continue
         latest: dict[str, int] = {}  # channel -> the customer's latest event there so far
+        (event_ids, profile_ids, channels, times, other_channels, history_ids, shown_ids, shown_profiles, recognised,
+         stranger) = (out[c].append for c in COLUMNS)
         for j in sorted(prof.events, key=lambda k: (ev_at[k], ev_id[k])):
             shown_of = seen.get(j)
             channel = ev_channel[j]
@@ -70,8 +70,6 @@ def recognition_columns(views: "CustomerViews", chunk: int = 4096) -> Iterable[d
         if rows >= chunk:
             yield out
             out = {c: [] for c in COLUMNS}
-            (event_ids, profile_ids, channels, times, other_channels, history_ids, shown_ids, shown_profiles,
-             recognised, stranger) = (out[c].append for c in COLUMNS)
             rows = 0
     if rows:
         yield out
