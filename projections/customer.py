@@ -19,6 +19,7 @@ from typing import Any, Callable, Container, Iterable, Optional
 
 import orjson
 
+from projections.runs import Runs
 from resolver.ids import ERASED, RECORD_TYPE, short_hash
 from resolver.restate import BARRIER_TYPES, event_key
 from resolver.sessions import SESSION_SECONDS
@@ -101,7 +102,7 @@ class CustomerViews:
         self.ev_at: list[str] = []
         self.ev_channel: list[str] = []
         self.ev_type: list[str] = []
-        self.ev_nodes: list[tuple[int, ...]] = []
+        self.ev_nodes = Runs()  # its identifiers (node indexes), all events' in two flat arrays
         # attributes and payloads are kept as compact JSON text; decoded when read
         self.ev_attrs: list[Optional[str]] = []
         self.ev_payload: list[Optional[str]] = []
@@ -488,7 +489,7 @@ class CustomerViews:
         # 100 MB per million events in views folded from the log read back)
         self.ev_channel.append(intern(d["channel"]))
         self.ev_type.append(intern(d["event_type"]))
-        self.ev_nodes.append(tuple(self._node(k) for k in d["nodes"]))
+        self.ev_nodes.append([self._node(k) for k in d["nodes"]])
         if d.get("refused"):
             self.ev_refused[i] = frozenset(self._node(k) for k in d["refused"])
         attributed = d.get("attributed")

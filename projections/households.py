@@ -58,17 +58,14 @@ def households(views: "CustomerViews", weak_types: frozenset[str] | None = None,
     homely = {idx for idx, flag in views.shared.items()
               if views.node_keys[idx].partition(":")[0] not in weak or any(r in flag["reason"] for r in HOME_REASONS)}
     ties: dict[str, set[str]] = {}  # what ties -> the customers it ties
-    ev_profile, node_keys, apart = views.ev_profile, views.node_keys, homely.isdisjoint
-    for i, nodes in enumerate(views.ev_nodes):
-        if pace is not None and not i % PACE_EVERY:
+    ev_profile, node_keys, ev_nodes = views.ev_profile, views.node_keys, views.ev_nodes
+    step = max(len(ev_nodes), 1) if pace is None else PACE_EVERY
+    for start in range(0, len(ev_nodes), step):
+        if pace is not None:
             pace()
-        if apart(nodes):  # (most events: nothing that ties a home)
-            continue
-        pid = ev_profile[i]
-        if pid not in customers:
-            continue
-        for idx in nodes:
-            if idx in homely:
+        for i, idx in ev_nodes.hits(homely, start, start + step):  # (few events: most tie no home)
+            pid = ev_profile[i]
+            if pid in customers:
                 ties.setdefault(node_keys[idx], set()).add(pid)
     # (any order: each tie's members are a set; the ties are sorted below)
     for n, (pid, home) in enumerate(views.golden_values(_HOME_FIELDS, customers, pace).items()):

@@ -265,7 +265,7 @@ def _event_chunks(views: CustomerViews, chunk: int) -> Iterable[dict[str, list[A
             "event_id": views.ev_id[start:end], "profile_id": views.ev_profile[start:end],
             "channel": views.ev_channel[start:end], "event_type": views.ev_type[start:end],
             "occurred_at": views.ev_at[start:end], "amount": amounts, "currency": currencies, "case_id": cases,
-            "csat": scores, "identifiers": [[keys[j] for j in nodes] for nodes in ev_nodes[start:end]],
+            "csat": scores, "identifiers": ev_nodes.mapped(start, end, keys.__getitem__),
             "attributes": [fragment(a) if a else empty for a in ev_attrs[start:end]],
             "payload": [fragment(raw) if raw else empty for raw in payloads],
         }

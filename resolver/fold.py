@@ -14,11 +14,19 @@ from resolver.config import ResolverConfig
 from resolver.ids import ERASED
 from resolver.matching import FREQUENCY_FIELDS, AttributeRecord, MatchModel
 from resolver.records import RecordMaker
-from resolver.state import MAX_BLOCK_NODES_PER_PROFILE, MAX_RECORDS_PER_NODE, MAX_TRAITS_PER_NODE, Profile, \
-    ResolverState
+from resolver.state import MAX_BLOCK_NODES_PER_PROFILE, MAX_RECORDS_PER_NODE, MAX_TRAITS_PER_NODE, NO_TRAITS, \
+    Profile, ResolverState
 
 
 MAX_SHARED_USERS = 16  # identifiers of customers kept per shared identifier
+
+
+def _add_traits(prof: Profile, traits: Iterable[str]) -> None:
+    """Adds dates of birth and names to a profile's; the first ones give it a set of its own."""
+    if prof.traits:
+        prof.traits.update(traits)  # type: ignore[attr-defined]
+    else:
+        prof.traits = set(traits)
 
 
 class Fold:
@@ -122,7 +130,7 @@ class Fold:
                         known[t] = 1
                         pid = st.node_profile[idx]
                         if pid is not None:
-                            st.profiles[pid].traits.add(t)
+                            _add_traits(st.profiles[pid], (t,))
                     else:  # full: the event still names someone; credit the spelling of them held first
                         same = next((k for k in sorted(known) if all(person.compatible(t, k, w) for w in person.KINDS)),
                                     None)
@@ -209,7 +217,7 @@ class Fold:
         prof.counts[t] = prof.counts.get(t, 0) + 1
         known = st.node_traits.get(idx)
         if known:
-            prof.traits.update(known)
+            _add_traits(prof, known)
 
     def _created(self, d: dict[str, Any]) -> None:
         st = self.state
@@ -247,7 +255,8 @@ class Fold:
             survivor.nodes |= prof.nodes
             for t, c in prof.counts.items():
                 survivor.counts[t] = survivor.counts.get(t, 0) + c
-            survivor.traits |= prof.traits
+            if prof.traits:
+                _add_traits(survivor, prof.traits)
             if prof.first is not None and (survivor.first is None or prof.first < survivor.first):
                 survivor.first = prof.first
             st.aliases[pid] = survivor.id
@@ -296,7 +305,7 @@ class Fold:
             if nt:
                 known.update(nt)
         prof.counts = counts
-        prof.traits = known
+        prof.traits = known or NO_TRAITS
 
     def _split(self, d: dict[str, Any]) -> None:
         st = self.state

@@ -6,7 +6,7 @@ Only the fold (``resolver.fold``) changes it; everything else reads it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import AbstractSet, Optional
 
 from resolver.ids import node_type
 from resolver.matching import AttributeRecord, MatchModel
@@ -16,6 +16,7 @@ CALIBRATION_FIRST = 256  # attribute records filed before the first re-estimatio
 MAX_RECORDS_PER_NODE = 16
 MAX_BLOCK_NODES_PER_PROFILE = 4
 MAX_TRAITS_PER_NODE = 32  # dates of birth and names kept per identifier (the guards act long before)
+NO_TRAITS: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -24,7 +25,9 @@ class Profile:
     created_at: str
     nodes: set[int] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
-    traits: set[str] = field(default_factory=set)  # dates of birth and names seen on its identifiers
+    # dates of birth and names seen on its identifiers (most profiles have none: they share one empty
+    # frozenset, ``NO_TRAITS``, until the fold gives them a set of their own)
+    traits: AbstractSet[str] = NO_TRAITS
     # the earliest first use among its identifiers (``resolver.naming``), and the one its ID was last
     # checked against
     first: Optional[tuple[str, str, int]] = None

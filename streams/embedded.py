@@ -41,18 +41,20 @@ def _state_format() -> str:
     """Names the shape of the pickled state: any change to the code of the objects a checkpoint holds
     makes older checkpoints unusable, and they are then ignored (the log is folded again)."""
     import projections.customer
+    import projections.runs
     import resolver
     import resolver.matching
 
     h = hashlib.sha256()
     # every module whose code the fold runs (or whose objects the state holds): every *.py file of the
     # resolver package, subpackages included, sorted by relative path, each hashed with that path (a class
-    # that moves to another module pickles under another name), then the customer views
+    # that moves to another module pickles under another name), then the customer views' modules
     root = Path(resolver.__file__).parent
     for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(path.read_bytes())
-    h.update(Path(projections.customer.__file__).read_bytes())
+    for module in (projections.customer, projections.runs):
+        h.update(Path(module.__file__).read_bytes())
     h.update(resolver.matching.NICKNAMES_DIGEST.encode())  # the nickname list the comparisons use
     return "engine-" + h.hexdigest()[:12]
 
@@ -594,9 +596,9 @@ def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
     erased = set(nodes)
     gone = {views.node_index[k] for k in nodes if k in views.node_index}
     if gone:  # (events that carried only erased identifiers and ones in no profile: a shared mailbox's)
-        node_profile = views.node_profile
-        for i, held in enumerate(views.ev_nodes):
-            if held and not gone.isdisjoint(held) and all(n in gone or node_profile[n] is None for n in held):
+        node_profile, ev_nodes = views.node_profile, views.ev_nodes
+        for i, _ in ev_nodes.hits(gone):
+            if all(n in gone or node_profile[n] is None for n in ev_nodes[i]):
                 events.add(views.ev_id[i])
     values = [k.partition(":")[2].casefold() for k in nodes]
     values = [v for v in values if len(v) >= 4]

@@ -49,9 +49,9 @@ from streams.keys import SqliteKeyStore
 from streams.sealing import SealError, Sealer
 
 SEGMENT_ENTRIES = 1_000_000
-CHECKPOINT_VERSION = 6  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
+CHECKPOINT_VERSION = 7  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
 # 4: term frequencies as they stood at the epoch's start; 5: connection bans; 6: a header, then each part of
-# the state on its own (a reader stops after the parts it needs)
+# the state on its own (a reader stops after the parts it needs); 7: the events' identifiers in flat arrays
 
 
 
@@ -513,7 +513,7 @@ CHECKPOINT_CLASSES = frozenset({
     ("resolver.state", "ResolverState"), ("resolver.state", "Profile"),
     ("resolver.matching.canonical", "AttributeRecord"), ("resolver.matching.model", "MatchModel"),
     ("projections.customer", "CustomerViews"), ("projections.customer", "ProfileView"),
-    ("projections.customer", "ProjectionConfig"),
+    ("projections.customer", "ProjectionConfig"), ("projections.runs", "Runs"),
 })
 _TRAILER = b"IDRESCRC"  # then 8 hex digits: CRC-32C of every byte before the trailer
 _log = logging.getLogger("idres.storage")

@@ -74,6 +74,14 @@ def test_a_paced_computation_finds_the_same_households_and_lets_others_in_often(
     assert len(calls) >= steps // PACE_EVERY
 
 
+def test_no_events_make_no_households_paced_or_not():
+    from projections.customer import CustomerViews
+
+    calls = []
+    assert households(CustomerViews()) == {} == households(CustomerViews(), pace=lambda: calls.append(1))
+    assert calls == []
+
+
 def _golden_pairs(views, customers) -> dict:
     """What households read of each customer's golden record (``golden_values``): address and postcode."""
     return {pid: (v["address"], v["postcode"]) for pid, v in views.golden_values(("address", "postcode"), customers).items()
