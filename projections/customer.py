@@ -11,6 +11,7 @@ identifiers links (only placeholders or shared devices, or only attributes) is a
 from __future__ import annotations
 
 import bisect
+from array import array
 import hashlib
 from dataclasses import dataclass, field
 from itertools import compress
@@ -20,6 +21,7 @@ from typing import Any, Callable, Container, Iterable, Optional
 import orjson
 
 from projections.runs import Runs
+from projections.times import iso, micros
 from resolver.ids import ERASED, RECORD_TYPE, short_hash
 from resolver.restate import BARRIER_TYPES, event_key
 from resolver.sessions import SESSION_SECONDS
@@ -99,7 +101,7 @@ class CustomerViews:
         self.links: dict[int, dict[int, str]] = {}
         # events, column by column
         self.ev_id: list[str] = []
-        self.ev_at: list[str] = []
+        self.ev_at = array("q")  # its time, in microseconds since 1970 (``projections.times``)
         self.ev_channel: list[str] = []
         self.ev_type: list[str] = []
         self.ev_nodes = Runs()  # its identifiers (node indexes), all events' in two flat arrays
@@ -319,14 +321,15 @@ class CustomerViews:
         decides again: the entry of the earliest event after it in canonical order, after the last person's
         command. None when there is none."""
         at, ids = self.ev_at, self.ev_id
+        since = micros(key[0]) if key[0] else -(1 << 63)  # (no time: before every event)
         first = None
         for i in range(len(at) - 1, -1, -1):
-            if at[i] < key[0]:
+            if at[i] < since:
                 continue
             seq = self.entry_of_event(i)
             if seq <= self.barrier:
                 break
-            if event_key(at[i], ids[i]) > key:
+            if event_key(iso(at[i]), ids[i]) > key:
                 first = seq
         return first
 
@@ -484,7 +487,7 @@ class CustomerViews:
     def _interaction(self, d: dict[str, Any]) -> None:
         i = len(self.ev_id)
         self.ev_id.append(d["event_id"])
-        self.ev_at.append(d["occurred_at"])
+        self.ev_at.append(micros(d["occurred_at"]))
         # (one string per channel and event type, however the entry was read: a copy per event would cost about
         # 100 MB per million events in views folded from the log read back)
         self.ev_channel.append(intern(d["channel"]))
@@ -527,7 +530,10 @@ class CustomerViews:
                 self.ev_via[i], self.ev_attribution[i] = claim
             pid = self._assign(i)
             self.ev_profile[i] = pid
-            self._profile(pid, self.ev_at[i]).events.append(i)
+            prof = self.profiles.get(pid)
+            if prof is None:  # (its time written out only for a profile made here)
+                prof = self._profile(pid, iso(self.ev_at[i]))
+            prof.events.append(i)
             went.setdefault(before[i], set()).add(pid)
             if i not in self.ev_attribution and self._is_own(i, pid):
                 self.ev_waiting[self.ev_id[i]] = i  # on its own now: a later identified use may claim it
@@ -641,7 +647,7 @@ class CustomerViews:
             with_attrs = [i for i in holders if self.ev_attrs[i]]
             if with_attrs:
                 i = max(with_attrs, key=lambda i: (self.ev_at[i], self.ev_id[i]))
-                side.update(event_id=self.ev_id[i], channel=self.ev_channel[i], occurred_at=self.ev_at[i],
+                side.update(event_id=self.ev_id[i], channel=self.ev_channel[i], occurred_at=iso(self.ev_at[i]),
                             record=self.attributes(i))
             if pid is not None:
                 prof = self.profiles[pid]
@@ -653,7 +659,7 @@ class CustomerViews:
 
     def golden_record(self, prof: ProfileView, only: Optional[frozenset[str]] = None) -> dict[str, dict[str, Any]]:
         """Per attribute: the surviving value, when and where it was given. ``only``: of these attributes."""
-        best: dict[str, tuple[bool, str, str, str, str]] = {}
+        best: dict[str, tuple[bool, int, str, str, str]] = {}
         cfg = self.config
         ev_attrs, loads = self.ev_attrs, orjson.loads
         for i in prof.events:
@@ -672,7 +678,7 @@ class CustomerViews:
                 if cur is None or cand[:3] > cur[:3]:
                     best[key] = cand
         return {
-            k: {"value": v[3], "observed_at": v[1], "channel": v[4], "event_id": v[2], "trusted": v[0]}
+            k: {"value": v[3], "observed_at": iso(v[1]), "channel": v[4], "event_id": v[2], "trusted": v[0]}
             for k, v in sorted(best.items())
         }
 
@@ -687,7 +693,7 @@ class CustomerViews:
         loads = orjson.loads
         # (orjson writes a key as it is: attributes whose text holds none of the fields' texts have none of them)
         texts = [f'"{f}"' for f in fields]
-        best: dict[str, dict[str, tuple[bool, str, str, Any]]] = {}
+        best: dict[str, dict[str, tuple[bool, int, str, Any]]] = {}
         for n, i in enumerate(compress(range(len(ev_attrs)), ev_attrs)):  # (the events with attributes)
             if pace is not None and not n % PACE_EVERY:
                 pace()
@@ -736,8 +742,8 @@ class CustomerViews:
                 rich.append(i)
         ltv, cases, csat_average = self.account(rich)
         return {
-            "first_seen": first,
-            "last_seen": last,
+            "first_seen": None if first is None else iso(first),
+            "last_seen": None if last is None else iso(last),
             "event_count": len(events),
             "channels": dict(sorted(channels.items())),
             "purchase_count": purchases,
@@ -767,6 +773,7 @@ class CustomerViews:
                 ltv -= abs(_number(payload.get("amount")) or 0.0)
             case_id = payload.get("case_id")
             if case_id is not None:
+                at = iso(at)
                 case = cases.setdefault(str(case_id), {"case_id": str(case_id), "status": "open",
                                                        "opened_at": at, "channel": ch})
                 if et in close_types:
@@ -788,7 +795,7 @@ class CustomerViews:
         out = []
         for i in order[offset:offset + limit]:
             item: dict[str, Any] = {
-                "event_id": self.ev_id[i], "occurred_at": self.ev_at[i],
+                "event_id": self.ev_id[i], "occurred_at": iso(self.ev_at[i]),
                 "channel": self.ev_channel[i], "event_type": self.ev_type[i],
             }
             if self.ev_payload[i]:
@@ -828,7 +835,7 @@ class CustomerViews:
                     i = where.get(event_id)
                     if i is not None:
                         link.update(channel=self.ev_channel[i], event_type=self.ev_type[i],
-                                    occurred_at=self.ev_at[i])
+                                    occurred_at=iso(self.ev_at[i]))
                     links.append(link)
             for b, d in sorted(self.fuzzy_links.get(a, {}).items()):
                 if b > a and b in prof.nodes:
@@ -840,7 +847,7 @@ class CustomerViews:
                     i = where.get(d["event_id"])
                     if i is not None:
                         link.update(channel=self.ev_channel[i], event_type=self.ev_type[i],
-                                    occurred_at=self.ev_at[i])
+                                    occurred_at=iso(self.ev_at[i]))
                     links.append(link)
         lineage = self.lineage(pid)
         merges = [

@@ -226,14 +226,16 @@ def _spans(views: CustomerViews, chunk: int, limit: int) -> Iterator[tuple[int, 
 class Columns:
     """A table's rows given a column at a time: each chunk is a dict of column -> list of values (every list
     as long), written as one line and unnested by DuckDB, so the values are serialized by orjson a list at a
-    time instead of a dict per row."""
+    time instead of a dict per row. ``micros``: the columns of times given as microseconds since 1970 (the
+    views' form, ``projections.times``), made TIMESTAMPTZ by DuckDB."""
 
-    def __init__(self, chunks: Iterable[dict[str, list[Any]]]) -> None:
+    def __init__(self, chunks: Iterable[dict[str, list[Any]]], micros: Iterable[str] = ()) -> None:
         self.chunks = chunks
+        self.micros = frozenset(micros)
 
 
 def event_columns(views: CustomerViews) -> Columns:
-    return Columns(_event_chunks(views, EVENT_CHUNK))
+    return Columns(_event_chunks(views, EVENT_CHUNK), micros=("occurred_at",))
 
 
 def _event_chunks(views: CustomerViews, chunk: int) -> Iterable[dict[str, list[Any]]]:
@@ -264,7 +266,7 @@ def _event_chunks(views: CustomerViews, chunk: int) -> Iterable[dict[str, list[A
         yield {
             "event_id": views.ev_id[start:end], "profile_id": views.ev_profile[start:end],
             "channel": views.ev_channel[start:end], "event_type": views.ev_type[start:end],
-            "occurred_at": views.ev_at[start:end], "amount": amounts, "currency": currencies, "case_id": cases,
+            "occurred_at": views.ev_at[start:end].tolist(), "amount": amounts, "currency": currencies, "case_id": cases,
             "csat": scores, "identifiers": ev_nodes.mapped(start, end, keys.__getitem__),
             "attributes": [fragment(a) if a else empty for a in ev_attrs[start:end]],
             "payload": [fragment(raw) if raw else empty for raw in payloads],
@@ -374,7 +376,7 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
         "review_queue": review_rows(views),
         "bans": ban_rows(views),
         "rejected_events": rejected_rows(views),
-        "contact_recognition": Columns(promise.recognition_columns(views)),
+        "contact_recognition": Columns(promise.recognition_columns(views), micros=("occurred_at",)),
         "snapshot_info": ({"key": k, "value": str(v)} for k, v in meta.items()),
     }
     counts: dict[str, int] = {}
@@ -407,8 +409,10 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
                     # (the profiles' rows are the columns made in Python: the rest are counted once the events are in)
                     name, columns = ("_profile_base", PROFILE_BASE) if table == "profiles" else (table, TABLES[table])
                     if by_column:  # (a line's lists, unnested side by side: the rows in their order)
-                        cols_sql = ", ".join(f"'{c}': '{t}[]'" for c, t in columns.items())
-                        select = ", ".join(f'UNNEST("{c}") AS "{c}"' for c in columns)
+                        times = rows.micros  # type: ignore[union-attr]
+                        cols_sql = ", ".join(f"'{c}': '{'BIGINT' if c in times else t}[]'" for c, t in columns.items())
+                        select = ", ".join(f"timezone('UTC', make_timestamp(UNNEST(\"{c}\"))) AS \"{c}\"" if c in times
+                                           else f'UNNEST("{c}") AS "{c}"' for c in columns)
                         object_size = 2 * COLUMNS_LINE_BYTES
                     else:
                         cols_sql = ", ".join(f"'{c}': '{t}'" for c, t in columns.items())

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Optional
 import orjson
 
 from projections.customer import CustomerViews, ProjectionConfig
+from projections.times import iso
 from resolver import epochs, restate
 from resolver.restate import RESTATE_TYPES
 from resolver.config import ResolverConfig
@@ -42,6 +43,7 @@ def _state_format() -> str:
     makes older checkpoints unusable, and they are then ignored (the log is folded again)."""
     import projections.customer
     import projections.runs
+    import projections.times
     import resolver
     import resolver.matching
 
@@ -53,7 +55,7 @@ def _state_format() -> str:
     for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(path.read_bytes())
-    for module in (projections.customer, projections.runs):
+    for module in (projections.customer, projections.runs, projections.times):
         h.update(Path(module.__file__).read_bytes())
     h.update(resolver.matching.NICKNAMES_DIGEST.encode())  # the nickname list the comparisons use
     return "engine-" + h.hexdigest()[:12]
@@ -668,7 +670,8 @@ def latest_key(views: CustomerViews) -> restate.Key:
     at = max(views.ev_at, default=None)
     if at is None:
         return restate.BEFORE_ALL
-    return max(restate.event_key(at, views.ev_id[i]) for i in range(len(views.ev_at) - 1, -1, -1)
+    text = iso(at)
+    return max(restate.event_key(text, views.ev_id[i]) for i in range(len(views.ev_at) - 1, -1, -1)
                if views.ev_at[i] == at)
 
 

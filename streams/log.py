@@ -49,9 +49,10 @@ from streams.keys import SqliteKeyStore
 from streams.sealing import SealError, Sealer
 
 SEGMENT_ENTRIES = 1_000_000
-CHECKPOINT_VERSION = 7  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
+CHECKPOINT_VERSION = 8  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
 # 4: term frequencies as they stood at the epoch's start; 5: connection bans; 6: a header, then each part of
-# the state on its own (a reader stops after the parts it needs); 7: the events' identifiers in flat arrays
+# the state on its own (a reader stops after the parts it needs); 7: the events' identifiers in flat arrays; 8: the
+# events' times as microseconds
 
 
 
@@ -514,6 +515,7 @@ CHECKPOINT_CLASSES = frozenset({
     ("resolver.matching.canonical", "AttributeRecord"), ("resolver.matching.model", "MatchModel"),
     ("projections.customer", "CustomerViews"), ("projections.customer", "ProfileView"),
     ("projections.customer", "ProjectionConfig"), ("projections.runs", "Runs"),
+    ("array", "array"), ("array", "_array_reconstructor"),  # (an array: the events' times, ``CustomerViews.ev_at``)
 })
 _TRAILER = b"IDRESCRC"  # then 8 hex digits: CRC-32C of every byte before the trailer
 _log = logging.getLogger("idres.storage")
@@ -697,7 +699,8 @@ def _usable(header: Any, fingerprint: str) -> bool:
 def _allowed_classes() -> list[type]:
     import importlib
 
-    return [getattr(importlib.import_module(module), name) for module, name in sorted(CHECKPOINT_CLASSES)]
+    found = (getattr(importlib.import_module(module), name) for module, name in sorted(CHECKPOINT_CLASSES))
+    return [obj for obj in found if isinstance(obj, type)]  # (not the array module's function)
 
 
 def _restore_classes(before: dict[type, dict[str, Any]]) -> list[str]:

@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import duckdb
@@ -277,7 +278,7 @@ def test_event_spans_cover_every_event_once_in_order_within_the_limits(sizes, ch
 def test_events_split_over_many_lines_load_as_one_table_in_order(tmp_path, monkeypatch, cut):
     monkeypatch.setattr(snapshot, "EVENT_CHUNK", 3)
     # (the long payloads take a line each: cut by their text before a line is made, or the line halved after)
-    monkeypatch.setattr(snapshot, "COLUMNS_LINE_BYTES", 700 if cut == "by bytes after" else 10**9)
+    monkeypatch.setattr(snapshot, "COLUMNS_LINE_BYTES", 560 if cut == "by bytes after" else 10**9)
     monkeypatch.setattr(snapshot, "CHUNK_TEXT", 40 if cut == "by text before" else 10**9)
     events = [ev(str(i), i, email=f"c{i % 4}@mailbox.org", attrs={"first_name": "Bo"} if i % 5 == 0 else None,
                  payload={"note": "x" * (i * 7 % 50), "amount": i}) for i in range(23)]
@@ -290,13 +291,20 @@ def test_events_split_over_many_lines_load_as_one_table_in_order(tmp_path, monke
     assert sum(len(part) for part in written) > 23 // 3 + 1  # (some chunks of three were split)
     con = duckdb.connect(str(out), read_only=True)
     rows = con.execute("SELECT event_id, profile_id, amount, identifiers, CAST(payload AS VARCHAR), "
-                       "CAST(attributes AS VARCHAR) FROM events").fetchall()
+                       "CAST(attributes AS VARCHAR), strftime(occurred_at AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') "
+                       "FROM events").fetchall()
     con.close()
     assert [r[0] for r in rows] == views.ev_id  # (in the views' order, as one table)
-    for i, (event_id, profile_id, amount, identifiers, payload, attributes) in enumerate(rows):
+    for i, (event_id, profile_id, amount, identifiers, payload, attributes, at) in enumerate(rows):
         assert profile_id == views.ev_profile[i] and amount == float(event_id)
+        assert at == events[int(event_id)].occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         assert identifiers == [views.node_keys[n] for n in views.ev_nodes[i]]
         assert json.loads(payload) == views.payload(i) and json.loads(attributes) == views.attributes(i)
+
+
+def _text(us):
+    """The log's text of a time the views keep as microseconds since 1970."""
+    return (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _recognition_expected(views):
@@ -320,7 +328,7 @@ def _recognition_expected(views):
             if c != channel and place(k) < place(j) and (c not in history or place(k) > place(history[c])):
                 history[c] = k
         shown = {views.ev_channel[k]: k for k in shown_of}
-        head = (pid, place(j), views.ev_id[j], channel, views.ev_at[j])
+        head = (pid, place(j), views.ev_id[j], channel, _text(views.ev_at[j]))
         others = sorted((set(history) | set(shown)) - {channel})
         if not others:
             rows.append((*head, None, None, None, None, None, False))
@@ -400,7 +408,7 @@ def _noted(draw):
     n = draw(st.integers(1, 14))
     ids = draw(st.lists(st.text("abcxyz", min_size=1, max_size=3), min_size=n, max_size=n, unique=True))
     events = [(ids[k], draw(st.sampled_from([None, "p1", "p2", "p3"])), draw(st.sampled_from(["web", "app", "chat", "store"])),
-               f"2024-01-01T00:00:0{draw(st.integers(0, 3))}.000000Z") for k in range(n)]
+               1_704_067_200_000_000 + draw(st.integers(0, 3)) * 1_000_000) for k in range(n)]  # (2024-01-01 00:00:0x)
     seen = {}
     for j in draw(st.lists(st.integers(0, n - 1), unique=True)):
         shown = {}
@@ -421,5 +429,5 @@ def test_contact_recognition_gives_the_definition_for_any_contacts(noted, chunk)
     got = []
     for part in promise.recognition_columns(noted, chunk):
         assert list(part) == list(promise.COLUMNS) and len({len(v) for v in part.values()}) == 1
-        got += zip(*part.values())
+        got += ((*r[:3], _text(r[3]), *r[4:]) for r in zip(*part.values()))  # (its time in microseconds)
     assert got == _recognition_expected(noted)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
+from projections.times import iso
+
 if TYPE_CHECKING:
     from projections.customer import CustomerViews, ProjectionConfig
 
@@ -20,7 +22,7 @@ GROUP BY e.currency ORDER BY count(*) DESC, e.currency LIMIT 1"""
 
 
 def as_of(views: "CustomerViews") -> Optional[str]:
-    return max(views.ev_at) if views.ev_at else None
+    return iso(max(views.ev_at)) if views.ev_at else None
 
 
 def write_settings(con: Any, views: "CustomerViews") -> Optional[str]:
