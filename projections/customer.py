@@ -486,8 +486,9 @@ class CustomerViews:
 
     def _interaction(self, d: dict[str, Any]) -> None:
         i = len(self.ev_id)
+        at = micros(d["occurred_at"])  # (first: a time that cannot be read leaves no event half appended)
         self.ev_id.append(d["event_id"])
-        self.ev_at.append(micros(d["occurred_at"]))
+        self.ev_at.append(at)
         # (one string per channel and event type, however the entry was read: a copy per event would cost about
         # 100 MB per million events in views folded from the log read back)
         self.ev_channel.append(intern(d["channel"]))

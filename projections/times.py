@@ -17,8 +17,16 @@ _MICRO = timedelta(microseconds=1)
 
 def micros(iso: str) -> int:
     """The microseconds since 1970 (UTC) of a time as the log writes it (``utc_iso``; any ISO 8601 time is
-    read, one without an offset as UTC)."""
-    when = datetime.fromisoformat(iso[:-1] if iso.endswith(("Z", "z")) else iso)
+    read, one without an offset as UTC, and a year of fewer than four digits as the earliest logs wrote one
+    before the year 1000)."""
+    text = iso[:-1] if iso.endswith(("Z", "z")) else iso
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        year, dash, rest = text.partition("-")
+        if not (dash and year.isdigit() and len(year) < 4):
+            raise
+        when = datetime.fromisoformat(f"{year:0>4}-{rest}")
     offset = when.utcoffset()
     if offset is not None:
         when = when.replace(tzinfo=None) - offset

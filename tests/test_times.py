@@ -29,3 +29,26 @@ def test_microseconds_order_instants_as_the_log_s_text_does(a, b):
 def test_a_time_with_an_offset_or_none_is_read_as_the_utc_instant_it_names():
     assert micros("1970-01-01T01:00:00+01:00") == 0 == micros("1970-01-01T00:00:00")
     assert micros("1969-12-31T23:59:59.999999Z") == -1 and iso(-1) == "1969-12-31T23:59:59.999999Z"
+
+
+def test_a_year_before_1000_as_the_earliest_logs_wrote_it_is_read_as_the_same_instant():
+    # (they wrote the year unpadded: shown now as the log writes it today)
+    assert micros("999-05-01T00:00:00.000000Z") == micros("0999-05-01T00:00:00.000000Z")
+    assert iso(micros("7-01-01T00:00:00.000000Z")) == "0007-01-01T00:00:00.000000Z"
+
+
+def test_views_folded_from_an_early_log_with_a_year_before_1000_show_it_in_time_order():
+    from projections.customer import CustomerViews
+
+    views = CustomerViews()
+    for seq, (eid, at) in enumerate([("e1", "999-05-01T00:00:00.000000Z"), ("e2", "2025-05-01T00:00:00.000000Z")]):
+        step = [{"type": "interaction_recorded", "event_id": eid, "occurred_at": at, "channel": "web",
+                 "event_type": "login", "nodes": ["email:anc.ient@x.org"]}]
+        if seq == 0:
+            step.insert(0, {"type": "profile_created", "profile_id": "p_1", "created_at": at, "event_id": eid,
+                            "nodes": ["email:anc.ient@x.org"]})
+        views.apply_entry(seq, step)
+    prof = views.profiles["p_1"]
+    summary = views.summary(prof)
+    assert (summary["first_seen"], summary["last_seen"]) == ("0999-05-01T00:00:00.000000Z", "2025-05-01T00:00:00.000000Z")
+    assert [e["occurred_at"] for e in views.timeline(prof)] == ["2025-05-01T00:00:00.000000Z", "0999-05-01T00:00:00.000000Z"]
