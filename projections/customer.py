@@ -11,8 +11,8 @@ identifiers links (only placeholders or shared devices, or only attributes) is a
 from __future__ import annotations
 
 import bisect
-from array import array
 import hashlib
+from array import array
 from dataclasses import dataclass, field
 from itertools import compress
 from sys import intern
@@ -21,7 +21,7 @@ from typing import Any, Callable, Container, Iterable, Optional
 import orjson
 
 from projections.runs import Runs
-from projections.times import iso, micros
+from projections.times import iso, logged_micros
 from resolver.ids import ERASED, RECORD_TYPE, short_hash
 from resolver.restate import BARRIER_TYPES, event_key
 from resolver.sessions import SESSION_SECONDS
@@ -321,7 +321,7 @@ class CustomerViews:
         decides again: the entry of the earliest event after it in canonical order, after the last person's
         command. None when there is none."""
         at, ids = self.ev_at, self.ev_id
-        since = micros(key[0]) if key[0] else -(1 << 63)  # (no time: before every event)
+        since = logged_micros(key[0]) if key[0] else -(1 << 63)  # (no time: before every event)
         first = None
         for i in range(len(at) - 1, -1, -1):
             if at[i] < since:
@@ -486,7 +486,7 @@ class CustomerViews:
 
     def _interaction(self, d: dict[str, Any]) -> None:
         i = len(self.ev_id)
-        at = micros(d["occurred_at"])  # (first: a time that cannot be read leaves no event half appended)
+        at = logged_micros(d["occurred_at"])  # (first: a time that cannot be read leaves no event half appended)
         self.ev_id.append(d["event_id"])
         self.ev_at.append(at)
         # (one string per channel and event type, however the entry was read: a copy per event would cost about
@@ -774,15 +774,15 @@ class CustomerViews:
                 ltv -= abs(_number(payload.get("amount")) or 0.0)
             case_id = payload.get("case_id")
             if case_id is not None:
-                at = iso(at)
+                when = iso(at)
                 case = cases.setdefault(str(case_id), {"case_id": str(case_id), "status": "open",
-                                                       "opened_at": at, "channel": ch})
+                                                       "opened_at": when, "channel": ch})
                 if et in close_types:
                     case["status"] = "closed"
-                    case["closed_at"] = at
+                    case["closed_at"] = when
                 elif et in open_types:
                     case["status"] = "open"
-                case["last_event_at"] = at
+                case["last_event_at"] = when
                 case["last_channel"] = ch
             score = payload.get("csat")
             if isinstance(score, (int, float)) and not isinstance(score, bool):

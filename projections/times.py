@@ -7,30 +7,33 @@ a string costs 76 and an object, in the same order, and written back as the same
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 _DAY = 86_400_000_000
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
-_EPOCH = datetime(1970, 1, 1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICRO = timedelta(microseconds=1)
 
 
-def micros(iso: str) -> int:
-    """The microseconds since 1970 (UTC) of a time as the log writes it (``utc_iso``; any ISO 8601 time is
-    read, one without an offset as UTC, and a year of fewer than four digits as the earliest logs wrote one
-    before the year 1000)."""
-    text = iso[:-1] if iso.endswith(("Z", "z")) else iso
+def micros(text: str) -> int:
+    """The microseconds since 1970 (UTC) of an ISO 8601 time (``Z``, an offset, or none: UTC). Raises
+    ValueError (or OverflowError) for text that is not one."""
+    when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return (when - _EPOCH) // _MICRO
+
+
+def logged_micros(text: str) -> int:
+    """``micros`` of a time the log holds; the earliest logs wrote a year before 1000 with fewer than four
+    digits (``999-05-01T...``), read as the same instant."""
     try:
-        when = datetime.fromisoformat(text)
+        return micros(text)
     except ValueError:
         year, dash, rest = text.partition("-")
         if not (dash and year.isdigit() and len(year) < 4):
             raise
-        when = datetime.fromisoformat(f"{year:0>4}-{rest}")
-    offset = when.utcoffset()
-    if offset is not None:
-        when = when.replace(tzinfo=None) - offset
-    return (when - _EPOCH) // _MICRO
+        return micros(f"{year:0>4}-{rest}")
 
 
 def iso(us: int) -> str:

@@ -24,16 +24,14 @@ import tempfile
 import zlib
 from array import array
 from collections import deque
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import orjson
 
+from projections.times import micros
 from streams.inputs import ProgressMeter
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MICROSECOND = timedelta(microseconds=1)
 _TIME_BIAS = 1 << 62  # (microseconds before 1970 stay positive)
 UNKNOWN_TIME = -_TIME_BIAS  # what ``event_micros`` says of a record whose time cannot be read
 BACKLOG_WAIT = 30.0  # seconds a source with a backlog is waited for while silent, at least (``ReorderBuffer``)
@@ -48,10 +46,7 @@ def event_micros(obj: object) -> int:
     if not isinstance(at, str) or len(at) > 64:
         return UNKNOWN_TIME
     try:
-        when = datetime.fromisoformat(at[:-1] + "+00:00" if at.endswith(("Z", "z")) else at)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        return (when - EPOCH) // _MICROSECOND
+        return micros(at)
     except (ValueError, OverflowError):
         return UNKNOWN_TIME
 
@@ -63,10 +58,10 @@ def order_key(raw: bytes) -> int:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         obj = None
-    micros = event_micros(obj)
+    when = event_micros(obj)
     eid = obj.get("event_id") if isinstance(obj, dict) else None
     id_sum = zlib.crc32(eid.encode("utf-8", "replace")) if isinstance(eid, str) else 0
-    return ((micros + _TIME_BIAS) << 64) | (id_sum << 32) | zlib.crc32(raw)
+    return ((when + _TIME_BIAS) << 64) | (id_sum << 32) | zlib.crc32(raw)
 
 
 def key_micros(key: int) -> int:
