@@ -75,6 +75,18 @@ class ProfileView:
     nodes: set[int] = field(default_factory=set)
     events: list[int] = field(default_factory=list)
 
+    # (pickled as the tuple of its fields: the default, a dict of the slots made for each profile, is kept alive
+    # with everything else the checkpoint's pickler makes until it is done, at the peak of an ingest's memory)
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self.id, self.created_at, self.nodes, self.events
+
+    def __setstate__(self, state: Any) -> None:
+        if len(state) == 2 and isinstance(state[1], dict):  # (the default's (None, slots), as pickled before)
+            for name, value in state[1].items():
+                setattr(self, name, value)
+            return
+        self.id, self.created_at, self.nodes, self.events = state
+
 
 def event_profile_id(event_id: str) -> str:
     """The profile of an event whose identifiers link to nobody (same as the one it would found)."""

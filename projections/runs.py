@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from array import array
 from bisect import bisect_right
+from pickle import PickleBuffer
 from typing import Any, Callable, Container, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
@@ -88,7 +89,13 @@ class Runs:
         return f"Runs({list(self)!r})"
 
     # (pickled as two byte strings, little-endian whatever the machine, so that a checkpoint names no class
-    # but this one)
+    # but this one; with pickle's protocol 5 the arrays are written from where they lie, not copied first: a
+    # checkpoint is written when memory is at its highest)
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        if isinstance(protocol, int) and protocol >= 5 and sys.byteorder == "little":
+            return Runs, (), (PickleBuffer(self.values), PickleBuffer(self.ends))
+        return Runs, (), self.__getstate__()
+
     def __getstate__(self) -> tuple[bytes, bytes]:
         values, ends = self.values, self.ends
         if sys.byteorder == "big":

@@ -6,7 +6,7 @@ Only the fold (``resolver.fold``) changes it; everything else reads it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AbstractSet, Optional
+from typing import AbstractSet, Any, Optional
 
 from resolver.ids import node_type
 from resolver.matching import AttributeRecord, MatchModel
@@ -32,6 +32,18 @@ class Profile:
     # checked against
     first: Optional[tuple[str, str, int]] = None
     named: Optional[tuple[str, str, int]] = None
+
+    # (pickled as the tuple of its fields: the default, a dict of the slots made for each profile, is kept alive
+    # with everything else the checkpoint's pickler makes until it is done, at the peak of an ingest's memory)
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self.id, self.created_at, self.nodes, self.counts, self.traits, self.first, self.named
+
+    def __setstate__(self, state: Any) -> None:
+        if len(state) == 2 and isinstance(state[1], dict):  # (the default's (None, slots), as pickled before)
+            for name, value in state[1].items():
+                setattr(self, name, value)
+            return
+        self.id, self.created_at, self.nodes, self.counts, self.traits, self.first, self.named = state
 
 
 class ResolverState:

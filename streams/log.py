@@ -49,10 +49,10 @@ from streams.keys import SqliteKeyStore
 from streams.sealing import SealError, Sealer
 
 SEGMENT_ENTRIES = 1_000_000
-CHECKPOINT_VERSION = 8  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
+CHECKPOINT_VERSION = 9  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
 # 4: term frequencies as they stood at the epoch's start; 5: connection bans; 6: a header, then each part of
 # the state on its own (a reader stops after the parts it needs); 7: the events' identifiers in flat arrays; 8: the
-# events' times as microseconds
+# events' times as microseconds; 9: profiles as the tuples of their fields
 
 
 

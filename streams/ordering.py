@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 import math
-import mmap
+import os
 import tempfile
 import zlib
 from array import array
@@ -36,6 +36,7 @@ _TIME_BIAS = 1 << 62  # (microseconds before 1970 stay positive)
 UNKNOWN_TIME = -_TIME_BIAS  # what ``event_micros`` says of a record whose time cannot be read
 BACKLOG_WAIT = 30.0  # seconds a source with a backlog is waited for while silent, at least (``ReorderBuffer``)
 DELAY_WINDOW = 10.0  # seconds over which the longest delay of records reaching a ``ReorderBuffer`` is taken
+READ_BLOCK = 16 << 10  # bytes read back from the spool at once while it is read in its own order
 
 
 def event_micros(obj: object) -> int:
@@ -103,12 +104,24 @@ def time_ordered_inputs(inputs: Iterable[tuple[Any, Iterable[bytes]]], spool_dir
         spool.flush()
         if not keys:
             return
-        order = sorted(range(len(keys)), key=keys.__getitem__)
+        order = array("q", sorted(range(len(keys)), key=keys.__getitem__))  # (8 bytes a line, not an int object)
         del keys
-        with mmap.mmap(spool.fileno(), 0, access=mmap.ACCESS_READ) as mapped:  # (no system call per line)
-            for i in order:
-                start = offsets[i]
-                yield tags[sources[i]], numbers[i], mapped[start:start + lengths[i]]
+        # read back with ``pread``, not mapped: the pages of a mapping that were read count as the process's
+        # memory until it is unmapped, the whole spool by the last record
+        fd = spool.fileno()
+        pread = os.pread
+        block, block_start, block_end = b"", 0, 0
+        for i in order:
+            start, length = offsets[i], lengths[i]
+            if start < block_start or start + length > block_end:
+                # (the records after this one come with it when the spool is being read in its own order)
+                ahead = block_end <= start < block_end + READ_BLOCK
+                block = pread(fd, max(length, READ_BLOCK) if ahead else length, start)
+                block_start, block_end = start, start + len(block)
+                if len(block) < length:
+                    raise OSError(f"the spool of records to order (under {spool_dir or tempfile.gettempdir()}) "
+                                  "was cut short while it was read")
+            yield tags[sources[i]], numbers[i], block[start - block_start:start - block_start + length]
 
 
 def read_in_order(inputs: Sequence[Any], progress: Optional[Callable[[int], None]], time_order: bool,

@@ -278,8 +278,9 @@ class _Sink:
         self.parts: list[bytes] = []
 
     def write(self, data: Any) -> int:
-        self.parts.append(bytes(data))
-        return len(data)
+        part = bytes(data)  # (a frame, or a large buffer handed over as it is: ``pickle.PickleBuffer``)
+        self.parts.append(part)
+        return len(part)
 
 
 def pickled(obj: Any) -> bytes:

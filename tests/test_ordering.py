@@ -7,7 +7,9 @@ import random
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+
 
 from streams.embedded import EmbeddedEngine
 from streams.ordering import ReorderBuffer, key_micros, order_key, time_ordered
@@ -39,6 +41,36 @@ def test_time_ordered_gives_every_line_once_with_its_line_number(tmp_path):
     assert [raw for _, raw in out] == [line.strip() for line in lines[::-1]]
     assert all(given_lines[number - 1].strip() == raw for number, raw in out)
     assert list(tmp_path.iterdir()) == []  # (the spool is anonymous)
+
+
+def _file_pages_mapped() -> int:
+    """KiB of file pages this process has mapped and resident (what the kernel counts as its memory)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/self/status (Linux)")
+def test_reading_back_holds_none_of_the_spools_pages(tmp_path):
+    # 24 MiB of records in another order than their times, read back in time order: each record as it was, and
+    # the process holds no more than a few MiB of the spool's pages at once (it held the whole spool by the last
+    # record when the spool was mapped)
+    pad = "x" * 4000
+    lines = [_line(f"e{n}", f"2025-03-01T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z",
+                   email=f"p{n}@b.org", note=pad) + b"\n" for n in range(6000)]
+    random.Random(5).shuffle(lines)
+    before = _file_pages_mapped()
+    most = 0
+    out = []
+    for number, raw in time_ordered(iter(lines), spool_dir=tmp_path):
+        out.append((number, raw))
+        if len(out) % 100 == 0:
+            most = max(most, _file_pages_mapped() - before)
+    assert sorted(raw for _, raw in out) == sorted(line.strip() for line in lines)
+    assert all(lines[number - 1].strip() == raw for number, raw in out)
+    assert [json.loads(raw)["occurred_at"] for _, raw in out] == sorted(json.loads(line)["occurred_at"] for line in lines)
+    assert most < 4 << 10, f"{most} KiB of the spool's pages held at once"
 
 
 @st.composite

@@ -65,3 +65,12 @@ def test_runs_whose_ends_do_not_fit_their_values_are_refused():
         runs.__setstate__(((5).to_bytes(4, "little"), (2).to_bytes(8, "little")))
     with pytest.raises(ValueError, match="do not fit"):
         runs.__setstate__(((5).to_bytes(4, "little"), b""))
+
+
+@pytest.mark.parametrize("protocol", range(2, pickle.HIGHEST_PROTOCOL + 1))
+def test_runs_pickle_with_any_protocol_and_still_grow_after(protocol):
+    runs = Runs([(1, 2**32 - 1), ()])
+    data = pickle.dumps(runs, protocol=protocol)  # (protocol 5 writes the arrays where they lie)
+    runs.append((5,))
+    assert list(pickle.loads(data)) == [(1, 2**32 - 1), ()]
+    assert list(runs) == [(1, 2**32 - 1), (), (5,)]
