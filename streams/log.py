@@ -535,9 +535,15 @@ class _Summing:
         self.fh = fh
         self.crc = 0
 
-    def write(self, data: bytes) -> int:
-        self.crc = crc32c(data, self.crc)
-        return self.fh.write(data)
+    def write(self, data: Any) -> int:
+        try:
+            self.crc = crc32c(data, self.crc)
+            return self.fh.write(data)
+        finally:
+            if isinstance(data, pickle.PickleBuffer):
+                # (an array's buffer handed over as it lies: let go of it now, so that the array can grow again
+                # even while a failed write's traceback is kept)
+                data.release()
 
 
 CHECKPOINTS = ("checkpoint.pickle", "checkpoint.prev.pickle")  # the latest, and the one before it

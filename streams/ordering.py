@@ -117,10 +117,13 @@ def time_ordered_inputs(inputs: Iterable[tuple[Any, Iterable[bytes]]], spool_dir
                 # (the records after this one come with it when the spool is being read in its own order)
                 ahead = block_end <= start < block_end + READ_BLOCK
                 block = pread(fd, max(length, READ_BLOCK) if ahead else length, start)
+                while len(block) < length:  # (one call reads at most about 2 GiB)
+                    more = pread(fd, length - len(block), start + len(block))
+                    if not more:
+                        raise OSError(f"the spool of records to order (under {spool_dir or tempfile.gettempdir()}) "
+                                      "was cut short while it was read")
+                    block += more
                 block_start, block_end = start, start + len(block)
-                if len(block) < length:
-                    raise OSError(f"the spool of records to order (under {spool_dir or tempfile.gettempdir()}) "
-                                  "was cut short while it was read")
             yield tags[sources[i]], numbers[i], block[start - block_start:start - block_start + length]
 
 

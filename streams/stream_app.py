@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import pickle
 import re
 import time
 from datetime import datetime, timezone
@@ -279,13 +280,13 @@ class _Sink:
 
     def write(self, data: Any) -> int:
         part = bytes(data)  # (a frame, or a large buffer handed over as it is: ``pickle.PickleBuffer``)
+        if isinstance(data, pickle.PickleBuffer):
+            data.release()  # (copied: the buffer's owner may grow again)
         self.parts.append(part)
         return len(part)
 
 
 def pickled(obj: Any) -> bytes:
-    import pickle
-
     sink = _Sink()
     with bulk_work():  # (as ``save_checkpoint`` pickles)
         pickle.Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
@@ -319,8 +320,6 @@ class _Source:
 
 
 def unpickled(data: bytes) -> Any:
-    import pickle
-
     with bulk_work():  # (millions of objects made at once: the collector would rescan them as they come)
         return pickle.Unpickler(_Source(data)).load()
 

@@ -16,6 +16,8 @@ from hypothesis import given, strategies as st
 from projections.customer import ProfileView
 from resolver.state import NO_TRAITS, Profile
 from streams.embedded import EmbeddedEngine
+import streams.log as log
+from projections.runs import Runs
 from streams.log import CHECKPOINTS, _Checked, checkpoint_header, load_checkpoint, save_checkpoint
 from streams.synthetic import SyntheticConfig, write_dataset
 from tests.cli_helpers import run_cli
@@ -161,3 +163,15 @@ def test_a_profile_pickled_as_before_is_read_back():
                                  "traits": NO_TRAITS, "first": None, "named": None}))
     assert view == ProfileView("p9", "t", {3}, [4])
     assert profile == Profile("p8", "t", {5}, {"email": 1})
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="writes to /dev/full to fail a write")
+def test_the_events_identifiers_grow_again_after_a_checkpoint_write_failed(tmp_path, monkeypatch):
+    # (large arrays are handed to the file as they lie; a write that fails keeps its traceback, and with it what it
+    # was given: that must not stop the array from growing)
+    monkeypatch.setattr(log, "private_file", lambda path, mode, buffering=-1: open("/dev/full", mode, buffering=buffering))
+    runs = Runs((n,) for n in range(200_000))
+    with pytest.raises(OSError) as failed:
+        save_checkpoint(tmp_path, 1, "rules", (runs,))
+    runs.append((7,))
+    assert runs[-1] == (7,) and len(runs) == 200_001 and failed.value is not None

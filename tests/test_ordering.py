@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import tempfile
 from pathlib import Path
@@ -71,6 +72,16 @@ def test_reading_back_holds_none_of_the_spools_pages(tmp_path):
     assert all(lines[number - 1].strip() == raw for number, raw in out)
     assert [json.loads(raw)["occurred_at"] for _, raw in out] == sorted(json.loads(line)["occurred_at"] for line in lines)
     assert most < 4 << 10, f"{most} KiB of the spool's pages held at once"
+
+
+def test_a_short_read_of_the_spool_is_read_on(tmp_path, monkeypatch):
+    # (one ``pread`` reads at most about 2 GiB: a record longer than what one call gives is read on, not refused)
+    real = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, at: real(fd, min(n, 1000), at))
+    lines = [_line(f"e{n}", f"2025-03-{28 - n:02d}T10:00:00Z", email=f"p{n}@b.org", note="y" * 700 * n) + b"\n"
+             for n in range(12)]
+    out = list(time_ordered(iter(lines), spool_dir=tmp_path))
+    assert [raw for _, raw in out] == [line.strip() for line in lines[::-1]]
 
 
 @st.composite
