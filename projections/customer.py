@@ -25,6 +25,7 @@ from projections.times import iso, logged_micros
 from resolver.ids import ERASED, RECORD_TYPE, short_hash
 from resolver.restate import BARRIER_TYPES, event_key
 from resolver.sessions import SESSION_SECONDS
+from resolver.state import pickled_as_fields
 
 # the payload keys a profile's summary reads (``CustomerViews.account``), as orjson writes them: a payload whose
 # text holds none of them has none of them
@@ -75,17 +76,8 @@ class ProfileView:
     nodes: set[int] = field(default_factory=set)
     events: list[int] = field(default_factory=list)
 
-    # (pickled as the tuple of its fields: the default, a dict of the slots made for each profile, is kept alive
-    # with everything else the checkpoint's pickler makes until it is done, at the peak of an ingest's memory)
-    def __getstate__(self) -> tuple[Any, ...]:
-        return self.id, self.created_at, self.nodes, self.events
 
-    def __setstate__(self, state: Any) -> None:
-        if len(state) == 2 and isinstance(state[1], dict):  # (the default's (None, slots), as pickled before)
-            for name, value in state[1].items():
-                setattr(self, name, value)
-            return
-        self.id, self.created_at, self.nodes, self.events = state
+pickled_as_fields(ProfileView)  # (half a million at the checkpoint: ``resolver.state.pickled_as_fields``)
 
 
 def event_profile_id(event_id: str) -> str:

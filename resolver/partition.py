@@ -23,13 +23,12 @@ window add to the same counts).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from operator import attrgetter
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Protocol
 
 from resolver.ids import node_type
 from resolver.matching import AttributeRecord, MatchModel, frequency_values
-from resolver.state import Profile, ResolverState
+from resolver.state import Profile, ResolverState, pickled_as_fields
 
 Pair = tuple[str, str]  # two identifiers' keys, in key order
 
@@ -108,21 +107,8 @@ class ProfilePart:
     waiting: tuple[str, ...] = ()
 
 
-def _as_tuple(cls: type) -> None:
-    """Pickles ``cls`` (a slots dataclass) as its fields in a tuple: a part crosses between shards in less
-    than half the time the default (a dict of its slots, built in Python) takes."""
-    names = [f.name for f in fields(cls) if f.init]
-    assert len(names) > 1 and len(names) == len(fields(cls)), f"{cls.__name__}: every field in the constructor"
-    values = attrgetter(*names)
-
-    def __reduce__(self: Any) -> Any:
-        return cls, values(self)
-
-    cls.__reduce__ = __reduce__  # type: ignore[method-assign]
-
-
-_as_tuple(NodePart)
-_as_tuple(ProfilePart)
+pickled_as_fields(NodePart)
+pickled_as_fields(ProfilePart)
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@ state it folds with the checkpoint's by the digest the checkpoint was saved with
 
 from __future__ import annotations
 
+import copyreg
 import io
 import json
 import os
@@ -157,12 +158,18 @@ def test_a_profile_is_pickled_without_a_dict_of_its_fields():
 
 
 def test_a_profile_pickled_as_before_is_read_back():
-    view, profile = ProfileView("p1", None), Profile("p2", "t")
-    view.__setstate__((None, {"id": "p9", "created_at": "t", "nodes": {3}, "events": [4]}))
-    profile.__setstate__((None, {"id": "p8", "created_at": "t", "nodes": {5}, "counts": {"email": 1},
-                                 "traits": NO_TRAITS, "first": None, "named": None}))
-    assert view == ProfileView("p9", "t", {3}, [4])
-    assert profile == Profile("p8", "t", {5}, {"email": 1})
+    # (the earlier form, Python's default for a slots class: the class, then a dict of its slots)
+    class AsBefore(pickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, (ProfileView, Profile)):
+                return copyreg.__newobj__, (type(obj),), (None, {n: getattr(obj, n) for n in type(obj).__slots__})
+            return NotImplemented
+
+    view, profile = ProfileView("p9", "t", {3}, [4]), Profile("p8", "t", {5}, {"email": 1})
+    out = io.BytesIO()
+    AsBefore(out, protocol=pickle.HIGHEST_PROTOCOL).dump((view, profile))
+    assert sum(op.name == "EMPTY_DICT" for op, _, _ in pickletools.genops(out.getvalue())) == 3  # (2 + counts)
+    assert _Checked(io.BytesIO(out.getvalue())).load() == (view, profile)
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="writes to /dev/full to fail a write")

@@ -48,7 +48,7 @@ def test_a_long_corpus_where_every_guard_acts_on_three_shards():
     held = [len(store.nodes) for store in shards.stores]
     assert min(held) > 0.2 * sum(held)
     assert shards.stats["in_order_windows"] == 0 and shards.stats["remote_writes"] > 0
-    # every part crosses to another shard whole (pickled as its fields: ``partition._as_tuple``)
+    # every part crosses to another shard whole (pickled as its fields: ``state.pickled_as_fields``)
     parts = [p for store in shards.stores for p in (*store.nodes.values(), *store.profiles.values())]
     assert {type(p).__name__ for p in parts} == {"NodePart", "ProfilePart"}
     assert pickle.loads(pickle.dumps(parts, pickle.HIGHEST_PROTOCOL)) == parts
