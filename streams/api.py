@@ -159,6 +159,8 @@ class Follower:
         self.lag_messages = 0  # Kafka: decision-log messages not yet folded
         self.applied = 0  # entries this process has folded (initial load included)
         self.from_checkpoint = 0  # the seq the checkpoint covered, when one was used
+        self.rebuilt_from = 0  # Kafka: the entry the views were last folded from (a kept state's, or 0)
+        self.rebuild_seconds = 0.0  # (and how long that took)
         self.read_seq = 0  # the log's entries read so far, as written (their changes held, or in the log)
         self.polls = 0
         self.poll_errors = 0
@@ -387,11 +389,15 @@ class KafkaFollower(Follower):
     """The same follower fed from the decision-log topic of a Kafka deployment instead of a data directory.
 
     On start it folds the topic from its beginning; then one consumer (no group, no commits) stays on
-    the topic and folds each new message's entries, whole, under the lock.
+    the topic and folds each new message's entries, whole, under the lock. When a restatement completes, the
+    views are folded again from the newest of the views it kept (``streams.view_points``; one every
+    ``rewind_every`` entries and at least a quarter of the log, 0: none, from the topic's start).
     """
 
     def __init__(self, settings: Any, config: Optional[ResolverConfig] = None,
-                 projection_config: Optional[ProjectionConfig] = None, **kwargs: Any):
+                 projection_config: Optional[ProjectionConfig] = None, rewind_every: int = 20_000, **kwargs: Any):
+        from streams.view_points import ViewPoints
+
         # the consumer's poll waits for the next message itself (FOLLOW_WAIT_MS), so the loop barely rests:
         # a message is folded as it arrives, not at the next look
         kwargs.setdefault("poll_interval", FOLLOW_REST)
@@ -400,25 +406,34 @@ class KafkaFollower(Follower):
         self.next_offset = 0
         self.restating = False  # inside a restatement of the log: its entries are folded once it completes
         self._consumer: Any = None
+        self.points = ViewPoints(rewind_every)
 
-    def load(self) -> None:
-        from streams.stream_app import LogScan, fold_decision_log
+    def load(self, restated: bool = False) -> None:
+        """The views as the log reads now. ``restated``: a restatement completed while the log was followed: the
+        changes already held stay, and the views are folded again from a kept state when one is usable."""
+        started = time.monotonic()
+        held: collections.deque = collections.deque(maxlen=self.recent.maxlen)
+        known = self.read_seq if restated else 0  # (the entries whose changes are held)
 
-        views = CustomerViews(self.projection_config)
-        recent = self.recent
-        held: collections.deque = collections.deque(maxlen=recent.maxlen)
-        scan = LogScan(self.settings)
-        self.next_offset, entries = fold_decision_log(
-            self.settings, views=views, on_entry=lambda seq, entry: held.append((seq, changes_of(seq, entry))),
-            scan=scan)
-        self.applied = entries
+        def take(seq: int, entry: list[dict[str, Any]]) -> None:
+            if seq >= known:
+                held.append((seq, changes_of(seq, entry)))
+
+        folded = self.points.fold(self.settings, self.projection_config, on_entry=take)
+        self.next_offset = folded.offset
+        self.applied = folded.entries
+        self.rebuilt_from = folded.start
+        self.rebuild_seconds = time.monotonic() - started
         gc.freeze()
         with self.lock:
-            self.views = views
-            self.recent = held
-            self.read_seq = entries
-            self.restating = bool(scan.open_restatements())
-            self.log_length = entries
+            self.views = folded.views
+            if restated:
+                self.recent.extend(held)
+            else:
+                self.recent = held
+            self.read_seq = folded.entries
+            self.restating = bool(folded.scan.open_restatements())
+            self.log_length = folded.entries
 
     def poll(self) -> int:
         from kafka import KafkaConsumer, TopicPartition
@@ -446,6 +461,7 @@ class KafkaFollower(Follower):
 
                     wait_shredded(self.settings, record.value)
                     self.recent.clear()
+                    self.points.forget()  # (they hold what it erased)
                     self.load()
                     self._consumer.seek(tp, self.next_offset)
                     return n + len(entries)
@@ -454,6 +470,7 @@ class KafkaFollower(Follower):
                 with self.lock:
                     for entry in entries:
                         seq = self.read_seq
+                        self.points.note(entry)
                         self.recent.append((seq, changes_of(seq, entry)))
                         kind = entry[0]["type"] if entry else None
                         if kind == "log_restate_begun":
@@ -465,11 +482,13 @@ class KafkaFollower(Follower):
                         self.read_seq = seq + 1
                 self.next_offset = record.offset + 1
                 if restated:  # (the views are folded again as the log reads now)
-                    self.load()
+                    self.load(restated=True)
                     self._consumer.seek(tp, self.next_offset)
                     return n + len(entries)
                 self.applied += len(entries)
                 n += len(entries)
+        if not self.restating and self.points.due() and self.points.scan.entries == self.read_seq:
+            self.points.keep(self.next_offset, self.views)  # (as the log reads now: kept for a restatement)
         # how far behind, in messages: the topic's end, from the last fetch's high-water mark and from asking
         # the broker (a fetch's mark is known only once a fetch returned); in entries at the entries per
         # message read so far
@@ -849,6 +868,12 @@ class Metrics:
             ("idres_follower_lag_messages", "gauge", "From Kafka: decision-log messages not yet folded (0 for a data "
              "directory).", follower.lag_messages),
             ("idres_follower_polls_total", "counter", "Looks at the decision log for new entries.", follower.polls),
+            ("idres_views_rebuilt_from", "gauge", "From Kafka: the log entry the views were last folded from (the "
+             "entry of a kept state, or 0: the start of the topic).", follower.rebuilt_from),
+            ("idres_views_rebuild_seconds", "gauge", "From Kafka: how long the views' last fold took.",
+             round(follower.rebuild_seconds, 3)),
+            ("idres_views_kept_bytes", "gauge", "From Kafka: the views kept for restatements to fold from (pickled).",
+             follower.points.kept_bytes() if isinstance(follower, KafkaFollower) else 0),
             ("idres_follower_poll_errors_total", "counter", "Failed looks at the decision log.",
              follower.poll_errors),
             ("idres_follower_last_poll_timestamp_seconds", "gauge", "When the follower last looked at the log.",
@@ -1487,7 +1512,8 @@ def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, *,
                          f"(clients then send it in X-API-Key), or pass --no-auth")
     sock = _listen(host, port)
     if kafka is not None:
-        follower: Follower = KafkaFollower(kafka, config, projection_config)
+        follower: Follower = KafkaFollower(kafka, config, projection_config, rewind_every=env_int(
+            "IDRES_REWIND_EVERY", 20_000, minimum=0, expected="a number of log entries >= 0"))
         source = f"{kafka.topics.decisions} at {kafka.bootstrap}"
     else:
         follower = Follower(data_dir, config, projection_config)

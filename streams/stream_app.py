@@ -157,8 +157,9 @@ def reader(settings: KafkaSettings, **config: Any):
 
 
 def read_to_end(settings: KafkaSettings, topic: str, on_message: Callable[[Any], None], start: int = 0,
-                partition: int = 0, idle_seconds: float = 3.0) -> int:
-    """Reads ``topic``/``partition`` from ``start`` to its current end; returns the next offset.
+                partition: int = 0, idle_seconds: float = 3.0, stop: Optional[int] = None) -> int:
+    """Reads ``topic``/``partition`` from ``start`` to its current end (or to offset ``stop``, when that comes
+    first); returns the next offset.
 
     The end is the high-water mark carried by fetch responses. ListOffsets is deliberately not used:
     some Kafka-compatible brokers answer it wrongly, and one (Tansu) loses concurrent writes after it.
@@ -174,11 +175,13 @@ def read_to_end(settings: KafkaSettings, topic: str, on_message: Callable[[Any],
         consumer.seek(tp, start)
         position = start
         idle_since = time.monotonic()
-        while True:
+        while stop is None or position < stop:
             batches = consumer.poll(timeout_ms=200, max_records=10000)
             for record in batches.get(tp, ()):
                 if record.offset < position:
                     continue
+                if stop is not None and record.offset >= stop:
+                    return position
                 if record.offset > position and position == start:
                     # the log is folded from its start: a reader that skipped ahead would fold a wrong state
                     raise RuntimeError(f"reading {topic} from offset {start} began at {record.offset}")
@@ -192,6 +195,7 @@ def read_to_end(settings: KafkaSettings, topic: str, on_message: Callable[[Any],
                 raise KafkaIOError(f"reading {topic} from {settings.bootstrap} stalled at offset {position} "
                                    f"(end {high}): check that the topic exists (`idres topics` creates it, "
                                    f"--topic-prefix names it) and that the broker is healthy")
+        return position
     finally:
         consumer.close()
 
@@ -232,18 +236,21 @@ def wait_shredded(settings: KafkaSettings, value: bytes, wait: float = 120.0) ->
 
 class ScanState:
     """What a pass over the decision log has found up to an entry, without folding it: the restatement
-    markers with their positions, the entries, the last person's command, and the canonical key of the
-    newest event. ``take`` goes on with the next entry (as written, sealed or not: nothing sealed is read)."""
+    markers with their positions, the entries, the last person's command (``erased``: the last erasure), and the
+    canonical key of the newest event. ``take`` goes on with the next entry (as written, sealed or not: nothing
+    sealed is read)."""
 
     def __init__(self) -> None:
         self.markers: dict[int, dict[str, Any]] = {}
         self.entries = 0
         self.barrier = -1
+        self.erased = -1
         self.newest: Optional[Any] = None
 
     def copy(self) -> "ScanState":
         out = ScanState()
         out.markers, out.entries, out.barrier, out.newest = dict(self.markers), self.entries, self.barrier, self.newest
+        out.erased = self.erased
         return out
 
     def take(self, entry: list[dict[str, Any]]) -> Optional[Any]:
@@ -261,6 +268,8 @@ class ScanState:
             return None
         if rec["type"] in BARRIER_TYPES:
             self.barrier = seq
+            if rec["type"] == "customer_erased":
+                self.erased = seq
             return None
         if rec["type"] == "interaction_recorded":
             key = event_key(rec["occurred_at"], rec["event_id"])
@@ -360,7 +369,8 @@ class LogScan:
                 elif key is not None and after is not None and key > after:
                     later.append(seq)
 
-        read_to_end(settings, settings.topics.decisions, take, start=resume.offset if resume is not None else 0)
+        self.offset = read_to_end(settings, settings.topics.decisions, take,
+                                  start=resume.offset if resume is not None else 0)  # (the next message's)
         self.state = state
         self.markers, self.entries, self.barrier, self.newest = state.markers, state.entries, state.barrier, state.newest
         self.skips = skipped(self.markers)
@@ -375,12 +385,13 @@ def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = No
                       views: Optional[CustomerViews] = None, start: int = 0, seq: int = 0,
                       on_entry: Optional[Callable[[int, list[dict[str, Any]]], None]] = None,
                       end: Optional[int] = None, rest: Optional[Callable[[list[dict[str, Any]]], None]] = None,
-                      scan: Optional[LogScan] = None) -> tuple[int, int]:
+                      scan: Optional[LogScan] = None, stop: Optional[int] = None) -> tuple[int, int]:
     """Folds the decision log topic into ``resolver``'s state and/or ``views`` as it reads now: without the
     entries a restatement (``resolver.restate``) supersedes or has not completed (from the start of the topic,
     ``LogScan`` finds them first). Gives every entry, as written, with its position to ``on_entry`` (the
     changelog is made of them all). With ``end``, the entries from there on are not folded but given to
-    ``rest``. Returns (next offset, entries)."""
+    ``rest``. ``stop``: the offset of the message it stops before (None: the topic's end). Returns (next offset,
+    entries)."""
     count = seq
     if scan is None and start == 0:
         scan = LogScan(settings)
@@ -410,7 +421,7 @@ def fold_decision_log(settings: KafkaSettings, resolver: Optional[Resolver] = No
             count += 1
 
     with bulk_work():
-        offset = read_to_end(settings, settings.topics.decisions, apply, start=start)
+        offset = read_to_end(settings, settings.topics.decisions, apply, start=start, stop=stop)
     return offset, count
 
 
@@ -576,6 +587,10 @@ class StreamJobs:
         # a restatement rebuilds from (``RewindPoint``), the newest last
         self.scan_state = ScanState()
         self.rewind_points: list[RewindPoint] = []
+        # the project role: the views kept for a restatement (or a rebuild) to fold them again from
+        from streams.view_points import ViewPoints
+
+        self.view_points = ViewPoints(options.rewind_every)
         self.rebuilt_at = 0  # entries in the log when the state was last rebuilt from it
         self.failed: Optional[BaseException] = None
         self.app = self._build()
@@ -1409,7 +1424,6 @@ class StreamJobs:
             change = orjson.loads(last.value)
             done = (change["seq"], change["n"])
         self.changes_next = done[0] if done[0] >= 0 else 0
-        views = CustomerViews(self.options.projection)
         late: list[dict[str, Any]] = []
         prod = None
 
@@ -1421,18 +1435,23 @@ class StreamJobs:
             if len(late) >= 10_000:
                 prod = self._publish_changes_now(late, prod)
 
+        started = time.monotonic()
         try:
-            scan = LogScan(self.settings)
-            self.views_next_offset, self.views_seq = fold_decision_log(self.settings, views=views, on_entry=publish,
-                                                                       scan=scan)
+            # (from a kept state whose entries' changes are all published, else from the start of the topic)
+            folded = self.view_points.fold(self.settings, self.options.projection, on_entry=publish,
+                                           upto=self.changes_next)
             if late:
                 prod = self._publish_changes_now(late, prod)
         finally:
             if prod is not None:
                 prod.close()
+        self.views_next_offset, self.views_seq = folded.offset, folded.entries
         self.changes_next = max(self.changes_next, self.views_seq)
-        self.views = views
-        self.restating = bool(scan.open_restatements())
+        self.views = folded.views
+        self.restating = bool(folded.scan.open_restatements())
+        gauges = self.metrics.gauges
+        gauges["views_rebuilt_from"] = folded.start
+        gauges["views_rebuild_seconds"] = round(time.monotonic() - started, 3)
 
     def _publish_changes_now(self, changes: list[dict[str, Any]], prod: Any) -> Any:
         """Publishes ``changes`` (and empties the list), waiting for the broker; returns the producer."""
@@ -1521,6 +1540,7 @@ class StreamJobs:
             if any(map(erasure_of, entries)):
                 erased = ev.value
             for entry in entries:
+                self.view_points.note(entry)
                 kind = entry[0]["type"] if entry else None
                 if kind == "log_restate_begun":
                     self.restating = True  # (the entries that follow are folded once it completes)
@@ -1541,9 +1561,17 @@ class StreamJobs:
         self.changes_next = max(self.changes_next, self.views_seq)
         if erased is not None:  # the views hold what it erased: folded again once its keys are shredded
             await loop.run_in_executor(None, wait_shredded, self.settings, erased)
+        if erased is not None:
+            self.view_points.forget()  # (they hold what it erased)
         if erased is not None or restated:  # (a restatement: the views are folded as the log reads now)
             await loop.run_in_executor(None, self._rebuild_views)
             self.households_published = None
+        elif not self.restating and self.view_points.due() and self.view_points.scan.entries == self.views_seq:
+            started = time.monotonic()
+            await loop.run_in_executor(None, self.view_points.keep, self.views_next_offset, self.views)
+            m.gauges["views_point_entries"] = self.view_points.points[-1].scan.entries
+            m.gauges["views_point_bytes"] = self.view_points.kept_bytes()
+            m.gauges["views_point_seconds"] = round(time.monotonic() - started, 3)
         m.gauges["profiles"] = len(self.views.profiles)
         m.gauges["events"] = len(self.views.ev_id)
         m.gauges["log_entries_applied"] = self.views_seq
@@ -1562,7 +1590,6 @@ def faust_worker(app: Any, loglevel: str) -> Any:
     import faust
 
     worker = faust.Worker(app, loglevel=loglevel)
-    # no start-up spinner: at a level of WARN or above Faust's sets the root logger to DEBUG for the process's
     # life (faust/worker.py, _setup_spinner_handler), so that every debug call of the Kafka clients builds a
     # log record no handler writes (about 3% of a worker's time at 1,000 events/s)
     worker.spinner = None
@@ -1584,3 +1611,4 @@ def run_worker(settings: KafkaSettings, options: WorkerOptions, loglevel: str = 
         raise
     if jobs.failed is not None or kafka_batches.fatal is not None:
         raise SystemExit(1)
+

@@ -319,9 +319,12 @@ def test_a_restatement_is_written_in_entries_of_bounded_size():
 def test_a_restatement_through_kafka_rebuilds_from_a_kept_state_like_idres_ingest(kafka_bootstrap, tmp_path):
     """A few events come late, older than the last ones decided but newer than most: the resolve role
     restates the log from their place, rebuilding the state before it from a state it kept (not from the
-    start of the log), and the deployment gives the profiles and IDs of `idres ingest` of the whole file."""
+    start of the log), and the deployment gives the profiles and IDs of `idres ingest` of the whole file.
+    The project role and a follower of the topic (`serve --bootstrap`) fold their views again from views
+    they kept too, and those are the views folded from the start of the topic."""
     import os
 
+    from streams.api import KafkaFollower
     from streams.kafka_io import KafkaSettings
     from streams.ordering import order_key
     from streams.synthetic import SyntheticConfig, write_dataset
@@ -355,8 +358,12 @@ def test_a_restatement_through_kafka_rebuilds_from_a_kept_state_like_idres_inges
                "--partitions", "1"]
     run_cli("produce", str(tmp_path / "first.jsonl"), *produce)
     worker = Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+    follower = KafkaFollower(settings, rewind_every=200)
     try:
         wait_until(lambda: all_decided(worker, settings, counts["first"]), 180, "the first part decided", [worker])
+        # (started once the topic holds entries: Tansu loses a write made while a reader asks for an empty
+        # topic's end offsets, as `serve --bootstrap`'s follower does; see tests/kafka_broker.py)
+        follower.start()
         kept = worker.metrics().get("idres_rewind_point_entries", 0)
         assert kept > 0, "the resolve role keeps a state to rebuild from"
         run_cli("produce", str(tmp_path / "second.jsonl"), *produce)  # (later than the late events, all of it)
@@ -368,7 +375,21 @@ def test_a_restatement_through_kafka_rebuilds_from_a_kept_state_like_idres_inges
                    [worker])
         rebuilt_from = worker.metrics()["idres_restatement_rebuilt_from"]
         assert 0 < rebuilt_from <= kept  # (from a kept state, not from the start of the log)
+        metrics = worker.metrics()
+        entries = int(metrics["idres_log_entries_written_total"])  # (the worker wrote the whole log)
+        wait_until(lambda: worker.metrics()["idres_log_entries_applied"] == entries, 60, "the log projected", [worker])
+        assert worker.metrics()["idres_views_rebuilt_from"] > 0  # (from views it kept)
+        wait_until(lambda: follower.read_seq == entries and not follower.restating, 60, "the follower caught up")
+        assert follower.error is None and follower.rebuilt_from > 0
+        whole = KafkaFollower(settings, rewind_every=0)  # (the views folded from the start of the topic)
+        whole.load()
+        assert whole.rebuilt_from == 0 and whole.read_seq == entries
+        with follower.lock:
+            assert follower.views.digest() == whole.views.digest()
+            assert [seq for seq, _ in follower.recent] == list(range(entries))  # (every entry's changes, once)
     finally:
+        follower.stop()
         worker.stop()
     con = snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "all.jsonl", tmp_path)
     changelog_matches(kafka_bootstrap, prefix, con)
+

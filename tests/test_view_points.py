@@ -1,0 +1,53 @@
+"""The views kept for restatements to fold from (``streams.view_points``): which are kept and which dropped.
+Folding from them through Kafka: tests/test_restate.py and tests/test_erasure.py."""
+
+from projections.customer import CustomerViews
+from resolver import decisions
+from streams.stream_app import unpickled
+from streams.view_points import ViewPoints
+
+
+def _entry(i: int) -> list[dict]:
+    return [decisions.profile_created(f"p_{i}", "2025-01-01T00:00:00.000000Z", f"e{i}", [f"email:c{i}@mailbox.org"])]
+
+
+def _fold(points: ViewPoints, views: CustomerViews, n: int, offset: list[int]) -> None:
+    for _ in range(n):
+        seq = points.scan.entries
+        entry = _entry(seq)
+        points.note(entry)
+        views.apply_entry(seq, entry)
+        offset[0] += 1
+        if points.due():
+            points.keep(offset[0], views)
+
+
+def test_views_are_kept_every_so_many_entries_and_at_least_a_quarter_of_the_log_the_two_newest():
+    points, views, offset = ViewPoints(every=10), CustomerViews(), [0]
+    _fold(points, views, 100, offset)
+    kept = [p.scan.entries for p in points.points]
+    assert len(kept) == 2 and kept[-1] <= 100
+    gaps = [b - a for a, b in zip([0] + kept, kept)]
+    assert all(gap >= max(10, start // 4) for gap, start in zip(gaps, [0] + kept))
+    for point in points.points:  # (the views as they were when kept, one profile an entry here)
+        assert len(unpickled(point.state).profiles) == point.scan.entries == point.offset
+    assert len(views.profiles) == 100
+
+
+def test_a_restatement_drops_the_views_kept_after_its_place_and_an_erasure_drops_all():
+    points, views, offset = ViewPoints(every=10), CustomerViews(), [0]
+    _fold(points, views, 60, offset)
+    first, second = (p.scan.entries for p in points.points)
+    begun = decisions.log_restate_begun("r_1", (first + second) // 2, 0, "2025-01-02T00:00:00.000000Z")
+    points.note([begun])
+    assert [p.scan.entries for p in points.points] == [first]
+    points.note([decisions.log_restate_begun("r_2", first, 0, "2025-01-02T00:00:00.000000Z")])
+    assert [p.scan.entries for p in points.points] == [first]  # (a state up to its place holds none it supersedes)
+    points.forget()
+    assert points.points == [] and points.kept_bytes() == 0
+
+
+def test_nothing_is_kept_with_every_0():
+    points, views, offset = ViewPoints(every=0), CustomerViews(), [0]
+    _fold(points, views, 50, offset)
+    assert points.points == [] and not points.due()
