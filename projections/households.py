@@ -29,6 +29,17 @@ if TYPE_CHECKING:
 
 MAX_MEMBERS = 8
 HOME_REASONS = ("different first names", "different dates of birth")  # why a device may be a family's
+# the share of its time a reader that keeps households up to date (the lookup API, the project role) spends
+# computing them while the log grows: a computation takes a pass over every event, so it is made less often
+# as the log grows, not more of the time
+SHARE = 0.1
+
+
+def rest_after(interval: float, took: float) -> float:
+    """Seconds from the end of a computation of the households that took ``took`` to the start of the next,
+    for a reader that recomputes them every ``interval`` seconds while the log grows: at least ``interval``,
+    and long enough that computing them takes at most ``SHARE`` of its time."""
+    return max(interval, took * (1 - SHARE) / SHARE)
 
 
 def device_types(config: Any = None) -> frozenset[str]:

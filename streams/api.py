@@ -13,9 +13,9 @@ latency while ``idres ingest`` runs.
 
 Households (``projections.households``: customers who share a home) take a pass over every event to
 compute, so no request computes them. The follower thread recomputes the map after it folds new
-entries, at most once every ``HOUSEHOLDS_INTERVAL`` seconds (counted from the end of the previous
-computation, the one at start-up included; entries that come after a longer quiet spell are reflected
-at once), without holding the views lock (it is the views' only writer, so they stand still meanwhile),
+entries, at most once every ``HOUSEHOLDS_INTERVAL`` seconds and nine times as long as the previous
+computation took (counted from its end, the one at start-up included; entries that come after a longer quiet
+spell are reflected at once), without holding the views lock (it is the views' only writer, so they stand still meanwhile),
 in slices with rests between them as the folding does (``_Pacer``), and swaps the new map in as one
 reference. ``GET /v1/lookup``, the most frequent request, is answered without the framework's routing and
 parameter models when it can be answered exactly as the route answers it (``_FastLookup``). ``/v1/lookup`` and ``/v1/profiles/{id}`` read the last
@@ -60,7 +60,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.changelog import changes_of
 from projections.customer import CustomerViews, ProjectionConfig
-from projections.households import device_types, household_of, households
+from projections.households import device_types, household_of, households, rest_after
 from resolver.config import ResolverConfig
 from resolver.ids import node_key
 from resolver.errors import IdresError
@@ -356,7 +356,8 @@ class Follower:
 
     def refresh_households(self, force: bool = False) -> bool:
         """Recomputes the households when the views moved on since the last computation and (unless
-        ``force``) ``households_interval`` seconds have passed since it ended; True when it did.
+        ``force``) ``households_interval`` seconds have passed since it ended, and nine times as long as it took
+        (``projections.households.rest_after``); True when it did.
 
         Called only from the follower thread, the views' only writer: they stand still while it runs,
         so no lock is taken, and requests keep reading the previous map until the new one is swapped in."""
@@ -364,7 +365,8 @@ class Follower:
         seq = views.seq
         if seq == self.households[0]:
             return False
-        if not force and time.monotonic() - self._households_done < self.households_interval:
+        if not force and time.monotonic() - self._households_done < rest_after(self.households_interval,
+                                                                               self.households_seconds):
             return False
         started = time.perf_counter()
         with bulk_work():
@@ -589,8 +591,9 @@ class CustomerView(BaseModel):
     household_as_of: Optional[int] = Field(
         None, description="null when `household` is as current as the rest of this answer. Otherwise the decision-"
                           f"log position (entries folded, as /readyz applied_seq) it was computed at: the server "
-                          f"recomputes households at most every {HOUSEHOLDS_INTERVAL:g} seconds while new entries "
-                          "keep arriving, so for that long `household` may miss the newest events (a profile "
+                          f"recomputes households at most every {HOUSEHOLDS_INTERVAL:g} seconds (and nine times as "
+                          "long as a computation took) while new entries keep arriving, so for that long "
+                          "`household` may miss the newest events (a profile "
                           "newer than the computation shows null).")
     timeline: list[TimelineEvent] = Field(description="The most recent events, newest first.")
 

@@ -734,6 +734,7 @@ class StreamJobs:
             # folded), and the log position it is as of
             self.households_published: Optional[dict[str, tuple[Any, ...]]] = None
             self.households_seq = -1
+            self.households_next = 0.0  # (the event loop's time before which they are not computed again)
             self.projecting = asyncio.Lock()  # (one batch of the project role, or one publication of households)
 
             @app.timer(interval=HOUSEHOLDS_EVERY)
@@ -1470,15 +1471,20 @@ class StreamJobs:
         """Publishes to the households topic (compacted, keyed by profile ID) each customer whose household
         changed since the last publication: ``{"v": 1, "profile_id", "household_id", "others", "via",
         "as_of"}``, or a tombstone for a customer no longer in a household (or no longer a profile)."""
-        from projections.households import device_types, household_of, households
+        from projections.households import device_types, household_of, households, rest_after
 
         views = self.views
-        if views is None or views.seq == self.households_seq:
-            return
         loop = asyncio.get_running_loop()
+        if views is None or views.seq == self.households_seq or loop.time() < self.households_next:
+            return
         if self.households_published is None:
             self.households_published = await loop.run_in_executor(None, self._read_households)
+        started = loop.time()
         houses = await loop.run_in_executor(None, households, views, device_types(self.options.config))
+        took = loop.time() - started
+        # (the timer looks every HOUSEHOLDS_EVERY seconds; a computation that took long makes the next one later)
+        self.households_next = loop.time() + rest_after(0.0, took)
+        self.metrics.gauges["households_compute_seconds"] = round(took, 3)
         published = self.households_published
         sent = []
         for pid in sorted(set(published) | set(houses)):

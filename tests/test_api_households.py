@@ -247,3 +247,29 @@ def test_while_entries_keep_arriving_households_are_recomputed_at_most_once_per_
         assert houses[ola]["members"] == sorted([ola, kari]) and houses[ola]["via"] == [NORDMANN_MAILBOX]
     finally:
         follower.stop()
+
+
+def test_households_that_take_long_to_compute_are_computed_less_often(smiths, tmp_path):
+    """A computation takes a pass over every event: the longer it took, the longer the follower waits before the
+    next (nine times as long: a tenth of its time at most), however short the interval."""
+    from projections.households import SHARE, rest_after
+
+    data = tmp_path / "data"
+    shutil.copytree(smiths, data, ignore=shutil.ignore_patterns("LOCK"))
+    follower = Follower(data, households_interval=0.0)
+    follower.load()
+    assert follower.refresh_households(force=True)
+    run_cli("ingest", str(write_events(tmp_path / "nordmanns.jsonl", NORDMANNS)), "--data-dir", str(data))
+    assert follower.poll() >= 1
+    follower.households_seconds = 2.0  # (as if the last computation had taken 2 s, ended now)
+    follower._households_done = time.monotonic()
+    assert not follower.refresh_households()
+    follower._households_done = time.monotonic() - 17.0  # (17 s ago: not yet 18)
+    assert not follower.refresh_households()
+    follower._households_done = time.monotonic() - 18.5
+    assert follower.refresh_households() and follower.households[0] == follower.views.seq
+    for interval, took in ((5.0, 0.01), (5.0, 0.5), (5.0, 3.0), (0.0, 0.0), (60.0, 10.0)):
+        rest = rest_after(interval, took)
+        assert rest >= interval and (took == 0 or took / (took + rest) <= SHARE + 1e-9)
+        assert rest == interval or abs(took / (took + rest) - SHARE) < 1e-9  # (no longer than either asks)
+    follower.stop()
