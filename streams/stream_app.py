@@ -351,15 +351,18 @@ class LogScan:
     command holding an event later than ``after`` (where a restatement for a late event of that key starts).
 
     ``resume``: the pass goes on from a rewind point instead of the start of the topic; valid for an ``after``
-    no earlier than the newest event before the point (no entry before it is then later than ``after``)."""
+    no earlier than the newest event before the point (no entry before it is then later than ``after``).
+    ``erasures``: the messages holding an erasure it read, with the position of the (last) erasure in each."""
 
     def __init__(self, settings: KafkaSettings, after: Optional[Any] = None, resume: Optional[RewindPoint] = None):
         state = resume.scan.copy() if resume is not None else ScanState()
         later: list[int] = []  # entries after the last person's command holding an event later than ``after``
+        self.erasures: list[tuple[int, bytes]] = []
 
         def take(record: Any) -> None:
             message = orjson.loads(record.value)
             check_version(message.get("v", 1), "message")
+            erased = state.erased
             for entry in message["entries"]:
                 seq = state.entries
                 barrier = state.barrier
@@ -368,6 +371,8 @@ class LogScan:
                     later.clear()
                 elif key is not None and after is not None and key > after:
                     later.append(seq)
+            if state.erased != erased:
+                self.erasures.append((state.erased, record.value))
 
         self.offset = read_to_end(settings, settings.topics.decisions, take,
                                   start=resume.offset if resume is not None else 0)  # (the next message's)
@@ -1596,6 +1601,7 @@ def faust_worker(app: Any, loglevel: str) -> Any:
     import faust
 
     worker = faust.Worker(app, loglevel=loglevel)
+    # no start-up spinner: at a level of WARN or above Faust's sets the root logger to DEBUG for the process's
     # life (faust/worker.py, _setup_spinner_handler), so that every debug call of the Kafka clients builds a
     # log record no handler writes (about 3% of a worker's time at 1,000 events/s)
     worker.spinner = None
@@ -1617,4 +1623,3 @@ def run_worker(settings: KafkaSettings, options: WorkerOptions, loglevel: str = 
         raise
     if jobs.failed is not None or kafka_batches.fatal is not None:
         raise SystemExit(1)
-

@@ -9,9 +9,13 @@ views as the log made them at a few entries (pickled), and fold again from the n
 restatement's place.
 
 A state is kept once ``every`` entries, and at least a quarter of the entries before it, were folded since the
-last one (so that keeping them costs a bounded share of the folding), and after a fold from the start of the
-topic; never inside a restatement; the two newest stay. States after the place a restatement starts from are dropped when its begun marker is read; all
-of them on an erasure (they hold what it erased) and when the topic is not the one they were read from.
+last one (so that keeping them costs a bounded share of the folding), and at the reader's first look after a
+fold from the start of the topic; never inside a restatement; the two newest stay. States after the place a
+restatement starts from are dropped when its begun marker is read; all of them on an erasure (they hold what
+it erased) and when the topic holds fewer entries than were read from it.
+An erasure the reader had not read before a fold (one the pass over the topic finds) is waited for, as the
+reader waits for one it reads (its keys shredded), before the fold reads what it erased; if its keys are not
+shredded in time, no state is kept until a fold from the start of the topic finds none such.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any, Callable, Optional
 
 from projections.customer import CustomerViews, ProjectionConfig
 from streams.kafka_io import KafkaSettings
-from streams.stream_app import LogScan, RewindPoint, ScanState, fold_decision_log, pickled, unpickled
+from streams.stream_app import LogScan, RewindPoint, ScanState, fold_decision_log, pickled, unpickled, wait_shredded
 
 KEPT = 2  # states kept, the newest last
 
@@ -46,7 +50,8 @@ class ViewPoints:
         self.every = every
         self.points: list[RewindPoint] = []
         self.scan = ScanState()  # the entries noted so far
-        self.kept_seconds = 0.0
+        self.unclean = False  # (the views may hold what an erasure erased: nothing is kept)
+        self.wanted = False  # (folded from the start of the topic: kept at the next look)
 
     def note(self, entry: Entry) -> None:
         """The log's next entry, as written: the states after a restatement's place are dropped when it begins."""
@@ -62,14 +67,17 @@ class ViewPoints:
 
     def due(self) -> bool:
         """Whether the views folded up to the last entry noted are to be kept now (outside a restatement)."""
-        if not self.every:
+        if not self.every or self.unclean:
             return False
+        if self.wanted:
+            return True
         last = self.points[-1].scan.entries if self.points else 0
         return self.scan.entries - last >= max(self.every, last // 4)
 
     def keep(self, offset: int, views: CustomerViews) -> None:
         """Keeps ``views``, the fold of the entries noted, whose last is in the message before ``offset``."""
         self.points = (self.points + [RewindPoint(offset, self.scan.copy(), pickled(views))])[-KEPT:]
+        self.wanted = False
 
     def kept_bytes(self) -> int:
         return sum(len(p.state) for p in self.points)
@@ -88,14 +96,22 @@ class ViewPoints:
             self.points = []
             if point is not None:
                 point, scan = None, LogScan(settings)
+        # erasures not noted before (another reader's, or appended since): their keys shredded first, so that
+        # the fold does not read what they erased (an erasure before a kept state was noted: the state is not
+        # used when one follows it)
+        unread = [value for seq, value in scan.erasures if seq >= self.scan.entries]
+        if not all([wait_shredded(settings, value) for value in unread]):
+            self.points, self.unclean = [], True
+        elif point is None:
+            self.unclean = False
         views = unpickled(point.state) if point is not None else CustomerViews(config)
         views.config = config
         offset, entries = fold_decision_log(settings, views=views, on_entry=on_entry, scan=scan,
                                             start=point.offset if point is not None else 0,
                                             seq=point.scan.entries if point is not None else 0, stop=scan.offset)
         self.scan = scan.state.copy()
-        if point is None and self.every and entries and not scan.open_restatements():
-            self.keep(offset, views)  # (what a pass over the whole log made: kept at once)
+        # (what a pass over the whole topic made: kept at the reader's next look, not before it answers)
+        self.wanted = point is None and entries > 0
         return Folded(views, offset, entries, scan, point.scan.entries if point is not None else 0)
 
     def _usable(self, point: RewindPoint, scan: LogScan) -> bool:

@@ -392,4 +392,3 @@ def test_a_restatement_through_kafka_rebuilds_from_a_kept_state_like_idres_inges
         worker.stop()
     con = snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "all.jsonl", tmp_path)
     changelog_matches(kafka_bootstrap, prefix, con)
-

@@ -51,3 +51,60 @@ def test_nothing_is_kept_with_every_0():
     points, views, offset = ViewPoints(every=0), CustomerViews(), [0]
     _fold(points, views, 50, offset)
     assert points.points == [] and not points.due()
+
+
+class _Scan:
+    """A pass over a topic of ``entries`` entries, one a message, with erasures at ``erased`` (as LogScan)."""
+
+    def __init__(self, entries: int, erased: list[int]):
+        from streams.stream_app import ScanState
+
+        self.state = ScanState()
+        self.state.entries, self.state.erased = entries, max(erased, default=-1)
+        self.entries, self.offset, self.markers = entries, entries, {}
+        self.erasures = [(seq, b"message %d" % seq) for seq in erased]
+
+    def open_restatements(self) -> list[int]:
+        return []
+
+
+def test_an_erasure_not_read_before_a_fold_is_waited_for_and_if_not_shredded_nothing_is_kept(monkeypatch):
+    """The fold of a topic reads what an erasure it finds erased unless its keys are shredded first: the reader
+    waits for those it had not read itself (as for one it reads); when they are not shredded in time, the views
+    may hold what it erased, so nothing is kept from them until a fold from the start finds none such."""
+    import streams.view_points as vp
+
+    topic = {"entries": 40, "erased": [35]}
+    shredded = {"ok": False}
+    waited: list[bytes] = []
+
+    def fold(settings, views=None, on_entry=None, scan=None, start=0, seq=0, stop=None):
+        return scan.offset, scan.entries
+
+    def wait(settings, value):
+        waited.append(value)
+        return shredded["ok"]
+
+    monkeypatch.setattr(vp, "LogScan", lambda settings, resume=None: _Scan(topic["entries"], topic["erased"]))
+    monkeypatch.setattr(vp, "fold_decision_log", fold)
+    monkeypatch.setattr(vp, "wait_shredded", wait)
+    points, views, offset = ViewPoints(every=10), CustomerViews(), [0]
+    _fold(points, views, 30, offset)  # (30 entries read and noted: states kept)
+    assert points.points
+    folded = points.fold(None, views.config)
+    assert waited == [b"message 35"]  # (the erasure at 35 was not read: waited for)
+    assert folded.start == 0 and points.points == [] and not points.due()  # (not shredded: none kept)
+    topic["entries"] = 80
+    points.scan.entries = 80
+    assert not points.due()
+    shredded["ok"] = True
+    waited.clear()
+    points.fold(None, views.config)
+    assert waited == []  # (read by then: the fold before noted it)
+    assert points.due()  # (a fold from the start that held none: kept at the next look)
+    points.keep(80, views)
+    assert [p.scan.entries for p in points.points] == [80] and not points.due()
+    topic["erased"].append(90)
+    topic["entries"] = 95
+    points.fold(None, views.config)
+    assert waited == [b"message 90"] and points.points == [] and points.due()
