@@ -66,7 +66,7 @@ from resolver.ids import node_key
 from resolver.errors import IdresError
 from resolver.normalize import Normalizer
 from streams.embedded import STATE_TYPES, state_fingerprint
-from streams.log import DecisionLog, LogError, bulk_work, load_checkpoint
+from streams.log import DecisionLog, LogError, bulk_work, load_checkpoint, open_restatements
 from resolver.decisions import erasure_of
 from streams.sealing import is_erased
 
@@ -140,7 +140,7 @@ class Follower:
     def __init__(self, data_dir: str | Path, config: Optional[ResolverConfig] = None,
                  projection_config: Optional[ProjectionConfig] = None, *,
                  poll_interval: float = POLL_INTERVAL, apply_batch: int = APPLY_BATCH, pause: float = PAUSE,
-                 households_interval: float = HOUSEHOLDS_INTERVAL):
+                 households_interval: float = HOUSEHOLDS_INTERVAL, rewind_every: int = 20_000):
         self.data_dir = Path(data_dir)
         self.config = config or ResolverConfig()
         self.projection_config = projection_config or ProjectionConfig()
@@ -159,8 +159,15 @@ class Follower:
         self.lag_messages = 0  # Kafka: decision-log messages not yet folded
         self.applied = 0  # entries this process has folded (initial load included)
         self.from_checkpoint = 0  # the seq the checkpoint covered, when one was used
-        self.rebuilt_from = 0  # Kafka: the entry the views were last folded from (a kept state's, or 0)
+        self.rebuilt_from = 0  # the entry the views were last folded from (a kept state's or checkpoint's, or 0)
         self.rebuild_seconds = 0.0  # (and how long that took)
+        self.restating = False  # inside a restatement of the log: its entries are folded once it completes
+        # a data directory: the views kept for a restatement to fold from (``streams.view_points`` says why and
+        # how often), as (the entry they are folded up to, pickled), the newest last; the next at the first
+        # look after a fold
+        self.rewind_every = rewind_every
+        self.kept: list[tuple[int, bytes]] = []
+        self.keep_wanted = False
         self.read_seq = 0  # the log's entries read so far, as written (their changes held, or in the log)
         self.polls = 0
         self.poll_errors = 0
@@ -223,27 +230,45 @@ class Follower:
         log tail. Not yet visible to readers while it runs, so no lock is needed. ``restated``: the log was
         restated (``resolver.restate``) while it was being followed: the changes already held stay, and the
         log is read on from where it was."""
+        from streams.stream_app import unpickled
+
+        started = time.monotonic()
         log = DecisionLog(self.data_dir, writer=False)
+        if after >= 0:
+            self.kept = []  # (they hold what the erasure erased)
         with bulk_work():
-            loaded = load_checkpoint(self.data_dir, self.fingerprint, len(log), recount=lambda: (log.refresh(), len(log))[1],
-                                     state_types=STATE_TYPES, parts=1)  # (serving needs only the views)
-            if loaded is not None and (loaded[0] <= after or log.restated_since(loaded[0])):
-                loaded = None
+            # the newest kept views a restatement since does not supersede entries of (none: on an erasure)
+            kept = next((k for k in reversed(self.kept) if k[0] <= len(log) and not log.restated_since(k[0])), None)
+            loaded = None
+            if kept is None:  # (else the kept views, in memory, rather than the checkpoint's)
+                loaded = load_checkpoint(self.data_dir, self.fingerprint, len(log),
+                                         recount=lambda: (log.refresh(), len(log))[1], state_types=STATE_TYPES,
+                                         parts=1)  # (serving needs only the views)
+                if loaded is not None and (loaded[0] <= after or log.restated_since(loaded[0])):
+                    loaded = None
             if loaded is not None:
                 seq, state = loaded
                 views = state[0]
                 del loaded, state
                 views.config = self.projection_config
-                self.from_checkpoint = seq
+                self.from_checkpoint = self.rebuilt_from = seq
+            elif kept is not None:
+                views = unpickled(kept[1])
+                views.config = self.projection_config
+                self.rebuilt_from = kept[0]
             else:
                 views = CustomerViews(self.projection_config)
+                self.rebuilt_from = 0
+            self.keep_wanted = kept is None  # (folded from the checkpoint or the start: kept at the next look)
             for seq, decisions in log.read(views.seq):
                 views.apply_entry(seq, decisions)
                 self.applied += 1
         gc.freeze()  # what was loaded lives as long as the process: keep the collector off it
+        self.rebuild_seconds = time.monotonic() - started
         with self.lock:
             old, self.log = self.log, log
             self.views = views
+            self.restating = bool(open_restatements(log.restatements()))
             self.log_length = len(log)
             if after >= 0:
                 self.recent.clear()  # (changes read before the erasure name what it erased)
@@ -259,6 +284,7 @@ class Follower:
             return 0
         self.polls += 1
         self.last_poll = time.time()
+        self._keep_views(log)
         log.refresh()
         self.log_length = len(log)
         if self.read_seq >= self.log_length:
@@ -281,14 +307,25 @@ class Follower:
                     self.load(after=entry[0])
                     self.refresh_households(force=True)
                     return n + 1
+                kind = entry[1][0]["type"] if entry[1] else None
+                if kind == "log_restate_begun":
+                    # what follows is folded once the restatement completes: read now, the log may already say
+                    # so, and the entries it decided again would be folded onto views holding those they replace
+                    n += self._apply(batch)
+                    batch = []
+                    self.restating = True
                 batch.append(entry)
-                if entry[1] and entry[1][0]["type"] == "log_restated":
+                if kind == "log_restated":
                     # a restatement completed: the views are read again as the log reads now (and the log on
                     # from here, on the next poll)
                     n += self._apply(batch)
                     self.load(restated=True)
                     self.refresh_households()
                     return n
+                if kind == "log_restate_abandoned":  # (its entries are skipped: the views hold what they did)
+                    n += self._apply(batch)
+                    batch = []
+                    self.restating = False
                 if len(batch) >= self.apply_batch:
                     n += self._apply(batch)
                     batch = []
@@ -299,6 +336,21 @@ class Follower:
         gc.freeze()
         return n
 
+    def _keep_views(self, log: DecisionLog) -> None:
+        """Keeps the views (pickled) when it is time to: ``rewind_every`` entries and a quarter of the log after
+        the last kept, or first after a fold; never inside a restatement (its entries are not folded yet)."""
+        from streams.stream_app import pickled
+
+        seq = self.views.seq
+        last = self.kept[-1][0] if self.kept else 0
+        if not self.rewind_every or not seq or (not self.keep_wanted and seq - last < max(self.rewind_every,
+                                                                                          last // 4)):
+            return
+        if self.restating or open_restatements(log.restatements()):
+            return
+        self.kept = (self.kept + [(seq, pickled(self.views))])[-2:]
+        self.keep_wanted = False
+
     def _apply(self, batch: list[tuple[int, list[dict[str, Any]]]]) -> int:
         """Holds the changes of ``batch`` (entries as written) and folds those the log reads now and the views
         do not hold yet."""
@@ -308,7 +360,7 @@ class Follower:
         skipped = self.log.skipped if self.log is not None else (lambda seq: False)
         with self.lock:
             for seq, decisions in batch:
-                if seq >= views.seq and not skipped(seq):
+                if seq >= views.seq and not skipped(seq) and not self.restating:
                     views.apply_entry(seq, decisions)
                 self.recent.append((seq, changes_of(seq, decisions)))
             self.read_seq = batch[-1][0] + 1
@@ -406,7 +458,6 @@ class KafkaFollower(Follower):
         super().__init__(Path("."), config, projection_config, **kwargs)
         self.settings = settings
         self.next_offset = 0
-        self.restating = False  # inside a restatement of the log: its entries are folded once it completes
         self._consumer: Any = None
         self.points = ViewPoints(rewind_every)
 
@@ -871,12 +922,13 @@ class Metrics:
             ("idres_follower_lag_messages", "gauge", "From Kafka: decision-log messages not yet folded (0 for a data "
              "directory).", follower.lag_messages),
             ("idres_follower_polls_total", "counter", "Looks at the decision log for new entries.", follower.polls),
-            ("idres_views_rebuilt_from", "gauge", "From Kafka: the log entry the views were last folded from (the "
-             "entry of a kept state, or 0: the start of the topic).", follower.rebuilt_from),
-            ("idres_views_rebuild_seconds", "gauge", "From Kafka: how long the views' last fold took.",
+            ("idres_views_rebuilt_from", "gauge", "The log entry the views were last folded from (of kept views, "
+             "of the checkpoint, or 0: the start of the log).", follower.rebuilt_from),
+            ("idres_views_rebuild_seconds", "gauge", "How long the views' last fold took.",
              round(follower.rebuild_seconds, 3)),
-            ("idres_views_kept_bytes", "gauge", "From Kafka: the views kept for restatements to fold from (pickled).",
-             follower.points.kept_bytes() if isinstance(follower, KafkaFollower) else 0),
+            ("idres_views_kept_bytes", "gauge", "The views kept for restatements to fold from (pickled).",
+             follower.points.kept_bytes() if isinstance(follower, KafkaFollower)
+             else sum(len(k[1]) for k in follower.kept)),
             ("idres_follower_poll_errors_total", "counter", "Failed looks at the decision log.",
              follower.poll_errors),
             ("idres_follower_last_poll_timestamp_seconds", "gauge", "When the follower last looked at the log.",
@@ -1514,12 +1566,12 @@ def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, *,
         raise ServeError(f"refusing to serve on {host} without authentication: set {API_KEY_ENV} "
                          f"(clients then send it in X-API-Key), or pass --no-auth")
     sock = _listen(host, port)
+    rewind_every = env_int("IDRES_REWIND_EVERY", 20_000, minimum=0, expected="a number of log entries >= 0")
     if kafka is not None:
-        follower: Follower = KafkaFollower(kafka, config, projection_config, rewind_every=env_int(
-            "IDRES_REWIND_EVERY", 20_000, minimum=0, expected="a number of log entries >= 0"))
+        follower: Follower = KafkaFollower(kafka, config, projection_config, rewind_every=rewind_every)
         source = f"{kafka.topics.decisions} at {kafka.bootstrap}"
     else:
-        follower = Follower(data_dir, config, projection_config)
+        follower = Follower(data_dir, config, projection_config, rewind_every=rewind_every)
         source = str(data_dir)
     writers = write_keys(os.environ.get(WRITE_KEYS_ENV))
     if kafka is not None:

@@ -190,6 +190,78 @@ def test_a_follower_and_the_api_changelog_go_through_a_restatement(tmp_path):
     follower.stop()
 
 
+def test_a_follower_folds_its_views_again_from_views_it_kept_when_a_restatement_completes(tmp_path):
+    """`idres serve`'s follower keeps its views as the log grows, and when a restatement completes folds the log
+    from the newest it kept that the restatement does not supersede (not from the start, nor from a checkpoint
+    taken after its place): the views folded from the start, and every entry's changes once."""
+    from streams.api import Follower
+    from streams.ordering import order_key
+
+    lines = sorted(_named_lines(random.Random(8), 400), key=lambda line: order_key(line.strip()))
+    late = set(range(len(lines) - 40, len(lines) - 5, 5))  # (a few of the newest, but the very newest)
+    first = [x for i, x in enumerate(lines) if i not in late]
+    parts = [first[:150], first[150:300], first[300:]]
+    data = tmp_path / "d"
+    _in_commands([parts[0]], data)
+    follower = Follower(data, rewind_every=1)
+    follower.load()
+    for part in parts[1:]:
+        follower.poll()  # (kept: the views folded from the checkpoint)
+        _in_commands([part], data)
+        follower.poll()
+    follower.poll()
+    kept = [seq for seq, _ in follower.kept]
+    assert len(kept) == 2 and kept[-1] == follower.views.seq == len(follower.log)
+    _in_commands([[lines[i] for i in sorted(late)]], data)  # (late: the log is restated from their place)
+    while follower.poll():
+        pass
+    with DecisionLog(data, writer=False) as log:
+        starts = [m["from_seq"] for m in log.restatements().values() if m["type"] == "log_restated"]
+        assert len(starts) == 1 and kept[0] <= starts[0] < kept[1]
+        length = len(log)
+    assert follower.rebuilt_from == kept[0]  # (the newer kept views hold entries it superseded)
+    whole = Follower(data, rewind_every=0)
+    whole.load()
+    assert follower.views.digest() == whole.views.digest() == _views_digest(data)
+    assert [seq for seq, _ in follower.recent] == list(range(follower.recent[0][0], length))
+    follower.stop()
+    whole.stop()
+
+
+def test_a_follower_that_reads_a_whole_restatement_in_one_look_folds_none_of_it_onto_the_views_it_replaces(tmp_path):
+    """A follower that looks only once a restatement is complete (its begun marker, the entries decided again
+    and its end, all in one look) used to fold the entries decided again onto views still holding the entries
+    they replace (the log already reads without those), and stopped on a profile those had merged away: now
+    it folds nothing after a begun marker until the restatement completes, then reads the views again."""
+    from streams.api import Follower
+    from streams.ordering import order_key
+    from streams.synthetic import SyntheticConfig, write_dataset
+
+    write_dataset(tmp_path / "events.jsonl", tmp_path / "truth.csv", SyntheticConfig(people=500, seed=3))
+    lines = sorted((line for line in (tmp_path / "events.jsonl").read_bytes().splitlines(keepends=True)
+                    if line.strip()), key=lambda line: order_key(line.strip()))
+    late = set(random.Random(1).sample(range(len(lines) - len(lines) // 50, len(lines)), 20))
+    first = [x for i, x in enumerate(lines) if i not in late]
+    data = tmp_path / "d"
+    _in_commands([first[:len(first) // 2]], data)
+    follower = Follower(data)
+    follower.load()
+    _in_commands([first[len(first) // 2:]], data)
+    while follower.poll():
+        pass
+    _in_commands([[lines[i] for i in sorted(late)]], data)
+    while follower.poll():
+        pass
+    assert follower.error is None and not follower.restating
+    assert follower.views.digest() == _views_digest(data)
+    follower.stop()
+
+
+def _views_digest(data: Path) -> str:
+    with EmbeddedEngine(data, writer=False, use_checkpoint=False) as engine:
+        return engine.views.digest()
+
+
 def test_a_person_s_command_is_not_decided_again(tmp_path):
     """Review verdicts, unmerges and erasures are explicit orderings: a restatement starts after the last."""
     lines, (newer, older) = _newer_then_older(tmp_path)
