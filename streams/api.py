@@ -162,6 +162,7 @@ class Follower:
         self.rebuilt_from = 0  # the entry the views were last folded from (a kept state's or checkpoint's, or 0)
         self.rebuild_seconds = 0.0  # (and how long that took)
         self.restating = False  # inside a restatement of the log: its entries are folded once it completes
+        self.refold = False  # a restatement completed and the views are not yet folded again (a look failed)
         # a data directory: the views kept for a restatement to fold from (``streams.view_points`` says why and
         # how often), as (the entry they are folded up to, pickled), the newest last; the next at the first
         # look after a fold
@@ -268,6 +269,7 @@ class Follower:
         with self.lock:
             old, self.log = self.log, log
             self.views = views
+            self.refold = False
             self.restating = bool(open_restatements(log.restatements()))
             self.log_length = len(log)
             if after >= 0:
@@ -284,6 +286,10 @@ class Follower:
             return 0
         self.polls += 1
         self.last_poll = time.time()
+        if self.refold:  # (the last look read a restatement's end and failed to fold the views again)
+            self.load(restated=True)
+            self.refresh_households()
+            return 0
         self._keep_views(log)
         log.refresh()
         self.log_length = len(log)
@@ -319,6 +325,7 @@ class Follower:
                     # a restatement completed: the views are read again as the log reads now (and the log on
                     # from here, on the next poll)
                     n += self._apply(batch)
+                    self.refold = True  # (until it is done: the entries read are past the marker)
                     self.load(restated=True)
                     self.refresh_households()
                     return n
@@ -459,6 +466,7 @@ class KafkaFollower(Follower):
         self.settings = settings
         self.next_offset = 0
         self._consumer: Any = None
+        self._interrupted = False  # (a look failed part way: its messages are read again from next_offset)
         self.points = ViewPoints(rewind_every)
 
     def load(self, restated: bool = False) -> None:
@@ -480,6 +488,7 @@ class KafkaFollower(Follower):
         gc.freeze()
         with self.lock:
             self.views = folded.views
+            self.refold = False
             if restated:
                 self.recent.extend(held)
             else:
@@ -491,8 +500,6 @@ class KafkaFollower(Follower):
     def poll(self) -> int:
         from kafka import KafkaConsumer, TopicPartition
 
-        from streams.stream_app import decision_entries
-
         self.polls += 1
         self.last_poll = time.time()
         tp = TopicPartition(self.settings.topics.decisions, 0)
@@ -502,6 +509,20 @@ class KafkaFollower(Follower):
                                            client_id=f"{self.settings.client_id}-api", max_partition_fetch_bytes=8 << 20)
             self._consumer.assign([tp])
             self._consumer.seek(tp, self.next_offset)
+        elif self._interrupted:  # (the last look failed: what it read after the last message folded is read again)
+            self._consumer.seek(tp, self.next_offset)
+        if self.refold:  # (the last look read a restatement's end and failed to fold the views again)
+            self.load(restated=True)
+            self._consumer.seek(tp, self.next_offset)
+            return 0
+        self._interrupted = True
+        n = self._follow(tp)
+        self._interrupted = False
+        return n
+
+    def _follow(self, tp: Any) -> int:
+        from streams.stream_app import decision_entries
+
         n = 0
         with bulk_work():
             for record in self._consumer.poll(timeout_ms=FOLLOW_WAIT_MS, max_records=200).get(tp, ()):
@@ -535,6 +556,7 @@ class KafkaFollower(Follower):
                         self.read_seq = seq + 1
                 self.next_offset = record.offset + 1
                 if restated:  # (the views are folded again as the log reads now)
+                    self.refold = True  # (until it is done: the message is read)
                     self.load(restated=True)
                     self._consumer.seek(tp, self.next_offset)
                     return n + len(entries)

@@ -232,7 +232,8 @@ def test_a_follower_that_reads_a_whole_restatement_in_one_look_folds_none_of_it_
     """A follower that looks only once a restatement is complete (its begun marker, the entries decided again
     and its end, all in one look) used to fold the entries decided again onto views still holding the entries
     they replace (the log already reads without those), and stopped on a profile those had merged away: now
-    it folds nothing after a begun marker until the restatement completes, then reads the views again."""
+    it folds nothing after a begun marker until the restatement completes, then reads the views again; and
+    when that fails (here once, as a disk or a broker may), the next look does it."""
     from streams.api import Follower
     from streams.ordering import order_key
     from streams.synthetic import SyntheticConfig, write_dataset
@@ -250,8 +251,23 @@ def test_a_follower_that_reads_a_whole_restatement_in_one_look_folds_none_of_it_
     while follower.poll():
         pass
     _in_commands([[lines[i] for i in sorted(late)]], data)
-    while follower.poll():
-        pass
+    load, failed = follower.load, []
+
+    def load_once_failing(after: int = -1, restated: bool = False) -> None:
+        if restated and not failed:
+            failed.append(after)
+            raise OSError("the disk did not answer")
+        load(after=after, restated=restated)
+
+    follower.load = load_once_failing  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        while follower.poll():
+            pass
+    assert failed and follower.refold
+    for _ in range(100):  # (bounded: a follower that never folds again fails here, not hangs)
+        if not (follower.poll() or follower.refold):
+            break
+    assert not follower.refold
     assert follower.error is None and not follower.restating
     assert follower.views.digest() == _views_digest(data)
     follower.stop()
