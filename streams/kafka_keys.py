@@ -225,7 +225,9 @@ class KafkaKeys:
                             numbers.add(int(record.key, 16))
 
                 read_to_end(self.settings, self.topic, find)
-            numbers = sorted(n for n in numbers if self._have[n - 1] == 1)
+            # (the identifiers' keys last: a reader takes an erasure whose identifiers read as erased for done, so
+            # those are shredded once every other key of it is, should the worker stop in between)
+            numbers = sorted((n for n in numbers if self._have[n - 1] == 1), key=lambda n: (n in self._hashes, n))
             futures = [self._send(b"%012x" % n, None) for n in numbers]
             self._producer.flush(timeout=max(self.settings.timeout, 5) * 4)
             for f in futures:

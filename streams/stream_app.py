@@ -935,6 +935,8 @@ class StreamJobs:
         started = time.monotonic()
         resolver = Resolver(self.options.config, ResolverState())
         scan = LogScan(self.settings)
+        if self.owns_log:
+            self._finish_erasures(scan)
         self.log_end, entries = fold_decision_log(self.settings, resolver=resolver, scan=scan)
         if entries != scan.entries:
             raise DecisionLogError(
@@ -952,6 +954,26 @@ class StreamJobs:
         self.metrics.gauges["resolver_entries_at_rebuild"] = entries
         log.warning("resolver state rebuilt from %s: %d entries in %.1f s", self.settings.topics.decisions,
                     entries, time.monotonic() - started)
+
+    def _finish_erasures(self, scan: LogScan) -> None:
+        """Shreds the keys of erasures the log holds whose identifiers still read (the worker that logged them
+        stopped before it shredded them, or part way), before the state is folded: until then every reader
+        waits for them (``wait_shredded``), and nothing else would ever shred them."""
+        from streams.kafka_keys import sealer_for
+        from streams.sealing import erasure_subjects, is_erased
+
+        subjects: list[str] = []
+        for _, value in scan.erasures:
+            for entry in decision_entries(value, self.settings):
+                d = erasure_of(entry)
+                if d is not None and not all(is_erased(k) for k in d["nodes"]):
+                    subjects += erasure_subjects(d)
+        if subjects:
+            sealer = sealer_for(self.settings, writer=True)
+            gone = sealer.keys.shred(subjects)
+            sealer.forget()
+            log.warning("an erasure in the log had not been shredded (a worker stopped in between): %d keys "
+                        "shredded now", gone)
 
     async def _resolve(self, stream: Any) -> None:
         m = self.metrics

@@ -8,6 +8,9 @@ meanwhile; Apache Kafka answers as soon as there is data. Faust fixes the wait o
 to 1.5 s, and the resolve shards' two rounds per window cost seconds. This caps every consumer's wait at
 ``IDRES_TEST_FETCH_WAIT_MS`` (50) in the process, which changes nothing on Apache Kafka.
 
+With ``IDRES_TEST_DIE_BEFORE_SHRED=1``, this worker exits at once where it would shred the keys of an
+erasure it has logged (as if killed there).
+
 With ``IDRES_TEST_SHARD_HANG=S``, this worker answers each task of resolve shard S only after
 ``IDRES_TEST_SHARD_HANG_S`` seconds (6): a worker alive in its group but stuck.
 
@@ -54,7 +57,18 @@ def _hang(shard: int) -> None:
     ShardReplica.handle = handle
 
 
+def _die_before_shredding() -> None:
+    from streams.kafka_keys import KafkaKeys
+
+    def shred(self, subjects):
+        os._exit(9)  # (as a SIGKILL at that moment: the erasure is logged, its keys are not shredded)
+
+    KafkaKeys.shred = shred
+
+
 _cap()
+if os.environ.get("IDRES_TEST_DIE_BEFORE_SHRED"):
+    _die_before_shredding()
 if os.environ.get("IDRES_TEST_SHARD_HANG"):
     _hang(int(os.environ["IDRES_TEST_SHARD_HANG"]))
 

@@ -388,6 +388,58 @@ def test_erase_on_kafka_shreds_the_keys_and_every_reader_forgets(kafka_bootstrap
         worker.stop()
 
 
+def test_an_erasure_a_worker_logged_but_did_not_shred_is_shredded_by_the_next(kafka_bootstrap, tmp_path):
+    """A resolve worker that stops between logging an erasure and shredding its keys (here it exits there, as
+    if killed) left the erased customer readable in the log for good, every reader waiting for the keys to go:
+    the next worker shreds them before it folds the log."""
+    from streams.kafka_io import KafkaSettings
+    from streams.stream_app import LogScan, read_to_end, wait_shredded
+    from tests.kafka_broker import unique_name
+    from tests.test_stream import Worker, wait_until
+
+    class Dying(Worker):
+        module = "tests.tansu_worker"
+        env = {**os.environ, "IDRES_TEST_DIE_BEFORE_SHRED": "1"}
+
+    prefix = unique_name("erase-cut") + "."
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    settings = KafkaSettings.load({"IDRES_BOOTSTRAP": kafka_bootstrap, "IDRES_TOPIC_PREFIX": prefix})
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in EVENTS))
+    _cli("produce", str(events), *kafka)
+    worker = Dying(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
+    try:
+        wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == len(EVENTS), 180,
+                   "every event decided", [worker])
+        _cli("erase", "phone=+44 7700 900461", "--by", "dpo", *kafka)
+        wait_until(lambda: worker.proc.poll() is not None, 120, "the worker to stop where it shreds", [worker])
+        erasures = LogScan(settings).erasures
+        assert len(erasures) == 1 and not wait_shredded(settings, erasures[0][1], wait=0)  # (logged, readable)
+    finally:
+        worker.stop()
+    worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
+    try:
+        wait_until(lambda: wait_shredded(settings, erasures[0][1], wait=0), 120, "the keys shredded", [worker])
+        snapshot = tmp_path / "after.duckdb"
+        _cli("snapshot", "--out", str(snapshot), *kafka)
+        text = _snapshot_text(snapshot)
+        assert [s for s in SECRETS if s in text] == [] and "ann.other@mailbox.org" in text
+    finally:
+        worker.stop()
+    # the identifiers' keys are shredded last (a reader takes an erasure whose identifiers read as erased for done)
+    kinds: dict[bytes, int] = {}
+    shredded: list[int] = []
+
+    def take(record) -> None:
+        if record.value:
+            kinds[record.key] = json.loads(record.value).get("t", -1)
+        elif record.key in kinds:
+            shredded.append(kinds[record.key])
+
+    read_to_end(settings, settings.topics.keys, take)
+    assert 0 in shredded and 1 in shredded and shredded == sorted(shredded, reverse=True)
+
+
 def _serve(kafka: tuple[str, ...]):
     from tests.cli_helpers import ROOT
     from tests.kafka_broker import free_port
