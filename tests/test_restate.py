@@ -409,7 +409,8 @@ def test_a_restatement_through_kafka_rebuilds_from_a_kept_state_like_idres_inges
     restates the log from their place, rebuilding the state before it from a state it kept (not from the
     start of the log), and the deployment gives the profiles and IDs of `idres ingest` of the whole file.
     The project role and a follower of the topic (`serve --bootstrap`) fold their views again from views
-    they kept too, and those are the views folded from the start of the topic."""
+    they kept too, and those are the views folded from the start of the topic (the follower's first try
+    failing: its next look does it)."""
     import os
 
     from streams.api import KafkaFollower
@@ -447,6 +448,15 @@ def test_a_restatement_through_kafka_rebuilds_from_a_kept_state_like_idres_inges
     run_cli("produce", str(tmp_path / "first.jsonl"), *produce)
     worker = Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
     follower = KafkaFollower(settings, rewind_every=200)
+    load, failed = follower.load, []
+
+    def load_once_failing(restated: bool = False) -> None:  # (a look that fails as it folds the views again)
+        if restated and not failed:
+            failed.append(restated)
+            raise OSError("the broker did not answer")
+        load(restated=restated)
+
+    follower.load = load_once_failing  # type: ignore[method-assign]
     try:
         wait_until(lambda: all_decided(worker, settings, counts["first"]), 180, "the first part decided", [worker])
         # (started once the topic holds entries: Tansu loses a write made while a reader asks for an empty
@@ -467,8 +477,9 @@ def test_a_restatement_through_kafka_rebuilds_from_a_kept_state_like_idres_inges
         entries = int(metrics["idres_log_entries_written_total"])  # (the worker wrote the whole log)
         wait_until(lambda: worker.metrics()["idres_log_entries_applied"] == entries, 60, "the log projected", [worker])
         assert worker.metrics()["idres_views_rebuilt_from"] > 0  # (from views it kept)
-        wait_until(lambda: follower.read_seq == entries and not follower.restating, 60, "the follower caught up")
-        assert follower.error is None and follower.rebuilt_from > 0
+        wait_until(lambda: follower.read_seq == entries and not follower.restating and not follower.refold, 60,
+                   "the follower caught up")
+        assert follower.error is None and follower.rebuilt_from > 0 and failed and follower.poll_errors >= 1
         whole = KafkaFollower(settings, rewind_every=0)  # (the views folded from the start of the topic)
         whole.load()
         assert whole.rebuilt_from == 0 and whole.read_seq == entries
