@@ -515,6 +515,12 @@ class KafkaFollower(Follower):
             self.load(restated=True)
             self._consumer.seek(tp, self.next_offset)
             return 0
+        if self.points.pending and self.points.shredded(self.settings):  # (an erasure waited for in vain)
+            self.recent.clear()
+            self.points.forget()
+            self.load()
+            self._consumer.seek(tp, self.next_offset)
+            return 0
         self._interrupted = True
         n = self._follow(tp)
         self._interrupted = False
@@ -530,10 +536,8 @@ class KafkaFollower(Follower):
                     continue
                 entries = decision_entries(record.value, self.settings)
                 if any(map(erasure_of, entries)):
-                    # an erasure: everything is read again once its keys are shredded, without what it erased
-                    from streams.stream_app import wait_shredded
-
-                    wait_shredded(self.settings, record.value)
+                    # an erasure: everything is read again once its keys are shredded, without what it erased (the
+                    # fold waits for them, as for any erasure it finds that was not read before)
                     self.recent.clear()
                     self.points.forget()  # (they hold what it erased)
                     self.load()

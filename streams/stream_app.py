@@ -215,9 +215,13 @@ def decision_entries(value: bytes, settings: KafkaSettings) -> list[list[dict[st
     return [sealer.unseal_entry(entry) for entry in message["entries"]]
 
 
-def wait_shredded(settings: KafkaSettings, value: bytes, wait: float = 120.0) -> bool:
+SHRED_WAIT = 120.0  # seconds a reader waits for an erasure's keys to be shredded before it goes on without
+
+
+def wait_shredded(settings: KafkaSettings, value: bytes, wait: Optional[float] = None, warn: bool = True) -> bool:
     """Waits until the erasures in a decision-log message read as erased (the resolve worker shreds their keys
-    once the message is acknowledged); False if they still did not after ``wait`` seconds."""
+    once the message is acknowledged); False if they still did not after ``wait`` seconds (``SHRED_WAIT``)."""
+    wait = SHRED_WAIT if wait is None else wait
     from streams.kafka_keys import sealer_for
     from streams.sealing import is_erased
 
@@ -229,7 +233,9 @@ def wait_shredded(settings: KafkaSettings, value: bytes, wait: float = 120.0) ->
         if all(is_erased(k) for e in entries if (d := erasure_of(e)) for k in d["nodes"]):
             return True
         if time.monotonic() > deadline:
-            log.warning("the keys of an erasure were not shredded within %.0f s", wait)
+            if warn:
+                log.warning("the keys of an erasure were not shredded within %.0f s: the views are folded again "
+                            "once they are (a resolve worker shreds them when it starts)", wait)
             return False
         time.sleep(0.2)
 
@@ -744,6 +750,9 @@ class StreamJobs:
 
             @app.timer(interval=HOUSEHOLDS_EVERY)
             async def publish_households() -> None:
+                if jobs.view_points.pending and not jobs.views_stale:
+                    async with jobs.projecting:
+                        await jobs._erasures_shredded()
                 if jobs.views is not None and not jobs.views_stale:
                     async with jobs.projecting:
                         await jobs._publish_households()
@@ -1481,6 +1490,15 @@ class StreamJobs:
         gauges["views_rebuilt_from"] = folded.start
         gauges["views_rebuild_seconds"] = round(time.monotonic() - started, 3)
 
+    async def _erasures_shredded(self) -> None:
+        """Folds the views again once the keys of the erasures they waited for in vain are shredded."""
+        loop = asyncio.get_running_loop()
+        if await loop.run_in_executor(None, self.view_points.shredded, self.settings):
+            self.view_points.forget()
+            await loop.run_in_executor(None, self._rebuild_views)
+            self.households_published = None
+        self.metrics.gauges["erasures_waited_for"] = len(self.view_points.pending)
+
     def _publish_changes_now(self, changes: list[dict[str, Any]], prod: Any) -> Any:
         """Publishes ``changes`` (and empties the list), waiting for the broker; returns the producer."""
         from projections.changelog import key_of
@@ -1593,7 +1611,8 @@ class StreamJobs:
             changes = []
         self.changes_next = max(self.changes_next, self.views_seq)
         if erased is not None:  # the views hold what it erased: folded again once its keys are shredded
-            await loop.run_in_executor(None, wait_shredded, self.settings, erased)
+            if not await loop.run_in_executor(None, wait_shredded, self.settings, erased):
+                self.view_points.pending.append(erased)  # (folded again when they are: ``_erasures_shredded``)
         if erased is not None:
             self.view_points.forget()  # (they hold what it erased)
         if erased is not None or restated:  # (a restatement: the views are folded as the log reads now)
@@ -1605,6 +1624,7 @@ class StreamJobs:
             m.gauges["views_point_entries"] = self.view_points.points[-1].scan.entries
             m.gauges["views_point_bytes"] = self.view_points.kept_bytes()
             m.gauges["views_point_seconds"] = round(time.monotonic() - started, 3)
+        m.gauges["erasures_waited_for"] = len(self.view_points.pending)  # (their keys not shredded in time)
         m.gauges["profiles"] = len(self.views.profiles)
         m.gauges["events"] = len(self.views.ev_id)
         m.gauges["log_entries_applied"] = self.views_seq

@@ -15,7 +15,8 @@ restatement starts from are dropped when its begun marker is read; all of them o
 it erased) and when the topic holds fewer entries than were read from it.
 An erasure the reader had not read before a fold (one the pass over the topic finds) is waited for, as the
 reader waits for one it reads (its keys shredded), before the fold reads what it erased; if its keys are not
-shredded in time, no state is kept until a fold from the start of the topic finds none such.
+shredded in time, no state is kept until a fold from the start of the topic finds none such, and the reader
+folds its views again once they are (``pending``, ``shredded``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class ViewPoints:
         self.points: list[RewindPoint] = []
         self.scan = ScanState()  # the entries noted so far
         self.unclean = False  # (the views may hold what an erasure erased: nothing is kept)
+        # the messages holding erasures whose keys were not shredded in time (``wait_shredded``): the views,
+        # folded without waiting longer, hold what they erased until they are folded again (``shredded``)
+        self.pending: list[bytes] = []
         self.wanted = False  # (folded from the start of the topic: kept at the next look)
 
     def note(self, entry: Entry) -> None:
@@ -60,6 +64,14 @@ class ViewPoints:
             start = first["from_seq"]
             self.points = [p for p in self.points if p.scan.entries <= start]
         self.scan.take(entry)
+
+    def shredded(self, settings: KafkaSettings) -> bool:
+        """Whether the keys of every erasure ``pending`` are shredded now (then none is pending): the views are
+        to be folded again."""
+        if not self.pending or not all([wait_shredded(settings, value, wait=0, warn=False) for value in self.pending]):
+            return False
+        self.pending = []
+        return True
 
     def forget(self) -> None:
         """Drops every kept state (an erasure: they hold what it erased)."""
@@ -100,8 +112,10 @@ class ViewPoints:
         # the fold does not read what they erased (an erasure before a kept state was noted: the state is not
         # used when one follows it)
         unread = [value for seq, value in scan.erasures if seq >= self.scan.entries]
-        if not all([wait_shredded(settings, value) for value in unread]):
+        late = [value for value in unread if not wait_shredded(settings, value)]
+        if late:
             self.points, self.unclean = [], True
+            self.pending += late
         elif point is None:
             self.unclean = False
         views = unpickled(point.state) if point is not None else CustomerViews(config)

@@ -9,7 +9,8 @@ to 1.5 s, and the resolve shards' two rounds per window cost seconds. This caps 
 ``IDRES_TEST_FETCH_WAIT_MS`` (50) in the process, which changes nothing on Apache Kafka.
 
 With ``IDRES_TEST_DIE_BEFORE_SHRED=1``, this worker exits at once where it would shred the keys of an
-erasure it has logged (as if killed there).
+erasure it has logged (as if killed there); with ``IDRES_TEST_SHRED_WAIT=S`` its readers wait S seconds
+(not two minutes) for an erasure's keys to be shredded before they go on without.
 
 With ``IDRES_TEST_SHARD_HANG=S``, this worker answers each task of resolve shard S only after
 ``IDRES_TEST_SHARD_HANG_S`` seconds (6): a worker alive in its group but stuck.
@@ -67,6 +68,10 @@ def _die_before_shredding() -> None:
 
 
 _cap()
+if os.environ.get("IDRES_TEST_SHRED_WAIT"):
+    import streams.stream_app
+
+    streams.stream_app.SHRED_WAIT = float(os.environ["IDRES_TEST_SHRED_WAIT"])
 if os.environ.get("IDRES_TEST_DIE_BEFORE_SHRED"):
     _die_before_shredding()
 if os.environ.get("IDRES_TEST_SHARD_HANG"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -388,10 +389,13 @@ def test_erase_on_kafka_shreds_the_keys_and_every_reader_forgets(kafka_bootstrap
         worker.stop()
 
 
-def test_an_erasure_a_worker_logged_but_did_not_shred_is_shredded_by_the_next(kafka_bootstrap, tmp_path):
+def test_an_erasure_a_worker_logged_but_did_not_shred_is_shredded_by_the_next(kafka_bootstrap, tmp_path,
+                                                                               monkeypatch):
     """A resolve worker that stops between logging an erasure and shredding its keys (here it exits there, as
     if killed) left the erased customer readable in the log for good, every reader waiting for the keys to go:
-    the next worker shreds them before it folds the log."""
+    the next worker shreds them before it folds the log. A reader that waited in vain (`serve --bootstrap`'s
+    follower, here waiting a second instead of two minutes) folds its views again once they are shredded."""
+    from streams.api import KafkaFollower
     from streams.kafka_io import KafkaSettings
     from streams.stream_app import LogScan, read_to_end, wait_shredded
     from tests.kafka_broker import unique_name
@@ -401,30 +405,59 @@ def test_an_erasure_a_worker_logged_but_did_not_shred_is_shredded_by_the_next(ka
         module = "tests.tansu_worker"
         env = {**os.environ, "IDRES_TEST_DIE_BEFORE_SHRED": "1"}
 
+    class Projecting(Worker):
+        module = "tests.tansu_worker"
+        env = {**os.environ, "IDRES_TEST_SHRED_WAIT": "1"}
+
     prefix = unique_name("erase-cut") + "."
     kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
     settings = KafkaSettings.load({"IDRES_BOOTSTRAP": kafka_bootstrap, "IDRES_TOPIC_PREFIX": prefix})
     events = tmp_path / "events.jsonl"
     events.write_text("".join(json.dumps(e) + "\n" for e in EVENTS))
     _cli("produce", str(events), *kafka)
+    monkeypatch.setattr("streams.stream_app.SHRED_WAIT", 1.0)
+    follower = KafkaFollower(settings)
+    mail = "email:zq.mail@quixmail.co.uk"
+
+    def readable() -> list[str]:  # (what the follower's views hold of the erased customer)
+        with follower.lock:
+            held = pickle.dumps(follower.views).lower()
+        return [s for s in SECRETS if s.encode() in held]
     worker = Dying(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
+    project = Projecting(tmp_path, kafka_bootstrap, prefix, "project")
     try:
-        wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == len(EVENTS), 180,
-                   "every event decided", [worker])
+        wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == len(EVENTS)
+                   and project.metrics().get("idres_log_entries_applied") == len(EVENTS), 180,
+                   "every event decided and projected", [worker, project])
+        follower.start()  # (once the topic holds entries: see tests/kafka_broker.py)
+        wait_until(lambda: follower.ready.is_set() and mail in follower.views.node_index, 60, "the follower")
         _cli("erase", "phone=+44 7700 900461", "--by", "dpo", *kafka)
         wait_until(lambda: worker.proc.poll() is not None, 120, "the worker to stop where it shreds", [worker])
         erasures = LogScan(settings).erasures
         assert len(erasures) == 1 and not wait_shredded(settings, erasures[0][1], wait=0)  # (logged, readable)
+        wait_until(lambda: follower.points.pending, 60, "the follower to wait for the keys in vain")
+        assert readable() != []  # (it went on: what the erasure erased is still readable)
+        wait_until(lambda: project.metrics().get("idres_erasures_waited_for") == 1, 60,
+                   "the project role to wait for the keys in vain", [project])
+    except BaseException:
+        project.stop()
+        raise
     finally:
         worker.stop()
     worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
     try:
         wait_until(lambda: wait_shredded(settings, erasures[0][1], wait=0), 120, "the keys shredded", [worker])
+        wait_until(lambda: not follower.points.pending and readable() == [], 60, "the follower to forget the customer")
+        assert follower.error is None
+        wait_until(lambda: project.metrics().get("idres_erasures_waited_for") == 0, 60,
+                   "the project role to fold its views again", [project])
         snapshot = tmp_path / "after.duckdb"
         _cli("snapshot", "--out", str(snapshot), *kafka)
         text = _snapshot_text(snapshot)
         assert [s for s in SECRETS if s in text] == [] and "ann.other@mailbox.org" in text
     finally:
+        follower.stop()
+        project.stop()
         worker.stop()
     # the identifiers' keys are shredded last (a reader takes an erasure whose identifiers read as erased for done)
     kinds: dict[bytes, int] = {}
