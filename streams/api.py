@@ -261,7 +261,18 @@ class Follower:
                 views = CustomerViews(self.projection_config)
                 self.rebuilt_from = 0
             self.keep_wanted = kept is None  # (folded from the checkpoint or the start: kept at the next look)
-            for seq, decisions in log.read(views.seq):
+            start, stop = views.seq, None
+            for seq, decisions in log.read(start):
+                erased = erasure_of(decisions)
+                if erased is not None:
+                    if not all(is_erased(k) for k in erased["nodes"]):
+                        # its keys not yet shredded: the views stop before it, and a look waits for them
+                        log.sealer.forget()
+                        stop = seq
+                        break
+                    if start > 0:  # (the views folded from, kept or the checkpoint's, hold what it erased)
+                        log.close()
+                        return self.load(after=seq, restated=restated)
                 views.apply_entry(seq, decisions)
                 self.applied += 1
         gc.freeze()  # what was loaded lives as long as the process: keep the collector off it
@@ -275,7 +286,7 @@ class Follower:
             if after >= 0:
                 self.recent.clear()  # (changes read before the erasure name what it erased)
             if not restated:
-                self.read_seq = len(log)
+                self.read_seq = len(log) if stop is None else stop
         if old is not None:
             old.close()
 

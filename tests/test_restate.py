@@ -273,6 +273,72 @@ def test_a_follower_that_reads_a_whole_restatement_in_one_look_folds_none_of_it_
     follower.stop()
 
 
+def test_a_follower_folds_nothing_an_erasure_erased_back_in(tmp_path, monkeypatch):
+    """Views a follower folds from (kept, or a checkpoint's) that precede an erasure hold what it erased: a fold
+    that meets one goes on from after it instead (here a restatement's end and an erasure after it are read in
+    one look, with views kept before the restatement's place: the follower folded the erasure onto those and
+    kept the erased customer for good). An erasure whose keys are not shredded yet (the writer stopped in
+    between) is not folded until they are (a fold went through it, reading the customer, and never again)."""
+    import pickle
+
+    from streams.api import Follower
+    from streams.ordering import order_key
+
+    lines = sorted(_named_lines(random.Random(5), 400), key=lambda line: order_key(line.strip()))
+    late = set(range(len(lines) - 40, len(lines) - 5, 7))
+    first = [x for i, x in enumerate(lines) if i not in late]
+    data = tmp_path / "d"
+    _in_commands([first[:200]], data)
+    follower = Follower(data, rewind_every=1, pause=0)
+    follower.load()
+    follower.poll()
+    _in_commands([first[200:]], data)
+    while follower.poll():
+        pass
+    follower.poll()  # (kept)
+    _in_commands([[lines[i] for i in sorted(late)]], data)  # (the log restated from their place)
+
+    def erase(index: int) -> str:
+        with EmbeddedEngine(data) as engine:
+            views = engine.views
+            keys = sorted(k for i, k in enumerate(views.node_keys)
+                          if views.node_profile[i] is not None and k.startswith("email:"))
+            engine.erase([tuple(keys[index].split(":", 1))], "dpo")
+        return keys[index].split(":", 1)[1]
+
+    def holds(value: str) -> bool:
+        return value.encode() in pickle.dumps(follower.views) or any(value.encode() in b for _, b in follower.kept)
+
+    def caught_up() -> None:
+        for _ in range(100):
+            if not (follower.poll() or follower.refold):
+                return
+        raise AssertionError("the follower did not catch up")
+
+    gone = erase(0)  # (before the follower reads the restatement's end)
+    caught_up()
+    assert follower.views.digest() == _views_digest(data) and not holds(gone)
+
+    class Stopped(Exception):
+        pass
+
+    def stop(self, *erased):
+        raise Stopped  # (the writer stops after logging an erasure, before shredding its keys)
+
+    gone = erase(1)
+    with monkeypatch.context() as patched:
+        patched.setattr(EmbeddedEngine, "shred", stop)
+        with pytest.raises(Stopped):
+            erase(2)
+    follower.load()  # (as after an erasure before: folded from the checkpoint, written after it)
+    caught_up()
+    assert not holds(gone)
+    EmbeddedEngine(data).close()  # (a writer opening shreds the keys of the erasure cut short)
+    caught_up()
+    assert follower.views.digest() == _views_digest(data) and follower.error is None
+    follower.stop()
+
+
 def _views_digest(data: Path) -> str:
     with EmbeddedEngine(data, writer=False, use_checkpoint=False) as engine:
         return engine.views.digest()
