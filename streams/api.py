@@ -526,10 +526,12 @@ class KafkaFollower(Follower):
             self.load(restated=True)
             self._consumer.seek(tp, self.next_offset)
             return 0
-        if self.points.pending and self.points.shredded(self.settings):  # (an erasure waited for in vain)
+        waited = self.points.shredded(self.settings)  # (erasures waited for in vain whose keys are gone now)
+        if waited:
             self.recent.clear()
             self.points.forget()
             self.load()
+            self.points.settled(waited)
             self._consumer.seek(tp, self.next_offset)
             return 0
         self._interrupted = True

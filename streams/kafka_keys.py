@@ -208,11 +208,22 @@ class KafkaKeys:
             for f in futures:
                 f.get(timeout=max(self.settings.timeout, 5) * 4)  # (raises what the broker refused)
 
-    def shred(self, subjects: Iterable[str]) -> int:
-        """Tombstones the keys of these subjects and waits for the broker to acknowledge them."""
+    def held(self, kid: str) -> bool:
+        """Whether key ``kid`` is in the topic and not shredded (as of the last catch_up)."""
+        try:
+            n = int(kid, 16)
+        except ValueError:
+            return False
+        with self._lock:
+            return 0 < n <= len(self._have) and self._have[n - 1] == 1
+
+    def shred(self, subjects: Iterable[str], kids: Iterable[str] = ()) -> int:
+        """Tombstones the keys of these subjects, and the keys ``kids``, and waits for the broker to acknowledge
+        them."""
         with self._lock:
             self.flush()
             self.catch_up()
+            named = {int(kid, 16) for kid in kids}
             hashes = {self._hash(s) for s in subjects}
             numbers = {self._subjects[h] for h in hashes if h in self._subjects}
             if len(numbers) < len(hashes):  # (contents: found by reading the topic, the writer keeps no map)
@@ -225,9 +236,11 @@ class KafkaKeys:
                             numbers.add(int(record.key, 16))
 
                 read_to_end(self.settings, self.topic, find)
+            numbers |= named
             # (the identifiers' keys last: a reader takes an erasure whose identifiers read as erased for done, so
             # those are shredded once every other key of it is, should the worker stop in between)
-            numbers = sorted((n for n in numbers if self._have[n - 1] == 1), key=lambda n: (n in self._hashes, n))
+            numbers = sorted((n for n in numbers if 0 < n <= len(self._have) and self._have[n - 1] == 1),
+                             key=lambda n: (n in self._hashes, n))
             futures = [self._send(b"%012x" % n, None) for n in numbers]
             self._producer.flush(timeout=max(self.settings.timeout, 5) * 4)
             for f in futures:

@@ -240,6 +240,43 @@ def wait_shredded(settings: KafkaSettings, value: bytes, wait: Optional[float] =
         time.sleep(0.2)
 
 
+def unshredded(keys: Any, messages: Iterable[bytes]) -> tuple[list[str], list[str]]:
+    """The keys to shred of the erasures in these decision-log messages (as written) whose identifiers' keys
+    are still in the store ``keys`` (``streams.kafka_keys.KafkaKeys``, caught up): those identifiers' keys, the
+    ones the erasure was written with (an identifier seen again since has another), as key IDs; and the
+    subjects of its events and rejected records."""
+    from streams.sealing import event_subject, rejected_subject
+
+    kids: list[str] = []
+    subjects: list[str] = []
+    for value in messages:
+        message = orjson.loads(value)
+        if not message.get("k"):
+            continue  # (written before the log was sealed: no key to shred)
+        for entry in message["entries"]:
+            d = erasure_of(entry)
+            if d is None:
+                continue
+            named = [rest[1:].partition(".")[0] for rest in (k.partition(":")[2] for k in d["nodes"])
+                     if rest.startswith("~")]
+            if any(keys.held(kid) for kid in named):
+                kids += named
+                subjects += [*map(event_subject, d["events"]), *map(rejected_subject, d["rejected"])]
+    return kids, subjects
+
+
+def finish_erasures(sealer: Any, messages: list[bytes]) -> int:
+    """Shreds the keys ``unshredded`` finds for the erasures in these decision-log messages, through ``sealer``
+    (a writer's, of ``streams.kafka_keys``); returns how many."""
+    sealer.forget()  # (what was shredded since this process last read the keys, and nothing read before)
+    kids, subjects = unshredded(sealer.keys, messages)
+    if not kids:
+        return 0
+    gone = sealer.keys.shred(subjects, kids)
+    sealer.forget()
+    return gone
+
+
 class ScanState:
     """What a pass over the decision log has found up to an entry, without folding it: the restatement
     markers with their positions, the entries, the last person's command (``erased``: the last erasure), and the
@@ -799,6 +836,9 @@ class StreamJobs:
             self.reorder.drain()
             self.held.clear()
             self.owns_log = False
+        if "project" in self.options.roles and any(tp.topic == self.settings.topics.decisions for tp in revoked):
+            self.views_stale = True  # (another worker projects the log now: folded again if it comes back)
+            self.view_points.pending = []
 
     # -- validate -------------------------------------------------------------------------------
     async def _validate(self, stream: Any) -> None:
@@ -965,22 +1005,15 @@ class StreamJobs:
                     entries, time.monotonic() - started)
 
     def _finish_erasures(self, scan: LogScan) -> None:
-        """Shreds the keys of erasures the log holds whose identifiers still read (the worker that logged them
-        stopped before it shredded them, or part way), before the state is folded: until then every reader
-        waits for them (``wait_shredded``), and nothing else would ever shred them."""
+        """Shreds the keys of erasures the log holds whose identifiers' keys are still there (the worker that
+        logged them stopped before it shredded them, or part way), before the state is folded: until then every
+        reader waits for them (``wait_shredded``), and nothing else would ever shred them. The identifiers' keys
+        are the ones the erasure was written with (an identifier seen again since has another), read from the
+        message as written; the contents' are its events' and rejected records'."""
         from streams.kafka_keys import sealer_for
-        from streams.sealing import erasure_subjects, is_erased
 
-        subjects: list[str] = []
-        for _, value in scan.erasures:
-            for entry in decision_entries(value, self.settings):
-                d = erasure_of(entry)
-                if d is not None and not all(is_erased(k) for k in d["nodes"]):
-                    subjects += erasure_subjects(d)
-        if subjects:
-            sealer = sealer_for(self.settings, writer=True)
-            gone = sealer.keys.shred(subjects)
-            sealer.forget()
+        gone = finish_erasures(sealer_for(self.settings, writer=True), [value for _, value in scan.erasures])
+        if gone:
             log.warning("an erasure in the log had not been shredded (a worker stopped in between): %d keys "
                         "shredded now", gone)
 
@@ -1491,12 +1524,18 @@ class StreamJobs:
         gauges["views_rebuild_seconds"] = round(time.monotonic() - started, 3)
 
     async def _erasures_shredded(self) -> None:
-        """Folds the views again once the keys of the erasures they waited for in vain are shredded."""
+        """Folds the views again once the keys of the erasures they waited for in vain are shredded (a failure
+        leaves them waiting: tried again at the next tick)."""
         loop = asyncio.get_running_loop()
-        if await loop.run_in_executor(None, self.view_points.shredded, self.settings):
-            self.view_points.forget()
-            await loop.run_in_executor(None, self._rebuild_views)
-            self.households_published = None
+        try:
+            waited = await loop.run_in_executor(None, self.view_points.shredded, self.settings)
+            if waited:
+                self.view_points.forget()
+                await loop.run_in_executor(None, self._rebuild_views)
+                self.households_published = None
+                self.view_points.settled(waited)
+        except Exception as exc:  # (the broker did not answer: tried again at the next tick)
+            log.warning("folding the views again after an erasure failed: %s: %s", type(exc).__name__, exc)
         self.metrics.gauges["erasures_waited_for"] = len(self.view_points.pending)
 
     def _publish_changes_now(self, changes: list[dict[str, Any]], prod: Any) -> Any:

@@ -21,6 +21,7 @@ folds its views again once they are (``pending``, ``shredded``).
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Optional
 
 from projections.customer import CustomerViews, ProjectionConfig
@@ -28,6 +29,7 @@ from streams.kafka_io import KafkaSettings
 from streams.stream_app import LogScan, RewindPoint, ScanState, fold_decision_log, pickled, unpickled, wait_shredded
 
 KEPT = 2  # states kept, the newest last
+CHECK_EVERY = 2.0  # seconds between two looks at whether pending erasures' keys are shredded
 
 Entry = list[dict[str, Any]]
 
@@ -55,6 +57,7 @@ class ViewPoints:
         # the messages holding erasures whose keys were not shredded in time (``wait_shredded``): the views,
         # folded without waiting longer, hold what they erased until they are folded again (``shredded``)
         self.pending: list[bytes] = []
+        self.check_after = 0.0  # (monotonic time before which ``shredded`` does not ask again)
         self.wanted = False  # (folded from the start of the topic: kept at the next look)
 
     def note(self, entry: Entry) -> None:
@@ -65,13 +68,19 @@ class ViewPoints:
             self.points = [p for p in self.points if p.scan.entries <= start]
         self.scan.take(entry)
 
-    def shredded(self, settings: KafkaSettings) -> bool:
-        """Whether the keys of every erasure ``pending`` are shredded now (then none is pending): the views are
-        to be folded again."""
-        if not self.pending or not all([wait_shredded(settings, value, wait=0, warn=False) for value in self.pending]):
-            return False
-        self.pending = []
-        return True
+    def shredded(self, settings: KafkaSettings) -> list[bytes]:
+        """The erasures ``pending`` if the keys of every one are shredded now (else none; asked at most every
+        ``CHECK_EVERY`` seconds): the views are to be folded again, and then those ``settled``."""
+        now = time.monotonic()
+        if not self.pending or now < self.check_after:
+            return []
+        self.check_after = now + CHECK_EVERY
+        waited = list(self.pending)
+        return waited if all([wait_shredded(settings, value, wait=0, warn=False) for value in waited]) else []
+
+    def settled(self, values: list[bytes]) -> None:
+        """The views are folded again after these erasures' keys were shredded: no longer pending."""
+        self.pending = [value for value in self.pending if value not in values]
 
     def forget(self) -> None:
         """Drops every kept state (an erasure: they hold what it erased)."""
@@ -79,7 +88,7 @@ class ViewPoints:
 
     def due(self) -> bool:
         """Whether the views folded up to the last entry noted are to be kept now (outside a restatement)."""
-        if not self.every or self.unclean:
+        if not self.every or self.unclean or self.pending:
             return False
         if self.wanted:
             return True

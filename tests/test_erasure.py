@@ -4,6 +4,7 @@ erased identifiers tied together falls apart; replay still succeeds and agrees w
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pickle
@@ -471,6 +472,78 @@ def test_an_erasure_a_worker_logged_but_did_not_shred_is_shredded_by_the_next(ka
 
     read_to_end(settings, settings.topics.keys, take)
     assert 0 in shredded and 1 in shredded and shredded == sorted(shredded, reverse=True)
+
+
+class _KeysTopic:
+    """The keys topic of a Kafka deployment in memory, for ``KafkaKeys`` stores that read and write it."""
+
+    def __init__(self):
+        self.messages: list[tuple[bytes, bytes | None]] = []
+
+    def store(self):
+        from types import SimpleNamespace
+
+        from streams.kafka_keys import KafkaKeys
+
+        topic = self
+
+        class Sent:
+            def get(self, timeout=None):
+                return None
+
+        class Producer:
+            def send(self, name, key, value, partition):
+                topic.messages.append((key, value))
+                return Sent()
+
+            def flush(self, timeout=None):
+                pass
+
+        keys = KafkaKeys(SimpleNamespace(topics=SimpleNamespace(keys="keys"), timeout=5))
+
+        def catch_up():
+            for offset in range(keys._pos, len(topic.messages)):
+                keys._take(*topic.messages[offset], offset)
+            keys._pos = len(topic.messages)
+
+        keys.catch_up = catch_up
+        keys.writer, keys._producer = True, Producer()
+        if not topic.messages:
+            keys._secret = bytes(32)
+            keys._send(b"secret", json.dumps({"secret": base64.b64encode(bytes(32)).decode()}).encode())
+        catch_up()
+        return keys
+
+
+def test_an_unshredded_erasure_is_finished_with_the_keys_it_was_written_with():
+    """A resolve worker that finishes an erasure another left unshredded shreds the identifiers' keys the
+    erasure was written with (read from the message as written), not those its identifiers have now: one erased
+    and seen again since has a new key, and shredding by the identifier made the live customer unreadable
+    (when the worker, a log owner before, still held the erased identifier read in memory)."""
+    import orjson
+
+    from streams.sealing import Sealer
+    from streams.stream_app import finish_erasures, unshredded
+
+    topic = _KeysTopic()
+    one, other = Sealer(topic.store()), Sealer(topic.store())  # (two workers, the log owned by each in turn)
+    x = "email:x@example.com"
+    erased = {"type": "customer_erased", "nodes": [x], "events": ["e1"], "rejected": [], "by": "dpo"}
+    first = one.node(x)
+    one.flush()
+    one.read_node(first)  # (the first worker holds it read)
+    other.keys.catch_up()
+    entry = other.seal_entry([dict(erased)])  # (the erasure, written under the identifier's first key)
+    other.flush()
+    message = orjson.dumps({"v": 1, "k": 1, "entries": [entry]})
+    other.keys.catch_up()
+    assert unshredded(other.keys, [message]) == ([first.partition("~")[2].partition(".")[0]], ["e:e1"])
+    other.keys.shred(["n:" + x])  # (as the worker that logged it would have)
+    other.forget()
+    again = other.node(x)  # (the identifier seen again: a key of its own)
+    other.flush()
+    assert finish_erasures(one, [message]) == 0  # (the first worker owns the log again: nothing left to do)
+    assert one.read_node(again) == x and one.read_node(first) != x
 
 
 def _serve(kafka: tuple[str, ...]):

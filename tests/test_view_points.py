@@ -81,7 +81,7 @@ def test_an_erasure_not_read_before_a_fold_is_waited_for_and_if_not_shredded_not
     def fold(settings, views=None, on_entry=None, scan=None, start=0, seq=0, stop=None):
         return scan.offset, scan.entries
 
-    def wait(settings, value):
+    def wait(settings, value, wait=None, warn=True):
         waited.append(value)
         return shredded["ok"]
 
@@ -96,8 +96,12 @@ def test_an_erasure_not_read_before_a_fold_is_waited_for_and_if_not_shredded_not
     assert folded.start == 0 and points.points == [] and not points.due()  # (not shredded: none kept)
     topic["entries"] = 80
     points.scan.entries = 80
-    assert not points.due()
+    monkeypatch.setattr(vp, "CHECK_EVERY", 0.0)
+    assert not points.due() and points.pending == [b"message 35"] and points.shredded(None) == []
     shredded["ok"] = True
+    assert points.shredded(None) == [b"message 35"] and not points.due()  # (pending until folded again)
+    points.settled([b"message 35"])  # (the reader folded again)
+    assert points.pending == []
     waited.clear()
     points.fold(None, views.config)
     assert waited == []  # (read by then: the fold before noted it)
@@ -108,3 +112,14 @@ def test_an_erasure_not_read_before_a_fold_is_waited_for_and_if_not_shredded_not
     topic["entries"] = 95
     points.fold(None, views.config)
     assert waited == [b"message 90"] and points.points == [] and points.due()
+
+
+def test_nothing_is_kept_while_an_erasure_s_keys_are_awaited():
+    points, views, offset = ViewPoints(every=10), CustomerViews(), [0]
+    _fold(points, views, 30, offset)
+    kept = [p.scan.entries for p in points.points]
+    points.pending.append(b"{}")  # (a message holding an erasure whose keys were not shredded in time)
+    _fold(points, views, 60, offset)
+    assert [p.scan.entries for p in points.points] == kept and not points.due()
+    points.pending.clear()
+    assert points.due()
