@@ -121,7 +121,10 @@ class ViewPoints:
         # the fold does not read what they erased (an erasure before a kept state was noted: the state is not
         # used when one follows it)
         unread = [value for seq, value in scan.erasures if seq >= self.scan.entries]
-        late = [value for value in unread if not wait_shredded(settings, value)]
+        late: list[bytes] = []
+        for value in unread:  # (once one was waited for in vain, the rest are only looked at)
+            if not wait_shredded(settings, value, **({"wait": 0, "warn": False} if late else {})):
+                late.append(value)
         if late:
             self.points, self.unclean = [], True
             self.pending += late

@@ -123,3 +123,20 @@ def test_nothing_is_kept_while_an_erasure_s_keys_are_awaited():
     assert [p.scan.entries for p in points.points] == kept and not points.due()
     points.pending.clear()
     assert points.due()
+
+
+def test_once_an_erasure_was_waited_for_in_vain_the_others_of_a_fold_are_only_looked_at(monkeypatch):
+    import streams.view_points as vp
+
+    waits: list[object] = []
+
+    def wait(settings, value, wait=None, warn=True):
+        waits.append(wait)
+        return False
+
+    monkeypatch.setattr(vp, "LogScan", lambda settings, resume=None: _Scan(50, [20, 30, 40]))
+    monkeypatch.setattr(vp, "fold_decision_log", lambda settings, scan=None, **kw: (scan.offset, scan.entries))
+    monkeypatch.setattr(vp, "wait_shredded", wait)
+    points = ViewPoints(every=10)
+    points.fold(None, CustomerViews().config)
+    assert waits == [None, 0, 0] and len(points.pending) == 3  # (the whole wait once, not three times)
