@@ -555,7 +555,7 @@ class EmbeddedEngine:
         self.after_erasure = 0
         erased = False
         for seq, decisions in self.log.read(0):
-            if holds_erased(decisions):
+            if touches_erased(decisions):
                 erased = True
                 check.apply_all(decisions)
             else:
@@ -573,6 +573,11 @@ class EmbeddedEngine:
             if progress is not None and n % 10000 == 0:
                 progress(10000)
         return None
+
+
+def touches_erased(decisions: list[dict[str, Any]]) -> bool:
+    """Whether a log entry's input holds anything an erasure made unreadable (an identifier of it, at least)."""
+    return holds_erased(decisions) or any(is_erased(k) for k in record_of(decisions).get("nodes", ()))
 
 
 def holds_erased(decisions: list[dict[str, Any]]) -> bool:
@@ -657,8 +662,10 @@ def redo(resolver: Resolver, rec: dict[str, Any]) -> list[dict[str, Any]]:
             identifiers[id_type] = v
     for ign in rec.get("ignored", ()):
         identifiers.setdefault(ign["type"], ign["raw"])
+    gone = {key.partition(":")[0] for key in rec["nodes"] if is_erased(key)}
     for written in rec.get("read", ()):  # (read through a learned format: read again as written)
-        identifiers[written["type"]] = written["raw"]
+        if written["type"] not in gone:  # (an erased identifier's value is not read again: a log written
+            identifiers[written["type"]] = written["raw"]  # before it was sealed with the identifier holds it)
     event = ChannelEvent(event_id=rec["event_id"], occurred_at=rec["occurred_at"], channel=rec["channel"],
                          event_type=rec["event_type"], identifiers=identifiers, attributes=rec.get("attributes", {}),
                          payload=rec.get("payload", {}))

@@ -241,9 +241,20 @@ class Sealer:
             a = d["attributed"]
             out["attributed"] = {**a, "node": self.node(a["node"]), "via": self.node(a["via"])}
         fields = {k: out.pop(k) for k in ("attributes", "payload", "ignored", "read") if k in out}
+        if "read" in fields:  # (an identifier's value as written: under the identifier's key, as the identifier)
+            of_type = {k.partition(":")[0]: k for k in d["nodes"]}
+            fields["read"] = [self._written(of_type.get(r["type"]), r) for r in fields["read"]]
         if fields:
             out["sealed"] = self.content(event_subject(d["event_id"]), fields, new=True)
         return out
+
+    def _written(self, node: Optional[str], read: dict[str, Any]) -> dict[str, Any]:
+        """An identifier as written, read through a learned format into ``node``: its raw value sealed under
+        that identifier's key (a random nonce: the key's other plaintext is the identifier), so that erasing
+        the identifier erases it, whoever else the event belongs to."""
+        if node is None:
+            return read
+        return {"type": read["type"], "sealed": self.content(node_subject(node), {"raw": read["raw"]})}
 
     def _unseal_interaction(self, d: dict[str, Any]) -> dict[str, Any]:
         d["nodes"] = self._read_nodes(d["nodes"])
@@ -321,7 +332,16 @@ class Sealer:
                 d["erased"] = True
             else:
                 d.update(fields)
+                if "read" in fields:
+                    d["read"] = [r for r in map(self._as_written, fields["read"]) if r is not None]
         return d
+
+    def _as_written(self, read: dict[str, Any]) -> Optional[dict[str, Any]]:
+        """An identifier as written (``_written``), or None once the identifier's key is shredded."""
+        if "sealed" not in read:
+            return read
+        fields = self.read_content(read["sealed"])
+        return None if fields is None else {"type": read["type"], "raw": fields["raw"]}
 
 
 def _node_list(key: str, value: Any) -> bool:

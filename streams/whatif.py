@@ -65,7 +65,9 @@ def replay(entries: Iterable[tuple[int, list[dict[str, Any]]]], scratch: Path, c
             if rec["type"] in RESTATE_TYPES:  # (a restatement's own: the what-if log is decided in one order)
                 continue
             if any(is_erased(k) for k in rec.get("nodes", ())):  # (another customer's identifier was erased)
-                rec = {**rec, "nodes": [k for k in rec["nodes"] if not is_erased(k)]}
+                gone = {k.partition(":")[0] for k in rec["nodes"] if is_erased(k)}
+                rec = {**rec, "nodes": [k for k in rec["nodes"] if not is_erased(k)],
+                       "read": [r for r in rec.get("read", ()) if r["type"] not in gone]}
             try:
                 decisions = redo(engine.resolver, _where_now(engine.resolver, rec))
             except IdresError:
