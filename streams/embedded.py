@@ -180,6 +180,8 @@ class EmbeddedEngine:
             if writer:
                 self._finish_restatements()
                 self._finish_erasures()
+                if self.order == "time" and len(self.log) > getattr(self, "checkpoint_seq", len(self.log)):
+                    self._finish_late()
         except BaseException:
             self.log.close()
             raise
@@ -531,6 +533,29 @@ class EmbeddedEngine:
                                 utc_iso(datetime.now(timezone.utc)))
             self.log.append([[d] for d in closing])
             self._restate(begun["from_seq"], begun["late_events"])
+
+    def _finish_late(self) -> None:
+        """Late events a run logged and did not restate for (it stopped before its end, where it restates):
+        the log is decided again from the place of the earliest, as that run would have. (Each run ends with a
+        checkpoint: only a log longer than its checkpoint is looked at.)"""
+        import zlib
+
+        views = self.views
+        at, ids, barrier = views.ev_at, views.ev_id, views.barrier
+        latest: Optional[tuple[int, int, str]] = None
+        earliest: Optional[tuple[int, int, str]] = None
+        late = 0
+        for i in range(len(at)):
+            if barrier >= 0 and views.entry_of_event(i) <= barrier:
+                continue  # (a restatement starts after the last person's command)
+            key = (at[i], zlib.crc32(ids[i].encode("utf-8", "replace")), ids[i])  # (restate.event_key's order)
+            if latest is None or key > latest:
+                latest = key
+            else:
+                late += 1
+                earliest = key if earliest is None or key < earliest else earliest
+        if earliest is not None:
+            self.restate(restate.event_key(iso(earliest[0]), earliest[2]), late)
 
     def _finish_erasures(self) -> None:
         """An erasure logged whose keys were not all shredded (the writer stopped in between): shred them now."""

@@ -339,6 +339,45 @@ def test_a_follower_folds_nothing_an_erasure_erased_back_in(tmp_path, monkeypatc
     follower.stop()
 
 
+def test_late_events_a_run_logged_before_it_stopped_are_restated_when_the_log_is_next_opened(tmp_path, monkeypatch):
+    """A run restates the log for its late events at its end: one stopped before (killed after it logged a
+    batch holding events older than ones decided before) left them decided out of order for good, since
+    nothing in the log says so and the run again finds them duplicates. The next writer to open the log
+    restates it, and the customers and IDs are those of one ingest of everything."""
+    from streams.ordering import order_key
+
+    lines = sorted(_named_lines(random.Random(6), 300), key=lambda line: order_key(line.strip()))
+    half = len(lines) // 2
+    held = set(random.Random(6).sample(range(half // 2, half), 30))
+    first = [x for i, x in enumerate(lines[:half]) if i not in held]
+    second = [lines[i] for i in sorted(held)] + lines[half:]
+    (tmp_path / "all.jsonl").write_bytes(b"".join(lines))
+    (tmp_path / "second.jsonl").write_bytes(b"".join(second))
+    with EmbeddedEngine(tmp_path / "one") as engine:
+        engine.ingest_file(tmp_path / "all.jsonl")
+    one = _read_back(tmp_path / "one")
+    data = tmp_path / "d"
+    _in_commands([first], data)
+    commit, batches = EmbeddedEngine.commit, []
+
+    def killed_after_one_batch(self, pending):
+        if pending:
+            batches.append(len(pending))
+            if len(batches) == 2:
+                raise KeyboardInterrupt
+        return commit(self, pending)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(EmbeddedEngine, "commit", killed_after_one_batch)
+        with pytest.raises(KeyboardInterrupt):
+            with EmbeddedEngine(data, batch_size=40) as engine:
+                engine.ingest_file(tmp_path / "second.jsonl")
+    with EmbeddedEngine(data) as engine:  # (opened: the late events logged are restated)
+        engine.ingest_file(tmp_path / "second.jsonl")
+        assert engine.verify_decisions() is None
+    assert _read_back(data) == one
+
+
 def _views_digest(data: Path) -> str:
     with EmbeddedEngine(data, writer=False, use_checkpoint=False) as engine:
         return engine.views.digest()
