@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 # 5: connection_banned, ban_lifted (unmerges and connection bans); a rejected review bans its pair
 # 6: customer_erased; entries sealed (``k``); evidence and reasons name no dates of birth or names
 # 7: log_restate_begun, log_restated, log_restate_abandoned (late events: the log restated from their place)
-DECISION_SCHEMA_VERSION = 7
+# 8: an identifier's value as written (interaction_recorded ``read``) sealed under the identifier's own key
+DECISION_SCHEMA_VERSION = 8
 
 
 class _Decision(BaseModel):
