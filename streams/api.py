@@ -357,12 +357,11 @@ class Follower:
     def _keep_views(self, log: DecisionLog) -> None:
         """Keeps the views (pickled) when it is time to: ``rewind_every`` entries and a quarter of the log after
         the last kept, or first after a fold; never inside a restatement (its entries are not folded yet)."""
-        from streams.stream_app import pickled
+        from streams.stream_app import pickled, spaced
 
         seq = self.views.seq
         last = self.kept[-1][0] if self.kept else 0
-        if not self.rewind_every or not seq or (not self.keep_wanted and seq - last < max(self.rewind_every,
-                                                                                          last // 4)):
+        if not self.rewind_every or not seq or not (self.keep_wanted or spaced(seq, last, self.rewind_every)):
             return
         if self.restating or open_restatements(log.restatements()):
             return

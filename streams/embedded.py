@@ -538,16 +538,17 @@ class EmbeddedEngine:
         """Late events a run logged and did not restate for (it stopped before its end, where it restates):
         the log is decided again from the place of the earliest, as that run would have. (Each run ends with a
         checkpoint: only a log longer than its checkpoint is looked at.)"""
+        import bisect
         import zlib
 
         views = self.views
-        at, ids, barrier = views.ev_at, views.ev_id, views.barrier
+        at, ids = views.ev_at, views.ev_id
         latest: Optional[tuple[int, int, str]] = None
         earliest: Optional[tuple[int, int, str]] = None
         late = 0
-        for i in range(len(at)):
-            if barrier >= 0 and views.entry_of_event(i) <= barrier:
-                continue  # (a restatement starts after the last person's command)
+        # (a restatement starts after the last person's command: the events after it, whose entries follow theirs)
+        first = bisect.bisect_right(range(len(at)), views.barrier, key=views.entry_of_event)
+        for i in range(first, len(at)):
             key = (at[i], zlib.crc32(ids[i].encode("utf-8", "replace")), ids[i])  # (restate.event_key's order)
             if latest is None or key > latest:
                 latest = key
@@ -598,6 +599,11 @@ class EmbeddedEngine:
             if progress is not None and n % 10000 == 0:
                 progress(10000)
         return None
+
+
+def erased_types(nodes: Iterable[str]) -> set[str]:
+    """The types of the identifiers among ``nodes`` (as read back) that an erasure made unreadable."""
+    return {key.partition(":")[0] for key in nodes if is_erased(key)}
 
 
 def touches_erased(decisions: list[dict[str, Any]]) -> bool:
@@ -687,7 +693,7 @@ def redo(resolver: Resolver, rec: dict[str, Any]) -> list[dict[str, Any]]:
             identifiers[id_type] = v
     for ign in rec.get("ignored", ()):
         identifiers.setdefault(ign["type"], ign["raw"])
-    gone = {key.partition(":")[0] for key in rec["nodes"] if is_erased(key)}
+    gone = erased_types(rec["nodes"])
     for written in rec.get("read", ()):  # (read through a learned format: read again as written)
         if written["type"] not in gone:  # (an erased identifier's value is not read again: a log written
             identifiers[written["type"]] = written["raw"]  # before it was sealed with the identifier holds it)

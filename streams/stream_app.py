@@ -376,6 +376,13 @@ def unpickled(data: bytes) -> Any:
         return pickle.Unpickler(_Source(data)).load()
 
 
+def spaced(entries: int, last: int, every: int) -> bool:
+    """Whether a state folded up to ``entries`` is far enough from the last one kept (at ``last``) to be kept:
+    ``every`` entries and a quarter of the entries before it (so that keeping costs a bounded share of the
+    folding). The resolve role's states, the project role's and the lookup API's views."""
+    return entries - last >= max(every, last // 4)
+
+
 @dataclass
 class RewindPoint:
     """The resolver state as the decision log's first ``scan.entries`` entries make it (pickled), the offset of
@@ -1187,7 +1194,7 @@ class StreamJobs:
         points = self.rewind_points
         # (after a rebuild, the first is kept as far from it as from a kept one: not at once, whole)
         last = points[-1].scan.entries if points else self.rebuilt_at
-        if self.scan_state.entries - last < max(every, last // 4):
+        if not spaced(self.scan_state.entries, last, every):
             return
         started = time.monotonic()
         loop = asyncio.get_running_loop()
@@ -1652,8 +1659,7 @@ class StreamJobs:
         if erased is not None:  # the views hold what it erased: folded again once its keys are shredded
             if not await loop.run_in_executor(None, wait_shredded, self.settings, erased):
                 self.view_points.pending.append(erased)  # (folded again when they are: ``_erasures_shredded``)
-        if erased is not None:
-            self.view_points.forget()  # (they hold what it erased)
+            self.view_points.forget()  # (the views kept hold what it erased too)
         if erased is not None or restated:  # (a restatement: the views are folded as the log reads now)
             await loop.run_in_executor(None, self._rebuild_views)
             self.households_published = None

@@ -26,7 +26,8 @@ from typing import Any, Callable, Optional
 
 from projections.customer import CustomerViews, ProjectionConfig
 from streams.kafka_io import KafkaSettings
-from streams.stream_app import LogScan, RewindPoint, ScanState, fold_decision_log, pickled, unpickled, wait_shredded
+from streams.stream_app import (LogScan, RewindPoint, ScanState, fold_decision_log, pickled, spaced, unpickled,
+                                wait_shredded)
 
 KEPT = 2  # states kept, the newest last
 CHECK_EVERY = 2.0  # seconds between two looks at whether pending erasures' keys are shredded
@@ -93,7 +94,7 @@ class ViewPoints:
         if self.wanted:
             return True
         last = self.points[-1].scan.entries if self.points else 0
-        return self.scan.entries - last >= max(self.every, last // 4)
+        return spaced(self.scan.entries, last, self.every)
 
     def keep(self, offset: int, views: CustomerViews) -> None:
         """Keeps ``views``, the fold of the entries noted, whose last is in the message before ``offset``."""

@@ -31,7 +31,7 @@ from resolver.config import ResolverConfig
 from resolver.decisions import record_of
 from resolver.restate import RESTATE_TYPES
 from resolver.errors import IdresError
-from streams.embedded import EmbeddedEngine, holds_erased, redo
+from streams.embedded import EmbeddedEngine, erased_types, holds_erased, redo
 from streams.sealing import is_erased
 
 MARKER = ".idres-whatif"  # a scratch directory this command made (and may replace)
@@ -65,7 +65,7 @@ def replay(entries: Iterable[tuple[int, list[dict[str, Any]]]], scratch: Path, c
             if rec["type"] in RESTATE_TYPES:  # (a restatement's own: the what-if log is decided in one order)
                 continue
             if any(is_erased(k) for k in rec.get("nodes", ())):  # (another customer's identifier was erased)
-                gone = {k.partition(":")[0] for k in rec["nodes"] if is_erased(k)}
+                gone = erased_types(rec["nodes"])
                 rec = {**rec, "nodes": [k for k in rec["nodes"] if not is_erased(k)],
                        "read": [r for r in rec.get("read", ()) if r["type"] not in gone]}
             try:
