@@ -873,6 +873,8 @@ class CustomerViews:
                     ignored.append({"identifier": self.node_keys[idx], "event_id": self.ev_id[i],
                                     "why": "shared: " + self.shared[idx]["reason"]})
             for ign in self.ev_ignored[i] or ():
+                if ign.get("erased"):
+                    continue  # (an erasure made it unreadable)
                 ignored.append({"identifier": f"{ign['type']}:{ign['raw']}", "event_id": self.ev_id[i],
                                 "why": ign["reason"]})
         for idx in sorted(prof.nodes):

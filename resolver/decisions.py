@@ -7,7 +7,7 @@ the two in step. This module imports nothing of the resolver.
 """
 
 
-from typing import Any, Literal, NotRequired, Optional, TypedDict  # (no postponed annotations: NotRequired must be seen)
+from typing import Any, Literal, NotRequired, Optional, Sequence, TypedDict  # (no postponed annotations: NotRequired must be seen)
 
 
 class Attribution(TypedDict):
@@ -207,6 +207,7 @@ class CustomerErased(TypedDict):
     nodes: list[str]
     events: list[str]
     rejected: list[str]
+    unusable: NotRequired[list[dict[str, str]]]
     by: str
     decided_at: str
     reason: NotRequired[str]
@@ -354,9 +355,12 @@ def connection_banned(ban_id: str, profile_id: str, nodes: list[str], others: li
 
 
 def customer_erased(erasure_id: str, profile_ids: list[str], nodes: list[str], events: list[str],
-                    rejected: list[str], by: str, decided_at: str, reason: Optional[str] = None) -> CustomerErased:
+                    rejected: list[str], by: str, decided_at: str, reason: Optional[str] = None,
+                    unusable: Sequence[tuple[str, str]] = ()) -> CustomerErased:
     out: CustomerErased = {"type": "customer_erased", "erasure_id": erasure_id, "profile_ids": profile_ids,
                            "nodes": nodes, "events": events, "rejected": rejected, "by": by, "decided_at": decided_at}
+    if unusable:
+        out["unusable"] = [{"type": t, "raw": v} for t, v in unusable]
     if reason:
         out["reason"] = reason
     return out

@@ -56,7 +56,7 @@ This module is the façade. The components, each importing only those above it i
 from __future__ import annotations
 
 from sys import intern
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from resolver import calibration, decisions, epochs, erasure, footprint, formats, fuzzy, linking, naming, review, unmerge
 from resolver import traits as person
@@ -354,13 +354,14 @@ class Resolver:
         return erasure.scope(self._ctx, keys)
 
     def erase(self, identifiers: list[tuple[str, str]], events: list[str], rejected: list[str], by: str,
-              decided_at: str, reason: Optional[str] = None) -> list[dict[str, Any]]:
+              decided_at: str, reason: Optional[str] = None,
+              unusable: Iterable[Sequence[str]] = ()) -> list[dict[str, Any]]:
         """A person's erasure of the customers holding ``identifiers``, already applied (``resolver.erasure``).
         Raises ``CommandError`` when none of them is known."""
         keys = self.node_keys(identifiers)
         ctx = self._ctx
         ctx.take()
-        erasure.erase(ctx, keys, events, rejected, by, decided_at, reason)
+        erasure.erase(ctx, keys, events, rejected, by, decided_at, reason, unusable)
         return ctx.take()
 
     def lift_ban(self, ban_id: str, by: str, decided_at: str, note: Optional[str] = None) -> list[dict[str, Any]]:

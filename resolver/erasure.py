@@ -12,7 +12,7 @@ bring the customer back. Erasures are explicit orderings by a person, decided wh
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 from resolver import decisions
 from resolver.context import Context
@@ -43,10 +43,11 @@ def scope(ctx: Context, keys: list[str]) -> tuple[list[str], list[str]]:
 
 
 def erase(ctx: Context, keys: list[str], events: Iterable[str], rejected: Iterable[str], by: str, decided_at: str,
-          reason: Optional[str] = None) -> None:
-    """Emits the erasure of the customers holding ``keys``; ``events`` and ``rejected`` (record keys): what
-    of theirs the driver found in its views, to be shredded with them."""
+          reason: Optional[str] = None, unusable: Iterable[Sequence[str]] = ()) -> None:
+    """Emits the erasure of the customers holding ``keys``; ``events``, ``rejected`` (record keys) and
+    ``unusable`` (``[type, value]``: values events gave that they could not use then and that read as an erased
+    identifier now): what of theirs the driver found in its views, to be shredded with them."""
     profiles, nodes = scope(ctx, keys)
     erasure = "x_" + short_hash(f"{'|'.join(nodes)}|{decided_at}")
     ctx.emit(decisions.customer_erased(erasure, profiles, nodes, sorted(set(events)), sorted(set(rejected)), by,
-                                       decided_at, reason))
+                                       decided_at, reason, sorted({(t, v) for t, v in unusable})))

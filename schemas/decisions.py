@@ -24,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 # 6: customer_erased; entries sealed (``k``); evidence and reasons name no dates of birth or names
 # 7: log_restate_begun, log_restated, log_restate_abandoned (late events: the log restated from their place)
 # 8: an identifier's value as written (interaction_recorded ``read``) sealed under the identifier's own key
-DECISION_SCHEMA_VERSION = 8
+# 9: each value an event could not use (``ignored``) sealed under a key of its own; customer_erased ``unusable``
+DECISION_SCHEMA_VERSION = 9
 
 
 class _Decision(BaseModel):
@@ -41,8 +42,20 @@ class Source(BaseModel):
 class IgnoredIdentifier(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: str
-    raw: str
+    raw: str = Field(description="As given (empty once erased).")
     reason: str
+    erased: Optional[bool] = Field(default=None, description=(
+        "An erasure made the value unreadable (it read as an erased customer's identifier by then). In the files "
+        "and topic, each value is sealed under a key of its own (``streams.sealing.unusable_subject``)."))
+
+
+class UnusableValue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str
+    raw: str = Field(default="", description="As given (empty once erased).")
+    erased: Optional[bool] = Field(default=None, description="Its key is shredded: the value cannot be read.")
+    sealed: Optional[str] = Field(default=None, description=(
+        "In the files and topic only: ``raw`` encrypted under its own key (idres reads it back in its place)."))
 
 
 class Attribution(BaseModel):
@@ -343,6 +356,9 @@ class CustomerErased(_Decision):
     nodes: list[str] = Field(description="Every identifier erased.")
     events: list[str] = Field(description="The events whose contents were shredded.")
     rejected: list[str] = Field(description="The keys of the rejected records whose text was shredded.")
+    unusable: list[UnusableValue] = Field(default_factory=list, description=(
+        "Values events gave that they could not use then and that read as an erased identifier now (a national "
+        "number of a country learned since): shredded wherever they were given."))
     by: str = Field(description="Who decided it.")
     decided_at: str
     reason: Optional[str] = None

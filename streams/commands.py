@@ -44,7 +44,7 @@ def decide(resolver: Any, command: dict[str, Any]) -> list[dict[str, Any]]:
         return resolver.lift_ban(command["ban_id"], by, at, note)
     if kind == "erase":
         return resolver.erase([tuple(p) for p in command["identifiers"]], command.get("events", []),
-                              command.get("rejected", []), by, at, note)
+                              command.get("rejected", []), by, at, note, command.get("unusable", []))
     raise CommandError(f"unknown command {kind!r}: expected one of {', '.join(KINDS)}")
 
 
@@ -63,7 +63,9 @@ def command_of(record: dict[str, Any]) -> dict[str, Any]:
         return {"command": "lift", "ban_id": record["ban_id"], "by": record["by"], **base}
     if t == "customer_erased":
         return {"command": "erase", "identifiers": [k.split(":", 1) for k in record["nodes"]],
-                "events": record["events"], "rejected": record["rejected"], "by": record["by"],
+                "events": record["events"], "rejected": record["rejected"],
+                "unusable": [[u["type"], u["raw"]] for u in record.get("unusable", ()) if not u.get("erased")],
+                "by": record["by"],
                 "decided_at": record["decided_at"], "note": record.get("reason")}
     raise ValueError(f"{t} does not record a person's command")
 
@@ -138,8 +140,8 @@ def scoped_erasure(command: dict[str, Any], views: CustomerViews, config: Resolv
             nodes.update(views.node_keys[n] for n in views.profiles[pid].nodes)
         else:
             nodes.add(key)
-    events, rejected = erased_contents(views, normalizer, sorted(profiles), sorted(nodes))
-    return {**command, "events": events, "rejected": rejected}
+    events, rejected, unusable = erased_contents(views, normalizer, sorted(profiles), sorted(nodes))
+    return {**command, "events": events, "rejected": rejected, "unusable": unusable}
 
 
 class EmbeddedCommands:

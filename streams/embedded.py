@@ -447,10 +447,10 @@ class EmbeddedEngine:
         ``CommandError`` when no customer holds the identifiers."""
         keys = self.resolver.node_keys(identifiers)
         profiles, nodes = self.resolver.erasure_scope(keys)
-        events, rejected = erased_contents(self.views, self.resolver.normalizer, profiles, nodes)
+        events, rejected, unusable = erased_contents(self.views, self.resolver.normalizer, profiles, nodes)
         decided = self.command({"command": "erase", "identifiers": [k.split(":", 1) for k in keys], "by": by,
-                                "note": reason, "events": events, "rejected": rejected, "decided_at": decided_at,
-                                "_scoped": True})
+                                "note": reason, "events": events, "rejected": rejected, "unusable": unusable,
+                                "decided_at": decided_at, "_scoped": True})
         self.shred(erasure_of(decided))
         seq = len(self.log) - 1
         return next(entry for _, entry in self.log.read(seq))  # (as it reads now: the identifiers erased)
@@ -608,7 +608,9 @@ def erased_types(nodes: Iterable[str]) -> set[str]:
 
 def touches_erased(decisions: list[dict[str, Any]]) -> bool:
     """Whether a log entry's input holds anything an erasure made unreadable (an identifier of it, at least)."""
-    return holds_erased(decisions) or any(is_erased(k) for k in record_of(decisions).get("nodes", ()))
+    rec = record_of(decisions)
+    return holds_erased(decisions) or any(is_erased(k) for k in rec.get("nodes", ())) or \
+        any(ign.get("erased") for ign in rec.get("ignored", ()))
 
 
 def holds_erased(decisions: list[dict[str, Any]]) -> bool:
@@ -622,10 +624,12 @@ def holds_erased(decisions: list[dict[str, Any]]) -> bool:
 
 
 def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
-                    nodes: list[str]) -> tuple[list[str], list[str]]:
-    """What of the customers an erasure removes the views hold: the IDs of their events, and the keys of the
+                    nodes: list[str]) -> tuple[list[str], list[str], list[list[str]]]:
+    """What of the customers an erasure removes the views hold: the IDs of their events, the keys of the
     rejected records that name them (by an erased event's ID, an identifier that reads as an erased one, or
-    an erased identifier's value anywhere in the text)."""
+    an erased identifier's value anywhere in the text), and the values as given (``[type, raw]``) that events
+    could not use then and that read as an erased identifier now (a national number of a country learned
+    since, given on a visit made with another customer's card: ``streams.sealing.unusable_subject``)."""
     events: set[str] = set()
     for pid in profiles:
         live = views.resolve(pid)
@@ -638,6 +642,11 @@ def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
         for i, _ in ev_nodes.hits(gone):
             if all(n in gone or node_profile[n] is None for n in ev_nodes[i]):
                 events.add(views.ev_id[i])
+    unusable: set[tuple[str, str]] = set()
+    for given in views.ev_ignored:
+        for ign in given or ():
+            if not ign.get("erased") and normalizer.node_key(ign["type"], ign["raw"])[0] in erased:
+                unusable.add((ign["type"], ign["raw"]))
     values = [k.partition(":")[2].casefold() for k in nodes]
     values = [v for v in values if len(v) >= 4]
     rejected = []
@@ -649,7 +658,7 @@ def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
         text = raw.casefold()
         if any(v in text for v in values) or _names(raw, normalizer) & erased:
             rejected.append(d["key"])
-    return sorted(events), rejected
+    return sorted(events), rejected, [list(u) for u in sorted(unusable)]
 
 
 def _names(raw: str, normalizer: Any) -> set[str]:
@@ -692,7 +701,8 @@ def redo(resolver: Resolver, rec: dict[str, Any]) -> list[dict[str, Any]]:
         if id_type != RECORD_TYPE:  # anonymous records are made by the resolver, not given
             identifiers[id_type] = v
     for ign in rec.get("ignored", ()):
-        identifiers.setdefault(ign["type"], ign["raw"])
+        if not ign.get("erased"):  # (one an erasure made unreadable was not usable: it is left out)
+            identifiers.setdefault(ign["type"], ign["raw"])
     gone = erased_types(rec["nodes"])
     for written in rec.get("read", ()):  # (read through a learned format: read again as written)
         if written["type"] not in gone:  # (an erased identifier's value is not read again: a log written

@@ -7,7 +7,10 @@ embedded log's files, the decision-log topic), and unsealed when read back:
   the key of that identifier (AES-256-GCM; one key per identifier, so one plaintext per key);
 * an event's content (attributes, payload, the identifiers it could not use), a rejected record's text and
   the person a merge was carried by are written as one ``sealed`` field: ``~KID.NONCE+CIPHERTEXT`` under the
-  key of that event (or rejected record).
+  key of that event (or rejected record);
+* inside it, an identifier's value as written (``read``) is sealed again under that identifier's key, and each
+  value the event could not use (``ignored``) under a key of its own (``unusable_subject``): either may read as
+  another customer's identifier later, and is erased with that identifier, not with the event.
 
 Erasure deletes keys (``streams.keys``). Read back, an identifier whose key is gone is the placeholder
 ``type:erased~KID`` (the same one everywhere it appears, so the graph keeps its shape until the ``erased``
@@ -53,9 +56,18 @@ def node_subject(node_key: str) -> str:
     return "n:" + node_key
 
 
+def unusable_subject(id_type: str, raw: str) -> str:
+    """The subject of a value an event gave that it could not use (``ignored``): each is sealed under a key of
+    its own with this subject, so that erasing the identifier it reads as later (a number of a country learned
+    since) erases it wherever it was given, without the rest of those events."""
+    return f"u:{id_type}:{raw}"
+
+
 def erasure_subjects(erased: dict[str, Any]) -> list[str]:
-    """The subjects whose keys a ``customer_erased`` decision shreds: its identifiers, events and rejected records."""
-    return [*map(node_subject, erased["nodes"]), *map(event_subject, erased["events"]),
+    """The subjects whose keys a ``customer_erased`` decision shreds: its identifiers, events, rejected records
+    and the unusable values that read as its identifiers."""
+    return [*(unusable_subject(u["type"], u["raw"]) for u in erased.get("unusable", ()) if not u.get("erased")),
+            *map(node_subject, erased["nodes"]), *map(event_subject, erased["events"]),
             *map(rejected_subject, erased["rejected"])]
 
 
@@ -79,7 +91,7 @@ def is_erased(node_key: str) -> bool:
 # decisions whose only personal data are identifiers: (single fields, lists)
 NODE_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "profile_created": ((), ("nodes",)), "identifiers_attached": ((), ("nodes",)),
-    "identifiers_linked": ((), ("nodes",)), "customer_erased": ((), ("nodes",)),
+    "identifiers_linked": ((), ("nodes",)),
     "link_refused": (("node",), ("others",)), "events_attributed": (("node", "via"), ()),
     "probable_link": (("node", "other"), ()), "possible_match": (("node", "other"), ()),
     "connection_banned": ((), ("nodes", "others")),
@@ -97,13 +109,13 @@ class Sealer:
         self._seal: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "interaction_recorded": self._seal_interaction, "profiles_merged": self._seal_merged,
             "identifier_flagged": self._seal_flagged, "profile_split": self._seal_split,
-            "event_rejected": self._seal_rejected,
+            "event_rejected": self._seal_rejected, "customer_erased": self._seal_erased,
             **{t: self._sealer_of(*fields) for t, fields in NODE_FIELDS.items()},
         }
         self._unseal: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "interaction_recorded": self._unseal_interaction, "profiles_merged": self._unseal_merged,
             "identifier_flagged": self._unseal_flagged, "profile_split": self._unseal_split,
-            "event_rejected": self._unseal_rejected,
+            "event_rejected": self._unseal_rejected, "customer_erased": self._unseal_erased,
             **{t: self._unsealer_of(*fields) for t, fields in NODE_FIELDS.items()},
         }
 
@@ -244,6 +256,9 @@ class Sealer:
         if "read" in fields:  # (an identifier's value as written: under the identifier's key, as the identifier)
             of_type = {k.partition(":")[0]: k for k in d["nodes"]}
             fields["read"] = [self._written(of_type.get(r["type"]), r) for r in fields["read"]]
+        if "ignored" in fields:
+            fields["ignored"] = [{**{k: v for k, v in i.items() if k != "raw"}, "sealed": self._unusable(i["type"], i["raw"])}
+                                 for i in fields["ignored"]]
         if fields:
             out["sealed"] = self.content(event_subject(d["event_id"]), fields, new=True)
         return out
@@ -255,6 +270,35 @@ class Sealer:
         if node is None:
             return read
         return {"type": read["type"], "sealed": self.content(node_subject(node), {"raw": read["raw"]})}
+
+    def _unusable(self, id_type: str, raw: str) -> str:
+        """A value an event could not use, as written: sealed under a key of its own (``unusable_subject``)."""
+        return self.content(unusable_subject(id_type, raw), {"raw": raw}, new=True)
+
+    def _usable_again(self, item: dict[str, Any]) -> dict[str, Any]:
+        """An unusable value (``ignored``, or an erasure's ``unusable``) as read back: its raw value in place, or
+        empty with ``"erased": true`` once its key is shredded (written before version 9: as it is)."""
+        sealed = item.pop("sealed", None)
+        if sealed is None:
+            return item
+        fields = self.read_content(sealed)
+        if fields is None:
+            item["raw"], item["erased"] = "", True
+        else:
+            item["raw"] = fields["raw"]
+        return item
+
+    def _seal_erased(self, d: dict[str, Any]) -> dict[str, Any]:
+        out = {**d, "nodes": self._nodes_of(d["nodes"])}
+        if "unusable" in d:
+            out["unusable"] = [{"type": u["type"], "sealed": self._unusable(u["type"], u["raw"])} for u in d["unusable"]]
+        return out
+
+    def _unseal_erased(self, d: dict[str, Any]) -> dict[str, Any]:
+        d["nodes"] = self._read_nodes(d["nodes"])
+        if "unusable" in d:
+            d["unusable"] = [self._usable_again(u) for u in d["unusable"]]
+        return d
 
     def _unseal_interaction(self, d: dict[str, Any]) -> dict[str, Any]:
         d["nodes"] = self._read_nodes(d["nodes"])
@@ -334,6 +378,8 @@ class Sealer:
                 d.update(fields)
                 if "read" in fields:
                     d["read"] = [r for r in map(self._as_written, fields["read"]) if r is not None]
+                if "ignored" in fields:
+                    d["ignored"] = [self._usable_again(i) for i in fields["ignored"]]
         return d
 
     def _as_written(self, read: dict[str, Any]) -> Optional[dict[str, Any]]:

@@ -244,11 +244,12 @@ def unshredded(keys: Any, messages: Iterable[bytes]) -> tuple[list[str], list[st
     """The keys to shred of the erasures in these decision-log messages (as written) whose identifiers' keys
     are still in the store ``keys`` (``streams.kafka_keys.KafkaKeys``, caught up): those identifiers' keys, the
     ones the erasure was written with (an identifier seen again since has another), as key IDs; and the
-    subjects of its events and rejected records."""
-    from streams.sealing import event_subject, rejected_subject
+    subjects of its events, rejected records and unusable values (those still readable)."""
+    from streams.sealing import Sealer, event_subject, rejected_subject, unusable_subject
 
     kids: list[str] = []
     subjects: list[str] = []
+    sealer = Sealer(keys)
     for value in messages:
         message = orjson.loads(value)
         if not message.get("k"):
@@ -262,6 +263,10 @@ def unshredded(keys: Any, messages: Iterable[bytes]) -> tuple[list[str], list[st
             if any(keys.held(kid) for kid in named):
                 kids += named
                 subjects += [*map(event_subject, d["events"]), *map(rejected_subject, d["rejected"])]
+                for u in d.get("unusable", ()):  # (read through their keys: gone once shredded)
+                    fields = sealer.read_content(u["sealed"])
+                    if fields is not None:
+                        subjects.append(unusable_subject(u["type"], fields["raw"]))
     return kids, subjects
 
 

@@ -306,8 +306,9 @@ def test_for_any_customer_the_rebuilt_state_is_the_live_one_without_them(events,
     sealer = Sealer(MemoryKeyStore())
     written = [orjson.dumps(sealer.seal_entry(entry)) for entry in run.log]
     profiles, nodes = run.resolver.erasure_scope([target])
-    found_events, rejected = erased_contents(run.views, run.resolver.normalizer, profiles, nodes)
-    decided = run.resolver.erase([tuple(target.split(":", 1))], found_events, rejected, "dpo", "2026-01-01T00:00:00Z")
+    found_events, rejected, unusable = erased_contents(run.views, run.resolver.normalizer, profiles, nodes)
+    decided = run.resolver.erase([tuple(target.split(":", 1))], found_events, rejected, "dpo", "2026-01-01T00:00:00Z",
+                                 unusable=unusable)
     run.views.apply_entry(len(run.log), decided)
     written.append(orjson.dumps(sealer.seal_entry(decided)))
     sealer.keys.shred(erasure_subjects(decided[-1]))
@@ -546,6 +547,41 @@ def test_an_unshredded_erasure_is_finished_with_the_keys_it_was_written_with():
     assert one.read_node(again) == x and one.read_node(first) != x
 
 
+def test_an_unshredded_erasure_is_finished_with_the_unusable_values_it_names(monkeypatch):
+    """The values an erasure names that events could not use (``unusable``) are sealed in it under keys of their
+    own: a worker finishing an erasure another left unshredded reads them back to shred them wherever given."""
+    import orjson
+
+    from streams.sealing import Sealer, unusable_subject
+    from streams.stream_app import finish_erasures, unshredded
+
+    from types import SimpleNamespace
+
+    import streams.stream_app
+
+    topic = _KeysTopic()
+    monkeypatch.setattr(streams.stream_app, "read_to_end", lambda settings, name, each: [  # (the topic, read)
+        each(SimpleNamespace(key=k, value=v)) for k, v in list(topic.messages)])
+    sealer = Sealer(topic.store())
+    x = "phone:+447887899111"
+    given = sealer.seal_entry([{"type": "interaction_recorded", "event_id": "ann-0", "occurred_at": "t", "channel": "store",
+                                "event_type": "visit", "nodes": ["loyalty_id:LY55550001"],
+                                "ignored": [{"type": "phone", "raw": "07887 899111", "reason": "not a number"}],
+                                "attributes": {"first_name": "Ann"}}])
+    erased = {"type": "customer_erased", "nodes": [x], "events": [], "rejected": [], "by": "dpo",
+              "unusable": [{"type": "phone", "raw": "07887 899111"}]}
+    entry = sealer.seal_entry([dict(erased)])
+    sealer.flush()
+    assert b"7887" not in orjson.dumps(entry) and b"7887" not in orjson.dumps(given)
+    message = orjson.dumps({"v": 1, "k": 1, "entries": [entry]})
+    sealer.keys.catch_up()
+    assert unshredded(sealer.keys, [message])[1] == [unusable_subject("phone", "07887 899111")]
+    assert finish_erasures(sealer, [message]) > 0
+    back = Sealer(topic.store()).unseal_entry(orjson.loads(orjson.dumps(given)))[0]
+    assert back["ignored"] == [{"type": "phone", "raw": "", "reason": "not a number", "erased": True}]
+    assert back["attributes"] == {"first_name": "Ann"}  # (the event's own content stays)
+
+
 def _serve(kafka: tuple[str, ...]):
     from tests.cli_helpers import ROOT
     from tests.kafka_broker import free_port
@@ -692,3 +728,46 @@ def test_an_erasure_after_a_restatement_leaves_nothing_readable(tmp_path):
     with EmbeddedEngine(data, writer=False, use_checkpoint=False) as engine:
         assert engine.verify_decisions() is None  # (the log as it reads now, erased entries taken as recorded)
         assert not any(e.startswith("zeb-") and p is not None for e, p in zip(engine.views.ev_id, engine.views.ev_profile))
+
+
+def test_an_identifier_an_event_could_not_use_then_is_erased_with_it(tmp_path):
+    """A UK number written nationally ("07887 899111") cannot be read before the country is learned: the event
+    keeps it among the identifiers it could not use, in another customer's profile when nothing else ties it
+    to the number's holder (it was sealed with the event, so it stayed readable). Once the country is learned
+    the number is the holder's; erasing it must leave it readable nowhere (the views, a snapshot, the log read
+    back), and leave the other customer's event whole: its attributes stay, in the views and in the state the
+    log folds to."""
+    from resolver import formats
+
+    uk = [_event(f"uk-{i}", 10, {"phone": f"+44 7700 9{i * 2000:05d}", "email": f"c{i}@mail.co.uk"}, hour=i % 20)
+          for i in range(formats.LEARN_MIN + 5)]
+    fillers = [_event(f"fill-{i}", 11, {"email": f"filler{i}@mail.com"}, hour=i % 20) for i in range(80)]
+    events = [_event("ann-0", 1, {"phone": "07887 899111", "loyalty_id": "LY-5555-0001"},
+                     {"first_name": "Ann", "last_name": "Other"}, "store"),
+              *uk, *fillers,
+              _event("jane-1", 20, {"phone": "+44 7887 899111", "email": "jane@mail.co.uk"},
+                     {"first_name": "Jane", "last_name": "Doe"})]
+    path, data = tmp_path / "events.jsonl", tmp_path / "data"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(path)
+        assert engine.resolver.state.learned_regions == ["GB"]
+        card, = engine.resolver.node_keys([("loyalty_id", "LY-5555-0001")])
+        ann = engine.views.lookup_node(card)["profile_id"]
+        jane = engine.views.lookup_node("phone:+447887899111")["profile_id"]
+        assert ann != jane
+        assert "7887" in json.dumps(engine.views.explain(ann), default=str)  # (ann-0's unusable number is shown)
+        engine.erase([("phone", "+44 7887 899111")], "dpo")
+        assert "7887" not in json.dumps(engine.views.explain(engine.views.resolve(ann)), default=str)
+        assert engine.views.lookup_node(card)["status"] == "found"  # Ann stays
+        views = engine.views
+        i = views.ev_id.index("ann-0")
+        assert views.ev_profile[i] == views.resolve(ann) and json.loads(views.ev_attrs[i])["first_name"] == "Ann"
+        st = engine.resolver.state  # (folded from the log again after the erasure)
+        assert [r.first_name for r in st.records[st.node_index[card]]] == ["ann"]
+    with DecisionLog(data, writer=False) as log:
+        assert "7887" not in json.dumps([entry for _, entry in log.read(0)])
+    snap = tmp_path / "after.duckdb"
+    _cli("snapshot", "--out", str(snap), "--data-dir", str(data))
+    assert "7887" not in _snapshot_text(snap)
+    assert "7887" not in _cli("replay", "--verify", "--data-dir", str(data)).stdout  # (the log decides the same)
