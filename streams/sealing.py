@@ -84,6 +84,12 @@ def erased_node(node_type: str, kid: str) -> str:
     return f"{node_type}:{ERASED}{kid}"
 
 
+def node_kid(token: str) -> Optional[str]:
+    """The key ID an identifier as written (``type:~KID.CIPHERTEXT``) is sealed under; None if not sealed."""
+    rest = token.partition(":")[2]
+    return rest[1:].partition(".")[0] if rest.startswith("~") else None
+
+
 def is_erased(node_key: str) -> bool:
     return node_key.partition(":")[2].startswith(ERASED)
 

@@ -245,7 +245,7 @@ def unshredded(keys: Any, messages: Iterable[bytes]) -> tuple[list[str], list[st
     are still in the store ``keys`` (``streams.kafka_keys.KafkaKeys``, caught up): those identifiers' keys, the
     ones the erasure was written with (an identifier seen again since has another), as key IDs; and the
     subjects of its events, rejected records and unusable values (those still readable)."""
-    from streams.sealing import Sealer, event_subject, rejected_subject, unusable_subject
+    from streams.sealing import Sealer, event_subject, node_kid, rejected_subject, unusable_subject
 
     kids: list[str] = []
     subjects: list[str] = []
@@ -258,8 +258,7 @@ def unshredded(keys: Any, messages: Iterable[bytes]) -> tuple[list[str], list[st
             d = erasure_of(entry)
             if d is None:
                 continue
-            named = [rest[1:].partition(".")[0] for rest in (k.partition(":")[2] for k in d["nodes"])
-                     if rest.startswith("~")]
+            named = [kid for kid in map(node_kid, d["nodes"]) if kid is not None]
             if any(keys.held(kid) for kid in named):
                 kids += named
                 subjects += [*map(event_subject, d["events"]), *map(rejected_subject, d["rejected"])]
