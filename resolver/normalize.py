@@ -107,6 +107,17 @@ class Normalizer:
         value, why = self.identifier(id_type, raw)
         return (node_key(id_type, value), None) if value is not None else (None, why or "not a usable value")
 
+    def reads_as(self, id_type: str, raw: object, regions: tuple[str, ...] = ()) -> Optional[str]:
+        """The node key ``raw`` gives (``node_key``), or, for a phone number, the one it would give were the
+        countries ``regions`` learned too: a national number an event gave that cannot be read yet is its
+        country's (an erasure finds it with the country of the number erased, learned or not)."""
+        key, _ = self.node_key(id_type, raw)
+        if key is not None or not regions or not isinstance(raw, str) or self.config.rule(id_type).kind != "phone" \
+                or raw.strip().lower() in GENERIC_PLACEHOLDERS:
+            return key
+        value, _ = self._phone_read(raw, tuple(dict.fromkeys((*self.learned_regions, *regions))))
+        return node_key(id_type, value) if value is not None else None
+
     def identifier(self, id_type: str, raw: object) -> Result:
         if raw is None:
             return None, "empty"

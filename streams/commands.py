@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
@@ -124,24 +124,30 @@ def check(command: dict[str, Any], views: CustomerViews, config: ResolverConfig)
 def scoped_erasure(command: dict[str, Any], views: CustomerViews, config: ResolverConfig) -> dict[str, Any]:
     """An erase command with what the views hold of the customers it erases (``events``, ``rejected``): the
     resolve worker of a Kafka deployment has no views, so the command names them (``check`` passed it)."""
-    from streams.embedded import erased_contents
+    from streams.embedded import anonymous_givers, erased_contents
 
     normalizer = views_normalizer(views, config)
     profiles: set[str] = set()
     nodes: set[str] = set()
-    for id_type, raw in command["identifiers"]:
-        key, _ = normalizer.node_key(id_type, raw)
-        idx = views.node_index.get(key) if key is not None else None
-        if idx is None:
-            continue
-        pid = views.node_profile[idx]
-        if pid is not None:
-            profiles.add(pid)
-            nodes.update(views.node_keys[n] for n in views.profiles[pid].nodes)
-        else:
-            nodes.add(key)
+
+    def take(keys: Iterable[Optional[str]]) -> None:
+        for key in keys:
+            idx = views.node_index.get(key) if key is not None else None
+            if idx is None:
+                continue
+            pid = views.node_profile[idx]
+            if pid is not None:
+                profiles.add(pid)
+                nodes.update(views.node_keys[n] for n in views.profiles[pid].nodes)
+            else:
+                nodes.add(key)
+
+    take(normalizer.node_key(id_type, raw)[0] for id_type, raw in command["identifiers"])
+    more = anonymous_givers(views, normalizer, sorted(nodes))
+    take(more)
     events, rejected, unusable = erased_contents(views, normalizer, sorted(profiles), sorted(nodes))
-    return {**command, "events": events, "rejected": rejected, "unusable": unusable}
+    return {**command, "identifiers": [*command["identifiers"], *(k.split(":", 1) for k in more)],
+            "events": events, "rejected": rejected, "unusable": unusable}
 
 
 class EmbeddedCommands:

@@ -31,6 +31,7 @@ from streams.inputs import InputStream, as_input, open_input
 from streams.log import (CHECKPOINTS, DecisionLog, bulk_work, checkpoint_ahead, checkpoint_header,
                          load_checkpoint, open_restatements, save_checkpoint)
 from streams.sealing import erasure_subjects, is_erased
+from resolver.formats import region_of
 from streams.ordering import read_in_order
 from streams.pipeline import MAX_RECORD_BYTES  # noqa: F401  (its home was here: kept importable)
 from streams.pipeline import ACCEPTED, BLANK, DUPLICATE, INTERNAL, REJECTED, RecordPipeline
@@ -447,6 +448,10 @@ class EmbeddedEngine:
         ``CommandError`` when no customer holds the identifiers."""
         keys = self.resolver.node_keys(identifiers)
         profiles, nodes = self.resolver.erasure_scope(keys)
+        more = anonymous_givers(self.views, self.resolver.normalizer, nodes)
+        if more:
+            keys = [*keys, *more]
+            profiles, nodes = self.resolver.erasure_scope(keys)
         events, rejected, unusable = erased_contents(self.views, self.resolver.normalizer, profiles, nodes)
         decided = self.command({"command": "erase", "identifiers": [k.split(":", 1) for k in keys], "by": by,
                                 "note": reason, "events": events, "rejected": rejected, "unusable": unusable,
@@ -628,8 +633,8 @@ def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
     """What of the customers an erasure removes the views hold: the IDs of their events, the keys of the
     rejected records that name them (by an erased event's ID, an identifier that reads as an erased one, or
     an erased identifier's value anywhere in the text), and the values as given (``[type, raw]``) that events
-    could not use then and that read as an erased identifier now (a national number of a country learned
-    since, given on a visit made with another customer's card: ``streams.sealing.unusable_subject``)."""
+    could not use (``unusable_values``: the erased events' own, and those that read as an erased identifier, a
+    national number given on a visit made with another customer's card: ``streams.sealing.unusable_subject``)."""
     events: set[str] = set()
     for pid in profiles:
         live = views.resolve(pid)
@@ -642,13 +647,10 @@ def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
         for i, _ in ev_nodes.hits(gone):
             if all(n in gone or node_profile[n] is None for n in ev_nodes[i]):
                 events.add(views.ev_id[i])
-    unusable: set[tuple[str, str]] = set()
-    for given in views.ev_ignored:
-        for ign in given or ():
-            if not ign.get("erased") and normalizer.node_key(ign["type"], ign["raw"])[0] in erased:
-                unusable.add((ign["type"], ign["raw"]))
+    unusable = unusable_values(views, normalizer, nodes, events)  # (and the events that gave nothing else)
     values = [k.partition(":")[2].casefold() for k in nodes]
     values = [v for v in values if len(v) >= 4]
+    regions = erased_regions(normalizer, nodes)
     rejected = []
     for d in views.rejected:
         if d.get("event_id") in events:
@@ -656,13 +658,67 @@ def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
             continue
         raw = d.get("raw") or ""
         text = raw.casefold()
-        if any(v in text for v in values) or _names(raw, normalizer) & erased:
+        if any(v in text for v in values) or _names(raw, normalizer, regions) & erased:
             rejected.append(d["key"])
     return sorted(events), rejected, [list(u) for u in sorted(unusable)]
 
 
-def _names(raw: str, normalizer: Any) -> set[str]:
-    """The node keys of the identifiers a rejected record's text gives, as far as it can be read."""
+def unusable_values(views: CustomerViews, normalizer: Any, nodes: list[str], events: set[str]) -> set[tuple[str, str]]:
+    """The values (``(type, raw)``) that events gave and could not use, an erasure of ``nodes`` and ``events``
+    shreds: every one the erased events gave (its key would otherwise stay, and with it a keyed hash a guess of
+    the value can be checked against), and any other that reads as an erased identifier, with the formats
+    learned so far or the country of an erased phone number (learned later, it would read as it then). An event
+    that gave nothing usable (in no profile) but such a value is the erased customer's: added to ``events``."""
+    erased = set(nodes)
+    regions = erased_regions(normalizer, nodes)
+    out: set[tuple[str, str]] = set()
+    for i, given in enumerate(views.ev_ignored):
+        if not given or views.ev_id[i] in events:
+            continue
+        named = {(ign["type"], ign["raw"]) for ign in given
+                 if not ign.get("erased") and normalizer.reads_as(ign["type"], ign["raw"], regions) in erased}
+        if named:
+            out |= named
+            if not views.ev_nodes[i]:
+                events.add(views.ev_id[i])
+    for i, given in enumerate(views.ev_ignored):
+        if given and views.ev_id[i] in events:
+            out.update((ign["type"], ign["raw"]) for ign in given if not ign.get("erased"))
+    return out
+
+
+def erased_regions(normalizer: Any, nodes: Iterable[str]) -> tuple[str, ...]:
+    """The countries of the phone numbers among ``nodes`` (``unusable_values``)."""
+    phones = (k.partition(":") for k in nodes)
+    return tuple(sorted({r for t, _, v in phones if normalizer.config.rule(t).kind == "phone"
+                         and (r := region_of(v)) is not None}))
+
+
+def anonymous_givers(views: CustomerViews, normalizer: Any, nodes: list[str]) -> list[str]:
+    """The anonymous records (``record:EVENT_ID``) an erasure of ``nodes`` takes too: an event that gave
+    nothing usable but a value that reads as an erased identifier (``unusable_values``) is that customer's,
+    when nothing else made it anyone's (its record is a profile of its own)."""
+    erased = set(nodes)
+    regions = erased_regions(normalizer, nodes)
+    out = []
+    for i, given in enumerate(views.ev_ignored):
+        if not given or views.ev_profile[i] is None:
+            continue
+        own = views.ev_nodes[i]
+        if len(own) != 1 or views.node_keys[own[0]] != f"{RECORD_TYPE}:{views.ev_id[i]}":
+            continue
+        prof = views.profiles.get(views.ev_profile[i])
+        if prof is None or prof.nodes != {own[0]}:
+            continue
+        if any(not ign.get("erased") and normalizer.reads_as(ign["type"], ign["raw"], regions) in erased
+               for ign in given):
+            out.append(views.node_keys[own[0]])
+    return out
+
+
+def _names(raw: str, normalizer: Any, regions: tuple[str, ...] = ()) -> set[str]:
+    """The node keys of the identifiers a rejected record's text gives, as far as it can be read (phone numbers
+    also as the countries ``regions`` would read them: ``Normalizer.reads_as``)."""
     try:
         record = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -673,7 +729,7 @@ def _names(raw: str, normalizer: Any) -> set[str]:
     out = set()
     for id_type, value in ids.items():
         if isinstance(id_type, str) and isinstance(value, (str, int)):
-            key, _ = normalizer.node_key(id_type, str(value))
+            key = normalizer.reads_as(id_type, str(value), regions)
             if key is not None:
                 out.add(key)
     return out

@@ -771,3 +771,105 @@ def test_an_identifier_an_event_could_not_use_then_is_erased_with_it(tmp_path):
     _cli("snapshot", "--out", str(snap), "--data-dir", str(data))
     assert "7887" not in _snapshot_text(snap)
     assert "7887" not in _cli("replay", "--verify", "--data-dir", str(data)).stdout  # (the log decides the same)
+
+
+def _uk_numbers(day: int) -> list[dict]:
+    """Enough UK numbers in international form for the country to be learned (with fillers to the epoch's end)."""
+    from resolver import formats
+
+    return [*(_event(f"uk-{i}", day, {"phone": f"+44 7700 9{i * 2000:05d}", "email": f"c{i}@mail.co.uk"}, hour=i % 20)
+              for i in range(formats.LEARN_MIN + 5)),
+            *(_event(f"fill-{i}", day + 1, {"email": f"filler{i}@mail.com"}, hour=i % 20) for i in range(80))]
+
+
+def _ingest_events(engine, path: Path, events: list[dict]) -> None:
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    engine.ingest_file(path)
+
+
+def test_a_national_number_erased_before_its_country_is_learned_is_erased_too(tmp_path):
+    """Jane (+44 7887 899111) is erased while the UK is not learned yet; Ann's visit gave the number nationally.
+    It reads as Jane's once the country is learned: the erasure takes it already (read with the country of the
+    number erased)."""
+    data = tmp_path / "data"
+    with EmbeddedEngine(data) as engine:
+        _ingest_events(engine, tmp_path / "a.jsonl", [
+            _event("ann-0", 1, {"phone": "07887 899111", "loyalty_id": "LY-5555-0001"}, {"first_name": "Ann"}, "store"),
+            _event("jane-1", 2, {"phone": "+44 7887 899111", "email": "jane@mail.co.uk"}, {"first_name": "Jane"})])
+        assert engine.resolver.state.learned_regions == []
+        engine.erase([("phone", "+44 7887 899111")], "dpo")
+        _ingest_events(engine, tmp_path / "b.jsonl", _uk_numbers(10))
+        assert engine.resolver.state.learned_regions == ["GB"]
+        card, = engine.resolver.node_keys([("loyalty_id", "LY-5555-0001")])
+        assert "7887" not in json.dumps(engine.views.explain(engine.views.lookup_node(card)["profile_id"]))
+    with DecisionLog(data, writer=False) as log:
+        assert "7887" not in json.dumps([entry for _, entry in log.read(0)])
+
+
+def test_an_event_that_gave_only_the_erased_number_unreadably_is_erased_whole(tmp_path):
+    """A till visit gave nothing but the erased customer's number, written nationally before the country was
+    learned, with an address and a date of birth (too little for a record to match on: it is in no profile). It is
+    that customer's, and goes with them (an event that gave only an erased identifier always did)."""
+    data = tmp_path / "data"
+    with EmbeddedEngine(data) as engine:
+        _ingest_events(engine, tmp_path / "a.jsonl", [
+            _event("till-0", 1, {"phone": "07887 899111"}, {"address": "1 Secret Lane", "date_of_birth": "1977-07-07"},
+                   "store"),
+            *_uk_numbers(10),
+            _event("jane-1", 20, {"phone": "+44 7887 899111", "email": "jane@mail.co.uk"},
+                   {"first_name": "Jane", "last_name": "Doe"})])
+        assert engine.resolver.state.learned_regions == ["GB"]
+        decided = engine.erase([("phone", "+44 7887 899111")], "dpo")
+        erased = [d for d in decided if d["type"] == "customer_erased"][0]
+        assert "till-0" in erased["events"]
+    with DecisionLog(data, writer=False) as log:
+        text = json.dumps([entry for _, entry in log.read(0)])
+    assert "Secret Lane" not in text and "1977" not in text and "7887" not in text
+
+
+def test_the_erased_customers_own_unusable_values_leave_no_key(tmp_path):
+    """A value the erased customer's own event could not use (a mistyped e-mail) has a key of its own: the erasure
+    shreds it too, else the store would keep a keyed hash a guess of the value could be checked against."""
+    import hashlib
+    import sqlite3
+
+    data = tmp_path / "data"
+    with EmbeddedEngine(data) as engine:
+        _ingest_events(engine, tmp_path / "a.jsonl", [
+            _event("jane-1", 2, {"phone": "+44 7887 899111", "email": "jane.doe@@mail", "device_id": "x-1"},
+                   {"first_name": "Jane"})])
+        engine.erase([("phone", "+44 7887 899111")], "dpo")
+    db = sqlite3.connect(data / "keys.sqlite")
+    secret = bytes(db.execute("SELECT value FROM meta WHERE name='secret'").fetchone()[0])
+    subject = hashlib.blake2b(b"u:email:jane.doe@@mail", key=secret, digest_size=16).digest()
+    assert db.execute("SELECT count(*) FROM keys WHERE subject=?", (subject,)).fetchone()[0] == 0
+    db.close()
+
+
+def test_an_anonymous_record_that_gave_only_the_erased_number_unreadably_is_erased_with_it(tmp_path):
+    """The same with enough attributes for an anonymous record (a profile of its own, ``record:EVENT_ID``): the
+    record goes with the customer, from the state and the views, not only the event's content."""
+    data = tmp_path / "data"
+    with EmbeddedEngine(data) as engine:
+        _ingest_events(engine, tmp_path / "a.jsonl", [
+            _event("till-0", 1, {"phone": "07887 899111"},
+                   {"first_name": "Odette", "last_name": "Vantongeren", "date_of_birth": "1977-07-07",
+                    "address": "1 Secret Lane", "postcode": "ZZ1 1ZZ"}, "store"),
+            *_uk_numbers(10),
+            _event("jane-1", 20, {"phone": "+44 7887 899111", "email": "jane@mail.co.uk"},
+                   {"first_name": "Jane", "last_name": "Doe"})])
+        assert engine.views.lookup_node("record:till-0")["status"] == "found"
+        from streams.commands import scoped_erasure  # (what a Kafka deployment's API sends the resolve worker)
+
+        scoped = scoped_erasure({"command": "erase", "identifiers": [["phone", "+44 7887 899111"]], "by": "dpo"},
+                                engine.views, engine.resolver.config)
+        assert ["record", "till-0"] in scoped["identifiers"] and "till-0" in scoped["events"]
+        assert ["phone", "07887 899111"] in scoped["unusable"]
+        erased = [d for d in engine.erase([("phone", "+44 7887 899111")], "dpo") if d["type"] == "customer_erased"][0]
+        assert "till-0" in erased["events"] and len(erased["profile_ids"]) == 2
+        assert engine.views.lookup_node("record:till-0")["status"] == "unknown"
+        assert "record:till-0" not in engine.resolver.state.node_index
+        assert engine.views.lookup_node("email:jane@mail.co.uk")["status"] == "unknown"
+    with DecisionLog(data, writer=False) as log:
+        text = json.dumps([entry for _, entry in log.read(0)])
+    assert "Vantongeren" not in text and "Secret Lane" not in text and "7887" not in text
