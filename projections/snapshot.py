@@ -26,8 +26,8 @@ import orjson
 from projections.customer import ACCOUNT_KEYS, CustomerViews
 from projections.households import household_rows
 from projections.metrics import promise, write_metrics
-from projections.storage import file_mode, private_file, remove_debris
-from resolver.errors import IdresError
+from projections.storage import file_mode, private_file, remove_debris, replaceable
+from resolver.errors import ConfigError, IdresError
 
 SNAPSHOT_SCHEMA_VERSION = 6  # 3: rejected_events.reason is a category, its message in detail; 4: households;
 # 5: bans; 6: contact_recognition and the metric views
@@ -349,12 +349,16 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
     ``predict``: fit the purchase models for the predicted customer value (when their library is installed);
     by default unless ``$IDRES_PREDICT`` is 0."""
     if predict is None:
-        predict = os.environ.get("IDRES_PREDICT", "1").strip().lower() not in ("0", "false", "no", "off")
+        raw = os.environ.get("IDRES_PREDICT", "").strip().lower() or "1"
+        if raw not in ("0", "false", "no", "off", "1", "true", "yes", "on"):
+            raise ConfigError(f"IDRES_PREDICT={raw!r}: expected 1 or 0 (true/false, yes/no, on/off)")
+        predict = raw in ("1", "true", "yes", "on")
     out = Path(out)
     if out.is_dir():
         raise IdresError(f"snapshot output {out} is a directory: give a file path, e.g. {out / 'customers.duckdb'}")
     if out.parent.exists() and not out.parent.is_dir():
         raise IdresError(f"cannot write the snapshot {out}: {out.parent} is a file, not a directory")
+    replaceable(out, "DuckDB snapshot", (8, b"DUCK"))  # (another file there is not overwritten)
     out.parent.mkdir(parents=True, exist_ok=True)
     # what killed snapshot runs left next to this one (their writers are gone): temporary databases,
     # their write-ahead logs, and directories of plain-text rows

@@ -39,9 +39,39 @@ def private_file(path: Path, mode: str = "wb", buffering: int = -1) -> Any:
     return os.fdopen(fd, mode, buffering)
 
 
+def replaceable(path: Path, what: str = "file", magic: Optional[tuple[int, bytes]] = None) -> None:
+    """Raises ``IdresError`` unless ``path`` can be written by renaming a new file over it: it does not exist, or
+    is a regular file (renaming over a device or a pipe would replace it with a file) that, with ``magic``
+    (offset, bytes), already holds such a file (an empty file too): an earlier output, not something else."""
+    from resolver.errors import IdresError
+
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    import stat
+
+    if stat.S_ISDIR(st.st_mode):
+        raise IdresError(f"{path} is a directory: give the path of a {what}, e.g. {path / ('out' + path.suffix)}")
+    if not stat.S_ISREG(st.st_mode):
+        raise IdresError(f"{path} is not a regular file (a device, pipe or socket): give the path of a {what}")
+    if magic is not None and st.st_size:
+        offset, expected = magic
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                found = fh.read(len(expected))
+        except OSError:
+            return  # (what cannot be read is found out when written)
+        if found != expected:
+            raise IdresError(f"{path} exists and is not a {what}: idres does not overwrite it; remove it or give "
+                             "another path")
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """``data`` as the file ``path``, private (``private_file``), written under a temporary name, synced, then
     renamed over it: a reader sees the old file or the new one, never half of one."""
+    replaceable(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with private_file(tmp, "wb") as fh:

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -240,6 +241,19 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         return {"snapshot": str(out), "rows": counts, "seconds": round(time.perf_counter() - started, 2)}
 
 
+def _writable_output(out: Path, what: str, create_parent: bool = True) -> None:
+    """Refuses, before any work, an output path that cannot be written: a device or pipe (renaming a file over
+    it would replace it), a directory, or a parent that is a file or (unless it is to be created) missing."""
+    from projections.storage import replaceable
+
+    replaceable(out, what)
+    parent = out.parent
+    if parent.exists() and not parent.is_dir():
+        raise UsageError(f"--out {out}: {parent} is a file, not a directory: give another path")
+    if not create_parent and not parent.exists():
+        raise UsageError(f"--out {out}: the directory {parent} does not exist: create it or give another path")
+
+
 def cmd_snapshot(args: argparse.Namespace) -> int:
     _print_json(_write_snapshot(args, Path(args.out)))
     return 0
@@ -253,6 +267,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--out {out}: give a file ending in .html, e.g. report.html")
+    _writable_output(out, "HTML report")
     started = time.perf_counter()
 
     def step(name: str) -> None:
@@ -946,6 +961,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from streams.settings import save_match_model
 
     config, _ = _settings(args)
+    _writable_output(Path(args.out), "match model file", create_parent=False)
     records = _training_records(args.files, config)
     if len(records) < 2:
         raise UsageError(f"only {len(records)} distinct attribute record(s) in the input: "
@@ -1093,6 +1109,7 @@ def _query_to_file(con, sql: str, out: Path, fmt: Optional[str] = None) -> int:
         raise UsageError(f"--out {out}: give a file ending in .csv, .parquet or .json, or say which with --format")
     if out.is_dir():
         raise UsageError(f"--out {out} is a directory: give a file ending in .{fmt}")
+    _writable_output(out, f".{fmt} file", create_parent=False)
     relation = con.sql(sql)
     if relation is None:
         raise UsageError("that statement returns no rows to write: --out takes a query (SELECT ...)")
@@ -1535,6 +1552,42 @@ def _version() -> str:
         return "unknown (not installed: python3 -m pip install -e .)"
 
 
+# what to do next about a system error, by its errno name
+_OS_NEXT = {
+    "ENOSPC": "free space on that disk or write somewhere else, then run the command again",
+    "EDQUOT": "free space within your disk quota or write somewhere else, then run the command again",
+    "EROFS": "that file system is read-only: give a path on a writable one",
+    "ENOTDIR": "a part of that path is a file, not a directory: give another path",
+    "EISDIR": "that is a directory: give the path of a file",
+    "EACCES": "check its permissions (and its directory's), or give another path",
+    "EPERM": "check its permissions (and its directory's), or give another path",
+    "ENOENT": "check that the path exists (its directory too)",
+    "EEXIST": "remove it or give another path",
+    "ENAMETOOLONG": "give a shorter path",
+    "ELOOP": "the path goes round a loop of symbolic links: give another path",
+    "EADDRINUSE": "another process listens there: give another --port, or stop that process",
+    "EMFILE": "too many open files: raise the limit (ulimit -n) and run the command again",
+    "EIO": "the disk reported an input/output error: check it, then run the command again",
+}
+_TEMPORARY = re.compile(r"^\.(idres-[a-z]+-.*|.+\.tmp(\.wal)?)$")
+
+
+def os_error_line(exc: OSError) -> str:
+    """A system error as one line: what failed, on which path (the directory, for a temporary file written on
+    the way to the one asked for), and what to do next."""
+    import errno as errnos
+
+    name = errnos.errorcode.get(exc.errno or 0, "")
+    path = exc.filename
+    if path is not None:
+        p = Path(str(path))
+        if _TEMPORARY.match(p.name):
+            path = f"writing in {p.parent}"
+    what = exc.strerror or str(exc)
+    where = f": {path}" if path is not None else ""
+    return f"{what}{where}: {_OS_NEXT.get(name, 'check the path, the disk and its permissions, then run the command again')}"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -1553,8 +1606,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("idres: interrupted; everything up to the last written batch is in the log", file=sys.stderr)
         return 130
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
-        print(f"idres: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+    except OSError as exc:
+        if os.environ.get("IDRES_DEBUG"):
+            raise
+        print(f"idres: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:
         if os.environ.get("IDRES_DEBUG"):

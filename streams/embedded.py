@@ -122,7 +122,8 @@ class IngestReport:
         parts = [f"{n:,} {reason}" for reason, n in ranked[:top]]
         if len(ranked) > top:
             rest = sum(n for _, n in ranked[top:])
-            parts.append(f"{rest:,} for {len(ranked) - top} other reasons")
+            others = len(ranked) - top
+            parts.append(f"{rest:,} {ranked[top][0]}" if others == 1 else f"{rest:,} for {others} other reasons")
         before = f" ({self.rejected_before:,} of them kept on an earlier run)" if self.rejected_before else ""
         return (f"{total:,} line{'s' if total != 1 else ''} rejected{before}: {', '.join(parts)}; "
                 f"see the rejected_events table of the snapshot (`idres snapshot`)")

@@ -253,3 +253,44 @@ def test_ingest_and_replay_leave_the_state_they_built_out_of_the_collectors_sigh
         assert (rc, enabled) == ("0", "True")
         # (what the collector still looks at is what was made after: a few objects against the state's many)
         assert int(seen) * 20 < int(frozen), (command, seen, frozen)
+
+
+def test_an_output_path_that_is_not_ours_is_refused_before_any_work(dataset, ingested, tmp_path):
+    """`snapshot --out` renamed its new file over whatever was there: a user's events file was replaced, and a
+    device (run as root, /dev/full) became a regular file. Such paths are refused now, with what to do; a snapshot
+    written before is replaced as always."""
+    data = ingested[0]
+    victim = tmp_path / "events.jsonl"
+    victim.write_text('{"event_id": "mine"}\n')
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for out in (victim, fifo):
+        done = run_cli("snapshot", "--data-dir", str(data), "--out", str(out), check=False)
+        assert done.returncode == 2 and done.stderr.startswith("idres: error: ") and done.stderr.count("\n") == 1
+        assert "give" in done.stderr or "remove it" in done.stderr
+    assert victim.read_text() == '{"event_id": "mine"}\n' and fifo.is_fifo()
+    snap = tmp_path / "s.duckdb"
+    for _ in range(2):  # (the second run replaces the first's snapshot)
+        run_cli("snapshot", "--data-dir", str(data), "--out", str(snap), "--no-predict")
+    done = run_cli("train", str(dataset[1]), "--out", str(tmp_path / "missing" / "m.json"), check=False)
+    assert done.returncode == 2 and "does not exist: create it" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_a_system_error_is_one_line_with_what_to_do(tmp_path):
+    """Any system error (a full disk, a read-only file system, a file where a directory should be) is one line
+    naming the path and what to do, not an internal error; a temporary file is named by its directory."""
+    import errno
+
+    from streams.cli import os_error_line
+
+    full = os_error_line(OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".s.duckdb.123.tmp")))
+    assert full == f"No space left on device: writing in {tmp_path}: free space on that disk or write somewhere " \
+                   "else, then run the command again"
+    assert os_error_line(OSError(errno.EROFS, "Read-only file system", "/mnt/ro/d")).endswith("give a path on a "
+                                                                                            "writable one")
+    assert os_error_line(OSError(errno.ENOEXEC, "Exec format error")) == \
+        "Exec format error: check the path, the disk and its permissions, then run the command again"
+    (tmp_path / "afile").write_text("")
+    done = run_cli("ingest", str(tmp_path / "afile"), "--data-dir", str(tmp_path / "afile" / "x"), check=False)
+    assert done.returncode == 2 and done.stderr.startswith("idres: error: Not a directory: ")
+    assert "a part of that path is a file" in done.stderr and done.stderr.count("\n") == 1

@@ -504,3 +504,28 @@ def test_progress_adds_up_to_the_file_size(tmp_path, compress):
         engine.ingest_file(events, progress=told.append)
     assert len(told) > 1 and all(n > 0 for n in told)
     assert sum(told) == events.stat().st_size
+
+
+def test_the_rejection_summary_names_a_single_remaining_reason():
+    """Beyond the five commonest reasons the rest are counted; one reason left is named, not "1 other reasons"."""
+    from streams.embedded import IngestReport
+
+    report = IngestReport()
+    report.rejected_reasons = {f"reason {c}": n for c, n in zip("abcdef", (9, 8, 7, 6, 5, 1))}
+    line = report.rejection_summary()
+    assert line.startswith("36 lines rejected: 9 reason a, 8 reason b, 7 reason c, 6 reason d, 5 reason e, 1 reason f;")
+    report.rejected_reasons["reason g"] = 2
+    assert ", 3 for 2 other reasons;" in report.rejection_summary()
+
+
+def test_idres_predict_takes_only_yes_or_no(tmp_path, monkeypatch):
+    import pytest as _pytest
+
+    from projections.customer import CustomerViews
+    from projections.snapshot import write_snapshot
+    from resolver.errors import ConfigError
+
+    monkeypatch.setenv("IDRES_PREDICT", "maybe")
+    with _pytest.raises(ConfigError, match="IDRES_PREDICT='maybe': expected 1 or 0"):
+        write_snapshot(CustomerViews(), tmp_path / "s.duckdb")
+    assert not (tmp_path / "s.duckdb").exists()
