@@ -98,6 +98,7 @@ APPLY_BATCH = 50  # log entries folded per hold of the views lock
 PAUSE = 1.0  # after each batch, the follower rests this many times as long as the batch took
 MAX_TIMELINE = 500
 SWITCH_INTERVAL = 0.0002  # seconds; see serve()
+LOAD_RETRY_MAX = 30.0  # seconds between attempts to load the views when the log cannot be read (a broker not up yet)
 # Households are recomputed (a pass over every event: ~0.1 s per 50,000 events) after new log entries
 # are folded, at most once per this many seconds counted from the end of the previous computation (so
 # while entries keep arriving, at most computation/(computation + this) of the follower's time goes to
@@ -202,12 +203,19 @@ class Follower:
         return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
     def _run(self) -> None:
-        try:
-            self.load()
-            self.refresh_households(force=True)
-        except Exception as exc:  # reported by /readyz; the process stays up for /healthz
-            self.error = f"loading the decision log failed: {type(exc).__name__}: {exc}"
-            return
+        wait = 1.0
+        while True:
+            try:
+                self.load()
+                self.refresh_households(force=True)
+                break
+            except Exception as exc:  # reported by /readyz and on stderr; the process stays up and tries again
+                self.error = f"loading the decision log failed: {type(exc).__name__}: {exc}"
+                print(f"idres: warning: {self.error}; trying again in {wait:.0f} s", file=sys.stderr, flush=True)
+                if self._stop.wait(wait):
+                    return
+                wait = min(wait * 2, LOAD_RETRY_MAX)
+        self.error = None
         self.ready.set()
         while not self._stop.wait(self.poll_interval):
             try:
@@ -1209,6 +1217,9 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
                 and writer_of(request) is None:
             raise _Refused(_problem(401, "unauthorized", "this API needs the X-API-Key header with a valid key"))
         if not follower.ready.is_set():
+            if follower.error is not None:
+                raise _Refused(_problem(503, "not_ready", f"the customer views cannot be loaded yet ({follower.error}); "
+                                                          "idres serve keeps trying: see its standard error"))
             raise _Refused(_problem(503, "not_ready", "the customer views are still loading; retry shortly"))
         if follower.gone is not None:
             raise _Refused(_problem(503, "source_gone", f"{follower.gone}; restart `idres serve` on a data "

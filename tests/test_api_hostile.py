@@ -106,3 +106,41 @@ def test_a_limit_of_one_connection_still_serves_that_one(data):
         assert lookup(server).status_code == 200
     finally:
         server.stop()
+
+
+def test_serve_on_a_broker_it_cannot_reach_says_so_and_keeps_trying(tmp_path):
+    """`idres serve --bootstrap` on an address no broker listens on stayed up silently, answering lookups with
+    "still loading" for good: it says why on its standard error and in its answers, and tries again (a broker
+    that comes up after the API, as in a compose file)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.cli_helpers import ROOT
+    from tests.kafka_broker import free_port
+
+    port = free_port()
+    err = tmp_path / "stderr.txt"
+    with open(err, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", "--bootstrap", "127.0.0.1:1",
+                                 "--port", str(port)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=fh,
+                                env={k: v for k, v in os.environ.items() if k != "IDRES_API_KEY"})
+    try:
+        deadline = time.monotonic() + 30
+        answer = None
+        while time.monotonic() < deadline:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/v1/lookup", params={"email": "a@b.com"}, timeout=2)
+            except httpx.HTTPError:
+                answer = None
+            if answer is not None and "cannot be loaded yet" in answer.text and err.read_text().count("warning") >= 2:
+                break
+            time.sleep(0.5)
+        assert answer is not None and answer.status_code == 503
+        assert "cannot reach a Kafka broker at 127.0.0.1:1" in answer.json()["detail"]
+        lines = err.read_text().splitlines()
+        assert len([line for line in lines if line.startswith("idres: warning: loading the decision log failed")]) >= 2
+        assert proc.poll() is None  # (still up, trying again)
+    finally:
+        proc.terminate()
+        proc.wait(10)
