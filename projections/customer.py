@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 from array import array
 from dataclasses import dataclass, field
 from itertools import compress
@@ -939,13 +940,12 @@ class CustomerViews:
 def _number(value: Any) -> Optional[float]:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+    if isinstance(value, (int, float, str)):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             return None
+        return number if math.isfinite(number) else None  # (a log written before amounts were bounded)
     return None
 
 

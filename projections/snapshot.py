@@ -10,6 +10,7 @@ rejected_events, contact_recognition, snapshot_info; then the metric views over 
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import re
@@ -89,9 +90,10 @@ def _num(value: Any) -> Optional[float]:
     if isinstance(value, bool) or value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None
 
 
 def _int(value: Any) -> Optional[int]:

@@ -23,6 +23,7 @@ GENERIC_PLACEHOLDERS = frozenset(
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _WS = re.compile(r"\s+")
 _NON_ALNUM = re.compile(r"[^0-9A-Za-z]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # (tab, line feed and return aside: whitespace)
 _DIGITS = re.compile(r"\D")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 _SLASH_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})$")
@@ -126,6 +127,8 @@ class Normalizer:
         rule = self.config.rule(id_type)
         if raw.strip().lower() in GENERIC_PLACEHOLDERS:
             return None, "placeholder value"
+        if _CONTROL.search(raw):
+            return None, "control characters in the value"  # (a NUL or an escape sequence is no one's identifier)
         value, reason = self._by_kind(rule, raw)
         if value is None:
             return None, reason

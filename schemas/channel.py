@@ -18,6 +18,7 @@ SCHEMA_VERSION = 1
 Key = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MAX_IDENTIFIERS = 64  # identifiers per event (more is no customer's, and costs every later step)
 MAX_ATTRIBUTES = 64
+MAX_AMOUNT = 1e15  # a payload's amount, either way (a billion events of it still add up to a finite value)
 _NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1  # what the decision log (JSON, 64-bit integers) stores
 
@@ -106,6 +107,15 @@ class ChannelEvent(BaseModel):
         where = _unstorable(value)
         if where is not None:
             raise ValueError(where)
+        amount = value.get("amount")
+        if isinstance(amount, (int, float, str)) and not isinstance(amount, bool):
+            try:
+                number = float(amount)
+            except ValueError:
+                number = None  # (not a number: no amount, as a report reads it)
+            if number is not None and not (math.isfinite(number) and abs(number) <= MAX_AMOUNT):
+                raise ValueError(f"amount is {str(amount)[:40]}: an amount is a finite number from -{MAX_AMOUNT:.0e} to "
+                                 f"{MAX_AMOUNT:.0e} (customer values add them up)")
         return value
 
 

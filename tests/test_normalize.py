@@ -174,3 +174,16 @@ def test_phone_normalization_is_idempotent(n):
     value, _ = norm.identifier("phone", str(n))
     if value is not None:
         assert norm.identifier("phone", value) == (value, None)
+
+
+def test_an_identifier_with_control_characters_is_no_ones():
+    """A NUL or a terminal escape inside a value was linked as an ordinary e-mail (and printed as it was, colours
+    and all): such a value is not used, with its reason."""
+    from resolver.config import ResolverConfig
+    from resolver.normalize import Normalizer
+
+    n = Normalizer(ResolverConfig())
+    for raw in ("nul\x00x@gmail.com", "ansi\x1b[2j@gmail.com", "+44 7700 900\x07461", "LY-\x9b5555"):
+        id_type = "email" if "@" in raw else "phone" if raw.startswith("+") else "loyalty_id"
+        assert n.identifier(id_type, raw) == (None, "control characters in the value")
+    assert n.identifier("email", " ana@mailbox.org\r\n")[0] == "ana@mailbox.org"

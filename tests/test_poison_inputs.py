@@ -88,6 +88,9 @@ CORPUS: list[tuple[str, bytes, str]] = [
     ("payload integer of 2**64", bad(payload={"order_no": 2 ** 64}), "invalid payload"),
     ("payload integer below -2**63", bad(payload={"order_no": -(2 ** 63) - 1}), "invalid payload"),
     ("payload big integer nested", bad(payload={"lines": [{"sku": 10 ** 30}]}), "invalid payload"),
+    # (three of 1.7e308 added up to an infinite customer value, written as Infinity: not JSON)
+    ("amount beyond a quadrillion", bad(payload={"amount": 1.7e308}), "invalid payload"),
+    ("amount infinite as text", bad(payload={"amount": "inf"}), "invalid payload"),
     ("newer schema version", bad(schema_version=2), "invalid schema_version"),
     ("schema version a word", bad(schema_version="one"), "invalid schema_version"),
     ("nothing to match on", bad(identifiers={}, attributes={}), "nothing to match on"),
