@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import gc
 import hmac
 import itertools
@@ -1512,7 +1513,8 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise ServeError(f"cannot listen on {host}: {exc.strerror}") from None
+        raise ServeError(f"cannot listen on {host}: {exc.strerror}: give a host name or address of this machine "
+                         "(--host)") from None
     family, kind, proto, _, addr = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -1521,7 +1523,9 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        hint = ("another process listens there: give another --port, or stop that process"
+                if exc.errno == errno.EADDRINUSE else "give another --host or --port")
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}: {hint}") from None
     sock.set_inheritable(True)
     return sock
 

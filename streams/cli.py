@@ -895,13 +895,9 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     if args.model:
         from dataclasses import replace
 
-        from resolver.matching import MatchModel
+        from streams.settings import load_match_model
 
-        try:
-            model = MatchModel.from_dict(json.loads(Path(args.model).read_text()), f"--model {args.model}")
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--model {args.model}: {exc}") from None
-        new_config = replace(new_config, match_model=model)
+        new_config = replace(new_config, match_model=load_match_model(args.model))
     live_config, _ = load_settings(os.environ.get("IDRES_CONFIG") or None)
     truth = None
     if args.truth:
@@ -1054,6 +1050,8 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise UsageError(f"{path} is a directory: give a snapshot file written by `idres snapshot --out FILE.duckdb`")
     if not path.is_file():
         raise UsageError(f"snapshot {path} not found: write one with `idres snapshot --out {path}`")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{path}: permission denied: read it as its owner, or give its owner's group read access")
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error:
@@ -1071,7 +1069,9 @@ def cmd_query(args: argparse.Namespace) -> int:
             rows = result.fetchmany(args.limit + 1) if args.limit else result.fetchall()
         except duckdb.Error as exc:
             hint = ("SHOW TABLES lists the tables, DESCRIBE name a table's columns" if isinstance(
-                exc, (duckdb.CatalogException, duckdb.BinderException)) else "correct the SQL and run it again")
+                exc, (duckdb.CatalogException, duckdb.BinderException)) else
+                    f"check that {Path(args.out).parent} can be written (and has room), then run it again"
+                    if args.out and isinstance(exc, duckdb.IOException) else "correct the SQL and run it again")
             raise UsageError(f"query failed: {str(exc).splitlines()[0]}: {hint}") from None
     more = bool(args.limit) and len(rows) > args.limit
     rows = rows[:args.limit] if more else rows

@@ -294,3 +294,25 @@ def test_a_system_error_is_one_line_with_what_to_do(tmp_path):
     done = run_cli("ingest", str(tmp_path / "afile"), "--data-dir", str(tmp_path / "afile" / "x"), check=False)
     assert done.returncode == 2 and done.stderr.startswith("idres: error: Not a directory: ")
     assert "a part of that path is a file" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_errors_of_serve_whatif_and_query_say_what_to_do(ingested, tmp_path):
+    import socket
+
+    data, snap, _ = ingested
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run_cli("serve", "--data-dir", str(data), "--port", str(port), check=False, timeout=60)
+    assert done.returncode != 0 and done.stderr.strip().splitlines()[-1].endswith(
+        "Address already in use: another process listens there: give another --port, or stop that process")
+    done = run_cli("whatif", "--data-dir", str(data), "--scratch", str(tmp_path / "w"), "--model",
+                   str(tmp_path / "none.json"), check=False)
+    assert done.returncode == 2 and "write one with `idres train FILE --out" in done.stderr
+    unreadable = tmp_path / "copy.duckdb"
+    unreadable.write_bytes(snap.read_bytes())
+    unreadable.chmod(0)
+    if not os.access(unreadable, os.R_OK):  # (root reads it whatever its mode)
+        done = run_cli("query", str(unreadable), "SELECT 1", check=False)
+        assert done.returncode == 2 and "permission denied" in done.stderr
