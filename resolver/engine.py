@@ -345,7 +345,8 @@ class Resolver:
         for id_type, raw in identifiers:
             key, why = self.normalizer.node_key(id_type, raw)
             if key is None:
-                raise CommandError(f"{id_type}={raw}: {why}")
+                raise CommandError(f"{id_type}={raw}: {why}, so it names no customer: name one the customer has "
+                                   "(`idres show PROFILE_ID` lists them)")
             keys.append(key)
         return keys
 
