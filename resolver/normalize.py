@@ -23,6 +23,7 @@ GENERIC_PLACEHOLDERS = frozenset(
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _WS = re.compile(r"\s+")
 _NON_ALNUM = re.compile(r"[^0-9A-Za-z]")
+MAX_IDENTIFIER_LENGTH = 1024  # characters of a value as given (an e-mail address has at most 254)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # (tab, line feed and return aside: whitespace)
 _DIGITS = re.compile(r"\D")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
@@ -127,6 +128,8 @@ class Normalizer:
         rule = self.config.rule(id_type)
         if raw.strip().lower() in GENERIC_PLACEHOLDERS:
             return None, "placeholder value"
+        if len(raw) > MAX_IDENTIFIER_LENGTH:
+            return None, f"longer than {MAX_IDENTIFIER_LENGTH:,} characters"
         if _CONTROL.search(raw):
             return None, "control characters in the value"  # (a NUL or an escape sequence is no one's identifier)
         value, reason = self._by_kind(rule, raw)

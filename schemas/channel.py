@@ -86,8 +86,10 @@ class ChannelEvent(BaseModel):
     @classmethod
     def _iso_text(cls, value: Any) -> Any:
         if not isinstance(value, (str, datetime)) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
-            raise ValueError("must be an ISO-8601 date-time string, e.g. 2025-03-07T14:03:11+00:00 (not a number "
-                             "of seconds)")
+            given = ("null" if value is None else "a number of seconds" if isinstance(value, (int, float, str))
+                     and not isinstance(value, bool) else f"a JSON {type(value).__name__}".replace("dict", "object")
+                     .replace("list", "array").replace("bool", "boolean"))
+            raise ValueError(f"must be an ISO-8601 date-time string, e.g. 2025-03-07T14:03:11+00:00 (not {given})")
         return value
 
     @field_validator("occurred_at")
@@ -209,5 +211,5 @@ def parse_event(raw: bytes | str, max_bytes: Optional[int] = None) -> ChannelEve
     has_attribute = any(v is not None and str(v).strip() for v in event.attributes.values())
     if not has_identifier and not has_attribute:
         raise RejectedInput(NOTHING_TO_MATCH, event.event_id,
-                            detail=f"{NOTHING_TO_MATCH}: no identifier and no attribute")
+                            detail=f"{NOTHING_TO_MATCH}: no identifier and no attribute with a value")
     return event

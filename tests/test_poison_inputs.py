@@ -159,3 +159,24 @@ def test_the_same_bad_line_in_two_different_files_is_kept_for_each(tmp_path):
         reports = [engine.ingest_file(path) for path in days]
         assert [(r.accepted, r.rejected) for r in reports] == [(1, 1), (1, 1)]
         assert [r["source"]["name"] for r in engine.views.rejected] == [str(p.resolve()) for p in days]
+
+
+def test_details_say_what_was_given():
+    """A null time was told it was "not a number of seconds"; an empty identifier "no attribute"."""
+    from resolver.config import ResolverConfig
+    from resolver.normalize import MAX_IDENTIFIER_LENGTH, Normalizer
+    from schemas.channel import RejectedInput, parse_event
+
+    def detail(**fields):
+        record = {"event_id": "x", "occurred_at": "2025-03-07T14:03:11Z", "channel": "web", "event_type": "visit",
+                  "identifiers": {"email": "a@b.org"}, **fields}
+        with pytest.raises(RejectedInput) as caught:
+            parse_event(json.dumps(record))
+        return caught.value.detail
+
+    assert detail(occurred_at=None).endswith("(not null)")
+    assert detail(occurred_at=[2025]).endswith("(not a JSON array)")
+    assert detail(occurred_at=1741356191).endswith("(not a number of seconds)")
+    assert detail(identifiers={"email": ""}) == "nothing to match on: no identifier and no attribute with a value"
+    long = "a" * MAX_IDENTIFIER_LENGTH + "@b.org"
+    assert Normalizer(ResolverConfig()).identifier("email", long) == (None, "longer than 1,024 characters")
