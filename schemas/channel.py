@@ -196,6 +196,8 @@ def parse_event(raw: bytes | str, max_bytes: Optional[int] = None) -> ChannelEve
         event_id = None
         if exc.errors()[0].get("type") == "json_invalid":
             msg = str(exc.errors()[0].get("msg", "")).strip().removeprefix("Invalid JSON:").strip()
+            if "number out of range" in msg:
+                msg += " (a number too long to read: send it as a string)"
             raise RejectedInput(NOT_JSON, detail=f"{NOT_JSON}: {msg}") from None
         try:
             import orjson

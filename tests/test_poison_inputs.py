@@ -178,5 +178,8 @@ def test_details_say_what_was_given():
     assert detail(occurred_at=[2025]).endswith("(not a JSON array)")
     assert detail(occurred_at=1741356191).endswith("(not a number of seconds)")
     assert detail(identifiers={"email": ""}) == "nothing to match on: no identifier and no attribute with a value"
+    with pytest.raises(RejectedInput) as caught:
+        parse_event('{"event_id": "x", "payload": {"n": ' + "9" * 5000 + "}}")
+    assert caught.value.detail.endswith("(a number too long to read: send it as a string)")
     long = "a" * MAX_IDENTIFIER_LENGTH + "@b.org"
     assert Normalizer(ResolverConfig()).identifier("email", long) == (None, "longer than 1,024 characters")
