@@ -625,7 +625,7 @@ def _review_table(detail: dict[str, Any]) -> str:
         va = a.get("record", {}).get(f) or a.get("golden_record", {}).get(f) or ""
         vb = b.get("record", {}).get(f) or b.get("golden_record", {}).get(f) or ""
         ev = detail["fields"].get(f)
-        rows.append((f, str(va), str(vb), f"{ev['level']} {ev['weight']:+.1f}" if ev else ""))
+        rows.append((f, shown(str(va)), shown(str(vb)), f"{ev['level']} {ev['weight']:+.1f}" if ev else ""))
     rows.append(("events", str(a.get("events", "")), str(b.get("events", "")), ""))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = [f"{detail['review_id']}  {detail['status']}  weight {detail['weight']:.1f} (review >= "
@@ -1084,7 +1084,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         writer.writerow(columns)
         writer.writerows(rows)
     else:
-        cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+        cells = [[("" if v is None else shown(str(v))) for v in row] for row in rows]
         widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
         print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
         print("  ".join("-" * w for w in widths))
@@ -1550,6 +1550,15 @@ def _version() -> str:
         return version("idres")
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "unknown (not installed: python3 -m pip install -e .)"
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """A value as a text table shows it: control characters (a terminal escape in a name) written as escapes,
+    so that data cannot move the cursor, change colours or break a row."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text) if _UNPRINTABLE.search(text) else text
 
 
 # what to do next about a system error, by its errno name

@@ -316,3 +316,10 @@ def test_errors_of_serve_whatif_and_query_say_what_to_do(ingested, tmp_path):
     if not os.access(unreadable, os.R_OK):  # (root reads it whatever its mode)
         done = run_cli("query", str(unreadable), "SELECT 1", check=False)
         assert done.returncode == 2 and "permission denied" in done.stderr
+
+
+def test_a_text_table_shows_control_characters_as_escapes():
+    from streams.cli import shown
+
+    assert shown("Rich\x1b[31Mred") == "Rich\\x1b[31Mred" and shown("a\tb\nc") == "a\\tb\\nc"
+    assert shown("Zoë O'Brien") == "Zoë O'Brien"
