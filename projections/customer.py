@@ -821,7 +821,9 @@ class CustomerViews:
         view["identifiers"] = self.identifiers_of(prof)
         view["golden_record"] = {k: v["value"] for k, v in self.golden_record(prof).items()}
         view.update(self.summary(prof))
-        view["merged_ids"] = sorted(self.lineage(pid) - {pid})
+        # (an ID merged here that is a profile again, an anonymous event's once the identifier that joined it was
+        # found shared, leads to itself now: not listed)
+        view["merged_ids"] = sorted(a for a in self.lineage(pid) - {pid} if self.resolve(a) == pid)
         view["timeline"] = self.timeline(prof, limit=timeline_limit)
         return view
 

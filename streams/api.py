@@ -56,7 +56,7 @@ from urllib.parse import parse_qsl, quote
 from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from projections.changelog import changes_of
@@ -795,10 +795,17 @@ class ReviewVerdict(BaseModel):
 class BulkVerdict(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Literal["accept", "reject"]
-    min_weight: float = Field(description="Decide every pending review weighing at least this.")
-    max_weight: Optional[float] = Field(None, description="... and at most this.")
+    min_weight: float = Field(description="Decide every pending review weighing at least this.", allow_inf_nan=False)
+    max_weight: Optional[float] = Field(None, description="... and at most this.", allow_inf_nan=False)
     note: Optional[str] = Field(None, max_length=2000)
     limit: int = Field(1000, ge=1, le=10000, description="Decide at most this many (oldest first).")
+
+    @model_validator(mode="after")
+    def _range(self) -> "BulkVerdict":
+        if self.max_weight is not None and self.max_weight < self.min_weight:
+            raise ValueError(f"max_weight {self.max_weight:g} is below min_weight {self.min_weight:g}: no review "
+                             "weighs both")
+        return self
 
 
 class IdentifierRef(BaseModel):
@@ -1373,7 +1380,9 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
     @app.get("/v1/changes", response_model=ChangePage, **v1,
              summary="The identity changelog from a log position on (long-poll with wait)",
              responses={**_PROBLEMS, 410: {"model": Problem, "description": "Kafka: changes this old are no longer "
-                                                                             "held; read the changes topic."}})
+                                                                             "held; read the changes topic."},
+                        409: {"model": Problem, "description": "A position beyond this log's end: one another log "
+                                                               "gave (a data directory rebuilt since); read from 0."}})
     async def changes(start: int = Query(0, ge=0, alias="from", description="the log position to start from "
                                                                             "(the last response's next)"),
                       limit: int = Query(1000, ge=1, le=10000, description="changes at most (whole log entries)"),
@@ -1386,7 +1395,14 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
                 found, nxt = await loop.run_in_executor(None, follower.changes, start, limit)
             except LookupError as exc:
                 return _problem(410, "gone", str(exc))
-            if found or nxt > start or time.monotonic() >= deadline:
+            if found or nxt > start:
+                return {"changes": found, "next": nxt}
+            if time.monotonic() >= deadline:
+                end = max(follower.read_end(), follower.log_length)
+                if start > end:  # (a position of another log: this one rebuilt, or another deployment's)
+                    return _problem(409, "ahead_of_log", f"position {start} is beyond this decision log's end ({end}): "
+                                                         "it was given by another log (a data directory rebuilt "
+                                                         "since?); read again from 0")
                 return {"changes": found, "next": nxt}
             await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 

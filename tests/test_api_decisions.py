@@ -160,6 +160,12 @@ def test_bulk_verdicts_that_match_nothing_answer_an_empty_result(served):
     client, _, _ = served
     resp = client.post("/v1/reviews", json={"decision": "accept", "min_weight": 1000}, headers={"X-API-Key": ANA_KEY})
     assert resp.status_code == 200 and resp.json()["status"] == "recorded" and resp.json()["decisions"] == []
+    # bounds that cannot be meant are refused, not taken for an empty result
+    for body in ('{"decision": "reject", "min_weight": NaN}', '{"decision": "reject", "min_weight": 1e999}',
+                 '{"decision": "reject", "min_weight": 30, "max_weight": 1}'):
+        resp = client.post("/v1/reviews", content=body, headers={"X-API-Key": ANA_KEY,
+                                                                  "Content-Type": "application/json"})
+        assert resp.status_code == 422, body
 
 
 def test_on_kafka_a_broker_that_cannot_be_reached_is_a_503_not_a_crash():

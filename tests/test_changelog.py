@@ -126,5 +126,9 @@ def test_the_api_pages_and_long_polls_the_changelog(data, tmp_path):
                 [["email:other.new@mailbox.org"]]
             empty = client.get("/v1/changes", params={"from": page["next"], "wait": 0.3}).json()
             assert empty == {"changes": [], "next": page["next"]}
+            # a position beyond the log's end (another log's: a data directory rebuilt since) is said, not echoed
+            ahead = client.get("/v1/changes", params={"from": page["next"] + 8})
+            assert ahead.status_code == 409 and ahead.json()["error"] == "ahead_of_log"
+            assert f"beyond this decision log's end ({page['next']})" in ahead.json()["detail"]
     finally:
         server.stop()

@@ -298,3 +298,21 @@ def test_a_cards_use_on_the_joining_event_counts_in_its_span_whatever_came_first
     for run in (direct, earlier):
         assert run.profile_of("1") != run.profile_of("2")
         assert run.views.lookup_node("phone:+14155550111")["status"] == "shared"
+
+
+def test_an_id_merged_away_and_a_profile_again_is_not_listed_as_merged():
+    """A till's anonymous purchase (its own profile) joins a customer through the till's terminal; the terminal is
+    found shared (a second card on it) and the purchase is its own profile again, under its first ID. That ID
+    leads to itself now: the customer no longer lists it among the IDs merged into theirs (they said "each still
+    resolves here"; the lookup API answered it as a profile of its own)."""
+    from tests.resolver_helpers import Run, ev
+
+    run = Run().feed([ev("x", 0, channel="store", loyalty_id="LY-1001"),
+                      ev("a", 300, channel="store", device_id="POS-7"),
+                      ev("b", 900, channel="store", loyalty_id="LY-1001", device_id="POS-7")])
+    customer, till = run.profile_of("x"), run.views.ev_id.index("a")
+    anonymous = next(m["absorbed_ids"][0] for m in run.views.merges if m["survivor_id"] == customer)
+    assert run.views.ev_profile[till] == customer and run.views.customer(customer)["merged_ids"] == [anonymous]
+    run.feed([ev("c", 1500, channel="store", loyalty_id="LY-2002", device_id="POS-7")])
+    assert run.views.ev_profile[till] == anonymous and run.views.resolve(anonymous) == anonymous
+    assert anonymous not in run.views.customer(customer)["merged_ids"]
