@@ -1354,7 +1354,7 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
             return moved(request, profile_id, pid, "/explain")
         return result
 
-    @app.get("/v1/reviews", response_model=ReviewPage, **v1,
+    @app.get("/v1/reviews", response_model=ReviewPage, **v1, responses=_PROBLEMS,
              summary="Possible matches waiting for a person (decide with `idres review accept|reject`)")
     async def reviews(all: bool = Query(False, description="include decided and moot reviews"),
                       limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> Any:
@@ -1363,7 +1363,8 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
         return {"total": len(rows), "limit": limit, "offset": offset, "reviews": rows[offset:offset + limit]}
 
     @app.get("/v1/reviews/{review_id}", response_model=ReviewDetail, **v1,
-             summary="One review, its two records side by side", responses=_PROBLEMS)
+             summary="One review, its two records side by side",
+             responses={**_PROBLEMS, 404: {"model": Problem, "description": "No review with this ID."}})
     async def review_detail(review_id: str = PathParam(min_length=1, max_length=64)) -> Any:
         with follower.lock:
             found = follower.views.review_detail(review_id)
@@ -1371,7 +1372,8 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
             return _problem(404, "unknown_review", f"no review {review_id}")
         return found
 
-    @app.get("/v1/bans", response_model=BanPage, **v1, summary="Connection bans (unmerges and rejected reviews)")
+    @app.get("/v1/bans", response_model=BanPage, **v1, responses=_PROBLEMS,
+             summary="Connection bans (unmerges and rejected reviews)")
     async def list_bans(all: bool = Query(False, description="include lifted bans")) -> Any:
         with follower.lock:
             found = follower.views.bans_of(lifted=all)
@@ -1475,11 +1477,13 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
                                        **({"note": body.note} if body.note else {})}])
 
     # -- operations ------------------------------------------------------------------------------
-    @app.get("/healthz", response_model=Health, tags=["operations"], summary="The process is up")
+    # (HEAD too: load balancers probe with it)
+    @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=Health, tags=["operations"],
+                   summary="The process is up")
     async def healthz() -> Any:
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=Readiness, tags=["operations"],
+    @app.api_route("/readyz", methods=["GET", "HEAD"], response_model=Readiness, tags=["operations"],
              summary="200 once the views are loaded and the follower is running, 503 before",
              responses={503: {"model": Readiness, "description": "Loading, or the follower failed."}})
     async def readyz() -> Any:

@@ -170,6 +170,9 @@ def test_health_and_readiness(client, dataset):
     body = ready.json()
     assert body["status"] == "ready" and body["lag_entries"] == 0
     assert body["applied_seq"] == body["log_entries"] > 0
+    for path in ("/healthz", "/readyz"):  # (a load balancer's probe)
+        head = client.head(path)
+        assert head.status_code == 200 and head.content == b""
 
 
 def test_the_docs_page_loads_everything_from_the_api_itself(client):
