@@ -1477,13 +1477,11 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
                                        **({"note": body.note} if body.note else {})}])
 
     # -- operations ------------------------------------------------------------------------------
-    # (HEAD too: load balancers probe with it)
-    @app.api_route("/healthz", methods=["GET", "HEAD"], response_model=Health, tags=["operations"],
-                   summary="The process is up")
+    @app.get("/healthz", response_model=Health, tags=["operations"], summary="The process is up")
     async def healthz() -> Any:
         return {"status": "ok"}
 
-    @app.api_route("/readyz", methods=["GET", "HEAD"], response_model=Readiness, tags=["operations"],
+    @app.get("/readyz", response_model=Readiness, tags=["operations"],
              summary="200 once the views are loaded and the follower is running, 503 before",
              responses={503: {"model": Readiness, "description": "Loading, or the follower failed."}})
     async def readyz() -> Any:
@@ -1496,6 +1494,9 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
         if follower.error is not None:
             return JSONResponse({"status": "failing", "detail": follower.error, **body}, status_code=503)
         return JSONResponse({"status": "loading", "detail": "folding the decision log", **body}, status_code=503)
+
+    for path, probe in (("/healthz", healthz), ("/readyz", readyz)):  # (HEAD too: load balancers probe with it)
+        app.add_api_route(path, probe, methods=["HEAD"], include_in_schema=False)
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"],
              summary="Prometheus metrics (text exposition format)",
