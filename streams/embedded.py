@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import time
 from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
@@ -652,6 +653,7 @@ def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
     values = [k.partition(":")[2].casefold() for k in nodes]
     values = [v for v in values if len(v) >= 4]
     regions = erased_regions(normalizer, nodes)
+    numbers = national_numbers(normalizer, nodes)
     rejected = []
     for d in views.rejected:
         if d.get("event_id") in events:
@@ -659,9 +661,31 @@ def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
             continue
         raw = d.get("raw") or ""
         text = raw.casefold()
-        if any(v in text for v in values) or _names(raw, normalizer, regions) & erased:
+        if any(v in text for v in values) or _names(raw, normalizer, regions) & erased or \
+                (numbers and any(_DIGITS.sub("", m).endswith(numbers) for m in _NUMBER_WRITTEN.findall(raw))):
             rejected.append(d["key"])
     return sorted(events), rejected, [list(u) for u in sorted(unusable)]
+
+
+_NUMBER_WRITTEN = re.compile(r"\d[\d ().\-/]{5,}\d")  # a phone number as written, separators and all
+_DIGITS = re.compile(r"\D")
+
+
+def national_numbers(normalizer: Any, nodes: Iterable[str]) -> tuple[str, ...]:
+    """The national significant numbers (``7887899111``) of the phone numbers among ``nodes``: a text that gives
+    one, however written (``07887 899111``, ``+44 (0)7887-899111``), names that number."""
+    import phonenumbers
+
+    out = []
+    for t, _, v in (k.partition(":") for k in nodes):
+        if normalizer.config.rule(t).kind == "phone" and v.startswith("+"):
+            try:
+                nsn = str(phonenumbers.parse(v, None).national_number)
+            except phonenumbers.NumberParseException:
+                continue
+            if len(nsn) >= 7:
+                out.append(nsn)
+    return tuple(sorted(set(out)))
 
 
 def unusable_values(views: CustomerViews, normalizer: Any, nodes: list[str], events: set[str]) -> set[tuple[str, str]]:

@@ -873,3 +873,22 @@ def test_an_anonymous_record_that_gave_only_the_erased_number_unreadably_is_eras
     with DecisionLog(data, writer=False) as log:
         text = json.dumps([entry for _, entry in log.read(0)])
     assert "Vantongeren" not in text and "Secret Lane" not in text and "7887" not in text
+
+
+def test_a_rejected_record_giving_the_erased_number_in_national_form_is_erased_with_it(tmp_path):
+    """A record cut short (not JSON) that gives the erased customer's number as written nationally was kept
+    readable: its text was searched only for the number as normalized (+447887899111)."""
+    data = tmp_path / "data"
+    with EmbeddedEngine(data) as engine:
+        path = tmp_path / "a.jsonl"
+        path.write_text(json.dumps(_event("jane-1", 2, {"phone": "+44 7887 899111", "email": "jane@mail.co.uk"},
+                                          {"first_name": "Jane"})) + "\n"
+                        + '{"event_id": "cut", "identifiers": {"phone": "07887 899111", "email": "ja\n'
+                        + '{"event_id": "other", "identifiers": {"phone": "07700 900111"\n')
+        engine.ingest_file(path)
+        assert len(engine.views.rejected) == 2
+        erased = [d for d in engine.erase([("phone", "+44 7887 899111")], "dpo") if d["type"] == "customer_erased"][0]
+        assert len(erased["rejected"]) == 1  # (the other record, another number, is kept)
+    with DecisionLog(data, writer=False) as log:
+        text = json.dumps([entry for _, entry in log.read(0)])
+    assert "7887" not in text and "07700 900111" in text
