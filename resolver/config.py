@@ -164,6 +164,15 @@ class ResolverConfig:
     def rule(self, id_type: str) -> IdentifierRule:
         return self.identifier_types.get(id_type, self.other_types)
 
+    def lookalike(self, id_type: str) -> Optional[str]:
+        """The configured identifier type ``id_type`` is spelt like but is not (``Email``, ``e-mail``, ``loyaltyId``
+        for ``email``, ``loyalty_id``): its values are another type's, kept apart from that one's. None if it
+        is configured, or like none."""
+        if id_type in self.identifier_types:
+            return None
+        bare = "".join(c for c in id_type.casefold() if c.isalnum())
+        return next((t for t in sorted(self.identifier_types) if "".join(c for c in t if c.isalnum()) == bare), None)
+
     @property
     def calibrating(self) -> bool:
         """Whether the match model is re-estimated from the data (``resolver.calibration``): no model fixed,

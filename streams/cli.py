@@ -153,6 +153,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             for summary in (report.rejection_summary(), report.late_summary()):
                 if summary:
                     print(f"idres: {summary}", file=sys.stderr)
+        config = engine.resolver.config
+        for seen in sorted(set(engine.resolver.state.node_types)):
+            meant = config.lookalike(seen)
+            if meant is not None:
+                print(f"idres: warning: identifier type {seen!r} is not {meant!r}: its values are kept apart from "
+                      f"the {meant} values (they never link); send {meant!r}, or configure {seen!r}", file=sys.stderr)
         for report in reports:
             if report.input_error:
                 raise UsageError(report.input_error)

@@ -529,3 +529,23 @@ def test_idres_predict_takes_only_yes_or_no(tmp_path, monkeypatch):
     with _pytest.raises(ConfigError, match="IDRES_PREDICT='maybe': expected 1 or 0"):
         write_snapshot(CustomerViews(), tmp_path / "s.duckdb")
     assert not (tmp_path / "s.duckdb").exists()
+
+
+def test_an_identifier_type_spelt_like_a_configured_one_is_warned_about(tmp_path):
+    """A channel sending "Email" instead of "email" makes a type of its own that never links with e-mails: the
+    ingest says so."""
+    from tests.cli_helpers import run_cli
+
+    lines = [{"event_id": "a", "occurred_at": "2025-01-01T10:00:00Z", "channel": "web", "event_type": "visit",
+              "identifiers": {"email": "ana@mailbox.org"}},
+             {"event_id": "b", "occurred_at": "2025-01-01T11:00:00Z", "channel": "store", "event_type": "visit",
+              "identifiers": {"Email": "ana@mailbox.org", "loyaltyId": "LY-1"}}]
+    path = tmp_path / "e.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = run_cli("ingest", str(path), "--data-dir", str(tmp_path / "d"))
+    warned = [line for line in done.stderr.splitlines() if line.startswith("idres: warning: identifier type")]
+    assert warned == [
+        "idres: warning: identifier type 'Email' is not 'email': its values are kept apart from the email values "
+        "(they never link); send 'email', or configure 'Email'",
+        "idres: warning: identifier type 'loyaltyId' is not 'loyalty_id': its values are kept apart from the "
+        "loyalty_id values (they never link); send 'loyalty_id', or configure 'loyaltyId'"]
