@@ -14,7 +14,7 @@ from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA, JaroWinkler
 
 from resolver.matching.canonical import AttributeRecord
-from resolver.matching.names import nickname_equivalent
+from resolver.matching.names import _NICK_INDEX, nickname_equivalent
 
 # Bump when the meaning of a comparison level changes: a model estimated under other definitions is refused.
 COMPARISONS_VERSION = 4
@@ -134,6 +134,11 @@ def compare_address(a: Optional[str], b: Optional[str]) -> str:
     nums_a, nums_b = _house_numbers(a), _house_numbers(b)
     if nums_a and nums_b and not (nums_a <= nums_b or nums_b <= nums_a):
         return "different"
+    return _token_set_level(a, b)
+
+
+def _token_set_level(a: str, b: str) -> str:
+    """The address level from rapidfuzz's token-set ratio (house numbers apart)."""
     ratio = fuzz.token_set_ratio(a, b, score_cutoff=TSR_LOW)
     if ratio >= TSR_HIGH:
         return "tsr_90"
@@ -178,8 +183,9 @@ def _names(a: AttributeRecord, b: AttributeRecord) -> tuple[str, str]:
     return first, last
 
 
-def compare(a: AttributeRecord, b: AttributeRecord) -> tuple[str, ...]:
-    """The comparison vector: one agreement level per field of ``FIELDS``, in that order."""
+def compare_python(a: AttributeRecord, b: AttributeRecord) -> tuple[str, ...]:
+    """The comparison vector: one agreement level per field of ``FIELDS``, in that order. The definition;
+    ``compare`` is the compiled one where it was built (``_ccompare.c``), with the same levels."""
     return (
         *_names(a, b),
         compare_date_of_birth(a.date_of_birth, b.date_of_birth),
@@ -187,6 +193,39 @@ def compare(a: AttributeRecord, b: AttributeRecord) -> tuple[str, ...]:
         compare_address(a.address, b.address),
         compare_city(a.city, b.city),
     )
+
+
+try:  # (built by ``pip install``, where a C compiler is found: see setup.py)
+    from resolver.matching import _ccompare
+except ImportError:  # pragma: no cover (the definition is then used as it is)
+    _ccompare = None
+
+
+# Pairs on which an implementation of Jaro-Winkler can differ from another: cut-offs met exactly (as
+# rapidfuzz 3 reads them, a 32-bit float: 0.8 is 0.800000012), transpositions, prefixes, Unicode.
+_SELF_CHECK = (("tompkins", "thompson"), ("martha", "marhta"), ("dwayne", "duane"), ("dixon", "dicksonx"),
+               ("jon", "john"), ("a", "a"), ("ab", "ba"), ("crate", "trace"), ("zoë", "zoe"),
+               ("müller", "mueller"), ("catherine", "kathryn"), ("smith", "smyth"), ("o'neil", "oneil"))
+
+
+def _agrees(module) -> bool:
+    """Whether the compiled Jaro-Winkler gives the installed rapidfuzz's figures: if a rapidfuzz
+    release computes otherwise, the Python definition is used, so levels never depend on the build."""
+    return all(module.jaro_winkler(a, b, cut) == JaroWinkler.similarity(a, b, score_cutoff=cut)
+               for a, b in _SELF_CHECK for cut in (0.0, JW_LOW, JW_HIGH, 0.7, 0.85))
+
+
+if _ccompare is not None and not _agrees(_ccompare):  # pragma: no cover
+    _ccompare = None
+
+COMPILED = _ccompare is not None
+if _ccompare is not None:
+    _ccompare.configure(
+        {lv: lv for lv in {NULL, *(lv for levels in FIELD_LEVELS.values() for lv in levels)}},
+        _NICK_INDEX, compare_python, _token_set_level, JW_HIGH, JW_LOW)
+    compare = _ccompare.compare
+else:  # pragma: no cover
+    compare = compare_python
 
 
 def compare_fields(a: AttributeRecord, b: AttributeRecord) -> dict[str, str]:

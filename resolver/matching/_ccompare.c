@@ -1,0 +1,666 @@
+/* The comparison vector of two attribute records, compiled: ``resolver.matching.comparisons.compare``.
+ *
+ * The same levels as the Python definition in comparisons.py (``compare_python``), which stays the
+ * reference: tests compare the two over generated and real records, and a record this code does not
+ * expect (a field that is not a str, an empty text, a name over MAX_LEN characters, a date not in the
+ * canonical YYYY-MM-DD form) is compared by the Python definition.
+ *
+ * Jaro-Winkler is computed as rapidfuzz computes it (rapidfuzz.distance.JaroWinkler.similarity, prefix
+ * weight 0.1, the same score cutoffs and the same floating-point operations in the same order), so a pair
+ * at a threshold falls on the same side. The address's token-set ratio is rapidfuzz's own, called through
+ * the Python function given to ``configure``. Built with -ffp-contract=off (no fused multiply-add).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define MAX_LEN 256   /* longer texts are compared by the Python definition */
+#define MAX_TOKENS 64
+
+enum { R_EXACT = 0, R_NICKNAME = 1, R_JW92 = 2, R_JW80 = 3, R_DIFFERENT = 4, R_NULL = 5 };
+
+static PyObject *LV_NULL, *LV_EXACT, *LV_NICKNAME, *LV_JW92, *LV_JW80, *LV_DIFFERENT, *LV_SWAPPED,
+    *LV_ONE_OFF, *LV_YEAR, *LV_MONTH, *LV_DECADE, *LV_TYPO, *LV_PREFIX;
+static PyObject *NICK_INDEX;      /* dict: canonical first name -> tuple of nickname group numbers */
+static PyObject *PY_COMPARE;      /* the Python definition, for what this code does not expect */
+static PyObject *PY_TOKEN_SET;    /* (a, b) -> the address level from the token-set ratio */
+static PyObject *ATTR[6];         /* first_name, last_name, date_of_birth, address, postcode, city */
+
+static double JW_HIGH = 0.92, JW_LOW = 0.80;
+
+typedef struct {
+    int kind;
+    const void *data;
+    Py_ssize_t len;
+} Text;
+
+static inline Py_UCS4 at(const Text *t, Py_ssize_t i) { return PyUnicode_READ(t->kind, t->data, i); }
+
+static inline void text_of(PyObject *s, Text *t)
+{
+    t->kind = PyUnicode_KIND(s);
+    t->data = PyUnicode_DATA(s);
+    t->len = PyUnicode_GET_LENGTH(s);
+}
+
+static inline int same(const Text *a, const Text *b)
+{
+    if (a->len != b->len)
+        return 0;
+    if (a->kind == b->kind)
+        return memcmp(a->data, b->data, (size_t)a->len * (size_t)a->kind) == 0;
+    for (Py_ssize_t i = 0; i < a->len; i++)
+        if (at(a, i) != at(b, i))
+            return 0;
+    return 1;
+}
+
+/* -- Jaro-Winkler, as rapidfuzz computes it ------------------------------------------------------------ */
+
+static double jaro_formula(Py_ssize_t p_len, Py_ssize_t t_len, Py_ssize_t common, Py_ssize_t transpositions)
+{
+    transpositions /= 2;
+    double sim = 0.0;
+    sim += (double)common / (double)p_len;
+    sim += (double)common / (double)t_len;
+    sim += ((double)common - (double)transpositions) / (double)common;
+    return sim / 3.0;
+}
+
+static double jaro(const Text *s1, const Text *s2, double cutoff)
+{
+    Py_ssize_t p_len = s1->len, t_len = s2->len;
+    if (p_len == 0 && t_len == 0)
+        return 1.0;
+    if (p_len == 0 || t_len == 0)
+        return 0.0;
+    {
+        Py_ssize_t shorter = p_len < t_len ? p_len : t_len;
+        if (!(jaro_formula(p_len, t_len, shorter, 0) >= cutoff))
+            return 0.0;
+    }
+    if (p_len == 1 && t_len == 1)
+        return at(s1, 0) == at(s2, 0) ? 1.0 : 0.0;
+    Py_ssize_t bound, s1_len = p_len, s2_len = t_len;
+    if (t_len > p_len) {
+        bound = t_len / 2 - 1;
+        if (t_len > p_len + bound)
+            s2_len = p_len + bound;
+    } else {
+        bound = p_len / 2 - 1;
+        if (p_len > t_len + bound)
+            s1_len = t_len + bound;
+    }
+    unsigned char f1[MAX_LEN], f2[MAX_LEN];
+    memset(f1, 0, (size_t)p_len);
+    memset(f2, 0, (size_t)t_len);
+    Py_ssize_t common = 0;
+    for (Py_ssize_t i = 0; i < s1_len; i++) {
+        Py_UCS4 ch = at(s1, i);
+        Py_ssize_t low = i - bound > 0 ? i - bound : 0;
+        Py_ssize_t hi = i + bound < t_len - 1 ? i + bound : t_len - 1;
+        for (Py_ssize_t j = low; j <= hi && j < s2_len; j++) {
+            if (!f2[j] && at(s2, j) == ch) {
+                f1[i] = f2[j] = 1;
+                common++;
+                break;
+            }
+        }
+    }
+    if (common == 0 || !(jaro_formula(p_len, t_len, common, 0) >= cutoff))
+        return 0.0;
+    Py_ssize_t k = 0, trans = 0;
+    for (Py_ssize_t i = 0; i < s1_len; i++) {
+        if (!f1[i])
+            continue;
+        Py_ssize_t j = k;
+        for (; j < t_len; j++) {
+            if (f2[j]) {
+                k = j + 1;
+                break;
+            }
+        }
+        if (at(s1, i) != at(s2, j))
+            trans++;
+    }
+    double sim = jaro_formula(p_len, t_len, common, trans);
+    return sim >= cutoff ? sim : 0.0;
+}
+
+static double jaro_winkler(const Text *s1, const Text *s2, double cutoff)
+{
+    cutoff = (double)(float)cutoff; /* (rapidfuzz takes the cutoff as a 32-bit float: 0.8 is 0.800000012) */
+    Py_ssize_t shorter = s1->len < s2->len ? s1->len : s2->len;
+    Py_ssize_t most = shorter < 4 ? shorter : 4, prefix = 0;
+    while (prefix < most && at(s1, prefix) == at(s2, prefix))
+        prefix++;
+    double jaro_cutoff = cutoff;
+    if (jaro_cutoff > 0.7) {
+        double prefix_sim = (double)prefix * 0.1;
+        if (prefix_sim >= 1.0) {
+            jaro_cutoff = 0.7;
+        } else {
+            double needed = (prefix_sim - jaro_cutoff) / (prefix_sim - 1.0);
+            jaro_cutoff = needed > 0.7 ? needed : 0.7;
+        }
+    }
+    double sim = jaro(s1, s2, jaro_cutoff);
+    if (sim > 0.7) {
+        sim += (double)prefix * 0.1 * (1.0 - sim);
+        if (sim > 1.0)
+            sim = 1.0;
+    }
+    return sim >= cutoff ? sim : 0.0;
+}
+
+/* -- optimal string alignment distance of at most one --------------------------------------------------- */
+
+static int osa_within_one(const Text *a, const Text *b)
+{
+    Py_ssize_t la = a->len, lb = b->len;
+    if (la == lb) {
+        Py_ssize_t first = -1, count = 0;
+        for (Py_ssize_t i = 0; i < la; i++) {
+            if (at(a, i) != at(b, i)) {
+                if (count == 0)
+                    first = i;
+                if (++count > 2)
+                    return 0;
+            }
+        }
+        if (count <= 1)
+            return 1;
+        return first + 1 < la && at(a, first + 1) != at(b, first + 1) && at(a, first) == at(b, first + 1) &&
+               at(a, first + 1) == at(b, first);
+    }
+    const Text *longer = la > lb ? a : b, *shorter = la > lb ? b : a;
+    if (longer->len - shorter->len != 1)
+        return 0;
+    Py_ssize_t i = 0;
+    while (i < shorter->len && at(longer, i) == at(shorter, i))
+        i++;
+    for (; i < shorter->len; i++)
+        if (at(longer, i + 1) != at(shorter, i))
+            return 0;
+    return 1;
+}
+
+/* -- names ---------------------------------------------------------------------------------------------- */
+
+static int jw_rank(const Text *a, const Text *b)
+{
+    double sim = jaro_winkler(a, b, JW_LOW);
+    if (sim >= JW_HIGH)
+        return R_JW92;
+    if (sim >= JW_LOW)
+        return R_JW80;
+    return R_DIFFERENT;
+}
+
+/* compare_last_name; a NULL object is a missing name */
+static int last_rank(PyObject *a, PyObject *b)
+{
+    if (a == NULL || b == NULL)
+        return R_NULL;
+    Text ta, tb;
+    text_of(a, &ta);
+    text_of(b, &tb);
+    if (same(&ta, &tb))
+        return R_EXACT;
+    return jw_rank(&ta, &tb);
+}
+
+/* -1: an error is set */
+static int nickname_equivalent(PyObject *a, PyObject *b)
+{
+    PyObject *ga = PyDict_GetItemWithError(NICK_INDEX, a);
+    if (ga == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *gb = PyDict_GetItemWithError(NICK_INDEX, b);
+    if (gb == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyTuple_Check(ga) || !PyTuple_Check(gb)) {
+        PyErr_SetString(PyExc_TypeError, "nickname groups must be tuples");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(ga); i++)
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(gb); j++) {
+            int eq = PyObject_RichCompareBool(PyTuple_GET_ITEM(ga, i), PyTuple_GET_ITEM(gb, j), Py_EQ);
+            if (eq != 0)
+                return eq;
+        }
+    return 0;
+}
+
+/* compare_first_name; -1: an error is set */
+static int first_rank(PyObject *a, PyObject *b)
+{
+    if (a == NULL || b == NULL)
+        return R_NULL;
+    Text ta, tb;
+    text_of(a, &ta);
+    text_of(b, &tb);
+    if (same(&ta, &tb))
+        return R_EXACT;
+    int nick = nickname_equivalent(a, b);
+    if (nick < 0)
+        return -1;
+    if (nick)
+        return R_NICKNAME;
+    if ((ta.len == 1 || tb.len == 1) && at(&ta, 0) == at(&tb, 0))
+        return R_JW80;
+    return jw_rank(&ta, &tb);
+}
+
+static PyObject *name_level(int rank)
+{
+    switch (rank) {
+    case R_EXACT: return LV_EXACT;
+    case R_NICKNAME: return LV_NICKNAME;
+    case R_JW92: return LV_JW92;
+    case R_JW80: return LV_JW80;
+    case R_DIFFERENT: return LV_DIFFERENT;
+    default: return LV_NULL;
+    }
+}
+
+/* _names: first- and last-name ranks, the crossed comparison counted when it agrees better */
+static int names(PyObject *fa, PyObject *la, PyObject *fb, PyObject *lb, int *first_out, int *last_out)
+{
+    int first = first_rank(fa, fb);
+    if (first < 0)
+        return -1;
+    int last = last_rank(la, lb);
+    *first_out = first;
+    *last_out = last;
+    if (first == R_EXACT && last == R_EXACT)
+        return 0;
+    if (fa && la && fb && lb) {
+        int one = last_rank(fa, lb), two = last_rank(la, fb);
+        if (one + two < first + last) {
+            *first_out = one <= two ? one : two;
+            *last_out = one <= two ? two : one;
+        }
+    } else if (last == R_NULL && first != R_NULL && first != R_EXACT) {
+        PyObject *lone_first = la == NULL ? fa : fb;
+        PyObject *other_last = la == NULL ? lb : la;
+        if (other_last != NULL) {
+            int moved = last_rank(lone_first, other_last);
+            if (moved < first) {
+                *first_out = R_NULL;
+                *last_out = moved;
+            }
+        }
+    }
+    return 0;
+}
+
+/* -- dates of birth ------------------------------------------------------------------------------------- */
+
+/* a canonical date: ten ASCII characters, digits but for '-' at 4 and 7 */
+static int iso_shape(const Text *t)
+{
+    if (t->len != 10 || t->kind != PyUnicode_1BYTE_KIND)
+        return 0;
+    const unsigned char *s = t->data;
+    for (int i = 0; i < 10; i++) {
+        if (i == 4 || i == 7) {
+            if (s[i] != '-')
+                return 0;
+        } else if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int number(const unsigned char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++)
+        v = v * 10 + (s[i] - '0');
+    return v;
+}
+
+/* days since 0001-01-01 of a valid date (as date.toordinal, less one); -1 for no date */
+static long ordinal(const unsigned char *s)
+{
+    static const int days_before[] = {0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};
+    int y = number(s, 4), m = number(s + 5, 2), d = number(s + 8, 2);
+    if (y < 1 || m < 1 || m > 12 || d < 1)
+        return -1;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    static const int in_month[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int most = in_month[m - 1] + (m == 2 && leap);
+    if (d > most)
+        return -1;
+    long py = y - 1;
+    return py * 365 + py / 4 - py / 100 + py / 400 + days_before[m - 1] + (m > 2 && leap) + d - 1;
+}
+
+static PyObject *dob_level(PyObject *a, PyObject *b)
+{
+    Text ta, tb;
+    text_of(a, &ta);
+    text_of(b, &tb);
+    if (same(&ta, &tb))
+        return LV_EXACT;
+    if (!iso_shape(&ta) || !iso_shape(&tb))
+        return NULL; /* the Python definition decides */
+    const unsigned char *sa = ta.data, *sb = tb.data;
+    int y_eq = memcmp(sa, sb, 4) == 0, m_eq = memcmp(sa + 5, sb + 5, 2) == 0,
+        d_eq = memcmp(sa + 8, sb + 8, 2) == 0;
+    if (y_eq && memcmp(sa + 5, sb + 8, 2) == 0 && memcmp(sa + 8, sb + 5, 2) == 0)
+        return LV_SWAPPED;
+    int differ = !y_eq + !m_eq + !d_eq;
+    if (differ == 1)
+        return LV_ONE_OFF;
+    if (differ < 3) {
+        unsigned char da[8], db[8];
+        memcpy(da, sa, 4); memcpy(da + 4, sa + 5, 2); memcpy(da + 6, sa + 8, 2);
+        memcpy(db, sb, 4); memcpy(db + 4, sb + 5, 2); memcpy(db + 6, sb + 8, 2);
+        Text xa = {PyUnicode_1BYTE_KIND, da, 8}, xb = {PyUnicode_1BYTE_KIND, db, 8};
+        if (osa_within_one(&xa, &xb))
+            return LV_ONE_OFF;
+    }
+    if (y_eq && (memcmp(sa + 5, "01-01", 5) == 0 || memcmp(sb + 5, "01-01", 5) == 0))
+        return LV_YEAR;
+    long oa = ordinal(sa), ob = ordinal(sb);
+    if (oa < 0 || ob < 0)
+        return LV_DIFFERENT;
+    long days = oa > ob ? oa - ob : ob - oa;
+    if (days <= 31)
+        return LV_MONTH;
+    return days <= 3653 ? LV_DECADE : LV_DIFFERENT;
+}
+
+/* -- postcodes, addresses, towns ------------------------------------------------------------------------ */
+
+static PyObject *postcode_level(PyObject *a, PyObject *b)
+{
+    Text ta, tb;
+    text_of(a, &ta);
+    text_of(b, &tb);
+    if (same(&ta, &tb))
+        return LV_EXACT;
+    if ((ta.len < tb.len ? ta.len : tb.len) >= 4 && osa_within_one(&ta, &tb))
+        return LV_TYPO;
+    if (ta.len >= 3 && tb.len >= 3 && at(&ta, 0) == at(&tb, 0) && at(&ta, 1) == at(&tb, 1) &&
+        at(&ta, 2) == at(&tb, 2))
+        return LV_PREFIX;
+    return LV_DIFFERENT;
+}
+
+typedef struct {
+    Py_ssize_t start, len;
+} Span;
+
+/* the words holding a digit (str.split() and str.isdigit() semantics); -1: too many to hold */
+static int house_numbers(const Text *t, Span *out)
+{
+    int n = 0;
+    Py_ssize_t i = 0;
+    while (i < t->len) {
+        while (i < t->len && Py_UNICODE_ISSPACE(at(t, i)))
+            i++;
+        if (i >= t->len)
+            break;
+        Py_ssize_t start = i;
+        int digit = 0;
+        while (i < t->len && !Py_UNICODE_ISSPACE(at(t, i))) {
+            if (Py_UNICODE_ISDIGIT(at(t, i)))
+                digit = 1;
+            i++;
+        }
+        if (digit) {
+            if (n == MAX_TOKENS)
+                return -1;
+            out[n].start = start;
+            out[n].len = i - start;
+            n++;
+        }
+    }
+    return n;
+}
+
+static int span_equal(const Text *a, Span x, const Text *b, Span y)
+{
+    if (x.len != y.len)
+        return 0;
+    for (Py_ssize_t i = 0; i < x.len; i++)
+        if (at(a, x.start + i) != at(b, y.start + i))
+            return 0;
+    return 1;
+}
+
+/* every word of a's is among b's */
+static int within(const Text *a, const Span *xs, int nx, const Text *b, const Span *ys, int ny)
+{
+    for (int i = 0; i < nx; i++) {
+        int found = 0;
+        for (int j = 0; j < ny && !found; j++)
+            found = span_equal(a, xs[i], b, ys[j]);
+        if (!found)
+            return 0;
+    }
+    return 1;
+}
+
+/* a new reference, or NULL with an error set; *python set when the Python definition is to decide */
+static PyObject *address_level(PyObject *a, PyObject *b, int *python)
+{
+    Text ta, tb;
+    text_of(a, &ta);
+    text_of(b, &tb);
+    if (same(&ta, &tb))
+        return Py_NewRef(LV_EXACT);
+    Span xs[MAX_TOKENS], ys[MAX_TOKENS];
+    int nx = house_numbers(&ta, xs), ny = house_numbers(&tb, ys);
+    if (nx < 0 || ny < 0) {
+        *python = 1;
+        return NULL;
+    }
+    if (nx && ny && !within(&ta, xs, nx, &tb, ys, ny) && !within(&tb, ys, ny, &ta, xs, nx))
+        return Py_NewRef(LV_DIFFERENT);
+    PyObject *args[2] = {a, b};
+    return PyObject_Vectorcall(PY_TOKEN_SET, args, 2, NULL);
+}
+
+static PyObject *city_level(PyObject *a, PyObject *b)
+{
+    Text ta, tb;
+    text_of(a, &ta);
+    text_of(b, &tb);
+    if (same(&ta, &tb))
+        return LV_EXACT;
+    return jaro_winkler(&ta, &tb, 0.0) >= JW_HIGH ? LV_JW92 : LV_DIFFERENT;
+}
+
+/* -- compare -------------------------------------------------------------------------------------------- */
+
+/* the six fields of a record: new references or NULL (None); 1: all as expected, 0: the Python
+ * definition is to decide, -1: an error */
+static int fields_of(PyObject *rec, PyObject **out)
+{
+    for (int i = 0; i < 6; i++)
+        out[i] = NULL;
+    for (int i = 0; i < 6; i++) {
+        PyObject *v = PyObject_GetAttr(rec, ATTR[i]);
+        if (v == NULL)
+            return -1;
+        if (v == Py_None) {
+            Py_DECREF(v);
+            continue;
+        }
+        out[i] = v;
+        if (!PyUnicode_CheckExact(v) || PyUnicode_GET_LENGTH(v) == 0 || PyUnicode_GET_LENGTH(v) > MAX_LEN)
+            return 0;
+    }
+    return 1;
+}
+
+static PyObject *compare(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "compare takes two attribute records");
+        return NULL;
+    }
+    if (PY_COMPARE == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_ccompare.configure was not called");
+        return NULL;
+    }
+    PyObject *fa[6], *fb[6], *result = NULL;
+    int ok = fields_of(args[0], fa);
+    int ok_b = ok > 0 ? fields_of(args[1], fb) : (memset(fb, 0, sizeof fb), ok);
+    if (ok < 0 || ok_b < 0)
+        goto done;
+    if (ok == 0 || ok_b == 0)
+        goto python;
+    int first, last;
+    if (names(fa[0], fa[1], fb[0], fb[1], &first, &last) < 0)
+        goto done;
+    PyObject *dob;
+    if (fa[2] == NULL || fb[2] == NULL) {
+        dob = LV_NULL;
+    } else if ((dob = dob_level(fa[2], fb[2])) == NULL) {
+        goto python;
+    }
+    PyObject *postcode = fa[4] == NULL || fb[4] == NULL ? LV_NULL : postcode_level(fa[4], fb[4]);
+    PyObject *address;
+    if (fa[3] == NULL || fb[3] == NULL) {
+        address = Py_NewRef(LV_NULL);
+    } else {
+        int python = 0;
+        address = address_level(fa[3], fb[3], &python);
+        if (address == NULL) {
+            if (python)
+                goto python;
+            goto done;
+        }
+    }
+    PyObject *city = fa[5] == NULL || fb[5] == NULL ? LV_NULL : city_level(fa[5], fb[5]);
+    result = PyTuple_New(6);
+    if (result == NULL) {
+        Py_DECREF(address);
+        goto done;
+    }
+    PyTuple_SET_ITEM(result, 0, Py_NewRef(name_level(first)));
+    PyTuple_SET_ITEM(result, 1, Py_NewRef(name_level(last)));
+    PyTuple_SET_ITEM(result, 2, Py_NewRef(dob));
+    PyTuple_SET_ITEM(result, 3, Py_NewRef(postcode));
+    PyTuple_SET_ITEM(result, 4, address);
+    PyTuple_SET_ITEM(result, 5, Py_NewRef(city));
+    goto done;
+python:
+    result = PyObject_Vectorcall(PY_COMPARE, args, 2, NULL);
+done:
+    for (int i = 0; i < 6; i++) {
+        Py_XDECREF(fa[i]);
+        Py_XDECREF(fb[i]);
+    }
+    return result;
+}
+
+/* -- the pieces, for tests ------------------------------------------------------------------------------ */
+
+static int two_texts(PyObject *const *args, Py_ssize_t nargs, Text *a, Text *b)
+{
+    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyUnicode_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "two str arguments");
+        return -1;
+    }
+    if (PyUnicode_GET_LENGTH(args[0]) > MAX_LEN || PyUnicode_GET_LENGTH(args[1]) > MAX_LEN) {
+        PyErr_SetString(PyExc_ValueError, "texts of at most 256 characters");
+        return -1;
+    }
+    text_of(args[0], a);
+    text_of(args[1], b);
+    return 0;
+}
+
+static PyObject *py_jaro_winkler(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Text a, b;
+    if (nargs == 3) {
+        double cutoff = PyFloat_AsDouble(args[2]);
+        if (cutoff == -1.0 && PyErr_Occurred())
+            return NULL;
+        if (two_texts(args, 2, &a, &b) < 0)
+            return NULL;
+        return PyFloat_FromDouble(jaro_winkler(&a, &b, cutoff));
+    }
+    if (two_texts(args, nargs, &a, &b) < 0)
+        return NULL;
+    return PyFloat_FromDouble(jaro_winkler(&a, &b, 0.0));
+}
+
+static PyObject *py_osa_within_one(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Text a, b;
+    if (two_texts(args, nargs, &a, &b) < 0)
+        return NULL;
+    return PyBool_FromLong(osa_within_one(&a, &b));
+}
+
+static int set_ref(PyObject **slot, PyObject *value)
+{
+    Py_XSETREF(*slot, Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *level_named(PyObject *levels, const char *name)
+{
+    PyObject *v = PyDict_GetItemString(levels, name);
+    if (v == NULL || !PyUnicode_CheckExact(v)) {
+        PyErr_Format(PyExc_KeyError, "level %s missing", name);
+        return NULL;
+    }
+    return v;
+}
+
+static PyObject *configure(PyObject *self, PyObject *args)
+{
+    PyObject *levels, *nick, *python, *token_set;
+    if (!PyArg_ParseTuple(args, "O!O!OOdd", &PyDict_Type, &levels, &PyDict_Type, &nick, &python, &token_set,
+                          &JW_HIGH, &JW_LOW))
+        return NULL;
+    const char *names_[] = {"null", "exact", "nickname", "jw_92", "jw_80", "different", "swapped", "one_off",
+                            "year", "month", "decade", "typo", "prefix"};
+    PyObject **slots[] = {&LV_NULL, &LV_EXACT, &LV_NICKNAME, &LV_JW92, &LV_JW80, &LV_DIFFERENT, &LV_SWAPPED,
+                          &LV_ONE_OFF, &LV_YEAR, &LV_MONTH, &LV_DECADE, &LV_TYPO, &LV_PREFIX};
+    for (size_t i = 0; i < sizeof names_ / sizeof *names_; i++) {
+        PyObject *v = level_named(levels, names_[i]);
+        if (v == NULL)
+            return NULL;
+        set_ref(slots[i], v);
+    }
+    set_ref(&NICK_INDEX, nick);
+    set_ref(&PY_COMPARE, python);
+    set_ref(&PY_TOKEN_SET, token_set);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"compare", (PyCFunction)(void (*)(void))compare, METH_FASTCALL,
+     "compare(a, b): the comparison vector of two attribute records."},
+    {"jaro_winkler", (PyCFunction)(void (*)(void))py_jaro_winkler, METH_FASTCALL,
+     "jaro_winkler(a, b[, cutoff]): rapidfuzz's JaroWinkler.similarity (prefix weight 0.1)."},
+    {"osa_within_one", (PyCFunction)(void (*)(void))py_osa_within_one, METH_FASTCALL,
+     "osa_within_one(a, b): whether the optimal string alignment distance is at most 1."},
+    {"configure", configure, METH_VARARGS,
+     "configure(levels, nickname_index, python_compare, token_set_level, jw_high, jw_low)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ccompare", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__ccompare(void)
+{
+    const char *fields[] = {"first_name", "last_name", "date_of_birth", "address", "postcode", "city"};
+    for (int i = 0; i < 6; i++) {
+        ATTR[i] = PyUnicode_InternFromString(fields[i]);
+        if (ATTR[i] == NULL)
+            return NULL;
+    }
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,231 @@
+"""The compiled comparison of attribute records (``resolver/matching/_ccompare.c``) gives the levels of the
+Python definition (``compare_python``) for every pair: generated texts near each other, odd records, and
+the records of both channel-event generators."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import sysconfig
+from datetime import date, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given, settings, strategies as st
+from rapidfuzz.distance import OSA, JaroWinkler
+
+from resolver.matching import comparisons
+from resolver.matching.canonical import RECORD_FIELDS, AttributeRecord
+from streams.synthetic import SyntheticConfig, generate_lines
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import crm_corpus  # noqa: E402
+
+ccompare = comparisons._ccompare
+compare_py = comparisons.compare_python
+compare_c = ccompare.compare if ccompare is not None else None
+compiled = pytest.mark.skipif(ccompare is None, reason="the compiled comparison was not built (no C compiler)")
+
+
+def test_compare_is_the_compiled_one_where_a_compiler_is_found():
+    # (setup.py builds it where it can and the resolver then uses it: a build that fails where a compiler is
+    # found would lose its speed silently)
+    if shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) is None:
+        pytest.skip("no C compiler here: the Python definition is used")
+    assert comparisons.COMPILED and comparisons.compare is compare_c
+
+
+def _raw(*values) -> AttributeRecord:
+    """A record holding exactly ``values`` (not canonicalized: what a damaged or foreign state could hold)."""
+    rec = object.__new__(AttributeRecord)
+    for name, value in zip(RECORD_FIELDS, values):
+        object.__setattr__(rec, name, value)
+    return rec
+
+
+def _outcome(compare, a, b):
+    try:
+        return compare(a, b)
+    except Exception as exc:  # (a record the definition cannot compare: the same error either way)
+        return type(exc)
+
+
+def _same(a: AttributeRecord, b: AttributeRecord) -> None:
+    assert _outcome(compare_c, a, b) == _outcome(compare_py, a, b), (a, b)
+    assert _outcome(compare_c, b, a) == _outcome(compare_py, b, a), (b, a)
+
+
+@compiled
+def test_a_compiled_jaro_winkler_that_disagrees_with_rapidfuzz_is_not_used():
+    # (a rapidfuzz release that computed otherwise must not make levels depend on whether a compiler was found)
+    assert comparisons._agrees(ccompare)
+
+    class Off:  # the compiled module with a cut-off read as a 64-bit float
+        @staticmethod
+        def jaro_winkler(a, b, cut=0.0):
+            sim = JaroWinkler.similarity(a, b)
+            return sim if sim >= cut else 0.0
+
+    assert not comparisons._agrees(Off)
+
+
+# -- the pieces against rapidfuzz ---------------------------------------------------------------------------
+
+@compiled
+@settings(max_examples=3000, deadline=None)
+@given(st.text("abcdeé😀 ", max_size=14), st.text("abcdeé😀 ", max_size=14),
+       st.sampled_from([0.0, 0.8, 0.92, 0.7, 0.5]) | st.floats(0.0, 1.0))
+def test_jaro_winkler_is_rapidfuzz_s(a, b, cutoff):
+    assert ccompare.jaro_winkler(a, b, cutoff) == JaroWinkler.similarity(a, b, score_cutoff=cutoff)
+    assert ccompare.jaro_winkler(a, b) == JaroWinkler.similarity(a, b)
+
+
+@compiled
+def test_jaro_winkler_at_the_threshold():
+    # JW of exactly 0.8: rapidfuzz takes the cutoff 0.8 as a 32-bit float (0.800000012) and refuses it
+    assert JaroWinkler.similarity("tompkins", "thompson") == 0.8
+    assert JaroWinkler.similarity("tompkins", "thompson", score_cutoff=0.8) == 0.0
+    assert ccompare.jaro_winkler("tompkins", "thompson", 0.8) == 0.0
+    assert compare_c(AttributeRecord(last_name="Tompkins"), AttributeRecord(last_name="Thompson"))[1] == "different"
+
+
+@compiled
+@settings(max_examples=3000, deadline=None)
+@given(st.text("ab1é", max_size=9), st.text("ab1é", max_size=9))
+def test_within_one_edit_is_rapidfuzz_s_osa(a, b):
+    assert ccompare.osa_within_one(a, b) == (OSA.distance(a, b, score_cutoff=1) <= 1)
+
+
+# -- whole records ------------------------------------------------------------------------------------------
+
+NAMES = ["ann", "anne", "anna", "annie", "bob", "robert", "rob", "roberta", "smith", "smyth", "smithe", "jon",
+         "john", "jonathan", "jonahtan", "mary", "marie", "mayra", "a", "j", "r", "lee", "le", "li", "tompkins",
+         "thompson", "o brien", "obrien", "van der berg", "vandenberg", "müller", "muller", "żak"]
+ADDRESSES = ["12 high st", "12 high st flat 3", "14 high st", "12 hihg st", "12a high st", "12 church ln",
+             "12 church rd", "flat 3 12 high st", "99 lime gr", "high st", "apt 4 2 park rd", "2 park rd apt 4",
+             "١٢ high st", "12 high\u00a0st", "12\u2003high st 3"]
+POSTCODES = ["SW1A1AA", "SW1A1AB", "SW1P3BU", "10001", "10003", "10010", "4570", "4507", "AB", "AB1", "E1", "SW1"]
+CITIES = ["london", "londn", "leeds", "manchester", "manchster", "anytown", "anytiwn"]
+
+
+@st.composite
+def dates(draw) -> str:
+    base = draw(st.dates(date(1, 1, 1), date(9999, 12, 31)))
+    text = base.isoformat()
+    change = draw(st.sampled_from(["none", "days", "digit", "swap", "invalid", "year_only", "dm_swap"]))
+    if change == "days":
+        text = (base + timedelta(days=draw(st.integers(-4000, 4000)))).isoformat() \
+            if date(1, 1, 1) + timedelta(days=4000) < base < date(9999, 12, 31) - timedelta(days=4000) else text
+    elif change == "digit":
+        k = draw(st.sampled_from([0, 1, 2, 3, 5, 6, 8, 9]))
+        text = text[:k] + draw(st.sampled_from("0123456789")) + text[k + 1:]
+    elif change == "swap":
+        k = draw(st.sampled_from([0, 1, 2, 5, 8]))
+        text = text[:k] + text[k + 1] + text[k] + text[k + 2:]
+    elif change == "invalid":
+        text = text[:5] + draw(st.sampled_from(["02-30", "02-29", "04-31", "13-01", "00-10", "01-00"]))
+        text = draw(st.sampled_from([text, "0000" + text[4:]]))
+    elif change == "year_only":
+        text = text[:5] + "01-01"
+    elif change == "dm_swap":
+        text = text[:5] + text[8:10] + "-" + text[5:7]
+    return text
+
+
+fields = st.fixed_dictionaries({
+    "first_name": st.none() | st.sampled_from(NAMES) | st.text("abnr ", min_size=1, max_size=8),
+    "last_name": st.none() | st.sampled_from(NAMES) | st.text("abst ", min_size=1, max_size=8),
+    "date_of_birth": st.none() | dates(),
+    "address": st.none() | st.sampled_from(ADDRESSES) | st.text("12ab ", min_size=1, max_size=12),
+    "postcode": st.none() | st.sampled_from(POSTCODES) | st.text("AB12", min_size=1, max_size=6),
+    "city": st.none() | st.sampled_from(CITIES),
+})
+
+
+@compiled
+@settings(max_examples=4000, deadline=None)
+@given(fields, fields)
+def test_records_compare_alike(a, b):
+    _same(AttributeRecord(**a), AttributeRecord(**b))
+
+
+@compiled
+@settings(max_examples=1500, deadline=None)
+@given(fields, fields)
+def test_records_as_held_compare_alike(a, b):
+    # values as given (not canonicalized): dates in other forms, upper case, long and empty texts
+    _same(_raw(*a.values()), _raw(*b.values()))
+
+
+@compiled
+@pytest.mark.parametrize("a,b", [
+    (("", "smith", None, None, None, None), ("a", "smith", None, None, None, None)),
+    (("ann", "", None, None, None, None), ("ann", "lee", None, None, None, None)),
+    (("ann", "lee", "1985-3-7", None, None, None), ("ann", "lee", "1985-03-07", None, None, None)),
+    (("ann", "lee", "١٩٨٥-٠٣-٠٧", None, None, None), ("ann", "lee", "1985-03-07", None, None, None)),
+    (("ann" * 100, "lee", None, None, None, None), ("ann" * 99, "lee", None, None, None, None)),
+    ((None, None, None, " ".join(f"{i}a" for i in range(70)), None, None),
+     (None, None, None, " ".join(f"{i}a" for i in range(69)), None, None)),
+    ((None, None, None, None, None, "x" * 300), (None, None, None, None, None, "x" * 299)),
+])
+def test_what_the_compiled_code_does_not_expect_is_compared_by_the_definition(a, b):
+    _same(_raw(*a), _raw(*b))
+
+
+@compiled
+@pytest.mark.parametrize("days", [0, 1, 30, 31, 32, 365, 3652, 3653, 3654, 4000])
+def test_dates_at_the_bounds_of_a_level(days):
+    for start in (date(1984, 2, 29), date(1999, 12, 31), date(1, 1, 1), date(2000, 1, 1)):
+        later = (start + timedelta(days=days)).isoformat()
+        _same(AttributeRecord(date_of_birth=start.isoformat()), AttributeRecord(date_of_birth=later))
+
+
+@compiled
+@pytest.mark.parametrize("a,b", [
+    ("١٢ high st", "14 high st"), ("١٢ high st", "12 high st"), ("12 high st", "12\u00a0high st"),
+    ("12\u2003high st 3", "3 high st 12"), ("12\u2003high st", "12 high st"), ("²3 high st", "3 high st"),
+    ("12 high st\x1f4", "12 high st 4"), ("12  high   st", "12 high st"),
+])
+def test_house_numbers_read_as_python_reads_them(a, b):
+    # (words split where str.split() splits, a digit wherever str.isdigit() finds one)
+    _same(_raw(None, None, None, a, None, None), _raw(None, None, None, b, None, None))
+
+
+@compiled
+def test_a_field_that_is_no_text_fails_as_in_the_definition():
+    a, b = _raw(1, "lee", None, None, None, None), _raw("1", "lee", None, None, None, None)
+    with pytest.raises(TypeError):
+        compare_py(a, b)
+    with pytest.raises(TypeError):
+        compare_c(a, b)
+
+
+def _records(events) -> list[AttributeRecord]:
+    seen: dict[AttributeRecord, None] = {}
+    for event in events:
+        if event.get("attributes"):
+            try:
+                seen.setdefault(AttributeRecord.from_attributes(event["attributes"]), None)
+            except (TypeError, AttributeError):
+                continue
+    return list(seen)
+
+
+@compiled
+def test_the_generators_records_compare_alike(tmp_path):
+    own = [orjson.loads(line) for line, person in generate_lines(SyntheticConfig(people=400, seed=5))
+           if person is not None]
+    crm_corpus.write_corpus(tmp_path / "e.jsonl", tmp_path / "t.csv", people=150, seed=9)
+    other = []
+    for line in (tmp_path / "e.jsonl").read_bytes().splitlines():
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # (the corpus holds broken lines on purpose)
+        if isinstance(event, dict) and isinstance(event.get("attributes"), dict):
+            other.append(event)
+    for records in (_records(own), _records(other)):
+        assert len(records) > 150
+        differ = [(a, b) for a in records for b in records if compare_c(a, b) != compare_py(a, b)]
+        assert differ == []
