@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from resolver.matching.canonical import AttributeRecord
@@ -85,13 +86,11 @@ def estimate_m_em_levels(compared: Iterable[tuple[str, ...]], model: MatchModel,
     mask = tuple(f in fixed for f in FIELDS)
     # a vector and whether its postcodes agree (which u the address and city are weighed with)
     groups: dict[tuple[tuple[str, ...], bool], int] = {}
-    masked: dict[tuple[str, ...], tuple[tuple[str, ...], bool]] = {}  # (few distinct vectors: each masked once)
-    for key in compared:
-        group = masked.get(key)
-        if group is None:
-            apart = key[_POSTCODE_INDEX] not in POSTCODE_AGREES
-            group = masked[key] = (tuple(NULL if skip else lv for skip, lv in zip(mask, key)) if fixed else key, apart)
-        groups[group] = groups.get(group, 0) + 1
+    # (few distinct vectors, counted first: each masked once; groups keep their first-seen order)
+    for key, count in Counter(compared).items():
+        apart = key[_POSTCODE_INDEX] not in POSTCODE_AGREES
+        group = (tuple(NULL if skip else lv for skip, lv in zip(mask, key)) if fixed else key, apart)
+        groups[group] = groups.get(group, 0) + count
     if not groups:
         return model
     vectors = [(vec, count) for (vec, _), count in groups.items()]

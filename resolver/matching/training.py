@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from resolver.matching.blocking import BLOCKING_RULES, blocking_keys, candidate_codes_by_rule
@@ -100,11 +101,10 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
 
     def vectors(pairs: list[int]) -> Iterable[tuple[str, ...]]:
         for pair in pairs:
-            levels = compared.get(pair)
-            if levels is None:
+            if pair not in compared:
                 i, j = divmod(pair, n)
-                levels = compared[pair] = compare(records[i], records[j])
-            yield levels
+                compared[pair] = compare(records[i], records[j])
+        return map(compared.__getitem__, pairs)
 
     rng = random.Random(seed + 2)
 
@@ -130,10 +130,8 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
     model = model.with_params(m=m)
     # the match share among all candidate pairs, m and u fixed
     all_pairs = sorted(set().union(*by_rule.values()))
-    groups: dict[tuple[str, ...], int] = {}
     read = at_most(all_pairs)
-    for key in vectors(read):
-        groups[key] = groups.get(key, 0) + 1
+    groups = Counter(vectors(read))
     weights = [(model.weight_of(vec)[0], count) for vec, count in groups.items()]
     lam = base.prior
     for _ in range(100):
