@@ -20,7 +20,6 @@ from resolver.ids import short_hash
 from resolver.matching import FIELD_INDEX, FIELDS, FREQUENCY_FIELDS, POSTCODE_AGREES, AttributeRecord, \
     MatchModel, frequency_adjustment, hard_conflict
 from resolver.matching.compatibility import dates_compatible
-from resolver.matching import compare as compare_records
 
 
 def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], refused: list[str],
@@ -111,8 +110,7 @@ def score(ctx: Context, model: MatchModel, rec: AttributeRecord, other: Attribut
           review_cap: float) -> tuple[float, tuple[str, ...], Optional[dict[str, float]]]:
     """The weight two records are ranked by (frequency adjustments included; ``review_cap``, just under
     the link threshold, when first names differ and that needs a person), their levels and adjustments."""
-    levels = compare_records(rec, other)
-    total = model.total_of(levels)
+    levels, total = model.compare_total(rec, other)
     deltas = frequency_deltas(ctx, rec, other, levels) if ctx.config.frequency_adjustments else None
     if deltas:
         for d in deltas.values():

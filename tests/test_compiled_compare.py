@@ -4,6 +4,7 @@ the records of both channel-event generators."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import sys
 import sysconfig
@@ -17,6 +18,8 @@ from rapidfuzz.distance import OSA, JaroWinkler
 
 from resolver.matching import comparisons
 from resolver.matching.canonical import RECORD_FIELDS, AttributeRecord
+from resolver.matching.comparisons import FIELD_LEVELS, FIELDS
+from resolver.matching.model import POSTCODE_AGREES, MatchModel
 from streams.synthetic import SyntheticConfig, generate_lines
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -156,6 +159,42 @@ def test_records_compare_alike(a, b):
 def test_records_as_held_compare_alike(a, b):
     # values as given (not canonicalized): dates in other forms, upper case, long and empty texts
     _same(_raw(*a.values()), _raw(*b.values()))
+
+
+@compiled
+@settings(max_examples=3000, deadline=None)
+@given(st.none() | dates() | st.text("0129-", max_size=11), st.none() | dates() | st.text("0129-", max_size=11))
+def test_a_date_of_birth_level_is_the_definition_s(a, b):
+    # (the level the date guard reads: ``dates_compatible``)
+    assert comparisons.date_of_birth_level(a, b) == comparisons.compare_date_of_birth(a, b)
+
+
+def _model(seed: int) -> MatchModel:
+    """A model whose weights are all different numbers, none of them round (a seeded draw of m and u)."""
+    rng = random.Random(seed)
+
+    def table() -> dict:
+        out = {}
+        for f in FIELDS:
+            drawn = {lv: rng.uniform(0.01, 1.0) for lv in FIELD_LEVELS[f]}
+            out[f] = {lv: v / sum(drawn.values()) for lv, v in drawn.items()}
+        return out
+
+    return MatchModel(table(), table(), u_apart=table())
+
+
+@compiled
+@settings(max_examples=2000, deadline=None)
+@given(fields, fields, st.integers(0, 50))
+def test_a_pair_s_total_is_the_sum_the_model_makes(a, b, seed):
+    # (the levels compared in C and their weights summed there, in field order: the same float to the last bit)
+    ra, rb = AttributeRecord(**a), AttributeRecord(**b)
+    model = _model(seed)
+    levels, total = model.compare_total(ra, rb)
+    assert levels == compare_py(ra, rb)
+    assert total == model.total_of(levels) == model.weight_of(levels)[0]
+    assert comparisons.compare_total_python(ra, rb, model._vector, model._vector_apart, POSTCODE_AGREES) == \
+        (levels, total)
 
 
 @compiled

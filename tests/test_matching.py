@@ -514,3 +514,13 @@ def test_a_town_weighs_more_when_the_postcodes_do_not_imply_it():
     # agreeing on the postcode as well never weighs less than the town alone
     assert same_postcode[0] > no_postcode[0] > other_postcode[0]
     assert model.is_monotone()
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(st.characters(max_codepoint=127), max_size=24))
+def test_ascii_text_folds_as_any_text_does(value):
+    # (ASCII text takes a short way: nothing to decompose, no combining marks, casefold is lower)
+    from resolver.matching.canonical import _fold, _fold_any
+
+    assert _fold(value) == _fold_any(value)
+    assert _fold(value + "é") == _fold_any(value + "é")  # (and text that is not ASCII takes the long way)

@@ -24,6 +24,7 @@ static PyObject *LV_NULL, *LV_EXACT, *LV_NICKNAME, *LV_JW92, *LV_JW80, *LV_DIFFE
 static PyObject *NICK_INDEX;      /* dict: canonical first name -> tuple of nickname group numbers */
 static PyObject *PY_COMPARE;      /* the Python definition, for what this code does not expect */
 static PyObject *PY_TOKEN_SET;    /* (a, b) -> the address level from the token-set ratio */
+static PyObject *PY_DOB;          /* the Python definition of the date-of-birth level */
 static PyObject *ATTR[6];         /* first_name, last_name, date_of_birth, address, postcode, city */
 
 static double JW_HIGH = 0.92, JW_LOW = 0.80;
@@ -561,6 +562,85 @@ done:
     return result;
 }
 
+/* compare_total(a, b, vector, vector_apart, agrees): (compare(a, b), the sum of its levels' weights), the
+ * weights from ``vector`` (a tuple of six dicts level -> weight) where the postcode's level is in ``agrees``,
+ * else from ``vector_apart``; summed from 0.0 in field order, as MatchModel.total_of sums them. */
+static PyObject *compare_total(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "compare_total(a, b, vector, vector_apart, agrees)");
+        return NULL;
+    }
+    PyObject *levels = compare(self, args, 2);
+    if (levels == NULL)
+        return NULL;
+    if (!PyTuple_CheckExact(levels) || PyTuple_GET_SIZE(levels) != 6) {
+        Py_DECREF(levels);
+        PyErr_SetString(PyExc_TypeError, "compare did not give six levels");
+        return NULL;
+    }
+    int agrees = PySequence_Contains(args[4], PyTuple_GET_ITEM(levels, 3));
+    if (agrees < 0) {
+        Py_DECREF(levels);
+        return NULL;
+    }
+    PyObject *vector = agrees ? args[2] : args[3];
+    if (!PyTuple_Check(vector) || PyTuple_GET_SIZE(vector) != 6) {
+        Py_DECREF(levels);
+        PyErr_SetString(PyExc_TypeError, "a weight vector is a tuple of six dicts");
+        return NULL;
+    }
+    double total = 0.0;
+    for (int k = 0; k < 6; k++) {
+        PyObject *weights = PyTuple_GET_ITEM(vector, k), *level = PyTuple_GET_ITEM(levels, k);
+        PyObject *w = PyObject_GetItem(weights, level);
+        if (w == NULL) {
+            Py_DECREF(levels);
+            return NULL;
+        }
+        double x = PyFloat_AsDouble(w);
+        Py_DECREF(w);
+        if (x == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(levels);
+            return NULL;
+        }
+        total += x;
+    }
+    PyObject *sum = PyFloat_FromDouble(total);
+    if (sum == NULL) {
+        Py_DECREF(levels);
+        return NULL;
+    }
+    PyObject *out = PyTuple_New(2);
+    if (out == NULL) {
+        Py_DECREF(levels);
+        Py_DECREF(sum);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, levels);
+    PyTuple_SET_ITEM(out, 1, sum);
+    return out;
+}
+
+/* date_of_birth(a, b): compare_date_of_birth's level of two dates (None: unknown) */
+static PyObject *date_of_birth(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || PY_DOB == NULL) {
+        PyErr_SetString(PyExc_TypeError, "date_of_birth(a, b), after configure");
+        return NULL;
+    }
+    PyObject *a = args[0], *b = args[1];
+    if (a == Py_None || b == Py_None)
+        return Py_NewRef(LV_NULL);
+    if (PyUnicode_CheckExact(a) && PyUnicode_CheckExact(b) && PyUnicode_GET_LENGTH(a) <= MAX_LEN &&
+            PyUnicode_GET_LENGTH(b) <= MAX_LEN) {
+        PyObject *level = dob_level(a, b);
+        if (level != NULL)
+            return Py_NewRef(level);
+    }
+    return PyObject_Vectorcall(PY_DOB, args, 2, NULL);
+}
+
 /* -- the pieces, for tests ------------------------------------------------------------------------------ */
 
 static int two_texts(PyObject *const *args, Py_ssize_t nargs, Text *a, Text *b)
@@ -620,9 +700,9 @@ static PyObject *level_named(PyObject *levels, const char *name)
 
 static PyObject *configure(PyObject *self, PyObject *args)
 {
-    PyObject *levels, *nick, *python, *token_set;
-    if (!PyArg_ParseTuple(args, "O!O!OOdd", &PyDict_Type, &levels, &PyDict_Type, &nick, &python, &token_set,
-                          &JW_HIGH, &JW_LOW))
+    PyObject *levels, *nick, *python, *token_set, *dob;
+    if (!PyArg_ParseTuple(args, "O!O!OOddO", &PyDict_Type, &levels, &PyDict_Type, &nick, &python, &token_set,
+                          &JW_HIGH, &JW_LOW, &dob))
         return NULL;
     const char *names_[] = {"null", "exact", "nickname", "jw_92", "jw_80", "different", "swapped", "one_off",
                             "year", "month", "decade", "typo", "prefix"};
@@ -637,18 +717,23 @@ static PyObject *configure(PyObject *self, PyObject *args)
     set_ref(&NICK_INDEX, nick);
     set_ref(&PY_COMPARE, python);
     set_ref(&PY_TOKEN_SET, token_set);
+    set_ref(&PY_DOB, dob);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"compare", (PyCFunction)(void (*)(void))compare, METH_FASTCALL,
      "compare(a, b): the comparison vector of two attribute records."},
+    {"compare_total", (PyCFunction)(void (*)(void))compare_total, METH_FASTCALL,
+     "compare_total(a, b, vector, vector_apart, agrees): (compare(a, b), the total of its weights)."},
+    {"date_of_birth", (PyCFunction)(void (*)(void))date_of_birth, METH_FASTCALL,
+     "date_of_birth(a, b): the level of two dates of birth (None: unknown)."},
     {"jaro_winkler", (PyCFunction)(void (*)(void))py_jaro_winkler, METH_FASTCALL,
      "jaro_winkler(a, b[, cutoff]): rapidfuzz's JaroWinkler.similarity (prefix weight 0.1)."},
     {"osa_within_one", (PyCFunction)(void (*)(void))py_osa_within_one, METH_FASTCALL,
      "osa_within_one(a, b): whether the optimal string alignment distance is at most 1."},
     {"configure", configure, METH_VARARGS,
-     "configure(levels, nickname_index, python_compare, token_set_level, jw_high, jw_low)."},
+     "configure(levels, nickname_index, python_compare, token_set_level, jw_high, jw_low, python_date_of_birth)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -28,6 +28,13 @@ _STREET_WORDS = {
 
 def _fold(value: str) -> str:
     """Accents removed, case folded, whitespace collapsed."""
+    if value.isascii():  # (nothing to decompose, no combining marks, and casefold is lower: ``_fold_any``'s)
+        return _WS.sub(" ", value.lower()).strip()
+    return _fold_any(value)
+
+
+def _fold_any(value: str) -> str:
+    """``_fold`` of any text."""
     decomposed = unicodedata.normalize("NFKD", value)
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
     return _WS.sub(" ", stripped.casefold()).strip()

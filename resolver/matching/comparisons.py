@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date as _date
 from functools import lru_cache
-from typing import Optional
+from typing import Container, Mapping, Optional
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA, JaroWinkler
@@ -218,14 +218,34 @@ def _agrees(module) -> bool:
 if _ccompare is not None and not _agrees(_ccompare):  # pragma: no cover
     _ccompare = None
 
-COMPILED = _ccompare is not None
-if _ccompare is not None:
+def compare_total_python(a: AttributeRecord, b: AttributeRecord, vector: tuple[Mapping[str, float], ...],
+                         vector_apart: tuple[Mapping[str, float], ...],
+                         agrees: Container[str]) -> tuple[tuple[str, ...], float]:
+    """``compare(a, b)`` and the sum of its levels' weights: from ``vector`` (one dict level -> weight per
+    field) where the postcode's level is in ``agrees``, else from ``vector_apart``; summed from 0.0 in field
+    order (``MatchModel.total_of``)."""
+    levels = compare(a, b)
+    total = 0.0
+    for w, lv in zip(vector if levels[_POSTCODE] in agrees else vector_apart, levels):
+        total += w[lv]
+    return levels, total
+
+
+_POSTCODE = FIELDS.index("postcode")
+
+COMPILED = _ccompare is not None and _POSTCODE == 3  # (the compiled code reads the postcode's level there)
+if COMPILED:
     _ccompare.configure(
         {lv: lv for lv in {NULL, *(lv for levels in FIELD_LEVELS.values() for lv in levels)}},
-        _NICK_INDEX, compare_python, _token_set_level, JW_HIGH, JW_LOW)
+        _NICK_INDEX, compare_python, _token_set_level, JW_HIGH, JW_LOW, compare_date_of_birth)
     compare = _ccompare.compare
+    compare_total = _ccompare.compare_total
+    date_of_birth_level = _ccompare.date_of_birth  # (``compare_date_of_birth``)
 else:  # pragma: no cover
+    _ccompare = None
     compare = compare_python
+    compare_total = compare_total_python
+    date_of_birth_level = compare_date_of_birth
 
 
 def compare_fields(a: AttributeRecord, b: AttributeRecord) -> dict[str, str]:

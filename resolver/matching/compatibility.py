@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Optional
 
 from resolver.matching.canonical import AttributeRecord
-from resolver.matching.comparisons import compare_date_of_birth, compare_first_name, compare_last_name, _one_typo
+from resolver.matching.comparisons import compare_first_name, compare_last_name, date_of_birth_level, _one_typo
 from resolver.matching.names import soundex
 
 
@@ -83,7 +83,7 @@ def dates_compatible(a: str, b: str) -> bool:
     digit, or two adjacent digits transposed) apart, one of them 1 January of the other's year (only the
     year known), or at most 31 days apart (a mistyped day or month that crosses a month; no two siblings
     but twins are born that close, and twins share the date)."""
-    level = compare_date_of_birth(a, b)  # (it parses the dates only when it must: at most once)
+    level = date_of_birth_level(a, b)  # (``compare_date_of_birth``; it parses the dates only when it must)
     if level in ("exact", "swapped", "year", "month"):
         return True
     if level != "one_off":

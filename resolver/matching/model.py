@@ -15,7 +15,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from resolver.errors import ConfigError
 from resolver.matching.canonical import AttributeRecord
-from resolver.matching.comparisons import COMPARISONS_VERSION, FIELD_INDEX, FIELD_LEVELS, FIELDS, NULL, compare
+from resolver.matching.comparisons import COMPARISONS_VERSION, FIELD_INDEX, FIELD_LEVELS, FIELDS, NULL, compare, compare_total
 
 MODEL_FORMAT = "idres-match-model"
 MODEL_FORMAT_VERSION = 1
@@ -120,6 +120,10 @@ class MatchModel:
         for w, lv in zip(vector, levels):
             total += w[lv]
         return total
+
+    def compare_total(self, a: AttributeRecord, b: AttributeRecord) -> tuple[tuple[str, ...], float]:
+        """``compare(a, b)`` and ``total_of`` it, in one call (compiled where ``compare`` is)."""
+        return compare_total(a, b, self._vector, self._vector_apart, POSTCODE_AGREES)
 
     def weight(self, a: AttributeRecord, b: AttributeRecord) -> tuple[float, dict[str, float]]:
         """Fellegi-Sunter match weight of two records and each field's contribution."""

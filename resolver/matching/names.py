@@ -8,6 +8,7 @@ format includes it).
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from typing import Optional
 
 from resolver.matching.canonical import canonical_name
@@ -148,6 +149,7 @@ _SOUNDEX_CODES = {
 }
 
 
+@lru_cache(maxsize=1 << 14)  # (names repeat: a few thousand make most of any customer base)
 def soundex(name: Optional[str]) -> Optional[str]:
     """American Soundex of a canonical name (``"smith"``, ``"smyth"`` -> ``"S530"``); spaces ignored."""
     if not name:
