@@ -240,6 +240,22 @@ def test_a_field_that_is_no_text_fails_as_in_the_definition():
         compare_c(a, b)
 
 
+@compiled
+def test_fields_read_from_their_slots_or_through_python_alike():
+    # (an AttributeRecord's fields are read from its slots; anything else, and a slot never set, through Python)
+    class Mine(AttributeRecord):
+        __slots__ = ()
+
+    a, b = AttributeRecord("Ann", "Lee", "1980-01-02"), AttributeRecord("Anne", "Lee", "1980-02-01")
+    assert compare_c(Mine("Ann", "Lee", "1980-01-02"), b) == compare_c(a, b) == compare_py(a, b)
+    empty = object.__new__(AttributeRecord)
+    for left, right in ((empty, b), (b, empty)):
+        with pytest.raises(AttributeError):
+            compare_py(left, right)
+        with pytest.raises(AttributeError):
+            compare_c(left, right)
+
+
 def _records(events) -> list[AttributeRecord]:
     seen: dict[AttributeRecord, None] = {}
     for event in events:

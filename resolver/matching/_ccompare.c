@@ -12,6 +12,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <string.h>
 
 #define MAX_LEN 256   /* longer texts are compared by the Python definition */
@@ -26,6 +27,8 @@ static PyObject *PY_COMPARE;      /* the Python definition, for what this code d
 static PyObject *PY_TOKEN_SET;    /* (a, b) -> the address level from the token-set ratio */
 static PyObject *PY_DOB;          /* the Python definition of the date-of-birth level */
 static PyObject *ATTR[6];         /* first_name, last_name, date_of_birth, address, postcode, city */
+static PyTypeObject *RECORD_TYPE; /* AttributeRecord: its fields are read from their slots directly */
+static Py_ssize_t OFFSET[6];      /* where each field's slot is in an AttributeRecord */
 
 static double JW_HIGH = 0.92, JW_LOW = 0.80;
 
@@ -485,9 +488,12 @@ static int fields_of(PyObject *rec, PyObject **out)
 {
     for (int i = 0; i < 6; i++)
         out[i] = NULL;
+    int slots = RECORD_TYPE != NULL && Py_TYPE(rec) == RECORD_TYPE;
     for (int i = 0; i < 6; i++) {
-        PyObject *v = PyObject_GetAttr(rec, ATTR[i]);
-        if (v == NULL)
+        PyObject *v = slots ? *(PyObject **)((char *)rec + OFFSET[i]) : NULL;
+        if (v != NULL)
+            Py_INCREF(v);
+        else if ((v = PyObject_GetAttr(rec, ATTR[i])) == NULL)  /* (a slot never set: its AttributeError) */
             return -1;
         if (v == Py_None) {
             Py_DECREF(v);
@@ -700,10 +706,25 @@ static PyObject *level_named(PyObject *levels, const char *name)
 
 static PyObject *configure(PyObject *self, PyObject *args)
 {
-    PyObject *levels, *nick, *python, *token_set, *dob;
-    if (!PyArg_ParseTuple(args, "O!O!OOddO", &PyDict_Type, &levels, &PyDict_Type, &nick, &python, &token_set,
-                          &JW_HIGH, &JW_LOW, &dob))
+    PyObject *levels, *nick, *python, *token_set, *dob, *record_type;
+    if (!PyArg_ParseTuple(args, "O!O!OOddOO!", &PyDict_Type, &levels, &PyDict_Type, &nick, &python, &token_set,
+                          &JW_HIGH, &JW_LOW, &dob, &PyType_Type, &record_type))
         return NULL;
+    Py_ssize_t offsets[6];
+    for (int i = 0; i < 6; i++) {  /* each field a slot holding any object (T_OBJECT_EX), else no direct reads */
+        PyObject *descr = PyDict_GetItemWithError(((PyTypeObject *)record_type)->tp_dict, ATTR[i]);
+        if (descr == NULL && PyErr_Occurred())
+            return NULL;
+        if (descr == NULL || Py_TYPE(descr) != &PyMemberDescr_Type ||
+                ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+            record_type = NULL;
+            break;
+        }
+        offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+    }
+    if (record_type != NULL)
+        memcpy(OFFSET, offsets, sizeof offsets);
+    Py_XSETREF(RECORD_TYPE, (PyTypeObject *)Py_XNewRef(record_type));
     const char *names_[] = {"null", "exact", "nickname", "jw_92", "jw_80", "different", "swapped", "one_off",
                             "year", "month", "decade", "typo", "prefix"};
     PyObject **slots[] = {&LV_NULL, &LV_EXACT, &LV_NICKNAME, &LV_JW92, &LV_JW80, &LV_DIFFERENT, &LV_SWAPPED,
@@ -733,7 +754,8 @@ static PyMethodDef methods[] = {
     {"osa_within_one", (PyCFunction)(void (*)(void))py_osa_within_one, METH_FASTCALL,
      "osa_within_one(a, b): whether the optimal string alignment distance is at most 1."},
     {"configure", configure, METH_VARARGS,
-     "configure(levels, nickname_index, python_compare, token_set_level, jw_high, jw_low, python_date_of_birth)."},
+     "configure(levels, nickname_index, python_compare, token_set_level, jw_high, jw_low, python_date_of_birth, "
+     "record_type)."},
     {NULL, NULL, 0, NULL},
 };
 

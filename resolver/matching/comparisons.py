@@ -237,7 +237,8 @@ COMPILED = _ccompare is not None and _POSTCODE == 3  # (the compiled code reads 
 if COMPILED:
     _ccompare.configure(
         {lv: lv for lv in {NULL, *(lv for levels in FIELD_LEVELS.values() for lv in levels)}},
-        _NICK_INDEX, compare_python, _token_set_level, JW_HIGH, JW_LOW, compare_date_of_birth)
+        _NICK_INDEX, compare_python, _token_set_level, JW_HIGH, JW_LOW, compare_date_of_birth,
+        AttributeRecord)
     compare = _ccompare.compare
     compare_total = _ccompare.compare_total
     date_of_birth_level = _ccompare.date_of_birth  # (``compare_date_of_birth``)
