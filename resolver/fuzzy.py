@@ -46,6 +46,7 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
     node_profile = st.node_profile
     shared = st.shared
     review_cap = math.nextafter(model.link_threshold, -math.inf)
+    tf = ctx.frequency_cache() if cfg.frequency_adjustments else None  # (one epoch and model throughout)
     for key in keys:
         for n in st.blocks.get(key, ()):
             if n in visited:
@@ -60,7 +61,7 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
                     if dob is not None and rec_dob is not None and dob != rec_dob and \
                             not dates_compatible(rec_dob, dob):
                         continue
-                total, levels, deltas = score(ctx, model, rec, other, review_cap)
+                total, levels, deltas = score(ctx, model, rec, other, review_cap, tf)
                 cur = best.get(p)
                 if cur is None or total > cur[0]:
                     best[p] = (total, n, levels, deltas)
@@ -106,12 +107,14 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
                                           **evidence(ctx, levels, total, deltas)))
 
 
-def score(ctx: Context, model: MatchModel, rec: AttributeRecord, other: AttributeRecord,
-          review_cap: float) -> tuple[float, tuple[str, ...], Optional[dict[str, float]]]:
+def score(ctx: Context, model: MatchModel, rec: AttributeRecord, other: AttributeRecord, review_cap: float,
+          tf: Optional[dict[tuple[str, str, bool], float]] = None
+          ) -> tuple[float, tuple[str, ...], Optional[dict[str, float]]]:
     """The weight two records are ranked by (frequency adjustments included; ``review_cap``, just under
-    the link threshold, when first names differ and that needs a person), their levels and adjustments."""
+    the link threshold, when first names differ and that needs a person), their levels and adjustments.
+    ``tf``: ``ctx.frequency_cache()``, if already at hand."""
     levels, total = model.compare_total(rec, other)
-    deltas = frequency_deltas(ctx, rec, other, levels) if ctx.config.frequency_adjustments else None
+    deltas = frequency_deltas(ctx, rec, other, levels, tf) if ctx.config.frequency_adjustments else None
     if deltas:
         for d in deltas.values():
             total += d
@@ -186,11 +189,11 @@ def join(ctx: Context, event_id: str, at: str, a: int, b: int, rule: str, now: O
     return None
 
 
-def frequency_deltas(ctx: Context, a: AttributeRecord, b: AttributeRecord,
-                     levels: tuple[str, ...]) -> Optional[dict[str, float]]:
-    """Frequency adjustments (bits per field) of the fields on which ``a`` and ``b`` agree exactly."""
+def frequency_deltas(ctx: Context, a: AttributeRecord, b: AttributeRecord, levels: tuple[str, ...],
+                     cache: Optional[dict[tuple[str, str, bool], float]] = None) -> Optional[dict[str, float]]:
+    """Frequency adjustments (bits per field) of the fields on which ``a`` and ``b`` agree exactly.
+    ``cache``: ``ctx.frequency_cache()``, if already at hand."""
     out: Optional[dict[str, float]] = None
-    cache: Optional[dict[tuple[str, str, bool], float]] = None
     postcode_agrees = levels[_POSTCODE] in POSTCODE_AGREES
     for f, i in _FREQUENCY_INDEX:
         if levels[i] != "exact":

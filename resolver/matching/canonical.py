@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, fields as dc_fields
+from functools import lru_cache
 from typing import Any, Mapping, Optional
 
 _NON_LETTER = re.compile(r"[^a-z ]+")
@@ -16,6 +17,8 @@ _NON_ALNUM_SPACE = re.compile(r"[^0-9a-z ]+")
 _NON_ALNUM = re.compile(r"[^0-9A-Z]+")
 _WS = re.compile(r"\s+")
 _ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+
+_CACHED = 1 << 15  # canonical names and postcodes kept (they repeat: a customer base has few thousand of each)
 
 _STREET_WORDS = {
     "street": "st", "str": "st", "road": "rd", "avenue": "ave", "av": "ave", "lane": "ln", "drive": "dr",
@@ -40,6 +43,7 @@ def _fold_any(value: str) -> str:
     return _WS.sub(" ", stripped.casefold()).strip()
 
 
+@lru_cache(maxsize=_CACHED)
 def canonical_name(value: Optional[str]) -> Optional[str]:
     """``"O'Brien-Smith"`` -> ``"obrien smith"``: letters only, hyphens become spaces."""
     if value is None:
@@ -57,6 +61,7 @@ TITLES = frozenset({
 })
 
 
+@lru_cache(maxsize=_CACHED)
 def canonical_first_name(value: Optional[str]) -> Optional[str]:
     """``canonical_name`` without leading titles: ``"Mrs Ann"`` -> ``"ann"``, ``"Sir"`` -> None."""
     name = canonical_name(value)
@@ -77,6 +82,7 @@ def canonical_address(value: Optional[str]) -> Optional[str]:
     return out or None
 
 
+@lru_cache(maxsize=_CACHED)
 def canonical_postcode(value: Optional[str]) -> Optional[str]:
     """``"sw1a 1aa"`` -> ``"SW1A1AA"``."""
     if value is None:
