@@ -65,9 +65,12 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
                 cur = best.get(p)
                 if cur is None or total > cur[0]:
                     best[p] = (total, n, levels, deltas)
-    if not best:
+    # (in rank order: only those at or above the review threshold, the rest are neither linked nor queued)
+    review_threshold = model.review_threshold
+    ranked = sorted(((p, b) for p, b in best.items() if b[0] >= review_threshold),
+                    key=lambda kv: (-kv[1][0], kv[0]))
+    if not ranked:
         return
-    ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
     own = st.profiles[pid]
     acc = Acc(st, now=occurred_at)
     acc.add(own.counts, own.traits)
@@ -75,8 +78,6 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
     links: list[tuple[str, float, int, tuple[str, ...], Optional[dict[str, float]]]] = []
     reviews: list[tuple[str, float, int, tuple[str, ...], Optional[dict[str, float]]]] = []
     for p, (total, n, levels, deltas) in ranked:
-        if total < model.review_threshold:
-            break
         pair = (rep, n) if rep < n else (n, rep)
         if pair in st.review_pairs and (total < model.link_threshold or pair in st.review_rejected):
             continue  # already queued, or a person said these are different customers

@@ -647,6 +647,50 @@ static PyObject *date_of_birth(PyObject *self, PyObject *const *args, Py_ssize_t
     return PyObject_Vectorcall(PY_DOB, args, 2, NULL);
 }
 
+/* add_pair_codes(codes, block, n): adds i * n + j to the set ``codes`` for each pair of the list ``block``
+ * (record numbers, each below n), i before j in the block: what training's blocking makes of a block. */
+static PyObject *add_pair_codes(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PySet_Check(args[0]) || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "add_pair_codes(set, list, n)");
+        return NULL;
+    }
+    long long n = PyLong_AsLongLong(args[2]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 0 || n > 3000000000LL) {
+        PyErr_SetString(PyExc_ValueError, "n out of range");
+        return NULL;
+    }
+    PyObject *codes = args[0], *block = args[1];
+    Py_ssize_t size = PyList_GET_SIZE(block);
+    long long *ids = PyMem_Malloc(sizeof(long long) * (size_t)(size > 0 ? size : 1));
+    if (ids == NULL)
+        return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < size; i++) {
+        ids[i] = PyLong_AsLongLong(PyList_GET_ITEM(block, i));
+        if ((ids[i] == -1 && PyErr_Occurred()) || ids[i] < 0 || ids[i] >= n) {
+            PyMem_Free(ids);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "a record number out of range");
+            return NULL;
+        }
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        for (Py_ssize_t j = i + 1; j < size; j++) {
+            PyObject *code = PyLong_FromLongLong(ids[i] * n + ids[j]);
+            if (code == NULL || PySet_Add(codes, code) < 0) {
+                Py_XDECREF(code);
+                PyMem_Free(ids);
+                return NULL;
+            }
+            Py_DECREF(code);
+        }
+    }
+    PyMem_Free(ids);
+    Py_RETURN_NONE;
+}
+
 /* -- the pieces, for tests ------------------------------------------------------------------------------ */
 
 static int two_texts(PyObject *const *args, Py_ssize_t nargs, Text *a, Text *b)
@@ -749,6 +793,8 @@ static PyMethodDef methods[] = {
      "compare_total(a, b, vector, vector_apart, agrees): (compare(a, b), the total of its weights)."},
     {"date_of_birth", (PyCFunction)(void (*)(void))date_of_birth, METH_FASTCALL,
      "date_of_birth(a, b): the level of two dates of birth (None: unknown)."},
+    {"add_pair_codes", (PyCFunction)(void (*)(void))add_pair_codes, METH_FASTCALL,
+     "add_pair_codes(codes, block, n): adds i * n + j to the set for each pair i, j of the block, in its order."},
     {"jaro_winkler", (PyCFunction)(void (*)(void))py_jaro_winkler, METH_FASTCALL,
      "jaro_winkler(a, b[, cutoff]): rapidfuzz's JaroWinkler.similarity (prefix weight 0.1)."},
     {"osa_within_one", (PyCFunction)(void (*)(void))py_osa_within_one, METH_FASTCALL,

@@ -12,6 +12,7 @@ from itertools import combinations
 from typing import Optional, Sequence
 
 from resolver.matching.canonical import AttributeRecord
+from resolver.matching.comparisons import _ccompare
 from resolver.matching.names import NICKNAME_GROUPS, _NICK_INDEX, soundex
 
 
@@ -127,9 +128,19 @@ def candidate_codes_by_rule(records: Sequence[AttributeRecord], max_block_size: 
             if len(block) < max_block_size:
                 block.append(i)
     found: dict[str, set[int]] = {rule: set() for rule in BLOCKING_RULES}
+    add = add_pair_codes if n <= _COMPILED_MAX_RECORDS else add_pair_codes_python
     for key, block in blocks.items():
         if len(block) < 2:
             continue
         # (a block's records are in index order: each pair comes as (i, j) with i < j)
-        found[key.partition(":")[0]].update([x * n + y for x, y in combinations(block, 2)])
+        add(found[key.partition(":")[0]], block, n)
     return {rule: sorted(codes) for rule, codes in found.items()}
+
+
+def add_pair_codes_python(codes: set[int], block: list[int], n: int) -> None:
+    """Adds ``i * n + j`` to ``codes`` for each pair ``i``, ``j`` of ``block``, ``i`` before ``j`` in it."""
+    codes.update([x * n + y for x, y in combinations(block, 2)])
+
+
+_COMPILED_MAX_RECORDS = 3_000_000_000  # (the compiled one's codes are 64-bit integers)
+add_pair_codes = _ccompare.add_pair_codes if _ccompare is not None else add_pair_codes_python
