@@ -302,3 +302,22 @@ def test_a_block_s_pair_codes_are_the_definition_s(drawn):
     assert compiled_codes == python_codes
     with pytest.raises(ValueError):
         add_pair_codes(set(), [0, n], n)  # (a record number beyond the records)
+
+
+@compiled
+@settings(max_examples=300, deadline=None)
+@given(st.lists(fields, min_size=1, max_size=8).flatmap(
+    lambda rs: st.tuples(st.just(rs), st.lists(st.integers(0, len(rs) ** 2 - 1), max_size=20))))
+def test_pairs_compared_by_code_are_the_definition_s(drawn):
+    # (training's comparisons: each pair code compared once, what is already known kept as it is)
+    raw, codes = drawn
+    records = [AttributeRecord(**r) for r in raw]
+    n = len(records)
+    known = {codes[0]: ("kept",)} if codes else {}
+    compiled_out, python_out = dict(known), dict(known)
+    ccompare.compare_codes(records, codes, n, compiled_out)
+    comparisons.compare_codes_python(records, codes, n, python_out)
+    assert compiled_out == python_out
+    assert all(compiled_out[c] == compare_py(records[c // n], records[c % n]) for c in codes[1:] if c != codes[0])
+    with pytest.raises(ValueError):
+        ccompare.compare_codes(records, [n * n], n, {})  # (a code beyond the records' pairs)

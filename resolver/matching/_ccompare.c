@@ -647,6 +647,52 @@ static PyObject *date_of_birth(PyObject *self, PyObject *const *args, Py_ssize_t
     return PyObject_Vectorcall(PY_DOB, args, 2, NULL);
 }
 
+/* compare_codes(records, codes, n, compared): for each pair code i * n + j in the list ``codes`` not yet a key
+ * of the dict ``compared``, compared[code] = compare(records[i], records[j]). */
+static PyObject *compare_codes(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || !PyDict_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "compare_codes(list, list, n, dict)");
+        return NULL;
+    }
+    PyObject *records = args[0], *codes = args[1], *compared = args[3];
+    long long n = PyLong_AsLongLong(args[2]);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n != PyList_GET_SIZE(records) || n > 3000000000LL) {
+        PyErr_SetString(PyExc_ValueError, "n is not the number of records (at most 3 billion)");
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(codes); k++) {
+        PyObject *code = PyList_GET_ITEM(codes, k);
+        int known = PyDict_Contains(compared, code);
+        if (known < 0)
+            return NULL;
+        if (known)
+            continue;
+        long long c = PyLong_AsLongLong(code);
+        if (c == -1 && PyErr_Occurred())
+            return NULL;
+        if (c < 0 || c >= n * n) {
+            PyErr_SetString(PyExc_ValueError, "a pair code out of range");
+            return NULL;
+        }
+        PyObject *pair[2] = {PyList_GET_ITEM(records, c / n), PyList_GET_ITEM(records, c % n)};
+        Py_INCREF(pair[0]);
+        Py_INCREF(pair[1]);
+        PyObject *levels = compare(self, pair, 2);
+        Py_DECREF(pair[0]);
+        Py_DECREF(pair[1]);
+        if (levels == NULL)
+            return NULL;
+        int failed = PyDict_SetItem(compared, code, levels);
+        Py_DECREF(levels);
+        if (failed < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* add_pair_codes(codes, block, n): adds i * n + j to the set ``codes`` for each pair of the list ``block``
  * (record numbers, each below n), i before j in the block: what training's blocking makes of a block. */
 static PyObject *add_pair_codes(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -793,6 +839,8 @@ static PyMethodDef methods[] = {
      "compare_total(a, b, vector, vector_apart, agrees): (compare(a, b), the total of its weights)."},
     {"date_of_birth", (PyCFunction)(void (*)(void))date_of_birth, METH_FASTCALL,
      "date_of_birth(a, b): the level of two dates of birth (None: unknown)."},
+    {"compare_codes", (PyCFunction)(void (*)(void))compare_codes, METH_FASTCALL,
+     "compare_codes(records, codes, n, compared): compared[i * n + j] = compare(records[i], records[j]) where missing."},
     {"add_pair_codes", (PyCFunction)(void (*)(void))add_pair_codes, METH_FASTCALL,
      "add_pair_codes(codes, block, n): adds i * n + j to the set for each pair i, j of the block, in its order."},
     {"jaro_winkler", (PyCFunction)(void (*)(void))py_jaro_winkler, METH_FASTCALL,

@@ -231,6 +231,16 @@ def compare_total_python(a: AttributeRecord, b: AttributeRecord, vector: tuple[M
     return levels, total
 
 
+def compare_codes_python(records: list[AttributeRecord], codes: list[int], n: int,
+                         compared: dict[int, tuple[str, ...]]) -> None:
+    """For each pair code ``i * n + j`` in ``codes`` not yet in ``compared``: ``compared[code] = compare(records[i],
+    records[j])`` (``n``: the number of records)."""
+    for code in codes:
+        if code not in compared:
+            i, j = divmod(code, n)
+            compared[code] = compare(records[i], records[j])
+
+
 _POSTCODE = FIELDS.index("postcode")
 
 COMPILED = _ccompare is not None and _POSTCODE == 3  # (the compiled code reads the postcode's level there)
@@ -241,11 +251,13 @@ if COMPILED:
         AttributeRecord)
     compare = _ccompare.compare
     compare_total = _ccompare.compare_total
+    compare_codes = _ccompare.compare_codes
     date_of_birth_level = _ccompare.date_of_birth  # (``compare_date_of_birth``)
 else:  # pragma: no cover
     _ccompare = None
     compare = compare_python
     compare_total = compare_total_python
+    compare_codes = compare_codes_python
     date_of_birth_level = compare_date_of_birth
 
 

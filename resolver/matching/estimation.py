@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 from resolver.matching.canonical import AttributeRecord
 from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL, compare
@@ -36,16 +36,22 @@ def estimate_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: int,
     rng = random.Random(seed)
     counts: list[dict[str, float]] = [{} for _ in FIELDS]
     dependent = tuple(f in DEPENDENT_FIELDS for f in FIELDS)
-    for _ in range(pairs_sample):
-        i = rng.randrange(n)
-        j = rng.randrange(n - 1)
-        if j >= i:
-            j += 1
-        levels = compare(records[i], records[j])
+    draw = rng.randrange
+
+    def compared() -> Iterator[tuple[str, ...]]:
+        for _ in range(pairs_sample):
+            i = draw(n)
+            j = draw(n - 1)
+            if j >= i:
+                j += 1
+            yield compare(records[i], records[j])
+
+    # (few distinct vectors: counted first, then each vector's count added; whole numbers, so the same sums)
+    for levels, times in Counter(compared()).items():
         apart = levels[_POSTCODE_INDEX] not in POSTCODE_AGREES
         for k, level in enumerate(levels):
             if level != NULL and (apart or not dependent[k]):
-                counts[k][level] = counts[k].get(level, 0.0) + 1.0
+                counts[k][level] = counts[k].get(level, 0.0) + times
     u: Table = {}
     u_apart: Table = {}
     for k, f in enumerate(FIELDS):

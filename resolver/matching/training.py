@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from resolver.matching.blocking import BLOCKING_RULES, blocking_keys, candidate_codes_by_rule
 from resolver.matching.canonical import AttributeRecord
-from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL, compare, compare_address, compare_city
+from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL, compare_address, compare_city, compare_codes
 from resolver.matching.estimation import _normalized_counts, estimate_m_em_levels, estimate_u
 from resolver.matching.model import DEPENDENT_FIELDS, MatchModel, default_model
 
@@ -54,16 +54,23 @@ def _conditional_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: 
     import bisect
 
     counts = {"address": {}, "city": {}}  # type: dict[str, dict[str, float]]
-    for _ in range(pairs_sample):
-        g = usable[bisect.bisect_right(cumulative, rng.randrange(total_pairs))]
-        i = rng.randrange(len(g))
-        j = rng.randrange(len(g) - 1)
-        if j >= i:
-            j += 1
-        a, b = records[g[i]], records[g[j]]
-        for f, level in (("address", compare_address(a.address, b.address)), ("city", compare_city(a.city, b.city))):
+    draw, find = rng.randrange, bisect.bisect_right
+
+    def compared() -> Iterator[tuple[str, str]]:
+        for _ in range(pairs_sample):
+            g = usable[find(cumulative, draw(total_pairs))]
+            i = draw(len(g))
+            j = draw(len(g) - 1)
+            if j >= i:
+                j += 1
+            a, b = records[g[i]], records[g[j]]
+            yield compare_address(a.address, b.address), compare_city(a.city, b.city)
+
+    # (counted first, then each pair of levels' count added: whole numbers, so the same sums)
+    for (address, city), times in Counter(compared()).items():
+        for f, level in (("address", address), ("city", city)):
             if level != NULL:
-                counts[f][level] = counts[f].get(level, 0.0) + 1.0
+                counts[f][level] = counts[f].get(level, 0.0) + times
     u = {f: dict(model.u[f]) for f in FIELDS}
     for f, c in counts.items():
         if sum(c.values()) >= 100:
@@ -99,11 +106,10 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
     compared: dict[int, tuple[str, ...]] = {}  # each pair compared once, whatever rules find it
     n = len(records)
 
+    listed = records if type(records) is list else list(records)  # (compare_codes reads a list)
+
     def vectors(pairs: list[int]) -> Iterable[tuple[str, ...]]:
-        for pair in pairs:
-            if pair not in compared:
-                i, j = divmod(pair, n)
-                compared[pair] = compare(records[i], records[j])
+        compare_codes(listed, pairs, n, compared)
         return map(compared.__getitem__, pairs)
 
     rng = random.Random(seed + 2)
