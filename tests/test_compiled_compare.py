@@ -290,18 +290,17 @@ def test_the_generators_records_compare_alike(tmp_path):
 @settings(max_examples=500, deadline=None)
 @given(st.integers(1, 10**9).flatmap(
     lambda n: st.tuples(st.just(n), st.lists(st.lists(st.integers(0, n - 1), max_size=12), max_size=6))))
-def test_a_block_s_pair_codes_are_the_definition_s(drawn):
-    # (training's candidate pairs: i * n + j for i before j in each block)
-    from resolver.matching.blocking import add_pair_codes, add_pair_codes_python
+def test_blocks_pair_codes_are_the_definition_s(drawn):
+    # (training's candidate pairs: i * n + j for i before j in each block, sorted, without repeats)
+    from resolver.matching.blocking import block_pair_codes, block_pair_codes_python, union_codes, union_codes_python
 
     n, blocks = drawn
-    compiled_codes, python_codes = set(), set()
-    for block in blocks:
-        add_pair_codes(compiled_codes, block, n)
-        add_pair_codes_python(python_codes, block, n)
-    assert compiled_codes == python_codes
+    codes = block_pair_codes(blocks, n)
+    assert codes == block_pair_codes_python(blocks, n)
+    halves = [block_pair_codes(blocks[:2], n), block_pair_codes(blocks[2:], n), codes]
+    assert union_codes(halves) == union_codes_python(halves) == codes
     with pytest.raises(ValueError):
-        add_pair_codes(set(), [0, n], n)  # (a record number beyond the records)
+        block_pair_codes([[0, n]], n)  # (a record number beyond the records)
 
 
 @compiled

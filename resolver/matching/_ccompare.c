@@ -693,48 +693,134 @@ static PyObject *compare_codes(PyObject *self, PyObject *const *args, Py_ssize_t
     Py_RETURN_NONE;
 }
 
-/* add_pair_codes(codes, block, n): adds i * n + j to the set ``codes`` for each pair of the list ``block``
- * (record numbers, each below n), i before j in the block: what training's blocking makes of a block. */
-static PyObject *add_pair_codes(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* -- sorted sets of pair codes ------------------------------------------------------------------------- */
+
+static int cmp_codes(const void *x, const void *y)
 {
-    if (nargs != 3 || !PySet_Check(args[0]) || !PyList_CheckExact(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "add_pair_codes(set, list, n)");
+    long long a = *(const long long *)x, b = *(const long long *)y;
+    return (a > b) - (a < b);
+}
+
+/* codes[0..count) sorted, without repeats, as a list of ints (frees codes) */
+static PyObject *sorted_list(long long *codes, Py_ssize_t count)
+{
+    qsort(codes, (size_t)count, sizeof *codes, cmp_codes);
+    Py_ssize_t unique = 0;
+    for (Py_ssize_t k = 0; k < count; k++)
+        if (k == 0 || codes[k] != codes[unique - 1])
+            codes[unique++] = codes[k];
+    PyObject *out = PyList_New(unique);
+    if (out == NULL) {
+        PyMem_Free(codes);
         return NULL;
     }
-    long long n = PyLong_AsLongLong(args[2]);
+    for (Py_ssize_t k = 0; k < unique; k++) {
+        PyObject *code = PyLong_FromLongLong(codes[k]);
+        if (code == NULL) {
+            Py_DECREF(out);
+            PyMem_Free(codes);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, k, code);
+    }
+    PyMem_Free(codes);
+    return out;
+}
+
+/* block_pair_codes(blocks, n): the codes i * n + j of every pair i, j (i before j) of each list of record
+ * numbers in ``blocks``, sorted, without repeats. */
+static PyObject *block_pair_codes(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "block_pair_codes(list of lists, n)");
+        return NULL;
+    }
+    long long n = PyLong_AsLongLong(args[1]);
     if (n == -1 && PyErr_Occurred())
         return NULL;
     if (n < 0 || n > 3000000000LL) {
         PyErr_SetString(PyExc_ValueError, "n out of range");
         return NULL;
     }
-    PyObject *codes = args[0], *block = args[1];
-    Py_ssize_t size = PyList_GET_SIZE(block);
-    long long *ids = PyMem_Malloc(sizeof(long long) * (size_t)(size > 0 ? size : 1));
-    if (ids == NULL)
-        return PyErr_NoMemory();
-    for (Py_ssize_t i = 0; i < size; i++) {
-        ids[i] = PyLong_AsLongLong(PyList_GET_ITEM(block, i));
-        if ((ids[i] == -1 && PyErr_Occurred()) || ids[i] < 0 || ids[i] >= n) {
-            PyMem_Free(ids);
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "a record number out of range");
+    PyObject *blocks = args[0];
+    Py_ssize_t total = 0;
+    for (Py_ssize_t b = 0; b < PyList_GET_SIZE(blocks); b++) {
+        PyObject *block = PyList_GET_ITEM(blocks, b);
+        if (!PyList_CheckExact(block)) {
+            PyErr_SetString(PyExc_TypeError, "a block is a list of record numbers");
             return NULL;
         }
+        Py_ssize_t size = PyList_GET_SIZE(block);
+        total += size * (size - 1) / 2;
     }
-    for (Py_ssize_t i = 0; i < size; i++) {
-        for (Py_ssize_t j = i + 1; j < size; j++) {
-            PyObject *code = PyLong_FromLongLong(ids[i] * n + ids[j]);
-            if (code == NULL || PySet_Add(codes, code) < 0) {
-                Py_XDECREF(code);
-                PyMem_Free(ids);
-                return NULL;
-            }
-            Py_DECREF(code);
+    long long *codes = PyMem_Malloc(sizeof(long long) * (size_t)(total > 0 ? total : 1));
+    if (codes == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t count = 0, most = 0;
+    for (Py_ssize_t b = 0; b < PyList_GET_SIZE(blocks); b++)
+        if (PyList_GET_SIZE(PyList_GET_ITEM(blocks, b)) > most)
+            most = PyList_GET_SIZE(PyList_GET_ITEM(blocks, b));
+    long long *ids = PyMem_Malloc(sizeof(long long) * (size_t)(most > 0 ? most : 1));
+    if (ids == NULL) {
+        PyMem_Free(codes);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t b = 0; b < PyList_GET_SIZE(blocks); b++) {
+        PyObject *block = PyList_GET_ITEM(blocks, b);
+        Py_ssize_t size = PyList_GET_SIZE(block);
+        for (Py_ssize_t i = 0; i < size; i++) {
+            ids[i] = PyLong_AsLongLong(PyList_GET_ITEM(block, i));
+            if ((ids[i] == -1 && PyErr_Occurred()) || ids[i] < 0 || ids[i] >= n)
+                goto bad;
         }
+        for (Py_ssize_t i = 0; i < size; i++)
+            for (Py_ssize_t j = i + 1; j < size; j++)
+                codes[count++] = ids[i] * n + ids[j];
     }
     PyMem_Free(ids);
-    Py_RETURN_NONE;
+    return sorted_list(codes, count);
+bad:
+    PyMem_Free(ids);
+    PyMem_Free(codes);
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "a record number out of range");
+    return NULL;
+}
+
+/* union_codes(lists): the ints of every list (each at least 0 and below 2**63), sorted, without repeats. */
+static PyObject *union_codes(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1 || !PyList_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "union_codes(list of lists)");
+        return NULL;
+    }
+    PyObject *lists = args[0];
+    Py_ssize_t total = 0;
+    for (Py_ssize_t l = 0; l < PyList_GET_SIZE(lists); l++) {
+        if (!PyList_CheckExact(PyList_GET_ITEM(lists, l))) {
+            PyErr_SetString(PyExc_TypeError, "union_codes takes lists of ints");
+            return NULL;
+        }
+        total += PyList_GET_SIZE(PyList_GET_ITEM(lists, l));
+    }
+    long long *codes = PyMem_Malloc(sizeof(long long) * (size_t)(total > 0 ? total : 1));
+    if (codes == NULL)
+        return PyErr_NoMemory();
+    Py_ssize_t count = 0;
+    for (Py_ssize_t l = 0; l < PyList_GET_SIZE(lists); l++) {
+        PyObject *list = PyList_GET_ITEM(lists, l);
+        for (Py_ssize_t k = 0; k < PyList_GET_SIZE(list); k++) {
+            long long c = PyLong_AsLongLong(PyList_GET_ITEM(list, k));
+            if ((c == -1 && PyErr_Occurred()) || c < 0) {
+                PyMem_Free(codes);
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "a negative code");
+                return NULL;
+            }
+            codes[count++] = c;
+        }
+    }
+    return sorted_list(codes, count);
 }
 
 /* -- the pieces, for tests ------------------------------------------------------------------------------ */
@@ -841,8 +927,10 @@ static PyMethodDef methods[] = {
      "date_of_birth(a, b): the level of two dates of birth (None: unknown)."},
     {"compare_codes", (PyCFunction)(void (*)(void))compare_codes, METH_FASTCALL,
      "compare_codes(records, codes, n, compared): compared[i * n + j] = compare(records[i], records[j]) where missing."},
-    {"add_pair_codes", (PyCFunction)(void (*)(void))add_pair_codes, METH_FASTCALL,
-     "add_pair_codes(codes, block, n): adds i * n + j to the set for each pair i, j of the block, in its order."},
+    {"block_pair_codes", (PyCFunction)(void (*)(void))block_pair_codes, METH_FASTCALL,
+     "block_pair_codes(blocks, n): every block's pair codes i * n + j, sorted, without repeats."},
+    {"union_codes", (PyCFunction)(void (*)(void))union_codes, METH_FASTCALL,
+     "union_codes(lists): the ints of the lists, sorted, without repeats."},
     {"jaro_winkler", (PyCFunction)(void (*)(void))py_jaro_winkler, METH_FASTCALL,
      "jaro_winkler(a, b[, cutoff]): rapidfuzz's JaroWinkler.similarity (prefix weight 0.1)."},
     {"osa_within_one", (PyCFunction)(void (*)(void))py_osa_within_one, METH_FASTCALL,

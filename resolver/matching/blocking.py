@@ -127,20 +127,28 @@ def candidate_codes_by_rule(records: Sequence[AttributeRecord], max_block_size: 
             block = blocks.setdefault(key, [])
             if len(block) < max_block_size:
                 block.append(i)
-    found: dict[str, set[int]] = {rule: set() for rule in BLOCKING_RULES}
-    add = add_pair_codes if n <= _COMPILED_MAX_RECORDS else add_pair_codes_python
+    by_rule: dict[str, list[list[int]]] = {rule: [] for rule in BLOCKING_RULES}
     for key, block in blocks.items():
-        if len(block) < 2:
-            continue
-        # (a block's records are in index order: each pair comes as (i, j) with i < j)
-        add(found[key.partition(":")[0]], block, n)
-    return {rule: sorted(codes) for rule, codes in found.items()}
+        if len(block) >= 2:
+            by_rule[key.partition(":")[0]].append(block)
+    codes = block_pair_codes if n <= _COMPILED_MAX_RECORDS else block_pair_codes_python
+    return {rule: codes(rule_blocks, n) for rule, rule_blocks in by_rule.items()}
 
 
-def add_pair_codes_python(codes: set[int], block: list[int], n: int) -> None:
-    """Adds ``i * n + j`` to ``codes`` for each pair ``i``, ``j`` of ``block``, ``i`` before ``j`` in it."""
-    codes.update([x * n + y for x, y in combinations(block, 2)])
+def block_pair_codes_python(blocks: list[list[int]], n: int) -> list[int]:
+    """The codes ``i * n + j`` of every pair ``i``, ``j`` (``i`` before ``j``) of each block, sorted, without
+    repeats. (A block's records are in index order: each pair comes as (i, j) with i < j.)"""
+    found: set[int] = set()
+    for block in blocks:
+        found.update([x * n + y for x, y in combinations(block, 2)])
+    return sorted(found)
+
+
+def union_codes_python(lists: list[list[int]]) -> list[int]:
+    """The numbers of the lists, sorted, without repeats."""
+    return sorted(set().union(*lists))
 
 
 _COMPILED_MAX_RECORDS = 3_000_000_000  # (the compiled one's codes are 64-bit integers)
-add_pair_codes = _ccompare.add_pair_codes if _ccompare is not None else add_pair_codes_python
+block_pair_codes = _ccompare.block_pair_codes if _ccompare is not None else block_pair_codes_python
+union_codes = _ccompare.union_codes if _ccompare is not None else union_codes_python
