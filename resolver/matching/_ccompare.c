@@ -201,17 +201,23 @@ static int jw_rank(const Text *a, const Text *b)
     return R_DIFFERENT;
 }
 
-/* compare_last_name; a NULL object is a missing name */
-static int last_rank(PyObject *a, PyObject *b)
+/* what both names' comparisons begin with: R_NULL for a missing name (a NULL object), R_EXACT for the same
+ * text, else -1 with the texts read */
+static int plain_rank(PyObject *a, PyObject *b, Text *ta, Text *tb)
 {
     if (a == NULL || b == NULL)
         return R_NULL;
+    text_of(a, ta);
+    text_of(b, tb);
+    return same(ta, tb) ? R_EXACT : -1;
+}
+
+/* compare_last_name */
+static int last_rank(PyObject *a, PyObject *b)
+{
     Text ta, tb;
-    text_of(a, &ta);
-    text_of(b, &tb);
-    if (same(&ta, &tb))
-        return R_EXACT;
-    return jw_rank(&ta, &tb);
+    int rank = plain_rank(a, b, &ta, &tb);
+    return rank >= 0 ? rank : jw_rank(&ta, &tb);
 }
 
 /* -1: an error is set */
@@ -239,13 +245,10 @@ static int nickname_equivalent(PyObject *a, PyObject *b)
 /* compare_first_name; -1: an error is set */
 static int first_rank(PyObject *a, PyObject *b)
 {
-    if (a == NULL || b == NULL)
-        return R_NULL;
     Text ta, tb;
-    text_of(a, &ta);
-    text_of(b, &tb);
-    if (same(&ta, &tb))
-        return R_EXACT;
+    int rank = plain_rank(a, b, &ta, &tb);
+    if (rank >= 0)
+        return rank;
     int nick = nickname_equivalent(a, b);
     if (nick < 0)
         return -1;
@@ -918,23 +921,24 @@ static PyObject *configure(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* a METH_FASTCALL method: its name, its C function, its doc */
+#define FAST_AS(name, function, doc) {name, (PyCFunction)(void (*)(void))function, METH_FASTCALL, doc}
+#define FAST(function, doc) FAST_AS(#function, function, doc)
+
 static PyMethodDef methods[] = {
-    {"compare", (PyCFunction)(void (*)(void))compare, METH_FASTCALL,
-     "compare(a, b): the comparison vector of two attribute records."},
-    {"compare_total", (PyCFunction)(void (*)(void))compare_total, METH_FASTCALL,
-     "compare_total(a, b, vector, vector_apart, agrees): (compare(a, b), the total of its weights)."},
-    {"date_of_birth", (PyCFunction)(void (*)(void))date_of_birth, METH_FASTCALL,
-     "date_of_birth(a, b): the level of two dates of birth (None: unknown)."},
-    {"compare_codes", (PyCFunction)(void (*)(void))compare_codes, METH_FASTCALL,
-     "compare_codes(records, codes, n, compared): compared[i * n + j] = compare(records[i], records[j]) where missing."},
-    {"block_pair_codes", (PyCFunction)(void (*)(void))block_pair_codes, METH_FASTCALL,
-     "block_pair_codes(blocks, n): every block's pair codes i * n + j, sorted, without repeats."},
-    {"union_codes", (PyCFunction)(void (*)(void))union_codes, METH_FASTCALL,
-     "union_codes(lists): the ints of the lists, sorted, without repeats."},
-    {"jaro_winkler", (PyCFunction)(void (*)(void))py_jaro_winkler, METH_FASTCALL,
-     "jaro_winkler(a, b[, cutoff]): rapidfuzz's JaroWinkler.similarity (prefix weight 0.1)."},
-    {"osa_within_one", (PyCFunction)(void (*)(void))py_osa_within_one, METH_FASTCALL,
-     "osa_within_one(a, b): whether the optimal string alignment distance is at most 1."},
+    FAST(compare, "compare(a, b): the comparison vector of two attribute records."),
+    FAST(compare_total,
+         "compare_total(a, b, vector, vector_apart, agrees): (compare(a, b), the total of its weights)."),
+    FAST(date_of_birth, "date_of_birth(a, b): the level of two dates of birth (None: unknown)."),
+    FAST(compare_codes,
+         "compare_codes(records, codes, n, compared): compared[i * n + j] = compare(records[i], records[j]) "
+         "where missing."),
+    FAST(block_pair_codes, "block_pair_codes(blocks, n): every block's pair codes i * n + j, sorted, without repeats."),
+    FAST(union_codes, "union_codes(lists): the ints of the lists, sorted, without repeats."),
+    FAST_AS("jaro_winkler", py_jaro_winkler,
+            "jaro_winkler(a, b[, cutoff]): rapidfuzz's JaroWinkler.similarity (prefix weight 0.1)."),
+    FAST_AS("osa_within_one", py_osa_within_one,
+            "osa_within_one(a, b): whether the optimal string alignment distance is at most 1."),
     {"configure", configure, METH_VARARGS,
      "configure(levels, nickname_index, python_compare, token_set_level, jw_high, jw_low, python_date_of_birth, "
      "record_type)."},

@@ -15,7 +15,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 from resolver.errors import ConfigError
 from resolver.matching.canonical import AttributeRecord
-from resolver.matching.comparisons import COMPARISONS_VERSION, FIELD_INDEX, FIELD_LEVELS, FIELDS, NULL, compare, compare_total
+from resolver.matching.comparisons import (
+    COMPARISONS_VERSION, FIELD_INDEX, FIELD_LEVELS, FIELDS, NULL, compare, compare_total,
+)
 
 MODEL_FORMAT = "idres-match-model"
 MODEL_FORMAT_VERSION = 1
