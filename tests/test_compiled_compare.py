@@ -320,3 +320,45 @@ def test_pairs_compared_by_code_are_the_definition_s(drawn):
     assert all(compiled_out[c] == compare_py(records[c // n], records[c % n]) for c in codes[1:] if c != codes[0])
     with pytest.raises(ValueError):
         ccompare.compare_codes(records, [n * n], n, {})  # (a code beyond the records' pairs)
+
+
+_WITHOUT_COMPILER = r"""
+import sys
+sys.modules["resolver.matching._ccompare"] = None  # (as where no C compiler built it)
+from resolver.matching import comparisons
+assert not comparisons.COMPILED and comparisons.compare is comparisons.compare_python
+"""
+
+_TRAIN_AND_COMPARE = r"""
+import hashlib, json
+import orjson
+from resolver.matching import distinct_records, train_model
+from resolver.matching.comparisons import compare
+from resolver.matching.model import default_model
+from resolver.normalize import Normalizer
+from resolver.config import ResolverConfig
+from streams.synthetic import SyntheticConfig, generate_lines
+events = [orjson.loads(line) for line, person in generate_lines(SyntheticConfig(people=300, seed=3)) if person]
+records = distinct_records((e.get("attributes") or {} for e in events), Normalizer(ResolverConfig()).attributes)
+model, report = train_model(records, seed=0, pairs_sample=3000)
+default = default_model()
+pairs = [(compare(a, b), default.compare_total(a, b)) for a in records[:150] for b in records[:150]]
+print(json.dumps([model.fingerprint(), len(records),
+                  hashlib.sha256(json.dumps(pairs).encode()).hexdigest()]))
+"""
+
+
+def test_without_the_compiled_code_the_same_model_and_levels():
+    # (a machine with no C compiler: the Python definitions give what the compiled code gives)
+    import json
+    import subprocess
+
+    root = str(Path(__file__).resolve().parent.parent)
+    outs = []
+    for prefix in (_WITHOUT_COMPILER, ""):
+        done = subprocess.run([sys.executable, "-c", prefix + _TRAIN_AND_COMPARE], cwd=root, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        outs.append(json.loads(done.stdout))
+    assert outs[0] == outs[1]
+    assert outs[0][1] > 100
