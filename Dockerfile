@@ -5,7 +5,7 @@ FROM python:3.11-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml setup.py README.md LICENSE constraints.txt ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY schemas ./schemas
 COPY resolver ./resolver
 COPY projections ./projections

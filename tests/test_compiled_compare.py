@@ -193,8 +193,7 @@ def test_a_pair_s_total_is_the_sum_the_model_makes(a, b, seed):
     levels, total = model.compare_total(ra, rb)
     assert levels == compare_py(ra, rb)
     assert total == model.total_of(levels) == model.weight_of(levels)[0]
-    assert comparisons.compare_total_python(ra, rb, model._vector, model._vector_apart, POSTCODE_AGREES) == \
-        (levels, total)
+    assert comparisons.compare_total(ra, rb, model._vector, model._vector_apart, POSTCODE_AGREES) == (levels, total)
 
 
 @compiled
@@ -298,7 +297,7 @@ def test_blocks_pair_codes_are_the_definition_s(drawn):
     codes = block_pair_codes(blocks, n)
     assert codes == block_pair_codes_python(blocks, n)
     halves = [block_pair_codes(blocks[:2], n), block_pair_codes(blocks[2:], n), codes]
-    assert union_codes(halves) == union_codes_python(halves) == codes
+    assert union_codes(halves, n) == union_codes_python(halves) == codes
     with pytest.raises(ValueError):
         block_pair_codes([[0, n]], n)  # (a record number beyond the records)
 

@@ -59,6 +59,14 @@ static inline int same(const Text *a, const Text *b)
     return 1;
 }
 
+/* reads two str objects; whether they are the same text */
+static inline int read_same(PyObject *a, PyObject *b, Text *ta, Text *tb)
+{
+    text_of(a, ta);
+    text_of(b, tb);
+    return same(ta, tb);
+}
+
 /* -- Jaro-Winkler, as rapidfuzz computes it ------------------------------------------------------------ */
 
 static double jaro_formula(Py_ssize_t p_len, Py_ssize_t t_len, Py_ssize_t common, Py_ssize_t transpositions)
@@ -207,9 +215,7 @@ static int plain_rank(PyObject *a, PyObject *b, Text *ta, Text *tb)
 {
     if (a == NULL || b == NULL)
         return R_NULL;
-    text_of(a, ta);
-    text_of(b, tb);
-    return same(ta, tb) ? R_EXACT : -1;
+    return read_same(a, b, ta, tb) ? R_EXACT : -1;
 }
 
 /* compare_last_name */
@@ -348,9 +354,7 @@ static long ordinal(const unsigned char *s)
 static PyObject *dob_level(PyObject *a, PyObject *b)
 {
     Text ta, tb;
-    text_of(a, &ta);
-    text_of(b, &tb);
-    if (same(&ta, &tb))
+    if (read_same(a, b, &ta, &tb))
         return LV_EXACT;
     if (!iso_shape(&ta) || !iso_shape(&tb))
         return NULL; /* the Python definition decides */
@@ -386,9 +390,7 @@ static PyObject *dob_level(PyObject *a, PyObject *b)
 static PyObject *postcode_level(PyObject *a, PyObject *b)
 {
     Text ta, tb;
-    text_of(a, &ta);
-    text_of(b, &tb);
-    if (same(&ta, &tb))
+    if (read_same(a, b, &ta, &tb))
         return LV_EXACT;
     if ((ta.len < tb.len ? ta.len : tb.len) >= 4 && osa_within_one(&ta, &tb))
         return LV_TYPO;
@@ -457,9 +459,7 @@ static int within(const Text *a, const Span *xs, int nx, const Text *b, const Sp
 static PyObject *address_level(PyObject *a, PyObject *b, int *python)
 {
     Text ta, tb;
-    text_of(a, &ta);
-    text_of(b, &tb);
-    if (same(&ta, &tb))
+    if (read_same(a, b, &ta, &tb))
         return Py_NewRef(LV_EXACT);
     Span xs[MAX_TOKENS], ys[MAX_TOKENS];
     int nx = house_numbers(&ta, xs), ny = house_numbers(&tb, ys);
@@ -476,9 +476,7 @@ static PyObject *address_level(PyObject *a, PyObject *b, int *python)
 static PyObject *city_level(PyObject *a, PyObject *b)
 {
     Text ta, tb;
-    text_of(a, &ta);
-    text_of(b, &tb);
-    if (same(&ta, &tb))
+    if (read_same(a, b, &ta, &tb))
         return LV_EXACT;
     return jaro_winkler(&ta, &tb, 0.0) >= JW_HIGH ? LV_JW92 : LV_DIFFERENT;
 }

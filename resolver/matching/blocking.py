@@ -131,8 +131,7 @@ def candidate_codes_by_rule(records: Sequence[AttributeRecord], max_block_size: 
     for key, block in blocks.items():
         if len(block) >= 2:
             by_rule[key.partition(":")[0]].append(block)
-    codes = block_pair_codes if n <= _COMPILED_MAX_RECORDS else block_pair_codes_python
-    return {rule: codes(rule_blocks, n) for rule, rule_blocks in by_rule.items()}
+    return {rule: block_pair_codes(rule_blocks, n) for rule, rule_blocks in by_rule.items()}
 
 
 def block_pair_codes_python(blocks: list[list[int]], n: int) -> list[int]:
@@ -149,6 +148,18 @@ def union_codes_python(lists: list[list[int]]) -> list[int]:
     return sorted(set().union(*lists))
 
 
-_COMPILED_MAX_RECORDS = 3_000_000_000  # (the compiled one's codes are 64-bit integers)
-block_pair_codes = _ccompare.block_pair_codes if _ccompare is not None else block_pair_codes_python
-union_codes = _ccompare.union_codes if _ccompare is not None else union_codes_python
+def block_pair_codes(blocks: list[list[int]], n: int) -> list[int]:
+    """``block_pair_codes_python``, compiled where it was built and the codes fit in 64 bits."""
+    if _ccompare is None or n > _COMPILED_MAX_RECORDS:
+        return block_pair_codes_python(blocks, n)
+    return _ccompare.block_pair_codes(blocks, n)
+
+
+def union_codes(lists: list[list[int]], n: int) -> list[int]:
+    """``union_codes_python`` of pair codes of ``n`` records, compiled where ``block_pair_codes`` is."""
+    if _ccompare is None or n > _COMPILED_MAX_RECORDS:
+        return union_codes_python(lists)
+    return _ccompare.union_codes(lists)
+
+
+_COMPILED_MAX_RECORDS = 3_000_000_000  # (the compiled code's pair codes, below n * n, are 64-bit integers)

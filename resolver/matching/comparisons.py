@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date as _date
 from functools import lru_cache
-from typing import Container, Mapping, Optional
+from typing import Optional
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA, JaroWinkler
@@ -218,18 +218,6 @@ def _agrees(module) -> bool:
 if _ccompare is not None and not _agrees(_ccompare):  # pragma: no cover
     _ccompare = None
 
-def compare_total_python(a: AttributeRecord, b: AttributeRecord, vector: tuple[Mapping[str, float], ...],
-                         vector_apart: tuple[Mapping[str, float], ...],
-                         agrees: Container[str]) -> tuple[tuple[str, ...], float]:
-    """``compare(a, b)`` and the sum of its levels' weights: from ``vector`` (one dict level -> weight per
-    field) where the postcode's level is in ``agrees``, else from ``vector_apart``; summed from 0.0 in field
-    order (``MatchModel.total_of``)."""
-    levels = compare(a, b)
-    total = 0.0
-    for w, lv in zip(vector if levels[_POSTCODE] in agrees else vector_apart, levels):
-        total += w[lv]
-    return levels, total
-
 
 def compare_codes_python(records: list[AttributeRecord], codes: list[int], n: int,
                          compared: dict[int, tuple[str, ...]]) -> None:
@@ -256,7 +244,7 @@ if COMPILED:
 else:  # pragma: no cover
     _ccompare = None
     compare = compare_python
-    compare_total = compare_total_python
+    compare_total = None  # (``MatchModel.compare_total`` then compares and sums in Python)
     compare_codes = compare_codes_python
     date_of_birth_level = compare_date_of_birth
 

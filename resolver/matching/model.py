@@ -124,7 +124,11 @@ class MatchModel:
         return total
 
     def compare_total(self, a: AttributeRecord, b: AttributeRecord) -> tuple[tuple[str, ...], float]:
-        """``compare(a, b)`` and ``total_of`` it, in one call (compiled where ``compare`` is)."""
+        """``compare(a, b)`` and ``total_of`` it (in one compiled call where ``compare`` is compiled: the same
+        sum, in the same order)."""
+        if compare_total is None:
+            levels = compare(a, b)
+            return levels, self.total_of(levels)
         return compare_total(a, b, self._vector, self._vector_apart, POSTCODE_AGREES)
 
     def weight(self, a: AttributeRecord, b: AttributeRecord) -> tuple[float, dict[str, float]]:

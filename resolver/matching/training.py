@@ -11,9 +11,7 @@ import random
 from collections import Counter
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
-from resolver.matching.blocking import (
-    _COMPILED_MAX_RECORDS, BLOCKING_RULES, blocking_keys, candidate_codes_by_rule, union_codes, union_codes_python,
-)
+from resolver.matching.blocking import BLOCKING_RULES, blocking_keys, candidate_codes_by_rule, union_codes
 from resolver.matching.canonical import AttributeRecord
 from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL, compare_address, compare_city, compare_codes
 from resolver.matching.estimation import _normalized_counts, estimate_m_em_levels, estimate_u
@@ -137,7 +135,7 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
          for f in FIELDS}
     model = model.with_params(m=m)
     # the match share among all candidate pairs, m and u fixed
-    all_pairs = (union_codes if n <= _COMPILED_MAX_RECORDS else union_codes_python)(list(by_rule.values()))
+    all_pairs = union_codes(list(by_rule.values()), n)
     read = at_most(all_pairs)
     groups = Counter(vectors(read))
     weights = [(model.weight_of(vec)[0], count) for vec, count in groups.items()]
