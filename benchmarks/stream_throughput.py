@@ -2,6 +2,7 @@
 
     python benchmarks/stream_throughput.py                  # 20,000 people (~200,000 events), Tansu broker
     python benchmarks/stream_throughput.py --bootstrap HOST:PORT --people 50000
+    python benchmarks/stream_throughput.py --events records.jsonl --runs resolve   # a file of events
 
 Runs, each on fresh topics with the same events produced to per-channel raw topics (4 partitions):
 1. the raw ceiling: one kafka-python consumer reading every raw partition, in the same run;
@@ -11,6 +12,9 @@ Runs, each on fresh topics with the same events produced to per-channel raw topi
 5. recovery: the resolve worker of run 3's layout killed with SIGKILL mid-stream and started again.
 Rates are "steady": from the first decision-log entry written to the last; "wall" includes start-up and
 the consumer-group join. Progress is read from the workers' /metrics, never by re-reading the log.
+``--events FILE`` runs on a JSON-lines file of distinct events instead of the generator's (every
+line an event: the attribute records ``benchmarks/linkage_comparison.py`` writes, for example); ``--runs``
+picks which of the runs above (``ceiling``, ``one``, ``split``, ``resolve``, ``recovery``).
 """
 
 from __future__ import annotations
@@ -97,76 +101,114 @@ def wait_done(ports: list[int], target: int, procs: list[subprocess.Popen], time
     raise SystemExit("timed out")
 
 
+RUNS = ("ceiling", "one", "split", "resolve", "recovery")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--people", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--bootstrap", help="a running broker (default: start Tansu as the tests do)")
+    parser.add_argument("--events", type=Path, help="a JSON-lines file of distinct events to run on "
+                                                    "(default: the generator's, --people and --seed)")
+    parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS), help="which runs (default: all)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="idres-stream-bench-"))
-    events, truth = work / "events.jsonl", work / "truth.csv"
-    stats = write_dataset(events, truth, SyntheticConfig(people=args.people, seed=args.seed))
-    n, lines = stats["events"], stats["lines"]
-    print(f"{lines:,} lines, {n:,} valid events, {stats['duplicates']:,} duplicates, {stats['malformed']:,} malformed")
+    if args.events is not None:
+        from streams.pipeline import VALID, RecordPipeline
+
+        events = args.events.resolve()
+        check = RecordPipeline(skip_blank=False).check  # (what the validate role does with each message)
+        with open(events, "rb") as fh:
+            outcomes = [check(line.rstrip(b"\n")).kind for line in fh if line.strip()]
+        lines, n = len(outcomes), outcomes.count(VALID)
+        print(f"{lines:,} lines of {events}, {n:,} valid events (the file's events are taken as distinct)")
+    else:
+        events, truth = work / "events.jsonl", work / "truth.csv"
+        stats = write_dataset(events, truth, SyntheticConfig(people=args.people, seed=args.seed))
+        n, lines = stats["events"], stats["lines"]
+        print(f"{lines:,} lines, {n:,} valid events, {stats['duplicates']:,} duplicates, "
+              f"{stats['malformed']:,} malformed")
+    runs = set(args.runs)
 
     choice = select_broker({"KAFKA_BOOTSTRAP": args.bootstrap} if args.bootstrap else {})
     with kafka_broker(work, choice) as bootstrap:
         log = work / "workers.log"
 
         prefix = "b1."
-        produce(bootstrap, prefix, events)
-        print(f"raw ceiling      kafka-python consume of the raw topics: {raw_ceiling(bootstrap, prefix, lines):>9,.0f} msg/s")
-        started = time.perf_counter()
-        proc, port = worker(bootstrap, prefix, "validate,resolve,project", log)
-        first, last = wait_done([port], n, [proc])
-        print(f"1 worker, all roles                      steady {n / (last - first):>9,.0f} events/s  "
-              f"(wall {last - started:.1f} s including start-up)")
-        proc.send_signal(signal.SIGTERM)
-        proc.wait()
+        if runs & {"ceiling", "one"}:
+            produce(bootstrap, prefix, events)
+        if "ceiling" in runs:
+            print(f"raw ceiling      kafka-python consume of the raw topics: "
+                  f"{raw_ceiling(bootstrap, prefix, lines):>9,.0f} msg/s")
+        if "one" in runs:
+            one_worker(bootstrap, prefix, n, log)
+        if "split" in runs:
+            split_workers(bootstrap, n, events, log)
+        if "resolve" in runs:
+            resolve_alone(bootstrap, n, lines, events, log)
+        if "recovery" in runs:
+            recovery(bootstrap, n, events, log)
 
-        prefix = "b2."
-        produce(bootstrap, prefix, events)
-        started = time.perf_counter()
-        procs = [worker(bootstrap, prefix, "validate", log) for _ in range(2)]
-        resolve, rport = worker(bootstrap, prefix, "resolve", log)
-        first, last = wait_done([rport], n, [p for p, _ in procs] + [resolve])
-        print(f"2 validate + 1 resolve worker            steady {n / (last - first):>9,.0f} events/s  "
-              f"(wall {last - started:.1f} s including start-up)")
-        resolve.send_signal(signal.SIGTERM)
-        resolve.wait()
 
-        prefix = "b4."
-        produce(bootstrap, prefix, events)
-        validators = [worker(bootstrap, prefix, "validate", log) for _ in range(2)]
-        while sum(metric(vp, "idres_validate_events_total") for _, vp in validators) < lines:
-            time.sleep(0.2)
-        for p, _ in validators:
-            p.send_signal(signal.SIGTERM)
-            p.wait()
-        resolve, rport = worker(bootstrap, prefix, "resolve", log)
-        first, last = wait_done([rport], n, [resolve])
-        print(f"1 resolve worker alone, input validated  steady {n / (last - first):>9,.0f} events/s")
-        resolve.send_signal(signal.SIGTERM)
-        resolve.wait()
+def one_worker(bootstrap: str, prefix: str, n: int, log: Path) -> None:
+    started = time.perf_counter()
+    proc, port = worker(bootstrap, prefix, "validate,resolve,project", log)
+    first, last = wait_done([port], n, [proc])
+    print(f"1 worker, all roles                      steady {n / (last - first):>9,.0f} events/s  "
+          f"(wall {last - started:.1f} s including start-up)")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait()
 
-        prefix = "b3."
-        produce(bootstrap, prefix, events)
-        resolve, rport = worker(bootstrap, prefix, "resolve", log)
-        validators = [worker(bootstrap, prefix, "validate", log) for _ in range(2)]
-        while metric(rport, "idres_log_entries_written_total") < n // 3:
-            time.sleep(0.1)
-        before = metric(rport, "idres_log_entries_written_total")
-        resolve.send_signal(signal.SIGKILL)
-        resolve.wait()
-        killed = time.perf_counter()
-        resolve, rport = worker(bootstrap, prefix, "resolve", log)
-        first, last = wait_done([rport], 1, [resolve])
-        rebuild = metric(rport, "idres_resolver_rebuild_seconds")
-        print(f"recovery after SIGKILL (at {before:,.0f} entries): writing again {first - killed:.1f} s after the kill "
-              f"(of which {rebuild:.2f} s rebuilding the state from the log; the rest is start-up and group join)")
-        for p, _ in validators + [(resolve, rport)]:
-            p.send_signal(signal.SIGTERM)
-            p.wait()
+
+def split_workers(bootstrap: str, n: int, events: Path, log: Path) -> None:
+    prefix = "b2."
+    produce(bootstrap, prefix, events)
+    started = time.perf_counter()
+    procs = [worker(bootstrap, prefix, "validate", log) for _ in range(2)]
+    resolve, rport = worker(bootstrap, prefix, "resolve", log)
+    first, last = wait_done([rport], n, [p for p, _ in procs] + [resolve])
+    print(f"2 validate + 1 resolve worker            steady {n / (last - first):>9,.0f} events/s  "
+          f"(wall {last - started:.1f} s including start-up)")
+    resolve.send_signal(signal.SIGTERM)
+    resolve.wait()
+
+
+def resolve_alone(bootstrap: str, n: int, lines: int, events: Path, log: Path) -> None:
+    prefix = "b4."
+    produce(bootstrap, prefix, events)
+    validators = [worker(bootstrap, prefix, "validate", log) for _ in range(2)]
+    while sum(metric(vp, "idres_validate_events_total") for _, vp in validators) < lines:
+        time.sleep(0.2)
+    for p, _ in validators:
+        p.send_signal(signal.SIGTERM)
+        p.wait()
+    resolve, rport = worker(bootstrap, prefix, "resolve", log)
+    first, last = wait_done([rport], n, [resolve])
+    print(f"1 resolve worker alone, input validated  steady {n / (last - first):>9,.0f} events/s")
+    resolve.send_signal(signal.SIGTERM)
+    resolve.wait()
+
+
+def recovery(bootstrap: str, n: int, events: Path, log: Path) -> None:
+    prefix = "b3."
+    produce(bootstrap, prefix, events)
+    resolve, rport = worker(bootstrap, prefix, "resolve", log)
+    validators = [worker(bootstrap, prefix, "validate", log) for _ in range(2)]
+    while metric(rport, "idres_log_entries_written_total") < n // 3:
+        time.sleep(0.1)
+    before = metric(rport, "idres_log_entries_written_total")
+    resolve.send_signal(signal.SIGKILL)
+    resolve.wait()
+    killed = time.perf_counter()
+    resolve, rport = worker(bootstrap, prefix, "resolve", log)
+    first, last = wait_done([rport], 1, [resolve])
+    rebuild = metric(rport, "idres_resolver_rebuild_seconds")
+    print(f"recovery after SIGKILL (at {before:,.0f} entries): writing again {first - killed:.1f} s after the kill "
+          f"(of which {rebuild:.2f} s rebuilding the state from the log; the rest is start-up and group join)")
+    for p, _ in validators + [(resolve, rport)]:
+        p.send_signal(signal.SIGTERM)
+        p.wait()
 
 
 if __name__ == "__main__":

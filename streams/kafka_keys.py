@@ -1,20 +1,28 @@
 """Keys of data subjects on Kafka (``streams.keys``' interface, for ``streams.sealing``).
 
-The keys live in the compacted topic ``PREFIXkeys`` (one partition): a message per key, keyed by the key's
-number (``%012x``; the key ID sealed values name), whose value is ``{"s": subject hash, "k": key, "t": kind}``
-(base64; kind 0 an identifier's, 1 a content's); and one keyed ``secret`` holding what subjects are hashed
-with. Shredding a key is a tombstone (an empty value): every reader forgets the key when it reads it, and
-the broker compacts the key's message away (``max.compaction.lag.ms``: a day). The resolve worker, the
-decision log's only writer, is the only writer here too; it sends the keys of a decision-log message and
-waits for the broker to acknowledge them before it sends the message.
+The keys live in the compacted topic ``PREFIXkeys`` (one partition). The resolve worker, the decision log's
+only writer, is the only writer here too; it sends the keys of a decision-log message and waits for the broker
+to acknowledge them before it sends the message. Keys are numbered in the order they are made (``%012x``: the
+key ID sealed values name); each is ``{subject hash, key, kind}`` (kind 0 an identifier's, 1 a content's).
+
+* A run of keys made together is one message (``KEYS_PER_MESSAGE`` at most), keyed ``b`` + its first number,
+  whose value is ``{"r": [first, last], "b": [[number, subject hash, key, kind], ...]}`` (base64): every key of
+  the range it does not list is shredded. Shredding keys sends the message again without them (with none left,
+  ``"b"`` is empty), so the broker compacts the version that held them away (``max.compaction.lag.ms``: a
+  day). A key per message cost the worker a producer call per key, two per event.
+* A message keyed by one number (``%012x``) holds that key alone: ``{"s": ..., "k": ..., "t": ...}``, and its
+  tombstone (an empty value) shreds it. Topics written before keys were sent in runs hold these; they are read
+  and shredded as they are.
+* One message keyed ``secret`` holds what subjects are hashed with.
 
 Each process keeps one store per deployment (``sealer_for``): 32 bytes per key in one array, indexed by the
-key's number, and the writer a map of identifier hashes to numbers.
+key's number, and the writer a map of identifier hashes to numbers, and where each run begins.
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import os
 import threading
@@ -27,13 +35,15 @@ from streams.keys import KEY_BYTES, KeyStoreError
 from streams.sealing import Sealer
 
 SECRET = b"secret"
+RUN = b"b"  # the first byte of a run's message key
+KEYS_PER_MESSAGE = 2048  # keys in one message at most (about 200 KB: under the brokers' 1 MB default)
 _lock = threading.Lock()
 _sealers: dict[tuple[str, str], Sealer] = {}
 
 
 def keys_topic_configs() -> dict[str, str]:
-    """A table: the latest value of each key is kept, and a shredded key's message is compacted away within a
-    day (tombstones are kept a day for readers that are behind)."""
+    """A table: the latest value of each message key is kept, and a message that held a shredded key is compacted
+    away within a day (tombstones of keys sent alone are kept a day for readers that are behind)."""
     return {"cleanup.policy": "compact", "max.compaction.lag.ms": str(86_400_000), "segment.ms": str(3_600_000),
             "delete.retention.ms": str(86_400_000)}
 
@@ -72,6 +82,8 @@ class KafkaKeys:
         self._secret: Optional[bytes] = None
         self._next = 1
         self._adding: list[tuple[int, bytes, bytes, int]] = []
+        self._runs: list[int] = []  # the first numbers of the runs sent as one message, in order
+        self._run_last: dict[int, int] = {}  # first number -> last, of each run
         self._consumer: Any = None
         self._tp: Any = None
         self._pos = 0
@@ -114,28 +126,58 @@ class KafkaKeys:
             if value:
                 self._secret = base64.b64decode(orjson.loads(value)["secret"])
             return
+        if key is not None and key[:1] == RUN:
+            if value:  # (a run's message is never a tombstone: with every key shredded it lists none)
+                v = orjson.loads(value)
+                first, last = v["r"]
+                self._room(last)
+                listed = {entry[0]: entry for entry in v["b"]}
+                for n in range(first, last + 1):
+                    entry = listed.get(n)
+                    if entry is None:
+                        self._gone(n)
+                    else:
+                        self._hold(n, entry[1], entry[2], entry[3])
+                if first not in self._run_last:
+                    bisect.insort(self._runs, first)
+                self._run_last[first] = last
+                self._next = max(self._next, last + 1)
+            return
         try:
             n = int(key or b"", 16)
         except ValueError:
             return
         self._room(n)
         if not value:  # a tombstone: shredded
-            self._have[n - 1] = 2
-            self._blob[(n - 1) * KEY_BYTES:n * KEY_BYTES] = bytes(KEY_BYTES)
-            if self.writer:
-                h = self._hashes.pop(n, None)
-                if h is not None and self._subjects.get(h) == n:
-                    del self._subjects[h]
+            self._gone(n)
         else:
             v = orjson.loads(value)
-            if self._have[n - 1] != 2:
-                self._have[n - 1] = 1
-                self._blob[(n - 1) * KEY_BYTES:n * KEY_BYTES] = base64.b64decode(v["k"])
-            if self.writer and v["t"] == 0:
-                h = base64.b64decode(v["s"])
-                self._subjects[h] = n
-                self._hashes[n] = h
+            self._hold(n, v["s"], v["k"], v["t"])
         self._next = max(self._next, n + 1)
+
+    def _gone(self, n: int) -> None:
+        self._have[n - 1] = 2
+        self._blob[(n - 1) * KEY_BYTES:n * KEY_BYTES] = bytes(KEY_BYTES)
+        if self.writer:
+            h = self._hashes.pop(n, None)
+            if h is not None and self._subjects.get(h) == n:
+                del self._subjects[h]
+
+    def _hold(self, n: int, subject: str, key: str, kind: int) -> None:
+        if self._have[n - 1] != 2:
+            self._have[n - 1] = 1
+            self._blob[(n - 1) * KEY_BYTES:n * KEY_BYTES] = base64.b64decode(key)
+        if self.writer and kind == 0:
+            h = base64.b64decode(subject)
+            self._subjects[h] = n
+            self._hashes[n] = h
+
+    def _run_of(self, n: int) -> Optional[int]:
+        """The first number of the run message that holds key ``n``; None for a key sent alone."""
+        i = bisect.bisect_right(self._runs, n) - 1
+        if i >= 0 and n <= self._run_last[self._runs[i]]:
+            return self._runs[i]
+        return None
 
     def _room(self, n: int) -> None:
         if len(self._have) < n:
@@ -196,14 +238,24 @@ class KafkaKeys:
             return f"{n:012x}", key
 
     def flush(self) -> None:
-        """Sends the keys made since the last flush and waits for the broker to acknowledge them."""
+        """Sends the keys made since the last flush, a run of consecutive numbers per message, and waits for the
+        broker to acknowledge them."""
         with self._lock:
             if not self._adding:
                 return
             adding, self._adding = self._adding, []
-            futures = [self._send(b"%012x" % n, orjson.dumps({"s": base64.b64encode(h).decode(),
-                                                              "k": base64.b64encode(key).decode(), "t": kind}))
-                       for n, h, key, kind in adding]
+            futures = []
+            start = 0
+            for i in range(1, len(adding) + 1):
+                if i < len(adding) and adding[i][0] == adding[i - 1][0] + 1 and i - start < KEYS_PER_MESSAGE:
+                    continue
+                run = adding[start:i]
+                first, last = run[0][0], run[-1][0]
+                futures.append(self._send(RUN + b"%012x" % first, orjson.dumps({"r": [first, last], "b": [
+                    [n, base64.b64encode(h).decode(), base64.b64encode(key).decode(), kind] for n, h, key, kind in run]})))
+                bisect.insort(self._runs, first)
+                self._run_last[first] = last
+                start = i
             self._producer.flush(timeout=max(self.settings.timeout, 5) * 4)
             for f in futures:
                 f.get(timeout=max(self.settings.timeout, 5) * 4)  # (raises what the broker refused)
@@ -218,35 +270,56 @@ class KafkaKeys:
             return 0 < n <= len(self._have) and self._have[n - 1] == 1
 
     def shred(self, subjects: Iterable[str], kids: Iterable[str] = ()) -> int:
-        """Tombstones the keys of these subjects, and the keys ``kids``, and waits for the broker to acknowledge
-        them."""
+        """Shreds the keys of these subjects, and the keys ``kids``: a key sent alone by a tombstone, a run's
+        keys by the run's message sent again without them; waits for the broker to acknowledge them."""
         with self._lock:
             self.flush()
             self.catch_up()
             named = {int(kid, 16) for kid in kids}
             hashes = {self._hash(s) for s in subjects}
-            numbers = {self._subjects[h] for h in hashes if h in self._subjects}
-            if len(numbers) < len(hashes):  # (contents: found by reading the topic, the writer keeps no map)
+            numbers = {self._subjects[h] for h in hashes if h in self._subjects} | named
+            runs = {r for n in numbers if (r := self._run_of(n)) is not None}
+            latest: dict[int, dict[str, Any]] = {}  # a run's message as last sent, of the runs that lose keys
+            if len(numbers - named) < len(hashes) or runs:
+                # (contents: found by reading the topic, the writer keeps no map; and a run's message is sent again
+                # with the subjects of the keys it keeps, which only the topic holds for contents)
                 from streams.stream_app import read_to_end
 
                 def find(record: Any) -> None:
-                    if record.value and record.key != SECRET:
-                        v = orjson.loads(record.value)
-                        if v["t"] == 1 and base64.b64decode(v["s"]) in hashes:
-                            numbers.add(int(record.key, 16))
+                    if not record.value or record.key == SECRET:
+                        return
+                    v = orjson.loads(record.value)
+                    if record.key[:1] == RUN:
+                        first = v["r"][0]
+                        found = [e[0] for e in v["b"] if e[3] == 1 and base64.b64decode(e[1]) in hashes]
+                        numbers.update(found)
+                        if found or first in runs:
+                            runs.add(first)
+                            latest[first] = v
+                    elif v["t"] == 1 and base64.b64decode(v["s"]) in hashes:
+                        numbers.add(int(record.key, 16))
 
                 read_to_end(self.settings, self.topic, find)
-            numbers |= named
+            numbers = {n for n in numbers if 0 < n <= len(self._have) and self._have[n - 1] == 1}
             # (the identifiers' keys last: a reader takes an erasure whose identifiers read as erased for done, so
-            # those are shredded once every other key of it is, should the worker stop in between)
-            numbers = sorted((n for n in numbers if 0 < n <= len(self._have) and self._have[n - 1] == 1),
-                             key=lambda n: (n in self._hashes, n))
-            futures = [self._send(b"%012x" % n, None) for n in numbers]
+            # those are shredded once every other key of it is, should the worker stop in between; a run that loses
+            # an identifier's key and a content's loses both at once)
+            sends: list[tuple[bool, int, bytes, Optional[bytes]]] = []
+            for first, v in latest.items():
+                gone = [e[0] for e in v["b"] if e[0] in numbers]
+                if gone:
+                    value = orjson.dumps({"r": v["r"], "b": [e for e in v["b"] if e[0] not in numbers]})
+                    sends.append((any(n in self._hashes for n in gone), first, RUN + b"%012x" % first, value))
+            for n in numbers:
+                if self._run_of(n) is None:
+                    sends.append((n in self._hashes, n, b"%012x" % n, None))
+            sends.sort(key=lambda m: (m[0], m[1]))
+            futures = [self._send(key, value) for _, _, key, value in sends]
             self._producer.flush(timeout=max(self.settings.timeout, 5) * 4)
             for f in futures:
                 f.get(timeout=max(self.settings.timeout, 5) * 4)
-            for n in numbers:
-                self._take(b"%012x" % n, None, -1)
+            for _, _, key, value in sends:
+                self._take(key, value, -1)
             return len(numbers)
 
     # -- what a sealer reads -------------------------------------------------------------------
@@ -279,7 +352,7 @@ class KafkaKeys:
                     return
 
     def forget(self) -> None:
-        """Reads the tombstones sent since (the keys held are the topic's; nothing else is kept)."""
+        """Reads the shreddings sent since (the keys held are the topic's; nothing else is kept)."""
         self.catch_up()
 
     def close(self) -> None:

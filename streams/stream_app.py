@@ -1479,7 +1479,7 @@ class StreamJobs:
             await self._shred(erasures)
 
     async def _shred(self, erasures: list[dict[str, Any]]) -> None:
-        """After erasures are logged: their keys are shredded (tombstones in the keys topic, acknowledged), and
+        """After erasures are logged: their keys are shredded in the keys topic (acknowledged), and
         the state, which still holds what they erased, is rebuilt from the log before the next batch."""
         from streams.kafka_keys import sealer_for
         from streams.sealing import erasure_subjects
