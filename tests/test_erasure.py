@@ -4,7 +4,6 @@ erased identifiers tied together falls apart; replay still succeeds and agrees w
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import pickle
@@ -18,12 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.keys_topic import KeysTopic
-
 from projections.changelog import Table, changes_of
 from projections.households import households
 from streams.embedded import EmbeddedEngine
 from streams.log import DecisionLog, LogError
+from tests.keys_topic import KeysTopic
 from tests.test_lifecycle_properties import PEOPLE, POOL
 
 ZEB = {"first_name": "Zebulon", "last_name": "Quixtable", "date_of_birth": "1911-11-11",
@@ -401,7 +399,7 @@ def test_an_erasure_a_worker_logged_but_did_not_shred_is_shredded_by_the_next(ka
     follower, here waiting a second instead of two minutes) folds its views again once they are shredded."""
     from streams.api import KafkaFollower
     from streams.kafka_io import KafkaSettings
-    from streams.stream_app import LogScan, read_to_end, wait_shredded
+    from streams.stream_app import LogScan, wait_shredded
     from tests.kafka_broker import unique_name
     from tests.test_stream import Worker, wait_until
 
