@@ -10,8 +10,9 @@ Runs, each on fresh topics with the same events produced to per-channel raw topi
 3. two validate workers and one resolve worker, as separate processes;
 4. one resolve worker alone, on input the validate workers had already validated (its own ceiling);
 5. recovery: the resolve worker of run 3's layout killed with SIGKILL mid-stream and started again.
-Rates are "steady": from the first decision-log entry written to the last; "wall" includes start-up and
-the consumer-group join. Progress is read from the workers' /metrics, never by re-reading the log.
+Rates are "steady": from the first decision-log entry written to the last event resolved (decided, or
+refused by the resolve role; the entries a restatement writes again are not counted, and how many
+restatements there were is printed); "wall" includes start-up and the consumer-group join. Progress is read from the workers' /metrics, never by re-reading the log.
 ``--events FILE`` runs on a JSON-lines file of distinct events instead of the generator's (every
 line an event: the attribute records ``benchmarks/linkage_comparison.py`` writes, for example); ``--runs``
 picks which of the runs above (``ceiling``, ``one``, ``split``, ``resolve``, ``recovery``).
@@ -83,22 +84,33 @@ def raw_ceiling(bootstrap: str, prefix: str, lines: int) -> float:
     return got / (time.perf_counter() - started)
 
 
-def wait_done(ports: list[int], target: int, procs: list[subprocess.Popen], timeout: float = 900) -> tuple[float, float]:
-    """Returns (time of the first written entry, time of the last) as perf_counter values."""
+# an event resolved: decided (its entry written) or refused by the resolve role. Log entries are not counted:
+# a restatement (events that reach the resolve role late, see "Late events") writes entries again
+RESOLVED = ("idres_resolve_events_total", "idres_resolve_rejected_total")
+
+
+def wait_done(ports: list[int], target: int, procs: list[subprocess.Popen], timeout: float = 900,
+              counts: tuple[str, ...] = RESOLVED) -> tuple[float, float]:
+    """Waits until the workers' ``counts`` add up to ``target``; returns (time of the first written entry, time
+    the target was reached) as perf_counter values."""
     first = None
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
-        written = sum(metric(p, "idres_log_entries_written_total") for p in ports)
         now = time.perf_counter()
-        if written and first is None:
+        if first is None and sum(metric(p, "idres_log_entries_written_total") for p in ports):
             first = now
-        if written >= target:
+        if first is not None and sum(metric(p, name) for p in ports for name in counts) >= target:
             return first, now
         for proc in procs:
             if proc.poll() is not None:
                 raise SystemExit(f"a worker exited with {proc.returncode}")
         time.sleep(0.2)
     raise SystemExit("timed out")
+
+
+def restated(port: int) -> str:
+    count = metric(port, "idres_restatements_total")
+    return f"  ({count:.0f} restatements)" if count else ""
 
 
 RUNS = ("ceiling", "one", "split", "resolve", "recovery")
@@ -156,7 +168,7 @@ def one_worker(bootstrap: str, prefix: str, n: int, log: Path) -> None:
     proc, port = worker(bootstrap, prefix, "validate,resolve,project", log)
     first, last = wait_done([port], n, [proc])
     print(f"1 worker, all roles                      steady {n / (last - first):>9,.0f} events/s  "
-          f"(wall {last - started:.1f} s including start-up)")
+          f"(wall {last - started:.1f} s including start-up){restated(port)}")
     proc.send_signal(signal.SIGTERM)
     proc.wait()
 
@@ -169,7 +181,7 @@ def split_workers(bootstrap: str, n: int, events: Path, log: Path) -> None:
     resolve, rport = worker(bootstrap, prefix, "resolve", log)
     first, last = wait_done([rport], n, [p for p, _ in procs] + [resolve])
     print(f"2 validate + 1 resolve worker            steady {n / (last - first):>9,.0f} events/s  "
-          f"(wall {last - started:.1f} s including start-up)")
+          f"(wall {last - started:.1f} s including start-up){restated(rport)}")
     resolve.send_signal(signal.SIGTERM)
     resolve.wait()
 
@@ -185,7 +197,7 @@ def resolve_alone(bootstrap: str, n: int, lines: int, events: Path, log: Path) -
         p.wait()
     resolve, rport = worker(bootstrap, prefix, "resolve", log)
     first, last = wait_done([rport], n, [resolve])
-    print(f"1 resolve worker alone, input validated  steady {n / (last - first):>9,.0f} events/s")
+    print(f"1 resolve worker alone, input validated  steady {n / (last - first):>9,.0f} events/s{restated(rport)}")
     resolve.send_signal(signal.SIGTERM)
     resolve.wait()
 
@@ -202,7 +214,7 @@ def recovery(bootstrap: str, n: int, events: Path, log: Path) -> None:
     resolve.wait()
     killed = time.perf_counter()
     resolve, rport = worker(bootstrap, prefix, "resolve", log)
-    first, last = wait_done([rport], 1, [resolve])
+    first, last = wait_done([rport], 1, [resolve], counts=("idres_log_entries_written_total",))
     rebuild = metric(rport, "idres_resolver_rebuild_seconds")
     print(f"recovery after SIGKILL (at {before:,.0f} entries): writing again {first - killed:.1f} s after the kill "
           f"(of which {rebuild:.2f} s rebuilding the state from the log; the rest is start-up and group join)")
