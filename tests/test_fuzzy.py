@@ -8,11 +8,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver, ResolverState
 from resolver.errors import ReviewError
-from resolver.matching import default_model
+from resolver.matching import FIELD_LEVELS, FIELDS, default_model
 from schemas.decisions import LogEntry
 from tests.cli_helpers import run_cli
 from tests.resolver_helpers import Run, ev, one_card
@@ -354,3 +356,59 @@ def test_a_shared_identifier_not_the_name_vouches_for_a_mistyped_date_of_birth()
                               attrs={**JANE, "date_of_birth": "1988-11-02"})])
     assert together.profile_of("s1") == together.profile_of("s2")
     assert together.views.lookup_node("email:jane.doe@example.co.uk")["status"] == "found"
+
+
+_LEVELS_OF = {f: [*FIELD_LEVELS[f], "null"] for f in FIELDS}
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_a_links_evidence_is_each_fields_weight_rounded_and_equal_evidence_is_one_object(data):
+    """``fuzzy.evidence``: each field compared (not null) with its level and weight (with its frequency
+    adjustment, when it has one), rounded to 4 places, whatever evidence came before; and evidence equal to
+    an earlier link's shares its objects (a link's evidence is kept as long as the views keep the link)."""
+    from types import SimpleNamespace
+
+    import orjson
+
+    from resolver import fuzzy
+
+    model = default_model()
+    ctx = SimpleNamespace(model=model, model_id="a-model")
+    levels = tuple(data.draw(st.sampled_from(_LEVELS_OF[f])) for f in FIELDS)
+    adjustable = [f for f, lv in zip(FIELDS, levels) if lv != "null"]
+    small = st.floats(-1e-4, 1e-4)  # (some round to -0.0: written so, even after a 0.0 was)
+    deltas = data.draw(st.dictionaries(st.sampled_from(adjustable), st.one_of(small, st.floats(-20, 20)))
+                       if adjustable else st.just({})) or None
+    _, parts = model.weight_of(levels)
+    expected = {}
+    for f, lv in zip(FIELDS, levels):
+        if lv == "null":
+            continue
+        if deltas and f in deltas:
+            expected[f] = {"level": lv, "weight": round(parts[f] + deltas[f], 4),
+                           "frequency_adjustment": round(deltas[f], 4)}
+        else:
+            expected[f] = {"level": lv, "weight": round(parts[f], 4)}
+    first = fuzzy.evidence(ctx, levels, 0.0, deltas)
+    again = fuzzy.evidence(ctx, levels, 0.0, dict(deltas) if deltas else None)
+    assert orjson.dumps(first["fields"]) == orjson.dumps(expected)  # (the same text: -0.0 stays -0.0)
+    assert again["fields"] is first["fields"] and again == first
+
+
+def test_a_weight_of_minus_zero_is_written_so_after_a_weight_of_zero():
+    from types import SimpleNamespace
+
+    import orjson
+
+    from resolver import fuzzy
+
+    model = default_model()
+    ctx = SimpleNamespace(model=model, model_id="a-model")
+    levels = tuple("null" if f != "first_name" else "exact" for f in FIELDS)
+    _, parts = model.weight_of(levels)
+    plus = fuzzy.evidence(ctx, levels, 0.0, {"first_name": -parts["first_name"]})
+    minus = fuzzy.evidence(ctx, levels, 0.0, {"first_name": -parts["first_name"] - 1e-9})
+    assert orjson.dumps(plus["fields"]) == b'{"first_name":{"level":"exact","weight":0.0,"frequency_adjustment":' + \
+        orjson.dumps(round(-parts["first_name"], 4)) + b"}}"
+    assert b'"weight":-0.0' in orjson.dumps(minus["fields"])
