@@ -82,6 +82,7 @@ class KafkaKeys:
         self._secret: Optional[bytes] = None
         self._next = 1
         self._adding: list[tuple[int, bytes, bytes, int]] = []
+        self._unreadable = 0  # messages of a form this version does not know (a newer resolve worker's)
         self._runs: list[int] = []  # the first numbers of the runs sent as one message, in order
         self._run_last: dict[int, int] = {}  # first number -> last, of each run
         self._consumer: Any = None
@@ -146,6 +147,7 @@ class KafkaKeys:
         try:
             n = int(key or b"", 16)
         except ValueError:
+            self._unreadable += 1
             return
         self._room(n)
         if not value:  # a tombstone: shredded
@@ -334,6 +336,10 @@ class KafkaKeys:
             if len(self._have) < n or self._have[n - 1] == 0:
                 self.catch_up()
             if len(self._have) < n or self._have[n - 1] == 0:
+                if self._unreadable:
+                    raise KeyStoreError(f"key {kid} is not in the keys topic {self.topic} as this version reads it: "
+                                        f"{self._unreadable} of its messages are of a form this version does not "
+                                        "know; run this process on the version of the resolve worker")
                 raise KeyStoreError(f"key {kid} is not in the keys topic {self.topic}: the topic lost messages the "
                                     "broker had acknowledged, or belongs to another deployment")
             if self._have[n - 1] == 2:

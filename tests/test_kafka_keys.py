@@ -117,3 +117,23 @@ def test_any_keys_flushed_and_shredded_read_back_as_made_or_shredded(kinds, flus
         reader = topic.store(writer=False)
         for subject, (kid, key) in made.items():
             assert reader.key(kid) == (None if subject in gone else key)
+
+
+def test_a_reader_that_meets_messages_it_cannot_read_says_to_run_the_writers_version():
+    """Keys in messages of a form this version does not know (a newer resolve worker's) are not taken for lost:
+    the error says to run this process on the resolve worker's version."""
+    import pytest
+
+    from streams.keys import KeyStoreError
+
+    topic = KeysTopic()
+    writer = topic.store()
+    kid, _ = writer.key_of("e:an-event", new=True)
+    writer.flush()
+    topic.messages[-1] = (b"z" + topic.messages[-1][0], topic.messages[-1][1])  # (a form to come)
+    with pytest.raises(KeyStoreError, match="of a form this version does not know; run this process on the "
+                                            "version of the resolve worker"):
+        topic.store(writer=False).key(kid)
+    del topic.messages[-1]
+    with pytest.raises(KeyStoreError, match="the topic lost messages"):
+        topic.store(writer=False).key(kid)
