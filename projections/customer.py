@@ -23,6 +23,7 @@ import orjson
 
 from projections.runs import Runs
 from projections.times import iso, logged_micros
+from resolver.evidence import shared as shared_evidence
 from resolver.ids import ERASED, RECORD_TYPE, short_hash
 from resolver.restate import BARRIER_TYPES, event_key
 from resolver.sessions import SESSION_SECONDS
@@ -33,6 +34,15 @@ from resolver.state import pickled_as_fields
 ACCOUNT_KEYS = ('"amount"', '"case_id"', '"csat"')
 PACE_EVERY = 256  # events read between two calls of a long computation's ``pace``
 MAX_SEEN_SCAN = 5_000  # a contact's profile events looked at for what it shows (the newest folded, past that)
+
+
+def _share_evidence(d: dict[str, Any]) -> None:
+    """A link's or a possible match's evidence and model name as one object per distinct value, read back as made
+    (``resolver.evidence``): the views keep every one."""
+    if "fields" in d:
+        d["fields"] = shared_evidence(d["fields"])
+    if type(d.get("model")) is str:
+        d["model"] = intern(d["model"])
 
 
 @dataclass(frozen=True)
@@ -240,6 +250,7 @@ class CustomerViews:
             elif t == "link_refused":
                 self.refusals.setdefault(self._node(d["node"]), []).append(d)
             elif t == "probable_link":
+                _share_evidence(d)
                 a, b = self._node(d["node"]), self._node(d["other"])
                 self.fuzzy_links.setdefault(a, {})[b] = d
                 self.fuzzy_links.setdefault(b, {})[a] = d
@@ -253,6 +264,7 @@ class CustomerViews:
             elif t == "model_estimated":
                 self.models.append({k: v for k, v in d.items() if k != "model"})
             elif t == "possible_match":
+                _share_evidence(d)
                 self.reviews[d["review_id"]] = {"status": "pending", "seq": seq, "match": d}
             elif t == "review_decided":
                 review = self.reviews.get(d["review_id"])

@@ -13,6 +13,7 @@ import math
 from typing import Any, Optional
 
 from resolver import bans, decisions, graph, naming
+from resolver import evidence as shared_evidence
 from resolver import traits as person
 from resolver.context import Context
 from resolver.guards import Acc, fuzzy_conflict
@@ -233,40 +234,6 @@ def value_adjustment(ctx: Context, f: str, value: str, postcode_agrees: bool) ->
     return frequency_adjustment(ctx.model, f, max(count - 1, 0), max(total - 1, 0), postcode_agrees)
 
 
-# A link's evidence is kept with its decision for as long as the log's views and the resolver's state keep it:
-# the field entries (and whole ``fields``) that are equal are one object, shared by the decisions that hold
-# them (read only, like every decision once made), not one per link. Bounded: cleared when full.
-SHARED_EVIDENCE = 1 << 16
-_entries: dict[tuple[str, str, float, Optional[float], float, float], dict[str, Any]] = {}
-_fields: dict[tuple[int, ...], dict[str, dict[str, Any]]] = {}
-
-
-def _shared_entry(f: str, level: str, weight: float, adjustment: Optional[float]) -> dict[str, Any]:
-    # (the signs too: -0.0 equals 0.0 but is written "-0.0")
-    key = (f, level, weight, adjustment, math.copysign(1.0, weight),
-           0.0 if adjustment is None else math.copysign(1.0, adjustment))
-    entry = _entries.get(key)
-    if entry is None:
-        if len(_entries) >= SHARED_EVIDENCE:
-            _entries.clear()
-            _fields.clear()
-        entry = {"level": level, "weight": weight}
-        if adjustment is not None:
-            entry["frequency_adjustment"] = adjustment
-        _entries[key] = entry
-    return entry
-
-
-def _shared_fields(entries: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    key = tuple(id(entry) for _, entry in entries)  # (entries are held by ``_entries`` while this is)
-    fields = _fields.get(key)
-    if fields is None:
-        if len(_fields) >= SHARED_EVIDENCE:
-            _fields.clear()
-        fields = _fields[key] = dict(entries)
-    return fields
-
-
 def evidence(ctx: Context, levels: tuple[str, ...], total: float,
              deltas: Optional[dict[str, float]] = None) -> dict[str, Any]:
     """What a probable link or possible match records: each field's level and weight (with its
@@ -280,11 +247,11 @@ def evidence(ctx: Context, levels: tuple[str, ...], total: float,
             continue
         w = parts[f]
         if deltas and f in deltas:
-            entry = _shared_entry(f, lv, round(w + deltas[f], 4), round(deltas[f], 4))
+            entry = shared_evidence.entry(f, lv, round(w + deltas[f], 4), round(deltas[f], 4))
         else:
-            entry = _shared_entry(f, lv, round(w, 4), None)
+            entry = shared_evidence.entry(f, lv, round(w, 4), None)
         entries.append((f, entry))
-    fields = _shared_fields(entries)
+    fields = shared_evidence.fields_of(entries)
     if deltas:
         for d in deltas.values():
             weight += d

@@ -372,6 +372,7 @@ def test_a_links_evidence_is_each_fields_weight_rounded_and_equal_evidence_is_on
     import orjson
 
     from resolver import fuzzy
+    from resolver.evidence import shared as shared_evidence
 
     model = default_model()
     ctx = SimpleNamespace(model=model, model_id="a-model")
@@ -394,6 +395,11 @@ def test_a_links_evidence_is_each_fields_weight_rounded_and_equal_evidence_is_on
     again = fuzzy.evidence(ctx, levels, 0.0, dict(deltas) if deltas else None)
     assert orjson.dumps(first["fields"]) == orjson.dumps(expected)  # (the same text: -0.0 stays -0.0)
     assert again["fields"] is first["fields"] and again == first
+    # read back from the log (the views share what they read as the resolver shares what it makes)
+    read = orjson.loads(orjson.dumps(first["fields"]))
+    assert shared_evidence(read) is first["fields"]
+    other = {**read, "x": {"level": "exact", "weight": 1}}  # (a weight written as a whole number: kept as it is)
+    assert shared_evidence(other) is other
 
 
 def test_a_weight_of_minus_zero_is_written_so_after_a_weight_of_zero():
