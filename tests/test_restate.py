@@ -572,12 +572,15 @@ def test_a_restatement_through_kafka_rebuilds_from_a_kept_state_like_idres_inges
         run_cli("produce", str(tmp_path / "second.jsonl"), *produce)  # (later than the late events, all of it)
         wait_until(lambda: worker.metrics().get("idres_rewind_point_entries", 0) > kept
                    and all_decided(worker, settings, counts["first-two"]), 180, "the second part decided", [worker])
+        newer = worker.metrics()["idres_rewind_point_entries"]  # (the two kept: no other while late events wait)
         run_cli("produce", str(tmp_path / "late.jsonl"), *produce)
         wait_until(lambda: worker.metrics().get("idres_restatements_total", 0) >= 1
                    and all_decided(worker, settings, counts["all"]), 180, "the late events decided and the log restated",
                    [worker])
         rebuilt_from = worker.metrics()["idres_restatement_rebuilt_from"]
-        assert 0 < rebuilt_from <= kept  # (from a kept state, not from the start of the log)
+        # from a kept state, not from the start of the log: the first, or the second where the batches put it
+        # before the late events' place (the second part holds events from before it as well as after)
+        assert rebuilt_from in (kept, newer)
         metrics = worker.metrics()
         entries = int(metrics["idres_log_entries_written_total"])  # (the worker wrote the whole log)
         wait_until(lambda: worker.metrics()["idres_log_entries_applied"] == entries, 60, "the log projected", [worker])
