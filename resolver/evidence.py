@@ -16,6 +16,7 @@ SHARED = 1 << 16  # entries (and evidences) held at most
 
 _entries: dict[tuple[str, str, float, Optional[float], float, float], dict[str, Any]] = {}
 _fields: dict[tuple[int, ...], dict[str, dict[str, Any]]] = {}
+_made: dict[int, dict[str, dict[str, Any]]] = {}  # id -> each evidence of ``_fields`` (found as itself at once)
 
 
 def entry(f: str, level: str, weight: float, adjustment: Optional[float]) -> dict[str, Any]:
@@ -27,6 +28,7 @@ def entry(f: str, level: str, weight: float, adjustment: Optional[float]) -> dic
         if len(_entries) >= SHARED:
             _entries.clear()
             _fields.clear()
+            _made.clear()
         found = {"level": level, "weight": weight}
         if adjustment is not None:
             found["frequency_adjustment"] = adjustment
@@ -41,18 +43,21 @@ def fields_of(entries: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, 
     if found is None:
         if len(_fields) >= SHARED:
             _fields.clear()
+            _made.clear()
         found = _fields[key] = dict(entries)
+        _made[id(found)] = found
     return found
 
 
 def shared(fields: Any) -> Any:
-    """Evidence read back from the log, as the shared object equal to it; anything else (an entry of another
-    shape, a weight that is not a float) as it is."""
-    if not isinstance(fields, dict):
+    """Evidence read back from the log, as the shared object equal to it (the object itself, when it is one:
+    what the resolver made, folded as it is decided); anything else (an entry of another shape, a weight that
+    is not a float) as it is."""
+    if not isinstance(fields, dict) or _made.get(id(fields)) is fields:
         return fields
     entries = []
     for f, e in fields.items():
-        if not isinstance(e, dict) or len(e) > 3:
+        if not isinstance(e, dict):
             return fields
         level, weight, adjustment = e.get("level"), e.get("weight"), e.get("frequency_adjustment")
         if not isinstance(level, str) or type(weight) is not float or \

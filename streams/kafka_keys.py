@@ -279,10 +279,11 @@ class KafkaKeys:
             self.catch_up()
             named = {int(kid, 16) for kid in kids}
             hashes = {self._hash(s) for s in subjects}
-            numbers = {self._subjects[h] for h in hashes if h in self._subjects} | named
+            by_subject = {self._subjects[h] for h in hashes if h in self._subjects}
+            numbers = by_subject | named
             runs = {r for n in numbers if (r := self._run_of(n)) is not None}
             latest: dict[int, dict[str, Any]] = {}  # a run's message as last sent, of the runs that lose keys
-            if len(numbers - named) < len(hashes) or runs:
+            if len(by_subject) < len(hashes) or runs:
                 # (contents: found by reading the topic, the writer keeps no map; and a run's message is sent again
                 # with the subjects of the keys it keeps, which only the topic holds for contents)
                 from streams.stream_app import read_to_end
