@@ -10,6 +10,7 @@ A fuzzy score never overrides a guard (``guards.fuzzy_conflict``).
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, Optional
 
 from resolver import bans, decisions, graph, naming
@@ -20,6 +21,7 @@ from resolver.guards import Acc, fuzzy_conflict
 from resolver.ids import short_hash
 from resolver.matching import FIELD_INDEX, FIELDS, FREQUENCY_FIELDS, POSTCODE_AGREES, AttributeRecord, \
     MatchModel, frequency_adjustment, hard_conflict
+from resolver.matching.comparisons import COMPILED, _ccompare
 from resolver.matching.compatibility import dates_compatible
 
 
@@ -40,32 +42,8 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
         return  # matched when this record was first seen on this identifier
     pid = st.node_profile[rep]
     model = ctx.model
-    best: dict[str, tuple[float, int, tuple[str, ...], Optional[dict[str, float]]]] = {}
-    dob_guard = cfg.dob_conflict
-    rec_dob = rec.date_of_birth
-    visited: set[int] = set()
+    best = candidates(ctx, model, rec, keys, pid)
     node_profile = st.node_profile
-    shared = st.shared
-    review_cap = math.nextafter(model.link_threshold, -math.inf)
-    tf = ctx.frequency_cache() if cfg.frequency_adjustments else None  # (one epoch and model throughout)
-    for key in keys:
-        for n in st.blocks.get(key, ()):
-            if n in visited:
-                continue
-            visited.add(n)
-            p = node_profile[n]
-            if p is None or p == pid or n in shared:
-                continue
-            for other in st.records.get(n, ()):
-                if dob_guard:  # (``hard_conflict``, its cheap cases first)
-                    dob = other.date_of_birth
-                    if dob is not None and rec_dob is not None and dob != rec_dob and \
-                            not dates_compatible(rec_dob, dob):
-                        continue
-                total, levels, deltas = score(ctx, model, rec, other, review_cap, tf)
-                cur = best.get(p)
-                if cur is None or total > cur[0]:
-                    best[p] = (total, n, levels, deltas)
     # (in rank order: only those at or above the review threshold, the rest are neither linked nor queued)
     review_threshold = model.review_threshold
     ranked = sorted(((p, b) for p, b in best.items() if b[0] >= review_threshold),
@@ -107,6 +85,62 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
         ctx.emit(decisions.possible_match("r_" + short_hash(f"{event_id}|{other_key}"), event_id, occurred_at,
                                           rep_key, other_key, node_profile[rep], node_profile[n],
                                           **evidence(ctx, levels, total, deltas)))
+
+
+
+Best = dict[str, tuple[float, int, tuple[str, ...], Optional[dict[str, float]]]]
+
+
+def candidates(ctx: Context, model: MatchModel, rec: AttributeRecord, keys: list[str], pid: str) -> Best:
+    """For each other profile holding a record that shares a blocking key (``keys``) with ``rec`` (in profile
+    ``pid``): its best-scoring record's ``(total, node, levels, frequency adjustments)`` (``score``), records
+    whose dates of birth rule them out (the guard, its cheap cases) left out. Compiled where the comparison
+    is (``_ccompare.scan``: the same figures, summed in the same order), else ``candidates_python``."""
+    st = ctx.state
+    if _scan is None or type(st.blocks) is not dict or type(st.node_profile) is not list or \
+            type(st.records) is not dict or not isinstance(st.shared, (set, frozenset)) or \
+            not model.compiled_totals():
+        return candidates_python(ctx, model, rec, keys, pid)
+    cfg = ctx.config
+    tf = ctx.frequency_cache() if cfg.frequency_adjustments else None  # (one epoch and model throughout)
+    spec = (*model.weight_vectors(), POSTCODE_AGREES, model.link_threshold,
+            math.nextafter(model.link_threshold, -math.inf), not cfg.link_different_first_names,
+            _SAME_FIRST, _SAME_DOB, _FREQUENCY_SPEC)
+    return _scan(rec, keys, st.blocks, st.node_profile, st.records, st.shared, pid, spec, tf,
+                 partial(value_adjustment, ctx), dates_compatible if cfg.dob_conflict else None)
+
+
+def candidates_python(ctx: Context, model: MatchModel, rec: AttributeRecord, keys: list[str], pid: str) -> Best:
+    """``candidates``, the definition."""
+    st = ctx.state
+    cfg = ctx.config
+    best: Best = {}
+    dob_guard = cfg.dob_conflict
+    rec_dob = rec.date_of_birth
+    visited: set[int] = set()
+    node_profile = st.node_profile
+    shared = st.shared
+    review_cap = math.nextafter(model.link_threshold, -math.inf)
+    tf = ctx.frequency_cache() if cfg.frequency_adjustments else None  # (one epoch and model throughout)
+    for key in keys:
+        for n in st.blocks.get(key, ()):
+            if n in visited:
+                continue
+            visited.add(n)
+            p = node_profile[n]
+            if p is None or p == pid or n in shared:
+                continue
+            for other in st.records.get(n, ()):
+                if dob_guard:  # (``hard_conflict``, its cheap cases first)
+                    dob = other.date_of_birth
+                    if dob is not None and rec_dob is not None and dob != rec_dob and \
+                            not dates_compatible(rec_dob, dob):
+                        continue
+                total, levels, deltas = score(ctx, model, rec, other, review_cap, tf)
+                cur = best.get(p)
+                if cur is None or total > cur[0]:
+                    best[p] = (total, n, levels, deltas)
+    return best
 
 
 def score(ctx: Context, model: MatchModel, rec: AttributeRecord, other: AttributeRecord, review_cap: float,
@@ -218,6 +252,11 @@ def frequency_deltas(ctx: Context, a: AttributeRecord, b: AttributeRecord, level
 
 _POSTCODE = FIELD_INDEX["postcode"]
 _FREQUENCY_INDEX = tuple((f, FIELD_INDEX[f]) for f in FREQUENCY_FIELDS)
+# (for ``_ccompare.scan``: each frequency field, its level's place in a comparison vector and its place among the
+# fields the compiled code reads from a record)
+_FREQUENCY_SPEC = tuple((f, FIELD_INDEX[f], ("first_name", "last_name", "date_of_birth", "address", "postcode",
+                                             "city").index(f)) for f in FREQUENCY_FIELDS)
+_scan = _ccompare.scan if COMPILED else None
 
 
 def value_adjustment(ctx: Context, f: str, value: str, postcode_agrees: bool) -> float:

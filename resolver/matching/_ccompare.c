@@ -629,6 +629,317 @@ static PyObject *compare_total(PyObject *self, PyObject *const *args, Py_ssize_t
     return out;
 }
 
+/* -- scan: an event's record scored against the records its blocking keys find (fuzzy.candidates) ------------ */
+
+/* a record's field ``i`` (ATTR order): a new reference, None included; NULL on an error */
+static PyObject *field_of(PyObject *rec, int i)
+{
+    if (RECORD_TYPE != NULL && Py_TYPE(rec) == RECORD_TYPE) {
+        PyObject *v = *(PyObject **)((char *)rec + OFFSET[i]);
+        if (v != NULL)
+            return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(rec, ATTR[i]);
+}
+
+/* whether ``a`` == ``b`` (1), not (0), or an error (-1); the same object is equal, as Python's ``in`` says */
+static inline int equal(PyObject *a, PyObject *b)
+{
+    return a == b ? 1 : PyObject_RichCompareBool(a, b, Py_EQ);
+}
+
+/* fuzzy.names_one_person(levels) */
+static int names_one_person(PyObject *levels, PyObject *same_first, PyObject *same_dob)
+{
+    PyObject *first = PyTuple_GET_ITEM(levels, 0);
+    int null = equal(first, LV_NULL);
+    if (null < 0)
+        return -1;
+    return null ? PySequence_Contains(same_dob, PyTuple_GET_ITEM(levels, 2)) : PySequence_Contains(same_first, first);
+}
+
+/* fuzzy.frequency_deltas(a, b, levels) into *deltas (a new dict, or NULL when none) and added to *total in field
+ * order, as fuzzy.score adds them. ``freq``: a tuple of (field, level index, field index) tuples. */
+static int add_frequencies(PyObject *a, PyObject *b, PyObject *levels, int agrees, PyObject *freq, PyObject *tf,
+                           PyObject *adjust, double *total, PyObject **deltas)
+{
+    *deltas = NULL;
+    Py_ssize_t nf = PyTuple_GET_SIZE(freq);
+    for (Py_ssize_t k = 0; k < nf; k++) {
+        PyObject *spec = PyTuple_GET_ITEM(freq, k);
+        PyObject *f = PyTuple_GET_ITEM(spec, 0);
+        Py_ssize_t li = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 1));
+        int ai = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 2));
+        if (PyErr_Occurred())
+            goto fail;
+        int exact = equal(PyTuple_GET_ITEM(levels, li), LV_EXACT);
+        if (exact < 0)
+            goto fail;
+        if (!exact)
+            continue;
+        PyObject *value = field_of(a, ai);
+        if (value == NULL)
+            goto fail;
+        if (value == Py_None) {
+            Py_DECREF(value);
+            continue;
+        }
+        PyObject *other = field_of(b, ai);
+        if (other == NULL) {
+            Py_DECREF(value);
+            goto fail;
+        }
+        int differ = value == other ? 0 : PyObject_RichCompareBool(value, other, Py_NE);
+        Py_DECREF(other);
+        if (differ != 0) {
+            Py_DECREF(value);
+            if (differ < 0)
+                goto fail;
+            continue;
+        }
+        PyObject *key = PyTuple_Pack(3, f, value, agrees ? Py_True : Py_False);
+        if (key == NULL) {
+            Py_DECREF(value);
+            goto fail;
+        }
+        PyObject *bits = PyDict_GetItemWithError(tf, key);
+        if (bits != NULL && bits != Py_None) {
+            Py_INCREF(bits);
+        } else if (PyErr_Occurred()) {
+            Py_DECREF(key);
+            Py_DECREF(value);
+            goto fail;
+        } else {
+            PyObject *call[3] = {f, value, agrees ? Py_True : Py_False};
+            bits = PyObject_Vectorcall(adjust, call, 3, NULL);
+            if (bits == NULL || PyDict_SetItem(tf, key, bits) < 0) {
+                Py_XDECREF(bits);
+                Py_DECREF(key);
+                Py_DECREF(value);
+                goto fail;
+            }
+        }
+        Py_DECREF(key);
+        Py_DECREF(value);
+        int truth = PyObject_IsTrue(bits);
+        if (truth > 0) {
+            if (*deltas == NULL && (*deltas = PyDict_New()) == NULL)
+                truth = -1;
+            else if (PyDict_SetItem(*deltas, f, bits) < 0)
+                truth = -1;
+        }
+        Py_DECREF(bits);
+        if (truth < 0)
+            goto fail;
+    }
+    if (*deltas != NULL) {  /* (added after all are known, in their order, as fuzzy.score adds them) */
+        PyObject *f, *bits;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(*deltas, &pos, &f, &bits)) {
+            double x = PyFloat_AsDouble(bits);
+            if (x == -1.0 && PyErr_Occurred())
+                goto fail;
+            *total += x;
+        }
+    }
+    return 0;
+fail:
+    Py_CLEAR(*deltas);
+    return -1;
+}
+
+/* the weights of ``levels`` summed as compare_total sums them; *agrees: whether the postcodes agree */
+static int levels_total(PyObject *levels, PyObject *vector, PyObject *vector_apart, PyObject *agree_levels,
+                        double *total, int *agrees)
+{
+    if (!PyTuple_CheckExact(levels) || PyTuple_GET_SIZE(levels) != 6) {
+        PyErr_SetString(PyExc_TypeError, "compare did not give six levels");
+        return -1;
+    }
+    *agrees = PySequence_Contains(agree_levels, PyTuple_GET_ITEM(levels, 3));
+    if (*agrees < 0)
+        return -1;
+    PyObject *weights_ = *agrees ? vector : vector_apart;
+    if (!PyTuple_Check(weights_) || PyTuple_GET_SIZE(weights_) != 6) {
+        PyErr_SetString(PyExc_TypeError, "a weight vector is a tuple of six dicts");
+        return -1;
+    }
+    double t = 0.0;
+    for (int k = 0; k < 6; k++) {
+        PyObject *w = PyObject_GetItem(PyTuple_GET_ITEM(weights_, k), PyTuple_GET_ITEM(levels, k));
+        if (w == NULL)
+            return -1;
+        double x = PyFloat_AsDouble(w);
+        Py_DECREF(w);
+        if (x == -1.0 && PyErr_Occurred())
+            return -1;
+        t += x;
+    }
+    *total = t;
+    return 0;
+}
+
+/* one candidate record ``other`` of node ``n`` in profile ``p``: scored, and kept in ``best`` if it is p's best */
+static int consider(PyObject *self, PyObject *rec, PyObject *rec_dob, PyObject *other, PyObject *n, PyObject *p,
+                    PyObject *const *spec, PyObject *tf, PyObject *adjust, PyObject *dob_compatible,
+                    PyObject *best)
+{
+    if (dob_compatible != Py_None && rec_dob != Py_None) {  /* (``hard_conflict``, its cheap cases first) */
+        PyObject *dob = field_of(other, 2);
+        if (dob == NULL)
+            return -1;
+        int skip = 0;
+        if (dob != Py_None) {
+            int differ = dob == rec_dob ? 0 : PyObject_RichCompareBool(dob, rec_dob, Py_NE);
+            if (differ > 0) {
+                PyObject *call[2] = {rec_dob, dob};
+                PyObject *ok = PyObject_Vectorcall(dob_compatible, call, 2, NULL);
+                int truth = ok == NULL ? -1 : PyObject_IsTrue(ok);
+                Py_XDECREF(ok);
+                skip = truth < 0 ? -1 : !truth;
+            } else {
+                skip = differ;  /* (-1: an error) */
+            }
+        }
+        Py_DECREF(dob);
+        if (skip)
+            return skip < 0 ? -1 : 0;
+    }
+    PyObject *pair[2] = {rec, other};
+    PyObject *levels = compare(self, pair, 2);
+    if (levels == NULL)
+        return -1;
+    double total;
+    int agrees;
+    PyObject *deltas = NULL;
+    if (levels_total(levels, spec[0], spec[1], spec[2], &total, &agrees) < 0)
+        goto fail;
+    if (tf != Py_None && add_frequencies(rec, other, levels, agrees, spec[8], tf, adjust, &total, &deltas) < 0)
+        goto fail;
+    double link = PyFloat_AsDouble(spec[3]), cap = PyFloat_AsDouble(spec[4]);
+    if (PyErr_Occurred())
+        goto fail;
+    if (total >= link && spec[5] == Py_True) {
+        int one = names_one_person(levels, spec[6], spec[7]);
+        if (one < 0)
+            goto fail;
+        if (!one)
+            total = cap;  /* a person decides: twins, or a household, agree on everything else */
+    }
+    PyObject *cur = PyDict_GetItemWithError(best, p);
+    if (cur == NULL && PyErr_Occurred())
+        goto fail;
+    if (cur == NULL || total > PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(cur, 0))) {
+        PyObject *kept = Py_BuildValue("(dOOO)", total, n, levels, deltas != NULL ? deltas : Py_None);
+        if (kept == NULL || PyDict_SetItem(best, p, kept) < 0) {
+            Py_XDECREF(kept);
+            goto fail;
+        }
+        Py_DECREF(kept);
+    }
+    Py_DECREF(levels);
+    Py_XDECREF(deltas);
+    return 0;
+fail:
+    Py_DECREF(levels);
+    Py_XDECREF(deltas);
+    return -1;
+}
+
+/* scan(rec, keys, blocks, node_profile, records, shared, pid, spec, tf, adjust, dob_compatible): fuzzy.candidates
+ * (its Python definition, ``candidates_python``, says what each argument is). */
+static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 11 || !PyDict_CheckExact(args[2]) || !PyList_CheckExact(args[3]) || !PyDict_CheckExact(args[4]) ||
+            !PyAnySet_Check(args[5]) || !PyTuple_CheckExact(args[7]) || PyTuple_GET_SIZE(args[7]) != 9 ||
+            !PyTuple_CheckExact(PyTuple_GET_ITEM(args[7], 8)) || (args[8] != Py_None && !PyDict_CheckExact(args[8]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan(rec, keys, blocks: dict, node_profile: list, records: dict, shared: set, pid, "
+                        "spec: 9-tuple, tf: dict | None, adjust, dob_compatible)");
+        return NULL;
+    }
+    if (PY_COMPARE == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_ccompare.configure was not called");
+        return NULL;
+    }
+    PyObject *rec = args[0], *blocks = args[2], *node_profile = args[3], *records = args[4], *shared = args[5];
+    PyObject *pid = args[6], *const *spec = &PyTuple_GET_ITEM(args[7], 0), *tf = args[8], *adjust = args[9];
+    PyObject *dob_compatible = args[10];
+    PyObject *keys = PySequence_Fast(args[1], "keys are a sequence");
+    if (keys == NULL)
+        return NULL;
+    PyObject *best = PyDict_New(), *visited = PySet_New(NULL), *rec_dob = field_of(rec, 2);
+    if (best == NULL || visited == NULL || rec_dob == NULL)
+        goto fail;
+    for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(keys); k++) {
+        PyObject *filed = PyDict_GetItemWithError(blocks, PySequence_Fast_GET_ITEM(keys, k));
+        if (filed == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            continue;
+        }
+        PyObject *nodes = PySequence_Fast(filed, "a block is a sequence of nodes");
+        if (nodes == NULL)
+            goto fail;
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(nodes); i++) {
+            PyObject *n = PySequence_Fast_GET_ITEM(nodes, i);
+            int seen = PySet_Contains(visited, n);
+            if (seen != 0 || PySet_Add(visited, n) < 0) {
+                if (seen > 0)
+                    continue;
+                Py_DECREF(nodes);
+                goto fail;
+            }
+            PyObject *p = PyObject_GetItem(node_profile, n);
+            if (p == NULL) {
+                Py_DECREF(nodes);
+                goto fail;
+            }
+            int skip = p == Py_None ? 1 : equal(p, pid);
+            if (skip == 0)
+                skip = PySet_Contains(shared, n);
+            PyObject *held = skip == 0 ? PyDict_GetItemWithError(records, n) : NULL;
+            if (skip < 0 || (held == NULL && PyErr_Occurred())) {
+                Py_DECREF(p);
+                Py_DECREF(nodes);
+                goto fail;
+            }
+            if (held == NULL) {
+                Py_DECREF(p);
+                continue;
+            }
+            PyObject *others = PySequence_Fast(held, "a node's records are a sequence");
+            if (others == NULL) {
+                Py_DECREF(p);
+                Py_DECREF(nodes);
+                goto fail;
+            }
+            for (Py_ssize_t j = 0; j < PySequence_Fast_GET_SIZE(others); j++) {
+                if (consider(self, rec, rec_dob, PySequence_Fast_GET_ITEM(others, j), n, p, spec, tf, adjust,
+                             dob_compatible, best) < 0) {
+                    Py_DECREF(others);
+                    Py_DECREF(p);
+                    Py_DECREF(nodes);
+                    goto fail;
+                }
+            }
+            Py_DECREF(others);
+            Py_DECREF(p);
+        }
+        Py_DECREF(nodes);
+    }
+    Py_DECREF(keys);
+    Py_DECREF(visited);
+    Py_DECREF(rec_dob);
+    return best;
+fail:
+    Py_DECREF(keys);
+    Py_XDECREF(best);
+    Py_XDECREF(visited);
+    Py_XDECREF(rec_dob);
+    return NULL;
+}
+
 /* date_of_birth(a, b): compare_date_of_birth's level of two dates (None: unknown) */
 static PyObject *date_of_birth(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -928,6 +1239,8 @@ static PyMethodDef methods[] = {
     FAST(compare_total,
          "compare_total(a, b, vector, vector_apart, agrees): (compare(a, b), the total of its weights)."),
     FAST(date_of_birth, "date_of_birth(a, b): the level of two dates of birth (None: unknown)."),
+    FAST(scan, "scan(rec, keys, blocks, node_profile, records, shared, pid, spec, tf, adjust, dob_compatible): "
+               "fuzzy.candidates_python, compiled."),
     FAST(compare_codes,
          "compare_codes(records, codes, n, compared): compared[i * n + j] = compare(records[i], records[j]) "
          "where missing."),

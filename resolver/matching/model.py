@@ -131,6 +131,14 @@ class MatchModel:
             return levels, self.total_of(levels)
         return compare_total(a, b, self._vector, self._vector_apart, POSTCODE_AGREES)
 
+    def compiled_totals(self) -> bool:
+        """Whether ``compare_total`` is the compiled one (``weight_vectors`` are then what it sums)."""
+        return compare_total is not None and type(self).compare_total is MatchModel.compare_total
+
+    def weight_vectors(self) -> tuple[tuple[dict[str, float], ...], tuple[dict[str, float], ...]]:
+        """Each field's weights by level, in field order: where the postcodes agree, and where they do not."""
+        return self._vector, self._vector_apart
+
     def weight(self, a: AttributeRecord, b: AttributeRecord) -> tuple[float, dict[str, float]]:
         """Fellegi-Sunter match weight of two records and each field's contribution."""
         return self.weight_of(compare(a, b))
