@@ -256,7 +256,7 @@ _FREQUENCY_INDEX = tuple((f, FIELD_INDEX[f]) for f in FREQUENCY_FIELDS)
 # fields the compiled code reads from a record)
 _FREQUENCY_SPEC = tuple((f, FIELD_INDEX[f], ("first_name", "last_name", "date_of_birth", "address", "postcode",
                                              "city").index(f)) for f in FREQUENCY_FIELDS)
-_scan = _ccompare.scan if COMPILED else None
+_scan = getattr(_ccompare, "scan", None) if COMPILED else None  # (None: a build from before it)
 
 
 def value_adjustment(ctx: Context, f: str, value: str, postcode_agrees: bool) -> float:
