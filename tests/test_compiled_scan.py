@@ -158,3 +158,47 @@ def test_a_state_held_otherwise_is_scanned_by_the_definition(decided, monkeypatc
     called = []
     monkeypatch.setattr(fuzzy, "candidates_python", lambda *a: called.append(1) or expected)
     assert fuzzy.candidates(*args) is expected and called
+
+
+@compiled
+def test_a_candidate_taken_out_of_its_list_while_it_is_scored_is_scored_as_by_the_definition(decided, monkeypatch):
+    # (what the scan calls back, the date-of-birth guard or a frequency adjustment, may change the state's lists;
+    # the definition's loop still holds the record it took, and so must the scan: it once read a freed one)
+    ctx, st_ = decided._ctx, decided.state
+    node, held = next((n, recs) for n, recs in st_.records.items()
+                      if len(recs) == 1 and recs[0].date_of_birth and recs[0].first_name)
+    fields = tuple(getattr(held[0], f) for f in RECORD_FIELDS)
+    rec = AttributeRecord.from_attributes(_NORMALIZE({"first_name": fields[0], "last_name": fields[1] or "x",
+                                                      "date_of_birth": fields[2][:5] + "12-31"}))
+    keys = [k for k in blocking_keys(rec) if node in st_.blocks.get(k, ())]
+    assert keys, "the record must find the node through a blocking key"
+    junk = []
+
+    def emptying(a, b):  # (the guard's full check, which then drops the node's records: the last reference)
+        st_.records[node].clear()
+        junk.extend(AttributeRecord(*(["zz"] * len(fields))) for _ in range(200))  # (memory reused at once)
+        return True
+
+    results = []
+    for scan in (fuzzy.candidates, fuzzy.candidates_python):
+        monkeypatch.setitem(st_.records, node, [AttributeRecord(*fields)])  # (held by the list alone)
+        monkeypatch.setattr(fuzzy, "dates_compatible", emptying)
+        results.append(_outcome(scan, ctx, ctx.model, rec, keys, "p_elsewhere"))
+        monkeypatch.undo()
+    assert results[0] == results[1]
+    assert isinstance(results[0], dict) and node in {n for _, n, _, _ in results[0].values()}
+
+
+@compiled
+def test_a_damaged_record_fails_with_the_definition_s_error_when_the_event_has_no_date_of_birth(decided,
+                                                                                                 monkeypatch):
+    ctx, st_ = decided._ctx, decided.state
+    node, held = next((n, recs) for n, recs in st_.records.items() if recs and recs[0].first_name)
+    half = object.__new__(AttributeRecord)
+    object.__setattr__(half, "first_name", held[0].first_name)  # (its other slots never set)
+    monkeypatch.setitem(st_.records, node, [half])
+    rec = AttributeRecord.from_attributes(_NORMALIZE({"first_name": held[0].first_name, "last_name": "x"}))
+    keys = [k for k in blocking_keys(rec) if node in st_.blocks.get(k, ())] or list(st_.blocks)[:1]
+    monkeypatch.setitem(st_.blocks, keys[0], [node])
+    c, py = (_outcome(f, ctx, ctx.model, rec, keys, "p_elsewhere") for f in (fuzzy.candidates, fuzzy.candidates_python))
+    assert c == py and c[0] is AttributeError and "date_of_birth" in c[1]

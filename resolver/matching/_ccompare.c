@@ -784,12 +784,12 @@ static int consider(PyObject *self, PyObject *rec, PyObject *rec_dob, PyObject *
                     PyObject *const *spec, PyObject *tf, PyObject *adjust, PyObject *dob_compatible,
                     PyObject *best)
 {
-    if (dob_compatible != Py_None && rec_dob != Py_None) {  /* (``hard_conflict``, its cheap cases first) */
+    if (dob_compatible != Py_None) {  /* (``hard_conflict``, its cheap cases first) */
         PyObject *dob = field_of(other, 2);
         if (dob == NULL)
             return -1;
         int skip = 0;
-        if (dob != Py_None) {
+        if (dob != Py_None && rec_dob != Py_None) {
             int differ = dob == rec_dob ? 0 : PyObject_RichCompareBool(dob, rec_dob, Py_NE);
             if (differ > 0) {
                 PyObject *call[2] = {rec_dob, dob};
@@ -868,8 +868,8 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *keys = PySequence_Fast(args[1], "keys are a sequence");
     if (keys == NULL)
         return NULL;
-    PyObject *best = PyDict_New(), *visited = PySet_New(NULL), *rec_dob = field_of(rec, 2);
-    if (best == NULL || visited == NULL || rec_dob == NULL)
+    PyObject *best = NULL, *visited = NULL, *rec_dob = NULL;
+    if ((best = PyDict_New()) == NULL || (visited = PySet_New(NULL)) == NULL || (rec_dob = field_of(rec, 2)) == NULL)
         goto fail;
     for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(keys); k++) {
         PyObject *filed = PyDict_GetItemWithError(blocks, PySequence_Fast_GET_ITEM(keys, k));
@@ -915,8 +915,12 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 goto fail;
             }
             for (Py_ssize_t j = 0; j < PySequence_Fast_GET_SIZE(others); j++) {
-                if (consider(self, rec, rec_dob, PySequence_Fast_GET_ITEM(others, j), n, p, spec, tf, adjust,
-                             dob_compatible, best) < 0) {
+                /* (held: what ``consider`` calls may take it out of the node's list, as the loop variable of
+                 * the definition holds it) */
+                PyObject *other = Py_NewRef(PySequence_Fast_GET_ITEM(others, j));
+                int failed = consider(self, rec, rec_dob, other, n, p, spec, tf, adjust, dob_compatible, best) < 0;
+                Py_DECREF(other);
+                if (failed) {
                     Py_DECREF(others);
                     Py_DECREF(p);
                     Py_DECREF(nodes);
