@@ -120,12 +120,17 @@ def _outcome(f, *args):
         return type(exc), str(exc)
 
 
-@compiled
-def test_an_error_in_what_the_scan_calls_is_raised_as_by_the_definition(decided, monkeypatch):
+def _a_held_record(decided: Resolver):
+    """The context, the state, a node holding a record, that record, and ``candidates``' arguments for it."""
     ctx, st_ = decided._ctx, decided.state
     node = next(n for n, records in st_.records.items() if records)
     rec = st_.records[node][0]
-    args = (ctx, ctx.model, rec, blocking_keys(rec), "p_elsewhere")
+    return ctx, st_, node, rec, (ctx, ctx.model, rec, blocking_keys(rec), "p_elsewhere")
+
+
+@compiled
+def test_an_error_in_what_the_scan_calls_is_raised_as_by_the_definition(decided, monkeypatch):
+    ctx, st_, node, rec, args = _a_held_record(decided)
 
     def broken(*_):
         raise RuntimeError("adjustment failed")
@@ -148,10 +153,7 @@ def test_an_error_in_what_the_scan_calls_is_raised_as_by_the_definition(decided,
 @compiled
 def test_a_state_held_otherwise_is_scanned_by_the_definition(decided, monkeypatch):
     # (shards hold their slices in other containers: the compiled scan takes only a whole state's)
-    ctx, st_ = decided._ctx, decided.state
-    node = next(n for n, records in st_.records.items() if records)
-    rec = st_.records[node][0]
-    args = (ctx, ctx.model, rec, blocking_keys(rec), "p_elsewhere")
+    _, st_, _, _, args = _a_held_record(decided)
     expected = fuzzy.candidates_python(*args)
     assert expected
     monkeypatch.setattr(st_, "node_profile", tuple(st_.node_profile))
