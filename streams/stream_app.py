@@ -380,6 +380,14 @@ def unpickled(data: bytes) -> Any:
         return pickle.Unpickler(_Source(data)).load()
 
 
+def restate_due(now: float, late_since: float, written_since: int, next_restate: float, wait: float,
+                entries: int) -> bool:
+    """Whether late events noted first at ``late_since`` (with ``written_since`` log entries written after) are
+    restated at ``now``: ``wait`` seconds after, or once ``entries`` were written after (0: never by count), and
+    not before ``next_restate``."""
+    return now >= next_restate and (now >= late_since + wait or 0 < entries <= written_since)
+
+
 def spaced(entries: int, last: int, every: int) -> bool:
     """Whether a state folded up to ``entries`` is far enough from the last one kept (at ``last``) to be kept:
     ``every`` entries and a quarter of the entries before it (so that keeping costs a bounded share of the
@@ -616,6 +624,9 @@ class WorkerOptions:
     # seconds after the first late event (one older than an event decided before it) the resolve role restates
     # the log from the earliest one's place (``resolver.restate``): late events meanwhile are decided as they come
     restate_wait: float = 10.0
+    # ...or sooner, once this many entries were written after the first late event (0: the wait alone): each of
+    # them is decided again, so on a busy stream the wait would make a straggler cost seconds
+    restate_entries: int = 2_000
     # entries between the resolver states kept in memory for restatements to rebuild from (and at least a
     # quarter of the log's entries; 0: none kept, a restatement folds the log from its start)
     rewind_every: int = 20_000
@@ -752,6 +763,7 @@ class StreamJobs:
             # late events (older than one decided before them): the earliest's canonical key, since when, how many
             self.earliest_late: Optional[Any] = None
             self.late_since = 0.0
+            self.late_since_entries = 0  # (the log's entries when the first of them was noted)
             self.late_events = 0
             self.next_restate = 0.0  # (loop time) the earliest the next restatement may start
             self.open_restatements: list[int] = []
@@ -1177,16 +1189,19 @@ class StreamJobs:
             self.metrics.add("resolve_late_events")
             if self.earliest_late is None:
                 self.late_since = asyncio.get_running_loop().time()
+                self.late_since_entries = self.scan_state.entries
             if self.earliest_late is None or key < self.earliest_late:
                 self.earliest_late = key
             self.late_events += 1
             self.metrics.gauges["late_events_pending"] = self.late_events
 
     def restate_due(self, now: float) -> bool:
-        """Late events wait ``restate_wait`` seconds, and at least twice as long as the last restatement took
-        after its end (restating takes at most a third of the time, however often events come late)."""
-        return self.earliest_late is not None and now >= max(self.late_since + self.options.restate_wait,
-                                                               self.next_restate)
+        """Late events wait ``restate_wait`` seconds, or until ``restate_entries`` entries were written after the
+        first of them, and at least twice as long as the last restatement took after its end (restating takes
+        at most a third of the time, however often events come late)."""
+        return self.earliest_late is not None and restate_due(
+            now, self.late_since, self.scan_state.entries - self.late_since_entries, self.next_restate,
+            self.options.restate_wait, self.options.restate_entries)
 
     async def _rewind_point(self) -> None:
         """Keeps the resolver state as the log now makes it (pickled), when ``rewind_every`` entries (and a

@@ -401,6 +401,29 @@ def test_a_person_s_command_is_not_decided_again(tmp_path):
         assert not log.skipped(barrier)
 
 
+_TIMES = st.floats(0, 1e6, allow_nan=False)
+
+
+@settings(max_examples=500, deadline=None)
+@given(now=_TIMES, since=_TIMES, written=st.integers(-10, 10**6), next_restate=_TIMES,
+       wait=st.floats(0, 1e4, allow_nan=False), entries=st.integers(0, 10**5), later=st.floats(0, 1e4),
+       more=st.integers(0, 10**5))
+def test_when_late_events_are_restated(now, since, written, next_restate, wait, entries, later, more):
+    from streams.stream_app import restate_due
+
+    due = restate_due(now, since, written, next_restate, wait, entries)
+    if now < next_restate:
+        assert not due  # (restating takes at most a third of the time, however late events come)
+    elif now >= since + wait:
+        assert due  # (the wait is the longest late events wait)
+    elif entries == 0 or written < entries:
+        assert not due  # (neither the wait over nor the entries written: late events meanwhile gathered)
+    else:
+        assert due  # (enough traffic after them to decide again: they wait no longer)
+    # later, or with more written, a restatement that was due stays due
+    assert not due or restate_due(now + later, since, written + more, next_restate, wait, entries)
+
+
 # ------------------------------------------------------------------------------------------------ Kafka
 def test_late_events_through_kafka_restate_the_log_like_idres_ingest(kafka_bootstrap, tmp_path):
     """The newer half of a history through the stream jobs, then the older half (later than the reorder
@@ -447,6 +470,58 @@ def test_late_events_through_kafka_restate_the_log_like_idres_ingest(kafka_boots
     changelog_matches(kafka_bootstrap, prefix, con)
 
 
+
+def test_late_events_on_a_busy_stream_are_restated_once_entries_were_written_after_them(kafka_bootstrap, tmp_path):
+    """``IDRES_RESTATE_ENTRIES``: with a restatement's wait longer than the test (an hour), late events are
+    restated once that many entries were written after the first of them (the traffic that follows), and the
+    profiles and IDs are those of `idres ingest`."""
+    import os
+
+    from streams.kafka_io import KafkaSettings
+    from streams.ordering import order_key
+    from streams.synthetic import SyntheticConfig, write_dataset
+    from tests.cli_helpers import run_cli
+    from tests.kafka_broker import unique_name
+    from tests.test_stream import Worker, accepted_events, all_decided, snapshot_matches_embedded, wait_until
+
+    generated = tmp_path / "generated.jsonl"
+    write_dataset(generated, tmp_path / "truth.csv", SyntheticConfig(people=100, seed=23))
+    lines = sorted((line for line in generated.read_bytes().splitlines(keepends=True) if line.strip()),
+                   key=lambda line: order_key(line.strip()))  # (the canonical order)
+    half, tail = len(lines) // 2, len(lines) - len(lines) // 6
+    parts = {"older": lines[:half], "newer": lines[half:tail], "tail": lines[tail:], "before tail": lines[:tail],
+             "all": lines}
+    for name, part in parts.items():
+        (tmp_path / f"{name}.jsonl").write_bytes(b"".join(part))
+    prefix = unique_name("busy") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+
+    class ByCount(Worker):
+        env = {**os.environ, "IDRES_RESTATE_WAIT": "3600", "IDRES_RESTATE_ENTRIES": "50", "IDRES_REORDER_WAIT": "0.2"}
+
+    def produce(name: str) -> None:
+        run_cli("produce", str(tmp_path / f"{name}.jsonl"), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+
+    seen = {name: accepted_events(tmp_path / f"{name}.jsonl", tmp_path) for name in ("newer", "before tail", "all")}
+    worker = ByCount(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+    try:
+        produce("newer")
+        wait_until(lambda: all_decided(worker, settings, seen["newer"]), 180, "the newer part decided", [worker])
+        produce("older")  # (late events, in one wave or more, each decided at once)
+
+        def projected(accepted: int) -> bool:  # (late events still waiting for their restatement included)
+            m = worker.metrics()
+            return m.get("idres_events") == accepted and not m.get("idres_reorder_held_events")
+
+        wait_until(lambda: projected(seen["before tail"]), 180, "the older part decided", [worker])
+        produce("tail")  # (the traffic after them: more than 50 events, newer than all)
+        wait_until(lambda: all_decided(worker, settings, seen["all"])
+                   and worker.metrics().get("idres_restatements_total", 0) >= 1,
+                   180, "every late event restated without waiting an hour", [worker])
+        assert worker.metrics()["idres_resolve_late_events_total"] > 0
+    finally:
+        worker.stop()
+    snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "all.jsonl", tmp_path)
 
 def test_a_restatement_a_resolve_worker_left_unfinished_is_closed_and_done_again(kafka_bootstrap, tmp_path):
     """A worker that stopped between a restatement's begun marker and its end: the next one closes it
