@@ -2,6 +2,7 @@
 
     python benchmarks/kafka_freshness.py                          # idle: probes only
     python benchmarks/kafka_freshness.py --rate 2000 --duration 30  # probes while 2,000 events/s flow
+    python benchmarks/kafka_freshness.py --rate 1000 --stragglers-every 10  # ...and a late event every 10 s
 
 One worker running every role (or the workers ``--worker`` lists, each by its roles: ``--worker validate
 --worker validate --worker resolve,project``) and `idres serve --bootstrap` (all through tests/tansu_worker.py,
@@ -96,6 +97,10 @@ def main() -> None:
     ap.add_argument("--env", action="append", default=[], help="NAME=VALUE for worker and serve (repeatable)")
     ap.add_argument("--worker", action="append", default=[], metavar="ROLES",
                     help="a worker with these roles (repeatable; default: one worker, all roles)")
+    ap.add_argument("--stragglers-every", type=float, default=0.0, metavar="SECONDS",
+                    help="a straggler every SECONDS while probing: an event that happened --straggler-age seconds "
+                         "before it is sent (a late event: the log is restated)")
+    ap.add_argument("--straggler-age", type=float, default=3.0, metavar="SECONDS")
     args = ap.parse_args()
     roles = args.worker or ["all"]
     if not any(set(r.split(",")) & {"all", "resolve"} for r in roles):
@@ -173,6 +178,14 @@ def main() -> None:
             consumer.close()
 
         threading.Thread(target=watch, daemon=True).start()
+
+        def straggler(i: int) -> None:
+            at = datetime.fromtimestamp(time.time() - args.straggler_age, timezone.utc)
+            ev = {"event_id": f"straggler-{i}", "occurred_at": at.isoformat(timespec="microseconds").replace(
+                "+00:00", "Z"), "channel": "web", "event_type": "page_view",
+                  "identifiers": {"email": f"straggler.{i}.{time.time_ns()}@mailbox.org"}}
+            raw = json.dumps(ev).encode()
+            prod.send(f"{prefix}raw.web", raw, key=router.route(raw)[1]).get(30)
 
         def probe(i: int) -> str:
             eid = f"fresh-probe-{i}"
@@ -270,8 +283,14 @@ def main() -> None:
             t_start = time.time()
             t_end = time.time() + args.duration
             i = 1
+            next_straggler = time.time() + args.stragglers_every
+            stragglers = 0
             while time.time() < t_end:
                 t0 = time.time()
+                if args.stragglers_every and t0 >= next_straggler:
+                    stragglers += 1
+                    straggler(stragglers)
+                    next_straggler += args.stragglers_every
                 eid = probe(1000 + i)
                 samples.append(eid)
                 threading.Thread(target=wait_lookup, args=(eid,), daemon=True).start()
@@ -296,7 +315,8 @@ def main() -> None:
                     stop_process(p, 15)
         done = [marks[e] for e in samples if {"ack", "validated", "decided", "lookup"} <= marks[e].keys()]
         print(f"broker {choice.kind}; {mod}; workers {roles}; env {extra_env or '{}'}; load {args.rate:g} events/s "
-              f"(~{load_sent[0]:,} scheduled); {len(samples)} probes, {len(done)} complete")
+              f"(~{load_sent[0]:,} scheduled); {len(samples)} probes, {len(done)} complete"
+              + (f"; {stragglers} stragglers {args.straggler_age:g} s old" if args.stragglers_every else ""))
         print(row("ack -> validated", [m["validated"] - m["ack"] for m in done]))
         print(row("validated -> decided", [m["decided"] - m["validated"] for m in done]))
         print(row("decided -> lookup", [m["lookup"] - m["decided"] for m in done]))

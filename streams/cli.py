@@ -323,7 +323,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                                                  expected="a number of seconds > 0"),
                             restate_wait=env_float("IDRES_RESTATE_WAIT", 10.0, minimum=0.0,
                                                    expected="a number of seconds >= 0"),
-                            restate_entries=env_int("IDRES_RESTATE_ENTRIES", 2_000, minimum=0,
+                            restate_entries=env_int("IDRES_RESTATE_ENTRIES", 0, minimum=0,
                                                     expected="a number of log entries >= 0"),
                             rewind_every=env_int("IDRES_REWIND_EVERY", 20_000, minimum=0,
                                                  expected="a number of log entries >= 0"),

@@ -625,8 +625,9 @@ class WorkerOptions:
     # the log from the earliest one's place (``resolver.restate``): late events meanwhile are decided as they come
     restate_wait: float = 10.0
     # ...or sooner, once this many entries were written after the first late event (0: the wait alone): each of
-    # them is decided again, so on a busy stream the wait would make a straggler cost seconds
-    restate_entries: int = 2_000
+    # them is decided again, so on a busy stream the wait makes a straggler cost seconds; sooner, each costs less
+    # and there are more of them (README, "Freshness through Kafka")
+    restate_entries: int = 0
     # entries between the resolver states kept in memory for restatements to rebuild from (and at least a
     # quarter of the log's entries; 0: none kept, a restatement folds the log from its start)
     rewind_every: int = 20_000
