@@ -1175,11 +1175,12 @@ class StreamJobs:
 
     # -- late events: the log restated (``resolver.restate``) -------------------------------------
     def _note_late(self, entries: list[list[dict[str, Any]]]) -> None:
-        """Notes the events of ``entries`` older than one decided before them (README: sequence neutrality)."""
+        """Notes the events of ``entries`` (about to be written) older than one decided before them (README:
+        sequence neutrality)."""
         from resolver.decisions import record_of
         from resolver.restate import event_key
 
-        for entry in entries:
+        for i, entry in enumerate(entries):
             rec = record_of(entry)
             if rec["type"] != "interaction_recorded":
                 continue
@@ -1190,7 +1191,7 @@ class StreamJobs:
             self.metrics.add("resolve_late_events")
             if self.earliest_late is None:
                 self.late_since = asyncio.get_running_loop().time()
-                self.late_since_entries = self.scan_state.entries
+                self.late_since_entries = self.scan_state.entries + i + 1  # (the log's entries after it)
             if self.earliest_late is None or key < self.earliest_late:
                 self.earliest_late = key
             self.late_events += 1
@@ -1342,6 +1343,7 @@ class StreamJobs:
                                                        detail=outcome.detail, event_id=outcome.event_id))
                 if outcome.kind == INTERNAL and outcome.state_changed:
                     # a defect: the state may be half-changed: make what is done durable, rebuild
+                    self._note_late(entries)
                     await self._flush(entries, pending)
                     entries, pending = [], []
                     await loop.run_in_executor(None, self._rebuild_resolver)
@@ -1365,6 +1367,7 @@ class StreamJobs:
             position = len(resolver.state.seen_events)
             take = released[i:i + epochs.room(position)]
             i += len(take)
+            self._note_late(entries)  # (the late events of the windows before: restated as any)
             await self._flush(entries, pending)  # (a window starts where the log ends)
             entries, pending = [], []
             raws = [item[4] for item in take]
