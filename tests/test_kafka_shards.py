@@ -170,3 +170,60 @@ def test_a_review_verdict_reaches_the_shards_copies_before_the_next_events(kafka
     with duckdb.connect(str(snap), read_only=True) as con:
         profiles = dict(con.execute("SELECT event_id, profile_id FROM events").fetchall())
     assert profiles["web1"] == profiles["store1"] == profiles["app1"]
+
+
+
+def test_late_events_in_a_window_before_the_last_of_a_batch_are_restated(kafka_bootstrap, tmp_path):
+    """Late events released with newer ones in one batch that spans two windows (a window ends where an epoch
+    begins), the late ones in the first: they are noted and restated like any (they were once written without
+    being noted, so the log was never restated); the profiles and IDs are those of `idres ingest`."""
+    from resolver import epochs
+    from streams.ordering import order_key
+    from tests.test_stream import accepted_events
+
+    generated = tmp_path / "generated.jsonl"
+    write_dataset(generated, tmp_path / "truth.csv", SyntheticConfig(people=150, seed=31))
+    lines = sorted((line for line in generated.read_bytes().splitlines(keepends=True) if line.strip()),
+                   key=lambda line: order_key(line.strip()))  # (the canonical order)
+
+    def accepted(part: list[bytes], name: str) -> int:
+        (tmp_path / f"{name}.jsonl").write_bytes(b"".join(part))
+        return accepted_events(tmp_path / f"{name}.jsonl", tmp_path)
+
+    # the first part: from line 40 on, ending 12 events before an epoch begins
+    boundary = epochs.end_of(512)
+    lo, hi = 41, len(lines)
+    while lo < hi:  # (the fewest lines holding boundary - 12 events)
+        mid = (lo + hi) // 2
+        if accepted(lines[40:mid], f"probe{mid}") >= boundary - 12:
+            hi = mid
+        else:
+            lo = mid + 1
+    first = lines[40:lo]
+    assert accepted(first, "first") == boundary - 12 and len(lines) - lo > 100
+    # then, in one file: 6 lines older than all of it (late) and the next 100 (newer): one batch, two windows
+    rest = lines[:6] + lines[lo:lo + 100]
+    accepted(rest, "rest")
+    every = accepted(first + rest, "all")
+    prefix = unique_name("shardslate") + "."
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    history = ("--topic", f"{prefix}raw.history", "--partitions", "1")  # (one partition: read in this order)
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    idres("topics", *kafka, "--resolve-partitions", "2")
+    idres("produce", str(tmp_path / "first.jsonl"), *kafka, *history)
+    workers = [ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, f"w{i}", env={"IDRES_RESTATE_WAIT": "0.5"})
+               for i in range(2)]
+
+    def settled(n: int) -> bool:
+        return (len(decided(settings)) == n and not _total(workers, "idres_late_events_pending")
+                and not _total(workers, "idres_reorder_held_events"))
+
+    try:
+        wait_until(lambda: settled(boundary - 12), 240, "the first part decided", workers)
+        idres("produce", str(tmp_path / "rest.jsonl"), *kafka, *history)
+        wait_until(lambda: settled(every) and _total(workers, "idres_restatements_total") >= 1, 120,
+                   "the late events noted and the log restated", workers)
+    finally:
+        for w in workers:
+            w.stop()
+    snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "all.jsonl", tmp_path)
