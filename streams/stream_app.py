@@ -1154,8 +1154,7 @@ class StreamJobs:
         m.add("decisions", sum(len(e) for e in entries))
         m.gauges["reorder_held_events"] = len(self.reorder)
         m.gauges["raw_partitions_behind"] = self.reorder.behind_count()
-        self._note_late(entries)
-        await self._flush(entries, pending)
+        await self._flush_decided(entries, pending)
         if self.resolver_stale:  # (an erasure: nothing it erased is kept in memory longer than this)
             await self._ensure_resolver()
         if self.restate_due(loop.time()):
@@ -1343,8 +1342,7 @@ class StreamJobs:
                                                        detail=outcome.detail, event_id=outcome.event_id))
                 if outcome.kind == INTERNAL and outcome.state_changed:
                     # a defect: the state may be half-changed: make what is done durable, rebuild
-                    self._note_late(entries)
-                    await self._flush(entries, pending)
+                    await self._flush_decided(entries, pending)
                     entries, pending = [], []
                     await loop.run_in_executor(None, self._rebuild_resolver)
                     pipeline.resolver = self.resolver
@@ -1367,8 +1365,7 @@ class StreamJobs:
             position = len(resolver.state.seen_events)
             take = released[i:i + epochs.room(position)]
             i += len(take)
-            self._note_late(entries)  # (the late events of the windows before: restated as any)
-            await self._flush(entries, pending)  # (a window starts where the log ends)
+            await self._flush_decided(entries, pending)  # (a window starts where the log ends)
             entries, pending = [], []
             raws = [item[4] for item in take]
             begun = begin(resolver, position, raws)
@@ -1459,6 +1456,12 @@ class StreamJobs:
             self.metrics.add("shard_tasks")
             if reply["error"]:
                 self.metrics.add("shard_errors")
+
+    async def _flush_decided(self, entries: list[list[dict[str, Any]]], pending: list[Any]) -> None:
+        """``_flush`` of entries decided as events came (not a restatement's): their late events noted first, so
+        that whichever path writes them, the log is restated for them."""
+        self._note_late(entries)
+        await self._flush(entries, pending)
 
     async def _flush(self, entries: list[list[dict[str, Any]]], pending: list[Any]) -> None:
         # each entry is sealed and serialized once: measured for chunking, then joined into its message; the keys

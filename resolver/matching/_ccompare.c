@@ -569,9 +569,40 @@ done:
     return result;
 }
 
-/* compare_total(a, b, vector, vector_apart, agrees): (compare(a, b), the sum of its levels' weights), the
- * weights from ``vector`` (a tuple of six dicts level -> weight) where the postcode's level is in ``agrees``,
- * else from ``vector_apart``; summed from 0.0 in field order, as MatchModel.total_of sums them. */
+/* the sum of the weights of ``levels`` (six of them), from ``vector`` (a tuple of six dicts level -> weight) where the
+ * postcode's level is in ``agree_levels``, else from ``vector_apart``; summed from 0.0 in field order, as
+ * MatchModel.total_of sums them; *agrees: whether the postcodes agree */
+static int levels_total(PyObject *levels, PyObject *vector, PyObject *vector_apart, PyObject *agree_levels,
+                        double *total, int *agrees)
+{
+    if (!PyTuple_CheckExact(levels) || PyTuple_GET_SIZE(levels) != 6) {
+        PyErr_SetString(PyExc_TypeError, "compare did not give six levels");
+        return -1;
+    }
+    *agrees = PySequence_Contains(agree_levels, PyTuple_GET_ITEM(levels, 3));
+    if (*agrees < 0)
+        return -1;
+    PyObject *weights_ = *agrees ? vector : vector_apart;
+    if (!PyTuple_Check(weights_) || PyTuple_GET_SIZE(weights_) != 6) {
+        PyErr_SetString(PyExc_TypeError, "a weight vector is a tuple of six dicts");
+        return -1;
+    }
+    double t = 0.0;
+    for (int k = 0; k < 6; k++) {
+        PyObject *w = PyObject_GetItem(PyTuple_GET_ITEM(weights_, k), PyTuple_GET_ITEM(levels, k));
+        if (w == NULL)
+            return -1;
+        double x = PyFloat_AsDouble(w);
+        Py_DECREF(w);
+        if (x == -1.0 && PyErr_Occurred())
+            return -1;
+        t += x;
+    }
+    *total = t;
+    return 0;
+}
+
+/* compare_total(a, b, vector, vector_apart, agrees): (compare(a, b), the sum of its levels' weights) */
 static PyObject *compare_total(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 5) {
@@ -581,47 +612,13 @@ static PyObject *compare_total(PyObject *self, PyObject *const *args, Py_ssize_t
     PyObject *levels = compare(self, args, 2);
     if (levels == NULL)
         return NULL;
-    if (!PyTuple_CheckExact(levels) || PyTuple_GET_SIZE(levels) != 6) {
+    double total;
+    int agrees;
+    PyObject *sum = NULL, *out = NULL;
+    if (levels_total(levels, args[2], args[3], args[4], &total, &agrees) < 0 ||
+            (sum = PyFloat_FromDouble(total)) == NULL || (out = PyTuple_New(2)) == NULL) {
         Py_DECREF(levels);
-        PyErr_SetString(PyExc_TypeError, "compare did not give six levels");
-        return NULL;
-    }
-    int agrees = PySequence_Contains(args[4], PyTuple_GET_ITEM(levels, 3));
-    if (agrees < 0) {
-        Py_DECREF(levels);
-        return NULL;
-    }
-    PyObject *vector = agrees ? args[2] : args[3];
-    if (!PyTuple_Check(vector) || PyTuple_GET_SIZE(vector) != 6) {
-        Py_DECREF(levels);
-        PyErr_SetString(PyExc_TypeError, "a weight vector is a tuple of six dicts");
-        return NULL;
-    }
-    double total = 0.0;
-    for (int k = 0; k < 6; k++) {
-        PyObject *weights = PyTuple_GET_ITEM(vector, k), *level = PyTuple_GET_ITEM(levels, k);
-        PyObject *w = PyObject_GetItem(weights, level);
-        if (w == NULL) {
-            Py_DECREF(levels);
-            return NULL;
-        }
-        double x = PyFloat_AsDouble(w);
-        Py_DECREF(w);
-        if (x == -1.0 && PyErr_Occurred()) {
-            Py_DECREF(levels);
-            return NULL;
-        }
-        total += x;
-    }
-    PyObject *sum = PyFloat_FromDouble(total);
-    if (sum == NULL) {
-        Py_DECREF(levels);
-        return NULL;
-    }
-    PyObject *out = PyTuple_New(2);
-    if (out == NULL) {
-        Py_DECREF(levels);
-        Py_DECREF(sum);
+        Py_XDECREF(sum);
         return NULL;
     }
     PyTuple_SET_ITEM(out, 0, levels);
@@ -748,41 +745,10 @@ fail:
     return -1;
 }
 
-/* the weights of ``levels`` summed as compare_total sums them; *agrees: whether the postcodes agree */
-static int levels_total(PyObject *levels, PyObject *vector, PyObject *vector_apart, PyObject *agree_levels,
-                        double *total, int *agrees)
-{
-    if (!PyTuple_CheckExact(levels) || PyTuple_GET_SIZE(levels) != 6) {
-        PyErr_SetString(PyExc_TypeError, "compare did not give six levels");
-        return -1;
-    }
-    *agrees = PySequence_Contains(agree_levels, PyTuple_GET_ITEM(levels, 3));
-    if (*agrees < 0)
-        return -1;
-    PyObject *weights_ = *agrees ? vector : vector_apart;
-    if (!PyTuple_Check(weights_) || PyTuple_GET_SIZE(weights_) != 6) {
-        PyErr_SetString(PyExc_TypeError, "a weight vector is a tuple of six dicts");
-        return -1;
-    }
-    double t = 0.0;
-    for (int k = 0; k < 6; k++) {
-        PyObject *w = PyObject_GetItem(PyTuple_GET_ITEM(weights_, k), PyTuple_GET_ITEM(levels, k));
-        if (w == NULL)
-            return -1;
-        double x = PyFloat_AsDouble(w);
-        Py_DECREF(w);
-        if (x == -1.0 && PyErr_Occurred())
-            return -1;
-        t += x;
-    }
-    *total = t;
-    return 0;
-}
-
 /* one candidate record ``other`` of node ``n`` in profile ``p``: scored, and kept in ``best`` if it is p's best */
 static int consider(PyObject *self, PyObject *rec, PyObject *rec_dob, PyObject *other, PyObject *n, PyObject *p,
-                    PyObject *const *spec, PyObject *tf, PyObject *adjust, PyObject *dob_compatible,
-                    PyObject *best)
+                    PyObject *const *spec, double link, double cap, PyObject *tf, PyObject *adjust,
+                    PyObject *dob_compatible, PyObject *best)
 {
     if (dob_compatible != Py_None) {  /* (``hard_conflict``, its cheap cases first) */
         PyObject *dob = field_of(other, 2);
@@ -815,9 +781,6 @@ static int consider(PyObject *self, PyObject *rec, PyObject *rec_dob, PyObject *
     if (levels_total(levels, spec[0], spec[1], spec[2], &total, &agrees) < 0)
         goto fail;
     if (tf != Py_None && add_frequencies(rec, other, levels, agrees, spec[8], tf, adjust, &total, &deltas) < 0)
-        goto fail;
-    double link = PyFloat_AsDouble(spec[3]), cap = PyFloat_AsDouble(spec[4]);
-    if (PyErr_Occurred())
         goto fail;
     if (total >= link && spec[5] == Py_True) {
         int one = names_one_person(levels, spec[6], spec[7]);
@@ -865,6 +828,9 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *rec = args[0], *blocks = args[2], *node_profile = args[3], *records = args[4], *shared = args[5];
     PyObject *pid = args[6], *const *spec = &PyTuple_GET_ITEM(args[7], 0), *tf = args[8], *adjust = args[9];
     PyObject *dob_compatible = args[10];
+    double link = PyFloat_AsDouble(spec[3]), cap = PyFloat_AsDouble(spec[4]);  /* (the threshold, and just under) */
+    if (PyErr_Occurred())
+        return NULL;
     PyObject *keys = PySequence_Fast(args[1], "keys are a sequence");
     if (keys == NULL)
         return NULL;
@@ -918,7 +884,8 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 /* (held: what ``consider`` calls may take it out of the node's list, as the loop variable of
                  * the definition holds it) */
                 PyObject *other = Py_NewRef(PySequence_Fast_GET_ITEM(others, j));
-                int failed = consider(self, rec, rec_dob, other, n, p, spec, tf, adjust, dob_compatible, best) < 0;
+                int failed = consider(self, rec, rec_dob, other, n, p, spec, link, cap, tf, adjust, dob_compatible,
+                                      best) < 0;
                 Py_DECREF(other);
                 if (failed) {
                     Py_DECREF(others);
