@@ -48,8 +48,10 @@ from tests.kafka_broker import free_port, kafka_broker, select_broker, worker_me
 PROBE = re.compile(rb"fresh-probe-\d+")
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+def now_iso(ago: float = 0.0) -> str:
+    """The time ``ago`` seconds before now, as events write it."""
+    at = datetime.fromtimestamp(time.time() - ago, timezone.utc)
+    return at.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -180,10 +182,8 @@ def main() -> None:
         threading.Thread(target=watch, daemon=True).start()
 
         def straggler(i: int) -> None:
-            at = datetime.fromtimestamp(time.time() - args.straggler_age, timezone.utc)
-            ev = {"event_id": f"straggler-{i}", "occurred_at": at.isoformat(timespec="microseconds").replace(
-                "+00:00", "Z"), "channel": "web", "event_type": "page_view",
-                  "identifiers": {"email": f"straggler.{i}.{time.time_ns()}@mailbox.org"}}
+            ev = {"event_id": f"straggler-{i}", "occurred_at": now_iso(args.straggler_age), "channel": "web",
+                  "event_type": "page_view", "identifiers": {"email": f"straggler.{i}.{time.time_ns()}@mailbox.org"}}
             raw = json.dumps(ev).encode()
             prod.send(f"{prefix}raw.web", raw, key=router.route(raw)[1]).get(30)
 

@@ -172,19 +172,15 @@ def test_a_review_verdict_reaches_the_shards_copies_before_the_next_events(kafka
     assert profiles["web1"] == profiles["store1"] == profiles["app1"]
 
 
-
 def test_late_events_in_a_window_before_the_last_of_a_batch_are_restated(kafka_bootstrap, tmp_path):
     """Late events released with newer ones in one batch that spans two windows (a window ends where an epoch
     begins), the late ones in the first: they are noted and restated like any (they were once written without
     being noted, so the log was never restated); the profiles and IDs are those of `idres ingest`."""
     from resolver import epochs
-    from streams.ordering import order_key
+    from tests.test_restate import history
     from tests.test_stream import accepted_events
 
-    generated = tmp_path / "generated.jsonl"
-    write_dataset(generated, tmp_path / "truth.csv", SyntheticConfig(people=150, seed=31))
-    lines = sorted((line for line in generated.read_bytes().splitlines(keepends=True) if line.strip()),
-                   key=lambda line: order_key(line.strip()))  # (the canonical order)
+    lines = history(tmp_path, 150, 31)  # (in the canonical order)
 
     def accepted(part: list[bytes], name: str) -> int:
         (tmp_path / f"{name}.jsonl").write_bytes(b"".join(part))

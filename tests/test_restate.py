@@ -228,6 +228,17 @@ def test_a_follower_folds_its_views_again_from_views_it_kept_when_a_restatement_
     whole.stop()
 
 
+
+def history(tmp: Path, people: int, seed: int) -> list[bytes]:
+    """The lines of a generated data set (``tmp``/generated.jsonl; blank ones left out), in the canonical order."""
+    from streams.ordering import order_key
+    from streams.synthetic import SyntheticConfig, write_dataset
+
+    generated = tmp / "generated.jsonl"
+    write_dataset(generated, tmp / "truth.csv", SyntheticConfig(people=people, seed=seed))
+    return sorted((line for line in generated.read_bytes().splitlines(keepends=True) if line.strip()),
+                  key=lambda line: order_key(line.strip()))
+
 def test_a_follower_that_reads_a_whole_restatement_in_one_look_folds_none_of_it_onto_the_views_it_replaces(tmp_path):
     """A follower that looks only once a restatement is complete (its begun marker, the entries decided again
     and its end, all in one look) used to fold the entries decided again onto views still holding the entries
@@ -235,12 +246,8 @@ def test_a_follower_that_reads_a_whole_restatement_in_one_look_folds_none_of_it_
     it folds nothing after a begun marker until the restatement completes, then reads the views again; and
     when that fails (here once, as a disk or a broker may), the next look does it."""
     from streams.api import Follower
-    from streams.ordering import order_key
-    from streams.synthetic import SyntheticConfig, write_dataset
 
-    write_dataset(tmp_path / "events.jsonl", tmp_path / "truth.csv", SyntheticConfig(people=500, seed=3))
-    lines = sorted((line for line in (tmp_path / "events.jsonl").read_bytes().splitlines(keepends=True)
-                    if line.strip()), key=lambda line: order_key(line.strip()))
+    lines = history(tmp_path, 500, 3)
     late = set(random.Random(1).sample(range(len(lines) - len(lines) // 50, len(lines)), 20))
     first = [x for i, x in enumerate(lines) if i not in late]
     data = tmp_path / "d"
@@ -432,17 +439,12 @@ def test_late_events_through_kafka_restate_the_log_like_idres_ingest(kafka_boots
     import os
 
     from streams.kafka_io import KafkaSettings
-    from streams.ordering import order_key
-    from streams.synthetic import SyntheticConfig, write_dataset
     from tests.cli_helpers import run_cli
     from tests.kafka_broker import unique_name
     from tests.test_stream import (Worker, accepted_events, all_decided, changelog_matches,
                                    snapshot_matches_embedded, wait_until)
 
-    generated = tmp_path / "generated.jsonl"
-    write_dataset(generated, tmp_path / "truth.csv", SyntheticConfig(people=150, seed=21))
-    lines = sorted((line for line in generated.read_bytes().splitlines(keepends=True) if line.strip()),
-                   key=lambda line: order_key(line.strip()))  # (the canonical order)
+    lines = history(tmp_path, 150, 21)
     half = len(lines) // 2
     (tmp_path / "newer.jsonl").write_bytes(b"".join(lines[half:]))
     (tmp_path / "older.jsonl").write_bytes(b"".join(lines[:half]))
@@ -478,16 +480,11 @@ def test_late_events_on_a_busy_stream_are_restated_once_entries_were_written_aft
     import time
 
     from streams.kafka_io import KafkaSettings
-    from streams.ordering import order_key
-    from streams.synthetic import SyntheticConfig, write_dataset
     from tests.cli_helpers import run_cli
     from tests.kafka_broker import unique_name
     from tests.test_stream import Worker, accepted_events, all_decided, snapshot_matches_embedded, wait_until
 
-    generated = tmp_path / "generated.jsonl"
-    write_dataset(generated, tmp_path / "truth.csv", SyntheticConfig(people=100, seed=23))
-    lines = sorted((line for line in generated.read_bytes().splitlines(keepends=True) if line.strip()),
-                   key=lambda line: order_key(line.strip()))  # (the canonical order)
+    lines = history(tmp_path, 100, 23)
     half = len(lines) // 2
     for name, part in {"older": lines[:half], "newer": lines[half:], "all": lines}.items():
         (tmp_path / f"{name}.jsonl").write_bytes(b"".join(part))
@@ -592,17 +589,12 @@ def test_a_restatement_through_kafka_rebuilds_from_a_kept_state_like_idres_inges
 
     from streams.api import KafkaFollower
     from streams.kafka_io import KafkaSettings
-    from streams.ordering import order_key
-    from streams.synthetic import SyntheticConfig, write_dataset
     from tests.cli_helpers import run_cli
     from tests.kafka_broker import unique_name
     from tests.test_stream import (Worker, accepted_events, all_decided, changelog_matches,
                                    snapshot_matches_embedded, wait_until)
 
-    generated = tmp_path / "generated.jsonl"
-    write_dataset(generated, tmp_path / "truth.csv", SyntheticConfig(people=150, seed=23))
-    lines = sorted((line for line in generated.read_bytes().splitlines(keepends=True) if line.strip()),
-                   key=lambda line: order_key(line.strip()))  # (the canonical order)
+    lines = history(tmp_path, 150, 23)
     tail = range(len(lines) - len(lines) // 40, len(lines) - 5)  # (the last 2.5 %, but the very last five)
     late = set(list(tail)[::4])
     first = [x for i, x in enumerate(lines) if i not in late]
