@@ -33,6 +33,7 @@ The modules, one stage each; each imports only those listed above it:
 * ``compatibility``: ``hard_conflict``, ``first_names_compatible``, ``dates_compatible``.
 * ``model``: ``MatchModel`` (m/u, weights, thresholds, scoring, model files) and ``default_model``.
 * ``frequency``: the term-frequency adjustment of exact agreements.
+* ``sampling``: the seeded random pairs u is estimated from.
 * ``estimation``: ``estimate_u`` and ``estimate_m_em`` (EM).
 * ``training``: ``distinct_records`` and ``train_model`` (what ``idres train`` runs).
 

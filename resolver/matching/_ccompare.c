@@ -14,6 +14,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <string.h>
+#include <stdint.h>
 
 #define MAX_LEN 256   /* longer texts are compared by the Python definition */
 #define MAX_TOKENS 64
@@ -976,6 +977,288 @@ static PyObject *compare_codes(PyObject *self, PyObject *const *args, Py_ssize_t
     Py_RETURN_NONE;
 }
 
+/* -- seeded random draws, as random.Random.randrange makes them ------------------------------------------
+ *
+ * CPython draws randrange(n) as getrandbits(k), k = n.bit_length(), again until the number is below n; and
+ * getrandbits(k) takes one 32-bit word of the Mersenne Twister for k <= 32 (its top k bits) and, for more,
+ * words from the least significant on (the last shifted right to k bits). Here the words are read in bulk,
+ * from getrandbits(32 * DRAW_CHUNK) as little-endian bytes, and each draw takes them in that order: the
+ * generator is spent further than the Python loop would have spent it, so a caller uses it for these draws
+ * alone. ``resolver.matching.sampling`` checks on import that the draws are the interpreter's own. */
+
+#define DRAW_CHUNK 1024
+
+typedef struct {
+    PyObject *getrandbits;
+    uint32_t words[DRAW_CHUNK];
+    Py_ssize_t len, pos;
+} Words;
+
+static int refill(Words *w)
+{
+    PyObject *bits = PyObject_CallFunction(w->getrandbits, "n", (Py_ssize_t)32 * DRAW_CHUNK);
+    if (bits == NULL)
+        return -1;
+    PyObject *raw = PyLong_Check(bits) ? PyObject_CallMethod(bits, "to_bytes", "ns", (Py_ssize_t)4 * DRAW_CHUNK,
+                                                             "little")
+                                       : NULL;
+    Py_DECREF(bits);
+    if (raw == NULL || !PyBytes_Check(raw) || PyBytes_GET_SIZE(raw) != 4 * DRAW_CHUNK) {
+        Py_XDECREF(raw);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "getrandbits(bits) gave no number of that many bits");
+        return -1;
+    }
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(raw);
+    for (Py_ssize_t m = 0; m < DRAW_CHUNK; m++)
+        w->words[m] = (uint32_t)b[4 * m] | (uint32_t)b[4 * m + 1] << 8 | (uint32_t)b[4 * m + 2] << 16
+                      | (uint32_t)b[4 * m + 3] << 24;
+    Py_DECREF(raw);
+    w->len = DRAW_CHUNK;
+    w->pos = 0;
+    return 0;
+}
+
+static inline int next_word(Words *w, uint32_t *out)
+{
+    if (w->pos == w->len && refill(w) < 0)
+        return -1;
+    *out = w->words[w->pos++];
+    return 0;
+}
+
+/* randrange(n), 1 <= n < 2**63 */
+static int below(Words *w, unsigned long long n, unsigned long long *out)
+{
+    int k = 0;
+    for (unsigned long long m = n; m; m >>= 1)
+        k++;
+    for (;;) {
+        uint32_t low, high;
+        unsigned long long r;
+        if (next_word(w, &low) < 0)
+            return -1;
+        if (k <= 32) {
+            r = low >> (32 - k);
+        } else {
+            if (next_word(w, &high) < 0)
+                return -1;
+            if (k < 64)
+                high >>= (64 - k);
+            r = (unsigned long long)low | (unsigned long long)high << 32;
+        }
+        if (r < n) {
+            *out = r;
+            return 0;
+        }
+    }
+}
+
+static Words *words_of(PyObject *getrandbits)
+{
+    if (!PyCallable_Check(getrandbits)) {
+        PyErr_SetString(PyExc_TypeError, "getrandbits is a random.Random's getrandbits");
+        return NULL;
+    }
+    Words *w = PyMem_Malloc(sizeof *w);
+    if (w == NULL)
+        return (Words *)PyErr_NoMemory();
+    w->getrandbits = getrandbits;
+    w->len = w->pos = 0;
+    return w;
+}
+
+/* count 64-bit integers, as bytes in the machine's order (array('q') reads them) */
+static PyObject *int64s(Py_ssize_t count, char **data)
+{
+    if (count < 0 || count > PY_SSIZE_T_MAX / 8) {
+        PyErr_SetString(PyExc_ValueError, "count out of range");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, count * 8);
+    if (out != NULL)
+        *data = PyBytes_AS_STRING(out);
+    return out;
+}
+
+static inline void put64(char *data, Py_ssize_t k, long long v) { memcpy(data + 8 * k, &v, 8); }
+
+/* draws(getrandbits, n, count): count draws of randrange(n), as bytes of 64-bit integers */
+static PyObject *draws(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "draws(getrandbits, n, count)");
+        return NULL;
+    }
+    long long n = PyLong_AsLongLong(args[1]);
+    Py_ssize_t count = PyLong_AsSsize_t(args[2]);
+    if ((n == -1 || count == -1) && PyErr_Occurred())
+        return NULL;
+    if (n < 1) {
+        PyErr_SetString(PyExc_ValueError, "n is at least 1 (and below 2**63)");
+        return NULL;
+    }
+    char *data;
+    PyObject *out = int64s(count, &data);
+    Words *w = out != NULL ? words_of(args[0]) : NULL;
+    if (w == NULL) {
+        Py_XDECREF(out);
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        unsigned long long r;
+        if (below(w, (unsigned long long)n, &r) < 0) {
+            PyMem_Free(w);
+            Py_DECREF(out);
+            return NULL;
+        }
+        put64(data, k, (long long)r);
+    }
+    PyMem_Free(w);
+    return out;
+}
+
+/* random_pairs(getrandbits, n, count): count pairs of two different records of n, as the codes i * n + j, drawn
+ * i = randrange(n), then j = randrange(n - 1), j + 1 if j >= i (``sampling.random_pair_codes_python``) */
+static PyObject *random_pairs(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "random_pairs(getrandbits, n, count)");
+        return NULL;
+    }
+    long long n = PyLong_AsLongLong(args[1]);
+    Py_ssize_t count = PyLong_AsSsize_t(args[2]);
+    if ((n == -1 || count == -1) && PyErr_Occurred())
+        return NULL;
+    if (n < 2 || n > 3000000000LL) {
+        PyErr_SetString(PyExc_ValueError, "n is from 2 to 3 billion");
+        return NULL;
+    }
+    char *data;
+    PyObject *out = int64s(count, &data);
+    Words *w = out != NULL ? words_of(args[0]) : NULL;
+    if (w == NULL) {
+        Py_XDECREF(out);
+        return NULL;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        unsigned long long i, j;
+        if (below(w, (unsigned long long)n, &i) < 0 || below(w, (unsigned long long)n - 1, &j) < 0) {
+            PyMem_Free(w);
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (j >= i)
+            j++;
+        put64(data, k, (long long)(i * (unsigned long long)n + j));
+    }
+    PyMem_Free(w);
+    return out;
+}
+
+/* group_pairs(getrandbits, members, ends, n, count): count pairs of two different records of one group, as the
+ * codes a * n + b. The groups are members[ends[g - 1]:ends[g]] (buffers of 64-bit integers, record numbers below
+ * n; each group of at least 2); each pair is drawn as ``sampling.group_pair_codes_python`` draws it: a pair
+ * number below the groups' total, its group by bisection of the running totals, then i = randrange(size),
+ * j = randrange(size - 1), j + 1 if j >= i. */
+static PyObject *group_pairs(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "group_pairs(getrandbits, members, ends, n, count)");
+        return NULL;
+    }
+    long long n = PyLong_AsLongLong(args[3]);
+    Py_ssize_t count = PyLong_AsSsize_t(args[4]);
+    if ((n == -1 || count == -1) && PyErr_Occurred())
+        return NULL;
+    if (n < 2 || n > 3000000000LL) {
+        PyErr_SetString(PyExc_ValueError, "n is from 2 to 3 billion");
+        return NULL;
+    }
+    Py_buffer mv, ev;
+    if (PyObject_GetBuffer(args[1], &mv, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[2], &ev, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&mv);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    unsigned long long *running = NULL;
+    Words *w = NULL;
+    if (mv.itemsize != 8 || ev.itemsize != 8 || strcmp(mv.format, "q") != 0 || strcmp(ev.format, "q") != 0) {
+        PyErr_SetString(PyExc_TypeError, "members and ends are array('q')");
+        goto done;
+    }
+    const long long *members = mv.buf, *ends = ev.buf;
+    Py_ssize_t groups = ev.len / 8, total_members = mv.len / 8;
+    if (groups < 1) {
+        PyErr_SetString(PyExc_ValueError, "no group to draw from");
+        goto done;
+    }
+    running = PyMem_Malloc(sizeof *running * (size_t)groups);
+    if (running == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    unsigned long long total = 0;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        long long start = g ? ends[g - 1] : 0, size = ends[g] - start;
+        if (size < 2 || ends[g] > total_members) {
+            PyErr_SetString(PyExc_ValueError, "a group has fewer than 2 records, or ends past the members");
+            goto done;
+        }
+        unsigned long long pairs = (unsigned long long)size * (unsigned long long)(size - 1) / 2;
+        if (pairs > (1ULL << 62) || total > (1ULL << 62) - pairs) {
+            PyErr_SetString(PyExc_ValueError, "more pairs than 2**62");
+            goto done;
+        }
+        total += pairs;
+        running[g] = total;
+    }
+    for (Py_ssize_t k = 0; k < total_members; k++)
+        if (members[k] < 0 || members[k] >= n) {
+            PyErr_SetString(PyExc_ValueError, "a record number out of range");
+            goto done;
+        }
+    char *data;
+    out = int64s(count, &data);
+    w = out != NULL ? words_of(args[0]) : NULL;
+    if (w == NULL) {
+        Py_CLEAR(out);
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < count; k++) {
+        unsigned long long r, i, j;
+        if (below(w, total, &r) < 0) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        Py_ssize_t lo = 0, hi = groups;  /* the first group whose running total is above r (bisect_right) */
+        while (lo < hi) {
+            Py_ssize_t mid = lo + (hi - lo) / 2;
+            if (r < running[mid])
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        long long start = lo ? ends[lo - 1] : 0;
+        unsigned long long size = (unsigned long long)(ends[lo] - start);
+        if (below(w, size, &i) < 0 || below(w, size - 1, &j) < 0) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        if (j >= i)
+            j++;
+        put64(data, k, members[start + (long long)i] * n + members[start + (long long)j]);
+    }
+done:
+    PyMem_Free(w);
+    PyMem_Free(running);
+    PyBuffer_Release(&mv);
+    PyBuffer_Release(&ev);
+    return out;
+}
+
 /* -- sorted sets of pair codes ------------------------------------------------------------------------- */
 
 static int cmp_codes(const void *x, const void *y)
@@ -1215,6 +1498,10 @@ static PyMethodDef methods[] = {
     FAST(compare_codes,
          "compare_codes(records, codes, n, compared): compared[i * n + j] = compare(records[i], records[j]) "
          "where missing."),
+    FAST(draws, "draws(getrandbits, n, count): count draws of random.Random.randrange(n), as int64 bytes."),
+    FAST(random_pairs, "random_pairs(getrandbits, n, count): random pairs of n records as codes i * n + j (int64 bytes)."),
+    FAST(group_pairs, "group_pairs(getrandbits, members, ends, n, count): random pairs within groups as codes "
+                      "(int64 bytes)."),
     FAST(block_pair_codes, "block_pair_codes(blocks, n): every block's pair codes i * n + j, sorted, without repeats."),
     FAST(union_codes, "union_codes(lists): the ints of the lists, sorted, without repeats."),
     FAST_AS("jaro_winkler", py_jaro_winkler,

@@ -5,19 +5,40 @@ from __future__ import annotations
 
 import math
 import random
+from array import array
 from collections import Counter
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequence
 
 from resolver.matching.canonical import AttributeRecord
-from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL, compare
+from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL, compare, compare_codes
 from resolver.matching.model import (
     DEPENDENT_FIELDS, POSTCODE_AGREES, _EPS, _POSTCODE_INDEX, MatchModel, Table, default_model,
 )
+from resolver.matching.sampling import random_pair_codes
 
 
 def _normalized_counts(counts: Mapping[str, float], levels: tuple[str, ...], pseudo: float) -> dict[str, float]:
     total = sum(counts.get(lv, 0.0) for lv in levels) + pseudo * len(levels)
     return {lv: (counts.get(lv, 0.0) + pseudo) / total for lv in levels}
+
+
+_COUNTED_AT_ONCE = 65_536  # pairs compared before their vectors are counted (what is held meanwhile)
+
+
+def count_vectors(records: Sequence[AttributeRecord], codes: array,
+                  part: Optional[Callable[[tuple[str, ...]], Hashable]] = None) -> Counter:
+    """How many times each comparison vector (or ``part`` of it) comes among the pairs ``codes`` (``i * n + j``,
+    ``n = len(records)``), counted in the pairs' order: ``Counter(compare(records[i], records[j]) ...)``."""
+    listed = records if type(records) is list else list(records)  # (compare_codes reads a list)
+    n = len(listed)
+    counted: Counter = Counter()
+    for start in range(0, len(codes), _COUNTED_AT_ONCE):
+        chunk = codes[start:start + _COUNTED_AT_ONCE].tolist()
+        compared: dict[int, tuple[str, ...]] = {}
+        compare_codes(listed, chunk, n, compared)
+        vectors = map(compared.__getitem__, chunk)
+        counted.update(vectors if part is None else map(part, vectors))
+    return counted
 
 
 def estimate_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: int,
@@ -33,21 +54,11 @@ def estimate_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: int,
     n = len(records)
     if n < 2 or pairs_sample <= 0:
         return base
-    rng = random.Random(seed)
     counts: list[dict[str, float]] = [{} for _ in FIELDS]
     dependent = tuple(f in DEPENDENT_FIELDS for f in FIELDS)
-    draw = rng.randrange
-
-    def compared() -> Iterator[tuple[str, ...]]:
-        for _ in range(pairs_sample):
-            i = draw(n)
-            j = draw(n - 1)
-            if j >= i:
-                j += 1
-            yield compare(records[i], records[j])
-
+    codes = random_pair_codes(random.Random(seed), n, pairs_sample)
     # (few distinct vectors: counted first, then each vector's count added; whole numbers, so the same sums)
-    for levels, times in Counter(compared()).items():
+    for levels, times in count_vectors(records, codes).items():
         apart = levels[_POSTCODE_INDEX] not in POSTCODE_AGREES
         for k, level in enumerate(levels):
             if level != NULL and (apart or not dependent[k]):

@@ -9,13 +9,15 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from operator import itemgetter
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from resolver.matching.blocking import BLOCKING_RULES, blocking_keys, candidate_codes_by_rule, union_codes
 from resolver.matching.canonical import AttributeRecord
-from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL, compare_address, compare_city, compare_codes
-from resolver.matching.estimation import _normalized_counts, estimate_m_em_levels, estimate_u
+from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL, compare_codes
+from resolver.matching.estimation import _normalized_counts, count_vectors, estimate_m_em_levels, estimate_u
 from resolver.matching.model import DEPENDENT_FIELDS, MatchModel, default_model
+from resolver.matching.sampling import group_pair_codes
 
 
 def distinct_records(attribute_sets: Iterable[Mapping[str, Any]],
@@ -33,6 +35,9 @@ def distinct_records(attribute_sets: Iterable[Mapping[str, Any]],
     return list(seen)
 
 
+_ADDRESS_AND_CITY = itemgetter(FIELDS.index("address"), FIELDS.index("city"))
+
+
 def _conditional_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: int,
                    model: MatchModel) -> MatchModel:
     """u of ``address`` and ``city`` among random pairs of records in the same postcode: the fields
@@ -45,29 +50,10 @@ def _conditional_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: 
     total_pairs = sum(len(g) * (len(g) - 1) // 2 for g in usable)
     if total_pairs < 1000:
         return model  # too few to say; keep the model's values
-    rng = random.Random(seed + 1)
-    cumulative: list[int] = []
-    running = 0
-    for g in usable:
-        running += len(g) * (len(g) - 1) // 2
-        cumulative.append(running)
-    import bisect
-
+    codes = group_pair_codes(random.Random(seed + 1), usable, len(records), pairs_sample)
     counts = {"address": {}, "city": {}}  # type: dict[str, dict[str, float]]
-    draw, find = rng.randrange, bisect.bisect_right
-
-    def compared() -> Iterator[tuple[str, str]]:
-        for _ in range(pairs_sample):
-            g = usable[find(cumulative, draw(total_pairs))]
-            i = draw(len(g))
-            j = draw(len(g) - 1)
-            if j >= i:
-                j += 1
-            a, b = records[g[i]], records[g[j]]
-            yield compare_address(a.address, b.address), compare_city(a.city, b.city)
-
     # (counted first, then each pair of levels' count added: whole numbers, so the same sums)
-    for (address, city), times in Counter(compared()).items():
+    for (address, city), times in count_vectors(records, codes, _ADDRESS_AND_CITY).items():
         for f, level in (("address", address), ("city", city)):
             if level != NULL:
                 counts[f][level] = counts[f].get(level, 0.0) + times
