@@ -67,7 +67,8 @@ class SqliteKeyStore:
     def __init__(self, data_dir: str | Path, *, writer: bool = True):
         self.path = Path(data_dir) / self.FILE
         self.writer = writer
-        self._adding: dict[bytes, tuple[str, bytes, int]] = {}  # keys made since the last flush
+        self._adding: dict[bytes, tuple[str, bytes, int]] = {}  # keys made since the last flush, by subject
+        self._adding_kids: dict[str, bytes] = {}  # the same keys by key ID (at most MAX_ADDING)
         self._by_kid: OrderedDict[str, bytes] = OrderedDict()
         self._by_subject: OrderedDict[bytes, tuple[str, bytes]] = OrderedDict()
         self._db: Optional[sqlite3.Connection] = None
@@ -142,7 +143,7 @@ class SqliteKeyStore:
         kid, key = f"{self._next:012x}", os.urandom(KEY_BYTES)
         self._next += 1
         self._adding[h] = (kid, key, 1 if new else 0)
-        self._by_kid[kid] = key
+        self._adding_kids[kid] = key  # (held apart from the keys cached: one per event would outgrow them)
         if len(self._adding) >= MAX_ADDING:
             self.flush()
         return kid, key
@@ -153,6 +154,8 @@ class SqliteKeyStore:
                 return None
             self._connect()  # (a reader opened before the writer made the store)
         hit = self._by_kid.get(kid)
+        if hit is None:
+            hit = self._adding_kids.get(kid)
         if hit is not None:
             return hit
         try:
@@ -202,6 +205,7 @@ class SqliteKeyStore:
                              [(int(kid, 16), h, key, kind) for h, (kid, key, kind) in adding.items()])
         self._db.execute("COMMIT")
         self._db.execute("BEGIN")
+        self._adding_kids = {}
         for h, (kid, key, kind) in adding.items():
             if kind == 0:
                 self._remember(h, kid, key)
