@@ -74,7 +74,7 @@ def estimate(ctx: Context, records: list[AttributeRecord]) -> tuple[MatchModel, 
     model, report = train_model(sample, seed=n, pairs_sample=pairs,
                                 max_block_size=ctx.config.max_block_size, start=ctx.base_model,
                                 max_pairs=CANDIDATE_PAIRS,
-                                version=f"self-calibrated-{n}")
+                                version=f"self-calibrated-{n}", mapper=ctx.mapper)
     return model, report, len(sample)
 
 

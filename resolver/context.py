@@ -9,13 +9,14 @@ from resolver.config import ResolverConfig
 from resolver.fold import Fold
 from resolver.ids import RECORD_PRIORITY, RECORD_TYPE
 from resolver.matching import MatchModel
+from resolver.matching.estimation import Mapper, in_order
 from resolver.records import RecordMaker
 from resolver.state import ResolverState
 
 
 class Context:
     __slots__ = ("config", "state", "base_model", "calibrating", "fold", "records", "out", "_priority",
-                 "_named", "_model_id", "_tf", "_tf_stamp")
+                 "_named", "_model_id", "_tf", "_tf_stamp", "mapper")
 
     def __init__(self, config: ResolverConfig, state: ResolverState, model: MatchModel, fold: Fold,
                  records: RecordMaker) -> None:
@@ -24,6 +25,9 @@ class Context:
         self.base_model = model  # the configured (or shipped) model
         # whether the model is re-estimated from the data (``resolver.calibration``)
         self.calibrating = config.calibrating
+        # how re-estimating runs its parts that split into chunks (``estimation.in_order``: here, in order; a
+        # driver may hand them to others, with the same result)
+        self.mapper: Mapper = in_order
         self._named: Optional[MatchModel] = None
         self._model_id = ""
         self.fold = fold

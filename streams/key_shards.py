@@ -65,6 +65,9 @@ class LocalKeyShards:
         self._assign = assigner
         self._deciders = [Resolver(config) for _ in range(n)]  # (each shard's, moved from slice to slice)
         self._coordinating = Resolver(config)  # (the coordinator's: the start of epochs, windows on the whole state)
+        # re-estimating the model hands its chunks (comparing pairs, counting vectors, blocking keys) to the shards
+        self._coordinating._ctx.mapper = self._on_shards
+        self._sent_records: Optional[list] = None  # (the records the shards were last sent to estimate from)
         # ``transport``: what crosses from one shard to another is pickled and read back, as a message would be
         # (the parts of a window's reads one message from each owner to each reader)
         # (for benchmarks: its cost is counted in the work of the shards that send and receive it)
@@ -82,6 +85,38 @@ class LocalKeyShards:
         # parts read at another shard, not yet sent: (owner, reader) -> the parts (one message each, ``_send``)
         self._outbox: dict[tuple[int, int], list[Any]] = {}
         self._epoch = -1
+        self._shard_estimating = 0.0  # seconds of re-estimating worked by the shards (in ``_work``)
+        self._counted_not_run = 0.0  # seconds in ``_work`` that this process did not spend (run once for all)
+
+    def _on_shards(self, function: Any, records: list, chunks: list) -> list:
+        """A mapper for re-estimating the model (``estimation.in_order``): chunk k is worked by shard k mod n,
+        after the records estimated from are sent to every shard (once per estimate: pickled once by the
+        coordinator, read back by each shard), and its result sent back to the coordinator."""
+        if records is not self._sent_records:
+            self._sent_records = records
+            data = pickle.dumps(records, pickle.HIGHEST_PROTOCOL) if self.transport else b""
+            started = time.perf_counter()
+            if self.transport:
+                pickle.loads(data)
+            spent = time.perf_counter() - started
+            self.stats["bytes"] += len(data) * self.n
+            for s in range(self.n):  # (each shard reads them back: read once here, counted for each)
+                self._work[s] += spent
+            self._shard_estimating += spent
+            self._counted_not_run += spent * (self.n - 1)
+        out = []
+        for k, chunk in enumerate(chunks):
+            s = k % self.n
+            sent = self._carry(chunk, -1) if self.transport else chunk
+            started = time.perf_counter()
+            got = function(records, sent)
+            spent = time.perf_counter() - started
+            self._work[s] += spent
+            self._shard_estimating += spent
+            lent = self._lent
+            out.append(self._carry(got, s) if self.transport else got)
+            self._shard_estimating += self._lent - lent
+        return out
 
     # ------------------------------------------------------------------------------ reads at owners
     def _carry(self, got: Any, sender: int) -> Any:
@@ -165,8 +200,10 @@ class LocalKeyShards:
             if epoch != self.shared.tf_epoch:
                 self.shared.tf_epoch = epoch
                 self.shared.tf_totals_before = {}
+            self._counted_not_run = 0.0
             begun = self._begin(position, first, epoch)
-            applied = sum(self._work)  # (the owners applying what the epoch's start changed)
+            # (the owners applying what the epoch's start changed, and the shards' part of re-estimating)
+            applied = sum(self._work) - self._counted_not_run
             shared_work, lent = time.perf_counter(), self._lent
             verdicts: dict[int, Verdict] = {}
             parsed: dict[int, tuple[ChannelEvent, list[tuple[str, str]]]] = {}
@@ -253,8 +290,9 @@ class LocalKeyShards:
             part = self._whole(position, epoch)
             self._coordinating.use(part.state)
             begun = self._coordinating.begin_epoch(position, first, records)
-        if records is not None:
-            self.stats["calibration_seconds"] += time.perf_counter() - calibrating
+        if records is not None:  # (the coordinator's part: what the shards worked is theirs)
+            self.stats["calibration_seconds"] += time.perf_counter() - calibrating - self._shard_estimating
+            self._shard_estimating = 0.0
         self._commit([(-1, part)], epoch)
         st = part.state
         self.shared.model = st.model

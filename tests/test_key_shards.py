@@ -74,9 +74,19 @@ def test_pending_reviews_scored_again_at_a_re_estimation_on_shards():
     config = ResolverConfig()
     expected = in_order_raw(records, config)
     assert any(d.get("rule") == "model_rescored" for entry in expected for d in entry)
-    shards = LocalKeyShards(config, 3, 100, transport=True)
+    handed: list[tuple[str, int]] = []
+
+    class Watched(LocalKeyShards):  # (what re-estimating hands the shards)
+        def _on_shards(self, function, records, chunks):
+            handed.append((function.__name__, len(chunks)))
+            return super()._on_shards(function, records, chunks)
+
+    shards = Watched(config, 3, 100, transport=True)
     assert shards.decide(records) == expected
     assert shards.stats["calibrations"] == 2
+    # the pairs' comparisons, their counts and the records' blocking keys were worked by the shards, twice
+    assert sorted({name for name, _ in handed}) == ["counted_chunk", "keys_chunk", "vectors_chunk"]
+    assert sum(1 for name, _ in handed if name == "vectors_chunk") == 2
 
 
 def test_a_window_whose_slice_asked_about_a_name_held_elsewhere_is_decided_in_order_on_the_whole_state():

@@ -22,28 +22,63 @@ def _normalized_counts(counts: Mapping[str, float], levels: tuple[str, ...], pse
     return {lv: (counts.get(lv, 0.0) + pseudo) / total for lv in levels}
 
 
-_COUNTED_AT_ONCE = 65_536  # pairs compared before their vectors are counted (what is held meanwhile)
+Mapper = Callable[[Callable[[list[AttributeRecord], Any], Any], list[AttributeRecord], list[Any]], list[Any]]
 
 
-def count_vectors(records: Sequence[AttributeRecord], codes: array,
-                  part: Optional[Callable[[tuple[str, ...]], Hashable]] = None) -> Counter:
+def in_order(function: Callable[[list[AttributeRecord], Any], Any], records: list[AttributeRecord],
+             chunks: list[Any]) -> list[Any]:
+    """``[function(records, chunk) for chunk in chunks]``: how training's parts that split into chunks
+    (comparing pairs, counting their vectors, the records' blocking keys) are run in one process. A mapper
+    that runs the chunks elsewhere (processes, a model's shards) returns the same list, so the model
+    estimated is the same."""
+    return [function(records, chunk) for chunk in chunks]
+
+
+PAIRS_AT_ONCE = 16_384  # pairs in one chunk (what is held while they are compared, and what a mapper hands out)
+
+
+def chunks_of(codes: Sequence[int], size: Optional[int] = None) -> list[array]:
+    """``codes`` in chunks of ``size`` (``PAIRS_AT_ONCE``), as ``array('q')`` (8 bytes a code)."""
+    size = size or PAIRS_AT_ONCE
+    whole = codes if isinstance(codes, array) else array("q", codes)
+    return [whole[start:start + size] for start in range(0, len(whole), size)]
+
+
+def counted_chunk(records: list[AttributeRecord],
+                  chunk: tuple[array, Optional[Callable[[tuple[str, ...]], Hashable]]]) -> Counter:
+    """The vectors (or ``part`` of each) of the pairs ``codes`` of ``chunk = (codes, part)``, counted in order."""
+    codes, part = chunk
+    listed = codes.tolist()
+    compared: dict[int, tuple[str, ...]] = {}
+    compare_codes(records, listed, len(records), compared)
+    vectors = map(compared.__getitem__, listed)
+    return Counter(vectors if part is None else map(part, vectors))
+
+
+def vectors_chunk(records: list[AttributeRecord], codes: array) -> list[tuple[str, ...]]:
+    """The comparison vectors of the pairs ``codes``, in their order."""
+    listed = codes.tolist()
+    compared: dict[int, tuple[str, ...]] = {}
+    compare_codes(records, listed, len(records), compared)
+    return [compared[code] for code in listed]
+
+
+def count_vectors(records: Sequence[AttributeRecord], codes: Sequence[int],
+                  part: Optional[Callable[[tuple[str, ...]], Hashable]] = None,
+                  mapper: Mapper = in_order) -> Counter:
     """How many times each comparison vector (or ``part`` of it) comes among the pairs ``codes`` (``i * n + j``,
-    ``n = len(records)``), counted in the pairs' order: ``Counter(compare(records[i], records[j]) ...)``."""
+    ``n = len(records)``), counted in the pairs' order: ``Counter(compare(records[i], records[j]) ...)``. (The
+    chunks' counts are added in their order: each vector first seen where it is first seen among all the pairs.)"""
     listed = records if type(records) is list else list(records)  # (compare_codes reads a list)
-    n = len(listed)
     counted: Counter = Counter()
-    for start in range(0, len(codes), _COUNTED_AT_ONCE):
-        chunk = codes[start:start + _COUNTED_AT_ONCE].tolist()
-        compared: dict[int, tuple[str, ...]] = {}
-        compare_codes(listed, chunk, n, compared)
-        vectors = map(compared.__getitem__, chunk)
-        counted.update(vectors if part is None else map(part, vectors))
+    for got in mapper(counted_chunk, listed, [(chunk, part) for chunk in chunks_of(codes)]):
+        counted.update(got)
     return counted
 
 
 def estimate_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: int,
                model: Optional[MatchModel] = None, pseudo_count: float = 0.5,
-               version: Optional[str] = None) -> MatchModel:
+               version: Optional[str] = None, mapper: Mapper = in_order) -> MatchModel:
     """u from ``pairs_sample`` random pairs of distinct records drawn with ``random.Random(seed)``:
     random pairs are almost all of different people. Returns ``model`` (default: ``default_model()``)
     with u replaced; a field never known on both sides of a pair keeps its old u. Each level gets
@@ -58,7 +93,7 @@ def estimate_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: int,
     dependent = tuple(f in DEPENDENT_FIELDS for f in FIELDS)
     codes = random_pair_codes(random.Random(seed), n, pairs_sample)
     # (few distinct vectors: counted first, then each vector's count added; whole numbers, so the same sums)
-    for levels, times in count_vectors(records, codes).items():
+    for levels, times in count_vectors(records, codes, mapper=mapper).items():
         apart = levels[_POSTCODE_INDEX] not in POSTCODE_AGREES
         for k, level in enumerate(levels):
             if level != NULL and (apart or not dependent[k]):

@@ -14,8 +14,10 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from resolver.matching.blocking import BLOCKING_RULES, blocking_keys, candidate_codes_by_rule, union_codes
 from resolver.matching.canonical import AttributeRecord
-from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL, compare_codes
-from resolver.matching.estimation import _normalized_counts, count_vectors, estimate_m_em_levels, estimate_u
+from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL
+from resolver.matching.estimation import (
+    Mapper, _normalized_counts, chunks_of, count_vectors, estimate_m_em_levels, estimate_u, in_order, vectors_chunk,
+)
 from resolver.matching.model import DEPENDENT_FIELDS, MatchModel, default_model
 from resolver.matching.sampling import group_pair_codes
 
@@ -35,11 +37,19 @@ def distinct_records(attribute_sets: Iterable[Mapping[str, Any]],
     return list(seen)
 
 
+RECORDS_AT_ONCE = 4_096  # records whose blocking keys are one chunk
+
+
+def keys_chunk(records: list[AttributeRecord], span: tuple[int, int]) -> list[list[str]]:
+    """The blocking keys of ``records[start:stop]``."""
+    return [blocking_keys(rec) for rec in records[span[0]:span[1]]]
+
+
 _ADDRESS_AND_CITY = itemgetter(FIELDS.index("address"), FIELDS.index("city"))
 
 
 def _conditional_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: int,
-                   model: MatchModel) -> MatchModel:
+                   model: MatchModel, mapper: Mapper = in_order) -> MatchModel:
     """u of ``address`` and ``city`` among random pairs of records in the same postcode: the fields
     depend on the postcode, and unconditional u values would count one agreement two or three times."""
     groups: dict[str, list[int]] = {}
@@ -53,7 +63,7 @@ def _conditional_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: 
     codes = group_pair_codes(random.Random(seed + 1), usable, len(records), pairs_sample)
     counts = {"address": {}, "city": {}}  # type: dict[str, dict[str, float]]
     # (counted first, then each pair of levels' count added: whole numbers, so the same sums)
-    for (address, city), times in count_vectors(records, codes, _ADDRESS_AND_CITY).items():
+    for (address, city), times in count_vectors(records, codes, _ADDRESS_AND_CITY, mapper).items():
         for f, level in (("address", address), ("city", city)):
             if level != NULL:
                 counts[f][level] = counts[f].get(level, 0.0) + times
@@ -67,7 +77,8 @@ def _conditional_u(records: Sequence[AttributeRecord], pairs_sample: int, seed: 
 def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample: int = 1_000_000,
                 max_block_size: int = 64, em_iterations: int = 25, start: Optional[MatchModel] = None,
                 version: Optional[str] = None, link_probability: float = 0.95,
-                review_probability: float = 0.5, max_pairs: Optional[int] = None) -> tuple[MatchModel, dict[str, Any]]:
+                review_probability: float = 0.5, max_pairs: Optional[int] = None,
+                mapper: Mapper = in_order) -> tuple[MatchModel, dict[str, Any]]:
     """A model estimated from distinct attribute records, the way Splink trains one.
 
     1. u from seeded random pairs (address and city among pairs in one postcode: they depend on it).
@@ -80,34 +91,46 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
 
     ``max_pairs``: the candidate pairs read per rule (and for the match share) at most, a seeded sample
     of them when there are more (a town everyone shares makes many).
+
+    ``mapper``: how the parts that split into chunks are run (``estimation.in_order``, or one that runs them
+    in other processes: ``streams.training_jobs``); the model is the same whichever runs them.
     """
     base = start if start is not None else default_model()
-    model = estimate_u(records, pairs_sample, seed, base)
-    model = _conditional_u(records, pairs_sample, seed, model)
+    listed = records if type(records) is list else list(records)  # (compare_codes reads a list)
+    model = estimate_u(listed, pairs_sample, seed, base, mapper=mapper)
+    model = _conditional_u(listed, pairs_sample, seed, model, mapper)
     sums: dict[str, dict[str, float]] = {f: {} for f in FIELDS}
     estimated: dict[str, int] = {f: 0 for f in FIELDS}
     per_rule: dict[str, int] = {}
-    keys = [blocking_keys(r) for r in records]
+    n = len(listed)
+    keys = [k for part in mapper(keys_chunk, listed, [(start, min(start + RECORDS_AT_ONCE, n))
+                                                      for start in range(0, n, RECORDS_AT_ONCE)]) for k in part]
     # (a pair (i, j) as the number i * n + j: see ``candidate_codes_by_rule``)
-    compared: dict[int, tuple[str, ...]] = {}  # each pair compared once, whatever rules find it
-    n = len(records)
-
-    listed = records if type(records) is list else list(records)  # (compare_codes reads a list)
-
-    def vectors(pairs: list[int]) -> Iterable[tuple[str, ...]]:
-        compare_codes(listed, pairs, n, compared)
-        return map(compared.__getitem__, pairs)
-
     rng = random.Random(seed + 2)
 
     def at_most(pairs: list[int]) -> list[int]:
         return sorted(rng.sample(pairs, max_pairs)) if max_pairs is not None and len(pairs) > max_pairs else pairs
 
-    by_rule = candidate_codes_by_rule(records, max_block_size, keys)
+    by_rule = candidate_codes_by_rule(listed, max_block_size, keys)
+    read_by_rule: dict[str, list[int]] = {}
+    for rule in BLOCKING_RULES:
+        per_rule[rule] = len(by_rule[rule])
+        read_by_rule[rule] = at_most(by_rule[rule])
+    all_pairs = union_codes(list(by_rule.values()), n)
+    read = at_most(all_pairs)
+    # every pair read compared once (whatever rules find it), in chunks a mapper may hand out
+    needed = union_codes([read, *(pairs for pairs in read_by_rule.values() if len(pairs) >= 10)], n)
+    compared: dict[int, tuple[str, ...]] = {}
+    chunks = chunks_of(needed)
+    for chunk, got in zip(chunks, mapper(vectors_chunk, listed, chunks)):
+        compared.update(zip(chunk.tolist(), got))
+    del needed, chunks
+
+    def vectors(pairs: list[int]) -> Iterable[tuple[str, ...]]:
+        return map(compared.__getitem__, pairs)
+
     for rule, blocked in BLOCKING_RULES.items():
-        pairs = by_rule[rule]
-        per_rule[rule] = len(pairs)
-        pairs = at_most(pairs)
+        pairs = read_by_rule[rule]
         if len(pairs) < 10:
             continue
         fitted = estimate_m_em_levels(vectors(pairs), model, iterations=em_iterations, prior=base.prior,
@@ -121,8 +144,6 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
          for f in FIELDS}
     model = model.with_params(m=m)
     # the match share among all candidate pairs, m and u fixed
-    all_pairs = union_codes(list(by_rule.values()), n)
-    read = at_most(all_pairs)
     groups = Counter(vectors(read))
     weights = [(model.weight_of(vec)[0], count) for vec, count in groups.items()]
     lam = base.prior
