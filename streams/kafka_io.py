@@ -59,6 +59,7 @@ import os
 import re
 import socket
 import struct
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -628,10 +629,19 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
         raise
     sent: dict[str, list[int]] = {}  # topic -> [messages, bytes] handed to the producer
     partitions: dict[str, int] = {}  # topic -> partition count, as the producer sees it
-    failures: list[tuple[int, str, int, str]] = []  # (line, topic, bytes, reason); appended by the sender thread
+    # records the broker refused (told by the sender thread too): topic -> [messages, bytes], and the first of
+    # them by line (line, topic, reason); counted, not kept (a long outage refuses every record)
+    refused: dict[str, list[int]] = {}
+    first_refused: list[tuple[int, str, str]] = []
+    refusing = threading.Lock()
 
     def failed(lineno: int, name: str, size: int, exc: BaseException) -> None:
-        failures.append((lineno, name, size, f"{type(exc).__name__}: {exc}"))
+        with refusing:
+            counts = refused.setdefault(name, [0, 0])
+            counts[0] += 1
+            counts[1] += size
+            if not first_refused or lineno < first_refused[0][0]:
+                first_refused[:] = [(lineno, name, f"{type(exc).__name__}: {exc}")]
 
     def publish(chunk: list[tuple[int, bytes, str, Optional[bytes]]], new: set[str]) -> None:
         if new:
@@ -699,18 +709,18 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
     report.lines = count - report.blank_lines  # (non-blank lines)
     if time_order:
         report.blank_lines = meter.read.blank
-    for lineno, name, size, _ in failures:
-        sent[name][0] -= 1
+    for name, (messages, size) in refused.items():
+        sent[name][0] -= messages
         sent[name][1] -= size
     for name, (messages, size) in sent.items():
         report.topics[name]["messages"] = messages
         report.topics[name]["bytes"] = size
         report.messages += messages
         report.bytes += size
-    report.failed = len(failures)
-    if failures:
-        first = min(failures)
-        report.first_failure = f"line {first[0]} (to {first[1]}): {first[3]}"
+    report.failed = sum(messages for messages, _ in refused.values())
+    if first_refused:
+        lineno, name, reason = first_refused[0]
+        report.first_failure = f"line {lineno} (to {name}): {reason}"
     return report
 
 

@@ -27,6 +27,7 @@ import hashlib
 import os
 import threading
 import time
+from array import array
 from typing import Any, Iterable, Optional
 
 import orjson
@@ -83,8 +84,10 @@ class KafkaKeys:
         self._next = 1
         self._adding: list[tuple[int, bytes, bytes, int]] = []
         self._unreadable = 0  # messages of a form this version does not know (a newer resolve worker's)
-        self._runs: list[int] = []  # the first numbers of the runs sent as one message, in order
-        self._run_last: dict[int, int] = {}  # first number -> last, of each run
+        # (writer) the runs of keys sent as one message: their first and last numbers, in order of the first (16
+        # bytes a run; readers keep none: only shredding, the writer's, finds a key's run)
+        self._run_firsts = array("q")
+        self._run_lasts = array("q")
         self._consumer: Any = None
         self._tp: Any = None
         self._pos = 0
@@ -139,9 +142,8 @@ class KafkaKeys:
                         self._gone(n)
                     else:
                         self._hold(n, entry[1], entry[2], entry[3])
-                if first not in self._run_last:
-                    bisect.insort(self._runs, first)
-                self._run_last[first] = last
+                if self.writer:
+                    self._note_run(first, last)
                 self._next = max(self._next, last + 1)
             return
         try:
@@ -174,11 +176,20 @@ class KafkaKeys:
             self._subjects[h] = n
             self._hashes[n] = h
 
+    def _note_run(self, first: int, last: int) -> None:
+        firsts, lasts = self._run_firsts, self._run_lasts
+        i = bisect.bisect_left(firsts, first)
+        if i < len(firsts) and firsts[i] == first:
+            lasts[i] = last
+        else:
+            firsts.insert(i, first)
+            lasts.insert(i, last)
+
     def _run_of(self, n: int) -> Optional[int]:
-        """The first number of the run message that holds key ``n``; None for a key sent alone."""
-        i = bisect.bisect_right(self._runs, n) - 1
-        if i >= 0 and n <= self._run_last[self._runs[i]]:
-            return self._runs[i]
+        """(writer) The first number of the run message that holds key ``n``; None for a key sent alone."""
+        i = bisect.bisect_right(self._run_firsts, n) - 1
+        if i >= 0 and n <= self._run_lasts[i]:
+            return self._run_firsts[i]
         return None
 
     def _room(self, n: int) -> None:
@@ -255,8 +266,7 @@ class KafkaKeys:
                 first, last = run[0][0], run[-1][0]
                 futures.append(self._send(RUN + b"%012x" % first, orjson.dumps({"r": [first, last], "b": [
                     [n, base64.b64encode(h).decode(), base64.b64encode(key).decode(), kind] for n, h, key, kind in run]})))
-                bisect.insort(self._runs, first)
-                self._run_last[first] = last
+                self._note_run(first, last)
                 start = i
             self._producer.flush(timeout=max(self.settings.timeout, 5) * 4)
             for f in futures:

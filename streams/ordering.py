@@ -203,6 +203,9 @@ class DecidedShare:
             self.read._tell(min(int(self.start + self.counted), total))
 
 
+ARRIVALS_SLACK = 4_096  # arrivals noted beyond twice the items held before those of released items are dropped
+
+
 class ReorderBuffer:
     """Holds records from several sources (raw topic partitions) and releases them in ``order_key`` order,
     by watermark: a record is released once every source heard from in the last ``wait`` seconds has sent
@@ -328,7 +331,9 @@ class ReorderBuffer:
     def release(self, now: float, wall: Optional[int] = None) -> list[Any]:
         """The items that may be decided now, in key order."""
         heap = self._heap
-        if not heap:
+        if not heap:  # (every arrival noted is of an item released)
+            self._arrivals.clear()
+            self._gone.clear()
             return []
         # everything up to the latest key among those held ``wait`` seconds
         upto = -1
@@ -350,6 +355,11 @@ class ReorderBuffer:
             if seq not in timed:
                 gone.add(seq)
             out.append(item)
+        if len(arrivals) > 2 * len(heap) + ARRIVALS_SLACK:
+            # (while nothing is released for waiting, a backlog's arrivals are not taken off in order: those of
+            # the items released go now, so that what is noted stays in proportion to what is held)
+            self._arrivals = deque(a for a in arrivals if a[2] not in gone)
+            gone.clear()
         return out
 
     def drain(self) -> list[Any]:

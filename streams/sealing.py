@@ -112,29 +112,20 @@ class Sealer:
         self.keys = keys
         self._tokens: dict[str, str] = {}  # node key -> token
         self._nodes: dict[str, str] = {}  # token -> node key
-        self._seal: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "interaction_recorded": self._seal_interaction, "profiles_merged": self._seal_merged,
-            "identifier_flagged": self._seal_flagged, "profile_split": self._seal_split,
-            "event_rejected": self._seal_rejected, "customer_erased": self._seal_erased,
-            **{t: self._sealer_of(*fields) for t, fields in NODE_FIELDS.items()},
-        }
-        self._unseal: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-            "interaction_recorded": self._unseal_interaction, "profiles_merged": self._unseal_merged,
-            "identifier_flagged": self._unseal_flagged, "profile_split": self._unseal_split,
-            "event_rejected": self._unseal_rejected, "customer_erased": self._unseal_erased,
-            **{t: self._unsealer_of(*fields) for t, fields in NODE_FIELDS.items()},
-        }
+        # (what seals and unseals each decision type is the module's, ``_SEAL`` and ``_UNSEAL``: tables of this
+        # sealer's own bound methods made it a reference cycle, freed only by the cyclic collector, which a server
+        # keeps off what it has loaded (``gc.freeze``): each log a reload replaced stayed in memory)
 
     # ------------------------------------------------------------------------------------ entries
     def seal_entry(self, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The decisions as written: copies, with identifiers and contents sealed."""
-        table = self._seal
-        return [table[d["type"]](d) if d["type"] in table else d for d in decisions]
+        table = _SEAL
+        return [table[d["type"]](self, d) if d["type"] in table else d for d in decisions]
 
     def unseal_entry(self, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Decisions as read back (changed in place and returned)."""
-        table = self._unseal
-        return [table[d["type"]](d) if d["type"] in table else d for d in decisions]
+        table = _UNSEAL
+        return [table[d["type"]](self, d) if d["type"] in table else d for d in decisions]
 
     def prefetch(self, written: bytes) -> None:
         """Fetches at once the keys of every sealed value in ``written`` (log lines, a topic message), where the
@@ -225,32 +216,6 @@ class Sealer:
             raise SealError(f"a sealed content in the decision log does not match its key ({kid})") from None
 
     # ------------------------------------------------------------------------------------ by decision type
-    def _sealer_of(self, one: tuple[str, ...], many: tuple[str, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-        """Seals the identifier fields ``one`` and the lists of identifiers ``many`` of a decision."""
-        node, nodes_of = self.node, self._nodes_of
-
-        def seal(d: dict[str, Any]) -> dict[str, Any]:
-            out = dict(d)
-            for f in one:
-                out[f] = node(d[f])
-            for f in many:
-                out[f] = nodes_of(d[f])
-            return out
-
-        return seal
-
-    def _unsealer_of(self, one: tuple[str, ...], many: tuple[str, ...]) -> Callable[[dict[str, Any]], dict[str, Any]]:
-        read, read_nodes = self.read_node, self._read_nodes
-
-        def unseal(d: dict[str, Any]) -> dict[str, Any]:
-            for f in one:
-                d[f] = read(d[f])
-            for f in many:
-                d[f] = read_nodes(d[f])
-            return d
-
-        return unseal
-
     def _seal_interaction(self, d: dict[str, Any]) -> dict[str, Any]:
         out = {**d, "nodes": self._nodes_of(d["nodes"])}
         if "refused" in d:
@@ -404,3 +369,47 @@ def _node_list(key: str, value: Any) -> bool:
 
 class SealError(IdresError):
     pass
+
+
+def _sealer_of(one: tuple[str, ...], many: tuple[str, ...]) -> Callable[[Sealer, dict[str, Any]], dict[str, Any]]:
+    """Seals the identifier fields ``one`` and the lists of identifiers ``many`` of a decision."""
+
+    def seal(sealer: Sealer, d: dict[str, Any]) -> dict[str, Any]:
+        node, nodes_of = sealer.node, sealer._nodes_of
+        out = dict(d)
+        for f in one:
+            out[f] = node(d[f])
+        for f in many:
+            out[f] = nodes_of(d[f])
+        return out
+
+    return seal
+
+
+def _unsealer_of(one: tuple[str, ...], many: tuple[str, ...]) -> Callable[[Sealer, dict[str, Any]], dict[str, Any]]:
+    """Reads back what ``_sealer_of`` sealed."""
+
+    def unseal(sealer: Sealer, d: dict[str, Any]) -> dict[str, Any]:
+        read, read_nodes = sealer.read_node, sealer._read_nodes
+        for f in one:
+            d[f] = read(d[f])
+        for f in many:
+            d[f] = read_nodes(d[f])
+        return d
+
+    return unseal
+
+
+# what seals and unseals each decision type (see ``Sealer.__init__``)
+_SEAL: dict[str, Callable[[Sealer, dict[str, Any]], dict[str, Any]]] = {
+    "interaction_recorded": Sealer._seal_interaction, "profiles_merged": Sealer._seal_merged,
+    "identifier_flagged": Sealer._seal_flagged, "profile_split": Sealer._seal_split,
+    "event_rejected": Sealer._seal_rejected, "customer_erased": Sealer._seal_erased,
+    **{t: _sealer_of(*fields) for t, fields in NODE_FIELDS.items()},
+}
+_UNSEAL: dict[str, Callable[[Sealer, dict[str, Any]], dict[str, Any]]] = {
+    "interaction_recorded": Sealer._unseal_interaction, "profiles_merged": Sealer._unseal_merged,
+    "identifier_flagged": Sealer._unseal_flagged, "profile_split": Sealer._unseal_split,
+    "event_rejected": Sealer._unseal_rejected, "customer_erased": Sealer._unseal_erased,
+    **{t: _unsealer_of(*fields) for t, fields in NODE_FIELDS.items()},
+}

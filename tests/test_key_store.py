@@ -52,3 +52,61 @@ def test_a_key_not_yet_written_is_read_by_its_id_and_then_from_the_file(tmp_path
     assert SqliteKeyStore(tmp_path, writer=False).key(kid) == key
     assert store.shred(["content:a"]) == 1
     assert store.key(kid) is None
+
+
+def test_a_sealer_and_its_key_store_are_freed_without_the_cyclic_collector(tmp_path):
+    # (a server keeps the collector off what it has loaded, gc.freeze: a log its follower replaces must be freed
+    # by its references going, or every reload would leave the last one's keys and tokens in memory)
+    import gc
+    import weakref
+
+    from streams.sealing import Sealer
+
+    sealer = Sealer(SqliteKeyStore(tmp_path))
+    sealed = sealer.seal_entry([{"type": "identifiers_linked", "nodes": ["email:a@b.example", "phone:+15550100"]}])
+    assert sealer.unseal_entry(sealed) == [{"type": "identifiers_linked",
+                                            "nodes": ["email:a@b.example", "phone:+15550100"]}]
+    gone, keys = weakref.ref(sealer), weakref.ref(sealer.keys)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        del sealer
+        assert gone() is None and keys() is None
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _run_message(first: int, last: int) -> bytes:
+    import base64
+    import os
+
+    import orjson
+
+    return orjson.dumps({"r": [first, last], "b": [[n, base64.b64encode(os.urandom(16)).decode(),
+                                                    base64.b64encode(os.urandom(32)).decode(), n % 2]
+                                                   for n in range(first, last + 1)]})
+
+
+def test_a_keys_topic_reader_keeps_its_keys_and_no_index_of_runs():
+    # (readers of the keys topic: the project role, serve --bootstrap; only the writer's shredding finds a key's
+    # run, and a reader that becomes the writer reads the topic again from its start)
+    import types
+
+    from streams.kafka_keys import RUN, KafkaKeys
+
+    settings = types.SimpleNamespace(topics=types.SimpleNamespace(keys="idres.keys"), timeout=5)
+    reader, writer = KafkaKeys(settings), KafkaKeys(settings)
+    writer.writer = True
+    n = 1
+    for size in [2] * 3000 + [5, 1]:
+        for store in (reader, writer):
+            store._take(RUN + b"%012x" % n, _run_message(n, n + size - 1), 0)
+        n += size
+    assert all(reader.held(f"{k:012x}") and writer.held(f"{k:012x}") for k in (1, 2, 5999, 6000, n - 1))
+    assert len(reader._run_firsts) == 0
+    assert len(writer._run_firsts) == 3002
+    assert [writer._run_of(k) for k in (1, 2, 3, 6000, 6001, 6005, 6006, n)] == [1, 1, 3, 5999, 6001, 6001, 6006, None]
+    # a run sent again (a shred takes keys out of it) keeps its place
+    writer._take(RUN + b"%012x" % 6001, _run_message(6001, 6005), 0)
+    assert len(writer._run_firsts) == 3002 and writer._run_of(6003) == 6001

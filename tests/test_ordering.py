@@ -345,3 +345,57 @@ def test_events_older_than_those_already_decided_are_counted_and_said(tmp_path):
     together = run_cli("ingest", "newer.jsonl", "older.jsonl", "--data-dir", "t", cwd=tmp_path).stdout
     reports = [json.loads(chunk) for chunk in together.replace("}\n{", "}\n\x00{").split("\x00")]
     assert [r["ingested"]["late"] for r in reports] == [0, 0]
+
+
+_operations = st.lists(st.tuples(st.sampled_from(["add", "add", "add", "release", "behind", "caught_up"]),
+                                 st.sampled_from(["a", "b", "c"]), st.integers(0, 3_000), st.integers(1, 400)),
+                       min_size=1, max_size=300)
+
+
+@given(_operations, st.sampled_from([0.5, 2.0]), st.integers(1, 40))
+@settings(max_examples=150, deadline=None)
+def test_what_is_released_does_not_depend_on_when_released_arrivals_are_dropped(ops, wait, max_items):
+    # (a backlog's arrivals are dropped once they outnumber twice what is held: the same releases as keeping all)
+    import streams.ordering as ordering
+
+    runs = []
+    for slack in (0, 10 ** 9):
+        saved, ordering.ARRIVALS_SLACK = ordering.ARRIVALS_SLACK, slack
+        try:
+            buffer = ReorderBuffer(wait=wait, max_items=max_items, grace=0.25, backlog_wait=3.0)
+            buffer.expect(["a", "b", "c"], now=0.0)
+            now, released, noted = 0.0, [], 0
+            for k, (op, source, event_ms, step_ms) in enumerate(ops):
+                now += step_ms / 1000
+                if op == "add":  # ("b" and "c" send older events than "a": what "a" sends waits for its time)
+                    at = event_ms / {"a": 1000, "b": 10_000, "c": 100_000}[source]
+                    buffer.add(_at(f"{source}{k}", at), source, f"{source}{k}", now)
+                elif op == "release":
+                    released.append(buffer.release(now, wall=_wall(now)))
+                else:
+                    getattr(buffer, op)([source])
+                noted = max(noted, len(buffer._arrivals))
+                if slack == 0:
+                    assert len(buffer._arrivals) <= 2 * len(buffer) + 1 or op == "add"
+            released.append(buffer.drain())
+        finally:
+            ordering.ARRIVALS_SLACK = saved
+        runs.append(released)
+    assert runs[0] == runs[1]
+
+
+def test_a_backlog_read_for_long_keeps_its_arrivals_in_proportion_to_what_is_held():
+    buffer = ReorderBuffer(wait=2.0, max_items=1000, grace=0.25)
+    buffer.expect(["web"], now=0.0)
+    now, most = 0.0, 0
+    for n in range(1, 60_001):
+        now += 0.0001
+        buffer.add(_at(f"e{n}", n / 2000), "web", n, now)
+        if n % 500 == 0:
+            buffer.behind(["web"])  # (records left to read: nothing is released for its waiting time)
+            buffer.release(now)
+            most = max(most, len(buffer._arrivals), len(buffer._gone))
+    assert most <= 2 * 1000 + 4_096 + 500
+    buffer.caught_up(["web"])
+    buffer.release(now + 10)
+    assert len(buffer) == len(buffer._arrivals) == len(buffer._gone) == 0
