@@ -15,6 +15,7 @@
 #include <structmember.h>
 #include <string.h>
 #include <stdint.h>
+#include <limits.h>
 
 #define MAX_LEN 256   /* longer texts are compared by the Python definition */
 #define MAX_TOKENS 64
@@ -1083,77 +1084,81 @@ static PyObject *int64s(Py_ssize_t count, char **data)
 
 static inline void put64(char *data, Py_ssize_t k, long long v) { memcpy(data + 8 * k, &v, 8); }
 
-/* draws(getrandbits, n, count): count draws of randrange(n), as bytes of 64-bit integers */
-static PyObject *draws(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+/* n (from low to high) and count from args[at] and args[at + 1]; -1 with an error set if either is wrong */
+static int sizes_of(PyObject *const *args, Py_ssize_t at, long long low, long long high, const char *range,
+                    long long *n, Py_ssize_t *count)
+{
+    *n = PyLong_AsLongLong(args[at]);
+    *count = PyLong_AsSsize_t(args[at + 1]);
+    if ((*n == -1 || *count == -1) && PyErr_Occurred())
+        return -1;
+    if (*n < low || *n > high) {
+        PyErr_SetString(PyExc_ValueError, range);
+        return -1;
+    }
+    return 0;
+}
+
+/* the bytes of count 64-bit integers to fill, and the words of getrandbits; NULL (an error set) if either fails */
+static PyObject *draws_of(PyObject *getrandbits, Py_ssize_t count, char **data, Words **w)
+{
+    PyObject *out = int64s(count, data);
+    *w = out != NULL ? words_of(getrandbits) : NULL;
+    if (*w == NULL)
+        Py_CLEAR(out);
+    return out;
+}
+
+/* two different numbers below size (at least 2): i = randrange(size), then j = randrange(size - 1), j + 1 if
+ * j >= i */
+static int two_below(Words *w, unsigned long long size, unsigned long long *i, unsigned long long *j)
+{
+    if (below(w, size, i) < 0 || below(w, size - 1, j) < 0)
+        return -1;
+    if (*j >= *i)
+        (*j)++;
+    return 0;
+}
+
+/* draws(getrandbits, n, count): count draws of randrange(n), as bytes of 64-bit integers; and random_pairs(
+ * getrandbits, n, count): count pairs of two different records of n, as the codes i * n + j, drawn by two_below
+ * (``sampling.random_pair_codes_python``) */
+static PyObject *draws_or_pairs(PyObject *const *args, Py_ssize_t nargs, int pairs)
 {
     if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "draws(getrandbits, n, count)");
+        PyErr_SetString(PyExc_TypeError, pairs ? "random_pairs(getrandbits, n, count)" : "draws(getrandbits, n, count)");
         return NULL;
     }
-    long long n = PyLong_AsLongLong(args[1]);
-    Py_ssize_t count = PyLong_AsSsize_t(args[2]);
-    if ((n == -1 || count == -1) && PyErr_Occurred())
+    long long n;
+    Py_ssize_t count;
+    if (sizes_of(args, 1, pairs ? 2 : 1, pairs ? 3000000000LL : LLONG_MAX,
+                 pairs ? "n is from 2 to 3 billion" : "n is at least 1 (and below 2**63)", &n, &count) < 0)
         return NULL;
-    if (n < 1) {
-        PyErr_SetString(PyExc_ValueError, "n is at least 1 (and below 2**63)");
-        return NULL;
-    }
     char *data;
-    PyObject *out = int64s(count, &data);
-    Words *w = out != NULL ? words_of(args[0]) : NULL;
-    if (w == NULL) {
-        Py_XDECREF(out);
+    Words *w;
+    PyObject *out = draws_of(args[0], count, &data, &w);
+    if (out == NULL)
         return NULL;
-    }
     for (Py_ssize_t k = 0; k < count; k++) {
-        unsigned long long r;
-        if (below(w, (unsigned long long)n, &r) < 0) {
-            PyMem_Free(w);
-            Py_DECREF(out);
-            return NULL;
+        unsigned long long i, j = 0;
+        if ((pairs ? two_below(w, (unsigned long long)n, &i, &j) : below(w, (unsigned long long)n, &i)) < 0) {
+            Py_CLEAR(out);
+            break;
         }
-        put64(data, k, (long long)r);
+        put64(data, k, (long long)(pairs ? i * (unsigned long long)n + j : i));
     }
     PyMem_Free(w);
     return out;
 }
 
-/* random_pairs(getrandbits, n, count): count pairs of two different records of n, as the codes i * n + j, drawn
- * i = randrange(n), then j = randrange(n - 1), j + 1 if j >= i (``sampling.random_pair_codes_python``) */
+static PyObject *draws(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return draws_or_pairs(args, nargs, 0);
+}
+
 static PyObject *random_pairs(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "random_pairs(getrandbits, n, count)");
-        return NULL;
-    }
-    long long n = PyLong_AsLongLong(args[1]);
-    Py_ssize_t count = PyLong_AsSsize_t(args[2]);
-    if ((n == -1 || count == -1) && PyErr_Occurred())
-        return NULL;
-    if (n < 2 || n > 3000000000LL) {
-        PyErr_SetString(PyExc_ValueError, "n is from 2 to 3 billion");
-        return NULL;
-    }
-    char *data;
-    PyObject *out = int64s(count, &data);
-    Words *w = out != NULL ? words_of(args[0]) : NULL;
-    if (w == NULL) {
-        Py_XDECREF(out);
-        return NULL;
-    }
-    for (Py_ssize_t k = 0; k < count; k++) {
-        unsigned long long i, j;
-        if (below(w, (unsigned long long)n, &i) < 0 || below(w, (unsigned long long)n - 1, &j) < 0) {
-            PyMem_Free(w);
-            Py_DECREF(out);
-            return NULL;
-        }
-        if (j >= i)
-            j++;
-        put64(data, k, (long long)(i * (unsigned long long)n + j));
-    }
-    PyMem_Free(w);
-    return out;
+    return draws_or_pairs(args, nargs, 1);
 }
 
 /* group_pairs(getrandbits, members, ends, n, count): count pairs of two different records of one group, as the
@@ -1167,14 +1172,10 @@ static PyObject *group_pairs(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "group_pairs(getrandbits, members, ends, n, count)");
         return NULL;
     }
-    long long n = PyLong_AsLongLong(args[3]);
-    Py_ssize_t count = PyLong_AsSsize_t(args[4]);
-    if ((n == -1 || count == -1) && PyErr_Occurred())
+    long long n;
+    Py_ssize_t count;
+    if (sizes_of(args, 3, 2, 3000000000LL, "n is from 2 to 3 billion", &n, &count) < 0)
         return NULL;
-    if (n < 2 || n > 3000000000LL) {
-        PyErr_SetString(PyExc_ValueError, "n is from 2 to 3 billion");
-        return NULL;
-    }
     Py_buffer mv, ev;
     if (PyObject_GetBuffer(args[1], &mv, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
         return NULL;
@@ -1221,12 +1222,9 @@ static PyObject *group_pairs(PyObject *self, PyObject *const *args, Py_ssize_t n
             goto done;
         }
     char *data;
-    out = int64s(count, &data);
-    w = out != NULL ? words_of(args[0]) : NULL;
-    if (w == NULL) {
-        Py_CLEAR(out);
+    out = draws_of(args[0], count, &data, &w);
+    if (out == NULL)
         goto done;
-    }
     for (Py_ssize_t k = 0; k < count; k++) {
         unsigned long long r, i, j;
         if (below(w, total, &r) < 0) {
@@ -1243,12 +1241,10 @@ static PyObject *group_pairs(PyObject *self, PyObject *const *args, Py_ssize_t n
         }
         long long start = lo ? ends[lo - 1] : 0;
         unsigned long long size = (unsigned long long)(ends[lo] - start);
-        if (below(w, size, &i) < 0 || below(w, size - 1, &j) < 0) {
+        if (two_below(w, size, &i, &j) < 0) {
             Py_CLEAR(out);
             goto done;
         }
-        if (j >= i)
-            j++;
         put64(data, k, members[start + (long long)i] * n + members[start + (long long)j]);
     }
 done:
