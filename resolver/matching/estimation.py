@@ -55,12 +55,15 @@ def counted_chunk(records: list[AttributeRecord],
     return Counter(vectors if part is None else map(part, vectors))
 
 
-def vectors_chunk(records: list[AttributeRecord], codes: array) -> list[tuple[str, ...]]:
-    """The comparison vectors of the pairs ``codes``, in their order."""
+def vectors_chunk(records: list[AttributeRecord], codes: array) -> tuple[list[tuple[str, ...]], array]:
+    """The comparison vectors of the pairs ``codes``: the distinct vectors, and for each pair in order the
+    place of its vector among them (few distinct vectors: what a mapper sends back is small)."""
     listed = codes.tolist()
     compared: dict[int, tuple[str, ...]] = {}
     compare_codes(records, listed, len(records), compared)
-    return [compared[code] for code in listed]
+    places: dict[tuple[str, ...], int] = {}
+    at = array("l", [places.setdefault(compared[code], len(places)) for code in listed])
+    return list(places), at
 
 
 def count_vectors(records: Sequence[AttributeRecord], codes: Sequence[int],

@@ -122,8 +122,10 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
     needed = union_codes([read, *(pairs for pairs in read_by_rule.values() if len(pairs) >= 10)], n)
     compared: dict[int, tuple[str, ...]] = {}
     chunks = chunks_of(needed)
-    for chunk, got in zip(chunks, mapper(vectors_chunk, listed, chunks)):
-        compared.update(zip(chunk.tolist(), got))
+    one: dict[tuple[str, ...], tuple[str, ...]] = {}  # (each distinct vector one object, whoever compared it)
+    for chunk, (distinct, places) in zip(chunks, mapper(vectors_chunk, listed, chunks)):
+        table = [one.setdefault(vector, vector) for vector in distinct]
+        compared.update(zip(chunk.tolist(), map(table.__getitem__, places)))
     del needed, chunks
 
     def vectors(pairs: list[int]) -> Iterable[tuple[str, ...]]:
