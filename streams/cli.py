@@ -971,7 +971,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if len(records) < 2:
         raise UsageError(f"only {len(records)} distinct attribute record(s) in the input: "
                          "training needs events with names, dates of birth or addresses")
-    jobs = args.jobs if args.jobs is not None else min(usable_cores(), 8)
+    jobs = args.jobs if args.jobs is not None else min(usable_cores(), 4)
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: give 1 or more processes")
     print(f"idres: training on {len(records):,} distinct attribute records "
@@ -1497,8 +1497,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="where to write the model (JSON)")
     p.add_argument("--pairs", type=int, default=1_000_000, help="random pairs sampled to estimate u")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, help="processes to compare pairs in (default: the usable cores, at most 8; "
-                                            "the model is the same for any number)")
+    p.add_argument("--jobs", type=int, help="processes to compare pairs in (default: the usable cores, at most 4; "
+                                            "each holds a copy of the records; the model is the same for any "
+                                            "number)")
     p.add_argument("--version", help="a name for the model (default: derived from its parameters)")
     p.add_argument("--json", action="store_true", help="print the model and the training report as JSON")
     p.add_argument("--config", help="resolver rules as TOML (default: $IDRES_CONFIG or built-in rules)")

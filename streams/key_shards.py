@@ -85,7 +85,6 @@ class LocalKeyShards:
         # parts read at another shard, not yet sent: (owner, reader) -> the parts (one message each, ``_send``)
         self._outbox: dict[tuple[int, int], list[Any]] = {}
         self._epoch = -1
-        self._shard_estimating = 0.0  # seconds of re-estimating worked by the shards (in ``_work``)
         self._counted_not_run = 0.0  # seconds in ``_work`` that this process did not spend (run once for all)
 
     def _on_shards(self, function: Any, records: list, chunks: list) -> list:
@@ -102,7 +101,6 @@ class LocalKeyShards:
             self.stats["bytes"] += len(data) * self.n
             for s in range(self.n):  # (each shard reads them back: read once here, counted for each)
                 self._work[s] += spent
-            self._shard_estimating += spent
             self._counted_not_run += spent * (self.n - 1)
         out = []
         for k, chunk in enumerate(chunks):
@@ -110,12 +108,8 @@ class LocalKeyShards:
             sent = self._carry(chunk, -1) if self.transport else chunk
             started = time.perf_counter()
             got = function(records, sent)
-            spent = time.perf_counter() - started
-            self._work[s] += spent
-            self._shard_estimating += spent
-            lent = self._lent
+            self._work[s] += time.perf_counter() - started
             out.append(self._carry(got, s) if self.transport else got)
-            self._shard_estimating += self._lent - lent
         return out
 
     # ------------------------------------------------------------------------------ reads at owners
@@ -272,6 +266,8 @@ class LocalKeyShards:
             # the pending reviews are scored again: on a slice of their identifiers and profiles
             self.stats["calibrations"] += 1
             calibrating = time.perf_counter()
+            # (what the shards work meanwhile is theirs: it is taken out of the coordinator's seconds below)
+            shards_before = sum(self._work) - self._counted_not_run
             held = []
             for store in self.stores:  # (each shard finds its own distinct records)
                 started = time.perf_counter()
@@ -291,8 +287,8 @@ class LocalKeyShards:
             self._coordinating.use(part.state)
             begun = self._coordinating.begin_epoch(position, first, records)
         if records is not None:  # (the coordinator's part: what the shards worked is theirs)
-            self.stats["calibration_seconds"] += time.perf_counter() - calibrating - self._shard_estimating
-            self._shard_estimating = 0.0
+            on_shards = sum(self._work) - self._counted_not_run - shards_before
+            self.stats["calibration_seconds"] += time.perf_counter() - calibrating - on_shards
         self._commit([(-1, part)], epoch)
         st = part.state
         self.shared.model = st.model

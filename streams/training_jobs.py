@@ -4,6 +4,9 @@
 EM reads, the records' blocking keys: ``resolver.matching.estimation.in_order``) and a mapper runs them. This
 one runs them in a pool of processes that each hold the records (given once, when the pool starts) and
 returns their results in the chunks' order, so the model is the one training in one process estimates.
+
+Each worker starts sharing the records' memory with this process, and comes to hold its own copy of what it
+reads (reading an object writes its reference count): with N workers, up to N more copies of the records.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Optional
 
 from resolver.matching import AttributeRecord
@@ -57,7 +61,11 @@ class ProcessMapper:
             self._pool = ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_hold, initargs=(records,))
             self._records = records
         assert self._pool is not None
-        return list(self._pool.map(_run, [function] * len(chunks), chunks))
+        try:
+            return list(self._pool.map(_run, [function] * len(chunks), chunks))
+        except BrokenProcessPool:  # (a worker died: the next call starts another pool)
+            self.close()
+            raise
 
     def close(self) -> None:
         if self._pool is not None:

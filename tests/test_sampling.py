@@ -102,6 +102,21 @@ def test_the_compiled_draws_are_used_where_a_compiler_is_found():
     assert sampling.COMPILED and sampling._DRAWS is comparisons._ccompare
 
 
+@compiled
+def test_arrays_changed_while_drawing_are_not_read():
+    # (the draws call getrandbits, Python code: what it does to the arrays given must not reach the draws)
+    members, ends = array("q", [0, 1, 2, 3]), array("q", [4])
+    rng = random.Random(0)
+
+    def getrandbits(k):
+        ends[0] = 4_000_000_000
+        members[1] = 9
+        return rng.getrandbits(k)
+
+    got = array("q", ccompare.group_pairs(getrandbits, members, ends, 10, 3000))
+    assert got == sampling.group_pair_codes_python(random.Random(0), [[0, 1, 2, 3]], 10, 3000)
+
+
 def test_compiled_draws_that_differ_from_the_interpreter_s_are_not_used():
     class Reversed:  # (as on a machine whose words came the other way round)
         @staticmethod

@@ -1089,8 +1089,10 @@ static int sizes_of(PyObject *const *args, Py_ssize_t at, long long low, long lo
                     long long *n, Py_ssize_t *count)
 {
     *n = PyLong_AsLongLong(args[at]);
-    *count = PyLong_AsSsize_t(args[at + 1]);
-    if ((*n == -1 || *count == -1) && PyErr_Occurred())
+    if (*n == -1 && PyErr_Occurred())
+        return -1;
+    *count = PyNumber_AsSsize_t(args[at + 1], PyExc_OverflowError);
+    if (*count == -1 && PyErr_Occurred())
         return -1;
     if (*n < low || *n > high) {
         PyErr_SetString(PyExc_ValueError, range);
@@ -1183,15 +1185,28 @@ static PyObject *group_pairs(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyBuffer_Release(&mv);
         return NULL;
     }
+    /* (copied: the draws call getrandbits, Python code that could change the arrays while they are read) */
+    int typed = mv.itemsize == 8 && ev.itemsize == 8 && strcmp(mv.format, "q") == 0 && strcmp(ev.format, "q") == 0;
+    Py_ssize_t groups = ev.len / 8, total_members = mv.len / 8;
+    long long *members = typed ? PyMem_Malloc(8 * (size_t)(total_members > 0 ? total_members : 1)) : NULL;
+    long long *ends = typed ? PyMem_Malloc(8 * (size_t)(groups > 0 ? groups : 1)) : NULL;
+    if (members != NULL && ends != NULL) {
+        memcpy(members, mv.buf, 8 * (size_t)total_members);
+        memcpy(ends, ev.buf, 8 * (size_t)groups);
+    }
+    PyBuffer_Release(&mv);
+    PyBuffer_Release(&ev);
     PyObject *out = NULL;
     unsigned long long *running = NULL;
     Words *w = NULL;
-    if (mv.itemsize != 8 || ev.itemsize != 8 || strcmp(mv.format, "q") != 0 || strcmp(ev.format, "q") != 0) {
+    if (!typed) {
         PyErr_SetString(PyExc_TypeError, "members and ends are array('q')");
         goto done;
     }
-    const long long *members = mv.buf, *ends = ev.buf;
-    Py_ssize_t groups = ev.len / 8, total_members = mv.len / 8;
+    if (members == NULL || ends == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     if (groups < 1) {
         PyErr_SetString(PyExc_ValueError, "no group to draw from");
         goto done;
@@ -1250,8 +1265,8 @@ static PyObject *group_pairs(PyObject *self, PyObject *const *args, Py_ssize_t n
 done:
     PyMem_Free(w);
     PyMem_Free(running);
-    PyBuffer_Release(&mv);
-    PyBuffer_Release(&ev);
+    PyMem_Free(members);
+    PyMem_Free(ends);
     return out;
 }
 
