@@ -32,6 +32,7 @@ from __future__ import annotations
 import heapq
 import pickle
 import time
+import weakref
 from typing import Any, Iterable, Optional
 
 from resolver import epochs, footprint
@@ -66,7 +67,10 @@ class LocalKeyShards:
         self._deciders = [Resolver(config) for _ in range(n)]  # (each shard's, moved from slice to slice)
         self._coordinating = Resolver(config)  # (the coordinator's: the start of epochs, windows on the whole state)
         # re-estimating the model hands its chunks (comparing pairs, counting vectors, blocking keys) to the shards
-        self._coordinating._ctx.mapper = self._on_shards
+        # (through a weak reference: the coordinator's resolver holding these shards would make a reference cycle)
+        shards = weakref.ref(self)
+        self._coordinating._ctx.mapper = lambda function, records, chunks: shards()._on_shards(  # type: ignore[union-attr]
+            function, records, chunks)
         self._sent_records: Optional[list] = None  # (the records the shards were last sent to estimate from)
         # ``transport``: what crosses from one shard to another is pickled and read back, as a message would be
         # (the parts of a window's reads one message from each owner to each reader)
