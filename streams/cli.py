@@ -962,7 +962,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from resolver.matching import train_model
-    from streams.training_jobs import ProcessMapper, usable_cores
+    from streams.training_jobs import ProcessMapper, default_jobs
     from streams.settings import save_match_model
 
     config, _ = _settings(args)
@@ -971,7 +971,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if len(records) < 2:
         raise UsageError(f"only {len(records)} distinct attribute record(s) in the input: "
                          "training needs events with names, dates of birth or addresses")
-    jobs = args.jobs if args.jobs is not None else min(usable_cores(), 4)
+    jobs = args.jobs if args.jobs is not None else default_jobs()
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: give 1 or more processes")
     print(f"idres: training on {len(records):,} distinct attribute records "

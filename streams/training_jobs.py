@@ -40,6 +40,12 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_jobs() -> int:
+    """The processes ``idres train`` compares pairs in unless told: the usable cores, at most 4 (each comes to
+    hold a copy of the records)."""
+    return min(usable_cores(), 4)
+
+
 class ProcessMapper:
     """A mapper (``estimation.Mapper``) over ``jobs`` worker processes; ``close()`` stops them. One chunk,
     or one job, is run here, in order."""

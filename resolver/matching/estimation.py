@@ -44,25 +44,27 @@ def chunks_of(codes: Sequence[int], size: Optional[int] = None) -> list[array]:
     return [whole[start:start + size] for start in range(0, len(whole), size)]
 
 
+def _vectors_of(records: list[AttributeRecord], codes: array) -> list[tuple[str, ...]]:
+    """The comparison vectors of the pairs ``codes``, in their order (each pair compared once)."""
+    listed = codes.tolist()
+    compared: dict[int, tuple[str, ...]] = {}
+    compare_codes(records, listed, len(records), compared)
+    return [compared[code] for code in listed]
+
+
 def counted_chunk(records: list[AttributeRecord],
                   chunk: tuple[array, Optional[Callable[[tuple[str, ...]], Hashable]]]) -> Counter:
     """The vectors (or ``part`` of each) of the pairs ``codes`` of ``chunk = (codes, part)``, counted in order."""
     codes, part = chunk
-    listed = codes.tolist()
-    compared: dict[int, tuple[str, ...]] = {}
-    compare_codes(records, listed, len(records), compared)
-    vectors = map(compared.__getitem__, listed)
+    vectors = _vectors_of(records, codes)
     return Counter(vectors if part is None else map(part, vectors))
 
 
 def vectors_chunk(records: list[AttributeRecord], codes: array) -> tuple[list[tuple[str, ...]], array]:
     """The comparison vectors of the pairs ``codes``: the distinct vectors, and for each pair in order the
     place of its vector among them (few distinct vectors: what a mapper sends back is small)."""
-    listed = codes.tolist()
-    compared: dict[int, tuple[str, ...]] = {}
-    compare_codes(records, listed, len(records), compared)
     places: dict[tuple[str, ...], int] = {}
-    at = array("l", [places.setdefault(compared[code], len(places)) for code in listed])
+    at = array("l", [places.setdefault(vector, len(places)) for vector in _vectors_of(records, codes)])
     return list(places), at
 
 
