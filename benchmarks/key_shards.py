@@ -10,8 +10,17 @@ putting the entries in order, the start of an epoch), the work any shard can tak
 normalizing, looking up footprints at the owners), and each shard's own (collecting its slice, deciding on
 it, sending the changes; applying the changes it owns; pickling what it sends). With N shards on N cores a window takes the
 coordinator's part, plus the shared part over N, plus the busiest shard's part; the run's sum of that,
-against the same sum for one shard, is the modelled speed-up. Round trips between processes are not in it
-(each window needs four: footprints, slices, changes, the next window's footprints); nor is the log.
+against the same sum for one shard, is the modelled speed-up. The log is not in it, and neither, in that
+first table, are the round trips between processes.
+
+A window waits for its round trips one after the other: the event IDs looked up at their owners, the footprints
+(up to three rounds: each round's questions depend on the answers before), the chains sent to the shards, their
+slices (up to five rounds), the owners asked whether a profile ID is held, the changes applied (and, at the
+start of an epoch that re-estimates the model, the pending reviews' slice and its check). Every round's
+questions go as one message from each reader to each owner it asks, however many events ask. A second table
+gives per N the round trips per window and the messages per event, and the modelled events/s if each round
+trip took each of ``--round-trip-ms`` (on one machine's loopback a fraction of a millisecond; through a Kafka
+broker, milliseconds).
 
 Printed per N: the log the same as in order (yes/no), parts read from and written to other shards per event,
 kilobytes sent per event, the share of windows decided in order on the whole state, each part's
@@ -58,6 +67,8 @@ def main() -> int:
     ap.add_argument("--lines", type=int, default=100_000, help="the first this many lines of the file")
     ap.add_argument("--shards", default="1,2,4,16,64")
     ap.add_argument("--window", type=int, default=1024)
+    ap.add_argument("--round-trip-ms", default="0.2,1,5",
+                    help="model the rate as if each of a window's round trips took this long (comma-separated)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="decide on N shards this many times and report the run with the least modelled time "
                          "(this machine's speed varies from one run to the next)")
@@ -81,6 +92,8 @@ def main() -> int:
           "| model events/s | x one shard | busiest shard | heaviest chain |")
     print("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     base = None
+    trips = [float(x) / 1000 for x in args.round_trip_ms.split(",")]
+    latency = []  # (n, round trips per window, messages per event, the modelled rate at each round trip)
     for n in [int(x) for x in args.shards.split(",")]:
         best = None
         for _ in range(max(args.repeat, 1)):
@@ -111,6 +124,15 @@ def main() -> int:
               f"{st['remote_writes'] / ev:.2f} | {st['bytes'] / ev / 1024:.2f} | "
               f"{st['in_order_windows']} of {len(windows)} | {alone / ev * 1e6:.0f} ({calibrating / ev * 1e6:.0f}) / {shared / ev * 1e6:.0f} / "
               f"{own / ev * 1e6:.0f} | {ev / modelled:,.0f} | {speed} | {share:.1%} | {heaviest:.1%} |", flush=True)
+        rounds = sum(w[3] for w in windows)
+        latency.append((n, rounds / len(windows), st["messages"] / ev,
+                        [ev / (modelled + rounds * t) for t in trips]))
+    print()
+    print("| shards | round trips / window | messages / event | " +
+          " | ".join(f"model events/s at {t * 1000:g} ms a round trip" for t in trips) + " |")
+    print("|---:|---:|---:|" + "---:|" * len(trips))
+    for n, per_window, messages, rates in latency:
+        print(f"| {n} | {per_window:.1f} | {messages:.2f} | " + " | ".join(f"{r:,.0f}" for r in rates) + " |")
     return 0
 
 

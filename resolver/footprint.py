@@ -25,10 +25,11 @@ apart. It must never name less; the property tests decide corpora both ways and 
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional, Sequence
+from itertools import chain, repeat
+from typing import Any, Iterable, Optional, Sequence
 
 from resolver.guards import MAX_CULPRIT_SEARCH
-from resolver.partition import NodePart, ProfilePart
+from resolver.partition import NodePart, Rounds
 from resolver.state import Profile, ResolverState
 
 
@@ -36,20 +37,35 @@ def items(st: ResolverState, event_id: str, node_keys: Iterable[str], blocks: It
           names: bool = True) -> set[str]:
     """The footprint of an event with these identifier keys and blocking keys, against ``st``; ``names``:
     whether it names a person (``linking.names_a_person``)."""
-    index, node_keys_of = st.node_index, st.node_keys
+    rounds = items_in_rounds(event_id, node_keys, blocks, names, asking=False)
+    got = _InState(st)
+    try:
+        next(rounds)
+        while True:
+            rounds.send(got)
+    except StopIteration as done:
+        return done.value
 
-    def node(key: str) -> Optional[_NodeView]:
-        idx = index.get(key)
-        return _NodeView(st, idx) if idx is not None else None
 
-    def block(key: str) -> Optional[list[str]]:
-        filed = st.blocks.get(key)
-        return [node_keys_of[n] for n in filed] if filed is not None else None
+class _InState:
+    """The answers to a footprint's questions, read from a whole state as they are looked up."""
 
-    def profile(pid: str) -> _ProfileView:
-        return _ProfileView(st, pid)
+    __slots__ = ("st",)
 
-    return items_of_parts(event_id, node_keys, blocks, node, block, profile, names)  # type: ignore[arg-type]
+    def __init__(self, st: ResolverState) -> None:
+        self.st = st
+
+    def __getitem__(self, ask: tuple[str, str]) -> Any:
+        what, name = ask
+        st = self.st
+        if what == "nodes":
+            idx = st.node_index.get(name)
+            return _NodeView(st, idx) if idx is not None else None
+        if what == "blocks":
+            filed = st.blocks.get(name)
+            keys = st.node_keys
+            return [keys[n] for n in filed] if filed is not None else None
+        return _ProfileView(st, name)
 
 
 class _NodeView:
@@ -103,48 +119,79 @@ def waiting_users(st: ResolverState, prof: Profile) -> list[str]:
     return sorted({user for n in prof.nodes if n in waiting for _, user in uses.get(n, ())})
 
 
-def items_of_parts(event_id: str, node_keys: Iterable[str], blocks: Iterable[str],
-                   node: Callable[[str], Optional[NodePart]],
-                   block: Callable[[str], Optional[list[str]]],
-                   profile: Callable[[str], Optional[ProfilePart]], names: bool = True) -> set[str]:
-    """``items``, read from parts of the state (``resolver.partition``): ``node(key)``, ``block(key)`` and
-    ``profile(id)`` give what the state holds of an identifier, a blocking key and a profile, or None;
-    ``names``: whether the event names a person."""
+def items_in_rounds(event_id: str, node_keys: Iterable[str], blocks: Iterable[str], names: bool = True,
+                    asking: bool = True) -> Rounds:
+    """``items``, read from parts of the state (``resolver.partition``) in three rounds
+    (``resolver.partition.Rounds``; a question is answered by a ``NodePart``, a blocking key's identifier keys
+    or a ``ProfilePart``, or None): the event's identifiers and blocking keys; the identifiers they lead to
+    (what is filed under the blocking keys, the customers its identifiers remember) and their profiles; the
+    customers those profiles' weak identifiers remember.
+    ``asking``: whether each round says what it asks (not for a reader answering as it looks answers up:
+    each round then yields None)."""
     out = {"e:" + event_id}
-
-    def reach(key: str) -> Optional[NodePart]:
-        out.add("k:" + key)
-        part = node(key)
-        if part is not None and part.profile is not None:
-            out.add("p:" + part.profile)
-        return part
-
+    node_keys, blocks = list(node_keys), list(blocks)
+    got = yield chain(zip(repeat("nodes"), node_keys), zip(repeat("blocks"), blocks)) if asking else None
+    reached: list[str] = []  # (identifiers whose key and profile are in the footprint)
+    profiles: list[str] = []  # (profiles whose waiting customers are)
+    filed: list[str] = []
     for key in node_keys:
-        part = reach(key)
+        out.add("k:" + key)
+        part = got["nodes", key]
         if part is None:
             continue
+        pid = part.profile
+        if pid is not None:
+            out.add("p:" + pid)
+            profiles.append(pid)
         if names:
-            for user in part.shared_users or ():
-                reach(user)
-        if part.session_last is not None:
-            reach(part.session_last[1])
-        for _, user in part.weak_uses or ():
-            reach(user)
-        for partner in part.refused or ():
-            reach(partner)
-        if part.profile is not None:
-            prof = profile(part.profile)
-            for user in prof.waiting if prof is not None else ():
-                reach(user)
+            users = part.shared_users
+            if users:
+                reached += users
+        last = part.session_last
+        if last is not None:
+            reached.append(last[1])
+        uses = part.weak_uses
+        if uses:
+            reached += [user for _, user in uses]
+        refused = part.refused
+        if refused:
+            reached += refused
     for key in blocks:
         out.add("b:" + key)
-        for k in block(key) or ():
-            part = node(k)
-            if part is not None and part.profile is not None:
-                out.add("p:" + part.profile)
-            else:
-                out.add("k:" + k)
+        held = got["blocks", key]
+        if held:
+            filed += held
+    if not (reached or filed or profiles):
+        return out
+    got = yield chain(zip(repeat("nodes"), reached), zip(repeat("nodes"), filed),
+                      zip(repeat("profiles"), profiles)) if asking else None
+    for key in reached:
+        _reach(out, key, got["nodes", key])
+    for key in filed:
+        part = got["nodes", key]
+        if part is not None and part.profile is not None:
+            out.add("p:" + part.profile)
+        else:
+            out.add("k:" + key)
+    waiting: list[str] = []
+    for pid in profiles:
+        prof = got["profiles", pid]
+        if prof is not None:
+            users = prof.waiting
+            if users:
+                waiting += users
+    if waiting:
+        got = yield zip(repeat("nodes"), waiting) if asking else None
+        for user in waiting:
+            _reach(out, user, got["nodes", user])
     return out
+
+
+def _reach(out: set[str], key: str, part: Optional[NodePart]) -> None:
+    """Puts an identifier a footprint reaches in it, and its profile."""
+    out.add("k:" + key)
+    if part is not None and part.profile is not None:
+        out.add("p:" + part.profile)
 
 
 def chains(footprints: Sequence[Iterable[str]]) -> list[list[int]]:

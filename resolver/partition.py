@@ -24,7 +24,7 @@ window add to the same counts).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Protocol
+from typing import Any, Callable, Generator, Iterable, Optional, Protocol
 
 from resolver.ids import node_type
 from resolver.matching import AttributeRecord, MatchModel, frequency_values
@@ -250,31 +250,95 @@ class Source(Protocol):
     def value(self, key: tuple[str, str]) -> tuple[int, Optional[int]]: ...  # (count, count at the epoch's start)
 
 
+# a question a slice or a footprint asks of the parts' owners: (what: "nodes", "profiles", "blocks", "aliases"
+# or "values"; the identifier's key, profile ID, blocking key or (field, value))
+Ask = tuple[str, Any]
+# a reading in rounds: it yields the questions of a round, all at once, is sent their answers and yields the
+# next round's (the questions of a round depend only on earlier answers), and returns what it read
+Rounds = Generator[list[Ask], dict[Ask, Any], Any]
+
+
+def answered(rounds: Rounds, answer: Callable[[Ask], Any]) -> Any:
+    """What a reading in ``rounds`` returns, each question answered by ``answer`` when the reading looks its
+    answer up (as a whole state in memory can: nothing waits for a round)."""
+    got = _OnDemand(answer)
+    try:
+        next(rounds)
+        while True:
+            rounds.send(got)
+    except StopIteration as done:
+        return done.value
+
+
+class _OnDemand(dict):
+    """Answers, each read when first looked up."""
+
+    __slots__ = ("answer",)
+
+    def __init__(self, answer: Callable[[Ask], Any]) -> None:
+        super().__init__()
+        self.answer = answer
+
+    def __missing__(self, ask: Ask) -> Any:
+        got = self[ask] = self.answer(ask)
+        return got
+
+
+def source_answers(source: Source) -> Callable[[Ask], Any]:
+    """``answered``'s ``answer`` reading ``source``."""
+    reads = {"nodes": source.node, "profiles": source.profile, "blocks": source.block, "aliases": source.alias,
+             "values": source.value}
+    return lambda ask: reads[ask[0]](ask[1])
+
+
 def collect(source: Source, items: Iterable[str], values: Iterable[tuple[str, str]], shared: Shared,
             position: int) -> "Slice":
     """The slice deciding events with these footprint ``items`` and record ``values`` reads, read from
     ``source``: the identifiers the items name, those filed under their blocking keys, the profiles of all
     of them whole (every identifier of each), the identifiers those point to as the edge, the aliases of
     the profiles, and the counts of the values the events' and the identifiers' records hold."""
+    return answered(collecting(items, values, shared, position), source_answers(source))
+
+
+def collecting(items: Iterable[str], values: Iterable[tuple[str, str]], shared: Shared, position: int) -> Rounds:
+    """``collect`` as a reading in five rounds (``Rounds``): the items; what is filed under the blocking
+    keys; the profiles of the identifiers; their other identifiers; then the edge, the aliases and the
+    value counts. (What a round asks is asked together, of each owner in one message, by a transport.)"""
+    items = list(items)
+    got: dict[Ask, Any] = {}
+
+    def ask(asks: list[Ask]) -> Any:  # (a round of the questions not answered yet; none if there are none)
+        nonlocal got
+        fresh = [a for a in asks if a not in got]
+        if not fresh:
+            return
+        sent = yield fresh
+        if not got:
+            got = sent
+        elif sent is not got:
+            got.update(sent)
 
     def need(key: str) -> NodePart:
-        got = source.node(key)
-        assert got is not None, f"identifier {key} is named by the state but its owner does not hold it"
-        return got
+        found = got[("nodes", key)]
+        assert found is not None, f"identifier {key} is named by the state but its owner does not hold it"
+        return found
 
+    split = [item.partition(":") for item in items]
+    yield from ask([({"k": "nodes", "p": "profiles", "b": "blocks"}[kind], name)
+                    for kind, _, name in split if kind in ("k", "p", "b")])
+    yield from ask([("nodes", k) for kind, _, name in split if kind == "b" for k in got[("blocks", name)] or ()])
     core: dict[str, NodePart] = {}
     names: list[str] = []
     blocks: dict[str, list[str]] = {}
-    for item in items:
-        kind, _, name = item.partition(":")
+    for kind, _, name in split:
         if kind == "k":
-            got = source.node(name)
-            if got is not None:
-                core[name] = got
+            found = got[("nodes", name)]
+            if found is not None:
+                core[name] = found
         elif kind == "p":
             names.append(name)
         elif kind == "b":
-            filed = source.block(name)
+            filed = got[("blocks", name)]
             if filed is not None:
                 blocks[name] = filed
                 for k in filed:
@@ -282,33 +346,37 @@ def collect(source: Source, items: Iterable[str], values: Iterable[tuple[str, st
                         core[k] = need(k)
     profiles: dict[str, ProfilePart] = {}
     for pid in names:
-        prof = source.profile(pid)
+        prof = got[("profiles", pid)]
         if prof is not None:
             profiles[pid] = prof
-    for got in list(core.values()):  # (a block's identifier brings its profile)
-        pid = got.profile
+    yield from ask([("profiles", p.profile) for p in core.values() if p.profile is not None])
+    for found in list(core.values()):  # (a block's identifier brings its profile)
+        pid = found.profile
         if pid is not None and pid not in profiles:
-            prof = source.profile(pid)
-            assert prof is not None, f"identifier {got.key} names profile {pid}, which its owner does not hold"
+            prof = got[("profiles", pid)]
+            assert prof is not None, f"identifier {found.key} names profile {pid}, which its owner does not hold"
             profiles[pid] = prof
+    yield from ask([("nodes", k) for prof in profiles.values() for k in prof.nodes if k not in core])
     for prof in profiles.values():
         for k in prof.nodes:
             if k not in core:
                 core[k] = need(k)
-    edge: dict[str, Optional[str]] = {}
-    pointed = [k for got in core.values() for k in neighbours_of(got)]
-    bans = {ban for got in core.values() if got.ban_sides for ban in got.ban_sides}
+    pointed = [k for found in core.values() for k in neighbours_of(found)]
+    bans = {ban for found in core.values() if found.ban_sides for ban in found.ban_sides}
     pointed += [k for ban in bans for side in shared.bans[ban][:2] for k in side]
+    wanted = set(values) | wanted_values(core.values())
+    yield from ask([("nodes", k) for k in pointed if k not in core] + [("aliases", pid) for pid in profiles] +
+                   [("values", key) for key in wanted])
+    edge: dict[str, Optional[str]] = {}
     for k in pointed:
         if k not in core and k not in edge:
             edge[k] = need(k).profile
     aliases = {}
     for pid in profiles:
-        target = source.alias(pid)
+        target = got[("aliases", pid)]
         if target is not None:
             aliases[pid] = target
-    wanted = set(values) | wanted_values(core.values())
-    counts = {key: source.value(key) for key in wanted}
+    counts = {key: got[("values", key)] for key in wanted}
     return Slice(core.values(), edge, profiles.values(), aliases, blocks, counts, shared, position)
 
 

@@ -6,7 +6,7 @@ is owned by one shard (``resolver.owner``), and a shard holds only what it owns.
 
 1. **footprints**: each valid event's identifiers and blocking keys are looked up at their owners (and the
    identifiers they lead to: a shared identifier's customers, a blocking key's identifiers), which gives
-   its footprint (``resolver.footprint.items_of_parts``); the coordinator groups the events into chains;
+   its footprint (``resolver.footprint.items_in_rounds``); the coordinator groups the events into chains;
 2. **slices**: each chain goes to one shard, which collects the parts its footprint names from their owners
    (the profiles and all their identifiers, the blocks, the counts of the values its records hold),
    builds the slice (``resolver.partition``) and decides the chain's events in order on it;
@@ -22,6 +22,11 @@ rejected records and the statistics every event reads (``resolver.partition.Shar
 Only events are decided here: a person's review verdicts, unmerges and erasures, connection bans and
 restatements are not (they read and change the state far from any one footprint).
 
+What a footprint or a slice reads, it reads in rounds (``resolver.partition.Rounds``): the questions of a
+round depend only on the answers before, so a window asks all its events' questions of a round together,
+one message from each reader to each owner, and waits for a fixed number of round trips (at most twelve,
+six more at the start of an epoch re-estimating the model), however many events it holds.
+
 This module holds that logic without transport, in one process (``LocalKeyShards``): the reference the tests
 compare with deciding in order, and what ``benchmarks/key_shards.py`` measures (parts read and written at
 other shards per event, each shard's work).
@@ -33,7 +38,7 @@ import heapq
 import pickle
 import time
 import weakref
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from resolver import epochs, footprint
 from resolver.calibration import distinct_of
@@ -41,7 +46,7 @@ from resolver.config import ResolverConfig
 from resolver.engine import Resolver
 from resolver.ids import event_digest
 from resolver.owner import PartStore, owner_of, route, value_name
-from resolver.partition import NodePart, ProfilePart, Slice, collect, shared_of
+from resolver.partition import Ask, Rounds, Slice, collecting, shared_of
 from resolver.state import ResolverState
 from schemas.channel import ChannelEvent
 from streams.pipeline import BLANK, VALID, RecordPipeline
@@ -77,17 +82,21 @@ class LocalKeyShards:
         # (for benchmarks: its cost is counted in the work of the shards that send and receive it)
         self.transport = transport
         # what crosses between shards (parts read from and written to another shard than the deciding one; the
-        # coordinator's lookups count as remote), the bytes of it, how often a window was decided in order on
-        # the whole state; and per window the seconds of work: the coordinator's alone (planning, logging),
-        # the work any shard may take a share of (validating, normalizing, footprint lookups), each shard's
+        # coordinator's lookups count as remote), the bytes of it, the messages asking for it (one per round
+        # from each reader to each owner it asks), how often a window was decided in order on the whole
+        # state; and per window the seconds of work: the coordinator's alone (planning, logging), the work any
+        # shard may take a share of (validating, normalizing, footprint lookups), each shard's; and the
+        # window's round trips between processes, waited for one after the other
         self.stats: dict[str, Any] = {"events": 0, "chains": 0, "reads": 0, "remote_reads": 0, "writes": 0,
-                                      "remote_writes": 0, "bytes": 0, "in_order_windows": 0, "calibrations": 0,
-                                      "calibration_seconds": 0.0, "heaviest": [],
+                                      "remote_writes": 0, "bytes": 0, "messages": 0, "in_order_windows": 0,
+                                      "calibrations": 0, "calibration_seconds": 0.0, "heaviest": [],
                                       "windows": []}
         self._work = [0.0] * n
         self._lent = 0.0  # seconds of a timed stretch spent by other shards (pickling what they send)
         # parts read at another shard, not yet sent: (owner, reader) -> the parts (one message each, ``_send``)
         self._outbox: dict[tuple[int, int], list[Any]] = {}
+        self._asked: set[tuple[int, int]] = set()  # (owner, reader) of the reads since the last send
+        self._trips = 0  # round trips between processes in the window being decided
         self._epoch = -1
         self._counted_not_run = 0.0  # seconds in ``_work`` that this process did not spend (run once for all)
 
@@ -129,12 +138,60 @@ class LocalKeyShards:
         self.stats["bytes"] += len(data)
         return pickle.loads(data)
 
-    def _send(self) -> None:
+    def _send(self, spent: Optional[dict[int, float]] = None) -> None:
         """The parts read at other shards since the last send, carried as one message from each owner to
-        each reader (as a transport sends each round of a window's reads: ``_carry``)."""
-        for (owner, _), parts in self._outbox.items():
+        each reader (as a transport sends each round of a window's reads: ``_carry``); ``spent``: where the
+        seconds each reader takes to read its messages back are added up."""
+        self.stats["messages"] += sum(1 for owner, reader in self._asked if owner != reader)
+        self._asked = set()
+        for (owner, reader), parts in self._outbox.items():
+            started, lent = time.perf_counter(), self._lent
             self._carry(parts, owner)
+            if spent is not None:
+                spent[reader] = spent.get(reader, 0.0) + time.perf_counter() - started - (self._lent - lent)
         self._outbox = {}
+
+    def _rounds(self, readings: list[tuple[int, Rounds]], brief: Optional[dict[str, Any]] = None,
+                spent: Optional[dict[int, float]] = None) -> list[Any]:
+        """What each reading in rounds (``resolver.partition.Rounds``) returns, read from shard ``at`` (-1: the
+        coordinator) for each ``(at, rounds)``, all of them together: each round, every reader's distinct
+        questions are read at their owners and carried as one message from each owner to each reader, and
+        counted as one round trip of the window (unless every question was one's own); ``brief``: what of a
+        part crosses, by what is asked (as ``_read``); ``spent``: each reader's seconds, added up."""
+        out: list[Any] = [None] * len(readings)
+        live: list[tuple[int, int, Rounds, list[Ask]]] = []
+
+        def step(i: int, at: int, rounds: Rounds, got: Optional[dict[Ask, Any]]) -> None:
+            try:
+                live.append((i, at, rounds, next(rounds) if got is None else rounds.send(got)))
+            except StopIteration as done:
+                out[i] = done.value
+
+        for i, (at, rounds) in enumerate(readings):
+            started = time.perf_counter()
+            step(i, at, rounds, None)
+            if spent is not None:
+                spent[at] = spent.get(at, 0.0) + time.perf_counter() - started
+        brief = brief or {}
+        while live:
+            asked, live = live, []
+            answers: dict[tuple[int, Ask], Any] = {}  # (each reader's distinct questions, read once)
+            for i, at, rounds, asks in asked:
+                started = time.perf_counter()
+                got = {}
+                for ask in asks:
+                    held = answers.get((at, ask), answers)
+                    if held is answers:
+                        what, name = ask
+                        held = answers[(at, ask)] = self._read(_KINDS[what], name, at, what, brief.get(what))
+                    got[ask] = held
+                step(i, at, rounds, got)
+                if spent is not None:
+                    spent[at] = spent.get(at, 0.0) + time.perf_counter() - started
+            if any(owner != reader for owner, reader in self._asked):  # (else all read where they are held)
+                self._trips += 1
+            self._send(spent)
+        return out
 
     def _read(self, kind: str, name: str, at: int, what: str, brief: Any = None) -> Any:
         """What the owner of ``name`` holds under ``what``, read from shard ``at`` (-1: the coordinator);
@@ -143,23 +200,13 @@ class LocalKeyShards:
         s = owner_of(kind, value_name(name) if kind == "v" else name, self.n)
         store = self.stores[s]
         got = store.value(name, self._epoch) if kind == "v" else getattr(store, what).get(name)
+        self._asked.add((s, at))
         self.stats["reads"] += 1
         if s != at:
             self.stats["remote_reads"] += 1
             if self.transport and got is not None:
                 self._outbox.setdefault((s, at), []).append(brief(got) if brief is not None else got)
         return got
-
-    # (footprint lookups: what crosses is only what footprints read)
-    def _lookup_node(self, key: str) -> Optional[NodePart]:
-        return self._read("k", key, -1, "nodes",
-                          lambda p: (p.profile, p.shared_users, p.session_last, p.weak_uses, p.refused))
-
-    def _lookup_block(self, key: str) -> Optional[list[str]]:
-        return self._read("b", key, -1, "blocks")
-
-    def _lookup_profile(self, pid: str) -> Optional[ProfilePart]:
-        return self._read("p", pid, -1, "profiles", lambda p: p.waiting)
 
     # ------------------------------------------------------------------------------ the coordinator
     def _known(self, event_id: str) -> Optional[int]:
@@ -194,6 +241,7 @@ class LocalKeyShards:
             take = records[i:j]
             validating = time.perf_counter() - started
             self._work = [0.0] * self.n
+            self._trips = 1 if known else 0  # (the window's event IDs looked up at their owners)
             epoch = self._epoch = epochs.epoch_of(position)
             if epoch != self.shared.tf_epoch:
                 self.shared.tf_epoch = epoch
@@ -205,17 +253,19 @@ class LocalKeyShards:
             shared_work, lent = time.perf_counter(), self._lent
             verdicts: dict[int, Verdict] = {}
             parsed: dict[int, tuple[ChannelEvent, list[tuple[str, str]]]] = {}
+            readings: list[tuple[int, Rounds]] = []
             for b, outcome in enumerate(outcomes):
                 if outcome.kind == VALID:
                     event = outcome.event
                     node_keys, blocks, values, names = self.reader.keys_of(event)
-                    items = footprint.items_of_parts(event.event_id, node_keys, blocks, self._lookup_node,
-                                                     self._lookup_block, self._lookup_profile, names)
-                    verdicts[b] = Verdict(True, event.event_id, event_digest(event), frozenset(items))
+                    readings.append((-1, footprint.items_in_rounds(event.event_id, node_keys, blocks, names)))
                     parsed[b] = (event, values)
                 elif outcome.kind != BLANK:
                     verdicts[b] = Verdict(False, outcome.event_id, reason=outcome.reason, detail=outcome.detail)
-            self._send()
+            # (the footprints of all the window's events looked up together, round by round)
+            for b, items in zip(parsed, self._rounds(readings, _FOOTPRINT_READS)):
+                event = parsed[b][0]
+                verdicts[b] = Verdict(True, event.event_id, event_digest(event), frozenset(items))
             shared_work = time.perf_counter() - shared_work - (self._lent - lent) + validating
             slots, prints = slots_of(verdicts, len(take), known.get)
             # the pairs of events sharing an item, found by the items' owners (each one its own items; here
@@ -253,7 +303,8 @@ class LocalKeyShards:
             recording = time.perf_counter() - recording
             shared_work += recording
             total = time.perf_counter() - started
-            self.stats["windows"].append((total - shared_work - on_shards - applied, shared_work, list(self._work)))
+            self.stats["windows"].append((total - shared_work - on_shards - applied, shared_work, list(self._work),
+                                          self._trips))
             i += len(take)
         return out
 
@@ -280,7 +331,8 @@ class LocalKeyShards:
                 held.append(self._carry(mine, store.shard) if self.transport else mine)
             records = distinct_of(held)
             reviewing = {"k:" + key for store in self.stores for key in store.reviewing}
-            part = self._gather(-1, reviewing, (), position)
+            part = self._rounds([(-1, collecting(reviewing, (), self.shared, position))])[0]
+            self._trips += 1  # (the taken check below)
         else:
             part = Slice([], {}, [], {}, {}, {}, self.shared, position)
         self._coordinating.use(part.state)
@@ -314,19 +366,23 @@ class LocalKeyShards:
                 self.stats["heaviest"].append(max(weights) / sum(weights))
         else:
             picks = self._assign(chains, self.n)
-        for s, mine in enumerate(picks):
-            if not mine:
-                continue
+        # (the chains sent to their shards, which collect their slices together, round by round, decide on
+        # them, ask the owners whether the profile IDs they asked about are held, and send back what they
+        # decided: two round trips besides the slices')
+        self._trips += 2
+        mine = [(s, [k for c in picked for k in chains[c]]) for s, picked in enumerate(picks) if picked]
+        spent: dict[int, float] = {}
+        parts = self._rounds([(s, collecting(set().union(*(work[k][2] for k in events)),
+                                             [v for k in events for v in work[k][1]], self.shared, position))
+                              for s, events in mine], spent=spent)
+        for (s, events), part in zip(mine, parts):
             started, lent = time.perf_counter(), self._lent
-            events = [k for c in mine for k in chains[c]]
-            part = self._gather(s, set().union(*(work[k][2] for k in events)),
-                                [v for k in events for v in work[k][1]], position)
             resolver = self._deciders[s]
             resolver.use(part.state)
             for k in events:
                 decided[k] = resolver.decide(work[k][0], position=position + k)
             taken = self._taken(s, part)
-            self._work[s] += time.perf_counter() - started - (self._lent - lent)
+            self._work[s] += spent.get(s, 0.0) + time.perf_counter() - started - (self._lent - lent)
             if taken:
                 return None
             done.append((s, part))
@@ -342,13 +398,6 @@ class LocalKeyShards:
         return decided
 
     # ------------------------------------------------------------------------------ a shard's work
-    def _gather(self, s: int, items: set[str], values: Iterable[tuple[str, str]], position: int) -> Slice:
-        """The slice shard ``s`` builds for a chain with these footprint ``items`` and record ``values``, from
-        the parts' owners (-1: the coordinator)."""
-        part = collect(_AtOwners(self, s), items, values, self.shared, position)
-        self._send()
-        return part
-
     def _taken(self, s: int, part: Slice) -> bool:
         """Whether a profile ID the slice asked about and did not hold is held at its owner."""
         profiles, aliases = part.asked()
@@ -370,6 +419,7 @@ class LocalKeyShards:
         """Each slice's changes sent to their owners (from shard ``s``; -1: the coordinator), and the
         statistics' increments to the coordinator."""
         shared = self.shared
+        self._trips += 1  # (the changes sent to their owners, who say they applied them)
         for s, part in done:
             started = time.perf_counter()
             changes = part.changes()
@@ -411,23 +461,9 @@ def assign_weighted(chains: list[list[int]], weights: list[int], shards: int) ->
     return out
 
 
-class _AtOwners:
-    """The shards owning the parts, read from shard ``at`` (``partition.Source``)."""
-
-    def __init__(self, shards: LocalKeyShards, at: int) -> None:
-        self.shards, self.at = shards, at
-
-    def node(self, key: str) -> Optional[NodePart]:
-        return self.shards._read("k", key, self.at, "nodes")
-
-    def profile(self, pid: str) -> Optional[ProfilePart]:
-        return self.shards._read("p", pid, self.at, "profiles")
-
-    def block(self, key: str) -> Optional[list[str]]:
-        return self.shards._read("b", key, self.at, "blocks")
-
-    def alias(self, pid: str) -> Optional[str]:
-        return self.shards._read("p", pid, self.at, "aliases")
-
-    def value(self, key: tuple[str, str]) -> tuple[int, Optional[int]]:
-        return self.shards._read("v", key, self.at, "values")
+# which owner answers what is asked (``resolver.owner.owner_of``'s kinds)
+_KINDS = {"nodes": "k", "profiles": "p", "aliases": "p", "blocks": "b", "values": "v"}
+# what crosses of the parts a footprint reads (``resolver.footprint.items_in_rounds``)
+_FOOTPRINT_READS: dict[str, Any] = {
+    "nodes": lambda p: (p.profile, p.shared_users, p.session_last, p.weak_uses, p.refused),
+    "profiles": lambda p: p.waiting}

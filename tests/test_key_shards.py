@@ -180,3 +180,82 @@ def test_the_owners_hold_between_them_the_state_deciding_in_order_builds(seed, n
         (st_.value_totals, st_.tf_totals_before, st_.records_filed, st_.next_calibration, st_.phone_total,
          st_.phone_regions, st_.learned_regions, st_.model)
     assert {eid: d for store in keyed.stores for eid, d in store.seen.items()} == st_.seen_events
+
+
+def test_a_window_waits_for_the_same_few_round_trips_however_many_events_it_holds():
+    # every round's questions go together, one message from each reader to each owner: a window's round trips
+    # are at most the event-ID lookups (1), the footprints (3), the chains sent out and the names checked (2),
+    # the slices (5) and the changes (1), plus at the start of an epoch re-estimating the model its reviews'
+    # slice (5) and check (1); the same for 16 events as for 512
+    records = with_noise(corpus(random.Random(31), 1500, people=90), random.Random(32))
+    config = ResolverConfig()
+    expected = in_order_raw(records, config)
+    for window in (16, 512):
+        shards = LocalKeyShards(config, 3, window)
+        assert shards.decide(records) == expected
+        windows = shards.stats["windows"]
+        trips = [w[3] for w in windows]
+        assert max(trips) <= 12 + 6 * (shards.stats["calibrations"] > 0)
+        assert sorted(trips)[len(trips) // 2] >= 10  # (most windows need every round: the reads are chained)
+        # each round trip is at most one message from each of 4 readers (3 shards, the coordinator) to each
+        # other owner
+        assert shards.stats["messages"] <= sum(trips) * 4 * 3
+    assert len(windows) * 10 < len(records)  # (the larger windows held many events each)
+
+
+def test_reading_in_rounds_together_gives_what_each_reading_alone_gives():
+    from resolver import footprint
+    from resolver.partition import answered, collecting, shared_of, source_answers
+    from resolver.slices import _Whole
+
+    records = with_noise(corpus(random.Random(41), 700, people=60), random.Random(42))
+    config = ResolverConfig()
+    resolver = Resolver(config)
+    events = [ChannelEvent.model_validate_json(r) for r in records[:500] if _valid(r)]
+    for event in events[:400]:
+        resolver.decide(event)
+    st_ = resolver.state
+    later = events[400:]
+    readings, alone_prints = [], []
+    whole = source_answers(_Whole(st_))
+    for event in later:
+        node_keys, blocks, values, names = resolver.keys_of(event)
+        alone_prints.append(answered(footprint.items_in_rounds(event.event_id, node_keys, blocks, names), whole))
+        readings.append((-1, footprint.items_in_rounds(event.event_id, node_keys, blocks, names)))
+    assert any(len(p) > 3 for p in alone_prints)
+    # answered together by the owners of a state split in parts: the same footprints, in at most three rounds
+    split = _split(st_, 3)
+    split._trips = 0
+    assert split._rounds(readings) == alone_prints
+    assert split._trips <= 3
+    slices = [(0, collecting(p, (), shared_of(st_), 400)) for p in alone_prints[:40]]
+    split._trips = 0
+    together = split._rounds(slices)
+    assert split._trips <= 5
+    for p, part in zip(alone_prints[:40], together):
+        alone = answered(collecting(p, (), shared_of(st_), 400), whole)
+        assert sorted(part.state.node_keys) == sorted(alone.state.node_keys)
+        assert part.state.profiles.keys() == alone.state.profiles.keys()
+
+
+def _valid(raw: bytes) -> bool:
+    try:
+        ChannelEvent.model_validate_json(raw)
+    except Exception:
+        return False
+    return True
+
+
+def _split(st_, n: int) -> LocalKeyShards:
+    """Key shards holding the parts of ``st_`` (decided in order), each the ones it owns."""
+    shards = LocalKeyShards(ResolverConfig(), n, 64)
+    nodes, profiles, aliases, blocks, _ = _whole_parts(st_)
+    for key, part in nodes.items():
+        shards.stores[owner_of("k", key, n)].nodes[key] = part
+    for pid, part in profiles.items():
+        shards.stores[owner_of("p", pid, n)].profiles[pid] = part
+    for name, target in aliases.items():
+        shards.stores[owner_of("p", name, n)].aliases[name] = target
+    for key, filed in blocks.items():
+        shards.stores[owner_of("b", key, n)].blocks[key] = filed
+    return shards
