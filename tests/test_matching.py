@@ -1,5 +1,6 @@
 """Probabilistic matching: agreement levels, Fellegi-Sunter weights, estimation, model files."""
 
+import dataclasses
 import math
 import random
 
@@ -524,3 +525,23 @@ def test_ascii_text_folds_as_any_text_does(value):
 
     assert _fold(value) == _fold_any(value)
     assert _fold(value + "é") == _fold_any(value + "é")  # (and text that is not ASCII takes the long way)
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=12)), min_size=6, max_size=6))
+def test_a_record_pickled_reads_back_the_same_without_being_canonicalized_again(values):
+    import pickle
+    from unittest import mock
+
+    from resolver.matching import canonical
+
+    record = AttributeRecord(*values)
+    data = pickle.dumps([record, record], pickle.HIGHEST_PROTOCOL)
+    with mock.patch.object(canonical, "canonical_address", side_effect=AssertionError("canonicalized again")):
+        back, again = pickle.loads(data)
+    assert back == record and hash(back) == hash(record) and again is back
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        back.first_name = "x"  # type: ignore[misc]
+    # a pickle of the form records had before (the dataclass's slots state) still reads
+    with mock.patch.object(AttributeRecord, "__reduce__", object.__reduce__):
+        old = pickle.dumps(record, pickle.HIGHEST_PROTOCOL)
+    assert b"_canonical_record" not in old and pickle.loads(old) == record

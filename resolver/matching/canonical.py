@@ -10,6 +10,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, fields as dc_fields
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, Mapping, Optional
 
 _NON_LETTER = re.compile(r"[^a-z ]+")
@@ -132,3 +133,25 @@ class AttributeRecord:
 
 # The record's fields in constructor order (``AttributeRecord(*values)``).
 RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in dc_fields(AttributeRecord))
+
+_record_values = attrgetter(*RECORD_FIELDS)
+_record_setters = tuple(AttributeRecord.__dict__[name].__set__ for name in RECORD_FIELDS)  # (the slots, bypassing frozen)
+
+
+def _canonical_record(*values: Optional[str]) -> AttributeRecord:
+    """A record of values that are canonical already (a pickled record read back), without canonicalizing
+    them again."""
+    record = object.__new__(AttributeRecord)
+    for put, value in zip(_record_setters, values):
+        put(record, value)
+    return record
+
+
+def _reduce_record(record: AttributeRecord) -> tuple[Any, tuple[Optional[str], ...]]:
+    # (pickled as its values for ``_canonical_record``: the default pickles and reads back the slots' state
+    # in Python, with ``dataclasses.fields`` each way; records cross between shards in every part and fill
+    # checkpoints. Pickles of the default's form still read.)
+    return _canonical_record, _record_values(record)
+
+
+AttributeRecord.__reduce__ = _reduce_record  # type: ignore[method-assign,assignment]
