@@ -19,8 +19,8 @@ slices (up to five rounds), the owners asked whether a profile ID is held, the c
 start of an epoch that re-estimates the model, the pending reviews' slice and its check). Every round's
 questions go as one message from each reader to each owner it asks, however many events ask. A second table
 gives per N the round trips per window and the messages per event, and the modelled events/s if each round
-trip took each of ``--round-trip-ms`` (on one machine's loopback a fraction of a millisecond; through a Kafka
-broker, milliseconds).
+trip took each of ``--round-trip-ms`` (by default 0.06 ms, the median of a pipe between two processes on
+this machine, and 6.3 ms, the median through the test broker: ``benchmarks/round_trips.py``; and 1 ms between).
 
 Printed per N: the log the same as in order (yes/no), parts read from and written to other shards per event,
 kilobytes sent per event, the share of windows decided in order on the whole state, each part's
@@ -67,7 +67,7 @@ def main() -> int:
     ap.add_argument("--lines", type=int, default=100_000, help="the first this many lines of the file")
     ap.add_argument("--shards", default="1,2,4,16,64")
     ap.add_argument("--window", type=int, default=1024)
-    ap.add_argument("--round-trip-ms", default="0.2,1,5",
+    ap.add_argument("--round-trip-ms", default="0.06,1,6.3",
                     help="model the rate as if each of a window's round trips took this long (comma-separated)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="decide on N shards this many times and report the run with the least modelled time "
