@@ -22,6 +22,10 @@ gives per N the round trips per window and the messages per event, and the model
 trip took each of ``--round-trip-ms`` (by default 0.06 ms, the median of a pipe between two processes on
 this machine, and 6.3 ms, the median through the test broker: ``benchmarks/round_trips.py``; and 1 ms between).
 
+With ``--processes N,...`` the records are also decided on N shards in worker processes
+(``streams.key_shard_processes``: each shard's parts held, and its chains decided, by a process of its own;
+requests carried by pipes), and the wall time printed, against deciding in order.
+
 Printed per N: the log the same as in order (yes/no), parts read from and written to other shards per event,
 kilobytes sent per event, the share of windows decided in order on the whole state, each part's
 microseconds per event, modelled events/s and x one shard, the busiest shard's share of the shards' work, and
@@ -61,14 +65,44 @@ def in_order(records: list[bytes], config: ResolverConfig) -> tuple[list, float]
     return out, time.perf_counter() - started
 
 
+def processes(records: list[bytes], config: ResolverConfig, counts: list[int], want: str, events: int,
+              alone: float, window: int, repeat: int) -> None:
+    """Deciding on N shards in worker processes, timed (the least of ``repeat`` runs)."""
+    import os
+
+    from streams.key_shard_processes import KeyShardProcesses
+
+    print(f"\n{os.cpu_count()} cores; in order, one resolver: {alone:.1f} s\n")
+    print("| shard processes | same log | wall s | events/s | x in order | coordinator CPU s | round trips / window |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for n in counts:
+        best = None
+        for _ in range(repeat):
+            gc.collect()
+            with KeyShardProcesses(config, n, window) as keyed:
+                started, cpu = time.perf_counter(), time.process_time()
+                got = keyed.decide(records)
+                run = (time.perf_counter() - started, time.process_time() - cpu, keyed.stats)
+            if best is None or run[0] < best[0]:
+                best = (*run, digest(got) == want)
+            del got
+        wall, cpu, st, same = best
+        trips = sum(w[3] for w in st["windows"]) / max(len(st["windows"]), 1)
+        print(f"| {n} | {'yes' if same else 'NO'} | {wall:.1f} | {events / wall:,.0f} | {alone / wall:.2f} | "
+              f"{cpu:.1f} | {trips:.1f} |", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("events")
     ap.add_argument("--lines", type=int, default=100_000, help="the first this many lines of the file")
-    ap.add_argument("--shards", default="1,2,4,16,64")
+    ap.add_argument("--shards", default="1,2,4,16,64", help="the model's numbers of shards ('' for none)")
     ap.add_argument("--window", type=int, default=1024)
     ap.add_argument("--round-trip-ms", default="0.06,1,6.3",
                     help="model the rate as if each of a window's round trips took this long (comma-separated)")
+    ap.add_argument("--processes", default="",
+                    help="also decide on this many shards in worker processes (``KeyShardProcesses``), "
+                         "comma-separated, and print the wall time (then the model is skipped unless --shards)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="decide on N shards this many times and report the run with the least modelled time "
                          "(this machine's speed varies from one run to the next)")
@@ -92,9 +126,14 @@ def main() -> int:
           "| model events/s | x one shard | busiest shard | heaviest chain |")
     print("|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     base = None
+    if args.processes:
+        processes(records, config, [int(x) for x in args.processes.split(",")], want, events, seconds,
+                  args.window, max(args.repeat, 1))
+        if not args.shards:
+            return 0
     trips = [float(x) / 1000 for x in args.round_trip_ms.split(",")]
     latency = []  # (n, round trips per window, messages per event, the modelled rate at each round trip)
-    for n in [int(x) for x in args.shards.split(",")]:
+    for n in [int(x) for x in args.shards.split(",") if x]:
         best = None
         for _ in range(max(args.repeat, 1)):
             gc.collect()

@@ -300,10 +300,12 @@ def collect(source: Source, items: Iterable[str], values: Iterable[tuple[str, st
     return answered(collecting(items, values, shared, position), source_answers(source))
 
 
-def collecting(items: Iterable[str], values: Iterable[tuple[str, str]], shared: Shared, position: int) -> Rounds:
+def collecting(items: Iterable[str], values: Iterable[tuple[str, str]], shared: Shared, position: int,
+               build: Optional[Callable[..., Any]] = None) -> Rounds:
     """``collect`` as a reading in five rounds (``Rounds``): the items; what is filed under the blocking
     keys; the profiles of the identifiers; their other identifiers; then the edge, the aliases and the
-    value counts. (What a round asks is asked together, of each owner in one message, by a transport.)"""
+    value counts. (What a round asks is asked together, of each owner in one message, by a transport.)
+    ``build``: what is made of the parts read (``Slice``'s arguments; by default the ``Slice``)."""
     items = list(items)
     got: dict[Ask, Any] = {}
 
@@ -377,7 +379,8 @@ def collecting(items: Iterable[str], values: Iterable[tuple[str, str]], shared: 
         if target is not None:
             aliases[pid] = target
     counts = {key: got[("values", key)] for key in wanted}
-    return Slice(core.values(), edge, profiles.values(), aliases, blocks, counts, shared, position)
+    return (build or Slice)(list(core.values()), edge, list(profiles.values()), aliases, blocks, counts, shared,
+                            position)
 
 
 class Slice:

@@ -38,7 +38,7 @@ import heapq
 import pickle
 import time
 import weakref
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from resolver import epochs, footprint
 from resolver.calibration import distinct_of
@@ -46,7 +46,7 @@ from resolver.config import ResolverConfig
 from resolver.engine import Resolver
 from resolver.ids import event_digest
 from resolver.owner import PartStore, owner_of, route, value_name
-from resolver.partition import Ask, Rounds, Slice, collecting, shared_of
+from resolver.partition import Ask, Changes, NodePart, ProfilePart, Rounds, Slice, collecting, shared_of
 from resolver.state import ResolverState
 from schemas.channel import ChannelEvent
 from streams.pipeline import BLANK, VALID, RecordPipeline
@@ -175,17 +175,14 @@ class LocalKeyShards:
         brief = brief or {}
         while live:
             asked, live = live, []
-            answers: dict[tuple[int, Ask], Any] = {}  # (each reader's distinct questions, read once)
+            questions: dict[int, dict[Ask, None]] = {}  # (each reader's distinct questions, asked once)
+            for _, at, _, asks in asked:
+                questions.setdefault(at, {}).update(dict.fromkeys(asks))
+            got = self._answer({at: list(q) for at, q in questions.items()}, brief, spent)
+            answers = {at: dict(zip(q, got[at])) for at, q in questions.items()}
             for i, at, rounds, asks in asked:
                 started = time.perf_counter()
-                got = {}
-                for ask in asks:
-                    held = answers.get((at, ask), answers)
-                    if held is answers:
-                        what, name = ask
-                        held = answers[(at, ask)] = self._read(_KINDS[what], name, at, what, brief.get(what))
-                    got[ask] = held
-                step(i, at, rounds, got)
+                step(i, at, rounds, answers[at])
                 if spent is not None:
                     spent[at] = spent.get(at, 0.0) + time.perf_counter() - started
             if any(owner != reader for owner, reader in self._asked):  # (else all read where they are held)
@@ -209,9 +206,65 @@ class LocalKeyShards:
         return got
 
     # ------------------------------------------------------------------------------ the coordinator
-    def _known(self, event_id: str) -> Optional[int]:
-        """The digest of the event decided under ``event_id`` (-1: not logged), at the ID's owner, or None."""
-        return self.stores[owner_of("e", event_id, self.n)].seen.get(event_id)
+    # ------------------------------------------------------------------------------ what the owners hold
+    # (what a transport carries to the owners: here, in this process)
+    def _known(self, event_ids: list[str]) -> list[Optional[int]]:
+        """For each event ID, the digest of the event decided under it (-1: not logged), at the ID's owner, or
+        None."""
+        return [self.stores[owner_of("e", eid, self.n)].seen.get(eid) for eid in event_ids]
+
+    def _note_seen(self, digests: dict[str, int]) -> None:
+        """Each event ID's digest to its owner."""
+        for eid, digest in digests.items():
+            self.stores[owner_of("e", eid, self.n)].seen[eid] = digest
+
+    def _answer(self, questions: dict[int, list[Ask]], brief: dict[str, Any],
+                spent: Optional[dict[int, float]]) -> dict[int, list[Any]]:
+        """A round's answers, for each reader (-1: the coordinator) to its questions, in order, read at their
+        owners (``brief``: as ``_rounds``; ``spent``: each reader's seconds, added up)."""
+        out = {}
+        for at, asks in questions.items():
+            started = time.perf_counter()
+            out[at] = [self._read(_KINDS[what], name, at, what, brief.get(what)) for what, name in asks]
+            if spent is not None:
+                spent[at] = spent.get(at, 0.0) + time.perf_counter() - started
+        return out
+
+    def _held_records(self) -> list[list[Any]]:
+        """Each shard's distinct records (``calibration.distinct_of``), as it sends them."""
+        held = []
+        for store in self.stores:
+            started = time.perf_counter()
+            mine = distinct_of(p.records for p in store.nodes.values() if p.records)
+            self._work[store.shard] += time.perf_counter() - started
+            held.append(self._carry(mine, store.shard) if self.transport else mine)
+        return held
+
+    def _reviewing(self) -> set[str]:
+        """The identifiers that are a side of a pending review, at their owners."""
+        return {key for store in self.stores for key in store.reviewing}
+
+    def _all_parts(self, epoch: int) -> tuple[list[NodePart], list[ProfilePart], dict[str, str],
+                                              dict[str, list[str]], dict[tuple[str, str], tuple[int, Optional[int]]]]:
+        """Every part of every shard: identifiers, profiles, aliases, blocks, value counts."""
+        return ([p for store in self.stores for p in store.nodes.values()],
+                [p for store in self.stores for p in store.profiles.values()],
+                {a: t for store in self.stores for a, t in store.aliases.items()},
+                {b: nodes for store in self.stores for b, nodes in store.blocks.items()},
+                {key: store.value(key, epoch) for store in self.stores for key in store.values})
+
+    def _apply(self, routed: dict[int, Changes], sender: int, epoch: int) -> None:
+        """Each owner's share of what deciding on a slice changed, from shard ``sender`` (-1: the coordinator)."""
+        for owner, mine in routed.items():
+            started, lent = time.perf_counter(), self._lent
+            writes = len(mine.nodes) + len(mine.profiles) + len(mine.blocks) + len(mine.values)
+            self.stats["writes"] += writes
+            if owner != sender:
+                self.stats["remote_writes"] += writes
+                if self.transport:
+                    mine = self._carry(mine, sender)
+            self.stores[owner].apply(mine, epoch)
+            self._work[owner] += time.perf_counter() - started - (self._lent - lent)
 
     def decide(self, records: list[bytes]) -> list[Entry]:
         out: list[Entry] = []
@@ -226,22 +279,31 @@ class LocalKeyShards:
             known: dict[str, Optional[int]] = {}
             new: set[str] = set()
             first: Optional[ChannelEvent] = None
+            self._trips = 0
             while j < len(records) and len(new) < room and j - i < 4 * self.max_window:
-                outcome = self.pipeline.check(records[j])
-                outcomes.append(outcome)
-                if outcome.kind == VALID:
-                    eid = outcome.event.event_id
-                    if eid not in known:
-                        known[eid] = self._known(eid)
-                    if known[eid] is None and eid not in new:
-                        new.add(eid)
-                        if first is None:
-                            first = outcome.event
-                j += 1
+                # as many valid records as there is room for new events, their IDs looked up together (more
+                # only if some were decided before: the same window as looking them up one by one)
+                batch, valid = len(outcomes), 0
+                while j < len(records) and valid < room - len(new) and j - i < 4 * self.max_window:
+                    outcome = self.pipeline.check(records[j])
+                    outcomes.append(outcome)
+                    valid += outcome.kind == VALID
+                    j += 1
+                ids = list(dict.fromkeys(o.event.event_id for o in outcomes[batch:] if o.kind == VALID
+                                         and o.event.event_id not in known))
+                if ids:
+                    self._trips += 1
+                    known.update(zip(ids, self._known(ids)))
+                for outcome in outcomes[batch:]:
+                    if outcome.kind == VALID:
+                        eid = outcome.event.event_id
+                        if known[eid] is None and eid not in new:
+                            new.add(eid)
+                            if first is None:
+                                first = outcome.event
             take = records[i:j]
             validating = time.perf_counter() - started
             self._work = [0.0] * self.n
-            self._trips = 1 if known else 0  # (the window's event IDs looked up at their owners)
             epoch = self._epoch = epochs.epoch_of(position)
             if epoch != self.shared.tf_epoch:
                 self.shared.tf_epoch = epoch
@@ -294,11 +356,8 @@ class LocalKeyShards:
                         out.append(entry)
             # each event ID's digest to its owner (its own share for each)
             recording = time.perf_counter()
-            for slot in events:
-                for d in decided[slot.event]:
-                    if d["type"] == "interaction_recorded":
-                        eid = d["event_id"]
-                        self.stores[owner_of("e", eid, self.n)].seen[eid] = d.get("digest", -1)
+            self._note_seen({d["event_id"]: d.get("digest", -1) for slot in events for d in decided[slot.event]
+                             if d["type"] == "interaction_recorded"})
             self.decided += len(events)
             recording = time.perf_counter() - recording
             shared_work += recording
@@ -323,14 +382,8 @@ class LocalKeyShards:
             calibrating = time.perf_counter()
             # (what the shards work meanwhile is theirs: it is taken out of the coordinator's seconds below)
             shards_before = sum(self._work) - self._counted_not_run
-            held = []
-            for store in self.stores:  # (each shard finds its own distinct records)
-                started = time.perf_counter()
-                mine = distinct_of(p.records for p in store.nodes.values() if p.records)
-                self._work[store.shard] += time.perf_counter() - started
-                held.append(self._carry(mine, store.shard) if self.transport else mine)
-            records = distinct_of(held)
-            reviewing = {"k:" + key for store in self.stores for key in store.reviewing}
+            records = distinct_of(self._held_records())  # (each shard finds its own distinct records)
+            reviewing = {"k:" + key for key in self._reviewing()}
             part = self._rounds([(-1, collecting(reviewing, (), self.shared, position))])[0]
             self._trips += 1  # (the taken check below)
         else:
@@ -359,13 +412,7 @@ class LocalKeyShards:
         when a slice asked about a profile ID it did not hold and its owner does (nothing is changed then)."""
         decided: dict[int, Entry] = {}
         done: list[tuple[int, Slice]] = []
-        if self._assign is None:  # (by the size of their footprints: what a shard collects grows with it)
-            weights = [sum(len(work[k][2]) for k in c) for c in chains]
-            picks = assign_weighted(chains, weights, self.n)
-            if weights:
-                self.stats["heaviest"].append(max(weights) / sum(weights))
-        else:
-            picks = self._assign(chains, self.n)
+        picks = self._picks(chains, work)
         # (the chains sent to their shards, which collect their slices together, round by round, decide on
         # them, ask the owners whether the profile IDs they asked about are held, and send back what they
         # decided: two round trips besides the slices')
@@ -389,6 +436,15 @@ class LocalKeyShards:
         self._commit(done, epoch)
         return decided
 
+    def _picks(self, chains: list[list[int]], work: list[tuple[Any, Any, frozenset[str]]]) -> list[list[int]]:
+        """Which chains each shard decides (``assign``)."""
+        if self._assign is not None:
+            return self._assign(chains, self.n)
+        weights = [sum(len(work[k][2]) for k in c) for c in chains]  # (what a shard collects grows with them)
+        if weights:
+            self.stats["heaviest"].append(max(weights) / sum(weights))
+        return assign_weighted(chains, weights, self.n)
+
     def _in_order(self, position: int, epoch: int, events: list[ChannelEvent]) -> dict[int, Entry]:
         whole = self._whole(position, epoch)
         resolver = self._coordinating
@@ -401,19 +457,19 @@ class LocalKeyShards:
     def _taken(self, s: int, part: Slice) -> bool:
         """Whether a profile ID the slice asked about and did not hold is held at its owner."""
         profiles, aliases = part.asked()
-        taken = any(self._read("p", pid, s, "profiles") is not None for pid in profiles) or \
-            any(self._read("p", name, s, "aliases") is not None for name in aliases)
+        return self._held_names(s, profiles, aliases)
+
+    def _held_names(self, s: int, profiles: Iterable[str], aliases: Iterable[str]) -> bool:
+        """Whether any of these profile IDs or alias names is held at its owner (asked from shard ``s``)."""
+        asks = [("profiles", pid) for pid in sorted(profiles)] + [("aliases", name) for name in sorted(aliases)]
+        taken = any(got is not None for got in self._answer({s: asks}, {}, None)[s]) if asks else False
         self._send()
         return taken
 
     def _whole(self, position: int, epoch: int) -> Slice:
         """The whole state as one slice (every part of every shard)."""
-        nodes = [p for store in self.stores for p in store.nodes.values()]
-        values = {key: store.value(key, epoch) for store in self.stores for key in store.values}
-        return Slice(nodes, {}, [p for store in self.stores for p in store.profiles.values()],
-                     {a: t for store in self.stores for a, t in store.aliases.items()},
-                     {b: nodes for store in self.stores for b, nodes in store.blocks.items()}, values,
-                     self.shared, position)
+        nodes, profiles, aliases, blocks, values = self._all_parts(epoch)
+        return Slice(nodes, {}, profiles, aliases, blocks, values, self.shared, position)
 
     def _commit(self, done: list[tuple[int, Slice]], epoch: int) -> None:
         """Each slice's changes sent to their owners (from shard ``s``; -1: the coordinator), and the
@@ -426,16 +482,7 @@ class LocalKeyShards:
             routed = route(changes, self.n)
             if s >= 0:
                 self._work[s] += time.perf_counter() - started
-            for owner, mine in routed.items():
-                started, lent = time.perf_counter(), self._lent
-                writes = len(mine.nodes) + len(mine.profiles) + len(mine.blocks) + len(mine.values)
-                self.stats["writes"] += writes
-                if owner != s:
-                    self.stats["remote_writes"] += writes
-                    if self.transport:
-                        mine = self._carry(mine, s)
-                self.stores[owner].apply(mine, epoch)
-                self._work[owner] += time.perf_counter() - started - (self._lent - lent)
+            self._apply(routed, s, epoch)
             for f, d in changes.totals.items():
                 t = shared.value_totals.get(f, 0)
                 if f not in shared.tf_totals_before:

@@ -1,0 +1,102 @@
+"""Key shards in worker processes (``streams.key_shard_processes``): the coordinator keeps no part, every
+shard's parts are held and its chains decided in a process of its own, and the log is the one of deciding
+every record in order."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from resolver.config import ResolverConfig
+from resolver.owner import owner_of, value_name
+from streams.key_shard_processes import KeyShardProcesses
+from tests.test_shards import corpus, in_order_raw, with_noise
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(40, 260), st.integers(1, 3), st.integers(1, 300), st.integers(8, 120))
+def test_any_shards_and_windows_give_the_log_of_deciding_in_order(seed, n, shards, window, people):
+    records = with_noise(corpus(random.Random(seed), n, people=people), random.Random(seed))
+    config = ResolverConfig()
+    with KeyShardProcesses(config, shards, window) as keyed:
+        assert keyed.decide(records) == in_order_raw(records, config)
+
+
+def test_a_long_corpus_where_every_guard_acts_on_three_worker_processes_each_holding_its_own_parts():
+    records = with_noise(corpus(random.Random(7), 1800, people=140), random.Random(8))
+    config = ResolverConfig()
+    expected = in_order_raw(records, config)
+    kinds = {d["type"] for entry in expected for d in entry}
+    assert {"identifier_flagged", "link_refused", "profile_split", "probable_link", "possible_match",
+            "profiles_merged", "model_estimated", "profile_renamed"} <= kinds
+    with KeyShardProcesses(config, 3, 128) as keyed:
+        # in two calls, as a stream's batches come: the workers keep their parts between them (the
+        # rejections are keyed by their index in each call)
+        got = keyed.decide(records[:700]) + keyed.decide(records[700:])
+        strip = lambda log: [[{k: v for k, v in d.items() if k != "key"} for d in e] for e in log]  # noqa: E731
+        assert strip(got) == strip(expected)
+        assert not keyed.stores  # (the coordinator holds no part)
+        assert keyed.stats["calibrations"] >= 1 and keyed.stats["remote_writes"] > 0
+        held = keyed._ask({s: ("parts", 0) for s in range(3)})
+        pids = [w.pid for w in keyed._procs]
+    assert len(set(pids)) == 3 and os.getpid() not in pids
+    for s, (nodes, profiles, aliases, blocks, values) in held.items():
+        assert nodes and all(owner_of("k", p.key, 3) == s for p in nodes)
+        assert all(owner_of("p", p.id, 3) == s for p in profiles)
+        assert all(owner_of("p", a, 3) == s for a in aliases)
+        assert all(owner_of("b", b, 3) == s for b in blocks)
+        assert all(owner_of("v", value_name(key), 3) == s for key in values)
+    assert sum(len(h[0]) for h in held.values()) > 0
+
+
+def test_a_window_whose_slice_asked_about_a_name_held_elsewhere_is_decided_in_order_on_the_whole_state():
+    records = with_noise(corpus(random.Random(21), 900, people=70), random.Random(22))
+    config = ResolverConfig()
+
+    class Suspicious(KeyShardProcesses):
+        checks = 0
+
+        def _any_held(self, questions):  # (as if every third window's slices had asked about one)
+            held = super()._any_held(questions)
+            self.checks += 1
+            return held or self.checks % 3 == 0
+
+    with Suspicious(config, 2, 64) as keyed:
+        assert keyed.decide(records) == in_order_raw(records, config)
+        assert keyed.stats["in_order_windows"] >= 3
+
+
+def test_the_match_model_re_estimated_with_the_shards_working_its_chunks():
+    from tests.test_calibration import population
+
+    events, _ = population(400, seed=3)
+    records = [e.model_dump_json().encode() for e in events]
+    config = ResolverConfig()
+    handed = []
+
+    class Counting(KeyShardProcesses):
+        def _on_shards(self, function, records, chunks):
+            handed.append(function.__name__)
+            return super()._on_shards(function, records, chunks)
+
+    with Counting(config, 2, 100) as keyed:
+        assert keyed.decide(records) == in_order_raw(records, config)
+        assert keyed.stats["calibrations"] == 2
+    assert {"counted_chunk", "keys_chunk", "vectors_chunk"} <= set(handed)
+
+
+def test_a_shard_that_fails_or_dies_stops_the_coordinator_with_the_reason():
+    config = ResolverConfig()
+    records = with_noise(corpus(random.Random(5), 120, people=20), random.Random(5))
+    with KeyShardProcesses(config, 2, 32) as keyed:
+        with pytest.raises(RuntimeError, match="(?s)a key shard failed:.*does not know"):
+            keyed._ask({1: ("no such request",)})
+        keyed.decide(records[:60])  # (a shard's failure leaves it serving)
+        os.kill(keyed._procs[0].pid, signal.SIGKILL)
+        keyed._procs[0].join(5)
+        with pytest.raises(RuntimeError, match="process ended"):
+            keyed.decide(records[60:])
