@@ -102,7 +102,9 @@ class ShardServer:
         return got
 
 
-def _serve(conn: Any, config: ResolverConfig, shard: int, n: int) -> None:
+def _serve(conn: Any, inherited: list[Any], config: ResolverConfig, shard: int, n: int) -> None:
+    for end in inherited:  # (the coordinator's ends, copied by the fork: closed, a coordinator gone is an EOF)
+        end.close()
     gc.disable()  # (as the resolver runs elsewhere: nothing it builds forms cycles)
     server = ShardServer(config, shard, n)
     while True:
@@ -144,9 +146,11 @@ class KeyShardProcesses(LocalKeyShards):
         ctx = multiprocessing.get_context("fork")
         self._conns: list[Any] = []
         self._procs: list[Any] = []
+        self._broken: Optional[str] = None
         for s in range(n):
             here, there = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(there, config, s, n), daemon=True, name=f"idres-key-shard-{s}")
+            proc = ctx.Process(target=_serve, args=(there, [*self._conns, here], config, s, n), daemon=True,
+                               name=f"idres-key-shard-{s}")
             proc.start()
             there.close()
             self._conns.append(here)
@@ -160,6 +164,7 @@ class KeyShardProcesses(LocalKeyShards):
         self.close()
 
     def close(self) -> None:
+        self._broken = self._broken or "they were closed"
         for conn, proc in zip(self._conns, self._procs):
             if proc.is_alive():
                 try:
@@ -174,7 +179,18 @@ class KeyShardProcesses(LocalKeyShards):
         self._conns, self._procs = [], []
 
     def _ask(self, requests: dict[int, tuple]) -> dict[int, Any]:
-        """Each shard's answer to its request: all sent, then all read (the shards work meanwhile)."""
+        """Each shard's answer to its request: all sent, then all read (the shards work meanwhile). Once a
+        request fails, the shards answer no more: answers left unread would answer the next requests, and a
+        window left half applied cannot be applied again."""
+        if self._broken is not None:
+            raise RuntimeError(f"the key shards stopped: {self._broken}")
+        try:
+            return self._asked_all(requests)
+        except BaseException as e:
+            self._broken = f"{type(e).__name__}: {e}".splitlines()[0]
+            raise
+
+    def _asked_all(self, requests: dict[int, tuple]) -> dict[int, Any]:
         sent = []
         failed = None
         for s, request in requests.items():

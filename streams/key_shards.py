@@ -269,6 +269,7 @@ class LocalKeyShards:
     def decide(self, records: list[bytes]) -> list[Entry]:
         out: list[Entry] = []
         i = 0
+        checked: dict[int, Any] = {}  # (records validated ahead of their window, by index)
         while i < len(records):
             position = self.decided
             started = time.perf_counter()
@@ -281,26 +282,32 @@ class LocalKeyShards:
             first: Optional[ChannelEvent] = None
             self._trips = 0
             while j < len(records) and len(new) < room and j - i < 4 * self.max_window:
-                # as many valid records as there is room for new events, their IDs looked up together (more
-                # only if some were decided before: the same window as looking them up one by one)
-                batch, valid = len(outcomes), 0
-                while j < len(records) and valid < room - len(new) and j - i < 4 * self.max_window:
-                    outcome = self.pipeline.check(records[j])
-                    outcomes.append(outcome)
-                    valid += outcome.kind == VALID
-                    j += 1
-                ids = list(dict.fromkeys(o.event.event_id for o in outcomes[batch:] if o.kind == VALID
-                                         and o.event.event_id not in known))
+                # the IDs of as many valid records as there is room for new events, and an eighth more (some
+                # may have been decided before), looked up together; the records after the window are kept
+                # validated for the next (the same window as looking the IDs up one by one)
+                want = room - len(new)
+                want += want // 8 + 8
+                k, valid = j, 0
+                while k < len(records) and valid < want and k - i < 4 * self.max_window:
+                    if k not in checked:
+                        checked[k] = self.pipeline.check(records[k])
+                    valid += checked[k].kind == VALID
+                    k += 1
+                ids = list(dict.fromkeys(checked[b].event.event_id for b in range(j, k)
+                                         if checked[b].kind == VALID and checked[b].event.event_id not in known))
                 if ids:
                     self._trips += 1
                     known.update(zip(ids, self._known(ids)))
-                for outcome in outcomes[batch:]:
+                while j < k and len(new) < room:
+                    outcome = checked.pop(j)
+                    outcomes.append(outcome)
                     if outcome.kind == VALID:
                         eid = outcome.event.event_id
                         if known[eid] is None and eid not in new:
                             new.add(eid)
                             if first is None:
                                 first = outcome.event
+                    j += 1
             take = records[i:j]
             validating = time.perf_counter() - started
             self._work = [0.0] * self.n

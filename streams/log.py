@@ -513,7 +513,7 @@ def check_version(version: Any, where: str) -> None:
 CHECKPOINT_CLASSES = frozenset({
     ("resolver.state", "ResolverState"), ("resolver.state", "Profile"),
     ("resolver.matching.canonical", "AttributeRecord"), ("resolver.matching.model", "MatchModel"),
-    ("resolver.matching.canonical", "_canonical_record"),  # (a record read back from its values: it only sets them)
+    ("resolver.matching.canonical", "_CanonicalRecord"),  # (a record read back from its values: it only sets them)
     ("projections.customer", "CustomerViews"), ("projections.customer", "ProfileView"),
     ("projections.customer", "ProjectionConfig"), ("projections.runs", "Runs"),
     ("array", "array"), ("array", "_array_reconstructor"),  # (an array: the events' times, ``CustomerViews.ev_at``)

@@ -93,10 +93,50 @@ def test_a_shard_that_fails_or_dies_stops_the_coordinator_with_the_reason():
     config = ResolverConfig()
     records = with_noise(corpus(random.Random(5), 120, people=20), random.Random(5))
     with KeyShardProcesses(config, 2, 32) as keyed:
+        keyed.decide(records[:60])
         with pytest.raises(RuntimeError, match="(?s)a key shard failed:.*does not know"):
-            keyed._ask({1: ("no such request",)})
-        keyed.decide(records[:60])  # (a shard's failure leaves it serving)
+            keyed._ask({0: ("known", ["e1"]), 1: ("no such request",)})
+        # once a request failed, no more are answered (an answer left unread would answer the next one)
+        with pytest.raises(RuntimeError, match="the key shards stopped: RuntimeError: a key shard failed"):
+            keyed.decide(records[60:])
+    with KeyShardProcesses(config, 2, 32) as keyed:
+        keyed.decide(records[:60])
         os.kill(keyed._procs[0].pid, signal.SIGKILL)
         keyed._procs[0].join(5)
         with pytest.raises(RuntimeError, match="process ended"):
             keyed.decide(records[60:])
+    with KeyShardProcesses(config, 1, 32) as keyed:
+        keyed.decide(records[:60])
+    with pytest.raises(RuntimeError, match="stopped: they were closed"):
+        keyed.decide(records[60:])
+
+
+def test_the_workers_end_when_their_coordinator_is_gone():
+    import multiprocessing
+    import time
+
+    def coordinator(pids):
+        keyed = KeyShardProcesses(ResolverConfig(), 3, 32)
+        pids.extend([p.pid for p in keyed._procs])
+        os.kill(os.getpid(), signal.SIGKILL)  # (gone without closing them)
+
+    with multiprocessing.Manager() as manager:
+        pids = manager.list()
+        proc = multiprocessing.get_context("fork").Process(target=coordinator, args=(pids,))
+        proc.start()
+        proc.join(30)
+        assert proc.exitcode == -signal.SIGKILL and len(pids) == 3
+        deadline = time.monotonic() + 10
+        alive = list(pids)
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            alive = [pid for pid in alive if _running(pid)]
+        assert not alive
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[1][0] != "Z"  # (a zombie has ended)
+    except FileNotFoundError:
+        return False

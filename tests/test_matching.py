@@ -544,4 +544,4 @@ def test_a_record_pickled_reads_back_the_same_without_being_canonicalized_again(
     # a pickle of the form records had before (the dataclass's slots state) still reads
     with mock.patch.object(AttributeRecord, "__reduce__", object.__reduce__):
         old = pickle.dumps(record, pickle.HIGHEST_PROTOCOL)
-    assert b"_canonical_record" not in old and pickle.loads(old) == record
+    assert b"_CanonicalRecord" not in old and pickle.loads(old) == record

@@ -138,20 +138,25 @@ _record_values = attrgetter(*RECORD_FIELDS)
 _record_setters = tuple(AttributeRecord.__dict__[name].__set__ for name in RECORD_FIELDS)  # (the slots, bypassing frozen)
 
 
-def _canonical_record(*values: Optional[str]) -> AttributeRecord:
-    """A record of values that are canonical already (a pickled record read back), without canonicalizing
-    them again."""
-    record = object.__new__(AttributeRecord)
-    for put, value in zip(_record_setters, values):
-        put(record, value)
-    return record
+class _CanonicalRecord:
+    """Makes a record of values that are canonical already (a pickled record read back), without
+    canonicalizing them again: ``_CanonicalRecord(*values)`` is an ``AttributeRecord``. (A class, not a
+    function: a checkpoint reader may name only classes, whose attributes it restores after reading.)"""
+
+    __slots__ = ()
+
+    def __new__(cls, *values: Optional[str]) -> AttributeRecord:  # type: ignore[misc]
+        record = object.__new__(AttributeRecord)
+        for put, value in zip(_record_setters, values):
+            put(record, value)
+        return record
 
 
 def _reduce_record(record: AttributeRecord) -> tuple[Any, tuple[Optional[str], ...]]:
-    # (pickled as its values for ``_canonical_record``: the default pickles and reads back the slots' state
+    # (pickled as its values for ``_CanonicalRecord``: the default pickles and reads back the slots' state
     # in Python, with ``dataclasses.fields`` each way; records cross between shards in every part and fill
     # checkpoints. Pickles of the default's form still read.)
-    return _canonical_record, _record_values(record)
+    return _CanonicalRecord, _record_values(record)
 
 
 AttributeRecord.__reduce__ = _reduce_record  # type: ignore[method-assign,assignment]
