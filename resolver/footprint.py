@@ -29,7 +29,7 @@ from itertools import chain, repeat
 from typing import Any, Iterable, Optional, Sequence
 
 from resolver.guards import MAX_CULPRIT_SEARCH
-from resolver.partition import NodePart, Rounds
+from resolver.partition import NodePart, Rounds, read_through
 from resolver.state import Profile, ResolverState
 
 
@@ -37,14 +37,7 @@ def items(st: ResolverState, event_id: str, node_keys: Iterable[str], blocks: It
           names: bool = True) -> set[str]:
     """The footprint of an event with these identifier keys and blocking keys, against ``st``; ``names``:
     whether it names a person (``linking.names_a_person``)."""
-    rounds = items_in_rounds(event_id, node_keys, blocks, names, asking=False)
-    got = _InState(st)
-    try:
-        next(rounds)
-        while True:
-            rounds.send(got)
-    except StopIteration as done:
-        return done.value
+    return read_through(items_in_rounds(event_id, node_keys, blocks, names, asking=False), _InState(st))
 
 
 class _InState:

@@ -261,7 +261,12 @@ Rounds = Generator[list[Ask], dict[Ask, Any], Any]
 def answered(rounds: Rounds, answer: Callable[[Ask], Any]) -> Any:
     """What a reading in ``rounds`` returns, each question answered by ``answer`` when the reading looks its
     answer up (as a whole state in memory can: nothing waits for a round)."""
-    got = _OnDemand(answer)
+    return read_through(rounds, _OnDemand(answer))
+
+
+def read_through(rounds: Rounds, got: Any) -> Any:
+    """What a reading in ``rounds`` returns, every round sent the same ``got``, which answers each question as
+    it is looked up (``got[ask]``)."""
     try:
         next(rounds)
         while True:
