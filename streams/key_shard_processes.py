@@ -7,13 +7,18 @@ is a worker process (``ShardServer``, forked) holding its ``PartStore``, and wha
 stores it asks of their owners, one request per shard at a time, sent to all before any answer is read:
 
 * ``known`` / ``seen``: the event IDs decided, at their owners;
-* ``read``: a round's questions of a footprint or a slice (``resolver.partition.Rounds``), from every reader
-  whose questions the owner answers, in one message (a footprint reads only what it needs of a part);
-* ``decide``: the parts of a chain's slice, collected by the coordinator round by round, and the chain's
-  events, which the shard decides in order on the slice it builds (on its own core); it answers with the
-  decisions and the profile IDs the slice asked about without holding them, which the coordinator checks at
-  their owners, and then ``changes`` (what deciding changed, which the coordinator hands to the owners as
-  ``apply``) or ``drop`` (the window is then decided in order on the whole state, read with ``parts``);
+* ``read``: a round's questions of a footprint (the coordinator's) or of the start of an epoch, from every
+  reader whose questions the owner answers, in one message (a footprint reads only what it needs of a part);
+* ``collect``: the footprint items and record values of the chains a shard is to decide, whose slice it then
+  reads round by round: the coordinator passes each round's questions on to their owners (``read_for``,
+  with every other shard's) and the answers back (``answers``), pickled by each owner for the shard that
+  asked and passed on unread, so a part crosses once;
+* ``decide``: the chains' events, which the shard decides in order on the slice it collected (on its own
+  core); it answers with the decisions and the profile IDs the slice asked about without holding them, which
+  the coordinator checks at their owners, and then ``changes`` (what deciding changed, routed and pickled by
+  the shard for each owner, which the coordinator passes on as ``apply_shares``; only the statistics'
+  increments come to it) or ``drop`` (the window is then decided in order on the whole state, read with
+  ``parts``, and its changes sent as ``apply``);
 * ``held_records``, ``reviewing``, ``estimate_from`` and ``chunk``: re-estimating the match model, whose
   heavy parts the shards work.
 
@@ -26,13 +31,14 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import pickle
 import traceback
 from typing import Any, Optional
 
 from resolver.calibration import distinct_of
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver
-from resolver.owner import PartStore, owner_of, value_name
+from resolver.owner import PartStore, owner_of, route, value_name
 from resolver.partition import Ask, Changes, NodePart, ProfilePart, Slice, collecting
 from schemas.channel import ChannelEvent
 from streams.key_shards import _KINDS, LocalKeyShards
@@ -47,6 +53,8 @@ class ShardServer:
         self.resolver = Resolver(config)
         self.records: Optional[list] = None  # (the records a re-estimation works from)
         self.pending: Optional[Slice] = None  # (the slice decided on, until its changes are asked for or dropped)
+        self.collecting: Any = None  # (the reading of the next slice, round by round)
+        self.collected: Optional[tuple] = None  # (...and the slice's arguments, once read)
 
     def handle(self, request: tuple) -> Any:
         kind = request[0]
@@ -62,16 +70,43 @@ class ShardServer:
         if kind == "apply":
             store.apply(request[1], request[2])
             return None
-        if kind == "decide":  # (position, the slice's arguments, [(index in the window, event)])
-            _, position, args, events = request
-            part = Slice(*args)
+        if kind == "collect":  # (position, footprint items, record values, shared): the first round's questions
+            _, position, items, values, shared = request
+            self.collecting = collecting(items, values, shared, position, _slice_args)
+            return self._next_round(None)
+        if kind == "answers":  # (each owner's answers to this shard's questions, pickled): the next round's
+            got: dict = {}
+            for blob in request[1]:
+                got.update(pickle.loads(blob))
+            return self._next_round(got)
+        if kind == "read_for":  # (epoch, {reader: questions}): each reader's answers, pickled for it to read
+            _, epoch, questions = request
+            return {at: pickle.dumps({ask: self._part(*ask, epoch, False) for ask in asks}, pickle.HIGHEST_PROTOCOL)
+                    for at, asks in questions.items()}
+        if kind == "decide":  # (position, [(index in the window, event)]), on the slice collected
+            _, position, events = request
+            args, self.collected = self.collected, None
+            part = Slice(*args)  # type: ignore[misc]
             self.resolver.use(part.state)
             decided = {k: self.resolver.decide(event, position=position + k) for k, event in events}
             self.pending = part
             return decided, part.asked()
-        if kind in ("changes", "drop"):
+        if kind == "drop":
+            self.pending = None
+            return None
+        if kind == "changes":  # -> each owner's share, pickled for it (with its count of parts), and the increments
             part, self.pending = self.pending, None
-            return part.changes() if kind == "changes" and part is not None else None
+            assert part is not None, "changes asked of a shard that decided nothing"
+            changes = part.changes()
+            shares = {owner: (pickle.dumps(mine, pickle.HIGHEST_PROTOCOL),
+                              len(mine.nodes) + len(mine.profiles) + len(mine.blocks) + len(mine.values))
+                      for owner, mine in route(changes, store.n).items()}
+            return shares, Changes([], [], [], {}, [], {}, {}, changes.totals, changes.records_filed,
+                                   changes.phone_total, changes.phone_regions)
+        if kind == "apply_shares":  # ([pickled changes], epoch)
+            for blob in request[1]:
+                store.apply(pickle.loads(blob), request[2])
+            return None
         if kind == "held_records":
             return distinct_of(p.records for p in store.nodes.values() if p.records)
         if kind == "reviewing":
@@ -86,6 +121,13 @@ class ShardServer:
         if kind == "chunk":
             return request[1](self.records, request[2])
         raise ValueError(f"a key shard was sent a request it does not know: {kind!r}")
+
+    def _next_round(self, got: Optional[dict]) -> tuple[str, Any]:
+        try:
+            return "asks", next(self.collecting) if got is None else self.collecting.send(got)
+        except StopIteration as done:
+            self.collecting, self.collected = None, done.value
+            return "collected", None
 
     def _part(self, what: str, name: Any, epoch: int, brief: bool) -> Any:
         store = self.store
@@ -122,7 +164,8 @@ def _serve(conn: Any, inherited: list[Any], config: ResolverConfig, shard: int, 
 
 
 class _Changed:
-    """What a shard's slice changed, as ``LocalKeyShards._commit`` reads a slice."""
+    """What a shard's slice changed, as ``LocalKeyShards._commit`` reads a slice (here only the statistics'
+    increments: the parts went to their owners from the shard)."""
 
     def __init__(self, changes: Changes) -> None:
         self._changes = changes
@@ -297,17 +340,39 @@ class KeyShardProcesses(LocalKeyShards):
         self._send()
         return held
 
+    def _collect(self, mine: list[tuple[int, list[int]]], work: list[tuple[Any, Any, frozenset[str]]],
+                 position: int) -> None:
+        """Each shard collects its chains' slice, round by round: its questions of a round, sent on to their
+        owners together with every other shard's, and the answers, pickled by each owner for the shard that
+        asked, passed back unread."""
+        replies = self._ask({s: ("collect", position, set().union(*(work[k][2] for k in events)),
+                                 [v for k in events for v in work[k][1]], self.shared) for s, events in mine})
+        asking = {s: asks for s, (state, asks) in replies.items() if state == "asks"}
+        while asking:
+            asked: dict[int, dict[int, list[Ask]]] = {}
+            for at, asks in asking.items():
+                for what, name in asks:
+                    owner = owner_of(_KINDS[what], value_name(name) if what == "values" else name, self.n)
+                    asked.setdefault(owner, {}).setdefault(at, []).append((what, name))
+                    self.stats["reads"] += 1
+                    if owner != at:
+                        self.stats["remote_reads"] += 1
+                        self._asked.add((owner, at))
+            if any(owner != reader for owner, reader in self._asked):
+                self._trips += 1
+            self._send()
+            blobs = self._ask({owner: ("read_for", self._epoch, mine) for owner, mine in asked.items()})
+            replies = self._ask({at: ("answers", [held[at] for held in blobs.values() if at in held])
+                                 for at in asking})
+            asking = {s: asks for s, (state, asks) in replies.items() if state == "asks"}
+
     def _on_slices(self, position: int, epoch: int, chains: list[list[int]],
                    work: list[tuple[ChannelEvent, list[tuple[str, str]], frozenset[str]]]) -> Optional[dict[int, Entry]]:
         picks = self._picks(chains, work)
         self._trips += 2  # (as ``LocalKeyShards``: the chains out, the decisions back; the names checked)
         mine = [(s, [k for c in picked for k in chains[c]]) for s, picked in enumerate(picks) if picked]
-        collected = self._rounds([(s, collecting(set().union(*(work[k][2] for k in events)),
-                                                 [v for k in events for v in work[k][1]], self.shared, position,
-                                                 _slice_args))
-                                  for s, events in mine])
-        replies = self._ask({s: ("decide", position, args, [(k, work[k][0]) for k in events])
-                             for (s, events), args in zip(mine, collected)})
+        self._collect(mine, work, position)
+        replies = self._ask({s: ("decide", position, [(k, work[k][0]) for k in events]) for s, events in mine})
         decided: dict[int, Entry] = {}
         questions: dict[int, list[Ask]] = {}
         for s, _ in mine:
@@ -318,6 +383,15 @@ class KeyShardProcesses(LocalKeyShards):
         if self._any_held({s: asks for s, asks in questions.items() if asks}):
             self._ask({s: ("drop",) for s, _ in mine})
             return None
+        # each shard's changes go to their owners as the shard pickled them; the statistics' increments come here
         changes = self._ask({s: ("changes",) for s, _ in mine})
-        self._commit([(s, _Changed(changes[s])) for s, _ in mine], epoch)  # type: ignore[misc]
+        shares: dict[int, list[bytes]] = {}
+        for s, _ in mine:
+            for owner, (blob, writes) in changes[s][0].items():
+                shares.setdefault(owner, []).append(blob)
+                self.stats["writes"] += writes
+                if owner != s:
+                    self.stats["remote_writes"] += writes
+        self._ask({owner: ("apply_shares", blobs, epoch) for owner, blobs in shares.items()})
+        self._commit([(s, _Changed(changes[s][1])) for s, _ in mine], epoch)  # type: ignore[misc]
         return decided
