@@ -344,14 +344,16 @@ class KeyShardProcesses(LocalKeyShards):
                  position: int) -> None:
         """Each shard collects its chains' slice, round by round: its questions of a round, sent on to their
         owners together with every other shard's, and the answers, pickled by each owner for the shard that
-        asked, passed back unread."""
-        replies = self._ask({s: ("collect", position, set().union(*(work[k][2] for k in events)),
+        asked, passed back unread. (Through this coordinator a round is two waits on the pipes, counted as the
+        one round trip a transport between the shards would take.)"""
+        # (the items in order: a set read back in another process need not iterate as it did here)
+        replies = self._ask({s: ("collect", position, sorted(set().union(*(work[k][2] for k in events))),
                                  [v for k in events for v in work[k][1]], self.shared) for s, events in mine})
         asking = {s: asks for s, (state, asks) in replies.items() if state == "asks"}
         while asking:
             asked: dict[int, dict[int, list[Ask]]] = {}
             for at, asks in asking.items():
-                for what, name in asks:
+                for what, name in dict.fromkeys(asks):  # (a question once, however often the reading asks it)
                     owner = owner_of(_KINDS[what], value_name(name) if what == "values" else name, self.n)
                     asked.setdefault(owner, {}).setdefault(at, []).append((what, name))
                     self.stats["reads"] += 1

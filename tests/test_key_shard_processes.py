@@ -140,3 +140,19 @@ def _running(pid: int) -> bool:
             return fh.read().split(") ")[1][0] != "Z"  # (a zombie has ended)
     except FileNotFoundError:
         return False
+
+
+def test_what_crosses_is_counted_as_the_shards_in_one_process_count_it():
+    # the same questions, parts and messages as LocalKeyShards, whose counts the model is built on
+    from streams.key_shards import LocalKeyShards
+
+    records = with_noise(corpus(random.Random(13), 600, people=50), random.Random(14))
+    config = ResolverConfig()
+    local = LocalKeyShards(config, 3, 64)
+    expected = local.decide(records)
+    with KeyShardProcesses(config, 3, 64) as keyed:
+        assert keyed.decide(records) == expected
+    names = ("reads", "remote_reads", "writes", "remote_writes", "messages", "chains", "events")
+    assert local.stats["remote_reads"] > 0 and local.stats["messages"] > 0
+    assert {k: keyed.stats[k] for k in names} == {k: local.stats[k] for k in names}
+    assert [w[3] for w in keyed.stats["windows"]] == [w[3] for w in local.stats["windows"]]
