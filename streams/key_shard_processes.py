@@ -183,8 +183,10 @@ class KeyShardProcesses(LocalKeyShards):
     the log entries of deciding the raw records in order. ``close()`` (or leaving a ``with``) stops the
     workers."""
 
-    def __init__(self, config: ResolverConfig, n: int, max_window: int = 1024, assigner: Any = None):
+    def __init__(self, config: ResolverConfig, n: int, max_window: int = 1024, assigner: Any = None,
+                 wait: float = 600.0):
         super().__init__(config, n, max_window, assigner)
+        self.wait = wait  # seconds a shard may take to answer a request (a window's deciding, a chunk of pairs)
         self.stores = []  # (the parts are held by the workers)
         ctx = multiprocessing.get_context("fork")
         self._conns: list[Any] = []
@@ -207,17 +209,23 @@ class KeyShardProcesses(LocalKeyShards):
         self.close()
 
     def close(self) -> None:
+        """Stops the workers: asked to, or killed when a request failed (one may be stuck in it)."""
+        polite = self._broken is None
         self._broken = self._broken or "they were closed"
         for conn, proc in zip(self._conns, self._procs):
-            if proc.is_alive():
+            if proc.is_alive() and polite:
                 try:
                     conn.send(("stop",))
-                    conn.recv()
+                    if conn.poll(5):
+                        conn.recv()
                 except (OSError, EOFError):
                     pass
+            if not polite:
+                proc.kill()
             proc.join(5)
             if proc.is_alive():
                 proc.kill()
+                proc.join(5)
             conn.close()
         self._conns, self._procs = [], []
 
@@ -245,7 +253,10 @@ class KeyShardProcesses(LocalKeyShards):
         out = {}
         for s in sent:
             try:
-                ok, got = self._conns[s].recv()
+                if self._conns[s].poll(self.wait):
+                    ok, got = self._conns[s].recv()
+                else:
+                    ok, got = False, f"key shard {s} did not answer within {self.wait:g} s"
             except (EOFError, OSError):
                 ok, got = False, self._ended(s)
             if ok:

@@ -156,3 +156,24 @@ def test_what_crosses_is_counted_as_the_shards_in_one_process_count_it():
     assert local.stats["remote_reads"] > 0 and local.stats["messages"] > 0
     assert {k: keyed.stats[k] for k in names} == {k: local.stats[k] for k in names}
     assert [w[3] for w in keyed.stats["windows"]] == [w[3] for w in local.stats["windows"]]
+
+
+def test_a_shard_that_does_not_answer_stops_the_coordinator_after_its_wait(monkeypatch):
+    import time
+
+    from streams import key_shard_processes
+
+    real = key_shard_processes.ShardServer.handle
+
+    def handle(self, request):  # (shard 1 stuck on every request to decide)
+        if request[0] == "decide" and self.store.shard == 1:
+            time.sleep(30)
+        return real(self, request)
+
+    monkeypatch.setattr(key_shard_processes.ShardServer, "handle", handle)  # (before the workers are forked)
+    records = with_noise(corpus(random.Random(9), 200, people=12), random.Random(9))
+    started = time.monotonic()
+    with KeyShardProcesses(ResolverConfig(), 2, 64, wait=0.5) as keyed:
+        with pytest.raises(RuntimeError, match="key shard 1 did not answer within 0.5 s"):
+            keyed.decide(records)
+    assert time.monotonic() - started < 15  # (closing kills a worker that does not stop)
