@@ -143,6 +143,10 @@ class Changes:
     phone_total: int
     phone_regions: dict[str, int]  # increments
 
+    def written(self) -> int:
+        """How many parts it writes: identifiers, profiles, blocks and value counts."""
+        return len(self.nodes) + len(self.profiles) + len(self.blocks) + len(self.values)
+
 
 def _pair(a: str, b: str) -> Pair:
     return (a, b) if a < b else (b, a)

@@ -38,10 +38,10 @@ from typing import Any, Optional
 from resolver.calibration import distinct_of
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver
-from resolver.owner import PartStore, owner_of, route, value_name
+from resolver.owner import PartStore, owner_of, route
 from resolver.partition import Ask, Changes, NodePart, ProfilePart, Slice, collecting
 from schemas.channel import ChannelEvent
-from streams.key_shards import _KINDS, LocalKeyShards
+from streams.key_shards import LocalKeyShards, _name_questions, _reads_of
 from streams.shards import Entry
 
 
@@ -98,8 +98,7 @@ class ShardServer:
             part, self.pending = self.pending, None
             assert part is not None, "changes asked of a shard that decided nothing"
             changes = part.changes()
-            shares = {owner: (pickle.dumps(mine, pickle.HIGHEST_PROTOCOL),
-                              len(mine.nodes) + len(mine.profiles) + len(mine.blocks) + len(mine.values))
+            shares = {owner: (pickle.dumps(mine, pickle.HIGHEST_PROTOCOL), mine.written())
                       for owner, mine in route(changes, store.n).items()}
             return shares, Changes([], [], [], {}, [], {}, {}, changes.totals, changes.records_filed,
                                    changes.phone_total, changes.phone_regions)
@@ -200,7 +199,6 @@ class KeyShardProcesses(LocalKeyShards):
             there.close()
             self._conns.append(here)
             self._procs.append(proc)
-        self._estimating: Optional[list] = None
 
     def __enter__(self) -> "KeyShardProcesses":
         return self
@@ -294,14 +292,11 @@ class KeyShardProcesses(LocalKeyShards):
         for at, asks in questions.items():
             mine = places[at] = []
             for what, name in asks:
-                owner = owner_of(_KINDS[what], value_name(name) if what == "values" else name, self.n)
+                owner = self._owner_of(what, name)
                 to = asked.setdefault(owner, {}).setdefault(at, [])
                 mine.append((owner, len(to)))
                 to.append((what, name))
-                self.stats["reads"] += 1
-                if owner != at:
-                    self.stats["remote_reads"] += 1
-                    self._asked.add((owner, at))
+                self._count_read(owner, at)
         got = self._ask({owner: ("read", self._epoch, mine, bool(brief)) for owner, mine in asked.items()})
         return {at: [got[owner][at][k] for owner, k in places[at]] for at in questions}
 
@@ -326,15 +321,12 @@ class KeyShardProcesses(LocalKeyShards):
 
     def _apply(self, routed: dict[int, Changes], sender: int, epoch: int) -> None:
         for owner, mine in routed.items():
-            writes = len(mine.nodes) + len(mine.profiles) + len(mine.blocks) + len(mine.values)
-            self.stats["writes"] += writes
-            if owner != sender:
-                self.stats["remote_writes"] += writes
+            self._count_writes(owner, sender, mine.written())
         self._ask({owner: ("apply", mine, epoch) for owner, mine in routed.items()})
 
     def _on_shards(self, function: Any, records: list, chunks: list) -> list:
-        if records is not self._estimating:
-            self._estimating = records
+        if records is not self._sent_records:
+            self._sent_records = records
             self._ask({s: ("estimate_from", records) for s in range(self.n)})
         out = []
         for start in range(0, len(chunks), self.n):  # (one chunk to each shard at a time)
@@ -344,13 +336,6 @@ class KeyShardProcesses(LocalKeyShards):
         return out
 
     # ------------------------------------------------------------------------------ deciding on the shards
-    def _any_held(self, questions: dict[int, list[Ask]]) -> bool:
-        """Whether any profile ID or alias name the slices asked about is held at its owner (one round)."""
-        held = bool(questions) and any(got is not None for answers in self._answer(questions, {}, None).values()
-                                       for got in answers)
-        self._send()
-        return held
-
     def _collect(self, mine: list[tuple[int, list[int]]], work: list[tuple[Any, Any, frozenset[str]]],
                  position: int) -> None:
         """Each shard collects its chains' slice, round by round: its questions of a round, sent on to their
@@ -358,19 +343,19 @@ class KeyShardProcesses(LocalKeyShards):
         asked, passed back unread. (Through this coordinator a round is two waits on the pipes, counted as the
         one round trip a transport between the shards would take.)"""
         # (the items in order: a set read back in another process need not iterate as it did here)
-        replies = self._ask({s: ("collect", position, sorted(set().union(*(work[k][2] for k in events))),
-                                 [v for k in events for v in work[k][1]], self.shared) for s, events in mine})
+        requests = {}
+        for s, events in mine:
+            items, values = _reads_of(events, work)
+            requests[s] = ("collect", position, sorted(items), values, self.shared)
+        replies = self._ask(requests)
         asking = {s: asks for s, (state, asks) in replies.items() if state == "asks"}
         while asking:
             asked: dict[int, dict[int, list[Ask]]] = {}
             for at, asks in asking.items():
                 for what, name in dict.fromkeys(asks):  # (a question once, however often the reading asks it)
-                    owner = owner_of(_KINDS[what], value_name(name) if what == "values" else name, self.n)
+                    owner = self._owner_of(what, name)
                     asked.setdefault(owner, {}).setdefault(at, []).append((what, name))
-                    self.stats["reads"] += 1
-                    if owner != at:
-                        self.stats["remote_reads"] += 1
-                        self._asked.add((owner, at))
+                    self._count_read(owner, at)
             if any(owner != reader for owner, reader in self._asked):
                 self._trips += 1
             self._send()
@@ -381,9 +366,7 @@ class KeyShardProcesses(LocalKeyShards):
 
     def _on_slices(self, position: int, epoch: int, chains: list[list[int]],
                    work: list[tuple[ChannelEvent, list[tuple[str, str]], frozenset[str]]]) -> Optional[dict[int, Entry]]:
-        picks = self._picks(chains, work)
-        self._trips += 2  # (as ``LocalKeyShards``: the chains out, the decisions back; the names checked)
-        mine = [(s, [k for c in picked for k in chains[c]]) for s, picked in enumerate(picks) if picked]
+        mine = self._handed(chains, work)
         self._collect(mine, work, position)
         replies = self._ask({s: ("decide", position, [(k, work[k][0]) for k in events]) for s, events in mine})
         decided: dict[int, Entry] = {}
@@ -391,9 +374,8 @@ class KeyShardProcesses(LocalKeyShards):
         for s, _ in mine:
             got, (profiles, aliases) = replies[s]
             decided.update(got)
-            questions[s] = [("profiles", pid) for pid in sorted(profiles)] + \
-                [("aliases", name) for name in sorted(aliases)]
-        if self._any_held({s: asks for s, asks in questions.items() if asks}):
+            questions[s] = _name_questions(profiles, aliases)
+        if self._any_held(questions):
             self._ask({s: ("drop",) for s, _ in mine})
             return None
         # each shard's changes go to their owners as the shard pickled them; the statistics' increments come here
@@ -402,9 +384,7 @@ class KeyShardProcesses(LocalKeyShards):
         for s, _ in mine:
             for owner, (blob, writes) in changes[s][0].items():
                 shares.setdefault(owner, []).append(blob)
-                self.stats["writes"] += writes
-                if owner != s:
-                    self.stats["remote_writes"] += writes
+                self._count_writes(owner, s, writes)
         self._ask({owner: ("apply_shares", blobs, epoch) for owner, blobs in shares.items()})
         self._commit([(s, _Changed(changes[s][1])) for s, _ in mine], epoch)  # type: ignore[misc]
         return decided

@@ -190,22 +190,36 @@ class LocalKeyShards:
             self._send(spent)
         return out
 
-    def _read(self, kind: str, name: str, at: int, what: str, brief: Any = None) -> Any:
+    def _read(self, what: str, name: Any, at: int, brief: Any = None) -> Any:
         """What the owner of ``name`` holds under ``what``, read from shard ``at`` (-1: the coordinator);
         ``brief``: what of it crosses, when not all of it does (carried by the next ``_send``: the reader
         works on the owner's part meanwhile, which nothing changes before it is sent)."""
-        s = owner_of(kind, value_name(name) if kind == "v" else name, self.n)
+        s = self._owner_of(what, name)
         store = self.stores[s]
-        got = store.value(name, self._epoch) if kind == "v" else getattr(store, what).get(name)
-        self._asked.add((s, at))
-        self.stats["reads"] += 1
-        if s != at:
-            self.stats["remote_reads"] += 1
-            if self.transport and got is not None:
-                self._outbox.setdefault((s, at), []).append(brief(got) if brief is not None else got)
+        got = store.value(name, self._epoch) if what == "values" else getattr(store, what).get(name)
+        self._count_read(s, at)
+        if s != at and self.transport and got is not None:
+            self._outbox.setdefault((s, at), []).append(brief(got) if brief is not None else got)
         return got
 
-    # ------------------------------------------------------------------------------ the coordinator
+    def _owner_of(self, what: str, name: Any) -> int:
+        """The shard that answers a question (``Ask``)."""
+        kind = _KINDS[what]
+        return owner_of(kind, value_name(name) if kind == "v" else name, self.n)
+
+    def _count_read(self, owner: int, at: int) -> None:
+        """A question read at ``owner`` from ``at``, in the statistics and this round's messages."""
+        self._asked.add((owner, at))
+        self.stats["reads"] += 1
+        if owner != at:
+            self.stats["remote_reads"] += 1
+
+    def _count_writes(self, owner: int, sender: int, writes: int) -> None:
+        """Parts written at ``owner`` by ``sender``, in the statistics."""
+        self.stats["writes"] += writes
+        if owner != sender:
+            self.stats["remote_writes"] += writes
+
     # ------------------------------------------------------------------------------ what the owners hold
     # (what a transport carries to the owners: here, in this process)
     def _known(self, event_ids: list[str]) -> list[Optional[int]]:
@@ -225,7 +239,7 @@ class LocalKeyShards:
         out = {}
         for at, asks in questions.items():
             started = time.perf_counter()
-            out[at] = [self._read(_KINDS[what], name, at, what, brief.get(what)) for what, name in asks]
+            out[at] = [self._read(what, name, at, brief.get(what)) for what, name in asks]
             if spent is not None:
                 spent[at] = spent.get(at, 0.0) + time.perf_counter() - started
         return out
@@ -257,12 +271,9 @@ class LocalKeyShards:
         """Each owner's share of what deciding on a slice changed, from shard ``sender`` (-1: the coordinator)."""
         for owner, mine in routed.items():
             started, lent = time.perf_counter(), self._lent
-            writes = len(mine.nodes) + len(mine.profiles) + len(mine.blocks) + len(mine.values)
-            self.stats["writes"] += writes
-            if owner != sender:
-                self.stats["remote_writes"] += writes
-                if self.transport:
-                    mine = self._carry(mine, sender)
+            self._count_writes(owner, sender, mine.written())
+            if owner != sender and self.transport:
+                mine = self._carry(mine, sender)
             self.stores[owner].apply(mine, epoch)
             self._work[owner] += time.perf_counter() - started - (self._lent - lent)
 
@@ -419,16 +430,10 @@ class LocalKeyShards:
         when a slice asked about a profile ID it did not hold and its owner does (nothing is changed then)."""
         decided: dict[int, Entry] = {}
         done: list[tuple[int, Slice]] = []
-        picks = self._picks(chains, work)
-        # (the chains sent to their shards, which collect their slices together, round by round, decide on
-        # them, ask the owners whether the profile IDs they asked about are held, and send back what they
-        # decided: two round trips besides the slices')
-        self._trips += 2
-        mine = [(s, [k for c in picked for k in chains[c]]) for s, picked in enumerate(picks) if picked]
+        mine = self._handed(chains, work)
         spent: dict[int, float] = {}
-        parts = self._rounds([(s, collecting(set().union(*(work[k][2] for k in events)),
-                                             [v for k in events for v in work[k][1]], self.shared, position))
-                              for s, events in mine], spent=spent)
+        parts = self._rounds([(s, collecting(*_reads_of(events, work), self.shared, position)) for s, events in mine],
+                             spent=spent)
         for (s, events), part in zip(mine, parts):
             started, lent = time.perf_counter(), self._lent
             resolver = self._deciders[s]
@@ -442,6 +447,15 @@ class LocalKeyShards:
             done.append((s, part))
         self._commit(done, epoch)
         return decided
+
+    def _handed(self, chains: list[list[int]], work: list[tuple[Any, Any, frozenset[str]]]) -> list[tuple[int, list[int]]]:
+        """Each shard given chains, and their events in order (``_picks``). (The chains are sent to their shards,
+        which collect their slices together, round by round, decide on them, ask the owners whether the
+        profile IDs they asked about are held, and send back what they decided: two round trips besides the
+        slices'.)"""
+        self._trips += 2
+        return [(s, [k for c in picked for k in chains[c]]) for s, picked in enumerate(self._picks(chains, work))
+                if picked]
 
     def _picks(self, chains: list[list[int]], work: list[tuple[Any, Any, frozenset[str]]]) -> list[list[int]]:
         """Which chains each shard decides (``assign``)."""
@@ -463,15 +477,16 @@ class LocalKeyShards:
     # ------------------------------------------------------------------------------ a shard's work
     def _taken(self, s: int, part: Slice) -> bool:
         """Whether a profile ID the slice asked about and did not hold is held at its owner."""
-        profiles, aliases = part.asked()
-        return self._held_names(s, profiles, aliases)
+        return self._any_held({s: _name_questions(*part.asked())})
 
-    def _held_names(self, s: int, profiles: Iterable[str], aliases: Iterable[str]) -> bool:
-        """Whether any of these profile IDs or alias names is held at its owner (asked from shard ``s``)."""
-        asks = [("profiles", pid) for pid in sorted(profiles)] + [("aliases", name) for name in sorted(aliases)]
-        taken = any(got is not None for got in self._answer({s: asks}, {}, None)[s]) if asks else False
+    def _any_held(self, questions: dict[int, list[Ask]]) -> bool:
+        """Whether any profile ID or alias name the slices asked about is held at its owner (one round; the
+        questions by the shard that asks them)."""
+        questions = {s: asks for s, asks in questions.items() if asks}
+        held = bool(questions) and any(got is not None for answers in self._answer(questions, {}, None).values()
+                                       for got in answers)
         self._send()
-        return taken
+        return held
 
     def _whole(self, position: int, epoch: int) -> Slice:
         """The whole state as one slice (every part of every shard)."""
@@ -513,6 +528,18 @@ def assign_weighted(chains: list[list[int]], weights: list[int], shards: int) ->
     for picks in out:
         picks.sort()
     return out
+
+
+def _reads_of(events: list[int], work: list[tuple[Any, list[tuple[str, str]], frozenset[str]]]
+              ) -> tuple[set[str], list[tuple[str, str]]]:
+    """What a slice deciding these events of the window reads: their footprints' items and their records'
+    values (``partition.collecting``'s first arguments)."""
+    return set().union(*(work[k][2] for k in events)), [v for k in events for v in work[k][1]]
+
+
+def _name_questions(profiles: Iterable[str], aliases: Iterable[str]) -> list[Ask]:
+    """The questions asking whether these profile IDs and alias names are held."""
+    return [("profiles", pid) for pid in sorted(profiles)] + [("aliases", name) for name in sorted(aliases)]
 
 
 # which owner answers what is asked (``resolver.owner.owner_of``'s kinds)
