@@ -234,6 +234,13 @@ class ReorderBuffer:
     each late event a restatement of the log, work that puts the readers further behind. The records wait
     instead, as a backlog does (at most ``max_items`` of them).
 
+    While the buffer's own reader has records left to read (``reading``: the input it reads the sources from,
+    a topic, holds more than it has read), time that passes says nothing of the sources: their next records
+    may be among those not read yet. So then no source is taken for silent, and nothing is released for having
+    waited; a reader that stalls (a long re-estimation of the match model, a pause of the process) in the middle
+    of a backlog would otherwise find every source silent, release all it holds, and then read the older
+    records still to come from them as late events, each a restatement of the log.
+
     Pure: the caller says what time it is (``now``, seconds on any monotonic clock; ``wall``, microseconds
     since 1970, the clock of event times).
     """
@@ -253,6 +260,7 @@ class ReorderBuffer:
         self._heard: dict[Any, float] = {}  # source -> when it last sent
         self._gone: set[int] = set()  # items released before their arrival mark left ``_arrivals``
         self._delays: "deque[tuple[float, int]]" = deque()  # (when, microseconds), longest first: see ``delay``
+        self._reading = False  # whether the reader has records left to read (``reading``)
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -276,6 +284,11 @@ class ReorderBuffer:
         for source in sources:
             self._behind.add(source)
             self._caught_up.discard(source)
+
+    def reading(self, behind: bool) -> None:
+        """Whether the reader has records left to read in its input, as of the records just added (until said
+        again)."""
+        self._reading = behind
 
     def delayed(self, seconds: float, now: float) -> None:
         """Records just added took ``seconds`` (the longest of them) from being written to their source to
@@ -318,9 +331,10 @@ class ReorderBuffer:
         latest = self._latest
         floor = wall - max(self.grace, self.delay(now)) if wall is not None and self.grace is not None else None
         caught_up, behind = self._caught_up, self._behind
+        reading = self._reading
         mark: Optional[int] = None
         for s, at in self._heard.items():
-            if now - at < (self.backlog_wait if s in behind else self.wait):
+            if reading or now - at < (self.backlog_wait if s in behind else self.wait):
                 upto = latest[s]
                 if floor is not None and upto < floor and s in caught_up:
                     upto = floor
@@ -339,7 +353,8 @@ class ReorderBuffer:
         upto = -1
         arrivals, gone = self._arrivals, self._gone
         timed: set[int] = set()
-        timing = not (self._behind and self._backlogged(now))  # (nothing is released for waiting while one is)
+        # (nothing is released for waiting while a source is behind, or the reader is)
+        timing = not self._reading and not (self._behind and self._backlogged(now))
         while timing and arrivals and now - arrivals[0][0] >= self.wait:
             _, key, seq = arrivals.popleft()
             if seq in gone:  # (released already)
@@ -367,6 +382,7 @@ class ReorderBuffer:
         out = [heapq.heappop(self._heap)[2] for _ in range(len(self._heap))]
         self._caught_up.clear()
         self._behind.clear()
+        self._reading = False
         self._arrivals.clear()
         self._gone.clear()
         return out

@@ -1076,7 +1076,22 @@ class StreamJobs:
                         self.held[ev] = self.held.get(ev, 0) + held
                     else:
                         done.append(ev)
+                self.reorder.reading(self._unread())
                 await self._decide(entries, done)
+
+    def _unread(self) -> bool:
+        """Whether the validated topic holds messages after the last one this worker's resolve role took (its
+        high watermark, as the last fetch told, is further): then the reorder buffer's sources may have older
+        records still to come, however long they have been silent."""
+        from faust.types import TP
+
+        topic = validated_topic(self.settings)
+        for (t, partition), end in self.metrics.positions.items():
+            if t == topic:
+                high = self._highwater(TP(t, partition))
+                if high is not None and end < high:
+                    return True
+        return False
 
     async def _reviews(self, verdicts: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """A person's verdicts on possible matches (`idres review accept|reject --bootstrap`): decided at once,

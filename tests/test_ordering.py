@@ -125,6 +125,56 @@ def test_the_reorder_buffer_releases_time_ordered_sources_in_time_order(data, rn
     assert times == sorted(times) and sorted(released) == sorted(e for source in sources for e in source)
 
 
+@settings(max_examples=200, deadline=None)
+@given(_sources(), st.randoms(use_true_random=False))
+def test_a_reader_that_stalls_in_a_backlog_still_releases_time_ordered_sources_in_time_order(data, rnd):
+    sources, picks = data
+    buffer = ReorderBuffer(wait=2.0, backlog_wait=5.0)
+    buffer.expect(range(len(sources)), now=0.0)
+    cursors = [0] * len(sources)
+    released = []
+    now = 0.0
+    for pick in picks:  # the sources' records read from a backlog, the reader stalling for longer than any wait
+        pending = [s for s in range(len(sources)) if cursors[s] < len(sources[s])]
+        s = pick if pick in pending else pending[0]
+        t, name = sources[s][cursors[s]]
+        cursors[s] += 1
+        buffer.add(order_key(_line(name, f"2025-03-01T10:{t:02d}:00Z")), s, (t, name), now)
+        buffer.reading(any(cursors[s] < len(sources[s]) for s in range(len(sources))))
+        now += rnd.choice([0.01, 1.0, 30.0])
+        if rnd.random() < 0.5:
+            released += buffer.release(now)
+    assert not buffer._reading  # (the last record read: the input is read to its end)
+    released += buffer.release(now + 100)
+    assert len(buffer) == 0
+    times = [t for t, _ in released]
+    assert times == sorted(times) and sorted(released) == sorted(e for source in sources for e in source)
+
+
+def test_a_reader_with_records_left_to_read_takes_no_source_for_silent():
+    def key(event_id: str, at: str) -> int:
+        return order_key(_line(event_id, f"2025-03-01T{at}:00Z"))
+
+    buffer = ReorderBuffer(wait=2.0)
+    buffer.expect(["a", "b"], now=0.0)
+    buffer.add(key("a1", "10:00"), "a", "a1", now=0.0)
+    buffer.add(key("b1", "09:00"), "b", "b1", now=0.0)
+    buffer.add(key("a2", "10:10"), "a", "a2", now=0.1)
+    buffer.reading(True)  # the input holds more: b's next records may be older than a2
+    assert buffer.release(now=0.2) == ["b1"]
+    # the reader stalls for a minute: nothing is released for waiting, and "b" is still waited for
+    assert buffer.release(now=60.0) == []
+    buffer.add(key("b2", "10:05"), "b", "b2", now=60.1)  # (older than a2: decided in its place, not late)
+    assert buffer.release(now=60.2) == ["a1", "b2"]
+    buffer.reading(False)  # read to the input's end: the usual wait again, and a2 has waited longer
+    assert buffer.release(now=61.0) == ["a2"]
+    buffer.add(key("a3", "10:20"), "a", "a3", now=63.0)
+    buffer.reading(True)
+    assert buffer.release(now=90.0) == []
+    buffer.drain()
+    assert not buffer._reading  # (a buffer emptied, on a rebalance, starts again as a new one)
+
+
 def test_an_event_is_held_at_most_the_wait():
     def key(event_id: str, at: str) -> int:
         return order_key(_line(event_id, f"2025-03-01T{at}:00Z"))

@@ -352,6 +352,61 @@ def test_events_spread_over_many_raw_partitions_get_the_profiles_and_ids_of_idre
     snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
 
 
+def test_a_resolve_worker_reading_a_backlog_decides_no_event_late_however_long_it_pauses(kafka_bootstrap, tmp_path):
+    """A backlog in the validated topic, as validate workers leave it: a busy raw partition's records in many
+    messages, and a quiet partition's few records among them, far apart. Resolved with a reorder wait (10 ms)
+    far shorter than the resolve role's pauses between batches: while the validated topic holds messages it
+    has not read, the quiet partition is not taken for silent (its next records may be among them) and
+    nothing is released for having waited, so no event comes late (each would be a restatement of the log),
+    and the profiles and IDs are those of `idres ingest`."""
+    from kafka import KafkaProducer
+
+    from streams.stream_app import validated_topic
+
+    prefix = unique_name("backlog") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    idres("topics", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+
+    def event(i: int, channel: str, second: int) -> str:
+        return json.dumps({"event_id": f"{channel}-{i}", "occurred_at": f"2025-03-01T{second // 3600:02d}:"
+                           f"{second // 60 % 60:02d}:{second % 60:02d}Z", "channel": channel,
+                           "event_type": "page_view", "identifiers": {"email": f"c{i % 400}@example.org"}})
+
+    busy = [event(i, "web", 10 + 2 * i) for i in range(3000)]  # one every 2 s
+    quiet = [event(i, "store", 300 + 600 * i) for i in range(10)]  # one every 10 minutes
+    (tmp_path / "events.jsonl").write_text("".join(line + "\n" for line in busy + quiet))
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    try:
+        web, store = settings.topics.raw("web"), settings.topics.raw("store")
+        sent = 0
+        for q, quiet_line in enumerate(quiet):
+            # the busy records read ahead of the quiet one, five minutes past it (each partition in its order)
+            upto = len(busy) if q == len(quiet) - 1 else (600 * (q + 1) - 10) // 2
+            messages = [[[web, 0, i, busy[i]] for i in range(at, min(at + 25, upto))] for at in range(sent, upto, 25)]
+            messages.append([[store, 0, q, quiet_line]])
+            sent = upto
+            for run in messages:
+                producer.send(validated_topic(settings), json.dumps({"events": run, "behind": []}).encode(),
+                              partition=0)
+        producer.flush()
+    finally:
+        producer.close()
+    Worker.env = {**os.environ, "IDRES_REORDER_WAIT": "0.01"}
+    try:
+        resolve = Worker(tmp_path, kafka_bootstrap, prefix, "resolve,project")
+    finally:
+        Worker.env = None
+    try:
+        wait_until(lambda: resolve.metrics().get("idres_log_entries_applied") == len(busy) + len(quiet), 180,
+                   "all events decided and projected", [resolve])
+        metrics = resolve.metrics()
+    finally:
+        resolve.stop()
+    assert metrics.get("idres_resolve_late_events_total", 0) == 0 and metrics.get("idres_restatements_total", 0) == 0, \
+        metrics
+    snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "events.jsonl", tmp_path)
+
+
 def test_live_events_are_not_held_for_quiet_partitions(kafka_bootstrap, tmp_path):
     """With a long reorder wait (60 s), live events (happening now) on one raw partition are decided within
     seconds: the validate role says which raw partitions it has read to their end, quiet ones included, and
