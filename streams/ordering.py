@@ -235,11 +235,13 @@ class ReorderBuffer:
     instead, as a backlog does (at most ``max_items`` of them).
 
     While the buffer's own reader has records left to read (``reading``: the input it reads the sources from,
-    a topic, holds more than it has read), time that passes says nothing of the sources: their next records
-    may be among those not read yet. So then no source is taken for silent, and nothing is released for having
-    waited; a reader that stalls (a long re-estimation of the match model, a pause of the process) in the middle
-    of a backlog would otherwise find every source silent, release all it holds, and then read the older
-    records still to come from them as late events, each a restatement of the log.
+    a topic, holds more than it has read), a short silence says nothing of the sources: their next records
+    may be among those not read yet. So then nothing is released for having waited, and a source that has sent
+    records is waited for as one behind is (``backlog_wait``); a reader that stalls (a long re-estimation of the
+    match model, a pause of the process) in the middle of a backlog would otherwise find every source silent,
+    release all it holds, and then read the older records still to come from them as late events, each a
+    restatement of the log. (A source only expected, which has sent nothing, is still waited for ``wait``:
+    a quiet partition with history, for one, must not hold live records back for as long as the reader lags.)
 
     Pure: the caller says what time it is (``now``, seconds on any monotonic clock; ``wall``, microseconds
     since 1970, the clock of event times).
@@ -334,7 +336,10 @@ class ReorderBuffer:
         reading = self._reading
         mark: Optional[int] = None
         for s, at in self._heard.items():
-            if reading or now - at < (self.backlog_wait if s in behind else self.wait):
+            # (while the reader has records left to read, a source that has sent records is waited for as one
+            # behind is; one only expected, which has sent nothing, is not)
+            waited = self.backlog_wait if s in behind or (reading and latest[s] >= UNKNOWN_TIME) else self.wait
+            if now - at < waited:
                 upto = latest[s]
                 if floor is not None and upto < floor and s in caught_up:
                     upto = floor

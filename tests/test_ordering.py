@@ -129,13 +129,20 @@ def test_the_reorder_buffer_releases_time_ordered_sources_in_time_order(data, rn
 @given(_sources(), st.randoms(use_true_random=False))
 def test_a_reader_that_stalls_in_a_backlog_still_releases_time_ordered_sources_in_time_order(data, rnd):
     sources, picks = data
-    buffer = ReorderBuffer(wait=2.0, backlog_wait=5.0)
+    buffer = ReorderBuffer(wait=2.0, backlog_wait=1000.0)
     buffer.expect(range(len(sources)), now=0.0)
     cursors = [0] * len(sources)
     released = []
     now = 0.0
+    for s, source in enumerate(sources):  # (each has sent once: one that never sent is waited for ``wait`` only)
+        if source:
+            buffer.add(order_key(_line(source[0][1], f"2025-03-01T10:{source[0][0]:02d}:00Z")), s, source[0], now)
+            cursors[s] = 1
+    buffer.reading(any(cursors[s] < len(sources[s]) for s in range(len(sources))))
     for pick in picks:  # the sources' records read from a backlog, the reader stalling for longer than any wait
         pending = [s for s in range(len(sources)) if cursors[s] < len(sources[s])]
+        if not pending:
+            break
         s = pick if pick in pending else pending[0]
         t, name = sources[s][cursors[s]]
         cursors[s] += 1
@@ -151,26 +158,29 @@ def test_a_reader_that_stalls_in_a_backlog_still_releases_time_ordered_sources_i
     assert times == sorted(times) and sorted(released) == sorted(e for source in sources for e in source)
 
 
-def test_a_reader_with_records_left_to_read_takes_no_source_for_silent():
+def test_a_reader_with_records_left_to_read_waits_for_sources_that_have_sent_as_for_a_backlog():
     def key(event_id: str, at: str) -> int:
         return order_key(_line(event_id, f"2025-03-01T{at}:00Z"))
 
-    buffer = ReorderBuffer(wait=2.0)
-    buffer.expect(["a", "b"], now=0.0)
+    buffer = ReorderBuffer(wait=2.0, backlog_wait=30.0)
+    buffer.expect(["a", "b", "quiet"], now=0.0)  # ("quiet": a partition with history that sends nothing now)
     buffer.add(key("a1", "10:00"), "a", "a1", now=0.0)
     buffer.add(key("b1", "09:00"), "b", "b1", now=0.0)
     buffer.add(key("a2", "10:10"), "a", "a2", now=0.1)
     buffer.reading(True)  # the input holds more: b's next records may be older than a2
-    assert buffer.release(now=0.2) == ["b1"]
-    # the reader stalls for a minute: nothing is released for waiting, and "b" is still waited for
-    assert buffer.release(now=60.0) == []
-    buffer.add(key("b2", "10:05"), "b", "b2", now=60.1)  # (older than a2: decided in its place, not late)
-    assert buffer.release(now=60.2) == ["a1", "b2"]
+    assert buffer.release(now=0.2) == []  # ("quiet" is waited for as long as the usual wait)
+    assert buffer.release(now=2.1) == ["b1"]  # ...and no longer, however long the reader lags
+    # the reader stalls for 20 s: nothing is released for waiting, and "b" is still waited for
+    assert buffer.release(now=22.0) == []
+    buffer.add(key("b2", "10:05"), "b", "b2", now=22.1)  # (older than a2: decided in its place, not late)
+    assert buffer.release(now=22.2) == ["a1", "b2"]
     buffer.reading(False)  # read to the input's end: the usual wait again, and a2 has waited longer
-    assert buffer.release(now=61.0) == ["a2"]
-    buffer.add(key("a3", "10:20"), "a", "a3", now=63.0)
+    assert buffer.release(now=23.0) == ["a2"]
+    buffer.add(key("a3", "10:20"), "a", "a3", now=23.0)
     buffer.reading(True)
-    assert buffer.release(now=90.0) == []
+    assert buffer.release(now=52.0) == []  # ("b" heard 29.9 s ago)
+    assert buffer.release(now=52.2) == ["a3"]  # silent for longer than a backlog is waited for: not waited for
+    buffer.add(key("a4", "10:30"), "a", "a4", now=53.0)
     buffer.drain()
     assert not buffer._reading  # (a buffer emptied, on a rebalance, starts again as a new one)
 

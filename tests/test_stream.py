@@ -407,6 +407,61 @@ def test_a_resolve_worker_reading_a_backlog_decides_no_event_late_however_long_i
     snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "events.jsonl", tmp_path)
 
 
+def test_a_quiet_partition_with_history_does_not_hold_live_events_back_while_the_resolve_role_lags(
+        kafka_bootstrap, tmp_path):
+    """A raw partition that holds records and sends nothing after a restart is not waited for longer than the
+    reorder wait, even while the resolve role has messages left to read (a burst of live events it takes
+    seconds to decide): the burst is decided as it comes, not held until the resolve role has caught up."""
+    from datetime import datetime, timedelta, timezone
+
+    from kafka import KafkaProducer
+
+    prefix = unique_name("quiet") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    idres("topics", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    web = settings.topics.raw("web")
+
+    def event(tag: str, i: int, when: datetime) -> bytes:
+        return json.dumps({"event_id": f"{tag}-{i}", "occurred_at": when.isoformat().replace("+00:00", "Z"),
+                           "channel": "web", "event_type": "page_view",
+                           "identifiers": {"email": f"c{i % 500}@example.org"}}).encode()
+
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=5)
+    try:
+        hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+        for i in range(5):  # history on partition 1, which then stays quiet
+            producer.send(web, event("history", i, hour_ago + timedelta(seconds=i)), partition=1)
+        producer.flush()
+        worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+        try:
+            wait_until(lambda: worker.metrics().get("idres_log_entries_applied") == 5, 90, "the history decided",
+                       [worker])
+        finally:
+            worker.stop()
+        worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+        try:
+            wait_until(lambda: bool(worker.metrics()), 60, "the worker up", [worker])
+            time.sleep(8)  # (its partitions assigned, and past the reorder wait: partition 1 is silent)
+            burst = 20_000
+            for i in range(burst):  # live events on partition 0
+                producer.send(web, event("live", i, datetime.now(timezone.utc)), partition=0)
+            producer.flush()
+            most_held = 0
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                metrics = worker.metrics()
+                most_held = max(most_held, metrics.get("idres_reorder_held_events", 0))
+                if metrics.get("idres_resolve_events_total", 0) >= burst:
+                    break
+                time.sleep(0.1)
+            assert metrics.get("idres_resolve_events_total", 0) >= burst, worker.tail()
+        finally:
+            worker.stop()
+    finally:
+        producer.close()
+    assert most_held < burst // 10, f"{most_held:.0f} of {burst} live events held at once"
+
+
 def test_live_events_are_not_held_for_quiet_partitions(kafka_bootstrap, tmp_path):
     """With a long reorder wait (60 s), live events (happening now) on one raw partition are decided within
     seconds: the validate role says which raw partitions it has read to their end, quiet ones included, and
