@@ -111,7 +111,8 @@ def wait_done(ports: list[int], target: int, procs: list[subprocess.Popen], time
 
 def restated(port: int) -> str:
     count = metric(port, "idres_restatements_total")
-    return f"  ({count:.0f} restatements)" if count else ""
+    most = metric(port, "idres_reorder_held_most")
+    return (f"  ({count:.0f} restatements)" if count else "") + f"  (at most {most:,.0f} events held for reordering)"
 
 
 RUNS = ("ceiling", "one", "split", "resolve", "recovery")

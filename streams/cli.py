@@ -319,6 +319,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
                                                    expected="a number of seconds >= 0"),
                             reorder_grace=env_float("IDRES_REORDER_GRACE", 0.25, minimum=0.0,
                                                     expected="a number of seconds >= 0"),
+                            reorder_max_events=env_int("IDRES_REORDER_MAX_EVENTS", 100_000, minimum=1,
+                                                       expected="a number of events >= 1"),
                             shard_wait=env_float("IDRES_SHARD_WAIT", 30.0, positive=True,
                                                  expected="a number of seconds > 0"),
                             restate_wait=env_float("IDRES_RESTATE_WAIT", 10.0, minimum=0.0,

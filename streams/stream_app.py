@@ -618,6 +618,10 @@ class WorkerOptions:
     # seconds after it happened that an event from a raw partition read to its end is no longer waited for
     # (None: such partitions are waited for as the others); see ``streams.ordering.ReorderBuffer``
     reorder_grace: Optional[float] = 0.25
+    # events the resolve role holds for reordering at most: past it, the earliest are decided whatever the other
+    # partitions may still send (so late events come, when the validated topic's partitions drift further apart
+    # in event time than this: a backlog read unevenly)
+    reorder_max_events: int = 100_000
     # seconds the coordinator waits for a resolve shard's reply before deciding the window itself, in order
     # (and deciding in order for as long again before it asks the shards anew); see ``streams.kafka_shards``
     shard_wait: float = 30.0
@@ -760,7 +764,7 @@ class StreamJobs:
             self.deadletter = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw")
             app.agent(raw, name="validate")(self._fatal(self._validate))
         if "resolve" in o.roles:
-            self.reorder = ReorderBuffer(o.reorder_wait, grace=o.reorder_grace)
+            self.reorder = ReorderBuffer(o.reorder_wait, max_items=o.reorder_max_events, grace=o.reorder_grace)
             # late events (older than one decided before them): the earliest's canonical key, since when, how many
             self.earliest_late: Optional[Any] = None
             self.late_since = 0.0
@@ -1168,6 +1172,8 @@ class StreamJobs:
             entries, pending = await self._decide_in_order(released, entries, pending)
         m.add("decisions", sum(len(e) for e in entries))
         m.gauges["reorder_held_events"] = len(self.reorder)
+        # (the most held at once since the worker started: what IDRES_REORDER_MAX_EVENTS must allow for)
+        m.gauges["reorder_held_most"] = max(m.gauges.get("reorder_held_most", 0), len(self.reorder) + len(released))
         m.gauges["raw_partitions_behind"] = self.reorder.behind_count()
         await self._flush_decided(entries, pending)
         if self.resolver_stale:  # (an erasure: nothing it erased is kept in memory longer than this)

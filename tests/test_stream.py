@@ -352,13 +352,17 @@ def test_events_spread_over_many_raw_partitions_get_the_profiles_and_ids_of_idre
     snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
 
 
-def test_a_resolve_worker_reading_a_backlog_decides_no_event_late_however_long_it_pauses(kafka_bootstrap, tmp_path):
+@pytest.mark.parametrize("most", [None, 50])
+def test_a_resolve_worker_reading_a_backlog_decides_no_event_late_however_long_it_pauses(kafka_bootstrap, tmp_path,
+                                                                                         most):
     """A backlog in the validated topic, as validate workers leave it: a busy raw partition's records in many
     messages, and a quiet partition's few records among them, far apart. Resolved with a reorder wait (10 ms)
     far shorter than the resolve role's pauses between batches: while the validated topic holds messages it
     has not read, the quiet partition is not taken for silent (its next records may be among them) and
     nothing is released for having waited, so no event comes late (each would be a restatement of the log),
-    and the profiles and IDs are those of `idres ingest`."""
+    and the profiles and IDs are those of `idres ingest`. With room for fewer events than the busy partition
+    is read ahead (``IDRES_REORDER_MAX_EVENTS``), the quiet partition's events come late, and the log is
+    restated to the same profiles and IDs."""
     from kafka import KafkaProducer
 
     from streams.stream_app import validated_topic
@@ -391,19 +395,31 @@ def test_a_resolve_worker_reading_a_backlog_decides_no_event_late_however_long_i
         producer.flush()
     finally:
         producer.close()
-    Worker.env = {**os.environ, "IDRES_REORDER_WAIT": "0.01"}
+    capped = {"IDRES_REORDER_MAX_EVENTS": str(most), "IDRES_RESTATE_WAIT": "0"} if most else {}
+    Worker.env = {**os.environ, "IDRES_REORDER_WAIT": "0.01", **capped}
     try:
         resolve = Worker(tmp_path, kafka_bootstrap, prefix, "resolve,project")
     finally:
         Worker.env = None
+
+    def done() -> bool:
+        m = resolve.metrics()
+        return m.get("idres_resolve_events_total", 0) >= len(busy) + len(quiet) and \
+            m.get("idres_late_events_pending", 0) == 0 and \
+            m.get("idres_log_entries_applied") == m.get("idres_log_entries_written_total")
+
     try:
-        wait_until(lambda: resolve.metrics().get("idres_log_entries_applied") == len(busy) + len(quiet), 180,
-                   "all events decided and projected", [resolve])
+        wait_until(done, 180, "all events decided (late ones restated) and projected", [resolve])
         metrics = resolve.metrics()
     finally:
         resolve.stop()
-    assert metrics.get("idres_resolve_late_events_total", 0) == 0 and metrics.get("idres_restatements_total", 0) == 0, \
-        metrics
+    if most is None:
+        assert metrics.get("idres_resolve_late_events_total", 0) == 0 and \
+            metrics.get("idres_restatements_total", 0) == 0, metrics
+        assert metrics["idres_reorder_held_most"] >= 400  # (the busy records after a quiet one, up to the next: 450)
+    else:
+        assert metrics["idres_reorder_held_most"] <= most + 8 * 25  # (and a batch, 8 messages of 25 here, at most)
+        assert metrics.get("idres_resolve_late_events_total", 0) > 0 and metrics.get("idres_restatements_total", 0) > 0
     snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "events.jsonl", tmp_path)
 
 
