@@ -96,6 +96,18 @@ def _sources(draw):
     return sources, picks
 
 
+def _read_next(sources, cursors, pick):
+    """The next record read in an interleaving of ``sources`` (``cursors``: how many of each are read): one of
+    source ``pick``, else of the first with records left; ``(source, order key, (time, name))``, or None."""
+    pending = [s for s in range(len(sources)) if cursors[s] < len(sources[s])]
+    if not pending:
+        return None
+    s = pick if pick in pending else pending[0]
+    t, name = sources[s][cursors[s]]
+    cursors[s] += 1
+    return s, order_key(_line(name, f"2025-03-01T10:{t:02d}:00Z")), (t, name)
+
+
 @settings(max_examples=200, deadline=None)
 @given(_sources(), st.randoms(use_true_random=False))
 def test_the_reorder_buffer_releases_time_ordered_sources_in_time_order(data, rnd):
@@ -106,13 +118,10 @@ def test_the_reorder_buffer_releases_time_ordered_sources_in_time_order(data, rn
     released = []
     now = 0.0
     for pick in picks:  # an arbitrary interleaving, fast enough that no source goes idle
-        pending = [s for s in range(len(sources)) if cursors[s] < len(sources[s])]
-        if not pending:
+        got = _read_next(sources, cursors, pick)
+        if got is None:
             break
-        s = pick if pick in pending else pending[0]
-        t, name = sources[s][cursors[s]]
-        cursors[s] += 1
-        buffer.add(order_key(_line(name, f"2025-03-01T10:{t:02d}:00Z")), s, (t, name), now)
+        buffer.add(got[1], got[0], got[2], now)
         now += rnd.random() * 0.5
         if rnd.random() < 0.3:
             released += buffer.release(now)
@@ -140,13 +149,10 @@ def test_a_reader_that_stalls_in_a_backlog_still_releases_time_ordered_sources_i
             cursors[s] = 1
     buffer.reading(any(cursors[s] < len(sources[s]) for s in range(len(sources))))
     for pick in picks:  # the sources' records read from a backlog, the reader stalling for longer than any wait
-        pending = [s for s in range(len(sources)) if cursors[s] < len(sources[s])]
-        if not pending:
+        got = _read_next(sources, cursors, pick)
+        if got is None:
             break
-        s = pick if pick in pending else pending[0]
-        t, name = sources[s][cursors[s]]
-        cursors[s] += 1
-        buffer.add(order_key(_line(name, f"2025-03-01T10:{t:02d}:00Z")), s, (t, name), now)
+        buffer.add(got[1], got[0], got[2], now)
         buffer.reading(any(cursors[s] < len(sources[s]) for s in range(len(sources))))
         now += rnd.choice([0.01, 1.0, 30.0])
         if rnd.random() < 0.5:
