@@ -263,6 +263,7 @@ class ReorderBuffer:
         self._gone: set[int] = set()  # items released before their arrival mark left ``_arrivals``
         self._delays: "deque[tuple[float, int]]" = deque()  # (when, microseconds), longest first: see ``delay``
         self._reading = False  # whether the reader has records left to read (``reading``)
+        self.released_for_room = 0  # items released only because more than ``max_items`` were held, ever
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -371,6 +372,8 @@ class ReorderBuffer:
         out = []
         while heap and (heap[0][0] <= upto or mark is None or key_micros(heap[0][0]) <= mark
                         or len(heap) > self.max_items):
+            if not (heap[0][0] <= upto or mark is None or key_micros(heap[0][0]) <= mark):
+                self.released_for_room += 1  # (only because more than ``max_items`` are held)
             _, seq, item = heapq.heappop(heap)
             if seq not in timed:
                 gone.add(seq)

@@ -1172,8 +1172,10 @@ class StreamJobs:
             entries, pending = await self._decide_in_order(released, entries, pending)
         m.add("decisions", sum(len(e) for e in entries))
         m.gauges["reorder_held_events"] = len(self.reorder)
-        # (the most held at once since the worker started: what IDRES_REORDER_MAX_EVENTS must allow for)
+        # (the most held at once since the worker started, a batch just added included; and the events decided
+        # only because IDRES_REORDER_MAX_EVENTS were held, whatever older ones other partitions might still send)
         m.gauges["reorder_held_most"] = max(m.gauges.get("reorder_held_most", 0), len(self.reorder) + len(released))
+        m.gauges["reorder_released_for_room"] = self.reorder.released_for_room
         m.gauges["raw_partitions_behind"] = self.reorder.behind_count()
         await self._flush_decided(entries, pending)
         if self.resolver_stale:  # (an erasure: nothing it erased is kept in memory longer than this)

@@ -191,6 +191,21 @@ def test_a_reader_with_records_left_to_read_waits_for_sources_that_have_sent_as_
     assert not buffer._reading  # (a buffer emptied, on a rebalance, starts again as a new one)
 
 
+def test_items_released_only_for_room_are_counted():
+    def key(event_id: str, at: str) -> int:
+        return order_key(_line(event_id, f"2025-03-01T{at}:00Z"))
+
+    buffer = ReorderBuffer(wait=60.0, max_items=2)
+    buffer.expect(["a", "b"], now=0.0)
+    buffer.add(key("b1", "09:00"), "b", "b1", now=0.0)
+    for i in range(4):
+        buffer.add(key(f"a{i}", f"10:0{i}"), "a", f"a{i}", now=0.0)
+    assert buffer.release(now=0.1) == ["b1", "a0", "a1"]  # (b1: as far as "b" has sent; a0, a1: no room)
+    assert buffer.released_for_room == 2 and len(buffer) == 2
+    buffer.add(key("b2", "11:00"), "b", "b2", now=0.2)
+    assert buffer.release(now=0.3) == ["a2", "a3"] and buffer.released_for_room == 2
+
+
 def test_an_event_is_held_at_most_the_wait():
     def key(event_id: str, at: str) -> int:
         return order_key(_line(event_id, f"2025-03-01T{at}:00Z"))

@@ -353,8 +353,7 @@ def test_events_spread_over_many_raw_partitions_get_the_profiles_and_ids_of_idre
 
 
 @pytest.mark.parametrize("most", [None, 50])
-def test_a_resolve_worker_reading_a_backlog_decides_no_event_late_however_long_it_pauses(kafka_bootstrap, tmp_path,
-                                                                                         most):
+def test_a_resolve_worker_pausing_in_a_backlog_decides_no_event_late(kafka_bootstrap, tmp_path, most):
     """A backlog in the validated topic, as validate workers leave it: a busy raw partition's records in many
     messages, and a quiet partition's few records among them, far apart. Resolved with a reorder wait (10 ms)
     far shorter than the resolve role's pauses between batches: while the validated topic holds messages it
@@ -384,10 +383,12 @@ def test_a_resolve_worker_reading_a_backlog_decides_no_event_late_however_long_i
         web, store = settings.topics.raw("web"), settings.topics.raw("store")
         sent = 0
         for q, quiet_line in enumerate(quiet):
-            # the busy records read ahead of the quiet one, five minutes past it (each partition in its order)
-            upto = len(busy) if q == len(quiet) - 1 else (600 * (q + 1) - 10) // 2
-            messages = [[[web, 0, i, busy[i]] for i in range(at, min(at + 25, upto))] for at in range(sent, upto, 25)]
-            messages.append([[store, 0, q, quiet_line]])
+            # the quiet record, then the busy ones read ahead of the next, five minutes past it (each partition in
+            # its order); the first message holds the quiet partition's first record, so that it is heard from
+            # with the first batch whenever that is decided
+            upto = len(busy) if q == len(quiet) - 1 else (600 * (q + 2) - 10) // 2
+            messages = [[[store, 0, q, quiet_line]]]
+            messages += [[[web, 0, i, busy[i]] for i in range(at, min(at + 25, upto))] for at in range(sent, upto, 25)]
             sent = upto
             for run in messages:
                 producer.send(validated_topic(settings), json.dumps({"events": run, "behind": []}).encode(),
@@ -417,8 +418,10 @@ def test_a_resolve_worker_reading_a_backlog_decides_no_event_late_however_long_i
         assert metrics.get("idres_resolve_late_events_total", 0) == 0 and \
             metrics.get("idres_restatements_total", 0) == 0, metrics
         assert metrics["idres_reorder_held_most"] >= 400  # (the busy records after a quiet one, up to the next: 450)
+        assert metrics["idres_reorder_released_for_room"] == 0
     else:
         assert metrics["idres_reorder_held_most"] <= most + 8 * 25  # (and a batch, 8 messages of 25 here, at most)
+        assert metrics["idres_reorder_released_for_room"] > 0
         assert metrics.get("idres_resolve_late_events_total", 0) > 0 and metrics.get("idres_restatements_total", 0) > 0
     snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "events.jsonl", tmp_path)
 
