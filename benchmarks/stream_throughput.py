@@ -12,8 +12,9 @@ Runs, each on fresh topics with the same events produced to per-channel raw topi
 5. recovery: the resolve worker of run 3's layout killed with SIGKILL mid-stream and started again.
 Rates are "steady": from the first decision-log entry written to the last event resolved (decided, or
 refused by the resolve role; the entries a restatement writes again are not counted, and how many
-restatements there were is printed); "wall" includes start-up and the consumer-group join. Progress is
-read from the workers' /metrics, never by re-reading the log.
+restatements there were is printed, with the most events the resolve role held for reordering at once:
+``IDRES_REORDER_MAX_EVENTS`` must allow for them, or late events come); "wall" includes start-up and the
+consumer-group join. Progress is read from the workers' /metrics, never by re-reading the log.
 ``--events FILE`` runs on a JSON-lines file of distinct events instead of the generator's (every
 line an event: the attribute records ``benchmarks/linkage_comparison.py`` writes, for example); ``--runs``
 picks which of the runs above (``ceiling``, ``one``, ``split``, ``resolve``, ``recovery``).
