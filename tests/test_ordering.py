@@ -96,6 +96,11 @@ def _sources(draw):
     return sources, picks
 
 
+def _key(event_id: str, at: str) -> int:
+    """The order key of an event at ``at`` (``HH:MM``) on 1 March 2025."""
+    return order_key(_line(event_id, f"2025-03-01T{at}:00Z"))
+
+
 def _read_next(sources, cursors, pick):
     """The next record read in an interleaving of ``sources`` (``cursors``: how many of each are read): one of
     source ``pick``, else of the first with records left; ``(source, order key, (time, name))``, or None."""
@@ -165,64 +170,55 @@ def test_a_reader_that_stalls_in_a_backlog_still_releases_time_ordered_sources_i
 
 
 def test_a_reader_with_records_left_to_read_waits_for_sources_that_have_sent_as_for_a_backlog():
-    def key(event_id: str, at: str) -> int:
-        return order_key(_line(event_id, f"2025-03-01T{at}:00Z"))
-
     buffer = ReorderBuffer(wait=2.0, backlog_wait=30.0)
     buffer.expect(["a", "b", "quiet"], now=0.0)  # ("quiet": a partition with history that sends nothing now)
-    buffer.add(key("a1", "10:00"), "a", "a1", now=0.0)
-    buffer.add(key("b1", "09:00"), "b", "b1", now=0.0)
-    buffer.add(key("a2", "10:10"), "a", "a2", now=0.1)
+    buffer.add(_key("a1", "10:00"), "a", "a1", now=0.0)
+    buffer.add(_key("b1", "09:00"), "b", "b1", now=0.0)
+    buffer.add(_key("a2", "10:10"), "a", "a2", now=0.1)
     buffer.reading(True)  # the input holds more: b's next records may be older than a2
     assert buffer.release(now=0.2) == []  # ("quiet" is waited for as long as the usual wait)
     assert buffer.release(now=2.1) == ["b1"]  # ...and no longer, however long the reader lags
     # the reader stalls for 20 s: nothing is released for waiting, and "b" is still waited for
     assert buffer.release(now=22.0) == []
-    buffer.add(key("b2", "10:05"), "b", "b2", now=22.1)  # (older than a2: decided in its place, not late)
+    buffer.add(_key("b2", "10:05"), "b", "b2", now=22.1)  # (older than a2: decided in its place, not late)
     assert buffer.release(now=22.2) == ["a1", "b2"]
     buffer.reading(False)  # read to the input's end: the usual wait again, and a2 has waited longer
     assert buffer.release(now=23.0) == ["a2"]
-    buffer.add(key("a3", "10:20"), "a", "a3", now=23.0)
+    buffer.add(_key("a3", "10:20"), "a", "a3", now=23.0)
     buffer.reading(True)
     assert buffer.release(now=52.0) == []  # ("b" heard 29.9 s ago)
     assert buffer.release(now=52.2) == ["a3"]  # silent for longer than a backlog is waited for: not waited for
-    buffer.add(key("a4", "10:30"), "a", "a4", now=53.0)
+    buffer.add(_key("a4", "10:30"), "a", "a4", now=53.0)
     buffer.drain()
     assert not buffer._reading  # (a buffer emptied, on a rebalance, starts again as a new one)
 
 
 def test_items_released_only_for_room_are_counted():
-    def key(event_id: str, at: str) -> int:
-        return order_key(_line(event_id, f"2025-03-01T{at}:00Z"))
-
     buffer = ReorderBuffer(wait=60.0, max_items=2)
     buffer.expect(["a", "b"], now=0.0)
-    buffer.add(key("b1", "09:00"), "b", "b1", now=0.0)
+    buffer.add(_key("b1", "09:00"), "b", "b1", now=0.0)
     for i in range(4):
-        buffer.add(key(f"a{i}", f"10:0{i}"), "a", f"a{i}", now=0.0)
+        buffer.add(_key(f"a{i}", f"10:0{i}"), "a", f"a{i}", now=0.0)
     assert buffer.release(now=0.1) == ["b1", "a0", "a1"]  # (b1: as far as "b" has sent; a0, a1: no room)
     assert buffer.released_for_room == 2 and len(buffer) == 2
-    buffer.add(key("b2", "11:00"), "b", "b2", now=0.2)
+    buffer.add(_key("b2", "11:00"), "b", "b2", now=0.2)
     assert buffer.release(now=0.3) == ["a2", "a3"] and buffer.released_for_room == 2
 
 
 def test_an_event_is_held_at_most_the_wait():
-    def key(event_id: str, at: str) -> int:
-        return order_key(_line(event_id, f"2025-03-01T{at}:00Z"))
-
     buffer = ReorderBuffer(wait=2.0)
     buffer.expect(["fast", "slow", "never"], now=0.0)
-    buffer.add(key("a", "10:00"), "fast", "a", now=0.0)
-    buffer.add(key("b", "09:00"), "slow", "b", now=0.1)
-    buffer.add(key("c", "10:05"), "fast", "c", now=0.2)
+    buffer.add(_key("a", "10:00"), "fast", "a", now=0.0)
+    buffer.add(_key("b", "09:00"), "slow", "b", now=0.1)
+    buffer.add(_key("c", "10:05"), "fast", "c", now=0.2)
     assert buffer.release(now=0.5) == []  # a source has sent nothing yet: it may still send earlier ones
-    buffer.add(key("d", "09:30"), "slow", "d", now=1.0)
+    buffer.add(_key("d", "09:30"), "slow", "d", now=1.0)
     assert buffer.release(now=1.5) == []
     # two seconds on: the silent source is no longer waited for, and "a" has waited long enough
     assert buffer.release(now=2.05) == ["b", "d", "a"]
     assert buffer.release(now=2.1) == []  # "c" is later than what the slow source sent last
     assert buffer.release(now=2.25) == ["c"]  # ...but not held longer than the wait
-    buffer.add(key("e", "10:10"), "fast", "e", now=3.0)
+    buffer.add(_key("e", "10:10"), "fast", "e", now=3.0)
     assert buffer.release(now=3.1) == ["e"]  # the slow source is silent too now: only the fast one counts
 
 
@@ -273,22 +269,19 @@ def test_a_source_read_to_its_end_holds_back_nothing_older_than_the_grace():
 
 
 def test_a_source_behind_is_waited_for_and_nothing_is_released_for_its_waiting_time():
-    def key(event_id: str, at: str) -> int:
-        return order_key(_line(event_id, f"2025-03-01T{at}:00Z"))
-
     buffer = ReorderBuffer(wait=2.0, backlog_wait=20.0)
     buffer.expect(["fast", "slow"], now=0.0)
-    buffer.add(key("s1", "09:00"), "slow", "s1", now=0.0)
-    buffer.add(key("f1", "10:00"), "fast", "f1", now=0.1)
+    buffer.add(_key("s1", "09:00"), "slow", "s1", now=0.0)
+    buffer.add(_key("f1", "10:00"), "fast", "f1", now=0.1)
     buffer.behind(["slow"])  # its reader had records left: older ones than f1 may still come from it
     assert buffer.behind_count() == 1
     assert buffer.release(now=0.5) == ["s1"]
     # long past the wait, with "slow" silent all along: f1 is still held, and so is all that "fast" sends
-    buffer.add(key("f2", "10:01"), "fast", "f2", now=8.0)
+    buffer.add(_key("f2", "10:01"), "fast", "f2", now=8.0)
     assert buffer.release(now=15.0) == []
-    buffer.add(key("s2", "09:30"), "slow", "s2", now=15.5)  # (held back by a reader short of time: not late)
+    buffer.add(_key("s2", "09:30"), "slow", "s2", now=15.5)  # (held back by a reader short of time: not late)
     assert buffer.release(now=15.6) == ["s2"]
-    buffer.add(key("f3", "10:05"), "fast", "f3", now=15.9)
+    buffer.add(_key("f3", "10:05"), "fast", "f3", now=15.9)
     buffer.caught_up(["slow"])  # its reader has read all it held: the wait is the usual one again
     assert buffer.behind_count() == 0
     assert buffer.release(now=16.1) == ["f1", "f2"]  # (waited 2 s; "slow" has sent nothing as late)
@@ -297,9 +290,9 @@ def test_a_source_behind_is_waited_for_and_nothing_is_released_for_its_waiting_t
     # a source behind and silent for longer than the backlog's wait is no longer waited for
     again = ReorderBuffer(wait=2.0, backlog_wait=20.0)
     again.expect(["fast", "slow"], now=0.0)
-    again.add(key("s1", "09:00"), "slow", "s1", now=0.0)
+    again.add(_key("s1", "09:00"), "slow", "s1", now=0.0)
     again.behind(["slow"])
-    again.add(key("f1", "10:00"), "fast", "f1", now=1.0)
+    again.add(_key("f1", "10:00"), "fast", "f1", now=1.0)
     assert again.release(now=19.9) == ["s1"]
     assert again.release(now=20.1) == ["f1"]
 
