@@ -370,9 +370,10 @@ class ReorderBuffer:
             upto = max(upto, key)
         mark = self.watermark(now, wall)
         out = []
-        while heap and (heap[0][0] <= upto or mark is None or key_micros(heap[0][0]) <= mark
-                        or len(heap) > self.max_items):
+        while heap:
             if not (heap[0][0] <= upto or mark is None or key_micros(heap[0][0]) <= mark):
+                if len(heap) <= self.max_items:
+                    break
                 self.released_for_room += 1  # (only because more than ``max_items`` are held)
             _, seq, item = heapq.heappop(heap)
             if seq not in timed:
