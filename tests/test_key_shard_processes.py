@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from resolver.config import ResolverConfig
 from resolver.owner import owner_of, value_name
 from streams.key_shard_processes import KeyShardProcesses
-from tests.test_shards import corpus, in_order_raw, with_noise
+from tests.test_shards import corpus, every_guard_corpus, in_order_raw, with_noise
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -27,12 +27,7 @@ def test_any_shards_and_windows_give_the_log_of_deciding_in_order(seed, n, shard
 
 
 def test_a_long_corpus_where_every_guard_acts_on_three_worker_processes_each_holding_its_own_parts():
-    records = with_noise(corpus(random.Random(7), 1800, people=140), random.Random(8))
-    config = ResolverConfig()
-    expected = in_order_raw(records, config)
-    kinds = {d["type"] for entry in expected for d in entry}
-    assert {"identifier_flagged", "link_refused", "profile_split", "probable_link", "possible_match",
-            "profiles_merged", "model_estimated", "profile_renamed"} <= kinds
+    records, config, expected = every_guard_corpus()
     with KeyShardProcesses(config, 3, 128) as keyed:
         # in two calls, as a stream's batches come: the workers keep their parts between them (the
         # rejections are keyed by their index in each call)

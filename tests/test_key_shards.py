@@ -16,7 +16,7 @@ from schemas.channel import ChannelEvent
 from resolver.owner import owner_of, value_name
 from streams.key_shards import LocalKeyShards
 from streams.shards import LocalShards
-from tests.test_shards import _random_assigner, corpus, in_order_raw, with_noise
+from tests.test_shards import _random_assigner, corpus, every_guard_corpus, in_order_raw, with_noise
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -31,12 +31,7 @@ def test_any_shards_windows_and_assignment_give_the_log_of_deciding_in_order(see
 
 
 def test_a_long_corpus_where_every_guard_acts_on_three_shards():
-    records = with_noise(corpus(random.Random(7), 1800, people=140), random.Random(8))
-    config = ResolverConfig()
-    expected = in_order_raw(records, config)
-    kinds = {d["type"] for entry in expected for d in entry}
-    assert {"identifier_flagged", "link_refused", "profile_split", "probable_link", "possible_match",
-            "profiles_merged", "model_estimated", "profile_renamed", "event_rejected"} <= kinds
+    records, config, expected = every_guard_corpus()
     shards = LocalKeyShards(config, 3, 128)
     assert shards.decide(records) == expected
     # each shard holds only what it owns, and between them everything

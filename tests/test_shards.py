@@ -89,6 +89,18 @@ def with_noise(events: list[ChannelEvent], rnd: random.Random) -> list[bytes]:
     return out
 
 
+def every_guard_corpus() -> tuple[list[bytes], ResolverConfig, list[list[dict]]]:
+    """A long corpus on which every guard and the matcher act (its records, the configuration, and the log of
+    deciding them in order): what the drivers that decide on shards are held to at length."""
+    records = with_noise(corpus(random.Random(7), 1800, people=140), random.Random(8))
+    config = ResolverConfig()
+    expected = in_order_raw(records, config)
+    kinds = {d["type"] for entry in expected for d in entry}
+    assert {"identifier_flagged", "link_refused", "profile_split", "probable_link", "possible_match",
+            "profiles_merged", "model_estimated", "profile_renamed", "event_rejected"} <= kinds
+    return records, config, expected
+
+
 def _random_assigner(rnd: random.Random):
     def assigner(chains, shards):
         out = [[] for _ in range(shards)]
