@@ -105,6 +105,11 @@ def anonymous_profile_id(event_id: str) -> str:
 class CustomerViews:
     """The read model. ``apply_entry`` folds one decision-log entry."""
 
+    # large tables whose lists, dicts and tuples nothing else holds, nor two of their entries: a checkpoint writes
+    # them apart, as equal copies (``streams.log.bulk_columns``). (Not ``fuzzy_links``: a link's record is held by
+    # both its identifiers.)
+    CHECKPOINT_BULK = ("ev_payload", "ev_attrs", "contact_seen", "links", "ev_ignored", "refusals")
+
     def __init__(self, config: Optional[ProjectionConfig] = None):
         self.config = config or ProjectionConfig()
         self.seq = 0

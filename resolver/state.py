@@ -57,6 +57,12 @@ pickled_as_fields(Profile)
 class ResolverState:
     """Everything the resolver knows. Built only by the fold over decisions."""
 
+    # large tables whose lists, dicts and tuples nothing else holds, nor two of their entries: a checkpoint writes
+    # them apart, as equal copies (``streams.log.bulk_columns``). (Not ``records``: a record may be filed on two
+    # identifiers.)
+    CHECKPOINT_BULK = ("blocks", "weak_anon", "weak_uses", "node_first", "adj", "node_traits", "node_span", "refused",
+                       "fuzzy")
+
     def __init__(self) -> None:
         self.seen_events: dict[str, int] = {}  # event ID -> digest of its content (-1: not logged)
         # events decided before the ones in ``seen_events`` (a slice's: ``resolver.slices``; else 0)

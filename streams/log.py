@@ -27,8 +27,10 @@ carries ``"k": 1``. Erasure shreds keys (``shred``); what was sealed under them 
 from __future__ import annotations
 
 import contextlib
+import copyreg
 import fcntl
 import gc
+import itertools
 import logging
 import mmap
 import os
@@ -49,10 +51,11 @@ from streams.keys import SqliteKeyStore
 from streams.sealing import SealError, Sealer
 
 SEGMENT_ENTRIES = 1_000_000
-CHECKPOINT_VERSION = 9  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
+CHECKPOINT_VERSION = 10  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
 # 4: term frequencies as they stood at the epoch's start; 5: connection bans; 6: a header, then each part of
 # the state on its own (a reader stops after the parts it needs); 7: the events' identifiers in flat arrays; 8: the
-# events' times as microseconds; 9: profiles as the tuples of their fields
+# events' times as microseconds; 9: profiles as the tuples of their fields; 10: a part's bulk columns after it,
+# without the pickler's memo (``save_checkpoint``)
 
 
 
@@ -577,6 +580,68 @@ def bulk_work() -> Iterator[None]:
                 gc.enable()
 
 
+BULK_CHUNK = 8_192  # items of a bulk column per pickle: what it costs beyond the column while it is written
+
+
+class _CheckpointPickler(pickle.Pickler):
+    """Pickles each part of a checkpoint without its bulk columns (``bulk_columns``): they are written after it."""
+
+    def __init__(self, fh: Any, parts: tuple[Any, ...]) -> None:
+        super().__init__(fh, protocol=pickle.HIGHEST_PROTOCOL)
+        self.parts = {id(part): part for part in parts if bulk_columns(part)}
+
+    def reducer_override(self, obj: Any) -> Any:
+        if self.parts.get(id(obj)) is not obj:
+            return NotImplemented
+        bulk = bulk_columns(obj)
+        return copyreg.__newobj__, (type(obj),), {k: v for k, v in vars(obj).items() if k not in bulk}
+
+
+def bulk_columns(part: Any) -> dict[str, str]:
+    """A part's bulk columns, name -> ``list`` or ``dict``: the attributes its class names in ``CHECKPOINT_BULK``,
+    large lists and dicts whose contents no other object holds (nor each other), so that a copy equal to them
+    serves as well as the same objects. The pickler's memo would keep every object in them alive until the
+    checkpoint is written, and its table grows with them (an ingest's peak of memory: 16 bytes a slot, doubled at
+    two thirds full, the old table and the new both held while it grows); they are written without it, a
+    chunk at a time."""
+    names = getattr(type(part), "CHECKPOINT_BULK", ())
+    found = getattr(part, "__dict__", {})
+    return {name: type(found[name]).__name__ for name in names if type(found.get(name)) in (list, dict)}
+
+
+def _write_bulk(pickler: pickle.Pickler, part: Any) -> None:
+    """Writes the bulk columns of ``part`` in chunks, then None, column by column, without memo: an object
+    in them that the pickle holds already is referred to (the memo is still read), the others are written as
+    they are, kept by nothing once written."""
+    for name, kind in bulk_columns(part).items():
+        column = getattr(part, name)
+        pickler.fast = True
+        try:
+            items = iter(column) if kind == "list" else iter(column.items())
+            while chunk := list(itertools.islice(items, BULK_CHUNK)):
+                pickler.dump(chunk)
+        finally:
+            pickler.fast = False
+        pickler.dump(None)
+
+
+def _read_bulk(unpickler: pickle.Unpickler, part: Any, columns: Any) -> None:
+    """Reads back what ``_write_bulk`` wrote of ``part``, as the header's ``columns`` lists it."""
+    if not isinstance(columns, dict) or columns and not hasattr(part, "__dict__"):
+        raise pickle.UnpicklingError("its bulk columns are not listed as a mapping")
+    allowed = getattr(type(part), "CHECKPOINT_BULK", ())
+    for name, kind in columns.items():
+        if name not in allowed or kind not in ("list", "dict"):
+            raise pickle.UnpicklingError(f"{type(part).__name__} has no bulk column {name!r} of kind {kind!r}")
+        value: Any = [] if kind == "list" else {}
+        add = value.extend if kind == "list" else value.update
+        while (chunk := unpickler.load()) is not None:
+            if type(chunk) is not list:
+                raise pickle.UnpicklingError(f"a chunk of {name} is a {type(chunk).__name__}, not a list")
+            add(chunk)
+        part.__dict__[name] = value
+
+
 def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, previous: str = "keep",
                     info: Optional[dict[str, Any]] = None) -> None:
     """Streams the state to a temporary file with a checksum trailer and renames it into place (no copy
@@ -584,9 +649,10 @@ def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, prev
     ``resolver.restate``, starts from the latest checkpoint older than its first entry), ``leave`` the previous
     as it is (the one replaced is no longer true), or ``remove`` it (it holds what an erasure erased).
 
-    The file holds a header (format, entry, rules and ``info``), then the state: a tuple part by part, in
-    order, through one pickler (what the parts share is written once), so that a reader can stop after the
-    parts it needs (``load_checkpoint(parts=...)``)."""
+    The file holds a header (format, entry, rules, each part's bulk columns and ``info``), then the state: a
+    tuple part by part, in order, through one pickler (what the parts share is written once), each part followed
+    by its bulk columns (``bulk_columns``), so that a reader can stop after the parts it needs
+    (``load_checkpoint(parts=...)``)."""
     path = Path(data_dir) / CHECKPOINTS[0]
     before = path.with_name(CHECKPOINTS[1])
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -596,12 +662,14 @@ def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, prev
     # events)
     with bulk_work(), private_file(tmp, "wb", buffering=1 << 20) as fh:
         summing = _Summing(fh)
-        pickler = pickle.Pickler(summing, protocol=pickle.HIGHEST_PROTOCOL)
+        pickler = _CheckpointPickler(summing, parts)
         try:
             pickler.dump({"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint,
-                          "parts": len(parts) if isinstance(state, tuple) else None, "info": dict(info or {})})
+                          "parts": len(parts) if isinstance(state, tuple) else None,
+                          "bulk": [bulk_columns(part) for part in parts], "info": dict(info or {})})
             for part in parts:
                 pickler.dump(part)
+                _write_bulk(pickler, part)
         finally:
             del pickler  # (its memo holds millions of objects: not kept by a traceback)
         fh.write(_TRAILER + b"%08x" % summing.crc)
@@ -676,11 +744,18 @@ def _read_checkpoint(path: Path, fingerprint: str, parts: Optional[int]) -> Opti
                 header = unpickler.load()
                 if _usable(header, fingerprint):
                     stored = header["parts"]
+                    bulk = header["bulk"]
                     if stored is None:
-                        state = unpickler.load() if parts != 0 else None
+                        if parts != 0:
+                            state = unpickler.load()
+                            _read_bulk(unpickler, state, bulk[0])
                     else:
                         wanted = stored if parts is None else min(parts, stored)
-                        state = tuple(unpickler.load() for _ in range(wanted))
+                        loaded = []
+                        for columns in bulk[:wanted]:
+                            loaded.append(unpickler.load())
+                            _read_bulk(unpickler, loaded[-1], columns)
+                        state = tuple(loaded)
             except Exception as exc:
                 problem = f"it cannot be read ({type(exc).__name__}: {exc})"
             changed = _restore_classes(before)
@@ -700,7 +775,8 @@ def _usable(header: Any, fingerprint: str) -> bool:
         return False
     seq, parts = header.get("seq"), header.get("parts")
     return (header.get("fingerprint") == fingerprint and isinstance(seq, int) and seq >= 0
-            and (parts is None or isinstance(parts, int) and parts >= 0) and isinstance(header.get("info"), dict))
+            and (parts is None or isinstance(parts, int) and parts >= 0) and isinstance(header.get("info"), dict)
+            and isinstance(header.get("bulk"), list) and len(header["bulk"]) == (1 if parts is None else parts))
 
 
 def _allowed_classes() -> list[type]:

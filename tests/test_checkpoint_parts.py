@@ -182,3 +182,121 @@ def test_the_events_identifiers_grow_again_after_a_checkpoint_write_failed(tmp_p
         save_checkpoint(tmp_path, 1, "rules", (runs,))
     runs.append((7,))
     assert runs[-1] == (7,) and len(runs) == 200_001 and failed.value is not None
+
+
+def _containers(root):
+    """Every list, dict, set and object reachable from ``root`` (through tuples too), with how often it is reached."""
+    found: dict[int, list] = {}
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, (str, bytes, int, float, type(None), frozenset)):
+            continue
+        if not isinstance(obj, tuple):
+            seen = found.setdefault(id(obj), [obj, 0])
+            seen[1] += 1
+            if seen[1] > 1:
+                continue
+        if isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set)):
+            stack.extend(obj)
+        elif hasattr(obj, "__dict__"):
+            stack.extend(vars(obj).values())
+        elif hasattr(type(obj), "__slots__"):
+            stack.extend(getattr(obj, name) for name in type(obj).__slots__ if hasattr(obj, name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    """An engine's state after a corpus on which every guard and the matcher act, and the generator's events."""
+    from tests.test_shards import every_guard_corpus
+
+    tmp = tmp_path_factory.mktemp("guarded")
+    records, _, _ = every_guard_corpus()
+    (tmp / "guards.jsonl").write_bytes(b"\n".join(records) + b"\n")
+    write_dataset(tmp / "events.jsonl", tmp / "truth.csv", SyntheticConfig(people=120, seed=5))
+    engine = EmbeddedEngine(tmp / "data")
+    engine.ingest_files([tmp / "guards.jsonl", tmp / "events.jsonl"])
+    yield engine
+    engine.close()
+
+
+def test_the_bulk_columns_hold_nothing_another_column_holds_nor_two_entries_alike(guarded):
+    # (what a checkpoint writes apart comes back as equal copies: a list, dict or set two places held would
+    # come back as two, and a change to one would no longer be seen through the other)
+    for part in (guarded.views, guarded.resolver.state):
+        bulk = log.bulk_columns(part)
+        assert set(bulk) == set(type(part).CHECKPOINT_BULK)
+        elsewhere = {}
+        for name, value in vars(part).items():
+            if name not in bulk:
+                elsewhere.update(_containers(value))
+        other = guarded.resolver.state if part is guarded.views else guarded.views
+        for value in vars(other).values():
+            elsewhere.update(_containers(value))
+        for name in bulk:
+            column = getattr(part, name)
+            assert column, f"{type(part).__name__}.{name} is empty on this corpus: the test proves nothing of it"
+            held = _containers(column)
+            twice = [obj for obj, times in held.values() if times > 1]
+            assert not twice, f"{type(part).__name__}.{name} holds {twice[0]!r} twice"
+            shared = [held[i][0] for i in held if i in elsewhere and held[i][0] is not column]
+            assert not shared, f"{type(part).__name__}.{name} holds {shared[0]!r}, which another column holds"
+
+
+def test_a_checkpoint_gives_back_the_bulk_columns_equal_and_the_rest_shared(guarded, tmp_path):
+    views, state = guarded.views, guarded.resolver.state
+    save_checkpoint(tmp_path, 1, "rules", (views, state))
+    _, (views_back, state_back) = load_checkpoint(tmp_path, "rules", 1)
+    for part, back in ((views, views_back), (state, state_back)):
+        for name in type(part).CHECKPOINT_BULK:
+            assert getattr(back, name) == getattr(part, name)
+            assert type(getattr(back, name)) is type(getattr(part, name))
+    assert views_back.digest() == views.digest()
+    # (what the bulk columns hold that the rest holds too comes back as the rest's: an event ID in an
+    # identifier's links is the one of the events' column)
+    some = next(iter(next(iter(views_back.links.values())).values()))
+    assert any(some is event_id for event_id in views_back.ev_id)
+
+
+def test_the_bulk_columns_are_written_without_the_pickler_s_memo(tmp_path):
+    views = CustomerViews_with(payloads=[f"payload {i}" for i in range(20_000)])
+    save_checkpoint(tmp_path, 1, "rules", (views,))
+    body = (tmp_path / CHECKPOINTS[0]).read_bytes()[:-len(log._TRAILER) - 8]
+    stream = io.BytesIO(body)
+    memoized = 0
+    while stream.tell() < len(body):  # (the header, the part, then the column's chunks and the None after them)
+        memoized += sum(op.name == "MEMOIZE" for op, _, _ in pickletools.genops(stream))
+    assert memoized < 200  # (against one for each of the 20,000 strings with the memo)
+    _, (back,) = load_checkpoint(tmp_path, "rules", 1)
+    assert back.ev_payload == views.ev_payload
+
+
+def CustomerViews_with(payloads):
+    from projections.customer import CustomerViews
+
+    views = CustomerViews()
+    views.ev_payload = list(payloads)
+    return views
+
+
+@pytest.mark.parametrize("bulk", [{"node_keys": "list"}, {"ev_payload": "set"}, "ev_payload"])
+def test_a_checkpoint_naming_other_bulk_columns_is_not_used(tmp_path, caplog, bulk):
+    from projections.customer import CustomerViews
+
+    header = {"version": log.CHECKPOINT_VERSION, "seq": 1, "fingerprint": "rules", "parts": 1, "bulk": [bulk],
+              "info": {}}
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dump(header)
+    pickler.dump(CustomerViews())
+    pickler.dump([[]])
+    pickler.dump(None)
+    body = out.getvalue()
+    from crc32c import crc32c
+
+    (tmp_path / CHECKPOINTS[0]).write_bytes(body + log._TRAILER + b"%08x" % crc32c(body))
+    assert load_checkpoint(tmp_path, "rules", 1) is None
+    assert "is not used" in caplog.text
