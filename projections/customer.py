@@ -108,7 +108,8 @@ class CustomerViews:
     # large tables whose lists, dicts and tuples nothing else holds, nor two of their entries: a checkpoint writes
     # them apart, as equal copies (``streams.log.bulk_columns``). (Not ``fuzzy_links``: a link's record is held by
     # both its identifiers.)
-    CHECKPOINT_BULK = ("ev_payload", "ev_attrs", "contact_seen", "links", "ev_ignored", "refusals")
+    CHECKPOINT_BULK = {"ev_payload": "list", "ev_attrs": "list", "contact_seen": "dict", "links": "dict",
+                       "ev_ignored": "list", "refusals": "dict"}
 
     def __init__(self, config: Optional[ProjectionConfig] = None):
         self.config = config or ProjectionConfig()

@@ -60,8 +60,8 @@ class ResolverState:
     # large tables whose lists, dicts and tuples nothing else holds, nor two of their entries: a checkpoint writes
     # them apart, as equal copies (``streams.log.bulk_columns``). (Not ``records``: a record may be filed on two
     # identifiers.)
-    CHECKPOINT_BULK = ("blocks", "weak_anon", "weak_uses", "node_first", "adj", "node_traits", "node_span", "refused",
-                       "fuzzy")
+    CHECKPOINT_BULK = {name: "dict" for name in ("blocks", "weak_anon", "weak_uses", "node_first", "adj", "node_traits",
+                                                  "node_span", "refused", "fuzzy")}
 
     def __init__(self) -> None:
         self.seen_events: dict[str, int] = {}  # event ID -> digest of its content (-1: not logged)

@@ -598,48 +598,48 @@ class _CheckpointPickler(pickle.Pickler):
 
 
 def bulk_columns(part: Any) -> dict[str, str]:
-    """A part's bulk columns, name -> ``list`` or ``dict``: the attributes its class names in ``CHECKPOINT_BULK``,
-    large lists and dicts whose contents no other object holds (nor each other), so that a copy equal to them
-    serves as well as the same objects. The pickler's memo would keep every object in them alive until the
-    checkpoint is written, and its table grows with them (an ingest's peak of memory: 16 bytes a slot, doubled at
-    two thirds full, the old table and the new both held while it grows); they are written without it, a
-    chunk at a time."""
-    names = getattr(type(part), "CHECKPOINT_BULK", ())
+    """A part's bulk columns, name -> ``list`` or ``dict``: the attributes its class names in ``CHECKPOINT_BULK``
+    (name -> kind), large lists and dicts whose contents no other object holds (nor each other), so that a copy
+    equal to them serves as well as the same objects. The pickler's memo would keep every object in them alive
+    until the checkpoint is written, and its table grows with them (an ingest's peak of memory: 16 bytes a slot,
+    doubled at two thirds full, the old table and the new both held while it grows); they are written without
+    it, a chunk at a time. (An attribute not of its kind is pickled with the part, as any other.)"""
     found = getattr(part, "__dict__", {})
-    return {name: type(found[name]).__name__ for name in names if type(found.get(name)) in (list, dict)}
+    return {name: kind for name, kind in getattr(type(part), "CHECKPOINT_BULK", {}).items()
+            if type(found.get(name)).__name__ == kind}
 
 
-def _write_bulk(pickler: pickle.Pickler, part: Any) -> None:
-    """Writes the bulk columns of ``part`` in chunks, then None, column by column, without memo: an object
-    in them that the pickle holds already is referred to (the memo is still read), the others are written as
-    they are, kept by nothing once written."""
+def _bulk_chunks(part: Any) -> Iterator[Iterator[list[Any]]]:
+    """For each bulk column of ``part``, its chunks: lists of its items (of a dict, its (key, value) pairs)."""
     for name, kind in bulk_columns(part).items():
         column = getattr(part, name)
-        pickler.fast = True
-        try:
-            items = iter(column) if kind == "list" else iter(column.items())
-            while chunk := list(itertools.islice(items, BULK_CHUNK)):
-                pickler.dump(chunk)
-        finally:
-            pickler.fast = False
-        pickler.dump(None)
+        items = iter(column) if kind == "list" else iter(column.items())
+        yield iter(lambda: list(itertools.islice(items, BULK_CHUNK)), [])
 
 
 def _read_bulk(unpickler: pickle.Unpickler, part: Any, columns: Any) -> None:
-    """Reads back what ``_write_bulk`` wrote of ``part``, as the header's ``columns`` lists it."""
+    """Reads back the bulk columns of ``part`` that the header's ``columns`` lists; refuses a column the class
+    does not name or of another kind, chunks of another shape, and a part left without one of them."""
+    declared = getattr(type(part), "CHECKPOINT_BULK", {})
     if not isinstance(columns, dict) or columns and not hasattr(part, "__dict__"):
         raise pickle.UnpicklingError("its bulk columns are not listed as a mapping")
-    allowed = getattr(type(part), "CHECKPOINT_BULK", ())
     for name, kind in columns.items():
-        if name not in allowed or kind not in ("list", "dict"):
+        if declared.get(name) != kind:
             raise pickle.UnpicklingError(f"{type(part).__name__} has no bulk column {name!r} of kind {kind!r}")
         value: Any = [] if kind == "list" else {}
-        add = value.extend if kind == "list" else value.update
         while (chunk := unpickler.load()) is not None:
             if type(chunk) is not list:
                 raise pickle.UnpicklingError(f"a chunk of {name} is a {type(chunk).__name__}, not a list")
-            add(chunk)
+            if kind == "list":
+                value.extend(chunk)
+            elif all(type(item) is tuple and len(item) == 2 for item in chunk):
+                value.update(chunk)
+            else:
+                raise pickle.UnpicklingError(f"a chunk of {name} holds other than (key, value) pairs")
         part.__dict__[name] = value
+    missing = [name for name in declared if name not in getattr(part, "__dict__", {})]
+    if missing:
+        raise pickle.UnpicklingError(f"{type(part).__name__} lacks {', '.join(missing)}")
 
 
 def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, previous: str = "keep",
@@ -669,7 +669,12 @@ def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, prev
                           "bulk": [bulk_columns(part) for part in parts], "info": dict(info or {})})
             for part in parts:
                 pickler.dump(part)
-                _write_bulk(pickler, part)
+                for chunks in _bulk_chunks(part):  # (without memo: what they hold that it holds is referred to)
+                    pickler.fast = True
+                    for chunk in chunks:
+                        pickler.dump(chunk)
+                    pickler.fast = False
+                    pickler.dump(None)
         finally:
             del pickler  # (its memo holds millions of objects: not kept by a traceback)
         fh.write(_TRAILER + b"%08x" % summing.crc)

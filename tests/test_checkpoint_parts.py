@@ -12,9 +12,10 @@ import pickletools
 from pathlib import Path
 
 import pytest
+from crc32c import crc32c
 from hypothesis import given, strategies as st
 
-from projections.customer import ProfileView
+from projections.customer import CustomerViews, ProfileView
 from resolver.state import NO_TRAITS, Profile
 from streams.embedded import EmbeddedEngine
 import streams.log as log
@@ -229,14 +230,11 @@ def test_the_bulk_columns_hold_nothing_another_column_holds_nor_two_entries_alik
     for part in (guarded.views, guarded.resolver.state):
         bulk = log.bulk_columns(part)
         assert set(bulk) == set(type(part).CHECKPOINT_BULK)
-        elsewhere = {}
-        for name, value in vars(part).items():
-            if name not in bulk:
-                elsewhere.update(_containers(value))
         other = guarded.resolver.state if part is guarded.views else guarded.views
-        for value in vars(other).values():
-            elsewhere.update(_containers(value))
         for name in bulk:
+            elsewhere = {}  # (what every other column of both parts holds, the other bulk columns too)
+            for value in [v for k, v in vars(part).items() if k != name] + list(vars(other).values()):
+                elsewhere.update(_containers(value))
             column = getattr(part, name)
             assert column, f"{type(part).__name__}.{name} is empty on this corpus: the test proves nothing of it"
             held = _containers(column)
@@ -262,7 +260,8 @@ def test_a_checkpoint_gives_back_the_bulk_columns_equal_and_the_rest_shared(guar
 
 
 def test_the_bulk_columns_are_written_without_the_pickler_s_memo(tmp_path):
-    views = CustomerViews_with(payloads=[f"payload {i}" for i in range(20_000)])
+    views = CustomerViews()
+    views.ev_payload = [f"payload {i}" for i in range(20_000)]
     save_checkpoint(tmp_path, 1, "rules", (views,))
     body = (tmp_path / CHECKPOINTS[0]).read_bytes()[:-len(log._TRAILER) - 8]
     stream = io.BytesIO(body)
@@ -274,29 +273,57 @@ def test_the_bulk_columns_are_written_without_the_pickler_s_memo(tmp_path):
     assert back.ev_payload == views.ev_payload
 
 
-def CustomerViews_with(payloads):
-    from projections.customer import CustomerViews
-
-    views = CustomerViews()
-    views.ev_payload = list(payloads)
-    return views
-
-
-@pytest.mark.parametrize("bulk", [{"node_keys": "list"}, {"ev_payload": "set"}, "ev_payload"])
-def test_a_checkpoint_naming_other_bulk_columns_is_not_used(tmp_path, caplog, bulk):
-    from projections.customer import CustomerViews
-
-    header = {"version": log.CHECKPOINT_VERSION, "seq": 1, "fingerprint": "rules", "parts": 1, "bulk": [bulk],
-              "info": {}}
+def _crafted(tmp_path, columns, chunks=None):
+    """A checkpoint of empty views whose header lists ``columns`` as their bulk columns, each followed by
+    its ``chunks`` (by default none), checksum and all: only what it holds can make it unusable."""
     out = io.BytesIO()
-    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
-    pickler.dump(header)
-    pickler.dump(CustomerViews())
-    pickler.dump([[]])
-    pickler.dump(None)
+    pickler = log._CheckpointPickler(out, (views := CustomerViews(),))
+    pickler.dump({"version": log.CHECKPOINT_VERSION, "seq": 1, "fingerprint": "rules", "parts": 1, "bulk": [columns],
+                  "info": {}})
+    pickler.dump(views)  # (without its bulk columns)
+    for name in columns:
+        for chunk in (chunks or {}).get(name, []):
+            pickler.dump(chunk)
+        pickler.dump(None)
     body = out.getvalue()
-    from crc32c import crc32c
-
     (tmp_path / CHECKPOINTS[0]).write_bytes(body + log._TRAILER + b"%08x" % crc32c(body))
-    assert load_checkpoint(tmp_path, "rules", 1) is None
-    assert "is not used" in caplog.text
+    return load_checkpoint(tmp_path, "rules", 1)
+
+
+def test_a_checkpoint_whose_bulk_columns_are_not_the_class_s_is_not_used(tmp_path, caplog):
+    declared = dict(CustomerViews.CHECKPOINT_BULK)
+    loaded = _crafted(tmp_path, declared, {"ev_payload": [["a", None]], "links": [[(3, {4: "e1"})]]})
+    assert loaded is not None  # (as written: the control)
+    assert loaded[1][0].ev_payload == ["a", None] and loaded[1][0].links == {3: {4: "e1"}}
+    assert "is not used" not in caplog.text
+    for columns, chunks in [
+            ({**declared, "links": "list"}, {}),  # (a column of another kind)
+            ({**declared, "node_keys": "list"}, {}),  # (a column the class does not name)
+            ({k: v for k, v in declared.items() if k != "links"}, {}),  # (one left out: the part would lack it)
+            ({}, {}),
+            (declared, {"ev_payload": [("a",)]}),  # (a chunk that is not a list)
+            (declared, {"links": [["ab"]]}),  # (a dict's chunk of other than pairs)
+            (["ev_payload"], {})]:  # (not a mapping)
+        caplog.clear()
+        assert _crafted(tmp_path, columns, chunks) is None, (columns, chunks)
+        assert "is not used" in caplog.text
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="writes to /dev/full to fail a write")
+@pytest.mark.parametrize("column", ["ev_payload", "ev_id"])  # (a bulk column; one written with the part)
+def test_a_failed_checkpoint_write_keeps_no_pickler_in_its_traceback(tmp_path, monkeypatch, column):
+    # (a pickler's memo holds every object it wrote, millions at the end of an ingest: a kept exception must not
+    # keep it, wherever the write failed)
+    monkeypatch.setattr(log, "private_file", lambda path, mode, buffering=-1: open("/dev/full", mode, buffering=buffering))
+    views = CustomerViews()
+    setattr(views, column, [f"event {i:06d} " * 4 for i in range(100_000)])  # (over the file's 1 MiB buffer)
+    with pytest.raises(OSError) as failed:
+        save_checkpoint(tmp_path, 1, "rules", (views,))
+    held, error = [], failed.value
+    while error is not None:
+        tb = error.__traceback__
+        while tb is not None:
+            held += [v for v in tb.tb_frame.f_locals.values() if isinstance(v, pickle.Pickler)]
+            tb = tb.tb_next
+        error = error.__context__
+    assert not held
