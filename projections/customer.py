@@ -109,7 +109,7 @@ class CustomerViews:
     # them apart, as equal copies (``streams.log.bulk_columns``). (Not ``fuzzy_links``: a link's record is held by
     # both its identifiers.)
     CHECKPOINT_BULK = {"ev_payload": "list", "ev_attrs": "list", "contact_seen": "dict", "links": "dict",
-                       "ev_ignored": "list", "refusals": "dict"}
+                       "ev_ignored": "list", "refusals": "dict", "profiles": "dict"}
 
     def __init__(self, config: Optional[ProjectionConfig] = None):
         self.config = config or ProjectionConfig()
