@@ -51,11 +51,11 @@ from streams.keys import SqliteKeyStore
 from streams.sealing import SealError, Sealer
 
 SEGMENT_ENTRIES = 1_000_000
-CHECKPOINT_VERSION = 10  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
+CHECKPOINT_VERSION = 11  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
 # 4: term frequencies as they stood at the epoch's start; 5: connection bans; 6: a header, then each part of
 # the state on its own (a reader stops after the parts it needs); 7: the events' identifiers in flat arrays; 8: the
 # events' times as microseconds; 9: profiles as the tuples of their fields; 10: a part's bulk columns after it,
-# without the pickler's memo (``save_checkpoint``)
+# without the pickler's memo (``save_checkpoint``); 11: a bulk dict's chunks as keys and values in one flat list
 
 
 
@@ -610,11 +610,15 @@ def bulk_columns(part: Any) -> dict[str, str]:
 
 
 def _bulk_chunks(part: Any) -> Iterator[Iterator[list[Any]]]:
-    """For each bulk column of ``part``, its chunks: lists of its items (of a dict, its (key, value) pairs)."""
+    """For each bulk column of ``part``, its chunks: lists of its items (of a dict, key, value, key, value...)."""
     for name, kind in bulk_columns(part).items():
         column = getattr(part, name)
-        items = iter(column) if kind == "list" else iter(column.items())
-        yield iter(lambda: list(itertools.islice(items, BULK_CHUNK)), [])
+        if kind == "list":
+            items = iter(column)
+            yield iter(lambda: list(itertools.islice(items, BULK_CHUNK)), [])
+        else:
+            pairs = iter(column.items())
+            yield iter(lambda: list(itertools.chain.from_iterable(itertools.islice(pairs, BULK_CHUNK))), [])
 
 
 def _read_bulk(unpickler: pickle.Unpickler, part: Any, columns: Any) -> None:
@@ -632,10 +636,10 @@ def _read_bulk(unpickler: pickle.Unpickler, part: Any, columns: Any) -> None:
                 raise pickle.UnpicklingError(f"a chunk of {name} is a {type(chunk).__name__}, not a list")
             if kind == "list":
                 value.extend(chunk)
-            elif all(type(item) is tuple and len(item) == 2 for item in chunk):
-                value.update(chunk)
+            elif len(chunk) % 2 == 0:
+                value.update(zip(chunk[::2], chunk[1::2]))
             else:
-                raise pickle.UnpicklingError(f"a chunk of {name} holds other than (key, value) pairs")
+                raise pickle.UnpicklingError(f"a chunk of {name} holds a key without its value")
         part.__dict__[name] = value
     missing = [name for name in declared if name not in getattr(part, "__dict__", {})]
     if missing:

@@ -292,7 +292,7 @@ def _crafted(tmp_path, columns, chunks=None):
 
 def test_a_checkpoint_whose_bulk_columns_are_not_the_class_s_is_not_used(tmp_path, caplog):
     declared = dict(CustomerViews.CHECKPOINT_BULK)
-    loaded = _crafted(tmp_path, declared, {"ev_payload": [["a", None]], "links": [[(3, {4: "e1"})]]})
+    loaded = _crafted(tmp_path, declared, {"ev_payload": [["a", None]], "links": [[3, {4: "e1"}]]})
     assert loaded is not None  # (as written: the control)
     assert loaded[1][0].ev_payload == ["a", None] and loaded[1][0].links == {3: {4: "e1"}}
     assert "is not used" not in caplog.text
@@ -302,7 +302,7 @@ def test_a_checkpoint_whose_bulk_columns_are_not_the_class_s_is_not_used(tmp_pat
             ({k: v for k, v in declared.items() if k != "links"}, {}),  # (one left out: the part would lack it)
             ({}, {}),
             (declared, {"ev_payload": [("a",)]}),  # (a chunk that is not a list)
-            (declared, {"links": [["ab"]]}),  # (a dict's chunk of other than pairs)
+            (declared, {"links": [[3, {4: "e1"}, 5]]}),  # (a dict's chunk with a key and no value)
             (["ev_payload"], {})]:  # (not a mapping)
         caplog.clear()
         assert _crafted(tmp_path, columns, chunks) is None, (columns, chunks)
