@@ -613,12 +613,13 @@ def _bulk_chunks(part: Any) -> Iterator[Iterator[list[Any]]]:
     """For each bulk column of ``part``, its chunks: lists of its items (of a dict, key, value, key, value...)."""
     for name, kind in bulk_columns(part).items():
         column = getattr(part, name)
-        if kind == "list":
-            items = iter(column)
-            yield iter(lambda: list(itertools.islice(items, BULK_CHUNK)), [])
-        else:
-            pairs = iter(column.items())
-            yield iter(lambda: list(itertools.chain.from_iterable(itertools.islice(pairs, BULK_CHUNK))), [])
+        yield _chunks(iter(column), False) if kind == "list" else _chunks(iter(column.items()), True)
+
+
+def _chunks(items: Iterator[Any], pairs: bool) -> Iterator[list[Any]]:
+    while chunk := list(itertools.chain.from_iterable(itertools.islice(items, BULK_CHUNK)) if pairs
+                        else itertools.islice(items, BULK_CHUNK)):
+        yield chunk
 
 
 def _read_bulk(unpickler: pickle.Unpickler, part: Any, columns: Any) -> None:

@@ -327,3 +327,16 @@ def test_a_failed_checkpoint_write_keeps_no_pickler_in_its_traceback(tmp_path, m
             tb = tb.tb_next
         error = error.__context__
     assert not held
+
+
+def test_each_bulk_column_s_chunks_are_its_own_whatever_order_they_are_read_in():
+    class Part:
+        CHECKPOINT_BULK = {"a": "list", "b": "list", "c": "dict", "d": "dict"}
+
+    part = Part()
+    part.a, part.b = list(range(3 * log.BULK_CHUNK + 5)), ["b"] * 7
+    part.c, part.d = {i: -i for i in range(2 * log.BULK_CHUNK + 1)}, {"d": 1}
+    a, b, c, d = log._bulk_chunks(part)
+    assert list(d) == [["d", 1]] and list(b) == [["b"] * 7]
+    assert [len(chunk) for chunk in c] == [2 * log.BULK_CHUNK, 2 * log.BULK_CHUNK, 2]  # (keys and values)
+    assert [x for chunk in a for x in chunk] == part.a
