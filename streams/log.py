@@ -647,6 +647,33 @@ def _read_bulk(unpickler: pickle.Unpickler, part: Any, columns: Any) -> None:
         raise pickle.UnpicklingError(f"{type(part).__name__} lacks {', '.join(missing)}")
 
 
+def dump_parts(fh: Any, header: dict[str, Any], parts: tuple[Any, ...]) -> None:
+    """Pickles ``header`` (with each part's bulk columns as ``bulk``), then each part followed by its bulk
+    columns, through one pickler (what the parts share is written once) to ``fh``; ``load_parts`` reads them."""
+    pickler = _CheckpointPickler(fh, parts)
+    try:
+        pickler.dump({**header, "bulk": [bulk_columns(part) for part in parts]})
+        for part in parts:
+            pickler.dump(part)
+            for chunks in _bulk_chunks(part):  # (without memo: what they hold that it holds is referred to)
+                pickler.fast = True
+                for chunk in chunks:
+                    pickler.dump(chunk)
+                pickler.fast = False
+                pickler.dump(None)
+    finally:
+        del pickler  # (its memo holds millions of objects: not kept by a traceback)
+
+
+def load_parts(unpickler: pickle.Unpickler, bulk: list[Any]) -> list[Any]:
+    """The parts ``dump_parts`` wrote after a header whose ``bulk`` was read, as many as ``bulk`` lists."""
+    loaded = []
+    for columns in bulk:
+        loaded.append(unpickler.load())
+        _read_bulk(unpickler, loaded[-1], columns)
+    return loaded
+
+
 def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, previous: str = "keep",
                     info: Optional[dict[str, Any]] = None) -> None:
     """Streams the state to a temporary file with a checksum trailer and renames it into place (no copy
@@ -667,21 +694,9 @@ def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, prev
     # events)
     with bulk_work(), private_file(tmp, "wb", buffering=1 << 20) as fh:
         summing = _Summing(fh)
-        pickler = _CheckpointPickler(summing, parts)
-        try:
-            pickler.dump({"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint,
-                          "parts": len(parts) if isinstance(state, tuple) else None,
-                          "bulk": [bulk_columns(part) for part in parts], "info": dict(info or {})})
-            for part in parts:
-                pickler.dump(part)
-                for chunks in _bulk_chunks(part):  # (without memo: what they hold that it holds is referred to)
-                    pickler.fast = True
-                    for chunk in chunks:
-                        pickler.dump(chunk)
-                    pickler.fast = False
-                    pickler.dump(None)
-        finally:
-            del pickler  # (its memo holds millions of objects: not kept by a traceback)
+        dump_parts(summing, {"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint,
+                             "parts": len(parts) if isinstance(state, tuple) else None, "info": dict(info or {})},
+                   parts)
         fh.write(_TRAILER + b"%08x" % summing.crc)
         fh.flush()
         os.fsync(fh.fileno())
@@ -754,18 +769,12 @@ def _read_checkpoint(path: Path, fingerprint: str, parts: Optional[int]) -> Opti
                 header = unpickler.load()
                 if _usable(header, fingerprint):
                     stored = header["parts"]
-                    bulk = header["bulk"]
                     if stored is None:
                         if parts != 0:
-                            state = unpickler.load()
-                            _read_bulk(unpickler, state, bulk[0])
+                            state = load_parts(unpickler, header["bulk"])[0]
                     else:
                         wanted = stored if parts is None else min(parts, stored)
-                        loaded = []
-                        for columns in bulk[:wanted]:
-                            loaded.append(unpickler.load())
-                            _read_bulk(unpickler, loaded[-1], columns)
-                        state = tuple(loaded)
+                        state = tuple(load_parts(unpickler, header["bulk"][:wanted]))
             except Exception as exc:
                 problem = f"it cannot be read ({type(exc).__name__}: {exc})"
             changed = _restore_classes(before)

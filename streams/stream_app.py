@@ -50,7 +50,8 @@ from streams import kafka_batches
 from schemas.decisions import DECISION_SCHEMA_VERSION
 from streams.kafka_io import (KafkaIOError, KafkaSettings, admin_client, check_reachable, client_error,
                               ensure_topics, producer)
-from streams.log import bulk_work, check_version, in_ranges, marker_fields, open_restatements, skipped
+from streams.log import bulk_work, check_version, dump_parts, in_ranges, load_parts, marker_fields, open_restatements, \
+    skipped
 from streams.ordering import ReorderBuffer, order_key
 from streams.pipeline import ACCEPTED, DUPLICATE, INTERNAL, VALID, RecordPipeline
 
@@ -343,9 +344,11 @@ class _Sink:
 
 
 def pickled(obj: Any) -> bytes:
+    """``obj`` as ``save_checkpoint`` writes a part: its bulk tables without the pickler's memo
+    (``streams.log.bulk_columns``)."""
     sink = _Sink()
     with bulk_work():  # (as ``save_checkpoint`` pickles)
-        pickle.Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        dump_parts(sink, {}, (obj,))
     return b"".join(sink.parts)
 
 
@@ -377,7 +380,8 @@ class _Source:
 
 def unpickled(data: bytes) -> Any:
     with bulk_work():  # (millions of objects made at once: the collector would rescan them as they come)
-        return pickle.Unpickler(_Source(data)).load()
+        unpickler = pickle.Unpickler(_Source(data))
+        return load_parts(unpickler, unpickler.load()["bulk"])[0]
 
 
 def restate_due(now: float, late_since: float, written_since: int, next_restate: float, wait: float,

@@ -340,3 +340,26 @@ def test_each_bulk_column_s_chunks_are_its_own_whatever_order_they_are_read_in()
     assert list(d) == [["d", 1]] and list(b) == [["b"] * 7]
     assert [len(chunk) for chunk in c] == [2 * log.BULK_CHUNK, 2 * log.BULK_CHUNK, 2]  # (keys and values)
     assert [x for chunk in a for x in chunk] == part.a
+
+
+def test_a_worker_s_state_and_views_in_memory_come_back_as_a_checkpoint_gives_them(guarded):
+    # (a Kafka worker keeps rewind points of its state and views pickled in memory, as the checkpoint writes them)
+    from streams.stream_app import pickled, unpickled
+
+    views, state = guarded.views, guarded.resolver.state
+    views_back, state_back = unpickled(pickled(views)), unpickled(pickled(state))
+    assert views_back.digest() == views.digest()
+    assert vars(views_back).keys() == vars(views).keys() and vars(state_back).keys() == vars(state).keys()
+    for part, back in ((views, views_back), (state, state_back)):
+        for name in type(part).CHECKPOINT_BULK:
+            assert getattr(back, name) == getattr(part, name)
+    assert state_back.profiles == state.profiles and state_back.seen_events == state.seen_events
+    def memoized(data):
+        stream, n = io.BytesIO(data), 0
+        while stream.tell() < len(data):
+            n += sum(op.name == "MEMOIZE" for op, _, _ in pickletools.genops(stream))
+        return n
+
+    plain = memoized(pickle.dumps(views, protocol=pickle.HIGHEST_PROTOCOL))
+    unique = sum(1 for payload in views.ev_payload if payload)  # (strings nothing else holds)
+    assert memoized(pickled(views)) <= plain - unique, (plain, unique)
