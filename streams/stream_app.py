@@ -769,7 +769,6 @@ class StreamJobs:
             app.agent(raw, name="validate")(self._fatal(self._validate))
         if "resolve" in o.roles:
             self.reorder = ReorderBuffer(o.reorder_wait, max_items=o.reorder_max_events, grace=o.reorder_grace)
-            self.released_for_room = 0  # (the buffer's count when the metric was last told)
             # late events (older than one decided before them): the earliest's canonical key, since when, how many
             self.earliest_late: Optional[Any] = None
             self.late_since = 0.0
@@ -1180,8 +1179,7 @@ class StreamJobs:
         # (the most held at once since the worker started, a batch just added included; and the events decided
         # only because IDRES_REORDER_MAX_EVENTS were held, whatever older ones other partitions might still send)
         m.gauges["reorder_held_most"] = max(m.gauges.get("reorder_held_most", 0), len(self.reorder) + len(released))
-        m.add("reorder_released_for_room", self.reorder.released_for_room - self.released_for_room)
-        self.released_for_room = self.reorder.released_for_room
+        m.counters["reorder_released_for_room"] = self.reorder.released_for_room  # (the buffer counts them)
         m.gauges["raw_partitions_behind"] = self.reorder.behind_count()
         await self._flush_decided(entries, pending)
         if self.resolver_stale:  # (an erasure: nothing it erased is kept in memory longer than this)
