@@ -586,15 +586,15 @@ BULK_CHUNK = 8_192  # items of a bulk column per pickle: what it costs beyond th
 class _CheckpointPickler(pickle.Pickler):
     """Pickles each part of a checkpoint without its bulk columns (``bulk_columns``): they are written after it."""
 
-    def __init__(self, fh: Any, parts: tuple[Any, ...]) -> None:
+    def __init__(self, fh: Any, parts: tuple[Any, ...], bulk: list[dict[str, str]]) -> None:
         super().__init__(fh, protocol=pickle.HIGHEST_PROTOCOL)
-        self.parts = {id(part): part for part in parts if bulk_columns(part)}
+        self.parts = {id(part): (part, columns) for part, columns in zip(parts, bulk) if columns}
 
     def reducer_override(self, obj: Any) -> Any:
-        if self.parts.get(id(obj)) is not obj:
+        part, columns = self.parts.get(id(obj), (None, None))
+        if part is not obj:
             return NotImplemented
-        bulk = bulk_columns(obj)
-        return copyreg.__newobj__, (type(obj),), {k: v for k, v in vars(obj).items() if k not in bulk}
+        return copyreg.__newobj__, (type(obj),), {k: v for k, v in vars(obj).items() if k not in columns}
 
 
 def bulk_columns(part: Any) -> dict[str, str]:
@@ -609,9 +609,10 @@ def bulk_columns(part: Any) -> dict[str, str]:
             if type(found.get(name)).__name__ == kind}
 
 
-def _bulk_chunks(part: Any) -> Iterator[Iterator[list[Any]]]:
-    """For each bulk column of ``part``, its chunks: lists of its items (of a dict, key, value, key, value...)."""
-    for name, kind in bulk_columns(part).items():
+def _bulk_chunks(part: Any, columns: dict[str, str]) -> Iterator[Iterator[list[Any]]]:
+    """For each of the bulk ``columns`` of ``part``, its chunks: lists of its items (of a dict, key, value, key,
+    value...)."""
+    for name, kind in columns.items():
         column = getattr(part, name)
         yield _chunks(iter(column), False) if kind == "list" else _chunks(iter(column.items()), True)
 
@@ -650,12 +651,13 @@ def _read_bulk(unpickler: pickle.Unpickler, part: Any, columns: Any) -> None:
 def dump_parts(fh: Any, header: dict[str, Any], parts: tuple[Any, ...]) -> None:
     """Pickles ``header`` (with each part's bulk columns as ``bulk``), then each part followed by its bulk
     columns, through one pickler (what the parts share is written once) to ``fh``; ``load_parts`` reads them."""
-    pickler = _CheckpointPickler(fh, parts)
+    bulk = [bulk_columns(part) for part in parts]  # (what the header lists is what is written)
+    pickler = _CheckpointPickler(fh, parts, bulk)
     try:
-        pickler.dump({**header, "bulk": [bulk_columns(part) for part in parts]})
-        for part in parts:
+        pickler.dump({**header, "bulk": bulk})
+        for part, columns in zip(parts, bulk):
             pickler.dump(part)
-            for chunks in _bulk_chunks(part):  # (without memo: what they hold that it holds is referred to)
+            for chunks in _bulk_chunks(part, columns):  # (without memo: what they hold that it holds is referred to)
                 pickler.fast = True
                 for chunk in chunks:
                     pickler.dump(chunk)

@@ -173,11 +173,17 @@ def test_a_profile_pickled_as_before_is_read_back():
     assert _Checked(io.BytesIO(out.getvalue())).load() == (view, profile)
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="writes to /dev/full to fail a write")
-def test_the_events_identifiers_grow_again_after_a_checkpoint_write_failed(tmp_path, monkeypatch):
+@pytest.fixture
+def full_disk(monkeypatch):
+    """Checkpoints written to ``/dev/full``: every write fails, as on a full disk."""
+    if not Path("/dev/full").exists():
+        pytest.skip("writes to /dev/full to fail a write")
+    monkeypatch.setattr(log, "private_file", lambda path, mode, buffering=-1: open("/dev/full", mode, buffering=buffering))
+
+
+def test_the_events_identifiers_grow_again_after_a_checkpoint_write_failed(tmp_path, full_disk):
     # (large arrays are handed to the file as they lie; a write that fails keeps its traceback, and with it what it
     # was given: that must not stop the array from growing)
-    monkeypatch.setattr(log, "private_file", lambda path, mode, buffering=-1: open("/dev/full", mode, buffering=buffering))
     runs = Runs((n,) for n in range(200_000))
     with pytest.raises(OSError) as failed:
         save_checkpoint(tmp_path, 1, "rules", (runs,))
@@ -259,16 +265,21 @@ def test_a_checkpoint_gives_back_the_bulk_columns_equal_and_the_rest_shared(guar
     assert any(some is event_id for event_id in views_back.ev_id)
 
 
+def _memoized(data: bytes) -> int:
+    """How many objects the pickles in ``data``, one after the other, remember (MEMOIZE opcodes): a header, a part,
+    then its bulk columns' chunks and the None after each."""
+    stream, n = io.BytesIO(data), 0
+    while stream.tell() < len(data):
+        n += sum(op.name == "MEMOIZE" for op, _, _ in pickletools.genops(stream))
+    return n
+
+
 def test_the_bulk_columns_are_written_without_the_pickler_s_memo(tmp_path):
     views = CustomerViews()
     views.ev_payload = [f"payload {i}" for i in range(20_000)]
     save_checkpoint(tmp_path, 1, "rules", (views,))
     body = (tmp_path / CHECKPOINTS[0]).read_bytes()[:-len(log._TRAILER) - 8]
-    stream = io.BytesIO(body)
-    memoized = 0
-    while stream.tell() < len(body):  # (the header, the part, then the column's chunks and the None after them)
-        memoized += sum(op.name == "MEMOIZE" for op, _, _ in pickletools.genops(stream))
-    assert memoized < 200  # (against one for each of the 20,000 strings with the memo)
+    assert _memoized(body) < 200  # (against one for each of the 20,000 strings with the memo)
     _, (back,) = load_checkpoint(tmp_path, "rules", 1)
     assert back.ev_payload == views.ev_payload
 
@@ -277,7 +288,8 @@ def _crafted(tmp_path, columns, chunks=None):
     """A checkpoint of empty views whose header lists ``columns`` as their bulk columns, each followed by
     its ``chunks`` (by default none), checksum and all: only what it holds can make it unusable."""
     out = io.BytesIO()
-    pickler = log._CheckpointPickler(out, (views := CustomerViews(),))
+    views = CustomerViews()
+    pickler = log._CheckpointPickler(out, (views,), [log.bulk_columns(views)])
     pickler.dump({"version": log.CHECKPOINT_VERSION, "seq": 1, "fingerprint": "rules", "parts": 1, "bulk": [columns],
                   "info": {}})
     pickler.dump(views)  # (without its bulk columns)
@@ -309,12 +321,10 @@ def test_a_checkpoint_whose_bulk_columns_are_not_the_class_s_is_not_used(tmp_pat
         assert "is not used" in caplog.text
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="writes to /dev/full to fail a write")
 @pytest.mark.parametrize("column", ["ev_payload", "ev_id"])  # (a bulk column; one written with the part)
-def test_a_failed_checkpoint_write_keeps_no_pickler_in_its_traceback(tmp_path, monkeypatch, column):
+def test_a_failed_checkpoint_write_keeps_no_pickler_in_its_traceback(tmp_path, full_disk, column):
     # (a pickler's memo holds every object it wrote, millions at the end of an ingest: a kept exception must not
     # keep it, wherever the write failed)
-    monkeypatch.setattr(log, "private_file", lambda path, mode, buffering=-1: open("/dev/full", mode, buffering=buffering))
     views = CustomerViews()
     setattr(views, column, [f"event {i:06d} " * 4 for i in range(100_000)])  # (over the file's 1 MiB buffer)
     with pytest.raises(OSError) as failed:
@@ -336,7 +346,7 @@ def test_each_bulk_column_s_chunks_are_its_own_whatever_order_they_are_read_in()
     part = Part()
     part.a, part.b = list(range(3 * log.BULK_CHUNK + 5)), ["b"] * 7
     part.c, part.d = {i: -i for i in range(2 * log.BULK_CHUNK + 1)}, {"d": 1}
-    a, b, c, d = log._bulk_chunks(part)
+    a, b, c, d = log._bulk_chunks(part, log.bulk_columns(part))
     assert list(d) == [["d", 1]] and list(b) == [["b"] * 7]
     assert [len(chunk) for chunk in c] == [2 * log.BULK_CHUNK, 2 * log.BULK_CHUNK, 2]  # (keys and values)
     assert [x for chunk in a for x in chunk] == part.a
@@ -354,12 +364,6 @@ def test_a_worker_s_state_and_views_in_memory_come_back_as_a_checkpoint_gives_th
         for name in type(part).CHECKPOINT_BULK:
             assert getattr(back, name) == getattr(part, name)
     assert state_back.profiles == state.profiles and state_back.seen_events == state.seen_events
-    def memoized(data):
-        stream, n = io.BytesIO(data), 0
-        while stream.tell() < len(data):
-            n += sum(op.name == "MEMOIZE" for op, _, _ in pickletools.genops(stream))
-        return n
-
-    plain = memoized(pickle.dumps(views, protocol=pickle.HIGHEST_PROTOCOL))
+    plain = _memoized(pickle.dumps(views, protocol=pickle.HIGHEST_PROTOCOL))
     unique = sum(1 for payload in views.ev_payload if payload)  # (strings nothing else holds)
-    assert memoized(pickled(views)) <= plain - unique, (plain, unique)
+    assert _memoized(pickled(views)) <= plain - unique, (plain, unique)
