@@ -7,11 +7,13 @@ Each figure is taken in a process of its own, so that its peak (``ru_maxrss``) i
 
 * ``views``: the checkpoint's views read back (what ``idres snapshot`` and ``serve`` do): seconds, the
   resident size once read and the peak while reading;
-* ``whole``: the views and the resolver's state read back (what a writer does on opening);
+* ``state``: the resolver's state alone read back (what `idres ingest` does on opening: it folds the views after
+  deciding, ``EmbeddedEngine(fold_views="after")``);
+* ``whole``: the views and the resolver's state read back (what another writer does on opening);
 * ``pickle-state`` and ``pickle-views``: that part pickled in memory as a Kafka worker keeps a rewind point
   (``streams.stream_app.pickled``): seconds, bytes, and how far the peak rose above what was held before;
-* ``memo``: how many objects the pickler remembers writing the whole state as ``save_checkpoint`` does
-  (its table is 16 bytes a slot, doubled once two thirds full).
+* ``memo``: how many objects the pickler remembers writing each part as ``save_checkpoint`` does, a pickler to
+  a part (its table is 16 bytes a slot, doubled once two thirds full).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _peak_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _load(data_dir: Path, parts: int | None) -> tuple:
+def _load(data_dir: Path, parts: int | tuple[int, ...] | None) -> tuple:
     from streams.log import CHECKPOINTS, load_checkpoint
 
     with open(data_dir / CHECKPOINTS[0], "rb") as fh:
@@ -53,8 +55,8 @@ def _load(data_dir: Path, parts: int | None) -> tuple:
 def measure(what: str, data_dir: Path) -> str:
     gc.disable()
     started = time.perf_counter()
-    if what in ("views", "whole"):
-        loaded = _load(data_dir, 1 if what == "views" else None)
+    if what in ("views", "state", "whole"):
+        loaded = _load(data_dir, {"views": 1, "state": (1,), "whole": None}[what])
         took, resident = time.perf_counter() - started, _resident_kb()
         assert loaded  # (held until measured)
         return f"{what:13s} read in {took:.1f} s, resident {resident:,} kB, peak {_peak_kb():,} kB"
@@ -76,11 +78,13 @@ def measure(what: str, data_dir: Path) -> str:
 
         real, log._CheckpointPickler = log._CheckpointPickler, Kept  # type: ignore[misc]
         try:
-            log.dump_parts(Discarding(), {}, (views, state))
+            for part in (views, state):  # (each part through a pickler of its own, as the checkpoint writes it)
+                log.dump_parts(Discarding(), {}, (part,))
         finally:
             log._CheckpointPickler = real  # type: ignore[misc]
         took = time.perf_counter() - started
-        return f"{'memo':13s} {len(made[0].memo.copy()):,} objects remembered writing the whole state ({took:.1f} s)"
+        return (f"{'memo':13s} {len(made[0].memo.copy()):,} objects remembered writing the views, "
+                f"{len(made[1].memo.copy()):,} writing the resolver's state ({took:.1f} s)")
     from streams.stream_app import pickled
 
     held, before = _peak_kb(), _resident_kb()
@@ -93,7 +97,7 @@ def measure(what: str, data_dir: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", type=Path)
-    parser.add_argument("--only", choices=("views", "whole", "pickle-state", "pickle-views", "memo"), default=None)
+    parser.add_argument("--only", choices=("views", "state", "whole", "pickle-state", "pickle-views", "memo"), default=None)
     args = parser.parse_args()
     if args.only:
         print(measure(args.only, args.data_dir), flush=True)
@@ -102,7 +106,7 @@ def main() -> None:
 
     if not (args.data_dir / CHECKPOINTS[0]).is_file():
         sys.exit(f"idres: error: {args.data_dir} holds no checkpoint: give the data directory of an `idres ingest`")
-    for what in ("views", "whole", "pickle-state", "pickle-views", "memo"):
+    for what in ("views", "state", "whole", "pickle-state", "pickle-views", "memo"):
         done = subprocess.run([sys.executable, __file__, str(args.data_dir), "--only", what])
         if done.returncode:
             sys.exit(done.returncode)

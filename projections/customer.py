@@ -107,9 +107,11 @@ class CustomerViews:
 
     # large tables whose lists, dicts and tuples nothing else holds, nor two of their entries: a checkpoint writes
     # them apart, as equal copies (``streams.log.bulk_columns``). (Not ``fuzzy_links``: a link's record is held by
-    # both its identifiers.)
-    CHECKPOINT_BULK = {"ev_payload": "list", "ev_attrs": "list", "contact_seen": "dict", "links": "dict",
-                       "ev_ignored": "list", "refusals": "dict", "profiles": "dict"}
+    # both its identifiers.) ``ev_id`` too: a million strings the pickler's memo would otherwise remember, its table
+    # doubling past 2.8 million objects; a string another table holds too (an identifier's links, folded as events
+    # were decided) comes back as an equal copy.
+    CHECKPOINT_BULK = {"ev_id": "list", "ev_payload": "list", "ev_attrs": "list", "contact_seen": "dict",
+                       "links": "dict", "ev_ignored": "list", "refusals": "dict", "profiles": "dict"}
 
     def __init__(self, config: Optional[ProjectionConfig] = None):
         self.config = config or ProjectionConfig()
@@ -211,11 +213,14 @@ class CustomerViews:
                     self._attach(prof, self._node(key))
             elif t == "identifiers_linked":
                 idxs = [self._node(k) for k in d["nodes"]]
+                event_id = d["event_id"]
+                if self.ev_id and self.ev_id[-1] == event_id:
+                    event_id = self.ev_id[-1]  # (the event's own ID, not a copy of it: views folded from the log)
                 for a in idxs:
                     la = self.links.setdefault(a, {})
                     for b in idxs:
                         if b != a and b not in la:
-                            la[b] = d["event_id"]
+                            la[b] = event_id
             elif t == "profiles_merged":
                 self._merged(d)
             elif t == "identifier_flagged":
@@ -440,6 +445,7 @@ class CustomerViews:
         prof.nodes.add(idx)
 
     def _merged(self, d: dict[str, Any]) -> None:
+        self._shared_strings(d)
         self.merges_by_survivor.setdefault(d["survivor_id"], []).append(len(self.merges))
         self.merges.append(d)
         self.absorbed.setdefault(d["survivor_id"], []).extend(d["absorbed_ids"])
@@ -453,6 +459,24 @@ class CustomerViews:
                 self.ev_profile[i] = survivor.id
             survivor.events.extend(prof.events)
             self.aliases[pid] = survivor.id
+
+    def _shared_strings(self, d: dict[str, Any]) -> None:
+        """Puts in a merge kept in ``merges`` the strings the views already hold, where equal: the profiles' IDs,
+        the identifiers' keys, the event's ID, its type and rule. Read back from the log, each of a decision's
+        strings is a copy of its own (at a million events, about 600,000 strings in the merges alone, each one
+        more object for the checkpoint's pickler to remember)."""
+        d["type"] = "profiles_merged"
+        if isinstance(d.get("rule"), str):
+            d["rule"] = intern(d["rule"])
+        profiles = self.profiles
+        d["survivor_id"] = profiles[d["survivor_id"]].id if d["survivor_id"] in profiles else d["survivor_id"]
+        d["absorbed_ids"] = [profiles[p].id if p in profiles else p for p in d["absorbed_ids"]]
+        via = d.get("via")
+        if isinstance(via, list):
+            index, keys = self.node_index, self.node_keys
+            d["via"] = [keys[index[k]] if k in index else k for k in via]
+        if self.ev_id and self.ev_id[-1] == d.get("event_id"):
+            d["event_id"] = self.ev_id[-1]
 
     def _renamed(self, d: dict[str, Any]) -> None:
         old, new = d["profile_id"], d["new_profile_id"]

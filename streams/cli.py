@@ -131,7 +131,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         check_input(f)
     # (standard input may be a pipe that lives for days: the collector keeps running for it)
     keeping = contextlib.nullcontext() if "-" in args.files else _keeping()
-    with keeping, _engine(args, writer=True, create=True) as engine:
+    # (the resolver's state is written to the checkpoint and let go of before the views are folded: the two are
+    # never in memory together)
+    with keeping, _engine(args, writer=True, create=True, fold_views="after") as engine:
         engine.order = "file" if args.file_order else "time"
         engine.shards = args.shards
         if engine.order == "time" and "-" not in args.files and len(files) > 1:
@@ -153,8 +155,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             for summary in (report.rejection_summary(), report.late_summary()):
                 if summary:
                     print(f"idres: {summary}", file=sys.stderr)
-        config = engine.resolver.config
-        for seen in sorted(set(engine.resolver.state.node_types)):
+        config = engine.config
+        for seen in sorted(engine.identifier_types()):
             meant = config.lookalike(seen)
             if meant is not None:
                 print(f"idres: warning: identifier type {seen!r} is not {meant!r}: its values are kept apart from "

@@ -22,17 +22,18 @@ import orjson
 
 from projections.customer import CustomerViews, ProjectionConfig
 from projections.times import iso
-from resolver import epochs, restate
+from resolver import clear_caches, epochs, restate
 from resolver.restate import RESTATE_TYPES
 from resolver.config import ResolverConfig
 from resolver.decisions import erasure_of, record_of
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.commands import command_of, decide
 from streams.inputs import InputStream, as_input, open_input
-from streams.log import (CHECKPOINTS, DecisionLog, bulk_work, checkpoint_ahead, checkpoint_header,
-                         load_checkpoint, open_restatements, save_checkpoint)
+from streams.log import (CHECKPOINTS, CheckpointWriter, DecisionLog, bulk_work, checkpoint_ahead,
+                         checkpoint_header, load_checkpoint, open_restatements, save_checkpoint)
 from streams.sealing import erasure_subjects, is_erased
 from resolver.formats import region_of
+from resolver.ids import node_type
 from streams.ordering import read_in_order
 from streams.pipeline import MAX_RECORD_BYTES  # noqa: F401  (its home was here: kept importable)
 from streams.pipeline import ACCEPTED, BLANK, DUPLICATE, INTERNAL, REJECTED, RecordPipeline
@@ -146,6 +147,9 @@ ORDERS = ("time", "file")  # decide an input's records in event-time order, or i
 # how an engine comes by its state: the checkpoint and the log after it; only the views (a reader that
 # serves or snapshots them: no resolver state); or folding the whole log again (``idres replay``)
 LOADS = ("checkpoint", "views", "rebuild")
+# when a writer folds the views: ``live``, as each batch is logged; ``after`` an ingest, from the log, once the
+# resolver's state is written to the checkpoint and let go of (one of the two in memory at a time)
+FOLD_VIEWS = ("live", "after")
 STATE_TYPES = (CustomerViews, ResolverState)  # the checkpoint's parts, in order: the views first
 
 
@@ -155,14 +159,26 @@ class EmbeddedEngine:
     def __init__(self, data_dir: str | Path, config: Optional[ResolverConfig] = None,
                  projection_config: Optional[ProjectionConfig] = None, *, writer: bool = True,
                  use_checkpoint: bool = True, batch_size: int = 2000, order: str = "time", shards: int = 1,
-                 load: str = "checkpoint", progress: Optional[Callable[[int], None]] = None):
+                 load: str = "checkpoint", progress: Optional[Callable[[int], None]] = None,
+                 fold_views: str = "live"):
         """``load``: one of ``LOADS``; ``views`` only for a reader (``resolver`` is then None); ``rebuild``
-        sets ``replayed`` (``_replay``). ``progress``: called with entries folded as the state is made."""
+        sets ``replayed`` (``_replay``). ``progress``: called with entries folded as the state is made.
+        ``fold_views``: one of ``FOLD_VIEWS``; ``after`` for a writer that loads the checkpoint: the views are
+        read only when first asked for (``views``), an ingest folds them from the log at its end
+        (``checkpoint``), and the resolver's state is then read back when first asked for (``resolver``)."""
         if order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
         if load not in LOADS or (load == "views" and writer):
             raise ValueError(f"load must be one of {', '.join(LOADS)} (views only for a reader), not {load!r}")
-        # worker processes deciding at once (``streams.shard_pool``), with the result of deciding in order
+        if fold_views not in FOLD_VIEWS or (fold_views == "after" and (not writer or load != "checkpoint")):
+            raise ValueError(f"fold_views must be one of {', '.join(FOLD_VIEWS)} (after only for a writer that "
+                             f"loads the checkpoint), not {fold_views!r}")
+        self.fold_views = fold_views
+        # the two parts of the state; one of them may be left to be made when first asked for (``_later``)
+        self._resolver: Optional[Resolver] = None
+        self._views: Optional[CustomerViews] = None
+        self._resolver_later = self._views_later = False
+        self._checkpoint_info: dict[str, Any] = {}  # the info of the checkpoint loaded or written last        # worker processes deciding at once (``streams.shard_pool``), with the result of deciding in order
         self.shards = max(1, shards)
         self.order = order  # the order an input's records are decided in (``streams.ordering``)
         self.data_dir = Path(data_dir)
@@ -190,6 +206,54 @@ class EmbeddedEngine:
             raise
 
     # ------------------------------------------------------------------------------------ state
+    @property
+    def resolver(self) -> Resolver:
+        """The resolver, over its state as the log makes it (read back now if it was let go of)."""
+        if self._resolver is None and self._resolver_later:
+            self._resolver = self._later(1)
+            self._resolver_later = False
+        return self._resolver  # type: ignore[return-value]  (None for a reader of the views alone)
+
+    @resolver.setter
+    def resolver(self, value: Optional[Resolver]) -> None:
+        self._resolver, self._resolver_later = value, False
+
+    @property
+    def views(self) -> CustomerViews:
+        """The customer views as the log makes them (folded now if they were left for later)."""
+        if self._views is None and self._views_later:
+            self._views = self._later(0)
+            self._views_later = False
+        return self._views  # type: ignore[return-value]
+
+    @views.setter
+    def views(self, value: Optional[CustomerViews]) -> None:
+        self._views, self._views_later = value, False
+
+    def _later(self, index: int) -> Any:
+        """Part ``index`` of the state (``STATE_TYPES``: 0 the views, 1 the resolver's) as the log makes it now:
+        that part alone from the checkpoint, if one is usable, and the log's entries after it folded into it."""
+        with bulk_work():
+            loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
+                                     parts=(index,))
+        if loaded is not None and self.log.restated_since(loaded[0]):
+            loaded = None
+        seq, part = (0, None) if loaded is None else (loaded[0], loaded[1][0])
+        if index == 0:
+            views = part if part is not None else CustomerViews(self.projection_config)
+            views.config = self.projection_config
+            self._fold(None, views, seq)
+            return views
+        resolver = Resolver(self.config, part if part is not None else ResolverState())
+        self._fold(resolver, None, seq)
+        return resolver
+
+    def identifier_types(self) -> set[str]:
+        """The types of the identifiers seen, from whichever part of the state is in memory."""
+        if self._resolver is not None:
+            return set(self._resolver.state.node_types)
+        return {node_type(key) for key in self.views.node_keys}
+
     def _fresh(self) -> None:
         self.resolver = Resolver(self.config, ResolverState())
         self.views = CustomerViews(self.projection_config)
@@ -197,25 +261,37 @@ class EmbeddedEngine:
     def _load(self, use_checkpoint: bool, progress: Optional[Callable[[int], None]] = None,
               views_only: bool = False) -> None:
         loaded = None
+        later = self.fold_views == "after"  # (the resolver's part alone; the views when first asked for)
         if use_checkpoint:
             with bulk_work():  # (millions of objects: the collector would scan them over and over)
                 loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
                                          recount=None if self.writer else self._recount,
-                                         parts=1 if views_only else None)
+                                         parts=1 if views_only else (1,) if later else None)
         if loaded is not None and self.log.restated_since(loaded[0]):
             loaded = None  # (it holds entries a restatement since superseded)
+        self._checkpoint_info = {}
         if loaded is not None:
             seq, state = loaded
-            views = state[0]
-            self.resolver = None if views_only else Resolver(self.config, state[1])  # type: ignore[assignment]
-            views.config = self.projection_config
-            self.views = views
+            if later:
+                self.resolver = Resolver(self.config, state[0])
+                self.views = None  # type: ignore[assignment]
+            else:
+                views = state[0]
+                self.resolver = None if views_only else Resolver(self.config, state[1])  # type: ignore[assignment]
+                views.config = self.projection_config
+                self.views = views
             self.folded_from_checkpoint = seq
+            if later:
+                header = checkpoint_header(self.data_dir, self.fingerprint)
+                self._checkpoint_info = header["info"] if header is not None and header["seq"] == seq else {}
         else:
             self._fresh()
             if views_only:
                 self.resolver = None  # type: ignore[assignment]
+            if later:
+                self.views = None  # type: ignore[assignment]
             seq = 0
+        self._views_later = later
         self.checkpoint_seq = seq
         self.fold(seq, progress)
 
@@ -225,15 +301,20 @@ class EmbeddedEngine:
 
     def fold(self, start: int, progress: Optional[Callable[[int], None]] = None, end: Optional[int] = None) -> int:
         """Applies log entries from ``start`` (up to ``end``) to the resolver state (unless only the views were
-        loaded) and the views."""
+        loaded) and the views (unless they are left for later)."""
+        return self._fold(self._resolver, self._views, start, progress, end)
+
+    def _fold(self, resolver: Optional[Resolver], views: Optional[CustomerViews], start: int,
+              progress: Optional[Callable[[int], None]] = None, end: Optional[int] = None) -> int:
         n = 0
-        apply_all = self.resolver.apply_all if self.resolver is not None else None
-        apply_entry = self.views.apply_entry
+        apply_all = resolver.apply_all if resolver is not None else None
+        apply_entry = views.apply_entry if views is not None else None
         with bulk_work():
             for seq, decisions in self.log.read(start, end):
                 if apply_all is not None:
                     apply_all(decisions)
-                apply_entry(seq, decisions)
+                if apply_entry is not None:
+                    apply_entry(seq, decisions)
                 n += 1
                 if progress is not None and n % 10000 == 0:
                     progress(10000)
@@ -292,13 +373,51 @@ class EmbeddedEngine:
         (folding a short tail on the next start is cheaper than rewriting the whole state)."""
         if not self.writer:
             return
-        if not force and len(self.log) - self.checkpoint_seq < CHECKPOINT_EVERY:
+        later = self._views is None and self._views_later
+        if later and len(self.log) == self.checkpoint_seq:
+            return  # (the views left for later are the checkpoint's)
+        if not later and not force and len(self.log) - self.checkpoint_seq < CHECKPOINT_EVERY:
             return
         if previous == "keep" and self.log.restated_since(self.checkpoint_seq):
             previous = "leave"  # (the one replaced holds entries a restatement superseded)
+        if later:
+            self._checkpoint_in_turn(previous)
+            return
         save_checkpoint(self.data_dir, len(self.log), self.fingerprint, (self.views, self.resolver.state), previous,
-                        info={"views_digest": self.views.digest()})
+                        info=self._info(self.views))
         self.checkpoint_seq = len(self.log)
+
+    def _checkpoint_in_turn(self, previous: str) -> None:
+        """The checkpoint of views left for later (``fold_views="after"``): the resolver's state is written first
+        and let go of, and only then are the views folded (from the checkpoint before and the log) and written,
+        so that the two are never in memory together. The resolver's state is read back when next asked for."""
+        seq = len(self.log)
+        # (what the log holds in memory to seal and unseal, and the resolver's memoized functions, came in with the
+        # state: let go of first, so that what is made next, the pickler's objects and then the views, can take the
+        # memory they leave)
+        self.log.forget_cached()
+        clear_caches()
+        writer = CheckpointWriter(self.data_dir, seq, self.fingerprint, len(STATE_TYPES))
+        writer.write(1, self.resolver.state)
+        self.resolver = None  # type: ignore[assignment]
+        self._resolver_later = True
+        try:
+            views = self.views
+            writer.write(0, views)
+        except BaseException:
+            writer.abort()
+            raise
+        info = self._info(views)
+        writer.commit(previous, info)
+        self._checkpoint_info = info
+        self.checkpoint_seq = seq
+
+    @staticmethod
+    def _info(views: CustomerViews) -> dict[str, Any]:
+        """What a checkpoint says of its views, read with its header alone: their digest (``idres replay``), the
+        newest event (an ingest's start, ``latest_key``), and the erasures not yet shredded (an opening's)."""
+        return {"views_digest": views.digest(), "latest": latest_key(views),
+                "pending_erasures": sum(1 for e in views.erasures if e.get("pending"))}
 
     def close(self) -> None:
         self.log.close()
@@ -340,7 +459,11 @@ class EmbeddedEngine:
         """``inputs``: (lines, source name, input identity) each."""
         reports = [IngestReport(source=source) for _, source, _ in inputs]
         started = time.perf_counter()
-        run = _Run(self, inputs, reports)
+        latest = self._latest()
+        if self.fold_views == "after":
+            self.views = None  # type: ignore[assignment]  (folded from the log at the end: ``checkpoint``)
+            self._views_later = True
+        run = _Run(self, inputs, reports, latest)
         # in time order, every record is read first, then decided in event-time order: the same records give
         # the same customers whatever order the inputs list them in
         records, meters = read_in_order([fh for fh, _, _ in inputs], progress, self.order == "time",
@@ -371,10 +494,14 @@ class EmbeddedEngine:
             if sharded is not None:
                 sharded.close()
         run.commit()
-        if run.earliest_late is not None and self.order == "time":
+        earliest_late = run.earliest_late
+        # (the run's pipeline holds the resolver: a restatement and a checkpoint of views left for later let go of
+        # its state, to have one state in memory at a time)
+        del run, sharded
+        if earliest_late is not None and self.order == "time":
             # events older than ones decided before (an earlier run's): the log is decided again from their place
             late = sum(r.late for r in reports)
-            self.restate(run.earliest_late, late)
+            self.restate(earliest_late, late)
             for report in reports:
                 report.restated = late
         for meter, report, (fh, _, _) in zip(meters, reports, inputs):
@@ -389,13 +516,26 @@ class EmbeddedEngine:
             report.seconds = time.perf_counter() - started
         return reports
 
+    def _latest(self) -> restate.Key:
+        """The canonical key of the newest event decided so far (``latest_key``): from the checkpoint's info when
+        the views are left for later and the checkpoint is of the whole log."""
+        if self._views is None and self._views_later and self.checkpoint_seq == len(self.log):
+            if self.checkpoint_seq == 0:
+                return restate.BEFORE_ALL
+            said = self._checkpoint_info.get("latest")
+            if isinstance(said, tuple) and len(said) == 3:
+                return said  # type: ignore[return-value]
+        return latest_key(self.views)
+
     def commit(self, pending: list[list[dict[str, Any]]]) -> None:
         """Logs entries the resolver already decided (and applied), and folds them into the views."""
         if not pending:
             return
         start = len(self.log)
         self.log.append(pending)
-        apply_entry = self.views.apply_entry
+        if self._views is None:
+            return  # (views left for later: folded from the log when asked for)
+        apply_entry = self._views.apply_entry
         for i, decisions in enumerate(pending):
             apply_entry(start + i, decisions)
 
@@ -567,6 +707,9 @@ class EmbeddedEngine:
 
     def _finish_erasures(self) -> None:
         """An erasure logged whose keys were not all shredded (the writer stopped in between): shred them now."""
+        if (self._views is None and self._views_later and self.checkpoint_seq == len(self.log)
+                and self._checkpoint_info.get("pending_erasures") == 0):
+            return  # (the views left for later are the checkpoint's, which says none is pending)
         pending = [erasure_of(next(entry for _, entry in self.log.read(e["seq"], e["seq"] + 1)))
                    for e in self.views.erasures if e.get("pending")]
         if pending:
@@ -808,13 +951,13 @@ class _Run:
     """One ingest run's bookkeeping: its reports, the entries not yet logged, the newest event decided."""
 
     def __init__(self, engine: EmbeddedEngine, inputs: list[tuple[Any, str, Optional[str]]],
-                 reports: list[IngestReport]):
+                 reports: list[IngestReport], latest: restate.Key):
         self.engine = engine
         self.inputs = inputs
         self.reports = reports
         self.pipeline = RecordPipeline(engine.resolver)
         self.pending: list[list[dict[str, Any]]] = []
-        self.latest = latest_key(engine.views)  # the canonical key of the newest event decided so far
+        self.latest = latest  # the canonical key of the newest event decided so far
         self.earliest_late: Optional[restate.Key] = None  # of the events decided after a later one
 
     def source(self, i: int, position: int) -> dict[str, Any]:

@@ -51,11 +51,12 @@ from streams.keys import SqliteKeyStore
 from streams.sealing import SealError, Sealer
 
 SEGMENT_ENTRIES = 1_000_000
-CHECKPOINT_VERSION = 11  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
+CHECKPOINT_VERSION = 12  # 2: a checksum trailer; 3: the resolver state knows each identifier's first event;
 # 4: term frequencies as they stood at the epoch's start; 5: connection bans; 6: a header, then each part of
 # the state on its own (a reader stops after the parts it needs); 7: the events' identifiers in flat arrays; 8: the
 # events' times as microseconds; 9: profiles as the tuples of their fields; 10: a part's bulk columns after it,
-# without the pickler's memo (``save_checkpoint``); 11: a bulk dict's chunks as keys and values in one flat list
+# without the pickler's memo (``save_checkpoint``); 11: a bulk dict's chunks as keys and values in one flat list;
+# 12: each part through a pickler of its own, in any order, and a footer saying where each starts
 
 
 
@@ -144,6 +145,11 @@ class DecisionLog:
         gone = self.keys.shred(subjects)
         self.sealer.forget()
         return gone
+
+    def forget_cached(self) -> None:
+        """Drops the keys and sealed identifiers held in memory to seal and unseal (fetched again as needed)."""
+        if self.keys is not None:
+            self.sealer.forget()
 
     def _recorded(self) -> int:
         """How many entries the log's writers have recorded writing (0 when not recorded)."""
@@ -522,6 +528,7 @@ CHECKPOINT_CLASSES = frozenset({
     ("array", "array"), ("array", "_array_reconstructor"),  # (an array: the events' times, ``CustomerViews.ev_at``)
 })
 _TRAILER = b"IDRESCRC"  # then 8 hex digits: CRC-32C of every byte before the trailer
+_END = b"IDRESEND"  # before the trailer; then 16 hex digits: where the footer starts
 _log = logging.getLogger("idres.storage")
 
 
@@ -538,10 +545,16 @@ class _Summing:
     def __init__(self, fh: Any) -> None:
         self.fh = fh
         self.crc = 0
+        self.size = 0  # bytes written through it
 
     def write(self, data: Any) -> int:
         try:
             self.crc = crc32c(data, self.crc)
+            if isinstance(data, pickle.PickleBuffer):
+                with data.raw() as view:
+                    self.size += view.nbytes
+            else:
+                self.size += len(data)
             return self.fh.write(data)
         finally:
             if isinstance(data, pickle.PickleBuffer):
@@ -676,56 +689,107 @@ def load_parts(unpickler: pickle.Unpickler, bulk: list[Any]) -> list[Any]:
     return loaded
 
 
+class CheckpointWriter:
+    """Writes a checkpoint part by part, in any order, to a temporary file, then its footer (where each part
+    starts, and ``info``) and checksum trailer, and renames it into place (``commit``; no copy of it in memory).
+
+    The file holds a header (format, entry, rules, how many parts), then each part through a pickler of its own
+    (``dump_parts``: the part, then its bulk columns), so that a reader can read any one part alone
+    (``load_checkpoint(parts=...)``), then the footer. A part can be written and let go of before the next one is
+    made: an ingest writes the resolver's state, drops it, and only then folds the views (``streams.embedded``).
+    ``parts``: how many (None: the state is one object, not a tuple)."""
+
+    def __init__(self, data_dir: Path, seq: int, fingerprint: str, parts: Optional[int]) -> None:
+        self.path = Path(data_dir) / CHECKPOINTS[0]
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.offsets: list[Optional[int]] = [None] * (1 if parts is None else parts)
+        self._files = contextlib.ExitStack()
+        try:
+            self._fh = self._files.enter_context(private_file(self.tmp, "wb", buffering=1 << 20))
+            self._out = _Summing(self._fh)
+            pickle.dump({"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint, "parts": parts},
+                        self._out, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, index: int, part: Any) -> None:
+        """Writes part ``index`` (each once)."""
+        if self.offsets[index] is not None:
+            raise ValueError(f"part {index} of the checkpoint is already written")
+        self.offsets[index] = self._out.size
+        try:
+            # (the pickler's memo keeps every object it makes on the way alive: with the collector running, they
+            # pile up in the oldest generation and each full collection rescans the whole state)
+            with bulk_work():
+                dump_parts(self._out, {}, (part,))
+        except BaseException:
+            self.abort()
+            raise
+
+    def commit(self, previous: str = "keep", info: Optional[dict[str, Any]] = None) -> None:
+        """``previous``: ``keep`` the one it replaces as the previous (a restatement, ``resolver.restate``, starts
+        from the latest checkpoint older than its first entry), ``leave`` the previous as it is (the one replaced is
+        no longer true), or ``remove`` it (it holds what an erasure erased)."""
+        if None in self.offsets:
+            self.abort()
+            raise ValueError("a checkpoint is committed with a part not written")
+        try:
+            footer = self._out.size
+            pickle.dump({"offsets": self.offsets, "info": dict(info or {})}, self._out,
+                        protocol=pickle.HIGHEST_PROTOCOL)
+            self._out.write(_END + b"%016x" % footer)
+            self._fh.write(_TRAILER + b"%08x" % self._out.crc)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._files.close()
+        except BaseException:
+            self.abort()
+            raise
+        before = self.path.with_name(CHECKPOINTS[1])
+        if previous == "keep" and self.path.exists():
+            os.replace(self.path, before)
+        elif previous == "remove":
+            before.unlink(missing_ok=True)
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Gives up: the temporary file is closed and removed."""
+        try:
+            self._files.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
 def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, previous: str = "keep",
                     info: Optional[dict[str, Any]] = None) -> None:
-    """Streams the state to a temporary file with a checksum trailer and renames it into place (no copy
-    of it in memory). ``previous``: ``keep`` the one it replaces as the previous (a restatement,
-    ``resolver.restate``, starts from the latest checkpoint older than its first entry), ``leave`` the previous
-    as it is (the one replaced is no longer true), or ``remove`` it (it holds what an erasure erased).
-
-    The file holds a header (format, entry, rules, each part's bulk columns and ``info``), then the state: a
-    tuple part by part, in order, through one pickler (what the parts share is written once), each part followed
-    by its bulk columns (``bulk_columns``), so that a reader can stop after the parts it needs
-    (``load_checkpoint(parts=...)``)."""
-    path = Path(data_dir) / CHECKPOINTS[0]
-    before = path.with_name(CHECKPOINTS[1])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Writes the state (a tuple of parts, or one object) as the checkpoint taken at entry ``seq``
+    (``CheckpointWriter``; ``previous`` as its ``commit`` says)."""
     parts = state if isinstance(state, tuple) else (state,)
-    # (the pickler's memo keeps every object it makes on the way alive: with the collector running, they pile
-    # up in the oldest generation and each full collection rescans the whole state, 8 s of 20 at 1.35 million
-    # events)
-    with bulk_work(), private_file(tmp, "wb", buffering=1 << 20) as fh:
-        summing = _Summing(fh)
-        dump_parts(summing, {"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint,
-                             "parts": len(parts) if isinstance(state, tuple) else None, "info": dict(info or {})},
-                   parts)
-        fh.write(_TRAILER + b"%08x" % summing.crc)
-        fh.flush()
-        os.fsync(fh.fileno())
-    if previous == "keep" and path.exists():
-        os.replace(path, before)
-    elif previous == "remove":
-        before.unlink(missing_ok=True)
-    os.replace(tmp, path)
+    writer = CheckpointWriter(data_dir, seq, fingerprint, len(parts) if isinstance(state, tuple) else None)
+    for index, part in enumerate(parts):
+        writer.write(index, part)
+    writer.commit(previous, info)
 
 
 def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int, *,
                     recount: Optional[Callable[[], int]] = None,
                     state_types: Optional[tuple[type, ...]] = None, name: str = CHECKPOINTS[0],
-                    parts: Optional[int] = None) -> Optional[tuple[int, Any]]:
+                    parts: Optional[int | tuple[int, ...]] = None) -> Optional[tuple[int, Any]]:
     """The cached state if it is usable (intact, same format and rules), else None, saying why when it
     is damaged. Raises ``LogError`` when it was taken at a later entry than the log has: the log lost
     entries. ``recount``: for a reader, the log's length counted again (a writer may have appended and
     saved the checkpoint since the log was opened). ``state_types``: the state must be a tuple of
     instances of these, in order. ``name``: which of ``CHECKPOINTS``. ``parts``: of a tuple, only the first
     ``parts`` are read (the rest is not unpickled; the tuple given back is that long); 0 reads only the header
-    (``checkpoint_header``)."""
+    (``checkpoint_header``); a tuple of indexes reads those parts alone, in that order."""
     loaded = _read_checkpoint(Path(data_dir) / name, fingerprint, parts)
     if loaded is None:
         return None
     header, state = loaded
+    indexes = parts if isinstance(parts, tuple) else range(len(state) if isinstance(state, tuple) else 0)
     if state_types is not None and not (isinstance(state, tuple) and header["parts"] == len(state_types) and all(
-            isinstance(part, kind) for part, kind in zip(state, state_types))):
+            isinstance(part, state_types[i]) for part, i in zip(state, indexes))):
         _log.warning("idres: warning: %s is not used: it does not hold the state of this version; the state is "
                      "rebuilt from the log", Path(data_dir) / name)
         return None
@@ -752,9 +816,10 @@ def checkpoint_header(data_dir: Path, fingerprint: str, name: str = CHECKPOINTS[
     return None if loaded is None else loaded[0]
 
 
-def _read_checkpoint(path: Path, fingerprint: str, parts: Optional[int]) -> Optional[tuple[dict[str, Any], Any]]:
+def _read_checkpoint(path: Path, fingerprint: str,
+                     parts: Optional[int | tuple[int, ...]]) -> Optional[tuple[dict[str, Any], Any]]:
     """(header, state) of an intact checkpoint of this format and these rules, else None (saying why when
-    it is damaged); ``parts`` as ``load_checkpoint`` says."""
+    it is damaged); ``parts`` as ``load_checkpoint`` says. The header's ``info`` is the footer's."""
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
@@ -767,16 +832,31 @@ def _read_checkpoint(path: Path, fingerprint: str, parts: Optional[int]) -> Opti
             fh.seek(0)
             before = {cls: dict(cls.__dict__) for cls in _allowed_classes()}
             try:
-                unpickler = _Checked(fh)
-                header = unpickler.load()
+                header = _Checked(fh).load()
                 if _usable(header, fingerprint):
+                    footer = _footer(fh, header)
+                    header = {**header, "info": footer["info"]}
                     stored = header["parts"]
-                    if stored is None:
-                        if parts != 0:
-                            state = load_parts(unpickler, header["bulk"])[0]
+                    count = 1 if stored is None else stored
+                    if isinstance(parts, tuple):
+                        wanted = list(parts)
+                        if not all(isinstance(i, int) and 0 <= i < count for i in wanted):
+                            raise ValueError(f"parts {parts} asked of a checkpoint of {count}")
                     else:
-                        wanted = stored if parts is None else min(parts, stored)
-                        state = tuple(load_parts(unpickler, header["bulk"][:wanted]))
+                        wanted = list(range(count if parts is None else min(parts, count)))
+                    loaded = []
+                    for index in wanted:
+                        fh.seek(footer["offsets"][index])
+                        unpickler = _Checked(fh)
+                        columns = unpickler.load()
+                        if not isinstance(columns, dict) or not isinstance(columns.get("bulk"), list) or len(
+                                columns["bulk"]) != 1:
+                            raise pickle.UnpicklingError(f"part {index} does not begin with its bulk columns")
+                        loaded += load_parts(unpickler, columns["bulk"])
+                    if stored is not None:
+                        state = tuple(loaded)
+                    elif loaded:
+                        state = loaded[0]
             except Exception as exc:
                 problem = f"it cannot be read ({type(exc).__name__}: {exc})"
             changed = _restore_classes(before)
@@ -790,14 +870,31 @@ def _read_checkpoint(path: Path, fingerprint: str, parts: Optional[int]) -> Opti
     return header, state
 
 
+def _footer(fh: Any, header: dict[str, Any]) -> dict[str, Any]:
+    """The footer of a checkpoint whose checksum holds: where each part starts, and ``info``."""
+    size = os.fstat(fh.fileno()).st_size - len(_TRAILER) - 8
+    fh.seek(size - len(_END) - 16)
+    end = fh.read(len(_END) + 16)
+    if end[:len(_END)] != _END:
+        raise pickle.UnpicklingError("it has no footer")
+    at = int(end[len(_END):], 16)
+    fh.seek(at)
+    footer = _Checked(fh).load()
+    count = 1 if header["parts"] is None else header["parts"]
+    if not (isinstance(footer, dict) and isinstance(footer.get("info"), dict)
+            and isinstance(footer.get("offsets"), list) and len(footer["offsets"]) == count
+            and all(type(o) is int and 0 < o < at for o in footer["offsets"])):
+        raise pickle.UnpicklingError("its footer is not one of a checkpoint")
+    return footer
+
+
 def _usable(header: Any, fingerprint: str) -> bool:
     """A checkpoint header of this format and these rules, well formed."""
     if not isinstance(header, dict) or header.get("version") != CHECKPOINT_VERSION:
         return False
     seq, parts = header.get("seq"), header.get("parts")
     return (header.get("fingerprint") == fingerprint and isinstance(seq, int) and seq >= 0
-            and (parts is None or isinstance(parts, int) and parts >= 0) and isinstance(header.get("info"), dict)
-            and isinstance(header.get("bulk"), list) and len(header["bulk"]) == (1 if parts is None else parts))
+            and (parts is None or isinstance(parts, int) and parts >= 0))
 
 
 def _allowed_classes() -> list[type]:

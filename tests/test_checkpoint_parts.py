@@ -52,11 +52,33 @@ def test_a_reader_stops_after_the_parts_it_needs(tmp_path):
     assert checkpoint_header(tmp_path, "other rules") is None
 
 
-def test_parts_share_what_they_hold(tmp_path):
-    shared = ["a value both parts hold"]
-    save_checkpoint(tmp_path, 1, "rules", ({"a": shared}, {"b": shared}))
-    _, (first, second) = load_checkpoint(tmp_path, "rules", 1)
-    assert first["a"] is second["b"]
+def test_a_reader_reads_any_part_alone(tmp_path):
+    save_checkpoint(tmp_path, 3, "rules", (Refused(), {"state": 2}))
+    assert load_checkpoint(tmp_path, "rules", 10, parts=(1,)) == (3, ({"state": 2},))  # (the first is never read)
+    assert load_checkpoint(tmp_path, "rules", 10, parts=1) is None
+
+
+def test_parts_written_in_any_order_are_read_back_in_theirs(tmp_path):
+    writer = log.CheckpointWriter(tmp_path, 4, "rules", 3)
+    for index in (2, 0, 1):
+        writer.write(index, {"part": index, "filler": [index] * 10_000})
+    writer.commit(info={"said": "so"})
+    _, parts = load_checkpoint(tmp_path, "rules", 4)
+    assert [p["part"] for p in parts] == [0, 1, 2] and all(p["filler"] == [p["part"]] * 10_000 for p in parts)
+    assert [p["part"] for p in load_checkpoint(tmp_path, "rules", 4, parts=(2, 0))[1]] == [2, 0]
+    assert checkpoint_header(tmp_path, "rules")["info"] == {"said": "so"}
+
+
+def test_a_checkpoint_with_a_part_not_written_is_not_committed(tmp_path):
+    save_checkpoint(tmp_path, 1, "rules", ({"old": 1},))
+    writer = log.CheckpointWriter(tmp_path, 2, "rules", 2)
+    writer.write(1, {"new": 2})
+    with pytest.raises(ValueError):
+        writer.write(1, {"new": 2})
+    with pytest.raises(ValueError):
+        writer.commit()
+    assert load_checkpoint(tmp_path, "rules", 5) == (1, ({"old": 1},))  # (the one before stands)
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINTS[0]]  # (and the unfinished file is gone)
 
 
 def test_the_views_alone_are_the_views_of_the_whole_state(data):
@@ -259,10 +281,12 @@ def test_a_checkpoint_gives_back_the_bulk_columns_equal_and_the_rest_shared(guar
             assert getattr(back, name) == getattr(part, name)
             assert type(getattr(back, name)) is type(getattr(part, name))
     assert views_back.digest() == views.digest()
-    # (what the bulk columns hold that the rest holds too comes back as the rest's: an event ID in an
-    # identifier's links is the one of the events' column)
-    some = next(iter(next(iter(views_back.links.values())).values()))
-    assert any(some is event_id for event_id in views_back.ev_id)
+    # (what the bulk columns hold that the rest holds too comes back as the rest's: a profile's ID is the one of
+    # the events' profiles column; an event ID in an identifier's links, held by two bulk columns, comes back equal)
+    some = next(iter(views_back.profiles))
+    assert any(some is pid for pid in views_back.ev_profile)
+    event_id = next(iter(next(iter(views_back.links.values())).values()))
+    assert event_id in set(views_back.ev_id)
 
 
 def _memoized(data: bytes) -> int:
@@ -278,7 +302,7 @@ def test_the_bulk_columns_are_written_without_the_pickler_s_memo(tmp_path):
     views = CustomerViews()
     views.ev_payload = [f"payload {i}" for i in range(20_000)]
     save_checkpoint(tmp_path, 1, "rules", (views,))
-    body = (tmp_path / CHECKPOINTS[0]).read_bytes()[:-len(log._TRAILER) - 8]
+    body = (tmp_path / CHECKPOINTS[0]).read_bytes()[:-len(log._TRAILER) - 8 - len(log._END) - 16]
     assert _memoized(body) < 200  # (against one for each of the 20,000 strings with the memo)
     _, (back,) = load_checkpoint(tmp_path, "rules", 1)
     assert back.ev_payload == views.ev_payload
@@ -289,14 +313,18 @@ def _crafted(tmp_path, columns, chunks=None):
     its ``chunks`` (by default none), checksum and all: only what it holds can make it unusable."""
     out = io.BytesIO()
     views = CustomerViews()
+    pickle.dump({"version": log.CHECKPOINT_VERSION, "seq": 1, "fingerprint": "rules", "parts": 1}, out)
+    at = out.tell()
     pickler = log._CheckpointPickler(out, (views,), [log.bulk_columns(views)])
-    pickler.dump({"version": log.CHECKPOINT_VERSION, "seq": 1, "fingerprint": "rules", "parts": 1, "bulk": [columns],
-                  "info": {}})
+    pickler.dump({"bulk": [columns]})
     pickler.dump(views)  # (without its bulk columns)
     for name in columns:
         for chunk in (chunks or {}).get(name, []):
             pickler.dump(chunk)
         pickler.dump(None)
+    footer = out.tell()
+    pickle.dump({"offsets": [at], "info": {}}, out)
+    out.write(log._END + b"%016x" % footer)
     body = out.getvalue()
     (tmp_path / CHECKPOINTS[0]).write_bytes(body + log._TRAILER + b"%08x" % crc32c(body))
     return load_checkpoint(tmp_path, "rules", 1)
@@ -367,3 +395,28 @@ def test_a_worker_s_state_and_views_in_memory_come_back_as_a_checkpoint_gives_th
     plain = _memoized(pickle.dumps(views, protocol=pickle.HIGHEST_PROTOCOL))
     unique = sum(1 for payload in views.ev_payload if payload)  # (strings nothing else holds)
     assert _memoized(pickled(views)) <= plain - unique, (plain, unique)
+
+
+def _with_footer(tmp_path, footer) -> None:
+    """The checkpoint in ``tmp_path`` with ``footer`` in place of its own, checksum and all."""
+    path = tmp_path / CHECKPOINTS[0]
+    body = path.read_bytes()[:-len(log._TRAILER) - 8]
+    at = int(body[-16:], 16)
+    body = body[:at] + pickle.dumps(footer) + log._END + b"%016x" % at
+    path.write_bytes(body + log._TRAILER + b"%08x" % crc32c(body))
+
+
+def test_a_checkpoint_whose_footer_misplaces_its_parts_is_not_used(tmp_path, caplog):
+    save_checkpoint(tmp_path, 2, "rules", ({"views": 1}, {"state": 2}))
+    header = checkpoint_header(tmp_path, "rules")
+    offsets = log._footer(open(tmp_path / CHECKPOINTS[0], "rb"), header)["offsets"]
+    _with_footer(tmp_path, {"offsets": offsets, "info": {"said": 1}})  # (the control: as written, but for its info)
+    assert load_checkpoint(tmp_path, "rules", 2) == (2, ({"views": 1}, {"state": 2}))
+    assert checkpoint_header(tmp_path, "rules")["info"] == {"said": 1} and "is not used" not in caplog.text
+    for footer in ({"offsets": [offsets[0], offsets[1] + 1], "info": {}},  # (inside a part)
+                   {"offsets": offsets[:1], "info": {}},  # (a part missing)
+                   {"offsets": [offsets[0], 10 ** 9], "info": {}},  # (past the footer)
+                   {"offsets": offsets}):  # (no info)
+        _with_footer(tmp_path, footer)
+        caplog.clear()
+        assert load_checkpoint(tmp_path, "rules", 2) is None and "is not used" in caplog.text, footer

@@ -1,0 +1,116 @@
+"""Views folded after an ingest (``EmbeddedEngine(fold_views="after")``, what `idres ingest` does): the resolver's
+state is written to the checkpoint and let go of before the views are folded from the log, so the two are never in
+memory together; everything read afterwards is what folding the views as each batch is logged gives."""
+
+from __future__ import annotations
+
+import json
+import weakref
+from pathlib import Path
+
+import pytest
+
+from projections.customer import CustomerViews
+from streams.embedded import EmbeddedEngine, latest_key
+from streams.log import checkpoint_header
+from tests.test_shards import every_guard_corpus
+
+
+@pytest.fixture(scope="module")
+def records() -> list[bytes]:
+    return every_guard_corpus()[0]
+
+
+def _by_time(records: list[bytes]) -> list[bytes]:
+    def when(raw: bytes) -> str:
+        try:
+            found = json.loads(raw)
+        except ValueError:
+            return ""
+        return str(found.get("occurred_at", "")) if isinstance(found, dict) else ""
+    return sorted(records, key=when)
+
+
+def _inputs(records: list[bytes], split: str) -> list[list[bytes]]:
+    third = len(records) * 2 // 3
+    if split == "one input":
+        return [records]
+    if split == "later events after":  # (the second input's events are all newer: no restatement)
+        ordered = _by_time(records)
+        return [ordered[:third], ordered[third:]]
+    return [records[:third], records[third:]]  # (the second holds events older than the first's: restated)
+
+
+def _state(engine: EmbeddedEngine) -> tuple:
+    st = engine.resolver.state
+    # (not ``named``: what deciding last checked a profile's ID against, which folding the log does not set)
+    profiles = {pid: (sorted(p.nodes), p.counts, p.first, sorted(p.traits)) for pid, p in st.profiles.items()}
+    return profiles, st.node_keys, st.node_profile, st.aliases, st.seen_events, st.fuzzy, st.adj
+
+
+def _entries(engine: EmbeddedEngine) -> list:
+    """The log as it reads, without the wall-clock time a restatement was decided at."""
+    return [[{k: v for k, v in d.items() if not (k == "decided_at" and d["type"].startswith("log_restate"))}
+             for d in entry] for _, entry in engine.log.read(0, raw=True)]
+
+
+def _run(tmp: Path, inputs: list[list[bytes]], fold_views: str) -> Path:
+    data = tmp / fold_views
+    for i, part in enumerate(inputs):
+        path = tmp / f"input{i}.jsonl"
+        path.write_bytes(b"\n".join(part) + b"\n")
+        with EmbeddedEngine(data, fold_views=fold_views) as engine:
+            engine.ingest_file(path)
+    return data
+
+
+@pytest.mark.parametrize("split", ["one input", "later events after", "older events after"])
+def test_views_folded_after_an_ingest_are_the_views_folded_as_it_went(records, tmp_path, split):
+    inputs = _inputs(records, split)
+    live, after = _run(tmp_path, inputs, "live"), _run(tmp_path, inputs, "after")
+    with EmbeddedEngine(live) as a, EmbeddedEngine(after, fold_views="after") as b:
+        assert b._views is None  # (opened with the resolver's state alone)
+        assert _entries(a) == _entries(b)
+        restated = [d for _, e in a.log.read(0, raw=True) for d in e if d["type"] == "log_restated"]
+        assert bool(restated) == (split == "older events after")
+        assert b.views.digest() == a.views.digest()
+        assert _state(b) == _state(a)
+        info = checkpoint_header(after, b.fingerprint)["info"]
+        assert info == {"views_digest": a.views.digest(), "latest": latest_key(a.views), "pending_erasures": 0}
+    with EmbeddedEngine(after, load="rebuild") as rebuilt:
+        assert rebuilt.replayed["identical"] and rebuilt.views.digest() == info["views_digest"]
+
+
+def test_an_ingest_folding_views_after_lets_the_resolver_s_state_go_first(records, tmp_path, monkeypatch):
+    path = tmp_path / "input.jsonl"
+    path.write_bytes(b"\n".join(records) + b"\n")
+    folded = CustomerViews.apply_entry
+    for fold_views, held in (("live", True), ("after", False)):
+        seen: set[bool] = set()
+        with EmbeddedEngine(tmp_path / fold_views, fold_views=fold_views) as engine:
+            state = weakref.ref(engine.resolver.state)
+
+            def apply_entry(views, seq, decisions):
+                seen.add(state() is not None)
+                return folded(views, seq, decisions)
+
+            monkeypatch.setattr(CustomerViews, "apply_entry", apply_entry)
+            engine.ingest_file(path)
+            monkeypatch.undo()
+            assert seen == {held}, fold_views  # (live: the views are folded beside the state, batch by batch)
+            assert engine.views.stats()["events"] > 1000
+            # (the state is read back from the checkpoint when asked for, as deciding left it)
+            assert engine.resolver.state.seen_events.keys() == set(engine.views.ev_id)
+
+
+def test_a_command_after_an_ingest_folding_views_after_reads_the_state_back(records, tmp_path):
+    inputs = _inputs(records, "one input")
+    data = {mode: _run(tmp_path, inputs, mode) for mode in ("live", "after")}
+    entries = {}
+    for mode, where in data.items():
+        with EmbeddedEngine(where, fold_views=mode) as engine:
+            review = sorted(k for k, v in engine.views.reviews.items() if v["status"] == "pending")[0]
+            engine.review(review, accept=False, reviewer="an analyst", decided_at="2030-01-01T00:00:00.000000Z")
+            entries[mode] = [e for _, e in engine.log.read(0)]
+            assert engine.views.reviews[review]["status"] != "pending"
+    assert entries["after"] == entries["live"]
