@@ -8,6 +8,7 @@ Phone parsing is memoized: a pure function, so the cache changes speed, never re
 from __future__ import annotations
 
 import re
+import traceback
 from datetime import date
 from functools import lru_cache
 from typing import Optional
@@ -63,7 +64,6 @@ class Normalizer:
         self._dotless = frozenset(config.dotless_email_domains)
         self._email_locals = frozenset(config.placeholder_email_locals)
         self._email_domains = frozenset(config.placeholder_email_domains)
-        self._phone = lru_cache(maxsize=262_144)(self._phone_uncached)
         self.learned_regions: tuple[str, ...] = ()  # (``resolver.formats``)
         self._blocked: dict[str, frozenset[str]] = {}
         for id_type, rule in config.identifier_types.items():
@@ -72,9 +72,7 @@ class Normalizer:
     def learn_regions(self, regions: tuple[str, ...]) -> None:
         """Countries whose national numbers are read as theirs when they cannot be the default region's
         (``resolver.formats``; learned from the data, in the decision log)."""
-        if regions != self.learned_regions:
-            self.learned_regions = regions
-            self._phone.cache_clear()
+        self.learned_regions = regions
 
     def reads_by_learned(self, id_type: str, raw: object) -> bool:
         """Whether ``identifier(id_type, raw)`` may read ``raw`` otherwise with other formats learned
@@ -85,13 +83,6 @@ class Normalizer:
             return False
         value = raw.strip()
         return not (value.startswith("+") and self._phone(raw)[0] == "+" + _DIGITS.sub("", value))
-
-    def _learned(self, raw: str, regions: tuple[str, ...]) -> Optional[phonenumbers.PhoneNumber]:
-        for region in regions:
-            number = _parse_phone(raw, region)
-            if number is not None and phonenumbers.is_valid_number(number):
-                return number
-        return None
 
     def _normalized_blocklist(self, id_type: str, rule: IdentifierRule) -> frozenset[str]:
         out = set()
@@ -117,7 +108,8 @@ class Normalizer:
         if key is not None or not regions or not isinstance(raw, str) or self.config.rule(id_type).kind != "phone" \
                 or raw.strip().lower() in GENERIC_PLACEHOLDERS:
             return key
-        value, _ = self._phone_read(raw, tuple(dict.fromkeys((*self.learned_regions, *regions))))
+        value, _ = _phone_read(raw, self.config.default_region,
+                               tuple(dict.fromkeys((*self.learned_regions, *regions))))
         return node_key(id_type, value) if value is not None else None
 
     def identifier(self, id_type: str, raw: object) -> Result:
@@ -172,41 +164,8 @@ class Normalizer:
             return None, "placeholder email"
         return f"{local}@{domain}", None
 
-    def _phone_uncached(self, raw: str) -> Result:
-        return self._phone_read(raw, self.learned_regions)
-
-    def _phone_read(self, raw: str, regions: tuple[str, ...]) -> Result:
-        digits = _DIGITS.sub("", raw)
-        if len(digits) < 6:
-            return None, "not a phone number"
-        tail = digits[-10:]
-        if len(set(tail)) == 1 or tail in _SEQUENCES:
-            return None, "placeholder phone"
-        number = _parse_phone(raw, self.config.default_region)
-        if number is None or not phonenumbers.is_possible_number(number):
-            # written in international form without the +: 00 (the international prefix of most of the
-            # world, whatever the default region's is), or the country code alone when that makes a
-            # valid number (a possible one is not enough: any digits are possible somewhere)
-            alternative = _parse_phone("+" + digits[2:], None) if digits.startswith("00") else None
-            if alternative is not None and phonenumbers.is_possible_number(alternative):
-                number = alternative
-            else:
-                bare = None if raw.lstrip().startswith("+") else _parse_phone("+" + digits, None)
-                if bare is not None and phonenumbers.is_valid_number(bare):
-                    number = bare
-                else:
-                    learned = self._learned(raw, regions) if regions and not raw.lstrip().startswith("+") else None
-                    if learned is None:
-                        return None, "not a phone number" if number is None else "not a possible phone number"
-                    number = learned
-        elif (regions and digits[0] == "0" and not raw.lstrip().startswith("+")
-              and not phonenumbers.is_valid_number(number)):
-            # a trunk 0 the default region does not use: a learned country's national form
-            number = self._learned(raw, regions) or number
-        national = str(number.national_number)
-        if len(set(national)) == 1 or national in _SEQUENCES:
-            return None, "placeholder phone"
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
+    def _phone(self, raw: str) -> Result:
+        return _phone_cached(raw, self.config.default_region, self.learned_regions)
 
     # -- attributes --------------------------------------------------------------------------------
     def attributes(self, attrs: dict[str, Optional[str]]) -> dict[str, str]:
@@ -278,11 +237,82 @@ def _month(name: str) -> Optional[int]:
     return _MONTHS.get(name.lower())
 
 
+@lru_cache(maxsize=262_144)
+def _phone_cached(raw: str, default_region: str, regions: tuple[str, ...]) -> Result:
+    """``_phone_read``, memoized (a pure function: the cache changes speed, never results). A module's function,
+    not each normalizer's: a cache made of a normalizer's own method holds the normalizer and is held by it, a
+    cycle that only the garbage collector frees, and the engine pauses it while it builds its state
+    (``streams.log.bulk_work``): each resolver let go of kept its normalizer's cache for the rest of the run."""
+    return _phone_read(raw, default_region, regions)
+
+
+def _phone_read(raw: str, default_region: str, regions: tuple[str, ...]) -> Result:
+    digits = _DIGITS.sub("", raw)
+    if len(digits) < 6:
+        return None, "not a phone number"
+    tail = digits[-10:]
+    if len(set(tail)) == 1 or tail in _SEQUENCES:
+        return None, "placeholder phone"
+    number = _parse_phone(raw, default_region)
+    if number is None or not phonenumbers.is_possible_number(number):
+        # written in international form without the +: 00 (the international prefix of most of the
+        # world, whatever the default region's is), or the country code alone when that makes a
+        # valid number (a possible one is not enough: any digits are possible somewhere)
+        alternative = _parse_phone("+" + digits[2:], None) if digits.startswith("00") else None
+        if alternative is not None and phonenumbers.is_possible_number(alternative):
+            number = alternative
+        else:
+            bare = None if raw.lstrip().startswith("+") else _parse_phone("+" + digits, None)
+            if bare is not None and phonenumbers.is_valid_number(bare):
+                number = bare
+            else:
+                learned = _learned(raw, regions) if regions and not raw.lstrip().startswith("+") else None
+                if learned is None:
+                    return None, "not a phone number" if number is None else "not a possible phone number"
+                number = learned
+    elif (regions and digits[0] == "0" and not raw.lstrip().startswith("+")
+          and not phonenumbers.is_valid_number(number)):
+        # a trunk 0 the default region does not use: a learned country's national form
+        number = _learned(raw, regions) or number
+    national = str(number.national_number)
+    if len(set(national)) == 1 or national in _SEQUENCES:
+        return None, "placeholder phone"
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
+
+
+def _learned(raw: str, regions: tuple[str, ...]) -> Optional[phonenumbers.PhoneNumber]:
+    for region in regions:
+        number = _parse_phone(raw, region)
+        if number is not None and phonenumbers.is_valid_number(number):
+            return number
+    return None
+
+
 def _parse_phone(raw: str, region: Optional[str]) -> Optional[phonenumbers.PhoneNumber]:
     try:
         return phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
+    except phonenumbers.NumberParseException as exc:
+        _without_tracebacks(exc)
         return None
+
+
+def _without_tracebacks(exc: BaseException) -> None:
+    """Lets go of the frames an exception handled here went through, and those of the exceptions it was raised
+    from. ``phonenumbers.parse`` keeps the exception it handles and its traceback in locals (``_, e, _ =
+    sys.exc_info()``), so its frame and that traceback form a cycle; and a frame holds the frames that called it,
+    with every caller's locals: the pipeline and the resolver's state among them. Only the cyclic garbage
+    collector frees a cycle, and the engine pauses it while it builds its state (``streams.log.bulk_work``): each
+    number that did not parse kept the whole stack of its call alive for the rest of the run. The frames'
+    locals are cleared (those that have returned; ``traceback.clear_frames``) and the tracebacks dropped."""
+    pending, seen = [exc], set()
+    while pending:
+        e = pending.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        traceback.clear_frames(e.__traceback__)
+        e.__traceback__ = None
+        pending.extend((e.__context__, e.__cause__))
 
 
 def loyalty(raw: str, prefixes: tuple[str, ...]) -> Result:

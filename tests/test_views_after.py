@@ -12,7 +12,7 @@ import pytest
 
 from projections.customer import CustomerViews
 from streams.embedded import EmbeddedEngine, latest_key
-from streams.log import checkpoint_header
+from streams.log import bulk_work, checkpoint_header
 from tests.test_shards import every_guard_corpus
 
 
@@ -82,8 +82,15 @@ def test_views_folded_after_an_ingest_are_the_views_folded_as_it_went(records, t
 
 
 def test_an_ingest_folding_views_after_lets_the_resolver_s_state_go_first(records, tmp_path, monkeypatch):
+    # (with numbers the phone library cannot parse, and the garbage collector paused as `idres ingest` pauses it:
+    # the library keeps the exception it handles in its frame, a cycle that held every frame of the call, the
+    # pipeline and the resolver's state with them)
+    unparsed = [json.dumps({"event_id": f"unparsed-{i}", "occurred_at": f"2025-03-0{1 + i}T00:00:00Z",
+                            "channel": "call_center", "event_type": "call",
+                            "identifiers": {"phone": raw, "email": f"unparsed{i}@example.org"}}).encode()
+                for i, raw in enumerate(("+999 1234567", "+3 1234 5678", "00999 123 4567"))]
     path = tmp_path / "input.jsonl"
-    path.write_bytes(b"\n".join(records) + b"\n")
+    path.write_bytes(b"\n".join(records + unparsed) + b"\n")
     folded = CustomerViews.apply_entry
     for fold_views, held in (("live", True), ("after", False)):
         seen: set[bool] = set()
@@ -95,7 +102,8 @@ def test_an_ingest_folding_views_after_lets_the_resolver_s_state_go_first(record
                 return folded(views, seq, decisions)
 
             monkeypatch.setattr(CustomerViews, "apply_entry", apply_entry)
-            engine.ingest_file(path)
+            with bulk_work():
+                engine.ingest_file(path)
             monkeypatch.undo()
             assert seen == {held}, fold_views  # (live: the views are folded beside the state, batch by batch)
             assert engine.views.stats()["events"] > 1000
