@@ -8,7 +8,6 @@ Phone parsing is memoized: a pure function, so the cache changes speed, never re
 from __future__ import annotations
 
 import re
-import traceback
 from datetime import date
 from functools import lru_cache
 from typing import Optional
@@ -16,6 +15,7 @@ from typing import Optional
 import phonenumbers
 
 from resolver.config import IdentifierRule, ResolverConfig
+from resolver.errors import without_tracebacks
 from resolver.ids import RECORD_TYPE, node_key
 
 GENERIC_PLACEHOLDERS = frozenset(
@@ -292,27 +292,11 @@ def _parse_phone(raw: str, region: Optional[str]) -> Optional[phonenumbers.Phone
     try:
         return phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
-        _without_tracebacks(exc)
+        # (``phonenumbers.parse`` keeps the exception it handles and its traceback in locals, ``_, e, _ =
+        # sys.exc_info()``: a cycle with its frame, which holds every caller's, the pipeline and the resolver's
+        # state among them; each number that did not parse kept them for the rest of a run)
+        without_tracebacks(exc)
         return None
-
-
-def _without_tracebacks(exc: BaseException) -> None:
-    """Lets go of the frames an exception handled here went through, and those of the exceptions it was raised
-    from. ``phonenumbers.parse`` keeps the exception it handles and its traceback in locals (``_, e, _ =
-    sys.exc_info()``), so its frame and that traceback form a cycle; and a frame holds the frames that called it,
-    with every caller's locals: the pipeline and the resolver's state among them. Only the cyclic garbage
-    collector frees a cycle, and the engine pauses it while it builds its state (``streams.log.bulk_work``): each
-    number that did not parse kept the whole stack of its call alive for the rest of the run. The frames'
-    locals are cleared (those that have returned; ``traceback.clear_frames``) and the tracebacks dropped."""
-    pending, seen = [exc], set()
-    while pending:
-        e = pending.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        traceback.clear_frames(e.__traceback__)
-        e.__traceback__ = None
-        pending.extend((e.__context__, e.__cause__))
 
 
 def loyalty(raw: str, prefixes: tuple[str, ...]) -> Result:

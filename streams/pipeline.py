@@ -22,9 +22,11 @@ the Kafka jobs send it to the dead-letter topic; each driver recovers from an in
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
 
+from resolver.errors import without_tracebacks
 from schemas.channel import CONFLICTING_DUPLICATE, INTERNAL_ERROR, ChannelEvent, RejectedInput, parse_event
 
 if TYPE_CHECKING:
@@ -56,7 +58,8 @@ class Outcome:
     event_id: Optional[str] = None  # when known
     event: Optional[ChannelEvent] = None  # valid, duplicate, accepted, internal_error
     decisions: list[dict[str, Any]] = field(default_factory=list)  # accepted: the log entry
-    error: Optional[BaseException] = None  # internal_error: what the resolver raised
+    error: Optional[BaseException] = None  # internal_error: what the resolver raised (without its traceback)
+    trace: Optional[str] = None  # internal_error: the traceback, as text
     state_changed: bool = False  # internal_error: whether the resolver's state may be half-changed
 
     @property
@@ -119,7 +122,9 @@ class RecordPipeline:
             outcome.reason = INTERNAL_ERROR
             outcome.detail = internal_error_detail(exc)
             outcome.error = exc
+            outcome.trace = "".join(traceback.format_exception(exc))
             outcome.state_changed = resolver.changed_since(mark)
+            without_tracebacks(exc)  # (the outcome holds it, and this frame the outcome: a cycle with its frames)
             return outcome
         # (no decisions: the resolver found the event decided after all; nothing to log)
         outcome.kind = ACCEPTED if decisions else DUPLICATE

@@ -1364,7 +1364,7 @@ class StreamJobs:
                 # here) or an internal error
                 m.add("resolve_rejected")
                 if outcome.kind == INTERNAL:
-                    log.error("internal error on %s/%s@%s", topic, partition, offset, exc_info=outcome.error)
+                    log.error("internal error on %s/%s@%s\n%s", topic, partition, offset, outcome.trace)
                 pending.append(await self._dead_letter(topic, partition, offset, raw, outcome.reason,
                                                        detail=outcome.detail, event_id=outcome.event_id))
                 if outcome.kind == INTERNAL and outcome.state_changed:

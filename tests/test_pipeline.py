@@ -194,6 +194,26 @@ def test_a_resolver_that_fails_gives_an_internal_error_with_a_message_to_report(
     assert isinstance(outcome.error, KeyError)
 
 
+def test_an_internal_error_keeps_its_traceback_as_text_and_leaves_no_cycle():
+    # (the outcome held the exception, its traceback the pipeline's frame, and that frame the outcome: a cycle that
+    # held every frame of the call, and what their locals held, while the engine pauses the collector)
+    import gc
+
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        outcome = RecordPipeline(Broken()).process(record("e9"), SOURCE)
+        assert outcome.kind == INTERNAL and isinstance(outcome.error, KeyError)
+        assert outcome.trace.startswith("Traceback") and outcome.trace.endswith("KeyError: 'profile-42'\n")
+        assert "in decide" in outcome.trace  # (the resolver's frame, where it raised)
+        del outcome
+        assert gc.collect() == 0
+    finally:
+        if was:
+            gc.enable()
+
+
 def test_after_an_internal_error_the_driver_gives_the_pipeline_a_rebuilt_resolver():
     pipeline = RecordPipeline(Broken())
     assert pipeline.process(record("e1"), SOURCE).kind == INTERNAL
