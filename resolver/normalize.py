@@ -7,7 +7,9 @@ Phone parsing is memoized: a pure function, so the cache changes speed, never re
 
 from __future__ import annotations
 
+import gc
 import re
+import sys
 from datetime import date
 from functools import lru_cache
 from typing import Optional
@@ -289,14 +291,40 @@ def _learned(raw: str, regions: tuple[str, ...]) -> Optional[phonenumbers.PhoneN
 
 
 def _parse_phone(raw: str, region: Optional[str]) -> Optional[phonenumbers.PhoneNumber]:
+    # (``phonenumbers.parse`` keeps an exception it handles and its traceback in locals, ``_, e, _ =
+    # sys.exc_info()``: a cycle with its frame, which holds every caller's, the pipeline and the resolver's state
+    # among them, and only the cyclic collector frees it, which the engine pauses while it builds its state
+    # (``streams.log.bulk_work``): each such number kept them for the rest of a run. When the number fails,
+    # the frames are let go of here; when the library recovers (a plus, then no country code: it reads the
+    # digits again without the plus) the cycle is unreachable once it returns, and a collection of the youngest
+    # generation frees it, that generation emptied first so that it holds only what the call made. Neither
+    # changes a result.)
+    recovers = _may_recover(raw)
+    handled = sys.exc_info()[1]
+    if recovers:
+        gc.collect(0)
     try:
         return phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
-        # (``phonenumbers.parse`` keeps the exception it handles and its traceback in locals, ``_, e, _ =
-        # sys.exc_info()``: a cycle with its frame, which holds every caller's, the pipeline and the resolver's
-        # state among them; each number that did not parse kept them for the rest of a run)
-        without_tracebacks(exc)
+        without_tracebacks(exc, handled)
         return None
+    finally:
+        if recovers:
+            gc.collect(0)
+
+
+def _may_recover(raw: str) -> bool:
+    """Whether ``phonenumbers.parse`` may recover from an error of its own on ``raw``: a number with a plus
+    whose digits after it begin with no country code (or one not read as plainly as that)."""
+    if "+" not in raw and "\uff0b" not in raw:
+        return False
+    text = raw.lstrip()
+    if text[:1] != "+" or any(c.isalpha() for c in text):
+        return True
+    digits = _DIGITS.sub("", text)
+    if not digits.isascii() or digits[:1] in ("", "0"):
+        return True
+    return not any(int(digits[:n]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE for n in (1, 2, 3) if len(digits) >= n)
 
 
 def loyalty(raw: str, prefixes: tuple[str, ...]) -> Result:

@@ -404,10 +404,10 @@ class EmbeddedEngine:
         try:
             views = self.views
             writer.write(0, views)
+            info = self._info(views)
         except BaseException:
             writer.abort()
             raise
-        info = self._info(views)
         writer.commit(previous, info)
         self._checkpoint_info = info
         self.checkpoint_seq = seq

@@ -22,6 +22,7 @@ the Kafka jobs send it to the dead-letter topic; each driver recovers from an in
 
 from __future__ import annotations
 
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional
@@ -106,6 +107,7 @@ class RecordPipeline:
         if resolver is None:
             raise RuntimeError("RecordPipeline.process needs a resolver")
         mark = resolver.mark()
+        handled = sys.exc_info()[1]  # (the caller's, if any: its traceback is left as it is)
         try:
             if resolver.is_duplicate(event.event_id):
                 conflict = resolver.conflicting(event)
@@ -124,7 +126,7 @@ class RecordPipeline:
             outcome.error = exc
             outcome.trace = "".join(traceback.format_exception(exc))
             outcome.state_changed = resolver.changed_since(mark)
-            without_tracebacks(exc)  # (the outcome holds it, and this frame the outcome: a cycle with its frames)
+            without_tracebacks(exc, handled)  # (the outcome holds it, and this frame the outcome: a cycle)
             return outcome
         # (no decisions: the resolver found the event decided after all; nothing to log)
         outcome.kind = ACCEPTED if decisions else DUPLICATE

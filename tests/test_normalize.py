@@ -1,5 +1,6 @@
 import contextlib
 import gc
+import sys
 import weakref
 
 import pytest
@@ -209,8 +210,11 @@ def collector_paused():
 
 @given(st.one_of(
     st.sampled_from(["+999 1234567", "+3 1234 5678", "00999 123 4567", "+44 20", "+1 415 555 01344444444444",
-                     "+800 1234 5678", "+44 (0) 20 7946 0018"]),
-    st.text(alphabet="+0123456789 ()-", min_size=6, max_size=24)))
+                     "+800 1234 5678", "+44 (0) 20 7946 0018",
+                     # (a plus, then the international prefix: the library fails, then reads it again and succeeds)
+                     "+0044 20 7946 0018", "+011 44 20 7946 0018", "+00 1 415 555 0134", "\uff0b0049 30 1234567",
+                     "tel:+0044-20-7946-0018", "+0800 FLOWERS"]),
+    st.text(alphabet="+\uff0b0123456789 ()-xA", min_size=6, max_size=24)))
 def test_reading_a_phone_number_leaves_nothing_only_the_collector_frees(raw):
     """The phone library keeps the exception it handles, and its traceback, in its frame: a cycle that held every
     frame of the call, and each caller's locals (the pipeline, the resolver's state), until the cyclic collector
@@ -231,3 +235,13 @@ def test_a_normalizer_let_go_is_freed_without_the_collector():
         gone = weakref.ref(norm)
         del norm
         assert gone() is None
+
+
+def test_reading_a_phone_number_in_an_exception_handler_leaves_the_handled_exception_as_it_was():
+    norm = Normalizer(ResolverConfig())
+    try:
+        raise LookupError("the caller's own")
+    except LookupError as handled:
+        assert norm.identifier("phone", "+999 1234567")[0] is None
+        assert norm.identifier("phone", "+0044 20 7946 0018") == ("+442079460018", None)
+        assert handled.__traceback__ is not None and handled.__traceback__.tb_frame is sys._getframe()
