@@ -323,7 +323,9 @@ class LocalKeyShards:
             validating = time.perf_counter() - started
             self._work = [0.0] * self.n
             epoch = self._epoch = epochs.epoch_of(position)
-            if epoch != self.shared.tf_epoch:
+            if first is not None and epoch != self.shared.tf_epoch:
+                # (an epoch starts with its first event, as the fold's: a window of events decided before, at its
+                # start, leaves the statistics of the epoch before as they are)
                 self.shared.tf_epoch = epoch
                 self.shared.tf_totals_before = {}
             self._counted_not_run = 0.0

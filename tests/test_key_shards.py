@@ -254,3 +254,20 @@ def _split(st_, n: int) -> LocalKeyShards:
     for key, filed in blocks.items():
         shards.stores[owner_of("b", key, n)].blocks[key] = filed
     return shards
+
+
+def test_a_window_of_events_decided_before_at_an_epoch_s_start_leaves_the_statistics_as_deciding_in_order_does():
+    # (the coordinator moved to the next epoch at a window's start, emptying the totals the epoch started with,
+    # where the fold moves with the epoch's first event: 64 events, then a window holding only re-sent ones)
+    from streams.shards import in_order
+
+    records = [e.model_dump_json().encode() for e in corpus(random.Random(3), 64, people=20)]
+    records += records[:40]
+    config = ResolverConfig()
+    whole = Resolver(config)
+    in_order(records, whole)
+    keyed = LocalKeyShards(config, 1, 64)
+    keyed.decide(records)
+    assert len(whole.state.seen_events) == 64 and whole.state.tf_totals_before
+    assert (keyed.shared.tf_epoch, keyed.shared.tf_totals_before) == \
+        (whole.state.tf_epoch, whole.state.tf_totals_before)
