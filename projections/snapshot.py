@@ -355,6 +355,7 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
         if raw not in ("0", "false", "no", "off", "1", "true", "yes", "on"):
             raise ConfigError(f"IDRES_PREDICT={raw!r}: expected 1 or 0 (true/false, yes/no, on/off)")
         predict = raw in ("1", "true", "yes", "on")
+    memory = snapshot_memory()
     out = Path(out)
     if out.is_dir():
         raise IdresError(f"snapshot output {out} is a directory: give a file path, e.g. {out / 'customers.duckdb'}")
@@ -390,6 +391,8 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
         if tmp_db.exists():
             tmp_db.unlink()
         con = duckdb.connect(str(tmp_db))
+        if memory is not None:
+            con.execute(f"SET memory_limit = '{memory}'")
         os.chmod(tmp_db, file_mode())  # (it holds personal data: created empty, made private at once)
         try:
             loader = _Loader(con)
@@ -440,6 +443,11 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
             loader.close()
             write_metrics(con, views, progress, predict=predict)
             con.execute("CHECKPOINT")
+        except duckdb.OutOfMemoryException as exc:
+            if memory is None:
+                raise
+            raise IdresError(f"the snapshot needs more memory than IDRES_SNAPSHOT_MEMORY={memory} lets DuckDB use "
+                             f"({str(exc).splitlines()[0]}): raise it, or unset it") from None
         finally:
             con.close()
         os.replace(tmp_db, out)
@@ -449,6 +457,21 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
             if leftover.exists():
                 leftover.unlink()
     return counts
+
+
+_MEMORY = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+
+def snapshot_memory() -> Optional[str]:
+    """``$IDRES_SNAPSHOT_MEMORY``: how much memory DuckDB may use while a snapshot is written (its
+    ``memory_limit``: ``512MB``, ``2GB``); by default DuckDB's own, most of the machine's. Beyond it DuckDB
+    writes to disk what it can; a snapshot that needs more stops, saying so."""
+    raw = os.environ.get("IDRES_SNAPSHOT_MEMORY", "").strip()
+    if not raw:
+        return None
+    if not _MEMORY.fullmatch(raw):
+        raise ConfigError(f"IDRES_SNAPSHOT_MEMORY={raw!r}: expected a size such as 512MB or 2GB")
+    return raw
 
 
 class _Loader:

@@ -439,3 +439,32 @@ def test_contact_recognition_gives_the_definition_for_any_contacts(noted, chunk)
         assert list(part) == list(promise.COLUMNS) and len({len(v) for v in part.values()}) == 1
         got += ((*r[:3], _text(r[3]), *r[4:]) for r in zip(*part.values()))  # (its time in microseconds)
     assert got == _recognition_expected(noted)
+
+
+def _tables(path):
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        names = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+        # (as sets of rows: a view without an order may give its rows in any)
+        return {n: sorted(map(repr, con.execute(f'SELECT * FROM "{n}"').fetchall())) for n in names
+                if n != "snapshot_info"}
+    finally:
+        con.close()
+
+
+def test_the_memory_duckdb_may_use_for_a_snapshot_is_a_setting(tmp_path, monkeypatch):
+    views = Run().feed([ev(str(i), i, channel="web", email=f"p{i % 40}@mailbox.org", device_id=f"d{i}")
+                        for i in range(300)]).views
+    snapshot.write_snapshot(views, tmp_path / "default.duckdb", predict=False)
+    monkeypatch.setenv("IDRES_SNAPSHOT_MEMORY", "512MB")
+    snapshot.write_snapshot(views, tmp_path / "bounded.duckdb", predict=False)
+    assert _tables(tmp_path / "bounded.duckdb") == _tables(tmp_path / "default.duckdb")
+    # (less than DuckDB can work in: the snapshot stops, in one line that says what to do, and leaves nothing)
+    monkeypatch.setenv("IDRES_SNAPSHOT_MEMORY", "1KB")
+    with pytest.raises(snapshot.IdresError, match=r"more memory than IDRES_SNAPSHOT_MEMORY=1KB .*raise it, or unset it"):
+        snapshot.write_snapshot(views, tmp_path / "small.duckdb", predict=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bounded.duckdb", "default.duckdb"]
+    for raw in ("lots", "512", "-1GB", "1 PB"):
+        monkeypatch.setenv("IDRES_SNAPSHOT_MEMORY", raw)
+        with pytest.raises(snapshot.ConfigError, match="IDRES_SNAPSHOT_MEMORY=.*expected a size such as 512MB"):
+            snapshot.write_snapshot(views, tmp_path / "never.duckdb", predict=False)
