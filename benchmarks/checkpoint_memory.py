@@ -71,7 +71,7 @@ def measure(what: str, data_dir: Path) -> str:
 
         made: list[pickle.Pickler] = []
 
-        class Kept(log._CheckpointPickler):  # (kept after ``dump_parts``, to count what it remembered)
+        class Kept(log._CheckpointPickler):  # (kept after ``dump_part``, to count what it remembered)
             def __init__(self, *args: object) -> None:
                 super().__init__(*args)
                 made.append(self)
@@ -79,7 +79,7 @@ def measure(what: str, data_dir: Path) -> str:
         real, log._CheckpointPickler = log._CheckpointPickler, Kept  # type: ignore[misc]
         try:
             for part in (views, state):  # (each part through a pickler of its own, as the checkpoint writes it)
-                log.dump_parts(Discarding(), {}, (part,))
+                log.dump_part(Discarding(), part)
         finally:
             log._CheckpointPickler = real  # type: ignore[misc]
         took = time.perf_counter() - started

@@ -597,17 +597,16 @@ BULK_CHUNK = 8_192  # items of a bulk column per pickle: what it costs beyond th
 
 
 class _CheckpointPickler(pickle.Pickler):
-    """Pickles each part of a checkpoint without its bulk columns (``bulk_columns``): they are written after it."""
+    """Pickles a part of a checkpoint without its bulk ``columns`` (``bulk_columns``): they are written after it."""
 
-    def __init__(self, fh: Any, parts: tuple[Any, ...], bulk: list[dict[str, str]]) -> None:
+    def __init__(self, fh: Any, part: Any, columns: dict[str, str]) -> None:
         super().__init__(fh, protocol=pickle.HIGHEST_PROTOCOL)
-        self.parts = {id(part): (part, columns) for part, columns in zip(parts, bulk) if columns}
+        self.part, self.columns = part, columns
 
     def reducer_override(self, obj: Any) -> Any:
-        part, columns = self.parts.get(id(obj), (None, None))
-        if part is not obj:
+        if obj is not self.part or not self.columns:
             return NotImplemented
-        return copyreg.__newobj__, (type(obj),), {k: v for k, v in vars(obj).items() if k not in columns}
+        return copyreg.__newobj__, (type(obj),), {k: v for k, v in vars(obj).items() if k not in self.columns}
 
 
 def bulk_columns(part: Any) -> dict[str, str]:
@@ -661,32 +660,33 @@ def _read_bulk(unpickler: pickle.Unpickler, part: Any, columns: Any) -> None:
         raise pickle.UnpicklingError(f"{type(part).__name__} lacks {', '.join(missing)}")
 
 
-def dump_parts(fh: Any, header: dict[str, Any], parts: tuple[Any, ...]) -> None:
-    """Pickles ``header`` (with each part's bulk columns as ``bulk``), then each part followed by its bulk
-    columns, through one pickler (what the parts share is written once) to ``fh``; ``load_parts`` reads them."""
-    bulk = [bulk_columns(part) for part in parts]  # (what the header lists is what is written)
-    pickler = _CheckpointPickler(fh, parts, bulk)
+def dump_part(fh: Any, part: Any) -> None:
+    """Pickles to ``fh`` the part's bulk columns (``{"bulk": [columns]}``), then the part, then those columns
+    without the pickler's memo, through a pickler of its own; ``load_part`` reads it back."""
+    columns = bulk_columns(part)  # (what the header lists is what is written)
+    pickler = _CheckpointPickler(fh, part, columns)
     try:
-        pickler.dump({**header, "bulk": bulk})
-        for part, columns in zip(parts, bulk):
-            pickler.dump(part)
-            for chunks in _bulk_chunks(part, columns):  # (without memo: what they hold that it holds is referred to)
-                pickler.fast = True
-                for chunk in chunks:
-                    pickler.dump(chunk)
-                pickler.fast = False
-                pickler.dump(None)
+        pickler.dump({"bulk": [columns]})
+        pickler.dump(part)
+        for chunks in _bulk_chunks(part, columns):  # (without memo: what they hold that it holds is referred to)
+            pickler.fast = True
+            for chunk in chunks:
+                pickler.dump(chunk)
+            pickler.fast = False
+            pickler.dump(None)
     finally:
         del pickler  # (its memo holds millions of objects: not kept by a traceback)
 
 
-def load_parts(unpickler: pickle.Unpickler, bulk: list[Any]) -> list[Any]:
-    """The parts ``dump_parts`` wrote after a header whose ``bulk`` was read, as many as ``bulk`` lists."""
-    loaded = []
-    for columns in bulk:
-        loaded.append(unpickler.load())
-        _read_bulk(unpickler, loaded[-1], columns)
-    return loaded
+def load_part(unpickler: pickle.Unpickler) -> Any:
+    """The part ``dump_part`` wrote, read through ``unpickler``; refuses one that does not begin with its bulk
+    columns."""
+    header = unpickler.load()
+    if not isinstance(header, dict) or not isinstance(header.get("bulk"), list) or len(header["bulk"]) != 1:
+        raise pickle.UnpicklingError("a part does not begin with its bulk columns")
+    part = unpickler.load()
+    _read_bulk(unpickler, part, header["bulk"][0])
+    return part
 
 
 class CheckpointWriter:
@@ -694,7 +694,7 @@ class CheckpointWriter:
     starts, and ``info``) and checksum trailer, and renames it into place (``commit``; no copy of it in memory).
 
     The file holds a header (format, entry, rules, how many parts), then each part through a pickler of its own
-    (``dump_parts``: the part, then its bulk columns), so that a reader can read any one part alone
+    (``dump_part``: the part, then its bulk columns), so that a reader can read any one part alone
     (``load_checkpoint(parts=...)``), then the footer. A part can be written and let go of before the next one is
     made: an ingest writes the resolver's state, drops it, and only then folds the views (``streams.embedded``).
     ``parts``: how many (None: the state is one object, not a tuple)."""
@@ -722,7 +722,7 @@ class CheckpointWriter:
             # (the pickler's memo keeps every object it makes on the way alive: with the collector running, they
             # pile up in the oldest generation and each full collection rescans the whole state)
             with bulk_work():
-                dump_parts(self._out, {}, (part,))
+                dump_part(self._out, part)
         except BaseException:
             self.abort()
             raise
@@ -847,12 +847,7 @@ def _read_checkpoint(path: Path, fingerprint: str,
                     loaded = []
                     for index in wanted:
                         fh.seek(footer["offsets"][index])
-                        unpickler = _Checked(fh)
-                        columns = unpickler.load()
-                        if not isinstance(columns, dict) or not isinstance(columns.get("bulk"), list) or len(
-                                columns["bulk"]) != 1:
-                            raise pickle.UnpicklingError(f"part {index} does not begin with its bulk columns")
-                        loaded += load_parts(unpickler, columns["bulk"])
+                        loaded.append(load_part(_Checked(fh)))
                     if stored is not None:
                         state = tuple(loaded)
                     elif loaded:

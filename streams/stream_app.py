@@ -50,7 +50,7 @@ from streams import kafka_batches
 from schemas.decisions import DECISION_SCHEMA_VERSION
 from streams.kafka_io import (KafkaIOError, KafkaSettings, admin_client, check_reachable, client_error,
                               ensure_topics, producer)
-from streams.log import bulk_work, check_version, dump_parts, in_ranges, load_parts, marker_fields, open_restatements, \
+from streams.log import bulk_work, check_version, dump_part, in_ranges, load_part, marker_fields, open_restatements, \
     skipped
 from streams.ordering import ReorderBuffer, order_key
 from streams.pipeline import ACCEPTED, DUPLICATE, INTERNAL, VALID, RecordPipeline
@@ -348,7 +348,7 @@ def pickled(obj: Any) -> bytes:
     (``streams.log.bulk_columns``)."""
     sink = _Sink()
     with bulk_work():  # (as ``save_checkpoint`` pickles)
-        dump_parts(sink, {}, (obj,))
+        dump_part(sink, obj)
     return b"".join(sink.parts)
 
 
@@ -380,8 +380,7 @@ class _Source:
 
 def unpickled(data: bytes) -> Any:
     with bulk_work():  # (millions of objects made at once: the collector would rescan them as they come)
-        unpickler = pickle.Unpickler(_Source(data))
-        return load_parts(unpickler, unpickler.load()["bulk"])[0]
+        return load_part(pickle.Unpickler(_Source(data)))
 
 
 def restate_due(now: float, late_since: float, written_since: int, next_restate: float, wait: float,

@@ -315,7 +315,7 @@ def _crafted(tmp_path, columns, chunks=None):
     views = CustomerViews()
     pickle.dump({"version": log.CHECKPOINT_VERSION, "seq": 1, "fingerprint": "rules", "parts": 1}, out)
     at = out.tell()
-    pickler = log._CheckpointPickler(out, (views,), [log.bulk_columns(views)])
+    pickler = log._CheckpointPickler(out, views, log.bulk_columns(views))
     pickler.dump({"bulk": [columns]})
     pickler.dump(views)  # (without its bulk columns)
     for name in columns:
