@@ -178,7 +178,8 @@ class EmbeddedEngine:
         self._resolver: Optional[Resolver] = None
         self._views: Optional[CustomerViews] = None
         self._resolver_later = self._views_later = False
-        self._checkpoint_info: dict[str, Any] = {}  # the info of the checkpoint loaded or written last        # worker processes deciding at once (``streams.shard_pool``), with the result of deciding in order
+        self._checkpoint_info: dict[str, Any] = {}  # the info of the checkpoint loaded or written last
+        # worker processes deciding at once (``streams.shard_pool``), with the result of deciding in order
         self.shards = max(1, shards)
         self.order = order  # the order an input's records are decided in (``streams.ordering``)
         self.data_dir = Path(data_dir)
@@ -374,8 +375,8 @@ class EmbeddedEngine:
         if not self.writer:
             return
         later = self._views is None and self._views_later
-        if later and len(self.log) == self.checkpoint_seq:
-            return  # (the views left for later are the checkpoint's)
+        if self._views_are_the_checkpoint_s():
+            return
         if not later and not force and len(self.log) - self.checkpoint_seq < CHECKPOINT_EVERY:
             return
         if previous == "keep" and self.log.restated_since(self.checkpoint_seq):
@@ -516,10 +517,15 @@ class EmbeddedEngine:
             report.seconds = time.perf_counter() - started
         return reports
 
+    def _views_are_the_checkpoint_s(self) -> bool:
+        """Whether the views are left for later and would be the checkpoint's as they stand: it is of the whole log
+        (what its info says of them holds)."""
+        return self._views is None and self._views_later and self.checkpoint_seq == len(self.log)
+
     def _latest(self) -> restate.Key:
         """The canonical key of the newest event decided so far (``latest_key``): from the checkpoint's info when
         the views are left for later and the checkpoint is of the whole log."""
-        if self._views is None and self._views_later and self.checkpoint_seq == len(self.log):
+        if self._views_are_the_checkpoint_s():
             if self.checkpoint_seq == 0:
                 return restate.BEFORE_ALL
             said = self._checkpoint_info.get("latest")
@@ -707,9 +713,8 @@ class EmbeddedEngine:
 
     def _finish_erasures(self) -> None:
         """An erasure logged whose keys were not all shredded (the writer stopped in between): shred them now."""
-        if (self._views is None and self._views_later and self.checkpoint_seq == len(self.log)
-                and self._checkpoint_info.get("pending_erasures") == 0):
-            return  # (the views left for later are the checkpoint's, which says none is pending)
+        if self._views_are_the_checkpoint_s() and self._checkpoint_info.get("pending_erasures") == 0:
+            return  # (the checkpoint says none is pending)
         pending = [erasure_of(next(entry for _, entry in self.log.read(e["seq"], e["seq"] + 1)))
                    for e in self.views.erasures if e.get("pending")]
         if pending:
