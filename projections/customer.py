@@ -213,9 +213,7 @@ class CustomerViews:
                     self._attach(prof, self._node(key))
             elif t == "identifiers_linked":
                 idxs = [self._node(k) for k in d["nodes"]]
-                event_id = d["event_id"]
-                if self.ev_id and self.ev_id[-1] == event_id:
-                    event_id = self.ev_id[-1]  # (the event's own ID, not a copy of it: views folded from the log)
+                event_id = self._event_id(d["event_id"])
                 for a in idxs:
                     la = self.links.setdefault(a, {})
                     for b in idxs:
@@ -475,8 +473,14 @@ class CustomerViews:
         if isinstance(via, list):
             index, keys = self.node_index, self.node_keys
             d["via"] = [keys[index[k]] if k in index else k for k in via]
-        if self.ev_id and self.ev_id[-1] == d.get("event_id"):
-            d["event_id"] = self.ev_id[-1]
+        if "event_id" in d:
+            d["event_id"] = self._event_id(d["event_id"])
+
+    def _event_id(self, event_id: Any) -> Any:
+        """The ID of the event folded last, where it is ``event_id``, as the views hold it (read back from the log,
+        a decision's ID is a copy of its own), else ``event_id``."""
+        ev_id = self.ev_id
+        return ev_id[-1] if ev_id and ev_id[-1] == event_id else event_id
 
     def _renamed(self, d: dict[str, Any]) -> None:
         old, new = d["profile_id"], d["new_profile_id"]
