@@ -413,7 +413,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         # (a replay that disagrees never replaces the cached state; one that agrees with a checkpoint of the
         # whole log would write the same state again)
         if not failed and not replayed["checkpoint_current"]:
-            engine.checkpoint(force=True)
+            # (the views are written and let go of, then the resolver's state folded from the log and written)
+            with _progress_bar(len(engine.log), "state", unit="entry") as bar:
+                engine.checkpoint(force=True, progress=bar.update)
         _print_json(result)
         if failed:
             print("idres: error: replay differs from the live state; see the output above (the checkpoint was "

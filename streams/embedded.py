@@ -178,6 +178,7 @@ class EmbeddedEngine:
         self._resolver: Optional[Resolver] = None
         self._views: Optional[CustomerViews] = None
         self._resolver_later = self._views_later = False
+        self._resolver_from_log = False  # (the resolver's part, when left for later, folded from the log alone)
         self._checkpoint_info: dict[str, Any] = {}  # the info of the checkpoint loaded or written last
         # worker processes deciding at once (``streams.shard_pool``), with the result of deciding in order
         self.shards = max(1, shards)
@@ -231,22 +232,25 @@ class EmbeddedEngine:
     def views(self, value: Optional[CustomerViews]) -> None:
         self._views, self._views_later = value, False
 
-    def _later(self, index: int) -> Any:
+    def _later(self, index: int, progress: Optional[Callable[[int], None]] = None) -> Any:
         """Part ``index`` of the state (``STATE_TYPES``: 0 the views, 1 the resolver's) as the log makes it now:
-        that part alone from the checkpoint, if one is usable, and the log's entries after it folded into it."""
-        with bulk_work():
-            loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
-                                     parts=(index,))
+        that part alone from the checkpoint, if one is usable (not for the resolver's part of a replay, which is
+        folded from the log alone), and the log's entries after it folded into it."""
+        loaded = None
+        if index == 0 or not self._resolver_from_log:
+            with bulk_work():
+                loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
+                                         parts=(index,))
         if loaded is not None and self.log.restated_since(loaded[0]):
             loaded = None
         seq, part = (0, None) if loaded is None else (loaded[0], loaded[1][0])
         if index == 0:
             views = part if part is not None else CustomerViews(self.projection_config)
             views.config = self.projection_config
-            self._fold(None, views, seq)
+            self._fold(None, views, seq, progress)
             return views
         resolver = Resolver(self.config, part if part is not None else ResolverState())
-        self._fold(resolver, None, seq)
+        self._fold(resolver, None, seq, progress)
         return resolver
 
     def identifier_types(self) -> set[str]:
@@ -327,12 +331,14 @@ class EmbeddedEngine:
         return self.fold(0, progress)
 
     def _replay(self, progress: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
-        """Folds the whole log into a fresh state (what ``idres replay`` does, on opening), comparing the
-        views, where the checkpoint was taken, with the checkpoint's (by the digest it was saved with: the
-        checkpoint's state is not read). Gives ``entries`` folded, ``identical`` (True without a usable
-        checkpoint: the live views are then folded from the log too) and ``checkpoint_current`` (a usable
-        checkpoint of the whole log, which the rebuilt state would only repeat: then only the views are folded,
-        as nothing would read the resolver's state, and ``resolver`` is None)."""
+        """Folds the whole log into fresh views (what ``idres replay`` does, on opening), comparing them, where
+        the checkpoint was taken, with the checkpoint's (by the digest it was saved with: the checkpoint's state
+        is not read). Gives ``entries`` folded, ``identical`` (True without a usable checkpoint: the live views
+        are then folded from the log too) and ``checkpoint_current`` (a usable checkpoint of the whole log, which
+        the rebuilt state would only repeat: then nothing would read the resolver's state, and ``resolver`` is
+        None). Otherwise the resolver's state is left for later, folded from the log alone when first asked for:
+        a checkpoint (``checkpoint``) writes the views and lets go of them first, so that the two are never in
+        memory together."""
         saved = self._saved_digest()
         at, digest = saved if saved is not None else (None, None)
         if at is not None and at > len(self.log):
@@ -340,9 +346,9 @@ class EmbeddedEngine:
         if at is not None and self.log.restated_since(at):
             at = None  # (not the live state's start: the live state is folded from the log as this is)
         current = at is not None and at == len(self.log) and not open_restatements(self.log.restatements())
-        self._fresh()
-        if current:
-            self.resolver = None  # type: ignore[assignment]
+        self.views = CustomerViews(self.projection_config)
+        self.resolver = None  # type: ignore[assignment]
+        self._resolver_later = self._resolver_from_log = not current
         n = 0
         identical = True
         if at is not None:
@@ -369,9 +375,11 @@ class EmbeddedEngine:
         digest = header["info"].get("views_digest") if header is not None else None
         return (header["seq"], digest) if isinstance(digest, str) else None
 
-    def checkpoint(self, force: bool = False, previous: str = "keep") -> None:
+    def checkpoint(self, force: bool = False, previous: str = "keep",
+                   progress: Optional[Callable[[int], None]] = None) -> None:
         """Caches the folded state, unless the log has grown too little since the last cache to matter
-        (folding a short tail on the next start is cheaper than rewriting the whole state)."""
+        (folding a short tail on the next start is cheaper than rewriting the whole state). ``progress``: called
+        with entries folded, when a part left for later is folded to be written."""
         if not self.writer:
             return
         later = self._views is None and self._views_later
@@ -383,6 +391,9 @@ class EmbeddedEngine:
             previous = "leave"  # (the one replaced holds entries a restatement superseded)
         if later:
             self._checkpoint_in_turn(previous)
+            return
+        if self._resolver is None and self._resolver_later:
+            self._checkpoint_views_first(previous, progress)
             return
         save_checkpoint(self.data_dir, len(self.log), self.fingerprint, (self.views, self.resolver.state), previous,
                         info=self._info(self.views))
@@ -410,6 +421,30 @@ class EmbeddedEngine:
             writer.abort()
             raise
         writer.commit(previous, info)
+        self._checkpoint_info = info
+        self.checkpoint_seq = seq
+
+    def _checkpoint_views_first(self, previous: str, progress: Optional[Callable[[int], None]]) -> None:
+        """The checkpoint of a resolver's state left for later (a replay's): the views are written first and let
+        go of, and only then is the resolver's state folded and written. The views are read back from the
+        checkpoint when next asked for."""
+        seq = len(self.log)
+        views = self.views
+        info = self._info(views)
+        writer = CheckpointWriter(self.data_dir, seq, self.fingerprint, len(STATE_TYPES))
+        writer.write(0, views)
+        self.views = views = None  # type: ignore[assignment]
+        try:
+            self.log.forget_cached()  # (what the views' fold held to unseal the log: the resolver's fold reads again)
+            resolver = self._later(1, progress)
+            writer.write(1, resolver.state)
+        except BaseException:
+            writer.abort()
+            self._views_later = True  # (the views as the log makes them, folded again when asked for)
+            raise
+        writer.commit(previous, info)
+        self.resolver = resolver
+        self._views_later = True
         self._checkpoint_info = info
         self.checkpoint_seq = seq
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from projections.customer import CustomerViews
+from resolver.engine import Resolver
 from streams.embedded import EmbeddedEngine, latest_key
 from streams.log import bulk_work, checkpoint_header
 from tests.test_shards import every_guard_corpus
@@ -122,3 +123,52 @@ def test_a_command_after_an_ingest_folding_views_after_reads_the_state_back(reco
             entries[mode] = [e for _, e in engine.log.read(0)]
             assert engine.views.reviews[review]["status"] != "pending"
     assert entries["after"] == entries["live"]
+
+
+@pytest.mark.parametrize("split, checkpoint", [("older events after", "none"), ("later events after", "behind")])
+def test_a_replay_writes_the_views_before_it_folds_the_resolver_s_state(records, tmp_path, monkeypatch, split,
+                                                                        checkpoint):
+    # (what `idres replay` does without a checkpoint of the whole log: the views are folded and compared alone, and
+    # the resolver's state is folded from the log for the checkpoint only once the views are written and let go of)
+    inputs = _inputs(records, split)
+    data = _run(tmp_path, inputs[:1], "live")
+    if checkpoint == "behind":
+        with EmbeddedEngine(data) as first:
+            first.checkpoint(force=True)
+    data = _run(tmp_path, inputs, "live")  # (the first input again: its events are all duplicates)
+    with EmbeddedEngine(data) as live:
+        digest, state, entries = live.views.digest(), _state(live), len(live.log)
+        folded = sum(1 for _ in live.log.read(0))  # (the entries a restatement superseded are not read)
+    header = checkpoint_header(data, live.fingerprint)
+    if checkpoint == "none":
+        for path in data.glob("checkpoint*"):
+            path.unlink()
+    else:  # (the second input was too short to checkpoint after: the checkpoint is of the first)
+        assert header is not None and 0 < header["seq"] < entries
+    views_made: list[weakref.ref] = []
+    views_alive_while_folding_state: set[bool] = set()
+    apply_entry, apply_all = CustomerViews.apply_entry, Resolver.apply_all
+
+    def views_apply(views, seq, decisions):
+        if not views_made or views_made[-1]() is not views:
+            views_made.append(weakref.ref(views))
+        return apply_entry(views, seq, decisions)
+
+    def state_apply(resolver, decisions):
+        views_alive_while_folding_state.add(any(ref() is not None for ref in views_made))
+        return apply_all(resolver, decisions)
+
+    monkeypatch.setattr(CustomerViews, "apply_entry", views_apply)
+    monkeypatch.setattr(Resolver, "apply_all", state_apply)
+    with EmbeddedEngine(data, load="rebuild") as engine:
+        assert engine.replayed == {"entries": folded, "identical": True, "checkpoint_current": False}
+        assert engine._resolver is None and not views_alive_while_folding_state  # (not folded yet)
+        assert engine.views.digest() == digest
+        engine.checkpoint(force=True)
+    monkeypatch.undo()
+    assert views_alive_while_folding_state == {False}
+    written = checkpoint_header(data, live.fingerprint)
+    assert written["seq"] == entries and written["info"]["views_digest"] == digest
+    with EmbeddedEngine(data) as reopened:  # (both parts from the checkpoint the replay wrote)
+        assert reopened.folded_from_checkpoint == entries
+        assert reopened.views.digest() == digest and _state(reopened) == state
