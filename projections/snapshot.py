@@ -187,7 +187,7 @@ EVENT_CHUNK = 4096  # events per line of the events table's file (a column's val
 CHUNK_TEXT = 4 << 20  # ...fewer when their attributes' and payloads' texts hold more characters than this
 # a line of columns longer than this is written as two (halving its rows, as often as it takes), which bounds what
 # DuckDB's reader holds for one (its ``maximum_object_size``, here twice this)
-COLUMNS_LINE_BYTES = 16 << 20
+COLUMNS_LINE_BYTES = 2 << 20
 
 
 def _lines(part: dict[str, list[Any]], limit: int) -> Iterator[bytes]:
@@ -223,6 +223,49 @@ def _spans(views: CustomerViews, chunk: int, limit: int) -> Iterator[tuple[int, 
                 todo += [(middle, b), (a, middle)]  # (the first half next)
             else:
                 yield a, b
+
+
+ROWS_PER_FILE = 1 << 18  # rows of a table's file: a larger table is loaded a file at a time
+MIN_OBJECT_SIZE = 1 << 20  # the longest line DuckDB's reader is told to expect, at the least
+
+
+def _row_files(work: Path, table: str,
+               rows: Iterable[dict[str, Any]] | Columns) -> Iterator[tuple[Path, int, int]]:
+    """Writes ``rows`` as JSON lines into files of about ``ROWS_PER_FILE`` rows each (a chunk of columns is not
+    split between files), giving each file once written, with its rows and the bytes of its longest line; none
+    for no rows."""
+    by_column = isinstance(rows, Columns)
+    items: Iterable[Any] = rows.chunks if by_column else rows  # type: ignore[union-attr]
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    it = iter(items)
+    k = 0
+    for first in it:
+        path = work / f"{table}.{k}.jsonl"
+        k += 1
+        n = longest = 0
+        with private_file(path, "wb", buffering=1 << 20) as fh:
+            write = fh.write
+            item: Any = first
+            while True:
+                if by_column:
+                    for line in _lines(item, COLUMNS_LINE_BYTES):
+                        write(line)
+                        longest = max(longest, len(line))
+                    n += _length(item)
+                else:
+                    line = dumps(item, option=newline)
+                    write(line)
+                    longest = max(longest, len(line))
+                    n += 1
+                if n >= ROWS_PER_FILE:
+                    break
+                item = next(it, _END)
+                if item is _END:
+                    break
+        yield path, n, longest
+
+
+_END = object()
 
 
 class Columns:
@@ -390,9 +433,7 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
     try:
         if tmp_db.exists():
             tmp_db.unlink()
-        con = duckdb.connect(str(tmp_db))
-        if memory is not None:
-            con.execute(f"SET memory_limit = '{memory}'")
+        con = _Bounded(duckdb.connect(str(tmp_db)), memory)
         os.chmod(tmp_db, file_mode())  # (it holds personal data: created empty, made private at once)
         try:
             loader = _Loader(con)
@@ -400,21 +441,7 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
                 for table, rows in sources.items():
                     if progress is not None:
                         progress(table)
-                    path = work / f"{table}.jsonl"
-                    n = 0
                     by_column = isinstance(rows, Columns)
-                    with private_file(path, "wb", buffering=1 << 20) as fh:
-                        dumps, write, newline = orjson.dumps, fh.write, orjson.OPT_APPEND_NEWLINE
-                        if by_column:
-                            for part in rows.chunks:
-                                for line in _lines(part, COLUMNS_LINE_BYTES):
-                                    write(line)
-                                n += _length(part)
-                        else:
-                            for row in rows:
-                                write(dumps(row, option=newline))
-                                n += 1
-                    counts[table] = n
                     # (the profiles' rows are the columns made in Python: the rest are counted once the events are in)
                     name, columns = ("_profile_base", PROFILE_BASE) if table == "profiles" else (table, TABLES[table])
                     if by_column:  # (a line's lists, unnested side by side: the rows in their order)
@@ -422,17 +449,20 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
                         cols_sql = ", ".join(f"'{c}': '{'BIGINT' if c in times else t}[]'" for c, t in columns.items())
                         select = ", ".join(f"timezone('UTC', make_timestamp(UNNEST(\"{c}\"))) AS \"{c}\"" if c in times
                                            else f'UNNEST("{c}") AS "{c}"' for c in columns)
-                        object_size = 2 * COLUMNS_LINE_BYTES
                     else:
                         cols_sql = ", ".join(f"'{c}': '{t}'" for c, t in columns.items())
                         select = ", ".join(f'"{c}"' for c in columns)
-                        object_size = 134217728
-                    if n:
-                        loader.load(
-                            f"CREATE TABLE {name} AS SELECT {select} FROM read_json(?, format='newline_delimited', "
-                            f"columns={{{cols_sql}}}, maximum_object_size={object_size})", path)
-                    else:
-                        path.unlink()
+                    n = 0
+                    for path, rows_in, longest in _row_files(work, table, rows):
+                        # (a large table in several files, each loaded by a statement of its own: DuckDB holds one
+                        # file's rows at a time, not the whole table's, before it writes them to the database. Its
+                        # reader's buffers are a few times the longest line it may meet, so that is the file's own.)
+                        source = (f"SELECT {select} FROM read_json(?, format='newline_delimited', columns={{{cols_sql}}}, "
+                                  f"maximum_object_size={max(longest + 1, MIN_OBJECT_SIZE)})")
+                        loader.load(f"INSERT INTO {name} {source}" if n else f"CREATE TABLE {name} AS {source}", path)
+                        n += rows_in
+                    counts[table] = n
+                    if not n:
                         loader.load(f"CREATE TABLE {name} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
                     if table == "profiles":
                         loader.load(profiles_sql(views))
@@ -464,14 +494,53 @@ _MEMORY = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECA
 
 def snapshot_memory() -> Optional[str]:
     """``$IDRES_SNAPSHOT_MEMORY``: how much memory DuckDB may use while a snapshot is written (its
-    ``memory_limit``: ``512MB``, ``2GB``); by default DuckDB's own, most of the machine's. Beyond it DuckDB
-    writes to disk what it can; a snapshot that needs more stops, saying so."""
+    ``memory_limit``: ``512MB``, ``2GB``); None when not set (``_Bounded``). Beyond it DuckDB writes to disk what it
+    can; a snapshot that needs more stops, saying so."""
     raw = os.environ.get("IDRES_SNAPSHOT_MEMORY", "").strip()
     if not raw:
         return None
     if not _MEMORY.fullmatch(raw):
         raise ConfigError(f"IDRES_SNAPSHOT_MEMORY={raw!r}: expected a size such as 512MB or 2GB")
     return raw
+
+
+DEFAULT_MEMORY = "256MB"  # DuckDB's memory while a snapshot is written, unless a statement needs more (``_Bounded``)
+
+
+class _Bounded:
+    """A snapshot's DuckDB connection, its memory bounded: to ``IDRES_SNAPSHOT_MEMORY`` when set (a statement that
+    needs more fails), else to ``DEFAULT_MEMORY``, and a statement that needs more than that is run again under
+    DuckDB's own bound, most of the machine's, kept for the rest of the snapshot (a statement that failed changed
+    nothing). Unbounded, DuckDB keeps every table it wrote in memory as well as on disk."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, memory: Optional[str]) -> None:
+        self._con = con
+        self._strict = memory is not None
+        try:
+            con.execute(f"SET memory_limit = '{memory or DEFAULT_MEMORY}'")
+        except BaseException:
+            con.close()
+            raise
+
+    def execute(self, sql: str, parameters: Any = None) -> duckdb.DuckDBPyConnection:
+        return self._again(self._con.execute, sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any = None) -> duckdb.DuckDBPyConnection:
+        return self._again(self._con.executemany, sql, parameters)
+
+    def _again(self, run: Callable[..., duckdb.DuckDBPyConnection], sql: str,
+               parameters: Any) -> duckdb.DuckDBPyConnection:
+        try:
+            return run(sql, parameters)
+        except duckdb.OutOfMemoryException:
+            if self._strict:
+                raise
+            self._strict = True
+            self._con.execute("RESET memory_limit")
+        return run(sql, parameters)
+
+    def __getattr__(self, name: str) -> Any:  # (interrupt, close, register, ...)
+        return getattr(self._con, name)
 
 
 class _Loader:

@@ -468,3 +468,47 @@ def test_the_memory_duckdb_may_use_for_a_snapshot_is_a_setting(tmp_path, monkeyp
         monkeypatch.setenv("IDRES_SNAPSHOT_MEMORY", raw)
         with pytest.raises(snapshot.ConfigError, match="IDRES_SNAPSHOT_MEMORY=.*expected a size such as 512MB"):
             snapshot.write_snapshot(views, tmp_path / "never.duckdb", predict=False)
+
+
+def test_a_snapshot_bounds_duckdb_s_memory_by_default_and_runs_a_statement_needing_more_again(tmp_path, monkeypatch):
+    views = Run().feed([ev(str(i), i, channel="web", email=f"p{i % 40}@mailbox.org", device_id=f"d{i}")
+                        for i in range(300)]).views
+    limits: list[str] = []
+    write_metrics = snapshot.write_metrics
+
+    def noting(con, *args, **kwargs):
+        limits.append(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        return write_metrics(con, *args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "write_metrics", noting)
+    snapshot.write_snapshot(views, tmp_path / "default.duckdb", predict=False)
+    # (DuckDB shows its bound in its own units: 256MB is 244.1 MiB)
+    assert limits == ["244.1 MiB"]
+    # (a bound no statement can work in: each is refused, and the first refused runs again under DuckDB's own)
+    monkeypatch.setattr(snapshot, "DEFAULT_MEMORY", "64KB")
+    snapshot.write_snapshot(views, tmp_path / "raised.duckdb", predict=False)
+    assert limits[1] not in ("244.1 MiB", "62.5 KiB")
+    assert _tables(tmp_path / "raised.duckdb") == _tables(tmp_path / "default.duckdb")
+
+
+def test_tables_are_loaded_a_file_at_a_time_whatever_their_lines_length(tmp_path, monkeypatch):
+    views = Run().feed([ev(str(i), i, channel="web", email=f"p{i % 40}@mailbox.org", device_id=f"d{i}",
+                           attrs={"first_name": "Ann" + "e" * (i % 7)}) for i in range(300)]).views
+    snapshot.write_snapshot(views, tmp_path / "whole.duckdb", predict=False)
+    loaded: list[str] = []
+    load = snapshot._Loader.load
+
+    def noting(self, sql, path=None):
+        loaded.append(sql)
+        return load(self, sql, path)
+
+    monkeypatch.setattr(snapshot._Loader, "load", noting)
+    # (files of 7 rows, the events' columns a line of 5 events, and every line longer than the least DuckDB is told)
+    monkeypatch.setattr(snapshot, "ROWS_PER_FILE", 7)
+    monkeypatch.setattr(snapshot, "EVENT_CHUNK", 5)
+    monkeypatch.setattr(snapshot, "MIN_OBJECT_SIZE", 8)
+    snapshot.write_snapshot(views, tmp_path / "files.duckdb", predict=False)
+    assert _tables(tmp_path / "files.duckdb") == _tables(tmp_path / "whole.duckdb")
+    inserts = [sql for sql in loaded if sql.startswith("INSERT INTO events ")]
+    assert len(inserts) == 300 // 10 - 1  # (two lines of 5 events to a file of at least 7 rows)
+    assert sum(sql.startswith("CREATE TABLE events ") for sql in loaded) == 1
