@@ -29,7 +29,7 @@ from resolver.decisions import erasure_of, record_of
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.commands import command_of, decide
 from streams.inputs import InputStream, as_input, open_input
-from streams.log import (CHECKPOINTS, CheckpointWriter, DecisionLog, bulk_work, checkpoint_ahead,
+from streams.log import (CHECKPOINTS, CheckpointWriter, DecisionLog, Spilled, bulk_work, checkpoint_ahead,
                          checkpoint_header, load_checkpoint, open_restatements, save_checkpoint)
 from streams.sealing import erasure_subjects, is_erased
 from resolver.formats import region_of
@@ -234,15 +234,11 @@ class EmbeddedEngine:
 
     def _later(self, index: int, progress: Optional[Callable[[int], None]] = None) -> Any:
         """Part ``index`` of the state (``STATE_TYPES``: 0 the views, 1 the resolver's) as the log makes it now:
-        that part alone from the checkpoint, if one is usable (not for the resolver's part of a replay, which is
-        folded from the log alone), and the log's entries after it folded into it."""
+        that part alone from the newest usable checkpoint (``_usable_checkpoint``; not for the resolver's part of
+        a replay, which is folded from the log alone), and the log's entries after it folded into it."""
         loaded = None
         if index == 0 or not self._resolver_from_log:
-            with bulk_work():
-                loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
-                                         parts=(index,))
-        if loaded is not None and self.log.restated_since(loaded[0]):
-            loaded = None
+            loaded = self._usable_checkpoint(len(self.log), (index,))
         seq, part = (0, None) if loaded is None else (loaded[0], loaded[1][0])
         if index == 0:
             views = part if part is not None else CustomerViews(self.projection_config)
@@ -252,6 +248,17 @@ class EmbeddedEngine:
         resolver = Resolver(self.config, part if part is not None else ResolverState())
         self._fold(resolver, None, seq, progress)
         return resolver
+
+    def _usable_checkpoint(self, seq: int, parts: Optional[tuple[int, ...]] = None) -> Optional[tuple[int, Any]]:
+        """The newest checkpoint (of ``CHECKPOINTS``) taken at or before entry ``seq`` that no restatement made
+        untrue, as ``load_checkpoint`` gives it (``parts``: those alone), or None."""
+        for name in CHECKPOINTS:
+            with bulk_work():
+                loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
+                                         name=name, parts=parts)
+            if loaded is not None and loaded[0] <= seq and not self.log.restated_since(loaded[0]):
+                return loaded
+        return None
 
     def identifier_types(self) -> set[str]:
         """The types of the identifiers seen, from whichever part of the state is in memory."""
@@ -656,7 +663,21 @@ class EmbeddedEngine:
         """Late events were decided (``key``: the canonical key of the earliest): decide the log again from
         the place of the earliest (``resolver.restate``). Returns the ``log_restated`` decision (None when
         nothing after it was decided)."""
-        start = self.views.restate_from(key)
+        if self._views is None and self._views_later:
+            # (views left for later: the resolver's state is put aside on disk while the views are folded to find
+            # where to start; then they go, and the state is read back)
+            spilled = Spilled(self.data_dir, self.resolver.state)
+            self.resolver = None  # type: ignore[assignment]
+            try:
+                start = self.views.restate_from(key)
+                self._views, self._views_later = None, True
+                self.resolver = Resolver(self.config, spilled.take())
+            except BaseException:
+                spilled.close()
+                self._resolver_later = True  # (folded again from the checkpoint and the log when asked for)
+                raise
+        else:
+            start = self.views.restate_from(key)
         return None if start is None else self._restate(start, late_events, progress)
 
     def _restate(self, start: int, late_events: int, progress: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
@@ -666,8 +687,10 @@ class EmbeddedEngine:
         try:
             work.take(entry for _, entry in self.log.read(start))
             work.note(self.resolver.state)
+            later = self.fold_views == "after"  # (the views folded from the log when next asked for)
             self.resolver = self.views = None  # type: ignore[assignment]  (one state in memory at a time)
-            self._rewind(start, progress)
+            self._rewind(start, progress, views=not later)
+            self._views_later = later
             now = utc_iso(datetime.now(timezone.utc))
             self.log.append([[d] for d in work.begun(self.resolver.state, len(self.log), now)])
             resolver = self.resolver
@@ -686,28 +709,27 @@ class EmbeddedEngine:
             done = done[-1]
         finally:
             work.close()
+        del resolver  # (a checkpoint of views left for later lets go of the state before it folds them)
         # the checkpoint stays true if it is from before the restatement's first entry; else a new one
         self.checkpoint(force=self.log.restated_since(self.checkpoint_seq))
         return done
 
-    def _rewind(self, seq: int, progress: Optional[Callable[[int], None]] = None) -> None:
-        """The resolver state and the views as the log's entries before ``seq`` make them: from the latest
-        checkpoint taken at or before ``seq`` that no restatement made untrue, else from the start."""
-        loaded = None
-        for name in CHECKPOINTS:
-            with bulk_work():
-                loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
-                                         name=name)
-            if loaded is not None and loaded[0] <= seq and not self.log.restated_since(loaded[0]):
-                break
-            loaded = None
-        if loaded is not None:
-            at, (views, rstate) = loaded
+    def _rewind(self, seq: int, progress: Optional[Callable[[int], None]] = None, views: bool = True) -> None:
+        """The resolver state and (``views``) the views as the log's entries before ``seq`` make them: from the
+        latest checkpoint taken at or before ``seq`` that no restatement made untrue, else from the start."""
+        loaded = self._usable_checkpoint(seq, None if views else (1,))
+        if loaded is not None and views:
+            at, (folded, rstate) = loaded
             self.resolver = Resolver(self.config, rstate)
-            views.config = self.projection_config
-            self.views = views
+            folded.config = self.projection_config
+            self.views = folded
+        elif loaded is not None:
+            at, (rstate,) = loaded
+            self.resolver = Resolver(self.config, rstate)
         else:
             self._fresh()
+            if not views:
+                self.views = None  # type: ignore[assignment]
             at = 0
         self.fold(at, progress, end=seq)
 

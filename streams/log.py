@@ -761,6 +761,47 @@ class CheckpointWriter:
             self.tmp.unlink(missing_ok=True)
 
 
+class Spilled:
+    """A part of the state put aside while something it cannot be held beside is made: written (``dump_part``) to
+    a temporary file in ``directory`` that has no name (nothing is left behind if the process dies), and read
+    back once (``take``), its checksum checked first."""
+
+    def __init__(self, directory: Path, part: Any) -> None:
+        import tempfile
+
+        self._fh: Any = tempfile.TemporaryFile(dir=directory)
+        try:
+            out = _Summing(self._fh)
+            with bulk_work():
+                dump_part(out, part)
+            self._fh.flush()
+            self._crc = out.crc
+        except BaseException:
+            self._fh.close()
+            raise
+
+    def take(self) -> Any:
+        """The part, as written; the file is closed (and so removed)."""
+        with self._fh:
+            self._fh.seek(0)
+            crc = 0
+            for chunk in iter(lambda: self._fh.read(1 << 20), b""):
+                crc = crc32c(chunk, crc)
+            if crc != self._crc:
+                raise IdresError(f"the state put aside in {self._fh.name} while the views were folded was damaged on "
+                                 f"disk (its checksum differs): check the disk, then run the command again")
+            self._fh.seek(0)
+            before = {cls: dict(cls.__dict__) for cls in _allowed_classes()}
+            with bulk_work():
+                part = load_part(_Checked(self._fh))
+            _restore_classes(before)
+            return part
+
+    def close(self) -> None:
+        """Gives up the part (the file is removed)."""
+        self._fh.close()
+
+
 def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, previous: str = "keep",
                     info: Optional[dict[str, Any]] = None) -> None:
     """Writes the state (a tuple of parts, or one object) as the checkpoint taken at entry ``seq``

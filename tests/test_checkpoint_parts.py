@@ -420,3 +420,30 @@ def test_a_checkpoint_whose_footer_misplaces_its_parts_is_not_used(tmp_path, cap
         _with_footer(tmp_path, footer)
         caplog.clear()
         assert load_checkpoint(tmp_path, "rules", 2) is None and "is not used" in caplog.text, footer
+
+
+def test_a_state_put_aside_reads_back_as_it_was_and_refuses_damage_and_leaves_no_file(data, tmp_path):
+    from resolver.errors import IdresError
+
+    data_dir, _ = data
+    with EmbeddedEngine(data_dir) as engine:
+        state = engine.resolver.state
+        spill_dir = tmp_path / "spill"
+        spill_dir.mkdir()
+        kept = log.Spilled(spill_dir, state)
+        assert list(spill_dir.iterdir()) == []  # (the file has no name)
+        back = kept.take()
+        assert back is not state
+        def profiles(st):
+            return {pid: (sorted(p.nodes), p.counts, p.first, sorted(p.traits)) for pid, p in st.profiles.items()}
+
+        assert profiles(back) == profiles(state) and len(state.profiles) > 10
+        assert back.node_profile == state.node_profile and back.aliases == state.aliases
+        assert back.node_keys == state.node_keys and back.seen_events == state.seen_events
+        damaged = log.Spilled(spill_dir, state)
+        size = os.fstat(damaged._fh.fileno()).st_size
+        byte = os.pread(damaged._fh.fileno(), 1, size // 2)
+        os.pwrite(damaged._fh.fileno(), bytes([byte[0] ^ 0xFF]), size // 2)
+        with pytest.raises(IdresError, match=r"^the state put aside .* was damaged on disk .*: check the disk"):
+            damaged.take()
+        assert damaged._fh.closed

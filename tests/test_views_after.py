@@ -172,3 +172,58 @@ def test_a_replay_writes_the_views_before_it_folds_the_resolver_s_state(records,
     with EmbeddedEngine(data) as reopened:  # (both parts from the checkpoint the replay wrote)
         assert reopened.folded_from_checkpoint == entries
         assert reopened.views.digest() == digest and _state(reopened) == state
+
+
+def test_an_ingest_that_restates_folding_views_after_holds_one_state_at_a_time(records, tmp_path, monkeypatch):
+    # (the second input holds events older than the first's: the log is decided again from their place, and the
+    # views, left for later, are folded to find that place and at the end, each time with no resolver state held)
+    import streams.embedded as embedded
+
+    first, second = _inputs(records, "older events after")
+    data = _run(tmp_path, [first], "after")
+    states: list[weakref.ref] = []
+    views_made: list[weakref.ref] = []
+    seen = {"views folded beside a state": set(), "state used beside views": set()}
+    init, apply_entry, apply_all, redo = Resolver.__init__, CustomerViews.apply_entry, Resolver.apply_all, embedded.redo
+
+    def alive(refs):
+        return any(ref() is not None for ref in refs)
+
+    def resolver_init(resolver, *args, **kwargs):
+        init(resolver, *args, **kwargs)
+        states.append(weakref.ref(resolver.state))
+
+    def views_apply(views, seq, decisions):
+        if not any(ref() is views for ref in views_made):
+            views_made.append(weakref.ref(views))
+        seen["views folded beside a state"].add(alive(states))
+        return apply_entry(views, seq, decisions)
+
+    def state_apply(resolver, decisions):
+        seen["state used beside views"].add(alive(views_made))
+        return apply_all(resolver, decisions)
+
+    def redoing(resolver, rec):
+        seen["state used beside views"].add(alive(views_made))
+        return redo(resolver, rec)
+
+    path = tmp_path / "input1.jsonl"  # (the name _run gives it: the log names the input of a rejected line)
+    path.write_bytes(b"\n".join(second) + b"\n")
+    with EmbeddedEngine(data, fold_views="after") as engine:
+        assert engine._resolver is not None and engine._views is None
+        monkeypatch.setattr(Resolver, "__init__", resolver_init)
+        monkeypatch.setattr(CustomerViews, "apply_entry", views_apply)
+        monkeypatch.setattr(Resolver, "apply_all", state_apply)
+        monkeypatch.setattr(embedded, "redo", redoing)
+        states.append(weakref.ref(engine.resolver.state))
+        with bulk_work():
+            report = engine.ingest_file(path)
+        monkeypatch.undo()
+        assert report.restated > 0
+        digest = engine.views.digest()
+    assert seen == {"views folded beside a state": {False}, "state used beside views": {False}}
+    live = _run(tmp_path, [first, second], "live")
+    with EmbeddedEngine(live) as expected, EmbeddedEngine(data, fold_views="after") as got:
+        assert _entries(got) == _entries(expected)
+        assert digest == expected.views.digest() == got.views.digest()
+        assert _state(got) == _state(expected)
