@@ -709,7 +709,7 @@ class EmbeddedEngine:
             done = done[-1]
         finally:
             work.close()
-        del resolver  # (a checkpoint of views left for later lets go of the state before it folds them)
+        resolver = None  # (a checkpoint of views left for later lets go of the state before it folds them)
         # the checkpoint stays true if it is from before the restatement's first entry; else a new one
         self.checkpoint(force=self.log.restated_since(self.checkpoint_seq))
         return done
