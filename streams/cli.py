@@ -396,18 +396,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
         result: dict[str, Any] = {"entries": replayed["entries"], "digest": engine.views.digest(),
                                   "identical_to_live_views": replayed["identical"]}
         if args.verify:
-            with _progress_bar(len(engine.log), "verify", unit="entry") as bar:
-                problem = engine.verify_decisions(progress=bar.update)
-            result["decisions_reproduced"] = problem is None
-            if problem is None and engine.verified < len(engine.log):
-                result["taken_as_recorded"] = len(engine.log) - engine.verified - engine.after_erasure
-                result["decided_otherwise_after_erasure"] = engine.after_erasure
-                result["note"] = ("entries that hold erased data are taken as recorded, and an entry decided on "
-                                  "what was erased since may be decided otherwise now")
-            if problem:
-                result["first_difference"] = problem[:2000]
-            # (the views the checkpoint holds, read back: what serve and snapshot load)
-            result["checkpoint_as_saved"] = engine.checkpoint_as_saved()
+            # (re-deciding builds a resolver's state, and the checkpoint's views are read: the views folded are put
+            # aside meanwhile, to be written to the checkpoint after)
+            with engine.views_put_aside():
+                with _progress_bar(len(engine.log), "verify", unit="entry") as bar:
+                    problem = engine.verify_decisions(progress=bar.update)
+                result["decisions_reproduced"] = problem is None
+                if problem is None and engine.verified < len(engine.log):
+                    result["taken_as_recorded"] = len(engine.log) - engine.verified - engine.after_erasure
+                    result["decided_otherwise_after_erasure"] = engine.after_erasure
+                    result["note"] = ("entries that hold erased data are taken as recorded, and an entry decided on "
+                                      "what was erased since may be decided otherwise now")
+                if problem:
+                    result["first_difference"] = problem[:2000]
+                # (the views the checkpoint holds, read back: what serve and snapshot load)
+                result["checkpoint_as_saved"] = engine.checkpoint_as_saved()
         failed = (not replayed["identical"] or result.get("decisions_reproduced") is False
                   or result.get("checkpoint_as_saved") is False)
         # (a replay that disagrees never replaces the cached state; one that agrees with a checkpoint of the

@@ -778,6 +778,25 @@ class EmbeddedEngine:
             self.shred(*pending)
 
     # ------------------------------------------------------------------------------------ verify
+    @contextlib.contextmanager
+    def views_put_aside(self) -> Any:
+        """The views put aside on disk (``Spilled``) for the block and read back after it, for work that builds a
+        state of its own beside them (``verify_decisions``, ``checkpoint_as_saved``)."""
+        if self._views is None:
+            yield
+            return
+        spilled = Spilled(self.data_dir, self._views)
+        self._views = None
+        try:
+            yield
+            views = spilled.take()
+        except BaseException:
+            spilled.close()
+            self._views_later = True  # (as the log makes them, folded when asked for)
+            raise
+        views.config = self.projection_config
+        self.views = views
+
     def verify_decisions(self, progress: Optional[Callable[[int], None]] = None) -> Optional[str]:
         """Re-decides every logged record with a fresh resolver and compares with the log.
 

@@ -12,6 +12,7 @@ import pytest
 
 from projections.customer import CustomerViews
 from resolver.engine import Resolver
+import streams.embedded as embedded_module
 from streams.embedded import EmbeddedEngine, latest_key
 from streams.log import bulk_work, checkpoint_header
 from tests.test_shards import every_guard_corpus
@@ -177,8 +178,7 @@ def test_a_replay_writes_the_views_before_it_folds_the_resolver_s_state(records,
 def test_an_ingest_that_restates_folding_views_after_holds_one_state_at_a_time(records, tmp_path, monkeypatch):
     # (the second input holds events older than the first's: the log is decided again from their place, and the
     # views, left for later, are folded to find that place and at the end, each time with no resolver state held)
-    import streams.embedded as embedded
-
+    embedded = embedded_module
     first, second = _inputs(records, "older events after")
     data = _run(tmp_path, [first], "after")
     states: list[weakref.ref] = []
@@ -227,3 +227,37 @@ def test_an_ingest_that_restates_folding_views_after_holds_one_state_at_a_time(r
         assert _entries(got) == _entries(expected)
         assert digest == expected.views.digest() == got.views.digest()
         assert _state(got) == _state(expected)
+
+
+def test_a_replay_that_verifies_puts_the_views_aside_while_it_decides_again(records, tmp_path, monkeypatch, capsys):
+    from streams.cli import main
+
+    data = _run(tmp_path, _inputs(records, "older events after"), "live")
+    with EmbeddedEngine(data) as live:
+        digest, state = live.views.digest(), _state(live)
+    for path in data.glob("checkpoint*"):
+        path.unlink()
+    views_made: list[weakref.ref] = []
+    deciding_beside_views: set[bool] = set()
+    apply_entry, redo = CustomerViews.apply_entry, embedded_module.redo
+
+    def views_apply(views, seq, decisions):
+        if not any(ref() is views for ref in views_made):
+            views_made.append(weakref.ref(views))
+        return apply_entry(views, seq, decisions)
+
+    def redoing(resolver, rec):
+        deciding_beside_views.add(any(ref() is not None for ref in views_made))
+        return redo(resolver, rec)
+
+    monkeypatch.setattr(CustomerViews, "apply_entry", views_apply)
+    monkeypatch.setattr(embedded_module, "redo", redoing)
+    assert main(["replay", "--verify", "--data-dir", str(data)]) == 0
+    monkeypatch.undo()
+    out = json.loads(capsys.readouterr().out)
+    assert out["decisions_reproduced"] is True and out["identical_to_live_views"] is True and out["digest"] == digest
+    assert out["checkpoint_as_saved"] is None  # (there was none)
+    assert deciding_beside_views == {False}
+    with EmbeddedEngine(data) as reopened:  # (the views put aside were written to the checkpoint after)
+        assert reopened.folded_from_checkpoint == len(reopened.log)
+        assert reopened.views.digest() == digest and _state(reopened) == state
