@@ -398,7 +398,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if args.verify:
             # (re-deciding builds a resolver's state, and the checkpoint's views are read: the views folded are put
             # aside meanwhile, to be written to the checkpoint after)
-            with engine.views_put_aside():
+            with engine.put_aside("views"):
                 with _progress_bar(len(engine.log), "verify", unit="entry") as bar:
                     problem = engine.verify_decisions(progress=bar.update)
                 result["decisions_reproduced"] = problem is None

@@ -664,18 +664,11 @@ class EmbeddedEngine:
         the place of the earliest (``resolver.restate``). Returns the ``log_restated`` decision (None when
         nothing after it was decided)."""
         if self._views is None and self._views_later:
-            # (views left for later: the resolver's state is put aside on disk while the views are folded to find
-            # where to start; then they go, and the state is read back)
-            spilled = Spilled(self.data_dir, self.resolver.state)
-            self.resolver = None  # type: ignore[assignment]
-            try:
+            # (views left for later: the resolver's state is put aside while the views are folded to find where to
+            # start; then they go, and the state is read back)
+            with self.put_aside("resolver"):
                 start = self.views.restate_from(key)
                 self._views, self._views_later = None, True
-                self.resolver = Resolver(self.config, spilled.take())
-            except BaseException:
-                spilled.close()
-                self._resolver_later = True  # (folded again from the checkpoint and the log when asked for)
-                raise
         else:
             start = self.views.restate_from(key)
         return None if start is None else self._restate(start, late_events, progress)
@@ -751,51 +744,76 @@ class EmbeddedEngine:
         import bisect
         import zlib
 
-        views = self.views
-        at, ids = views.ev_at, views.ev_id
-        latest: Optional[tuple[int, int, str]] = None
-        earliest: Optional[tuple[int, int, str]] = None
-        late = 0
-        # (a restatement starts after the last person's command: the events after it, whose entries follow theirs)
-        first = bisect.bisect_right(range(len(at)), views.barrier, key=views.entry_of_event)
-        for i in range(first, len(at)):
-            key = (at[i], zlib.crc32(ids[i].encode("utf-8", "replace")), ids[i])  # (restate.event_key's order)
-            if latest is None or key > latest:
-                latest = key
-            else:
-                late += 1
-                earliest = key if earliest is None or key < earliest else earliest
-        if earliest is not None:
-            self.restate(restate.event_key(iso(earliest[0]), earliest[2]), late)
+        later = self._views is None and self._views_later
+        # (views left for later: the resolver's state is put aside while they are folded, and they go after)
+        with self.put_aside("resolver") if later else contextlib.nullcontext():
+            views = self.views
+            at, ids = views.ev_at, views.ev_id
+            latest: Optional[tuple[int, int, str]] = None
+            earliest: Optional[tuple[int, int, str]] = None
+            late = 0
+            # (a restatement starts after the last person's command: the events after it, whose entries follow theirs)
+            first = bisect.bisect_right(range(len(at)), views.barrier, key=views.entry_of_event)
+            for i in range(first, len(at)):
+                key = (at[i], zlib.crc32(ids[i].encode("utf-8", "replace")), ids[i])  # (restate.event_key's order)
+                if latest is None or key > latest:
+                    latest = key
+                else:
+                    late += 1
+                    earliest = key if earliest is None or key < earliest else earliest
+            start = None if earliest is None else views.restate_from(restate.event_key(iso(earliest[0]), earliest[2]))
+            if later:
+                views = at = ids = None  # type: ignore[assignment]
+                self._views, self._views_later = None, True
+        if start is not None:
+            self._restate(start, late)
 
     def _finish_erasures(self) -> None:
         """An erasure logged whose keys were not all shredded (the writer stopped in between): shred them now."""
         if self._views_are_the_checkpoint_s() and self._checkpoint_info.get("pending_erasures") == 0:
             return  # (the checkpoint says none is pending)
-        pending = [erasure_of(next(entry for _, entry in self.log.read(e["seq"], e["seq"] + 1)))
-                   for e in self.views.erasures if e.get("pending")]
+        if self._views is None and self._views_later and self._checkpoint_info.get("pending_erasures") == 0:
+            # (views left for later, and none pending at the checkpoint: those logged since, from the log alone)
+            logged = (erasure_of(entry) for _, entry in self.log.read(self.checkpoint_seq))
+            pending = [d for d in logged if d is not None and not all(map(is_erased, d["nodes"]))]
+        else:
+            pending = [erasure_of(next(entry for _, entry in self.log.read(e["seq"], e["seq"] + 1)))
+                       for e in self.views.erasures if e.get("pending")]
         if pending:
             self.shred(*pending)
 
     # ------------------------------------------------------------------------------------ verify
     @contextlib.contextmanager
-    def views_put_aside(self) -> Any:
-        """The views put aside on disk (``Spilled``) for the block and read back after it, for work that builds a
-        state of its own beside them (``verify_decisions``, ``checkpoint_as_saved``)."""
-        if self._views is None:
+    def put_aside(self, part: str) -> Any:
+        """``part`` of the state in memory (``views`` or ``resolver``) put aside on disk (``Spilled``) for the block
+        and read back after it, for work that needs the other part, or builds a state of its own, meanwhile
+        (``verify_decisions``, ``checkpoint_as_saved``). If the block fails, the part is folded from the
+        checkpoint and the log when next asked for."""
+        held = self._views if part == "views" else self._resolver.state if self._resolver is not None else None
+        if held is None:
             yield
             return
-        spilled = Spilled(self.data_dir, self._views)
-        self._views = None
+        spilled = Spilled(self.data_dir, held)
+        del held
+        if part == "views":
+            self._views = None
+        else:
+            self._resolver = None
         try:
             yield
-            views = spilled.take()
+            back = spilled.take()
         except BaseException:
             spilled.close()
-            self._views_later = True  # (as the log makes them, folded when asked for)
+            if part == "views":
+                self._views_later = True
+            else:
+                self._resolver_later = True
             raise
-        views.config = self.projection_config
-        self.views = views
+        if part == "views":
+            back.config = self.projection_config
+            self.views = back
+        else:
+            self.resolver = Resolver(self.config, back)
 
     def verify_decisions(self, progress: Optional[Callable[[int], None]] = None) -> Optional[str]:
         """Re-decides every logged record with a fresh resolver and compares with the log.

@@ -175,58 +175,106 @@ def test_a_replay_writes_the_views_before_it_folds_the_resolver_s_state(records,
         assert reopened.views.digest() == digest and _state(reopened) == state
 
 
+class _Held:
+    """Notes, once installed, whether views are folded while a resolver's state is held, and whether a state is
+    used (folded into or decided with) while views are held."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.states: list[weakref.ref] = []
+        self.views_made: list[weakref.ref] = []
+        self.seen: dict[str, set[bool]] = {"views folded beside a state": set(), "state used beside views": set()}
+        init, apply_entry, apply_all, redo = (Resolver.__init__, CustomerViews.apply_entry, Resolver.apply_all,
+                                              embedded_module.redo)
+
+        def resolver_init(resolver, *args, **kwargs):
+            init(resolver, *args, **kwargs)
+            self.states.append(weakref.ref(resolver.state))
+
+        def views_apply(views, seq, decisions):
+            if not any(ref() is views for ref in self.views_made):
+                self.views_made.append(weakref.ref(views))
+            self.seen["views folded beside a state"].add(self._alive(self.states))
+            return apply_entry(views, seq, decisions)
+
+        def state_apply(resolver, decisions):
+            self.seen["state used beside views"].add(self._alive(self.views_made))
+            return apply_all(resolver, decisions)
+
+        def redoing(resolver, rec):
+            self.seen["state used beside views"].add(self._alive(self.views_made))
+            return redo(resolver, rec)
+
+        monkeypatch.setattr(Resolver, "__init__", resolver_init)
+        monkeypatch.setattr(CustomerViews, "apply_entry", views_apply)
+        monkeypatch.setattr(Resolver, "apply_all", state_apply)
+        monkeypatch.setattr(embedded_module, "redo", redoing)
+
+    @staticmethod
+    def _alive(refs: list[weakref.ref]) -> bool:
+        return any(ref() is not None for ref in refs)
+
+    def one_at_a_time(self) -> bool:
+        return self.seen == {"views folded beside a state": {False}, "state used beside views": {False}}
+
+
 def test_an_ingest_that_restates_folding_views_after_holds_one_state_at_a_time(records, tmp_path, monkeypatch):
     # (the second input holds events older than the first's: the log is decided again from their place, and the
     # views, left for later, are folded to find that place and at the end, each time with no resolver state held)
-    embedded = embedded_module
     first, second = _inputs(records, "older events after")
     data = _run(tmp_path, [first], "after")
-    states: list[weakref.ref] = []
-    views_made: list[weakref.ref] = []
-    seen = {"views folded beside a state": set(), "state used beside views": set()}
-    init, apply_entry, apply_all, redo = Resolver.__init__, CustomerViews.apply_entry, Resolver.apply_all, embedded.redo
-
-    def alive(refs):
-        return any(ref() is not None for ref in refs)
-
-    def resolver_init(resolver, *args, **kwargs):
-        init(resolver, *args, **kwargs)
-        states.append(weakref.ref(resolver.state))
-
-    def views_apply(views, seq, decisions):
-        if not any(ref() is views for ref in views_made):
-            views_made.append(weakref.ref(views))
-        seen["views folded beside a state"].add(alive(states))
-        return apply_entry(views, seq, decisions)
-
-    def state_apply(resolver, decisions):
-        seen["state used beside views"].add(alive(views_made))
-        return apply_all(resolver, decisions)
-
-    def redoing(resolver, rec):
-        seen["state used beside views"].add(alive(views_made))
-        return redo(resolver, rec)
-
     path = tmp_path / "input1.jsonl"  # (the name _run gives it: the log names the input of a rejected line)
     path.write_bytes(b"\n".join(second) + b"\n")
     with EmbeddedEngine(data, fold_views="after") as engine:
         assert engine._resolver is not None and engine._views is None
-        monkeypatch.setattr(Resolver, "__init__", resolver_init)
-        monkeypatch.setattr(CustomerViews, "apply_entry", views_apply)
-        monkeypatch.setattr(Resolver, "apply_all", state_apply)
-        monkeypatch.setattr(embedded, "redo", redoing)
-        states.append(weakref.ref(engine.resolver.state))
+        held = _Held(monkeypatch)
+        held.states.append(weakref.ref(engine.resolver.state))
         with bulk_work():
             report = engine.ingest_file(path)
         monkeypatch.undo()
         assert report.restated > 0
         digest = engine.views.digest()
-    assert seen == {"views folded beside a state": {False}, "state used beside views": {False}}
+    assert held.one_at_a_time(), held.seen
     live = _run(tmp_path, [first, second], "live")
     with EmbeddedEngine(live) as expected, EmbeddedEngine(data, fold_views="after") as got:
         assert _entries(got) == _entries(expected)
         assert digest == expected.views.digest() == got.views.digest()
         assert _state(got) == _state(expected)
+
+
+def test_late_events_a_killed_ingest_logged_are_restated_on_opening_one_state_at_a_time(records, tmp_path,
+                                                                                       monkeypatch):
+    # (an ingest killed after logging a batch of late events, before it restated: the next writer to open the log
+    # finds the log longer than its checkpoint, folds the views to find the late events, and restates)
+    first, second = _inputs(records, "older events after")
+    path = tmp_path / "input1.jsonl"
+    path.write_bytes(b"\n".join(second) + b"\n")
+    commit, batches = EmbeddedEngine.commit, []
+
+    def killed_after_two_batches(self, pending):
+        if pending:
+            batches.append(len(pending))
+            if len(batches) == 3:
+                raise KeyboardInterrupt
+        return commit(self, pending)
+
+    logs = {}
+    for mode in ("live", "after"):
+        data = _run(tmp_path, [first], mode)
+        batches.clear()
+        with monkeypatch.context() as patched:
+            patched.setattr(EmbeddedEngine, "commit", killed_after_two_batches)
+            with pytest.raises(KeyboardInterrupt):
+                with EmbeddedEngine(data, fold_views=mode, batch_size=100) as engine:
+                    engine.ingest_file(path)
+        if mode == "after":
+            held = _Held(monkeypatch)
+        with EmbeddedEngine(data, fold_views=mode) as engine:  # (opened: the late events logged are restated)
+            monkeypatch.undo()
+            restated = [d for _, e in engine.log.read(0, raw=True) for d in e if d["type"] == "log_restated"]
+            assert restated
+            logs[mode] = (_entries(engine), engine.views.digest(), _state(engine))
+    assert held.one_at_a_time(), held.seen
+    assert logs["after"] == logs["live"]
 
 
 def test_a_replay_that_verifies_puts_the_views_aside_while_it_decides_again(records, tmp_path, monkeypatch, capsys):
