@@ -565,14 +565,17 @@ class EmbeddedEngine:
         return self._views is None and self._views_later and self.checkpoint_seq == len(self.log)
 
     def _latest(self) -> restate.Key:
-        """The canonical key of the newest event decided so far (``latest_key``): from the checkpoint's info when
-        the views are left for later and the checkpoint is of the whole log."""
-        if self._views_are_the_checkpoint_s():
-            if self.checkpoint_seq == 0:
-                return restate.BEFORE_ALL
-            said = self._checkpoint_info.get("latest")
+        """The canonical key of the newest event decided so far (``latest_key``): when the views are left for
+        later, from the checkpoint's info and the events logged after it."""
+        if self._views is None and self._views_later:
+            said = restate.BEFORE_ALL if self.checkpoint_seq == 0 else self._checkpoint_info.get("latest")
             if isinstance(said, tuple) and len(said) == 3:
-                return said  # type: ignore[return-value]
+                latest: restate.Key = said  # type: ignore[assignment]
+                for _, entry in self.log.read(self.checkpoint_seq):
+                    for d in entry:
+                        if d["type"] == "interaction_recorded":
+                            latest = max(latest, restate.key_of(d))
+                return latest
         return latest_key(self.views)
 
     def commit(self, pending: list[list[dict[str, Any]]]) -> None:

@@ -309,3 +309,40 @@ def test_a_replay_that_verifies_puts_the_views_aside_while_it_decides_again(reco
     with EmbeddedEngine(data) as reopened:  # (the views put aside were written to the checkpoint after)
         assert reopened.folded_from_checkpoint == len(reopened.log)
         assert reopened.views.digest() == digest and _state(reopened) == state
+
+
+def test_an_ingest_on_a_log_longer_than_its_checkpoint_holds_one_state_at_a_time(records, tmp_path, monkeypatch):
+    # (a run killed before its checkpoint left the log longer than the checkpoint: the next ingest starts from the
+    # checkpoint's resolver state and the entries after it, finds the newest event decided from the checkpoint's
+    # info and those entries, and folds the views only at its end)
+    first, second = _inputs(records, "later events after")
+    path = tmp_path / "input1.jsonl"
+    path.write_bytes(b"\n".join(second) + b"\n")
+    data = _run(tmp_path, [first], "after")
+    commit, batches = EmbeddedEngine.commit, []
+
+    def killed_after_two_batches(self, pending):
+        if pending:
+            batches.append(len(pending))
+            if len(batches) == 3:
+                raise KeyboardInterrupt
+        return commit(self, pending)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(EmbeddedEngine, "commit", killed_after_two_batches)
+        with pytest.raises(KeyboardInterrupt):
+            with EmbeddedEngine(data, fold_views="after", batch_size=100) as engine:
+                engine.ingest_file(path)
+    with EmbeddedEngine(data, writer=False) as reader:
+        newest = latest_key(reader.views)
+        assert checkpoint_header(data, reader.fingerprint)["seq"] < len(reader.log)
+    held = _Held(monkeypatch)
+    with EmbeddedEngine(data, fold_views="after") as engine:
+        assert engine._views is None and engine._latest() == newest
+        engine.ingest_file(path)
+        monkeypatch.undo()
+        got = (engine.views.digest(), _state(engine))
+    assert held.one_at_a_time(), held.seen
+    live = _run(tmp_path, [first, second], "live")
+    with EmbeddedEngine(live) as expected:
+        assert got == (expected.views.digest(), _state(expected))
