@@ -26,7 +26,8 @@ import orjson
 
 from projections.customer import ACCOUNT_KEYS, CustomerViews
 from projections.households import household_rows
-from projections.metrics import promise, write_metrics
+from projections.metrics import finish_metrics, promise
+from projections.metrics.settings import write_settings
 from projections.storage import file_mode, private_file, remove_debris, replaceable
 from resolver.errors import ConfigError, IdresError
 
@@ -389,10 +390,12 @@ def rejected_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
 
 
 def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[str, Any]] = None,
-                   progress: Optional[Callable[[str], None]] = None, predict: Optional[bool] = None) -> dict[str, int]:
+                   progress: Optional[Callable[[str], None]] = None, predict: Optional[bool] = None,
+                   let_go: Optional[Callable[[], None]] = None) -> dict[str, int]:
     """Writes every table and the metric views to ``out`` atomically; returns the row count per table.
     ``predict``: fit the purchase models for the predicted customer value (when their library is installed);
-    by default unless ``$IDRES_PREDICT`` is 0."""
+    by default unless ``$IDRES_PREDICT`` is 0. ``let_go``: called once nothing more is read of the views (the
+    metric views and the purchase models read the tables), for a caller to drop its own reference to them."""
     if predict is None:
         raw = os.environ.get("IDRES_PREDICT", "").strip().lower() or "1"
         if raw not in ("0", "false", "no", "off", "1", "true", "yes", "on"):
@@ -471,7 +474,11 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
                 loader.close(quiet=True)  # (the error that stopped making rows is the one to report)
                 raise
             loader.close()
-            write_metrics(con, views, progress, predict=predict)
+            currency = write_settings(con, views)
+            if let_go is not None:
+                views = sources = None  # type: ignore[assignment]  (the rows' sources: the caller's reference next)
+                let_go()
+            finish_metrics(con, currency, progress, predict=predict)
             con.execute("CHECKPOINT")
         except duckdb.OutOfMemoryException as exc:
             if memory is None:

@@ -233,9 +233,11 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         with _keeping():  # (as below)
             views, offset, entries = _kafka_views(args)
             rejected = fold_deadletter(settings, views)
-        counts = write_snapshot(views, out, info={"decision_log": settings.topics.decisions,
-                                                  "decision_log_offset": offset}, progress=_snapshot_step,
-                                predict=predict)
+        held = [views]  # (let go of once the snapshot has read them)
+        del views
+        counts = write_snapshot(held[0], out, info={"decision_log": settings.topics.decisions,
+                                                    "decision_log_offset": offset}, progress=_snapshot_step,
+                                predict=predict, let_go=held.clear)
         return {"snapshot": str(out), "rows": counts, "log_entries": entries, "dead_letters": rejected,
                 "seconds": round(time.perf_counter() - started, 2)}
     # (the views, millions of objects, kept out of the collector's sight: it would scan them again and again as
@@ -244,8 +246,10 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         engine = _engine(args, writer=False, load="views")
     with engine:
         started = time.perf_counter()
+        # (the views let go of once the rows are made: the metric views and the purchase models read the tables)
         counts = write_snapshot(engine.views, out, info={"data_dir": str(Path(args.data_dir).resolve())},
-                                progress=_snapshot_step, predict=predict)
+                                progress=_snapshot_step, predict=predict,
+                                let_go=lambda: setattr(engine, "views", None))
         return {"snapshot": str(out), "rows": counts, "seconds": round(time.perf_counter() - started, 2)}
 
 

@@ -474,13 +474,13 @@ def test_a_snapshot_bounds_duckdb_s_memory_by_default_and_runs_a_statement_needi
     views = Run().feed([ev(str(i), i, channel="web", email=f"p{i % 40}@mailbox.org", device_id=f"d{i}")
                         for i in range(300)]).views
     limits: list[str] = []
-    write_metrics = snapshot.write_metrics
+    finish_metrics = snapshot.finish_metrics
 
     def noting(con, *args, **kwargs):
         limits.append(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
-        return write_metrics(con, *args, **kwargs)
+        return finish_metrics(con, *args, **kwargs)
 
-    monkeypatch.setattr(snapshot, "write_metrics", noting)
+    monkeypatch.setattr(snapshot, "finish_metrics", noting)
     snapshot.write_snapshot(views, tmp_path / "default.duckdb", predict=False)
     # (DuckDB shows its bound in its own units: 256MB is 244.1 MiB)
     assert limits == ["244.1 MiB"]
@@ -512,3 +512,24 @@ def test_tables_are_loaded_a_file_at_a_time_whatever_their_lines_length(tmp_path
     inserts = [sql for sql in loaded if sql.startswith("INSERT INTO events ")]
     assert len(inserts) == 300 // 10 - 1  # (two lines of 5 events to a file of at least 7 rows)
     assert sum(sql.startswith("CREATE TABLE events ") for sql in loaded) == 1
+
+
+def test_a_snapshot_lets_go_of_the_views_before_the_metric_views_and_the_purchase_models(tmp_path, monkeypatch):
+    import weakref
+
+    views = Run().feed([ev(str(i), i, channel="web", email=f"p{i % 40}@mailbox.org", device_id=f"d{i}")
+                        for i in range(300)]).views
+    snapshot.write_snapshot(views, tmp_path / "kept.duckdb", predict=False)
+    held, alive = [views], weakref.ref(views)
+    del views
+    seen: list[bool] = []
+    finish_metrics = snapshot.finish_metrics
+
+    def noting(con, *args, **kwargs):
+        seen.append(alive() is not None)
+        return finish_metrics(con, *args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "finish_metrics", noting)
+    snapshot.write_snapshot(held[0], tmp_path / "let_go.duckdb", predict=False, let_go=held.clear)
+    assert seen == [False] and held == []
+    assert _tables(tmp_path / "let_go.duckdb") == _tables(tmp_path / "kept.duckdb")

@@ -15,14 +15,10 @@ shows it); ``VIEWS`` lists them in the order they are created."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 from projections.metrics import channels, churn, crosschannel, lists, promise, quality, service, value
-from projections.metrics.settings import write_settings
 from projections.metrics.view import View
-
-if TYPE_CHECKING:
-    from projections.customer import CustomerViews
 
 VIEWS: list[View] = [*value.VIEWS, *churn.VIEWS, *service.VIEWS, *promise.VIEWS, *channels.VIEWS,
                      *crosschannel.VIEWS, *lists.VIEWS, *quality.VIEWS]
@@ -34,14 +30,14 @@ PREDICTED = {"profile_id": "VARCHAR", "probability_alive": "DOUBLE", "expected_p
              "predicted_clv_12m": "DOUBLE"}
 
 
-def write_metrics(con: Any, views: "CustomerViews", progress: Optional[Callable[[str], None]] = None,
-                  predict: bool = True) -> dict[str, Any]:
-    """Creates the settings tables, the metric views and the predicted customer value (``predict``: when the
-    models' library is installed) in the open snapshot ``con``, whose customer tables are written; returns
-    notes on what could not be computed."""
+def finish_metrics(con: Any, currency: Optional[str], progress: Optional[Callable[[str], None]] = None,
+                   predict: bool = True) -> dict[str, Any]:
+    """Creates the metric views and the predicted customer value (``predict``: when the models' library is
+    installed) in the open snapshot ``con``, whose customer tables and settings (``write_settings``, which gave
+    ``currency``, the report currency) are written: the views are not read from here on. Returns notes on what
+    could not be computed."""
     from projections.metrics import predict as predicting
 
-    currency = write_settings(con, views)
     con.execute(f"CREATE TABLE customer_value_predicted ({', '.join(f'{c} {t}' for c, t in PREDICTED.items())})")
     con.execute("CREATE TABLE metric_notes (topic VARCHAR, note VARCHAR)")
     for view in VIEWS:
