@@ -77,12 +77,14 @@ def main() -> None:
     off_config = work / "matching-off.toml"
     off_config.write_text("fuzzy_matching = false\n")
     speeds: dict[str, float] = {}
+    peaks: dict[str, int] = {}
     for mode in (("off", "on") if args.matching == "both" else (args.matching,)):
         shutil.rmtree(data, ignore_errors=True)
         extra = ["--config", str(off_config)] if mode == "off" else []
         wall, rss, out = timed_child(["ingest", str(events), "--data-dir", str(data), *extra])
         report = json.loads(out)["ingested"]
         speeds[mode] = lines / wall
+        peaks["ingest"] = rss
         print(f"ingest    {lines:>10,} lines  {wall:8.1f} s  {lines / wall:>9,.0f} events/s  peak {rss:>6,} MiB "
               f"(matching {mode}; accepted {report['accepted']:,}, duplicates {report['duplicates']:,}, "
               f"rejected {report['rejected']:,})")
@@ -90,19 +92,24 @@ def main() -> None:
         print(f"matching on keeps {speeds['on'] / speeds['off']:.0%} of the events/s of matching off")
     replay_extra = ["--config", str(off_config)] if args.matching == "off" else []
     wall, rss, _ = timed_child(["replay", "--data-dir", str(data), *replay_extra])
+    peaks["replay from the checkpoint"] = rss
     print(f"replay    {lines:>10,} lines  {wall:8.1f} s  {'':>19}  peak {rss:>6,} MiB "
           f"(the checkpoint of the whole log: fold the views again, compare with the checkpoint's digest)")
     stale = data / "checkpoint.pickle"
     stale.rename(stale.with_name("checkpoint.bench-aside"))  # (as after an upgrade: no usable checkpoint)
     wall, rss, _ = timed_child(["replay", "--data-dir", str(data), *replay_extra])
     stale.with_name("checkpoint.bench-aside").unlink()
+    peaks["replay, no usable checkpoint"] = rss
     print(f"replay    {lines:>10,} lines  {wall:8.1f} s  {'':>19}  peak {rss:>6,} MiB "
-          f"(no usable checkpoint: fold the resolver's state and the views again, write the checkpoint)")
+          f"(no usable checkpoint: fold the views, write them, then fold the resolver's state and write it)")
     for predict in ([], ["--no-predict"]):
         wall, rss, _ = timed_child(["snapshot", "--data-dir", str(data), "--out", str(work / "snapshot.duckdb"),
                                     *replay_extra, *predict])
+        peaks[f"snapshot {'without' if predict else 'with'} the predicted value"] = rss
         print(f"snapshot  {'':>16}  {wall:8.1f} s  {'':>19}  peak {rss:>6,} MiB "
               f"({'without' if predict else 'with'} the predicted customer value, if its library is installed)")
+    print("peak against the ingest's: " + "; ".join(f"{step} {rss / peaks['ingest']:.2f}x"
+                                                     for step, rss in peaks.items() if step != "ingest"))
     print(f"log size  {sum(p.stat().st_size for p in (data / 'log').iterdir()) / 1e6:,.0f} MB; "
           f"checkpoint {(data / 'checkpoint.pickle').stat().st_size / 1e6:,.0f} MB")
 
