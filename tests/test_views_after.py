@@ -146,33 +146,37 @@ def test_a_replay_writes_the_views_before_it_folds_the_resolver_s_state(records,
             path.unlink()
     else:  # (the second input was too short to checkpoint after: the checkpoint is of the first)
         assert header is not None and 0 < header["seq"] < entries
-    views_made: list[weakref.ref] = []
-    views_alive_while_folding_state: set[bool] = set()
-    apply_entry, apply_all = CustomerViews.apply_entry, Resolver.apply_all
-
-    def views_apply(views, seq, decisions):
-        if not views_made or views_made[-1]() is not views:
-            views_made.append(weakref.ref(views))
-        return apply_entry(views, seq, decisions)
-
-    def state_apply(resolver, decisions):
-        views_alive_while_folding_state.add(any(ref() is not None for ref in views_made))
-        return apply_all(resolver, decisions)
-
-    monkeypatch.setattr(CustomerViews, "apply_entry", views_apply)
-    monkeypatch.setattr(Resolver, "apply_all", state_apply)
+    held = _Held(monkeypatch)
     with EmbeddedEngine(data, load="rebuild") as engine:
         assert engine.replayed == {"entries": folded, "identical": True, "checkpoint_current": False}
-        assert engine._resolver is None and not views_alive_while_folding_state  # (not folded yet)
+        assert engine._resolver is None and not held.seen["state used beside views"]  # (not folded yet)
         assert engine.views.digest() == digest
         engine.checkpoint(force=True)
     monkeypatch.undo()
-    assert views_alive_while_folding_state == {False}
+    assert held.one_at_a_time(), held.seen
     written = checkpoint_header(data, live.fingerprint)
     assert written["seq"] == entries and written["info"]["views_digest"] == digest
     with EmbeddedEngine(data) as reopened:  # (both parts from the checkpoint the replay wrote)
         assert reopened.folded_from_checkpoint == entries
         assert reopened.views.digest() == digest and _state(reopened) == state
+
+
+def _killed_after_two_batches(data: Path, path: Path, fold_views: str, monkeypatch) -> None:
+    """An ingest of ``path`` killed once it has logged two batches (before it restates or checkpoints)."""
+    commit, batches = EmbeddedEngine.commit, []
+
+    def killed(self, pending):
+        if pending:
+            batches.append(len(pending))
+            if len(batches) == 3:
+                raise KeyboardInterrupt
+        return commit(self, pending)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(EmbeddedEngine, "commit", killed)
+        with pytest.raises(KeyboardInterrupt):
+            with EmbeddedEngine(data, fold_views=fold_views, batch_size=100) as engine:
+                engine.ingest_file(path)
 
 
 class _Held:
@@ -248,24 +252,10 @@ def test_late_events_a_killed_ingest_logged_are_restated_on_opening_one_state_at
     first, second = _inputs(records, "older events after")
     path = tmp_path / "input1.jsonl"
     path.write_bytes(b"\n".join(second) + b"\n")
-    commit, batches = EmbeddedEngine.commit, []
-
-    def killed_after_two_batches(self, pending):
-        if pending:
-            batches.append(len(pending))
-            if len(batches) == 3:
-                raise KeyboardInterrupt
-        return commit(self, pending)
-
     logs = {}
     for mode in ("live", "after"):
         data = _run(tmp_path, [first], mode)
-        batches.clear()
-        with monkeypatch.context() as patched:
-            patched.setattr(EmbeddedEngine, "commit", killed_after_two_batches)
-            with pytest.raises(KeyboardInterrupt):
-                with EmbeddedEngine(data, fold_views=mode, batch_size=100) as engine:
-                    engine.ingest_file(path)
+        _killed_after_two_batches(data, path, mode, monkeypatch)
         if mode == "after":
             held = _Held(monkeypatch)
         with EmbeddedEngine(data, fold_views=mode) as engine:  # (opened: the late events logged are restated)
@@ -285,27 +275,13 @@ def test_a_replay_that_verifies_puts_the_views_aside_while_it_decides_again(reco
         digest, state = live.views.digest(), _state(live)
     for path in data.glob("checkpoint*"):
         path.unlink()
-    views_made: list[weakref.ref] = []
-    deciding_beside_views: set[bool] = set()
-    apply_entry, redo = CustomerViews.apply_entry, embedded_module.redo
-
-    def views_apply(views, seq, decisions):
-        if not any(ref() is views for ref in views_made):
-            views_made.append(weakref.ref(views))
-        return apply_entry(views, seq, decisions)
-
-    def redoing(resolver, rec):
-        deciding_beside_views.add(any(ref() is not None for ref in views_made))
-        return redo(resolver, rec)
-
-    monkeypatch.setattr(CustomerViews, "apply_entry", views_apply)
-    monkeypatch.setattr(embedded_module, "redo", redoing)
+    held = _Held(monkeypatch)
     assert main(["replay", "--verify", "--data-dir", str(data)]) == 0
     monkeypatch.undo()
     out = json.loads(capsys.readouterr().out)
     assert out["decisions_reproduced"] is True and out["identical_to_live_views"] is True and out["digest"] == digest
     assert out["checkpoint_as_saved"] is None  # (there was none)
-    assert deciding_beside_views == {False}
+    assert held.seen["state used beside views"] == {False}
     with EmbeddedEngine(data) as reopened:  # (the views put aside were written to the checkpoint after)
         assert reopened.folded_from_checkpoint == len(reopened.log)
         assert reopened.views.digest() == digest and _state(reopened) == state
@@ -319,20 +295,8 @@ def test_an_ingest_on_a_log_longer_than_its_checkpoint_holds_one_state_at_a_time
     path = tmp_path / "input1.jsonl"
     path.write_bytes(b"\n".join(second) + b"\n")
     data = _run(tmp_path, [first], "after")
-    commit, batches = EmbeddedEngine.commit, []
 
-    def killed_after_two_batches(self, pending):
-        if pending:
-            batches.append(len(pending))
-            if len(batches) == 3:
-                raise KeyboardInterrupt
-        return commit(self, pending)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(EmbeddedEngine, "commit", killed_after_two_batches)
-        with pytest.raises(KeyboardInterrupt):
-            with EmbeddedEngine(data, fold_views="after", batch_size=100) as engine:
-                engine.ingest_file(path)
+    _killed_after_two_batches(data, path, "after", monkeypatch)
     with EmbeddedEngine(data, writer=False) as reader:
         newest = latest_key(reader.views)
         assert checkpoint_header(data, reader.fingerprint)["seq"] < len(reader.log)
