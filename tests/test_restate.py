@@ -346,6 +346,25 @@ def test_a_follower_folds_nothing_an_erasure_erased_back_in(tmp_path, monkeypatc
     follower.stop()
 
 
+def killed_ingest(data: Path, path: Path, monkeypatch, logged: int, **options) -> None:
+    """An ingest of ``path`` into ``data`` (``EmbeddedEngine`` ``options``) killed once it has logged ``logged``
+    batches: before it restates or checkpoints."""
+    commit, batches = EmbeddedEngine.commit, []
+
+    def killed(self, pending):
+        if pending:
+            batches.append(len(pending))
+            if len(batches) > logged:
+                raise KeyboardInterrupt
+        return commit(self, pending)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(EmbeddedEngine, "commit", killed)
+        with pytest.raises(KeyboardInterrupt):
+            with EmbeddedEngine(data, **options) as engine:
+                engine.ingest_file(path)
+
+
 def test_late_events_a_run_logged_before_it_stopped_are_restated_when_the_log_is_next_opened(tmp_path, monkeypatch):
     """A run restates the log for its late events at its end: one stopped before (killed after it logged a
     batch holding events older than ones decided before) left them decided out of order for good, since
@@ -365,20 +384,7 @@ def test_late_events_a_run_logged_before_it_stopped_are_restated_when_the_log_is
     one = _read_back(tmp_path / "one")
     data = tmp_path / "d"
     _in_commands([first], data)
-    commit, batches = EmbeddedEngine.commit, []
-
-    def killed_after_one_batch(self, pending):
-        if pending:
-            batches.append(len(pending))
-            if len(batches) == 2:
-                raise KeyboardInterrupt
-        return commit(self, pending)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(EmbeddedEngine, "commit", killed_after_one_batch)
-        with pytest.raises(KeyboardInterrupt):
-            with EmbeddedEngine(data, batch_size=40) as engine:
-                engine.ingest_file(tmp_path / "second.jsonl")
+    killed_ingest(data, tmp_path / "second.jsonl", monkeypatch, logged=1, batch_size=40)
     with EmbeddedEngine(data) as engine:  # (opened: the late events logged are restated)
         engine.ingest_file(tmp_path / "second.jsonl")
         assert engine.verify_decisions() is None

@@ -15,6 +15,7 @@ from resolver.engine import Resolver
 import streams.embedded as embedded_module
 from streams.embedded import EmbeddedEngine, latest_key
 from streams.log import bulk_work, checkpoint_header
+from tests.test_restate import killed_ingest
 from tests.test_shards import every_guard_corpus
 
 
@@ -161,24 +162,6 @@ def test_a_replay_writes_the_views_before_it_folds_the_resolver_s_state(records,
         assert reopened.views.digest() == digest and _state(reopened) == state
 
 
-def _killed_after_two_batches(data: Path, path: Path, fold_views: str, monkeypatch) -> None:
-    """An ingest of ``path`` killed once it has logged two batches (before it restates or checkpoints)."""
-    commit, batches = EmbeddedEngine.commit, []
-
-    def killed(self, pending):
-        if pending:
-            batches.append(len(pending))
-            if len(batches) == 3:
-                raise KeyboardInterrupt
-        return commit(self, pending)
-
-    with monkeypatch.context() as patched:
-        patched.setattr(EmbeddedEngine, "commit", killed)
-        with pytest.raises(KeyboardInterrupt):
-            with EmbeddedEngine(data, fold_views=fold_views, batch_size=100) as engine:
-                engine.ingest_file(path)
-
-
 class _Held:
     """Notes, once installed, whether views are folded while a resolver's state is held, and whether a state is
     used (folded into or decided with) while views are held."""
@@ -255,7 +238,7 @@ def test_late_events_a_killed_ingest_logged_are_restated_on_opening_one_state_at
     logs = {}
     for mode in ("live", "after"):
         data = _run(tmp_path, [first], mode)
-        _killed_after_two_batches(data, path, mode, monkeypatch)
+        killed_ingest(data, path, monkeypatch, logged=2, fold_views=mode, batch_size=100)
         if mode == "after":
             held = _Held(monkeypatch)
         with EmbeddedEngine(data, fold_views=mode) as engine:  # (opened: the late events logged are restated)
@@ -296,7 +279,7 @@ def test_an_ingest_on_a_log_longer_than_its_checkpoint_holds_one_state_at_a_time
     path.write_bytes(b"\n".join(second) + b"\n")
     data = _run(tmp_path, [first], "after")
 
-    _killed_after_two_batches(data, path, "after", monkeypatch)
+    killed_ingest(data, path, monkeypatch, logged=2, fold_views="after", batch_size=100)
     with EmbeddedEngine(data, writer=False) as reader:
         newest = latest_key(reader.views)
         assert checkpoint_header(data, reader.fingerprint)["seq"] < len(reader.log)
