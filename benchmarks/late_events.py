@@ -13,39 +13,43 @@ Three runs, each checked against the first (the share of events given the same p
 - the same with the history loaded in ``--commands`` commands in time order (daily files), then the late
   ones: a restatement starts from the checkpoint before the latest, taken by an earlier command.
 
-Prints, for each, the seconds of each command, the entries restated and the peak memory of the process.
+Each command is an `idres ingest` of its own, pinned to one core. Prints, for each run, the seconds and the peak
+memory of each command (with more than three: all but the last together, their seconds summed and their highest
+peak, then the last), the entries restated, and the share of events given the profile ID the one command gives.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
 from streams.embedded import EmbeddedEngine  # noqa: E402
+from throughput import timed_child  # noqa: E402
 from streams.ordering import order_key  # noqa: E402
 
 
-def run(work: Path, name: str, parts: list[list[bytes]]) -> tuple[dict[str, str], list[float], int]:
-    seconds = []
-    restated = 0
+def run(work: Path, name: str, parts: list[list[bytes]]) -> tuple[dict[str, str], list[float], list[int], int]:
+    """Each part ingested by an `idres ingest` of its own (pinned to one core): the profile ID of each event,
+    the seconds and peak MiB of each command, and the entries restated."""
+    seconds, peaks = [], []
     for k, lines in enumerate(parts):
         path = work / f"{name}-{k}.jsonl"
         path.write_bytes(b"".join(lines))
-        started = time.perf_counter()
-        with EmbeddedEngine(work / name) as engine:
-            engine.ingest_file(path)
-            seconds.append(time.perf_counter() - started)
-            restated = sum(r["entries"] for r in engine.views.restatements)
-            out = dict(zip(engine.views.ev_id, engine.views.ev_profile))
-    return out, seconds, restated
+        wall, peak, _ = timed_child(["ingest", str(path), "--data-dir", str(work / name)])
+        seconds.append(wall)
+        peaks.append(peak)
+    with EmbeddedEngine(work / name, writer=False, load="views") as engine:
+        restated = sum(r["entries"] for r in engine.views.restatements)
+        out = dict(zip(engine.views.ev_id, engine.views.ev_profile))
+    return out, seconds, peaks, restated
 
 
 def main() -> int:
@@ -71,19 +75,19 @@ def main() -> int:
                < (k + 1) * len(by_time) // args.commands] for k in range(args.commands)]
              + [[by_time[i] for i in sorted(late)]])]
     print(f"{len(lines):,} lines ({args.events})")
-    print("| run | seconds per command | entries restated | same profile ID as one command |")
-    print("|---|---|---:|---:|")
+    print("| run | seconds per command | peak MiB per command | entries restated | same profile ID as one command |")
+    print("|---|---|---|---:|---:|")
     with tempfile.TemporaryDirectory(prefix="idres-late-") as tmp:
         reference = None
         for n, (name, parts) in enumerate(runs):
-            got, seconds, restated = run(Path(tmp), f"run{n}", parts)
+            got, seconds, peaks, restated = run(Path(tmp), f"run{n}", parts)
             if reference is None:
                 reference = got
             same = sum(1 for e, p in reference.items() if got.get(e) == p) / max(len(reference), 1)
             shown = seconds if len(seconds) <= 3 else [sum(seconds[:-1]), seconds[-1]]
-            print(f"| {name} | {' + '.join(f'{s:.1f}' for s in shown)} | {restated:,} | {same:.2%} |", flush=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak memory of the process: {peak:,.0f} MiB")
+            highest = peaks if len(peaks) <= 3 else [max(peaks[:-1]), peaks[-1]]
+            print(f"| {name} | {' + '.join(f'{s:.1f}' for s in shown)} | {' / '.join(f'{m:,}' for m in highest)} "
+                  f"| {restated:,} | {same:.2%} |", flush=True)
     return 0
 
 
