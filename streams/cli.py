@@ -951,7 +951,9 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         inside = lambda a, b: a == b or b in a.parents  # noqa: E731  (a is b or inside it)
         if inside(scratch.resolve(), data_dir.resolve()) or inside(data_dir.resolve(), scratch.resolve()):
             raise UsageError(f"--scratch {scratch} must be outside the data directory {data_dir} and not hold it")
-        source = EmbeddedEngine(data_dir, live_config, projection, writer=False, batch_size=_batch_size())
+        # (the live views and the log: the live resolver's state is not read)
+        source = EmbeddedEngine(data_dir, live_config, projection, writer=False, batch_size=_batch_size(),
+                                load="views")
     with source as engine:
         if engine is not None:
             live = engine.views

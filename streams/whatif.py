@@ -52,7 +52,8 @@ def replay(entries: Iterable[tuple[int, list[dict[str, Any]]]], scratch: Path, c
     scratch.mkdir(parents=True)
     (scratch / MARKER).write_text("a what-if replay: `idres explain ... --data-dir` this directory; replaced by the "
                                   "next `idres whatif --scratch` here\n")
-    engine = EmbeddedEngine(scratch, config, projection)
+    # (the views folded once the new resolver's state is written and let go of: ``EmbeddedEngine.checkpoint``)
+    engine = EmbeddedEngine(scratch, config, projection, fold_views="after")
     counts = Counter(entries=0, decided=0, commands_skipped=0, rejected_records=0, erased=0)
     batch: list[list[dict[str, Any]]] = []
     try:
