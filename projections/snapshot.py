@@ -436,7 +436,7 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
     try:
         if tmp_db.exists():
             tmp_db.unlink()
-        con = _Bounded(duckdb.connect(str(tmp_db)), memory)
+        con = Bounded(duckdb.connect(str(tmp_db)), memory)
         os.chmod(tmp_db, file_mode())  # (it holds personal data: created empty, made private at once)
         try:
             loader = _Loader(con)
@@ -501,7 +501,7 @@ _MEMORY = re.compile(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECA
 
 def snapshot_memory() -> Optional[str]:
     """``$IDRES_SNAPSHOT_MEMORY``: how much memory DuckDB may use while a snapshot is written (its
-    ``memory_limit``: ``512MB``, ``2GB``); None when not set (``_Bounded``). Beyond it DuckDB writes to disk what it
+    ``memory_limit``: ``512MB``, ``2GB``); None when not set (``Bounded``). Beyond it DuckDB writes to disk what it
     can; a snapshot that needs more stops, saying so."""
     raw = os.environ.get("IDRES_SNAPSHOT_MEMORY", "").strip()
     if not raw:
@@ -511,20 +511,20 @@ def snapshot_memory() -> Optional[str]:
     return raw
 
 
-DEFAULT_MEMORY = "256MB"  # DuckDB's memory while a snapshot is written, unless a statement needs more (``_Bounded``)
+DEFAULT_MEMORY = "256MB"  # DuckDB's memory while a snapshot is written, unless a statement needs more (``Bounded``)
 
 
-class _Bounded:
+class Bounded:
     """A snapshot's DuckDB connection, its memory bounded: to ``IDRES_SNAPSHOT_MEMORY`` when set (a statement that
-    needs more fails), else to ``DEFAULT_MEMORY``, and a statement that needs more than that is run again under
+    needs more fails), else to ``default`` (``DEFAULT_MEMORY``), and a statement that needs more is run again under
     DuckDB's own bound, most of the machine's, kept for the rest of the snapshot (a statement that failed changed
     nothing). Unbounded, DuckDB keeps every table it wrote in memory as well as on disk."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, memory: Optional[str]) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, memory: Optional[str], default: Optional[str] = None) -> None:
         self._con = con
         self._strict = memory is not None
         try:
-            con.execute(f"SET memory_limit = '{memory or DEFAULT_MEMORY}'")
+            con.execute(f"SET memory_limit = '{memory or default or DEFAULT_MEMORY}'")
         except BaseException:
             con.close()
             raise
@@ -548,6 +548,12 @@ class _Bounded:
 
     def __getattr__(self, name: str) -> Any:  # (interrupt, close, register, ...)
         return getattr(self._con, name)
+
+    def __enter__(self) -> "Bounded":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._con.close()
 
 
 class _Loader:

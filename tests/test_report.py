@@ -93,3 +93,23 @@ def test_a_report_of_an_empty_snapshot_says_there_is_nothing_rather_than_failing
     text = write_report(tmp_path / "s.duckdb", tmp_path / "r.html").read_text(encoding="utf-8")
     assert '<div class="v">0</div><div class="k">identified customers' in text
     assert '<div class="v">n/a</div><div class="k">use two or more channels' in text
+
+
+def test_the_report_bounds_duckdb_s_memory_by_default_or_as_the_setting_says(report, tmp_path, monkeypatch):
+    import projections.report as reporting
+
+    snapshot = report[1].parent / "s.duckdb"
+    limits: list[str] = []
+    write = reporting.Report.write
+
+    def noting(self, out):
+        limits.append(self.con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        return write(self, out)
+
+    monkeypatch.setattr(reporting.Report, "write", noting)
+    first = write_report(snapshot, tmp_path / "default.html")
+    monkeypatch.setenv("IDRES_SNAPSHOT_MEMORY", "512MB")
+    write_report(snapshot, tmp_path / "set.html")
+    # (DuckDB shows its bound in its own units: 1GB is 953.6 MiB, 512MB 488.2 MiB)
+    assert limits == ["953.6 MiB", "488.2 MiB"]
+    assert first.stat().st_size > 0

@@ -37,8 +37,9 @@ PROGRAMME_RETURN = View("programme_return", "One row: what cross-channel custome
                         "ones (the difference in average lifetime value times their number), the contact costs, the "
                         "programme's cost, and the return as value over cost; status says what is missing when a "
                         "figure cannot be given.", """
-WITH x AS (SELECT * FROM segment_comparison WHERE segment = 'cross-channel'),
-o AS (SELECT * FROM segment_comparison WHERE segment = 'single-channel'),
+WITH s AS MATERIALIZED (SELECT * FROM segment_comparison),  -- (computed once: it reads every event)
+x AS (SELECT * FROM s WHERE segment = 'cross-channel'),
+o AS (SELECT * FROM s WHERE segment = 'single-channel'),
 figures AS (
   SELECT (SELECT customers FROM x) AS cross_channel_customers,
          (SELECT avg_lifetime_value FROM x) AS cross_channel_avg_value,
