@@ -6,11 +6,15 @@ lists): it is written with the snapshot's permissions."""
 from __future__ import annotations
 
 import html
+import os
+import re
+import shutil
+import tempfile
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from projections.storage import write_atomic
+from projections.storage import remove_debris, write_atomic
 from resolver.errors import IdresError
 
 PLOT_CONFIG = {"displaylogo": False, "showSendToCloud": False, "responsive": True}
@@ -360,14 +364,31 @@ def write_report(snapshot: str | Path, out: str | Path, progress: Optional[Calla
     if not path.is_file():
         raise IdresError(f"snapshot {path} not found: write one with `idres snapshot --out {path}`")
     memory = snapshot_memory()
+    # (where DuckDB writes beyond its bound: private, beside the report, removed after, or by the next report when
+    # this one was killed)
+    where = Path(out).parent
+    where.mkdir(parents=True, exist_ok=True)
+    remove_debris(where, re.compile(r"\.idres-report-spill-(?P<pid>\d+)-.+"))
+    spill = Path(tempfile.mkdtemp(prefix=f".idres-report-spill-{os.getpid()}-", dir=where))
     try:
-        con = Bounded(duckdb.connect(str(path), read_only=True), memory, REPORT_MEMORY)
-    except duckdb.Error:
-        raise IdresError(f"{path} is not a DuckDB snapshot: write one with `idres snapshot --out FILE.duckdb`") from None
-    with con:
-        version = con.execute("SELECT max(value) FROM snapshot_info WHERE key = 'schema_version'").fetchone() \
-            if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'snapshot_info'").fetchone()[0] else None
-        if not version or not version[0] or int(version[0]) < SNAPSHOT_SCHEMA_VERSION:
-            raise IdresError(f"{path} was written by an older idres, without the metric views: write it again with "
-                             "`idres snapshot --out FILE.duckdb`")
-        return Report(con, progress).write(out)
+        try:
+            con = Bounded(duckdb.connect(str(path), read_only=True), memory, spill / "duckdb", REPORT_MEMORY)
+        except duckdb.Error:
+            raise IdresError(f"{path} is not a DuckDB snapshot: write one with `idres snapshot --out FILE.duckdb`") \
+                from None
+        with con:
+            try:
+                version = con.execute("SELECT max(value) FROM snapshot_info WHERE key = 'schema_version'").fetchone() \
+                    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'snapshot_info'"
+                                   ).fetchone()[0] else None
+                if not version or not version[0] or int(version[0]) < SNAPSHOT_SCHEMA_VERSION:
+                    raise IdresError(f"{path} was written by an older idres, without the metric views: write it "
+                                     "again with `idres snapshot --out FILE.duckdb`")
+                return Report(con, progress).write(out)
+            except duckdb.OutOfMemoryException as exc:
+                if memory is None:
+                    raise
+                raise IdresError(f"the report needs more memory than IDRES_SNAPSHOT_MEMORY={memory} lets DuckDB use "
+                                 f"({str(exc).splitlines()[0]}): raise it, or unset it") from None
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)

@@ -436,7 +436,7 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
     try:
         if tmp_db.exists():
             tmp_db.unlink()
-        con = Bounded(duckdb.connect(str(tmp_db)), memory)
+        con = Bounded(duckdb.connect(str(tmp_db)), memory, work / "spill")
         os.chmod(tmp_db, file_mode())  # (it holds personal data: created empty, made private at once)
         try:
             loader = _Loader(con)
@@ -516,37 +516,42 @@ DEFAULT_MEMORY = "256MB"  # DuckDB's memory while a snapshot is written, unless 
 
 class Bounded:
     """A snapshot's DuckDB connection, its memory bounded: to ``IDRES_SNAPSHOT_MEMORY`` when set (a statement that
-    needs more fails), else to ``default`` (``DEFAULT_MEMORY``), and a statement that needs more is run again under
-    DuckDB's own bound, most of the machine's, kept for the rest of the snapshot (a statement that failed changed
-    nothing). Unbounded, DuckDB keeps every table it wrote in memory as well as on disk."""
+    needs more fails), else to ``default`` (``DEFAULT_MEMORY``), and a statement (``execute``) that needs more is run
+    again under DuckDB's own bound, most of the machine's, kept for the rest of the snapshot (a statement that failed
+    changed nothing; not after ``interrupt``). Unbounded, DuckDB keeps every table it wrote in memory as well as on
+    disk. What DuckDB writes to disk beyond the bound goes to ``spill``, a private directory (it holds personal
+    data; DuckDB's default is a directory beside the database, made under the umask)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, memory: Optional[str], default: Optional[str] = None) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, memory: Optional[str], spill: Path,
+                 default: Optional[str] = None) -> None:
         self._con = con
         self._strict = memory is not None
+        self._interrupted = False
         try:
             con.execute(f"SET memory_limit = '{memory or default or DEFAULT_MEMORY}'")
+            con.execute(f"SET temp_directory = '{_quoted(str(spill))}'")
         except BaseException:
             con.close()
             raise
 
     def execute(self, sql: str, parameters: Any = None) -> duckdb.DuckDBPyConnection:
-        return self._again(self._con.execute, sql, parameters)
-
-    def executemany(self, sql: str, parameters: Any = None) -> duckdb.DuckDBPyConnection:
-        return self._again(self._con.executemany, sql, parameters)
-
-    def _again(self, run: Callable[..., duckdb.DuckDBPyConnection], sql: str,
-               parameters: Any) -> duckdb.DuckDBPyConnection:
         try:
-            return run(sql, parameters)
+            return self._con.execute(sql, parameters)
         except duckdb.OutOfMemoryException:
-            if self._strict:
+            if self._strict or self._interrupted:
                 raise
             self._strict = True
             self._con.execute("RESET memory_limit")
-        return run(sql, parameters)
+        return self._con.execute(sql, parameters)
 
-    def __getattr__(self, name: str) -> Any:  # (interrupt, close, register, ...)
+    def executemany(self, sql: str, parameters: Any = None) -> duckdb.DuckDBPyConnection:
+        return self._con.executemany(sql, parameters)  # (not run again: rows before a failure may be in)
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+        self._con.interrupt()
+
+    def __getattr__(self, name: str) -> Any:  # (close, register, ...)
         return getattr(self._con, name)
 
     def __enter__(self) -> "Bounded":
@@ -554,6 +559,11 @@ class Bounded:
 
     def __exit__(self, *exc: object) -> None:
         self._con.close()
+
+
+def _quoted(text: str) -> str:
+    """``text`` inside a single-quoted SQL string."""
+    return text.replace("'", "''")
 
 
 class _Loader:

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Optional
 import orjson
 
 from projections.customer import CustomerViews, ProjectionConfig
-from projections.times import iso
+from projections.times import iso, logged_micros
 from resolver import clear_caches, epochs, restate
 from resolver.restate import RESTATE_TYPES
 from resolver.config import ResolverConfig
@@ -253,11 +253,16 @@ class EmbeddedEngine:
         """The newest checkpoint (of ``CHECKPOINTS``) taken at or before entry ``seq`` that no restatement made
         untrue, as ``load_checkpoint`` gives it (``parts``: those alone), or None."""
         for name in CHECKPOINTS:
+            # (its header first: the parts of one that is not used are not read)
+            header = checkpoint_header(self.data_dir, self.fingerprint, name=name)
+            if header is None or header["seq"] > seq or self.log.restated_since(header["seq"]):
+                continue
             with bulk_work():
                 loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
                                          name=name, parts=parts)
             if loaded is not None and loaded[0] <= seq and not self.log.restated_since(loaded[0]):
                 return loaded
+            loaded = None
         return None
 
     def identifier_types(self) -> set[str]:
@@ -402,8 +407,10 @@ class EmbeddedEngine:
         if self._resolver is None and self._resolver_later:
             self._checkpoint_views_first(previous, progress)
             return
+        info = self._info(self.views)
         save_checkpoint(self.data_dir, len(self.log), self.fingerprint, (self.views, self.resolver.state), previous,
-                        info=self._info(self.views))
+                        info=info)
+        self._checkpoint_info = info
         self.checkpoint_seq = len(self.log)
 
     def _checkpoint_in_turn(self, previous: str) -> None:
@@ -451,6 +458,7 @@ class EmbeddedEngine:
             raise
         writer.commit(previous, info)
         self.resolver = resolver
+        self._resolver_from_log = False  # (the checkpoint just written holds what the log makes)
         self._views_later = True
         self._checkpoint_info = info
         self.checkpoint_seq = seq
@@ -573,8 +581,9 @@ class EmbeddedEngine:
                 latest: restate.Key = said  # type: ignore[assignment]
                 for _, entry in self.log.read(self.checkpoint_seq):
                     for d in entry:
-                        if d["type"] == "interaction_recorded":
-                            latest = max(latest, restate.key_of(d))
+                        if d["type"] == "interaction_recorded":  # (its time as the views hold it: latest_key)
+                            latest = max(latest, restate.event_key(iso(logged_micros(d["occurred_at"])),
+                                                                   d["event_id"]))
                 return latest
         return latest_key(self.views)
 
@@ -775,8 +784,9 @@ class EmbeddedEngine:
         """An erasure logged whose keys were not all shredded (the writer stopped in between): shred them now."""
         if self._views_are_the_checkpoint_s() and self._checkpoint_info.get("pending_erasures") == 0:
             return  # (the checkpoint says none is pending)
-        if self._views is None and self._views_later and self._checkpoint_info.get("pending_erasures") == 0:
-            # (views left for later, and none pending at the checkpoint: those logged since, from the log alone)
+        if self._views is None and self._views_later and (self.checkpoint_seq == 0
+                                                          or self._checkpoint_info.get("pending_erasures") == 0):
+            # (views left for later, and no checkpoint or none pending at it: those logged since, from the log alone)
             logged = (erasure_of(entry) for _, entry in self.log.read(self.checkpoint_seq))
             pending = [d for d in logged if d is not None and not all(map(is_erased, d["nodes"]))]
         else:

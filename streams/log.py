@@ -769,6 +769,7 @@ class Spilled:
     def __init__(self, directory: Path, part: Any) -> None:
         import tempfile
 
+        self.directory = directory
         self._fh: Any = tempfile.TemporaryFile(dir=directory)
         try:
             out = _Summing(self._fh)
@@ -788,8 +789,8 @@ class Spilled:
             for chunk in iter(lambda: self._fh.read(1 << 20), b""):
                 crc = crc32c(chunk, crc)
             if crc != self._crc:
-                raise IdresError(f"the state put aside in {self._fh.name} while the views were folded was damaged on "
-                                 f"disk (its checksum differs): check the disk, then run the command again")
+                raise IdresError(f"a part of the state put aside in a temporary file in {self.directory} was damaged "
+                                 f"on disk (its checksum differs): check the disk, then run the command again")
             self._fh.seek(0)
             before = {cls: dict(cls.__dict__) for cls in _allowed_classes()}
             with bulk_work():

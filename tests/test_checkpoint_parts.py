@@ -444,6 +444,6 @@ def test_a_state_put_aside_reads_back_as_it_was_and_refuses_damage_and_leaves_no
         size = os.fstat(damaged._fh.fileno()).st_size
         byte = os.pread(damaged._fh.fileno(), 1, size // 2)
         os.pwrite(damaged._fh.fileno(), bytes([byte[0] ^ 0xFF]), size // 2)
-        with pytest.raises(IdresError, match=r"^the state put aside .* was damaged on disk .*: check the disk"):
+        with pytest.raises(IdresError, match=r"^a part of the state put aside in a temporary file in .*spill was damaged on disk .*: check the disk"):
             damaged.take()
         assert damaged._fh.closed

@@ -215,7 +215,16 @@ def test_an_erasure_cut_short_is_finished_when_the_directory_is_next_opened(inge
             engine.erase([("email", "zq.mail@quixmail.co.uk")], "dpo")
     monkeypatch.undo()
     assert _found(data / "log", SECRETS) == {}  # (sealed, but its keys are still there)
+    shred, views_when_shredding = EmbeddedEngine.shred, []
+
+    def noting(self, *erased):
+        views_when_shredding.append(self._views is not None)
+        return shred(self, *erased)
+
+    monkeypatch.setattr(EmbeddedEngine, "shred", noting)
     with EmbeddedEngine(data, fold_views=fold_views) as engine:  # the writer finishes it
+        # (after: found in the log alone, the views left for later, not folded beside the resolver's state)
+        assert views_when_shredding == [fold_views == "live"]
         assert engine.views.resolve(zeb) is None
         assert [e["pending"] for e in engine.views.erasures] == [False]
     assert _found(data, SECRETS) == {}

@@ -113,3 +113,9 @@ def test_the_report_bounds_duckdb_s_memory_by_default_or_as_the_setting_says(rep
     # (DuckDB shows its bound in its own units: 1GB is 953.6 MiB, 512MB 488.2 MiB)
     assert limits == ["953.6 MiB", "488.2 MiB"]
     assert first.stat().st_size > 0
+    monkeypatch.setenv("IDRES_SNAPSHOT_MEMORY", "64KB")  # (too little: one line that says what to do)
+    with pytest.raises(reporting.IdresError, match=r"^the report needs more memory than IDRES_SNAPSHOT_MEMORY=64KB "
+                                                   r".*: raise it, or unset it$"):
+        write_report(snapshot, tmp_path / "small.html")
+    # (nothing left beside the reports: DuckDB's spill directory is the report's own, removed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["default.html", "set.html"]

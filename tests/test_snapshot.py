@@ -4,6 +4,7 @@ import math
 import json
 import threading
 import time
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
@@ -476,14 +477,21 @@ def test_a_snapshot_bounds_duckdb_s_memory_by_default_and_runs_a_statement_needi
     limits: list[str] = []
     finish_metrics = snapshot.finish_metrics
 
+    spills: list[str] = []
+
     def noting(con, *args, **kwargs):
         limits.append(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        spills.append(con.execute("SELECT current_setting('temp_directory')").fetchone()[0])
         return finish_metrics(con, *args, **kwargs)
 
     monkeypatch.setattr(snapshot, "finish_metrics", noting)
     snapshot.write_snapshot(views, tmp_path / "default.duckdb", predict=False)
     # (DuckDB shows its bound in its own units: 256MB is 244.1 MiB)
     assert limits == ["244.1 MiB"]
+    # (what it writes beyond the bound goes to the snapshot's own private directory, removed with it)
+    spill = Path(spills[0])
+    assert spill.parent.parent == tmp_path and spill.parent.name.startswith(".idres-snapshot-")
+    assert not spill.parent.exists()
     # (a bound no statement can work in: each is refused, and the first refused runs again under DuckDB's own)
     monkeypatch.setattr(snapshot, "DEFAULT_MEMORY", "64KB")
     snapshot.write_snapshot(views, tmp_path / "raised.duckdb", predict=False)

@@ -13,6 +13,7 @@ import pytest
 from projections.customer import CustomerViews
 from resolver.engine import Resolver
 import streams.embedded as embedded_module
+from resolver import restate as restate_module
 from streams.embedded import EmbeddedEngine, latest_key
 from streams.log import bulk_work, checkpoint_header
 from tests.test_restate import killed_ingest
@@ -293,3 +294,34 @@ def test_an_ingest_on_a_log_longer_than_its_checkpoint_holds_one_state_at_a_time
     live = _run(tmp_path, [first, second], "live")
     with EmbeddedEngine(live) as expected:
         assert got == (expected.views.digest(), _state(expected))
+
+
+def test_a_what_if_scratch_decides_without_views_and_folds_them_after(records, tmp_path, monkeypatch):
+    from resolver.config import ResolverConfig
+    from streams.whatif import replay
+
+    data = _run(tmp_path, _inputs(records, "one input"), "live")
+    with EmbeddedEngine(data, writer=False, load="views") as live:
+        entries = list(live.log.read(0))
+        clusters = dict(zip(live.views.ev_id, live.views.ev_profile))
+    held = _Held(monkeypatch)
+    engine, counts = replay(iter(entries), tmp_path / "scratch", ResolverConfig())
+    try:
+        monkeypatch.undo()
+        assert held.seen["views folded beside a state"] == {False}  # (and folded: the views are read after)
+        assert counts["decided"] > 1000
+        # (the same rules decide the same customers)
+        assert dict(zip(engine.views.ev_id, engine.views.ev_profile)) == clusters
+    finally:
+        engine.close()
+
+
+def test_the_newest_event_is_found_from_the_log_alone_without_a_checkpoint(records, tmp_path):
+    data = _run(tmp_path, _inputs(records, "one input"), "after")
+    with EmbeddedEngine(data, writer=False) as reader:
+        newest = latest_key(reader.views)
+    for path in data.glob("checkpoint*"):
+        path.unlink()
+    with EmbeddedEngine(data, fold_views="after") as engine:
+        assert engine.checkpoint_seq == 0 and engine._views is None
+        assert engine._latest() == newest != restate_module.BEFORE_ALL
