@@ -358,7 +358,7 @@ def write_report(snapshot: str | Path, out: str | Path, progress: Optional[Calla
     """The report of the snapshot file ``snapshot``, written to ``out`` (atomically)."""
     import duckdb
 
-    from projections.snapshot import SNAPSHOT_SCHEMA_VERSION, Bounded, snapshot_memory
+    from projections.snapshot import SNAPSHOT_SCHEMA_VERSION, Bounded, refused_for_memory, snapshot_memory
 
     path = Path(snapshot)
     if not path.is_file():
@@ -376,19 +376,13 @@ def write_report(snapshot: str | Path, out: str | Path, progress: Optional[Calla
         except duckdb.Error:
             raise IdresError(f"{path} is not a DuckDB snapshot: write one with `idres snapshot --out FILE.duckdb`") \
                 from None
-        with con:
-            try:
-                version = con.execute("SELECT max(value) FROM snapshot_info WHERE key = 'schema_version'").fetchone() \
-                    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'snapshot_info'"
-                                   ).fetchone()[0] else None
-                if not version or not version[0] or int(version[0]) < SNAPSHOT_SCHEMA_VERSION:
-                    raise IdresError(f"{path} was written by an older idres, without the metric views: write it "
-                                     "again with `idres snapshot --out FILE.duckdb`")
-                return Report(con, progress).write(out)
-            except duckdb.OutOfMemoryException as exc:
-                if memory is None:
-                    raise
-                raise IdresError(f"the report needs more memory than IDRES_SNAPSHOT_MEMORY={memory} lets DuckDB use "
-                                 f"({str(exc).splitlines()[0]}): raise it, or unset it") from None
+        with con, refused_for_memory("report", memory):
+            version = con.execute("SELECT max(value) FROM snapshot_info WHERE key = 'schema_version'").fetchone() \
+                if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'snapshot_info'"
+                               ).fetchone()[0] else None
+            if not version or not version[0] or int(version[0]) < SNAPSHOT_SCHEMA_VERSION:
+                raise IdresError(f"{path} was written by an older idres, without the metric views: write it "
+                                 "again with `idres snapshot --out FILE.duckdb`")
+            return Report(con, progress).write(out)
     finally:
         shutil.rmtree(spill, ignore_errors=True)

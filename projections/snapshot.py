@@ -10,6 +10,7 @@ rejected_events, contact_recognition, snapshot_info; then the metric views over 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import queue
@@ -439,52 +440,53 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
         con = Bounded(duckdb.connect(str(tmp_db)), memory, work / "spill")
         os.chmod(tmp_db, file_mode())  # (it holds personal data: created empty, made private at once)
         try:
-            loader = _Loader(con)
-            try:
-                for table, rows in sources.items():
-                    if progress is not None:
-                        progress(table)
-                    by_column = isinstance(rows, Columns)
-                    # (the profiles' rows are the columns made in Python: the rest are counted once the events are in)
-                    name, columns = ("_profile_base", PROFILE_BASE) if table == "profiles" else (table, TABLES[table])
-                    if by_column:  # (a line's lists, unnested side by side: the rows in their order)
-                        times = rows.micros  # type: ignore[union-attr]
-                        cols_sql = ", ".join(f"'{c}': '{'BIGINT' if c in times else t}[]'" for c, t in columns.items())
-                        select = ", ".join(f"timezone('UTC', make_timestamp(UNNEST(\"{c}\"))) AS \"{c}\"" if c in times
-                                           else f'UNNEST("{c}") AS "{c}"' for c in columns)
-                    else:
-                        cols_sql = ", ".join(f"'{c}': '{t}'" for c, t in columns.items())
-                        select = ", ".join(f'"{c}"' for c in columns)
-                    n = 0
-                    for path, rows_in, longest in _row_files(work, table, rows):
-                        # (a large table in several files, each loaded by a statement of its own: DuckDB holds one
-                        # file's rows at a time, not the whole table's, before it writes them to the database. Its
-                        # reader's buffers are a few times the longest line it may meet, so that is the file's own.)
-                        source = (f"SELECT {select} FROM read_json(?, format='newline_delimited', columns={{{cols_sql}}}, "
-                                  f"maximum_object_size={max(longest + 1, MIN_OBJECT_SIZE)})")
-                        loader.load(f"INSERT INTO {name} {source}" if n else f"CREATE TABLE {name} AS {source}", path)
-                        n += rows_in
-                    counts[table] = n
-                    if not n:
-                        loader.load(f"CREATE TABLE {name} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
-                    if table == "profiles":
-                        loader.load(profiles_sql(views))
-                        loader.load("DROP TABLE _profile_base")
-            except BaseException:
-                loader.close(quiet=True)  # (the error that stopped making rows is the one to report)
-                raise
-            loader.close()
-            currency = write_settings(con, views)
-            if let_go is not None:
-                views = sources = None  # type: ignore[assignment]  (the rows' sources: the caller's reference next)
-                let_go()
-            finish_metrics(con, currency, progress, predict=predict)
-            con.execute("CHECKPOINT")
-        except duckdb.OutOfMemoryException as exc:
-            if memory is None:
-                raise
-            raise IdresError(f"the snapshot needs more memory than IDRES_SNAPSHOT_MEMORY={memory} lets DuckDB use "
-                             f"({str(exc).splitlines()[0]}): raise it, or unset it") from None
+            with refused_for_memory("snapshot", memory):
+                loader = _Loader(con)
+                try:
+                    for table, rows in sources.items():
+                        if progress is not None:
+                            progress(table)
+                        by_column = isinstance(rows, Columns)
+                        # (the profiles' rows are the columns made in Python: the rest are counted once the events
+                        # are in)
+                        name, columns = (("_profile_base", PROFILE_BASE) if table == "profiles"
+                                         else (table, TABLES[table]))
+                        if by_column:  # (a line's lists, unnested side by side: the rows in their order)
+                            times = rows.micros  # type: ignore[union-attr]
+                            cols_sql = ", ".join(f"'{c}': '{'BIGINT' if c in times else t}[]'"
+                                                 for c, t in columns.items())
+                            select = ", ".join(f"timezone('UTC', make_timestamp(UNNEST(\"{c}\"))) AS \"{c}\""
+                                               if c in times else f'UNNEST("{c}") AS "{c}"' for c in columns)
+                        else:
+                            cols_sql = ", ".join(f"'{c}': '{t}'" for c, t in columns.items())
+                            select = ", ".join(f'"{c}"' for c in columns)
+                        n = 0
+                        for path, rows_in, longest in _row_files(work, table, rows):
+                            # (a large table in several files, each loaded by a statement of its own: DuckDB holds one
+                            # file's rows at a time, not the whole table's, before it writes them to the database. Its
+                            # reader's buffers are a few times the longest line it may meet, so that is the file's own.)
+                            source = (f"SELECT {select} FROM read_json(?, format='newline_delimited', "
+                                      f"columns={{{cols_sql}}}, "
+                                      f"maximum_object_size={max(longest + 1, MIN_OBJECT_SIZE)})")
+                            loader.load(f"INSERT INTO {name} {source}" if n else f"CREATE TABLE {name} AS {source}",
+                                        path)
+                            n += rows_in
+                        counts[table] = n
+                        if not n:
+                            loader.load(f"CREATE TABLE {name} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
+                        if table == "profiles":
+                            loader.load(profiles_sql(views))
+                            loader.load("DROP TABLE _profile_base")
+                except BaseException:
+                    loader.close(quiet=True)  # (the error that stopped making rows is the one to report)
+                    raise
+                loader.close()
+                currency = write_settings(con, views)
+                if let_go is not None:
+                    views = sources = None  # type: ignore[assignment]  (the rows' sources: the caller's reference next)
+                    let_go()
+                finish_metrics(con, currency, progress, predict=predict)
+                con.execute("CHECKPOINT")
         finally:
             con.close()
         os.replace(tmp_db, out)
@@ -512,6 +514,19 @@ def snapshot_memory() -> Optional[str]:
 
 
 DEFAULT_MEMORY = "256MB"  # DuckDB's memory while a snapshot is written, unless a statement needs more (``Bounded``)
+
+
+@contextlib.contextmanager
+def refused_for_memory(what: str, memory: Optional[str]) -> Iterator[None]:
+    """DuckDB out of memory under ``IDRES_SNAPSHOT_MEMORY`` (``memory``), as one line that says what to do; without
+    it, as it is."""
+    try:
+        yield
+    except duckdb.OutOfMemoryException as exc:
+        if memory is None:
+            raise
+        raise IdresError(f"the {what} needs more memory than IDRES_SNAPSHOT_MEMORY={memory} lets DuckDB use "
+                         f"({str(exc).splitlines()[0]}): raise it, or unset it") from None
 
 
 class Bounded:
