@@ -433,6 +433,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _lookup_key(engine, spec: str) -> str:
     from resolver.ids import RECORD_TYPE
+    from resolver.normalize import Normalizer
 
     if "=" not in spec:
         raise UsageError(f"expected TYPE=VALUE (for example email=jane@example.com), got {spec!r}")
@@ -446,7 +447,11 @@ def _lookup_key(engine, spec: str) -> str:
         if id_type not in seen:
             known = sorted((set(configured) | seen) - {RECORD_TYPE})
             raise UsageError(f"unknown identifier type {id_type!r}: known types are {', '.join(known)}")
-    value, reason = engine.resolver.normalize_identifier(id_type, raw)
+    # (normalized as the next event's would be: with the countries learned so far, which the views hold too, as the
+    # lookup API reads them; the resolver's state is not read)
+    normalizer = Normalizer(engine.config)
+    normalizer.learn_regions(tuple(engine.views.learned_regions))
+    value, reason = normalizer.identifier(id_type, raw)
     if value is None:
         raise UsageError(f"{id_type} {raw!r} cannot be looked up: {reason}"
                          + (" (a value that identifies nobody, so no customer is found by it): look up another "
@@ -456,7 +461,7 @@ def _lookup_key(engine, spec: str) -> str:
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
-    with _engine(args, writer=False) as engine:
+    with _engine(args, writer=False, load="views") as engine:
         key = _lookup_key(engine, args.identifier)
         found = engine.views.lookup_node(key)
         if found["status"] == "unknown":
@@ -472,7 +477,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    with _engine(args, writer=False) as engine:
+    with _engine(args, writer=False, load="views") as engine:
         view = _with_household(engine.views, engine.views.customer(args.profile_id, timeline_limit=args.timeline))
         if view is None:
             print(f"idres: no profile {args.profile_id}", file=sys.stderr)
@@ -491,7 +496,7 @@ def _with_household(views, view: Optional[dict[str, Any]]) -> Optional[dict[str,
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    with _engine(args, writer=False) as engine:
+    with _engine(args, writer=False, load="views") as engine:
         pid = args.profile_id
         if "=" in pid:
             key = _lookup_key(engine, pid)
@@ -545,7 +550,7 @@ def _read_views(args: argparse.Namespace):
     if _uses_kafka(args):
         yield _kafka_views(args)[0]
     else:
-        with _engine(args, writer=False) as engine:
+        with _engine(args, writer=False, load="views") as engine:
             yield engine.views
 
 
@@ -1042,7 +1047,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from streams.inputs import read_truth_file, truth_overlap
 
     truth = read_truth_file(args.truth)  # its shape first: quicker than loading the engine
-    with _engine(args, writer=False) as engine:
+    with _engine(args, writer=False, load="views") as engine:
         predicted = dict(zip(engine.views.ev_id, engine.views.ev_profile))
         # only the events in both are scored; a truth file sharing too few with the log is refused
         common, counts, warning = truth_overlap(predicted, truth, args.truth, args.data_dir)

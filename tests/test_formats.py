@@ -92,3 +92,30 @@ def test_an_event_re_sent_after_a_country_was_learned_is_still_the_same_event():
     assert run.resolver.state.learned_regions == ["GB"]  # the number now reads differently
     raw = ev("jane-0", 0, channel="store", phone="07887 899111", loyalty_id="LY-5555-0001").model_dump_json()
     assert RecordPipeline(run.resolver).process(raw.encode()).kind == DUPLICATE
+
+
+def test_idres_lookup_reads_the_views_alone_and_normalizes_with_the_countries_learned(tmp_path, monkeypatch, capsys):
+    import json
+
+    from streams.cli import main
+    from streams.embedded import EmbeddedEngine
+
+    events = [ev("jane-1", 0, phone="+44 7887 899111", email="jane@mail.co.uk"), *uk_customers(formats.LEARN_MIN)]
+    end = epochs.end_of(len(events))
+    events += [ev(f"filler-{i}", 200 + i, email=f"filler{i}@mail.com") for i in range(len(events), end)]
+    events.append(ev("jane-2", 1000, channel="store", phone="07887 899111", loyalty_id="LY-5555-0001"))
+    path, data = tmp_path / "events.jsonl", tmp_path / "data"
+    path.write_text("".join(e.model_dump_json() + "\n" for e in events))
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(path)
+        assert engine.views.learned_regions == ["GB"]
+        jane = engine.views.lookup_node("email:jane@mail.co.uk")["profile_id"]
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the resolver's state was read")
+
+    monkeypatch.setattr(Resolver, "apply_all", refused)  # (no state folded)
+    monkeypatch.setattr(Resolver, "normalize_identifier", refused)  # (nor asked)
+    # (a national number, read as the learned country's, as the next event's would be)
+    assert main(["lookup", "phone=07887 899111", "--data-dir", str(data)]) == 0
+    assert json.loads(capsys.readouterr().out)["profile_id"] == jane
