@@ -11,6 +11,7 @@ rejected_events, contact_recognition, snapshot_info; then the metric views over 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import queue
@@ -188,7 +189,7 @@ _PAYLOAD_COLUMNS = (*ACCOUNT_KEYS, '"currency"')  # (the payload keys the events
 EVENT_CHUNK = 4096  # events per line of the events table's file (a column's values as one JSON list each)
 CHUNK_TEXT = 4 << 20  # ...fewer when their attributes' and payloads' texts hold more characters than this
 # a line of columns longer than this is written as two (halving its rows, as often as it takes), which bounds what
-# DuckDB's reader holds for one (its ``maximum_object_size``, here twice this)
+# DuckDB's reader holds for one (its ``maximum_object_size`` is a file's longest line: ``write_snapshot``)
 COLUMNS_LINE_BYTES = 2 << 20
 
 
@@ -236,38 +237,24 @@ def _row_files(work: Path, table: str,
     """Writes ``rows`` as JSON lines into files of about ``ROWS_PER_FILE`` rows each (a chunk of columns is not
     split between files), giving each file once written, with its rows and the bytes of its longest line; none
     for no rows."""
-    by_column = isinstance(rows, Columns)
-    items: Iterable[Any] = rows.chunks if by_column else rows  # type: ignore[union-attr]
-    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
-    it = iter(items)
-    k = 0
-    for first in it:
+    pieces: Iterator[tuple[Iterable[bytes], int]]  # (the lines of a row or a chunk of columns, and its rows)
+    if isinstance(rows, Columns):
+        pieces = ((_lines(part, COLUMNS_LINE_BYTES), _length(part)) for part in rows.chunks)
+    else:
+        dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+        pieces = (((dumps(row, option=newline),), 1) for row in rows)
+    for k, first in enumerate(pieces):
         path = work / f"{table}.{k}.jsonl"
-        k += 1
         n = longest = 0
         with private_file(path, "wb", buffering=1 << 20) as fh:
-            write = fh.write
-            item: Any = first
-            while True:
-                if by_column:
-                    for line in _lines(item, COLUMNS_LINE_BYTES):
-                        write(line)
-                        longest = max(longest, len(line))
-                    n += _length(item)
-                else:
-                    line = dumps(item, option=newline)
-                    write(line)
+            for lines, count in itertools.chain((first,), pieces):  # (the pieces after it, up to a file's rows)
+                for line in lines:
+                    fh.write(line)
                     longest = max(longest, len(line))
-                    n += 1
+                n += count
                 if n >= ROWS_PER_FILE:
                     break
-                item = next(it, _END)
-                if item is _END:
-                    break
         yield path, n, longest
-
-
-_END = object()
 
 
 class Columns:

@@ -174,7 +174,8 @@ class EmbeddedEngine:
             raise ValueError(f"fold_views must be one of {', '.join(FOLD_VIEWS)} (after only for a writer that "
                              f"loads the checkpoint), not {fold_views!r}")
         self.fold_views = fold_views
-        # the two parts of the state; one of them may be left to be made when first asked for (``_later``)
+        # the two parts of the state; one of them may be left to be made when first asked for (``_later``): a part
+        # left for later is None (set only beside None; the setters below clear it)
         self._resolver: Optional[Resolver] = None
         self._views: Optional[CustomerViews] = None
         self._resolver_later = self._views_later = False
@@ -211,7 +212,7 @@ class EmbeddedEngine:
     @property
     def resolver(self) -> Resolver:
         """The resolver, over its state as the log makes it (read back now if it was let go of)."""
-        if self._resolver is None and self._resolver_later:
+        if self._resolver_later:
             self._resolver = self._later(1)
             self._resolver_later = False
         return self._resolver  # type: ignore[return-value]  (None for a reader of the views alone)
@@ -223,7 +224,7 @@ class EmbeddedEngine:
     @property
     def views(self) -> CustomerViews:
         """The customer views as the log makes them (folded now if they were left for later)."""
-        if self._views is None and self._views_later:
+        if self._views_later:
             self._views = self._later(0)
             self._views_later = False
         return self._views  # type: ignore[return-value]
@@ -252,17 +253,15 @@ class EmbeddedEngine:
     def _usable_checkpoint(self, seq: int, parts: Optional[tuple[int, ...]] = None) -> Optional[tuple[int, Any]]:
         """The newest checkpoint (of ``CHECKPOINTS``) taken at or before entry ``seq`` that no restatement made
         untrue, as ``load_checkpoint`` gives it (``parts``: those alone), or None."""
+        def wanted(at: int) -> bool:  # (one taken after the log's end is read: ``load_checkpoint`` refuses it aloud)
+            return at > len(self.log) or (at <= seq and not self.log.restated_since(at))
+
         for name in CHECKPOINTS:
-            # (its header first: the parts of one that is not used are not read)
-            header = checkpoint_header(self.data_dir, self.fingerprint, name=name)
-            if header is None or header["seq"] > seq or self.log.restated_since(header["seq"]):
-                continue
-            with bulk_work():
+            with bulk_work():  # (the parts of one not wanted are not read)
                 loaded = load_checkpoint(self.data_dir, self.fingerprint, len(self.log), state_types=STATE_TYPES,
-                                         name=name, parts=parts)
-            if loaded is not None and loaded[0] <= seq and not self.log.restated_since(loaded[0]):
+                                         name=name, parts=parts, accept=wanted)
+            if loaded is not None:
                 return loaded
-            loaded = None
         return None
 
     def identifier_types(self) -> set[str]:
@@ -394,7 +393,7 @@ class EmbeddedEngine:
         with entries folded, when a part left for later is folded to be written."""
         if not self.writer:
             return
-        later = self._views is None and self._views_later
+        later = self._views_later
         if self._views_are_the_checkpoint_s():
             return
         if not later and not force and len(self.log) - self.checkpoint_seq < CHECKPOINT_EVERY:
@@ -404,7 +403,7 @@ class EmbeddedEngine:
         if later:
             self._checkpoint_in_turn(previous)
             return
-        if self._resolver is None and self._resolver_later:
+        if self._resolver_later:
             self._checkpoint_views_first(previous, progress)
             return
         info = self._info(self.views)
@@ -570,12 +569,12 @@ class EmbeddedEngine:
     def _views_are_the_checkpoint_s(self) -> bool:
         """Whether the views are left for later and would be the checkpoint's as they stand: it is of the whole log
         (what its info says of them holds)."""
-        return self._views is None and self._views_later and self.checkpoint_seq == len(self.log)
+        return self._views_later and self.checkpoint_seq == len(self.log)
 
     def _latest(self) -> restate.Key:
         """The canonical key of the newest event decided so far (``latest_key``): when the views are left for
         later, from the checkpoint's info and the events logged after it."""
-        if self._views is None and self._views_later:
+        if self._views_later:
             said = restate.BEFORE_ALL if self.checkpoint_seq == 0 else self._checkpoint_info.get("latest")
             if isinstance(said, tuple) and len(said) == 3:
                 latest: restate.Key = said  # type: ignore[assignment]
@@ -675,7 +674,7 @@ class EmbeddedEngine:
         """Late events were decided (``key``: the canonical key of the earliest): decide the log again from
         the place of the earliest (``resolver.restate``). Returns the ``log_restated`` decision (None when
         nothing after it was decided)."""
-        if self._views is None and self._views_later:
+        if self._views_later:
             # (views left for later: the resolver's state is put aside while the views are folded to find where to
             # start; then they go, and the state is read back)
             with self.put_aside("resolver"):
@@ -756,7 +755,7 @@ class EmbeddedEngine:
         import bisect
         import zlib
 
-        later = self._views is None and self._views_later
+        later = self._views_later
         # (views left for later: the resolver's state is put aside while they are folded, and they go after)
         with self.put_aside("resolver") if later else contextlib.nullcontext():
             views = self.views
@@ -784,7 +783,7 @@ class EmbeddedEngine:
         """An erasure logged whose keys were not all shredded (the writer stopped in between): shred them now."""
         if self._views_are_the_checkpoint_s() and self._checkpoint_info.get("pending_erasures") == 0:
             return  # (the checkpoint says none is pending)
-        if self._views is None and self._views_later and (self.checkpoint_seq == 0
+        if self._views_later and (self.checkpoint_seq == 0
                                                           or self._checkpoint_info.get("pending_erasures") == 0):
             # (views left for later, and no checkpoint or none pending at it: those logged since, from the log alone)
             logged = (erasure_of(entry) for _, entry in self.log.read(self.checkpoint_seq))

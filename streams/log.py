@@ -817,15 +817,17 @@ def save_checkpoint(data_dir: Path, seq: int, fingerprint: str, state: Any, prev
 def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int, *,
                     recount: Optional[Callable[[], int]] = None,
                     state_types: Optional[tuple[type, ...]] = None, name: str = CHECKPOINTS[0],
-                    parts: Optional[int | tuple[int, ...]] = None) -> Optional[tuple[int, Any]]:
+                    parts: Optional[int | tuple[int, ...]] = None,
+                    accept: Optional[Callable[[int], bool]] = None) -> Optional[tuple[int, Any]]:
     """The cached state if it is usable (intact, same format and rules), else None, saying why when it
     is damaged. Raises ``LogError`` when it was taken at a later entry than the log has: the log lost
     entries. ``recount``: for a reader, the log's length counted again (a writer may have appended and
     saved the checkpoint since the log was opened). ``state_types``: the state must be a tuple of
     instances of these, in order. ``name``: which of ``CHECKPOINTS``. ``parts``: of a tuple, only the first
     ``parts`` are read (the rest is not unpickled; the tuple given back is that long); 0 reads only the header
-    (``checkpoint_header``); a tuple of indexes reads those parts alone, in that order."""
-    loaded = _read_checkpoint(Path(data_dir) / name, fingerprint, parts)
+    (``checkpoint_header``); a tuple of indexes reads those parts alone, in that order. ``accept``: given the entry
+    it was taken at, whether it is the one wanted (None, without its parts read, if not)."""
+    loaded = _read_checkpoint(Path(data_dir) / name, fingerprint, parts, accept)
     if loaded is None:
         return None
     header, state = loaded
@@ -858,16 +860,18 @@ def checkpoint_header(data_dir: Path, fingerprint: str, name: str = CHECKPOINTS[
     return None if loaded is None else loaded[0]
 
 
-def _read_checkpoint(path: Path, fingerprint: str,
-                     parts: Optional[int | tuple[int, ...]]) -> Optional[tuple[dict[str, Any], Any]]:
+def _read_checkpoint(path: Path, fingerprint: str, parts: Optional[int | tuple[int, ...]],
+                     accept: Optional[Callable[[int], bool]] = None) -> Optional[tuple[dict[str, Any], Any]]:
     """(header, state) of an intact checkpoint of this format and these rules, else None (saying why when
-    it is damaged); ``parts`` as ``load_checkpoint`` says. The header's ``info`` is the footer's."""
+    it is damaged); ``parts`` and ``accept`` as ``load_checkpoint`` says. The header's ``info`` is the
+    footer's."""
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
         return None
     header: Any = None
     state: Any = None
+    refused = False
     with fh:
         problem = _damage(fh)
         if problem is None:
@@ -878,6 +882,8 @@ def _read_checkpoint(path: Path, fingerprint: str,
                 if _usable(header, fingerprint):
                     footer = _footer(fh, header)
                     header = {**header, "info": footer["info"]}
+                    if accept is not None and not accept(header["seq"]):
+                        parts, refused = 0, True  # (not the one wanted: its parts are not read)
                     stored = header["parts"]
                     count = 1 if stored is None else stored
                     if isinstance(parts, tuple):
@@ -902,8 +908,8 @@ def _read_checkpoint(path: Path, fingerprint: str,
     if problem is not None:
         _log.warning("idres: warning: %s is not used: %s; the state is rebuilt from the log", path, problem)
         return None
-    if not _usable(header, fingerprint):
-        return None  # another format or other rules: rebuilt from the log
+    if not _usable(header, fingerprint) or refused:
+        return None  # another format or other rules: rebuilt from the log (or one ``accept`` refused)
     return header, state
 
 

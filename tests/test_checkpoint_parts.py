@@ -447,3 +447,21 @@ def test_a_state_put_aside_reads_back_as_it_was_and_refuses_damage_and_leaves_no
         with pytest.raises(IdresError, match=r"^a part of the state put aside in a temporary file in .*spill was damaged on disk .*: check the disk"):
             damaged.take()
         assert damaged._fh.closed
+
+
+def test_a_checkpoint_not_accepted_is_not_read_past_its_header(data, monkeypatch):
+    data_dir, _ = data
+    with EmbeddedEngine(data_dir, writer=False) as engine:
+        fingerprint, length = engine.fingerprint, len(engine.log)
+    read, load_part = [], log.load_part
+
+    def counting(unpickler):
+        read.append(1)
+        return load_part(unpickler)
+
+    monkeypatch.setattr(log, "load_part", counting)
+    seen: list[int] = []
+    assert load_checkpoint(data_dir, fingerprint, length, accept=lambda at: seen.append(at) or False) is None
+    assert read == [] and len(seen) == 1 and 0 < seen[0] <= length
+    loaded = load_checkpoint(data_dir, fingerprint, length, accept=lambda at: True)
+    assert loaded is not None and loaded[0] == seen[0] and len(read) == 2  # (both parts, once accepted)
