@@ -22,6 +22,7 @@ from typing import Any, Callable, Container, Iterable, Optional
 import orjson
 
 from projections.runs import Runs
+from projections.texts import TextRows
 from projections.times import iso, logged_micros
 from resolver.evidence import shared as shared_evidence
 from resolver.ids import ERASED, RECORD_TYPE, short_hash
@@ -36,8 +37,16 @@ PACE_EVERY = 256  # events read between two calls of a long computation's ``pace
 MAX_SEEN_SCAN = 5_000  # a contact's profile events looked at for what it shows (the newest folded, past that)
 
 
+_REVIEW_APART = ("node", "other", "review_id")  # (what a review keeps beside its decision's JSON, or as its key)
+
+
+def review_match(review_id: str, review: dict[str, Any]) -> dict[str, Any]:
+    """The ``possible_match`` decision a review of ``CustomerViews.reviews`` was made from."""
+    return {**orjson.loads(review["match"]), "review_id": review_id, "node": review["node"], "other": review["other"]}
+
+
 def _share_evidence(d: dict[str, Any]) -> None:
-    """A link's or a possible match's evidence and model name as one object per distinct value, read back as made
+    """A link's evidence and model name as one object per distinct value, read back as made
     (``resolver.evidence``): the views keep every one."""
     if "fields" in d:
         d["fields"] = shared_evidence(d["fields"])
@@ -145,7 +154,8 @@ class CustomerViews:
         self.profiles: dict[str, ProfileView] = {}
         self.aliases: dict[str, str] = {}
         self.absorbed: dict[str, list[str]] = {}  # survivor -> IDs it absorbed directly
-        self.merges: list[dict[str, Any]] = []
+        self.merges = TextRows()  # profiles_merged decisions, in log order
+        self.merged_profiles = 0  # profiles merged into another (the absorbed IDs of every merge)
         self.merges_by_survivor: dict[str, list[int]] = {}
         self.splits: list[dict[str, Any]] = []
         self.renames: list[dict[str, Any]] = []  # profile_renamed decisions: a cluster named by its earliest event
@@ -153,6 +163,7 @@ class CustomerViews:
         self.refusals: dict[int, list[dict[str, Any]]] = {}
         # probabilistic matching: links made on attribute evidence, and the review queue
         self.fuzzy_links: dict[int, dict[int, dict[str, Any]]] = {}
+        # review ID -> status, seq, node, other, match (the decision's other fields as JSON: ``review_match``), verdict
         self.reviews: dict[str, dict[str, Any]] = {}
         # connection bans (``resolver.bans``): ban ID -> ban_id, kind (unmerge, review), sides, by,
         # decided_at, note, and lifted (the lift decision) once lifted
@@ -273,14 +284,13 @@ class CustomerViews:
             elif t == "model_estimated":
                 self.models.append({k: v for k, v in d.items() if k != "model"})
             elif t == "possible_match":
-                _share_evidence(d)
-                self.reviews[d["review_id"]] = {"status": "pending", "seq": seq, "match": d}
+                self.reviews[d["review_id"]] = self._review(d, seq)
             elif t == "review_decided":
                 review = self.reviews.get(d["review_id"])
                 if review is not None:
                     review.update(status=d["outcome"], verdict=d)
                     if d["outcome"] == "rejected":
-                        self._ban(d["review_id"], "review", [review["match"]["node"]], [review["match"]["other"]], d)
+                        self._ban(d["review_id"], "review", [review["node"]], [review["other"]], d)
             elif t == "connection_banned":
                 self._ban(d["ban_id"], "unmerge", d["nodes"], d["others"], d)
                 ones, others = {self._node(k) for k in d["nodes"]}, {self._node(k) for k in d["others"]}
@@ -410,8 +420,7 @@ class CustomerViews:
             self.ev_waiting.pop(event_id, None)
             self.contact_seen.pop(i, None)
         for review_id in [r for r, v in self.reviews.items()
-                          if self.node_index.get(v["match"]["node"]) is None
-                          or self.node_index.get(v["match"]["other"]) is None]:
+                          if self.node_index.get(v["node"]) is None or self.node_index.get(v["other"]) is None]:
             del self.reviews[review_id]
         shredded = set(d["rejected"])
         for r in self.rejected:
@@ -419,6 +428,19 @@ class CustomerViews:
                 r["raw"] = ""
                 r.pop("detail", None)
                 r["erased"] = True
+
+    def _review(self, d: dict[str, Any], seq: int) -> dict[str, Any]:
+        """A possible match as the review queue keeps it (``review_match`` reads it back): its status, its place in
+        the log, its two identifiers (the strings the views hold for them, where they do) and the rest of the
+        decision as compact JSON text. (As dicts, 135,000 reviews of a large corpus were 1.5 million objects, the
+        most of any table, which a checkpoint's pickler remembers one by one. Text, not the bytes ``orjson.dumps``
+        returns: each of those keeps the 4 KiB buffer it was written in.)"""
+        index, keys = self.node_index, self.node_keys
+        node, other = d["node"], d["other"]
+        a, b = index.get(node), index.get(other)
+        rest = {k: v for k, v in d.items() if k not in _REVIEW_APART}
+        return {"status": "pending", "seq": seq, "node": node if a is None else keys[a],
+                "other": other if b is None else keys[b], "match": orjson.dumps(rest).decode()}
 
     def _ban(self, ban: str, kind: str, one: list[str], two: list[str], d: dict[str, Any]) -> None:
         by = d.get("by") or d.get("reviewer")
@@ -443,11 +465,14 @@ class CustomerViews:
         prof.nodes.add(idx)
 
     def _merged(self, d: dict[str, Any]) -> None:
-        self._shared_strings(d)
-        self.merges_by_survivor.setdefault(d["survivor_id"], []).append(len(self.merges))
         self.merges.append(d)
-        self.absorbed.setdefault(d["survivor_id"], []).extend(d["absorbed_ids"])
+        self.merged_profiles += len(d["absorbed_ids"])
         survivor = self.profiles[d["survivor_id"]]
+        profiles = self.profiles
+        # (the IDs as the views hold them: read back from the log, each of a decision's strings is a copy of its own)
+        self.merges_by_survivor.setdefault(survivor.id, []).append(len(self.merges) - 1)
+        self.absorbed.setdefault(survivor.id, []).extend(profiles[p].id if p in profiles else p
+                                                         for p in d["absorbed_ids"])
         for pid in d["absorbed_ids"]:
             prof = self.profiles.pop(pid)
             for idx in prof.nodes:
@@ -457,24 +482,6 @@ class CustomerViews:
                 self.ev_profile[i] = survivor.id
             survivor.events.extend(prof.events)
             self.aliases[pid] = survivor.id
-
-    def _shared_strings(self, d: dict[str, Any]) -> None:
-        """Puts in a merge kept in ``merges`` the strings the views already hold, where equal: the profiles' IDs,
-        the identifiers' keys, the event's ID, its type and rule. Read back from the log, each of a decision's
-        strings is a copy of its own (at a million events, about 600,000 strings in the merges alone, each one
-        more object for the checkpoint's pickler to remember)."""
-        d["type"] = "profiles_merged"
-        if isinstance(d.get("rule"), str):
-            d["rule"] = intern(d["rule"])
-        profiles = self.profiles
-        d["survivor_id"] = profiles[d["survivor_id"]].id if d["survivor_id"] in profiles else d["survivor_id"]
-        d["absorbed_ids"] = [profiles[p].id if p in profiles else p for p in d["absorbed_ids"]]
-        via = d.get("via")
-        if isinstance(via, list):
-            index, keys = self.node_index, self.node_keys
-            d["via"] = [keys[index[k]] if k in index else k for k in via]
-        if "event_id" in d:
-            d["event_id"] = self._event_id(d["event_id"])
 
     def _event_id(self, event_id: Any) -> Any:
         """The ID of the event folded last, where it is ``event_id``, as the views hold it (read back from the log,
@@ -657,7 +664,7 @@ class CustomerViews:
         side found shared) is reported with status ``moot``."""
         out = []
         for review_id, review in sorted(self.reviews.items(), key=lambda kv: (kv[1]["seq"], kv[0])):
-            m = review["match"]
+            m = review_match(review_id, review)
             status = review["status"]
             a = self.lookup_node(m["node"])
             b = self.lookup_node(m["other"])
@@ -979,7 +986,7 @@ class CustomerViews:
             "shared_identifiers": len(self.shared),
             # profiles merged into another: a merge decision that joins three profiles counts two, as the
             # snapshot's merges table has a row per absorbed profile
-            "merges": sum(len(m["absorbed_ids"]) for m in self.merges),
+            "merges": self.merged_profiles,
             "splits": len(self.splits),
             "rejected": len(self.rejected),
         }

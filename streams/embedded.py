@@ -30,7 +30,7 @@ from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.commands import command_of, decide
 from streams.inputs import InputStream, as_input, open_input
 from streams.log import (CHECKPOINTS, CheckpointWriter, DecisionLog, Spilled, bulk_work, checkpoint_ahead,
-                         checkpoint_header, load_checkpoint, open_restatements, save_checkpoint)
+                         checkpoint_header, give_back_memory, load_checkpoint, open_restatements, save_checkpoint)
 from streams.sealing import erasure_subjects, is_erased
 from resolver.formats import region_of
 from resolver.ids import node_type
@@ -422,10 +422,12 @@ class EmbeddedEngine:
         # memory they leave)
         self.log.forget_cached()
         clear_caches()
+        give_back_memory()
         writer = CheckpointWriter(self.data_dir, seq, self.fingerprint, len(STATE_TYPES))
         writer.write(1, self.resolver.state)
         self.resolver = None  # type: ignore[assignment]
         self._resolver_later = True
+        give_back_memory()  # (what the state held: the views are folded next)
         try:
             views = self.views
             writer.write(0, views)
@@ -449,6 +451,7 @@ class EmbeddedEngine:
         self.views = views = None  # type: ignore[assignment]
         try:
             self.log.forget_cached()  # (what the views' fold held to unseal the log: the resolver's fold reads again)
+            give_back_memory()
             resolver = self._later(1, progress)
             writer.write(1, resolver.state)
         except BaseException:
@@ -811,6 +814,7 @@ class EmbeddedEngine:
             self._views = None
         else:
             self._resolver = None
+        give_back_memory()
         try:
             yield
             back = spilled.take()

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import copyreg
+import ctypes
 import fcntl
+import functools
 import gc
 import itertools
 import logging
@@ -36,6 +38,7 @@ import mmap
 import os
 import pickle
 import re
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -524,7 +527,7 @@ CHECKPOINT_CLASSES = frozenset({
     ("resolver.matching.canonical", "AttributeRecord"), ("resolver.matching.model", "MatchModel"),
     ("resolver.matching.canonical", "_CanonicalRecord"),  # (a record read back from its values: it only sets them)
     ("projections.customer", "CustomerViews"), ("projections.customer", "ProfileView"),
-    ("projections.customer", "ProjectionConfig"), ("projections.runs", "Runs"),
+    ("projections.customer", "ProjectionConfig"), ("projections.runs", "Runs"), ("projections.texts", "TextRows"),
     ("array", "array"), ("array", "_array_reconstructor"),  # (an array: the events' times, ``CustomerViews.ev_at``)
 })
 _TRAILER = b"IDRESCRC"  # then 8 hex digits: CRC-32C of every byte before the trailer
@@ -569,6 +572,27 @@ CHECKPOINTS = ("checkpoint.pickle", "checkpoint.prev.pickle")  # the latest, and
 _bulk = threading.Lock()
 _bulk_depth = 0  # blocks of bulk work under way, in any thread
 _bulk_collecting = False  # whether the collector ran before the first of them
+
+
+def give_back_memory() -> None:
+    """Hands back to the system the memory the C allocator holds free (glibc's ``malloc_trim``; where there is none,
+    nothing): called once a large structure is let go of and before the next is built, so that what the first
+    left free in the middle of the heap is not still counted while the second grows."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Optional[Callable[[int], int]]:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # (the process's own C library: glibc; musl has none)
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
 
 
 @contextlib.contextmanager

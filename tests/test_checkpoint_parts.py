@@ -465,3 +465,31 @@ def test_a_checkpoint_not_accepted_is_not_read_past_its_header(data, monkeypatch
     assert read == [] and len(seen) == 1 and 0 < seen[0] <= length
     loaded = load_checkpoint(data_dir, fingerprint, length, accept=lambda at: True)
     assert loaded is not None and loaded[0] == seen[0] and len(read) == 2  # (both parts, once accepted)
+
+
+def test_memory_let_go_of_is_given_back_to_the_system():
+    """What a large structure held, once let go of, leaves the process's resident memory when
+    ``give_back_memory`` is called (an ingest calls it between writing the resolver's state and folding the views),
+    even where something allocated after it keeps the heap from shrinking on its own."""
+    import ctypes
+
+    from streams.log import _malloc_trim, give_back_memory
+
+    if _malloc_trim() is None:
+        pytest.skip("no malloc_trim in this C library (glibc only): nothing to give back with")
+
+    def resident() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    ctypes.CDLL(None).malloc_trim(0)
+    held = [bytes(2048 + (i % 7)) for i in range(60_000)]  # (~120 MB, each block from the C allocator)
+    pin = [bytes(2048) for _ in range(16)]  # (made after: the heap's top stays in use)
+    full = resident()
+    del held
+    let_go = resident()
+    give_back_memory()
+    given = resident()
+    assert full - let_go < 40 << 20  # (letting go alone gave little back)
+    assert let_go - given > 80 << 20
+    assert pin
