@@ -430,6 +430,8 @@ class EmbeddedEngine:
         give_back_memory()  # (what the state held: the views are folded next)
         try:
             views = self.views
+            self.log.forget_cached()  # (what the views' fold held to unseal the log, not kept while they are written)
+            give_back_memory()
             writer.write(0, views)
             info = self._info(views)
         except BaseException:
