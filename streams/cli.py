@@ -433,7 +433,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _lookup_key(engine, spec: str) -> str:
     from resolver.ids import RECORD_TYPE
-    from resolver.normalize import Normalizer
+    from streams.commands import views_normalizer
 
     if "=" not in spec:
         raise UsageError(f"expected TYPE=VALUE (for example email=jane@example.com), got {spec!r}")
@@ -449,9 +449,7 @@ def _lookup_key(engine, spec: str) -> str:
             raise UsageError(f"unknown identifier type {id_type!r}: known types are {', '.join(known)}")
     # (normalized as the next event's would be: with the countries learned so far, which the views hold too, as the
     # lookup API reads them; the resolver's state is not read)
-    normalizer = Normalizer(engine.config)
-    normalizer.learn_regions(tuple(engine.views.learned_regions))
-    value, reason = normalizer.identifier(id_type, raw)
+    value, reason = views_normalizer(engine.views, engine.config).identifier(id_type, raw)
     if value is None:
         raise UsageError(f"{id_type} {raw!r} cannot be looked up: {reason}"
                          + (" (a value that identifies nobody, so no customer is found by it): look up another "

@@ -46,6 +46,7 @@ def _state_format() -> str:
     makes older checkpoints unusable, and they are then ignored (the log is folded again)."""
     import projections.customer
     import projections.runs
+    import projections.texts
     import projections.times
     import resolver
     import resolver.matching
@@ -58,7 +59,7 @@ def _state_format() -> str:
     for path in sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix()):
         h.update(path.relative_to(root).as_posix().encode() + b"\0")
         h.update(path.read_bytes())
-    for module in (projections.customer, projections.runs, projections.times):
+    for module in (projections.customer, projections.runs, projections.texts, projections.times):
         h.update(Path(module.__file__).read_bytes())
     h.update(resolver.matching.NICKNAMES_DIGEST.encode())  # the nickname list the comparisons use
     return "engine-" + h.hexdigest()[:12]

@@ -493,3 +493,23 @@ def test_memory_let_go_of_is_given_back_to_the_system():
     assert full - let_go < 40 << 20  # (letting go alone gave little back)
     assert let_go - given > 80 << 20
     assert pin
+
+
+def test_the_checkpoint_format_changes_with_the_code_of_every_class_a_checkpoint_holds(monkeypatch):
+    """A checkpoint holds objects of the classes ``CHECKPOINT_CLASSES`` names: a change to the code of any of their
+    modules must make older checkpoints unusable (``_state_format`` names the code they were written by)."""
+    import importlib
+
+    from streams.embedded import _state_format
+    from streams.log import CHECKPOINT_CLASSES
+
+    before = _state_format()
+    modules = sorted({module for module, _ in CHECKPOINT_CLASSES if module != "array"})
+    assert "projections.texts" in modules
+    real = Path.read_bytes
+    for module in modules:
+        changed = Path(importlib.import_module(module).__file__).resolve()
+        monkeypatch.setattr(Path, "read_bytes",
+                            lambda self, changed=changed: real(self) + (b"\n# changed" if self.resolve() == changed else b""))
+        assert _state_format() != before, f"{module}'s code is not in the checkpoint format"
+        monkeypatch.setattr(Path, "read_bytes", real)
