@@ -22,7 +22,7 @@ from typing import Any, Callable, Container, Iterable, Optional
 import orjson
 
 from projections.runs import Runs
-from projections.texts import TextRows
+from projections.texts import TextRows, json_text
 from projections.times import iso, logged_micros
 from resolver.evidence import shared as shared_evidence
 from resolver.ids import ERASED, RECORD_TYPE, short_hash
@@ -432,15 +432,14 @@ class CustomerViews:
     def _review(self, d: dict[str, Any], seq: int) -> dict[str, Any]:
         """A possible match as the review queue keeps it (``review_match`` reads it back): its status, its place in
         the log, its two identifiers (the strings the views hold for them, where they do) and the rest of the
-        decision as compact JSON text. (As dicts, 135,000 reviews of a large corpus were 1.5 million objects, the
-        most of any table, which a checkpoint's pickler remembers one by one. Text, not the bytes ``orjson.dumps``
-        returns: each of those keeps the 4 KiB buffer it was written in.)"""
+        decision as compact JSON text (``json_text``). (As dicts, 135,000 reviews of a large corpus were 1.5 million
+        objects, the most of any table, which a checkpoint's pickler remembers one by one.)"""
         index, keys = self.node_index, self.node_keys
         node, other = d["node"], d["other"]
         a, b = index.get(node), index.get(other)
         rest = {k: v for k, v in d.items() if k not in _REVIEW_APART}
         return {"status": "pending", "seq": seq, "node": node if a is None else keys[a],
-                "other": other if b is None else keys[b], "match": orjson.dumps(rest).decode()}
+                "other": other if b is None else keys[b], "match": json_text(rest)}
 
     def _ban(self, ban: str, kind: str, one: list[str], two: list[str], d: dict[str, Any]) -> None:
         by = d.get("by") or d.get("reviewer")
@@ -465,16 +464,16 @@ class CustomerViews:
         prof.nodes.add(idx)
 
     def _merged(self, d: dict[str, Any]) -> None:
+        profiles = self.profiles
+        survivor = profiles[d["survivor_id"]]
+        # (the IDs as the views hold them: read back from the log, each of a decision's strings is a copy of its own)
+        self.merges_by_survivor.setdefault(survivor.id, []).append(len(self.merges))
         self.merges.append(d)
         self.merged_profiles += len(d["absorbed_ids"])
-        survivor = self.profiles[d["survivor_id"]]
-        profiles = self.profiles
-        # (the IDs as the views hold them: read back from the log, each of a decision's strings is a copy of its own)
-        self.merges_by_survivor.setdefault(survivor.id, []).append(len(self.merges) - 1)
         self.absorbed.setdefault(survivor.id, []).extend(profiles[p].id if p in profiles else p
                                                          for p in d["absorbed_ids"])
         for pid in d["absorbed_ids"]:
-            prof = self.profiles.pop(pid)
+            prof = profiles.pop(pid)
             for idx in prof.nodes:
                 self.node_profile[idx] = survivor.id
             survivor.nodes |= prof.nodes
@@ -559,9 +558,8 @@ class CustomerViews:
             self.ev_via[i] = self._node(attributed["node"])
             self.ev_attribution[i] = attributed
         attrs, payload = d.get("attributes"), d.get("payload")
-        # (orjson's bytes are over-allocated; a str copy holds exactly the text)
-        self.ev_attrs.append(orjson.dumps(attrs).decode() if attrs else None)
-        self.ev_payload.append(orjson.dumps(payload).decode() if payload else None)
+        self.ev_attrs.append(json_text(attrs) if attrs else None)
+        self.ev_payload.append(json_text(payload) if payload else None)
         self.ev_ignored.append(d.get("ignored"))
         if d["channel"] in self.config.assisted_channels:
             self._contacts.append(i)
