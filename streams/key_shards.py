@@ -379,6 +379,9 @@ class LocalKeyShards:
             self._note_seen({d["event_id"]: d.get("digest", -1) for slot in events for d in decided[slot.event]
                              if d["type"] == "interaction_recorded"})
             self.decided += len(events)
+            # the window's parsed events let go of here: they are held where they were validated and decided
+            # (freeing them is that work's, not the coordinator's, whose part would otherwise count it)
+            del work, parsed, outcomes, readings
             recording = time.perf_counter() - recording
             shared_work += recording
             total = time.perf_counter() - started
