@@ -131,8 +131,15 @@ class ResolverConfig:
     # its first name is not the holder's (``resolver.traits``).
     delivery_event_types: tuple[str, ...] = ("purchase", "order", "order_placed")
     # ...except on channels where the customer is there in person, and for an order that gives a date of
-    # birth (from the buyer's account: a present's recipient's is not asked for).
+    # birth (from the buyer's account: a present's recipient's is not asked for). In person, an anonymous event
+    # is not attributed by session either (``by_session``).
     in_person_channels: tuple[str, ...] = ("store",)
+
+    def by_session(self, channel: str) -> bool:
+        """Whether an anonymous event on this channel may be attributed by session to the customer who used the
+        same shared identifier just before or after it (``resolver.sessions``): not in person, where strangers
+        follow one another at a till or counter and each transaction is its own."""
+        return channel not in self.in_person_channels
 
     def hearsay(self, channel: str, event_type: str, attributes: dict[str, str]) -> bool:
         """Whether an event's names may be someone else's than its identifiers' holder's (``resolver.traits``)."""

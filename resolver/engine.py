@@ -206,7 +206,8 @@ class Resolver:
             if record is not None:
                 fuzzy.match(ctx, event.event_id, occurred_at, node_keys, refused, record[0], record[1],
                             traits[0] if hearsay and traits else None)
-            attributed = linking.attribute_sessions(ctx, event.event_id, occurred_at, node_keys, refused)
+            attributed = linking.attribute_sessions(ctx, event.event_id, occurred_at, node_keys, refused,
+                                                    self.config.by_session(event.channel))
 
         recorded: decisions.InteractionRecorded = {
             "type": "interaction_recorded",
@@ -254,22 +255,24 @@ class Resolver:
     def reads(self, event: ChannelEvent) -> tuple[set[str], list[tuple[str, str]]]:
         """``event``'s footprint, and the ``(field, value)`` pairs of its attribute record whose counts
         deciding it may read: what a slice for it holds (``resolver.slices``)."""
-        node_keys, blocks, values, names = self.keys_of(event)
-        return footprint.items(self.state, event.event_id, node_keys, blocks, names), values
+        node_keys, blocks, values, names, by_session = self.keys_of(event)
+        return footprint.items(self.state, event.event_id, node_keys, blocks, names, by_session), values
 
-    def keys_of(self, event: ChannelEvent) -> tuple[list[str], list[str], list[tuple[str, str]], bool]:
+    def keys_of(self, event: ChannelEvent) -> tuple[list[str], list[str], list[tuple[str, str]], bool, bool]:
         """``event``'s identifiers as node keys, the blocking keys of its attribute record, the
         ``(field, value)`` pairs of the record whose counts deciding it may read (with the formats learned
-        so far; nothing else of the state is read), and whether it names a person by whom an event on
+        so far; nothing else of the state is read), whether it names a person by whom an event on
         shared identifiers only is attributed (``linking.attribute_by_name``: it then reads the customers
-        those identifiers remember)."""
+        those identifiers remember), and whether its channel allows attributing it by session
+        (``ResolverConfig.by_session``: else it reads no identifier's last use)."""
         self._sync_formats()
         node_keys, _, attributes, _ = self._normalize(event)
         names = bool(attributes) and linking.names_a_person(self._traits(event, attributes)[1])
+        by_session = self.config.by_session(event.channel)
         record = self._records(attributes) if attributes and self.config.fuzzy_matching else None
         if record is None:
-            return node_keys, [], [], names
-        return node_keys, record[1], frequency_values(record[0]), names
+            return node_keys, [], [], names, by_session
+        return node_keys, record[1], frequency_values(record[0]), names, by_session
 
     def _traits(self, event: ChannelEvent, attributes: dict[str, str]) -> tuple[bool, tuple[str, ...]]:
         """Whether the event's names may be someone else's (``ResolverConfig.hearsay``), and its traits

@@ -14,11 +14,8 @@ from resolver.config import ResolverConfig
 from resolver.ids import ERASED
 from resolver.matching import FREQUENCY_FIELDS, AttributeRecord, MatchModel
 from resolver.records import RecordMaker
-from resolver.state import MAX_BLOCK_NODES_PER_PROFILE, MAX_RECORDS_PER_NODE, MAX_TRAITS_PER_NODE, NO_TRAITS, \
-    Profile, ResolverState
-
-
-MAX_SHARED_USERS = 16  # identifiers of customers kept per shared identifier
+from resolver.state import MAX_BLOCK_NODES_PER_PROFILE, MAX_RECORDS_PER_NODE, MAX_SHARED_USERS, \
+    MAX_TRAITS_PER_NODE, NO_TRAITS, Profile, ResolverState
 
 
 def _add_traits(prof: Profile, traits: Iterable[str]) -> None:
@@ -93,7 +90,7 @@ class Fold:
                     users = st.shared_users.setdefault(s, [])
                     if len(users) < MAX_SHARED_USERS and st.node_keys[anchor] not in users:
                         users.append(st.node_keys[anchor])
-            elif "attributed" not in d:
+            elif "attributed" not in d and self.config.by_session(d["channel"]):
                 sessions.fold_waiting(st.session_pending, shared, st.node_keys, d["occurred_at"], d["event_id"])
         if anchor is not None:
             self._weak_use(d, anchor)
@@ -151,7 +148,8 @@ class Fold:
         types = st.node_types
         rule = self.config.rule
         if rule(types[anchor]).weak:
-            if "attributed" not in d:  # (an attributed one is a customer's already)
+            # (an attributed one is a customer's already; one in person is nobody's by session)
+            if "attributed" not in d and self.config.by_session(d["channel"]):
                 sessions.fold_weak(st.weak_anon, anchor, d["occurred_at"], d["event_id"])
             return
         who = None

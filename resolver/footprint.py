@@ -30,14 +30,15 @@ from typing import Any, Iterable, Optional, Sequence
 
 from resolver.guards import MAX_CULPRIT_SEARCH
 from resolver.partition import NodePart, Rounds, read_through
-from resolver.state import Profile, ResolverState
+from resolver.state import MAX_SHARED_USERS, Profile, ResolverState
 
 
 def items(st: ResolverState, event_id: str, node_keys: Iterable[str], blocks: Iterable[str],
-          names: bool = True) -> set[str]:
+          names: bool = True, sessions: bool = True) -> set[str]:
     """The footprint of an event with these identifier keys and blocking keys, against ``st``; ``names``:
-    whether it names a person (``linking.names_a_person``)."""
-    return read_through(items_in_rounds(event_id, node_keys, blocks, names, asking=False), _InState(st))
+    whether it names a person (``linking.names_a_person``); ``sessions``: whether its channel allows
+    attributing it by session (``ResolverConfig.by_session``)."""
+    return read_through(items_in_rounds(event_id, node_keys, blocks, names, sessions, asking=False), _InState(st))
 
 
 class _InState:
@@ -113,7 +114,7 @@ def waiting_users(st: ResolverState, prof: Profile) -> list[str]:
 
 
 def items_in_rounds(event_id: str, node_keys: Iterable[str], blocks: Iterable[str], names: bool = True,
-                    asking: bool = True) -> Rounds:
+                    sessions: bool = True, asking: bool = True) -> Rounds:
     """``items``, read from parts of the state (``resolver.partition``) in three rounds
     (``resolver.partition.Rounds``; a question is answered by a ``NodePart``, a blocking key's identifier keys
     or a ``ProfilePart``, or None): the event's identifiers and blocking keys; the identifiers they lead to
@@ -138,10 +139,10 @@ def items_in_rounds(event_id: str, node_keys: Iterable[str], blocks: Iterable[st
             profiles.append(pid)
         if names:
             users = part.shared_users
-            if users:
+            if users and len(users) < MAX_SHARED_USERS:  # (more: none is attributed by name)
                 reached += users
         last = part.session_last
-        if last is not None:
+        if last is not None and sessions:  # (an event in person is nobody's by session: it reads no last use)
             reached.append(last[1])
         uses = part.weak_uses
         if uses:

@@ -17,6 +17,7 @@ from resolver import traits as person
 from resolver.context import Context
 from resolver.guards import Acc, conflict, cooccurrence_breach, culprit, nothing_new
 from resolver.ids import node_type
+from resolver.state import MAX_SHARED_USERS
 
 
 def link(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], traits: tuple[str, ...]) -> list[str]:
@@ -165,15 +166,19 @@ def _resplit(ctx: Context, pid: str, key: str, event_id: str, reason: str) -> No
 
 
 def attribute_sessions(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str],
-                       refused: list[str]) -> Optional[dict[str, Any]]:
+                       refused: list[str], by_session: bool = True) -> Optional[dict[str, Any]]:
     """Session attribution on the event's shared identifiers (``resolver.sessions``): an anonymous
-    event's attribution, or None; an identified event claims the anonymous ones waiting."""
+    event's attribution, or None; an identified event claims the anonymous ones waiting. ``by_session``:
+    whether the event's channel allows attributing it so (``ResolverConfig.by_session``: an anonymous
+    purchase at a shop's till is nobody's by session)."""
     st = ctx.state
     shared = graph.shared_of(st, node_keys)
     if not shared:
-        return _other_customer(ctx, node_keys, occurred_at)
+        return _other_customer(ctx, node_keys, occurred_at) if by_session else None
     anchor = graph.representative(st, node_keys, refused)
     if anchor is None:
+        if not by_session:
+            return None
         found = sessions.attribution(st.session_last, shared, occurred_at, st.node_keys)
         if found is not None and graph.linked(st, found["node"]) is not None:
             return found
@@ -216,7 +221,9 @@ def names_a_person(traits: tuple[str, ...]) -> bool:
 def attribute_by_name(ctx: Context, node_keys: list[str], traits: tuple[str, ...]) -> Optional[dict[str, Any]]:
     """An event that carries only shared identifiers and names a person (``names_a_person``): the customer
     among those who used one of its shared identifiers (a family mailbox's members) whom it names, when
-    exactly one is (first names compatible, dates of birth not different); None otherwise."""
+    exactly one is (first names compatible, dates of birth not different); None otherwise, and when an
+    identifier has had more customers than are remembered (a shop's till: ``MAX_SHARED_USERS``), since
+    one named among those remembered may not be the only one."""
     if not names_a_person(traits):
         return None
     trait = traits[0]
@@ -226,7 +233,10 @@ def attribute_by_name(ctx: Context, node_keys: list[str], traits: tuple[str, ...
         idx = st.node_index.get(key)
         if idx is None or idx not in st.shared:
             return None  # (only for events that nothing else identifies)
-        for user in st.shared_users.get(idx, ()):
+        users = st.shared_users.get(idx, ())
+        if len(users) >= MAX_SHARED_USERS:
+            return None
+        for user in users:
             u = graph.linked(st, user)
             if u is None:
                 continue

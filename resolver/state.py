@@ -17,6 +17,9 @@ CALIBRATION_FIRST = 256  # attribute records filed before the first re-estimatio
 MAX_RECORDS_PER_NODE = 16
 MAX_BLOCK_NODES_PER_PROFILE = 4
 MAX_TRAITS_PER_NODE = 32  # dates of birth and names kept per identifier (the guards act long before)
+# identifiers of customers kept per shared identifier: a family's members are fewer; an identifier with this
+# many is a till, a kiosk or a placeholder, whose customers are not all remembered (``linking.attribute_by_name``)
+MAX_SHARED_USERS = 16
 NO_TRAITS: frozenset[str] = frozenset()
 
 

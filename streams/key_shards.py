@@ -339,8 +339,9 @@ class LocalKeyShards:
             for b, outcome in enumerate(outcomes):
                 if outcome.kind == VALID:
                     event = outcome.event
-                    node_keys, blocks, values, names = self.reader.keys_of(event)
-                    readings.append((-1, footprint.items_in_rounds(event.event_id, node_keys, blocks, names)))
+                    node_keys, blocks, values, names, by_session = self.reader.keys_of(event)
+                    readings.append((-1, footprint.items_in_rounds(event.event_id, node_keys, blocks, names,
+                                                                   by_session)))
                     parsed[b] = (event, values)
                 elif outcome.kind != BLANK:
                     verdicts[b] = Verdict(False, outcome.event_id, reason=outcome.reason, detail=outcome.detail)

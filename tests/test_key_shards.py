@@ -214,9 +214,10 @@ def test_reading_in_rounds_together_gives_what_each_reading_alone_gives():
     readings, alone_prints = [], []
     whole = source_answers(_Whole(st_))
     for event in later:
-        node_keys, blocks, values, names = resolver.keys_of(event)
-        alone_prints.append(answered(footprint.items_in_rounds(event.event_id, node_keys, blocks, names), whole))
-        readings.append((-1, footprint.items_in_rounds(event.event_id, node_keys, blocks, names)))
+        node_keys, blocks, values, names, by_session = resolver.keys_of(event)
+        alone_prints.append(answered(footprint.items_in_rounds(event.event_id, node_keys, blocks, names, by_session),
+                                     whole))
+        readings.append((-1, footprint.items_in_rounds(event.event_id, node_keys, blocks, names, by_session)))
     assert any(len(p) > 3 for p in alone_prints)
     # answered together by the owners of a state split in parts: the same footprints, in at most three rounds
     split = _split(st_, 3)

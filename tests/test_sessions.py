@@ -185,3 +185,47 @@ def test_an_event_attributed_by_session_is_not_handed_out_again_when_its_device_
     said = [d["attributed"]["node"] for e in run.log for d in e if d.get("event_id") == "anon" and "attributed" in d]
     said += [d["node"] for e in run.log for d in e if d["type"] == "events_attributed" and "anon" in d["events"]]
     assert said == ["email:b@x.org"]  # one attribution, never a second one that contradicts it
+
+
+def _till(channel: str, event_type: str) -> list:
+    """A shop's till two loyalty customers paid at (so it is shared), then anonymous use of it around a third
+    customer's identified purchase: a minute before, and three minutes after."""
+    return [
+        ev("ann-1", 0, channel="store", event_type="store_purchase", device_id="till-3", loyalty_id="L100001"),
+        ev("bob-1", 5, channel="store", event_type="store_purchase", device_id="till-3", loyalty_id="L100002"),
+        ev("anon-before", 59, channel=channel, event_type=event_type, device_id="till-3"),
+        ev("cat-1", 60, channel="store", event_type="store_purchase", device_id="till-3", loyalty_id="L100003"),
+        ev("anon-after", 63, channel=channel, event_type=event_type, device_id="till-3"),
+    ]
+
+
+def test_anonymous_use_in_person_at_a_shared_till_is_nobodys_by_session():
+    """At a till, strangers follow one another: an anonymous purchase minutes after (or before) an identified
+    one is another customer's as often as not, so in person (``in_person_channels``) nothing is attributed by
+    session; the same use from a screen (a page view on the shop's kiosk) is, as on a family tablet."""
+    run = Run().feed(_till("store", "store_purchase"))
+    assert run.views.lookup_node("device_id:till-3")["status"] == "shared"
+    cat = run.profile_of("cat-1")
+    alone = {run.profile_of("anon-before"), run.profile_of("anon-after")}
+    assert cat not in alone and len(alone) == 2
+    assert not [d for e in run.log for d in e if d["type"] == "events_attributed" or "attributed" in d]
+    assert not run.resolver.state.session_pending  # (nothing waits to be claimed)
+
+    screen = Run().feed(_till("web", "page_view"))
+    assert screen.profile_of("anon-before") == screen.profile_of("anon-after") == screen.profile_of("cat-1")
+
+    anywhere = Run(ResolverConfig(in_person_channels=())).feed(_till("store", "store_purchase"))
+    assert anywhere.profile_of("anon-before") == anywhere.profile_of("anon-after") == anywhere.profile_of("cat-1")
+
+
+def test_anonymous_purchases_at_a_till_found_shared_later_stay_apart():
+    """A till that looked like one customer's device until a second customer paid at it: the anonymous
+    purchases around the first customer's are not handed to anyone when it is found shared."""
+    run = Run().feed([
+        ev("ann-1", 0, channel="store", event_type="store_purchase", device_id="till-4", loyalty_id="L200001"),
+        ev("anon-1", 3, channel="store", event_type="store_purchase", device_id="till-4"),
+        ev("bob-1", 6, channel="store", event_type="store_purchase", device_id="till-4", loyalty_id="L200002"),
+    ])
+    assert run.views.lookup_node("device_id:till-4")["status"] == "shared"
+    assert run.profile_of("anon-1") not in (run.profile_of("ann-1"), run.profile_of("bob-1"))
+    assert not [d for e in run.log for d in e if d["type"] == "events_attributed"]

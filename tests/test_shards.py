@@ -228,3 +228,27 @@ def test_an_event_on_a_shared_identifier_reads_its_customers_only_if_it_names_a_
     # a date of birth alone, or a name on a delivery (maybe the recipient's), attributes nothing by name
     assert users & resolver.footprint(on_mailbox("x3", date_of_birth="1980-01-01")) <= session
     assert users & resolver.footprint(on_mailbox("x4", "order", first_name="Ann", last_name="Lee")) <= session
+
+
+def test_an_event_in_person_on_a_shared_till_reads_no_last_use():
+    """An anonymous event from a screen on a shared identifier may be the session's of its last identified
+    user, so its footprint reads that customer; one in person (``in_person_channels``) is nobody's by session
+    and reads only the till, which keeps a busy till's customers from joining up through it."""
+    resolver = Resolver(ResolverConfig())
+    for k, card in enumerate(["41000001", "41000002", "41000003"]):
+        resolver.decide(ChannelEvent(event_id=f"p{k}", occurred_at=f"2025-04-01T10:0{k}:00Z", channel="store",
+                                     event_type="store_purchase", identifiers={"device_id": "till-5",
+                                                                               "loyalty_id": card}))
+    st = resolver.state
+    assert st.node_index["device_id:till-5"] in st.shared
+    assert st.session_last[st.node_index["device_id:till-5"]][1] == "loyalty_id:41000003"
+
+    def anonymous(channel: str, event_type: str) -> set[str]:
+        return resolver.footprint(ChannelEvent(event_id=f"x-{channel}", occurred_at="2025-04-01T10:04:00Z",
+                                               channel=channel, event_type=event_type,
+                                               identifiers={"device_id": "till-5"}))
+
+    screen, counter = anonymous("web", "page_view"), anonymous("store", "store_purchase")
+    assert "k:device_id:till-5" in counter and "k:device_id:till-5" in screen
+    assert "k:loyalty_id:41000003" in screen
+    assert "k:loyalty_id:41000003" not in counter and not any(item.startswith("p:") for item in counter)

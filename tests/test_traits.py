@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 from resolver import traits as person
 from resolver.config import ResolverConfig
+from resolver.state import MAX_SHARED_USERS
 from schemas.decisions import LogEntry
 from tests.resolver_helpers import Run, ev
 
@@ -236,3 +237,24 @@ def test_an_order_is_matched_on_attributes_only_when_it_names_the_holder():
         ev("m2", 20, channel="web", event_type="purchase", email="maria.g@mail.es", attrs=katherine),
     ])
     assert run.profile_of("m1") == run.profile_of("m2") != run.profile_of("k1")
+
+
+FIRST_NAMES = ["Ada", "Bea", "Cai", "Dev", "Eli", "Fay", "Gus", "Hal", "Ida", "Jon", "Kit", "Lea", "Max", "Ned",
+               "Oda", "Pia", "Quy", "Rex"]
+
+
+@pytest.mark.parametrize("customers", [MAX_SHARED_USERS - 1, MAX_SHARED_USERS])
+def test_a_name_is_attributed_only_among_all_the_customers_an_identifier_had(customers):
+    """A shop's kiosk used by more customers than are remembered: one named among those remembered may not
+    be the only one so named, so an anonymous event naming her is nobody's; among a few, it is hers."""
+    run = Run().feed([ev(f"c{k}", k, device_id="kiosk-9", loyalty_id=f"3000{k:02d}",
+                         attrs={"first_name": FIRST_NAMES[k]}) for k in range(customers)] +
+                     [ev("named", 600, device_id="kiosk-9", attrs={"first_name": "Cai"})])
+    assert run.views.lookup_node("device_id:kiosk-9")["status"] == "shared"
+    named = [d for e in run.log for d in e if d.get("attributed", {}).get("rule") == "same_name"]
+    if customers < MAX_SHARED_USERS:
+        assert [d["attributed"]["node"] for d in named] == ["loyalty_id:300002"]
+        assert run.profile_of("named") == run.profile_of("c2")
+    else:
+        assert not named
+        assert run.profile_of("named") not in {run.profile_of(f"c{k}") for k in range(customers)}
