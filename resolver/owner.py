@@ -11,7 +11,8 @@ from __future__ import annotations
 import zlib
 from typing import Optional
 
-from resolver.partition import Changes, NodePart, ProfilePart
+from resolver.partition import Changes, NodePart, ProfilePart, node_part, profile_part, review_parts
+from resolver.state import ResolverState
 
 
 def owner_of(kind: str, name: str, n: int) -> int:
@@ -71,6 +72,33 @@ class PartStore:
             elif held[2] != epoch:
                 held[1], held[2] = held[0], epoch
             held[0] += d
+
+
+def stores_of(st: ResolverState, n: int) -> list["PartStore"]:
+    """A whole state split among ``n`` shards, each part at its owner: what the owners hold once they have
+    decided the same events (so shards can take over a state decided in order, as from a checkpoint)."""
+    stores = [PartStore(s, n) for s in range(n)]
+    keys = st.node_keys
+    parts = {idx: node_part(st, idx) for idx in range(len(keys))}
+    review_parts(st, set(parts), parts)
+    for part in parts.values():
+        store = stores[owner_of("k", part.key, n)]
+        store.nodes[part.key] = part
+        if part.reviews:
+            store.reviewing.add(part.key)
+    for pid, prof in st.profiles.items():
+        stores[owner_of("p", pid, n)].profiles[pid] = profile_part(st, prof)
+    for name, target in st.aliases.items():
+        stores[owner_of("p", name, n)].aliases[name] = target
+    for key, filed in st.blocks.items():
+        stores[owner_of("b", key, n)].blocks[key] = [keys[m] for m in filed]
+    for key, count in st.value_counts.items():  # (with the count at the epoch's start, if it changed since)
+        before = st.tf_before.get(key)
+        stores[owner_of("v", value_name(key), n)].values[key] = \
+            [count, count, -1] if before is None else [count, before, st.tf_epoch]
+    for eid, digest in st.seen_events.items():
+        stores[owner_of("e", eid, n)].seen[eid] = digest
+    return stores
 
 
 def route(changes: Changes, n: int) -> dict[int, Changes]:

@@ -40,6 +40,7 @@ from resolver.config import ResolverConfig
 from resolver.engine import Resolver
 from resolver.owner import PartStore, owner_of, route
 from resolver.partition import Ask, Changes, NodePart, ProfilePart, Slice, collecting
+from resolver.state import ResolverState
 from schemas.channel import ChannelEvent
 from streams.key_shards import LocalKeyShards, _name_questions, _reads_of
 from streams.shards import Entry
@@ -48,8 +49,8 @@ from streams.shards import Entry
 class ShardServer:
     """One shard's worker: the parts it owns, and deciding the chains it is sent on their slices."""
 
-    def __init__(self, config: ResolverConfig, shard: int, n: int) -> None:
-        self.store = PartStore(shard, n)
+    def __init__(self, config: ResolverConfig, shard: int, n: int, store: Optional[PartStore] = None) -> None:
+        self.store = store if store is not None else PartStore(shard, n)
         self.resolver = Resolver(config)
         self.records: Optional[list] = None  # (the records a re-estimation works from)
         self.pending: Optional[Slice] = None  # (the slice decided on, until its changes are asked for or dropped)
@@ -143,11 +144,11 @@ class ShardServer:
         return got
 
 
-def _serve(conn: Any, inherited: list[Any], config: ResolverConfig, shard: int, n: int) -> None:
+def _serve(conn: Any, inherited: list[Any], config: ResolverConfig, shard: int, n: int, store: PartStore) -> None:
     for end in inherited:  # (the coordinator's ends, copied by the fork: closed, a coordinator gone is an EOF)
         end.close()
     gc.disable()  # (as the resolver runs elsewhere: nothing it builds forms cycles)
-    server = ShardServer(config, shard, n)
+    server = ShardServer(config, shard, n, store)
     while True:
         try:
             request = conn.recv()
@@ -183,18 +184,18 @@ class KeyShardProcesses(LocalKeyShards):
     workers."""
 
     def __init__(self, config: ResolverConfig, n: int, max_window: int = 1024, assigner: Any = None,
-                 wait: float = 600.0):
-        super().__init__(config, n, max_window, assigner)
+                 wait: float = 600.0, state: Optional[ResolverState] = None):
+        super().__init__(config, n, max_window, assigner, state=state)
         self.wait = wait  # seconds a shard may take to answer a request (a window's deciding, a chunk of pairs)
-        self.stores = []  # (the parts are held by the workers)
+        stores, self.stores = self.stores, []  # (the parts are held by the workers: each given its own by the fork)
         ctx = multiprocessing.get_context("fork")
         self._conns: list[Any] = []
         self._procs: list[Any] = []
         self._broken: Optional[str] = None
         for s in range(n):
             here, there = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(there, [*self._conns, here], config, s, n), daemon=True,
-                               name=f"idres-key-shard-{s}")
+            proc = ctx.Process(target=_serve, args=(there, [*self._conns, here], config, s, n, stores[s]),
+                               daemon=True, name=f"idres-key-shard-{s}")
             proc.start()
             there.close()
             self._conns.append(here)

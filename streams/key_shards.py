@@ -45,7 +45,7 @@ from resolver.calibration import distinct_of
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver
 from resolver.ids import event_digest
-from resolver.owner import PartStore, owner_of, route, value_name
+from resolver.owner import owner_of, route, stores_of, value_name
 from resolver.partition import Ask, Changes, NodePart, ProfilePart, Rounds, Slice, collecting, shared_of
 from resolver.state import ResolverState
 from schemas.channel import ChannelEvent
@@ -58,15 +58,19 @@ class LocalKeyShards:
     the log entries of deciding the raw records in order (rejections keyed ``record:<index>``)."""
 
     def __init__(self, config: ResolverConfig, n: int, max_window: int = 1024, assigner: Any = None,
-                 transport: bool = False):
+                 transport: bool = False, state: Optional[ResolverState] = None):
         self.config = config
         self.n = n
         self.max_window = max_window
-        self.stores = [PartStore(s, n) for s in range(n)]
-        self.shared = shared_of(ResolverState())
-        self.decided = 0  # events decided (each event ID's digest is kept by the ID's owner)
+        # ``state``: events decided before (in order, as a checkpoint holds them), whose parts the owners take
+        start = state if state is not None else ResolverState()
+        self.stores = stores_of(start, n)
+        self.shared = shared_of(start)
+        self.decided = len(start.seen_events)  # events decided (each event ID's digest is kept by the ID's owner)
         # validates and normalizes records, and keeps the rejected ones' keys: it holds no identifier
         self.reader = Resolver(config, state=ResolverState())
+        self.reader.state.learned_regions = list(start.learned_regions)
+        self.reader.state.rejected_keys = set(start.rejected_keys)
         self.pipeline = RecordPipeline(self.reader)
         self._assign = assigner
         self._deciders = [Resolver(config) for _ in range(n)]  # (each shard's, moved from slice to slice)

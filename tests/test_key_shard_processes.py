@@ -172,3 +172,21 @@ def test_a_shard_that_does_not_answer_stops_the_coordinator_after_its_wait(monke
         with pytest.raises(RuntimeError, match="key shard 1 did not answer within 0.5 s"):
             keyed.decide(records)
     assert time.monotonic() - started < 15  # (closing kills a worker that does not stop)
+
+
+def test_worker_processes_taking_over_a_state_decided_in_order_continue_its_log():
+    """Each worker is given its own parts of a state decided in order (as a checkpoint holds it: the first 900
+    records of a corpus where every guard acts), and the rest is decided as that state's resolver decides it."""
+    from resolver.engine import Resolver
+    from streams.shards import in_order
+
+    records, config, _ = every_guard_corpus()
+    alone, taken = Resolver(config), Resolver(config)
+    for resolver in (alone, taken):
+        in_order(records[:900], resolver)
+    expected = in_order(records[900:], alone)
+    with KeyShardProcesses(config, 3, 128, state=taken.state) as keyed:
+        assert not keyed.stores  # (the parts went to the workers)
+        assert keyed.decide(records[900:]) == expected
+        held = keyed._ask({s: ("parts", 0) for s in range(3)})
+    assert sum(len(nodes) for nodes, *_ in held.values()) == len(alone.state.node_keys)

@@ -139,20 +139,12 @@ def test_a_re_estimation_whose_slice_asked_about_a_name_held_elsewhere_is_made_o
     assert shards.stats["in_order_windows"] == shards.stats["calibrations"] == 2
 
 
-def _whole_parts(st) -> tuple[dict, dict, dict, dict, dict]:
-    """The state decided in order, as the parts its owners would hold."""
-    from resolver.partition import node_part, profile_part, review_parts
-
-    parts = {i: node_part(st, i) for i in range(len(st.node_keys))}
-    review_parts(st, set(parts), parts)
-    return ({p.key: p for p in parts.values()}, {pid: profile_part(st, p) for pid, p in st.profiles.items()},
-            dict(st.aliases), {b: [st.node_keys[n] for n in filed] for b, filed in st.blocks.items()},
-            {key: (c, st.tf_before.get(key)) for key, c in st.value_counts.items()})
-
-
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 10_000), st.integers(40, 400), st.integers(1, 4), st.integers(1, 300), st.integers(8, 120))
 def test_the_owners_hold_between_them_the_state_deciding_in_order_builds(seed, n, shards, window, people):
+    """Owner by owner, the parts shards deciding the records hold are the parts of the state deciding them in
+    order, split among the owners (``owner.stores_of``); each part at one owner, and every part of it held."""
+    from resolver.owner import stores_of
     from streams.shards import in_order
 
     records = with_noise(corpus(random.Random(seed), n, people=people), random.Random(seed))
@@ -161,15 +153,16 @@ def test_the_owners_hold_between_them_the_state_deciding_in_order_builds(seed, n
     in_order(records, whole)
     keyed = LocalKeyShards(config, shards, window)
     keyed.decide(records)
-    held: tuple[dict, dict, dict, dict, dict] = ({}, {}, {}, {}, {})
-    epoch = whole.state.tf_epoch
-    for store in keyed.stores:
-        for into, mine in zip(held, (store.nodes, store.profiles, store.aliases, store.blocks)):
-            assert not set(into) & set(mine)  # (each part at one owner)
-            into.update(mine)
-        held[4].update({key: store.value(key, epoch) for key in store.values})
-    assert held == _whole_parts(whole.state)
-    st_, shared = whole.state, keyed.shared
+    st_, epoch = whole.state, whole.state.tf_epoch
+    for built, split in zip(keyed.stores, stores_of(st_, shards), strict=True):
+        assert (built.nodes, built.profiles, built.aliases, built.blocks, built.reviewing, built.seen) == \
+            (split.nodes, split.profiles, split.aliases, split.blocks, split.reviewing, split.seen)
+        assert {key: built.value(key, epoch) for key in built.values} == \
+            {key: split.value(key, epoch) for key in split.values}
+    assert sum(len(store.nodes) for store in keyed.stores) == len(st_.node_keys)
+    assert sum(len(store.profiles) for store in keyed.stores) == len(st_.profiles)
+    assert {key for store in keyed.stores for key in store.values} == set(st_.value_counts)
+    shared = keyed.shared
     assert (shared.value_totals, shared.tf_totals_before, shared.records_filed, shared.next_calibration,
             shared.phone_total, shared.phone_regions, shared.learned_regions, shared.model) == \
         (st_.value_totals, st_.tf_totals_before, st_.records_filed, st_.next_calibration, st_.phone_total,
@@ -220,7 +213,7 @@ def test_reading_in_rounds_together_gives_what_each_reading_alone_gives():
         readings.append((-1, footprint.items_in_rounds(event.event_id, node_keys, blocks, names, by_session)))
     assert any(len(p) > 3 for p in alone_prints)
     # answered together by the owners of a state split in parts: the same footprints, in at most three rounds
-    split = _split(st_, 3)
+    split = LocalKeyShards(config, 3, 64, state=st_)
     split._trips = 0
     assert split._rounds(readings) == alone_prints
     assert split._trips <= 3
@@ -242,21 +235,6 @@ def _valid(raw: bytes) -> bool:
     return True
 
 
-def _split(st_, n: int) -> LocalKeyShards:
-    """Key shards holding the parts of ``st_`` (decided in order), each the ones it owns."""
-    shards = LocalKeyShards(ResolverConfig(), n, 64)
-    nodes, profiles, aliases, blocks, _ = _whole_parts(st_)
-    for key, part in nodes.items():
-        shards.stores[owner_of("k", key, n)].nodes[key] = part
-    for pid, part in profiles.items():
-        shards.stores[owner_of("p", pid, n)].profiles[pid] = part
-    for name, target in aliases.items():
-        shards.stores[owner_of("p", name, n)].aliases[name] = target
-    for key, filed in blocks.items():
-        shards.stores[owner_of("b", key, n)].blocks[key] = filed
-    return shards
-
-
 def test_a_window_of_events_decided_before_at_an_epoch_s_start_leaves_the_statistics_as_deciding_in_order_does():
     # (the coordinator moved to the next epoch at a window's start, emptying the totals the epoch started with,
     # where the fold moves with the epoch's first event: 64 events, then a window holding only re-sent ones)
@@ -272,3 +250,60 @@ def test_a_window_of_events_decided_before_at_an_epoch_s_start_leaves_the_statis
     assert len(whole.state.seen_events) == 64 and whole.state.tf_totals_before
     assert (keyed.shared.tf_epoch, keyed.shared.tf_totals_before) == \
         (whole.state.tf_epoch, whole.state.tf_totals_before)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(60, 400), st.integers(1, 4), st.integers(1, 300), st.integers(8, 120),
+       st.floats(0.0, 1.0))
+def test_shards_taking_over_a_state_decided_in_order_continue_its_log(seed, n, shards, window, people, cut):
+    """Shards given a state decided in order (as a checkpoint holds it) decide what follows as that state's
+    resolver would: at any point of the log, an epoch's start or a re-estimation included."""
+    from streams.shards import in_order
+
+    records = with_noise(corpus(random.Random(seed), n, people=people), random.Random(seed))
+    k = int(cut * len(records))
+    config = ResolverConfig()
+    alone = Resolver(config)
+    in_order(records[:k], alone)
+    taken = Resolver(config)
+    in_order(records[:k], taken)
+    keyed = LocalKeyShards(config, shards, window, state=taken.state)
+    assert keyed.decide(records[k:]) == in_order(records[k:], alone)
+
+
+def test_shards_taking_over_a_state_read_numbers_as_the_countries_it_learned():
+    """After the state learned that customers write UK numbers nationally, a national number read by shards
+    that took the state over is the customer's number, as the state's own resolver reads it."""
+    from resolver import epochs, formats
+    from streams.shards import in_order
+    from tests.test_formats import uk_customers
+    from tests.resolver_helpers import ev
+
+    first = [ev("jane-1", 0, phone="+44 7887 899111", email="jane@mail.co.uk"), *uk_customers(formats.LEARN_MIN)]
+    first += [ev(f"filler-{i}", 200 + i, email=f"filler{i}@mail.com") for i in range(len(first), epochs.end_of(
+        len(first)))]
+    first.append(ev("jane-2", 1000, channel="store", phone="07887 899111", loyalty_id="LY-5555-0001"))
+    rest = [ev("jane-3", 1001, channel="store", phone="07887 899111", loyalty_id="LY-5555-0002")]
+    config = ResolverConfig()
+    alone, taken = Resolver(config), Resolver(config)
+    for resolver in (alone, taken):
+        in_order([e.model_dump_json().encode() for e in first], resolver)
+    assert taken.state.learned_regions == ["GB"]
+    expected = in_order([e.model_dump_json().encode() for e in rest], alone)
+    (recorded,) = [d for d in expected[0] if d["type"] == "interaction_recorded"]
+    assert "phone:+447887899111" in recorded["nodes"]
+    got = LocalKeyShards(config, 2, 64, state=taken.state).decide([e.model_dump_json().encode() for e in rest])
+    assert got == expected
+
+
+def test_shards_taking_over_a_state_do_not_keep_a_bad_record_it_kept_already():
+    """A bad record the state kept (rejected, under its place in the input) is not kept again when shards that
+    took the state over read the same input again, as the state's own resolver would not."""
+    from streams.shards import in_order
+
+    records = [b"{not json", *with_noise(corpus(random.Random(3), 30, people=10), random.Random(3))]
+    config = ResolverConfig()
+    taken = Resolver(config)
+    first = in_order(records, taken)
+    assert first[0][0]["type"] == "event_rejected" and first[0][0]["key"] == "record:0"
+    assert LocalKeyShards(config, 2, 16, state=taken.state).decide(records[:1]) == []
