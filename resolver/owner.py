@@ -74,7 +74,7 @@ class PartStore:
             held[0] += d
 
 
-def stores_of(st: ResolverState, n: int) -> list["PartStore"]:
+def stores_of(st: ResolverState, n: int) -> list[PartStore]:
     """A whole state split among ``n`` shards, each part at its owner: what the owners hold once they have
     decided the same events (so shards can take over a state decided in order, as from a checkpoint)."""
     stores = [PartStore(s, n) for s in range(n)]
