@@ -327,6 +327,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
                                                     expected="a number of seconds >= 0"),
                             reorder_max_events=env_int("IDRES_REORDER_MAX_EVENTS", 100_000, minimum=1,
                                                        expected="a number of events >= 1"),
+                            stop_grace=env_float("IDRES_STOP_GRACE", 30.0, positive=True,
+                                                 expected="a number of seconds > 0"),
                             shard_wait=env_float("IDRES_SHARD_WAIT", 30.0, positive=True,
                                                  expected="a number of seconds > 0"),
                             restate_wait=env_float("IDRES_RESTATE_WAIT", 10.0, minimum=0.0,

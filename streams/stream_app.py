@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import pickle
 import re
+import threading
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, field, replace
@@ -628,6 +630,9 @@ class WorkerOptions:
     # seconds the coordinator waits for a resolve shard's reply before deciding the window itself, in order
     # (and deciding in order for as long again before it asks the shards anew); see ``streams.kafka_shards``
     shard_wait: float = 30.0
+    # seconds a worker that decided to stop (a new raw topic, a defect, a batch it cannot decode) may take to stop
+    # before it exits anyway (``exit_after``): its supervisor restarts it, and nothing is lost, as after SIGKILL
+    stop_grace: float = 30.0
     # seconds after the first late event (one older than an event decided before it) the resolve role restates
     # the log from the earliest one's place (``resolver.restate``): late events meanwhile are decided as they come
     restate_wait: float = 10.0
@@ -644,6 +649,23 @@ class WorkerOptions:
 
 class DecisionLogError(RuntimeError):
     """The decision log is not what this worker wrote or expects; it must stop and rebuild."""
+
+
+def exit_after(reason: str, seconds: float) -> threading.Thread:
+    """Makes this process exit (code 1, with one line on stderr) ``seconds`` from now unless it has ended by
+    then: a worker that decided to stop must not hang in stopping (its consumers leaving the group, its tasks
+    cancelled), or no supervisor would restart it. Exiting at any point loses nothing (the roles are
+    effectively-once across a SIGKILL)."""
+    def deadline() -> None:
+        time.sleep(seconds)
+        line = (f"idres: error: the worker did not stop within {seconds:g} s of deciding to ({reason}); exiting "
+                "anyway: restart it (nothing is lost)\n")
+        os.write(2, line.encode("utf-8", "replace"))  # (the process's stderr itself: Faust redirects sys.stderr)
+        os._exit(1)
+
+    thread = threading.Thread(target=deadline, name="idres-stop-deadline", daemon=True)
+    thread.start()
+    return thread
 
 
 class StreamJobs:
@@ -746,8 +768,7 @@ class StreamJobs:
                                       "stopping so that its restart subscribes them (nothing on them is lost: "
                                       "they are read from their beginning)")
                     log.critical("stopping the worker: %s", exc)
-                    jobs.failed = exc
-                    await app.crash(exc)
+                    await jobs.stop_for(exc)
 
             @app.timer(interval=1.0)
             async def dead_letter_skipped_batches() -> None:  # (while no record arrives after them)
@@ -830,6 +851,13 @@ class StreamJobs:
                       name="project")(self._fatal(self._project))
         return app
 
+    async def stop_for(self, exc: BaseException) -> None:
+        """Stops the worker for ``exc`` (exit code 1), within ``stop_grace`` seconds however stopping goes."""
+        if self.failed is None:
+            self.failed = exc
+            exit_after(f"{type(exc).__name__}: {exc}".splitlines()[0][:200], self.options.stop_grace)
+        await self.app.crash(exc)
+
     def _fatal(self, agent: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """Runs an agent so that an error stops the whole worker (exit code 1) instead of leaving it
         running without that role: a supervisor restarts it, and a restart rebuilds from the log."""
@@ -842,8 +870,7 @@ class StreamJobs:
                 raise
             except Exception as exc:
                 log.critical("stopping the worker: %s: %s", type(exc).__name__, exc)
-                jobs.failed = exc
-                await jobs.app.crash(exc)
+                await jobs.stop_for(exc)
 
         run.__name__ = agent.__name__.lstrip("_")
         return run

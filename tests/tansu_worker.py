@@ -12,6 +12,9 @@ With ``IDRES_TEST_DIE_BEFORE_SHRED=1``, this worker exits at once where it would
 erasure it has logged (as if killed there); with ``IDRES_TEST_SHRED_WAIT=S`` its readers wait S seconds
 (not two minutes) for an erasure's keys to be shredded before they go on without.
 
+With ``IDRES_TEST_HANG_ON_STOP=1``, a worker that decides to stop never finishes stopping (its Faust app's
+``crash`` waits forever): what ``IDRES_STOP_GRACE`` bounds.
+
 With ``IDRES_TEST_SHARD_HANG=S``, this worker answers each task of resolve shard S only after
 ``IDRES_TEST_SHARD_HANG_S`` seconds (6): a worker alive in its group but stuck.
 
@@ -67,7 +70,20 @@ def _die_before_shredding() -> None:
     KafkaKeys.shred = shred
 
 
+def _hang_on_stop() -> None:
+    import asyncio
+
+    import faust
+
+    async def crash(self, reason):
+        await asyncio.Event().wait()  # (stopping that never ends)
+
+    faust.App.crash = crash
+
+
 _cap()
+if os.environ.get("IDRES_TEST_HANG_ON_STOP"):
+    _hang_on_stop()
 if os.environ.get("IDRES_TEST_SHRED_WAIT"):
     import streams.stream_app
 

@@ -107,6 +107,40 @@ def test_a_foreign_producer_s_records_in_any_codec_and_on_any_raw_topic_are_all_
     assert set(published["properties"]) == {"v", "k", "entries"} and published["additionalProperties"] is False
 
 
+def test_a_worker_that_decided_to_stop_exits_even_if_stopping_never_ends(kafka_bootstrap, tmp_path, monkeypatch):
+    """A worker stopping for a new raw topic, whose stopping never ends (made so here: its app's ``crash`` waits
+    forever), exits anyway within ``IDRES_STOP_GRACE`` seconds, with code 1 and one line saying so, so that its
+    supervisor restarts it."""
+    import os
+
+    class Stuck(Worker):
+        module = "tests.tansu_worker"
+        env = {**os.environ, "IDRES_TEST_HANG_ON_STOP": "1", "IDRES_STOP_GRACE": "2", "IDRES_RAW_TOPIC_CHECK": "1"}
+
+    prefix, settings = _deployment(kafka_bootstrap, "stuck")
+    worker = Stuck(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
+    try:
+        wait_until(lambda: bool(worker.metrics()), 60, "the worker to start", [worker])
+        admin = admin_client(settings)
+        try:
+            ensure_topics(admin, settings, {settings.topics.raw("kiosk"): 1})
+        finally:
+            admin.close()
+        wait_until(lambda: "stopping the worker: new raw topic" in worker.log.read_text(errors="replace"), 60,
+                   "the worker to decide to stop", [worker])
+        decided_at = time.monotonic()
+        worker.proc.wait(timeout=30)
+        took = time.monotonic() - decided_at
+    finally:
+        worker.stop()
+    assert worker.proc.returncode == 1 and took < 15
+    last = [line for line in worker.log.read_text(errors="replace").splitlines() if line.startswith("idres: error:")]
+    assert len(last) == 1
+    assert last[0].startswith("idres: error: the worker did not stop within 2 s of deciding to (NewRawTopic: new "
+                              f"raw topic(s) {settings.topics.raw('kiosk')}: this worker does not consume them yet")
+    assert last[0].endswith("; exiting anyway: restart it (nothing is lost)")
+
+
 def _read_all(bootstrap: str, topic: str) -> list[tuple]:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                              auto_offset_reset="earliest", consumer_timeout_ms=3000)
