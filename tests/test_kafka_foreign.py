@@ -4,6 +4,7 @@ users use, channels of their own, including a raw topic created while the worker
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import duckdb
@@ -107,12 +108,10 @@ def test_a_foreign_producer_s_records_in_any_codec_and_on_any_raw_topic_are_all_
     assert set(published["properties"]) == {"v", "k", "entries"} and published["additionalProperties"] is False
 
 
-def test_a_worker_that_decided_to_stop_exits_even_if_stopping_never_ends(kafka_bootstrap, tmp_path, monkeypatch):
+def test_a_worker_that_decided_to_stop_exits_even_if_stopping_never_ends(kafka_bootstrap, tmp_path):
     """A worker stopping for a new raw topic, whose stopping never ends (made so here: its app's ``crash`` waits
     forever), exits anyway within ``IDRES_STOP_GRACE`` seconds, with code 1 and one line saying so, so that its
     supervisor restarts it."""
-    import os
-
     class Stuck(Worker):
         module = "tests.tansu_worker"
         env = {**os.environ, "IDRES_TEST_HANG_ON_STOP": "1", "IDRES_STOP_GRACE": "2", "IDRES_RAW_TOPIC_CHECK": "1"}
