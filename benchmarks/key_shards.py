@@ -22,6 +22,10 @@ gives per N the round trips per window and the messages per event, and the model
 trip took each of ``--round-trip-ms`` (by default 0.06 ms, the median of a pipe between two processes on
 this machine, and 6.3 ms, the median through the test broker: ``benchmarks/round_trips.py``; and 1 ms between).
 
+With ``--kafka N,...`` they are decided on N key shards over a Kafka broker (``streams.kafka_key_shards``: the
+requests and answers on two topics, each shard held by a worker process of its own, which the tests' broker
+runs unless ``--bootstrap`` names one), and the wall time printed with the round trips it waited for.
+
 With ``--processes N,...`` the records are also decided on N shards in worker processes
 (``streams.key_shard_processes``: each shard's parts held, and its chains decided, by a process of its own;
 requests carried by pipes), and the wall time printed, against deciding in order.
@@ -92,6 +96,60 @@ def processes(records: list[bytes], config: ResolverConfig, counts: list[int], w
               f"{cpu:.1f} | {trips:.1f} |", flush=True)
 
 
+def _hold(bootstrap: str, prefix: str, stop_file: str) -> None:
+    import os
+
+    from streams.kafka_io import KafkaSettings
+    from streams.kafka_key_shards import serve
+
+    serve(KafkaSettings(bootstrap=bootstrap, prefix=prefix), ResolverConfig(),
+          stopped=lambda: os.path.exists(stop_file), session_timeout_ms=6000)
+
+
+def on_kafka(records: list[bytes], config: ResolverConfig, counts: list[int], want: str, events: int,
+             alone: float, window: int, bootstrap: str) -> None:
+    """Deciding on N key shards over Kafka (``streams.kafka_key_shards``), each held by a worker process of
+    its own, timed from the first request (the parts loaded) to the last answer."""
+    import multiprocessing
+    import os
+    import tempfile
+    import uuid
+
+    from streams.kafka_io import KafkaSettings
+    from streams.kafka_key_shards import KafkaKeyShards, create_topics
+
+    print(f"\n{os.cpu_count()} cores, broker {bootstrap}; in order, one resolver: {alone:.1f} s\n")
+    print("| key shards on Kafka | same log | wall s | events/s | x in order | round trips | ms a round trip "
+          "(wall / round trips) |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    ctx = multiprocessing.get_context("spawn")
+    for n in counts:
+        prefix = f"ksbench-{uuid.uuid4().hex[:8]}."
+        settings = KafkaSettings(bootstrap=bootstrap, prefix=prefix)
+        create_topics(settings, n)
+        stop = os.path.join(tempfile.mkdtemp(), "stop")
+        procs = [ctx.Process(target=_hold, args=(bootstrap, prefix, stop), daemon=True) for _ in range(n)]
+        for proc in procs:
+            proc.start()
+        try:
+            with KafkaKeyShards(settings, config, n, window, wait=120) as keyed:
+                keyed._ask({s: ("known", []) for s in range(n)})  # (every holder has joined and answered)
+                trips = keyed.round_trips
+                started = time.perf_counter()
+                got = keyed.decide(records)
+                wall = time.perf_counter() - started
+                trips = keyed.round_trips - trips
+            same = digest(got) == want
+        finally:
+            open(stop, "w").close()
+            for proc in procs:
+                proc.join(20)
+                if proc.is_alive():
+                    proc.kill()
+        print(f"| {n} | {'yes' if same else 'NO'} | {wall:.1f} | {events / wall:,.0f} | {alone / wall:.2f} | "
+              f"{trips:,} | {wall * 1000 / max(trips, 1):.1f} |", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("events")
@@ -103,6 +161,10 @@ def main() -> int:
     ap.add_argument("--processes", default="",
                     help="also decide on this many shards in worker processes (``KeyShardProcesses``), "
                          "comma-separated, and print the wall time (then the model is skipped unless --shards)")
+    ap.add_argument("--kafka", default="",
+                    help="also decide on this many key shards over Kafka (``KafkaKeyShards``, each shard held by a "
+                         "worker process), comma-separated, and print the wall time")
+    ap.add_argument("--bootstrap", help="the broker for --kafka (default: start the tests' broker)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="decide on N shards this many times and report the run with the least modelled time "
                          "(this machine's speed varies from one run to the next)")
@@ -129,6 +191,24 @@ def main() -> int:
     if args.processes:
         processes(records, config, [int(x) for x in args.processes.split(",")], want, events, seconds,
                   args.window, max(args.repeat, 1))
+        if not args.shards:
+            return 0
+    if args.kafka:
+        counts = [int(x) for x in args.kafka.split(",")]
+        if args.bootstrap:
+            on_kafka(records, config, counts, want, events, seconds, args.window, args.bootstrap)
+        else:
+            import tempfile
+
+            from tests.kafka_broker import kafka_broker, select_broker
+
+            choice = select_broker()
+            if choice.kind == "skip":
+                print(f"idres: error: no broker to run on ({choice.detail}); give one with --bootstrap",
+                      file=sys.stderr)
+                return 2
+            with kafka_broker(Path(tempfile.mkdtemp()), choice) as bootstrap:
+                on_kafka(records, config, counts, want, events, seconds, args.window, bootstrap)
         if not args.shards:
             return 0
     trips = [float(x) / 1000 for x in args.round_trip_ms.split(",")]

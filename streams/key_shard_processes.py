@@ -178,55 +178,26 @@ def _slice_args(*args: Any) -> tuple:
     return args
 
 
-class KeyShardProcesses(LocalKeyShards):
-    """``n`` shards in as many worker processes, and their coordinator in this one: ``decide(records)`` gives
-    the log entries of deciding the raw records in order. ``close()`` (or leaving a ``with``) stops the
-    workers."""
+class RemoteKeyShards(LocalKeyShards):
+    """The coordinator of ``n`` shards whose parts are held elsewhere (each by a ``ShardServer``): what it did
+    to the stores it asks of their owners, as requests. ``_asked_all`` carries them (a subclass's transport:
+    pipes to forked processes, or a broker's topics); ``close()`` (or leaving a ``with``) stops it."""
 
     def __init__(self, config: ResolverConfig, n: int, max_window: int = 1024, assigner: Any = None,
                  wait: float = 600.0, state: Optional[ResolverState] = None):
         super().__init__(config, n, max_window, assigner, state=state)
         self.wait = wait  # seconds a shard may take to answer a request (a window's deciding, a chunk of pairs)
-        stores, self.stores = self.stores, []  # (the parts are held by the workers: each given its own by the fork)
-        ctx = multiprocessing.get_context("fork")
-        self._conns: list[Any] = []
-        self._procs: list[Any] = []
+        self._seed, self.stores = self.stores, []  # (the parts, to be handed to their holders: then dropped here)
         self._broken: Optional[str] = None
-        for s in range(n):
-            here, there = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(there, [*self._conns, here], config, s, n, stores[s]),
-                               daemon=True, name=f"idres-key-shard-{s}")
-            proc.start()
-            there.close()
-            self._conns.append(here)
-            self._procs.append(proc)
 
-    def __enter__(self) -> "KeyShardProcesses":
+    def __enter__(self) -> "RemoteKeyShards":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
     def close(self) -> None:
-        """Stops the workers: asked to, or killed when a request failed (one may be stuck in it)."""
-        polite = self._broken is None
         self._broken = self._broken or "they were closed"
-        for conn, proc in zip(self._conns, self._procs):
-            if proc.is_alive() and polite:
-                try:
-                    conn.send(("stop",))
-                    if conn.poll(5):
-                        conn.recv()
-                except (OSError, EOFError):
-                    pass
-            if not polite:
-                proc.kill()
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
-            conn.close()
-        self._conns, self._procs = [], []
 
     def _ask(self, requests: dict[int, tuple]) -> dict[int, Any]:
         """Each shard's answer to its request: all sent, then all read (the shards work meanwhile). Once a
@@ -241,34 +212,8 @@ class KeyShardProcesses(LocalKeyShards):
             raise
 
     def _asked_all(self, requests: dict[int, tuple]) -> dict[int, Any]:
-        sent = []
-        failed = None
-        for s, request in requests.items():
-            try:
-                self._conns[s].send(request)
-                sent.append(s)
-            except OSError:  # (a broken pipe: the process ended)
-                failed = failed or self._ended(s)
-        out = {}
-        for s in sent:
-            try:
-                if self._conns[s].poll(self.wait):
-                    ok, got = self._conns[s].recv()
-                else:
-                    ok, got = False, f"key shard {s} did not answer within {self.wait:g} s"
-            except (EOFError, OSError):
-                ok, got = False, self._ended(s)
-            if ok:
-                out[s] = got
-            elif failed is None:
-                failed = got
-        if failed is not None:
-            raise RuntimeError(f"a key shard failed:\n{failed}")
-        return out
+        raise NotImplementedError
 
-    def _ended(self, s: int) -> str:
-        self._procs[s].join(1)
-        return f"key shard {s}'s process ended (exit code {self._procs[s].exitcode})"
 
     # ------------------------------------------------------------------------------ what the owners hold
     def _known(self, event_ids: list[str]) -> list[Optional[int]]:
@@ -389,3 +334,76 @@ class KeyShardProcesses(LocalKeyShards):
         self._ask({owner: ("apply_shares", blobs, epoch) for owner, blobs in shares.items()})
         self._commit([(s, _Changed(changes[s][1])) for s, _ in mine], epoch)  # type: ignore[misc]
         return decided
+
+
+class KeyShardProcesses(RemoteKeyShards):
+    """``n`` shards in as many worker processes, and their coordinator in this one: ``decide(records)`` gives
+    the log entries of deciding the raw records in order. ``close()`` (or leaving a ``with``) stops the
+    workers."""
+
+    def __init__(self, config: ResolverConfig, n: int, max_window: int = 1024, assigner: Any = None,
+                 wait: float = 600.0, state: Optional[ResolverState] = None):
+        super().__init__(config, n, max_window, assigner, wait, state=state)
+        stores, self._seed = self._seed, []  # (each worker is given its own by the fork)
+        ctx = multiprocessing.get_context("fork")
+        self._conns: list[Any] = []
+        self._procs: list[Any] = []
+        for s in range(n):
+            here, there = ctx.Pipe()
+            proc = ctx.Process(target=_serve, args=(there, [*self._conns, here], config, s, n, stores[s]),
+                               daemon=True, name=f"idres-key-shard-{s}")
+            proc.start()
+            there.close()
+            self._conns.append(here)
+            self._procs.append(proc)
+
+    def close(self) -> None:
+        """Stops the workers: asked to, or killed when a request failed (one may be stuck in it)."""
+        polite = self._broken is None
+        super().close()
+        for conn, proc in zip(self._conns, self._procs):
+            if proc.is_alive() and polite:
+                try:
+                    conn.send(("stop",))
+                    if conn.poll(5):
+                        conn.recv()
+                except (OSError, EOFError):
+                    pass
+            if not polite:
+                proc.kill()
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+            conn.close()
+        self._conns, self._procs = [], []
+
+    def _asked_all(self, requests: dict[int, tuple]) -> dict[int, Any]:
+        sent = []
+        failed = None
+        for s, request in requests.items():
+            try:
+                self._conns[s].send(request)
+                sent.append(s)
+            except OSError:  # (a broken pipe: the process ended)
+                failed = failed or self._ended(s)
+        out = {}
+        for s in sent:
+            try:
+                if self._conns[s].poll(self.wait):
+                    ok, got = self._conns[s].recv()
+                else:
+                    ok, got = False, f"key shard {s} did not answer within {self.wait:g} s"
+            except (EOFError, OSError):
+                ok, got = False, self._ended(s)
+            if ok:
+                out[s] = got
+            elif failed is None:
+                failed = got
+        if failed is not None:
+            raise RuntimeError(f"a key shard failed:\n{failed}")
+        return out
+
+    def _ended(self, s: int) -> str:
+        self._procs[s].join(1)
+        return f"key shard {s}'s process ended (exit code {self._procs[s].exitcode})"

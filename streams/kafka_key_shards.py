@@ -1,0 +1,287 @@
+"""Key shards over Kafka: the requests of ``streams.key_shard_processes`` carried by two topics instead of pipes,
+so a shard's parts can be held, and its chains decided, on another machine.
+
+``PREFIXkeyshard.requests`` has one partition per shard; the *holders* (``KeyShardHolder``, run by ``serve``)
+share its partitions through their consumer group, as every worker shares its topics. ``PREFIXkeyshard.answers``
+has one partition, read by the coordinator (``KafkaKeyShards``). A request or an answer is pickled and cut into
+frames of at most ``FRAME_BYTES``, each a record whose headers name the coordinator's *session*, the request's
+number in it, the shard, and the frame's place; a reader puts a message together from its frames and ignores
+what another session or an earlier request sent (a coordinator that restarted, an answer that came late).
+
+A session begins by giving each shard its parts (``load``: the parts of the state the coordinator was given,
+as ``resolver.owner.stores_of`` splits it, or none). A holder keeps the parts of the shards it was loaded for,
+by session; a request of a session it holds no parts of (its worker restarted, or the group gave the partition
+to another worker) is answered with that reason, and the coordinator stops, as ``KeyShardProcesses`` stops when
+a shard's process ends. Taking a shard over from the decision log is the next step (``resolver.owner.stores_of``
+already gives what it needs).
+
+What crosses is unpickled only into the classes the resolver's parts, requests and events are made of
+(``restricted_loads``): a record someone else wrote on these topics cannot run code in a worker. Give only
+idres workers the right to write them (Kafka ACLs), as for the decision log.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import time
+import uuid
+from typing import Any, Callable, Optional
+
+from resolver.config import ResolverConfig
+from resolver.state import ResolverState
+from streams.kafka_io import KafkaIOError, KafkaSettings
+from streams.key_shard_processes import RemoteKeyShards, ShardServer
+
+FRAME_BYTES = 512 * 1024  # (under the 1 MiB a broker takes in a message by default)
+WAIT_MS = 5  # how long a fetch waits for records: answers are awaited, so a short wait is a fast answer
+
+
+def requests_topic(settings: KafkaSettings) -> str:
+    return f"{settings.prefix}keyshard.requests"
+
+
+def answers_topic(settings: KafkaSettings) -> str:
+    return f"{settings.prefix}keyshard.answers"
+
+
+def group_of(settings: KafkaSettings) -> str:
+    return f"{settings.prefix}key-shards"
+
+
+# ------------------------------------------------------------------------------------ what crosses
+_SAFE_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "bytearray", "range"})
+_SAFE_MODULES = ("resolver.", "schemas.")  # (the resolver is pure: nothing there does I/O)
+_SAFE_NAMES = frozenset({
+    ("datetime", "datetime"), ("datetime", "date"), ("datetime", "timedelta"), ("datetime", "timezone"),
+    ("collections", "Counter"), ("collections", "OrderedDict"), ("collections", "defaultdict"),
+    ("collections", "deque"), ("array", "array"), ("array", "_array_reconstructor"), ("operator", "itemgetter"),
+    ("pydantic_core._pydantic_core", "TzInfo"),
+})
+
+
+class _Restricted(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if "." not in name:
+            if (module == "builtins" and name in _SAFE_BUILTINS) or (module, name) in _SAFE_NAMES:
+                return super().find_class(module, name)
+            if module.startswith(_SAFE_MODULES):
+                # (only what is defined there: not a module or function it imported)
+                obj = super().find_class(module, name)
+                if str(getattr(obj, "__module__", "")).startswith(_SAFE_MODULES):
+                    return obj
+        raise pickle.UnpicklingError(f"a key shard message names {module}.{name}, which it may not carry")
+
+
+def restricted_loads(blob: bytes) -> Any:
+    """``pickle.loads``, refusing any global but the classes a key shard message is made of."""
+    return _Restricted(io.BytesIO(blob)).load()
+
+
+def frames(blob: bytes) -> list[bytes]:
+    return [blob[i:i + FRAME_BYTES] for i in range(0, len(blob), FRAME_BYTES)] or [b""]
+
+
+def _headers(session: str, seq: int, shard: int, i: int, count: int) -> list[tuple[str, bytes]]:
+    return [("session", session.encode()), ("seq", str(seq).encode()), ("shard", str(shard).encode()),
+            ("frame", f"{i}/{count}".encode())]
+
+
+def _header_of(record: Any) -> Optional[tuple[str, int, int, int, int]]:
+    try:
+        h = {k: v.decode() for k, v in (record.headers or ())}
+        i, count = h["frame"].split("/")
+        return h["session"], int(h["seq"]), int(h["shard"]), int(i), int(count)
+    except (KeyError, ValueError, AttributeError, UnicodeDecodeError):
+        return None  # (not a key shard frame: ignored)
+
+
+class Assembler:
+    """Puts messages together from their frames, by (session, request, shard)."""
+
+    def __init__(self) -> None:
+        self._parts: dict[tuple[str, int, int], list[Optional[bytes]]] = {}
+
+    def add(self, record: Any) -> Optional[tuple[str, int, int, bytes]]:
+        """The whole message (session, request number, shard, bytes) once its last frame came, else None."""
+        head = _header_of(record)
+        if head is None:
+            return None
+        session, seq, shard, i, count = head
+        key = (session, seq, shard)
+        got = self._parts.setdefault(key, [None] * count)
+        if len(got) != count or not 0 <= i < count:
+            self._parts.pop(key, None)
+            return None
+        got[i] = record.value or b""
+        if any(g is None for g in got):
+            return None
+        del self._parts[key]
+        return session, seq, shard, b"".join(got)  # type: ignore[arg-type]
+
+    def forget_before(self, session: str, seq: int) -> None:
+        for key in [k for k in self._parts if k[0] != session or k[1] < seq]:
+            del self._parts[key]
+
+
+def _producer(settings: KafkaSettings) -> Any:
+    from streams.kafka_io import producer
+
+    return producer(settings, linger_ms=0, acks=1, enable_idempotence=False, compression_type=None,
+                    max_request_size=2 * FRAME_BYTES)
+
+
+def _send(prod: Any, topic: str, partition: int, session: str, seq: int, shard: int, blob: bytes) -> None:
+    parts = frames(blob)
+    for i, frame in enumerate(parts):
+        prod.send(topic, value=frame, partition=partition, headers=_headers(session, seq, shard, i, len(parts)))
+
+
+# ------------------------------------------------------------------------------------ a holder's side
+class KeyShardHolder:
+    """A worker's key shards: the parts of each shard it was loaded for (by the coordinator's session), and the
+    answer to each request."""
+
+    def __init__(self, config: ResolverConfig) -> None:
+        self.config = config
+        self.servers: dict[int, tuple[str, ShardServer]] = {}
+        self.handled = 0
+
+    def handle(self, session: str, shard: int, blob: bytes) -> tuple[bool, Any]:
+        """(True, answer) or (False, the reason it could not answer)."""
+        try:
+            request = restricted_loads(blob)
+            if request[0] == "load":  # ("load", n, store): a session's parts of this shard
+                _, n, store = request
+                self.servers[shard] = (session, ShardServer(self.config, shard, n, store))
+                return True, None
+            held = self.servers.get(shard)
+            if held is None or held[0] != session:
+                return False, (f"key shard {shard} holds no parts of this coordinator's session (its worker "
+                               f"restarted, or the group gave the shard to another worker)")
+            self.handled += 1
+            return True, held[1].handle(request)
+        except Exception as exc:  # (a defect: the coordinator raises it with the reason)
+            import traceback
+
+            return False, f"key shard {shard} failed: {type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=8)
+
+
+def serve(settings: KafkaSettings, config: ResolverConfig, stopped: Callable[[], bool] = lambda: False,
+          session_timeout_ms: int = 10_000) -> KeyShardHolder:
+    """Holds key shards for as long as ``stopped()`` says no: the partitions of the requests topic the group
+    gives this worker, each request answered in order on the answers topic."""
+    from kafka import TopicPartition
+
+    from streams.stream_app import reader
+
+    holder = KeyShardHolder(config)
+    consumer = reader(settings, group_id=group_of(settings), enable_auto_commit=False,
+                      auto_offset_reset="earliest", fetch_max_wait_ms=WAIT_MS,
+                      max_partition_fetch_bytes=4 * FRAME_BYTES,
+                      session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=min(3000, session_timeout_ms // 3))
+    consumer.subscribe([requests_topic(settings)])
+    prod = _producer(settings)
+    assembler = Assembler()
+    answers = answers_topic(settings)
+    try:
+        while not stopped():
+            batches = consumer.poll(timeout_ms=100, max_records=200)
+            for tp, records in sorted(batches.items(), key=lambda kv: kv[0].partition):
+                for record in records:
+                    whole = assembler.add(record)
+                    if whole is None:
+                        continue
+                    session, seq, shard, blob = whole
+                    if shard != tp.partition:
+                        continue
+                    answer = pickle.dumps(holder.handle(session, shard, blob), pickle.HIGHEST_PROTOCOL)
+                    _send(prod, answers, 0, session, seq, shard, answer)
+                prod.flush()
+                consumer.commit({tp: _offset_after(records[-1])} if records else {})
+            for tp in list(holder.servers):  # (shards the group took away: their parts go)
+                if TopicPartition(requests_topic(settings), tp) not in consumer.assignment():
+                    holder.servers.pop(tp, None)
+    finally:
+        consumer.close()
+        prod.close()
+    return holder
+
+
+def _offset_after(record: Any) -> Any:
+    from kafka.structs import OffsetAndMetadata
+
+    return OffsetAndMetadata(record.offset + 1, "", -1)
+
+
+# ------------------------------------------------------------------------------ the coordinator's side
+class KafkaKeyShards(RemoteKeyShards):
+    """``n`` key shards held by the workers that ``serve`` the requests topic, and their coordinator here:
+    ``decide(records)`` gives the log entries of deciding the raw records in order, as ``LocalKeyShards``.
+    ``wait``: seconds a shard may take to answer (a holder that does not is taken for gone)."""
+
+    def __init__(self, settings: KafkaSettings, config: ResolverConfig, n: int, max_window: int = 1024,
+                 assigner: Any = None, wait: float = 60.0, state: Optional[ResolverState] = None):
+        from kafka import TopicPartition
+
+        from streams.stream_app import high_water, reader
+
+        super().__init__(config, n, max_window, assigner, wait, state=state)
+        self.settings = settings
+        self.session = uuid.uuid4().hex
+        self.seq = 0
+        self.round_trips = 0
+        self._tp = TopicPartition(answers_topic(settings), 0)
+        self._consumer = reader(settings, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=WAIT_MS, max_partition_fetch_bytes=4 * FRAME_BYTES)
+        self._consumer.assign([self._tp])
+        self._consumer.seek(self._tp, high_water(
+            self._consumer, self._tp, max(settings.timeout, 5),
+            f" from {settings.bootstrap}: check that it exists (`streams.kafka_key_shards.create_topics` creates it)"))
+        self._producer = _producer(settings)
+        self._assembler = Assembler()
+        stores, self._seed = self._seed, []
+        self._ask({s: ("load", n, stores[s]) for s in range(n)})
+
+    def close(self) -> None:
+        super().close()
+        if self._consumer is not None:
+            self._consumer.close()
+            self._producer.close()
+            self._consumer = self._producer = None
+
+    def _asked_all(self, requests: dict[int, tuple]) -> dict[int, Any]:
+        self.seq += 1
+        seq, topic = self.seq, requests_topic(self.settings)
+        for s, request in requests.items():
+            _send(self._producer, topic, s, self.session, seq, s, pickle.dumps(request, pickle.HIGHEST_PROTOCOL))
+        self._producer.flush()
+        self.round_trips += 1
+        self._assembler.forget_before(self.session, seq)
+        got: dict[int, tuple[bool, Any]] = {}
+        deadline = time.monotonic() + self.wait
+        while len(got) < len(requests):
+            for record in self._consumer.poll(timeout_ms=100, max_records=1000).get(self._tp, ()):
+                whole = self._assembler.add(record)
+                if whole is not None and whole[:2] == (self.session, seq) and whole[2] in requests:
+                    got.setdefault(whole[2], restricted_loads(whole[3]))
+            if len(got) < len(requests) and time.monotonic() > deadline:
+                missing = sorted(set(requests) - set(got))
+                raise KafkaIOError(f"key shard(s) {missing} did not answer within {self.wait:g} s: is a worker "
+                                   f"serving {topic} running?")
+        failed = next((why for _, (ok, why) in sorted(got.items()) if not ok), None)
+        if failed is not None:
+            raise RuntimeError(f"a key shard failed:\n{failed}")
+        return {s: answer for s, (_, answer) in got.items()}
+
+
+def create_topics(settings: KafkaSettings, n: int) -> None:
+    """The two topics of ``n`` key shards (the requests topic must have exactly ``n`` partitions)."""
+    from streams.kafka_io import admin_client, ensure_topics
+
+    admin = admin_client(settings)
+    try:
+        ensure_topics(admin, settings, {requests_topic(settings): n, answers_topic(settings): 1},
+                      exact=[requests_topic(settings)])
+    finally:
+        admin.close()

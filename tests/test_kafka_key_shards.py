@@ -1,0 +1,140 @@
+"""Key shards over Kafka (``streams.kafka_key_shards``): the coordinator's requests and the shards' answers on
+two topics of a real broker, the shards held by worker processes in one consumer group; the log is the one of
+deciding every record in order."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import time
+
+import pytest
+
+from resolver.config import ResolverConfig
+from streams.kafka_io import KafkaSettings
+from streams.kafka_key_shards import (
+    FRAME_BYTES, Assembler, KafkaKeyShards, create_topics, frames, restricted_loads, serve,
+)
+from tests.kafka_broker import unique_name
+from tests.test_shards import every_guard_corpus
+
+
+# ------------------------------------------------------------------------------------ what crosses
+class _Runs:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def test_a_message_that_names_anything_but_the_parts_classes_is_refused():
+    with pytest.raises(pickle.UnpicklingError, match="posix.system"):
+        restricted_loads(pickle.dumps(_Runs()))
+    # nothing a resolver module imported (a module, a function of the standard library) comes through its name,
+    # nor anything reached through a dotted name
+    for module, name in (("resolver.config", "json"), ("resolver.ids", "intern"), ("resolver.config", "json.loads"),
+                         ("builtins", "eval"), ("builtins", "getattr"), ("os", "system")):
+        with pytest.raises(pickle.UnpicklingError, match="may not carry"):
+            restricted_loads(b"c" + module.encode() + b"\n" + name.encode() + b"\n.")
+    assert restricted_loads(b"cresolver.partition\nNodePart\n.").__name__ == "NodePart"
+
+
+def test_what_the_shards_send_each_other_is_read_back_whole():
+    records, config, _ = every_guard_corpus()
+    from streams.key_shard_processes import KeyShardProcesses
+
+    class Checked(KeyShardProcesses):  # every request and answer through the restricted reader
+        def _asked_all(self, requests):
+            for r in requests.values():
+                assert restricted_loads(pickle.dumps(r, pickle.HIGHEST_PROTOCOL)) is not None
+            out = super()._asked_all(requests)
+            restricted_loads(pickle.dumps(out, pickle.HIGHEST_PROTOCOL))
+            return out
+
+    with Checked(config, 2, 128) as keyed:
+        keyed.decide(records[:400])
+
+
+class _Record:
+    def __init__(self, value, headers):
+        self.value, self.headers = value, headers
+
+
+def test_frames_are_put_together_whatever_else_comes_between_them():
+    from streams.kafka_key_shards import _headers
+
+    blob = os.urandom(2 * FRAME_BYTES + 17)
+    parts = frames(blob)
+    assert len(parts) == 3 and b"".join(parts) == blob
+    a = Assembler()
+    mine = [_Record(f, _headers("s1", 4, 2, i, len(parts))) for i, f in enumerate(parts)]
+    other = [_Record(b"x", _headers("s0", 9, 2, 0, 2)), _Record(b"y", None)]
+    got = [a.add(r) for r in [mine[0], other[0], mine[1], other[1], mine[2]]]
+    assert got[:4] == [None] * 4 and got[4] == ("s1", 4, 2, blob)
+    assert a.add(_Record(b"", _headers("s1", 5, 0, 0, 1))) == ("s1", 5, 0, b"")
+
+
+# ------------------------------------------------------------------------------------ on the broker
+def _hold(bootstrap: str, prefix: str, stop_file: str) -> None:
+    settings = KafkaSettings(bootstrap=bootstrap, prefix=prefix)
+    serve(settings, ResolverConfig(), stopped=lambda: os.path.exists(stop_file), session_timeout_ms=6000)
+
+
+def _holders(bootstrap, prefix, count, tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    stop = str(tmp_path / "stop")
+    procs = [ctx.Process(target=_hold, args=(bootstrap, prefix, stop), daemon=True) for _ in range(count)]
+    for p in procs:
+        p.start()
+    return procs, stop
+
+
+def _stop(procs, stop):
+    open(stop, "w").close()
+    for p in procs:
+        p.join(15)
+        if p.is_alive():
+            p.kill()
+            p.join(5)
+
+
+def test_three_key_shards_held_by_two_workers_give_the_log_of_deciding_in_order(kafka_bootstrap, tmp_path):
+    records, config, expected = every_guard_corpus()
+    prefix = unique_name("keyshards") + "."
+    settings = KafkaSettings(bootstrap=kafka_bootstrap, prefix=prefix)
+    create_topics(settings, 3)
+    procs, stop = _holders(kafka_bootstrap, prefix, 2, tmp_path)
+    try:
+        # the holders join their group meanwhile: requests wait in their partitions until they are read
+        with KafkaKeyShards(settings, config, 3, 128, wait=90) as keyed:
+            got = keyed.decide(records[:700]) + keyed.decide(records[700:])
+            strip = lambda log: [[{k: v for k, v in d.items() if k != "key"} for d in e] for e in log]  # noqa: E731
+            assert strip(got) == strip(expected)
+            assert not keyed.stores and keyed.stats["calibrations"] >= 1 and keyed.stats["remote_writes"] > 0
+            assert keyed.round_trips > 0
+    finally:
+        _stop(procs, stop)
+    assert [p.exitcode for p in procs] == [0, 0]
+
+
+def test_a_coordinator_stops_with_the_reason_when_a_shard_s_worker_is_killed(kafka_bootstrap, tmp_path):
+    records, config, _ = every_guard_corpus()
+    prefix = unique_name("keyshardkill") + "."
+    settings = KafkaSettings(bootstrap=kafka_bootstrap, prefix=prefix)
+    create_topics(settings, 2)
+    procs, stop = _holders(kafka_bootstrap, prefix, 2, tmp_path)
+    try:
+        with KafkaKeyShards(settings, config, 2, 128, wait=40) as keyed:
+            keyed.decide(records[:300])
+            os.kill(procs[0].pid, signal.SIGKILL)
+            procs[0].join(5)
+            # the other worker is given the dead one's shard (or nobody answers for it): its parts are gone
+            # with the worker, and the coordinator says so rather than deciding on a shard that lost them
+            started = time.monotonic()
+            with pytest.raises(RuntimeError, match="key shard . holds no parts of this coordinator's session"):
+                keyed.decide(records[300:])
+            assert time.monotonic() - started < 40  # (given to the other worker: not waited out)
+            with pytest.raises(RuntimeError, match="the key shards stopped"):
+                keyed.decide(records[300:])
+    finally:
+        _stop(procs, stop)
