@@ -138,3 +138,48 @@ def test_a_coordinator_stops_with_the_reason_when_a_shard_s_worker_is_killed(kaf
                 keyed.decide(records[300:])
     finally:
         _stop(procs, stop)
+
+
+def test_after_a_holder_is_killed_a_new_session_loaded_from_the_log_decides_on_as_in_order(kafka_bootstrap,
+                                                                                             tmp_path):
+    """What a coordinator does when a holder is lost: it folds the log it wrote (the source of truth) and
+    begins a new session from that state; the batch it was deciding is decided again from there. The shards
+    the surviving holder kept from the old session are loaded again too (they may hold half a window)."""
+    from resolver.engine import Resolver
+    from resolver.state import ResolverState
+    from streams.shards import in_order
+
+    records, config, _ = every_guard_corpus()
+    prefix = unique_name("keyshardtake") + "."
+    settings = KafkaSettings(bootstrap=kafka_bootstrap, prefix=prefix)
+    create_topics(settings, 3)
+    procs, stop = _holders(kafka_bootstrap, prefix, 2, tmp_path)
+    log: list = []
+    batches = [records[i:i + 300] for i in range(0, len(records), 300)]
+    sessions = []
+    try:
+        keyed = KafkaKeyShards(settings, config, 3, 128, wait=40)
+        sessions.append(keyed.session)
+        b = 0
+        while b < len(batches):
+            if b == 2 and len(sessions) == 1:
+                os.kill(procs[0].pid, signal.SIGKILL)  # (mid-stream, between two batches)
+                procs[0].join(5)
+            try:
+                log += keyed.decide(batches[b])
+                b += 1
+            except RuntimeError as exc:
+                assert "holds no parts" in str(exc) and len(sessions) == 1
+                keyed.close()
+                folded = Resolver(config, ResolverState())
+                for entry in log:
+                    folded.apply_all(entry)
+                keyed = KafkaKeyShards(settings, config, 3, 128, wait=40, state=folded.state)
+                sessions.append(keyed.session)
+        keyed.close()
+    finally:
+        _stop(procs, stop)
+    assert len(set(sessions)) == 2  # (the batch after the kill was decided again, in a new session)
+    # (the same batches decided in order: a batch's rejections are keyed by their index in it)
+    alone = Resolver(config)
+    assert log == [entry for batch in batches for entry in in_order(batch, alone)]
