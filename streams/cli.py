@@ -207,7 +207,8 @@ def _kafka_settings(args: argparse.Namespace):
     from streams.kafka_io import KafkaSettings
 
     return KafkaSettings.load(bootstrap=getattr(args, "bootstrap", None), prefix=getattr(args, "topic_prefix", None),
-                              resolve_partitions=getattr(args, "resolve_partitions", None))
+                              resolve_partitions=getattr(args, "resolve_partitions", None),
+                              resolve_state=getattr(args, "resolve_state", None))
 
 
 def _uses_kafka(args: argparse.Namespace) -> bool:
@@ -1402,6 +1403,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="resolve shards: the resolve workers share N partitions of the shard tasks topic, "
                             "and decide at once what deciding in order would (default: "
                             "$IDRES_RESOLVE_PARTITIONS or 1; the same N for topics and every worker)")
+        p.add_argument("--resolve-state", choices=("copies", "keys"),
+                       help="how resolve shards hold the state: copies (every resolve worker a whole copy) or keys "
+                            "(each shard the part its keys own; default: $IDRES_RESOLVE_STATE or copies; the same "
+                            "for topics and every worker)")
 
     p = sub.add_parser("worker", help="run stream job roles on Kafka (Faust): validate, resolve, project")
     kafka(p)

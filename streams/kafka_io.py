@@ -20,7 +20,8 @@ topic               default name           partitions                 holds
 ==================  =====================  =========================  =================================================
 
 With more than one resolve shard (``resolve_partitions``), ``Pshard.tasks`` (that many partitions) and
-``Pshard.replies`` (1) carry the shards' work (``streams.kafka_shards``).
+``Pshard.replies`` (1) carry the shards' work (``streams.kafka_shards``); with ``resolve_state`` ``keys``,
+``Pkeyshard.requests`` (that many) and ``Pkeyshard.answers`` (1) do (``streams.kafka_key_shards``).
 
 Keys: raw events whose strongest identifier (the lowest rule ``priority`` among the identifiers that
 normalize to a usable value) is the same get the same key, ``TYPE:VALUE`` as the resolver writes it
@@ -46,6 +47,7 @@ environment variable             flag                      what                 
 ``IDRES_KAFKA_BATCH_BYTES``      ``--batch-bytes``         batch size per partition              262144
 ``IDRES_KAFKA_TIMEOUT``          ``--timeout``             seconds to reach the broker           10
 ``IDRES_RESOLVE_PARTITIONS``     ``--resolve-partitions``  resolve shards (topics and worker)    1
+``IDRES_RESOLVE_STATE``          ``--resolve-state``       shards hold copies or parts by key    copies
 ===============================  ========================  ====================================  ==================
 
 Existing topics are never altered: a raw topic that already exists keeps its partition count; a
@@ -92,6 +94,7 @@ ENV = {
     "batch_bytes": "IDRES_KAFKA_BATCH_BYTES",
     "timeout": "IDRES_KAFKA_TIMEOUT",
     "resolve_partitions": "IDRES_RESOLVE_PARTITIONS",
+    "resolve_state": "IDRES_RESOLVE_STATE",
     "transit_retention_hours": "IDRES_TRANSIT_RETENTION_HOURS",
     "changes_retention_hours": "IDRES_CHANGES_RETENTION_HOURS",
 }
@@ -106,6 +109,7 @@ FLAGS: dict[str, Optional[str]] = {
     "batch_bytes": "--batch-bytes",
     "timeout": "--timeout",
     "resolve_partitions": "--resolve-partitions",
+    "resolve_state": "--resolve-state",
     "transit_retention_hours": None,  # environment only
     "changes_retention_hours": None,  # environment only
 }
@@ -185,6 +189,9 @@ class KafkaSettings:
     batch_bytes: int = 256 * 1024
     timeout: float = 10.0
     resolve_partitions: int = 1  # resolve shards (``streams.kafka_shards``)
+    # how resolve shards hold the state: "copies" (each worker a whole copy: ``streams.kafka_shards``) or "keys"
+    # (each shard the part of it its keys own: ``streams.kafka_key_shards``)
+    resolve_state: str = "copies"
     # hours the topics events only pass through (raw, validated, dead letters, shard tasks) keep them, set on
     # the topics idres creates (0: the broker's default); the decision log and the changelog are kept forever
     transit_retention_hours: float = 168.0
@@ -232,7 +239,7 @@ class KafkaSettings:
                 raw, origin = environ[var].strip(), f"${var}"
             else:
                 continue
-            values[name] = _convert(raw, origin, type(getattr(base, name)), name == "compression")
+            values[name] = _convert(raw, origin, type(getattr(base, name)), name in ("compression", "resolve_state"))
             sources[name] = origin
         if flags.get("client_id"):
             values["client_id"] = flags["client_id"]
@@ -247,6 +254,8 @@ class KafkaSettings:
         if not 1 <= self.resolve_partitions <= 256:
             raise ConfigError(f"{self.where('resolve_partitions')} must be a whole number of resolve shards from 1 "
                               f"to 256, not {self.resolve_partitions}")
+        if self.resolve_state not in ("copies", "keys"):
+            raise ConfigError(f"{self.where('resolve_state')} must be copies or keys, not {self.resolve_state!r}")
         for name in ("raw_partitions", "deadletter_partitions", "linger_ms", "batch_bytes"):
             low = 0 if name == "linger_ms" else 1
             if getattr(self, name) < low:

@@ -142,10 +142,11 @@ class KeyShardHolder:
     """A worker's key shards: the parts of each shard it was loaded for (by the coordinator's session), and the
     answer to each request."""
 
-    def __init__(self, config: ResolverConfig) -> None:
+    def __init__(self, config: ResolverConfig, counted: Callable[[], None] = lambda: None) -> None:
         self.config = config
         self.servers: dict[int, tuple[str, ShardServer]] = {}
         self.handled = 0
+        self.counted = counted  # (called for each request answered)
 
     def handle(self, session: str, shard: int, blob: bytes) -> tuple[bool, Any]:
         """(True, answer) or (False, the reason it could not answer)."""
@@ -160,6 +161,7 @@ class KeyShardHolder:
                 return False, (f"key shard {shard} holds no parts of this coordinator's session (its worker "
                                f"restarted, or the group gave the shard to another worker)")
             self.handled += 1
+            self.counted()
             return True, held[1].handle(request)
         except Exception as exc:  # (a defect: the coordinator raises it with the reason)
             import traceback
@@ -168,14 +170,14 @@ class KeyShardHolder:
 
 
 def serve(settings: KafkaSettings, config: ResolverConfig, stopped: Callable[[], bool] = lambda: False,
-          session_timeout_ms: int = 10_000) -> KeyShardHolder:
+          session_timeout_ms: int = 10_000, holder: Optional[KeyShardHolder] = None) -> KeyShardHolder:
     """Holds key shards for as long as ``stopped()`` says no: the partitions of the requests topic the group
     gives this worker, each request answered in order on the answers topic."""
     from kafka import TopicPartition
 
     from streams.stream_app import reader
 
-    holder = KeyShardHolder(config)
+    holder = holder if holder is not None else KeyShardHolder(config)
     consumer = reader(settings, group_id=group_of(settings), enable_auto_commit=False,
                       auto_offset_reset="earliest", fetch_max_wait_ms=WAIT_MS,
                       max_partition_fetch_bytes=4 * FRAME_BYTES,
@@ -215,19 +217,26 @@ def _offset_after(record: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------ the coordinator's side
+class Interrupted(RuntimeError):
+    """The coordinator stopped waiting for answers (its worker is stopping, or its group rebalancing, which
+    waits for the work in hand); the session cannot go on."""
+
+
 class KafkaKeyShards(RemoteKeyShards):
     """``n`` key shards held by the workers that ``serve`` the requests topic, and their coordinator here:
     ``decide(records)`` gives the log entries of deciding the raw records in order, as ``LocalKeyShards``.
     ``wait``: seconds a shard may take to answer (a holder that does not is taken for gone)."""
 
     def __init__(self, settings: KafkaSettings, config: ResolverConfig, n: int, max_window: int = 1024,
-                 assigner: Any = None, wait: float = 60.0, state: Optional[ResolverState] = None):
+                 assigner: Any = None, wait: float = 60.0, state: Optional[ResolverState] = None,
+                 stopped: Optional[Callable[[], bool]] = None):
         from kafka import TopicPartition
 
         from streams.stream_app import high_water, reader
 
         super().__init__(config, n, max_window, assigner, wait, state=state)
         self.settings = settings
+        self.stopped = stopped  # (asked while waiting for answers: True stops the wait with ``Interrupted``)
         self.session = uuid.uuid4().hex
         self.seq = 0
         self.round_trips = 0
@@ -261,6 +270,8 @@ class KafkaKeyShards(RemoteKeyShards):
         got: dict[int, tuple[bool, Any]] = {}
         deadline = time.monotonic() + self.wait
         while len(got) < len(requests):
+            if self.stopped is not None and self.stopped():
+                raise Interrupted(f"request {seq} of session {self.session} was not waited for")
             for record in self._consumer.poll(timeout_ms=100, max_records=1000).get(self._tp, ()):
                 whole = self._assembler.add(record)
                 if whole is not None and whole[:2] == (self.session, seq) and whole[2] in requests:

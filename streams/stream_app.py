@@ -76,7 +76,12 @@ def stream_topics(settings: KafkaSettings, channels: Iterable[str] = KNOWN_CHANN
     wanted = settings.deployment_topics(list(channels))
     wanted[settings.topics.raw()] = settings.raw_partitions
     wanted[validated_topic(settings)] = 1
-    if settings.resolve_partitions > 1:  # (streams.kafka_shards)
+    if settings.resolve_partitions > 1 and settings.resolve_state == "keys":  # (streams.kafka_key_shards)
+        from streams.kafka_key_shards import answers_topic, requests_topic
+
+        wanted[requests_topic(settings)] = settings.resolve_partitions
+        wanted[answers_topic(settings)] = 1
+    elif settings.resolve_partitions > 1:  # (streams.kafka_shards)
         from streams.kafka_shards import replies_topic, tasks_topic
 
         wanted[tasks_topic(settings)] = settings.resolve_partitions
@@ -84,14 +89,23 @@ def stream_topics(settings: KafkaSettings, channels: Iterable[str] = KNOWN_CHANN
     return wanted
 
 
+def shard_topic(settings: KafkaSettings) -> str:
+    """The topic with one partition per resolve shard."""
+    if settings.resolve_state == "keys":
+        from streams.kafka_key_shards import requests_topic
+
+        return requests_topic(settings)
+    from streams.kafka_shards import tasks_topic
+
+    return tasks_topic(settings)
+
+
 def create_stream_topics(settings: KafkaSettings, channels: Iterable[str] = KNOWN_CHANNELS) -> dict[str, int]:
     admin = admin_client(settings)
     try:
         wanted = stream_topics(settings, channels)
-        from streams.kafka_shards import tasks_topic
-
         # (the shards a worker sends to are the partitions the tasks topic has: they must agree)
-        ensure_topics(admin, settings, wanted, exact=[tasks_topic(settings)] if settings.resolve_partitions > 1 else [])
+        ensure_topics(admin, settings, wanted, exact=[shard_topic(settings)] if settings.resolve_partitions > 1 else [])
         return wanted
     finally:
         admin.close()
@@ -812,7 +826,20 @@ class StreamJobs:
                         await jobs._decide([], [])
 
             self.decisions = app.topic(s.topics.decisions, value_serializer="raw", key_serializer="raw")
-            if s.resolve_partitions > 1:  # resolve shards (streams.kafka_shards)
+            self.shards_rest_until = 0.0  # (loop time) after a shard did not answer in time
+            if s.resolve_partitions > 1 and s.resolve_state == "keys":  # (streams.kafka_key_shards)
+                from streams.kafka_key_shards import KeyShardHolder
+
+                self.keyed: Any = None  # the coordinator of the key shards (a session), while it is in step
+                self.keyed_for: Any = None  # the resolver it is in step with
+                self.key_holder = KeyShardHolder(o.config, counted=lambda: jobs.metrics.add("key_shard_requests"))
+
+                @app.task
+                async def hold_key_shards() -> None:  # (in a thread of its own: its consumer blocks)
+                    loop = asyncio.get_running_loop()
+                    threading.Thread(target=jobs._hold_key_shards, args=(loop,), daemon=True,
+                                     name="idres-key-shards").start()
+            elif s.resolve_partitions > 1:  # resolve shards (streams.kafka_shards)
                 from streams.kafka_shards import ShardReplica, replies_topic, tasks_topic
 
                 self.shard_replica = ShardReplica(s, o.config)
@@ -820,7 +847,6 @@ class StreamJobs:
                 self.shard_replies = app.topic(replies_topic(s), value_serializer="raw", key_serializer="raw")
                 self.session = ""  # the coordinator's, named anew whenever it rebuilds its state
                 self.window_no = 0
-                self.shards_rest_until = 0.0  # (loop time) after a shard did not answer in time
                 self.replies: Any = None
                 app.agent(self.shard_tasks, name="shard")(self._fatal(self._shard))
             if "validate" not in o.roles:
@@ -1154,6 +1180,7 @@ class StreamJobs:
             try:
                 out.append(decide(self.resolver, c))
                 self.metrics.add("resolve_commands")
+                self.keyed_for = None  # (the key shards, if any, are no longer in step with the state)
             except (IdresError, KeyError, TypeError, ValueError) as exc:
                 # (the state is unchanged: a command checks everything before it decides)
                 log.warning("command not recorded: %s: %s", c.get("command"), exc)
@@ -1167,7 +1194,7 @@ class StreamJobs:
             await loop.run_in_executor(None, self._rebuild_resolver)
             for begun_seq in self.open_restatements:  # (a worker stopped in the middle of one)
                 await self._restate_again(begun_seq)
-            if self.settings.resolve_partitions > 1:
+            if self.settings.resolve_partitions > 1 and self.settings.resolve_state != "keys":
                 import uuid
 
                 from streams.kafka_shards import Replies
@@ -1192,6 +1219,9 @@ class StreamJobs:
         released = self.reorder.release(loop.time(), wall=time.time_ns() // 1000)
         pending: list[Any] = []
         if (self.settings.resolve_partitions > 1 and released and not self.app.rebalancing
+                and loop.time() >= self.shards_rest_until and self.settings.resolve_state == "keys"):
+            entries, pending = await self._decide_on_key_shards(released, entries, pending)
+        elif (self.settings.resolve_partitions > 1 and released and not self.app.rebalancing
                 and loop.time() >= self.shards_rest_until):
             entries, pending, undecided = await self._decide_on_shards(released, entries, pending)
             if undecided:  # (interrupted by a rebalance: decided here, in order, as the shards would have)
@@ -1384,6 +1414,7 @@ class StreamJobs:
             if outcome.kind == ACCEPTED:
                 entries.append(outcome.decisions)
                 m.add("resolve_events")
+                self.keyed_for = None  # (the key shards, if any, are no longer in step with the state)
             elif outcome.kind == DUPLICATE:
                 m.add("resolve_duplicates")
             else:  # to the dead-letter topic: rejected (validated upstream, so only a newer schema gets
@@ -1400,6 +1431,100 @@ class StreamJobs:
                     await loop.run_in_executor(None, self._rebuild_resolver)
                     pipeline.resolver = self.resolver
         return entries, pending
+
+    async def _decide_on_key_shards(self, released: list[Any], entries: list[list[dict[str, Any]]],
+                                    pending: list[Any]) -> tuple[list[list[dict[str, Any]]], list[Any]]:
+        """Decides released events on the key shards (``streams.kafka_key_shards``): runs of valid events not
+        decided before go to the shards, whose entries this worker applies to its own whole state (which
+        restatements, a person's commands and the fallback decide on); anything else (a record rejected, an
+        event ID seen before) is decided here, in order, between the runs, as one resolve worker would. If
+        the shards fail or do not answer, the rest is decided here, in order, and the shards rest for
+        ``IDRES_SHARD_WAIT`` seconds; a new session, loaded from this worker's state, begins after that or
+        whenever that state changed otherwise."""
+        m = self.metrics
+        loop = asyncio.get_running_loop()
+        await self._flush_decided(entries, pending)  # (the shards decide from where the log ends)
+        entries, pending = [], []
+        checker = RecordPipeline(None, skip_blank=False)
+        i = 0
+        while i < len(released):
+            resolver = self.resolver
+            run: list[Any] = []
+            ids: dict[str, None] = {}
+            for item in released[i:]:
+                outcome = checker.check(item[4])
+                if outcome.kind != VALID or outcome.event.event_id in ids or resolver.is_duplicate(
+                        outcome.event.event_id):
+                    break
+                ids[outcome.event.event_id] = None
+                run.append(item)
+            if not run:  # (a record to reject, or an event ID seen before: as one resolve worker does)
+                entries, pending = await self._decide_in_order(released[i:i + 1], entries, pending)
+                i += 1
+                continue
+            try:
+                if self.keyed is None or self.keyed_for is not resolver:
+                    await self._begin_key_session(resolver)
+                got = await loop.run_in_executor(None, self.keyed.decide, [item[4] for item in run])
+                got = self._sourced(got, run, list(ids))
+            except Exception as exc:  # (a holder lost, no answer in time, a defect on a shard; or a rebalance,
+                # which waits for the events in hand while the shards cannot answer)
+                from streams.kafka_key_shards import Interrupted
+
+                log.warning("the key shards failed (%s): %d events are decided here, in order",
+                            f"{type(exc).__name__}: {exc}".splitlines()[0], len(released) - i)
+                await self._end_key_session()
+                if not isinstance(exc, Interrupted):
+                    m.add("resolve_shard_failures")
+                    self.shards_rest_until = loop.time() + self.options.shard_wait
+                return await self._decide_in_order(released[i:], entries, pending)
+            for entry in got:
+                resolver.apply_all(entry)
+                entries.append(entry)
+                m.add("resolve_events")
+            i += len(run)
+        return entries, pending
+
+    @staticmethod
+    def _sourced(got: list[list[dict[str, Any]]], run: list[Any], ids: list[str]) -> list[list[dict[str, Any]]]:
+        """The shards' entries for ``run`` (events ``ids``), one per event in its order, each event's decision
+        naming where it came from (as deciding it here does); anything else is a defect."""
+        if len(got) != len(run):
+            raise RuntimeError(f"the key shards decided {len(got)} entries for {len(run)} events")
+        for entry, (_, topic, partition, offset, _, _), eid in zip(got, run, ids):
+            recorded = [d for d in entry if d["type"] == "interaction_recorded"]
+            if len(recorded) != 1 or recorded[0]["event_id"] != eid:
+                raise RuntimeError("the key shards' entries do not follow the events they were given")
+            recorded[0]["source"] = {"name": f"{topic}/{partition}", "position": offset}
+        return got
+
+    async def _begin_key_session(self, resolver: Resolver) -> None:
+        """A new session of the key shards, each loaded with its part of ``resolver``'s state."""
+        from streams.kafka_key_shards import KafkaKeyShards
+
+        await self._end_key_session()
+        s, o = self.settings, self.options
+        self.keyed = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: KafkaKeyShards(s, o.config, s.resolve_partitions, wait=o.shard_wait, state=resolver.state,
+                                         stopped=lambda: self.failed is not None or bool(self.app.rebalancing)))
+        self.keyed_for = resolver
+        self.metrics.add("key_shard_sessions")
+
+    async def _end_key_session(self) -> None:
+        keyed, self.keyed, self.keyed_for = self.keyed, None, None
+        if keyed is not None:
+            await asyncio.get_running_loop().run_in_executor(None, keyed.close)
+
+    def _hold_key_shards(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Holds the key shards the group gives this worker (a thread of its own), until the worker stops."""
+        from streams.kafka_key_shards import serve
+
+        try:
+            serve(self.settings, self.options.config, stopped=lambda: self.failed is not None,
+                  session_timeout_ms=int(self.options.session_timeout * 1000), holder=self.key_holder)
+        except Exception as exc:
+            log.critical("stopping the worker: holding key shards failed: %s: %s", type(exc).__name__, exc)
+            asyncio.run_coroutine_threadsafe(self.stop_for(exc), loop)
 
     async def _decide_on_shards(self, released: list[Any], entries: list[list[dict[str, Any]]],
                                 pending: list[Any]) -> tuple[list[list[dict[str, Any]]], list[Any], list[Any]]:

@@ -2,7 +2,7 @@
 and the Kafka stream jobs (`idres produce` + `idres worker`), each observed through its snapshot.
 
 Each driver runs twice: deciding in one place, and on two resolve shards (`idres ingest --shards 2`;
-`idres worker` with `IDRES_RESOLVE_PARTITIONS=2`). One input exercises the per-record pipeline: good records (two of them one customer), a record that is
+`idres worker` with `IDRES_RESOLVE_PARTITIONS=2`, the shards holding copies of the state or its parts by key). One input exercises the per-record pipeline: good records (two of them one customer), a record that is
 not JSON, one that is not a valid event, re-sent event IDs, and a record the resolver fails on (a defect
 planted by ``tests.faulty_idres``) that is sent again later. The Kafka run needs a broker (see the
 ``kafka_bootstrap`` fixture) and is skipped without one.
@@ -93,13 +93,20 @@ class ShardedDefectiveWorker(DefectiveWorker):
     env = {**ENV, "IDRES_RESOLVE_PARTITIONS": "2"}
 
 
-def _kafka(tmp: Path, events: Path, bootstrap: str, shards: int = 1) -> Result:
+class KeyShardedDefectiveWorker(DefectiveWorker):
+    """The same, deciding on two key shards (both held by this worker)."""
+
+    env = {**ENV, "IDRES_RESOLVE_PARTITIONS": "2", "IDRES_RESOLVE_STATE": "keys"}
+
+
+def _kafka(tmp: Path, events: Path, bootstrap: str, shards: int = 1, keys: bool = False) -> Result:
     prefix = unique_name("contract") + "."
     settings = KafkaSettings.load(bootstrap=bootstrap, prefix=prefix)
     kafka = ("--bootstrap", bootstrap, "--topic-prefix", prefix)
     # one raw partition: the records reach the resolver in the order of the file
     run_cli("produce", str(events), *kafka, "--topic", settings.topics.raw(), "--partitions", "1")
-    worker = (DefectiveWorker if shards == 1 else ShardedDefectiveWorker)(tmp, bootstrap, prefix, "validate,resolve")
+    worker = (DefectiveWorker if shards == 1 else KeyShardedDefectiveWorker if keys else ShardedDefectiveWorker)(
+        tmp, bootstrap, prefix, "validate,resolve")
 
     def done() -> bool:
         m = worker.metrics()
@@ -118,7 +125,7 @@ def _kafka(tmp: Path, events: Path, bootstrap: str, shards: int = 1) -> Result:
     return _read_snapshot(snap, duplicates)
 
 
-@pytest.fixture(scope="module", params=["embedded", "embedded-shards", "kafka", "kafka-shards"])
+@pytest.fixture(scope="module", params=["embedded", "embedded-shards", "kafka", "kafka-shards", "kafka-key-shards"])
 def result(request, tmp_path_factory) -> Result:
     tmp = tmp_path_factory.mktemp(f"contract-{request.param}")
     events = tmp / "events.jsonl"
@@ -129,6 +136,8 @@ def result(request, tmp_path_factory) -> Result:
         return _embedded(tmp, events, "--shards", "2")
     if request.param == "kafka-shards":  # (the defect is met on a shard: the coordinator decides that window)
         return _kafka(tmp, events, request.getfixturevalue("kafka_bootstrap"), shards=2)
+    if request.param == "kafka-key-shards":  # (the defect is met on a key shard: the rest is decided in order)
+        return _kafka(tmp, events, request.getfixturevalue("kafka_bootstrap"), shards=2, keys=True)
     return _kafka(tmp, events, request.getfixturevalue("kafka_bootstrap"))
 
 

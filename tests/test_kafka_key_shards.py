@@ -183,3 +183,114 @@ def test_after_a_holder_is_killed_a_new_session_loaded_from_the_log_decides_on_a
     # (the same batches decided in order: a batch's rejections are keyed by their index in it)
     alone = Resolver(config)
     assert log == [entry for batch in batches for entry in in_order(batch, alone)]
+
+
+# ------------------------------------------------------------------------------ in the resolve role
+KEYS = {"IDRES_RESOLVE_STATE": "keys"}
+
+
+def live_decided(settings):
+    """How many times each event ID was decided in the log as every reader reads it (the entries a
+    restatement superseded skipped)."""
+    from collections import Counter
+
+    from streams.log import in_ranges
+    from streams.stream_app import LogScan, fold_decision_log
+
+    scan, ids = LogScan(settings), Counter()
+
+    def count(seq, entry):
+        if not in_ranges(scan.skips, seq):
+            ids.update(d["event_id"] for d in entry if d["type"] == "interaction_recorded")
+
+    fold_decision_log(settings, scan=scan, on_entry=count)
+    return ids
+
+
+def settled(workers, settings, accepted: int) -> bool:
+    """Every event decided and projected, none held back (the reorder buffer, late events waiting for their
+    restatement), every log entry applied by the project role: ``tests.test_stream.all_decided`` over
+    several workers."""
+    from streams.stream_app import LogScan
+
+    ms = [w.metrics() for w in workers]
+    return (max(m.get("idres_events", 0) for m in ms) == accepted
+            and not any(m.get("idres_late_events_pending") or m.get("idres_reorder_held_events") for m in ms)
+            and sum(m.get("idres_log_entries_applied", 0) for m in ms) == LogScan(settings).entries)
+
+
+def test_resolve_workers_holding_the_state_by_key_give_the_profiles_and_ids_of_idres_ingest(kafka_bootstrap,
+                                                                                            tmp_path):
+    """`--resolve-state keys`: every resolve worker holds key shards; the one that holds the validated
+    partition coordinates them, and applies their entries to its own state."""
+    from tests.test_kafka_shards import ShardWorker, _events, _total
+    from tests.test_stream import decided, idres, snapshot_matches_embedded, wait_until
+
+    events, accepted = _events(tmp_path, 37)
+    prefix = unique_name("keysrole") + "."
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    idres("topics", *kafka, "--resolve-partitions", "3", "--resolve-state", "keys")
+    idres("produce", str(events), *kafka)  # a topic per channel, 4 partitions each
+    workers = [ShardWorker(tmp_path, kafka_bootstrap, prefix, 3, f"w{i}", KEYS) for i in range(2)]
+    try:
+        settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+        wait_until(lambda: settled(workers, settings, accepted), 240,
+                   "all events decided on the key shards and projected", workers)
+        answered = [w.metrics().get("idres_key_shard_requests_total", 0) for w in workers]
+        fell_back = _total(workers, "idres_resolve_shard_failures_total")
+    finally:
+        for w in workers:
+            w.stop()
+    assert all(answered), f"the key shards were held by one worker only: {answered}"
+    assert fell_back == 0
+    assert set(decided(settings).values()) == {1}
+    snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
+
+
+def test_a_key_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(kafka_bootstrap, tmp_path):
+    import json
+    from collections import Counter
+
+    from tests.test_kafka_shards import ShardWorker, _events, _total
+    from tests.test_stream import changelog_matches, idres, snapshot_matches_embedded, wait_until
+
+    events, accepted = _events(tmp_path, 41)
+    # in two halves by time: the second produced once the first is decided and a holder killed
+    def when(line: bytes) -> str:
+        try:
+            return str(json.loads(line).get("occurred_at") or "")
+        except (ValueError, AttributeError):
+            return ""
+
+    lines = sorted(events.read_bytes().splitlines(keepends=True), key=when)
+    halves = [tmp_path / "first.jsonl", tmp_path / "second.jsonl"]
+    halves[0].write_bytes(b"".join(lines[:len(lines) // 2]))
+    halves[1].write_bytes(b"".join(lines[len(lines) // 2:]))
+    prefix = unique_name("keyskill") + "."
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    idres("topics", *kafka, "--resolve-partitions", "2", "--resolve-state", "keys")
+    idres("produce", str(halves[0]), *kafka)
+    workers = [ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, f"k{i}", KEYS) for i in range(2)]
+    try:
+        wait_until(lambda: _total(workers, "idres_log_entries_written_total") > accepted // 3, 180,
+                   "the first half decided", workers)
+        # the worker that holds key shards but does not coordinate
+        victim = next((w for w in workers if not w.metrics().get("idres_log_entries_written_total")
+                       and w.metrics().get("idres_key_shard_requests_total")), None)
+        assert victim is not None, "no worker held key shards without coordinating"
+        victim.stop(signal.SIGKILL)
+        workers.remove(victim)
+        workers.append(ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, "k-again", KEYS))
+        idres("produce", str(halves[1]), *kafka)
+        settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+        wait_until(lambda: settled(workers, settings, accepted), 240,
+                   "all events decided after the kill, late ones restated, and projected", workers)
+        sessions = _total(workers, "idres_key_shard_sessions_total")
+    finally:
+        for w in workers:
+            w.stop()
+    assert sessions >= 2  # (the shards were loaded again after the kill)
+    counts = live_decided(settings)
+    assert len(counts) == accepted and set(counts.values()) == {1}, Counter(counts.values())
+    con = snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
+    assert changelog_matches(kafka_bootstrap, prefix, con) > 0
