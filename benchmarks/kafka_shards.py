@@ -1,9 +1,10 @@
 """Resolve shards on Kafka: events/s with 1, 2 and 3 resolve partitions, and recovery after SIGKILL.
 
-    python benchmarks/kafka_shards.py [--people 3000] [--shards 1,2,3] [--bootstrap HOST:PORT]
+    python benchmarks/kafka_shards.py [--people 3000] [--shards 1,2,3] [--resolve-state keys] [--bootstrap HOST:PORT]
 
 For each N: fresh topics (`idres topics --resolve-partitions N`), the same events produced (below), then N
-workers running every role with `--resolve-partitions N` (one worker for N = 1). Printed: the steady rate
+workers running every role with `--resolve-partitions N` (one worker for N = 1), the shards holding copies of
+the state or, with `--resolve-state keys`, its parts by key. Printed: the steady rate
 (events over the time from the first decision-log message to the last, by the broker's timestamps), the wall
 time from the workers' start to the last event projected, the events decided out of time order (late: the
 log is restated after them, and the workers are stopped once that is done and projected), and whether every
@@ -37,12 +38,16 @@ from streams.synthetic import SyntheticConfig, write_dataset  # noqa: E402
 from tests.kafka_broker import free_port, kafka_broker, select_broker  # noqa: E402
 
 
+STATE = "copies"  # (--resolve-state: how the shards hold the state)
+
+
 def start(bootstrap: str, prefix: str, shards: int, log: Path, name: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     # (tests.tansu_worker: the test broker answers a fetch only when its wait is over; see there)
     proc = subprocess.Popen([sys.executable, "-m", "tests.tansu_worker", "worker", "--bootstrap", bootstrap,
                              "--topic-prefix", prefix, "--role", "all", "--resolve-partitions", str(shards),
-                             "--web-port", str(port), "--session-timeout", "6", "--loglevel", "warn",
+                             "--resolve-state", STATE, "--web-port", str(port), "--session-timeout", "6",
+                             "--loglevel", "warn",
                              "--data-dir", str(log.parent / f"data-{prefix}{name}")],
                             cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     return proc, port
@@ -122,7 +127,8 @@ def log_span(bootstrap: str, prefix: str, events: int) -> float:
 
 def topics(bootstrap: str, prefix: str, shards: int) -> None:
     subprocess.run([sys.executable, "-m", "streams.cli", "topics", "--bootstrap", bootstrap, "--topic-prefix", prefix,
-                    "--resolve-partitions", str(shards)], cwd=ROOT, check=True, capture_output=True)
+                    "--resolve-partitions", str(shards), "--resolve-state", STATE], cwd=ROOT, check=True,
+                   capture_output=True)
 
 
 def main() -> int:
@@ -131,12 +137,17 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--shards", default="1,2,3")
     ap.add_argument("--bootstrap", help="a running broker (default: start Tansu as the tests do)")
+    ap.add_argument("--resolve-state", choices=("copies", "keys"), default="copies",
+                    help="how the shards hold the state (README, \"Resolve shards\")")
     args = ap.parse_args()
+    global STATE
+    STATE = args.resolve_state
     work = Path(tempfile.mkdtemp(prefix="idres-kafka-shards-"))
     events = work / "events.jsonl"
     stats = write_dataset(events, work / "truth.csv", SyntheticConfig(people=args.people, seed=args.seed))
     n = stats["events"]
-    print(f"{stats['lines']:,} lines, {n:,} valid events; {os.cpu_count()} cores on this machine\n")
+    print(f"{stats['lines']:,} lines, {n:,} valid events; {os.cpu_count()} cores on this machine; the shards hold "
+          f"{STATE}\n")
     log = work / "workers.log"
     choice = select_broker({"KAFKA_BOOTSTRAP": args.bootstrap} if args.bootstrap else {})
     with kafka_broker(work, choice) as bootstrap:

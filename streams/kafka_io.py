@@ -398,9 +398,16 @@ def topic_configs(settings: KafkaSettings, name: str) -> dict[str, str]:
         # value is compacted away within a week (a segment rolls daily; tombstones kept a day for readers)
         return {"cleanup.policy": "compact", "max.compaction.lag.ms": str(7 * 86_400_000),
                 "segment.ms": str(86_400_000), "delete.retention.ms": str(86_400_000)}
+    if name.startswith(f"{settings.prefix}keyshard."):
+        # (a key shards' session loads their parts, personal data, through these: nothing reads them once it
+        # is over, so they are kept an hour, in segments of ten minutes, whatever the transit retention)
+        return {"retention.ms": str(KEY_SHARD_RETENTION_MS), "segment.ms": str(KEY_SHARD_RETENTION_MS // 6)}
     if settings.transit_retention_hours > 0:
         return {"retention.ms": str(int(settings.transit_retention_hours * 3_600_000))}
     return {}
+
+
+KEY_SHARD_RETENTION_MS = 3_600_000
 
 
 def ensure_topics(admin, settings: KafkaSettings, wanted: Mapping[str, int],

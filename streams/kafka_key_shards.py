@@ -252,12 +252,14 @@ class KafkaKeyShards(RemoteKeyShards):
         stores, self._seed = self._seed, []
         self._ask({s: ("load", n, stores[s]) for s in range(n)})
 
-    def close(self) -> None:
+    def close(self, wait: float = 2.0) -> None:
+        """Closes the session's clients, waiting at most ``wait`` seconds for each (nothing it sent is
+        needed once it ends: a holder answers an ended session's requests to nobody)."""
         super().close()
         if self._consumer is not None:
-            self._consumer.close()
-            self._producer.close()
-            self._consumer = self._producer = None
+            consumer, producer, self._consumer, self._producer = self._consumer, self._producer, None, None
+            producer.close(timeout=wait)
+            consumer.close(autocommit=False)
 
     def _asked_all(self, requests: dict[int, tuple]) -> dict[int, Any]:
         self.seq += 1

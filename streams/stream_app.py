@@ -1512,8 +1512,8 @@ class StreamJobs:
 
     async def _end_key_session(self) -> None:
         keyed, self.keyed, self.keyed_for = self.keyed, None, None
-        if keyed is not None:
-            await asyncio.get_running_loop().run_in_executor(None, keyed.close)
+        if keyed is not None:  # (closed aside: a rebalance may be waiting for the events in hand)
+            threading.Thread(target=keyed.close, daemon=True, name="idres-key-session-close").start()
 
     def _hold_key_shards(self, loop: asyncio.AbstractEventLoop) -> None:
         """Holds the key shards the group gives this worker (a thread of its own), until the worker stops."""

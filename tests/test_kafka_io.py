@@ -170,6 +170,17 @@ def test_the_decision_log_is_kept_forever_and_transit_topics_for_the_stated_hour
             assert config.get("retention.ms") == transit, name
     with pytest.raises(ConfigError, match="IDRES_TRANSIT_RETENTION_HOURS"):
         KafkaSettings.load({"IDRES_TRANSIT_RETENTION_HOURS": "-1"})
+    # key shards' sessions carry their parts (personal data) through their topics: kept an hour, whatever the
+    # transit retention
+    for env in ({}, {"IDRES_TRANSIT_RETENTION_HOURS": "0"}):
+        settings = KafkaSettings.load({**env, "IDRES_RESOLVE_PARTITIONS": "3", "IDRES_RESOLVE_STATE": "keys"})
+        admin = _RecordingAdmin()
+        ensure_topics(admin, settings, stream_topics(settings, ["web"]))
+        shards = {n: spec for n, spec in admin.requests.items() if "keyshard" in n}
+        assert {n: spec["num_partitions"] for n, spec in shards.items()} == {
+            "idres.keyshard.requests": 3, "idres.keyshard.answers": 1}
+        for spec in shards.values():
+            assert spec["configs"] == {"retention.ms": str(3_600_000), "segment.ms": str(600_000)}
     # the changelog names identifiers: a deployment that erases customers bounds how long it keeps them
     settings = KafkaSettings.load({"IDRES_CHANGES_RETENTION_HOURS": "720"})
     admin = _RecordingAdmin()
