@@ -142,11 +142,13 @@ class KeyShardHolder:
     """A worker's key shards: the parts of each shard it was loaded for (by the coordinator's session), and the
     answer to each request."""
 
-    def __init__(self, config: ResolverConfig, counted: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, config: ResolverConfig, counted: Callable[[], None] = lambda: None,
+                 assigned: Callable[[int], None] = lambda n: None) -> None:
         self.config = config
         self.servers: dict[int, tuple[str, ShardServer]] = {}
         self.handled = 0
         self.counted = counted  # (called for each request answered)
+        self.assigned = assigned  # (called with the number of shards the group gives this holder, as it changes)
 
     def handle(self, session: str, shard: int, blob: bytes) -> tuple[bool, Any]:
         """(True, answer) or (False, the reason it could not answer)."""
@@ -186,9 +188,13 @@ def serve(settings: KafkaSettings, config: ResolverConfig, stopped: Callable[[],
     prod = _producer(settings)
     assembler = Assembler()
     answers = answers_topic(settings)
+    held = -1
     try:
         while not stopped():
             batches = consumer.poll(timeout_ms=100, max_records=200)
+            if len(consumer.assignment()) != held:
+                held = len(consumer.assignment())
+                holder.assigned(held)
             for tp, records in sorted(batches.items(), key=lambda kv: kv[0].partition):
                 for record in records:
                     whole = assembler.add(record)

@@ -832,11 +832,13 @@ class StreamJobs:
 
                 self.keyed: Any = None  # the coordinator of the key shards (a session), while it is in step
                 self.keyed_for: Any = None  # the resolver it is in step with
-                self.key_holder = KeyShardHolder(o.config, counted=lambda: jobs.metrics.add("key_shard_requests"))
+                self.key_holder = KeyShardHolder(o.config, counted=lambda: jobs.metrics.add("key_shard_requests"),
+                                                 assigned=lambda n: jobs.metrics.gauges.update(key_shards_held=n))
 
                 @app.task
                 async def hold_key_shards() -> None:  # (in a thread of its own: its consumer blocks)
                     loop = asyncio.get_running_loop()
+                    jobs.metrics.gauges["key_shards_held"] = 0  # (the key there before the thread sets it)
                     threading.Thread(target=jobs._hold_key_shards, args=(loop,), daemon=True,
                                      name="idres-key-shards").start()
             elif s.resolve_partitions > 1:  # resolve shards (streams.kafka_shards)
