@@ -90,6 +90,15 @@ def _holders(bootstrap, prefix, count, tmp_path):
     return procs, stop
 
 
+def _deployment(bootstrap, tmp_path, label: str, shards: int, holders: int = 2):
+    """Fresh topics for ``shards`` key shards, and ``holders`` worker processes serving them."""
+    prefix = unique_name(label) + "."
+    settings = KafkaSettings(bootstrap=bootstrap, prefix=prefix)
+    create_topics(settings, shards)
+    procs, stop = _holders(bootstrap, prefix, holders, tmp_path)
+    return settings, procs, stop
+
+
 def _stop(procs, stop):
     open(stop, "w").close()
     for p in procs:
@@ -101,10 +110,7 @@ def _stop(procs, stop):
 
 def test_three_key_shards_held_by_two_workers_give_the_log_of_deciding_in_order(kafka_bootstrap, tmp_path):
     records, config, expected = every_guard_corpus()
-    prefix = unique_name("keyshards") + "."
-    settings = KafkaSettings(bootstrap=kafka_bootstrap, prefix=prefix)
-    create_topics(settings, 3)
-    procs, stop = _holders(kafka_bootstrap, prefix, 2, tmp_path)
+    settings, procs, stop = _deployment(kafka_bootstrap, tmp_path, "keyshards", 3)
     try:
         # the holders join their group meanwhile: requests wait in their partitions until they are read
         with KafkaKeyShards(settings, config, 3, 128, wait=90) as keyed:
@@ -120,10 +126,7 @@ def test_three_key_shards_held_by_two_workers_give_the_log_of_deciding_in_order(
 
 def test_a_coordinator_stops_with_the_reason_when_a_shard_s_worker_is_killed(kafka_bootstrap, tmp_path):
     records, config, _ = every_guard_corpus()
-    prefix = unique_name("keyshardkill") + "."
-    settings = KafkaSettings(bootstrap=kafka_bootstrap, prefix=prefix)
-    create_topics(settings, 2)
-    procs, stop = _holders(kafka_bootstrap, prefix, 2, tmp_path)
+    settings, procs, stop = _deployment(kafka_bootstrap, tmp_path, "keyshardkill", 2)
     try:
         with KafkaKeyShards(settings, config, 2, 128, wait=40) as keyed:
             keyed.decide(records[:300])
@@ -151,10 +154,7 @@ def test_after_a_holder_is_killed_a_new_session_loaded_from_the_log_decides_on_a
     from streams.shards import in_order
 
     records, config, _ = every_guard_corpus()
-    prefix = unique_name("keyshardtake") + "."
-    settings = KafkaSettings(bootstrap=kafka_bootstrap, prefix=prefix)
-    create_topics(settings, 3)
-    procs, stop = _holders(kafka_bootstrap, prefix, 2, tmp_path)
+    settings, procs, stop = _deployment(kafka_bootstrap, tmp_path, "keyshardtake", 3)
     log: list = []
     batches = [records[i:i + 300] for i in range(0, len(records), 300)]
     sessions = []
