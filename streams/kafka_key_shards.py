@@ -149,6 +149,16 @@ class KeyShardHolder:
         self.handled = 0
         self.counted = counted  # (called for each request answered)
         self.assigned = assigned  # (called with the number of shards the group gives this holder, as it changes)
+        self.last: dict[int, tuple[str, int]] = {}  # shard -> (session, request) answered last
+
+    def answered(self, session: str, seq: int, shard: int) -> bool:
+        """Whether this request of a session was answered here already (read again after a rebalance); else
+        it is noted as answered."""
+        last = self.last.get(shard)
+        if last is not None and last[0] == session and seq <= last[1]:
+            return True
+        self.last[shard] = (session, seq)
+        return False
 
     def handle(self, session: str, shard: int, blob: bytes) -> tuple[bool, Any]:
         """(True, answer) or (False, the reason it could not answer)."""
@@ -160,8 +170,8 @@ class KeyShardHolder:
                 return True, None
             held = self.servers.get(shard)
             if held is None or held[0] != session:
-                return False, (f"key shard {shard} holds no parts of this coordinator's session (its worker "
-                               f"restarted, or the group gave the shard to another worker)")
+                return False, (f"key shard {shard} {NO_PARTS} (its worker restarted, or the group gave the shard "
+                               f"to another worker)")
             self.handled += 1
             self.counted()
             return True, held[1].handle(request)
@@ -174,8 +184,11 @@ class KeyShardHolder:
 def serve(settings: KafkaSettings, config: ResolverConfig, stopped: Callable[[], bool] = lambda: False,
           session_timeout_ms: int = 10_000, holder: Optional[KeyShardHolder] = None) -> KeyShardHolder:
     """Holds key shards for as long as ``stopped()`` says no: the partitions of the requests topic the group
-    gives this worker, each request answered in order on the answers topic."""
-    from kafka import TopicPartition
+    gives this worker, each request answered in order on the answers topic. A shard the group takes away
+    loses its parts here at once (a holder given it back answers that it holds none: the coordinator loads a
+    new session); a request read again after a rebalance, answered already, is not answered twice."""
+    from kafka import ConsumerRebalanceListener
+    from kafka.errors import KafkaError
 
     from streams.stream_app import reader
 
@@ -184,7 +197,16 @@ def serve(settings: KafkaSettings, config: ResolverConfig, stopped: Callable[[],
                       auto_offset_reset="earliest", fetch_max_wait_ms=WAIT_MS,
                       max_partition_fetch_bytes=4 * FRAME_BYTES,
                       session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=min(3000, session_timeout_ms // 3))
-    consumer.subscribe([requests_topic(settings)])
+
+    class Moved(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            for tp in revoked:
+                holder.servers.pop(tp.partition, None)
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            pass
+
+    consumer.subscribe([requests_topic(settings)], listener=Moved())
     prod = _producer(settings)
     assembler = Assembler()
     answers = answers_topic(settings)
@@ -192,7 +214,7 @@ def serve(settings: KafkaSettings, config: ResolverConfig, stopped: Callable[[],
     try:
         while not stopped():
             batches = consumer.poll(timeout_ms=100, max_records=200)
-            if len(consumer.assignment()) != held:
+            if len(consumer.assignment()) != held:  # (said once a poll has placed the consumer on them)
                 held = len(consumer.assignment())
                 holder.assigned(held)
             for tp, records in sorted(batches.items(), key=lambda kv: kv[0].partition):
@@ -201,18 +223,18 @@ def serve(settings: KafkaSettings, config: ResolverConfig, stopped: Callable[[],
                     if whole is None:
                         continue
                     session, seq, shard, blob = whole
-                    if shard != tp.partition:
+                    if shard != tp.partition or holder.answered(session, seq, shard):
                         continue
                     answer = pickle.dumps(holder.handle(session, shard, blob), pickle.HIGHEST_PROTOCOL)
                     _send(prod, answers, 0, session, seq, shard, answer)
                 prod.flush()
-                consumer.commit({tp: _offset_after(records[-1])} if records else {})
-            for tp in list(holder.servers):  # (shards the group took away: their parts go)
-                if TopicPartition(requests_topic(settings), tp) not in consumer.assignment():
-                    holder.servers.pop(tp, None)
+                try:
+                    consumer.commit({tp: _offset_after(records[-1])})
+                except KafkaError:  # (a rebalance: read again, a request answered already is skipped)
+                    pass
     finally:
-        consumer.close()
-        prod.close()
+        consumer.close(autocommit=False)
+        prod.close(timeout=2)
     return holder
 
 
@@ -223,6 +245,14 @@ def _offset_after(record: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------ the coordinator's side
+NO_PARTS = "holds no parts of this coordinator's session"
+
+
+class PartsLost(RuntimeError):
+    """A shard's holder holds no parts of the session (its worker was lost, or the group gave the shard to
+    another): a new session, loaded anew, can go on at once."""
+
+
 class Interrupted(RuntimeError):
     """The coordinator stopped waiting for answers (its worker is stopping, or its group rebalancing, which
     waits for the work in hand); the session cannot go on."""
@@ -288,9 +318,11 @@ class KafkaKeyShards(RemoteKeyShards):
                 missing = sorted(set(requests) - set(got))
                 raise KafkaIOError(f"key shard(s) {missing} did not answer within {self.wait:g} s: is a worker "
                                    f"serving {topic} running?")
-        failed = next((why for _, (ok, why) in sorted(got.items()) if not ok), None)
-        if failed is not None:
-            raise RuntimeError(f"a key shard failed:\n{failed}")
+        failed = [why for _, (ok, why) in sorted(got.items()) if not ok]
+        if failed and all(NO_PARTS in why for why in failed):
+            raise PartsLost(f"a key shard failed:\n{failed[0]}")
+        if failed:
+            raise RuntimeError(f"a key shard failed:\n{next(why for why in failed if NO_PARTS not in why)}")
         return {s: answer for s, (_, answer) in got.items()}
 
 

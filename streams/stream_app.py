@@ -1471,12 +1471,14 @@ class StreamJobs:
                 got = self._sourced(got, run, list(ids))
             except Exception as exc:  # (a holder lost, no answer in time, a defect on a shard; or a rebalance,
                 # which waits for the events in hand while the shards cannot answer)
-                from streams.kafka_key_shards import Interrupted
+                from streams.kafka_key_shards import Interrupted, PartsLost
 
                 log.warning("the key shards failed (%s): %d events are decided here, in order",
-                            f"{type(exc).__name__}: {exc}".splitlines()[0], len(released) - i)
+                            " ".join(f"{type(exc).__name__}: {exc}".split()), len(released) - i)
                 await self._end_key_session()
-                if not isinstance(exc, Interrupted):
+                if isinstance(exc, PartsLost):  # (the group moved a shard: the next run loads them anew)
+                    m.add("key_shard_sessions_lost")
+                elif not isinstance(exc, Interrupted):
                     m.add("resolve_shard_failures")
                     self.shards_rest_until = loop.time() + self.options.shard_wait
                 return await self._decide_in_order(released[i:], entries, pending)
