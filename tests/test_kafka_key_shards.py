@@ -279,7 +279,7 @@ def test_a_key_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_
     from tests.test_kafka_shards import ShardWorker, _events, _total
     from tests.test_stream import accepted_events, changelog_matches, idres, snapshot_matches_embedded, wait_until
 
-    events, accepted = _events(tmp_path, 41, people=400)
+    events, accepted = _events(tmp_path, 41)
 
     def when(line: bytes) -> datetime:  # (the last part strictly later than the rest: no late event)
         try:
