@@ -11,9 +11,9 @@ what another session or an earlier request sent (a coordinator that restarted, a
 A session begins by giving each shard its parts (``load``: the parts of the state the coordinator was given,
 as ``resolver.owner.stores_of`` splits it, or none). A holder keeps the parts of the shards it was loaded for,
 by session; a request of a session it holds no parts of (its worker restarted, or the group gave the partition
-to another worker) is answered with that reason, and the coordinator stops, as ``KeyShardProcesses`` stops when
-a shard's process ends. Taking a shard over from the decision log is the next step (``resolver.owner.stores_of``
-already gives what it needs).
+to another worker) is answered with that reason, and the coordinator raises ``PartsLost``: a session cannot go
+on without them, and its caller begins a new one from the state the decision log holds (the resolve role does,
+``streams.stream_app``).
 
 What crosses is unpickled only into the classes the resolver's parts, requests and events are made of
 (``restricted_loads``): a record someone else wrote on these topics cannot run code in a worker. Give only
@@ -146,7 +146,6 @@ class KeyShardHolder:
                  assigned: Callable[[int], None] = lambda n: None) -> None:
         self.config = config
         self.servers: dict[int, tuple[str, ShardServer]] = {}
-        self.handled = 0
         self.counted = counted  # (called for each request answered)
         self.assigned = assigned  # (called with the number of shards the group gives this holder, as it changes)
         self.last: dict[int, tuple[str, int]] = {}  # shard -> (session, request) answered last
@@ -172,7 +171,6 @@ class KeyShardHolder:
             if held is None or held[0] != session:
                 return False, (f"key shard {shard} {NO_PARTS} (its worker restarted, or the group gave the shard "
                                f"to another worker)")
-            self.handled += 1
             self.counted()
             return True, held[1].handle(request)
         except Exception as exc:  # (a defect: the coordinator raises it with the reason)

@@ -281,10 +281,11 @@ class LocalKeyShards:
             self.stores[owner].apply(mine, epoch)
             self._work[owner] += time.perf_counter() - started - (self._lent - lent)
 
-    def decide(self, records: list[bytes]) -> list[Entry]:
+    def decide(self, records: list[bytes], checked: Optional[dict[int, Any]] = None) -> list[Entry]:
+        """``checked``: records the caller validated already (``RecordPipeline.check``'s outcomes, by index)."""
         out: list[Entry] = []
         i = 0
-        checked: dict[int, Any] = {}  # (records validated ahead of their window, by index)
+        checked = dict(checked or {})  # (records validated ahead of their window, by index)
         while i < len(records):
             position = self.decided
             started = time.perf_counter()

@@ -1448,18 +1448,21 @@ class StreamJobs:
         await self._flush_decided(entries, pending)  # (the shards decide from where the log ends)
         entries, pending = [], []
         checker = RecordPipeline(None, skip_blank=False)
+        checked: dict[int, Any] = {}  # (each record parsed once: the shards' coordinator is given them)
         i = 0
         while i < len(released):
             resolver = self.resolver
             run: list[Any] = []
             ids: dict[str, None] = {}
-            for item in released[i:]:
-                outcome = checker.check(item[4])
+            for k in range(i, len(released)):
+                outcome = checked.get(k)
+                if outcome is None:
+                    outcome = checked[k] = checker.check(released[k][4])
                 if outcome.kind != VALID or outcome.event.event_id in ids or resolver.is_duplicate(
                         outcome.event.event_id):
                     break
                 ids[outcome.event.event_id] = None
-                run.append(item)
+                run.append(released[k])
             if not run:  # (a record to reject, or an event ID seen before: as one resolve worker does)
                 entries, pending = await self._decide_in_order(released[i:i + 1], entries, pending)
                 i += 1
@@ -1467,7 +1470,8 @@ class StreamJobs:
             try:
                 if self.keyed is None or self.keyed_for is not resolver:
                     await self._begin_key_session(resolver)
-                got = await loop.run_in_executor(None, self.keyed.decide, [item[4] for item in run])
+                got = await loop.run_in_executor(None, self.keyed.decide, [item[4] for item in run],
+                                                 {k: checked.pop(i + k) for k in range(len(run))})
                 got = self._sourced(got, run, list(ids))
             except Exception as exc:  # (a holder lost, no answer in time, a defect on a shard; or a rebalance,
                 # which waits for the events in hand while the shards cannot answer)
@@ -1475,7 +1479,7 @@ class StreamJobs:
 
                 log.warning("the key shards failed (%s): %d events are decided here, in order",
                             " ".join(f"{type(exc).__name__}: {exc}".split()), len(released) - i)
-                await self._end_key_session()
+                self._end_key_session()
                 if isinstance(exc, PartsLost):  # (the group moved a shard: the next run loads them anew)
                     m.add("key_shard_sessions_lost")
                 elif not isinstance(exc, Interrupted):
@@ -1506,7 +1510,7 @@ class StreamJobs:
         """A new session of the key shards, each loaded with its part of ``resolver``'s state."""
         from streams.kafka_key_shards import KafkaKeyShards
 
-        await self._end_key_session()
+        self._end_key_session()
         s, o = self.settings, self.options
         self.keyed = await asyncio.get_running_loop().run_in_executor(
             None, lambda: KafkaKeyShards(s, o.config, s.resolve_partitions, wait=o.shard_wait, state=resolver.state,
@@ -1514,7 +1518,7 @@ class StreamJobs:
         self.keyed_for = resolver
         self.metrics.add("key_shard_sessions")
 
-    async def _end_key_session(self) -> None:
+    def _end_key_session(self) -> None:
         keyed, self.keyed, self.keyed_for = self.keyed, None, None
         if keyed is not None:  # (closed aside: a rebalance may be waiting for the events in hand)
             threading.Thread(target=keyed.close, daemon=True, name="idres-key-session-close").start()
