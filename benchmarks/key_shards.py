@@ -96,41 +96,22 @@ def processes(records: list[bytes], config: ResolverConfig, counts: list[int], w
               f"{cpu:.1f} | {trips:.1f} |", flush=True)
 
 
-def _hold(bootstrap: str, prefix: str, stop_file: str) -> None:
-    import os
-
-    from streams.kafka_io import KafkaSettings
-    from streams.kafka_key_shards import serve
-
-    serve(KafkaSettings(bootstrap=bootstrap, prefix=prefix), ResolverConfig(),
-          stopped=lambda: os.path.exists(stop_file), session_timeout_ms=6000)
-
-
 def on_kafka(records: list[bytes], config: ResolverConfig, counts: list[int], want: str, events: int,
              alone: float, window: int, bootstrap: str) -> None:
     """Deciding on N key shards over Kafka (``streams.kafka_key_shards``), each held by a worker process of
     its own, timed from the first request (the parts loaded) to the last answer."""
-    import multiprocessing
     import os
     import tempfile
-    import uuid
 
-    from streams.kafka_io import KafkaSettings
-    from streams.kafka_key_shards import KafkaKeyShards, create_topics
+    from streams.kafka_key_shards import KafkaKeyShards
+    from tests.key_shard_holders import deployment, stop_holders
 
     print(f"\n{os.cpu_count()} cores, broker {bootstrap}; in order, one resolver: {alone:.1f} s\n")
     print("| key shards on Kafka | same log | wall s | events/s | x in order | round trips | ms a round trip "
           "(wall / round trips) |")
     print("|---:|---|---:|---:|---:|---:|---:|")
-    ctx = multiprocessing.get_context("spawn")
     for n in counts:
-        prefix = f"ksbench-{uuid.uuid4().hex[:8]}."
-        settings = KafkaSettings(bootstrap=bootstrap, prefix=prefix)
-        create_topics(settings, n)
-        stop = os.path.join(tempfile.mkdtemp(), "stop")
-        procs = [ctx.Process(target=_hold, args=(bootstrap, prefix, stop), daemon=True) for _ in range(n)]
-        for proc in procs:
-            proc.start()
+        settings, procs, stop = deployment(bootstrap, Path(tempfile.mkdtemp()), "ksbench", n, holders=n)
         try:
             with KafkaKeyShards(settings, config, n, window, wait=120) as keyed:
                 keyed._ask({s: ("known", []) for s in range(n)})  # (every holder has joined and answered)
@@ -141,11 +122,7 @@ def on_kafka(records: list[bytes], config: ResolverConfig, counts: list[int], wa
                 trips = keyed.round_trips - trips
             same = digest(got) == want
         finally:
-            open(stop, "w").close()
-            for proc in procs:
-                proc.join(20)
-                if proc.is_alive():
-                    proc.kill()
+            stop_holders(procs, stop)
         print(f"| {n} | {'yes' if same else 'NO'} | {wall:.1f} | {events / wall:,.0f} | {alone / wall:.2f} | "
               f"{trips:,} | {wall * 1000 / max(trips, 1):.1f} |", flush=True)
 

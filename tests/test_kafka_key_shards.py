@@ -5,7 +5,6 @@ deciding every record in order."""
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import pickle
 import signal
@@ -13,12 +12,12 @@ import time
 
 import pytest
 
-from resolver.config import ResolverConfig
 from streams.kafka_io import KafkaSettings
 from streams.kafka_key_shards import (
-    FRAME_BYTES, Assembler, KafkaKeyShards, PartsLost, create_topics, frames, restricted_loads, serve,
+    FRAME_BYTES, Assembler, KafkaKeyShards, PartsLost, frames, restricted_loads,
 )
 from tests.kafka_broker import unique_name
+from tests.key_shard_holders import deployment, stop_holders
 from tests.test_shards import every_guard_corpus
 
 
@@ -76,61 +75,9 @@ def test_frames_are_put_together_whatever_else_comes_between_them():
 
 
 # ------------------------------------------------------------------------------------ on the broker
-def _hold(bootstrap: str, prefix: str, stop_file: str) -> None:
-    from pathlib import Path
-
-    from streams.kafka_key_shards import KeyShardHolder
-
-    settings = KafkaSettings(bootstrap=bootstrap, prefix=prefix)
-    held = Path(f"{stop_file}.held-{os.getpid()}")  # (how many shards the group gives this holder)
-    holder = KeyShardHolder(ResolverConfig(), assigned=lambda n: held.write_text(str(n)))
-    try:
-        serve(settings, ResolverConfig(), stopped=lambda: os.path.exists(stop_file), session_timeout_ms=6000,
-              holder=holder)
-    except BaseException:
-        import traceback
-
-        Path(f"{stop_file}.failed-{os.getpid()}").write_text(traceback.format_exc())
-        raise
-
-
-def _holders(bootstrap, prefix, count, tmp_path):
-    ctx = multiprocessing.get_context("spawn")
-    stop = str(tmp_path / "stop")
-    procs = [ctx.Process(target=_hold, args=(bootstrap, prefix, stop), daemon=True) for _ in range(count)]
-    for p in procs:
-        p.start()
-    return procs, stop
-
-
-def _deployment(bootstrap, tmp_path, label: str, shards: int, holders: int = 2):
-    """Fresh topics for ``shards`` key shards, and ``holders`` worker processes serving them."""
-    prefix = unique_name(label) + "."
-    settings = KafkaSettings(bootstrap=bootstrap, prefix=prefix)
-    create_topics(settings, shards)
-    procs, stop = _holders(bootstrap, prefix, holders, tmp_path)
-    # until the group gave every holder a shard (a session loaded before would find a shard moved)
-    deadline = time.monotonic() + 90
-    while True:
-        held = [int(p.read_text() or 0) for p in tmp_path.glob("stop.held-*")]
-        if len(held) == holders and all(held) and sum(held) == shards:
-            return settings, procs, stop
-        assert time.monotonic() < deadline, f"the holders' group did not settle: {held}"
-        time.sleep(0.2)
-
-
-def _stop(procs, stop):
-    open(stop, "w").close()
-    for p in procs:
-        p.join(15)
-        if p.is_alive():
-            p.kill()
-            p.join(5)
-
-
 def test_three_key_shards_held_by_two_workers_give_the_log_of_deciding_in_order(kafka_bootstrap, tmp_path):
     records, config, expected = every_guard_corpus()
-    settings, procs, stop = _deployment(kafka_bootstrap, tmp_path, "keyshards", 3)
+    settings, procs, stop = deployment(kafka_bootstrap, tmp_path, "keyshards", 3)
     try:
         # the holders join their group meanwhile: requests wait in their partitions until they are read
         with KafkaKeyShards(settings, config, 3, 128, wait=90) as keyed:
@@ -140,13 +87,13 @@ def test_three_key_shards_held_by_two_workers_give_the_log_of_deciding_in_order(
             assert not keyed.stores and keyed.stats["calibrations"] >= 1 and keyed.stats["remote_writes"] > 0
             assert keyed.round_trips > 0
     finally:
-        _stop(procs, stop)
+        stop_holders(procs, stop)
     assert [p.exitcode for p in procs] == [0, 0]
 
 
 def test_a_coordinator_stops_with_the_reason_when_a_shard_s_worker_is_killed(kafka_bootstrap, tmp_path):
     records, config, _ = every_guard_corpus()
-    settings, procs, stop = _deployment(kafka_bootstrap, tmp_path, "keyshardkill", 2)
+    settings, procs, stop = deployment(kafka_bootstrap, tmp_path, "keyshardkill", 2)
     try:
         with KafkaKeyShards(settings, config, 2, 128, wait=40) as keyed:
             keyed.decide(records[:300])
@@ -161,7 +108,7 @@ def test_a_coordinator_stops_with_the_reason_when_a_shard_s_worker_is_killed(kaf
             with pytest.raises(RuntimeError, match="the key shards stopped"):
                 keyed.decide(records[300:])
     finally:
-        _stop(procs, stop)
+        stop_holders(procs, stop)
 
 
 def test_after_a_holder_is_killed_a_new_session_loaded_from_the_log_decides_on_as_in_order(kafka_bootstrap,
@@ -174,7 +121,7 @@ def test_after_a_holder_is_killed_a_new_session_loaded_from_the_log_decides_on_a
     from streams.shards import in_order
 
     records, config, _ = every_guard_corpus()
-    settings, procs, stop = _deployment(kafka_bootstrap, tmp_path, "keyshardtake", 3)
+    settings, procs, stop = deployment(kafka_bootstrap, tmp_path, "keyshardtake", 3)
     log: list = []
     batches = [records[i:i + 300] for i in range(0, len(records), 300)]
     sessions = []
@@ -199,7 +146,7 @@ def test_after_a_holder_is_killed_a_new_session_loaded_from_the_log_decides_on_a
                 sessions.append(keyed.session)
         keyed.close()
     finally:
-        _stop(procs, stop)
+        stop_holders(procs, stop)
     assert len(set(sessions)) == 2  # (the batch after the kill was decided again, in a new session)
     # (the same batches decided in order: a batch's rejections are keyed by their index in it)
     alone = Resolver(config)
