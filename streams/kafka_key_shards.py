@@ -35,6 +35,7 @@ from streams.key_shard_processes import RemoteKeyShards, ShardServer
 
 FRAME_BYTES = 512 * 1024  # (under the 1 MiB a broker takes in a message by default)
 WAIT_MS = 5  # how long a fetch waits for records: answers are awaited, so a short wait is a fast answer
+RESEND_S = 10.0  # a request not answered in this long is sent again (then after twice as long, and so on)
 
 
 def requests_topic(settings: KafkaSettings) -> str:
@@ -131,10 +132,10 @@ def _producer(settings: KafkaSettings) -> Any:
                     max_request_size=2 * FRAME_BYTES)
 
 
-def _send(prod: Any, topic: str, partition: int, session: str, seq: int, shard: int, blob: bytes) -> None:
+def _send(prod: Any, topic: str, partition: int, session: str, seq: int, shard: int, blob: bytes) -> list[Any]:
     parts = frames(blob)
-    for i, frame in enumerate(parts):
-        prod.send(topic, value=frame, partition=partition, headers=_headers(session, seq, shard, i, len(parts)))
+    return [prod.send(topic, value=frame, partition=partition, headers=_headers(session, seq, shard, i, len(parts)))
+            for i, frame in enumerate(parts)]
 
 
 # ------------------------------------------------------------------------------------ a holder's side
@@ -148,16 +149,22 @@ class KeyShardHolder:
         self.servers: dict[int, tuple[str, ShardServer]] = {}
         self.counted = counted  # (called for each request answered)
         self.assigned = assigned  # (called with the number of shards the group gives this holder, as it changes)
-        self.last: dict[int, tuple[str, int]] = {}  # shard -> (session, request) answered last
+        self.last: dict[int, tuple[str, int, bytes]] = {}  # shard -> (session, request, answer) answered last
 
-    def answered(self, session: str, seq: int, shard: int) -> bool:
-        """Whether this request of a session was answered here already (read again after a rebalance); else
-        it is noted as answered."""
+    def answered(self, session: str, seq: int, shard: int) -> Optional[bytes]:
+        """What to send for a request of a session read again (after a rebalance, or sent again by a
+        coordinator that got no answer): the answer given last when it is that request (an answer can be lost
+        on its way), ``b""`` (nothing) for an earlier one, None for a request not answered yet."""
         last = self.last.get(shard)
-        if last is not None and last[0] == session and seq <= last[1]:
-            return True
-        self.last[shard] = (session, seq)
-        return False
+        if last is None or last[0] != session or seq > last[1]:
+            return None
+        return last[2] if seq == last[1] else b""
+
+    def answer(self, session: str, seq: int, shard: int, blob: bytes) -> bytes:
+        """The answer to a request (pickled), noted as this shard's last."""
+        out = pickle.dumps(self.handle(session, shard, blob), pickle.HIGHEST_PROTOCOL)
+        self.last[shard] = (session, seq, out)
+        return out
 
     def handle(self, session: str, shard: int, blob: bytes) -> tuple[bool, Any]:
         """(True, answer) or (False, the reason it could not answer)."""
@@ -184,7 +191,8 @@ def serve(settings: KafkaSettings, config: ResolverConfig, stopped: Callable[[],
     """Holds key shards for as long as ``stopped()`` says no: the partitions of the requests topic the group
     gives this worker, each request answered in order on the answers topic. A shard the group takes away
     loses its parts here at once (a holder given it back answers that it holds none: the coordinator loads a
-    new session); a request read again after a rebalance, answered already, is not answered twice."""
+    new session); a request read again (after a rebalance, or sent again by a coordinator that got no answer)
+    is not handled twice: its answer is sent again."""
     from kafka import ConsumerRebalanceListener
     from kafka.errors import KafkaError
 
@@ -221,10 +229,13 @@ def serve(settings: KafkaSettings, config: ResolverConfig, stopped: Callable[[],
                     if whole is None:
                         continue
                     session, seq, shard, blob = whole
-                    if shard != tp.partition or holder.answered(session, seq, shard):
+                    if shard != tp.partition:
                         continue
-                    answer = pickle.dumps(holder.handle(session, shard, blob), pickle.HIGHEST_PROTOCOL)
-                    _send(prod, answers, 0, session, seq, shard, answer)
+                    answer = holder.answered(session, seq, shard)
+                    if answer is None:
+                        answer = holder.answer(session, seq, shard, blob)
+                    if answer:
+                        _send(prod, answers, 0, session, seq, shard, answer)
                 prod.flush()
                 try:
                     consumer.commit({tp: _offset_after(records[-1])})
@@ -274,6 +285,7 @@ class KafkaKeyShards(RemoteKeyShards):
         self.session = uuid.uuid4().hex
         self.seq = 0
         self.round_trips = 0
+        self.resent = 0  # (requests sent again, unanswered)
         self._tp = TopicPartition(answers_topic(settings), 0)
         self._consumer = reader(settings, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_wait_ms=WAIT_MS, max_partition_fetch_bytes=4 * FRAME_BYTES)
@@ -297,14 +309,14 @@ class KafkaKeyShards(RemoteKeyShards):
 
     def _asked_all(self, requests: dict[int, tuple]) -> dict[int, Any]:
         self.seq += 1
-        seq, topic = self.seq, requests_topic(self.settings)
-        for s, request in requests.items():
-            _send(self._producer, topic, s, self.session, seq, s, pickle.dumps(request, pickle.HIGHEST_PROTOCOL))
-        self._producer.flush()
+        seq = self.seq
+        blobs = {s: pickle.dumps(request, pickle.HIGHEST_PROTOCOL) for s, request in requests.items()}
+        self._send_requests(seq, blobs)
         self.round_trips += 1
         self._assembler.forget_before(self.session, seq)
         got: dict[int, tuple[bool, Any]] = {}
-        deadline = time.monotonic() + self.wait
+        started = time.monotonic()
+        quiet, resend_at = RESEND_S, started + RESEND_S
         while len(got) < len(requests):
             if self.stopped is not None and self.stopped():
                 raise Interrupted(f"request {seq} of session {self.session} was not waited for")
@@ -312,16 +324,32 @@ class KafkaKeyShards(RemoteKeyShards):
                 whole = self._assembler.add(record)
                 if whole is not None and whole[:2] == (self.session, seq) and whole[2] in requests:
                     got.setdefault(whole[2], restricted_loads(whole[3]))
-            if len(got) < len(requests) and time.monotonic() > deadline:
+            if len(got) == len(requests):
+                break
+            now = time.monotonic()
+            if now > started + self.wait:
                 missing = sorted(set(requests) - set(got))
                 raise KafkaIOError(f"key shard(s) {missing} did not answer within {self.wait:g} s: is a worker "
-                                   f"serving {topic} running?")
+                                   f"serving {requests_topic(self.settings)} running?")
+            if now > resend_at:  # (a request or its answer may have been lost: its holder answers it once)
+                self._send_requests(seq, {s: blob for s, blob in blobs.items() if s not in got})
+                self.resent += 1
+                quiet *= 2
+                resend_at = now + quiet
         failed = [why for _, (ok, why) in sorted(got.items()) if not ok]
         if failed and all(NO_PARTS in why for why in failed):
             raise PartsLost(f"a key shard failed:\n{failed[0]}")
         if failed:
             raise RuntimeError(f"a key shard failed:\n{next(why for why in failed if NO_PARTS not in why)}")
         return {s: answer for s, (_, answer) in got.items()}
+
+    def _send_requests(self, seq: int, blobs: dict[int, bytes]) -> None:
+        topic = requests_topic(self.settings)
+        sent = [f for s, blob in blobs.items() for f in _send(self._producer, topic, s, self.session, seq, s, blob)]
+        self._producer.flush()
+        failed = next((f.exception for f in sent if f.failed()), None)
+        if failed is not None:
+            raise KafkaIOError(f"could not send a request to the key shards on {topic}: {failed}")
 
 
 def create_topics(settings: KafkaSettings, n: int) -> None:

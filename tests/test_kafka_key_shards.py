@@ -91,6 +91,55 @@ def test_three_key_shards_held_by_two_workers_give_the_log_of_deciding_in_order(
     assert [p.exitcode for p in procs] == [0, 0]
 
 
+def test_a_lost_request_or_a_lost_answer_is_sent_again_and_handled_once(kafka_bootstrap, tmp_path, monkeypatch):
+    """A request that never reaches its holder, and an answer that never reaches the coordinator (a broker can
+    lose a write it acknowledged with acks=1 as its leader fails over): the coordinator sends the request again,
+    the holder handles it if it had not, else sends the answer it gave; nothing is applied twice."""
+    import threading
+
+    from resolver.engine import Resolver
+    from streams import kafka_key_shards
+    from streams.kafka_key_shards import KeyShardHolder, create_topics, serve
+    from streams.shards import in_order
+
+    monkeypatch.setattr(kafka_key_shards, "RESEND_S", 0.5)
+    records, config, _ = every_guard_corpus()
+    settings = KafkaSettings(bootstrap=kafka_bootstrap, prefix=unique_name("keyshardlost") + ".")
+    create_topics(settings, 2)
+    handled: list = []
+
+    class Forgetful(KeyShardHolder):  # the answer to every 5th request of shard 0 lost once
+        def answer(self, session, seq, shard, blob):
+            out = super().answer(session, seq, shard, blob)
+            handled.append((seq, shard))
+            return b"" if shard == 0 and seq % 5 == 0 else out
+
+    class Lossy(KafkaKeyShards):  # every 7th request to shard 1 lost once
+        def _send_requests(self, seq, blobs):
+            if seq % 7 == 0 and 1 in blobs and (seq, 1) not in lost:
+                lost.add((seq, 1))
+                blobs = {s: b for s, b in blobs.items() if s != 1}
+            super()._send_requests(seq, blobs)
+
+    lost: set = set()
+    held, done = threading.Event(), threading.Event()
+    holder = Forgetful(config, assigned=lambda n: n == 2 and held.set())
+    thread = threading.Thread(target=serve, args=(settings, config, done.is_set, 6000, holder), daemon=True)
+    thread.start()
+    try:
+        assert held.wait(60), "the holder was not given both shards"
+        with Lossy(settings, config, 2, 128, wait=60) as keyed:
+            got = keyed.decide(records[:300])
+            resent, trips = keyed.resent, keyed.round_trips
+    finally:
+        done.set()
+        thread.join(20)
+    assert got == in_order(records[:300], Resolver(config))
+    assert lost and any(seq % 5 == 0 for seq, shard in handled if shard == 0)
+    assert resent >= len(lost) and trips > 7
+    assert len(handled) == len(set(handled))  # (every request handled once, however often it came)
+
+
 def test_a_coordinator_stops_with_the_reason_when_a_shard_s_worker_is_killed(kafka_bootstrap, tmp_path):
     records, config, _ = every_guard_corpus()
     settings, procs, stop = deployment(kafka_bootstrap, tmp_path, "keyshardkill", 2)
