@@ -139,6 +139,7 @@ def main() -> int:
     ap.add_argument("--bootstrap", help="a running broker (default: start Tansu as the tests do)")
     ap.add_argument("--resolve-state", choices=("copies", "keys"), default="copies",
                     help="how the shards hold the state (README, \"Resolve shards\")")
+    ap.add_argument("--no-kill", action="store_true", help="leave out the SIGKILL run")
     args = ap.parse_args()
     global STATE
     STATE = args.resolve_state
@@ -154,6 +155,7 @@ def main() -> int:
         print("| resolve partitions | workers | steady events/s | wall s | late events | same profiles and IDs as "
               "`idres ingest` |")
         print("|---:|---:|---:|---:|---:|---|")
+        notes: list[str] = []
         for shards in [int(s) for s in args.shards.split(",")]:
             prefix = f"s{shards}."
             topics(bootstrap, prefix, shards)
@@ -170,6 +172,8 @@ def main() -> int:
             # (late events are restated: then the result is final)
             final = "" if wait_settled(bootstrap, prefix, ports, n) else " (not settled within 120 s)"
             late = max(late, total(ports, "idres_resolve_late_events_total"))
+            counts = {name: total(ports, f"idres_{name}_total") for name in (
+                "restatements", "key_shard_sessions", "key_shard_sessions_lost", "resolve_shard_failures")}
             for proc, _ in workers:
                 proc.send_signal(signal.SIGTERM)
             for proc, _ in workers:
@@ -177,6 +181,11 @@ def main() -> int:
             same = same_as_ingest(bootstrap, prefix, events, work)
             print(f"| {shards} | {len(workers)} | {n / log_span(bootstrap, prefix, n):,.0f} | {last - started:.1f} | "
                   f"{late:,.0f} | {'yes' if same else 'NO'}{final} |", flush=True)
+            notes.append(f"{shards} partition(s): " + ", ".join(f"{k} {v:,.0f}" for k, v in counts.items()))
+
+        print("\n" + "\n".join(notes) + f"\n(the workers' logs: {log})", flush=True)
+        if args.no_kill:
+            return 0
 
         prefix = "kill."
         topics(bootstrap, prefix, 2)

@@ -10,6 +10,13 @@ os.environ.setdefault("IDRES_PREDICT", "0")
 from tests.kafka_broker import kafka_broker, select_broker
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: a process per core, and at least 3: the Kafka tests spend most of their time waiting for
+    worker processes and the broker, so on 2 cores a third process fills the waits (the suite took 424 s with
+    3 processes where it took 578 s with 2, the tests' own times barely longer); ``--maxprocesses`` caps it."""
+    return max(3, os.cpu_count() or 1)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory):
     """``HOST:PORT`` of a real Kafka-protocol broker for the session ($KAFKA_BOOTSTRAP, else Tansu from
