@@ -386,6 +386,13 @@ class ReorderBuffer:
             gone.clear()
         return out
 
+    def release_all(self) -> list[Any]:
+        """Every item held, in key order, released now (what the buffer knows of its sources is kept)."""
+        out = [heapq.heappop(self._heap)[2] for _ in range(len(self._heap))]
+        self._arrivals.clear()
+        self._gone.clear()
+        return out
+
     def drain(self) -> list[Any]:
         """Every item held, in key order."""
         out = [heapq.heappop(self._heap)[2] for _ in range(len(self._heap))]

@@ -1218,7 +1218,16 @@ class StreamJobs:
         m = self.metrics
         loop = asyncio.get_running_loop()
         await self._ensure_resolver()
-        released = self.reorder.release(loop.time(), wall=time.time_ns() // 1000)
+        if self.app.rebalancing:
+            # a rebalance lets the partitions go only once every message in hand is acknowledged (Faust waits
+            # for them before it revokes anything), and the buffer may hold events far longer (a source behind
+            # is waited for up to ``backlog_wait``): the group would give up on this worker. They are decided
+            # now, in the order held; an earlier event still to come is a late event, restated as any other
+            released = self.reorder.release_all()
+            if released:
+                m.add("reorder_released_for_rebalance", len(released))
+        else:
+            released = self.reorder.release(loop.time(), wall=time.time_ns() // 1000)
         pending: list[Any] = []
         if (self.settings.resolve_partitions > 1 and released and not self.app.rebalancing
                 and loop.time() >= self.shards_rest_until and self.settings.resolve_state == "keys"):

@@ -297,6 +297,22 @@ def test_a_source_behind_is_waited_for_and_nothing_is_released_for_its_waiting_t
     assert again.release(now=20.1) == ["f1"]
 
 
+def test_release_all_gives_everything_held_in_order_and_keeps_what_the_buffer_knows_of_its_sources():
+    """What a rebalance takes (the resolve role decides what it holds before its partitions go): every item,
+    in key order; a source still behind is waited for afterwards as before."""
+    buffer = ReorderBuffer(wait=2.0, backlog_wait=20.0)
+    buffer.expect(["fast", "slow"], now=0.0)
+    buffer.add(_key("f2", "10:01"), "fast", "f2", now=0.1)
+    buffer.add(_key("s1", "09:00"), "slow", "s1", now=0.2)
+    buffer.add(_key("f1", "10:00"), "fast", "f1", now=0.3)
+    buffer.behind(["slow"])
+    assert buffer.release_all() == ["s1", "f1", "f2"] and len(buffer) == 0
+    buffer.add(_key("f3", "10:05"), "fast", "f3", now=8.0)
+    assert buffer.release(now=15.0) == [] and buffer.behind_count() == 1  # ("slow" is still behind)
+    buffer.caught_up(["slow"])
+    assert buffer.release(now=15.1) == ["f3"]
+
+
 def test_a_source_read_to_its_end_holds_back_what_records_take_to_come_when_that_is_longer_than_the_grace():
     at, wall = _at, _wall
     buffer = _read_to_their_end(5.0, 1.1)

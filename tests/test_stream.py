@@ -518,6 +518,45 @@ def test_live_events_are_not_held_for_quiet_partitions(kafka_bootstrap, tmp_path
     assert sorted(decided(settings)) == ["live-0", "live-1", "live-2"]
 
 
+def test_events_held_for_reordering_do_not_hold_up_a_rebalance(kafka_bootstrap, tmp_path):
+    """A rebalance lets a worker's partitions go only once every message it has in hand is acknowledged, and
+    the reorder buffer can hold events far longer (here every raw partition but one is waited for 90 s): a
+    worker joining the group makes the first decide what it holds at once, in the order held, and nothing is
+    decided twice."""
+    from kafka import KafkaProducer
+
+    prefix = unique_name("rebalheld") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    idres("topics", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    # (a grace of decades: the quiet partitions, though read to their end, hold back events of 2025 too)
+    Worker.env = {**os.environ, "IDRES_REORDER_WAIT": "90", "IDRES_REORDER_GRACE": "1000000000"}
+    workers: list = []
+    try:
+        first = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+        workers.append(first)
+        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        try:
+            for i in range(20):
+                event = {"event_id": f"held-{i}", "occurred_at": f"2025-01-01T00:00:{i:02d}Z", "channel": "web",
+                         "event_type": "signup", "identifiers": {"email": f"held{i % 7}@example.org"}}
+                producer.send(settings.topics.raw("web"), json.dumps(event).encode(), partition=0)
+            producer.flush()
+        finally:
+            producer.close()
+        wait_until(lambda: first.metrics().get("idres_reorder_held_events") == 20, 60, "the events held", workers)
+        workers.append(Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project"))
+        # (the reorder wait would end about 90 s after the first worker started)
+        wait_until(lambda: sum(decided(settings).values()) == 20, 45, "the held events decided as the group "
+                   "rebalanced, not after the reorder wait", workers)
+        assert first.metrics().get("idres_reorder_released_for_rebalance_total") == 20
+        assert all(w.proc.poll() is None for w in workers), [w.tail() for w in workers]
+    finally:
+        Worker.env = None
+        for w in workers:
+            w.stop()
+    assert decided(settings) == {f"held-{i}": 1 for i in range(20)}
+
+
 def test_a_worker_logging_at_warn_builds_no_debug_records():
     # (in a process of its own: Faust's logging set-up replaces the root logger's handlers)
     code = ("import faust, logging, sys\n"
