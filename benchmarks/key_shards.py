@@ -104,7 +104,10 @@ def on_kafka(records: list[bytes], config: ResolverConfig, counts: list[int], wa
     import tempfile
 
     from streams.kafka_key_shards import KafkaKeyShards
+    from tests.kafka_broker import cap_key_shard_wait
     from tests.key_shard_holders import deployment, stop_holders
+
+    cap_key_shard_wait()  # (as the tests: the holders' processes do the same; nothing changes on Apache Kafka)
 
     print(f"\n{os.cpu_count()} cores, broker {bootstrap}; in order, one resolver: {alone:.1f} s\n")
     print("| key shards on Kafka | same log | wall s | events/s | x in order | round trips | ms a round trip "

@@ -34,7 +34,9 @@ from streams.kafka_io import KafkaIOError, KafkaSettings
 from streams.key_shard_processes import RemoteKeyShards, ShardServer
 
 FRAME_BYTES = 512 * 1024  # (under the 1 MiB a broker takes in a message by default)
-WAIT_MS = 5  # how long a fetch waits for records: answers are awaited, so a short wait is a fast answer
+# how long a fetch of the key shards' topics waits when there is nothing to read: a broker answers a fetch as
+# soon as a record arrives, so this only bounds how often an idle holder or a waiting coordinator asks again
+WAIT_MS = 500
 RESEND_S = 10.0  # a request not answered in this long is sent again (then after twice as long, and so on)
 
 

@@ -7,7 +7,9 @@ import pytest
 # snapshots in tests skip the purchase models (seconds each); the tests of the predicted value ask for them
 os.environ.setdefault("IDRES_PREDICT", "0")
 
-from tests.kafka_broker import kafka_broker, select_broker
+from tests.kafka_broker import cap_key_shard_wait, kafka_broker, select_broker
+
+cap_key_shard_wait()  # (the key shards' coordinators the tests run in this process)
 
 
 def pytest_xdist_auto_num_workers(config):

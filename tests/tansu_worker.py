@@ -6,7 +6,8 @@ Tansu answers a fetch only when its wait (``fetch_max_wait_ms``) is over, even w
 meanwhile; Apache Kafka answers as soon as there is data. Faust fixes the wait of its consumers at 1,500 ms
 (``faust/transport/drivers/aiokafka.py``), so on Tansu each hop through a topic a worker consumes costs up
 to 1.5 s, and the resolve shards' two rounds per window cost seconds. This caps every consumer's wait at
-``IDRES_TEST_FETCH_WAIT_MS`` (50) in the process, which changes nothing on Apache Kafka.
+``IDRES_TEST_FETCH_WAIT_MS`` (50) in the process, and the key shards' at 5 ms (``tests.kafka_broker.
+cap_key_shard_wait``), which changes nothing on Apache Kafka.
 
 With ``IDRES_TEST_DIE_BEFORE_SHRED=1``, this worker exits at once where it would shred the keys of an
 erasure it has logged (as if killed there); with ``IDRES_TEST_SHRED_WAIT=S`` its readers wait S seconds
@@ -43,6 +44,9 @@ def _cap() -> None:
 
     aiokafka.AIOKafkaConsumer.__init__ = init
     kafka.KafkaConsumer.DEFAULT_CONFIG["fetch_max_wait_ms"] = WAIT_MS
+    from tests.kafka_broker import cap_key_shard_wait
+
+    cap_key_shard_wait()  # (the key shards' round trips: 5 ms)
 
 
 def _hang(shard: int) -> None:
