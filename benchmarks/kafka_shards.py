@@ -5,7 +5,9 @@
 For each N: fresh topics (`idres topics --resolve-partitions N`), the same events produced (below), then N
 workers running every role with `--resolve-partitions N` (one worker for N = 1), the shards holding copies of
 the state or, with `--resolve-state keys`, its parts by key. Printed: the steady rate
-(events over the time from the first decision-log message to the last, by the broker's timestamps), the wall
+(events over the time from the first decision-log message to the last, by the broker's timestamps), the
+resolve stage's rate (from the first validated record to the last decision-log message: a coordinator that
+decides large batches writes the log in few messages, which the steady rate then overstates), the wall
 time from the workers' start to the last event projected, the events decided out of time order (late: the
 log is restated after them, and the workers are stopped once that is done and projected), and whether every
 event got the profile `idres ingest` gives it. Then, with 2 shards, the
@@ -125,6 +127,41 @@ def log_span(bootstrap: str, prefix: str, events: int) -> float:
     return (max(stamps) - min(stamps)) / 1000 if stamps else float("nan")
 
 
+def resolve_span(bootstrap: str, prefix: str, events: int) -> float:
+    """Seconds from the first validated record (the resolve role could begin) to the decision-log message
+    deciding the ``events``-th event, by the broker's timestamps: unlike ``log_span``, the first batch's
+    deciding counts (a coordinator that decides large batches writes the log in few messages)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from streams.kafka_io import KafkaSettings
+    from streams.stream_app import decision_entries, read_to_end, validated_topic
+
+    topic = validated_topic(KafkaSettings.load(bootstrap=bootstrap, prefix=prefix))
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        first, deadline = None, time.monotonic() + 10
+        while time.monotonic() < deadline and first is None:
+            for records in consumer.poll(timeout_ms=500).values():
+                stamps = [r.timestamp for r in records]
+                first = min(stamps + ([first] if first is not None else []))
+    finally:
+        consumer.close()
+    last: list[int] = []
+    seen = [0]
+    settings = KafkaSettings.load(bootstrap=bootstrap, prefix=prefix)
+
+    def note(record) -> None:
+        if seen[0] < events:
+            seen[0] += sum(1 for entry in decision_entries(record.value, settings)
+                           if any(d["type"] == "interaction_recorded" for d in entry))
+            last[:] = [record.timestamp]
+
+    read_to_end(settings, settings.topics.decisions, note)
+    return (last[0] - first) / 1000 if last and first is not None else float("nan")
+
+
 def topics(bootstrap: str, prefix: str, shards: int) -> None:
     subprocess.run([sys.executable, "-m", "streams.cli", "topics", "--bootstrap", bootstrap, "--topic-prefix", prefix,
                     "--resolve-partitions", str(shards), "--resolve-state", STATE], cwd=ROOT, check=True,
@@ -152,9 +189,9 @@ def main() -> int:
     log = work / "workers.log"
     choice = select_broker({"KAFKA_BOOTSTRAP": args.bootstrap} if args.bootstrap else {})
     with kafka_broker(work, choice) as bootstrap:
-        print("| resolve partitions | workers | steady events/s | wall s | late events | same profiles and IDs as "
-              "`idres ingest` |")
-        print("|---:|---:|---:|---:|---:|---|")
+        print("| resolve partitions | workers | steady events/s | resolve-stage events/s | wall s | late events | "
+              "same profiles and IDs as `idres ingest` |")
+        print("|---:|---:|---:|---:|---:|---:|---|")
         notes: list[str] = []
         for shards in [int(s) for s in args.shards.split(",")]:
             prefix = f"s{shards}."
@@ -179,7 +216,8 @@ def main() -> int:
             for proc, _ in workers:
                 proc.wait()
             same = same_as_ingest(bootstrap, prefix, events, work)
-            print(f"| {shards} | {len(workers)} | {n / log_span(bootstrap, prefix, n):,.0f} | {last - started:.1f} | "
+            print(f"| {shards} | {len(workers)} | {n / log_span(bootstrap, prefix, n):,.0f} | "
+                  f"{n / resolve_span(bootstrap, prefix, n):,.0f} | {last - started:.1f} | "
                   f"{late:,.0f} | {'yes' if same else 'NO'}{final} |", flush=True)
             notes.append(f"{shards} partition(s): " + ", ".join(f"{k} {v:,.0f}" for k, v in counts.items()))
 

@@ -1445,61 +1445,61 @@ class StreamJobs:
 
     async def _decide_on_key_shards(self, released: list[Any], entries: list[list[dict[str, Any]]],
                                     pending: list[Any]) -> tuple[list[list[dict[str, Any]]], list[Any]]:
-        """Decides released events on the key shards (``streams.kafka_key_shards``): runs of valid events not
-        decided before go to the shards, whose entries this worker applies to its own whole state (which
-        restatements, a person's commands and the fallback decide on); anything else (a record rejected, an
-        event ID seen before) is decided here, in order, between the runs, as one resolve worker would. If
-        the shards fail or do not answer, the rest is decided here, in order, and the shards rest for
-        ``IDRES_SHARD_WAIT`` seconds; a new session, loaded from this worker's state, begins after that or
-        whenever that state changed otherwise."""
+        """Decides released events on the key shards (``streams.kafka_key_shards``): the valid events not decided
+        before (a run) go to the shards, whose entries this worker applies to its own whole state (which
+        restatements, a person's commands and the fallback decide on); anything else (a record to reject, an
+        event ID decided before or earlier in the batch) is decided here after the run, in order, as one resolve
+        worker would: it changes nothing the run's events depend on, so a batch is one run however many
+        duplicates it holds (a run cut at each took a window's round trips each). If the shards fail or do not
+        answer, the batch is decided here, in order, and the shards rest for ``IDRES_SHARD_WAIT`` seconds; a new
+        session, loaded from this worker's state, begins after that or whenever that state changed otherwise."""
         m = self.metrics
         loop = asyncio.get_running_loop()
         await self._flush_decided(entries, pending)  # (the shards decide from where the log ends)
         entries, pending = [], []
         checker = RecordPipeline(None, skip_blank=False)
+        resolver = self.resolver
+        run: list[Any] = []
         checked: dict[int, Any] = {}  # (each record parsed once: the shards' coordinator is given them)
-        i = 0
-        while i < len(released):
-            resolver = self.resolver
-            run: list[Any] = []
-            ids: dict[str, None] = {}
-            for k in range(i, len(released)):
-                outcome = checked.get(k)
-                if outcome is None:
-                    outcome = checked[k] = checker.check(released[k][4])
-                if outcome.kind != VALID or outcome.event.event_id in ids or resolver.is_duplicate(
-                        outcome.event.event_id):
-                    break
-                ids[outcome.event.event_id] = None
-                run.append(released[k])
-            if not run:  # (a record to reject, or an event ID seen before: as one resolve worker does)
-                entries, pending = await self._decide_in_order(released[i:i + 1], entries, pending)
-                i += 1
+        others: list[Any] = []
+        ids: dict[str, None] = {}
+        for item in released:
+            outcome = checker.check(item[4])
+            if outcome.kind != VALID or outcome.event.event_id in ids or resolver.is_duplicate(
+                    outcome.event.event_id):
+                # a record to reject, or an event ID decided before (or earlier in the run): neither changes the
+                # state, nor does anything in the run depend on it, so it is decided here after the run, in
+                # order, with what one resolve worker would decide
+                others.append(item)
                 continue
+            ids[outcome.event.event_id] = None
+            checked[len(run)] = outcome
+            run.append(item)
+        if run:
             try:
                 if self.keyed is None or self.keyed_for is not resolver:
                     await self._begin_key_session(resolver)
-                got = await loop.run_in_executor(None, self.keyed.decide, [item[4] for item in run],
-                                                 {k: checked.pop(i + k) for k in range(len(run))})
+                got = await loop.run_in_executor(None, self.keyed.decide, [item[4] for item in run], checked)
                 got = self._sourced(got, run, list(ids))
             except Exception as exc:  # (a holder lost, no answer in time, a defect on a shard; or a rebalance,
                 # which waits for the events in hand while the shards cannot answer)
                 from streams.kafka_key_shards import Interrupted, PartsLost
 
                 log.warning("the key shards failed (%s): %d events are decided here, in order",
-                            " ".join(f"{type(exc).__name__}: {exc}".split()), len(released) - i)
+                            " ".join(f"{type(exc).__name__}: {exc}".split()), len(released))
                 self._end_key_session()
                 if isinstance(exc, PartsLost):  # (the group moved a shard: the next run loads them anew)
                     m.add("key_shard_sessions_lost")
                 elif not isinstance(exc, Interrupted):
                     m.add("resolve_shard_failures")
                     self.shards_rest_until = loop.time() + self.options.shard_wait
-                return await self._decide_in_order(released[i:], entries, pending)
+                return await self._decide_in_order(released, entries, pending)
             for entry in got:
                 resolver.apply_all(entry)
                 entries.append(entry)
                 m.add("resolve_events")
-            i += len(run)
+        if others:
+            entries, pending = await self._decide_in_order(others, entries, pending)
         return entries, pending
 
     @staticmethod
