@@ -106,10 +106,10 @@ def same_as_ingest(bootstrap: str, prefix: str, events: Path, work: Path) -> boo
             same_as_ingest.embedded
 
 
-def log_span(bootstrap: str, prefix: str, events: int) -> float:
-    """Seconds from the first decision-log message to the one deciding the ``events``-th event, by the broker's
-    record timestamps (the workers' /metrics may not answer while they compute; a restatement after late
-    events, written later, is left out)."""
+def decision_stamps(bootstrap: str, prefix: str, events: int) -> list[int]:
+    """The broker's timestamps of the decision-log messages up to the one deciding the ``events``-th event (the
+    workers' /metrics may not answer while they compute; a restatement after late events, written later, is
+    left out)."""
     from streams.kafka_io import KafkaSettings
     from streams.stream_app import decision_entries, read_to_end
 
@@ -124,42 +124,36 @@ def log_span(bootstrap: str, prefix: str, events: int) -> float:
             stamps.append(record.timestamp)
 
     read_to_end(settings, settings.topics.decisions, note)
+    return stamps
+
+
+def log_span(bootstrap: str, prefix: str, events: int) -> float:
+    """Seconds from the first decision-log message to the one deciding the ``events``-th event."""
+    stamps = decision_stamps(bootstrap, prefix, events)
     return (max(stamps) - min(stamps)) / 1000 if stamps else float("nan")
 
 
 def resolve_span(bootstrap: str, prefix: str, events: int) -> float:
     """Seconds from the first validated record (the resolve role could begin) to the decision-log message
-    deciding the ``events``-th event, by the broker's timestamps: unlike ``log_span``, the first batch's
-    deciding counts (a coordinator that decides large batches writes the log in few messages)."""
+    deciding the ``events``-th event: unlike ``log_span``, the first batch's deciding counts (a coordinator
+    that decides large batches writes the log in few messages)."""
     from kafka import KafkaConsumer, TopicPartition
 
     from streams.kafka_io import KafkaSettings
-    from streams.stream_app import decision_entries, read_to_end, validated_topic
+    from streams.stream_app import validated_topic
 
     topic = validated_topic(KafkaSettings.load(bootstrap=bootstrap, prefix=prefix))
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
+        consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())])
         first, deadline = None, time.monotonic() + 10
         while time.monotonic() < deadline and first is None:
             for records in consumer.poll(timeout_ms=500).values():
-                stamps = [r.timestamp for r in records]
-                first = min(stamps + ([first] if first is not None else []))
+                first = min([r.timestamp for r in records] + ([first] if first is not None else []))
     finally:
         consumer.close()
-    last: list[int] = []
-    seen = [0]
-    settings = KafkaSettings.load(bootstrap=bootstrap, prefix=prefix)
-
-    def note(record) -> None:
-        if seen[0] < events:
-            seen[0] += sum(1 for entry in decision_entries(record.value, settings)
-                           if any(d["type"] == "interaction_recorded" for d in entry))
-            last[:] = [record.timestamp]
-
-    read_to_end(settings, settings.topics.decisions, note)
-    return (last[0] - first) / 1000 if last and first is not None else float("nan")
+    stamps = decision_stamps(bootstrap, prefix, events)
+    return (max(stamps) - first) / 1000 if stamps and first is not None else float("nan")
 
 
 def topics(bootstrap: str, prefix: str, shards: int) -> None:
