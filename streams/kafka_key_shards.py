@@ -151,21 +151,27 @@ class KeyShardHolder:
         self.servers: dict[int, tuple[str, ShardServer]] = {}
         self.counted = counted  # (called for each request answered)
         self.assigned = assigned  # (called with the number of shards the group gives this holder, as it changes)
-        self.last: dict[int, tuple[str, int, bytes]] = {}  # shard -> (session, request, answer) answered last
+        # (shard, session) -> (request, answer) answered last; a shard's entries of other sessions go when it
+        # is loaded for a new one
+        self.last: dict[tuple[int, str], tuple[int, bytes]] = {}
 
     def answered(self, session: str, seq: int, shard: int) -> Optional[bytes]:
         """What to send for a request of a session read again (after a rebalance, or sent again by a
         coordinator that got no answer): the answer given last when it is that request (an answer can be lost
         on its way), ``b""`` (nothing) for an earlier one, None for a request not answered yet."""
-        last = self.last.get(shard)
-        if last is None or last[0] != session or seq > last[1]:
+        last = self.last.get((shard, session))
+        if last is None or seq > last[0]:
             return None
-        return last[2] if seq == last[1] else b""
+        return last[1] if seq == last[0] else b""
 
     def answer(self, session: str, seq: int, shard: int, blob: bytes) -> bytes:
-        """The answer to a request (pickled), noted as this shard's last."""
+        """The answer to a request (pickled), noted as this shard's last of its session."""
         out = pickle.dumps(self.handle(session, shard, blob), pickle.HIGHEST_PROTOCOL)
-        self.last[shard] = (session, seq, out)
+        held = self.servers.get(shard)
+        if held is not None and held[0] == session:  # (loaded for it, now or before: the others' go)
+            for key in [k for k in self.last if k[0] == shard and k[1] != session]:
+                del self.last[key]
+        self.last[(shard, session)] = (seq, out)
         return out
 
     def handle(self, session: str, shard: int, blob: bytes) -> tuple[bool, Any]:
@@ -298,7 +304,11 @@ class KafkaKeyShards(RemoteKeyShards):
         self._producer = _producer(settings)
         self._assembler = Assembler()
         stores, self._seed = self._seed, []
-        self._ask({s: ("load", n, stores[s]) for s in range(n)})
+        try:
+            self._ask({s: ("load", n, stores[s]) for s in range(n)})
+        except BaseException:
+            self.close()  # (its clients, which nothing else would close)
+            raise
 
     def close(self, wait: float = 2.0) -> None:
         """Closes the session's clients, waiting at most ``wait`` seconds for each (nothing it sent is

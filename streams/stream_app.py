@@ -1251,9 +1251,10 @@ class StreamJobs:
         await self._flush_decided(entries, pending)
         if self.resolver_stale:  # (an erasure: nothing it erased is kept in memory longer than this)
             await self._ensure_resolver()
-        if self.restate_due(loop.time()):
-            await self._restate()
-        await self._rewind_point()
+        if not self.app.rebalancing:  # (a rebalance waits for the messages in hand: they are acknowledged first)
+            if self.restate_due(loop.time()):
+                await self._restate()
+            await self._rewind_point()
         for *_, ev in released:
             left = self.held.get(ev)
             if left is None:

@@ -34,6 +34,10 @@ def _decide(self, event, source=None, digest=None, position=None):
 
 Resolver.decide = _decide
 
+from tests.kafka_broker import cap_key_shard_wait  # noqa: E402
+
+cap_key_shard_wait()  # (as tests/tansu_worker.py: the test broker's fetches)
+
 if __name__ == "__main__":
     from streams.cli import main
 
