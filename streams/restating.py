@@ -19,6 +19,7 @@ import orjson
 from resolver import decisions, restate
 from resolver.decisions import record_of
 from resolver.state import ResolverState
+from streams.log import in_ranges
 
 
 class Restatement:
@@ -117,3 +118,39 @@ def abandoned(st: ResolverState, begun: dict[str, Any], begun_seq: int, entries:
     held = restate.owners(st, keys)
     return [*restate.parts(begun["restate_id"], keys, [held[k] for k in keys]),
             decisions.log_restate_abandoned(begun["restate_id"], begun_seq, decided_at)]
+
+
+class Unrestated:
+    """Late events a log holds without their restatement, found while it is folded: the live entries after its
+    last person's command whose event is older than a live event before them. A resolve worker restates for late
+    events a while after it notes them; one stopped in between (killed, or its partition given to another) left
+    them decided out of order, and nothing in the log says so. ``take(seq, entry)`` for every entry in order
+    (``skips``: the entries restatements superseded, which readers skip); then ``earliest`` (the canonical key of
+    the earliest such event, None if none) and ``count``. ``streams.embedded`` finds the same from its views."""
+
+    def __init__(self, skips: list[tuple[int, int]]) -> None:
+        self.skips = skips
+        self.skip = 0  # (the first range not wholly before the last entry taken: ``seq`` only grows)
+        self.newest: Optional[restate.Key] = None
+        self.earliest: Optional[restate.Key] = None
+        self.count = 0
+
+    def take(self, seq: int, entry: list[dict[str, Any]]) -> None:
+        skips = self.skips
+        while self.skip < len(skips) and skips[self.skip][1] <= seq:
+            self.skip += 1
+        if not entry or entry[0]["type"] in restate.MARKER_TYPES or in_ranges(skips[self.skip:self.skip + 1], seq):
+            return
+        rec = next((d for d in reversed(entry) if d["type"] in decisions.RECORD_TYPES), None)
+        if rec is None:
+            return
+        if rec["type"] in restate.BARRIER_TYPES:  # (a restatement starts after the last one: so does this)
+            self.newest, self.earliest, self.count = None, None, 0
+        elif rec["type"] == "interaction_recorded":
+            key = restate.event_key(rec["occurred_at"], rec["event_id"])
+            if self.newest is None or key >= self.newest:
+                self.newest = key
+            else:
+                self.count += 1
+                if self.earliest is None or key < self.earliest:
+                    self.earliest = key

@@ -1067,12 +1067,16 @@ class StreamJobs:
     def _rebuild_resolver(self) -> None:
         from resolver.restate import BEFORE_ALL
 
+        from streams.restating import Unrestated
+
         started = time.monotonic()
         resolver = Resolver(self.options.config, ResolverState())
         scan = LogScan(self.settings)
         if self.owns_log:
             self._finish_erasures(scan)
-        self.log_end, entries = fold_decision_log(self.settings, resolver=resolver, scan=scan)
+        unrestated = Unrestated(scan.skips)
+        self.log_end, entries = fold_decision_log(self.settings, resolver=resolver, scan=scan,
+                                                  on_entry=unrestated.take)
         if entries != scan.entries:
             raise DecisionLogError(
                 f"the decision-log topic {self.settings.topics.decisions} held {scan.entries:,} entries, then "
@@ -1085,6 +1089,15 @@ class StreamJobs:
         self.rebuilt_at = entries
         self.latest_key = scan.newest or BEFORE_ALL  # the canonical key of the newest event decided
         self.open_restatements = scan.open_restatements()
+        if unrestated.earliest is not None and not self.open_restatements:
+            # late events a worker logged and stopped before restating for (a restatement left open is done again
+            # first, from before them): restated now, as that worker would have
+            if self.earliest_late is None:
+                self.late_since, self.late_since_entries = float("-inf"), entries
+            if self.earliest_late is None or unrestated.earliest < self.earliest_late:
+                self.earliest_late = unrestated.earliest
+            self.late_events = max(self.late_events, unrestated.count)
+            self.metrics.gauges["late_events_pending"] = self.late_events
         self.metrics.gauges["resolver_rebuild_seconds"] = round(time.monotonic() - started, 3)
         self.metrics.gauges["resolver_entries_at_rebuild"] = entries
         log.warning("resolver state rebuilt from %s: %d entries in %.1f s", self.settings.topics.decisions,

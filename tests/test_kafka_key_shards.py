@@ -9,6 +9,7 @@ import os
 import pickle
 import signal
 import time
+from collections import Counter
 
 import pytest
 
@@ -217,42 +218,12 @@ def test_after_a_holder_is_killed_a_new_session_loaded_from_the_log_decides_on_a
 KEYS = {"IDRES_RESOLVE_STATE": "keys"}
 
 
-def live_decided(settings):
-    """How many times each event ID was decided in the log as every reader reads it (the entries a
-    restatement superseded skipped)."""
-    from collections import Counter
-
-    from streams.log import in_ranges
-    from streams.stream_app import LogScan, fold_decision_log
-
-    scan, ids = LogScan(settings), Counter()
-
-    def count(seq, entry):
-        if not in_ranges(scan.skips, seq):
-            ids.update(d["event_id"] for d in entry if d["type"] == "interaction_recorded")
-
-    fold_decision_log(settings, scan=scan, on_entry=count)
-    return ids
-
-
-def settled(workers, settings, accepted: int) -> bool:
-    """Every event decided and projected, none held back (the reorder buffer, late events waiting for their
-    restatement), every log entry applied by the project role: ``tests.test_stream.all_decided`` over
-    several workers."""
-    from streams.stream_app import LogScan
-
-    ms = [w.metrics() for w in workers]
-    return (max(m.get("idres_events", 0) for m in ms) == accepted
-            and not any(m.get("idres_late_events_pending") or m.get("idres_reorder_held_events") for m in ms)
-            and sum(m.get("idres_log_entries_applied", 0) for m in ms) == LogScan(settings).entries)
-
-
 def test_resolve_workers_holding_the_state_by_key_give_the_profiles_and_ids_of_idres_ingest(kafka_bootstrap,
                                                                                             tmp_path):
     """`--resolve-state keys`: every resolve worker holds key shards; the one that holds the validated
     partition coordinates them, and applies their entries to its own state."""
     from tests.test_kafka_shards import ShardWorker, _events, _total
-    from tests.test_stream import decided, idres, snapshot_matches_embedded, wait_until
+    from tests.test_stream import idres, live_decided, settled, snapshot_matches_embedded, wait_until
 
     events, accepted = _events(tmp_path, 37)
     prefix = unique_name("keysrole") + "."
@@ -271,7 +242,8 @@ def test_resolve_workers_holding_the_state_by_key_give_the_profiles_and_ids_of_i
             w.stop()
     assert all(answered), f"the key shards were held by one worker only: {answered}"
     assert failed == 0  # (a session may be loaded again as the group moves shards, but no shard failed)
-    assert set(decided(settings).values()) == {1}
+    counts = live_decided(settings)
+    assert len(counts) == accepted and set(counts.values()) == {1}, Counter(counts.values())
     snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
 
 
@@ -284,7 +256,8 @@ def test_a_key_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_
     from datetime import datetime
 
     from tests.test_kafka_shards import ShardWorker, _events, _total
-    from tests.test_stream import accepted_events, changelog_matches, idres, snapshot_matches_embedded, wait_until
+    from tests.test_stream import (accepted_events, changelog_matches, idres, live_decided, settled,
+                                   snapshot_matches_embedded, wait_until)
 
     events, accepted = _events(tmp_path, 41)
 

@@ -437,6 +437,35 @@ def test_when_late_events_are_restated(now, since, written, next_restate, wait, 
     assert not due or restate_due(now + later, since, written + more, next_restate, wait, entries)
 
 
+def test_late_events_a_log_holds_without_their_restatement_are_found_while_it_is_folded():
+    """What a resolve worker finds when it folds the log: the live events after the last person's command that
+    are older than one before them; a restatement's markers, and the entries it superseded, are not events."""
+    from resolver.restate import event_key
+    from streams.restating import Unrestated
+
+    def event(day: int, eid: str) -> list[dict]:
+        return [{"type": "interaction_recorded", "event_id": eid, "occurred_at": f"2025-01-{day:02d}T00:00:00.000000Z"}]
+
+    log = [event(1, "a"), event(5, "b"), event(3, "c"), [{"type": "log_restate_begun", "from_seq": 1}],
+           event(2, "d"), event(5, "b2")]
+    verdict = [[{"type": "review_decided", "review_id": "r1"}]]
+    after = [event(1, "e"), event(4, "f"), event(2, "g"), event(4, "f")]
+
+    def found(entries, skips=()):
+        late = Unrestated(list(skips))
+        for seq, entry in enumerate(entries):
+            late.take(seq, entry)
+        return late.earliest, late.count
+
+    assert found(log) == (event_key("2025-01-02T00:00:00.000000Z", "d"), 2)  # c and d, both older than b
+    assert found(log[:2]) == (None, 0)
+    # a person's command orders what came before it: only what follows it counts (e is older than b: not late)
+    assert found(log + verdict + after) == (event_key("2025-01-02T00:00:00.000000Z", "g"), 1)
+    # f superseded by a restatement (the entry at 8, the ranges skipped being [start, end)): the rest is in order
+    assert found(log + verdict + after[:3], skips=[(8, 9)]) == (None, 0)
+    assert found(log + verdict + after[:3], skips=[(7, 8)]) == (event_key("2025-01-02T00:00:00.000000Z", "g"), 1)
+
+
 # ------------------------------------------------------------------------------------------------ Kafka
 def test_late_events_through_kafka_restate_the_log_like_idres_ingest(kafka_bootstrap, tmp_path):
     """The newer half of a history through the stream jobs, then the older half (later than the reorder
@@ -477,6 +506,56 @@ def test_late_events_through_kafka_restate_the_log_like_idres_ingest(kafka_boots
     con = snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "all.jsonl", tmp_path)
     changelog_matches(kafka_bootstrap, prefix, con)
 
+
+
+def test_late_events_a_resolve_worker_logged_before_it_was_killed_are_restated_by_the_next(kafka_bootstrap,
+                                                                                          tmp_path):
+    """A resolve worker restates for late events a while after it notes them; killed in between, it leaves them
+    decided out of order in the log, which says nothing of them. The next worker to hold the log finds them while
+    it folds the log and restates: the profiles and IDs are those of `idres ingest` of the whole file."""
+    import os
+    import signal
+
+    from streams.kafka_io import KafkaSettings
+    from tests.cli_helpers import run_cli
+    from tests.kafka_broker import unique_name
+    from tests.test_stream import (Worker, accepted_events, all_decided, changelog_matches,
+                                   snapshot_matches_embedded, wait_until)
+
+    lines = history(tmp_path, 120, 43)
+    half = len(lines) // 2
+    for name, part in {"older": lines[:half], "newer": lines[half:], "all": lines}.items():
+        (tmp_path / f"{name}.jsonl").write_bytes(b"".join(part))
+    prefix = unique_name("latekill") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+
+    class Slow(Worker):  # (notes late events, and would restate for them only after 10 minutes)
+        env = {**os.environ, "IDRES_RESTATE_WAIT": "600", "IDRES_REORDER_WAIT": "0.2"}
+
+    class Quick(Worker):
+        env = {**os.environ, "IDRES_RESTATE_WAIT": "0.5", "IDRES_REORDER_WAIT": "0.2"}
+
+    newer, every = accepted_events(tmp_path / "newer.jsonl", tmp_path), accepted_events(tmp_path / "all.jsonl", tmp_path)
+    run_cli("produce", str(tmp_path / "newer.jsonl"), *kafka)
+    first = Slow(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+    try:
+        wait_until(lambda: all_decided(first, settings, newer), 180, "the newer half decided", [first])
+        run_cli("produce", str(tmp_path / "older.jsonl"), *kafka)
+        wait_until(lambda: first.metrics().get("idres_events") == every, 180, "the older half decided, late",
+                   [first])
+        m = first.metrics()
+        assert m.get("idres_late_events_pending", 0) > 0 and not m.get("idres_restatements_total"), m
+    finally:
+        first.stop(signal.SIGKILL)
+    second = Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+    try:
+        wait_until(lambda: second.metrics().get("idres_restatements_total", 0) >= 1
+                   and all_decided(second, settings, every), 180, "the log restated by the next worker", [second])
+    finally:
+        second.stop()
+    con = snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "all.jsonl", tmp_path)
+    changelog_matches(kafka_bootstrap, prefix, con)
 
 
 def test_late_events_on_a_busy_stream_are_restated_once_entries_were_written_after_them(kafka_bootstrap, tmp_path):

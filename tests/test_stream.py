@@ -91,6 +91,51 @@ def all_decided(worker: "Worker", settings: KafkaSettings, accepted: int) -> boo
             and m.get("idres_log_entries_applied") == LogScan(settings).entries)
 
 
+def live_decided(settings):
+    """How many times each event ID was decided in the log as every reader reads it (the entries a
+    restatement superseded skipped)."""
+    from collections import Counter
+
+    from streams.log import in_ranges
+    from streams.stream_app import LogScan, fold_decision_log
+
+    scan, ids = LogScan(settings), Counter()
+
+    def count(seq, entry):
+        if not in_ranges(scan.skips, seq):
+            ids.update(d["event_id"] for d in entry if d["type"] == "interaction_recorded")
+
+    fold_decision_log(settings, scan=scan, on_entry=count)
+    return ids
+
+
+def settled(workers, settings, accepted: int) -> bool:
+    """Every event decided and projected, none held back (the reorder buffer, late events waiting for their
+    restatement), every log entry applied by the project role: ``tests.test_stream.all_decided`` over
+    several workers."""
+    from streams.stream_app import LogScan
+
+    ms = [w.metrics() for w in workers]
+    if not all(ms):  # (a worker too busy to answer in time may hold late events: not settled until it says)
+        return False
+    return (max(m.get("idres_events", 0) for m in ms) == accepted
+            and not any(m.get("idres_late_events_pending") or m.get("idres_reorder_held_events") for m in ms)
+            and max(m.get("idres_log_entries_applied", 0) for m in ms) == LogScan(settings).entries
+            and log_in_order(settings))
+
+
+def log_in_order(settings: KafkaSettings) -> bool:
+    """Whether the decision log, as its readers read it, holds no late event still to be restated for (the
+    events after the last person's command in canonical order)."""
+    from streams.restating import Unrestated
+    from streams.stream_app import LogScan, fold_decision_log
+
+    scan = LogScan(settings)
+    late = Unrestated(scan.skips)
+    fold_decision_log(settings, scan=scan, on_entry=late.take)
+    return late.earliest is None
+
+
 def snapshot_matches_embedded(bootstrap: str, prefix: str, events: Path, tmp: Path):
     """Snapshots the Kafka deployment and checks every event has the profile `idres ingest` gives it."""
     snap = tmp / f"{prefix}duckdb"
