@@ -280,6 +280,26 @@ def test_a_follower_that_reads_a_whole_restatement_in_one_look_folds_none_of_it_
     follower.stop()
 
 
+def until_restated(worker, settings, every: int, what: str) -> None:
+    """Waits until ``worker`` has restated the log and decided and projected ``every`` event, then stops it."""
+    from tests.test_stream import all_decided, wait_until
+
+    try:
+        wait_until(lambda: worker.metrics().get("idres_restatements_total", 0) >= 1
+                   and all_decided(worker, settings, every), 180, what, [worker])
+    finally:
+        worker.stop()
+
+
+def halves(tmp: Path, people: int, seed: int) -> None:
+    """A generated history (``history``) in three files under ``tmp``: ``older.jsonl`` (its first half in the
+    canonical order), ``newer.jsonl`` (the rest) and ``all.jsonl``."""
+    lines = history(tmp, people, seed)
+    half = len(lines) // 2
+    for name, part in {"older": lines[:half], "newer": lines[half:], "all": lines}.items():
+        (tmp / f"{name}.jsonl").write_bytes(b"".join(part))
+
+
 def test_a_follower_folds_nothing_an_erasure_erased_back_in(tmp_path, monkeypatch):
     """Views a follower folds from (kept, or a checkpoint's) that precede an erasure hold what it erased: a fold
     that meets one goes on from after it instead (here a restatement's end and an erasure after it are read in
@@ -479,11 +499,7 @@ def test_late_events_through_kafka_restate_the_log_like_idres_ingest(kafka_boots
     from tests.test_stream import (Worker, accepted_events, all_decided, changelog_matches,
                                    snapshot_matches_embedded, wait_until)
 
-    lines = history(tmp_path, 150, 21)
-    half = len(lines) // 2
-    (tmp_path / "newer.jsonl").write_bytes(b"".join(lines[half:]))
-    (tmp_path / "older.jsonl").write_bytes(b"".join(lines[:half]))
-    (tmp_path / "all.jsonl").write_bytes(b"".join(lines))
+    halves(tmp_path, 150, 21)
     prefix = unique_name("late") + "."
     settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
 
@@ -522,10 +538,7 @@ def test_late_events_a_resolve_worker_logged_before_it_was_killed_are_restated_b
     from tests.test_stream import (Worker, accepted_events, all_decided, changelog_matches,
                                    snapshot_matches_embedded, wait_until)
 
-    lines = history(tmp_path, 120, 43)
-    half = len(lines) // 2
-    for name, part in {"older": lines[:half], "newer": lines[half:], "all": lines}.items():
-        (tmp_path / f"{name}.jsonl").write_bytes(b"".join(part))
+    halves(tmp_path, 120, 43)
     prefix = unique_name("latekill") + "."
     settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
     kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
@@ -548,12 +561,8 @@ def test_late_events_a_resolve_worker_logged_before_it_was_killed_are_restated_b
         assert m.get("idres_late_events_pending", 0) > 0 and not m.get("idres_restatements_total"), m
     finally:
         first.stop(signal.SIGKILL)
-    second = Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
-    try:
-        wait_until(lambda: second.metrics().get("idres_restatements_total", 0) >= 1
-                   and all_decided(second, settings, every), 180, "the log restated by the next worker", [second])
-    finally:
-        second.stop()
+    until_restated(Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project"), settings, every,
+                   "the log restated by the next worker")
     con = snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "all.jsonl", tmp_path)
     changelog_matches(kafka_bootstrap, prefix, con)
 
@@ -569,10 +578,7 @@ def test_late_events_on_a_busy_stream_are_restated_once_entries_were_written_aft
     from tests.kafka_broker import unique_name
     from tests.test_stream import Worker, accepted_events, all_decided, snapshot_matches_embedded, wait_until
 
-    lines = history(tmp_path, 100, 23)
-    half = len(lines) // 2
-    for name, part in {"older": lines[:half], "newer": lines[half:], "all": lines}.items():
-        (tmp_path / f"{name}.jsonl").write_bytes(b"".join(part))
+    halves(tmp_path, 100, 23)
     prefix = unique_name("busy") + "."
     settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
     wait = 40.0
@@ -640,12 +646,8 @@ def test_a_restatement_a_resolve_worker_left_unfinished_is_closed_and_done_again
     prod.send(settings.topics.decisions, value=orjson.dumps({"v": 7, "entries": [[begun]]}), partition=0)
     prod.flush()
     prod.close()
-    worker = Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
-    try:
-        wait_until(lambda: worker.metrics().get("idres_restatements_total", 0) >= 1
-                   and all_decided(worker, settings, every), 180, "the restatement closed and done again", [worker])
-    finally:
-        worker.stop()
+    until_restated(Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project"), settings, every,
+                   "the restatement closed and done again")
     assert [m["type"] for _, m in sorted(LogScan(settings).markers.items())] == [
         "log_restate_begun", "log_restate_abandoned", "log_restate_begun", "log_restated"]
     snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
