@@ -394,11 +394,9 @@ class ReorderBuffer:
         return out
 
     def drain(self) -> list[Any]:
-        """Every item held, in key order."""
-        out = [heapq.heappop(self._heap)[2] for _ in range(len(self._heap))]
+        """Every item held, in key order; what the buffer knew of its sources is forgotten too."""
+        out = self.release_all()
         self._caught_up.clear()
         self._behind.clear()
         self._reading = False
-        self._arrivals.clear()
-        self._gone.clear()
         return out

@@ -19,7 +19,6 @@ import orjson
 from resolver import decisions, restate
 from resolver.decisions import record_of
 from resolver.state import ResolverState
-from streams.log import in_ranges
 
 
 class Restatement:
@@ -139,7 +138,8 @@ class Unrestated:
         skips = self.skips
         while self.skip < len(skips) and skips[self.skip][1] <= seq:
             self.skip += 1
-        if not entry or entry[0]["type"] in restate.MARKER_TYPES or in_ranges(skips[self.skip:self.skip + 1], seq):
+        superseded = self.skip < len(skips) and skips[self.skip][0] <= seq
+        if not entry or entry[0]["type"] in restate.MARKER_TYPES or superseded:
             return
         rec = next((d for d in reversed(entry) if d["type"] in decisions.RECORD_TYPES), None)
         if rec is None:

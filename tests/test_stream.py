@@ -120,17 +120,16 @@ def settled(workers, settings, accepted: int) -> bool:
         return False
     return (max(m.get("idres_events", 0) for m in ms) == accepted
             and not any(m.get("idres_late_events_pending") or m.get("idres_reorder_held_events") for m in ms)
-            and max(m.get("idres_log_entries_applied", 0) for m in ms) == LogScan(settings).entries
-            and log_in_order(settings))
+            and max(m.get("idres_log_entries_applied", 0) for m in ms) == (scan := LogScan(settings)).entries
+            and log_in_order(settings, scan))
 
 
-def log_in_order(settings: KafkaSettings) -> bool:
-    """Whether the decision log, as its readers read it, holds no late event still to be restated for (the
-    events after the last person's command in canonical order)."""
+def log_in_order(settings: KafkaSettings, scan) -> bool:
+    """Whether the decision log, as its readers read it (``scan``: a ``LogScan`` of it), holds no late event
+    still to be restated for (the events after the last person's command in canonical order)."""
     from streams.restating import Unrestated
-    from streams.stream_app import LogScan, fold_decision_log
+    from streams.stream_app import fold_decision_log
 
-    scan = LogScan(settings)
     late = Unrestated(scan.skips)
     fold_decision_log(settings, scan=scan, on_entry=late.take)
     return late.earliest is None
