@@ -1878,7 +1878,10 @@ class StreamJobs:
                     self.restating = True  # (the entries that follow are folded once it completes)
                 elif kind in ("log_restated", "log_restate_abandoned"):
                     self.restating, restated = False, True
-                elif not self.restating:
+                elif not self.restating and not restated:
+                    # (after a restatement's end the views are folded again, as the log reads now, once the batch
+                    # is read: the entries after it were decided on what it decided again, which these views
+                    # do not hold yet)
                     self.views.apply_entry(self.views_seq, entry)
                 if self.views_seq >= self.changes_next:
                     changes.extend(changes_of(self.views_seq, entry))

@@ -524,6 +524,74 @@ def test_late_events_through_kafka_restate_the_log_like_idres_ingest(kafka_boots
 
 
 
+def test_entries_read_with_a_restatement_s_end_are_folded_as_the_log_reads_after_it(kafka_bootstrap, tmp_path):
+    """The project role reads a restatement's end and the entries written after it in one batch: those entries
+    were decided on what the restatement decided again, which its views hold only once they are folded again
+    (it applied them to the views of before and stopped: a merge of a profile only the restatement made,
+    KeyError). The project worker is stopped (SIGSTOP) while the log is restated and newer events decided, so
+    that it reads them all at once; then its views and the changelog are those of `idres ingest`."""
+    import os
+    import signal
+
+    from streams.kafka_io import KafkaSettings
+    from tests.cli_helpers import run_cli
+    from tests.kafka_broker import unique_name
+    from streams.stream_app import LogScan
+    from tests.test_stream import (Worker, accepted_events, changelog_matches, live_decided, log_in_order, settled,
+                                   snapshot_matches_embedded, wait_until)
+
+    halves(tmp_path, 150, 21)
+    newer = (tmp_path / "newer.jsonl").read_bytes().splitlines(keepends=True)
+    cut = len(newer) * 3 // 10  # the newer half's first part, then the older half (late), then the rest
+    (tmp_path / "first.jsonl").write_bytes(b"".join(newer[:cut]))
+    (tmp_path / "last.jsonl").write_bytes(b"".join(newer[cut:]))
+    (tmp_path / "first-and-older.jsonl").write_bytes(b"".join(newer[:cut]) + (tmp_path / "older.jsonl").read_bytes())
+    prefix = unique_name("restatedbatch") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+
+    class Quick(Worker):
+        module = "tests.tansu_worker"  # (short fetch waits on the test broker)
+        env = {**os.environ, "IDRES_RESTATE_WAIT": "0.5", "IDRES_REORDER_WAIT": "0.2"}
+
+    class Patient(Worker):
+        module = "tests.tansu_worker"
+        session_timeout = 60  # (stopped for a while: its group keeps its partition meanwhile)
+
+    def decided_in_order(accepted: int) -> bool:  # (by the resolve worker alone: the project worker is stopped)
+        m = resolve.metrics()
+        return (bool(m) and not m.get("idres_late_events_pending") and not m.get("idres_reorder_held_events")
+                and len(live_decided(settings)) == accepted and log_in_order(settings, LogScan(settings)))
+
+    first = accepted_events(tmp_path / "first.jsonl", tmp_path)
+    first_and_older = accepted_events(tmp_path / "first-and-older.jsonl", tmp_path)
+    every = accepted_events(tmp_path / "all.jsonl", tmp_path)
+    run_cli("produce", str(tmp_path / "first.jsonl"), *kafka)
+    resolve = Quick(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
+    project = Patient(tmp_path, kafka_bootstrap, prefix, "project")
+    workers = [resolve, project]
+    try:
+        wait_until(lambda: settled(workers, settings, first), 180, "the first part decided and projected", workers)
+        project.proc.send_signal(signal.SIGSTOP)
+        try:
+            run_cli("produce", str(tmp_path / "older.jsonl"), *kafka)
+            wait_until(lambda: resolve.metrics().get("idres_restatements_total", 0) >= 1
+                       and decided_in_order(first_and_older), 180,
+                       "the older half decided and the log restated", [resolve])
+            run_cli("produce", str(tmp_path / "last.jsonl"), *kafka)
+            wait_until(lambda: decided_in_order(every), 180, "the rest decided", [resolve])
+        finally:
+            project.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: settled(workers, settings, every), 180, "everything projected", workers)
+        profiles = project.metrics()["idres_profiles"]
+    finally:
+        for w in workers:
+            w.stop()
+    con = snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "all.jsonl", tmp_path)
+    assert profiles == con.execute("SELECT count(*) FROM profiles").fetchone()[0]
+    changelog_matches(kafka_bootstrap, prefix, con)
+
+
 def test_late_events_a_resolve_worker_logged_before_it_was_killed_are_restated_by_the_next(kafka_bootstrap,
                                                                                           tmp_path):
     """A resolve worker restates for late events a while after it notes them; killed in between, it leaves them

@@ -34,13 +34,15 @@ class Worker:
 
     module = "streams.cli"  # what `python -m` runs
     env = None  # its environment (None: this process's)
+    session_timeout = 6  # seconds its consumer group waits for it before giving its partitions to others
 
     def __init__(self, tmp: Path, bootstrap: str, prefix: str, roles: str):
         self.port = free_port()
         self.log = tmp / f"worker-{roles.replace(',', '-')}-{self.port}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module, "worker", "--bootstrap", bootstrap, "--topic-prefix", prefix,
-             "--role", roles, "--web-port", str(self.port), "--session-timeout", "6", "--loglevel", "warn",
+             "--role", roles, "--web-port", str(self.port), "--session-timeout", str(self.session_timeout),
+             "--loglevel", "warn",
              "--data-dir", str(tmp / "worker-data")],
             cwd=ROOT, env=self.env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
 
