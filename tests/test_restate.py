@@ -556,7 +556,7 @@ def test_entries_read_with_a_restatement_s_end_are_folded_as_the_log_reads_after
 
     class Patient(Worker):
         module = "tests.tansu_worker"
-        session_timeout = 60  # (stopped for a while: its group keeps its partition meanwhile)
+        session_timeout = 20  # (stopped for a while: its group keeps its partition meanwhile)
 
     def decided_in_order(accepted: int) -> bool:  # (by the resolve worker alone: the project worker is stopped)
         m = resolve.metrics()
