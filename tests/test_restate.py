@@ -534,9 +534,9 @@ def test_entries_read_with_a_restatement_s_end_are_folded_as_the_log_reads_after
     import signal
 
     from streams.kafka_io import KafkaSettings
+    from streams.stream_app import LogScan
     from tests.cli_helpers import run_cli
     from tests.kafka_broker import unique_name
-    from streams.stream_app import LogScan
     from tests.test_stream import (Worker, accepted_events, changelog_matches, live_decided, log_in_order, settled,
                                    snapshot_matches_embedded, wait_until)
 
@@ -561,7 +561,8 @@ def test_entries_read_with_a_restatement_s_end_are_folded_as_the_log_reads_after
     def decided_in_order(accepted: int) -> bool:  # (by the resolve worker alone: the project worker is stopped)
         m = resolve.metrics()
         return (bool(m) and not m.get("idres_late_events_pending") and not m.get("idres_reorder_held_events")
-                and len(live_decided(settings)) == accepted and log_in_order(settings, LogScan(settings)))
+                and len(live_decided(settings, scan := LogScan(settings))) == accepted
+                and log_in_order(settings, scan))
 
     first = accepted_events(tmp_path / "first.jsonl", tmp_path)
     first_and_older = accepted_events(tmp_path / "first-and-older.jsonl", tmp_path)

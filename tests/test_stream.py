@@ -93,15 +93,15 @@ def all_decided(worker: "Worker", settings: KafkaSettings, accepted: int) -> boo
             and m.get("idres_log_entries_applied") == LogScan(settings).entries)
 
 
-def live_decided(settings):
+def live_decided(settings, scan=None):
     """How many times each event ID was decided in the log as every reader reads it (the entries a
-    restatement superseded skipped)."""
+    restatement superseded skipped); ``scan``: a ``LogScan`` of it already read (read here if None)."""
     from collections import Counter
 
     from streams.log import in_ranges
     from streams.stream_app import LogScan, fold_decision_log
 
-    scan, ids = LogScan(settings), Counter()
+    scan, ids = scan if scan is not None else LogScan(settings), Counter()
 
     def count(seq, entry):
         if not in_ranges(scan.skips, seq):
