@@ -188,7 +188,7 @@ def test_demo_runs_and_scores(tmp_path):
 
 def test_sigkill_mid_ingest_loses_nothing_and_applies_nothing_twice(tmp_path):
     events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
-    write_dataset(events, truth, SyntheticConfig(people=3000, seed=5))
+    write_dataset(events, truth, SyntheticConfig(people=1000, seed=5))
     clean, crashed = tmp_path / "clean", tmp_path / "crashed"
     idres("ingest", str(events), "--data-dir", str(clean))
 

@@ -131,7 +131,7 @@ def test_a_gzip_file_cut_short_ingests_what_it_holds_and_says_so(dataset, tmp_pa
 
 def test_sigkill_mid_gzip_ingest_resumes_without_loss_or_double_counting(tmp_path):
     events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
-    write_dataset(events, truth, SyntheticConfig(people=3000, seed=5))
+    write_dataset(events, truth, SyntheticConfig(people=1000, seed=5))
     gz = tmp_path / "events.jsonl.gz"
     gz.write_bytes(gzip.compress(events.read_bytes()))
     clean, crashed = tmp_path / "clean", tmp_path / "crashed"
