@@ -1,7 +1,6 @@
 """Pydantic models of the raw channel events (the input contract) and of the engine's decisions."""
 
-from schemas.channel import KNOWN_CHANNELS, SCHEMA_VERSION, ChannelEvent, RejectedInput, parse_event
-from schemas.decisions import DECISION_SCHEMA_VERSION, DecisionLogMessage, LogEntry, decision_adapter
+from typing import Any
 
 __all__ = [
     "ChannelEvent",
@@ -16,10 +15,30 @@ __all__ = [
     "export_json_schemas",
 ]
 
+# the models are built when first asked for (PEP 562): building them is most of this package's import, and a
+# command that only reads the log or a snapshot does not validate anything
+_LAZY = {name: "schemas.channel" for name in ("KNOWN_CHANNELS", "SCHEMA_VERSION", "ChannelEvent", "RejectedInput",
+                                              "parse_event")}
+_LAZY.update({name: "schemas.decisions" for name in ("DECISION_SCHEMA_VERSION", "DecisionLogMessage", "LogEntry",
+                                                     "decision_adapter")})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'schemas' has no attribute {name!r}")
+
 
 def export_json_schemas() -> dict[str, dict]:
     """The JSON Schemas of the input contract, of a decision-log entry (a line of an embedded data
     directory's log) and of a decision-log message (on a Kafka deployment's decisions topic), by file name."""
+    from schemas.channel import SCHEMA_VERSION, ChannelEvent
+    from schemas.decisions import DECISION_SCHEMA_VERSION, DecisionLogMessage, LogEntry
+
     return {
         f"channel_event.v{SCHEMA_VERSION}.schema.json": ChannelEvent.model_json_schema(mode="validation"),
         f"decision_log_entry.v{DECISION_SCHEMA_VERSION}.schema.json": LogEntry.model_json_schema(),

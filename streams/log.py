@@ -49,7 +49,7 @@ from crc32c import crc32c
 from projections.storage import file_mode, private_file, remove_debris
 from resolver.errors import IdresError
 from resolver.restate import MARKER_TYPES
-from schemas.decisions import DECISION_SCHEMA_VERSION
+from schemas.versions import DECISION_SCHEMA_VERSION
 from streams.keys import SqliteKeyStore
 from streams.sealing import SealError, Sealer
 

@@ -49,7 +49,7 @@ from resolver.engine import Resolver, ResolverState, utc_iso
 from resolver.errors import ReviewError
 from schemas.channel import KNOWN_CHANNELS, UNDECODABLE_BATCH
 from streams import kafka_batches
-from schemas.decisions import DECISION_SCHEMA_VERSION
+from schemas.versions import DECISION_SCHEMA_VERSION
 from streams.kafka_io import (KafkaIOError, KafkaSettings, admin_client, check_reachable, client_error,
                               ensure_topics, producer)
 from streams.log import bulk_work, check_version, dump_part, in_ranges, load_part, marker_fields, open_restatements, \
