@@ -6,7 +6,8 @@ No I/O, no clock, no randomness.
 """
 
 import sys
-from typing import Any
+
+from schemas.lazy import lazy_names
 
 __all__ = ["IdentifierRule", "Resolver", "ResolverConfig", "ResolverState", "clear_caches"]
 
@@ -15,15 +16,7 @@ __all__ = ["IdentifierRule", "Resolver", "ResolverConfig", "ResolverState", "cle
 _LAZY = {"IdentifierRule": "resolver.config", "ResolverConfig": "resolver.config", "Resolver": "resolver.engine",
          "ResolverState": "resolver.engine"}
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'resolver' has no attribute {name!r}")
+__getattr__ = lazy_names("resolver", _LAZY, globals())
 
 
 def clear_caches() -> None:

@@ -1,6 +1,6 @@
 """Pydantic models of the raw channel events (the input contract) and of the engine's decisions."""
 
-from typing import Any
+from schemas.lazy import lazy_names
 
 __all__ = [
     "ChannelEvent",
@@ -22,15 +22,7 @@ _LAZY = {name: "schemas.channel" for name in ("KNOWN_CHANNELS", "SCHEMA_VERSION"
 _LAZY.update({name: "schemas.decisions" for name in ("DECISION_SCHEMA_VERSION", "DecisionLogMessage", "LogEntry",
                                                      "decision_adapter")})
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'schemas' has no attribute {name!r}")
+__getattr__ = lazy_names("schemas", _LAZY, globals())
 
 
 def export_json_schemas() -> dict[str, dict]:

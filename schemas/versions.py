@@ -1,5 +1,5 @@
-"""The versions of the input contract and of the decision log's entries: plain numbers, so that what only
-reads or writes the log does not build the pydantic models."""
+"""The version of the decision log's entries, a plain number: what only reads or writes the log does not build
+the pydantic models (``schemas.decisions``) to learn it."""
 
 # 2: each log entry carries ``v``; phone_region_learned; attribution rule same_name; merge evidence
 # 3: model_estimated; probable_link rule model_rescored; interaction_recorded digest

@@ -263,3 +263,20 @@ def test_a_defect_says_whether_it_changed_the_state(applied, monkeypatch):
     outcome = RecordPipeline(resolver).process(record("e1"), SOURCE)
     assert outcome.kind == INTERNAL and outcome.state_changed is applied
     assert resolver.is_duplicate("e1") is applied
+
+
+def test_the_command_line_and_the_log_start_without_the_engine_or_the_models():
+    """`idres query`, `idres config` and every command's start import neither the resolver's engine nor the
+    pydantic models (about 0.6 s of CPU each): the packages' façades import their names when first used."""
+    code = ("import sys, streams.cli, streams.log, resolver.errors, schemas; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'faust', 'duckdb') "
+            "or m in ('resolver.engine', 'schemas.channel', 'schemas.decisions'))); "
+            "from resolver import Resolver; from schemas import ChannelEvent, DECISION_SCHEMA_VERSION; "
+            "import resolver.engine, schemas.decisions; "
+            "print(Resolver is resolver.engine.Resolver, DECISION_SCHEMA_VERSION == schemas.decisions.LogEntry"
+            ".model_fields['v'].metadata[-1].le)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True True"]
+    missing = subprocess.run([sys.executable, "-c", "import resolver; resolver.Nope"], cwd=ROOT, capture_output=True,
+                             text=True)
+    assert missing.returncode == 1 and "module 'resolver' has no attribute 'Nope'" in missing.stderr
