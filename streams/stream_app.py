@@ -48,8 +48,8 @@ from resolver.restate import BARRIER_TYPES, MARKER_TYPES, event_key
 from resolver.engine import Resolver, ResolverState, utc_iso
 from resolver.errors import ReviewError
 from schemas.channel import KNOWN_CHANNELS, UNDECODABLE_BATCH
-from streams import kafka_batches
 from schemas.versions import DECISION_SCHEMA_VERSION
+from streams import kafka_batches
 from streams.kafka_io import (KafkaIOError, KafkaSettings, admin_client, check_reachable, client_error,
                               ensure_topics, producer)
 from streams.log import bulk_work, check_version, dump_part, in_ranges, load_part, marker_fields, open_restatements, \
