@@ -1254,7 +1254,6 @@ class StreamJobs:
             # one partition; or a rebalance, which waits for the messages in hand to be acknowledged while the
             # shards cannot answer: decided here, in order, with the same result
             entries, pending = await self._decide_in_order(released, entries, pending)
-        m.add("decisions", sum(len(e) for e in entries))
         m.gauges["reorder_held_events"] = len(self.reorder)
         # (the most held at once since the worker started, a batch just added included; and the events decided
         # only because IDRES_REORDER_MAX_EVENTS were held, whatever older ones other partitions might still send)
@@ -1434,12 +1433,20 @@ class StreamJobs:
         m = self.metrics
         loop = asyncio.get_running_loop()
         pipeline = RecordPipeline(self.resolver, skip_blank=False)
+        every = self.options.batch_events
         for key, topic, partition, offset, raw, ev in released:
             outcome = pipeline.process(raw, {"name": f"{topic}/{partition}", "position": offset})
             if outcome.kind == ACCEPTED:
                 entries.append(outcome.decisions)
                 m.add("resolve_events")
                 self.keyed_for = None  # (the key shards, if any, are no longer in step with the state)
+                if len(entries) >= every:
+                    # a backlog releases tens of thousands at once: logged as they are decided, so that the log
+                    # grows as they go (what a batch holds in memory is bounded) and the event loop, which
+                    # waits for the broker here, answers /metrics and the other roles meanwhile; the messages
+                    # are acknowledged at the end, and a crash before that finds these in the log (duplicates)
+                    await self._flush_decided(entries, pending)
+                    entries, pending = [], []
             elif outcome.kind == DUPLICATE:
                 m.add("resolve_duplicates")
             else:  # to the dead-letter topic: rejected (validated upstream, so only a newer schema gets
@@ -1669,6 +1676,7 @@ class StreamJobs:
     async def _flush_decided(self, entries: list[list[dict[str, Any]]], pending: list[Any]) -> None:
         """``_flush`` of entries decided as events came (not a restatement's): their late events noted first, so
         that whichever path writes them, the log is restated for them."""
+        self.metrics.add("decisions", sum(len(e) for e in entries))
         self._note_late(entries)
         await self._flush(entries, pending)
 

@@ -274,7 +274,7 @@ def test_stream_jobs_resolve_like_the_embedded_engine(kafka_bootstrap, dataset, 
 
 def test_resolve_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(kafka_bootstrap, tmp_path):
     events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
-    stats = write_dataset(events, truth, SyntheticConfig(people=4000, seed=21))
+    stats = write_dataset(events, truth, SyntheticConfig(people=2000, seed=21))
     prefix = unique_name("crash") + "."
     settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
     idres("produce", str(events), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix,
@@ -303,6 +303,47 @@ def test_resolve_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twic
 
     # and the result is the uninterrupted one, profile IDs included
     snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
+
+
+def test_a_large_release_is_logged_as_it_is_decided(tmp_path):
+    """The resolve role writes what it decides every ``IDRES_BATCH_EVENTS`` events, not after the whole release
+    (a backlog releases tens of thousands at once): each write holds that many entries, the ones the state
+    had just decided, and the entries are those of deciding the events one after the other."""
+    import asyncio
+
+    from resolver.engine import Resolver
+    from streams.ordering import order_key
+    from streams.pipeline import RecordPipeline
+    from streams.stream_app import Metrics, StreamJobs, WorkerOptions
+
+    events = tmp_path / "events.jsonl"
+    write_dataset(events, tmp_path / "truth.csv", SyntheticConfig(people=40, seed=5))
+    raws = sorted((line.strip() for line in events.read_bytes().splitlines() if line.strip()), key=order_key)
+    expected = []
+    one = RecordPipeline(Resolver(), skip_blank=False)
+    for offset, raw in enumerate(raws):
+        outcome = one.process(raw, {"name": "raw/0", "position": offset})
+        if outcome.decisions:
+            expected.append(outcome.decisions)
+    assert len(expected) > 120, "too few events for several writes"
+
+    jobs = StreamJobs.__new__(StreamJobs)  # (the role's deciding alone: no Faust app, no broker)
+    jobs.metrics, jobs.options, jobs.resolver, jobs.keyed_for = Metrics(), WorkerOptions(batch_events=50), Resolver(), None
+    written: list[tuple[int, int]] = []  # (entries written at once, events the state had seen then)
+    logged: list[list[dict]] = []
+
+    async def flush(entries, pending):
+        written.append((len(entries), len(jobs.resolver.state.seen_events)))
+        logged.extend(entries)
+
+    jobs._flush_decided = flush
+    released = [(order_key(raw), "raw", 0, offset, raw, None) for offset, raw in enumerate(raws)]
+    rest, pending = asyncio.run(jobs._decide_in_order(released, [], []))
+    assert [n for n, _ in written] == [50] * (len(expected) // 50)
+    seen = [at for _, at in written]
+    assert seen == sorted(seen) and len(set(seen)) == len(seen) and seen[-1] < len(raws), \
+        "written only once everything was decided"
+    assert logged + rest == expected and len(rest) < 50 and pending == []
 
 
 def test_review_verdicts_reach_the_decision_log_through_the_resolve_worker(kafka_bootstrap, tmp_path):
