@@ -790,13 +790,10 @@ class StreamJobs:
 
             @app.timer(interval=CAUGHT_UP_EVERY)
             async def report_caught_up() -> None:  # (the partitions that send nothing: see _idle_said)
-                try:
-                    caught, behind = ([], []) if app.rebalancing else await jobs._idle_said()
-                    jobs.read_to_end.update((t, p) for t, p in caught)
-                    if caught or behind:
-                        await jobs.validated.send(value=orjson.dumps({"caught_up": caught, "behind": behind}))
-                except Exception as exc:  # (only a report: the next one comes in half a second)
-                    log.warning("could not report the raw partitions read to their end: %s", exc)
+                if not app.rebalancing:
+                    await jobs._report_idle()
+
+            self.idle_reported = False  # whether the partitions were reported on since they were assigned
 
             self.validated = app.topic(validated_topic(s), value_serializer="raw", key_serializer="raw")
             self.deadletter = app.topic(s.topics.deadletter, value_serializer="raw", key_serializer="raw")
@@ -904,6 +901,8 @@ class StreamJobs:
         return run
 
     async def _on_assigned(self, sender: Any = None, assigned: Any = (), **kwargs: Any) -> None:
+        if "validate" in self.options.roles:
+            self.idle_reported = False  # (reported on before the first batch from them: ``_validate``)
         if any(tp.topic == validated_topic(self.settings) for tp in assigned):
             self.resolver_stale = True  # another worker may have resolved while we did not own it
             self.owns_log = True
@@ -931,6 +930,12 @@ class StreamJobs:
         m = self.metrics
         check = RecordPipeline(skip_blank=False).check  # a message is a record, even an empty one
         async for events in stream.take_events(self.options.batch_events, within=self.options.batch_seconds):
+            if not self.idle_reported:
+                # the partitions assigned are reported on before their first records: a backlog's partitions
+                # are fetched a few at a time, and the resolve role, told of these records first, would wait for
+                # the others' first records only ``reorder_wait`` and decide these without them (late events).
+                # Once per assignment: the broker is given time to answer (a consumer fetching a backlog is slow to)
+                await self._report_idle(wait=10.0)
             good: list[list[Any]] = []
             pending = []
             ends: dict[tuple[str, int], int] = {}  # raw partition -> the offset after its last record here
@@ -998,7 +1003,7 @@ class StreamJobs:
             (caught if self._at_end(topic, partition, end) else behind).append([topic, partition])
         return caught, behind
 
-    async def _idle_said(self) -> tuple[list[list[Any]], list[list[Any]]]:
+    async def _idle_said(self, wait: float = 1.0) -> tuple[list[list[Any]], list[list[Any]]]:
         """The raw partitions this worker validates, as reported now and then (reports of partitions that may
         send nothing for long):
 
@@ -1007,15 +1012,27 @@ class StreamJobs:
           what others send. (A partition that holds records and has sent nothing since the worker started is
           not known to be read to its end.)
         - those that hold records not read yet (at start, those with a backlog: the resolve role waits for
-          them, however long their first records take to come)."""
+          them, however long their first records take to come).
+
+        What is asked of the broker is waited for ``wait`` seconds at most."""
         consumer = self.app.consumer
         caught: list[list[Any]] = []
         behind: list[list[Any]] = []
         unread: list[tuple[Any, int]] = []  # (partition, high watermark) of those read nothing from since the start
-        for tp in sorted(consumer.assignment()):
-            if tp.topic not in self.raw_subscribed:
-                continue
-            high = self._highwater(tp)  # (None: not known yet, said at the next report)
+        mine = [tp for tp in sorted(consumer.assignment()) if tp.topic in self.raw_subscribed]
+        highs = {tp: self._highwater(tp) for tp in mine}
+        unknown = [tp for tp, high in highs.items() if high is None and (tp.topic, tp.partition) not in self.validated_upto]
+        if unknown:
+            # not fetched from yet (a backlog on many partitions is fetched a few at a time): asked of the broker,
+            # so that one with records is said to be behind before the resolve role stops waiting for its first
+            # records (``reorder_wait``) and decides the others' without them, which would make them late events
+            try:
+                told = await asyncio.wait_for(consumer.highwaters(*unknown), wait)
+                highs.update((tp, told[tp]) for tp in unknown if isinstance(told.get(tp), int))
+            except Exception:  # (not told: said at the next report)
+                pass
+        for tp in mine:
+            high = highs[tp]  # (None: not known yet, said at the next report)
             upto = self.validated_upto.get((tp.topic, tp.partition))
             if _reached(high, upto):
                 caught.append([tp.topic, tp.partition])
@@ -1024,14 +1041,34 @@ class StreamJobs:
             elif high and upto is not None:
                 behind.append([tp.topic, tp.partition])
         if unread:
-            try:  # where the consumer reads them from (all at once, and not for long: a report is only a report)
-                at = await asyncio.wait_for(asyncio.gather(*(consumer.position(tp) for tp, _ in unread),
-                                                           return_exceptions=True), 1.0)
-            except asyncio.TimeoutError:
-                at = [None] * len(unread)
-            behind += [[tp.topic, tp.partition] for (tp, high), position in zip(unread, at)
-                       if isinstance(position, int) and position < high]
+            # where this worker's group started them: the offset committed when they were assigned (the consumer's
+            # position says nothing here: it runs ahead of the records validated, by what it fetched), else the
+            # partition's first offset
+            committed = getattr(consumer, "_committed_offset", {})
+            start = {tp: committed.get(tp) for tp, _ in unread}
+            first = [tp for tp, at in start.items() if at is None]
+            if first:
+                try:  # (asked of the broker, and not for long: a report is only a report)
+                    told = await asyncio.wait_for(consumer.earliest_offsets(*first), wait)
+                    start.update((tp, told[tp]) for tp in first if isinstance(told.get(tp), int))
+                except Exception:
+                    pass
+            behind += [[tp.topic, tp.partition] for tp, high in unread
+                       if isinstance(start.get(tp), int) and start[tp] < high]
         return caught, sorted(behind)
+
+    async def _report_idle(self, wait: float = 1.0) -> None:
+        """Reports to the resolve role (``_idle_said``, waiting ``wait`` seconds at most for the broker) which raw
+        partitions are read to their end, and which have records left to read; a report that fails is only a
+        report: the next one comes in half a second."""
+        try:
+            caught, behind = await self._idle_said(wait)
+            self.read_to_end.update((t, p) for t, p in caught)
+            if caught or behind:
+                await (await self.validated.send(value=orjson.dumps({"caught_up": caught, "behind": behind})))
+            self.idle_reported = True
+        except Exception as exc:
+            log.warning("could not report the raw partitions read to their end: %s", exc)
 
     async def _dead_letter_batches(self, wait: bool = True) -> list[Any]:
         """Sends a dead letter for each undecodable batch the consumer skipped; returns every such dead

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from kafka import TopicPartition
 
 from streams.embedded import EmbeddedEngine
 from streams.kafka_io import KafkaSettings
@@ -430,8 +431,32 @@ def test_events_spread_over_many_raw_partitions_get_the_profiles_and_ids_of_idre
     try:
         wait_until(lambda: worker.metrics().get("idres_log_entries_applied") == accepted, 180,
                    "all events decided and projected", [worker])
+        late = worker.metrics().get("idres_resolve_late_events_total", 0)
     finally:
         worker.stop()
+    # before the records of the partitions it was given, the validate role said which of them hold records left
+    # to read (a backlog's partitions are fetched a few at a time, and the resolve role, told of the first
+    # fetched first, would wait for the others only the reorder wait): so no event came late
+    from kafka import KafkaConsumer
+
+    from streams.stream_app import raw_partitions, validated_topic
+
+    said: list = []  # the validate role's messages up to its first with records
+
+    def take(record) -> None:
+        if not said or not said[-1].get("events"):
+            said.append(json.loads(record.value))
+
+    read_to_end(settings, validated_topic(settings), take)
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap)
+    try:
+        ends = consumer.end_offsets([TopicPartition(t, p) for t, p in raw_partitions(settings)])
+    finally:
+        consumer.close()
+    holding = sorted([tp.topic, tp.partition] for tp, end in ends.items() if end > 0)
+    behind = sorted({tuple(tp) for message in said[:-1] for tp in message.get("behind", ())})
+    assert len(holding) > 8 and [list(tp) for tp in behind] == holding, said[:-1]
+    assert late == 0, f"{late:g} events came late"
     kinds: Counter = Counter()
     read_to_end(settings, settings.topics.decisions, lambda record: kinds.update(
         d["type"] for entry in decision_entries(record.value, settings) for d in entry))
