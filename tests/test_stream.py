@@ -347,6 +347,26 @@ def test_a_large_release_is_logged_as_it_is_decided(tmp_path):
     assert logged + rest == expected and len(rest) < 50 and pending == []
 
 
+@pytest.mark.parametrize("runtime, told", [(0.06, False), (0.9, False), (1.0, True), (4.5, True)])
+def test_a_timer_running_a_little_over_its_interval_is_not_logged_a_stall_is(caplog, runtime, told):
+    """The resolve role's timer runs every 0.05 s and now and then a few milliseconds longer: mode's warning
+    for each such overlap filled a worker's log at live rates. Only overlaps of a second or more are logged."""
+    from mode.timers import Timer
+
+    from streams.stream_app import quiet_short_overlaps
+
+    quiet_short_overlaps()
+    quiet_short_overlaps()  # (once is enough, however often a worker is built in the process)
+    clock = iter([0.0, 0.0, 0.05, 0.05 + runtime])
+    timer = Timer(0.05, name="release_held_events", clock=lambda: next(clock))
+    timer.tick()
+    timer.on_before_yield()
+    with caplog.at_level("WARNING", logger="mode.timers"):
+        timer.tick()
+    assert timer.overlaps == 1  # (mode saw the overlap either way)
+    assert ["is overlapping" in r.getMessage() for r in caplog.records] == ([True] if told else [])
+
+
 def test_review_verdicts_reach_the_decision_log_through_the_resolve_worker(kafka_bootstrap, tmp_path):
     prefix = unique_name("rv") + "."
     person = {"first_name": "Jane", "last_name": "Doe", "postcode": "SW1A 1AA"}
