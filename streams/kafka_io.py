@@ -664,10 +664,9 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
             for name, info in ensure_topics(admin, settings, {n: settings.raw_partitions for n in sorted(new)}).items():
                 report.topics[name] = {"messages": 0, "bytes": 0, **info}
                 sent[name] = [0, 0]
-            try:
-                partitions.update(_learn_topics(prod, new, wait=max(settings.timeout, 30.0)))
-            except KafkaTimeoutError as exc:  # (no partitions told for a topic within the wait)
-                raise client_error(settings, exc, f"publishing to {', '.join(sorted(new))}") from None
+            _learn_topics(prod, new)
+            for name in new:
+                partitions[name] = len(prod.partitions_for(name))
             new.clear()
         send = prod.send
         for lineno, value, name, key in chunk:
@@ -741,32 +740,13 @@ def produce_lines(lines: Iterable[bytes], settings: KafkaSettings, *, topic: Opt
     return report
 
 
-def _learn_topics(prod, names: Iterable[str], wait: float = 30.0) -> dict[str, int]:
-    """How many partitions each of ``names`` has, as the producer's metadata tells (fetched for all of them in
-    one refresh instead of one refresh per topic: kafka-python waits up to ``retry_backoff_ms`` between
-    refreshes, ~0.1 s per new topic).
-
-    A topic just created can be in the broker's metadata before its partitions are (Tansu, or Apache Kafka before
-    their leaders are elected): kafka-python then tells no partitions, and a record sent without one fails
-    ("Partitioner did not assign a partition"). The metadata is fetched again until every topic has
-    partitions, for ``wait`` seconds at most (then ``KafkaTimeoutError``)."""
-    from kafka.errors import KafkaTimeoutError
-
+def _learn_topics(prod, names: Iterable[str]) -> None:
+    """Makes the producer fetch metadata for all ``names`` in one refresh instead of one refresh per
+    topic (kafka-python waits up to ``retry_backoff_ms`` between refreshes, ~0.1 s per new topic)."""
     names = sorted(names)
     sender = getattr(prod, "_sender", None)
     if hasattr(sender, "add_topic"):  # kafka-python 3.0 internals; without them: one refresh per topic
         for name in names:
             sender.add_topic(name)
-    counts = {name: len(prod.partitions_for(name) or ()) for name in names}
-    deadline = time.monotonic() + wait
-    metadata = getattr(prod, "_metadata", None)
-    while not all(counts.values()):
-        if time.monotonic() >= deadline or metadata is None:
-            raise KafkaTimeoutError(f"the broker told no partitions for {', '.join(n for n, c in counts.items() if not c)}"
-                                    f" within {wait:g} s")
-        metadata.request_update()
-        if hasattr(sender, "wakeup"):
-            sender.wakeup()
-        time.sleep(0.1)
-        counts = {name: len(metadata.partitions_for_topic(name) or ()) for name in names}
-    return counts
+    for name in names:
+        prod.partitions_for(name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import time
 
 import pytest
 
@@ -191,48 +190,3 @@ def test_the_decision_log_is_kept_forever_and_transit_topics_for_the_stated_hour
     assert admin.requests[settings.topics.decisions]["configs"] == {"retention.ms": "-1", "retention.bytes": "-1"}
     with pytest.raises(ConfigError, match="IDRES_CHANGES_RETENTION_HOURS"):
         KafkaSettings.load({"IDRES_CHANGES_RETENTION_HOURS": "-5"})
-
-
-class _Metadata:
-    """A producer's metadata in which topics just created have no partitions for the first ``empty`` updates."""
-
-    def __init__(self, empty: int, partitions: int = 4):
-        self.empty, self.partitions, self.updates = empty, partitions, 0
-
-    def request_update(self):
-        self.updates += 1
-
-    def partitions_for_topic(self, topic):
-        return set(range(self.partitions)) if self.updates >= self.empty else set()
-
-
-class _NewTopicsProducer:
-    def __init__(self, metadata: _Metadata):
-        self._metadata = metadata
-
-    def partitions_for(self, topic):
-        return self._metadata.partitions_for_topic(topic)
-
-
-def test_a_topic_told_without_partitions_is_asked_again_until_it_has_them():
-    """A topic just created can be in the broker's metadata before its partitions are; a record sent to it then
-    had no partition to go to ("Partitioner did not assign a partition", an internal error of `idres produce`
-    seen on the test broker): the producer's metadata is fetched again until every topic has partitions."""
-    from streams.kafka_io import _learn_topics
-
-    metadata = _Metadata(empty=3)
-    assert _learn_topics(_NewTopicsProducer(metadata), {"raw.web", "raw.app"}) == {"raw.app": 4, "raw.web": 4}
-    assert metadata.updates == 3
-    told = _Metadata(empty=0, partitions=2)
-    assert _learn_topics(_NewTopicsProducer(told), ["raw.web"]) == {"raw.web": 2} and told.updates == 0
-
-
-def test_a_topic_never_told_with_partitions_is_a_timeout_not_a_send_without_one():
-    from kafka.errors import KafkaTimeoutError
-
-    from streams.kafka_io import _learn_topics
-
-    started = time.monotonic()
-    with pytest.raises(KafkaTimeoutError, match="no partitions for raw.web within 0.3 s"):
-        _learn_topics(_NewTopicsProducer(_Metadata(empty=10**9)), ["raw.web"], wait=0.3)
-    assert time.monotonic() - started < 5

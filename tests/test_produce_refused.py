@@ -63,6 +63,7 @@ def fake_broker(monkeypatch):
         monkeypatch.setattr(kafka_io, "producer", lambda s: made.setdefault("p", _Producer(refuse)))
         monkeypatch.setattr(kafka_io, "ensure_topics",
                             lambda admin, s, wanted: {n: {"partitions": 3, "created": False} for n in wanted})
+        monkeypatch.setattr(kafka_io, "_learn_topics", lambda p, names: None)
         return kafka_io.KafkaSettings.load({})
 
     return install
