@@ -29,7 +29,10 @@ def run_cli(*args: str, check: bool = True, text: bool = True, stdin: Optional[b
                 environ.pop(name, None)
             else:
                 environ[name] = value
-    proc = subprocess.run([sys.executable, "-m", "streams.cli", *args], input=stdin, capture_output=True,
+    # (`idres produce` through tests/tansu_worker.py, which works around a test broker telling a topic with no
+    # partitions: see ``producer_waits_for_partitions`` there)
+    module = "tests.tansu_worker" if args[:1] == ("produce",) else "streams.cli"
+    proc = subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True,
                           text=text, cwd=cwd or ROOT, timeout=timeout, env=environ)
     if check and proc.returncode != 0:
         raise AssertionError(f"idres {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
