@@ -934,8 +934,9 @@ class StreamJobs:
                 # the partitions assigned are reported on before their first records: a backlog's partitions
                 # are fetched a few at a time, and the resolve role, told of these records first, would wait for
                 # the others' first records only ``reorder_wait`` and decide these without them (late events).
-                # Once per assignment: the broker is given time to answer (a consumer fetching a backlog is slow to)
-                await self._report_idle(wait=10.0)
+                # Once per assignment: the broker is given time to answer (a consumer fetching a backlog is slow to);
+                # the half-second reports give it a second only, so theirs do not count as this one
+                self.idle_reported = await self._report_idle(wait=10.0)
             good: list[list[Any]] = []
             pending = []
             ends: dict[tuple[str, int], int] = {}  # raw partition -> the offset after its last record here
@@ -1057,18 +1058,19 @@ class StreamJobs:
                        if isinstance(start.get(tp), int) and start[tp] < high]
         return caught, sorted(behind)
 
-    async def _report_idle(self, wait: float = 1.0) -> None:
+    async def _report_idle(self, wait: float = 1.0) -> bool:
         """Reports to the resolve role (``_idle_said``, waiting ``wait`` seconds at most for the broker) which raw
-        partitions are read to their end, and which have records left to read; a report that fails is only a
-        report: the next one comes in half a second."""
+        partitions are read to their end, and which have records left to read; whether it was sent. A report that
+        fails is only a report: the next one comes in half a second."""
         try:
             caught, behind = await self._idle_said(wait)
             self.read_to_end.update((t, p) for t, p in caught)
             if caught or behind:
                 await (await self.validated.send(value=orjson.dumps({"caught_up": caught, "behind": behind})))
-            self.idle_reported = True
+            return True
         except Exception as exc:
             log.warning("could not report the raw partitions read to their end: %s", exc)
+            return False
 
     async def _dead_letter_batches(self, wait: bool = True) -> list[Any]:
         """Sends a dead letter for each undecodable batch the consumer skipped; returns every such dead
