@@ -24,6 +24,7 @@ import tempfile
 import zlib
 from array import array
 from collections import deque
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
@@ -219,12 +220,21 @@ class ReorderBuffer:
     as they happen, is then released ``grace`` after it happened instead of when a quiet source speaks or
     ``wait`` has passed; a source with a backlog (history being loaded) still holds back by what it sent.
 
-    The grace covers the time from an event happening to its record reaching this buffer. When records take
-    longer (a worker short of CPU), a source said to be caught up could still send records older than the
+    Where the caller says when the reader learned that a source was read to its end (``caught_up``'s ``at``:
+    when the broker told the end it read up to), every record written to that source before then has been
+    added, and any written since happened at most ``grace`` before it was written: the source holds back
+    what happened after that instant less the grace, and nothing older, whatever the times of the records
+    it sent (live records of one source are written in the order they reach the broker, which is their
+    order in time only within the grace). The grace then covers only the time from an event happening to
+    its record being written, however long records take to come through the readers (a worker short of
+    CPU, a pause of the process).
+
+    Where it does not say, the grace covers the time from an event happening to its record reaching this
+    buffer. When records take longer, a source said to be caught up could still send records older than the
     wall clock less the grace, late events each; so the callers say how long records took to come
     (``delayed``: from written to the source to added here), and a source caught up holds back nothing
     older than the longest such delay seen in the last ``DELAY_WINDOW`` seconds, where that is more than
-    the grace.
+    the grace. That is an estimate: a record slower than every one of the last seconds still comes late.
 
     A source said to be *behind* (``behind``: its reader had records left to read) holds more: while one is,
     nothing is released for having waited ``wait``, and it is waited for while it has been heard from in the
@@ -254,6 +264,7 @@ class ReorderBuffer:
         self.grace = None if grace is None else int(grace * 1_000_000)  # microseconds
         self.backlog_wait = max(10 * wait, BACKLOG_WAIT) if backlog_wait is None else max(backlog_wait, wait)
         self._caught_up: set[Any] = set()
+        self._read_at: dict[Any, int] = {}  # source caught up -> when its reader learned so (wall, microseconds)
         self._behind: set[Any] = set()
         self._heap: list[tuple[int, int, Any]] = []
         self._seq = 0
@@ -276,11 +287,18 @@ class ReorderBuffer:
                 self._heard[source] = now
                 self._latest[source] = UNKNOWN_TIME - 1
 
-    def caught_up(self, sources: Iterable[Any]) -> None:
-        """Sources whose reader had read everything they held, as of their last records added."""
-        for source in sources:
+    def caught_up(self, sources: Iterable[Any], at: Optional[Iterable[Optional[int]]] = None) -> None:
+        """Sources whose reader had read everything they held, as of their last records added; ``at`` (one per
+        source, None where not known): when the reader learned so, microseconds since 1970 (the wall clock),
+        every record written to the source before then being among those added."""
+        read_at = self._read_at
+        for source, when in zip(sources, at if at is not None else repeat(None)):
             self._caught_up.add(source)
             self._behind.discard(source)
+            if when is None:
+                read_at.pop(source, None)
+            else:
+                read_at[source] = when
 
     def behind(self, sources: Iterable[Any]) -> None:
         """Sources whose reader had more records to read after their last ones added (until ``caught_up``)."""
@@ -334,6 +352,7 @@ class ReorderBuffer:
         latest = self._latest
         floor = wall - max(self.grace, self.delay(now)) if wall is not None and self.grace is not None else None
         caught_up, behind = self._caught_up, self._behind
+        read_at = self._read_at
         reading = self._reading
         mark: Optional[int] = None
         for s, at in self._heard.items():
@@ -342,8 +361,12 @@ class ReorderBuffer:
             waited = self.backlog_wait if s in behind or (reading and latest[s] >= UNKNOWN_TIME) else self.wait
             if now - at < waited:
                 upto = latest[s]
-                if floor is not None and upto < floor and s in caught_up:
-                    upto = floor
+                if floor is not None and s in caught_up:
+                    told = read_at.get(s)
+                    if told is not None:  # (what it can still send was written since: it happened at most the
+                        upto = min(told, wall) - self.grace - 1  # grace before, whatever the records before it)
+                    elif upto < floor:
+                        upto = floor
                 if mark is None or upto < mark:
                     mark = upto
         return mark
@@ -397,6 +420,7 @@ class ReorderBuffer:
         """Every item held, in key order; what the buffer knew of its sources is forgotten too."""
         out = self.release_all()
         self._caught_up.clear()
+        self._read_at.clear()
         self._behind.clear()
         self._reading = False
         return out

@@ -124,7 +124,7 @@ def raw_topics(settings: KafkaSettings) -> set[str]:
         admin.close()
 
 
-CAUGHT_UP_EVERY = 0.5  # seconds between the validate role's reports of the quiet raw partitions it has read
+CAUGHT_UP_EVERY = 0.1  # seconds between the validate role's reports of the quiet raw partitions it has read
 
 
 def raw_partitions(settings: KafkaSettings) -> set[tuple[str, int]]:
@@ -935,7 +935,7 @@ class StreamJobs:
                 # are fetched a few at a time, and the resolve role, told of these records first, would wait for
                 # the others' first records only ``reorder_wait`` and decide these without them (late events).
                 # Once per assignment: the broker is given time to answer (a consumer fetching a backlog is slow to);
-                # the half-second reports give it a second only, so theirs do not count as this one
+                # the reports every CAUGHT_UP_EVERY give it a second only, so theirs do not count as this one
                 self.idle_reported = await self._report_idle(wait=10.0)
             good: list[list[Any]] = []
             pending = []
@@ -969,7 +969,9 @@ class StreamJobs:
                     # the raw partitions read to their end (the broker held nothing after these records when
                     # they were fetched): the resolve role need not wait for older events from them; and those
                     # with records left to read, which it waits for however long their next records take
-                    value["caught_up"], value["behind"] = self._ends_said(ends)
+                    value["caught_up"], value["behind"], told = self._ends_said(ends)
+                    if any(at is not None for at in told):
+                        value["caught_up_at"] = told  # (the resolve role's bound on what they can still send)
                     self.read_to_end.update((t, p) for t, p in value["caught_up"])
                     self.read_to_end.difference_update((t, p) for t, p in value["behind"])
                 pending.append(await self.validated.send(value=orjson.dumps(value)))
@@ -980,14 +982,6 @@ class StreamJobs:
                 await asyncio.gather(*pending)  # durable before Faust acknowledges this batch
             self.validated_upto.update(ends)  # (sent: the partitions' quiet reports may follow them now)
 
-    def _at_end(self, topic: str, partition: int, end: Optional[int]) -> bool:
-        """Whether a raw partition read up to ``end`` (the offset after its last record read; None: none
-        since the worker started) is read to its end: the high watermark the last fetch told is no further,
-        or the partition holds nothing."""
-        from faust.types import TP
-
-        return _reached(self._highwater(TP(topic, partition)), end)
-
     def _highwater(self, tp: Any) -> Optional[int]:
         """The high watermark of a raw partition the last fetch told (None: not known yet)."""
         try:
@@ -995,16 +989,49 @@ class StreamJobs:
         except Exception:
             return None
 
-    def _ends_said(self, ends: dict[tuple[str, int], int]) -> tuple[list[list[Any]], list[list[Any]]]:
+    def _highwater_told(self, tp: Any) -> tuple[Optional[int], Optional[int]]:
+        """``_highwater`` of a raw partition, and when the fetch that told it was answered (microseconds since
+        1970 on this machine's clock; None: not known): every record written to the partition before then is
+        below it. (The instant is read first: the fetcher, on its own thread, sets the watermark, then the
+        instant, so a watermark told later can only come with an earlier instant than its own, never a later.)"""
+        at: Optional[int] = None
+        try:
+            ms = self.app.consumer._thread._ensure_consumer().last_poll_timestamp(tp)
+            if isinstance(ms, int):
+                at = ms * 1000
+        except Exception:  # (not told by this consumer: the resolve role estimates how long records take)
+            pass
+        return self._highwater(tp), at
+
+    def _ends_said(self, ends: dict[tuple[str, int], int]) -> tuple[list[list[Any]], list[list[Any]],
+                                                                     list[Optional[int]]]:
         """The raw partitions of ``ends`` (partition -> the offset after the last record read) read to their
-        end, and the others (with records left to read, or not known to have none)."""
+        end, the others (with records left to read, or not known to have none), and when the end of each of
+        the first was told (``_highwater_told``). The first include the other partitions assigned that the
+        last fetch told are read to their end, where it says when."""
+        from faust.types import TP
+
         caught: list[list[Any]] = []
         behind: list[list[Any]] = []
+        told: list[Optional[int]] = []
         for (topic, partition), end in sorted(ends.items()):
-            (caught if self._at_end(topic, partition, end) else behind).append([topic, partition])
-        return caught, behind
+            high, at = self._highwater_told(TP(topic, partition))
+            if _reached(high, end):
+                caught.append([topic, partition])
+                told.append(at)
+            else:
+                behind.append([topic, partition])
+        # ...and the other partitions read to their end as the last fetch told, with when: each message then
+        # bounds what every quiet partition can still send, as fresh as the fetches, not only the reports
+        for tp in sorted(self.app.consumer.assignment()):
+            if tp.topic in self.raw_subscribed and (tp.topic, tp.partition) not in ends:
+                high, at = self._highwater_told(tp)
+                if at is not None and _reached(high, self.validated_upto.get((tp.topic, tp.partition))):
+                    caught.append([tp.topic, tp.partition])
+                    told.append(at)
+        return caught, behind, told
 
-    async def _idle_said(self, wait: float = 1.0) -> tuple[list[list[Any]], list[list[Any]]]:
+    async def _idle_said(self, wait: float = 1.0) -> tuple[list[list[Any]], list[list[Any]], list[Optional[int]]]:
         """The raw partitions this worker validates, as reported now and then (reports of partitions that may
         send nothing for long):
 
@@ -1015,28 +1042,42 @@ class StreamJobs:
         - those that hold records not read yet (at start, those with a backlog: the resolve role waits for
           them, however long their first records take to come).
 
+        - when the end of each of the first was told (``_highwater_told``; for one asked of the broker here, when
+          it was asked).
+
         What is asked of the broker is waited for ``wait`` seconds at most."""
         consumer = self.app.consumer
         caught: list[list[Any]] = []
+        caught_at: list[Optional[int]] = []
         behind: list[list[Any]] = []
         unread: list[tuple[Any, int]] = []  # (partition, high watermark) of those read nothing from since the start
         mine = [tp for tp in sorted(consumer.assignment()) if tp.topic in self.raw_subscribed]
-        highs = {tp: self._highwater(tp) for tp in mine}
-        unknown = [tp for tp, high in highs.items() if high is None and (tp.topic, tp.partition) not in self.validated_upto]
-        if unknown:
-            # not fetched from yet (a backlog on many partitions is fetched a few at a time): asked of the broker,
-            # so that one with records is said to be behind before the resolve role stops waiting for its first
-            # records (``reorder_wait``) and decides the others' without them, which would make them late events
+        highs = {tp: self._highwater_told(tp) for tp in mine}
+        # not fetched from yet (a backlog on many partitions is fetched a few at a time): asked of the broker, so
+        # that one with records is said to be behind before the resolve role stops waiting for its first records
+        # (``reorder_wait``) and decides the others' without them, which would make them late events
+        unknown = [tp for tp, (high, _) in highs.items()
+                   if high is None and (tp.topic, tp.partition) not in self.validated_upto]
+        asked = time.time_ns() // 1000  # (what was written before the question is below the answer)
+        # and those whose end the last fetch told too long ago: a consumer with nothing to read waits long for its
+        # fetches' answers (Faust: 1.5 s), and what a partition can still send is bounded from when its end was told
+        stale = [tp for tp, (high, at) in highs.items()
+                 if high is not None and at is not None and asked - at > CAUGHT_UP_EVERY * 1_000_000]
+        if unknown or stale:
             try:
-                told = await asyncio.wait_for(consumer.highwaters(*unknown), wait)
-                highs.update((tp, told[tp]) for tp in unknown if isinstance(told.get(tp), int))
+                told = await asyncio.wait_for(consumer.highwaters(*unknown, *stale), wait)
+                # (the larger of the fetch's mark and the answer: a broker may answer with less than its end, the
+                # test broker with the start of its last batch plus one, never with less than a fetch told before)
+                highs.update((tp, (max(told[tp], highs[tp][0] or 0), asked)) for tp in unknown + stale
+                             if isinstance(told.get(tp), int))
             except Exception:  # (not told: said at the next report)
                 pass
         for tp in mine:
-            high = highs[tp]  # (None: not known yet, said at the next report)
+            high, at = highs[tp]  # (None: not known yet, said at the next report)
             upto = self.validated_upto.get((tp.topic, tp.partition))
             if _reached(high, upto):
                 caught.append([tp.topic, tp.partition])
+                caught_at.append(at)
             elif high and upto is None:
                 unread.append((tp, high))
             elif high and upto is not None:
@@ -1056,17 +1097,20 @@ class StreamJobs:
                     pass
             behind += [[tp.topic, tp.partition] for tp, high in unread
                        if isinstance(start.get(tp), int) and start[tp] < high]
-        return caught, sorted(behind)
+        return caught, sorted(behind), caught_at
 
     async def _report_idle(self, wait: float = 1.0) -> bool:
         """Reports to the resolve role (``_idle_said``, waiting ``wait`` seconds at most for the broker) which raw
         partitions are read to their end, and which have records left to read; whether it was sent. A report that
-        fails is only a report: the next one comes in half a second."""
+        fails is only a report: the next one comes CAUGHT_UP_EVERY later."""
         try:
-            caught, behind = await self._idle_said(wait)
+            caught, behind, told = await self._idle_said(wait)
             self.read_to_end.update((t, p) for t, p in caught)
             if caught or behind:
-                await (await self.validated.send(value=orjson.dumps({"caught_up": caught, "behind": behind})))
+                report: dict[str, Any] = {"caught_up": caught, "behind": behind}
+                if any(at is not None for at in told):
+                    report["caught_up_at"] = told
+                await (await self.validated.send(value=orjson.dumps(report)))
             return True
         except Exception as exc:
             log.warning("could not report the raw partitions read to their end: %s", exc)
@@ -1181,7 +1225,10 @@ class StreamJobs:
                         self.reorder.add(key, (topic, partition), (key, topic, partition, offset, raw, ev), now)
                         held += 1
                     if value.get("caught_up"):
-                        self.reorder.caught_up((topic, partition) for topic, partition in value["caught_up"])
+                        told = value.get("caught_up_at")  # (when the validate role learned so; not from older ones)
+                        self.reorder.caught_up([(topic, partition) for topic, partition in value["caught_up"]],
+                                               told if isinstance(told, list) and len(told) == len(value["caught_up"])
+                                               and all(at is None or isinstance(at, int) for at in told) else None)
                     if value.get("behind"):
                         self.reorder.behind((topic, partition) for topic, partition in value["behind"])
                     if held and isinstance(value.get("written"), (int, float)):

@@ -334,6 +334,89 @@ def test_a_source_read_to_its_end_holds_back_what_records_take_to_come_when_that
     assert buffer.delay(now=14.5) == 0
 
 
+def test_a_source_read_to_its_end_when_told_holds_back_what_was_written_after_then_however_late_it_comes():
+    """The reader says when it learned that a source was read to its end: that source holds back what happened
+    after that instant less the grace, and nothing older, and a record written after it is not late however long
+    it takes to come, longer than every delay seen before included (the estimate alone would have let b1
+    through, and a2 come late)."""
+    at, wall = _at, _wall
+    buffer = ReorderBuffer(wait=5.0, grace=0.25)
+    buffer.expect(["a", "b"], now=0.0)
+    buffer.add(at("a1", 1.0), "a", "a1", now=1.0)
+    buffer.add(at("b1", 1.3), "b", "b1", now=1.3)
+    buffer.caught_up(["a", "b"], at=[wall(1.05), wall(1.35)])
+    buffer.delayed(0.05, now=1.3)  # (records have taken 50 ms to come)
+    # the readers stall; at 3.0 s "a" is still known read to its end only as of 1.05 s: it may still send
+    # what happened from 0.8 s on (written since 1.05 s), a1's time included
+    assert buffer.release(now=3.0, wall=wall(3.0)) == []
+    buffer.add(at("a2", 1.2), "a", "a2", now=3.1)  # (written at 1.2 s, after a's end was told)
+    buffer.caught_up(["a"], at=[wall(3.05)])
+    # "b" sent b1 (1.3 s), but told as of 1.35 s it may still send what happened from 1.1 s on
+    assert buffer.release(now=3.1, wall=wall(3.1)) == ["a1"]
+    buffer.caught_up(["b"], at=[wall(3.05)])  # (a report: nothing more written to it)
+    assert buffer.release(now=3.15, wall=wall(3.15)) == ["a2", "b1"]
+    # the estimate, for a reader that does not say when: the same stall lets b1 through, and a2 comes late
+    guess = ReorderBuffer(wait=5.0, grace=0.25)
+    guess.expect(["a", "b"], now=0.0)
+    guess.add(at("a1", 1.0), "a", "a1", now=1.0)
+    guess.add(at("b1", 1.3), "b", "b1", now=1.3)
+    guess.caught_up(["a", "b"])
+    guess.delayed(0.05, now=1.3)
+    assert guess.release(now=3.0, wall=wall(3.0)) == ["a1", "b1"]
+    # a source said read to its end again without an instant falls back to the estimate
+    buffer.add(at("b2", 3.2), "b", "b2", now=3.3)
+    buffer.caught_up(["a", "b"], at=[wall(1.0), None])
+    assert buffer.release(now=3.4, wall=wall(3.4)) == []  # ("a" is held back to 0.75 s by the instant told)
+    buffer.caught_up(["a"])
+    assert buffer.release(now=3.5, wall=wall(3.5)) == ["b2"]
+
+
+_traffic = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 5_000), st.integers(0, 250),
+                              st.integers(0, 3_000)), min_size=1, max_size=120)
+
+
+@given(_traffic, st.lists(st.integers(1, 400), min_size=1, max_size=60), st.integers(0, 200))
+@settings(max_examples=200, deadline=None)
+def test_live_records_come_late_never_when_the_reader_says_when_it_read_each_source_to_its_end(
+        traffic, steps, told_early):
+    """Events happen (``ms``), are written to their source at most the grace (250 ms) after, and reach the
+    buffer in their source's order after any delay (up to 3 s, unevenly); after each record the reader says its
+    source is read to its end as of an instant before every record of it still to come (up to ``told_early``
+    ms before that), and at each release it says so of the sources with nothing on the way. Whatever the delays,
+    nothing is released before an older record: the watermark never passes a record still to come."""
+    grace_ms = 250
+    written = sorted((happened + lag, source, happened, k) for k, (source, happened, lag, _) in enumerate(traffic))
+    arrive: list[tuple[int, int, str, int]] = []  # (arrival ms, write ms, source, k)
+    last: dict[str, int] = {}
+    for w, source, _, k in written:  # (each source is read in its own order: none overtakes one written before)
+        last[source] = max(w + traffic[k][3], last.get(source, 0))
+        arrive.append((last[source], w, source, k))
+    arrive.sort()
+    buffer = ReorderBuffer(wait=10 ** 6, grace=grace_ms / 1000, backlog_wait=10 ** 6)
+    buffer.expect(["a", "b", "c"], now=0.0)
+
+    def told(source: str, now_ms: int) -> int:
+        """An instant before which every record written to ``source`` has come (milliseconds)."""
+        coming = [w for t, w, s, _ in arrive if s == source and t > now_ms]
+        return max(0, min([now_ms] + coming) - told_early - 1)
+
+    released: list[int] = []
+    clock, i = 0, 0
+    for step in steps + [10_000]:
+        clock += step
+        while i < len(arrive) and arrive[i][0] <= clock:
+            t, _, source, k = arrive[i]
+            buffer.add(_at(f"e{k}", traffic[k][1] / 1000), source, k, now=t / 1000)
+            buffer.caught_up([source], at=[_wall(told(source, t) / 1000)])
+            i += 1
+        buffer.caught_up(["a", "b", "c"], at=[_wall(told(s, clock) / 1000) for s in "abc"])  # (the reports)
+        released += buffer.release(now=clock / 1000, wall=_wall(clock / 1000))
+    released += buffer.drain()
+    keys = [_at(f"e{k}", traffic[k][1] / 1000) for k in released]
+    assert sorted(released) == list(range(len(traffic)))
+    assert keys == sorted(keys), (traffic, steps, told_early, released)
+
+
 # -------------------------------------------------------------------------- the embedded driver
 def _messy_lines(rnd: random.Random, n: int) -> list[bytes]:
     """Identifiers from small pools (strangers collide: shared devices, family mailboxes), dates of birth

@@ -477,6 +477,32 @@ def test_events_spread_over_many_raw_partitions_get_the_profiles_and_ids_of_idre
     behind = sorted({tuple(tp) for message in said[:-1] for tp in message.get("behind", ())})
     assert len(holding) > 8 and [list(tp) for tp in behind] == holding, said[:-1]
     assert late == 0, f"{late:g} events came late"
+    # each partition said read to its end comes with when the broker told so: after the last record the
+    # validate role had passed on from it was written, and before the message saying so was sent
+    written: dict[tuple[str, int], dict[int, int]] = {}  # raw partition -> offset -> its record's CreateTime (ms)
+    for tp, end in ends.items():
+        if end:
+            read_to_end(settings, tp.topic, lambda r: written.setdefault((r.topic, r.partition), {}).__setitem__(
+                r.offset, r.timestamp), partition=tp.partition)
+    passed: dict[tuple[str, int], int] = {}  # raw partition -> the last offset passed on so far
+    claims = 0
+
+    def check(record) -> None:
+        nonlocal claims
+        message = json.loads(record.value)
+        for t, p, offset, _ in message.get("events", ()):
+            passed[(t, p)] = max(passed.get((t, p), -1), offset)
+        told = message.get("caught_up_at")
+        if message.get("caught_up") and told is not None:
+            assert len(told) == len(message["caught_up"])
+            for (t, p), at in zip(message["caught_up"], told):
+                assert at // 1000 <= record.timestamp, (t, p, at, record.timestamp)
+                if (t, p) in passed:
+                    assert at // 1000 >= written[(t, p)][passed[(t, p)]], (t, p, at)
+                claims += 1
+
+    read_to_end(settings, validated_topic(settings), check)
+    assert claims >= len(holding)
     kinds: Counter = Counter()
     read_to_end(settings, settings.topics.decisions, lambda record: kinds.update(
         d["type"] for entry in decision_entries(record.value, settings) for d in entry))
