@@ -36,6 +36,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
@@ -1127,10 +1128,23 @@ class StreamJobs:
                                              extra=[("source_offset_end", str(b.next_offset - 1).encode())])
             self.batch_letters.add(future)
             future.add_done_callback(self.batch_letters.discard)
+            future.add_done_callback(partial(self._lettered, b.topic, b.partition, b.next_offset))
         pending = list(self.batch_letters)
         if wait and pending:
             await asyncio.gather(*pending)
         return pending
+
+    def _lettered(self, topic: str, partition: int, end: int, future: Any) -> None:
+        """A skipped batch's dead letter is durable: its offsets (up to ``end``) count as passed on, so a
+        partition whose last records are such a batch is read to its end, not reported as one with records
+        left to read (which the resolve role would wait for, ``backlog_wait``, at every start)."""
+        from faust.types import TP
+
+        if future.cancelled() or future.exception() is not None:
+            return
+        if TP(topic, partition) in self.app.consumer.assignment() and \
+                end > self.validated_upto.get((topic, partition), -1):
+            self.validated_upto[(topic, partition)] = end
 
     async def _dead_letter(self, topic: str, partition: int, offset: int, raw: bytes, reason: str,
                            key: Optional[bytes] = None, detail: Optional[str] = None,

@@ -253,6 +253,10 @@ def test_an_undecodable_batch_on_a_raw_topic_is_dead_lettered_and_the_worker_goe
                    "the worker to resolve the good records and skip the damaged batches", [worker])
         assert worker.metrics()["idres_validate_undecodable_offsets_total"] == 6
         assert worker.proc.poll() is None  # still running
+        # the email partition's only records were the damaged batch: once dead-lettered it is read to its end,
+        # not a partition with records left to read (the resolve role would wait for it, 30 s at every start)
+        wait_until(lambda: worker.metrics().get("idres_raw_partitions_behind") == 0, 20,
+                   "no raw partition left behind", [worker])
     finally:
         worker.stop()
     letters = sorted(_dead_letter_headers(kafka_bootstrap, settings.topics.deadletter), key=lambda h: h["source_topic"])
