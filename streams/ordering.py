@@ -361,6 +361,8 @@ class ReorderBuffer:
             waited = self.backlog_wait if s in behind or (reading and latest[s] >= UNKNOWN_TIME) else self.wait
             if now - at < waited:
                 upto = latest[s]
+                if s in behind:  # (among its records left to read may be more of the instant it sent last)
+                    upto -= 1
                 if floor is not None and s in caught_up:
                     told = read_at.get(s)
                     if told is not None:  # (what it can still send was written since: it happened at most the

@@ -275,16 +275,17 @@ def test_a_source_behind_is_waited_for_and_nothing_is_released_for_its_waiting_t
     buffer.add(_key("f1", "10:00"), "fast", "f1", now=0.1)
     buffer.behind(["slow"])  # its reader had records left: older ones than f1 may still come from it
     assert buffer.behind_count() == 1
-    assert buffer.release(now=0.5) == ["s1"]
+    # ...and more of 09:00 among them (ties are put in order by content): s1 waits for a later time from it
+    assert buffer.release(now=0.5) == []
     # long past the wait, with "slow" silent all along: f1 is still held, and so is all that "fast" sends
     buffer.add(_key("f2", "10:01"), "fast", "f2", now=8.0)
     assert buffer.release(now=15.0) == []
     buffer.add(_key("s2", "09:30"), "slow", "s2", now=15.5)  # (held back by a reader short of time: not late)
-    assert buffer.release(now=15.6) == ["s2"]
+    assert buffer.release(now=15.6) == ["s1"]
     buffer.add(_key("f3", "10:05"), "fast", "f3", now=15.9)
     buffer.caught_up(["slow"])  # its reader has read all it held: the wait is the usual one again
     assert buffer.behind_count() == 0
-    assert buffer.release(now=16.1) == ["f1", "f2"]  # (waited 2 s; "slow" has sent nothing as late)
+    assert buffer.release(now=16.1) == ["s2", "f1", "f2"]  # (f1, f2 waited 2 s; "slow" has sent nothing as late)
     assert buffer.release(now=17.4) == []
     assert buffer.release(now=17.95) == ["f3"]
     # a source behind and silent for longer than the backlog's wait is no longer waited for
@@ -293,8 +294,24 @@ def test_a_source_behind_is_waited_for_and_nothing_is_released_for_its_waiting_t
     again.add(_key("s1", "09:00"), "slow", "s1", now=0.0)
     again.behind(["slow"])
     again.add(_key("f1", "10:00"), "fast", "f1", now=1.0)
-    assert again.release(now=19.9) == ["s1"]
-    assert again.release(now=20.1) == ["f1"]
+    assert again.release(now=19.9) == []
+    assert again.release(now=20.1) == ["s1", "f1"]
+
+
+def test_a_source_behind_may_still_send_more_of_the_instant_it_sent_last():
+    """Records of one instant (a producer stamping several at once, or to the second) come in any order of
+    their content: a source behind holds back the instant it sent last, so that the next of them is not late."""
+    buffer = ReorderBuffer(wait=2.0, backlog_wait=20.0)
+    buffer.expect(["a", "b"], now=0.0)
+    same = sorted([_key(f"x{i}", "10:00") for i in range(6)])  # (one instant: in order by content)
+    buffer.add(same[3], "a", "a-late-content", now=0.0)
+    buffer.add(same[4], "b", "b-same", now=0.0)
+    buffer.add(_key("b2", "10:01"), "b", "b2", now=0.0)
+    buffer.behind(["a", "b"])
+    assert buffer.release(now=0.1) == []  # ("a" may send more of 10:00)
+    buffer.add(same[1], "a", "a-early-content", now=0.2)  # (sorts before a-late-content: not late)
+    buffer.add(_key("a2", "10:02"), "a", "a2", now=0.2)
+    assert buffer.release(now=0.3) == ["a-early-content", "a-late-content", "b-same"]
 
 
 def test_release_all_gives_everything_held_in_order_and_keeps_what_the_buffer_knows_of_its_sources():
