@@ -990,6 +990,10 @@ class StreamJobs:
         except Exception:
             return None
 
+    def _raw_assigned(self) -> list[Any]:
+        """The raw partitions this worker validates now, in order."""
+        return [tp for tp in sorted(self.app.consumer.assignment()) if tp.topic in self.raw_subscribed]
+
     def _highwater_told(self, tp: Any) -> tuple[Optional[int], Optional[int]]:
         """``_highwater`` of a raw partition, and when the fetch that told it was answered (microseconds since
         1970 on this machine's clock; None: not known): every record written to the partition before then is
@@ -1024,8 +1028,8 @@ class StreamJobs:
                 behind.append([topic, partition])
         # ...and the other partitions read to their end as the last fetch told, with when: each message then
         # bounds what every quiet partition can still send, as fresh as the fetches, not only the reports
-        for tp in sorted(self.app.consumer.assignment()):
-            if tp.topic in self.raw_subscribed and (tp.topic, tp.partition) not in ends:
+        for tp in self._raw_assigned():
+            if (tp.topic, tp.partition) not in ends:
                 high, at = self._highwater_told(tp)
                 if at is not None and _reached(high, self.validated_upto.get((tp.topic, tp.partition))):
                     caught.append([tp.topic, tp.partition])
@@ -1042,7 +1046,6 @@ class StreamJobs:
           not known to be read to its end.)
         - those that hold records not read yet (at start, those with a backlog: the resolve role waits for
           them, however long their first records take to come).
-
         - when the end of each of the first was told (``_highwater_told``; for one asked of the broker here, when
           it was asked).
 
@@ -1052,7 +1055,7 @@ class StreamJobs:
         caught_at: list[Optional[int]] = []
         behind: list[list[Any]] = []
         unread: list[tuple[Any, int]] = []  # (partition, high watermark) of those read nothing from since the start
-        mine = [tp for tp in sorted(consumer.assignment()) if tp.topic in self.raw_subscribed]
+        mine = self._raw_assigned()
         highs = {tp: self._highwater_told(tp) for tp in mine}
         # not fetched from yet (a backlog on many partitions is fetched a few at a time): asked of the broker, so
         # that one with records is said to be behind before the resolve role stops waiting for its first records
