@@ -6,7 +6,7 @@ Tansu answers a fetch only when its wait (``fetch_max_wait_ms``) is over, even w
 meanwhile; Apache Kafka answers as soon as there is data. Faust fixes the wait of its consumers at 1,500 ms
 (``faust/transport/drivers/aiokafka.py``), so on Tansu each hop through a topic a worker consumes costs up
 to 1.5 s, and the resolve shards' two rounds per window cost seconds. This caps every consumer's wait at
-``IDRES_TEST_FETCH_WAIT_MS`` (50) in the process, and the key shards' at 5 ms (``tests.kafka_broker.
+``IDRES_TEST_FETCH_WAIT_MS`` (50) in the process, and the key shards' at 25 ms (``tests.kafka_broker.
 cap_key_shard_wait``), which changes nothing on Apache Kafka.
 
 With ``IDRES_TEST_DIE_BEFORE_SHRED=1``, this worker exits at once where it would shred the keys of an
@@ -46,7 +46,7 @@ def _cap() -> None:
     kafka.KafkaConsumer.DEFAULT_CONFIG["fetch_max_wait_ms"] = WAIT_MS
     from tests.kafka_broker import cap_key_shard_wait
 
-    cap_key_shard_wait()  # (the key shards' round trips: 5 ms)
+    cap_key_shard_wait()  # (the key shards' fetch waits: 25 ms)
 
 
 def producer_waits_for_partitions() -> None:
