@@ -256,7 +256,7 @@ def kafka_broker(log_dir: Path, choice: Optional[BrokerChoice] = None) -> Iterat
         try:
             yield broker.bootstrap
         finally:
-            broker.stop()
+            broker.stop(timeout=1)  # (its storage is memory: nothing to keep; SIGTERM took 5 s at the end)
     elif choice.kind == "docker":
         module = __import__(choice.detail, fromlist=["KafkaContainer"])
         container = module.KafkaContainer()

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from streams.embedded import EmbeddedEngine
 from streams.kafka_io import KafkaSettings
 from streams.synthetic import SyntheticConfig, write_dataset
 from tests.cli_helpers import ROOT
 from tests.kafka_broker import free_port, unique_name
-from tests.test_stream import (Worker, changelog_matches, decided, idres, live_decided, settled,
+from tests.test_stream import (Worker, accepted_events, changelog_matches, decided, idres, live_decided, settled,
                                snapshot_matches_embedded, wait_until)
 
 
@@ -46,8 +45,7 @@ def _events(tmp: Path, seed: int, people: int = 250) -> tuple[Path, int]:
     random.Random(seed).shuffle(lines)
     events = tmp / "events.jsonl"
     events.write_bytes(b"".join(lines))
-    with EmbeddedEngine(tmp / "count") as engine:
-        return events, engine.ingest_file(events).accepted
+    return events, accepted_events(events, tmp)
 
 
 def _total(workers, name: str) -> float:
@@ -181,8 +179,6 @@ def test_late_events_in_a_window_before_the_last_of_a_batch_are_restated(kafka_b
     being noted, so the log was never restated); the profiles and IDs are those of `idres ingest`."""
     from resolver import epochs
     from tests.test_restate import history
-    from tests.test_stream import accepted_events
-
     lines = history(tmp_path, 150, 31)  # (in the canonical order)
 
     def accepted(part: list[bytes], name: str) -> int:
