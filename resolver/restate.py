@@ -21,9 +21,9 @@ A restatement is written as entries of their own in the log, each of bounded siz
   superseded (readers skip them), and the entries after the marker take their place.
 
 A restatement cut short (the process stopped before ``log_restated``) is closed by the next writer: parts
-giving, for every identifier it named, the profile that holds it without it (for a changelog consumer),
-then ``log_restate_abandoned`` (readers skip everything from its begun marker to there); then it is done
-again.
+giving, for every identifier it named or that a profile it named held, the profile that holds it without it
+(for a changelog consumer), then ``log_restate_abandoned`` (readers skip everything from its begun marker to
+there); then it is done again.
 
 This module holds what is pure: the canonical key of a logged entry, what entries touch, the owners of
 identifiers, and the aliases a restatement leaves. The driver reads and writes the log

@@ -111,9 +111,10 @@ class Restatement:
 def abandoned(st: ResolverState, begun: dict[str, Any], begun_seq: int, entries: Iterable[list[dict[str, Any]]],
               decided_at: str) -> list[dict[str, Any]]:
     """What closes a restatement cut short (one entry each): parts giving, for every identifier its entries
-    named, the profile that holds it in ``st`` (the log as it reads without them), then the abandoned marker."""
-    nodes, _ = restate.touched(entries)
-    keys = sorted(nodes)
+    named and every identifier of the profiles they named (a merge names profiles, not the identifiers it
+    moves), the profile that holds it in ``st`` (the log as it reads without them), then the abandoned marker."""
+    nodes, profiles = restate.touched(entries)
+    keys = sorted(restate.scope(st, nodes, profiles))
     held = restate.owners(st, keys)
     return [*restate.parts(begun["restate_id"], keys, [held[k] for k in keys]),
             decisions.log_restate_abandoned(begun["restate_id"], begun_seq, decided_at)]

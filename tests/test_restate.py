@@ -819,3 +819,30 @@ def test_a_restatement_through_kafka_rebuilds_from_a_kept_state_like_idres_inges
         worker.stop()
     con = snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "all.jsonl", tmp_path)
     changelog_matches(kafka_bootstrap, prefix, con)
+
+
+def test_closing_a_restatement_cut_short_gives_back_what_its_merges_moved_to_a_changelog_reader():
+    """A restatement cut short after a merge: the merge names profiles, not the identifiers it moves, and a
+    changelog reader moved them all. The parts that close it give every identifier the entries moved, by name or
+    with its profile, the profile that holds it without them."""
+    import copy
+
+    from resolver import restate
+    from streams.restating import abandoned
+    from tests.resolver_helpers import Run, ev
+
+    run = Run().feed([ev("e1", 0, email="ann@mailbox.org", phone="+447700900001"),
+                      ev("e2", 1, email="bob@mailbox.org", phone="+447700900002", loyalty_id="L-2")])
+    without = copy.deepcopy(run.resolver.state)  # (the log as it reads without the restatement's entries)
+    run.feed([ev("e3", 2, email="ann@mailbox.org", phone="+447700900002")])  # (Bob's email and card not named)
+    cut = run.log[2:]
+    assert any(d["type"] == "profiles_merged" for entry in cut for d in entry), cut
+    begun = {"type": "log_restate_begun", "restate_id": "r1", "from_seq": 2, "late_events": 1,
+             "decided_at": "2030-01-01T00:00:00Z"}
+    closing = abandoned(without, begun, len(run.log), cut, "2030-01-01T00:00:01Z")
+    table = Table()
+    entries = [*run.log[:2], [begun], *cut, *([d] for d in closing)]  # (the log as a changelog reader reads it)
+    table.apply(c for seq, entry in enumerate(entries) for c in changes_of(seq, entry))
+    held = restate.owners(without, sorted(table.owner))
+    assert table.owner == {k: pid for k, pid in held.items() if pid is not None}
+    assert table.owner["email:bob@mailbox.org"] != table.owner["email:ann@mailbox.org"]
