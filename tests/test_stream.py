@@ -177,7 +177,20 @@ def changelog_matches(bootstrap: str, prefix: str, con) -> int:
     table.apply(changes)
     expected = dict(con.execute("SELECT id_type || ':' || id_value, profile_id FROM identifiers "
                                 "WHERE status = 'linked' AND profile_id IS NOT NULL").fetchall())
-    assert table.owner == expected
+    if table.owner != expected:  # (what the log's restatements were: what a failure here needs first)
+        settings = KafkaSettings.load(bootstrap=bootstrap, prefix=prefix)
+        markers: list = []
+
+        def note(record) -> None:
+            for entry in decision_entries(record.value, settings):
+                markers.extend((d["type"], d.get("restate_id"), d.get("from_seq")) for d in entry
+                               if d["type"] in ("log_restate_begun", "log_restated", "log_restate_abandoned"))
+
+        read_to_end(settings, settings.topics.decisions, note)
+        differ = {k: (table.owner.get(k), expected.get(k)) for k in set(table.owner) | set(expected)
+                  if table.owner.get(k) != expected.get(k)}
+        raise AssertionError(f"the changelog gives {len(differ)} identifiers another profile (changelog, snapshot): "
+                             f"{sorted(differ.items())[:10]}; the log's restatements: {markers}")
     return len(changes)
 
 
