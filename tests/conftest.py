@@ -7,8 +7,8 @@ import pytest
 # snapshots in tests skip the purchase models (seconds each); the tests of the predicted value ask for them
 os.environ.setdefault("IDRES_PREDICT", "0")
 # the processes the tests start (about 60 workers and 350 commands, and xdist's) keep the modules they compile
-# (``__pycache__``, which git ignores): with PYTHONDONTWRITEBYTECODE set, each compiled idres's modules again,
-# and a worker's imports took 1.28 s of CPU where they take 0.90 s
+# (``__pycache__``, which git ignores): with PYTHONDONTWRITEBYTECODE set, every one of them compiled idres's
+# modules anew, and a worker's imports took 1.28 s of CPU where they take 0.90 s
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 from tests.kafka_broker import cap_key_shard_wait, kafka_broker, select_broker
