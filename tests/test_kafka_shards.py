@@ -179,6 +179,7 @@ def test_late_events_in_a_window_before_the_last_of_a_batch_are_restated(kafka_b
     being noted, so the log was never restated); the profiles and IDs are those of `idres ingest`."""
     from resolver import epochs
     from tests.test_restate import history
+
     lines = history(tmp_path, 150, 31)  # (in the canonical order)
 
     def accepted(part: list[bytes], name: str) -> int:

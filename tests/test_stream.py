@@ -178,13 +178,15 @@ def changelog_matches(bootstrap: str, prefix: str, con) -> int:
     expected = dict(con.execute("SELECT id_type || ':' || id_value, profile_id FROM identifiers "
                                 "WHERE status = 'linked' AND profile_id IS NOT NULL").fetchall())
     if table.owner != expected:  # (what the log's restatements were: what a failure here needs first)
+        from resolver.restate import MARKER_TYPES
+
         settings = KafkaSettings.load(bootstrap=bootstrap, prefix=prefix)
         markers: list = []
 
         def note(record) -> None:
             for entry in decision_entries(record.value, settings):
                 markers.extend((d["type"], d.get("restate_id"), d.get("from_seq")) for d in entry
-                               if d["type"] in ("log_restate_begun", "log_restated", "log_restate_abandoned"))
+                               if d["type"] in MARKER_TYPES)
 
         read_to_end(settings, settings.topics.decisions, note)
         differ = {k: (table.owner.get(k), expected.get(k)) for k in set(table.owner) | set(expected)
@@ -472,8 +474,7 @@ def test_events_spread_over_many_raw_partitions_get_the_profiles_and_ids_of_idre
     prefix = unique_name("spread") + "."
     settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
     idres("produce", str(events), "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)  # a topic per channel
-    with EmbeddedEngine(tmp_path / "count") as engine:
-        accepted = engine.ingest_file(events).accepted
+    accepted = accepted_events(events, tmp_path)
     worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
     try:
         wait_until(lambda: worker.metrics().get("idres_log_entries_applied") == accepted, 180,
