@@ -160,6 +160,80 @@ def test_a_restatement_cut_short_is_closed_and_done_again(tmp_path, monkeypatch)
     assert _changelog_owners(data) == _owners(data)
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(min_value=0, max_value=10_000), st.lists(st.integers(min_value=0, max_value=150), min_size=1,
+                                                            max_size=2), st.booleans(), st.sampled_from([1, 4, 32]))
+def test_restatements_cut_short_anywhere_leave_the_changelog_and_the_customers_of_one_command(seed, cuts, named,
+                                                                                              batch):
+    """A history without a quarter of its events, then those (late): its restatement is cut short at any entry,
+    and the next writer's restatement again if two cuts are drawn, before one runs to its end (the entries of a
+    restatement are logged a batch at a time: small batches, so a cut leaves some). The changelog applied in order
+    gives every identifier the owner the state gives it: up to each closing of a cut-short restatement, that of
+    the log read without its entries; at the end, that of the log. The customers and IDs are those of one
+    command."""
+    from resolver import restate
+    from streams import restating
+
+    rnd = random.Random(seed)
+    lines = (_named_lines if named else _messy_lines)(rnd, 160)
+    by_time = sorted(lines, key=lambda line: json.loads(line)["occurred_at"])
+    # (the late events are drawn from after the first third: profiles from before the earliest of them grow after it)
+    held_back = set(rnd.sample(range(len(by_time) // 3, len(by_time)), len(by_time) // 4))
+    first = [line for i, line in enumerate(by_time) if i not in held_back]
+    late = [line for i, line in enumerate(by_time) if i in held_back]
+    real_decide, real_abandoned = restating.Restatement.decide, restating.abandoned
+    closed_on = []  # (each closing's owners, as the state it was made from gives them)
+
+    def abandoned(st, *args, **kwargs):
+        held = restate.owners(st, st.node_index)
+        closed_on.append({k: pid for k, pid in held.items() if pid is not None})
+        return real_abandoned(st, *args, **kwargs)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        one = _one(lines, work)
+        data = work / "d"
+        _in_commands([first], data)
+        (work / "late.jsonl").write_bytes(b"".join(late))
+        stopped = 0
+        for n, cut in enumerate(cuts):
+            def stops(self, redo, cut=cut):
+                for i, entry in enumerate(real_decide(self, redo)):
+                    if i == cut:
+                        raise KeyboardInterrupt  # (the process stops here)
+                    yield entry
+
+            restating.Restatement.decide, restating.abandoned = stops, abandoned
+            try:
+                with EmbeddedEngine(data, batch_size=batch) as engine:  # (the late events; then the next writer's)
+                    if n == 0:
+                        engine.ingest_file(work / "late.jsonl")
+            except KeyboardInterrupt:
+                stopped += 1
+            finally:
+                restating.Restatement.decide, restating.abandoned = real_decide, real_abandoned
+            if stopped <= n:
+                break  # (this restatement had fewer entries than the cut: it ran to its end)
+        restating.abandoned = abandoned
+        try:
+            with EmbeddedEngine(data) as engine:  # the next writer closes what was cut short and restates again
+                assert dict(zip(engine.views.ev_id, engine.views.ev_profile)) == one
+        finally:
+            restating.abandoned = real_abandoned
+        with DecisionLog(data, writer=False) as log:
+            markers = sorted(log.restatements().items())
+            entries = list(log.read(0, raw=True))
+        assert [m["type"] for _, m in markers] == ["log_restate_begun", "log_restate_abandoned"] * stopped + [
+            "log_restate_begun", "log_restated"]
+        closings = [at for at, m in markers if m["type"] == "log_restate_abandoned"]
+        assert len(closed_on) == len(closings) == stopped
+        for at, held in zip(closings, closed_on):
+            table = Table()
+            table.apply(c for seq, entry in entries if seq <= at for c in changes_of(seq, entry))
+            assert table.owner == held, at
+        assert _changelog_owners(data) == _owners(data)
+
+
 def test_a_follower_and_the_api_changelog_go_through_a_restatement(tmp_path):
     from streams.api import Follower
 
