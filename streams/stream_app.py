@@ -1441,8 +1441,7 @@ class StreamJobs:
         every entry after it up to the last person's command), as ``idres ingest`` does: from the newest
         rewind point before that place, else from the start of the log."""
         key, late = self.earliest_late, self.late_events
-        self.earliest_late, self.late_events = None, 0
-        self.metrics.gauges["late_events_pending"] = 0
+        self.earliest_late, self.late_events = None, 0  # (still pending, for the gauge, until the end is logged)
         # a point no entry before which holds a later event than the late one: the restatement starts after it
         point = next((p for p in reversed(self.rewind_points) if p.scan.newest is None or key >= p.scan.newest),
                      None)
@@ -1455,6 +1454,8 @@ class StreamJobs:
             scan = await asyncio.get_running_loop().run_in_executor(None, LogScan, self.settings, key)
         if scan.start is not None:
             await self._restate_from(scan, scan.start, late, scanning=time.monotonic() - scanned, point=point)
+        else:
+            self.metrics.gauges["late_events_pending"] = self.late_events
 
     async def _restate_again(self, begun_seq: int) -> None:
         """A restatement begun and not completed: closed (``log_restate_abandoned``), then done again."""
@@ -1486,6 +1487,10 @@ class StreamJobs:
 
         loop = asyncio.get_running_loop()
         started = time.monotonic()
+        gauges = self.metrics.gauges
+        # the late events are restated once the restatement's end is logged, not when it begins: a reader of the
+        # gauge that waits for it to be 0 (an operator, a deployment's check that it caught up) reads the log then
+        gauges["late_events_pending"] = self.late_events + late
         work = Restatement(start, late)
         rebuilt_from = point.scan.entries if point is not None else 0  # (the entry the state is rebuilt from)
         # the states kept from after ``start`` hold entries the restatement supersedes
@@ -1523,6 +1528,7 @@ class StreamJobs:
             work.close()
         took = time.monotonic() - started
         self.next_restate = loop.time() + 2 * took
+        gauges["late_events_pending"] = self.late_events
         self.metrics.add("restatements")
         self.metrics.gauges["restatement_seconds"] = round(took, 3)
         self.metrics.gauges["restatement_rebuilt_from"] = rebuilt_from

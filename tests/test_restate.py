@@ -920,3 +920,52 @@ def test_closing_a_restatement_cut_short_gives_back_what_its_merges_moved_to_a_c
     held = restate.owners(without, sorted(table.owner))
     assert table.owner == {k: pid for k, pid in held.items() if pid is not None}
     assert table.owner["email:bob@mailbox.org"] != table.owner["email:ann@mailbox.org"]
+
+
+def test_late_events_read_as_pending_until_their_restatement_s_end_is_logged(monkeypatch):
+    """The resolve role's ``idres_late_events_pending`` counts the late events it restates until the end of
+    their restatement is logged, not only until it begins: whoever waits for it to be 0 to read the log (an
+    operator, a check that a deployment caught up) read a log whose restatement was still being written (its
+    entries skipped, the late events decided out of order) and a changelog without its changes."""
+    import asyncio
+    import copy
+    from types import SimpleNamespace
+
+    import streams.stream_app as stream_app
+    from resolver.decisions import record_of
+    from resolver.restate import event_key
+    from streams.stream_app import Metrics, StreamJobs, WorkerOptions
+    from tests.resolver_helpers import Run, ev
+
+    run = Run().feed([ev(f"e{i}", 10 * i, email=f"c{i % 3}@mailbox.org") for i in range(1, 30)])
+    run.feed([ev("late", 5, email="c1@mailbox.org", phone="+447700900001")])  # (older than all but the first)
+    start = 1  # (the late event's place: after e1)
+    entries = copy.deepcopy(run.log)
+
+    def fold(settings, resolver=None, start=0, seq=0, end=None, rest=None, scan=None, **_):
+        for at, entry in enumerate(entries):
+            if at < end:
+                resolver.apply_all(entry)
+            else:
+                rest(copy.deepcopy(entry))
+        return len(entries), len(entries)
+
+    scan = SimpleNamespace(start=start, entries=len(entries))
+    monkeypatch.setattr(stream_app, "fold_decision_log", fold)
+    monkeypatch.setattr(stream_app, "LogScan", lambda *args, **kwargs: scan)
+    jobs = StreamJobs.__new__(StreamJobs)  # (the role's restating alone: no Faust app, no broker)
+    jobs.metrics, jobs.options, jobs.settings = Metrics(), WorkerOptions(batch_events=4), None
+    jobs.resolver, jobs.rewind_points, jobs.scan_state = run.resolver, [], SimpleNamespace(entries=len(entries))
+    late = record_of(entries[-1])
+    jobs.earliest_late, jobs.late_events = event_key(late["occurred_at"], late["event_id"]), 1
+    jobs.metrics.gauges["late_events_pending"] = 1
+    written: list[tuple[float, list[str]]] = []  # (the gauge as each write is made, the types written)
+
+    async def flush(chunk, pending):
+        written.append((jobs.metrics.gauges["late_events_pending"], [d["type"] for e in chunk for d in e]))
+
+    jobs._flush = flush
+    asyncio.run(jobs._restate())
+    assert len(written) > 3 and "log_restate_begun" in written[0][1] and "log_restated" in written[-1][1]
+    assert [gauge for gauge, _ in written] == [1] * len(written)  # (pending while any of it is being written)
+    assert jobs.metrics.gauges["late_events_pending"] == 0 and jobs.metrics.counters["restatements"] == 1
