@@ -726,6 +726,7 @@ class StreamJobs:
             # never in whatever directory the worker was started from
             **({"datadir": str(Path(o.data_dir) / "faust" / "{conf.name}")} if o.data_dir is not None else {}),
             web_host=o.web_host,
+            web_bind=o.web_host,  # (Faust binds to every interface unless told: its web_host is only a name)
             web_port=o.web_port,
             broker_session_timeout=o.session_timeout,
             broker_heartbeat_interval=max(o.session_timeout / 5, 1.0),

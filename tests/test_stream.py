@@ -99,6 +99,25 @@ def accepted_events(events: Path, tmp: Path) -> int:
     return ingested(events, tmp)[0]
 
 
+def listening(port: int) -> list[str]:
+    """The addresses a TCP socket of this machine listens on at ``port`` (Linux: ``/proc/net/tcp``, ``tcp6``)."""
+    import ipaddress
+
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not os.path.exists(table):
+            pytest.skip(f"{table} is not there: this check reads Linux's socket tables")
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # (0A: LISTEN)
+                raw = bytes.fromhex(address)
+                # (the kernel writes each 32-bit word of the address in the machine's order: little-endian here)
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                found.append(str(ipaddress.ip_address(raw)))
+    return sorted(found)
+
+
 def all_decided(worker: "Worker", settings: KafkaSettings, accepted: int) -> bool:
     """The worker (validate, resolve and project roles) has decided and projected ``accepted`` events, holds
     none back (reorder buffer, late events waiting for a restatement), and has applied every log entry."""
@@ -224,8 +243,6 @@ def test_stream_jobs_resolve_like_the_embedded_engine(kafka_bootstrap, dataset, 
           "--topic", settings.topics.raw(), "--partitions", "1")
     worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
     try:
-        # progress is read from the worker's metrics: reading the decision-log partition with fresh
-        # consumers while it is being written makes the test broker lose writes (see kafka-test-broker notes)
         wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == stats["events"], 120,
                    "all events decided", [worker])
         wait_until(lambda: worker.metrics().get("idres_log_entries_applied") == stats["events"], 60,
@@ -236,6 +253,8 @@ def test_stream_jobs_resolve_like_the_embedded_engine(kafka_bootstrap, dataset, 
         assert metrics["idres_validate_events_total"] == stats["lines"]
         assert metrics["idres_validate_rejected_total"] == stats["malformed"]
         assert metrics["idres_resolve_duplicates_total"] == stats["duplicates"]
+        # the metrics endpoint listens where --web-host says (its default, the loopback interface), not on all
+        assert listening(worker.port) == ["127.0.0.1"]
     finally:
         worker.stop()
     assert max(decided(settings).values()) == 1
