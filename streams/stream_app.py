@@ -817,13 +817,7 @@ class StreamJobs:
             @app.timer(interval=max(min(o.reorder_wait / 4, 1.0 if o.reorder_grace is None else o.reorder_grace / 5,
                                         0.25), 0.02))
             async def release_held_events() -> None:  # (while no message arrives to release them)
-                if jobs.owns_log and jobs.resolver is None and not app.rebalancing:
-                    async with jobs.deciding:  # (at start: a restatement a stopped worker left is finished)
-                        await jobs._ensure_resolver()
-                if (len(jobs.reorder) or (jobs.owns_log and jobs.restate_due(asyncio.get_running_loop().time()))) \
-                        and jobs.resolver is not None:
-                    async with jobs.deciding:
-                        await jobs._decide([], [])
+                await jobs._release_held()
 
             self.decisions = app.topic(s.topics.decisions, value_serializer="raw", key_serializer="raw")
             self.shards_rest_until = 0.0  # (loop time) after a shard did not answer in time
@@ -886,6 +880,31 @@ class StreamJobs:
             exit_after(f"{type(exc).__name__}: {exc}".splitlines()[0][:200], self.options.stop_grace)
         await self.app.crash(exc)
 
+    async def _release_held(self) -> None:
+        """The resolve role's timer: decides what the reorder buffer releases and restates when due, while no
+        message arrives to do it; at start, finishes a restatement a stopped worker left."""
+        app = self.app
+        try:
+            if self.owns_log and self.resolver is None and not app.rebalancing:
+                async with self.deciding:
+                    await self._ensure_resolver()
+            if (len(self.reorder) or (self.owns_log and self.restate_due(asyncio.get_running_loop().time()))) \
+                    and self.resolver is not None:
+                async with self.deciding:
+                    await self._decide([], [])
+        except Exception as exc:
+            if not self.stopping_anyway(exc):
+                raise
+
+    def stopping_anyway(self, exc: BaseException) -> bool:
+        """Whether ``exc`` came while the worker was stopping (a signal, a supervisor): its producer is gone, so what
+        was being written is not, and the next worker decides it again from the log and the acknowledged offsets,
+        as after SIGKILL (a restatement begun is closed and done again). Said so at warning level, not as a crash."""
+        if not self.app.should_stop:
+            return False
+        log.warning("stopping: what was being written is left to the next worker (%s: %s)", type(exc).__name__, exc)
+        return True
+
     def _fatal(self, agent: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """Runs an agent so that an error stops the whole worker (exit code 1) instead of leaving it
         running without that role: a supervisor restarts it, and a restart rebuilds from the log."""
@@ -897,6 +916,8 @@ class StreamJobs:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if jobs.stopping_anyway(exc):
+                    return
                 log.critical("stopping the worker: %s: %s", type(exc).__name__, exc)
                 await jobs.stop_for(exc)
 

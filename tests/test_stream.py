@@ -395,6 +395,50 @@ def test_a_large_release_is_logged_as_it_is_decided(tmp_path):
     assert logged + rest == expected and len(rest) < 50 and pending == []
 
 
+@pytest.mark.parametrize("stopping", [False, True])
+def test_a_write_failing_as_the_worker_stops_is_left_to_the_next_worker_not_a_crash(stopping, caplog):
+    """SIGTERM while the resolve role's timer restates the log: the worker stops its producer and the next write
+    fails (Faust's NotReady). That is the stop, not a defect: said at warning level, and what was being written
+    is left to the next worker (a restatement begun is closed and done again, as after SIGKILL). It was logged as
+    a crash (CRITICAL). The same failure while the worker is not stopping still stops it (exit code 1), from the
+    timer and from an agent alike."""
+    import asyncio
+
+    from faust.exceptions import NotReady
+
+    from streams.stream_app import StreamJobs, WorkerOptions
+
+    jobs = StreamJobs(KafkaSettings.load(bootstrap="127.0.0.1:9", prefix="stopping."), WorkerOptions())
+    if stopping:
+        jobs.app._stopped.set()  # (as mode does first when a signal stops the worker)
+    jobs.owns_log, jobs.resolver = True, object()
+    jobs.restate_due = lambda now: True
+
+    async def write(*args):
+        raise NotReady("Producer service not yet started")
+
+    jobs._decide = write
+    stopped_for = []
+
+    async def stop_for(exc):
+        stopped_for.append(exc)
+
+    jobs.stop_for = stop_for
+    with caplog.at_level("WARNING", logger="idres.stream"):
+        if stopping:
+            asyncio.run(jobs._release_held())
+        else:
+            with pytest.raises(NotReady):  # (the timer's error: Faust crashes the worker)
+                asyncio.run(jobs._release_held())
+        asyncio.run(jobs._fatal(write)(None))  # (an agent's)
+    told = [r for r in caplog.records if r.name == "idres.stream"]
+    if stopping:
+        assert stopped_for == [] and [r.levelname for r in told] == ["WARNING"] * 2
+        assert all("left to the next worker" in r.getMessage() for r in told)
+    else:
+        assert len(stopped_for) == 1 and [r.levelname for r in told] == ["CRITICAL"]
+
+
 @pytest.mark.parametrize("runtime, told", [(0.06, False), (0.9, False), (1.0, True), (4.5, True)])
 def test_a_timer_running_a_little_over_its_interval_is_not_logged_a_stall_is(caplog, runtime, told):
     """The resolve role's timer runs every 0.05 s and now and then a few milliseconds longer: mode's warning
