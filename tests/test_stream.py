@@ -112,8 +112,8 @@ def listening(port: int) -> list[str]:
             address, _, hex_port = local.partition(":")
             if state == "0A" and int(hex_port, 16) == port:  # (0A: LISTEN)
                 raw = bytes.fromhex(address)
-                # (the kernel writes each 32-bit word of the address in the machine's order: little-endian here)
-                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                if sys.byteorder == "little":  # (the kernel writes each 32-bit word in the machine's byte order)
+                    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
                 found.append(str(ipaddress.ip_address(raw)))
     return sorted(found)
 
