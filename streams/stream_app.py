@@ -1552,8 +1552,8 @@ class StreamJobs:
         self.next_restate = loop.time() + 2 * took
         gauges["late_events_pending"] = self.late_events
         self.metrics.add("restatements")
-        self.metrics.gauges["restatement_seconds"] = round(took, 3)
-        self.metrics.gauges["restatement_rebuilt_from"] = rebuilt_from
+        gauges["restatement_seconds"] = round(took, 3)
+        gauges["restatement_rebuilt_from"] = rebuilt_from
         log.warning("late events: the decision log restated from entry %d (%d entries decided again in %.1f s: "
                     "%.1f s reading the log for where to start, %.1f s rebuilding the state before it from entry %d)",
                     start, work.entries, time.monotonic() - started + scanning, scanning, rebuilding, rebuilt_from)
