@@ -6,6 +6,12 @@ import pytest
 
 # snapshots in tests skip the purchase models (seconds each); the tests of the predicted value ask for them
 os.environ.setdefault("IDRES_PREDICT", "0")
+# the test of the predicted value fits the purchase models to 75 buyers: pytensor's Python implementations of
+# their operations do that about as fast as its compiled ones (the test 8.7 s against 6.6 s), where compiling
+# them, on a machine that never fitted the models (a fresh CI machine), first took 27 s more CPU (78 s in a
+# clean-clone run on 2 busy cores). idres itself keeps the compiled ones: at 50,000 buyers the Python ones
+# took 355 s against 12 s
+os.environ.setdefault("PYTENSOR_FLAGS", "cxx=")
 # the processes the tests start (about 60 workers and 350 commands, and xdist's) keep the modules they compile
 # (``__pycache__``, which git ignores): with PYTHONDONTWRITEBYTECODE set, every one of them compiled idres's
 # modules anew, and a worker's imports took 1.28 s of CPU where they take 0.90 s
