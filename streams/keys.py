@@ -74,6 +74,9 @@ class SqliteKeyStore:
         self._db: Optional[sqlite3.Connection] = None
         self._secret = b""
         self._next = 0  # the next key's number
+        # every identifier's key the store holds is held in memory too (a writer that made the store, until the
+        # cache lets one go): an identifier not held has no key, and is not looked up
+        self._all_held = False
         if writer or self.path.exists():
             self._connect()
 
@@ -98,6 +101,7 @@ class SqliteKeyStore:
                     db.execute("INSERT INTO meta VALUES ('secret', ?)", (os.urandom(32),))
                 row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='keys'").fetchone()
                 self._next = (row[0] if row else 0) + 1
+                self._all_held = db.execute("SELECT 1 FROM keys WHERE kind=0 LIMIT 1").fetchone() is None
             row = db.execute("SELECT value FROM meta WHERE name='secret'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise KeyStoreError(f"the key store {self.path} cannot be read ({exc}): restore the data directory "
@@ -116,6 +120,7 @@ class SqliteKeyStore:
         self._by_kid[kid] = key
         if len(self._by_subject) > CACHE:
             self._by_subject.popitem(last=False)
+            self._all_held = False
         if len(self._by_kid) > CACHE:
             self._by_kid.popitem(last=False)
 
@@ -131,7 +136,7 @@ class SqliteKeyStore:
                 return adding[0], adding[1]
         else:
             return hit
-        if not new:
+        if not (new or self._all_held):
             row = self._db.execute("SELECT id, key FROM keys WHERE subject=? AND kind=0", (h,)).fetchone()
             if row is not None:
                 found = (f"{row[0]:012x}", bytes(row[1]))
@@ -232,6 +237,7 @@ class SqliteKeyStore:
         """Drops the keys held in memory (a reader after another process shredded some)."""
         self._by_kid.clear()
         self._by_subject.clear()
+        self._all_held = False
 
     def count(self) -> int:
         if self._db is None:

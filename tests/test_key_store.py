@@ -5,6 +5,8 @@ store on the same file."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams import keys as keys_module
 from streams.keys import KeyStoreError, SqliteKeyStore
@@ -110,3 +112,64 @@ def test_a_keys_topic_reader_keeps_its_keys_and_no_index_of_runs():
     # a run sent again (a shred takes keys out of it) keeps its place
     writer._take(RUN + b"%012x" % 6001, _run_message(6001, 6005), 0)
     assert len(writer._run_firsts) == 3002 and writer._run_of(6003) == 6001
+
+
+def _lookups(store: SqliteKeyStore) -> list[str]:
+    """The statements that look an identifier's key up in ``store``'s file, as SQLite runs them."""
+    ran: list[str] = []
+    store._db.set_trace_callback(lambda sql: ran.append(sql) if "WHERE subject=" in sql else None)
+    return ran
+
+
+def test_a_store_that_holds_every_identifier_s_key_does_not_look_a_new_identifier_up(tmp_path):
+    store = SqliteKeyStore(tmp_path)
+    ran = _lookups(store)
+    first = store.key_of("n:email:a@mailbox.org")
+    store.flush()
+    assert store.key_of("n:email:a@mailbox.org") == first
+    store.key_of("n:email:b@mailbox.org")
+    assert ran == []  # (made here, so held here: nothing to look up)
+    store.close()
+    again = SqliteKeyStore(tmp_path)  # (a store with keys it did not make: those are looked up)
+    ran = _lookups(again)
+    assert again.key_of("n:email:a@mailbox.org") == first
+    again.key_of("n:email:c@mailbox.org")
+    assert len(ran) == 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["key_of", "content", "flush", "reopen", "forget"]),
+                          st.integers(0, 7)), min_size=4, max_size=80),
+       st.integers(2, 6))
+def test_an_identifier_has_one_key_whatever_the_store_held_in_memory(tmp_path_factory, steps, cache):
+    """Identifiers asked for in any order, with flushes, reopenings, forgetting and a cache smaller than the
+    identifiers: each keeps the key it was first given, and the file holds one key per identifier."""
+    path = tmp_path_factory.mktemp("keys")
+    saved = keys_module.CACHE
+    keys_module.CACHE = cache  # (hypothesis refuses monkeypatch, a fixture per test function)
+    try:
+        store = SqliteKeyStore(path)
+        given_keys: dict[str, tuple[str, bytes]] = {}
+        for i, (step, n) in enumerate(steps):
+            subject = f"n:email:{n}@mailbox.org"
+            if step == "key_of":
+                got = store.key_of(subject)
+                assert given_keys.setdefault(subject, got) == got, subject
+            elif step == "content":
+                store.key_of(f"e:{i}", new=True)
+            elif step == "flush":
+                store.flush()
+            elif step == "reopen":
+                store.flush()
+                store.close()
+                store = SqliteKeyStore(path)
+            else:
+                store.forget()
+        store.flush()
+        for subject, got in given_keys.items():
+            assert store.key_of(subject, create=False) == got, subject
+        rows = store._db.execute("SELECT count(*), count(DISTINCT subject) FROM keys WHERE kind=0").fetchone()
+        assert rows == (len(given_keys), len(given_keys))
+        store.close()
+    finally:
+        keys_module.CACHE = saved
