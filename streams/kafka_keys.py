@@ -98,11 +98,12 @@ class KafkaKeys:
         if self._consumer is None:
             from kafka import TopicPartition
 
-            from streams.stream_app import reader
+            from streams.stream_app import END_FETCH_WAIT_MS, reader
 
             self._tp = TopicPartition(self.topic, 0)
             self._consumer = reader(self.settings, enable_auto_commit=False, group_id=None,
-                                    auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20)
+                                    auto_offset_reset="earliest", max_partition_fetch_bytes=8 << 20,
+                                    fetch_max_wait_ms=END_FETCH_WAIT_MS)  # (read to its end: ``catch_up``)
             self._consumer.assign([self._tp])
             self._consumer.seek(self._tp, 0)
 

@@ -64,6 +64,10 @@ ROLES = ("validate", "resolve", "project")
 LOG_EVERY = 30.0  # seconds between progress lines in the worker's log
 HOUSEHOLDS_EVERY = 5.0  # seconds between looks at the households (project role): published when changed
 MESSAGE_BYTES = 128 * 1024  # conventional message sizes: well under any broker's 1 MiB default
+# how long a reader that reads a topic to its current end lets the broker hold a fetch that finds nothing new
+# (kafka-python's default is 500 ms): such a reader learns where a partition ends from a fetch's answer, so on
+# an empty or caught-up partition each read waited that long (a worker's start read three empty topics)
+END_FETCH_WAIT_MS = 50
 # a decision-log message, up to its entries (sealed: ``streams.sealing``, keys in ``streams.kafka_keys``)
 ENTRIES_HEAD = b'{"v":%d,"k":1,"entries":[' % DECISION_SCHEMA_VERSION
 
@@ -188,7 +192,7 @@ def read_to_end(settings: KafkaSettings, topic: str, on_message: Callable[[Any],
     tp = TopicPartition(topic, partition)
     consumer = reader(settings, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
                       request_timeout_ms=int(max(settings.timeout, 5) * 1000) + 5000,
-                      max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+                      fetch_max_wait_ms=END_FETCH_WAIT_MS, max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
     try:
         consumer.assign([tp])
         consumer.seek(tp, start)
@@ -531,7 +535,8 @@ def last_record(settings: KafkaSettings, topic: str, partition: int = 0) -> Opti
     from kafka import TopicPartition
 
     tp = TopicPartition(topic, partition)
-    consumer = reader(settings, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
+    consumer = reader(settings, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest",
+                      fetch_max_wait_ms=END_FETCH_WAIT_MS)
     try:
         consumer.assign([tp])
         wait = max(settings.timeout, 5) * 4
