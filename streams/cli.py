@@ -112,6 +112,27 @@ def _shard_count(text: str) -> int:
     return n
 
 
+def _count(text: str) -> int:
+    """A whole number of items to show, 0 or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 0 or more, not {text!r}")
+    return n
+
+
+SHOWN = 120  # characters of a value a message repeats at most
+
+
+def _shown(value: str) -> str:
+    """``value`` as a message repeats it: quoted, and cut short (saying how long it was) past ``SHOWN``."""
+    if len(value) <= SHOWN:
+        return repr(value)
+    return f"{value[:SHOWN]!r}... ({len(value):,} characters)"
+
+
 def _batch_size() -> int:
     from streams.env import env_int
 
@@ -439,22 +460,22 @@ def _lookup_key(engine, spec: str) -> str:
     from streams.commands import views_normalizer
 
     if "=" not in spec:
-        raise UsageError(f"expected TYPE=VALUE (for example email=jane@example.com), got {spec!r}")
+        raise UsageError(f"expected TYPE=VALUE (for example email=jane@example.com), got {_shown(spec)}")
     id_type, raw = spec.split("=", 1)
     id_type = id_type.strip()
     if not raw.strip():
-        raise UsageError(f"{spec!r} has no value after '=': write TYPE=VALUE, for example email=jane@example.com")
+        raise UsageError(f"{_shown(spec)} has no value after '=': write TYPE=VALUE, for example email=jane@example.com")
     configured = engine.config.identifier_types
     if id_type not in configured:
         seen = {key.partition(":")[0] for key in engine.views.node_keys}
         if id_type not in seen:
             known = sorted((set(configured) | seen) - {RECORD_TYPE})
-            raise UsageError(f"unknown identifier type {id_type!r}: known types are {', '.join(known)}")
+            raise UsageError(f"unknown identifier type {_shown(id_type)}: known types are {', '.join(known)}")
     # (normalized as the next event's would be: with the countries learned so far, which the views hold too, as the
     # lookup API reads them; the resolver's state is not read)
     value, reason = views_normalizer(engine.views, engine.config).identifier(id_type, raw)
     if value is None:
-        raise UsageError(f"{id_type} {raw!r} cannot be looked up: {reason}"
+        raise UsageError(f"{id_type} {_shown(raw)} cannot be looked up: {reason}"
                          + (" (a value that identifies nobody, so no customer is found by it): look up another "
                             "of the customer's identifiers" if "placeholder" in reason else
                             ": give the value as the channel would send it"))
@@ -466,7 +487,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         key = _lookup_key(engine, args.identifier)
         found = engine.views.lookup_node(key)
         if found["status"] == "unknown":
-            print(f"idres: no customer has {key}", file=sys.stderr)
+            print(f"idres: no customer has {_shown(key)}", file=sys.stderr)
             return 3
         if found["status"] == "shared":
             _print_json({"identifier": key, "status": "shared", "reason": found["reason"],
@@ -481,7 +502,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     with _engine(args, writer=False, load="views") as engine:
         view = _with_household(engine.views, engine.views.customer(args.profile_id, timeline_limit=args.timeline))
         if view is None:
-            print(f"idres: no profile {args.profile_id}", file=sys.stderr)
+            print(f"idres: no profile {_shown(args.profile_id)}", file=sys.stderr)
             return 3
         _print_json(view)
     return 0
@@ -503,7 +524,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             key = _lookup_key(engine, pid)
             found = engine.views.lookup_node(key)
             if found["status"] == "unknown":
-                print(f"idres: no customer has {key}", file=sys.stderr)
+                print(f"idres: no customer has {_shown(key)}", file=sys.stderr)
                 return 3
             if found["status"] == "shared":
                 if args.json:
@@ -517,7 +538,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             pid = found["profile_id"]
         result = engine.views.explain(pid)
         if result is None:
-            print(f"idres: no profile {args.profile_id}", file=sys.stderr)
+            print(f"idres: no profile {_shown(args.profile_id)}", file=sys.stderr)
             return 3
         if args.json:
             _print_json(result)
@@ -1064,6 +1085,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.people < 1:
         raise UsageError(f"--people {args.people}: give at least 1 person")
+    if Path(args.out).resolve() == Path(args.truth).resolve():
+        raise UsageError(f"--out and --truth are both {args.out}: the events and the ground truth need a file each")
     config = SyntheticConfig(people=args.people, seed=args.seed)
     with _progress_bar(None, "generate", unit="event") as bar:
         stats = write_dataset(args.out, args.truth, config, progress=bar.update)
@@ -1441,13 +1464,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lookup", help="the customer behind one identifier, as JSON")
     p.add_argument("identifier", metavar="TYPE=VALUE", help="for example phone='+1 (415) 555-0100'")
-    p.add_argument("--timeline", type=int, default=20, help="how many recent events to show (default 20)")
+    p.add_argument("--timeline", type=_count, default=20, help="how many recent events to show (default 20)")
     data_dir(p)
     p.set_defaults(func=cmd_lookup)
 
     p = sub.add_parser("show", help="a profile by ID (a merged-away ID shows its survivor)")
     p.add_argument("profile_id")
-    p.add_argument("--timeline", type=int, default=20)
+    p.add_argument("--timeline", type=_count, default=20, help="how many recent events to show (default 20)")
     data_dir(p)
     p.set_defaults(func=cmd_show)
 

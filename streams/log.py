@@ -155,8 +155,19 @@ class DecisionLog:
             self.sealer.forget()
 
     def _recorded(self) -> int:
-        """How many entries the log's writers have recorded writing (0 when not recorded)."""
-        return self.recorded_length(self.dir)
+        """How many entries the log's writers have recorded writing (0 when not recorded: no record, or an empty
+        one or one of zero bytes, as a crash can leave a file); a record that says anything else is damage."""
+        try:
+            text = (self.dir / "LOCK").read_bytes()[:128]
+        except OSError:
+            return 0
+        if not text.strip(b"\0 \n"):
+            return 0
+        if RECORD.match(text) is None:
+            raise LogError(f"{self.dir / 'LOCK'}, the record of how many entries were written to the decision log, is "
+                           f"damaged (it reads {text[:40]!r}): restore the data directory from a backup, or delete "
+                           f"that file to read the log without it (a log cut short then goes unnoticed)")
+        return int(text.split()[0])
 
     @staticmethod
     def recorded_length(data_dir: Path) -> int:
@@ -488,6 +499,8 @@ def marker_fields(d: dict[str, Any]) -> dict[str, Any]:
 
 
 _MARKER = b'"type":"log_restate'
+# what ``_record`` writes in LOCK
+RECORD = re.compile(rb"\d+ entries in the decision log\b")
 RESTORE = ": restore the data directory from a backup, or re-ingest the input into a new one"
 # temporary files of killed runs: ``.checkpoint.pickle.<pid>.tmp`` and the like
 _DEBRIS = re.compile(r"\..+\.(?P<pid>\d+)\.tmp")

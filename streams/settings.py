@@ -74,6 +74,13 @@ def _amount(minimum: float, above: bool, optional: bool = False) -> Check:
     return check
 
 
+def _probability(value: Any, path: str, where: str) -> float:
+    """A probability: a number from 0 to 1 (TOML ``true`` is not 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        config_error(where, path, value, "a probability, a number from 0 to 1")
+    return float(value)
+
+
 def _currency(value: Any, path: str, where: str) -> str:
     if not isinstance(value, str) or len(value) != 3 or not value.isalpha() or not value.isupper():
         config_error(where, path, value, 'a three-letter currency code, such as "USD" or "EUR"')
@@ -95,7 +102,7 @@ _PROJECTION: dict[str, Check] = {
     "programme_cost": _amount(0, False, optional=True),
     "churn_days": whole_number(1),
     "at_risk_gap_ratio": _amount(0, True),
-    "at_risk_probability": _amount(0, False),
+    "at_risk_probability": _probability,
     "stale_case_days": whole_number(0),
 }
 

@@ -159,6 +159,10 @@ def test_reingesting_the_same_file_changes_nothing(dataset, ingested, tmp_path):
     (["lookup", "emaila@b.org"], "expected TYPE=VALUE"),
     (["lookup", "phone=12"], "cannot be looked up: not a phone number"),
     (["ingest", "/nonexistent/events.jsonl"], "input file /nonexistent/events.jsonl not found"),
+    (["lookup", "email=a@b.org", "--timeline", "-5"], "argument --timeline: expected a whole number, 0 or more, not '-5'"),
+    (["show", "p_0", "--timeline", "-1"], "argument --timeline: expected a whole number, 0 or more"),
+    (["lookup", "phone=" + "1" * 100_000], "'" + "1" * 120 + "'... (100,000 characters) cannot be looked up"),
+    (["lookup", "x" * 5_000], "expected TYPE=VALUE (for example email=jane@example.com), got 'xxx"),
 ])
 def test_errors_are_one_clear_line(ingested, args, message):
     if "--data-dir" not in args:
@@ -167,6 +171,21 @@ def test_errors_are_one_clear_line(ingested, args, message):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("idres: error:") and message in lines[0], proc.stderr
+    assert len(lines[0]) < 600  # (a value the user gave is repeated cut short)
+
+
+def test_a_lookup_that_finds_nobody_repeats_a_long_value_cut_short(ingested):
+    proc = idres("lookup", "email=" + "z" * 900 + "@mailbox.org", "--data-dir", str(ingested[0]), check=False)
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("idres: no customer has 'email:zzz") and "(918 characters)" in proc.stderr
+    assert len(proc.stderr) < 300
+
+
+def test_generate_refuses_one_file_for_the_events_and_the_truth(tmp_path):
+    same = tmp_path / "both.jsonl"
+    proc = idres("generate", "--people", "3", "--out", str(same), "--truth", str(same), check=False)
+    assert proc.returncode == 2 and "the events and the ground truth need a file each" in proc.stderr
+    assert not same.exists()
 
 
 def test_schema_export(tmp_path):

@@ -110,3 +110,17 @@ def test_ingest_reports_a_malformed_batch_size(tmp_path):
     proc = run_cli("ingest", str(tmp_path / "events.jsonl"), "--data-dir", str(tmp_path / "data"), check=False,
                    env={"IDRES_BATCH_SIZE": "2k"})
     assert (proc.returncode, proc.stderr) == (2, "idres: error: IDRES_BATCH_SIZE='2k': expected a whole number >= 1\n")
+
+
+@pytest.mark.parametrize("value, valid", [("0", True), ("1", True), ("0.5", True), ("7", False), ("1.01", False),
+                                          ("-0.1", False), ("nan", False), ("true", False)])
+def test_a_probability_setting_takes_a_number_from_0_to_1(tmp_path, value, valid):
+    path = tmp_path / "rules.toml"
+    path.write_text(f"[projection]\nat_risk_probability = {value}\n")
+    proc = run_cli("config", "check", str(path), check=False)
+    if valid:
+        assert proc.returncode == 0 and ": valid (" in proc.stdout, proc.stderr
+    else:
+        assert proc.returncode == 2 and proc.stderr == (
+            f"idres: error: {path}: projection.at_risk_probability = {value}: expected a probability, a number "
+            f"from 0 to 1\n")

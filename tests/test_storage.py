@@ -280,3 +280,25 @@ def test_a_checkpoint_that_changes_a_class_while_loading_is_refused_and_the_clas
     assert ResolverState.__init__ is original and "changes the class(es) resolver.state.ResolverState" in caplog.text
     with EmbeddedEngine(data) as engine:
         assert engine.views.digest() == digest
+
+
+@pytest.mark.parametrize("record", [b"garbage\n", b"-3 entries\n", b"12x entries in the decision log\n"])
+def test_a_damaged_record_of_the_log_s_length_is_an_error_not_a_check_left_out(data, tmp_path, record):
+    # (the record is what tells a log cut short after the checkpoint: read as no record, that would go unnoticed)
+    (data / "LOCK").write_bytes(record)
+    for command in (["snapshot", "--out", str(tmp_path / "s.duckdb")], ["ingest", "-"],
+                    ["lookup", "email=customer1@mailbox.org"]):
+        proc = run_cli(*command, "--data-dir", str(data), check=False, stdin="")
+        one_error(proc, "LOCK", "is damaged", "restore the data directory from a backup, or delete that file")
+    assert (data / "LOCK").read_bytes() == record  # (a writer that refused to open did not write over it)
+
+
+@pytest.mark.parametrize("record", [b"", b"\0" * 90])
+def test_an_empty_record_of_the_log_s_length_as_a_crash_leaves_it_is_no_record(data, tmp_path, record):
+    (data / "LOCK").write_bytes(record)
+    proc = run_cli("lookup", "email=customer1@mailbox.org", "--data-dir", str(data))
+    assert orjson.loads(proc.stdout)["identifiers"]["email"] == ["customer1@mailbox.org"]
+    seg = segment(data)  # (and a log cut short is still told by the checkpoint)
+    seg.write_bytes(b"".join(seg.read_bytes().splitlines(keepends=True)[:-10]))
+    proc = run_cli("snapshot", "--out", str(tmp_path / "s.duckdb"), "--data-dir", str(data), check=False)
+    one_error(proc, "entries are missing")
