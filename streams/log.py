@@ -157,28 +157,20 @@ class DecisionLog:
     def _recorded(self) -> int:
         """How many entries the log's writers have recorded writing (0 when not recorded: no record, or an empty
         one or one of zero bytes, as a crash can leave a file); a record that says anything else is damage."""
-        try:
-            text = (self.dir / "LOCK").read_bytes()[:128]
-        except OSError:
-            return 0
-        if not text.strip(b"\0 \n"):
-            return 0
-        if RECORD.match(text) is None:
+        text = _record_text(self.dir)
+        found = RECORD.match(text)
+        if found is None and text.strip(b"\0 \n"):
             raise LogError(f"{self.dir / 'LOCK'}, the record of how many entries were written to the decision log, is "
                            f"damaged (it reads {text[:40]!r}): restore the data directory from a backup, or delete "
                            f"that file to read the log without it (a log cut short then goes unnoticed)")
-        return int(text.split()[0])
+        return int(found.group(1)) if found else 0
 
     @staticmethod
     def recorded_length(data_dir: Path) -> int:
         """How many entries the writers of the log in ``data_dir`` have recorded writing, without opening it
-        (0 when not recorded): enough for a progress bar."""
-        try:
-            text = (Path(data_dir) / "LOCK").read_bytes()[:64].decode("ascii", "replace")
-        except OSError:
-            return 0
-        field = text.split()
-        return int(field[0]) if field and field[0].isdigit() else 0
+        (0 when not recorded, or not readable as such): enough for a progress bar."""
+        found = RECORD.match(_record_text(Path(data_dir)))
+        return int(found.group(1)) if found else 0
 
     def _record(self) -> None:
         """Records the log's length next to it, after the entries are durable: a log later found shorter
@@ -500,7 +492,17 @@ def marker_fields(d: dict[str, Any]) -> dict[str, Any]:
 
 _MARKER = b'"type":"log_restate'
 # what ``_record`` writes in LOCK
-RECORD = re.compile(rb"\d+ entries in the decision log\b")
+RECORD = re.compile(rb"(\d+) entries in the decision log\b")
+
+
+def _record_text(data_dir: Path) -> bytes:
+    """The start of the record of the log's length in ``data_dir`` (``LOCK``; empty when there is none)."""
+    try:
+        return (data_dir / "LOCK").read_bytes()[:128]
+    except OSError:
+        return b""
+
+
 RESTORE = ": restore the data directory from a backup, or re-ingest the input into a new one"
 # temporary files of killed runs: ``.checkpoint.pickle.<pid>.tmp`` and the like
 _DEBRIS = re.compile(r"\..+\.(?P<pid>\d+)\.tmp")

@@ -805,7 +805,7 @@ class StreamJobs:
             @app.timer(interval=CAUGHT_UP_EVERY)
             async def report_caught_up() -> None:  # (the partitions that send nothing: see _idle_said)
                 if not app.rebalancing:
-                    await jobs._report_idle(REPORT_WAIT)
+                    await jobs._report_idle()
 
             self.idle_reported = False  # whether the partitions were reported on since they were assigned
 
@@ -1137,7 +1137,7 @@ class StreamJobs:
                        if isinstance(start.get(tp), int) and start[tp] < high]
         return caught, sorted(behind), caught_at
 
-    async def _report_idle(self, wait: float = 1.0) -> bool:
+    async def _report_idle(self, wait: float = REPORT_WAIT) -> bool:
         """Reports to the resolve role (``_idle_said``, waiting ``wait`` seconds at most for the broker) which raw
         partitions are read to their end, and which have records left to read; whether it was sent. A report that
         fails is only a report: the next one comes CAUGHT_UP_EVERY later."""
