@@ -719,6 +719,7 @@ class StreamJobs:
         self.view_points = ViewPoints(options.rewind_every)
         self.rebuilt_at = 0  # entries in the log when the state was last rebuilt from it
         self.failed: Optional[BaseException] = None
+        self.stopping = False  # (the worker is stopping: ``_decide_held_at_stop``)
         self.app = self._build()
 
     def _build(self) -> Any:
@@ -728,7 +729,7 @@ class StreamJobs:
         s = self.settings
         if o.data_dir is not None:
             (Path(o.data_dir) / "faust").mkdir(parents=True, exist_ok=True)
-        app = faust.App(
+        app = worker_app(self)(
             f"{s.prefix}{'-'.join(sorted(o.roles))}",
             broker=[f"kafka://{server}" for server in s.bootstrap_servers],
             store="memory://",
@@ -906,6 +907,27 @@ class StreamJobs:
         except Exception as exc:
             if not self.stopping_anyway(exc):
                 raise
+
+    async def _decide_held_at_stop(self) -> None:
+        """As the worker stops (SIGTERM, a supervisor), before Faust waits for every message in hand to be
+        acknowledged: the resolve role decides what its reorder buffer holds, in the order held, as at a
+        rebalance. Faust's timers stop with the worker and no message arrives to release them, so the worker
+        waited for them for ever; a batch still coming is decided as it arrives (``_decide``)."""
+        self.stopping = True
+        if "resolve" not in self.options.roles or self.failed is not None or self.resolver is None:
+            return
+        try:
+            if len(self.reorder):
+                async with self.deciding:
+                    await self._decide([], [])
+        except Exception as exc:
+            if not self.stopping_anyway(exc):
+                raise
+
+    def letting_go(self) -> bool:
+        """Whether the partitions in hand are being let go (a rebalance, or the worker stopping): Faust lets them go
+        once every message in hand is acknowledged, so the resolve role holds nothing back."""
+        return bool(self.app.rebalancing) or self.stopping
 
     def stopping_anyway(self, exc: BaseException) -> bool:
         """Whether ``exc`` came while the worker was stopping (a signal, a supervisor): its producer is gone, so what
@@ -1368,28 +1390,31 @@ class StreamJobs:
         m = self.metrics
         loop = asyncio.get_running_loop()
         await self._ensure_resolver()
-        if self.app.rebalancing:
+        letting_go = self.letting_go()
+        if letting_go:
             # a rebalance lets the partitions go only once every message in hand is acknowledged (Faust waits
             # for them before it revokes anything), and the buffer may hold events far longer (a source behind
-            # is waited for up to ``backlog_wait``): the group would give up on this worker. They are decided
-            # now, in the order held; an earlier event still to come is a late event, restated as any other
+            # is waited for up to ``backlog_wait``): the group would give up on this worker. So does a worker
+            # stopping, which would wait for ever. They are decided now, in the order held; an earlier event
+            # still to come is a late event, restated as any other
             released = self.reorder.release_all()
             if released:
-                m.add("reorder_released_for_rebalance", len(released))
+                m.add("reorder_released_for_rebalance" if self.app.rebalancing else "reorder_released_at_stop",
+                      len(released))
         else:
             released = self.reorder.release(loop.time(), wall=time.time_ns() // 1000)
         pending: list[Any] = []
-        if (self.settings.resolve_partitions > 1 and released and not self.app.rebalancing
+        if (self.settings.resolve_partitions > 1 and released and not letting_go
                 and loop.time() >= self.shards_rest_until and self.settings.resolve_state == "keys"):
             entries, pending = await self._decide_on_key_shards(released, entries, pending)
-        elif (self.settings.resolve_partitions > 1 and released and not self.app.rebalancing
+        elif (self.settings.resolve_partitions > 1 and released and not letting_go
                 and loop.time() >= self.shards_rest_until):
             entries, pending, undecided = await self._decide_on_shards(released, entries, pending)
             if undecided:  # (interrupted by a rebalance: decided here, in order, as the shards would have)
                 entries, pending = await self._decide_in_order(undecided, entries, pending)
         else:
-            # one partition; or a rebalance, which waits for the messages in hand to be acknowledged while the
-            # shards cannot answer: decided here, in order, with the same result
+            # one partition; or a rebalance or a stop, which waits for the messages in hand to be acknowledged
+            # while the shards cannot answer: decided here, in order, with the same result
             entries, pending = await self._decide_in_order(released, entries, pending)
         m.gauges["reorder_held_events"] = len(self.reorder)
         # (the most held at once since the worker started, a batch just added included; and the events decided
@@ -1400,7 +1425,7 @@ class StreamJobs:
         await self._flush_decided(entries, pending)
         if self.resolver_stale:  # (an erasure: nothing it erased is kept in memory longer than this)
             await self._ensure_resolver()
-        if not self.app.rebalancing:  # (a rebalance waits for the messages in hand: they are acknowledged first)
+        if not letting_go:  # (a rebalance or a stop waits for the messages in hand: they are acknowledged first)
             if self.restate_due(loop.time()):
                 await self._restate()
             await self._rewind_point()
@@ -1687,7 +1712,7 @@ class StreamJobs:
         s, o = self.settings, self.options
         self.keyed = await asyncio.get_running_loop().run_in_executor(
             None, lambda: KafkaKeyShards(s, o.config, s.resolve_partitions, wait=o.shard_wait, state=resolver.state,
-                                         stopped=lambda: self.failed is not None or bool(self.app.rebalancing)))
+                                         stopped=lambda: self.failed is not None or self.letting_go()))
         self.keyed_for = resolver
         self.metrics.add("key_shard_sessions")
 
@@ -1803,7 +1828,7 @@ class StreamJobs:
     def _collect(self, window: int, round_: int) -> dict[int, dict[str, Any]]:
         return self.replies.collect(self.session, window, round_, self.settings.resolve_partitions,
                                     wait=self.options.shard_wait,
-                                    stopped=lambda: self.failed is not None or bool(self.app.rebalancing))
+                                    stopped=lambda: self.failed is not None or self.letting_go())
 
     async def _shard(self, stream: Any) -> None:
         """A resolve shard's tasks (``streams.kafka_shards``): answered on this worker's copy of the state."""
@@ -2105,6 +2130,19 @@ def quiet_short_overlaps() -> None:
     timers = logging.getLogger("mode.timers")
     if not any(isinstance(f, LongOverlaps) for f in timers.filters):
         timers.addFilter(LongOverlaps())
+
+
+def worker_app(jobs: StreamJobs) -> Any:
+    """Faust's App, which, as the worker stops, first has ``jobs`` decide what the resolve role holds
+    (``StreamJobs._decide_held_at_stop``): Faust then waits for every message in hand to be acknowledged."""
+    import faust
+
+    class WorkerApp(faust.App):  # type: ignore[misc, valid-type]
+        async def on_stop(self) -> None:
+            await jobs._decide_held_at_stop()
+            await super().on_stop()
+
+    return WorkerApp
 
 
 def tableless_manager() -> Any:

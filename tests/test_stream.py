@@ -814,6 +814,56 @@ def test_events_held_for_reordering_do_not_hold_up_a_rebalance(kafka_bootstrap, 
     assert decided(settings) == {f"held-{i}": 1 for i in range(20)}
 
 
+def test_a_worker_stopped_while_it_holds_events_decides_them_and_exits(kafka_bootstrap, tmp_path):
+    """SIGTERM while the reorder buffer holds events (here for a 90 s wait): Faust stops a worker only once every
+    message in hand is acknowledged, and its timers, which release held events, stop first. The worker waited for
+    ever; it now decides what it holds, in the order held, and exits; the next worker decides none of it again."""
+    from kafka import KafkaProducer
+
+    prefix = unique_name("stopheld") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    idres("topics", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+
+    def send(events: list[dict]) -> None:
+        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        try:
+            for event in events:
+                producer.send(settings.topics.raw("web"), json.dumps(event).encode(), partition=0)
+            producer.flush()
+        finally:
+            producer.close()
+
+    def event(i: int) -> dict:
+        return {"event_id": f"held-{i}", "occurred_at": f"2025-01-01T00:00:{i:02d}Z", "channel": "web",
+                "event_type": "signup", "identifiers": {"email": f"held{i % 7}@example.org"}}
+
+    Worker.env = {**os.environ, "IDRES_REORDER_WAIT": "90", "IDRES_REORDER_GRACE": "1000000000"}
+    workers: list = []
+    try:
+        first = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+        workers.append(first)
+        send([event(i) for i in range(20)])
+        wait_until(lambda: first.metrics().get("idres_reorder_held_events") == 20, 60, "the events held", workers)
+        assert sum(decided(settings).values()) == 0
+        first.proc.send_signal(signal.SIGTERM)
+        try:
+            code = first.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the worker did not stop within 30 s of SIGTERM:\n{first.tail()}") from None
+        assert code == 0, first.tail()
+        assert decided(settings) == {f"held-{i}": 1 for i in range(20)}
+        Worker.env = None
+        second = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve,project")
+        workers.append(second)
+        send([event(20)])
+        wait_until(lambda: sum(decided(settings).values()) >= 21, 60, "the next event decided", [second])
+    finally:
+        Worker.env = None
+        for w in workers:
+            w.stop()
+    assert decided(settings) == {f"held-{i}": 1 for i in range(21)}
+
+
 def test_a_worker_logging_at_warn_builds_no_debug_records():
     # (in a process of its own: Faust's logging set-up replaces the root logger's handlers)
     code = ("import faust, logging, sys\n"
