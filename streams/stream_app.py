@@ -723,8 +723,6 @@ class StreamJobs:
         self.app = self._build()
 
     def _build(self) -> Any:
-        import faust
-
         o = self.options
         s = self.settings
         if o.data_dir is not None:
