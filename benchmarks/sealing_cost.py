@@ -39,6 +39,9 @@ class PlainSealer:
     def unseal_entry(self, decisions):
         return decisions
 
+    def prefetch(self, written: bytes) -> None:
+        pass
+
     def flush(self) -> None:
         pass
 
