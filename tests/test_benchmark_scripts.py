@@ -1,0 +1,51 @@
+"""The benchmark scripts that need no broker still run, on a small generated file: a script that no longer runs
+measures nothing (the sealing benchmark stopped at its replay once the log asked its sealer to prefetch keys,
+and nothing noticed)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from streams.synthetic import SyntheticConfig, write_dataset
+from tests.cli_helpers import ROOT
+
+
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory):
+    work = tmp_path_factory.mktemp("bench")
+    events = work / "events.jsonl"
+    write_dataset(events, work / "truth.csv", SyntheticConfig(people=200, seed=5))
+    return events
+
+
+def bench(*args: str) -> str:
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_sealing_benchmark_compares_a_sealed_log_with_a_plain_one(small_file):
+    out = bench("benchmarks/sealing_cost.py", str(small_file), "--repeat", "1")
+    rows = {m[0]: m[1:] for m in re.findall(r"^(plain|sealed)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+([\d.]+)\s+"
+                                           r"([\d.]+)\s+([\d,]+)$", out, re.M)}
+    assert set(rows) == {"plain", "sealed"}, out
+    plain, sealed = rows["plain"], rows["sealed"]
+    lines = sum(1 for _ in open(small_file, "rb"))
+    assert plain[0] == sealed[0] and 0 < int(plain[0].replace(",", "")) <= lines, out  # the same records
+    assert float(sealed[3]) > float(plain[3]), out  # a sealed log is larger
+    assert int(plain[5].replace(",", "")) == 0 < int(sealed[5].replace(",", "")), out  # keys only when sealed
+    assert re.search(r"^erasure of p_\w+ \(\d+ identifiers, \d+ events\): [\d.]+ s", out, re.M), out
+
+
+def test_the_ingest_ratio_benchmark_times_both_passes_over_the_file(small_file):
+    out = bench("benchmarks/ingest_ratio.py", str(small_file), "--repeat", "1")
+    row = re.search(r"^\| events\.jsonl \| ([\d,]+) \| ([\d.]+) \| ([\d.]+) \| ([\d,]+) \| ([\d.]+) \| (\d+) \|",
+                    out, re.M)
+    assert row, out
+    assert int(row[1].replace(",", "")) == sum(1 for _ in open(small_file, "rb"))
+    assert float(row[5]) > 1  # idres does more than a bare union-find pass
+    assert int(row[6]) > 0
