@@ -67,6 +67,10 @@ class LocalKeyShards:
         self.stores = stores_of(start, n)
         self.shared = shared_of(start)
         self.decided = len(start.seen_events)  # events decided (each event ID's digest is kept by the ID's owner)
+        # set by a caller that gives ``decide`` only valid events whose IDs it checked against a whole state of its
+        # own (the Kafka resolve worker): their IDs are then neither looked up nor noted at their owners, two
+        # round trips a window (what the owners' ``seen`` holds is asked for by those lookups alone)
+        self.new_only = False
         # validates and normalizes records, and keeps the rejected ones' keys: it holds no identifier
         self.reader = Resolver(config, state=ResolverState())
         self.reader.state.learned_regions = list(start.learned_regions)
@@ -311,7 +315,9 @@ class LocalKeyShards:
                     k += 1
                 ids = list(dict.fromkeys(checked[b].event.event_id for b in range(j, k)
                                          if checked[b].kind == VALID and checked[b].event.event_id not in known))
-                if ids:
+                if ids and self.new_only:
+                    known.update(dict.fromkeys(ids))
+                elif ids:
                     self._trips += 1
                     known.update(zip(ids, self._known(ids)))
                 while j < k and len(new) < room:
@@ -382,8 +388,9 @@ class LocalKeyShards:
                         out.append(entry)
             # each event ID's digest to its owner (its own share for each)
             recording = time.perf_counter()
-            self._note_seen({d["event_id"]: d.get("digest", -1) for slot in events for d in decided[slot.event]
-                             if d["type"] == "interaction_recorded"})
+            if not self.new_only:
+                self._note_seen({d["event_id"]: d.get("digest", -1) for slot in events for d in decided[slot.event]
+                                 if d["type"] == "interaction_recorded"})
             self.decided += len(events)
             # the window's parsed events let go of here: they are held where they were validated and decided
             # (freeing them is that work's, not the coordinator's, whose part would otherwise count it)

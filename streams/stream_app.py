@@ -1711,6 +1711,7 @@ class StreamJobs:
         self.keyed = await asyncio.get_running_loop().run_in_executor(
             None, lambda: KafkaKeyShards(s, o.config, s.resolve_partitions, wait=o.shard_wait, state=resolver.state,
                                          stopped=lambda: self.failed is not None or self.letting_go()))
+        self.keyed.new_only = True  # (a run holds only valid events not decided before: ``_decide_on_key_shards``)
         self.keyed_for = resolver
         self.metrics.add("key_shard_sessions")
 

@@ -190,3 +190,36 @@ def test_worker_processes_taking_over_a_state_decided_in_order_continue_its_log(
         assert keyed.decide(records[900:]) == expected
         held = keyed._ask({s: ("parts", 0) for s in range(3)})
     assert sum(len(nodes) for nodes, *_ in held.values()) == len(alone.state.node_keys)
+
+
+def test_a_caller_giving_only_new_events_saves_the_lookups_of_their_ids_and_gets_the_same_log():
+    """The Kafka resolve worker gives the key shards only valid events whose IDs its own whole state has not seen
+    (``new_only``): no event ID is looked up or noted at its owner, and the log is the one of deciding them in
+    order, as when every ID is looked up."""
+    from streams.pipeline import VALID, RecordPipeline
+    from streams.shards import in_order
+
+    records, config, _ = every_guard_corpus()
+    check, ids, fresh = RecordPipeline(None, skip_blank=False), set(), []
+    for raw in records:  # (what the worker keeps for a run: valid, and not seen before)
+        outcome = check.check(raw)
+        if outcome.kind == VALID and outcome.event.event_id not in ids:
+            ids.add(outcome.event.event_id)
+            fresh.append(raw)
+    assert len(fresh) < len(records)  # (the corpus holds records to reject and IDs sent again)
+    from resolver.engine import Resolver
+
+    expected = in_order(fresh, Resolver(config))
+    runs = {}
+    for new_only in (False, True):
+        with KeyShardProcesses(config, 3, 128) as keyed:
+            keyed.new_only = new_only
+            kinds = []
+            ask = keyed._ask
+            keyed._ask = lambda requests: (kinds.extend(r[0] for r in requests.values()), ask(requests))[1]
+            got = keyed.decide(fresh[:500]) + keyed.decide(fresh[500:])
+            runs[new_only] = (got, kinds)
+    assert runs[False][0] == runs[True][0] == expected
+    assert {"known", "seen"} <= set(runs[False][1])
+    assert not {"known", "seen"} & set(runs[True][1])
+    assert len(runs[True][1]) < len(runs[False][1])
