@@ -6,19 +6,20 @@ process. Here the same coordinator (``KeyShardProcesses``, a ``LocalKeyShards``)
 is a worker process (``ShardServer``, forked) holding its ``PartStore``, and what the coordinator did to the
 stores it asks of their owners, one request per shard at a time, sent to all before any answer is read:
 
-* ``known`` / ``seen``: the event IDs decided, at their owners;
+* ``known`` / ``seen``: the event IDs decided, at their owners (not for a caller that gives only new events:
+  ``LocalKeyShards.new_only``);
 * ``read``: a round's questions of a footprint (the coordinator's) or of the start of an epoch, from every
   reader whose questions the owner answers, in one message (a footprint reads only what it needs of a part);
 * ``collect``: the footprint items and record values of the chains a shard is to decide, whose slice it then
   reads round by round: the coordinator passes each round's questions on to their owners (``read_for``,
   with every other shard's) and the answers back (``answers``), pickled by each owner for the shard that
   asked and passed on unread, so a part crosses once;
-* ``decide``: the chains' events, which the shard decides in order on the slice it collected (on its own
-  core); it answers with the decisions and the profile IDs the slice asked about without holding them, which
-  the coordinator checks at their owners, and then ``changes`` (what deciding changed, routed and pickled by
-  the shard for each owner, which the coordinator passes on as ``apply_shares``; only the statistics'
-  increments come to it) or ``drop`` (the window is then decided in order on the whole state, read with
-  ``parts``, and its changes sent as ``apply``);
+* the chains' events, sent with ``collect``, which the shard decides in order on the slice as soon as it has
+  collected it (on its own core); it answers, in place of its next questions, with the decisions, the profile
+  IDs the slice asked about without holding them, which the coordinator checks at their owners, and what
+  deciding changed, routed and pickled by the shard for each owner, which the coordinator passes on as
+  ``apply_shares`` (only the statistics' increments come to it), or drops (the window is then decided in
+  order on the whole state, read with ``parts``, and its changes sent as ``apply``);
 * ``held_records``, ``reviewing``, ``estimate_from`` and ``chunk``: re-estimating the match model, whose
   heavy parts the shards work.
 
@@ -53,9 +54,8 @@ class ShardServer:
         self.store = store if store is not None else PartStore(shard, n)
         self.resolver = Resolver(config)
         self.records: Optional[list] = None  # (the records a re-estimation works from)
-        self.pending: Optional[Slice] = None  # (the slice decided on, until its changes are asked for or dropped)
         self.collecting: Any = None  # (the reading of the next slice, round by round)
-        self.collected: Optional[tuple] = None  # (...and the slice's arguments, once read)
+        self.deciding: Optional[tuple] = None  # (...and where, and the events to decide on it once read)
 
     def handle(self, request: tuple) -> Any:
         kind = request[0]
@@ -71,9 +71,11 @@ class ShardServer:
         if kind == "apply":
             store.apply(request[1], request[2])
             return None
-        if kind == "collect":  # (position, footprint items, record values, shared): the first round's questions
-            _, position, items, values, shared = request
+        if kind == "collect":  # (position, footprint items, record values, shared, [(index in the window, event)]):
+            # the first round's questions (``_next_round``)
+            _, position, items, values, shared, events = request
             self.collecting = collecting(items, values, shared, position, _slice_args)
+            self.deciding = (position, events)
             return self._next_round(None)
         if kind == "answers":  # (each owner's answers to this shard's questions, pickled): the next round's
             got: dict = {}
@@ -84,25 +86,6 @@ class ShardServer:
             _, epoch, questions = request
             return {at: pickle.dumps({ask: self._part(*ask, epoch, False) for ask in asks}, pickle.HIGHEST_PROTOCOL)
                     for at, asks in questions.items()}
-        if kind == "decide":  # (position, [(index in the window, event)]), on the slice collected
-            _, position, events = request
-            args, self.collected = self.collected, None
-            part = Slice(*args)  # type: ignore[misc]
-            self.resolver.use(part.state)
-            decided = {k: self.resolver.decide(event, position=position + k) for k, event in events}
-            self.pending = part
-            return decided, part.asked()
-        if kind == "drop":
-            self.pending = None
-            return None
-        if kind == "changes":  # -> each owner's share, pickled for it (with its count of parts), and the increments
-            part, self.pending = self.pending, None
-            assert part is not None, "changes asked of a shard that decided nothing"
-            changes = part.changes()
-            shares = {owner: (pickle.dumps(mine, pickle.HIGHEST_PROTOCOL), mine.written())
-                      for owner, mine in route(changes, store.n).items()}
-            return shares, Changes([], [], [], {}, [], {}, {}, changes.totals, changes.records_filed,
-                                   changes.phone_total, changes.phone_regions)
         if kind == "apply_shares":  # ([pickled changes], epoch)
             for blob in request[1]:
                 store.apply(pickle.loads(blob), request[2])
@@ -123,11 +106,30 @@ class ShardServer:
         raise ValueError(f"a key shard was sent a request it does not know: {kind!r}")
 
     def _next_round(self, got: Optional[dict]) -> tuple[str, Any]:
+        """``("asks", questions)`` for the next round of collecting the slice; once it is collected, the events
+        decided on it at once: ``("decided", _decide(...))``."""
         try:
             return "asks", next(self.collecting) if got is None else self.collecting.send(got)
         except StopIteration as done:
-            self.collecting, self.collected = None, done.value
-            return "collected", None
+            self.collecting = None
+            (position, events), self.deciding = self.deciding, None
+            return "decided", self._decide(done.value, position, events)
+
+    def _decide(self, args: tuple, position: int, events: list[tuple[int, Any]]) -> tuple:
+        """The chains' events decided in order on the slice collected (``args``): the decisions, the names the
+        slice asked about (``Slice.asked``), each owner's share of what deciding changed, pickled for it (with
+        its count of parts), and the increments. Nothing is applied here: the coordinator sends the shares on
+        (``apply_shares``), or drops them and decides the window in order (a name asked about is held
+        elsewhere). (Deciding and the changes were requests of their own: two round trips a window.)"""
+        part = Slice(*args)
+        self.resolver.use(part.state)
+        decided = {k: self.resolver.decide(event, position=position + k) for k, event in events}
+        changes = part.changes()
+        shares = {owner: (pickle.dumps(mine, pickle.HIGHEST_PROTOCOL), mine.written())
+                  for owner, mine in route(changes, self.store.n).items()}
+        return decided, part.asked(), shares, Changes(
+            [], [], [], {}, [], {}, {}, changes.totals, changes.records_filed, changes.phone_total,
+            changes.phone_regions)
 
     def _part(self, what: str, name: Any, epoch: int, brief: bool) -> Any:
         store = self.store
@@ -283,17 +285,20 @@ class RemoteKeyShards(LocalKeyShards):
 
     # ------------------------------------------------------------------------------ deciding on the shards
     def _collect(self, mine: list[tuple[int, list[int]]], work: list[tuple[Any, Any, frozenset[str]]],
-                 position: int) -> None:
+                 position: int) -> dict[int, tuple]:
         """Each shard collects its chains' slice, round by round: its questions of a round, sent on to their
         owners together with every other shard's, and the answers, pickled by each owner for the shard that
         asked, passed back unread. (Through this coordinator a round is two waits on the pipes, counted as the
-        one round trip a transport between the shards would take.)"""
+        one round trip a transport between the shards would take.) Once a shard's slice is read, it decides its
+        chains' events on it at once: what each shard decided (``ShardServer._decide``)."""
         # (the items in order: a set read back in another process need not iterate as it did here)
         requests = {}
         for s, events in mine:
             items, values = _reads_of(events, work)
-            requests[s] = ("collect", position, sorted(items), values, self.shared)
+            requests[s] = ("collect", position, sorted(items), values, self.shared,
+                           [(k, work[k][0]) for k in events])
         replies = self._ask(requests)
+        decided = {s: got for s, (state, got) in replies.items() if state == "decided"}
         asking = {s: asks for s, (state, asks) in replies.items() if state == "asks"}
         while asking:
             asked: dict[int, dict[int, list[Ask]]] = {}
@@ -308,31 +313,30 @@ class RemoteKeyShards(LocalKeyShards):
             blobs = self._ask({owner: ("read_for", self._epoch, mine) for owner, mine in asked.items()})
             replies = self._ask({at: ("answers", [held[at] for held in blobs.values() if at in held])
                                  for at in asking})
+            decided.update((s, got) for s, (state, got) in replies.items() if state == "decided")
             asking = {s: asks for s, (state, asks) in replies.items() if state == "asks"}
+        return decided
 
     def _on_slices(self, position: int, epoch: int, chains: list[list[int]],
                    work: list[tuple[ChannelEvent, list[tuple[str, str]], frozenset[str]]]) -> Optional[dict[int, Entry]]:
         mine = self._handed(chains, work)
-        self._collect(mine, work, position)
-        replies = self._ask({s: ("decide", position, [(k, work[k][0]) for k in events]) for s, events in mine})
+        replies = self._collect(mine, work, position)
         decided: dict[int, Entry] = {}
         questions: dict[int, list[Ask]] = {}
         for s, _ in mine:
-            got, (profiles, aliases) = replies[s]
+            got, (profiles, aliases), _, _ = replies[s]
             decided.update(got)
             questions[s] = _name_questions(profiles, aliases)
         if self._any_held(questions):
-            self._ask({s: ("drop",) for s, _ in mine})
-            return None
+            return None  # (the shares are dropped: nothing was applied)
         # each shard's changes go to their owners as the shard pickled them; the statistics' increments come here
-        changes = self._ask({s: ("changes",) for s, _ in mine})
         shares: dict[int, list[bytes]] = {}
         for s, _ in mine:
-            for owner, (blob, writes) in changes[s][0].items():
+            for owner, (blob, writes) in replies[s][2].items():
                 shares.setdefault(owner, []).append(blob)
                 self._count_writes(owner, s, writes)
         self._ask({owner: ("apply_shares", blobs, epoch) for owner, blobs in shares.items()})
-        self._commit([(s, _Changed(changes[s][1])) for s, _ in mine], epoch)  # type: ignore[misc]
+        self._commit([(s, _Changed(replies[s][3])) for s, _ in mine], epoch)  # type: ignore[misc]
         return decided
 
 

@@ -158,14 +158,14 @@ def test_a_shard_that_does_not_answer_stops_the_coordinator_after_its_wait(monke
 
     from streams import key_shard_processes
 
-    real = key_shard_processes.ShardServer.handle
+    real = key_shard_processes.ShardServer._decide
 
-    def handle(self, request):  # (shard 1 stuck on every request to decide)
-        if request[0] == "decide" and self.store.shard == 1:
+    def decide(self, *args):  # (shard 1 stuck each time it decides a slice)
+        if self.store.shard == 1:
             time.sleep(30)
-        return real(self, request)
+        return real(self, *args)
 
-    monkeypatch.setattr(key_shard_processes.ShardServer, "handle", handle)  # (before the workers are forked)
+    monkeypatch.setattr(key_shard_processes.ShardServer, "_decide", decide)  # (before the workers are forked)
     records = with_noise(corpus(random.Random(9), 200, people=12), random.Random(9))
     started = time.monotonic()
     with KeyShardProcesses(ResolverConfig(), 2, 64, wait=0.5) as keyed:
