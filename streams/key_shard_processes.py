@@ -18,8 +18,9 @@ stores it asks of their owners, one request per shard at a time, sent to all bef
   collected it (on its own core); it answers, in place of its next questions, with the decisions, the profile
   IDs the slice asked about without holding them, which the coordinator checks at their owners, and what
   deciding changed, routed and pickled by the shard for each owner, which the coordinator passes on as
-  ``apply_shares`` (only the statistics' increments come to it), or drops (the window is then decided in
-  order on the whole state, read with ``parts``, and its changes sent as ``apply``);
+  ``apply_shares``, ahead of its next request to each owner (``then``; only the statistics' increments come
+  to it), or drops (the window is then decided in order on the whole state, read with ``parts``, and its
+  changes sent as ``apply``);
 * ``held_records``, ``reviewing``, ``estimate_from`` and ``chunk``: re-estimating the match model, whose
   heavy parts the shards work.
 
@@ -60,6 +61,10 @@ class ShardServer:
     def handle(self, request: tuple) -> Any:
         kind = request[0]
         store = self.store
+        if kind == "then":  # ([requests whose answers nothing waits for], a request): the answer to the last
+            for first in request[1]:
+                self.handle(first)
+            return self.handle(request[2])
         if kind == "read":  # (epoch, {reader: questions}, for a footprint) -> {reader: answers}
             _, epoch, questions, brief = request
             return {at: [self._part(what, name, epoch, brief) for what, name in asks] for at, asks in questions.items()}
@@ -191,6 +196,10 @@ class RemoteKeyShards(LocalKeyShards):
         self.wait = wait  # seconds a shard may take to answer a request (a window's deciding, a chunk of pairs)
         self._seed, self.stores = self.stores, []  # (the parts, to be handed to their holders: then dropped here)
         self._broken: Optional[str] = None
+        # requests whose answers nothing waits for (a window's changes to their owners), each sent ahead of the
+        # next request to its shard, in the same message (``then``): a shard handles its requests in order, so
+        # it has applied them before it answers anything else (a round trip a window less)
+        self._deferred: dict[int, list[tuple]] = {}
 
     def __enter__(self) -> "RemoteKeyShards":
         return self
@@ -207,6 +216,8 @@ class RemoteKeyShards(LocalKeyShards):
         window left half applied cannot be applied again."""
         if self._broken is not None:
             raise RuntimeError(f"the key shards stopped: {self._broken}")
+        if self._deferred:
+            requests = {s: self._after_deferred(s, request) for s, request in requests.items()}
         try:
             return self._asked_all(requests)
         except BaseException as e:
@@ -215,6 +226,17 @@ class RemoteKeyShards(LocalKeyShards):
 
     def _asked_all(self, requests: dict[int, tuple]) -> dict[int, Any]:
         raise NotImplementedError
+
+    def _defer(self, requests: dict[int, tuple]) -> None:
+        """Requests sent ahead of the next request to each shard (``_deferred``)."""
+        for s, request in requests.items():
+            self._deferred.setdefault(s, []).append(request)
+
+    def _after_deferred(self, s: int, request: tuple) -> tuple:
+        deferred = self._deferred.pop(s, None)
+        if deferred is None or request[0] == "load":  # (parts loaded anew replace what was deferred)
+            return request
+        return ("then", deferred, request)
 
 
     # ------------------------------------------------------------------------------ what the owners hold
@@ -335,7 +357,7 @@ class RemoteKeyShards(LocalKeyShards):
             for owner, (blob, writes) in replies[s][2].items():
                 shares.setdefault(owner, []).append(blob)
                 self._count_writes(owner, s, writes)
-        self._ask({owner: ("apply_shares", blobs, epoch) for owner, blobs in shares.items()})
+        self._defer({owner: ("apply_shares", blobs, epoch) for owner, blobs in shares.items()})
         self._commit([(s, _Changed(replies[s][3])) for s, _ in mine], epoch)  # type: ignore[misc]
         return decided
 
