@@ -1335,6 +1335,7 @@ class StreamJobs:
             try:
                 out.append(decide(self.resolver, {**verdict, "command": "review", "by": verdict["reviewer"]}))
                 self.metrics.add("resolve_reviews")
+                self.keyed_for = None  # (the key shards, if any, are no longer in step with the state)
             except ReviewError as exc:
                 log.warning("review verdict not recorded: %s", exc)
                 self.metrics.add("resolve_review_errors")
@@ -2133,11 +2134,16 @@ def quiet_short_overlaps() -> None:
 
 def worker_app(jobs: StreamJobs) -> Any:
     """Faust's App, which, as the worker stops, first has ``jobs`` decide what the resolve role holds
-    (``StreamJobs._decide_held_at_stop``): Faust then waits for every message in hand to be acknowledged."""
+    (``StreamJobs._decide_held_at_stop``): Faust then waits for every message in hand to be acknowledged. A
+    stop that takes longer than ``stop_grace`` seconds ends the process (``exit_after``)."""
     import faust
 
     class WorkerApp(faust.App):  # type: ignore[misc, valid-type]
         async def on_stop(self) -> None:
+            if jobs.failed is None:  # (``stop_for`` set its own deadline)
+                # deciding what is held can fail (the broker gone): its messages are then never acknowledged,
+                # and Faust would wait for them for ever
+                exit_after("a signal to stop", jobs.options.stop_grace)
             await jobs._decide_held_at_stop()
             await super().on_stop()
 

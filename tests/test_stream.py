@@ -395,6 +395,56 @@ def test_a_large_release_is_logged_as_it_is_decided(tmp_path):
     assert logged + rest == expected and len(rest) < 50 and pending == []
 
 
+@pytest.mark.parametrize("failed", [False, True])
+def test_a_stop_is_bounded_before_the_held_events_are_decided(monkeypatch, failed):
+    """Deciding what the resolve role holds as the worker stops can fail (the broker gone): its messages are then
+    never acknowledged and Faust would wait for them for ever. So the stop's deadline (``IDRES_STOP_GRACE``) is
+    set first; a worker stopping for a failure has set its own already."""
+    import asyncio
+
+    from streams import stream_app
+    from streams.stream_app import StreamJobs, WorkerOptions
+
+    armed: list[tuple[str, float]] = []
+    monkeypatch.setattr(stream_app, "exit_after", lambda reason, seconds: armed.append((reason, seconds)))
+    jobs = StreamJobs(KafkaSettings.load(bootstrap="127.0.0.1:9", prefix="bounded."), WorkerOptions(stop_grace=7.0))
+    if failed:
+        jobs.failed = RuntimeError("a defect")
+    armed_when_deciding = []
+
+    async def decide_held() -> None:
+        armed_when_deciding.append(list(armed))
+        raise ConnectionError("the broker is gone")
+
+    jobs._decide_held_at_stop = decide_held
+    with pytest.raises(ConnectionError):
+        asyncio.run(jobs.app.on_stop())
+    assert armed_when_deciding == [[] if failed else [("a signal to stop", 7.0)]]
+
+
+def test_a_review_verdict_takes_the_key_shards_out_of_step_with_the_state():
+    """A person's verdict on a possible match changes the resolve role's state (an accepted one merges): a
+    session of the key shards loaded before it is no longer in step, and the next run loads a new one, as after
+    a person's other commands."""
+    import asyncio
+
+    from resolver.engine import Resolver
+    from streams.shards import in_order
+    from streams.stream_app import Metrics, StreamJobs
+    from tests.test_api_decisions import EVENTS
+
+    resolver = Resolver()
+    in_order([json.dumps(e).encode() for e in EVENTS], resolver)
+    review_id = next(iter(resolver.state.reviews))
+    jobs = StreamJobs.__new__(StreamJobs)  # (the role's deciding alone: no Faust app, no broker)
+    jobs.metrics, jobs.resolver, jobs.resolver_stale = Metrics(), resolver, False
+    jobs.keyed_for = resolver
+    got = asyncio.run(jobs._reviews([{"review_id": review_id, "decision": "accept", "reviewer": "ana",
+                                      "decided_at": "2025-06-01T00:00:00Z"}]))
+    assert any(d["type"] == "review_decided" for entry in got for d in entry)
+    assert jobs.keyed_for is None
+
+
 @pytest.mark.parametrize("stopping", [False, True])
 def test_a_write_failing_as_the_worker_stops_is_left_to_the_next_worker_not_a_crash(stopping, caplog):
     """SIGTERM while the resolve role's timer restates the log: the worker stops its producer and the next write
