@@ -74,9 +74,10 @@ class PartStore:
             held[0] += d
 
 
-def stores_of(st: ResolverState, n: int) -> list[PartStore]:
+def stores_of(st: ResolverState, n: int, seen: bool = True) -> list[PartStore]:
     """A whole state split among ``n`` shards, each part at its owner: what the owners hold once they have
-    decided the same events (so shards can take over a state decided in order, as from a checkpoint)."""
+    decided the same events (so shards can take over a state decided in order, as from a checkpoint).
+    ``seen``: with each event ID's digest at its owner (what a lookup of event IDs asks for)."""
     stores = [PartStore(s, n) for s in range(n)]
     keys = st.node_keys
     parts = {idx: node_part(st, idx) for idx in range(len(keys))}
@@ -96,7 +97,7 @@ def stores_of(st: ResolverState, n: int) -> list[PartStore]:
         before = st.tf_before.get(key)
         stores[owner_of("v", value_name(key), n)].values[key] = \
             [count, count, -1] if before is None else [count, before, st.tf_epoch]
-    for eid, digest in st.seen_events.items():
+    for eid, digest in (st.seen_events.items() if seen else ()):
         stores[owner_of("e", eid, n)].seen[eid] = digest
     return stores
 

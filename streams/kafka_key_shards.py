@@ -282,12 +282,12 @@ class KafkaKeyShards(RemoteKeyShards):
 
     def __init__(self, settings: KafkaSettings, config: ResolverConfig, n: int, max_window: int = 1024,
                  assigner: Any = None, wait: float = 60.0, state: Optional[ResolverState] = None,
-                 stopped: Optional[Callable[[], bool]] = None):
+                 stopped: Optional[Callable[[], bool]] = None, new_only: bool = False):
         from kafka import TopicPartition
 
         from streams.stream_app import high_water, reader
 
-        super().__init__(config, n, max_window, assigner, wait, state=state)
+        super().__init__(config, n, max_window, assigner, wait, state=state, new_only=new_only)
         self.settings = settings
         self.stopped = stopped  # (asked while waiting for answers: True stops the wait with ``Interrupted``)
         self.session = uuid.uuid4().hex

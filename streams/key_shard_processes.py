@@ -191,8 +191,8 @@ class RemoteKeyShards(LocalKeyShards):
     pipes to forked processes, or a broker's topics); ``close()`` (or leaving a ``with``) stops it."""
 
     def __init__(self, config: ResolverConfig, n: int, max_window: int = 1024, assigner: Any = None,
-                 wait: float = 600.0, state: Optional[ResolverState] = None):
-        super().__init__(config, n, max_window, assigner, state=state)
+                 wait: float = 600.0, state: Optional[ResolverState] = None, new_only: bool = False):
+        super().__init__(config, n, max_window, assigner, state=state, new_only=new_only)
         self.wait = wait  # seconds a shard may take to answer a request (a window's deciding, a chunk of pairs)
         self._seed, self.stores = self.stores, []  # (the parts, to be handed to their holders: then dropped here)
         self._broken: Optional[str] = None
@@ -368,8 +368,8 @@ class KeyShardProcesses(RemoteKeyShards):
     workers."""
 
     def __init__(self, config: ResolverConfig, n: int, max_window: int = 1024, assigner: Any = None,
-                 wait: float = 600.0, state: Optional[ResolverState] = None):
-        super().__init__(config, n, max_window, assigner, wait, state=state)
+                 wait: float = 600.0, state: Optional[ResolverState] = None, new_only: bool = False):
+        super().__init__(config, n, max_window, assigner, wait, state=state, new_only=new_only)
         stores, self._seed = self._seed, []  # (each worker is given its own by the fork)
         ctx = multiprocessing.get_context("fork")
         self._conns: list[Any] = []

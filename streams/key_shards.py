@@ -58,19 +58,20 @@ class LocalKeyShards:
     the log entries of deciding the raw records in order (rejections keyed ``record:<index>``)."""
 
     def __init__(self, config: ResolverConfig, n: int, max_window: int = 1024, assigner: Any = None,
-                 transport: bool = False, state: Optional[ResolverState] = None):
+                 transport: bool = False, state: Optional[ResolverState] = None, new_only: bool = False):
         self.config = config
         self.n = n
         self.max_window = max_window
         # ``state``: events decided before (in order, as a checkpoint holds them), whose parts the owners take
         start = state if state is not None else ResolverState()
-        self.stores = stores_of(start, n)
+        # ``new_only``: for a caller that gives ``decide`` only valid events whose IDs it checked against a whole
+        # state of its own (the Kafka resolve worker): their IDs are then neither looked up nor noted at their
+        # owners (two round trips a window), and the owners are not given the IDs decided before (what they
+        # hold of them is asked for by those lookups alone)
+        self.new_only = new_only
+        self.stores = stores_of(start, n, seen=not new_only)
         self.shared = shared_of(start)
         self.decided = len(start.seen_events)  # events decided (each event ID's digest is kept by the ID's owner)
-        # set by a caller that gives ``decide`` only valid events whose IDs it checked against a whole state of its
-        # own (the Kafka resolve worker): their IDs are then neither looked up nor noted at their owners, two
-        # round trips a window (what the owners' ``seen`` holds is asked for by those lookups alone)
-        self.new_only = False
         # validates and normalizes records, and keeps the rejected ones' keys: it holds no identifier
         self.reader = Resolver(config, state=ResolverState())
         self.reader.state.learned_regions = list(start.learned_regions)

@@ -1711,8 +1711,9 @@ class StreamJobs:
         s, o = self.settings, self.options
         self.keyed = await asyncio.get_running_loop().run_in_executor(
             None, lambda: KafkaKeyShards(s, o.config, s.resolve_partitions, wait=o.shard_wait, state=resolver.state,
-                                         stopped=lambda: self.failed is not None or self.letting_go()))
-        self.keyed.new_only = True  # (a run holds only valid events not decided before: ``_decide_on_key_shards``)
+                                         stopped=lambda: self.failed is not None or self.letting_go(),
+                                         # (a run holds only valid events not decided before: ``_decide_on_key_shards``)
+                                         new_only=True))
         self.keyed_for = resolver
         self.metrics.add("key_shard_sessions")
 

@@ -194,8 +194,12 @@ def test_worker_processes_taking_over_a_state_decided_in_order_continue_its_log(
 
 def test_a_caller_giving_only_new_events_saves_the_lookups_of_their_ids_and_gets_the_same_log():
     """The Kafka resolve worker gives the key shards only valid events whose IDs its own whole state has not seen
-    (``new_only``): no event ID is looked up or noted at its owner, and the log is the one of deciding them in
-    order, as when every ID is looked up."""
+    (``new_only``): no event ID is looked up or noted at its owner, the owners are not given the IDs of the state
+    they take over, and the log is the one of deciding the events in order, as when every ID is looked up."""
+    import copy
+
+    from resolver.engine import Resolver
+    from resolver.owner import owner_of
     from streams.pipeline import VALID, RecordPipeline
     from streams.shards import in_order
 
@@ -207,19 +211,22 @@ def test_a_caller_giving_only_new_events_saves_the_lookups_of_their_ids_and_gets
             ids.add(outcome.event.event_id)
             fresh.append(raw)
     assert len(fresh) < len(records)  # (the corpus holds records to reject and IDs sent again)
-    from resolver.engine import Resolver
-
-    expected = in_order(fresh, Resolver(config))
+    taken = Resolver(config)
+    in_order(fresh[:300], taken)  # (the state the shards take over, as a worker's)
+    expected = in_order(fresh[300:], Resolver(config, state=copy.deepcopy(taken.state)))
+    before = next(iter(taken.state.seen_events))
     runs = {}
     for new_only in (False, True):
-        with KeyShardProcesses(config, 3, 128) as keyed:
-            keyed.new_only = new_only
+        with KeyShardProcesses(config, 3, 128, state=taken.state, new_only=new_only) as keyed:
+            # (the owner of an ID decided before: does it hold it?)
+            held = keyed._ask({owner_of("e", before, 3): ("known", [before])})
             kinds = []
             ask = keyed._ask
             keyed._ask = lambda requests: (kinds.extend(r[0] for r in requests.values()), ask(requests))[1]
-            got = keyed.decide(fresh[:500]) + keyed.decide(fresh[500:])
-            runs[new_only] = (got, kinds)
+            got = keyed.decide(fresh[300:700]) + keyed.decide(fresh[700:])
+            runs[new_only] = (got, kinds, list(held.values())[0])
     assert runs[False][0] == runs[True][0] == expected
     assert {"known", "seen"} <= set(runs[False][1])
     assert not {"known", "seen"} & set(runs[True][1])
     assert len(runs[True][1]) < len(runs[False][1])
+    assert runs[False][2] == [taken.state.seen_events[before]] and runs[True][2] == [None]
