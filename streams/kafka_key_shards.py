@@ -22,7 +22,6 @@ idres workers the right to write them (Kafka ACLs), as for the decision log.
 
 from __future__ import annotations
 
-import io
 import pickle
 import time
 import uuid
@@ -31,7 +30,7 @@ from typing import Any, Callable, Optional
 from resolver.config import ResolverConfig
 from resolver.state import ResolverState
 from streams.kafka_io import KafkaIOError, KafkaSettings
-from streams.key_shard_processes import RemoteKeyShards, ShardServer
+from streams.key_shard_processes import RemoteKeyShards, ShardServer, restricted_loads
 
 FRAME_BYTES = 512 * 1024  # (under the 1 MiB a broker takes in a message by default)
 # how long a fetch of the key shards' topics waits when there is nothing to read: a broker answers a fetch as
@@ -53,34 +52,6 @@ def group_of(settings: KafkaSettings) -> str:
 
 
 # ------------------------------------------------------------------------------------ what crosses
-_SAFE_BUILTINS = frozenset({"set", "frozenset", "slice", "complex", "bytearray", "range"})
-_SAFE_MODULES = ("resolver.", "schemas.")  # (the resolver is pure: nothing there does I/O)
-_SAFE_NAMES = frozenset({
-    ("datetime", "datetime"), ("datetime", "date"), ("datetime", "timedelta"), ("datetime", "timezone"),
-    ("collections", "Counter"), ("collections", "OrderedDict"), ("collections", "defaultdict"),
-    ("collections", "deque"), ("array", "array"), ("array", "_array_reconstructor"), ("operator", "itemgetter"),
-    ("pydantic_core._pydantic_core", "TzInfo"),
-})
-
-
-class _Restricted(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if "." not in name:
-            if (module == "builtins" and name in _SAFE_BUILTINS) or (module, name) in _SAFE_NAMES:
-                return super().find_class(module, name)
-            if module.startswith(_SAFE_MODULES):
-                # (only what is defined there: not a module or function it imported)
-                obj = super().find_class(module, name)
-                if str(getattr(obj, "__module__", "")).startswith(_SAFE_MODULES):
-                    return obj
-        raise pickle.UnpicklingError(f"a key shard message names {module}.{name}, which it may not carry")
-
-
-def restricted_loads(blob: bytes) -> Any:
-    """``pickle.loads``, refusing any global but the classes a key shard message is made of."""
-    return _Restricted(io.BytesIO(blob)).load()
-
-
 def frames(blob: bytes) -> list[bytes]:
     return [blob[i:i + FRAME_BYTES] for i in range(0, len(blob), FRAME_BYTES)] or [b""]
 

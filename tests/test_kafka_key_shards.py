@@ -40,6 +40,28 @@ def test_a_message_that_names_anything_but_the_parts_classes_is_refused():
     assert restricted_loads(b"cresolver.partition\nNodePart\n.").__name__ == "NodePart"
 
 
+@pytest.mark.parametrize("kind", ["answers", "apply_shares"])
+def test_what_one_shard_passes_to_another_inside_a_request_is_read_as_restricted_as_the_request(kind, tmp_path):
+    """The owners' answers to a shard's questions and a window's changes travel inside a request as blobs one
+    shard pickled for another: they are read through the same restricted reader, so a blob someone else wrote
+    on the requests topic cannot run code in the worker that holds the shard (it ran ``os.system``)."""
+    from resolver.config import ResolverConfig
+    from resolver.owner import PartStore
+    from streams.key_shard_processes import ShardServer
+
+    made = tmp_path / "ran"
+
+    class Touches:
+        def __reduce__(self):
+            return (os.system, (f"touch {made}",))
+
+    evil = pickle.dumps(Touches())
+    server = ShardServer(ResolverConfig(), 0, 1, PartStore(0, 1))
+    with pytest.raises(pickle.UnpicklingError, match="may not carry"):
+        server.handle(("answers", [evil]) if kind == "answers" else ("apply_shares", [evil], 0))
+    assert not made.exists()
+
+
 def test_what_the_shards_send_each_other_is_read_back_whole():
     records, config, _ = every_guard_corpus()
     from streams.key_shard_processes import KeyShardProcesses
