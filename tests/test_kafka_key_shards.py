@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import signal
+import subprocess
 import time
 from collections import Counter
 
@@ -332,3 +333,46 @@ def test_a_key_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_
     con = snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
     assert changelog_matches(kafka_bootstrap, prefix, con) > 0
 
+
+
+def test_the_coordinating_worker_stopped_with_sigterm_mid_stream_exits_and_another_decides_on(kafka_bootstrap,
+                                                                                              tmp_path):
+    """SIGTERM to the worker that coordinates the key shards while events are being decided: its wait for the
+    shards' answers stops (the stop waits for the messages in hand), what it holds is decided in order, and it
+    exits with code 0 well within the stop's deadline; the other worker takes the validated partition and decides
+    the rest; nothing is lost or decided twice, and the profiles and IDs are those of `idres ingest`."""
+    from tests.test_kafka_shards import ShardWorker, _events, _total
+    from tests.test_stream import idres, live_decided, settled, snapshot_matches_embedded, wait_until
+
+    events, accepted = _events(tmp_path, 43, people=600)
+    prefix = unique_name("keysterm") + "."
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    idres("topics", *kafka, "--resolve-partitions", "2", "--resolve-state", "keys")
+    idres("produce", str(events), *kafka)
+    workers = [ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, f"t{i}", KEYS) for i in range(2)]
+    try:
+        wait_until(lambda: _total(workers, "idres_key_shard_sessions_total") > 0, 180, "a key shard session",
+                   workers)
+        coordinator = next(w for w in workers if w.metrics().get("idres_key_shard_sessions_total"))
+        written = coordinator.metrics().get("idres_log_entries_written_total", 0)
+        assert written < accepted, "the stop should land mid-stream"
+        started = time.monotonic()
+        coordinator.proc.send_signal(signal.SIGTERM)
+        try:
+            code = coordinator.proc.wait(timeout=25)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the coordinator did not stop within 25 s of SIGTERM:\n{coordinator.tail()}") \
+                from None
+        stopped = time.monotonic() - started
+        assert code == 0, coordinator.tail()
+        workers.remove(coordinator)
+        wait_until(lambda: settled(workers, settings, accepted), 240, "every event decided by the other worker",
+                   workers)
+    finally:
+        for w in workers:
+            w.stop()
+    print(f"the coordinator stopped {stopped:.1f} s after SIGTERM, {written:,.0f} of {accepted:,} entries written")
+    counts = live_decided(settings)
+    assert len(counts) == accepted and set(counts.values()) == {1}, Counter(counts.values())
+    snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
