@@ -914,6 +914,27 @@ def test_a_worker_stopped_while_it_holds_events_decides_them_and_exits(kafka_boo
     assert decided(settings) == {f"held-{i}": 1 for i in range(21)}
 
 
+def test_a_refresh_cancelled_by_its_own_client_closing_is_not_logged_as_an_error(caplog):
+    """kafka-python logs an error when a metadata refresh was in flight on a connection its client closed (as a
+    worker stops): the worker drops that line, and keeps a refresh that failed for any other reason."""
+    import logging
+
+    from kafka.errors import Cancelled, NodeNotReadyError
+
+    from streams.stream_app import quiet_closed_refreshes
+
+    quiet_closed_refreshes()
+    quiet_closed_refreshes()  # (once, however often the worker is built)
+    cluster = logging.getLogger("kafka.cluster")
+    assert len(cluster.filters) == len(set(map(type, cluster.filters)))
+    with caplog.at_level("ERROR", logger="kafka.cluster"):
+        cluster.error("Metadata refresh: failed %s", Cancelled())
+        cluster.error("Metadata refresh: failed %s", NodeNotReadyError("metadata"))
+        cluster.error("Unhandled exception in task %s: ", "t")
+    told = [r.getMessage() for r in caplog.records if r.name == "kafka.cluster"]
+    assert len(told) == 2 and "NodeNotReady" in told[0] and told[1].startswith("Unhandled exception"), told
+
+
 def test_a_worker_logging_at_warn_builds_no_debug_records():
     # (in a process of its own: Faust's logging set-up replaces the root logger's handlers)
     code = ("import faust, logging, sys\n"
