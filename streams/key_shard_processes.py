@@ -351,9 +351,12 @@ class RemoteKeyShards(LocalKeyShards):
             requests[s] = ("collect", position, sorted(items), values, self.shared,
                            [(k, work[k][0]) for k in events])
         replies = self._ask(requests)
-        decided = {s: got for s, (state, got) in replies.items() if state == "decided"}
-        asking = {s: asks for s, (state, asks) in replies.items() if state == "asks"}
-        while asking:
+        decided: dict[int, tuple] = {}
+        while True:
+            decided.update((s, got) for s, (state, got) in replies.items() if state == "decided")
+            asking = {s: asks for s, (state, asks) in replies.items() if state == "asks"}
+            if not asking:
+                return decided
             asked: dict[int, dict[int, list[Ask]]] = {}
             for at, asks in asking.items():
                 for what, name in dict.fromkeys(asks):  # (a question once, however often the reading asks it)
@@ -366,9 +369,6 @@ class RemoteKeyShards(LocalKeyShards):
             blobs = self._ask({owner: ("read_for", self._epoch, mine) for owner, mine in asked.items()})
             replies = self._ask({at: ("answers", [held[at] for held in blobs.values() if at in held])
                                  for at in asking})
-            decided.update((s, got) for s, (state, got) in replies.items() if state == "decided")
-            asking = {s: asks for s, (state, asks) in replies.items() if state == "asks"}
-        return decided
 
     def _on_slices(self, position: int, epoch: int, chains: list[list[int]],
                    work: list[tuple[ChannelEvent, list[tuple[str, str]], frozenset[str]]]) -> Optional[dict[int, Entry]]:

@@ -2126,11 +2126,16 @@ class LongOverlaps(logging.Filter):
         return runtime >= self.least
 
 
+def _filter_once(logger: str, kind: type[logging.Filter]) -> None:
+    """A filter of ``kind`` on ``logger``, unless it has one (a worker may be built more than once)."""
+    target = logging.getLogger(logger)
+    if not any(isinstance(f, kind) for f in target.filters):
+        target.addFilter(kind())
+
+
 def quiet_short_overlaps() -> None:
     """Logs a timer's overlap only when it ran ``OVERLAP_LOGGED`` seconds or more (``LongOverlaps``)."""
-    timers = logging.getLogger("mode.timers")
-    if not any(isinstance(f, LongOverlaps) for f in timers.filters):
-        timers.addFilter(LongOverlaps())
+    _filter_once("mode.timers", LongOverlaps)
 
 
 def worker_app(jobs: StreamJobs) -> Any:
@@ -2157,19 +2162,21 @@ class ClosedRefreshes(logging.Filter):
     ``[ERROR] Metadata refresh: failed Cancelled`` at some stops (in 7 worker logs of one test run), an error
     line for nothing that went wrong. A refresh that fails for any other reason is still logged."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def __init__(self) -> None:
         from kafka.errors import Cancelled
 
+        super().__init__()
+        self.cancelled = Cancelled
+
+    def filter(self, record: logging.LogRecord) -> bool:
         return not (isinstance(record.msg, str) and record.msg.startswith("Metadata refresh: failed")
                     and isinstance(record.args, tuple) and len(record.args) == 1
-                    and isinstance(record.args[0], Cancelled))
+                    and isinstance(record.args[0], self.cancelled))
 
 
 def quiet_closed_refreshes() -> None:
     """Installs ``ClosedRefreshes`` on kafka-python's cluster logger (once)."""
-    cluster = logging.getLogger("kafka.cluster")
-    if not any(isinstance(f, ClosedRefreshes) for f in cluster.filters):
-        cluster.addFilter(ClosedRefreshes())
+    _filter_once("kafka.cluster", ClosedRefreshes)
 
 
 def tableless_manager() -> Any:
