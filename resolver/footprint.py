@@ -113,6 +113,48 @@ def waiting_users(st: ResolverState, prof: Profile) -> list[str]:
     return sorted({user for n in prof.nodes if n in waiting for _, user in uses.get(n, ())})
 
 
+def of_command(st: ResolverState, command: dict[str, Any]) -> Optional[set[str]]:
+    """The footprint of a person's command (``streams.commands``), against the state before it is decided:
+    the identifiers it reads and changes (``k:``) and their profiles (``p:``), which a slice collects whole
+    with every identifier's bans and both their sides (``partition.collecting``): a review's two identifiers,
+    an unmerged profile's identifiers (and ``a:`` the aliases its ID is resolved through), a lifted ban's two
+    sides. None for an erasure, which reaches what no footprint names (the blocks, the value counts), for a
+    kind not known here, and for a command naming what the state does not hold (it changes nothing: it fails
+    wherever it is decided)."""
+    kind = command.get("command")
+    out: set[str] = set()
+    nodes: Iterable[int]
+    if kind == "review":
+        pair = st.reviews.get(command.get("review_id"))  # type: ignore[arg-type]
+        if pair is None:
+            return None
+        nodes = pair
+    elif kind == "unmerge":
+        pid = command.get("profile_id")
+        for _ in range(len(st.aliases)):  # (a chain of renames and merges: each link at most once)
+            if pid not in st.aliases:
+                break
+            out.add(f"a:{pid}")
+            pid = st.aliases[pid]  # type: ignore[index]
+        prof = st.profiles.get(pid)  # type: ignore[arg-type]
+        if prof is None:
+            return None
+        nodes = prof.nodes
+    elif kind == "lift":
+        ban = st.bans.get(command.get("ban_id"))  # type: ignore[arg-type]
+        if ban is None:
+            return None
+        nodes = [*ban[0], *ban[1]]
+    else:
+        return None
+    for n in nodes:
+        out.add("k:" + st.node_keys[n])
+        pid = st.node_profile[n]
+        if pid is not None:
+            out.add("p:" + pid)
+    return out
+
+
 def items_in_rounds(event_id: str, node_keys: Iterable[str], blocks: Iterable[str], names: bool = True,
                     sessions: bool = True, asking: bool = True) -> Rounds:
     """``items``, read from parts of the state (``resolver.partition``) in three rounds

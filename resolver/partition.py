@@ -313,7 +313,8 @@ def collecting(items: Iterable[str], values: Iterable[tuple[str, str]], shared: 
                build: Optional[Callable[..., Any]] = None) -> Rounds:
     """``collect`` as a reading in five rounds (``Rounds``): the items; what is filed under the blocking
     keys; the profiles of the identifiers; their other identifiers; then the edge, the aliases and the
-    value counts. (What a round asks is asked together, of each owner in one message, by a transport.)
+    value counts. (An ``a:`` item names an alias to read with the items: a person's command may name a
+    profile by an ID it was renamed from, ``footprint.of_command``.) (What a round asks is asked together, of each owner in one message, by a transport.)
     ``build``: what is made of the parts read (``Slice``'s arguments; by default the ``Slice``)."""
     items = list(items)
     got: dict[Ask, Any] = {}
@@ -335,8 +336,8 @@ def collecting(items: Iterable[str], values: Iterable[tuple[str, str]], shared: 
         return found
 
     split = [item.partition(":") for item in items]
-    yield from ask([({"k": "nodes", "p": "profiles", "b": "blocks"}[kind], name)
-                    for kind, _, name in split if kind in ("k", "p", "b")])
+    yield from ask([({"k": "nodes", "p": "profiles", "b": "blocks", "a": "aliases"}[kind], name)
+                    for kind, _, name in split if kind in ("k", "p", "b", "a")])
     yield from ask([("nodes", k) for kind, _, name in split if kind == "b" for k in got[("blocks", name)] or ()])
     core: dict[str, NodePart] = {}
     names: list[str] = []
@@ -383,7 +384,7 @@ def collecting(items: Iterable[str], values: Iterable[tuple[str, str]], shared: 
         if k not in core and k not in edge:
             edge[k] = need(k).profile
     aliases = {}
-    for pid in profiles:
+    for pid in [*profiles, *(name for kind, _, name in split if kind == "a")]:
         target = got[("aliases", pid)]
         if target is not None:
             aliases[pid] = target

@@ -19,8 +19,9 @@ order on the whole state. So is the start of an epoch that re-estimates the matc
 records and every pending review. What the coordinator keeps is the event IDs decided (duplicates), the
 rejected records and the statistics every event reads (``resolver.partition.Shared``).
 
-Only events are decided here: a person's review verdicts, unmerges and erasures, connection bans and
-restatements are not (they read and change the state far from any one footprint).
+A person's review verdicts, unmerges and lifts of bans are decided on a slice of what they name
+(``decide_command``, their footprint given by ``footprint.of_command``). Erasures and restatements are not:
+they reach what no footprint names (blocking keys, value counts, every entry after a place in the log).
 
 What a footprint or a slice reads, it reads in rounds (``resolver.partition.Rounds``): the questions of a
 round depend only on the answers before, so a window asks all its events' questions of a round together,
@@ -493,6 +494,28 @@ class LocalKeyShards:
         self._commit([(-1, whole)], epoch)
         return decided
 
+    # ------------------------------------------------------------------------------ a person's commands
+    def decide_command(self, command: dict[str, Any], items: Iterable[str]) -> Optional[Entry]:
+        """A person's command (``streams.commands``) decided on a slice of ``items``, its footprint against the
+        state before it (``footprint.of_command``), and what it changed sent to the owners: the entry deciding
+        it on the whole state gives, which keeps the owners in step with that state at the cost of a slice's
+        rounds (loading them anew sends every part). None, with nothing changed, when the slice asked about a
+        profile ID or alias it did not hold and its owner holds it; a command that does not apply raises as it
+        does on the whole state, with nothing changed."""
+        from streams.commands import decide
+
+        # (the value counts as the state reads them now: those changed in its epoch with their count before)
+        epoch = self._epoch = self.shared.tf_epoch
+        part = self._rounds([(-1, collecting(sorted(items), (), self.shared, self.decided))])[0]
+        resolver = self._coordinating
+        resolver.use(part.state)
+        entry = decide(resolver, command)
+        if self._taken(-1, part):
+            return None
+        self._commit([(-1, part)], epoch)
+        self.shared.bans = _bans_after(self.shared.bans, part.state)
+        return entry
+
     # ------------------------------------------------------------------------------ a shard's work
     def _taken(self, s: int, part: Slice) -> bool:
         """Whether a profile ID the slice asked about and did not hold is held at its owner."""
@@ -546,6 +569,19 @@ def assign_weighted(chains: list[list[int]], weights: list[int], shards: int) ->
         heapq.heappush(load, (w + weights[c], s))
     for picks in out:
         picks.sort()
+    return out
+
+
+def _bans_after(bans: dict[str, tuple[frozenset[str], frozenset[str], str]], st: ResolverState
+                ) -> dict[str, tuple[frozenset[str], frozenset[str], str]]:
+    """The connection bans (``Shared.bans``, by identifier key) after a command decided on a slice whose state is
+    ``st``: those the slice held (both sides in it, ``Slice``) as the command left them, the others as they
+    were, in the order the whole state keeps them (a ban lifted goes, a new one comes last)."""
+    index, keys = st.node_index, st.node_keys
+    out = {b: ban for b, ban in bans.items() if not all(k in index for side in ban[:2] for k in side)
+           or b in st.bans}
+    for b, (one, two, by) in st.bans.items():
+        out[b] = (frozenset(keys[n] for n in one), frozenset(keys[n] for n in two), by)
     return out
 
 

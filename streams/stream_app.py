@@ -697,6 +697,11 @@ def exit_after(reason: str, seconds: float) -> threading.Thread:
 class StreamJobs:
     """The state of one worker process: which roles it runs, the resolver and views it keeps."""
 
+    # (with ``--resolve-state keys``) the coordinator of the key shards (a session), while it is in step with the
+    # resolver named next
+    keyed: Any = None
+    keyed_for: Any = None
+
     def __init__(self, settings: KafkaSettings, options: WorkerOptions):
         self.settings = settings
         self.options = options
@@ -834,8 +839,6 @@ class StreamJobs:
             if s.resolve_partitions > 1 and s.resolve_state == "keys":  # (streams.kafka_key_shards)
                 from streams.kafka_key_shards import KeyShardHolder
 
-                self.keyed: Any = None  # the coordinator of the key shards (a session), while it is in step
-                self.keyed_for: Any = None  # the resolver it is in step with
                 self.key_holder = KeyShardHolder(o.config, counted=lambda: jobs.metrics.add("key_shard_requests"),
                                                  assigned=lambda n: jobs.metrics.gauges.update(key_shards_held=n))
 
@@ -1332,13 +1335,16 @@ class StreamJobs:
         await self._ensure_resolver()
         out = []
         for verdict in verdicts:
+            command = {**verdict, "command": "review", "by": verdict["reviewer"]}
+            items = self._keyed_footprint(command)
             try:
-                out.append(decide(self.resolver, {**verdict, "command": "review", "by": verdict["reviewer"]}))
+                out.append(decide(self.resolver, command))
                 self.metrics.add("resolve_reviews")
-                self.keyed_for = None  # (the key shards, if any, are no longer in step with the state)
             except ReviewError as exc:
                 log.warning("review verdict not recorded: %s", exc)
                 self.metrics.add("resolve_review_errors")
+                continue
+            await self._keep_key_shards_in_step(command, items, out[-1])
         return out
 
     async def _commands(self, commands: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -1350,15 +1356,49 @@ class StreamJobs:
         await self._ensure_resolver()
         out = []
         for c in commands:
+            items = self._keyed_footprint(c)
             try:
                 out.append(decide(self.resolver, c))
                 self.metrics.add("resolve_commands")
-                self.keyed_for = None  # (the key shards, if any, are no longer in step with the state)
             except (IdresError, KeyError, TypeError, ValueError) as exc:
                 # (the state is unchanged: a command checks everything before it decides)
                 log.warning("command not recorded: %s: %s", c.get("command"), exc)
                 self.metrics.add("resolve_command_errors")
+                continue
+            await self._keep_key_shards_in_step(c, items, out[-1])
         return out
+
+    def _keyed_footprint(self, command: dict[str, Any]) -> Optional[set[str]]:
+        """The footprint of a person's command against the state before it (``footprint.of_command``), if a
+        session of the key shards is in step with that state; else None."""
+        if self.keyed is None or self.keyed_for is not self.resolver:
+            return None
+        from resolver import footprint
+
+        return footprint.of_command(self.resolver.state, command)
+
+    async def _keep_key_shards_in_step(self, command: dict[str, Any], items: Optional[set[str]],
+                                       entry: list[dict[str, Any]]) -> None:
+        """After a person's command changed the state here (``entry``): the session of the key shards, if in
+        step before it, decides it too, on a slice of its footprint (``LocalKeyShards.decide_command``), and stays
+        in step if it gives the same entry. Otherwise (an erasure, a name its slice did not hold, a different
+        entry, a failure) the next run loads a new session from the state, every part sent anew."""
+        if items is None:  # (no session in step, or a command no footprint covers)
+            self.keyed_for = None
+            return
+        try:
+            got = await asyncio.get_running_loop().run_in_executor(None, self.keyed.decide_command, command, items)
+        except Exception as exc:
+            log.warning("the key shards could not decide a person's %s (%s): the next run loads them anew",
+                        command.get("command"), " ".join(f"{type(exc).__name__}: {exc}".split()))
+            got = None
+        if got == entry:
+            self.metrics.add("key_shard_commands")
+            return
+        if got is not None:  # (a defect: the slice missed what the command read)
+            log.error("the key shards decided a person's %s otherwise than this worker: the next run loads them "
+                      "anew", command.get("command"))
+        self.keyed_for = None
 
     async def _ensure_resolver(self) -> None:
         """Rebuilds the resolver from the decision log when it may be stale (at start, after a rebalance)."""

@@ -1,5 +1,5 @@
-"""The benchmark scripts that need no broker still run, on a small generated file: a script that no longer runs
-measures nothing (the sealing benchmark stopped at its replay once the log asked its sealer to prefetch keys,
+"""The benchmark scripts still run, on a small generated file (on the tests' broker where they need one): a
+script that no longer runs measures nothing (the sealing benchmark stopped at its replay once the log asked its sealer to prefetch keys,
 and nothing noticed)."""
 
 from __future__ import annotations
@@ -49,3 +49,13 @@ def test_the_ingest_ratio_benchmark_times_both_passes_over_the_file(small_file):
     assert int(row[1].replace(",", "")) == sum(1 for _ in open(small_file, "rb"))
     assert float(row[5]) > 1  # idres does more than a bare union-find pass
     assert int(row[6]) > 0
+
+
+def test_the_key_shard_commands_benchmark_times_a_load_and_verdicts_with_the_same_entries(small_file,
+                                                                                          kafka_bootstrap):
+    out = bench("benchmarks/key_shard_commands.py", str(small_file), "--verdicts", "3", "--bootstrap",
+                kafka_bootstrap)
+    assert re.search(r"^a new session: [\d.]+ s, the parts [\d.]+ MB pickled$", out, re.M), out
+    verdicts = re.search(r"^(\d+) verdicts on slices: \d+ ms median, \d+ ms most; round trips (\d+) median, "
+                         r"\d+ most; the same entries as the whole state: (\w+)$", out, re.M)
+    assert verdicts and verdicts[1] == "3" and int(verdicts[2]) > 0 and verdicts[3] == "yes", out

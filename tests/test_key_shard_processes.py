@@ -48,6 +48,25 @@ def test_a_long_corpus_where_every_guard_acts_on_three_worker_processes_each_hol
     assert sum(len(h[0]) for h in held.values()) > 0
 
 
+def test_a_person_s_commands_decided_on_slices_of_worker_processes_keep_their_parts_in_step():
+    """Verdicts, unmerges and lifts between two batches, each decided on the whole state and on a slice the
+    coordinator collects from the worker processes: the same entries, and the second batch decided as the
+    whole state's resolver decides it."""
+    from resolver.engine import Resolver
+    from streams.shards import in_order
+    from tests.test_key_shards import follow_commands
+
+    records = with_noise(corpus(random.Random(11), 400, people=40), random.Random(11))
+    config = ResolverConfig()
+    whole = Resolver(config)
+    in_order(records[:300], whole)
+    with KeyShardProcesses(config, 3, 64) as keyed:
+        keyed.decide(records[:300])
+        met = follow_commands(whole, keyed, random.Random(5), 30)
+        assert {"review", "unmerge", "lift"} <= met
+        assert keyed.decide(records[300:]) == in_order(records[300:], whole)
+
+
 def test_a_window_whose_slice_asked_about_a_name_held_elsewhere_is_decided_in_order_on_the_whole_state():
     records = with_noise(corpus(random.Random(21), 900, people=70), random.Random(22))
     config = ResolverConfig()

@@ -422,27 +422,71 @@ def test_a_stop_is_bounded_before_the_held_events_are_decided(monkeypatch, faile
     assert armed_when_deciding == [[] if failed else [("a signal to stop", 7.0)]]
 
 
-def test_a_review_verdict_takes_the_key_shards_out_of_step_with_the_state():
-    """A person's verdict on a possible match changes the resolve role's state (an accepted one merges): a
-    session of the key shards loaded before it is no longer in step, and the next run loads a new one, as after
-    a person's other commands."""
+def _jobs_deciding_on(resolver, keyed):
+    """A resolve role's deciding alone (no Faust app, no broker), with a session of key shards in step with
+    ``resolver``'s state (``keyed``), or none."""
+    from streams.stream_app import Metrics, StreamJobs
+
+    jobs = StreamJobs.__new__(StreamJobs)
+    jobs.metrics, jobs.resolver, jobs.resolver_stale = Metrics(), resolver, False
+    jobs.keyed, jobs.keyed_for = keyed, resolver if keyed is not None else None
+    return jobs
+
+
+def test_a_review_verdict_is_decided_on_the_key_shards_too_which_stay_in_step_with_the_state():
+    """A person's verdict on a possible match changes the resolve role's state (an accepted one merges). The
+    session of key shards in step with it decides the verdict too, on a slice of its two identifiers' profiles,
+    and stays in step: its owners then hold the parts of the changed state, and the next run needs no new
+    session (which would send every part anew). A verdict while no session is in step leaves none in step."""
     import asyncio
+    import copy
 
     from resolver.engine import Resolver
+    from resolver.owner import stores_of
+    from streams.key_shards import LocalKeyShards
     from streams.shards import in_order
-    from streams.stream_app import Metrics, StreamJobs
     from tests.test_api_decisions import EVENTS
 
     resolver = Resolver()
     in_order([json.dumps(e).encode() for e in EVENTS], resolver)
     review_id = next(iter(resolver.state.reviews))
-    jobs = StreamJobs.__new__(StreamJobs)  # (the role's deciding alone: no Faust app, no broker)
-    jobs.metrics, jobs.resolver, jobs.resolver_stale = Metrics(), resolver, False
-    jobs.keyed_for = resolver
-    got = asyncio.run(jobs._reviews([{"review_id": review_id, "decision": "accept", "reviewer": "ana",
-                                      "decided_at": "2025-06-01T00:00:00Z"}]))
-    assert any(d["type"] == "review_decided" for entry in got for d in entry)
-    assert jobs.keyed_for is None
+    keyed = LocalKeyShards(resolver.config, 2, state=copy.deepcopy(resolver.state), new_only=True)
+    jobs = _jobs_deciding_on(resolver, keyed)
+    verdict = {"review_id": review_id, "decision": "accept", "reviewer": "ana", "decided_at": "2025-06-01T00:00:00Z"}
+    got = asyncio.run(jobs._reviews([verdict]))
+    assert any(d["type"] == "profiles_merged" for entry in got for d in entry)
+    assert jobs.keyed_for is resolver and jobs.metrics.counters["key_shard_commands"] == 1
+    for held, split in zip(keyed.stores, stores_of(resolver.state, 2, seen=False), strict=True):
+        assert (held.nodes, held.profiles, held.aliases, held.reviewing) == \
+            (split.nodes, split.profiles, split.aliases, split.reviewing)
+
+    resolver = Resolver()
+    in_order([json.dumps(e).encode() for e in EVENTS], resolver)
+    jobs = _jobs_deciding_on(resolver, None)
+    asyncio.run(jobs._reviews([verdict]))
+    assert jobs.keyed_for is None and "key_shard_commands" not in jobs.metrics.counters
+
+
+def test_an_erasure_takes_the_key_shards_out_of_step_with_the_state():
+    """An erasure reaches what no footprint names (blocks, value counts): the session of key shards does not
+    decide it, and the next run loads a new one from the state."""
+    import asyncio
+    import copy
+
+    from resolver.engine import Resolver
+    from streams.key_shards import LocalKeyShards
+    from streams.shards import in_order
+    from tests.test_api_decisions import EVENTS
+
+    resolver = Resolver()
+    in_order([json.dumps(e).encode() for e in EVENTS], resolver)
+    keyed = LocalKeyShards(resolver.config, 2, state=copy.deepcopy(resolver.state), new_only=True)
+    jobs = _jobs_deciding_on(resolver, keyed)
+    key = resolver.state.node_keys[0]
+    got = asyncio.run(jobs._commands([{"command": "erase", "identifiers": [key.split(":", 1)], "by": "ana",
+                                       "decided_at": "2025-06-01T00:00:00Z"}]))
+    assert any(d["type"] == "customer_erased" for entry in got for d in entry)
+    assert jobs.keyed_for is None and "key_shard_commands" not in jobs.metrics.counters
 
 
 @pytest.mark.parametrize("stopping", [False, True])
