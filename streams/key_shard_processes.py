@@ -13,7 +13,8 @@ stores it asks of their owners, one request per shard at a time, sent to all bef
 * ``collect``: the footprint items and record values of the chains a shard is to decide, whose slice it then
   reads round by round: the coordinator passes each round's questions on to their owners (``read_for``,
   with every other shard's) and the answers back (``answers``), pickled by each owner for the shard that
-  asked and passed on unread, so a part crosses once;
+  asked and passed on unread, so a part crosses once. The first round's questions follow from the items
+  alone: the coordinator asks them itself and sends the answers with ``collect``;
 * the chains' events, sent with ``collect``, which the shard decides in order on the slice as soon as it has
   collected it (on its own core); it answers, in place of its next questions, with the decisions, the profile
   IDs the slice asked about without holding them, which the coordinator checks at their owners, and what
@@ -107,17 +108,18 @@ class ShardServer:
         if kind == "apply":
             store.apply(request[1], request[2])
             return None
-        if kind == "collect":  # (position, footprint items, record values, shared, [(index in the window, event)]):
-            # the first round's questions (``_next_round``)
-            _, position, items, values, shared, events = request
+        if kind == "collect":  # (position, footprint items, record values, shared, [(index in the window, event)],
+            # the answers to the first round's questions, which the coordinator asked of their owners itself):
+            # the next round's questions (``_next_round``)
+            _, position, items, values, shared, events, first = request
             self.collecting = collecting(items, values, shared, position, _slice_args)
             self.deciding = (position, events)
-            return self._next_round(None)
+            state, asked = self._next_round(None)
+            if state == "decided" or first is None:  # (a reading that asked nothing; or no answers sent)
+                return state, asked
+            return self._next_round(_read_back(first))
         if kind == "answers":  # (each owner's answers to this shard's questions, pickled): the next round's
-            got: dict = {}
-            for blob in request[1]:
-                got.update(restricted_loads(blob))
-            return self._next_round(got)
+            return self._next_round(_read_back(request[1]))
         if kind == "read_for":  # (epoch, {reader: questions}): each reader's answers, pickled for it to read
             _, epoch, questions = request
             return {at: pickle.dumps({ask: self._part(*ask, epoch, False) for ask in asks}, pickle.HIGHEST_PROTOCOL)
@@ -180,6 +182,14 @@ class ShardServer:
         if what == "profiles":  # (...and of a profile)
             return ProfilePart(got.id, got.created_at, frozenset(), {}, frozenset(), waiting=got.waiting)
         return got
+
+
+def _read_back(blobs: list[bytes]) -> dict:
+    """A round's answers to a shard's questions, from each owner's blob (pickled by the owner for it)."""
+    got: dict = {}
+    for blob in blobs:
+        got.update(restricted_loads(blob))
+    return got
 
 
 def _serve(conn: Any, inherited: list[Any], config: ResolverConfig, shard: int, n: int, store: PartStore) -> None:
@@ -344,31 +354,46 @@ class RemoteKeyShards(LocalKeyShards):
         asked, passed back unread. (Through this coordinator a round is two waits on the pipes, counted as the
         one round trip a transport between the shards would take.) Once a shard's slice is read, it decides its
         chains' events on it at once: what each shard decided (``ShardServer._decide``)."""
+        # The first round's questions follow from what the chains read alone: the coordinator asks them of
+        # their owners itself, and sends each shard its chains with the answers (a round trip a window less)
         # (the items in order: a set read back in another process need not iterate as it did here)
-        requests = {}
+        requests, first = {}, {}
         for s, events in mine:
             items, values = _reads_of(events, work)
-            requests[s] = ("collect", position, sorted(items), values, self.shared,
-                           [(k, work[k][0]) for k in events])
-        replies = self._ask(requests)
+            requests[s] = ["collect", position, sorted(items), values, self.shared, [(k, work[k][0]) for k in events],
+                           None]
+            try:
+                first[s] = next(collecting(requests[s][2], values, self.shared, position, _slice_args))
+            except StopIteration:  # (it asks nothing: the shard decides at once)
+                pass
+        if first:
+            blobs = self._read_for(first)
+            for s in first:
+                requests[s][-1] = [held[s] for held in blobs.values() if s in held]
+        replies = self._ask({s: tuple(request) for s, request in requests.items()})
         decided: dict[int, tuple] = {}
         while True:
             decided.update((s, got) for s, (state, got) in replies.items() if state == "decided")
             asking = {s: asks for s, (state, asks) in replies.items() if state == "asks"}
             if not asking:
                 return decided
-            asked: dict[int, dict[int, list[Ask]]] = {}
-            for at, asks in asking.items():
-                for what, name in dict.fromkeys(asks):  # (a question once, however often the reading asks it)
-                    owner = self._owner_of(what, name)
-                    asked.setdefault(owner, {}).setdefault(at, []).append((what, name))
-                    self._count_read(owner, at)
-            if any(owner != reader for owner, reader in self._asked):
-                self._trips += 1
-            self._send()
-            blobs = self._ask({owner: ("read_for", self._epoch, mine) for owner, mine in asked.items()})
+            blobs = self._read_for(asking)
             replies = self._ask({at: ("answers", [held[at] for held in blobs.values() if at in held])
                                  for at in asking})
+
+    def _read_for(self, asking: dict[int, list[Ask]]) -> dict[int, dict[int, bytes]]:
+        """Each shard's questions of a round read at their owners, all at once: by owner, each reader's answers
+        as the owner pickled them for it."""
+        asked: dict[int, dict[int, list[Ask]]] = {}
+        for at, asks in asking.items():
+            for what, name in dict.fromkeys(asks):  # (a question once, however often the reading asks it)
+                owner = self._owner_of(what, name)
+                asked.setdefault(owner, {}).setdefault(at, []).append((what, name))
+                self._count_read(owner, at)
+        if any(owner != reader for owner, reader in self._asked):
+            self._trips += 1
+        self._send()
+        return self._ask({owner: ("read_for", self._epoch, mine) for owner, mine in asked.items()})
 
     def _on_slices(self, position: int, epoch: int, chains: list[list[int]],
                    work: list[tuple[ChannelEvent, list[tuple[str, str]], frozenset[str]]]) -> Optional[dict[int, Entry]]:
