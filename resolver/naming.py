@@ -31,6 +31,12 @@ def name_of(first: First) -> str:
     return "p_" + short_hash(seed(first))
 
 
+def names_of(event_id: str, identifiers: int) -> list[str]:
+    """The profile IDs an event with this many identifiers may name a profile by (``name_of`` of each rank),
+    first choices only (``graph.new_profile_id`` goes on when one is taken)."""
+    return [name_of(("", event_id, rank)) for rank in range(max(identifiers, 1))]
+
+
 def first_of(st: "ResolverState", nodes: Iterable[int]) -> Optional[First]:
     """The earliest first use among ``nodes`` (None when none was used by an event yet)."""
     get = st.node_first.get

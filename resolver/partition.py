@@ -34,14 +34,16 @@ Pair = tuple[str, str]  # two identifiers' keys, in key order
 
 
 class ScopedNames(dict):
-    """A slice's profiles or aliases: a dict that remembers the keys it was asked for and never held."""
+    """A slice's profiles or aliases: a dict that remembers the keys it was asked for and never held (``absent``:
+    keys its owners were asked for when the slice was collected, and did not hold)."""
 
     __slots__ = ("asked", "held")
 
-    def __init__(self, *args: Any) -> None:
+    def __init__(self, *args: Any, absent: Iterable[str] = ()) -> None:
         super().__init__(*args)
         self.asked: set[str] = set()
         self.held: set[str] = set(self)
+        self.held.update(absent)
 
     def __contains__(self, key: object) -> bool:
         if dict.__contains__(self, key):
@@ -314,7 +316,10 @@ def collecting(items: Iterable[str], values: Iterable[tuple[str, str]], shared: 
     """``collect`` as a reading in five rounds (``Rounds``): the items; what is filed under the blocking
     keys; the profiles of the identifiers; their other identifiers; then the edge, the aliases and the
     value counts. (An ``a:`` item names an alias to read with the items: a person's command may name a
-    profile by an ID it was renamed from, ``footprint.of_command``.) (What a round asks is asked together, of each owner in one message, by a transport.)
+    profile by an ID it was renamed from, ``footprint.of_command``. An ``n:`` item names a profile ID the
+    events may give a profile, ``naming.names_of``: asked of its owner as a profile and as an alias, and if
+    neither is held, the slice knows it is free without asking again, ``Slice.asked``; if either is, the slice
+    does not hold it, and deciding asks as before.) (What a round asks is asked together, of each owner in one message, by a transport.)
     ``build``: what is made of the parts read (``Slice``'s arguments; by default the ``Slice``)."""
     items = list(items)
     got: dict[Ask, Any] = {}
@@ -337,7 +342,8 @@ def collecting(items: Iterable[str], values: Iterable[tuple[str, str]], shared: 
 
     split = [item.partition(":") for item in items]
     yield from ask([({"k": "nodes", "p": "profiles", "b": "blocks", "a": "aliases"}[kind], name)
-                    for kind, _, name in split if kind in ("k", "p", "b", "a")])
+                    for kind, _, name in split if kind in ("k", "p", "b", "a")] +
+                   [(what, name) for kind, _, name in split if kind == "n" for what in ("profiles", "aliases")])
     yield from ask([("nodes", k) for kind, _, name in split if kind == "b" for k in got[("blocks", name)] or ()])
     core: dict[str, NodePart] = {}
     names: list[str] = []
@@ -388,9 +394,12 @@ def collecting(items: Iterable[str], values: Iterable[tuple[str, str]], shared: 
         target = got[("aliases", pid)]
         if target is not None:
             aliases[pid] = target
+    # the names checked (``n:``) that no profile and no alias held when the slice was read
+    absent = frozenset(name for kind, _, name in split if kind == "n"
+                       and got[("profiles", name)] is None and got[("aliases", name)] is None)
     counts = {key: got[("values", key)] for key in wanted}
     return (build or Slice)(list(core.values()), edge, list(profiles.values()), aliases, blocks, counts, shared,
-                            position)
+                            position, absent)
 
 
 class Slice:
@@ -398,7 +407,8 @@ class Slice:
 
     def __init__(self, core: Iterable[NodePart], edge: dict[str, Optional[str]], profiles: Iterable[ProfilePart],
                  aliases: dict[str, str], blocks: dict[str, list[str]],
-                 values: dict[tuple[str, str], tuple[int, Optional[int]]], shared: Shared, position: int):
+                 values: dict[tuple[str, str], tuple[int, Optional[int]]], shared: Shared, position: int,
+                 absent: Iterable[str] = ()):
         core = sorted(core, key=lambda p: p.key)
         profiles = list(profiles)
         # (what was given, to send back only what changed)
@@ -442,8 +452,8 @@ class Slice:
                    if all(k in index for k in one) and all(k in index for k in two)}
         st.blocks = {b: [index[k] for k in nodes] for b, nodes in blocks.items()}
         st.profiles = ScopedNames({p.id: Profile(p.id, p.created_at, {index[k] for k in p.nodes}, dict(p.counts),
-                                                 set(p.traits), p.first, p.named) for p in profiles})
-        st.aliases = ScopedNames(aliases)
+                                                 set(p.traits), p.first, p.named) for p in profiles}, absent=absent)
+        st.aliases = ScopedNames(aliases, absent=absent)
         self._names = (st.profiles, st.aliases)
         for key, (count, before) in values.items():
             if count:

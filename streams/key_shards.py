@@ -15,7 +15,8 @@ is owned by one shard (``resolver.owner``), and a shard holds only what it owns.
 
 A slice that asked whether a profile ID was free, and the ID's owner holds it, means a chain may have decided
 otherwise than in order (rare: the name of an absorbed profile taken back); the window is then decided in
-order on the whole state. So is the start of an epoch that re-estimates the match model, which reads all
+order on the whole state. (The names its events may give new profiles are read with the slice: those found
+free need no such question, so most windows ask none.) So is the start of an epoch that re-estimates the match model, which reads all
 records and every pending review. What the coordinator keeps is the event IDs decided (duplicates), the
 rejected records and the statistics every event reads (``resolver.partition.Shared``).
 
@@ -41,7 +42,7 @@ import time
 import weakref
 from typing import Any, Iterable, Optional
 
-from resolver import epochs, footprint
+from resolver import epochs, footprint, naming
 from resolver.calibration import distinct_of
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver
@@ -587,9 +588,15 @@ def _bans_after(bans: dict[str, tuple[frozenset[str], frozenset[str], str]], st:
 
 def _reads_of(events: list[int], work: list[tuple[Any, list[tuple[str, str]], frozenset[str]]]
               ) -> tuple[set[str], list[tuple[str, str]]]:
-    """What a slice deciding these events of the window reads: their footprints' items and their records'
-    values (``partition.collecting``'s first arguments)."""
-    return set().union(*(work[k][2] for k in events)), [v for k in events for v in work[k][1]]
+    """What a slice deciding these events of the window reads: their footprints' items, the profile IDs they
+    may name profiles by (``naming.names_of``: read with the footprint, those found free need no question
+    once the slice is decided, ``_taken``) and their records' values (``partition.collecting``'s first
+    arguments)."""
+    items = set().union(*(work[k][2] for k in events))
+    for k in events:
+        event = work[k][0]
+        items.update("n:" + name for name in naming.names_of(event.event_id, len(event.identifiers)))
+    return items, [v for k in events for v in work[k][1]]
 
 
 def _name_questions(profiles: Iterable[str], aliases: Iterable[str]) -> list[Ask]:

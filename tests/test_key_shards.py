@@ -411,3 +411,27 @@ def test_a_person_s_commands_of_every_kind_are_followed_on_slices():
     assert {"review", "unmerge", "lift", "profiles_merged", "profile_split", "connection_banned",
             "ban_lifted"} <= met
     assert keyed.decide(records[:50]) == in_order(records[:50], whole)  # (all duplicates now, but a full pass)
+
+
+def test_the_names_new_profiles_take_are_read_with_the_slice_so_no_window_asks_about_them_after():
+    """Every event of new customers creates a profile named by the event (``naming.names_of``): the slice reads
+    those names at their owners as it is collected, finds them free, and its window asks no owner whether a
+    name is held once it is decided (a round trip a window); the log is the one of deciding in order."""
+    from tests.test_shards import in_order_raw
+
+    records = [ChannelEvent(event_id=f"n{i}", occurred_at=f"2025-03-01T00:{i // 60:02d}:{i % 60:02d}Z",
+                            channel="web", event_type="visit",
+                            identifiers={"email": f"new{i}@mailbox.org", "phone": f"+1415556{i:04d}"}
+                            ).model_dump_json().encode() for i in range(300)]
+    config = ResolverConfig()
+    asked = []
+
+    class Counting(LocalKeyShards):
+        def _any_held(self, questions):
+            asked.extend(a for asks in questions.values() for a in asks)
+            return super()._any_held(questions)
+
+    got = Counting(config, 3, 64).decide(records)
+    assert got == in_order_raw(records, config)
+    assert sum(1 for entry in got for d in entry if d["type"] == "profile_created") == 300
+    assert asked == []
