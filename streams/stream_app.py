@@ -701,6 +701,8 @@ class StreamJobs:
     # resolver named next
     keyed: Any = None
     keyed_for: Any = None
+    key_load_seconds = 0.0  # (how long loading the session took)
+    following = 0.0  # (seconds the commands of the message in hand took on the key shards)
 
     def __init__(self, settings: KafkaSettings, options: WorkerOptions):
         self.settings = settings
@@ -1334,6 +1336,7 @@ class StreamJobs:
         from streams.commands import decide
         await self._ensure_resolver()
         out = []
+        self.following = 0.0
         for verdict in verdicts:
             command = {**verdict, "command": "review", "by": verdict["reviewer"]}
             items = self._keyed_footprint(command)
@@ -1355,6 +1358,7 @@ class StreamJobs:
 
         await self._ensure_resolver()
         out = []
+        self.following = 0.0
         for c in commands:
             items = self._keyed_footprint(c)
             try:
@@ -1375,23 +1379,36 @@ class StreamJobs:
             return None
         from resolver import footprint
 
-        return footprint.of_command(self.resolver.state, command)
+        try:
+            return footprint.of_command(self.resolver.state, command)
+        except (TypeError, ValueError, KeyError, AttributeError):  # (a malformed command: refused when decided)
+            return None
 
     async def _keep_key_shards_in_step(self, command: dict[str, Any], items: Optional[set[str]],
                                        entry: list[dict[str, Any]]) -> None:
         """After a person's command changed the state here (``entry``): the session of the key shards, if in
         step before it, decides it too, on a slice of its footprint (``LocalKeyShards.decide_command``), and stays
         in step if it gives the same entry. Otherwise (an erasure, a name its slice did not hold, a different
-        entry, a failure) the next run loads a new session from the state, every part sent anew."""
+        entry, a failure) the next run loads a new session from the state, every part sent anew; and so it does
+        once the commands of one message have taken as long on slices as loading the session took
+        (``key_load_seconds``: a batch of a thousand verdicts would otherwise hold up the events for as many
+        slices' round trips)."""
         if items is None:  # (no session in step, or a command no footprint covers)
             self.keyed_for = None
             return
+        if self.following >= self.key_load_seconds:
+            self.keyed_for = None
+            self.metrics.add("key_shard_commands_left_to_a_load")
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            got = await asyncio.get_running_loop().run_in_executor(None, self.keyed.decide_command, command, items)
+            got = await loop.run_in_executor(None, self.keyed.decide_command, command, items)
         except Exception as exc:
-            log.warning("the key shards could not decide a person's %s (%s): the next run loads them anew",
-                        command.get("command"), " ".join(f"{type(exc).__name__}: {exc}".split()))
-            got = None
+            self._key_shards_failed(exc, f"a person's {command.get('command')}")
+            return
+        finally:
+            self.following += loop.time() - started
         if got == entry:
             self.metrics.add("key_shard_commands")
             return
@@ -1399,6 +1416,22 @@ class StreamJobs:
             log.error("the key shards decided a person's %s otherwise than this worker: the next run loads them "
                       "anew", command.get("command"))
         self.keyed_for = None
+
+    def _key_shards_failed(self, exc: BaseException, what: str) -> None:
+        """The key shards failed deciding ``what`` (a holder lost, no answer in time, a defect on a shard; or a
+        rebalance, which waits for the events in hand while the shards cannot answer): the session ends; the
+        next run loads a new one, at once if the group moved a shard, else once the shards have rested for
+        ``IDRES_SHARD_WAIT`` (none for a rebalance)."""
+        from streams.kafka_key_shards import Interrupted, PartsLost
+
+        log.warning("the key shards failed on %s (%s): this worker decides without them until a new session",
+                    what, " ".join(f"{type(exc).__name__}: {exc}".split()))
+        self._end_key_session()
+        if isinstance(exc, PartsLost):  # (the group moved a shard: the next run loads them anew)
+            self.metrics.add("key_shard_sessions_lost")
+        elif not isinstance(exc, Interrupted):
+            self.metrics.add("resolve_shard_failures")
+            self.shards_rest_until = asyncio.get_running_loop().time() + self.options.shard_wait
 
     async def _ensure_resolver(self) -> None:
         """Rebuilds the resolver from the decision log when it may be stale (at start, after a rebalance)."""
@@ -1709,18 +1742,8 @@ class StreamJobs:
                     await self._begin_key_session(resolver)
                 got = await loop.run_in_executor(None, self.keyed.decide, [item[4] for item in run], checked)
                 got = self._sourced(got, run, list(ids))
-            except Exception as exc:  # (a holder lost, no answer in time, a defect on a shard; or a rebalance,
-                # which waits for the events in hand while the shards cannot answer)
-                from streams.kafka_key_shards import Interrupted, PartsLost
-
-                log.warning("the key shards failed (%s): %d events are decided here, in order",
-                            " ".join(f"{type(exc).__name__}: {exc}".split()), len(released))
-                self._end_key_session()
-                if isinstance(exc, PartsLost):  # (the group moved a shard: the next run loads them anew)
-                    m.add("key_shard_sessions_lost")
-                elif not isinstance(exc, Interrupted):
-                    m.add("resolve_shard_failures")
-                    self.shards_rest_until = loop.time() + self.options.shard_wait
+            except Exception as exc:
+                self._key_shards_failed(exc, f"{len(released)} events")
                 return await self._decide_in_order(released, entries, pending)
             for entry in got:
                 resolver.apply_all(entry)
@@ -1749,12 +1772,15 @@ class StreamJobs:
 
         self._end_key_session()
         s, o = self.settings, self.options
-        self.keyed = await asyncio.get_running_loop().run_in_executor(
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self.keyed = await loop.run_in_executor(
             None, lambda: KafkaKeyShards(s, o.config, s.resolve_partitions, wait=o.shard_wait, state=resolver.state,
                                          stopped=lambda: self.failed is not None or self.letting_go(),
                                          # (a run holds only valid events not decided before: ``_decide_on_key_shards``)
                                          new_only=True))
         self.keyed_for = resolver
+        self.key_load_seconds = loop.time() - started
         self.metrics.add("key_shard_sessions")
 
     def _end_key_session(self) -> None:

@@ -422,15 +422,30 @@ def test_a_stop_is_bounded_before_the_held_events_are_decided(monkeypatch, faile
     assert armed_when_deciding == [[] if failed else [("a signal to stop", 7.0)]]
 
 
-def _jobs_deciding_on(resolver, keyed):
-    """A resolve role's deciding alone (no Faust app, no broker), with a session of key shards in step with
-    ``resolver``'s state (``keyed``), or none."""
-    from streams.stream_app import Metrics, StreamJobs
+def _jobs_deciding_on(resolver, keyed, in_step=True, load_seconds=60.0):
+    """A resolve role's deciding alone (no Faust app, no broker), with a session of key shards (``keyed``) in step
+    with ``resolver``'s state, or not, whose load took ``load_seconds``."""
+    from resolver.engine import Resolver
+    from streams.stream_app import Metrics, StreamJobs, WorkerOptions
 
     jobs = StreamJobs.__new__(StreamJobs)
     jobs.metrics, jobs.resolver, jobs.resolver_stale = Metrics(), resolver, False
-    jobs.keyed, jobs.keyed_for = keyed, resolver if keyed is not None else None
+    jobs.options, jobs.shards_rest_until = WorkerOptions(shard_wait=30.0), 0.0
+    jobs.keyed, jobs.keyed_for = keyed, resolver if in_step else Resolver()
+    jobs.key_load_seconds = load_seconds
     return jobs
+
+
+def _with_review():
+    from resolver.engine import Resolver
+    from streams.shards import in_order
+    from tests.test_api_decisions import EVENTS
+
+    resolver = Resolver()
+    in_order([json.dumps(e).encode() for e in EVENTS], resolver)
+    verdict = {"review_id": next(iter(resolver.state.reviews)), "decision": "accept", "reviewer": "ana",
+               "decided_at": "2025-06-01T00:00:00Z"}
+    return resolver, verdict
 
 
 def test_a_review_verdict_is_decided_on_the_key_shards_too_which_stay_in_step_with_the_state():
@@ -441,18 +456,12 @@ def test_a_review_verdict_is_decided_on_the_key_shards_too_which_stay_in_step_wi
     import asyncio
     import copy
 
-    from resolver.engine import Resolver
     from resolver.owner import stores_of
     from streams.key_shards import LocalKeyShards
-    from streams.shards import in_order
-    from tests.test_api_decisions import EVENTS
 
-    resolver = Resolver()
-    in_order([json.dumps(e).encode() for e in EVENTS], resolver)
-    review_id = next(iter(resolver.state.reviews))
+    resolver, verdict = _with_review()
     keyed = LocalKeyShards(resolver.config, 2, state=copy.deepcopy(resolver.state), new_only=True)
     jobs = _jobs_deciding_on(resolver, keyed)
-    verdict = {"review_id": review_id, "decision": "accept", "reviewer": "ana", "decided_at": "2025-06-01T00:00:00Z"}
     got = asyncio.run(jobs._reviews([verdict]))
     assert any(d["type"] == "profiles_merged" for entry in got for d in entry)
     assert jobs.keyed_for is resolver and jobs.metrics.counters["key_shard_commands"] == 1
@@ -460,11 +469,54 @@ def test_a_review_verdict_is_decided_on_the_key_shards_too_which_stay_in_step_wi
         assert (held.nodes, held.profiles, held.aliases, held.reviewing) == \
             (split.nodes, split.profiles, split.aliases, split.reviewing)
 
-    resolver = Resolver()
-    in_order([json.dumps(e).encode() for e in EVENTS], resolver)
-    jobs = _jobs_deciding_on(resolver, None)
+    resolver, verdict = _with_review()  # (a session in step with another state: it is not asked)
+    asked = []
+    jobs = _jobs_deciding_on(resolver, type("Keyed", (), {"decide_command": lambda *a: asked.append(a)})(),
+                             in_step=False)
     asyncio.run(jobs._reviews([verdict]))
+    assert jobs.keyed_for is None and asked == [] and "key_shard_commands" not in jobs.metrics.counters
+
+
+class _Keyed:
+    """A session of key shards that fails, or decides a command otherwise than the state."""
+
+    def __init__(self, fails=None, entry=None):
+        self.fails, self.entry, self.closed = fails, entry, False
+
+    def decide_command(self, command, items):
+        if self.fails is not None:
+            raise self.fails
+        return self.entry
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("case", ["fails", "lost", "otherwise", "too_slow"])
+def test_a_session_of_key_shards_that_cannot_follow_a_command_is_left_for_a_new_one(case):
+    """A session that fails on a person's command ends, and the shards rest (not when the group moved a shard:
+    the next run loads them anew at once); one that decides it otherwise is no longer in step; and once the
+    commands of one message took as long on slices as loading the session did, the rest is left to a new load."""
+    import asyncio
+    import time as clock
+
+    from streams.kafka_key_shards import PartsLost
+
+    resolver, verdict = _with_review()
+    keyed = _Keyed(fails=RuntimeError("no answer") if case == "fails" else PartsLost("moved") if case == "lost"
+                   else None, entry=[{"type": "review_decided"}])
+    jobs = _jobs_deciding_on(resolver, keyed, load_seconds=0.0 if case == "too_slow" else 60.0)
+    got = asyncio.run(jobs._reviews([verdict]))
+    assert any(d["type"] == "profiles_merged" for entry in got for d in entry)  # (decided here whatever)
     assert jobs.keyed_for is None and "key_shard_commands" not in jobs.metrics.counters
+    counters = jobs.metrics.counters
+    if case in ("fails", "lost"):
+        clock.sleep(0.2)  # (the session is closed aside)
+        assert jobs.keyed is None and keyed.closed
+    assert (counters.get("resolve_shard_failures"), counters.get("key_shard_sessions_lost")) == \
+        {"fails": (1, None), "lost": (None, 1)}.get(case, (None, None))
+    assert (jobs.shards_rest_until > 0) == (case == "fails")
+    assert counters.get("key_shard_commands_left_to_a_load") == (1 if case == "too_slow" else None)
 
 
 def test_an_erasure_takes_the_key_shards_out_of_step_with_the_state():
