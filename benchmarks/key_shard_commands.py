@@ -31,14 +31,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from resolver import footprint  # noqa: E402
 from resolver.config import ResolverConfig  # noqa: E402
 from resolver.engine import Resolver  # noqa: E402
 from resolver.owner import stores_of  # noqa: E402
 from streams.commands import decide  # noqa: E402
-from streams.ordering import time_ordered  # noqa: E402
 from streams.shards import in_order  # noqa: E402
+from key_shards import first_records  # noqa: E402  (benchmarks/key_shards.py)
 
 
 def run(records: list[bytes], n: int, verdicts: int, bootstrap: str) -> bool:
@@ -100,13 +101,7 @@ def main() -> int:
     ap.add_argument("--verdicts", type=int, default=20)
     ap.add_argument("--bootstrap", help="a broker (default: start the tests' broker)")
     args = ap.parse_args()
-    lines = []
-    with open(args.events, "rb") as fh:
-        for i, line in enumerate(fh):
-            if i >= args.lines:
-                break
-            lines.append(line)
-    records = [raw for _, raw in time_ordered(lines)]
+    records = first_records(args.events, args.lines)
     gc.disable()  # (as idres ingest and the workers run: nothing the resolver builds forms cycles)
     if args.bootstrap:
         return 0 if run(records, args.shards, args.verdicts, args.bootstrap) else 1

@@ -133,6 +133,17 @@ def on_kafka(records: list[bytes], config: ResolverConfig, counts: list[int], wa
               f"{trips:,} | {wall * 1000 / max(trips, 1):.1f} |", flush=True)
 
 
+def first_records(path: str, lines: int) -> list[bytes]:
+    """The first ``lines`` lines of the file, in event-time order (as ``idres ingest`` takes them)."""
+    head = []
+    with open(path, "rb") as fh:
+        for i, line in enumerate(fh):
+            if i >= lines:
+                break
+            head.append(line)
+    return [raw for _, raw in time_ordered(head)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("events")
@@ -152,13 +163,7 @@ def main() -> int:
                     help="decide on N shards this many times and report the run with the least modelled time "
                          "(this machine's speed varies from one run to the next)")
     args = ap.parse_args()
-    lines = []
-    with open(args.events, "rb") as fh:
-        for i, line in enumerate(fh):
-            if i >= args.lines:
-                break
-            lines.append(line)
-    records = [raw for _, raw in time_ordered(lines)]
+    records = first_records(args.events, args.lines)
     config = ResolverConfig()
     gc.disable()  # (as idres ingest and the workers run: nothing the resolver builds forms cycles)
     expected, seconds = in_order(records, config)
