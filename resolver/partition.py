@@ -315,11 +315,12 @@ def collecting(items: Iterable[str], values: Iterable[tuple[str, str]], shared: 
                build: Optional[Callable[..., Any]] = None) -> Rounds:
     """``collect`` as a reading in five rounds (``Rounds``): the items; what is filed under the blocking
     keys; the profiles of the identifiers; their other identifiers; then the edge, the aliases and the
-    value counts. (An ``a:`` item names an alias to read with the items: a person's command may name a
-    profile by an ID it was renamed from, ``footprint.of_command``. An ``n:`` item names a profile ID the
-    events may give a profile, ``naming.names_of``: asked of its owner as a profile and as an alias, and if
-    neither is held, the slice knows it is free without asking again, ``Slice.asked``; if either is, the slice
-    does not hold it, and deciding asks as before.) (What a round asks is asked together, of each owner in one message, by a transport.)
+    value counts. (What a round asks is asked together, of each owner in one message, by a transport.) An
+    ``a:`` item names an alias to read with the items: a person's command may name a profile by an ID it was
+    renamed from (``footprint.of_command``). An ``n:`` item names a profile ID the events may give a profile
+    (``naming.names_of``), asked of its owner as a profile and as an alias: if neither is held, the slice knows
+    it is free without asking again (``Slice.asked``); if either is, the slice does not hold it, and deciding
+    asks as before.
     ``build``: what is made of the parts read (``Slice``'s arguments; by default the ``Slice``)."""
     items = list(items)
     got: dict[Ask, Any] = {}

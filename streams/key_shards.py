@@ -16,8 +16,8 @@ is owned by one shard (``resolver.owner``), and a shard holds only what it owns.
 A slice that asked whether a profile ID was free, and the ID's owner holds it, means a chain may have decided
 otherwise than in order (rare: the name of an absorbed profile taken back); the window is then decided in
 order on the whole state. (The names its events may give new profiles are read with the slice: those found
-free need no such question, so most windows ask none.) So is the start of an epoch that re-estimates the match model, which reads all
-records and every pending review. What the coordinator keeps is the event IDs decided (duplicates), the
+free need no such question, so most windows ask none.) So is the start of an epoch that re-estimates the
+match model, which reads all records and every pending review. What the coordinator keeps is the event IDs decided (duplicates), the
 rejected records and the statistics every event reads (``resolver.partition.Shared``).
 
 A person's review verdicts, unmerges and lifts of bans are decided on a slice of what they name

@@ -1,6 +1,6 @@
 """The benchmark scripts still run, on a small generated file (on the tests' broker where they need one): a
-script that no longer runs measures nothing (the sealing benchmark stopped at its replay once the log asked its sealer to prefetch keys,
-and nothing noticed)."""
+script that no longer runs measures nothing (the sealing benchmark stopped at its replay once the log asked
+its sealer to prefetch keys, and nothing noticed)."""
 
 from __future__ import annotations
 
