@@ -164,7 +164,7 @@ def kafka(work: Path, people: int, samples: int, bootstrap_arg: str | None) -> N
         subprocess.run([sys.executable, "-m", "streams.cli", "topics", *kafka_args], cwd=ROOT, check=True,
                        capture_output=True)
         subprocess.run([sys.executable, "-m", "streams.cli", "produce", str(events), *kafka_args, "--topic",
-                        f"{prefix}raw", "--partitions", "1"], cwd=ROOT, check=True, capture_output=True)
+                        f"{prefix}raw.history", "--partitions", "1"], cwd=ROOT, check=True, capture_output=True)
         env = {**os.environ, "IDRES_REORDER_WAIT": "0.2"}
         worker = subprocess.Popen([sys.executable, "-m", "tests.tansu_worker", "worker", *kafka_args, "--role", "all",
                                    "--web-port", str(free_port()), "--loglevel", "warn", "--data-dir",
@@ -178,11 +178,11 @@ def kafka(work: Path, people: int, samples: int, bootstrap_arg: str | None) -> N
         lags = []
         try:
             warm = event(-1)  # (the backlog decided and projected first)
-            prod.send(f"{prefix}raw", json.dumps(warm).encode(), partition=0).get(60)
+            prod.send(f"{prefix}raw.history", json.dumps(warm).encode(), partition=0).get(60)
             wait_for(seen, "email:" + warm["identifiers"]["email"], timeout=600)
             for i in range(samples):
                 ev = event(i)
-                prod.send(f"{prefix}raw", json.dumps(ev).encode(), partition=0).get(60)
+                prod.send(f"{prefix}raw.history", json.dumps(ev).encode(), partition=0).get(60)
                 sent = time.perf_counter()
                 lags.append(wait_for(seen, "email:" + ev["identifiers"]["email"]) - sent)
                 time.sleep(0.2)

@@ -14,10 +14,11 @@ event got the profile `idres ingest` gives it. Then, with 2 shards, the
 worker that answers shard tasks without coordinating is killed with SIGKILL once a third of the events are
 logged and started again: printed are the seconds the log did not grow, and the check again.
 
-The events go to one raw topic of one partition, in event-time order (`idres produce --topic PREFIXraw
---partitions 1`): with several raw partitions, validate workers starved of CPU on a small machine can make
-events later than the reorder buffer waits for, and those are decided out of time order (counted as late,
-and printed). On a machine with few cores the workers, the broker and the coordinator share them: say so
+The events go to one raw topic of one partition, in event-time order (`idres produce --topic
+PREFIXraw.history --partitions 1`; not to `PREFIXraw`, which `idres topics` creates with 4 partitions, where
+`--partitions 1` does not apply: the runs before 2026-12-06 went there): with several raw partitions, validate
+workers starved of CPU on a small machine can make events later than the reorder buffer waits for, and those
+are decided out of time order (counted as late, and printed). On a machine with few cores the workers, the broker and the coordinator share them: say so
 with the figures.
 """
 
@@ -85,7 +86,7 @@ def wait_settled(bootstrap: str, prefix: str, ports: list[int], n: int, seconds:
 
 def produce_one(bootstrap: str, prefix: str, events: Path) -> None:
     subprocess.run([sys.executable, "-m", "streams.cli", "produce", str(events), "--bootstrap", bootstrap,
-                    "--topic-prefix", prefix, "--topic", f"{prefix}raw", "--partitions", "1"],
+                    "--topic-prefix", prefix, "--topic", f"{prefix}raw.history", "--partitions", "1"],
                    cwd=ROOT, check=True, capture_output=True)
 
 
