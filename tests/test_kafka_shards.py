@@ -128,9 +128,12 @@ def test_a_shard_that_stops_answering_makes_the_coordinator_decide_in_order(kafk
     snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
 
 
-def test_a_review_verdict_reaches_the_shards_copies_before_the_next_events(kafka_bootstrap, tmp_path):
-    """The coordinator decides a person's verdict and logs it; the shards read it from the log before they
-    decide the events that follow, which then join the profile the verdict made."""
+@pytest.mark.parametrize("state", ["copies", "keys"])
+def test_a_review_verdict_reaches_the_shards_before_the_next_events(kafka_bootstrap, tmp_path, state):
+    """The coordinator decides a person's verdict and logs it; the shards holding copies read it from the log
+    before they decide the events that follow, and key shards decide it on a slice of its two identifiers'
+    profiles (the session loaded before it goes on: no new one); the events that follow join the profile the
+    verdict made."""
     import json
 
     prefix = unique_name("shardreview") + "."
@@ -142,13 +145,13 @@ def test_a_review_verdict_reaches_the_shards_copies_before_the_next_events(kafka
         path.write_text("".join(json.dumps(e) + "\n" for e in events))
         idres("produce", str(path), *kafka)
 
-    idres("topics", *kafka, "--resolve-partitions", "2")
+    idres("topics", *kafka, "--resolve-partitions", "2", "--resolve-state", state)
     send({"event_id": "web1", "occurred_at": "2025-01-01T00:00:00Z", "channel": "web", "event_type": "signup",
           "identifiers": {"email": "jane.doe@example.co.uk"},
           "attributes": {**person, "date_of_birth": "1985-03-07", "address": "12 High Street"}},
          {"event_id": "store1", "occurred_at": "2025-01-02T00:00:00Z", "channel": "store",
           "event_type": "purchase", "identifiers": {"loyalty_id": "LY-1234-5678"}, "attributes": person})
-    worker = ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, "r")
+    worker = ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, "r", env={"IDRES_RESOLVE_STATE": state})
     try:
         wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == 2, 120,
                    "both events decided", [worker])
@@ -161,7 +164,12 @@ def test_a_review_verdict_reaches_the_shards_copies_before_the_next_events(kafka
               "identifiers": {"loyalty_id": "LY-1234-5678", "device_id": "phone-77"}})
         wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == 4, 60,
                    "the next event decided", [worker])
-        assert worker.metrics().get("idres_shard_tasks_total", 0) >= 4  # (both windows went to the shards)
+        got = worker.metrics()
+        if state == "copies":
+            assert got.get("idres_shard_tasks_total", 0) >= 4  # (both windows went to the shards)
+        else:  # (both runs went to the shards, in one session, which decided the verdict too)
+            assert (got.get("idres_key_shard_sessions_total"), got.get("idres_key_shard_commands_total"),
+                    got.get("idres_resolve_shard_failures_total", 0)) == (1, 1, 0)
     finally:
         worker.stop()
     snap = tmp_path / "review.duckdb"
