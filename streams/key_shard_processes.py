@@ -330,10 +330,14 @@ class RemoteKeyShards(LocalKeyShards):
                     into.update(part)
         return out
 
-    def _apply(self, routed: dict[int, Changes], sender: int, epoch: int) -> None:
+    def _apply(self, routed: dict[int, Changes], sender: int, epoch: int, ahead: bool = False) -> None:
         for owner, mine in routed.items():
             self._count_writes(owner, sender, mine.written())
-        self._ask({owner: ("apply", mine, epoch) for owner, mine in routed.items()})
+        requests = {owner: ("apply", mine, epoch) for owner, mine in routed.items()}
+        if ahead:  # (each owner handles its requests in order: it has applied them before it answers another)
+            self._defer(requests)
+        else:
+            self._ask(requests)
 
     def _on_shards(self, function: Any, records: list, chunks: list) -> list:
         if records is not self._sent_records:

@@ -278,8 +278,10 @@ class LocalKeyShards:
                 {b: nodes for store in self.stores for b, nodes in store.blocks.items()},
                 {key: store.value(key, epoch) for store in self.stores for key in store.values})
 
-    def _apply(self, routed: dict[int, Changes], sender: int, epoch: int) -> None:
-        """Each owner's share of what deciding on a slice changed, from shard ``sender`` (-1: the coordinator)."""
+    def _apply(self, routed: dict[int, Changes], sender: int, epoch: int, ahead: bool = False) -> None:
+        """Each owner's share of what deciding on a slice changed, from shard ``sender`` (-1: the coordinator);
+        ``ahead``: a transport may send it ahead of the next request to each owner instead of waiting for the
+        owners to say they applied it (here it is applied at once either way)."""
         for owner, mine in routed.items():
             started, lent = time.perf_counter(), self._lent
             self._count_writes(owner, sender, mine.written())
@@ -513,7 +515,7 @@ class LocalKeyShards:
         entry = decide(resolver, command)
         if self._taken(-1, part):
             return None
-        self._commit([(-1, part)], epoch)
+        self._commit([(-1, part)], epoch, ahead=True)  # (a round trip a command less)
         self.shared.bans = _bans_after(self.shared.bans, part.state)
         return entry
 
@@ -536,9 +538,10 @@ class LocalKeyShards:
         nodes, profiles, aliases, blocks, values = self._all_parts(epoch)
         return Slice(nodes, {}, profiles, aliases, blocks, values, self.shared, position)
 
-    def _commit(self, done: list[tuple[int, Slice]], epoch: int) -> None:
+    def _commit(self, done: list[tuple[int, Slice]], epoch: int, ahead: bool = False) -> None:
         """Each slice's changes sent to their owners (from shard ``s``; -1: the coordinator), and the
-        statistics' increments to the coordinator."""
+        statistics' increments to the coordinator; ``ahead``: sent ahead of the next request to each owner
+        (``_apply``)."""
         shared = self.shared
         self._trips += 1  # (the changes sent to their owners, who say they applied them)
         for s, part in done:
@@ -547,7 +550,7 @@ class LocalKeyShards:
             routed = route(changes, self.n)
             if s >= 0:
                 self._work[s] += time.perf_counter() - started
-            self._apply(routed, s, epoch)
+            self._apply(routed, s, epoch, ahead)
             for f, d in changes.totals.items():
                 t = shared.value_totals.get(f, 0)
                 if f not in shared.tf_totals_before:
