@@ -279,7 +279,6 @@ class RemoteKeyShards(LocalKeyShards):
             return request
         return ("then", deferred, request)
 
-
     # ------------------------------------------------------------------------------ what the owners hold
     def _known(self, event_ids: list[str]) -> list[Optional[int]]:
         mine: dict[int, list[str]] = {}
@@ -361,20 +360,18 @@ class RemoteKeyShards(LocalKeyShards):
         # The first round's questions follow from what the chains read alone: the coordinator asks them of
         # their owners itself, and sends each shard its chains with the answers (a round trip a window less)
         # (the items in order: a set read back in another process need not iterate as it did here)
-        requests, first = {}, {}
+        reads, first = {}, {}
         for s, events in mine:
             items, values = _reads_of(events, work)
-            requests[s] = ["collect", position, sorted(items), values, self.shared, [(k, work[k][0]) for k in events],
-                           None]
+            reads[s] = sorted(items), values
             try:
-                first[s] = next(collecting(requests[s][2], values, self.shared, position, _slice_args))
+                first[s] = next(collecting(*reads[s], self.shared, position, _slice_args))
             except StopIteration:  # (it asks nothing: the shard decides at once)
                 pass
-        if first:
-            blobs = self._read_for(first)
-            for s in first:
-                requests[s][-1] = [held[s] for held in blobs.values() if s in held]
-        replies = self._ask({s: tuple(request) for s, request in requests.items()})
+        blobs = self._read_for(first) if first else {}
+        replies = self._ask({s: ("collect", position, *reads[s], self.shared, [(k, work[k][0]) for k in events],
+                                 [held[s] for held in blobs.values() if s in held] if s in first else None)
+                             for s, events in mine})
         decided: dict[int, tuple] = {}
         while True:
             decided.update((s, got) for s, (state, got) in replies.items() if state == "decided")

@@ -17,8 +17,8 @@ A slice that asked whether a profile ID was free, and the ID's owner holds it, m
 otherwise than in order (rare: the name of an absorbed profile taken back); the window is then decided in
 order on the whole state. (The names its events may give new profiles are read with the slice: those found
 free need no such question, so most windows ask none.) So is the start of an epoch that re-estimates the
-match model, which reads all records and every pending review. What the coordinator keeps is the event IDs decided (duplicates), the
-rejected records and the statistics every event reads (``resolver.partition.Shared``).
+match model, which reads all records and every pending review. What the coordinator keeps is the event IDs
+decided (duplicates), the rejected records and the statistics every event reads (``resolver.partition.Shared``).
 
 A person's review verdicts, unmerges and lifts of bans are decided on a slice of what they name
 (``decide_command``, their footprint given by ``footprint.of_command``). Erasures and restatements are not:

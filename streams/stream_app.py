@@ -1333,43 +1333,41 @@ class StreamJobs:
     async def _reviews(self, verdicts: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """A person's verdicts on possible matches (`idres review accept|reject --bootstrap`): decided at once,
         in the order given (an explicit ordering by a person)."""
-        from streams.commands import decide
-        await self._ensure_resolver()
-        out = []
-        self.following = 0.0
-        for verdict in verdicts:
-            command = {**verdict, "command": "review", "by": verdict["reviewer"]}
-            items = self._keyed_footprint(command)
-            try:
-                out.append(decide(self.resolver, command))
-                self.metrics.add("resolve_reviews")
-            except ReviewError as exc:
-                log.warning("review verdict not recorded: %s", exc)
-                self.metrics.add("resolve_review_errors")
-                continue
-            await self._keep_key_shards_in_step(command, items, out[-1])
-        return out
+        return await self._persons_decide(
+            [{**verdict, "command": "review", "by": verdict["reviewer"]} for verdict in verdicts], (ReviewError,),
+            ("resolve_reviews", "resolve_review_errors"), lambda c, exc: f"review verdict not recorded: {exc}")
 
     async def _commands(self, commands: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         """A person's unmerges, lifts and review verdicts (`idres unmerge --bootstrap`, the API's decisions):
         decided at once, in the order given (``streams.commands``)."""
         from resolver.errors import IdresError
+
+        return await self._persons_decide(
+            commands, (IdresError, KeyError, TypeError, ValueError), ("resolve_commands", "resolve_command_errors"),
+            lambda c, exc: f"command not recorded: {c.get('command')}: {exc}")
+
+    async def _persons_decide(self, commands: list[dict[str, Any]], refused: tuple[type[Exception], ...],
+                              counted: tuple[str, str], refusal: Callable[[dict[str, Any], Exception], str]
+                              ) -> list[list[dict[str, Any]]]:
+        """The entries of a person's commands (``streams.commands``), each decided here and kept in step on the
+        key shards (``_keep_key_shards_in_step``); one that raises ``refused`` is logged (``refusal``) and
+        counted (``counted``: decided, refused), and changes nothing (a command checks everything before it
+        decides)."""
         from streams.commands import decide
 
         await self._ensure_resolver()
         out = []
         self.following = 0.0
-        for c in commands:
-            items = self._keyed_footprint(c)
+        for command in commands:
+            items = self._keyed_footprint(command)
             try:
-                out.append(decide(self.resolver, c))
-                self.metrics.add("resolve_commands")
-            except (IdresError, KeyError, TypeError, ValueError) as exc:
-                # (the state is unchanged: a command checks everything before it decides)
-                log.warning("command not recorded: %s: %s", c.get("command"), exc)
-                self.metrics.add("resolve_command_errors")
+                out.append(decide(self.resolver, command))
+                self.metrics.add(counted[0])
+            except refused as exc:
+                log.warning("%s", refusal(command, exc))
+                self.metrics.add(counted[1])
                 continue
-            await self._keep_key_shards_in_step(c, items, out[-1])
+            await self._keep_key_shards_in_step(command, items, out[-1])
         return out
 
     def _keyed_footprint(self, command: dict[str, Any]) -> Optional[set[str]]:
