@@ -69,6 +69,7 @@ from resolver.matching import AttributeRecord, MatchModel, default_model, freque
 from resolver.normalize import Normalizer
 from resolver.records import RecordMaker
 from resolver.state import Profile, ResolverState
+from resolver.touch import Touched
 from schemas.channel import ChannelEvent
 
 __all__ = ["RECORD_TYPE", "Profile", "Resolver", "ResolverState", "node_key", "node_type", "short_hash",
@@ -374,6 +375,10 @@ class Resolver:
         ctx.take()
         unmerge.lift(ctx, ban_id, by, decided_at, note)
         return ctx.take()
+
+    def track(self, touched: Optional[Touched]) -> None:
+        """Notes what every decision applied from now on touches in ``touched`` (``resolver.touch``; None: stops)."""
+        self._fold.touched = touched
 
     def apply(self, decision: dict[str, Any]) -> None:
         self._fold.apply(decision)

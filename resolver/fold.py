@@ -6,7 +6,7 @@ the two give the same state.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 from resolver import bans, epochs, formats, graph, naming, sessions
 from resolver import traits as person
@@ -16,6 +16,7 @@ from resolver.matching import FREQUENCY_FIELDS, AttributeRecord, MatchModel
 from resolver.records import RecordMaker
 from resolver.state import MAX_BLOCK_NODES_PER_PROFILE, MAX_RECORDS_PER_NODE, MAX_SHARED_USERS, \
     MAX_TRAITS_PER_NODE, NO_TRAITS, Profile, ResolverState
+from resolver.touch import Touched
 
 
 def _add_traits(prof: Profile, traits: Iterable[str]) -> None:
@@ -32,13 +33,24 @@ class Fold:
         self.state = state
         self.records = records
         self.applied = 0  # calls that changed (or began to change) the state: a driver's test for "changed"
+        self.touched: Optional[Touched] = None  # (noting what decisions touch: ``Resolver.track``)
 
     def apply(self, decision: dict[str, Any]) -> None:
         self.applied += 1
+        if self.touched is not None:
+            self.touched.around(self.state, decision, self._apply_one)
+            return
+        _APPLY[decision["type"]](self, decision)
+
+    def _apply_one(self, decision: dict[str, Any]) -> None:
         _APPLY[decision["type"]](self, decision)
 
     def apply_all(self, decisions: Iterable[dict[str, Any]]) -> None:
         self.applied += 1
+        if self.touched is not None:
+            for d in decisions:
+                self.touched.around(self.state, d, self._apply_one)
+            return
         # (a class-level table: bound methods stored on the instance would make a reference cycle
         # that keeps a discarded state alive while the garbage collector is paused)
         for d in decisions:
@@ -171,6 +183,8 @@ class Fold:
         else:
             known.append(rec)
         st.records_filed += 1
+        if self.touched is not None:
+            self.touched.filed(keys, [(f, v) for f in FREQUENCY_FIELDS if (v := getattr(rec, f)) is not None])
         counts, totals = st.value_counts, st.value_totals
         before, totals_before = st.tf_before, st.tf_totals_before
         for f in FREQUENCY_FIELDS:

@@ -9,9 +9,9 @@ read by more than the owner: a chain decided elsewhere reads copies (a slice) an
 from __future__ import annotations
 
 import zlib
-from typing import Optional
+from typing import Any, Iterable, Optional
 
-from resolver.partition import Changes, NodePart, ProfilePart, node_part, profile_part, review_parts
+from resolver.partition import Changes, NodePart, Patch, ProfilePart, node_part, profile_part, review_parts
 from resolver.state import ResolverState
 
 
@@ -22,6 +22,9 @@ def owner_of(kind: str, name: str, n: int) -> int:
     if n == 1:
         return 0
     return zlib.crc32(f"{kind}:{name}".encode()) % n
+
+
+UNKNOWN = 1 << 62  # (the stamp of a change whose events are not known: later than any)
 
 
 def value_name(key: tuple[str, str]) -> str:
@@ -40,6 +43,11 @@ class PartStore:
         self.values: dict[tuple[str, str], list[int]] = {}
         self.reviewing: set[str] = set()  # identifiers that are a side of a pending review
         self.seen: dict[str, int] = {}  # event ID -> the digest of the event decided under it (-1: not logged)
+        # (kind, name) -> the stamp of the last change written to it since the store was loaded (``k`` an
+        # identifier, ``p`` a profile, ``a`` an alias, ``b`` a blocking key, ``v`` a value): the position after
+        # the events whose deciding made it (what a restatement from before there may have to undo:
+        # ``written_since``)
+        self.written: dict[tuple[str, Any], int] = {}
 
     def value(self, key: tuple[str, str], epoch: int) -> tuple[int, Optional[int]]:
         """How many records hold the value, and how many did at the start of ``epoch`` if that changed
@@ -49,29 +57,156 @@ class PartStore:
             return 0, None
         return held[0], held[1] if held[2] == epoch else None
 
-    def apply(self, changes: Changes, epoch: int) -> None:
-        """Applies ``changes`` (this shard's share of them: ``route``), values counted at the start of ``epoch``."""
+    def apply(self, changes: Changes, epoch: int, stamp: Optional[int] = None) -> None:
+        """Applies ``changes`` (this shard's share of them: ``route``), values counted at the start of ``epoch``;
+        ``stamp``: the position after the events whose deciding made them (None: not known, taken as later than
+        any)."""
+        written = self.written
+        at = UNKNOWN if stamp is None else stamp
         for part in changes.nodes:
             self.nodes[part.key] = part
+            written["k", part.key] = at
             if part.reviews:
                 self.reviewing.add(part.key)
             else:
                 self.reviewing.discard(part.key)
         for pid in changes.gone_profiles:
             self.profiles.pop(pid, None)
+            written["p", pid] = at
         for prof in changes.profiles:
             self.profiles[prof.id] = prof
+            written["p", prof.id] = at
         for name in changes.gone_aliases:
             self.aliases.pop(name, None)
+            written["a", name] = at
         self.aliases.update(changes.aliases)
         self.blocks.update(changes.blocks)
+        for name in changes.aliases:
+            written["a", name] = at
+        for key in changes.blocks:
+            written["b", key] = at
         for key, d in changes.values.items():
+            written["v", key] = at
             held = self.values.get(key)
             if held is None:
                 held = self.values[key] = [0, 0, epoch]
             elif held[2] != epoch:
                 held[1], held[2] = held[0], epoch
             held[0] += d
+
+
+    def written_since(self, position: int) -> list[tuple[str, Any]]:
+        """The names written since the store was loaded by deciding any event at ``position`` or after."""
+        return [name for name, at in self.written.items() if at > position]
+
+    def put(self, patch: Patch, stamp: int) -> None:
+        """Replaces the parts ``patch`` holds (this shard's share of it: ``route_patch``), and drops the names it
+        says are gone; each noted as written at ``stamp``."""
+        written = self.written
+        for key in patch.gone_nodes:
+            self.nodes.pop(key, None)
+            self.reviewing.discard(key)
+            written["k", key] = stamp
+        for part in patch.nodes:
+            self.nodes[part.key] = part
+            written["k", part.key] = stamp
+            if part.reviews:
+                self.reviewing.add(part.key)
+            else:
+                self.reviewing.discard(part.key)
+        for held, gone, kind in ((self.profiles, patch.gone_profiles, "p"), (self.aliases, patch.gone_aliases, "a"),
+                                 (self.blocks, patch.gone_blocks, "b"), (self.values, patch.gone_values, "v")):
+            for name in gone:
+                held.pop(name, None)  # type: ignore[attr-defined]
+                written[kind, name] = stamp
+        for prof in patch.profiles:
+            self.profiles[prof.id] = prof
+            written["p", prof.id] = stamp
+        for kind, held, parts in (("a", self.aliases, patch.aliases), ("b", self.blocks, patch.blocks),
+                                  ("v", self.values, patch.values)):
+            for name, part in parts.items():
+                held[name] = part  # type: ignore[index]
+                written[kind, name] = stamp
+        self.seen.update(patch.seen)
+
+
+def patch_of(st: ResolverState, nodes: Iterable[str], profiles: Iterable[str], blocks: Iterable[str],
+             values: Iterable[tuple[str, str]], seen: Optional[dict[str, int]] = None) -> Patch:
+    """The parts of ``st`` under these names, as ``stores_of`` gives them, and the names it does not hold
+    (``profiles``: profile IDs and alias names both)."""
+    patch = Patch(seen=dict(seen or {}))
+    index = st.node_index
+    parts = {}
+    for key in sorted(set(nodes)):
+        idx = index.get(key)
+        if idx is None:
+            patch.gone_nodes.append(key)
+        else:
+            parts[idx] = node_part(st, idx)
+    review_parts(st, set(parts), parts)
+    patch.nodes = list(parts.values())
+    for pid in sorted(set(profiles)):
+        prof = st.profiles.get(pid)
+        if prof is None:
+            patch.gone_profiles.append(pid)
+        else:
+            patch.profiles.append(profile_part(st, prof))
+        target = st.aliases.get(pid)
+        if target is None:
+            patch.gone_aliases.append(pid)
+        else:
+            patch.aliases[pid] = target
+    keys = st.node_keys
+    for key in sorted(set(blocks)):
+        filed = st.blocks.get(key)
+        if filed is None:
+            patch.gone_blocks.append(key)
+        else:
+            patch.blocks[key] = [keys[m] for m in filed]
+    for key in sorted(set(values)):
+        count = st.value_counts.get(key)
+        if count is None:
+            patch.gone_values.append(key)
+        else:
+            before = st.tf_before.get(key)
+            patch.values[key] = [count, count, -1] if before is None else [count, before, st.tf_epoch]
+    return patch
+
+
+def route_patch(patch: Patch, n: int) -> dict[int, Patch]:
+    """``patch`` split by the shard owning each name."""
+    out: dict[int, Patch] = {}
+
+    def to(kind: str, name: str) -> Patch:
+        s = owner_of(kind, name, n)
+        got = out.get(s)
+        if got is None:
+            got = out[s] = Patch()
+        return got
+
+    for part in patch.nodes:
+        to("k", part.key).nodes.append(part)
+    for key in patch.gone_nodes:
+        to("k", key).gone_nodes.append(key)
+    for prof in patch.profiles:
+        to("p", prof.id).profiles.append(prof)
+    for pid in patch.gone_profiles:
+        to("p", pid).gone_profiles.append(pid)
+    for name, target in patch.aliases.items():
+        to("p", name).aliases[name] = target
+    for name in patch.gone_aliases:
+        to("p", name).gone_aliases.append(name)
+    for key, filed in patch.blocks.items():
+        to("b", key).blocks[key] = filed
+    for key in patch.gone_blocks:
+        to("b", key).gone_blocks.append(key)
+    for key, held in patch.values.items():
+        to("v", value_name(key)).values[key] = held
+    for key in patch.gone_values:
+        to("v", value_name(key)).gone_values.append(key)
+    for eid, digest in patch.seen.items():
+        to("e", eid).seen[eid] = digest
+    return out
 
 
 def stores_of(st: ResolverState, n: int, seen: bool = True) -> list[PartStore]:

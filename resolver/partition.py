@@ -150,6 +150,29 @@ class Changes:
         return len(self.nodes) + len(self.profiles) + len(self.blocks) + len(self.values)
 
 
+@dataclass(slots=True)
+class Patch:
+    """Parts of a state as they now are, each replacing what its owner holds, and the names no longer held
+    (``resolver.owner.patch_of``): what following a restatement sends (``PartStore.put``)."""
+
+    nodes: list[NodePart] = field(default_factory=list)
+    gone_nodes: list[str] = field(default_factory=list)
+    profiles: list[ProfilePart] = field(default_factory=list)
+    gone_profiles: list[str] = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)
+    gone_aliases: list[str] = field(default_factory=list)
+    blocks: dict[str, list[str]] = field(default_factory=dict)
+    gone_blocks: list[str] = field(default_factory=list)
+    # (field, value) -> [records holding it, how many did at the start of epoch ``epoch``, ``epoch``]
+    values: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    gone_values: list[tuple[str, str]] = field(default_factory=list)
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def written(self) -> int:
+        """How many parts it writes: identifiers, profiles, blocks and value counts (as ``Changes.written``)."""
+        return len(self.nodes) + len(self.profiles) + len(self.blocks) + len(self.values)
+
+
 def _pair(a: str, b: str) -> Pair:
     return (a, b) if a < b else (b, a)
 

@@ -43,7 +43,7 @@ from resolver.calibration import distinct_of
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver
 from resolver.owner import PartStore, owner_of, route
-from resolver.partition import Ask, Changes, NodePart, ProfilePart, Slice, collecting
+from resolver.partition import Ask, Changes, NodePart, Patch, ProfilePart, Slice, collecting
 from resolver.state import ResolverState
 from schemas.channel import ChannelEvent
 from streams.key_shards import LocalKeyShards, _name_questions, _reads_of
@@ -105,8 +105,8 @@ class ShardServer:
         if kind == "seen":
             store.seen.update(request[1])
             return None
-        if kind == "apply":
-            store.apply(request[1], request[2])
+        if kind == "apply":  # (changes, epoch, stamp)
+            store.apply(request[1], request[2], request[3])
             return None
         if kind == "collect":  # (position, footprint items, record values, shared, [(index in the window, event)],
             # the answers to the first round's questions, which the coordinator asked of their owners itself):
@@ -124,9 +124,15 @@ class ShardServer:
             _, epoch, questions = request
             return {at: pickle.dumps({ask: self._part(*ask, epoch, False) for ask in asks}, pickle.HIGHEST_PROTOCOL)
                     for at, asks in questions.items()}
-        if kind == "apply_shares":  # ([pickled changes], epoch)
+        if kind == "apply_shares":  # ([pickled changes], epoch, stamp)
             for blob in request[1]:
-                store.apply(restricted_loads(blob), request[2])
+                store.apply(restricted_loads(blob), request[2], request[3])
+            return None
+        if kind == "since":  # (position,): the names changes of events from there on were written to
+            return store.written_since(request[1])
+        if kind == "put":  # (patch, stamp): parts replaced; what decides anew works out its statistics anew
+            store.put(request[1], request[2])
+            self.resolver = Resolver(self.resolver.config)
             return None
         if kind == "held_records":
             return distinct_of(p.records for p in store.nodes.values() if p.records)
@@ -310,6 +316,15 @@ class RemoteKeyShards(LocalKeyShards):
         got = self._ask({owner: ("read", self._epoch, mine, bool(brief)) for owner, mine in asked.items()})
         return {at: [got[owner][at][k] for owner, k in places[at]] for at in questions}
 
+    def _written_since(self, position: int) -> set[tuple[str, Any]]:
+        return {tuple(name) for names in self._ask({s: ("since", position) for s in range(self.n)}).values()
+                for name in names}
+
+    def _put(self, routed: dict[int, Patch], stamp: int) -> None:
+        for owner, mine in routed.items():
+            self._count_writes(owner, -1, mine.written())
+        self._ask({owner: ("put", mine, stamp) for owner, mine in routed.items()})
+
     def _held_records(self) -> list[list[Any]]:
         got = self._ask({s: ("held_records",) for s in range(self.n)})
         return [got[s] for s in range(self.n)]
@@ -332,7 +347,7 @@ class RemoteKeyShards(LocalKeyShards):
     def _apply(self, routed: dict[int, Changes], sender: int, epoch: int, ahead: bool = False) -> None:
         for owner, mine in routed.items():
             self._count_writes(owner, sender, mine.written())
-        requests = {owner: ("apply", mine, epoch) for owner, mine in routed.items()}
+        requests = {owner: ("apply", mine, epoch, self._stamp) for owner, mine in routed.items()}
         if ahead:  # (each owner handles its requests in order: it has applied them before it answers another)
             self._defer(requests)
         else:
@@ -414,7 +429,7 @@ class RemoteKeyShards(LocalKeyShards):
             for owner, (blob, writes) in replies[s][2].items():
                 shares.setdefault(owner, []).append(blob)
                 self._count_writes(owner, s, writes)
-        self._defer({owner: ("apply_shares", blobs, epoch) for owner, blobs in shares.items()})
+        self._defer({owner: ("apply_shares", blobs, epoch, self._stamp) for owner, blobs in shares.items()})
         self._commit([(s, _Changed(replies[s][3])) for s, _ in mine], epoch)  # type: ignore[misc]
         return decided
 

@@ -37,6 +37,7 @@ other shards per event, each shard's work).
 from __future__ import annotations
 
 import heapq
+import itertools
 import pickle
 import time
 import weakref
@@ -47,9 +48,10 @@ from resolver.calibration import distinct_of
 from resolver.config import ResolverConfig
 from resolver.engine import Resolver
 from resolver.ids import event_digest
-from resolver.owner import owner_of, route, stores_of, value_name
-from resolver.partition import Ask, Changes, NodePart, ProfilePart, Rounds, Slice, collecting, shared_of
+from resolver.owner import owner_of, patch_of, route, route_patch, stores_of, value_name
+from resolver.partition import Ask, Changes, NodePart, Patch, ProfilePart, Rounds, Slice, collecting, shared_of
 from resolver.state import ResolverState
+from resolver.touch import Touched
 from schemas.channel import ChannelEvent
 from streams.pipeline import BLANK, VALID, RecordPipeline
 from streams.shards import Entry, Verdict, entry_of, slots_of
@@ -74,6 +76,9 @@ class LocalKeyShards:
         self.stores = stores_of(start, n, seen=not new_only)
         self.shared = shared_of(start)
         self.decided = len(start.seen_events)  # events decided (each event ID's digest is kept by the ID's owner)
+        # (the owners note what they were sent to change since: a restatement from here on can be followed)
+        self.loaded_at = self.decided
+        self._stamp = self.decided  # (the position after the events whose changes are being sent: ``_apply``)
         # validates and normalizes records, and keeps the rejected ones' keys: it holds no identifier
         self.reader = Resolver(config, state=ResolverState())
         self.reader.state.learned_regions = list(start.learned_regions)
@@ -287,7 +292,7 @@ class LocalKeyShards:
             self._count_writes(owner, sender, mine.written())
             if owner != sender and self.transport:
                 mine = self._carry(mine, sender)
-            self.stores[owner].apply(mine, epoch)
+            self.stores[owner].apply(mine, epoch, self._stamp)
             self._work[owner] += time.perf_counter() - started - (self._lent - lent)
 
     def decide(self, records: list[bytes], checked: Optional[dict[int, Any]] = None) -> list[Entry]:
@@ -345,6 +350,7 @@ class LocalKeyShards:
                 self.shared.tf_epoch = epoch
                 self.shared.tf_totals_before = {}
             self._counted_not_run = 0.0
+            self._stamp = position + len(new)
             begun = self._begin(position, first, epoch)
             # (the owners applying what the epoch's start changed, and the shards' part of re-estimating)
             applied = sum(self._work) - self._counted_not_run
@@ -509,6 +515,7 @@ class LocalKeyShards:
 
         # (the value counts as the state reads them now: those changed in its epoch with their count before)
         epoch = self._epoch = self.shared.tf_epoch
+        self._stamp = self.decided
         part = self._rounds([(-1, collecting(sorted(items), (), self.shared, self.decided))])[0]
         resolver = self._coordinating
         resolver.use(part.state)
@@ -518,6 +525,56 @@ class LocalKeyShards:
         self._commit([(-1, part)], epoch, ahead=True)  # (a round trip a command less)
         self.shared.bans = _bans_after(self.shared.bans, part.state)
         return entry
+
+    # ------------------------------------------------------------------------------ a restatement
+    def restated(self, st: ResolverState, since: int, touched: Touched) -> int:
+        """Follows a restatement (``resolver.restate``) that decided again every event from position ``since``
+        on and left the whole state ``st``, noting what its decisions touched in ``touched`` (``resolver.touch``,
+        from the state at ``since`` on): the owners are sent ``st``'s parts under every name those decisions
+        touched and every name the owners were sent changes of by deciding events at ``since`` or after (what the
+        decisions it superseded changed), which are all the parts that can differ; the statistics are ``st``'s.
+        The owners then hold what loading them from ``st`` gives, for the parts that decided sent alone. Returns
+        how many parts were sent. Raises ``ValueError`` when it cannot be followed (a place before the owners were
+        loaded, an erasure among the decisions): nothing was changed then, and the caller loads anew."""
+        if since < self.loaded_at or touched.everything:
+            raise ValueError("a restatement from before the key shards were loaded, or with an erasure")
+        written = self._written_since(since)
+        nodes, profiles = touched.names(st)
+        nodes.update(name for kind, name in written if kind == "k")
+        profiles.update(name for kind, name in written if kind in ("p", "a"))
+        blocks = touched.blocks | {name for kind, name in written if kind == "b"}
+        values = touched.values | {name for kind, name in written if kind == "v"}
+        seen: dict[str, int] = {}
+        if not self.new_only:  # (the events from ``since`` on, the late ones among them)
+            seen = dict(itertools.islice(st.seen_events.items(), max(since - st.events_before, 0), None))
+        patch = patch_of(st, nodes, profiles, blocks, values, seen)
+        decided = st.events_before + len(st.seen_events)
+        # (noted as written by the last event: as late as anything in it was changed)
+        self._put(route_patch(patch, self.n), decided)
+        self.shared = shared_of(st)
+        self.decided = decided
+        self._epoch = self.shared.tf_epoch
+        self.reader.state.learned_regions = list(st.learned_regions)
+        self.reader.state.rejected_keys = set(st.rejected_keys)
+        self._fresh_deciders()
+        return patch.written()
+
+    def _written_since(self, position: int) -> set[tuple[str, Any]]:
+        """The names any owner was sent changes of by deciding events at ``position`` or after."""
+        return {name for store in self.stores for name in store.written_since(position)}
+
+    def _put(self, routed: dict[int, Patch], stamp: int) -> None:
+        """Each owner's share of a patch (``PartStore.put``), noted as written at ``stamp``."""
+        for owner, mine in routed.items():
+            self._count_writes(owner, -1, mine.written())
+            self.stores[owner].put(self._carry(mine, -1) if self.transport else mine, stamp)
+
+    def _fresh_deciders(self) -> None:
+        """Resolvers with nothing worked out from the statistics before (their epoch's frequency adjustments)."""
+        self._deciders = [Resolver(self.config) for _ in range(self.n)]
+        mapper = self._coordinating._ctx.mapper
+        self._coordinating = Resolver(self.config)
+        self._coordinating._ctx.mapper = mapper
 
     # ------------------------------------------------------------------------------ a shard's work
     def _taken(self, s: int, part: Slice) -> bool:

@@ -46,6 +46,7 @@ from projections.customer import CustomerViews, ProjectionConfig
 from resolver.config import ResolverConfig
 from resolver.decisions import RECORD_TYPES, erasure_of
 from resolver.restate import BARRIER_TYPES, MARKER_TYPES, event_key
+from resolver.touch import Touched
 from resolver.engine import Resolver, ResolverState, utc_iso
 from resolver.errors import ReviewError
 from schemas.channel import KNOWN_CHANNELS, UNDECODABLE_BATCH
@@ -1623,6 +1624,8 @@ class StreamJobs:
         rebuilt_from = point.scan.entries if point is not None else 0  # (the entry the state is rebuilt from)
         # the states kept from after ``start`` hold entries the restatement supersedes
         self.rewind_points = [p for p in self.rewind_points if p.scan.entries <= start]
+        # the key shards, if in step with the state before, follow the restatement (``_follow_on_key_shards``)
+        touched = Touched() if self.keyed is not None and self.keyed_for is self.resolver else None
         try:
             old = self.resolver
 
@@ -1638,6 +1641,9 @@ class StreamJobs:
 
             rewound = await loop.run_in_executor(None, read)
             rebuilding = time.monotonic() - started
+            since = len(rewound.state.seen_events)  # (the position the events are decided again from)
+            following = touched is not None and self.keyed.decided == len(old.state.seen_events)
+            rewound.track(touched if following else None)
             self.resolver = rewound
             old = None  # (the state before: dropped)
             now = utc_iso(datetime.now(timezone.utc))
@@ -1650,10 +1656,14 @@ class StreamJobs:
                     chunk = []
             done = work.done(rewound.state, now)
             rewound.apply_all(done)
+            rewound.track(None)
             chunk.extend([d] for d in done)
             await self._flush(chunk, [])
+            if following:
+                await self._follow_on_key_shards(rewound, since, touched)
         finally:
             work.close()
+            self.resolver.track(None)
         took = time.monotonic() - started
         self.next_restate = loop.time() + 2 * took
         gauges["late_events_pending"] = self.late_events
@@ -1663,6 +1673,26 @@ class StreamJobs:
         log.warning("late events: the decision log restated from entry %d (%d entries decided again in %.1f s: "
                     "%.1f s reading the log for where to start, %.1f s rebuilding the state before it from entry %d)",
                     start, work.entries, time.monotonic() - started + scanning, scanning, rebuilding, rebuilt_from)
+
+    async def _follow_on_key_shards(self, rewound: Resolver, since: int, touched: Touched) -> None:
+        """After a restatement from position ``since`` left ``rewound``'s state, the session of the key shards in
+        step with the state before it is sent the parts that can differ (``LocalKeyShards.restated``: those the
+        decisions made again touched, ``touched``, and those the superseded ones changed) and stays in step,
+        where loading a new session would send every part. Otherwise (a place before the session was loaded, an
+        erasure, a failure) the next run loads a new session."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            sent = await loop.run_in_executor(None, self.keyed.restated, rewound.state, since, touched)
+        except ValueError:
+            return
+        except Exception as exc:
+            self._key_shards_failed(exc, "a restatement")
+            return
+        self.keyed_for = rewound
+        self.metrics.add("key_shard_restatements")
+        self.metrics.gauges["key_shard_restatement_parts"] = sent
+        self.metrics.gauges["key_shard_restatement_seconds"] = round(loop.time() - started, 3)
 
     async def _decide_in_order(self, released: list[Any], entries: list[list[dict[str, Any]]],
                                pending: list[Any]) -> tuple[list[list[dict[str, Any]]], list[Any]]:

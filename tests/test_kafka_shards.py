@@ -181,6 +181,51 @@ def test_a_review_verdict_reaches_the_shards_before_the_next_events(kafka_bootst
     assert profiles["web1"] == profiles["store1"] == profiles["app1"]
 
 
+def test_key_shards_follow_a_restatement_in_the_session_loaded_before_it(kafka_bootstrap, tmp_path):
+    """A resolve worker holding the state by key, in step with it, restates the log for a few late events: the
+    key shards are sent the parts that can differ and the session goes on (no new one is loaded); the events
+    after are decided in it, and the profiles and IDs are those of `idres ingest`."""
+    from tests.test_restate import history
+
+    lines = history(tmp_path, 120, 37)  # (in the canonical order)
+    late = set(range(len(lines) - 90, len(lines) - 80, 4))  # (older than the last 80 of the first part)
+    parts = {"first": [line for i, line in enumerate(lines[:-60]) if i not in late],
+             "late": [lines[i] for i in sorted(late)], "after": lines[-60:]}
+    for name, part in parts.items():
+        (tmp_path / f"{name}.jsonl").write_bytes(b"".join(part))
+    (tmp_path / "all.jsonl").write_bytes(b"".join(parts["first"] + parts["late"] + parts["after"]))
+    counts = {name: accepted_events(tmp_path / f"{name}.jsonl", tmp_path) for name in ("first", "all")}
+    prefix = unique_name("keysrestate") + "."
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    history_topic = ("--topic", f"{prefix}raw.history", "--partitions", "1")  # (one partition: read in order)
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    idres("topics", *kafka, "--resolve-partitions", "2", "--resolve-state", "keys")
+    idres("produce", str(tmp_path / "first.jsonl"), *kafka, *history_topic)
+    worker = ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, "k",
+                         env={"IDRES_RESOLVE_STATE": "keys", "IDRES_RESTATE_WAIT": "0.5"})
+
+    def settled_at(n: int) -> bool:
+        got = worker.metrics()
+        return bool(got) and len(decided(settings)) == n and not got.get("idres_late_events_pending") and \
+            not got.get("idres_reorder_held_events")
+
+    try:
+        wait_until(lambda: settled_at(counts["first"]), 240, "the first part decided", [worker])
+        assert worker.metrics().get("idres_key_shard_sessions_total") == 1
+        idres("produce", str(tmp_path / "late.jsonl"), *kafka, *history_topic)
+        wait_until(lambda: worker.metrics().get("idres_key_shard_restatements_total", 0) >= 1, 120,
+                   "the late events restated and followed on the key shards", [worker])
+        idres("produce", str(tmp_path / "after.jsonl"), *kafka, *history_topic)
+        wait_until(lambda: settled_at(counts["all"]), 120, "the events after decided", [worker])
+        got = worker.metrics()
+        assert (got.get("idres_key_shard_sessions_total"), got.get("idres_resolve_shard_failures_total", 0)) == \
+            (1, 0), got
+        assert 0 < got["idres_key_shard_restatement_parts"]
+    finally:
+        worker.stop()
+    snapshot_matches_embedded(kafka_bootstrap, prefix, tmp_path / "all.jsonl", tmp_path)
+
+
 def test_late_events_in_a_window_before_the_last_of_a_batch_are_restated(kafka_bootstrap, tmp_path):
     """Late events released with newer ones in one batch that spans two windows (a window ends where an epoch
     begins), the late ones in the first: they are noted and restated like any (they were once written without

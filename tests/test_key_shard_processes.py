@@ -249,3 +249,29 @@ def test_a_caller_giving_only_new_events_saves_the_lookups_of_their_ids_and_gets
     assert not {"known", "seen"} & set(runs[True][1])
     assert len(runs[True][1]) < len(runs[False][1])
     assert runs[False][2] == [taken.state.seen_events[before]] and runs[True][2] == [None]
+
+
+def test_a_restatement_followed_on_worker_processes_leaves_them_holding_the_state_it_left():
+    """Records decided on worker processes without some late ones; then the log restated with them (the whole
+    state deciding every record from the first one's place again): the parts the processes hold, sent the parts
+    that can differ, are those of the new state, and they decide the records after as it does."""
+    from resolver.owner import stores_of
+    from streams.shards import in_order
+    from tests.test_key_shards import _restated_whole
+
+    records = with_noise(corpus(random.Random(31), 500, people=50), random.Random(31))
+    config = ResolverConfig()
+    late = set(range(200, 400, 9))
+    with KeyShardProcesses(config, 3, 64) as keyed:
+        keyed.decide([r for i, r in enumerate(records[:400]) if i not in late])
+        whole, touched, since = _restated_whole(config, records[:200], records[200:400])
+        sent = keyed.restated(whole.state, since, touched)
+        st_ = whole.state
+        nodes, profiles, aliases, blocks, values = keyed._all_parts(st_.tf_epoch)
+        split = stores_of(st_, 1)[0]
+        assert sorted(nodes, key=lambda p: p.key) == sorted(split.nodes.values(), key=lambda p: p.key)
+        assert sorted(profiles, key=lambda p: p.id) == sorted(split.profiles.values(), key=lambda p: p.id)
+        assert (aliases, blocks) == (split.aliases, split.blocks)
+        assert values == {key: split.value(key, st_.tf_epoch) for key in split.values}
+        assert sent > 0
+        assert keyed.decide(records[400:]) == in_order(records[400:], whole)

@@ -438,3 +438,83 @@ def test_the_names_new_profiles_take_are_read_with_the_slice_so_no_window_asks_a
     assert got == in_order_raw(records, config)
     assert sum(1 for entry in got for d in entry if d["type"] == "profile_created") == 300
     assert asked == []
+
+
+def _restated_whole(config: ResolverConfig, prefix: list[bytes], rest: list[bytes]):
+    """The whole state deciding ``prefix`` then ``rest`` in order, what ``rest``'s decisions touched
+    (``resolver.touch``), and the position ``rest`` starts at."""
+    from resolver.touch import Touched
+    from streams.shards import in_order
+
+    whole = Resolver(config)
+    in_order(prefix, whole)
+    since = len(whole.state.seen_events)
+    touched = Touched()
+    whole.track(touched)
+    in_order(rest, whole)
+    whole.track(None)
+    return whole, touched, since
+
+
+def _assert_owners_hold(keyed, st_, shards: int) -> None:
+    from resolver.owner import stores_of
+
+    epoch = st_.tf_epoch
+    for built, split in zip(keyed.stores, stores_of(st_, shards, seen=not keyed.new_only), strict=True):
+        assert (built.nodes, built.profiles, built.aliases, built.blocks, built.reviewing, built.seen) == \
+            (split.nodes, split.profiles, split.aliases, split.blocks, split.reviewing, split.seen)
+        assert {key: built.value(key, epoch) for key in built.values} == \
+            {key: split.value(key, epoch) for key in split.values}
+    assert keyed.decided == len(st_.seen_events)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(80, 400), st.integers(1, 4), st.integers(1, 300), st.integers(8, 80),
+       st.floats(0.1, 0.9), st.integers(1, 12))
+def test_a_restatement_followed_on_the_owners_leaves_them_holding_the_state_it_left(seed, n, shards, window,
+                                                                                   people, cut, late):
+    """Records decided on the key shards without a few late ones; then the log restated with them from the
+    place of the first (the whole state deciding every record from there again, what it touched noted): the
+    owners, sent the parts that can differ (``LocalKeyShards.restated``), hold what loading them from the new
+    state gives, and decide the records after as that state does; and so again after a second restatement in the
+    same session."""
+    from streams.shards import in_order
+
+    records = with_noise(corpus(random.Random(seed), n, people=people), random.Random(seed))
+    rnd = random.Random(seed)
+    config = ResolverConfig()
+    c = int(len(records) * cut)
+    d = c + (len(records) - c) // 2
+    # the late records: some of those after the cut (the second restatement: some after ``d``)
+    first = set(rnd.sample(range(c, d), min(late, d - c)))
+    second = set(rnd.sample(range(d, len(records)), min(late, len(records) - d)))
+    keyed = LocalKeyShards(config, shards, window, assigner=_random_assigner(rnd))
+    keyed.decide([r for i, r in enumerate(records[:d]) if i not in first])
+    whole, touched, since = _restated_whole(config, records[:c], records[c:d])
+    keyed.restated(whole.state, since, touched)
+    _assert_owners_hold(keyed, whole.state, shards)
+    keyed.decide([r for i, r in enumerate(records[d:], d) if i not in second])
+    whole, touched, since = _restated_whole(config, records[:d], records[d:])
+    keyed.restated(whole.state, since, touched)
+    _assert_owners_hold(keyed, whole.state, shards)
+    more = with_noise(corpus(random.Random(seed + 1), 60, people=people), random.Random(seed + 1))
+    assert keyed.decide(more) == in_order(more, whole)
+
+
+def test_a_straggler_s_restatement_sends_the_owners_a_small_share_of_the_parts():
+    """A few late records near the end of a long history: what following their restatement sends is the
+    parts of the last epoch's changes and what the late records touched, not the state."""
+    from resolver.owner import stores_of
+
+    records = with_noise(corpus(random.Random(41), 3000, people=3000), random.Random(41))
+    config = ResolverConfig()
+    cut = len(records) - 30
+    late = {cut, cut + 10, cut + 20}
+    keyed = LocalKeyShards(config, 2, 64)
+    keyed.decide([r for i, r in enumerate(records) if i not in late])
+    whole, touched, since = _restated_whole(config, records[:cut], records[cut:])
+    sent = keyed.restated(whole.state, since, touched)
+    _assert_owners_hold(keyed, whole.state, 2)
+    split = stores_of(whole.state, 1)[0]
+    total = len(split.nodes) + len(split.profiles) + len(split.blocks) + len(split.values)
+    assert 0 < sent < total / 10, (sent, total)

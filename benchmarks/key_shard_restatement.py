@@ -1,0 +1,142 @@
+"""A restatement followed on key shards over Kafka, against loading a new session (every part sent anew, which
+each restatement cost before).
+
+    python benchmarks/key_shard_restatement.py EVENTS.jsonl [--lines 30000] [--shards 2] [--tail 2000]
+        [--stragglers 3] [--bootstrap HOST:PORT]
+
+The valid records are taken in event-time order, each event ID once (what the resolve role gives the key
+shards). All but the last ``--tail`` are decided in order by one resolver (the
+resolve worker's whole state), which is loaded on N key shards over a Kafka broker (``streams.kafka_key_shards``;
+each shard held by a worker process of its own; the tests' broker unless ``--bootstrap`` names one), twice: the
+second load is timed, the holders having joined their group for the first. The tail is decided on the shards
+without ``--stragglers`` of its records, the first of them its first record (late events: they come after the
+rest of the tail was decided). Then the log is restated from the first straggler's place, as the resolve role
+does: the whole state decides the tail again in order with them, noting what its decisions touch
+(``resolver.touch``), and the shards are sent the parts that can differ (``LocalKeyShards.restated``). Printed:
+the state's size, the load's seconds and megabytes, the parts sent and the seconds that took, and whether the
+next 1,000 records are decided on the shards as the whole state decides them.
+
+The shards' fetches wait 5 ms here, as ``benchmarks/key_shards.py --kafka`` has them (``IDRES_TEST_KEY_SHARD_WAIT_MS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import pickle
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from resolver.config import ResolverConfig  # noqa: E402
+from resolver.engine import Resolver  # noqa: E402
+from resolver.owner import stores_of  # noqa: E402
+from resolver.touch import Touched  # noqa: E402
+from streams.shards import in_order  # noqa: E402
+from key_shards import first_records  # noqa: E402  (benchmarks/key_shards.py)
+
+
+def valid_once(records: list[bytes]) -> list[bytes]:
+    """The valid records, each event ID's first only: what the resolve role gives the key shards (``new_only``)."""
+    from streams.pipeline import VALID, RecordPipeline
+
+    checker = RecordPipeline(None, skip_blank=False)
+    seen: set[str] = set()
+    out = []
+    for raw in records:
+        outcome = checker.check(raw)
+        if outcome.kind == VALID and outcome.event.event_id not in seen:
+            seen.add(outcome.event.event_id)
+            out.append(raw)
+    return out
+
+
+def run(records: list[bytes], n: int, tail: int, stragglers: int, bootstrap: str) -> bool:
+    from streams.kafka_key_shards import KafkaKeyShards
+    from tests.kafka_broker import cap_key_shard_wait
+    from tests.key_shard_holders import deployment, stop_holders
+
+    os.environ.setdefault("IDRES_TEST_KEY_SHARD_WAIT_MS", "5")
+    cap_key_shard_wait()
+    config = ResolverConfig()
+    head, rest, after = records[:-tail - 1000], records[-tail - 1000:-1000], records[-1000:]
+    late = set(range(0, len(rest), max(len(rest) // stragglers, 1))[:stragglers])
+    whole = Resolver(config)
+    started = time.perf_counter()
+    in_order(head, whole)
+    st = whole.state
+    print(f"{len(head):,} records decided in order in {time.perf_counter() - started:.1f} s: "
+          f"{len(st.profiles):,} profiles, {len(st.node_keys):,} identifiers; {os.cpu_count()} cores, "
+          f"broker {bootstrap}, {n} key shards")
+    stores = stores_of(st, n, seen=False)
+    parts = sum(len(store.nodes) + len(store.profiles) + len(store.blocks) + len(store.values) for store in stores)
+    size = sum(len(pickle.dumps(store, pickle.HIGHEST_PROTOCOL)) for store in stores)
+    del stores
+    settings, procs, stop = deployment(bootstrap, Path(tempfile.mkdtemp()), "ksrestate", n, holders=n)
+    try:
+        with KafkaKeyShards(settings, config, n, wait=120, state=st, new_only=True):
+            pass  # (the holders have joined and answered)
+        started = time.perf_counter()
+        keyed = KafkaKeyShards(settings, config, n, wait=120, state=st, new_only=True)
+        load = time.perf_counter() - started
+        print(f"a new session: {load:.2f} s, {parts:,} parts, {size / 1e6:.1f} MB pickled")
+        with keyed:
+            started = time.perf_counter()
+            keyed.decide([raw for i, raw in enumerate(rest) if i not in late])
+            print(f"{len(rest) - len(late):,} records of the tail decided on the shards in "
+                  f"{time.perf_counter() - started:.1f} s, {len(late)} stragglers left out")
+            since = len(whole.state.seen_events)
+            touched = Touched()
+            whole.track(touched)
+            started = time.perf_counter()
+            in_order(rest, whole)  # (the restatement: the tail decided again with the stragglers)
+            whole.track(None)
+            print(f"the tail decided again with the stragglers in {time.perf_counter() - started:.2f} s "
+                  f"({len(whole.state.seen_events) - since:,} events from position {since:,})")
+            started = time.perf_counter()
+            sent = keyed.restated(whole.state, since, touched)
+            took = time.perf_counter() - started
+            print(f"followed on the shards: {sent:,} parts sent ({sent / parts:.1%} of a load's) in {took:.2f} s "
+                  f"({took / load:.1%} of a load's time)")
+            same = keyed.decide(after) == in_order(after, whole)
+            print(f"the next {len(after):,} records decided on the shards as the whole state decides them: "
+                  f"{'yes' if same else 'NO'}")
+    finally:
+        stop_holders(procs, stop)
+    return same
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("events")
+    ap.add_argument("--lines", type=int, default=30_000, help="the first this many lines of the file")
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--tail", type=int, default=2000, help="records decided on the shards before the stragglers")
+    ap.add_argument("--stragglers", type=int, default=3)
+    ap.add_argument("--bootstrap", help="a broker (default: start the tests' broker)")
+    args = ap.parse_args()
+    records = valid_once(first_records(args.events, args.lines))
+    if len(records) < args.tail + 2000:
+        print(f"idres: error: {len(records):,} records are too few for a tail of {args.tail:,}: give more --lines "
+              f"or a smaller --tail", file=sys.stderr)
+        return 2
+    gc.disable()  # (as idres ingest and the workers run: nothing the resolver builds forms cycles)
+    if args.bootstrap:
+        return 0 if run(records, args.shards, args.tail, args.stragglers, args.bootstrap) else 1
+    from tests.kafka_broker import kafka_broker, select_broker
+
+    choice = select_broker()
+    if choice.kind == "skip":
+        print(f"idres: error: no broker to run on ({choice.detail}); give one with --bootstrap", file=sys.stderr)
+        return 2
+    with kafka_broker(Path(tempfile.mkdtemp()), choice) as bootstrap:
+        return 0 if run(records, args.shards, args.tail, args.stragglers, bootstrap) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
