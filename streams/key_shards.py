@@ -21,8 +21,11 @@ match model, which reads all records and every pending review. What the coordina
 decided (duplicates), the rejected records and the statistics every event reads (``resolver.partition.Shared``).
 
 A person's review verdicts, unmerges and lifts of bans are decided on a slice of what they name
-(``decide_command``, their footprint given by ``footprint.of_command``). Erasures and restatements are not:
-they reach what no footprint names (blocking keys, value counts, every entry after a place in the log).
+(``decide_command``, their footprint given by ``footprint.of_command``). Erasures are not: they reach what no
+footprint names (blocking keys, value counts). A restatement (every entry after a place in the log decided
+again) is decided on the caller's whole state and followed here (``restated``): the owners are sent that
+state's parts under the names its decisions touched (``resolver.touch``) and those they were sent changes of
+by the events from that place on (``PartStore.written_since``).
 
 What a footprint or a slice reads, it reads in rounds (``resolver.partition.Rounds``): the questions of a
 round depend only on the answers before, so a window asks all its events' questions of a round together,
