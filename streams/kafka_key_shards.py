@@ -33,6 +33,12 @@ from streams.kafka_io import KafkaIOError, KafkaSettings
 from streams.key_shard_processes import RemoteKeyShards, ShardServer, restricted_loads
 
 FRAME_BYTES = 512 * 1024  # (under the 1 MiB a broker takes in a message by default)
+# the version of the requests and answers a coordinator and a holder exchange, sent with a session's load: a
+# holder of another version answers that it cannot hold the session (during a rolling upgrade the resolve role
+# then decides in order, and loads a new session once every worker runs one version). Raised whenever a request
+# or an answer changes shape (2: a change's stamp, ``PartStore.written_since``; and ``since`` and ``put``)
+PROTOCOL = 2
+OTHER_PROTOCOL = "speaks another version of the key shards' requests"
 # how long a fetch of the key shards' topics waits when there is nothing to read: a broker answers a fetch as
 # soon as a record arrives, so this only bounds how often an idle holder or a waiting coordinator asks again
 WAIT_MS = 500
@@ -149,8 +155,12 @@ class KeyShardHolder:
         """(True, answer) or (False, the reason it could not answer)."""
         try:
             request = restricted_loads(blob)
-            if request[0] == "load":  # ("load", n, store): a session's parts of this shard
-                _, n, store = request
+            if request[0] == "load":  # ("load", n, store, protocol): a session's parts of this shard
+                if len(request) != 4 or request[3] != PROTOCOL:
+                    theirs = request[3] if len(request) == 4 else 1
+                    return False, (f"key shard {shard} {OTHER_PROTOCOL}: this worker speaks version {PROTOCOL}, the "
+                                   f"coordinator version {theirs}; run one version of idres on every worker")
+                _, n, store, _ = request
                 self.servers[shard] = (session, ShardServer(self.config, shard, n, store))
                 return True, None
             held = self.servers.get(shard)
@@ -276,7 +286,7 @@ class KafkaKeyShards(RemoteKeyShards):
         self._assembler = Assembler()
         stores, self._seed = self._seed, []
         try:
-            self._ask({s: ("load", n, stores[s]) for s in range(n)})
+            self._ask({s: ("load", n, stores[s], PROTOCOL) for s in range(n)})
         except BaseException:
             self.close()  # (its clients, which nothing else would close)
             raise

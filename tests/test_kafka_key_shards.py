@@ -103,7 +103,7 @@ def test_a_holder_handles_a_request_once_whatever_another_session_sends_meanwhil
     """A request sent again is answered with the answer it got, not handled again: even when a request of
     another session (an ended one, read again after a rebalance) came between the two."""
     from resolver.config import ResolverConfig
-    from streams.kafka_key_shards import KeyShardHolder
+    from streams.kafka_key_shards import PROTOCOL, KeyShardHolder
 
     holder = KeyShardHolder(ResolverConfig())
     handled = []
@@ -111,7 +111,7 @@ def test_a_holder_handles_a_request_once_whatever_another_session_sends_meanwhil
     holder.handle = lambda session, shard, blob: handled.append((session, shard)) or real(session, shard, blob)
     ask = lambda request: pickle.dumps(request, pickle.HIGHEST_PROTOCOL)  # noqa: E731
     assert holder.answered("new", 1, 0) is None
-    holder.answer("new", 1, 0, ask(("load", 2, None)))
+    holder.answer("new", 1, 0, ask(("load", 2, None, PROTOCOL)))
     first = holder.answer("new", 2, 0, ask(("known", ["e1"])))
     assert restricted_loads(first) == (True, [None])
     stale = restricted_loads(holder.answer("old", 7, 0, ask(("known", ["e1"]))))
@@ -119,8 +119,25 @@ def test_a_holder_handles_a_request_once_whatever_another_session_sends_meanwhil
     assert holder.answered("new", 2, 0) == first and holder.answered("new", 1, 0) == b""
     assert holder.answered("new", 3, 0) is None
     assert handled == [("new", 0), ("new", 0), ("old", 0)]
-    holder.answer("newer", 1, 0, ask(("load", 2, None)))  # (a new session: the shard's others are forgotten)
+    holder.answer("newer", 1, 0, ask(("load", 2, None, PROTOCOL)))  # (a new session: the others are forgotten)
     assert holder.answered("new", 2, 0) is None and holder.answered("old", 7, 0) is None
+
+
+def test_a_holder_of_another_version_refuses_a_session_and_says_to_run_one_version():
+    """A load from a coordinator of another version (or of the first, which sent no version) is refused with
+    a reason that says what to do; the holder holds nothing of that session, and a load of its own version
+    is taken."""
+    from resolver.config import ResolverConfig
+    from streams.kafka_key_shards import PROTOCOL, KeyShardHolder
+
+    holder = KeyShardHolder(ResolverConfig())
+    ask = lambda request: pickle.dumps(request, pickle.HIGHEST_PROTOCOL)  # noqa: E731
+    for load in [("load", 2, None), ("load", 2, None, PROTOCOL + 1)]:
+        ok, why = restricted_loads(holder.answer("s", 1, 0, ask(load)))
+        assert not ok and "run one version of idres on every worker" in why, why
+        assert 0 not in holder.servers
+    assert restricted_loads(holder.answer("t", 1, 0, ask(("load", 2, None, PROTOCOL)))) == (True, None)
+    assert holder.servers[0][0] == "t"
 
 
 # ------------------------------------------------------------------------------------ on the broker
