@@ -38,7 +38,7 @@ from resolver.engine import Resolver  # noqa: E402
 from resolver.owner import stores_of  # noqa: E402
 from resolver.touch import Touched  # noqa: E402
 from streams.shards import in_order  # noqa: E402
-from key_shards import first_records  # noqa: E402  (benchmarks/key_shards.py)
+from key_shards import first_records, on_a_broker  # noqa: E402  (benchmarks/key_shards.py)
 
 
 def valid_once(records: list[bytes]) -> list[bytes]:
@@ -126,16 +126,7 @@ def main() -> int:
               f"or a smaller --tail", file=sys.stderr)
         return 2
     gc.disable()  # (as idres ingest and the workers run: nothing the resolver builds forms cycles)
-    if args.bootstrap:
-        return 0 if run(records, args.shards, args.tail, args.stragglers, args.bootstrap) else 1
-    from tests.kafka_broker import kafka_broker, select_broker
-
-    choice = select_broker()
-    if choice.kind == "skip":
-        print(f"idres: error: no broker to run on ({choice.detail}); give one with --bootstrap", file=sys.stderr)
-        return 2
-    with kafka_broker(Path(tempfile.mkdtemp()), choice) as bootstrap:
-        return 0 if run(records, args.shards, args.tail, args.stragglers, bootstrap) else 1
+    return on_a_broker(args.bootstrap, lambda bootstrap: run(records, args.shards, args.tail, args.stragglers, bootstrap))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -131,6 +132,21 @@ def on_kafka(records: list[bytes], config: ResolverConfig, counts: list[int], wa
             stop_holders(procs, stop)
         print(f"| {n} | {'yes' if same else 'NO'} | {wall:.1f} | {events / wall:,.0f} | {alone / wall:.2f} | "
               f"{trips:,} | {wall * 1000 / max(trips, 1):.1f} |", flush=True)
+
+
+def on_a_broker(bootstrap: Optional[str], run: Callable[[str], bool]) -> int:
+    """``run(bootstrap)`` on the broker named, else on the tests' broker started for it; 0 when it returns True,
+    1 when False, 2 when there is no broker to run on."""
+    import tempfile
+
+    from tests.kafka_broker import kafka_broker, select_broker
+
+    choice = select_broker({"KAFKA_BOOTSTRAP": bootstrap} if bootstrap else {})
+    if choice.kind == "skip":
+        print(f"idres: error: no broker to run on ({choice.detail}); give one with --bootstrap", file=sys.stderr)
+        return 2
+    with kafka_broker(Path(tempfile.mkdtemp()), choice) as at:
+        return 0 if run(at) else 1
 
 
 def first_records(path: str, lines: int) -> list[bytes]:

@@ -175,38 +175,7 @@ def patch_of(st: ResolverState, nodes: Iterable[str], profiles: Iterable[str], b
 
 def route_patch(patch: Patch, n: int) -> dict[int, Patch]:
     """``patch`` split by the shard owning each name."""
-    out: dict[int, Patch] = {}
-
-    def to(kind: str, name: str) -> Patch:
-        s = owner_of(kind, name, n)
-        got = out.get(s)
-        if got is None:
-            got = out[s] = Patch()
-        return got
-
-    for part in patch.nodes:
-        to("k", part.key).nodes.append(part)
-    for key in patch.gone_nodes:
-        to("k", key).gone_nodes.append(key)
-    for prof in patch.profiles:
-        to("p", prof.id).profiles.append(prof)
-    for pid in patch.gone_profiles:
-        to("p", pid).gone_profiles.append(pid)
-    for name, target in patch.aliases.items():
-        to("p", name).aliases[name] = target
-    for name in patch.gone_aliases:
-        to("p", name).gone_aliases.append(name)
-    for key, filed in patch.blocks.items():
-        to("b", key).blocks[key] = filed
-    for key in patch.gone_blocks:
-        to("b", key).gone_blocks.append(key)
-    for key, held in patch.values.items():
-        to("v", value_name(key)).values[key] = held
-    for key in patch.gone_values:
-        to("v", value_name(key)).gone_values.append(key)
-    for eid, digest in patch.seen.items():
-        to("e", eid).seen[eid] = digest
-    return out
+    return _routed(patch, n, Patch, _PATCH_FIELDS)
 
 
 def stores_of(st: ResolverState, n: int, seen: bool = True) -> list[PartStore]:
@@ -239,27 +208,41 @@ def stores_of(st: ResolverState, n: int, seen: bool = True) -> list[PartStore]:
 
 def route(changes: Changes, n: int) -> dict[int, Changes]:
     """``changes`` split by the shard owning each part (the statistics' increments go to none of them)."""
-    out: dict[int, Changes] = {}
+    return _routed(changes, n, lambda: Changes([], [], [], {}, [], {}, {}, {}, 0, 0, {}), _CHANGES_FIELDS)
 
-    def to(kind: str, name: str) -> Changes:
-        s = owner_of(kind, name, n)
-        got = out.get(s)
-        if got is None:
-            got = out[s] = Changes([], [], [], {}, [], {}, {}, {}, 0, 0, {})
-        return got
 
-    for part in changes.nodes:
-        to("k", part.key).nodes.append(part)
-    for pid in changes.gone_profiles:
-        to("p", pid).gone_profiles.append(pid)
-    for prof in changes.profiles:
-        to("p", prof.id).profiles.append(prof)
-    for name in changes.gone_aliases:
-        to("p", name).gone_aliases.append(name)
-    for name, target in changes.aliases.items():
-        to("p", name).aliases[name] = target
-    for key, nodes in changes.blocks.items():
-        to("b", key).blocks[key] = nodes
-    for key, d in changes.values.items():
-        to("v", value_name(key)).values[key] = d
+def _by_key(part: NodePart) -> str:
+    return part.key
+
+
+def _by_id(prof: ProfilePart) -> str:
+    return prof.id
+
+
+# (field, the kind of name its owner is found by, the name of an item of a list: None for a list of names; a
+# dict's items are found by their key)
+_CHANGES_FIELDS: tuple[tuple[str, str, Any], ...] = (
+    ("nodes", "k", _by_key), ("gone_profiles", "p", None), ("profiles", "p", _by_id), ("gone_aliases", "p", None),
+    ("aliases", "p", None), ("blocks", "b", None), ("values", "v", None))
+_PATCH_FIELDS = _CHANGES_FIELDS + (("gone_nodes", "k", None), ("gone_blocks", "b", None),
+                                   ("gone_values", "v", None), ("seen", "e", None))
+
+
+def _routed(whole: Any, n: int, empty: Any, fields: tuple[tuple[str, str, Any], ...]) -> dict[int, Any]:
+    """``whole`` (``Changes`` or ``Patch``) split by the shard owning each item of ``fields``, each shard's
+    share made by ``empty()``."""
+    out: dict[int, Any] = {}
+    for name, kind, of in fields:
+        items = getattr(whole, name)
+        keyed = isinstance(items, dict)
+        for item in items:
+            key = of(item) if of is not None else item
+            s = owner_of(kind, value_name(key) if kind == "v" else key, n)
+            got = out.get(s)
+            if got is None:
+                got = out[s] = empty()
+            if keyed:
+                getattr(got, name)[item] = items[item]
+            else:
+                getattr(got, name).append(item)
     return out
