@@ -64,12 +64,7 @@ class PartStore:
         written = self.written
         at = UNKNOWN if stamp is None else stamp
         for part in changes.nodes:
-            self.nodes[part.key] = part
-            written["k", part.key] = at
-            if part.reviews:
-                self.reviewing.add(part.key)
-            else:
-                self.reviewing.discard(part.key)
+            self._node(part, at)
         for pid in changes.gone_profiles:
             self.profiles.pop(pid, None)
             written["p", pid] = at
@@ -95,6 +90,14 @@ class PartStore:
             held[0] += d
 
 
+    def _node(self, part: NodePart, stamp: int) -> None:
+        self.nodes[part.key] = part
+        self.written["k", part.key] = stamp
+        if part.reviews:
+            self.reviewing.add(part.key)
+        else:
+            self.reviewing.discard(part.key)
+
     def written_since(self, position: int) -> list[tuple[str, Any]]:
         """The names written since the store was loaded by deciding any event at ``position`` or after."""
         return [name for name, at in self.written.items() if at > position]
@@ -108,12 +111,7 @@ class PartStore:
             self.reviewing.discard(key)
             written["k", key] = stamp
         for part in patch.nodes:
-            self.nodes[part.key] = part
-            written["k", part.key] = stamp
-            if part.reviews:
-                self.reviewing.add(part.key)
-            else:
-                self.reviewing.discard(part.key)
+            self._node(part, stamp)
         for held, gone, kind in ((self.profiles, patch.gone_profiles, "p"), (self.aliases, patch.gone_aliases, "a"),
                                  (self.blocks, patch.gone_blocks, "b"), (self.values, patch.gone_values, "v")):
             for name in gone:
