@@ -97,7 +97,7 @@ class Resolver:
         self._fold = Fold(self.config, self.state, self._records)
         self._ctx = Context(self.config, self.state, self.config.match_model or default_model(), self._fold,
                             self._records)
-        self._regions = 0  # learned phone regions the normalizer reads with (``resolver.formats``)
+        self._regions: list[str] = []  # learned phone regions the normalizer reads with (``resolver.formats``)
 
     def use(self, state: ResolverState) -> None:
         """Decides on ``state`` from now on (a slice of the state: ``resolver.slices``), keeping what it has
@@ -128,10 +128,10 @@ class Resolver:
 
     def _sync_formats(self) -> None:
         learned = self.state.learned_regions
-        if len(learned) != self._regions:
+        if learned != self._regions:  # (by content: a state given by ``use`` may have learned others as many)
             self.normalizer.learn_regions(tuple(learned))
             self._norm_cache.clear()
-            self._regions = len(learned)
+            self._regions = list(learned)
 
     def normalize_identifier(self, id_type: str, raw: object) -> tuple[Optional[str], Optional[str]]:
         """An identifier normalized as the next event's would be (with the formats learned so far)."""

@@ -553,7 +553,9 @@ class LocalKeyShards:
         patch = patch_of(st, nodes, profiles, blocks, values, seen)
         decided = st.events_before + len(st.seen_events)
         # (noted as written by the last event: as late as anything in it was changed)
-        self._put(route_patch(patch, self.n), decided)
+        routed = route_patch(patch, self.n)
+        # (every shard is sent its share, an empty one too: what a shard works out from the statistics goes)
+        self._put({s: routed.get(s, Patch()) for s in range(self.n)}, decided)
         self.shared = shared_of(st)
         self.decided = decided
         self._epoch = self.shared.tf_epoch

@@ -518,3 +518,32 @@ def test_a_straggler_s_restatement_sends_the_owners_a_small_share_of_the_parts()
     split = stores_of(whole.state, 1)[0]
     total = len(split.nodes) + len(split.profiles) + len(split.blocks) + len(split.values)
     assert 0 < sent < total / 10, (sent, total)
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_after_a_restatement_that_learns_other_countries_numbers_are_read_with_them(shards):
+    """A restatement can leave as many learned countries as before, but others (late French numbers taught
+    France where British ones had taught Britain at the same epoch's start): the shards then read a national
+    number as the new state does, not with the countries learned before (they were compared by count)."""
+    import json
+
+    from streams.shards import in_order
+
+    def event(eid: str, at: str, ids: dict) -> bytes:
+        return json.dumps({"event_id": eid, "occurred_at": at, "channel": "web", "event_type": "visit",
+                           "identifiers": ids}).encode()
+
+    french = [event(f"fr{i}", f"2025-01-01T00:{i // 60:02d}:{i % 60:02d}Z",
+                    {"email": f"fr{i}@mailbox.org", "phone": f"+33 6 12 34 56 {i:02d}"}) for i in range(45)]
+    british = [event(f"gb{i}", f"2025-01-02T00:00:{i:02d}Z",
+                     {"email": f"gb{i}@mailbox.org", "phone": f"+44 7400 1234{i:02d}"}) for i in range(25)]
+    filler = [event(f"f{i}", f"2025-01-03T00:00:{i:02d}Z", {"email": f"f{i}@mailbox.org"}) for i in range(40)]
+    config = ResolverConfig()
+    keyed = LocalKeyShards(config, shards, 16)
+    keyed.decide(british + filler)  # (the French records late)
+    whole, touched, since = _restated_whole(config, [], french + british + filler)
+    assert keyed.shared.learned_regions != whole.state.learned_regions
+    assert len(keyed.shared.learned_regions) == len(whole.state.learned_regions) == 1
+    keyed.restated(whole.state, since, touched)
+    more = [event("m1", "2025-01-04T00:00:00Z", {"email": "new@mailbox.org", "phone": "06 12 34 56 00"})]
+    assert keyed.decide(more) == in_order(more, whole)
