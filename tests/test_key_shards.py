@@ -547,3 +547,133 @@ def test_after_a_restatement_that_learns_other_countries_numbers_are_read_with_t
     keyed.restated(whole.state, since, touched)
     more = [event("m1", "2025-01-04T00:00:00Z", {"email": "new@mailbox.org", "phone": "06 12 34 56 00"})]
     assert keyed.decide(more) == in_order(more, whole)
+
+
+def _owners_hold_named_aside(keyed, st_) -> None:
+    """``_assert_owners_hold``, with each profile's ``named`` left aside: the name a profile's earliest event gave
+    it, which deciding settles on the state it reads (``naming``) and a slice's state takes as it is; what it holds
+    changes no decision."""
+    from dataclasses import replace
+
+    from resolver.owner import stores_of
+
+    epoch = st_.tf_epoch
+    for built, split in zip(keyed.stores, stores_of(st_, keyed.n, seen=not keyed.new_only), strict=True):
+        assert (built.nodes, built.aliases, built.blocks, built.reviewing, built.seen) == \
+            (split.nodes, split.aliases, split.blocks, split.reviewing, split.seen)
+        assert {p: replace(prof, named=None) for p, prof in built.profiles.items()} == \
+            {p: replace(prof, named=None) for p, prof in split.profiles.items()}
+        assert {key: built.value(key, epoch) for key in built.values} == \
+            {key: split.value(key, epoch) for key in split.values}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(150, 400), st.integers(8, 70), st.integers(1, 4), st.integers(4, 200),
+       st.booleans(), st.integers(1, 3), st.integers(1, 8))
+def test_the_resolve_role_s_restatements_and_commands_followed_on_the_key_shards(seed, n, people, shards, window,
+                                                                                new_only, rounds, late):
+    _as_the_resolve_role(seed, n, people, shards, window, new_only, rounds, late)
+
+
+def test_the_resolve_role_s_run_follows_restatements_between_commands():
+    """The property above on a fixed run that follows several restatements (so it cannot pass by following
+    none)."""
+    assert _as_the_resolve_role(3, 380, 30, 3, 40, True, 3, 6) >= 2
+
+
+def _as_the_resolve_role(seed: int, n: int, people: int, shards: int, window: int, new_only: bool, rounds: int,
+                         late: int) -> int:
+    """As the resolve role goes: batches decided on the key shards and applied to a whole state, a person's
+    commands between them (followed on slices, or a new session when a slice's entry differs), late records
+    decided at once, then the log restated from the first one's place as the worker restates it
+    (``streams.restating.Restatement``, each record decided again with ``streams.embedded.redo``, the aliases it
+    leaves), and followed on the shards: the owners hold the new state's parts, and the next records are decided
+    as it decides them. Returns how many restatements were followed."""
+    import copy
+
+    from resolver import footprint
+    from resolver.decisions import record_of
+    from resolver.errors import IdresError
+    from resolver.restate import BARRIER_TYPES, key_of
+    from resolver.touch import Touched
+    from streams.commands import decide
+    from streams.embedded import redo
+    from streams.restating import Restatement
+    from streams.shards import in_order
+
+    rnd = random.Random(seed)
+    config = ResolverConfig()
+    raws = [e.model_dump_json().encode() for e in corpus(random.Random(seed), n, people=people)]
+    whole, log = Resolver(config), []
+
+    def session():
+        return LocalKeyShards(config, shards, window, assigner=_random_assigner(rnd), state=whole.state,
+                              new_only=new_only)
+
+    keyed, followed, at = session(), 0, 0
+    rest = list(range(n))
+    size = len(rest) // rounds
+    for r in range(rounds):
+        part = rest[r * size:(r + 1) * size] if r < rounds - 1 else rest[r * size:]
+        lates = set(rnd.sample(part, min(late, len(part))))
+        ontime = [i for i in part if i not in lates]
+        pos = 0
+        while pos < len(ontime):
+            batch = [raws[i] for i in ontime[pos:pos + rnd.randrange(5, 60)]]
+            pos += len(batch)
+            got = keyed.decide(batch)
+            assert got == in_order(batch, Resolver(config, copy.deepcopy(whole.state)))
+            for entry in got:
+                whole.apply_all(entry)
+                log.append(entry)
+            for _ in range(rnd.randrange(0, 3)):
+                command = _a_command(whole.state, rnd, at)
+                at += 1
+                if command is None:
+                    break
+                items = footprint.of_command(whole.state, command)
+                try:
+                    entry = decide(whole, command)
+                except IdresError:
+                    continue
+                log.append(entry)
+                if keyed.decide_command(command, items) != entry:
+                    keyed = session()
+        got = keyed.decide([raws[i] for i in sorted(lates)])  # (the late records: decided at once)
+        for entry in got:
+            whole.apply_all(entry)
+            log.append(entry)
+        keys = [key_of(record_of(e)) for e in got if record_of(e)["type"] == "interaction_recorded"]
+        barrier = max([j for j, e in enumerate(log) if record_of(e)["type"] in BARRIER_TYPES], default=-1)
+        start = next((j for j in range(barrier + 1, len(log)) if keys and record_of(log[j])["type"] ==
+                      "interaction_recorded" and key_of(record_of(log[j])) > min(keys)), None)
+        if start is None:
+            continue
+        # the restatement, as the resolve role makes it (``StreamJobs._restate_from``)
+        rewound = Resolver(config)
+        for entry in log[:start]:
+            rewound.apply_all(entry)
+        work = Restatement(start, len(keys))
+        work.take(log[start:])
+        work.note(whole.state)
+        since, touched = len(rewound.state.seen_events), Touched()
+        assert keyed.decided == len(whole.state.seen_events)
+        rewound.track(touched)
+        begun = work.begun(rewound.state, len(log), "2026-01-01T00:00:00.000000Z")
+        redone = list(work.decide(lambda rec: redo(rewound, rec)))
+        done = work.done(rewound.state, "2026-01-01T00:00:00.000000Z")
+        rewound.apply_all(done)
+        rewound.track(None)
+        work.close()
+        log = log[:start] + [[d] for d in begun] + redone + [[d] for d in done]
+        whole = rewound
+        if since < keyed.loaded_at:  # (a place before the session was loaded: a new one)
+            keyed = session()
+            continue
+        keyed.restated(whole.state, since, touched)
+        followed += 1
+        _owners_hold_named_aside(keyed, whole.state)
+    more = [e.model_dump_json().encode().replace(b'"event_id":"e', b'"event_id":"m')
+            for e in corpus(random.Random(seed + 1), 80, people=people)]
+    assert keyed.decide(more) == in_order(more, whole)
+    return followed
