@@ -89,7 +89,6 @@ class PartStore:
                 held[1], held[2] = held[0], epoch
             held[0] += d
 
-
     def _node(self, part: NodePart, stamp: int) -> None:
         self.nodes[part.key] = part
         self.written["k", part.key] = stamp

@@ -157,7 +157,7 @@ class KeyShardHolder:
             request = restricted_loads(blob)
             if request[0] == "load":  # ("load", n, store, protocol): a session's parts of this shard
                 if len(request) != 4 or request[3] != PROTOCOL:
-                    theirs = request[3] if len(request) == 4 else 1
+                    theirs = request[3] if len(request) >= 4 else 1
                     return False, (f"key shard {shard} {OTHER_PROTOCOL}: this worker speaks version {PROTOCOL}, the "
                                    f"coordinator version {theirs}; run one version of idres on every worker")
                 _, n, store, _ = request
