@@ -77,24 +77,15 @@ class LocalKeyShards:
         # hold of them is asked for by those lookups alone)
         self.new_only = new_only
         self.stores = stores_of(start, n, seen=not new_only)
-        self.shared = shared_of(start)
-        self.decided = len(start.seen_events)  # events decided (each event ID's digest is kept by the ID's owner)
+        # validates and normalizes records, and keeps the rejected ones' keys: it holds no identifier
+        self.reader = Resolver(config, state=ResolverState())
+        self.pipeline = RecordPipeline(self.reader)
+        self._take_statistics(start)  # (``shared``, ``decided``: events decided, each ID's digest at its owner)
         # (the owners note what they were sent to change since: a restatement from here on can be followed)
         self.loaded_at = self.decided
         self._stamp = self.decided  # (the position after the events whose changes are being sent: ``_apply``)
-        # validates and normalizes records, and keeps the rejected ones' keys: it holds no identifier
-        self.reader = Resolver(config, state=ResolverState())
-        self.reader.state.learned_regions = list(start.learned_regions)
-        self.reader.state.rejected_keys = set(start.rejected_keys)
-        self.pipeline = RecordPipeline(self.reader)
         self._assign = assigner
-        self._deciders = [Resolver(config) for _ in range(n)]  # (each shard's, moved from slice to slice)
-        self._coordinating = Resolver(config)  # (the coordinator's: the start of epochs, windows on the whole state)
-        # re-estimating the model hands its chunks (comparing pairs, counting vectors, blocking keys) to the shards
-        # (through a weak reference: the coordinator's resolver holding these shards would make a reference cycle)
-        shards = weakref.ref(self)
-        self._coordinating._ctx.mapper = lambda function, records, chunks: shards()._on_shards(  # type: ignore[union-attr]
-            function, records, chunks)
+        self._fresh_deciders()
         self._sent_records: Optional[list] = None  # (the records the shards were last sent to estimate from)
         # ``transport``: what crosses from one shard to another is pickled and read back, as a message would be
         # (the parts of a window's reads one message from each owner to each reader)
@@ -551,18 +542,22 @@ class LocalKeyShards:
         if not self.new_only:  # (the events from ``since`` on, the late ones among them)
             seen = dict(itertools.islice(st.seen_events.items(), max(since - st.events_before, 0), None))
         patch = patch_of(st, nodes, profiles, blocks, values, seen)
-        decided = st.events_before + len(st.seen_events)
-        # (noted as written by the last event: as late as anything in it was changed)
         routed = route_patch(patch, self.n)
-        # (every shard is sent its share, an empty one too: what a shard works out from the statistics goes)
-        self._put({s: routed.get(s, Patch()) for s in range(self.n)}, decided)
-        self.shared = shared_of(st)
-        self.decided = decided
+        self._take_statistics(st)
         self._epoch = self.shared.tf_epoch
-        self.reader.state.learned_regions = list(st.learned_regions)
-        self.reader.state.rejected_keys = set(st.rejected_keys)
+        # every shard is sent its share, an empty one too (what a shard works out from the statistics goes),
+        # noted as written by the last event: as late as anything in it was changed
+        self._put({s: routed.get(s, Patch()) for s in range(self.n)}, self.decided)
         self._fresh_deciders()
         return patch.written()
+
+    def _take_statistics(self, st: ResolverState) -> None:
+        """The statistics, the events decided, the learned formats and the rejected records' keys of a whole
+        state (one loaded, or one a restatement left)."""
+        self.shared = shared_of(st)
+        self.decided = st.events_before + len(st.seen_events)
+        self.reader.state.learned_regions = list(st.learned_regions)
+        self.reader.state.rejected_keys = set(st.rejected_keys)
 
     def _written_since(self, position: int) -> set[tuple[str, Any]]:
         """The names any owner was sent changes of by deciding events at ``position`` or after."""
@@ -575,11 +570,15 @@ class LocalKeyShards:
             self.stores[owner].put(self._carry(mine, -1) if self.transport else mine, stamp)
 
     def _fresh_deciders(self) -> None:
-        """Resolvers with nothing worked out from the statistics before (their epoch's frequency adjustments)."""
+        """Each shard's resolver (moved from slice to slice) and the coordinator's (the start of epochs, windows on
+        the whole state), with nothing worked out from statistics before (their epoch's frequency adjustments)."""
         self._deciders = [Resolver(self.config) for _ in range(self.n)]
-        mapper = self._coordinating._ctx.mapper
         self._coordinating = Resolver(self.config)
-        self._coordinating._ctx.mapper = mapper
+        # re-estimating the model hands its chunks (comparing pairs, counting vectors, blocking keys) to the shards
+        # (through a weak reference: the coordinator's resolver holding these shards would make a reference cycle)
+        shards = weakref.ref(self)
+        self._coordinating._ctx.mapper = lambda function, records, chunks: shards()._on_shards(  # type: ignore[union-attr]
+            function, records, chunks)
 
     # ------------------------------------------------------------------------------ a shard's work
     def _taken(self, s: int, part: Slice) -> bool:

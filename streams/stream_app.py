@@ -1656,7 +1656,6 @@ class StreamJobs:
                     chunk = []
             done = work.done(rewound.state, now)
             rewound.apply_all(done)
-            rewound.track(None)
             chunk.extend([d] for d in done)
             await self._flush(chunk, [])
             if following:
