@@ -21,7 +21,6 @@ something to read.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import pickle
@@ -40,7 +39,7 @@ from resolver.engine import Resolver  # noqa: E402
 from resolver.owner import stores_of  # noqa: E402
 from streams.commands import decide  # noqa: E402
 from streams.shards import in_order  # noqa: E402
-from key_shards import first_records, on_a_broker  # noqa: E402  (benchmarks/key_shards.py)
+from key_shards import a_timed_session, broker_arguments, first_records, on_a_broker  # noqa: E402  (benchmarks/key_shards.py)
 
 
 KINDS = {"review": "verdicts", "unmerge": "unmerges", "lift": "lifts"}
@@ -65,7 +64,6 @@ def next_command(st, kind: str, k: int) -> dict | None:
 
 
 def run(records: list[bytes], n: int, verdicts: int, bootstrap: str) -> bool:
-    from streams.kafka_key_shards import KafkaKeyShards
     from tests.kafka_broker import cap_key_shard_wait
     from tests.key_shard_holders import deployment, stop_holders
 
@@ -83,11 +81,7 @@ def run(records: list[bytes], n: int, verdicts: int, bootstrap: str) -> bool:
     settings, procs, stop = deployment(bootstrap, Path(tempfile.mkdtemp()), "kscmd", n, holders=n)
     same = True
     try:
-        with KafkaKeyShards(settings, config, n, wait=120, state=st, new_only=True):
-            pass  # (the holders have joined and answered)
-        started = time.perf_counter()
-        keyed = KafkaKeyShards(settings, config, n, wait=120, state=st, new_only=True)
-        load = time.perf_counter() - started
+        keyed, load = a_timed_session(settings, config, n, st)
         print(f"a new session: {load:.2f} s, the parts {parts / 1e6:.1f} MB pickled")
         timed: dict[str, tuple[list[float], list[int]]] = {kind: ([], []) for kind in KINDS}
         with keyed:
@@ -116,12 +110,8 @@ def run(records: list[bytes], n: int, verdicts: int, bootstrap: str) -> bool:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("events")
-    ap.add_argument("--lines", type=int, default=30_000, help="the first this many lines of the file")
-    ap.add_argument("--shards", type=int, default=2)
+    ap = broker_arguments(__doc__)
     ap.add_argument("--verdicts", type=int, default=20, help="this many verdicts, then as many unmerges and lifts")
-    ap.add_argument("--bootstrap", help="a broker (default: start the tests' broker)")
     args = ap.parse_args()
     records = first_records(args.events, args.lines)
     gc.disable()  # (as idres ingest and the workers run: nothing the resolver builds forms cycles)

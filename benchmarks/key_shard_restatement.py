@@ -21,7 +21,6 @@ The shards' fetches wait 5 ms here, as ``benchmarks/key_shards.py --kafka`` has 
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import pickle
@@ -38,7 +37,7 @@ from resolver.engine import Resolver  # noqa: E402
 from resolver.owner import stores_of  # noqa: E402
 from resolver.touch import Touched  # noqa: E402
 from streams.shards import in_order  # noqa: E402
-from key_shards import first_records, on_a_broker  # noqa: E402  (benchmarks/key_shards.py)
+from key_shards import a_timed_session, broker_arguments, first_records, on_a_broker  # noqa: E402  (benchmarks/key_shards.py)
 
 
 def valid_once(records: list[bytes]) -> list[bytes]:
@@ -57,7 +56,6 @@ def valid_once(records: list[bytes]) -> list[bytes]:
 
 
 def run(records: list[bytes], n: int, tail: int, stragglers: int, bootstrap: str) -> bool:
-    from streams.kafka_key_shards import KafkaKeyShards
     from tests.kafka_broker import cap_key_shard_wait
     from tests.key_shard_holders import deployment, stop_holders
 
@@ -79,11 +77,7 @@ def run(records: list[bytes], n: int, tail: int, stragglers: int, bootstrap: str
     del stores
     settings, procs, stop = deployment(bootstrap, Path(tempfile.mkdtemp()), "ksrestate", n, holders=n)
     try:
-        with KafkaKeyShards(settings, config, n, wait=120, state=st, new_only=True):
-            pass  # (the holders have joined and answered)
-        started = time.perf_counter()
-        keyed = KafkaKeyShards(settings, config, n, wait=120, state=st, new_only=True)
-        load = time.perf_counter() - started
+        keyed, load = a_timed_session(settings, config, n, st)
         print(f"a new session: {load:.2f} s, {parts:,} parts, {size / 1e6:.1f} MB pickled")
         with keyed:
             started = time.perf_counter()
@@ -112,13 +106,9 @@ def run(records: list[bytes], n: int, tail: int, stragglers: int, bootstrap: str
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("events")
-    ap.add_argument("--lines", type=int, default=30_000, help="the first this many lines of the file")
-    ap.add_argument("--shards", type=int, default=2)
+    ap = broker_arguments(__doc__)
     ap.add_argument("--tail", type=int, default=2000, help="records decided on the shards before the stragglers")
     ap.add_argument("--stragglers", type=int, default=3)
-    ap.add_argument("--bootstrap", help="a broker (default: start the tests' broker)")
     args = ap.parse_args()
     records = valid_once(first_records(args.events, args.lines))
     if len(records) < args.tail + 2000:

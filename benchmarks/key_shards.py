@@ -46,7 +46,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -132,6 +132,29 @@ def on_kafka(records: list[bytes], config: ResolverConfig, counts: list[int], wa
             stop_holders(procs, stop)
         print(f"| {n} | {'yes' if same else 'NO'} | {wall:.1f} | {events / wall:,.0f} | {alone / wall:.2f} | "
               f"{trips:,} | {wall * 1000 / max(trips, 1):.1f} |", flush=True)
+
+
+def broker_arguments(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark on key shards over a broker: the events, how many of their lines, how many
+    shards, and the broker."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("events")
+    ap.add_argument("--lines", type=int, default=30_000, help="the first this many lines of the file")
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--bootstrap", help="a broker (default: start the tests' broker)")
+    return ap
+
+
+def a_timed_session(settings: Any, config: ResolverConfig, n: int, st: Any) -> tuple[Any, float]:
+    """A session of ``n`` key shards over the broker loaded with the state ``st``, and the seconds its load took
+    (a second load: the first lets the holders join their group)."""
+    from streams.kafka_key_shards import KafkaKeyShards
+
+    with KafkaKeyShards(settings, config, n, wait=120, state=st, new_only=True):
+        pass  # (the holders have joined and answered)
+    started = time.perf_counter()
+    keyed = KafkaKeyShards(settings, config, n, wait=120, state=st, new_only=True)
+    return keyed, time.perf_counter() - started
 
 
 def on_a_broker(bootstrap: Optional[str], run: Callable[[str], bool]) -> int:
