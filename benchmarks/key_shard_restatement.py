@@ -12,7 +12,7 @@ second load is timed, the holders having joined their group for the first. The t
 without ``--stragglers`` of its records, the first of them its first record (late events: they come after the
 rest of the tail was decided). Then the log is restated from the first straggler's place, as the resolve role
 does: the whole state decides the tail again in order with them, noting what its decisions touch
-(``resolver.touch``), and the shards are sent the parts that can differ (``LocalKeyShards.restated``). Printed:
+(``resolver.touch``), and the shards are sent the parts that can differ (``LocalKeyShards.follow``). Printed:
 the state's size, the load's seconds and megabytes, the parts sent and the seconds that took, and whether the
 next 1,000 records are decided on the shards as the whole state decides them.
 
@@ -93,7 +93,7 @@ def run(records: list[bytes], n: int, tail: int, stragglers: int, bootstrap: str
             print(f"the tail decided again with the stragglers in {time.perf_counter() - started:.2f} s "
                   f"({len(whole.state.seen_events) - since:,} events from position {since:,})")
             started = time.perf_counter()
-            sent = keyed.restated(whole.state, since, touched)
+            sent = keyed.follow(whole.state, since, touched)
             took = time.perf_counter() - started
             print(f"followed on the shards: {sent:,} parts sent ({sent / parts:.1%} of a load's) in {took:.2f} s "
                   f"({took / load:.1%} of a load's time)")

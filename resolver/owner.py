@@ -175,13 +175,17 @@ def route_patch(patch: Patch, n: int) -> dict[int, Patch]:
     return _routed(patch, n, Patch, _PATCH_FIELDS)
 
 
-def stores_of(st: ResolverState, n: int, seen: bool = True) -> list[PartStore]:
+def stores_of(st: ResolverState, n: int, seen: bool = True, only: Optional[Iterable[int]] = None) -> list[PartStore]:
     """A whole state split among ``n`` shards, each part at its owner: what the owners hold once they have
     decided the same events (so shards can take over a state decided in order, as from a checkpoint).
-    ``seen``: with each event ID's digest at its owner (what a lookup of event IDs asks for)."""
+    ``seen``: with each event ID's digest at its owner (what a lookup of event IDs asks for). ``only``: the shards
+    whose stores are filled (the others are left empty: a lost holder's shards loaded anew)."""
     stores = [PartStore(s, n) for s in range(n)]
+    mine = set(range(n)) if only is None else set(only)
+    every = len(mine) == n
     keys = st.node_keys
-    parts = {idx: node_part(st, idx) for idx in range(len(keys))}
+    parts = {idx: node_part(st, idx) for idx in range(len(keys))
+             if every or owner_of("k", keys[idx], n) in mine}
     review_parts(st, set(parts), parts)
     for part in parts.values():
         store = stores[owner_of("k", part.key, n)]
@@ -189,17 +193,26 @@ def stores_of(st: ResolverState, n: int, seen: bool = True) -> list[PartStore]:
         if part.reviews:
             store.reviewing.add(part.key)
     for pid, prof in st.profiles.items():
-        stores[owner_of("p", pid, n)].profiles[pid] = profile_part(st, prof)
+        owner = owner_of("p", pid, n)
+        if owner in mine:
+            stores[owner].profiles[pid] = profile_part(st, prof)
     for name, target in st.aliases.items():
-        stores[owner_of("p", name, n)].aliases[name] = target
+        owner = owner_of("p", name, n)
+        if owner in mine:
+            stores[owner].aliases[name] = target
     for key, filed in st.blocks.items():
-        stores[owner_of("b", key, n)].blocks[key] = [keys[m] for m in filed]
+        owner = owner_of("b", key, n)
+        if owner in mine:
+            stores[owner].blocks[key] = [keys[m] for m in filed]
     for key, count in st.value_counts.items():  # (with the count at the epoch's start, if it changed since)
-        before = st.tf_before.get(key)
-        stores[owner_of("v", value_name(key), n)].values[key] = \
-            [count, count, -1] if before is None else [count, before, st.tf_epoch]
+        owner = owner_of("v", value_name(key), n)
+        if owner in mine:
+            before = st.tf_before.get(key)
+            stores[owner].values[key] = [count, count, -1] if before is None else [count, before, st.tf_epoch]
     for eid, digest in (st.seen_events.items() if seen else ()):
-        stores[owner_of("e", eid, n)].seen[eid] = digest
+        owner = owner_of("e", eid, n)
+        if owner in mine:
+            stores[owner].seen[eid] = digest
     return stores
 
 

@@ -9,7 +9,7 @@ two sides; and the blocking keys and values a record is filed under (noted by th
 that differs before and after a decision is among them (a property test holds it to that, decision by decision,
 on corpora where every guard acts).
 
-The key shards use it to follow a restatement (``streams.key_shards.LocalKeyShards.restated``): the parts the
+The key shards use it to follow a restatement (``streams.key_shards.LocalKeyShards.follow``): the parts the
 decisions made again touched, with those the superseded decisions wrote, are all that can differ.
 """
 

@@ -12,8 +12,9 @@ A session begins by giving each shard its parts (``load``: the parts of the stat
 as ``resolver.owner.stores_of`` splits it, or none). A holder keeps the parts of the shards it was loaded for,
 by session; a request of a session it holds no parts of (its worker restarted, or the group gave the partition
 to another worker) is answered with that reason, and the coordinator raises ``PartsLost``: a session cannot go
-on without them, and its caller begins a new one from the state the decision log holds (the resolve role does,
-``streams.stream_app``).
+on without them. Its caller decides in order meanwhile and then has the session follow its state
+(``KafkaKeyShards.follow``): only those shards are loaded anew, and the others are sent what changed (the resolve
+role does, ``streams.stream_app``).
 
 What crosses is unpickled only into the classes the resolver's parts, requests and events are made of
 (``restricted_loads``): a record someone else wrote on these topics cannot run code in a worker. Give only
@@ -25,9 +26,10 @@ from __future__ import annotations
 import pickle
 import time
 import uuid
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from resolver.config import ResolverConfig
+from resolver.owner import stores_of
 from resolver.state import ResolverState
 from streams.kafka_io import KafkaIOError, KafkaSettings
 from streams.key_shard_processes import RemoteKeyShards, ShardServer, restricted_loads
@@ -175,13 +177,43 @@ class KeyShardHolder:
             return False, f"key shard {shard} failed: {type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=8)
 
 
+class KeptThrough:
+    """Which shards keep their parts through a rebalance (``servers``: a holder's parts, by shard). Every rebalance
+    takes each partition away before it gives them out again; a shard given back to this holder keeps its parts,
+    unless another holder read its requests meanwhile (and handled them on parts of its own, loaded for the
+    session): then the first request read here after the rebalance is not the one after the last read here, and
+    the parts go before it is handled (the coordinator, told so, loads the shard anew). A shard given to another
+    holder loses them at once."""
+
+    def __init__(self, servers: dict[int, Any]) -> None:
+        self.servers = servers
+        self.after: dict[int, int] = {}  # (shard -> the offset after the last of its records read here)
+        self.check: set[int] = set()  # (shards given back, whose first record read since is still to be checked)
+
+    def assigned(self, mine: set[int]) -> None:
+        """The group gave this holder the shards ``mine`` (all it holds from now on)."""
+        for shard in [s for s in self.servers if s not in mine]:
+            del self.servers[shard]
+        self.after = {s: at for s, at in self.after.items() if s in mine}
+        self.check = {s for s in self.servers if s in mine}
+
+    def read(self, shard: int, offset: int) -> None:
+        """A record of ``shard`` at ``offset`` is read here, before it is handled."""
+        if shard in self.check:
+            self.check.discard(shard)
+            if offset != self.after.get(shard):  # (another holder read on it meanwhile, or it was read again)
+                self.servers.pop(shard, None)
+        self.after[shard] = offset + 1
+
+
 def serve(settings: KafkaSettings, config: ResolverConfig, stopped: Callable[[], bool] = lambda: False,
           session_timeout_ms: int = 10_000, holder: Optional[KeyShardHolder] = None) -> KeyShardHolder:
     """Holds key shards for as long as ``stopped()`` says no: the partitions of the requests topic the group
-    gives this worker, each request answered in order on the answers topic. A shard the group takes away
-    loses its parts here at once (a holder given it back answers that it holds none: the coordinator loads a
-    new session); a request read again (after a rebalance, or sent again by a coordinator that got no answer)
-    is not handled twice: its answer is sent again."""
+    gives this worker, each request answered in order on the answers topic. A shard the group gives another
+    holder loses its parts here (a holder given it back answers that it holds none: the coordinator loads it
+    anew); one the group gives back to this holder at once keeps them, unless another holder read its requests
+    meanwhile. A request read again (after a rebalance, or sent again by a coordinator that got no answer) is not
+    handled twice: its answer is sent again."""
     from kafka import ConsumerRebalanceListener
     from kafka.errors import KafkaError
 
@@ -193,13 +225,14 @@ def serve(settings: KafkaSettings, config: ResolverConfig, stopped: Callable[[],
                       max_partition_fetch_bytes=4 * FRAME_BYTES,
                       session_timeout_ms=session_timeout_ms, heartbeat_interval_ms=min(3000, session_timeout_ms // 3))
 
+    kept = KeptThrough(holder.servers)
+
     class Moved(ConsumerRebalanceListener):
         def on_partitions_revoked(self, revoked: Any) -> None:
-            for tp in revoked:
-                holder.servers.pop(tp.partition, None)
+            pass
 
         def on_partitions_assigned(self, assigned: Any) -> None:
-            pass
+            kept.assigned({tp.partition for tp in assigned})
 
     consumer.subscribe([requests_topic(settings)], listener=Moved())
     prod = _producer(settings)
@@ -214,6 +247,7 @@ def serve(settings: KafkaSettings, config: ResolverConfig, stopped: Callable[[],
                 holder.assigned(held)
             for tp, records in sorted(batches.items(), key=lambda kv: kv[0].partition):
                 for record in records:
+                    kept.read(tp.partition, record.offset)
                     whole = assembler.add(record)
                     if whole is None:
                         continue
@@ -248,7 +282,12 @@ NO_PARTS = "holds no parts of this coordinator's session"
 
 class PartsLost(RuntimeError):
     """A shard's holder holds no parts of the session (its worker was lost, or the group gave the shard to
-    another): a new session, loaded anew, can go on at once."""
+    another): the session can go on once those shards are loaded anew (``KafkaKeyShards.follow``), at once.
+    ``shards``: the shards whose holders said so."""
+
+    def __init__(self, message: str, shards: Iterable[int] = ()) -> None:
+        super().__init__(message)
+        self.shards = frozenset(shards)
 
 
 class Interrupted(RuntimeError):
@@ -275,6 +314,7 @@ class KafkaKeyShards(RemoteKeyShards):
         self.seq = 0
         self.round_trips = 0
         self.resent = 0  # (requests sent again, unanswered)
+        self.reloaded = 0  # (shards loaded anew in this session, their holders lost: ``follow``)
         self._tp = TopicPartition(answers_topic(settings), 0)
         self._consumer = reader(settings, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_wait_ms=WAIT_MS, max_partition_fetch_bytes=4 * FRAME_BYTES)
@@ -290,6 +330,30 @@ class KafkaKeyShards(RemoteKeyShards):
         except BaseException:
             self.close()  # (its clients, which nothing else would close)
             raise
+
+    def follow(self, st: ResolverState, since: int, touched: Any) -> int:
+        """``LocalKeyShards.follow``, also after a request failed (a holder lost, no answer in time, the group
+        rebalancing): requests and answers are numbered, so what a failed one left unread answers nothing after.
+        A shard whose holder holds no parts of the session (``PartsLost``: its worker was lost, or the group gave
+        it to another) is loaded anew with its part of ``st``, not every shard; a restatement from before that
+        load cannot be followed then (its holder does not know what was written before it: ``loaded_at``)."""
+        self._broken = None
+        reloaded: set[int] = set()
+        while True:
+            try:
+                sent = super().follow(st, since, touched)
+                break
+            except PartsLost as lost:
+                if not lost.shards or lost.shards <= reloaded:  # (loaded anew, and lost again at once)
+                    raise
+                self._broken = None
+                stores = stores_of(st, self.n, seen=not self.new_only, only=lost.shards)
+                self._ask({s: ("load", self.n, stores[s], PROTOCOL) for s in sorted(lost.shards)})
+                reloaded |= lost.shards
+                self.reloaded += len(lost.shards)
+        if reloaded:
+            self.loaded_at = self.decided
+        return sent
 
     def close(self, wait: float = 2.0) -> None:
         """Closes the session's clients, waiting at most ``wait`` seconds for each (nothing it sent is
@@ -331,7 +395,7 @@ class KafkaKeyShards(RemoteKeyShards):
                 resend_at = now + quiet
         failed = [why for _, (ok, why) in sorted(got.items()) if not ok]
         if failed and all(NO_PARTS in why for why in failed):
-            raise PartsLost(f"a key shard failed:\n{failed[0]}")
+            raise PartsLost(f"a key shard failed:\n{failed[0]}", [s for s, (ok, _) in got.items() if not ok])
         if failed:
             raise RuntimeError(f"a key shard failed:\n{next(why for why in failed if NO_PARTS not in why)}")
         return {s: answer for s, (_, answer) in got.items()}

@@ -23,9 +23,11 @@ decided (duplicates), the rejected records and the statistics every event reads 
 A person's review verdicts, unmerges and lifts of bans are decided on a slice of what they name
 (``decide_command``, their footprint given by ``footprint.of_command``). Erasures are not: they reach what no
 footprint names (blocking keys, value counts). A restatement (every entry after a place in the log decided
-again) is decided on the caller's whole state and followed here (``restated``): the owners are sent that
+again) is decided on the caller's whole state and followed here (``follow``): the owners are sent that
 state's parts under the names its decisions touched (``resolver.touch``) and those they were sent changes of
-by the events from that place on (``PartStore.written_since``).
+by the events from that place on (``PartStore.written_since``). So are events the caller decided in order
+without the shards from a place on (while they could not answer; a run that failed part way, whose changes
+some owners took, among them).
 
 What a footprint or a slice reads, it reads in rounds (``resolver.partition.Rounds``): the questions of a
 round depend only on the answers before, so a window asks all its events' questions of a round together,
@@ -64,6 +66,8 @@ class LocalKeyShards:
     """``n`` shards owning the state by key, and their coordinator, in this process: ``decide(records)`` gives
     the log entries of deciding the raw records in order (rejections keyed ``record:<index>``)."""
 
+    reloaded = 0  # (shards loaded anew by ``follow``, their holders lost: over a broker, ``KafkaKeyShards``)
+
     def __init__(self, config: ResolverConfig, n: int, max_window: int = 1024, assigner: Any = None,
                  transport: bool = False, state: Optional[ResolverState] = None, new_only: bool = False):
         self.config = config
@@ -81,7 +85,7 @@ class LocalKeyShards:
         self.reader = Resolver(config, state=ResolverState())
         self.pipeline = RecordPipeline(self.reader)
         self._take_statistics(start)  # (``shared``, ``decided``: events decided, each ID's digest at its owner)
-        # (the owners note what they were sent to change since: a restatement from here on can be followed)
+        # (the owners note what they were sent to change since: a state gone on from here can be followed, ``follow``)
         self.loaded_at = self.decided
         self._stamp = self.decided  # (the position after the events whose changes are being sent: ``_apply``)
         self._assign = assigner
@@ -520,18 +524,21 @@ class LocalKeyShards:
         self.shared.bans = _bans_after(self.shared.bans, part.state)
         return entry
 
-    # ------------------------------------------------------------------------------ a restatement
-    def restated(self, st: ResolverState, since: int, touched: Touched) -> int:
-        """Follows a restatement (``resolver.restate``) that decided again every event from position ``since``
-        on and left the whole state ``st``, noting what its decisions touched in ``touched`` (``resolver.touch``,
-        from the state at ``since`` on): the owners are sent ``st``'s parts under every name those decisions
-        touched and every name the owners were sent changes of by deciding events at ``since`` or after (what the
-        decisions it superseded changed), which are all the parts that can differ; the statistics are ``st``'s.
-        The owners then hold what loading them from ``st`` gives, for the parts that decided sent alone. Returns
-        how many parts were sent. Raises ``ValueError`` when it cannot be followed (a place before the owners were
-        loaded, an erasure among the decisions): nothing was changed then, and the caller loads anew."""
+    # ------------------------------------------------------------------------------ following the caller's state
+    def follow(self, st: ResolverState, since: int, touched: Touched) -> int:
+        """Follows the caller's whole state, ``st``, where it went on without the shards from position ``since``
+        (the owners were in step with it there): a restatement (``resolver.restate``) that decided again every event
+        from ``since`` on, or events decided in order while the shards could not answer (a run that failed part
+        way, whose changes some owners took, among them); ``touched`` noted what its decisions touched from the
+        state at ``since`` on (``resolver.touch``). The owners are sent ``st``'s parts under every name those
+        decisions touched and every name the owners were sent changes of by deciding events at ``since`` or after
+        (what decisions since superseded or left half sent changed), which are all the parts that can differ; the
+        statistics are ``st``'s. The owners then hold what loading them from ``st`` gives, for the parts that
+        decided sent alone. Returns how many parts were sent. Raises ``ValueError`` when it cannot be followed (a
+        place before the owners were loaded, an erasure among the decisions): nothing was changed then, and the
+        caller loads anew."""
         if since < self.loaded_at or touched.everything:
-            raise ValueError("a restatement from before the key shards were loaded, or with an erasure")
+            raise ValueError("a place before the key shards were loaded, or an erasure")
         written = self._written_since(since)
         nodes, profiles = touched.names(st)
         nodes.update(name for kind, name in written if kind == "k")
@@ -553,7 +560,7 @@ class LocalKeyShards:
 
     def _take_statistics(self, st: ResolverState) -> None:
         """The statistics, the events decided, the learned formats and the rejected records' keys of a whole
-        state (one loaded, or one a restatement left)."""
+        state (one loaded, or one followed)."""
         self.shared = shared_of(st)
         self.decided = st.events_before + len(st.seen_events)
         self.reader.state.learned_regions = list(st.learned_regions)

@@ -702,6 +702,10 @@ class StreamJobs:
     # resolver named next
     keyed: Any = None
     keyed_for: Any = None
+    # (with ``--resolve-state keys``) where this worker's state went on without the session, which was in step with
+    # it there: (a weak reference to the resolver, the position, what its decisions touched since: ``Touched``).
+    # The next run has the session follow the state (``_catch_up_key_shards``) instead of loading a new one
+    key_behind: Any = None
     key_load_seconds = 0.0  # (how long loading the session took)
     following = 0.0  # (seconds the commands of the message in hand took on the key shards)
 
@@ -1416,27 +1420,116 @@ class StreamJobs:
                       "anew", command.get("command"))
         self.keyed_for = None
 
-    def _key_shards_failed(self, exc: BaseException, what: str) -> None:
+    def _key_shards_failed(self, exc: BaseException, what: str, run: bool = False) -> None:
         """The key shards failed deciding ``what`` (a holder lost, no answer in time, a defect on a shard; or a
-        rebalance, which waits for the events in hand while the shards cannot answer): the session ends; the
-        next run loads a new one, at once if the group moved a shard, else once the shards have rested for
-        ``IDRES_SHARD_WAIT`` (none for a rebalance)."""
+        rebalance, which waits for the events in hand while the shards cannot answer). A ``run`` of events
+        changes this worker's state only once the shards answered it whole, so if the session was in step with
+        the state before it and the failure was the transport's (a holder lost, no answer in time, a
+        rebalance; also while the session was catching up), the session is kept: this worker decides in order,
+        noting what it changes, and the next run has the session follow (``_catch_up_key_shards``), loading anew
+        only the shards whose holder was lost.
+        Otherwise (a defect on a shard, a person's command) the session ends and the next run loads a new one.
+        Either way the next run waits until the shards have rested for ``IDRES_SHARD_WAIT`` if they failed or
+        did not answer (not for a lost holder or a rebalance)."""
         from streams.kafka_key_shards import Interrupted, PartsLost
 
-        log.warning("the key shards failed on %s (%s): this worker decides without them until a new session",
-                    what, " ".join(f"{type(exc).__name__}: {exc}".split()))
-        self._end_key_session()
-        if isinstance(exc, PartsLost):  # (the group moved a shard: the next run loads them anew)
+        kept = (run and isinstance(exc, (PartsLost, Interrupted, KafkaIOError)) and self.keyed is not None
+                and (self.keyed_for is self.resolver
+                     or self.key_behind is not None and self.key_behind[0]() is self.resolver))
+        log.warning("the key shards failed on %s (%s): this worker decides without them until %s", what,
+                    " ".join(f"{type(exc).__name__}: {exc}".split()),
+                    "they follow its state" if kept else "a new session")
+        if kept:
+            self._fall_behind_key_shards()
+        else:
+            self._end_key_session()
+        if isinstance(exc, PartsLost):  # (the group moved a shard: the next run loads it anew)
             self.metrics.add("key_shard_sessions_lost")
         elif not isinstance(exc, Interrupted):
             self.metrics.add("resolve_shard_failures")
             self.shards_rest_until = asyncio.get_running_loop().time() + self.options.shard_wait
 
+    def _fall_behind_key_shards(self) -> bool:
+        """This worker's state is about to go on without the session of the key shards: if the session is in step
+        with it, what its decisions touch from here on is noted (``key_behind``), for the session to follow it
+        later. Returns whether it began noting now."""
+        import weakref
+
+        if self.keyed is None or self.keyed_for is not self.resolver or self.key_behind is not None:
+            return False
+        touched = Touched()
+        self.resolver.track(touched)
+        self.key_behind = (weakref.ref(self.resolver), self.resolver.state.events_before
+                           + len(self.resolver.state.seen_events), touched)
+        self.keyed_for = None
+        return True
+
+    def _in_step_again(self) -> None:
+        """Undoes ``_fall_behind_key_shards`` when nothing was decided without the session after all."""
+        resolver, _, _ = self.key_behind
+        self.key_behind = None
+        if resolver() is self.resolver:
+            self.resolver.track(None)
+            self.keyed_for = self.resolver
+
+    def _key_session_carried(self, old: Resolver) -> None:
+        """The state was rebuilt from the decision log (a rebalance gave this worker the validated partition again)
+        and the log ends where this worker's last write left it: nobody else wrote, so the rebuilt state is the one
+        ``old`` held. A session of the key shards in step with ``old``, or behind it (``key_behind``), goes on with
+        the rebuilt state, where it would load a new session with every part."""
+        import weakref
+
+        if self.keyed is None:
+            return
+        if self.keyed_for is old:
+            self.keyed_for = self.resolver
+        elif self.key_behind is not None and self.key_behind[0]() is old:
+            _, since, touched = self.key_behind
+            old.track(None)
+            self.resolver.track(touched)
+            self.key_behind = (weakref.ref(self.resolver), since, touched)
+
+    async def _catch_up_key_shards(self, resolver: Resolver) -> None:
+        """The session, behind ``resolver``'s state (``key_behind``), is sent what can differ
+        (``KafkaKeyShards.follow``: the parts the decisions since touched, and those the owners were sent by a run
+        that failed part way; a shard whose holder was lost is loaded anew) and is in step again. If it cannot
+        follow (the state was rebuilt or restated meanwhile, an erasure), the session ends and the run loads a new
+        one; a failure raises."""
+        behind, self.key_behind = self.key_behind, None
+        if behind is None:
+            return
+        held, since, touched = behind
+        if held() is not resolver:  # (the state was rebuilt or restated: a new session)
+            self._end_key_session()
+            return
+        resolver.track(None)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        keyed = self.keyed
+        reloaded = keyed.reloaded
+        try:
+            sent = await loop.run_in_executor(None, keyed.follow, resolver.state, since, touched)
+        except ValueError:
+            self._end_key_session()
+            return
+        except BaseException:  # (still behind: what it sent before failing is among what the owners were sent)
+            self.key_behind = behind
+            resolver.track(touched)
+            raise
+        self.keyed_for = resolver
+        self.metrics.add("key_shard_catch_ups")
+        self.metrics.add("key_shard_shards_reloaded", keyed.reloaded - reloaded)
+        self.metrics.gauges["key_shard_catch_up_parts"] = sent
+        self.metrics.gauges["key_shard_catch_up_seconds"] = round(loop.time() - started, 3)
+
     async def _ensure_resolver(self) -> None:
         """Rebuilds the resolver from the decision log when it may be stale (at start, after a rebalance)."""
         if self.resolver_stale or self.resolver is None:
             loop = asyncio.get_running_loop()
+            old, end = self.resolver, self.log_end
             await loop.run_in_executor(None, self._rebuild_resolver)
+            if old is not None and 0 < end == self.log_end:
+                self._key_session_carried(old)
             for begun_seq in self.open_restatements:  # (a worker stopped in the middle of one)
                 await self._restate_again(begun_seq)
             if self.settings.resolve_partitions > 1 and self.settings.resolve_state != "keys":
@@ -1675,14 +1768,14 @@ class StreamJobs:
 
     async def _follow_on_key_shards(self, rewound: Resolver, since: int, touched: Touched) -> None:
         """After a restatement from position ``since`` left ``rewound``'s state, the session of the key shards in
-        step with the state before it is sent the parts that can differ (``LocalKeyShards.restated``: those the
+        step with the state before it is sent the parts that can differ (``LocalKeyShards.follow``: those the
         decisions made again touched, ``touched``, and those the superseded ones changed) and stays in step,
         where loading a new session would send every part. Otherwise (a place before the session was loaded, an
         erasure, a failure) the next run loads a new session."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            sent = await loop.run_in_executor(None, self.keyed.restated, rewound.state, since, touched)
+            sent = await loop.run_in_executor(None, self.keyed.follow, rewound.state, since, touched)
         except ValueError:
             return
         except Exception as exc:
@@ -1701,12 +1794,14 @@ class StreamJobs:
         loop = asyncio.get_running_loop()
         pipeline = RecordPipeline(self.resolver, skip_blank=False)
         every = self.options.batch_events
+        # (the key shards, if in step with the state, follow what is decided here at the next run)
+        began, accepted = self._fall_behind_key_shards(), False
         for key, topic, partition, offset, raw, ev in released:
             outcome = pipeline.process(raw, {"name": f"{topic}/{partition}", "position": offset})
             if outcome.kind == ACCEPTED:
                 entries.append(outcome.decisions)
                 m.add("resolve_events")
-                self.keyed_for = None  # (the key shards, if any, are no longer in step with the state)
+                accepted = True
                 if len(entries) >= every:
                     # a backlog releases tens of thousands at once: logged as they are decided, so that the log
                     # grows as they go (what a batch holds in memory is bounded) and the event loop, which
@@ -1729,6 +1824,8 @@ class StreamJobs:
                     entries, pending = [], []
                     await loop.run_in_executor(None, self._rebuild_resolver)
                     pipeline.resolver = self.resolver
+        if began and not accepted:  # (duplicates and records to reject alone: the session is still in step)
+            self._in_step_again()
         return entries, pending
 
     async def _decide_on_key_shards(self, released: list[Any], entries: list[list[dict[str, Any]]],
@@ -1765,12 +1862,14 @@ class StreamJobs:
             run.append(item)
         if run:
             try:
+                if self.keyed is not None and self.key_behind is not None:
+                    await self._catch_up_key_shards(resolver)
                 if self.keyed is None or self.keyed_for is not resolver:
                     await self._begin_key_session(resolver)
                 got = await loop.run_in_executor(None, self.keyed.decide, [item[4] for item in run], checked)
                 got = self._sourced(got, run, list(ids))
             except Exception as exc:
-                self._key_shards_failed(exc, f"{len(released)} events")
+                self._key_shards_failed(exc, f"{len(released)} events", run=True)
                 return await self._decide_in_order(released, entries, pending)
             for entry in got:
                 resolver.apply_all(entry)
@@ -1812,6 +1911,9 @@ class StreamJobs:
 
     def _end_key_session(self) -> None:
         keyed, self.keyed, self.keyed_for = self.keyed, None, None
+        behind, self.key_behind = self.key_behind, None
+        if behind is not None and behind[0]() is self.resolver and self.resolver is not None:
+            self.resolver.track(None)
         if keyed is not None:  # (closed aside: a rebalance may be waiting for the events in hand)
             threading.Thread(target=keyed.close, daemon=True, name="idres-key-session-close").start()
 
@@ -1991,6 +2093,7 @@ class StreamJobs:
         gone = await loop.run_in_executor(None, sealer.keys.shred, subjects)
         await loop.run_in_executor(None, sealer.forget)
         self.resolver_stale = True
+        self._end_key_session()  # (the owners hold what was erased: a new session is loaded from the rebuilt state)
         self.metrics.add("erasures", len(erasures))
         log.warning("%d erasure(s) logged: %d keys shredded; the resolver state is rebuilt", len(erasures), gone)
 

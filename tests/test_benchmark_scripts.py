@@ -59,3 +59,14 @@ def test_the_key_shard_commands_benchmark_times_a_load_and_verdicts_with_the_sam
     verdicts = re.search(r"^(\d+) verdicts on slices: \d+ ms median, \d+ ms most; round trips (\d+) median, "
                          r"\d+ most; the same entries as the whole state: (\w+)$", out, re.M)
     assert verdicts and verdicts[1] == "3" and int(verdicts[2]) > 0 and verdicts[3] == "yes", out
+
+
+def test_the_lost_holder_benchmark_follows_the_state_loading_the_lost_shards_alone(small_file, kafka_bootstrap):
+    out = bench("benchmarks/key_shard_lost_holder.py", str(small_file), "--batch", "200", "--bootstrap",
+                kafka_bootstrap)
+    assert re.search(r"^a new session: [\d.]+ s, ([\d,]+) parts", out, re.M), out
+    lost = re.search(r"^holder killed: its shard\(s\) \[(\d+)\] found lost", out, re.M)
+    followed = re.search(r"^followed: (\d+) shard\(s\) loaded anew \(([\d,]+) parts\) and ([\d,]+) parts sent", out,
+                         re.M)
+    assert lost and followed and followed[1] == "1" and int(followed[3].replace(",", "")) > 0, out
+    assert re.search(r"decided on the shards as the whole state decides them: yes$", out, re.M), out

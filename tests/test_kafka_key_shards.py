@@ -140,6 +140,31 @@ def test_a_holder_of_another_version_refuses_a_session_and_says_to_run_one_versi
     assert holder.servers[0][0] == "t"
 
 
+def test_a_shard_given_back_keeps_its_parts_unless_another_holder_read_its_requests_meanwhile():
+    """Every rebalance takes each partition away before it gives them out again: a shard given back to its holder
+    keeps its parts (the coordinator need not load it again), one given to another holder loses them, and one
+    whose requests another holder read meanwhile (the first read after the rebalance is not the next one here)
+    loses them before that request is handled: those parts may be behind what the other holder changed."""
+    from streams.kafka_key_shards import KeptThrough
+
+    servers = {0: "parts of 0", 1: "parts of 1", 2: "parts of 2"}
+    kept = KeptThrough(servers)
+    for shard, offset in [(0, 4), (1, 10), (2, 7), (0, 5)]:
+        kept.read(shard, offset)
+    kept.assigned({0, 1, 2})  # (a worker joined, and the group gave this holder its shards back)
+    kept.read(0, 6)  # (the next request of shard 0)
+    kept.read(2, 8)
+    kept.read(1, 14)  # (another holder read 11 to 13 of shard 1 meanwhile)
+    assert servers == {0: "parts of 0", 2: "parts of 2"}
+    kept.read(0, 7)
+    kept.assigned({0})  # (shard 2 given to another holder)
+    assert servers == {0: "parts of 0"}
+    kept.read(0, 7)  # (read again: its commit was lost; a request read twice is answered once, but the parts go)
+    assert servers == {}
+    kept.assigned({0, 1})
+    assert servers == {}  # (what it holds no parts of, it answers so)
+
+
 # ------------------------------------------------------------------------------------ on the broker
 def test_three_key_shards_held_by_two_workers_give_the_log_of_deciding_in_order(kafka_bootstrap, tmp_path):
     """...and a person's commands between two batches, each decided on a slice the coordinator collects through
@@ -263,6 +288,58 @@ def test_after_a_holder_is_killed_a_new_session_loaded_from_the_log_decides_on_a
     assert log == [entry for batch in batches for entry in in_order(batch, alone)]
 
 
+def test_after_a_holder_is_killed_the_session_follows_the_state_and_loads_only_the_lost_shards(kafka_bootstrap,
+                                                                                               tmp_path):
+    """What the resolve role does when a holder is lost: the batch is decided in order on the whole state (what it
+    touches noted), and the session follows that state (``KafkaKeyShards.follow``). The holder left keeps the
+    parts of the shards the group gives it back; only the lost holder's shards are loaded anew, and the session
+    goes on with the log of deciding in order."""
+    from resolver.engine import Resolver
+    from resolver.touch import Touched
+    from streams.shards import in_order
+
+    records, config, _ = every_guard_corpus()
+    settings, procs, stop = deployment(kafka_bootstrap, tmp_path, "keyshardfollow", 3)
+    log: list = []
+    whole = Resolver(config)
+    batches = [records[i:i + 300] for i in range(0, len(records), 300)]
+    lost = None
+    try:
+        keyed = KafkaKeyShards(settings, config, 3, 128, wait=40)
+        b = 0
+        while b < len(batches):
+            if b == 2 and lost is None:
+                os.kill(procs[0].pid, signal.SIGKILL)  # (mid-stream, between two batches)
+                procs[0].join(5)
+            try:
+                got = keyed.decide(batches[b])
+            except PartsLost as exc:
+                assert lost is None
+                lost = exc.shards
+                since, touched = len(whole.state.seen_events), Touched()
+                whole.track(touched)
+                got = in_order(batches[b], whole)
+                whole.track(None)
+                keyed.follow(whole.state, since, touched)
+                log += got
+                b += 1
+                continue
+            for entry in got:
+                whole.apply_all(entry)
+            log += got
+            b += 1
+        session, reloaded = keyed.session, keyed.reloaded
+        keyed.close()
+    finally:
+        stop_holders(procs, stop)
+    assert lost, "the killed holder's shards were never found lost"
+    # (the killed holder held one or two of the three shards; the one left kept its own through the rebalance)
+    assert reloaded == len(lost) < 3, (reloaded, lost)
+    assert session == keyed.session
+    alone = Resolver(config)
+    assert log == [entry for batch in batches for entry in in_order(batch, alone)]
+
+
 # ------------------------------------------------------------------------------ in the resolve role
 KEYS = {"IDRES_RESOLVE_STATE": "keys"}
 
@@ -298,9 +375,10 @@ def test_resolve_workers_holding_the_state_by_key_give_the_profiles_and_ids_of_i
 
 def test_a_key_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(kafka_bootstrap, tmp_path):
     """A holder killed with SIGKILL while the coordinator sends it requests: the coordinator decides the rest in
-    order, a new worker joins, and the events decided after that go in a new session on the shards the group
-    gives the holders left (the worker that joined answering too), the events produced after it as well; nothing
-    is lost or decided twice, and the profiles and IDs are those of `idres ingest`."""
+    order, a new worker joins, and the session follows the state, the lost holder's shards loaded anew on the
+    holders the group gives them (or a new session is loaded, when a restatement came between); the worker that
+    joined answers too, for the events produced after it as well; nothing is lost or decided twice, and the
+    profiles and IDs are those of `idres ingest`."""
     from collections import Counter
     from datetime import datetime
 
@@ -338,9 +416,10 @@ def test_a_key_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_
         assert victim is not None, "no worker held key shards without coordinating"
         victim.stop(signal.SIGKILL)
         workers.remove(victim)
-        # (the sessions since the kill: the first after it may come while the first part is still decided, after a
-        # restatement the kill made, or only with the second part)
-        sessions = _total(workers, "idres_key_shard_sessions_total")
+        # (the shards loaded since the kill, in the session followed or in a new one: the first may come while the
+        # first part is still decided, after a restatement the kill made, or only with the second part)
+        loads = (_total(workers, "idres_key_shard_sessions_total")
+                 + _total(workers, "idres_key_shard_shards_reloaded_total"))
         workers.append(ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, "k-again", KEYS))
         wait_until(lambda: settled(workers, settings, first), 240,
                    "the first part decided after the kill", workers)
@@ -348,12 +427,13 @@ def test_a_key_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_
                    "the worker that joined to hold a key shard", workers)
         idres("produce", str(parts[1]), *kafka)
         wait_until(lambda: settled(workers, settings, accepted), 240, "every event decided and projected", workers)
-        sessions = _total(workers, "idres_key_shard_sessions_total") - sessions
+        loads = (_total(workers, "idres_key_shard_sessions_total")
+                 + _total(workers, "idres_key_shard_shards_reloaded_total") - loads)
         answered = workers[-1].metrics().get("idres_key_shard_requests_total", 0)
     finally:
         for w in workers:
             w.stop()
-    assert 0 < first < accepted and sessions >= 1 and answered > 0  # (a new session, on the worker that joined too)
+    assert 0 < first < accepted and loads >= 1 and answered > 0  # (shards loaded anew, on the worker that joined too)
     counts = live_decided(settings)
     assert len(counts) == accepted and set(counts.values()) == {1}, Counter(counts.values())
     con = snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)

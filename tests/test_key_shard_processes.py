@@ -265,7 +265,7 @@ def test_a_restatement_followed_on_worker_processes_leaves_them_holding_the_stat
     with KeyShardProcesses(config, 3, 64) as keyed:
         keyed.decide([r for i, r in enumerate(records[:400]) if i not in late])
         whole, touched, since = _restated_whole(config, records[:200], records[200:400])
-        sent = keyed.restated(whole.state, since, touched)
+        sent = keyed.follow(whole.state, since, touched)
         st_ = whole.state
         nodes, profiles, aliases, blocks, values = keyed._all_parts(st_.tf_epoch)
         split = stores_of(st_, 1)[0]

@@ -519,6 +519,141 @@ def test_a_session_of_key_shards_that_cannot_follow_a_command_is_left_for_a_new_
     assert counters.get("key_shard_commands_left_to_a_load") == (1 if case == "too_slow" else None)
 
 
+@pytest.mark.parametrize("case", ["lost", "interrupted", "no_answer", "rebalance", "defect", "duplicates_alone"])
+def test_the_key_shards_follow_events_decided_in_order_without_them_instead_of_loading_a_new_session(case):
+    """The resolve role on key shards: a run that fails for the transport (a holder lost, a rebalance, no answer
+    in time) part way, after some owners took some of its changes, is decided in order here, what it touches
+    noted; so are the events a rebalance decides in order. The next run has the same session follow the state
+    (``_catch_up_key_shards``), not a new one loaded with every part: the owners then hold the state's parts,
+    and every entry is the one deciding in order gives. A defect on a shard still ends the session (a new one is
+    loaded), and a batch of duplicates alone leaves the session in step."""
+    import asyncio
+    import copy
+
+    from resolver.config import ResolverConfig
+    from resolver.engine import Resolver
+    from streams.kafka_io import KafkaIOError
+    from streams.kafka_key_shards import Interrupted, PartsLost
+    from streams.shards import in_order
+    from tests.test_key_shards import _LostPartWay, _owners_hold_named_aside
+    from tests.test_shards import corpus
+
+    raws = [e.model_dump_json().encode() for e in corpus(random.Random(23), 360, people=30)]
+    config = ResolverConfig()
+    resolver = Resolver(config)
+    in_order(raws[:120], resolver)
+    keyed = _LostPartWay(config, 2, 24, state=copy.deepcopy(resolver.state), new_only=True)
+    failure = {"lost": PartsLost("moved", [1]), "interrupted": Interrupted("rebalancing"),
+               "no_answer": KafkaIOError("no answer"), "defect": RuntimeError("a defect")}.get(case)
+    real_apply = keyed._apply
+
+    def apply(routed, sender, epoch, ahead=False):  # (the failure the case names, part way through the run)
+        try:
+            real_apply(routed, sender, epoch, ahead)
+        except ConnectionError:
+            raise failure from None
+
+    keyed._apply = apply
+    keyed.close = lambda: None
+    keyed.fail_at = 3 if failure is not None else None
+    jobs = _jobs_deciding_on(resolver, keyed)
+    jobs.options.batch_events = 10_000
+    logged, begun = [], []
+
+    async def flush(entries, pending):
+        logged.extend(entries)
+
+    async def begin(state_of):
+        begun.append(state_of)
+        jobs.keyed = LocalKeyShards_for(state_of)
+        jobs.keyed_for = state_of
+
+    def LocalKeyShards_for(r):
+        from streams.key_shards import LocalKeyShards
+
+        return LocalKeyShards(config, 2, 24, state=copy.deepcopy(r.state), new_only=True)
+
+    jobs._flush_decided, jobs._begin_key_session = flush, begin
+
+    def released(batch, at):
+        return [(None, "raw", 0, at + k, raw, None) for k, raw in enumerate(batch)]
+
+    first = raws[:120] if case == "duplicates_alone" else raws[120:240]
+
+    async def go():
+        entries, _ = await (jobs._decide_in_order(released(first, 0), [], []) if case in ("rebalance",
+                            "duplicates_alone") else jobs._decide_on_key_shards(released(first, 0), [], []))
+        logged.extend(entries)
+        behind = jobs.key_behind is not None
+        entries, _ = await jobs._decide_on_key_shards(released(raws[240:], 1000), [], [])
+        logged.extend(entries)
+        return behind
+
+    behind = asyncio.run(go())
+    alone = Resolver(config)
+    in_order(raws[:120], alone)
+    unsourced = [[{k: v for k, v in d.items() if k != "source"} for d in entry] for entry in logged]
+    assert unsourced == in_order([] if case == "duplicates_alone" else first, alone) + in_order(raws[240:], alone)
+    counters = jobs.metrics.counters
+    if case == "defect":
+        assert not behind and len(begun) == 1 and counters.get("key_shard_catch_ups") is None
+        return
+    assert begun == [] and jobs.keyed is keyed and jobs.keyed_for is resolver
+    assert behind == (case != "duplicates_alone")
+    assert counters.get("key_shard_catch_ups") == (None if case == "duplicates_alone" else 1)
+    if case != "duplicates_alone":
+        assert keyed.sent >= 3 and jobs.metrics.gauges["key_shard_catch_up_parts"] > 0
+    assert counters.get("resolve_shard_failures") == (1 if case == "no_answer" else None)
+    assert counters.get("key_shard_sessions_lost") == (1 if case == "lost" else None)
+    _owners_hold_named_aside(keyed, resolver.state)
+
+
+@pytest.mark.parametrize("case", ["in_step", "behind", "another_wrote"])
+def test_a_state_rebuilt_from_a_log_no_one_else_wrote_keeps_the_session_of_the_key_shards(case):
+    """A rebalance gives the resolve role the validated partition again and it rebuilds its state from the log. If
+    the log ends where this worker's last write left it, no one else decided meanwhile: the session in step with
+    the state before (or behind it, what was decided since noted) goes on with the rebuilt state, where it would
+    load a new session with every part. If another worker wrote, it does not."""
+    import asyncio
+    import copy
+
+    from streams.key_shards import LocalKeyShards
+
+    resolver, _ = _with_review()
+    keyed = LocalKeyShards(resolver.config, 2, state=copy.deepcopy(resolver.state), new_only=True)
+    jobs = _jobs_deciding_on(resolver, keyed)
+    jobs.key_behind, jobs.log_end, jobs.open_restatements = None, 7, []
+    jobs.settings = KafkaSettings.load(bootstrap="127.0.0.1:9", prefix="carried.")
+    if case == "behind":
+        assert jobs._fall_behind_key_shards() and jobs.keyed_for is None
+    rebuilt = copy.deepcopy(resolver)
+
+    def rebuild():
+        jobs.resolver, jobs.resolver_stale = rebuilt, False
+        jobs.log_end = 9 if case == "another_wrote" else 7
+
+    jobs._rebuild_resolver = rebuild
+    jobs.reorder = type("Reorder", (), {"expect": lambda *a: None})()
+    jobs.resolver_stale = True
+    import streams.stream_app as app
+
+    real, app.raw_partitions = app.raw_partitions, lambda settings: set()
+    try:
+        asyncio.run(jobs._ensure_resolver())
+    finally:
+        app.raw_partitions = real
+    assert jobs.resolver is rebuilt
+    if case == "another_wrote":
+        assert jobs.keyed_for is not rebuilt and (jobs.key_behind is None or jobs.key_behind[0]() is not rebuilt)
+        return
+    if case == "in_step":
+        assert jobs.keyed_for is rebuilt and jobs.key_behind is None
+    else:
+        held, since, touched = jobs.key_behind
+        assert held() is rebuilt and since == len(resolver.state.seen_events) and jobs.keyed_for is None
+        assert rebuilt._fold.touched is touched and resolver._fold.touched is None
+
+
 def test_an_erasure_takes_the_key_shards_out_of_step_with_the_state():
     """An erasure reaches what no footprint names (blocks, value counts): the session of key shards does not
     decide it, and the next run loads a new one from the state."""
