@@ -149,6 +149,16 @@ class Changes:
         """How many parts it writes: identifiers, profiles, blocks and value counts."""
         return len(self.nodes) + len(self.profiles) + len(self.blocks) + len(self.values)
 
+    def names(self) -> set[tuple[str, Any]]:
+        """The names of what it writes, as an owner notes them (``PartStore.written``)."""
+        out: set[tuple[str, Any]] = {("k", part.key) for part in self.nodes}
+        out.update(("p", prof.id) for prof in self.profiles)
+        out.update(("p", pid) for pid in self.gone_profiles)
+        out.update(("a", name) for name in (*self.aliases, *self.gone_aliases))
+        out.update(("b", key) for key in self.blocks)
+        out.update(("v", key) for key in self.values)
+        return out
+
 
 @dataclass(slots=True)
 class Patch:

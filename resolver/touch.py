@@ -33,7 +33,17 @@ class Touched:
         self.profiles: set[str] = set()
         self.blocks: set[str] = set()
         self.values: set[tuple[str, str]] = set()
+        self.keys: set[str] = set()  # (identifiers noted by key: those another state's decisions touched, ``add``)
         self.everything = False  # (an erasure: it reaches what no decision names; the caller starts anew)
+
+    def add(self, other: "Touched", st: ResolverState) -> None:
+        """Adds what ``other`` noted on the state ``st``, its identifiers by key (``st``'s: this one may note what
+        decisions on another state touch, as a restatement's do after events decided on the state it replaces)."""
+        self.keys.update(other.names(st)[0])
+        self.profiles.update(other.profiles)
+        self.blocks.update(other.blocks)
+        self.values.update(other.values)
+        self.everything = self.everything or other.everything
 
     def around(self, st: ResolverState, d: dict[str, Any], apply: Any) -> None:
         """Applies ``d`` (``apply(d)``), noting what it touches before and after."""
@@ -49,7 +59,7 @@ class Touched:
     def names(self, st: ResolverState) -> tuple[set[str], set[str]]:
         """The identifiers (keys in ``st``) and the profile IDs and alias names touched."""
         keys = st.node_keys
-        return {keys[n] for n in self.nodes}, set(self.profiles)
+        return {keys[n] for n in self.nodes} | self.keys, set(self.profiles)
 
     def _note(self, st: ResolverState, d: dict[str, Any], before: bool) -> None:
         t = d["type"]

@@ -337,23 +337,27 @@ class KafkaKeyShards(RemoteKeyShards):
         A shard whose holder holds no parts of the session (``PartsLost``: its worker was lost, or the group gave
         it to another) is loaded anew with its part of ``st``, not every shard; a restatement from before that
         load cannot be followed then (its holder does not know what was written before it: ``loaded_at``)."""
+        if since < self.loaded_at or touched.everything:
+            raise ValueError("a place before the key shards were loaded, or an erasure")
         self._broken = None
         reloaded: set[int] = set()
-        while True:
-            try:
-                sent = super().follow(st, since, touched)
-                break
-            except PartsLost as lost:
-                if not lost.shards or lost.shards <= reloaded:  # (loaded anew, and lost again at once)
-                    raise
-                self._broken = None
-                stores = stores_of(st, self.n, seen=not self.new_only, only=lost.shards)
-                self._ask({s: ("load", self.n, stores[s], PROTOCOL) for s in sorted(lost.shards)})
-                reloaded |= lost.shards
-                self.reloaded += len(lost.shards)
-        if reloaded:
-            self.loaded_at = self.decided
-        return sent
+        try:
+            while True:
+                try:
+                    return self._follow(st, since, touched)
+                except PartsLost as lost:
+                    if not lost.shards or lost.shards <= reloaded:  # (loaded anew, and lost again at once)
+                        raise
+                    self._broken = None
+                    reloaded |= lost.shards
+                    stores = stores_of(st, self.n, seen=not self.new_only, only=lost.shards)
+                    self._ask({s: ("load", self.n, stores[s], PROTOCOL) for s in sorted(lost.shards)})
+                    self.reloaded += len(lost.shards)
+        finally:
+            # (a load sent, answered or not: that shard's holder knows nothing written before it, so the session
+            # cannot follow a state from a place before it: a restatement from there loads a new session)
+            if reloaded:
+                self.loaded_at = max(self.loaded_at, st.events_before + len(st.seen_events))
 
     def close(self, wait: float = 2.0) -> None:
         """Closes the session's clients, waiting at most ``wait`` seconds for each (nothing it sent is

@@ -269,6 +269,16 @@ class RemoteKeyShards(LocalKeyShards):
             return self._asked_all(requests)
         except BaseException as e:
             self._broken = f"{type(e).__name__}: {e}".splitlines()[0]
+            # changes sent ahead of a failed request may or may not have reached their owners: what they name is
+            # sent again as it is by a session that follows the state (``follow``)
+            for request in requests.values():
+                if request[0] == "then":
+                    for ahead in request[1]:
+                        if ahead[0] == "apply":
+                            self._unsure.update(ahead[1].names())
+                        elif ahead[0] == "apply_shares":  # (each a shard's share, pickled by the shard)
+                            for blob in ahead[1]:
+                                self._unsure.update(restricted_loads(blob).names())
             raise
 
     def _asked_all(self, requests: dict[int, tuple]) -> dict[int, Any]:

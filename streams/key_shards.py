@@ -85,6 +85,9 @@ class LocalKeyShards:
         self.reader = Resolver(config, state=ResolverState())
         self.pipeline = RecordPipeline(self.reader)
         self._take_statistics(start)  # (``shared``, ``decided``: events decided, each ID's digest at its owner)
+        # names whose changes may or may not have reached their owners (sent ahead of a request that failed): sent
+        # again as the state holds them when the session follows it (``follow``)
+        self._unsure: set[tuple[str, Any]] = set()
         # (the owners note what they were sent to change since: a state gone on from here can be followed, ``follow``)
         self.loaded_at = self.decided
         self._stamp = self.decided  # (the position after the events whose changes are being sent: ``_apply``)
@@ -532,14 +535,18 @@ class LocalKeyShards:
         way, whose changes some owners took, among them); ``touched`` noted what its decisions touched from the
         state at ``since`` on (``resolver.touch``). The owners are sent ``st``'s parts under every name those
         decisions touched and every name the owners were sent changes of by deciding events at ``since`` or after
-        (what decisions since superseded or left half sent changed), which are all the parts that can differ; the
+        (what decisions since superseded or left half sent changed), or sent ahead of a request that failed (they
+        may not have arrived: ``_unsure``), which are all the parts that can differ; the
         statistics are ``st``'s. The owners then hold what loading them from ``st`` gives, for the parts that
         decided sent alone. Returns how many parts were sent. Raises ``ValueError`` when it cannot be followed (a
         place before the owners were loaded, an erasure among the decisions): nothing was changed then, and the
         caller loads anew."""
         if since < self.loaded_at or touched.everything:
             raise ValueError("a place before the key shards were loaded, or an erasure")
-        written = self._written_since(since)
+        return self._follow(st, since, touched)
+
+    def _follow(self, st: ResolverState, since: int, touched: Touched) -> int:
+        written = self._written_since(since) | self._unsure
         nodes, profiles = touched.names(st)
         nodes.update(name for kind, name in written if kind == "k")
         profiles.update(name for kind, name in written if kind in ("p", "a"))
@@ -555,6 +562,7 @@ class LocalKeyShards:
         # every shard is sent its share, an empty one too (what a shard works out from the statistics goes),
         # noted as written by the last event: as late as anything in it was changed
         self._put({s: routed.get(s, Patch()) for s in range(self.n)}, self.decided)
+        self._unsure.clear()
         self._fresh_deciders()
         return patch.written()
 

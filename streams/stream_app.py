@@ -1466,6 +1466,8 @@ class StreamJobs:
 
     def _in_step_again(self) -> None:
         """Undoes ``_fall_behind_key_shards`` when nothing was decided without the session after all."""
+        if self.key_behind is None:  # (the session ended meanwhile)
+            return
         resolver, _, _ = self.key_behind
         self.key_behind = None
         if resolver() is self.resolver:
@@ -1484,8 +1486,10 @@ class StreamJobs:
         if self.keyed_for is old:
             self.keyed_for = self.resolver
         elif self.key_behind is not None and self.key_behind[0]() is old:
-            _, since, touched = self.key_behind
+            _, since, noted = self.key_behind
             old.track(None)
+            touched = Touched()  # (what was noted, its identifiers by key: the rebuilt state numbers its own)
+            touched.add(noted, old.state)
             self.resolver.track(touched)
             self.key_behind = (weakref.ref(self.resolver), since, touched)
 
@@ -1717,8 +1721,12 @@ class StreamJobs:
         rebuilt_from = point.scan.entries if point is not None else 0  # (the entry the state is rebuilt from)
         # the states kept from after ``start`` hold entries the restatement supersedes
         self.rewind_points = [p for p in self.rewind_points if p.scan.entries <= start]
-        # the key shards, if in step with the state before, follow the restatement (``_follow_on_key_shards``)
-        touched = Touched() if self.keyed is not None and self.keyed_for is self.resolver else None
+        # the key shards, if in step with the state before (or behind it, ``key_behind``: what was decided since is
+        # added), follow the restatement (``_follow_on_key_shards``)
+        behind, self.key_behind = self.key_behind, None
+        if behind is not None and (self.keyed is None or behind[0]() is not self.resolver):
+            behind = None
+        touched = Touched() if self.keyed is not None and (self.keyed_for is self.resolver or behind) else None
         try:
             old = self.resolver
 
@@ -1735,7 +1743,13 @@ class StreamJobs:
             rewound = await loop.run_in_executor(None, read)
             rebuilding = time.monotonic() - started
             since = len(rewound.state.seen_events)  # (the position the events are decided again from)
-            following = touched is not None and self.keyed.decided == len(old.state.seen_events)
+            following = touched is not None and (behind is not None
+                                                 or self.keyed.decided == len(old.state.seen_events))
+            if following and behind is not None:  # (what was decided without the session, on the state replaced)
+                _, was, noted = behind
+                old.track(None)
+                touched.add(noted, old.state)
+                since = min(since, was)
             rewound.track(touched if following else None)
             self.resolver = rewound
             old = None  # (the state before: dropped)

@@ -165,6 +165,135 @@ def test_a_shard_given_back_keeps_its_parts_unless_another_holder_read_its_reque
     assert servers == {}  # (what it holds no parts of, it answers so)
 
 
+class _InProcess(KafkaKeyShards):
+    """``KafkaKeyShards`` with its holders in this process (``KeyShardHolder``s, each shard's requests handled in
+    order by whoever holds it) and failures on demand: a request whose send fails for some shards (the others
+    handled), a put handled whose answer does not come in time, a holder lost."""
+
+    def __init__(self, config, n, max_window, state):
+        from streams.key_shard_processes import RemoteKeyShards
+        from streams.kafka_key_shards import KeyShardHolder, PROTOCOL
+
+        RemoteKeyShards.__init__(self, config, n, max_window, None, 60.0, state=state, new_only=True)
+        self.session, self.seq, self.round_trips, self.resent, self.reloaded = "s", 0, 0, 0, 0
+        self.holders = {s: KeyShardHolder(config) for s in range(n)}
+        self.send_fails: set[int] = set()
+        self.put_unanswered = False
+        stores, self._seed = self._seed, []
+        self._ask({s: ("load", n, stores[s], PROTOCOL) for s in range(n)})
+
+    def close(self, wait=2.0):
+        pass
+
+    def lose(self, shard):  # (another holder, which holds nothing, is given the shard)
+        from streams.kafka_key_shards import KeyShardHolder
+
+        self.holders[shard] = KeyShardHolder(self.config)
+
+    def _asked_all(self, requests):
+        from streams.kafka_io import KafkaIOError
+        from streams.kafka_key_shards import NO_PARTS
+
+        self.seq += 1
+        got = {s: restricted_loads(self.holders[s].answer(self.session, self.seq, s,
+                                                          pickle.dumps(r, pickle.HIGHEST_PROTOCOL)))
+               for s, r in requests.items() if s not in self.send_fails}
+        if set(requests) & self.send_fails:
+            self.send_fails.clear()
+            raise KafkaIOError("could not send a request to the key shards")
+        if self.put_unanswered and any(r[0] == "put" for r in requests.values()):
+            self.put_unanswered = False
+            raise KafkaIOError("key shard(s) did not answer")
+        failed = [s for s, (ok, why) in got.items() if not ok]
+        if failed and all(NO_PARTS in got[s][1] for s in failed):
+            raise PartsLost("lost", failed)
+        assert not failed, got
+        return {s: answer for s, (_, answer) in got.items()}
+
+    def held(self):
+        """What the holders hold, as ``LocalKeyShards`` holds it (``stores``)."""
+        from types import SimpleNamespace
+
+        return SimpleNamespace(stores=[self.holders[s].servers[s][1].store for s in range(self.n)], n=self.n,
+                               new_only=self.new_only)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_changes_sent_ahead_of_a_request_that_could_not_be_sent_are_sent_again_when_the_session_follows(seed):
+    """A run's last changes go to their owners ahead of the next request to each (``then``). When that request
+    cannot be sent, they may never arrive, and the decisions that made them are not decided again: the session
+    that follows the state sends those names again as the state holds them (the owners then hold its parts, and
+    the next records are decided as it decides them). Without it the owners fell out of step: a profile missing at
+    its owner, and wrong decisions or a shard failing on the next run."""
+    import copy
+
+    from resolver.config import ResolverConfig
+    from resolver.engine import Resolver
+    from resolver.touch import Touched
+    from streams.kafka_io import KafkaIOError
+    from streams.shards import in_order
+    from tests.test_key_shards import _owners_hold_named_aside
+    from tests.test_shards import corpus
+
+    raws = [e.model_dump_json().encode() for e in corpus(random.Random(seed), 400, people=40)]
+    config = ResolverConfig()
+    whole = Resolver(config)
+    in_order(raws[:120], whole)
+    keyed = _InProcess(config, 3, 40, copy.deepcopy(whole.state))
+    for entry in keyed.decide(raws[120:200]):
+        whole.apply_all(entry)
+    assert keyed._deferred  # (the run's last changes, still to go)
+    since, touched = len(whole.state.seen_events), Touched()
+    keyed.send_fails = set(keyed._deferred)
+    with pytest.raises(KafkaIOError):
+        keyed.decide(raws[200:280])
+    whole.track(touched)
+    in_order(raws[200:280], whole)
+    whole.track(None)
+    keyed.follow(whole.state, since, touched)
+    _owners_hold_named_aside(keyed.held(), whole.state)
+    assert keyed.decide(raws[280:]) == in_order(raws[280:], whole)
+
+
+def test_a_restatement_from_before_a_shard_was_loaded_anew_loads_a_new_session_even_if_that_follow_failed():
+    """A lost holder's shard loaded anew knows nothing written before: a restatement from a place before that
+    load cannot be followed (it would miss what the superseded decisions wrote there), even when the follow that
+    loaded it failed after the load (its put unanswered) and the next follow found nothing lost."""
+    import copy
+
+    from resolver.config import ResolverConfig
+    from resolver.engine import Resolver
+    from resolver.touch import Touched
+    from streams.kafka_io import KafkaIOError
+    from streams.shards import in_order
+    from tests.test_key_shards import _restated_whole
+    from tests.test_shards import corpus
+
+    raws = [e.model_dump_json().encode() for e in corpus(random.Random(3), 260, people=120)]
+    config = ResolverConfig()
+    whole = Resolver(config)
+    in_order(raws[:60], whole)
+    keyed = _InProcess(config, 2, 16, copy.deepcopy(whole.state))
+    for entry in keyed.decide(raws[60:120]):
+        whole.apply_all(entry)
+    keyed.lose(1)
+    since, touched = len(whole.state.seen_events), Touched()
+    with pytest.raises(PartsLost):
+        keyed.decide(raws[120:124])
+    whole.track(touched)
+    in_order(raws[120:124], whole)
+    whole.track(None)
+    keyed.put_unanswered = True
+    with pytest.raises(KafkaIOError):
+        keyed.follow(whole.state, since, touched)
+    assert keyed.reloaded == 1 and keyed.loaded_at == len(whole.state.seen_events)
+    with pytest.raises(ValueError):  # (the resolve role then loads a new session)
+        keyed.follow(whole.state, since, touched)
+    restated, moved, place = _restated_whole(config, raws[:95], raws[95:124])
+    with pytest.raises(ValueError):
+        keyed.follow(restated.state, place, moved)
+
+
 # ------------------------------------------------------------------------------------ on the broker
 def test_three_key_shards_held_by_two_workers_give_the_log_of_deciding_in_order(kafka_bootstrap, tmp_path):
     """...and a person's commands between two batches, each decided on a slice the coordinator collects through

@@ -583,6 +583,43 @@ def test_a_run_that_failed_after_some_owners_took_its_changes_is_followed():
     assert all(_failed_then_followed(seed, 300, 3, 24, 40, 0.4, fail) for seed, fail in [(5, 2), (9, 4), (12, 7)])
 
 
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 10_000), st.integers(80, 300), st.integers(1, 4), st.integers(1, 200), st.integers(8, 80),
+       st.floats(0.1, 0.8), st.floats(0.1, 0.9), st.booleans(), st.integers(1, 8))
+def test_a_restatement_after_events_decided_without_the_shards_is_followed(seed, n, shards, window, people, cut,
+                                                                           where, before, late):
+    """Records decided on the key shards, then more decided in order without them (a run that failed, a
+    rebalance: what they touched noted on that state), then the log restated from the place of a late record,
+    before those (``before``) or among them: the shards follow the restated state from the earlier of the two
+    places, with what both touched (the first noted on the state the restatement replaced, by key): the owners
+    hold what loading them from the restated state gives, and decide the records after as it does."""
+    from resolver.touch import Touched
+    from streams.shards import in_order
+
+    records = with_noise(corpus(random.Random(seed), n, people=people), random.Random(seed))
+    rnd = random.Random(seed)
+    config = ResolverConfig()
+    b = max(int(len(records) * cut), 2)  # (the shards decide up to here; the rest in order without them)
+    place = rnd.randrange(1, b) if before else b + int((len(records) - b) * where)
+    place = min(place, len(records) - 1)
+    lates = set(rnd.sample(range(place, len(records)), min(late, len(records) - place)))
+    lates.add(place)
+    keyed = LocalKeyShards(config, shards, window, assigner=_random_assigner(rnd))
+    old = Resolver(config)
+    for entry in keyed.decide([r for i, r in enumerate(records[:b]) if i not in lates]):
+        old.apply_all(entry)
+    behind, noted = len(old.state.seen_events), Touched()
+    old.track(noted)
+    in_order([r for i, r in enumerate(records[b:], b) if i not in lates], old)
+    old.track(None)
+    whole, touched, since = _restated_whole(config, records[:place], records[place:])
+    touched.add(noted, old.state)
+    keyed.follow(whole.state, min(since, behind), touched)
+    _owners_hold_named_aside(keyed, whole.state)
+    more = with_noise(corpus(random.Random(seed + 1), 60, people=people), random.Random(seed + 1))
+    assert keyed.decide(more) == in_order(more, whole)
+
+
 def test_a_straggler_s_restatement_sends_the_owners_a_small_share_of_the_parts():
     """A few late records near the end of a long history: what following their restatement sends is the
     parts of the last epoch's changes and what the late records touched, not the state."""

@@ -619,13 +619,18 @@ def test_a_state_rebuilt_from_a_log_no_one_else_wrote_keeps_the_session_of_the_k
 
     from streams.key_shards import LocalKeyShards
 
-    resolver, _ = _with_review()
+    from streams.commands import decide
+
+    resolver, verdict = _with_review()
     keyed = LocalKeyShards(resolver.config, 2, state=copy.deepcopy(resolver.state), new_only=True)
     jobs = _jobs_deciding_on(resolver, keyed)
     jobs.key_behind, jobs.log_end, jobs.open_restatements = None, 7, []
     jobs.settings = KafkaSettings.load(bootstrap="127.0.0.1:9", prefix="carried.")
-    if case == "behind":
+    if case == "behind":  # (a verdict decided without the session: what it touched is noted)
         assert jobs._fall_behind_key_shards() and jobs.keyed_for is None
+        decide(resolver, {**verdict, "command": "review", "by": "ana"})
+        noted = jobs.key_behind[2].names(resolver.state)
+        assert noted[0] and noted[1]
     rebuilt = copy.deepcopy(resolver)
 
     def rebuild():
@@ -652,6 +657,7 @@ def test_a_state_rebuilt_from_a_log_no_one_else_wrote_keeps_the_session_of_the_k
         held, since, touched = jobs.key_behind
         assert held() is rebuilt and since == len(resolver.state.seen_events) and jobs.keyed_for is None
         assert rebuilt._fold.touched is touched and resolver._fold.touched is None
+        assert touched.names(rebuilt.state) == noted
 
 
 def test_an_erasure_takes_the_key_shards_out_of_step_with_the_state():
