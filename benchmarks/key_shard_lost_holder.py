@@ -38,7 +38,9 @@ from resolver.engine import Resolver  # noqa: E402
 from resolver.owner import stores_of  # noqa: E402
 from resolver.touch import Touched  # noqa: E402
 from streams.shards import in_order  # noqa: E402
-from key_shards import a_timed_session, broker_arguments, first_records, on_a_broker  # noqa: E402  (benchmarks/key_shards.py)
+from key_shards import (  # noqa: E402  (benchmarks/key_shards.py)
+    a_timed_session, broker_arguments, first_records, next_as_the_whole, on_a_broker,
+)
 from key_shard_restatement import valid_once  # noqa: E402
 
 
@@ -93,9 +95,7 @@ def run(records: list[bytes], n: int, batch: int, bootstrap: str) -> bool:
                   f"order in {in_order_s:.2f} s")
             print(f"followed: {keyed.reloaded} shard(s) loaded anew ({sum(parts[s] for s in lost):,} parts) and "
                   f"{sent:,} parts sent in {took:.2f} s ({took / load:.1%} of a new session's time)")
-            same = keyed.decide(after) == in_order(after, whole)
-            print(f"the next {len(after):,} records decided on the shards as the whole state decides them: "
-                  f"{'yes' if same else 'NO'}")
+            same = next_as_the_whole(keyed, after, whole)
     finally:
         stop_holders(procs, stop)
     return same

@@ -37,7 +37,9 @@ from resolver.engine import Resolver  # noqa: E402
 from resolver.owner import stores_of  # noqa: E402
 from resolver.touch import Touched  # noqa: E402
 from streams.shards import in_order  # noqa: E402
-from key_shards import a_timed_session, broker_arguments, first_records, on_a_broker  # noqa: E402  (benchmarks/key_shards.py)
+from key_shards import (  # noqa: E402  (benchmarks/key_shards.py)
+    a_timed_session, broker_arguments, first_records, next_as_the_whole, on_a_broker,
+)
 
 
 def valid_once(records: list[bytes]) -> list[bytes]:
@@ -97,9 +99,7 @@ def run(records: list[bytes], n: int, tail: int, stragglers: int, bootstrap: str
             took = time.perf_counter() - started
             print(f"followed on the shards: {sent:,} parts sent ({sent / parts:.1%} of a load's) in {took:.2f} s "
                   f"({took / load:.1%} of a load's time)")
-            same = keyed.decide(after) == in_order(after, whole)
-            print(f"the next {len(after):,} records decided on the shards as the whole state decides them: "
-                  f"{'yes' if same else 'NO'}")
+            same = next_as_the_whole(keyed, after, whole)
     finally:
         stop_holders(procs, stop)
     return same

@@ -157,6 +157,16 @@ def a_timed_session(settings: Any, config: ResolverConfig, n: int, st: Any) -> t
     return keyed, time.perf_counter() - started
 
 
+def next_as_the_whole(keyed: Any, after: list[bytes], whole: Any) -> bool:
+    """Whether ``after`` is decided on the shards as the whole state decides it, printed."""
+    from streams.shards import in_order
+
+    same = keyed.decide(after) == in_order(after, whole)
+    print(f"the next {len(after):,} records decided on the shards as the whole state decides them: "
+          f"{'yes' if same else 'NO'}")
+    return same
+
+
 def on_a_broker(bootstrap: Optional[str], run: Callable[[str], bool]) -> int:
     """``run(bootstrap)`` on the broker named, else on the tests' broker started for it; 0 when it returns True,
     1 when False, 2 when there is no broker to run on."""

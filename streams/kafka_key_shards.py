@@ -14,7 +14,8 @@ by session; a request of a session it holds no parts of (its worker restarted, o
 to another worker) is answered with that reason, and the coordinator raises ``PartsLost``: a session cannot go
 on without them. Its caller decides in order meanwhile and then has the session follow its state
 (``KafkaKeyShards.follow``): only those shards are loaded anew, and the others are sent what changed (the resolve
-role does, ``streams.stream_app``).
+role does, ``streams.stream_app``). A session that ends tells its holders to drop its parts (``drop``), so none
+of its data stays in their memory (after an erasure, what it erased) until a new session's load replaces them.
 
 What crosses is unpickled only into the classes the resolver's parts, requests and events are made of
 (``restricted_loads``): a record someone else wrote on these topics cannot run code in a worker. Give only
@@ -166,6 +167,11 @@ class KeyShardHolder:
                 self.servers[shard] = (session, ShardServer(self.config, shard, n, store))
                 return True, None
             held = self.servers.get(shard)
+            if request[0] == "drop":  # (the session ended: its parts, and the answers kept, go now)
+                if held is not None and held[0] == session:
+                    del self.servers[shard]
+                self.last.pop((shard, session), None)
+                return True, None
             if held is None or held[0] != session:
                 return False, (f"key shard {shard} {NO_PARTS} (its worker restarted, or the group gave the shard "
                                f"to another worker)")
@@ -360,11 +366,18 @@ class KafkaKeyShards(RemoteKeyShards):
                 self.loaded_at = max(self.loaded_at, st.events_before + len(st.seen_events))
 
     def close(self, wait: float = 2.0) -> None:
-        """Closes the session's clients, waiting at most ``wait`` seconds for each (nothing it sent is
-        needed once it ends: a holder answers an ended session's requests to nobody)."""
+        """Ends the session: its holders are told to drop its parts (``drop``), and its clients are closed,
+        waiting at most ``wait`` seconds for each (nothing it sent is needed once it ends: a holder answers an
+        ended session's requests to nobody)."""
         super().close()
         if self._consumer is not None:
             consumer, producer, self._consumer, self._producer = self._consumer, self._producer, None, None
+            try:  # (the holders drop the session's parts at once: after an erasure, what it erased with them)
+                blob = pickle.dumps(("drop",), pickle.HIGHEST_PROTOCOL)
+                for s in range(self.n):
+                    _send(producer, requests_topic(self.settings), s, self.session, self.seq + 1, s, blob)
+            except Exception:  # (a holder given a new session's load drops this one's parts then)
+                pass
             producer.close(timeout=wait)
             consumer.close(autocommit=False)
 

@@ -123,6 +123,24 @@ def test_a_holder_handles_a_request_once_whatever_another_session_sends_meanwhil
     assert holder.answered("new", 2, 0) is None and holder.answered("old", 7, 0) is None
 
 
+def test_a_holder_drops_a_session_s_parts_and_answers_when_it_ends_and_only_that_session_s():
+    """A session that ends (an erasure ends one: the holders hold what it erased) tells its holders to drop its
+    parts: they go at once, with the answers kept for it, and a drop of another session leaves them."""
+    from resolver.config import ResolverConfig
+    from streams.kafka_key_shards import PROTOCOL, KeyShardHolder
+
+    holder = KeyShardHolder(ResolverConfig())
+    ask = lambda request: pickle.dumps(request, pickle.HIGHEST_PROTOCOL)  # noqa: E731
+    holder.answer("s", 1, 0, ask(("load", 2, None, PROTOCOL)))
+    parts = holder.answer("s", 2, 0, ask(("parts", 0)))
+    assert restricted_loads(holder.answer("old", 9, 0, ask(("drop",)))) == (True, None)
+    assert holder.servers[0][0] == "s" and holder.answered("s", 2, 0) == parts
+    assert restricted_loads(holder.answer("s", 3, 0, ask(("drop",)))) == (True, None)
+    assert 0 not in holder.servers and holder.answered("s", 2, 0) == b""  # (the parts' answer is gone)
+    ok, why = restricted_loads(holder.answer("s", 4, 0, ask(("known", ["e1"]))))
+    assert not ok and "holds no parts" in why
+
+
 def test_a_holder_of_another_version_refuses_a_session_and_says_to_run_one_version():
     """A load from a coordinator of another version (or of the first, which sent no version) is refused with
     a reason that says what to do; the holder holds nothing of that session, and a load of its own version
@@ -229,10 +247,9 @@ def test_changes_sent_ahead_of_a_request_that_could_not_be_sent_are_sent_again_w
 
     from resolver.config import ResolverConfig
     from resolver.engine import Resolver
-    from resolver.touch import Touched
     from streams.kafka_io import KafkaIOError
     from streams.shards import in_order
-    from tests.test_key_shards import _owners_hold_named_aside
+    from tests.test_key_shards import _owners_hold_named_aside, decided_noting
     from tests.test_shards import corpus
 
     raws = [e.model_dump_json().encode() for e in corpus(random.Random(seed), 400, people=40)]
@@ -243,13 +260,10 @@ def test_changes_sent_ahead_of_a_request_that_could_not_be_sent_are_sent_again_w
     for entry in keyed.decide(raws[120:200]):
         whole.apply_all(entry)
     assert keyed._deferred  # (the run's last changes, still to go)
-    since, touched = len(whole.state.seen_events), Touched()
     keyed.send_fails = set(keyed._deferred)
     with pytest.raises(KafkaIOError):
         keyed.decide(raws[200:280])
-    whole.track(touched)
-    in_order(raws[200:280], whole)
-    whole.track(None)
+    _, since, touched = decided_noting(whole, raws[200:280])
     keyed.follow(whole.state, since, touched)
     _owners_hold_named_aside(keyed.held(), whole.state)
     assert keyed.decide(raws[280:]) == in_order(raws[280:], whole)
@@ -263,10 +277,9 @@ def test_a_restatement_from_before_a_shard_was_loaded_anew_loads_a_new_session_e
 
     from resolver.config import ResolverConfig
     from resolver.engine import Resolver
-    from resolver.touch import Touched
     from streams.kafka_io import KafkaIOError
     from streams.shards import in_order
-    from tests.test_key_shards import _restated_whole
+    from tests.test_key_shards import _restated_whole, decided_noting
     from tests.test_shards import corpus
 
     raws = [e.model_dump_json().encode() for e in corpus(random.Random(3), 260, people=120)]
@@ -277,12 +290,9 @@ def test_a_restatement_from_before_a_shard_was_loaded_anew_loads_a_new_session_e
     for entry in keyed.decide(raws[60:120]):
         whole.apply_all(entry)
     keyed.lose(1)
-    since, touched = len(whole.state.seen_events), Touched()
     with pytest.raises(PartsLost):
         keyed.decide(raws[120:124])
-    whole.track(touched)
-    in_order(raws[120:124], whole)
-    whole.track(None)
+    _, since, touched = decided_noting(whole, raws[120:124])
     keyed.put_unanswered = True
     with pytest.raises(KafkaIOError):
         keyed.follow(whole.state, since, touched)
@@ -424,7 +434,7 @@ def test_after_a_holder_is_killed_the_session_follows_the_state_and_loads_only_t
     parts of the shards the group gives it back; only the lost holder's shards are loaded anew, and the session
     goes on with the log of deciding in order."""
     from resolver.engine import Resolver
-    from resolver.touch import Touched
+    from tests.test_key_shards import decided_noting
     from streams.shards import in_order
 
     records, config, _ = every_guard_corpus()
@@ -445,10 +455,7 @@ def test_after_a_holder_is_killed_the_session_follows_the_state_and_loads_only_t
             except PartsLost as exc:
                 assert lost is None
                 lost = exc.shards
-                since, touched = len(whole.state.seen_events), Touched()
-                whole.track(touched)
-                got = in_order(batches[b], whole)
-                whole.track(None)
+                got, since, touched = decided_noting(whole, batches[b])
                 keyed.follow(whole.state, since, touched)
                 log += got
                 b += 1
@@ -467,6 +474,38 @@ def test_after_a_holder_is_killed_the_session_follows_the_state_and_loads_only_t
     assert session == keyed.session
     alone = Resolver(config)
     assert log == [entry for batch in batches for entry in in_order(batch, alone)]
+
+
+def test_a_session_that_ends_leaves_nothing_at_its_holders(kafka_bootstrap):
+    """Closing a session tells its holders to drop its parts: a holder serving the requests topic holds none of
+    them shortly after, without a new session to replace them."""
+    import threading
+
+    from resolver.engine import Resolver
+    from streams.kafka_key_shards import KeyShardHolder, create_topics, serve
+    from streams.shards import in_order
+
+    records, config, _ = every_guard_corpus()
+    settings = KafkaSettings(bootstrap=kafka_bootstrap, prefix=unique_name("keyshardend") + ".")
+    create_topics(settings, 2)
+    holder, stop = KeyShardHolder(config), threading.Event()
+    thread = threading.Thread(target=serve, args=(settings, config, stop.is_set), kwargs={"holder": holder},
+                              daemon=True)
+    thread.start()
+    try:
+        whole = Resolver(config)
+        in_order(records[:400], whole)
+        keyed = KafkaKeyShards(settings, config, 2, 128, wait=60, state=whole.state)
+        keyed.decide(records[400:500])
+        assert sorted(holder.servers) == [0, 1] and len(holder.servers[0][1].store.nodes) > 0
+        keyed.close()
+        deadline = time.monotonic() + 30
+        while holder.servers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert holder.servers == {}
+    finally:
+        stop.set()
+        thread.join(15)
 
 
 # ------------------------------------------------------------------------------ in the resolve role

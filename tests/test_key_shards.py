@@ -440,19 +440,28 @@ def test_the_names_new_profiles_take_are_read_with_the_slice_so_no_window_asks_a
     assert asked == []
 
 
+def decided_noting(resolver: Resolver, records: list[bytes]):
+    """``records`` decided in order on ``resolver``, noting what the decisions touch (``resolver.touch``): their
+    entries, the position they start at, and what they touched."""
+    from resolver.touch import Touched
+    from streams.shards import in_order
+
+    since, touched = len(resolver.state.seen_events), Touched()
+    resolver.track(touched)
+    try:
+        return in_order(records, resolver), since, touched
+    finally:
+        resolver.track(None)
+
+
 def _restated_whole(config: ResolverConfig, prefix: list[bytes], rest: list[bytes]):
     """The whole state deciding ``prefix`` then ``rest`` in order, what ``rest``'s decisions touched
     (``resolver.touch``), and the position ``rest`` starts at."""
-    from resolver.touch import Touched
     from streams.shards import in_order
 
     whole = Resolver(config)
     in_order(prefix, whole)
-    since = len(whole.state.seen_events)
-    touched = Touched()
-    whole.track(touched)
-    in_order(rest, whole)
-    whole.track(None)
+    _, since, touched = decided_noting(whole, rest)
     return whole, touched, since
 
 
@@ -540,7 +549,6 @@ def _failed_then_followed(seed: int, n: int, shards: int, window: int, people: i
     the run decided in order on the whole state instead, what it touched noted, and the shards follow that state:
     the owners hold what loading them from it gives, and decide the records after as it does. Returns whether
     the run failed."""
-    from resolver.touch import Touched
     from streams.shards import in_order
 
     records = with_noise(corpus(random.Random(seed), n, people=people), random.Random(seed))
@@ -552,15 +560,12 @@ def _failed_then_followed(seed: int, n: int, shards: int, window: int, people: i
         whole.apply_all(entry)
     assert keyed.decided == len(whole.state.seen_events)
     keyed.fail_at = keyed.sent + fail
-    since, touched = len(whole.state.seen_events), Touched()
     try:
         keyed.decide(records[c:])
         failed = False
     except ConnectionError:
         failed = True
-    whole.track(touched)
-    in_order(records[c:], whole)
-    whole.track(None)
+    _, since, touched = decided_noting(whole, records[c:])
     keyed.fail_at = None
     keyed.follow(whole.state, since, touched)
     _owners_hold_named_aside(keyed, whole.state)  # (the state before the run was folded from entries: no names)
@@ -593,7 +598,6 @@ def test_a_restatement_after_events_decided_without_the_shards_is_followed(seed,
     before those (``before``) or among them: the shards follow the restated state from the earlier of the two
     places, with what both touched (the first noted on the state the restatement replaced, by key): the owners
     hold what loading them from the restated state gives, and decide the records after as it does."""
-    from resolver.touch import Touched
     from streams.shards import in_order
 
     records = with_noise(corpus(random.Random(seed), n, people=people), random.Random(seed))
@@ -608,10 +612,7 @@ def test_a_restatement_after_events_decided_without_the_shards_is_followed(seed,
     old = Resolver(config)
     for entry in keyed.decide([r for i, r in enumerate(records[:b]) if i not in lates]):
         old.apply_all(entry)
-    behind, noted = len(old.state.seen_events), Touched()
-    old.track(noted)
-    in_order([r for i, r in enumerate(records[b:], b) if i not in lates], old)
-    old.track(None)
+    _, behind, noted = decided_noting(old, [r for i, r in enumerate(records[b:], b) if i not in lates])
     whole, touched, since = _restated_whole(config, records[:place], records[place:])
     touched.add(noted, old.state)
     keyed.follow(whole.state, min(since, behind), touched)
