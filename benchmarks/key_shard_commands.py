@@ -22,8 +22,6 @@ something to read.
 from __future__ import annotations
 
 import gc
-import os
-import pickle
 import statistics
 import sys
 import tempfile
@@ -35,11 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from resolver import footprint  # noqa: E402
 from resolver.config import ResolverConfig  # noqa: E402
-from resolver.engine import Resolver  # noqa: E402
-from resolver.owner import stores_of  # noqa: E402
 from streams.commands import decide  # noqa: E402
-from streams.shards import in_order  # noqa: E402
-from key_shards import a_timed_session, broker_arguments, first_records, on_a_broker  # noqa: E402  (benchmarks/key_shards.py)
+from key_shards import (  # noqa: E402  (benchmarks/key_shards.py)
+    a_timed_session, broker_arguments, decided_in_order, first_records, on_a_broker, parts_of,
+)
 
 
 KINDS = {"review": "verdicts", "unmerge": "unmerges", "lift": "lifts"}
@@ -64,25 +61,17 @@ def next_command(st, kind: str, k: int) -> dict | None:
 
 
 def run(records: list[bytes], n: int, verdicts: int, bootstrap: str) -> bool:
-    from tests.kafka_broker import cap_key_shard_wait
     from tests.key_shard_holders import deployment, stop_holders
 
-    os.environ.setdefault("IDRES_TEST_KEY_SHARD_WAIT_MS", "5")
-    cap_key_shard_wait()
     config = ResolverConfig()
-    whole = Resolver(config)
-    started = time.perf_counter()
-    in_order(records, whole)
+    whole = decided_in_order(config, records, n, bootstrap, also=lambda st: f", {len(st.reviews):,} pending reviews")
     st = whole.state
-    print(f"{len(records):,} records decided in order in {time.perf_counter() - started:.1f} s: "
-          f"{len(st.profiles):,} profiles, {len(st.node_keys):,} identifiers, {len(st.reviews):,} pending reviews; "
-          f"{os.cpu_count()} cores, broker {bootstrap}, {n} key shards")
-    parts = sum(len(pickle.dumps(store, pickle.HIGHEST_PROTOCOL)) for store in stores_of(st, n, seen=False))
+    _, size = parts_of(st, n)
     settings, procs, stop = deployment(bootstrap, Path(tempfile.mkdtemp()), "kscmd", n, holders=n)
     same = True
     try:
         keyed, load = a_timed_session(settings, config, n, st)
-        print(f"a new session: {load:.2f} s, the parts {parts / 1e6:.1f} MB pickled")
+        print(f"a new session: {load:.2f} s, the parts {size / 1e6:.1f} MB pickled")
         timed: dict[str, tuple[list[float], list[int]]] = {kind: ([], []) for kind in KINDS}
         with keyed:
             for kind in KINDS:

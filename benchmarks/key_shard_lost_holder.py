@@ -5,10 +5,10 @@ against loading a new session (every shard's parts sent anew, which each lost ho
         [--bootstrap HOST:PORT]
 
 The valid records are taken in event-time order, each event ID once (what the resolve role gives the key
-shards). All but the last three ``--batch`` are decided in order by one resolver (the resolve worker's whole state), which is
-loaded on N key shards over a Kafka broker (``streams.kafka_key_shards``; each shard held by a worker process of
-its own; the tests' broker unless ``--bootstrap`` names one), twice: the second load is timed, the holders
-having joined their group for the first. The next batch is decided on the shards; then one holder is
+shards). All but the last three ``--batch`` are decided in order by one resolver (the resolve worker's whole
+state), which is loaded on N key shards over a Kafka broker (``streams.kafka_key_shards``; each shard held by a
+worker process of its own; the tests' broker unless ``--bootstrap`` names one), twice: the second load is timed,
+the holders having joined their group for the first. The next batch is decided on the shards; then one holder is
 killed with SIGKILL, and the next batch is given to the shards until its shards are found lost (the group gives
 them to the holders left, which hold no parts of them). As the resolve role does then, the whole state decides
 those records in order, noting what its decisions touch (``resolver.touch``), and the session follows it
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import gc
 import os
-import pickle
 import signal
 import sys
 import tempfile
@@ -34,37 +33,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from resolver.config import ResolverConfig  # noqa: E402
-from resolver.engine import Resolver  # noqa: E402
-from resolver.owner import stores_of  # noqa: E402
 from resolver.touch import Touched  # noqa: E402
 from streams.shards import in_order  # noqa: E402
 from key_shards import (  # noqa: E402  (benchmarks/key_shards.py)
-    a_timed_session, broker_arguments, first_records, next_as_the_whole, on_a_broker,
+    a_timed_session, broker_arguments, decided_in_order, first_records, next_as_the_whole, on_a_broker, parts_of,
 )
 from key_shard_restatement import valid_once  # noqa: E402
 
 
 def run(records: list[bytes], n: int, batch: int, bootstrap: str) -> bool:
     from streams.kafka_key_shards import PartsLost
-    from tests.kafka_broker import cap_key_shard_wait
     from tests.key_shard_holders import deployment, stop_holders
 
-    os.environ.setdefault("IDRES_TEST_KEY_SHARD_WAIT_MS", "5")
-    cap_key_shard_wait()
     config = ResolverConfig()
     head, before = records[:-3 * batch], records[-3 * batch:-2 * batch]
     during, after = records[-2 * batch:-batch], records[-batch:]
-    whole = Resolver(config)
-    started = time.perf_counter()
-    in_order(head, whole)
+    whole = decided_in_order(config, head, n, bootstrap, then=f" on {n} holders")
     st = whole.state
-    print(f"{len(head):,} records decided in order in {time.perf_counter() - started:.1f} s: "
-          f"{len(st.profiles):,} profiles, {len(st.node_keys):,} identifiers; {os.cpu_count()} cores, "
-          f"broker {bootstrap}, {n} key shards on {n} holders")
-    stores = stores_of(st, n, seen=False)
-    parts = [len(store.nodes) + len(store.profiles) + len(store.blocks) + len(store.values) for store in stores]
-    size = sum(len(pickle.dumps(store, pickle.HIGHEST_PROTOCOL)) for store in stores)
-    del stores
+    parts, size = parts_of(st, n)
     settings, procs, stop = deployment(bootstrap, Path(tempfile.mkdtemp()), "kslost", n, holders=n)
     try:
         keyed, load = a_timed_session(settings, config, n, st)

@@ -22,8 +22,6 @@ The shards' fetches wait 5 ms here, as ``benchmarks/key_shards.py --kafka`` has 
 from __future__ import annotations
 
 import gc
-import os
-import pickle
 import sys
 import tempfile
 import time
@@ -33,12 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from resolver.config import ResolverConfig  # noqa: E402
-from resolver.engine import Resolver  # noqa: E402
-from resolver.owner import stores_of  # noqa: E402
 from resolver.touch import Touched  # noqa: E402
 from streams.shards import in_order  # noqa: E402
 from key_shards import (  # noqa: E402  (benchmarks/key_shards.py)
-    a_timed_session, broker_arguments, first_records, next_as_the_whole, on_a_broker,
+    a_timed_session, broker_arguments, decided_in_order, first_records, next_as_the_whole, on_a_broker, parts_of,
 )
 
 
@@ -58,25 +54,15 @@ def valid_once(records: list[bytes]) -> list[bytes]:
 
 
 def run(records: list[bytes], n: int, tail: int, stragglers: int, bootstrap: str) -> bool:
-    from tests.kafka_broker import cap_key_shard_wait
     from tests.key_shard_holders import deployment, stop_holders
 
-    os.environ.setdefault("IDRES_TEST_KEY_SHARD_WAIT_MS", "5")
-    cap_key_shard_wait()
     config = ResolverConfig()
     head, rest, after = records[:-tail - 1000], records[-tail - 1000:-1000], records[-1000:]
     late = set(range(0, len(rest), max(len(rest) // stragglers, 1))[:stragglers])
-    whole = Resolver(config)
-    started = time.perf_counter()
-    in_order(head, whole)
+    whole = decided_in_order(config, head, n, bootstrap)
     st = whole.state
-    print(f"{len(head):,} records decided in order in {time.perf_counter() - started:.1f} s: "
-          f"{len(st.profiles):,} profiles, {len(st.node_keys):,} identifiers; {os.cpu_count()} cores, "
-          f"broker {bootstrap}, {n} key shards")
-    stores = stores_of(st, n, seen=False)
-    parts = sum(len(store.nodes) + len(store.profiles) + len(store.blocks) + len(store.values) for store in stores)
-    size = sum(len(pickle.dumps(store, pickle.HIGHEST_PROTOCOL)) for store in stores)
-    del stores
+    shares, size = parts_of(st, n)
+    parts = sum(shares)
     settings, procs, stop = deployment(bootstrap, Path(tempfile.mkdtemp()), "ksrestate", n, holders=n)
     try:
         keyed, load = a_timed_session(settings, config, n, st)

@@ -157,6 +157,39 @@ def a_timed_session(settings: Any, config: ResolverConfig, n: int, st: Any) -> t
     return keyed, time.perf_counter() - started
 
 
+def decided_in_order(config: ResolverConfig, records: list[bytes], n: int, bootstrap: str,
+                     also: Callable[[Any], str] = lambda st: "", then: str = "") -> Resolver:
+    """The key shards' fetches set to wait 5 ms on the tests' broker, as ``--kafka`` has them
+    (``IDRES_TEST_KEY_SHARD_WAIT_MS``), and ``records`` decided in order by one resolver (the resolve worker's whole
+    state), its size printed (``also(state)`` after the identifiers, ``then`` at the end)."""
+    import os
+
+    from tests.kafka_broker import cap_key_shard_wait
+
+    os.environ.setdefault("IDRES_TEST_KEY_SHARD_WAIT_MS", "5")
+    cap_key_shard_wait()
+    whole = Resolver(config)
+    started = time.perf_counter()
+    decide_in_order(records, whole)
+    st = whole.state
+    print(f"{len(records):,} records decided in order in {time.perf_counter() - started:.1f} s: "
+          f"{len(st.profiles):,} profiles, {len(st.node_keys):,} identifiers{also(st)}; {os.cpu_count()} cores, "
+          f"broker {bootstrap}, {n} key shards{then}")
+    return whole
+
+
+def parts_of(st: Any, n: int) -> tuple[list[int], int]:
+    """What a session's load of ``st`` on ``n`` key shards sends: each shard's parts (identifiers, profiles,
+    blocking keys, value counts) and the bytes of them all pickled."""
+    import pickle
+
+    from resolver.owner import stores_of
+
+    stores = stores_of(st, n, seen=False)
+    return ([len(store.nodes) + len(store.profiles) + len(store.blocks) + len(store.values) for store in stores],
+            sum(len(pickle.dumps(store, pickle.HIGHEST_PROTOCOL)) for store in stores))
+
+
 def next_as_the_whole(keyed: Any, after: list[bytes], whole: Any) -> bool:
     """Whether ``after`` is decided on the shards as the whole state decides it, printed."""
     from streams.shards import in_order

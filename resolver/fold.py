@@ -70,7 +70,7 @@ class Fold:
     def _interaction(self, d: dict[str, Any]) -> None:
         st = self.state
         if d["event_id"] not in st.seen_events:
-            self.enter(st.events_before + len(st.seen_events))
+            self.enter(st.position)
         st.seen_events[d["event_id"]] = d.get("digest", -1)
         nodes = d["nodes"]
         if nodes:

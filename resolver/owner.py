@@ -165,9 +165,14 @@ def patch_of(st: ResolverState, nodes: Iterable[str], profiles: Iterable[str], b
         if count is None:
             patch.gone_values.append(key)
         else:
-            before = st.tf_before.get(key)
-            patch.values[key] = [count, count, -1] if before is None else [count, before, st.tf_epoch]
+            patch.values[key] = _value_part(st, key, count)
     return patch
+
+
+def _value_part(st: ResolverState, key: tuple[str, str], count: int) -> list[int]:
+    """A value count as its owner holds it: with the count at the epoch's start, if it changed since."""
+    before = st.tf_before.get(key)
+    return [count, count, -1] if before is None else [count, before, st.tf_epoch]
 
 
 def route_patch(patch: Patch, n: int) -> dict[int, Patch]:
@@ -204,11 +209,10 @@ def stores_of(st: ResolverState, n: int, seen: bool = True, only: Optional[Itera
         owner = owner_of("b", key, n)
         if owner in mine:
             stores[owner].blocks[key] = [keys[m] for m in filed]
-    for key, count in st.value_counts.items():  # (with the count at the epoch's start, if it changed since)
+    for key, count in st.value_counts.items():
         owner = owner_of("v", value_name(key), n)
         if owner in mine:
-            before = st.tf_before.get(key)
-            stores[owner].values[key] = [count, count, -1] if before is None else [count, before, st.tf_epoch]
+            stores[owner].values[key] = _value_part(st, key, count)
     for eid, digest in (st.seen_events.items() if seen else ()):
         owner = owner_of("e", eid, n)
         if owner in mine:

@@ -125,6 +125,11 @@ class ResolverState:
         self.phone_regions: dict[str, int] = {}  # region -> distinct phone numbers of its country code
         self.learned_regions: list[str] = []  # in the order learned
 
+    @property
+    def position(self) -> int:
+        """The events decided: those before ``seen_events`` (a slice's) and those in it."""
+        return self.events_before + len(self.seen_events)
+
     def node(self, key: str) -> int:
         idx = self.node_index.get(key)
         if idx is None:

@@ -337,20 +337,18 @@ class KafkaKeyShards(RemoteKeyShards):
             self.close()  # (its clients, which nothing else would close)
             raise
 
-    def follow(self, st: ResolverState, since: int, touched: Any) -> int:
-        """``LocalKeyShards.follow``, also after a request failed (a holder lost, no answer in time, the group
-        rebalancing): requests and answers are numbered, so what a failed one left unread answers nothing after.
-        A shard whose holder holds no parts of the session (``PartsLost``: its worker was lost, or the group gave
-        it to another) is loaded anew with its part of ``st``, not every shard; a restatement from before that
+    def _follow(self, st: ResolverState, since: int, touched: Any) -> int:
+        """``LocalKeyShards.follow``'s work, also after a request failed (a holder lost, no answer in time, the
+        group rebalancing): requests and answers are numbered, so what a failed one left unread answers nothing
+        after. A shard whose holder holds no parts of the session (``PartsLost``: its worker was lost, or the group
+        gave it to another) is loaded anew with its part of ``st``, not every shard; a restatement from before that
         load cannot be followed then (its holder does not know what was written before it: ``loaded_at``)."""
-        if since < self.loaded_at or touched.everything:
-            raise ValueError("a place before the key shards were loaded, or an erasure")
         self._broken = None
         reloaded: set[int] = set()
         try:
             while True:
                 try:
-                    return self._follow(st, since, touched)
+                    return super()._follow(st, since, touched)
                 except PartsLost as lost:
                     if not lost.shards or lost.shards <= reloaded:  # (loaded anew, and lost again at once)
                         raise
@@ -363,7 +361,7 @@ class KafkaKeyShards(RemoteKeyShards):
             # (a load sent, answered or not: that shard's holder knows nothing written before it, so the session
             # cannot follow a state from a place before it: a restatement from there loads a new session)
             if reloaded:
-                self.loaded_at = max(self.loaded_at, st.events_before + len(st.seen_events))
+                self.loaded_at = max(self.loaded_at, st.position)
 
     def close(self, wait: float = 2.0) -> None:
         """Ends the session: its holders are told to drop its parts (``drop``), and its clients are closed,

@@ -570,7 +570,7 @@ class LocalKeyShards:
         """The statistics, the events decided, the learned formats and the rejected records' keys of a whole
         state (one loaded, or one followed)."""
         self.shared = shared_of(st)
-        self.decided = st.events_before + len(st.seen_events)
+        self.decided = st.position
         self.reader.state.learned_regions = list(st.learned_regions)
         self.reader.state.rejected_keys = set(st.rejected_keys)
 

@@ -1459,8 +1459,7 @@ class StreamJobs:
             return False
         touched = Touched()
         self.resolver.track(touched)
-        self.key_behind = (weakref.ref(self.resolver), self.resolver.state.events_before
-                           + len(self.resolver.state.seen_events), touched)
+        self.key_behind = (weakref.ref(self.resolver), self.resolver.state.position, touched)
         self.keyed_for = None
         return True
 
@@ -1742,9 +1741,8 @@ class StreamJobs:
 
             rewound = await loop.run_in_executor(None, read)
             rebuilding = time.monotonic() - started
-            since = len(rewound.state.seen_events)  # (the position the events are decided again from)
-            following = touched is not None and (behind is not None
-                                                 or self.keyed.decided == len(old.state.seen_events))
+            since = rewound.state.position  # (the position the events are decided again from)
+            following = touched is not None and (behind is not None or self.keyed.decided == old.state.position)
             if following and behind is not None:  # (what was decided without the session, on the state replaced)
                 _, was, noted = behind
                 old.track(None)

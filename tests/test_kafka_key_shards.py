@@ -236,6 +236,26 @@ class _InProcess(KafkaKeyShards):
                                new_only=self.new_only)
 
 
+def _in_process_after(seed: int, n: int, people: int, shards: int, window: int, loaded: int, decided: int):
+    """The corpus of ``seed`` as raw records, a whole state that decided its first ``decided`` in order, and an
+    ``_InProcess`` session loaded with the first ``loaded`` and in step with that state (the rest decided on it)."""
+    import copy
+
+    from resolver.config import ResolverConfig
+    from resolver.engine import Resolver
+    from streams.shards import in_order
+    from tests.test_shards import corpus
+
+    raws = [e.model_dump_json().encode() for e in corpus(random.Random(seed), n, people=people)]
+    config = ResolverConfig()
+    whole = Resolver(config)
+    in_order(raws[:loaded], whole)
+    keyed = _InProcess(config, shards, window, copy.deepcopy(whole.state))
+    for entry in keyed.decide(raws[loaded:decided]):
+        whole.apply_all(entry)
+    return raws, whole, keyed
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_changes_sent_ahead_of_a_request_that_could_not_be_sent_are_sent_again_when_the_session_follows(seed):
     """A run's last changes go to their owners ahead of the next request to each (``then``). When that request
@@ -243,22 +263,11 @@ def test_changes_sent_ahead_of_a_request_that_could_not_be_sent_are_sent_again_w
     that follows the state sends those names again as the state holds them (the owners then hold its parts, and
     the next records are decided as it decides them). Without it the owners fell out of step: a profile missing at
     its owner, and wrong decisions or a shard failing on the next run."""
-    import copy
-
-    from resolver.config import ResolverConfig
-    from resolver.engine import Resolver
     from streams.kafka_io import KafkaIOError
     from streams.shards import in_order
     from tests.test_key_shards import _owners_hold_named_aside, decided_noting
-    from tests.test_shards import corpus
 
-    raws = [e.model_dump_json().encode() for e in corpus(random.Random(seed), 400, people=40)]
-    config = ResolverConfig()
-    whole = Resolver(config)
-    in_order(raws[:120], whole)
-    keyed = _InProcess(config, 3, 40, copy.deepcopy(whole.state))
-    for entry in keyed.decide(raws[120:200]):
-        whole.apply_all(entry)
+    raws, whole, keyed = _in_process_after(seed, 400, 40, 3, 40, 120, 200)
     assert keyed._deferred  # (the run's last changes, still to go)
     keyed.send_fails = set(keyed._deferred)
     with pytest.raises(KafkaIOError):
@@ -273,22 +282,10 @@ def test_a_restatement_from_before_a_shard_was_loaded_anew_loads_a_new_session_e
     """A lost holder's shard loaded anew knows nothing written before: a restatement from a place before that
     load cannot be followed (it would miss what the superseded decisions wrote there), even when the follow that
     loaded it failed after the load (its put unanswered) and the next follow found nothing lost."""
-    import copy
-
-    from resolver.config import ResolverConfig
-    from resolver.engine import Resolver
     from streams.kafka_io import KafkaIOError
-    from streams.shards import in_order
     from tests.test_key_shards import _restated_whole, decided_noting
-    from tests.test_shards import corpus
 
-    raws = [e.model_dump_json().encode() for e in corpus(random.Random(3), 260, people=120)]
-    config = ResolverConfig()
-    whole = Resolver(config)
-    in_order(raws[:60], whole)
-    keyed = _InProcess(config, 2, 16, copy.deepcopy(whole.state))
-    for entry in keyed.decide(raws[60:120]):
-        whole.apply_all(entry)
+    raws, whole, keyed = _in_process_after(3, 260, 120, 2, 16, 60, 120)
     keyed.lose(1)
     with pytest.raises(PartsLost):
         keyed.decide(raws[120:124])
@@ -299,7 +296,7 @@ def test_a_restatement_from_before_a_shard_was_loaded_anew_loads_a_new_session_e
     assert keyed.reloaded == 1 and keyed.loaded_at == len(whole.state.seen_events)
     with pytest.raises(ValueError):  # (the resolve role then loads a new session)
         keyed.follow(whole.state, since, touched)
-    restated, moved, place = _restated_whole(config, raws[:95], raws[95:124])
+    restated, moved, place = _restated_whole(whole.config, raws[:95], raws[95:124])
     with pytest.raises(ValueError):
         keyed.follow(restated.state, place, moved)
 
