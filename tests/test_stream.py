@@ -660,6 +660,85 @@ def test_a_state_rebuilt_from_a_log_no_one_else_wrote_keeps_the_session_of_the_k
         assert touched.names(rebuilt.state) == noted
 
 
+@pytest.mark.parametrize("case,new_only", [("behind", True), ("behind", False), ("in_step", True)])
+def test_a_restatement_while_the_key_shards_are_behind_the_state_is_followed_with_what_was_decided_without_them(
+        case, new_only, monkeypatch):
+    """The resolve role restates the log (``_restate_from``) while its session of key shards is behind its state:
+    events were decided in order without the session (as after a run that failed), the late one among them. The
+    session follows the restated state in one go, what the events decided without it touched added to what the
+    restatement touched, from the earlier of the two places (``key_behind``), where it would load a new session:
+    the owners then hold the restated state's parts, and the next run on them gives what deciding in order on that
+    state gives. (In step, the restatement alone is followed. Owners that hold every event ID decided, not only
+    the new ones' as the resolve role's do, are sent those decided without the session too.)"""
+    import asyncio
+    import copy
+    from types import SimpleNamespace
+
+    import streams.stream_app as app
+    from resolver.config import ResolverConfig
+    from resolver.decisions import record_of
+    from resolver.engine import Resolver
+    from resolver.restate import key_of
+    from streams.key_shards import LocalKeyShards
+    from streams.shards import in_order
+    from tests.test_key_shards import _owners_hold_named_aside
+    from tests.test_shards import corpus
+
+    raws = [e.model_dump_json().encode() for e in corpus(random.Random(31), 320, people=30)]
+    config = ResolverConfig()
+    resolver = Resolver(config)
+    log = in_order(raws[:120], resolver)
+    keyed = LocalKeyShards(config, 2, 24, state=copy.deepcopy(resolver.state), new_only=new_only)
+    jobs = _jobs_deciding_on(resolver, keyed)
+    jobs.options.batch_events = 10_000
+    jobs.key_behind, jobs.rewind_points, jobs.late_events = None, [], 0
+    jobs.settings = KafkaSettings.load(bootstrap="127.0.0.1:9", prefix="behind.")
+
+    async def flush(entries, pending):
+        log.extend(entries)
+
+    jobs._flush = jobs._flush_decided = flush
+
+    def released(batch, at):
+        return [(None, "raw", 0, at + k, raw, None) for k, raw in enumerate(batch)]
+
+    late = raws[150]  # (decided after the events that happened after it: late)
+    batch = raws[120:150] + raws[151:240] + [late]
+    if case == "in_step":  # (on the session: it stays in step)
+        got, _ = asyncio.run(jobs._decide_on_key_shards(released(batch, 0), [], []))
+    else:
+        got, _ = asyncio.run(jobs._decide_in_order(released(batch, 0), [], []))
+    log.extend(got)
+    assert (jobs.key_behind is not None) == (case == "behind")
+    assert (jobs.keyed_for is resolver) == (case == "in_step")
+    place = key_of(record_of(log[-1]))
+    start = next(j for j, e in enumerate(log) if record_of(e)["type"] == "interaction_recorded"
+                 and key_of(record_of(e)) > place)
+    assert 120 < start < len(log) - 1
+
+    def fold_decision_log(settings, resolver=None, start=0, seq=0, end=None, rest=None, scan=None, **_):
+        for j, entry in enumerate(log[seq:], seq):  # (the log as the topic holds it)
+            if end is not None and j >= end:
+                rest(entry)
+            else:
+                resolver.apply_all(entry)
+        return len(log), len(log)
+
+    monkeypatch.setattr(app, "fold_decision_log", fold_decision_log)
+    asyncio.run(jobs._restate_from(SimpleNamespace(entries=len(log), skips=[]), start, 1))
+    restated = jobs.resolver
+    assert restated is not resolver and jobs.keyed is keyed and jobs.keyed_for is restated
+    assert jobs.key_behind is None and restated._fold.touched is None
+    assert jobs.metrics.counters.get("key_shard_restatements") == 1
+    assert "key_shard_sessions" not in jobs.metrics.counters
+    _owners_hold_named_aside(keyed, restated.state)
+    more = raws[240:]
+    expected = in_order(more, Resolver(config, copy.deepcopy(restated.state)))
+    got, _ = asyncio.run(jobs._decide_on_key_shards(released(more, 1000), [], []))
+    assert [[{k: v for k, v in d.items() if k != "source"} for d in entry] for entry in got] == expected
+    assert jobs.keyed is keyed and "key_shard_sessions" not in jobs.metrics.counters
+
+
 def test_an_erasure_takes_the_key_shards_out_of_step_with_the_state():
     """An erasure reaches what no footprint names (blocks, value counts): the session of key shards does not
     decide it, and the next run loads a new one from the state."""
