@@ -65,6 +65,7 @@ ROLES = ("validate", "resolve", "project")
 LOG_EVERY = 30.0  # seconds between progress lines in the worker's log
 HOUSEHOLDS_EVERY = 5.0  # seconds between looks at the households (project role): published when changed
 MESSAGE_BYTES = 128 * 1024  # conventional message sizes: well under any broker's 1 MiB default
+WRITTEN_HERE = 64  # decision-log messages a worker that resolves and projects keeps for its project role, at most
 # how long a reader that reads a topic to its current end lets the broker hold a fetch that finds nothing new
 # (kafka-python's default is 500 ms): such a reader learns where a partition ends from a fetch's answer, so on
 # an empty or caught-up partition each read waited that long (a worker's start read three empty topics)
@@ -725,6 +726,10 @@ class StreamJobs:
         # a restatement rebuilds from (``RewindPoint``), the newest last
         self.scan_state = ScanState()
         self.rewind_points: list[RewindPoint] = []
+        # a worker that resolves and projects: the entries of the decision-log messages it wrote itself, by offset,
+        # as the project role reads them (``_written_here``), so that it neither parses nor unseals them again
+        self.written_here: dict[int, list[list[dict[str, Any]]]] = {}
+        self.holds_log_to_project = False  # (the project role holds the decision log's partition)
         # the project role: the views kept for a restatement (or a rebuild) to fold them again from
         from streams.view_points import ViewPoints
 
@@ -975,6 +980,7 @@ class StreamJobs:
             # another worker may have projected (and published changes) while we did not own it: the views
             # are folded again and the changelog resumed from its end, before the next batch
             self.views_stale = True
+            self.holds_log_to_project = True
 
     async def _on_revoked(self, sender: Any = None, revoked: Any = (), **kwargs: Any) -> None:
         for tp in revoked:  # (another worker validates them now: this one no longer says how far they are read)
@@ -989,6 +995,8 @@ class StreamJobs:
         if "project" in self.options.roles and any(tp.topic == self.settings.topics.decisions for tp in revoked):
             self.views_stale = True  # (another worker projects the log now: folded again if it comes back)
             self.view_points.pending = []
+            self.holds_log_to_project = False
+            self.written_here.clear()
 
     # -- validate -------------------------------------------------------------------------------
     async def _validate(self, stream: Any) -> None:
@@ -1236,6 +1244,7 @@ class StreamJobs:
         started = time.monotonic()
         resolver = Resolver(self.options.config, ResolverState())
         scan = LogScan(self.settings)
+        self.written_here.clear()  # (another worker may have written meanwhile, an erasure among it)
         if self.owns_log:
             self._finish_erasures(scan)
         unrestated = Unrestated(scan.skips)
@@ -2062,6 +2071,7 @@ class StreamJobs:
         erasures = [d for e in entries if (d := erasure_of(e))]
         if erasures:
             self.rewind_points = []  # (they hold what is erased)
+        plain = None
         if entries:
             from streams.kafka_keys import sealer_for
 
@@ -2069,6 +2079,7 @@ class StreamJobs:
                 self.scan_state.take(e)
 
             sealer = sealer_for(self.settings, writer=True)
+            plain = entries if self.holds_log_to_project else None
             entries = [sealer.seal_entry(e) for e in entries]
             await asyncio.get_running_loop().run_in_executor(None, sealer.flush)
         runs = list(chunked([orjson.dumps(e) for e in entries], len))
@@ -2089,9 +2100,25 @@ class StreamJobs:
                     f"expected: another resolve worker is writing, or the broker lost writes; stopping so "
                     f"that a restart rebuilds from what the log really holds")
             self.log_end += 1
+        if runs and plain is not None:  # (the decision-log messages: the last acknowledged, one for each run)
+            self._written_here(plain, [len(run) for run in runs], acked[len(acked) - len(runs):])
         self.metrics.add("log_entries_written", sum(len(r) for r in runs))
         if erasures:
             await self._shred(erasures)
+
+    def _written_here(self, plain: list[list[dict[str, Any]]], counts: list[int], acked: list[Any]) -> None:
+        """Keeps the entries of the decision-log messages just written, by offset (each message's ``counts`` of
+        ``plain``, the entries before sealing), as the project role reads them: through JSON, as written, and
+        unsealed (which gives back what was sealed: ``streams.sealing``), so it takes them as they are. At most
+        ``WRITTEN_HERE`` messages are kept (a project role that fell behind reads the older ones from the log);
+        an erasure drops them all (``_shred``: they read as erased then)."""
+        at = 0
+        kept = self.written_here
+        for count, meta in zip(counts, acked):
+            kept[meta.offset] = orjson.loads(orjson.dumps(plain[at:at + count]))
+            at += count
+        while len(kept) > WRITTEN_HERE:
+            del kept[next(iter(kept))]
 
     async def _shred(self, erasures: list[dict[str, Any]]) -> None:
         """After erasures are logged: their keys are shredded in the keys topic (acknowledged), and
@@ -2102,6 +2129,7 @@ class StreamJobs:
         sealer = sealer_for(self.settings, writer=True)
         subjects = [s for d in erasures for s in erasure_subjects(d)]
         loop = asyncio.get_running_loop()
+        self.written_here.clear()  # (what they erased reads as erased from now on, as the project role reads it)
         gone = await loop.run_in_executor(None, sealer.keys.shred, subjects)
         await loop.run_in_executor(None, sealer.forget)
         self.resolver_stale = True
@@ -2251,9 +2279,14 @@ class StreamJobs:
         for ev in events:
             msg = ev.message
             m.positions[(msg.topic, msg.partition)] = msg.offset + 1
+            here = self.written_here.pop(msg.offset, None)  # (written by this worker's resolve role)
             if msg.offset < self.views_next_offset:
                 continue  # already folded while rebuilding
-            entries = decision_entries(ev.value, self.settings)
+            entries = here
+            if entries is None:
+                entries = decision_entries(ev.value, self.settings)
+            else:
+                m.add("project_entries_written_here", len(entries))
             if any(map(erasure_of, entries)):
                 erased = ev.value
             for entry in entries:
