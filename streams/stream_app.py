@@ -65,7 +65,7 @@ ROLES = ("validate", "resolve", "project")
 LOG_EVERY = 30.0  # seconds between progress lines in the worker's log
 HOUSEHOLDS_EVERY = 5.0  # seconds between looks at the households (project role): published when changed
 MESSAGE_BYTES = 128 * 1024  # conventional message sizes: well under any broker's 1 MiB default
-WRITTEN_HERE = 64  # decision-log messages a worker that resolves and projects keeps for its project role, at most
+WRITTEN_HERE = 32  # decision-log messages a worker that resolves and projects keeps for its project role, at most
 # how long a reader that reads a topic to its current end lets the broker hold a fetch that finds nothing new
 # (kafka-python's default is 500 ms): such a reader learns where a partition ends from a fetch's answer, so on
 # an empty or caught-up partition each read waited that long (a worker's start read three empty topics)
@@ -2110,8 +2110,11 @@ class StreamJobs:
         """Keeps the entries of the decision-log messages just written, by offset (each message's ``counts`` of
         ``plain``, the entries before sealing), as the project role reads them: through JSON, as written, and
         unsealed (which gives back what was sealed: ``streams.sealing``), so it takes them as they are. At most
-        ``WRITTEN_HERE`` messages are kept (a project role that fell behind reads the older ones from the log);
+        ``WRITTEN_HERE`` messages are kept, none while the project role is further behind than that (it reads
+        them from the log);
         an erasure drops them all (``_shred``: they read as erased then)."""
+        if acked and acked[-1].offset - self.views_next_offset >= WRITTEN_HERE:
+            return  # (the project role is further behind than that: it would not reach these before they go)
         at = 0
         kept = self.written_here
         for count, meta in zip(counts, acked):
