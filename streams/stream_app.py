@@ -2111,8 +2111,8 @@ class StreamJobs:
         ``plain``, the entries before sealing), as the project role reads them: through JSON, as written, and
         unsealed (which gives back what was sealed: ``streams.sealing``), so it takes them as they are. At most
         ``WRITTEN_HERE`` messages are kept, none while the project role is further behind than that (it reads
-        them from the log);
-        an erasure drops them all (``_shred``: they read as erased then)."""
+        them from the log); an erasure drops them all (``_shred``: they read as erased then), and so does a
+        rebuild of the state."""
         if acked and acked[-1].offset - self.views_next_offset >= WRITTEN_HERE:
             return  # (the project role is further behind than that: it would not reach these before they go)
         at = 0
