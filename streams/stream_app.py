@@ -34,6 +34,7 @@ import pickle
 import re
 import threading
 import time
+import weakref
 from datetime import datetime, timezone
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -1443,8 +1444,7 @@ class StreamJobs:
         from streams.kafka_key_shards import Interrupted, PartsLost
 
         kept = (run and isinstance(exc, (PartsLost, Interrupted, KafkaIOError)) and self.keyed is not None
-                and (self.keyed_for is self.resolver
-                     or self.key_behind is not None and self.key_behind[0]() is self.resolver))
+                and (self.keyed_for is self.resolver or self._behind(self.resolver)))
         log.warning("the key shards failed on %s (%s): this worker decides without them until %s", what,
                     " ".join(f"{type(exc).__name__}: {exc}".split()),
                     "they follow its state" if kept else "a new session")
@@ -1462,8 +1462,6 @@ class StreamJobs:
         """This worker's state is about to go on without the session of the key shards: if the session is in step
         with it, what its decisions touch from here on is noted (``key_behind``), for the session to follow it
         later. Returns whether it began noting now."""
-        import weakref
-
         if self.keyed is None or self.keyed_for is not self.resolver or self.key_behind is not None:
             return False
         touched = Touched()
@@ -1472,28 +1470,28 @@ class StreamJobs:
         self.keyed_for = None
         return True
 
+    def _behind(self, resolver: Optional[Resolver]) -> bool:
+        """Whether the session of the key shards is behind ``resolver``'s state (``key_behind`` was noted on it)."""
+        return self.key_behind is not None and self.key_behind[0]() is resolver
+
     def _in_step_again(self) -> None:
-        """Undoes ``_fall_behind_key_shards`` when nothing was decided without the session after all."""
-        if self.key_behind is None:  # (the session ended meanwhile)
-            return
-        resolver, _, _ = self.key_behind
-        self.key_behind = None
-        if resolver() is self.resolver:
+        """Undoes ``_fall_behind_key_shards`` when nothing was decided without the session after all (if the
+        session ended meanwhile, nothing is left to undo)."""
+        if self._behind(self.resolver):
             self.resolver.track(None)
             self.keyed_for = self.resolver
+        self.key_behind = None
 
     def _key_session_carried(self, old: Resolver) -> None:
         """The state was rebuilt from the decision log (a rebalance gave this worker the validated partition again)
         and the log ends where this worker's last write left it: nobody else wrote, so the rebuilt state is the one
         ``old`` held. A session of the key shards in step with ``old``, or behind it (``key_behind``), goes on with
         the rebuilt state, where it would load a new session with every part."""
-        import weakref
-
         if self.keyed is None:
             return
         if self.keyed_for is old:
             self.keyed_for = self.resolver
-        elif self.key_behind is not None and self.key_behind[0]() is old:
+        elif self._behind(old):
             _, since, noted = self.key_behind
             old.track(None)
             touched = Touched()  # (what was noted, its identifiers by key: the rebuilt state numbers its own)
@@ -1731,9 +1729,8 @@ class StreamJobs:
         self.rewind_points = [p for p in self.rewind_points if p.scan.entries <= start]
         # the key shards, if in step with the state before (or behind it, ``key_behind``: what was decided since is
         # added), follow the restatement (``_follow_on_key_shards``)
-        behind, self.key_behind = self.key_behind, None
-        if behind is not None and (self.keyed is None or behind[0]() is not self.resolver):
-            behind = None
+        behind = self.key_behind if self.keyed is not None and self._behind(self.resolver) else None
+        self.key_behind = None
         touched = Touched() if self.keyed is not None and (self.keyed_for is self.resolver or behind) else None
         try:
             old = self.resolver
@@ -1932,9 +1929,9 @@ class StreamJobs:
 
     def _end_key_session(self) -> None:
         keyed, self.keyed, self.keyed_for = self.keyed, None, None
-        behind, self.key_behind = self.key_behind, None
-        if behind is not None and behind[0]() is self.resolver and self.resolver is not None:
+        if self.resolver is not None and self._behind(self.resolver):
             self.resolver.track(None)
+        self.key_behind = None
         if keyed is not None:  # (closed aside: a rebalance may be waiting for the events in hand)
             threading.Thread(target=keyed.close, daemon=True, name="idres-key-session-close").start()
 
