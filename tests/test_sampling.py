@@ -161,3 +161,114 @@ def test_estimates_from_the_compiled_draws_are_the_definition_s(people, seed, mo
                      training.train_model(records, seed=seed, pairs_sample=4000)[0].to_dict()))
     assert both[0] == both[1]
     assert both[0][0] != model.to_dict()  # (the draws were read)
+
+
+samples = pytest.mark.skipif(sampling._SAMPLES is None, reason="the compiled samples were not built, or draw otherwise here")
+
+
+@samples
+@given(st.integers(0, 2 ** 64), st.lists(st.integers(0, 2 ** 63 - 1) | st.integers(0, 50), max_size=400),
+       st.data())
+@settings(max_examples=200, deadline=None)
+def test_a_compiled_sample_is_the_interpreter_s_and_leaves_the_generator_where_it_does(seed, population, data):
+    k = data.draw(st.integers(0, len(population)))
+    want_rng, got_rng = random.Random(seed), random.Random(seed)
+    want = sampling.sample_sorted_python(want_rng, population, k)
+    assert sampling.sample_sorted(got_rng, population, k) == want
+    assert [got_rng.getrandbits(40) for _ in range(3)] == [want_rng.getrandbits(40) for _ in range(3)]
+
+
+@samples
+@pytest.mark.parametrize("n,k", [(85, 6), (86, 6), (1_048_597, 100_000), (1_048_598, 100_000), (3, 3), (2 ** 20, 1)])
+def test_both_ways_random_sample_draws_are_followed(n, k):
+    # (sample shuffles a copy of the places up to a bound that depends on k, and draws places again above it)
+    population = list(range(0, 3 * n, 3))
+    want_rng, got_rng = random.Random(n), random.Random(n)
+    assert sampling.sample_sorted(got_rng, population, k) == sampling.sample_sorted_python(want_rng, population, k)
+    assert got_rng.random() == want_rng.random()
+    assert sampling._sample_pools(n, k) == (n <= {6: 85, 100_000: 1_048_597, 3: 21, 1: 21}[k])
+
+
+@samples
+def test_bad_samples_are_refused():
+    bits = random.Random(1).getrandbits
+    for args, error in [((bits, [1, 2], 3, True), ValueError), ((bits, [1, 2], -1, False), ValueError),
+                        ((bits, [1, -2], 1, True), ValueError), ((bits, (1, 2), 1, True), TypeError),
+                        ((bits, [1, "2"], 1, True), TypeError), ((None, [1, 2], 1, True), TypeError)]:
+        with pytest.raises(error):
+            ccompare.sample_codes(*args)
+
+
+def test_compiled_samples_that_differ_from_the_interpreter_s_are_not_used():
+    class Unsorted:  # (as a build that drew the same places and forgot to sort them)
+        @staticmethod
+        def sample_codes(getrandbits, population, k, pool):
+            rng = random.Random()
+            rng.getrandbits = getrandbits
+            return random.Random(0).sample(population, k), 0
+
+    assert not sampling._samples_as_python(Unsorted)
+    if sampling._SAMPLES is not None:
+        assert sampling._samples_as_python(sampling._SAMPLES)
+
+
+counting = pytest.mark.skipif(estimation._COUNT is None, reason="the compiled counting was not built")
+
+
+@counting
+@given(st.lists(st.integers(0, 2 ** 62), min_size=1, max_size=300, unique=True), st.data())
+@settings(max_examples=150, deadline=None)
+def test_places_are_counted_as_the_definition_counts_them(codes, data):
+    codes = sorted(codes)
+    at = array("q", data.draw(st.lists(st.integers(0, 40), min_size=len(codes), max_size=len(codes))))
+    pairs = data.draw(st.lists(st.sampled_from(codes), max_size=500))
+    want = estimation.count_places_python(array("q", codes), at, pairs)
+    got = estimation.count_places(array("q", codes), at, pairs)
+    assert got == want and list(got) == list(want)  # (the same counts, in the order first seen)
+    assert sum(got.values()) == len(pairs)
+    absent = max(codes) + 1
+    for count in (estimation.count_places, estimation.count_places_python):
+        with pytest.raises(KeyError):
+            count(array("q", codes), at, [*pairs, absent])
+
+
+@counting
+def test_bad_places_are_refused():
+    for codes, at, pairs, error in [(array("q", [1, 2]), array("q", [0]), [1], TypeError),  # lengths differ
+                                    (array("i", [1, 2]), array("i", [0, 0]), [1], TypeError),
+                                    (array("q", [2, 1]), array("q", [0, 0]), [1], ValueError),  # not sorted
+                                    (array("q", [1, 1]), array("q", [0, 0]), [1], ValueError),  # a repeat
+                                    (array("q", [1, 2]), array("q", [0, -1]), [1], ValueError),
+                                    (array("q", [1, 2]), array("q", [0, 0]), (1,), TypeError)]:
+        with pytest.raises(error):
+            ccompare.count_places(codes, at, pairs)
+
+
+def _crowded_records(n: int, seed: int):
+    """Records from few names, dates, postcodes and towns: blocks with many candidate pairs."""
+    rng = random.Random(seed)
+    normalize = Normalizer(ResolverConfig()).attributes
+    raw = [{"first_name": rng.choice(["Ann", "Anne", "Bob", "Robert", "Cara", "Dev", "Eve", "Finn"]),
+            "last_name": rng.choice(["Smith", "Smyth", "Jones", "Patel", "Khan", "Brown"]),
+            "date_of_birth": f"19{rng.randint(70, 74)}-0{rng.randint(1, 3)}-1{rng.randint(0, 2)}",
+            "postcode": rng.choice(["SW1A 1AA", "SW1A 2AB", "M1 1AE", "LS2 9JT", "B1 1BB"]),
+            "city": rng.choice(["London", "Leeds", "Birmingham"]),
+            "address": f"{rng.randint(1, 30)} {rng.choice(['High', 'Mill', 'Station'])} Road"} for _ in range(n)]
+    return distinct_records(raw, normalize)
+
+
+@pytest.mark.parametrize("n,seed,max_pairs", [(400, 5, 500), (900, 6, 2000)])
+def test_a_model_trained_on_samples_of_the_candidate_pairs_is_the_definition_s(n, seed, max_pairs, monkeypatch):
+    # (each rule's candidate pairs, then all of them, are sampled from one generator in turn: a sample that left
+    # it elsewhere would change every later one)
+    records = _crowded_records(n, seed)
+    models = []
+    for compiled_parts in (True, False):
+        if not compiled_parts:
+            monkeypatch.setattr(sampling, "_SAMPLES", None)
+            monkeypatch.setattr(estimation, "_COUNT", None)
+        model, report = training.train_model(records, seed=seed, pairs_sample=3000, max_pairs=max_pairs)
+        models.append(model.to_dict())
+        by_rule = report["candidate_pairs_by_rule"].values()
+        assert sum(pairs > max_pairs for pairs in by_rule) >= 3  # (several samples were drawn in turn)
+    assert models[0] == models[1]

@@ -993,6 +993,7 @@ typedef struct {
     PyObject *getrandbits;
     uint32_t words[DRAW_CHUNK];
     Py_ssize_t len, pos;
+    long long taken; /* words drawn so far */
 } Words;
 
 static int refill(Words *w)
@@ -1025,6 +1026,7 @@ static inline int next_word(Words *w, uint32_t *out)
     if (w->pos == w->len && refill(w) < 0)
         return -1;
     *out = w->words[w->pos++];
+    w->taken++;
     return 0;
 }
 
@@ -1066,6 +1068,7 @@ static Words *words_of(PyObject *getrandbits)
         return (Words *)PyErr_NoMemory();
     w->getrandbits = getrandbits;
     w->len = w->pos = 0;
+    w->taken = 0;
     return w;
 }
 
@@ -1400,6 +1403,185 @@ static PyObject *union_codes(PyObject *self, PyObject *const *args, Py_ssize_t n
     return sorted_list(codes, count);
 }
 
+/* sample_codes(getrandbits, population, k, pool): (sorted(random.Random.sample(population, k)), words) for a list
+ * of ints from 0 below 2**63, drawn as CPython's sample draws them (``sampling.sample_sorted_python``): with pool
+ * (population no longer than the set sample would make), a partial shuffle of the places, the i-th of them
+ * randrange(n - i); else randrange(n), drawn again while that place was chosen before. ``words``: how many 32-bit
+ * words of the generator the draws took (the caller puts its generator back there: the words were read in bulk). */
+static PyObject *sample_codes(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "sample_codes(getrandbits, list of ints, k, pool)");
+        return NULL;
+    }
+    Py_ssize_t k = PyNumber_AsSsize_t(args[2], PyExc_OverflowError);
+    if (k == -1 && PyErr_Occurred())
+        return NULL;
+    int pool = PyObject_IsTrue(args[3]);
+    if (pool < 0)
+        return NULL;
+    PyObject *population = args[1];
+    Py_ssize_t n = PyList_GET_SIZE(population);
+    if (k < 0 || k > n) {
+        PyErr_SetString(PyExc_ValueError, "Sample larger than population or is negative");
+        return NULL;
+    }
+    /* (copied first: the draws call getrandbits, Python code that could change the list while it is read) */
+    long long *values = PyMem_Malloc(8 * (size_t)(n > 0 ? n : 1));
+    long long *chosen = PyMem_Malloc(8 * (size_t)(k > 0 ? k : 1));
+    Py_ssize_t *places = NULL;
+    unsigned char *taken = NULL;
+    Words *w = NULL;
+    PyObject *out = NULL;
+    if (values == NULL || chosen == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        values[i] = PyLong_AsLongLong(PyList_GET_ITEM(population, i));
+        if ((values[i] == -1 && PyErr_Occurred()) || values[i] < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "a negative code");
+            goto done;
+        }
+    }
+    w = words_of(args[0]);
+    if (w == NULL)
+        goto done;
+    if (pool) {
+        places = PyMem_Malloc(sizeof *places * (size_t)(n > 0 ? n : 1));
+        if (places == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            places[i] = i;
+        for (Py_ssize_t i = 0; i < k; i++) {
+            unsigned long long j;
+            if (below(w, (unsigned long long)(n - i), &j) < 0)
+                goto done;
+            chosen[i] = values[places[j]];
+            places[j] = places[n - i - 1];
+        }
+    } else {
+        taken = PyMem_Calloc((size_t)n / 8 + 1, 1);
+        if (taken == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < k; i++) {
+            unsigned long long j;
+            do {
+                if (below(w, (unsigned long long)n, &j) < 0)
+                    goto done;
+            } while (taken[j >> 3] & (1u << (j & 7)));
+            taken[j >> 3] |= (unsigned char)(1u << (j & 7));
+            chosen[i] = values[j];
+        }
+    }
+    qsort(chosen, (size_t)k, sizeof *chosen, cmp_codes);
+    PyObject *sample = PyList_New(k);
+    if (sample == NULL)
+        goto done;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *code = PyLong_FromLongLong(chosen[i]);
+        if (code == NULL) {
+            Py_DECREF(sample);
+            goto done;
+        }
+        PyList_SET_ITEM(sample, i, code);
+    }
+    out = Py_BuildValue("(NL)", sample, w->taken);
+done:
+    PyMem_Free(w);
+    PyMem_Free(places);
+    PyMem_Free(taken);
+    PyMem_Free(values);
+    PyMem_Free(chosen);
+    return out;
+}
+
+/* count_places(codes, at, pairs): how many of ``pairs`` (ints, each one of ``codes``) have each number of ``at``,
+ * as a dict in the order the numbers are first seen among ``pairs``. ``codes`` (sorted, without repeats) and
+ * ``at`` (the number of each code) are array('q') of one length. (``estimation.count_places_python``) */
+static PyObject *count_places(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyList_CheckExact(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "count_places(codes, at, list of pair codes)");
+        return NULL;
+    }
+    Py_buffer cv, av;
+    if (PyObject_GetBuffer(args[0], &cv, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[1], &av, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&cv);
+        return NULL;
+    }
+    PyObject *out = NULL;
+    long long *counts = NULL, *order = NULL;
+    Py_ssize_t seen = 0, most = 0;
+    if (cv.itemsize != 8 || av.itemsize != 8 || strcmp(cv.format, "q") != 0 || strcmp(av.format, "q") != 0
+        || cv.len != av.len) {
+        PyErr_SetString(PyExc_TypeError, "codes and at are array('q') of one length");
+        goto done;
+    }
+    const long long *codes = cv.buf, *at = av.buf;
+    Py_ssize_t n = cv.len / 8;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (at[i] < 0 || (i && codes[i] <= codes[i - 1])) {
+            PyErr_SetString(PyExc_ValueError, "codes are sorted without repeats, and numbers at least 0");
+            goto done;
+        }
+        if (at[i] + 1 > most)
+            most = (Py_ssize_t)at[i] + 1;
+    }
+    counts = PyMem_Calloc((size_t)(most > 0 ? most : 1), sizeof *counts);
+    order = PyMem_Malloc(sizeof *order * (size_t)(most > 0 ? most : 1));
+    if (counts == NULL || order == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    PyObject *pairs = args[2];
+    for (Py_ssize_t p = 0; p < PyList_GET_SIZE(pairs); p++) {
+        long long c = PyLong_AsLongLong(PyList_GET_ITEM(pairs, p));
+        if (c == -1 && PyErr_Occurred())
+            goto done;
+        Py_ssize_t lo = 0, hi = n;
+        while (lo < hi) {
+            Py_ssize_t mid = lo + (hi - lo) / 2;
+            if (codes[mid] < c)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo == n || codes[lo] != c) {
+            PyObject *missing = PyLong_FromLongLong(c);
+            if (missing != NULL) {
+                PyErr_SetObject(PyExc_KeyError, missing);
+                Py_DECREF(missing);
+            }
+            goto done;
+        }
+        long long number = at[lo];
+        if (counts[number]++ == 0)
+            order[seen++] = number;
+    }
+    out = PyDict_New();
+    for (Py_ssize_t s = 0; out != NULL && s < seen; s++) {
+        PyObject *key = PyLong_FromLongLong(order[s]), *value = PyLong_FromLongLong(counts[order[s]]);
+        if (key == NULL || value == NULL || PyDict_SetItem(out, key, value) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(key);
+        Py_XDECREF(value);
+    }
+done:
+    PyMem_Free(counts);
+    PyMem_Free(order);
+    PyBuffer_Release(&cv);
+    PyBuffer_Release(&av);
+    return out;
+}
+
 /* -- the pieces, for tests ------------------------------------------------------------------------------ */
 
 static int two_texts(PyObject *const *args, Py_ssize_t nargs, Text *a, Text *b)
@@ -1515,6 +1697,9 @@ static PyMethodDef methods[] = {
                       "(int64 bytes)."),
     FAST(block_pair_codes, "block_pair_codes(blocks, n): every block's pair codes i * n + j, sorted, without repeats."),
     FAST(union_codes, "union_codes(lists): the ints of the lists, sorted, without repeats."),
+    FAST(sample_codes, "sample_codes(getrandbits, population, k, pool): (sorted(Random.sample(population, k)), "
+                       "words drawn)."),
+    FAST(count_places, "count_places(codes, at, pairs): {number: how many of pairs have it}, first seen first."),
     FAST_AS("jaro_winkler", py_jaro_winkler,
             "jaro_winkler(a, b[, cutoff]): rapidfuzz's JaroWinkler.similarity (prefix weight 0.1)."),
     FAST_AS("osa_within_one", py_osa_within_one,

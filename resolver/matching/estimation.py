@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequence
 
 from resolver.matching.canonical import AttributeRecord
-from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL, compare, compare_codes
+from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL, _ccompare, compare, compare_codes
 from resolver.matching.model import (
     DEPENDENT_FIELDS, POSTCODE_AGREES, _EPS, _POSTCODE_INDEX, MatchModel, Table, default_model,
 )
@@ -66,6 +66,32 @@ def vectors_chunk(records: list[AttributeRecord], codes: array) -> tuple[list[tu
     places: dict[tuple[str, ...], int] = {}
     at = array("l", [places.setdefault(vector, len(places)) for vector in _vectors_of(records, codes)])
     return list(places), at
+
+
+def count_places_python(codes: array, at: array, pairs: list[int]) -> dict[int, int]:
+    """How many of ``pairs`` (each one of ``codes``) have each number of ``at`` (the number of each code, in the
+    codes' order), in the order the numbers are first seen among ``pairs``: the definition of ``count_places``."""
+    where = dict(zip(codes, at))
+    return dict(Counter(map(where.__getitem__, pairs)))
+
+
+def count_places(codes: array, at: array, pairs: list[int]) -> dict[int, int]:
+    """``count_places_python`` (``codes``: sorted, without repeats, and ``at`` as ``array('q')``), compiled
+    where it was built."""
+    return places_counter(codes, at)(pairs)
+
+
+def places_counter(codes: array, at: array) -> Callable[[list[int]], dict[int, int]]:
+    """``count_places`` of any pairs over these ``codes`` and ``at`` (without the compiled counting, the codes'
+    places are looked up in one dict made once)."""
+    if _COUNT is not None:
+        count = _COUNT.count_places
+        return lambda pairs: count(codes, at, pairs if type(pairs) is list else list(pairs))
+    where = dict(zip(codes, at))
+    return lambda pairs: dict(Counter(map(where.__getitem__, pairs)))
+
+
+_COUNT = _ccompare if _ccompare is not None and hasattr(_ccompare, "count_places") else None
 
 
 def count_vectors(records: Sequence[AttributeRecord], codes: Sequence[int],
@@ -139,12 +165,21 @@ def estimate_m_em_levels(compared: Iterable[tuple[str, ...]], model: MatchModel,
                          prior: Optional[float] = None, pseudo_count: float = 0.01, monotone: bool = True,
                          version: Optional[str] = None, fixed_fields: Iterable[str] = ()) -> MatchModel:
     """``estimate_m_em`` over the comparison vectors (``compare`` output) of the candidate pairs."""
+    return estimate_m_em_counts(Counter(compared), model, iterations, prior, pseudo_count, monotone, version,
+                                fixed_fields)
+
+
+def estimate_m_em_counts(counted: Mapping[tuple[str, ...], int], model: MatchModel, iterations: int = 20,
+                         prior: Optional[float] = None, pseudo_count: float = 0.01, monotone: bool = True,
+                         version: Optional[str] = None, fixed_fields: Iterable[str] = ()) -> MatchModel:
+    """``estimate_m_em_levels`` over the distinct comparison vectors of the candidate pairs, each with the number
+    of pairs that have it, in the order they are first seen among the pairs (a ``Counter`` of them)."""
     fixed = set(fixed_fields)
     mask = tuple(f in fixed for f in FIELDS)
     # a vector and whether its postcodes agree (which u the address and city are weighed with)
     groups: dict[tuple[tuple[str, ...], bool], int] = {}
     # (few distinct vectors, counted first: each masked once; groups keep their first-seen order)
-    for key, count in Counter(compared).items():
+    for key, count in counted.items():
         apart = key[_POSTCODE_INDEX] not in POSTCODE_AGREES
         group = (tuple(NULL if skip else lv for skip, lv in zip(mask, key)) if fixed else key, apart)
         groups[group] = groups.get(group, 0) + count

@@ -7,12 +7,17 @@ make the same pairs from them, without a Python call per draw; they are used onl
 interpreter's ``randrange`` draws (checked once, on import), else the loops are. Either way the generator is
 spent: a caller makes one for these draws alone.
 
+Training also reads a seeded sample of the candidate pairs where they are many (``sample_sorted``: what
+``random.Random.sample`` draws, sorted; compiled in the same way, and the generator left where the Python call
+leaves it, since one generator draws every rule's sample in turn).
+
 Pairs come as the codes ``i * n + j`` of ``compare_codes`` (record ``i`` compared with record ``j``), in an
 ``array('q')``: 8 bytes a pair.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from array import array
 from bisect import bisect_right
@@ -77,6 +82,38 @@ def group_pair_codes(rng: random.Random, groups: Sequence[Sequence[int]], n: int
     return array("q", _DRAWS.group_pairs(rng.getrandbits, members, ends, n, count))
 
 
+def sample_sorted_python(rng: random.Random, population: list[int], k: int) -> list[int]:
+    """``sorted(rng.sample(population, k))``: the definition of ``sample_sorted``."""
+    return sorted(rng.sample(population, k))
+
+
+def _sample_pools(n: int, k: int) -> bool:
+    """Whether ``random.Random.sample`` draws ``k`` of ``n`` by shuffling a copy of the places (else by drawing
+    places again until one was not chosen before): its own rule, the same arithmetic."""
+    setsize = 21
+    if k > 5:
+        setsize += 4 ** math.ceil(math.log(k * 3, 4))
+    return n <= setsize
+
+
+def sample_sorted(rng: random.Random, population: list[int], k: int) -> list[int]:
+    """``sample_sorted_python`` of a list of ints from 0 below 2**63, compiled where it draws the same (checked
+    once, on import); either way ``rng`` is left where the Python call leaves it. (The compiled draws read the
+    generator's words in bulk: it is put back as it was, then moved on by the words the sample took.)"""
+    if _SAMPLES is None or type(population) is not list:
+        return sample_sorted_python(rng, population, k)
+    return _sample_sorted_with(_SAMPLES, rng, population, k)
+
+
+def _sample_sorted_with(module, rng: random.Random, population: list[int], k: int) -> list[int]:
+    state = rng.getstate()
+    out, taken = module.sample_codes(rng.getrandbits, population, k, _sample_pools(len(population), k))
+    rng.setstate(state)
+    if taken:
+        rng.getrandbits(32 * taken)
+    return out
+
+
 # Bounds at which a draw takes another number of words (1, 2, powers of two and their neighbours, past 32 bits).
 _SELF_CHECK = (1, 2, 3, 5, 7, 1000, 2 ** 31 - 1, 2 ** 31, 2 ** 31 + 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1,
                10 ** 12, 2 ** 62 + 1, 2 ** 63 - 1)
@@ -99,3 +136,24 @@ def _draws_as_python(module) -> bool:
 
 _DRAWS: Optional[object] = _ccompare if _ccompare is not None and _draws_as_python(_ccompare) else None
 COMPILED = _DRAWS is not None
+
+
+def _samples_as_python(module) -> bool:
+    """Whether the compiled samples are this interpreter's ``random.Random.sample`` sorted, and leave the
+    generator where it does (both ways of drawing, bounds of one word and of two)."""
+    try:
+        for seed, n, k in ((0, 10, 3), (1, 1000, 999), (2, 5000, 40), (3, 2 ** 33 // 2 ** 20, 6),
+                           (4, 3000, 2000), (5, 70_000, 100), (6, 7, 0)):
+            population = [(i * 7919) % (2 ** 40) + (i % 3) * 2 ** 35 for i in range(n)]
+            want_rng, got_rng = random.Random(seed), random.Random(seed)
+            want = sample_sorted_python(want_rng, population, k)
+            if (_sample_sorted_with(module, got_rng, population, k) != want
+                    or got_rng.random() != want_rng.random()):
+                return False
+        return True
+    except Exception:  # pragma: no cover (a build from before the samples)
+        return False
+
+
+_SAMPLES: Optional[object] = (_DRAWS if _DRAWS is not None and hasattr(_DRAWS, "sample_codes")
+                              and _samples_as_python(_DRAWS) else None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter
+from array import array
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
@@ -16,10 +16,11 @@ from resolver.matching.blocking import BLOCKING_RULES, blocking_keys, candidate_
 from resolver.matching.canonical import AttributeRecord
 from resolver.matching.comparisons import FIELD_LEVELS, FIELDS, NULL
 from resolver.matching.estimation import (
-    Mapper, _normalized_counts, chunks_of, count_vectors, estimate_m_em_levels, estimate_u, in_order, vectors_chunk,
+    Mapper, _normalized_counts, chunks_of, count_vectors, estimate_m_em_counts, estimate_u, in_order, places_counter,
+    vectors_chunk,
 )
 from resolver.matching.model import DEPENDENT_FIELDS, MatchModel, default_model
-from resolver.matching.sampling import group_pair_codes
+from resolver.matching.sampling import group_pair_codes, sample_sorted
 
 
 def distinct_records(attribute_sets: Iterable[Mapping[str, Any]],
@@ -109,7 +110,7 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
     rng = random.Random(seed + 2)
 
     def at_most(pairs: list[int]) -> list[int]:
-        return sorted(rng.sample(pairs, max_pairs)) if max_pairs is not None and len(pairs) > max_pairs else pairs
+        return sample_sorted(rng, pairs, max_pairs) if max_pairs is not None and len(pairs) > max_pairs else pairs
 
     by_rule = candidate_codes_by_rule(listed, max_block_size, keys)
     read_by_rule: dict[str, list[int]] = {}
@@ -120,22 +121,25 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
     read = at_most(all_pairs)
     # every pair read compared once (whatever rules find it), in chunks a mapper may hand out
     needed = union_codes([read, *(pairs for pairs in read_by_rule.values() if len(pairs) >= 10)], n)
-    compared: dict[int, tuple[str, ...]] = {}
     chunks = chunks_of(needed)
-    one: dict[tuple[str, ...], tuple[str, ...]] = {}  # (each distinct vector one object, whoever compared it)
-    for chunk, (distinct, places) in zip(chunks, mapper(vectors_chunk, listed, chunks)):
-        table = [one.setdefault(vector, vector) for vector in distinct]
-        compared.update(zip(chunk.tolist(), map(table.__getitem__, places)))
+    one: dict[tuple[str, ...], int] = {}  # each distinct vector -> its number
+    at = array("q")  # the number of each needed pair's vector, in their order
+    for distinct, places in mapper(vectors_chunk, listed, chunks):
+        numbers = [one.setdefault(vector, len(one)) for vector in distinct]
+        at.extend(map(numbers.__getitem__, places))
+    count = places_counter(array("q", needed), at)
+    table = list(one)
     del needed, chunks
 
-    def vectors(pairs: list[int]) -> Iterable[tuple[str, ...]]:
-        return map(compared.__getitem__, pairs)
+    def counted(pairs: list[int]) -> dict[tuple[str, ...], int]:
+        """The vectors of ``pairs`` (codes among those compared), counted, in the order they are first seen."""
+        return {table[number]: times for number, times in count(pairs).items()}
 
     for rule, blocked in BLOCKING_RULES.items():
         pairs = read_by_rule[rule]
         if len(pairs) < 10:
             continue
-        fitted = estimate_m_em_levels(vectors(pairs), model, iterations=em_iterations, prior=base.prior,
+        fitted = estimate_m_em_counts(counted(pairs), model, iterations=em_iterations, prior=base.prior,
                                       fixed_fields=blocked)
         for f in FIELDS:
             if f not in blocked:
@@ -146,7 +150,7 @@ def train_model(records: Sequence[AttributeRecord], seed: int = 0, pairs_sample:
          for f in FIELDS}
     model = model.with_params(m=m)
     # the match share among all candidate pairs, m and u fixed
-    groups = Counter(vectors(read))
+    groups = counted(read)
     weights = [(model.weight_of(vec)[0], count) for vec, count in groups.items()]
     lam = base.prior
     for _ in range(100):
