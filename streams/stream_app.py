@@ -1430,7 +1430,13 @@ class StreamJobs:
                       "anew", command.get("command"))
         self.keyed_for = None
 
-    def _key_shards_failed(self, exc: BaseException, what: str, run: bool = False) -> None:
+    @staticmethod
+    def _parts_lost(exc: BaseException) -> bool:
+        from streams.kafka_key_shards import PartsLost
+
+        return isinstance(exc, PartsLost)
+
+    def _key_shards_failed(self, exc: BaseException, what: str, run: bool = False, again: bool = False) -> None:
         """The key shards failed deciding ``what`` (a holder lost, no answer in time, a defect on a shard; or a
         rebalance, which waits for the events in hand while the shards cannot answer). A ``run`` of events
         changes this worker's state only once the shards answered it whole, so if the session was in step with
@@ -1440,14 +1446,16 @@ class StreamJobs:
         only the shards whose holder was lost.
         Otherwise (a defect on a shard, a person's command) the session ends and the next run loads a new one.
         Either way the next run waits until the shards have rested for ``IDRES_SHARD_WAIT`` if they failed or
-        did not answer (not for a lost holder or a rebalance)."""
+        did not answer (not for a lost holder or a rebalance). ``again``: a run that found a holder lost is sent
+        again at once, after the session followed (said so in the warning)."""
         from streams.kafka_key_shards import Interrupted, PartsLost
 
         kept = (run and isinstance(exc, (PartsLost, Interrupted, KafkaIOError)) and self.keyed is not None
                 and (self.keyed_for is self.resolver or self._behind(self.resolver)))
-        log.warning("the key shards failed on %s (%s): this worker decides without them until %s", what,
-                    " ".join(f"{type(exc).__name__}: {exc}".split()),
-                    "they follow its state" if kept else "a new session")
+        log.warning("the key shards failed on %s (%s): %s", what, " ".join(f"{type(exc).__name__}: {exc}".split()),
+                    "the lost shards are loaded anew and the events sent again" if kept and again
+                    else "this worker decides without them until " + ("they follow its state" if kept
+                                                                      else "a new session"))
         if kept:
             self._fall_behind_key_shards()
         else:
@@ -1879,16 +1887,27 @@ class StreamJobs:
             checked[len(run)] = outcome
             run.append(item)
         if run:
-            try:
-                if self.keyed is not None and self.key_behind is not None:
-                    await self._catch_up_key_shards(resolver)
-                if self.keyed is None or self.keyed_for is not resolver:
-                    await self._begin_key_session(resolver)
-                got = await loop.run_in_executor(None, self.keyed.decide, [item[4] for item in run], checked)
-                got = self._sourced(got, run, list(ids))
-            except Exception as exc:
-                self._key_shards_failed(exc, f"{len(released)} events", run=True)
-                return await self._decide_in_order(released, entries, pending)
+            sent_again = False
+            while True:
+                try:
+                    if self.keyed is not None and self.key_behind is not None:
+                        await self._catch_up_key_shards(resolver)
+                    if self.keyed is None or self.keyed_for is not resolver:
+                        await self._begin_key_session(resolver)
+                    got = await loop.run_in_executor(None, self.keyed.decide, [item[4] for item in run], checked)
+                    got = self._sourced(got, run, list(ids))
+                    break
+                except Exception as exc:
+                    # a holder lost (its shards given to another worker): the session, kept, follows at once,
+                    # loading those shards anew, and the run is sent again, once, rather than decided here
+                    again = not sent_again and self._parts_lost(exc)
+                    self._key_shards_failed(exc, f"{len(released)} events", run=True, again=again)
+                    if again and self._behind(resolver):
+                        sent_again = True
+                        m.add("key_shard_runs_sent_again")
+                        continue
+                    m.add("key_shard_events_decided_here", len(run))
+                    return await self._decide_in_order(released, entries, pending)
             for entry in got:
                 resolver.apply_all(entry)
                 entries.append(entry)

@@ -538,12 +538,15 @@ def test_resolve_workers_holding_the_state_by_key_give_the_profiles_and_ids_of_i
     snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
 
 
-def test_a_key_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_twice(kafka_bootstrap, tmp_path):
-    """A holder killed with SIGKILL while the coordinator sends it requests: the coordinator decides the rest in
-    order, a new worker joins, and the session follows the state, the lost holder's shards loaded anew on the
-    holders the group gives them (or a new session is loaded, when a restatement came between); the worker that
-    joined answers too, for the events produced after it as well; nothing is lost or decided twice, and the
-    profiles and IDs are those of `idres ingest`."""
+@pytest.mark.parametrize("killed", ["mid_stream", "between_backlogs"])
+def test_a_key_shard_worker_killed_loses_nothing_and_applies_nothing_twice(kafka_bootstrap, tmp_path, killed):
+    """A holder killed with SIGKILL while the coordinator sends it requests (``mid_stream``: the coordinator
+    decides the rest in order), or once the first backlog is decided (``between_backlogs``: the next backlog's
+    first run finds the holder lost, and is sent again once the lost shards are loaded anew); a new worker joins,
+    and the session follows the state, the lost holder's shards loaded anew on the holders the group gives them
+    (or a new session is loaded, when a restatement came between); the worker that joined answers too, for the
+    events produced after it as well; nothing is lost or decided twice, and the profiles and IDs are those of
+    `idres ingest`."""
     from collections import Counter
     from datetime import datetime
 
@@ -575,6 +578,8 @@ def test_a_key_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_
     workers = [ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, f"k{i}", KEYS) for i in range(2)]
     try:
         wait_until(lambda: _total(workers, "idres_log_entries_written_total") > 0, 180, "events decided", workers)
+        if killed == "between_backlogs":
+            wait_until(lambda: settled(workers, settings, first), 240, "the first part decided", workers)
         # the worker that holds key shards but does not coordinate
         victim = next((w for w in workers if not w.metrics().get("idres_log_entries_written_total")
                        and w.metrics().get("idres_key_shard_requests_total")), None)
@@ -590,8 +595,10 @@ def test_a_key_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_
                    "the first part decided after the kill", workers)
         wait_until(lambda: workers[-1].metrics().get("idres_key_shards_held", 0) >= 1, 120,
                    "the worker that joined to hold a key shard", workers)
+        here = _total(workers, "idres_key_shard_events_decided_here_total")
         idres("produce", str(parts[1]), *kafka)
         wait_until(lambda: settled(workers, settings, accepted), 240, "every event decided and projected", workers)
+        here = _total(workers, "idres_key_shard_events_decided_here_total") - here
         loads = (_total(workers, "idres_key_shard_sessions_total")
                  + _total(workers, "idres_key_shard_shards_reloaded_total") - loads)
         answered = workers[-1].metrics().get("idres_key_shard_requests_total", 0)
@@ -599,6 +606,8 @@ def test_a_key_shard_worker_killed_mid_stream_loses_nothing_and_applies_nothing_
         for w in workers:
             w.stop()
     assert 0 < first < accepted and loads >= 1 and answered > 0  # (shards loaded anew, on the worker that joined too)
+    if killed == "between_backlogs":  # (the lost shards loaded anew at once: none of the second part decided here)
+        assert here == 0
     counts = live_decided(settings)
     assert len(counts) == accepted and set(counts.values()) == {1}, Counter(counts.values())
     con = snapshot_matches_embedded(kafka_bootstrap, prefix, events, tmp_path)
