@@ -1281,6 +1281,23 @@ static int cmp_codes(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
+/* codes[0..count) as a list of ints */
+static PyObject *int_list(const long long *codes, Py_ssize_t count)
+{
+    PyObject *out = PyList_New(count);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        PyObject *code = PyLong_FromLongLong(codes[k]);
+        if (code == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, k, code);
+    }
+    return out;
+}
+
 /* codes[0..count) sorted, without repeats, as a list of ints (frees codes) */
 static PyObject *sorted_list(long long *codes, Py_ssize_t count)
 {
@@ -1289,20 +1306,7 @@ static PyObject *sorted_list(long long *codes, Py_ssize_t count)
     for (Py_ssize_t k = 0; k < count; k++)
         if (k == 0 || codes[k] != codes[unique - 1])
             codes[unique++] = codes[k];
-    PyObject *out = PyList_New(unique);
-    if (out == NULL) {
-        PyMem_Free(codes);
-        return NULL;
-    }
-    for (Py_ssize_t k = 0; k < unique; k++) {
-        PyObject *code = PyLong_FromLongLong(codes[k]);
-        if (code == NULL) {
-            Py_DECREF(out);
-            PyMem_Free(codes);
-            return NULL;
-        }
-        PyList_SET_ITEM(out, k, code);
-    }
+    PyObject *out = int_list(codes, unique);
     PyMem_Free(codes);
     return out;
 }
@@ -1480,18 +1484,9 @@ static PyObject *sample_codes(PyObject *self, PyObject *const *args, Py_ssize_t 
         }
     }
     qsort(chosen, (size_t)k, sizeof *chosen, cmp_codes);
-    PyObject *sample = PyList_New(k);
-    if (sample == NULL)
-        goto done;
-    for (Py_ssize_t i = 0; i < k; i++) {
-        PyObject *code = PyLong_FromLongLong(chosen[i]);
-        if (code == NULL) {
-            Py_DECREF(sample);
-            goto done;
-        }
-        PyList_SET_ITEM(sample, i, code);
-    }
-    out = Py_BuildValue("(NL)", sample, w->taken);
+    PyObject *sample = int_list(chosen, k);
+    if (sample != NULL)
+        out = Py_BuildValue("(NL)", sample, w->taken);
 done:
     PyMem_Free(w);
     PyMem_Free(places);
