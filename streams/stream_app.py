@@ -1430,13 +1430,7 @@ class StreamJobs:
                       "anew", command.get("command"))
         self.keyed_for = None
 
-    @staticmethod
-    def _parts_lost(exc: BaseException) -> bool:
-        from streams.kafka_key_shards import PartsLost
-
-        return isinstance(exc, PartsLost)
-
-    def _key_shards_failed(self, exc: BaseException, what: str, run: bool = False, again: bool = False) -> None:
+    def _key_shards_failed(self, exc: BaseException, what: str, run: bool = False, again: bool = False) -> bool:
         """The key shards failed deciding ``what`` (a holder lost, no answer in time, a defect on a shard; or a
         rebalance, which waits for the events in hand while the shards cannot answer). A ``run`` of events
         changes this worker's state only once the shards answered it whole, so if the session was in step with
@@ -1447,7 +1441,7 @@ class StreamJobs:
         Otherwise (a defect on a shard, a person's command) the session ends and the next run loads a new one.
         Either way the next run waits until the shards have rested for ``IDRES_SHARD_WAIT`` if they failed or
         did not answer (not for a lost holder or a rebalance). ``again``: a run that found a holder lost is sent
-        again at once, after the session followed (said so in the warning)."""
+        again at once, after the session followed (said so in the warning). Returns whether the session was kept."""
         from streams.kafka_key_shards import Interrupted, PartsLost
 
         kept = (run and isinstance(exc, (PartsLost, Interrupted, KafkaIOError)) and self.keyed is not None
@@ -1465,6 +1459,7 @@ class StreamJobs:
         elif not isinstance(exc, Interrupted):
             self.metrics.add("resolve_shard_failures")
             self.shards_rest_until = asyncio.get_running_loop().time() + self.options.shard_wait
+        return kept
 
     def _fall_behind_key_shards(self) -> bool:
         """This worker's state is about to go on without the session of the key shards: if the session is in step
@@ -1864,6 +1859,8 @@ class StreamJobs:
         duplicates it holds (a run cut at each took a window's round trips each). If the shards fail or do not
         answer, the batch is decided here, in order, and the shards rest for ``IDRES_SHARD_WAIT`` seconds; a new
         session, loaded from this worker's state, begins after that or whenever that state changed otherwise."""
+        from streams.kafka_key_shards import PartsLost
+
         m = self.metrics
         loop = asyncio.get_running_loop()
         await self._flush_decided(entries, pending)  # (the shards decide from where the log ends)
@@ -1900,9 +1897,8 @@ class StreamJobs:
                 except Exception as exc:
                     # a holder lost (its shards given to another worker): the session, kept, follows at once,
                     # loading those shards anew, and the run is sent again, once, rather than decided here
-                    again = not sent_again and self._parts_lost(exc)
-                    self._key_shards_failed(exc, f"{len(released)} events", run=True, again=again)
-                    if again and self._behind(resolver):
+                    again = not sent_again and isinstance(exc, PartsLost)
+                    if self._key_shards_failed(exc, f"{len(released)} events", run=True, again=again) and again:
                         sent_again = True
                         m.add("key_shard_runs_sent_again")
                         continue
@@ -2298,10 +2294,9 @@ class StreamJobs:
         for ev in events:
             msg = ev.message
             m.positions[(msg.topic, msg.partition)] = msg.offset + 1
-            here = self.written_here.pop(msg.offset, None)  # (written by this worker's resolve role)
+            entries = self.written_here.pop(msg.offset, None)  # (written by this worker's resolve role)
             if msg.offset < self.views_next_offset:
                 continue  # already folded while rebuilding
-            entries = here
             if entries is None:
                 entries = decision_entries(ev.value, self.settings)
             else:

@@ -422,6 +422,11 @@ def test_a_stop_is_bounded_before_the_held_events_are_decided(monkeypatch, faile
     assert armed_when_deciding == [[] if failed else [("a signal to stop", 7.0)]]
 
 
+def _released(batch, at):
+    """Raw records as the reorder buffer releases them to the resolve role, from offset ``at`` of one partition."""
+    return [(None, "raw", 0, at + k, raw, None) for k, raw in enumerate(batch)]
+
+
 def _jobs_deciding_on(resolver, keyed, in_step=True, load_seconds=60.0):
     """A resolve role's deciding alone (no Faust app, no broker), with a session of key shards (``keyed``) in step
     with ``resolver``'s state, or not, whose load took ``load_seconds``."""
@@ -576,17 +581,14 @@ def test_the_key_shards_follow_events_decided_in_order_without_them_instead_of_l
 
     jobs._flush_decided, jobs._begin_key_session = flush, begin
 
-    def released(batch, at):
-        return [(None, "raw", 0, at + k, raw, None) for k, raw in enumerate(batch)]
-
     first = raws[:120] if case == "duplicates_alone" else raws[120:240]
 
     async def go():
-        entries, _ = await (jobs._decide_in_order(released(first, 0), [], []) if case in ("rebalance",
-                            "duplicates_alone") else jobs._decide_on_key_shards(released(first, 0), [], []))
+        entries, _ = await (jobs._decide_in_order(_released(first, 0), [], []) if case in ("rebalance",
+                            "duplicates_alone") else jobs._decide_on_key_shards(_released(first, 0), [], []))
         logged.extend(entries)
         behind = jobs.key_behind is not None
-        entries, _ = await jobs._decide_on_key_shards(released(raws[240:], 1000), [], [])
+        entries, _ = await jobs._decide_on_key_shards(_released(raws[240:], 1000), [], [])
         logged.extend(entries)
         return behind
 
@@ -705,15 +707,12 @@ def test_a_restatement_while_the_key_shards_are_behind_the_state_is_followed_wit
 
     jobs._flush = jobs._flush_decided = flush
 
-    def released(batch, at):
-        return [(None, "raw", 0, at + k, raw, None) for k, raw in enumerate(batch)]
-
     late = raws[150]  # (decided after the events that happened after it: late)
     batch = raws[120:150] + raws[151:240] + [late]
     if case == "in_step":  # (on the session: it stays in step)
-        got, _ = asyncio.run(jobs._decide_on_key_shards(released(batch, 0), [], []))
+        got, _ = asyncio.run(jobs._decide_on_key_shards(_released(batch, 0), [], []))
     else:
-        got, _ = asyncio.run(jobs._decide_in_order(released(batch, 0), [], []))
+        got, _ = asyncio.run(jobs._decide_in_order(_released(batch, 0), [], []))
     log.extend(got)
     assert (jobs.key_behind is not None) == (case == "behind")
     assert (jobs.keyed_for is resolver) == (case == "in_step")
@@ -740,7 +739,7 @@ def test_a_restatement_while_the_key_shards_are_behind_the_state_is_followed_wit
     _owners_hold_named_aside(keyed, restated.state)
     more = raws[240:]
     expected = in_order(more, Resolver(config, copy.deepcopy(restated.state)))
-    got, _ = asyncio.run(jobs._decide_on_key_shards(released(more, 1000), [], []))
+    got, _ = asyncio.run(jobs._decide_on_key_shards(_released(more, 1000), [], []))
     assert [[{k: v for k, v in d.items() if k != "source"} for d in entry] for entry in got] == expected
     assert jobs.keyed is keyed and "key_shard_sessions" not in jobs.metrics.counters
 

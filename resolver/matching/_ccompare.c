@@ -1371,6 +1371,20 @@ bad:
     return NULL;
 }
 
+/* the ints of ``list`` (each at least 0 and below 2**63) into out[0..len(list)); -1 with an error set if one is not */
+static int read_codes(PyObject *list, long long *out)
+{
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(list); k++) {
+        out[k] = PyLong_AsLongLong(PyList_GET_ITEM(list, k));
+        if ((out[k] == -1 && PyErr_Occurred()) || out[k] < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "a negative code");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* union_codes(lists): the ints of every list (each at least 0 and below 2**63), sorted, without repeats. */
 static PyObject *union_codes(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1393,16 +1407,11 @@ static PyObject *union_codes(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_ssize_t count = 0;
     for (Py_ssize_t l = 0; l < PyList_GET_SIZE(lists); l++) {
         PyObject *list = PyList_GET_ITEM(lists, l);
-        for (Py_ssize_t k = 0; k < PyList_GET_SIZE(list); k++) {
-            long long c = PyLong_AsLongLong(PyList_GET_ITEM(list, k));
-            if ((c == -1 && PyErr_Occurred()) || c < 0) {
-                PyMem_Free(codes);
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_ValueError, "a negative code");
-                return NULL;
-            }
-            codes[count++] = c;
+        if (read_codes(list, codes + count) < 0) {
+            PyMem_Free(codes);
+            return NULL;
         }
+        count += PyList_GET_SIZE(list);
     }
     return sorted_list(codes, count);
 }
@@ -1441,14 +1450,8 @@ static PyObject *sample_codes(PyObject *self, PyObject *const *args, Py_ssize_t 
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        values[i] = PyLong_AsLongLong(PyList_GET_ITEM(population, i));
-        if ((values[i] == -1 && PyErr_Occurred()) || values[i] < 0) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "a negative code");
-            goto done;
-        }
-    }
+    if (read_codes(population, values) < 0)
+        goto done;
     w = words_of(args[0]);
     if (w == NULL)
         goto done;

@@ -71,7 +71,10 @@ def vectors_chunk(records: list[AttributeRecord], codes: array) -> tuple[list[tu
 def count_places_python(codes: array, at: array, pairs: list[int]) -> dict[int, int]:
     """How many of ``pairs`` (each one of ``codes``) have each number of ``at`` (the number of each code, in the
     codes' order), in the order the numbers are first seen among ``pairs``: the definition of ``count_places``."""
-    where = dict(zip(codes, at))
+    return _counted_places(dict(zip(codes, at)), pairs)
+
+
+def _counted_places(where: dict[int, int], pairs: Iterable[int]) -> dict[int, int]:
     return dict(Counter(map(where.__getitem__, pairs)))
 
 
@@ -88,7 +91,7 @@ def places_counter(codes: array, at: array) -> Callable[[list[int]], dict[int, i
         count = _COUNT.count_places
         return lambda pairs: count(codes, at, pairs if type(pairs) is list else list(pairs))
     where = dict(zip(codes, at))
-    return lambda pairs: dict(Counter(map(where.__getitem__, pairs)))
+    return lambda pairs: _counted_places(where, pairs)
 
 
 _COUNT = _ccompare if _ccompare is not None and hasattr(_ccompare, "count_places") else None
