@@ -44,10 +44,8 @@ def match(ctx: Context, event_id: str, occurred_at: str, node_keys: list[str], r
     model = ctx.model
     best = candidates(ctx, model, rec, keys, pid)
     node_profile = st.node_profile
-    # (in rank order: only those at or above the review threshold, the rest are neither linked nor queued)
-    review_threshold = model.review_threshold
-    ranked = sorted(((p, b) for p, b in best.items() if b[0] >= review_threshold),
-                    key=lambda kv: (-kv[1][0], kv[0]))
+    # (in rank order; all are at or above the review threshold)
+    ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
     if not ranked:
         return
     own = st.profiles[pid]
@@ -93,9 +91,11 @@ Best = dict[str, tuple[float, int, tuple[str, ...], Optional[dict[str, float]]]]
 
 def candidates(ctx: Context, model: MatchModel, rec: AttributeRecord, keys: list[str], pid: str) -> Best:
     """For each other profile holding a record that shares a blocking key (``keys``) with ``rec`` (in profile
-    ``pid``): its best-scoring record's ``(total, node, levels, frequency adjustments)`` (``score``), records
-    whose dates of birth rule them out (the guard, its cheap cases) left out. Compiled where the comparison
-    is (``_ccompare.scan``: the same figures, summed in the same order), else ``candidates_python``."""
+    ``pid``) and scores at or above the review threshold: its best-scoring record's ``(total, node, levels,
+    frequency adjustments)`` (``score``), records whose dates of birth rule them out (the guard, its cheap
+    cases) left out. Compiled where the comparison is (``_ccompare.scan``: the same figures, summed in the same
+    order; a record whose other fields and their adjustments cannot reach the review threshold with the best
+    address is not compared on its address), else ``candidates_python``."""
     st = ctx.state
     if _scan is None or type(st.blocks) is not dict or type(st.node_profile) is not list or \
             type(st.records) is not dict or not isinstance(st.shared, (set, frozenset)) or \
@@ -105,7 +105,7 @@ def candidates(ctx: Context, model: MatchModel, rec: AttributeRecord, keys: list
     tf = ctx.frequency_cache() if cfg.frequency_adjustments else None  # (one epoch and model throughout)
     spec = (*model.weight_vectors(), POSTCODE_AGREES, model.link_threshold,
             math.nextafter(model.link_threshold, -math.inf), not cfg.link_different_first_names,
-            _SAME_FIRST, _SAME_DOB, _FREQUENCY_SPEC)
+            _SAME_FIRST, _SAME_DOB, _FREQUENCY_SPEC, model.review_threshold)
     return _scan(rec, keys, st.blocks, st.node_profile, st.records, st.shared, pid, spec, tf,
                  partial(value_adjustment, ctx), dates_compatible if cfg.dob_conflict else None)
 
@@ -121,6 +121,7 @@ def candidates_python(ctx: Context, model: MatchModel, rec: AttributeRecord, key
     node_profile = st.node_profile
     shared = st.shared
     review_cap = math.nextafter(model.link_threshold, -math.inf)
+    review_threshold = model.review_threshold
     tf = ctx.frequency_cache() if cfg.frequency_adjustments else None  # (one epoch and model throughout)
     for key in keys:
         for n in st.blocks.get(key, ()):
@@ -137,6 +138,8 @@ def candidates_python(ctx: Context, model: MatchModel, rec: AttributeRecord, key
                             not dates_compatible(rec_dob, dob):
                         continue
                 total, levels, deltas = score(ctx, model, rec, other, review_cap, tf)
+                if total < review_threshold:
+                    continue  # neither linked nor queued
                 cur = best.get(p)
                 if cur is None or total > cur[0]:
                     best[p] = (total, n, levels, deltas)

@@ -509,6 +509,55 @@ static int fields_of(PyObject *rec, PyObject **out)
     return 1;
 }
 
+/* the levels (borrowed) of fields read by ``fields_of``, all but the address' (lv[4], left NULL): 1, or 0 when
+ * the Python definition is to decide, -1 on an error */
+static int levels_but_address(PyObject **fa, PyObject **fb, PyObject **lv)
+{
+    int first, last;
+    if (names(fa[0], fa[1], fb[0], fb[1], &first, &last) < 0)
+        return -1;
+    lv[0] = name_level(first);
+    lv[1] = name_level(last);
+    if (fa[2] == NULL || fb[2] == NULL)
+        lv[2] = LV_NULL;
+    else if ((lv[2] = dob_level(fa[2], fb[2])) == NULL)
+        return 0;
+    lv[3] = fa[4] == NULL || fb[4] == NULL ? LV_NULL : postcode_level(fa[4], fb[4]);
+    lv[4] = NULL;
+    lv[5] = fa[5] == NULL || fb[5] == NULL ? LV_NULL : city_level(fa[5], fb[5]);
+    return 1;
+}
+
+/* the address' level of fields read by ``fields_of``: a new reference; NULL with *python set when the Python
+ * definition is to decide, else NULL with an error */
+static PyObject *address_of(PyObject **fa, PyObject **fb, int *python)
+{
+    if (fa[3] == NULL || fb[3] == NULL)
+        return Py_NewRef(LV_NULL);
+    return address_level(fa[3], fb[3], python);
+}
+
+/* the comparison vector: the five levels ``lv`` (borrowed) with ``address`` (stolen) in its place; NULL on an error */
+static PyObject *levels_tuple(PyObject **lv, PyObject *address)
+{
+    PyObject *result = PyTuple_New(6);
+    if (result == NULL) {
+        Py_DECREF(address);
+        return NULL;
+    }
+    for (int k = 0; k < 6; k++)
+        PyTuple_SET_ITEM(result, k, k == 4 ? address : Py_NewRef(lv[k]));
+    return result;
+}
+
+static void release_fields(PyObject **fa, PyObject **fb)
+{
+    for (int i = 0; i < 6; i++) {
+        Py_XDECREF(fa[i]);
+        Py_XDECREF(fb[i]);
+    }
+}
+
 static PyObject *compare(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2) {
@@ -519,55 +568,31 @@ static PyObject *compare(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_RuntimeError, "_ccompare.configure was not called");
         return NULL;
     }
-    PyObject *fa[6], *fb[6], *result = NULL;
+    PyObject *fa[6], *fb[6], *result = NULL, *lv[6];
     int ok = fields_of(args[0], fa);
     int ok_b = ok > 0 ? fields_of(args[1], fb) : (memset(fb, 0, sizeof fb), ok);
     if (ok < 0 || ok_b < 0)
         goto done;
     if (ok == 0 || ok_b == 0)
         goto python;
-    int first, last;
-    if (names(fa[0], fa[1], fb[0], fb[1], &first, &last) < 0)
+    int read = levels_but_address(fa, fb, lv);
+    if (read < 0)
         goto done;
-    PyObject *dob;
-    if (fa[2] == NULL || fb[2] == NULL) {
-        dob = LV_NULL;
-    } else if ((dob = dob_level(fa[2], fb[2])) == NULL) {
+    if (read == 0)
         goto python;
-    }
-    PyObject *postcode = fa[4] == NULL || fb[4] == NULL ? LV_NULL : postcode_level(fa[4], fb[4]);
-    PyObject *address;
-    if (fa[3] == NULL || fb[3] == NULL) {
-        address = Py_NewRef(LV_NULL);
-    } else {
-        int python = 0;
-        address = address_level(fa[3], fb[3], &python);
-        if (address == NULL) {
-            if (python)
-                goto python;
-            goto done;
-        }
-    }
-    PyObject *city = fa[5] == NULL || fb[5] == NULL ? LV_NULL : city_level(fa[5], fb[5]);
-    result = PyTuple_New(6);
-    if (result == NULL) {
-        Py_DECREF(address);
+    int python = 0;
+    PyObject *address = address_of(fa, fb, &python);
+    if (address == NULL) {
+        if (python)
+            goto python;
         goto done;
     }
-    PyTuple_SET_ITEM(result, 0, Py_NewRef(name_level(first)));
-    PyTuple_SET_ITEM(result, 1, Py_NewRef(name_level(last)));
-    PyTuple_SET_ITEM(result, 2, Py_NewRef(dob));
-    PyTuple_SET_ITEM(result, 3, Py_NewRef(postcode));
-    PyTuple_SET_ITEM(result, 4, address);
-    PyTuple_SET_ITEM(result, 5, Py_NewRef(city));
+    result = levels_tuple(lv, address);
     goto done;
 python:
     result = PyObject_Vectorcall(PY_COMPARE, args, 2, NULL);
 done:
-    for (int i = 0; i < 6; i++) {
-        Py_XDECREF(fa[i]);
-        Py_XDECREF(fb[i]);
-    }
+    release_fields(fa, fb);
     return result;
 }
 
@@ -657,10 +682,10 @@ static int names_one_person(PyObject *levels, PyObject *same_first, PyObject *sa
     return null ? PySequence_Contains(same_dob, PyTuple_GET_ITEM(levels, 2)) : PySequence_Contains(same_first, first);
 }
 
-/* fuzzy.frequency_deltas(a, b, levels) into *deltas (a new dict, or NULL when none) and added to *total in field
- * order, as fuzzy.score adds them. ``freq``: a tuple of (field, level index, field index) tuples. */
-static int add_frequencies(PyObject *a, PyObject *b, PyObject *levels, int agrees, PyObject *freq, PyObject *tf,
-                           PyObject *adjust, double *total, PyObject **deltas)
+/* fuzzy.frequency_deltas(a, b, levels) into *deltas (a new dict, or NULL when none); ``lv``: the six levels.
+ * ``freq``: a tuple of (field, level index, field index) tuples. */
+static int frequency_deltas(PyObject *a, PyObject *b, PyObject *const *lv, int agrees, PyObject *freq, PyObject *tf,
+                            PyObject *adjust, PyObject **deltas)
 {
     *deltas = NULL;
     Py_ssize_t nf = PyTuple_GET_SIZE(freq);
@@ -671,7 +696,7 @@ static int add_frequencies(PyObject *a, PyObject *b, PyObject *levels, int agree
         int ai = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 2));
         if (PyErr_Occurred())
             goto fail;
-        int exact = equal(PyTuple_GET_ITEM(levels, li), LV_EXACT);
+        int exact = equal(lv[li], LV_EXACT);
         if (exact < 0)
             goto fail;
         if (!exact)
@@ -731,26 +756,53 @@ static int add_frequencies(PyObject *a, PyObject *b, PyObject *levels, int agree
         if (truth < 0)
             goto fail;
     }
-    if (*deltas != NULL) {  /* (added after all are known, in their order, as fuzzy.score adds them) */
-        PyObject *f, *bits;
-        Py_ssize_t pos = 0;
-        while (PyDict_Next(*deltas, &pos, &f, &bits)) {
-            double x = PyFloat_AsDouble(bits);
-            if (x == -1.0 && PyErr_Occurred())
-                goto fail;
-            *total += x;
-        }
-    }
     return 0;
 fail:
     Py_CLEAR(*deltas);
     return -1;
 }
 
-/* one candidate record ``other`` of node ``n`` in profile ``p``: scored, and kept in ``best`` if it is p's best */
+/* the adjustments ``deltas`` (a dict or NULL) added to *total in their order, as fuzzy.score adds them */
+static int add_deltas(PyObject *deltas, double *total)
+{
+    if (deltas == NULL)
+        return 0;
+    PyObject *f, *bits;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(deltas, &pos, &f, &bits)) {
+        double x = PyFloat_AsDouble(bits);
+        if (x == -1.0 && PyErr_Occurred())
+            return -1;
+        *total += x;
+    }
+    return 0;
+}
+
+/* the weight of ``level`` in ``weights`` (a dict level -> weight) added to *total; -1 on an error */
+static int add_weight(PyObject *weights, PyObject *level, double *total)
+{
+    PyObject *w = PyObject_GetItem(weights, level);
+    if (w == NULL)
+        return -1;
+    double x = PyFloat_AsDouble(w);
+    Py_DECREF(w);
+    if (x == -1.0 && PyErr_Occurred())
+        return -1;
+    *total += x;
+    return 0;
+}
+
+/* how far a bound summed in another order may fall below the weight it bounds (rounding; weights are a few dozen
+ * bits at most) */
+#define BOUND_MARGIN 1e-6
+
+/* one candidate record ``other`` of node ``n`` in profile ``p``: scored, and kept in ``best`` if it reaches ``review``
+ * and is p's best. A record whose weight cannot reach ``review`` whatever its address level (the other fields'
+ * weights and frequency adjustments, with the address' best weight, ``addr_max``: where the postcodes agree, and
+ * where they do not) is left before its addresses are compared. */
 static int consider(PyObject *self, PyObject *rec, PyObject *rec_dob, PyObject *other, PyObject *n, PyObject *p,
-                    PyObject *const *spec, double link, double cap, PyObject *tf, PyObject *adjust,
-                    PyObject *dob_compatible, PyObject *best)
+                    PyObject *const *spec, double link, double cap, double review, const double *addr_max,
+                    PyObject *tf, PyObject *adjust, PyObject *dob_compatible, PyObject *best)
 {
     if (dob_compatible != Py_None) {  /* (``hard_conflict``, its cheap cases first) */
         PyObject *dob = field_of(other, 2);
@@ -773,42 +825,112 @@ static int consider(PyObject *self, PyObject *rec, PyObject *rec_dob, PyObject *
         if (skip)
             return skip < 0 ? -1 : 0;
     }
-    PyObject *pair[2] = {rec, other};
-    PyObject *levels = compare(self, pair, 2);
-    if (levels == NULL)
-        return -1;
+    PyObject *fa[6], *fb[6], *lv[6], *levels = NULL, *deltas = NULL;
+    int have_deltas = 0, result = -1;
+    int ok = fields_of(rec, fa);
+    int ok_b = ok > 0 ? fields_of(other, fb) : (memset(fb, 0, sizeof fb), ok);
+    if (ok < 0 || ok_b < 0)
+        goto done;
+    int read = ok && ok_b ? levels_but_address(fa, fb, lv) : 0;  /* (0: the Python definition compares) */
+    if (read < 0)
+        goto done;
+    if (read > 0) {
+        int agrees = PySequence_Contains(spec[2], lv[3]);
+        if (agrees < 0)
+            goto done;
+        PyObject *weights = agrees ? spec[0] : spec[1];
+        if (!PyTuple_Check(weights) || PyTuple_GET_SIZE(weights) != 6) {
+            PyErr_SetString(PyExc_TypeError, "a weight vector is a tuple of six dicts");
+            goto done;
+        }
+        double bound = 0.0;
+        for (int k = 0; k < 6; k++)
+            if (k != 4 && add_weight(PyTuple_GET_ITEM(weights, k), lv[k], &bound) < 0)
+                goto done;
+        bound += addr_max[agrees ? 0 : 1];
+        if (tf != Py_None) {
+            if (frequency_deltas(rec, other, lv, agrees, spec[8], tf, adjust, &deltas) < 0 ||
+                    add_deltas(deltas, &bound) < 0)
+                goto done;
+            have_deltas = 1;
+        }
+        if (bound + BOUND_MARGIN < review) {
+            result = 0;
+            goto done;
+        }
+        int python = 0;
+        PyObject *address = address_of(fa, fb, &python);
+        if (address != NULL) {
+            if ((levels = levels_tuple(lv, address)) == NULL)
+                goto done;
+        } else if (!python) {
+            goto done;
+        } else {  /* (the Python definition compares them all, and the adjustments follow its levels) */
+            Py_CLEAR(deltas);
+            have_deltas = 0;
+        }
+    }
+    if (levels == NULL) {
+        PyObject *pair[2] = {rec, other};
+        if ((levels = PyObject_Vectorcall(PY_COMPARE, pair, 2, NULL)) == NULL)
+            goto done;
+    }
     double total;
     int agrees;
-    PyObject *deltas = NULL;
     if (levels_total(levels, spec[0], spec[1], spec[2], &total, &agrees) < 0)
-        goto fail;
-    if (tf != Py_None && add_frequencies(rec, other, levels, agrees, spec[8], tf, adjust, &total, &deltas) < 0)
-        goto fail;
+        goto done;
+    if (tf != Py_None && !have_deltas &&
+            frequency_deltas(rec, other, &PyTuple_GET_ITEM(levels, 0), agrees, spec[8], tf, adjust, &deltas) < 0)
+        goto done;
+    if (add_deltas(deltas, &total) < 0)
+        goto done;
     if (total >= link && spec[5] == Py_True) {
         int one = names_one_person(levels, spec[6], spec[7]);
         if (one < 0)
-            goto fail;
+            goto done;
         if (!one)
             total = cap;  /* a person decides: twins, or a household, agree on everything else */
     }
-    PyObject *cur = PyDict_GetItemWithError(best, p);
-    if (cur == NULL && PyErr_Occurred())
-        goto fail;
-    if (cur == NULL || total > PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(cur, 0))) {
-        PyObject *kept = Py_BuildValue("(dOOO)", total, n, levels, deltas != NULL ? deltas : Py_None);
-        if (kept == NULL || PyDict_SetItem(best, p, kept) < 0) {
-            Py_XDECREF(kept);
-            goto fail;
+    if (total >= review) {
+        PyObject *cur = PyDict_GetItemWithError(best, p);
+        if (cur == NULL && PyErr_Occurred())
+            goto done;
+        if (cur == NULL || total > PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(cur, 0))) {
+            PyObject *kept = Py_BuildValue("(dOOO)", total, n, levels, deltas != NULL ? deltas : Py_None);
+            if (kept == NULL || PyDict_SetItem(best, p, kept) < 0) {
+                Py_XDECREF(kept);
+                goto done;
+            }
+            Py_DECREF(kept);
         }
-        Py_DECREF(kept);
     }
-    Py_DECREF(levels);
+    result = 0;
+done:
+    Py_XDECREF(levels);
     Py_XDECREF(deltas);
+    release_fields(fa, fb);
+    return result;
+}
+
+/* the best weight of the address' levels in a weight vector (a tuple of six dicts level -> weight; +inf for none) */
+static int address_max(PyObject *vector, double *out)
+{
+    if (!PyTuple_Check(vector) || PyTuple_GET_SIZE(vector) != 6 || !PyDict_Check(PyTuple_GET_ITEM(vector, 4))) {
+        PyErr_SetString(PyExc_TypeError, "a weight vector is a tuple of six dicts");
+        return -1;
+    }
+    PyObject *level, *w;
+    Py_ssize_t pos = 0;
+    double most = -Py_HUGE_VAL;
+    while (PyDict_Next(PyTuple_GET_ITEM(vector, 4), &pos, &level, &w)) {
+        double x = PyFloat_AsDouble(w);
+        if (x == -1.0 && PyErr_Occurred())
+            return -1;
+        if (x > most)
+            most = x;
+    }
+    *out = pos == 0 ? Py_HUGE_VAL : most;
     return 0;
-fail:
-    Py_DECREF(levels);
-    Py_XDECREF(deltas);
-    return -1;
 }
 
 /* scan(rec, keys, blocks, node_profile, records, shared, pid, spec, tf, adjust, dob_compatible): fuzzy.candidates
@@ -816,11 +938,11 @@ fail:
 static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 11 || !PyDict_CheckExact(args[2]) || !PyList_CheckExact(args[3]) || !PyDict_CheckExact(args[4]) ||
-            !PyAnySet_Check(args[5]) || !PyTuple_CheckExact(args[7]) || PyTuple_GET_SIZE(args[7]) != 9 ||
+            !PyAnySet_Check(args[5]) || !PyTuple_CheckExact(args[7]) || PyTuple_GET_SIZE(args[7]) != 10 ||
             !PyTuple_CheckExact(PyTuple_GET_ITEM(args[7], 8)) || (args[8] != Py_None && !PyDict_CheckExact(args[8]))) {
         PyErr_SetString(PyExc_TypeError,
                         "scan(rec, keys, blocks: dict, node_profile: list, records: dict, shared: set, pid, "
-                        "spec: 9-tuple, tf: dict | None, adjust, dob_compatible)");
+                        "spec: 10-tuple, tf: dict | None, adjust, dob_compatible)");
         return NULL;
     }
     if (PY_COMPARE == NULL) {
@@ -830,8 +952,10 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *rec = args[0], *blocks = args[2], *node_profile = args[3], *records = args[4], *shared = args[5];
     PyObject *pid = args[6], *const *spec = &PyTuple_GET_ITEM(args[7], 0), *tf = args[8], *adjust = args[9];
     PyObject *dob_compatible = args[10];
-    double link = PyFloat_AsDouble(spec[3]), cap = PyFloat_AsDouble(spec[4]);  /* (the threshold, and just under) */
-    if (PyErr_Occurred())
+    /* (the link threshold, just under it, and the review threshold) */
+    double link = PyFloat_AsDouble(spec[3]), cap = PyFloat_AsDouble(spec[4]), review = PyFloat_AsDouble(spec[9]);
+    double addr_max[2];
+    if (PyErr_Occurred() || address_max(spec[0], &addr_max[0]) < 0 || address_max(spec[1], &addr_max[1]) < 0)
         return NULL;
     PyObject *keys = PySequence_Fast(args[1], "keys are a sequence");
     if (keys == NULL)
@@ -886,8 +1010,8 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 /* (held: what ``consider`` calls may take it out of the node's list, as the loop variable of
                  * the definition holds it) */
                 PyObject *other = Py_NewRef(PySequence_Fast_GET_ITEM(others, j));
-                int failed = consider(self, rec, rec_dob, other, n, p, spec, link, cap, tf, adjust, dob_compatible,
-                                      best) < 0;
+                int failed = consider(self, rec, rec_dob, other, n, p, spec, link, cap, review, addr_max, tf, adjust,
+                                      dob_compatible, best) < 0;
                 Py_DECREF(other);
                 if (failed) {
                     Py_DECREF(others);
