@@ -672,14 +672,13 @@ static inline int equal(PyObject *a, PyObject *b)
     return a == b ? 1 : PyObject_RichCompareBool(a, b, Py_EQ);
 }
 
-/* fuzzy.names_one_person(levels) */
-static int names_one_person(PyObject *levels, PyObject *same_first, PyObject *same_dob)
+/* fuzzy.names_one_person(levels), of the first name's and the date of birth's levels */
+static int names_one_person(PyObject *first, PyObject *dob, PyObject *same_first, PyObject *same_dob)
 {
-    PyObject *first = PyTuple_GET_ITEM(levels, 0);
     int null = equal(first, LV_NULL);
     if (null < 0)
         return -1;
-    return null ? PySequence_Contains(same_dob, PyTuple_GET_ITEM(levels, 2)) : PySequence_Contains(same_first, first);
+    return null ? PySequence_Contains(same_dob, dob) : PySequence_Contains(same_first, first);
 }
 
 /* fuzzy.frequency_deltas(a, b, levels) into *deltas (a new dict, or NULL when none); ``lv``: the six levels.
@@ -778,6 +777,46 @@ static int add_deltas(PyObject *deltas, double *total)
     return 0;
 }
 
+/* -- the tables one scan fills as it goes: weights by level, the postcode levels that agree, frequency adjustments -- */
+
+#define N_LEVELS 13
+#define CODE_EXACT 1
+
+/* the level constants (``configure``): a level's code is its place here */
+static PyObject **const LEVEL_SLOTS[N_LEVELS] = {&LV_NULL, &LV_EXACT, &LV_NICKNAME, &LV_JW92, &LV_JW80, &LV_DIFFERENT,
+                                                  &LV_SWAPPED, &LV_ONE_OFF, &LV_YEAR, &LV_MONTH, &LV_DECADE, &LV_TYPO,
+                                                  &LV_PREFIX};
+
+/* a level's code, or -1 for an object that is none of the constants (a level the Python definition gave) */
+static inline int level_code(PyObject *level)
+{
+    for (int i = 0; i < N_LEVELS; i++)
+        if (level == *LEVEL_SLOTS[i])
+            return i;
+    return -1;
+}
+
+#define MAX_FREQUENCY 6
+
+typedef struct {
+    PyObject *vectors[2];   /* the weight vectors: where the postcodes agree, and where they do not */
+    PyObject *agree_levels; /* the postcode levels that agree */
+    double weight[2][6][N_LEVELS];
+    char weight_known[2][6][N_LEVELS];
+    char agree[N_LEVELS];   /* 0: not looked up yet, 1: does not agree, 2: agrees */
+    /* frequency adjustments: each field's name, its level's place, its place among the fields read; the
+     * adjustment of an exact agreement on the event's own value, once looked up (where the postcodes agree, and
+     * where not): the object, its truth and its value */
+    Py_ssize_t nf;
+    PyObject *freq_field[MAX_FREQUENCY];
+    int freq_level[MAX_FREQUENCY], freq_attr[MAX_FREQUENCY];
+    PyObject *bits[2][MAX_FREQUENCY];
+    int bits_true[2][MAX_FREQUENCY];
+    double bits_value[2][MAX_FREQUENCY];
+    PyObject *tf, *adjust;
+    int levels_first; /* whether the levels are read before the address is compared (no frequency field is it) */
+} Tables;
+
 /* the weight of ``level`` in ``weights`` (a dict level -> weight) added to *total; -1 on an error */
 static int add_weight(PyObject *weights, PyObject *level, double *total)
 {
@@ -792,17 +831,189 @@ static int add_weight(PyObject *weights, PyObject *level, double *total)
     return 0;
 }
 
+static int tables_init(Tables *t, PyObject *const *spec, PyObject *tf, PyObject *adjust)
+{
+    memset(t, 0, sizeof *t);
+    t->vectors[0] = spec[0];
+    t->vectors[1] = spec[1];
+    t->agree_levels = spec[2];
+    t->tf = tf;
+    t->adjust = adjust;
+    for (int a = 0; a < 2; a++) {
+        if (!PyTuple_Check(t->vectors[a]) || PyTuple_GET_SIZE(t->vectors[a]) != 6) {
+            PyErr_SetString(PyExc_TypeError, "a weight vector is a tuple of six dicts");
+            return -1;
+        }
+    }
+    PyObject *freq = spec[8];
+    t->levels_first = 1;
+    t->nf = PyTuple_GET_SIZE(freq);
+    if (t->nf > MAX_FREQUENCY) {
+        PyErr_SetString(PyExc_ValueError, "at most six frequency fields");
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < t->nf; k++) {
+        PyObject *one = PyTuple_GET_ITEM(freq, k);
+        if (!PyTuple_Check(one) || PyTuple_GET_SIZE(one) != 3) {
+            PyErr_SetString(PyExc_TypeError, "a frequency field is (field, level index, field index)");
+            return -1;
+        }
+        t->freq_field[k] = PyTuple_GET_ITEM(one, 0);
+        long li = PyLong_AsLong(PyTuple_GET_ITEM(one, 1)), ai = PyLong_AsLong(PyTuple_GET_ITEM(one, 2));
+        if (PyErr_Occurred())
+            return -1;
+        if (li < 0 || li > 5 || ai < 0 || ai > 5) {
+            PyErr_SetString(PyExc_ValueError, "a frequency field's places are 0 to 5");
+            return -1;
+        }
+        t->freq_level[k] = (int)li;
+        t->freq_attr[k] = (int)ai;
+        if (li == 4)
+            t->levels_first = 0;
+    }
+    return 0;
+}
+
+static void tables_release(Tables *t)
+{
+    for (int a = 0; a < 2; a++)
+        for (int k = 0; k < MAX_FREQUENCY; k++)
+            Py_CLEAR(t->bits[a][k]);
+}
+
+/* the weight of field ``k``'s ``level`` (its ``code``, or -1) where the postcodes agree or not, into *out */
+static int table_weight(Tables *t, int agrees, int k, PyObject *level, int code, double *out)
+{
+    if (code >= 0 && t->weight_known[agrees][k][code]) {
+        *out = t->weight[agrees][k][code];
+        return 0;
+    }
+    double x = 0.0;
+    if (add_weight(PyTuple_GET_ITEM(t->vectors[agrees ? 0 : 1], k), level, &x) < 0)
+        return -1;
+    if (code >= 0) {
+        t->weight[agrees][k][code] = x;
+        t->weight_known[agrees][k][code] = 1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* whether the postcode ``level`` (its ``code``, or -1) agrees (1), not (0), or an error (-1) */
+static int table_agrees(Tables *t, PyObject *level, int code)
+{
+    if (code >= 0 && t->agree[code])
+        return t->agree[code] - 1;
+    int agrees = PySequence_Contains(t->agree_levels, level);
+    if (agrees >= 0 && code >= 0)
+        t->agree[code] = (char)(agrees + 1);
+    return agrees;
+}
+
+/* the adjustment of an exact agreement on ``value`` (the event's own) in frequency field ``k``: looked up in the
+ * cache ``tf`` (or computed by ``adjust`` and kept there) the first time, as ``frequency_deltas`` does */
+static int table_bits(Tables *t, int agrees, Py_ssize_t k, PyObject *value)
+{
+    if (t->bits[agrees][k] != NULL)
+        return 0;
+    PyObject *f = t->freq_field[k], *truth_of = agrees ? Py_True : Py_False;
+    PyObject *key = PyTuple_Pack(3, f, value, truth_of);
+    if (key == NULL)
+        return -1;
+    PyObject *bits = PyDict_GetItemWithError(t->tf, key);
+    if (bits != NULL && bits != Py_None) {
+        Py_INCREF(bits);
+    } else if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        return -1;
+    } else {
+        PyObject *call[3] = {f, value, truth_of};
+        bits = PyObject_Vectorcall(t->adjust, call, 3, NULL);
+        if (bits == NULL || PyDict_SetItem(t->tf, key, bits) < 0) {
+            Py_XDECREF(bits);
+            Py_DECREF(key);
+            return -1;
+        }
+    }
+    Py_DECREF(key);
+    int truth = PyObject_IsTrue(bits);
+    double x = truth > 0 ? PyFloat_AsDouble(bits) : 0.0;
+    if (truth < 0 || (x == -1.0 && PyErr_Occurred())) {
+        Py_DECREF(bits);
+        return -1;
+    }
+    t->bits[agrees][k] = bits;
+    t->bits_true[agrees][k] = truth;
+    t->bits_value[agrees][k] = x;
+    return 0;
+}
+
 /* how far a bound summed in another order may fall below the weight it bounds (rounding; weights are a few dozen
  * bits at most) */
 #define BOUND_MARGIN 1e-6
 
+/* whether ``total`` reaches ``review`` and beats profile p's best so far in ``best`` (1), not (0), or an error (-1) */
+static int beats(PyObject *best, PyObject *p, double total, double review)
+{
+    if (!(total >= review))
+        return 0;
+    PyObject *cur = PyDict_GetItemWithError(best, p);
+    if (cur == NULL)
+        return PyErr_Occurred() ? -1 : 1;
+    return total > PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(cur, 0));
+}
+
+static int keep(PyObject *best, PyObject *p, PyObject *n, double total, PyObject *levels, PyObject *deltas)
+{
+    PyObject *kept = Py_BuildValue("(dOOO)", total, n, levels, deltas != NULL ? deltas : Py_None);
+    if (kept == NULL || PyDict_SetItem(best, p, kept) < 0) {
+        Py_XDECREF(kept);
+        return -1;
+    }
+    Py_DECREF(kept);
+    return 0;
+}
+
+/* a candidate record ``other`` whose comparison vector ``levels`` the Python definition gave: scored as
+ * fuzzy.score scores it, and kept in ``best`` as ``consider`` keeps it */
+static int consider_levels(Tables *t, PyObject *rec, PyObject *other, PyObject *n, PyObject *p,
+                           PyObject *const *spec, double link, double cap, double review, PyObject *levels,
+                           PyObject *best)
+{
+    double total;
+    int agrees, result = -1;
+    PyObject *deltas = NULL;
+    if (levels_total(levels, spec[0], spec[1], spec[2], &total, &agrees) < 0)
+        return -1;
+    if (t->tf != Py_None && frequency_deltas(rec, other, &PyTuple_GET_ITEM(levels, 0), agrees, spec[8], t->tf,
+                                             t->adjust, &deltas) < 0)
+        return -1;
+    if (add_deltas(deltas, &total) < 0)
+        goto done;
+    if (total >= link && spec[5] == Py_True) {
+        int one = names_one_person(PyTuple_GET_ITEM(levels, 0), PyTuple_GET_ITEM(levels, 2), spec[6], spec[7]);
+        if (one < 0)
+            goto done;
+        if (!one)
+            total = cap;  /* a person decides: twins, or a household, agree on everything else */
+    }
+    int better = beats(best, p, total, review);
+    if (better < 0 || (better && keep(best, p, n, total, levels, deltas) < 0))
+        goto done;
+    result = 0;
+done:
+    Py_XDECREF(deltas);
+    return result;
+}
+
 /* one candidate record ``other`` of node ``n`` in profile ``p``: scored, and kept in ``best`` if it reaches ``review``
  * and is p's best. A record whose weight cannot reach ``review`` whatever its address level (the other fields'
  * weights and frequency adjustments, with the address' best weight, ``addr_max``: where the postcodes agree, and
- * where they do not) is left before its addresses are compared. */
-static int consider(PyObject *self, PyObject *rec, PyObject *rec_dob, PyObject *other, PyObject *n, PyObject *p,
+ * where they do not) is left before its addresses are compared. Weights and adjustments are read from the scan's
+ * tables ``t``; the comparison vector and the adjustments' dict are made only for a record kept. */
+static int consider(PyObject *rec, PyObject *rec_dob, PyObject *other, PyObject *n, PyObject *p,
                     PyObject *const *spec, double link, double cap, double review, const double *addr_max,
-                    PyObject *tf, PyObject *adjust, PyObject *dob_compatible, PyObject *best)
+                    Tables *t, PyObject *dob_compatible, PyObject *best)
 {
     if (dob_compatible != Py_None) {  /* (``hard_conflict``, its cheap cases first) */
         PyObject *dob = field_of(other, 2);
@@ -825,88 +1036,105 @@ static int consider(PyObject *self, PyObject *rec, PyObject *rec_dob, PyObject *
         if (skip)
             return skip < 0 ? -1 : 0;
     }
-    PyObject *fa[6], *fb[6], *lv[6], *levels = NULL, *deltas = NULL;
-    int have_deltas = 0, result = -1;
+    PyObject *fa[6], *fb[6], *lv[6], *levels = NULL, *address = NULL, *deltas = NULL;
+    int result = -1;
     int ok = fields_of(rec, fa);
     int ok_b = ok > 0 ? fields_of(other, fb) : (memset(fb, 0, sizeof fb), ok);
     if (ok < 0 || ok_b < 0)
         goto done;
-    int read = ok && ok_b ? levels_but_address(fa, fb, lv) : 0;  /* (0: the Python definition compares) */
+    /* (0: the Python definition compares) */
+    int read = ok && ok_b && t->levels_first ? levels_but_address(fa, fb, lv) : 0;
     if (read < 0)
         goto done;
     if (read > 0) {
-        int agrees = PySequence_Contains(spec[2], lv[3]);
+        int code[6];
+        for (int k = 0; k < 6; k++)
+            code[k] = k == 4 ? -1 : level_code(lv[k]);
+        int agrees = table_agrees(t, lv[3], code[3]);
         if (agrees < 0)
             goto done;
-        PyObject *weights = agrees ? spec[0] : spec[1];
-        if (!PyTuple_Check(weights) || PyTuple_GET_SIZE(weights) != 6) {
-            PyErr_SetString(PyExc_TypeError, "a weight vector is a tuple of six dicts");
-            goto done;
+        double w[6], bound = 0.0;
+        for (int k = 0; k < 6; k++) {
+            if (k == 4)
+                continue;
+            if (table_weight(t, agrees, k, lv[k], code[k], &w[k]) < 0)
+                goto done;
+            bound += w[k];
         }
-        double bound = 0.0;
-        for (int k = 0; k < 6; k++)
-            if (k != 4 && add_weight(PyTuple_GET_ITEM(weights, k), lv[k], &bound) < 0)
-                goto done;
         bound += addr_max[agrees ? 0 : 1];
-        if (tf != Py_None) {
-            if (frequency_deltas(rec, other, lv, agrees, spec[8], tf, adjust, &deltas) < 0 ||
-                    add_deltas(deltas, &bound) < 0)
-                goto done;
-            have_deltas = 1;
+        int used[MAX_FREQUENCY] = {0};
+        if (t->tf != Py_None) {  /* (``frequency_deltas``: exact agreements on the same value) */
+            for (Py_ssize_t j = 0; j < t->nf; j++) {
+                PyObject *value = fa[t->freq_attr[j]], *theirs = fb[t->freq_attr[j]];
+                if (lv[t->freq_level[j]] != LV_EXACT || value == NULL || theirs == NULL)
+                    continue;
+                int differ = value == theirs ? 0 : PyObject_RichCompareBool(value, theirs, Py_NE);
+                if (differ < 0)
+                    goto done;
+                if (differ)
+                    continue;
+                if (table_bits(t, agrees, j, value) < 0)
+                    goto done;
+                if (t->bits_true[agrees][j]) {
+                    used[j] = 1;
+                    bound += t->bits_value[agrees][j];
+                }
+            }
         }
         if (bound + BOUND_MARGIN < review) {
             result = 0;
             goto done;
         }
         int python = 0;
-        PyObject *address = address_of(fa, fb, &python);
+        address = address_of(fa, fb, &python);
+        if (address == NULL && !python)
+            goto done;
         if (address != NULL) {
-            if ((levels = levels_tuple(lv, address)) == NULL)
+            if (table_weight(t, agrees, 4, address, level_code(address), &w[4]) < 0)
                 goto done;
-        } else if (!python) {
-            goto done;
-        } else {  /* (the Python definition compares them all, and the adjustments follow its levels) */
-            Py_CLEAR(deltas);
-            have_deltas = 0;
-        }
-    }
-    if (levels == NULL) {
-        PyObject *pair[2] = {rec, other};
-        if ((levels = PyObject_Vectorcall(PY_COMPARE, pair, 2, NULL)) == NULL)
-            goto done;
-    }
-    double total;
-    int agrees;
-    if (levels_total(levels, spec[0], spec[1], spec[2], &total, &agrees) < 0)
-        goto done;
-    if (tf != Py_None && !have_deltas &&
-            frequency_deltas(rec, other, &PyTuple_GET_ITEM(levels, 0), agrees, spec[8], tf, adjust, &deltas) < 0)
-        goto done;
-    if (add_deltas(deltas, &total) < 0)
-        goto done;
-    if (total >= link && spec[5] == Py_True) {
-        int one = names_one_person(levels, spec[6], spec[7]);
-        if (one < 0)
-            goto done;
-        if (!one)
-            total = cap;  /* a person decides: twins, or a household, agree on everything else */
-    }
-    if (total >= review) {
-        PyObject *cur = PyDict_GetItemWithError(best, p);
-        if (cur == NULL && PyErr_Occurred())
-            goto done;
-        if (cur == NULL || total > PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(cur, 0))) {
-            PyObject *kept = Py_BuildValue("(dOOO)", total, n, levels, deltas != NULL ? deltas : Py_None);
-            if (kept == NULL || PyDict_SetItem(best, p, kept) < 0) {
-                Py_XDECREF(kept);
-                goto done;
+            double total = 0.0;  /* (in field order, then the adjustments in theirs, as fuzzy.score sums them) */
+            for (int k = 0; k < 6; k++)
+                total += w[k];
+            for (Py_ssize_t j = 0; j < t->nf; j++)
+                if (used[j])
+                    total += t->bits_value[agrees][j];
+            if (total >= link && spec[5] == Py_True) {
+                int one = names_one_person(lv[0], lv[2], spec[6], spec[7]);
+                if (one < 0)
+                    goto done;
+                if (!one)
+                    total = cap;  /* a person decides: twins, or a household, agree on everything else */
             }
-            Py_DECREF(kept);
+            int better = beats(best, p, total, review);
+            if (better < 0)
+                goto done;
+            if (better) {
+                levels = levels_tuple(lv, address);
+                address = NULL;  /* (taken by the tuple) */
+                if (levels == NULL)
+                    goto done;
+                for (Py_ssize_t j = 0; j < t->nf; j++) {
+                    if (!used[j])
+                        continue;
+                    if ((deltas == NULL && (deltas = PyDict_New()) == NULL) ||
+                            PyDict_SetItem(deltas, t->freq_field[j], t->bits[agrees][j]) < 0)
+                        goto done;
+                }
+                if (keep(best, p, n, total, levels, deltas) < 0)
+                    goto done;
+            }
+            result = 0;
+            goto done;
         }
+        /* (the Python definition compares the addresses: it compares them all) */
     }
-    result = 0;
+    PyObject *pair[2] = {rec, other};
+    if ((levels = PyObject_Vectorcall(PY_COMPARE, pair, 2, NULL)) == NULL)
+        goto done;
+    result = consider_levels(t, rec, other, n, p, spec, link, cap, review, levels, best);
 done:
     Py_XDECREF(levels);
+    Py_XDECREF(address);
     Py_XDECREF(deltas);
     release_fields(fa, fb);
     return result;
@@ -956,6 +1184,9 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     double link = PyFloat_AsDouble(spec[3]), cap = PyFloat_AsDouble(spec[4]), review = PyFloat_AsDouble(spec[9]);
     double addr_max[2];
     if (PyErr_Occurred() || address_max(spec[0], &addr_max[0]) < 0 || address_max(spec[1], &addr_max[1]) < 0)
+        return NULL;
+    Tables t;
+    if (tables_init(&t, spec, tf, adjust) < 0)
         return NULL;
     PyObject *keys = PySequence_Fast(args[1], "keys are a sequence");
     if (keys == NULL)
@@ -1010,8 +1241,8 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 /* (held: what ``consider`` calls may take it out of the node's list, as the loop variable of
                  * the definition holds it) */
                 PyObject *other = Py_NewRef(PySequence_Fast_GET_ITEM(others, j));
-                int failed = consider(self, rec, rec_dob, other, n, p, spec, link, cap, review, addr_max, tf, adjust,
-                                      dob_compatible, best) < 0;
+                int failed = consider(rec, rec_dob, other, n, p, spec, link, cap, review, addr_max, &t, dob_compatible,
+                                      best) < 0;
                 Py_DECREF(other);
                 if (failed) {
                     Py_DECREF(others);
@@ -1028,8 +1259,10 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_DECREF(keys);
     Py_DECREF(visited);
     Py_DECREF(rec_dob);
+    tables_release(&t);
     return best;
 fail:
+    tables_release(&t);
     Py_DECREF(keys);
     Py_XDECREF(best);
     Py_XDECREF(visited);
