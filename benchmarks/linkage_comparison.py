@@ -535,9 +535,10 @@ def idres_config(records: list[dict[str, Any]],
                                 Normalizer(config).attributes)
     if len(distinct) < 2:
         return config  # nothing to train on: the shipped match model
+    from streams.log import bulk_work
     from streams.training_jobs import ProcessMapper, default_jobs
 
-    with ProcessMapper(default_jobs()) as mapper:  # (as `idres train` runs by default)
+    with bulk_work(), ProcessMapper(default_jobs()) as mapper:  # (as `idres train` runs by default)
         model, _ = train_model(distinct, seed=0, pairs_sample=200_000, max_block_size=config.max_block_size,
                                mapper=mapper)
     return replace(config, match_model=model)

@@ -1004,6 +1004,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from resolver.matching import train_model
+    from streams.log import bulk_work
     from streams.training_jobs import ProcessMapper, default_jobs
     from streams.settings import save_match_model
 
@@ -1019,7 +1020,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"idres: training on {len(records):,} distinct attribute records "
           f"({args.pairs:,} random pairs for u, EM over blocked pairs for m; {jobs} process"
           f"{'es' if jobs > 1 else ''})", file=sys.stderr)
-    with ProcessMapper(jobs) as mapper:
+    # (the collector paused: training makes millions of short-lived containers and no cycles, and workers forked
+    # meanwhile do not scan the records they share)
+    with bulk_work(), ProcessMapper(jobs) as mapper:
         model, report = train_model(records, seed=args.seed, pairs_sample=args.pairs,
                                     max_block_size=config.max_block_size, version=args.version, mapper=mapper)
     save_match_model(model, args.out)
