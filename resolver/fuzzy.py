@@ -138,7 +138,7 @@ def candidates_python(ctx: Context, model: MatchModel, rec: AttributeRecord, key
                             not dates_compatible(rec_dob, dob):
                         continue
                 total, levels, deltas = score(ctx, model, rec, other, review_cap, tf)
-                if total < review_threshold:
+                if not total >= review_threshold:
                     continue  # neither linked nor queued
                 cur = best.get(p)
                 if cur is None or total > cur[0]:

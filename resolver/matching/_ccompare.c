@@ -596,6 +596,20 @@ done:
     return result;
 }
 
+/* the weight of ``level`` in ``weights`` (a dict level -> weight) added to *total; -1 on an error */
+static int add_weight(PyObject *weights, PyObject *level, double *total)
+{
+    PyObject *w = PyObject_GetItem(weights, level);
+    if (w == NULL)
+        return -1;
+    double x = PyFloat_AsDouble(w);
+    Py_DECREF(w);
+    if (x == -1.0 && PyErr_Occurred())
+        return -1;
+    *total += x;
+    return 0;
+}
+
 /* the sum of the weights of ``levels`` (six of them), from ``vector`` (a tuple of six dicts level -> weight) where the
  * postcode's level is in ``agree_levels``, else from ``vector_apart``; summed from 0.0 in field order, as
  * MatchModel.total_of sums them; *agrees: whether the postcodes agree */
@@ -615,16 +629,9 @@ static int levels_total(PyObject *levels, PyObject *vector, PyObject *vector_apa
         return -1;
     }
     double t = 0.0;
-    for (int k = 0; k < 6; k++) {
-        PyObject *w = PyObject_GetItem(PyTuple_GET_ITEM(weights_, k), PyTuple_GET_ITEM(levels, k));
-        if (w == NULL)
+    for (int k = 0; k < 6; k++)
+        if (add_weight(PyTuple_GET_ITEM(weights_, k), PyTuple_GET_ITEM(levels, k), &t) < 0)
             return -1;
-        double x = PyFloat_AsDouble(w);
-        Py_DECREF(w);
-        if (x == -1.0 && PyErr_Occurred())
-            return -1;
-        t += x;
-    }
     *total = t;
     return 0;
 }
@@ -816,20 +823,6 @@ typedef struct {
     PyObject *tf, *adjust;
     int levels_first; /* whether the levels are read before the address is compared (no frequency field is it) */
 } Tables;
-
-/* the weight of ``level`` in ``weights`` (a dict level -> weight) added to *total; -1 on an error */
-static int add_weight(PyObject *weights, PyObject *level, double *total)
-{
-    PyObject *w = PyObject_GetItem(weights, level);
-    if (w == NULL)
-        return -1;
-    double x = PyFloat_AsDouble(w);
-    Py_DECREF(w);
-    if (x == -1.0 && PyErr_Occurred())
-        return -1;
-    *total += x;
-    return 0;
-}
 
 static int tables_init(Tables *t, PyObject *const *spec, PyObject *tf, PyObject *adjust)
 {
