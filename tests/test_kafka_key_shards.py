@@ -543,8 +543,9 @@ def test_a_key_shard_worker_killed_loses_nothing_and_applies_nothing_twice(kafka
     """A holder killed with SIGKILL while the coordinator sends it requests (``mid_stream``: the coordinator
     decides the rest in order), or once the first backlog is decided (``between_backlogs``: the next backlog's
     first run finds the holder lost, and is sent again once the lost shards are loaded anew); a new worker joins,
-    and the session follows the state, the lost holder's shards loaded anew on the holders the group gives them
-    (or a new session is loaded, when a restatement came between); the worker that joined answers too, for the
+    and the session follows the state, the lost holder's shards loaded anew on the holders the group gives them (by
+    the coordinator, or by the new holder reading the requests again since the killed holder's last commit; or a
+    new session is loaded, when a restatement came between); the worker that joined answers too, for the
     events produced after it as well; nothing is lost or decided twice, and the profiles and IDs are those of
     `idres ingest`."""
     from collections import Counter
@@ -575,11 +576,7 @@ def test_a_key_shard_worker_killed_loses_nothing_and_applies_nothing_twice(kafka
     settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
     idres("topics", *kafka, "--resolve-partitions", "2", "--resolve-state", "keys")
     idres("produce", str(parts[0]), *kafka)
-    # (mid_stream: a request in flight to the killed holder is answered once the group gives its shard to another,
-    # unless that takes longer than the shard wait on a busy machine; the shards then rest for that wait, deciding
-    # in order, and a shorter one lets the second part find them again)
-    env = KEYS if killed == "between_backlogs" else {**KEYS, "IDRES_SHARD_WAIT": "10"}
-    workers = [ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, f"k{i}", env) for i in range(2)]
+    workers = [ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, f"k{i}", KEYS) for i in range(2)]
     try:
         wait_until(lambda: _total(workers, "idres_log_entries_written_total") > 0, 180, "events decided", workers)
         if killed == "between_backlogs":
@@ -595,7 +592,7 @@ def test_a_key_shard_worker_killed_loses_nothing_and_applies_nothing_twice(kafka
         # first part is still decided, after a restatement the kill made, or only with the second part)
         loads = (_total(workers, "idres_key_shard_sessions_total")
                  + _total(workers, "idres_key_shard_shards_reloaded_total"))
-        workers.append(ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, "k-again", env))
+        workers.append(ShardWorker(tmp_path, kafka_bootstrap, prefix, 2, "k-again", KEYS))
         wait_until(lambda: settled(workers, settings, first), 240,
                    "the first part decided after the kill", workers)
         wait_until(lambda: workers[-1].metrics().get("idres_key_shards_held", 0) >= 1, 120,
@@ -613,8 +610,10 @@ def test_a_key_shard_worker_killed_loses_nothing_and_applies_nothing_twice(kafka
     finally:
         for w in workers:
             w.stop()
-    # (shards loaded anew, on the worker that joined too)
-    assert 0 < first < accepted and loads >= 1 and answered > 0, (
+    # (the worker that joined answers: it holds parts of the session, loaded anew by the coordinator (``loads``) or
+    # read again from the requests since the killed holder's last commit, which a rebalance may have refused, and
+    # which the coordinator does not see)
+    assert 0 < first < accepted and answered > 0, (
         first, accepted, loads, answered, paths, [w.tail()[-1500:] for w in workers])
     if killed == "between_backlogs":  # (the lost shards loaded anew at once: none of the second part decided here)
         assert here == 0
