@@ -233,3 +233,26 @@ def test_a_damaged_record_fails_with_the_definition_s_error_when_the_event_has_n
     monkeypatch.setitem(st_.blocks, keys[0], [node])
     c, py = (_outcome(f, ctx, ctx.model, rec, keys, "p_elsewhere") for f in (fuzzy.candidates, fuzzy.candidates_python))
     assert c == py and c[0] is AttributeError and "date_of_birth" in c[1]
+
+
+@compiled
+@pytest.mark.parametrize("frequencies", [True, False])
+def test_records_the_compiled_comparison_leaves_to_the_definition_are_scored_as_by_it(decided, frequencies):
+    # (a field longer than the compiled code reads, or an address of more words than it holds: the Python
+    # definition compares, and the scan weighs and adjusts its levels as it does its own)
+    ctx, st_ = decided._ctx, decided.state
+    ctx.config = replace(decided.config, frequency_adjustments=frequencies)
+    try:
+        found = 0
+        for node, records in list(st_.records.items())[:150]:
+            for held in records:
+                for long_ in ({"address": "flat 2 " + "long " * 60 + "lane"}, {"address": " ".join(["7"] * 80)},
+                              {"city": "x" * 300}):
+                    rec = AttributeRecord.from_attributes(_NORMALIZE({**{f: getattr(held, f) for f in RECORD_FIELDS
+                                                                         if getattr(held, f) is not None}, **long_}))
+                    best = fuzzy.candidates(ctx, ctx.model, rec, blocking_keys(rec), "p_elsewhere")
+                    _same(best, fuzzy.candidates_python(ctx, ctx.model, rec, blocking_keys(rec), "p_elsewhere"))
+                    found += len(best)
+        assert found > 100
+    finally:
+        ctx.config = decided.config

@@ -688,102 +688,6 @@ static int names_one_person(PyObject *first, PyObject *dob, PyObject *same_first
     return null ? PySequence_Contains(same_dob, dob) : PySequence_Contains(same_first, first);
 }
 
-/* fuzzy.frequency_deltas(a, b, levels) into *deltas (a new dict, or NULL when none); ``lv``: the six levels.
- * ``freq``: a tuple of (field, level index, field index) tuples. */
-static int frequency_deltas(PyObject *a, PyObject *b, PyObject *const *lv, int agrees, PyObject *freq, PyObject *tf,
-                            PyObject *adjust, PyObject **deltas)
-{
-    *deltas = NULL;
-    Py_ssize_t nf = PyTuple_GET_SIZE(freq);
-    for (Py_ssize_t k = 0; k < nf; k++) {
-        PyObject *spec = PyTuple_GET_ITEM(freq, k);
-        PyObject *f = PyTuple_GET_ITEM(spec, 0);
-        Py_ssize_t li = PyLong_AsSsize_t(PyTuple_GET_ITEM(spec, 1));
-        int ai = (int)PyLong_AsLong(PyTuple_GET_ITEM(spec, 2));
-        if (PyErr_Occurred())
-            goto fail;
-        int exact = equal(lv[li], LV_EXACT);
-        if (exact < 0)
-            goto fail;
-        if (!exact)
-            continue;
-        PyObject *value = field_of(a, ai);
-        if (value == NULL)
-            goto fail;
-        if (value == Py_None) {
-            Py_DECREF(value);
-            continue;
-        }
-        PyObject *other = field_of(b, ai);
-        if (other == NULL) {
-            Py_DECREF(value);
-            goto fail;
-        }
-        int differ = value == other ? 0 : PyObject_RichCompareBool(value, other, Py_NE);
-        Py_DECREF(other);
-        if (differ != 0) {
-            Py_DECREF(value);
-            if (differ < 0)
-                goto fail;
-            continue;
-        }
-        PyObject *key = PyTuple_Pack(3, f, value, agrees ? Py_True : Py_False);
-        if (key == NULL) {
-            Py_DECREF(value);
-            goto fail;
-        }
-        PyObject *bits = PyDict_GetItemWithError(tf, key);
-        if (bits != NULL && bits != Py_None) {
-            Py_INCREF(bits);
-        } else if (PyErr_Occurred()) {
-            Py_DECREF(key);
-            Py_DECREF(value);
-            goto fail;
-        } else {
-            PyObject *call[3] = {f, value, agrees ? Py_True : Py_False};
-            bits = PyObject_Vectorcall(adjust, call, 3, NULL);
-            if (bits == NULL || PyDict_SetItem(tf, key, bits) < 0) {
-                Py_XDECREF(bits);
-                Py_DECREF(key);
-                Py_DECREF(value);
-                goto fail;
-            }
-        }
-        Py_DECREF(key);
-        Py_DECREF(value);
-        int truth = PyObject_IsTrue(bits);
-        if (truth > 0) {
-            if (*deltas == NULL && (*deltas = PyDict_New()) == NULL)
-                truth = -1;
-            else if (PyDict_SetItem(*deltas, f, bits) < 0)
-                truth = -1;
-        }
-        Py_DECREF(bits);
-        if (truth < 0)
-            goto fail;
-    }
-    return 0;
-fail:
-    Py_CLEAR(*deltas);
-    return -1;
-}
-
-/* the adjustments ``deltas`` (a dict or NULL) added to *total in their order, as fuzzy.score adds them */
-static int add_deltas(PyObject *deltas, double *total)
-{
-    if (deltas == NULL)
-        return 0;
-    PyObject *f, *bits;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(deltas, &pos, &f, &bits)) {
-        double x = PyFloat_AsDouble(bits);
-        if (x == -1.0 && PyErr_Occurred())
-            return -1;
-        *total += x;
-    }
-    return 0;
-}
-
 /* -- the tables one scan fills as it goes: weights by level, the postcode levels that agree, frequency adjustments -- */
 
 #define N_LEVELS 13
@@ -904,7 +808,7 @@ static int table_agrees(Tables *t, PyObject *level, int code)
 }
 
 /* the adjustment of an exact agreement on ``value`` (the event's own) in frequency field ``k``: looked up in the
- * cache ``tf`` (or computed by ``adjust`` and kept there) the first time, as ``frequency_deltas`` does */
+ * cache ``tf`` (or computed by ``adjust`` and kept there) the first time, as ``fuzzy.frequency_deltas`` does */
 static int table_bits(Tables *t, int agrees, Py_ssize_t k, PyObject *value)
 {
     if (t->bits[agrees][k] != NULL)
@@ -967,43 +871,52 @@ static int keep(PyObject *best, PyObject *p, PyObject *n, double total, PyObject
     return 0;
 }
 
-/* a candidate record ``other`` whose comparison vector ``levels`` the Python definition gave: scored as
- * fuzzy.score scores it, and kept in ``best`` as ``consider`` keeps it */
-static int consider_levels(Tables *t, PyObject *rec, PyObject *other, PyObject *n, PyObject *p,
-                           PyObject *const *spec, double link, double cap, double review, PyObject *levels,
-                           PyObject *best)
+/* which frequency fields agree exactly on the event's own value (``fuzzy.frequency_deltas``: the level exact and
+ * the values equal), into ``used`` (a field whose adjustment is 0 is not used), their adjustments read into the
+ * tables ``t``; ``lv``: the levels (the address' not read), ``fa``, ``fb``: the records' fields (NULL for None) */
+static int exact_agreements(Tables *t, PyObject *const *lv, PyObject **fa, PyObject **fb, int agrees, int *used)
 {
-    double total;
-    int agrees, result = -1;
-    PyObject *deltas = NULL;
-    if (levels_total(levels, spec[0], spec[1], spec[2], &total, &agrees) < 0)
-        return -1;
-    if (t->tf != Py_None && frequency_deltas(rec, other, &PyTuple_GET_ITEM(levels, 0), agrees, spec[8], t->tf,
-                                             t->adjust, &deltas) < 0)
-        return -1;
-    if (add_deltas(deltas, &total) < 0)
-        goto done;
-    if (total >= link && spec[5] == Py_True) {
-        int one = names_one_person(PyTuple_GET_ITEM(levels, 0), PyTuple_GET_ITEM(levels, 2), spec[6], spec[7]);
-        if (one < 0)
-            goto done;
-        if (!one)
-            total = cap;  /* a person decides: twins, or a household, agree on everything else */
+    for (Py_ssize_t j = 0; j < t->nf; j++) {
+        used[j] = 0;
+        int exact = equal(lv[t->freq_level[j]], LV_EXACT);
+        if (exact < 0)
+            return -1;
+        PyObject *value = fa[t->freq_attr[j]], *theirs = fb[t->freq_attr[j]];
+        if (!exact || value == NULL || theirs == NULL)
+            continue;
+        int differ = value == theirs ? 0 : PyObject_RichCompareBool(value, theirs, Py_NE);
+        if (differ < 0)
+            return -1;
+        if (differ)
+            continue;
+        if (table_bits(t, agrees, j, value) < 0)
+            return -1;
+        used[j] = t->bits_true[agrees][j];
     }
-    int better = beats(best, p, total, review);
-    if (better < 0 || (better && keep(best, p, n, total, levels, deltas) < 0))
-        goto done;
-    result = 0;
-done:
-    Py_XDECREF(deltas);
-    return result;
+    return 0;
 }
 
-/* one candidate record ``other`` of node ``n`` in profile ``p``: scored, and kept in ``best`` if it reaches ``review``
- * and is p's best. A record whose weight cannot reach ``review`` whatever its address level (the other fields'
- * weights and frequency adjustments, with the address' best weight, ``addr_max``: where the postcodes agree, and
- * where they do not) is left before its addresses are compared. Weights and adjustments are read from the scan's
- * tables ``t``; the comparison vector and the adjustments' dict are made only for a record kept. */
+/* the record's six fields as ``fields_of`` gives them (NULL for None), read whatever they hold; -1 on an error */
+static int any_fields_of(PyObject *rec, PyObject **out)
+{
+    for (int i = 0; i < 6; i++) {
+        PyObject *v = field_of(rec, i);
+        if (v == NULL)
+            return -1;
+        if (v == Py_None)
+            Py_DECREF(v);
+        else
+            out[i] = v;
+    }
+    return 0;
+}
+
+/* one candidate record ``other`` of node ``n`` in profile ``p``: scored as fuzzy.score scores it, and kept in
+ * ``best`` if it reaches ``review`` and is p's best. A record whose weight cannot reach ``review`` whatever its
+ * address level (the other fields' weights and frequency adjustments, with the address' best weight, ``addr_max``:
+ * where the postcodes agree, and where they do not) is left before its addresses are compared. Weights and
+ * adjustments are read from the scan's tables ``t``; the comparison vector and the adjustments' dict are made only
+ * for a record kept. Records this code does not compare are compared by the Python definition, and scored alike. */
 static int consider(PyObject *rec, PyObject *rec_dob, PyObject *other, PyObject *n, PyObject *p,
                     PyObject *const *spec, double link, double cap, double review, const double *addr_max,
                     Tables *t, PyObject *dob_compatible, PyObject *best)
@@ -1030,7 +943,8 @@ static int consider(PyObject *rec, PyObject *rec_dob, PyObject *other, PyObject 
             return skip < 0 ? -1 : 0;
     }
     PyObject *fa[6], *fb[6], *lv[6], *levels = NULL, *address = NULL, *deltas = NULL;
-    int result = -1;
+    int result = -1, agrees = 0, used[MAX_FREQUENCY] = {0};
+    double w[6];
     int ok = fields_of(rec, fa);
     int ok_b = ok > 0 ? fields_of(other, fb) : (memset(fb, 0, sizeof fb), ok);
     if (ok < 0 || ok_b < 0)
@@ -1040,40 +954,22 @@ static int consider(PyObject *rec, PyObject *rec_dob, PyObject *other, PyObject 
     if (read < 0)
         goto done;
     if (read > 0) {
-        int code[6];
-        for (int k = 0; k < 6; k++)
-            code[k] = k == 4 ? -1 : level_code(lv[k]);
-        int agrees = table_agrees(t, lv[3], code[3]);
-        if (agrees < 0)
+        if ((agrees = table_agrees(t, lv[3], level_code(lv[3]))) < 0)
             goto done;
-        double w[6], bound = 0.0;
+        double bound = 0.0;
         for (int k = 0; k < 6; k++) {
             if (k == 4)
                 continue;
-            if (table_weight(t, agrees, k, lv[k], code[k], &w[k]) < 0)
+            if (table_weight(t, agrees, k, lv[k], level_code(lv[k]), &w[k]) < 0)
                 goto done;
             bound += w[k];
         }
         bound += addr_max[agrees ? 0 : 1];
-        int used[MAX_FREQUENCY] = {0};
-        if (t->tf != Py_None) {  /* (``frequency_deltas``: exact agreements on the same value) */
-            for (Py_ssize_t j = 0; j < t->nf; j++) {
-                PyObject *value = fa[t->freq_attr[j]], *theirs = fb[t->freq_attr[j]];
-                if (lv[t->freq_level[j]] != LV_EXACT || value == NULL || theirs == NULL)
-                    continue;
-                int differ = value == theirs ? 0 : PyObject_RichCompareBool(value, theirs, Py_NE);
-                if (differ < 0)
-                    goto done;
-                if (differ)
-                    continue;
-                if (table_bits(t, agrees, j, value) < 0)
-                    goto done;
-                if (t->bits_true[agrees][j]) {
-                    used[j] = 1;
-                    bound += t->bits_value[agrees][j];
-                }
-            }
-        }
+        if (t->tf != Py_None && exact_agreements(t, lv, fa, fb, agrees, used) < 0)
+            goto done;
+        for (Py_ssize_t j = 0; j < t->nf; j++)
+            if (used[j])
+                bound += t->bits_value[agrees][j];
         if (bound + BOUND_MARGIN < review) {
             result = 0;
             goto done;
@@ -1082,49 +978,71 @@ static int consider(PyObject *rec, PyObject *rec_dob, PyObject *other, PyObject 
         address = address_of(fa, fb, &python);
         if (address == NULL && !python)
             goto done;
-        if (address != NULL) {
-            if (table_weight(t, agrees, 4, address, level_code(address), &w[4]) < 0)
-                goto done;
-            double total = 0.0;  /* (in field order, then the adjustments in theirs, as fuzzy.score sums them) */
-            for (int k = 0; k < 6; k++)
-                total += w[k];
-            for (Py_ssize_t j = 0; j < t->nf; j++)
-                if (used[j])
-                    total += t->bits_value[agrees][j];
-            if (total >= link && spec[5] == Py_True) {
-                int one = names_one_person(lv[0], lv[2], spec[6], spec[7]);
-                if (one < 0)
-                    goto done;
-                if (!one)
-                    total = cap;  /* a person decides: twins, or a household, agree on everything else */
-            }
-            int better = beats(best, p, total, review);
-            if (better < 0)
-                goto done;
-            if (better) {
-                levels = levels_tuple(lv, address);
-                address = NULL;  /* (taken by the tuple) */
-                if (levels == NULL)
-                    goto done;
-                for (Py_ssize_t j = 0; j < t->nf; j++) {
-                    if (!used[j])
-                        continue;
-                    if ((deltas == NULL && (deltas = PyDict_New()) == NULL) ||
-                            PyDict_SetItem(deltas, t->freq_field[j], t->bits[agrees][j]) < 0)
-                        goto done;
-                }
-                if (keep(best, p, n, total, levels, deltas) < 0)
-                    goto done;
-            }
-            result = 0;
+        if (address == NULL)
+            read = 0;  /* (the Python definition compares the addresses: it compares them all) */
+        else if (table_weight(t, agrees, 4, address, level_code(address), &w[4]) < 0)
+            goto done;
+        else
+            lv[4] = address;
+    }
+    if (read == 0) {
+        PyObject *pair[2] = {rec, other};
+        if ((levels = PyObject_Vectorcall(PY_COMPARE, pair, 2, NULL)) == NULL)
+            goto done;
+        if (!PyTuple_CheckExact(levels) || PyTuple_GET_SIZE(levels) != 6) {
+            PyErr_SetString(PyExc_TypeError, "compare did not give six levels");
             goto done;
         }
-        /* (the Python definition compares the addresses: it compares them all) */
+        for (int k = 0; k < 6; k++)
+            lv[k] = PyTuple_GET_ITEM(levels, k);
+        if ((agrees = table_agrees(t, lv[3], level_code(lv[3]))) < 0)
+            goto done;
+        for (int k = 0; k < 6; k++)
+            if (table_weight(t, agrees, k, lv[k], level_code(lv[k]), &w[k]) < 0)
+                goto done;
+        if (t->tf != Py_None) {  /* (the fields as the definition read them: any object) */
+            release_fields(fa, fb);
+            memset(fa, 0, sizeof fa);
+            memset(fb, 0, sizeof fb);
+            if (any_fields_of(rec, fa) < 0 || any_fields_of(other, fb) < 0 ||
+                    exact_agreements(t, lv, fa, fb, agrees, used) < 0)
+                goto done;
+        }
     }
-    PyObject *pair[2] = {rec, other};
-    if ((levels = PyObject_Vectorcall(PY_COMPARE, pair, 2, NULL)) == NULL)
+    double total = 0.0;  /* (in field order, then the adjustments in theirs, as fuzzy.score sums them) */
+    for (int k = 0; k < 6; k++)
+        total += w[k];
+    for (Py_ssize_t j = 0; j < t->nf; j++)
+        if (used[j])
+            total += t->bits_value[agrees][j];
+    if (total >= link && spec[5] == Py_True) {
+        int one = names_one_person(lv[0], lv[2], spec[6], spec[7]);
+        if (one < 0)
+            goto done;
+        if (!one)
+            total = cap;  /* a person decides: twins, or a household, agree on everything else */
+    }
+    int better = beats(best, p, total, review);
+    if (better < 0)
         goto done;
-    result = consider_levels(t, rec, other, n, p, spec, link, cap, review, levels, best);
+    if (better) {
+        if (levels == NULL) {
+            levels = levels_tuple(lv, address);
+            address = NULL;  /* (taken by the tuple) */
+            if (levels == NULL)
+                goto done;
+        }
+        for (Py_ssize_t j = 0; j < t->nf; j++) {
+            if (!used[j])
+                continue;
+            if ((deltas == NULL && (deltas = PyDict_New()) == NULL) ||
+                    PyDict_SetItem(deltas, t->freq_field[j], t->bits[agrees][j]) < 0)
+                goto done;
+        }
+        if (keep(best, p, n, total, levels, deltas) < 0)
+            goto done;
+    }
+    result = 0;
 done:
     Py_XDECREF(levels);
     Py_XDECREF(address);
