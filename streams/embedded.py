@@ -28,6 +28,7 @@ from resolver.config import ResolverConfig
 from resolver.decisions import erasure_of, record_of
 from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.commands import command_of, decide
+from streams.entry_spool import EntrySpool, SpoolError
 from streams.inputs import InputStream, as_input, open_input
 from streams.log import (CHECKPOINTS, CheckpointWriter, DecisionLog, Spilled, bulk_work, checkpoint_ahead,
                          checkpoint_header, give_back_memory, load_checkpoint, open_restatements, save_checkpoint)
@@ -182,6 +183,9 @@ class EmbeddedEngine:
         self._resolver_later = self._views_later = False
         self._resolver_from_log = False  # (the resolver's part, when left for later, folded from the log alone)
         self._checkpoint_info: dict[str, Any] = {}  # the info of the checkpoint loaded or written last
+        # the entries logged while the views are left for later, as decided: the views' fold reads them instead of
+        # unsealing the log (``streams.entry_spool``)
+        self._spool: Optional[EntrySpool] = None
         # worker processes deciding at once (``streams.shard_pool``), with the result of deciding in order
         self.shards = max(1, shards)
         self.order = order  # the order an input's records are decided in (``streams.ordering``)
@@ -245,6 +249,19 @@ class EmbeddedEngine:
         if index == 0:
             views = part if part is not None else CustomerViews(self.projection_config)
             views.config = self.projection_config
+            spool, self._spool = self._spool, None
+            end = len(self.log)
+            if spool is not None and spool.covers(end) and not self.log.skips_within(min(seq, spool.start), end):
+                try:
+                    self._fold(None, views, seq, progress, end=max(seq, spool.start))
+                    self._fold(None, views, seq, progress, entries=spool.read(max(seq, spool.start)))
+                except SpoolError:  # (its file did not read back as written: the log is read instead)
+                    return self._later(0, progress)
+                finally:
+                    spool.drop()
+                return views
+            if spool is not None:
+                spool.drop()
             self._fold(None, views, seq, progress)
             return views
         resolver = Resolver(self.config, part if part is not None else ResolverState())
@@ -322,12 +339,14 @@ class EmbeddedEngine:
         return self._fold(self._resolver, self._views, start, progress, end)
 
     def _fold(self, resolver: Optional[Resolver], views: Optional[CustomerViews], start: int,
-              progress: Optional[Callable[[int], None]] = None, end: Optional[int] = None) -> int:
+              progress: Optional[Callable[[int], None]] = None, end: Optional[int] = None,
+              entries: Optional[Iterable[tuple[int, list[dict[str, Any]]]]] = None) -> int:
+        """``entries``: those to fold instead of the log's from ``start`` (a spool's)."""
         n = 0
         apply_all = resolver.apply_all if resolver is not None else None
         apply_entry = views.apply_entry if views is not None else None
         with bulk_work():
-            for seq, decisions in self.log.read(start, end):
+            for seq, decisions in self.log.read(start, end) if entries is None else entries:
                 if apply_all is not None:
                     apply_all(decisions)
                 if apply_entry is not None:
@@ -476,7 +495,13 @@ class EmbeddedEngine:
                 "pending_erasures": sum(1 for e in views.erasures if e.get("pending"))}
 
     def close(self) -> None:
+        self._drop_spool()
         self.log.close()
+
+    def _drop_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.drop()
+            self._spool = None
 
     def __enter__(self) -> "EmbeddedEngine":
         return self
@@ -519,6 +544,8 @@ class EmbeddedEngine:
         if self.fold_views == "after":
             self.views = None  # type: ignore[assignment]  (folded from the log at the end: ``checkpoint``)
             self._views_later = True
+            if self._spool is None or not self._spool.usable:
+                self._spool = EntrySpool(self.data_dir)
         run = _Run(self, inputs, reports, latest)
         # in time order, every record is read first, then decided in event-time order: the same records give
         # the same customers whatever order the inputs list them in
@@ -598,8 +625,10 @@ class EmbeddedEngine:
             return
         start = len(self.log)
         self.log.append(pending)
-        if self._views is None:
-            return  # (views left for later: folded from the log when asked for)
+        if self._views is None:  # (views left for later: folded from these entries, or the log, when asked for)
+            if self._spool is not None:
+                self._spool.add(start, pending)
+            return
         apply_entry = self._views.apply_entry
         for i, decisions in enumerate(pending):
             apply_entry(start + i, decisions)
@@ -670,6 +699,7 @@ class EmbeddedEngine:
     def shred(self, *erased: dict[str, Any]) -> None:
         """Shreds the keys of what erasures name, and rebuilds everything derived from the log (the checkpoint
         too: the one before held them readable)."""
+        self._drop_spool()  # (it holds what was erased as it was decided)
         self.log.shred([s for d in erased for s in erasure_subjects(d)])
         self.rebuild()
         self.checkpoint(force=True, previous="remove")  # (the ones before held what was erased readable)

@@ -339,6 +339,10 @@ class DecisionLog:
             return self._read(start, end)
         return self._effective(start, end)
 
+    def skips_within(self, start: int, end: int) -> bool:
+        """Whether a reader skips (``read``) any entry from ``start`` to ``end`` (exclusive)."""
+        return any(a < end and b > start for a, b in self._skips)
+
     def skipped(self, seq: int) -> bool:
         """Whether entry ``seq`` is one a reader skips (``read``): superseded, or of a restatement not complete."""
         return in_ranges(self._skips, seq)

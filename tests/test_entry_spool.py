@@ -1,0 +1,196 @@
+"""The spool of an ingest's entries (``streams.entry_spool``): the views an ingest folds after deciding are folded
+from the entries as decided, without unsealing the log, and are the views the log gives; the spool holds nothing
+readable outside the process, and whatever makes the log read otherwise than as written sends the fold to the log."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import streams.entry_spool as spool_module
+from streams.embedded import EmbeddedEngine
+from streams.entry_spool import EntrySpool, SpoolError
+from tests.test_shards import every_guard_corpus
+from tests.test_views_after import _entries, _inputs
+
+
+@pytest.fixture(scope="module")
+def records() -> list[bytes]:
+    return every_guard_corpus()[0]
+
+
+class _Counted:
+    """Counts the entries folded from spools (``EntrySpool.read``)."""
+
+    def __init__(self, monkeypatch):
+        self.read = 0
+        real = EntrySpool.read
+
+        def read(spool, start):
+            for item in real(spool, start):
+                self.read += 1
+                yield item
+
+        monkeypatch.setattr(EntrySpool, "read", read)
+
+
+def _ingest(data: Path, tmp: Path, inputs: list[list[bytes]], fold_views: str = "after") -> None:
+    for i, part in enumerate(inputs):
+        path = tmp / f"input{i}.jsonl"
+        path.write_bytes(b"\n".join(part) + b"\n")
+        with EmbeddedEngine(data, fold_views=fold_views) as engine:
+            engine.ingest_file(path)
+
+
+@pytest.mark.parametrize("split", ["one input", "later events after", "older events after"])
+def test_views_folded_from_the_spool_are_the_views_the_log_gives(records, tmp_path, split, monkeypatch):
+    inputs = _inputs(records, split)
+    _ingest(tmp_path / "live", tmp_path, inputs, "live")
+    counted = _Counted(monkeypatch)
+    _ingest(tmp_path / "spooled", tmp_path, inputs)
+    assert counted.read > 1000  # (the views were folded from the spool, not from the log)
+    with monkeypatch.context() as m:
+        m.setattr(EntrySpool, "covers", lambda spool, end: False)
+        before = counted.read
+        _ingest(tmp_path / "from the log", tmp_path, inputs)
+        assert counted.read == before
+    digests = set()
+    for mode in ("live", "spooled", "from the log"):
+        with EmbeddedEngine(tmp_path / mode, fold_views="after") as engine:
+            digests.add(engine.views.digest())
+            entries = _entries(engine)
+            if mode == "live":
+                expected = entries
+            assert entries == expected, mode
+    assert len(digests) == 1
+    # (and folded from the whole log now, with no checkpoint)
+    for name in os.listdir(tmp_path / "spooled"):
+        if name.startswith("checkpoint"):
+            os.remove(tmp_path / "spooled" / name)
+    with EmbeddedEngine(tmp_path / "spooled", fold_views="after") as engine:
+        assert engine.views.digest() in digests
+
+
+def test_a_spool_that_does_not_read_back_as_written_sends_the_fold_to_the_log(records, tmp_path, monkeypatch):
+    _ingest(tmp_path / "live", tmp_path, [records], "live")
+    damaged = []
+    real = EntrySpool.read
+
+    def read(spool, start):  # (a byte of the spool's file flipped before it is read)
+        if spool.end is not None and spool._buffer:
+            spool._write()
+        fh = spool._file
+        fh.seek(100)
+        byte = fh.read(1)
+        fh.seek(100)
+        fh.write(bytes([byte[0] ^ 1]))
+        damaged.append(spool)
+        return real(spool, start)
+
+    monkeypatch.setattr(EntrySpool, "read", read)
+    _ingest(tmp_path / "after", tmp_path, [records])
+    assert damaged
+    with EmbeddedEngine(tmp_path / "live") as a, EmbeddedEngine(tmp_path / "after", fold_views="after") as b:
+        assert b.views.digest() == a.views.digest()
+
+
+def test_an_erasure_between_two_ingests_of_one_engine_is_folded_as_the_log_reads(records, tmp_path, monkeypatch):
+    first, second = _inputs(records, "later events after")
+    paths = []
+    for i, part in enumerate((first, second)):
+        paths.append(tmp_path / f"input{i}.jsonl")
+        paths[-1].write_bytes(b"\n".join(part) + b"\n")
+    emails = []
+    for raw in first:
+        try:
+            ids = json.loads(raw).get("identifiers")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(ids, dict) and isinstance(ids.get("email"), str) and "@" in ids["email"]:
+            emails.append(ids["email"])
+    counted = _Counted(monkeypatch)
+    digests = {}
+    for mode in ("live", "after"):
+        with EmbeddedEngine(tmp_path / mode, fold_views=mode) as engine:
+            engine.ingest_file(paths[0])
+            engine.erase([("email", emails[0])], "dpo", decided_at="2030-01-01T00:00:00.000000Z")
+            engine.ingest_file(paths[1])
+            digests[mode] = engine.views.digest()
+        with EmbeddedEngine(tmp_path / mode, fold_views="after") as engine:
+            assert engine.views.digest() == digests[mode]
+    assert digests["after"] == digests["live"]
+    assert counted.read > 0
+
+
+def test_the_spool_is_unlinked_and_sealed(tmp_path, monkeypatch):
+    monkeypatch.setattr(spool_module, "BLOCK", 256)
+    secret = "a.very.private@example.org"
+    spool = EntrySpool(tmp_path)
+    for start in range(0, 40, 4):
+        spool.add(start, [[{"type": "interaction_recorded", "nodes": [f"email:{secret}"], "n": start + i}]
+                          for i in range(4)])
+    assert spool._blocks > 1
+    assert os.listdir(tmp_path) == []  # (no name in the data directory: gone with the process)
+    spool._file.flush()
+    written = os.pread(spool._file.fileno(), 1 << 20, 0)
+    assert len(written) > 40 * len(secret)
+    assert secret.encode() not in written and b"interaction_recorded" not in written
+    got = list(spool.read(0))
+    assert [seq for seq, _ in got] == list(range(40))
+    assert [d[0]["n"] for _, d in got] == list(range(40))
+    assert [seq for seq, _ in spool.read(37)] == [37, 38, 39]
+    spool.drop()
+    assert not spool.usable and spool._file is None
+
+
+@pytest.mark.parametrize("breaks", ["a gap", "a marker", "an erasure"])
+def test_what_the_log_reads_otherwise_than_as_written_makes_the_spool_of_no_use(tmp_path, breaks):
+    spool = EntrySpool(tmp_path)
+    spool.add(10, [[{"type": "interaction_recorded"}], []])
+    assert spool.covers(12) and not spool.covers(13)
+    if breaks == "a gap":
+        spool.add(13, [[{"type": "interaction_recorded"}]])
+    else:
+        kind = "log_restate_begun" if breaks == "a marker" else "customer_erased"
+        spool.add(12, [[{"type": "interaction_recorded"}, {"type": kind}]])
+    assert not spool.usable and not spool.covers(12) and not spool.covers(13)
+    with pytest.raises(SpoolError):
+        list(spool.read(10))
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 63 - 1) | st.text(max_size=20)
+                     | st.floats(allow_nan=False, allow_infinity=False),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     max_leaves=12)
+_decision = st.dictionaries(st.text(max_size=8), _json, max_size=4).map(lambda d: {**d, "type": "x"})
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=st.lists(st.lists(st.lists(_decision, max_size=3), min_size=1, max_size=5), max_size=8),
+       first=st.integers(0, 1000), block=st.integers(1, 400))
+def test_a_spool_reads_back_the_entries_as_the_log_would(tmp_path_factory, batches, first, block):
+    spool_module.BLOCK, kept = block, spool_module.BLOCK
+    try:
+        spool = EntrySpool(tmp_path_factory.mktemp("spool"))
+        expected, seq = [], first
+        for entries in batches:
+            spool.add(seq, entries)
+            for decisions in entries:
+                expected.append((seq, orjson.loads(orjson.dumps(decisions))))  # (as JSON gives them back)
+                seq += 1
+        if not expected:
+            assert not spool.covers(first)
+            return
+        assert spool.covers(seq)
+        assert list(spool.read(first)) == expected
+        middle = expected[len(expected) // 2][0]
+        assert list(spool.read(middle)) == expected[len(expected) // 2:]
+        spool.drop()
+    finally:
+        spool_module.BLOCK = kept
