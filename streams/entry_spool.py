@@ -13,7 +13,8 @@ resolver decided them, before they were sealed, so the views are folded from the
   reads otherwise than as written: entries not next to the last, a restatement's markers (a reader skips what a
   restatement superseded), an erasure (its keys are shredded: the log reads without what it erased).
 * The engine folds from it only when it covers the log up to its end with nothing a reader skips in it; in any
-  other case it reads the log, which stays the source of truth.
+  other case it reads the log, which stays the source of truth. It takes about as much disk as the entries'
+  text, and is dropped past ``MAX_BYTES``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from resolver.errors import IdresError
 from resolver.restate import MARKER_TYPES
 
 BLOCK = 1 << 20  # bytes of entries sealed and written at once
+MAX_BYTES = 4 << 30  # a spool that grows past this is dropped (an input piped in for days): the log is read instead
 _LENGTH = struct.Struct("<I")
 _UNREADABLE = {"customer_erased"}  # decisions after which the log reads otherwise than as decided
 
@@ -51,6 +53,7 @@ class EntrySpool:
         self._cipher = AESGCM(AESGCM.generate_key(bit_length=256))
         self._blocks = 0  # the nonce of each block is its number: never reused under this key
         self._buffer = bytearray()
+        self._written = 0  # bytes in the file
 
     def add(self, start: int, entries: list[list[dict[str, Any]]]) -> None:
         """The entries the log just wrote from position ``start``."""
@@ -74,6 +77,9 @@ class EntrySpool:
             buffer += line
         self.end = start + len(entries)
         if len(buffer) >= BLOCK:
+            if self._written + len(buffer) > MAX_BYTES:
+                self.drop()
+                return
             self._write()
 
     def covers(self, end: int) -> bool:
@@ -126,8 +132,10 @@ class EntrySpool:
         if self._file is None:
             self._file = tempfile.TemporaryFile(dir=self.directory, prefix=".idres-entries-")
         sealed = self._cipher.encrypt(_nonce(self._blocks), bytes(self._buffer), None)
+        self._file.seek(0, 2)  # (after the last block, wherever a read left off)
         self._file.write(_LENGTH.pack(len(sealed)))
         self._file.write(sealed)
+        self._written += _LENGTH.size + len(sealed)
         self._blocks += 1
         self._buffer = bytearray()
 

@@ -149,6 +149,18 @@ def test_the_spool_is_unlinked_and_sealed(tmp_path, monkeypatch):
     assert not spool.usable and spool._file is None
 
 
+def test_a_spool_grown_past_its_bound_is_dropped(tmp_path, monkeypatch):
+    monkeypatch.setattr(spool_module, "BLOCK", 100)
+    monkeypatch.setattr(spool_module, "MAX_BYTES", 1000)
+    spool = EntrySpool(tmp_path)
+    seq = 0
+    while spool.usable:
+        spool.add(seq, [[{"type": "interaction_recorded", "payload": "x" * 60}]])
+        seq += 1
+        assert seq < 100
+    assert 5 < seq and spool._file is None and not spool.covers(seq)
+
+
 @pytest.mark.parametrize("breaks", ["a gap", "a marker", "an erasure"])
 def test_what_the_log_reads_otherwise_than_as_written_makes_the_spool_of_no_use(tmp_path, breaks):
     spool = EntrySpool(tmp_path)
@@ -191,6 +203,10 @@ def test_a_spool_reads_back_the_entries_as_the_log_would(tmp_path_factory, batch
         assert list(spool.read(first)) == expected
         middle = expected[len(expected) // 2][0]
         assert list(spool.read(middle)) == expected[len(expected) // 2:]
+        next(spool.read(first))  # (a read left off part way, then more added after the last block)
+        spool.add(seq, [[{"type": "x", "after": "x" * block}]])
+        expected.append((seq, [{"type": "x", "after": "x" * block}]))
+        assert list(spool.read(first)) == expected
         spool.drop()
     finally:
         spool_module.BLOCK = kept
