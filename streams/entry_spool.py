@@ -92,6 +92,8 @@ class EntrySpool:
             raise SpoolError("the spool of entries was dropped")
         if self._buffer:
             self._write()
+            if not self.usable:
+                raise SpoolError("the spool of entries could not be written")
         seq = self.start
         fh = self._file
         if fh is None:
@@ -129,12 +131,16 @@ class EntrySpool:
             self._file = None
 
     def _write(self) -> None:
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(dir=self.directory, prefix=".idres-entries-")
         sealed = self._cipher.encrypt(_nonce(self._blocks), bytes(self._buffer), None)
-        self._file.seek(0, 2)  # (after the last block, wherever a read left off)
-        self._file.write(_LENGTH.pack(len(sealed)))
-        self._file.write(sealed)
+        try:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(dir=self.directory, prefix=".idres-entries-")
+            self._file.seek(0, 2)  # (after the last block, wherever a read left off)
+            self._file.write(_LENGTH.pack(len(sealed)))
+            self._file.write(sealed)
+        except OSError:  # (a disk full, say: the ingest goes on, and the log is read instead)
+            self.drop()
+            return
         self._written += _LENGTH.size + len(sealed)
         self._blocks += 1
         self._buffer = bytearray()

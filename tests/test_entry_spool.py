@@ -100,6 +100,25 @@ def test_a_spool_that_does_not_read_back_as_written_sends_the_fold_to_the_log(re
         assert b.views.digest() == a.views.digest()
 
 
+def test_a_spool_that_cannot_be_written_leaves_the_ingest_to_the_log(records, tmp_path, monkeypatch):
+    _ingest(tmp_path / "live", tmp_path, [records], "live")
+
+    real = spool_module.tempfile.TemporaryFile
+
+    def full(*args, **kwargs):  # (the disk full when the spool is made; other temporary files as they are)
+        if kwargs.get("prefix") == ".idres-entries-":
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(spool_module.tempfile, "TemporaryFile", full)
+    counted = _Counted(monkeypatch)
+    _ingest(tmp_path / "after", tmp_path, [records])
+    assert counted.read == 0
+    with EmbeddedEngine(tmp_path / "live") as a, EmbeddedEngine(tmp_path / "after", fold_views="after") as b:
+        assert b.views.digest() == a.views.digest()
+        assert _entries(a) == _entries(b)
+
+
 def test_an_erasure_between_two_ingests_of_one_engine_is_folded_as_the_log_reads(records, tmp_path, monkeypatch):
     first, second = _inputs(records, "later events after")
     paths = []
