@@ -72,7 +72,11 @@ class EntrySpool:
         dumps = orjson.dumps
         buffer = self._buffer
         for decisions in entries:
-            line = dumps(decisions)
+            try:
+                line = dumps(decisions)
+            except TypeError:  # (what JSON cannot hold: the log's reading is left to give it)
+                self.drop()
+                return
             buffer += _LENGTH.pack(len(line))
             buffer += line
         self.end = start + len(entries)

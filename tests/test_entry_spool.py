@@ -180,13 +180,15 @@ def test_a_spool_grown_past_its_bound_is_dropped(tmp_path, monkeypatch):
     assert 5 < seq and spool._file is None and not spool.covers(seq)
 
 
-@pytest.mark.parametrize("breaks", ["a gap", "a marker", "an erasure"])
+@pytest.mark.parametrize("breaks", ["a gap", "a marker", "an erasure", "no JSON"])
 def test_what_the_log_reads_otherwise_than_as_written_makes_the_spool_of_no_use(tmp_path, breaks):
     spool = EntrySpool(tmp_path)
     spool.add(10, [[{"type": "interaction_recorded"}], []])
     assert spool.covers(12) and not spool.covers(13)
     if breaks == "a gap":
         spool.add(13, [[{"type": "interaction_recorded"}]])
+    elif breaks == "no JSON":
+        spool.add(12, [[{"type": "interaction_recorded", "payload": {1, 2}}]])
     else:
         kind = "log_restate_begun" if breaks == "a marker" else "customer_erased"
         spool.add(12, [[{"type": "interaction_recorded"}, {"type": kind}]])
