@@ -142,6 +142,7 @@ class EntrySpool:
             self._file.seek(0, 2)  # (after the last block, wherever a read left off)
             self._file.write(_LENGTH.pack(len(sealed)))
             self._file.write(sealed)
+            self._file.flush()  # (nothing left in a buffer a forked process would write again as it exits)
         except OSError:  # (a disk full, say: the ingest goes on, and the log is read instead)
             self.drop()
             return
