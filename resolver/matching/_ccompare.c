@@ -1926,15 +1926,14 @@ static PyObject *configure(PyObject *self, PyObject *args)
     if (record_type != NULL)
         memcpy(OFFSET, offsets, sizeof offsets);
     Py_XSETREF(RECORD_TYPE, (PyTypeObject *)Py_XNewRef(record_type));
-    const char *names_[] = {"null", "exact", "nickname", "jw_92", "jw_80", "different", "swapped", "one_off",
-                            "year", "month", "decade", "typo", "prefix"};
-    PyObject **slots[] = {&LV_NULL, &LV_EXACT, &LV_NICKNAME, &LV_JW92, &LV_JW80, &LV_DIFFERENT, &LV_SWAPPED,
-                          &LV_ONE_OFF, &LV_YEAR, &LV_MONTH, &LV_DECADE, &LV_TYPO, &LV_PREFIX};
-    for (size_t i = 0; i < sizeof names_ / sizeof *names_; i++) {
+    /* (the names of the constants in ``LEVEL_SLOTS``, in its order) */
+    static const char *const names_[N_LEVELS] = {"null", "exact", "nickname", "jw_92", "jw_80", "different",
+                                                 "swapped", "one_off", "year", "month", "decade", "typo", "prefix"};
+    for (int i = 0; i < N_LEVELS; i++) {
         PyObject *v = level_named(levels, names_[i]);
         if (v == NULL)
             return NULL;
-        set_ref(slots[i], v);
+        set_ref(LEVEL_SLOTS[i], v);
     }
     set_ref(&NICK_INDEX, nick);
     set_ref(&PY_COMPARE, python);
