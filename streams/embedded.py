@@ -251,17 +251,17 @@ class EmbeddedEngine:
             views.config = self.projection_config
             spool, self._spool = self._spool, None
             end = len(self.log)
-            if spool is not None and spool.covers(end) and not self.log.skips_within(min(seq, spool.start), end):
-                try:
-                    self._fold(None, views, seq, progress, end=max(seq, spool.start))
-                    self._fold(None, views, seq, progress, entries=spool.read(max(seq, spool.start)))
-                except SpoolError:  # (its file did not read back as written: the log is read instead)
-                    return self._later(0, progress)
-                finally:
+            try:
+                if spool is not None and spool.covers(end) and not self.log.skips_within(min(seq, spool.start), end):
+                    spooled = max(seq, spool.start)  # (the log's entries before it, then the spool's)
+                    self._fold(None, views, seq, progress, end=spooled)
+                    self._fold(None, views, spooled, progress, entries=spool.read(spooled))
+                    return views
+            except SpoolError:  # (its file did not read back as written: the log is read instead)
+                return self._later(0, progress)
+            finally:
+                if spool is not None:
                     spool.drop()
-                return views
-            if spool is not None:
-                spool.drop()
             self._fold(None, views, seq, progress)
             return views
         resolver = Resolver(self.config, part if part is not None else ResolverState())

@@ -34,7 +34,9 @@ from resolver.restate import MARKER_TYPES
 BLOCK = 1 << 20  # bytes of entries sealed and written at once
 MAX_BYTES = 4 << 30  # a spool that grows past this is dropped (an input piped in for days): the log is read instead
 _LENGTH = struct.Struct("<I")
-_UNREADABLE = {"customer_erased"}  # decisions after which the log reads otherwise than as decided
+# decisions after which the log reads otherwise than as decided: a restatement's markers (a reader skips what it
+# superseded), an erasure (its keys shredded)
+_NOT_AS_DECIDED = MARKER_TYPES | {"customer_erased"}
 
 
 class SpoolError(IdresError):
@@ -64,7 +66,7 @@ class EntrySpool:
             return
         for decisions in entries:
             for d in decisions:
-                if d["type"] in MARKER_TYPES or d["type"] in _UNREADABLE:
+                if d["type"] in _NOT_AS_DECIDED:
                     self.drop()
                     return
         if self.start is None:
