@@ -633,6 +633,9 @@ def test_every_decision_type_reads_back_as_decided_and_is_written_without_identi
     written = [orjson.dumps(sealer.seal_entry(entry)) for entry in log]
     reader = Sealer(sealer.keys)  # (nothing held in memory from the writing)
     assert [reader.unseal_entry(orjson.loads(w)) for w in written] == log
+    # What is left readable: each entry as written with its ciphertexts taken out (random bytes in base64
+    # spell a four-letter name now and then: 'Sosa' once in a ciphertext, with keys drawn afresh each run).
+    written = [re.sub(rb"~[^.\"~]*\.[A-Za-z0-9+/=]*", b"~", w) for w in written]
     for entry, w in zip(log, written):
         for d in entry:
             for key in (*d.get("nodes", ()), d.get("node"), d.get("other")):
