@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
-import gc
 import hmac
 import itertools
 import ipaddress
@@ -67,7 +66,7 @@ from resolver.ids import node_key
 from resolver.errors import IdresError
 from resolver.normalize import Normalizer
 from streams.embedded import STATE_TYPES, state_fingerprint
-from streams.log import DecisionLog, LogError, bulk_work, load_checkpoint, open_restatements
+from streams.log import DecisionLog, LogError, bulk_work, keep_frozen, load_checkpoint, open_restatements
 from resolver.decisions import erasure_of
 from streams.sealing import is_erased
 
@@ -284,7 +283,7 @@ class Follower:
                         return self.load(after=seq, restated=restated)
                 views.apply_entry(seq, decisions)
                 self.applied += 1
-        gc.freeze()  # what was loaded lives as long as the process: keep the collector off it
+        keep_frozen()  # what was loaded lives as long as the process: keep the collector off it
         self.rebuild_seconds = time.monotonic() - started
         with self.lock:
             old, self.log = self.log, log
@@ -360,7 +359,7 @@ class Follower:
                     if rest is not None:
                         rest()
             n += self._apply(batch)
-        gc.freeze()
+        keep_frozen()
         return n
 
     def _keep_views(self, log: DecisionLog) -> None:
@@ -504,7 +503,7 @@ class KafkaFollower(Follower):
         self.applied = folded.entries
         self.rebuilt_from = folded.start
         self.rebuild_seconds = time.monotonic() - started
-        gc.freeze()
+        keep_frozen()
         with self.lock:
             self.views = folded.views
             self.refold = False
@@ -603,7 +602,7 @@ class KafkaFollower(Follower):
         self.lag_messages = behind
         per_message = self.applied / self.next_offset if self.next_offset else 1.0
         self.log_length = self.read_seq + round(behind * max(per_message, 1.0))
-        gc.freeze()
+        keep_frozen()
         return n
 
     def stop(self, timeout: float = 5.0) -> None:

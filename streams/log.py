@@ -614,6 +614,19 @@ def _malloc_trim() -> Optional[Callable[[int], int]]:
     return trim
 
 
+LARGE_BLOCK = 100_000  # objects a bulk block leaves to the youngest generation, from which it hands them over
+_keeping_frozen = False  # (``keep_frozen``)
+
+
+def keep_frozen() -> None:
+    """Puts every object of the process out of the collector's sight (``gc.freeze``), and from now on what
+    each bulk block builds at its end: for a process whose state lives until it ends (a command, a server).
+    Nothing the engine builds forms cycles."""
+    global _keeping_frozen
+    _keeping_frozen = True
+    gc.freeze()
+
+
 @contextlib.contextmanager
 def bulk_work() -> Iterator[None]:
     """Pauses the cyclic garbage collector: folding builds millions of long-lived containers, and
@@ -636,11 +649,15 @@ def bulk_work() -> Iterator[None]:
                 # What the block built lives on: the first young collection would scan all of it (0.5 s
                 # after a library ingest of 50,000 records; a server's lookups waited up to 16 ms behind it
                 # after each look at the log). Freezing moves lists, it scans nothing. A process that keeps
-                # nothing frozen gets it back in the oldest generation, still collectable; one that keeps
-                # what it loaded frozen (the CLI, a server) keeps this frozen too, as it would next anyway.
-                thaw = gc.get_freeze_count() == 0
-                gc.freeze()
-                if thaw:
+                # what it loaded frozen (``keep_frozen``: the CLI, a server) keeps this frozen too, as it
+                # would next anyway; one that keeps nothing frozen gets a large block's work back in the
+                # oldest generation, still collectable. (Whether anything is frozen is a walk over all of
+                # it, ``gc.get_freeze_count``: asked only after a large block, and anything another part of
+                # the process froze, as before a fork, is left frozen.)
+                if _keeping_frozen:
+                    gc.freeze()
+                elif gc.get_count()[0] >= LARGE_BLOCK and gc.get_freeze_count() == 0:
+                    gc.freeze()
                     gc.unfreeze()
                 gc.enable()
 

@@ -294,82 +294,103 @@ def test_restatement_markers_are_found_in_every_segment_on_open(tmp_path):
     assert reader.restated_since(2) and not reader.restated_since(1)
 
 
-def test_what_bulk_work_built_goes_to_the_oldest_generation_unscanned_and_stays_collectable():
-    """What a bulk block builds lives long: at its end it is handed to the oldest generation as it is, so the
-    first young collection after it does not scan all of it (0.5 s after 50,000 records, in a library
+def _young_scans(run) -> list[int]:
+    """The objects each young collection found while ``run`` ran, the collector on."""
+    import gc
+
+    scans: list[int] = []
+
+    def note(phase, info):
+        if phase == "start" and info["generation"] < 2:
+            scans.append(len(gc.get_objects(info["generation"])))
+
+    was = gc.isenabled()
+    gc.enable()
+    gc.callbacks.append(note)
+    try:
+        run()
+    finally:
+        gc.callbacks.remove(note)
+        (gc.enable if was else gc.disable)()
+    return scans
+
+
+def test_what_bulk_work_built_goes_to_the_oldest_generation_unscanned_and_stays_collectable(monkeypatch):
+    """What a large bulk block builds lives long: at its end it is handed to the oldest generation as it is, so
+    the first young collection after it does not scan all of it (0.5 s after 50,000 records, in a library
     ingest). It is not put out of the collector's sight: a cycle made in the block is still freed."""
     import gc
     import weakref
 
-    from streams.log import bulk_work
+    from streams import log
 
     class Node:
         pass
 
-    was = gc.isenabled()
-    gc.enable()
+    monkeypatch.setattr(log, "_keeping_frozen", False)  # (a library's process: nothing kept frozen)
+    gc.unfreeze()  # (what earlier tests in this process froze)
+    held: dict[str, object] = {}
+
+    def run():
+        with log.bulk_work():
+            held["built"] = [[n] for n in range(200_000)]
+            a, b = Node(), Node()
+            a.other, b.other = b, a  # (a cycle, freed only by the collector)
+            held["gone"] = weakref.ref(a)
+            del a, b
+        held["more"] = [[n] for n in range(5_000)]  # (allocations enough for young collections to run)
+
+    scans = _young_scans(run)
+    assert scans and max(scans) < 50_000
+    assert any(x is held["built"] for x in gc.get_objects(2))
+    assert gc.get_freeze_count() == 0
+    assert held["gone"]() is not None
     gc.collect()
-    assert gc.get_freeze_count() == 0  # (nothing in this process keeps objects frozen)
-    young_scans: list[int] = []
+    assert held["gone"]() is None
 
-    def note(phase, info):
-        if phase == "start" and info["generation"] < 2:
-            young_scans.append(len(gc.get_objects(info["generation"])))
 
-    gc.callbacks.append(note)
+def test_bulk_work_leaves_what_another_part_of_the_process_froze_frozen(monkeypatch):
+    """Objects frozen by the process's own code (before a fork, say) stay frozen through a large block."""
+    import gc
+
+    from streams import log
+
+    monkeypatch.setattr(log, "_keeping_frozen", False)
+    kept = [[n] for n in range(1_000)]
+    gc.freeze()
     try:
-        try:
-            with bulk_work():
-                built = [[n] for n in range(200_000)]
-                a, b = Node(), Node()
-                a.other, b.other = b, a  # (a cycle, freed only by the collector)
-                gone = weakref.ref(a)
-            more = [[n] for n in range(5_000)]  # (allocations enough for young collections to run)
-        finally:
-            gc.callbacks.remove(note)
-        del more
-        assert young_scans and max(young_scans) < 50_000
-        assert any(x is built for x in gc.get_objects(2))
-        assert gc.get_freeze_count() == 0
-        del a, b
-        assert gone() is not None
-        gc.collect()
-        assert gone() is None
+        frozen = gc.get_freeze_count()
+        with log.bulk_work():
+            built = [[n] for n in range(log.LARGE_BLOCK + 1_000)]
+        assert any(x is built for x in gc.get_objects())  # (a large block's work: in the oldest generation)
+        assert gc.get_freeze_count() == frozen
+        assert not any(x is kept for x in gc.get_objects())
     finally:
-        (gc.enable if was else gc.disable)()
+        gc.unfreeze()
 
 
-def test_bulk_work_in_a_process_that_keeps_objects_frozen_freezes_what_it_built_before_the_collector_runs():
-    """A server freezes what it loaded and folds the log's new entries in bulk blocks: what a block built is
-    frozen with it at the block's end, not scanned first by the young collection the end lets run (lookups
+def test_bulk_work_in_a_process_that_keeps_objects_frozen_freezes_what_it_built_before_the_collector_runs(
+        monkeypatch):
+    """A server keeps what it loaded frozen and folds the log's new entries in bulk blocks: what a block built
+    is frozen with it at the block's end, not scanned first by the young collection the end lets run (lookups
     waited up to 16 ms behind it), and what was frozen stays frozen."""
     import gc
 
-    from streams.log import bulk_work
+    from streams import log
 
+    monkeypatch.setattr(log, "_keeping_frozen", False)
     kept = [[n] for n in range(1_000)]
-    was = gc.isenabled()
-    gc.enable()
-    gc.freeze()
-    young_scans: list[int] = []
+    held: dict[str, object] = {}
 
-    def note(phase, info):
-        if phase == "start" and info["generation"] < 2:
-            young_scans.append(len(gc.get_objects(info["generation"])))
+    def run():
+        log.keep_frozen()
+        with log.bulk_work():
+            held["built"] = [[n] for n in range(20_000)]  # (smaller than a large block: frozen all the same)
+        held["more"] = [[n] for n in range(5_000)]  # (allocations enough for young collections to run)
 
-    gc.callbacks.append(note)
     try:
-        frozen = gc.get_freeze_count()
-        with bulk_work():
-            built = [[n] for n in range(100_000)]
-        more = [[n] for n in range(5_000)]  # (allocations enough for young collections to run)
-        gc.callbacks.remove(note)
-        assert young_scans and max(young_scans) < 20_000
-        assert gc.get_freeze_count() >= frozen + len(built)
-        assert not any(x is kept or x is built for x in gc.get_objects())
-        del more
+        scans = _young_scans(run)
+        assert scans and max(scans) < 10_000
+        assert not any(x is kept or x is held["built"] or x is held["built"][-1] for x in gc.get_objects())
     finally:
-        if note in gc.callbacks:
-            gc.callbacks.remove(note)
         gc.unfreeze()
-        (gc.enable if was else gc.disable)()
