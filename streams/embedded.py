@@ -186,6 +186,9 @@ class EmbeddedEngine:
         # the entries logged while the views are left for later, as decided: the views' fold reads them instead of
         # unsealing the log (``streams.entry_spool``)
         self._spool: Optional[EntrySpool] = None
+        # the log's entries before a restatement's place, as the resolver's rewind read them: the views' fold after
+        # the restatement reads them again from it (``_rewind``)
+        self._read_spool: Optional[EntrySpool] = None
         # worker processes deciding at once (``streams.shard_pool``), with the result of deciding in order
         self.shards = max(1, shards)
         self.order = order  # the order an input's records are decided in (``streams.ordering``)
@@ -250,6 +253,7 @@ class EmbeddedEngine:
             views = part if part is not None else CustomerViews(self.projection_config)
             views.config = self.projection_config
             spool, self._spool = self._spool, None
+            read, self._read_spool = self._read_spool, None
             end = len(self.log)
             try:
                 if spool is not None and spool.covers(end) and not self.log.skips_within(min(seq, spool.start), end):
@@ -257,11 +261,20 @@ class EmbeddedEngine:
                     self._fold(None, views, seq, progress, end=spooled)
                     self._fold(None, views, spooled, progress, entries=spool.read(spooled))
                     return views
+                if read is not None and read.start is not None and read.end is not None and seq < read.end:
+                    spooled = max(seq, read.start)
+                    if read.holds(spooled, read.end, self.log.skips_in(spooled, read.end)):
+                        # (the log's entries before it, the stretch it holds as the log reads it, the log after it)
+                        self._fold(None, views, seq, progress, end=spooled)
+                        self._fold(None, views, spooled, progress, entries=read.read(spooled))
+                        self._fold(None, views, read.end, progress)
+                        return views
             except SpoolError:  # (its file did not read back as written: the log is read instead)
                 return self._later(0, progress)
             finally:
-                if spool is not None:
-                    spool.drop()
+                for held in (spool, read):
+                    if held is not None:
+                        held.drop()
             self._fold(None, views, seq, progress)
             return views
         resolver = Resolver(self.config, part if part is not None else ResolverState())
@@ -340,13 +353,18 @@ class EmbeddedEngine:
 
     def _fold(self, resolver: Optional[Resolver], views: Optional[CustomerViews], start: int,
               progress: Optional[Callable[[int], None]] = None, end: Optional[int] = None,
-              entries: Optional[Iterable[tuple[int, list[dict[str, Any]]]]] = None) -> int:
-        """``entries``: those to fold instead of the log's from ``start`` (a spool's)."""
+              entries: Optional[Iterable[tuple[int, list[dict[str, Any]]]]] = None,
+              tee: Optional[EntrySpool] = None) -> int:
+        """``entries``: those to fold instead of the log's from ``start`` (a spool's); ``tee``: a spool that takes
+        each entry folded as read."""
         n = 0
         apply_all = resolver.apply_all if resolver is not None else None
         apply_entry = views.apply_entry if views is not None else None
+        take = tee.take if tee is not None else None
         with bulk_work():
             for seq, decisions in self.log.read(start, end) if entries is None else entries:
+                if take is not None:
+                    take(seq, decisions)  # (before the fold: the resolver's keeps the lists it is given)
                 if apply_all is not None:
                     apply_all(decisions)
                 if apply_entry is not None:
@@ -499,9 +517,10 @@ class EmbeddedEngine:
         self.log.close()
 
     def _drop_spool(self) -> None:
-        if self._spool is not None:
-            self._spool.drop()
-            self._spool = None
+        for spool in (self._spool, self._read_spool):
+            if spool is not None:
+                spool.drop()
+        self._spool = self._read_spool = None
 
     def __enter__(self) -> "EmbeddedEngine":
         return self
@@ -771,7 +790,17 @@ class EmbeddedEngine:
             if not views:
                 self.views = None  # type: ignore[assignment]
             at = 0
-        self.fold(at, progress, end=seq)
+        if views or self._views is not None or self.fold_views != "after":
+            self.fold(at, progress, end=seq)
+            return
+        # the views are folded over the same entries once the restatement is done: they are kept as read
+        # (``streams.entry_spool``), rather than read and unsealed from the log a second time
+        if self._read_spool is not None:
+            self._read_spool.drop()
+        read = EntrySpool(self.data_dir, as_read=True)
+        self._fold(self._resolver, None, at, progress, end=seq, tee=read)
+        read.close(at, seq, self.log.skips_in(at, seq))
+        self._read_spool = read if read.usable else None
 
     def _finish_restatements(self) -> None:
         """A restatement begun and not completed (the writer stopped in between): close it, and restate again."""

@@ -15,6 +15,12 @@ resolver decided them, before they were sealed, so the views are folded from the
 * The engine folds from it only when it covers the log up to its end with nothing a reader skips in it; in any
   other case it reads the log, which stays the source of truth. It takes about as much disk as the entries'
   text, and is dropped past ``MAX_BYTES``.
+
+A spool made with ``as_read=True`` holds instead entries as the log read them (``take``: positions that go up,
+with the gaps a reader skips), for a second pass over the same stretch: a restatement rewinds the resolver's
+state through the log before its first late event, and the views are folded over the same stretch once it is
+done (``EmbeddedEngine._rewind``). It says which stretch it holds (``close``), and the engine folds from it only
+while the log still reads that stretch as it did (``DecisionLog.skips_in``) and no erasure came between.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from resolver.restate import MARKER_TYPES
 BLOCK = 1 << 20  # bytes of entries sealed and written at once
 MAX_BYTES = 4 << 30  # a spool that grows past this is dropped (an input piped in for days): the log is read instead
 _LENGTH = struct.Struct("<I")
+_RECORD = struct.Struct("<qI")  # an entry's log position and its length
 # decisions after which the log reads otherwise than as decided: a restatement's markers (a reader skips what it
 # superseded), an erasure (its keys shredded)
 _NOT_AS_DECIDED = MARKER_TYPES | {"customer_erased"}
@@ -44,12 +51,15 @@ class SpoolError(IdresError):
 
 
 class EntrySpool:
-    """Log entries ``(seq, decisions)`` from ``start`` to ``end`` (exclusive), as decided."""
+    """Log entries ``(seq, decisions)`` from ``start`` to ``end`` (exclusive), as decided (``as_read``: as the
+    log read them)."""
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, as_read: bool = False):
         self.directory = Path(directory)
         self.start: Optional[int] = None
         self.end: Optional[int] = None
+        self.as_read = as_read
+        self.skips: Optional[list[tuple[int, int]]] = None  # (as read: what the log skipped in the stretch, ``close``)
         self.usable = True
         self._file: Optional[Any] = None
         self._cipher = AESGCM(AESGCM.generate_key(bit_length=256))
@@ -61,7 +71,7 @@ class EntrySpool:
         """The entries the log just wrote from position ``start``."""
         if not self.usable or not entries:
             return
-        if self.end is not None and start != self.end:
+        if self.as_read or (self.end is not None and start != self.end):
             self.drop()
             return
         for decisions in entries:
@@ -71,22 +81,53 @@ class EntrySpool:
                     return
         if self.start is None:
             self.start = start
-        dumps = orjson.dumps
-        buffer = self._buffer
-        for decisions in entries:
-            try:
-                line = dumps(decisions)
-            except TypeError:  # (what JSON cannot hold: the log's reading is left to give it)
-                self.drop()
+        for i, decisions in enumerate(entries):
+            if not self._put(start + i, decisions):
                 return
-            buffer += _LENGTH.pack(len(line))
-            buffer += line
         self.end = start + len(entries)
+
+    def take(self, seq: int, decisions: list[dict[str, Any]]) -> None:
+        """An entry as the log read it at position ``seq`` (after the last taken): a spool ``as_read``."""
+        if not self.usable:
+            return
+        if not self.as_read or self.skips is not None or (self.end is not None and seq < self.end):
+            self.drop()
+            return
+        if self.start is None:
+            self.start = seq
+        if self._put(seq, decisions):
+            self.end = seq + 1
+
+    def close(self, start: int, end: int, skips: list[tuple[int, int]]) -> None:
+        """Says that it holds the log's stretch from ``start`` to ``end`` as read while the log skipped ``skips``
+        in it (``DecisionLog.skips_in``): every entry taken, none missing. A spool ``as_read``."""
+        if not self.usable or not self.as_read or (self.start is not None and self.start < start) \
+                or (self.end is not None and self.end > end):
+            self.drop()
+            return
+        self.start, self.end, self.skips = start, end, list(skips)
+
+    def holds(self, start: int, end: int, skips: list[tuple[int, int]]) -> bool:
+        """Whether, as read (``close``), it holds the stretch from ``start`` to ``end`` that the log reads now
+        while skipping ``skips`` in it."""
+        return (self.usable and self.as_read and self.skips is not None and self.start is not None
+                and self.start <= start and end <= self.end and self.skips == list(skips))
+
+    def _put(self, seq: int, decisions: list[dict[str, Any]]) -> bool:
+        try:
+            line = orjson.dumps(decisions)
+        except TypeError:  # (what JSON cannot hold: the log's reading is left to give it)
+            self.drop()
+            return False
+        buffer = self._buffer
+        buffer += _RECORD.pack(seq, len(line))
+        buffer += line
         if len(buffer) >= BLOCK:
             if self._written + len(buffer) > MAX_BYTES:
                 self.drop()
-                return
+                return False
             self._write()
+        return self.usable
 
     def covers(self, end: int) -> bool:
         """Whether it holds the entries up to ``end``, the log's end (from its own start)."""
@@ -100,13 +141,14 @@ class EntrySpool:
             self._write()
             if not self.usable:
                 raise SpoolError("the spool of entries could not be written")
-        seq = self.start
         fh = self._file
         if fh is None:
             return
         fh.seek(0)
         loads = orjson.loads
-        size = _LENGTH.size
+        size, record = _LENGTH.size, _RECORD.size
+        expected = self.start  # (as decided: every position, one after another)
+        last = -1
         for number in range(self._blocks):
             head = fh.read(size)
             if len(head) < size:
@@ -119,14 +161,18 @@ class EntrySpool:
             at = 0
             view = memoryview(block)
             while at < len(block):
-                n = _LENGTH.unpack_from(block, at)[0]
-                at += size
+                seq, n = _RECORD.unpack_from(block, at)
+                at += record
+                if seq <= last or (not self.as_read and seq != expected):
+                    raise SpoolError(f"the spool of entries holds position {seq} after {last}")
                 if seq >= start:
                     yield seq, loads(view[at:at + n])
                 at += n
-                seq += 1
-        if seq != self.end:
-            raise SpoolError(f"the spool of entries ends at {seq}, not at {self.end}")
+                last, expected = seq, seq + 1
+        if not self.as_read and expected != self.end:
+            raise SpoolError(f"the spool of entries ends at {expected}, not at {self.end}")
+        if self.as_read and last >= self.end:
+            raise SpoolError(f"the spool of entries holds position {last}, past its end {self.end}")
 
     def drop(self) -> None:
         """Lets go of what it holds; it takes nothing more."""

@@ -343,6 +343,10 @@ class DecisionLog:
         """Whether a reader skips (``read``) any entry from ``start`` to ``end`` (exclusive)."""
         return any(a < end and b > start for a, b in self._skips)
 
+    def skips_in(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The stretches of entries from ``start`` to ``end`` (exclusive) a reader skips (``read``), cut to them."""
+        return [(max(a, start), min(b, end)) for a, b in self._skips if a < end and b > start]
+
     def skipped(self, seq: int) -> bool:
         """Whether entry ``seq`` is one a reader skips (``read``): superseded, or of a restatement not complete."""
         return in_ranges(self._skips, seq)

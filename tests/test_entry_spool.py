@@ -17,7 +17,7 @@ import streams.entry_spool as spool_module
 from streams.embedded import EmbeddedEngine
 from streams.entry_spool import EntrySpool, SpoolError
 from tests.test_shards import every_guard_corpus
-from tests.test_views_after import _entries, _inputs
+from tests.test_views_after import _by_time, _entries, _inputs
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +30,15 @@ class _Counted:
 
     def __init__(self, monkeypatch):
         self.read = 0
+        self.as_read = 0  # (of those, from spools of entries as the log read them: a restatement's rewind)
+        self.spools: list[EntrySpool] = []  # (the spools read from)
         real = EntrySpool.read
 
         def read(spool, start):
+            self.spools.append(spool)
             for item in real(spool, start):
                 self.read += 1
+                self.as_read += spool.as_read
                 yield item
 
         monkeypatch.setattr(EntrySpool, "read", read)
@@ -55,8 +59,11 @@ def test_views_folded_from_the_spool_are_the_views_the_log_gives(records, tmp_pa
     counted = _Counted(monkeypatch)
     _ingest(tmp_path / "spooled", tmp_path, inputs)
     assert counted.read > 1000  # (the views were folded from the spool, not from the log)
+    # (the older events restate the log: the views after it folded from what the resolver's rewind read)
+    assert (counted.as_read > 0) == (split == "older events after")
     with monkeypatch.context() as m:
         m.setattr(EntrySpool, "covers", lambda spool, end: False)
+        m.setattr(EntrySpool, "holds", lambda spool, start, end, skips: False)
         before = counted.read
         _ingest(tmp_path / "from the log", tmp_path, inputs)
         assert counted.read == before
@@ -231,3 +238,140 @@ def test_a_spool_reads_back_the_entries_as_the_log_would(tmp_path_factory, batch
         spool.drop()
     finally:
         spool_module.BLOCK = kept
+
+
+# ------------------------------------------------------------------ entries as the log read them (a restatement's rewind)
+def _late_inputs(records: list[bytes]) -> list[list[bytes]]:
+    """The history, then stragglers from its last fifth, then stragglers from its last twentieth: each later input
+    restates the log from near its end, the second from a place after what the first restatement superseded
+    (a stretch the log reads with a gap)."""
+    import random
+
+    ordered = _by_time(records)
+    n = len(ordered)
+    rng = random.Random(3)
+    first = set(rng.sample(range(n * 4 // 5, n * 9 // 10), 15))
+    second = set(rng.sample(range(n * 19 // 20, n), 10))
+    return [[r for i, r in enumerate(ordered) if i not in first and i not in second],
+            [ordered[i] for i in sorted(first)], [ordered[i] for i in sorted(second)]]
+
+
+def test_views_after_a_restatement_are_folded_from_what_its_rewind_read_and_are_the_views_the_log_gives(
+        records, tmp_path, monkeypatch):
+    inputs = _late_inputs(records)
+    _ingest(tmp_path / "live", tmp_path, inputs, "live")
+    counted = _Counted(monkeypatch)
+    spools: list[EntrySpool] = []
+    real_close = EntrySpool.close
+
+    def close(spool, start, end, skips):
+        real_close(spool, start, end, skips)
+        spools.append(spool)
+
+    monkeypatch.setattr(EntrySpool, "close", close)
+    _ingest(tmp_path / "spooled", tmp_path, inputs)
+    assert counted.as_read > len(records) // 2  # (most of the log: the restatements start near its end)
+    assert len(spools) == 2 and spools[0].skips == [] and spools[1].skips  # (the second reads past a gap)
+    with monkeypatch.context() as m:
+        m.setattr(EntrySpool, "holds", lambda spool, start, end, skips: False)
+        before = counted.as_read
+        _ingest(tmp_path / "from the log", tmp_path, inputs)
+        assert counted.as_read == before
+    with EmbeddedEngine(tmp_path / "live") as live:
+        expected, digest = _entries(live), live.views.digest()
+        assert sum(m["type"] == "log_restated" for m in live.log.restatements().values()) == 2
+    for mode in ("spooled", "from the log"):
+        with EmbeddedEngine(tmp_path / mode, fold_views="after") as engine:
+            assert _entries(engine) == expected, mode
+            assert engine.views.digest() == digest, mode
+        for name in os.listdir(tmp_path / mode):  # (and the checkpoint the same as the views the log gives)
+            if name.startswith("checkpoint"):
+                os.remove(tmp_path / mode / name)
+        with EmbeddedEngine(tmp_path / mode, fold_views="after") as engine:
+            assert engine.views.digest() == digest, mode
+
+
+def test_a_stretch_the_log_reads_otherwise_since_it_was_read_is_folded_from_the_log(records, tmp_path, monkeypatch):
+    """A restatement from inside the stretch a spool holds (what it superseded there is skipped now), and a block
+    that does not read back as written: the views are folded from the log, and are the views it gives."""
+    inputs = _late_inputs(records)
+    _ingest(tmp_path / "live", tmp_path, inputs, "live")
+    with EmbeddedEngine(tmp_path / "live") as live:
+        digest = live.views.digest()
+    real_close = EntrySpool.close
+    held: list[EntrySpool] = []
+
+    def close(spool, start, end, skips):  # (says the stretch was read with nothing skipped in it)
+        real_close(spool, start, end, [])
+        held.append(spool)
+
+    counted = _Counted(monkeypatch)
+    with monkeypatch.context() as m:
+        m.setattr(EntrySpool, "close", close)
+        _ingest(tmp_path / "stale", tmp_path, inputs)
+    assert len(held) == 2 and held[1].skips == []
+    with EmbeddedEngine(tmp_path / "stale", fold_views="after") as engine:
+        assert engine.views.digest() == digest
+    # (the first restatement's, read with no gap, was used; the second's, not as the log reads, refused)
+    assert held[0] in counted.spools and held[1] not in counted.spools
+
+    real = EntrySpool.read
+
+    def damaged(spool, start):
+        if spool.as_read:
+            if spool._buffer:
+                spool._write()
+            fh = spool._file
+            fh.seek(100)
+            byte = fh.read(1)
+            fh.seek(100)
+            fh.write(bytes([byte[0] ^ 1]))
+        return real(spool, start)
+
+    monkeypatch.setattr(EntrySpool, "read", damaged)
+    _ingest(tmp_path / "damaged", tmp_path, inputs)
+    with EmbeddedEngine(tmp_path / "damaged", fold_views="after") as engine:
+        assert engine.views.digest() == digest
+
+
+@settings(max_examples=60, deadline=None)
+@given(entries=st.lists(st.tuples(st.integers(1, 5), st.lists(_decision, max_size=3)), max_size=40),
+       first=st.integers(0, 1000), block=st.integers(1, 400))
+def test_a_spool_as_read_gives_back_each_entry_at_its_place_with_the_gaps_the_log_skipped(
+        tmp_path_factory, entries, first, block):
+    spool_module.BLOCK, kept = block, spool_module.BLOCK
+    try:
+        spool = EntrySpool(tmp_path_factory.mktemp("spool"), as_read=True)
+        expected, seq = [], first
+        for step, decisions in entries:
+            seq += step
+            spool.take(seq, decisions)
+            expected.append((seq, orjson.loads(orjson.dumps(decisions))))
+        end = seq + 1
+        skips = [(first, first + 1)] if entries and entries[0][0] > 1 else []
+        spool.close(first, end, skips)
+        assert spool.holds(first, end, skips) and not spool.holds(first, end, skips + [(end - 1, end)])
+        assert not spool.holds(first - 1, end, skips) and not spool.holds(first, end + 1, skips)
+        assert list(spool.read(first)) == expected
+        if expected:
+            middle = expected[len(expected) // 2][0]
+            assert list(spool.read(middle)) == expected[len(expected) // 2:]
+        spool.take(end, [])  # (nothing after it says what it holds)
+        assert not spool.usable
+        with pytest.raises(SpoolError):
+            list(spool.read(first))
+    finally:
+        spool_module.BLOCK = kept
+
+
+def test_a_spool_as_read_refuses_an_entry_out_of_order(tmp_path):
+    spool = EntrySpool(tmp_path, as_read=True)
+    spool.take(5, [])
+    spool.take(5, [])
+    assert not spool.usable
+    decided = EntrySpool(tmp_path)
+    decided.take(0, [])
+    assert not decided.usable
+    read = EntrySpool(tmp_path, as_read=True)
+    read.add(0, [[]])
+    assert not read.usable
