@@ -84,19 +84,24 @@ def test_views_folded_from_the_spool_are_the_views_the_log_gives(records, tmp_pa
         assert engine.views.digest() in digests
 
 
+def _damage(spool: EntrySpool) -> None:
+    """A byte of the spool's file flipped (its entries written first)."""
+    if spool.end is not None and spool._buffer:
+        spool._write()
+    fh = spool._file
+    fh.seek(100)
+    byte = fh.read(1)
+    fh.seek(100)
+    fh.write(bytes([byte[0] ^ 1]))
+
+
 def test_a_spool_that_does_not_read_back_as_written_sends_the_fold_to_the_log(records, tmp_path, monkeypatch):
     _ingest(tmp_path / "live", tmp_path, [records], "live")
     damaged = []
     real = EntrySpool.read
 
-    def read(spool, start):  # (a byte of the spool's file flipped before it is read)
-        if spool.end is not None and spool._buffer:
-            spool._write()
-        fh = spool._file
-        fh.seek(100)
-        byte = fh.read(1)
-        fh.seek(100)
-        fh.write(bytes([byte[0] ^ 1]))
+    def read(spool, start):
+        _damage(spool)
         damaged.append(spool)
         return real(spool, start)
 
@@ -316,20 +321,17 @@ def test_a_stretch_the_log_reads_otherwise_since_it_was_read_is_folded_from_the_
     assert held[0] in counted.spools and held[1] not in counted.spools
 
     real = EntrySpool.read
+    damaged: list[EntrySpool] = []
 
-    def damaged(spool, start):
+    def read(spool, start):
         if spool.as_read:
-            if spool._buffer:
-                spool._write()
-            fh = spool._file
-            fh.seek(100)
-            byte = fh.read(1)
-            fh.seek(100)
-            fh.write(bytes([byte[0] ^ 1]))
+            _damage(spool)
+            damaged.append(spool)
         return real(spool, start)
 
-    monkeypatch.setattr(EntrySpool, "read", damaged)
+    monkeypatch.setattr(EntrySpool, "read", read)
     _ingest(tmp_path / "damaged", tmp_path, inputs)
+    assert damaged
     with EmbeddedEngine(tmp_path / "damaged", fold_views="after") as engine:
         assert engine.views.digest() == digest
 
