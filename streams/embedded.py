@@ -256,19 +256,12 @@ class EmbeddedEngine:
             read, self._read_spool = self._read_spool, None
             end = len(self.log)
             try:
-                if spool is not None and spool.covers(end) and not self.log.skips_within(min(seq, spool.start), end):
-                    spooled = max(seq, spool.start)  # (the log's entries before it, then the spool's)
-                    self._fold(None, views, seq, progress, end=spooled)
-                    self._fold(None, views, spooled, progress, entries=spool.read(spooled))
-                    return views
+                if spool is not None and spool.covers(end) and not self.log.skips_in(min(seq, spool.start), end):
+                    return self._fold_spooled(views, seq, spool, progress)
                 if read is not None and read.start is not None and read.end is not None and seq < read.end:
-                    spooled = max(seq, read.start)
-                    if read.holds(spooled, read.end, self.log.skips_in(spooled, read.end)):
-                        # (the log's entries before it, the stretch it holds as the log reads it, the log after it)
-                        self._fold(None, views, seq, progress, end=spooled)
-                        self._fold(None, views, spooled, progress, entries=read.read(spooled))
-                        self._fold(None, views, read.end, progress)
-                        return views
+                    at = max(seq, read.start)
+                    if read.holds(at, read.end, self.log.skips_in(at, read.end)):
+                        return self._fold_spooled(views, seq, read, progress)
             except SpoolError:  # (its file did not read back as written: the log is read instead)
                 return self._later(0, progress)
             finally:
@@ -280,6 +273,16 @@ class EmbeddedEngine:
         resolver = Resolver(self.config, part if part is not None else ResolverState())
         self._fold(resolver, None, seq, progress)
         return resolver
+
+    def _fold_spooled(self, views: CustomerViews, seq: int, spool: EntrySpool,
+                      progress: Optional[Callable[[int], None]]) -> CustomerViews:
+        """``views`` folded from ``seq`` on: the log's entries before ``spool``'s, the spool's, the log's after it."""
+        spooled = max(seq, spool.start)
+        self._fold(None, views, seq, progress, end=spooled)
+        self._fold(None, views, spooled, progress, entries=spool.read(spooled))
+        if spool.end < len(self.log):
+            self._fold(None, views, spool.end, progress)
+        return views
 
     def _usable_checkpoint(self, seq: int, parts: Optional[tuple[int, ...]] = None) -> Optional[tuple[int, Any]]:
         """The newest checkpoint (of ``CHECKPOINTS``) taken at or before entry ``seq`` that no restatement made

@@ -339,10 +339,6 @@ class DecisionLog:
             return self._read(start, end)
         return self._effective(start, end)
 
-    def skips_within(self, start: int, end: int) -> bool:
-        """Whether a reader skips (``read``) any entry from ``start`` to ``end`` (exclusive)."""
-        return any(a < end and b > start for a, b in self._skips)
-
     def skips_in(self, start: int, end: int) -> list[tuple[int, int]]:
         """The stretches of entries from ``start`` to ``end`` (exclusive) a reader skips (``read``), cut to them."""
         return [(max(a, start), min(b, end)) for a, b in self._skips if a < end and b > start]
