@@ -26,8 +26,15 @@ def node_type(key: str) -> str:
 
 
 def utc_iso(dt) -> str:
-    """A fixed-width UTC timestamp (``2025-03-07T14:03:11.000000Z``), so string order is time order."""
-    return dt.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    """A fixed-width UTC timestamp (``2025-03-07T14:03:11.000000Z``), so string order is time order.
+    (A naive time is the machine's local time, as ``datetime.astimezone`` reads it.)"""
+    off = dt.utcoffset()
+    if off is None:
+        dt = dt.astimezone(timezone.utc)
+    elif off:
+        dt = dt - off  # (what astimezone does, without its work for another zone; OverflowError alike)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second,
+                                                    dt.microsecond)
 
 
 def event_digest(event, occurred_at: str | None = None) -> int:

@@ -85,6 +85,8 @@ class ChannelEvent(BaseModel):
     @field_validator("occurred_at", mode="before")
     @classmethod
     def _iso_text(cls, value: Any) -> Any:
+        if type(value) is str and ":" in value:
+            return value  # (a time of day: no number holds a colon)
         if not isinstance(value, (str, datetime)) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
             given = ("null" if value is None else "a number of seconds" if isinstance(value, (int, float, str))
                      and not isinstance(value, bool) else f"a JSON {type(value).__name__}".replace("dict", "object")
@@ -97,6 +99,8 @@ class ChannelEvent(BaseModel):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
+        if 1 < value.year < 9999:
+            return value  # (an offset is less than a day: only the first and last years can leave the range in UTC)
         try:
             value.astimezone(timezone.utc)
         except OverflowError:

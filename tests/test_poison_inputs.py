@@ -7,8 +7,13 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.channel import BAD_DATE, RejectedInput, parse_event
 
 from streams.embedded import EmbeddedEngine
 
@@ -183,3 +188,30 @@ def test_details_say_what_was_given():
     assert caught.value.detail.endswith("(a number too long to read: send it as a string)")
     long = "a" * MAX_IDENTIFIER_LENGTH + "@b.org"
     assert Normalizer(ResolverConfig()).identifier("email", long) == (None, "longer than 1,024 characters")
+
+
+@given(st.one_of(st.datetimes(), st.datetimes(max_value=datetime(1, 1, 3)), st.datetimes(min_value=datetime(9999, 12, 29))),
+       st.timedeltas(min_value=-timedelta(hours=23, minutes=59), max_value=timedelta(hours=23, minutes=59))
+       .map(lambda d: timedelta(minutes=d // timedelta(minutes=1))))
+def test_an_occurred_at_is_accepted_exactly_when_its_instant_in_utc_is_a_date_time(local, offset):
+    # (years 1 to 9999 in UTC: the log writes that instant)
+    text = local.replace(tzinfo=timezone(offset)).isoformat()
+    try:
+        local - offset  # (the instant in UTC, without a zone: out of range raises)
+        in_range = True
+    except OverflowError:
+        in_range = False
+    raw = json.dumps({**GOOD, "occurred_at": text}).encode()
+    if in_range:
+        assert parse_event(raw).occurred_at == local.replace(tzinfo=timezone(offset))
+    else:
+        with pytest.raises(RejectedInput) as caught:
+            parse_event(raw)
+        assert caught.value.reason == BAD_DATE and "out of range once converted to UTC" in caught.value.detail
+
+
+@given(st.from_regex(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*", fullmatch=True))
+def test_an_occurred_at_written_as_a_number_is_refused_whatever_the_number(text):
+    with pytest.raises(RejectedInput) as caught:
+        parse_event(json.dumps({**GOOD, "occurred_at": text}).encode())
+    assert caught.value.reason == BAD_DATE

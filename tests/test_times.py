@@ -2,6 +2,7 @@
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given, strategies as st
 
 from projections.times import iso, logged_micros, micros
@@ -10,6 +11,26 @@ from resolver.ids import utc_iso
 instants = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
                         timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=5, minutes=30)),
                                                    timezone(timedelta(hours=-8))]))
+
+
+_DAY = timedelta(days=1) - timedelta(microseconds=1)
+# any zone: fixed offsets up to a day either way, the tz database's (with their folds and gaps), none (local time)
+any_zone = st.one_of(st.timedeltas(min_value=-_DAY, max_value=_DAY).map(timezone), st.timezones(), st.none())
+# times anywhere, and near the ends of the range, where the UTC instant can fall outside it
+any_time = st.one_of(st.datetimes(), st.datetimes(max_value=datetime(1, 1, 3)),
+                     st.datetimes(min_value=datetime(9999, 12, 29)))
+
+
+@given(any_time, any_zone)
+def test_the_log_s_text_of_a_time_is_its_utc_instant_as_isoformat_writes_it(local, zone):
+    when = local.replace(tzinfo=zone)
+    try:
+        expected = when.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    except (OverflowError, ValueError):  # (outside years 1 to 9999 in UTC: zoneinfo says ValueError)
+        with pytest.raises((OverflowError, ValueError)):
+            utc_iso(when)
+        return
+    assert utc_iso(when) == expected
 
 
 @given(instants)
