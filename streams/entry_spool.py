@@ -179,8 +179,11 @@ class EntrySpool:
         self.usable = False
         self._buffer = bytearray()
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError:  # (a disk full: what its buffer held is not written again; the file is closed all the same)
+                pass
 
     def _write(self) -> None:
         sealed = self._cipher.encrypt(_nonce(self._blocks), bytes(self._buffer), None)

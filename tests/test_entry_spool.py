@@ -4,6 +4,8 @@ readable outside the process, and whatever makes the log read otherwise than as 
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 from pathlib import Path
@@ -112,19 +114,42 @@ def test_a_spool_that_does_not_read_back_as_written_sends_the_fold_to_the_log(re
         assert b.views.digest() == a.views.digest()
 
 
-def test_a_spool_that_cannot_be_written_leaves_the_ingest_to_the_log(records, tmp_path, monkeypatch):
-    _ingest(tmp_path / "live", tmp_path, [records], "live")
+class _FullDisk(io.RawIOBase):
+    """A file on a disk with no space left: every write fails (a buffered writer over it takes a few bytes into
+    its buffer, then fails to write them out, and again when it is closed)."""
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def write(self, data) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("full", ["when the spool is made", "when a block is written"])
+@pytest.mark.parametrize("late", [False, True], ids=["one input", "late events restated"])
+def test_a_spool_that_cannot_be_written_leaves_the_ingest_to_the_log(records, tmp_path, monkeypatch, full, late):
+    # (late events: the rewinds' spools as read, and the ingests' spools as decided, on the full disk)
+    inputs = _late_inputs(records) if late else [records]
+    _ingest(tmp_path / "live", tmp_path, inputs, "live")
 
     real = spool_module.tempfile.TemporaryFile
 
-    def full(*args, **kwargs):  # (the disk full when the spool is made; other temporary files as they are)
+    def full_disk(*args, **kwargs):  # (the spool's file on a full disk; other temporary files as they are)
         if kwargs.get("prefix") == ".idres-entries-":
-            raise OSError(28, "No space left on device")
+            if full == "when the spool is made":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return io.BufferedWriter(_FullDisk())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(spool_module.tempfile, "TemporaryFile", full)
+    monkeypatch.setattr(spool_module.tempfile, "TemporaryFile", full_disk)
     counted = _Counted(monkeypatch)
-    _ingest(tmp_path / "after", tmp_path, [records])
+    _ingest(tmp_path / "after", tmp_path, inputs)
     assert counted.read == 0
     with EmbeddedEngine(tmp_path / "live") as a, EmbeddedEngine(tmp_path / "after", fold_views="after") as b:
         assert b.views.digest() == a.views.digest()
