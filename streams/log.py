@@ -40,8 +40,9 @@ import pickle
 import re
 import sys
 import threading
+from bisect import bisect_right
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import orjson
 from crc32c import crc32c
@@ -337,7 +338,7 @@ class DecisionLog:
         (every entry, as written: what the changelog is made of)."""
         if raw or not self._skips:
             return self._read(start, end)
-        return self._effective(start, end)
+        return self._read(start, end, self._skips)  # (replaced, never changed, when the skips change)
 
     def skips_in(self, start: int, end: int) -> list[tuple[int, int]]:
         """The stretches of entries from ``start`` to ``end`` (exclusive) a reader skips (``read``), cut to them."""
@@ -347,21 +348,16 @@ class DecisionLog:
         """Whether entry ``seq`` is one a reader skips (``read``): superseded, or of a restatement not complete."""
         return in_ranges(self._skips, seq)
 
-    def _effective(self, start: int, end: Optional[int]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
-        skips = self._skips
-        i = 0
-        for seq, decisions in self._read(start, end):
-            while i < len(skips) and skips[i][1] <= seq:
-                i += 1
-            if i < len(skips) and skips[i][0] <= seq:
-                continue
-            yield seq, decisions
-
-    def _read(self, start: int, end: Optional[int]) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    def _read(self, start: int, end: Optional[int],
+              skips: Sequence[tuple[int, int]] = ()) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """The entries from ``start``, each checked; those in ``skips`` (sorted, disjoint) checked but not unsealed,
+        and not given."""
         expected = start
+        starts = [a for a, _ in skips]
         chunk: list[tuple[int, str, bytes]] = []
-        for item in self._lines(start, end):
-            chunk.append(item)
+        for pos, name, line in self._lines(start, end):
+            i = bisect_right(starts, pos) - 1
+            chunk.append((pos, name, line, i >= 0 and pos < skips[i][1]))
             if len(chunk) >= READ_CHUNK:
                 yield from self._entries(chunk, expected)
                 expected += len(chunk)
@@ -393,12 +389,15 @@ class DecisionLog:
         if got < end:
             raise LogError(f"decision log ends at entry {got}, expected {end}: a segment is missing")
 
-    def _entries(self, chunk: list[tuple[int, str, bytes]], expected: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    def _entries(self, chunk: list[tuple[int, str, bytes, bool]],
+                 expected: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """The entries of ``chunk`` (``(position, file name, line, skipped)``) from ``expected`` on: every one checked
+        (its JSON, checksum, version and place), those not skipped unsealed and given."""
         if not chunk:
             return
         if self.keys is not None:  # (the keys of a chunk's sealed values, fetched together)
-            self.sealer.prefetch(b"".join(line for _, _, line in chunk))
-        for pos, name, line in chunk:
+            self.sealer.prefetch(b"".join(line for _, _, line, skipped in chunk if not skipped))
+        for pos, name, line, skipped in chunk:
             try:
                 entry = orjson.loads(line)
             except orjson.JSONDecodeError:
@@ -412,7 +411,9 @@ class DecisionLog:
             if entry.get("seq") != expected:
                 raise LogError(f"decision log out of order in {name}: found entry "
                                f"{entry.get('seq')} where {expected} belongs")
-            if entry.get("k"):
+            if skipped:
+                pass
+            elif entry.get("k"):
                 try:
                     yield expected, self.sealer.unseal_entry(entry["decisions"])
                 except SealError as exc:

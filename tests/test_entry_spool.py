@@ -402,3 +402,42 @@ def test_a_spool_as_read_refuses_an_entry_out_of_order(tmp_path):
     read = EntrySpool(tmp_path, as_read=True)
     read.add(0, [[]])
     assert not read.usable
+
+
+# ------------------------------------------------------------------ the log's reader and what a restatement superseded
+def test_the_log_s_reader_checks_superseded_entries_but_does_not_unseal_them(records, tmp_path, monkeypatch):
+    import streams.log as log_module
+    from streams.log import LogError
+    from streams.sealing import Sealer
+
+    _ingest(tmp_path / "data", tmp_path, _late_inputs(records))
+    unsealed: list[int] = []
+    real = Sealer.unseal_entry
+
+    def counted(self, decisions):
+        unsealed.append(len(decisions))
+        return real(self, decisions)
+
+    monkeypatch.setattr(Sealer, "unseal_entry", counted)
+    with EmbeddedEngine(tmp_path / "data") as engine:
+        log = engine.log
+        skips = log.skips_in(0, len(log))
+        superseded = sum(b - a for a, b in skips)
+        assert superseded > 0  # (the stragglers restated the log)
+        read = [seq for seq, _ in log.read(0)]
+        assert read == [seq for seq in range(len(log)) if not any(a <= seq < b for a, b in skips)]
+        assert len(unsealed) == len(read)  # (every entry as written is sealed: none of the superseded unsealed)
+        unsealed.clear()
+        assert len(list(log.read(0, raw=True))) == len(unsealed) == len(log)
+        first = skips[0][0]
+        segment = max(s for s in log._segments if s <= first)
+        path = log.log_dir / log_module._segment_name(segment)
+    # a superseded entry damaged: every reader still says so
+    lines = path.read_bytes().split(b"\n")
+    at = first - segment
+    assert json.loads(lines[at])["seq"] == first
+    lines[at] = lines[at].replace(b'"seq":', b'"seq" :', 1)
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(LogError, match=f"entry {first} .*damaged"):
+        with EmbeddedEngine(tmp_path / "data") as engine:
+            list(engine.log.read(0))
