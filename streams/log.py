@@ -354,7 +354,7 @@ class DecisionLog:
         and not given."""
         expected = start
         starts = [a for a, _ in skips]
-        chunk: list[tuple[int, str, bytes]] = []
+        chunk: list[tuple[int, str, bytes, bool]] = []
         for pos, name, line in self._lines(start, end):
             i = bisect_right(starts, pos) - 1
             chunk.append((pos, name, line, i >= 0 and pos < skips[i][1]))
@@ -412,7 +412,7 @@ class DecisionLog:
                 raise LogError(f"decision log out of order in {name}: found entry "
                                f"{entry.get('seq')} where {expected} belongs")
             if skipped:
-                pass
+                pass  # (checked; what it sealed is not read)
             elif entry.get("k"):
                 try:
                     yield expected, self.sealer.unseal_entry(entry["decisions"])
