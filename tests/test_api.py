@@ -82,13 +82,18 @@ class Server:
 
 
 def start_server(data_dir: Path, api_key: str | None = None, extra_env: dict[str, str] | None = None) -> Server:
-    server = Server(data_dir, api_key, extra_env)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    """A server, ready; started again on another port if another process took its port first (``free_port``
+    lets the port go before the server binds it: in between, a test process running beside may bind it)."""
+    for attempt in range(3):
+        server = Server(data_dir, api_key, extra_env)
+        try:
+            server.wait_ready()
+            return server
+        except BaseException as exc:
+            server.stop()
+            if attempt == 2 or "Address already in use" not in str(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 # ------------------------------------------------------------------------------------------ fixtures
