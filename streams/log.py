@@ -40,7 +40,6 @@ import pickle
 import re
 import sys
 import threading
-from bisect import bisect_right
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -353,11 +352,13 @@ class DecisionLog:
         """The entries from ``start``, each checked; those in ``skips`` (sorted, disjoint) checked but not unsealed,
         and not given."""
         expected = start
-        starts = [a for a, _ in skips]
+        ahead = iter(skips)
+        skip = next(ahead, None)  # (the first stretch not yet passed: positions only go up)
         chunk: list[tuple[int, str, bytes, bool]] = []
         for pos, name, line in self._lines(start, end):
-            i = bisect_right(starts, pos) - 1
-            chunk.append((pos, name, line, i >= 0 and pos < skips[i][1]))
+            while skip is not None and skip[1] <= pos:
+                skip = next(ahead, None)
+            chunk.append((pos, name, line, skip is not None and skip[0] <= pos))
             if len(chunk) >= READ_CHUNK:
                 yield from self._entries(chunk, expected)
                 expected += len(chunk)
