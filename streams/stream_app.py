@@ -709,6 +709,7 @@ class StreamJobs:
     # The next run has the session follow the state (``_catch_up_key_shards``) instead of loading a new one
     key_behind: Any = None
     key_load_seconds = 0.0  # (how long loading the session took)
+    _end_instant_error_said = False  # (``_highwater_told``: the consumer failed to say when it fetched, logged once)
     following = 0.0  # (seconds the commands of the message in hand took on the key shards)
 
     def __init__(self, settings: KafkaSettings, options: WorkerOptions):
@@ -1077,8 +1078,17 @@ class StreamJobs:
             ms = self.app.consumer._thread._ensure_consumer().last_poll_timestamp(tp)
             if isinstance(ms, int):
                 at = ms * 1000
-        except Exception:  # (not told by this consumer: the resolve role estimates how long records take)
-            pass
+                self.metrics.add("validate_end_instants_told")
+        except Exception as exc:  # (not told by this consumer: the resolve role estimates how long records take)
+            # (Faust's consumer thread and aiokafka's fetch times are not public: a version that moved them makes
+            # lookups wait for the estimate, not for the instant. Counted, and said once, so it is seen)
+            self.metrics.add("validate_end_instant_errors")
+            if not self._end_instant_error_said:
+                self._end_instant_error_said = True
+                log.warning("the Kafka consumer does not say when it fetched (%s: %s): live events wait for the "
+                            "resolve role's estimate of how late records come, not for the instant the broker "
+                            "told each partition's end; check the Faust and aiokafka versions against "
+                            "constraints.txt", type(exc).__name__, exc)
         return self._highwater(tp), at
 
     def _ends_said(self, ends: dict[tuple[str, int], int]) -> tuple[list[list[Any]], list[list[Any]],

@@ -1147,10 +1147,45 @@ def test_live_events_are_not_held_for_quiet_partitions(kafka_bootstrap, tmp_path
             wait_until(lambda: worker.metrics().get("idres_log_entries_applied", 0) == i + 1,
                        45 if i == 0 else 10, f"live event {i} decided, not held for the reorder wait", [worker])
         assert time.monotonic() - started < 55
+        # ...by the instant the broker told each partition's end, read from the consumer (not public in Faust: a
+        # version that moved it would leave lookups waiting for an estimate instead)
+        metrics = worker.metrics()
+        assert metrics.get("idres_validate_end_instants_told_total", 0) > 0, metrics
+        assert metrics.get("idres_validate_end_instant_errors_total", 0) == 0, metrics
     finally:
         producer.close()
         worker.stop()
     assert sorted(decided(settings)) == ["live-0", "live-1", "live-2"]
+
+
+def test_a_consumer_that_does_not_say_when_it_fetched_is_counted_and_said_once(caplog):
+    """Where the Kafka consumer cannot say when it fetched a partition's end (Faust's consumer thread moved in
+    another version), the watermark is still given, the instant is not known (the resolve role then estimates),
+    and the failure is counted and logged once."""
+    from types import SimpleNamespace
+
+    from faust.types import TP
+
+    from streams.stream_app import StreamJobs, WorkerOptions
+
+    jobs = StreamJobs(KafkaSettings.load(bootstrap="127.0.0.1:9", prefix="untold."), WorkerOptions())
+    jobs.app = SimpleNamespace(consumer=SimpleNamespace(highwater=lambda tp: 42))  # (no ``_thread``)
+    with caplog.at_level("WARNING", logger="idres.stream"):
+        for _ in range(3):
+            assert jobs._highwater_told(TP("raw.web", 0)) == (42, None)
+    assert jobs.metrics.counters == {"validate_end_instant_errors": 3}
+    said = [r.getMessage() for r in caplog.records if "does not say when it fetched" in r.getMessage()]
+    assert len(said) == 1 and "constraints.txt" in said[0], said
+
+    class Fetched:  # (as the pinned Faust's consumer thread gives aiokafka's consumer: milliseconds)
+        def last_poll_timestamp(self, tp):
+            return 1_700_000_000_123
+
+    told = StreamJobs(KafkaSettings.load(bootstrap="127.0.0.1:9", prefix="told."), WorkerOptions())
+    told.app = SimpleNamespace(consumer=SimpleNamespace(highwater=lambda tp: 7, _thread=SimpleNamespace(
+        _ensure_consumer=Fetched)))
+    assert told._highwater_told(TP("raw.web", 1)) == (7, 1_700_000_000_123_000)
+    assert told.metrics.counters == {"validate_end_instants_told": 1}
 
 
 def test_events_held_for_reordering_do_not_hold_up_a_rebalance(kafka_bootstrap, tmp_path):
