@@ -93,6 +93,12 @@ class SqliteKeyStore:
             db.execute("PRAGMA secure_delete=ON")
             if writer:
                 db.execute("PRAGMA journal_mode=DELETE")
+                # (a store that was there is checked whole before anything is written to it: SQLite reads a damaged
+                # page only when it comes to it, and a writer would go on adding keys to a store whose others are lost)
+                if self.path.stat().st_size:
+                    found = db.execute("PRAGMA quick_check").fetchall()
+                    if found != [("ok",)]:
+                        raise sqlite3.DatabaseError("; ".join(str(row[0]) for row in found[:3]).replace("\n", " "))
                 db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)")
                 db.execute("CREATE TABLE IF NOT EXISTS keys (id INTEGER PRIMARY KEY AUTOINCREMENT, "
                            "subject BLOB NOT NULL, key BLOB NOT NULL, kind INTEGER NOT NULL)")
@@ -104,13 +110,47 @@ class SqliteKeyStore:
                 self._all_held = db.execute("SELECT 1 FROM keys WHERE kind=0 LIMIT 1").fetchone() is None
             row = db.execute("SELECT value FROM meta WHERE name='secret'").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise KeyStoreError(f"the key store {self.path} cannot be read ({exc}): restore the data directory "
-                                "from a backup (without its keys nothing personal in the log can be read)") from None
+            raise self._failed(exc) from None
         if row is None:
             raise KeyStoreError(f"the key store {self.path} has no secret: restore the data directory from a backup")
         self._secret = bytes(row[0])
         if writer:
             self._db.execute("BEGIN")
+
+    def _damaged(self, exc: BaseException) -> KeyStoreError:
+        """The error of a store SQLite found damaged (or a row it gave that the store never writes)."""
+        return KeyStoreError(f"the key store {self.path} cannot be read ({exc}): restore the data directory from a "
+                             "backup (without its keys nothing personal in the log can be read)")
+
+    def _failed(self, exc: sqlite3.DatabaseError) -> KeyStoreError:
+        """What SQLite's error says to do: a full disk or a busy store is not damage."""
+        said = str(exc).lower()
+        if "full" in said:
+            return KeyStoreError(f"the disk holding the key store {self.path} is full ({exc}): free space on it, then "
+                                 "run the command again (nothing sealed under the keys not written was logged)")
+        if "locked" in said or "busy" in said:
+            return KeyStoreError(f"the key store {self.path} is locked by another process ({exc}): wait for it to "
+                                 "finish, then run the command again")
+        if "i/o" in said:
+            return KeyStoreError(f"reading or writing the key store {self.path} failed ({exc}): check the disk, then "
+                                 "run the command again")
+        return self._damaged(exc)
+
+    def _key_bytes(self, value: object) -> bytes:
+        if not isinstance(value, bytes) or len(value) != KEY_BYTES:
+            raise self._damaged(ValueError(f"a key reads {type(value).__name__} of "
+                                           f"{len(value) if isinstance(value, bytes) else 0} bytes"))
+        return value
+
+    def last_number(self) -> int:
+        """The highest key number the store ever gave (0: none; shredded keys' numbers are never given again)."""
+        if self._db is None:
+            return 0
+        try:
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='keys'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise self._failed(exc) from None
+        return max(row[0] if row else 0, self._next - 1)
 
     def _hash(self, subject: str) -> bytes:
         return hashlib.blake2b(subject.encode("utf-8", "surrogatepass"), key=self._secret, digest_size=16).digest()
@@ -137,9 +177,12 @@ class SqliteKeyStore:
         else:
             return hit
         if not (new or self._all_held):
-            row = self._db.execute("SELECT id, key FROM keys WHERE subject=? AND kind=0", (h,)).fetchone()
+            try:
+                row = self._db.execute("SELECT id, key FROM keys WHERE subject=? AND kind=0", (h,)).fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise self._failed(exc) from None
             if row is not None:
-                found = (f"{row[0]:012x}", bytes(row[1]))
+                found = (f"{row[0]:012x}", self._key_bytes(row[1]))
                 self._remember(h, *found)
                 return found
         if not (create and self.writer):
@@ -167,14 +210,18 @@ class SqliteKeyStore:
             n = int(kid, 16)
         except ValueError:
             return None
-        row = self._db.execute("SELECT key FROM keys WHERE id=?", (n,)).fetchone()
+        try:
+            row = self._db.execute("SELECT key FROM keys WHERE id=?", (n,)).fetchone()
+            top = None if row is not None else \
+                self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='keys'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise self._failed(exc) from None
         if row is None:
-            top = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='keys'").fetchone()
             if n >= self._next and (top is None or n > top[0]):
                 raise KeyStoreError(f"key {kid} was never in the key store {self.path}: the store is older than "
                                     "the decision log (restore both from the same backup)")
             return None  # (shredded)
-        key = bytes(row[0])
+        key = self._key_bytes(row[0])
         self._by_kid[kid] = key
         if len(self._by_kid) > CACHE:
             self._by_kid.popitem(last=False)
@@ -195,10 +242,13 @@ class SqliteKeyStore:
                 pass
         for i in range(0, len(wanted), 500):
             part = wanted[i:i + 500]
-            rows = self._db.execute(f"SELECT id, key FROM keys WHERE id IN ({','.join('?' * len(part))})",
-                                    part).fetchall()
+            try:
+                rows = self._db.execute(f"SELECT id, key FROM keys WHERE id IN ({','.join('?' * len(part))})",
+                                        part).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise self._failed(exc) from None
             for n, key in rows:
-                held[f"{n:012x}"] = bytes(key)
+                held[f"{n:012x}"] = self._key_bytes(key)
         while len(held) > CACHE:
             held.popitem(last=False)
 
@@ -206,10 +256,13 @@ class SqliteKeyStore:
         if self._db is None or not self.writer or not self._adding:
             return
         adding, self._adding = self._adding, {}
-        self._db.executemany("INSERT INTO keys (id, subject, key, kind) VALUES (?, ?, ?, ?)",
-                             [(int(kid, 16), h, key, kind) for h, (kid, key, kind) in adding.items()])
-        self._db.execute("COMMIT")
-        self._db.execute("BEGIN")
+        try:
+            self._db.executemany("INSERT INTO keys (id, subject, key, kind) VALUES (?, ?, ?, ?)",
+                                 [(int(kid, 16), h, key, kind) for h, (kid, key, kind) in adding.items()])
+            self._db.execute("COMMIT")
+            self._db.execute("BEGIN")
+        except sqlite3.DatabaseError as exc:
+            raise self._failed(exc) from None
         self._adding_kids = {}
         for h, (kid, key, kind) in adding.items():
             if kind == 0:
@@ -249,7 +302,7 @@ class SqliteKeyStore:
             try:
                 if self.writer:
                     self._db.execute("COMMIT")
-            except sqlite3.OperationalError:
+            except sqlite3.DatabaseError:  # (nothing begun; or a damaged store, reported where it was read)
                 pass
             self._db.close()
             self._db = None

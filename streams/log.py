@@ -123,22 +123,31 @@ class DecisionLog:
             self._record()
 
     def _open_keys(self, writer: bool) -> None:
-        had = (self.dir / SqliteKeyStore.FILE).exists()
-        if not had and self._length and self._sealed_tail():
-            raise LogError(f"the key store {self.dir / SqliteKeyStore.FILE} is missing, and the decision log in "
-                           f"{self.dir} is sealed under its keys{RESTORE}")
+        path = self.dir / SqliteKeyStore.FILE
+        tail = self._tail() if self._length else b""
+        sealed = _sealed(tail)
+        if sealed and (not path.exists() or (path.is_file() and path.stat().st_size == 0)):
+            raise LogError(f"the key store {path} is {'missing' if not path.exists() else 'empty'}, and the decision "
+                           f"log in {self.dir} is sealed under its keys{RESTORE}")
         self.keys = SqliteKeyStore(self.dir, writer=writer)
         self.sealer = Sealer(self.keys)
+        named = _newest_key_named(tail) if sealed else None
+        if named is not None and named > self.keys.last_number():
+            held = self.keys.last_number()
+            self.keys.close()
+            self.keys = None
+            # (a writer would give the next entries keys numbered as the log's own: neither store could read it all)
+            raise LogError(f"the key store {path} is not the decision log's: the log names key {named:012x}, the "
+                           f"store holds keys up to {held:012x} (emptied, replaced or restored from another backup "
+                           f"than the log){RESTORE}")
 
-    def _sealed_tail(self) -> bool:
-        """Whether the log's last entry was written sealed."""
+    def _tail(self) -> bytes:
+        """The last 64 KiB of the log's last segment, up to its last complete line."""
         path = self.log_dir / _segment_name(self._segments[-1])
         with open(path, "rb") as fh:
             start = max(0, self._tail_end - 65536)
             fh.seek(start)
-            tail = fh.read(self._tail_end - start)
-        last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
-        return last.startswith(b'{"seq":') and b',"k":1,' in last[:64]
+            return fh.read(self._tail_end - start)
 
     def shred(self, subjects: list[str]) -> int:
         """Deletes the keys of these subjects (``streams.sealing``: node, event and rejected-record subjects),
@@ -510,6 +519,20 @@ def _record_text(data_dir: Path) -> bytes:
 
 
 RESTORE = ": restore the data directory from a backup, or re-ingest the input into a new one"
+_KEY_NAMED = re.compile(rb'"~([0-9a-f]{12})\.')  # (a value sealed under a key of the data directory's store)
+
+
+def _sealed(tail: bytes) -> bool:
+    """Whether the last entry of ``tail`` (the end of a log) was written sealed."""
+    last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    return last.startswith(b'{"seq":') and b',"k":1,' in last[:64]
+
+
+def _newest_key_named(tail: bytes) -> Optional[int]:
+    """The highest key number the sealed values of ``tail`` name (None: none). Keys are numbered as they are
+    made and made before what they seal is written, so the store holds at least as high a number."""
+    found = _KEY_NAMED.findall(tail)
+    return max(int(k, 16) for k in found) if found else None
 # temporary files of killed runs: ``.checkpoint.pickle.<pid>.tmp`` and the like
 _DEBRIS = re.compile(r"\..+\.(?P<pid>\d+)\.tmp")
 READ_CHUNK = 256  # entries read ahead, so the keys they are sealed under are fetched together

@@ -267,6 +267,117 @@ def test_a_missing_key_store_is_an_error_not_an_erasure(ingested):
         DecisionLog(data, writer=False)
 
 
+def test_an_empty_key_store_is_an_error_and_is_left_as_it_is(ingested):
+    """An empty ``keys.sqlite`` (a store made again, or a file emptied) was taken for a new store: the next
+    entries were sealed under key numbers the log's own entries use, and neither store could read the whole
+    log again. It is refused like a missing one, by writers and readers, and nothing is written to it."""
+    root, events, data, _, _ = ingested
+    (data / "keys.sqlite").write_bytes(b"")
+    for opening in (lambda: EmbeddedEngine(data), lambda: DecisionLog(data, writer=False)):
+        with pytest.raises(LogError, match="key store .* is empty"):
+            opening()
+    done = _cli("ingest", str(events), "--data-dir", str(data), check=False)
+    assert done.returncode == 2 and done.stderr.startswith("idres: error: the key store") \
+        and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert (data / "keys.sqlite").read_bytes() == b""
+
+
+def test_a_key_store_that_is_not_the_logs_is_refused_before_anything_is_written(tmp_path):
+    """A key store from before the log's last entries (restored from another backup, or another directory's)
+    would give the next entries the key numbers of the log's own: refused as the log is opened, by a writer
+    too, and the store is left as it is."""
+    import shutil
+
+    first, more, data = tmp_path / "first.jsonl", tmp_path / "more.jsonl", tmp_path / "data"
+    first.write_text("".join(json.dumps(e) + "\n" for e in EVENTS[:4]))
+    more.write_text("".join(json.dumps(e) + "\n" for e in EVENTS[4:]))
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(first)
+    shutil.copy(data / "keys.sqlite", tmp_path / "old-keys.sqlite")
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(more)
+    shutil.copy(tmp_path / "old-keys.sqlite", data / "keys.sqlite")
+    old = (data / "keys.sqlite").read_bytes()
+    for opening in (lambda: EmbeddedEngine(data), lambda: DecisionLog(data, writer=False)):
+        with pytest.raises(LogError, match="key store .* is not the decision log's"):
+            opening()
+    assert (data / "keys.sqlite").read_bytes() == old
+
+
+def _damage_key_store(data: Path) -> None:
+    """A b-tree page of ``keys.sqlite`` made unreadable (its type byte: one SQLite reads only when it comes to it)."""
+    path = data / "keys.sqlite"
+    raw = bytearray(path.read_bytes())
+    page = int.from_bytes(raw[16:18], "big")
+    assert len(raw) >= 3 * page
+    raw[2 * page] = 0x7F  # (the third page: a table's or an index's, never the first, whose header says the size)
+    path.write_bytes(bytes(raw))
+
+
+def test_a_damaged_key_store_is_one_line_for_every_command_and_no_writer_adds_to_it(ingested):
+    """A key store SQLite finds damaged was an internal error (``DatabaseError``), and an ingest could append
+    to it while the keys it could not read were lost. Now a writer checks the store before writing, and every
+    command says in one line what to do."""
+    root, events, data, _, _ = ingested
+    (data / "checkpoint.pickle").unlink()  # (readers then read the log, and its keys)
+    _damage_key_store(data)
+    damaged = (data / "keys.sqlite").read_bytes()
+    for args in (("ingest", str(events)), ("replay",), ("lookup", "email=zq.mail@quixmail.co.uk")):
+        done = _cli(*args, "--data-dir", str(data), check=False)
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.startswith("idres: error: the key store") and "restore the data directory" in done.stderr \
+            and len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
+    assert (data / "keys.sqlite").read_bytes() == damaged
+
+
+def test_a_key_store_damaged_where_a_writer_would_not_read_is_found_before_it_adds_keys(tmp_path):
+    """Damage in the middle of the store (a page of old keys that neither opening the store nor adding keys
+    reads) let an ingest append to it and exit 0; the keys on that page were lost all the same. A writer checks
+    the whole store first."""
+    data, first, more = tmp_path / "data", tmp_path / "first.jsonl", tmp_path / "more.jsonl"
+    for path, people in ((first, range(1500)), (more, range(1500, 1503))):
+        path.write_text("".join(json.dumps({
+            "event_id": f"e-{i}", "occurred_at": f"2024-03-01T{10 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z", "channel": "web",
+            "event_type": "signup", "identifiers": {"email": f"person{i}@example.org"}}) + "\n" for i in people))
+    _cli("ingest", str(first), "--data-dir", str(data))
+    path = data / "keys.sqlite"
+    raw = bytearray(path.read_bytes())
+    size = int.from_bytes(raw[16:18], "big")
+    # the leaves of the keys' table (type 13) in file order: the first is read as the store opens, the last is
+    # where new keys go; one in between is read by neither
+    leaves = [n for n in range(1, len(raw) // size) if raw[n * size] == 13]
+    assert len(leaves) >= 10, leaves
+    raw[leaves[len(leaves) // 2] * size] = 0x7F
+    path.write_bytes(bytes(raw))
+    done = _cli("ingest", str(more), "--data-dir", str(data), check=False)
+    assert done.returncode == 2 and done.stderr.startswith("idres: error: the key store") \
+        and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert path.read_bytes() == bytes(raw)
+
+
+def test_a_key_the_store_gives_in_a_shape_it_never_writes_is_damage(ingested):
+    """A key row SQLite reads without complaint but with no key in it (a page cut short reads as zeros and
+    NULLs) is the store's damage, said as such, not a ``TypeError`` from converting it."""
+    import sqlite3
+
+    from streams.keys import KeyStoreError, SqliteKeyStore
+
+    _, _, data, _, _ = ingested
+    db = sqlite3.connect(data / "keys.sqlite")
+    number = db.execute("SELECT max(id) FROM keys").fetchone()[0]
+    db.execute("UPDATE keys SET key=x'00' WHERE id=?", (number,))
+    db.commit()
+    db.close()
+    store = SqliteKeyStore(data, writer=False)
+    try:
+        with pytest.raises(KeyStoreError, match="cannot be read .*restore the data directory"):
+            store.key(f"{number:012x}")
+        with pytest.raises(KeyStoreError, match="cannot be read"):
+            store.prefetch([f"{number:012x}"])
+    finally:
+        store.close()
+
+
 def test_unknown_identifier_is_refused(ingested):
     _, _, data, _, _ = ingested
     done = _cli("erase", "email=someone.else@quixmail.co.uk", "--by", "dpo", "--data-dir", str(data), check=False)
@@ -713,7 +824,7 @@ def test_replay_verify_takes_an_entry_with_an_erased_identifier_beside_a_live_on
 def test_a_key_store_older_than_the_log_is_an_error_not_an_erasure(tmp_path):
     import shutil
 
-    from streams.keys import KeyStoreError
+    from streams.keys import KeyStoreError, SqliteKeyStore
 
     first, more, data = tmp_path / "first.jsonl", tmp_path / "more.jsonl", tmp_path / "data"
     first.write_text("".join(json.dumps(e) + "\n" for e in EVENTS[:4]))
@@ -724,9 +835,16 @@ def test_a_key_store_older_than_the_log_is_an_error_not_an_erasure(tmp_path):
     with EmbeddedEngine(data) as engine:
         engine.ingest_file(more)
     shutil.copy(tmp_path / "old-keys.sqlite", data / "keys.sqlite")  # (a backup of the store, not of the log)
-    with pytest.raises(KeyStoreError, match="older than the decision log"):
-        with DecisionLog(data, writer=False) as log:
-            list(log.read(0))
+    # (found as the log is opened, from the keys its last entries name: see the test above; an entry further back
+    # that names a key the store never had is found as it is read)
+    with pytest.raises(LogError, match="is not the decision log's"):
+        DecisionLog(data, writer=False)
+    store = SqliteKeyStore(data, writer=False)
+    try:
+        with pytest.raises(KeyStoreError, match="older than the decision log"):
+            store.key(f"{store.last_number() + 1:012x}")
+    finally:
+        store.close()
 
 
 def test_an_erasure_after_a_restatement_leaves_nothing_readable(tmp_path):
