@@ -191,7 +191,7 @@ class InputStream:
         body = head[len(UTF8_BOM):] if head.startswith(UTF8_BOM) else head
         text = body.lstrip(_SPACE)
         jq = (lambda f: f"gunzip -c {src} | jq -c {f}") if self.compressed else (lambda f: f"jq -c {f} {src}")
-        if text.startswith(b"["):
+        if text.startswith(b"[") and not _a_record_of_lines(text):
             elements = "'.[]'"
             raise InputError(f"{self.label} holds one JSON array, not JSON lines (one event per line): "
                              f"convert it, e.g. {jq(elements)} > {out}")
@@ -374,3 +374,20 @@ def truth_overlap(predicted: Mapping[str, Any], truth: Mapping[str, Any], truth_
                    f"{truth_label} are not in the log, and {p - n:,} of the log's {p:,} events are not "
                    f"in the truth file")
     return common, counts, warning
+
+
+def _a_record_of_lines(text: bytes) -> bool:
+    """Whether ``text`` (the start of a file that begins with ``[``) is JSON lines whose first record is an array:
+    its first line is a whole JSON value and another record follows. (A JSON array written over several lines
+    begins with a line that is not; one written on one line is the whole file.)"""
+    import orjson
+
+    first, _, rest = text.partition(b"\n")
+    if not rest.strip():
+        return False
+    try:
+        orjson.loads(first)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+

@@ -210,6 +210,26 @@ def test_a_json_array_is_refused_before_anything_is_ingested(dataset, array_file
     assert log_entries(data) == []
 
 
+def test_json_lines_whose_first_record_is_an_array_are_read_as_json_lines(tmp_path):
+    """A JSON-lines file whose first record happens to be an array (a malformed record, first once records are put
+    in time order) was refused whole as "one JSON array"; its first line is a whole JSON value with records after
+    it, so it is JSON lines: that record is rejected with its reason and the others are ingested."""
+    event = {"event_id": "after-1", "occurred_at": "2024-01-02T10:00:00Z", "channel": "web", "event_type": "signup",
+             "identifiers": {"email": "after.one@example.org"}}
+    path, data = tmp_path / "events.jsonl", tmp_path / "data"
+    path.write_text(json.dumps([{"event_id": "in-an-array"}]) + "\n" + json.dumps(event) + "\n")
+    proc = idres("ingest", str(path), "--data-dir", str(data))
+    assert "1 rejected" in proc.stderr or '"rejected": 1' in proc.stdout, (proc.stdout, proc.stderr)
+    counts = decided(data)
+    assert counts.get("after-1") == 1 and sum(1 for k in counts if k.startswith("rejected:")) == 1, counts
+    # ...while an array on one line alone, or spread over lines, is still one JSON array
+    for text in (json.dumps([event]) + "\n", "[\n" + json.dumps(event) + "\n]\n", json.dumps([event]) + ",\n"
+                 + json.dumps(event) + "\n"):
+        path.write_text(text)
+        one_error_line(idres("ingest", str(path), "--data-dir", str(tmp_path / "other"), check=False),
+                       "holds one JSON array")
+
+
 def test_a_json_array_is_refused_by_produce_before_connecting(array_file):
     proc = idres("produce", str(array_file), "--bootstrap", "127.0.0.1:9", "--timeout", "1", check=False)
     one_error_line(proc, "holds one JSON array")
