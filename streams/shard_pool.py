@@ -20,7 +20,26 @@ from resolver.engine import Resolver
 from streams.shards import Entry, ShardResult, ShardWorker, Verdict
 
 
-def _serve(conn: Any, resolver: Resolver, max_bytes: int) -> None:
+def end_with_parent(parent: int, inherited: list[Any]) -> None:
+    """In a worker forked from process ``parent``: ends it when that process ends, however it ends. The parent's
+    ends of the pipes the fork copied (``inherited``) are closed, so that its end is an EOF here; and on Linux
+    the kernel kills this process when the parent dies (``PR_SET_PDEATHSIG``), so a worker busy or stuck does not
+    outlive it either. (A worker left behind kept every file the parent had open: the data directory's lock among
+    them, so that no command could open it again until someone killed the worker.)"""
+    for end in inherited:
+        end.close()
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # (PR_SET_PDEATHSIG)
+    except (OSError, AttributeError):  # (not Linux: the EOF alone ends it, once it reads)
+        pass
+    if os.getppid() != parent:  # (the parent ended before the kernel was asked)
+        os._exit(1)
+
+
+def _serve(conn: Any, inherited: list[Any], parent: int, resolver: Resolver, max_bytes: int) -> None:
+    end_with_parent(parent, inherited)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # (the driver stops the pool)
     import gc
 
@@ -64,7 +83,8 @@ class ShardPool:
         self.working = [0.0] * n
         for _ in range(n):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(child, resolver, max_bytes), daemon=True)
+            proc = ctx.Process(target=_serve, args=(child, [*self._conns, parent], os.getpid(), resolver, max_bytes),
+                               daemon=True, name="idres-shard")
             proc.start()
             child.close()
             self._conns.append(parent)

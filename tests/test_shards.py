@@ -3,6 +3,7 @@ the log of deciding every event in order: the same decisions in the same order."
 
 from __future__ import annotations
 
+import json
 import random
 
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -199,6 +200,76 @@ def test_ingest_shards_on_the_command_line(tmp_path):
     assert entries("one") == entries("two")
     bad = run_cli("ingest", "in.jsonl", "--data-dir", "three", "--shards", "0", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("idres: error:")
+
+
+def _children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (Linux's ``/proc``)."""
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_an_ingest_on_shards_killed_leaves_no_worker_holding_the_data_directory(tmp_path):
+    """``idres ingest --shards 2`` killed with SIGKILL left its two worker processes alive for good (each held
+    the parent's end of its own pipe, so never saw it close), and with them the data directory's lock: every
+    later command said another process was writing. The workers now end with their parent, and the ingest run
+    again finishes the log, each record once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import pytest
+
+    from tests.cli_helpers import ROOT, run_cli
+
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("finding a process's children reads Linux's /proc")
+    _messy_file(tmp_path / "in.jsonl", 20_000)
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "ingest", "in.jsonl", "--data-dir", "d", "--shards",
+                             "2"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while time.monotonic() < deadline and len(workers) < 2 and proc.poll() is None:
+        time.sleep(0.02)
+        workers = _children(proc.pid)
+    assert len(workers) == 2 and proc.poll() is None, "the ingest should be killed while its workers decide"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.05)
+    left = [w for w in workers if _alive(w)]
+    for w in left:  # (not to leave them to the next test)
+        os.kill(w, signal.SIGKILL)
+    assert not left, "the shard workers outlived the ingest that started them"
+    again = run_cli("ingest", "in.jsonl", "--data-dir", "d", "--shards", "2", cwd=tmp_path)
+    assert json.loads(again.stdout)["ingested"]["accepted"] > 0
+    from streams.log import DecisionLog
+
+    with DecisionLog(tmp_path / "d", writer=False) as log:
+        recorded = [d["event_id"] for _, entry in log.read(0) for d in entry if d["type"] == "interaction_recorded"]
+    assert len(recorded) == len(set(recorded)) > 0
 
 
 def test_an_event_on_a_shared_identifier_reads_its_customers_only_if_it_names_a_person():
