@@ -1625,10 +1625,12 @@ def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, *,
     instead of ``data_dir``."""
     import uvicorn
 
+    from streams.log import log_dir_of
+
     data_dir = Path(data_dir)
     if not 0 <= port <= 65535:
         raise ServeError(f"--port must be within 0..65535, not {port}")
-    if kafka is None and not (data_dir / "log").is_dir():
+    if kafka is None and log_dir_of(data_dir) is None:
         raise ServeError(f"no idres data in {data_dir}: run `idres ingest FILE --data-dir {data_dir}` first")
     from streams.env import env_float, env_int
 

@@ -49,7 +49,10 @@ def _progress_bar(total: Optional[int], desc: str, unit: str = "B"):
 
 
 def _has_log(data_dir: Path) -> bool:
-    return (data_dir / "log").is_dir()
+    """Whether ``data_dir`` holds a decision log; a ``log`` that is not a directory is damage, not an empty place."""
+    from streams.log import log_dir_of
+
+    return log_dir_of(data_dir) is not None
 
 
 def _default_data_dir(existing: bool) -> Path:

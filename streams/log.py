@@ -81,7 +81,8 @@ class DecisionLog:
         self._record_fd: Optional[int] = None
         self.keys: Optional[SqliteKeyStore] = None
         if writer:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
+            if log_dir_of(self.dir) is None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
             # the lock is on the directory itself: deleting a file cannot let a second writer in
             self._lock_fd = os.open(self.dir, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             try:
@@ -90,7 +91,7 @@ class DecisionLog:
                 os.close(self._lock_fd)
                 self._lock_fd = None
                 raise LogError(f"another idres process is writing to {self.dir}; wait for it to finish") from None
-        elif not self.log_dir.is_dir():
+        elif log_dir_of(self.dir) is None:
             raise LogError(f"no decision log in {self.dir}: run `idres ingest FILE --data-dir {self.dir}` first")
         try:
             self._open(writer)
@@ -103,7 +104,7 @@ class DecisionLog:
         if writer:
             remove_debris(self.dir, _DEBRIS)
         recorded = self._recorded()  # (read before the log is counted: the writer records after appending)
-        self._segments = sorted(int(p.stem) for p in self.log_dir.glob("*.jsonl")) if self.log_dir.is_dir() else []
+        self._segments = sorted(int(p.stem) for p in self.log_dir.glob("*.jsonl")) if log_dir_of(self.dir) else []
         self._length = 0
         self._tail_end = 0  # bytes of the last segment counted: the end of its last complete line
         self._hint: Optional[tuple[int, int, int]] = None  # (seq, segment, byte offset where that entry starts)
@@ -167,24 +168,26 @@ class DecisionLog:
         """How many entries the log's writers have recorded writing (0 when not recorded: no record, or an empty
         one or one of zero bytes, as a crash can leave a file); a record that says anything else is damage."""
         text = _record_text(self.dir)
-        found = RECORD.match(text)
-        if found is None and text.strip(b"\0 \n"):
+        length = _record_length(text)
+        if length is None and text.strip(b"\0 \n"):
             raise LogError(f"{self.dir / 'LOCK'}, the record of how many entries were written to the decision log, is "
                            f"damaged (it reads {text[:40]!r}): restore the data directory from a backup, or delete "
                            f"that file to read the log without it (a log cut short then goes unnoticed)")
-        return int(found.group(1)) if found else 0
+        return length or 0
 
     @staticmethod
     def recorded_length(data_dir: Path) -> int:
         """How many entries the writers of the log in ``data_dir`` have recorded writing, without opening it
         (0 when not recorded, or not readable as such): enough for a progress bar."""
-        found = RECORD.match(_record_text(Path(data_dir)))
-        return int(found.group(1)) if found else 0
+        try:
+            return _record_length(_record_text(Path(data_dir))) or 0
+        except LogError:
+            return 0
 
     def _record(self) -> None:
         """Records the log's length next to it, after the entries are durable: a log later found shorter
         has lost entries."""
-        data = b"%d entries in the decision log (written by idres, read to detect a log cut short)\n" % self._length
+        data = record_line(self._length)
         os.pwrite(self._record_fd, data, 0)
         os.ftruncate(self._record_fd, len(data))
 
@@ -397,7 +400,8 @@ class DecisionLog:
                         got += 1
                     pos += 1
         if got < end:
-            raise LogError(f"decision log ends at entry {got}, expected {end}: a segment is missing")
+            raise LogError(f"the decision log in {self.dir} ends at entry {got}, expected {end}: a segment of it is "
+                           f"missing{RESTORE}")
 
     def _entries(self, chunk: list[tuple[int, str, bytes, bool]],
                  expected: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
@@ -420,7 +424,7 @@ class DecisionLog:
             check_version(entry.get("v", 1), f"entry {expected} of {name}")
             if entry.get("seq") != expected:
                 raise LogError(f"decision log out of order in {name}: found entry "
-                               f"{entry.get('seq')} where {expected} belongs")
+                               f"{entry.get('seq')} where {expected} belongs{RESTORE}")
             if skipped:
                 pass  # (checked; what it sealed is not read)
             elif entry.get("k"):
@@ -507,15 +511,50 @@ def marker_fields(d: dict[str, Any]) -> dict[str, Any]:
 
 _MARKER = b'"type":"log_restate'
 # what ``_record`` writes in LOCK
-RECORD = re.compile(rb"(\d+) entries in the decision log\b")
+# the record of the log's length, whole: the count, what the file is, and a checksum of the count (a record
+# written before it had one is read too)
+RECORD = re.compile(rb"(\d{1,19}) entries in the decision log \(written by idres, read to detect a log cut short\)"
+                    rb"(?: ([0-9a-f]{8}))?\n")
+
+
+def log_dir_of(data_dir: Path) -> Optional[Path]:
+    """The directory of the decision log's segments in ``data_dir`` (None: there is none yet). Raises ``LogError``
+    when ``log`` is there but is not a directory: the log's place is damaged, not empty."""
+    path = Path(data_dir) / "log"
+    if path.is_dir():
+        return path
+    if path.exists() or path.is_symlink():
+        raise LogError(f"{path} is not a directory: idres keeps the decision log's segments there{RESTORE}")
+    return None
+
+
+def record_line(length: int) -> bytes:
+    """The record of a log of ``length`` entries, as ``LOCK`` holds it."""
+    count = b"%d" % length
+    return b"%s entries in the decision log (written by idres, read to detect a log cut short) %08x\n" % (
+        count, crc32c(count))
+
+
+def _record_length(text: bytes) -> Optional[int]:
+    """The length a record reads (None: it is not a record, whole and with its checksum where it has one)."""
+    found = RECORD.fullmatch(text)
+    if found is None or (found.group(2) is not None and int(found.group(2), 16) != crc32c(found.group(1))):
+        return None
+    return int(found.group(1))
 
 
 def _record_text(data_dir: Path) -> bytes:
-    """The start of the record of the log's length in ``data_dir`` (``LOCK``; empty when there is none)."""
+    """The record of the log's length in ``data_dir`` (``LOCK``; empty when there is none), at most 256 bytes."""
+    path = data_dir / "LOCK"
     try:
-        return (data_dir / "LOCK").read_bytes()[:128]
-    except OSError:
+        with open(path, "rb") as fh:
+            return fh.read(256)
+    except FileNotFoundError:
         return b""
+    except OSError as exc:
+        raise LogError(f"{path}, the record of how many entries were written to the decision log, cannot be read "
+                       f"({exc.strerror or exc}): make it a file idres can read and write (or delete it to read the "
+                       f"log without it)") from None
 
 
 RESTORE = ": restore the data directory from a backup, or re-ingest the input into a new one"
@@ -841,6 +880,11 @@ class CheckpointWriter:
             self.abort()
             raise
         before = self.path.with_name(CHECKPOINTS[1])
+        for path in (self.path, before):
+            if path.exists() and not path.is_file():
+                self.abort()
+                raise LogError(f"{path} is not a file, where idres keeps a checkpoint (a cache of the state, rebuilt "
+                               f"from the log): remove it, then run the command again")
         if previous == "keep" and self.path.exists():
             os.replace(self.path, before)
         elif previous == "remove":
@@ -962,6 +1006,10 @@ def _read_checkpoint(path: Path, fingerprint: str, parts: Optional[int | tuple[i
     try:
         fh = open(path, "rb")
     except FileNotFoundError:
+        return None
+    except OSError as exc:  # (a directory, one it may not read: a cache it cannot use)
+        _log.warning("idres: warning: %s is not used: it cannot be read as a file (%s); the state is rebuilt from "
+                     "the log", path, exc.strerror or exc)
         return None
     header: Any = None
     state: Any = None

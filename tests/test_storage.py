@@ -302,3 +302,84 @@ def test_an_empty_record_of_the_log_s_length_as_a_crash_leaves_it_is_no_record(d
     seg.write_bytes(b"".join(seg.read_bytes().splitlines(keepends=True)[:-10]))
     proc = run_cli("snapshot", "--out", str(tmp_path / "s.duckdb"), "--data-dir", str(data), check=False)
     one_error(proc, "entries are missing")
+
+
+def _record_damaged(text: bytes, how: str) -> bytes:
+    count = text.split(b" ", 1)[0]
+    return {
+        "a letter changed": text[:42] + bytes([text[42] ^ 1]) + text[43:],
+        "cut short": text[:42],
+        "its last bytes lost": text[:-3] + b"\n",
+        "its count changed": (b"%d" % (int(count) - 1)) + text[len(count):],
+        "more after it": text + b"12 entries\n",
+    }[how]
+
+
+@pytest.mark.parametrize("how", ["a letter changed", "cut short", "its last bytes lost", "its count changed",
+                                 "more after it"])
+def test_the_record_of_the_log_s_length_is_read_whole_and_checked(data, how):
+    """The record was read by its first words: damage after them (and a count changed) went unnoticed, where a
+    smaller count hides a log cut short. It is read whole, with a checksum of its count."""
+    record = (data / "LOCK").read_bytes()
+    (data / "LOCK").write_bytes(_record_damaged(record, how))
+    proc = run_cli("lookup", "email=customer1@mailbox.org", "--data-dir", str(data), check=False)
+    one_error(proc, "LOCK", "is damaged")
+
+
+def test_a_record_of_the_log_s_length_written_before_it_had_a_checksum_is_read(data, tmp_path):
+    record = (data / "LOCK").read_bytes()
+    count = int(record.split(b" ", 1)[0])
+    old = b"%d entries in the decision log (written by idres, read to detect a log cut short)\n"
+    (data / "LOCK").write_bytes(old % count)
+    proc = run_cli("lookup", "email=customer1@mailbox.org", "--data-dir", str(data))
+    assert orjson.loads(proc.stdout)["identifiers"]["email"] == ["customer1@mailbox.org"]
+    (data / "checkpoint.pickle").unlink()  # (the record alone then tells the log is short of what it says)
+    (data / "LOCK").write_bytes(old % (count + 5))
+    one_error(run_cli("snapshot", "--out", str(tmp_path / "s.duckdb"), "--data-dir", str(data), check=False),
+              "entries are missing")
+
+
+def test_files_of_the_data_directory_that_are_directories_are_named(data, tmp_path, caplog):
+    """What a data directory keeps in files, found a directory (or the log's directory found a file): the record
+    of the log's length and the log's place are damage, said so (they were read as nothing there, or said to
+    give the path of a file); the checkpoint is a cache: readers rebuild the state, a writer says to remove it."""
+    record = (data / "LOCK").read_bytes()
+    (data / "LOCK").unlink()
+    (data / "LOCK").mkdir()
+    for command in (["lookup", "email=customer1@mailbox.org"], ["ingest", "-"]):
+        one_error(run_cli(*command, "--data-dir", str(data), check=False, stdin=""), "LOCK",
+                  "cannot be read (Is a directory)")
+    (data / "LOCK").rmdir()
+    (data / "LOCK").write_bytes(record)
+
+    (data / "checkpoint.pickle").unlink()
+    (data / "checkpoint.pickle").mkdir()
+    proc = run_cli("lookup", "email=customer1@mailbox.org", "--data-dir", str(data))
+    assert orjson.loads(proc.stdout)["identifiers"]["email"] == ["customer1@mailbox.org"]
+    assert "checkpoint.pickle is not used: it cannot be read as a file" in proc.stderr
+    more = tmp_path / "more.jsonl"
+    more.write_bytes(orjson.dumps({**EVENTS[0], "event_id": "more-1"}) + b"\n")
+    one_error(run_cli("ingest", str(more), "--data-dir", str(data), check=False), "checkpoint.pickle is not a file",
+              "remove it")
+    (data / "checkpoint.pickle").rmdir()
+
+    for entry in (data / "log").iterdir():
+        entry.unlink()
+    (data / "log").rmdir()
+    (data / "log").write_bytes(b"")
+    for command in (["lookup", "email=customer1@mailbox.org"], ["ingest", str(more)], ["replay"]):
+        one_error(run_cli(*command, "--data-dir", str(data), check=False), "log is not a directory",
+                  "restore the data directory")
+
+
+def test_a_log_with_an_entry_twice_or_a_segment_past_its_end_says_what_to_do(data):
+    seg = segment(data)
+    lines = seg.read_bytes().splitlines(keepends=True)
+    (data / "checkpoint.pickle").unlink()
+    seg.write_bytes(b"".join(lines + lines[-1:]))
+    one_error(run_cli("replay", "--data-dir", str(data), check=False), "out of order", "restore the data directory")
+    seg.write_bytes(b"".join(lines))
+    (data / "log" / "00000000000000009999.jsonl").write_bytes(b"")
+    one_error(run_cli("replay", "--data-dir", str(data), check=False), "a segment of it is missing",
+              "restore the data directory")
+
