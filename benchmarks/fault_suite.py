@@ -10,7 +10,7 @@ Probes:
   exactly once, every rejected line kept exactly once, and the same profiles and IDs (views digest).
 - snapshot-kill: `idres snapshot` killed at a random moment, then run again: the same row counts as an
   uninterrupted snapshot, and no temporary file left next to it.
-- bad-input: the 52 kinds of bad record of tests/test_poison_inputs.py mixed into good events: every good
+- bad-input: every kind of bad record of tests/test_poison_inputs.py mixed into good events: every good
   event resolved, every bad line kept with its reason, nothing lost, the engine never stopped.
 - tamper: one changed byte in a log entry, a log cut short, a damaged checkpoint, a checkpoint that would
   run code: each must be detected (an error, or the checkpoint refused and the state rebuilt).

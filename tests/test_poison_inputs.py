@@ -101,6 +101,12 @@ CORPUS: list[tuple[str, bytes, str]] = [
     ("nothing to match on", bad(identifiers={}, attributes={}), "nothing to match on"),
     ("identifiers all empty", bad(identifiers={"email": None, "phone": " "}, attributes={}), "nothing to match on"),
     ("record over 1 MiB", bad(payload={"note": "x" * (1 << 20)}), "record too large"),
+    # (JSON leaves a key written twice to the reader, and most keep the last value without a word)
+    ("an identifier type twice", bad(identifiers=...)[:-1] + b', "identifiers": {"email": "ana@mailbox.org", '
+                                                              b'"email": "bo@mailbox.org"}}', "a key twice in one object"),
+    ("event_id twice", b'{"event_id": "twice-1", ' + bad()[1:], "a key twice in one object"),
+    ("a key twice, one written with an escape", bad(attributes=...)[:-1]
+     + b', "attributes": {"first_name": "Ana", "first\\u005fname": "Bo"}}', "a key twice in one object"),
     # (a minute later than the event it imitates: events are decided in time order, and the first one stands)
     ("another event under a used ID", json.dumps({**json.loads(good(0)), "event_type": "purchase",
                                                   "occurred_at": "2025-03-07T14:04:11Z"}).encode(),
@@ -215,3 +221,59 @@ def test_an_occurred_at_written_as_a_number_is_refused_whatever_the_number(text)
     with pytest.raises(RejectedInput) as caught:
         parse_event(json.dumps({**GOOD, "occurred_at": text}).encode())
     assert caught.value.reason == BAD_DATE
+
+
+# ------------------------------------------------------------------------------------------ keys twice
+_KEYS = st.sampled_from(["a", "b", "ab", "é", 'q"', "k\\", "a\u0000"])
+
+
+def _text(key: str, escaped: bool) -> str:
+    """A key as JSON text: as json writes it, or with every character escaped (the same key to a reader)."""
+    return '"' + "".join(f"\\u{ord(c):04x}" for c in key) + '"' if escaped else json.dumps(key)
+
+
+@st.composite
+def _json(draw, depth: int = 0) -> tuple[str, bool]:
+    """JSON text whose objects may hold a key twice, and whether one does (known from the keys drawn, not read
+    back from the text)."""
+    kind = draw(st.sampled_from(["object", "array", "scalar"] if depth < 4 else ["scalar"]))
+    if kind == "scalar":
+        value = draw(st.one_of(st.integers(), st.text(max_size=5), st.booleans(), st.none(),
+                               st.sampled_from(["{", "}", '"', "[", ",", ":", '\\"', "a"])))
+        return json.dumps(value), False
+    members = [draw(_json(depth + 1)) for _ in range(draw(st.integers(0, 4)))]
+    twice = any(inner for _, inner in members)
+    if kind == "array":
+        return "[" + ", ".join(text for text, _ in members) + "]", twice
+    keys = [draw(_KEYS) for _ in members]
+    twice = twice or len(set(keys)) < len(keys)
+    pairs = [f"{_text(k, draw(st.booleans()))}: {text}" for k, (text, _) in zip(keys, members)]
+    return "{" + ", ".join(pairs) + "}", twice
+
+
+@given(_json())
+def test_a_key_twice_in_any_object_is_found_and_only_then(drawn):
+    from schemas import channel
+
+    text, twice = drawn
+    compiled = channel._duplicate_keys
+    try:
+        for channel._duplicate_keys in {compiled, None}:  # (the definition alone too, as where none was built)
+            assert (channel.duplicate_key(text) is not None) == twice
+            assert (channel.duplicate_key(text.encode()) is not None) == twice
+    finally:
+        channel._duplicate_keys = compiled
+    if channel._duplicate_keys is not None:  # (the compiled scan never says "none" or "one" wrongly)
+        told = channel._duplicate_keys(text.encode())
+        assert told == 2 or told == int(twice), (text, told)
+        if "\\" not in text:  # (no key written with an escape: the scan tells alone, the text is not parsed again)
+            assert told == int(twice) or text.count("{") > 64, (text, told)
+
+
+def test_a_record_with_a_key_twice_is_kept_with_the_key_named():
+    line = bad(identifiers=...)[:-1] + b', "identifiers": {"email": "ana@mailbox.org", "email": "bo@mailbox.org"}}'
+    with pytest.raises(RejectedInput) as refused:
+        parse_event(line)
+    assert refused.value.reason == "a key twice in one object" and "'email'" in refused.value.detail
+    assert refused.value.event_id is not None
+
