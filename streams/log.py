@@ -972,7 +972,7 @@ def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int, *,
     indexes = parts if isinstance(parts, tuple) else range(len(state) if isinstance(state, tuple) else 0)
     if state_types is not None and not (isinstance(state, tuple) and header["parts"] == len(state_types) and all(
             isinstance(part, state_types[i]) for part, i in zip(state, indexes))):
-        _log.warning("idres: warning: %s is not used: it does not hold the state of this version; the state is "
+        _unused("idres: warning: %s is not used: it does not hold the state of this version; the state is "
                      "rebuilt from the log", Path(data_dir) / name)
         return None
     seq = header["seq"]
@@ -981,6 +981,25 @@ def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int, *,
     if seq > max_seq:
         raise checkpoint_ahead(data_dir, max_seq, seq)
     return seq, state
+
+
+_SAID: set[tuple[str, int, int]] = set()  # (checkpoints found not used in this process, as each file then was)
+
+
+def _unused(message: str, path: Path, *args: Any) -> None:
+    """Says that the checkpoint ``path`` is not used, once for the file as it is (a command reads one in several
+    parts: said for each, the same line came three times); said again once the file is another."""
+    line = message % (path, *args)
+    try:
+        found = os.stat(path)
+        seen = (line, found.st_size, found.st_mtime_ns)
+    except OSError:
+        seen = (line, -1, -1)
+    if seen not in _SAID:
+        if len(_SAID) > 1000:
+            _SAID.clear()
+        _SAID.add(seen)
+        _log.warning("%s", line)
 
 
 def checkpoint_ahead(data_dir: Path, length: int, seq: int) -> LogError:
@@ -1008,7 +1027,7 @@ def _read_checkpoint(path: Path, fingerprint: str, parts: Optional[int | tuple[i
     except FileNotFoundError:
         return None
     except OSError as exc:  # (a directory, one it may not read: a cache it cannot use)
-        _log.warning("idres: warning: %s is not used: it cannot be read as a file (%s); the state is rebuilt from "
+        _unused("idres: warning: %s is not used: it cannot be read as a file (%s); the state is rebuilt from "
                      "the log", path, exc.strerror or exc)
         return None
     header: Any = None
@@ -1048,7 +1067,7 @@ def _read_checkpoint(path: Path, fingerprint: str, parts: Optional[int | tuple[i
             if changed:
                 problem = f"it changes the class(es) {', '.join(changed)} (it was not written by idres)"
     if problem is not None:
-        _log.warning("idres: warning: %s is not used: %s; the state is rebuilt from the log", path, problem)
+        _unused("idres: warning: %s is not used: %s; the state is rebuilt from the log", path, problem)
         return None
     if not _usable(header, fingerprint) or refused:
         return None  # another format or other rules: rebuilt from the log (or one ``accept`` refused)

@@ -136,6 +136,9 @@ def test_a_damaged_checkpoint_is_never_read(data):
         assert engine.views.digest() == digest and len(engine.log) == length
     proc = run_cli("lookup", "email=customer3@mailbox.org", "--data-dir", str(data), check=False)
     assert "checkpoint.pickle is not used: its bytes do not match its checksum" in proc.stderr
+    # said once a command, though an ingest reads the checkpoint's parts one at a time (it was said three times)
+    proc = run_cli("ingest", "-", "--data-dir", str(data), stdin="")
+    assert proc.stderr.count("checkpoint.pickle is not used") == 1, proc.stderr
 
 
 def test_every_class_of_a_real_checkpoint_is_allowed(data):
