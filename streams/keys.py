@@ -74,6 +74,7 @@ class SqliteKeyStore:
         self._db: Optional[sqlite3.Connection] = None
         self._secret = b""
         self._next = 0  # the next key's number
+        self._durable = 0  # the highest key number committed
         # every identifier's key the store holds is held in memory too (a writer that made the store, until the
         # cache lets one go): an identifier not held has no key, and is not looked up
         self._all_held = False
@@ -109,6 +110,8 @@ class SqliteKeyStore:
                 self._next = (row[0] if row else 0) + 1
                 self._all_held = db.execute("SELECT 1 FROM keys WHERE kind=0 LIMIT 1").fetchone() is None
             row = db.execute("SELECT value FROM meta WHERE name='secret'").fetchone()
+            top = db.execute("SELECT seq FROM sqlite_sequence WHERE name='keys'").fetchone()
+            self._durable = top[0] if top else 0
         except sqlite3.DatabaseError as exc:
             raise self._failed(exc) from None
         if row is None:
@@ -131,6 +134,10 @@ class SqliteKeyStore:
         if "locked" in said or "busy" in said:
             return KeyStoreError(f"the key store {self.path} is locked by another process ({exc}): wait for it to "
                                  "finish, then run the command again")
+        if "readonly" in said or "read-only" in said or "unable to open" in said or "permission" in said:
+            return KeyStoreError(f"the key store {self.path} cannot be written or opened ({exc}): check its permissions "
+                                 "and its directory's (and that the file system is writable), then run the command "
+                                 "again")
         if "i/o" in said:
             return KeyStoreError(f"reading or writing the key store {self.path} failed ({exc}): check the disk, then "
                                  "run the command again")
@@ -142,15 +149,15 @@ class SqliteKeyStore:
                                            f"{len(value) if isinstance(value, bytes) else 0} bytes"))
         return value
 
-    def last_number(self) -> int:
-        """The highest key number the store ever gave (0: none; shredded keys' numbers are never given again)."""
-        if self._db is None:
-            return 0
-        try:
-            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='keys'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise self._failed(exc) from None
-        return max(row[0] if row else 0, self._next - 1)
+    def durable_number(self) -> int:
+        """The highest key number the store has made durable (0: none; shredded keys' numbers are never given
+        again): what a log sealed under its keys may name at most."""
+        return self._durable
+
+    def identity(self) -> str:
+        """A name of this store that another store does not share (16 hex digits from its secret, which a new
+        store draws afresh): the decision log's record says which store it was sealed with."""
+        return hashlib.blake2b(self._secret, digest_size=8, person=b"idres-key-store").hexdigest()
 
     def _hash(self, subject: str) -> bytes:
         return hashlib.blake2b(subject.encode("utf-8", "surrogatepass"), key=self._secret, digest_size=16).digest()
@@ -263,6 +270,7 @@ class SqliteKeyStore:
             self._db.execute("BEGIN")
         except sqlite3.DatabaseError as exc:
             raise self._failed(exc) from None
+        self._durable = max(self._durable, max(int(kid, 16) for kid, _, _ in adding.values()))
         self._adding_kids = {}
         for h, (kid, key, kind) in adding.items():
             if kind == 0:
@@ -274,15 +282,18 @@ class SqliteKeyStore:
         self.flush()
         hashes = sorted({self._hash(s) for s in subjects})
         gone = 0
-        for i in range(0, len(hashes), 500):
-            part = hashes[i:i + 500]
-            marks = ",".join("?" * len(part))
-            gone += self._db.execute(f"DELETE FROM keys WHERE kind=0 AND subject IN ({marks})", part).rowcount
-            gone += self._db.execute(f"DELETE FROM keys WHERE kind=1 AND subject IN ({marks})", part).rowcount
-        self._db.execute("COMMIT")
-        # (deleted rows are overwritten in place by secure_delete; VACUUM rewrites the file without them)
-        self._db.execute("VACUUM")
-        self._db.execute("BEGIN")
+        try:
+            for i in range(0, len(hashes), 500):
+                part = hashes[i:i + 500]
+                marks = ",".join("?" * len(part))
+                gone += self._db.execute(f"DELETE FROM keys WHERE kind=0 AND subject IN ({marks})", part).rowcount
+                gone += self._db.execute(f"DELETE FROM keys WHERE kind=1 AND subject IN ({marks})", part).rowcount
+            self._db.execute("COMMIT")
+            # (deleted rows are overwritten in place by secure_delete; VACUUM rewrites the file without them)
+            self._db.execute("VACUUM")
+            self._db.execute("BEGIN")
+        except sqlite3.DatabaseError as exc:  # (an erasure not done: the command says so, and can be run again)
+            raise self._failed(exc) from None
         self.forget()
         return gone
 
@@ -295,7 +306,10 @@ class SqliteKeyStore:
     def count(self) -> int:
         if self._db is None:
             return 0
-        return self._db.execute("SELECT count(*) FROM keys").fetchone()[0] + len(self._adding)
+        try:
+            return self._db.execute("SELECT count(*) FROM keys").fetchone()[0] + len(self._adding)
+        except sqlite3.DatabaseError as exc:
+            raise self._failed(exc) from None
 
     def close(self) -> None:
         if self._db is not None:

@@ -103,7 +103,8 @@ class DecisionLog:
     def _open(self, writer: bool) -> None:
         if writer:
             remove_debris(self.dir, _DEBRIS)
-        recorded = self._recorded()  # (read before the log is counted: the writer records after appending)
+        # (read before the log is counted: the writer records after appending)
+        recorded, self._recorded_keys = self._recorded()
         self._segments = sorted(int(p.stem) for p in self.log_dir.glob("*.jsonl")) if log_dir_of(self.dir) else []
         self._length = 0
         self._tail_end = 0  # bytes of the last segment counted: the end of its last complete line
@@ -125,30 +126,43 @@ class DecisionLog:
 
     def _open_keys(self, writer: bool) -> None:
         path = self.dir / SqliteKeyStore.FILE
-        tail = self._tail() if self._length else b""
-        sealed = _sealed(tail)
+        recorded = self._recorded_keys  # (the key store the writers used, as LOCK records it; None: not recorded)
+        sealed = bool(recorded and recorded[0]) or (bool(self._length) and _sealed(self._last_line_head()))
         if sealed and (not path.exists() or (path.is_file() and path.stat().st_size == 0)):
             raise LogError(f"the key store {path} is {'missing' if not path.exists() else 'empty'}, and the decision "
                            f"log in {self.dir} is sealed under its keys{RESTORE}")
         self.keys = SqliteKeyStore(self.dir, writer=writer)
         self.sealer = Sealer(self.keys)
-        named = _newest_key_named(tail) if sealed else None
-        if named is not None and named > self.keys.last_number():
-            held = self.keys.last_number()
-            self.keys.close()
-            self.keys = None
-            # (a writer would give the next entries keys numbered as the log's own: neither store could read it all)
-            raise LogError(f"the key store {path} is not the decision log's: the log names key {named:012x}, the "
-                           f"store holds keys up to {held:012x} (emptied, replaced or restored from another backup "
-                           f"than the log){RESTORE}")
+        if recorded is not None and path.exists():
+            keys, store = recorded
+            if store != self.keys.identity() or keys > self.keys.durable_number():
+                found = f"{self.keys.identity()} with keys up to {self.keys.durable_number()}"
+                self.keys.close()
+                self.keys = None
+                # (a writer would give the next entries keys numbered as the log's own: neither store could read it
+                # all)
+                raise LogError(f"the key store {path} is not the decision log's: the log was written with store "
+                               f"{store} and keys up to {keys} (as {self.dir / 'LOCK'} records), the store is {found} "
+                               f"(emptied, replaced, or restored from another backup than the log){RESTORE}")
 
-    def _tail(self) -> bytes:
-        """The last 64 KiB of the log's last segment, up to its last complete line."""
+    def _last_line_head(self) -> bytes:
+        """The first 64 bytes of the log's last entry (the last segment's last complete line)."""
         path = self.log_dir / _segment_name(self._segments[-1])
+        end = self._tail_end - 1  # (the last line's newline)
+        if end < 0:
+            return b""
         with open(path, "rb") as fh:
-            start = max(0, self._tail_end - 65536)
+            start = end
+            while start > 0:  # (back to the newline before it, 64 KiB at a time: an entry may be longer)
+                at = max(0, start - 65536)
+                fh.seek(at)
+                found = fh.read(start - at).rfind(b"\n")
+                if found >= 0:
+                    start = at + found + 1
+                    break
+                start = at
             fh.seek(start)
-            return fh.read(self._tail_end - start)
+            return fh.read(min(64, end - start))
 
     def shred(self, subjects: list[str]) -> int:
         """Deletes the keys of these subjects (``streams.sealing``: node, event and rejected-record subjects),
@@ -164,30 +178,44 @@ class DecisionLog:
         if self.keys is not None:
             self.sealer.forget()
 
-    def _recorded(self) -> int:
+    def _recorded(self) -> tuple[int, Optional[tuple[int, str]]]:
         """How many entries the log's writers have recorded writing (0 when not recorded: no record, or an empty
-        one or one of zero bytes, as a crash can leave a file); a record that says anything else is damage."""
-        text = _record_text(self.dir)
-        length = _record_length(text)
-        if length is None and text.strip(b"\0 \n"):
+        one or one of zero bytes, as a crash can leave a file), and the key store they wrote with (its highest key
+        number, its identity; None where the record does not say); a record that says anything else is damage.
+        (A writer rewrites the record in place: one read as it did is read again, a few times, before it is
+        called damage.)"""
+        import time
+
+        for attempt in range(6):
+            text = _record_text(self.dir)
+            found = _record_of(text)
+            if found is not None or not text.strip(b"\0 \n"):
+                break
+            time.sleep(0.01 * (attempt + 1))
+        else:
             raise LogError(f"{self.dir / 'LOCK'}, the record of how many entries were written to the decision log, is "
                            f"damaged (it reads {text[:40]!r}): restore the data directory from a backup, or delete "
                            f"that file to read the log without it (a log cut short then goes unnoticed)")
-        return length or 0
+        return found if found is not None else (0, None)
 
     @staticmethod
     def recorded_length(data_dir: Path) -> int:
         """How many entries the writers of the log in ``data_dir`` have recorded writing, without opening it
         (0 when not recorded, or not readable as such): enough for a progress bar."""
         try:
-            return _record_length(_record_text(Path(data_dir))) or 0
+            found = _record_of(_record_text(Path(data_dir)))
         except LogError:
             return 0
+        return found[0] if found is not None else 0
 
     def _record(self) -> None:
         """Records the log's length next to it, after the entries are durable: a log later found shorter
         has lost entries."""
-        data = record_line(self._length)
+        recorded = self._recorded_keys
+        if self.keys is not None:  # (the keys of what was appended are durable before it is: ``append``)
+            recorded = (max(self.keys.durable_number(), recorded[0] if recorded else 0), self.keys.identity())
+            self._recorded_keys = recorded
+        data = record_line(self._length, recorded)
         os.pwrite(self._record_fd, data, 0)
         os.ftruncate(self._record_fd, len(data))
 
@@ -253,7 +281,7 @@ class DecisionLog:
         if self._lock_fd is not None:
             return 0
         before = self._length
-        segments = sorted(int(p.stem) for p in self.log_dir.glob("*.jsonl")) if self.log_dir.is_dir() else []
+        segments = sorted(int(p.stem) for p in self.log_dir.glob("*.jsonl")) if log_dir_of(self.dir) else []
         if not segments:
             if self._segments:
                 raise LogError(f"the decision log in {self.dir} has disappeared")
@@ -511,10 +539,11 @@ def marker_fields(d: dict[str, Any]) -> dict[str, Any]:
 
 _MARKER = b'"type":"log_restate'
 # what ``_record`` writes in LOCK
-# the record of the log's length, whole: the count, what the file is, and a checksum of the count (a record
-# written before it had one is read too)
-RECORD = re.compile(rb"(\d{1,19}) entries in the decision log \(written by idres, read to detect a log cut short\)"
-                    rb"(?: ([0-9a-f]{8}))?\n")
+# the record of the log's length, whole: the count, what the file is, the key store the log was sealed with (its
+# highest key number then, and its identity) and a checksum of all that (a record written before it had the last
+# two is read too, as it was written: the count and what the file is)
+RECORD = re.compile(rb"((\d{1,19}) entries in the decision log \(written by idres, read to detect a log cut short\)"
+                    rb"(?: keys (\d{1,19}) of store ([0-9a-f]{16}))?)(?: ([0-9a-f]{8}))?\n")
 
 
 def log_dir_of(data_dir: Path) -> Optional[Path]:
@@ -528,19 +557,25 @@ def log_dir_of(data_dir: Path) -> Optional[Path]:
     return None
 
 
-def record_line(length: int) -> bytes:
-    """The record of a log of ``length`` entries, as ``LOCK`` holds it."""
-    count = b"%d" % length
-    return b"%s entries in the decision log (written by idres, read to detect a log cut short) %08x\n" % (
-        count, crc32c(count))
+def record_line(length: int, keys: Optional[tuple[int, str]] = None) -> bytes:
+    """The record of a log of ``length`` entries, as ``LOCK`` holds it; ``keys``: the key store's highest key number
+    and identity (``SqliteKeyStore.identity``)."""
+    body = b"%d entries in the decision log (written by idres, read to detect a log cut short)" % length
+    if keys is not None:
+        body += b" keys %d of store %s" % (keys[0], keys[1].encode())
+    return body + b" %08x\n" % crc32c(body)
 
 
-def _record_length(text: bytes) -> Optional[int]:
-    """The length a record reads (None: it is not a record, whole and with its checksum where it has one)."""
+def _record_of(text: bytes) -> Optional[tuple[int, Optional[tuple[int, str]]]]:
+    """The length a record reads and the key store it names (None where it names none), or None when it is not a
+    record: the line whole, with its checksum right (a record of before has neither key store nor checksum)."""
     found = RECORD.fullmatch(text)
-    if found is None or (found.group(2) is not None and int(found.group(2), 16) != crc32c(found.group(1))):
+    if found is None:
         return None
-    return int(found.group(1))
+    body, count, keys, store, crc = found.groups()
+    if (crc is None) != (keys is None) or (crc is not None and int(crc, 16) != crc32c(body)):
+        return None
+    return int(count), ((int(keys), store.decode()) if keys is not None else None)
 
 
 def _record_text(data_dir: Path) -> bytes:
@@ -558,25 +593,18 @@ def _record_text(data_dir: Path) -> bytes:
 
 
 RESTORE = ": restore the data directory from a backup, or re-ingest the input into a new one"
-_KEY_NAMED = re.compile(rb'"~([0-9a-f]{12})\.')  # (a value sealed under a key of the data directory's store)
+def _sealed(head: bytes) -> bool:
+    """Whether an entry whose first bytes are ``head`` was written sealed (its header says so, before anything an
+    event holds)."""
+    return head.startswith(b'{"seq":') and b',"k":1,' in head[:64]
 
 
-def _sealed(tail: bytes) -> bool:
-    """Whether the last entry of ``tail`` (the end of a log) was written sealed."""
-    last = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
-    return last.startswith(b'{"seq":') and b',"k":1,' in last[:64]
-
-
-def _newest_key_named(tail: bytes) -> Optional[int]:
-    """The highest key number the sealed values of ``tail`` name (None: none). Keys are numbered as they are
-    made and made before what they seal is written, so the store holds at least as high a number."""
-    found = _KEY_NAMED.findall(tail)
-    return max(int(k, 16) for k in found) if found else None
 # temporary files of killed runs: ``.checkpoint.pickle.<pid>.tmp`` and the like
 _DEBRIS = re.compile(r"\..+\.(?P<pid>\d+)\.tmp")
 READ_CHUNK = 256  # entries read ahead, so the keys they are sealed under are fetched together
 _CRC_HEAD = b',"crc":"'
 _CRC_TAIL = len(_CRC_HEAD) + 8 + 3  # ,"crc":"xxxxxxxx"}\n
+
 
 
 def seal(body: bytes) -> bytes:

@@ -304,6 +304,56 @@ def test_a_key_store_that_is_not_the_logs_is_refused_before_anything_is_written(
     assert (data / "keys.sqlite").read_bytes() == old
 
 
+def test_a_store_with_more_keys_but_not_the_logs_is_refused_too(tmp_path):
+    """Another data directory's store (or one made again) may hold more keys than this log names: it is known by
+    its identity, which the log's record names, not only by its numbers."""
+    import shutil
+
+    mine, other, events, more = tmp_path / "mine", tmp_path / "other", tmp_path / "events.jsonl", tmp_path / "more.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in EVENTS))
+    more.write_text("".join(json.dumps({**e, "event_id": e["event_id"] + "-more"}) + "\n" for e in EVENTS))
+    with EmbeddedEngine(mine) as engine:
+        engine.ingest_file(events)
+    with EmbeddedEngine(other) as engine:  # (more keys than mine)
+        engine.ingest_file(events)
+        engine.ingest_file(more)
+    shutil.copy(other / "keys.sqlite", mine / "keys.sqlite")
+    for opening in (lambda: EmbeddedEngine(mine), lambda: DecisionLog(mine, writer=False)):
+        with pytest.raises(LogError, match="key store .* is not the decision log's"):
+            opening()
+
+
+def test_values_that_look_sealed_in_what_the_log_keeps_readable_change_nothing(tmp_path):
+    """An event ID, a file's name or who erased are kept readable in the log; one that reads like a sealed value
+    (``~KEYNUMBER.``) made every later command refuse the data directory, when the store was checked against the
+    key numbers found in the log's last bytes. The store is checked against what the log's record says."""
+    data, events = tmp_path / "data", tmp_path / "~ffffffffffff.x.jsonl"
+    looks = "~ffffffffffff.x"
+    events.write_text(json.dumps({**EVENTS[0], "event_id": looks}) + "\n" + json.dumps(EVENTS[4]) + "\n")
+    for _ in range(2):
+        _cli("ingest", str(events), "--data-dir", str(data))
+    _cli("erase", "email=ann.other@mailbox.org", "--by", looks, "--data-dir", str(data))
+    _cli("ingest", str(events), "--data-dir", str(data))
+    found = json.loads(_cli("lookup", "email=zq.mail@quixmail.co.uk", "--data-dir", str(data)).stdout)
+    assert found["identifiers"]["email"] == ["zq.mail@quixmail.co.uk"]
+
+
+def test_a_record_read_as_a_writer_rewrites_it_is_read_again():
+    """A writer rewrites the record in place: a reader opening the log at that moment may read half of each. It
+    reads the record again before calling it damage."""
+    import streams.log as log_module
+
+    texts = [log_module.record_line(7, (3, "0123456789abcdef"))[:-12] + b"f" * 8 + b"\n"]
+    texts.append(log_module.record_line(7, (3, "0123456789abcdef")))
+    reads = iter(texts)
+    original = log_module._record_text
+    log_module._record_text = lambda data_dir: next(reads)
+    try:
+        assert log_module.DecisionLog._recorded(type("Log", (), {"dir": Path("x")})()) == (7, (3, "0123456789abcdef"))
+    finally:
+        log_module._record_text = original
+
+
 def _damage_key_store(data: Path) -> None:
     """A b-tree page of ``keys.sqlite`` made unreadable (its type byte: one SQLite reads only when it comes to it)."""
     path = data / "keys.sqlite"
@@ -842,7 +892,7 @@ def test_a_key_store_older_than_the_log_is_an_error_not_an_erasure(tmp_path):
     store = SqliteKeyStore(data, writer=False)
     try:
         with pytest.raises(KeyStoreError, match="older than the decision log"):
-            store.key(f"{store.last_number() + 1:012x}")
+            store.key(f"{store.durable_number() + 1:012x}")
     finally:
         store.close()
 
