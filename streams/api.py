@@ -1190,6 +1190,7 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
         lifespan=lifespan,
         docs_url=None,  # (served below from files installed with idres: no CDN, no network)
         redoc_url=None,
+        redirect_slashes=False,  # (a redirect names the host the client gave: a 404 instead)
     )
     _offline_docs(app)
     metrics = Metrics()
@@ -1556,6 +1557,23 @@ def _listen(host: str, port: int) -> socket.socket:
 # and requests beyond it are answered 503), so a crowd of slow clients cannot use up the file descriptors.
 REQUEST_TIMEOUT_ENV, MAX_CONNECTIONS_ENV = "IDRES_API_REQUEST_TIMEOUT", "IDRES_API_MAX_CONNECTIONS"
 KEEP_ALIVE_TIMEOUT = 5
+# What one connection may make the server hold: a request's line and headers (431 past it: the parser keeps them
+# whole, and copies a header value again for each part of it that comes), a body (413: the largest the API
+# takes, 10,000 review verdicts, is under 2 MiB), and requests sent ahead on it before the answers were read
+# (reading pauses there until the answers go).
+MAX_HEAD_BYTES = 64 * 1024
+MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_PIPELINED = 64
+
+
+def _refusal(status: int, reason: str, error: str, detail: str) -> bytes:
+    """A whole HTTP response refusing a request before the application sees it (JSON, as every answer of the
+    API), the connection closed after it."""
+    import json as _json
+
+    body = _json.dumps({"error": error, "detail": detail}).encode()
+    return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
+            % (status, reason.encode(), len(body))) + body
 
 
 def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
@@ -1563,6 +1581,11 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class Guarded(HttpToolsProtocol):
+        _in_head = False  # (a request's line and headers begun and not yet whole)
+        _began = False  # (a request begun in the bytes being read)
+        _head_bytes = 0  # (bytes received while its head was not whole, after the bytes it began in)
+        _body_bytes = 0
+
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._deadline = None
@@ -1587,6 +1610,8 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
 
         def on_message_complete(self) -> None:
             self._disarm()  # the request is in: answering it has no deadline here
+            if self.transport.is_closing():  # (refused: no cycle was begun for it)
+                return
             super().on_message_complete()
 
         def on_response_complete(self) -> None:
@@ -1594,6 +1619,60 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
             super().on_response_complete()
             if not self.transport.is_closing() and not waiting:
                 self._arm()  # the next request on this connection has the same time to arrive
+            if len(self.pipeline) >= MAX_PIPELINED:  # (uvicorn reads on after every answer, however many wait)
+                self.flow.pause_reading()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head, self._began, self._head_bytes, self._body_bytes = True, True, 0, 0
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            length = next((value for name, value in self.headers if name == b"content-length"), None)
+            if length is not None and length.strip().isdigit() and int(length) > MAX_BODY_BYTES:
+                self._refuse(413, "Content Too Large", "body_too_large",
+                             f"a request body may hold at most {MAX_BODY_BYTES:,} bytes; this one says "
+                             f"{int(length):,}: send fewer items at once")
+                return
+            super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            if self.transport.is_closing():
+                return
+            self._body_bytes += len(body)
+            if self._body_bytes > MAX_BODY_BYTES:  # (a body sent in chunks, its length not said)
+                self._refuse(413, "Content Too Large", "body_too_large",
+                             f"a request body may hold at most {MAX_BODY_BYTES:,} bytes: send fewer items at once")
+                return
+            super().on_body(body)
+
+        def data_received(self, data: bytes) -> None:
+            if self.transport.is_closing():
+                return
+            self._began = False
+            super().data_received(data)
+            # (the bytes a request began in are not counted: they may hold the requests before it; the head's
+            # bytes are then at most those of one read more than counted)
+            if self._in_head and not self._began and not self.transport.is_closing():
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._refuse(431, "Request Header Fields Too Large", "request_too_large",
+                                 f"a request's line and headers may hold at most {MAX_HEAD_BYTES:,} bytes: send a "
+                                 f"shorter request")
+                    return
+            if len(self.pipeline) >= MAX_PIPELINED:
+                self.flow.pause_reading()
+
+        def send_400_response(self, msg: str) -> None:  # (a request the HTTP parser cannot read: JSON too)
+            self.transport.write(_refusal(400, "Bad Request", "bad_request", f"{msg}: send a valid HTTP/1.1 "
+                                                                               f"request"))
+            self.transport.close()
+
+        def _refuse(self, status: int, reason: str, error: str, detail: str) -> None:
+            self._in_head = False
+            self.flow.pause_reading()
+            self.transport.write(_refusal(status, reason, error, detail))
+            self.transport.close()
 
         def connection_lost(self, exc: Optional[Exception]) -> None:
             self._disarm()
