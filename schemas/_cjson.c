@@ -75,22 +75,21 @@ static int scan(const char *p, Py_ssize_t len) {
 }
 
 static PyObject *duplicate_keys(PyObject *self, PyObject *text) {
-    const char *p;
-    Py_ssize_t len;
-    if (PyBytes_Check(text)) {
-        p = PyBytes_AS_STRING(text);
-        len = PyBytes_GET_SIZE(text);
-    } else if (PyUnicode_Check(text)) {
-        p = PyUnicode_AsUTF8AndSize(text, &len);
+    if (PyUnicode_Check(text)) {
+        Py_ssize_t len;
+        const char *p = PyUnicode_AsUTF8AndSize(text, &len);
         if (p == NULL) { /* (a lone surrogate: not told here) */
             PyErr_Clear();
             return PyLong_FromLong(2);
         }
-    } else {
-        PyErr_SetString(PyExc_TypeError, "duplicate_keys() takes bytes or str");
-        return NULL;
+        return PyLong_FromLong(scan(p, len));
     }
-    return PyLong_FromLong(scan(p, len));
+    Py_buffer view; /* bytes, bytearray, memoryview: what the records' reader takes */
+    if (PyObject_GetBuffer(text, &view, PyBUF_SIMPLE) != 0)
+        return NULL;
+    int told = scan((const char *)view.buf, view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromLong(told);
 }
 
 static PyMethodDef methods[] = {

@@ -101,10 +101,14 @@ def _read_head(stream: Any, enough: Callable[[bytes], bool]) -> tuple[bytes, Opt
 
 
 def _has_first_line(head: bytes) -> bool:
-    """Enough to judge the text: its first non-blank line, whole."""
+    """Enough to judge the text: its first non-blank line, whole; and for one that begins ``[`` (one JSON array,
+    or JSON lines whose first record is an array: ``_a_record_of_lines``), the start of what follows it (a pipe
+    may give the first line alone first)."""
     body = head[len(UTF8_BOM):] if head.startswith(UTF8_BOM) else head
     start = len(body) - len(body.lstrip(_SPACE))
-    return start < len(body) and b"\n" in body[start:]
+    if start >= len(body) or b"\n" not in body[start:]:
+        return False
+    return body[start:start + 1] != b"[" or bool(body[start:].split(b"\n", 1)[1].strip(_SPACE))
 
 
 def _jsonl_name(label: str) -> str:

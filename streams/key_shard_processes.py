@@ -35,7 +35,6 @@ from __future__ import annotations
 import gc
 import io
 import multiprocessing
-import os
 import pickle
 import traceback
 from typing import Any, Optional
@@ -48,7 +47,7 @@ from resolver.partition import Ask, Changes, NodePart, Patch, ProfilePart, Slice
 from resolver.state import ResolverState
 from schemas.channel import ChannelEvent
 from streams.key_shards import LocalKeyShards, _name_questions, _reads_of
-from streams.shard_pool import end_with_parent
+from streams.shard_pool import end_with_parent, forking_parent
 from streams.shards import Entry
 
 
@@ -200,7 +199,7 @@ def _read_back(blobs: list[bytes]) -> dict:
     return got
 
 
-def _serve(conn: Any, inherited: list[Any], parent: int, config: ResolverConfig, shard: int, n: int,
+def _serve(conn: Any, inherited: list[Any], parent: tuple[int, bool], config: ResolverConfig, shard: int, n: int,
            store: PartStore) -> None:
     end_with_parent(parent, inherited)  # (the coordinator's ends closed: a coordinator gone is an EOF)
     gc.disable()  # (as the resolver runs elsewhere: nothing it builds forms cycles)
@@ -460,7 +459,7 @@ class KeyShardProcesses(RemoteKeyShards):
         self._procs: list[Any] = []
         for s in range(n):
             here, there = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(there, [*self._conns, here], os.getpid(), config, s, n, stores[s]),
+            proc = ctx.Process(target=_serve, args=(there, [*self._conns, here], forking_parent(), config, s, n, stores[s]),
                                daemon=True, name=f"idres-key-shard-{s}")
             proc.start()
             there.close()

@@ -568,12 +568,13 @@ def record_line(length: int, keys: Optional[tuple[int, str]] = None) -> bytes:
 
 def _record_of(text: bytes) -> Optional[tuple[int, Optional[tuple[int, str]]]]:
     """The length a record reads and the key store it names (None where it names none), or None when it is not a
-    record: the line whole, with its checksum right (a record of before has neither key store nor checksum)."""
+    record: the line whole, with its checksum right (a record of before has neither key store nor checksum; one
+    written before the store was opened names none)."""
     found = RECORD.fullmatch(text)
     if found is None:
         return None
     body, count, keys, store, crc = found.groups()
-    if (crc is None) != (keys is None) or (crc is not None and int(crc, 16) != crc32c(body)):
+    if (crc is None and keys is not None) or (crc is not None and int(crc, 16) != crc32c(body)):
         return None
     return int(count), ((int(keys), store.decode()) if keys is not None else None)
 

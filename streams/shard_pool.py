@@ -20,25 +20,38 @@ from resolver.engine import Resolver
 from streams.shards import Entry, ShardResult, ShardWorker, Verdict
 
 
-def end_with_parent(parent: int, inherited: list[Any]) -> None:
-    """In a worker forked from process ``parent``: ends it when that process ends, however it ends. The parent's
-    ends of the pipes the fork copied (``inherited``) are closed, so that its end is an EOF here; and on Linux
-    the kernel kills this process when the parent dies (``PR_SET_PDEATHSIG``), so a worker busy or stuck does not
-    outlive it either. (A worker left behind kept every file the parent had open: the data directory's lock among
-    them, so that no command could open it again until someone killed the worker.)"""
+def forking_parent() -> tuple[int, bool]:
+    """What ``end_with_parent`` is given, taken in the parent before it forks: its process ID, and whether the
+    forking thread is its main one."""
+    import threading
+
+    return os.getpid(), threading.current_thread() is threading.main_thread()
+
+
+def end_with_parent(parent: tuple[int, bool], inherited: list[Any]) -> None:
+    """In a worker forked from a process (``parent``: ``forking_parent()``): ends it when that process ends, however
+    it ends. The parent's ends of the pipes the fork copied (``inherited``) are closed, so that its end is an EOF
+    here; and on Linux, where the parent forked from its main thread, the kernel kills this process when the
+    parent dies (``PR_SET_PDEATHSIG``: it acts when the thread that forked ends, which for any other thread may be
+    long before the process), so a worker busy or stuck does not outlive it either. (A worker left behind kept every
+    file the parent had open: the data directory's lock among them, so that no command could open it again until
+    someone killed the worker.)"""
     for end in inherited:
         end.close()
+    pid, main_thread = parent
+    if not main_thread:
+        return
     try:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # (PR_SET_PDEATHSIG)
     except (OSError, AttributeError):  # (not Linux: the EOF alone ends it, once it reads)
         pass
-    if os.getppid() != parent:  # (the parent ended before the kernel was asked)
+    if os.getppid() != pid:  # (the parent ended before the kernel was asked)
         os._exit(1)
 
 
-def _serve(conn: Any, inherited: list[Any], parent: int, resolver: Resolver, max_bytes: int) -> None:
+def _serve(conn: Any, inherited: list[Any], parent: tuple[int, bool], resolver: Resolver, max_bytes: int) -> None:
     end_with_parent(parent, inherited)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # (the driver stops the pool)
     import gc
@@ -83,7 +96,7 @@ class ShardPool:
         self.working = [0.0] * n
         for _ in range(n):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_serve, args=(child, [*self._conns, parent], os.getpid(), resolver, max_bytes),
+            proc = ctx.Process(target=_serve, args=(child, [*self._conns, parent], forking_parent(), resolver, max_bytes),
                                daemon=True, name="idres-shard")
             proc.start()
             child.close()

@@ -230,6 +230,23 @@ def test_json_lines_whose_first_record_is_an_array_are_read_as_json_lines(tmp_pa
                        "holds one JSON array")
 
 
+def test_json_lines_on_a_pipe_whose_first_record_is_an_array_are_read_once_what_follows_comes(tmp_path):
+    """On a pipe the first line may come alone; whether a first line ``[...]`` is one JSON array or the first
+    record of JSON lines is judged once what follows it has begun to come (or the input ended)."""
+    event = {"event_id": "piped-1", "occurred_at": "2024-01-02T10:00:00Z", "channel": "web", "event_type": "signup",
+             "identifiers": {"email": "piped.one@example.org"}}
+    data = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "ingest", "-", "--data-dir", str(data)],
+                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(b"[1, 2]\n")
+    proc.stdin.flush()
+    time.sleep(0.5)
+    out, err = proc.communicate(json.dumps(event).encode() + b"\n", timeout=60)
+    assert proc.returncode == 0, err
+    counts = decided(data)
+    assert counts.get("piped-1") == 1 and sum(1 for k in counts if k.startswith("rejected:")) == 1, counts
+
+
 def test_a_json_array_is_refused_by_produce_before_connecting(array_file):
     proc = idres("produce", str(array_file), "--bootstrap", "127.0.0.1:9", "--timeout", "1", check=False)
     one_error_line(proc, "holds one JSON array")

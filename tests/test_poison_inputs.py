@@ -276,4 +276,8 @@ def test_a_record_with_a_key_twice_is_kept_with_the_key_named():
         parse_event(line)
     assert refused.value.reason == "a key twice in one object" and "'email'" in refused.value.detail
     assert refused.value.event_id is not None
+    # as a bytearray too (what the stream jobs may hand the reader of records), as the text is read without the scan
+    with pytest.raises(RejectedInput, match="a key twice in one object"):
+        parse_event(bytearray(line))
+    assert parse_event(bytearray(good(1))).event_id == "good-1"
 

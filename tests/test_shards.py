@@ -272,6 +272,28 @@ def test_an_ingest_on_shards_killed_leaves_no_worker_holding_the_data_directory(
     assert len(recorded) == len(set(recorded)) > 0
 
 
+def test_shard_workers_forked_from_a_thread_that_ends_live_on_with_their_process():
+    """The kernel's death signal for a worker acts when the *thread* that forked it ends: a pool made on a thread
+    of a library's user that then ends must keep its workers (they end with the process, by the pipes' EOF)."""
+    import threading
+    import time
+
+    from streams.shard_pool import ShardPool
+
+    made = []
+    forker = threading.Thread(target=lambda: made.append(ShardPool(Resolver(ResolverConfig()), 2, 1 << 20)))
+    forker.start()
+    forker.join()
+    pool = made[0]
+    try:
+        time.sleep(0.5)
+        assert all(proc.is_alive() for proc in pool._procs), [proc.exitcode for proc in pool._procs]
+        pool.ask_verdicts([], [[], []])  # (and they still answer)
+        assert pool.verdicts() == ({}, None)
+    finally:
+        pool.close()
+
+
 def test_an_event_on_a_shared_identifier_reads_its_customers_only_if_it_names_a_person():
     resolver = Resolver(ResolverConfig())
     for event in corpus(random.Random(1), 1500, people=120):

@@ -386,3 +386,18 @@ def test_a_log_with_an_entry_twice_or_a_segment_past_its_end_says_what_to_do(dat
     one_error(run_cli("replay", "--data-dir", str(data), check=False), "a segment of it is missing",
               "restore the data directory")
 
+
+
+def test_a_data_directory_whose_writer_appended_nothing_opens_again(tmp_path):
+    """A writer records the log's length as it opens, before the key store is open: that record names no store,
+    and reads back as a record (it was taken for damage, so a new directory an ingest of nothing, or a killed one,
+    had left could not be opened again)."""
+    data = tmp_path / "data"
+    run_cli("ingest", "-", "--data-dir", str(data), stdin="")
+    assert (data / "LOCK").read_bytes().startswith(b"0 entries in the decision log")
+    run_cli("ingest", "-", "--data-dir", str(data), stdin="")
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(orjson.dumps(EVENTS[0]) + b"\n")
+    run_cli("ingest", str(src), "--data-dir", str(data))
+    proc = run_cli("lookup", "email=customer0@mailbox.org", "--data-dir", str(data))
+    assert orjson.loads(proc.stdout)["identifiers"]["email"] == ["customer0@mailbox.org"]
