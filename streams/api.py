@@ -1118,10 +1118,31 @@ class _FastLookupMiddleware:
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         args = self.fast.arguments(scope) if scope["type"] == "http" else None
-        if args is None:
-            await self.app(scope, receive, send)
-        else:
+        if args is not None:
             await self.fast(scope, receive, send, args)
+            return
+        twice = _given_twice(scope) if scope["type"] == "http" else None
+        if twice is not None:  # (the framework would read the last and drop the others without a word)
+            detail = f"query parameter {twice!r} is given more than once: give it once"
+            await _problem(422, "invalid_request", detail, errors=[
+                {"loc": ["query", twice], "msg": "given more than once", "type": "repeated"}])(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _given_twice(scope: dict) -> Optional[str]:
+    """A query parameter of a ``/v1`` request that is given more than once (the first such), else None."""
+    query = scope.get("query_string", b"")
+    if not query or not scope.get("path", "").startswith("/v1/"):
+        return None
+    try:
+        names = [name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)]
+    except ValueError:
+        return None
+    if len(names) == len(set(names)):
+        return None
+    seen: set[str] = set()
+    return next(name for name in names if name in seen or seen.add(name))  # type: ignore[func-returns-value]
 
 
 # ============================================================================================ app

@@ -271,3 +271,18 @@ def test_a_request_the_parser_cannot_read_is_answered_in_json(data):
         assert answer.status_code == 404 and "evil.example" not in answer.headers.get("location", "")
     finally:
         server.stop()
+
+
+def test_a_query_parameter_given_twice_is_refused_not_read_as_the_last(data):
+    """``?type=email&type=phone`` was read as the last one given, without a word (so was a second ``value`` or
+    ``from``): which the caller meant cannot be told."""
+    server = serve(data)
+    try:
+        for path in ("/v1/lookup?type=email&type=phone&value=c3%40mailbox.org",
+                     "/v1/lookup?type=email&value=x%40y.org&value=c3%40mailbox.org", "/v1/changes?from=0&from=1"):
+            answer = httpx.get(server.base + path, timeout=5)
+            assert answer.status_code == 422, (path, answer.text)
+            assert answer.json()["error"] == "invalid_request" and "more than once" in answer.json()["detail"]
+        assert httpx.get(server.base + "/v1/lookup?type=email&value=c3%40mailbox.org", timeout=5).status_code == 200
+    finally:
+        server.stop()
