@@ -1459,7 +1459,18 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
             out.update(decisions=result.get("decisions", []), detail=result.get("detail"))
         return JSONResponse(out, status_code=commands.accepted_status)
 
-    writes = {"dependencies": [Depends(guard)], "tags": ["decisions"], "response_model": CommandResult,
+    async def one_value_a_key(request: Request) -> None:
+        """A write's body with a key twice in one object (``{"decision": "accept", "decision": "reject"}``) is refused:
+        which a person meant cannot be told (the framework would take the last)."""
+        from schemas.channel import duplicate_key
+
+        twice = duplicate_key(await request.body())
+        if twice is not None:
+            raise _Refused(_problem(422, "invalid_request", f"the body gives {twice!r} more than once in one object: "
+                                                           "give it once"))
+
+    writes = {"dependencies": [Depends(guard), Depends(one_value_a_key)], "tags": ["decisions"],
+              "response_model": CommandResult,
               "status_code": 200, "responses": {**_PROBLEMS, 202: {"model": CommandResult, "description":
                                                 "Kafka: sent to the resolve worker, which records it in order."},
                                                 403: {"model": Problem, "description": "The API takes no decisions."},

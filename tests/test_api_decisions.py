@@ -80,6 +80,11 @@ def test_deciding_needs_a_write_key_and_is_recorded_in_its_owners_name(served):
     verdict = {"decision": "accept", "note": "same voice"}
     assert client.post(f"/v1/reviews/{first}", json=verdict).status_code == 401  # (the read key)
     assert client.post(f"/v1/reviews/{first}", json=verdict, headers={"X-API-Key": "wrong-key-123"}).status_code == 401
+    # a body that gives its decision twice is refused: the framework would take the last, and which the person
+    # meant cannot be told
+    twice = client.post(f"/v1/reviews/{first}", content=b'{"decision": "accept", "decision": "reject"}',
+                        headers={"X-API-Key": ANA_KEY, "Content-Type": "application/json"})
+    assert twice.status_code == 422 and "'decision' more than once" in twice.json()["detail"], twice.text
     resp = client.post(f"/v1/reviews/{first}", json=verdict, headers={"X-API-Key": ANA_KEY})
     assert resp.status_code == 200, resp.text
     body = resp.json()
