@@ -33,6 +33,20 @@ class KeyStoreError(IdresError):
     pass
 
 
+# stores this process checked whole (``PRAGMA quick_check``) or wrote last, as each file then was: a writer opening
+# one again that no other process changed since does not read it whole again (an API server opens a writer for
+# each command)
+_CHECKED: dict[str, tuple[int, int, int]] = {}
+
+
+def _as_found(path: Path) -> tuple[int, int, int]:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return (-1, -1, -1)
+    return (found.st_ino, found.st_size, found.st_mtime_ns)
+
+
 class KeyStore(Protocol):
     def key_of(self, subject: str, create: bool = True, new: bool = False) -> Optional[tuple[str, bytes]]:
         """The (key ID, key) of a subject: created if it has none and ``create``; None if it has none (never
@@ -96,7 +110,7 @@ class SqliteKeyStore:
                 db.execute("PRAGMA journal_mode=DELETE")
                 # (a store that was there is checked whole before anything is written to it: SQLite reads a damaged
                 # page only when it comes to it, and a writer would go on adding keys to a store whose others are lost)
-                if self.path.stat().st_size:
+                if self.path.stat().st_size and _as_found(self.path) != _CHECKED.get(str(self.path)):
                     found = db.execute("PRAGMA quick_check").fetchall()
                     if found != [("ok",)]:
                         raise sqlite3.DatabaseError("; ".join(str(row[0]) for row in found[:3]).replace("\n", " "))
@@ -320,6 +334,9 @@ class SqliteKeyStore:
                 pass
             self._db.close()
             self._db = None
+            if self.writer:  # (checked when opened, and written since by SQLite alone: a writer of this process
+                # that opens it next, unchanged by any other, need not read it whole again)
+                _CHECKED[str(self.path)] = _as_found(self.path)
 
 
 class MemoryKeyStore:

@@ -1082,3 +1082,41 @@ def test_a_rejected_record_giving_the_erased_number_in_national_form_is_erased_w
     with DecisionLog(data, writer=False) as log:
         text = _log_text(log)
     assert "7887" not in text and "07700 900111" in text
+
+
+def test_a_store_this_process_wrote_last_is_not_read_whole_again_but_one_changed_since_is(tmp_path):
+    """An API server opens a writer for each command: a store it wrote last and no one changed since is not read
+    whole again; one changed since (damaged here, in the middle) is, and refused."""
+    from streams.keys import KeyStoreError, SqliteKeyStore
+
+    store = SqliteKeyStore(tmp_path, writer=True)
+    for i in range(3000):
+        store.key_of(f"n:email:person{i}@example.org")
+    store.flush()
+    store.close()
+    checks = []
+    import sqlite3
+
+    connect = sqlite3.connect
+
+    def counting(*args, **kwargs):
+        db = connect(*args, **kwargs)
+        db.set_trace_callback(lambda sql: checks.append(sql) if "quick_check" in sql else None)
+        return db
+
+    sqlite3.connect = counting
+    try:
+        SqliteKeyStore(tmp_path, writer=True).close()
+        assert checks == []  # (as this process left it)
+        path = tmp_path / "keys.sqlite"
+        raw = bytearray(path.read_bytes())
+        size = int.from_bytes(raw[16:18], "big")
+        leaves = [n for n in range(1, len(raw) // size) if raw[n * size] == 13]
+        assert len(leaves) >= 10, leaves
+        raw[leaves[len(leaves) // 2] * size] = 0x7F
+        path.write_bytes(bytes(raw))
+        with pytest.raises(KeyStoreError, match="cannot be read"):
+            SqliteKeyStore(tmp_path, writer=True)
+        assert len(checks) == 1
+    finally:
+        sqlite3.connect = connect
