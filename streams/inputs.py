@@ -394,4 +394,3 @@ def _a_record_of_lines(text: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return True
-

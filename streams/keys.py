@@ -33,9 +33,9 @@ class KeyStoreError(IdresError):
     pass
 
 
-# stores this process checked whole (``PRAGMA quick_check``) or wrote last, as each file then was: a writer opening
-# one again that no other process changed since does not read it whole again (an API server opens a writer for
-# each command)
+# the stores a writer of this process wrote last (having checked each whole, ``PRAGMA quick_check``, as it opened
+# it), as each file then was: a writer opening one again that no other process changed since does not read it whole
+# again (an API server opens a writer for each command)
 _CHECKED: dict[str, tuple[int, int, int]] = {}
 
 

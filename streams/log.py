@@ -538,8 +538,7 @@ def marker_fields(d: dict[str, Any]) -> dict[str, Any]:
 
 
 _MARKER = b'"type":"log_restate'
-# what ``_record`` writes in LOCK
-# the record of the log's length, whole: the count, what the file is, the key store the log was sealed with (its
+# what ``_record`` writes in LOCK: the record of the log's length, whole: the count, what the file is, the key store the log was sealed with (its
 # highest key number then, and its identity) and a checksum of all that (a record written before it had the last
 # two is read too, as it was written: the count and what the file is)
 RECORD = re.compile(rb"((\d{1,19}) entries in the decision log \(written by idres, read to detect a log cut short\)"
@@ -594,6 +593,8 @@ def _record_text(data_dir: Path) -> bytes:
 
 
 RESTORE = ": restore the data directory from a backup, or re-ingest the input into a new one"
+
+
 def _sealed(head: bytes) -> bool:
     """Whether an entry whose first bytes are ``head`` was written sealed (its header says so, before anything an
     event holds)."""
@@ -605,7 +606,6 @@ _DEBRIS = re.compile(r"\..+\.(?P<pid>\d+)\.tmp")
 READ_CHUNK = 256  # entries read ahead, so the keys they are sealed under are fetched together
 _CRC_HEAD = b',"crc":"'
 _CRC_TAIL = len(_CRC_HEAD) + 8 + 3  # ,"crc":"xxxxxxxx"}\n
-
 
 
 def seal(body: bytes) -> bytes:
@@ -1002,7 +1002,7 @@ def load_checkpoint(data_dir: Path, fingerprint: str, max_seq: int, *,
     if state_types is not None and not (isinstance(state, tuple) and header["parts"] == len(state_types) and all(
             isinstance(part, state_types[i]) for part, i in zip(state, indexes))):
         _unused("idres: warning: %s is not used: it does not hold the state of this version; the state is "
-                     "rebuilt from the log", Path(data_dir) / name)
+                "rebuilt from the log", Path(data_dir) / name)
         return None
     seq = header["seq"]
     if seq > max_seq and recount is not None:
@@ -1057,7 +1057,7 @@ def _read_checkpoint(path: Path, fingerprint: str, parts: Optional[int | tuple[i
         return None
     except OSError as exc:  # (a directory, one it may not read: a cache it cannot use)
         _unused("idres: warning: %s is not used: it cannot be read as a file (%s); the state is rebuilt from "
-                     "the log", path, exc.strerror or exc)
+                "the log", path, exc.strerror or exc)
         return None
     header: Any = None
     state: Any = None
