@@ -1118,16 +1118,10 @@ class _FastLookupMiddleware:
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         args = self.fast.arguments(scope) if scope["type"] == "http" else None
-        if args is not None:
+        if args is None:
+            await self.app(scope, receive, send)
+        else:
             await self.fast(scope, receive, send, args)
-            return
-        twice = _given_twice(scope) if scope["type"] == "http" else None
-        if twice is not None:  # (the framework would read the last and drop the others without a word)
-            detail = f"query parameter {twice!r} is given more than once: give it once"
-            await _problem(422, "invalid_request", detail, errors=[
-                {"loc": ["query", twice], "msg": "given more than once", "type": "repeated"}])(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
 
 
 def _given_twice(scope: dict) -> Optional[str]:
@@ -1275,7 +1269,16 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
                              "profile_id": survivor}, status_code=307, headers={"Location": location})
 
     # -- /v1 -----------------------------------------------------------------------------------
-    v1 = {"dependencies": [Depends(guard)], "tags": ["customers"],
+    async def one_value_a_parameter(request: Request) -> None:
+        """A query parameter given more than once is refused: the framework would read the last and drop the
+        others without a word."""
+        twice = _given_twice(request.scope)
+        if twice is not None:
+            raise _Refused(_problem(422, "invalid_request", f"query parameter {twice!r} is given more than once: give "
+                                                           "it once", errors=[{"loc": ["query", twice], "type": "repeated",
+                                                                               "msg": "given more than once"}]))
+
+    v1 = {"dependencies": [Depends(guard), Depends(one_value_a_parameter)], "tags": ["customers"],
           "openapi_extra": {"security": [{API_KEY_SCHEME: []}, {}]}}
 
     @app.get("/v1/lookup", response_model=LookupResult, **v1, summary="The customer behind an identifier",
@@ -1469,7 +1472,8 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
             raise _Refused(_problem(422, "invalid_request", f"the body gives {twice!r} more than once in one object: "
                                                            "give it once"))
 
-    writes = {"dependencies": [Depends(guard), Depends(one_value_a_key)], "tags": ["decisions"],
+    writes = {"dependencies": [Depends(guard), Depends(one_value_a_parameter), Depends(one_value_a_key)],
+              "tags": ["decisions"],
               "response_model": CommandResult,
               "status_code": 200, "responses": {**_PROBLEMS, 202: {"model": CommandResult, "description":
                                                 "Kafka: sent to the resolve worker, which records it in order."},
@@ -1641,14 +1645,24 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
                 self.transport.close()
 
         def on_message_complete(self) -> None:
-            self._disarm()  # the request is in: answering it has no deadline here
-            if self.transport.is_closing():  # (refused: no cycle was begun for it)
+            if self._refusing is not None:  # (refused: no cycle was begun for it)
                 return
+            if self.cycle is not None and self.cycle.response_complete:
+                # (answered before its body had all come, a 404 say: the next request has its deadline, as after
+                # any answer; disarmed, a connection that sent the rest later stayed open for good)
+                super().on_message_complete()
+                self._arm()
+                return
+            self._disarm()  # the request is in: answering it has no deadline here
             super().on_message_complete()
 
         def on_response_complete(self) -> None:
             waiting = bool(self.pipeline)  # a request already in, started next: no deadline for it
             super().on_response_complete()
+            if self._refusing is not None:
+                self.flow.pause_reading()  # (the request refused and what follows it are not read)
+                self._refuse_when_answered()
+                return
             if not self.transport.is_closing() and not waiting:
                 self._arm()  # the next request on this connection has the same time to arrive
             if len(self.pipeline) >= MAX_PIPELINED:  # (uvicorn reads on after every answer, however many wait)
@@ -1660,6 +1674,8 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            if self._refusing is not None:
+                return
             length = next((value for name, value in self.headers if name == b"content-length"), None)
             if length is not None and length.strip().isdigit() and int(length) > MAX_BODY_BYTES:
                 self._refuse(413, "Content Too Large", "body_too_large",
@@ -1669,7 +1685,7 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
             super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
-            if self.transport.is_closing():
+            if self._refusing is not None or self.transport.is_closing():
                 return
             self._body_bytes += len(body)
             if self._body_bytes > MAX_BODY_BYTES:  # (a body sent in chunks, its length not said)
@@ -1679,13 +1695,18 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
             super().on_body(body)
 
         def data_received(self, data: bytes) -> None:
-            if self.transport.is_closing():
+            if self._lingering is not None:  # (refused and answered: what the client still sends is read and dropped)
+                self._lingering += len(data)
+                if self._lingering > MAX_BODY_BYTES:
+                    self.transport.close()
+                return
+            if self._refusing is not None or self.transport.is_closing():
                 return
             self._began = False
             super().data_received(data)
             # (the bytes a request began in are not counted: they may hold the requests before it; the head's
             # bytes are then at most those of one read more than counted)
-            if self._in_head and not self._began and not self.transport.is_closing():
+            if self._in_head and not self._began and self._refusing is None and not self.transport.is_closing():
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD_BYTES:
                     self._refuse(431, "Request Header Fields Too Large", "request_too_large",
@@ -1696,15 +1717,38 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
                 self.flow.pause_reading()
 
         def send_400_response(self, msg: str) -> None:  # (a request the HTTP parser cannot read: JSON too)
-            self.transport.write(_refusal(400, "Bad Request", "bad_request", f"{msg}: send a valid HTTP/1.1 "
-                                                                               f"request"))
-            self.transport.close()
+            self._refuse(400, "Bad Request", "bad_request", f"{msg}: send a valid HTTP/1.1 request")
+
+        _refusing: Optional[bytes] = None  # (the answer refusing a request, sent once those before it are)
+        _lingering: Optional[int] = None  # (bytes read and dropped since it was sent)
 
         def _refuse(self, status: int, reason: str, error: str, detail: str) -> None:
+            """Refuses the request being read: nothing more of the connection is read, and the refusal is sent
+            once the requests before it on the connection are answered (in their order), then the connection is
+            closed."""
             self._in_head = False
             self.flow.pause_reading()
-            self.transport.write(_refusal(status, reason, error, detail))
-            self.transport.close()
+            if self._refusing is None:
+                self._refusing = _refusal(status, reason, error, detail)
+            self._refuse_when_answered()
+
+        def _refuse_when_answered(self) -> None:
+            if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
+                return  # (on_response_complete comes back here)
+            if self.transport.is_closing():
+                return
+            self._disarm()
+            self.transport.write(self._refusing)
+            # a lingering close: the write side shut, what the client still sends (the rest of a body too large)
+            # read and dropped for a moment, so that its system does not answer it with a reset that may take the
+            # refusal with it
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+                self._lingering = 0
+                self.flow.resume_reading()
+                self._deadline = self.loop.call_later(2.0, self._too_slow)
+            else:
+                self.transport.close()
 
         def connection_lost(self, exc: Optional[Exception]) -> None:
             self._disarm()

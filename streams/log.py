@@ -573,7 +573,10 @@ def _record_of(text: bytes) -> Optional[tuple[int, Optional[tuple[int, str]]]]:
     if found is None:
         return None
     body, count, keys, store, crc = found.groups()
-    if (crc is None and keys is not None) or (crc is not None and int(crc, 16) != crc32c(body)):
+    # (a checksum of the whole line before it; of the count alone in a record written for a day before records
+    # named their key store)
+    if (crc is None and keys is not None) or (crc is not None and int(crc, 16) != crc32c(body) and (
+            keys is not None or int(crc, 16) != crc32c(count))):
         return None
     return int(count), ((int(keys), store.decode()) if keys is not None else None)
 

@@ -286,3 +286,63 @@ def test_a_query_parameter_given_twice_is_refused_not_read_as_the_last(data):
         assert httpx.get(server.base + "/v1/lookup?type=email&value=c3%40mailbox.org", timeout=5).status_code == 200
     finally:
         server.stop()
+
+
+def _responses(data: bytes) -> list[int]:
+    """The status codes of the HTTP responses in ``data``, in order."""
+    import re
+
+    return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+
+
+def test_a_request_refused_after_others_on_its_connection_is_answered_after_them(data):
+    """A request refused as too large (413, 431) or unreadable (400) behind others on the same connection took the
+    place of their answers (a client reading in order took the refusal for its lookup's answer). The others are
+    answered first, in their order, then the refusal, then the connection is closed."""
+    lookup_request = b"GET /v1/lookup?type=email&value=c3%40mailbox.org HTTP/1.1\r\nHost: x\r\n\r\n"
+    server = serve(data)
+    try:
+        for refused, status in ((b"POST /v1/erasures HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: 9000000\r\n\r\n", 413),
+                                (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 600_000 + b"\r\n\r\n", 431),
+                                (b"GARBAGE\r\n\r\n", 400)):
+            s = socket.create_connection(("127.0.0.1", server.port))
+            s.sendall(lookup_request * 2 + refused)
+            assert _responses(_answer(s)) == [200, 200, status], (status,)
+        # ...behind a long poll too (the changes from the log's end, answered after a wait)
+        end = httpx.get(server.base + "/v1/changes", params={"limit": 10000}, timeout=5).json()["next"]
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(b"GET /v1/changes?from=%d&wait=1 HTTP/1.1\r\nHost: x\r\n\r\n" % end
+                  + b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 600_000 + b"\r\n\r\n")
+        assert _responses(_answer(s)) == [200, 431]
+    finally:
+        server.stop()
+
+
+def test_a_request_answered_before_its_body_came_still_has_a_deadline(data):
+    """A request answered early (a 404 before its body came) and whose body came later left the connection with
+    no deadline: it stayed open for good, counted against the connection limit."""
+    server = serve(data, IDRES_API_REQUEST_TIMEOUT="1")
+    try:
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(b"POST /nothing HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n")
+        s.settimeout(5)
+        assert s.recv(65536).startswith(b"HTTP/1.1 404 ")
+        s.sendall(b"{}")
+        started = time.monotonic()
+        assert _closed_by_server(s, 6)
+        assert time.monotonic() - started < 4
+    finally:
+        server.stop()
+
+
+def test_a_parameter_given_twice_without_a_key_is_unauthorized_first(data):
+    server = serve(data, IDRES_API_KEY="k-test-1234567")
+    try:
+        answer = httpx.get(server.base + "/v1/lookup?type=email&type=phone&value=c3%40mailbox.org", timeout=5)
+        assert answer.status_code == 401
+        answer = httpx.get(server.base + "/v1/lookup?type=email&type=phone&value=c3%40mailbox.org", timeout=5,
+                           headers={"X-API-Key": "k-test-1234567"})
+        assert answer.status_code == 422
+    finally:
+        server.stop()

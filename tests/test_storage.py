@@ -336,6 +336,15 @@ def test_a_record_of_the_log_s_length_written_before_it_had_a_checksum_is_read(d
     (data / "LOCK").write_bytes(old % count)
     proc = run_cli("lookup", "email=customer1@mailbox.org", "--data-dir", str(data))
     assert orjson.loads(proc.stdout)["identifiers"]["email"] == ["customer1@mailbox.org"]
+    # ...and as it was written for a day, with a checksum of its count alone
+    from crc32c import crc32c
+
+    (data / "LOCK").write_bytes(old[:-1] % count + b" %08x\n" % crc32c(b"%d" % count))
+    proc = run_cli("lookup", "email=customer1@mailbox.org", "--data-dir", str(data))
+    assert orjson.loads(proc.stdout)["identifiers"]["email"] == ["customer1@mailbox.org"]
+    (data / "LOCK").write_bytes(old[:-1] % count + b" %08x\n" % crc32c(b"%d" % (count + 1)))
+    one_error(run_cli("lookup", "email=customer1@mailbox.org", "--data-dir", str(data), check=False), "is damaged")
+    (data / "LOCK").write_bytes(old % count)
     (data / "checkpoint.pickle").unlink()  # (the record alone then tells the log is short of what it says)
     (data / "LOCK").write_bytes(old % (count + 5))
     one_error(run_cli("snapshot", "--out", str(tmp_path / "s.duckdb"), "--data-dir", str(data), check=False),
