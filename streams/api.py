@@ -1661,7 +1661,8 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
             super().on_response_complete()
             if self._refusing is not None:
                 self.flow.pause_reading()  # (the request refused and what follows it are not read)
-                self._refuse_when_answered()
+                if not waiting:  # (the last request before the one refused is answered)
+                    self._send_refusal()
                 return
             if not self.transport.is_closing() and not waiting:
                 self._arm()  # the next request on this connection has the same time to arrive
@@ -1687,17 +1688,26 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
         def on_body(self, body: bytes) -> None:
             if self._refusing is not None or self.transport.is_closing():
                 return
+            if self.cycle is not None and self.cycle.response_complete:
+                super().on_body(body)  # (answered before its body came, a 404 say: uvicorn drops the rest)
+                return
             self._body_bytes += len(body)
             if self._body_bytes > MAX_BODY_BYTES:  # (a body sent in chunks, its length not said)
+                # (the request's own cycle: waiting behind others, it is taken out and never started; started, the
+                # requests before it are answered, and the refusal goes at once)
+                queued = next((item for item in self.pipeline if item[0] is self.cycle), None)
+                if queued is not None:
+                    self.pipeline.remove(queued)
                 self._refuse(413, "Content Too Large", "body_too_large",
-                             f"a request body may hold at most {MAX_BODY_BYTES:,} bytes: send fewer items at once")
+                             f"a request body may hold at most {MAX_BODY_BYTES:,} bytes: send fewer items at once",
+                             answered=queued is None)
                 return
             super().on_body(body)
 
         def data_received(self, data: bytes) -> None:
             if self._lingering is not None:  # (refused and answered: what the client still sends is read and dropped)
                 self._lingering += len(data)
-                if self._lingering > MAX_BODY_BYTES:
+                if self._lingering > 1 << 20:
                     self.transport.close()
                 return
             if self._refusing is not None or self.transport.is_closing():
@@ -1722,26 +1732,29 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
         _refusing: Optional[bytes] = None  # (the answer refusing a request, sent once those before it are)
         _lingering: Optional[int] = None  # (bytes read and dropped since it was sent)
 
-        def _refuse(self, status: int, reason: str, error: str, detail: str) -> None:
+        def _refuse(self, status: int, reason: str, error: str, detail: str,
+                    answered: Optional[bool] = None) -> None:
             """Refuses the request being read: nothing more of the connection is read, and the refusal is sent
-            once the requests before it on the connection are answered (in their order), then the connection is
-            closed."""
+            once the requests before it on the connection are answered (in their order: ``on_response_complete``
+            sends it after the last), then the connection is closed. ``answered``: whether they are (None: the
+            request has no cycle of its own yet, and they are when none waits and the last one's answer went)."""
             self._in_head = False
             self.flow.pause_reading()
             if self._refusing is None:
                 self._refusing = _refusal(status, reason, error, detail)
-            self._refuse_when_answered()
+            if answered is None:
+                answered = not self.pipeline and (self.cycle is None or self.cycle.response_complete)
+            if answered:
+                self._send_refusal()
 
-        def _refuse_when_answered(self) -> None:
-            if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
-                return  # (on_response_complete comes back here)
-            if self.transport.is_closing():
+        def _send_refusal(self) -> None:
+            if self.transport.is_closing() or self._lingering is not None:
                 return
             self._disarm()
             self.transport.write(self._refusing)
             # a lingering close: the write side shut, what the client still sends (the rest of a body too large)
-            # read and dropped for a moment, so that its system does not answer it with a reset that may take the
-            # refusal with it
+            # read and dropped for a moment (1 MiB at most), so that its system does not answer it with a reset
+            # that may take the refusal with it
             if self.transport.can_write_eof():
                 self.transport.write_eof()
                 self._lingering = 0

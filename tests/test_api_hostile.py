@@ -346,3 +346,35 @@ def test_a_parameter_given_twice_without_a_key_is_unauthorized_first(data):
         assert answer.status_code == 422
     finally:
         server.stop()
+
+
+def test_a_body_too_large_behind_a_long_poll_is_refused_after_the_poll_is_answered(data):
+    """The request whose body grows past the bound has a cycle of its own (it is being answered, or waits behind
+    others): it is refused once those before it are answered, and the refusal is not held up by the request it
+    refuses (which waited for the rest of its body, reading paused: the connection hung)."""
+    import threading
+
+    server = serve(data)
+    try:
+        end = httpx.get(server.base + "/v1/changes", params={"limit": 10000}, timeout=5).json()["next"]
+        s = socket.create_connection(("127.0.0.1", server.port))
+        head = (b"GET /v1/changes?from=%d&wait=1 HTTP/1.1\r\nHost: x\r\n\r\n" % end
+                + b"POST /v1/reviews/r_x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+
+        def send() -> None:
+            try:
+                s.sendall(head)
+                for _ in range(10):
+                    s.sendall(b"100000\r\n" + b"x" * (1 << 20) + b"\r\n")
+            except OSError:
+                pass
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        got = _answer(s, 15)
+        sender.join(10)
+        assert _responses(got) == [200, 413], got[:300]
+        assert lookup(server).status_code == 200
+    finally:
+        server.stop()
