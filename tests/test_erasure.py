@@ -387,22 +387,29 @@ def test_a_key_store_damaged_where_a_writer_would_not_read_is_found_before_it_ad
     data, first, more = tmp_path / "data", tmp_path / "first.jsonl", tmp_path / "more.jsonl"
     for path, people in ((first, range(1500)), (more, range(1500, 1503))):
         path.write_text("".join(json.dumps({
-            "event_id": f"e-{i}", "occurred_at": f"2024-03-01T{10 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z", "channel": "web",
-            "event_type": "signup", "identifiers": {"email": f"person{i}@example.org"}}) + "\n" for i in people))
+            "event_id": f"e-{i}", "occurred_at": f"2024-03-01T{10 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z",
+            "channel": "web", "event_type": "signup", "identifiers": {"email": f"person{i}@example.org"}}) + "\n"
+            for i in people))
     _cli("ingest", str(first), "--data-dir", str(data))
     path = data / "keys.sqlite"
+    damaged = _damage_a_middle_leaf(path)
+    done = _cli("ingest", str(more), "--data-dir", str(data), check=False)
+    assert done.returncode == 2 and done.stderr.startswith("idres: error: the key store") \
+        and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert path.read_bytes() == damaged
+
+
+def _damage_a_middle_leaf(path: Path) -> bytes:
+    """A leaf page of the keys' table in the middle of ``path`` made unreadable; the file's bytes after. (The
+    leaves (type 13) in file order: the first is read as the store opens, the last is where new keys go; one in
+    between is read by neither.)"""
     raw = bytearray(path.read_bytes())
     size = int.from_bytes(raw[16:18], "big")
-    # the leaves of the keys' table (type 13) in file order: the first is read as the store opens, the last is
-    # where new keys go; one in between is read by neither
     leaves = [n for n in range(1, len(raw) // size) if raw[n * size] == 13]
     assert len(leaves) >= 10, leaves
     raw[leaves[len(leaves) // 2] * size] = 0x7F
     path.write_bytes(bytes(raw))
-    done = _cli("ingest", str(more), "--data-dir", str(data), check=False)
-    assert done.returncode == 2 and done.stderr.startswith("idres: error: the key store") \
-        and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert path.read_bytes() == bytes(raw)
+    return bytes(raw)
 
 
 def test_a_key_the_store_gives_in_a_shape_it_never_writes_is_damage(ingested):
@@ -1108,13 +1115,7 @@ def test_a_store_this_process_wrote_last_is_not_read_whole_again_but_one_changed
     try:
         SqliteKeyStore(tmp_path, writer=True).close()
         assert checks == []  # (as this process left it)
-        path = tmp_path / "keys.sqlite"
-        raw = bytearray(path.read_bytes())
-        size = int.from_bytes(raw[16:18], "big")
-        leaves = [n for n in range(1, len(raw) // size) if raw[n * size] == 13]
-        assert len(leaves) >= 10, leaves
-        raw[leaves[len(leaves) // 2] * size] = 0x7F
-        path.write_bytes(bytes(raw))
+        _damage_a_middle_leaf(tmp_path / "keys.sqlite")
         with pytest.raises(KeyStoreError, match="cannot be read"):
             SqliteKeyStore(tmp_path, writer=True)
         assert len(checks) == 1
