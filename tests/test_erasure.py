@@ -282,10 +282,8 @@ def test_an_empty_key_store_is_an_error_and_is_left_as_it_is(ingested):
     assert (data / "keys.sqlite").read_bytes() == b""
 
 
-def test_a_key_store_that_is_not_the_logs_is_refused_before_anything_is_written(tmp_path):
-    """A key store from before the log's last entries (restored from another backup, or another directory's)
-    would give the next entries the key numbers of the log's own: refused as the log is opened, by a writer
-    too, and the store is left as it is."""
+def _with_an_older_store(tmp_path: Path) -> Path:
+    """A data directory whose key store is a backup of it taken before its last ingest (not of the log)."""
     import shutil
 
     first, more, data = tmp_path / "first.jsonl", tmp_path / "more.jsonl", tmp_path / "data"
@@ -297,6 +295,14 @@ def test_a_key_store_that_is_not_the_logs_is_refused_before_anything_is_written(
     with EmbeddedEngine(data) as engine:
         engine.ingest_file(more)
     shutil.copy(tmp_path / "old-keys.sqlite", data / "keys.sqlite")
+    return data
+
+
+def test_a_key_store_that_is_not_the_logs_is_refused_before_anything_is_written(tmp_path):
+    """A key store from before the log's last entries (restored from another backup, or another directory's)
+    would give the next entries the key numbers of the log's own: refused as the log is opened, by a writer
+    too, and the store is left as it is."""
+    data = _with_an_older_store(tmp_path)
     old = (data / "keys.sqlite").read_bytes()
     for opening in (lambda: EmbeddedEngine(data), lambda: DecisionLog(data, writer=False)):
         with pytest.raises(LogError, match="key store .* is not the decision log's"):
@@ -879,19 +885,9 @@ def test_replay_verify_takes_an_entry_with_an_erased_identifier_beside_a_live_on
 
 
 def test_a_key_store_older_than_the_log_is_an_error_not_an_erasure(tmp_path):
-    import shutil
-
     from streams.keys import KeyStoreError, SqliteKeyStore
 
-    first, more, data = tmp_path / "first.jsonl", tmp_path / "more.jsonl", tmp_path / "data"
-    first.write_text("".join(json.dumps(e) + "\n" for e in EVENTS[:4]))
-    more.write_text("".join(json.dumps(e) + "\n" for e in EVENTS[4:]))
-    with EmbeddedEngine(data) as engine:
-        engine.ingest_file(first)
-    shutil.copy(data / "keys.sqlite", tmp_path / "old-keys.sqlite")
-    with EmbeddedEngine(data) as engine:
-        engine.ingest_file(more)
-    shutil.copy(tmp_path / "old-keys.sqlite", data / "keys.sqlite")  # (a backup of the store, not of the log)
+    data = _with_an_older_store(tmp_path)
     # (found as the log is opened, from the keys its last entries name: see the test above; an entry further back
     # that names a key the store never had is found as it is read)
     with pytest.raises(LogError, match="is not the decision log's"):
