@@ -1600,6 +1600,7 @@ KEEP_ALIVE_TIMEOUT = 5
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_PIPELINED = 64
+_SLICE = 8192  # (bytes parsed at a time, so that no more than the bound of requests is parsed ahead)
 
 
 def _refusal(status: int, reason: str, error: str, detail: str) -> bytes:
@@ -1641,10 +1642,30 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
 
         def _too_slow(self) -> None:
             self._deadline = None
-            if not self.transport.is_closing():
-                self.transport.close()
+            # (aborted, not closed: a close waits to send what is buffered, for good when the client reads nothing)
+            self.transport.abort()
+
+        _stalled = None  # (the deadline of an answer the client does not read)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._stalled is None:
+                self._stalled = self.loop.call_later(request_timeout, self.transport.abort)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self._stalled is not None:
+                self._stalled.cancel()
+                self._stalled = None
+
+        _running = None  # (the cycle of the request being answered)
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            self._running = cycle
+            super()._start_asgi_task(cycle, app)
 
         def on_message_complete(self) -> None:
+            self._in_message = False
             if self._refusing is not None:  # (refused: no cycle was begun for it)
                 return
             if self.cycle is not None and self.cycle.response_complete:
@@ -1657,17 +1678,23 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
             super().on_message_complete()
 
         def on_response_complete(self) -> None:
-            waiting = bool(self.pipeline)  # a request already in, started next: no deadline for it
+            # a request already in whole, started next: no deadline for it (one whose body is still coming has
+            # the deadline, as any request arriving)
+            waiting = bool(self.pipeline) and not self.pipeline[-1][0].more_body
+            queued = bool(self.pipeline)
             super().on_response_complete()
             if self._refusing is not None:
                 self.flow.pause_reading()  # (the request refused and what follows it are not read)
-                if not waiting:  # (the last request before the one refused is answered)
+                if not queued:  # (the last request before the one refused is answered)
                     self._send_refusal()
                 return
             if not self.transport.is_closing() and not waiting:
                 self._arm()  # the next request on this connection has the same time to arrive
             if len(self.pipeline) >= MAX_PIPELINED:  # (uvicorn reads on after every answer, however many wait)
                 self.flow.pause_reading()
+            elif self._held and not self.transport.is_closing():  # (what was read past the bound, parsed now)
+                held, self._held = self._held, b""
+                self.data_received(held)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -1675,6 +1702,7 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            self._in_message, self._message_bytes = True, 0
             if self._refusing is not None:
                 return
             length = next((value for name, value in self.headers if name == b"content-length"), None)
@@ -1712,19 +1740,45 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
                 return
             if self._refusing is not None or self.transport.is_closing():
                 return
+            # in slices: once MAX_PIPELINED requests wait, the rest of the read is held unparsed (a read of tiny
+            # requests made thousands of waiting requests at once) and parsed as answers go
+            for at in range(0, len(data), _SLICE):
+                if len(self.pipeline) >= MAX_PIPELINED:
+                    self._held = data[at:]
+                    self.flow.pause_reading()
+                    return
+                self._read(data[at:at + _SLICE])
+                if self._refusing is not None or self.transport.is_closing():
+                    return
+            if len(self.pipeline) >= MAX_PIPELINED:
+                self.flow.pause_reading()
+
+        _held = b""  # (read and not yet parsed: past the bound of requests waiting)
+        _in_message = False  # (a request's head whole, its message not: its body, chunks' framing, trailers)
+        _message_bytes = 0  # (bytes received while it was so, after the read its head ended in)
+
+        def _read(self, data: bytes) -> None:
             self._began = False
+            ended_head = self._in_head
             super().data_received(data)
+            if self._refusing is not None or self.transport.is_closing():
+                return
             # (the bytes a request began in are not counted: they may hold the requests before it; the head's
-            # bytes are then at most those of one read more than counted)
-            if self._in_head and not self._began and self._refusing is None and not self.transport.is_closing():
+            # bytes are then at most those of one slice more than counted)
+            if self._in_head and not self._began:
                 self._head_bytes += len(data)
                 if self._head_bytes > MAX_HEAD_BYTES:
                     self._refuse(431, "Request Header Fields Too Large", "request_too_large",
                                  f"a request's line and headers may hold at most {MAX_HEAD_BYTES:,} bytes: send a "
                                  f"shorter request")
-                    return
-            if len(self.pipeline) >= MAX_PIPELINED:
-                self.flow.pause_reading()
+            elif self._in_message and not (ended_head or self._began):
+                # (a chunked body's framing and trailers are bytes the body's count does not see: trailers go to
+                # the headers, each one copied whole again as it grows)
+                self._message_bytes += len(data)
+                if self._message_bytes > MAX_BODY_BYTES + MAX_HEAD_BYTES:
+                    self._refuse(413, "Content Too Large", "body_too_large",
+                                 f"a request body, with its chunks' framing and trailers, may hold at most "
+                                 f"{MAX_BODY_BYTES + MAX_HEAD_BYTES:,} bytes: send fewer items at once")
 
         def send_400_response(self, msg: str) -> None:  # (a request the HTTP parser cannot read: JSON too)
             self._refuse(400, "Bad Request", "bad_request", f"{msg}: send a valid HTTP/1.1 request")
@@ -1765,6 +1819,15 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
 
         def connection_lost(self, exc: Optional[Exception]) -> None:
             self._disarm()
+            if self._stalled is not None:
+                self._stalled.cancel()
+            # (uvicorn tells the cycle of the request parsed last; the one being answered, behind which others
+            # waited, went on writing to the closed connection: told too, as are those waiting)
+            for cycle in [self._running, *(item[0] for item in self.pipeline)]:
+                if cycle is not None and not cycle.response_complete:
+                    cycle.disconnected = True
+                    cycle.message_event.set()
+            self.pipeline.clear()
             super().connection_lost(exc)
 
     return Guarded

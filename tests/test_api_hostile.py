@@ -378,3 +378,74 @@ def test_a_body_too_large_behind_a_long_poll_is_refused_after_the_poll_is_answer
         assert lookup(server).status_code == 200
     finally:
         server.stop()
+
+
+def test_clients_that_read_nothing_send_trailers_or_leave_a_body_half_sent_are_each_cut_off(data):
+    """Three ways one connection was held, or grew, for good: a client that reads none of its answers (a close
+    waited to send them), a chunked body's trailers (counted by nothing: 2.5 GB from one connection), and a
+    request waiting behind another whose body never finished (it was given no deadline)."""
+    server = serve(data, IDRES_API_REQUEST_TIMEOUT="2")
+    try:
+        reader_less = socket.socket()
+        reader_less.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader_less.connect(("127.0.0.1", server.port))
+        reader_less.sendall(b"GET /v1/changes?limit=10000 HTTP/1.1\r\nHost: x\r\n\r\n" * 64)
+        half = socket.create_connection(("127.0.0.1", server.port))
+        half.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"POST /v1/reviews/r_x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"de")
+        trailers = socket.create_connection(("127.0.0.1", server.port))
+        trailers.sendall(b"POST /v1/nothing HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n")
+        before, sent = _rss_mib(server.proc.pid), 0
+        try:
+            while sent < 64 << 20:
+                trailers.sendall(b"X-T: y\r\n" * 16384)
+                sent += 8 * 16384
+        except OSError:
+            pass
+        assert sent < 32 << 20 and _rss_mib(server.proc.pid) < before + 100, sent
+        time.sleep(1)
+        started = time.monotonic()
+        assert _closed_by_server(half, 6) and time.monotonic() - started < 5
+        assert _closed_by_server(reader_less, 8)  # (its answers unread: the connection is dropped with them)
+        assert lookup(server).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_requests_parsed_ahead_stop_at_the_bound_and_a_dropped_connection_leaves_no_traceback(data):
+    """A read of tiny requests became thousands of waiting requests at once (7 to 8 MB a connection that reads
+    nothing); and a connection dropped with requests waiting logged a traceback (the one being answered went on
+    writing to it). The rest of such a read is held unparsed until answers go."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    server = serve(data)
+    try:
+        before = _rss_mib(server.proc.pid)
+        held = []
+        for _ in range(20):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", server.port))
+            s.setblocking(False)
+            try:
+                s.send(request * 100_000)
+            except BlockingIOError:
+                pass
+            held.append(s)
+        time.sleep(1)
+        assert _rss_mib(server.proc.pid) < before + 60
+        for s in held:
+            s.close()
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", server.port))
+        s.sendall(b"GET /v1/changes?limit=10000 HTTP/1.1\r\nHost: x\r\n\r\n" * 40)
+        time.sleep(2)
+        s.close()
+        time.sleep(1)
+        assert lookup(server).status_code == 200
+        server.proc.terminate()
+        err = server.proc.communicate(timeout=20)[1]
+    finally:
+        server.stop()
+    assert "idres: serving" in err  # (what the server said was read)
+    assert "Traceback" not in err and "Exception in ASGI application" not in err, err[-2000:]
