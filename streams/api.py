@@ -1695,6 +1695,8 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
             elif self._held and not self.transport.is_closing():  # (what was read past the bound, parsed now)
                 held, self._held = self._held, b""
                 self.data_received(held)
+            if self._eof and self._idle() and not self.transport.is_closing():
+                self.transport.close()  # (half-closed, and everything it sent answered)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -1752,6 +1754,19 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
                     return
             if len(self.pipeline) >= MAX_PIPELINED:
                 self.flow.pause_reading()
+
+        _eof = False  # (the client has half-closed: it sends no more)
+
+        def eof_received(self) -> Optional[bool]:
+            """A client that half-closes (sends nothing more) is answered what it sent whole before the connection
+            closes (uvicorn closed at once, and the answers not yet written were lost)."""
+            self._eof = True
+            if self._refusing is not None or self._in_head or self._in_message or self._idle():
+                return None  # (nothing whole to answer: closed)
+            return True
+
+        def _idle(self) -> bool:
+            return not self.pipeline and not self._held and (self.cycle is None or self.cycle.response_complete)
 
         _held = b""  # (read and not yet parsed: past the bound of requests waiting)
         _in_message = False  # (a request's head whole, its message not: its body, chunks' framing, trailers)

@@ -449,3 +449,19 @@ def test_requests_parsed_ahead_stop_at_the_bound_and_a_dropped_connection_leaves
         server.stop()
     assert "idres: serving" in err  # (what the server said was read)
     assert "Traceback" not in err and "Exception in ASGI application" not in err, err[-2000:]
+
+
+def test_a_client_that_half_closes_gets_every_answer(data):
+    """A client that sends its requests and then half-closes (it will send nothing more) lost the answers not
+    yet written: the server closed at once."""
+    server = serve(data)
+    try:
+        end = httpx.get(server.base + "/v1/changes", params={"limit": 10000}, timeout=5).json()["next"]
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(b"GET /v1/lookup?type=email&value=c3%40mailbox.org HTTP/1.1\r\nHost: x\r\n\r\n" * 3
+                  + b"GET /v1/changes?from=%d&wait=1 HTTP/1.1\r\nHost: x\r\n\r\n" % end)
+        s.shutdown(socket.SHUT_WR)
+        assert _responses(_answer(s, 10)) == [200, 200, 200, 200]
+        assert lookup(server).status_code == 200
+    finally:
+        server.stop()
