@@ -89,6 +89,7 @@ class SqliteKeyStore:
         self._secret = b""
         self._next = 0  # the next key's number
         self._durable = 0  # the highest key number committed
+        self._trouble = False  # (an SQLite error met: ``close`` does not note the store as checked)
         # every identifier's key the store holds is held in memory too (a writer that made the store, until the
         # cache lets one go): an identifier not held has no key, and is not looked up
         self._all_held = False
@@ -141,6 +142,7 @@ class SqliteKeyStore:
 
     def _failed(self, exc: sqlite3.DatabaseError) -> KeyStoreError:
         """What SQLite's error says to do: a full disk or a busy store is not damage."""
+        self._trouble = True  # (the store is not taken as this process left it: checked again when next opened)
         said = str(exc).lower()
         if "full" in said:
             return KeyStoreError(f"the disk holding the key store {self.path} is full ({exc}): free space on it, then "
@@ -334,9 +336,11 @@ class SqliteKeyStore:
                 pass
             self._db.close()
             self._db = None
-            if self.writer:  # (checked when opened, and written since by SQLite alone: a writer of this process
-                # that opens it next, unchanged by any other, need not read it whole again)
+            if self.writer and not self._trouble:  # (checked when opened, and written since by SQLite alone: a
+                # writer of this process that opens it next, unchanged by any other, need not read it whole again)
                 _CHECKED[str(self.path)] = _as_found(self.path)
+            else:
+                _CHECKED.pop(str(self.path), None)
 
 
 class MemoryKeyStore:

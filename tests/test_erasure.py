@@ -1117,3 +1117,23 @@ def test_a_store_this_process_wrote_last_is_not_read_whole_again_but_one_changed
         assert len(checks) == 1
     finally:
         sqlite3.connect = connect
+
+
+def test_a_store_whose_writer_met_an_error_is_checked_whole_when_next_opened(tmp_path):
+    """A writer of this process that met an SQLite error (a full disk midway, say) does not leave the store noted
+    as it left it: the next writer checks it whole."""
+    import sqlite3
+
+    from streams import keys
+    from streams.keys import KeyStoreError, SqliteKeyStore
+
+    store = SqliteKeyStore(tmp_path, writer=True)
+    store.key_of("n:email:a@example.org")
+    store.flush()
+    store.close()
+    assert str(tmp_path / "keys.sqlite") in keys._CHECKED
+    store = SqliteKeyStore(tmp_path, writer=True)
+    with pytest.raises(KeyStoreError, match="full"):
+        raise store._failed(sqlite3.OperationalError("database or disk is full"))
+    store.close()
+    assert str(tmp_path / "keys.sqlite") not in keys._CHECKED
