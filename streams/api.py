@@ -41,6 +41,7 @@ import collections
 import errno
 import hmac
 import itertools
+import json
 import ipaddress
 import os
 import socket
@@ -65,8 +66,9 @@ from resolver.config import ResolverConfig
 from resolver.ids import node_key
 from resolver.errors import IdresError
 from resolver.normalize import Normalizer
+from schemas.channel import duplicate_key
 from streams.embedded import STATE_TYPES, state_fingerprint
-from streams.log import DecisionLog, LogError, bulk_work, keep_frozen, load_checkpoint, open_restatements
+from streams.log import DecisionLog, LogError, bulk_work, keep_frozen, load_checkpoint, log_dir_of, open_restatements
 from resolver.decisions import erasure_of
 from streams.sealing import is_erased
 
@@ -1130,13 +1132,15 @@ def _given_twice(scope: dict) -> Optional[str]:
     if not query or not scope.get("path", "").startswith("/v1/"):
         return None
     try:
-        names = [name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)]
+        params = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
     except ValueError:
         return None
-    if len(names) == len(set(names)):
-        return None
     seen: set[str] = set()
-    return next(name for name in names if name in seen or seen.add(name))  # type: ignore[func-returns-value]
+    for name, _ in params:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 # ============================================================================================ app
@@ -1465,8 +1469,6 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
     async def one_value_a_key(request: Request) -> None:
         """A write's body with a key twice in one object (``{"decision": "accept", "decision": "reject"}``) is refused:
         which a person meant cannot be told (the framework would take the last)."""
-        from schemas.channel import duplicate_key
-
         twice = duplicate_key(await request.body())
         if twice is not None:
             raise _Refused(_problem(422, "invalid_request", f"the body gives {twice!r} more than once in one object: "
@@ -1606,9 +1608,7 @@ _SLICE = 8192  # (bytes parsed at a time, so that no more than the bound of requ
 def _refusal(status: int, reason: str, error: str, detail: str) -> bytes:
     """A whole HTTP response refusing a request before the application sees it (JSON, as every answer of the
     API), the connection closed after it."""
-    import json as _json
-
-    body = _json.dumps({"error": error, "detail": detail}).encode()
+    body = json.dumps({"error": error, "detail": detail}).encode()
     return (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
             % (status, reason.encode(), len(body))) + body
 
@@ -1709,9 +1709,8 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
                 return
             length = next((value for name, value in self.headers if name == b"content-length"), None)
             if length is not None and length.strip().isdigit() and int(length) > MAX_BODY_BYTES:
-                self._refuse(413, "Content Too Large", "body_too_large",
-                             f"a request body may hold at most {MAX_BODY_BYTES:,} bytes; this one says "
-                             f"{int(length):,}: send fewer items at once")
+                self._too_large(f"a request body may hold at most {MAX_BODY_BYTES:,} bytes; this one says "
+                                f"{int(length):,}")
                 return
             super().on_headers_complete()
 
@@ -1728,9 +1727,7 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
                 queued = next((item for item in self.pipeline if item[0] is self.cycle), None)
                 if queued is not None:
                     self.pipeline.remove(queued)
-                self._refuse(413, "Content Too Large", "body_too_large",
-                             f"a request body may hold at most {MAX_BODY_BYTES:,} bytes: send fewer items at once",
-                             answered=queued is None)
+                self._too_large(f"a request body may hold at most {MAX_BODY_BYTES:,} bytes", answered=queued is None)
                 return
             super().on_body(body)
 
@@ -1791,9 +1788,8 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
                 # the headers, each one copied whole again as it grows)
                 self._message_bytes += len(data)
                 if self._message_bytes > MAX_BODY_BYTES + MAX_HEAD_BYTES:
-                    self._refuse(413, "Content Too Large", "body_too_large",
-                                 f"a request body, with its chunks' framing and trailers, may hold at most "
-                                 f"{MAX_BODY_BYTES + MAX_HEAD_BYTES:,} bytes: send fewer items at once")
+                    self._too_large(f"a request body, with its chunks' framing and trailers, may hold at most "
+                                    f"{MAX_BODY_BYTES + MAX_HEAD_BYTES:,} bytes")
 
         def send_400_response(self, msg: str) -> None:  # (a request the HTTP parser cannot read: JSON too)
             self._refuse(400, "Bad Request", "bad_request", f"{msg}: send a valid HTTP/1.1 request")
@@ -1815,6 +1811,9 @@ def _guarded_protocol(request_timeout: float, max_connections: int) -> type:
                 answered = not self.pipeline and (self.cycle is None or self.cycle.response_complete)
             if answered:
                 self._send_refusal()
+
+        def _too_large(self, said: str, answered: Optional[bool] = None) -> None:
+            self._refuse(413, "Content Too Large", "body_too_large", f"{said}: send fewer items at once", answered)
 
         def _send_refusal(self) -> None:
             if self.transport.is_closing() or self._lingering is not None:
@@ -1870,8 +1869,6 @@ def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, *,
     ``kafka`` (a ``KafkaSettings``) serves a Kafka deployment: the views follow its decision-log topic
     instead of ``data_dir``."""
     import uvicorn
-
-    from streams.log import log_dir_of
 
     data_dir = Path(data_dir)
     if not 0 <= port <= 65535:

@@ -152,6 +152,19 @@ def _rss_mib(pid: int) -> float:
     return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
 
 
+def _send_until_refused(s: socket.socket, piece: bytes, most: int = 64 << 20) -> int:
+    """Sends ``piece`` again and again until the server takes no more (or ``most`` bytes went: all of it, had it
+    taken them); the bytes sent."""
+    sent = 0
+    try:
+        while sent < most:
+            s.sendall(piece)
+            sent += len(piece)
+    except OSError:
+        pass
+    return sent
+
+
 def _answer(s: socket.socket, within: float = 5.0) -> bytes:
     """What the server sent before it closed the connection (or within ``within`` seconds)."""
     s.settimeout(within)
@@ -180,13 +193,7 @@ def test_a_request_head_past_its_bound_is_refused_and_costs_the_others_nothing(d
         before = _rss_mib(server.proc.pid)
         s = socket.create_connection(("127.0.0.1", server.port))
         s.sendall(first)
-        sent = 0
-        try:
-            while sent < 64 << 20:  # (64 MiB, if the server took them all)
-                s.sendall(more)
-                sent += len(more)
-        except OSError:
-            pass
+        sent = _send_until_refused(s, more)
         answer = _answer(s)
         assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
         body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
@@ -212,13 +219,7 @@ def test_a_body_past_its_bound_is_refused_before_it_is_read(data):
         s = socket.create_connection(("127.0.0.1", server.port))
         s.sendall(b"POST /v1/reviews/r_x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Transfer-Encoding: chunked\r\n\r\n")
-        sent = 0
-        try:
-            while sent < 64 << 20:
-                s.sendall(b"100000\r\n" + b"x" * (1 << 20) + b"\r\n")
-                sent += 1 << 20
-        except OSError:
-            pass
+        sent = _send_until_refused(s, b"100000\r\n" + b"x" * (1 << 20) + b"\r\n")
         assert sent < 32 << 20 and _answer(s).startswith((b"HTTP/1.1 413 ", b"")), sent
         assert lookup(server).status_code == 200
     finally:
@@ -395,13 +396,8 @@ def test_clients_that_read_nothing_send_trailers_or_leave_a_body_half_sent_are_e
                      b"POST /v1/reviews/r_x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"de")
         trailers = socket.create_connection(("127.0.0.1", server.port))
         trailers.sendall(b"POST /v1/nothing HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n")
-        before, sent = _rss_mib(server.proc.pid), 0
-        try:
-            while sent < 64 << 20:
-                trailers.sendall(b"X-T: y\r\n" * 16384)
-                sent += 8 * 16384
-        except OSError:
-            pass
+        before = _rss_mib(server.proc.pid)
+        sent = _send_until_refused(trailers, b"X-T: y\r\n" * 16384)
         assert sent < 32 << 20 and _rss_mib(server.proc.pid) < before + 100, sent
         time.sleep(1)
         started = time.monotonic()
