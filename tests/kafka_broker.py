@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Optional
 
+from tests.ports import free_port  # noqa: F401  (tests import it from here too)
+
 KAFKA_BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP"
 START_TIMEOUT = 20.0  # seconds for the broker to accept connections
 STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
@@ -142,12 +144,6 @@ def worker_metrics(port: int) -> dict[str, float]:
             name, value = line.rsplit(" ", 1)
             out[name] = float(value)
     return out
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _accepts(port: int) -> bool:

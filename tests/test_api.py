@@ -12,7 +12,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,18 +30,13 @@ from streams.embedded import EmbeddedEngine
 from streams.log import DecisionLog, LogError
 from streams.synthetic import SyntheticConfig, write_dataset
 from tests.cli_helpers import run_cli
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-key-5d1e0a"
 
 
 # ------------------------------------------------------------------------------------------ servers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """`idres serve` in a child process; ``stop`` terminates it, then kills it if it lingers."""
 

@@ -18,6 +18,7 @@ import duckdb
 import pytest
 
 from tests.cli_helpers import ROOT, run_cli
+from tests.ports import free_port
 
 
 def _after_demo_commands() -> list[str]:
@@ -178,12 +179,6 @@ def test_query_says_when_it_shows_only_some_rows(demo, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ errors
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_misleading_inputs_get_one_line_that_says_what_to_do(demo, tmp_path):
     cwd, _ = demo
     (tmp_path / "notes.txt").write_text("not a database\n")
@@ -219,7 +214,7 @@ def test_misleading_inputs_get_one_line_that_says_what_to_do(demo, tmp_path):
 @pytest.mark.parametrize("command", [["snapshot", "--out", "k.duckdb"], ["review"]])
 def test_an_unreachable_broker_is_one_line_at_once(tmp_path, command):
     started = time.monotonic()
-    err = _one_error_line(run_cli(*command, "--bootstrap", f"127.0.0.1:{_free_port()}", check=False, cwd=tmp_path))
+    err = _one_error_line(run_cli(*command, "--bootstrap", f"127.0.0.1:{free_port()}", check=False, cwd=tmp_path))
     assert time.monotonic() - started < 10
     assert "cannot reach a Kafka broker" in err and "connection refused" in err
 
