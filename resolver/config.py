@@ -25,6 +25,7 @@ from typing import Any, Callable, NoReturn, Optional
 
 from resolver.errors import ConfigError
 from resolver.matching import MatchModel
+from resolver.ids import type_name_problem
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,9 @@ class ResolverConfig:
                 check_table(value, key, where, "a table of identifier types, such as [identifier_types.email]")
                 rules = dict(base.identifier_types)
                 for id_type, spec in value.items():
+                    problem = type_name_problem(id_type)
+                    if problem is not None:
+                        raise ConfigError(f"{where}: {config_path(key, id_type)}: {problem}")
                     rules[id_type] = _rule_from(spec, rules.get(id_type, base.other_types), where,
                                                 config_path(key, id_type))
                 updates[key] = rules

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
 from datetime import timezone
 from sys import intern
@@ -14,6 +15,25 @@ RECORD_TYPE = "record"
 RECORD_PRIORITY = 1000  # taken after every identifier type
 # An identifier whose key was shredded by an erasure reads back as ``type:erased~KID`` (``streams.sealing``).
 ERASED = "erased~"
+
+
+# What an identifier type's name may not hold: the ':' that ends it in a node key (type "member_no:a" with value
+# "b" would be type "member_no" with value "a:b"), white space, and control or invisible format characters.
+_NOT_IN_TYPE = re.compile(r"[:\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
+def type_name_problem(id_type: str) -> str | None:
+    """Why ``id_type`` cannot name an identifier type (its values would be read as another type's, or it is
+    the anonymous records' own), or None."""
+    if id_type == RECORD_TYPE:
+        return f"identifier type {RECORD_TYPE!r} is reserved for anonymous records; send it under another name"
+    bad = _NOT_IN_TYPE.search(id_type)
+    if bad is not None:
+        what = "':'" if bad.group() == ":" else "white space" if bad.group().isspace() else \
+            f"the character U+{ord(bad.group()):04X}"
+        return (f"identifier type {id_type!r} holds {what} (a type's name has no ':', white space or control "
+                "characters); send it under another name")
+    return None
 
 
 def node_key(id_type: str, value: str) -> str:

@@ -18,7 +18,7 @@ import phonenumbers
 
 from resolver.config import IdentifierRule, ResolverConfig
 from resolver.errors import without_tracebacks
-from resolver.ids import RECORD_TYPE, node_key
+from resolver.ids import RECORD_TYPE, node_key, type_name_problem
 
 GENERIC_PLACEHOLDERS = frozenset(
     {"", "null", "none", "unknown", "n/a", "na", "-", "--", "0", "undefined", "nan", "test", "x", "xxx", "?"}
@@ -28,6 +28,7 @@ _WS = re.compile(r"\s+")
 _NON_ALNUM = re.compile(r"[^0-9A-Za-z]")
 MAX_IDENTIFIER_LENGTH = 1024  # characters of a value as given (an e-mail address has at most 254)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # (tab, line feed and return aside: whitespace)
+_type_problem = lru_cache(maxsize=4096)(type_name_problem)
 _DIGITS = re.compile(r"\D")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
 _SLASH_DATE = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})$")
@@ -119,6 +120,9 @@ class Normalizer:
             return None, "empty"
         if not isinstance(raw, str):
             raw = str(raw)
+        problem = _type_problem(id_type)
+        if problem is not None:
+            return None, problem
         rule = self.config.rule(id_type)
         if raw.strip().lower() in GENERIC_PLACEHOLDERS:
             return None, "placeholder value"

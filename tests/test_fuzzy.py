@@ -224,6 +224,16 @@ def test_identifier_type_record_is_reserved():
     assert "reserved" in recorded["ignored"][0]["reason"]
 
 
+def test_a_type_name_holding_a_colon_is_not_read_as_another_types_value():
+    # ("member_no:a" = "b" would be the node "member_no:a:b", which "member_no" = "a:b" also is)
+    run = Run().feed([ev("ann", 0, member_no="a:b", email="ann.smith@example.co.uk"),
+                      ev("bob", 1, **{"member_no:a": "b", "email": "bob.jones@example.co.uk"})])
+    assert run.profile_of("ann") != run.profile_of("bob")
+    recorded = decisions_of(run, "bob")[-1]
+    assert recorded["nodes"] == ["email:bob.jones@example.co.uk"]
+    assert "':'" in recorded["ignored"][0]["reason"]
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 def _write(path: Path, events: list[dict]) -> Path:
     path.write_text("".join(json.dumps(e) + "\n" for e in events))

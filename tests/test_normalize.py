@@ -246,3 +246,21 @@ def test_reading_a_phone_number_in_an_exception_handler_leaves_the_handled_excep
         assert norm.identifier("phone", "+999 1234567")[0] is None
         assert norm.identifier("phone", "+0044 20 7946 0018") == ("+442079460018", None)
         assert handled.__traceback__ is not None and handled.__traceback__.tb_frame is sys._getframe()
+
+
+@given(st.text(min_size=1, max_size=12), st.text(min_size=1, max_size=12),
+       st.text(min_size=1, max_size=12), st.text(min_size=1, max_size=12))
+def test_node_keys_of_usable_type_names_name_one_type_and_value(t1, v1, t2, v2):
+    # (a node key is "type:value": it names one identifier only if no usable type's name holds the ':')
+    from resolver.ids import node_key, node_type, type_name_problem
+
+    if type_name_problem(t1) is None and type_name_problem(t2) is None:
+        assert (node_key(t1, v1) == node_key(t2, v2)) == ((t1, v1) == (t2, v2))
+        assert node_type(node_key(t1, v1)) == t1
+
+
+@pytest.mark.parametrize("id_type", ["member_no:a", "e\x00mail", "email ", "loyalty\tid", "email\u200b",
+                                     "phone\u202e", "record"])
+def test_a_type_name_that_could_pass_for_another_gives_no_identifier(norm, id_type):
+    value, reason = norm.identifier(id_type, "12345")
+    assert value is None and "send it under another name" in reason
