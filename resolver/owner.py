@@ -25,6 +25,10 @@ def owner_of(kind: str, name: str, n: int) -> int:
 
 
 UNKNOWN = 1 << 62  # (the stamp of a change whose events are not known: later than any)
+# A store notes the stamp of each name it was written, gone names too (``PartStore.written``). Once they outnumber
+# twice the names it holds (and this many), the older half of the notes is dropped: the store then cannot say what
+# was written by events before the newest stamp dropped, and a restatement from before it loads the shards anew.
+WRITTEN_SLACK = 65_536
 
 
 def value_name(key: tuple[str, str]) -> str:
@@ -48,6 +52,8 @@ class PartStore:
         # the events whose deciding made it (what a restatement from before there may have to undo:
         # ``written_since``)
         self.written: dict[tuple[str, Any], int] = {}
+        self.forgotten = -1  # ``written`` holds every name written by deciding events at this position or after
+        self._notes_limit = WRITTEN_SLACK
 
     def value(self, key: tuple[str, str], epoch: int) -> tuple[int, Optional[int]]:
         """How many records hold the value, and how many did at the start of ``epoch`` if that changed
@@ -88,6 +94,8 @@ class PartStore:
             elif held[2] != epoch:
                 held[1], held[2] = held[0], epoch
             held[0] += d
+        if len(written) > self._notes_limit:
+            self._forget_older_notes()
 
     def _node(self, part: NodePart, stamp: int) -> None:
         self.nodes[part.key] = part
@@ -97,9 +105,24 @@ class PartStore:
         else:
             self.reviewing.discard(part.key)
 
-    def written_since(self, position: int) -> list[tuple[str, Any]]:
-        """The names written since the store was loaded by deciding any event at ``position`` or after."""
+    def written_since(self, position: int) -> Optional[list[tuple[str, Any]]]:
+        """The names written since the store was loaded by deciding any event at ``position`` or after; None if
+        the store no longer knows (``position`` is before the notes it kept: ``forgotten``)."""
+        if position < self.forgotten:
+            return None
         return [name for name, at in self.written.items() if at > position]
+
+    def _forget_older_notes(self) -> None:
+        """Drops the older half of ``written`` (by stamp), so that the notes stay within twice the most names held
+        (and ``WRITTEN_SLACK``) however many names were written and are gone since the store was loaded."""
+        written = self.written
+        stamps = sorted(at for at in written.values() if at != UNKNOWN)
+        if stamps:
+            horizon = stamps[len(stamps) // 2]
+            self.written = {name: at for name, at in written.items() if at > horizon}
+            self.forgotten = max(self.forgotten, horizon)
+        held = len(self.nodes) + len(self.profiles) + len(self.aliases) + len(self.blocks) + len(self.values)
+        self._notes_limit = max(WRITTEN_SLACK, 2 * held, 2 * len(self.written))
 
     def put(self, patch: Patch, stamp: int) -> None:
         """Replaces the parts ``patch`` holds (this shard's share of it: ``route_patch``), and drops the names it
@@ -125,6 +148,8 @@ class PartStore:
                 held[name] = part  # type: ignore[index]
                 written[kind, name] = stamp
         self.seen.update(patch.seen)
+        if len(written) > self._notes_limit:
+            self._forget_older_notes()
 
 
 def patch_of(st: ResolverState, nodes: Iterable[str], profiles: Iterable[str], blocks: Iterable[str],

@@ -39,8 +39,9 @@ FRAME_BYTES = 512 * 1024  # (under the 1 MiB a broker takes in a message by defa
 # the version of the requests and answers a coordinator and a holder exchange, sent with a session's load: a
 # holder of another version answers that it cannot hold the session (during a rolling upgrade the resolve role
 # then decides in order, and loads a new session once every worker runs one version). Raised whenever a request
-# or an answer changes shape (2: a change's stamp, ``PartStore.written_since``; and ``since`` and ``put``)
-PROTOCOL = 2
+# or an answer changes shape (2: a change's stamp, ``PartStore.written_since``; and ``since`` and ``put``; 3: ``since``
+# answers None when the holder no longer notes so far back)
+PROTOCOL = 3
 OTHER_PROTOCOL = "speaks another version of the key shards' requests"
 # how long a fetch of the key shards' topics waits when there is nothing to read: a broker answers a fetch as
 # soon as a record arrives, so this only bounds how often an idle holder or a waiting coordinator asks again

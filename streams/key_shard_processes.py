@@ -46,7 +46,7 @@ from resolver.owner import PartStore, owner_of, route
 from resolver.partition import Ask, Changes, NodePart, Patch, ProfilePart, Slice, collecting
 from resolver.state import ResolverState
 from schemas.channel import ChannelEvent
-from streams.key_shards import LocalKeyShards, _name_questions, _reads_of
+from streams.key_shards import _all_known, LocalKeyShards, _name_questions, _reads_of
 from streams.shard_pool import end_with_parent, forking_parent
 from streams.shards import Entry
 
@@ -328,8 +328,7 @@ class RemoteKeyShards(LocalKeyShards):
         return {at: [got[owner][at][k] for owner, k in places[at]] for at in questions}
 
     def _written_since(self, position: int) -> set[tuple[str, Any]]:
-        return {tuple(name) for names in self._ask({s: ("since", position) for s in range(self.n)}).values()
-                for name in names}
+        return _all_known(self._ask({s: ("since", position) for s in range(self.n)}).values(), position)
 
     def _put(self, routed: dict[int, Patch], stamp: int) -> None:
         for owner, mine in routed.items():

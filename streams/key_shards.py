@@ -62,6 +62,17 @@ from streams.pipeline import BLANK, VALID, RecordPipeline
 from streams.shards import Entry, Verdict, entry_of, slots_of
 
 
+def _all_known(answers: Iterable[Optional[Iterable[Any]]], position: int) -> set[tuple[str, Any]]:
+    """The names in every owner's answer to ``written_since(position)``, as tuples; ``ValueError`` if an owner
+    answered that it no longer knows."""
+    names: set[tuple[str, Any]] = set()
+    for answer in answers:
+        if answer is None:
+            raise ValueError(f"a key shard no longer notes what was written from position {position} on")
+        names.update(tuple(name) for name in answer)
+    return names
+
+
 class LocalKeyShards:
     """``n`` shards owning the state by key, and their coordinator, in this process: ``decide(records)`` gives
     the log entries of deciding the raw records in order (rejections keyed ``record:<index>``)."""
@@ -539,8 +550,8 @@ class LocalKeyShards:
         may not have arrived: ``_unsure``), which are all the parts that can differ; the
         statistics are ``st``'s. The owners then hold what loading them from ``st`` gives, for the parts that
         decided sent alone. Returns how many parts were sent. Raises ``ValueError`` when it cannot be followed (a
-        place before the owners were loaded, an erasure among the decisions): nothing was changed then, and the
-        caller loads anew."""
+        place before the owners were loaded, or before what they still note of what was written, ``PartStore.forgotten``;
+        an erasure among the decisions): nothing was changed then, and the caller loads anew."""
         if since < self.loaded_at or touched.everything:
             raise ValueError("a place before the key shards were loaded, or an erasure")
         return self._follow(st, since, touched)
@@ -575,8 +586,9 @@ class LocalKeyShards:
         self.reader.state.rejected_keys = set(st.rejected_keys)
 
     def _written_since(self, position: int) -> set[tuple[str, Any]]:
-        """The names any owner was sent changes of by deciding events at ``position`` or after."""
-        return {name for store in self.stores for name in store.written_since(position)}
+        """The names any owner was sent changes of by deciding events at ``position`` or after. Raises
+        ``ValueError`` when an owner no longer knows (``PartStore.forgotten``): the caller loads anew."""
+        return _all_known((store.written_since(position) for store in self.stores), position)
 
     def _put(self, routed: dict[int, Patch], stamp: int) -> None:
         """Each owner's share of a patch (``PartStore.put``), noted as written at ``stamp``."""

@@ -797,3 +797,78 @@ def _as_the_resolve_role(seed: int, n: int, people: int, shards: int, window: in
             for e in corpus(random.Random(seed + 1), 80, people=people)]
     assert keyed.decide(more) == in_order(more, whole)
     return followed
+
+
+# ------------------------------------------------------------------------------ the notes of what was written
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("pbv"), st.integers(0, 300), st.booleans(), st.integers(0, 4)),
+                min_size=1, max_size=400),
+       st.integers(0, 2_000), st.integers(2, 40))
+def test_a_store_keeps_few_notes_of_what_was_written_and_answers_exactly_or_not_at_all(writes, probe, slack):
+    """``PartStore.written`` bounded (``WRITTEN_SLACK``, twice the names held): asked what was written from a
+    position on, a store answers what noting every write gives, or that it no longer knows (None); never less."""
+    import resolver.owner as owner
+    from resolver.partition import Patch
+
+    old = owner.WRITTEN_SLACK
+    owner.WRITTEN_SLACK = slack
+    try:
+        store, every = owner.PartStore(0, 1), {}
+        stamp = most = 0
+        for kind, number, gone, step in writes:
+            stamp += step  # (stamps grow, as the positions of the events deciding them do)
+            name = f"{kind}{number}"
+            if kind == "p":
+                patch = Patch(gone_aliases=[name]) if gone else Patch(aliases={name: "p_x"})
+                key = ("a", name)
+            elif kind == "b":
+                patch = Patch(gone_blocks=[name]) if gone else Patch(blocks={name: ["k:x"]})
+                key = ("b", name)
+            else:
+                value = ("first_name", name)
+                patch = Patch(gone_values=[value]) if gone else Patch(values={value: [1, 1, 0]})
+                key = ("v", value)
+            store.put(patch, stamp)
+            every[key] = stamp
+            most = max(most, len(store.aliases) + len(store.blocks) + len(store.values))
+            assert len(store.written) <= max(slack, 2 * most) + 1
+        position = probe % (stamp + 2) - 1
+        answer = store.written_since(position)
+        truth = {name for name, at in every.items() if at > position}
+        if answer is None:
+            assert position < store.forgotten
+        else:
+            assert set(answer) == truth
+        assert store.written_since(stamp) == [] and set(store.written_since(store.forgotten)) == {
+            name for name, at in every.items() if at > store.forgotten}
+    finally:
+        owner.WRITTEN_SLACK = old
+
+
+def test_a_restatement_from_before_what_the_owners_still_note_is_refused_and_a_new_load_decides_on(monkeypatch):
+    """With the notes kept short, a straggler's restatement is still followed; one from further back than the
+    owners note is refused (``ValueError``, nothing changed), and shards loaded anew from the restated state go
+    on as it does."""
+    import resolver.owner as owner
+    from streams.shards import in_order
+
+    monkeypatch.setattr(owner, "WRITTEN_SLACK", 64)
+    records = with_noise(corpus(random.Random(43), 1500, people=1200), random.Random(43))
+    config = ResolverConfig()
+    keyed = LocalKeyShards(config, 2, 64)
+    keyed.decide(records[:-40])
+    assert all(store.forgotten > 0 for store in keyed.stores)
+    assert all(len(store.written) <= 2 * max(64, len(store.nodes) + len(store.profiles) + len(store.aliases)
+                                             + len(store.blocks) + len(store.values)) for store in keyed.stores)
+    whole, touched, since = _restated_whole(config, records[:-50], records[-50:-40])
+    assert since >= max(store.forgotten for store in keyed.stores)
+    keyed.follow(whole.state, since, touched)
+    _assert_owners_hold(keyed, whole.state, 2)
+    early = records[:100]
+    far, touched, since = _restated_whole(config, early, records[100:-40])
+    assert since < max(store.forgotten for store in keyed.stores)
+    with pytest.raises(ValueError):
+        keyed.follow(far.state, since, touched)
+    _assert_owners_hold(keyed, whole.state, 2)  # (nothing changed)
+    fresh = LocalKeyShards(config, 2, 64, state=far.state)
+    assert fresh.decide(records[-40:]) == in_order(records[-40:], far)
