@@ -994,6 +994,11 @@ class StreamJobs:
             self.reorder.drain()
             self.held.clear()
             self.owns_log = False
+            # so are the late events it noted (logged: the next owner finds them in the log and restates for
+            # them); the gauges say so, or a worker that resolves no more would say for ever that it waits
+            self.earliest_late, self.late_events = None, 0
+            for gauge in ("late_events_pending", "reorder_held_events", "raw_partitions_behind"):
+                self.metrics.gauges[gauge] = 0
         if "project" in self.options.roles and any(tp.topic == self.settings.topics.decisions for tp in revoked):
             self.views_stale = True  # (another worker projects the log now: folded again if it comes back)
             self.view_points.pending = []

@@ -1188,6 +1188,29 @@ def test_a_consumer_that_does_not_say_when_it_fetched_is_counted_and_said_once(c
     assert told.metrics.counters == {"validate_end_instants_told": 1}
 
 
+def test_a_worker_whose_resolve_partition_is_revoked_no_longer_says_it_waits():
+    """A clean-clone run waited 240 s for a deployment to settle: the worker the resolve role moved away from
+    still said 317 late events were pending and 7 raw partitions behind, for ever. The late events are in the log
+    (the next owner restates for them); the worker that let the partition go says nothing is pending."""
+    import asyncio
+
+    from faust.types import TP
+
+    from streams.stream_app import StreamJobs, WorkerOptions, validated_topic
+
+    settings = KafkaSettings.load(bootstrap="127.0.0.1:9", prefix="revoked.")
+    jobs = StreamJobs(settings, WorkerOptions(roles=("resolve",)))
+    jobs.earliest_late, jobs.late_events = ("2025-01-01", "e1"), 317
+    jobs.metrics.gauges.update(late_events_pending=317, reorder_held_events=5, raw_partitions_behind=7)
+    asyncio.run(jobs._on_revoked(revoked=[TP("revoked.raw.web", 0)]))  # (a raw partition: still resolving)
+    assert jobs.metrics.gauges["late_events_pending"] == 317 and jobs.late_events == 317
+    asyncio.run(jobs._on_revoked(revoked=[TP(validated_topic(settings), 0)]))
+    assert (jobs.earliest_late, jobs.late_events) == (None, 0)
+    assert {g: jobs.metrics.gauges[g] for g in ("late_events_pending", "reorder_held_events",
+                                                "raw_partitions_behind")} == dict.fromkeys(
+        ("late_events_pending", "reorder_held_events", "raw_partitions_behind"), 0)
+
+
 def test_events_held_for_reordering_do_not_hold_up_a_rebalance(kafka_bootstrap, tmp_path):
     """A rebalance lets a worker's partitions go only once every message it has in hand is acknowledged, and
     the reorder buffer can hold events far longer (here every raw partition but one is waited for 90 s): a
