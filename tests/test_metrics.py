@@ -295,16 +295,24 @@ def test_channels_journeys_and_segments_match_the_plan(generated):
     # journeys: each customer's channels in time order, repeats on one channel counted once
     paths: dict[str, int] = {}
     moves: dict[tuple[str, str], int] = {}
+    hours: dict[tuple[str, str], list[float]] = {}  # (from the last event on one channel to the next on another)
     for c in customers:
-        ordered = [e[1] for e in sorted(c.events, key=lambda e: (e[0], f"w{c.n}-{c.events.index(e)}"))]
+        timed = [(e[0], e[1]) for e in sorted(c.events, key=lambda e: (e[0], f"w{c.n}-{c.events.index(e)}"))]
+        ordered = [ch for _, ch in timed]
         runs = [ch for k, ch in enumerate(ordered) if k == 0 or ordered[k - 1] != ch]
         path = " > ".join(runs[:5])
         paths[path] = paths.get(path, 0) + 1
         for a, b in zip(runs, runs[1:]):
             moves[(a, b)] = moves.get((a, b), 0) + 1
+        for (t0, a), (t1, b) in zip(timed, timed[1:]):
+            if a != b:
+                hours.setdefault((a, b), []).append((t1 - t0).total_seconds() / 3600)
     assert {r["journey"]: r["customers"] for r in rows(con, "SELECT * FROM journeys")} == paths
-    assert {(r["from_channel"], r["to_channel"]): r["transitions"]
-            for r in rows(con, "SELECT * FROM channel_transitions")} == moves
+    transitions = rows(con, "SELECT * FROM channel_transitions")
+    assert {(r["from_channel"], r["to_channel"]): r["transitions"] for r in transitions} == moves
+    for r in transitions:
+        assert r["median_hours_between"] == pytest.approx(
+            round(statistics.median(hours[r["from_channel"], r["to_channel"]]), 2), abs=0.006), r
     assert all(a != b for a, b in moves)
     segments = {r["segment"]: r for r in rows(con, "SELECT * FROM segment_comparison")}
     cross = [c for c in customers if len({e[1] for e in c.events}) >= 2]

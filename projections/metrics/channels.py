@@ -27,22 +27,23 @@ FROM customer_value WHERE identified GROUP BY channels ORDER BY channels""")
 _RUNS = """
 WITH ordered AS (
   SELECT profile_id, channel, ts, event_id,
-         lag(channel) OVER (PARTITION BY profile_id ORDER BY ts, event_id) AS previous
+         lag(channel) OVER (PARTITION BY profile_id ORDER BY ts, event_id) AS previous,
+         lag(ts) OVER (PARTITION BY profile_id ORDER BY ts, event_id) AS previous_ts
   FROM event_facts),
 runs AS (
-  SELECT profile_id, channel, ts, previous,
+  SELECT profile_id, channel, ts, previous, previous_ts,
          row_number() OVER (PARTITION BY profile_id ORDER BY ts, event_id) AS step
-  FROM ordered WHERE previous IS NULL OR previous <> channel)"""  # (step: 1, 2, ... over the runs kept)
+  FROM ordered WHERE previous IS NULL OR previous <> channel)"""
+# (step: 1, 2, ... over the runs kept; previous_ts: the time of the event just before a run's first, the last of
+# the run before it)
 
 CHANNEL_TRANSITIONS = View("channel_transitions", "One row per move from one channel to a different one (a "
                            "customer's next event on another channel): how often, by how many customers, and the "
-                           "median hours between the two.", _RUNS + """,
-moves AS (
-  SELECT profile_id, previous AS from_channel, channel AS to_channel, ts,
-         lag(ts) OVER (PARTITION BY profile_id ORDER BY step) AS since FROM runs)
-SELECT from_channel, to_channel, count(*) AS transitions, count(DISTINCT profile_id) AS customers,
-       round(median(epoch(ts - since)) / 3600, 2) AS median_hours_between
-FROM moves WHERE from_channel IS NOT NULL
+                           "median hours between the two (from the last event on the one to the first on the other).", _RUNS + """
+SELECT previous AS from_channel, channel AS to_channel, count(*) AS transitions,
+       count(DISTINCT profile_id) AS customers,
+       round(median(epoch(ts - previous_ts)) / 3600, 2) AS median_hours_between
+FROM runs WHERE previous IS NOT NULL
 GROUP BY ALL ORDER BY transitions DESC, from_channel, to_channel""")
 
 JOURNEYS = View("journeys", f"One row per journey: the first {JOURNEY_STEPS} channels of a customer's history in "
