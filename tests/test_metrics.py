@@ -98,6 +98,36 @@ def test_a_customer_who_comes_back_elsewhere_while_a_case_is_open_is_listed(tmp_
             2, False, ["call_center", "chat"])
 
 
+def test_a_case_opened_again_after_it_was_resolved_is_open_and_a_closing_alone_is_no_first_contact(tmp_path):
+    """K6 is resolved, then opened again and never closed: open in the cases view as on the profile, and
+    listed as a stale open case. K7 closed, reopened and closed again: resolved at its last closing. K8 is
+    only a closing event: resolved, with no contact, so not resolved at first contact."""
+    email = {"email": "kim@mailbox.co.uk"}
+    run = configured_run().feed([
+        ev("k6-open", 0, channel="chat", event_type="case_opened", payload={"case_id": "K6"}, **email),
+        ev("k6-done", 60, channel="chat", event_type="case_resolved", payload={"case_id": "K6"}, **email),
+        ev("k6-again", 24 * 60, channel="call_center", event_type="case_opened", payload={"case_id": "K6"}, **email),
+        ev("k7-open", 0, channel="web", event_type="case_opened", payload={"case_id": "K7"}, **email),
+        ev("k7-done", 30, channel="web", event_type="case_resolved", payload={"case_id": "K7"}, **email),
+        ev("k7-again", 90, channel="web", event_type="case_opened", payload={"case_id": "K7"}, **email),
+        ev("k7-csat", 100, channel="web", event_type="survey", payload={"case_id": "K7", "csat": 3}, **email),
+        ev("k7-done-2", 120, channel="web", event_type="case_closed", payload={"case_id": "K7"}, **email),
+        ev("k7-late-csat", 130, channel="web", event_type="survey", payload={"case_id": "K7", "csat": 4}, **email),
+        ev("k8-done", 5, channel="store", event_type="case_resolved", payload={"case_id": "K8"}, **email),
+        ev("later", 10 * 24 * 60, email="lee@mailbox.co.uk"),  # (the snapshot's as of: ten days on)
+    ])
+    with snapshot_of(run, tmp_path) as con:
+        cases = {r["case_id"]: r for r in rows(con, "SELECT * FROM cases")}
+        assert (cases["K6"]["resolved"], cases["K6"]["resolved_at"], cases["K6"]["contacts"]) == (False, None, 2)
+        assert (cases["K7"]["resolved"], cases["K7"]["resolution_hours"], cases["K7"]["contacts"],
+                cases["K7"]["csat"], cases["K7"]["first_contact_resolution"]) == (True, 2.0, 4, 4, False)
+        assert (cases["K8"]["resolved"], cases["K8"]["contacts"], cases["K8"]["first_contact_resolution"]) == (
+            True, 0, False)
+        assert [r["case_id"] for r in rows(con, "SELECT * FROM stale_open_cases")] == ["K6"]  # (10 days > 7)
+        assert rows(con, "SELECT open_case_count FROM profiles WHERE 'kim@mailbox.co.uk' IN emails") == [
+            {"open_case_count": 1}]
+
+
 def test_refunds_never_make_value_negative_silently_and_other_currencies_are_converted(tmp_path):
     run = configured_run().feed([
         ev("b1", 0, channel="store", event_type="store_purchase", loyalty_id="LY-1",

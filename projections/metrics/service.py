@@ -1,9 +1,10 @@
 """Service: one row per support case (events carrying its ``case_id``), and resolution time, CSAT and
 first-contact resolution by channel and month.
 
-A case is opened by its first event and resolved by its first closing event (``case_close_types``). Its
+A case is opened by its first event and resolved by its last closing event (``case_close_types``), unless an
+opening event (``case_open_types``) came after that, which reopened it (as the profile's open cases read it). Its
 contacts are its events other than closing ones; it was resolved at first contact when it was resolved after
-one contact. Its CSAT is the last score it got."""
+exactly one contact. Its CSAT is the last score it got."""
 
 from projections.metrics.view import View
 
@@ -16,17 +17,21 @@ WITH c AS (
          count(DISTINCT profile_id) AS profiles,
          arg_min(channel, (ts, event_id)) AS channel,
          min(ts) AS opened_at,
-         min(ts) FILTER (WHERE kind = 'case_close') AS resolved_at,
+         arg_max(ts, (ts, event_id)) FILTER (WHERE kind = 'case_close') AS closed_at,
+         max((ts, event_id)) FILTER (WHERE kind = 'case_close') AS last_close,
+         max((ts, event_id)) FILTER (WHERE kind = 'case_open') AS last_open,
          count(*) FILTER (WHERE kind IS DISTINCT FROM 'case_close') AS contacts,
          list(DISTINCT channel ORDER BY channel) AS channels,
          arg_max(csat, (ts, event_id)) FILTER (WHERE csat IS NOT NULL) AS csat
-  FROM event_facts WHERE case_id IS NOT NULL GROUP BY case_id)
+  FROM event_facts WHERE case_id IS NOT NULL GROUP BY case_id),
+r AS (
+  SELECT *, CASE WHEN last_open IS NULL OR last_close > last_open THEN closed_at END AS resolved_at FROM c)
 SELECT case_id, profile_id, profiles, channel, opened_at, resolved_at,
        resolved_at IS NOT NULL AS resolved,
        round(epoch(resolved_at - opened_at) / 3600, 2) AS resolution_hours,
        contacts, channels, len(channels) AS channel_count, csat,
-       resolved_at IS NOT NULL AND contacts <= 1 AS first_contact_resolution
-FROM c""")
+       resolved_at IS NOT NULL AND contacts = 1 AS first_contact_resolution
+FROM r""")
 
 # the figures of a group of cases (the two views below)
 _FIGURES = """count(*) AS cases, count(*) FILTER (WHERE resolved) AS resolved,
