@@ -140,11 +140,11 @@ def profile_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
     """Each profile's columns of ``PROFILE_BASE``, as the customer's answer gives them (``golden_record``,
     ``summary``): its lifetime value, cases and scores read from its events whose payloads may hold them
     (``ACCOUNT_KEYS``), found in one pass over the events, and its golden record from those with attributes."""
-    merged_into: dict[str, int] = {}
-    for alias in views.aliases:
-        pid = views.resolve(alias)
+    merged_into: dict[str, int] = {}  # (the rows of the merges table into each profile: not the IDs a profile was
+    for m in views.merges:            # renamed from when an older event came late, which are aliases too)
+        pid = views.resolve(m["survivor_id"])
         if pid is not None:
-            merged_into[pid] = merged_into.get(pid, 0) + 1
+            merged_into[pid] = merged_into.get(pid, 0) + len(m["absorbed_ids"])
     ev_payload, ev_profile, ev_at, ev_id = views.ev_payload, views.ev_profile, views.ev_at, views.ev_id
     amount, case_id, csat = ACCOUNT_KEYS
     rich: dict[str, list[int]] = {}

@@ -541,3 +541,34 @@ def test_a_snapshot_lets_go_of_the_views_before_the_metric_views_and_the_purchas
     snapshot.write_snapshot(held[0], tmp_path / "let_go.duckdb", predict=False, let_go=held.clear)
     assert seen == [False] and held == []
     assert _tables(tmp_path / "let_go.duckdb") == _tables(tmp_path / "kept.duckdb")
+
+
+def test_merged_profile_count_counts_merges_not_the_ids_a_late_event_renamed(tmp_path):
+    """An order, then in another command an older one on the same loyalty card: the profile is renamed after
+    the older event (its old ID an alias), which is no merge. Then a phone's profile joins it through an
+    email: one merge. The column agrees with the merges table however the events came in."""
+    from streams.embedded import EmbeddedEngine
+
+    def line(event_id: str, when: str, **ids: str) -> bytes:
+        return json.dumps({"event_id": event_id, "occurred_at": when, "channel": "store", "event_type": "purchase",
+                           "identifiers": ids, "payload": {"amount": 10}}).encode() + b"\n"
+
+    with EmbeddedEngine(tmp_path / "data") as engine:
+        engine.ingest_stream([line("o1", "2025-03-01T10:00:00Z", loyalty_id="LY-555")], "late1")
+        engine.ingest_stream([line("o0", "2024-12-15T10:00:00Z", loyalty_id="LY-555")], "late2")
+        assert engine.views.aliases  # (renamed: the ID first given is now an alias)
+        out = tmp_path / "renamed.duckdb"
+        snapshot.write_snapshot(engine.views, out, predict=False)
+        with duckdb.connect(str(out), read_only=True) as con:
+            assert con.execute("SELECT merged_profile_count FROM profiles").fetchall() == [(0,)]
+            assert con.execute("SELECT count(*) FROM merges").fetchone() == (0,)
+        engine.ingest_stream([line("o2", "2025-04-01T10:00:00Z", phone="+44 7700 900777", email="rae@mailbox.org"),
+                              line("o3", "2025-04-02T10:00:00Z", loyalty_id="LY-555", email="rae@mailbox.org")],
+                             "joined")
+        out = tmp_path / "merged.duckdb"
+        snapshot.write_snapshot(engine.views, out, predict=False)
+    with duckdb.connect(str(out), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM merges").fetchone() == (1,)
+        assert con.execute("""SELECT p.profile_id, p.merged_profile_count, count(m.absorbed_id)
+                              FROM profiles p LEFT JOIN merges m USING (profile_id) GROUP BY ALL""").fetchall() == [
+            (con.execute("SELECT profile_id FROM profiles").fetchone()[0], 1, 1)]
