@@ -10,6 +10,7 @@ by its input (a file by its first 64 KiB, not its name), its line and its conten
 from __future__ import annotations
 
 import contextlib
+import os
 import hashlib
 import re
 import time
@@ -722,9 +723,24 @@ class EmbeddedEngine:
         """Shreds the keys of what erasures name, and rebuilds everything derived from the log (the checkpoint
         too: the one before held them readable)."""
         self._drop_spool()  # (it holds what was erased as it was decided)
+        # the checkpoints go before the keys: one from before the erasure holds what it erased readable, and were
+        # the run to stop once the keys went, the next would take it up and find nothing left to shred
+        self._remove_checkpoints()
         self.log.shred([s for d in erased for s in erasure_subjects(d)])
         self.rebuild()
         self.checkpoint(force=True, previous="remove")  # (the ones before held what was erased readable)
+
+    def _remove_checkpoints(self) -> None:
+        """Removes the checkpoints (the latest and the one before), for good (the directory synced): the state is
+        then folded from the log until the next is written."""
+        for name in CHECKPOINTS:
+            (self.data_dir / name).unlink(missing_ok=True)
+        fd = os.open(self.data_dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.checkpoint_seq, self._checkpoint_info = 0, {}
 
     # ------------------------------------------------------------------------------------ late events
     def restate(self, key: tuple[str, int, str], late_events: int,
@@ -977,6 +993,8 @@ def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
     values = [v for v in values if len(v) >= 4]
     regions = erased_regions(normalizer, nodes)
     numbers = national_numbers(normalizer, nodes)
+    written_types = sorted({t for t, _, _ in (k.partition(":") for k in nodes)
+                            if t != RECORD_TYPE and normalizer.config.rule(t).kind != "phone"})
     rejected = []
     for d in views.rejected:
         if d.get("event_id") in events:
@@ -985,12 +1003,34 @@ def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
         raw = d.get("raw") or ""
         text = raw.casefold()
         if any(v in text for v in values) or _names(raw, normalizer, regions) & erased or \
-                (numbers and any(_DIGITS.sub("", m).endswith(numbers) for m in _NUMBER_WRITTEN.findall(raw))):
+                (numbers and any(_DIGITS.sub("", m).endswith(numbers) for m in _NUMBER_WRITTEN.findall(raw))) or \
+                _written_anyhow(raw, normalizer, erased, written_types):
             rejected.append(d["key"])
     return sorted(events), rejected, [list(u) for u in sorted(unusable)]
 
 
 _NUMBER_WRITTEN = re.compile(r"\d[\d ().\-/]{5,}\d")  # a phone number as written, separators and all
+_BETWEEN_WORDS = re.compile(r"[\s\"'`{}\[\](),;<>|\\]+")  # (what no email, loyalty number or handle holds)
+_ESCAPED = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _written_anyhow(raw: str, normalizer: Any, erased: set[str], types: list[str]) -> bool:
+    """Whether a rejected record's text gives an erased identifier in any form its type reads as that one (an
+    email's dots, tag, case or domain alias, a loyalty number's prefix or separators; escaped as JSON or not),
+    wherever it stands (a record cut short, an array, identifiers given as a list): each word of the text read
+    as each of ``types``, the types of the identifiers erased (phones are found by their digits)."""
+    if not types:
+        return False
+    text = _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), raw) if "\\u" in raw else raw
+    for word in set(_BETWEEN_WORDS.split(text)):
+        if len(word) < 3:
+            continue
+        for id_type in types:
+            for candidate in (word, word.partition(":")[2]) if ":" in word else (word,):
+                key, _ = normalizer.node_key(id_type, candidate)
+                if key is not None and key in erased:
+                    return True
+    return False
 _DIGITS = re.compile(r"\D")
 
 

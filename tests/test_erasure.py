@@ -1137,3 +1137,65 @@ def test_a_store_whose_writer_met_an_error_is_checked_whole_when_next_opened(tmp
         raise store._failed(sqlite3.OperationalError("database or disk is full"))
     store.close()
     assert str(tmp_path / "keys.sqlite") not in keys._CHECKED
+
+
+def test_rejected_records_giving_the_erased_identifiers_in_other_forms_are_erased_with_them(tmp_path):
+    """Rejected records that give the erased email or card as written otherwise (dots and a tag, the domain's
+    alias, an escape, the card with its separators) and where no identifiers object can be read (cut short, an
+    array, identifiers as a list) were kept readable: the text was searched for the normalized value alone.
+    A record naming someone else is kept."""
+    data = tmp_path / "data"
+    path = tmp_path / "a.jsonl"
+    path.write_text("\n".join([
+        json.dumps(_event("zora-1", 2, {"email": "Zora.Quenby@gmail.com", "loyalty_id": "LY-5555-1234"},
+                          {"first_name": "Zora"})),
+        '{"event_id": "cut-1", "identifiers": {"email": "zora.quenby@googlemail.com", "address": "9 Elm',
+        '{"event_id": "cut-2", "identifiers": {"loyalty_id": "LY-5555-1234", "date_of_birth": "19',
+        '[{"event_id": "arr", "identifiers": {"email": "Zora.Quenby+news@gmail.com"}}]',
+        json.dumps({"event_id": "listed", "occurred_at": "2025-01-01T00:00:00Z", "channel": "web",
+                    "event_type": "visit", "identifiers": ["Zora.Quenby@gmail.com"]}),
+        '{"event_id": "escaped", "identifiers": {"email": "zora.quenby\\u0040gmail.com"}, "occurred_at": 5}',
+        '{"event_id": "other", "identifiers": {"email": "zed.quill@gmail.com", "loyalty_id": "LY-5555-1235"',
+    ]) + "\n")
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(path)
+        assert len(engine.views.rejected) == 6
+        erased = [d for d in engine.erase([("email", "zoraquenby@gmail.com")], "dpo")
+                  if d["type"] == "customer_erased"][0]
+        assert len(erased["rejected"]) == 5
+    with DecisionLog(data, writer=False) as log:
+        text = _log_text(log).lower()
+    assert "quenby" not in text and "5555-1234" not in text and "9 elm" not in text
+    assert "zed.quill@gmail.com" in text and "5555-1235" in text
+
+
+class _Killed(BaseException):
+    """The process killed at that point (nothing catches it)."""
+
+
+def test_an_erasure_stopped_once_the_keys_were_shredded_leaves_nothing_readable_and_the_next_run_goes_on(ingested,
+                                                                                                        monkeypatch):
+    """Killed after the keys went and before the checkpoint was written again, an erasure left the checkpoint
+    from before it holding the customer readable; the next run took it up, found the erasure's identifiers already
+    unreadable (nothing pending), and wrote it out again, and a new event giving the erased email joined no
+    profile. The checkpoints now go before the keys do."""
+    _, _, data, _, ann = ingested
+    assert _found(data, SECRETS)
+    with EmbeddedEngine(data) as engine:
+        def killed(*args, **kwargs):
+            raise _Killed()
+
+        monkeypatch.setattr(engine, "rebuild", killed)
+        with pytest.raises(_Killed):
+            engine.erase([("phone", "+44 7700 900461")], "dpo")
+    assert _found(data, SECRETS) == {}
+    new = data.parent / "new.jsonl"
+    new.write_text(json.dumps(_event("zeb-again", 9, {"email": "zq.mail@quixmail.co.uk"}, {})) + "\n")
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(new)
+        found = engine.views.lookup_node("email:zq.mail@quixmail.co.uk")
+        assert found["status"] == "found" and engine.views.profiles[found["profile_id"]].events  # a new customer
+        assert len(engine.views.profiles[found["profile_id"]].events) == 1
+        assert engine.views.lookup_node("email:ann.other@mailbox.org")["profile_id"] == ann
+    assert _found(data, [s for s in SECRETS if s != "zq.mail@quixmail.co.uk"]) == {}
+    assert _cli("replay", "--verify", "--data-dir", str(data)).returncode == 0
