@@ -31,7 +31,7 @@ from resolver.engine import RECORD_TYPE, Resolver, ResolverState, utc_iso
 from streams.commands import command_of, decide
 from streams.entry_spool import EntrySpool, SpoolError
 from streams.inputs import InputStream, as_input, open_input
-from streams.log import (CHECKPOINTS, CheckpointWriter, DecisionLog, Spilled, bulk_work, checkpoint_ahead,
+from streams.log import (CHECKPOINTS, CheckpointWriter, DecisionLog, LogError, Spilled, bulk_work, checkpoint_ahead,
                          checkpoint_header, give_back_memory, load_checkpoint, open_restatements, save_checkpoint)
 from streams.sealing import erasure_subjects, is_erased
 from resolver.formats import region_of
@@ -213,6 +213,11 @@ class EmbeddedEngine:
                 self._finish_erasures()
                 if self.order == "time" and len(self.log) > getattr(self, "checkpoint_seq", len(self.log)):
                     self._finish_late()
+            elif self._pending_erasures():
+                # (its keys not shredded: what it erased still reads back from the log, and a reader would show it)
+                raise LogError(f"an erasure logged in {self.data_dir} is not finished (the command that erased "
+                               f"stopped part way, or is erasing now): run `idres replay --data-dir "
+                               f"{self.data_dir}`, which finishes it, then this command again")
         except BaseException:
             self.log.close()
             raise
@@ -865,18 +870,23 @@ class EmbeddedEngine:
 
     def _finish_erasures(self) -> None:
         """An erasure logged whose keys were not all shredded (the writer stopped in between): shred them now."""
+        pending = self._pending_erasures()
+        if pending:
+            self.shred(*pending)
+
+    def _pending_erasures(self) -> list[dict[str, Any]]:
+        """The erasures logged whose keys were not all shredded."""
         if self._views_are_the_checkpoint_s() and self._checkpoint_info.get("pending_erasures") == 0:
-            return  # (the checkpoint says none is pending)
+            return []  # (the checkpoint says none is pending)
         if self._views_later and (self.checkpoint_seq == 0
                                                           or self._checkpoint_info.get("pending_erasures") == 0):
             # (views left for later, and no checkpoint or none pending at it: those logged since, from the log alone)
             logged = (erasure_of(entry) for _, entry in self.log.read(self.checkpoint_seq))
-            pending = [d for d in logged if d is not None and not all(map(is_erased, d["nodes"]))]
-        else:
-            pending = [erasure_of(next(entry for _, entry in self.log.read(e["seq"], e["seq"] + 1)))
-                       for e in self.views.erasures if e.get("pending")]
-        if pending:
-            self.shred(*pending)
+            return [d for d in logged if d is not None and not all(map(is_erased, d["nodes"]))]
+        if self._views is None and not self._views_later:
+            return []  # (a reader of the resolver's state alone)
+        return [erasure_of(next(entry for _, entry in self.log.read(e["seq"], e["seq"] + 1)))
+                for e in self.views.erasures if e.get("pending")]
 
     # ------------------------------------------------------------------------------------ verify
     @contextlib.contextmanager

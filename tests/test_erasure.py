@@ -1199,3 +1199,29 @@ def test_an_erasure_stopped_once_the_keys_were_shredded_leaves_nothing_readable_
         assert engine.views.lookup_node("email:ann.other@mailbox.org")["profile_id"] == ann
     assert _found(data, [s for s in SECRETS if s != "zq.mail@quixmail.co.uk"]) == {}
     assert _cli("replay", "--verify", "--data-dir", str(data)).returncode == 0
+
+
+def test_readers_refuse_a_directory_whose_erasure_stopped_before_its_keys_went_until_a_writer_finishes_it(
+        ingested, monkeypatch, tmp_path):
+    """Killed after the erasure was logged and before its keys were shredded, the log still reads back what it
+    erases: lookups found nothing, but a snapshot wrote the customer's identifiers out. Readers of the state now
+    refuse, saying how to finish it; `idres replay` does, and a snapshot after holds none of it."""
+    _, _, data, _, _ = ingested
+    with EmbeddedEngine(data) as engine:
+        def killed(*args, **kwargs):
+            raise _Killed()
+
+        monkeypatch.setattr(engine.log, "shred", killed)
+        with pytest.raises(_Killed):
+            engine.erase([("phone", "+44 7700 900461")], "dpo")
+    snap = tmp_path / "s.duckdb"
+    for command in (["snapshot", "--out", str(snap)], ["lookup", "email=ann.other@mailbox.org"]):
+        done = _cli(*command, "--data-dir", str(data), check=False)
+        assert done.returncode != 0 and done.stdout == "", (command, done.stdout)
+        assert done.stderr.startswith("idres: error: an erasure logged in") and "idres replay" in done.stderr
+        assert done.stderr.count("\n") == 1
+    assert not snap.exists()
+    _cli("replay", "--data-dir", str(data))
+    _cli("snapshot", "--out", str(snap), "--data-dir", str(data))
+    assert [s for s in SECRETS if s in _snapshot_text(snap)] == []
+    assert _found(data, SECRETS) == {}
