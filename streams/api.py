@@ -63,7 +63,6 @@ from projections.changelog import changes_of
 from projections.customer import CustomerViews, ProjectionConfig
 from projections.households import device_types, household_of, households, rest_after
 from resolver.config import ResolverConfig
-from resolver.ids import node_key
 from resolver.errors import IdresError
 from resolver.normalize import Normalizer
 from schemas.channel import duplicate_key
@@ -459,10 +458,8 @@ class Follower:
     def lookup_key(self, id_type: str, raw: str) -> tuple[Optional[str], Optional[str]]:
         """The node key an identifier is stored under, normalized exactly as ingestion does."""
         self.normalizer.learn_regions(tuple(self.views.learned_regions))
-        value, reason = self.normalizer.identifier(id_type, raw)
-        if value is None:
-            return None, reason or "unusable value"
-        return node_key(id_type, value), None
+        key, reason = self.normalizer.node_key(id_type, raw)  # (an anonymous event's record by its event ID, as given)
+        return (key, None) if key is not None else (None, reason or "unusable value")
 
 
 # ============================================================================================ models

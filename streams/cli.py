@@ -474,13 +474,14 @@ def _lookup_key(engine, spec: str) -> str:
             raise UsageError(f"unknown identifier type {_shown(id_type)}: known types are {', '.join(known)}")
     # (normalized as the next event's would be: with the countries learned so far, which the views hold too, as the
     # lookup API reads them; the resolver's state is not read)
-    value, reason = views_normalizer(engine.views, engine.config).identifier(id_type, raw)
-    if value is None:
+    # (an anonymous event's record by its event ID, as given: ``record=EVENT_ID``)
+    key, reason = views_normalizer(engine.views, engine.config).node_key(id_type, raw)
+    if key is None:
         raise UsageError(f"{id_type} {_shown(raw)} cannot be looked up: {reason}"
                          + (" (a value that identifies nobody, so no customer is found by it): look up another "
                             "of the customer's identifiers" if "placeholder" in reason else
                             ": give the value as the channel would send it"))
-    return f"{id_type}:{value}"
+    return key
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:

@@ -342,3 +342,28 @@ def test_a_text_table_shows_control_characters_as_escapes():
 
     assert shown("Rich\x1b[31Mred") == "Rich\\x1b[31Mred" and shown("a\tb\nc") == "a\\tb\\nc"
     assert shown("Zoë O'Brien") == "Zoë O'Brien"
+
+
+def test_an_anonymous_event_s_record_is_looked_up_by_its_event_id_as_given(tmp_path):
+    """`record=EVENT_ID` names an anonymous event's record where unmerge and erase take it; a lookup read the ID
+    as a value to normalize (lower case) and found nobody; the API's lookup too."""
+    from streams.api import Follower
+
+    events = tmp_path / "e.jsonl"
+    events.write_text(json.dumps({"event_id": "CC814171698885", "occurred_at": "2025-01-01T10:00:00Z",
+                                  "channel": "store", "event_type": "store_purchase",
+                                  "attributes": {"first_name": "Ida", "last_name": "Quill", "postcode": "ZZ9 9ZZ"}})
+                      + "\n")
+    data = tmp_path / "data"
+    run_cli("ingest", str(events), "--data-dir", str(data))
+    found = json.loads(run_cli("lookup", "record=CC814171698885", "--data-dir", str(data)).stdout)
+    assert [e["event_id"] for e in found["timeline"]] == ["CC814171698885"]
+    follower = Follower(data, poll_interval=0.05)
+    follower.start()
+    try:
+        assert follower.ready.wait(30) and follower.error is None
+        key, why = follower.lookup_key("record", "CC814171698885")
+        assert (key, why) == ("record:CC814171698885", None)
+        assert follower.views.lookup_node(key)["profile_id"] == found["profile_id"]
+    finally:
+        follower.stop()
