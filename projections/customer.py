@@ -840,9 +840,9 @@ class CustomerViews:
                     case["status"] = "open"
                 case["last_event_at"] = when
                 case["last_channel"] = ch
-            score = payload.get("csat")
-            if isinstance(score, (int, float)) and not isinstance(score, bool):
-                csat.append(int(score))
+            score = csat_score(payload.get("csat"))
+            if score is not None:
+                csat.append(score)
         # (not -0.0: refunds that undo purchases to the cent)
         return round(ltv, 2) or 0.0, cases, round(sum(csat) / len(csat), 2) if csat else None
 
@@ -988,6 +988,15 @@ class CustomerViews:
             "splits": len(self.splits),
             "rejected": len(self.rejected),
         }
+
+
+def csat_score(value: Any) -> Optional[int]:
+    """A payload's ``csat`` as a score: a whole number from 1 to 5, given as a number or as text (``5``, ``"5"``,
+    ``4.0``); anything else (0, 9, 4.9, ``"good"``) is no score, in every figure alike."""
+    number = _number(value)
+    if number is None or number != int(number) or not 1 <= number <= 5:
+        return None
+    return int(number)
 
 
 def _number(value: Any) -> Optional[float]:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import duckdb
 import orjson
 
-from projections.customer import ACCOUNT_KEYS, CustomerViews
+from projections.customer import ACCOUNT_KEYS, CustomerViews, csat_score
 from projections.households import household_rows
 from projections.metrics import finish_metrics, promise
 from projections.metrics.settings import write_settings
@@ -97,18 +97,6 @@ def _num(value: Any) -> Optional[float]:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None
-
-
-def _int(value: Any) -> Optional[int]:
-    """The value as an INTEGER column holds it, else None (a score of 3e9 is no score: it must not fail the
-    snapshot's load)."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if -2**31 <= number < 2**31 else None
 
 
 # the profiles' columns made in Python (``profile_rows``); the others are counted over the events table in DuckDB
@@ -294,7 +282,7 @@ def _event_chunks(views: CustomerViews, chunk: int) -> Iterable[dict[str, list[A
             if amount_key in raw or case_key in raw or csat_key in raw or currency_key in raw:
                 payload = loads(raw)
                 case_id, currency = payload.get("case_id"), payload.get("currency")
-                amounts[k], scores[k] = _num(payload.get("amount")), _int(payload.get("csat"))
+                amounts[k], scores[k] = _num(payload.get("amount")), csat_score(payload.get("csat"))
                 currencies[k] = currency if isinstance(currency, str) else None
                 cases[k] = None if case_id is None else str(case_id)
         yield {

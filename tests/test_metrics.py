@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from hypothesis import given, strategies as st
 
 from projections.customer import ProjectionConfig
 from projections.metrics import VIEWS
@@ -126,6 +127,40 @@ def test_a_case_opened_again_after_it_was_resolved_is_open_and_a_closing_alone_i
         assert [r["case_id"] for r in rows(con, "SELECT * FROM stale_open_cases")] == ["K6"]  # (10 days > 7)
         assert rows(con, "SELECT open_case_count FROM profiles WHERE 'kim@mailbox.co.uk' IN emails") == [
             {"open_case_count": 1}]
+
+
+@given(st.one_of(st.integers(-10, 10), st.floats(allow_nan=False, allow_infinity=False, min_value=-10, max_value=10),
+                st.sampled_from(["5", "4.0", " 3 ", "4.9", "0", "good", "", "1e0"]), st.none(), st.booleans()))
+def test_a_score_is_a_whole_number_from_1_to_5_however_given(value):
+    from projections.customer import csat_score
+
+    score = csat_score(value)
+    try:
+        number = None if isinstance(value, bool) or value is None else float(value)
+    except ValueError:
+        number = None
+    if number is not None and number.is_integer() and 1 <= number <= 5:
+        assert score == int(number)
+    else:
+        assert score is None
+
+
+def test_scores_out_of_range_count_nowhere_and_scores_as_text_count_everywhere(tmp_path):
+    """"5" (text) on a chat case, 0 and 4.9 on call-centre cases: the 0 pulled the call centre's average down
+    and 4.9 was cut to 4, while the profile's average left the "5" out that the cases view counted."""
+    email = {"email": "ivy@mailbox.co.uk"}
+    run = configured_run().feed([
+        ev("c1", 0, channel="chat", event_type="case_resolved", payload={"case_id": "A", "csat": "5"}, **email),
+        ev("c2", 1, channel="call_center", event_type="case_resolved", payload={"case_id": "B", "csat": 0}, **email),
+        ev("c3", 2, channel="call_center", event_type="case_resolved", payload={"case_id": "C", "csat": 4.9}, **email),
+        ev("c4", 3, channel="call_center", event_type="case_resolved", payload={"case_id": "D", "csat": 4.0}, **email),
+    ])
+    with snapshot_of(run, tmp_path) as con:
+        assert {r["event_id"]: r["csat"] for r in rows(con, "SELECT event_id, csat FROM events")} == {
+            "c1": 5, "c2": None, "c3": None, "c4": 4}
+        by_channel = {r["channel"]: (r["avg_csat"], r["csat_responses"]) for r in rows(con, "SELECT * FROM service_by_channel")}
+        assert by_channel == {"chat": (5.0, 1), "call_center": (4.0, 1)}
+        assert rows(con, "SELECT csat_average FROM profiles") == [{"csat_average": 4.5}]
 
 
 def test_refunds_never_make_value_negative_silently_and_other_currencies_are_converted(tmp_path):

@@ -155,15 +155,17 @@ def test_an_events_row_gives_its_payload_as_sent_and_the_columns_read_from_it(tm
     assert row[1] == (kept["currency"] if isinstance(kept.get("currency"), str) else None)
     assert row[2] == (None if kept.get("case_id") is None else str(kept["case_id"]))
     csat = kept.get("csat")
-    assert row[3] == (None if isinstance(csat, bool) else _int_or_none(csat))  # (true is not a score of 1)
+    assert row[3] == _score_or_none(csat)
 
 
-def _int_or_none(value):  # (csat is an INTEGER column: a number outside it is no score)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
+def _score_or_none(value):  # (README, payload: csat from 1 to 5, a whole number, as a number or as text)
+    if isinstance(value, bool) or value is None:  # (true is not a score of 1)
         return None
-    return number if -2**31 <= number <= 2**31 - 1 else None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return int(number) if number.is_integer() and 1 <= number <= 5 else None
 
 
 def test_a_score_beyond_the_csat_column_is_no_score_and_does_not_fail_the_snapshot(tmp_path):
