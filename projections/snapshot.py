@@ -283,7 +283,8 @@ def _event_chunks(views: CustomerViews, chunk: int) -> Iterable[dict[str, list[A
                 payload = loads(raw)
                 case_id, currency = payload.get("case_id"), payload.get("currency")
                 amounts[k], scores[k] = _num(payload.get("amount")), csat_score(payload.get("csat"))
-                currencies[k] = currency if isinstance(currency, str) else None
+                # (a code in any case is the one the rates name: "usd" is USD)
+                currencies[k] = currency.strip().upper() or None if isinstance(currency, str) else None
                 cases[k] = None if case_id is None else str(case_id)
         yield {
             "event_id": views.ev_id[start:end], "profile_id": views.ev_profile[start:end],

@@ -163,6 +163,33 @@ def test_scores_out_of_range_count_nowhere_and_scores_as_text_count_everywhere(t
         assert rows(con, "SELECT csat_average FROM profiles") == [{"csat_average": 4.5}]
 
 
+def test_a_currency_in_lower_case_is_converted_and_order_values_and_the_model_s_counts_agree(tmp_path):
+    """100 USD, 100 EUR (no rate), 40 "usd", 60 USD on four days: "usd" was left out as another currency, the
+    segments' average order value divided by every purchase (40.0) where customer_value's divides by those whose
+    value is known, and customer_value's frequency counted the unconverted purchase's day that the model does not."""
+    from projections.metrics.predict import RFM_SQL
+
+    email = {"email": "gus@mailbox.co.uk"}
+    day = 24 * 60
+    run = configured_run(report_currency="USD").feed([
+        ev("p1", 0, channel="web", event_type="purchase", payload={"amount": 100, "currency": "USD"}, **email),
+        ev("p2", day, channel="store", event_type="purchase", payload={"amount": 100, "currency": "EUR"}, **email),
+        ev("p3", 2 * day, channel="web", event_type="purchase", payload={"amount": 40, "currency": " usd "}, **email),
+        ev("p4", 3 * day, channel="app", event_type="purchase", payload={"amount": 60, "currency": "USD"}, **email),
+        ev("later", 10 * day, channel="web", event_type="visit", **email),
+    ])
+    with snapshot_of(run, tmp_path) as con:
+        value = rows(con, "SELECT * FROM customer_value")[0]
+        assert (value["gross_revenue"], value["unconverted_amounts"], value["valued_purchases"],
+                value["average_order_value"]) == (200.0, 1, 3, 66.67)
+        segment = rows(con, "SELECT * FROM segment_comparison")[0]
+        assert segment["average_order_value"] == value["average_order_value"]
+        model = rows(con, RFM_SQL)[0]
+        assert (value["frequency"], value["recency"], value["t"]) == (model["frequency"], model["recency"], model["T"])
+        assert (model["frequency"], model["recency"], model["T"]) == (2, 3, 10)
+        assert rows(con, "SELECT currency FROM events WHERE event_id = 'p3'") == [{"currency": "USD"}]
+
+
 def test_refunds_never_make_value_negative_silently_and_other_currencies_are_converted(tmp_path):
     run = configured_run().feed([
         ev("b1", 0, channel="store", event_type="store_purchase", loyalty_id="LY-1",

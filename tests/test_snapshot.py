@@ -152,7 +152,8 @@ def test_an_events_row_gives_its_payload_as_sent_and_the_columns_read_from_it(tm
         except ValueError:
             number = None
     assert row[0] == (None if number is None else float(number))
-    assert row[1] == (kept["currency"] if isinstance(kept.get("currency"), str) else None)
+    currency = kept.get("currency")  # (README, events: upper case, as the rates name it)
+    assert row[1] == ((currency.strip().upper() or None) if isinstance(currency, str) else None)
     assert row[2] == (None if kept.get("case_id") is None else str(kept["case_id"]))
     csat = kept.get("csat")
     assert row[3] == _score_or_none(csat)

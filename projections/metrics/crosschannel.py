@@ -24,8 +24,8 @@ SELECT CASE WHEN v.channels >= 2 THEN 'cross-channel' ELSE 'single-channel' END 
        round(avg(v.purchases) FILTER (WHERE v.purchases > 0), 3) AS purchases_per_buyer,
        round(sum(v.purchases) FILTER (WHERE v.purchases > 0) * 365.0
              / nullif(sum(greatest(v.tenure_days, 1)) FILTER (WHERE v.purchases > 0), 0), 3) AS purchases_per_buyer_year,
-       round(sum(v.gross_revenue ORDER BY v.profile_id) / nullif(sum(v.purchases) FILTER (WHERE v.purchases > 0), 0), 2)
-           AS average_order_value,
+       round(sum(v.gross_revenue ORDER BY v.profile_id) / nullif(sum(v.valued_purchases), 0), 2)
+           AS average_order_value,  -- (as customer_value's: over the purchases whose value is known)
        round(avg(v.lifetime_value ORDER BY v.profile_id), 2) AS avg_lifetime_value,
        round(avg(v.lifetime_value ORDER BY v.profile_id) FILTER (WHERE v.purchases > 0), 2) AS avg_lifetime_value_per_buyer,
        round(count(*) FILTER (WHERE r.status = 'churned') / count(*), 4) AS churn_rate,

@@ -24,7 +24,8 @@ WHERE e.profile_id IS NOT NULL""")
 CUSTOMER_VALUE = View("customer_value", "One row per profile: purchases and refunds, revenue (gross, refunded, net; "
                       "lifetime_value is the net revenue, never below 0, refunds_exceed_purchases says when refunds "
                       "of purchases outside the data made it so), recency, frequency and T in days as the BG/NBD "
-                      "model counts them, tenure, average order value, and the predicted figures when a model ran.", """
+                      "model counts them (purchases whose value is known, on calendar days), tenure, the purchases "
+                      "whose value is known and their average, and the predicted figures when a model ran.", """
 WITH f AS (
   SELECT profile_id,
          count(*) FILTER (WHERE kind = 'purchase') AS purchases,
@@ -37,7 +38,10 @@ WITH f AS (
          count(*) FILTER (WHERE kind IN ('purchase', 'refund') AND unconverted) AS unconverted_amounts,
          min(ts) FILTER (WHERE kind = 'purchase') AS first_purchase,
          max(ts) FILTER (WHERE kind = 'purchase') AS last_purchase,
-         count(DISTINCT CAST(ts AS DATE)) FILTER (WHERE kind = 'purchase') AS purchase_days,
+         -- (the model's counts: purchases whose value is known, on calendar days: ``predict.RFM_SQL``)
+         min(ts) FILTER (WHERE kind = 'purchase' AND value IS NOT NULL) AS first_valued,
+         max(ts) FILTER (WHERE kind = 'purchase' AND value IS NOT NULL) AS last_valued,
+         count(DISTINCT CAST(ts AS DATE)) FILTER (WHERE kind = 'purchase' AND value IS NOT NULL) AS purchase_days,
          min(ts) AS first_seen, max(ts) AS last_seen, count(*) AS events,
          count(DISTINCT channel) AS channels
   FROM event_facts GROUP BY profile_id)
@@ -51,8 +55,9 @@ SELECT f.profile_id, p.identifier_count > 0 AS identified, f.events, f.channels,
        date_diff('day', f.first_seen, s.as_of) AS tenure_days,
        date_diff('day', f.last_purchase, s.as_of) AS days_since_purchase,
        greatest(f.purchase_days - 1, 0) AS frequency,
-       date_diff('day', f.first_purchase, f.last_purchase) AS recency,
-       date_diff('day', f.first_purchase, s.as_of) AS t,
+       date_diff('day', f.first_valued, f.last_valued) AS recency,
+       date_diff('day', f.first_valued, s.as_of) AS t,
+       f.valued_purchases,
        CASE WHEN f.valued_purchases > 0 THEN round(f.gross_revenue / f.valued_purchases, 2) END AS average_order_value,
        m.probability_alive, m.expected_purchases_90d, m.predicted_clv_12m
 FROM f CROSS JOIN metric_settings s
