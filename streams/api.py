@@ -1253,7 +1253,15 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
                    "type": str(e.get("type", ""))} for e in exc.errors()]
+        for e, raw in zip(errors, exc.errors()):
+            if e["type"] == "json_invalid":  # (said as what to fix: where the text stops being JSON)
+                why = str((raw.get("ctx") or {}).get("error", "")).strip()
+                e["msg"] = f"the body is not valid JSON{f' ({why})' if why else ''} at character {e['loc'][-1]}"
         detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if any(e["loc"][:1] == ["body"] for e in errors) and kind != "application/json":
+            detail = (f"send the body as JSON with the header Content-Type: application/json (it came as "
+                      f"{kind or 'no type'}; curl: -H 'Content-Type: application/json'); {detail}")
         return _problem(422, "invalid_request", detail, errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
@@ -1471,7 +1479,17 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
             raise _Refused(_problem(422, "invalid_request", f"the body gives {twice!r} more than once in one object: "
                                                            "give it once"))
 
-    writes = {"dependencies": [Depends(guard), Depends(one_value_a_parameter), Depends(one_value_a_key)],
+    async def may_decide(request: Request) -> None:
+        """A write is refused for want of a write key before its body is looked at (its 403 or 401 says what to do;
+        the body's errors would not)."""
+        if writer_of(request) is None:
+            if not writer_keys:
+                raise _Refused(_problem(403, "read_only", f"this API takes no decisions: start `idres serve` with "
+                                                          f"{WRITE_KEYS_ENV}=name:key,... and send a write key"))
+            raise _Refused(_problem(401, "unauthorized", "deciding needs the X-API-Key header with a write key"))
+
+    writes = {"dependencies": [Depends(guard), Depends(may_decide), Depends(one_value_a_parameter),
+                               Depends(one_value_a_key)],
               "tags": ["decisions"],
               "response_model": CommandResult,
               "status_code": 200, "responses": {**_PROBLEMS, 202: {"model": CommandResult, "description":

@@ -85,6 +85,14 @@ def test_deciding_needs_a_write_key_and_is_recorded_in_its_owners_name(served):
     twice = client.post(f"/v1/reviews/{first}", content=b'{"decision": "accept", "decision": "reject"}',
                         headers={"X-API-Key": ANA_KEY, "Content-Type": "application/json"})
     assert twice.status_code == 422 and "'decision' more than once" in twice.json()["detail"], twice.text
+    # a body sent without its type (curl -d sends a form) or cut short is refused saying what to fix
+    formless = client.post(f"/v1/reviews/{first}", content=json.dumps(verdict).encode(),
+                           headers={"X-API-Key": ANA_KEY, "Content-Type": "application/x-www-form-urlencoded"})
+    assert formless.status_code == 422 and "Content-Type: application/json" in formless.json()["detail"], formless.text
+    cut = client.post(f"/v1/reviews/{first}", content=b'{"decision": "acc',
+                      headers={"X-API-Key": ANA_KEY, "Content-Type": "application/json"})
+    assert cut.status_code == 422 and "the body is not valid JSON" in cut.json()["detail"], cut.text
+    assert "Content-Type" not in cut.json()["detail"]
     resp = client.post(f"/v1/reviews/{first}", json=verdict, headers={"X-API-Key": ANA_KEY})
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -157,6 +165,10 @@ def test_without_write_keys_the_api_takes_no_decisions(tmp_path):
     try:
         resp = httpx.post(f"{srv.base}/v1/reviews/{review}", json={"decision": "accept"}, timeout=10)
         assert resp.status_code == 403 and "IDRES_API_WRITE_KEYS" in resp.json()["detail"]
+        # (a body that is not what a verdict is, or not JSON at all, is refused for the key first: that is what to fix)
+        for body in ({"data": {"decision": "maybe"}}, {"content": b"decision=accept"}):
+            resp = httpx.post(f"{srv.base}/v1/reviews/{review}", timeout=10, **body)
+            assert resp.status_code == 403 and resp.json()["error"] == "read_only", resp.text
     finally:
         srv.stop()
 
