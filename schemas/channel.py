@@ -226,6 +226,23 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
     return _category(loc, err.get("type", "")), f"{where}: {msg}"
 
 
+def _loose_json(raw: bytes | str) -> Any:
+    """The record read as JSON however it can be, to name its event in a rejection (the standard library takes
+    what the fast reader refuses: NaN, an integer beyond 64 bits); None if it cannot be read."""
+    import json
+
+    import orjson
+
+    try:
+        return orjson.loads(raw)
+    except Exception:
+        pass
+    try:
+        return json.loads(raw)
+    except Exception:
+        return None
+
+
 def parse_event(raw: bytes | str, max_bytes: Optional[int] = None) -> ChannelEvent:
     """Parses and validates one JSON line; raises RejectedInput with a reason category and a one-line
     detail. A record longer than ``max_bytes`` is rejected without being parsed."""
@@ -240,14 +257,9 @@ def parse_event(raw: bytes | str, max_bytes: Optional[int] = None) -> ChannelEve
             if "number out of range" in msg:
                 msg += " (a number too long to read: send it as a string)"
             raise RejectedInput(NOT_JSON, detail=f"{NOT_JSON}: {msg}") from None
-        try:
-            import orjson
-
-            obj = orjson.loads(raw)
-            if isinstance(obj, dict) and isinstance(obj.get("event_id"), str):
-                event_id = obj["event_id"]
-        except Exception:
-            pass
+        obj = _loose_json(raw)
+        if isinstance(obj, dict) and isinstance(obj.get("event_id"), str):
+            event_id = obj["event_id"]
         category, detail = _first_error(exc)
         raise RejectedInput(category, event_id, detail=detail) from None
     twice = duplicate_key(raw)

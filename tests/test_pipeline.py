@@ -280,3 +280,14 @@ def test_the_command_line_and_the_log_start_without_the_engine_or_the_models():
     missing = subprocess.run([sys.executable, "-c", "import resolver; resolver.Nope"], cwd=ROOT, capture_output=True,
                              text=True)
     assert missing.returncode == 1 and "module 'resolver' has no attribute 'Nope'" in missing.stderr
+
+
+@pytest.mark.parametrize("payload, why", [(b'{"amount": NaN}', "not a finite number"),
+                                          (b'{"n": 123456789012345678901234567890}', "beyond 64 bits")])
+def test_a_record_refused_for_a_number_in_its_payload_keeps_its_event_id(payload, why):
+    # (its ID was read again with a reader that refuses such numbers too: the rejection named no event)
+    raw = (b'{"event_id": "odd-number", "occurred_at": "2025-01-01T00:00:00Z", "channel": "web", '
+           b'"event_type": "visit", "identifiers": {"email": "a.b@mailbox.org"}, "payload": ' + payload + b'}')
+    outcome = RecordPipeline().check(raw)
+    assert (outcome.kind, outcome.reason, outcome.event_id) == (REJECTED, "invalid payload", "odd-number")
+    assert why in outcome.detail
