@@ -49,10 +49,11 @@ def _progress_bar(total: Optional[int], desc: str, unit: str = "B"):
 
 
 def _has_log(data_dir: Path) -> bool:
-    """Whether ``data_dir`` holds a decision log; a ``log`` that is not a directory is damage, not an empty place."""
+    """Whether ``data_dir`` holds a decision log, or held one (its ``LOCK`` records the entries written: opening it
+    says what is missing); a ``log`` that is not a directory is damage, not an empty place."""
     from streams.log import log_dir_of
 
-    return log_dir_of(data_dir) is not None
+    return log_dir_of(data_dir) is not None or (data_dir / "LOCK").is_file()
 
 
 def _default_data_dir(existing: bool) -> Path:

@@ -91,7 +91,8 @@ class DecisionLog:
                 os.close(self._lock_fd)
                 self._lock_fd = None
                 raise LogError(f"another idres process is writing to {self.dir}; wait for it to finish") from None
-        elif log_dir_of(self.dir) is None:
+        elif log_dir_of(self.dir) is None and not (self.dir / "LOCK").is_file():
+            # (with a LOCK, a log was written here: its record says what is missing)
             raise LogError(f"no decision log in {self.dir}: run `idres ingest FILE --data-dir {self.dir}` first")
         try:
             self._open(writer)
