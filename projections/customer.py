@@ -951,6 +951,11 @@ class CustomerViews:
                                        f"after." if "claimed_by" in a else
                                        f"{a['node']} was signed in on it within {session} before.")
                     for a in attributed[:50]]
+        summary += [f"Split at event {s['event_id']} ({s['reason']}) into {', '.join(s['parts'])}." for s in splits[:50]]
+        bans = self.bans_of(pid)
+        summary += [f"Kept apart ({b['kind']}, {b['ban_id']}, by {b['by']} at {b['decided_at']}"
+                    + (f": {b['note']}" if b.get("note") else "") + f"): {', '.join(b['sides'][0])} from "
+                    f"{', '.join(b['sides'][1])}; `idres unmerge --lift {b['ban_id']} --by NAME` ends it." for b in bans[:50]]
         return {
             "profile_id": pid,
             "identifiers": identifiers,
@@ -960,7 +965,7 @@ class CustomerViews:
             "splits": splits,
             "not_linked": ignored[:200],
             "attributed": attributed[:200],
-            "bans": self.bans_of(pid),
+            "bans": bans,
             "summary": summary,
         }
 
