@@ -485,12 +485,22 @@ def _lookup_key(engine, spec: str) -> str:
     return key
 
 
+def _decider(args: argparse.Namespace) -> str:
+    """Who takes a person's decision (a verdict, an unmerge, an erasure): ``--by``, else the login name; the log
+    records it, so a command with neither is refused rather than recorded as nobody's."""
+    by = (args.by or os.environ.get("USER") or os.environ.get("LOGNAME") or "").strip()
+    if not by:
+        raise UsageError(f"say who decides with --by NAME (no $USER is set here): the decision log records who took "
+                         f"each decision, for `idres {args.command}` too")
+    return by
+
+
 def cmd_lookup(args: argparse.Namespace) -> int:
     with _engine(args, writer=False, load="views") as engine:
         key = _lookup_key(engine, args.identifier)
         found = engine.views.lookup_node(key)
         if found["status"] == "unknown":
-            print(f"idres: no customer has {_shown(key)}", file=sys.stderr)
+            print(f"idres: no customer has {_shown(key)} in {engine.data_dir}", file=sys.stderr)
             return 3
         if found["status"] == "shared":
             _print_json({"identifier": key, "status": "shared", "reason": found["reason"],
@@ -505,7 +515,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     with _engine(args, writer=False, load="views") as engine:
         view = _with_household(engine.views, engine.views.customer(args.profile_id, timeline_limit=args.timeline))
         if view is None:
-            print(f"idres: no profile {_shown(args.profile_id)}", file=sys.stderr)
+            print(f"idres: no profile {_shown(args.profile_id)} in {engine.data_dir}", file=sys.stderr)
             return 3
         _print_json(view)
     return 0
@@ -527,7 +537,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             key = _lookup_key(engine, pid)
             found = engine.views.lookup_node(key)
             if found["status"] == "unknown":
-                print(f"idres: no customer has {_shown(key)}", file=sys.stderr)
+                print(f"idres: no customer has {_shown(key)} in {engine.data_dir}", file=sys.stderr)
                 return 3
             if found["status"] == "shared":
                 if args.json:
@@ -541,7 +551,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             pid = found["profile_id"]
         result = engine.views.explain(pid)
         if result is None:
-            print(f"idres: no profile {_shown(args.profile_id)}", file=sys.stderr)
+            print(f"idres: no profile {_shown(args.profile_id)} in {engine.data_dir}", file=sys.stderr)
             return 3
         if args.json:
             _print_json(result)
@@ -642,7 +652,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     if not args.review_ids:
         raise UsageError(f"name the review(s) to {args.action}: `idres review {args.action} REVIEW_ID...` "
                          "or `--min-weight W` (list them with `idres review`)")
-    reviewer = args.by or os.environ.get("USER") or "unknown"
+    reviewer = _decider(args)
     if kafka:
         return _submit_reviews(args, reviewer)
     from resolver.decisions import record_of
@@ -748,7 +758,7 @@ def cmd_unmerge(args: argparse.Namespace) -> int:
         print(f"{len(bans)} connection ban(s){'' if args.all else ' in force'}. Lift one with "
               f"`idres unmerge --lift BAN_ID --by NAME`.")
         return 0
-    by = args.by or os.environ.get("USER") or "unknown"
+    by = _decider(args)
     if args.lift:
         if args.profile_id or args.identifiers:
             raise UsageError("`idres unmerge --lift BAN_ID` takes no profile or identifiers")
@@ -800,7 +810,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
         if not eq or not id_type.strip() or not raw.strip():
             raise UsageError(f"expected TYPE=VALUE (for example email=jane@example.com), got {spec!r}")
         pairs.append((id_type.strip(), raw))
-    by = args.by or os.environ.get("USER") or "unknown"
+    by = _decider(args)
     if _uses_kafka(args):
         from streams.commands import CommandRefused, check, scoped_erasure
 
@@ -1494,7 +1504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", type=int, default=0, help="reviews skipped before the page (default 0)")
     p.add_argument("--min-weight", type=float, help="accept|reject: every pending review weighing at least this")
     p.add_argument("--max-weight", type=float, help="with --min-weight: ... and at most this")
-    p.add_argument("--by", help="who decides (default: $USER)")
+    p.add_argument("--by", help="who decides (default: $USER; required where none is set)")
     p.add_argument("--note", help="why, kept with the verdict in the log")
     p.add_argument("--all", action="store_true", help="list decided and moot reviews too")
     p.add_argument("--json", action="store_true")
@@ -1506,7 +1516,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "lift or list bans")
     p.add_argument("profile_id", nargs="?", metavar="PROFILE_ID")
     p.add_argument("identifiers", nargs="*", metavar="TYPE=VALUE", help="the identifiers that leave the profile")
-    p.add_argument("--by", help="who decides (default: $USER)")
+    p.add_argument("--by", help="who decides (default: $USER; required where none is set)")
     p.add_argument("--note", help="why, kept with the decision in the log")
     p.add_argument("--lift", metavar="BAN_ID", help="lift a connection ban instead")
     p.add_argument("--list", action="store_true", help="list the connection bans in force")
@@ -1519,7 +1529,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("erase", help="erase the customer behind an identifier (the right to be forgotten)")
     p.add_argument("identifiers", nargs="+", metavar="TYPE=VALUE",
                    help="an identifier of the customer (the whole profile holding it is erased)")
-    p.add_argument("--by", help="who decides (default: $USER)")
+    p.add_argument("--by", help="who decides (default: $USER; required where none is set)")
     p.add_argument("--reason", help="why (a request's reference; kept in the log as written: no personal data)")
     p.add_argument("--json", action="store_true")
     data_dir(p)

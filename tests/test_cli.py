@@ -178,7 +178,11 @@ def test_a_lookup_that_finds_nobody_repeats_a_long_value_cut_short(ingested):
     proc = idres("lookup", "email=" + "z" * 900 + "@mailbox.org", "--data-dir", str(ingested[0]), check=False)
     assert proc.returncode == 3
     assert proc.stderr.startswith("idres: no customer has 'email:zzz") and "(918 characters)" in proc.stderr
-    assert len(proc.stderr) < 300
+    assert len(proc.stderr) < 300 + len(str(ingested[0]))
+    assert proc.stderr.rstrip().endswith(f" in {ingested[0]}")  # (which data directory said so)
+    for command in (["show", "p_0000000000000000"], ["explain", "p_0000000000000000"]):
+        proc = idres(*command, "--data-dir", str(ingested[0]), check=False)
+        assert proc.returncode == 3 and proc.stderr == f"idres: no profile 'p_0000000000000000' in {ingested[0]}\n"
 
 
 def test_generate_refuses_one_file_for_the_events_and_the_truth(tmp_path):

@@ -318,3 +318,16 @@ def test_lifting_a_rejected_reviews_ban_lets_the_matcher_link_the_pair_again():
     run.feed([ev("call2", 30, channel="call_center", phone="+44 7700 900123", attrs=JANE)])
     assert profile_of_key(run, PHONE) == profile_of_key(run, EMAIL)
     assert replayed(run).state.node_profile == run.resolver.state.node_profile
+
+
+@pytest.mark.parametrize("command", [["review", "reject", "r_0000000000000000"], ["unmerge", "--lift", "b_0000"],
+                                     ["erase", "email=jane.doe@example.co.uk"]])
+def test_a_person_s_decision_with_no_name_to_record_is_refused(tmp_path, command):
+    """With no --by and no $USER (a container), verdicts, unmerges and erasures were recorded as "unknown"."""
+    data = str(tmp_path / "data")
+    run_cli("ingest", str(_write(tmp_path / "first.jsonl", FIRST)), "--data-dir", data)
+    done = run_cli(*command, "--data-dir", data, check=False, env={"USER": None, "LOGNAME": None})
+    assert done.returncode == 2 and done.stderr.startswith("idres: error: say who decides with --by NAME")
+    assert done.stderr.count("\n") == 1
+    named = run_cli(*command, "--data-dir", data, check=False, env={"USER": "ana", "LOGNAME": None})
+    assert "say who decides" not in named.stderr
