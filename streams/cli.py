@@ -899,6 +899,9 @@ def cmd_changes(args: argparse.Namespace) -> int:
         log = DecisionLog(data_dir, writer=False)
         try:
             seq = args.from_seq
+            if seq > len(log):  # (as the API's 409: a position of another log, or of this one before it was rebuilt)
+                raise UsageError(f"--from {seq} is beyond this decision log's end ({len(log)} entries in {data_dir}): "
+                                 f"it was given by another log (a data directory rebuilt since?); read again from 0")
             while True:
                 for s_, entry in log.read(seq, raw=True):  # (every entry as written: a restatement's too)
                     for c in changes_of(s_, entry):

@@ -68,6 +68,15 @@ def test_the_changelog_applied_to_an_empty_table_gives_the_snapshot(data):
     again.apply([c for c in changes if c["seq"] < middle])
     again.apply(changes)
     assert again.owner == table.owner
+    # at the log's end: nothing yet; past it, a position of another log, said as the API's 409 says it
+    from streams.log import DecisionLog
+
+    with DecisionLog(Path(data_dir), writer=False) as log:
+        end = len(log)
+    assert run_cli("changes", "--from", str(end), "--data-dir", data_dir).stdout == ""
+    past = run_cli("changes", "--from", str(end + 1), "--data-dir", data_dir, check=False)
+    assert past.returncode == 2 and past.stdout == ""
+    assert past.stderr.startswith(f"idres: error: --from {end + 1} is beyond this decision log's end ({end} entries")
 
 
 def test_the_changes_of_an_entry_do_not_depend_on_anything_but_the_entry():
