@@ -34,3 +34,11 @@ def test_the_api_without_a_key_is_published_on_the_host_s_loopback_only():
     api = IDRES["api"]
     if "--no-auth" in api["command"]:
         assert api["ports"] and all(str(p).startswith("127.0.0.1:") for p in api["ports"]), api["ports"]
+
+
+def test_every_environment_variable_idres_reads_is_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    code = "\n".join(p.read_text() for d in ("streams", "projections", "resolver", "schemas")
+                     for p in (ROOT / d).rglob("*.py"))
+    read = set(re.findall(r"\bIDRES_[A-Z][A-Z_]*[A-Z]\b", code)) - {"IDRES_X"}  # (a docstring's placeholder)
+    assert len(read) > 20 and {v for v in read if v not in readme} == set()

@@ -430,7 +430,7 @@ def test_the_purchase_models_tell_steady_buyers_from_lapsed_ones(tmp_path):
     """Buyers who kept buying every week or so, buyers who bought weekly for two months a year ago and
     stopped, and buyers who bought daily for two months and went quiet 80 days ago (not yet churned by the
     90-day rule): BG/NBD must find the first alive and the others most likely gone."""
-    pytest.importorskip("pymc_marketing", reason="the clv extra is not installed: pip install 'idres[clv]'")
+    pytest.importorskip("pymc_marketing", reason="the clv extra is not installed: pip install -c constraints.txt -e '.[clv]'")
     r = random.Random(11)
     events = []
     as_of = 400

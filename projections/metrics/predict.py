@@ -7,8 +7,8 @@ lifetime value over the next 12 months, discounted at 1% a month. Both are fitte
 (deterministic: the same snapshot gives the same figures), in days, on the purchases whose amount is in the
 report currency (``event_facts.value``), one purchase per customer and day.
 
-pymc-marketing is an optional extra (``pip install 'idres[clv]'``): without it the table
-``customer_value_predicted`` is empty and ``metric_notes`` says why. Its first fit on a machine compiles
+pymc-marketing is an optional extra (``pip install -c constraints.txt -e '.[clv]'`` in the checkout): without it
+the table ``customer_value_predicted`` is empty and ``metric_notes`` says why. Its first fit on a machine compiles
 code (half a minute); later fits take seconds."""
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def available() -> Optional[str]:
     import importlib.util
 
     if importlib.util.find_spec("pymc_marketing") is None:
-        return "pymc-marketing is not installed: `pip install 'idres[clv]'` adds the predicted customer value"
+        return ("pymc-marketing is not installed: `pip install -c constraints.txt -e '.[clv]'` in the idres checkout "
+                "adds the predicted customer value")
     return None
 
 
