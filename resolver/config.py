@@ -357,7 +357,8 @@ def _region(value: Any, path: str, where: str) -> str:
     if not isinstance(value, str) or value not in phonenumbers.SUPPORTED_REGIONS:
         hint = (f' (upper case: "{value.upper()}")' if isinstance(value, str)
                 and value.upper() in phonenumbers.SUPPORTED_REGIONS else "")
-        config_error(where, path, value, f'a two-letter region code, such as "US" or "GB"{hint}')
+        config_error(where, path, value, f'a region code phone numbers are read by (ISO 3166, two letters), such as '
+                                         f'"US" or "GB"{hint}')
     return value
 
 

@@ -348,7 +348,7 @@ def test_model_json_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("mutate,message", [
-    (lambda d: d.update(format="other"), "not an idres match model"),
+    (lambda d: d.update(format="other"), "not an idres match model .*: write one with `idres train FILE.jsonl"),
     (lambda d: d.update(format_version=99), "format_version"),
     (lambda d: d.update(comparisons_version=0), "re-estimate"),
     (lambda d: d["fields"]["first_name"]["exact"].update(m=0.0), "probability"),

@@ -206,7 +206,8 @@ class MatchModel:
         """A model from ``to_dict`` output. ``check_comparisons``: refuse one estimated under other
         comparison definitions (a model file to use); off when folding a model the log recorded."""
         if not isinstance(data, Mapping) or data.get("format") != MODEL_FORMAT:
-            raise ConfigError(f"{where}: not an idres match model (format must be {MODEL_FORMAT!r})")
+            raise ConfigError(f"{where}: not an idres match model (format must be {MODEL_FORMAT!r}): write one with "
+                              f"`idres train FILE.jsonl --out model.json`, or leave match_model out")
         if data.get("format_version") != MODEL_FORMAT_VERSION:
             raise ConfigError(f"{where}: format_version {data.get('format_version')!r} is not supported "
                               f"(expected {MODEL_FORMAT_VERSION})")
