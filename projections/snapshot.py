@@ -111,11 +111,12 @@ def profiles_sql(views: CustomerViews) -> str:
     are the earliest and latest instants), events, channels and purchases, as ``CustomerViews.summary`` counts
     them."""
     kinds = ", ".join("'" + t.replace("'", "''") + "'" for t in views.config.purchase_types) or "NULL"
-    counted = {
-        "first_seen": "e.first_seen", "last_seen": "e.last_seen", "event_count": "e.event_count",
-        "channel_count": "e.channel_count", "channels": "e.channels", "purchase_count": "e.purchase_count",
+    counted = {  # (a profile with no event, an unmerge's part known by an identifier alone: counts of 0)
+        "first_seen": "e.first_seen", "last_seen": "e.last_seen", "event_count": "coalesce(e.event_count, 0)",
+        "channel_count": "coalesce(e.channel_count, 0)", "channels": "coalesce(e.channels, [])",
+        "purchase_count": "coalesce(e.purchase_count, 0)",
     }
-    select = ", ".join(counted.get(c, f"b.{c}") for c in TABLES["profiles"])
+    select = ", ".join(f"{counted[c]} AS {c}" if c in counted else f"b.{c}" for c in TABLES["profiles"])
     return f"""CREATE TABLE profiles AS SELECT {select} FROM _profile_base b LEFT JOIN (
 SELECT profile_id, min(occurred_at) AS first_seen, max(occurred_at) AS last_seen, count(*)::INTEGER AS event_count,
        count(DISTINCT channel)::INTEGER AS channel_count, list(DISTINCT channel ORDER BY channel) AS channels,
@@ -146,8 +147,6 @@ def profile_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
     none: dict[str, Any] = {}
     for pid in sorted(views.profiles):
         prof = views.profiles[pid]
-        if not prof.events:
-            continue
         ids = views.identifiers_of(prof)
         mine = rich.get(pid)
         if mine is None:  # (most profiles: nothing bought, no case, no score)

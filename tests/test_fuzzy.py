@@ -262,7 +262,7 @@ def test_review_cli_lists_accepts_and_replay_reproduces_it(tmp_path):
     first = listed[0]["review_id"]
     out = run_cli("review", "accept", first, "--by", "ana", "--note", "checked", "--data-dir", data).stdout
     assert f"{first}: linked" in out
-    again = run_cli("review", "accept", first, "--data-dir", data, check=False)
+    again = run_cli("review", "accept", first, "--by", "bo", "--data-dir", data, check=False)
     assert again.returncode == 2 and "already decided" in again.stderr and again.stderr.count("\n") == 1
     missing = run_cli("review", "accept", "--data-dir", data, check=False)
     assert missing.returncode == 2 and "name the review" in missing.stderr

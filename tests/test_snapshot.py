@@ -200,8 +200,6 @@ def test_each_profiles_row_is_the_customer_s_answer_after_merges_splits_and_an_e
         counts = snapshot.write_snapshot(views, out, predict=False)
     expected = {}
     for pid, prof in views.profiles.items():
-        if not prof.events:
-            continue
         s, g, ids = views.summary(prof), views.golden_record(prof), views.identifiers_of(prof)
         expected[pid] = {
             "first_seen": s["first_seen"], "last_seen": s["last_seen"], "event_count": s["event_count"],

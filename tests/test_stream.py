@@ -867,7 +867,7 @@ def test_review_verdicts_reach_the_decision_log_through_the_resolve_worker(kafka
         assert worker.metrics().get("idres_resolve_reviews_total") == 1
         decided_rows = json.loads(idres("review", "--all", "--json", *kafka).stdout)
         assert [(r["review_id"], r["status"], r["reviewer"]) for r in decided_rows] == [(review_id, "linked", "ana")]
-        again = idres("review", "reject", review_id, *kafka, check=False)
+        again = idres("review", "reject", review_id, "--by", "bo", *kafka, check=False)
         assert again.returncode == 2 and "already decided (linked)" in again.stderr
         # over HTTP: an unmerge with a write key goes to the resolve worker (202) and is recorded in its name
         port = free_port()

@@ -236,7 +236,7 @@ def test_cli_unmerge_lists_and_lifts_and_the_log_verifies(tmp_path):
     text = run_cli("explain", pid, "--data-dir", data).stdout
     assert "Split at event" in text and explained["splits"][0]["parts"][0] in text
     assert f"Kept apart (unmerge, {bans[0]['ban_id']}, by ana" in text and "son's phone" in text and PHONE in text
-    wrong = run_cli("unmerge", pid, "email=ann.other@mailbox.org", "--data-dir", data, check=False)
+    wrong = run_cli("unmerge", pid, "email=ann.other@mailbox.org", "--by", "ana", "--data-dir", data, check=False)
     assert wrong.returncode == 2 and wrong.stderr.startswith("idres: error:") and "is not an identifier" in wrong.stderr
     # the views rebuilt from the log, and every record (the unmerge too) re-decided, agree with the log
     replay = json.loads(run_cli("replay", "--verify", "--data-dir", data).stdout)
@@ -331,3 +331,25 @@ def test_a_person_s_decision_with_no_name_to_record_is_refused(tmp_path, command
     assert done.stderr.count("\n") == 1
     named = run_cli(*command, "--data-dir", data, check=False, env={"USER": "ana", "LOGNAME": None})
     assert "say who decides" not in named.stderr
+
+
+def test_a_part_an_unmerge_leaves_with_no_event_is_a_row_of_the_snapshot_s_profiles(tmp_path):
+    """The phone was only ever given beside the email: unmerged, its profile holds it and no event. It was in
+    the identifiers table and not in profiles (which skipped profiles without events), so the two did not join
+    and the snapshot counted one profile fewer than the API."""
+    import duckdb
+
+    data = str(tmp_path / "data")
+    run_cli("ingest", str(_write(tmp_path / "first.jsonl", FIRST)), "--data-dir", data)
+    pid = json.loads(run_cli("lookup", "email=jane.doe@example.co.uk", "--data-dir", data).stdout)["profile_id"]
+    run_cli("unmerge", pid, "phone=+44 7700 900123", "--by", "ana", "--data-dir", data)
+    part = json.loads(run_cli("lookup", "phone=+447700900123", "--data-dir", data).stdout)
+    assert part["profile_id"] != pid and part["event_count"] == 0
+    snap = tmp_path / "s.duckdb"
+    run_cli("snapshot", "--out", str(snap), "--data-dir", data)
+    with duckdb.connect(str(snap), read_only=True) as con:
+        row = con.execute("SELECT event_count, channel_count, channels, purchase_count, phones, first_seen "
+                          "FROM profiles WHERE profile_id = ?", [part["profile_id"]]).fetchall()
+        assert row == [(0, 0, [], 0, [PHONE.partition(":")[2]], None)]
+        assert con.execute("SELECT count(*) FROM identifiers WHERE profile_id NOT IN "
+                           "(SELECT profile_id FROM profiles)").fetchone() == (0,)
