@@ -96,9 +96,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _started(pid: int) -> Optional[float]:
+    """When process ``pid`` started, in seconds since the epoch, where ``/proc`` says (None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            ticks = int(f.read().rsplit(b")", 1)[1].split()[19])  # (field 22, starttime: clock ticks after boot)
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _left_by(pid: int, modified: float) -> bool:
+    """Whether the live process ``pid`` can have left an entry last modified at ``modified``: not one that
+    started after it (the number of a writer long gone, given to another process since)."""
+    if not _alive(pid):
+        return False
+    started = _started(pid)
+    return started is None or started <= modified + 2.0  # (the boot time is read to the second)
+
+
 def remove_debris(directory: Path, pattern: re.Pattern[str]) -> list[str]:
     """Removes the entries of ``directory`` whose names match ``pattern`` and were left by a process that
-    is gone: the pattern's group ``pid`` names the writer; an entry without one is removed when older than
+    is gone (or whose number a process started since has): the pattern's group ``pid`` names the writer; an entry without one is removed when older than
     ``DEBRIS_MIN_AGE``. Returns the names removed."""
     removed = []
     try:
@@ -113,7 +134,7 @@ def remove_debris(directory: Path, pattern: re.Pattern[str]) -> list[str]:
         pid = m.groupdict().get("pid")
         try:
             if pid is not None and pid.isdigit():
-                if _alive(int(pid)):
+                if _left_by(int(pid), entry.stat(follow_symlinks=False).st_mtime):
                     continue
             elif now - entry.stat(follow_symlinks=False).st_mtime < DEBRIS_MIN_AGE:
                 continue

@@ -8,6 +8,8 @@ import os
 import pickle
 import shutil
 import stat
+import subprocess
+import time
 
 import orjson
 import pytest
@@ -199,9 +201,19 @@ def test_debris_of_killed_runs_is_removed_by_the_next(data, tmp_path):
     (rows / "profiles.jsonl").write_text('{"email": "customer3@mailbox.org"}\n')
     mine = data / f".checkpoint.pickle.{os.getpid()}.tmp"  # a live writer's: kept
     mine.write_bytes(b"in progress")
-    with EmbeddedEngine(data):
-        pass
-    assert not leftovers[0].exists() and mine.exists()
+    # a writer long gone whose number a live process has now (this one, started since): it held the customer
+    # readable, and was kept for as long as that process lived
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        reused = data / f".checkpoint.pickle.{sleeper.pid}.tmp"
+        reused.write_bytes(b"zebulon quixtable")
+        os.utime(reused, (time.time() - 3600, time.time() - 3600))
+        with EmbeddedEngine(data):
+            pass
+        assert not leftovers[0].exists() and mine.exists() and not reused.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
     run_cli("snapshot", "--out", str(tmp_path / "customers.duckdb"), "--data-dir", str(data))
     assert not any(p.exists() for p in leftovers) and not rows.exists()
     assert (tmp_path / "customers.duckdb").exists()
