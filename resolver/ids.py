@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import re
+import unicodedata
 import zlib
 from datetime import timezone
 from sys import intern
@@ -18,21 +18,23 @@ ERASED = "erased~"
 
 
 # What an identifier type's name may not hold: the ':' that ends it in a node key (type "member_no:a" with value
-# "b" would be type "member_no" with value "a:b"), white space, and control or invisible format characters.
-_NOT_IN_TYPE = re.compile(r"[:\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# "b" would be type "member_no" with value "a:b"), and characters that cannot be told apart when read: controls,
+# invisible formatting (bidi marks and isolates, zero widths, tags), separators other than a plain space
+_INVISIBLE = frozenset(("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"))
 
 
 def type_name_problem(id_type: str) -> str | None:
     """Why ``id_type`` cannot name an identifier type (its values would be read as another type's, or it is
-    the anonymous records' own), or None."""
+    the anonymous records' own, or it holds what cannot be seen), or None."""
     if id_type == RECORD_TYPE:
         return f"identifier type {RECORD_TYPE!r} is reserved for anonymous records; send it under another name"
-    bad = _NOT_IN_TYPE.search(id_type)
-    if bad is not None:
-        what = "':'" if bad.group() == ":" else "white space" if bad.group().isspace() else \
-            f"the character U+{ord(bad.group()):04X}"
-        return (f"identifier type {id_type!r} holds {what} (a type's name has no ':', white space or control "
-                "characters); send it under another name")
+    if id_type.isascii() and id_type.isprintable() and ":" not in id_type:
+        return None  # (the usual name: printable ASCII, spaces included)
+    for c in id_type:
+        if c == ":" or (c != " " and unicodedata.category(c) in _INVISIBLE):
+            what = "':'" if c == ":" else f"the character U+{ord(c):04X}"
+            return (f"identifier type {id_type!r} holds {what} (a type's name has no ':', control, invisible or "
+                    "separator character but the space); send it under another name")
     return None
 
 
