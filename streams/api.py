@@ -1451,16 +1451,19 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
             return _problem(401, "unauthorized", "deciding needs the X-API-Key header with a write key")
         from streams.commands import CommandRefused, check, scoped_erasure
 
-        with follower.lock:  # (refused here without the writer's lock: the command checks again when it runs)
-            try:
+        def checked() -> list[dict[str, Any]]:
+            with follower.lock:  # (refused here without the writer's lock: the command checks again when it runs)
                 for item in items:
                     check(item, follower.views, follower.config)
-            except CommandRefused as exc:
-                return _problem(exc.status, exc.code, exc.detail)
-            # an erasure names what the views hold of the customer (a Kafka resolve worker has no views)
-            items = [scoped_erasure(item, follower.views, follower.config) if item["command"] == "erase" else item
-                     for item in items]
+                # an erasure names what the views hold of the customer (a Kafka resolve worker has no views)
+                return [scoped_erasure(item, follower.views, follower.config) if item["command"] == "erase" else item
+                        for item in items]
+
         loop = asyncio.get_running_loop()
+        try:  # (in a thread: an erasure searches every rejected record, and other requests go on meanwhile)
+            items = await loop.run_in_executor(None, checked)
+        except CommandRefused as exc:
+            return _problem(exc.status, exc.code, exc.detail)
         status = "recorded" if commands.accepted_status == 200 else "submitted"
         out: dict[str, Any] = {"status": status, "by": by, "decisions": []}
         if items:

@@ -14,6 +14,7 @@ import os
 import hashlib
 import re
 import time
+import unicodedata
 from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -1003,8 +1004,15 @@ def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
     values = [v for v in values if len(v) >= 4]
     regions = erased_regions(normalizer, nodes)
     numbers = national_numbers(normalizer, nodes)
-    written_types = sorted({t for t, _, _ in (k.partition(":") for k in nodes)
-                            if t != RECORD_TYPE and normalizer.config.rule(t).kind != "phone"})
+    # (the types whose values a word of a rejected record may give in another form, each with what any such form
+    # holds, letters and digits alone: an email's local part, another value whole)
+    written: dict[str, list[str]] = {}
+    for t, _, v in (k.partition(":") for k in nodes):
+        kind = normalizer.config.rule(t).kind
+        if t != RECORD_TYPE and kind != "phone" and not is_erased(f"{t}:{v}"):
+            core = _alnum(v.rpartition("@")[0] if kind == "email" else v)
+            if core:
+                written.setdefault(t, []).append(core)
     rejected = []
     for d in views.rejected:
         if d.get("event_id") in events:
@@ -1014,33 +1022,59 @@ def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
         text = raw.casefold()
         if any(v in text for v in values) or _names(raw, normalizer, regions) & erased or \
                 (numbers and any(_DIGITS.sub("", m).endswith(numbers) for m in _NUMBER_WRITTEN.findall(raw))) or \
-                _written_anyhow(raw, normalizer, erased, written_types):
+                _written_anyhow(raw, normalizer, erased, written):
             rejected.append(d["key"])
     return sorted(events), rejected, [list(u) for u in sorted(unusable)]
 
 
 _NUMBER_WRITTEN = re.compile(r"\d[\d ().\-/]{5,}\d")  # a phone number as written, separators and all
-_BETWEEN_WORDS = re.compile(r"[\s\"'`{}\[\](),;<>|\\]+")  # (what no email, loyalty number or handle holds)
+_BETWEEN_WORDS = re.compile(r"[\s\"'`{}\[\](),;<>|=&?!\\]+")  # (what no email, loyalty number or handle holds)
 _ESCAPED = re.compile(r"\\u([0-9a-fA-F]{4})")
+_JSON_ESCAPE = re.compile(r"\\[nrtbf\"/\\]")  # (a JSON string's escapes: each stands for a character between words)
+_NOT_ALNUM_ASCII = re.compile(r"[^0-9a-z]+")
 
 
-def _written_anyhow(raw: str, normalizer: Any, erased: set[str], types: list[str]) -> bool:
+def _alnum(text: str) -> str:
+    """The letters and digits of ``text``, folded (case, accents): what every form of a value that reads as
+    another holds in the same order, whatever stands between (dots, dashes, a tag after them)."""
+    if text.isascii():
+        return _NOT_ALNUM_ASCII.sub("", text.lower())
+    return "".join(c for c in unicodedata.normalize("NFKD", text.casefold()) if c.isalnum())
+
+
+def _written_anyhow(raw: str, normalizer: Any, erased: set[str], written: dict[str, list[str]]) -> bool:
     """Whether a rejected record's text gives an erased identifier in any form its type reads as that one (an
-    email's dots, tag, case or domain alias, a loyalty number's prefix or separators; escaped as JSON or not),
-    wherever it stands (a record cut short, an array, identifiers given as a list): each word of the text read
-    as each of ``types``, the types of the identifiers erased (phones are found by their digits)."""
-    if not types:
+    email's dots, tag, case or domain alias, a loyalty number's prefix or separators; escaped as JSON or as a URL
+    or not), wherever it stands (a record cut short, an array, identifiers as a list, a form, a sentence): each
+    word of the text that holds the letters and digits of an erased value (``written``: by type) is read as that
+    type. A text that holds none of them is passed over at once."""
+    if not written:
         return False
-    text = _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), raw) if "\\u" in raw else raw
+    text = raw
+    if "\\" in text:
+        text = _JSON_ESCAPE.sub(" ", _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), text))
+    if "%" in text:
+        from urllib.parse import unquote
+
+        text = unquote(text)  # (not unquote_plus: a '+' is an email's tag)
+    flat = _alnum(text)
+    if not any(core in flat for cores in written.values() for core in cores):
+        return False
     for word in set(_BETWEEN_WORDS.split(text)):
+        word = word.strip(".,:;")
         if len(word) < 3:
             continue
-        for id_type in types:
+        letters = _alnum(word)
+        for id_type, cores in written.items():
+            if not any(core in letters for core in cores):
+                continue
             for candidate in (word, word.partition(":")[2]) if ":" in word else (word,):
                 key, _ = normalizer.node_key(id_type, candidate)
                 if key is not None and key in erased:
                     return True
     return False
+
+
 _DIGITS = re.compile(r"\D")
 
 

@@ -1155,14 +1155,17 @@ def test_rejected_records_giving_the_erased_identifiers_in_other_forms_are_erase
         json.dumps({"event_id": "listed", "occurred_at": "2025-01-01T00:00:00Z", "channel": "web",
                     "event_type": "visit", "identifiers": ["Zora.Quenby@gmail.com"]}),
         '{"event_id": "escaped", "identifiers": {"email": "zora.quenby\\u0040gmail.com"}, "occurred_at": 5}',
+        '{"event_id": "note", "payload": {"note": "call back\\nZora.Quenby+x@gmail.com"}, "occurred_at": 5}',
+        '{"event_id": "sentence", "payload": {"note": "wrote from zora.quenby@gmail.com."}, "occurred_at": 5}',
+        'event_id=form&email=Zora.Quenby%2Bx%40gmail.com&occurred_at=soon',
         '{"event_id": "other", "identifiers": {"email": "zed.quill@gmail.com", "loyalty_id": "LY-5555-1235"',
     ]) + "\n")
     with EmbeddedEngine(data) as engine:
         engine.ingest_file(path)
-        assert len(engine.views.rejected) == 6
+        assert len(engine.views.rejected) == 9
         erased = [d for d in engine.erase([("email", "zoraquenby@gmail.com")], "dpo")
                   if d["type"] == "customer_erased"][0]
-        assert len(erased["rejected"]) == 5
+        assert len(erased["rejected"]) == 8
     with DecisionLog(data, writer=False) as log:
         text = _log_text(log).lower()
     assert "quenby" not in text and "5555-1234" not in text and "9 elm" not in text
