@@ -188,6 +188,10 @@ def test_a_currency_in_lower_case_is_converted_and_order_values_and_the_model_s_
         assert (value["frequency"], value["recency"], value["t"]) == (model["frequency"], model["recency"], model["T"])
         assert (model["frequency"], model["recency"], model["T"]) == (2, 3, 10)
         assert rows(con, "SELECT currency FROM events WHERE event_id = 'p3'") == [{"currency": "USD"}]
+    # a rate configured in lower case converts the codes sent in any case
+    with snapshot_of(run, tmp_path / "rated", exchange_rates={"eur": 2.0}) as con:
+        value = rows(con, "SELECT * FROM customer_value")[0]
+        assert (value["gross_revenue"], value["unconverted_amounts"], value["valued_purchases"]) == (400.0, 0, 4)
 
 
 def test_refunds_never_make_value_negative_silently_and_other_currencies_are_converted(tmp_path):

@@ -49,7 +49,7 @@ def write_settings(con: Any, views: "CustomerViews") -> Optional[str]:
                 [at, currency, cfg.churn_days, cfg.at_risk_gap_ratio, cfg.at_risk_probability, cfg.stale_case_days,
                  cfg.programme_cost])
     con.execute("CREATE TABLE currency_rates (currency VARCHAR PRIMARY KEY, rate DOUBLE)")
-    rates = dict(cfg.exchange_rates)
+    rates = {code.strip().upper(): rate for code, rate in cfg.exchange_rates.items()}  # (as the events' codes)
     if currency is not None:
         rates[currency] = 1.0
     if rates:
