@@ -29,6 +29,7 @@ UNKNOWN = 1 << 62  # (the stamp of a change whose events are not known: later th
 # twice the names it holds (and this many), the older half of the notes is dropped: the store then cannot say what
 # was written by events before the newest stamp dropped, and a restatement from before it loads the shards anew.
 WRITTEN_SLACK = 65_536
+WRITTEN_PER_NAME = 2  # (notes kept per name held)
 
 
 def value_name(key: tuple[str, str]) -> str:
@@ -113,16 +114,20 @@ class PartStore:
         return [name for name, at in self.written.items() if at > position]
 
     def _forget_older_notes(self) -> None:
-        """Drops the older half of ``written`` (by stamp), so that the notes stay within twice the most names held
-        (and ``WRITTEN_SLACK``) however many names were written and are gone since the store was loaded."""
+        """Drops the older half of ``written`` (by stamp) once the notes outnumber twice the names held (and
+        ``WRITTEN_SLACK``), so that they stay within twice the most names held however many names were written
+        and are gone since the store was loaded."""
         written = self.written
+        held = len(self.nodes) + len(self.profiles) + len(self.aliases) + len(self.blocks) + len(self.values)
+        if len(written) <= WRITTEN_PER_NAME * held:  # (a store loaded with many names: its notes may grow as far)
+            self._notes_limit = WRITTEN_PER_NAME * held
+            return
         stamps = sorted(at for at in written.values() if at != UNKNOWN)
         if stamps:
             horizon = stamps[len(stamps) // 2]
             self.written = {name: at for name, at in written.items() if at > horizon}
             self.forgotten = max(self.forgotten, horizon)
-        held = len(self.nodes) + len(self.profiles) + len(self.aliases) + len(self.blocks) + len(self.values)
-        self._notes_limit = max(WRITTEN_SLACK, 2 * held, 2 * len(self.written))
+        self._notes_limit = max(WRITTEN_SLACK, WRITTEN_PER_NAME * held, 2 * len(self.written))
 
     def put(self, patch: Patch, stamp: int) -> None:
         """Replaces the parts ``patch`` holds (this shard's share of it: ``route_patch``), and drops the names it

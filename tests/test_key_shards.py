@@ -845,6 +845,22 @@ def test_a_store_keeps_few_notes_of_what_was_written_and_answers_exactly_or_not_
         owner.WRITTEN_SLACK = old
 
 
+def test_a_store_holding_many_names_keeps_its_notes_up_to_twice_their_number(monkeypatch):
+    """A store loaded with many names dropped notes once they passed ``WRITTEN_SLACK`` alone; it keeps them up to
+    twice the names it holds."""
+    import resolver.owner as owner
+    from resolver.partition import Patch
+
+    monkeypatch.setattr(owner, "WRITTEN_SLACK", 8)
+    store = owner.PartStore(0, 1)
+    store.put(Patch(aliases={f"a{i}": "p_x" for i in range(1000)}), 1)
+    for i in range(999):  # (names gone that it never held: notes, not names)
+        store.put(Patch(gone_aliases=[f"g{i}"]), 2 + i)
+    assert len(store.written) == 1999 and store.forgotten == -1 and len(store.written_since(0)) == 1999
+    store.put(Patch(gone_aliases=["g-last", "g-after"]), 5000)
+    assert store.forgotten > 0 and len(store.written) <= 2001 // 2 + 1
+
+
 def test_a_restatement_from_before_what_the_owners_still_note_is_refused_and_a_new_load_decides_on(monkeypatch):
     """With the notes kept short, a straggler's restatement is still followed; one from further back than the
     owners note is refused (``ValueError``, nothing changed), and shards loaded anew from the restated state go
@@ -852,16 +868,23 @@ def test_a_restatement_from_before_what_the_owners_still_note_is_refused_and_a_n
     import resolver.owner as owner
     from streams.shards import in_order
 
-    monkeypatch.setattr(owner, "WRITTEN_SLACK", 64)
+    monkeypatch.setattr(owner, "WRITTEN_SLACK", 1000)
+    monkeypatch.setattr(owner, "WRITTEN_PER_NAME", 0)  # (notes dropped past the slack alone: a short history)
     records = with_noise(corpus(random.Random(43), 1500, people=1200), random.Random(43))
     config = ResolverConfig()
     keyed = LocalKeyShards(config, 2, 64)
     keyed.decide(records[:-40])
     assert all(store.forgotten > 0 for store in keyed.stores)
-    assert all(len(store.written) <= 2 * max(64, len(store.nodes) + len(store.profiles) + len(store.aliases)
-                                             + len(store.blocks) + len(store.values)) for store in keyed.stores)
-    whole, touched, since = _restated_whole(config, records[:-50], records[-50:-40])
-    assert since >= max(store.forgotten for store in keyed.stores)
+    assert all(len(store.written) <= 2 * 1000 for store in keyed.stores)
+    horizon = max(store.forgotten for store in keyed.stores)  # (notes are exact from here on)
+    probe, reached = Resolver(config), []  # (the log's position after each record: not every record is an entry)
+    for r in records[:-40]:
+        in_order([r], probe)
+        reached.append(probe.state.position)
+    k = next(i for i, at in enumerate(reached) if at >= horizon) + 1
+    assert 0 < horizon and k < len(records) - 40
+    whole, touched, since = _restated_whole(config, records[:k], records[k:-40])
+    assert since >= horizon
     keyed.follow(whole.state, since, touched)
     _assert_owners_hold(keyed, whole.state, 2)
     early = records[:100]
