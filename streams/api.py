@@ -100,6 +100,7 @@ PAUSE = 1.0  # after each batch, the follower rests this many times as long as t
 MAX_TIMELINE = 500
 SWITCH_INTERVAL = 0.0002  # seconds; see serve()
 LOAD_RETRY_MAX = 30.0  # seconds between attempts to load the views when the log cannot be read (a broker not up yet)
+ERASURE_GRACE = 10.0  # seconds an erasure may wait for its keys to be shredded before the views answer nothing
 # Households are recomputed (a pass over every event: ~0.1 s per 50,000 events) after new log entries
 # are folded, at most once per this many seconds counted from the end of the previous computation (so
 # while entries keep arriving, at most computation/(computation + this) of the follower's time goes to
@@ -156,6 +157,10 @@ class Follower:
         self.ready = threading.Event()
         self.error: Optional[str] = None
         self.gone: Optional[str] = None  # why the views are no longer answered from (their source is gone)
+        # an erasure logged whose keys are not shredded: the views stop before it, and still hold the customer it
+        # erases; past ``ERASURE_GRACE`` (a command that erased and stopped part way) nothing is answered from them
+        self.erasure_pending_since: Optional[float] = None
+        self.unfinished: Optional[str] = None
         self.log: Optional[DecisionLog] = None
         self.log_length = 0  # entries in the log at the last look (Kafka: an estimate, see KafkaFollower.poll)
         self.lag_messages = 0  # Kafka: decision-log messages not yet folded
@@ -278,6 +283,7 @@ class Follower:
                         # its keys not yet shredded: the views stop before it, and a look waits for them
                         log.sealer.forget()
                         stop = seq
+                        self._erasure_pending(at_load=True)
                         break
                     if start > 0:  # (the views folded from, kept or the checkpoint's, hold what it erased)
                         log.close()
@@ -286,6 +292,8 @@ class Follower:
                 self.applied += 1
         keep_frozen()  # what was loaded lives as long as the process: keep the collector off it
         self.rebuild_seconds = time.monotonic() - started
+        if stop is None:
+            self.erasure_pending_since = self.unfinished = None
         with self.lock:
             old, self.log = self.log, log
             self.views = views
@@ -329,6 +337,7 @@ class Follower:
                     n += self._apply(batch)
                     if not all(is_erased(k) for k in erased["nodes"]):
                         log.sealer.forget()  # (not yet shredded: look again on the next poll)
+                        self._erasure_pending()
                         return n
                     self.load(after=entry[0])
                     self.refresh_households(force=True)
@@ -362,6 +371,17 @@ class Follower:
             n += self._apply(batch)
         keep_frozen()
         return n
+
+    def _erasure_pending(self, at_load: bool = False) -> None:
+        """An erasure is logged and its keys are not shredded: the command erasing is between the two, or stopped
+        there. Past ``ERASURE_GRACE`` (at once when the server starts on it), the views, which hold the customer
+        it erases, answer nothing until a writer finishes it."""
+        now = time.monotonic()
+        if self.erasure_pending_since is None:
+            self.erasure_pending_since = now
+        if at_load or now - self.erasure_pending_since >= ERASURE_GRACE:
+            self.unfinished = (f"an erasure logged in {self.data_dir} is not finished (the command that erased "
+                               f"stopped part way): run `idres replay --data-dir {self.data_dir}`, which finishes it")
 
     def _keep_views(self, log: DecisionLog) -> None:
         """Keeps the views (pickled) when it is time to: ``rewind_every`` entries and a quarter of the log after
@@ -1075,7 +1095,7 @@ class _FastLookup:
         if scope.get("method") != "GET" or scope.get("path") != "/v1/lookup":
             return None
         follower = self.follower
-        if not follower.ready.is_set() or follower.gone is not None:
+        if not follower.ready.is_set() or follower.gone is not None or follower.unfinished is not None:
             return None
         if self.expected is not None:
             given = b""
@@ -1245,6 +1265,8 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
                 raise _Refused(_problem(503, "not_ready", f"the customer views cannot be loaded yet ({follower.error}); "
                                                           "idres serve keeps trying: see its standard error"))
             raise _Refused(_problem(503, "not_ready", "the customer views are still loading; retry shortly"))
+        if follower.unfinished is not None:
+            raise _Refused(_problem(503, "erasure_unfinished", follower.unfinished))
         if follower.gone is not None:
             raise _Refused(_problem(503, "source_gone", f"{follower.gone}; restart `idres serve` on a data "
                                                         "directory that holds a decision log"))
@@ -1545,6 +1567,8 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
             seq = follower.views.seq
         body = {"log_entries": follower.log_length, "applied_seq": seq,
                 "lag_entries": max(0, follower.log_length - seq)}
+        if follower.unfinished is not None:
+            return JSONResponse({"status": "failing", "detail": follower.unfinished, **body}, status_code=503)
         if follower.ready.is_set() and follower.running and follower.error is None:
             return {"status": "ready", **body}
         if follower.error is not None:

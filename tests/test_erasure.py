@@ -10,6 +10,7 @@ import pickle
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -1228,3 +1229,46 @@ def test_readers_refuse_a_directory_whose_erasure_stopped_before_its_keys_went_u
     _cli("snapshot", "--out", str(snap), "--data-dir", str(data))
     assert [s for s in SECRETS if s in _snapshot_text(snap)] == []
     assert _found(data, SECRETS) == {}
+
+
+def test_the_api_answers_nothing_from_views_holding_a_customer_an_unfinished_erasure_erases(ingested, monkeypatch):
+    """Served on a directory whose erasure stopped before its keys went, the API was ready and answered the
+    erased customer's lookup whole (its views stop before the erasure). It now answers 503 saying how to finish
+    it, and once a writer has, answers as after any erasure."""
+    import httpx
+
+    from tests.test_api import Server
+
+    _, _, data, _, _ = ingested
+    with EmbeddedEngine(data) as engine:
+        def killed(*args, **kwargs):
+            raise _Killed()
+
+        monkeypatch.setattr(engine.log, "shred", killed)
+        with pytest.raises(_Killed):
+            engine.erase([("phone", "+44 7700 900461")], "dpo")
+    srv = Server(data)  # (not ready until the erasure is finished: waited for by its liveness)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{srv.base}/readyz", timeout=1).json().get("status") != "loading":
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        ready = httpx.get(f"{srv.base}/readyz", timeout=5)
+        assert ready.status_code == 503 and "idres replay" in ready.json()["detail"]
+        found = httpx.get(f"{srv.base}/v1/lookup", params={"type": "email", "value": "zq.mail@quixmail.co.uk"},
+                          timeout=5)
+        assert found.status_code == 503 and found.json()["error"] == "erasure_unfinished"
+        assert "zebulon" not in found.text.lower()
+        _cli("replay", "--data-dir", str(data))
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{srv.base}/readyz", timeout=5).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        gone = httpx.get(f"{srv.base}/v1/lookup", params={"type": "email", "value": "zq.mail@quixmail.co.uk"},
+                         timeout=5)
+        assert gone.status_code == 404, gone.text
+    finally:
+        srv.stop()
