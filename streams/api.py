@@ -1281,7 +1281,9 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
                 e["msg"] = f"the body is not valid JSON{f' ({why})' if why else ''} at character {e['loc'][-1]}"
         detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if any(e["loc"][:1] == ["body"] for e in errors) and kind != "application/json":
+        if any(e["loc"][:1] == ["body"] for e in errors) and not (kind == "application/json"
+                                                                  or (kind.startswith("application/")
+                                                                      and kind.endswith("+json"))):
             detail = (f"send the body as JSON with the header Content-Type: application/json (it came as "
                       f"{kind or 'no type'}; curl: -H 'Content-Type: application/json'); {detail}")
         return _problem(422, "invalid_request", detail, errors=errors)

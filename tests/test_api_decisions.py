@@ -93,6 +93,9 @@ def test_deciding_needs_a_write_key_and_is_recorded_in_its_owners_name(served):
                       headers={"X-API-Key": ANA_KEY, "Content-Type": "application/json"})
     assert cut.status_code == 422 and "the body is not valid JSON" in cut.json()["detail"], cut.text
     assert "Content-Type" not in cut.json()["detail"]
+    typed = client.post(f"/v1/reviews/{first}", content=b'{"note": "no decision"}',  # (JSON by another name)
+                        headers={"X-API-Key": ANA_KEY, "Content-Type": "application/merge-patch+json"})
+    assert typed.status_code == 422 and "Content-Type" not in typed.json()["detail"], typed.text
     resp = client.post(f"/v1/reviews/{first}", json=verdict, headers={"X-API-Key": ANA_KEY})
     assert resp.status_code == 200, resp.text
     body = resp.json()
