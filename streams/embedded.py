@@ -876,18 +876,20 @@ class EmbeddedEngine:
             self.shred(*pending)
 
     def _pending_erasures(self) -> list[dict[str, Any]]:
-        """The erasures logged whose keys were not all shredded."""
+        """The erasures logged whose keys were not all shredded, and those logged after the checkpoint the state
+        was loaded from (an erasure writes a checkpoint after itself: one from before it holds what it erased
+        readable, as a run of a version that shredded the keys first left it when stopped in between)."""
         if self._views_are_the_checkpoint_s() and self._checkpoint_info.get("pending_erasures") == 0:
             return []  # (the checkpoint says none is pending)
-        if self._views_later and (self.checkpoint_seq == 0
-                                                          or self._checkpoint_info.get("pending_erasures") == 0):
+        since = self.checkpoint_seq
+        if self._views_later and (since == 0 or self._checkpoint_info.get("pending_erasures") == 0):
             # (views left for later, and no checkpoint or none pending at it: those logged since, from the log alone)
-            logged = (erasure_of(entry) for _, entry in self.log.read(self.checkpoint_seq))
-            return [d for d in logged if d is not None and not all(map(is_erased, d["nodes"]))]
+            logged = (erasure_of(entry) for _, entry in self.log.read(since))
+            return [d for d in logged if d is not None and (since > 0 or not all(map(is_erased, d["nodes"])))]
         if self._views is None and not self._views_later:
             return []  # (a reader of the resolver's state alone)
         return [erasure_of(next(entry for _, entry in self.log.read(e["seq"], e["seq"] + 1)))
-                for e in self.views.erasures if e.get("pending")]
+                for e in self.views.erasures if e.get("pending") or (since > 0 and e["seq"] >= since)]
 
     # ------------------------------------------------------------------------------------ verify
     @contextlib.contextmanager

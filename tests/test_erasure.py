@@ -1272,3 +1272,28 @@ def test_the_api_answers_nothing_from_views_holding_a_customer_an_unfinished_era
         assert gone.status_code == 404, gone.text
     finally:
         srv.stop()
+
+
+def test_a_checkpoint_from_before_an_erasure_is_never_used_and_the_next_writer_removes_it(ingested, tmp_path):
+    """A version that shredded the keys first, stopped before it wrote the checkpoint again, left one from
+    before the erasure holding the customer readable; the next run took it up and kept it (as the previous
+    checkpoint). Readers now refuse it, and the next writer folds the state from the log and removes it."""
+    import shutil
+
+    root, _, data, _, ann = ingested
+    before = tmp_path / "before.pickle"
+    shutil.copy(data / "checkpoint.pickle", before)
+    _cli("erase", "phone=+44 7700 900461", "--by", "dpo", "--data-dir", str(data))
+    shutil.copy(before, data / "checkpoint.pickle")  # (as that version left it)
+    assert _found(data, SECRETS)
+    done = _cli("lookup", "email=ann.other@mailbox.org", "--data-dir", str(data), check=False)
+    assert done.returncode == 2 and "idres replay" in done.stderr and done.stdout == ""
+    new = tmp_path / "new.jsonl"
+    new.write_text(json.dumps(_event("zeb-again", 9, {"email": "zq.mail@quixmail.co.uk"}, {})) + "\n")
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(new)
+        found = engine.views.lookup_node("email:zq.mail@quixmail.co.uk")
+        assert found["status"] == "found" and len(engine.views.profiles[found["profile_id"]].events) == 1
+        assert engine.views.lookup_node("email:ann.other@mailbox.org")["profile_id"] == ann
+    assert _found(data, [s for s in SECRETS if s != "zq.mail@quixmail.co.uk"]) == {}
+    assert json.loads(_cli("replay", "--verify", "--data-dir", str(data)).stdout)["decisions_reproduced"]
