@@ -1177,6 +1177,18 @@ class _Killed(BaseException):
     """The process killed at that point (nothing catches it)."""
 
 
+def _erasure_killed(data, monkeypatch, where: str) -> None:
+    """Zeb's erasure, the process killed where the engine calls ``where`` (``rebuild``, ``log.shred``)."""
+    def killed(*args, **kwargs):
+        raise _Killed()
+
+    with EmbeddedEngine(data) as engine:
+        owner, _, name = where.rpartition(".")
+        monkeypatch.setattr(getattr(engine, owner) if owner else engine, name, killed)
+        with pytest.raises(_Killed):
+            engine.erase([("phone", "+44 7700 900461")], "dpo")
+
+
 def test_an_erasure_stopped_once_the_keys_were_shredded_leaves_nothing_readable_and_the_next_run_goes_on(ingested,
                                                                                                         monkeypatch):
     """Killed after the keys went and before the checkpoint was written again, an erasure left the checkpoint
@@ -1185,13 +1197,7 @@ def test_an_erasure_stopped_once_the_keys_were_shredded_leaves_nothing_readable_
     profile. The checkpoints now go before the keys do."""
     _, _, data, _, ann = ingested
     assert _found(data, SECRETS)
-    with EmbeddedEngine(data) as engine:
-        def killed(*args, **kwargs):
-            raise _Killed()
-
-        monkeypatch.setattr(engine, "rebuild", killed)
-        with pytest.raises(_Killed):
-            engine.erase([("phone", "+44 7700 900461")], "dpo")
+    _erasure_killed(data, monkeypatch, "rebuild")
     assert _found(data, SECRETS) == {}
     new = data.parent / "new.jsonl"
     new.write_text(json.dumps(_event("zeb-again", 9, {"email": "zq.mail@quixmail.co.uk"}, {})) + "\n")
@@ -1211,13 +1217,7 @@ def test_readers_refuse_a_directory_whose_erasure_stopped_before_its_keys_went_u
     erases: lookups found nothing, but a snapshot wrote the customer's identifiers out. Readers of the state now
     refuse, saying how to finish it; `idres replay` does, and a snapshot after holds none of it."""
     _, _, data, _, _ = ingested
-    with EmbeddedEngine(data) as engine:
-        def killed(*args, **kwargs):
-            raise _Killed()
-
-        monkeypatch.setattr(engine.log, "shred", killed)
-        with pytest.raises(_Killed):
-            engine.erase([("phone", "+44 7700 900461")], "dpo")
+    _erasure_killed(data, monkeypatch, "log.shred")
     snap = tmp_path / "s.duckdb"
     for command in (["snapshot", "--out", str(snap)], ["lookup", "email=ann.other@mailbox.org"]):
         done = _cli(*command, "--data-dir", str(data), check=False)
@@ -1240,13 +1240,7 @@ def test_the_api_answers_nothing_from_views_holding_a_customer_an_unfinished_era
     from tests.test_api import Server
 
     _, _, data, _, _ = ingested
-    with EmbeddedEngine(data) as engine:
-        def killed(*args, **kwargs):
-            raise _Killed()
-
-        monkeypatch.setattr(engine.log, "shred", killed)
-        with pytest.raises(_Killed):
-            engine.erase([("phone", "+44 7700 900461")], "dpo")
+    _erasure_killed(data, monkeypatch, "log.shred")
     srv = Server(data)  # (not ready until the erasure is finished: waited for by its liveness)
     try:
         deadline = time.monotonic() + 30
