@@ -10,8 +10,8 @@ by its input (a file by its first 64 KiB, not its name), its line and its conten
 from __future__ import annotations
 
 import contextlib
-import os
 import hashlib
+import os
 import re
 import time
 import unicodedata
