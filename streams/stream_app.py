@@ -75,6 +75,13 @@ END_FETCH_WAIT_MS = 50
 ENTRIES_HEAD = b'{"v":%d,"k":1,"entries":[' % DECISION_SCHEMA_VERSION
 
 
+# what a dead letter keeps of a rejected record: within the message a broker takes by default (1 MB and a little),
+# with room for its headers
+DEAD_LETTER_BYTES = 1_000_000
+DEAD_LETTER_KEY_BYTES = 16_384
+DEAD_LETTER_DETAIL_BYTES = 4_096
+
+
 def validated_topic(settings: KafkaSettings) -> str:
     return f"{settings.prefix}validated"
 
@@ -1247,8 +1254,16 @@ class StreamJobs:
         if event_id is not None:
             headers.append(("event_id", event_id.encode("utf-8")))
         if detail is not None:
-            headers.append(("detail", detail.encode("utf-8")))
+            headers.append(("detail", detail.encode("utf-8")[:DEAD_LETTER_DETAIL_BYTES]))
         headers += extra
+        # (a record larger than a broker takes in one message is kept cut short, with the size it had: sent whole,
+        # it would fail the batch it came in, whose records would then be acknowledged and never decided)
+        if len(raw) > DEAD_LETTER_BYTES:
+            headers.append(("truncated_from_bytes", str(len(raw)).encode()))
+            raw = raw[:DEAD_LETTER_BYTES]
+        if key is not None and len(key) > DEAD_LETTER_KEY_BYTES:
+            headers.append(("key_truncated_from_bytes", str(len(key)).encode()))
+            key = key[:DEAD_LETTER_KEY_BYTES]
         return await self.deadletter.send(key=key, value=raw, headers=headers)
 
     # -- resolve --------------------------------------------------------------------------------

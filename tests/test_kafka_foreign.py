@@ -296,3 +296,38 @@ def test_an_undecodable_batch_on_the_engine_s_own_topic_stops_the_worker_with_on
     assert worker.proc.returncode != 0
     assert (f"the record batch at {validated_topic(settings)}/0 offsets 0..0 cannot be decoded"
             in worker.log.read_text(errors="replace"))
+
+
+def test_a_record_larger_than_a_broker_takes_is_dead_lettered_cut_short_and_its_batch_is_decided(kafka_bootstrap,
+                                                                                                tmp_path):
+    """A 5 MB record on a raw topic: its dead letter, sent whole, was refused by the producer, the worker stopped,
+    and the records of its batch were acknowledged and never decided. It is kept cut short, with its size."""
+    prefix, settings = _deployment(kafka_bootstrap, "huge")
+    web = settings.topics.raw("web")
+    good = [_event(n, "web") for n in range(20)]
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=20, max_request_size=8 << 20)
+    try:
+        for value in [*good[:10], b"z" * (5 << 20), *good[10:]]:
+            producer.send(web, value=value, partition=0)
+        producer.flush(30)
+    finally:
+        producer.close()
+    worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
+    try:
+        wait_until(lambda: worker.metrics().get("idres_resolve_events_total", 0) >= len(good), 120,
+                   "the worker to resolve the records around the huge one", [worker])
+        assert worker.proc.poll() is None
+    finally:
+        worker.stop()
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest", consumer_timeout_ms=3000, fetch_max_bytes=8 << 20,
+                             max_partition_fetch_bytes=8 << 20)
+    try:
+        consumer.assign([TopicPartition(settings.topics.deadletter, 0)])
+        letters = list(consumer)
+    finally:
+        consumer.close()
+    assert len(letters) == 1
+    headers = {k: v.decode() for k, v in letters[0].headers}
+    assert headers["reason"] == "record too large" and headers["truncated_from_bytes"] == str(5 << 20)
+    assert letters[0].value == b"z" * 1_000_000
