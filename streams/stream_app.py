@@ -898,6 +898,11 @@ class StreamJobs:
                 if jobs.view_points.pending and not jobs.views_stale:
                     async with jobs.projecting:
                         await jobs._erasures_shredded()
+                if jobs.holds_log_to_project and not app.rebalancing and (jobs.views is None or jobs.views_stale):
+                    # (the log's partition held and no message to fold since: the views are folded now, not at the
+                    # next message, which a quiet log may never send; households published meanwhile were stale)
+                    async with jobs.projecting:
+                        await jobs._ensure_views()
                 if jobs.views is not None and not jobs.views_stale:
                     async with jobs.projecting:
                         await jobs._publish_households()
@@ -2308,6 +2313,15 @@ class StreamJobs:
             async with self.projecting:
                 changes = await self._project_batch(events, changes)
 
+    async def _ensure_views(self) -> None:
+        """The project role's views, folded from the log when there are none or they are stale (under
+        ``self.projecting``)."""
+        if self.views is None or self.views_stale:
+            self.views_stale = False
+            self.households_published = None  # (read again: another worker may have published meanwhile)
+            await asyncio.get_running_loop().run_in_executor(None, self._rebuild_views)
+            self._view_gauges()
+
     async def _project_batch(self, events: list[Any], changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Folds a batch of decision-log messages into the views, and publishes their changes (acknowledged
         before the batch's offsets are committed); returns the changes not yet published (none)."""
@@ -2315,10 +2329,7 @@ class StreamJobs:
 
         m = self.metrics
         loop = asyncio.get_running_loop()
-        if self.views is None or self.views_stale:
-            self.views_stale = False
-            self.households_published = None  # (read again: another worker may have published meanwhile)
-            await loop.run_in_executor(None, self._rebuild_views)
+        await self._ensure_views()
         erased: Optional[bytes] = None
         restated = False
         for ev in events:
@@ -2369,11 +2380,15 @@ class StreamJobs:
             m.gauges["views_point_entries"] = self.view_points.points[-1].scan.entries
             m.gauges["views_point_bytes"] = self.view_points.kept_bytes()
             m.gauges["views_point_seconds"] = round(time.monotonic() - started, 3)
-        m.gauges["erasures_waited_for"] = len(self.view_points.pending)  # (their keys not shredded in time)
-        m.gauges["profiles"] = len(self.views.profiles)
-        m.gauges["events"] = len(self.views.ev_id)
-        m.gauges["log_entries_applied"] = self.views_seq
+        self._view_gauges()
         return changes
+
+    def _view_gauges(self) -> None:
+        gauges = self.metrics.gauges
+        gauges["erasures_waited_for"] = len(self.view_points.pending)  # (their keys not shredded in time)
+        gauges["profiles"] = len(self.views.profiles)
+        gauges["events"] = len(self.views.ev_id)
+        gauges["log_entries_applied"] = self.views_seq
 
 
 def _reached(high: Optional[int], end: Optional[int]) -> bool:

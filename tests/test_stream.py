@@ -1211,6 +1211,35 @@ def test_a_worker_whose_resolve_partition_is_revoked_no_longer_says_it_waits():
         ("late_events_pending", "reorder_held_events", "raw_partitions_behind"), 0)
 
 
+def test_a_project_worker_started_on_a_quiet_log_folds_its_views_without_a_new_message(kafka_bootstrap, tmp_path):
+    """The views were folded only when a decision-log message came: a project worker started after every message
+    was read (the one before it stopped at the log's end) published nothing and answered no metrics for as long as
+    the log was quiet, and its households topic stayed as it was, an erased customer's household included."""
+    events, truth = tmp_path / "events.jsonl", tmp_path / "truth.csv"
+    write_dataset(events, truth, SyntheticConfig(people=60, seed=5))
+    accepted = accepted_events(events, tmp_path)
+    prefix = unique_name("quietlog") + "."
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    idres("topics", *kafka)
+    idres("produce", str(events), *kafka)
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    deciding = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
+    first = Worker(tmp_path, kafka_bootstrap, prefix, "project")
+    second = None
+    try:
+        wait_until(lambda: settled([deciding, first], settings, accepted), 180, "all events decided and projected",
+                   [deciding, first])
+        time.sleep(2.5)  # (every offset committed: a commit each second)
+        first.stop(signal.SIGKILL)
+        second = Worker(tmp_path, kafka_bootstrap, prefix, "project")  # (its group's offsets: the log's end)
+        wait_until(lambda: second.metrics().get("idres_events") == accepted, 60,
+                   "the project worker to fold the log with no message to read", [deciding, second])
+    finally:
+        for w in (deciding, first, second):
+            if w is not None:
+                w.stop()
+
+
 def test_events_held_for_reordering_do_not_hold_up_a_rebalance(kafka_bootstrap, tmp_path):
     """A rebalance lets a worker's partitions go only once every message it has in hand is acknowledged, and
     the reorder buffer can hold events far longer (here every raw partition but one is waited for 90 s): a
