@@ -933,7 +933,10 @@ class StreamJobs:
                     await self._decide([], [])
         except Exception as exc:
             if not self.stopping_anyway(exc):
-                raise
+                # (as an agent's error does: raised into Faust's timer, it crashed the worker with a traceback and
+                # no bound on the stop; a broker gone while a restatement was due)
+                log.critical("stopping the worker: %s: %s", type(exc).__name__, exc)
+                await self.stop_for(exc)
 
     async def _decide_held_at_stop(self) -> None:
         """As the worker stops (SIGTERM, a supervisor), before Faust waits for every message in hand to be
@@ -2521,7 +2524,17 @@ def run_worker(settings: KafkaSettings, options: WorkerOptions, loglevel: str = 
         worker.execute_from_commandline()
     except SystemExit:
         if jobs.failed is not None or kafka_batches.fatal is not None:
+            _say_stopped(jobs.failed or kafka_batches.fatal)
             raise SystemExit(1) from None
         raise
     if jobs.failed is not None or kafka_batches.fatal is not None:
+        _say_stopped(jobs.failed or kafka_batches.fatal)
         raise SystemExit(1)
+
+
+def _say_stopped(why: Any) -> None:
+    """The one line a worker that stopped for an error ends with (after Faust's log)."""
+    what = f"{type(why).__name__}: {why}" if isinstance(why, BaseException) else str(why)
+    line = (f"idres: error: the worker stopped ({what.splitlines()[0][:300] if what else 'an error'}): restart it; "
+            "nothing is lost (a restart rebuilds from the log)\n")
+    os.write(2, line.encode("utf-8", "replace"))  # (the process's stderr itself: Faust redirects sys.stderr)

@@ -1211,6 +1211,46 @@ def test_a_worker_whose_resolve_partition_is_revoked_no_longer_says_it_waits():
         ("late_events_pending", "reorder_held_events", "raw_partitions_behind"), 0)
 
 
+def test_an_error_in_the_resolve_role_s_timer_stops_the_worker_as_an_agent_s_does(caplog):
+    """A broker gone while a restatement was due: the error of the timer that restates was raised into Faust's
+    timer, which crashed the worker with a traceback, without the one line and the bound on stopping an agent's
+    error gets (``stop_for``)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from streams.kafka_io import KafkaIOError
+    from streams.stream_app import StreamJobs, WorkerOptions
+
+    jobs = StreamJobs(KafkaSettings.load(bootstrap="127.0.0.1:9", prefix="timer."), WorkerOptions(roles=("resolve",)))
+    jobs.app = SimpleNamespace(rebalancing=False, should_stop=False)
+    jobs.owns_log, jobs.resolver = True, None
+    gone = KafkaIOError("timed out connecting to the broker")
+    stopped: list = []
+
+    async def rebuild() -> None:
+        raise gone
+
+    async def stop_for(exc) -> None:
+        stopped.append(exc)
+
+    jobs._ensure_resolver, jobs.stop_for = rebuild, stop_for
+    with caplog.at_level("CRITICAL", logger="idres.stream"):
+        asyncio.run(jobs._release_held())
+    assert stopped == [gone]
+    assert [r.getMessage() for r in caplog.records] == ["stopping the worker: KafkaIOError: timed out connecting to "
+                                                        "the broker"]
+
+
+def test_a_worker_stopped_by_an_error_ends_with_one_line_saying_what_to_do(capfd):
+    from streams.kafka_io import KafkaIOError
+    from streams.stream_app import _say_stopped
+
+    _say_stopped(KafkaIOError("timed out connecting to the broker\n(more)"))
+    err = capfd.readouterr().err
+    assert err == ("idres: error: the worker stopped (KafkaIOError: timed out connecting to the broker): restart it; "
+                   "nothing is lost (a restart rebuilds from the log)\n")
+
+
 def test_a_project_worker_started_on_a_quiet_log_folds_its_views_without_a_new_message(kafka_bootstrap, tmp_path):
     """The views were folded only when a decision-log message came: a project worker started after every message
     was read (the one before it stopped at the log's end) published nothing and answered no metrics for as long as
