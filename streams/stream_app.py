@@ -79,7 +79,7 @@ ENTRIES_HEAD = b'{"v":%d,"k":1,"entries":[' % DECISION_SCHEMA_VERSION
 # with room for its headers
 DEAD_LETTER_BYTES = 1_000_000
 DEAD_LETTER_KEY_BYTES = 16_384
-DEAD_LETTER_DETAIL_BYTES = 4_096
+DEAD_LETTER_DETAIL_CHARS = 4_096
 
 
 def validated_topic(settings: KafkaSettings) -> str:
@@ -1262,7 +1262,7 @@ class StreamJobs:
         if event_id is not None:
             headers.append(("event_id", event_id.encode("utf-8")))
         if detail is not None:
-            headers.append(("detail", detail.encode("utf-8")[:DEAD_LETTER_DETAIL_BYTES]))
+            headers.append(("detail", detail[:DEAD_LETTER_DETAIL_CHARS].encode("utf-8")))  # (whole characters)
         headers += extra
         # (a record larger than a broker takes in one message is kept cut short, with the size it had: sent whole,
         # it would fail the batch it came in, whose records would then be acknowledged and never decided)
