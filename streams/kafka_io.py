@@ -385,7 +385,11 @@ def topic_configs(settings: KafkaSettings, name: str) -> dict[str, str]:
     are kept forever, whatever the broker's default retention; the topics events only pass through keep them
     ``transit_retention_hours`` (so personal data in them, an erased customer's too, is gone after that)."""
     topics = settings.topics
-    if name == topics.decisions or (name == topics.changes and not settings.changes_retention_hours):
+    if name == topics.decisions:
+        # (and a message as large as the resolve role writes: an entry of an event near the 1 MiB a record may be
+        # is about a third larger sealed, past the 1 MB a broker takes by default, and the role would stop at it)
+        return {"retention.ms": "-1", "retention.bytes": "-1", "max.message.bytes": str(ENGINE_MESSAGE_BYTES)}
+    if name == topics.changes and not settings.changes_retention_hours:
         return {"retention.ms": "-1", "retention.bytes": "-1"}
     if name == topics.changes:
         return {"retention.ms": str(int(settings.changes_retention_hours * 3_600_000)), "retention.bytes": "-1"}
@@ -402,12 +406,17 @@ def topic_configs(settings: KafkaSettings, name: str) -> dict[str, str]:
         # (a key shards' session loads their parts, personal data, through these: nothing reads them once it
         # is over, so they are kept an hour, in segments of ten minutes, whatever the transit retention)
         return {"retention.ms": str(KEY_SHARD_RETENTION_MS), "segment.ms": str(KEY_SHARD_RETENTION_MS // 6)}
+    large = {"max.message.bytes": str(ENGINE_MESSAGE_BYTES)} if name == f"{settings.prefix}validated" else {}
+    # (the validated topic: a record's text escaped again, up to twice as long)
     if settings.transit_retention_hours > 0:
-        return {"retention.ms": str(int(settings.transit_retention_hours * 3_600_000))}
-    return {}
+        return {"retention.ms": str(int(settings.transit_retention_hours * 3_600_000)), **large}
+    return large
 
 
 KEY_SHARD_RETENTION_MS = 3_600_000
+# the largest message idres writes to its own topics (the worker's producer sends up to 4 MiB), which the topics it
+# creates take whatever the broker's default (``message.max.bytes``, about 1 MB)
+ENGINE_MESSAGE_BYTES = 5 << 20
 
 
 def ensure_topics(admin, settings: KafkaSettings, wanted: Mapping[str, int],

@@ -158,8 +158,10 @@ def test_the_decision_log_is_kept_forever_and_transit_topics_for_the_stated_hour
         ensure_topics(admin, settings, stream_topics(settings, ["web"]))
         configs = {name: spec.get("configs", {}) for name, spec in admin.requests.items()}
         t = settings.topics
-        for kept in (t.decisions, t.changes):
-            assert configs.pop(kept) == {"retention.ms": "-1", "retention.bytes": "-1"}
+        assert configs.pop(t.decisions) == {"retention.ms": "-1", "retention.bytes": "-1",
+                                            "max.message.bytes": str(5 << 20)}  # (what the resolve role writes)
+        assert configs.pop(t.changes) == {"retention.ms": "-1", "retention.bytes": "-1"}
+        assert configs["idres.validated"]["max.message.bytes"] == str(5 << 20)
         keys = configs.pop(t.keys)  # (the keys the decision log is sealed under: a shredded one gone within a day)
         assert keys["cleanup.policy"] == "compact" and int(keys["max.compaction.lag.ms"]) == 24 * 3_600_000
         households = configs.pop(t.households)
@@ -187,6 +189,7 @@ def test_the_decision_log_is_kept_forever_and_transit_topics_for_the_stated_hour
     ensure_topics(admin, settings, stream_topics(settings, ["web"]))
     assert admin.requests[settings.topics.changes]["configs"] == {"retention.ms": str(720 * 3_600_000),
                                                                   "retention.bytes": "-1"}
-    assert admin.requests[settings.topics.decisions]["configs"] == {"retention.ms": "-1", "retention.bytes": "-1"}
+    assert admin.requests[settings.topics.decisions]["configs"] == {"retention.ms": "-1", "retention.bytes": "-1",
+                                                                    "max.message.bytes": str(5 << 20)}
     with pytest.raises(ConfigError, match="IDRES_CHANGES_RETENTION_HOURS"):
         KafkaSettings.load({"IDRES_CHANGES_RETENTION_HOURS": "-5"})
