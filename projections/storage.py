@@ -68,6 +68,15 @@ def replaceable(path: Path, what: str = "file", magic: Optional[tuple[int, bytes
                              "another path")
 
 
+def sync_directory(directory: Path) -> None:
+    """Makes the names in ``directory`` durable (a file created, renamed or removed there survives a crash)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """``data`` as the file ``path``, private (``private_file``), written under a temporary name, synced, then
     renamed over it: a reader sees the old file or the new one, never half of one."""
@@ -119,8 +128,8 @@ def _left_by(pid: int, modified: float) -> bool:
 
 def remove_debris(directory: Path, pattern: re.Pattern[str]) -> list[str]:
     """Removes the entries of ``directory`` whose names match ``pattern`` and were left by a process that
-    is gone (or whose number a process started since has): the pattern's group ``pid`` names the writer; an entry without one is removed when older than
-    ``DEBRIS_MIN_AGE``. Returns the names removed."""
+    is gone (or whose number a process started since has): the pattern's group ``pid`` names the writer; an entry
+    without one is removed when older than ``DEBRIS_MIN_AGE``. Returns the names removed."""
     removed = []
     try:
         entries = list(os.scandir(directory))

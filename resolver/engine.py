@@ -64,7 +64,7 @@ from resolver.config import ResolverConfig
 from resolver.context import Context
 from resolver.errors import CommandError
 from resolver.fold import Fold
-from resolver.ids import RECORD_TYPE, event_digest, node_key, node_type, short_hash, utc_iso
+from resolver.ids import RECORD_TYPE, event_digest, node_key, node_type, short_hash, type_name_problem, utc_iso
 from resolver.matching import AttributeRecord, MatchModel, default_model, frequency_values
 from resolver.normalize import Normalizer
 from resolver.records import RecordMaker
@@ -152,9 +152,7 @@ class Resolver:
             if raw is None:
                 continue
             if id_type == RECORD_TYPE:
-                ignored.append({"type": id_type, "raw": str(raw)[:256],
-                                "reason": f"identifier type {RECORD_TYPE!r} is reserved for anonymous records; "
-                                          "send it under another name"})
+                ignored.append({"type": id_type, "raw": str(raw)[:256], "reason": type_name_problem(id_type)})
                 continue
             hit = cache.get((id_type, raw))
             if hit is None:

@@ -95,8 +95,7 @@ class PartStore:
             elif held[2] != epoch:
                 held[1], held[2] = held[0], epoch
             held[0] += d
-        if len(written) > self._notes_limit:
-            self._forget_older_notes()
+        self._bound_notes()
 
     def _node(self, part: NodePart, stamp: int) -> None:
         self.nodes[part.key] = part
@@ -113,11 +112,13 @@ class PartStore:
             return None
         return [name for name, at in self.written.items() if at > position]
 
-    def _forget_older_notes(self) -> None:
+    def _bound_notes(self) -> None:
         """Drops the older half of ``written`` (by stamp) once the notes outnumber twice the names held (and
         ``WRITTEN_SLACK``), so that they stay within twice the most names held however many names were written
         and are gone since the store was loaded."""
         written = self.written
+        if len(written) <= self._notes_limit:
+            return
         held = len(self.nodes) + len(self.profiles) + len(self.aliases) + len(self.blocks) + len(self.values)
         if len(written) <= WRITTEN_PER_NAME * held:  # (a store loaded with many names: its notes may grow as far)
             self._notes_limit = WRITTEN_PER_NAME * held
@@ -153,8 +154,7 @@ class PartStore:
                 held[name] = part  # type: ignore[index]
                 written[kind, name] = stamp
         self.seen.update(patch.seen)
-        if len(written) > self._notes_limit:
-            self._forget_older_notes()
+        self._bound_notes()
 
 
 def patch_of(st: ResolverState, nodes: Iterable[str], profiles: Iterable[str], blocks: Iterable[str],

@@ -1467,12 +1467,8 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
 
     # -- commands: a person's decisions (each needs a write key: it is recorded in its owner's name) --------
     async def decide(request: Request, items: list[dict[str, Any]]) -> JSONResponse:
+        await may_decide(request)  # (a dependency of every write route already: refused before the body was read)
         by = writer_of(request)
-        if by is None:
-            if not writer_keys:
-                return _problem(403, "read_only", f"this API takes no decisions: start `idres serve` with "
-                                                  f"{WRITE_KEYS_ENV}=name:key,... and send a write key")
-            return _problem(401, "unauthorized", "deciding needs the X-API-Key header with a write key")
         from streams.commands import CommandRefused, check, scoped_erasure
 
         def checked() -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
 import time
 import unicodedata
@@ -23,6 +22,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Optional
 import orjson
 
 from projections.customer import CustomerViews, ProjectionConfig
+from projections.storage import sync_directory
 from projections.times import iso, logged_micros
 from resolver import clear_caches, epochs, restate
 from resolver.restate import RESTATE_TYPES
@@ -741,11 +741,7 @@ class EmbeddedEngine:
         then folded from the log until the next is written."""
         for name in CHECKPOINTS:
             (self.data_dir / name).unlink(missing_ok=True)
-        fd = os.open(self.data_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_directory(self.data_dir)
         self.checkpoint_seq, self._checkpoint_info = 0, {}
 
     # ------------------------------------------------------------------------------------ late events

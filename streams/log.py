@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import orjson
 from crc32c import crc32c
 
-from projections.storage import file_mode, private_file, remove_debris
+from projections.storage import file_mode, private_file, remove_debris, sync_directory
 from resolver.errors import IdresError
 from resolver.restate import MARKER_TYPES
 from schemas.versions import DECISION_SCHEMA_VERSION
@@ -361,11 +361,7 @@ class DecisionLog:
         if new:
             if start not in self._segments:
                 self._segments.append(start)
-            dir_fd = os.open(self.log_dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            sync_directory(self.log_dir)
 
     def _write(self, lines: list[bytes]) -> None:
         if lines and self._fh is not None:
