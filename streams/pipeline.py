@@ -10,10 +10,10 @@ happened to it, in this order of checks:
 3. **duplicate**: an event whose ID the resolver has already decided, saying the same (a no-op); one
    that says something else under a used ID is **rejected** (``CONFLICTING_DUPLICATE``);
 4. **accepted**: the resolver's decisions for it, already applied to its state, to be logged as one entry;
-5. **internal_error**: the resolver failed on a valid event (a defect). The record is to be kept with
-   the reason ``INTERNAL_ERROR`` and a message asking for a report. When ``state_changed``, the
-   resolver's state may be half-changed: the driver must rebuild it from its log before the next record
-   (a failure before the first decision leaves it as it was).
+5. **internal_error**: the checks failed on a record, or the resolver on a valid event (a defect). The
+   record is to be kept with the reason ``INTERNAL_ERROR`` and a message asking for a report. When
+   ``state_changed``, the resolver's state may be half-changed: the driver must rebuild it from its log
+   before the next record (a failure before the first decision leaves it as it was).
 
 The pipeline is pure: no file, network, Kafka or clock access, no logging. What a driver does with an
 outcome is its own business: the embedded driver logs a rejection as an ``event_rejected`` decision,
@@ -44,9 +44,9 @@ ACCEPTED = "accepted"
 INTERNAL = "internal_error"
 
 
-def internal_error_detail(exc: BaseException) -> str:
-    """The message kept with a record the resolver failed on."""
-    return f"internal error while resolving ({type(exc).__name__}: {exc}); please report it"
+def internal_error_detail(exc: BaseException, doing: str = "resolving") -> str:
+    """The message kept with a record the resolver (or the checks) failed on."""
+    return f"internal error while {doing} ({type(exc).__name__}: {exc}); please report it"
 
 
 @dataclass(slots=True)
@@ -94,6 +94,11 @@ class RecordPipeline:
             event = parse_event(raw, self.max_bytes)
         except RejectedInput as exc:
             return Outcome(REJECTED, exc.reason, exc.detail, exc.event_id)
+        except Exception as exc:  # a defect in the checks: the record is kept, the run goes on
+            trace = "".join(traceback.format_exception(exc))
+            without_tracebacks(exc, exc.__context__)  # (the caller's own, if any, is left as it is)
+            return Outcome(INTERNAL, INTERNAL_ERROR, internal_error_detail(exc, "checking the record"), error=exc,
+                           trace=trace)
         return Outcome(VALID, event_id=event.event_id, event=event)
 
     def process(self, raw: bytes, source: Optional[dict[str, Any]] = None) -> Outcome:

@@ -913,9 +913,12 @@ class StreamJobs:
         return app
 
     async def stop_for(self, exc: BaseException) -> None:
-        """Stops the worker for ``exc`` (exit code 1), within ``stop_grace`` seconds however stopping goes."""
+        """Stops the worker for ``exc`` (exit code 1): for a new raw topic, the way Faust stops, within
+        ``stop_grace`` seconds however stopping goes; for an error, at once (``_exit_for``)."""
         if self.failed is None:
             self.failed = exc
+            if not isinstance(exc, NewRawTopic):
+                _exit_for(exc)
             exit_after(f"{type(exc).__name__}: {exc}".splitlines()[0][:200], self.options.stop_grace)
         await self.app.crash(exc)
 
@@ -1024,7 +1027,9 @@ class StreamJobs:
     async def _validate(self, stream: Any) -> None:
         m = self.metrics
         check = RecordPipeline(skip_blank=False).check  # a message is a record, even an empty one
-        async for events in stream.take_events(self.options.batch_events, within=self.options.batch_seconds):
+        # (acknowledged here, once what the batch became is durable: ``take_events`` acknowledges a batch when the
+        # loop fails part way, and the stopping worker committed records no one had decided)
+        async for events in stream.noack_take(self.options.batch_events, within=self.options.batch_seconds):
             if not self.idle_reported:
                 # the partitions assigned are reported on before their first records: a backlog's partitions
                 # are fetched a few at a time, and the resolve role, told of these records first, would wait for
@@ -1074,7 +1079,9 @@ class StreamJobs:
             # offsets with the records after it, so its dead letter is durable first
             pending += await self._dead_letter_batches(wait=False)
             if pending:
-                await asyncio.gather(*pending)  # durable before Faust acknowledges this batch
+                await asyncio.gather(*pending)  # durable before this batch is acknowledged
+            for ev in events:
+                ev.ack()
             self.validated_upto.update(ends)  # (sent: the partitions' quiet reports may follow them now)
 
     def _highwater(self, tp: Any) -> Optional[int]:
@@ -2530,6 +2537,25 @@ def run_worker(settings: KafkaSettings, options: WorkerOptions, loglevel: str = 
     if jobs.failed is not None or kafka_batches.fatal is not None:
         _say_stopped(jobs.failed or kafka_batches.fatal)
         raise SystemExit(1)
+
+
+def _exit_for(exc: BaseException) -> None:
+    """Ends the process at once (exit code 1) for a role's error, with its traceback logged and the one line
+    (``_say_stopped``), as if it were killed. Stopping the way Faust does would commit offsets it acknowledged
+    for messages no role had handled: a batch's messages when the loop taking them fails (``take_events``), and
+    those read after it once the failed loop gave acknowledging back to the stream (``noack_take``); and with
+    nothing committed yet, Faust commits past messages never acknowledged at the head of a partition
+    (``Consumer._new_offset``). Every role is effectively-once across a SIGKILL: what was written is found again,
+    what was not is read again."""
+    log.error("the worker stops at once for this error (it is not let commit what it read)",
+              exc_info=(type(exc), exc, exc.__traceback__))
+    for handler in logging.getLogger().handlers + log.handlers:
+        try:
+            handler.flush()
+        except Exception:
+            pass
+    _say_stopped(exc)
+    os._exit(1)
 
 
 def _say_stopped(why: Any) -> None:

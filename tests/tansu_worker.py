@@ -16,6 +16,10 @@ erasure it has logged (as if killed there); with ``IDRES_TEST_SHRED_WAIT=S`` its
 With ``IDRES_TEST_HANG_ON_STOP=1``, a worker that decides to stop never finishes stopping (its Faust app's
 ``crash`` waits forever): what ``IDRES_STOP_GRACE`` bounds.
 
+With ``IDRES_TEST_VALIDATE_FAIL_AT=N``, the validate role fails (an error it does not expect, as a broker gone
+would raise) part way through each batch holding a raw record at offset N or after: what any unforeseen error
+in its loop is.
+
 With ``IDRES_TEST_SHARD_HANG=S``, this worker answers each task of resolve shard S only after
 ``IDRES_TEST_SHARD_HANG_S`` seconds (6): a worker alive in its group but stuck.
 
@@ -123,6 +127,19 @@ def _die_before_shredding() -> None:
     KafkaKeys.shred = shred
 
 
+def _fail_validating_at(offset: int) -> None:
+    from streams.stream_app import StreamJobs
+
+    real = StreamJobs._ends_said
+
+    def ends_said(self, ends):
+        if any(end > offset for end in ends.values()):
+            raise RuntimeError("a fault made for the test")
+        return real(self, ends)
+
+    StreamJobs._ends_said = ends_said
+
+
 def _hang_on_stop() -> None:
     import asyncio
 
@@ -145,6 +162,8 @@ if os.environ.get("IDRES_TEST_SHRED_WAIT"):
     streams.stream_app.SHRED_WAIT = float(os.environ["IDRES_TEST_SHRED_WAIT"])
 if os.environ.get("IDRES_TEST_DIE_BEFORE_SHRED"):
     _die_before_shredding()
+if os.environ.get("IDRES_TEST_VALIDATE_FAIL_AT"):
+    _fail_validating_at(int(os.environ["IDRES_TEST_VALIDATE_FAIL_AT"]))
 if os.environ.get("IDRES_TEST_SHARD_HANG"):
     _hang(int(os.environ["IDRES_TEST_SHARD_HANG"]))
 

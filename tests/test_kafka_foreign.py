@@ -16,7 +16,7 @@ from streams.kafka_io import KafkaSettings, admin_client, ensure_topics
 from streams.stream_app import create_stream_topics
 from tests.cli_helpers import run_cli
 from tests.kafka_broker import unique_name
-from tests.test_stream import Worker, wait_until
+from tests.test_stream import Worker, decided, wait_until
 
 CODECS = ("gzip", "snappy", "lz4", "zstd")
 
@@ -331,3 +331,34 @@ def test_a_record_larger_than_a_broker_takes_is_dead_lettered_cut_short_and_its_
     headers = {k: v.decode() for k, v in letters[0].headers}
     assert headers["reason"] == "record too large" and headers["truncated_from_bytes"] == str(5 << 20)
     assert letters[0].value == b"z" * 1_000_000
+
+
+def test_a_validate_batch_that_fails_part_way_is_read_again_by_the_next_worker(kafka_bootstrap, tmp_path):
+    """An error no check expects, in the middle of a validate batch, stops the worker. Faust acknowledged a batch
+    taken with ``take_events`` when its loop failed, then the messages read after it, and the stopping worker
+    committed them: records no one had decided. The next worker reads them again and decides every one, once."""
+    class Failing(Worker):
+        module = "tests.tansu_worker"
+        env = {**os.environ, "IDRES_TEST_VALIDATE_FAIL_AT": "7", "IDRES_BATCH_EVENTS": "8", "IDRES_STOP_GRACE": "20"}
+
+    prefix, settings = _deployment(kafka_bootstrap, "failing")
+    good = [_event(n, "web") for n in range(40)]
+    _send(kafka_bootstrap, settings.topics.raw("web"), good, "gzip", partition=0)
+    first = Failing(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
+    try:
+        first.proc.wait(timeout=120)
+    finally:
+        first.stop()
+    assert first.proc.returncode == 1, first.tail()
+    said = first.log.read_text(errors="replace")
+    assert "a fault made for the test" in said
+    assert said.rstrip().splitlines()[-1] == ("idres: error: the worker stopped (RuntimeError: a fault made for the "
+                                              "test): restart it; nothing is lost (a restart rebuilds from the log)")
+    second = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
+    try:
+        wait_until(lambda: len(decided(settings)) >= len(good), 120, "every record decided", [second])
+        time.sleep(2)  # (nothing decided twice after)
+        assert second.proc.poll() is None
+    finally:
+        second.stop()
+    assert decided(settings) == {f"web-{n}": 1 for n in range(len(good))}

@@ -230,6 +230,29 @@ def test_an_exception_that_is_not_an_error_is_not_swallowed():
         RecordPipeline(Interrupted()).process(record("e1"), SOURCE)
 
 
+def test_checks_that_fail_on_a_record_give_an_internal_error_and_the_next_record_is_checked(monkeypatch):
+    """A defect in the checks (here: the parser raising what it never should) keeps the record with a reason to
+    report; it must not stop the run, nor, in the Kafka validate role, a worker that would fail on it again at each
+    restart."""
+    import streams.pipeline
+
+    real = streams.pipeline.parse_event
+
+    def parse(raw, max_bytes):
+        if b'"e2"' in raw:
+            raise IndexError("list index out of range")
+        return real(raw, max_bytes)
+
+    monkeypatch.setattr(streams.pipeline, "parse_event", parse)
+    pipeline = RecordPipeline(fresh())
+    bad = pipeline.process(record("e2"), SOURCE)
+    assert bad.kind == INTERNAL and bad.kept and bad.reason == "internal error"
+    assert bad.detail == ("internal error while checking the record (IndexError: list index out of range); please "
+                          "report it")
+    assert bad.trace.startswith("Traceback") and not bad.state_changed
+    assert pipeline.process(record("e3"), SOURCE).kind == ACCEPTED
+
+
 # ------------------------------------------------------------------------------------------ check only
 def test_check_validates_without_a_resolver():
     pipeline = RecordPipeline(skip_blank=False)  # the Kafka validate role has no resolver state
