@@ -391,8 +391,12 @@ class CustomerViews:
                 b = self.bans.get(ban)
                 if b is not None:
                     b["sides"] = [[k for k in side if k not in d["nodes"]] for side in b["sides"]]
-                    if not all(b["sides"]):
+                    if not all(b["sides"]):  # (nothing left to keep apart: the ban ends, for the other side too)
                         del self.bans[ban]
+                        for k in (k for side in b["sides"] for k in side):
+                            held = self.node_bans.get(self.node_index.get(k, -1))
+                            if held is not None:
+                                held.discard(ban)
         erased = set(d["events"])
         where = {e: i for i, e in enumerate(self.ev_id) if e in erased} if erased else {}
         for pid in d["profile_ids"]:
@@ -456,7 +460,7 @@ class CustomerViews:
         else:
             pid = self.resolve(profile_id)
             ids = {b for n in (self.profiles[pid].nodes if pid is not None else ()) for b in self.node_bans.get(n, ())}
-            found = [self.bans[b] for b in ids]
+            found = [self.bans[b] for b in ids if b in self.bans]  # (a checkpoint of an older version kept ended ones)
         return sorted((b for b in found if lifted or "lifted" not in b), key=lambda b: (b["decided_at"], b["ban_id"]))
 
     def _attach(self, prof: ProfileView, idx: int) -> None:

@@ -1291,3 +1291,28 @@ def test_a_checkpoint_from_before_an_erasure_is_never_used_and_the_next_writer_r
         assert engine.views.lookup_node("email:ann.other@mailbox.org")["profile_id"] == ann
     assert _found(data, [s for s in SECRETS if s != "zq.mail@quixmail.co.uk"]) == {}
     assert json.loads(_cli("replay", "--verify", "--data-dir", str(data)).stdout)["decisions_reproduced"]
+
+
+def test_erasing_the_customer_on_one_side_of_a_ban_leaves_the_other_side_explainable(tmp_path):
+    """An unmerge bans its two sides; erasing the customer of one side ends the ban (nothing is left to keep apart).
+    The other side's identifiers kept the ban's ID, so explaining their profile failed on a ban that no longer was
+    (a KeyError, in the CLI and the API alike), after every later ingest too."""
+    ann = {"first_name": "Ann", "last_name": "Lee"}
+    events = [_event("a-1", 1, {"email": "ann@mailbox.net", "phone": "+14155550101"}, ann),
+              _event("a-2", 2, {"email": "annie@post.net", "loyalty_id": "LOY-111"}, ann),
+              _event("a-3", 3, {"loyalty_id": "LOY-111", "phone": "+14155550101"}, ann)]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    data = tmp_path / "data"
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(tmp_path / "a.jsonl")
+        pid = engine.views.lookup_node("email:ann@mailbox.net")["profile_id"]
+        assert engine.views.lookup_node("email:annie@post.net")["profile_id"] == pid
+        engine.unmerge(pid, [("email", "annie@post.net"), ("loyalty_id", "LOY-111")], "ana")
+        kept = engine.views.lookup_node("email:ann@mailbox.net")["profile_id"]
+        assert [b["by"] for b in engine.views.explain(kept)["bans"]] == ["ana"]
+        engine.erase([("email", "annie@post.net")], "dpo")
+        kept = engine.views.lookup_node("email:ann@mailbox.net")["profile_id"]
+        assert engine.views.explain(kept)["bans"] == [] and engine.views.bans_of() == []
+    with EmbeddedEngine(data, writer=False, use_checkpoint=False) as engine:  # (the same, folded from the log)
+        kept = engine.views.lookup_node("email:ann@mailbox.net")["profile_id"]
+        assert engine.views.explain(kept)["bans"] == []
