@@ -662,8 +662,8 @@ class CustomerViews:
 
     def review_queue(self, include_decided: bool = False) -> list[dict[str, Any]]:
         """Possible matches waiting for a person, oldest first: both sides' current profiles, the weight
-        and each field's contribution. A pending pair whose sides have since become one customer (or one
-        side found shared) is reported with status ``moot``."""
+        and each field's contribution. A pending pair whose sides have since become one customer, one side found
+        shared, or a ban keeps apart is reported with status ``moot``."""
         out = []
         for review_id, review in sorted(self.reviews.items(), key=lambda kv: (kv[1]["seq"], kv[0])):
             m = review_match(review_id, review)
@@ -671,7 +671,7 @@ class CustomerViews:
             a = self.lookup_node(m["node"])
             b = self.lookup_node(m["other"])
             pa, pb = a.get("profile_id"), b.get("profile_id")
-            if status == "pending" and (pa is None or pb is None or pa == pb):
+            if status == "pending" and (pa is None or pb is None or pa == pb or self._banned_apart(pa, pb)):
                 status = "moot"
             if status != "pending" and not include_decided:
                 continue
@@ -687,6 +687,21 @@ class CustomerViews:
                            reason=verdict.get("reason"))
             out.append(row)
         return out
+
+    def _banned_apart(self, pa: str, pb: str) -> bool:
+        """Whether a connection ban in force keeps two profiles apart (one side's identifiers in each): a person
+        said they are different customers, so no one is asked again."""
+        if not self.bans:
+            return False
+        keys = self.node_keys
+        mine = {keys[n] for n in self.profiles[pa].nodes}
+        theirs = {keys[n] for n in self.profiles[pb].nodes}
+        for ban in self.bans_of(pa):
+            one, two = ban["sides"]
+            if (mine.intersection(one) and theirs.intersection(two)) or \
+                    (mine.intersection(two) and theirs.intersection(one)):
+                return True
+        return False
 
     def review_detail(self, review_id: str) -> Optional[dict[str, Any]]:
         """A review with its two sides side by side: for each, the identifier, its profile now (or that it

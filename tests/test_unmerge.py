@@ -353,3 +353,22 @@ def test_a_part_an_unmerge_leaves_with_no_event_is_a_row_of_the_snapshot_s_profi
         assert row == [(0, 0, [], 0, [PHONE.partition(":")[2]], None)]
         assert con.execute("SELECT count(*) FROM identifiers WHERE profile_id NOT IN "
                            "(SELECT profile_id FROM profiles)").fetchone() == (0,)
+
+
+def test_a_review_whose_sides_an_unmerge_keeps_apart_is_not_asked_again():
+    """A pending review made moot by other evidence joining its sides came back as pending once an unmerge
+    parted them: a person was asked about a pair a ban already keeps apart, and accepting it was blocked."""
+    run, item = reviewed()
+    run.feed([ev("app1", 9, channel="app", email="jane.doe@example.co.uk", loyalty_id="L-7"),
+              ev("store1", 10, channel="store", phone="+44 7700 900123", loyalty_id="L-7")])
+    pid = profile_of_key(run, EMAIL)
+    assert profile_of_key(run, PHONE) == pid and run.views.review_queue() == []
+    command(run, run.resolver.unmerge(pid, [("phone", "+44 7700 900123")], "ana", AT))
+    assert profile_of_key(run, PHONE) != profile_of_key(run, EMAIL)
+    assert run.views.review_queue() == []
+    [moot] = [r for r in run.views.review_queue(include_decided=True) if r["review_id"] == item["review_id"]]
+    assert moot["status"] == "moot"
+    # lifted, the ban keeps nothing apart: the pair is a person's to judge again
+    [ban] = run.views.bans_of()
+    command(run, run.resolver.lift_ban(ban["ban_id"], "bo", AT))
+    assert [r["review_id"] for r in run.views.review_queue()] == [item["review_id"]]
