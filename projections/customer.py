@@ -161,6 +161,7 @@ class CustomerViews:
         self.renames: list[dict[str, Any]] = []  # profile_renamed decisions: a cluster named by its earliest event
         self.rejected: list[dict[str, Any]] = []
         self.refusals: dict[int, list[dict[str, Any]]] = {}
+        self.refused_on: dict[str, list[int]] = {}  # event ID -> the identifiers refused a link on it
         # probabilistic matching: links made on attribute evidence, and the review queue
         self.fuzzy_links: dict[int, dict[int, dict[str, Any]]] = {}
         # review ID -> status, seq, node, other, match (the decision's other fields as JSON: ``review_match``), verdict
@@ -268,7 +269,11 @@ class CustomerViews:
                     else:  # an event of the profile an identifier found shared just left: re-derived below
                         self._claims[event_id] = (via, d)
             elif t == "link_refused":
-                self.refusals.setdefault(self._node(d["node"]), []).append(d)
+                idx = self._node(d["node"])
+                self.refusals.setdefault(idx, []).append(d)
+                on = self.refused_on.setdefault(d["event_id"], [])
+                if idx not in on:
+                    on.append(idx)
             elif t == "probable_link":
                 _share_evidence(d)
                 a, b = self._node(d["node"]), self._node(d["other"])
@@ -950,10 +955,13 @@ class CustomerViews:
                     continue  # (an erasure made it unreadable)
                 ignored.append({"identifier": f"{ign['type']}:{ign['raw']}", "event_id": self.ev_id[i],
                                 "why": ign["reason"]})
-        for idx in sorted(prof.nodes):
-            for r in self.refusals.get(idx, ()):
-                ignored.append({"identifier": self.node_keys[idx], "event_id": r["event_id"],
-                                "why": f"not linked to {', '.join(r['others'])} on this event: {r['reason']}"})
+        refused = [(idx, r) for idx in sorted(prof.nodes) for r in self.refusals.get(idx, ())]
+        # (and those refused on this profile's events to identifiers another profile holds)
+        refused += [(idx, r) for i in sorted(prof.events) for idx in self.refused_on.get(self.ev_id[i], ())
+                    if idx not in prof.nodes for r in self.refusals.get(idx, ()) if r["event_id"] == self.ev_id[i]]
+        for idx, r in refused:
+            ignored.append({"identifier": self.node_keys[idx], "event_id": r["event_id"],
+                            "why": f"not linked to {', '.join(r['others'])} on this event: {r['reason']}"})
         identifiers = [self.node_keys[n] for n in sorted(prof.nodes)]
         attributed = []
         for i in sorted(prof.events):

@@ -372,3 +372,19 @@ def test_a_review_whose_sides_an_unmerge_keeps_apart_is_not_asked_again():
     [ban] = run.views.bans_of()
     command(run, run.resolver.lift_ban(ban["ban_id"], "bo", AT))
     assert [r["review_id"] for r in run.views.review_queue()] == [item["review_id"]]
+
+
+def test_explain_says_which_link_was_refused_on_an_event_of_the_profile_whichever_side_holds_the_identifier():
+    """A link refused on an event (a rejected review's ban) was listed only under the profile holding the refused
+    identifier, not under the profile holding the event: its explain said nothing was left unlinked."""
+    run, item = reviewed()
+    command(run, run.resolver.decide_review(item["review_id"], False, "ana", AT, "different people"))
+    run.feed([ev("app1", 9, channel="app", email="jane.doe@example.co.uk", phone="+44 7700 900123")])
+    [refused] = [d for d in run.log[-1] if d["type"] == "link_refused"]
+    views = run.views
+    holder = views.ev_profile[views.ev_id.index("app1")]
+    for pid in {profile_of_key(run, EMAIL), profile_of_key(run, PHONE)}:
+        said = [n for n in views.explain(pid)["not_linked"] if n["event_id"] == "app1"]
+        assert len(said) == 1 and said[0]["identifier"] == refused["node"], pid
+        assert item["review_id"] in said[0]["why"] and said[0]["why"].startswith("not linked to ")
+    assert holder in {profile_of_key(run, EMAIL), profile_of_key(run, PHONE)}
