@@ -978,7 +978,8 @@ class CustomerViews:
                                        f"after." if "claimed_by" in a else
                                        f"{a['node']} was signed in on it within {session} before.")
                     for a in attributed[:50]]
-        summary += [f"Split at event {s['event_id']} ({s['reason']}) into {', '.join(s['parts'])}." for s in splits[:50]]
+        summary += [f"Split {'by ban' if s['reason'].startswith('unmerged by ') else 'at event'} {s['event_id']} "
+                    f"({s['reason']}) into {', '.join(s['parts'])}." for s in splits[:50]]
         bans = self.bans_of(pid)
         summary += [f"Kept apart ({b['kind']}, {b['ban_id']}, by {b['by']} at {b['decided_at']}"
                     + (f": {b['note']}" if b.get("note") else "") + f"): {', '.join(b['sides'][0])} from "

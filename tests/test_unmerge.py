@@ -234,7 +234,8 @@ def test_cli_unmerge_lists_and_lifts_and_the_log_verifies(tmp_path):
     assert explained["bans"][0]["ban_id"] == bans[0]["ban_id"]
     # the text says so too (only --json and the API did): the split and the ban, with who and why
     text = run_cli("explain", pid, "--data-dir", data).stdout
-    assert "Split at event" in text and explained["splits"][0]["parts"][0] in text
+    assert f"Split by ban {bans[0]['ban_id']} (unmerged by ana) into " in text  # (the split's cause: no event)
+    assert explained["splits"][0]["parts"][0] in text
     assert f"Kept apart (unmerge, {bans[0]['ban_id']}, by ana" in text and "son's phone" in text and PHONE in text
     wrong = run_cli("unmerge", pid, "email=ann.other@mailbox.org", "--by", "ana", "--data-dir", data, check=False)
     assert wrong.returncode == 2 and wrong.stderr.startswith("idres: error:") and "is not an identifier" in wrong.stderr
