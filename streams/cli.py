@@ -955,6 +955,8 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     from streams.settings import load_settings
     from streams.whatif import compare, replay, report_text
 
+    if args.sample < 0:
+        raise UsageError(f"--sample {args.sample}: give how many changed profiles to show, 0 or more")
     new_config, projection = _settings(args)  # (--config: the new rules)
     if args.model:
         from dataclasses import replace
@@ -1024,6 +1026,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from streams.training_jobs import ProcessMapper, default_jobs
     from streams.settings import save_match_model
 
+    if args.pairs < 1:
+        raise UsageError(f"--pairs {args.pairs}: give 1 or more random pairs to estimate u from (default 1000000)")
     config, _ = _settings(args)
     _writable_output(Path(args.out), "match model file", create_parent=False)
     records = _training_records(args.files, config)

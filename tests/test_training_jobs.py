@@ -78,3 +78,9 @@ def test_idres_train_gives_the_same_model_whatever_its_jobs(tmp_path):
                           str(tmp_path / "m.json"), "--jobs", "0"], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parent.parent)
     assert run.returncode != 0 and run.stderr.startswith("idres: error: --jobs 0")
+    for pairs in ("0", "-5"):  # (they trained on no pair and wrote the shipped u values as estimated ones)
+        run = subprocess.run([sys.executable, "-m", "streams.cli", "train", str(events), "--out",
+                              str(tmp_path / "m.json"), f"--pairs={pairs}"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent.parent)
+        assert run.returncode == 2 and run.stderr.startswith(f"idres: error: --pairs {pairs}: give 1 or more")
+        assert not (tmp_path / "m.json").exists()

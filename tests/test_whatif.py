@@ -83,6 +83,13 @@ def test_a_scratch_directory_that_is_not_one_is_refused(live, tmp_path):
     assert (precious / "keep.txt").read_text() == "mine"
 
 
+def test_a_negative_sample_is_refused_not_read_as_a_slice_from_the_end(live, tmp_path):
+    _, data, _ = live
+    proc = run_cli("whatif", "--data-dir", str(data), "--scratch", str(tmp_path / "s"), "--sample=-1", check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("idres: error: --sample -1: give how many")
+    assert not (tmp_path / "s").exists()
+
+
 def test_compare_counts_pairs_from_the_table_of_profiles():
     """Hand-built: live {1,2,3} {4}; new {1,2} {3,4}: one pair kept (1-2), 1-3 and 2-3 removed, 3-4 added."""
     live = Run().feed([ev("1", 0, email="a@mailbox.org"), ev("2", 1, email="a@mailbox.org"),
