@@ -248,6 +248,11 @@ def parse_event(raw: bytes | str, max_bytes: Optional[int] = None) -> ChannelEve
     detail. A record longer than ``max_bytes`` is rejected without being parsed."""
     if max_bytes is not None and len(raw) > max_bytes:
         raise RejectedInput(TOO_LARGE, detail=f"record is {len(raw)} bytes; the limit is {max_bytes}")
+    # a byte-order mark opening a record (an exported file's first line, as files joined with `cat` have midway)
+    if isinstance(raw, bytes) and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    elif isinstance(raw, str) and raw.startswith("\ufeff"):
+        raw = raw[1:]
     try:
         event = ChannelEvent.model_validate_json(raw)
     except ValidationError as exc:
