@@ -248,11 +248,6 @@ def parse_event(raw: bytes | str, max_bytes: Optional[int] = None) -> ChannelEve
     detail. A record longer than ``max_bytes`` is rejected without being parsed."""
     if max_bytes is not None and len(raw) > max_bytes:
         raise RejectedInput(TOO_LARGE, detail=f"record is {len(raw)} bytes; the limit is {max_bytes}")
-    # a byte-order mark opening a record (an exported file's first line, as files joined with `cat` have midway)
-    if isinstance(raw, bytes) and raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    elif isinstance(raw, str) and raw.startswith("\ufeff"):
-        raw = raw[1:]
     try:
         event = ChannelEvent.model_validate_json(raw)
     except ValidationError as exc:
@@ -261,6 +256,9 @@ def parse_event(raw: bytes | str, max_bytes: Optional[int] = None) -> ChannelEve
             msg = str(exc.errors()[0].get("msg", "")).strip().removeprefix("Invalid JSON:").strip()
             if "number out of range" in msg:
                 msg += " (a number too long to read: send it as a string)"
+            elif raw[:3] == b"\xef\xbb\xbf" or raw[:1] == "\ufeff":  # (a file's, where files were joined)
+                msg = ("the record begins with a byte-order mark, as a file joined to another with `cat` has where "
+                       "they meet: give the files to idres separately, or remove the mark")
             raise RejectedInput(NOT_JSON, detail=f"{NOT_JSON}: {msg}") from None
         obj = _loose_json(raw)
         if isinstance(obj, dict) and isinstance(obj.get("event_id"), str):

@@ -758,7 +758,8 @@ class Link(BaseModel):
 
 class Review(BaseModel):
     review_id: str
-    status: str = Field(description="pending, moot (since linked or shared), linked, rejected, already_linked, blocked.")
+    status: str = Field(description="pending, moot (since linked, shared or banned apart), linked, rejected, "
+                                    "already_linked, blocked.")
     event_id: str
     occurred_at: str
     identifier: str

@@ -35,6 +35,7 @@ import re
 import threading
 import time
 import weakref
+from collections import deque
 from datetime import datetime, timezone
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -666,8 +667,9 @@ class WorkerOptions:
     # seconds the coordinator waits for a resolve shard's reply before deciding the window itself, in order
     # (and deciding in order for as long again before it asks the shards anew); see ``streams.kafka_shards``
     shard_wait: float = 30.0
-    # seconds a worker that decided to stop (a new raw topic, a defect, a batch it cannot decode) may take to stop
-    # before it exits anyway (``exit_after``): its supervisor restarts it, and nothing is lost, as after SIGKILL
+    # seconds a worker that decided to stop for a new raw topic may take to stop before it exits anyway
+    # (``exit_after``): its supervisor restarts it, and nothing is lost, as after SIGKILL (a role's error ends it
+    # at once: ``_exit_for``)
     stop_grace: float = 30.0
     # seconds after the first late event (one older than an event decided before it) the resolve role restates
     # the log from the earliest one's place (``resolver.restate``): late events meanwhile are decided as they come
@@ -848,6 +850,10 @@ class StreamJobs:
             self.open_restatements: list[int] = []
             self.owns_log = False  # this worker holds the validated partition: it writes the decision log
             self.held: dict[Any, int] = {}  # a validated message -> its events still held in the reorder buffer
+            # the validated messages taken and not yet acknowledged, by partition in offset order; and those of
+            # them done with, acknowledged once every one before them is (``_acknowledge``)
+            self.taken: dict[Any, deque] = {}
+            self.finished: set = set()
             self.deciding = asyncio.Lock()
 
             @app.timer(interval=max(min(o.reorder_wait / 4, 1.0 if o.reorder_grace is None else o.reorder_grace / 5,
@@ -1011,6 +1017,9 @@ class StreamJobs:
             # so it reads them again
             self.reorder.drain()
             self.held.clear()
+            for tp in revoked:
+                for ev in self.taken.pop(tp, ()):
+                    self.finished.discard(ev)
             self.owns_log = False
             # so are the late events it noted (logged: the next owner finds them in the log and restates for
             # them); the gauges say so, or a worker that resolves no more would say for ever that it waits
@@ -1053,6 +1062,9 @@ class StreamJobs:
                 m.positions[(msg.topic, msg.partition)] = ends[(msg.topic, msg.partition)] = msg.offset + 1
                 outcome = check(raw)
                 if outcome.kind != VALID:
+                    if outcome.kind == INTERNAL:  # (a defect in the checks: its traceback is for the report)
+                        log.error("internal error checking %s/%s@%s\n%s", msg.topic, msg.partition, msg.offset,
+                                  outcome.trace)
                     pending.append(await self._dead_letter(msg.topic, msg.partition, msg.offset, raw,
                                                            outcome.reason, key=msg.key, detail=outcome.detail,
                                                            event_id=outcome.event_id))
@@ -1349,6 +1361,7 @@ class StreamJobs:
                 for ev in events:
                     msg = ev.message
                     m.positions[(msg.topic, msg.partition)] = msg.offset + 1
+                    self.taken.setdefault(msg.tp, deque()).append(ev)
                     value = orjson.loads(ev.value)
                     if value.get("reviews"):
                         entries += await self._reviews(value["reviews"])
@@ -1660,8 +1673,26 @@ class StreamJobs:
             else:
                 del self.held[ev]
                 done.append(ev)
+        self._acknowledge(done)
+
+    def _acknowledge(self, done: list[Any]) -> None:
+        """Acknowledges the validated messages done with, in offset order: a message is acknowledged once every
+        message before it is. The reorder buffer lets events out in event-time order, so a later message is often
+        done first, and Faust commits past a message not acknowledged at the head of a partition (with nothing
+        committed yet, or the one message at the committed offset: ``Consumer._new_offset``): a worker killed then
+        would lose the events that message still held."""
+        finished, tps = self.finished, set()
         for ev in done:
-            ev.ack()
+            queue = self.taken.get(ev.message.tp)
+            if queue:  # (not: taken before its partition was let go, and read again by its next owner)
+                finished.add(ev)
+                tps.add(ev.message.tp)
+        for tp in tps:
+            queue = self.taken[tp]
+            while queue and queue[0] in finished:
+                ev = queue.popleft()
+                finished.discard(ev)
+                ev.ack()
 
     # -- late events: the log restated (``resolver.restate``) -------------------------------------
     def _note_late(self, entries: list[list[dict[str, Any]]]) -> None:

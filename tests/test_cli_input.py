@@ -170,15 +170,21 @@ def test_a_utf8_byte_order_mark_is_skipped(dataset, tmp_path):
     assert recorded[0]["event_id"] == first["event_id"] and recorded[0]["source"]["position"] == 1
 
 
-def test_files_joined_with_cat_keep_the_second_file_s_byte_order_mark_and_its_record_is_read(dataset, tmp_path):
+def test_a_byte_order_mark_where_files_were_joined_with_cat_rejects_its_record_saying_so(dataset, tmp_path):
     """``cat a.jsonl b.jsonl`` of two exported files puts b's byte-order mark at the start of a line: that record
-    was rejected as not JSON ("expected value at line 1 column 1"), saying nothing of the mark."""
+    was rejected as "not valid JSON: expected value at line 1 column 1", saying nothing of the mark."""
     _, events, _, _, plain, plain_report, _ = dataset
     lines = events.read_bytes().splitlines(keepends=True)
     joined = tmp_path / "joined.jsonl"
     joined.write_bytes(b"".join(lines[:5]) + b"\xef\xbb\xbf" + b"".join(lines[5:]))
-    report = json.loads(idres("ingest", str(joined), "--data-dir", str(tmp_path / "joined")).stdout)["ingested"]
-    assert (report["accepted"], report["rejected"]) == (plain_report["accepted"], plain_report["rejected"])
+    data = tmp_path / "joined"
+    report = json.loads(idres("ingest", str(joined), "--data-dir", str(data)).stdout)["ingested"]
+    assert (report["accepted"], report["rejected"]) == (plain_report["accepted"] - 1, plain_report["rejected"] + 1)
+    from streams.embedded import EmbeddedEngine
+
+    with EmbeddedEngine(data, writer=False) as engine:
+        rejected = [d for d in engine.views.rejected if d["source"]["position"] == 6]
+    assert len(rejected) == 1 and "begins with a byte-order mark" in rejected[0]["detail"], rejected
 
 
 def test_gzip_with_a_byte_order_mark_for_training(dataset, tmp_path):
