@@ -821,7 +821,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
         try:
             check(command, views, config)
         except CommandRefused as exc:
-            raise UsageError(exc.detail) from None
+            raise _refused(exc, command) from None
         command = scoped_erasure(command, views, config)
         _submit_commands(args, [command])
         print(f"the resolve worker logs it, then shreds the keys of {len(command['events'])} event(s) and their "
@@ -849,6 +849,29 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return 0
 
 
+# what to do next after a command refused on Kafka (the refusal's own text is the API's too, which names no command)
+_REFUSED_NEXT = {
+    "unknown_review": "list the queue with `idres review --bootstrap ...`",
+    "already_decided": "list the queue with `idres review --bootstrap ...`",
+    "unknown_ban": "list them with `idres unmerge --list --bootstrap ...`",
+    "unknown_profile": "look it up with `idres lookup TYPE=VALUE --bootstrap ...`",
+    "unusable_identifier": "name one the customer has: `idres show PROFILE_ID --bootstrap ...` lists them",
+    "not_in_profile": "`idres show PROFILE_ID --bootstrap ...` lists its identifiers",
+    "whole_profile": "`idres show PROFILE_ID --bootstrap ...` lists its identifiers",
+    "unknown_identifier": "look it up with `idres lookup TYPE=VALUE --bootstrap ...`",
+}
+
+
+def _refused(exc: Any, command: dict[str, Any]) -> UsageError:
+    """The one line for a command refused on Kafka, with what to do next."""
+    detail = exc.detail
+    if exc.code == "unknown_identifier":
+        detail = (f"no customer holds {', '.join(f'{t}={v}' for t, v in command['identifiers'])}: nothing to "
+                  "erase")
+    after = _REFUSED_NEXT.get(exc.code)
+    return UsageError(f"{detail} ({after})" if after else detail)
+
+
 def _check_command(args: argparse.Namespace, command: dict[str, Any]) -> None:
     """Kafka: refuses here what the resolve worker would refuse, as the views of the decision log stand."""
     from streams.commands import CommandRefused, check
@@ -857,7 +880,7 @@ def _check_command(args: argparse.Namespace, command: dict[str, Any]) -> None:
     try:
         check(command, _kafka_views(args)[0], config)
     except CommandRefused as exc:
-        raise UsageError(exc.detail) from None
+        raise _refused(exc, command) from None
 
 
 def _submit_commands(args: argparse.Namespace, commands: list[dict[str, Any]]) -> int:

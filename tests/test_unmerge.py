@@ -389,3 +389,31 @@ def test_explain_says_which_link_was_refused_on_an_event_of_the_profile_whicheve
         assert len(said) == 1 and said[0]["identifier"] == refused["node"], pid
         assert item["review_id"] in said[0]["why"] and said[0]["why"].startswith("not linked to ")
     assert holder in {profile_of_key(run, EMAIL), profile_of_key(run, PHONE)}
+
+
+@pytest.mark.parametrize("args, said", [
+    (["unmerge", "PID", "phone=12", "--by", "ana"],
+     "phone=12: not a phone number (name one the customer has: `idres show PROFILE_ID --bootstrap ...` lists them)"),
+    (["unmerge", "--lift", "b_0000", "--by", "ana"],
+     "no connection ban 'b_0000' in force (list them with `idres unmerge --list --bootstrap ...`)"),
+    (["unmerge", "p_0000000000000000", "phone=+44 7700 900123", "--by", "ana"],
+     "no profile p_0000000000000000 (look it up with `idres lookup TYPE=VALUE --bootstrap ...`)"),
+    (["erase", "email=zed.quill@post.net", "--by", "dpo"],
+     "no customer holds email=zed.quill@post.net: nothing to erase (look it up with `idres lookup TYPE=VALUE "
+     "--bootstrap ...`)"),
+])
+def test_a_command_refused_on_kafka_says_what_to_do_next_as_on_a_data_directory(tmp_path, monkeypatch, capsys,
+                                                                                   args, said):
+    """The Kafka forms of unmerge, lift and erase said why a command was refused but not what to do next (the
+    data directory's forms did), and an erasure refused did not name the identifier."""
+    from streams import cli
+    from streams.embedded import EmbeddedEngine
+
+    data = tmp_path / "data"
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(_write(tmp_path / "first.jsonl", FIRST))
+        views = engine.views
+    monkeypatch.setattr(cli, "_kafka_views", lambda a: (views, 0, 0))  # (the decision-log topic's views)
+    pid = views.lookup_node(EMAIL)["profile_id"]
+    code = cli.main([a.replace("PID", pid) for a in args] + ["--bootstrap", "127.0.0.1:9"])
+    assert code == 2 and capsys.readouterr().err == f"idres: error: {said}\n"
