@@ -234,6 +234,27 @@ def _kafka_settings(args: argparse.Namespace):
                               resolve_state=getattr(args, "resolve_state", None))
 
 
+def _deployment_settings(args: argparse.Namespace):
+    """``_kafka_settings``, for a command that reads a deployment: its decision-log topic must exist. Reading a
+    topic that did not made the broker create it with its own defaults (on Apache Kafka, 7 days' retention for the
+    log), and a misspelled prefix read as an empty deployment."""
+    from streams.kafka_io import admin_client, client_error
+
+    settings = _kafka_settings(args)
+    admin = admin_client(settings)
+    try:
+        topics = set(admin.list_topics())
+    except Exception as exc:
+        raise client_error(settings, exc, "listing topics") from None
+    finally:
+        admin.close()
+    if settings.topics.decisions not in topics:
+        raise UsageError(f"no topic {settings.topics.decisions} on {settings.bootstrap}: no idres deployment uses "
+                         f"the topic prefix {settings.topics.prefix!r} there (check --topic-prefix or "
+                         "$IDRES_TOPIC_PREFIX; `idres topics` creates a deployment's topics)")
+    return settings
+
+
 def _uses_kafka(args: argparse.Namespace) -> bool:
     """Kafka when --bootstrap is given, or $IDRES_BOOTSTRAP is set and no --data-dir was given."""
     return bool(args.bootstrap) or (bool(os.environ.get("IDRES_BOOTSTRAP", "").strip()) and args.data_dir is None)
@@ -575,7 +596,7 @@ def _kafka_views(args: argparse.Namespace):
 
     _, projection = _settings(args)
     views = CustomerViews(projection)
-    offset, entries = fold_decision_log(_kafka_settings(args), views=views)
+    offset, entries = fold_decision_log(_deployment_settings(args), views=views)
     return views, offset, entries
 
 
@@ -948,7 +969,7 @@ def _changes_from_kafka(args: argparse.Namespace, out: Any) -> int:
 
     from streams.stream_app import reader
 
-    settings = _kafka_settings(args)
+    settings = _deployment_settings(args)
     tp = TopicPartition(settings.topics.changes, 0)
     consumer = reader(settings, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest")
     try:

@@ -362,3 +362,24 @@ def test_a_validate_batch_that_fails_part_way_is_read_again_by_the_next_worker(k
     finally:
         second.stop()
     assert decided(settings) == {f"web-{n}": 1 for n in range(len(good))}
+
+
+@pytest.mark.parametrize("command", [["review"], ["unmerge", "--list"], ["changes"], ["snapshot", "--out", "OUT"],
+                                     ["erase", "email=ann.lee@post.net", "--by", "dpo"]])
+def test_reading_a_deployment_whose_topics_do_not_exist_says_so_and_creates_none(kafka_bootstrap, tmp_path, command):
+    """A misspelled --topic-prefix read as an empty deployment ("The review queue is empty.", an empty snapshot),
+    and reading made the broker create the decision log with its own defaults (on Apache Kafka, 7 days' retention
+    where idres keeps it for ever)."""
+    prefix = unique_name("nosuch") + "."
+    args = [a.replace("OUT", str(tmp_path / "s.duckdb")) for a in command]
+    done = run_cli(*args, "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (f"idres: error: no topic {prefix}decisions on {kafka_bootstrap}: no idres deployment uses "
+                           f"the topic prefix {prefix!r} there (check --topic-prefix or $IDRES_TOPIC_PREFIX; "
+                           "`idres topics` creates a deployment's topics)\n")
+    admin = admin_client(KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix))
+    try:
+        assert [t for t in admin.list_topics() if t.startswith(prefix)] == []
+    finally:
+        admin.close()
+    assert not (tmp_path / "s.duckdb").exists()
