@@ -238,17 +238,10 @@ def _deployment_settings(args: argparse.Namespace):
     """``_kafka_settings``, for a command that reads a deployment: its decision-log topic must exist. Reading a
     topic that did not made the broker create it with its own defaults (on Apache Kafka, 7 days' retention for the
     log), and a misspelled prefix read as an empty deployment."""
-    from streams.kafka_io import admin_client, client_error
+    from streams.stream_app import topic_names
 
     settings = _kafka_settings(args)
-    admin = admin_client(settings)
-    try:
-        topics = set(admin.list_topics())
-    except Exception as exc:
-        raise client_error(settings, exc, "listing topics") from None
-    finally:
-        admin.close()
-    if settings.topics.decisions not in topics:
+    if settings.topics.decisions not in topic_names(settings):
         raise UsageError(f"no topic {settings.topics.decisions} on {settings.bootstrap}: no idres deployment uses "
                          f"the topic prefix {settings.topics.prefix!r} there (check --topic-prefix or "
                          "$IDRES_TOPIC_PREFIX; `idres topics` creates a deployment's topics)")

@@ -127,17 +127,22 @@ def create_stream_topics(settings: KafkaSettings, channels: Iterable[str] = KNOW
         admin.close()
 
 
-def raw_topics(settings: KafkaSettings) -> set[str]:
-    """Every raw topic of this deployment on the broker now: the channel topics, ``raw`` and ``raw.unknown``,
-    and any ``raw.<channel>`` a producer created for a channel of its own."""
-    pattern = re.compile(settings.topics.raw_pattern())
+def topic_names(settings: KafkaSettings) -> set[str]:
+    """The topics on the broker now (listed: reading one that does not exist would make the broker create it)."""
     admin = admin_client(settings)
     try:
-        return {t for t in admin.list_topics() if pattern.match(t)}
+        return set(admin.list_topics())
     except Exception as exc:  # (a broker that cannot list topics now is asked again at the next check)
         raise client_error(settings, exc, "listing topics") from None
     finally:
         admin.close()
+
+
+def raw_topics(settings: KafkaSettings) -> set[str]:
+    """Every raw topic of this deployment on the broker now: the channel topics, ``raw`` and ``raw.unknown``,
+    and any ``raw.<channel>`` a producer created for a channel of its own."""
+    pattern = re.compile(settings.topics.raw_pattern())
+    return {t for t in topic_names(settings) if pattern.match(t)}
 
 
 CAUGHT_UP_EVERY = 0.1  # seconds between the validate role's reports of the quiet raw partitions it has read
