@@ -698,15 +698,13 @@ class CustomerViews:
         said they are different customers, so no one is asked again."""
         if not self.bans:
             return False
-        keys = self.node_keys
-        mine = {keys[n] for n in self.profiles[pa].nodes}
-        theirs = {keys[n] for n in self.profiles[pb].nodes}
-        for ban in self.bans_of(pa):
-            one, two = ban["sides"]
-            if (mine.intersection(one) and theirs.intersection(two)) or \
-                    (mine.intersection(two) and theirs.intersection(one)):
-                return True
-        return False
+        index, held_by = self.node_index, self.node_profile
+
+        def holds(pid: str, side: list[str]) -> bool:
+            return any(held_by[index[k]] == pid for k in side if k in index)
+
+        return any((holds(pa, one) and holds(pb, two)) or (holds(pa, two) and holds(pb, one))
+                   for one, two in (ban["sides"] for ban in self.bans_of(pa)))
 
     def review_detail(self, review_id: str) -> Optional[dict[str, Any]]:
         """A review with its two sides side by side: for each, the identifier, its profile now (or that it
