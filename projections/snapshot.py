@@ -29,7 +29,7 @@ import orjson
 from projections.customer import ACCOUNT_KEYS, CustomerViews, csat_score
 from projections.households import household_rows
 from projections.metrics import finish_metrics, promise
-from projections.metrics.settings import write_settings
+from projections.metrics.settings import currency_code, write_settings
 from projections.storage import file_mode, private_file, remove_debris, replaceable
 from resolver.errors import ConfigError, IdresError
 
@@ -282,8 +282,7 @@ def _event_chunks(views: CustomerViews, chunk: int) -> Iterable[dict[str, list[A
                 payload = loads(raw)
                 case_id, currency = payload.get("case_id"), payload.get("currency")
                 amounts[k], scores[k] = _num(payload.get("amount")), csat_score(payload.get("csat"))
-                # (a code in any case is the one the rates name: "usd" is USD)
-                currencies[k] = currency.strip().upper() or None if isinstance(currency, str) else None
+                currencies[k] = currency_code(currency)  # (a code in any case is the one the rates name)
                 cases[k] = None if case_id is None else str(case_id)
         yield {
             "event_id": views.ev_id[start:end], "profile_id": views.ev_profile[start:end],

@@ -17,7 +17,7 @@ WITH c AS (
          count(DISTINCT profile_id) AS profiles,
          arg_min(channel, (ts, event_id)) AS channel,
          min(ts) AS opened_at,
-         arg_max(ts, (ts, event_id)) FILTER (WHERE kind = 'case_close') AS closed_at,
+         max(ts) FILTER (WHERE kind = 'case_close') AS closed_at,
          max((ts, event_id)) FILTER (WHERE kind = 'case_close') AS last_close,
          max((ts, event_id)) FILTER (WHERE kind = 'case_open') AS last_open,
          count(*) FILTER (WHERE kind IS DISTINCT FROM 'case_close') AS contacts,

@@ -25,6 +25,11 @@ def as_of(views: "CustomerViews") -> Optional[str]:
     return iso(max(views.ev_at)) if views.ev_at else None
 
 
+def currency_code(value: Any) -> Optional[str]:
+    """A currency code as the snapshot keeps it, in any case it came in ("usd" is USD); None for no code."""
+    return value.strip().upper() or None if isinstance(value, str) else None
+
+
 def write_settings(con: Any, views: "CustomerViews") -> Optional[str]:
     """Writes the settings tables into the snapshot ``con``, whose events table is written; returns the report
     currency: the configured one, else the currency of most purchases (None: no purchase names one)."""
@@ -49,7 +54,7 @@ def write_settings(con: Any, views: "CustomerViews") -> Optional[str]:
                 [at, currency, cfg.churn_days, cfg.at_risk_gap_ratio, cfg.at_risk_probability, cfg.stale_case_days,
                  cfg.programme_cost])
     con.execute("CREATE TABLE currency_rates (currency VARCHAR PRIMARY KEY, rate DOUBLE)")
-    rates = {code.strip().upper(): rate for code, rate in cfg.exchange_rates.items()}  # (as the events' codes)
+    rates = {currency_code(code): rate for code, rate in cfg.exchange_rates.items()}  # (as the events' codes)
     if currency is not None:
         rates[currency] = 1.0
     if rates:
