@@ -26,8 +26,9 @@ def _event(n: int, channel: str) -> bytes:
                        "event_type": "visit", "identifiers": {"email": f"c{n}@mailbox.org"}}).encode()
 
 
-def _send(bootstrap: str, topic: str, values: list[bytes], codec: str, partition: int | None = None) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type=codec, acks="all", linger_ms=20)
+def _send(bootstrap: str, topic: str, values: list[bytes], codec: str | None, partition: int | None = None,
+          **config) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type=codec, acks="all", linger_ms=20, **config)
     try:
         for value in values:
             producer.send(topic, value=value, partition=partition)  # (no key: as many producers send)
@@ -305,13 +306,8 @@ def test_a_record_larger_than_a_broker_takes_is_dead_lettered_cut_short_and_its_
     prefix, settings = _deployment(kafka_bootstrap, "huge")
     web = settings.topics.raw("web")
     good = [_event(n, "web") for n in range(20)]
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", linger_ms=20, max_request_size=8 << 20)
-    try:
-        for value in [*good[:10], b"z" * (5 << 20), *good[10:]]:
-            producer.send(web, value=value, partition=0)
-        producer.flush(30)
-    finally:
-        producer.close()
+    _send(kafka_bootstrap, web, [*good[:10], b"z" * (5 << 20), *good[10:]], None, partition=0,
+          max_request_size=8 << 20)
     worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
     try:
         wait_until(lambda: worker.metrics().get("idres_resolve_events_total", 0) >= len(good), 120,
