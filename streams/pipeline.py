@@ -72,6 +72,18 @@ class Outcome:
 _BLANK = Outcome(BLANK)
 
 
+def _failed(outcome: Outcome, exc: Exception, doing: str, handled: Optional[BaseException]) -> Outcome:
+    """``outcome`` made the internal error ``exc`` raised while ``doing``, with its traceback as text; the
+    exception's frames are let go of up to ``handled`` (the caller's own, left as it is): the outcome holds the
+    exception, and the frame that raised it the outcome, a cycle."""
+    outcome.kind, outcome.reason = INTERNAL, INTERNAL_ERROR
+    outcome.detail = internal_error_detail(exc, doing)
+    outcome.error = exc
+    outcome.trace = "".join(traceback.format_exception(exc))
+    without_tracebacks(exc, handled)
+    return outcome
+
+
 class RecordPipeline:
     """Classifies raw records and resolves the valid ones with ``resolver``.
 
@@ -95,10 +107,7 @@ class RecordPipeline:
         except RejectedInput as exc:
             return Outcome(REJECTED, exc.reason, exc.detail, exc.event_id)
         except Exception as exc:  # a defect in the checks: the record is kept, the run goes on
-            trace = "".join(traceback.format_exception(exc))
-            without_tracebacks(exc, exc.__context__)  # (the caller's own, if any, is left as it is)
-            return Outcome(INTERNAL, INTERNAL_ERROR, internal_error_detail(exc, "checking the record"), error=exc,
-                           trace=trace)
+            return _failed(Outcome(INTERNAL), exc, "checking the record", exc.__context__)
         return Outcome(VALID, event_id=event.event_id, event=event)
 
     def process(self, raw: bytes, source: Optional[dict[str, Any]] = None) -> Outcome:
@@ -125,14 +134,8 @@ class RecordPipeline:
                 return outcome
             decisions = resolver.decide(event, source)
         except Exception as exc:  # a defect must not lose the record, nor the rest of the input
-            outcome.kind = INTERNAL
-            outcome.reason = INTERNAL_ERROR
-            outcome.detail = internal_error_detail(exc)
-            outcome.error = exc
-            outcome.trace = "".join(traceback.format_exception(exc))
             outcome.state_changed = resolver.changed_since(mark)
-            without_tracebacks(exc, handled)  # (the outcome holds it, and this frame the outcome: a cycle)
-            return outcome
+            return _failed(outcome, exc, "resolving", handled)
         # (no decisions: the resolver found the event decided after all; nothing to log)
         outcome.kind = ACCEPTED if decisions else DUPLICATE
         outcome.decisions = decisions
