@@ -44,11 +44,6 @@ ACCEPTED = "accepted"
 INTERNAL = "internal_error"
 
 
-def internal_error_detail(exc: BaseException, doing: str = "resolving") -> str:
-    """The message kept with a record the resolver (or the checks) failed on."""
-    return f"internal error while {doing} ({type(exc).__name__}: {exc}); please report it"
-
-
 @dataclass(slots=True)
 class Outcome:
     """What became of one raw record (see the module's docstring for the kinds)."""
@@ -77,7 +72,7 @@ def _failed(outcome: Outcome, exc: Exception, doing: str, handled: Optional[Base
     exception's frames are let go of up to ``handled`` (the caller's own, left as it is): the outcome holds the
     exception, and the frame that raised it the outcome, a cycle."""
     outcome.kind, outcome.reason = INTERNAL, INTERNAL_ERROR
-    outcome.detail = internal_error_detail(exc, doing)
+    outcome.detail = f"internal error while {doing} ({type(exc).__name__}: {exc}); please report it"
     outcome.error = exc
     outcome.trace = "".join(traceback.format_exception(exc))
     without_tracebacks(exc, handled)
