@@ -483,6 +483,10 @@ class Follower:
 
 
 # ============================================================================================ models
+class MissingTopics(RuntimeError):
+    """The deployment a follower was pointed at has no decision-log topic (yet)."""
+
+
 class KafkaFollower(Follower):
     """The same follower fed from the decision-log topic of a Kafka deployment instead of a data directory.
 
@@ -510,6 +514,8 @@ class KafkaFollower(Follower):
         """The views as the log reads now. ``restated``: a restatement completed while the log was followed: the
         changes already held stay, and the views are folded again from a kept state when one is usable."""
         started = time.monotonic()
+        if not restated:
+            self._deployment_exists()
         held: collections.deque = collections.deque(maxlen=self.recent.maxlen)
         known = self.read_seq if restated else 0  # (the entries whose changes are held)
 
@@ -533,6 +539,18 @@ class KafkaFollower(Follower):
             self.read_seq = folded.entries
             self.restating = bool(folded.scan.open_restatements())
             self.log_length = folded.entries
+
+    def _deployment_exists(self) -> None:
+        """Raises unless the decision-log topic exists: reading one that did not made the broker create it with its
+        own defaults, and a misspelled prefix was served as an empty deployment. Said and tried again (``_run``):
+        a compose file may start the API before the topics are created."""
+        from streams.stream_app import topic_names
+
+        topics = self.settings.topics
+        if topics.decisions not in topic_names(self.settings):
+            raise MissingTopics(f"no topic {topics.decisions} on {self.settings.bootstrap}: no idres deployment uses the "
+                                f"topic prefix {topics.prefix!r} there (check --topic-prefix or $IDRES_TOPIC_PREFIX; "
+                                "`idres topics` creates a deployment's topics)")
 
     def poll(self) -> int:
         from kafka import KafkaConsumer, TopicPartition

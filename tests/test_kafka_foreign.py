@@ -379,3 +379,52 @@ def test_reading_a_deployment_whose_topics_do_not_exist_says_so_and_creates_none
     finally:
         admin.close()
     assert not (tmp_path / "s.duckdb").exists()
+
+
+def test_serving_a_deployment_whose_topics_do_not_exist_says_so_creates_none_and_serves_once_they_do(kafka_bootstrap,
+                                                                                                     tmp_path):
+    """`idres serve --bootstrap` with a misspelled --topic-prefix made the broker create the decision log with its own
+    defaults and answered every lookup as of an empty deployment. It says what is missing, creates nothing, and
+    keeps trying (a compose file may start the API before the topics exist): once they do, it serves."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.cli_helpers import ROOT
+    from tests.kafka_broker import free_port
+
+    prefix = unique_name("notyet") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    port = free_port()
+    err = tmp_path / "stderr.txt"
+    with open(err, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", "--bootstrap", kafka_bootstrap,
+                                 "--topic-prefix", prefix, "--port", str(port), "--no-auth"], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=fh)
+
+    def ask() -> "httpx.Response | None":
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/v1/lookup", params={"type": "email", "value": "ann.lee@post.net"}, timeout=2)
+        except httpx.HTTPError:
+            return None
+
+    try:
+        wait_until(lambda: (a := ask()) is not None and "no topic" in a.text and "warning" in err.read_text(), 60,
+                   "the API to say the topics are missing")
+        answer = ask()
+        assert answer.status_code == 503
+        assert (f"no topic {prefix}decisions on {kafka_bootstrap}: no idres deployment uses the topic prefix "
+                f"{prefix!r} there") in answer.json()["detail"]
+        assert "`idres topics` creates a deployment's topics" in answer.json()["detail"]
+        admin = admin_client(settings)
+        try:
+            assert [t for t in admin.list_topics() if t.startswith(prefix)] == []
+        finally:
+            admin.close()
+        assert proc.poll() is None
+        run_cli("topics", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+        wait_until(lambda: (a := ask()) is not None and a.status_code == 404, 90, "the API to serve the deployment")
+    finally:
+        proc.terminate()
+        proc.wait(10)
