@@ -111,6 +111,14 @@ def anonymous_profile_id(event_id: str) -> str:
     return "p_" + short_hash("anonymous:" + event_id)
 
 
+def erase_rejected(record: dict[str, Any]) -> None:
+    """A rejected record (``event_rejected``) an erasure named, as kept after it: where it came from, when and
+    why, without its text or the message about it."""
+    record["raw"] = ""
+    record.pop("detail", None)
+    record["erased"] = True
+
+
 class CustomerViews:
     """The read model. ``apply_entry`` folds one decision-log entry."""
 
@@ -434,9 +442,7 @@ class CustomerViews:
         shredded = set(d["rejected"])
         for r in self.rejected:
             if r["key"] in shredded:
-                r["raw"] = ""
-                r.pop("detail", None)
-                r["erased"] = True
+                erase_rejected(r)
 
     def _review(self, d: dict[str, Any], seq: int) -> dict[str, Any]:
         """A possible match as the review queue keeps it (``review_match`` reads it back): its status, its place in

@@ -1491,12 +1491,21 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
         from streams.commands import CommandRefused, check, scoped_erasure
 
         def checked() -> list[dict[str, Any]]:
+            letters: list[dict[str, Any]] = []
+            if isinstance(follower, KafkaFollower) and any(item["command"] == "erase" for item in items):
+                from streams.stream_app import dead_letters
+
+                try:  # (searched too: a snapshot leaves out the text of those naming the customer)
+                    letters = dead_letters(follower.settings)
+                except Exception as exc:
+                    raise CommandRefused(503, "broker_unavailable", f"could not read the dead-letter topic: {exc}") \
+                        from None
             with follower.lock:  # (refused here without the writer's lock: the command checks again when it runs)
                 for item in items:
                     check(item, follower.views, follower.config)
                 # an erasure names what the views hold of the customer (a Kafka resolve worker has no views)
-                return [scoped_erasure(item, follower.views, follower.config) if item["command"] == "erase" else item
-                        for item in items]
+                return [scoped_erasure(item, follower.views, follower.config, letters) if item["command"] == "erase"
+                        else item for item in items]
 
         loop = asyncio.get_running_loop()
         try:  # (in a thread: an erasure searches every rejected record, and other requests go on meanwhile)

@@ -15,7 +15,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from resolver.errors import IdresError
 
@@ -264,13 +264,21 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
     predict = False if getattr(args, "no_predict", False) else None  # (else as $IDRES_PREDICT says)
     if _uses_kafka(args):
+        from resolver.decisions import erasure_of
         from streams.stream_app import fold_deadletter
 
         settings = _kafka_settings(args)
         started = time.perf_counter()
+        erased: set[str] = set()  # (the dead letters erasures named: kept without their text)
+
+        def note(seq: int, entry: list[dict[str, Any]]) -> None:
+            erasure = erasure_of(entry)
+            if erasure is not None:
+                erased.update(erasure["rejected"])
+
         with _keeping():  # (as below)
-            views, offset, entries = _kafka_views(args)
-            rejected = fold_deadletter(settings, views)
+            views, offset, entries = _kafka_views(args, on_entry=note)
+            rejected = fold_deadletter(settings, views, erased)
         held = [views]  # (let go of once the snapshot has read them)
         del views
         counts = write_snapshot(held[0], out, info={"decision_log": settings.topics.decisions,
@@ -581,15 +589,15 @@ def _fields_text(fields: dict[str, Any]) -> str:
     return ", ".join(f"{f} {v['level']} {v['weight']:+.1f}" for f, v in fields.items())
 
 
-def _kafka_views(args: argparse.Namespace):
+def _kafka_views(args: argparse.Namespace, on_entry: Optional[Callable[[int, list[dict[str, Any]]], None]] = None):
     """The customer views of a Kafka deployment, folded from its decision-log topic; with the topic's
-    next offset and the number of entries folded."""
+    next offset and the number of entries folded. ``on_entry``: given every entry as written."""
     from projections.customer import CustomerViews
     from streams.stream_app import fold_decision_log
 
     _, projection = _settings(args)
     views = CustomerViews(projection)
-    offset, entries = fold_decision_log(_deployment_settings(args), views=views)
+    offset, entries = fold_decision_log(_deployment_settings(args), views=views, on_entry=on_entry)
     return views, offset, entries
 
 
@@ -827,6 +835,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
     by = _decider(args)
     if _uses_kafka(args):
         from streams.commands import CommandRefused, check, scoped_erasure
+        from streams.stream_app import dead_letters
 
         config, _ = _settings(args)
         command = {"command": "erase", "identifiers": [list(p) for p in pairs], "by": by,
@@ -836,10 +845,14 @@ def cmd_erase(args: argparse.Namespace) -> int:
             check(command, views, config)
         except CommandRefused as exc:
             raise _refused(exc, command) from None
-        command = scoped_erasure(command, views, config)
+        letters = dead_letters(_kafka_settings(args))
+        command = scoped_erasure(command, views, config, letters)
+        named = len(set(command["rejected"]) & {d["key"] for d in letters})
         _submit_commands(args, [command])
         print(f"the resolve worker logs it, then shreds the keys of {len(command['events'])} event(s) and their "
-              f"customer's identifiers; see `idres changes --bootstrap ...` for the erased change")
+              f"customer's identifiers; snapshots leave out the text of the {named} dead letter(s) naming them (the "
+              "dead-letter topic keeps them until its retention ends); see `idres changes --bootstrap ...` for the "
+              "erased change")
         return 0
     from resolver.errors import IdresError
 

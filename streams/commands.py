@@ -121,9 +121,12 @@ def check(command: dict[str, Any], views: CustomerViews, config: ResolverConfig)
         raise CommandRefused(422, "unknown_command", f"unknown command {kind!r}: expected one of {', '.join(KINDS)}")
 
 
-def scoped_erasure(command: dict[str, Any], views: CustomerViews, config: ResolverConfig) -> dict[str, Any]:
+def scoped_erasure(command: dict[str, Any], views: CustomerViews, config: ResolverConfig,
+                   dead_letters: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
     """An erase command with what the views hold of the customers it erases (``events``, ``rejected``): the
-    resolve worker of a Kafka deployment has no views, so the command names them (``check`` passed it)."""
+    resolve worker of a Kafka deployment has no views, so the command names them (``check`` passed it).
+    ``dead_letters``: the deployment's (``streams.stream_app.dead_letters``), searched as the views' rejected
+    records are; those naming the customer are named too, so that a snapshot leaves their text out."""
     from streams.embedded import anonymous_givers, erased_contents
 
     normalizer = views_normalizer(views, config)
@@ -145,7 +148,7 @@ def scoped_erasure(command: dict[str, Any], views: CustomerViews, config: Resolv
     take(normalizer.node_key(id_type, raw)[0] for id_type, raw in command["identifiers"])
     more = anonymous_givers(views, normalizer, sorted(nodes))
     take(more)
-    events, rejected, unusable = erased_contents(views, normalizer, sorted(profiles), sorted(nodes))
+    events, rejected, unusable = erased_contents(views, normalizer, sorted(profiles), sorted(nodes), dead_letters)
     return {**command, "identifiers": [*command["identifiers"], *(k.split(":", 1) for k in more)],
             "events": events, "rejected": rejected, "unusable": unusable}
 

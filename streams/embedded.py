@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import re
 import time
 import unicodedata
@@ -978,13 +979,15 @@ def holds_erased(decisions: list[dict[str, Any]]) -> bool:
     return bool(nodes) and all(is_erased(k) for k in nodes)
 
 
-def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
-                    nodes: list[str]) -> tuple[list[str], list[str], list[list[str]]]:
+def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str], nodes: list[str],
+                    more_rejected: Iterable[dict[str, Any]] = ()) -> tuple[list[str], list[str], list[list[str]]]:
     """What of the customers an erasure removes the views hold: the IDs of their events, the keys of the
     rejected records that name them (by an erased event's ID, an identifier that reads as an erased one, or
     an erased identifier's value anywhere in the text), and the values as given (``[type, raw]``) that events
     could not use (``unusable_values``: the erased events' own, and those that read as an erased identifier, a
-    national number given on a visit made with another customer's card: ``streams.sealing.unusable_subject``)."""
+    national number given on a visit made with another customer's card: ``streams.sealing.unusable_subject``).
+    ``more_rejected``: rejected records kept outside the views, searched too (a Kafka deployment's dead
+    letters: ``streams.stream_app.dead_letters``)."""
     events: set[str] = set()
     for pid in profiles:
         live = views.resolve(pid)
@@ -1012,7 +1015,7 @@ def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str],
             if core:
                 written.setdefault(t, []).append(core)
     rejected = []
-    for d in views.rejected:
+    for d in itertools.chain(views.rejected, more_rejected):
         if d.get("event_id") in events:
             rejected.append(d["key"])
             continue

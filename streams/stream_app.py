@@ -576,14 +576,14 @@ def last_record(settings: KafkaSettings, topic: str, partition: int = 0) -> Opti
         consumer.close()
 
 
-def fold_deadletter(settings: KafkaSettings, views: CustomerViews) -> int:
-    """Adds the dead-letter topic's records to the views' rejected records; returns how many."""
-    found = 0
+def dead_letters(settings: KafkaSettings) -> list[dict[str, Any]]:
+    """The dead-letter topic's records, as the views keep rejected records (``event_rejected``), keyed
+    ``TOPIC/PARTITION:OFFSET`` by where they came from."""
+    out: list[dict[str, Any]] = []
 
     def add(record: Any) -> None:
-        nonlocal found
         headers = {k: v.decode("utf-8", "replace") for k, v in (record.headers or [])}
-        views.rejected.append({
+        out.append({
             "type": "event_rejected",
             "key": f"{headers.get('source_topic')}/{headers.get('source_partition')}:{headers.get('source_offset')}",
             "source": {"name": f"{headers.get('source_topic')}/{headers.get('source_partition')}",
@@ -595,7 +595,6 @@ def fold_deadletter(settings: KafkaSettings, views: CustomerViews) -> int:
             **({"detail": headers["detail"]} if "detail" in headers else {}),
             **({"event_id": headers["event_id"]} if "event_id" in headers else {}),
         })
-        found += 1
 
     consumer = reader(settings)
     try:
@@ -604,7 +603,22 @@ def fold_deadletter(settings: KafkaSettings, views: CustomerViews) -> int:
         consumer.close()
     for p in sorted(partitions):
         read_to_end(settings, settings.topics.deadletter, add, partition=p)
-    return found
+    return out
+
+
+def fold_deadletter(settings: KafkaSettings, views: CustomerViews, erased: Iterable[str] = ()) -> int:
+    """Adds the dead-letter topic's records to the views' rejected records; returns how many. Those whose keys
+    are in ``erased`` (named by an erasure: the erase command searched the topic) are kept without their text,
+    as the views keep a rejected record an erasure named."""
+    from projections.customer import erase_rejected
+
+    erased = set(erased)
+    found = dead_letters(settings)
+    for r in found:
+        if r["key"] in erased:
+            erase_rejected(r)
+    views.rejected.extend(found)
+    return len(found)
 
 
 # ------------------------------------------------------------------------------------------ metrics

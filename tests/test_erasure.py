@@ -607,6 +607,65 @@ def test_erase_on_kafka_shreds_the_keys_and_every_reader_forgets(kafka_bootstrap
         worker.stop()
 
 
+@pytest.mark.parametrize("via", ["cli", "api"])
+def test_erase_on_kafka_leaves_the_text_of_the_dead_letters_naming_the_customer_out_of_snapshots(kafka_bootstrap,
+                                                                                                  tmp_path, via):
+    """`idres snapshot --bootstrap` copied every dead letter into ``rejected_events``, an erased customer's
+    rejected records included, text and all. The erase command searches the dead-letter topic as an embedded
+    erasure searches the rejected records (an identifier in another form found too), and names those it finds;
+    a snapshot keeps them, where they came from and why, without their text. Another customer's stay whole."""
+    from tests.kafka_broker import unique_name
+    from tests.test_stream import Worker, wait_until
+
+    prefix = unique_name("erasedl") + "."
+    kafka = ("--bootstrap", kafka_bootstrap, "--topic-prefix", prefix)
+    bad = [BROKEN,  # (not JSON: no channel, so on raw.unknown)
+           # the erased phone in a national form, on a record the validator refuses (no time)
+           json.dumps({"event_id": "zeb-bad-2", "channel": "store", "identifiers": {"phone": "07700 900461"},
+                       "attributes": {"last_name": "Quixtable"}}),
+           json.dumps({"event_id": "ann-bad", "channel": "web", "occurred_at": "yesterday",
+                       "identifiers": {"email": "ann.other@mailbox.org"}})]
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in EVENTS) + "".join(line + "\n" for line in bad))
+    _cli("produce", str(events), *kafka)
+    worker = Worker(tmp_path, kafka_bootstrap, prefix, "validate,resolve")
+    try:
+        wait_until(lambda: worker.metrics().get("idres_log_entries_written_total") == len(EVENTS)
+                   and worker.metrics().get("idres_validate_rejected_total") == len(bad), 180,
+                   "every event decided and every bad record dead-lettered", [worker])
+        before = tmp_path / "before.duckdb"
+        _cli("snapshot", "--out", str(before), *kafka)
+        with duckdb.connect(str(before), read_only=True) as con:
+            assert len(con.execute("SELECT raw FROM rejected_events WHERE raw LIKE '%uixtable%' OR raw LIKE "
+                                   "'%zq.mail%'").fetchall()) == 2
+        if via == "cli":
+            out = _cli("erase", "email=zq.mail@quixmail.co.uk", "--by", "dpo", *kafka)
+            assert "the text of the 2 dead letter(s) naming them" in out.stdout
+        else:
+            api = _serve(kafka, IDRES_API_KEY="read-key", IDRES_API_WRITE_KEYS="dpo:dpo-key-4821")
+            try:
+                r = httpx.post(f"{api[1]}/v1/erasures", json={"identifiers": [{"type": "email",
+                                                                               "value": "zq.mail@quixmail.co.uk"}]},
+                               headers={"X-API-Key": "dpo-key-4821"}, timeout=60)
+                assert r.status_code == 202, r.text
+            finally:
+                api[0].terminate()
+                api[0].wait(timeout=20)
+        wait_until(lambda: worker.metrics().get("idres_erasures_total") == 1, 120, "the erasure logged", [worker])
+    finally:
+        worker.stop()
+    after = tmp_path / "after.duckdb"
+    _cli("snapshot", "--out", str(after), *kafka)
+    text = _snapshot_text(after)
+    assert [s for s in SECRETS if s in text] == []
+    with duckdb.connect(str(after), read_only=True) as con:
+        rows = con.execute("SELECT source, raw, reason, detail FROM rejected_events ORDER BY source").fetchall()
+    assert len(rows) == len(bad)  # (counts stay)
+    kept = [r for r in rows if r[1]]
+    assert len(kept) == 1 and "ann.other@mailbox.org" in kept[0][1] and kept[0][0].startswith(f"{prefix}raw.web/")
+    assert all(r[2] for r in rows)  # (why each was rejected stays)
+
+
 def test_an_erasure_a_worker_logged_but_did_not_shred_is_shredded_by_the_next(kafka_bootstrap, tmp_path,
                                                                                monkeypatch):
     """A resolve worker that stops between logging an erasure and shredding its keys (here it exits there, as
@@ -775,13 +834,13 @@ def test_an_unshredded_erasure_is_finished_with_the_unusable_values_it_names(mon
     assert back["attributes"] == {"first_name": "Ann"}  # (the event's own content stays)
 
 
-def _serve(kafka: tuple[str, ...]):
+def _serve(kafka: tuple[str, ...], **more_env: str):
     from tests.cli_helpers import ROOT
     from tests.kafka_broker import free_port
     from tests.test_stream import wait_until
 
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "IDRES_API_KEY"}
+    env = {**{k: v for k, v in os.environ.items() if k != "IDRES_API_KEY"}, **more_env}
     proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "serve", *kafka, "--port", str(port)], cwd=ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
