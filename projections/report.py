@@ -157,7 +157,8 @@ class Report:
     def _summary(self) -> None:
         q = self.one
         customers = q("SELECT count(*) FROM customer_value WHERE identified")
-        multi = q("SELECT sum(customers) FILTER (WHERE multi_channel) / nullif(sum(customers), 0) FROM channel_usage")
+        multi = q("SELECT coalesce(sum(customers) FILTER (WHERE multi_channel), 0) / nullif(sum(customers), 0) "
+                  "FROM channel_usage")
         recognised = q("SELECT sum(recognised) / nullif(sum(with_history), 0) FROM promise_by_channel")
         currency = self.settings["report_currency"]
         cards = [

@@ -18,6 +18,21 @@ from projections.metrics import VIEWS
 from projections.snapshot import write_snapshot
 from tests.resolver_helpers import Run, ev
 
+def test_refunds_in_a_currency_when_no_purchase_names_one_are_said_left_out_and_how_to_count_them(tmp_path):
+    """The note said "convert them to None", and took the place of the one saying no purchase names a currency."""
+    run = configured_run().feed([
+        ev("d1", 0, channel="web", event_type="purchase", email="d@mailbox.co.uk", payload={"amount": 100}),
+        ev("d2", 5, channel="web", event_type="refund", email="d@mailbox.co.uk", payload={"amount": 20, "currency": "EUR"}),
+    ])
+    with snapshot_of(run, tmp_path) as con:
+        notes = dict(con.execute("SELECT topic, note FROM metric_notes").fetchall())
+        value = rows(con, "SELECT net_revenue FROM customer_value")
+    assert value == [{"net_revenue": 100.0}]  # (the refund in EUR left out)
+    assert "None" not in notes["currency"]
+    assert "no purchase names a currency" in notes["currency"] and "1 purchases and refunds in EUR" in notes["currency"]
+    assert "report_currency" in notes["currency"]
+
+
 GBP_PER_EUR = 0.85
 
 

@@ -95,6 +95,17 @@ def test_a_report_of_an_empty_snapshot_says_there_is_nothing_rather_than_failing
     assert '<div class="v">n/a</div><div class="k">use two or more channels' in text
 
 
+def test_no_customer_on_two_channels_is_a_share_of_0_not_n_a(tmp_path):
+    from tests.resolver_helpers import Run, ev
+
+    run = Run().feed([ev("a1", 0, channel="web", event_type="login", email="a@mailbox.co.uk"),
+                      ev("b1", 0, channel="store", event_type="visit", loyalty_id="LY-2")])
+    write_snapshot(run.views, tmp_path / "s.duckdb", predict=False)
+    text = write_report(tmp_path / "s.duckdb", tmp_path / "r.html").read_text(encoding="utf-8")
+    assert '<div class="v">2</div><div class="k">identified customers' in text
+    assert '<div class="v">0.0%</div><div class="k">use two or more channels' in text
+
+
 def test_the_report_bounds_duckdb_s_memory_by_default_or_as_the_setting_says(report, tmp_path, monkeypatch):
     import projections.report as reporting
 

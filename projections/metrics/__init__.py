@@ -55,7 +55,11 @@ def finish_metrics(con: Any, currency: Optional[str], progress: Optional[Callabl
         notes["currency"] = "no purchase names a currency and report_currency is not set: amounts are taken as they are"
     unconverted = con.execute("SELECT count(*), string_agg(DISTINCT currency, ', ' ORDER BY currency) FROM event_facts "
                               "WHERE unconverted AND kind IN ('purchase', 'refund')").fetchone()
-    if unconverted[0]:
+    if unconverted[0] and currency is None:
+        notes["currency"] = (f"no purchase names a currency and report_currency is not set: amounts are taken as they "
+                             f"are, and {unconverted[0]} purchases and refunds in {unconverted[1]} are left out of "
+                             "revenue: set report_currency (and exchange_rates) in [projection] to count them")
+    elif unconverted[0]:
         notes["currency"] = (f"{unconverted[0]} purchases and refunds in {unconverted[1]} are left out of revenue: "
                              f"set exchange_rates in [projection] to convert them to {currency}")
     if predict:
