@@ -864,7 +864,9 @@ class CustomerViews:
                 if et in close_types:
                     case["status"] = "closed"
                     case["closed_at"] = when
-                elif et in open_types:
+                elif et in open_types and case.get("closed_at") != when:
+                    # (reopened by an opening after the closing; one at the same instant is not after it, whatever
+                    # the two events' IDs, which order them)
                     case["status"] = "open"
                 case["last_event_at"] = when
                 case["last_channel"] = ch

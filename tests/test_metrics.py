@@ -116,7 +116,8 @@ def test_a_customer_who_comes_back_elsewhere_while_a_case_is_open_is_listed(tmp_
 
 def test_a_case_opened_again_after_it_was_resolved_is_open_and_a_closing_alone_is_no_first_contact(tmp_path):
     """K6 is resolved, then opened again and never closed: open in the cases view as on the profile, and
-    listed as a stale open case. K7 closed, reopened and closed again: resolved at its last closing. K8 is
+    listed as a stale open case. K7 closed, reopened and closed again: resolved at its last closing, its contacts
+    those up to then (not the survey answered after). K8 is
     only a closing event: resolved, with no contact, so not resolved at first contact."""
     email = {"email": "kim@mailbox.co.uk"}
     run = configured_run().feed([
@@ -136,12 +137,51 @@ def test_a_case_opened_again_after_it_was_resolved_is_open_and_a_closing_alone_i
         cases = {r["case_id"]: r for r in rows(con, "SELECT * FROM cases")}
         assert (cases["K6"]["resolved"], cases["K6"]["resolved_at"], cases["K6"]["contacts"]) == (False, None, 2)
         assert (cases["K7"]["resolved"], cases["K7"]["resolution_hours"], cases["K7"]["contacts"],
-                cases["K7"]["csat"], cases["K7"]["first_contact_resolution"]) == (True, 2.0, 4, 4, False)
+                cases["K7"]["csat"], cases["K7"]["first_contact_resolution"]) == (True, 2.0, 3, 4, False)
         assert (cases["K8"]["resolved"], cases["K8"]["contacts"], cases["K8"]["first_contact_resolution"]) == (
             True, 0, False)
         assert [r["case_id"] for r in rows(con, "SELECT * FROM stale_open_cases")] == ["K6"]  # (10 days > 7)
         assert rows(con, "SELECT open_case_count FROM profiles WHERE 'kim@mailbox.co.uk' IN emails") == [
             {"open_case_count": 1}]
+
+
+def test_a_case_opened_and_closed_at_one_instant_is_resolved_whatever_its_events_ids(tmp_path):
+    """Whether such a case counted as resolved depended on which of its two events' IDs sorted first: one
+    case stayed open for good (a stale open case), the other was resolved at first contact."""
+    run = configured_run().feed([
+        ev("t-b", 0, channel="chat", event_type="case_opened", email="hal@mailbox.co.uk", payload={"case_id": "C3"}),
+        ev("t-a", 0, channel="chat", event_type="case_resolved", email="hal@mailbox.co.uk", payload={"case_id": "C3"}),
+        ev("u-a", 0, channel="chat", event_type="case_opened", email="uma@mailbox.co.uk", payload={"case_id": "C4"}),
+        ev("u-b", 0, channel="chat", event_type="case_resolved", email="uma@mailbox.co.uk", payload={"case_id": "C4"}),
+        ev("later", 60 * 24 * 40, channel="web", event_type="login", email="zed@mailbox.co.uk"),
+    ])
+    with snapshot_of(run, tmp_path, stale_case_days=30) as con:
+        cases = {r["case_id"]: r for r in rows(con, "SELECT * FROM cases")}
+        stale = rows(con, "SELECT * FROM stale_open_cases")
+        counts = {r["profile_id"]: (r["open_case_count"], r["closed_case_count"])
+                  for r in rows(con, "SELECT * FROM profiles")}
+    for case_id in ("C3", "C4"):
+        assert (cases[case_id]["resolved"], cases[case_id]["resolution_hours"], cases[case_id]["contacts"],
+                cases[case_id]["first_contact_resolution"]) == (True, 0.0, 1, True)
+    assert stale == []
+    assert counts[run.profile_of("t-a")] == counts[run.profile_of("u-a")] == (0, 1)
+
+
+def test_a_survey_answered_after_the_resolution_is_no_contact(tmp_path):
+    """A score sent after a case was resolved counted as a second contact: no case with a survey after it could be
+    resolved at first contact."""
+    run = configured_run().feed([
+        ev("f1", 0, channel="call_center", event_type="case_opened", email="fay@mailbox.co.uk", payload={"case_id": "C2"}),
+        ev("f2", 120, channel="call_center", event_type="case_resolved", email="fay@mailbox.co.uk",
+           payload={"case_id": "C2", "csat": 3}),
+        ev("f3", 60 * 24, channel="email", event_type="survey_response", email="fay@mailbox.co.uk",
+           payload={"case_id": "C2", "csat": 5}),
+    ])
+    with snapshot_of(run, tmp_path) as con:
+        case = rows(con, "SELECT * FROM cases")[0]
+        rate = rows(con, "SELECT first_contact_resolution_rate FROM service_by_channel")[0]
+    assert (case["contacts"], case["first_contact_resolution"], case["csat"]) == (1, True, 5)
+    assert rate["first_contact_resolution_rate"] == 1.0
 
 
 @given(st.one_of(st.integers(-10, 10), st.floats(allow_nan=False, allow_infinity=False, min_value=-10, max_value=10),

@@ -2,14 +2,16 @@
 first-contact resolution by channel and month.
 
 A case is opened by its first event and resolved by its last closing event (``case_close_types``), unless an
-opening event (``case_open_types``) came after that, which reopened it (as the profile's open cases read it). Its
-contacts are its events other than closing ones; it was resolved at first contact when it was resolved after
-exactly one contact. Its CSAT is the last score it got."""
+opening event (``case_open_types``) came after that (later in time: not one at the same instant), which reopened
+it (as the profile's open cases read it). Its contacts are its events other than closing ones, up to its
+resolution (a survey answered after it is no contact); it was resolved at first contact when it was resolved
+after exactly one contact. Its CSAT is the last score it got."""
 
 from projections.metrics.view import View
 
 CASES = View("cases", "One row per support case: its customer (the profile of its first event; profiles > 1 when "
-             "its events are in several profiles), opened and resolved times, resolution hours, contacts, the "
+             "its events are in several profiles), opened and resolved times, resolution hours, contacts (up to its "
+             "resolution), the "
              "channels it touched, its CSAT, and whether it was resolved at first contact.", """
 WITH c AS (
   SELECT case_id,
@@ -18,20 +20,22 @@ WITH c AS (
          arg_min(channel, (ts, event_id)) AS channel,
          min(ts) AS opened_at,
          max(ts) FILTER (WHERE kind = 'case_close') AS closed_at,
-         max((ts, event_id)) FILTER (WHERE kind = 'case_close') AS last_close,
-         max((ts, event_id)) FILTER (WHERE kind = 'case_open') AS last_open,
-         count(*) FILTER (WHERE kind IS DISTINCT FROM 'case_close') AS contacts,
+         max(ts) FILTER (WHERE kind = 'case_open') AS last_open,
          list(DISTINCT channel ORDER BY channel) AS channels,
          arg_max(csat, (ts, event_id)) FILTER (WHERE csat IS NOT NULL) AS csat
   FROM event_facts WHERE case_id IS NOT NULL GROUP BY case_id),
 r AS (
-  SELECT *, CASE WHEN last_open IS NULL OR last_close > last_open THEN closed_at END AS resolved_at FROM c)
+  SELECT *, CASE WHEN last_open IS NULL OR closed_at >= last_open THEN closed_at END AS resolved_at FROM c),
+k AS (
+  SELECT f.case_id, count(*) FILTER (WHERE f.kind IS DISTINCT FROM 'case_close'
+                                     AND (r.resolved_at IS NULL OR f.ts <= r.resolved_at)) AS contacts
+  FROM event_facts f JOIN r USING (case_id) GROUP BY f.case_id)
 SELECT case_id, profile_id, profiles, channel, opened_at, resolved_at,
        resolved_at IS NOT NULL AS resolved,
        round(epoch(resolved_at - opened_at) / 3600, 2) AS resolution_hours,
        contacts, channels, len(channels) AS channel_count, csat,
        resolved_at IS NOT NULL AND contacts = 1 AS first_contact_resolution
-FROM r""")
+FROM r JOIN k USING (case_id)""")
 
 # the figures of a group of cases (the two views below)
 _FIGURES = """count(*) AS cases, count(*) FILTER (WHERE resolved) AS resolved,
