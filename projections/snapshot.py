@@ -59,7 +59,7 @@ TABLES: dict[str, dict[str, str]] = {
     },
     "merges": {
         "survivor_id": "VARCHAR", "absorbed_id": "VARCHAR", "profile_id": "VARCHAR", "event_id": "VARCHAR",
-        "occurred_at": "TIMESTAMPTZ", "via": "VARCHAR[]", "rule": "VARCHAR",
+        "occurred_at": "TIMESTAMPTZ", "via": "VARCHAR[]", "rule": "VARCHAR", "apart_now": "BOOLEAN",
     },
     "splits": {
         "profile_id": "VARCHAR", "part_profile_id": "VARCHAR", "event_id": "VARCHAR", "reason": "VARCHAR",
@@ -129,11 +129,11 @@ def profile_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
     """Each profile's columns of ``PROFILE_BASE``, as the customer's answer gives them (``golden_record``,
     ``summary``): its lifetime value, cases and scores read from its events whose payloads may hold them
     (``ACCOUNT_KEYS``), found in one pass over the events, and its golden record from those with attributes."""
-    merged_into: dict[str, int] = {}  # (the rows of the merges table into each profile: not the IDs a profile was
-    for m in views.merges:            # renamed from when an older event came late, which are aliases too)
+    merged_into: dict[str, int] = {}  # (the rows of the merges table into each profile not taken apart since: not
+    for m in views.merges:            # the IDs a profile was renamed from when an older event came late, aliases too)
         pid = views.resolve(m["survivor_id"])
         if pid is not None:
-            merged_into[pid] = merged_into.get(pid, 0) + len(m["absorbed_ids"])
+            merged_into[pid] = merged_into.get(pid, 0) + sum(views.resolve(a) == pid for a in m["absorbed_ids"])
     ev_payload, ev_profile, ev_at, ev_id = views.ev_payload, views.ev_profile, views.ev_at, views.ev_id
     amount, case_id, csat = ACCOUNT_KEYS
     rich: dict[str, list[int]] = {}
@@ -305,11 +305,14 @@ def identifier_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
 
 
 def merge_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
+    """Every merge, as it happened; ``apart_now``: the absorbed profile is not the survivor's now (an unmerge or a
+    split took them apart since)."""
     for m in views.merges:
+        now = views.resolve(m["survivor_id"])
         for absorbed in m["absorbed_ids"]:
-            yield {"survivor_id": m["survivor_id"], "absorbed_id": absorbed,
-                   "profile_id": views.resolve(m["survivor_id"]), "event_id": m["event_id"],
-                   "occurred_at": m["occurred_at"], "via": m["via"], "rule": m["rule"]}
+            yield {"survivor_id": m["survivor_id"], "absorbed_id": absorbed, "profile_id": now,
+                   "event_id": m["event_id"], "occurred_at": m["occurred_at"], "via": m["via"], "rule": m["rule"],
+                   "apart_now": views.resolve(absorbed) != now}
 
 
 def split_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:

@@ -573,3 +573,31 @@ def test_merged_profile_count_counts_merges_not_the_ids_a_late_event_renamed(tmp
         assert con.execute("""SELECT p.profile_id, p.merged_profile_count, count(m.absorbed_id)
                               FROM profiles p LEFT JOIN merges m USING (profile_id) GROUP BY ALL""").fetchall() == [
             (con.execute("SELECT profile_id FROM profiles").fetchone()[0], 1, 1)]
+
+
+def test_a_merge_an_unmerge_took_apart_is_kept_as_history_and_said_apart(tmp_path):
+    """After an unmerge the absorbed profile was live again, yet the survivor still counted it merged
+    (``merged_profile_count``) and the merges table gave no sign of it: a time-to-merge read from it counted a
+    merge that was undone."""
+    from tests.test_unmerge import AT, command, profile_of_key
+    from tests.resolver_helpers import Run, ev
+
+    run = Run().feed([ev("web1", 0, email="carol@example.co.uk"),
+                      ev("call1", 5, channel="call_center", phone="+44 7700 900123"),
+                      ev("web9", 0, email="dan@example.co.uk"),
+                      ev("call9", 5, channel="call_center", phone="+44 7700 900999"),
+                      ev("app1", 9, channel="app", email="carol@example.co.uk", phone="+44 7700 900123"),
+                      ev("app9", 9, channel="app", email="dan@example.co.uk", phone="+44 7700 900999")])
+    carol = profile_of_key(run, "email:carol@example.co.uk")
+    dan = profile_of_key(run, "email:dan@example.co.uk")
+    command(run, run.resolver.unmerge(carol, [("phone", "+447700900123")], "ana", AT))
+    assert profile_of_key(run, "phone:+447700900123") != carol
+    out = tmp_path / "s.duckdb"
+    snapshot.write_snapshot(run.views, out, predict=False)
+    with duckdb.connect(str(out), read_only=True) as con:
+        merges = {p: apart for p, apart in con.execute("SELECT profile_id, apart_now FROM merges").fetchall()}
+        counts = dict(con.execute("SELECT profile_id, merged_profile_count FROM profiles").fetchall())
+        quality = dict(con.execute("SELECT figure, value FROM identity_quality").fetchall())
+    assert merges == {carol: True, dan: False}
+    assert (counts[carol], counts[dan]) == (0, 1)
+    assert (quality["merges"], quality["merges taken apart since"]) == (2, 1)

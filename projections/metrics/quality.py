@@ -13,6 +13,7 @@ SELECT * FROM (VALUES
   ('identifiers', (SELECT count(*) FROM identifiers)),
   ('shared identifiers', (SELECT count(*) FROM identifiers WHERE status = 'shared')),
   ('merges', (SELECT count(*) FROM merges)),
+  ('merges taken apart since', (SELECT count(*) FROM merges WHERE apart_now)),
   ('splits', (SELECT count(DISTINCT event_id || ':' || profile_id) FROM splits)),
   ('links on attribute evidence', (SELECT count(*) FROM links WHERE rule <> 'seen_together')),
   ('reviews pending', (SELECT count(*) FROM review_queue WHERE status = 'pending')),
