@@ -1022,7 +1022,8 @@ def erased_contents(views: CustomerViews, normalizer: Any, profiles: list[str], 
         raw = d.get("raw") or ""
         text = raw.casefold()
         if any(v in text for v in values) or _names(raw, normalizer, regions) & erased or \
-                (numbers and any(_DIGITS.sub("", m).endswith(numbers) for m in _NUMBER_WRITTEN.findall(raw))) or \
+                (numbers and any(_DIGITS.sub("", m).endswith(numbers)
+                                 for m in _NUMBER_WRITTEN.findall(_as_typed(raw)))) or \
                 _written_anyhow(raw, normalizer, erased, written):
             rejected.append(d["key"])
     return sorted(events), rejected, [list(u) for u in sorted(unusable)]
@@ -1033,6 +1034,29 @@ _BETWEEN_WORDS = re.compile(r"[\s\"'`{}\[\](),;<>|=&?!\\]+")  # (what no email, 
 _ESCAPED = re.compile(r"\\u([0-9a-fA-F]{4})")
 _JSON_ESCAPE = re.compile(r"\\[nrtbf\"/\\]")  # (a JSON string's escapes: each stands for a character between words)
 _NOT_ALNUM_ASCII = re.compile(r"[^0-9a-z]+")
+
+
+def _as_typed(text: str) -> str:
+    """``text`` with every digit as an ASCII one and every dash, space or invisible mark as a plain one (a number
+    written with an en dash, non-breaking spaces, full-width digits, as phones and forms type them), for
+    ``_NUMBER_WRITTEN``."""
+    if text.isascii():
+        return text
+    out = []
+    for c in unicodedata.normalize("NFKC", text):
+        if c.isascii():
+            out.append(c)
+            continue
+        kind = unicodedata.category(c)
+        if kind == "Nd":
+            out.append(str(unicodedata.digit(c)))
+        elif kind == "Pd":
+            out.append("-")
+        elif kind == "Zs":
+            out.append(" ")
+        elif kind != "Cf":  # (a zero-width mark stands for nothing)
+            out.append(c)
+    return "".join(out)
 
 
 def _alnum(text: str) -> str:

@@ -1147,6 +1147,33 @@ def test_a_rejected_record_giving_the_erased_number_in_national_form_is_erased_w
     assert "7887" not in text and "07700 900111" in text
 
 
+def test_rejected_records_giving_the_erased_number_with_unicode_separators_or_digits_are_erased_with_it(tmp_path):
+    """A number written with an en dash, non-breaking spaces or hyphens, or in full-width digits (as phones and
+    forms type them), reads as the erased number, yet those rejected records were kept readable: the search
+    took only ASCII separators and digits. A record with another number so written is kept."""
+    data = tmp_path / "data"
+    path = tmp_path / "a.jsonl"
+    path.write_text("\n".join([
+        json.dumps(_event("jane-1", 2, {"email": "jane.doe@mail.co.uk", "phone": "+1 415 555 0134"})),
+        "callback 415\u2013555\u20130134 please",
+        "callback 415\u00a0555\u00a00134 please",
+        "callback (415)\u2009555\u20110134",
+        json.dumps({"event_id": "e3", "identifiers": {"email": "x@mailbox.net"},
+                    "payload": {"tel": "\uff14\uff11\uff15\uff15\uff15\uff15\uff10\uff11\uff13\uff14"}},
+                   ensure_ascii=False),
+        "callback 415\u2013555\u20130199 please",
+    ]) + "\n", encoding="utf-8")
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(path)
+        assert len(engine.views.rejected) == 5
+        erased = [d for d in engine.erase([("email", "jane.doe@mail.co.uk")], "dpo")
+                  if d["type"] == "customer_erased"][0]
+        assert len(erased["rejected"]) == 4
+    with DecisionLog(data, writer=False) as log:
+        text = _log_text(log)
+    assert "0134" not in text and "\\uff10\\uff11\\uff13" not in text.lower() and "0199" in text
+
+
 def test_a_store_this_process_wrote_last_is_not_read_whole_again_but_one_changed_since_is(tmp_path):
     """An API server opens a writer for each command: a store it wrote last and no one changed since is not read
     whole again; one changed since (damaged here, in the middle) is, and refused."""
