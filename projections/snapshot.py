@@ -369,11 +369,14 @@ def rejected_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
 
 def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[str, Any]] = None,
                    progress: Optional[Callable[[str], None]] = None, predict: Optional[bool] = None,
-                   let_go: Optional[Callable[[], None]] = None) -> dict[str, int]:
+                   let_go: Optional[Callable[[], None]] = None,
+                   still_current: Optional[Callable[[], None]] = None) -> dict[str, int]:
     """Writes every table and the metric views to ``out`` atomically; returns the row count per table.
     ``predict``: fit the purchase models for the predicted customer value (when their library is installed);
     by default unless ``$IDRES_PREDICT`` is 0. ``let_go``: called once nothing more is read of the views (the
-    metric views and the purchase models read the tables), for a caller to drop its own reference to them."""
+    metric views and the purchase models read the tables), for a caller to drop its own reference to them.
+    ``still_current``: called once the file is written, before it takes the place of ``out``: raises to leave it
+    unwritten (an erasure recorded meanwhile, which the views it was made of still hold)."""
     if predict is None:
         raw = os.environ.get("IDRES_PREDICT", "").strip().lower() or "1"
         if raw not in ("0", "false", "no", "off", "1", "true", "yes", "on"):
@@ -466,6 +469,8 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
                 con.execute("CHECKPOINT")
         finally:
             con.close()
+        if still_current is not None:
+            still_current()
         os.replace(tmp_db, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)

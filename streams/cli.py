@@ -281,9 +281,15 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             rejected = fold_deadletter(settings, views, erased)
         held = [views]  # (let go of once the snapshot has read them)
         del views
+
+        def still_current() -> None:
+            from streams.stream_app import fold_decision_log
+
+            fold_decision_log(settings, start=offset, seq=entries, on_entry=_no_erasure)
+
         counts = write_snapshot(held[0], out, info={"decision_log": settings.topics.decisions,
                                                     "decision_log_offset": offset}, progress=_snapshot_step,
-                                predict=predict, let_go=held.clear)
+                                predict=predict, let_go=held.clear, still_current=still_current)
         return {"snapshot": str(out), "rows": counts, "log_entries": entries, "dead_letters": rejected,
                 "seconds": round(time.perf_counter() - started, 2)}
     # (the views, millions of objects, kept out of the collector's sight: it would scan them again and again as
@@ -292,11 +298,33 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         engine = _engine(args, writer=False, load="views")
     with engine:
         started = time.perf_counter()
+        seq = engine.views.seq
+
+        def still_current() -> None:
+            from streams.log import LogError
+
+            try:
+                engine.log.refresh()
+                for at, entry in engine.log.read(seq, raw=True):
+                    _no_erasure(at, entry)
+            except LogError as exc:
+                raise IdresError(f"the decision log changed while the snapshot was written ({exc}): the snapshot "
+                                 f"was not written; run `idres snapshot` again") from None
+
         # (the views let go of once the rows are made: the metric views and the purchase models read the tables)
         counts = write_snapshot(engine.views, out, info={"data_dir": str(Path(args.data_dir).resolve())},
                                 progress=_snapshot_step, predict=predict,
-                                let_go=lambda: setattr(engine, "views", None))
+                                let_go=lambda: setattr(engine, "views", None), still_current=still_current)
         return {"snapshot": str(out), "rows": counts, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def _no_erasure(seq: int, entry: list[dict[str, Any]]) -> None:
+    """Raises for an erasure: a snapshot made of the views from before it would hold what it erased."""
+    from resolver.decisions import erasure_of
+
+    if erasure_of(entry) is not None:
+        raise IdresError(f"an erasure was recorded while the snapshot was written (log entry {seq:,}), and the "
+                         "snapshot holds what it erased: it was not written; run `idres snapshot` again")
 
 
 def _writable_output(out: Path, what: str, create_parent: bool = True) -> None:

@@ -442,6 +442,33 @@ def test_a_key_the_store_gives_in_a_shape_it_never_writes_is_damage(ingested):
         store.close()
 
 
+def test_a_snapshot_an_erasure_overtook_is_not_written(ingested, monkeypatch, capsys):
+    """`idres snapshot` running while `idres erase` ran finished after it and wrote a file holding the erased
+    customer, with nothing in it to say so. Once written, it looks for an erasure recorded since the views it
+    was made of: finding one, it leaves the file unwritten and says to run it again; run again, it is clean."""
+    from streams import cli
+
+    tmp_path, _, data, _, _ = ingested
+    out = tmp_path / "s.duckdb"
+    step = cli._snapshot_step
+
+    def erase_meanwhile(name: str) -> None:
+        if name == "identifiers":  # (the views are read: the erasure comes while their rows are written)
+            with EmbeddedEngine(data) as other:
+                other.erase([("phone", "+44 7700 900461")], "dpo")
+        step(name)
+
+    monkeypatch.setattr(cli, "_snapshot_step", erase_meanwhile)
+    assert cli.main(["snapshot", "--data-dir", str(data), "--out", str(out), "--no-predict"]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("idres: error: an erasure was recorded while the snapshot was written (log entry ")
+    assert said.rstrip().endswith("run `idres snapshot` again") and said.count("\n") == 1
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    monkeypatch.setattr(cli, "_snapshot_step", step)
+    assert cli.main(["snapshot", "--data-dir", str(data), "--out", str(out), "--no-predict"]) == 0
+    assert [s for s in SECRETS if s in _snapshot_text(out)] == []
+
+
 def test_unknown_identifier_is_refused(ingested):
     _, _, data, _, _ = ingested
     done = _cli("erase", "email=someone.else@quixmail.co.uk", "--by", "dpo", "--data-dir", str(data), check=False)
