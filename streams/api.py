@@ -99,6 +99,7 @@ APPLY_BATCH = 50  # log entries folded per hold of the views lock
 PAUSE = 1.0  # after each batch, the follower rests this many times as long as the batch took
 MAX_TIMELINE = 500
 SWITCH_INTERVAL = 0.0002  # seconds; see serve()
+COMMAND_FOLDED_WAIT = 10.0  # seconds a command's answer waits at most for the views to fold what it recorded
 LOAD_RETRY_MAX = 30.0  # seconds between attempts to load the views when the log cannot be read (a broker not up yet)
 ERASURE_GRACE = 10.0  # seconds an erasure may wait for its keys to be shredded before the views answer nothing
 # Households are recomputed (a pass over every event: ~0.1 s per 50,000 events) after new log entries
@@ -1520,6 +1521,13 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
             except CommandRefused as exc:
                 return _problem(exc.status, exc.code, exc.detail, done=exc.done)
             out.update(decisions=result.get("decisions", []), detail=result.get("detail"))
+            # (answered once the views have folded them: a lookup after an erasure's answer found the customer still,
+            # until the next look at the log)
+            length = result.get("log_length")
+            deadline = time.monotonic() + COMMAND_FOLDED_WAIT
+            while length is not None and follower.views.seq < length and time.monotonic() < deadline \
+                    and follower.running:
+                await asyncio.sleep(0.01)
         return JSONResponse(out, status_code=commands.accepted_status)
 
     async def one_value_a_key(request: Request) -> None:

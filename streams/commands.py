@@ -166,7 +166,8 @@ class EmbeddedCommands:
 
     def run(self, commands: list[dict[str, Any]]) -> dict[str, Any]:
         """Blocking (run it in a thread): applies the commands in order, each as one log entry, with the
-        writer's lock held once for all; returns the decisions recorded. Raises ``CommandRefused`` (its
+        writer's lock held once for all; returns the decisions recorded and the log's length after them
+        (``log_length``: what a reader must have folded to see them). Raises ``CommandRefused`` (its
         ``done``: how many commands were recorded before the one refused)."""
         from streams.embedded import EmbeddedEngine
         from streams.log import LogError
@@ -179,6 +180,7 @@ class EmbeddedCommands:
                 for command in commands:
                     recorded.extend(engine.command({**command, "decided_at": at}))
                     done += 1
+                length = len(engine.log)
         except LogError as exc:
             if "another idres process is writing" in str(exc):
                 raise CommandRefused(409, "busy", f"{exc}; retry when it is done", done) from None
@@ -191,7 +193,7 @@ class EmbeddedCommands:
             raise CommandRefused(422, "command_refused", str(exc), done) from None
         except IdresError as exc:
             raise CommandRefused(503, "error", str(exc), done) from None
-        return {"status": "recorded", "decisions": recorded}
+        return {"status": "recorded", "decisions": recorded, "log_length": length}
 
 
 class KafkaCommands:

@@ -469,6 +469,35 @@ def test_a_snapshot_an_erasure_overtook_is_not_written(ingested, monkeypatch, ca
     assert [s for s in SECRETS if s in _snapshot_text(out)] == []
 
 
+def test_an_erasure_s_answer_comes_once_the_api_no_longer_finds_the_customer(ingested):
+    """`POST /v1/erasures` answered 200 while the server's views still held the customer: lookups right after it
+    found them until the follower's next look at the log. The answer now waits for the views to fold it."""
+    import asyncio
+
+    from streams.api import Follower, create_app
+    from streams.commands import EmbeddedCommands
+
+    _, _, data, zeb, _ = ingested
+    follower = Follower(data, poll_interval=1.0)  # (a slow follower: the next look comes long after the answer)
+    follower.start()
+    try:
+        assert follower.ready.wait(30)
+        app = create_app(follower, writers={"dpo-key-4821": "dpo"}, commands=EmbeddedCommands(data))
+
+        async def run() -> tuple[int, int, int]:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://idres",
+                                         timeout=60) as c:
+                erased = await c.post("/v1/erasures", headers={"X-API-Key": "dpo-key-4821"},
+                                      json={"identifiers": [{"type": "phone", "value": "+44 7700 900461"}]})
+                found = await c.get("/v1/lookup", params={"type": "email", "value": "zq.mail@quixmail.co.uk"})
+                profile = await c.get(f"/v1/profiles/{zeb}")
+                return erased.status_code, found.status_code, profile.status_code
+
+        assert asyncio.run(run()) == (200, 404, 404)
+    finally:
+        follower.stop()
+
+
 def test_unknown_identifier_is_refused(ingested):
     _, _, data, _, _ = ingested
     done = _cli("erase", "email=someone.else@quixmail.co.uk", "--by", "dpo", "--data-dir", str(data), check=False)
