@@ -365,8 +365,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         write_report(args.snapshot, out, progress=step)
         source = {"snapshot": str(args.snapshot)}
     else:
+        from projections.storage import remove_debris
+
         out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".idres-report-", dir=out.parent) as tmp:
+        # (what killed report runs left: their snapshots, which hold every customer; named by their writer since)
+        remove_debris(out.parent, re.compile(r"\.idres-report-(?:(?P<pid>\d+)-.+|(?!spill-)[a-z0-9_]{8})"))
+        with tempfile.TemporaryDirectory(prefix=f".idres-report-{os.getpid()}-", dir=out.parent) as tmp:
             step("writing a snapshot")
             source = _write_snapshot(args, Path(tmp) / "snapshot.duckdb")
             write_report(source["snapshot"], out, progress=step)

@@ -86,6 +86,32 @@ def test_idres_report_writes_a_snapshot_of_a_data_dir_first(tmp_path):
     assert bad.returncode != 0 and bad.stderr.startswith("idres: error: snapshot") and "idres snapshot" in bad.stderr
 
 
+def test_a_killed_report_s_snapshot_is_removed_by_the_next_report(tmp_path):
+    """A report of a data directory killed part way left its temporary snapshot, every customer in it, for good:
+    its directory's name did not say whose it was, so no later run took it for debris."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps({"event_id": "e1", "occurred_at": "2025-01-01T10:00:00Z", "channel": "web",
+                                  "event_type": "login", "identifiers": {"email": "ann.lee@mailbox.co.uk"}}) + "\n")
+    run_cli("ingest", str(events), "--data-dir", str(tmp_path / "data"))
+    out = tmp_path / "reports"
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = out / f".idres-report-{int(gone.stdout)}-k2j3h4g5"  # (its writer has exited)
+    before = out / ".idres-report-q1w2e3r4"  # (named as before: no writer, an hour and more old)
+    live = out / f".idres-report-{os.getpid()}-z9x8c7v6"  # (this process's: alive)
+    for d in (dead, before, live):
+        d.mkdir(parents=True)
+        (d / "snapshot.duckdb").write_bytes(b"ann.lee@mailbox.co.uk")
+    old = time.time() - 2 * 3600
+    os.utime(before, (old, old))
+    run_cli("report", "--data-dir", str(tmp_path / "data"), "--out", str(out / "r.html"), "--no-predict")
+    assert sorted(p.name for p in out.iterdir()) == sorted([live.name, "r.html"])
+
+
 def test_a_report_of_an_empty_snapshot_says_there_is_nothing_rather_than_failing(tmp_path):
     from tests.resolver_helpers import Run
 
