@@ -1103,6 +1103,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from resolver.calibration import MIN_CANDIDATE_PAIRS
     from resolver.matching import train_model
     from streams.log import bulk_work
     from streams.training_jobs import ProcessMapper, default_jobs
@@ -1111,11 +1112,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.pairs < 1:
         raise UsageError(f"--pairs {args.pairs}: give 1 or more random pairs to estimate u from (default 1000000)")
     config, _ = _settings(args)
-    _writable_output(Path(args.out), "match model file", create_parent=False)
+    _model_output(Path(args.out), [*args.files, *([args.config] if args.config else [])])
     records = _training_records(args.files, config)
     if len(records) < 2:
-        raise UsageError(f"only {len(records)} distinct attribute record(s) in the input: "
-                         "training needs events with names, dates of birth or addresses")
+        raise UsageError(f"only {len(records)} distinct attribute record(s) in the input: training needs many "
+                         "events with names, dates of birth or addresses (records with the same attributes count once)")
     jobs = args.jobs if args.jobs is not None else default_jobs()
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}: give 1 or more processes")
@@ -1127,6 +1128,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     with bulk_work(), ProcessMapper(jobs) as mapper:
         model, report = train_model(records, seed=args.seed, pairs_sample=args.pairs,
                                     max_block_size=config.max_block_size, version=args.version, mapper=mapper)
+    pairs = report["candidate_pairs"]
+    if not pairs:
+        raise UsageError(f"no candidate pairs among {len(records):,} distinct attribute records: nothing to estimate "
+                         "how matches agree from (the model would weigh every agreement as proof); train on more "
+                         "events, or keep the built-in model. Nothing was written")
+    if pairs < MIN_CANDIDATE_PAIRS:
+        print(f"idres: warning: only {pairs:,} candidate pairs: a rough estimate (the engine itself waits for "
+              f"{MIN_CANDIDATE_PAIRS} before it estimates); check the weights below, or train on more events",
+              file=sys.stderr)
     save_match_model(model, args.out)
     if args.json:
         _print_json({"model": model.to_dict(), **report})
@@ -1141,6 +1151,29 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"  {field}, where the postcodes do not agree: {levels}")
         print(f"Use it with `match_model = \"{args.out}\"` in the TOML file given to --config.")
     return 0
+
+
+def _model_output(out: Path, inputs: Sequence[str]) -> None:
+    """Refuses, before any work, a model output that is one of the inputs or an existing file that is not a
+    match model: training replaced whatever was there (an events file, the rules it was given)."""
+    import json
+
+    from resolver.matching.model import MODEL_FORMAT
+
+    _writable_output(out, "match model file", create_parent=False)
+    if not out.exists():
+        return
+    for name in inputs:
+        if name != "-" and Path(name).exists() and os.path.samefile(name, out):
+            raise UsageError(f"--out {out} is one of the inputs: give another path for the model")
+    try:
+        with open(out, "rb") as fh:
+            found = json.loads(fh.read(1 << 20)).get("format")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    if found != MODEL_FORMAT:
+        raise UsageError(f"--out {out} exists and is not a match model (training replaces only an earlier model): "
+                         "give another path, or remove it first")
 
 
 def _training_records(files: Sequence[str], config: Any) -> list[Any]:

@@ -295,7 +295,9 @@ def test_train_writes_a_model_that_the_config_uses(tmp_path):
     events = _write(tmp_path / "e.jsonl", rows)
     model_path = tmp_path / "conf" / "model.json"
     model_path.parent.mkdir()
-    out = run_cli("train", str(events), "--out", str(model_path), "--pairs", "5000", "--version", "shop-1").stdout
+    done = run_cli("train", str(events), "--out", str(model_path), "--pairs", "5000", "--version", "shop-1")
+    out = done.stdout
+    assert "idres: warning: only 4 candidate pairs: a rough estimate" in done.stderr  # (8 distinct records)
     assert "shop-1" in out and "date_of_birth" in out and "city, where the postcodes do not agree" in out
     saved = json.loads(model_path.read_text())
     assert saved["version"] == "shop-1" and saved["format"] == "idres-match-model"
@@ -306,6 +308,31 @@ def test_train_writes_a_model_that_the_config_uses(tmp_path):
     assert b'"model":"shop-1/' in log.replace(b" ", b"")
     bad = run_cli("train", str(tmp_path / "nope.jsonl"), "--out", str(model_path), check=False)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_train_refuses_to_write_over_its_input_or_another_file_and_to_estimate_from_too_few_pairs(tmp_path):
+    """`idres train F --out F` replaced the events with the model, and `--out rules.toml` the rules; on two
+    records it wrote a model that weighed every agreement as proof (about +20 bits a field), under which two
+    strangers sharing a name and a postcode were linked outright. (On a few pairs it warns: the test above.)"""
+    two = [_event("t1", 1, {"email": "a@x.com"}, {"first_name": "Ann", "last_name": "Lee", "postcode": "AB1 2CD"}),
+           _event("t2", 2, {"email": "b@x.com"}, {"first_name": "Bob", "last_name": "Zed", "postcode": "ZZ9 9ZZ"})]
+    events = _write(tmp_path / "two.jsonl", two)
+    before = events.read_bytes()
+    rules = tmp_path / "rules.toml"
+    rules.write_text("fuzzy_matching = true\n")
+    for out, said in ((events, "is one of the inputs"), (rules, "is one of the inputs"),
+                      (tmp_path / "notes.txt", "exists and is not a match model")):
+        if out.name == "notes.txt":
+            out.write_text("my notes\n")
+        done = run_cli("train", str(events), "--out", str(out), "--config", str(rules), check=False)
+        assert done.returncode == 2 and said in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert events.read_bytes() == before and rules.read_text() == "fuzzy_matching = true\n"
+    assert (tmp_path / "notes.txt").read_text() == "my notes\n"
+    model = tmp_path / "m.json"
+    done = run_cli("train", str(events), "--out", str(model), check=False)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].startswith("idres: error: no candidate pairs among 2 distinct")
+    assert "Nothing was written" in done.stderr and not model.exists()
 
 
 def _crowd(n: int) -> list:

@@ -355,6 +355,9 @@ def test_model_json_round_trip(tmp_path):
     (lambda d: d["fields"]["postcode"]["exact"].update(u=0.5), "sums to"),
     (lambda d: d["fields"].pop("city"), "city"),
     (lambda d: d.update(review_threshold=99.0), "review_threshold"),
+    # (NaN compares false either way: it passed, and turned linking and reviews off without a word)
+    (lambda d: d.update(link_threshold=float("nan"), review_threshold=float("nan")), "must be numbers, not nan"),
+    (lambda d: d.update(link_threshold=float("nan")), "must be numbers"),
     (lambda d: d.update(prior="often"), "malformed entry .*ValueError"),
     (lambda d: d["fields"]["city"]["exact"].update(m="high"), "malformed entry|probability"),
 ])

@@ -83,6 +83,9 @@ class MatchModel:
         self.u_apart: Table = _table(u_apart if u_apart is not None else self.u, "u_apart", DEPENDENT_FIELDS)
         if not (0.0 < prior < 1.0):
             raise ConfigError(f"match model: prior must be in (0, 1), not {prior!r}")
+        if math.isnan(link_threshold) or math.isnan(review_threshold):  # (NaN compares false: nothing would match)
+            raise ConfigError(f"match model: link_threshold and review_threshold must be numbers, not "
+                              f"{link_threshold!r} and {review_threshold!r}")
         if review_threshold > link_threshold:
             raise ConfigError("match model: review_threshold must not exceed link_threshold")
         self.version = str(version)
