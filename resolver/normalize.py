@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import re
 import sys
+import unicodedata
 from datetime import date
 from functools import lru_cache
 from typing import Optional
@@ -28,6 +29,9 @@ _WS = re.compile(r"\s+")
 _NON_ALNUM = re.compile(r"[^0-9A-Za-z]")
 MAX_IDENTIFIER_LENGTH = 1024  # characters of a value as given (an e-mail address has at most 254)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # (tab, line feed and return aside: whitespace)
+# marks that show nothing (a soft hyphen, zero-width spaces and joiners, direction marks, a byte-order mark): a value
+# copied with one is the same value
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _type_problem = lru_cache(maxsize=4096)(type_name_problem)
 _DIGITS = re.compile(r"\D")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")
@@ -124,6 +128,8 @@ class Normalizer:
         if problem is not None:
             return None, problem
         rule = self.config.rule(id_type)
+        if not raw.isascii():  # (one value however its characters were composed, invisible marks aside)
+            raw = unicodedata.normalize("NFC", _INVISIBLE.sub("", raw))
         if raw.strip().lower() in GENERIC_PLACEHOLDERS:
             return None, "placeholder value"
         if len(raw) > MAX_IDENTIFIER_LENGTH:
@@ -159,6 +165,11 @@ class Normalizer:
         if not _EMAIL_RE.match(value):
             return None, "not an email address"
         local, _, domain = value.rpartition("@")
+        if "xn--" in domain:  # (an internationalized domain as DNS spells it: the same domain as its letters)
+            try:
+                domain = unicodedata.normalize("NFC", domain.encode("ascii").decode("idna").lower())
+            except UnicodeError:
+                pass
         domain = self.config.email_domain_aliases.get(domain, domain)
         if self.config.strip_email_tags and "+" in local:
             local = local.split("+", 1)[0]

@@ -173,6 +173,32 @@ def test_email_normalization_is_idempotent(loc, dom, pad):
         assert norm.identifier("email", value) == (value, None)
 
 
+_ACCENTED_LOCAL = st.text(alphabet="abcdeéèëêöüñçåøßi\u0301\u0308", min_size=1, max_size=12).filter(
+    lambda t: not t[0] in "\u0301\u0308")
+_INVISIBLE_MARKS = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u200e"]
+
+
+@given(_ACCENTED_LOCAL, st.sampled_from(["mail.de", "exämple.de", "xn--exmple-cua.de"]),
+       st.sampled_from(["email", "loyalty_id", "device_id", "social_handle"]),
+       st.lists(st.tuples(st.integers(0, 30), st.sampled_from(_INVISIBLE_MARKS)), max_size=3))
+def test_one_value_however_its_characters_are_composed_or_marked(loc, dom, id_type, marks):
+    """An email written with é as one character (NFC) and as e and a combining accent (NFD), or copied with an
+    invisible mark (a zero-width space, a soft hyphen, a byte-order mark), was two customers; a domain spelled
+    in DNS form (xn--) another."""
+    import unicodedata
+
+    norm = Normalizer(ResolverConfig())
+    raw = f"{loc}@{dom}" if id_type == "email" else f"{loc}-4471"
+    composed = unicodedata.normalize("NFC", raw)
+    marked = unicodedata.normalize("NFD", raw)
+    for at, mark in marks:
+        marked = marked[:at % (len(marked) + 1)] + mark + marked[at % (len(marked) + 1):]
+    want = norm.identifier(id_type, composed)
+    assert norm.identifier(id_type, marked) == want
+    if id_type == "email" and want[0] is not None:
+        assert want[0].endswith("@mail.de") or want[0].endswith("@exämple.de")
+
+
 @given(st.integers(min_value=2012000000, max_value=9899999999))
 def test_phone_normalization_is_idempotent(n):
     norm = Normalizer(ResolverConfig())
