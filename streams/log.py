@@ -1099,8 +1099,27 @@ def _read_checkpoint(path: Path, fingerprint: str, parts: Optional[int | tuple[i
         _unused("idres: warning: %s is not used: %s; the state is rebuilt from the log", path, problem)
         return None
     if not _usable(header, fingerprint) or refused:
+        _other_rules(path, header, fingerprint)
         return None  # another format or other rules: rebuilt from the log (or one ``accept`` refused)
     return header, state
+
+
+def _other_rules(path: Path, header: Any, fingerprint: str) -> None:
+    """Says, once per data directory and rules, that its checkpoint was written under other resolver rules (a
+    --config left out, or another one): the state is rebuilt from the log, and every event from now on is
+    decided under the rules given, silently otherwise."""
+    if not isinstance(header, dict) or not isinstance(header.get("fingerprint"), str):
+        return
+    was, now = header["fingerprint"].split(":"), fingerprint.split(":")
+    if len(was) < 2 or len(now) < 2 or was[0] != now[0] or was[1] == now[1]:
+        return  # (another format: an upgrade rebuilds; or the same rules)
+    said = (str(path.parent), was[1], now[1])
+    if said in _SAID:
+        return
+    _SAID.add(said)
+    _log.warning("idres: warning: %s was decided under other rules (config %s; these are %s): the state is rebuilt "
+                 "from the log, and events from now on are decided under these; give the --config it was decided "
+                 "with to keep its rules", path.parent, was[1], now[1])
 
 
 def _footer(fh: Any, header: dict[str, Any]) -> dict[str, Any]:

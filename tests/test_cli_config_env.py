@@ -124,3 +124,23 @@ def test_a_probability_setting_takes_a_number_from_0_to_1(tmp_path, value, valid
         assert proc.returncode == 2 and proc.stderr == (
             f"idres: error: {path}: projection.at_risk_probability = {value}: expected a probability, a number "
             f"from 0 to 1\n")
+
+
+def test_a_data_directory_decided_under_other_rules_says_so_once(tmp_path):
+    """Decided with `--config`, then given none (or another): the checkpoint was passed over and every new event
+    decided under the other rules without a word, and `replay --verify` failed with no hint why."""
+    events = tmp_path / "e.jsonl"
+    events.write_text("".join(json.dumps({"event_id": f"e{i}", "occurred_at": f"2025-01-0{1 + i}T10:00:00Z",
+                                          "channel": "web", "event_type": "login",
+                                          "identifiers": {"email": f"p{i}@mailbox.org"}}) + "\n" for i in range(3)))
+    rules = tmp_path / "rules.toml"
+    rules.write_text("fuzzy_matching = false\n")
+    data = str(tmp_path / "data")
+    run_cli("ingest", str(events), "--data-dir", data, "--config", str(rules))
+    same = run_cli("lookup", "email=p1@mailbox.org", "--data-dir", data, "--config", str(rules))
+    assert "warning" not in same.stderr
+    other = run_cli("lookup", "email=p1@mailbox.org", "--data-dir", data)
+    said = [line for line in other.stderr.splitlines() if "decided under other rules" in line]
+    assert len(said) == 1 and said[0].startswith(f"idres: warning: {data} was decided under other rules (config ")
+    assert "give the --config it was decided with" in said[0]
+    assert json.loads(other.stdout)["profile_id"] == json.loads(same.stdout)["profile_id"]
