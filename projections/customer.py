@@ -986,10 +986,14 @@ class CustomerViews:
                     for a in attributed[:50]]
         summary += [f"Split {'by ban' if s['reason'].startswith('unmerged by ') else 'at event'} {s['event_id']} "
                     f"({s['reason']}) into {', '.join(s['parts'])}." for s in splits[:50]]
-        bans = self.bans_of(pid)
-        summary += [f"Kept apart ({b['kind']}, {b['ban_id']}, by {b['by']} at {b['decided_at']}"
-                    + (f": {b['note']}" if b.get("note") else "") + f"): {', '.join(b['sides'][0])} from "
-                    f"{', '.join(b['sides'][1])}; `idres unmerge --lift {b['ban_id']} --by NAME` ends it." for b in bans[:50]]
+        bans = self.bans_of(pid, lifted=True)  # (a lifted one too: what let its sides be one customer again)
+        summary += [(f"Kept apart ({b['kind']}, {b['ban_id']}, by {b['by']} at {b['decided_at']}"
+                     + (f": {b['note']}" if b.get("note") else "") + f"): {', '.join(b['sides'][0])} from "
+                     f"{', '.join(b['sides'][1])}"
+                     + (f" until lifted by {b['lifted']['by']} at {b['lifted']['decided_at']}"
+                        + (f" ({b['lifted']['note']})" if b["lifted"].get("note") else "") + "."
+                        if "lifted" in b else f"; `idres unmerge --lift {b['ban_id']} --by NAME` ends it."))
+                    for b in bans[:50]]
         return {
             "profile_id": pid,
             "identifiers": identifiers,

@@ -146,6 +146,24 @@ def test_a_lifted_ban_lets_later_evidence_join_the_sides_again():
         run.resolver.lift_ban(ban, "bo", AT)
 
 
+def test_explain_names_a_lifted_ban_that_let_its_sides_be_one_customer_again():
+    """After a lift and an event joining the sides, explain listed no ban, and still said the two were not linked
+    because a person said they were different customers: nothing told why they were one profile now."""
+    run = Run()
+    pid = joined(run)
+    out = command(run, run.resolver.unmerge(pid, [("phone", "+447700900123")], "ana", AT, "son's phone"))
+    ban = next(d for d in out if d["type"] == "connection_banned")["ban_id"]
+    command(run, run.resolver.lift_ban(ban, "bo", "2025-02-02T10:00:00.000000Z", "checked again: one person"))
+    run.feed([ev("web2", 20, email="jane.doe@example.co.uk", phone="+44 7700 900123")])
+    now = profile_of_key(run, PHONE)
+    assert now == profile_of_key(run, EMAIL)
+    explained = run.views.explain(now)
+    assert [(b["ban_id"], b["lifted"]["by"]) for b in explained["bans"]] == [(ban, "bo")]
+    line = next(t for t in explained["summary"] if t.startswith(f"Kept apart (unmerge, {ban}"))
+    assert line.endswith("until lifted by bo at 2025-02-02T10:00:00.000000Z (checked again: one person).")
+    assert "idres unmerge --lift" not in line
+
+
 def test_an_unmerge_that_names_what_is_not_there_changes_nothing():
     run = Run()
     pid = joined(run)
