@@ -1069,9 +1069,9 @@ def _explain_text(pid: str, identifiers: list[str], links: list[dict[str, Any]],
         where = f" on {link['channel']} ({link['event_type']}, {link['occurred_at']})" if "channel" in link else ""
         if link["rule"] in ("probable_match", "model_rescored"):
             fields = ", ".join(_field_text(f, v) for f, v in link["fields"].items())
-            how = ("on attribute evidence" if link["rule"] == "probable_match" else
+            how = ("on attribute evidence by event" if link["rule"] == "probable_match" else
                    "when the match model was re-estimated, before event")
-            lines.append(f"{link['a']} and {link['b']} were linked {how} by event "
+            lines.append(f"{link['a']} and {link['b']} were linked {how} "
                          f"{link['event_id']}{where}: match weight {link['weight']:.2f} >= "
                          f"{link['link_threshold']:.2f} under model {link.get('model')} ({fields}).")
         elif link["rule"] == "review_accepted":

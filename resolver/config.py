@@ -336,6 +336,21 @@ def strings(example: str) -> Check:
     return check
 
 
+_CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # (as an event's channel must be: ``schemas.channel``)
+
+
+def channel_names(example: str) -> Check:
+    """A list of channel names as events give them (lower case), as a tuple: "Store" would match no event."""
+    def check(value: Any, path: str, where: str) -> tuple[str, ...]:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and _CHANNEL_NAME.match(v)
+                                                           for v in value):
+            config_error(where, path, value, f"a list of channel names as events give them (lower-case letters, "
+                                             f"digits and _), such as {example}")
+        return tuple(value)
+
+    return check
+
+
 def table_of(item: Check, expected: str) -> Check:
     """A table of name = value, each value checked by ``item`` (its path: the table's path and its key)."""
     def check(value: Any, path: str, where: str) -> dict[str, Any]:
@@ -388,7 +403,7 @@ _SETTINGS: dict[str, Check] = {
     "dob_conflict": boolean,
     "name_conflict": boolean,
     "delivery_event_types": strings('["purchase", "order"]'),
-    "in_person_channels": strings('["store"]'),
+    "in_person_channels": channel_names('["store"]'),
     "fuzzy_matching": boolean,
     "self_calibration": boolean,
     "max_block_size": whole_number(1),

@@ -458,6 +458,15 @@ def cmd_config(args: argparse.Namespace) -> int:
         print(f"no FILE given and $IDRES_CONFIG is not set: the built-in rules are in use ({summary})")
     else:
         print(f"{path}: valid ({summary})")
+    from resolver.normalize import Normalizer
+
+    normalizer = Normalizer(config)
+    for id_type, rule in sorted(config.identifier_types.items()):
+        for raw in rule.blocked_values:  # (a value no event's identifier can be read as blocks nothing)
+            value, why = normalizer.identifier(id_type, raw)
+            if value is None and why != "blocked value (configured)":
+                print(f"idres: warning: {path or 'config'}: identifier_types.{id_type}.blocked_values: {raw!r} blocks "
+                      f"nothing: no {id_type} is read as it ({why})", file=sys.stderr)
     return 0
 
 

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from projections.customer import ProjectionConfig
 import tomllib
 
-from resolver.config import (Check, ResolverConfig, check_table, config_error, config_path, reject_unknown,
-                             shown, strings, table_of, whole_number)
+from resolver.config import (Check, ResolverConfig, channel_names, check_table, config_error, config_path,
+                             reject_unknown, shown, strings, table_of, whole_number)
 from resolver.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-_CHANNELS = strings('["social", "chat"]')
+_CHANNELS = channel_names('["social", "chat"]')
 
 
 def _amount(minimum: float, above: bool, optional: bool = False) -> Check:
@@ -95,7 +95,7 @@ _PROJECTION: dict[str, Check] = {
     "refund_types": _EVENT_TYPES,
     "case_open_types": _EVENT_TYPES,
     "case_close_types": _EVENT_TYPES,
-    "assisted_channels": strings('["call_center", "chat", "store", "social"]'),
+    "assisted_channels": channel_names('["call_center", "chat", "store", "social"]'),
     "report_currency": _currency,
     "exchange_rates": table_of(_amount(0, True), "a table of currency = rate, such as { EUR = 1.08 }"),
     "contact_costs": table_of(_amount(0, False), "a table of channel = cost, such as { call_center = 6.5 }"),

@@ -144,3 +144,24 @@ def test_a_data_directory_decided_under_other_rules_says_so_once(tmp_path):
     assert len(said) == 1 and said[0].startswith(f"idres: warning: {data} was decided under other rules (config ")
     assert "give the --config it was decided with" in said[0]
     assert json.loads(other.stdout)["profile_id"] == json.loads(same.stdout)["profile_id"]
+
+
+def test_config_check_warns_of_a_blocked_value_that_blocks_nothing(tmp_path):
+    """A blocked value no identifier of its type is read as (`"not a phone"`) was taken as valid, silently."""
+    path = tmp_path / "rules.toml"
+    path.write_text('[identifier_types.phone]\nblocked_values = ["not a phone", "+44 7700 900999"]\n')
+    proc = run_cli("config", "check", str(path))
+    assert proc.stdout.startswith(f"{path}: valid (")
+    assert proc.stderr == (f"idres: warning: {path}: identifier_types.phone.blocked_values: 'not a phone' blocks "
+                           "nothing: no phone is read as it (not a phone number)\n")
+
+
+@pytest.mark.parametrize("setting", ['in_person_channels = ["Store"]', '[projection]\nassisted_channels = ["Call Center"]',
+                                     '[projection]\nuntrusted_channels = ["Chat"]'])
+def test_a_channel_named_otherwise_than_events_name_it_is_refused(tmp_path, setting):
+    """`in_person_channels = ["Store"]` was valid, and matched no event (an event's channel is lower-case)."""
+    path = tmp_path / "rules.toml"
+    path.write_text(setting + "\n")
+    proc = run_cli("config", "check", str(path), check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "expected a list of channel names as events give them (lower-case letters, digits and _)" in proc.stderr

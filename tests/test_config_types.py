@@ -67,7 +67,7 @@ WRONG_VALUES = [
     ('[projection]\npurchase_types = "purchase"\n',
      'rules.toml: projection.purchase_types = "purchase": expected a list of strings'),
     ('[projection]\ntrusted_channels_by_attribute = { date_of_birth = "store" }\n',
-     'rules.toml: projection.trusted_channels_by_attribute.date_of_birth = "store": expected a list of strings'),
+     'rules.toml: projection.trusted_channels_by_attribute.date_of_birth = "store": expected a list of channel names as events give them'),
 ]
 
 
