@@ -700,6 +700,12 @@ def cmd_review(args: argparse.Namespace) -> int:
         else:
             print(_review_table(detail))
         return 0
+    if args.max_weight is not None and args.min_weight is None:
+        raise UsageError(f"--max-weight {args.max_weight:g} bounds a range that --min-weight starts: give --min-weight "
+                         "W too (the lowest weight to decide)")
+    if args.min_weight is not None and args.max_weight is not None and args.max_weight < args.min_weight:
+        raise UsageError(f"--max-weight {args.max_weight:g} is below --min-weight {args.min_weight:g}: give the lower "
+                         "weight to --min-weight")
     if args.min_weight is not None:
         if args.review_ids:
             raise UsageError("give review IDs or --min-weight, not both")

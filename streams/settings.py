@@ -145,7 +145,9 @@ def load_match_model(path: str | Path) -> "MatchModel":
         raise ConfigError(f"match model file {path} not found: write one with `idres train FILE --out {path}`, "
                           f"or fix the path") from None
     except OSError as exc:
-        raise ConfigError(f"match model file {path} cannot be read: {exc.strerror or exc}") from None
+        raise ConfigError(f"match model file {path} cannot be read: {exc.strerror or exc}: give the path of a model "
+                          f"file `idres train FILE --out {path if not Path(path).is_dir() else 'model.json'}` "
+                          "wrote") from None
     except UnicodeDecodeError:
         raise ConfigError(f"match model file {path} is not UTF-8 text") from None
     return MatchModel.from_json(text, where=str(path))

@@ -57,6 +57,12 @@ def test_verdicts_in_bulk_by_weight_name_the_reviewer(data):
     assert {(r["status"], r["reviewer"], r["note"]) for r in decided} == {("rejected", "ana", "not her")}
     none = run_cli("review", "accept", "--min-weight", "0", "--data-dir", data).stdout
     assert "No pending review" in none
+    # a range with no start, or upside down, said nothing useful ("No pending review ...", or a usage line)
+    alone = run_cli("review", "accept", "--max-weight", "10", "--by", "ana", "--data-dir", data, check=False)
+    assert alone.returncode == 2 and "give --min-weight W too" in alone.stderr and alone.stderr.count("\n") == 1
+    upside = run_cli("review", "accept", "--min-weight", "10", "--max-weight", "5", "--by", "ana", "--data-dir", data,
+                     check=False)
+    assert upside.returncode == 2 and "is below --min-weight 10" in upside.stderr
 
 
 def test_a_review_whose_side_was_found_shared_shows_it(tmp_path):
