@@ -12,7 +12,8 @@ are in one household when
 
 A household is a connected group of such profiles, of at most ``MAX_MEMBERS`` (the closest ties, those
 of fewer customers, are taken first; a tie that would make a bigger group is left out); its ID is named
-by the smallest identifier or address that ties it, so it stays the same as its members' profiles merge or new members join. Everything here is
+by the identifier that tied it first (by when it was first given; with none, by its smallest address), so it
+stays the same as its members' profiles merge or new members join. Everything here is
 computed from the customer views on demand (``households(views)``), so it never disagrees with them.
 """
 
@@ -69,7 +70,8 @@ def households(views: "CustomerViews", weak_types: frozenset[str] | None = None,
     homely = {idx for idx, flag in views.shared.items()
               if views.node_keys[idx].partition(":")[0] not in weak or any(r in flag["reason"] for r in HOME_REASONS)}
     ties: dict[str, set[str]] = {}  # what ties -> the customers it ties
-    ev_profile, node_keys, ev_nodes = views.ev_profile, views.node_keys, views.ev_nodes
+    since: dict[str, int] = {}  # an identifier that ties -> when it was first given (what names the household)
+    ev_profile, node_keys, ev_nodes, ev_at = views.ev_profile, views.node_keys, views.ev_nodes, views.ev_at
     step = max(len(ev_nodes), 1) if pace is None else PACE_EVERY
     for start in range(0, len(ev_nodes), step):
         if pace is not None:
@@ -77,7 +79,10 @@ def households(views: "CustomerViews", weak_types: frozenset[str] | None = None,
         for i, idx in ev_nodes.hits(homely, start, start + step):  # (few events: most tie no home)
             pid = ev_profile[i]
             if pid in customers:
-                ties.setdefault(node_keys[idx], set()).add(pid)
+                key = node_keys[idx]
+                ties.setdefault(key, set()).add(pid)
+                if key not in since or ev_at[i] < since[key]:
+                    since[key] = ev_at[i]
     # (any order: each tie's members are a set; the ties are sorted below)
     for n, (pid, home) in enumerate(views.golden_values(_HOME_FIELDS, customers, pace).items()):
         if pace is not None and not n % PACE_EVERY:
@@ -118,7 +123,10 @@ def households(views: "CustomerViews", weak_types: frozenset[str] | None = None,
         if len(members) < 2:
             continue
         via = sorted(t for m in members for t in used.get(m, ()))
-        house = {"household_id": _hid(via[0]), "members": members, "via": via}
+        # (named by the identifier that tied it first, else by its smallest address: a member joining later, by a
+        # tie given later or by an address, leaves the name as it was)
+        name = min(via, key=lambda t: (t not in since, since.get(t, 0), t))
+        house = {"household_id": _hid(name), "members": members, "via": via}
         for m in members:
             out[m] = house
     return out
@@ -135,10 +143,10 @@ def household_of(houses: dict[str, dict[str, Any]], profile_id: str) -> Optional
             "via": list(house["via"])}
 
 
-def household_rows(views: "CustomerViews") -> list[dict[str, Any]]:
-    """The snapshot's ``households`` table: one row per member."""
+def household_rows(views: "CustomerViews", weak_types: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """The snapshot's ``households`` table: one row per member (``weak_types`` as ``households`` takes them)."""
     rows = []
-    for pid, house in sorted(households(views).items()):
+    for pid, house in sorted(households(views, weak_types).items()):
         rows.append({"household_id": house["household_id"], "profile_id": pid,
                      "members": len(house["members"]), "via": house["via"]})
     return sorted(rows, key=lambda r: (r["household_id"], r["profile_id"]))

@@ -370,13 +370,15 @@ def rejected_rows(views: CustomerViews) -> Iterable[dict[str, Any]]:
 def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[str, Any]] = None,
                    progress: Optional[Callable[[str], None]] = None, predict: Optional[bool] = None,
                    let_go: Optional[Callable[[], None]] = None,
-                   still_current: Optional[Callable[[], None]] = None) -> dict[str, int]:
+                   still_current: Optional[Callable[[], None]] = None,
+                   weak_types: Optional[frozenset[str]] = None) -> dict[str, int]:
     """Writes every table and the metric views to ``out`` atomically; returns the row count per table.
     ``predict``: fit the purchase models for the predicted customer value (when their library is installed);
     by default unless ``$IDRES_PREDICT`` is 0. ``let_go``: called once nothing more is read of the views (the
     metric views and the purchase models read the tables), for a caller to drop its own reference to them.
     ``still_current``: called once the file is written, before it takes the place of ``out``: raises to leave it
-    unwritten (an erasure recorded meanwhile, which the views it was made of still hold)."""
+    unwritten (an erasure recorded meanwhile, which the views it was made of still hold). ``weak_types``: the
+    device-like identifier types of the rules in use, for the households (default: the built-in rules')."""
     if predict is None:
         raw = os.environ.get("IDRES_PREDICT", "").strip().lower() or "1"
         if raw not in ("0", "false", "no", "off", "1", "true", "yes", "on"):
@@ -405,7 +407,7 @@ def write_snapshot(views: CustomerViews, out: str | Path, info: Optional[dict[st
         "merges": merge_rows(views),
         "splits": split_rows(views),
         "aliases": ({"alias_id": a, "profile_id": views.resolve(a)} for a in sorted(views.aliases)),
-        "households": household_rows(views),
+        "households": household_rows(views, weak_types),
         "links": link_rows(views),
         "review_queue": review_rows(views),
         "bans": ban_rows(views),

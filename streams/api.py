@@ -694,8 +694,9 @@ class TimelineEvent(BaseModel):
 
 
 class Household(BaseModel):
-    household_id: str = Field(description="The household's ID, named by what ties it: it stays the same as its "
-                                          "members' profiles merge or new members join.")
+    household_id: str = Field(description="The household's ID, named by the identifier that tied it first (with "
+                                          "none, by its address): it stays the same as its members' profiles merge "
+                                          "or new members join.")
     others: list[str] = Field(description="The other members' profile IDs (a household has 2 to 8 customers). "
                                           "An ID merged away since still resolves to its survivor.")
     via: list[str] = Field(description="What ties them: shared identifiers as stored (TYPE:VALUE: a family "

@@ -260,6 +260,7 @@ def _snapshot_step(step: str) -> None:
 
 def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     """The snapshot of --data-dir or of the Kafka deployment, written to ``out``; what the command prints."""
+    from projections.households import device_types
     from projections.snapshot import write_snapshot
 
     predict = False if getattr(args, "no_predict", False) else None  # (else as $IDRES_PREDICT says)
@@ -289,7 +290,8 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
         counts = write_snapshot(held[0], out, info={"decision_log": settings.topics.decisions,
                                                     "decision_log_offset": offset}, progress=_snapshot_step,
-                                predict=predict, let_go=held.clear, still_current=still_current)
+                                predict=predict, let_go=held.clear, still_current=still_current,
+                                weak_types=device_types(_settings(args)[0]))
         return {"snapshot": str(out), "rows": counts, "log_entries": entries, "dead_letters": rejected,
                 "seconds": round(time.perf_counter() - started, 2)}
     # (the views, millions of objects, kept out of the collector's sight: it would scan them again and again as
@@ -314,7 +316,8 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         # (the views let go of once the rows are made: the metric views and the purchase models read the tables)
         counts = write_snapshot(engine.views, out, info={"data_dir": str(Path(args.data_dir).resolve())},
                                 progress=_snapshot_step, predict=predict,
-                                let_go=lambda: setattr(engine, "views", None), still_current=still_current)
+                                let_go=lambda: setattr(engine, "views", None), still_current=still_current,
+                                weak_types=device_types(engine.config))
         return {"snapshot": str(out), "rows": counts, "seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -569,14 +572,13 @@ def cmd_lookup(args: argparse.Namespace) -> int:
             _print_json({"identifier": key, "status": "shared", "reason": found["reason"],
                          "detail": "this value is used by several customers, so it identifies none of them"})
             return 4
-        _print_json(_with_household(engine.views, engine.views.customer(found["profile_id"],
-                                                                        timeline_limit=args.timeline)))
+        _print_json(_with_household(engine, engine.views.customer(found["profile_id"], timeline_limit=args.timeline)))
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     with _engine(args, writer=False, load="views") as engine:
-        view = _with_household(engine.views, engine.views.customer(args.profile_id, timeline_limit=args.timeline))
+        view = _with_household(engine, engine.views.customer(args.profile_id, timeline_limit=args.timeline))
         if view is None:
             print(f"idres: no profile {_shown(args.profile_id)} in {engine.data_dir}", file=sys.stderr)
             return 3
@@ -584,12 +586,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_household(views, view: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
-    """The customer view with the household the customer belongs to (``projections.households``)."""
-    from projections.households import household_of, households
+def _with_household(engine: Any, view: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The customer view with the household the customer belongs to (``projections.households``), the device
+    types of the rules in use counted as the API counts them."""
+    from projections.households import device_types, household_of, households
 
     if view is not None:
-        view["household"] = household_of(households(views), view["profile_id"])
+        view["household"] = household_of(households(engine.views, device_types(engine.config)), view["profile_id"])
     return view
 
 
@@ -1362,6 +1365,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from projections.households import device_types
     from projections.snapshot import write_snapshot
     from resolver.measures import pairwise_scores
     from streams.synthetic import read_truth_csv
@@ -1386,7 +1390,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         with _progress_bar(events.stat().st_size, "ingest") as bar:
             report = engine.ingest_file(events, progress=bar.update)
         print(f"3/4 writing the analyst snapshot {snapshot} ...")
-        counts = write_snapshot(engine.views, snapshot, info={"data_dir": str(data_dir.resolve())})
+        counts = write_snapshot(engine.views, snapshot, info={"data_dir": str(data_dir.resolve())},
+                                weak_types=device_types(config))
         print("4/4 scoring against the generator's ground truth ...")
         predicted = dict(zip(engine.views.ev_id, engine.views.ev_profile))
         scores = pairwise_scores(predicted, read_truth_csv(truth_file))

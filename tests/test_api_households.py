@@ -274,3 +274,67 @@ def test_households_that_take_long_to_compute_are_computed_less_often(smiths, tm
         assert rest >= interval and (took == 0 or took / (took + rest) <= SHARE + 1e-9)
         assert rest == interval or abs(took / (took + rest) - SHARE) < 1e-9  # (no longer than either asks)
     follower.stop()
+
+
+def test_a_configured_device_type_ties_a_home_alike_in_the_api_the_cli_and_the_snapshot(tmp_path):
+    """With a weak device type of the rules' own, `idres lookup`, `idres show` and the snapshot counted the built-in
+    types' devices alone as devices: a tablet found shared for its many emails (no home's sign) tied its users
+    into a household there, and not in the API. A tablet found shared for its users' first names ties one."""
+    import duckdb
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[identifier_types.tablet_id]\nkind = "device"\nweak = true\nmax_cooccurring = { email = 2 }\n'
+                     '[identifier_types.home_tablet]\nkind = "device"\nweak = true\n'
+                     'max_cooccurring = { first_name = 1 }\n')
+    kiosk = [event(f"k{n}", n + 1, {"email": f"{who}@mailbox.net", "tablet_id": "TAB-1"}, "", "", "",
+                   channel="app") for n, who in enumerate(["amy", "ben", "cat"])]
+    family = [event(f"f{n}", n + 5, {"email": f"{who}@mailbox.net", "home_tablet": "FAM-9"}, first, "Orr", "",
+                    channel="app") for n, (who, first) in enumerate([("dan", "Dan"), ("eve", "Eve")])]
+    for e in kiosk:
+        e["attributes"] = {}
+    for e in family:
+        del e["attributes"]["date_of_birth"]
+    events = write_events(tmp_path / "t.jsonl", kiosk + family)
+    data = tmp_path / "data"
+    run_cli("ingest", str(events), "--data-dir", str(data), "--config", str(rules))
+    from streams.settings import load_settings
+
+    config, _ = load_settings(str(rules))
+    follower = Follower(data, config=config)
+    follower.load()
+    follower.refresh_households(force=True)
+    follower.ready.set()
+    app = InProcess(create_app(follower))
+    snap = tmp_path / "s.duckdb"
+    run_cli("snapshot", "--data-dir", str(data), "--config", str(rules), "--out", str(snap), "--no-predict")
+    with duckdb.connect(str(snap), read_only=True) as con:
+        rows = con.execute("SELECT DISTINCT household_id, members, via FROM households").fetchall()
+    for who in ("amy", "dan"):
+        api = lookup(app, "email", f"{who}@mailbox.net")["household"]
+        cli = orjson.loads(run_cli("lookup", f"email={who}@mailbox.net", "--data-dir", str(data), "--config",
+                                   str(rules)).stdout)["household"]
+        assert api == cli, who
+    assert lookup(app, "email", "amy@mailbox.net")["household"] is None
+    dan = lookup(app, "email", "dan@mailbox.net")["household"]
+    assert dan["via"] == ["home_tablet:fam-9"] and rows == [(dan["household_id"], 2, ["home_tablet:fam-9"])]
+
+
+def test_a_household_keeps_its_id_when_a_member_joins_by_an_address(tmp_path):
+    """Ann and Tom on one landline were a household named by the phone; Sue joining at Ann's address renamed it
+    (the ID was the smallest of its ties, and "address:" sorts first)."""
+    ann = {"address": "3 Oak Rd", "postcode": "LS1 1AA"}
+    first = [event("ann-1", 1, {"email": "ann@mailbox.net", "phone": "+44 113 496 0000"}, "Ann", "Lee", "1970-01-01"),
+             event("ann-2", 2, {"email": "ann@mailbox.net", "phone": "+44 113 496 0000"}, "Ann", "Lee", "1970-01-01"),
+             event("tom-1", 3, {"email": "tom@mailbox.net", "phone": "+44 113 496 0000"}, "Tom", "Lee", "1999-09-09"),
+             event("tom-2", 4, {"email": "tom@mailbox.net", "phone": "+44 113 496 0000"}, "Tom", "Lee", "1999-09-09")]
+    first[0]["attributes"].update(ann)
+    data = tmp_path / "data"
+    run_cli("ingest", str(write_events(tmp_path / "a.jsonl", first)), "--data-dir", str(data))
+    before = cli_lookup(data, "email=ann@mailbox.net")["household"]
+    assert before is not None and before["via"] == ["phone:+441134960000"]
+    sue = event("sue-1", 5, {"email": "sue@mailbox.net"}, "Sue", "Park", "1985-05-05")
+    sue["attributes"].update(ann)
+    run_cli("ingest", str(write_events(tmp_path / "b.jsonl", [sue])), "--data-dir", str(data))
+    after = cli_lookup(data, "email=ann@mailbox.net")["household"]
+    assert len(after["others"]) == 2 and len(after["via"]) == 2
+    assert after["household_id"] == before["household_id"]
