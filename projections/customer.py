@@ -59,7 +59,8 @@ class ProjectionConfig:
     """How the views summarize events.
 
     Golden record survivorship: per attribute, the most recent value from a trusted channel; when no
-    trusted channel gave one, the most recent value from any channel.
+    trusted channel gave one, the most recent value from any channel. An order's attributes count as from an
+    untrusted channel: its name and address may be its recipient's (a present).
     """
 
     untrusted_channels: tuple[str, ...] = ("social", "chat")
@@ -81,8 +82,14 @@ class ProjectionConfig:
     at_risk_gap_ratio: float = 3.0  # ... is at risk when inactive this many times their own usual gap
     at_risk_probability: float = 0.3  # ... or when the purchase model's probability alive is below this
     stale_case_days: int = 7  # an open case older than this is on the proactive list
+    # the resolver's (``ResolverConfig``: set there, copied here by ``streams.settings.load_settings``): the types of
+    # event whose name and address may be a recipient's, but on these channels, where the customer is there
+    delivery_event_types: tuple[str, ...] = ("purchase", "order", "order_placed")
+    in_person_channels: tuple[str, ...] = ("store",)
 
-    def trusted(self, attribute: str, channel: str) -> bool:
+    def trusted(self, attribute: str, channel: str, event_type: Optional[str] = None) -> bool:
+        if event_type in self.delivery_event_types and channel not in self.in_person_channels:
+            return False  # (a present's recipient, maybe)
         allowed = self.trusted_channels_by_attribute.get(attribute)
         if allowed is not None:
             return channel in allowed
@@ -754,11 +761,11 @@ class CustomerViews:
             attrs = loads(raw)
             if not attrs:
                 continue
-            at, ch, eid = self.ev_at[i], self.ev_channel[i], self.ev_id[i]
+            at, ch, eid, et = self.ev_at[i], self.ev_channel[i], self.ev_id[i], self.ev_type[i]
             for key, value in attrs.items():
                 if only is not None and key not in only:
                     continue
-                cand = (cfg.trusted(key, ch), at, eid, value, ch)
+                cand = (cfg.trusted(key, ch, et), at, eid, value, ch)
                 cur = best.get(key)
                 if cur is None or cand[:3] > cur[:3]:
                     best[key] = cand
@@ -775,6 +782,7 @@ class CustomerViews:
         every ``PACE_EVERY`` events read."""
         trusted = self.config.trusted
         ev_attrs, ev_profile, ev_at, ev_channel, ev_id = self.ev_attrs, self.ev_profile, self.ev_at, self.ev_channel, self.ev_id
+        ev_type = self.ev_type
         loads = orjson.loads
         # (orjson writes a key as it is: attributes whose text holds none of the fields' texts have none of them)
         texts = [f'"{f}"' for f in fields]
@@ -792,7 +800,7 @@ class CustomerViews:
             mine = best.setdefault(pid, {})
             for key in fields:
                 if key in attrs:
-                    cand = (trusted(key, ev_channel[i]), ev_at[i], ev_id[i], attrs[key])
+                    cand = (trusted(key, ev_channel[i], ev_type[i]), ev_at[i], ev_id[i], attrs[key])
                     cur = mine.get(key)
                     if cur is None or cand[:3] > cur[:3]:  # (as ``golden_record``: an event ID is unique)
                         mine[key] = cand

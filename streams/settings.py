@@ -110,9 +110,14 @@ _PROJECTION: dict[str, Check] = {
 def projection_config_from_dict(data: Any, where: str = "config") -> ProjectionConfig:
     """The ``[projection]`` table of the file ``where``, every value type-checked."""
     check_table(data, "projection", where, "a table of projection settings ([projection])")
-    reject_unknown(data, [f.name for f in fields(ProjectionConfig)], f"{where}: [projection]")
+    reject_unknown(data, [f.name for f in fields(ProjectionConfig) if f.name not in FROM_RESOLVER],
+                   f"{where}: [projection]")
     return replace(ProjectionConfig(), **{key: _PROJECTION[key](value, config_path("projection", key), where)
                                           for key, value in data.items()})
+
+
+# the projection's settings that are the resolver's, set at the top level and copied (``load_settings``)
+FROM_RESOLVER = ("delivery_event_types", "in_person_channels")
 
 
 def load_settings(path: Optional[str | Path]) -> tuple[ResolverConfig, ProjectionConfig]:
@@ -132,7 +137,10 @@ def load_settings(path: Optional[str | Path]) -> tuple[ResolverConfig, Projectio
             data["match_model"] = load_match_model(Path(path).parent / model_path)
         except ConfigError as exc:
             raise ConfigError(f"{path}: match_model = {shown(model_path)}: {exc}") from None
-    return ResolverConfig.from_dict(data, where=str(path)), projection
+    config = ResolverConfig.from_dict(data, where=str(path))
+    # (the golden record counts an order's attributes as a recipient's, maybe, as the resolver does)
+    return config, replace(projection, delivery_event_types=config.delivery_event_types,
+                           in_person_channels=config.in_person_channels)
 
 
 def load_match_model(path: str | Path) -> "MatchModel":

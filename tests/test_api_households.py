@@ -338,3 +338,34 @@ def test_a_household_keeps_its_id_when_a_member_joins_by_an_address(tmp_path):
     after = cli_lookup(data, "email=ann@mailbox.net")["household"]
     assert len(after["others"]) == 2 and len(after["via"]) == 2
     assert after["household_id"] == before["household_id"]
+
+
+def test_a_present_s_recipient_on_an_order_is_not_the_buyer_s_golden_record_nor_their_household(tmp_path):
+    """Jo ordered a present for Max, delivered to his name and address: Jo's golden record became Max Orr at 9 Far
+    Rd, and the shared address made Jo and Max a household. An order's name and address may be its recipient's,
+    as the resolver already takes them; they stand in the golden record only where nothing else gave one."""
+    from streams.settings import load_settings
+
+    jo = event("g1", 1, {"email": "jo@mailbox.net"}, "Jo", "Ray", "1980-01-01")
+    jo["attributes"].update(address="1 Sun St", postcode="S1 1SS")
+    mx = event("g2", 2, {"email": "max@mailbox.net"}, "Max", "Orr", "1979-09-09")
+    mx["attributes"].update(address="9 Far Rd", postcode="F9 9FF")
+    gift = {"event_id": "g3", "occurred_at": "2025-04-02T09:00:00Z", "channel": "web", "event_type": "purchase",
+            "identifiers": {"email": "jo@mailbox.net"}, "payload": {"amount": 25},
+            "attributes": {"first_name": "Max", "last_name": "Orr", "address": "9 Far Rd", "postcode": "F9 9FF"}}
+    # an order with nothing else to go by: its name stands (a customer known by orders alone)
+    only = {**gift, "event_id": "g4", "identifiers": {"email": "una@mailbox.net"},
+            "attributes": {"first_name": "Una", "last_name": "Day"}}
+    data = tmp_path / "data"
+    run_cli("ingest", str(write_events(tmp_path / "g.jsonl", [jo, mx, gift, only])), "--data-dir", str(data))
+    got = cli_lookup(data, "email=jo@mailbox.net")
+    assert got["golden_record"]["first_name"] == "Jo" and got["golden_record"]["address"] == "1 Sun St"
+    assert got["household"] is None
+    assert cli_lookup(data, "email=una@mailbox.net")["golden_record"]["first_name"] == "Una"
+    # the same with the rules given in a file: the resolver's setting is the golden record's too
+    rules = tmp_path / "rules.toml"
+    rules.write_text('delivery_event_types = ["order"]\n')
+    assert load_settings(rules)[1].delivery_event_types == ("order",)
+    kept = orjson.loads(run_cli("lookup", "email=jo@mailbox.net", "--data-dir", str(data), "--config",
+                                str(rules)).stdout)
+    assert kept["golden_record"]["first_name"] == "Max"  # (a purchase is no delivery under these rules)
