@@ -17,7 +17,7 @@ from typing import Iterable, Optional, Sequence
 from resolver import decisions
 from resolver.context import Context
 from resolver.errors import NothingToErase
-from resolver.ids import short_hash
+from resolver.ids import node_type, short_hash
 
 
 def scope(ctx: Context, keys: list[str]) -> tuple[list[str], list[str]]:
@@ -48,6 +48,8 @@ def erase(ctx: Context, keys: list[str], events: Iterable[str], rejected: Iterab
     ``unusable`` (``[type, value]``: values events gave that they could not use then and that read as an erased
     identifier now): what of theirs the driver found in its views, to be shredded with them."""
     profiles, nodes = scope(ctx, keys)
-    erasure = "x_" + short_hash(f"{'|'.join(nodes)}|{decided_at}")
+    # (named by what of it is no one's personal data: a hash of the identifiers would let whoever reads the log
+    # confirm a guess of who asked to be forgotten, which the identifiers' sealing exists to prevent)
+    erasure = "x_" + short_hash("|".join([*profiles, *sorted(set(events)), *sorted(map(node_type, nodes)), decided_at]))
     ctx.emit(decisions.customer_erased(erasure, profiles, nodes, sorted(set(events)), sorted(set(rejected)), by,
                                        decided_at, reason, sorted({(t, v) for t, v in unusable})))

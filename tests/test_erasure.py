@@ -498,6 +498,27 @@ def test_an_erasure_s_answer_comes_once_the_api_no_longer_finds_the_customer(ing
         follower.stop()
 
 
+@given(st.sampled_from(["maria.solis@mailbox.net", "pia.work@mailbox.net", "zq.mail@quixmail.co.uk"]),
+       st.sampled_from(["+44 7700 900461", "+44 7700 900111", None]))
+@settings(max_examples=10, deadline=None)
+def test_an_erasure_s_id_holds_nothing_of_the_erased_identifiers(email, phone):
+    """The erasure's ID was a hash of the erased identifiers and the instant, both of which the log shows (the
+    instant in the clear, the ID beside it): whoever reads the log could confirm a guess of who asked to be
+    forgotten, with every identifier sealed. The same customers by event and profile, with other identifiers,
+    get the same ID."""
+    from tests.resolver_helpers import Run, ev
+
+    def erased(email_value: str, phone_value) -> dict:
+        ids = {"email": email_value, **({"phone": phone_value} if phone_value else {})}
+        run = Run().feed([ev("e1", 0, **ids), ev("e2", 5, channel="store", **ids)])
+        decided = run.resolver.erase([("email", email_value)], ["e1", "e2"], [], "dpo", "2026-01-01T00:00:00Z")
+        return next(d for d in decided if d["type"] == "customer_erased")
+
+    mine, other = erased(email, phone), erased("someone.else@mailbox.net", phone)
+    assert mine["profile_ids"] == other["profile_ids"] and mine["erasure_id"] == other["erasure_id"]
+    assert mine["erasure_id"].startswith("x_")
+
+
 def test_unknown_identifier_is_refused(ingested):
     _, _, data, _, _ = ingested
     done = _cli("erase", "email=someone.else@quixmail.co.uk", "--by", "dpo", "--data-dir", str(data), check=False)
