@@ -156,8 +156,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     keeping = contextlib.nullcontext() if "-" in args.files else _keeping()
     # (the resolver's state is written to the checkpoint and let go of before the views are folded: the two are
     # never in memory together)
-    with keeping, _engine(args, writer=True, create=True, fold_views="after") as engine:
-        engine.order = "file" if args.file_order else "time"
+    # (the order given to the engine as it opens: a run killed part way is finished in it, not in time order)
+    with keeping, _engine(args, writer=True, create=True, fold_views="after",
+                          order="file" if args.file_order else "time") as engine:
         engine.shards = args.shards
         if engine.order == "time" and "-" not in args.files and len(files) > 1:
             # the files together, as one set of events in event-time order (a backfill in daily files)

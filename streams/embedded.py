@@ -118,7 +118,7 @@ class IngestReport:
                     f"the log was decided again from the earliest of them, in time order (the same customers as "
                     f"if they had come in time)")
         return (f"{self.late:,} event{'s' if many else ''} older than events decided before "
-                f"{'them' if many else 'it'}: decided as they came, not in time order (--order file)")
+                f"{'them' if many else 'it'}: decided as they came, not in time order (--file-order)")
 
     def rejection_summary(self, top: int = 5) -> Optional[str]:
         """One line for a person: how many lines were rejected and the commonest reasons (None if none)."""

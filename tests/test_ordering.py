@@ -502,6 +502,32 @@ def test_ingest_in_file_order_is_still_there_and_differs_where_order_matters(tmp
     assert got[("fwd", True)] != got[("rev", True)]
 
 
+def test_a_file_order_run_stopped_part_way_is_finished_in_file_order(tmp_path):
+    """A `--file-order` run killed before its end, then run again the same way, restated the log into time order
+    (the engine opened in time order and finished the stopped run so, before the command told it otherwise)."""
+    late = {"event_id": "late", "occurred_at": "2024-01-02T00:00:00Z", "channel": "web", "event_type": "login",
+            "identifiers": {"email": "a@x.com"}}
+    early = {"event_id": "early", "occurred_at": "2024-01-01T00:00:00Z", "channel": "web", "event_type": "login",
+             "identifiers": {"email": "a@x.com", "phone": "+14155550134"}}
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps(late) + "\n" + json.dumps(early) + "\n")
+    clean, stopped = tmp_path / "clean", tmp_path / "stopped"
+    run_cli("ingest", str(path), "--data-dir", str(clean), "--file-order")
+    run_cli("ingest", str(path), "--data-dir", str(stopped), "--file-order")
+    for name in ("checkpoint.pickle", "checkpoint.prev.pickle"):  # (as a run killed before its checkpoint leaves it)
+        (stopped / name).unlink(missing_ok=True)
+    again = json.loads(run_cli("ingest", str(path), "--data-dir", str(stopped), "--file-order").stdout)
+    assert again["ingested"]["duplicates"] == 2
+    from streams.log import DecisionLog
+
+    for data in (clean, stopped):
+        with DecisionLog(data, writer=False) as log:
+            assert not [d for _, e in log.read(0, raw=True) for d in e if d["type"].startswith("log_restate")], data
+    shown = [json.loads(run_cli("lookup", "email=a@x.com", "--data-dir", str(d)).stdout)["created_at"]
+             for d in (clean, stopped)]
+    assert shown[0] == shown[1] == "2024-01-02T00:00:00.000000Z"
+
+
 def test_files_ingested_together_are_one_set_of_events(tmp_path):
     """A backfill in several files, in any order of the files: what one file of all the events gives."""
     lines = _messy_lines(random.Random(11), 150)
