@@ -142,10 +142,22 @@ def record_key(input_id: str, position: int, raw: bytes) -> str:
 
 
 def input_identity(path: str | Path) -> str:
-    """What identifies an input file whatever its name: a hash of its first 64 KiB (a renamed or moved copy
-    is the same input, and so is the file grown by appending; files whose beginnings differ are not)."""
+    """What identifies an input file whatever its name: a hash of its first 64 KiB of text (a renamed or moved
+    copy is the same input, compressed or not, and so is the file grown by appending; files whose beginnings
+    differ are not). A gzip file's is its text's: the bytes of a compressed copy differ from the first."""
+    import gzip
+    import zlib
+
     with open(path, "rb") as fh:
-        return "sha1-64k:" + hashlib.sha1(fh.read(1 << 16)).hexdigest()[:16]
+        head = fh.read(1 << 16)
+        if head[:2] == b"\x1f\x8b":
+            fh.seek(0)
+            try:
+                with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
+                    head = gz.read(1 << 16)
+            except (OSError, EOFError, zlib.error):
+                pass  # (damaged: its bytes, as read; the ingest says what is wrong with it)
+    return "sha1-64k:" + hashlib.sha1(head).hexdigest()[:16]
 
 
 ORDERS = ("time", "file")  # decide an input's records in event-time order, or in the order it lists them
