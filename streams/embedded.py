@@ -39,7 +39,9 @@ from streams.sealing import erasure_subjects, is_erased
 from resolver.formats import region_of
 from resolver.ids import node_type
 from streams.ordering import read_in_order
-from streams.pipeline import MAX_RECORD_BYTES  # noqa: F401  (its home was here: kept importable)
+from streams.pipeline import MAX_RECORD_BYTES  # (its home was here: kept importable)
+# the bytes of an input line held at most: a longer line is too large to be a record whatever the rest of it
+LINE_HELD = MAX_RECORD_BYTES + 2
 from streams.pipeline import ACCEPTED, BLANK, DUPLICATE, INTERNAL, REJECTED, RecordPipeline
 
 CHECKPOINT_EVERY = 10_000  # log entries
@@ -565,7 +567,8 @@ class EmbeddedEngine:
             inputs = []
             for path in paths:
                 identity = input_identity(path) if Path(path).is_file() else None
-                inputs.append((stack.enter_context(open_input(path)), str(Path(path).resolve()), identity))
+                inputs.append((stack.enter_context(open_input(path, max_line=LINE_HELD)), str(Path(path).resolve()),
+                               identity))
             return self._ingest(inputs, progress)
 
     def ingest_stream(self, fh: BinaryIO | Iterable[bytes], source: str,
@@ -575,7 +578,7 @@ class EmbeddedEngine:
         file itself: compressed bytes for gzip). A binary file object is opened with the shape checks of
         ``streams.inputs`` first. Positions are line numbers of the (decompressed) text. ``input_id``: what
         identifies the input in the keys of its rejected records (default: ``source``)."""
-        return self._ingest([(as_input(fh, source), source, input_id)], progress)[0]
+        return self._ingest([(as_input(fh, source, LINE_HELD), source, input_id)], progress)[0]
 
     def _ingest(self, inputs: list[tuple[Any, str, Optional[str]]],
                 progress: Optional[Callable[[int], None]]) -> list[IngestReport]:

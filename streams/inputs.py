@@ -130,8 +130,12 @@ class InputStream:
     iteration ended there.
     """
 
-    def __init__(self, fh: BinaryIO, name: Any = "-", *, json_lines: bool = True, close: bool = False):
+    def __init__(self, fh: BinaryIO, name: Any = "-", *, json_lines: bool = True, close: bool = False,
+                 max_line: Optional[int] = None):
         self.label = _label(name)
+        # a longer line is given cut to this many bytes, the rest of it read past and let go of (one line of a
+        # gigabyte, a file's tail of NULs after a crash, was held whole): what is too large to be a record
+        self.max_line = max_line
         self.compressed = False
         self.bom = False
         self.error: Optional[str] = None
@@ -214,14 +218,31 @@ class InputStream:
 
     def __iter__(self) -> Iterator[bytes]:
         if not self.compressed:
-            return iter(self.lines)
+            return iter(self.lines) if self.max_line is None else self._bounded()
         return self._guarded()
+
+    def _bounded(self) -> Iterator[bytes]:
+        """The lines, each cut to ``max_line`` bytes (the rest of a longer one read in pieces and dropped)."""
+        if self.max_line is None:
+            yield from self.lines
+            return
+        limit, readline = self.max_line, self.lines.readline
+        while True:
+            line = readline(limit)
+            if not line:
+                return
+            if len(line) == limit and not line.endswith(b"\n"):
+                while True:  # (the rest of it)
+                    rest = readline(1 << 16)
+                    if not rest or rest.endswith(b"\n"):
+                        break
+            yield line
 
     def _guarded(self) -> Iterator[bytes]:
         n = 0
         cut = self._cut
         try:
-            for line in self.lines:
+            for line in self._bounded():
                 n += 1
                 yield line
         except _GZIP_ERRORS as exc:
@@ -242,17 +263,18 @@ class InputStream:
 
 
 def open_input(name: str | os.PathLike, stdin: Optional[BinaryIO] = None, *,
-               json_lines: bool = True, what: str = "a JSON-lines file") -> InputStream:
+               json_lines: bool = True, what: str = "a JSON-lines file", max_line: Optional[int] = None) -> InputStream:
     """Opens a file (``-``: ``stdin``) for reading lines, after the shape checks; raises InputError.
-    ``json_lines`` False skips the checks that only JSON lines need; ``what`` names the file expected."""
+    ``json_lines`` False skips the checks that only JSON lines need; ``what`` names the file expected;
+    ``max_line``: as ``InputStream`` takes it."""
     if str(name) == "-":
         if stdin is None:
             import sys
 
             stdin = sys.stdin.buffer
-        return InputStream(stdin, "-", json_lines=json_lines)
+        return InputStream(stdin, "-", json_lines=json_lines, max_line=max_line)
     path = check_path(name, what)
-    return InputStream(open(path, "rb"), str(name), json_lines=json_lines, close=True)
+    return InputStream(open(path, "rb"), str(name), json_lines=json_lines, close=True, max_line=max_line)
 
 
 def check_input(name: str | os.PathLike, **kwargs: Any) -> None:
@@ -294,12 +316,12 @@ class ProgressMeter:
             self.callback(n)
 
 
-def as_input(lines: Any, name: Any = None) -> Any:
+def as_input(lines: Any, name: Any = None, max_line: Optional[int] = None) -> Any:
     """``lines`` itself when it is an InputStream or a plain iterable of lines; a binary file object
-    (``sys.stdin.buffer``, an open file) is opened with the shape checks."""
+    (``sys.stdin.buffer``, an open file) is opened with the shape checks (``max_line``: as ``InputStream``)."""
     if isinstance(lines, InputStream) or not hasattr(lines, "read"):
         return lines
-    return InputStream(lines, name if name is not None else getattr(lines, "name", "-"))
+    return InputStream(lines, name if name is not None else getattr(lines, "name", "-"), max_line=max_line)
 
 
 # ------------------------------------------------------------------------------------------ truth

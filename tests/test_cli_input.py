@@ -608,3 +608,34 @@ def test_an_identifier_type_spelt_like_a_configured_one_is_warned_about(tmp_path
         "(they never link); send 'email', or configure 'Email'",
         "idres: warning: identifier type 'loyaltyId' is not 'loyalty_id': its values are kept apart from the "
         "loyalty_id values (they never link); send 'loyalty_id', or configure 'loyaltyId'"]
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_line_far_longer_than_a_record_may_be_is_never_held_whole(tmp_path, compressed):
+    """A 40 MB line (a file's tail of NULs after a crash, one runaway record) was read whole into memory before
+    being rejected as too large: a gigabyte's line held a gigabyte. It is read past in pieces; what is held of it
+    is at most a record's limit, and it is still rejected, with the lines around it decided."""
+    import tracemalloc
+
+    from streams.embedded import LINE_HELD, EmbeddedEngine
+    from streams.inputs import open_input
+
+    good = [json.dumps({"event_id": f"e{n}", "occurred_at": "2025-01-01T00:00:00Z", "channel": "web",
+                        "event_type": "login", "identifiers": {"email": f"p{n}@mailbox.org"}}).encode() for n in (1, 2)]
+    text = good[0] + b"\n" + b"\x00" * (40 << 20) + b"\n" + good[1] + b"\n"
+    path = tmp_path / ("in.jsonl.gz" if compressed else "in.jsonl")
+    path.write_bytes(gzip.compress(text, compresslevel=1) if compressed else text)
+    del text
+    tracemalloc.start()
+    try:
+        with open_input(path, max_line=LINE_HELD) as inp:
+            lengths = [len(line) for line in inp]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert lengths == [len(good[0]) + 1, LINE_HELD, len(good[1]) + 1]
+    assert peak < 8 << 20, peak
+    with EmbeddedEngine(tmp_path / "data") as engine:
+        report = engine.ingest_file(path)
+        assert (report.accepted, report.rejected) == (2, 1)
+        assert engine.views.rejected[0]["detail"] == "record is more than 1,048,576 bytes (the limit)"
