@@ -170,7 +170,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             reports = []
             for f in files:
                 if str(f) == "-":
-                    reports.append(engine.ingest_stream(sys.stdin.buffer, "stdin"))
+                    with _progress_bar(None, "ingest stdin") as bar:  # (bytes read: a pipe's size is not known)
+                        reports.append(engine.ingest_stream(sys.stdin.buffer, "stdin", progress=bar.update))
                 else:
                     with _progress_bar(f.stat().st_size if f.is_file() else None, f"ingest {f.name}") as bar:
                         reports.append(engine.ingest_file(f, progress=bar.update))
