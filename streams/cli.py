@@ -160,6 +160,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     with keeping, _engine(args, writer=True, create=True, fold_views="after",
                           order="file" if args.file_order else "time") as engine:
         engine.shards = args.shards
+        engine.restate_progress = lambda: _progress_bar(None, "decide again from the late events", unit="entry")
         if engine.order == "time" and "-" not in args.files and len(files) > 1:
             # the files together, as one set of events in event-time order (a backfill in daily files)
             sizes = [f.stat().st_size if f.is_file() else None for f in files]

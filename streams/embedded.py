@@ -218,6 +218,9 @@ class EmbeddedEngine:
         self.fingerprint = state_fingerprint(self.config, self.projection_config)
         self.folded_from_checkpoint = 0
         self.shard_stats: Optional[dict[str, Any]] = None  # the last ingest on shards: what its time went to
+        # what an ingest that restates shows its progress with (entries decided again): a context manager giving an
+        # object with ``update(n)`` (a command's progress bar), or None
+        self.restate_progress: Optional[Callable[[], Any]] = None
         self.replayed: Optional[dict[str, Any]] = None
         try:
             if load == "rebuild":
@@ -629,7 +632,8 @@ class EmbeddedEngine:
         if earliest_late is not None and self.order == "time":
             # events older than ones decided before (an earlier run's): the log is decided again from their place
             late = sum(r.late for r in reports)
-            self.restate(earliest_late, late)
+            with (self.restate_progress() if self.restate_progress is not None else contextlib.nullcontext()) as bar:
+                self.restate(earliest_late, late, bar.update if bar is not None else None)
             for report in reports:
                 report.restated = late
         for meter, report, (fh, _, _) in zip(meters, reports, inputs):

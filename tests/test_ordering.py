@@ -615,3 +615,25 @@ def test_a_backlog_read_for_long_keeps_its_arrivals_in_proportion_to_what_is_hel
     buffer.caught_up(["web"])
     buffer.release(now + 10)
     assert len(buffer) == len(buffer._arrivals) == len(buffer._gone) == 0
+
+
+def test_an_ingest_that_restates_shows_the_progress_of_deciding_again(tmp_path):
+    """The progress bar stopped at the end of the input while the log was decided again from the late events,
+    most of the run on a backfill older than what was there: nothing moved for seconds."""
+    import contextlib
+
+    lines = _messy_lines(random.Random(5), 120)
+    lines.sort(key=lambda raw: json.loads(raw).get("occurred_at", "") if raw.strip().startswith(b"{") else "")
+    (tmp_path / "new.jsonl").write_bytes(b"".join(lines[60:]))
+    (tmp_path / "old.jsonl").write_bytes(b"".join(lines[:60]))
+    counted: list[int] = []
+
+    class Bar:
+        def update(self, n: int) -> None:
+            counted.append(n)
+
+    with EmbeddedEngine(tmp_path / "data", batch_size=8) as engine:
+        engine.ingest_file(tmp_path / "new.jsonl")
+        engine.restate_progress = lambda: contextlib.nullcontext(Bar())
+        report = engine.ingest_file(tmp_path / "old.jsonl")
+    assert report.restated and counted and sum(counted) >= 60
