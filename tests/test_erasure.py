@@ -1224,6 +1224,21 @@ def test_a_rejected_record_giving_the_erased_number_in_national_form_is_erased_w
     assert "7887" not in text and "07700 900111" in text
 
 
+def _erase_after_rejections(data: Path, path: Path, rejected: int, identifier: tuple[str, str]) -> tuple[int, dict]:
+    """Ingests ``path``, of which ``rejected`` lines are rejected, then erases the customer holding ``identifier``:
+    how many rejected records the erasure named, and its decision."""
+    with EmbeddedEngine(data) as engine:
+        engine.ingest_file(path)
+        assert len(engine.views.rejected) == rejected
+        erased = [d for d in engine.erase([identifier], "dpo") if d["type"] == "customer_erased"][0]
+    return len(erased["rejected"]), erased
+
+
+def _erased_log_text(data: Path) -> str:
+    with DecisionLog(data, writer=False) as log:
+        return _log_text(log)
+
+
 def test_rejected_records_giving_the_erased_number_with_unicode_separators_or_digits_are_erased_with_it(tmp_path):
     """A number written with an en dash, non-breaking spaces or hyphens, or in full-width digits (as phones and
     forms type them), reads as the erased number, yet those rejected records were kept readable: the search
@@ -1240,14 +1255,8 @@ def test_rejected_records_giving_the_erased_number_with_unicode_separators_or_di
                    ensure_ascii=False),
         "callback 415\u2013555\u20130199 please",
     ]) + "\n", encoding="utf-8")
-    with EmbeddedEngine(data) as engine:
-        engine.ingest_file(path)
-        assert len(engine.views.rejected) == 5
-        erased = [d for d in engine.erase([("email", "jane.doe@mail.co.uk")], "dpo")
-                  if d["type"] == "customer_erased"][0]
-        assert len(erased["rejected"]) == 4
-    with DecisionLog(data, writer=False) as log:
-        text = _log_text(log)
+    assert _erase_after_rejections(data, path, 5, ("email", "jane.doe@mail.co.uk"))[0] == 4
+    text = _erased_log_text(data)
     assert "0134" not in text and "\\uff10\\uff11\\uff13" not in text.lower() and "0199" in text
 
 
@@ -1324,14 +1333,8 @@ def test_rejected_records_giving_the_erased_identifiers_in_other_forms_are_erase
         'event_id=form&email=Zora.Quenby%2Bx%40gmail.com&occurred_at=soon',
         '{"event_id": "other", "identifiers": {"email": "zed.quill@gmail.com", "loyalty_id": "LY-5555-1235"',
     ]) + "\n")
-    with EmbeddedEngine(data) as engine:
-        engine.ingest_file(path)
-        assert len(engine.views.rejected) == 9
-        erased = [d for d in engine.erase([("email", "zoraquenby@gmail.com")], "dpo")
-                  if d["type"] == "customer_erased"][0]
-        assert len(erased["rejected"]) == 8
-    with DecisionLog(data, writer=False) as log:
-        text = _log_text(log).lower()
+    assert _erase_after_rejections(data, path, 9, ("email", "zoraquenby@gmail.com"))[0] == 8
+    text = _erased_log_text(data).lower()
     assert "quenby" not in text and "5555-1234" not in text and "9 elm" not in text
     assert "zed.quill@gmail.com" in text and "5555-1235" in text
 
