@@ -143,23 +143,45 @@ def record_key(input_id: str, position: int, raw: bytes) -> str:
     return f"{input_id}:{position}:{hashlib.sha1(raw).hexdigest()[:16]}"
 
 
-def input_identity(path: str | Path) -> str:
+IDENTITY_BYTES = 1 << 16  # what of an input's text identifies it
+
+
+def input_identity(path: str | Path, known: Iterable[str] = ()) -> str:
     """What identifies an input file whatever its name: a hash of its first 64 KiB of text (a renamed or moved
     copy is the same input, compressed or not, and so is the file grown by appending; files whose beginnings
-    differ are not). A gzip file's is its text's: the bytes of a compressed copy differ from the first."""
+    differ are not). A gzip file's is its text's: the bytes of a compressed copy differ from the first. A file of
+    less than 64 KiB is known by all of it (``sha1-N:``, N its bytes): one that begins with the whole of one of
+    the ``known`` inputs (the identities of earlier runs) is that input, grown by appending since."""
     import gzip
     import zlib
 
     with open(path, "rb") as fh:
-        head = fh.read(1 << 16)
+        head = fh.read(IDENTITY_BYTES)
         if head[:2] == b"\x1f\x8b":
             fh.seek(0)
             try:
                 with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
-                    head = gz.read(1 << 16)
+                    head = gz.read(IDENTITY_BYTES)
             except (OSError, EOFError, zlib.error):
                 pass  # (damaged: its bytes, as read; the ingest says what is wrong with it)
+    by_size: dict[int, set[str]] = {}
+    for ident in known:
+        size, _, digest = ident.partition(":")
+        if size.startswith("sha1-") and size[5:].isdigit() and int(size[5:]) < len(head):
+            by_size.setdefault(int(size[5:]), set()).add(digest)
+    for size in sorted(by_size, reverse=True):  # (the longest earlier input it begins with)
+        digest = hashlib.sha1(head[:size]).hexdigest()[:16]
+        if digest in by_size[size]:
+            return f"sha1-{size}:{digest}"
+    if len(head) < IDENTITY_BYTES:
+        return f"sha1-{len(head)}:" + hashlib.sha1(head).hexdigest()[:16]
     return "sha1-64k:" + hashlib.sha1(head).hexdigest()[:16]
+
+
+def known_inputs(rejected_keys: Iterable[str]) -> set[str]:
+    """The identities of the small inputs (``sha1-N:``) that the keys of the rejected records name."""
+    return {ident for ident in (key.rsplit(":", 2)[0] for key in rejected_keys)
+            if ident.startswith("sha1-") and not ident.startswith("sha1-64k:")}
 
 
 ORDERS = ("time", "file")  # decide an input's records in event-time order, or in the order it lists them
@@ -568,8 +590,9 @@ class EmbeddedEngine:
         backfill split into daily files gives what one file would). One report per file."""
         with contextlib.ExitStack() as stack, bulk_work():
             inputs = []
+            known = known_inputs(self.resolver.state.rejected_keys)
             for path in paths:
-                identity = input_identity(path) if Path(path).is_file() else None
+                identity = input_identity(path, known) if Path(path).is_file() else None
                 inputs.append((stack.enter_context(open_input(path, max_line=LINE_HELD)), str(Path(path).resolve()),
                                identity))
             return self._ingest(inputs, progress)

@@ -639,3 +639,29 @@ def test_a_line_far_longer_than_a_record_may_be_is_never_held_whole(tmp_path, co
         report = engine.ingest_file(path)
         assert (report.accepted, report.rejected) == (2, 1)
         assert engine.views.rejected[0]["detail"] == "record is more than 1,048,576 bytes (the limit)"
+
+
+def test_a_small_file_grown_by_appending_keeps_its_rejected_records_once(tmp_path):
+    """A file of less than 64 KiB was known by all of its bytes: grown by a line, it was another input, and its
+    rejected records were kept a second time. One that only begins like it (the same first line) is another."""
+    from streams.embedded import EmbeddedEngine
+
+    ok = [json.dumps({"event_id": f"e{n}", "occurred_at": "2025-01-01T00:00:00Z", "channel": "web",
+                      "event_type": "login", "identifiers": {"email": f"p{n}@mailbox.org"}}) for n in range(3)]
+    path = tmp_path / "f.jsonl"
+    path.write_text(ok[0] + "\nnot json\n")
+    other = tmp_path / "g.jsonl"
+    other.write_text(ok[0] + "\nnot json either\n")
+    with EmbeddedEngine(tmp_path / "data") as engine:
+        first = engine.ingest_file(path)
+        with open(path, "a") as fh:
+            fh.write(ok[1] + "\n")
+        grown = engine.ingest_file(path)
+        with open(path, "a") as fh:
+            fh.write("still not json\n" + ok[2] + "\n")
+        again = engine.ingest_file(path)
+        elsewhere = engine.ingest_file(other)
+        assert (first.rejected, grown.rejected_before, grown.rejected, grown.accepted) == (1, 1, 0, 1)
+        assert (again.rejected_before, again.rejected, again.accepted) == (1, 1, 1)
+        assert elsewhere.rejected == 1
+        assert len(engine.views.rejected) == 3
