@@ -172,7 +172,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             for f in files:
                 if str(f) == "-":
                     with _progress_bar(None, "ingest stdin") as bar:  # (bytes read: a pipe's size is not known)
-                        reports.append(engine.ingest_stream(sys.stdin.buffer, "stdin", progress=bar.update))
+                        # (in time order it is read to its end first anyway: known by its beginning, as a file;
+                        # in file order a live pipe is not held back for it)
+                        reports.append(engine.ingest_stream(sys.stdin.buffer, "stdin", progress=bar.update,
+                                                            identify=engine.order == "time"))
                 else:
                     with _progress_bar(f.stat().st_size if f.is_file() else None, f"ingest {f.name}") as bar:
                         reports.append(engine.ingest_file(f, progress=bar.update))

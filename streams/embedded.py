@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import itertools
 import re
 import time
@@ -152,18 +153,26 @@ def input_identity(path: str | Path, known: Iterable[str] = ()) -> str:
     differ are not). A gzip file's is its text's: the bytes of a compressed copy differ from the first. A file of
     less than 64 KiB is known by all of it (``sha1-N:``, N its bytes): one that begins with the whole of one of
     the ``known`` inputs (the identities of earlier runs) is that input, grown by appending since."""
+    with open(path, "rb") as fh:
+        return identity_of(fh.read(IDENTITY_BYTES), known, fh)
+
+
+def identity_of(head: bytes, known: Iterable[str] = (), fh: Optional[BinaryIO] = None) -> str:
+    """``input_identity`` of an input whose first bytes (up to ``IDENTITY_BYTES``, all of it when shorter) are
+    ``head``; ``fh``: the file, at its start, to decompress a gzip file's from (else what ``head`` holds)."""
     import gzip
     import zlib
 
-    with open(path, "rb") as fh:
-        head = fh.read(IDENTITY_BYTES)
-        if head[:2] == b"\x1f\x8b":
-            fh.seek(0)
-            try:
+    if head[:2] == b"\x1f\x8b":
+        try:
+            if fh is not None:
+                fh.seek(0)
                 with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
                     head = gz.read(IDENTITY_BYTES)
-            except (OSError, EOFError, zlib.error):
-                pass  # (damaged: its bytes, as read; the ingest says what is wrong with it)
+            else:
+                head = zlib.decompressobj(wbits=31).decompress(head, IDENTITY_BYTES)
+        except (OSError, EOFError, zlib.error):
+            pass  # (damaged: its bytes, as read; the ingest says what is wrong with it)
     by_size: dict[int, set[str]] = {}
     for ident in known:
         size, _, digest = ident.partition(":")
@@ -599,11 +608,20 @@ class EmbeddedEngine:
 
     def ingest_stream(self, fh: BinaryIO | Iterable[bytes], source: str,
                       progress: Optional[Callable[[int], None]] = None,
-                      input_id: Optional[str] = None) -> IngestReport:
+                      input_id: Optional[str] = None, identify: bool = False) -> IngestReport:
         """Ingests JSON lines; ``progress`` is called with the bytes consumed since its last call (of the
         file itself: compressed bytes for gzip). A binary file object is opened with the shape checks of
         ``streams.inputs`` first. Positions are line numbers of the (decompressed) text. ``input_id``: what
-        identifies the input in the keys of its rejected records (default: ``source``)."""
+        identifies the input in the keys of its rejected records (default: ``source``); ``identify``: a binary
+        file object is known by its beginning as a file is (``input_identity``: its first 64 KiB are read
+        first), not by ``source`` (two streams on standard input were one input, and the second's rejected
+        records dropped where the first had the same line at the same place)."""
+        if identify and input_id is None and hasattr(fh, "read"):
+            from streams.inputs import _Rewound
+
+            head = fh.read(IDENTITY_BYTES)
+            input_id = identity_of(head, known_inputs(self.resolver.state.rejected_keys))
+            fh = io.BufferedReader(_Rewound(head, fh), buffer_size=1 << 16)  # type: ignore[assignment]
         return self._ingest([(as_input(fh, source, LINE_HELD), source, input_id)], progress)[0]
 
     def _ingest(self, inputs: list[tuple[Any, str, Optional[str]]],

@@ -665,3 +665,16 @@ def test_a_small_file_grown_by_appending_keeps_its_rejected_records_once(tmp_pat
         assert (again.rejected_before, again.rejected, again.accepted) == (1, 1, 1)
         assert elsewhere.rejected == 1
         assert len(engine.views.rejected) == 3
+
+
+def test_two_streams_on_standard_input_are_two_inputs_unless_they_are_the_same(tmp_path):
+    """Every stream on standard input was the input "stdin": a next day's export piped in with the same header line
+    at line 1 had that line's rejection dropped as kept before. A stream is known by its beginning, as a file is."""
+    data = str(tmp_path / "data")
+    ok = [json.dumps({"event_id": f"e{n}", "occurred_at": "2025-01-01T00:00:00Z", "channel": "web",
+                      "event_type": "login", "identifiers": {"email": f"p{n}@mailbox.org"}}) for n in range(2)]
+    day1, day2 = "event_id,occurred_at\n" + ok[0] + "\n", "event_id,occurred_at\n" + ok[1] + "\n"
+    reports = [json.loads(run_cli("ingest", "-", "--data-dir", data, stdin=text).stdout)["ingested"]
+               for text in (day1, day2, day2)]
+    assert [(r["rejected"], r["rejected_before"]) for r in reports] == [(1, 0), (1, 0), (0, 1)]
+    assert json.loads(run_cli("ingest", "-", "--data-dir", data, stdin=day1).stdout)["totals"]["rejected"] == 2
