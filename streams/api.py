@@ -1527,7 +1527,7 @@ def create_app(follower: Follower, api_key: Optional[str] = None, writers: Optio
             length = result.get("log_length")
             deadline = time.monotonic() + COMMAND_FOLDED_WAIT
             while length is not None and follower.views.seq < length and time.monotonic() < deadline \
-                    and follower.running:
+                    and follower.running and not follower.restating:  # (a restatement's entries wait for its end)
                 await asyncio.sleep(0.01)
         return JSONResponse(out, status_code=commands.accepted_status)
 

@@ -290,9 +290,14 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         del views
 
         def still_current() -> None:
+            from resolver.decisions import erasure_of
             from streams.stream_app import fold_decision_log
 
-            fold_decision_log(settings, start=offset, seq=entries, on_entry=_no_erasure)
+            found: list[int] = []  # (said after the fold: an error of on_entry reads as a topic that cannot be folded)
+            fold_decision_log(settings, start=offset, seq=entries,
+                              on_entry=lambda seq, entry: found.append(seq) if erasure_of(entry) else None)
+            if found:
+                raise _overtaken(found[0])
 
         counts = write_snapshot(held[0], out, info={"decision_log": settings.topics.decisions,
                                                     "decision_log_offset": offset}, progress=_snapshot_step,
@@ -309,12 +314,14 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         seq = engine.views.seq
 
         def still_current() -> None:
+            from resolver.decisions import erasure_of
             from streams.log import LogError
 
             try:
                 engine.log.refresh()
                 for at, entry in engine.log.read(seq, raw=True):
-                    _no_erasure(at, entry)
+                    if erasure_of(entry) is not None:
+                        raise _overtaken(at)
             except LogError as exc:
                 raise IdresError(f"the decision log changed while the snapshot was written ({exc}): the snapshot "
                                  f"was not written; run `idres snapshot` again") from None
@@ -327,13 +334,11 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         return {"snapshot": str(out), "rows": counts, "seconds": round(time.perf_counter() - started, 2)}
 
 
-def _no_erasure(seq: int, entry: list[dict[str, Any]]) -> None:
-    """Raises for an erasure: a snapshot made of the views from before it would hold what it erased."""
-    from resolver.decisions import erasure_of
-
-    if erasure_of(entry) is not None:
-        raise IdresError(f"an erasure was recorded while the snapshot was written (log entry {seq:,}), and the "
-                         "snapshot holds what it erased: it was not written; run `idres snapshot` again")
+def _overtaken(seq: int) -> IdresError:
+    """The error of a snapshot an erasure overtook (logged at entry ``seq``): made of the views from before it, it
+    would hold what it erased."""
+    return IdresError(f"an erasure was recorded while the snapshot was written (log entry {seq:,}), and the "
+                      "snapshot holds what it erased: it was not written; run `idres snapshot` again")
 
 
 def _writable_output(out: Path, what: str, create_parent: bool = True) -> None:
