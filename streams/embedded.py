@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import itertools
 import re
 import time
@@ -145,6 +146,7 @@ def record_key(input_id: str, position: int, raw: bytes) -> str:
 
 
 IDENTITY_BYTES = 1 << 16  # what of an input's text identifies it
+FILE_ORDER_RUN = "FILE_ORDER"  # in the data directory while an `idres ingest --file-order` run is under way
 
 
 def input_identity(path: str | Path, known: Iterable[str] = ()) -> str:
@@ -261,7 +263,8 @@ class EmbeddedEngine:
             if writer:
                 self._finish_restatements()
                 self._finish_erasures()
-                if self.order == "time" and len(self.log) > getattr(self, "checkpoint_seq", len(self.log)):
+                if self.order == "time" and len(self.log) > getattr(self, "checkpoint_seq", len(self.log)) \
+                        and not (self.data_dir / FILE_ORDER_RUN).exists():  # (a stopped --file-order run: as listed)
                     self._finish_late()
             elif self._pending_erasures():
                 # (its keys not shredded: what it erased still reads back from the log, and a reader would show it)
@@ -627,6 +630,23 @@ class EmbeddedEngine:
     def _ingest(self, inputs: list[tuple[Any, str, Optional[str]]],
                 progress: Optional[Callable[[int], None]]) -> list[IngestReport]:
         """``inputs``: (lines, source name, input identity) each."""
+        marker = self.data_dir / FILE_ORDER_RUN
+        if self.order == "file" and not marker.exists():
+            # (what a writer opening after this run stopped part way reads: its late events are not restated)
+            with open(marker, "w", encoding="utf-8") as fh:
+                fh.write("an `idres ingest --file-order` run is under way, or stopped part way\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            sync_directory(self.data_dir)
+        reports = self._ingest_run(inputs, progress)
+        if marker.exists() and self.checkpoint_seq == len(self.log):
+            # (the log's end is in the checkpoint: nothing decided as listed is left for a writer to finish)
+            marker.unlink()
+            sync_directory(self.data_dir)
+        return reports
+
+    def _ingest_run(self, inputs: list[tuple[Any, str, Optional[str]]],
+                    progress: Optional[Callable[[int], None]]) -> list[IngestReport]:
         reports = [IngestReport(source=source) for _, source, _ in inputs]
         started = time.perf_counter()
         latest = self._latest()

@@ -637,3 +637,24 @@ def test_an_ingest_that_restates_shows_the_progress_of_deciding_again(tmp_path):
         engine.restate_progress = lambda: contextlib.nullcontext(Bar())
         report = engine.ingest_file(tmp_path / "old.jsonl")
     assert report.restated and counted and sum(counted) >= 60
+
+
+def test_a_file_order_run_stopped_part_way_is_not_put_in_time_order_by_another_command(tmp_path):
+    """Only `idres ingest` knew the run was in file order: a review verdict (or an erasure, an unmerge) opening the
+    data directory next restated the stopped run's events into time order."""
+    late = {"event_id": "late", "occurred_at": "2024-01-02T00:00:00Z", "channel": "web", "event_type": "login",
+            "identifiers": {"email": "a@x.com"}}
+    early = {"event_id": "early", "occurred_at": "2024-01-01T00:00:00Z", "channel": "web", "event_type": "login",
+             "identifiers": {"email": "a@x.com", "phone": "+14155550134"}}
+    data = tmp_path / "data"
+    with EmbeddedEngine(data, order="file") as engine:
+        engine.ingest_stream([(json.dumps(e) + "\n").encode() for e in (late, early)], "in")
+        stopped = engine.checkpoint_seq < len(engine.log)  # (a short run leaves its tail to the next start)
+    assert stopped and (data / "FILE_ORDER").exists()
+    run_cli("review", "accept", "r_none", "--by", "ana", "--data-dir", str(data), check=False)
+    from streams.log import DecisionLog
+
+    with DecisionLog(data, writer=False) as log:
+        assert not [d for _, e in log.read(0, raw=True) for d in e if d["type"].startswith("log_restate")]
+    assert json.loads(run_cli("lookup", "email=a@x.com", "--data-dir", str(data)).stdout)["created_at"] == \
+        "2024-01-02T00:00:00.000000Z"
