@@ -54,13 +54,18 @@ def _share_evidence(d: dict[str, Any]) -> None:
         d["model"] = intern(d["model"])
 
 
+# what of an order may be its recipient's rather than its buyer's (a present): names and where it goes
+RECIPIENT_FIELDS = frozenset(("first_name", "last_name", "address", "postcode", "city"))
+
+
 @dataclass(frozen=True)
 class ProjectionConfig:
     """How the views summarize events.
 
     Golden record survivorship: per attribute, the most recent value from a trusted channel; when no
-    trusted channel gave one, the most recent value from any channel. An order's attributes count as from an
-    untrusted channel: its name and address may be its recipient's (a present).
+    trusted channel gave one, the most recent value from any channel. An order's name and address count as from
+    an untrusted channel, unless it gives a date of birth (from the buyer's account): they may be its recipient's
+    (a present), as ``ResolverConfig.hearsay`` takes them.
     """
 
     untrusted_channels: tuple[str, ...] = ("social", "chat")
@@ -87,9 +92,11 @@ class ProjectionConfig:
     delivery_event_types: tuple[str, ...] = ("purchase", "order", "order_placed")
     in_person_channels: tuple[str, ...] = ("store",)
 
-    def trusted(self, attribute: str, channel: str, event_type: Optional[str] = None) -> bool:
-        if event_type in self.delivery_event_types and channel not in self.in_person_channels:
-            return False  # (a present's recipient, maybe)
+    def trusted(self, attribute: str, channel: str, event_type: Optional[str] = None,
+                attributes: Optional[dict[str, Any]] = None) -> bool:
+        if attribute in RECIPIENT_FIELDS and event_type in self.delivery_event_types \
+                and channel not in self.in_person_channels and not (attributes or {}).get("date_of_birth"):
+            return False  # (a present's recipient's, maybe: as ``ResolverConfig.hearsay`` takes them)
         allowed = self.trusted_channels_by_attribute.get(attribute)
         if allowed is not None:
             return channel in allowed
@@ -765,7 +772,7 @@ class CustomerViews:
             for key, value in attrs.items():
                 if only is not None and key not in only:
                     continue
-                cand = (cfg.trusted(key, ch, et), at, eid, value, ch)
+                cand = (cfg.trusted(key, ch, et, attrs), at, eid, value, ch)
                 cur = best.get(key)
                 if cur is None or cand[:3] > cur[:3]:
                     best[key] = cand
@@ -800,7 +807,7 @@ class CustomerViews:
             mine = best.setdefault(pid, {})
             for key in fields:
                 if key in attrs:
-                    cand = (trusted(key, ev_channel[i], ev_type[i]), ev_at[i], ev_id[i], attrs[key])
+                    cand = (trusted(key, ev_channel[i], ev_type[i], attrs), ev_at[i], ev_id[i], attrs[key])
                     cur = mine.get(key)
                     if cur is None or cand[:3] > cur[:3]:  # (as ``golden_record``: an event ID is unique)
                         mine[key] = cand

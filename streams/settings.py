@@ -138,7 +138,7 @@ def load_settings(path: Optional[str | Path]) -> tuple[ResolverConfig, Projectio
         except ConfigError as exc:
             raise ConfigError(f"{path}: match_model = {shown(model_path)}: {exc}") from None
     config = ResolverConfig.from_dict(data, where=str(path))
-    # (the golden record counts an order's attributes as a recipient's, maybe, as the resolver does)
+    # (the golden record takes an order's name and address as a recipient's, maybe, as the resolver does)
     return config, replace(projection, delivery_event_types=config.delivery_event_types,
                            in_person_channels=config.in_person_channels)
 

@@ -362,6 +362,11 @@ def test_a_present_s_recipient_on_an_order_is_not_the_buyer_s_golden_record_nor_
     assert got["golden_record"]["first_name"] == "Jo" and got["golden_record"]["address"] == "1 Sun St"
     assert got["household"] is None
     assert cli_lookup(data, "email=una@mailbox.net")["golden_record"]["first_name"] == "Una"
+    # an order with a date of birth is the buyer's own account speaking (the resolver takes it so too)
+    own = {**gift, "event_id": "g5", "occurred_at": "2025-04-03T09:00:00Z",
+           "attributes": {"address": "2 New Rd", "postcode": "S2 2SS", "date_of_birth": "1980-01-01"}}
+    run_cli("ingest", str(write_events(tmp_path / "h.jsonl", [own])), "--data-dir", str(data))
+    assert cli_lookup(data, "email=jo@mailbox.net")["golden_record"]["address"] == "2 New Rd"
     # the same with the rules given in a file: the resolver's setting is the golden record's too
     rules = tmp_path / "rules.toml"
     rules.write_text('delivery_event_types = ["order"]\n')
