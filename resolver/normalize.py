@@ -63,6 +63,17 @@ _LETTERS_THEN_DIGITS = re.compile(r"^[A-Z]{1,6}(\d{4,})$")  # LY69905496: a prog
 Result = tuple[Optional[str], Optional[str]]
 
 
+def _dns_label(label: str) -> str:
+    """A domain's label as its letters: ``xn--strae-oqa`` is ``straße`` (punycode, label by label: the ``idna``
+    codec's IDNA 2003 refuses ß and a few other letters)."""
+    if not label.startswith("xn--"):
+        return label
+    try:
+        return unicodedata.normalize("NFC", label[4:].encode("ascii").decode("punycode").lower())
+    except (UnicodeError, ValueError):
+        return label
+
+
 class Normalizer:
     """Normalizes identifiers and attributes under one ``ResolverConfig``."""
 
@@ -166,10 +177,7 @@ class Normalizer:
             return None, "not an email address"
         local, _, domain = value.rpartition("@")
         if "xn--" in domain:  # (an internationalized domain as DNS spells it: the same domain as its letters)
-            try:
-                domain = unicodedata.normalize("NFC", domain.encode("ascii").decode("idna").lower())
-            except UnicodeError:
-                pass
+            domain = ".".join(_dns_label(label) for label in domain.split("."))
         domain = self.config.email_domain_aliases.get(domain, domain)
         if self.config.strip_email_tags and "+" in local:
             local = local.split("+", 1)[0]

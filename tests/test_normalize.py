@@ -178,6 +178,15 @@ _ACCENTED_LOCAL = st.text(alphabet="abcdeéèëêöüñçåøßi\u0301\u0308", m
 _INVISIBLE_MARKS = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u200e"]
 
 
+@pytest.mark.parametrize("dns,letters", [("xn--strae-oqa.de", "straße.de"), ("xn--fa-hia.de", "faß.de"),
+                                         ("mail.xn--exmple-cua.de", "mail.exämple.de")])
+def test_a_domain_in_dns_form_is_its_letters_even_those_idna_2003_refuses(dns, letters):
+    """ß made the IDNA 2003 codec refuse the label: the DNS form stayed another address."""
+    norm = Normalizer(ResolverConfig())
+    assert norm.identifier("email", f"ann@{dns}") == norm.identifier("email", f"ann@{letters}") == (f"ann@{letters}",
+                                                                                                   None)
+
+
 @given(_ACCENTED_LOCAL, st.sampled_from(["mail.de", "exämple.de", "xn--exmple-cua.de"]),
        st.sampled_from(["email", "loyalty_id", "device_id", "social_handle"]),
        st.lists(st.tuples(st.integers(0, 30), st.sampled_from(_INVISIBLE_MARKS)), max_size=3))
