@@ -50,6 +50,11 @@ def erase(ctx: Context, keys: list[str], events: Iterable[str], rejected: Iterab
     profiles, nodes = scope(ctx, keys)
     # (named by what of it is no one's personal data: a hash of the identifiers would let whoever reads the log
     # confirm a guess of who asked to be forgotten, which the identifiers' sealing exists to prevent)
-    erasure = "x_" + short_hash("|".join([*profiles, *sorted(set(events)), *sorted(map(node_type, nodes)), decided_at]))
+    # (and, for an identifier in no profile with no events of its own, the earliest event that gave it: two such
+    # erasures decided at one instant had one ID)
+    st = ctx.state
+    firsts = sorted(str(st.node_first.get(st.node_index[k])) for k in nodes if k in st.node_index)
+    erasure = "x_" + short_hash("|".join([*profiles, *sorted(set(events)), *sorted(map(node_type, nodes)), *firsts,
+                                          decided_at]))
     ctx.emit(decisions.customer_erased(erasure, profiles, nodes, sorted(set(events)), sorted(set(rejected)), by,
                                        decided_at, reason, sorted({(t, v) for t, v in unusable})))

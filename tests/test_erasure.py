@@ -519,6 +519,24 @@ def test_an_erasure_s_id_holds_nothing_of_the_erased_identifiers(email, phone):
     assert mine["erasure_id"].startswith("x_")
 
 
+def test_two_erasures_of_identifiers_in_no_profile_at_one_instant_have_two_ids(tmp_path):
+    """Two shared phones, each in no profile and with no event of its own, erased at one instant (one request,
+    or one batch) got one erasure ID: the changelog keyed both changes by it, and a compacted topic kept one."""
+    from tests.resolver_helpers import Run, ev
+
+    run = Run()
+    for phone, names in (("+44 7700 900501", ("Ann", "Bob")), ("+44 7700 900502", ("Cy", "Di"))):
+        run.feed([ev(f"{phone}-{n}", n, phone=phone, email=f"{name.lower()}{phone[-3:]}@mailbox.net",
+                     attrs={"first_name": name}) for n, name in enumerate(names)])
+    ids = []
+    for phone in ("+44 7700 900501", "+44 7700 900502"):
+        decided = run.resolver.erase([("phone", phone)], [], [], "dpo", "2026-01-01T00:00:00Z")
+        erased = next(d for d in decided if d["type"] == "customer_erased")
+        assert erased["profile_ids"] == [] and erased["events"] == []
+        ids.append(erased["erasure_id"])
+    assert ids[0] != ids[1]
+
+
 def test_unknown_identifier_is_refused(ingested):
     _, _, data, _, _ = ingested
     done = _cli("erase", "email=someone.else@quixmail.co.uk", "--by", "dpo", "--data-dir", str(data), check=False)
