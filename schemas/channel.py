@@ -247,7 +247,7 @@ def parse_event(raw: bytes | str, max_bytes: Optional[int] = None) -> ChannelEve
     """Parses and validates one JSON line; raises RejectedInput with a reason category and a one-line
     detail. A record longer than ``max_bytes`` is rejected without being parsed."""
     if max_bytes is not None and len(raw) > max_bytes:
-        if len(raw) == max_bytes + 2 and not raw.endswith(b"\n" if isinstance(raw, bytes) else "\n"):
+        if len(raw) == max_bytes + 2 and raw.endswith(b"\x1a" if isinstance(raw, bytes) else "\x1a"):
             # (cut there as it was read: ``streams.inputs.InputStream``'s ``max_line``; the rest was not held)
             raise RejectedInput(TOO_LARGE, detail=f"record is more than {max_bytes:,} bytes (the limit)")
         raise RejectedInput(TOO_LARGE, detail=f"record is {len(raw)} bytes; the limit is {max_bytes}")

@@ -121,6 +121,10 @@ def _jsonl_name(label: str) -> str:
     return str(target)
 
 
+_BLANKS = b" \t\r\x0b\x0c"
+CUT = b"\x1a"  # the last byte of a line cut short as it was read (``InputStream.max_line``): no text ends so
+
+
 class InputStream:
     """The lines of one input (bytes, line breaks kept), after the shape checks above.
 
@@ -232,10 +236,21 @@ class InputStream:
             if not line:
                 return
             if len(line) == limit and not line.endswith(b"\n"):
+                # (blanks before a record are no part of it: what is held is its first bytes after them)
+                line = line.lstrip(_BLANKS)
+                while len(line) < limit and not line.endswith(b"\n"):
+                    more = readline(limit - len(line))
+                    if not more:
+                        break
+                    line = (line + more) if line else more.lstrip(_BLANKS)
+                if len(line) < limit or line.endswith(b"\n"):
+                    yield line  # (it ended within the limit, once its blanks were let go of)
+                    continue
                 while True:  # (the rest of it)
                     rest = readline(1 << 16)
                     if not rest or rest.endswith(b"\n"):
                         break
+                line = line[:limit - 1] + CUT  # (said too large whatever is stripped of it: ``schemas.channel``)
             yield line
 
     def _guarded(self) -> Iterator[bytes]:

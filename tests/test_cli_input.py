@@ -641,6 +641,25 @@ def test_a_line_far_longer_than_a_record_may_be_is_never_held_whole(tmp_path, co
         assert engine.views.rejected[0]["detail"] == "record is more than 1,048,576 bytes (the limit)"
 
 
+@pytest.mark.parametrize("blanks", [1, 2, 3 << 20])
+def test_a_long_record_after_blanks_is_too_large_and_a_short_one_is_read(tmp_path, blanks):
+    """Blanks before a cut record were stripped before it was weighed: with two, a 2 MB record read as `not valid
+    JSON`; with megabytes of them, what was held was blanks alone, a blank line, and the record was dropped."""
+    from streams.embedded import EmbeddedEngine
+
+    def record(n: int, note: int) -> bytes:
+        return json.dumps({"event_id": f"e{n}", "occurred_at": "2025-01-01T00:00:00Z", "channel": "web",
+                           "event_type": "login", "identifiers": {"email": f"p{n}@mailbox.org"},
+                           "payload": {"note": "x" * note}}).encode()
+
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b" " * blanks + record(1, 2 << 20) + b"\n" + b" " * blanks + record(2, 10) + b"\n")
+    with EmbeddedEngine(tmp_path / "data") as engine:
+        report = engine.ingest_file(path)
+        assert (report.accepted, report.rejected, report.blank) == (1, 1, 0)
+        assert engine.views.rejected[0]["reason"] == "record too large"
+
+
 def test_a_small_file_grown_by_appending_keeps_its_rejected_records_once(tmp_path):
     """A file of less than 64 KiB was known by all of its bytes: grown by a line, it was another input, and its
     rejected records were kept a second time. One that only begins like it (the same first line) is another."""
