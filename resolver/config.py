@@ -336,14 +336,18 @@ def strings(example: str) -> Check:
     return check
 
 
-_CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # (as an event's channel must be: ``schemas.channel``)
+_CHANNEL_NAME = re.compile(r"[a-z][a-z0-9_]*")  # (as an event's channel must be: ``schemas.channel``)
+
+
+def is_channel_name(value: Any) -> bool:
+    """Whether ``value`` is a channel's name as an event gives it."""
+    return isinstance(value, str) and _CHANNEL_NAME.fullmatch(value) is not None
 
 
 def channel_names(example: str) -> Check:
     """A list of channel names as events give them (lower case), as a tuple: "Store" would match no event."""
     def check(value: Any, path: str, where: str) -> tuple[str, ...]:
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and _CHANNEL_NAME.match(v)
-                                                           for v in value):
+        if not isinstance(value, (list, tuple)) or not all(is_channel_name(v) for v in value):
             config_error(where, path, value, f"a list of channel names as events give them (lower-case letters, "
                                              f"digits and _), such as {example}")
         return tuple(value)

@@ -32,7 +32,7 @@ from projections.customer import ProjectionConfig
 import tomllib
 
 from resolver.config import (Check, ResolverConfig, channel_names, check_table, config_error, config_path,
-                             reject_unknown, shown, strings, table_of, whole_number)
+                             is_channel_name, reject_unknown, shown, strings, table_of, whole_number)
 from resolver.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -86,6 +86,17 @@ def _currency(value: Any, path: str, where: str) -> str:
         config_error(where, path, value, 'a three-letter currency code, such as "USD" or "EUR"')
     return value
 
+def _contact_costs(value: Any, path: str, where: str) -> dict[str, float]:
+    """A table of channel = cost, the channels named as events give them ("Call Center" would cost nothing)."""
+    costs = table_of(_amount(0, False), "a table of channel = cost, such as { call_center = 6.5 }")(value, path, where)
+    for channel in costs:
+        if not is_channel_name(channel):
+            config_error(where, config_path(path, channel), costs[channel],
+                         "a cost of a channel named as events give it (lower-case letters, digits and _), such as "
+                         "call_center = 6.5")
+    return costs
+
+
 _EVENT_TYPES = strings('["purchase", "order"]')
 _PROJECTION: dict[str, Check] = {
     "untrusted_channels": _CHANNELS,
@@ -98,7 +109,7 @@ _PROJECTION: dict[str, Check] = {
     "assisted_channels": channel_names('["call_center", "chat", "store", "social"]'),
     "report_currency": _currency,
     "exchange_rates": table_of(_amount(0, True), "a table of currency = rate, such as { EUR = 1.08 }"),
-    "contact_costs": table_of(_amount(0, False), "a table of channel = cost, such as { call_center = 6.5 }"),
+    "contact_costs": _contact_costs,
     "programme_cost": _amount(0, False, optional=True),
     "churn_days": whole_number(1),
     "at_risk_gap_ratio": _amount(0, True),

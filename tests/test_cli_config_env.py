@@ -157,11 +157,13 @@ def test_config_check_warns_of_a_blocked_value_that_blocks_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("setting", ['in_person_channels = ["Store"]', '[projection]\nassisted_channels = ["Call Center"]',
-                                     '[projection]\nuntrusted_channels = ["Chat"]'])
+                                     '[projection]\nuntrusted_channels = ["Chat"]', 'in_person_channels = ["store\\n"]',
+                                     '[projection]\ncontact_costs = { "Call Center" = 6.5 }'])
 def test_a_channel_named_otherwise_than_events_name_it_is_refused(tmp_path, setting):
     """`in_person_channels = ["Store"]` was valid, and matched no event (an event's channel is lower-case)."""
     path = tmp_path / "rules.toml"
     path.write_text(setting + "\n")
     proc = run_cli("config", "check", str(path), check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
-    assert "expected a list of channel names as events give them (lower-case letters, digits and _)" in proc.stderr
+    assert "channel names as events give them (lower-case letters, digits and _)" in proc.stderr or \
+        "a cost of a channel named as events give it (lower-case letters, digits and _)" in proc.stderr
