@@ -111,6 +111,27 @@ def _has_first_line(head: bytes) -> bool:
     return body[start:start + 1] != b"[" or bool(body[start:].split(b"\n", 1)[1].strip(_SPACE))
 
 
+def _object_over_lines(text: bytes, most: int = 200) -> bool:
+    """Whether ``text`` begins with one JSON object written over several lines, its first line not one by itself
+    (an example copied as it was laid out for reading: ``{"event_id": ...,`` then the rest on the lines after)."""
+    import orjson
+
+    lines = text.split(b"\n", most)
+    if not lines[0].lstrip().startswith(b"{") or len(lines) < 2:
+        return False
+    try:
+        orjson.loads(lines[0])
+        return False
+    except orjson.JSONDecodeError:
+        pass
+    for n in range(2, min(len(lines), most) + 1):
+        try:
+            return isinstance(orjson.loads(b"\n".join(lines[:n])), dict)
+        except orjson.JSONDecodeError:
+            continue
+    return False
+
+
 def _jsonl_name(label: str) -> str:
     p = Path(label)
     if p.suffix == ".gz":
@@ -207,7 +228,7 @@ class InputStream:
             elements = "'.[]'"
             raise InputError(f"{self.label} holds one JSON array, not JSON lines (one event per line): "
                              f"convert it, e.g. {jq(elements)} > {out}")
-        if text.split(b"\n", 1)[0].strip() == b"{" and b"\n" in text:
+        if (text.split(b"\n", 1)[0].strip() == b"{" and b"\n" in text) or _object_over_lines(text):
             raise InputError(f"{self.label} holds JSON spread over several lines, not JSON lines (one event "
                              f"per line): convert it, e.g. {jq('.')} > {out}")
 

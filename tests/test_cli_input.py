@@ -284,6 +284,9 @@ def test_a_directory_is_named_as_such(tmp_path):
 @pytest.mark.parametrize("name, content, message", [
     ("u16.jsonl", '{"event_id": "1"}\n'.encode("utf-16"), "is UTF-16 text; idres reads UTF-8"),
     ("pretty.json", b'{\n  "event_id": "1"\n}\n', "holds JSON spread over several lines"),
+    # laid out for reading as the README's own example is: the first line opens the object and goes on
+    ("example.json", b'{"event_id": "evt-1", "occurred_at": "2025-03-07T14:03:11Z",\n "channel": "web",\n'
+                     b' "identifiers": {"email": "a@b.org"}}\n', "holds JSON spread over several lines"),
     ("events.zip", b"PK\x03\x04" + b"\0" * 40, "is a zip archive"),
     ("events.jsonl.zst", b"\x28\xb5\x2f\xfd" + b"\0" * 40, "is zstd-compressed"),
 ])
