@@ -509,8 +509,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 with _progress_bar(len(engine.log), "verify", unit="entry") as bar:
                     problem = engine.verify_decisions(progress=bar.update)
                 result["decisions_reproduced"] = problem is None
-                if problem is None and engine.verified < len(engine.log):
-                    result["taken_as_recorded"] = len(engine.log) - engine.verified - engine.after_erasure
+                if problem is None and (engine.as_recorded or engine.after_erasure):
+                    result["taken_as_recorded"] = engine.as_recorded
                     result["decided_otherwise_after_erasure"] = engine.after_erasure
                     result["note"] = ("entries that hold erased data are taken as recorded, and an entry decided on "
                                       "what was erased since may be decided otherwise now")

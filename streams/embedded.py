@@ -1015,10 +1015,12 @@ class EmbeddedEngine:
         n = 0
         self.verified = 0
         self.after_erasure = 0
+        self.as_recorded = 0  # (entries that hold erased data: a restatement's superseded entries are not read)
         erased = False
         for seq, decisions in self.log.read(0):
             if touches_erased(decisions):
                 erased = True
+                self.as_recorded += 1
                 check.apply_all(decisions)
             else:
                 again = redo(check, record_of(decisions))

@@ -658,3 +658,18 @@ def test_a_file_order_run_stopped_part_way_is_not_put_in_time_order_by_another_c
         assert not [d for _, e in log.read(0, raw=True) for d in e if d["type"].startswith("log_restate")]
     assert json.loads(run_cli("lookup", "email=a@x.com", "--data-dir", str(data)).stdout)["created_at"] == \
         "2024-01-02T00:00:00.000000Z"
+
+
+def test_replay_verify_does_not_count_a_restatement_s_superseded_entries_as_erased(tmp_path):
+    """After a backfill older than what was there (the log restated), `idres replay --verify` said thousands of
+    entries held erased data and were taken as recorded: it counted the entries the restatement superseded."""
+    lines = _messy_lines(random.Random(9), 80)
+    lines.sort(key=lambda raw: json.loads(raw).get("occurred_at", "") if raw.strip().startswith(b"{") else "")
+    (tmp_path / "new.jsonl").write_bytes(b"".join(lines[40:]))
+    (tmp_path / "old.jsonl").write_bytes(b"".join(lines[:40]))
+    data = str(tmp_path / "data")
+    run_cli("ingest", str(tmp_path / "new.jsonl"), "--data-dir", data)
+    assert json.loads(run_cli("ingest", str(tmp_path / "old.jsonl"), "--data-dir", data).stdout)["ingested"]["restated"]
+    verified = json.loads(run_cli("replay", "--verify", "--data-dir", data).stdout)
+    assert verified["decisions_reproduced"] is True
+    assert "taken_as_recorded" not in verified and "note" not in verified
