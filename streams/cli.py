@@ -341,12 +341,14 @@ def _overtaken(seq: int) -> IdresError:
                       "snapshot holds what it erased: it was not written; run `idres snapshot` again")
 
 
-def _writable_output(out: Path, what: str, create_parent: bool = True) -> None:
+def _writable_output(out: Path, what: str, create_parent: bool = True,
+                     magic: Optional[tuple[int, bytes]] = None) -> None:
     """Refuses, before any work, an output path that cannot be written: a device or pipe (renaming a file over
-    it would replace it), a directory, or a parent that is a file or (unless it is to be created) missing."""
+    it would replace it), a directory, or a parent that is a file or (unless it is to be created) missing; with
+    ``magic`` (offset, bytes), a file there that does not begin as such an output does (``replaceable``)."""
     from projections.storage import replaceable
 
-    replaceable(out, what)
+    replaceable(out, what, magic)
     parent = out.parent
     if parent.exists() and not parent.is_dir():
         raise UsageError(f"--out {out}: {parent} is a file, not a directory: give another path")
@@ -367,7 +369,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--out {out}: give a file ending in .html, e.g. report.html")
-    _writable_output(out, "HTML report")
+    _writable_output(out, "HTML report", magic=(0, b"<!DOCTYPE html>\n<html lang=\"en\"><head>"))
     started = time.perf_counter()
 
     def step(name: str) -> None:
@@ -1254,6 +1256,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--people {args.people}: give at least 1 person")
     if Path(args.out).resolve() == Path(args.truth).resolve():
         raise UsageError(f"--out and --truth are both {args.out}: the events and the ground truth need a file each")
+    _writable_output(Path(args.out), "generated events file (JSON lines)", magic=(0, b"{"))
+    _writable_output(Path(args.truth), "ground-truth CSV", magic=(0, b"event_id,"))
     config = SyntheticConfig(people=args.people, seed=args.seed)
     with _progress_bar(None, "generate", unit="event") as bar:
         stats = write_dataset(args.out, args.truth, config, progress=bar.update)

@@ -156,3 +156,18 @@ def test_the_report_bounds_duckdb_s_memory_by_default_or_as_the_setting_says(rep
         write_report(snapshot, tmp_path / "small.html")
     # (nothing left beside the reports: DuckDB's spill directory is the report's own, removed)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["default.html", "set.html"]
+
+
+def test_report_and_generate_do_not_overwrite_a_file_they_did_not_write(tmp_path):
+    """`idres report --out notes.html` and `idres generate --out` replaced whatever file was there, where snapshot,
+    train and demo refuse one they did not write."""
+    mine = tmp_path / "notes.html"
+    mine.write_text("hi\n")
+    done = run_cli("report", str(tmp_path / "none.duckdb"), "--out", str(mine), check=False)
+    assert done.returncode == 2 and "exists and is not a HTML report" in done.stderr
+    done = run_cli("generate", "--people", "3", "--out", str(mine), "--truth", str(tmp_path / "t.csv"), check=False)
+    assert done.returncode == 2 and "exists and is not a generated events file" in done.stderr
+    assert mine.read_text() == "hi\n"
+    events, truth = tmp_path / "e.jsonl", tmp_path / "t.csv"
+    for _ in range(2):  # (its own earlier output it replaces)
+        run_cli("generate", "--people", "3", "--out", str(events), "--truth", str(truth))
