@@ -684,6 +684,9 @@ def cmd_review(args: argparse.Namespace) -> int:
                              "decide, `idres review accept|reject REVIEW_ID...`")
         with _read_views(args) as views:
             rows = views.review_queue(include_decided=args.all)
+        if args.min_weight is not None or args.max_weight is not None:  # (the range a bulk verdict would take)
+            rows = [r for r in rows if (args.min_weight is None or r["weight"] >= args.min_weight)
+                    and (args.max_weight is None or r["weight"] <= args.max_weight)]
         if args.json:
             _print_json(rows[args.offset:args.offset + args.limit] if args.limit else rows[args.offset:])
             return 0

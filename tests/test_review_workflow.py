@@ -50,6 +50,10 @@ def test_one_review_side_by_side(data):
 def test_verdicts_in_bulk_by_weight_name_the_reviewer(data):
     rows = json.loads(run_cli("review", "--json", "--data-dir", data).stdout)
     weights = sorted({r["weight"] for r in rows})
+    # the listing takes the range a verdict in bulk would (it listed every pending review, whatever the range)
+    above = json.loads(run_cli("review", "--json", "--min-weight", str(weights[-1]), "--data-dir", data).stdout)
+    assert above and {r["review_id"] for r in above} == {r["review_id"] for r in rows if r["weight"] >= weights[-1]}
+    assert json.loads(run_cli("review", "--json", "--min-weight", str(weights[-1] + 1), "--data-dir", data).stdout) == []
     out = run_cli("review", "reject", "--min-weight", str(weights[0]), "--by", "ana", "--note", "not her",
                   "--data-dir", data).stdout
     assert out.count(": rejected") == len(rows)
