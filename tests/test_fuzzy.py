@@ -281,6 +281,10 @@ def test_review_cli_lists_accepts_and_replay_reproduces_it(tmp_path):
     assert "review_accepted" in rules
     reviewer = con.execute("SELECT reviewer, note FROM review_queue WHERE review_id = ?", [first]).fetchone()
     assert reviewer == ("ana", "checked")
+    # the quality figures tell a person's verdicts from reviews that went moot (they were one count)
+    quality = dict(con.execute("SELECT figure, value FROM identity_quality").fetchall())
+    assert quality["reviews decided by a person"] == 1  # (ana's)
+    assert quality["reviews moot or linked by the model"] == sum(1 for s in statuses.values() if s != "pending") - 1
 
 
 def test_train_writes_a_model_that_the_config_uses(tmp_path):
