@@ -69,7 +69,12 @@ def _dns_label(label: str) -> str:
     if not label.startswith("xn--"):
         return label
     try:
-        return unicodedata.normalize("NFC", label[4:].encode("ascii").decode("punycode").lower())
+        letters = label[4:].encode("ascii").decode("punycode")
+        # (only a label that is some letters' own DNS form: "xn--gmail-" decodes to "gmail", which no name
+        # outside ASCII spells so, and would have made anyone's address at it another's)
+        if not letters or letters.isascii() or letters.encode("punycode").decode("ascii") != label[4:]:
+            return label
+        return unicodedata.normalize("NFC", letters.lower())
     except (UnicodeError, ValueError):
         return label
 
