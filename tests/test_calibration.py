@@ -127,6 +127,23 @@ def test_pending_possible_matches_are_scored_again_under_the_new_model(small_set
     assert f"under model {rescored[0]['model']}" in text and "re-estimated" in text
 
 
+def test_the_quality_figures_count_the_model_s_links_apart_from_a_person_s_verdicts(small_set, tmp_path):
+    """The reviews the re-estimated model linked (reviewer "model ...") counted as decided by a person."""
+    import duckdb
+
+    from projections.snapshot import write_snapshot
+
+    _, _, run, _ = small_set
+    rescored = {d["review_id"] for entry in run.log for d in entry
+                if d["type"] == "probable_link" and d["rule"] == "model_rescored"}
+    write_snapshot(run.views, tmp_path / "s.duckdb", predict=False)
+    with duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True) as con:
+        quality = dict(con.execute("SELECT figure, value FROM identity_quality").fetchall())
+        decided = con.execute("SELECT count(*) FROM review_queue WHERE status <> 'pending'").fetchone()[0]
+    assert rescored and quality["reviews decided by a person"] == 0  # (no one decided any here)
+    assert quality["reviews moot or linked by the model"] == decided >= len(rescored)
+
+
 def test_replay_adopts_the_logged_models_without_estimating(small_set, monkeypatch):
     _, _, run, _ = small_set
     import resolver.calibration as calibration
