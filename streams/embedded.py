@@ -631,6 +631,12 @@ class EmbeddedEngine:
                 progress: Optional[Callable[[int], None]]) -> list[IngestReport]:
         """``inputs``: (lines, source name, input identity) each."""
         marker = self.data_dir / FILE_ORDER_RUN
+        if self.order != "file" and marker.exists():
+            # (a --file-order run's tail, left as listed when this writer opened: into the checkpoint with it, so
+            # that what this run leaves unfinished, if it stops, is finished in time order)
+            self.checkpoint(force=True)
+            marker.unlink()
+            sync_directory(self.data_dir)
         if self.order == "file" and not marker.exists():
             # (what a writer opening after this run stopped part way reads: its late events are not restated)
             with open(marker, "w", encoding="utf-8") as fh:
@@ -639,8 +645,9 @@ class EmbeddedEngine:
                 os.fsync(fh.fileno())
             sync_directory(self.data_dir)
         reports = self._ingest_run(inputs, progress)
-        if marker.exists() and self.checkpoint_seq == len(self.log):
-            # (the log's end is in the checkpoint: nothing decided as listed is left for a writer to finish)
+        if marker.exists():
+            # (the log's end into the checkpoint: nothing decided as listed is left for a writer to finish)
+            self.checkpoint(force=True)
             marker.unlink()
             sync_directory(self.data_dir)
         return reports

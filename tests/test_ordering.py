@@ -528,6 +528,31 @@ def test_a_file_order_run_stopped_part_way_is_finished_in_file_order(tmp_path):
     assert shown[0] == shown[1] == "2024-01-02T00:00:00.000000Z"
 
 
+def test_no_file_order_mark_outlives_its_run(tmp_path):
+    """A short --file-order run left its mark (its end was not checkpointed), and the mark then kept a later
+    time-order run that stopped part way from being finished in time order."""
+    event = {"event_id": "a", "occurred_at": "2024-01-02T00:00:00Z", "channel": "web", "event_type": "login",
+             "identifiers": {"email": "a@x.com"}}
+    data = tmp_path / "data"
+    with EmbeddedEngine(data, order="file") as engine:
+        engine.ingest_stream([(json.dumps(event) + "\n").encode()], "in")
+    assert not (data / "FILE_ORDER").exists()
+    with EmbeddedEngine(data, order="file", batch_size=1) as engine:
+        class Killed(BaseException):
+            pass
+
+        def lines():
+            yield (json.dumps({**event, "event_id": "b"}) + "\n").encode()
+            raise Killed()
+
+        with pytest.raises(Killed):
+            engine.ingest_stream(lines(), "in")
+    assert (data / "FILE_ORDER").exists()
+    with EmbeddedEngine(data, order="time") as engine:  # (a time-order run: the stopped run's tail checkpointed)
+        engine.ingest_stream([(json.dumps({**event, "event_id": "c"}) + "\n").encode()], "in")
+    assert not (data / "FILE_ORDER").exists()
+
+
 def test_files_ingested_together_are_one_set_of_events(tmp_path):
     """A backfill in several files, in any order of the files: what one file of all the events gives."""
     lines = _messy_lines(random.Random(11), 150)
@@ -647,10 +672,19 @@ def test_a_file_order_run_stopped_part_way_is_not_put_in_time_order_by_another_c
     early = {"event_id": "early", "occurred_at": "2024-01-01T00:00:00Z", "channel": "web", "event_type": "login",
              "identifiers": {"email": "a@x.com", "phone": "+14155550134"}}
     data = tmp_path / "data"
-    with EmbeddedEngine(data, order="file") as engine:
-        engine.ingest_stream([(json.dumps(e) + "\n").encode() for e in (late, early)], "in")
-        stopped = engine.checkpoint_seq < len(engine.log)  # (a short run leaves its tail to the next start)
-    assert stopped and (data / "FILE_ORDER").exists()
+
+    class Killed(BaseException):
+        pass
+
+    def lines():  # (the run killed once both are logged: before its end and its checkpoint)
+        yield from ((json.dumps(e) + "\n").encode() for e in (late, early))
+        raise Killed()
+
+    with EmbeddedEngine(data, order="file", batch_size=1) as engine:
+        with pytest.raises(Killed):
+            engine.ingest_stream(lines(), "in")
+        assert engine.checkpoint_seq < len(engine.log) == 2
+    assert (data / "FILE_ORDER").exists()
     run_cli("review", "accept", "r_none", "--by", "ana", "--data-dir", str(data), check=False)
     from streams.log import DecisionLog
 
