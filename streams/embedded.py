@@ -154,7 +154,8 @@ def input_identity(path: str | Path, known: Iterable[str] = ()) -> str:
     copy is the same input, compressed or not, and so is the file grown by appending; files whose beginnings
     differ are not). A gzip file's is its text's: the bytes of a compressed copy differ from the first. A file of
     less than 64 KiB is known by all of it (``sha1-N:``, N its bytes): one that begins with the whole of one of
-    the ``known`` inputs (the identities of earlier runs) is that input, grown by appending since."""
+    the ``known`` inputs (the identities of earlier runs) of two lines or more is that input, grown by appending
+    since (a header line alone begins every day's file); one known before as ``sha1-64k:`` stays so."""
     with open(path, "rb") as fh:
         return identity_of(fh.read(IDENTITY_BYTES), known, fh)
 
@@ -175,24 +176,29 @@ def identity_of(head: bytes, known: Iterable[str] = (), fh: Optional[BinaryIO] =
                 head = zlib.decompressobj(wbits=31).decompress(head, IDENTITY_BYTES)
         except (OSError, EOFError, zlib.error):
             pass  # (damaged: its bytes, as read; the ingest says what is wrong with it)
+    known = set(known)
+    whole = hashlib.sha1(head).hexdigest()[:16]
+    if len(head) < IDENTITY_BYTES and f"sha1-64k:{whole}" in known:
+        return f"sha1-64k:{whole}"  # (as a small file was known before ``sha1-N:``)
     by_size: dict[int, set[str]] = {}
     for ident in known:
         size, _, digest = ident.partition(":")
         if size.startswith("sha1-") and size[5:].isdigit() and int(size[5:]) < len(head):
             by_size.setdefault(int(size[5:]), set()).add(digest)
     for size in sorted(by_size, reverse=True):  # (the longest earlier input it begins with)
+        if head[:size].count(b"\n") < 2:
+            continue  # (a header line alone: a next day's file that begins with it is not that file grown)
         digest = hashlib.sha1(head[:size]).hexdigest()[:16]
         if digest in by_size[size]:
             return f"sha1-{size}:{digest}"
     if len(head) < IDENTITY_BYTES:
-        return f"sha1-{len(head)}:" + hashlib.sha1(head).hexdigest()[:16]
-    return "sha1-64k:" + hashlib.sha1(head).hexdigest()[:16]
+        return f"sha1-{len(head)}:{whole}"
+    return f"sha1-64k:{whole}"
 
 
 def known_inputs(rejected_keys: Iterable[str]) -> set[str]:
-    """The identities of the small inputs (``sha1-N:``) that the keys of the rejected records name."""
-    return {ident for ident in (key.rsplit(":", 2)[0] for key in rejected_keys)
-            if ident.startswith("sha1-") and not ident.startswith("sha1-64k:")}
+    """The identities of the inputs (``sha1-…``) that the keys of the rejected records name."""
+    return {ident for ident in (key.rsplit(":", 2)[0] for key in rejected_keys) if ident.startswith("sha1-")}
 
 
 ORDERS = ("time", "file")  # decide an input's records in event-time order, or in the order it lists them

@@ -700,3 +700,27 @@ def test_two_streams_on_standard_input_are_two_inputs_unless_they_are_the_same(t
                for text in (day1, day2, day2)]
     assert [(r["rejected"], r["rejected_before"]) for r in reports] == [(1, 0), (1, 0), (0, 1)]
     assert json.loads(run_cli("ingest", "-", "--data-dir", data, stdin=day1).stdout)["totals"]["rejected"] == 2
+
+
+def test_a_header_line_alone_does_not_make_later_files_its_growth_and_an_earlier_identity_is_kept(tmp_path):
+    """A header-only export claimed every later day's file that began with the header, and the second day's bad
+    line was dropped as the first day's. A small file known (before) by ``sha1-64k:`` keeps that identity."""
+    import hashlib
+
+    from streams.embedded import EmbeddedEngine, identity_of
+
+    header = "event_id,occurred_at\n"
+    days = []
+    for n in range(1, 3):
+        ok = json.dumps({"event_id": f"e{n}", "occurred_at": "2025-01-01T00:00:00Z", "channel": "web",
+                         "event_type": "login", "identifiers": {"email": f"p{n}@mailbox.org"}})
+        days.append(header + ok + "\nN/A\n")
+    paths = [tmp_path / f"d{n}.csv.jsonl" for n in range(3)]
+    for path, text in zip(paths, [header, *days]):
+        path.write_text(text)
+    with EmbeddedEngine(tmp_path / "data") as engine:
+        reports = [engine.ingest_file(p) for p in paths]
+    assert [(r.rejected, r.rejected_before) for r in reports] == [(1, 0), (2, 0), (2, 0)]
+    small = days[0].encode()
+    legacy = "sha1-64k:" + hashlib.sha1(small).hexdigest()[:16]
+    assert identity_of(small, {legacy}) == legacy and identity_of(small).startswith(f"sha1-{len(small)}:")
