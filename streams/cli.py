@@ -691,7 +691,9 @@ def cmd_review(args: argparse.Namespace) -> int:
             _print_json(rows[args.offset:args.offset + args.limit] if args.limit else rows[args.offset:])
             return 0
         if not rows:
-            print("The review queue is empty." if not args.all else "No possible matches were ever queued.")
+            print("No review weighs within the range given." if args.min_weight is not None or
+                  args.max_weight is not None else
+                  "The review queue is empty." if not args.all else "No possible matches were ever queued.")
             return 0
         page = rows[args.offset:args.offset + args.limit] if args.limit else rows[args.offset:]
         for r in page:
@@ -1259,8 +1261,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"--people {args.people}: give at least 1 person")
     if Path(args.out).resolve() == Path(args.truth).resolve():
         raise UsageError(f"--out and --truth are both {args.out}: the events and the ground truth need a file each")
-    _writable_output(Path(args.out), "generated events file (JSON lines)", magic=(0, b"{"))
-    _writable_output(Path(args.truth), "ground-truth CSV", magic=(0, b"event_id,"))
+    # (an earlier run's files, as this command writes them: any other JSON lines or CSV is a user's own)
+    _writable_output(Path(args.out), "generated events file", magic=(0, b'{"event_id":"evt-'))
+    _writable_output(Path(args.truth), "generated ground-truth CSV", magic=(0, b"event_id,person_id\n"))
     config = SyntheticConfig(people=args.people, seed=args.seed)
     with _progress_bar(None, "generate", unit="event") as bar:
         stats = write_dataset(args.out, args.truth, config, progress=bar.update)
@@ -1662,8 +1665,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("review_ids", nargs="*", metavar="REVIEW_ID")
     p.add_argument("--limit", type=int, help="reviews listed per page (default 20, with --json all; 0 for all)")
     p.add_argument("--offset", type=int, default=0, help="reviews skipped before the page (default 0)")
-    p.add_argument("--min-weight", type=float, help="accept|reject: every pending review weighing at least this")
-    p.add_argument("--max-weight", type=float, help="with --min-weight: ... and at most this")
+    p.add_argument("--min-weight", type=float, help="accept|reject: every pending review weighing at least this "
+                                                    "(the listing: those alone)")
+    p.add_argument("--max-weight", type=float, help="... and at most this (accept|reject: with --min-weight)")
     p.add_argument("--by", help="who decides (default: $USER; required where none is set)")
     p.add_argument("--note", help="why, kept with the verdict in the log")
     p.add_argument("--all", action="store_true", help="list decided and moot reviews too")

@@ -168,6 +168,12 @@ def test_report_and_generate_do_not_overwrite_a_file_they_did_not_write(tmp_path
     done = run_cli("generate", "--people", "3", "--out", str(mine), "--truth", str(tmp_path / "t.csv"), check=False)
     assert done.returncode == 2 and "exists and is not a generated events file" in done.stderr
     assert mine.read_text() == "hi\n"
+    # a user's own JSON lines and labels are not the generator's either
+    prod, labels = tmp_path / "prod.jsonl", tmp_path / "labels.csv"
+    prod.write_text('{"event_id": "o1", "occurred_at": "2025-01-01T00:00:00Z"}\n')
+    labels.write_text("event_id,customer_id\no1,c1\n")
+    done = run_cli("generate", "--people", "3", "--out", str(prod), "--truth", str(labels), check=False)
+    assert done.returncode == 2 and prod.read_text().startswith('{"event_id": "o1"')
     events, truth = tmp_path / "e.jsonl", tmp_path / "t.csv"
     for _ in range(2):  # (its own earlier output it replaces)
         run_cli("generate", "--people", "3", "--out", str(events), "--truth", str(truth))
