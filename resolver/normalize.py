@@ -69,12 +69,12 @@ def _dns_label(label: str) -> str:
     if not label.startswith("xn--"):
         return label
     try:
-        letters = label[4:].encode("ascii").decode("punycode")
-        # (only a label that is some letters' own DNS form: "xn--gmail-" decodes to "gmail", which no name
-        # outside ASCII spells so, and would have made anyone's address at it another's)
+        letters = unicodedata.normalize("NFC", label[4:].encode("ascii").decode("punycode").lower())
+        # (only a label that is the DNS form of the letters it stands for, as they are read: "xn--gmail-" decodes
+        # to "gmail", "xn--mller-2pa" to "mÜller", which would have made anyone's address at them another's)
         if not letters or letters.isascii() or letters.encode("punycode").decode("ascii") != label[4:]:
             return label
-        return unicodedata.normalize("NFC", letters.lower())
+        return letters
     except (UnicodeError, ValueError):
         return label
 

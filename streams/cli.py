@@ -1213,7 +1213,7 @@ def _model_output(out: Path, inputs: Sequence[str]) -> None:
 
 
 def _training_records(files: Sequence[str], config: Any) -> list[Any]:
-    """Distinct attribute records of the valid events in ``files`` (in first-seen order)."""
+    """Distinct attribute records of the valid events in ``files``, sorted by their fields."""
     from resolver.matching import distinct_records
     from resolver.normalize import Normalizer
     from schemas.channel import RejectedInput, parse_event
@@ -1235,11 +1235,14 @@ def _training_records(files: Sequence[str], config: Any) -> list[Any]:
                 if fh.error:
                     raise UsageError(f"{fh.error}; give a complete copy of the file")
 
+    from operator import attrgetter
+
     records = distinct_records(attribute_sets(), Normalizer(config).attributes)
     # (in one order whatever the files' lines: the seeded samples are drawn from the list, so the model was another
-    # for the same events listed otherwise)
-    return sorted(records, key=lambda r: tuple((v is None, v or "") for v in (
-        r.last_name, r.first_name, r.date_of_birth, r.postcode, r.address, r.city)))
+    # for the same events listed otherwise; the records are distinct on these fields, so the order is total)
+    fields = attrgetter("last_name", "first_name", "date_of_birth", "postcode", "address", "city")
+    records.sort(key=lambda r: (*(v or "" for v in fields(r)), *(v is None for v in fields(r))))
+    return records
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

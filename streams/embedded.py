@@ -186,7 +186,7 @@ def identity_of(head: bytes, known: Iterable[str] = (), fh: Optional[BinaryIO] =
         if size.startswith("sha1-") and size[5:].isdigit() and int(size[5:]) < len(head):
             by_size.setdefault(int(size[5:]), set()).add(digest)
     for size in sorted(by_size, reverse=True):  # (the longest earlier input it begins with)
-        if head[:size].count(b"\n") < 2:
+        if sum(1 for line in head[:size].split(b"\n") if line.strip()) < 2:
             continue  # (a header line alone: a next day's file that begins with it is not that file grown)
         digest = hashlib.sha1(head[:size]).hexdigest()[:16]
         if digest in by_size[size]:
@@ -640,7 +640,8 @@ class EmbeddedEngine:
         if self.order != "file" and marker.exists():
             # (a --file-order run's tail, left as listed when this writer opened: into the checkpoint with it, so
             # that what this run leaves unfinished, if it stops, is finished in time order)
-            self.checkpoint(force=True)
+            if self.checkpoint_seq < len(self.log):
+                self.checkpoint(force=True)
             marker.unlink()
             sync_directory(self.data_dir)
         if self.order == "file" and not marker.exists():
@@ -653,7 +654,8 @@ class EmbeddedEngine:
         reports = self._ingest_run(inputs, progress)
         if marker.exists():
             # (the log's end into the checkpoint: nothing decided as listed is left for a writer to finish)
-            self.checkpoint(force=True)
+            if self.checkpoint_seq < len(self.log):
+                self.checkpoint(force=True)
             marker.unlink()
             sync_directory(self.data_dir)
         return reports

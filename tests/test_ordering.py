@@ -707,3 +707,23 @@ def test_replay_verify_does_not_count_a_restatement_s_superseded_entries_as_eras
     verified = json.loads(run_cli("replay", "--verify", "--data-dir", data).stdout)
     assert verified["decisions_reproduced"] is True
     assert "taken_as_recorded" not in verified and "note" not in verified
+
+
+@pytest.mark.parametrize("order", ["file", "time"])
+def test_an_ingest_writes_its_checkpoint_once_whatever_its_order(tmp_path, monkeypatch, order):
+    """A --file-order run's end wrote the whole checkpoint twice (the run's own, then again to clear its mark)."""
+    from streams import log as logs
+
+    written = []
+    commit = logs.CheckpointWriter.commit
+    def counted(self, *args, **kwargs):
+        written.append(1)
+        return commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(logs.CheckpointWriter, "commit", counted)
+    lines = [(json.dumps({"event_id": f"e{n}", "occurred_at": f"2024-01-0{n + 1}T00:00:00Z", "channel": "web",
+                          "event_type": "login", "identifiers": {"email": f"p{n}@x.com"}}) + "\n").encode()
+             for n in range(3)]
+    with EmbeddedEngine(tmp_path / "data", order=order, fold_views="after") as engine:
+        engine.ingest_stream(lines, "in")
+    assert len(written) == 1 and not (tmp_path / "data" / "FILE_ORDER").exists()

@@ -17,10 +17,9 @@ SELECT * FROM (VALUES
   ('splits', (SELECT count(DISTINCT event_id || ':' || profile_id) FROM splits)),
   ('links on attribute evidence', (SELECT count(*) FROM links WHERE rule <> 'seen_together')),
   ('reviews pending', (SELECT count(*) FROM review_queue WHERE status = 'pending')),
-  ('reviews decided by a person', (SELECT count(*) FROM review_queue
-                                   WHERE reviewer IS NOT NULL AND reviewer NOT LIKE 'model %')),
+  ('reviews decided by a person', (SELECT count(*) FROM review_queue WHERE decided_at IS NOT NULL)),
   ('reviews moot or linked by the model', (SELECT count(*) FROM review_queue
-                                          WHERE status <> 'pending' AND (reviewer IS NULL OR reviewer LIKE 'model %'))),
+                                          WHERE status <> 'pending' AND decided_at IS NULL)),
   ('households', (SELECT count(DISTINCT household_id) FROM households)),
   ('rejected records', (SELECT count(*) FROM rejected_events))
 ) AS t(figure, value)""")
