@@ -548,10 +548,15 @@ class KafkaFollower(Follower):
         from streams.stream_app import topic_names
 
         topics = self.settings.topics
-        if topics.decisions not in topic_names(self.settings):
-            raise MissingTopics(f"no topic {topics.decisions} on {self.settings.bootstrap}: no idres deployment uses the "
-                                f"topic prefix {topics.prefix!r} there (check --topic-prefix or $IDRES_TOPIC_PREFIX; "
-                                "`idres topics` creates a deployment's topics)")
+        names = topic_names(self.settings)
+        where = self.settings.bootstrap
+        if topics.decisions not in names:
+            raise MissingTopics(f"no topic {topics.decisions} on {where}: no idres deployment uses the topic prefix "
+                                f"{topics.prefix!r} there (check --topic-prefix or $IDRES_TOPIC_PREFIX; `idres topics` "
+                                "creates a deployment's topics)")
+        if topics.keys not in names:  # (reading it would have the broker create it, with its own defaults)
+            raise MissingTopics(f"no topic {topics.keys} on {where}, which holds the keys the decision log is sealed "
+                                f"under: `idres topics --topic-prefix {topics.prefix}` creates it")
 
     def poll(self) -> int:
         from kafka import KafkaConsumer, TopicPartition

@@ -247,10 +247,15 @@ def _deployment_settings(args: argparse.Namespace):
     from streams.stream_app import topic_names
 
     settings = _kafka_settings(args)
-    if settings.topics.decisions not in topic_names(settings):
+    names = topic_names(settings)
+    if settings.topics.decisions not in names:
         raise UsageError(f"no topic {settings.topics.decisions} on {settings.bootstrap}: no idres deployment uses "
                          f"the topic prefix {settings.topics.prefix!r} there (check --topic-prefix or "
                          "$IDRES_TOPIC_PREFIX; `idres topics` creates a deployment's topics)")
+    if settings.topics.keys not in names:  # (reading it would have the broker create it, with its own defaults)
+        raise UsageError(f"no topic {settings.topics.keys} on {settings.bootstrap}, which holds the keys the decision "
+                         f"log is sealed under: `idres topics --topic-prefix {settings.topics.prefix}` creates it (a "
+                         "log without the keys it was sealed under cannot be read)")
     return settings
 
 

@@ -381,6 +381,28 @@ def test_reading_a_deployment_whose_topics_do_not_exist_says_so_and_creates_none
     assert not (tmp_path / "s.duckdb").exists()
 
 
+def test_reading_a_deployment_without_its_keys_topic_says_so_and_creates_none(kafka_bootstrap, tmp_path):
+    """With the decision log there but not the keys topic it is sealed under, reading the log made the broker create
+    the keys topic with its defaults (four partitions, not compacted), and the reader then said the topic had lost
+    messages the broker acknowledged."""
+    prefix = unique_name("nokeys") + "."
+    settings = KafkaSettings.load(bootstrap=kafka_bootstrap, prefix=prefix)
+    admin = admin_client(settings)
+    try:
+        ensure_topics(admin, settings, {settings.topics.decisions: 1})
+    finally:
+        admin.close()
+    done = run_cli("snapshot", "--bootstrap", kafka_bootstrap, "--topic-prefix", prefix, "--out",
+                   str(tmp_path / "s.duckdb"), check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert done.stderr.startswith(f"idres: error: no topic {prefix}keys on {kafka_bootstrap}, which holds the keys")
+    admin = admin_client(settings)
+    try:
+        assert [t for t in admin.list_topics() if t.startswith(prefix)] == [settings.topics.decisions]
+    finally:
+        admin.close()
+
+
 def test_serving_a_deployment_whose_topics_do_not_exist_says_so_creates_none_and_serves_once_they_do(kafka_bootstrap,
                                                                                                      tmp_path):
     """`idres serve --bootstrap` with a misspelled --topic-prefix made the broker create the decision log with its own
