@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
+import zlib
 from array import array
 from dataclasses import dataclass, field
 from itertools import compress
@@ -123,6 +124,12 @@ def anonymous_profile_id(event_id: str) -> str:
     """The profile of such an event when the one it founded lives on as a customer's (its identifier was
     later found shared, and a split left the profile's ID to the customer's identifiers)."""
     return "p_" + short_hash("anonymous:" + event_id)
+
+
+def canonical(at: int, event_id: str) -> tuple[int, int, str]:
+    """An event's place in the order events are decided in (``resolver.restate.event_key``'s): its instant, then
+    its ID's checksum, then the ID."""
+    return at, zlib.crc32(event_id.encode("utf-8", "replace")), event_id
 
 
 def erase_rejected(record: dict[str, Any]) -> None:
@@ -353,7 +360,8 @@ class CustomerViews:
 
     def _recognise(self, i: int) -> None:
         """Notes what contact ``i``'s profile shows of the customer's other channels: per other channel, the
-        latest event before the contact (by time, then event ID)."""
+        latest event before the contact, in the order events are decided (``canonical``: by time, then the event
+        ID's checksum, then the ID; an event at the contact's instant decided after it was not there to show)."""
         pid = self.ev_profile[i]
         prof = self.profiles.get(pid) if pid is not None else None
         if prof is None:
@@ -367,10 +375,10 @@ class CustomerViews:
             if c == channel:
                 continue
             a = ev_at[j]
-            if a > at or (a == at and ev_id[j] >= eid):
+            if a > at or (a == at and canonical(a, ev_id[j]) >= canonical(at, eid)):
                 continue
             k = latest.get(c)
-            if k is None or a > ev_at[k] or (a == ev_at[k] and ev_id[j] > ev_id[k]):
+            if k is None or a > ev_at[k] or (a == ev_at[k] and canonical(a, ev_id[j]) > canonical(a, ev_id[k])):
                 latest[c] = j
         self.contact_seen[i] = tuple(sorted(latest.values())) if latest else ()
 

@@ -319,13 +319,16 @@ def _text(us):
 
 def _recognition_expected(views):
     """contact_recognition as its definition reads, from the views: per contact on an assisted channel (on its
-    customer's profile today), each other channel the customer used before it (the latest such event, by time
-    then event ID) or that the profile showed at that moment; ordered by profile, contact and channel."""
+    customer's profile today), each other channel the customer used before it (the latest such event, in the order
+    events are decided: time, the ID's checksum, the ID) or that the profile showed at that moment; ordered by
+    profile, contact and channel."""
+    from projections.customer import canonical
+
     by_profile = {}
     for k, pid in enumerate(views.ev_profile):
         if pid is not None:
             by_profile.setdefault(pid, []).append(k)
-    place = lambda k: (views.ev_at[k], views.ev_id[k])  # noqa: E731
+    place = lambda k: canonical(views.ev_at[k], views.ev_id[k])  # noqa: E731
     rows = []
     for j, shown_of in views.contact_seen.items():
         pid = views.ev_profile[j]
@@ -363,8 +366,8 @@ def _recognition_rows(out):
 
 def test_contact_recognition_rows_are_what_each_contact_s_profile_showed_of_the_customer_s_history(tmp_path):
     """Every row is what the definition says, in order, on generated customers who merge, split and use several channels, after one of them is erased
-    (the profile showed events that no longer belong to anyone), and for events at the same instant (ordered by
-    event ID)."""
+    (the profile showed events that no longer belong to anyone), and for events at the same instant (in the order
+    they are decided)."""
     from streams.embedded import EmbeddedEngine
     from streams.synthetic import SyntheticConfig, write_dataset
 
@@ -386,15 +389,21 @@ def test_contact_recognition_rows_are_what_each_contact_s_profile_showed_of_the_
                 "no history": sum(r[4] is None for r in got), "stranger": sum(r[9] for r in got)}
     assert all(n >= 5 for n in outcomes.values()), outcomes  # (the generated customers give every outcome)
 
-    same = Run().feed([  # (at one instant: the earlier event ID is the earlier event)
-        ev("b", 0, channel="web", email="t@mailbox.org"), ev("a", 0, channel="app", email="t@mailbox.org"),
-        ev("c", 0, channel="call_center", email="t@mailbox.org"), ev("d", 1, channel="chat", email="t@mailbox.org"),
-        ev("0", 1, channel="chat", email="u@mailbox.org")]).views
+    # at one instant: the earlier event is the one decided first (time, then the ID's checksum, as `idres ingest`
+    # decides them), and what came before the call at its instant was there to show
+    from projections.customer import canonical
+
+    instant = [ev("b", 0, channel="web", email="t@mailbox.org"), ev("a", 0, channel="app", email="t@mailbox.org"),
+               ev("h", 0, channel="call_center", email="t@mailbox.org"), ev("d", 1, channel="chat", email="t@mailbox.org"),
+               ev("0", 1, channel="chat", email="u@mailbox.org")]
+    same = Run().feed(sorted(instant, key=lambda e: canonical(int(e.occurred_at.timestamp()), e.event_id))).views
     out = tmp_path / "same.duckdb"
     snapshot.write_snapshot(same, out, predict=False)
     got = _recognition_rows(out)
     assert got == _recognition_expected(same)
-    assert [(r[0], r[4], r[5]) for r in got if r[0] == "c"] == [("c", "app", "a"), ("c", "web", "b")]
+    before = sorted((c, e) for e, c in (("a", "app"), ("b", "web")) if canonical(0, e) < canonical(0, "h"))
+    assert before == [("web", "b")]  # (b's checksum is below the call's, a's above: one each side)
+    assert [(r[4], r[5], r[6]) for r in got if r[0] == "h" and r[4]] == [(c, e, e) for c, e in before]
 
 
 class _Noted:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable
 
+from projections.customer import canonical
 from projections.metrics.view import View
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ def recognition_columns(views: "CustomerViews", chunk: int = 4096) -> Iterable[d
         latest: dict[str, int] = {}  # channel -> the customer's latest event there so far
         (event_ids, profile_ids, channels, times, other_channels, history_ids, shown_ids, shown_profiles, recognised,
          stranger) = (out[c].append for c in COLUMNS)
-        for j in sorted(prof.events, key=lambda k: (ev_at[k], ev_id[k])):
+        # (in the order events are decided: what could have been shown at a contact came before it so)
+        for j in sorted(prof.events, key=lambda k: canonical(ev_at[k], ev_id[k])):
             shown_of = seen.get(j)
             channel = ev_channel[j]
             if shown_of is not None:
