@@ -1961,7 +1961,10 @@ def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, *,
 
     request_timeout = env_float(REQUEST_TIMEOUT_ENV, 10.0, positive=True)
     max_connections = env_int(MAX_CONNECTIONS_ENV, 512, minimum=1)
-    api_key = None if no_auth else (os.environ.get(API_KEY_ENV) or None)
+    api_key = None if no_auth else (os.environ.get(API_KEY_ENV, "").strip() or None)  # (blank: unset)
+    if api_key is not None and len(api_key) < 8:
+        raise ServeError(f"{API_KEY_ENV} is {len(api_key)} character(s): give a key of 8 characters or more (as the "
+                         f"write keys are)")
     if api_key is None and not no_auth and not is_loopback(host):
         raise ServeError(f"refusing to serve on {host} without authentication: set {API_KEY_ENV} "
                          f"(clients then send it in X-API-Key), or pass --no-auth")

@@ -86,7 +86,9 @@ def _engine(args: argparse.Namespace, writer: bool, create: bool = False, **opti
         raise UsageError(f"no idres data in {data_dir}: run `idres ingest FILE --data-dir {data_dir}` "
                          f"or `idres demo` first")
     config, projection = _settings(args)
-    return EmbeddedEngine(data_dir, config, projection, writer=writer, batch_size=_batch_size(), **options)
+    # (the batch size is ingest's: a reading command does not read $IDRES_BATCH_SIZE, nor stops for it)
+    batch = {"batch_size": _batch_size()} if writer else {}
+    return EmbeddedEngine(data_dir, config, projection, writer=writer, **batch, **options)
 
 
 @contextlib.contextmanager
@@ -447,9 +449,9 @@ def _worker_env_defaults(args: argparse.Namespace) -> None:
     from streams.env import env_choice, env_float, env_int
 
     if args.web_port is None:
-        args.web_port = env_int("IDRES_WEB_PORT", 6066, minimum=0, maximum=65535, expected="a port number 0-65535")
-    elif not 0 <= args.web_port <= 65535:
-        raise UsageError(f"--web-port {args.web_port}: expected a port number 0-65535")
+        args.web_port = env_int("IDRES_WEB_PORT", 6066, minimum=1, maximum=65535, expected="a port number 1-65535")
+    elif not 1 <= args.web_port <= 65535:
+        raise UsageError(f"--web-port {args.web_port}: expected a port number 1-65535")
     if args.batch is None:
         args.batch = env_int("IDRES_BATCH_EVENTS", 2000, minimum=1)
     elif args.batch < 1:

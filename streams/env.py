@@ -5,7 +5,7 @@ malformed ``IDRES_WEB_PORT`` stops ``idres worker`` with one line and leaves ``i
 unset or blank variable means the default; a malformed one is a ConfigError naming the variable, its
 value and what is expected::
 
-    idres: error: IDRES_WEB_PORT='abc': expected a port number 0-65535
+    idres: error: IDRES_WEB_PORT='abc': expected a port number 1-65535
 """
 
 from __future__ import annotations

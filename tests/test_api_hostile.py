@@ -461,3 +461,17 @@ def test_a_client_that_half_closes_gets_every_answer(data):
         assert lookup(server).status_code == 200
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("key, said", [(" ", "refusing to serve on 0.0.0.0 without authentication"),
+                                       ("abc", "IDRES_API_KEY is 3 character(s): give a key of 8 characters or more")])
+def test_a_blank_or_short_api_key_is_refused_at_start(tmp_path, key, said):
+    """A blank key served on every address with every request refused (a blank header is no header); a one-letter
+    key was taken, where write keys need 8 characters."""
+    (tmp_path / "e.jsonl").write_text('{"event_id": "e1", "occurred_at": "2025-01-01T00:00:00Z", "channel": "web", '
+                                      '"event_type": "login", "identifiers": {"email": "a@mailbox.org"}}\n')
+    run_cli("ingest", str(tmp_path / "e.jsonl"), "--data-dir", str(tmp_path / "d"))
+    done = run_cli("serve", "--data-dir", str(tmp_path / "d"), "--host", "0.0.0.0", "--port", "1", check=False,
+                   env={"IDRES_API_KEY": key}, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("idres: error: ") and said in done.stderr
+    assert done.stderr.count("\n") == 1

@@ -79,16 +79,23 @@ def test_malformed_worker_variables_leave_other_commands_alone(tmp_path):
     run_cli("ingest", str(tmp_path / "events.jsonl"), "--data-dir", data, env=BAD_WORKER_ENV)
     found = json.loads(run_cli("lookup", "email=jane.doe@mailbox.org", "--data-dir", data, env=BAD_WORKER_ENV).stdout)
     assert "e1" in json.dumps(found)
+    # ingest's batch size is ingest's: a command that only reads neither reads it nor stops for it
+    bad_batch = {"IDRES_BATCH_SIZE": "x"}
+    assert "e1" in run_cli("lookup", "email=jane.doe@mailbox.org", "--data-dir", data, env=bad_batch).stdout
+    refused = run_cli("ingest", str(tmp_path / "events.jsonl"), "--data-dir", data, env=bad_batch, check=False)
+    assert refused.returncode == 2 and "IDRES_BATCH_SIZE='x'" in refused.stderr
 
 
 @pytest.mark.parametrize("env, args, message", [
-    ({"IDRES_WEB_PORT": "abc"}, [], "IDRES_WEB_PORT='abc': expected a port number 0-65535"),
-    ({"IDRES_WEB_PORT": "70000"}, [], "IDRES_WEB_PORT='70000': expected a port number 0-65535"),
+    ({"IDRES_WEB_PORT": "abc"}, [], "IDRES_WEB_PORT='abc': expected a port number 1-65535"),
+    ({"IDRES_WEB_PORT": "70000"}, [], "IDRES_WEB_PORT='70000': expected a port number 1-65535"),
+    ({"IDRES_WEB_PORT": "0"}, [], "IDRES_WEB_PORT='0': expected a port number 1-65535"),
     ({"IDRES_BATCH_EVENTS": "many"}, [], "IDRES_BATCH_EVENTS='many': expected a whole number >= 1"),
     ({"IDRES_BATCH_EVENTS": "0"}, [], "IDRES_BATCH_EVENTS='0': expected a whole number >= 1"),
     ({"IDRES_SESSION_TIMEOUT": "nan"}, [], "IDRES_SESSION_TIMEOUT='nan': expected a number of seconds > 0"),
     ({"IDRES_LOGLEVEL": "loud"}, [], "IDRES_LOGLEVEL='loud': expected one of crit, error, warn, info, debug"),
-    ({}, ["--web-port", "70000"], "--web-port 70000: expected a port number 0-65535"),
+    ({}, ["--web-port", "70000"], "--web-port 70000: expected a port number 1-65535"),
+    ({}, ["--web-port", "0"], "--web-port 0: expected a port number 1-65535"),
     ({"IDRES_KAFKA_TIMEOUT": "nan"}, [], "$IDRES_KAFKA_TIMEOUT must be a finite number, not 'nan'"),
     ({"IDRES_RAW_PARTITIONS": "four"}, [], "$IDRES_RAW_PARTITIONS must be a whole number, not 'four'"),
 ])
