@@ -485,7 +485,7 @@ class Follower:
 
 # ============================================================================================ models
 class MissingTopics(RuntimeError):
-    """The deployment a follower was pointed at has no decision-log topic (yet)."""
+    """The deployment a follower was pointed at lacks a topic it reads (yet): ``missing_topic``."""
 
 
 class KafkaFollower(Follower):
@@ -542,21 +542,13 @@ class KafkaFollower(Follower):
             self.log_length = folded.entries
 
     def _deployment_exists(self) -> None:
-        """Raises unless the decision-log topic exists: reading one that did not made the broker create it with its
-        own defaults, and a misspelled prefix was served as an empty deployment. Said and tried again (``_run``):
+        """Raises unless the deployment's topics exist (``missing_topic``): said and tried again (``_run``), since
         a compose file may start the API before the topics are created."""
-        from streams.stream_app import topic_names
+        from streams.stream_app import missing_topic
 
-        topics = self.settings.topics
-        names = topic_names(self.settings)
-        where = self.settings.bootstrap
-        if topics.decisions not in names:
-            raise MissingTopics(f"no topic {topics.decisions} on {where}: no idres deployment uses the topic prefix "
-                                f"{topics.prefix!r} there (check --topic-prefix or $IDRES_TOPIC_PREFIX; `idres topics` "
-                                "creates a deployment's topics)")
-        if topics.keys not in names:  # (reading it would have the broker create it, with its own defaults)
-            raise MissingTopics(f"no topic {topics.keys} on {where}, which holds the keys the decision log is sealed "
-                                f"under: `idres topics --topic-prefix {topics.prefix}` creates it")
+        missing = missing_topic(self.settings)
+        if missing is not None:
+            raise MissingTopics(missing)
 
     def poll(self) -> int:
         from kafka import KafkaConsumer, TopicPartition

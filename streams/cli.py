@@ -243,21 +243,13 @@ def _kafka_settings(args: argparse.Namespace):
 
 
 def _deployment_settings(args: argparse.Namespace):
-    """``_kafka_settings``, for a command that reads a deployment: its decision-log topic must exist. Reading a
-    topic that did not made the broker create it with its own defaults (on Apache Kafka, 7 days' retention for the
-    log), and a misspelled prefix read as an empty deployment."""
-    from streams.stream_app import topic_names
+    """``_kafka_settings``, for a command that reads a deployment: its topics must exist (``missing_topic``)."""
+    from streams.stream_app import missing_topic
 
     settings = _kafka_settings(args)
-    names = topic_names(settings)
-    if settings.topics.decisions not in names:
-        raise UsageError(f"no topic {settings.topics.decisions} on {settings.bootstrap}: no idres deployment uses "
-                         f"the topic prefix {settings.topics.prefix!r} there (check --topic-prefix or "
-                         "$IDRES_TOPIC_PREFIX; `idres topics` creates a deployment's topics)")
-    if settings.topics.keys not in names:  # (reading it would have the broker create it, with its own defaults)
-        raise UsageError(f"no topic {settings.topics.keys} on {settings.bootstrap}, which holds the keys the decision "
-                         f"log is sealed under: `idres topics --topic-prefix {settings.topics.prefix}` creates it (a "
-                         "log without the keys it was sealed under cannot be read)")
+    missing = missing_topic(settings)
+    if missing is not None:
+        raise UsageError(missing)
     return settings
 
 
@@ -297,7 +289,6 @@ def _write_snapshot(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         del views
 
         def still_current() -> None:
-            from resolver.decisions import erasure_of
             from streams.stream_app import fold_decision_log
 
             found: list[int] = []  # (said after the fold: an error of on_entry reads as a topic that cannot be folded)
@@ -679,6 +670,12 @@ def _profile_text(pid: Optional[str]) -> str:
     return f"[{pid}]" if pid is not None else "[shared: in no profile]"
 
 
+def _weighs_within(review: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Whether a review's weight is within ``--min-weight`` and ``--max-weight`` (either may be left out)."""
+    return ((args.min_weight is None or review["weight"] >= args.min_weight)
+            and (args.max_weight is None or review["weight"] <= args.max_weight))
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     kafka = _uses_kafka(args)
     if args.limit is None:
@@ -692,8 +689,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         with _read_views(args) as views:
             rows = views.review_queue(include_decided=args.all)
         if args.min_weight is not None or args.max_weight is not None:  # (the range a bulk verdict would take)
-            rows = [r for r in rows if (args.min_weight is None or r["weight"] >= args.min_weight)
-                    and (args.max_weight is None or r["weight"] <= args.max_weight)]
+            rows = [r for r in rows if _weighs_within(r, args)]
         if args.json:
             _print_json(rows[args.offset:args.offset + args.limit] if args.limit else rows[args.offset:])
             return 0
@@ -738,9 +734,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         if args.review_ids:
             raise UsageError("give review IDs or --min-weight, not both")
         with _read_views(args) as views:
-            args.review_ids = [r["review_id"] for r in views.review_queue()
-                               if r["weight"] >= args.min_weight
-                               and (args.max_weight is None or r["weight"] <= args.max_weight)]
+            args.review_ids = [r["review_id"] for r in views.review_queue() if _weighs_within(r, args)]
         if not args.review_ids:
             print(f"No pending review weighs {args.min_weight:g} or more"
                   + (f" and {args.max_weight:g} or less." if args.max_weight is not None else "."))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
 import itertools
 import re
 import time
@@ -24,8 +23,8 @@ from typing import Any, BinaryIO, Callable, Iterable, Optional
 
 import orjson
 
-from projections.customer import CustomerViews, ProjectionConfig
-from projections.storage import sync_directory
+from projections.customer import CustomerViews, ProjectionConfig, canonical
+from projections.storage import sync_directory, write_atomic
 from projections.times import iso, logged_micros
 from resolver import clear_caches, epochs, restate
 from resolver.restate import RESTATE_TYPES
@@ -646,10 +645,7 @@ class EmbeddedEngine:
             sync_directory(self.data_dir)
         if self.order == "file" and not marker.exists():
             # (what a writer opening after this run stopped part way reads: its late events are not restated)
-            with open(marker, "w", encoding="utf-8") as fh:
-                fh.write("an `idres ingest --file-order` run is under way, or stopped part way\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            write_atomic(marker, b"an `idres ingest --file-order` run is under way, or stopped part way\n")
             sync_directory(self.data_dir)
         reports = self._ingest_run(inputs, progress)
         if marker.exists():
@@ -935,7 +931,6 @@ class EmbeddedEngine:
         the log is decided again from the place of the earliest, as that run would have. (Each run ends with a
         checkpoint: only a log longer than its checkpoint is looked at.)"""
         import bisect
-        import zlib
 
         later = self._views_later
         # (views left for later: the resolver's state is put aside while they are folded, and they go after)
@@ -948,7 +943,7 @@ class EmbeddedEngine:
             # (a restatement starts after the last person's command: the events after it, whose entries follow theirs)
             first = bisect.bisect_right(range(len(at)), views.barrier, key=views.entry_of_event)
             for i in range(first, len(at)):
-                key = (at[i], zlib.crc32(ids[i].encode("utf-8", "replace")), ids[i])  # (restate.event_key's order)
+                key = canonical(at[i], ids[i])
                 if latest is None or key > latest:
                     latest = key
                 else:

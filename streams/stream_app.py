@@ -138,6 +138,21 @@ def topic_names(settings: KafkaSettings) -> set[str]:
         admin.close()
 
 
+def missing_topic(settings: KafkaSettings) -> Optional[str]:
+    """What a reader of this deployment is missing, said in one line, or None: its decision-log topic, or the keys
+    topic that log is sealed under. (Reading a topic that does not exist has the broker create it with its own
+    defaults, and a misspelled prefix would be read as an empty deployment.)"""
+    topics, where = settings.topics, settings.bootstrap
+    names = topic_names(settings)
+    if topics.decisions not in names:
+        return (f"no topic {topics.decisions} on {where}: no idres deployment uses the topic prefix {topics.prefix!r} "
+                "there (check --topic-prefix or $IDRES_TOPIC_PREFIX; `idres topics` creates a deployment's topics)")
+    if topics.keys not in names:
+        return (f"no topic {topics.keys} on {where}, which holds the keys the decision log is sealed under: `idres "
+                f"topics --topic-prefix {topics.prefix}` creates it")
+    return None
+
+
 def raw_topics(settings: KafkaSettings) -> set[str]:
     """Every raw topic of this deployment on the broker now: the channel topics, ``raw`` and ``raw.unknown``,
     and any ``raw.<channel>`` a producer created for a channel of its own."""
