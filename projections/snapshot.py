@@ -492,9 +492,15 @@ def snapshot_memory() -> Optional[str]:
     raw = os.environ.get("IDRES_SNAPSHOT_MEMORY", "").strip()
     if not raw:
         return None
-    if not _MEMORY.fullmatch(raw):
-        raise ConfigError(f"IDRES_SNAPSHOT_MEMORY={raw!r}: expected a size such as 512MB or 2GB")
+    size = _MEMORY.fullmatch(raw)
+    if not size or float(raw[:size.start(2)]) * _UNIT[size.group(2).upper()] > MAX_MEMORY:
+        # (past about 2**63 bytes DuckDB's own parser fails, inside the snapshot)
+        raise ConfigError(f"IDRES_SNAPSHOT_MEMORY={raw!r}: expected a size such as 512MB or 2GB, at most 1024TB")
     return raw
+
+
+_UNIT = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2 ** 10, "MIB": 2 ** 20, "GIB": 2 ** 30, "TIB": 2 ** 40}
+MAX_MEMORY = 1024e12  # bytes IDRES_SNAPSHOT_MEMORY may give DuckDB at most
 
 
 DEFAULT_MEMORY = "256MB"  # DuckDB's memory while a snapshot is written, unless a statement needs more (``Bounded``)

@@ -27,6 +27,9 @@ def file_mode(environ: Optional[Mapping[str, str]] = None) -> int:
     if not m or mode & 0o600 != 0o600:
         raise ConfigError(f"IDRES_FILE_MODE={raw!r}: expected an octal file mode that lets the owner read and "
                           "write, such as 600 or 640")
+    if mode & 0o002:  # (anyone on the machine could then rewrite the decision log or read whose data it holds)
+        raise ConfigError(f"IDRES_FILE_MODE={raw!r}: lets every user of the machine write the data directory's "
+                          "files; give a mode without write for others, such as 600, 640 or 660")
     return mode & 0o666
 
 

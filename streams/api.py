@@ -1949,9 +1949,9 @@ def serve(data_dir: str | Path, host: str = "127.0.0.1", port: int = 8080, *,
         raise ServeError(f"--port must be within 0..65535, not {port}")
     if kafka is None and log_dir_of(data_dir) is None:
         raise ServeError(f"no idres data in {data_dir}: run `idres ingest FILE --data-dir {data_dir}` first")
-    from streams.env import env_float, env_int
+    from streams.env import env_int, env_seconds
 
-    request_timeout = env_float(REQUEST_TIMEOUT_ENV, 10.0, positive=True)
+    request_timeout = env_seconds(REQUEST_TIMEOUT_ENV, 10.0)
     max_connections = env_int(MAX_CONNECTIONS_ENV, 512, minimum=1)
     api_key = None if no_auth else (os.environ.get(API_KEY_ENV, "").strip() or None)  # (blank: unset)
     if api_key is not None and len(api_key) < 8:

@@ -395,7 +395,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from streams.env import env_float, env_int
+    from streams.env import env_int, env_seconds
     from streams.stream_app import ROLES, WorkerOptions, run_worker
 
     roles = tuple(r.strip() for r in args.role.split(",") if r.strip())
@@ -409,22 +409,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     options = WorkerOptions(roles=roles, web_host=args.web_host, web_port=args.web_port,
                             data_dir=_data_dir(args, existing=False),
                             batch_events=args.batch, session_timeout=args.session_timeout,
-                            batch_seconds=env_float("IDRES_BATCH_SECONDS", 0.05, positive=True,
-                                                    expected="a number of seconds > 0"),
-                            raw_topic_check=env_float("IDRES_RAW_TOPIC_CHECK", 10.0, positive=True,
-                                                      expected="a number of seconds > 0"),
-                            reorder_wait=env_float("IDRES_REORDER_WAIT", 2.0, minimum=0.0,
-                                                   expected="a number of seconds >= 0"),
-                            reorder_grace=env_float("IDRES_REORDER_GRACE", 0.25, minimum=0.0,
-                                                    expected="a number of seconds >= 0"),
+                            batch_seconds=env_seconds("IDRES_BATCH_SECONDS", 0.05),
+                            raw_topic_check=env_seconds("IDRES_RAW_TOPIC_CHECK", 10.0),
+                            reorder_wait=env_seconds("IDRES_REORDER_WAIT", 2.0, positive=False),
+                            reorder_grace=env_seconds("IDRES_REORDER_GRACE", 0.25, positive=False),
                             reorder_max_events=env_int("IDRES_REORDER_MAX_EVENTS", 100_000, minimum=1,
                                                        expected="a number of events >= 1"),
-                            stop_grace=env_float("IDRES_STOP_GRACE", 30.0, positive=True,
-                                                 expected="a number of seconds > 0"),
-                            shard_wait=env_float("IDRES_SHARD_WAIT", 30.0, positive=True,
-                                                 expected="a number of seconds > 0"),
-                            restate_wait=env_float("IDRES_RESTATE_WAIT", 10.0, minimum=0.0,
-                                                   expected="a number of seconds >= 0"),
+                            stop_grace=env_seconds("IDRES_STOP_GRACE", 30.0),
+                            shard_wait=env_seconds("IDRES_SHARD_WAIT", 30.0),
+                            restate_wait=env_seconds("IDRES_RESTATE_WAIT", 10.0, positive=False),
                             restate_entries=env_int("IDRES_RESTATE_ENTRIES", 0, minimum=0,
                                                     expected="a number of log entries >= 0"),
                             rewind_every=env_int("IDRES_REWIND_EVERY", 20_000, minimum=0,
@@ -437,7 +430,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def _worker_env_defaults(args: argparse.Namespace) -> None:
     """The worker's flags that were not given, from their environment variables (read here, not when the
     command line is parsed, so a malformed one stops only the worker, with one line)."""
-    from streams.env import env_choice, env_float, env_int
+    from streams.env import MAX_SECONDS, env_choice, env_int, env_seconds
 
     if args.web_port is None:
         args.web_port = env_int("IDRES_WEB_PORT", 6066, minimum=1, maximum=65535, expected="a port number 1-65535")
@@ -448,10 +441,10 @@ def _worker_env_defaults(args: argparse.Namespace) -> None:
     elif args.batch < 1:
         raise UsageError(f"--batch {args.batch}: expected a whole number >= 1")
     if args.session_timeout is None:
-        args.session_timeout = env_float("IDRES_SESSION_TIMEOUT", 10.0, positive=True,
-                                         expected="a number of seconds > 0")
-    elif not 0 < args.session_timeout < float("inf"):
-        raise UsageError(f"--session-timeout {args.session_timeout}: expected a number of seconds > 0")
+        args.session_timeout = env_seconds("IDRES_SESSION_TIMEOUT", 10.0)
+    elif not 0 < args.session_timeout <= MAX_SECONDS:
+        raise UsageError(f"--session-timeout {args.session_timeout}: expected a number of seconds > 0 and "
+                         f"<= {MAX_SECONDS:g}")
     if args.loglevel is None:
         args.loglevel = env_choice("IDRES_LOGLEVEL", "info", LOGLEVELS)
 

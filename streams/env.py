@@ -18,6 +18,7 @@ from typing import Mapping, Optional, Sequence
 from resolver.errors import ConfigError
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")
+MAX_SECONDS = 86_400.0  # the longest wait a setting in seconds may ask for
 
 
 def _raw(name: str, environ: Optional[Mapping[str, str]]) -> Optional[str]:
@@ -50,20 +51,33 @@ def env_int(name: str, default: int, *, minimum: Optional[int] = None, maximum: 
 
 
 def env_float(name: str, default: float, *, minimum: Optional[float] = None, positive: bool = False,
-              expected: Optional[str] = None, environ: Optional[Mapping[str, str]] = None) -> float:
-    """``$name`` as a finite number (above 0 with ``positive``, at least ``minimum``), or ``default``."""
+              maximum: Optional[float] = None, expected: Optional[str] = None,
+              environ: Optional[Mapping[str, str]] = None) -> float:
+    """``$name`` as a finite number (above 0 with ``positive``, at least ``minimum``, at most ``maximum``), or
+    ``default``."""
     raw = _raw(name, environ)
     if raw is None:
         return default
     if expected is None:
-        expected = "a number" + (" > 0" if positive else f" >= {minimum:g}" if minimum is not None else "")
+        expected = "a number" + (" > 0" if positive else f" >= {minimum:g}" if minimum is not None else "") + \
+            (f" and <= {maximum:g}" if maximum is not None else "")
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or (positive and value <= 0) or (minimum is not None and value < minimum):
+    if not math.isfinite(value) or (positive and value <= 0) or (minimum is not None and value < minimum) or \
+            (maximum is not None and value > maximum):
         raise env_error(name, raw, expected)
     return value
+
+
+def env_seconds(name: str, default: float, *, positive: bool = True,
+                environ: Optional[Mapping[str, str]] = None) -> float:
+    """``$name`` as a number of seconds (above 0, or at least 0 without ``positive``) up to a day, ``MAX_SECONDS``:
+    a wait longer than that is a typing error, and past about 1e9 s asyncio's timers fail inside."""
+    return env_float(name, default, positive=positive, minimum=None if positive else 0.0, maximum=MAX_SECONDS,
+                     expected=f"a number of seconds {'>' if positive else '>='} 0 and <= {MAX_SECONDS:g}",
+                     environ=environ)
 
 
 def env_choice(name: str, default: str, choices: Sequence[str], *,

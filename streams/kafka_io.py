@@ -115,6 +115,16 @@ FLAGS: dict[str, Optional[str]] = {
 }
 
 
+# the lowest and highest value of each count a deployment sets: Kafka takes at most 2**31 - 1 of anything, and
+# kafka-python fails inside (or waits for ever) long before; a producer's linger must leave its request time (30 s)
+# within its delivery time (120 s)
+_BOUNDS: dict[str, tuple[int, int]] = {
+    "raw_partitions": (1, 10_000), "deadletter_partitions": (1, 10_000),
+    "linger_ms": (0, 60_000), "batch_bytes": (1, 64 * 1024 * 1024),
+}
+MAX_TIMEOUT = 3600.0  # seconds to reach the broker
+
+
 class KafkaIOError(IdresError):
     """The broker cannot be reached or refused something; the message says which broker and what to check."""
 
@@ -250,16 +260,20 @@ class KafkaSettings:
     def validate(self) -> None:
         if not self.bootstrap_servers or not all(_host_port(s) for s in self.bootstrap_servers):
             raise ConfigError(f"{self.where('bootstrap')} must be HOST:PORT[,HOST:PORT...], not {self.bootstrap!r}")
-        Topics(self.prefix)
+        try:
+            Topics(self.prefix)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.where('prefix')}: {exc}") from None
         if not 1 <= self.resolve_partitions <= 256:
             raise ConfigError(f"{self.where('resolve_partitions')} must be a whole number of resolve shards from 1 "
                               f"to 256, not {self.resolve_partitions}")
         if self.resolve_state not in ("copies", "keys"):
             raise ConfigError(f"{self.where('resolve_state')} must be copies or keys, not {self.resolve_state!r}")
-        for name in ("raw_partitions", "deadletter_partitions", "linger_ms", "batch_bytes"):
-            low = 0 if name == "linger_ms" else 1
+        for name, (low, high) in _BOUNDS.items():
             if getattr(self, name) < low:
                 raise ConfigError(f"{self.where(name)} must be at least {low}, not {getattr(self, name)}")
+            if getattr(self, name) > high:  # (past these the clients fail inside, or wait for ever)
+                raise ConfigError(f"{self.where(name)} must be at most {high}, not {getattr(self, name)}")
         if not 0 <= self.changes_retention_hours < 1e7:
             raise ConfigError(f"{self.where('changes_retention_hours')} must be a number of hours >= 0 (0: forever), "
                               f"not {self.changes_retention_hours}")
@@ -272,8 +286,9 @@ class KafkaSettings:
         if self.compression not in COMPRESSIONS:
             raise ConfigError(f"{self.where('compression')} must be one of "
                               f"{', '.join(COMPRESSIONS)}, not {self.compression!r}")
-        if self.timeout <= 0:
-            raise ConfigError(f"{self.where('timeout')} must be a positive number of seconds, not {self.timeout:g}")
+        if not 0 < self.timeout <= MAX_TIMEOUT:
+            raise ConfigError(f"{self.where('timeout')} must be a positive number of seconds up to {MAX_TIMEOUT:g}, "
+                              f"not {self.timeout:g}")
 
     def deployment_topics(self, channels: Optional[Iterable[str]] = None) -> dict[str, int]:
         """Topic -> partitions of a deployment: a raw topic per channel (plus ``raw.unknown``), or the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 
 import pytest
 
@@ -66,10 +67,40 @@ def test_resolve_shards_add_their_two_topics():
     ({"IDRES_TOPIC_PREFIX": "bad prefix"}, {}, "prefix"),
     ({"IDRES_RESOLVE_PARTITIONS": "0"}, {}, r"\$IDRES_RESOLVE_PARTITIONS must be a whole number of resolve shards"),
     ({}, {"resolve_partitions": 300}, "--resolve-partitions must be a whole number of resolve shards from 1 to 256"),
+    # past what the clients take, which failed inside them (or waited for ever)
+    ({"IDRES_RAW_PARTITIONS": "100000000"}, {}, r"\$IDRES_RAW_PARTITIONS must be at most 10000, not 100000000"),
+    ({"IDRES_DEADLETTER_PARTITIONS": "20000"}, {}, r"\$IDRES_DEADLETTER_PARTITIONS must be at most 10000"),
+    ({"IDRES_KAFKA_LINGER_MS": "100000"}, {}, r"\$IDRES_KAFKA_LINGER_MS must be at most 60000"),
+    ({}, {"batch_bytes": 2 ** 40}, "--batch-bytes must be at most 67108864"),
+    ({"IDRES_KAFKA_TIMEOUT": "1e20"}, {}, r"\$IDRES_KAFKA_TIMEOUT must be a positive number of seconds up to 3600"),
+    ({}, {"timeout": 0}, "--timeout must be a positive number of seconds"),
+    # the prefix's variable named, as every other setting's
+    ({"IDRES_TOPIC_PREFIX": "bad prefix"}, {}, r"^\$IDRES_TOPIC_PREFIX: topic prefix 'bad prefix'"),
+    ({}, {"prefix": "a/b"}, r"^--topic-prefix: topic prefix 'a/b'"),
 ])
 def test_settings_errors_name_their_source(env, flags, message):
     with pytest.raises(ConfigError, match=message):
         KafkaSettings.load(env, **flags)
+
+
+def test_settings_at_their_bounds_are_taken():
+    s = KafkaSettings.load({"IDRES_RAW_PARTITIONS": "10000", "IDRES_KAFKA_LINGER_MS": "60000",
+                            "IDRES_KAFKA_TIMEOUT": "3600"}, batch_bytes=64 * 1024 * 1024)
+    assert (s.raw_partitions, s.linger_ms, s.timeout, s.batch_bytes) == (10_000, 60_000, 3600.0, 67_108_864)
+
+
+def test_a_wait_in_seconds_is_at_most_a_day():
+    from streams.env import env_seconds
+
+    assert env_seconds("IDRES_STOP_GRACE", 30.0, environ={"IDRES_STOP_GRACE": "86400"}) == 86400.0
+    assert env_seconds("IDRES_REORDER_WAIT", 2.0, positive=False, environ={"IDRES_REORDER_WAIT": "0"}) == 0.0
+    assert env_seconds("IDRES_STOP_GRACE", 30.0, environ={}) == 30.0
+    for raw in ("1e23", "86400.5", "0", "-1", "inf"):
+        with pytest.raises(ConfigError, match=rf"^IDRES_STOP_GRACE='{re.escape(raw)}': expected a number of "
+                                              r"seconds > 0 and <= 86400$"):
+            env_seconds("IDRES_STOP_GRACE", 30.0, environ={"IDRES_STOP_GRACE": raw})
+    with pytest.raises(ConfigError, match=r"expected a number of seconds >= 0 and <= 86400"):
+        env_seconds("IDRES_REORDER_WAIT", 2.0, positive=False, environ={"IDRES_REORDER_WAIT": "-0.5"})
 
 
 def test_murmur2_and_partitions_match_kafka_default_partitioner():

@@ -190,6 +190,18 @@ def test_a_file_mode_that_locks_the_owner_out_is_refused(data, tmp_path):
     one_error(proc, "IDRES_FILE_MODE='444'", "such as 600 or 640")
 
 
+def test_a_file_mode_that_lets_everyone_write_is_refused(data, tmp_path):
+    # (777 was taken as 666: every user of the machine could rewrite the decision log)
+    for mode in ("777", "666", "0o602"):
+        proc = run_cli("snapshot", "--out", str(tmp_path / "s.duckdb"), "--data-dir", str(data), check=False,
+                       env={"IDRES_FILE_MODE": mode})
+        one_error(proc, f"IDRES_FILE_MODE={mode!r}", "without write for others")
+        assert not (tmp_path / "s.duckdb").exists()
+    from projections.storage import file_mode
+
+    assert file_mode({"IDRES_FILE_MODE": "660"}) == 0o660 and file_mode({"IDRES_FILE_MODE": "0644"}) == 0o644
+
+
 def test_debris_of_killed_runs_is_removed_by_the_next(data, tmp_path):
     dead = 2 ** 22 + 12345  # above the kernel's pid limit here: no such process
     leftovers = [data / f".checkpoint.pickle.{dead}.tmp", tmp_path / f".customers.duckdb.{dead}.tmp",
