@@ -27,6 +27,7 @@ GENERIC_PLACEHOLDERS = frozenset(
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _WS = re.compile(r"\s+")
 _NON_ALNUM = re.compile(r"[^0-9A-Za-z]")
+MAX_READINGS = 4  # times a value is read as an identifier at most, to find the value that stays (``identifier``)
 MAX_IDENTIFIER_LENGTH = 1024  # characters of a value as given (an e-mail address has at most 254)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # (tab, line feed and return aside: whitespace)
 # marks that show nothing (a soft hyphen, zero-width spaces and joiners, direction marks, a byte-order mark): a value
@@ -136,10 +137,25 @@ class Normalizer:
         return node_key(id_type, value) if value is not None else None
 
     def identifier(self, id_type: str, raw: object) -> Result:
+        """The value ``raw`` gives as an identifier of ``id_type``, or None and why not. Normalizing a value this
+        gives gives it again (a restatement decides events again from the values the log holds): a value one
+        reading changes is read again until it stays (``"N.A."`` reads ``NA``, a placeholder; a capital and a
+        combining mark lower to a letter that composes), and one that never stays is refused."""
         if raw is None:
             return None, "empty"
         if not isinstance(raw, str):
             raw = str(raw)
+        value, reason = self._identifier_once(id_type, raw)
+        if value is None or value == raw:
+            return value, reason
+        for _ in range(MAX_READINGS - 1):
+            again, reason = self._identifier_once(id_type, value)
+            if again is None or again == value:
+                return again, reason
+            value = again
+        return None, "a value that changes each time it is read"
+
+    def _identifier_once(self, id_type: str, raw: str) -> Result:
         problem = _type_problem(id_type)
         if problem is not None:
             return None, problem

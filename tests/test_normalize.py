@@ -4,11 +4,11 @@ import sys
 import weakref
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from resolver.config import ResolverConfig
 from resolver.errors import ConfigError
-from resolver.normalize import Normalizer
+from resolver.normalize import GENERIC_PLACEHOLDERS, Normalizer
 from streams.settings import load_settings
 
 
@@ -314,3 +314,53 @@ def test_a_type_name_that_could_pass_for_another_gives_no_identifier(norm, id_ty
 def test_a_type_name_with_plain_spaces_or_letters_of_any_script_gives_its_identifier(norm, id_type):
     # (a data directory written before names were checked may hold such types: they stay readable and erasable)
     assert norm.identifier(id_type, "M12345")[0] is not None
+
+
+# characters where normalizing could give a value that normalizes differently again: prefixes and placeholders'
+# letters, separators, dots and marks, letters that change case or composition (combining marks after capitals
+# with no composed form: "J" + caron lowers to a letter that composes)
+_AGAIN_CHARS = st.sampled_from(list("aAnN.-_ :/+@#xX0189jJ") + ["mailto:", "\u030c", "\u0301", "\u00c5", "\u212b",
+                                                                "\u00a0", "\u200b", "İ", "ß", "ǅ", "card", "ly-",
+                                                                "test", "@test.com", "@gmail.com", "@googlemail.com",
+                                                                "xn--", "n/a", "unknown"])
+
+
+def _spelt_apart(word_sep_upper):  # a placeholder with separators between its letters, in either case: "N.A."
+    word, sep, upper = word_sep_upper
+    return sep.join(word.upper() if upper else word) + sep
+
+
+_SPELT = st.tuples(st.sampled_from(sorted(GENERIC_PLACEHOLDERS - {""})), st.sampled_from([".", " ", "-", "/", ""]),
+                   st.booleans()).map(_spelt_apart)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["email", "phone", "loyalty_id", "device_id", "social_handle", "national_id"]),
+       st.lists(_AGAIN_CHARS | _SPELT, min_size=1, max_size=8).map("".join))
+def test_an_identifier_normalized_normalizes_to_itself(norm, id_type, raw):
+    """A restatement decides events again from the values the log holds, which are normalized ones: a value that
+    normalized to another value (or to none: "N.A." read as the loyalty card "NA", then as a placeholder) gave
+    other customers than deciding the events once."""
+    value, _ = norm.identifier(id_type, raw)
+    if value is not None:
+        assert norm.identifier(id_type, value) == (value, None)
+
+
+@pytest.mark.parametrize("id_type, raw", [
+    ("loyalty_id", "N.A."), ("loyalty_id", "X X X"), ("loyalty_id", "cardX"), ("email", "mailto:mailto:ann@b.org"),
+    ("email", "J\u030cane@b.org"), ("device_id", "DEV-J\u030c1"), ("social_handle", "@J\u030cane"),
+])
+def test_values_seen_to_normalize_otherwise_again(norm, id_type, raw):
+    value, _ = norm.identifier(id_type, raw)
+    assert value is None or norm.identifier(id_type, value) == (value, None)
+
+
+_ATTR_TEXT = st.lists(st.sampled_from(list("aAoO' -.,/0123") + ["mc", "\u030c", "J", "ǅ", "ß", "İ", "n/a", "\u00a0"]),
+                      min_size=1, max_size=10).map("".join)
+
+
+@given(st.dictionaries(st.sampled_from(["first_name", "last_name", "middle_name", "city", "address", "postcode",
+                                        "date_of_birth"]), _ATTR_TEXT | st.dates().map(str), max_size=4))
+def test_attributes_normalized_normalize_to_themselves(norm, attrs):
+    once = norm.attributes(attrs)
+    assert norm.attributes(once) == once
