@@ -345,7 +345,7 @@ class CustomerViews:
                 self.restatements.append({**d, "seq": seq})
             elif t == "log_restate_part":
                 for old, new in d["aliases"]:
-                    if self.resolve(old) is None:
+                    if old not in self.profiles:  # (as the resolver's fold: one an alias already is pointed anew)
                         self.aliases[old] = new
             if t in BARRIER_TYPES:
                 self.barrier = seq

@@ -35,6 +35,7 @@ from __future__ import annotations
 import zlib
 from typing import Any, Iterable, Optional
 
+from resolver import naming
 from resolver.ids import short_hash
 from resolver.state import ResolverState
 
@@ -147,13 +148,57 @@ def first_nodes(st: ResolverState, profiles: Iterable[str]) -> dict[str, list[st
     return out
 
 
-def aliases(before: dict[str, list[str]], new: ResolverState) -> list[list[str]]:
+def anchors_of(st: ResolverState, profiles: Iterable[str]) -> dict[str, list[str]]:
+    """The identifier each live profile of ``profiles`` in ``st`` is named by (``resolver.naming``: the one whose
+    first use is the profile's earliest event), for those whose ID is that event's name (as a list of one)."""
+    out = {}
+    first_of = st.node_first.get
+    keys = st.node_keys
+    for pid in profiles:
+        prof = st.profiles.get(pid)
+        if prof is None or prof.first is None or naming.name_of(prof.first) != pid:
+            continue
+        for idx in prof.nodes:
+            if first_of(idx) == prof.first:
+                out[pid] = [keys[idx]]
+                break
+    return out
+
+
+def named_by(rec: dict[str, Any], wanted: set[str], anchors: dict[str, list[str]]) -> None:
+    """Notes in ``anchors``, for each ID of ``wanted`` the event ``rec`` (an ``interaction_recorded``) names (as
+    ``Fold._interaction`` ranks an event's identifiers), the identifier it is named by and then the event's
+    others, sorted; and takes the ID out of ``wanted``."""
+    nodes = sorted(rec.get("nodes") or ())
+    for rank, key in enumerate(nodes):
+        name = naming.name_of(("", rec["event_id"], rank))
+        if name in wanted:
+            anchors[name] = [key, *(k for k in nodes if k != key)]
+            wanted.discard(name)
+
+
+def aliases(before: dict[str, list[str]], new: ResolverState,
+            anchors: Optional[dict[str, list[str]]] = None) -> list[list[str]]:
     """``[old ID, new ID]`` for each profile of ``before`` (``first_nodes`` of the state before a restatement)
-    that is neither live nor an alias in ``new``: the profile of ``new`` holding the first of its identifiers
-    that one holds."""
+    that is not live in ``new``: the profile of ``new`` holding the identifier the ID was named by, or else the
+    first of the naming event's others that one holds (``anchors``), whether or not the ID is an alias in
+    ``new`` already (a merge decided again may have left it with a profile that no longer holds them); else,
+    unless it is an alias in ``new``, the one holding the first of its identifiers that one holds. So an ID
+    resolves to the customer whose event named it, however many restatements came between (one for each
+    command that brought late events, or a run cut short and done again)."""
+    anchors = anchors or {}
+    index, holder = new.node_index, new.node_profile
     out = []
     for pid in sorted(before):
-        if pid in new.profiles or pid in new.aliases:
+        if pid in new.profiles:
+            continue
+        home = next((h for h in (holder[index[k]] for k in anchors.get(pid, ()) if k in index) if h is not None),
+                    None)
+        if home is not None:
+            if new.resolve_alias(pid) != home:
+                out.append([pid, home])
+            continue
+        if pid in new.aliases:
             continue
         for key in before[pid]:
             idx = new.node_index.get(key)

@@ -35,6 +35,9 @@ class Restatement:
         self.aliases: list[list[str]] = []  # of restatements among the entries: carried over
         self.before: dict[str, Optional[str]] = {}
         self.homes: dict[str, list[str]] = {}
+        # the identifier each ID was named by (``resolver.naming``), then the other identifiers of the event that
+        # named it, where known: what the ID resolves to after
+        self.anchors: dict[str, list[str]] = {}
         self.begun_seq = -1
         self.id = ""
 
@@ -65,6 +68,7 @@ class Restatement:
         homes = restate.first_nodes(st, held)
         # every ID the entries named, and every profile that held what they touched: still resolvable after
         self.homes = {p: homes[st.resolve_alias(p)] for p in self.profiles | held if st.resolve_alias(p) in homes}
+        self.anchors = restate.anchors_of(st, held)
         self.nodes = set()
 
     def begun(self, rewound: ResolverState, begun_seq: int, decided_at: str) -> list[dict[str, Any]]:
@@ -89,7 +93,10 @@ class Restatement:
 
     def decide(self, redo: Callable[[dict[str, Any]], list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
         """The entries decided again (``redo``: a record's decisions on the rewound resolver, applied)."""
+        wanted = set(self.homes)
         for rec in self.records():
+            if wanted and rec["type"] == "interaction_recorded":
+                restate.named_by(rec, wanted, self.anchors)
             yield redo(rec)
 
     @property
@@ -99,7 +106,7 @@ class Restatement:
     def done(self, new: ResolverState, decided_at: str) -> list[dict[str, Any]]:
         """The parts naming the aliases and the end marker (one entry each), given the state after the entries
         decided again."""
-        aliases = restate.aliases(self.homes, new)
+        aliases = restate.aliases(self.homes, new, self.anchors)
         return [*restate.parts(self.id, [], [], aliases),
                 decisions.log_restated(self.id, self.start, self.begun_seq, self.entries, self.superseded,
                                        self.late_events, decided_at)]
