@@ -71,6 +71,15 @@ def _segment_name(start: int) -> str:
     return f"{start:020d}.jsonl"
 
 
+_SEGMENT = re.compile(r"[0-9]{20}\.jsonl")
+
+
+def _segment_starts(log_dir: Path) -> list[int]:
+    """Where each segment in ``log_dir`` starts, in order: files named as segments are (another file there, a
+    copy a file manager made or a note, is not one; a segment it replaced is found missing by the count)."""
+    return sorted(int(p.name[:20]) for p in log_dir.glob("*.jsonl") if _SEGMENT.fullmatch(p.name))
+
+
 class DecisionLog:
     def __init__(self, data_dir: str | Path, *, writer: bool = True, segment_entries: int = SEGMENT_ENTRIES):
         self.dir = Path(data_dir)
@@ -106,7 +115,7 @@ class DecisionLog:
             remove_debris(self.dir, _DEBRIS)
         # (read before the log is counted: the writer records after appending)
         recorded, self._recorded_keys = self._recorded()
-        self._segments = sorted(int(p.stem) for p in self.log_dir.glob("*.jsonl")) if log_dir_of(self.dir) else []
+        self._segments = _segment_starts(self.log_dir) if log_dir_of(self.dir) else []
         self._length = 0
         self._tail_end = 0  # bytes of the last segment counted: the end of its last complete line
         self._hint: Optional[tuple[int, int, int]] = None  # (seq, segment, byte offset where that entry starts)
@@ -282,7 +291,7 @@ class DecisionLog:
         if self._lock_fd is not None:
             return 0
         before = self._length
-        segments = sorted(int(p.stem) for p in self.log_dir.glob("*.jsonl")) if log_dir_of(self.dir) else []
+        segments = _segment_starts(self.log_dir) if log_dir_of(self.dir) else []
         if not segments:
             if self._segments:
                 raise LogError(f"the decision log in {self.dir} has disappeared")

@@ -438,3 +438,20 @@ def test_a_data_directory_whose_writer_appended_nothing_opens_again(tmp_path):
     run_cli("ingest", str(src), "--data-dir", str(data))
     proc = run_cli("lookup", "email=customer0@mailbox.org", "--data-dir", str(data))
     assert orjson.loads(proc.stdout)["identifiers"]["email"] == ["customer0@mailbox.org"]
+
+
+def test_files_in_the_log_s_directory_not_named_as_segments_are_not_read(data, tmp_path):
+    """A copy a file manager makes, or a note dropped beside the segments: every command stopped with an internal
+    error (its name read as a number)."""
+    first = segment(data)
+    (data / "log" / "notes.jsonl").write_text("hi\n")
+    shutil.copy2(first, data / "log" / f"{first.stem} (copy).jsonl")
+    proc = run_cli("replay", "--data-dir", str(data), check=False)
+    assert proc.returncode == 0, proc.stderr
+    with DecisionLog(data, writer=False) as log:
+        assert len(log) == sum(1 for _ in first.open("rb"))
+    src = tmp_path / "in.jsonl"
+    again = run_cli("ingest", str(src), "--data-dir", str(data), check=False)
+    assert again.returncode == 0, again.stderr
+    with DecisionLog(data, writer=False) as log:
+        assert len(log) == sum(1 for _ in first.open("rb"))  # (the events were in the log: nothing new)
