@@ -587,6 +587,16 @@ def _record_of(text: bytes) -> Optional[tuple[int, Optional[tuple[int, str]]]]:
     return int(count), ((int(keys), store.decode()) if keys is not None else None)
 
 
+def _store_here(data_dir: Path) -> Optional[str]:
+    """The key store the log in ``data_dir`` names in its record (``LOCK``), or None (no record, or one that names
+    none or cannot be read)."""
+    try:
+        found = _record_of(_record_text(data_dir))
+    except LogError:
+        return None
+    return found[1][1] if found is not None and found[1] is not None else None
+
+
 def _record_text(data_dir: Path) -> bytes:
     """The record of the log's length in ``data_dir`` (``LOCK``; empty when there is none), at most 256 bytes."""
     path = data_dir / "LOCK"
@@ -878,8 +888,11 @@ class CheckpointWriter:
         try:
             self._fh = self._files.enter_context(private_file(self.tmp, "wb", buffering=1 << 20))
             self._out = _Summing(self._fh)
-            pickle.dump({"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint, "parts": parts},
-                        self._out, protocol=pickle.HIGHEST_PROTOCOL)
+            header = {"version": CHECKPOINT_VERSION, "seq": seq, "fingerprint": fingerprint, "parts": parts}
+            store = _store_here(Path(data_dir))
+            if store is not None:  # (the log it is a state of: a checkpoint copied to another data directory is not)
+                header["store"] = store
+            pickle.dump(header, self._out, protocol=pickle.HIGHEST_PROTOCOL)
         except BaseException:
             self.abort()
             raise
@@ -1078,7 +1091,11 @@ def _read_checkpoint(path: Path, fingerprint: str, parts: Optional[int | tuple[i
             before = {cls: dict(cls.__dict__) for cls in _allowed_classes()}
             try:
                 header = _Checked(fh).load()
-                if _usable(header, fingerprint):
+                here = _store_here(path.parent) if _usable(header, fingerprint) else None
+                if here is not None and header.get("store") not in (None, here):
+                    problem = (f"it holds the state of another data directory's decision log (key store "
+                               f"{header['store']}; this one's is {here}): it was copied here")
+                elif _usable(header, fingerprint):
                     footer = _footer(fh, header)
                     header = {**header, "info": footer["info"]}
                     if accept is not None and not accept(header["seq"]):

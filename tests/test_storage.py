@@ -455,3 +455,23 @@ def test_files_in_the_log_s_directory_not_named_as_segments_are_not_read(data, t
     assert again.returncode == 0, again.stderr
     with DecisionLog(data, writer=False) as log:
         assert len(log) == sum(1 for _ in first.open("rb"))  # (the events were in the log: nothing new)
+
+
+def test_a_checkpoint_copied_from_another_data_directory_is_not_used(data, tmp_path):
+    """Its rules and its entry count fit, but it is the state of another log: snapshot and lookup stopped with an
+    internal error (a profile its views held that the log here never made), and ingest too."""
+    other = tmp_path / "other.jsonl"
+    other.write_bytes(b"\n".join(orjson.dumps({**e, "event_id": f"x{i}", "identifiers": {"email": f"z{i}@mailbox.org"}})
+                                 for i, e in enumerate(EVENTS[:10])) + b"\n")
+    with EmbeddedEngine(tmp_path / "small") as engine:
+        engine.ingest_file(other)
+        engine.checkpoint(force=True)
+    for args in (["lookup", "email=customer1@mailbox.org"], ["snapshot", "--out", str(tmp_path / "s.duckdb"),
+                                                            "--no-predict"],
+                 ["replay"], ["ingest", str(tmp_path / "in.jsonl")]):
+        shutil.copy2(tmp_path / "small" / "checkpoint.pickle", data / "checkpoint.pickle")
+        proc = run_cli(*args, "--data-dir", str(data), check=False)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert "holds the state of another data directory's decision log" in proc.stderr, (args, proc.stderr)
+    with EmbeddedEngine(data, writer=False) as engine:
+        assert sorted(engine.views.ev_id) == sorted(e["event_id"] for e in EVENTS)
