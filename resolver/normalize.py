@@ -215,6 +215,19 @@ class Normalizer:
 
     # -- attributes --------------------------------------------------------------------------------
     def attributes(self, attrs: dict[str, Optional[str]]) -> dict[str, str]:
+        """The attributes normalized; normalizing what this gives gives it again (a restatement decides entries
+        again from the attributes the log holds): a value one reading changes is read again until it stays
+        ("teſt" upper-cases to the placeholder TEST; a title-cased "İBRAHİM" title-cases otherwise again), and
+        one that never stays is dropped."""
+        out = self._attributes_once(attrs)
+        for _ in range(MAX_READINGS - 1):
+            again = self._attributes_once(out)
+            if again == out:
+                return out
+            out = again
+        return {k: v for k, v in out.items() if self._attributes_once({k: v}) == {k: v}}
+
+    def _attributes_once(self, attrs: dict[str, Optional[str]]) -> dict[str, str]:
         out: dict[str, str] = {}
         for key, raw in attrs.items():
             if raw is None:
