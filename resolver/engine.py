@@ -168,6 +168,12 @@ class Resolver:
                 if learned:
                     read.append({"type": id_type, "raw": str(raw)})
         keys.sort()
+        # (in an order of their own, not the event's: a restatement decides the event again from the identifiers
+        # the log holds, listed otherwise, and must record them as the first decision did)
+        if len(ignored) > 1:
+            ignored.sort(key=lambda i: (i["type"], i["raw"]))
+        if len(read) > 1:
+            read.sort(key=lambda r: (r["type"], r["raw"]))
         return list(dict.fromkeys(k for _, k in keys)), ignored, self.normalizer.attributes(event.attributes), read
 
     def decide(self, event: ChannelEvent, source: Optional[dict[str, Any]] = None,

@@ -1082,3 +1082,27 @@ def test_a_restatement_s_alias_points_an_id_the_views_hold_as_an_alias_anew_as_t
     run.resolver.apply(part)
     views.apply_entry(len(run.log), [part])
     assert views.resolve(absorbed[0]) == st.resolve_alias(absorbed[0]) == run.profile_of("e5")
+
+
+@pytest.mark.parametrize("identifiers", [
+    {"phone": "(415) 555-0134", "mobile": "(415) 555-0199"},  # both read as written (two phone types)
+    {"mobile": "(415) 555-0199", "phone": "(415) 555-0134"},
+    {"email": "n/a", "loyalty_id": "N.A.", "phone": "+14155550134"},  # two ignored, listed before the one used
+])
+def test_an_event_decided_again_records_its_identifiers_as_the_first_decision_did(tmp_path, identifiers):
+    """Deciding an event again from the log (a restatement, `replay --verify`) lists its identifiers in the
+    log's order: the ones read as written and the ones not used were recorded in the event's order, so the
+    decision differed and verify failed."""
+    from dataclasses import replace
+
+    from resolver.config import IdentifierRule, ResolverConfig
+
+    base = ResolverConfig()
+    config = replace(base, identifier_types={**base.identifier_types,
+                                             "mobile": IdentifierRule(kind="phone", priority=25)})
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"event_id": "e1", "occurred_at": "2025-01-02T00:00:00Z", "channel": "web",
+                                "event_type": "login", "identifiers": identifiers}) + "\n")
+    with EmbeddedEngine(tmp_path / "data", config=config) as engine:
+        engine.ingest_file(path)
+        assert engine.verify_decisions() is None
