@@ -1840,7 +1840,25 @@ def os_error_line(exc: OSError) -> str:
             path = f"writing in {p.parent}"
     what = exc.strerror or str(exc)
     where = f": {path}" if path is not None else ""
+    home = _data_dir_holding(Path(str(exc.filename))) if exc.filename is not None and name in _DAMAGE else None
+    if home is not None:  # (a file idres keeps there, not a path the user gave)
+        return (f"{what}{where}: that entry of the data directory {home} is not as idres left it: restore the "
+                "directory from a backup, or remove that entry if idres did not write it")
     return f"{what}{where}: {_OS_NEXT.get(name, 'check the path, the disk and its permissions, then run the command again')}"
+
+
+_DAMAGE = ("EISDIR", "ENOTDIR", "ENOENT", "ELOOP")  # what a file of a data directory made otherwise fails with
+_DATA_DIR_NAMES = ("LOCK", "FILE_ORDER", "checkpoint.pickle", "keys.sqlite")
+
+
+def _data_dir_holding(path: Path) -> Optional[Path]:
+    """The data directory ``path`` is one of the files of (its record, marker, checkpoint, key store or a log
+    segment), or None."""
+    if path.name in _DATA_DIR_NAMES and (path.parent / "log").is_dir():
+        return path.parent
+    if path.parent.name == "log" and re.fullmatch(r"[0-9]{20}\.jsonl", path.name):
+        return path.parent.parent
+    return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -475,3 +475,21 @@ def test_a_checkpoint_copied_from_another_data_directory_is_not_used(data, tmp_p
         assert "holds the state of another data directory's decision log" in proc.stderr, (args, proc.stderr)
     with EmbeddedEngine(data, writer=False) as engine:
         assert sorted(engine.views.ev_id) == sorted(e["event_id"] for e in EVENTS)
+
+
+def test_an_entry_of_the_data_directory_made_otherwise_is_named_as_the_directory_s(data, tmp_path):
+    """A marker made a directory, a segment a dangling link: the line said "give the path of a file" or "check that
+    the path exists", of a path the user never gave."""
+    (data / "FILE_ORDER").mkdir()
+    one_error(run_cli("ingest", str(tmp_path / "in.jsonl"), "--data-dir", str(data), check=False),
+              str(data / "FILE_ORDER"), f"that entry of the data directory {data} is not as idres left it")
+    (data / "FILE_ORDER").rmdir()
+    first = segment(data)
+    first.rename(tmp_path / "segment")
+    first.symlink_to(tmp_path / "nowhere")
+    one_error(run_cli("lookup", "email=customer1@mailbox.org", "--data-dir", str(data), check=False),
+              str(first), "restore the directory from a backup")
+    # (a path the user gives keeps its own advice)
+    from streams.cli import os_error_line
+
+    assert os_error_line(IsADirectoryError(21, "Is a directory", str(tmp_path))).endswith("give the path of a file")
