@@ -1856,7 +1856,9 @@ def _data_dir_holding(path: Path) -> Optional[Path]:
     segment), or None."""
     if path.name in _DATA_DIR_NAMES and (path.parent / "log").is_dir():
         return path.parent
-    if path.parent.name == "log" and re.fullmatch(r"[0-9]{20}\.jsonl", path.name):
+    from streams.log import is_segment_name
+
+    if path.parent.name == "log" and is_segment_name(path.name):
         return path.parent.parent
     return None
 

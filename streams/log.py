@@ -74,10 +74,15 @@ def _segment_name(start: int) -> str:
 _SEGMENT = re.compile(r"[0-9]{20}\.jsonl")
 
 
+def is_segment_name(name: str) -> bool:
+    """Whether ``name`` is a decision-log segment's file name (``_segment_name``)."""
+    return _SEGMENT.fullmatch(name) is not None
+
+
 def _segment_starts(log_dir: Path) -> list[int]:
     """Where each segment in ``log_dir`` starts, in order: files named as segments are (another file there, a
     copy a file manager made or a note, is not one; a segment it replaced is found missing by the count)."""
-    return sorted(int(p.name[:20]) for p in log_dir.glob("*.jsonl") if _SEGMENT.fullmatch(p.name))
+    return sorted(int(p.name[:20]) for p in log_dir.glob("*.jsonl") if is_segment_name(p.name))
 
 
 class DecisionLog:
