@@ -444,7 +444,7 @@ def _worker_env_defaults(args: argparse.Namespace) -> None:
         args.session_timeout = env_seconds("IDRES_SESSION_TIMEOUT", 10.0)
     elif not 0 < args.session_timeout <= MAX_SECONDS:
         raise UsageError(f"--session-timeout {args.session_timeout}: expected a number of seconds > 0 and "
-                         f"<= {MAX_SECONDS:g}")
+                         f"<= {MAX_SECONDS:.0f}")
     if args.loglevel is None:
         args.loglevel = env_choice("IDRES_LOGLEVEL", "info", LOGLEVELS)
 

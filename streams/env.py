@@ -18,7 +18,7 @@ from typing import Mapping, Optional, Sequence
 from resolver.errors import ConfigError
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")
-MAX_SECONDS = 86_400.0  # the longest wait a setting in seconds may ask for
+MAX_SECONDS = 1e9  # the longest wait a setting in seconds may ask for (about 31 years: "never", as tests set it)
 
 
 def _raw(name: str, environ: Optional[Mapping[str, str]]) -> Optional[str]:
@@ -73,10 +73,10 @@ def env_float(name: str, default: float, *, minimum: Optional[float] = None, pos
 
 def env_seconds(name: str, default: float, *, positive: bool = True,
                 environ: Optional[Mapping[str, str]] = None) -> float:
-    """``$name`` as a number of seconds (above 0, or at least 0 without ``positive``) up to a day, ``MAX_SECONDS``:
-    a wait longer than that is a typing error, and past about 1e9 s asyncio's timers fail inside."""
+    """``$name`` as a number of seconds (above 0, or at least 0 without ``positive``) up to ``MAX_SECONDS``: past
+    about 9e9 s the timers of threads and asyncio fail inside (an overflow), so a longer one is refused here."""
     return env_float(name, default, positive=positive, minimum=None if positive else 0.0, maximum=MAX_SECONDS,
-                     expected=f"a number of seconds {'>' if positive else '>='} 0 and <= {MAX_SECONDS:g}",
+                     expected=f"a number of seconds {'>' if positive else '>='} 0 and <= {MAX_SECONDS:.0f}",
                      environ=environ)
 
 

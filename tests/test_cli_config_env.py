@@ -92,7 +92,11 @@ def test_malformed_worker_variables_leave_other_commands_alone(tmp_path):
     ({"IDRES_WEB_PORT": "0"}, [], "IDRES_WEB_PORT='0': expected a port number 1-65535"),
     ({"IDRES_BATCH_EVENTS": "many"}, [], "IDRES_BATCH_EVENTS='many': expected a whole number >= 1"),
     ({"IDRES_BATCH_EVENTS": "0"}, [], "IDRES_BATCH_EVENTS='0': expected a whole number >= 1"),
-    ({"IDRES_SESSION_TIMEOUT": "nan"}, [], "IDRES_SESSION_TIMEOUT='nan': expected a number of seconds > 0"),
+    ({"IDRES_SESSION_TIMEOUT": "nan"}, [], "IDRES_SESSION_TIMEOUT='nan': expected a number of seconds > 0 and "
+                                          "<= 1000000000"),
+    # (past what the timers take: it failed inside asyncio, an internal error)
+    ({"IDRES_STOP_GRACE": "1e23"}, [], "IDRES_STOP_GRACE='1e23': expected a number of seconds > 0 and <= 1000000000"),
+    ({"IDRES_RAW_PARTITIONS": "100000000"}, [], "$IDRES_RAW_PARTITIONS must be at most 10000, not 100000000"),
     ({"IDRES_LOGLEVEL": "loud"}, [], "IDRES_LOGLEVEL='loud': expected one of crit, error, warn, info, debug"),
     ({}, ["--web-port", "70000"], "--web-port 70000: expected a port number 1-65535"),
     ({}, ["--web-port", "0"], "--web-port 0: expected a port number 1-65535"),
