@@ -170,8 +170,7 @@ def named_by(rec: dict[str, Any], wanted: set[str], anchors: dict[str, list[str]
     ``Fold._interaction`` ranks an event's identifiers), the identifier it is named by and then the event's
     others, sorted; and takes the ID out of ``wanted``."""
     nodes = sorted(rec.get("nodes") or ())
-    for rank, key in enumerate(nodes):
-        name = naming.name_of(("", rec["event_id"], rank))
+    for key, name in zip(nodes, naming.names_of(rec["event_id"], len(nodes))):
         if name in wanted:
             anchors[name] = [key, *(k for k in nodes if k != key)]
             wanted.discard(name)
@@ -187,23 +186,28 @@ def aliases(before: dict[str, list[str]], new: ResolverState,
     resolves to the customer whose event named it, however many restatements came between (one for each
     command that brought late events, or a run cut short and done again)."""
     anchors = anchors or {}
-    index, holder = new.node_index, new.node_profile
     out = []
     for pid in sorted(before):
         if pid in new.profiles:
             continue
-        home = next((h for h in (holder[index[k]] for k in anchors.get(pid, ()) if k in index) if h is not None),
-                    None)
+        home = first_holder(new, anchors.get(pid, ()))
         if home is not None:
             if new.resolve_alias(pid) != home:
                 out.append([pid, home])
             continue
         if pid in new.aliases:
             continue
-        for key in before[pid]:
-            idx = new.node_index.get(key)
-            home = new.node_profile[idx] if idx is not None else None
-            if home is not None:
-                out.append([pid, home])
-                break
+        home = first_holder(new, before[pid])
+        if home is not None:
+            out.append([pid, home])
     return out
+
+
+def first_holder(st: ResolverState, keys: Iterable[str]) -> Optional[str]:
+    """The profile holding the first of ``keys`` that a profile of ``st`` holds, or None."""
+    index, holder = st.node_index, st.node_profile
+    for key in keys:
+        idx = index.get(key)
+        if idx is not None and holder[idx] is not None:
+            return holder[idx]
+    return None

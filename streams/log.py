@@ -1096,11 +1096,12 @@ def _read_checkpoint(path: Path, fingerprint: str, parts: Optional[int | tuple[i
             before = {cls: dict(cls.__dict__) for cls in _allowed_classes()}
             try:
                 header = _Checked(fh).load()
-                here = _store_here(path.parent) if _usable(header, fingerprint) else None
+                usable = _usable(header, fingerprint)
+                here = _store_here(path.parent) if usable else None
                 if here is not None and header.get("store") not in (None, here):
                     problem = (f"it holds the state of another data directory's decision log (key store "
                                f"{header['store']}; this one's is {here}): it was copied here")
-                elif _usable(header, fingerprint):
+                elif usable:
                     footer = _footer(fh, header)
                     header = {**header, "info": footer["info"]}
                     if accept is not None and not accept(header["seq"]):
