@@ -1848,16 +1848,17 @@ def os_error_line(exc: OSError) -> str:
 
 
 _DAMAGE = ("EISDIR", "ENOTDIR", "ENOENT", "ELOOP")  # what a file of a data directory made otherwise fails with
-_DATA_DIR_NAMES = ("LOCK", "FILE_ORDER", "checkpoint.pickle", "keys.sqlite")
 
 
 def _data_dir_holding(path: Path) -> Optional[Path]:
     """The data directory ``path`` is one of the files of (its record, marker, checkpoint, key store or a log
     segment), or None."""
-    if path.name in _DATA_DIR_NAMES and (path.parent / "log").is_dir():
-        return path.parent
-    from streams.log import is_segment_name
+    from streams.embedded import FILE_ORDER_RUN
+    from streams.keys import SqliteKeyStore
+    from streams.log import CHECKPOINTS, is_segment_name
 
+    if path.name in ("LOCK", FILE_ORDER_RUN, CHECKPOINTS[0], SqliteKeyStore.FILE) and (path.parent / "log").is_dir():
+        return path.parent
     if path.parent.name == "log" and is_segment_name(path.name):
         return path.parent.parent
     return None
